@@ -1,0 +1,1 @@
+"""jtrades: TradingView alerts to Tradovate orders."""

@@ -1,0 +1,265 @@
+"""The broker port: commands the engine sends and the live state it reads.
+
+The engine never waits on a broker round trip to decide: ``positions`` and ``working_orders`` read
+the in-memory view that the broker's event stream keeps current. Commands are async and return
+what the broker said; an answer that never came raises ``OutcomeUnknown`` (never a rejection), so
+the caller reconciles by ``cl_ord_id`` instead of re-sending.
+
+Prices are ``Decimal`` and already on the contract's tick; quantities are whole contracts ≥ 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+
+class Side(StrEnum):
+    BUY = "Buy"
+    SELL = "Sell"
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+
+class OrderType(StrEnum):
+    MARKET = "Market"
+    LIMIT = "Limit"
+    STOP = "Stop"
+    STOP_LIMIT = "StopLimit"
+    TRAILING_STOP = "TrailingStop"
+
+
+class TimeInForce(StrEnum):
+    DAY = "Day"
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+class OrderStatus(StrEnum):
+    PENDING_NEW = "PendingNew"
+    WORKING = "Working"
+    FILLED = "Filled"
+    CANCELED = "Canceled"
+    REJECTED = "Rejected"
+    EXPIRED = "Expired"
+    SUSPENDED = "Suspended"
+    PENDING_CANCEL = "PendingCancel"
+    PENDING_REPLACE = "PendingReplace"
+    COMPLETED = "Completed"
+    UNKNOWN = "Unknown"
+
+    @property
+    def is_open(self) -> bool:
+        return self in _OPEN
+
+
+_OPEN = frozenset(
+    {
+        OrderStatus.PENDING_NEW,
+        OrderStatus.WORKING,
+        OrderStatus.SUSPENDED,
+        OrderStatus.PENDING_CANCEL,
+        OrderStatus.PENDING_REPLACE,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SubAccount:
+    """Where an order goes: the broker's account id and its name (``accountSpec``)."""
+
+    account_id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    symbol: str  # the tradable contract, e.g. MNQZ6
+    root: str  # the product, e.g. MNQ
+    tick_size: Decimal
+    value_per_point: Decimal
+    contract_id: int | None = None
+
+    @property
+    def tick_value(self) -> Decimal:
+        return self.tick_size * self.value_per_point
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    account: SubAccount
+    symbol: str
+    side: Side
+    qty: int
+    order_type: OrderType = OrderType.MARKET
+    cl_ord_id: str = ""
+    price: Decimal | None = None  # Limit, StopLimit
+    stop_price: Decimal | None = None  # Stop, StopLimit, TrailingStop (initial trigger)
+    peg_difference: Decimal | None = None  # TrailingStop: signed distance in points
+    time_in_force: TimeInForce = TimeInForce.DAY
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BracketOrder:
+    """An exit order of an OSO: it works once the entry has filled."""
+
+    side: Side
+    order_type: OrderType
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    peg_difference: Decimal | None = None
+    cl_ord_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OsoRequest:
+    """Entry plus up to two linked exits (OCO with each other): Tradovate ``order/placeoso``."""
+
+    entry: OrderRequest
+    bracket1: BracketOrder | None = None
+    bracket2: BracketOrder | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyBracket:
+    """One leg of an order strategy. Offsets are signed points from the fill (long: +tp, -sl)."""
+
+    qty: int
+    profit_target: Decimal | None = None
+    stop_loss: Decimal | None = None
+    trailing_stop: bool = False
+    trail_trigger: Decimal | None = None
+    trail_freq: Decimal | None = None
+    breakeven: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyRequest:
+    """Entry and a TP ladder sharing it: Tradovate ``orderStrategy/startorderstrategy``."""
+
+    entry: OrderRequest
+    brackets: tuple[StrategyBracket, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceResult:
+    order_id: int
+    linked_ids: tuple[int, ...] = ()  # oso1Id/oso2Id, or a strategy's id
+    strategy_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    account_id: int
+    contract_id: int
+    symbol: str
+    net_pos: int
+    net_price: Decimal | None
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingOrder:
+    order_id: int
+    account_id: int
+    contract_id: int
+    symbol: str
+    side: Side
+    qty: int
+    order_type: OrderType
+    status: OrderStatus
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    cl_ord_id: str | None = None
+    parent_id: int | None = None
+    oco_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    fill_id: int
+    order_id: int
+    account_id: int
+    contract_id: int
+    symbol: str
+    side: Side
+    qty: int
+    price: Decimal
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CashBalance:
+    account_id: int
+    realized_pnl: Decimal
+    open_pnl: Decimal = Decimal(0)
+    amount: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerEvent:
+    """A change to the live view: ``kind`` is order|position|fill|cash|session; ``entity`` is the
+    parsed dataclass (or None for a session event), ``deleted`` for eventType Deleted."""
+
+    kind: str
+    account_id: int | None
+    entity: WorkingOrder | Position | Fill | CashBalance | None
+    deleted: bool = False
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """One broker connection serving all sub-accounts of one login."""
+
+    async def place_order(self, req: OrderRequest) -> PlaceResult: ...
+
+    async def place_oso(self, req: OsoRequest) -> PlaceResult: ...
+
+    async def start_strategy(self, req: StrategyRequest) -> PlaceResult: ...
+
+    async def modify_order(
+        self,
+        order_id: int,
+        *,
+        qty: int,
+        order_type: OrderType,
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> None: ...
+
+    async def cancel_order(self, order_id: int) -> None: ...
+
+    async def liquidate_position(self, account: SubAccount, contract_id: int) -> None: ...
+
+    async def find_contract(self, symbol: str) -> Contract: ...
+
+    def positions(self, account_id: int) -> list[Position]:
+        """Live view; raises ``TransientBrokerError`` when the view is not synced (missing ≠ flat)."""
+        ...
+
+    def working_orders(self, account_id: int) -> list[WorkingOrder]: ...
+
+    def fills(self, account_id: int) -> list[Fill]: ...
+
+    def cash(self, account_id: int) -> CashBalance | None: ...
+
+    async def order_by_cl_ord_id(self, account_id: int, cl_ord_id: str) -> WorkingOrder | None:
+        """Look an order up at the broker (not only the cache): reconciliation after a crash."""
+        ...
+
+    def events(self) -> AsyncIterator[BrokerEvent]:
+        """Subscribe to changes of the live view (each call is an independent subscriber)."""
+        ...

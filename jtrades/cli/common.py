@@ -1,0 +1,174 @@
+"""What every CLI command shares: open resources, run a coroutine, print data or one-line errors.
+
+Data goes to stdout (a rich table for people, JSON with ``--json``); status and errors go to
+stderr. A ``JtradesError`` becomes ``error: <message>`` and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jtrades import logging as jlog
+from jtrades.config import Settings, load_settings
+from jtrades.db import Database, connect
+from jtrades.errors import JtradesError
+
+T = TypeVar("T")
+
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="jtrades.toml to read (default: ./jtrades.toml, then XDG).",
+        envvar="JTRADES_CONFIG",
+        show_envvar=False,
+    ),
+]
+
+
+@dataclass
+class CliState:
+    config: Path | None = None
+
+
+STATE = CliState()
+
+
+def actor() -> str:
+    """Who is acting, for the audit log."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def settings() -> Settings:
+    return load_settings(STATE.config)
+
+
+def fail(message: str) -> NoReturn:
+    err.print(f"[bold red]error:[/] {jlog.scrub(message)}", markup=True)
+    raise typer.Exit(1)
+
+
+def run(fn: Callable[[Database], Awaitable[T]], *, migrate: bool = True) -> T:
+    """Load settings, open the database (migrated), run ``fn``, close; errors → one line, exit 1."""
+    try:
+        cfg = settings()
+        jlog.configure(cfg.log.format, "warning")
+
+        async def main() -> T:
+            db = await connect(cfg, migrate_now=migrate)
+            try:
+                return await fn(db)
+            finally:
+                await db.close()
+
+        return asyncio.run(main())
+    except JtradesError as exc:
+        fail(str(exc))
+
+
+def run_plain(fn: Callable[[], T]) -> T:
+    """Run a function that needs no database, with the same error handling."""
+    try:
+        return fn()
+    except JtradesError as exc:
+        fail(str(exc))
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
+    return value
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(jsonable(data), option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.flush()
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return str(jsonable(value))
+
+
+def print_table(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str = "none"
+) -> None:
+    rows = list(rows)
+    if not rows:
+        err.print(f"{title}: {empty}")
+        return
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*(cell(v) for v in r))
+    out.print(table)
+
+
+def emit(
+    json_mode: bool,
+    data: Any,
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    empty: str = "none",
+) -> None:
+    """Print ``data`` as JSON, or ``rows`` as a table."""
+    if json_mode:
+        print_json(data)
+    else:
+        print_table(title, columns, rows, empty=empty)
+
+
+def done(json_mode: bool, message: str, data: dict[str, Any] | None = None) -> None:
+    """Report a successful change: JSON on stdout, or a line on stderr for people."""
+    if json_mode:
+        print_json({"ok": True, **(data or {})})
+    else:
+        err.print(message)
+
+
+def read_secret_stdin(what: str) -> str:
+    """Read a secret from stdin (one line), refusing an empty one."""
+    value = sys.stdin.readline().rstrip("\r\n")
+    if not value:
+        fail(f"no {what} on standard input")
+    return value

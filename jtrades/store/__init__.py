@@ -1,0 +1,74 @@
+"""The store layer: the only place SQL runs. Rows become frozen dataclasses, and asyncpg errors
+become domain errors here (a unique violation on ``recorders_name_key`` becomes ``NameTaken``).
+
+Store functions take an ``Executor`` (a pool or a connection) first, so callers choose the
+transaction: ``async with pool.acquire() as c, c.transaction(): await users.approve(c, ...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from jtrades.errors import (
+    Conflict,
+    InvalidInput,
+    NameTaken,
+    NotFound,
+    PermissionDenied,
+    StorageUnavailable,
+)
+
+Executor: TypeAlias = "asyncpg.Pool[Any] | asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+
+# constraint name -> (error class, message). Messages never include values that could be secret.
+_CONSTRAINTS: dict[str, tuple[type[Exception], str]] = {
+    "users_name_key": (NameTaken, "a user with that name already exists"),
+    "users_email_key": (NameTaken, "a user with that email already exists"),
+    "accounts_label_key": (NameTaken, "an account with that label already exists"),
+    "recorders_name_key": (NameTaken, "a recorder with that name already exists"),
+    "recorders_token_key": (Conflict, "token collision; try again"),
+    "sub_accounts_account_id_name_key": (NameTaken, "that sub-account already exists"),
+    "sub_accounts_account_id_broker_account_id_key": (NameTaken, "that sub-account already exists"),
+    "trader_accounts_pkey": (NameTaken, "that sub-account is already linked to the trader"),
+    "trader_accounts_same_owner": (
+        PermissionDenied,
+        "a trader can only use its own user's broker sub-accounts",
+    ),
+    "traders_enabled_requires_approved": (
+        PermissionDenied,
+        "the user is not approved: their traders must stay disabled",
+    ),
+    "traders_recorder_visible": (PermissionDenied, "that recorder is private to another user"),
+    "recorders_followed": (
+        Conflict,
+        "other users' traders follow this recorder; it cannot be made private",
+    ),
+}
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn driver errors into the project's exceptions at the storage boundary."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise _by_constraint(exc, NameTaken, "already exists") from None
+    except asyncpg.CheckViolationError as exc:
+        raise _by_constraint(exc, InvalidInput, "a value is out of range") from None
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise _by_constraint(exc, NotFound, "a referenced record does not exist") from None
+    except asyncpg.RaiseError as exc:
+        raise _by_constraint(exc, Conflict, str(exc)) from None
+    except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+        raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from None
+
+
+def _by_constraint(exc: asyncpg.PostgresError, default: type[Exception], msg: str) -> Exception:
+    name = getattr(exc, "constraint_name", None) or ""
+    cls, text = _CONSTRAINTS.get(name, (default, f"{msg} ({name or exc.sqlstate})"))
+    return cls(text)
