@@ -133,6 +133,17 @@ class OsoRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class OcoRequest:
+    """Two working orders where a fill of one cancels the other: Tradovate ``order/placeoco``.
+
+    A TP leg paired with its share of the stop: when the leg fills its stop goes, so the
+    protective stop shrinks with the position without any action of ours."""
+
+    first: OrderRequest
+    second: OrderRequest
+
+
+@dataclass(frozen=True, slots=True)
 class StrategyBracket:
     """One leg of an order strategy. Offsets are signed points from the fill (long: +tp, -sl)."""
 
@@ -228,6 +239,8 @@ class Broker(Protocol):
 
     async def place_oso(self, req: OsoRequest) -> PlaceResult: ...
 
+    async def place_oco(self, req: OcoRequest) -> PlaceResult: ...
+
     async def start_strategy(self, req: StrategyRequest) -> PlaceResult: ...
 
     async def modify_order(
@@ -243,6 +256,10 @@ class Broker(Protocol):
     async def cancel_order(self, order_id: int) -> None: ...
 
     async def liquidate_position(self, account: SubAccount, contract_id: int) -> None: ...
+
+    def is_synced(self, account_id: int) -> bool:
+        """Whether the live view of this account is current (after sync, not mid-reconnect)."""
+        ...
 
     async def find_contract(self, symbol: str) -> Contract: ...
 
