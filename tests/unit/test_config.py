@@ -1,0 +1,106 @@
+"""Settings: file + environment precedence, and one clear line for every bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jtrades.config import load_settings
+from jtrades.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("JTRADES_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "jtrades.toml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_without_any_file() -> None:
+    s = load_settings()
+    assert s.database.url == ""
+    assert s.server.port == 8080
+    assert s.trading.timezone == "America/Chicago"
+
+
+def test_file_then_environment_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, '[server]\nport = 9000\n[trading]\ntimezone = "Europe/London"\n')
+    assert load_settings().server.port == 9000
+    monkeypatch.setenv("JTRADES_SERVER__PORT", "9100")
+    s = load_settings()
+    assert s.server.port == 9100
+    assert s.trading.timezone == "Europe/London"
+
+
+def test_explicit_file_wins_and_must_exist(tmp_path: Path) -> None:
+    other = tmp_path / "other.toml"
+    other.write_text("[server]\nport = 7000\n")
+    write(tmp_path, "[server]\nport = 9000\n")
+    assert load_settings(other).server.port == 7000
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "missing.toml")
+
+
+def test_xdg_file_is_used_when_no_local_one(tmp_path: Path) -> None:
+    xdg = tmp_path / "xdg" / "jtrades"
+    xdg.mkdir(parents=True)
+    (xdg / "jtrades.toml").write_text("[server]\nport = 7100\n")
+    assert load_settings().server.port == 7100
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [
+        ('[trading]\ntimezone = "Mars/Olympus"\n', "trading.timezone: unknown time zone"),
+        ("[server]\nport = 70000\n", "server.port"),
+        ("[server]\nport = 0\n", "server.port"),
+        ('[database]\nurl = "mysql://x"\n', "database.url must be a postgres/postgresql URL"),
+        ('[server]\npublic_url = "example.com"\n', "server.public_url"),
+        ('[tradovate]\ndemo_ws_url = "https://x"\n', "tradovate WebSocket URL"),
+        ('[server]\nallowed_ips = ["not-an-ip"]\n', "not an IP address"),
+        ("[server]\nbogus = 1\n", "server.bogus: unknown setting"),
+        ('[log]\nformat = "xml"\n', "log.format"),
+        ("[server\n", "invalid TOML"),
+    ],
+)
+def test_bad_values_are_one_clear_line(tmp_path: Path, toml: str, needle: str) -> None:
+    write(tmp_path, toml)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_bad_environment_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JTRADES_TRADING__TIMEZONE", "Nowhere/Land")
+    with pytest.raises(ConfigError, match=r"trading\.timezone"):
+        load_settings()
+
+
+def test_cid_accepts_a_number(tmp_path: Path) -> None:
+    write(tmp_path, "[tradovate]\ncid = 1234\n")
+    assert load_settings().tradovate.cid == "1234"
+
+
+def test_secret_is_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JTRADES_TRADOVATE__SEC", "canary-sec-value-123")
+    s = load_settings()
+    assert s.tradovate.sec.get_secret_value() == "canary-sec-value-123"
+    assert "canary-sec-value-123" not in repr(s)
+
+
+def test_state_directory_is_the_default_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/jtrades")
+    assert load_settings().data_dir == Path("/var/lib/jtrades")
