@@ -1,0 +1,288 @@
+"""Signal filters: an ordered chain of small checks, each saying no with a reason, or passing.
+
+Pure: the clock is ``now``, the counters come in a state object the caller read from the store,
+the user's zone is ``tz``. The first check that says no wins and names itself (money rule 9:
+every rejection is explainable).
+
+Order (recorder): ``recording_disabled`` → ``owner_not_approved`` → ``halted`` → *[exits stop
+here]* → ``direction`` → ``window`` → ``auto_flat`` → ``cooldown`` → ``max_signals`` →
+``every_nth``. The trader chain is the same with ``trader_disabled`` first and ``max_daily_loss``
+before ``every_nth``.
+
+What counts as an exit (skips the entry checks, and passes the kill switch): a close (``close``
+/``exit``/``flat`` or ``market_position`` flat) and a reduce (a sell whose target position is
+still long, a buy whose target is still short). ``cancel`` skips the entry checks too but the
+kill switch stops it: cancelling a protective stop adds risk. A disabled recorder/trader or an
+unapproved owner rejects everything, exits included (their positions are the user's to manage).
+
+Counters, precisely (the caller keeps them per recorder, or per trader, since ``session_start``):
+
+- ``entries_this_session``: entry signals this check accepted. ``max_signals`` compares it.
+- ``last_entry_at``: when the last accepted entry signal arrived. ``cooldown`` compares it.
+- ``seen_this_session``: entry signals that reached ``every_nth``, i.e. whose verdict from this
+  check was *accepted* or *rejected by every_nth* (it is last in the chain, so nothing else). The
+  signal being checked is number ``seen + 1``; every N-th one (N, 2N, …) passes.
+- ``signals_this_session``: every signal received, informational (no check reads it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from jtrades.engine.risk import Direction, RiskSettings
+from jtrades.engine.signal import Action, MarketPosition, Signal
+from jtrades.engine.tradingday import in_window, next_wall_time, session_open, trading_day
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Which filter said no (a stable name stored on the signal row) and why, for people."""
+
+    filter: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderState:
+    signals_this_session: int
+    entries_this_session: int
+    last_entry_at: datetime | None
+    seen_this_session: int
+
+
+@dataclass(frozen=True, slots=True)
+class TraderState:
+    realized_pnl_today: Decimal
+    open_pnl: Decimal  # of this trader's positions, marked at the signal price (sizing.open_pnl)
+    last_entry_at: datetime | None
+    entries_this_session: int
+    seen_this_session: int = 0
+
+
+_SWAP_ACTION = {Action.BUY: Action.SELL, Action.SELL: Action.BUY}
+_SWAP_POS = {MarketPosition.LONG: MarketPosition.SHORT, MarketPosition.SHORT: MarketPosition.LONG}
+
+
+def apply_inverse(signal: Signal, inverse: bool) -> Signal:
+    """The signal as an ``--inverse`` recorder/trader reads it: buy↔sell, long↔short.
+
+    Applied first by both the filters and the planner (each takes the raw signal).
+    """
+    if not inverse:
+        return signal
+
+    def swap(p: MarketPosition | None) -> MarketPosition | None:
+        return _SWAP_POS.get(p, p) if p is not None else None
+
+    return dataclasses.replace(
+        signal,
+        action=_SWAP_ACTION.get(signal.action, signal.action),
+        market_position=swap(signal.market_position),
+        prev_market_position=swap(signal.prev_market_position),
+    )
+
+
+def is_reduce(signal: Signal) -> bool:
+    """A sell whose target position is still long (or a buy whose target is still short)."""
+    mp = signal.market_position
+    return (signal.action is Action.SELL and mp is MarketPosition.LONG) or (
+        signal.action is Action.BUY and mp is MarketPosition.SHORT
+    )
+
+
+def is_exit(signal: Signal) -> bool:
+    """Closes and reduces: they never meet entry filters and pass the kill switch."""
+    return signal.is_close or is_reduce(signal)
+
+
+def _side_allowed(side: MarketPosition, direction: Direction) -> bool:
+    return direction is Direction.BOTH or str(direction) == str(side)
+
+
+def _check_direction(sig: Signal, s: RiskSettings) -> Rejection | None:
+    """Reject an entry on a side the settings forbid, when the signal shows it cannot be a reversal.
+
+    A disallowed sell may still be the close half of a reversal out of a long ("a reversal whose
+    new side is filtered only closes"), so it is rejected here only when ``prev_market_position``
+    says the strategy was flat (or already on the forbidden side). With no position information
+    the signal passes and the planner decides per sub-account: close an opposite position, or
+    ignore with the reason "direction".
+    """
+    if sig.action is Action.BUY:
+        side = MarketPosition.LONG
+    elif sig.action is Action.SELL:
+        side = MarketPosition.SHORT
+    else:
+        return None  # add follows the position's own side; cancel opens nothing
+    if _side_allowed(side, s.direction):
+        return None
+    if sig.prev_market_position in (MarketPosition.FLAT, side):
+        return Rejection("direction", f"{side} entries are off (--direction {s.direction})")
+    return None
+
+
+def _check_window(s: RiskSettings, now: datetime, tz: ZoneInfo) -> Rejection | None:
+    if not s.windows or any(in_window(now, w, tz) for w in s.windows):
+        return None
+    spans = ", ".join(str(w) for w in s.windows)
+    local = now.astimezone(tz)
+    return Rejection("window", f"{local:%H:%M} {tz.key} is outside the trading window(s) {spans}")
+
+
+def _check_auto_flat(s: RiskSettings, now: datetime, tz: ZoneInfo) -> Rejection | None:
+    """No new entries from the cutoff until the next trading day opens (17:00 Chicago).
+
+    The cutoff is the first time the user's wall clock reads ``auto_flat_after`` after the day's
+    open, so a 15:00 cutoff fires at 15:00 the same afternoon and an evening one (20:00) fires
+    the evening the day opens; weekends before Sunday's open are before any cutoff.
+    """
+    if s.auto_flat_after is None:
+        return None
+    cutoff = next_wall_time(session_open(trading_day(now)), s.auto_flat_after, tz)
+    if now < cutoff:
+        return None
+    return Rejection(
+        "auto_flat",
+        f"no new entries after {s.auto_flat_after:%H:%M} {tz.key} until the next trading day",
+    )
+
+
+def _check_cooldown(
+    s: RiskSettings, last_entry_at: datetime | None, now: datetime
+) -> Rejection | None:
+    if s.cooldown_s <= 0 or last_entry_at is None:
+        return None
+    elapsed = (now - last_entry_at).total_seconds()
+    if elapsed >= s.cooldown_s:
+        return None
+    wait = s.cooldown_s - max(0.0, elapsed)
+    return Rejection("cooldown", f"cooldown {s.cooldown_s}s: {wait:.0f}s left since the last entry")
+
+
+def _check_max_signals(s: RiskSettings, entries: int) -> Rejection | None:
+    if s.max_signals is None or entries < s.max_signals:
+        return None
+    return Rejection(
+        "max_signals", f"{entries} entries this session, the maximum is {s.max_signals}"
+    )
+
+
+def _check_every_nth(s: RiskSettings, seen: int) -> Rejection | None:
+    n = s.every_nth
+    number = seen + 1
+    if n <= 1 or number % n == 0:
+        return None
+    return Rejection("every_nth", f"signal {number} of this session; only every {n}th is taken")
+
+
+def _check_daily_loss(s: RiskSettings, st: TraderState) -> Rejection | None:
+    if s.max_daily_loss is None:
+        return None
+    pnl = st.realized_pnl_today + st.open_pnl
+    if pnl > -s.max_daily_loss:
+        return None
+    return Rejection(
+        "max_daily_loss",
+        f"today's P&L {pnl} USD (realized {st.realized_pnl_today}, open {st.open_pnl}) "
+        f"reached the max daily loss {s.max_daily_loss} USD",
+    )
+
+
+def _gate(
+    sig: Signal, *, enabled: bool, disabled_name: str, owner_active: bool, halted: bool
+) -> Rejection | None:
+    if not enabled:
+        what = "recording is" if disabled_name == "recording_disabled" else "the trader is"
+        return Rejection(disabled_name, f"{what} disabled")
+    if not owner_active:
+        return Rejection("owner_not_approved", "the owner is not an approved, active user")
+    if halted and not is_exit(sig):
+        return Rejection("halted", "trading is halted (kill switch); only closes pass")
+    return None
+
+
+def _skips_entry_checks(sig: Signal) -> bool:
+    return is_exit(sig) or sig.action is Action.CANCEL
+
+
+def check_recorder(
+    signal: Signal,
+    s: RiskSettings,
+    st: RecorderState,
+    now: datetime,
+    tz: ZoneInfo,
+    *,
+    enabled: bool,
+    owner_active: bool,
+    halted: bool,
+) -> Rejection | None:
+    """The recorder-level chain, once per signal; None = accepted. ``signal`` is the raw signal."""
+    sig = apply_inverse(signal, s.inverse)
+    gate = _gate(
+        sig,
+        enabled=enabled,
+        disabled_name="recording_disabled",
+        owner_active=owner_active,
+        halted=halted,
+    )
+    if gate is not None or _skips_entry_checks(sig):
+        return gate
+    return (
+        _check_direction(sig, s)
+        or _check_window(s, now, tz)
+        or _check_auto_flat(s, now, tz)
+        or _check_cooldown(s, st.last_entry_at, now)
+        or _check_max_signals(s, st.entries_this_session)
+        or _check_every_nth(s, st.seen_this_session)
+    )
+
+
+def check_trader(
+    signal: Signal,
+    s: RiskSettings,
+    st: TraderState,
+    now: datetime,
+    tz: ZoneInfo,
+    *,
+    enabled: bool,
+    owner_active: bool,
+    halted: bool,
+    overridden: Collection[str] | None = None,
+) -> Rejection | None:
+    """The trader-level chain with the trader's effective settings; None = accepted.
+
+    ``overridden`` names the RiskSettings fields the trader overrides (``RiskOverrides.values``).
+    The counting checks (``cooldown_s``, ``max_signals``, ``every_nth``) run here only for a field
+    the trader overrides: otherwise the recorder already applied them, and counting again on the
+    trader's own counters would compound (every 2nd of every 2nd = every 4th). None = all are the
+    trader's own. Stateless checks (direction, windows, auto-flat) are idempotent and always run;
+    ``max_daily_loss`` is about the trader's own money and always runs.
+    """
+    sig = apply_inverse(signal, s.inverse)
+    gate = _gate(
+        sig,
+        enabled=enabled,
+        disabled_name="trader_disabled",
+        owner_active=owner_active,
+        halted=halted,
+    )
+    if gate is not None or _skips_entry_checks(sig):
+        return gate
+
+    def own(name: str) -> bool:
+        return overridden is None or name in overridden
+
+    return (
+        _check_direction(sig, s)
+        or _check_window(s, now, tz)
+        or _check_auto_flat(s, now, tz)
+        or (_check_cooldown(s, st.last_entry_at, now) if own("cooldown_s") else None)
+        or (_check_max_signals(s, st.entries_this_session) if own("max_signals") else None)
+        or _check_daily_loss(s, st)
+        or (_check_every_nth(s, st.seen_this_session) if own("every_nth") else None)
+    )
