@@ -1,13 +1,55 @@
-"""Order planning: what one signal does to one sub-account's position, as an ordered list of orders.
+"""Order planning: what one signal does to one sub-account's position, as ordered steps.
 
-Pure: (signal, effective settings, multiplier, sub-account, contract, that account's live state)
-→ ``AccountPlan``. DESIGN.md §2 "What a signal does to a sub-account's position" is the spec.
+Pure: (raw signal, the trader's effective settings, the account's multiplier, sub-account,
+contract, that account's live position and working orders) → ``AccountPlan``. DESIGN.md §2
+"What a signal does to a sub-account's position" is the spec; in short:
+
+==================  ==========  ===========================  ===========================
+signal              flat        long                         short
+==================  ==========  ===========================  ===========================
+buy                 OPEN        IGNORE / ADD / REENTER       REVERSE (CLOSE if no longs)
+sell                OPEN        REVERSE (CLOSE if no shorts) IGNORE / ADD / REENTER
+close / mp flat     NOTHING     CLOSE                        CLOSE
+sell + mp long      NOTHING     REDUCE (CLOSE if ≥ pos)      NOTHING
+buy + mp short      NOTHING     NOTHING                      REDUCE (CLOSE if ≥ pos)
+add (TradersPost)   IGNORE      ADD (long side)              ADD (short side)
+cancel              NOTHING     CANCEL (working orders)      CANCEL
+==================  ==========  ===========================  ===========================
+
+``--inverse`` swaps buy/sell and long/short first (``filters.apply_inverse``); ``--direction``
+forbids opening a side: flat → IGNORE, a reversal into it → CLOSE only.
+
+Decisions worth knowing:
+
+- Steps run in order; each order's ``cl_ord_id`` is ``f"{cl_ord_prefix}-{step}"`` (an OCO's second
+  order ``…-{step}b``), so the same inputs always give the same ids (money rule 2).
+- ``liquidate`` steps carry an ``OrderRequest`` describing the flattening (exit side, the whole
+  position, market) for the intent row; the broker's liquidate also cancels the contract's
+  working orders.
+- OPEN is one ``strategy`` (market entry + one bracket per TP leg with the same stop), or a plain
+  market ``order`` when there is neither TP nor SL.
+- ADD (DCA) with ``--dca``: market add, cancel the working exits, re-place TP/SL for the whole
+  averaged position as absolute prices (one ``oco`` per TP leg: limit + its share of the stop).
+  Without ``--dca`` an add is IGNOREd when the position has or should have exits: adding
+  without re-placing them would leave the added contracts unprotected (or the old exits sized
+  wrong). With no exits anywhere, the add is a plain market order.
+- REDUCE cancels the working exits first, then sends the market order, then re-places exits for
+  what remains: a reduce never leaves exits larger than the position (an over-filled exit
+  would flip it), and never goes through zero (a reduce ≥ the position is a CLOSE).
+- Re-placed exits (DCA, reduce) are GTC and recomputed from the configured levels (a stop moved by
+  trailing or breakeven goes back to its configured level). If nothing is configured, the
+  existing protective stop is carried over at its price for the new quantity.
+- Every exit price is on the tick and rounded toward the entry (``sizing``): a fractional average
+  such as 21500.0833… gives a TP no farther and a stop no wider than configured.
+- A plan that cannot be made safely (a percent or price-level exit without a signal price, a
+  level on the wrong side) is IGNORE with a reason starting "cannot plan"; a reversal that cannot
+  open still closes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
+from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
 from enum import StrEnum
 from typing import Literal
 
@@ -15,12 +57,28 @@ from jtrades.broker.base import (
     Contract,
     OcoRequest,
     OrderRequest,
+    OrderType,
+    Side,
+    StrategyBracket,
     StrategyRequest,
     SubAccount,
+    TimeInForce,
     WorkingOrder,
 )
-from jtrades.engine.risk import RiskSettings
-from jtrades.engine.signal import Signal
+from jtrades.engine.filters import apply_inverse, is_reduce
+from jtrades.engine.risk import Direction, RiskSettings, SlType
+from jtrades.engine.signal import Action, ExitSpec, Signal, Units
+from jtrades.engine.sizing import (
+    cap_qty,
+    entry_qty,
+    exit_offset_points,
+    ladder,
+    round_distance,
+    round_to_tick,
+    scale_qty,
+)
+
+MAX_CL_ORD_ID = 64
 
 
 class PositionAction(StrEnum):
@@ -37,7 +95,10 @@ class PositionAction(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AccountState:
-    """This sub-account's position in this contract and its working orders on this contract only."""
+    """This sub-account's position in this contract and its working orders on this contract.
+
+    Orders of another account or contract found here are ignored, never cancelled (money rule 5).
+    """
 
     net_pos: int
     avg_price: Decimal | None
@@ -63,6 +124,494 @@ class AccountPlan:
     reason: str
 
 
+class _CannotPlan(Exception):
+    """A plan that would be unsafe or impossible; becomes IGNORE with this reason."""
+
+
+@dataclass(slots=True)
+class _Steps:
+    prefix: str
+    items: list[PlannedOrder] = field(default_factory=list)
+
+    def next_id(self, suffix: str = "") -> str:
+        cl = f"{self.prefix}-{len(self.items) + 1}{suffix}"
+        if len(cl) > MAX_CL_ORD_ID:
+            raise ValueError(f"clOrdId {cl!r} is longer than {MAX_CL_ORD_ID} characters")
+        return cl
+
+    def add(
+        self,
+        kind: PlanKind,
+        request: OrderRequest | OcoRequest | StrategyRequest | None,
+        *,
+        cancel_order_id: int | None = None,
+        note: str = "",
+    ) -> None:
+        step = len(self.items) + 1
+        self.items.append(PlannedOrder(step, kind, request, cancel_order_id, note))
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """An exit as a positive distance in points (on tick) or an absolute price (per-alert)."""
+
+    distance: Decimal | None = None
+    price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Exits:
+    tp: tuple[tuple[_Level, int], ...]  # each leg and its contracts; sums to the position
+    sl: _Level | None
+    trailing: bool = False
+    trail_trigger: Decimal | None = None
+    trail_freq: Decimal | None = None
+    breakeven: Decimal | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.tp and self.sl is None
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    sig: Signal
+    s: RiskSettings
+    multiplier: Decimal
+    account: SubAccount
+    contract: Contract
+    state: AccountState
+    signal_price: Decimal | None
+
+
+# --- resolving exits -----------------------------------------------------------------------
+
+
+def _distance(value: Decimal, units: str, ref: Decimal | None, c: _Ctx, what: str) -> Decimal:
+    if units == "percent" and ref is None:
+        raise _CannotPlan(f"{what} in percent needs the signal price")
+    return exit_offset_points(value, Units(units), ref or Decimal(0), c.contract, 1)
+
+
+def _spec_level(spec: ExitSpec, ref: Decimal | None, c: _Ctx, what: str) -> _Level:
+    if spec.units is Units.PRICE:
+        return _Level(price=spec.value)
+    return _Level(distance=_distance(spec.value, str(spec.units), ref, c, what))
+
+
+def _resolve_exits(c: _Ctx, total: int, ref: Decimal | None) -> _Exits:
+    """TP legs with quantities for a position of ``total``, the stop, and trailing/breakeven.
+
+    A per-alert take-profit/stop-loss replaces the configured one for this signal. Several
+    per-alert TPs (they carry no quantities) split the position evenly, the last taking the rest.
+    Trail trigger/frequency and breakeven are read in ``--sl-units``.
+    """
+    s, sig = c.s, c.sig
+    tp: list[tuple[_Level, int]] = []
+    specs = [sp for sp in sig.take_profit if sp.value > 0]
+    if specs:
+        share, rest = total // len(specs), total
+        for i, sp in enumerate(specs):
+            q = rest if i == len(specs) - 1 else min(share, rest)
+            if q > 0:
+                tp.append((_spec_level(sp, ref, c, "the take-profit"), q))
+                rest -= q
+    else:
+        for leg, q in ladder(s.tp, total, c.multiplier):
+            tp.append((_Level(distance=_distance(leg.target, s.tp_units, ref, c, "--tp")), q))
+
+    sl: _Level | None = None
+    if sig.stop_loss is not None:
+        trailing = sig.stop_loss.trailing
+        if sig.stop_loss.value > 0:
+            sl = _spec_level(sig.stop_loss, ref, c, "the stop-loss")
+    else:
+        trailing = s.sl_type is SlType.TRAILING
+        if s.sl > 0:
+            sl = _Level(distance=_distance(s.sl, s.sl_units, ref, c, "--sl"))
+    if sl is None:
+        return _Exits(tuple(tp), None)
+
+    def opt(v: Decimal | None, what: str) -> Decimal | None:
+        return None if v is None else _distance(v, s.sl_units, ref, c, what)
+
+    return _Exits(
+        tuple(tp),
+        sl,
+        trailing=trailing,
+        trail_trigger=opt(s.trail_trigger, "--trail-trigger") if trailing else None,
+        trail_freq=opt(s.trail_freq, "--trail-freq") if trailing else None,
+        breakeven=opt(s.breakeven_trigger, "--breakeven"),
+    )
+
+
+def _as_distance(level: _Level, ref: Decimal | None, direction: int, c: _Ctx, what: str) -> Decimal:
+    """Points from the entry for a strategy bracket; ``direction`` +1 = the exit is above."""
+    if level.distance is not None:
+        return level.distance
+    assert level.price is not None
+    if ref is None:
+        raise _CannotPlan(f"{what} given as a price needs the signal price")
+    raw = (level.price - ref) * direction
+    if raw <= 0:
+        where = "above" if direction > 0 else "below"
+        raise _CannotPlan(f"{what} {level.price} is not {where} the entry price {ref}")
+    return round_distance(raw, c.contract.tick_size)
+
+
+def _as_price(level: _Level, ref: Decimal, direction: int, c: _Ctx, what: str) -> Decimal:
+    """An absolute exit price on the tick, rounded toward ``ref`` yet strictly beyond it."""
+    tick = c.contract.tick_size
+    toward: Literal["up", "down"] = "down" if direction > 0 else "up"
+    away: Literal["up", "down"] = "up" if direction > 0 else "down"
+    if level.distance is not None:
+        return round_to_tick(ref + direction * level.distance, tick, toward)
+    assert level.price is not None
+    if (level.price - ref) * direction <= 0:
+        where = "above" if direction > 0 else "below"
+        raise _CannotPlan(f"{what} {level.price} is not {where} the average price {ref}")
+    p = round_to_tick(level.price, tick, toward)
+    if (p - ref) * direction <= 0:
+        p = round_to_tick(level.price, tick, away)
+    return p
+
+
+# --- building blocks -----------------------------------------------------------------------
+
+
+def _own_working(c: _Ctx) -> list[WorkingOrder]:
+    """Open orders of this sub-account on this contract (anything else is not ours to touch)."""
+    cid = c.contract.contract_id
+    return [
+        w
+        for w in c.state.working
+        if w.status.is_open
+        and w.account_id == c.account.account_id
+        and (w.contract_id == cid if cid is not None else w.symbol == c.contract.symbol)
+    ]
+
+
+def _exit_working(c: _Ctx, pos_side: Side) -> list[WorkingOrder]:
+    return [w for w in _own_working(c) if w.side is pos_side.opposite]
+
+
+def _side_allowed(side: Side, direction: Direction) -> bool:
+    if direction is Direction.BOTH:
+        return True
+    return (side is Side.BUY) == (direction is Direction.LONG)
+
+
+def _label(side: Side) -> str:
+    return "long" if side is Side.BUY else "short"
+
+
+def _entry_request(c: _Ctx, cl: str, side: Side, qty: int) -> OrderRequest:
+    """Market entry, or the alert's limit/stop entry (TradersPost ``orderType``) on the tick.
+
+    A buy limit rounds down and a sell limit up (never pay more than asked); a buy stop rounds
+    up and a sell stop down (never trigger earlier than asked).
+    """
+    sig, tick = c.sig, c.contract.tick_size
+    kind = (sig.order_type or "market").lower()
+    base = OrderRequest(c.account, c.contract.symbol, side, qty, OrderType.MARKET, cl_ord_id=cl)
+    if kind == "limit" and sig.limit_price is not None:
+        mode: Literal["up", "down"] = "down" if side is Side.BUY else "up"
+        price = round_to_tick(sig.limit_price, tick, mode)
+        return OrderRequest(
+            c.account, c.contract.symbol, side, qty, OrderType.LIMIT, cl_ord_id=cl, price=price
+        )
+    if kind == "stop" and sig.stop_price is not None:
+        mode = "up" if side is Side.BUY else "down"
+        stop = round_to_tick(sig.stop_price, tick, mode)
+        return OrderRequest(
+            c.account, c.contract.symbol, side, qty, OrderType.STOP, cl_ord_id=cl, stop_price=stop
+        )
+    return base
+
+
+def _reference(c: _Ctx, entry: OrderRequest) -> Decimal | None:
+    if c.signal_price is not None:
+        return c.signal_price
+    return entry.price if entry.price is not None else entry.stop_price
+
+
+def _liquidate(c: _Ctx, steps: _Steps) -> None:
+    pos = c.state.net_pos
+    side = Side.SELL if pos > 0 else Side.BUY
+    req = OrderRequest(
+        c.account, c.contract.symbol, side, abs(pos), OrderType.MARKET, cl_ord_id=steps.next_id()
+    )
+    steps.add("liquidate", req, note=f"flatten {pos:+d} and cancel the contract's working orders")
+
+
+def _open(c: _Ctx, steps: _Steps, side: Side) -> int:
+    """Entry + TP ladder + SL as one strategy (or a plain order with no exits); returns qty."""
+    qty = entry_qty(c.sig.quantity, c.s, c.multiplier)
+    entry = _entry_request(c, steps.next_id(), side, qty)
+    ref = _reference(c, entry)
+    exits = _resolve_exits(c, qty, ref)
+    if exits.empty:
+        steps.add("order", entry, note="entry without TP/SL")
+        return qty
+    d = side.sign
+    sl_points = (
+        _as_distance(exits.sl, ref, -d, c, "the stop-loss") if exits.sl is not None else None
+    )
+    legs = exits.tp or ((None, qty),)
+    brackets = tuple(
+        StrategyBracket(
+            qty=q,
+            profit_target=d * _as_distance(level, ref, d, c, "the take-profit")
+            if level is not None
+            else None,
+            stop_loss=-d * sl_points if sl_points is not None else None,
+            trailing_stop=exits.trailing,
+            trail_trigger=exits.trail_trigger,
+            trail_freq=exits.trail_freq,
+            breakeven=exits.breakeven,
+        )
+        for level, q in legs
+    )
+    steps.add("strategy", StrategyRequest(entry, brackets), note=f"{len(brackets)} bracket(s)")
+    return qty
+
+
+def _place_exits(
+    c: _Ctx, steps: _Steps, pos_side: Side, total: int, ref: Decimal, carried: WorkingOrder | None
+) -> str:
+    """Absolute GTC TP/SL orders for a position of ``total`` averaged at ``ref``; a summary.
+
+    One ``oco`` per TP leg (limit for its contracts + a stop for the same contracts), so the
+    stop shrinks as legs fill; plain limits without a stop; one stop without TPs.
+    """
+    exits = _resolve_exits(c, total, ref)
+    exit_side, d, tick = pos_side.opposite, pos_side.sign, c.contract.tick_size
+    sym, acct, gtc = c.contract.symbol, c.account, TimeInForce.GTC
+    if exits.empty:
+        if carried is None or carried.stop_price is None:
+            return "no exits"
+        req = OrderRequest(
+            acct,
+            sym,
+            exit_side,
+            total,
+            carried.order_type,
+            cl_ord_id=steps.next_id(),
+            price=carried.price,
+            stop_price=carried.stop_price,
+            time_in_force=gtc,
+        )
+        steps.add("order", req, note="protective stop carried over")
+        return f"stop carried over at {carried.stop_price}"
+
+    def stop(cl: str, qty: int) -> OrderRequest | None:
+        if exits.sl is None:
+            return None
+        price = _as_price(exits.sl, ref, -d, c, "the stop-loss")
+        if exits.trailing:
+            peg = -d * round_distance(abs(ref - price), tick)
+            return OrderRequest(
+                acct, sym, exit_side, qty, OrderType.TRAILING_STOP, cl_ord_id=cl,
+                stop_price=price, peg_difference=peg, time_in_force=gtc,
+            )  # fmt: skip
+        return OrderRequest(
+            acct, sym, exit_side, qty, OrderType.STOP, cl_ord_id=cl, stop_price=price,
+            time_in_force=gtc,
+        )  # fmt: skip
+
+    if not exits.tp:
+        only = stop(steps.next_id(), total)
+        assert only is not None
+        steps.add("order", only, note="stop for the whole position")
+        return f"stop {only.stop_price} for {total}"
+    parts = []
+    for level, q in exits.tp:
+        tp_price = _as_price(level, ref, d, c, "the take-profit")
+        limit = OrderRequest(
+            acct, sym, exit_side, q, OrderType.LIMIT, cl_ord_id=steps.next_id(), price=tp_price,
+            time_in_force=gtc,
+        )  # fmt: skip
+        paired = stop(steps.next_id("b"), q)
+        if paired is None:
+            steps.add("order", limit, note="take-profit leg")
+        else:
+            steps.add("oco", OcoRequest(limit, paired), note="take-profit leg with its stop")
+        parts.append(f"{q}@{tp_price}")
+    sl_text = f", stop {paired.stop_price}" if paired is not None else ""
+    return f"TP {' '.join(parts)}{sl_text}"
+
+
+def _cancel_exits(c: _Ctx, steps: _Steps, pos_side: Side) -> WorkingOrder | None:
+    """Cancel the working exits; return the protective stop nearest the market, to carry over."""
+    carried: WorkingOrder | None = None
+    for w in _exit_working(c, pos_side):
+        steps.add("cancel", None, cancel_order_id=w.order_id, note=f"{w.order_type} {w.qty}")
+        if w.stop_price is not None and (
+            carried is None
+            or carried.stop_price is None
+            or (w.stop_price - carried.stop_price) * pos_side.sign > 0
+        ):
+            carried = w
+    return carried
+
+
+def _has_exits(c: _Ctx, pos_side: Side) -> bool:
+    s, sig = c.s, c.sig
+    configured = bool(s.tp or s.sl > 0 or sig.take_profit or sig.stop_loss)
+    return configured or bool(_exit_working(c, pos_side))
+
+
+# --- the table -----------------------------------------------------------------------------
+
+
+def _add(c: _Ctx, steps: _Steps, pos_side: Side) -> AccountPlan:
+    pos = abs(c.state.net_pos)
+    held = f"already {_label(pos_side)} {pos}"
+    if not c.s.dca and _has_exits(c, pos_side):
+        return AccountPlan(
+            PositionAction.IGNORE,
+            (),
+            f"{held}; adding needs --dca (without it the added contracts would have no TP/SL)",
+        )
+    base = c.sig.quantity if c.sig.quantity is not None and c.sig.quantity > 0 else c.s.add_size
+    qty = cap_qty(scale_qty(base, c.multiplier), c.s.max_contracts, held=pos)
+    if qty == 0:
+        return AccountPlan(
+            PositionAction.IGNORE, (), f"{held}, at --max-contracts {c.s.max_contracts}"
+        )
+    entry = _entry_request(c, steps.next_id(), pos_side, qty)
+    steps.add("order", entry, note=f"DCA add {qty}")
+    if not _has_exits(c, pos_side):
+        return AccountPlan(PositionAction.ADD, tuple(steps.items), f"{held}: add {qty}")
+    fill = _reference(c, entry)
+    if fill is None or c.state.avg_price is None:
+        raise _CannotPlan("a DCA add needs the signal price and the average to re-place TP/SL")
+    total = pos + qty
+    with localcontext() as ctx:
+        ctx.prec = 60
+        avg = (c.state.avg_price * pos + fill * qty) / total
+    carried = _cancel_exits(c, steps, pos_side)
+    summary = _place_exits(c, steps, pos_side, total, avg, carried)
+    return AccountPlan(
+        PositionAction.ADD,
+        tuple(steps.items),
+        f"{held}: add {qty} → {total} averaged at {avg.normalize():f}; {summary}",
+    )
+
+
+def _reduce(c: _Ctx, steps: _Steps, pos_side: Side) -> AccountPlan:
+    pos = abs(c.state.net_pos)
+    base = c.sig.quantity if c.sig.quantity is not None and c.sig.quantity > 0 else c.s.size
+    qty = scale_qty(base, c.multiplier)
+    if qty >= pos:
+        _liquidate(c, steps)
+        return AccountPlan(
+            PositionAction.CLOSE, tuple(steps.items), f"reduce by {qty} ≥ position {pos}: close"
+        )
+    remaining = pos - qty
+    ref = c.state.avg_price if c.state.avg_price is not None else c.signal_price
+    carried = _cancel_exits(c, steps, pos_side)
+    req = OrderRequest(
+        c.account,
+        c.contract.symbol,
+        pos_side.opposite,
+        qty,
+        OrderType.MARKET,
+        cl_ord_id=steps.next_id(),
+    )
+    steps.add("order", req, note=f"reduce by {qty}")
+    summary = "no exits"
+    if _has_exits(c, pos_side):
+        if ref is None:
+            raise _CannotPlan("a reduce needs the average or signal price to re-place TP/SL")
+        summary = _place_exits(c, steps, pos_side, remaining, ref, carried)
+    return AccountPlan(
+        PositionAction.REDUCE,
+        tuple(steps.items),
+        f"{_label(pos_side)} {pos} reduced by {qty} to {remaining}; {summary}",
+    )
+
+
+def _entry(c: _Ctx, steps: _Steps, side: Side) -> AccountPlan:
+    """buy/sell: open, same-direction rule, or reversal."""
+    pos, s = c.state.net_pos, c.s
+    allowed = _side_allowed(side, s.direction)
+    off = f"{_label(side)} entries are off (--direction {s.direction})"
+    if pos == 0:
+        if not allowed:
+            return AccountPlan(PositionAction.IGNORE, (), f"direction: {off}")
+        qty = _open(c, steps, side)
+        return AccountPlan(PositionAction.OPEN, tuple(steps.items), f"open {_label(side)} {qty}")
+    pos_side = Side.BUY if pos > 0 else Side.SELL
+    if pos_side is side:
+        held = f"already {_label(side)} {abs(pos)}"
+        if not allowed:
+            return AccountPlan(PositionAction.IGNORE, (), f"direction: {off}; {held}")
+        if s.same_direction == "ignore":
+            return AccountPlan(PositionAction.IGNORE, (), f"{held} (--same-direction ignore)")
+        if s.same_direction == "add":
+            return _add(c, steps, side)
+        _liquidate(c, steps)
+        qty = _open(c, steps, side)
+        return AccountPlan(
+            PositionAction.REENTER, tuple(steps.items), f"{held}: close, open {qty} fresh"
+        )
+    _liquidate(c, steps)
+    was = f"{_label(pos_side)} {abs(pos)}"
+    if not allowed:
+        return AccountPlan(PositionAction.CLOSE, tuple(steps.items), f"close {was}; {off}")
+    try:
+        qty = _open(c, steps, side)
+    except _CannotPlan as e:
+        del steps.items[1:]
+        return AccountPlan(
+            PositionAction.CLOSE, tuple(steps.items), f"close {was}; cannot plan the reversal: {e}"
+        )
+    return AccountPlan(
+        PositionAction.REVERSE,
+        tuple(steps.items),
+        f"reverse: close {was}, open {_label(side)} {qty}",
+    )
+
+
+def _plan(c: _Ctx, steps: _Steps) -> AccountPlan:
+    sig, pos = c.sig, c.state.net_pos
+    pos_side = Side.BUY if pos > 0 else Side.SELL
+    if sig.action is Action.CANCEL:
+        working = _own_working(c)
+        if not working:
+            return AccountPlan(PositionAction.NOTHING, (), "no working orders to cancel")
+        for w in working:
+            steps.add("cancel", None, cancel_order_id=w.order_id, note=f"{w.order_type} {w.qty}")
+        return AccountPlan(
+            PositionAction.CANCEL, tuple(steps.items), f"cancel {len(working)} working order(s)"
+        )
+    if sig.is_close:
+        if pos == 0:
+            return AccountPlan(PositionAction.NOTHING, (), "already flat")
+        _liquidate(c, steps)
+        return AccountPlan(
+            PositionAction.CLOSE, tuple(steps.items), f"close {_label(pos_side)} {abs(pos)}"
+        )
+    if is_reduce(sig):
+        target = Side.BUY if sig.action is Action.SELL else Side.SELL  # the side being reduced
+        if pos == 0:
+            return AccountPlan(PositionAction.NOTHING, (), "already flat: nothing to reduce")
+        if pos_side is not target:
+            return AccountPlan(
+                PositionAction.NOTHING,
+                (),
+                f"position is {_label(pos_side)}: a reduce of a {_label(target)} does nothing",
+            )
+        return _reduce(c, steps, pos_side)
+    if sig.action is Action.ADD:
+        if pos == 0:
+            return AccountPlan(PositionAction.IGNORE, (), "add with no open position")
+        return _add(c, steps, pos_side)
+    side = Side.BUY if sig.action is Action.BUY else Side.SELL
+    return _entry(c, steps, side)
+
+
 def plan_account(
     signal: Signal,
     s: RiskSettings,
@@ -74,5 +623,19 @@ def plan_account(
     signal_price: Decimal | None,
     cl_ord_prefix: str,
 ) -> AccountPlan:
-    """Plan what ``signal`` does to this sub-account (body in progress)."""
-    raise NotImplementedError
+    """What ``signal`` (raw, as received) does to this sub-account, as ordered steps.
+
+    ``s`` are the trader's effective settings, ``multiplier`` the sub-account's size multiplier,
+    ``contract`` the resolved contract (its tick size and point value are the ones used: GC and
+    MGC differ), ``state`` this account's position and working orders on this contract.
+    Raises ``ValueError`` for a caller's mistake (multiplier ≤ 0, a clOrdId over 64 characters).
+    """
+    if multiplier <= 0:
+        raise ValueError(f"multiplier must be > 0, got {multiplier}")
+    c = _Ctx(
+        apply_inverse(signal, s.inverse), s, multiplier, account, contract, state, signal_price
+    )
+    try:
+        return _plan(c, _Steps(cl_ord_prefix))
+    except _CannotPlan as e:
+        return AccountPlan(PositionAction.IGNORE, (), f"cannot plan: {e}")

@@ -31,9 +31,8 @@ def round_to_tick(price: Decimal, tick: Decimal, mode: RoundMode) -> Decimal:
     with localcontext() as ctx:
         ctx.prec = _PRECISION
         steps = (price / tick).to_integral_value(rounding=_MODES[mode])
-        result = steps * tick
-    # Present the result with the tick's exponent (21500.25, not 21500.2500) when possible.
-    return result.quantize(tick) if result.adjusted() < _PRECISION - 2 else result
+        # Present the result with the tick's exponent (21500.25, not 21500.2500).
+        return (steps * tick).quantize(tick)
 
 
 def scale_qty(base: int, multiplier: Decimal) -> int:
