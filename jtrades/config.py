@@ -108,6 +108,14 @@ class TradovateSettings(_Section):
     oauth_redirect_url: str = ""
     request_timeout_s: float = Field(default=10, gt=0, le=120)
     logins_per_hour: int = Field(default=4, ge=1, le=5)
+    # Session timing (Tradovate: client heartbeat every 2.5 s; ~10 s of silence = dead peer).
+    heartbeat_s: float = Field(default=2.5, gt=0, le=30)
+    dead_after_s: float = Field(default=10, gt=0, le=120)
+    renew_margin_s: float = Field(default=900, ge=0, le=3600)
+    reconnect_initial_s: float = Field(default=1, gt=0, le=60)
+    reconnect_max_s: float = Field(default=60, gt=0, le=3600)
+    connect_stagger_s: float = Field(default=0.2, ge=0, le=10)
+    rate_limit_cooldown_s: float = Field(default=60, ge=0, le=3600)
 
     @field_validator("demo_rest_url", "live_rest_url")
     @classmethod

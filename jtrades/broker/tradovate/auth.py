@@ -1,0 +1,306 @@
+"""Tradovate REST authentication: password login, renewal, OAuth code exchange, login budget.
+
+Quirks this module exists for (TRADOVATE.md "Authentication"; checked against tradovate/example-api-js
+and third-party clients):
+
+- Failures arrive as **HTTP 200** with ``errorText``: the body is always inspected.
+- A **penalty ticket** (``p-ticket``, ``p-time``) means: wait ``p-time`` seconds and repeat the same
+  request once with ``"p-ticket"`` added. We retry exactly once; a second ticket is reported as a
+  transient error carrying the wait, and ``p-captcha`` is reported as ``CaptchaRequired`` at once —
+  retrying a captcha only extends the lock (about an hour). Never a loop.
+- HTTP 423 follows repeated failed logins (a lock before the captcha): reported as an auth error,
+  not retried, for the same reason.
+- Few logins per hour are allowed per login (partner docs: about 5). ``LoginBudget`` counts every
+  ``accesstokenrequest`` we send (a p-ticket retry included) and refuses to send one over
+  ``settings.tradovate.logins_per_hour`` in any rolling hour, process-wide.
+- ``expirationTime`` is the truth about a token's lifetime (sources say 80 or 90 minutes).
+- OAuth: the official tutorial posts form-encoded to ``…/auth/oauthtoken`` without ``/v1``; the
+  OpenAPI spec says JSON to ``/v1/auth/oauthtoken``. We send JSON to the ``/v1`` path (the spec).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+import structlog
+
+from jtrades.config import TradovateSettings
+from jtrades.errors import (
+    BrokerAuthError,
+    CaptchaRequired,
+    ConfigError,
+    TransientBrokerError,
+)
+from jtrades.logging import register_secret
+
+log = structlog.get_logger(__name__)
+
+Env = Literal["demo", "live"]
+OAUTH_AUTHORIZE_URL = "https://trader.tradovate.com/oauth"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A bearer token for one login in one environment."""
+
+    token: str
+    expires_at: datetime
+    user_id: int | None = None
+    name: str = ""
+    md_token: str | None = None
+
+    def __repr__(self) -> str:  # never print the token itself
+        return f"AccessToken(user_id={self.user_id}, expires_at={self.expires_at.isoformat()})"
+
+    def seconds_left(self, now: datetime) -> float:
+        return (self.expires_at - now).total_seconds()
+
+
+class LoginBudget:
+    """At most ``per_hour`` access-token requests per (env, login) in any rolling hour."""
+
+    def __init__(self, per_hour: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_hour = per_hour
+        self._clock = clock
+        self._sent: dict[tuple[str, str], deque[float]] = {}
+
+    def _window(self, key: tuple[str, str]) -> deque[float]:
+        q = self._sent.setdefault(key, deque())
+        horizon = self._clock() - 3600
+        while q and q[0] <= horizon:
+            q.popleft()
+        return q
+
+    def remaining(self, env: str, username: str) -> int:
+        return self.per_hour - len(self._window((env, username)))
+
+    def take(self, env: str, username: str) -> None:
+        """Spend one login or raise ``TransientBrokerError`` saying when one is free again."""
+        q = self._window((env, username))
+        if len(q) >= self.per_hour:
+            wait = q[0] + 3600 - self._clock()
+            raise TransientBrokerError(
+                f"login budget for {username} ({env}) spent: {self.per_hour} per hour; "
+                f"next login possible in {int(wait) + 1} s"
+            )
+        q.append(self._clock())
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, int | float):  # epoch milliseconds appear in some clients
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise BrokerAuthError("Tradovate sent an unreadable expirationTime") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _token_from(body: dict[str, Any], fallback_name: str) -> AccessToken:
+    token = body.get("accessToken")
+    if not isinstance(token, str) or not token:
+        raise BrokerAuthError("Tradovate answered without an access token")
+    register_secret(token)
+    md = body.get("mdAccessToken")
+    if isinstance(md, str):
+        register_secret(md)
+    user_id = body.get("userId")
+    return AccessToken(
+        token=token,
+        expires_at=_parse_time(body.get("expirationTime")),
+        user_id=int(user_id) if user_id is not None else None,
+        name=str(body.get("name") or fallback_name),
+        md_token=md if isinstance(md, str) else None,
+    )
+
+
+class TradovateAuth:
+    """The REST auth calls, over one shared ``aiohttp.ClientSession``."""
+
+    def __init__(
+        self,
+        settings: TradovateSettings,
+        http: aiohttp.ClientSession,
+        budget: LoginBudget | None = None,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.http = http
+        self.budget = budget or LoginBudget(settings.logins_per_hour)
+        self._sleep = sleep
+        self._now = now
+
+    def rest_url(self, env: str) -> str:
+        if env == "demo":
+            return self.settings.demo_rest_url
+        if env == "live":
+            return self.settings.live_rest_url
+        raise ConfigError(f"no Tradovate environment {env!r} (demo or live)")
+
+    async def _post(
+        self, url: str, body: dict[str, Any] | None, bearer: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s)
+        data = orjson.dumps(body) if body is not None else None
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self.http.post(url, data=data, headers=headers, timeout=timeout) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientBrokerError(
+                f"Tradovate unreachable ({type(exc).__name__}): {url}"
+            ) from None
+        if status == 429:
+            raise TransientBrokerError("Tradovate rate limit (HTTP 429): back off")
+        if status == 423:
+            raise BrokerAuthError(
+                "Tradovate locked this login after failed attempts (HTTP 423): wait about an "
+                "hour, then check the password"
+            )
+        if status in (401, 403):
+            raise BrokerAuthError(f"Tradovate refused the credentials (HTTP {status})")
+        if status >= 500:
+            raise TransientBrokerError(f"Tradovate server error (HTTP {status})")
+        if status >= 400:
+            raise BrokerAuthError(f"Tradovate rejected the request (HTTP {status})")
+        try:
+            parsed = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            raise TransientBrokerError(
+                "Tradovate answered with something that is not JSON"
+            ) from None
+        if not isinstance(parsed, dict):
+            raise BrokerAuthError("Tradovate answered with an unexpected shape")
+        return parsed
+
+    async def request_token(self, env: str, username: str, password: str) -> AccessToken:
+        """Log in with a password: one ``accesstokenrequest`` (two if a p-ticket asks us to wait)."""
+        register_secret(password)
+        s = self.settings
+        body: dict[str, Any] = {
+            "name": username,
+            "password": password,
+            "appId": s.app_id,
+            "appVersion": s.app_version,
+            "cid": s.cid,
+            "sec": s.sec.get_secret_value(),
+            "deviceId": s.device_id or f"jtrades-{s.app_id}",
+        }
+        url = f"{self.rest_url(env)}/auth/accesstokenrequest"
+        for attempt in (1, 2):
+            self.budget.take(env, username)
+            log.info("tradovate.login", env=env, username=username, attempt=attempt)
+            answer = await self._post(url, body)
+            if "p-ticket" in answer:
+                wait = float(answer.get("p-time") or 0)
+                if answer.get("p-captcha"):
+                    raise CaptchaRequired(
+                        f"Tradovate wants a captcha for {username} ({env}): log in once on the "
+                        "Tradovate website, or connect the account with OAuth; retrying extends "
+                        "the lock"
+                    )
+                if attempt == 2:
+                    raise TransientBrokerError(
+                        f"Tradovate penalised the login of {username} again: wait {int(wait)} s"
+                    )
+                log.warning("tradovate.login.penalty", username=username, wait_s=wait)
+                await self._sleep(wait)
+                body = {**body, "p-ticket": answer["p-ticket"]}
+                continue
+            if answer.get("errorText"):
+                raise BrokerAuthError(f"Tradovate login failed: {answer['errorText']}")
+            return _token_from(answer, username)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def renew(self, env: str, token: AccessToken) -> AccessToken:
+        """``renewaccesstoken``: a new token (same session) without spending a login."""
+        answer = await self._post(f"{self.rest_url(env)}/auth/renewaccesstoken", None, token.token)
+        if answer.get("errorText"):
+            raise BrokerAuthError(f"Tradovate token renewal failed: {answer['errorText']}")
+        renewed = _token_from(answer, token.name)
+        if renewed.user_id is None and token.user_id is not None:
+            renewed = AccessToken(
+                renewed.token, renewed.expires_at, token.user_id, token.name, renewed.md_token
+            )
+        log.info("tradovate.token.renewed", env=env, user_id=renewed.user_id)
+        return renewed
+
+    async def me(self, env: str, token: str) -> dict[str, Any]:
+        """``auth/me``: the token's user (an OAuth token does not say its user id)."""
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s)
+        try:
+            async with self.http.get(
+                f"{self.rest_url(env)}/auth/me", headers=headers, timeout=timeout
+            ) as resp:
+                if resp.status == 401:
+                    raise BrokerAuthError("Tradovate rejected the token (HTTP 401)")
+                if resp.status >= 400:
+                    raise TransientBrokerError(f"auth/me failed (HTTP {resp.status})")
+                parsed = orjson.loads(await resp.read())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientBrokerError(f"Tradovate unreachable ({type(exc).__name__})") from None
+        if not isinstance(parsed, dict):
+            raise BrokerAuthError("auth/me answered with an unexpected shape")
+        return parsed
+
+    async def oauth_exchange(self, env: str, code: str, redirect_uri: str = "") -> AccessToken:
+        """Trade an OAuth ``code`` for a bearer token (JSON to ``/v1/auth/oauthtoken``, the spec)."""
+        s = self.settings
+        register_secret(code)
+        body = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri or s.oauth_redirect_url,
+            "client_id": s.oauth_client_id,
+            "client_secret": s.oauth_client_secret.get_secret_value(),
+        }
+        answer = await self._post(f"{self.rest_url(env)}/auth/oauthtoken", body)
+        if answer.get("error") or answer.get("errorText"):
+            why = answer.get("error_description") or answer.get("error") or answer["errorText"]
+            raise BrokerAuthError(f"Tradovate OAuth exchange failed: {why}")
+        token = answer.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise BrokerAuthError("Tradovate OAuth answered without an access token")
+        register_secret(token)
+        refresh = answer.get("refresh_token")
+        if isinstance(refresh, str):
+            register_secret(refresh)
+        expires_in = float(answer.get("expires_in") or 0) or 80 * 60
+        me = await self.me(env, token)
+        user_id = me.get("userId")
+        return AccessToken(
+            token=token,
+            expires_at=self._now() + timedelta(seconds=expires_in),
+            user_id=int(user_id) if user_id is not None else None,
+            name=str(me.get("name") or ""),
+        )
+
+
+def oauth_authorize_url(settings: TradovateSettings, state: str) -> str:
+    """Where to send a person to connect their account; ``state`` must be random and checked."""
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": settings.oauth_client_id,
+            "redirect_uri": settings.oauth_redirect_url,
+            "state": state,
+        }
+    )
+    return f"{OAUTH_AUTHORIZE_URL}?{query}"

@@ -1,0 +1,143 @@
+"""One access token per login, shared, cached in memory and stored encrypted in ``broker_tokens``.
+
+Tradovate allows few logins per hour and a small number of sessions per login (a new login closes
+the oldest session), so the order of preference is always: the token in memory → the token in the
+database (a restart) → renew a still-valid token → a new login (spends the budget). Concurrent
+callers for one login wait on one lock and share one outcome: never two logins for one token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+import structlog
+
+from jtrades.broker.tradovate.auth import AccessToken, TradovateAuth
+from jtrades.errors import BrokerAuthError, JtradesError, SecretKeyMissing, StorageUnavailable
+from jtrades.logging import register_secret
+from jtrades.store import Executor
+from jtrades.store import broker_tokens as store
+
+log = structlog.get_logger(__name__)
+
+# A token this close to expiry is not worth renewing: log in instead (renewal could race expiry).
+MIN_RENEWABLE_S = 5.0
+
+
+class TokenCipher(Protocol):
+    """What ``jtrades.security`` offers for credentials: ciphertext tagged with its key id."""
+
+    def encrypt(self, plaintext: str) -> tuple[bytes, str]: ...
+
+    def decrypt(self, ciphertext: bytes, key_id: str) -> str: ...
+
+
+def needs_renewal(token: AccessToken, now: datetime, margin_s: float) -> bool:
+    """Whether to renew now: inside the margin before ``expirationTime`` (or past it)."""
+    return token.seconds_left(now) <= margin_s
+
+
+class TokenCache:
+    """Tokens by (env, login). ``db``/``cipher`` may be None: memory only (a CLI one-shot)."""
+
+    def __init__(
+        self,
+        auth: TradovateAuth,
+        db: Executor | None = None,
+        cipher: TokenCipher | None = None,
+        *,
+        renew_margin_s: float | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.auth = auth
+        self.db = db
+        self.cipher = cipher
+        self.renew_margin_s = (
+            auth.settings.renew_margin_s if renew_margin_s is None else renew_margin_s
+        )
+        self._now = now
+        self._mem: dict[tuple[str, str], AccessToken] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def peek(self, env: str, username: str) -> AccessToken | None:
+        return self._mem.get((env, username))
+
+    async def get(self, env: str, username: str, password: str | None) -> AccessToken:
+        """A usable token: cached, stored, renewed, or (last resort) a new login."""
+        key = (env, username)
+        async with self._lock(key):
+            token = self._mem.get(key) or await self._load(env, username)
+            now = self._now()
+            if token is not None and not needs_renewal(token, now, self.renew_margin_s):
+                self._mem[key] = token
+                return token
+            if token is not None and token.seconds_left(now) > MIN_RENEWABLE_S:
+                try:
+                    renewed = await self.auth.renew(env, token)
+                except BrokerAuthError as exc:
+                    log.warning("tradovate.token.renew_refused", username=username, reason=str(exc))
+                else:
+                    await self._save(env, username, renewed)
+                    return renewed
+            if password is None:
+                raise BrokerAuthError(
+                    f"the Tradovate token of {username} ({env}) expired and there is no password: "
+                    "connect the account again (jtrades accounts connect)"
+                )
+            fresh = await self.auth.request_token(env, username, password)
+            await self._save(env, username, fresh)
+            return fresh
+
+    async def put(self, env: str, username: str, token: AccessToken) -> None:
+        """Adopt a token obtained elsewhere (OAuth)."""
+        async with self._lock((env, username)):
+            await self._save(env, username, token)
+
+    async def invalidate(self, env: str, username: str, token: str | None = None) -> None:
+        """Forget a token the broker refused (only if it is still the current one)."""
+        key = (env, username)
+        async with self._lock(key):
+            current = self._mem.get(key)
+            if token is not None and current is not None and current.token != token:
+                return
+            self._mem.pop(key, None)
+            if self.db is not None:
+                try:
+                    await store.delete(self.db, env, username)
+                except StorageUnavailable as exc:
+                    log.warning("tradovate.token.delete_failed", username=username, reason=str(exc))
+
+    async def _load(self, env: str, username: str) -> AccessToken | None:
+        if self.db is None or self.cipher is None:
+            return None
+        try:
+            row = await store.get(self.db, env, username)
+            if row is None:
+                return None
+            plain = self.cipher.decrypt(row.token_enc, row.key_id)
+        except (StorageUnavailable, SecretKeyMissing) as exc:
+            log.warning("tradovate.token.load_failed", username=username, reason=str(exc))
+            return None
+        except (JtradesError, ValueError) as exc:
+            log.warning("tradovate.token.unreadable", username=username, reason=str(exc))
+            return None
+        register_secret(plain)
+        log.info("tradovate.token.reused", env=env, username=username)
+        return AccessToken(plain, row.expires_at, row.broker_user_id, username)
+
+    async def _save(self, env: str, username: str, token: AccessToken) -> None:
+        self._mem[(env, username)] = token
+        if self.db is None or self.cipher is None:
+            return
+        enc, key_id = self.cipher.encrypt(token.token)
+        try:
+            await store.upsert(self.db, env, username, enc, key_id, token.expires_at, token.user_id)
+        except StorageUnavailable as exc:
+            # The token still works from memory; only a restart would have to log in again.
+            log.warning("tradovate.token.store_failed", username=username, reason=str(exc))
