@@ -1,0 +1,331 @@
+"""Signal filters: each one allowing and blocking, their order, and what closes skip."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jtrades.engine.filters import (
+    RecorderState,
+    Rejection,
+    TraderState,
+    apply_inverse,
+    check_recorder,
+    check_trader,
+    is_exit,
+)
+from jtrades.engine.risk import Direction, RiskSettings, Window
+from jtrades.engine.signal import Action, MarketPosition, Signal
+
+D = Decimal
+CHI = ZoneInfo("America/Chicago")
+NY = ZoneInfo("America/New_York")
+NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # Tuesday 09:00 Chicago
+FRESH = RecorderState(0, 0, None, 0)
+CLEAN = TraderState(D(0), D(0), None, 0)
+
+BUY = Signal(Action.BUY, price=D("21500"))
+SELL = Signal(Action.SELL, price=D("21500"))
+CLOSE = Signal(Action.CLOSE)
+FLAT_TARGET = Signal(Action.SELL, market_position=MarketPosition.FLAT)
+REDUCE = Signal(Action.SELL, quantity=1, market_position=MarketPosition.LONG)
+CANCEL = Signal(Action.CANCEL)
+
+
+def rec(
+    signal: Signal,
+    s: RiskSettings | None = None,
+    st_: RecorderState = FRESH,
+    now: datetime = NOW,
+    tz: ZoneInfo = CHI,
+    **kw: bool,
+) -> Rejection | None:
+    flags = {"enabled": True, "owner_active": True, "halted": False} | kw
+    return check_recorder(signal, s or RiskSettings(), st_, now, tz, **flags)
+
+
+def trd(
+    signal: Signal,
+    s: RiskSettings | None = None,
+    st_: TraderState = CLEAN,
+    now: datetime = NOW,
+    tz: ZoneInfo = CHI,
+    overridden: frozenset[str] | None = None,
+    **kw: bool,
+) -> Rejection | None:
+    flags = {"enabled": True, "owner_active": True, "halted": False} | kw
+    return check_trader(signal, s or RiskSettings(), st_, now, tz, overridden=overridden, **flags)
+
+
+def name(r: Rejection | None) -> str | None:
+    return r.filter if r is not None else None
+
+
+def test_defaults_accept_everything() -> None:
+    for sig in (BUY, SELL, CLOSE, FLAT_TARGET, REDUCE, CANCEL):
+        assert rec(sig) is None
+        assert trd(sig) is None
+
+
+@pytest.mark.parametrize("sig", [BUY, CLOSE, FLAT_TARGET, REDUCE, CANCEL])
+def test_disabled_and_unapproved_reject_even_closes(sig: Signal) -> None:
+    assert name(rec(sig, enabled=False)) == "recording_disabled"
+    assert name(trd(sig, enabled=False)) == "trader_disabled"
+    assert name(rec(sig, owner_active=False)) == "owner_not_approved"
+    assert name(trd(sig, owner_active=False)) == "owner_not_approved"
+
+
+def test_halt_blocks_everything_but_exits() -> None:
+    assert name(rec(BUY, halted=True)) == "halted"
+    assert name(trd(SELL, halted=True)) == "halted"
+    assert name(rec(CANCEL, halted=True)) == "halted"  # cancelling a stop adds risk
+    for sig in (CLOSE, FLAT_TARGET, REDUCE):
+        assert rec(sig, halted=True) is None
+        assert trd(sig, halted=True) is None
+
+
+def test_gate_order_disabled_before_owner_before_halt() -> None:
+    assert name(rec(BUY, enabled=False, owner_active=False, halted=True)) == "recording_disabled"
+    assert name(rec(BUY, owner_active=False, halted=True)) == "owner_not_approved"
+
+
+def test_exits_skip_every_entry_filter() -> None:
+    strict = RiskSettings(
+        direction=Direction.SHORT,
+        windows=(Window(time(3), time(4)),),
+        cooldown_s=3600,
+        max_signals=1,
+        every_nth=5,
+        max_daily_loss=D(100),
+        auto_flat_after=time(8),
+    )
+    busy = RecorderState(10, 10, NOW - timedelta(seconds=1), 3)
+    broke = TraderState(D(-1000), D(0), NOW - timedelta(seconds=1), 10, 3)
+    assert name(rec(BUY, strict, busy)) is not None
+    for sig in (CLOSE, FLAT_TARGET, REDUCE, CANCEL):
+        assert rec(sig, strict, busy) is None
+        assert trd(sig, strict, broke) is None
+
+
+def test_is_exit() -> None:
+    assert is_exit(CLOSE)
+    assert is_exit(FLAT_TARGET)
+    assert is_exit(REDUCE)
+    assert is_exit(Signal(Action.BUY, market_position=MarketPosition.SHORT))
+    assert not is_exit(Signal(Action.BUY, market_position=MarketPosition.LONG))
+    assert not is_exit(BUY)
+    assert not is_exit(CANCEL)
+
+
+# --- direction and inverse ------------------------------------------------------------------
+
+LONG_ONLY = RiskSettings(direction=Direction.LONG)
+SHORT_ENTRY = Signal(
+    Action.SELL, market_position=MarketPosition.SHORT, prev_market_position=MarketPosition.FLAT
+)
+REVERSAL_TO_SHORT = Signal(
+    Action.SELL, market_position=MarketPosition.SHORT, prev_market_position=MarketPosition.LONG
+)
+
+
+def test_direction_rejects_a_pure_entry_on_the_forbidden_side() -> None:
+    r = rec(SHORT_ENTRY, LONG_ONLY)
+    assert name(r) == "direction"
+    assert r is not None
+    assert "short" in r.reason
+    assert name(trd(SHORT_ENTRY, LONG_ONLY)) == "direction"
+    pyramid = dataclasses.replace(SHORT_ENTRY, prev_market_position=MarketPosition.SHORT)
+    assert name(rec(pyramid, LONG_ONLY)) == "direction"
+
+
+def test_direction_passes_a_reversal_and_an_unknown_so_the_planner_can_close() -> None:
+    assert rec(REVERSAL_TO_SHORT, LONG_ONLY) is None
+    assert rec(SELL, LONG_ONLY) is None  # no position information: planned per account
+
+
+def test_direction_allows_the_allowed_side() -> None:
+    buy_entry = Signal(Action.BUY, prev_market_position=MarketPosition.FLAT)
+    assert rec(buy_entry, LONG_ONLY) is None
+    assert rec(SHORT_ENTRY, RiskSettings(direction=Direction.SHORT)) is None
+    assert name(rec(buy_entry, RiskSettings(direction=Direction.SHORT))) == "direction"
+
+
+def test_inverse_applies_before_direction() -> None:
+    inv = RiskSettings(direction=Direction.LONG, inverse=True)
+    assert rec(SHORT_ENTRY, inv) is None  # a sell read inversely is a long entry
+    buy_entry = Signal(
+        Action.BUY, market_position=MarketPosition.LONG, prev_market_position=MarketPosition.FLAT
+    )
+    assert name(rec(buy_entry, inv)) == "direction"
+    assert name(trd(buy_entry, inv)) == "direction"
+
+
+def test_apply_inverse() -> None:
+    sig = Signal(
+        Action.BUY, market_position=MarketPosition.LONG, prev_market_position=MarketPosition.FLAT
+    )
+    inv = apply_inverse(sig, True)
+    assert (inv.action, inv.market_position, inv.prev_market_position) == (
+        Action.SELL,
+        MarketPosition.SHORT,
+        MarketPosition.FLAT,
+    )
+    assert apply_inverse(sig, False) is sig
+    assert apply_inverse(CLOSE, True).action is Action.CLOSE
+    assert apply_inverse(FLAT_TARGET, True).is_close
+
+
+# --- windows and auto-flat ------------------------------------------------------------------
+
+
+def test_windows_in_the_users_zone() -> None:
+    rth = RiskSettings(windows=(Window(time(9, 30), time(16)),))
+    assert rec(BUY, rth, now=datetime(2026, 11, 24, 14, 30, tzinfo=UTC), tz=NY) is None
+    r = rec(BUY, rth, now=datetime(2026, 11, 24, 14, 29, tzinfo=UTC), tz=NY)
+    assert name(r) == "window"
+    assert r is not None
+    assert "09:29 America/New_York" in r.reason
+    # The same instant is 08:30 in Chicago: outside a Chicago 09:30 window.
+    assert name(rec(BUY, rth, now=datetime(2026, 11, 24, 14, 30, tzinfo=UTC), tz=CHI)) == "window"
+
+
+def test_either_of_two_windows_admits() -> None:
+    two = RiskSettings(windows=(Window(time(8), time(10)), Window(time(22), time(2))))
+    at = [(time(9), True), (time(12), False), (time(23), True), (time(1), True), (time(3), False)]
+    for t, ok in at:
+        now = datetime(2026, 11, 24, t.hour, tzinfo=CHI)
+        assert (rec(BUY, two, now=now) is None) is ok, t
+        assert (trd(BUY, two, now=now) is None) is ok, t
+
+
+@pytest.mark.parametrize(
+    ("local", "blocked"),
+    [
+        (datetime(2026, 11, 24, 14, 59, tzinfo=CHI), False),
+        (datetime(2026, 11, 24, 15, 0, tzinfo=CHI), True),
+        (datetime(2026, 11, 24, 16, 59, tzinfo=CHI), True),
+        (datetime(2026, 11, 24, 17, 0, tzinfo=CHI), False),  # the next trading day opened
+        (datetime(2026, 11, 25, 2, 0, tzinfo=CHI), False),
+        (datetime(2026, 11, 29, 18, 0, tzinfo=CHI), False),  # Sunday's open
+        (datetime(2026, 11, 28, 12, 0, tzinfo=CHI), False),  # Saturday: before any cutoff
+        (datetime(2026, 11, 27, 15, 30, tzinfo=CHI), True),  # Friday afternoon
+    ],
+)
+def test_auto_flat_blocks_entries_until_the_next_day(local: datetime, blocked: bool) -> None:
+    s = RiskSettings(auto_flat_after=time(15))
+    assert (name(rec(BUY, s, now=local)) == "auto_flat") is blocked
+    assert (name(trd(BUY, s, now=local)) == "auto_flat") is blocked
+    assert rec(CLOSE, s, now=local) is None
+
+
+def test_auto_flat_in_new_york_time() -> None:
+    s = RiskSettings(auto_flat_after=time(15, 55))
+    assert rec(BUY, s, now=datetime(2026, 11, 24, 15, 54, tzinfo=NY), tz=NY) is None
+    assert name(rec(BUY, s, now=datetime(2026, 11, 24, 15, 55, tzinfo=NY), tz=NY)) == "auto_flat"
+
+
+def test_an_evening_auto_flat_fires_the_evening_the_day_opens() -> None:
+    s = RiskSettings(auto_flat_after=time(20))
+    assert rec(BUY, s, now=datetime(2026, 11, 24, 19, 0, tzinfo=CHI)) is None
+    assert name(rec(BUY, s, now=datetime(2026, 11, 24, 21, 0, tzinfo=CHI))) == "auto_flat"
+    assert name(rec(BUY, s, now=datetime(2026, 11, 25, 10, 0, tzinfo=CHI))) == "auto_flat"
+
+
+# --- counters -------------------------------------------------------------------------------
+
+
+def test_cooldown() -> None:
+    s = RiskSettings(cooldown_s=60)
+    assert rec(BUY, s, RecorderState(1, 1, NOW - timedelta(seconds=60), 1)) is None
+    r = rec(BUY, s, RecorderState(1, 1, NOW - timedelta(seconds=45), 1))
+    assert name(r) == "cooldown"
+    assert r is not None
+    assert "15s left" in r.reason
+    assert name(trd(BUY, s, TraderState(D(0), D(0), NOW - timedelta(seconds=1), 1))) == "cooldown"
+    assert rec(BUY, RiskSettings(), RecorderState(1, 1, NOW, 1)) is None
+
+
+def test_max_signals_counts_accepted_entries() -> None:
+    s = RiskSettings(max_signals=3)
+    assert rec(BUY, s, RecorderState(50, 2, None, 2)) is None  # all signals don't count
+    assert name(rec(BUY, s, RecorderState(3, 3, None, 3))) == "max_signals"
+    assert name(trd(BUY, s, TraderState(D(0), D(0), None, 3))) == "max_signals"
+
+
+def test_every_nth_takes_the_nth_2nth() -> None:
+    s = RiskSettings(every_nth=3)
+    taken = [seen + 1 for seen in range(9) if rec(BUY, s, RecorderState(0, 0, None, seen)) is None]
+    assert taken == [3, 6, 9]
+    t = TraderState(D(0), D(0), None, 0, seen_this_session=5)
+    assert trd(BUY, s, t) is None
+    assert name(trd(BUY, s, dataclasses.replace(t, seen_this_session=4))) == "every_nth"
+
+
+def test_max_daily_loss_counts_realized_and_open() -> None:
+    s = RiskSettings(max_daily_loss=D(500))
+    assert trd(BUY, s, TraderState(D(-300), D("-199.99"), None, 0)) is None
+    r = trd(BUY, s, TraderState(D(-300), D(-200), None, 0))  # exactly -500: stop
+    assert name(r) == "max_daily_loss"
+    assert r is not None
+    assert "-500" in r.reason
+    assert name(trd(BUY, s, TraderState(D(-600), D(200), None, 0))) is None
+    assert trd(CLOSE, s, TraderState(D(-9000), D(0), None, 0)) is None
+    assert rec(BUY, s) is None  # the recorder has no money of its own
+
+
+def test_order_of_the_chain() -> None:
+    everything = RiskSettings(
+        windows=(Window(time(3), time(4)),),
+        auto_flat_after=time(8),
+        cooldown_s=60,
+        max_signals=1,
+        every_nth=2,
+        max_daily_loss=D(1),
+        direction=Direction.SHORT,
+    )
+    entry = Signal(Action.BUY, prev_market_position=MarketPosition.FLAT)
+    state = TraderState(D(-5), D(0), NOW, 1, 0)
+    expected = ["direction", "window", "auto_flat", "cooldown", "max_signals", "max_daily_loss"]
+    s = everything
+    for filt in expected:
+        assert name(trd(entry, s, state)) == filt
+        s = dataclasses.replace(
+            s,
+            **{
+                "direction": {"direction": Direction.BOTH},
+                "window": {"windows": ()},
+                "auto_flat": {"auto_flat_after": None},
+                "cooldown": {"cooldown_s": 0},
+                "max_signals": {"max_signals": None},
+                "max_daily_loss": {"max_daily_loss": None},
+            }[filt],
+        )
+    assert name(trd(entry, s, state)) == "every_nth"
+
+
+def test_trader_counting_filters_only_run_when_overridden() -> None:
+    s = RiskSettings(every_nth=2, cooldown_s=60, max_signals=1)
+    st_ = TraderState(D(0), D(0), NOW, 5, 0)
+    assert trd(BUY, s, st_, overridden=frozenset()) is None  # the recorder applied them
+    assert name(trd(BUY, s, st_, overridden=frozenset({"every_nth"}))) == "every_nth"
+    assert name(trd(BUY, s, st_, overridden=frozenset({"max_signals"}))) == "max_signals"
+    assert name(trd(BUY, s, st_, overridden=None)) == "cooldown"
+    loss = dataclasses.replace(s, max_daily_loss=D(1))
+    broke = dataclasses.replace(st_, realized_pnl_today=D(-1))
+    assert name(trd(BUY, loss, broke, overridden=frozenset())) == "max_daily_loss"
+
+
+@given(
+    st.integers(min_value=1, max_value=10),
+    st.integers(min_value=1, max_value=60),
+)
+def test_every_nth_accepts_one_in_n(n: int, runs: int) -> None:
+    s = RiskSettings(every_nth=n)
+    accepted = sum(rec(BUY, s, RecorderState(0, 0, None, k)) is None for k in range(n * runs))
+    assert accepted == runs
