@@ -37,6 +37,10 @@ class ExitSpec:
     value: Decimal
     units: Units
     trailing: bool = False
+    # Trailing stops that start trailing only once in profit by ``trail_trigger`` and move in
+    # steps of ``trail_freq`` (PickMyTrade ``trail_trigger``/``trail_freq``), both in ``units``.
+    trail_trigger: Decimal | None = None
+    trail_freq: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,9 @@ class Signal:
     take_profit: tuple[ExitSpec, ...] = ()
     stop_loss: ExitSpec | None = None
     token: str | None = None  # token carried in the body, stripped before storage
+    source: str | None = (
+        None  # which dialect the body was written in: native|traderspost|pickmytrade|text
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -1,0 +1,221 @@
+"""Per-alert take-profit, stop-loss and order type, in the TradersPost and PickMyTrade spellings.
+
+TradersPost (docs.traderspost.io "Signal Message Reference"; traderspost.io/reference
+strategy-field pages "Allow signal take profit", "Allow signal stop loss", "Stop loss type",
+"Exit order type"):
+
+- ``takeProfit``: one of ``limitPrice`` (a price), ``percent`` (from entry), ``amount`` (a price
+  distance from entry: "a takeProfit.limitPrice of $110 is calculated from the takeProfit.amount of
+  $10 and the entry price of $100", so *points* for futures) or ``pnlAmount`` (dollars of profit).
+- ``stopLoss``: ``type`` stop | stop_limit | trailing_stop; ``stopPrice``, ``percent``, ``amount``
+  for stop and stop_limit; ``trailAmount`` (points) or ``trailPercent`` for trailing_stop.
+  A stop_limit stop loss is placed as a stop-market order: a protective stop that may not fill
+  is worse than slippage, and Tradovate brackets take no stop-limit offset here.
+- ``orderType`` market | limit | stop | stop_limit | trailing_stop with ``limitPrice``/``stopPrice``.
+
+PickMyTrade (docs.pickmytrade.trade "TradingView JSON alert configuration", pickmytrade.io
+/pages/alert.html, docs.pickmytrade.io "Rithmic JSON configuration"):
+
+- ``tp``/``sl``: absolute price levels; ``dollar_tp``/``dollar_sl``: dollars;
+  ``percentage_tp``/``percentage_sl``: percent; 0 means "not set" (their templates send every key).
+- ``trail`` 1 turns trailing on; ``trail_stop`` is the trailing distance, ``trail_trigger`` the
+  profit at which trailing starts and ``trail_freq`` its step. Their docs give no unit for these;
+  we read them as points (price distance), like Tradovate's own trailing-stop ``pegDifference``.
+- ``order_type`` MKT | LMT | STP (a limit entry uses ``price`` when no ``limitPrice`` is given).
+
+Several values for one exit (``sl`` and ``dollar_sl``, or ``percent`` and ``amount``) are refused:
+guessing which one the trader meant would be guessing with their money.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from jtrades.engine.parse_values import (
+    Fields,
+    is_blank,
+    norm_key,
+    short,
+    to_distance,
+    to_flag,
+    to_word,
+)
+from jtrades.engine.signal import ExitSpec, Units
+from jtrades.errors import InvalidSignal
+
+ORDER_TYPES = {
+    "market": "market",
+    "mkt": "market",
+    "limit": "limit",
+    "lmt": "limit",
+    "stop": "stop",
+    "stp": "stop",
+    "stoplimit": "stop_limit",
+    "stplmt": "stop_limit",
+}
+
+_TP_KEYS = {
+    "limitprice": Units.PRICE,
+    "percent": Units.PERCENT,
+    "amount": Units.POINTS,
+    "pnlamount": Units.DOLLARS,
+}
+_STOP_KEYS = {
+    "stopprice": Units.PRICE,
+    "percent": Units.PERCENT,
+    "amount": Units.POINTS,
+    "pnlamount": Units.DOLLARS,
+}
+_TRAIL_KEYS = {"trailamount": Units.POINTS, "trailpercent": Units.PERCENT}
+_SL_TYPES = ("stop", "stop_limit", "trailing_stop")
+
+
+def order_type(field: str, value: Any) -> str | None:
+    """market | limit | stop | stop_limit, from either service's spelling."""
+    word = to_word(field, value)
+    if word is None:
+        return None
+    if norm_key(word) == "trailingstop":
+        raise InvalidSignal(
+            f"field {field!r}: trailing_stop entries are not supported; "
+            "use a market or limit entry with a trailing stopLoss"
+        )
+    kind = ORDER_TYPES.get(norm_key(word))
+    if kind is None:
+        raise InvalidSignal(
+            f"field {field!r}: unknown order type {short(value)} "
+            "(expected market, limit, stop or stop_limit)"
+        )
+    return kind
+
+
+def _one_of(
+    name: str, obj: dict[str, Any], keys: dict[str, Units]
+) -> tuple[str, Decimal, Units] | None:
+    given: list[tuple[str, Decimal, Units]] = []
+    for key, value in obj.items():
+        units = keys.get(norm_key(key))
+        if units is None:
+            continue
+        number = to_distance(f"{name}.{key}", value)
+        if number is not None:
+            given.append((key, number, units))
+    if len(given) > 1:
+        names = ", ".join(f"{name}.{k}" for k, _, _ in given)
+        raise InvalidSignal(f"give only one of {names}")
+    return given[0] if given else None
+
+
+def _as_object(name: str, value: Any) -> dict[str, Any] | None:
+    if is_blank(value):
+        return None
+    if not isinstance(value, dict):
+        raise InvalidSignal(
+            f'field {name!r} must be an object such as {{"percent": 1}}, got {short(value)}'
+        )
+    return value
+
+
+def traderspost_take_profit(name: str, value: Any) -> ExitSpec | None:
+    """``takeProfit: {limitPrice | percent | amount | pnlAmount}``."""
+    obj = _as_object(name, value)
+    if obj is None:
+        return None
+    chosen = _one_of(name, obj, _TP_KEYS)
+    if chosen is None:
+        if not obj:
+            return None
+        raise InvalidSignal(f"{name} needs one of limitPrice, percent, amount or pnlAmount")
+    _, number, units = chosen
+    return ExitSpec(number, units)
+
+
+def traderspost_stop_loss(name: str, value: Any) -> ExitSpec | None:
+    """``stopLoss: {type, stopPrice | percent | amount | trailAmount | trailPercent}``."""
+    obj = _as_object(name, value)
+    if obj is None:
+        return None
+    fields = Fields(obj)
+    type_key, type_value = fields.get("type")
+    kind = to_word(f"{name}.{type_key}", type_value) or "stop"
+    if kind not in _SL_TYPES:
+        raise InvalidSignal(
+            f"{name}.type must be stop, stop_limit or trailing_stop, got {short(type_value)}"
+        )
+    trailing = kind == "trailing_stop"
+    stop = _one_of(name, obj, _STOP_KEYS)
+    trail = _one_of(name, obj, _TRAIL_KEYS)
+    if trail and not trailing:
+        raise InvalidSignal(f"{name}.{trail[0]} needs {name}.type trailing_stop")
+    if trailing and stop and stop[2] is Units.PRICE:
+        raise InvalidSignal(f"{name}: a trailing stop takes trailAmount or trailPercent")
+    if trail and stop:
+        raise InvalidSignal(f"give only one of {name}.{stop[0]}, {name}.{trail[0]}")
+    chosen = trail or stop
+    if chosen is None:
+        if not obj or (set(map(norm_key, obj)) <= {"type"} and not trailing):
+            return None
+        needs = "trailAmount or trailPercent" if trailing else "stopPrice, percent or amount"
+        raise InvalidSignal(f"{name} needs {needs}")
+    _, number, units = chosen
+    return ExitSpec(number, units, trailing=trailing)
+
+
+def _pickmytrade_one(
+    fields: Fields, kind: str, keys: dict[str, Units]
+) -> tuple[str, Decimal, Units] | None:
+    given: list[tuple[str, Decimal, Units]] = []
+    for alias, units in keys.items():
+        for key, value in fields.all(alias):
+            number = to_distance(key, value)
+            if number is not None:
+                given.append((key, number, units))
+    if len(given) > 1:
+        raise InvalidSignal(f"give only one {kind}: " + ", ".join(k for k, _, _ in given))
+    return given[0] if given else None
+
+
+def pickmytrade_exits(fields: Fields) -> tuple[ExitSpec | None, ExitSpec | None]:
+    """(take profit, stop loss) from ``tp``/``sl``, ``dollar_*``, ``percentage_*`` and ``trail*``."""
+    tp = _pickmytrade_one(
+        fields,
+        "take profit",
+        {"tp": Units.PRICE, "dollar_tp": Units.DOLLARS, "percentage_tp": Units.PERCENT},
+    )
+    sl = _pickmytrade_one(
+        fields,
+        "stop loss",
+        {"sl": Units.PRICE, "dollar_sl": Units.DOLLARS, "percentage_sl": Units.PERCENT},
+    )
+    trail_key, trail_value = fields.get("trail")
+    trailing = to_flag(trail_key, trail_value)
+    values: dict[str, Decimal | None] = {}
+    for alias in ("trail_stop", "trail_trigger", "trail_freq"):
+        key, value = fields.get(alias)
+        values[alias] = to_distance(key, value)
+    take_profit = ExitSpec(tp[1], tp[2]) if tp else None
+    if not trailing:
+        return take_profit, ExitSpec(sl[1], sl[2]) if sl else None
+    distance = values["trail_stop"]
+    if distance is not None and sl is not None:
+        raise InvalidSignal(
+            f"with trail on, give either trail_stop or {sl[0]} as the trailing distance, not both"
+        )
+    if distance is None and sl is None:
+        raise InvalidSignal("trail is on but no trail_stop (or stop loss) gives its distance")
+    if sl is not None and sl[2] is Units.PRICE:
+        raise InvalidSignal("a trailing stop needs a distance (trail_stop), not the price level sl")
+    if distance is not None:
+        value, units = distance, Units.POINTS
+    else:
+        assert sl is not None  # both None was refused above
+        value, units = sl[1], sl[2]
+    stop_loss = ExitSpec(
+        value,
+        units,
+        trailing=True,
+        trail_trigger=values["trail_trigger"],
+        trail_freq=values["trail_freq"],
+    )
+    return take_profit, stop_loss

@@ -1,0 +1,103 @@
+"""Plain-text alerts: ``buy``, ``sell MNQ1! 2``, ``buy 3 MNQ1! @ 21500.25``, ``close``.
+
+Text is turned into the same fields a JSON alert would carry and then read by the one JSON
+path, so a word means the same thing in both. Three shapes are understood:
+
+- words: an action first, then at most one symbol, one whole number (contracts) and
+  ``@ PRICE`` in any order;
+- ``key=value`` pairs (not ``key:value``, which would read ``CME_MINI:MNQ1!`` as a pair), mixed freely with the words: ``buy qty=2 ticker=MNQ1!``;
+- TradingView's default strategy message, ``… order buy @ 2 filled on MNQ1!. New strategy
+  position is 2``, whose position size becomes the market position (0 = flat).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from jtrades.engine.parse_values import ACTION_WORDS, short
+from jtrades.errors import InvalidSignal
+
+TextFields = dict[str, Any]
+
+_DEFAULT_STRATEGY_MESSAGE = re.compile(
+    r"order\s+(?P<action>buy|sell)\s+@\s+(?P<contracts>\S+)\s+filled\s+on\s+(?P<ticker>\S+?)\.?"
+    r"\s+new\s+strategy\s+position\s+is\s+(?P<position>\S+?)\.?\s*$",
+    re.IGNORECASE,
+)
+_PAIR = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)=(?P<value>.*)$")
+_SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:.!/\-]*$")
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+_MAX_TEXT = 1000
+
+
+def parse_text(text: str) -> TextFields:
+    """The fields a text alert spells out; raises ``InvalidSignal`` (422) when it is not one."""
+    if len(text) > _MAX_TEXT:
+        raise InvalidSignal(f"text alert longer than {_MAX_TEXT} characters")
+    default = _DEFAULT_STRATEGY_MESSAGE.search(text)
+    if default:
+        return _from_default_message(default)
+    fields: TextFields = {}
+    words: list[str] = []
+    for token in text.replace(",", " ").replace(";", " ").split():
+        pair = _PAIR.match(token)
+        if pair:
+            _put(fields, pair.group("key"), pair.group("value"))
+        elif "=" in token:
+            raise InvalidSignal(f"text alert: cannot read {short(token)}")
+        else:
+            words.append(token)
+    if words:
+        _read_words(words, fields)
+    return fields
+
+
+def _put(fields: TextFields, key: str, value: Any) -> None:
+    if key in fields:
+        raise InvalidSignal(f"text alert: {key!r} given twice")
+    fields[key] = value
+
+
+def _read_words(words: list[str], fields: TextFields) -> None:
+    first = words[0].lower()
+    if first not in ACTION_WORDS:
+        raise InvalidSignal(
+            f"text alert must start with an action (buy, sell, close, …), got {short(words[0])}"
+        )
+    _put(fields, "action", first)
+    rest = iter(words[1:])
+    for word in rest:
+        if word == "@":
+            price = next(rest, None)
+            if price is None:
+                raise InvalidSignal("text alert: '@' must be followed by a price")
+            _put(fields, "price", price)
+        elif word.startswith("@") and len(word) > 1:
+            _put(fields, "price", word[1:])
+        elif _NUMBER.match(word):
+            _put(fields, "quantity", word)
+        elif _SYMBOL.match(word):
+            _put(fields, "ticker", word)
+        else:
+            raise InvalidSignal(f"text alert: cannot read {short(word)}")
+
+
+def _from_default_message(match: re.Match[str]) -> TextFields:
+    ticker = match.group("ticker")
+    try:
+        size = Decimal(match.group("position"))
+    except InvalidOperation:
+        raise InvalidSignal(
+            f"text alert: position size {short(match.group('position'))} is not a number"
+        ) from None
+    if not size.is_finite():
+        raise InvalidSignal("text alert: position size is not a number")
+    position = "long" if size > 0 else "short" if size < 0 else "flat"
+    return {
+        "action": match.group("action").lower(),
+        "quantity": match.group("contracts"),
+        "ticker": ticker,
+        "market_position": position,
+    }

@@ -1,0 +1,248 @@
+"""Reading one webhook field: keys matched loosely, numbers and words checked strictly.
+
+Alert messages are typed by people into TradingView's alert box, so keys come in every spelling
+(``marketPosition``, ``market_position``, ``Market-Position``) and numbers arrive as JSON numbers or
+as strings (``"{{close}}"`` is a string once TradingView substitutes it). Each helper here either
+returns a clean value or raises ``InvalidSignal`` naming the field, so a bad alert is answered 422
+with a reason the trader can act on, never with a traceback or a guessed order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from jtrades.engine.signal import Action, MarketPosition
+from jtrades.errors import InvalidSignal
+
+# Bounds that no real futures alert comes near; they keep absurd input from reaching the planner.
+MAX_QUANTITY = 100_000
+_MAX_NUMBER = Decimal(10) ** 12
+_MAX_DECIMALS = 10
+
+_PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
+
+ACTION_WORDS: dict[str, Action] = {
+    "buy": Action.BUY,
+    "long": Action.BUY,
+    "sell": Action.SELL,
+    "short": Action.SELL,
+    "close": Action.CLOSE,
+    "exit": Action.CLOSE,
+    "flat": Action.CLOSE,
+    "flatten": Action.CLOSE,
+    "add": Action.ADD,
+    "cancel": Action.CANCEL,
+}
+
+# TradersPost ``sentiment`` says bullish/bearish; TradingView's market_position says long/short.
+POSITION_WORDS: dict[str, MarketPosition] = {
+    "long": MarketPosition.LONG,
+    "bullish": MarketPosition.LONG,
+    "short": MarketPosition.SHORT,
+    "bearish": MarketPosition.SHORT,
+    "flat": MarketPosition.FLAT,
+}
+
+
+def norm_key(key: str) -> str:
+    """``marketPosition``, ``market_position`` and ``Market-Position`` are the same field."""
+    return "".join(ch for ch in key.lower() if ch not in "_- .")
+
+
+def short(value: Any, limit: int = 40) -> str:
+    """A value as it may appear in an error message: bounded, one line."""
+    text = value if isinstance(value, str) else repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def find_placeholder(value: Any, path: str) -> tuple[str, str] | None:
+    """The first ``{{…}}`` TradingView left unsubstituted, with the field it sits in."""
+    if isinstance(value, str):
+        match = _PLACEHOLDER.search(value)
+        return (path, match.group(0)) if match else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = find_placeholder(item, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = find_placeholder(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def check_placeholders(fields: Mapping[str, Any]) -> None:
+    """Reject an alert template sent as is: its orders would be guesses."""
+    found = find_placeholder(fields, "")
+    if found:
+        path, placeholder = found
+        raise InvalidSignal(
+            f"field {path!r} still holds the TradingView placeholder {short(placeholder)}: "
+            "it is only filled in by a strategy alert (or the placeholder is misspelt)"
+        )
+
+
+def is_blank(value: Any) -> bool:
+    """JSON null and empty strings mean "not given" (templates often leave fields empty)."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def to_decimal(field: str, value: Any) -> Decimal | None:
+    """A finite, sane number from a JSON number or a numeric string; None when blank."""
+    if is_blank(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | float | str):
+        raise InvalidSignal(f"field {field!r} must be a number, got {short(value)}")
+    try:
+        number = Decimal(value.strip() if isinstance(value, str) else str(value))
+    except (InvalidOperation, ValueError):
+        raise InvalidSignal(f"field {field!r} must be a number, got {short(value)}") from None
+    if not number.is_finite() or abs(number) >= _MAX_NUMBER:
+        raise InvalidSignal(f"field {field!r} is not a usable number: {short(value)}")
+    exponent = number.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -_MAX_DECIMALS:
+        raise InvalidSignal(f"field {field!r} has too many decimal places: {short(value)}")
+    return number + 0  # drops a negative zero's sign
+
+
+def to_quantity(field: str, value: Any) -> int | None:
+    """Whole contracts; 0 or absent means "use the configured size" (None)."""
+    number = to_decimal(field, value)
+    if number is None or number == 0:
+        return None
+    if number < 0:
+        raise InvalidSignal(f"field {field!r} must not be negative, got {short(value)}")
+    if number != number.to_integral_value():
+        raise InvalidSignal(f"field {field!r} must be whole contracts, got {short(value)}")
+    if number > MAX_QUANTITY:
+        raise InvalidSignal(f"field {field!r} is larger than {MAX_QUANTITY} contracts")
+    return int(number)
+
+
+def to_price(field: str, value: Any) -> Decimal | None:
+    """A price: positive; None when blank."""
+    number = to_decimal(field, value)
+    if number is not None and number <= 0:
+        raise InvalidSignal(f"field {field!r} must be a positive price, got {short(value)}")
+    return number
+
+
+def to_distance(field: str, value: Any) -> Decimal | None:
+    """A TP/SL size or level where 0 means "not set" (PickMyTrade's templates send zeros)."""
+    number = to_decimal(field, value)
+    if number is None or number == 0:
+        return None
+    if number < 0:
+        raise InvalidSignal(f"field {field!r} must not be negative, got {short(value)}")
+    return number
+
+
+def to_flag(field: str, value: Any) -> bool:
+    """PickMyTrade booleans arrive as true/false, 1/0 or their strings."""
+    if is_blank(value):
+        return False
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, int | str) else None
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidSignal(f"field {field!r} must be true or false, got {short(value)}")
+
+
+def to_word(field: str, value: Any) -> str | None:
+    """A lower-case word, or None when blank."""
+    if is_blank(value):
+        return None
+    if not isinstance(value, str):
+        raise InvalidSignal(f"field {field!r} must be text, got {short(value)}")
+    return value.strip().lower()
+
+
+def to_action(field: str, value: Any) -> Action | None:
+    """buy/long, sell/short, close/exit/flat, add, cancel."""
+    word = to_word(field, value)
+    if word is None:
+        return None
+    action = ACTION_WORDS.get(word)
+    if action is None:
+        raise InvalidSignal(
+            f"field {field!r}: unknown action {short(value)} "
+            "(expected buy, sell, long, short, close, exit, flat, add or cancel)"
+        )
+    return action
+
+
+def to_position(field: str, value: Any) -> MarketPosition | None:
+    """long/bullish, short/bearish, flat."""
+    word = to_word(field, value)
+    if word is None:
+        return None
+    position = POSITION_WORDS.get(word)
+    if position is None:
+        raise InvalidSignal(
+            f"field {field!r}: unknown market position {short(value)} (expected long, short or flat)"
+        )
+    return position
+
+
+def to_text(field: str, value: Any, limit: int = 200) -> str | None:
+    """A short identifier (ticker, id): strings and plain numbers, stripped."""
+    if is_blank(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise InvalidSignal(f"field {field!r} must be text, got {short(value)}")
+    text = str(value).strip()
+    if len(text) > limit:
+        raise InvalidSignal(f"field {field!r} is longer than {limit} characters")
+    return text
+
+
+class Fields:
+    """A JSON object read by alias; what nobody asked for is what ``rest`` returns.
+
+    Keys are compared after ``norm_key``; the first alias present wins and the other aliases of
+    the same group are consumed too, so they do not reappear in ``Signal.extra``.
+    """
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._by_norm: dict[str, list[str]] = {}
+        for key in data:
+            self._by_norm.setdefault(norm_key(key), []).append(key)
+        self._data = data
+        self._used: set[str] = set()
+
+    def has(self, *aliases: str) -> bool:
+        return any(norm_key(a) in self._by_norm for a in aliases)
+
+    def all(self, *aliases: str) -> list[tuple[str, Any]]:
+        """Every (original key, value) of the group, in alias order; marks them used."""
+        found: list[tuple[str, Any]] = []
+        for alias in aliases:
+            for key in self._by_norm.get(norm_key(alias), ()):
+                self._used.add(key)
+                found.append((key, self._data[key]))
+        return found
+
+    def get(self, *aliases: str) -> tuple[str, Any]:
+        """The first non-blank (key, value) of the group, or (first alias, None)."""
+        for key, value in self.all(*aliases):
+            if not is_blank(value):
+                return key, value
+        return aliases[0], None
+
+    def rest(self, drop: Iterable[str] = ()) -> dict[str, Any]:
+        """The fields nobody read, minus ``drop`` (by normalised key)."""
+        dropped = {norm_key(k) for k in drop}
+        return {
+            k: v
+            for k, v in self._data.items()
+            if k not in self._used and norm_key(k) not in dropped
+        }

@@ -1,0 +1,303 @@
+"""Webhook body → ``Signal``: JSON or plain text, in our own, TradersPost's or PickMyTrade's words.
+
+Pure: bytes in, a ``Signal`` or an ``InvalidSignal`` (400 for a body that is not JSON/text at
+all, 422 for one that is readable but does not make an order) out, never any other exception,
+because the webhook handler answers TradingView with whatever this raises.
+
+Why so lenient about spelling: traders move their existing alerts here, and the drop-in promise
+(DESIGN.md §4) is that TradersPost and PickMyTrade messages work unchanged. Field names are
+matched case- and separator-insensitively with the aliases below. Why so strict about values: an
+order built from a half-understood alert is worse than a 422 with a reason, so unknown actions,
+fractional or negative contracts, unsubstituted ``{{placeholders}}`` and quantity types that
+only make sense for stocks are refused, naming the field.
+
+Sources for the two foreign dialects (field names and example messages):
+
+- TradersPost: docs.traderspost.io/docs/core-concepts/signals/webhooks (Signal Message Reference,
+  TradingView strategy template with ``sentiment: {{strategy.market_position}}``),
+  docs.traderspost.io/docs/developer-resources/webhook-reference (ticker + action required),
+  traderspost.io/reference/webhook-message/invalid-quantity-type (``quantityType`` values),
+  and the strategy-field pages cited in ``parse_exits``.
+- PickMyTrade: docs.pickmytrade.trade/docs/tradingview-json-alert-configuration (strategy JSON:
+  ``symbol``, ``date``, ``data``, ``quantity``, ``risk_percentage``, ``price``, ``tp``,
+  ``percentage_tp``, ``dollar_tp``, ``sl``, ``dollar_sl``, ``percentage_sl``, ``trail*``,
+  ``update_tp``, ``update_sl``, ``token``, ``pyramid``, ``reverse_order_close``,
+  ``multiple_accounts``) and pickmytrade.io/pages/alert.html (``data`` buy | sell | close).
+
+The body ``token`` is lifted into ``Signal.token`` and never kept in ``extra`` (nor are tokens
+nested in PickMyTrade's ``multiple_accounts``). Note that a PickMyTrade message carries
+PickMyTrade's token, not ours: the server should authenticate by the URL token when there is one.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from jtrades.engine.parse_exits import (
+    order_type,
+    pickmytrade_exits,
+    traderspost_stop_loss,
+    traderspost_take_profit,
+)
+from jtrades.engine.parse_text import TextFields, parse_text
+from jtrades.engine.parse_values import (
+    Fields,
+    check_placeholders,
+    norm_key,
+    short,
+    to_action,
+    to_decimal,
+    to_position,
+    to_price,
+    to_quantity,
+    to_text,
+    to_word,
+)
+from jtrades.engine.signal import Action, ExitSpec, MarketPosition, Signal
+from jtrades.errors import InvalidSignal
+
+# Alias groups, first alias wins. Compared with ``norm_key`` (case and _-. ignored).
+ACTION = ("action", "side", "signal", "data", "order_action", "strategy.order.action")
+SENTIMENT = ("sentiment",)
+MARKET_POSITION = ("market_position", "strategy.market_position")
+PREV_MARKET_POSITION = ("prev_market_position", "strategy.prev_market_position")
+TICKER = ("ticker", "symbol", "instrument", "contract")
+QUANTITY = ("quantity", "contracts", "qty", "size", "order_contracts", "strategy.order.contracts")
+QUANTITY_TYPE = ("quantity_type",)
+PRICE = ("price", "signal_price", "close", "entry_price")
+ALERT_ID = ("id", "alert_id", "signal_id", "idempotency_key")
+ORDER_TYPE = ("order_type",)
+LIMIT_PRICE = ("limit_price",)
+STOP_PRICE = ("stop_price",)
+TAKE_PROFIT = ("take_profit",)
+STOP_LOSS = ("stop_loss",)
+TOKEN = ("token", "key", "secret", "passphrase", "password", "webhook_token")
+RISK_PERCENTAGE = ("risk_percentage",)
+
+_TRADERSPOST_KEYS = {
+    norm_key(k)
+    for k in ("sentiment", "takeProfit", "stopLoss", "quantityType", "signalPrice", "limitPrice")
+}
+_PICKMYTRADE_KEYS = {
+    norm_key(k)
+    for k in (
+        "data",
+        "dollar_tp",
+        "dollar_sl",
+        "percentage_tp",
+        "percentage_sl",
+        "trail_stop",
+        "risk_percentage",
+        "multiple_accounts",
+        "reverse_order_close",
+    )
+}
+_TOKEN_KEYS = {norm_key(k) for k in TOKEN}
+
+
+def parse_payload(body: bytes, content_type: str | None) -> Signal:
+    """Parse one webhook delivery. The content type is ignored on purpose: TradingView sends
+    ``text/plain`` for anything it does not recognise as JSON, and people paste JSON anyway."""
+    del content_type
+    text = _decode(body)
+    stripped = text.strip()
+    if not stripped:
+        raise InvalidSignal(
+            "empty body: expected a JSON object or a text such as 'buy MNQ1! 1'", status=400
+        )
+    if stripped[0] in "{[":
+        return parse_object(_load_json(stripped), source=None)
+    fields = parse_text(stripped)
+    return parse_object(fields, source="text")
+
+
+def _decode(body: bytes) -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidSignal("body is not UTF-8 text", status=400) from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _load_json(text: str) -> dict[str, Any]:
+    try:
+        # Decimal, not float: 21500.25 must stay 21500.25 on its way to a tick-rounded order.
+        data = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        placeholder = _placeholder_in(text)
+        if placeholder:
+            raise InvalidSignal(
+                f"the TradingView placeholder {placeholder} was not substituted "
+                "(it is only filled in by a strategy alert, or it is misspelt)"
+            ) from None
+        where = (
+            f" at line {exc.lineno} column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "unreadable"
+        raise InvalidSignal(f"malformed JSON{where}: {reason}", status=400) from None
+    if not isinstance(data, dict):
+        raise InvalidSignal("expected a JSON object, got a JSON " + type(data).__name__)
+    return data
+
+
+def _placeholder_in(text: str) -> str | None:
+    start = text.find("{{")
+    end = text.find("}}", start)
+    if start < 0 or end < 0:
+        return None
+    return short(text[start : end + 2])
+
+
+def _source(data: dict[str, Any]) -> str:
+    keys = {norm_key(k) for k in data if isinstance(k, str)}
+    if keys & _PICKMYTRADE_KEYS:
+        return "pickmytrade"
+    if keys & _TRADERSPOST_KEYS:
+        return "traderspost"
+    return "native"
+
+
+def parse_object(data: dict[str, Any] | TextFields, source: str | None) -> Signal:
+    """Build the Signal from a decoded JSON object (or the fields a text body spelled out)."""
+    check_placeholders(data)
+    fields = Fields(data)
+    token = _token(fields)
+    action, market_position = _action_and_position(fields)
+    prev_key, prev_value = fields.get(*PREV_MARKET_POSITION)
+    ticker_key, ticker_value = fields.get(*TICKER)
+    id_key, id_value = fields.get(*ALERT_ID)
+    _check_quantity_type(fields)
+    quantity_key, quantity_value = fields.get(*QUANTITY)
+    price_key, price_value = fields.get(*PRICE)
+    price = to_price(price_key, price_value)
+    kind, limit_price, stop_price = _order_type(fields, price)
+    take_profit, stop_loss = _exits(fields)
+    return Signal(
+        action=action,
+        ticker=to_text(ticker_key, ticker_value, limit=64),
+        quantity=to_quantity(quantity_key, quantity_value),
+        price=price,
+        market_position=market_position,
+        prev_market_position=to_position(prev_key, prev_value),
+        alert_id=to_text(id_key, id_value),
+        order_type=kind,
+        limit_price=limit_price,
+        stop_price=stop_price,
+        take_profit=(take_profit,) if take_profit else (),
+        stop_loss=stop_loss,
+        token=token,
+        source=source or _source(dict(data)),
+        extra=_scrub(fields.rest()),
+    )
+
+
+def _token(fields: Fields) -> str | None:
+    key, value = fields.get(*TOKEN)
+    if value is None:
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise InvalidSignal(f"field {key!r} must be text")
+    return str(value).strip()
+
+
+def _action_and_position(fields: Fields) -> tuple[Action, MarketPosition | None]:
+    """The action, and the position the sender says it will hold afterwards.
+
+    TradersPost's ``sentiment`` is that target position (``flat`` with a buy = cover a short); with
+    no action at all, a target position alone is the instruction (long = buy, flat = close)."""
+    actions = {
+        (key, action)
+        for key, value in fields.all(*ACTION)
+        if (action := to_action(key, value)) is not None
+    }
+    if len({a for _, a in actions}) > 1:
+        listed = ", ".join(f"{k}={a.value}" for k, a in sorted(actions))
+        raise InvalidSignal(f"conflicting actions: {listed}")
+    pos_key, pos_value = fields.get(*MARKET_POSITION)
+    position = to_position(pos_key, pos_value)
+    sent_key, sent_value = fields.get(*SENTIMENT)
+    sentiment = to_position(sent_key, sent_value)
+    target = position or sentiment
+    if actions:
+        return next(iter(actions))[1], target
+    if target is not None:
+        implied = {
+            MarketPosition.LONG: Action.BUY,
+            MarketPosition.SHORT: Action.SELL,
+            MarketPosition.FLAT: Action.CLOSE,
+        }
+        return implied[target], target
+    raise InvalidSignal(
+        'missing action: send "action": "buy" | "sell" | "close" (or a text like \'buy\')'
+    )
+
+
+def _check_quantity_type(fields: Fields) -> None:
+    key, value = fields.get(*QUANTITY_TYPE)
+    kind = to_word(key, value)
+    if kind is not None and norm_key(kind) != "fixedquantity":
+        raise InvalidSignal(
+            f"field {key!r}: {short(value)} is not supported for futures; "
+            "send whole contracts with fixed_quantity (or leave quantityType out)"
+        )
+    risk_key, risk_value = fields.get(*RISK_PERCENTAGE)
+    risk = to_decimal(risk_key, risk_value)
+    if risk is not None and risk != 0:
+        raise InvalidSignal(
+            f"field {risk_key!r}: sizing by account risk is not supported; "
+            "send quantity (or 0 for the configured size) and risk_percentage 0"
+        )
+
+
+def _order_type(
+    fields: Fields, price: Decimal | None
+) -> tuple[str | None, Decimal | None, Decimal | None]:
+    key, value = fields.get(*ORDER_TYPE)
+    kind = order_type(key, value)
+    limit_key, limit_value = fields.get(*LIMIT_PRICE)
+    stop_key, stop_value = fields.get(*STOP_PRICE)
+    limit_price = to_price(limit_key, limit_value)
+    stop_price = to_price(stop_key, stop_value)
+    if kind in ("limit", "stop_limit") and limit_price is None:
+        if kind == "stop_limit" or price is None:
+            raise InvalidSignal(f"a {kind} order needs limitPrice")
+        limit_price = price  # both services place a bare limit order at the alert's price
+    if kind in ("stop", "stop_limit") and stop_price is None:
+        raise InvalidSignal(f"a {kind} order needs stopPrice")
+    return kind, limit_price, stop_price
+
+
+def _exits(fields: Fields) -> tuple[ExitSpec | None, ExitSpec | None]:
+    tp_key, tp_value = fields.get(*TAKE_PROFIT)
+    sl_key, sl_value = fields.get(*STOP_LOSS)
+    take_profit = traderspost_take_profit(tp_key, tp_value)
+    stop_loss = traderspost_stop_loss(sl_key, sl_value)
+    pmt_tp, pmt_sl = pickmytrade_exits(fields)
+    if take_profit and pmt_tp:
+        raise InvalidSignal(f"give the take profit once: {tp_key} or the PickMyTrade tp fields")
+    if stop_loss and pmt_sl:
+        raise InvalidSignal(f"give the stop loss once: {sl_key} or the PickMyTrade sl fields")
+    return take_profit or pmt_tp, stop_loss or pmt_sl
+
+
+def _scrub(value: Any) -> Any:
+    """Unknown fields minus anything that looks like a credential, at any depth, as plain JSON
+    values (decimals back to int/float) so that whoever stores ``extra`` can serialise it."""
+    if isinstance(value, dict):
+        return {
+            k: _scrub(v)
+            for k, v in value.items()
+            if not (isinstance(k, str) and norm_key(k) in _TOKEN_KEYS)
+        }
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value

@@ -1,0 +1,431 @@
+"""parse_payload: every dialect we promise to accept, every refusal we promise to give."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jtrades.engine.parsing import parse_payload
+from jtrades.engine.signal import Action, ExitSpec, MarketPosition, Signal
+from jtrades.errors import InvalidSignal
+
+ALERTS = Path(__file__).resolve().parents[2] / "contrib" / "alerts"
+
+
+def parse(payload: Any, content_type: str | None = "application/json") -> Signal:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return parse_payload(body, content_type)
+
+
+def refused(payload: Any, match: str, status: int = 422) -> InvalidSignal:
+    with pytest.raises(InvalidSignal, match=match) as info:
+        parse(payload)
+    assert info.value.status == status
+    assert "\n" not in str(info.value)
+    return info.value
+
+
+# --- native JSON ----------------------------------------------------------------------------
+
+
+def test_native_json_reads_every_field() -> None:
+    signal = parse(
+        {
+            "action": "buy",
+            "ticker": "MNQ1!",
+            "price": 21500.25,
+            "quantity": 2,
+            "id": "abc-1",
+            "market_position": "long",
+            "prev_market_position": "flat",
+        }
+    )
+    assert signal == Signal(
+        action=Action.BUY,
+        ticker="MNQ1!",
+        quantity=2,
+        price=Decimal("21500.25"),
+        market_position=MarketPosition.LONG,
+        prev_market_position=MarketPosition.FLAT,
+        alert_id="abc-1",
+        source="native",
+    )
+
+
+def test_prices_stay_exact_decimals() -> None:
+    signal = parse(b'{"action":"buy","price":0.1,"limitPrice":"4500.30","orderType":"limit"}')
+    assert signal.price == Decimal("0.1")
+    assert signal.limit_price == Decimal("4500.30")
+
+
+@pytest.mark.parametrize(
+    ("word", "action"),
+    [
+        ("buy", Action.BUY),
+        ("long", Action.BUY),
+        ("BUY", Action.BUY),
+        (" Sell ", Action.SELL),
+        ("short", Action.SELL),
+        ("close", Action.CLOSE),
+        ("exit", Action.CLOSE),
+        ("flat", Action.CLOSE),
+        ("add", Action.ADD),
+        ("cancel", Action.CANCEL),
+    ],
+)
+def test_action_words(word: str, action: Action) -> None:
+    assert parse({"action": word}).action is action
+
+
+@pytest.mark.parametrize(
+    "key", ["action", "Action", "ACTION", "side", "signal", "data", "order_action"]
+)
+def test_action_aliases_any_case(key: str) -> None:
+    assert parse({key: "sell"}).action is Action.SELL
+
+
+@pytest.mark.parametrize("key", ["ticker", "symbol", "instrument", "Ticker", "SYMBOL"])
+def test_ticker_aliases(key: str) -> None:
+    assert parse({"action": "buy", key: " MES1! "}).ticker == "MES1!"
+
+
+@pytest.mark.parametrize("key", ["quantity", "contracts", "qty", "Qty", "size"])
+def test_quantity_aliases(key: str) -> None:
+    assert parse({"action": "buy", key: "3"}).quantity == 3
+
+
+@pytest.mark.parametrize("key", ["price", "close", "signalPrice", "signal_price"])
+def test_price_aliases(key: str) -> None:
+    assert parse({"action": "buy", key: "100.5"}).price == Decimal("100.5")
+
+
+@pytest.mark.parametrize(
+    "key", ["market_position", "marketPosition", "MarketPosition", "market-position"]
+)
+def test_market_position_spellings(key: str) -> None:
+    assert parse({"action": "sell", key: "flat"}).market_position is MarketPosition.FLAT
+
+
+def test_prev_market_position_camel_case() -> None:
+    signal = parse({"action": "sell", "prevMarketPosition": "long"})
+    assert signal.prev_market_position is MarketPosition.LONG
+
+
+@pytest.mark.parametrize("key", ["id", "alert_id", "alertId"])
+def test_alert_id_aliases(key: str) -> None:
+    assert parse({"action": "buy", key: 42}).alert_id == "42"
+
+
+def test_flat_target_makes_a_close_signal() -> None:
+    signal = parse({"action": "buy", "market_position": "flat"})
+    assert signal.action is Action.BUY
+    assert signal.is_close
+
+
+def test_target_position_alone_is_an_instruction() -> None:
+    assert parse({"market_position": "long"}).action is Action.BUY
+    assert parse({"market_position": "short"}).action is Action.SELL
+    assert parse({"market_position": "flat"}).action is Action.CLOSE
+
+
+def test_quantity_zero_or_absent_means_configured_size() -> None:
+    assert parse({"action": "buy", "quantity": 0}).quantity is None
+    assert parse({"action": "buy", "quantity": ""}).quantity is None
+    assert parse({"action": "buy", "quantity": None}).quantity is None
+    assert parse({"action": "buy"}).quantity is None
+
+
+def test_whole_decimal_quantity_is_accepted() -> None:
+    assert parse(b'{"action":"buy","quantity":2.0}').quantity == 2
+    assert parse({"action": "buy", "quantity": "2.00"}).quantity == 2
+
+
+@pytest.mark.parametrize(
+    ("quantity", "match"),
+    [
+        (-1, "negative"),
+        ("-2", "negative"),
+        (1.5, "whole contracts"),
+        ("2.5", "whole contracts"),
+        ("two", "must be a number"),
+        (True, "must be a number"),
+        ([1], "must be a number"),
+        ("1e9", "larger than"),
+        ("NaN", "not a usable number"),
+        ("Infinity", "not a usable number"),
+    ],
+)
+def test_bad_quantities_are_refused(quantity: Any, match: str) -> None:
+    refused({"action": "buy", "quantity": quantity}, match)
+
+
+@pytest.mark.parametrize("price", [0, -1, "-3.5", "abc", {"a": 1}, "1e20", "1.00000000000001"])
+def test_bad_prices_are_refused(price: Any) -> None:
+    refused({"action": "buy", "price": price}, "price")
+
+
+def test_token_in_body_is_lifted_and_never_kept() -> None:
+    for key in ("token", "Token", "key", "secret", "passphrase"):
+        signal = parse({"action": "buy", key: "s3cret"})
+        assert signal.token == "s3cret"
+        assert "s3cret" not in repr(signal.extra)
+
+
+def test_unknown_fields_are_kept_as_plain_json() -> None:
+    signal = parse(b'{"action":"buy","interval":"5","strategy":{"name":"x","atr":1.25},"n":3}')
+    assert signal.extra == {"interval": "5", "strategy": {"name": "x", "atr": 1.25}, "n": 3}
+    json.dumps(signal.extra)  # storable as is
+
+
+def test_nested_tokens_are_scrubbed_from_extra() -> None:
+    signal = parse(
+        {"data": "buy", "multiple_accounts": [{"token": "t1", "account_id": "A"}], "token": "t0"}
+    )
+    assert signal.extra == {"multiple_accounts": [{"account_id": "A"}]}
+    assert signal.token == "t0"
+
+
+def test_content_type_does_not_matter() -> None:
+    body = b'{"action":"sell","ticker":"ES1!"}'
+    results = [parse_payload(body, ct) for ct in (None, "text/plain", "application/json", "x/y")]
+    assert all(r == results[0] for r in results)
+
+
+def test_utf8_bom_is_ignored() -> None:
+    assert parse('\ufeff{"action": "buy"}'.encode()).action is Action.BUY
+
+
+# --- refusals ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [b"", b"   ", b"\n\t"])
+def test_empty_body_is_400(body: bytes) -> None:
+    refused(body, "empty body", status=400)
+
+
+@pytest.mark.parametrize("body", [b'{"action": "buy"', b"{action: buy}", b'{"a":1,}', b"[1,"])
+def test_malformed_json_is_400(body: bytes) -> None:
+    refused(body, "malformed JSON", status=400)
+
+
+def test_nan_literal_is_malformed() -> None:
+    refused(b'{"action":"buy","price":NaN}', "malformed JSON", status=400)
+
+
+def test_invalid_utf8_is_400() -> None:
+    refused(b"\xff\xfebuy", "UTF-8", status=400)
+
+
+def test_json_array_is_422() -> None:
+    refused(b'[{"action":"buy"}]', "JSON object")
+
+
+def test_missing_action_is_422() -> None:
+    refused({"ticker": "MNQ1!", "quantity": 1}, "missing action")
+
+
+def test_unknown_action_names_the_field_and_value() -> None:
+    err = refused({"side": "purchase"}, "unknown action")
+    assert "'side'" in str(err)
+    assert "purchase" in str(err)
+
+
+def test_conflicting_action_aliases_are_refused() -> None:
+    refused({"action": "buy", "side": "sell"}, "conflicting actions")
+
+
+def test_agreeing_action_aliases_are_fine() -> None:
+    assert parse({"action": "buy", "side": "long"}).action is Action.BUY
+
+
+def test_unknown_market_position_is_refused() -> None:
+    refused({"action": "buy", "market_position": "sideways"}, "market position")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"action": "{{strategy.order.action}}", "ticker": "MNQ1!"},
+        {"action": "buy", "quantity": "{{strategy.order.contracts}}"},
+        {"action": "buy", "comment": "entry {{strategy.order.comment}}"},
+        {"action": "buy", "nested": {"deep": ["{{plot_0}}"]}},
+    ],
+)
+def test_unsubstituted_placeholders_are_422_naming_the_field(payload: dict[str, Any]) -> None:
+    err = refused(payload, "placeholder")
+    assert "{{" in str(err)
+
+
+def test_unquoted_placeholder_is_422_not_400() -> None:
+    err = refused(b'{"action":"buy","price":{{close}}}', "placeholder")
+    assert "{{close}}" in str(err)
+
+
+def test_placeholder_in_text_is_refused() -> None:
+    refused(b"{{strategy.order.action}} MNQ1! 1", "placeholder")
+
+
+# --- plain text -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "action", "ticker", "qty", "price"),
+    [
+        ("buy", Action.BUY, None, None, None),
+        ("close", Action.CLOSE, None, None, None),
+        ("sell MNQ1! 2", Action.SELL, "MNQ1!", 2, None),
+        ("buy 3 MNQ1!", Action.BUY, "MNQ1!", 3, None),
+        ("BUY mes1! 1", Action.BUY, "mes1!", 1, None),
+        ("long CME_MINI:NQ1! 1 @ 21500.25", Action.BUY, "CME_MINI:NQ1!", 1, Decimal("21500.25")),
+        ("exit MNQZ6", Action.CLOSE, "MNQZ6", None, None),
+        ("sell, MNQ1!, 2\n", Action.SELL, "MNQ1!", 2, None),
+        ("buy qty=2 ticker=MNQ1!", Action.BUY, "MNQ1!", 2, None),
+        ("action=sell symbol=ES1! contracts=4 price=5000", Action.SELL, "ES1!", 4, Decimal(5000)),
+    ],
+)
+def test_plain_text(
+    text: str, action: Action, ticker: str | None, qty: int | None, price: Decimal | None
+) -> None:
+    signal = parse_payload(text.encode(), "text/plain")
+    assert (signal.action, signal.ticker, signal.quantity, signal.price) == (
+        action,
+        ticker,
+        qty,
+        price,
+    )
+    assert signal.source == "text"
+
+
+def test_text_token_pair() -> None:
+    signal = parse_payload(b"buy MNQ1! 1 token=abc", "text/plain")
+    assert signal.token == "abc"
+    assert signal.extra == {}
+
+
+def test_tradingview_default_strategy_message() -> None:
+    body = b"My Strategy (14, 2): order sell @ 2 filled on MNQ1!. New strategy position is -2"
+    signal = parse_payload(body, "text/plain")
+    assert (signal.action, signal.quantity, signal.ticker, signal.market_position) == (
+        Action.SELL,
+        2,
+        "MNQ1!",
+        MarketPosition.SHORT,
+    )
+    flat = parse_payload(b"order buy @ 1 filled on ES1!. New strategy position is 0", "text/plain")
+    assert flat.is_close
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("purchase MNQ1!", "must start with an action"),
+        ("MNQ1! buy", "must start with an action"),
+        ("buy MNQ1! 2 3", "given twice"),
+        ("buy MNQ1! MES1!", "given twice"),
+        ("buy MNQ1! 1.5", "whole contracts"),
+        ("buy MNQ1! -1", "negative"),
+        ("buy MNQ1! @", "followed by a price"),
+        ("buy ###", "cannot read"),
+    ],
+)
+def test_bad_text(text: str, match: str) -> None:
+    with pytest.raises(InvalidSignal, match=match) as info:
+        parse_payload(text.encode(), "text/plain")
+    assert info.value.status == 422
+
+
+# --- properties -------------------------------------------------------------------------------
+
+VOCABULARY = [
+    "action", "Action", "side", "signal", "data", "sentiment", "ticker", "symbol", "instrument",
+    "quantity", "contracts", "qty", "QTY", "price", "close", "signalPrice", "id", "alert_id",
+    "market_position", "marketPosition", "prev_market_position", "token", "key", "secret",
+    "passphrase", "quantityType", "orderType", "order_type", "limitPrice", "stopPrice",
+    "takeProfit", "stopLoss", "tp", "sl", "dollar_tp", "dollar_sl", "percentage_tp",
+    "percentage_sl", "trail", "trail_stop", "trail_trigger", "trail_freq", "risk_percentage",
+    "multiple_accounts", "type", "percent", "amount", "trailAmount", "trailPercent",
+    "pnlAmount", "time", "date",
+]  # fmt: skip
+WORDS = [
+    "buy", "sell", "long", "short", "close", "exit", "flat", "add", "cancel", "bullish",
+    "bearish", "MNQ1!", "market", "limit", "stop", "stop_limit", "trailing_stop",
+    "fixed_quantity", "dollar_amount", "MKT", "LMT", "true", "1", "0", "-1", "2.5", "",
+    "{{close}}", "NaN", "1e400",
+]  # fmt: skip
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(WORDS)
+    | st.text(max_size=12)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(VOCABULARY) | st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
+objects = st.dictionaries(st.sampled_from(VOCABULARY), values, max_size=8)
+
+
+def _valid(signal: Signal) -> None:
+    assert isinstance(signal.action, Action)
+    assert signal.quantity is None or (isinstance(signal.quantity, int) and signal.quantity > 0)
+    for price in (signal.price, signal.limit_price, signal.stop_price):
+        assert price is None or (isinstance(price, Decimal) and price > 0)
+    for spec in (*signal.take_profit, signal.stop_loss):
+        assert spec is None or (isinstance(spec, ExitSpec) and spec.value > 0)
+    json.dumps(signal.extra)
+    if signal.token is not None:
+        assert signal.token not in json.dumps(signal.extra) or signal.token == ""
+
+
+def _parse_or_refuse(body: bytes) -> None:
+    error: InvalidSignal | None = None
+    try:
+        signal = parse_payload(body, None)
+    except InvalidSignal as exc:
+        error = exc
+    if error is None:
+        _valid(signal)
+    else:
+        assert error.status in (400, 422)
+        assert str(error)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_parse_or_refuse(body: bytes) -> None:
+    _parse_or_refuse(body)
+
+
+@settings(max_examples=500)
+@given(objects)
+def test_arbitrary_alias_objects_parse_or_refuse(obj: dict[str, Any]) -> None:
+    _parse_or_refuse(json.dumps(obj).encode())
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from([*WORDS, "@", "x=1", "qty=2", "=", "MNQZ6", "3"]), max_size=6))
+def test_arbitrary_word_texts_parse_or_refuse(words: list[str]) -> None:
+    _parse_or_refuse(" ".join(words).encode())
+
+
+@given(st.sampled_from(sorted({"buy", "sell", "close"})), st.integers(1, 1000))
+def test_json_and_text_agree(action: str, qty: int) -> None:
+    from_json = parse({"action": action, "ticker": "MNQ1!", "quantity": qty})
+    from_text = parse_payload(f"{action} MNQ1! {qty}".encode(), "text/plain")
+    assert (from_json.action, from_json.ticker, from_json.quantity) == (
+        from_text.action,
+        from_text.ticker,
+        from_text.quantity,
+    )
