@@ -1,0 +1,689 @@
+"""Order planning: every cell of DESIGN.md's position table, and the cases that burned the old system."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jtrades.broker.base import (
+    Contract,
+    OcoRequest,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    StrategyRequest,
+    SubAccount,
+    TimeInForce,
+    WorkingOrder,
+)
+from jtrades.engine.planning import (
+    AccountPlan,
+    AccountState,
+    PlannedOrder,
+    PositionAction,
+    plan_account,
+)
+from jtrades.engine.risk import (
+    Direction,
+    RiskSettings,
+    SameDirection,
+    SlType,
+    SlUnits,
+    TpUnits,
+    parse_tp,
+)
+from jtrades.engine.signal import Action, ExitSpec, MarketPosition, Signal, Units
+
+D = Decimal
+ACCT = SubAccount(101, "DEMO101")
+OTHER = SubAccount(202, "DEMO202")
+MNQ = Contract("MNQZ6", "MNQ", D("0.25"), D("2"), contract_id=42)
+GC = Contract("GCZ6", "GC", D("0.1"), D("100"), contract_id=7)
+MGC = Contract("MGCZ6", "MGC", D("0.1"), D("10"), contract_id=8)
+ZB = Contract("ZBZ6", "ZB", D("0.03125"), D("1000"), contract_id=9)
+PRICE = D("21500.25")
+
+FLAT = AccountState(0, None)
+LADDER = RiskSettings(size=3, tp=parse_tp("20:1,40:1,60"), sl=D(40))
+
+BUY = Signal(Action.BUY, price=PRICE)
+SELL = Signal(Action.SELL, price=PRICE)
+CLOSE = Signal(Action.CLOSE)
+
+
+def plan(
+    signal: Signal,
+    s: RiskSettings = LADDER,
+    state: AccountState = FLAT,
+    *,
+    mult: str = "1",
+    contract: Contract = MNQ,
+    price: Decimal | None = PRICE,
+    prefix: str = "s1-101",
+) -> AccountPlan:
+    return plan_account(
+        signal,
+        s,
+        D(mult),
+        ACCT,
+        contract,
+        state,
+        signal_price=price,
+        cl_ord_prefix=prefix,
+    )
+
+
+def kinds(p: AccountPlan) -> list[str]:
+    return [o.kind for o in p.orders]
+
+
+def strategy(o: PlannedOrder) -> StrategyRequest:
+    assert isinstance(o.request, StrategyRequest)
+    return o.request
+
+
+def order(o: PlannedOrder) -> OrderRequest:
+    assert isinstance(o.request, OrderRequest)
+    return o.request
+
+
+def oco(o: PlannedOrder) -> OcoRequest:
+    assert isinstance(o.request, OcoRequest)
+    return o.request
+
+
+def long(n: int, avg: str = "21500", working: tuple[WorkingOrder, ...] = ()) -> AccountState:
+    return AccountState(n, D(avg), working)
+
+
+def short(n: int, avg: str = "21500", working: tuple[WorkingOrder, ...] = ()) -> AccountState:
+    return AccountState(-n, D(avg), working)
+
+
+def working(
+    oid: int,
+    side: Side,
+    qty: int,
+    kind: OrderType,
+    *,
+    price: str | None = None,
+    stop: str | None = None,
+    account: SubAccount = ACCT,
+    contract: Contract = MNQ,
+) -> WorkingOrder:
+    return WorkingOrder(
+        oid,
+        account.account_id,
+        contract.contract_id or 0,
+        contract.symbol,
+        side,
+        qty,
+        kind,
+        OrderStatus.WORKING,
+        price=D(price) if price else None,
+        stop_price=D(stop) if stop else None,
+    )
+
+
+# --- flat ---------------------------------------------------------------------------------
+
+
+def test_flat_buy_opens_long_with_ladder_and_stop() -> None:
+    p = plan(BUY)
+    assert p.action is PositionAction.OPEN
+    assert kinds(p) == ["strategy"]
+    req = strategy(p.orders[0])
+    assert (req.entry.side, req.entry.qty, req.entry.order_type) == (Side.BUY, 3, OrderType.MARKET)
+    assert (req.entry.account, req.entry.symbol, req.entry.cl_ord_id) == (ACCT, "MNQZ6", "s1-101-1")
+    assert [(b.qty, b.profit_target, b.stop_loss) for b in req.brackets] == [
+        (1, D(5), D(-10)),
+        (1, D(10), D(-10)),
+        (1, D(15), D(-10)),
+    ]
+    assert not any(b.trailing_stop for b in req.brackets)
+
+
+def test_flat_sell_opens_short_with_signed_offsets() -> None:
+    p = plan(SELL)
+    assert p.action is PositionAction.OPEN
+    req = strategy(p.orders[0])
+    assert req.entry.side is Side.SELL
+    assert [(b.profit_target, b.stop_loss) for b in req.brackets] == [
+        (D(-5), D(10)),
+        (D(-10), D(10)),
+        (D(-15), D(10)),
+    ]
+
+
+def test_no_tp_and_no_sl_is_a_plain_market_order() -> None:
+    p = plan(BUY, RiskSettings(size=2))
+    assert kinds(p) == ["order"]
+    o = order(p.orders[0])
+    assert (o.side, o.qty, o.order_type, o.cl_ord_id) == (Side.BUY, 2, OrderType.MARKET, "s1-101-1")
+
+
+def test_sl_zero_means_no_stop() -> None:
+    p = plan(BUY, RiskSettings(size=2, tp=parse_tp("8")))
+    (b,) = strategy(p.orders[0]).brackets
+    assert (b.qty, b.profit_target, b.stop_loss) == (2, D(2), None)
+
+
+def test_stop_without_tp_is_one_bracket_for_the_whole_position() -> None:
+    p = plan(SELL, RiskSettings(size=4, sl=D(12), sl_units=SlUnits.POINTS))
+    (b,) = strategy(p.orders[0]).brackets
+    assert (b.qty, b.profit_target, b.stop_loss) == (4, None, D(12))
+
+
+def test_trailing_stop_and_breakeven() -> None:
+    s = dataclasses.replace(
+        LADDER,
+        sl_type=SlType.TRAILING,
+        trail_trigger=D(8),
+        trail_freq=D(2),
+        breakeven_trigger=D(16),
+    )
+    for b in strategy(plan(BUY, s).orders[0]).brackets:
+        assert b.trailing_stop
+        assert (b.trail_trigger, b.trail_freq, b.breakeven) == (D(2), D("0.5"), D(4))
+        assert b.stop_loss == D(-10)
+
+
+def test_zero_quantity_means_the_configured_size() -> None:
+    p = plan(dataclasses.replace(BUY, quantity=0))
+    assert strategy(p.orders[0]).entry.qty == 3
+    p = plan(dataclasses.replace(BUY, quantity=5))
+    req = strategy(p.orders[0])
+    assert req.entry.qty == 5
+    assert [b.qty for b in req.brackets] == [1, 1, 3]
+
+
+def test_multiplier_scales_the_entry_and_the_trim_legs() -> None:
+    req = strategy(plan(BUY, mult="3").orders[0])
+    assert req.entry.qty == 9
+    assert [b.qty for b in req.brackets] == [3, 3, 3]
+    half = strategy(plan(BUY, mult="0.5").orders[0])
+    assert half.entry.qty == 1
+    assert [(b.qty, b.profit_target) for b in half.brackets] == [(1, D(15))]  # trims dropped
+
+
+def test_max_contracts_caps_the_entry() -> None:
+    s = dataclasses.replace(LADDER, max_contracts=4)
+    req = strategy(plan(BUY, s, mult="3").orders[0])
+    assert req.entry.qty == 4
+    assert sum(b.qty for b in req.brackets) == 4
+
+
+def test_gc_and_mgc_use_their_own_contract() -> None:
+    s = RiskSettings(size=1, tp=parse_tp("20"), sl=D(200), sl_units=SlUnits.DOLLARS)
+    gc = strategy(plan(BUY, s, contract=GC, price=D("2650.3")).orders[0])
+    mgc = strategy(plan(BUY, s, contract=MGC, price=D("2650.3")).orders[0])
+    assert (gc.entry.symbol, mgc.entry.symbol) == ("GCZ6", "MGCZ6")
+    assert gc.brackets[0].profit_target == mgc.brackets[0].profit_target == D(2)  # 20 × 0.1
+    assert gc.brackets[0].stop_loss == D(-2)  # $200 / $100 a point
+    assert mgc.brackets[0].stop_loss == D(-20)  # $200 / $10 a point
+
+
+def test_percent_targets_use_the_signal_price() -> None:
+    s = RiskSettings(size=1, tp=parse_tp("1"), tp_units=TpUnits.PERCENT)
+    (b,) = strategy(plan(BUY, s).orders[0]).brackets
+    assert b.profit_target == D("215.00")  # 1 % of 21500.25 = 215.0025, toward the entry
+    p = plan(BUY, s, price=None)
+    assert p.action is PositionAction.IGNORE
+    assert p.orders == ()
+    assert p.reason.startswith("cannot plan")
+    assert "percent" in p.reason
+
+
+def test_per_alert_exits_override_the_settings() -> None:
+    sig = dataclasses.replace(
+        BUY,
+        take_profit=(ExitSpec(D(30), Units.POINTS),),
+        stop_loss=ExitSpec(D("21490.1"), Units.PRICE),
+    )
+    (b,) = strategy(plan(sig).orders[0]).brackets
+    assert (b.qty, b.profit_target, b.stop_loss) == (3, D(30), D("-10.00"))  # 10.15 → 10.00
+
+
+def test_per_alert_multiple_targets_split_the_position() -> None:
+    sig = dataclasses.replace(
+        BUY, take_profit=(ExitSpec(D(10), Units.TICKS), ExitSpec(D(20), Units.TICKS))
+    )
+    bs = strategy(plan(sig, mult="1").orders[0]).brackets
+    assert [(b.qty, b.profit_target) for b in bs] == [(1, D("2.5")), (2, D(5))]
+
+
+def test_per_alert_trailing_stop_and_zero_stop() -> None:
+    trailing = dataclasses.replace(BUY, stop_loss=ExitSpec(D(20), Units.TICKS, trailing=True))
+    assert all(b.trailing_stop for b in strategy(plan(trailing).orders[0]).brackets)
+    no_stop = dataclasses.replace(BUY, stop_loss=ExitSpec(D(0), Units.TICKS))
+    assert all(b.stop_loss is None for b in strategy(plan(no_stop).orders[0]).brackets)
+
+
+def test_a_price_level_on_the_wrong_side_is_refused() -> None:
+    sig = dataclasses.replace(BUY, stop_loss=ExitSpec(D("21600"), Units.PRICE))
+    p = plan(sig)
+    assert p.action is PositionAction.IGNORE
+    assert "below" in p.reason
+    assert plan(sig, price=None).reason.startswith("cannot plan")
+
+
+def test_limit_and_stop_entries_round_in_the_traders_favour() -> None:
+    lim = dataclasses.replace(BUY, order_type="limit", limit_price=D("21500.40"))
+    e = strategy(plan(lim).orders[0]).entry
+    assert (e.order_type, e.price) == (OrderType.LIMIT, D("21500.25"))
+    lim_sell = dataclasses.replace(SELL, order_type="limit", limit_price=D("21500.40"))
+    assert strategy(plan(lim_sell).orders[0]).entry.price == D("21500.50")
+    stp = dataclasses.replace(BUY, order_type="stop", stop_price=D("21500.40"))
+    e = strategy(plan(stp).orders[0]).entry
+    assert (e.order_type, e.stop_price) == (OrderType.STOP, D("21500.50"))
+
+
+def test_direction_forbids_opening_that_side() -> None:
+    p = plan(SELL, dataclasses.replace(LADDER, direction=Direction.LONG))
+    assert p.action is PositionAction.IGNORE
+    assert p.orders == ()
+    assert p.reason.startswith("direction")
+
+
+def test_inverse_swaps_before_the_table() -> None:
+    p = plan(BUY, dataclasses.replace(LADDER, inverse=True))
+    assert p.action is PositionAction.OPEN
+    assert strategy(p.orders[0]).entry.side is Side.SELL
+    p = plan(BUY, dataclasses.replace(LADDER, inverse=True, direction=Direction.LONG))
+    assert p.action is PositionAction.IGNORE
+
+
+# --- close -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sig",
+    [
+        CLOSE,
+        Signal(Action.SELL, market_position=MarketPosition.FLAT),
+        Signal(Action.BUY, market_position=MarketPosition.FLAT),
+    ],
+)
+def test_close(sig: Signal) -> None:
+    p = plan(sig)
+    assert (p.action, p.orders, p.reason) == (PositionAction.NOTHING, (), "already flat")
+    p = plan(sig, state=long(3))
+    assert p.action is PositionAction.CLOSE
+    assert kinds(p) == ["liquidate"]
+    liq = order(p.orders[0])
+    assert (liq.side, liq.qty, liq.account, liq.symbol) == (Side.SELL, 3, ACCT, "MNQZ6")
+    p = plan(sig, state=short(2))
+    assert p.action is PositionAction.CLOSE
+    assert (order(p.orders[0]).side, order(p.orders[0]).qty) == (Side.BUY, 2)
+
+
+def test_close_ignores_entry_settings() -> None:
+    s = dataclasses.replace(LADDER, direction=Direction.SHORT, inverse=True)
+    assert plan(CLOSE, s, long(1)).action is PositionAction.CLOSE
+
+
+# --- same direction ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("sig", "state"), [(BUY, long(3)), (SELL, short(3))])
+def test_same_direction_ignore(sig: Signal, state: AccountState) -> None:
+    p = plan(sig, LADDER, state)
+    assert p.action is PositionAction.IGNORE
+    assert p.orders == ()
+    assert "already" in p.reason
+
+
+@pytest.mark.parametrize(("sig", "state"), [(BUY, long(3)), (SELL, short(3))])
+def test_same_direction_reenter_closes_and_opens_fresh(sig: Signal, state: AccountState) -> None:
+    s = dataclasses.replace(LADDER, same_direction=SameDirection.REENTER)
+    p = plan(sig, s, state)
+    assert p.action is PositionAction.REENTER
+    assert kinds(p) == ["liquidate", "strategy"]
+    assert order(p.orders[0]).qty == 3
+    assert order(p.orders[0]).side is not strategy(p.orders[1]).entry.side
+    assert strategy(p.orders[1]).entry.cl_ord_id == "s1-101-2"
+
+
+DCA = dataclasses.replace(LADDER, same_direction=SameDirection.ADD, dca=True, add_size=1)
+
+
+def test_dca_add_re_places_exits_for_the_averaged_position() -> None:
+    tp = working(11, Side.SELL, 3, OrderType.LIMIT, price="21505")
+    sl = working(12, Side.SELL, 3, OrderType.STOP, stop="21490")
+    foreign = working(13, Side.SELL, 3, OrderType.LIMIT, price="21505", account=OTHER)
+    other_contract = working(14, Side.SELL, 1, OrderType.LIMIT, price="2700", contract=GC)
+    state = long(3, "21500", (tp, sl, foreign, other_contract))
+    p = plan(BUY, DCA, state, price=D("21490.5"))
+    assert p.action is PositionAction.ADD
+    assert kinds(p) == ["order", "cancel", "cancel", "oco", "oco", "oco"]
+    add = order(p.orders[0])
+    assert (add.side, add.qty, add.order_type) == (Side.BUY, 1, OrderType.MARKET)
+    assert [o.cancel_order_id for o in p.orders[1:3]] == [11, 12]  # never 13 or 14
+    # average = (21500×3 + 21490.5×1) / 4 = 21497.625, off the tick
+    legs = [oco(o) for o in p.orders[3:]]
+    assert [(x.first.qty, x.first.price) for x in legs] == [
+        (1, D("21502.50")),  # 21502.625 rounded toward the average
+        (1, D("21507.50")),
+        (2, D("21512.50")),
+    ]
+    assert all(x.second.stop_price == D("21487.75") for x in legs)  # 21487.625 → toward it
+    assert all(x.second.qty == x.first.qty for x in legs)
+    assert sum(x.first.qty for x in legs) == 4
+    for x in legs:
+        assert (x.first.side, x.first.order_type, x.first.time_in_force) == (
+            Side.SELL,
+            OrderType.LIMIT,
+            TimeInForce.GTC,
+        )
+        assert (x.second.side, x.second.order_type) == (Side.SELL, OrderType.STOP)
+    assert "21497.625" in p.reason
+
+
+def test_dca_short_with_a_multiplier_rounds_toward_the_average() -> None:
+    p = plan(SELL, DCA, short(3, "21500"), mult="2", price=D("21510.1"))
+    assert p.action is PositionAction.ADD
+    assert order(p.orders[0]).qty == 2
+    legs = [oco(o) for o in p.orders[1:]]
+    # average = (21500×3 + 21510.1×2) / 5 = 21504.04
+    assert [x.first.price for x in legs] == [D("21499.25"), D("21494.25"), D("21489.25")]
+    assert [x.first.qty for x in legs] == [2, 2, 1]  # trims scaled by the multiplier
+    assert {x.second.stop_price for x in legs} == {D("21514.00")}  # 21514.04 → toward it
+    assert all(x.first.side is Side.BUY for x in legs)
+
+
+def test_dca_without_a_stop_places_plain_limits() -> None:
+    s = dataclasses.replace(DCA, sl=D(0))
+    p = plan(BUY, s, long(1, "100.1"), contract=ZB, price=D("100.3"))
+    assert kinds(p) == ["order", "order", "order"]  # the add, then two legs for 2 contracts
+    # average 100.2, 20 ticks of 1/32 = 0.625 → 100.825 rounds down to 100.8125
+    tps = [order(o) for o in p.orders[1:]]
+    assert [(t.order_type, t.qty, t.price) for t in tps] == [
+        (OrderType.LIMIT, 1, D("100.81250")),
+        (OrderType.LIMIT, 1, D("101.43750")),
+    ]
+
+
+def test_dca_needs_the_signal_price() -> None:
+    p = plan(BUY, DCA, long(3), price=None)
+    assert p.action is PositionAction.IGNORE
+    assert p.orders == ()
+    assert p.reason.startswith("cannot plan")
+
+
+def test_add_without_dca_is_ignored_when_the_position_has_exits() -> None:
+    s = dataclasses.replace(DCA, dca=False)
+    p = plan(BUY, s, long(3))
+    assert p.action is PositionAction.IGNORE
+    assert "--dca" in p.reason
+    bare = RiskSettings(same_direction=SameDirection.ADD, add_size=2)
+    p = plan(BUY, bare, long(1))
+    assert p.action is PositionAction.ADD
+    assert kinds(p) == ["order"]
+    assert order(p.orders[0]).qty == 2
+
+
+def test_add_respects_max_contracts_for_the_whole_position() -> None:
+    s = dataclasses.replace(DCA, add_size=3, max_contracts=5)
+    p = plan(BUY, s, long(4))
+    assert order(p.orders[0]).qty == 1
+    assert sum(oco(o).first.qty for o in p.orders if o.kind == "oco") == 5
+    p = plan(BUY, s, long(5))
+    assert p.action is PositionAction.IGNORE
+    assert "max-contracts" in p.reason
+
+
+def test_traderspost_add_follows_the_position() -> None:
+    add = Signal(Action.ADD, price=PRICE)
+    assert plan(add, DCA).action is PositionAction.IGNORE
+    p = plan(add, DCA, short(2))
+    assert p.action is PositionAction.ADD
+    assert order(p.orders[0]).side is Side.SELL
+
+
+def test_dca_carries_the_existing_stop_when_nothing_is_configured() -> None:
+    s = RiskSettings(same_direction=SameDirection.ADD, dca=True)
+    sl = working(12, Side.SELL, 2, OrderType.STOP, stop="21480")
+    tighter = working(15, Side.SELL, 2, OrderType.STOP, stop="21490")
+    p = plan(BUY, s, long(2, "21500", (sl, tighter)))
+    assert kinds(p) == ["order", "cancel", "cancel", "order"]
+    carried = order(p.orders[3])
+    assert (carried.qty, carried.stop_price, carried.order_type) == (3, D(21490), OrderType.STOP)
+
+
+# --- reverse -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sig", "state", "new_side"), [(SELL, long(2), Side.SELL), (BUY, short(2), Side.BUY)]
+)
+def test_reverse_closes_and_opens_the_other_side(
+    sig: Signal, state: AccountState, new_side: Side
+) -> None:
+    p = plan(sig, LADDER, state, mult="2")
+    assert p.action is PositionAction.REVERSE
+    assert kinds(p) == ["liquidate", "strategy"]
+    liq, entry = order(p.orders[0]), strategy(p.orders[1]).entry
+    assert (liq.side, liq.qty) == (new_side, 2)
+    assert (entry.side, entry.qty) == (new_side, 6)
+    assert [liq.cl_ord_id, entry.cl_ord_id] == ["s1-101-1", "s1-101-2"]
+
+
+def test_reverse_into_a_forbidden_side_only_closes() -> None:
+    s = dataclasses.replace(LADDER, direction=Direction.LONG)
+    p = plan(SELL, s, long(2))
+    assert p.action is PositionAction.CLOSE
+    assert kinds(p) == ["liquidate"]
+    assert "off" in p.reason
+
+
+def test_a_reversal_that_cannot_open_still_closes() -> None:
+    s = dataclasses.replace(LADDER, tp_units=TpUnits.PERCENT, tp=parse_tp("1"))
+    p = plan(SELL, s, long(2), price=None)
+    assert p.action is PositionAction.CLOSE
+    assert kinds(p) == ["liquidate"]
+    assert "cannot plan" in p.reason
+
+
+# --- reduce --------------------------------------------------------------------------------
+
+REDUCE_LONG = Signal(Action.SELL, quantity=1, market_position=MarketPosition.LONG, price=PRICE)
+REDUCE_SHORT = Signal(Action.BUY, quantity=1, market_position=MarketPosition.SHORT, price=PRICE)
+
+
+def test_reduce_cancels_exits_then_trims_then_re_places() -> None:
+    tp = working(11, Side.SELL, 3, OrderType.LIMIT, price="21505")
+    p = plan(REDUCE_LONG, LADDER, long(3, "21500", (tp,)))
+    assert p.action is PositionAction.REDUCE
+    assert kinds(p) == ["cancel", "order", "oco", "oco"]
+    assert p.orders[0].cancel_order_id == 11
+    trim = order(p.orders[1])
+    assert (trim.side, trim.qty, trim.order_type) == (Side.SELL, 1, OrderType.MARKET)
+    legs = [oco(o) for o in p.orders[2:]]
+    assert [(x.first.qty, x.first.price) for x in legs] == [(1, D(21505)), (1, D(21510))]
+    assert sum(x.second.qty for x in legs) == 2
+
+
+def test_reduce_short_with_multiplier() -> None:
+    p = plan(REDUCE_SHORT, LADDER, short(6), mult="3")
+    assert p.action is PositionAction.REDUCE
+    trim = order(next(o for o in p.orders if o.kind == "order"))
+    assert (trim.side, trim.qty) == (Side.BUY, 3)
+    assert sum(oco(o).first.qty for o in p.orders if o.kind == "oco") == 3
+
+
+def test_reduce_never_flips_through_zero() -> None:
+    p = plan(dataclasses.replace(REDUCE_LONG, quantity=5), LADDER, long(3))
+    assert p.action is PositionAction.CLOSE
+    assert kinds(p) == ["liquidate"]
+    assert order(p.orders[0]).qty == 3
+
+
+@pytest.mark.parametrize(("sig", "state"), [(REDUCE_LONG, FLAT), (REDUCE_LONG, short(2))])
+def test_reduce_of_the_wrong_position_does_nothing(sig: Signal, state: AccountState) -> None:
+    p = plan(sig, LADDER, state)
+    assert p.action is PositionAction.NOTHING
+    assert p.orders == ()
+
+
+def test_reduce_without_exits_is_a_plain_order() -> None:
+    p = plan(REDUCE_LONG, RiskSettings(), long(3))
+    assert kinds(p) == ["order"]
+
+
+# --- cancel --------------------------------------------------------------------------------
+
+
+def test_cancel_touches_only_this_accounts_orders_on_this_contract() -> None:
+    mine = working(11, Side.SELL, 1, OrderType.LIMIT, price="21505")
+    done = dataclasses.replace(mine, order_id=16, status=OrderStatus.FILLED)
+    foreign = working(13, Side.SELL, 1, OrderType.LIMIT, price="21505", account=OTHER)
+    gc = working(14, Side.SELL, 1, OrderType.LIMIT, price="2700", contract=GC)
+    p = plan(Signal(Action.CANCEL), state=long(1, "21500", (mine, done, foreign, gc)))
+    assert p.action is PositionAction.CANCEL
+    assert [(o.kind, o.cancel_order_id) for o in p.orders] == [("cancel", 11)]
+    assert plan(Signal(Action.CANCEL)).action is PositionAction.NOTHING
+
+
+# --- ids -----------------------------------------------------------------------------------
+
+
+def test_cl_ord_ids_are_deterministic_unique_and_bounded() -> None:
+    tp = working(11, Side.SELL, 3, OrderType.LIMIT, price="21505")
+    args = (BUY, DCA, long(3, "21500", (tp,)))
+    a, b = plan(*args), plan(*args)
+    assert a == b
+    ids = all_cl_ord_ids(a)
+    assert len(ids) == len(set(ids))
+    expected = ["s1-101-1", "s1-101-3", "s1-101-3b", "s1-101-4", "s1-101-4b", "s1-101-5"]
+    assert ids == [*expected, "s1-101-5b"]
+    assert [o.step for o in a.orders] == list(range(1, len(a.orders) + 1))
+    with pytest.raises(ValueError, match="64"):
+        plan(BUY, prefix="x" * 63)
+    assert strategy(plan(BUY, prefix="x" * 62).orders[0]).entry.cl_ord_id == "x" * 62 + "-1"
+    with pytest.raises(ValueError, match="multiplier"):
+        plan(BUY, mult="0")
+
+
+def all_cl_ord_ids(p: AccountPlan) -> list[str]:
+    ids: list[str] = []
+    for o in p.orders:
+        r = o.request
+        if isinstance(r, OrderRequest):
+            ids.append(r.cl_ord_id)
+        elif isinstance(r, StrategyRequest):
+            ids.append(r.entry.cl_ord_id)
+        elif isinstance(r, OcoRequest):
+            ids += [r.first.cl_ord_id, r.second.cl_ord_id]
+    return ids
+
+
+def all_prices(p: AccountPlan) -> list[Decimal]:
+    out: list[Decimal] = []
+    reqs: list[OrderRequest] = []
+    for o in p.orders:
+        r = o.request
+        if isinstance(r, OrderRequest):
+            reqs.append(r)
+        elif isinstance(r, OcoRequest):
+            reqs += [r.first, r.second]
+        elif isinstance(r, StrategyRequest):
+            reqs.append(r.entry)
+            for b in r.brackets:
+                out += [
+                    v
+                    for v in (b.profit_target, b.stop_loss, b.trail_trigger, b.trail_freq)
+                    if v is not None
+                ]
+    for r in reqs:
+        out += [v for v in (r.price, r.stop_price, r.peg_difference) if v is not None]
+    return out
+
+
+# --- properties ----------------------------------------------------------------------------
+
+contracts = st.sampled_from([MNQ, GC, MGC, ZB])
+multipliers = st.decimals(min_value=D("0.1"), max_value=D("10"), places=1)
+ladders = st.sampled_from(["", "20", "20:1,40:1,60", "10:2,30", "8:1,16:1,24:1,48"])
+
+
+@settings(max_examples=200)
+@given(
+    contract=contracts,
+    mult=multipliers,
+    tp=ladders,
+    sl=st.integers(min_value=0, max_value=80),
+    trailing=st.booleans(),
+    pos=st.integers(min_value=-20, max_value=20),
+    avg=st.decimals(min_value=D("50"), max_value=D("30000"), places=4),
+    move=st.decimals(min_value=D("-5"), max_value=D("5"), places=3),
+    action=st.sampled_from([Action.BUY, Action.SELL, Action.CLOSE, Action.ADD]),
+    mp=st.sampled_from([None, MarketPosition.LONG, MarketPosition.SHORT]),
+    qty=st.one_of(st.none(), st.integers(min_value=0, max_value=10)),
+    same=st.sampled_from(list(SameDirection)),
+    max_contracts=st.one_of(st.none(), st.integers(min_value=1, max_value=30)),
+)
+def test_every_plan_is_on_tick_sized_and_bounded(
+    contract: Contract,
+    mult: Decimal,
+    tp: str,
+    sl: int,
+    trailing: bool,
+    pos: int,
+    avg: Decimal,
+    move: Decimal,
+    action: Action,
+    mp: MarketPosition | None,
+    qty: int | None,
+    same: SameDirection,
+    max_contracts: int | None,
+) -> None:
+    legs = parse_tp(tp)
+    size = max(3, sum(leg.qty or 0 for leg in legs))
+    s = RiskSettings(
+        size=size,
+        tp=legs,
+        sl=D(sl),
+        sl_type=SlType.TRAILING if trailing and sl else SlType.FIXED,
+        trail_trigger=D(4) if trailing and sl else None,
+        trail_freq=D(1) if trailing and sl else None,
+        dca=True,
+        same_direction=same,
+        max_contracts=max_contracts,
+    ).validate()
+    price = avg + move
+    state = AccountState(pos, avg if pos else None)
+    sig = Signal(action, quantity=qty, price=price, market_position=mp)
+    p = plan(sig, s, state, mult=str(mult), contract=contract, price=price)
+    for v in all_prices(p):
+        assert v % contract.tick_size == 0, (v, p)
+    ids = all_cl_ord_ids(p)
+    assert len(ids) == len(set(ids))
+    exposure = abs(pos)
+    for o in p.orders:
+        r = o.request
+        if isinstance(r, StrategyRequest):
+            assert r.entry.qty >= 1
+            assert sum(b.qty for b in r.brackets) == r.entry.qty
+            assert all(b.qty >= 1 for b in r.brackets)
+            if max_contracts is not None:
+                assert r.entry.qty <= max_contracts
+        if o.kind == "liquidate":
+            assert isinstance(r, OrderRequest)
+            assert r.qty == abs(pos)
+            exposure = 0
+    if p.action is PositionAction.ADD and any(o.kind == "oco" for o in p.orders):
+        added = order(p.orders[0]).qty
+        assert sum(oco(o).first.qty for o in p.orders if o.kind == "oco") == abs(pos) + added
+        if max_contracts is not None:
+            assert abs(pos) + added <= max(max_contracts, abs(pos))
+    if p.action is PositionAction.REDUCE:
+        trim = order(next(o for o in p.orders if o.kind == "order"))
+        assert 1 <= trim.qty < abs(pos)
+        exits = [oco(o).first.qty for o in p.orders if o.kind == "oco"]
+        assert not exits or sum(exits) == abs(pos) - trim.qty
+    assert exposure in (0, abs(pos))
