@@ -1,7 +1,186 @@
-"""``jtrades accounts``."""
+"""``jtrades accounts``: broker logins (demo, live, paper) and their sub-accounts.
+
+Passwords come only from standard input (never argv, which other users can read in ``ps``), are
+encrypted before they reach the database, and are never printed again.
+"""
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import Annotated, Any
+
 import typer
 
-app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
+from jtrades.cli.common import (
+    JsonOpt,
+    actor,
+    done,
+    emit,
+    read_secret_stdin,
+    run,
+    run_plain,
+    settings,
+)
+from jtrades.db import Database
+from jtrades.security import load_secret_box
+from jtrades.store import accounts as store
+from jtrades.store import audit, users
+from jtrades.store.accounts import Account, SubAccountRow
+
+app = typer.Typer(
+    help="Broker accounts: add, list, add-sub, remove (and sync with Tradovate).",
+    no_args_is_help=True,
+)
+
+
+class EnvChoice(StrEnum):
+    demo = "demo"
+    live = "live"
+    paper = "paper"
+
+
+LabelArg = Annotated[str, typer.Argument(help="Account label (letters, digits, _ . -).")]
+COLUMNS = ["label", "user", "env", "username", "password", "oauth", "sub-accounts", "halted",
+           "synced"]  # fmt: skip
+
+
+def _subs_cell(subs: tuple[SubAccountRow, ...]) -> str:
+    return ", ".join(
+        f"{s.name} ({s.broker_account_id})" + ("" if s.active else " inactive")
+        + (" halted" if s.halted else "")
+        for s in subs
+    )  # fmt: skip
+
+
+def _row(a: Account) -> list[Any]:
+    return [
+        a.label, a.user_name, a.env, a.username,
+        "set" if a.has_password else None, "set" if a.has_oauth else None,
+        _subs_cell(a.sub_accounts) or None, a.halted, a.synced_at,
+    ]  # fmt: skip
+
+
+@app.command("add")
+def add(
+    label: LabelArg,
+    user: Annotated[str, typer.Option("--user", help="Owner (a registered user).")],
+    env_choice: Annotated[EnvChoice, typer.Option("--env", help="Broker environment.")],
+    username: Annotated[
+        str | None, typer.Option("--username", help="Tradovate login (not for paper).")
+    ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the Tradovate password from standard input."),
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Add a broker login for a user (password encrypted at rest; paper needs no credentials).
+
+    A paper account gets one sub-account named after its label.
+    For demo and live, run `accounts sync LABEL` or `accounts add-sub` next.
+
+    Example: jtrades accounts add al-demo --user alice --env demo --username al --password-stdin
+    """
+    env = env_choice.value
+    run_plain(lambda: store.check_label(label))
+    run_plain(lambda: store.check_new(env, username, password_stdin))
+    password = read_secret_stdin("password") if password_stdin else None
+
+    async def go(db: Database) -> Account:
+        sealed = None
+        if password is not None:
+            box = load_secret_box(settings(), create=True)
+            sealed = box.seal(password, store.password_context(env, username))
+        async with db.pool.acquire() as c, c.transaction():
+            owner = await users.get(c, user)
+            account = await store.create(
+                c, user_id=owner.id, label=label, env=env, username=username, password=sealed
+            )
+            await audit.record(
+                c,
+                actor(),
+                "accounts.add",
+                account.label,
+                {"user": owner.name, "env": env, "username": username,
+                 "password_set": sealed is not None,
+                 "key_id": sealed.key_id if sealed else None},
+            )  # fmt: skip
+        return account
+
+    account = run(go)
+    subs = f", sub-account {account.sub_accounts[0].name}" if account.sub_accounts else ""
+    done(
+        json,
+        f"added {account.env} account {account.label} for {account.user_name}{subs}",
+        {"account": account},
+    )
+
+
+@app.command("list")
+def list_cmd(
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's accounts.")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """List broker accounts and their sub-accounts (secrets are never shown).
+
+    Example: jtrades accounts list --user alice --json
+    """
+
+    async def go(db: Database) -> list[Account]:
+        owner_id = (await users.get(db.pool, user)).id if user else None
+        return await store.list_accounts(db.pool, user_id=owner_id)
+
+    found = run(go)
+    emit(json, found, "accounts", COLUMNS, [_row(a) for a in found], empty="no accounts")
+
+
+@app.command("remove")
+def remove(label: LabelArg, json: JsonOpt = False) -> None:
+    """Remove a broker account, its sub-accounts and their order history.
+
+    Refused while an enabled trader trades on it: disable the trader first.
+
+    Example: jtrades accounts remove alice-demo
+    """
+
+    async def go(db: Database) -> Account:
+        async with db.pool.acquire() as c, c.transaction():
+            account = await store.remove(c, label)
+            await audit.record(
+                c,
+                actor(),
+                "accounts.remove",
+                account.label,
+                {"user": account.user_name, "env": account.env,
+                 "sub_accounts": [s.name for s in account.sub_accounts]},
+            )  # fmt: skip
+        return account
+
+    account = run(go)
+    done(json, f"removed account {account.label}", {"account": account.label})
+
+
+@app.command("add-sub")
+def add_sub(
+    label: LabelArg,
+    broker_id: Annotated[
+        int, typer.Option("--id", help="The broker's account id (Tradovate accountId).", min=1)
+    ],
+    name: Annotated[str, typer.Option("--name", help="The broker's account name (accountSpec).")],
+    json: JsonOpt = False,
+) -> None:
+    """Record a sub-account by hand (paper accounts, or when sync is not possible).
+
+    Example: jtrades accounts add-sub alice-demo --id 123456 --name DEMO123456
+    """
+
+    async def go(db: Database) -> SubAccountRow:
+        async with db.pool.acquire() as c, c.transaction():
+            sub = await store.add_sub(c, label, broker_id, name)
+            await audit.record(
+                c, actor(), "accounts.add_sub", label, {"id": broker_id, "name": name}
+            )
+        return sub
+
+    sub = run(go)
+    done(json, f"added sub-account {sub.name} ({sub.broker_account_id}) to {label}", {"sub": sub})

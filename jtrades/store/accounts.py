@@ -1,0 +1,252 @@
+"""Broker logins (accounts) and their sub-accounts.
+
+Passwords are sealed with ``jtrades.security.SecretBox`` before they reach this module and come
+back out only through ``load_credentials`` (for the daemon's login and ``accounts sync``); every
+other read returns flags (``has_password``), never ciphertexts. Each ciphertext is bound to its
+login (``password_context``), so a value copied onto another row does not decrypt.
+
+A paper account gets one sub-account named after its label, whose broker id is the account's
+own id (there is no broker to ask).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from jtrades.errors import Conflict, InvalidInput, NotFound
+from jtrades.queries import q
+from jtrades.security import Sealed, SecretBox
+from jtrades.store import Executor, translate_errors
+
+Env = Literal["demo", "live", "paper"]
+ENVS: tuple[str, ...] = ("demo", "live", "paper")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class SubAccountRow:
+    """A broker account under a login: ``broker_account_id`` and ``name`` are Tradovate's."""
+
+    id: int
+    account_id: int
+    broker_account_id: int
+    name: str
+    active: bool
+    halted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A login as everyone but the credential loader sees it: no secrets, only whether set."""
+
+    id: int
+    user_id: int
+    user_name: str
+    label: str
+    env: str
+    username: str | None
+    has_password: bool
+    has_oauth: bool
+    oauth_expires_at: datetime | None
+    halted: bool
+    created_at: datetime
+    synced_at: datetime | None
+    sub_accounts: tuple[SubAccountRow, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Decrypted login material (already registered with the log redactor)."""
+
+    account_id: int
+    label: str
+    env: str
+    username: str | None
+    password: str | None
+    oauth_token: str | None
+    oauth_expires_at: datetime | None
+
+    def __repr__(self) -> str:  # never print a password, even by accident in a traceback
+        return f"Credentials(label={self.label!r}, env={self.env!r}, username={self.username!r})"
+
+
+def password_context(env: str, username: str | None) -> str:
+    """Associated data binding a sealed password to its login."""
+    return f"accounts.password:{env}:{(username or '').lower()}"
+
+
+def oauth_context(env: str, username: str | None) -> str:
+    return f"accounts.oauth:{env}:{(username or '').lower()}"
+
+
+def check_label(label: str) -> str:
+    if not _LABEL.match(label):
+        raise InvalidInput(
+            f"account label {label!r} must start with a letter or digit and use only letters, "
+            "digits, '_', '.', '-' (at most 64 characters)"
+        )
+    return label
+
+
+def check_new(env: str, username: str | None, has_password: bool) -> None:
+    """What each environment needs: a broker login for demo/live, nothing for paper."""
+    if env not in ENVS:
+        raise InvalidInput(f"env must be one of {', '.join(ENVS)}, not {env!r}")
+    if env == "paper":
+        if has_password:
+            raise InvalidInput("paper accounts need no password (nothing is sent to a broker)")
+    elif not username:
+        raise InvalidInput(f"a {env} account needs --username (the Tradovate login)")
+
+
+def _sub(row: Any) -> SubAccountRow:
+    return SubAccountRow(**{k: row[k] for k in SubAccountRow.__dataclass_fields__})
+
+
+async def _with_subs(ex: Executor, rows: Sequence[Any]) -> list[Account]:
+    accounts = [Account(**dict(r)) for r in rows]
+    if not accounts:
+        return []
+    with translate_errors():
+        sub_rows = await ex.fetch(q("accounts.subs"), [a.id for a in accounts])
+    by_account: dict[int, list[SubAccountRow]] = {}
+    for r in sub_rows:
+        by_account.setdefault(r["account_id"], []).append(_sub(r))
+    return [replace(a, sub_accounts=tuple(by_account.get(a.id, ()))) for a in accounts]
+
+
+async def create(
+    ex: Executor,
+    *,
+    user_id: int,
+    label: str,
+    env: str,
+    username: str | None,
+    password: Sealed | None,
+) -> Account:
+    """Insert a login (run in a transaction); a paper account also gets its one sub-account."""
+    check_label(label)
+    check_new(env, username, password is not None)
+    with translate_errors():
+        account_id: int = await ex.fetchval(
+            q("accounts.insert"),
+            user_id,
+            label,
+            env,
+            username,
+            password.ciphertext if password else None,
+            password.key_id if password else None,
+        )
+        if env == "paper":
+            await ex.fetchrow(q("accounts.insert_sub"), account_id, account_id, label)
+    return await get(ex, label)
+
+
+async def get(ex: Executor, label: str) -> Account:
+    """The account by label (any case), with its sub-accounts; ``NotFound`` otherwise."""
+    with translate_errors():
+        row = await ex.fetchrow(q("accounts.by_label"), label)
+    if row is None:
+        raise NotFound(f"no account labelled {label!r}")
+    return (await _with_subs(ex, [row]))[0]
+
+
+async def list_accounts(ex: Executor, *, user_id: int | None = None) -> list[Account]:
+    with translate_errors():
+        rows = await ex.fetch(q("accounts.list"), user_id)
+    return await _with_subs(ex, rows)
+
+
+async def remove(ex: Executor, label: str) -> Account:
+    """Delete a login and its sub-accounts; refused while an enabled trader trades on it."""
+    account = await get(ex, label)
+    with translate_errors():
+        busy = [r["id"] for r in await ex.fetch(q("accounts.enabled_traders"), account.id)]
+    if busy:
+        ids = ", ".join(str(i) for i in busy)
+        raise Conflict(
+            f"account {account.label} is used by enabled trader(s) {ids}; disable them first"
+        )
+    with translate_errors():
+        await ex.fetchval(q("accounts.delete"), account.id)
+    return account
+
+
+async def add_sub(ex: Executor, label: str, broker_account_id: int, name: str) -> SubAccountRow:
+    """Record a sub-account by hand (paper accounts, or before a sync is possible)."""
+    if broker_account_id < 1:
+        raise InvalidInput("the sub-account id must be a positive integer")
+    if not name.strip():
+        raise InvalidInput("the sub-account name must not be empty")
+    account = await get(ex, label)
+    with translate_errors():
+        row = await ex.fetchrow(q("accounts.insert_sub"), account.id, broker_account_id, name)
+    return _sub(row)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    added: tuple[SubAccountRow, ...]
+    kept: tuple[SubAccountRow, ...]
+    deactivated: tuple[SubAccountRow, ...]
+
+
+async def store_synced_subs(
+    ex: Executor, account_id: int, found: Sequence[tuple[int, str]]
+) -> SyncResult:
+    """Make the stored sub-accounts match the broker's list (run in a transaction).
+
+    Sub-accounts the broker no longer lists are deactivated, not deleted: traders' links and
+    history stay, and nothing is sent to them while inactive.
+    """
+    added: list[SubAccountRow] = []
+    kept: list[SubAccountRow] = []
+    with translate_errors():
+        for broker_id, name in found:
+            row: Any = await ex.fetchrow(q("accounts.upsert_sub"), account_id, broker_id, name)
+            (added if row["inserted"] else kept).append(_sub(row))
+        gone = await ex.fetch(
+            q("accounts.deactivate_missing_subs"), account_id, [b for b, _ in found]
+        )
+        await ex.execute(q("accounts.mark_synced"), account_id)
+    return SyncResult(tuple(added), tuple(kept), tuple(_sub(r) for r in gone))
+
+
+async def load_credentials(ex: Executor, box: SecretBox, account_id: int) -> Credentials:
+    """Decrypt a login's password and OAuth token (``SecretKeyMissing`` names a lost key id)."""
+    with translate_errors():
+        row = await ex.fetchrow(q("accounts.credentials"), account_id)
+    if row is None:
+        raise NotFound(f"no account with id {account_id}")
+    password = oauth = None
+    if row["password_enc"] is not None:
+        password = box.open(
+            row["password_enc"],
+            row["password_key_id"],
+            password_context(row["env"], row["username"]),
+        )
+    if row["oauth_token_enc"] is not None:
+        oauth = box.open(
+            row["oauth_token_enc"], row["oauth_key_id"], oauth_context(row["env"], row["username"])
+        )
+    return Credentials(
+        row["id"], row["label"], row["env"], row["username"], password, oauth,
+        row["oauth_expires_at"],
+    )  # fmt: skip
+
+
+async def reseal_password(ex: Executor, box: SecretBox, account_id: int) -> bool:
+    """Re-encrypt a password under the current key (after a rotation); True if it changed."""
+    with translate_errors():
+        row = await ex.fetchrow(q("accounts.credentials"), account_id)
+    if row is None or row["password_enc"] is None or not box.needs_reseal(row["password_key_id"]):
+        return False
+    ctx = password_context(row["env"], row["username"])
+    sealed = box.seal(box.open(row["password_enc"], row["password_key_id"], ctx), ctx)
+    with translate_errors():
+        await ex.execute(q("accounts.set_password"), account_id, sealed.ciphertext, sealed.key_id)
+    return True

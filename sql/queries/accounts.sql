@@ -1,0 +1,65 @@
+-- Broker logins (accounts) and their sub-accounts. Labels are unique regardless of case.
+-- Secret columns are read only by accounts.credentials. Only jtrades/store/accounts.py runs these.
+
+-- name: accounts.insert($1 user_id, $2 label, $3 env, $4 username, $5 password_enc, $6 password_key_id)
+INSERT INTO accounts (user_id, label, env, username, password_enc, password_key_id)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING id;
+
+-- name: accounts.list($1 user_id_or_null)
+SELECT a.id, a.user_id, u.name AS user_name, a.label, a.env, a.username,
+       a.password_enc IS NOT NULL AS has_password, a.oauth_token_enc IS NOT NULL AS has_oauth,
+       a.oauth_expires_at, a.halted, a.created_at, a.synced_at
+FROM accounts a JOIN users u ON u.id = a.user_id
+WHERE $1::bigint IS NULL OR a.user_id = $1
+ORDER BY lower(u.name), lower(a.label);
+
+-- name: accounts.by_label($1 label)
+SELECT a.id, a.user_id, u.name AS user_name, a.label, a.env, a.username,
+       a.password_enc IS NOT NULL AS has_password, a.oauth_token_enc IS NOT NULL AS has_oauth,
+       a.oauth_expires_at, a.halted, a.created_at, a.synced_at
+FROM accounts a JOIN users u ON u.id = a.user_id
+WHERE lower(a.label) = lower($1);
+
+-- name: accounts.subs($1 account_ids)
+SELECT id, account_id, broker_account_id, name, active, halted
+FROM sub_accounts WHERE account_id = ANY($1::bigint[])
+ORDER BY account_id, lower(name);
+
+-- name: accounts.credentials($1 id)
+SELECT a.id, a.label, a.env, a.username, a.password_enc, a.password_key_id,
+       a.oauth_token_enc, a.oauth_key_id, a.oauth_expires_at
+FROM accounts a WHERE a.id = $1;
+
+-- name: accounts.set_password($1 id, $2 password_enc, $3 password_key_id)
+UPDATE accounts SET password_enc = $2, password_key_id = $3 WHERE id = $1;
+
+-- name: accounts.enabled_traders($1 id)
+SELECT DISTINCT t.id
+FROM trader_accounts ta
+JOIN traders t ON t.id = ta.trader_id
+JOIN sub_accounts s ON s.id = ta.sub_account_id
+WHERE s.account_id = $1 AND t.enabled AND ta.enabled
+ORDER BY t.id;
+
+-- name: accounts.delete($1 id)
+DELETE FROM accounts WHERE id = $1 RETURNING id;
+
+-- name: accounts.insert_sub($1 account_id, $2 broker_account_id, $3 name)
+INSERT INTO sub_accounts (account_id, broker_account_id, name)
+VALUES ($1, $2, $3)
+RETURNING id, account_id, broker_account_id, name, active, halted;
+
+-- name: accounts.upsert_sub($1 account_id, $2 broker_account_id, $3 name)
+INSERT INTO sub_accounts (account_id, broker_account_id, name)
+VALUES ($1, $2, $3)
+ON CONFLICT (account_id, broker_account_id) DO UPDATE SET name = EXCLUDED.name, active = true
+RETURNING id, account_id, broker_account_id, name, active, halted, (xmax = 0) AS inserted;
+
+-- name: accounts.deactivate_missing_subs($1 account_id, $2 broker_account_ids)
+UPDATE sub_accounts SET active = false
+WHERE account_id = $1 AND active AND NOT (broker_account_id = ANY($2::bigint[]))
+RETURNING id, account_id, broker_account_id, name, active, halted;
+
+-- name: accounts.mark_synced($1 id)
+UPDATE accounts SET synced_at = now() WHERE id = $1;

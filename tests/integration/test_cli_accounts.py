@@ -1,0 +1,278 @@
+"""``jtrades accounts`` through the real Typer app, and credential storage on a real Postgres."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from jtrades.config import Settings
+from jtrades.errors import SecretKeyMissing
+from jtrades.security import SecretBox, key_id, load_secret_box, new_secret_key, parse_keys
+from jtrades.store import accounts as store
+from tests.cli import Result, ainvoke
+
+PASSWORD = "tv-Pa55word-for-tests"
+
+
+class Cli:
+    def __init__(self, db_url: str, data_dir: Path, env: dict[str, str | None]) -> None:
+        self.db_url = db_url
+        self.data_dir = data_dir
+        self.env = env
+
+    async def __call__(self, *args: str, input: str | None = None) -> Result:
+        return await ainvoke(
+            list(args), db_url=self.db_url, data_dir=self.data_dir, input=input, env=self.env
+        )
+
+    async def ok(self, *args: str, input: str | None = None) -> Any:
+        r = await self(*args, "--json", input=input)
+        assert r.exit_code == 0, r.stderr
+        return r.json()
+
+
+@pytest.fixture
+async def cli(db_url: str, data_dir: Path) -> Cli:
+    c = Cli(db_url, data_dir, {})
+    await c.ok("users", "register", "alice", "--email", "alice@example.com")
+    await c.ok("users", "register", "bob", "--email", "bob@example.com")
+    return c
+
+
+def _settings(db_url: str, data_dir: Path, key_file: Path | None = None) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        database={"url": db_url},  # type: ignore[arg-type]
+        secrets={"key_file": str(key_file or "")},  # type: ignore[arg-type]
+    )
+
+
+async def test_add_demo_account_encrypts_password_and_generates_key(
+    cli: Cli, pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    key_path = data_dir / "secret.key"
+    assert not key_path.exists()
+    r = await cli(
+        "accounts", "add", "alice-demo", "--user", "alice", "--env", "demo",
+        "--username", "alice_tv", "--password-stdin", input=PASSWORD + "\n",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    # First use made a key: private to the owner, and the operator is told where it is.
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    assert "secrets.key_created" in r.stderr
+    assert str(key_path) in r.stderr
+    assert "back this file up" in r.stderr
+    assert PASSWORD not in r.stdout + r.stderr
+
+    row = await pool.fetchrow("SELECT * FROM accounts WHERE label = 'alice-demo'")
+    assert row["env"] == "demo"
+    assert row["username"] == "alice_tv"
+    assert PASSWORD.encode() not in row["password_enc"]
+    box = load_secret_box(_settings(db_url, data_dir), create=False)
+    assert row["password_key_id"] == box.current_key_id
+    creds = await store.load_credentials(pool, box, row["id"])
+    assert creds.password == PASSWORD
+    assert PASSWORD not in repr(creds)
+
+    # The second account reuses the key, without a new warning.
+    r = await cli(
+        "accounts", "add", "alice-live", "--user", "alice", "--env", "live",
+        "--username", "alice_tv", "--password-stdin", input=PASSWORD + "\n",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert "secrets.key_created" not in r.stderr
+    audit = await pool.fetch("SELECT action, target, detail FROM audit_log "
+                             "WHERE action = 'accounts.add' ORDER BY id")  # fmt: skip
+    assert [a["target"] for a in audit] == ["alice-demo", "alice-live"]
+    assert audit[0]["detail"]["password_set"] is True
+    assert PASSWORD not in str(audit[0]["detail"])
+
+
+async def test_paper_account_needs_no_credentials_and_gets_a_sub_account(
+    cli: Cli, pool: asyncpg.Pool, data_dir: Path
+) -> None:
+    out = await cli.ok("accounts", "add", "bob-paper", "--user", "bob", "--env", "paper")
+    acc = out["account"]
+    assert acc["env"] == "paper"
+    assert acc["has_password"] is False
+    assert [s["name"] for s in acc["sub_accounts"]] == ["bob-paper"]
+    assert not (data_dir / "secret.key").exists()  # no secret, no key needed
+    r = await cli(
+        "accounts", "add", "bob-paper2", "--user", "bob", "--env", "paper", "--password-stdin",
+        input="x\n",
+    )  # fmt: skip
+    assert r.exit_code == 1
+    assert "paper accounts need no password" in r.error_line()
+
+
+async def test_live_account_without_username_is_refused(cli: Cli, pool: asyncpg.Pool) -> None:
+    r = await cli("accounts", "add", "a1", "--user", "alice", "--env", "live")
+    assert r.exit_code == 1
+    assert "needs --username" in r.error_line()
+    r = await cli("accounts", "add", "a1", "--user", "alice", "--env", "moon", "--username", "u")
+    assert r.exit_code == 2  # not one of the choices: a usage error
+    r = await cli("accounts", "add", "a1", "--user", "nobody", "--env", "paper")
+    assert r.exit_code == 1
+    assert "no user named 'nobody'" in r.error_line()
+    assert await pool.fetchval("SELECT count(*) FROM accounts") == 0
+
+
+async def test_duplicate_label_any_case(cli: Cli, pool: asyncpg.Pool) -> None:
+    await cli.ok("accounts", "add", "shared", "--user", "alice", "--env", "paper")
+    r = await cli("accounts", "add", "SHARED", "--user", "bob", "--env", "paper")
+    assert r.exit_code == 1
+    assert "an account with that label already exists" in r.error_line()
+    assert await pool.fetchval("SELECT count(*) FROM accounts") == 1
+
+
+async def test_list_shows_sub_accounts_never_secrets(cli: Cli) -> None:
+    await cli.ok(
+        "accounts", "add", "alice-demo", "--user", "alice", "--env", "demo",
+        "--username", "alice_tv", "--password-stdin", input=PASSWORD + "\n",
+    )  # fmt: skip
+    await cli.ok("accounts", "add-sub", "alice-demo", "--id", "123456", "--name", "DEMO123456")
+    await cli.ok("accounts", "add-sub", "alice-demo", "--id", "123457", "--name", "DEMO123457")
+    await cli.ok("accounts", "add", "bob-paper", "--user", "bob", "--env", "paper")
+
+    everyone = await cli.ok("accounts", "list")
+    assert [a["label"] for a in everyone] == ["alice-demo", "bob-paper"]
+    demo = everyone[0]
+    assert demo["has_password"] is True
+    assert [(s["broker_account_id"], s["name"]) for s in demo["sub_accounts"]] == [
+        (123456, "DEMO123456"),
+        (123457, "DEMO123457"),
+    ]
+    assert "password_enc" not in demo
+    assert [a["label"] for a in await cli.ok("accounts", "list", "--user", "BOB")] == ["bob-paper"]
+    table = await cli("accounts", "list")
+    assert table.exit_code == 0
+    assert "DEMO123456 (123456)" in table.stdout
+    assert PASSWORD not in table.stdout + table.stderr
+
+    dup = await cli("accounts", "add-sub", "alice-demo", "--id", "123456", "--name", "OTHER")
+    assert dup.exit_code == 1
+    assert "already exists" in dup.error_line()
+    missing = await cli("accounts", "add-sub", "nope", "--id", "1", "--name", "X")
+    assert missing.exit_code == 1
+    assert "no account labelled 'nope'" in missing.error_line()
+
+
+async def test_remove_deletes_account_and_sub_accounts_unless_trading(
+    cli: Cli, pool: asyncpg.Pool
+) -> None:
+    await cli.ok("users", "approve", "alice")
+    await cli.ok("accounts", "add", "alice-paper", "--user", "alice", "--env", "paper")
+    uid = await pool.fetchval("SELECT id FROM users WHERE name = 'alice'")
+    sub = await pool.fetchval("SELECT id FROM sub_accounts")
+    rec = await pool.fetchval(
+        "INSERT INTO recorders (user_id, name, symbol, token_hash) "
+        "VALUES ($1, 'r', 'MNQ1!', $2) RETURNING id",
+        uid,
+        b"\x01" * 32,
+    )
+    trader = await pool.fetchval(
+        "INSERT INTO traders (user_id, recorder_id, enabled) VALUES ($1, $2, true) RETURNING id",
+        uid,
+        rec,
+    )
+    await pool.execute(
+        "INSERT INTO trader_accounts (trader_id, sub_account_id) VALUES ($1, $2)", trader, sub
+    )
+    r = await cli("accounts", "remove", "alice-paper")
+    assert r.exit_code == 1
+    assert f"enabled trader(s) {trader}" in r.error_line()
+    assert await pool.fetchval("SELECT count(*) FROM accounts") == 1
+
+    await pool.execute("UPDATE traders SET enabled = false")
+    await cli.ok("accounts", "remove", "ALICE-paper")
+    assert await pool.fetchval("SELECT count(*) FROM accounts") == 0
+    assert await pool.fetchval("SELECT count(*) FROM sub_accounts") == 0
+    assert await pool.fetchval("SELECT count(*) FROM trader_accounts") == 0
+    assert await pool.fetchval("SELECT count(*) FROM traders") == 1  # the trader stays
+    assert (
+        await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'accounts.remove'") == 1
+    )
+
+
+async def test_ciphertext_whose_key_is_gone_raises_secret_key_missing(
+    cli: Cli, pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    await cli.ok(
+        "accounts", "add", "alice-demo", "--user", "alice", "--env", "demo",
+        "--username", "alice_tv", "--password-stdin", input=PASSWORD + "\n",
+    )  # fmt: skip
+    account_id = await pool.fetchval("SELECT id FROM accounts")
+    old_id = await pool.fetchval("SELECT password_key_id FROM accounts")
+    (data_dir / "secret.key").unlink()  # the operator lost the key file
+    other = SecretBox(parse_keys(new_secret_key(), "replacement"), "replacement")
+    with pytest.raises(SecretKeyMissing) as exc:
+        await store.load_credentials(pool, other, account_id)
+    assert old_id in str(exc.value)
+    assert PASSWORD not in str(exc.value)
+
+
+async def test_rotation_old_key_still_decrypts_then_reseal(
+    cli: Cli, pool: asyncpg.Pool, db_url: str, data_dir: Path, tmp_path: Path
+) -> None:
+    old_key, new_key = new_secret_key(), new_secret_key()
+    key_file = tmp_path / "keys"
+    key_file.write_text(old_key + "\n")
+    key_file.chmod(0o600)
+    cli.env = {"JTRADES_SECRETS__KEY_FILE": str(key_file)}
+    await cli.ok(
+        "accounts", "add", "alice-demo", "--user", "alice", "--env", "demo",
+        "--username", "alice_tv", "--password-stdin", input=PASSWORD + "\n",
+    )  # fmt: skip
+    old_id = key_id(parse_keys(old_key, "k")[0])
+    assert await pool.fetchval("SELECT password_key_id FROM accounts") == old_id
+    assert not (data_dir / "secret.key").exists()
+
+    key_file.write_text(f"{new_key}\n{old_key}\n")  # rotate: new key first, old kept
+    box = load_secret_box(_settings(db_url, data_dir, key_file), create=False)
+    account_id = await pool.fetchval("SELECT id FROM accounts")
+    assert (await store.load_credentials(pool, box, account_id)).password == PASSWORD
+    # New accounts are written under the new key.
+    await cli.ok(
+        "accounts", "add", "alice-live", "--user", "alice", "--env", "live",
+        "--username", "alice_tv", "--password-stdin", input="another-pass-123\n",
+    )  # fmt: skip
+    new_id = key_id(parse_keys(new_key, "k")[0])
+    assert (
+        await pool.fetchval("SELECT password_key_id FROM accounts WHERE label = 'alice-live'")
+        == new_id
+    )
+    # Re-sealing moves the old one; then the old key can go.
+    assert await store.reseal_password(pool, box, account_id) is True
+    assert await store.reseal_password(pool, box, account_id) is False
+    key_file.write_text(new_key + "\n")
+    only_new = load_secret_box(_settings(db_url, data_dir, key_file), create=False)
+    assert (await store.load_credentials(pool, only_new, account_id)).password == PASSWORD
+
+
+async def test_ciphertext_moved_to_another_login_does_not_decrypt(
+    cli: Cli, pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    for label, login in (("a-demo", "alice_tv"), ("b-demo", "bob_tv")):
+        await cli.ok(
+            "accounts", "add", label, "--user", "alice", "--env", "demo",
+            "--username", login, "--password-stdin", input=f"pw-of-{login}\n",
+        )  # fmt: skip
+    await pool.execute(
+        "UPDATE accounts SET password_enc = (SELECT password_enc FROM accounts "
+        "WHERE label = 'a-demo') WHERE label = 'b-demo'"
+    )
+    box = load_secret_box(_settings(db_url, data_dir), create=False)
+    b_id = await pool.fetchval("SELECT id FROM accounts WHERE label = 'b-demo'")
+    with pytest.raises(SecretKeyMissing, match="does not decrypt"):
+        await store.load_credentials(pool, box, b_id)
+
+
+async def test_help_has_an_example_for_every_command(cli: Cli) -> None:
+    for cmd in ("add", "list", "remove", "add-sub"):
+        r = await cli("accounts", cmd, "--help")
+        assert r.exit_code == 0
+        assert "Example: jtrades accounts " + cmd in r.stdout
