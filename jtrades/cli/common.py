@@ -74,7 +74,8 @@ def run(fn: Callable[[Database], Awaitable[T]], *, migrate: bool = True) -> T:
     """Load settings, open the database (migrated), run ``fn``, close; errors → one line, exit 1."""
     try:
         cfg = settings()
-        jlog.configure(cfg.log.format, "warning")
+        # Commands stay quiet (warnings and up) unless debug logging is asked for explicitly.
+        jlog.configure(cfg.log.format, "debug" if cfg.log.level == "debug" else "warning")
 
         async def main() -> T:
             db = await connect(cfg, migrate_now=migrate)
