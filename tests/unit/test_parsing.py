@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jtrades.engine.parsing import parse_payload
-from jtrades.engine.signal import Action, ExitSpec, MarketPosition, Signal
+from jtrades.engine.signal import Action, ExitSpec, MarketPosition, Signal, Units
 from jtrades.errors import InvalidSignal
 
 ALERTS = Path(__file__).resolve().parents[2] / "contrib" / "alerts"
@@ -429,3 +429,311 @@ def test_json_and_text_agree(action: str, qty: int) -> None:
         from_text.ticker,
         from_text.quantity,
     )
+
+
+# --- TradersPost ------------------------------------------------------------------------------
+
+
+def test_traderspost_docs_example() -> None:
+    signal = parse(
+        {
+            "ticker": "AMD",
+            "action": "buy",
+            "signalPrice": 143.12,
+            "quantity": 1,
+            "takeProfit": {"percent": 10},
+            "stopLoss": {"type": "stop", "percent": 5},
+        }
+    )
+    assert signal.source == "traderspost"
+    assert signal.price == Decimal("143.12")
+    assert signal.take_profit == (ExitSpec(Decimal(10), Units.PERCENT),)
+    assert signal.stop_loss == ExitSpec(Decimal(5), Units.PERCENT)
+
+
+def test_traderspost_strategy_sentiment_is_the_target_position() -> None:
+    signal = parse({"ticker": "MNQ1!", "action": "buy", "sentiment": "flat", "quantity": "1"})
+    assert signal.action is Action.BUY
+    assert signal.market_position is MarketPosition.FLAT
+    assert signal.is_close
+    assert parse({"ticker": "X", "action": "sell", "sentiment": "bearish"}).market_position is (
+        MarketPosition.SHORT
+    )
+
+
+def test_traderspost_sentiment_alone() -> None:
+    assert parse({"ticker": "X", "sentiment": "bullish"}).action is Action.BUY
+    assert parse({"ticker": "X", "sentiment": "flat"}).action is Action.CLOSE
+
+
+def test_traderspost_exit_add_cancel() -> None:
+    assert parse({"ticker": "X", "action": "exit"}).action is Action.CLOSE
+    assert parse({"ticker": "X", "action": "add"}).action is Action.ADD
+    assert parse({"ticker": "X", "action": "cancel"}).action is Action.CANCEL
+
+
+def test_traderspost_explicit_market_position_wins_over_sentiment() -> None:
+    signal = parse({"action": "sell", "sentiment": "flat", "marketPosition": "short"})
+    assert signal.market_position is MarketPosition.SHORT
+
+
+@pytest.mark.parametrize(
+    ("take_profit", "spec"),
+    [
+        ({"limitPrice": 110}, ExitSpec(Decimal(110), Units.PRICE)),
+        ({"percent": "1.5"}, ExitSpec(Decimal("1.5"), Units.PERCENT)),
+        ({"amount": 10}, ExitSpec(Decimal(10), Units.POINTS)),
+        ({"pnlAmount": 100}, ExitSpec(Decimal(100), Units.DOLLARS)),
+        ({"LimitPrice": 110}, ExitSpec(Decimal(110), Units.PRICE)),
+    ],
+)
+def test_traderspost_take_profit(take_profit: dict[str, Any], spec: ExitSpec) -> None:
+    assert parse({"action": "buy", "takeProfit": take_profit}).take_profit == (spec,)
+
+
+@pytest.mark.parametrize(
+    ("stop_loss", "spec"),
+    [
+        ({"type": "stop", "stopPrice": 90}, ExitSpec(Decimal(90), Units.PRICE)),
+        ({"stopPrice": "90"}, ExitSpec(Decimal(90), Units.PRICE)),
+        ({"type": "stop", "amount": 10}, ExitSpec(Decimal(10), Units.POINTS)),
+        ({"type": "stop", "percent": 2}, ExitSpec(Decimal(2), Units.PERCENT)),
+        (
+            {"type": "stop_limit", "stopPrice": 90, "limitPrice": 89},
+            ExitSpec(Decimal(90), Units.PRICE),
+        ),
+        ({"type": "trailing_stop", "trailAmount": 20}, ExitSpec(Decimal(20), Units.POINTS, True)),
+        ({"type": "trailing_stop", "trailPercent": 1}, ExitSpec(Decimal(1), Units.PERCENT, True)),
+    ],
+)
+def test_traderspost_stop_loss(stop_loss: dict[str, Any], spec: ExitSpec) -> None:
+    assert parse({"action": "buy", "stopLoss": stop_loss}).stop_loss == spec
+
+
+@pytest.mark.parametrize(
+    ("payload", "match"),
+    [
+        ({"takeProfit": {"percent": 1, "amount": 2}}, "only one of"),
+        ({"takeProfit": {"foo": 1}}, "needs one of limitPrice"),
+        ({"takeProfit": 20}, "must be an object"),
+        ({"takeProfit": {"percent": -1}}, "negative"),
+        ({"stopLoss": {"type": "stop", "trailAmount": 5}}, "needs stopLoss.type trailing_stop"),
+        ({"stopLoss": {"type": "trailing_stop"}}, "trailAmount or trailPercent"),
+        ({"stopLoss": {"type": "trailing_stop", "stopPrice": 90}}, "trailing stop takes"),
+        ({"stopLoss": {"type": "oco", "stopPrice": 90}}, "stopLoss.type must be"),
+        ({"stopLoss": {"type": "stop", "percent": 1, "amount": 3}}, "only one of"),
+        ({"quantityType": "dollar_amount", "quantity": 1000}, "not supported for futures"),
+        ({"quantityType": "percent_of_position", "quantity": 50}, "not supported for futures"),
+        ({"quantityType": "risk_dollar_amount", "quantity": 100}, "not supported for futures"),
+        ({"orderType": "limit"}, "needs limitPrice"),
+        ({"orderType": "stop"}, "needs stopPrice"),
+        ({"orderType": "stop_limit", "stopPrice": 5}, "needs limitPrice"),
+        ({"orderType": "trailing_stop", "trailAmount": 2}, "not supported"),
+        ({"orderType": "iceberg"}, "unknown order type"),
+    ],
+)
+def test_traderspost_refusals(payload: dict[str, Any], match: str) -> None:
+    refused({"ticker": "MNQ1!", "action": "buy", **payload}, match)
+
+
+def test_traderspost_fixed_quantity_is_fine() -> None:
+    signal = parse({"action": "buy", "quantityType": "fixed_quantity", "quantity": 3})
+    assert signal.quantity == 3
+    assert "quantityType" not in signal.extra
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind", "limit", "stop"),
+    [
+        ({"orderType": "market"}, "market", None, None),
+        ({"orderType": "LIMIT", "limitPrice": 100}, "limit", Decimal(100), None),
+        ({"orderType": "limit", "price": 101}, "limit", Decimal(101), None),
+        ({"orderType": "stop", "stopPrice": 99}, "stop", None, Decimal(99)),
+        (
+            {"orderType": "stop_limit", "stopPrice": 99, "limitPrice": 98},
+            "stop_limit",
+            Decimal(98),
+            Decimal(99),
+        ),
+        ({"order_type": "MKT"}, "market", None, None),
+        ({"order_type": "LMT", "price": 5}, "limit", Decimal(5), None),
+    ],
+)
+def test_order_types(
+    payload: dict[str, Any], kind: str, limit: Decimal | None, stop: Decimal | None
+) -> None:
+    signal = parse({"action": "buy", **payload})
+    assert (signal.order_type, signal.limit_price, signal.stop_price) == (kind, limit, stop)
+
+
+# --- PickMyTrade ------------------------------------------------------------------------------
+
+PMT_DEFAULTS: dict[str, Any] = {
+    "symbol": "NQ",
+    "date": "2026-11-25T14:30:00Z",
+    "data": "buy",
+    "quantity": "1",
+    "risk_percentage": 0,
+    "price": "21500.25",
+    "tp": 0,
+    "percentage_tp": 0,
+    "dollar_tp": 0,
+    "sl": 0,
+    "dollar_sl": 0,
+    "percentage_sl": 0,
+    "trail": 0,
+    "trail_stop": 0,
+    "trail_trigger": 0,
+    "trail_freq": 0,
+    "update_tp": False,
+    "update_sl": False,
+    "token": "pmt-token",
+    "pyramid": True,
+    "reverse_order_close": False,
+}
+
+
+def pmt(**overrides: Any) -> Signal:
+    return parse({**PMT_DEFAULTS, **overrides})
+
+
+def test_pickmytrade_all_zero_template() -> None:
+    signal = pmt()
+    assert signal.source == "pickmytrade"
+    assert (signal.action, signal.ticker, signal.quantity) == (Action.BUY, "NQ", 1)
+    assert signal.price == Decimal("21500.25")
+    assert signal.take_profit == ()
+    assert signal.stop_loss is None
+    assert signal.token == "pmt-token"
+    assert signal.extra["date"] == "2026-11-25T14:30:00Z"
+    assert signal.extra["pyramid"] is True
+
+
+@pytest.mark.parametrize("data", ["buy", "sell", "close", "Close"])
+def test_pickmytrade_data(data: str) -> None:
+    assert pmt(data=data).action.value == data.lower()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "tp", "sl"),
+    [
+        (
+            {"tp": 21600, "sl": "21450.5"},
+            ExitSpec(Decimal(21600), Units.PRICE),
+            ExitSpec(Decimal("21450.5"), Units.PRICE),
+        ),
+        (
+            {"dollar_tp": 200, "dollar_sl": "100"},
+            ExitSpec(Decimal(200), Units.DOLLARS),
+            ExitSpec(Decimal(100), Units.DOLLARS),
+        ),
+        (
+            {"percentage_tp": 1, "percentage_sl": 0.5},
+            ExitSpec(Decimal(1), Units.PERCENT),
+            ExitSpec(Decimal("0.5"), Units.PERCENT),
+        ),
+    ],
+)
+def test_pickmytrade_exits(overrides: dict[str, Any], tp: ExitSpec, sl: ExitSpec) -> None:
+    signal = pmt(**overrides)
+    assert signal.take_profit == (tp,)
+    assert signal.stop_loss == sl
+
+
+def test_pickmytrade_trailing_stop() -> None:
+    signal = pmt(trail=1, trail_stop=20, trail_trigger=10, trail_freq="2.5")
+    assert signal.stop_loss == ExitSpec(
+        Decimal(20), Units.POINTS, True, trail_trigger=Decimal(10), trail_freq=Decimal("2.5")
+    )
+
+
+def test_pickmytrade_trail_uses_the_stop_distance_when_no_trail_stop() -> None:
+    signal = pmt(trail="true", dollar_sl=150)
+    assert signal.stop_loss == ExitSpec(Decimal(150), Units.DOLLARS, True)
+
+
+def test_pickmytrade_trail_off_ignores_trail_values() -> None:
+    assert pmt(trail=0, trail_stop=20).stop_loss is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"tp": 21600, "dollar_tp": 100}, "only one take profit"),
+        ({"sl": 21400, "percentage_sl": 1}, "only one stop loss"),
+        ({"trail": 1}, "no trail_stop"),
+        ({"trail": 1, "trail_stop": 5, "dollar_sl": 50}, "not both"),
+        ({"trail": 1, "sl": 21400}, "needs a distance"),
+        ({"trail": "maybe"}, "true or false"),
+        ({"risk_percentage": 2, "quantity": 0}, "account risk is not supported"),
+        ({"data": "reverse"}, "unknown action"),
+        ({"dollar_sl": -5}, "negative"),
+        ({"takeProfit": {"percent": 1}, "tp": 21600}, "take profit once"),
+        ({"stopLoss": {"stopPrice": 1}, "sl": 21400}, "stop loss once"),
+    ],
+)
+def test_pickmytrade_refusals(overrides: dict[str, Any], match: str) -> None:
+    refused({**PMT_DEFAULTS, **overrides}, match)
+
+
+# --- contrib/alerts: the examples we ship must work ------------------------------------------
+
+
+def test_contrib_native() -> None:
+    signal = parse_payload((ALERTS / "native.json").read_bytes(), "application/json")
+    assert (signal.action, signal.ticker, signal.quantity) == (Action.BUY, "MNQ1!", 2)
+
+
+def test_contrib_plain_text() -> None:
+    signal = parse_payload((ALERTS / "plain.txt").read_bytes(), "text/plain")
+    assert (signal.action, signal.ticker, signal.quantity) == (Action.SELL, "MNQ1!", 2)
+
+
+def test_contrib_traderspost() -> None:
+    signal = parse_payload((ALERTS / "traderspost.json").read_bytes(), "application/json")
+    assert signal.source == "traderspost"
+    assert (signal.action, signal.ticker, signal.quantity) == (Action.BUY, "MNQZ2026", 1)
+    assert (signal.order_type, signal.limit_price) == ("limit", Decimal("21499.75"))
+    assert signal.take_profit == (ExitSpec(Decimal(40), Units.POINTS),)
+    assert signal.stop_loss == ExitSpec(Decimal(20), Units.POINTS, trailing=True)
+
+
+def test_contrib_pickmytrade() -> None:
+    signal = parse_payload((ALERTS / "pickmytrade.json").read_bytes(), "text/plain")
+    assert signal.source == "pickmytrade"
+    assert (signal.action, signal.ticker, signal.quantity) == (Action.SELL, "NQ1!", 2)
+    assert signal.take_profit == (ExitSpec(Decimal(200), Units.DOLLARS),)
+    assert signal.stop_loss == ExitSpec(Decimal("21540.5"), Units.PRICE)
+    assert "your_pickmytrade_token" not in json.dumps(signal.extra)
+
+
+SUBSTITUTIONS = {
+    "{{strategy.order.action}}": "sell",
+    "{{ticker}}": "MNQ1!",
+    "{{close}}": "21500.25",
+    "{{strategy.order.contracts}}": "3",
+    "{{strategy.market_position}}": "flat",
+    "{{strategy.prev_market_position}}": "long",
+    "{{strategy.order.id}}": "Exit Long",
+    "{{timenow}}": "2026-11-25T14:30:00Z",
+}
+
+
+def test_contrib_template_unfilled_is_refused() -> None:
+    with pytest.raises(InvalidSignal, match="placeholder") as info:
+        parse_payload((ALERTS / "tradingview-strategy-template.json").read_bytes(), "text/plain")
+    assert info.value.status == 422
+
+
+def test_contrib_template_filled_in_by_tradingview_parses() -> None:
+    text = (ALERTS / "tradingview-strategy-template.json").read_text()
+    for placeholder, value in SUBSTITUTIONS.items():
+        text = text.replace(placeholder, value)
+    signal = parse_payload(text.encode(), "application/json")
+    assert signal.action is Action.SELL
+    assert signal.quantity == 3
+    assert signal.price == Decimal("21500.25")
+    assert signal.market_position is MarketPosition.FLAT
+    assert signal.prev_market_position is MarketPosition.LONG
+    assert signal.is_close
+    assert signal.alert_id == "Exit Long-2026-11-25T14:30:00Z"
