@@ -67,7 +67,7 @@ from jtrades.broker.base import (
 )
 from jtrades.engine.filters import apply_inverse, is_reduce
 from jtrades.engine.risk import Direction, RiskSettings, SlType
-from jtrades.engine.signal import Action, ExitSpec, Signal, Units
+from jtrades.engine.signal import Action, ExitSpec, MarketPosition, Signal, Units
 from jtrades.engine.sizing import (
     cap_qty,
     entry_qty,
@@ -344,9 +344,39 @@ def _liquidate(c: _Ctx, steps: _Steps) -> None:
     steps.add("liquidate", req, note=f"flatten {pos:+d} and cancel the contract's working orders")
 
 
+_POSITION_SIZE_KEYS = frozenset(
+    {"positionsize", "marketpositionsize", "strategypositionsize", "strategymarketpositionsize"}
+)
+
+
+def _opening_qty(sig: Signal) -> int | None:
+    """The webhook's quantity for a new position.
+
+    TradingView's ``{{strategy.order.contracts}}`` on a reversal counts the closing contracts
+    too (long 1 → short 1 is an order of 2), and we close by liquidating, so opening that many
+    would double the position. When the alert also carries the position size after the order
+    (``{{strategy.market_position_size}}``, any spelling, kept in ``Signal.extra``) and a target
+    side, that size is the quantity to open.
+    """
+    if sig.market_position not in (MarketPosition.LONG, MarketPosition.SHORT):
+        return sig.quantity
+    for key, value in sig.extra.items():
+        if not isinstance(key, str) or isinstance(value, bool):
+            continue
+        if "".join(ch for ch in key.lower() if ch not in "_- .") not in _POSITION_SIZE_KEYS:
+            continue
+        try:
+            size = abs(Decimal(str(value)))
+        except ArithmeticError:
+            continue
+        if size.is_finite() and size >= 1 and size == size.to_integral_value():
+            return int(size)
+    return sig.quantity
+
+
 def _open(c: _Ctx, steps: _Steps, side: Side) -> int:
     """Entry + TP ladder + SL as one strategy (or a plain order with no exits); returns qty."""
-    qty = entry_qty(c.sig.quantity, c.s, c.multiplier)
+    qty = entry_qty(_opening_qty(c.sig), c.s, c.multiplier)
     entry = _entry_request(c, steps.next_id(), side, qty)
     ref = _reference(c, entry)
     exits = _resolve_exits(c, qty, ref)

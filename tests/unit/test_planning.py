@@ -473,6 +473,27 @@ def test_reverse_closes_and_opens_the_other_side(
     assert [liq.cl_ord_id, entry.cl_ord_id] == ["s1-101-1", "s1-101-2"]
 
 
+def test_a_tradingview_reversal_opens_the_position_size_not_the_order_size() -> None:
+    # long 1 → short 1: TradingView's order is 2 contracts; the position after it is 1.
+    sig = Signal(
+        Action.SELL,
+        quantity=2,
+        price=PRICE,
+        market_position=MarketPosition.SHORT,
+        prev_market_position=MarketPosition.LONG,
+        extra={"market_position_size": "1"},
+    )
+    p = plan(sig, LADDER, long(1), mult="2")
+    assert p.action is PositionAction.REVERSE
+    assert (order(p.orders[0]).qty, strategy(p.orders[1]).entry.qty) == (1, 2)
+    other_spelling = dataclasses.replace(sig, extra={"strategy.position_size": -1})
+    assert strategy(plan(other_spelling, LADDER, long(1)).orders[1]).entry.qty == 1
+    junk = dataclasses.replace(sig, extra={"positionSize": "n/a", "other": 7})
+    assert strategy(plan(junk, LADDER, long(1)).orders[1]).entry.qty == 2
+    no_target = dataclasses.replace(sig, market_position=None)
+    assert strategy(plan(no_target, LADDER, long(1)).orders[1]).entry.qty == 2
+
+
 def test_reverse_into_a_forbidden_side_only_closes() -> None:
     s = dataclasses.replace(LADDER, direction=Direction.LONG)
     p = plan(SELL, s, long(2))
