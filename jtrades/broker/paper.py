@@ -1,0 +1,475 @@
+"""A paper broker: the ``Broker`` port in memory, for accounts with env ``paper`` (dry runs).
+
+The market is the signals' prices: ``on_price`` is called with each signal's price, market
+orders fill at the last known price, and working limit/stop/trailing orders trigger on later
+prices. OSO brackets and strategy legs wait (Suspended) until their entry fills, then work as
+OCO pairs priced from the fill, which is how the Tradovate simulator behaves. State lives in
+memory; reconciliation mirrors it into the database through ``events()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from jtrades.broker.base import (
+    BracketOrder,
+    BrokerEvent,
+    CashBalance,
+    Contract,
+    Fill,
+    OcoRequest,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    OsoRequest,
+    PlaceResult,
+    Position,
+    Side,
+    StrategyRequest,
+    SubAccount,
+    WorkingOrder,
+)
+from jtrades.errors import BrokerRejected
+
+# tick size, value per point: enough for dry runs of the common products.
+_PRODUCTS: dict[str, tuple[str, str]] = {
+    "ES": ("0.25", "50"),
+    "MES": ("0.25", "5"),
+    "NQ": ("0.25", "20"),
+    "MNQ": ("0.25", "2"),
+    "RTY": ("0.1", "50"),
+    "M2K": ("0.1", "5"),
+    "YM": ("1", "5"),
+    "MYM": ("1", "0.5"),
+    "GC": ("0.1", "100"),
+    "MGC": ("0.1", "10"),
+    "SI": ("0.005", "5000"),
+    "CL": ("0.01", "1000"),
+    "MCL": ("0.01", "100"),
+    "NG": ("0.001", "10000"),
+    "ZB": ("0.03125", "1000"),
+    "ZN": ("0.015625", "1000"),
+    "6E": ("0.00005", "125000"),
+}
+
+
+def _root(symbol: str) -> str:
+    s = symbol.upper().split(":")[-1]
+    if s.endswith("!"):
+        return s.rstrip("!").rstrip("0123456789")
+    # MNQZ6 / MNQZ26: strip the year digits and the month code
+    body = s.rstrip("0123456789")
+    return body[:-1] if len(body) > 1 and body[:-1] in _PRODUCTS else body
+
+
+@dataclass(slots=True)
+class _Order:
+    id: int
+    account: SubAccount
+    symbol: str
+    contract_id: int
+    side: Side
+    qty: int
+    order_type: OrderType
+    status: OrderStatus
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    peg: Decimal | None = None  # trailing distance (points, positive)
+    cl_ord_id: str | None = None
+    parent_id: int | None = None
+    oco_id: int | None = None
+    # offsets from the parent's fill for legs priced at activation (strategy brackets)
+    tp_offset: Decimal | None = None
+    sl_offset: Decimal | None = None
+    children: list[int] = field(default_factory=list)
+
+    def view(self) -> WorkingOrder:
+        return WorkingOrder(
+            order_id=self.id,
+            account_id=self.account.account_id,
+            contract_id=self.contract_id,
+            symbol=self.symbol,
+            side=self.side,
+            qty=self.qty,
+            order_type=self.order_type,
+            status=self.status,
+            price=self.price,
+            stop_price=self.stop_price,
+            cl_ord_id=self.cl_ord_id,
+            parent_id=self.parent_id,
+            oco_id=self.oco_id,
+        )
+
+
+@dataclass(slots=True)
+class _Pos:
+    net: int = 0
+    avg: Decimal | None = None
+
+
+class PaperBroker:
+    """One paper login: all its sub-accounts, their orders, positions, fills and P&L."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._prices: dict[str, Decimal] = {}
+        self._contracts: dict[str, Contract] = {}
+        self._orders: dict[int, _Order] = {}
+        self._positions: dict[tuple[int, str], _Pos] = {}
+        self._fills: dict[int, list[Fill]] = {}
+        self._realized: dict[int, Decimal] = {}
+        self._subscribers: list[asyncio.Queue[BrokerEvent | None]] = []
+
+    # --- market ---------------------------------------------------------------------------
+
+    def on_price(self, symbol: str, price: Decimal) -> None:
+        """A new market price: working orders of ``symbol`` that it crosses fill."""
+        self._prices[symbol] = price
+        for _ in range(100):  # a fill can activate brackets that trigger at the same price
+            if not self._trigger(symbol, price):
+                return
+
+    def _trigger(self, symbol: str, price: Decimal) -> bool:
+        for o in list(self._orders.values()):
+            if o.symbol != symbol or o.status is not OrderStatus.WORKING:
+                continue
+            if o.order_type is OrderType.TRAILING_STOP and o.peg is not None:
+                better = price - o.peg if o.side is Side.SELL else price + o.peg
+                if o.stop_price is None or (better - o.stop_price) * -o.side.sign > 0:
+                    o.stop_price = better
+                    self._publish_order(o)
+            fill_at = _crossed(o, price)
+            if fill_at is not None:
+                self._fill(o, fill_at)
+                return True
+        return False
+
+    # --- commands -------------------------------------------------------------------------
+
+    async def place_order(self, req: OrderRequest) -> PlaceResult:
+        o = self._new(req)
+        self._activate(o)
+        return PlaceResult(o.id)
+
+    async def place_oso(self, req: OsoRequest) -> PlaceResult:
+        entry = self._new(req.entry)
+        brackets = [b for b in (req.bracket1, req.bracket2) if b is not None]
+        kids = [self._bracket(entry, b) for b in brackets]
+        if len(kids) == 2:
+            kids[0].oco_id, kids[1].oco_id = kids[1].id, kids[0].id
+        self._activate(entry)
+        return PlaceResult(entry.id, tuple(k.id for k in kids))
+
+    async def place_oco(self, req: OcoRequest) -> PlaceResult:
+        if req.first.order_type is OrderType.MARKET or req.second.order_type is OrderType.MARKET:
+            raise BrokerRejected("an OCO pair must be two working orders")
+        a, b = self._new(req.first), self._new(req.second)
+        a.oco_id, b.oco_id = b.id, a.id
+        self._activate(a)
+        if b.status is OrderStatus.PENDING_NEW:
+            self._activate(b)
+        return PlaceResult(a.id, (b.id,))
+
+    async def start_strategy(self, req: StrategyRequest) -> PlaceResult:
+        if sum(br.qty for br in req.brackets) > req.entry.qty:
+            raise BrokerRejected("bracket quantities exceed the entry quantity")
+        entry = self._new(req.entry)
+        exit_side = entry.side.opposite
+        ids: list[int] = []
+        for br in req.brackets:
+            tp = sl = None
+            if br.profit_target is not None:
+                tp = self._child(entry, exit_side, br.qty, OrderType.LIMIT)
+                tp.tp_offset = br.profit_target
+            if br.stop_loss is not None:
+                kind = OrderType.TRAILING_STOP if br.trailing_stop else OrderType.STOP
+                sl = self._child(entry, exit_side, br.qty, kind)
+                sl.sl_offset = br.stop_loss
+                if br.trailing_stop:
+                    sl.peg = abs(br.stop_loss)
+            if tp is not None and sl is not None:
+                tp.oco_id, sl.oco_id = sl.id, tp.id
+            ids.extend(o.id for o in (tp, sl) if o is not None)
+        self._activate(entry)
+        return PlaceResult(entry.id, tuple(ids), strategy_id=entry.id)
+
+    async def modify_order(
+        self,
+        order_id: int,
+        *,
+        qty: int,
+        order_type: OrderType,
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> None:
+        o = self._orders.get(order_id)
+        if o is None or not o.status.is_open:
+            raise BrokerRejected(f"order {order_id} is not working")
+        if qty < 1:
+            raise BrokerRejected("quantity must be ≥ 1")
+        o.qty, o.order_type, o.price, o.stop_price = qty, order_type, price, stop_price
+        self._publish_order(o)
+        last = self._prices.get(o.symbol)
+        if last is not None:
+            self.on_price(o.symbol, last)
+
+    async def cancel_order(self, order_id: int) -> None:
+        o = self._orders.get(order_id)
+        if o is None:
+            raise BrokerRejected(f"order {order_id} not found")
+        if not o.status.is_open:
+            raise BrokerRejected(f"order {order_id} is {o.status}, not working")
+        self._cancel(o)
+
+    async def liquidate_position(self, account: SubAccount, contract_id: int) -> None:
+        symbol = next(
+            (c.symbol for c in self._contracts.values() if c.contract_id == contract_id), None
+        )
+        if symbol is None:
+            raise BrokerRejected(f"unknown contract {contract_id}")
+        for o in list(self._orders.values()):
+            mine = o.account.account_id == account.account_id and o.symbol == symbol
+            if mine and o.status.is_open:
+                self._cancel(o)
+        pos = self._positions.get((account.account_id, symbol))
+        if pos is not None and pos.net != 0:
+            side = Side.SELL if pos.net > 0 else Side.BUY
+            o = self._new(OrderRequest(account, symbol, side, abs(pos.net)))
+            self._activate(o)
+
+    # --- live view ------------------------------------------------------------------------
+
+    def is_synced(self, account_id: int) -> bool:
+        return True
+
+    async def find_contract(self, symbol: str) -> Contract:
+        c = self._contracts.get(symbol)
+        if c is None:
+            root = _root(symbol)
+            spec = _PRODUCTS.get(root)
+            if spec is None:
+                raise BrokerRejected(f"paper broker: unknown product {root!r} ({symbol})")
+            c = Contract(
+                symbol=symbol,
+                root=root,
+                tick_size=Decimal(spec[0]),
+                value_per_point=Decimal(spec[1]),
+                contract_id=1000 + len(self._contracts),
+            )
+            self._contracts[symbol] = c
+        return c
+
+    def positions(self, account_id: int) -> list[Position]:
+        return [
+            Position(aid, self._contract_id(sym), sym, p.net, p.avg)
+            for (aid, sym), p in self._positions.items()
+            if aid == account_id
+        ]
+
+    def working_orders(self, account_id: int) -> list[WorkingOrder]:
+        return [
+            o.view()
+            for o in self._orders.values()
+            if o.account.account_id == account_id and o.status.is_open
+        ]
+
+    def all_orders(self, account_id: int) -> list[WorkingOrder]:
+        """Every order of the account, including finished ones (tests and mirroring)."""
+        return [o.view() for o in self._orders.values() if o.account.account_id == account_id]
+
+    def fills(self, account_id: int) -> list[Fill]:
+        return list(self._fills.get(account_id, []))
+
+    def cash(self, account_id: int) -> CashBalance | None:
+        return CashBalance(account_id, self._realized.get(account_id, Decimal(0)))
+
+    async def order_by_cl_ord_id(self, account_id: int, cl_ord_id: str) -> WorkingOrder | None:
+        for o in self._orders.values():
+            if o.account.account_id == account_id and o.cl_ord_id == cl_ord_id:
+                return o.view()
+        return None
+
+    async def events(self) -> AsyncIterator[BrokerEvent]:
+        queue: asyncio.Queue[BrokerEvent | None] = asyncio.Queue()
+        self._subscribers.append(queue)
+        try:
+            while True:
+                ev = await queue.get()
+                if ev is None:
+                    return
+                yield ev
+        finally:
+            self._subscribers.remove(queue)
+
+    def restore_position(self, account_id: int, symbol: str, net: int, avg: Decimal | None) -> None:
+        """Put back a position mirrored before a restart (paper state is in memory)."""
+        self._positions[(account_id, symbol)] = _Pos(net, avg)
+
+    async def close(self) -> None:
+        for q in self._subscribers:
+            q.put_nowait(None)
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _contract_id(self, symbol: str) -> int:
+        c = self._contracts.get(symbol)
+        return c.contract_id if c is not None and c.contract_id is not None else 0
+
+    def _new(self, req: OrderRequest) -> _Order:
+        if req.qty < 1:
+            raise BrokerRejected("quantity must be ≥ 1")
+        o = _Order(
+            id=next(self._ids),
+            account=req.account,
+            symbol=req.symbol,
+            contract_id=self._contract_id(req.symbol),
+            side=req.side,
+            qty=req.qty,
+            order_type=req.order_type,
+            status=OrderStatus.PENDING_NEW,
+            price=req.price,
+            stop_price=req.stop_price,
+            peg=abs(req.peg_difference) if req.peg_difference is not None else None,
+            cl_ord_id=req.cl_ord_id or None,
+        )
+        if o.order_type is OrderType.MARKET and req.symbol not in self._prices:
+            raise BrokerRejected(f"paper broker: no price yet for {req.symbol}")
+        if o.order_type is OrderType.LIMIT and o.price is None:
+            raise BrokerRejected("a limit order needs a price")
+        if o.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) and o.stop_price is None:
+            raise BrokerRejected("a stop order needs a stop price")
+        self._orders[o.id] = o
+        return o
+
+    def _child(self, parent: _Order, side: Side, qty: int, kind: OrderType) -> _Order:
+        o = _Order(
+            id=next(self._ids),
+            account=parent.account,
+            symbol=parent.symbol,
+            contract_id=parent.contract_id,
+            side=side,
+            qty=qty,
+            order_type=kind,
+            status=OrderStatus.SUSPENDED,
+            parent_id=parent.id,
+        )
+        self._orders[o.id] = o
+        parent.children.append(o.id)
+        self._publish_order(o)
+        return o
+
+    def _bracket(self, parent: _Order, b: BracketOrder) -> _Order:
+        o = self._child(parent, b.side, parent.qty, b.order_type)
+        o.price, o.stop_price, o.cl_ord_id = b.price, b.stop_price, b.cl_ord_id or None
+        if b.peg_difference is not None:
+            o.peg = abs(b.peg_difference)
+        return o
+
+    def _activate(self, o: _Order) -> None:
+        o.status = OrderStatus.WORKING
+        self._publish_order(o)
+        last = self._prices.get(o.symbol)
+        if o.order_type is OrderType.MARKET:
+            assert last is not None
+            self._fill(o, last)
+        elif last is not None:
+            self.on_price(o.symbol, last)
+
+    def _cancel(self, o: _Order) -> None:
+        o.status = OrderStatus.CANCELED
+        self._publish_order(o)
+        for cid in o.children:
+            child = self._orders[cid]
+            if child.status.is_open:
+                self._cancel(child)
+
+    def _fill(self, o: _Order, price: Decimal) -> None:
+        aid = o.account.account_id
+        fill = Fill(
+            fill_id=next(self._ids),
+            order_id=o.id,
+            account_id=aid,
+            contract_id=o.contract_id,
+            symbol=o.symbol,
+            side=o.side,
+            qty=o.qty,
+            price=price,
+            timestamp=datetime.now(UTC),
+        )
+        self._fills.setdefault(aid, []).append(fill)
+        o.status = OrderStatus.FILLED
+        self._apply_fill(aid, o.symbol, o.side.sign * o.qty, price)
+        self._publish(BrokerEvent("fill", aid, fill))
+        self._publish_order(o)
+        pos = self._positions[(aid, o.symbol)]
+        self._publish(
+            BrokerEvent("position", aid, Position(aid, o.contract_id, o.symbol, pos.net, pos.avg))
+        )
+        self._publish(BrokerEvent("cash", aid, self.cash(aid)))
+        if o.oco_id is not None:
+            other = self._orders.get(o.oco_id)
+            if other is not None and other.status.is_open:
+                self._cancel(other)
+        for cid in o.children:
+            child = self._orders[cid]
+            if child.status is not OrderStatus.SUSPENDED:
+                continue
+            if child.tp_offset is not None:
+                child.price = price + o.side.sign * abs(child.tp_offset)
+            if child.sl_offset is not None:
+                child.stop_price = price - o.side.sign * abs(child.sl_offset)
+            child.status = OrderStatus.WORKING
+            self._publish_order(child)
+
+    def _apply_fill(self, aid: int, symbol: str, signed: int, price: Decimal) -> None:
+        pos = self._positions.setdefault((aid, symbol), _Pos())
+        c = self._contracts.get(symbol)
+        vpp = c.value_per_point if c is not None else Decimal(1)
+        if pos.net == 0 or (pos.net > 0) == (signed > 0):
+            total = pos.net + signed
+            prev = (pos.avg or Decimal(0)) * abs(pos.net)
+            pos.avg = (prev + price * abs(signed)) / abs(total)
+            pos.net = total
+            return
+        closed = min(abs(signed), abs(pos.net))
+        assert pos.avg is not None
+        direction = 1 if pos.net > 0 else -1
+        pnl = (price - pos.avg) * closed * direction * vpp
+        self._realized[aid] = self._realized.get(aid, Decimal(0)) + pnl
+        rest = signed + direction * closed  # what is left of the fill after closing
+        pos.net += direction * -closed
+        if pos.net == 0:
+            pos.avg = None
+        if rest != 0:
+            pos.net, pos.avg = rest, price
+
+    def _publish_order(self, o: _Order) -> None:
+        self._publish(BrokerEvent("order", o.account.account_id, o.view()))
+
+    def _publish(self, ev: BrokerEvent) -> None:
+        for q in self._subscribers:
+            q.put_nowait(ev)
+
+
+def _crossed(o: _Order, price: Decimal) -> Decimal | None:
+    """The fill price if ``price`` triggers the working order ``o``, else None."""
+    if o.order_type is OrderType.LIMIT and o.price is not None:
+        if (o.side is Side.BUY and price <= o.price) or (o.side is Side.SELL and price >= o.price):
+            return o.price
+    elif o.order_type in (OrderType.STOP, OrderType.TRAILING_STOP) and o.stop_price is not None:
+        if (o.side is Side.BUY and price >= o.stop_price) or (
+            o.side is Side.SELL and price <= o.stop_price
+        ):
+            return price
+    elif o.order_type is OrderType.STOP_LIMIT and o.stop_price is not None:
+        touched = (o.side is Side.BUY and price >= o.stop_price) or (
+            o.side is Side.SELL and price <= o.stop_price
+        )
+        if touched:
+            o.order_type = OrderType.LIMIT
+    return None

@@ -1,0 +1,148 @@
+"""Which ``Broker`` serves a sub-account: the paper broker for ``paper`` logins, the Tradovate
+session pool (one WebSocket per login, shared by all its sub-accounts) for ``demo``/``live``.
+
+One ``PaperBroker`` per paper login keeps logins apart exactly like separate Tradovate sessions
+would (money rule 5): an order of one login can never touch another's state.
+"""
+
+from __future__ import annotations
+
+import importlib
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from jtrades.broker.base import Broker, Contract
+from jtrades.broker.paper import PaperBroker
+from jtrades.config import Settings
+from jtrades.db import Database
+from jtrades.errors import TransientBrokerError
+from jtrades.store import trading as trading_store
+
+if TYPE_CHECKING:
+    from jtrades.engine.config_cache import LinkConfig, Snapshot
+
+log = structlog.get_logger(__name__)
+
+
+class BrokerRegistry:
+    """Broker sessions by login (``accounts.id``)."""
+
+    def __init__(self, db: Database | None, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+        self._paper: dict[int, PaperBroker] = {}
+        self._restored: set[int] = set()
+        self._pool: Any = None  # jtrades.broker.tradovate.pool, when it is available
+        self._resolver: Any = None
+        self._closed = False
+
+    # --- lookup ---------------------------------------------------------------------------
+
+    def paper(self, account_id: int) -> PaperBroker:
+        b = self._paper.get(account_id)
+        if b is None:
+            b = self._paper[account_id] = PaperBroker()
+        return b
+
+    def broker_for(self, link: LinkConfig) -> Broker:
+        """The session of this link's login; raises ``TransientBrokerError`` when none is up."""
+        if link.env == "paper":
+            return self.paper(link.account_id)
+        pool = self._tradovate_pool()
+        if pool is None:
+            raise TransientBrokerError(
+                f"no Tradovate session for account {link.label} ({link.env})"
+            )
+        broker: Broker = pool.broker_for(link.account_id)
+        return broker
+
+    def sessions(self) -> list[tuple[int, str, Broker]]:
+        """Every open session as (accounts.id, env, broker): reconciliation walks these."""
+        out: list[tuple[int, str, Broker]] = [(aid, "paper", b) for aid, b in self._paper.items()]
+        pool = self._tradovate_pool()
+        if pool is not None and hasattr(pool, "sessions"):
+            out.extend(pool.sessions())
+        return out
+
+    async def resolve_contract(self, link: LinkConfig, broker: Broker, ticker: str) -> Contract:
+        """``MNQ1!`` → the tradable contract, through the instrument resolver when present."""
+        resolver = self._instrument_resolver()
+        if resolver is not None and link.env != "paper":
+            contract: Contract = await resolver.resolve(ticker, broker)
+            return contract
+        return await broker.find_contract(ticker)
+
+    def note_price(self, link: LinkConfig, contract: Contract, price: Decimal) -> None:
+        """A signal's price is the paper broker's market: fills and triggers happen at it."""
+        if link.env == "paper":
+            self.paper(link.account_id).on_price(contract.symbol, price)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def sync_accounts(self, snap: Snapshot) -> None:
+        """Open sessions for the logins the configuration uses; restore paper positions once."""
+        paper_subs: dict[int, list[tuple[int, int]]] = {}
+        for link in snap.links_by_sub.values():
+            if link.env == "paper":
+                paper_subs.setdefault(link.account_id, []).append(
+                    (link.sub_account_id, link.broker_account_id)
+                )
+        for account_id, subs in paper_subs.items():
+            broker = self.paper(account_id)
+            if account_id in self._restored or self._db is None:
+                continue
+            self._restored.add(account_id)
+            by_sub = dict(subs)
+            for row in await trading_store.positions(self._db.pool, list(by_sub)):
+                if row["net_pos"]:
+                    broker.restore_position(
+                        by_sub[row["sub_account_id"]],
+                        row["symbol"],
+                        int(row["net_pos"]),
+                        row["net_price"],
+                    )
+        pool = self._tradovate_pool()
+        if pool is not None and hasattr(pool, "sync_accounts"):
+            await pool.sync_accounts(snap)
+
+    def ready(self) -> bool:
+        if self._closed:
+            return False
+        pool = self._tradovate_pool()
+        return pool is None or not hasattr(pool, "ready") or bool(pool.ready())
+
+    async def close(self) -> None:
+        self._closed = True
+        for b in self._paper.values():
+            await b.close()
+        if self._pool is not None and hasattr(self._pool, "close"):
+            await self._pool.close()
+
+    # --- optional parts written elsewhere -------------------------------------------------
+
+    def _tradovate_pool(self) -> Any:
+        if self._pool is None and self._db is not None:
+            try:
+                mod = importlib.import_module("jtrades.broker.tradovate.pool")
+            except ImportError:
+                return None
+            factory = getattr(mod, "SessionPool", None)
+            if factory is None:
+                return None
+            try:
+                self._pool = factory(self._db, self._settings)
+            except Exception as exc:
+                log.error("broker.pool_unavailable", error=str(exc))
+                return None
+        return self._pool
+
+    def _instrument_resolver(self) -> Any:
+        if self._resolver is None:
+            try:
+                mod = importlib.import_module("jtrades.engine.instruments")
+                self._resolver = mod.InstrumentResolver()
+            except Exception:
+                return None
+        return self._resolver

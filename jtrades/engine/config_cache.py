@@ -1,0 +1,217 @@
+"""The engine's in-memory picture of who trades what: recorders → traders → sub-account links.
+
+The hot path reads this snapshot and never queries the configuration per signal (the intent
+write is the only database round trip). The snapshot is immutable and replaced whole, so a
+signal sees either the old or the new configuration, never half of each. It is rebuilt when a
+fingerprint of every cached column changes (polled), or on demand (``refresh``) when a signal
+names a recorder the snapshot does not know yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+import structlog
+
+from jtrades.engine.risk import RiskSettings
+from jtrades.store import recorders as recorder_store
+from jtrades.store import trading as trading_store
+
+log = structlog.get_logger(__name__)
+
+_CHICAGO = ZoneInfo("America/Chicago")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    """One enabled sub-account of a trader, with where its orders go."""
+
+    trader_id: int
+    sub_account_id: int
+    multiplier: Decimal
+    account_id: int  # accounts.id: the login (one broker session)
+    env: str  # paper | demo | live
+    broker_account_id: int
+    sub_name: str
+    label: str
+    user_id: int
+    halted: bool  # the account's or the sub-account's kill switch
+
+
+@dataclass(frozen=True, slots=True)
+class TraderConfig:
+    id: int
+    user_id: int
+    recorder_id: int
+    enabled: bool
+    settings: RiskSettings  # effective: the recorder's with this trader's overrides
+    overridden: frozenset[str]
+    owner_active: bool
+    tz: ZoneInfo
+    links: tuple[LinkConfig, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderConfig:
+    id: int
+    user_id: int
+    name: str
+    symbol: str
+    settings: RiskSettings
+    recording_enabled: bool
+    owner_active: bool
+    tz: ZoneInfo
+    traders: tuple[TraderConfig, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    recorders: dict[int, RecorderConfig]
+    traders: dict[int, TraderConfig]
+    links_by_sub: dict[int, LinkConfig]  # sub_account_id -> a link (its account/env info)
+    halted: bool
+    fingerprint: str
+
+    @property
+    def paper_account_ids(self) -> set[int]:
+        return {lk.account_id for lk in self.links_by_sub.values() if lk.env == "paper"}
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name) if name else _CHICAGO
+    except (ZoneInfoNotFoundError, ValueError):
+        return _CHICAGO
+
+
+def _halted_flag(value: Any) -> bool:
+    """The global kill switch: ``true``, or an object with a true ``halted``/``on``."""
+    if isinstance(value, dict):
+        return bool(value.get("halted") or value.get("on"))
+    return bool(value)
+
+
+def build_snapshot(rows: trading_store.ConfigRows) -> Snapshot:
+    """Assemble the snapshot from rows (pure). A trader whose overrides make an invalid
+    combination is kept but disabled, so its signals say why instead of crashing the load."""
+    links_by_trader: dict[int, list[LinkConfig]] = {}
+    links_by_sub: dict[int, LinkConfig] = {}
+    for r in rows.links:
+        link = LinkConfig(
+            trader_id=r["trader_id"],
+            sub_account_id=r["sub_account_id"],
+            multiplier=Decimal(r["multiplier"]),
+            account_id=r["account_id"],
+            env=r["env"],
+            broker_account_id=r["broker_account_id"],
+            sub_name=r["sub_name"],
+            label=r["label"],
+            user_id=r["user_id"],
+            halted=bool(r["account_halted"] or r["sub_halted"]),
+        )
+        links_by_sub.setdefault(link.sub_account_id, link)
+        if r["enabled"] and r["active"]:
+            links_by_trader.setdefault(link.trader_id, []).append(link)
+
+    rec_settings: dict[int, RiskSettings] = {}
+    for r in rows.recorders:
+        rec_settings[r["id"]] = recorder_store.settings_from_row(r)
+
+    traders_by_rec: dict[int, list[TraderConfig]] = {}
+    traders: dict[int, TraderConfig] = {}
+    for r in rows.traders:
+        base = rec_settings.get(r["recorder_id"])
+        if base is None:
+            continue
+        overrides = recorder_store.overrides_from_row(r)
+        enabled = bool(r["enabled"])
+        try:
+            eff = overrides.apply(base)
+        except Exception as exc:  # an override that breaks the ladder: keep, but never trade
+            log.warning("engine.config.bad_overrides", trader_id=r["id"], error=str(exc))
+            eff, enabled = base, False
+        t = TraderConfig(
+            id=r["id"],
+            user_id=r["user_id"],
+            recorder_id=r["recorder_id"],
+            enabled=enabled,
+            settings=eff,
+            overridden=frozenset(overrides.values),
+            owner_active=r["owner_status"] == "approved",
+            tz=_zone(r["owner_timezone"]),
+            links=tuple(sorted(links_by_trader.get(r["id"], []), key=lambda lk: lk.sub_account_id)),
+        )
+        traders[t.id] = t
+        traders_by_rec.setdefault(t.recorder_id, []).append(t)
+
+    recorders: dict[int, RecorderConfig] = {}
+    for r in rows.recorders:
+        recorders[r["id"]] = RecorderConfig(
+            id=r["id"],
+            user_id=r["user_id"],
+            name=r["name"],
+            symbol=r["symbol"],
+            settings=rec_settings[r["id"]],
+            recording_enabled=bool(r["recording_enabled"]),
+            owner_active=r["owner_status"] == "approved",
+            tz=_zone(r["owner_timezone"]),
+            traders=tuple(sorted(traders_by_rec.get(r["id"], []), key=lambda t: t.id)),
+        )
+    return Snapshot(recorders, traders, links_by_sub, _halted_flag(rows.halted), rows.fingerprint)
+
+
+class ConfigCache:
+    """Holds the current ``Snapshot`` and rebuilds it when the database's configuration changes."""
+
+    def __init__(self, pool: asyncpg.Pool, *, poll_interval_s: float = 1.0) -> None:
+        self._pool = pool
+        self._poll = poll_interval_s
+        self._snap: Snapshot | None = None
+        self._lock = asyncio.Lock()
+        self._listeners: list[Any] = []
+
+    @property
+    def snapshot(self) -> Snapshot:
+        if self._snap is None:
+            raise RuntimeError("ConfigCache.load() was not awaited")
+        return self._snap
+
+    def on_change(self, callback: Any) -> None:
+        """Call ``callback(snapshot)`` after every rebuild (the engine adds broker sessions)."""
+        self._listeners.append(callback)
+
+    async def load(self) -> Snapshot:
+        async with self._lock:
+            rows = await trading_store.load_config(self._pool)
+            snap = build_snapshot(rows)
+            self._snap = snap
+        for cb in self._listeners:
+            cb(snap)
+        log.debug("engine.config.loaded", recorders=len(snap.recorders), traders=len(snap.traders))
+        return snap
+
+    async def refresh(self) -> bool:
+        """Rebuild if anything cached changed; True when it did."""
+        fp = await trading_store.config_fingerprint(self._pool)
+        if self._snap is not None and fp == self._snap.fingerprint:
+            return False
+        await self.load()
+        return True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll for changes until ``stop`` is set; a failed poll keeps the old snapshot."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self._poll)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.refresh()
+            except Exception as exc:
+                log.warning("engine.config.refresh_failed", error=str(exc))

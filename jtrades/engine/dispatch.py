@@ -1,0 +1,478 @@
+"""From plans to orders at the broker, under the money rules (DESIGN.md §5).
+
+For one signal: lock every sub-account it touches (in id order, so two signals can never
+deadlock), plan each against that account's live state, write every intent in ONE transaction,
+then send — concurrently across sub-accounts, step by step within one. A sub-account's lock is
+held until its orders are answered and the broker's view shows their effect, so a second alert
+racing on the same sub-account plans against the position the first one produced (rule 3).
+
+Nothing is sent unless the intents committed (rule 1: fail closed). Each send's outcome is
+written back: the broker's order id, a rejection with the broker's text, or ``unknown`` when no
+answer came (reconciliation looks it up by clOrdId, never re-sends). An intent past its TTL is
+never sent (``expired``); when one step of a sub-account fails, its later steps are not sent
+either (a reversal must not open the new side when the close is in doubt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+import asyncpg
+import structlog
+
+from jtrades.broker.base import (
+    Broker,
+    Contract,
+    OcoRequest,
+    OrderRequest,
+    OrderType,
+    OsoRequest,
+    PlaceResult,
+    StrategyRequest,
+    SubAccount,
+)
+from jtrades.engine.config_cache import LinkConfig
+from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder
+from jtrades.errors import (
+    BrokerRejected,
+    JtradesError,
+    OutcomeUnknown,
+    TransientBrokerError,
+)
+from jtrades.store import intents as intent_store
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One (trader, sub-account) the signal reaches; ``plan`` runs under the account's lock."""
+
+    trader_id: int
+    link: LinkConfig
+    broker: Broker
+    contract: Contract
+    plan: Callable[[AccountState], AccountPlan]
+
+
+@dataclass(slots=True)
+class AccountResult:
+    trader_id: int
+    sub_account_id: int
+    action: str
+    reason: str
+    sent: int = 0
+    rejected: int = 0
+    unknown: int = 0
+    expired: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(slots=True)
+class DispatchResult:
+    accounts: list[AccountResult]
+    storage_failed: bool = False
+
+    @property
+    def orders(self) -> int:
+        return sum(a.sent for a in self.accounts)
+
+
+def cl_ord_prefix(signal_id: int, sub_account_id: int) -> str:
+    """Deterministic per (signal, sub-account): the step is appended (``jt-12-3-0``), ≤ 64 chars."""
+    return f"jt-{signal_id}-{sub_account_id}"
+
+
+def account_state(
+    broker: Broker, broker_account_id: int, contract: Contract
+) -> AccountState | None:
+    """This account's position and working orders in ``contract`` from the broker's live view;
+    None when the view is not synced: missing is not flat (rule 6), so nothing is planned."""
+    if not broker.is_synced(broker_account_id):
+        return None
+    try:
+        positions = broker.positions(broker_account_id)
+        working = broker.working_orders(broker_account_id)
+    except TransientBrokerError:
+        return None
+
+    def same(symbol: str, contract_id: int | None) -> bool:
+        if contract.contract_id is not None and contract_id == contract.contract_id:
+            return True
+        return symbol == contract.symbol
+
+    net, avg = 0, None
+    for p in positions:
+        if same(p.symbol, p.contract_id) and p.net_pos != 0:
+            net, avg = p.net_pos, p.net_price
+    mine = tuple(o for o in working if same(o.symbol, o.contract_id) and o.status.is_open)
+    return AccountState(net_pos=net, avg_price=avg, working=mine)
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _with_cl_ord_id(po: PlannedOrder, cl: str) -> PlannedOrder:
+    """Make sure what is sent carries the intent's clOrdId (the planner may leave it empty)."""
+    req = po.request
+    if isinstance(req, OrderRequest) and not req.cl_ord_id:
+        req = dataclasses.replace(req, cl_ord_id=cl)
+    elif isinstance(req, OcoRequest) and not req.first.cl_ord_id:
+        req = OcoRequest(
+            dataclasses.replace(req.first, cl_ord_id=cl),
+            req.second
+            if req.second.cl_ord_id
+            else dataclasses.replace(req.second, cl_ord_id=f"{cl}b"),
+        )
+    elif isinstance(req, (StrategyRequest, OsoRequest)) and not req.entry.cl_ord_id:
+        req = dataclasses.replace(req, entry=dataclasses.replace(req.entry, cl_ord_id=cl))
+    return dataclasses.replace(po, request=req)
+
+
+def _main_order(po: PlannedOrder) -> OrderRequest | None:
+    req = po.request
+    if isinstance(req, OrderRequest):
+        return req
+    if isinstance(req, OcoRequest):
+        return req.first
+    if isinstance(req, (StrategyRequest, OsoRequest)):
+        return req.entry
+    return None
+
+
+# The schema's intent kinds; an OCO pair is stored as an order whose request says so.
+_DB_KIND = {"order": "order", "oco": "order", "strategy": "strategy", "liquidate": "liquidate"}
+
+
+def intent_for(
+    po: PlannedOrder,
+    *,
+    prefix: str,
+    signal_id: int,
+    trader_id: int,
+    sub_account_id: int,
+    symbol: str,
+    expires_at: datetime,
+) -> tuple[PlannedOrder, intent_store.NewIntent]:
+    """The durable record of one planned step (and the step with its clOrdId filled in)."""
+    main = _main_order(po)
+    cl = main.cl_ord_id if main is not None and main.cl_ord_id else f"{prefix}-{po.step}"
+    po = _with_cl_ord_id(po, cl)
+    main = _main_order(po)
+    request: dict[str, Any] = {"type": po.kind, "note": po.note}
+    if po.request is not None:
+        request["request"] = _jsonable(po.request)
+    if po.cancel_order_id is not None:
+        request["cancel_order_id"] = po.cancel_order_id
+    return po, intent_store.NewIntent(
+        signal_id=signal_id,
+        trader_id=trader_id,
+        sub_account_id=sub_account_id,
+        cl_ord_id=cl[:64],
+        step=po.step,
+        kind=_DB_KIND.get(po.kind, po.kind),
+        symbol=main.symbol if main is not None else symbol,
+        side=str(main.side) if main is not None else None,
+        qty=main.qty if main is not None else None,
+        request=request,
+        expires_at=expires_at,
+    )
+
+
+def _settles_position(po: PlannedOrder) -> bool:
+    """Steps whose effect on the position shows at once (market orders, liquidations)."""
+    if po.kind == "liquidate":
+        return True
+    main = _main_order(po)
+    return main is not None and main.order_type is OrderType.MARKET
+
+
+@dataclass(slots=True)
+class _Prepared:
+    item: WorkItem
+    plan: AccountPlan
+    steps: list[tuple[PlannedOrder, intent_store.NewIntent]]
+    before_pos: int
+    ids: list[int | None] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Owns the per-sub-account locks; everything that changes a sub-account's orders takes its
+    lock (signals here, protective stops in reconciliation)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        ttl_s: float,
+        send_timeout_s: float = 10.0,
+        settle_timeout_s: float = 2.0,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self._pool = pool
+        self._ttl = timedelta(seconds=ttl_s)
+        self._send_timeout = send_timeout_s
+        self._settle_timeout = settle_timeout_s
+        self._clock = clock
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def lock_for(self, sub_account_id: int) -> asyncio.Lock:
+        lock = self._locks.get(sub_account_id)
+        if lock is None:
+            lock = self._locks[sub_account_id] = asyncio.Lock()
+        return lock
+
+    async def dispatch(
+        self, signal_id: int, received_at: datetime, items: list[WorkItem]
+    ) -> DispatchResult:
+        """Plan, record and send one signal's orders; see the module docstring for the rules."""
+        # One sub-account takes one plan per signal: a second trader of the same user on the
+        # same sub-account would plan against the same state and double the position.
+        seen: dict[int, WorkItem] = {}
+        results: list[AccountResult] = []
+        for it in items:
+            if it.link.sub_account_id in seen:
+                results.append(
+                    AccountResult(
+                        it.trader_id,
+                        it.link.sub_account_id,
+                        "ignore",
+                        f"sub-account already traded by trader {seen[it.link.sub_account_id].trader_id}"
+                        " for this signal",
+                    )
+                )
+                continue
+            seen[it.link.sub_account_id] = it
+        order = sorted(seen)
+        locks = [self.lock_for(sid) for sid in order]
+        acquired: list[asyncio.Lock] = []
+        try:
+            for lock in locks:
+                await lock.acquire()
+                acquired.append(lock)
+            prepared = self._plan_all([seen[sid] for sid in order], signal_id, received_at, results)
+            intents = [ni for p in prepared for _, ni in p.steps]
+            if intents:
+                try:
+                    ids = await intent_store.insert_all(self._pool, intents)
+                except Exception as exc:  # fail closed: no durable intent, nothing is sent
+                    log.error("dispatch.intents_not_written", signal_id=signal_id, error=str(exc))
+                    for p in prepared:
+                        results.append(
+                            AccountResult(
+                                p.item.trader_id,
+                                p.item.link.sub_account_id,
+                                str(p.plan.action),
+                                "not sent: the order intents could not be written",
+                            )
+                        )
+                    return DispatchResult(results, storage_failed=True)
+                pos = 0
+                for p in prepared:
+                    p.ids = ids[pos : pos + len(p.steps)]
+                    pos += len(p.steps)
+            tasks = []
+            for p in prepared:
+                lock = self.lock_for(p.item.link.sub_account_id)
+                acquired.remove(lock)  # handed to the task, which releases it when done
+                tasks.append(asyncio.create_task(self._run_account(p, received_at, lock)))
+            results.extend(await asyncio.gather(*tasks))
+            return DispatchResult(results)
+        finally:
+            for lock in acquired:
+                lock.release()
+
+    def _plan_all(
+        self,
+        items: list[WorkItem],
+        signal_id: int,
+        received_at: datetime,
+        results: list[AccountResult],
+    ) -> list[_Prepared]:
+        expires_at = received_at + self._ttl
+        prepared: list[_Prepared] = []
+        for it in items:
+            link = it.link
+            state = account_state(it.broker, link.broker_account_id, it.contract)
+            if state is None:
+                results.append(
+                    AccountResult(
+                        it.trader_id,
+                        link.sub_account_id,
+                        "nothing",
+                        "broker view not synced: nothing sent (missing is not flat)",
+                    )
+                )
+                continue
+            try:
+                plan = it.plan(state)
+            except JtradesError as exc:
+                results.append(
+                    AccountResult(it.trader_id, link.sub_account_id, "nothing", str(exc))
+                )
+                continue
+            prefix = cl_ord_prefix(signal_id, link.sub_account_id)
+            steps = [
+                intent_for(
+                    po,
+                    prefix=prefix,
+                    signal_id=signal_id,
+                    trader_id=it.trader_id,
+                    sub_account_id=link.sub_account_id,
+                    symbol=it.contract.symbol,
+                    expires_at=expires_at,
+                )
+                for po in sorted(plan.orders, key=lambda o: o.step)
+            ]
+            if not steps:
+                results.append(
+                    AccountResult(it.trader_id, link.sub_account_id, str(plan.action), plan.reason)
+                )
+                continue
+            prepared.append(_Prepared(it, plan, steps, state.net_pos))
+        return prepared
+
+    async def _run_account(
+        self, p: _Prepared, received_at: datetime, lock: asyncio.Lock
+    ) -> AccountResult:
+        link = p.item.link
+        res = AccountResult(
+            p.item.trader_id, link.sub_account_id, str(p.plan.action), p.plan.reason
+        )
+        settle = False
+        try:
+            failed: str | None = None
+            for (po, ni), intent_id in zip(p.steps, p.ids, strict=True):
+                if intent_id is None:
+                    # Already written by an earlier delivery of this signal: that one sends it.
+                    res.messages.append(f"{ni.cl_ord_id}: duplicate, not sent again")
+                    continue
+                if failed is not None:
+                    await self._finish(intent_id, "expired", None, f"not sent: {failed}")
+                    res.expired += 1
+                    continue
+                if self._clock() - received_at > self._ttl:
+                    failed = "signal older than its TTL"
+                    await self._finish(intent_id, "expired", None, f"not sent: {failed}")
+                    res.expired += 1
+                    continue
+                state, order_id, reason = await self._send(p.item, po)
+                await self._finish(intent_id, state, order_id, reason, sent=state != "expired")
+                if state in ("sent", "done"):
+                    res.sent += 1
+                    settle = settle or _settles_position(po)
+                elif state == "rejected":
+                    res.rejected += 1
+                    failed = f"step {po.step} rejected"
+                elif state == "unknown":
+                    res.unknown += 1
+                    failed = f"step {po.step} outcome unknown"
+                else:
+                    res.expired += 1
+                    failed = f"step {po.step} not sent"
+                if reason:
+                    res.messages.append(f"{ni.cl_ord_id}: {reason}")
+            if settle:
+                await self._settle(p)
+        except Exception as exc:  # a bug must not leave the lock held or the gather hanging
+            log.exception("dispatch.account_failed", sub_account_id=link.sub_account_id)
+            res.messages.append(f"internal error: {type(exc).__name__}")
+        finally:
+            lock.release()
+        return res
+
+    async def _send(self, item: WorkItem, po: PlannedOrder) -> tuple[str, int | None, str | None]:
+        """Hand one step to the broker: (intent state, broker order id, reason)."""
+        broker, req = item.broker, po.request
+        try:
+            async with asyncio.timeout(self._send_timeout):
+                result: PlaceResult | None = None
+                if po.kind == "cancel":
+                    if po.cancel_order_id is None:
+                        return "rejected", None, "cancel without an order id"
+                    await broker.cancel_order(po.cancel_order_id)
+                    return "done", po.cancel_order_id, None
+                if po.kind == "liquidate":
+                    account = SubAccount(item.link.broker_account_id, item.link.sub_name)
+                    await broker.liquidate_position(account, item.contract.contract_id or 0)
+                    return "done", None, None
+                if isinstance(req, StrategyRequest):
+                    result = await broker.start_strategy(req)
+                elif isinstance(req, OcoRequest):
+                    result = await broker.place_oco(req)
+                elif isinstance(req, OsoRequest):
+                    result = await broker.place_oso(req)
+                elif isinstance(req, OrderRequest):
+                    result = await broker.place_order(req)
+                else:
+                    return "rejected", None, f"nothing to send for a {po.kind} step"
+                return "sent", result.order_id, None
+        except BrokerRejected as exc:
+            return "rejected", None, str(exc) or "rejected by the broker"
+        except TransientBrokerError as exc:
+            # Raised before the request left: nothing is at the broker.
+            return "expired", None, f"not sent: broker unavailable ({exc})"
+        except (OutcomeUnknown, TimeoutError) as exc:
+            return "unknown", None, f"no answer from the broker ({type(exc).__name__})"
+        except Exception as exc:
+            log.exception("dispatch.send_failed", cl_ord_prefix=item.link.sub_account_id)
+            return "unknown", None, f"send failed: {type(exc).__name__}"
+
+    async def _finish(
+        self,
+        intent_id: int,
+        state: str,
+        order_id: int | None,
+        reason: str | None,
+        *,
+        sent: bool = False,
+    ) -> None:
+        try:
+            if sent:
+                await intent_store.mark_sent(
+                    self._pool, intent_id, state, broker_order_id=order_id, reason=reason
+                )
+            else:
+                await intent_store.set_state(
+                    self._pool, intent_id, state, broker_order_id=order_id, reason=reason
+                )
+        except Exception as exc:
+            # The order went (or not) regardless; reconciliation resolves the row later.
+            log.error("dispatch.result_not_written", intent_id=intent_id, error=str(exc))
+
+    async def _settle(self, p: _Prepared) -> None:
+        """Hold the lock until the broker's view shows the new position (bounded), so the next
+        signal on this sub-account plans against it rather than against the old one."""
+        it = p.item
+        deadline = asyncio.get_running_loop().time() + self._settle_timeout
+        while asyncio.get_running_loop().time() < deadline:
+            st = account_state(it.broker, it.link.broker_account_id, it.contract)
+            if st is not None and st.net_pos != p.before_pos:
+                return
+            await asyncio.sleep(0.005)
+        log.info("dispatch.settle_timeout", sub_account_id=it.link.sub_account_id)

@@ -1,0 +1,353 @@
+"""The engine: one stored signal in, orders at every linked sub-account out (DESIGN.md §2).
+
+``on_signal`` runs the recorder's filters, then each enabled trader's, then plans and dispatches
+per sub-account (``dispatch.Dispatcher``). Everything it reads on the way — configuration,
+counters, P&L, positions — is in memory (``ConfigCache``, the brokers' live views, counters kept
+here and seeded from the database at start), so the only database round trip per signal is the
+intent write. The HTTP layer owns the ``signals`` row and stores the returned ``Outcome`` on it;
+``Outcome.detail`` carries ``entry``/``nth_seen`` so the counters can be rebuilt after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from jtrades.broker.base import Broker, Contract, SubAccount
+from jtrades.broker.registry import BrokerRegistry
+from jtrades.config import Settings
+from jtrades.db import Database
+from jtrades.engine.config_cache import ConfigCache, LinkConfig, RecorderConfig, Snapshot
+from jtrades.engine.dispatch import Dispatcher, WorkItem, cl_ord_prefix
+from jtrades.engine.filters import (
+    RecorderState,
+    TraderState,
+    apply_inverse,
+    check_recorder,
+    check_trader,
+    is_exit,
+)
+from jtrades.engine.planning import AccountPlan, AccountState, plan_account
+from jtrades.engine.reconcile import Reconciler
+from jtrades.engine.signal import Action, Signal
+from jtrades.engine.sizing import open_pnl
+from jtrades.engine.tradingday import session_start
+from jtrades.store import trading as trading_store
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a signal: stored on its row by the HTTP layer.
+
+    ``verdict`` accepted | rejected | expired; ``filter`` names the check that said no;
+    ``orders`` counts orders the brokers accepted; ``detail`` is per trader and sub-account.
+    """
+
+    verdict: str
+    filter: str | None
+    reason: str | None
+    orders: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Counters:
+    """Per-session counters of one recorder or trader, reset when the CME day turns."""
+
+    session: datetime
+    signals: int = 0
+    entries: int = 0
+    last_entry_at: datetime | None = None
+    seen: int = 0
+
+
+def _is_entry(signal: Signal, inverse: bool) -> bool:
+    sig = apply_inverse(signal, inverse)
+    return not is_exit(sig) and sig.action is not Action.CANCEL
+
+
+class Engine:
+    """Owns the config cache, the dispatcher, the reconciler and the broker registry."""
+
+    def __init__(
+        self, db: Database, settings: Settings, brokers: BrokerRegistry | None = None
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self.brokers = brokers if brokers is not None else BrokerRegistry(db, settings)
+        self.config = ConfigCache(db.pool)
+        self.dispatcher = Dispatcher(
+            db.pool,
+            ttl_s=settings.trading.signal_ttl_s,
+            send_timeout_s=settings.tradovate.request_timeout_s,
+        )
+        self.reconciler = Reconciler(db.pool, self.brokers, self.config, self.dispatcher, settings)
+        self._rec_counters: dict[int, _Counters] = {}
+        self._trader_counters: dict[int, _Counters] = {}
+        self._contracts: dict[tuple[int, str], Contract] = {}
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load configuration and counters, open broker sessions, reconcile once, then serve."""
+        snap = await self.config.load()
+        await self.brokers.sync_accounts(snap)
+        self.config.on_change(self._on_config_change)
+        await self._seed_counters()
+        await self.reconciler.start()
+        self._tasks = [
+            asyncio.create_task(self.config.run(self._stop), name="engine.config"),
+            asyncio.create_task(self.reconciler.run(self._stop), name="engine.reconcile"),
+        ]
+        self._started = True
+        log.info("engine.started", recorders=len(snap.recorders), traders=len(snap.traders))
+
+    async def close(self) -> None:
+        """Stop the loops, drain the event mirrors, close broker sessions."""
+        self._stop.set()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await self.reconciler.close()
+        await self.brokers.close()
+        self._started = False
+
+    def ready(self) -> bool:
+        """Started, configuration loaded, startup reconciliation done, brokers connected."""
+        return self._started and self.reconciler.ready() and self.brokers.ready()
+
+    def _on_config_change(self, snap: Snapshot) -> None:
+        task = asyncio.get_running_loop().create_task(self.brokers.sync_accounts(snap))
+        self._tasks.append(task)
+
+    async def _seed_counters(self) -> None:
+        now = datetime.now(UTC)
+        since = session_start(now)
+        for c in await trading_store.recorder_counters(self._db.pool, since):
+            self._rec_counters[c.recorder_id] = _Counters(
+                since, c.signals, c.entries, c.last_entry_at, c.seen
+            )
+        for tid, (entries, last) in (
+            await trading_store.trader_entries(self._db.pool, since)
+        ).items():
+            self._trader_counters[tid] = _Counters(since, entries, entries, last, entries)
+        self.reconciler.pnl.seed(await trading_store.realized_today(self._db.pool, since), since)
+
+    def _counters(self, table: dict[int, _Counters], key: int, now: datetime) -> _Counters:
+        start = session_start(now)
+        c = table.get(key)
+        if c is None or c.session != start:
+            c = table[key] = _Counters(start)
+        return c
+
+    # --- the hot path -----------------------------------------------------------------------
+
+    async def on_signal(
+        self, *, signal_id: int, recorder_id: int, signal: Signal, received_at: datetime
+    ) -> Outcome:
+        """Filter, plan and dispatch one stored signal; never raises for a trading outcome."""
+        now = datetime.now(UTC)
+        ttl = self._settings.trading.signal_ttl_s
+        if (now - received_at).total_seconds() > ttl:
+            return Outcome("expired", None, f"older than the {ttl:g}s signal TTL: not traded", 0)
+        snap = self.config.snapshot
+        rec = snap.recorders.get(recorder_id)
+        if rec is None and await self.config.refresh():
+            snap = self.config.snapshot
+            rec = snap.recorders.get(recorder_id)
+        if rec is None:
+            return Outcome("rejected", "unknown_recorder", "the recorder no longer exists", 0)
+
+        rc = self._counters(self._rec_counters, rec.id, now)
+        rc.signals += 1
+        entry = _is_entry(signal, rec.settings.inverse)
+        rej = check_recorder(
+            signal,
+            rec.settings,
+            RecorderState(rc.signals - 1, rc.entries, rc.last_entry_at, rc.seen),
+            now,
+            rec.tz,
+            enabled=rec.recording_enabled,
+            owner_active=rec.owner_active,
+            halted=snap.halted,
+        )
+        if rej is not None:
+            nth = rej.filter == "every_nth"
+            if nth:
+                rc.seen += 1
+            return Outcome("rejected", rej.filter, rej.reason, 0, {"entry": False, "nth_seen": nth})
+        if entry:
+            rc.seen += 1
+            rc.entries += 1
+            rc.last_entry_at = received_at
+
+        detail: dict[str, Any] = {"entry": entry, "nth_seen": entry, "traders": {}}
+        items, trader_rejections = await self._work_items(
+            signal, rec, snap, now, received_at, signal_id, detail
+        )
+        if not items:
+            if trader_rejections and len(trader_rejections) == len(rec.traders):
+                f, reason = trader_rejections[0]
+                return Outcome("rejected", f, reason, 0, detail)
+            if not rec.traders:
+                detail["note"] = "no trader follows this recorder"
+            return Outcome("accepted", None, None, 0, detail)
+
+        result = await self.dispatcher.dispatch(signal_id, received_at, items)
+        detail["accounts"] = {str(a.sub_account_id): a.as_dict() for a in result.accounts}
+        if result.storage_failed:
+            return Outcome(
+                "rejected",
+                "storage",
+                "the database could not record the orders: nothing was sent",
+                0,
+                detail,
+            )
+        return Outcome("accepted", None, None, result.orders, detail)
+
+    async def _work_items(
+        self,
+        signal: Signal,
+        rec: RecorderConfig,
+        snap: Snapshot,
+        now: datetime,
+        received_at: datetime,
+        signal_id: int,
+        detail: dict[str, Any],
+    ) -> tuple[list[WorkItem], list[tuple[str, str]]]:
+        ticker = signal.ticker or rec.symbol
+        items: list[WorkItem] = []
+        rejections: list[tuple[str, str]] = []
+        for t in rec.traders:
+            tc = self._counters(self._trader_counters, t.id, now)
+            contracts: dict[int, Contract] = {}
+            brokers: dict[int, Broker] = {}
+            for link in t.links:
+                try:
+                    broker = self.brokers.broker_for(link)
+                    contract = await self._contract(link, broker, ticker)
+                except Exception as exc:
+                    detail["traders"].setdefault(str(t.id), {})[str(link.sub_account_id)] = (
+                        f"not traded: {exc}"
+                    )
+                    continue
+                if signal.price is not None:
+                    self.brokers.note_price(link, contract, signal.price)
+                brokers[link.sub_account_id] = broker
+                contracts[link.sub_account_id] = contract
+            state = TraderState(
+                realized_pnl_today=self.reconciler.pnl.realized(
+                    [lk.sub_account_id for lk in t.links], now
+                ),
+                open_pnl=self._open_pnl(t.links, brokers, contracts, signal.price),
+                last_entry_at=tc.last_entry_at,
+                entries_this_session=tc.entries,
+                seen_this_session=tc.seen,
+            )
+            trej = check_trader(
+                signal,
+                t.settings,
+                state,
+                now,
+                t.tz,
+                enabled=t.enabled,
+                owner_active=t.owner_active,
+                halted=snap.halted,
+                overridden=t.overridden,
+            )
+            if trej is not None:
+                if trej.filter == "every_nth":
+                    tc.seen += 1
+                rejections.append((trej.filter, f"trader {t.id}: {trej.reason}"))
+                detail["traders"][str(t.id)] = {"filter": trej.filter, "reason": trej.reason}
+                continue
+            t_entry = _is_entry(signal, t.settings.inverse)
+            if t_entry:
+                tc.seen += 1
+                tc.entries += 1
+                tc.last_entry_at = received_at
+            for link in t.links:
+                if link.sub_account_id not in brokers:
+                    continue
+                if link.halted and not is_exit(apply_inverse(signal, t.settings.inverse)):
+                    detail["traders"].setdefault(str(t.id), {})[str(link.sub_account_id)] = (
+                        "halted: only closes pass"
+                    )
+                    continue
+                items.append(
+                    WorkItem(
+                        t.id,
+                        link,
+                        brokers[link.sub_account_id],
+                        contracts[link.sub_account_id],
+                        self._planner(
+                            signal, t.settings, link, contracts[link.sub_account_id], signal_id
+                        ),
+                    )
+                )
+        return items, rejections
+
+    def _planner(
+        self, signal: Signal, s: Any, link: LinkConfig, contract: Contract, signal_id: int
+    ) -> Any:
+        account = SubAccount(link.broker_account_id, link.sub_name)
+        prefix = cl_ord_prefix(signal_id, link.sub_account_id)
+
+        def plan(state: AccountState) -> AccountPlan:
+            return plan_account(
+                signal,
+                s,
+                link.multiplier,
+                account,
+                contract,
+                state,
+                signal_price=signal.price,
+                cl_ord_prefix=prefix,
+            )
+
+        return plan
+
+    def _open_pnl(
+        self,
+        links: tuple[LinkConfig, ...],
+        brokers: dict[int, Broker],
+        contracts: dict[int, Contract],
+        price: Decimal | None,
+    ) -> Decimal:
+        """Open P&L of the trader's positions in this contract, marked at the signal price."""
+        total = Decimal(0)
+        if price is None:
+            return total
+        for link in links:
+            broker = brokers.get(link.sub_account_id)
+            contract = contracts.get(link.sub_account_id)
+            if broker is None or contract is None:
+                continue
+            try:
+                for p in broker.positions(link.broker_account_id):
+                    if p.symbol == contract.symbol:
+                        total += open_pnl(p.net_pos, p.net_price, price, contract)
+            except Exception as exc:  # an unsynced view adds nothing; dispatch won't plan on it
+                log.debug("engine.open_pnl_unavailable", error=str(exc))
+        return total
+
+    async def _contract(self, link: LinkConfig, broker: Broker, ticker: str) -> Contract:
+        key = (link.account_id, ticker)
+        c = self._contracts.get(key)
+        if c is None:
+            c = await self.brokers.resolve_contract(link, broker, ticker)
+            self._contracts[key] = c
+        return c

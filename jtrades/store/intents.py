@@ -1,0 +1,149 @@
+"""Order intents: the durable record written before an order leaves (money rules 1 and 2).
+
+All intents of one signal go in one transaction (``insert_all``): either every sub-account's
+orders are on disk or none are, and nothing is sent unless the write committed. ``cl_ord_id`` is
+unique, so writing the same signal's intents twice inserts nothing the second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from jtrades.queries import q
+from jtrades.store import Executor, translate_errors
+
+# Intent states that no longer change.
+FINAL_STATES = frozenset({"filled", "rejected", "cancelled", "expired", "done"})
+
+
+@dataclass(frozen=True, slots=True)
+class NewIntent:
+    signal_id: int | None
+    trader_id: int | None
+    sub_account_id: int
+    cl_ord_id: str
+    step: int
+    kind: str
+    symbol: str
+    side: str | None
+    qty: int | None
+    request: dict[str, Any]
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIntent:
+    id: int
+    signal_id: int | None
+    trader_id: int | None
+    sub_account_id: int
+    cl_ord_id: str
+    step: int
+    kind: str
+    symbol: str
+    state: str
+    broker_order_id: int | None
+    created_at: datetime
+    expires_at: datetime
+    account_id: int
+    broker_account_id: int
+    env: str
+
+
+async def insert_all(pool: asyncpg.Pool, intents: Sequence[NewIntent]) -> list[int | None]:
+    """Write the intents in one transaction; an id of None means the clOrdId already existed
+    (a duplicate delivery of the same signal), so that order must not be sent again."""
+    ids: list[int | None] = []
+    with translate_errors():
+        async with pool.acquire() as conn, conn.transaction():
+            for it in intents:
+                ids.append(
+                    await conn.fetchval(
+                        q("intents.insert"),
+                        it.signal_id,
+                        it.trader_id,
+                        it.sub_account_id,
+                        it.cl_ord_id,
+                        it.step,
+                        it.kind,
+                        it.symbol,
+                        it.side,
+                        it.qty,
+                        it.request,
+                        it.expires_at,
+                    )
+                )
+    return ids
+
+
+async def mark_sent(
+    ex: Executor,
+    intent_id: int,
+    state: str,
+    *,
+    broker_order_id: int | None = None,
+    reason: str | None = None,
+) -> None:
+    """Record what happened when the intent was handed to the broker (sets ``sent_at``)."""
+    with translate_errors():
+        await ex.execute(q("intents.mark_sent"), intent_id, state, broker_order_id, reason)
+
+
+async def set_state(
+    ex: Executor,
+    intent_id: int,
+    state: str,
+    *,
+    broker_order_id: int | None = None,
+    reason: str | None = None,
+) -> None:
+    """Move an intent without touching ``sent_at`` (expired, resolved by reconciliation)."""
+    with translate_errors():
+        await ex.execute(q("intents.set_state"), intent_id, state, broker_order_id, reason)
+
+
+async def open_older_than(ex: Executor, before: datetime) -> list[OpenIntent]:
+    """Intents still pending/sent/unknown created before ``before``: reconciliation's work."""
+    with translate_errors():
+        rows = await ex.fetch(q("intents.open_older_than"), before)
+    return [OpenIntent(**dict(r)) for r in rows]
+
+
+async def by_signal(ex: Executor, signal_id: int) -> list[dict[str, Any]]:
+    with translate_errors():
+        rows = await ex.fetch(q("intents.by_signal"), signal_id)
+    return [dict(r) for r in rows]
+
+
+async def id_by_broker_order(ex: Executor, sub_account_id: int, broker_order_id: int) -> int | None:
+    with translate_errors():
+        v = await ex.fetchval(q("intents.by_broker_order"), sub_account_id, broker_order_id)
+    return int(v) if v is not None else None
+
+
+async def id_by_cl_ord_id(ex: Executor, cl_ord_id: str) -> int | None:
+    with translate_errors():
+        v = await ex.fetchval(q("intents.by_cl_ord_id"), cl_ord_id)
+    return int(v) if v is not None else None
+
+
+async def last_trader_for(ex: Executor, sub_account_id: int, symbol: str) -> int | None:
+    """The trader whose intents last touched this sub-account's contract: whose SL protects it."""
+    with translate_errors():
+        v = await ex.fetchval(q("intents.last_trader_for"), sub_account_id, symbol)
+    return int(v) if v is not None else None
+
+
+async def sync_from_order(
+    ex: Executor, cl_ord_id: str, state: str, broker_order_id: int
+) -> int | None:
+    """Move the intent behind a broker order to the order's state (not out of a final state);
+    returns the intent id, or None when no open intent has that clOrdId."""
+    with translate_errors():
+        v = await ex.fetchval(q("intents.sync_from_order"), cl_ord_id, state, broker_order_id)
+    return int(v) if v is not None else None

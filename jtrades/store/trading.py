@@ -1,0 +1,193 @@
+"""The broker's view mirrored into Postgres, the engine's configuration snapshot, and the
+counters the filters start from after a restart.
+
+Fills are de-duplicated by the broker's fill id (Tradovate replays fills around the session
+change); orders and positions are upserts keyed by the broker's ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from jtrades.queries import q
+from jtrades.store import Executor, translate_errors
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRows:
+    """Everything the engine's in-memory configuration is built from, read in one go."""
+
+    recorders: list[dict[str, Any]]
+    traders: list[dict[str, Any]]
+    links: list[dict[str, Any]]
+    halted: Any
+    fingerprint: str
+
+
+async def config_fingerprint(ex: Executor) -> str:
+    """A hash of every column the engine caches: it changes when any of them does."""
+    with translate_errors():
+        return str(await ex.fetchval(q("trading.config_fingerprint")))
+
+
+async def load_config(ex: Executor) -> ConfigRows:
+    with translate_errors():
+        fp = await ex.fetchval(q("trading.config_fingerprint"))
+        recorders = [dict(r) for r in await ex.fetch(q("trading.config_recorders"))]
+        traders = [dict(r) for r in await ex.fetch(q("trading.config_traders"))]
+        links = [dict(r) for r in await ex.fetch(q("trading.config_links"))]
+        halted = await ex.fetchval(q("trading.halted"))
+    return ConfigRows(recorders, traders, links, halted, str(fp))
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderCounters:
+    recorder_id: int
+    signals: int
+    entries: int
+    last_entry_at: datetime | None
+    seen: int
+
+
+async def recorder_counters(ex: Executor, since: datetime) -> list[RecorderCounters]:
+    """Per recorder since ``since``: signals, accepted entries, last entry, every-Nth count."""
+    with translate_errors():
+        rows = await ex.fetch(q("trading.recorder_counters"), since)
+    return [RecorderCounters(**dict(r)) for r in rows]
+
+
+async def trader_entries(ex: Executor, since: datetime) -> dict[int, tuple[int, datetime | None]]:
+    """Per trader since ``since``: signals that opened or added (entries) and the last one."""
+    with translate_errors():
+        rows = await ex.fetch(q("trading.trader_entries"), since)
+    return {int(r["trader_id"]): (int(r["entries"]), r["last_entry_at"]) for r in rows}
+
+
+async def realized_today(ex: Executor, since: datetime) -> dict[tuple[int, str], Decimal]:
+    """Realized P&L of closed trades since ``since`` per (sub-account, contract)."""
+    with translate_errors():
+        rows = await ex.fetch(q("trading.realized_today"), since)
+    return {(int(r["sub_account_id"]), str(r["symbol"])): Decimal(r["pnl"]) for r in rows}
+
+
+async def upsert_order(
+    ex: Executor,
+    *,
+    sub_account_id: int,
+    broker_order_id: int,
+    intent_id: int | None,
+    cl_ord_id: str | None,
+    symbol: str,
+    side: str,
+    qty: int,
+    order_type: str,
+    price: Decimal | None,
+    stop_price: Decimal | None,
+    status: str,
+    parent_id: int | None,
+    oco_id: int | None,
+) -> None:
+    with translate_errors():
+        await ex.execute(
+            q("trading.upsert_order"),
+            sub_account_id,
+            broker_order_id,
+            intent_id,
+            cl_ord_id,
+            symbol,
+            side,
+            qty,
+            order_type,
+            price,
+            stop_price,
+            status,
+            parent_id,
+            oco_id,
+        )
+
+
+async def insert_fill(
+    ex: Executor,
+    *,
+    sub_account_id: int,
+    broker_fill_id: int,
+    broker_order_id: int,
+    symbol: str,
+    side: str,
+    qty: int,
+    price: Decimal,
+    filled_at: datetime,
+) -> bool:
+    """True when the fill is new (False: a replay of one already recorded)."""
+    with translate_errors():
+        v = await ex.fetchval(
+            q("trading.insert_fill"),
+            sub_account_id,
+            broker_fill_id,
+            broker_order_id,
+            symbol,
+            side,
+            qty,
+            price,
+            filled_at,
+        )
+    return v is not None
+
+
+async def upsert_position(
+    ex: Executor, sub_account_id: int, symbol: str, net_pos: int, net_price: Decimal | None
+) -> None:
+    with translate_errors():
+        await ex.execute(q("trading.upsert_position"), sub_account_id, symbol, net_pos, net_price)
+
+
+async def insert_trade(
+    ex: Executor,
+    *,
+    sub_account_id: int,
+    symbol: str,
+    side: str,
+    qty: int,
+    entry_price: Decimal,
+    exit_price: Decimal,
+    pnl: Decimal,
+    opened_at: datetime,
+    closed_at: datetime,
+) -> int:
+    with translate_errors():
+        v = await ex.fetchval(
+            q("trading.insert_trade"),
+            sub_account_id,
+            symbol,
+            side,
+            qty,
+            entry_price,
+            exit_price,
+            pnl,
+            opened_at,
+            closed_at,
+        )
+    return int(v)
+
+
+async def positions(ex: Executor, sub_account_ids: list[int]) -> list[dict[str, Any]]:
+    with translate_errors():
+        return [dict(r) for r in await ex.fetch(q("trading.positions"), sub_account_ids)]
+
+
+async def orders_of(ex: Executor, sub_account_id: int) -> list[dict[str, Any]]:
+    with translate_errors():
+        return [dict(r) for r in await ex.fetch(q("trading.orders_of"), sub_account_id)]
+
+
+async def fills_of(ex: Executor, sub_account_id: int) -> list[dict[str, Any]]:
+    with translate_errors():
+        return [dict(r) for r in await ex.fetch(q("trading.fills_of"), sub_account_id)]
+
+
+async def trades_of(ex: Executor, sub_account_id: int) -> list[dict[str, Any]]:
+    with translate_errors():
+        return [dict(r) for r in await ex.fetch(q("trading.trades_of"), sub_account_id)]

@@ -1,0 +1,54 @@
+-- Order intents (money rules 1 and 2): written before anything is sent, then moved by results
+-- and by reconciliation. Only jtrades/store/intents.py runs these.
+
+-- name: intents.insert($1 signal_id, $2 trader_id, $3 sub_account_id, $4 cl_ord_id, $5 step, $6 kind, $7 symbol, $8 side, $9 qty, $10 request, $11 expires_at)
+INSERT INTO order_intents
+    (signal_id, trader_id, sub_account_id, cl_ord_id, step, kind, symbol, side, qty, request,
+     expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (cl_ord_id) DO NOTHING
+RETURNING id;
+
+-- name: intents.mark_sent($1 id, $2 state, $3 broker_order_id, $4 reason)
+UPDATE order_intents
+SET state = $2, broker_order_id = COALESCE($3, broker_order_id), reason = COALESCE($4, reason),
+    sent_at = COALESCE(sent_at, now()), updated_at = now()
+WHERE id = $1;
+
+-- name: intents.set_state($1 id, $2 state, $3 broker_order_id, $4 reason)
+UPDATE order_intents
+SET state = $2, broker_order_id = COALESCE($3, broker_order_id), reason = COALESCE($4, reason),
+    updated_at = now()
+WHERE id = $1;
+
+-- name: intents.open_older_than($1 before)
+SELECT i.id, i.signal_id, i.trader_id, i.sub_account_id, i.cl_ord_id, i.step, i.kind, i.symbol,
+       i.state, i.broker_order_id, i.created_at, i.expires_at, s.account_id,
+       s.broker_account_id, a.env
+FROM order_intents i
+JOIN sub_accounts s ON s.id = i.sub_account_id
+JOIN accounts a ON a.id = s.account_id
+WHERE i.state IN ('pending', 'sent', 'unknown') AND i.created_at < $1
+ORDER BY i.id;
+
+-- name: intents.by_signal($1 signal_id)
+SELECT id, signal_id, trader_id, sub_account_id, cl_ord_id, step, kind, symbol, side, qty,
+       request, state, broker_order_id, reason, created_at, expires_at, sent_at
+FROM order_intents WHERE signal_id = $1 ORDER BY sub_account_id, step;
+
+-- name: intents.by_broker_order($1 sub_account_id, $2 broker_order_id)
+SELECT id FROM order_intents WHERE sub_account_id = $1 AND broker_order_id = $2;
+
+-- name: intents.by_cl_ord_id($1 cl_ord_id)
+SELECT id FROM order_intents WHERE cl_ord_id = $1;
+
+-- name: intents.last_trader_for($1 sub_account_id, $2 symbol)
+SELECT trader_id FROM order_intents
+WHERE sub_account_id = $1 AND symbol = $2 AND trader_id IS NOT NULL
+ORDER BY id DESC LIMIT 1;
+
+-- name: intents.sync_from_order($1 cl_ord_id, $2 state, $3 broker_order_id)
+UPDATE order_intents
+SET state = $2, broker_order_id = COALESCE(broker_order_id, $3), updated_at = now()
+WHERE cl_ord_id = $1 AND state NOT IN ('filled', 'rejected', 'cancelled', 'expired', 'done')
+RETURNING id;

@@ -1,0 +1,103 @@
+-- The broker's view mirrored into Postgres (orders, fills, positions, trades), the engine's
+-- configuration snapshot, and the reads the filters need. Only jtrades/store/trading.py runs these.
+
+-- name: trading.config_recorders()
+SELECT r.*, u.status AS owner_status, u.timezone AS owner_timezone
+FROM recorders r JOIN users u ON u.id = r.user_id;
+
+-- name: trading.config_traders()
+SELECT t.*, u.status AS owner_status, u.timezone AS owner_timezone
+FROM traders t JOIN users u ON u.id = t.user_id;
+
+-- name: trading.config_links()
+SELECT ta.trader_id, ta.sub_account_id, ta.multiplier, ta.enabled,
+       s.broker_account_id, s.name AS sub_name, s.active, s.halted AS sub_halted,
+       a.id AS account_id, a.env, a.label, a.halted AS account_halted, a.user_id
+FROM trader_accounts ta
+JOIN sub_accounts s ON s.id = ta.sub_account_id
+JOIN accounts a ON a.id = s.account_id;
+
+-- name: trading.halted()
+SELECT value FROM system_flags WHERE name = 'halted';
+
+-- name: trading.config_fingerprint()
+SELECT md5(concat_ws('|',
+    (SELECT string_agg(id::text || ':' || updated_at::text || ':' || recording_enabled::text
+                       || ':' || is_private::text, ',' ORDER BY id) FROM recorders),
+    (SELECT string_agg(id::text || ':' || updated_at::text || ':' || enabled::text, ','
+                       ORDER BY id) FROM traders),
+    (SELECT string_agg(trader_id::text || ':' || sub_account_id::text || ':' || multiplier::text
+                       || ':' || enabled::text, ',' ORDER BY trader_id, sub_account_id)
+     FROM trader_accounts),
+    (SELECT string_agg(id::text || ':' || status || ':' || timezone, ',' ORDER BY id) FROM users),
+    (SELECT string_agg(id::text || ':' || halted::text || ':' || env, ',' ORDER BY id) FROM accounts),
+    (SELECT string_agg(id::text || ':' || halted::text || ':' || active::text, ',' ORDER BY id)
+     FROM sub_accounts),
+    (SELECT string_agg(name || ':' || value::text || ':' || updated_at::text, ',')
+     FROM system_flags)));
+
+-- name: trading.recorder_counters($1 since)
+SELECT recorder_id,
+       count(*) AS signals,
+       count(*) FILTER (WHERE verdict = 'accepted' AND (detail ->> 'entry')::boolean) AS entries,
+       max(received_at) FILTER (WHERE verdict = 'accepted' AND (detail ->> 'entry')::boolean)
+           AS last_entry_at,
+       count(*) FILTER (WHERE (detail ->> 'nth_seen')::boolean) AS seen
+FROM signals
+WHERE received_at >= $1 AND recorder_id IS NOT NULL AND duplicate_of IS NULL
+GROUP BY recorder_id;
+
+-- name: trading.trader_entries($1 since)
+SELECT i.trader_id, count(DISTINCT i.signal_id) AS entries, max(i.created_at) AS last_entry_at
+FROM order_intents i
+WHERE i.created_at >= $1 AND i.trader_id IS NOT NULL AND i.kind IN ('order', 'oso', 'strategy')
+  AND i.step = 0
+GROUP BY i.trader_id;
+
+-- name: trading.realized_today($1 since)
+SELECT sub_account_id, symbol, sum(pnl) AS pnl
+FROM trades WHERE closed_at >= $1 GROUP BY sub_account_id, symbol;
+
+-- name: trading.upsert_order($1 sub_account_id, $2 broker_order_id, $3 intent_id, $4 cl_ord_id, $5 symbol, $6 side, $7 qty, $8 order_type, $9 price, $10 stop_price, $11 status, $12 parent_id, $13 oco_id)
+INSERT INTO orders (sub_account_id, broker_order_id, intent_id, cl_ord_id, symbol, side, qty,
+                    order_type, price, stop_price, status, parent_id, oco_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (sub_account_id, broker_order_id) DO UPDATE
+SET intent_id = COALESCE(EXCLUDED.intent_id, orders.intent_id),
+    cl_ord_id = COALESCE(EXCLUDED.cl_ord_id, orders.cl_ord_id),
+    qty = EXCLUDED.qty, order_type = EXCLUDED.order_type, price = EXCLUDED.price,
+    stop_price = EXCLUDED.stop_price, status = EXCLUDED.status,
+    parent_id = COALESCE(EXCLUDED.parent_id, orders.parent_id),
+    oco_id = COALESCE(EXCLUDED.oco_id, orders.oco_id), updated_at = now();
+
+-- name: trading.insert_fill($1 sub_account_id, $2 broker_fill_id, $3 broker_order_id, $4 symbol, $5 side, $6 qty, $7 price, $8 filled_at)
+INSERT INTO fills (sub_account_id, broker_fill_id, broker_order_id, symbol, side, qty, price,
+                   filled_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (sub_account_id, broker_fill_id) DO NOTHING
+RETURNING id;
+
+-- name: trading.upsert_position($1 sub_account_id, $2 symbol, $3 net_pos, $4 net_price)
+INSERT INTO positions (sub_account_id, symbol, net_pos, net_price)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (sub_account_id, symbol) DO UPDATE
+SET net_pos = EXCLUDED.net_pos, net_price = EXCLUDED.net_price, updated_at = now();
+
+-- name: trading.insert_trade($1 sub_account_id, $2 symbol, $3 side, $4 qty, $5 entry_price, $6 exit_price, $7 pnl, $8 opened_at, $9 closed_at)
+INSERT INTO trades (sub_account_id, symbol, side, qty, entry_price, exit_price, pnl, opened_at,
+                    closed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING id;
+
+-- name: trading.positions($1 sub_account_ids)
+SELECT sub_account_id, symbol, net_pos, net_price, updated_at
+FROM positions WHERE sub_account_id = ANY($1::bigint[]);
+
+-- name: trading.orders_of($1 sub_account_id)
+SELECT * FROM orders WHERE sub_account_id = $1 ORDER BY broker_order_id;
+
+-- name: trading.fills_of($1 sub_account_id)
+SELECT * FROM fills WHERE sub_account_id = $1 ORDER BY broker_fill_id;
+
+-- name: trading.trades_of($1 sub_account_id)
+SELECT * FROM trades WHERE sub_account_id = $1 ORDER BY id;
