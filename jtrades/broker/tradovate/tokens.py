@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
 
 import structlog
 
 from jtrades.broker.tradovate.auth import AccessToken, TradovateAuth
 from jtrades.errors import BrokerAuthError, JtradesError, SecretKeyMissing, StorageUnavailable
 from jtrades.logging import register_secret
+from jtrades.security import SecretBox
 from jtrades.store import Executor
 from jtrades.store import broker_tokens as store
 
@@ -27,12 +27,9 @@ log = structlog.get_logger(__name__)
 MIN_RENEWABLE_S = 5.0
 
 
-class TokenCipher(Protocol):
-    """What ``jtrades.security`` offers for credentials: ciphertext tagged with its key id."""
-
-    def encrypt(self, plaintext: str) -> tuple[bytes, str]: ...
-
-    def decrypt(self, ciphertext: bytes, key_id: str) -> str: ...
+def _context(env: str, username: str) -> str:
+    """Associated data: a sealed token opens only as the token of this (env, login)."""
+    return f"broker_tokens:{env}:{username}"
 
 
 def needs_renewal(token: AccessToken, now: datetime, margin_s: float) -> bool:
@@ -47,7 +44,7 @@ class TokenCache:
         self,
         auth: TradovateAuth,
         db: Executor | None = None,
-        cipher: TokenCipher | None = None,
+        cipher: SecretBox | None = None,
         *,
         renew_margin_s: float | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -120,7 +117,7 @@ class TokenCache:
             row = await store.get(self.db, env, username)
             if row is None:
                 return None
-            plain = self.cipher.decrypt(row.token_enc, row.key_id)
+            plain = self.cipher.open(row.token_enc, row.key_id, _context(env, username))
         except (StorageUnavailable, SecretKeyMissing) as exc:
             log.warning("tradovate.token.load_failed", username=username, reason=str(exc))
             return None
@@ -135,9 +132,17 @@ class TokenCache:
         self._mem[(env, username)] = token
         if self.db is None or self.cipher is None:
             return
-        enc, key_id = self.cipher.encrypt(token.token)
+        sealed = self.cipher.seal(token.token, _context(env, username))
         try:
-            await store.upsert(self.db, env, username, enc, key_id, token.expires_at, token.user_id)
+            await store.upsert(
+                self.db,
+                env,
+                username,
+                sealed.ciphertext,
+                sealed.key_id,
+                token.expires_at,
+                token.user_id,
+            )
         except StorageUnavailable as exc:
             # The token still works from memory; only a restart would have to log in again.
             log.warning("tradovate.token.store_failed", username=username, reason=str(exc))

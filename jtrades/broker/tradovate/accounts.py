@@ -1,0 +1,70 @@
+"""``jtrades accounts sync``: the sub-accounts (Tradovate account id + name) under one login.
+
+It logs in through the same auth and token cache as the daemon, so a token the daemon stored is
+reused (no login spent) and a token obtained here is stored for the daemon. ``account/list``
+answers every account of the token's user over REST; inactive accounts are left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import orjson
+
+from jtrades.broker.base import SubAccount
+from jtrades.broker.tradovate.auth import TradovateAuth
+from jtrades.broker.tradovate.tokens import TokenCache
+from jtrades.config import Settings
+from jtrades.errors import BrokerAuthError, TransientBrokerError
+from jtrades.security import SecretBox
+from jtrades.store import Executor
+
+
+async def list_sub_accounts(
+    settings: Settings,
+    env: str,
+    username: str,
+    password: str | None,
+    *,
+    db: Executor | None = None,
+    cipher: SecretBox | None = None,
+) -> list[SubAccount]:
+    """Log in (or reuse the stored token) and list the login's active sub-accounts."""
+    async with aiohttp.ClientSession() as http:
+        auth = TradovateAuth(settings.tradovate, http)
+        tokens = TokenCache(auth, db, cipher)
+        token = await tokens.get(env, username, password)
+        rows = await _get(http, f"{auth.rest_url(env)}/account/list", token.token, settings)
+        if rows is None:  # the stored token was revoked meanwhile: one fresh login
+            await tokens.invalidate(env, username, token.token)
+            token = await tokens.get(env, username, password)
+            rows = await _get(http, f"{auth.rest_url(env)}/account/list", token.token, settings)
+            if rows is None:
+                raise BrokerAuthError("Tradovate refused a fresh token for account/list")
+    return [
+        SubAccount(int(r["id"]), str(r["name"]))
+        for r in rows
+        if isinstance(r, dict) and r.get("active", True)
+    ]
+
+
+async def _get(
+    http: aiohttp.ClientSession, url: str, token: str, settings: Settings
+) -> list[Any] | None:
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    timeout = aiohttp.ClientTimeout(total=settings.tradovate.request_timeout_s)
+    try:
+        async with http.get(url, headers=headers, timeout=timeout) as resp:
+            if resp.status == 401:
+                return None
+            if resp.status == 429 or resp.status >= 500:
+                raise TransientBrokerError(f"account/list: HTTP {resp.status}, try again later")
+            if resp.status >= 400:
+                raise BrokerAuthError(f"account/list refused (HTTP {resp.status})")
+            data = orjson.loads(await resp.read())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise TransientBrokerError(f"Tradovate unreachable ({type(exc).__name__})") from None
+    if not isinstance(data, list):
+        raise TransientBrokerError("account/list answered with an unexpected shape")
+    return data

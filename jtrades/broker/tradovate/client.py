@@ -1,0 +1,386 @@
+"""The ``Broker`` port over one Tradovate login's session.
+
+Commands go over the WebSocket (every REST endpoint works there with the same name and body, and
+the socket is already authorized and warm); reads come from the session's live view. Every order
+carries ``isAutomated: true`` (Tradovate requires it for software), ``accountSpec`` (the account
+name) and ``accountId``, and our deterministic ``clOrdId``.
+
+A placement that Tradovate refuses answers 200 with ``failureReason``/``failureText`` (orders) or
+``errorText`` (strategies): that becomes ``BrokerRejected`` with the broker's words. Prices travel
+as JSON numbers converted from ``Decimal`` through ``str`` so a tick-rounded price stays exact.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from jtrades.broker.base import (
+    BracketOrder,
+    BrokerEvent,
+    CashBalance,
+    Contract,
+    Fill,
+    OcoRequest,
+    OrderRequest,
+    OrderType,
+    OsoRequest,
+    PlaceResult,
+    Position,
+    StrategyBracket,
+    StrategyRequest,
+    SubAccount,
+    WorkingOrder,
+)
+from jtrades.broker.tradovate.session import Session
+from jtrades.errors import BrokerRejected, NotFound
+
+MONTHS = "FGHJKMNQUVXZ"
+_CONTINUOUS = re.compile(r"^([A-Z0-9]{1,4}?)([12])!$")
+_CONTRACT = re.compile(r"^([A-Z0-9]{1,4}?)([FGHJKMNQUVXZ])(\d{1,2})$")
+CONTINUOUS_TTL_S = 3600.0  # the front month rolls: look a continuous symbol up again hourly
+MAX_ORDERS_SCANNED = 500  # order_by_cl_ord_id fallback: newest orders first, bounded
+
+
+def num(value: Decimal | None) -> float | int | None:
+    """A JSON number for a price: integral values as int, others via their decimal text."""
+    if value is None:
+        return None
+    if value == value.to_integral_value():
+        return int(value)
+    return float(str(value))
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _order_fields(req: OrderRequest) -> dict[str, Any]:
+    _check_prices(req.order_type, req.price, req.stop_price, req.peg_difference)
+    return _drop_none(
+        {
+            "accountSpec": req.account.name,
+            "accountId": req.account.account_id,
+            "action": req.side.value,
+            "symbol": req.symbol,
+            "orderQty": req.qty,
+            "orderType": req.order_type.value,
+            "price": num(req.price),
+            "stopPrice": num(req.stop_price),
+            "pegDifference": num(req.peg_difference),
+            "timeInForce": req.time_in_force.value,
+            "clOrdId": req.cl_ord_id or None,
+            "text": req.text,
+            "isAutomated": True,
+        }
+    )
+
+
+def _bracket_fields(b: BracketOrder) -> dict[str, Any]:
+    _check_prices(b.order_type, b.price, b.stop_price, b.peg_difference)
+    return _drop_none(
+        {
+            "action": b.side.value,
+            "orderType": b.order_type.value,
+            "price": num(b.price),
+            "stopPrice": num(b.stop_price),
+            "pegDifference": num(b.peg_difference),
+            "clOrdId": b.cl_ord_id or None,
+        }
+    )
+
+
+def _check_prices(
+    kind: OrderType, price: Decimal | None, stop: Decimal | None, peg: Decimal | None
+) -> None:
+    """Catch a malformed order here instead of spending a round trip on a rejection."""
+    if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) and price is None:
+        raise ValueError(f"{kind} order needs a price")
+    if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and stop is None:
+        raise ValueError(f"{kind} order needs a stop price")
+    if kind is OrderType.TRAILING_STOP and peg is None and stop is None:
+        raise ValueError("TrailingStop order needs pegDifference (or an initial stop price)")
+
+
+def _rejected(endpoint: str, d: Any) -> None:
+    if not isinstance(d, dict):
+        return
+    reason = d.get("failureReason")
+    text = d.get("failureText") or d.get("errorText")
+    if (reason and reason != "Success") or text:
+        raise BrokerRejected(f"{endpoint}: {reason or 'rejected'}: {text or ''}".rstrip(": "))
+
+
+def strategy_params(req: StrategyRequest) -> str:
+    """``params`` of ``startorderstrategy``: a JSON **string** (an object is rejected with
+    "Invalid or missed parameters"). Offsets are signed points from the fill (long: +tp, -sl)."""
+    e = req.entry
+    sign = e.side.sign
+    entry = _drop_none(
+        {
+            "orderQty": e.qty,
+            "orderType": e.order_type.value,
+            "price": num(e.price),
+            "stopPrice": num(e.stop_price),
+            "timeInForce": e.time_in_force.value,
+        }
+    )
+    brackets = []
+    for b in req.brackets:
+        _check_bracket_signs(b, sign)
+        leg: dict[str, Any] = {"qty": b.qty, "trailingStop": b.trailing_stop}
+        if b.profit_target is not None:
+            leg["profitTarget"] = num(b.profit_target)
+        if b.stop_loss is not None:
+            leg["stopLoss"] = num(b.stop_loss)
+        if b.trail_trigger is not None:
+            leg["autoTrail"] = _drop_none(
+                {
+                    "stopLoss": num(b.stop_loss),
+                    "trigger": num(b.trail_trigger),
+                    "freq": num(b.trail_freq),
+                }
+            )
+        if b.breakeven is not None:
+            leg["breakeven"] = num(b.breakeven)
+        brackets.append(leg)
+    if sum(b.qty for b in req.brackets) != e.qty:
+        raise ValueError("bracket quantities must add up to the entry quantity")
+    return orjson.dumps({"entryVersion": entry, "brackets": brackets}).decode()
+
+
+def _check_bracket_signs(b: StrategyBracket, sign: int) -> None:
+    # A target on the wrong side of the entry fills at once; a stop on the wrong side too.
+    if b.qty < 1:
+        raise ValueError("each bracket needs a quantity >= 1")
+    if b.profit_target is not None and b.profit_target * sign <= 0:
+        raise ValueError("profit_target must be signed: + for a long entry, - for a short one")
+    if b.stop_loss is not None and b.stop_loss * sign >= 0:
+        raise ValueError("stop_loss must be signed: - for a long entry, + for a short one")
+
+
+def _front(names: list[str], root: str, nth: int, this_year: int) -> str | None:
+    """The nth listed contract of ``root`` by expiry (``MNQ1!`` → front, ``MNQ2!`` → next).
+
+    Contract names carry a one- or two-digit year; it is read as the first matching year not
+    before last year (Z9 listed in 2029 is 2029, H0 then is 2030)."""
+    dated = []
+    for name in names:
+        m = _CONTRACT.match(name)
+        if m is None or m.group(1) != root:
+            continue  # whole root only: GC is not MGC
+        digits = m.group(3)
+        span = 10 ** len(digits)
+        year = this_year - this_year % span + int(digits)
+        if year < this_year - 1:
+            year += span
+        dated.append((year, MONTHS.index(m.group(2)), name))
+    dated.sort()
+    return dated[nth - 1][2] if len(dated) >= nth else None
+
+
+class TradovateBroker:
+    """``Broker`` for the sub-accounts of one login (``jtrades.broker.base.Broker``)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._contracts: dict[str, tuple[float, Contract]] = {}
+
+    # --- commands ----------------------------------------------------------------------------
+
+    async def _send(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        d = await self.session.request(endpoint, body)
+        _rejected(endpoint, d)
+        return d if isinstance(d, dict) else {}
+
+    async def place_order(self, req: OrderRequest) -> PlaceResult:
+        d = await self._send("order/placeorder", _order_fields(req))
+        return PlaceResult(order_id=int(d["orderId"]))
+
+    async def place_oso(self, req: OsoRequest) -> PlaceResult:
+        body = _order_fields(req.entry)
+        if req.bracket1 is not None:
+            body["bracket1"] = _bracket_fields(req.bracket1)
+        if req.bracket2 is not None:
+            body["bracket2"] = _bracket_fields(req.bracket2)
+        d = await self._send("order/placeoso", body)
+        linked = tuple(int(d[k]) for k in ("oso1Id", "oso2Id") if d.get(k) is not None)
+        return PlaceResult(order_id=int(d["orderId"]), linked_ids=linked)
+
+    async def place_oco(self, req: OcoRequest) -> PlaceResult:
+        if req.first.account != req.second.account:
+            raise ValueError("both orders of an OCO must be for the same sub-account")
+        body = _order_fields(req.first)
+        other = _order_fields(req.second)
+        for k in ("accountSpec", "accountId", "symbol", "isAutomated"):
+            other.pop(k, None)
+        body["other"] = other
+        d = await self._send("order/placeoco", body)
+        linked = (int(d["ocoId"]),) if d.get("ocoId") is not None else ()
+        return PlaceResult(order_id=int(d["orderId"]), linked_ids=linked)
+
+    async def start_strategy(self, req: StrategyRequest) -> PlaceResult:
+        """A multi-bracket order strategy (TP ladder sharing one entry).
+
+        The answer carries the strategy (``orderStrategy.id``); the entry's order id, when the
+        answer does not say it, is 0 here and arrives with the order's events."""
+        e = req.entry
+        body = _drop_none(
+            {
+                "accountId": e.account.account_id,
+                "accountSpec": e.account.name,
+                "symbol": e.symbol,
+                "action": e.side.value,
+                "orderStrategyTypeId": 2,
+                "params": strategy_params(req),
+            }
+        )
+        d = await self._send("orderStrategy/startorderstrategy", body)
+        st = d.get("orderStrategy") if isinstance(d.get("orderStrategy"), dict) else d
+        assert isinstance(st, dict)
+        sid = st.get("id")
+        if sid is None:
+            raise BrokerRejected("orderStrategy/startorderstrategy: no strategy in the answer")
+        return PlaceResult(
+            order_id=int(d.get("orderId") or 0), linked_ids=(int(sid),), strategy_id=int(sid)
+        )
+
+    async def interrupt_strategy(self, strategy_id: int) -> None:
+        await self._send("orderStrategy/interruptorderstrategy", {"orderStrategyId": strategy_id})
+
+    async def modify_order(
+        self,
+        order_id: int,
+        *,
+        qty: int,
+        order_type: OrderType,
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> None:
+        """Tradovate may answer with a ``commandId`` before the change takes effect: the
+        order's next ``props`` event in the view is the confirmation."""
+        _check_prices(order_type, price, stop_price, None)
+        body = _drop_none(
+            {
+                "orderId": order_id,
+                "orderQty": qty,
+                "orderType": order_type.value,
+                "price": num(price),
+                "stopPrice": num(stop_price),
+                "isAutomated": True,
+            }
+        )
+        await self._send("order/modifyorder", body)
+
+    async def cancel_order(self, order_id: int) -> None:
+        await self._send("order/cancelorder", {"orderId": order_id, "isAutomated": True})
+
+    async def liquidate_position(self, account: SubAccount, contract_id: int) -> None:
+        """Flatten and cancel that contract's working orders in one call (the right way out)."""
+        await self._send(
+            "order/liquidateposition",
+            {"accountId": account.account_id, "contractId": contract_id, "admin": False},
+        )
+
+    # --- live view -----------------------------------------------------------------------------
+
+    def is_synced(self, account_id: int) -> bool:
+        return self.session.ready and self.session.view.is_synced(account_id)
+
+    def positions(self, account_id: int) -> list[Position]:
+        return self.session.view.positions(account_id)
+
+    def working_orders(self, account_id: int) -> list[WorkingOrder]:
+        return self.session.view.working_orders(account_id)
+
+    def fills(self, account_id: int) -> list[Fill]:
+        return self.session.view.fills(account_id)
+
+    def cash(self, account_id: int) -> CashBalance | None:
+        return self.session.view.cash(account_id)
+
+    def events(self) -> AsyncIterator[BrokerEvent]:
+        sub: AsyncIterator[BrokerEvent] = self.session.hub.subscribe()
+        return sub
+
+    async def order_by_cl_ord_id(self, account_id: int, cl_ord_id: str) -> WorkingOrder | None:
+        """Ask the broker, not only the view: after a crash the view may predate the order.
+
+        Tradovate keeps ``clOrdId`` on the order's ``command`` (spec: Command.clOrdId), not on
+        the order. We list the orders (``order/list``, all accounts of the token; filtered here),
+        newest first, and read each one's commands (``command/deps?masterid=``) until the clOrdId
+        matches; the answer is then read back through the view (order + orderVersion merged),
+        which the ``props`` stream keeps current, or built from ``orderVersion/deps``."""
+        known = self.session.view.order_by_cl_ord_id(account_id, cl_ord_id)
+        if known is not None:
+            return known
+        orders = await self.session.request("order/list")
+        mine = sorted(
+            (o for o in orders or () if int(o.get("accountId") or 0) == account_id),
+            key=lambda o: int(o["id"]),
+            reverse=True,
+        )[:MAX_ORDERS_SCANNED]
+        for o in mine:
+            commands = await self.session.request("command/deps", query=f"masterid={o['id']}")
+            if any(c.get("clOrdId") == cl_ord_id for c in commands or ()):
+                return await self._order_from_broker(o, cl_ord_id)
+        return None
+
+    async def _order_from_broker(self, o: dict[str, Any], cl_ord_id: str) -> WorkingOrder:
+        view = self.session.view
+        view.absorb("order", o)  # same merge rules as the stream
+        view.absorb("command", {"id": 0, "orderId": o["id"], "clOrdId": cl_ord_id})
+        versions = await self.session.request("orderVersion/deps", query=f"masterid={o['id']}")
+        for v in versions or ():
+            view.absorb("orderVersion", v)
+        order = view.order(int(o["id"]))
+        assert order is not None
+        return order
+
+    # --- contracts -----------------------------------------------------------------------------
+
+    async def find_contract(self, symbol: str) -> Contract:
+        """``MNQZ6`` as is; ``MNQ1!``/``MNQ2!`` → the front / next listed contract through
+        ``contract/suggest``; tick size and value per point from ``product/find``. Cached
+        (continuous symbols for an hour, since the front month rolls)."""
+        key = symbol.upper().strip()
+        cached = self._contracts.get(key)
+        if cached is not None and (cached[0] == 0 or cached[0] > time.monotonic()):
+            return cached[1]
+        cont = _CONTINUOUS.match(key)
+        if cont is not None:
+            root, nth = cont.group(1), int(cont.group(2))
+            found = await self.session.request("contract/suggest", query=f"t={root}&l=20")
+            names = [str(c.get("name")) for c in found or () if isinstance(c, dict)]
+            name = _front(names, root, nth, datetime.now(UTC).year)
+            if name is None:
+                raise NotFound(f"no listed contract for {symbol}")
+            contract = await self.find_contract(name)
+            self._contracts[key] = (time.monotonic() + CONTINUOUS_TTL_S, contract)
+            return contract
+        m = _CONTRACT.match(key)
+        if m is None:
+            raise NotFound(f"{symbol!r} is not a contract name (like MNQZ6) or MNQ1!")
+        c = await self.session.request("contract/find", query=f"name={key}")
+        if not isinstance(c, dict) or "id" not in c:
+            raise NotFound(f"Tradovate does not list {key}")
+        root = m.group(1)
+        p = await self.session.request("product/find", query=f"name={root}")
+        if not isinstance(p, dict) or "tickSize" not in p:
+            raise NotFound(f"Tradovate has no product {root}")
+        contract = Contract(
+            symbol=str(c.get("name") or key),
+            root=root,
+            tick_size=Decimal(str(p["tickSize"])),
+            value_per_point=Decimal(str(p["valuePerPoint"])),
+            contract_id=int(c["id"]),
+        )
+        self.session.view.set_contract(contract.contract_id or 0, contract.symbol)
+        self._contracts[key] = (0, contract)
+        return contract

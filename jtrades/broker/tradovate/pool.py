@@ -1,0 +1,149 @@
+"""Sessions keyed by (env, login): created on first use and kept, one WebSocket per login.
+
+Tradovate counts logins per hour per login, sessions per login, and requests per token and IP
+(TRADOVATE.md "Rate limits"). A daemon with many logins that all reconnect at once — after a
+network blip, or at start — is the classic way to get locked out. So every connect, first or not,
+passes one gate: connects are spaced ``connect_stagger_s`` apart across the whole process, and a
+429 from anywhere pauses every connect for ``rate_limit_cooldown_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import structlog
+
+from jtrades.broker.tradovate.auth import AccessToken, LoginBudget, TradovateAuth
+from jtrades.broker.tradovate.client import TradovateBroker
+from jtrades.broker.tradovate.session import Session, Timing
+from jtrades.broker.tradovate.tokens import TokenCache
+from jtrades.config import TradovateSettings
+from jtrades.errors import ConfigError
+from jtrades.logging import register_secret
+from jtrades.security import SecretBox
+from jtrades.store import Executor
+
+log = structlog.get_logger(__name__)
+
+
+class ConnectGate:
+    """Process-wide pacing of WebSocket connects: a stagger, and a cooldown after a 429."""
+
+    def __init__(self, stagger_s: float, cooldown_s: float) -> None:
+        self.stagger_s = stagger_s
+        self.cooldown_s = cooldown_s
+        self._lock = asyncio.Lock()
+        self._next_at = 0.0
+        self._cooldown_until = 0.0
+
+    def rate_limited(self) -> None:
+        until = time.monotonic() + self.cooldown_s
+        if until > self._cooldown_until:
+            self._cooldown_until = until
+            log.warning("tradovate.pool.cooldown", seconds=self.cooldown_s)
+
+    async def __call__(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            wait = max(self._next_at, self._cooldown_until) - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._next_at = time.monotonic() + self.stagger_s
+
+
+@dataclass
+class _LoginTokens:
+    """The pool's token cache bound to one login (the session's ``TokenSource``)."""
+
+    cache: TokenCache
+    env: str
+    username: str
+    password: str | None
+
+    async def get(self) -> AccessToken:
+        return await self.cache.get(self.env, self.username, self.password)
+
+    async def invalidate(self, token: str) -> None:
+        await self.cache.invalidate(self.env, self.username, token)
+
+
+class TradovatePool:
+    """All Tradovate sessions of the process; ``broker(env, login, …)`` is the way in."""
+
+    def __init__(
+        self,
+        settings: TradovateSettings,
+        db: Executor | None = None,
+        cipher: SecretBox | None = None,
+        *,
+        http: aiohttp.ClientSession | None = None,
+        budget: LoginBudget | None = None,
+    ) -> None:
+        self.settings = settings
+        self._own_http = http is None
+        self.http = http or aiohttp.ClientSession()
+        self.auth = TradovateAuth(settings, self.http, budget)
+        self.tokens = TokenCache(self.auth, db, cipher)
+        self.gate = ConnectGate(settings.connect_stagger_s, settings.rate_limit_cooldown_s)
+        self.timing = Timing.from_settings(settings)
+        self._sessions: dict[tuple[str, str], Session] = {}
+        self._brokers: dict[tuple[str, str], TradovateBroker] = {}
+        self._creating: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def ws_url(self, env: str) -> str:
+        if env == "demo":
+            return self.settings.demo_ws_url
+        if env == "live":
+            return self.settings.live_ws_url
+        raise ConfigError(f"no Tradovate environment {env!r} (demo or live)")
+
+    async def broker(
+        self,
+        env: str,
+        username: str,
+        password: str | None = None,
+        *,
+        oauth_token: AccessToken | None = None,
+        wait_s: float | None = None,
+    ) -> TradovateBroker:
+        """The broker of one login, connecting it on first use (shared by all its sub-accounts)."""
+        key = (env, username)
+        existing = self._brokers.get(key)
+        if existing is not None:
+            return existing
+        async with self._creating.setdefault(key, asyncio.Lock()):
+            existing = self._brokers.get(key)
+            if existing is not None:
+                return existing
+            if password:
+                register_secret(password)
+            if oauth_token is not None:
+                await self.tokens.put(env, username, oauth_token)
+            session = Session(
+                self.ws_url(env),
+                _LoginTokens(self.tokens, env, username, password),
+                self.timing,
+                label=f"{env}:{username}",
+                gate=self.gate,
+                on_rate_limited=self.gate.rate_limited,
+            )
+            self._sessions[key] = session
+            broker = TradovateBroker(session)
+            self._brokers[key] = broker
+        await session.start(wait_s)
+        return broker
+
+    def sessions(self) -> dict[tuple[str, str], Session]:
+        return dict(self._sessions)
+
+    async def close(self) -> None:
+        """Close every session (concurrently), then the HTTP client if we made it."""
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        self._brokers.clear()
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        if self._own_http:
+            await self.http.close()

@@ -1,0 +1,499 @@
+"""One Tradovate WebSocket per login: authorize, sync, heartbeat, dead-peer detection, reconnect.
+
+Lifecycle of a connection (TRADOVATE.md "WebSocket"): the server says ``o``; we send
+``authorize`` with the access token; then ``user/syncrequest`` for the login's user, whose answer is
+the snapshot the view starts from, followed by ``props`` events. We send ``[]`` every 2.5 s; a
+connection that has sent us nothing for 10 s, or left a request unanswered past its timeout, is
+dead: we drop it, mark the view unsynced ("missing is not flat"), and reconnect with jittered
+exponential backoff capped at ``reconnect_max_s``, then sync again.
+
+Outcomes of a request are kept apart on purpose: ``BrokerRejected`` (the broker answered no, with
+its text), ``TransientBrokerError`` (nothing was sent, or the broker asked us to back off: safe to
+retry), ``OutcomeUnknown`` (sent, but no answer: reconcile by clOrdId, never re-send blindly).
+
+Sync body: partner docs ask for ``{"accounts": [...], "splitResponses": true, "entityTypes": …}``,
+retail examples send ``{"users": [userId]}`` and receive everything in one answer. We send the
+``users`` form (one answer, all entity types, every account of the login) and, when the token does
+not carry a user id, the ``accounts`` form without ``splitResponses``.
+
+A ``shutdown`` event (another session or connection took our place, e.g. ``ConnectionQuotaReached``
+or a person logging in elsewhere) revokes the token: it is reported as a ``session`` event with
+the reason, logged as an error, the token is dropped, and the session comes back after
+``reconnect_max_s`` with a new login from the budget — never faster, so two parties knocking each
+other off cannot turn into a login storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+import structlog
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from jtrades.broker.base import BrokerEvent
+from jtrades.broker.tradovate.auth import AccessToken
+from jtrades.broker.tradovate.codec import (
+    CLIENT_HEARTBEAT,
+    Event,
+    FrameError,
+    Response,
+    encode_request,
+    parse_server_frame,
+)
+from jtrades.broker.tradovate.view import AccountView, EventHub
+from jtrades.config import TradovateSettings
+from jtrades.errors import (
+    BrokerAuthError,
+    BrokerRejected,
+    OutcomeUnknown,
+    TransientBrokerError,
+)
+
+log = structlog.get_logger(__name__)
+
+MAX_FRAME_BYTES = 16 * 1024 * 1024  # a busy login's sync can exceed 1 MB
+
+
+class TokenSource(Protocol):
+    """Where a session gets its login's shared token (the pool binds the token cache to a login)."""
+
+    async def get(self) -> AccessToken: ...
+
+    async def invalidate(self, token: str) -> None: ...
+
+
+class State(StrEnum):
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    READY = "ready"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"  # an auth error a retry cannot fix; see ``last_error``
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    heartbeat_s: float = 2.5
+    dead_after_s: float = 10.0
+    request_timeout_s: float = 10.0
+    reconnect_initial_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    renew_margin_s: float = 900.0
+
+    @classmethod
+    def from_settings(cls, s: TradovateSettings) -> Timing:
+        return cls(
+            heartbeat_s=s.heartbeat_s,
+            dead_after_s=s.dead_after_s,
+            request_timeout_s=s.request_timeout_s,
+            reconnect_initial_s=s.reconnect_initial_s,
+            reconnect_max_s=s.reconnect_max_s,
+            renew_margin_s=s.renew_margin_s,
+        )
+
+
+def backoff_delay(failures: int, initial: float, cap: float, rand: float) -> float:
+    """Jittered exponential backoff: between half and all of ``initial·2^(n-1)``, at most ``cap``."""
+    if failures <= 0:
+        return 0.0
+    base = min(cap, initial * float(2 ** min(failures - 1, 30)))
+    return base * (0.5 + 0.5 * rand)
+
+
+class _ConnectionDead(Exception):
+    pass
+
+
+class Session:
+    """The connection of one login, shared by all its sub-accounts and traders."""
+
+    def __init__(
+        self,
+        url: str,
+        tokens: TokenSource,
+        timing: Timing,
+        *,
+        label: str = "",
+        gate: Callable[[], Awaitable[None]] | None = None,
+        on_rate_limited: Callable[[], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.label = label
+        self.timing = timing
+        self.view = AccountView()
+        self.hub = EventHub()
+        self.state = State.IDLE
+        self.last_error: str | None = None
+        self.shutdown_reason: str | None = None
+        self.connects = 0  # connections that reached READY (1 + reconnects)
+        self._tokens = tokens
+        self._gate = gate
+        self._on_rate_limited = on_rate_limited
+        self._ws: ClientConnection | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Response]] = {}
+        self._ready = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self._last_rx = 0.0
+        self._dead_reason: str | None = None
+        self._snapshot_loaded = False
+        self._early: list[Any] = []
+        self._token: AccessToken | None = None
+
+    # --- public ------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.state is State.READY
+
+    async def start(self, within_s: float | None = None) -> None:
+        """Connect and sync; returns when READY. Auth failures raise; the loop keeps retrying
+        transient ones in the background (``TransientBrokerError`` here after ``within_s``)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"tradovate-session-{self.label}")
+            self._renewer = asyncio.create_task(self._renew_loop(), name=f"renew-{self.label}")
+        await self.wait_ready(within_s)
+
+    async def wait_ready(self, within_s: float | None = None) -> None:
+        limit = within_s if within_s is not None else self.timing.request_timeout_s * 3
+        ready = asyncio.ensure_future(self._ready.wait())
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({ready, stopped}, timeout=limit, return_when="FIRST_COMPLETED")
+        finally:
+            ready.cancel()
+            stopped.cancel()
+        if self._ready.is_set():
+            return
+        if self.state is State.FAILED:
+            raise BrokerAuthError(self.last_error or "Tradovate login failed")
+        raise TransientBrokerError(
+            f"Tradovate session {self.label} not ready ({self.state}): {self.last_error or 'connecting'}"
+        )
+
+    async def request(
+        self, endpoint: str, body: Any = None, *, query: str = "", within_s: float | None = None
+    ) -> Any:
+        """Send one request and return its ``d`` (see the module doc for the three failure kinds)."""
+        if not self._ready.is_set() or self._ws is None:
+            raise TransientBrokerError(
+                f"Tradovate session {self.label} is {self.state}: {self.last_error or 'not ready'}"
+            )
+        response = await self._call(endpoint, body, query, within_s)
+        return self._check(endpoint, response)
+
+    def events(self) -> Any:
+        return self.hub.subscribe()
+
+    async def close(self) -> None:
+        """Graceful: stop reconnecting, fail pending requests as unknown, close the socket."""
+        self.state = State.CLOSED
+        self._stopped.set()
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 2)
+        for task in (self._task, self._renewer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._fail_pending("session closed")
+        self.hub.publish(self.view.mark_unsynced("closed"))
+        self.hub.close()
+
+    # --- request plumbing ----------------------------------------------------------------------
+
+    async def _call(
+        self, endpoint: str, body: Any, query: str = "", within_s: float | None = None
+    ) -> Response:
+        ws = self._ws
+        if ws is None:
+            raise TransientBrokerError(f"Tradovate session {self.label} has no connection")
+        rid = next(self._ids)
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            await ws.send(encode_request(endpoint, rid, body, query))
+        except ConnectionClosed:
+            self._pending.pop(rid, None)
+            raise TransientBrokerError(f"{endpoint}: connection lost before sending") from None
+        limit = within_s if within_s is not None else self.timing.request_timeout_s
+        try:
+            return await asyncio.wait_for(fut, limit)
+        except TimeoutError:
+            self._kill(f"{endpoint} unanswered after {limit:g} s")
+            raise OutcomeUnknown(
+                f"{endpoint}: no answer from Tradovate within {limit:g} s; outcome unknown"
+            ) from None
+        finally:
+            self._pending.pop(rid, None)
+
+    def _check(self, endpoint: str, r: Response) -> Any:
+        d = r.data
+        if r.status == 429:
+            if self._on_rate_limited is not None:
+                self._on_rate_limited()
+            raise TransientBrokerError(f"{endpoint}: Tradovate rate limit (429), backing off")
+        if isinstance(d, dict) and "p-ticket" in d:
+            raise TransientBrokerError(
+                f"{endpoint}: Tradovate penalty, wait {d.get('p-time', '?')} s before retrying"
+            )
+        if 200 <= r.status < 300:
+            return d
+        text = d if isinstance(d, str) else (str(d) if d is not None else "")
+        text = text.strip('"')
+        if r.status >= 500:
+            raise OutcomeUnknown(f"{endpoint}: Tradovate server error {r.status}: {text}")
+        raise BrokerRejected(f"{endpoint}: {r.status} {text}".strip())
+
+    def _fail_pending(self, reason: str) -> None:
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(OutcomeUnknown(f"connection lost before the answer ({reason})"))
+        self._pending.clear()
+
+    def _kill(self, reason: str) -> None:
+        """Treat the connection as dead now (no closing handshake with a zombie)."""
+        ws = self._ws
+        if ws is None or self._dead_reason is not None:
+            return
+        self._dead_reason = reason
+        log.warning("tradovate.session.dead_peer", session=self.label, reason=reason)
+        ws.transport.abort()
+
+    # --- the connection loop ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopped.is_set():
+            delay_floor = 0.0
+            try:
+                if self._gate is not None:
+                    await self._gate()
+                await self._connect_once()
+                failures = 0
+            except BrokerAuthError as exc:
+                self.state = State.FAILED
+                self.last_error = str(exc)
+                log.error("tradovate.session.auth_failed", session=self.label, reason=str(exc))
+                self._stopped.set()
+                break
+            except InvalidStatus as exc:
+                failures += 1
+                self.last_error = f"WebSocket upgrade refused: HTTP {exc.response.status_code}"
+                if exc.response.status_code == 429 and self._on_rate_limited is not None:
+                    self._on_rate_limited()
+            except (
+                OSError,
+                TimeoutError,
+                InvalidHandshake,
+                InvalidURI,
+                ConnectionClosed,
+                FrameError,
+                TransientBrokerError,
+                OutcomeUnknown,
+                _ConnectionDead,
+            ) as exc:
+                failures += 1
+                self.last_error = str(exc) or type(exc).__name__
+            finally:
+                self._ws = None
+                self._ready.clear()
+                self._fail_pending(self.last_error or "disconnected")
+                self.hub.publish(self.view.mark_unsynced(self.last_error or "disconnected"))
+            if self._stopped.is_set():
+                break
+            if self.shutdown_reason is not None:
+                delay_floor = self.timing.reconnect_max_s
+            self.state = State.RECONNECTING
+            delay = max(
+                delay_floor,
+                backoff_delay(
+                    max(failures, 1),
+                    self.timing.reconnect_initial_s,
+                    self.timing.reconnect_max_s,
+                    random.random(),
+                ),
+            )
+            log.warning(
+                "tradovate.session.reconnecting",
+                session=self.label,
+                delay_s=round(delay, 2),
+                reason=self.last_error,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), delay)
+
+    async def _connect_once(self) -> None:
+        self.state = State.CONNECTING if self.connects == 0 else State.RECONNECTING
+        self._dead_reason = None
+        self._snapshot_loaded = False
+        self._early = []
+        token = await self._tokens.get()
+        self._token = token
+        async with connect(
+            self.url,
+            max_size=MAX_FRAME_BYTES,
+            ping_interval=None,  # Tradovate's own heartbeats (h / []) carry liveness
+            open_timeout=self.timing.request_timeout_s,
+            close_timeout=1,
+            compression=None,
+            proxy=None,
+        ) as ws:
+            first = await asyncio.wait_for(ws.recv(), self.timing.request_timeout_s)
+            if parse_server_frame(first).kind != "open":
+                raise TransientBrokerError("Tradovate did not open the session with 'o'")
+            self._ws = ws
+            loop = asyncio.get_running_loop()
+            self._last_rx = loop.time()
+            reader = asyncio.create_task(self._reader(ws))
+            beats = asyncio.create_task(self._heartbeats(ws))
+            watchdog = asyncio.create_task(self._watchdog())
+            try:
+                await self._authorize_and_sync(token)
+                self.connects += 1
+                self.state = State.READY
+                self.shutdown_reason = None
+                self.last_error = None
+                self._ready.set()
+                log.info(
+                    "tradovate.session.ready",
+                    session=self.label,
+                    accounts=len(self.view.account_ids),
+                    connects=self.connects,
+                )
+                await reader
+            finally:
+                for t in (reader, beats, watchdog):
+                    t.cancel()
+                await asyncio.gather(reader, beats, watchdog, return_exceptions=True)
+        raise _ConnectionDead(self._dead_reason or self.last_error or "connection closed")
+
+    async def _authorize_and_sync(self, token: AccessToken) -> None:
+        auth = await self._call("authorize", token.token)
+        if auth.status == 401:
+            await self._tokens.invalidate(token.token)
+            raise TransientBrokerError("Tradovate refused the token on authorize (401)")
+        if auth.status != 200:
+            raise TransientBrokerError(f"authorize answered {auth.status}")
+        body: dict[str, Any] = (
+            {"users": [token.user_id]}
+            if token.user_id is not None
+            else {"accounts": self.view.account_ids}
+        )
+        sync = await self._call("user/syncrequest", body)
+        data = self._check("user/syncrequest", sync)
+        if not isinstance(data, dict):
+            raise TransientBrokerError("user/syncrequest answered without a snapshot")
+        events = self.view.load_snapshot(data)
+        self._snapshot_loaded = True
+        for props in self._early:
+            events.extend(self.view.apply(props))
+        self._early = []
+        self.hub.publish(events)
+
+    async def _reader(self, ws: ClientConnection) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async for raw in ws:
+                self._last_rx = loop.time()
+                frame = parse_server_frame(raw)
+                if frame.kind == "close":
+                    self.last_error = f"server closed: {frame.close_code} {frame.close_reason}"
+                    log.warning(
+                        "tradovate.session.server_close",
+                        session=self.label,
+                        code=frame.close_code,
+                        reason=frame.close_reason,
+                    )
+                    await ws.close()
+                    return
+                for msg in frame.messages:
+                    if isinstance(msg, Response):
+                        fut = self._pending.get(msg.id)
+                        if fut is not None and not fut.done():
+                            fut.set_result(msg)
+                    else:
+                        await self._on_event(ws, msg)
+        except ConnectionClosed as exc:
+            self.last_error = (
+                self._dead_reason
+                or f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+            )
+
+    async def _on_event(self, ws: ClientConnection, event: Event) -> None:
+        if event.name == "props" and isinstance(event.data, dict):
+            if not self._snapshot_loaded:
+                self._early.append(event.data)  # events may overtake the sync answer
+            else:
+                self.hub.publish(self.view.apply(event.data))
+        elif event.name == "shutdown":
+            d = event.data if isinstance(event.data, dict) else {}
+            reason = str(d.get("reasonCode") or d.get("reason") or "unspecified")
+            self.shutdown_reason = reason
+            self.last_error = f"Tradovate shut the session down: {reason}"
+            log.error(
+                "tradovate.session.shutdown",
+                session=self.label,
+                reason=reason,
+                text=d.get("text") or d.get("reason"),
+                hint="another session or a person's login took this one's place",
+            )
+            if self._token is not None:
+                await self._tokens.invalidate(self._token.token)
+            self.hub.publish(
+                [BrokerEvent("session", None, None, detail={"state": "shutdown", "reason": reason})]
+            )
+            await ws.close()
+
+    async def _heartbeats(self, ws: ClientConnection) -> None:
+        while True:
+            await asyncio.sleep(self.timing.heartbeat_s)
+            try:
+                await ws.send(CLIENT_HEARTBEAT)
+            except ConnectionClosed:
+                return
+
+    async def _watchdog(self) -> None:
+        loop = asyncio.get_running_loop()
+        step = min(1.0, self.timing.dead_after_s / 4)
+        while True:
+            await asyncio.sleep(step)
+            silent = loop.time() - self._last_rx
+            if silent > self.timing.dead_after_s:
+                self._kill(f"no frame from Tradovate for {silent:.1f} s")
+                return
+
+    async def _renew_loop(self) -> None:
+        """Renew the shared token ahead of ``expirationTime`` (the socket itself stays authorized)."""
+        while not self._stopped.is_set():
+            token = self._token
+            if token is None:
+                await asyncio.sleep(0.5)
+                continue
+            wait = token.seconds_left(datetime.now(UTC)) - self.timing.renew_margin_s
+            if wait > 0:
+                await asyncio.sleep(min(wait, 3600))
+                if self._token is not token:
+                    continue
+            try:
+                renewed = await self._tokens.get()
+            except (TransientBrokerError, BrokerAuthError) as exc:
+                log.warning("tradovate.token.renew_failed", session=self.label, reason=str(exc))
+                await asyncio.sleep(max(1.0, min(30.0, self.timing.renew_margin_s / 4)))
+                continue
+            if renewed.token == token.token:
+                await asyncio.sleep(1.0)  # nothing changed (another holder renewed): don't spin
+            self._token = renewed

@@ -1,0 +1,386 @@
+"""The live view of one login's accounts, fed by the ``user/syncrequest`` snapshot and ``props``
+events, and the fan-out of its changes to subscribers. Pure state: no I/O, no clock.
+
+Tradovate splits an order across entities (TRADOVATE.md "Order vs OrderVersion"): ``order`` holds
+status and links, ``orderVersion`` the quantity and prices, ``command`` the ``clOrdId``. The view
+merges them into one ``WorkingOrder``. Fills carry no account id: it comes from their order. Fills
+are de-duplicated by id (Tradovate may replay them around the session change).
+
+"Missing is not flat" (DESIGN.md §5 rule 6): until a snapshot has been loaded — and from the moment
+the connection drops until the next one — an account is *unsynced* and ``positions()`` raises
+``TransientBrokerError`` instead of answering "no positions".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from jtrades.broker.base import (
+    BrokerEvent,
+    CashBalance,
+    Fill,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    WorkingOrder,
+)
+from jtrades.errors import TransientBrokerError
+
+Entity = Mapping[str, Any]
+
+
+def _dec(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    return Decimal(str(value))  # via str: 21500.25 stays 21500.25, not its binary neighbour
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    try:
+        t = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _status(value: Any) -> OrderStatus:
+    try:
+        return OrderStatus(str(value))
+    except ValueError:
+        return OrderStatus.UNKNOWN
+
+
+def _order_type(value: Any) -> OrderType:
+    try:
+        return OrderType(str(value))
+    except ValueError:
+        return OrderType.MARKET
+
+
+class AccountView:
+    """Positions, orders, fills and cash of the accounts of one login."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._synced: set[int] = set()
+        self._accounts: dict[int, str] = {}
+        self._positions: dict[tuple[int, int], Entity] = {}
+        self._orders: dict[int, Entity] = {}
+        self._versions: dict[int, Entity] = {}  # orderId -> latest orderVersion
+        self._cl_ord: dict[int, str] = {}  # orderId -> clOrdId (from its New command)
+        self._fills: dict[int, Entity] = {}
+        self._cash: dict[int, Entity] = {}
+        self._contracts: dict[int, str] = {}
+
+    # --- feeding ---------------------------------------------------------------------------
+
+    def load_snapshot(
+        self, data: Mapping[str, Any], account_ids: Iterable[int] = ()
+    ) -> list[BrokerEvent]:
+        """Replace the view with a sync snapshot; its accounts (and ``account_ids``) become synced."""
+        self._reset()  # a snapshot is the whole truth
+        for acct in data.get("accounts") or ():
+            self._accounts[int(acct["id"])] = str(acct.get("name") or "")
+        for c in data.get("contracts") or ():
+            self._contracts[int(c["id"])] = str(c.get("name") or "")
+        for kind, items in (
+            ("order", data.get("orders")),
+            ("orderVersion", data.get("orderVersions")),
+            ("command", data.get("commands")),
+            ("position", data.get("positions")),
+            ("fill", data.get("fills")),
+            ("cashBalance", data.get("cashBalances")),
+        ):
+            for entity in items or ():
+                self._store(kind, entity, deleted=False)
+        self._synced = set(self._accounts) | {int(a) for a in account_ids}
+        return [
+            BrokerEvent("session", acct, None, detail={"state": "synced"})
+            for acct in sorted(self._synced)
+        ]
+
+    def mark_unsynced(self, reason: str) -> list[BrokerEvent]:
+        """The stream stopped: nothing read from here can be trusted until the next snapshot."""
+        was = sorted(self._synced)
+        self._synced.clear()
+        return [
+            BrokerEvent("session", acct, None, detail={"state": "unsynced", "reason": reason})
+            for acct in was
+        ]
+
+    def apply(self, props: Mapping[str, Any]) -> list[BrokerEvent]:
+        """Apply one ``props`` event; returns the changes to publish (possibly none)."""
+        kind = str(props.get("entityType") or "")
+        entity = props.get("entity")
+        if not isinstance(entity, Mapping) or "id" not in entity:
+            return []
+        deleted = props.get("eventType") == "Deleted"
+        return self._store(kind, entity, deleted=deleted)
+
+    def absorb(self, kind: str, entity: Entity) -> list[BrokerEvent]:
+        """Merge an entity read by a request (not the stream) under the same rules."""
+        return self._store(kind, entity, deleted=False)
+
+    def set_contract(self, contract_id: int, name: str) -> None:
+        self._contracts[contract_id] = name
+
+    def _store(self, kind: str, e: Entity, *, deleted: bool) -> list[BrokerEvent]:
+        eid = int(e["id"])
+        if kind == "order":
+            if deleted:
+                self._orders.pop(eid, None)
+            else:
+                self._orders[eid] = e
+            return self._order_event(eid, deleted)
+        if kind == "orderVersion":
+            oid = int(e["orderId"])
+            current = self._versions.get(oid)
+            if current is None or int(current["id"]) <= eid:
+                self._versions[oid] = e
+            return self._order_event(oid, False) if oid in self._orders else []
+        if kind == "command":
+            cl = e.get("clOrdId")
+            if cl and e.get("commandType", "New") == "New":
+                self._cl_ord[int(e["orderId"])] = str(cl)
+            return []
+        if kind == "position":
+            key = (int(e["accountId"]), int(e["contractId"]))
+            if deleted:
+                self._positions.pop(key, None)
+            else:
+                self._positions[key] = e
+            pos = self._position(e)
+            return [BrokerEvent("position", pos.account_id, pos, deleted=deleted)]
+        if kind == "fill":
+            if eid in self._fills or deleted:
+                return []  # a replayed fill
+            self._fills[eid] = e
+            fill = self._fill(e)
+            return [BrokerEvent("fill", fill.account_id or None, fill)]
+        if kind == "cashBalance":
+            acct = int(e["accountId"])
+            self._cash[acct] = e
+            cash = self._cash_balance(e)
+            return [BrokerEvent("cash", acct, cash)]
+        if kind == "contract":
+            self._contracts[eid] = str(e.get("name") or "")
+            return []
+        if kind == "account":
+            self._accounts[eid] = str(e.get("name") or "")
+            return []
+        return []
+
+    def _order_event(self, order_id: int, deleted: bool) -> list[BrokerEvent]:
+        order = self._working(order_id)
+        if order is None:
+            return [BrokerEvent("order", None, None, deleted=True, detail={"order_id": order_id})]
+        return [BrokerEvent("order", order.account_id, order, deleted=deleted)]
+
+    # --- building value objects ------------------------------------------------------------
+
+    def _symbol(self, contract_id: int) -> str:
+        return self._contracts.get(contract_id, "")
+
+    def _position(self, e: Entity) -> Position:
+        cid = int(e["contractId"])
+        return Position(
+            account_id=int(e["accountId"]),
+            contract_id=cid,
+            symbol=self._symbol(cid),
+            net_pos=int(e.get("netPos") or 0),
+            net_price=_dec(e.get("netPrice")),
+            timestamp=_time(e.get("timestamp")),
+        )
+
+    def _working(self, order_id: int) -> WorkingOrder | None:
+        o = self._orders.get(order_id)
+        if o is None:
+            return None
+        v = self._versions.get(order_id, {})
+        cid = int(o.get("contractId") or 0)
+        return WorkingOrder(
+            order_id=order_id,
+            account_id=int(o["accountId"]),
+            contract_id=cid,
+            symbol=self._symbol(cid),
+            side=Side(str(o.get("action") or "Buy")),
+            qty=int(v.get("orderQty") or 0),
+            order_type=_order_type(v.get("orderType")),
+            status=_status(o.get("ordStatus")),
+            price=_dec(v.get("price")),
+            stop_price=_dec(v.get("stopPrice")),
+            cl_ord_id=self._cl_ord.get(order_id),
+            parent_id=o.get("parentId"),
+            oco_id=o.get("ocoId"),
+        )
+
+    def _fill(self, e: Entity) -> Fill:
+        order = self._orders.get(int(e["orderId"]), {})
+        cid = int(e.get("contractId") or order.get("contractId") or 0)
+        return Fill(
+            fill_id=int(e["id"]),
+            order_id=int(e["orderId"]),
+            account_id=int(order.get("accountId") or 0),
+            contract_id=cid,
+            symbol=self._symbol(cid),
+            side=Side(str(e.get("action") or order.get("action") or "Buy")),
+            qty=int(e.get("qty") or 0),
+            price=_dec(e.get("price")) or Decimal(0),
+            timestamp=_time(e.get("timestamp")) or datetime.fromtimestamp(0, tz=UTC),
+        )
+
+    @staticmethod
+    def _cash_balance(e: Entity) -> CashBalance:
+        return CashBalance(
+            account_id=int(e["accountId"]),
+            realized_pnl=_dec(e.get("realizedPnL")) or Decimal(0),
+            open_pnl=_dec(e.get("openPnL")) or Decimal(0),
+            amount=_dec(e.get("amount")),
+        )
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def is_synced(self, account_id: int) -> bool:
+        return account_id in self._synced
+
+    @property
+    def account_ids(self) -> list[int]:
+        return sorted(self._accounts)
+
+    def account_name(self, account_id: int) -> str | None:
+        return self._accounts.get(account_id)
+
+    def _require_synced(self, account_id: int) -> None:
+        if account_id not in self._synced:
+            raise TransientBrokerError(
+                f"the broker view of account {account_id} is not synced: its state is unknown"
+            )
+
+    def positions(self, account_id: int) -> list[Position]:
+        """Open positions (net ≠ 0); raises while unsynced — an empty list means flat."""
+        self._require_synced(account_id)
+        return [
+            self._position(e)
+            for (acct, _), e in sorted(self._positions.items())
+            if acct == account_id and int(e.get("netPos") or 0) != 0
+        ]
+
+    def working_orders(self, account_id: int) -> list[WorkingOrder]:
+        """Orders still open (PendingNew, Working, …), oldest first; raises while unsynced."""
+        self._require_synced(account_id)
+        out = []
+        for oid in sorted(self._orders):
+            order = self._working(oid)
+            if order is not None and order.account_id == account_id and order.status.is_open:
+                out.append(order)
+        return out
+
+    def order(self, order_id: int) -> WorkingOrder | None:
+        """Any order the view knows, open or not."""
+        return self._working(order_id)
+
+    def order_by_cl_ord_id(self, account_id: int, cl_ord_id: str) -> WorkingOrder | None:
+        for oid, cl in self._cl_ord.items():
+            if cl == cl_ord_id:
+                order = self._working(oid)
+                if order is not None and order.account_id == account_id:
+                    return order
+        return None
+
+    def fills(self, account_id: int) -> list[Fill]:
+        self._require_synced(account_id)
+        fills = [self._fill(e) for e in self._fills.values()]
+        return sorted(
+            (f for f in fills if f.account_id == account_id), key=lambda f: (f.timestamp, f.fill_id)
+        )
+
+    def cash(self, account_id: int) -> CashBalance | None:
+        self._require_synced(account_id)
+        e = self._cash.get(account_id)
+        return self._cash_balance(e) if e is not None else None
+
+    def unknown_contract_ids(self) -> set[int]:
+        ids = {int(e["contractId"]) for e in self._positions.values()}
+        ids |= {int(o["contractId"]) for o in self._orders.values() if o.get("contractId")}
+        return ids - set(self._contracts)
+
+
+_CLOSED = object()
+
+
+class Subscription:
+    """One subscriber's queue of events; iterate it with ``async for``.
+
+    A subscriber that falls ``maxsize`` events behind loses its backlog and receives one
+    ``session`` event with ``state="overflow"``: re-read the view, the queue cannot be trusted."""
+
+    def __init__(self, hub: EventHub, maxsize: int) -> None:
+        self._hub = hub
+        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize)
+
+    def _put(self, item: object) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(BrokerEvent("session", None, None, detail={"state": "overflow"}))
+            if item is _CLOSED:
+                self._queue.put_nowait(item)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> BrokerEvent:
+        item = await self._queue.get()
+        if item is _CLOSED:
+            self._queue.put_nowait(_CLOSED)
+            raise StopAsyncIteration
+        assert isinstance(item, BrokerEvent)
+        return item
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self)
+        self._put(_CLOSED)
+
+
+class EventHub:
+    """Fan-out of view changes: every subscriber gets every event, in order."""
+
+    def __init__(self, maxsize: int = 10_000) -> None:
+        self.maxsize = maxsize
+        self._subs: list[Subscription] = []
+        self._closed = False
+
+    def subscribe(self) -> Subscription:
+        sub = Subscription(self, self.maxsize)
+        if self._closed:
+            sub._put(_CLOSED)
+        else:
+            self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+
+    def publish(self, events: Iterable[BrokerEvent]) -> None:
+        for event in events:
+            for sub in self._subs:
+                sub._put(event)
+
+    def close(self) -> None:
+        self._closed = True
+        for sub in list(self._subs):
+            sub.close()

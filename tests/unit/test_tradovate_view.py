@@ -1,0 +1,220 @@
+"""The live view: snapshot + props events → positions, merged orders, deduplicated fills, cash."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jtrades.broker.base import BrokerEvent, OrderStatus, OrderType, Side
+from jtrades.broker.tradovate.view import AccountView, EventHub
+from jtrades.errors import TransientBrokerError
+
+ACCT, OTHER, MNQ = 101, 102, 7001
+
+
+def snapshot(**extra: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "accounts": [{"id": ACCT, "name": "SIM1"}, {"id": OTHER, "name": "SIM2"}],
+        "contracts": [{"id": MNQ, "name": "MNQZ6"}],
+        "positions": [],
+        "orders": [],
+        "orderVersions": [],
+        "fills": [],
+        "cashBalances": [{"id": 1, "accountId": ACCT, "amount": 50000, "realizedPnL": 0}],
+    }
+    base.update(extra)
+    return base
+
+
+def props(kind: str, entity: dict[str, Any], event: str = "Created") -> dict[str, Any]:
+    return {"entityType": kind, "eventType": event, "entity": entity}
+
+
+def order(oid: int, status: str = "Working", acct: int = ACCT, **kw: Any) -> dict[str, Any]:
+    return {
+        "id": oid,
+        "accountId": acct,
+        "contractId": MNQ,
+        "action": "Sell",
+        "ordStatus": status,
+        **kw,
+    }
+
+
+def version(vid: int, oid: int, **kw: Any) -> dict[str, Any]:
+    return {"id": vid, "orderId": oid, "orderQty": 1, "orderType": "Limit", "price": 21510.25, **kw}
+
+
+def test_unsynced_view_refuses_to_say_flat() -> None:
+    view = AccountView()
+    with pytest.raises(TransientBrokerError):
+        view.positions(ACCT)
+    view.load_snapshot(snapshot())
+    assert view.positions(ACCT) == []
+    events = view.mark_unsynced("connection lost")
+    assert {e.account_id for e in events} == {ACCT, OTHER}
+    assert all(e.kind == "session" and e.detail["state"] == "unsynced" for e in events)
+    with pytest.raises(TransientBrokerError):
+        view.positions(ACCT)
+    with pytest.raises(TransientBrokerError):
+        view.working_orders(ACCT)
+
+
+def test_unknown_account_is_not_flat_either() -> None:
+    view = AccountView()
+    view.load_snapshot(snapshot())
+    with pytest.raises(TransientBrokerError):
+        view.positions(999)
+
+
+def test_positions_from_snapshot_and_events() -> None:
+    view = AccountView()
+    pos = {"id": 5, "accountId": ACCT, "contractId": MNQ, "netPos": 3, "netPrice": 21500.25}
+    view.load_snapshot(snapshot(positions=[pos]))
+    [p] = view.positions(ACCT)
+    assert (p.symbol, p.net_pos, p.net_price) == ("MNQZ6", 3, Decimal("21500.25"))
+    assert view.positions(OTHER) == []
+    events = view.apply(props("position", {**pos, "netPos": 0}, "Updated"))
+    assert events[0].kind == "position"
+    assert events[0].account_id == ACCT
+    assert view.positions(ACCT) == []  # flat positions are not listed
+
+
+def test_order_and_version_merge_with_cl_ord_id() -> None:
+    view = AccountView()
+    view.load_snapshot(snapshot())
+    view.apply(props("order", order(9, "PendingNew")))
+    view.apply(
+        props("command", {"id": 1, "orderId": 9, "clOrdId": "sig1-a-tp1", "commandType": "New"})
+    )
+    view.apply(props("orderVersion", version(20, 9)))
+    view.apply(props("order", order(9, "Working"), "Updated"))
+    [w] = view.working_orders(ACCT)
+    assert (w.order_id, w.side, w.qty, w.order_type, w.status) == (
+        9,
+        Side.SELL,
+        1,
+        OrderType.LIMIT,
+        OrderStatus.WORKING,
+    )
+    assert w.price == Decimal("21510.25")
+    assert w.cl_ord_id == "sig1-a-tp1"
+    # a modify: a newer version wins, an older one arriving late does not
+    view.apply(props("orderVersion", version(22, 9, orderQty=2, price=21520)))
+    view.apply(props("orderVersion", version(21, 9, orderQty=5)))
+    [w] = view.working_orders(ACCT)
+    assert (w.qty, w.price) == (2, Decimal(21520))
+    assert view.order_by_cl_ord_id(ACCT, "sig1-a-tp1") == w
+    assert view.order_by_cl_ord_id(OTHER, "sig1-a-tp1") is None  # never across sub-accounts
+    view.apply(props("order", order(9, "Filled"), "Updated"))
+    assert view.working_orders(ACCT) == []
+    assert view.order(9) is not None
+    assert view.order(9).status is OrderStatus.FILLED
+
+
+def test_orders_are_scoped_to_their_account() -> None:
+    view = AccountView()
+    view.load_snapshot(
+        snapshot(
+            orders=[order(1), order(2, acct=OTHER)], orderVersions=[version(1, 1), version(2, 2)]
+        )
+    )
+    assert [o.order_id for o in view.working_orders(ACCT)] == [1]
+    assert [o.order_id for o in view.working_orders(OTHER)] == [2]
+
+
+def test_fills_are_deduplicated_and_mapped_to_accounts_through_orders() -> None:
+    view = AccountView()
+    view.load_snapshot(snapshot(orders=[order(9, "Filled")]))
+    fill = {
+        "id": 77,
+        "orderId": 9,
+        "contractId": MNQ,
+        "action": "Sell",
+        "qty": 1,
+        "price": 21510.25,
+        "timestamp": "2026-11-25T15:00:00Z",
+    }
+    first = view.apply(props("fill", fill))
+    again = view.apply(props("fill", fill))  # replayed around the session change
+    assert len(first) == 1
+    assert again == []
+    [f] = view.fills(ACCT)
+    assert (f.fill_id, f.account_id, f.price, f.qty) == (77, ACCT, Decimal("21510.25"), 1)
+    assert view.fills(OTHER) == []
+
+
+def test_cash_balance() -> None:
+    view = AccountView()
+    view.load_snapshot(snapshot())
+    assert view.cash(ACCT).amount == Decimal(50000)  # type: ignore[union-attr]
+    assert view.cash(OTHER) is None
+    view.apply(
+        props(
+            "cashBalance",
+            {"id": 1, "accountId": ACCT, "amount": 50012.5, "realizedPnL": 12.5},
+            "Updated",
+        )
+    )
+    assert view.cash(ACCT).realized_pnl == Decimal("12.5")  # type: ignore[union-attr]
+
+
+def test_deleted_order_disappears() -> None:
+    view = AccountView()
+    view.load_snapshot(snapshot(orders=[order(3)], orderVersions=[version(3, 3)]))
+    events = view.apply(props("order", order(3), "Deleted"))
+    assert events[0].deleted
+    assert view.working_orders(ACCT) == []
+
+
+def test_a_new_snapshot_replaces_everything() -> None:
+    view = AccountView()
+    view.load_snapshot(snapshot(orders=[order(3)], orderVersions=[version(3, 3)]))
+    view.mark_unsynced("drop")
+    view.load_snapshot(snapshot())
+    assert view.working_orders(ACCT) == []
+
+
+def test_malformed_props_are_ignored() -> None:
+    view = AccountView()
+    view.load_snapshot(snapshot())
+    assert view.apply({"entityType": "order", "eventType": "Created", "entity": None}) == []
+    assert view.apply({"entityType": "whatever", "entity": {"id": 1}}) == []
+
+
+@given(st.lists(st.integers(1, 30), max_size=60))
+def test_any_replay_order_gives_each_fill_once(ids: list[int]) -> None:
+    view = AccountView()
+    view.load_snapshot(snapshot(orders=[order(9, "Filled")]))
+    for i in ids:
+        view.apply(
+            props(
+                "fill",
+                {"id": i, "orderId": 9, "contractId": MNQ, "action": "Sell", "qty": 1, "price": 1},
+            )
+        )
+    assert sorted(f.fill_id for f in view.fills(ACCT)) == sorted(set(ids))
+
+
+async def test_hub_fans_out_in_order_and_closes() -> None:
+    hub = EventHub()
+    a, b = hub.subscribe(), hub.subscribe()
+    events = [BrokerEvent("cash", ACCT, None, detail={"n": n}) for n in range(3)]
+    hub.publish(events)
+    hub.close()
+    assert [e async for e in a] == events
+    assert [e async for e in b] == events
+
+
+async def test_a_slow_subscriber_is_told_it_overflowed() -> None:
+    hub = EventHub(maxsize=2)
+    sub = hub.subscribe()
+    hub.publish(BrokerEvent("cash", ACCT, None, detail={"n": n}) for n in range(5))
+    hub.close()
+    got = [e async for e in sub]
+    assert any(e.kind == "session" and e.detail.get("state") == "overflow" for e in got)
+    assert len(got) <= 3
