@@ -28,12 +28,19 @@ Decisions worth knowing:
   working orders.
 - OPEN is one ``strategy`` (market entry + one bracket per TP leg with the same stop), or a plain
   market ``order`` when there is neither TP nor SL.
+- Quantities: OPEN uses the webhook's quantity (none or 0: ``--size``), ADD the webhook's quantity
+  (none or 0: ``--add-size``), × multiplier (floor, ≥ 1); ``--max-contracts`` caps the whole
+  position, so an add at the cap is IGNOREd.
+- Exit units: dollars are per contract (every follower's stop at the same price whatever its
+  multiplier); trail trigger/frequency and breakeven are read in ``--sl-units``. The breakeven
+  offset has no field in ``StrategyBracket`` and is not sent.
 - ADD (DCA) with ``--dca``: market add, cancel the working exits, re-place TP/SL for the whole
   averaged position as absolute prices (one ``oco`` per TP leg: limit + its share of the stop).
   Without ``--dca`` an add is IGNOREd when the position has or should have exits: adding
   without re-placing them would leave the added contracts unprotected (or the old exits sized
   wrong). With no exits anywhere, the add is a plain market order.
-- REDUCE cancels the working exits first, then sends the market order, then re-places exits for
+- REDUCE trims by the webhook's quantity (none or 0: ``--size``) × multiplier. It cancels the
+  working exits first, then sends the market order, then re-places exits for
   what remains: a reduce never leaves exits larger than the position (an over-filled exit
   would flip it), and never goes through zero (a reduce ≥ the position is a CLOSE).
 - Re-placed exits (DCA, reduce) are GTC and recomputed from the configured levels (a stop moved by

@@ -26,6 +26,7 @@ from jtrades.engine.signal import Action, MarketPosition, Signal
 D = Decimal
 CHI = ZoneInfo("America/Chicago")
 NY = ZoneInfo("America/New_York")
+LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # Tuesday 09:00 Chicago
 FRESH = RecorderState(0, 0, None, 0)
 CLEAN = TraderState(D(0), D(0), None, 0)
@@ -329,3 +330,51 @@ def test_every_nth_accepts_one_in_n(n: int, runs: int) -> None:
     s = RiskSettings(every_nth=n)
     accepted = sum(rec(BUY, s, RecorderState(0, 0, None, k)) is None for k in range(n * runs))
     assert accepted == runs
+
+
+settings_st = st.builds(
+    RiskSettings,
+    direction=st.sampled_from(list(Direction)),
+    windows=st.lists(
+        st.tuples(st.integers(0, 23), st.integers(0, 23))
+        .filter(lambda ab: ab[0] != ab[1])
+        .map(lambda ab: Window(time(ab[0]), time(ab[1]))),
+        max_size=2,
+    ).map(tuple),
+    cooldown_s=st.integers(0, 10_000),
+    max_signals=st.one_of(st.none(), st.integers(1, 5)),
+    every_nth=st.integers(1, 5),
+    max_daily_loss=st.one_of(st.none(), st.integers(1, 1000).map(D)),
+    auto_flat_after=st.one_of(st.none(), st.times()),
+    inverse=st.booleans(),
+)
+any_now = st.datetimes(
+    min_value=datetime(2025, 1, 1), max_value=datetime(2028, 1, 1), timezones=st.just(UTC)
+)
+
+
+@given(
+    settings_st,
+    any_now,
+    st.sampled_from([CLOSE, FLAT_TARGET, REDUCE]),
+    st.integers(0, 20),
+    st.integers(-5000, 0).map(D),
+    st.booleans(),
+)
+def test_exits_pass_whatever_the_entry_settings_and_counters(
+    s: RiskSettings, now: datetime, sig: Signal, n: int, pnl: Decimal, halted: bool
+) -> None:
+    recent = now - timedelta(seconds=1)
+    assert rec(sig, s, RecorderState(n, n, recent, n), now=now, tz=NY, halted=halted) is None
+    t = TraderState(pnl, pnl, recent, n, n)
+    assert trd(sig, s, t, now=now, tz=NY, halted=halted) is None
+
+
+@given(settings_st, any_now, st.sampled_from([BUY, SELL, SHORT_ENTRY]), st.integers(0, 20))
+def test_entries_are_rejected_by_a_named_filter_or_accepted(
+    s: RiskSettings, now: datetime, sig: Signal, n: int
+) -> None:
+    r = rec(sig, s, RecorderState(n, n, now - timedelta(seconds=n), n), now=now, tz=LONDON)
+    known = {"direction", "window", "auto_flat", "cooldown", "max_signals", "every_nth"}
+    assert r is None or (r.filter in known and r.reason)
+    assert name(rec(sig, s, FRESH, now=now, tz=LONDON, halted=True)) == "halted"
