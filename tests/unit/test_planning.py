@@ -708,3 +708,64 @@ def test_every_plan_is_on_tick_sized_and_bounded(
         exits = [oco(o).first.qty for o in p.orders if o.kind == "oco"]
         assert not exits or sum(exits) == abs(pos) - trim.qty
     assert exposure in (0, abs(pos))
+
+
+E6 = Contract("6EZ6", "6E", D("0.00005"), D("125000"), contract_id=10)
+
+
+@settings(max_examples=200)
+@given(
+    contract=st.sampled_from([MNQ, GC, MGC, ZB, E6]),
+    pos=st.integers(min_value=1, max_value=15),
+    add=st.integers(min_value=1, max_value=6),
+    avg_ticks=st.integers(min_value=1_000, max_value=5_000_000),
+    avg_frac=st.decimals(min_value=D(0), max_value=D("0.999"), places=3),
+    move_ticks=st.integers(min_value=-200, max_value=200),
+    tp_ticks=st.integers(min_value=1, max_value=100),
+    sl_ticks=st.integers(min_value=1, max_value=100),
+    is_long=st.booleans(),
+    mult=st.sampled_from(["0.5", "1", "2", "3"]),
+)
+def test_dca_exits_bracket_the_fractional_average(
+    contract: Contract,
+    pos: int,
+    add: int,
+    avg_ticks: int,
+    avg_frac: Decimal,
+    move_ticks: int,
+    tp_ticks: int,
+    sl_ticks: int,
+    is_long: bool,
+    mult: str,
+) -> None:
+    tick = contract.tick_size
+    avg = (avg_ticks + avg_frac) * tick  # an average is anywhere, usually off the tick
+    price = avg_ticks * tick + move_ticks * tick
+    s = RiskSettings(
+        size=3,
+        add_size=add,
+        tp=(parse_tp(f"{tp_ticks}:1,{tp_ticks * 2}")),
+        sl=D(sl_ticks),
+        dca=True,
+        same_direction=SameDirection.ADD,
+    )
+    state = AccountState(pos if is_long else -pos, avg)
+    p = plan(Signal(Action.BUY if is_long else Action.SELL), s, state, mult=mult, contract=contract,
+             price=price)  # fmt: skip
+    assert p.action is PositionAction.ADD
+    added = order(p.orders[0]).qty
+    total = pos + added
+    new_avg = (avg * pos + price * added) / total
+    d = 1 if is_long else -1
+    legs = [oco(o) for o in p.orders if o.kind == "oco"]
+    assert sum(x.first.qty for x in legs) == total
+    for x in legs:
+        tp, sl = x.first.price, x.second.stop_price
+        assert tp is not None
+        assert sl is not None
+        assert tp % tick == 0
+        assert sl % tick == 0
+        assert (tp - new_avg) * d > 0  # a take-profit beyond the average
+        assert (new_avg - sl) * d > 0  # a stop on the losing side
+        assert abs(new_avg - sl) <= sl_ticks * tick  # never wider than configured
+        assert abs(tp - new_avg) <= 2 * tp_ticks * tick
