@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
+import structlog
 import typer
 
 from jtrades.cli.common import (
@@ -26,6 +27,8 @@ from jtrades.security import load_secret_box
 from jtrades.store import accounts as store
 from jtrades.store import audit, users
 from jtrades.store.accounts import Account, SubAccountRow
+
+log = structlog.get_logger(__name__)
 
 app = typer.Typer(
     help="Broker accounts: add, list, add-sub, remove (and sync with Tradovate).",
@@ -91,6 +94,14 @@ def add(
         if password is not None:
             box = load_secret_box(settings(), create=True)
             sealed = box.seal(password, store.password_context(env, username))
+        log.debug(
+            "accounts.add",
+            label=label,
+            env=env,
+            username=username,
+            password_set=password is not None,
+            key_id=sealed.key_id if sealed else None,
+        )
         async with db.pool.acquire() as c, c.transaction():
             owner = await users.get(c, user)
             account = await store.create(

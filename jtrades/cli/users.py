@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
+import structlog
 import typer
 
 from jtrades.cli.common import JsonOpt, actor, done, emit, read_secret_stdin, run, run_plain
@@ -16,6 +17,8 @@ from jtrades.security import hash_password
 from jtrades.store import audit
 from jtrades.store import users as store
 from jtrades.store.users import User
+
+log = structlog.get_logger(__name__)
 
 app = typer.Typer(
     help="Users: register (pending), approve or reject, disable, list.", no_args_is_help=True
@@ -56,6 +59,9 @@ def register(
 
     async def go(db: Database) -> User:
         pw_hash = hash_password(password) if password is not None else None
+        log.debug(
+            "users.register", name=name, email=email, admin=admin, password_set=password is not None
+        )
         async with db.pool.acquire() as c, c.transaction():
             user = await store.create(
                 c, name=name, email=email, password_hash=pw_hash, is_admin=admin, timezone=timezone

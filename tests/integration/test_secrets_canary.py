@@ -1,0 +1,178 @@
+"""Money rule 8: secrets never appear in logs, errors or CLI output after creation.
+
+Canary values (a broker password, a user password, the operator's API secret, the master key,
+a webhook token) are pushed through every users/accounts command — successes and failures —
+with debug logging in JSON, and every byte each command writes is searched for them. The one
+allowed appearance is the webhook URL printed once by ``recorder create``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+
+from jtrades.security import new_secret_key
+from tests.cli import Result, invoke, invoke_process
+
+BROKER_PW = "canary-broker-pw-7Fq2xZ"
+USER_PW = "canary-user-pw-Lm93kQ"
+API_SEC = "canary-api-sec-0d9e8c7b"
+MASTER_KEY = new_secret_key()
+
+
+class Recorder:
+    """Runs commands with the canary environment and keeps everything they wrote."""
+
+    def __init__(self, db_url: str, data_dir: Path) -> None:
+        self.db_url = db_url
+        self.data_dir = data_dir
+        self.env: dict[str, str | None] = {
+            "JTRADES_LOG__LEVEL": "debug",
+            "JTRADES_LOG__FORMAT": "json",
+            "JTRADES_TRADOVATE__SEC": API_SEC,
+            "JTRADES_SECRET_KEY": MASTER_KEY,
+        }
+        self.outputs: list[tuple[list[str], Result]] = []
+
+    def __call__(self, *args: str, input: str | None = None, expect: int = 0) -> Result:
+        r = invoke(
+            list(args), db_url=self.db_url, data_dir=self.data_dir, input=input, env=self.env
+        )
+        assert r.exit_code == expect, (args, r.stderr)
+        self.outputs.append((list(args), r))
+        return r
+
+    def assert_clean(self, canaries: list[str]) -> None:
+        assert self.outputs
+        for args, r in self.outputs:
+            for canary in canaries:
+                assert canary not in r.stdout, (args, canary, "stdout")
+                assert canary not in r.stderr, (args, canary, "stderr")
+
+
+def _json_log_lines(stderr: str) -> list[dict[str, object]]:
+    return [orjson.loads(ln) for ln in stderr.splitlines() if ln.startswith("{")]
+
+
+def test_users_and_accounts_commands_never_show_secrets(db_url: str, data_dir: Path) -> None:
+    run = Recorder(db_url, data_dir)
+    both = ("--json", "")
+    for i, fmt in enumerate(both):
+        extra = [fmt] if fmt else []
+        name, label = f"alice{i}", f"alice{i}-demo"
+        run("users", "register", name, "--email", f"{name}@x.io", "--password-stdin", *extra,
+            input=USER_PW + "\n")  # fmt: skip
+        run("users", "approve", name, *extra)
+        run("users", "set-timezone", name, "Europe/London", *extra)
+        run("users", "list", *extra)
+        run("users", "list", "--pending", *extra)
+        run("accounts", "add", label, "--user", name, "--env", "demo", "--username",
+                f"{name}_tv", "--password-stdin", *extra, input=BROKER_PW + "\n")  # fmt: skip
+        run("accounts", "add-sub", label, "--id", str(100 + i), "--name", f"DEMO{i}", *extra)
+        run("accounts", "add", f"{name}-paper", "--user", name, "--env", "paper", *extra)
+        run("accounts", "list", *extra)
+        run("accounts", "list", "--user", name, *extra)
+        # Failures carry the secret on stdin too: the error line must not echo it.
+        run("accounts", "add", label.upper(), "--user", name, "--env", "live", "--username",
+            "x", "--password-stdin", *extra, input=BROKER_PW + "\n", expect=1)  # fmt: skip
+        run("accounts", "add", "nouser-acc", "--user", "ghost", "--env", "live", "--username",
+            "x", "--password-stdin", *extra, input=BROKER_PW + "\n", expect=1)  # fmt: skip
+        run("users", "register", name, "--email", "dup@x.io", "--password-stdin", *extra,
+            input=USER_PW + "\n", expect=1)  # fmt: skip
+        run("accounts", "remove", f"{name}-paper", *extra)
+        run("users", "disable", name, *extra)
+        run("users", "reject", name, *extra)
+
+    # Debug logging really was on and in JSON (the test would be hollow otherwise).
+    logs = [line for _, r in run.outputs for line in _json_log_lines(r.stderr)]
+    events = {str(line["event"]) for line in logs}
+    assert {"users.register", "accounts.add"} <= events
+    assert any(line["level"] == "debug" for line in logs)
+    run.assert_clean([BROKER_PW, USER_PW, API_SEC, MASTER_KEY])
+
+
+async def test_secrets_are_not_stored_in_clear(
+    db_url: str, data_dir: Path, pool: asyncpg.Pool
+) -> None:
+    import asyncio
+
+    def commands() -> None:
+        run = Recorder(db_url, data_dir)
+        run("users", "register", "bob", "--email", "b@x.io", "--password-stdin",
+            input=USER_PW + "\n")  # fmt: skip
+        run("accounts", "add", "bob-demo", "--user", "bob", "--env", "demo", "--username",
+            "bob_tv", "--password-stdin", input=BROKER_PW + "\n")  # fmt: skip
+        run.assert_clean([BROKER_PW, USER_PW, API_SEC, MASTER_KEY])
+
+    await asyncio.to_thread(commands)
+    dump = await pool.fetch(
+        "SELECT row_to_json(t)::text AS j FROM (SELECT * FROM users) t "
+        "UNION ALL SELECT row_to_json(t)::text FROM (SELECT * FROM accounts) t "
+        "UNION ALL SELECT row_to_json(t)::text FROM (SELECT * FROM audit_log) t"
+    )
+    text = "\n".join(r["j"] for r in dump)
+    assert "bob_tv" in text  # the dump really holds the rows
+    for canary in (BROKER_PW, USER_PW, MASTER_KEY):
+        assert canary not in text
+    raw = await pool.fetchval("SELECT password_enc FROM accounts")
+    assert BROKER_PW.encode() not in raw
+
+
+def test_webhook_token_shown_once_at_creation_only(db_url: str, data_dir: Path) -> None:
+    run = Recorder(db_url, data_dir)
+    run("users", "register", "carol", "--email", "c@x.io")
+    run("users", "approve", "carol")
+    created = run("recorder", "create", "nq", "--user", "carol", "--symbol", "MNQ1!", "--json")
+    url = created.json()["webhook_url"]
+    token = url.rstrip("/").rsplit("/", 1)[1]
+    assert len(token) >= 40
+    run.outputs.clear()  # the one place the token may appear
+    run("recorder", "list")
+    run("recorder", "list", "--json")
+    run("recorder", "show", "nq")
+    run("recorder", "show", "nq", "--json")
+    run("users", "list", "--json")
+    run("accounts", "add", "carol-paper", "--user", "carol", "--env", "paper")
+    run("accounts", "list")
+    rotated = run("recorder", "rotate-token", "nq", "--json")
+    new_token = rotated.json()["webhook_url"].rstrip("/").rsplit("/", 1)[1]
+    assert new_token != token
+    run.outputs.pop()  # rotate-token shows the new one, once
+    run("recorder", "show", "nq", "--json")
+    run("users", "disable", "carol")
+    run("users", "reject", "carol", "--json")
+    run.assert_clean([token, new_token, API_SEC, MASTER_KEY])
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_real_process_output_has_no_secrets(db_url: str, data_dir: Path, fmt: str) -> None:
+    """One full process per format: everything written to fds 1 and 2, not only via sys.*."""
+    env: dict[str, str | None] = {
+        "JTRADES_LOG__LEVEL": "debug",
+        "JTRADES_LOG__FORMAT": fmt,
+        "JTRADES_TRADOVATE__SEC": API_SEC,
+        "JTRADES_SECRET_KEY": MASTER_KEY,
+    }
+    reg = invoke_process(["users", "register", "dan", "--email", "d@x.io"], db_url=db_url,
+                         data_dir=data_dir, env=env)  # fmt: skip
+    assert reg.exit_code == 0, reg.stderr
+    r = invoke_process(
+        ["accounts", "add", "dan-demo", "--user", "dan", "--env", "demo", "--username", "dan_tv",
+         "--password-stdin"],
+        db_url=db_url, data_dir=data_dir, input=BROKER_PW + "\n", env=env,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert "accounts.add" in r.stderr  # debug logging reached the real stderr
+    dup = invoke_process(
+        ["accounts", "add", "dan-demo", "--user", "dan", "--env", "demo", "--username", "dan_tv",
+         "--password-stdin"],
+        db_url=db_url, data_dir=data_dir, input=BROKER_PW + "\n", env=env,
+    )  # fmt: skip
+    assert dup.exit_code == 1
+    for res in (reg, r, dup):
+        for canary in (BROKER_PW, API_SEC, MASTER_KEY):
+            assert canary not in res.stdout
+            assert canary not in res.stderr
