@@ -312,6 +312,27 @@ def _label(side: Side) -> str:
     return "long" if side is Side.BUY else "short"
 
 
+def _req(
+    c: _Ctx,
+    side: Side,
+    qty: int,
+    kind: OrderType,
+    cl: str,
+    *,
+    price: Decimal | None = None,
+    stop: Decimal | None = None,
+    peg: Decimal | None = None,
+    gtc: bool = False,
+) -> OrderRequest:
+    """An order of this sub-account on this contract (exits are GTC: a DAY exit would expire
+    at the session break and leave the position naked overnight)."""
+    tif = TimeInForce.GTC if gtc else TimeInForce.DAY
+    return OrderRequest(
+        c.account, c.contract.symbol, side, qty, kind, cl_ord_id=cl, price=price,
+        stop_price=stop, peg_difference=peg, time_in_force=tif,
+    )  # fmt: skip
+
+
 def _entry_request(c: _Ctx, cl: str, side: Side, qty: int) -> OrderRequest:
     """Market entry, or the alert's limit/stop entry (TradersPost ``orderType``) on the tick.
 
@@ -320,20 +341,16 @@ def _entry_request(c: _Ctx, cl: str, side: Side, qty: int) -> OrderRequest:
     """
     sig, tick = c.sig, c.contract.tick_size
     kind = (sig.order_type or "market").lower()
-    base = OrderRequest(c.account, c.contract.symbol, side, qty, OrderType.MARKET, cl_ord_id=cl)
     if kind == "limit" and sig.limit_price is not None:
         mode: Literal["up", "down"] = "down" if side is Side.BUY else "up"
         price = round_to_tick(sig.limit_price, tick, mode)
-        return OrderRequest(
-            c.account, c.contract.symbol, side, qty, OrderType.LIMIT, cl_ord_id=cl, price=price
-        )
+        return _req(c, side, qty, OrderType.LIMIT, cl, price=price)
     if kind == "stop" and sig.stop_price is not None:
         mode = "up" if side is Side.BUY else "down"
-        stop = round_to_tick(sig.stop_price, tick, mode)
-        return OrderRequest(
-            c.account, c.contract.symbol, side, qty, OrderType.STOP, cl_ord_id=cl, stop_price=stop
+        return _req(
+            c, side, qty, OrderType.STOP, cl, stop=round_to_tick(sig.stop_price, tick, mode)
         )
-    return base
+    return _req(c, side, qty, OrderType.MARKET, cl)
 
 
 def _reference(c: _Ctx, entry: OrderRequest) -> Decimal | None:
@@ -345,9 +362,7 @@ def _reference(c: _Ctx, entry: OrderRequest) -> Decimal | None:
 def _liquidate(c: _Ctx, steps: _Steps) -> None:
     pos = c.state.net_pos
     side = Side.SELL if pos > 0 else Side.BUY
-    req = OrderRequest(
-        c.account, c.contract.symbol, side, abs(pos), OrderType.MARKET, cl_ord_id=steps.next_id()
-    )
+    req = _req(c, side, abs(pos), OrderType.MARKET, steps.next_id())
     steps.add("liquidate", req, note=f"flatten {pos:+d} and cancel the contract's working orders")
 
 
@@ -423,21 +438,16 @@ def _place_exits(
     """
     exits = _resolve_exits(c, total, ref)
     exit_side, d, tick = pos_side.opposite, pos_side.sign, c.contract.tick_size
-    sym, acct, gtc = c.contract.symbol, c.account, TimeInForce.GTC
     if exits.empty:
         if carried is None or carried.stop_price is None:
             return "no exits"
-        req = OrderRequest(
-            acct,
-            sym,
-            exit_side,
-            total,
-            carried.order_type,
-            cl_ord_id=steps.next_id(),
-            price=carried.price,
-            stop_price=carried.stop_price,
-            time_in_force=gtc,
+        # A carried trailing stop goes back as a plain stop at its current level: its trail
+        # distance is not in the live view, and a TrailingStop without one would be refused.
+        kind = (
+            OrderType.STOP if carried.order_type is OrderType.TRAILING_STOP else carried.order_type
         )
+        req = _req(c, exit_side, total, kind, steps.next_id(), price=carried.price,
+                   stop=carried.stop_price, gtc=True)  # fmt: skip
         steps.add("order", req, note="protective stop carried over")
         return f"stop carried over at {carried.stop_price}"
 
@@ -447,14 +457,10 @@ def _place_exits(
         price = _as_price(exits.sl, ref, -d, c, "the stop-loss")
         if exits.trailing:
             peg = -d * round_distance(abs(ref - price), tick)
-            return OrderRequest(
-                acct, sym, exit_side, qty, OrderType.TRAILING_STOP, cl_ord_id=cl,
-                stop_price=price, peg_difference=peg, time_in_force=gtc,
-            )  # fmt: skip
-        return OrderRequest(
-            acct, sym, exit_side, qty, OrderType.STOP, cl_ord_id=cl, stop_price=price,
-            time_in_force=gtc,
-        )  # fmt: skip
+            return _req(
+                c, exit_side, qty, OrderType.TRAILING_STOP, cl, stop=price, peg=peg, gtc=True
+            )
+        return _req(c, exit_side, qty, OrderType.STOP, cl, stop=price, gtc=True)
 
     if not exits.tp:
         only = stop(steps.next_id(), total)
@@ -464,10 +470,7 @@ def _place_exits(
     parts = []
     for level, q in exits.tp:
         tp_price = _as_price(level, ref, d, c, "the take-profit")
-        limit = OrderRequest(
-            acct, sym, exit_side, q, OrderType.LIMIT, cl_ord_id=steps.next_id(), price=tp_price,
-            time_in_force=gtc,
-        )  # fmt: skip
+        limit = _req(c, exit_side, q, OrderType.LIMIT, steps.next_id(), price=tp_price, gtc=True)
         paired = stop(steps.next_id("b"), q)
         if paired is None:
             steps.add("order", limit, note="take-profit leg")
@@ -548,14 +551,7 @@ def _reduce(c: _Ctx, steps: _Steps, pos_side: Side) -> AccountPlan:
     remaining = pos - qty
     ref = c.state.avg_price if c.state.avg_price is not None else c.signal_price
     carried = _cancel_exits(c, steps, pos_side)
-    req = OrderRequest(
-        c.account,
-        c.contract.symbol,
-        pos_side.opposite,
-        qty,
-        OrderType.MARKET,
-        cl_ord_id=steps.next_id(),
-    )
+    req = _req(c, pos_side.opposite, qty, OrderType.MARKET, steps.next_id())
     steps.add("order", req, note=f"reduce by {qty}")
     summary = "no exits"
     if _has_exits(c, pos_side):

@@ -455,6 +455,20 @@ def test_dca_carries_the_existing_stop_when_nothing_is_configured() -> None:
     assert (carried.qty, carried.stop_price, carried.order_type) == (3, D(21490), OrderType.STOP)
 
 
+def test_a_carried_trailing_stop_goes_back_as_a_plain_stop() -> None:
+    trail = working(12, Side.BUY, 2, OrderType.TRAILING_STOP, stop="21510")
+    p = plan(REDUCE_SHORT, RiskSettings(), short(2, "21500", (trail,)))
+    assert kinds(p) == ["cancel", "order", "order"]
+    carried = order(p.orders[2])
+    assert (carried.side, carried.qty, carried.order_type, carried.stop_price) == (
+        Side.BUY,
+        1,
+        OrderType.STOP,
+        D(21510),
+    )
+    assert carried.time_in_force is TimeInForce.GTC
+
+
 # --- reverse -------------------------------------------------------------------------------
 
 
