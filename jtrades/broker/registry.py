@@ -7,6 +7,7 @@ would (money rule 5): an order of one login can never touch another's state.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -34,8 +35,12 @@ class BrokerRegistry:
         self._settings = settings
         self._paper: dict[int, PaperBroker] = {}
         self._restored: set[int] = set()
-        self._pool: Any = None  # jtrades.broker.tradovate.pool, when it is available
+        self._pool: Any = None  # jtrades.broker.tradovate.pool.TradovatePool, made on first use
+        self._tradovate: dict[int, Broker] = {}  # accounts.id -> its login's session
+        self._tv_env: dict[int, tuple[str, Broker]] = {}
+        self._wanted: set[int] = set()
         self._resolver: Any = None
+        self._box: Any = None
         self._closed = False
 
     # --- lookup ---------------------------------------------------------------------------
@@ -50,20 +55,17 @@ class BrokerRegistry:
         """The session of this link's login; raises ``TransientBrokerError`` when none is up."""
         if link.env == "paper":
             return self.paper(link.account_id)
-        pool = self._tradovate_pool()
-        if pool is None:
+        broker = self._tradovate.get(link.account_id)
+        if broker is None:
             raise TransientBrokerError(
                 f"no Tradovate session for account {link.label} ({link.env})"
             )
-        broker: Broker = pool.broker_for(link.account_id)
         return broker
 
     def sessions(self) -> list[tuple[int, str, Broker]]:
         """Every open session as (accounts.id, env, broker): reconciliation walks these."""
         out: list[tuple[int, str, Broker]] = [(aid, "paper", b) for aid, b in self._paper.items()]
-        pool = self._tradovate_pool()
-        if pool is not None and hasattr(pool, "sessions"):
-            out.extend(pool.sessions())
+        out.extend((aid, env, b) for aid, (env, b) in self._tv_env.items())
         return out
 
     async def resolve_contract(self, link: LinkConfig, broker: Broker, ticker: str) -> Contract:
@@ -103,15 +105,43 @@ class BrokerRegistry:
                         int(row["net_pos"]),
                         row["net_price"],
                     )
+        wanted = {lk.account_id for lk in snap.links_by_sub.values() if lk.env != "paper"}
+        self._wanted = wanted
+        missing = [aid for aid in wanted if aid not in self._tradovate]
+        if missing:
+            await asyncio.gather(*(self._connect(aid) for aid in missing))
+
+    async def _connect(self, account_id: int) -> None:
+        """Open (or join) the Tradovate session of one login; failures are logged and retried
+        at the next configuration sync (its sub-accounts are not traded meanwhile)."""
         pool = self._tradovate_pool()
-        if pool is not None and hasattr(pool, "sync_accounts"):
-            await pool.sync_accounts(snap)
+        if pool is None or self._db is None:
+            return
+        try:
+            from jtrades.security import load_secret_box
+            from jtrades.store.accounts import load_credentials
+
+            if self._box is None:
+                self._box = load_secret_box(self._settings, create=False)
+            creds = await load_credentials(self._db.pool, self._box, account_id)
+            if not creds.username:
+                return
+            broker = await pool.broker(
+                creds.env,
+                creds.username,
+                creds.password,
+                wait_s=self._settings.tradovate.request_timeout_s,
+            )
+        except Exception as exc:
+            log.error("broker.session_failed", account_id=account_id, error=str(exc))
+            return
+        self._tradovate[account_id] = broker
+        self._tv_env[account_id] = (creds.env, broker)
 
     def ready(self) -> bool:
         if self._closed:
             return False
-        pool = self._tradovate_pool()
-        return pool is None or not hasattr(pool, "ready") or bool(pool.ready())
+        return all(aid in self._tradovate for aid in self._wanted)
 
     async def close(self) -> None:
         self._closed = True
@@ -125,14 +155,12 @@ class BrokerRegistry:
     def _tradovate_pool(self) -> Any:
         if self._pool is None and self._db is not None:
             try:
-                mod = importlib.import_module("jtrades.broker.tradovate.pool")
-            except ImportError:
-                return None
-            factory = getattr(mod, "SessionPool", None)
-            if factory is None:
-                return None
-            try:
-                self._pool = factory(self._db, self._settings)
+                from jtrades.broker.tradovate.pool import TradovatePool
+                from jtrades.security import load_secret_box
+
+                if self._box is None:
+                    self._box = load_secret_box(self._settings, create=False)
+                self._pool = TradovatePool(self._settings.tradovate, self._db.pool, self._box)
             except Exception as exc:
                 log.error("broker.pool_unavailable", error=str(exc))
                 return None

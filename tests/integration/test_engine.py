@@ -1,0 +1,431 @@
+"""The engine end to end in-process: real Postgres, the paper broker, the real filters/planner.
+
+Also holds the small row builders the dispatch/reconcile tests share (``make_*``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+from jtrades.broker.base import OrderType, Side
+from jtrades.broker.paper import PaperBroker
+from jtrades.config import Settings
+from jtrades.db import Database, connect
+from jtrades.engine.engine import Engine, Outcome
+from jtrades.engine.signal import Action, MarketPosition, Signal
+
+# --- row builders ------------------------------------------------------------------------------
+
+
+async def make_user(pool: asyncpg.Pool, name: str, *, status: str = "approved") -> int:
+    return int(
+        await pool.fetchval(
+            "INSERT INTO users (name, email, status) VALUES ($1, $2, $3) RETURNING id",
+            name,
+            f"{name}@example.com",
+            status,
+        )
+    )
+
+
+async def make_paper_account(
+    pool: asyncpg.Pool, user_id: int, label: str, subs: int = 1
+) -> list[int]:
+    """A paper login with ``subs`` sub-accounts (broker ids 1..n); returns sub_accounts ids."""
+    aid = await pool.fetchval(
+        "INSERT INTO accounts (user_id, label, env) VALUES ($1, $2, 'paper') RETURNING id",
+        user_id,
+        label,
+    )
+    out = []
+    for i in range(1, subs + 1):
+        out.append(
+            int(
+                await pool.fetchval(
+                    "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
+                    " VALUES ($1, $2, $3) RETURNING id",
+                    aid,
+                    i,
+                    f"{label}-{i}",
+                )
+            )
+        )
+    return out
+
+
+def _cols(risk: dict[str, Any]) -> tuple[str, str, list[Any]]:
+    names = list(risk)
+    return (
+        ", ".join(names),
+        ", ".join(f"${i}" for i in range(1, len(names) + 1)),
+        list(risk.values()),
+    )
+
+
+async def make_recorder(
+    pool: asyncpg.Pool, user_id: int, name: str, symbol: str = "MNQ1!", **risk: Any
+) -> int:
+    """``risk`` are recorder columns, e.g. ``tp=[{"target": "20", "qty": 1}], sl=Decimal(40)``."""
+    values = {"user_id": user_id, "name": name, "symbol": symbol, "token_hash": os.urandom(32)}
+    values.update(risk)
+    cols, params, args = _cols(values)
+    return int(
+        await pool.fetchval(f"INSERT INTO recorders ({cols}) VALUES ({params}) RETURNING id", *args)
+    )
+
+
+async def make_trader(
+    pool: asyncpg.Pool,
+    user_id: int,
+    recorder_id: int,
+    links: list[tuple[int, Any]],
+    *,
+    enabled: bool = True,
+    **overrides: Any,
+) -> int:
+    values = {"user_id": user_id, "recorder_id": recorder_id, "enabled": enabled}
+    values.update(overrides)
+    cols, params, args = _cols(values)
+    tid = int(
+        await pool.fetchval(f"INSERT INTO traders ({cols}) VALUES ({params}) RETURNING id", *args)
+    )
+    for sub, mult in links:
+        await pool.execute(
+            "INSERT INTO trader_accounts (trader_id, sub_account_id, multiplier) VALUES ($1,$2,$3)",
+            tid,
+            sub,
+            Decimal(str(mult)),
+        )
+    return tid
+
+
+async def store_signal(
+    pool: asyncpg.Pool, recorder_id: int, received_at: datetime | None = None
+) -> tuple[int, datetime]:
+    """The HTTP layer's part: a ``signals`` row to hang intents on."""
+    at = received_at or datetime.now(UTC)
+    sid = await pool.fetchval(
+        "INSERT INTO signals (recorder_id, received_at, raw_body, verdict)"
+        " VALUES ($1, $2, $3, 'received') RETURNING id",
+        recorder_id,
+        at,
+        b"{}",
+    )
+    return int(sid), at
+
+
+async def record_outcome(pool: asyncpg.Pool, signal_id: int, out: Outcome) -> None:
+    """Store the verdict the way the HTTP layer does, so counters can be rebuilt from it."""
+    await pool.execute(
+        "UPDATE signals SET verdict=$2, filter=$3, reason=$4, orders=$5, detail=$6 WHERE id=$1",
+        signal_id,
+        out.verdict,
+        out.filter,
+        out.reason,
+        out.orders,
+        out.detail,
+    )
+
+
+async def send(engine: Engine, pool: asyncpg.Pool, recorder_id: int, signal: Signal) -> Outcome:
+    sid, at = await store_signal(pool, recorder_id)
+    out = await engine.on_signal(
+        signal_id=sid, recorder_id=recorder_id, signal=signal, received_at=at
+    )
+    await record_outcome(pool, sid, out)
+    return out
+
+
+def buy(price: str = "21500", **kw: Any) -> Signal:
+    return Signal(Action.BUY, ticker="MNQ1!", price=Decimal(price), **kw)
+
+
+def sell(price: str = "21500", **kw: Any) -> Signal:
+    return Signal(Action.SELL, ticker="MNQ1!", price=Decimal(price), **kw)
+
+
+def close(price: str = "21500") -> Signal:
+    return Signal(Action.CLOSE, ticker="MNQ1!", price=Decimal(price))
+
+
+def paper_of(engine: Engine, pool_account_id: int) -> PaperBroker:
+    return engine.brokers.paper(pool_account_id)
+
+
+async def account_of(pool: asyncpg.Pool, sub_id: int) -> tuple[int, int]:
+    """(accounts.id, broker_account_id) of a sub-account."""
+    r = await pool.fetchrow(
+        "SELECT account_id, broker_account_id FROM sub_accounts WHERE id=$1", sub_id
+    )
+    return int(r["account_id"]), int(r["broker_account_id"])
+
+
+async def net_pos(engine: Engine, pool: asyncpg.Pool, sub_id: int) -> int:
+    aid, bid = await account_of(pool, sub_id)
+    return sum(p.net_pos for p in engine.brokers.paper(aid).positions(bid))
+
+
+async def working(engine: Engine, pool: asyncpg.Pool, sub_id: int) -> list[Any]:
+    aid, bid = await account_of(pool, sub_id)
+    return engine.brokers.paper(aid).working_orders(bid)
+
+
+async def wait_for(cond: Any, what: str, limit_s: float = 5.0) -> None:
+    """Poll an async condition (event mirroring runs in the background); fail after a bound."""
+    for _ in range(int(limit_s / 0.02)):
+        if await cond():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never happened: {what}")
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    db = await connect(settings)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+async def engine_factory(database: Database, settings: Settings) -> AsyncIterator[Any]:
+    made: list[Engine] = []
+
+    async def make(**trading: Any) -> Engine:
+        s = settings
+        if trading:
+            s = settings.model_copy(update={"trading": settings.trading.model_copy(update=trading)})
+        e = Engine(database, s)
+        await e.start()
+        made.append(e)
+        return e
+
+    yield make
+    for e in made:
+        await e.close()
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+
+async def test_open_with_tp_ladder_times_three_on_two_users(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    alice, bob = await make_user(pool, "alice"), await make_user(pool, "bob")
+    rec = await make_recorder(
+        pool,
+        alice,
+        "mnq",
+        is_private=False,
+        size=3,
+        tp=[{"target": "10", "qty": 1}, {"target": "20", "qty": 1}, {"target": "30"}],
+        sl=Decimal(40),
+    )
+    (a_sub,) = await make_paper_account(pool, alice, "alice-paper")
+    (b_sub,) = await make_paper_account(pool, bob, "bob-paper")
+    await make_trader(pool, alice, rec, [(a_sub, 3)])
+    await make_trader(pool, bob, rec, [(b_sub, 3)])
+    engine = await engine_factory()
+
+    out = await send(engine, pool, rec, buy("21500"))
+
+    assert out.verdict == "accepted", out
+    assert out.orders == 2  # one strategy per sub-account
+    for sub in (a_sub, b_sub):
+        assert await net_pos(engine, pool, sub) == 9
+        orders = await working(engine, pool, sub)
+        tps = sorted((o for o in orders if o.order_type is OrderType.LIMIT), key=lambda o: o.price)
+        stops = [o for o in orders if o.order_type is OrderType.STOP]
+        assert [o.qty for o in tps] == [3, 3, 3]
+        assert [o.price for o in tps] == [Decimal("21502.5"), Decimal("21505"), Decimal("21507.5")]
+        assert sum(o.qty for o in stops) == 9
+        assert {o.stop_price for o in stops} == {Decimal("21490")}
+        assert all(o.side is Side.SELL for o in orders)
+    rows = await pool.fetch("SELECT cl_ord_id, state FROM order_intents ORDER BY cl_ord_id")
+    assert [r["state"] for r in rows] == ["sent", "sent"]
+    sid = await pool.fetchval("SELECT id FROM signals")
+    assert {r["cl_ord_id"] for r in rows} == {f"jt-{sid}-{s}-1" for s in (a_sub, b_sub)}
+
+
+async def test_recorder_filter_rejects_and_sends_nothing(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "carol")
+    rec = await make_recorder(pool, u, "rec", recording_enabled=False)
+    (sub,) = await make_paper_account(pool, u, "carol-paper")
+    await make_trader(pool, u, rec, [(sub, 1)])
+    engine = await engine_factory()
+
+    out = await send(engine, pool, rec, buy())
+
+    assert (out.verdict, out.filter) == ("rejected", "recording_disabled")
+    assert out.reason
+    assert await pool.fetchval("SELECT count(*) FROM order_intents") == 0
+    assert await net_pos(engine, pool, sub) == 0
+
+
+async def test_direction_and_trader_filters_name_themselves(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "dave")
+    rec = await make_recorder(pool, u, "rec", direction="long")
+    (sub,) = await make_paper_account(pool, u, "dave-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], max_signals=1)
+    engine = await engine_factory()
+
+    out = await send(engine, pool, rec, sell(prev_market_position=MarketPosition.FLAT))
+    assert (out.verdict, out.filter) == ("rejected", "direction")
+
+    assert (await send(engine, pool, rec, buy())).verdict == "accepted"
+    out = await send(engine, pool, rec, buy())
+    assert (out.verdict, out.filter) == ("rejected", "max_signals")
+    assert "trader" in (out.reason or "")
+    # a close is never blocked by entry filters
+    out = await send(engine, pool, rec, close())
+    assert out.verdict == "accepted"
+    assert out.orders == 1
+    assert await net_pos(engine, pool, sub) == 0
+
+
+async def test_close_and_reversal(database: Database, engine_factory: Any) -> None:
+    pool = database.pool
+    u = await make_user(pool, "erin")
+    rec = await make_recorder(pool, u, "rec", size=2, tp=[{"target": "8"}], sl=Decimal(8))
+    (sub,) = await make_paper_account(pool, u, "erin-paper")
+    await make_trader(pool, u, rec, [(sub, 1)])
+    engine = await engine_factory()
+
+    await send(engine, pool, rec, buy())
+    assert await net_pos(engine, pool, sub) == 2
+    out = await send(engine, pool, rec, sell())
+    assert out.verdict == "accepted"
+    assert await net_pos(engine, pool, sub) == -2
+    orders = await working(engine, pool, sub)
+    assert orders
+    assert all(o.side is Side.BUY for o in orders)
+    out = await send(engine, pool, rec, close())
+    assert await net_pos(engine, pool, sub) == 0
+    assert await working(engine, pool, sub) == []
+
+
+async def test_expired_signal_is_not_traded(database: Database, engine_factory: Any) -> None:
+    pool = database.pool
+    u = await make_user(pool, "fay")
+    rec = await make_recorder(pool, u, "rec")
+    (sub,) = await make_paper_account(pool, u, "fay-paper")
+    await make_trader(pool, u, rec, [(sub, 1)])
+    engine = await engine_factory(signal_ttl_s=5)
+    sid, at = await store_signal(pool, rec, datetime.now(UTC) - timedelta(seconds=30))
+
+    out = await engine.on_signal(signal_id=sid, recorder_id=rec, signal=buy(), received_at=at)
+
+    assert out.verdict == "expired"
+    assert await pool.fetchval("SELECT count(*) FROM order_intents") == 0
+
+
+async def test_fifty_copies_of_one_signal_make_one_set_of_orders(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "gus")
+    rec = await make_recorder(pool, u, "rec", size=1, tp=[{"target": "20"}], sl=Decimal(20))
+    subs = await make_paper_account(pool, u, "gus-paper", subs=2)
+    await make_trader(pool, u, rec, [(s, 2) for s in subs])
+    engine = await engine_factory()
+    sid, at = await store_signal(pool, rec)
+
+    outs = await asyncio.gather(
+        *(
+            engine.on_signal(signal_id=sid, recorder_id=rec, signal=buy(), received_at=at)
+            for _ in range(50)
+        )
+    )
+
+    assert sum(o.orders for o in outs) == 2
+    for s in subs:
+        assert await net_pos(engine, pool, s) == 2
+    assert await pool.fetchval("SELECT count(*) FROM order_intents") == 2
+
+
+async def test_racing_alerts_on_one_sub_account_never_interleave(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "hal")
+    rec = await make_recorder(pool, u, "rec", size=1, sl=Decimal(20))
+    (sub,) = await make_paper_account(pool, u, "hal-paper")
+    await make_trader(pool, u, rec, [(sub, 1)])
+    engine = await engine_factory()
+    for _ in range(5):
+        a, b = await store_signal(pool, rec), await store_signal(pool, rec)
+        await asyncio.gather(
+            engine.on_signal(signal_id=a[0], recorder_id=rec, signal=buy(), received_at=a[1]),
+            engine.on_signal(signal_id=b[0], recorder_id=rec, signal=sell(), received_at=b[1]),
+        )
+        # serial outcomes only: buy then sell = short 1, sell then buy = long 1
+        assert abs(await net_pos(engine, pool, sub)) == 1
+        stops = [o for o in await working(engine, pool, sub) if o.order_type is OrderType.STOP]
+        assert sum(o.qty for o in stops) == 1
+
+
+async def test_daily_loss_blocks_entries_after_a_losing_trade(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "ida")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (sub,) = await make_paper_account(pool, u, "ida-paper")
+    await make_trader(pool, u, rec, [(sub, 5)], max_daily_loss=Decimal(100))
+    engine = await engine_factory()
+
+    await send(engine, pool, rec, buy("21500"))
+    await send(engine, pool, rec, close("21480"))  # 5 × 20 points × $2 = -$200
+
+    async def mirrored() -> bool:
+        return bool(await pool.fetchval("SELECT count(*) FROM trades"))
+
+    await wait_for(mirrored, "the losing trade mirrored into trades")
+    assert await pool.fetchval("SELECT pnl FROM trades") == Decimal(-200)
+    out = await send(engine, pool, rec, buy("21480"))
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss")
+    assert await net_pos(engine, pool, sub) == 0
+
+
+async def test_quantities_after_multipliers(database: Database, engine_factory: Any) -> None:
+    pool = database.pool
+    u = await make_user(pool, "jo")
+    rec = await make_recorder(pool, u, "rec", size=3, max_contracts=5)
+    subs = await make_paper_account(pool, u, "jo-paper", subs=3)
+    await make_trader(pool, u, rec, list(zip(subs, ["0.5", "1.5", "10"], strict=True)))
+    engine = await engine_factory()
+
+    await send(engine, pool, rec, buy())
+
+    assert [await net_pos(engine, pool, s) for s in subs] == [1, 4, 5]
+
+
+async def test_counters_survive_a_restart(database: Database, engine_factory: Any) -> None:
+    pool = database.pool
+    u = await make_user(pool, "kim")
+    rec = await make_recorder(pool, u, "rec", max_signals=1)
+    (sub,) = await make_paper_account(pool, u, "kim-paper")
+    await make_trader(pool, u, rec, [(sub, 1)])
+    first = await engine_factory()
+    assert (await send(first, pool, rec, buy())).verdict == "accepted"
+    await first.close()
+
+    second = await engine_factory()
+    out = await send(second, pool, rec, buy())
+    assert (out.verdict, out.filter) == ("rejected", "max_signals")
