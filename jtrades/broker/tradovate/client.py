@@ -91,7 +91,8 @@ def _bracket_fields(b: BracketOrder) -> dict[str, Any]:
             "price": num(b.price),
             "stopPrice": num(b.stop_price),
             "pegDifference": num(b.peg_difference),
-            "clOrdId": b.cl_ord_id or None,
+            # RestrainedOrderVersion (spec) has no clOrdId: our id rides in ``text``.
+            "text": b.cl_ord_id or None,
         }
     )
 
@@ -148,7 +149,10 @@ def strategy_params(req: StrategyRequest) -> str:
                 }
             )
         if b.breakeven is not None:
-            leg["breakeven"] = num(b.breakeven)
+            # No documented bracket field moves a stop to breakeven: refuse rather than drop it.
+            raise ValueError(
+                "breakeven is not a Tradovate bracket parameter; manage it in the engine"
+            )
         brackets.append(leg)
     if sum(b.qty for b in req.brackets) != e.qty:
         raise ValueError("bracket quantities must add up to the entry quantity")
@@ -218,8 +222,10 @@ class TradovateBroker:
             raise ValueError("both orders of an OCO must be for the same sub-account")
         body = _order_fields(req.first)
         other = _order_fields(req.second)
-        for k in ("accountSpec", "accountId", "symbol", "isAutomated"):
+        for k in ("accountSpec", "accountId", "symbol", "isAutomated", "clOrdId"):
             other.pop(k, None)
+        if req.second.cl_ord_id and "text" not in other:
+            other["text"] = req.second.cl_ord_id  # "other" has no clOrdId in the spec
         body["other"] = other
         d = await self._send("order/placeoco", body)
         linked = (int(d["ocoId"]),) if d.get("ocoId") is not None else ()
