@@ -1,0 +1,1 @@
+"""``jtrades sim``: a Tradovate-protocol simulator over real sockets, for tests and rehearsals."""

@@ -1,0 +1,563 @@
+"""The simulated exchange: orders, matching against one price per contract, positions and P&L.
+
+Pure state and rules, no I/O: every command returns the ``props`` events it caused, in the order
+Tradovate plausibly sends them (order Created PendingNew, orderVersion, command, order Updated
+Working; a fill: fill, position, cashBalance, order Updated Filled; then what the fill set off:
+OCO cancels, OSO brackets going Working, strategy brackets). The web layer only fans them out.
+
+Matching rules (a simulator's choices, not Tradovate's documented behaviour):
+- Market fills at the current price.
+- Limit buy fills when the price is ≤ the limit, sell when ≥. An order marketable when it is placed
+  (or when a bracket becomes active) fills at the current price; one reached by a price move fills
+  at its limit.
+- Stop buy triggers when the price is ≥ the stop, sell when ≤, and fills at the price. StopLimit
+  becomes a limit at ``price`` once its stop is hit. MIT is a limit that fills at the price.
+- TrailingStop: ``|pegDifference|`` points behind the best price since placement, on the tick.
+- Every fill is for the whole quantity (no partial fills).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from typing import Any
+
+from jtrades.sim.config import Contract
+from jtrades.sim.entities import (
+    CANCELED,
+    FILLED,
+    OPEN_STATUSES,
+    PENDING_NEW,
+    SUSPENDED,
+    WORKING,
+    CashBalance,
+    Fill,
+    Leg,
+    Order,
+    OrderSpec,
+    Position,
+    PropsEvent,
+    Strategy,
+)
+
+SUPPORTED_TYPES = frozenset({"Market", "Limit", "Stop", "StopLimit", "TrailingStop", "MIT"})
+
+
+class Rejected(Exception):
+    """A command Tradovate would refuse: ``reason`` is a ``failureReason`` value."""
+
+    def __init__(self, reason: str, text: str) -> None:
+        super().__init__(text)
+        self.reason = reason
+        self.text = text
+
+
+def to_tick(value: Decimal, tick: Decimal, rounding: str = ROUND_HALF_UP) -> Decimal:
+    return (value / tick).to_integral_value(rounding=rounding) * tick
+
+
+def on_tick(value: Decimal, tick: Decimal) -> bool:
+    return value % tick == 0
+
+
+def apply_fill(pos: Position, sign: int, qty: int, price: Decimal) -> Decimal:
+    """Update a position for one fill; the realized P&L in points × contracts (not dollars)."""
+    pos.prev_pos = pos.net_pos
+    pos.prev_price = pos.net_price if pos.net_pos else None
+    if sign > 0:
+        pos.bought += qty
+        pos.bought_value += price * qty
+    else:
+        pos.sold += qty
+        pos.sold_value += price * qty
+    n = pos.net_pos
+    if n == 0 or (n > 0) == (sign > 0):
+        size = abs(n) + qty
+        pos.net_price = (pos.net_price * abs(n) + price * qty) / size
+        pos.net_pos = n + sign * qty
+        return Decimal(0)
+    closing = min(qty, abs(n))
+    realized = (price - pos.net_price) * closing * (1 if n > 0 else -1)
+    pos.net_pos = n + sign * qty
+    if pos.net_pos == 0:
+        pos.net_price = Decimal(0)
+    elif qty > closing:  # reversed through flat: the rest opens at this price
+        pos.net_price = price
+    return realized
+
+
+class Exchange:
+    def __init__(
+        self,
+        contracts: Iterable[Contract],
+        prices: dict[int, Decimal],
+        starting_balance: Decimal = Decimal(50000),
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.contracts = {c.id: c for c in contracts}
+        self.prices = dict(prices)
+        self.starting_balance = starting_balance
+        self.now = now or (lambda: datetime.now(UTC))
+        self.orders: dict[int, Order] = {}
+        self.orders_by_account: dict[int, list[Order]] = {}
+        self.working: dict[int, dict[int, Order]] = {cid: {} for cid in self.contracts}
+        self.fills_by_account: dict[int, list[Fill]] = {}
+        self.positions: dict[tuple[int, int], Position] = {}
+        self.cash: dict[int, CashBalance] = {}
+        self.strategies: dict[int, Strategy] = {}
+        self.strategies_by_account: dict[int, list[Strategy]] = {}
+        self._ids = itertools.count(1_000_001)
+        self._out: list[PropsEvent] = []
+
+    # --- commands ------------------------------------------------------------------------------
+
+    def place(
+        self, account_id: int, contract: Contract, spec: OrderSpec, is_automated: bool = True
+    ) -> tuple[int, list[PropsEvent]]:
+        self._out = []
+        self.check_spec(contract, spec)
+        order = self._new_order(account_id, contract, spec, is_automated=is_automated)
+        self._activate(order)
+        return order.id, self._out
+
+    def place_oso(
+        self, account_id: int, contract: Contract, entry: OrderSpec, brackets: list[OrderSpec]
+    ) -> tuple[list[int], list[PropsEvent]]:
+        """An entry whose brackets go Working (OCO with each other) once it fills."""
+        self._out = []
+        for spec in (entry, *brackets):
+            self.check_spec(contract, spec)
+        parent = self._new_order(account_id, contract, entry)
+        kids = [
+            self._new_order(account_id, contract, b, status=SUSPENDED, parent_id=parent.id)
+            for b in brackets
+        ]
+        if len(kids) == 2:
+            kids[0].oco_id, kids[1].oco_id = kids[1].id, kids[0].id
+        parent.children = [k.id for k in kids]
+        self._activate(parent)
+        return [parent.id, *(k.id for k in kids)], self._out
+
+    def place_oco(
+        self, account_id: int, contract: Contract, first: OrderSpec, other: OrderSpec
+    ) -> tuple[list[int], list[PropsEvent]]:
+        self._out = []
+        self.check_spec(contract, first)
+        self.check_spec(contract, other)
+        a = self._new_order(account_id, contract, first)
+        b = self._new_order(account_id, contract, other)
+        a.oco_id, b.oco_id = b.id, a.id
+        self._activate(a)
+        if b.status == PENDING_NEW:
+            self._activate(b)
+        return [a.id, b.id], self._out
+
+    def start_strategy(
+        self,
+        account_id: int,
+        contract: Contract,
+        action: str,
+        params: str,
+        entry: OrderSpec,
+        legs: list[Leg],
+        uuid: str | None = None,
+    ) -> tuple[Strategy, list[PropsEvent]]:
+        """A bracket strategy: one entry, then per leg a TP limit and a share of a stop."""
+        self._out = []
+        self.check_spec(contract, entry)
+        if sum(leg.qty for leg in legs) != entry.qty:
+            raise Rejected("UnknownReason", "Invalid or missed parameters: bracket qty")
+        st = Strategy(
+            next(self._ids), account_id, contract, action, params, self.now(), legs, uuid=uuid
+        )
+        self.strategies[st.id] = st
+        self.strategies_by_account.setdefault(account_id, []).append(st)
+        self._emit(account_id, "orderStrategy", "Created", st.json())
+        order = self._new_order(account_id, contract, entry, strategy_id=st.id, role="entry")
+        st.entry_id = order.id
+        self._activate(order)
+        return st, self._out
+
+    def interrupt_strategy(self, strategy_id: int) -> list[PropsEvent]:
+        """Stop a strategy: its open orders are canceled (entry, TPs and stops alike)."""
+        self._out = []
+        st = self.strategies.get(strategy_id)
+        if st is None:
+            raise Rejected("UnknownReason", f"order strategy {strategy_id} not found")
+        self._interrupt(st)
+        return self._out
+
+    def modify(
+        self,
+        order_id: int,
+        qty: int,
+        order_type: str,
+        price: Decimal | None,
+        stop_price: Decimal | None,
+        peg: Decimal | None = None,
+        tif: str | None = None,
+    ) -> tuple[int, list[PropsEvent]]:
+        self._out = []
+        order = self.orders.get(order_id)
+        if order is None:
+            raise Rejected("UnknownReason", f"order {order_id} not found")
+        if order.status not in OPEN_STATUSES:
+            raise Rejected("TooLate", f"order {order_id} is {order.status}")
+        if order_type != order.spec.order_type:
+            raise Rejected("UnknownReason", "orderType cannot be changed by modifyorder")
+        old = order.spec
+        new = OrderSpec(
+            old.action,
+            qty,
+            order_type,
+            price,
+            stop_price,
+            peg if peg is not None else old.peg,
+            tif or old.tif,
+            old.cl_ord_id,
+            old.text,
+        )
+        self.check_spec(order.contract, new)
+        order.spec = new
+        order.triggered = False
+        order.version_id = next(self._ids)
+        order.command_id = next(self._ids)
+        self._emit_version(order)
+        self._emit(order.account_id, "command", "Created", order.command_json("Modify"))
+        self._emit(order.account_id, "order", "Updated", order.json())
+        if order.status == WORKING:
+            self._check(order, self.prices[order.contract.id], placing=True)
+        return order.command_id, self._out
+
+    def cancel(self, order_id: int) -> tuple[int, list[PropsEvent]]:
+        self._out = []
+        order = self.orders.get(order_id)
+        if order is None:
+            raise Rejected("UnknownReason", f"order {order_id} not found")
+        if order.status not in OPEN_STATUSES:
+            raise Rejected("TooLate", f"order {order_id} is {order.status}")
+        command_id = next(self._ids)
+        self._cancel(order)
+        if order.strategy_id is not None and order.role == "entry":
+            st = self.strategies[order.strategy_id]
+            st.status = "ExecutionInterrupted"
+            self._emit(st.account_id, "orderStrategy", "Updated", st.json())
+        return command_id, self._out
+
+    def liquidate(self, account_id: int, contract_id: int) -> tuple[int | None, list[PropsEvent]]:
+        """Cancel this account's working orders on this contract, then flatten it at market."""
+        self._out = []
+        contract = self.contracts.get(contract_id)
+        if contract is None:
+            raise Rejected("InvalidContract", f"contract {contract_id} not found")
+        for st in self.strategies_by_account.get(account_id, []):
+            if st.contract.id == contract_id and st.status == "ActiveStrategy":
+                self._interrupt(st)
+        for order in list(self.orders_by_account.get(account_id, [])):
+            if order.contract.id == contract_id and order.status in OPEN_STATUSES:
+                self._cancel(order)
+        pos = self.positions.get((account_id, contract_id))
+        order_id: int | None = None
+        if pos is not None and pos.net_pos:
+            action = "Sell" if pos.net_pos > 0 else "Buy"
+            spec = OrderSpec(action, abs(pos.net_pos), "Market", text="Liquidate")
+            order = self._new_order(account_id, contract, spec)
+            self._activate(order)
+            order_id = order.id
+        return order_id, self._out
+
+    def set_price(self, contract_id: int, price: Decimal) -> list[PropsEvent]:
+        """Move a contract's price and fill what it reaches."""
+        self._out = []
+        self.prices[contract_id] = price
+        book = self.working[contract_id]
+        if book:
+            for order in list(book.values()):
+                if order.status == WORKING:
+                    self._check(order, price, placing=False)
+        return self._out
+
+    # --- validation ----------------------------------------------------------------------------
+
+    def check_spec(self, contract: Contract, spec: OrderSpec) -> None:
+        tick = contract.root.tick
+        kind = spec.order_type
+        if kind not in SUPPORTED_TYPES:
+            raise Rejected("Unsupported", f"{kind} orders are not supported by the simulator")
+        if spec.qty < 1:
+            raise Rejected("UnknownReason", "Invalid or missed parameters: orderQty")
+        needs_price = kind in ("Limit", "StopLimit", "MIT")
+        needs_stop = kind in ("Stop", "StopLimit")
+        if needs_price and spec.price is None:
+            raise Rejected("InvalidPrice", f"{kind} order needs a price")
+        if needs_stop and spec.stop_price is None:
+            raise Rejected("InvalidPrice", f"{kind} order needs a stopPrice")
+        if kind == "TrailingStop" and spec.peg is None and spec.stop_price is None:
+            raise Rejected("InvalidPrice", "TrailingStop needs a pegDifference")
+        for what, value in (("price", spec.price), ("stopPrice", spec.stop_price)):
+            if value is not None and (value <= 0 or not on_tick(value, tick)):
+                raise Rejected("InvalidPrice", f"{what} {value} is not on the tick {tick}")
+        if spec.peg is not None and (spec.peg == 0 or not on_tick(spec.peg, tick)):
+            raise Rejected("InvalidPrice", f"pegDifference {spec.peg} is not on the tick {tick}")
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _emit(
+        self, account_id: int, entity_type: str, event_type: str, entity: dict[str, Any]
+    ) -> None:
+        self._out.append((account_id, entity_type, event_type, entity))
+
+    def _emit_version(self, order: Order) -> None:
+        self._emit(order.account_id, "orderVersion", "Created", order.version_json())
+
+    def _new_order(
+        self,
+        account_id: int,
+        contract: Contract,
+        spec: OrderSpec,
+        *,
+        status: str = PENDING_NEW,
+        is_automated: bool = True,
+        parent_id: int | None = None,
+        strategy_id: int | None = None,
+        role: str = "",
+    ) -> Order:
+        if spec.order_type == "TrailingStop" and spec.stop_price is None:
+            assert spec.peg is not None
+            px = self.prices[contract.id]
+            start = px - abs(spec.peg) if spec.action == "Sell" else px + abs(spec.peg)
+            spec.stop_price = to_tick(start, contract.root.tick)
+        order = Order(
+            id=next(self._ids),
+            account_id=account_id,
+            contract=contract,
+            spec=spec,
+            status=status,
+            timestamp=self.now(),
+            version_id=next(self._ids),
+            command_id=next(self._ids),
+            is_automated=is_automated,
+            parent_id=parent_id,
+            strategy_id=strategy_id,
+            role=role,
+        )
+        self.orders[order.id] = order
+        self.orders_by_account.setdefault(account_id, []).append(order)
+        self._emit(account_id, "order", "Created", order.json())
+        self._emit_version(order)
+        self._emit(account_id, "command", "Created", order.command_json())
+        return order
+
+    def _activate(self, order: Order) -> None:
+        order.status = WORKING
+        self.working[order.contract.id][order.id] = order
+        self._emit(order.account_id, "order", "Updated", order.json())
+        self._check(order, self.prices[order.contract.id], placing=True)
+
+    def _check(self, order: Order, px: Decimal, placing: bool) -> None:
+        """Fill ``order`` if ``px`` reaches it; trailing stops follow the price first."""
+        s = order.spec
+        kind = s.order_type
+        buy = s.action == "Buy"
+        if kind == "Market":
+            self._fill(order, px)
+            return
+        if kind in ("Stop", "TrailingStop"):
+            if kind == "TrailingStop" or order.auto_trail is not None:
+                self._trail(order, px)
+            assert s.stop_price is not None
+            if (buy and px >= s.stop_price) or (not buy and px <= s.stop_price):
+                self._fill(order, px)
+            return
+        if kind == "StopLimit" and not order.triggered:
+            assert s.stop_price is not None
+            if (buy and px >= s.stop_price) or (not buy and px <= s.stop_price):
+                order.triggered = True
+                placing = True  # the limit is born now, at this price
+            else:
+                return
+        assert s.price is not None
+        if (buy and px <= s.price) or (not buy and px >= s.price):
+            self._fill(order, px if placing or kind == "MIT" else s.price)
+
+    def _trail(self, order: Order, px: Decimal) -> None:
+        s = order.spec
+        assert s.stop_price is not None
+        tick = order.contract.root.tick
+        sell = s.action == "Sell"
+        new = s.stop_price
+        if s.order_type == "TrailingStop" and s.peg is not None:
+            dist = abs(s.peg)
+            cand = (
+                to_tick(px - dist, tick, ROUND_FLOOR)
+                if sell
+                else to_tick(px + dist, tick, ROUND_CEILING)
+            )
+            new = max(new, cand) if sell else min(new, cand)
+        elif order.auto_trail is not None and order.anchor is not None:
+            at = order.auto_trail
+            profit = (px - order.anchor) if sell else (order.anchor - px)
+            if profit >= at["trigger"]:
+                cand = px - at["stopLoss"] if sell else px + at["stopLoss"]
+                step = at["freq"] if at["freq"] > 0 else tick
+                moved = ((cand - new) if sell else (new - cand)) // step * step
+                if moved > 0:
+                    new = to_tick(new + moved if sell else new - moved, tick)
+        if new != s.stop_price:
+            s.stop_price = new
+            order.version_id = next(self._ids)
+            self._emit_version(order)
+
+    def _fill(self, order: Order, px: Decimal) -> None:
+        now = self.now()
+        contract = order.contract
+        order.status = FILLED
+        order.fill_price = px
+        self.working[contract.id].pop(order.id, None)
+        fill = Fill(
+            next(self._ids),
+            order.id,
+            order.account_id,
+            contract,
+            now,
+            order.spec.action,
+            order.spec.qty,
+            px,
+        )
+        self.fills_by_account.setdefault(order.account_id, []).append(fill)
+        self._emit(order.account_id, "fill", "Created", fill.json())
+        key = (order.account_id, contract.id)
+        pos = self.positions.get(key)
+        created = pos is None
+        if pos is None:
+            pos = self.positions[key] = Position(next(self._ids), order.account_id, contract, now)
+        pos.timestamp = now
+        points = apply_fill(pos, order.sign, order.spec.qty, px)
+        self._emit(order.account_id, "position", "Created" if created else "Updated", pos.json())
+        cash = self.cash_of(order.account_id)
+        cash.realized += points * contract.root.value_per_point
+        cash.timestamp = now
+        self._emit(order.account_id, "cashBalance", "Updated", cash.json())
+        self._emit(order.account_id, "order", "Updated", order.json())
+        if order.oco_id is not None:
+            other = self.orders[order.oco_id]
+            if other.status in OPEN_STATUSES:
+                self._cancel(other, with_children=True)
+        for child_id in order.children:
+            child = self.orders[child_id]
+            if child.status == SUSPENDED:
+                self._activate(child)
+        if order.strategy_id is not None:
+            self._strategy_fill(order)
+
+    def _cancel(self, order: Order, with_children: bool = True) -> None:
+        order.status = CANCELED
+        self.working[order.contract.id].pop(order.id, None)
+        self._emit(order.account_id, "order", "Updated", order.json())
+        if with_children:
+            for child_id in order.children:
+                child = self.orders[child_id]
+                if child.status in OPEN_STATUSES:
+                    self._cancel(child)
+
+    def _interrupt(self, st: Strategy) -> None:
+        for order in self.orders_by_account.get(st.account_id, []):
+            if order.strategy_id == st.id and order.status in OPEN_STATUSES:
+                self._cancel(order)
+        if st.status == "ActiveStrategy":
+            st.status = "ExecutionInterrupted"
+            self._emit(st.account_id, "orderStrategy", "Updated", st.json())
+
+    def _strategy_fill(self, order: Order) -> None:
+        st = self.strategies[order.strategy_id]  # type: ignore[index]
+        if order.role == "entry":
+            self._strategy_brackets(st, order)
+        elif order.role == "tp":
+            for leg in st.legs:
+                if leg.tp_id == order.id and not leg.done:
+                    leg.done = True
+                    self._shrink_stop(leg)
+        elif order.role == "sl":
+            for leg in st.legs:
+                if leg.sl_id == order.id and not leg.done:
+                    leg.done = True
+                    if leg.tp_id is not None and self.orders[leg.tp_id].status in OPEN_STATUSES:
+                        self._cancel(self.orders[leg.tp_id])
+        if st.status == "ActiveStrategy" and all(leg.done for leg in st.legs):
+            st.status = "ExecutionFinished"
+            self._emit(st.account_id, "orderStrategy", "Updated", st.json())
+
+    def _strategy_brackets(self, st: Strategy, entry: Order) -> None:
+        fp = entry.fill_price
+        assert fp is not None
+        tick = st.contract.root.tick
+        exit_action = "Sell" if entry.spec.action == "Buy" else "Buy"
+        created: list[Order] = []
+        groups: dict[tuple[Any, ...], list[Leg]] = {}
+        for leg in st.legs:
+            if leg.target:
+                spec = OrderSpec(
+                    exit_action, leg.qty, "Limit", price=to_tick(fp + leg.target, tick)
+                )
+                tp = self._new_order(st.account_id, st.contract, spec, strategy_id=st.id, role="tp")
+                leg.tp_id = tp.id
+                created.append(tp)
+            if leg.stop:
+                at = tuple(sorted(leg.auto_trail.items())) if leg.auto_trail else None
+                groups.setdefault((leg.stop, leg.trailing, at), []).append(leg)
+            if not leg.target and not leg.stop:
+                leg.done = True
+        for (offset, trailing, _), legs in groups.items():
+            spec = OrderSpec(
+                exit_action,
+                sum(leg.qty for leg in legs),
+                "TrailingStop" if trailing else "Stop",
+                stop_price=to_tick(fp + offset, tick),
+                peg=offset if trailing else None,
+            )
+            stop = self._new_order(st.account_id, st.contract, spec, strategy_id=st.id, role="sl")
+            stop.auto_trail = legs[0].auto_trail
+            stop.anchor = fp
+            for leg in legs:
+                leg.sl_id = stop.id
+            created.append(stop)
+        for leg in st.legs:  # a one-leg pair is a plain OCO
+            if leg.tp_id and leg.sl_id and sum(1 for x in st.legs if x.sl_id == leg.sl_id) == 1:
+                self.orders[leg.tp_id].oco_id = leg.sl_id
+                self.orders[leg.sl_id].oco_id = leg.tp_id
+        for order in created:
+            if order.status == PENDING_NEW:
+                self._activate(order)
+
+    def _shrink_stop(self, leg: Leg) -> None:
+        if leg.sl_id is None:
+            return
+        stop = self.orders[leg.sl_id]
+        if stop.status not in OPEN_STATUSES:
+            return
+        remaining = stop.spec.qty - leg.qty
+        if remaining <= 0:
+            self._cancel(stop)
+            return
+        stop.spec.qty = remaining
+        stop.version_id = next(self._ids)
+        self._emit_version(stop)
+        self._emit(stop.account_id, "order", "Updated", stop.json())
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def cash_of(self, account_id: int) -> CashBalance:
+        cash = self.cash.get(account_id)
+        if cash is None:
+            cash = self.cash[account_id] = CashBalance(
+                next(self._ids), account_id, self.now(), self.starting_balance
+            )
+        return cash
+
+    def positions_of(self, account_id: int) -> list[Position]:
+        return [p for (acc, _), p in self.positions.items() if acc == account_id]
+
+    def open_orders(self, account_id: int) -> list[Order]:
+        return [o for o in self.orders_by_account.get(account_id, []) if o.status in OPEN_STATUSES]

@@ -1,0 +1,87 @@
+"""Fault switches a test flips through ``POST /sim/fault`` (or ``sim.faults`` in-process).
+
+Kinds (JSON body ``{"kind": …}``):
+- ``drop``: ``{"after": N, "login"?: name}`` — each open WebSocket (of that login) is cut without a
+  close frame after it has sent N more frames (0 = now).
+- ``zombie``: ``{"login"?: name}`` — open sockets stop answering and stop heartbeats, but stay open.
+- ``delay``: ``{"ms": X}`` — every answer (REST and WebSocket) waits X ms; ``0`` turns it off.
+- ``reject_order``: ``{"text"?: str, "reason"?: str}`` — the next order command fails with it.
+- ``unauthorized``: ``{"token"?: str}`` — that token answers 401 from now on; without a token, the
+  next authenticated request does.
+- ``penalty``: ``{"p_time"?: s, "captcha"?: bool}`` — the next accesstokenrequest gets a p-ticket.
+- ``clear``: everything back to normal (socket faults already applied stay).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jtrades.sim.auth import PenaltyFault
+
+if TYPE_CHECKING:
+    from jtrades.sim.world import Simulator
+
+
+@dataclass
+class Faults:
+    delay_ms: float = 0.0
+    reject_next: tuple[str, str] | None = None  # (failureReason, failureText)
+    unauthorized_tokens: set[str] = field(default_factory=set)
+    unauthorized_next: int = 0
+
+    def clear(self) -> None:
+        self.delay_ms = 0.0
+        self.reject_next = None
+        self.unauthorized_tokens.clear()
+        self.unauthorized_next = 0
+
+    def take_unauthorized(self, token: str) -> bool:
+        """Whether this authenticated request must answer 401 (consumes a one-shot fault)."""
+        if self.unauthorized_next:
+            self.unauthorized_next -= 1
+            return True
+        return bool(self.unauthorized_tokens) and token in self.unauthorized_tokens
+
+    def take_reject(self) -> tuple[str, str] | None:
+        reject, self.reject_next = self.reject_next, None
+        return reject
+
+
+def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
+    """Flip one switch (see the module doc); ``ValueError`` for a malformed request."""
+    kind = body.get("kind")
+    faults = world.faults
+    login = body.get("login")
+    targets = [s for s in world.sockets if login is None or (s.login and s.login.name == login)]
+    if kind == "drop":
+        after = int(body.get("after", 0))
+        for sock in targets:
+            sock.drop_after(after)
+        return {"sockets": len(targets)}
+    if kind == "zombie":
+        for sock in targets:
+            sock.zombie = True
+        return {"sockets": len(targets)}
+    if kind == "delay":
+        faults.delay_ms = float(body.get("ms", 0))
+    elif kind == "reject_order":
+        faults.reject_next = (
+            str(body.get("reason", "UnknownReason")),
+            str(body.get("text", "Rejected by the simulator")),
+        )
+    elif kind == "unauthorized":
+        if body.get("token"):
+            faults.unauthorized_tokens.add(str(body["token"]))
+        else:
+            faults.unauthorized_next += 1
+    elif kind == "penalty":
+        world.auth.penalty_next = PenaltyFault(
+            float(body.get("p_time", world.config.penalty_s)), bool(body.get("captcha", False))
+        )
+    elif kind == "clear":
+        faults.clear()
+        world.auth.penalty_next = None
+    else:
+        raise ValueError(f"unknown fault kind {kind!r}")
+    return {"ok": True}

@@ -1,0 +1,134 @@
+"""Strict request bodies, the way Tradovate checks them: unknown fields and wrong types are errors.
+
+Field lists follow the official OpenAPI spec (tradovate/example-api-csharp-trading,
+``swagger/services.swagger.yaml``: PlaceOrder, PlaceOSO, PlaceOCO, RestrainedOrderVersion,
+ModifyOrder, CancelOrder, LiquidatePosition, StartOrderStrategy, InterruptOrderStrategy). A JSON
+integer is accepted where the spec says ``number``; a float is never accepted for an integer, and
+``true`` is never a number.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+INT, NUM, STR, BOOL = "int", "num", "str", "bool"
+ACTIONS = frozenset({"Buy", "Sell"})
+ORDER_TYPES = frozenset(
+    {"Limit", "MIT", "Market", "QTS", "Stop", "StopLimit", "TrailingStop", "TrailingStopLimit"}
+)
+TIFS = frozenset({"Day", "FOK", "GTC", "GTD", "IOC"})
+ENUMS = {"action": ACTIONS, "orderType": ORDER_TYPES, "timeInForce": TIFS}
+MAX_STR = 64
+
+_VERSION = {
+    "orderQty": INT,
+    "orderType": STR,
+    "price": NUM,
+    "stopPrice": NUM,
+    "maxShow": INT,
+    "pegDifference": NUM,
+    "timeInForce": STR,
+    "expireTime": STR,
+    "text": STR,
+}
+BRACKET = {"action": STR, **_VERSION}
+PLACE_ORDER = {
+    "accountSpec": STR,
+    "accountId": INT,
+    "clOrdId": STR,
+    "action": STR,
+    "symbol": STR,
+    **_VERSION,
+    "activationTime": STR,
+    "customTag50": STR,
+    "isAutomated": BOOL,
+}
+PLACE_OSO = {**PLACE_ORDER, "bracket1": BRACKET, "bracket2": BRACKET}
+PLACE_OCO = {**PLACE_ORDER, "other": BRACKET}
+MODIFY_ORDER = {
+    "orderId": INT,
+    "clOrdId": STR,
+    **_VERSION,
+    "activationTime": STR,
+    "customTag50": STR,
+    "isAutomated": BOOL,
+}
+CANCEL_ORDER = {
+    "orderId": INT,
+    "clOrdId": STR,
+    "activationTime": STR,
+    "customTag50": STR,
+    "isAutomated": BOOL,
+}
+LIQUIDATE = {"accountId": INT, "contractId": INT, "admin": BOOL, "customTag50": STR}
+START_STRATEGY = {
+    "accountId": INT,
+    "accountSpec": STR,
+    "symbol": STR,
+    "orderStrategyTypeId": INT,
+    "action": STR,
+    "params": STR,
+    "uuid": STR,
+    "customTag50": STR,
+    "isAutomated": BOOL,  # not in the 2021 spec; newer clients send it, so accept it
+}
+INTERRUPT_STRATEGY = {"orderStrategyId": INT}
+STRATEGY_ENTRY = {
+    "orderQty": INT,
+    "orderType": STR,
+    "price": NUM,
+    "stopPrice": NUM,
+    "timeInForce": STR,
+    "expireTime": STR,
+}
+STRATEGY_BRACKET = {
+    "qty": INT,
+    "profitTarget": NUM,
+    "stopLoss": NUM,
+    "trailingStop": BOOL,
+    "autoTrail": {"stopLoss": NUM, "trigger": NUM, "freq": NUM},
+}
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if kind == INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == NUM:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == STR:
+        return isinstance(value, str) and len(value) <= MAX_STR
+    return isinstance(value, bool)
+
+
+def check(body: Any, schema: dict[str, Any], required: tuple[str, ...] = ()) -> str | None:
+    """``None`` when ``body`` fits ``schema``; else the ``failureText`` naming the bad field."""
+    if not isinstance(body, dict):
+        return "Invalid or missed parameters: body must be a JSON object"
+    for key, value in body.items():
+        kind = schema.get(key)
+        if kind is None:
+            return f"Invalid or missed parameters: unknown field {key}"
+        if value is None:
+            continue
+        if isinstance(kind, dict):
+            inner = check(value, kind)
+            if inner is not None:
+                return inner.replace("parameters: ", f"parameters: {key}.", 1)
+            continue
+        if not _type_ok(kind, value):
+            return f"Invalid or missed parameters: {key}"
+        allowed = ENUMS.get(key)
+        if allowed is not None and value not in allowed:
+            return f"Invalid or missed parameters: {key}={value}"
+    for key in required:
+        if body.get(key) is None:
+            return f"Invalid or missed parameters: {key} is required"
+    return None
+
+
+def dec(value: Any) -> Decimal | None:
+    """A JSON number as an exact Decimal (via its shortest repr, so 21500.1 stays 21500.1)."""
+    if value is None:
+        return None
+    return Decimal(str(value)) if isinstance(value, float) else Decimal(value)

@@ -1,0 +1,204 @@
+"""The trading WebSocket at ``/v1/websocket``: ``o``, authorize, requests, heartbeats, events.
+
+The server sends ``o`` and expects ``authorize\\n<id>\\n\\n<token>`` within
+``authorize_timeout_s`` (else it closes); a bad token gets ``{"s":401}`` and the socket is closed.
+Every REST endpoint is callable with the same name and body; ``user/syncrequest`` answers with the
+snapshot and subscribes the socket to its accounts' ``props`` events. ``h`` goes out every
+``heartbeat_s``. A revoked session's sockets get ``{"e":"shutdown"}``, then ``c[…]``, then close.
+
+Framing is the shared codec's (``jtrades.broker.tradovate.codec``); the per-frame path is: parse,
+call, encode once, send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from aiohttp import WSMsgType, web
+
+from jtrades.broker.tradovate.codec import (
+    OPEN,
+    SERVER_HEARTBEAT,
+    Event,
+    FrameError,
+    Request,
+    Response,
+    encode_close,
+    encode_messages,
+    parse_request,
+)
+from jtrades.sim.auth import Session
+from jtrades.sim.config import LoginSpec
+
+if TYPE_CHECKING:
+    from jtrades.sim.api import Api
+    from jtrades.sim.world import Simulator
+
+MAX_FRAME = 16 * 1024 * 1024
+
+
+class WsConn:
+    """One client socket; also the ``SimSocket`` the world fans events out to."""
+
+    def __init__(
+        self, world: Simulator, api: Api, ws: web.WebSocketResponse, request: web.Request
+    ) -> None:
+        self.world = world
+        self.api = api
+        self.ws = ws
+        self.request = request
+        self.login: LoginSpec | None = None
+        self.session: Session | None = None
+        self.token = ""
+        self.accounts: frozenset[int] | None = None
+        self.zombie = False
+        self.drop_at: int | None = None
+        self.sent = 0
+
+    # --- SimSocket -----------------------------------------------------------------------------
+
+    async def send(self, frame: str) -> None:
+        if self.zombie or self.ws.closed:
+            return
+        if self.drop_at is not None and self.sent >= self.drop_at:
+            self.abort()
+            return
+        try:
+            await self.ws.send_str(frame)
+        except (ConnectionError, RuntimeError):
+            return
+        self.sent += 1
+        self.world.stats.frames_out += 1
+        if self.drop_at is not None and self.sent >= self.drop_at:
+            self.abort()
+
+    def drop_after(self, frames: int) -> None:
+        self.drop_at = self.sent + frames
+        if frames <= 0:
+            self.abort()
+
+    def abort(self) -> None:
+        """Cut the TCP connection with no close frame, like a network failure."""
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+    async def shutdown(self, reason_code: str) -> None:
+        await self.send(encode_messages([Event("shutdown", {"reasonCode": reason_code})]))
+        await self.send(encode_close(1000, reason_code))
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.close()
+
+    # --- loop ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        cfg = self.world.config
+        await self.send(OPEN)
+        heartbeat = asyncio.create_task(self._heartbeats(cfg.heartbeat_s))
+        try:
+            try:
+                async with asyncio.timeout(cfg.authorize_timeout_s):
+                    first = await self.ws.receive()
+            except TimeoutError:
+                await self.send(encode_close(1008, "Authorization timeout"))
+                await self.ws.close()
+                return
+            if first.type != WSMsgType.TEXT or not await self._authorize(first.data):
+                return
+            async for msg in self.ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._frame(msg.data)
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            heartbeat.cancel()
+            self.world.sockets.discard(self)
+            if self.login is not None:
+                self.world.synced.get(self.login.name, set()).discard(self)
+            if self.session is not None:
+                self.session.sockets.discard(self)
+
+    async def _heartbeats(self, every: float) -> None:
+        while not self.ws.closed:
+            await asyncio.sleep(every)
+            if not self.zombie:
+                await self.send(SERVER_HEARTBEAT)
+
+    async def _authorize(self, text: str) -> bool:
+        self.world.stats.frames_in += 1
+        try:
+            req = parse_request(text)
+        except FrameError:
+            req = None
+        if req is None or req.endpoint.lower() != "authorize":
+            await self.send(
+                encode_messages([Response(req.id if req else 0, 401, "Not authorized")])
+            )
+            await self.ws.close()
+            return False
+        token = req.body.strip()
+        tok = self.world.auth.token(token)
+        if tok is None or self.world.faults.take_unauthorized(token):
+            await self.send(encode_messages([Response(req.id, 401, "Access is denied")]))
+            await self.ws.close()
+            return False
+        self.token, self.session, self.login = token, tok.session, tok.session.login
+        tok.session.sockets.add(self)
+        await self.send(encode_messages([Response(req.id, 200)]))
+        return True
+
+    async def _frame(self, text: str) -> None:
+        self.world.stats.frames_in += 1
+        if self.zombie:
+            return
+        try:
+            req = parse_request(text)
+        except FrameError:
+            return  # Tradovate ignores what it cannot parse; the client's timeout will tell
+        if req is None:
+            return
+        status, data = await self._call(req)
+        delay = self.world.faults.delay_ms
+        if delay:
+            await asyncio.sleep(delay / 1000)
+        if self.zombie:
+            return
+        await self.send(encode_messages([Response(req.id, status, data)]))
+
+    async def _call(self, req: Request) -> tuple[int, Any]:
+        endpoint = req.endpoint
+        if endpoint.lower() == "authorize":
+            return 200, None
+        try:
+            body = req.json()
+        except FrameError:
+            return 400, "Invalid JSON body"
+        params = dict(parse_qsl(req.query)) if req.query else {}
+        answer = self.api.call(endpoint, params, body, self.token, session=self.session)
+        world = self.world
+        if answer.revoked:
+            await world.revoke(answer.revoked, "ConnectionQuotaReached")
+        if answer.status == 200 and endpoint.lower().strip("/") == "user/syncrequest":
+            assert self.login is not None
+            wanted = self.api.sync_accounts(self.login, body)
+            every = {a.id for a in self.login.accounts}
+            self.accounts = None if wanted == every else frozenset(wanted)
+            world.synced.setdefault(self.login.name, set()).add(self)
+        await world.flush()
+        return answer.status, answer.data
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    from jtrades.sim.app import API, WORLD
+
+    world = request.app[WORLD]
+    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, autoping=True)
+    await ws.prepare(request)
+    conn = WsConn(world, request.app[API], ws, request)
+    world.sockets.add(conn)
+    world.stats.websockets_opened += 1
+    await conn.run()
+    return ws

@@ -1,0 +1,121 @@
+"""Run the Tradovate simulator inside a test's event loop, on a free port, over real sockets.
+
+    from tests.simutil import sim, running_sim   # ``sim`` is a pytest fixture
+
+    async def test_x(sim):
+        sim.rest_url, sim.ws_url                 # http://127.0.0.1:P/v1, ws://127.0.0.1:P/v1/websocket
+        await sim.set_price("MNQ", 21510)        # a root or a contract; fills what it reaches
+        sim.state()["accounts"]["SIM1"]          # positions, working orders, fills, realizedPnL
+        sim.fault("zombie", login="sim")         # see jtrades.sim.faults
+        sim.contract("MNQ")                      # the front-month Contract (name, id, tick)
+
+The default world: login ``sim`` / password ``sim`` with accounts SIM1 and SIM2. Pass a
+``SimConfig`` to ``running_sim`` for more logins, a shorter token lifetime, etc.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from jtrades.sim.app import start
+from jtrades.sim.config import Contract, LoginSpec, SimConfig, default_config
+from jtrades.sim.faults import Faults, apply_fault
+from jtrades.sim.world import Simulator
+
+LOGIN = "sim"
+PASSWORD = "sim"
+
+
+@dataclass
+class SimHandle:
+    world: Simulator
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"{self.base_url}/v1"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/websocket"
+
+    @property
+    def faults(self) -> Faults:
+        return self.world.faults
+
+    @property
+    def config(self) -> SimConfig:
+        return self.world.config
+
+    async def set_price(self, symbol: str, price: float | str | Decimal) -> None:
+        if not self.world.contracts_for(symbol):
+            raise KeyError(symbol)
+        await self.world.set_price(symbol, Decimal(str(price)))
+
+    def price(self, symbol: str) -> Decimal:
+        return self.world.exchange.prices[self.world.contracts_for(symbol)[0].id]
+
+    def state(self) -> dict[str, Any]:
+        return self.world.state()
+
+    def stats(self) -> dict[str, Any]:
+        return self.world.stats_json()
+
+    def fault(self, kind: str, **kw: Any) -> dict[str, Any]:
+        return apply_fault(self.world, {"kind": kind, **kw})
+
+    def contract(self, symbol: str) -> Contract:
+        """The front month of a root (or the named contract)."""
+        c = self.world.contracts_by_name.get(symbol.upper())
+        return c if c is not None else self.world.front[symbol.upper()]
+
+    def add_login(
+        self, name: str, password: str, accounts: list[str] | None = None, account_count: int = 0
+    ) -> LoginSpec:
+        return self.world.add_login(name, password, accounts, account_count)
+
+    def account_id(self, name: str) -> int:
+        found = self.world.account_by_name(name)
+        if found is None:
+            raise KeyError(name)
+        return found[0].id
+
+    def tradovate_env(self) -> dict[str, str]:
+        """The JTRADES_* variables that point jtrades at this simulator (demo and live)."""
+        return env_for(self.port)
+
+
+def env_for(port: int, host: str = "127.0.0.1") -> dict[str, str]:
+    rest, ws = f"http://{host}:{port}/v1", f"ws://{host}:{port}/v1/websocket"
+    return {
+        "JTRADES_TRADOVATE__DEMO_REST_URL": rest,
+        "JTRADES_TRADOVATE__DEMO_WS_URL": ws,
+        "JTRADES_TRADOVATE__LIVE_REST_URL": rest,
+        "JTRADES_TRADOVATE__LIVE_WS_URL": ws,
+    }
+
+
+@asynccontextmanager
+async def running_sim(config: SimConfig | None = None) -> AsyncIterator[SimHandle]:
+    world = Simulator(config or default_config())
+    runner, port = await start(world, "127.0.0.1", 0)
+    try:
+        yield SimHandle(world, port)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimHandle]:
+    async with running_sim() as handle:
+        yield handle
