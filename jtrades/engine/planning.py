@@ -640,6 +640,9 @@ def _plan(c: _Ctx, steps: _Steps) -> AccountPlan:
     if sig.action is Action.ADD:
         if pos == 0:
             return AccountPlan(PositionAction.IGNORE, (), "add with no open position")
+        if not _side_allowed(pos_side, c.s.direction):
+            off = f"{_label(pos_side)} entries are off (--direction {c.s.direction})"
+            return AccountPlan(PositionAction.IGNORE, (), f"direction: {off}")
         return _add(c, steps, pos_side)
     side = Side.BUY if sig.action is Action.BUY else Side.SELL
     return _entry(c, steps, side)

@@ -443,6 +443,9 @@ def test_traderspost_add_follows_the_position() -> None:
     p = plan(add, DCA, short(2))
     assert p.action is PositionAction.ADD
     assert order(p.orders[0]).side is Side.SELL
+    p = plan(add, dataclasses.replace(DCA, direction=Direction.LONG), short(2))
+    assert p.action is PositionAction.IGNORE
+    assert p.reason.startswith("direction")
 
 
 def test_dca_carries_the_existing_stop_when_nothing_is_configured() -> None:
