@@ -573,6 +573,22 @@ def test_reduce_without_exits_is_a_plain_order() -> None:
     assert kinds(p) == ["order"]
 
 
+@pytest.mark.parametrize(
+    ("action", "mp", "state", "expected"),
+    [
+        (Action.BUY, MarketPosition.LONG, FLAT, PositionAction.OPEN),
+        (Action.SELL, MarketPosition.SHORT, FLAT, PositionAction.OPEN),
+        (Action.SELL, MarketPosition.SHORT, long(2), PositionAction.REVERSE),
+        (Action.BUY, MarketPosition.LONG, short(2), PositionAction.REVERSE),
+        (Action.BUY, MarketPosition.LONG, long(2), PositionAction.IGNORE),
+    ],
+)
+def test_a_target_on_the_actions_side_acts_as_the_action_says(
+    action: Action, mp: MarketPosition, state: AccountState, expected: PositionAction
+) -> None:
+    assert plan(Signal(action, market_position=mp), LADDER, state).action is expected
+
+
 # --- cancel --------------------------------------------------------------------------------
 
 
