@@ -1,0 +1,393 @@
+"""The dispatcher under the money rules: intents first and in one transaction, deterministic
+clOrdIds, fail closed, TTL, unknown outcomes, rejections, per-sub-account serialisation and
+isolation. Real Postgres; the paper broker behind a fault-injecting wrapper of the Broker port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+from jtrades.broker.base import (
+    BrokerEvent,
+    CashBalance,
+    Contract,
+    Fill,
+    OcoRequest,
+    OrderRequest,
+    OrderType,
+    OsoRequest,
+    PlaceResult,
+    Position,
+    Side,
+    StrategyRequest,
+    SubAccount,
+    WorkingOrder,
+)
+from jtrades.broker.paper import PaperBroker
+from jtrades.engine.config_cache import LinkConfig
+from jtrades.engine.dispatch import Dispatcher, WorkItem, account_state
+from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
+from jtrades.errors import BrokerRejected, OutcomeUnknown
+from tests.integration.test_engine import (
+    make_paper_account,
+    make_recorder,
+    make_trader,
+    make_user,
+    store_signal,
+)
+
+
+class FaultyBroker:
+    """The Broker port over a PaperBroker, with faults per broker account id:
+    ``lost_request`` (no answer, nothing placed), ``lost_answer`` (placed, no answer),
+    ``reject`` (the broker says no), ``unsynced`` (the live view cannot be trusted)."""
+
+    def __init__(self, inner: PaperBroker, delay_s: float = 0.0) -> None:
+        self.inner = inner
+        self.faults: dict[int, str] = {}
+        self.delay_s = delay_s
+        self.calls = 0
+
+    async def _place(self, account_id: int, coro: Any) -> PlaceResult:
+        self.calls += 1
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        fault = self.faults.get(account_id)
+        if fault == "lost_request":
+            coro.close()
+            raise OutcomeUnknown("socket dropped before the answer")
+        if fault == "reject":
+            coro.close()
+            raise BrokerRejected("MaxPosLimitReached: position limit")
+        result: PlaceResult = await coro
+        if fault == "lost_answer":
+            raise OutcomeUnknown("socket dropped after the request")
+        return result
+
+    async def place_order(self, req: OrderRequest) -> PlaceResult:
+        return await self._place(req.account.account_id, self.inner.place_order(req))
+
+    async def place_oso(self, req: OsoRequest) -> PlaceResult:
+        return await self._place(req.entry.account.account_id, self.inner.place_oso(req))
+
+    async def place_oco(self, req: OcoRequest) -> PlaceResult:
+        return await self._place(req.first.account.account_id, self.inner.place_oco(req))
+
+    async def start_strategy(self, req: StrategyRequest) -> PlaceResult:
+        return await self._place(req.entry.account.account_id, self.inner.start_strategy(req))
+
+    async def modify_order(self, order_id: int, **kw: Any) -> None:
+        await self.inner.modify_order(order_id, **kw)
+
+    async def cancel_order(self, order_id: int) -> None:
+        await self.inner.cancel_order(order_id)
+
+    async def liquidate_position(self, account: SubAccount, contract_id: int) -> None:
+        await self.inner.liquidate_position(account, contract_id)
+
+    def is_synced(self, account_id: int) -> bool:
+        return self.faults.get(account_id) != "unsynced"
+
+    async def find_contract(self, symbol: str) -> Contract:
+        return await self.inner.find_contract(symbol)
+
+    def positions(self, account_id: int) -> list[Position]:
+        return self.inner.positions(account_id)
+
+    def working_orders(self, account_id: int) -> list[WorkingOrder]:
+        return self.inner.working_orders(account_id)
+
+    def fills(self, account_id: int) -> list[Fill]:
+        return self.inner.fills(account_id)
+
+    def cash(self, account_id: int) -> CashBalance | None:
+        return self.inner.cash(account_id)
+
+    async def order_by_cl_ord_id(self, account_id: int, cl_ord_id: str) -> WorkingOrder | None:
+        return await self.inner.order_by_cl_ord_id(account_id, cl_ord_id)
+
+    def events(self) -> AsyncIterator[BrokerEvent]:
+        return self.inner.events()
+
+
+def link(sub_id: int, broker_account_id: int, account_id: int = 1) -> LinkConfig:
+    return LinkConfig(
+        trader_id=0,
+        sub_account_id=sub_id,
+        multiplier=Decimal(1),
+        account_id=account_id,
+        env="paper",
+        broker_account_id=broker_account_id,
+        sub_name=f"acct-{broker_account_id}",
+        label="paper",
+        user_id=0,
+        halted=False,
+    )
+
+
+def entry_with_stop(side: Side, qty: int, stop: str) -> Any:
+    """A plan: market entry (step 1) then a protective stop (step 2), on whatever state."""
+
+    def plan(state: AccountState, account: SubAccount, symbol: str) -> AccountPlan:
+        return AccountPlan(
+            PositionAction.OPEN,
+            (
+                PlannedOrder(1, "order", OrderRequest(account, symbol, side, qty)),
+                PlannedOrder(
+                    2,
+                    "order",
+                    OrderRequest(
+                        account,
+                        symbol,
+                        side.opposite,
+                        qty,
+                        OrderType.STOP,
+                        stop_price=Decimal(stop),
+                    ),
+                ),
+            ),
+            "open",
+        )
+
+    return plan
+
+
+_TRADER: list[int] = []
+
+
+@pytest.fixture
+async def setup(pool: asyncpg.Pool) -> dict[str, Any]:
+    u = await make_user(pool, "disp")
+    subs = await make_paper_account(pool, u, "disp-paper", subs=3)
+    rec = await make_recorder(pool, u, "disp-rec")
+    _TRADER.append(await make_trader(pool, u, rec, [(s, 1) for s in subs]))
+    paper = PaperBroker()
+    paper.on_price("MNQZ6", Decimal("21500"))
+    contract = await paper.find_contract("MNQZ6")
+    return {"subs": subs, "rec": rec, "paper": paper, "contract": contract}
+
+
+def items(
+    broker: Any, contract: Contract, subs: list[int], plan: Any, seen: list[int] | None = None
+) -> list[WorkItem]:
+    assert _TRADER, "the setup fixture makes the trader"
+    out = []
+    for i, sub in enumerate(subs, 1):
+        acct = SubAccount(i, f"acct-{i}")
+
+        def bound(state: AccountState, acct: SubAccount = acct) -> AccountPlan:
+            if seen is not None:
+                seen.append(state.net_pos)
+            return plan(state, acct, contract.symbol)
+
+        out.append(WorkItem(_TRADER[-1], link(sub, i), broker, contract, bound))
+    return out
+
+
+async def intents(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT sub_account_id, cl_ord_id, step, state, broker_order_id, reason, sent_at"
+        " FROM order_intents ORDER BY sub_account_id, step"
+    )
+
+
+async def test_intents_are_written_then_sent_with_deterministic_ids(
+    pool: asyncpg.Pool, setup: dict[str, Any]
+) -> None:
+    subs, paper, contract = setup["subs"], setup["paper"], setup["contract"]
+    sid, at = await store_signal(pool, setup["rec"])
+    d = Dispatcher(pool, ttl_s=30)
+
+    res = await d.dispatch(
+        sid, at, items(paper, contract, subs[:2], entry_with_stop(Side.BUY, 2, "21490"))
+    )
+
+    assert res.orders == 4
+    rows = await intents(pool)
+    assert [r["cl_ord_id"] for r in rows] == [
+        f"jt-{sid}-{subs[0]}-1",
+        f"jt-{sid}-{subs[0]}-2",
+        f"jt-{sid}-{subs[1]}-1",
+        f"jt-{sid}-{subs[1]}-2",
+    ]
+    assert {r["state"] for r in rows} == {"sent"}
+    assert all(r["broker_order_id"] and r["sent_at"] for r in rows)
+    for acct in (1, 2):
+        assert paper.positions(acct)[0].net_pos == 2
+        assert [o.cl_ord_id for o in paper.working_orders(acct)] == [f"jt-{sid}-{subs[acct - 1]}-2"]
+
+
+async def test_fail_closed_when_the_intents_cannot_be_written(
+    db_url: str, setup: dict[str, Any], pool: asyncpg.Pool
+) -> None:
+    paper, contract = setup["paper"], setup["contract"]
+    sid, at = await store_signal(pool, setup["rec"])
+    dead = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
+    assert dead is not None
+    await dead.close()
+    d = Dispatcher(dead, ttl_s=30)
+
+    res = await d.dispatch(
+        sid, at, items(paper, contract, setup["subs"], entry_with_stop(Side.BUY, 1, "21490"))
+    )
+
+    assert res.storage_failed
+    assert res.orders == 0
+    assert all(paper.positions(a) == [] and paper.all_orders(a) == [] for a in (1, 2, 3))
+
+
+async def test_a_stale_intent_is_never_sent(pool: asyncpg.Pool, setup: dict[str, Any]) -> None:
+    paper, contract = setup["paper"], setup["contract"]
+    sid, at = await store_signal(pool, setup["rec"])
+    d = Dispatcher(pool, ttl_s=30, clock=lambda: at + timedelta(seconds=31))
+
+    res = await d.dispatch(
+        sid, at, items(paper, contract, setup["subs"][:1], entry_with_stop(Side.BUY, 1, "21490"))
+    )
+
+    assert res.orders == 0
+    assert {r["state"] for r in await intents(pool)} == {"expired"}
+    assert paper.all_orders(1) == []
+
+
+async def test_disconnect_mid_fan_out(pool: asyncpg.Pool, setup: dict[str, Any]) -> None:
+    paper, contract, subs = setup["paper"], setup["contract"], setup["subs"]
+    broker = FaultyBroker(paper)
+    broker.faults = {2: "lost_request", 3: "lost_answer"}
+    sid, at = await store_signal(pool, setup["rec"])
+
+    res = await Dispatcher(pool, ttl_s=30).dispatch(
+        sid, at, items(broker, contract, subs, entry_with_stop(Side.BUY, 1, "21490"))
+    )
+
+    rows = await intents(pool)
+    by_sub = {s: [r["state"] for r in rows if r["sub_account_id"] == s] for s in subs}
+    assert by_sub[subs[0]] == ["sent", "sent"]
+    # the entry's outcome is unknown: the stop after it is not sent (it might protect nothing,
+    # or be a second order later), and nothing is re-sent
+    assert by_sub[subs[1]] == ["unknown", "expired"]
+    assert by_sub[subs[2]] == ["unknown", "expired"]
+    assert res.orders == 2
+    assert paper.positions(2) == []  # the lost request never reached the broker
+    assert paper.positions(3)[0].net_pos == 1  # the lost answer did
+    assert broker.calls == 4
+
+
+async def test_broker_rejection_keeps_its_text(pool: asyncpg.Pool, setup: dict[str, Any]) -> None:
+    broker = FaultyBroker(setup["paper"])
+    broker.faults = {1: "reject"}
+    sid, at = await store_signal(pool, setup["rec"])
+
+    await Dispatcher(pool, ttl_s=30).dispatch(
+        sid,
+        at,
+        items(broker, setup["contract"], setup["subs"][:1], entry_with_stop(Side.BUY, 1, "21490")),
+    )
+
+    rows = await intents(pool)
+    assert [r["state"] for r in rows] == ["rejected", "expired"]
+    assert "MaxPosLimitReached" in rows[0]["reason"]
+
+
+async def test_an_unsynced_view_plans_nothing(pool: asyncpg.Pool, setup: dict[str, Any]) -> None:
+    broker = FaultyBroker(setup["paper"])
+    broker.faults = {1: "unsynced"}
+    sid, at = await store_signal(pool, setup["rec"])
+
+    res = await Dispatcher(pool, ttl_s=30).dispatch(
+        sid,
+        at,
+        items(broker, setup["contract"], setup["subs"][:1], entry_with_stop(Side.BUY, 1, "21490")),
+    )
+
+    assert res.orders == 0
+    assert "not synced" in res.accounts[0].reason
+    assert await intents(pool) == []
+
+
+async def test_two_signals_on_one_sub_account_are_serialised(
+    pool: asyncpg.Pool, setup: dict[str, Any]
+) -> None:
+    broker = FaultyBroker(setup["paper"], delay_s=0.02)
+    seen: list[int] = []
+    d = Dispatcher(pool, ttl_s=30)
+    (s1, a1), (s2, a2) = (
+        await store_signal(pool, setup["rec"]),
+        await store_signal(pool, setup["rec"]),
+    )
+    plan = entry_with_stop(Side.BUY, 1, "21490")
+
+    await asyncio.gather(
+        d.dispatch(s1, a1, items(broker, setup["contract"], setup["subs"][:1], plan, seen)),
+        d.dispatch(s2, a2, items(broker, setup["contract"], setup["subs"][:1], plan, seen)),
+    )
+
+    assert seen == [0, 1]  # the second planned against the first one's position
+
+
+async def test_a_duplicate_dispatch_sends_nothing_again(
+    pool: asyncpg.Pool, setup: dict[str, Any]
+) -> None:
+    paper = setup["paper"]
+    d = Dispatcher(pool, ttl_s=30)
+    sid, at = await store_signal(pool, setup["rec"])
+    plan = entry_with_stop(Side.BUY, 1, "21490")
+
+    first = await d.dispatch(sid, at, items(paper, setup["contract"], setup["subs"][:1], plan))
+    second = await d.dispatch(sid, at, items(paper, setup["contract"], setup["subs"][:1], plan))
+
+    assert (first.orders, second.orders) == (2, 0)
+    assert paper.positions(1)[0].net_pos == 1
+    assert len(await intents(pool)) == 2
+
+
+async def test_orders_stay_on_their_own_sub_account(
+    pool: asyncpg.Pool, setup: dict[str, Any]
+) -> None:
+    paper, contract, subs = setup["paper"], setup["contract"], setup["subs"]
+    d = Dispatcher(pool, ttl_s=30)
+    sid, at = await store_signal(pool, setup["rec"])
+    await d.dispatch(
+        sid, at, items(paper, contract, subs[:2], entry_with_stop(Side.BUY, 1, "21490"))
+    )
+    b_orders = paper.working_orders(2)
+
+    def flatten(state: AccountState, account: SubAccount, symbol: str) -> AccountPlan:
+        req = OrderRequest(account, symbol, Side.SELL, state.net_pos)
+        return AccountPlan(PositionAction.CLOSE, (PlannedOrder(1, "liquidate", req),), "close")
+
+    sid2, at2 = await store_signal(pool, setup["rec"])
+    await d.dispatch(sid2, at2, items(paper, contract, subs[:1], flatten))
+
+    assert paper.positions(1)[0].net_pos == 0
+    assert paper.working_orders(1) == []
+    assert paper.positions(2)[0].net_pos == 1
+    assert paper.working_orders(2) == b_orders
+    assert account_state(paper, 2, contract) == AccountState(1, Decimal("21500"), tuple(b_orders))
+
+
+async def test_received_at_in_the_past_is_measured_from_reception(
+    pool: asyncpg.Pool, setup: dict[str, Any]
+) -> None:
+    """The TTL runs from when the alert arrived, not from when dispatch started."""
+    sid, _ = await store_signal(pool, setup["rec"])
+    old = datetime.now(UTC) - timedelta(seconds=60)
+    res = await Dispatcher(pool, ttl_s=30).dispatch(
+        sid,
+        old,
+        items(
+            setup["paper"],
+            setup["contract"],
+            setup["subs"][:1],
+            entry_with_stop(Side.BUY, 1, "21490"),
+        ),
+    )
+    assert res.orders == 0
+    assert setup["paper"].all_orders(1) == []
