@@ -9,6 +9,7 @@ with a reason the trader can act on, never with a traceback or a guessed order.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -47,9 +48,18 @@ POSITION_WORDS: dict[str, MarketPosition] = {
 }
 
 
+_KEY_SEPARATORS = str.maketrans("", "", "_- .")
+
+
+@functools.lru_cache(maxsize=4096)
+def _norm_key(key: str) -> str:
+    return key.lower().translate(_KEY_SEPARATORS)
+
+
 def norm_key(key: str) -> str:
     """``marketPosition``, ``market_position`` and ``Market-Position`` are the same field."""
-    return "".join(ch for ch in key.lower() if ch not in "_- .")
+    # Cached only for short keys: our aliases and real field names, not arbitrary junk.
+    return _norm_key(key) if len(key) <= 40 else key.lower().translate(_KEY_SEPARATORS)
 
 
 def short(value: Any, limit: int = 40) -> str:

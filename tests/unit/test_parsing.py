@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jtrades.engine.parse_values import norm_key
 from jtrades.engine.parsing import parse_payload
 from jtrades.engine.signal import Action, ExitSpec, MarketPosition, Signal, Units
 from jtrades.errors import InvalidSignal
@@ -385,8 +386,21 @@ def _valid(signal: Signal) -> None:
     for spec in (*signal.take_profit, signal.stop_loss):
         assert spec is None or (isinstance(spec, ExitSpec) and spec.value > 0)
     json.dumps(signal.extra)
-    if signal.token is not None:
-        assert signal.token not in json.dumps(signal.extra) or signal.token == ""
+    assert not _credential_keys(signal.extra)
+
+
+def _credential_keys(value: Any) -> list[str]:
+    """Keys anywhere in ``value`` that name a credential (they must never reach ``extra``)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if norm_key(key) in {"token", "key", "secret", "passphrase", "password"}:
+                found.append(key)
+            found.extend(_credential_keys(item))
+    elif isinstance(value, list):
+        for item in value:
+            found.extend(_credential_keys(item))
+    return found
 
 
 def _parse_or_refuse(body: bytes) -> None:
@@ -737,3 +751,50 @@ def test_contrib_template_filled_in_by_tradingview_parses() -> None:
     assert signal.prev_market_position is MarketPosition.LONG
     assert signal.is_close
     assert signal.alert_id == "Exit Long-2026-11-25T14:30:00Z"
+
+
+ACTION_KEYS = ["action", "Action", "side", "signal", "data", "order_action"]
+TICKER_KEYS = ["ticker", "symbol", "instrument", "Ticker"]
+QTY_KEYS = ["quantity", "contracts", "qty", "Qty", "size"]
+PRICE_KEYS = ["price", "close", "signalPrice", "signal_price"]
+good_prices = st.decimals(min_value=Decimal("0.00001"), max_value=Decimal(10**9), places=5)
+
+
+@given(
+    st.sampled_from(ACTION_KEYS),
+    st.sampled_from(["buy", "sell", "long", "short", "close", "exit", "flat", "add", "cancel"]),
+    st.sampled_from(TICKER_KEYS),
+    st.sampled_from(["MNQ1!", "ES1!", "CME_MINI:NQ1!", "GCZ2026", "6EH7"]),
+    st.sampled_from(QTY_KEYS),
+    st.integers(0, 10_000),
+    st.booleans(),
+    st.sampled_from(PRICE_KEYS),
+    good_prices,
+    st.booleans(),
+)
+def test_well_formed_alerts_always_parse_to_what_they_say(
+    action_key: str,
+    action: str,
+    ticker_key: str,
+    ticker: str,
+    qty_key: str,
+    qty: int,
+    qty_as_text: bool,
+    price_key: str,
+    price: Decimal,
+    price_as_text: bool,
+) -> None:
+    body = json.dumps(
+        {
+            action_key: action,
+            ticker_key: ticker,
+            qty_key: str(qty) if qty_as_text else qty,
+            price_key: str(price) if price_as_text else float(price),
+        }
+    ).encode()
+    signal = parse_payload(body, None)
+    expected_action = {"long": "buy", "short": "sell", "exit": "close", "flat": "close"}
+    assert signal.action.value == expected_action.get(action, action)
+    assert signal.ticker == ticker
+    assert signal.quantity == (qty or None)
+    assert signal.price == (price if price_as_text else Decimal(str(float(price))))
