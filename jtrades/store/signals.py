@@ -1,0 +1,215 @@
+"""Signals: every webhook delivery stored raw with its verdict, and the dedup decision.
+
+``claim`` is the one place a duplicate is decided (money rule 3): a single statement inserts the
+signal row and its idempotency key; a racing copy of the same alert finds the key and is stored
+as ``duplicate`` pointing at the first. Deliveries that never reach dedup (bad token, bad body,
+too large) are stored by ``insert`` with their 4xx verdict, so every delivery leaves a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from jtrades.engine.signal import Signal
+from jtrades.queries import q
+from jtrades.store import Executor, translate_errors
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The row a delivery got, and the first delivery's id when it is a duplicate."""
+
+    signal_id: int
+    duplicate_of: int | None
+
+    @property
+    def is_duplicate(self) -> bool:
+        return self.duplicate_of is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SignalResult:
+    """What a signal row says happened (the answer a duplicate repeats)."""
+
+    id: int
+    recorder_id: int | None
+    verdict: str
+    filter: str | None
+    reason: str | None
+    orders: int
+    duplicate_of: int | None
+    detail: dict[str, Any] | None
+    http_status: int
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRow:
+    """One line of ``signals list``."""
+
+    id: int
+    received_at: datetime
+    recorder: str | None
+    action: str | None
+    symbol: str | None
+    quantity: int | None
+    price: Decimal | None
+    verdict: str
+    filter: str | None
+    reason: str | None
+    orders: int
+    http_status: int
+    duplicate_of: int | None
+    content_type: str | None
+
+
+_INT_MAX = 2**31 - 1
+
+
+def _text(value: Any) -> Any:
+    """Postgres text and jsonb cannot hold NUL: replace it (the raw body keeps every byte)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_text(k): _text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_text(v) for v in value]
+    return value
+
+
+def _columns(signal: Signal | None) -> list[Any]:
+    """action, symbol, quantity, price, parsed: the signal's searchable columns (never its token).
+
+    Out-of-range numbers are left NULL rather than failing the insert: the raw body keeps them.
+    """
+    if signal is None:
+        return [None, None, None, None, None]
+    parsed = {k: v for k, v in asdict(signal).items() if k != "token" and v not in (None, (), {})}
+    qty = signal.quantity
+    if qty is not None and not 1 <= qty <= _INT_MAX:
+        qty = None
+    price = signal.price
+    if price is not None and not (price.is_finite() and price > 0):
+        price = None
+    return [signal.action.value, _text(signal.ticker), qty, price, _text(parsed)]
+
+
+async def claim(
+    ex: Executor,
+    *,
+    recorder_id: int,
+    idem_key: str,
+    received_at: datetime,
+    remote_addr: str | None,
+    content_type: str | None,
+    raw_body: bytes,
+    signal: Signal,
+) -> Claim:
+    """Store a parsed delivery and decide, atomically, whether it is a duplicate."""
+    with translate_errors():
+        row = await ex.fetchrow(
+            q("signals.claim"),
+            recorder_id,
+            idem_key,
+            received_at,
+            remote_addr,
+            _text(content_type),
+            raw_body,
+            *_columns(signal),
+        )
+    assert row is not None
+    return Claim(row["id"], row["duplicate_of"])
+
+
+async def insert(
+    ex: Executor,
+    *,
+    recorder_id: int | None,
+    received_at: datetime,
+    remote_addr: str | None,
+    content_type: str | None,
+    raw_body: bytes,
+    verdict: str,
+    http_status: int,
+    reason: str | None = None,
+    filter: str | None = None,
+    signal: Signal | None = None,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Store a delivery that skips dedup (invalid, unauthorised, too large) with its verdict."""
+    with translate_errors():
+        signal_id: int = await ex.fetchval(
+            q("signals.insert"),
+            recorder_id,
+            received_at,
+            remote_addr,
+            _text(content_type),
+            raw_body,
+            *_columns(signal),
+            verdict,
+            _text(filter),
+            _text(reason),
+            http_status,
+            _text(detail),
+        )
+    return signal_id
+
+
+async def set_outcome(
+    ex: Executor,
+    signal_id: int,
+    *,
+    verdict: str,
+    filter: str | None = None,
+    reason: str | None = None,
+    orders: int = 0,
+    detail: dict[str, Any] | None = None,
+    http_status: int = 200,
+) -> None:
+    """Write the engine's verdict back onto the row stored on receipt."""
+    with translate_errors():
+        await ex.execute(
+            q("signals.set_outcome"),
+            signal_id,
+            verdict,
+            _text(filter),
+            _text(reason),
+            orders,
+            _text(detail),
+            http_status,
+        )
+
+
+async def result(ex: Executor, signal_id: int) -> SignalResult | None:
+    with translate_errors():
+        row = await ex.fetchrow(q("signals.result"), signal_id)
+    return None if row is None else SignalResult(**dict(row))
+
+
+async def list_signals(
+    ex: Executor,
+    *,
+    recorder: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+    user: str | None = None,
+) -> list[SignalRow]:
+    """Newest first."""
+    with translate_errors():
+        rows = await ex.fetch(q("signals.list"), recorder, since, limit, user)
+    return [SignalRow(**dict(r)) for r in rows]
+
+
+async def verdict_counts(ex: Executor) -> dict[str, int]:
+    with translate_errors():
+        rows = await ex.fetch(q("signals.verdict_counts"))
+    return {r["verdict"]: int(r["n"]) for r in rows}
+
+
+async def prune_keys(ex: Executor, older_than: datetime) -> int:
+    """Drop idempotency keys created before ``older_than``; returns how many."""
+    with translate_errors():
+        n: int = await ex.fetchval(q("signals.prune_keys"), older_than)
+    return n

@@ -1,0 +1,61 @@
+-- Signals: every webhook delivery, raw, with its verdict; and the idempotency keys that decide
+-- duplicates. Only jtrades/store/signals.py runs these.
+
+-- name: signals.claim($1 recorder_id, $2 idem_key, $3 received_at, $4 remote_addr, $5 content_type, $6 raw_body, $7 action, $8 symbol, $9 quantity, $10 price, $11 parsed)
+-- One statement decides: the key row is inserted, or the existing one (committed by a racing
+-- delivery; ON CONFLICT DO UPDATE waits for it and returns it) names the first signal. The
+-- signal id is drawn first so the key and the row can point at each other in one statement.
+WITH new AS (
+    SELECT nextval(pg_get_serial_sequence('signals', 'id')) AS id
+), claimed AS (
+    INSERT INTO signal_keys (recorder_id, idem_key, signal_id)
+    SELECT $1, $2, new.id FROM new
+    ON CONFLICT (recorder_id, idem_key) DO UPDATE SET idem_key = EXCLUDED.idem_key
+    RETURNING signal_id
+), inserted AS (
+    INSERT INTO signals (id, recorder_id, idem_key, received_at, remote_addr, content_type,
+                         raw_body, action, symbol, quantity, price, parsed, verdict, duplicate_of)
+    OVERRIDING SYSTEM VALUE
+    SELECT new.id, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+           CASE WHEN claimed.signal_id = new.id THEN 'received' ELSE 'duplicate' END,
+           NULLIF(claimed.signal_id, new.id)
+    FROM new, claimed
+    RETURNING id, duplicate_of
+)
+SELECT id, duplicate_of FROM inserted;
+
+-- name: signals.insert($1 recorder_id, $2 received_at, $3 remote_addr, $4 content_type, $5 raw_body, $6 action, $7 symbol, $8 quantity, $9 price, $10 parsed, $11 verdict, $12 filter, $13 reason, $14 http_status, $15 detail)
+-- A delivery that never reaches dedup (bad token, bad body, too large): stored with its verdict.
+INSERT INTO signals (recorder_id, received_at, remote_addr, content_type, raw_body, action,
+                     symbol, quantity, price, parsed, verdict, filter, reason, http_status, detail)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+RETURNING id;
+
+-- name: signals.set_outcome($1 id, $2 verdict, $3 filter, $4 reason, $5 orders, $6 detail, $7 http_status)
+UPDATE signals
+SET verdict = $2, filter = $3, reason = $4, orders = $5, detail = $6, http_status = $7
+WHERE id = $1;
+
+-- name: signals.result($1 id)
+SELECT id, recorder_id, verdict, filter, reason, orders, duplicate_of, detail, http_status
+FROM signals WHERE id = $1;
+
+-- name: signals.list($1 recorder name or NULL, $2 since or NULL, $3 limit, $4 owner user name or NULL)
+SELECT s.id, s.received_at, r.name AS recorder, s.action, s.symbol, s.quantity, s.price,
+       s.verdict, s.filter, s.reason, s.orders, s.http_status, s.duplicate_of, s.content_type
+FROM signals s
+LEFT JOIN recorders r ON r.id = s.recorder_id
+LEFT JOIN users u ON u.id = r.user_id
+WHERE ($1::text IS NULL OR lower(r.name) = lower($1))
+  AND ($2::timestamptz IS NULL OR s.received_at >= $2)
+  AND ($4::text IS NULL OR lower(u.name) = lower($4))
+ORDER BY s.id DESC
+LIMIT $3;
+
+-- name: signals.verdict_counts()
+SELECT verdict, count(*) AS n FROM signals GROUP BY verdict;
+
+-- name: signals.prune_keys($1 older_than)
+-- Keys are kept at least 24 h (the daemon prunes those older than 48 h); signal rows stay.
+WITH gone AS (DELETE FROM signal_keys WHERE created_at < $1 RETURNING 1)
+SELECT count(*) FROM gone;

@@ -1,0 +1,382 @@
+"""The webhook server against real Postgres and the real engine, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+import structlog
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from jtrades.config import Settings
+from jtrades.db import Database
+from jtrades.engine.engine import Engine
+from jtrades.engine.signal import Signal
+from jtrades.engine.tokens import TokenCache
+from jtrades.security import hash_token, new_webhook_token
+from jtrades.server import Webhooks, build_app, start_http
+from jtrades.store import recorders as recorder_store
+
+ALERT = b'{"action": "buy", "ticker": "MNQ1!", "quantity": 1, "price": 21500.25}'
+
+
+@dataclass
+class Stack:
+    client: aiohttp.ClientSession
+    pool: asyncpg.Pool
+    hooks: Webhooks
+    token: str
+    recorder_id: int
+
+    async def post(self, body: bytes, *, path: str | None = None, **kw: Any) -> tuple[int, Any]:
+        url = path if path is not None else f"/webhook/{self.token}"
+        async with self.client.post(url, data=body, **kw) as r:
+            return r.status, await r.json()
+
+    async def row(self, signal_id: int) -> asyncpg.Record:
+        row = await self.pool.fetchrow("SELECT * FROM signals WHERE id = $1", signal_id)
+        assert row is not None
+        return row
+
+
+async def make_recorder(pool: asyncpg.Pool, name: str = "strat") -> tuple[str, int]:
+    token = new_webhook_token()
+    uid = await pool.fetchval(
+        "INSERT INTO users (name, email, status) VALUES ($1, $1 || '@x.io', 'approved') "
+        "ON CONFLICT DO NOTHING RETURNING id",
+        "alice",
+    ) or await pool.fetchval("SELECT id FROM users WHERE name = 'alice'")
+    rid = await pool.fetchval(
+        "INSERT INTO recorders (user_id, name, symbol, token_hash) VALUES ($1, $2, 'MNQ1!', $3) "
+        "RETURNING id",
+        uid,
+        name,
+        hash_token(token),
+    )
+    return token, rid
+
+
+@asynccontextmanager
+async def serving(
+    settings: Settings, pool: asyncpg.Pool, engine: Any = None
+) -> AsyncIterator[Stack]:
+    """A recorder, the real engine (unless one is given) and the server on a free port."""
+    token, rid = await make_recorder(pool)
+    db = Database(pool, "test")
+    real = engine is None
+    if real:
+        engine = Engine(db, settings)
+        await engine.start()
+    tokens = TokenCache(lambda: recorder_store.all_token_hashes(pool))
+    await tokens.refresh()
+    hooks = Webhooks(db, settings, tokens, engine)
+    runner, port = await start_http(build_app(hooks), "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as client:
+            yield Stack(client, pool, hooks, token, rid)
+    finally:
+        await runner.cleanup()
+        if real:
+            await engine.close()
+
+
+@pytest.fixture
+async def stack(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Stack]:
+    async with serving(settings, pool) as s:
+        yield s
+
+
+# --- the happy path and the stored row ------------------------------------------------------
+
+
+async def test_alert_is_accepted_and_stored(stack: Stack) -> None:
+    status, body = await stack.post(ALERT, headers={"Content-Type": "application/json"})
+    assert status == 200, body
+    assert body["verdict"] == "accepted"
+    assert body["orders"] == 0
+    row = await stack.row(body["signal_id"])
+    assert row["recorder_id"] == stack.recorder_id
+    assert row["verdict"] == "accepted"
+    assert row["action"] == "buy"
+    assert row["symbol"] == "MNQ1!"
+    assert row["raw_body"] == ALERT
+    assert row["idem_key"].startswith("h:")
+    keys = await stack.pool.fetchval("SELECT count(*) FROM signal_keys")
+    assert keys == 1
+
+
+async def test_plain_text_with_any_content_type(stack: Stack) -> None:
+    status, body = await stack.post(b"sell MNQ1! 2", headers={"Content-Type": "text/plain"})
+    assert status == 200, body
+    row = await stack.row(body["signal_id"])
+    assert (row["action"], row["quantity"]) == ("sell", 2)
+    status, body = await stack.post(b"close", headers={"Content-Type": "application/x-whatever"})
+    assert status == 200, body
+
+
+async def test_token_in_body_is_accepted_and_masked_in_storage(stack: Stack) -> None:
+    raw = b'{"action": "buy", "ticker": "MNQ1!", "token": "%s"}' % stack.token.encode()
+    status, body = await stack.post(raw, path="/webhook")
+    assert status == 200, body
+    assert body["verdict"] == "accepted"
+    row = await stack.row(body["signal_id"])
+    assert row["recorder_id"] == stack.recorder_id
+    assert stack.token.encode() not in row["raw_body"]
+    assert b"***" in row["raw_body"]
+    assert "token" not in (row["parsed"] or {})
+
+
+# --- bad input: its 4xx and a stored row -------------------------------------------------------
+
+
+async def test_unknown_token_is_404_and_stored(stack: Stack) -> None:
+    status, body = await stack.post(ALERT, path="/webhook/" + new_webhook_token())
+    assert status == 404
+    assert body["error"] == "unknown_token"
+    row = await stack.row(body["signal_id"])
+    assert row["recorder_id"] is None
+    assert (row["verdict"], row["http_status"]) == ("invalid", 404)
+
+
+async def test_missing_token_is_401(stack: Stack) -> None:
+    status, body = await stack.post(ALERT, path="/webhook")
+    assert status == 401
+    assert (await stack.row(body["signal_id"]))["http_status"] == 401
+
+
+async def test_one_megabyte_body_is_413_and_stored_truncated(stack: Stack) -> None:
+    big = b'{"action": "buy", "pad": "' + b"x" * 1_048_576 + b'"}'
+    async with stack.client.post(f"/webhook/{stack.token}", data=io.BytesIO(big)) as r:
+        status, body = r.status, await r.json()
+    assert status == 413
+    row = await stack.row(body["signal_id"])
+    assert (row["verdict"], row["http_status"]) == ("invalid", 413)
+    assert len(row["raw_body"]) == stack.hooks.max_body
+    assert row["detail"]["size"] == len(big)
+    # the connection is still usable for the next delivery
+    status, _ = await stack.post(ALERT)
+    assert status == 200
+
+
+async def test_chunked_oversize_body_is_413(stack: Stack) -> None:
+    async def gen() -> AsyncIterator[bytes]:
+        for _ in range(40):
+            yield b"x" * 1024
+
+    async with stack.client.post(f"/webhook/{stack.token}", data=gen()) as r:
+        assert r.status == 413
+        body = await r.json()
+    assert (await stack.row(body["signal_id"]))["http_status"] == 413
+
+
+async def test_malformed_json_is_400_and_stored(stack: Stack) -> None:
+    status, body = await stack.post(
+        b'{"action": "buy"', headers={"Content-Type": "application/json"}
+    )
+    assert status == 400
+    assert body["error"] == "invalid_signal"
+    assert "malformed JSON" in body["detail"]
+    row = await stack.row(body["signal_id"])
+    assert row["recorder_id"] == stack.recorder_id
+    assert (row["verdict"], row["http_status"]) == ("invalid", 400)
+    assert row["reason"] == body["detail"]
+
+
+async def test_unknown_action_is_422_and_stored(stack: Stack) -> None:
+    status, body = await stack.post(b'{"action": "jump", "ticker": "MNQ1!"}')
+    assert status == 422
+    assert "unknown action" in body["detail"]
+    row = await stack.row(body["signal_id"])
+    assert (row["verdict"], row["http_status"]) == ("invalid", 422)
+
+
+async def test_ip_allowlist_refuses_other_senders(settings: Settings, pool: asyncpg.Pool) -> None:
+    narrowed = settings.model_copy(
+        update={"server": settings.server.model_copy(update={"allowed_ips": ("10.0.0.0/8",)})}
+    )
+    async with serving(narrowed, pool) as s:
+        status, body = await s.post(ALERT)
+        assert status == 403
+        assert (await s.row(body["signal_id"]))["http_status"] == 403
+    widened = settings.model_copy(
+        update={"server": settings.server.model_copy(update={"allowed_ips": ("127.0.0.1",)})}
+    )
+    await pool.execute("DELETE FROM recorders")
+    async with serving(widened, pool) as s:
+        status, body = await s.post(ALERT)
+        assert status == 200, body
+
+
+# --- dedup ------------------------------------------------------------------------------------
+
+
+async def test_fifty_concurrent_copies_make_one_signal(stack: Stack) -> None:
+    alert = b'{"action": "buy", "ticker": "MNQ1!", "quantity": 1, "id": "alert-50"}'
+    results = await asyncio.gather(*(stack.post(alert) for _ in range(50)))
+    assert all(status == 200 for status, _ in results), results
+    accepted = [b for _, b in results if b["verdict"] == "accepted"]
+    dups = [b for _, b in results if b["verdict"] == "duplicate"]
+    assert len(accepted) == 1
+    assert len(dups) == 49
+    first = accepted[0]["signal_id"]
+    assert {d["duplicate_of"] for d in dups} == {first}
+    assert all(d["orders"] == 0 for d in dups)
+    assert all(d["first"]["verdict"] == "accepted" for d in dups)
+    rows = await stack.pool.fetch("SELECT id, verdict, duplicate_of FROM signals ORDER BY id")
+    assert len(rows) == 50
+    assert [r["id"] for r in rows if r["verdict"] == "accepted"] == [first]
+    assert {r["duplicate_of"] for r in rows if r["id"] != first} == {first}
+    assert await stack.pool.fetchval("SELECT count(*) FROM signal_keys") == 1
+    assert await stack.pool.fetchval("SELECT count(*) FROM order_intents") == 0
+
+
+async def test_resend_later_answers_with_the_first_result(stack: Stack) -> None:
+    status, first = await stack.post(ALERT)
+    assert status == 200
+    status, again = await stack.post(ALERT)
+    assert status == 200
+    assert again["verdict"] == "duplicate"
+    assert again["duplicate_of"] == first["signal_id"]
+    assert again["first"] == {k: first[k] for k in ("signal_id", "verdict", "orders")}
+    # a different alert is not a duplicate
+    status, other = await stack.post(ALERT.replace(b"21500.25", b"21501.00"))
+    assert other["verdict"] == "accepted"
+
+
+# --- outcomes ---------------------------------------------------------------------------------
+
+
+async def test_expired_signal_is_stored_as_expired(settings: Settings, pool: asyncpg.Pool) -> None:
+    stale = settings.model_copy(
+        update={"trading": settings.trading.model_copy(update={"signal_ttl_s": 1e-9})}
+    )
+    async with serving(stale, pool) as s:
+        status, body = await s.post(ALERT)
+        assert status == 200
+        assert body["verdict"] == "expired"
+        assert (await s.row(body["signal_id"]))["verdict"] == "expired"
+
+
+class BrokenEngine:
+    """A fake through the engine's port: fails after the signal was stored."""
+
+    async def on_signal(
+        self, *, signal_id: int, recorder_id: int, signal: Signal, received_at: datetime
+    ) -> Any:
+        raise RuntimeError("boom after intents were written")
+
+    def ready(self) -> bool:
+        return True
+
+
+async def test_engine_failure_after_claim_is_never_5xx(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    async with serving(settings, pool, engine=BrokenEngine()) as s:
+        status, body = await s.post(ALERT)
+        assert status == 200
+        assert body["verdict"] == "accepted"
+        assert "RuntimeError" in body["error"]
+        row = await s.row(body["signal_id"])
+        assert row["verdict"] == "accepted"
+        assert "internal error" in row["reason"]
+
+
+# --- health, readiness, metrics ---------------------------------------------------------------
+
+
+async def test_health_ready_metrics(stack: Stack) -> None:
+    async with stack.client.get("/healthz") as r:
+        assert r.status == 200
+    async with stack.client.get("/readyz") as r:
+        body = await r.json()
+        assert body["checks"]["database"] is True
+        assert body["checks"]["tokens"] is True
+        assert r.status == (200 if body["ready"] else 503)
+    await stack.post(ALERT)
+    await stack.post(b"nonsense {", path="/webhook/" + new_webhook_token())
+    async with stack.client.get("/metrics") as r:
+        text = await r.text()
+    assert 'jtrades_webhook_responses_total{status="200"} 1' in text
+    assert 'jtrades_webhook_responses_total{status="404"} 1' in text
+    assert 'jtrades_signals_total{verdict="accepted"} 1' in text
+
+
+async def test_readyz_reports_the_engine(settings: Settings, pool: asyncpg.Pool) -> None:
+    class NotReady(BrokenEngine):
+        def ready(self) -> bool:
+            return False
+
+    async with serving(settings, pool, engine=NotReady()) as s, s.client.get("/readyz") as r:
+        assert r.status == 503
+        assert (await r.json())["checks"]["engine"] is False
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+
+async def test_access_log_never_prints_the_token(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with structlog.testing.capture_logs() as events:
+        await stack.post(ALERT)
+        await stack.post(b'{"action": "jump"}')
+        async with stack.client.post(f"/webhook/{stack.token}/extra", data=ALERT) as r:
+            assert r.status == 404
+        raw = b'{"action": "buy", "token": "%s"}' % stack.token.encode()
+        await stack.post(raw, path="/webhook")
+    access = [e for e in events if e["event"] == "http.request"]
+    assert len(access) == 4
+    assert {e["route"] for e in access} == {"/webhook/{token}", "<unmatched>", "/webhook"}
+    assert stack.token not in repr(events)
+    assert stack.token not in caplog.text
+
+
+async def test_new_recorder_works_without_waiting_for_refresh(stack: Stack) -> None:
+    token, rid = await make_recorder(stack.pool, "fresh")
+    status, body = await stack.post(ALERT, path=f"/webhook/{token}")
+    assert status == 200, body
+    assert (await stack.row(body["signal_id"]))["recorder_id"] == rid
+
+
+# --- property: no body ever produces a 5xx ---------------------------------------------------
+
+bodies = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=200).map(str.encode),
+    st.dictionaries(
+        st.sampled_from(["action", "ticker", "quantity", "price", "id", "token", "side", "qty"]),
+        st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=12), st.booleans()),
+        max_size=6,
+    ).map(lambda d: __import__("orjson").dumps(d)),
+)
+
+
+@hsettings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=bodies, ctype=st.sampled_from(["application/json", "text/plain", None]))
+async def test_arbitrary_bodies_never_answer_5xx(
+    stack: Stack, body: bytes, ctype: str | None
+) -> None:
+    headers = {"Content-Type": ctype} if ctype else {}
+    async with stack.client.post(f"/webhook/{stack.token}", data=body, headers=headers) as r:
+        assert r.status < 500, await r.text()
+        payload = await r.json()
+    assert "signal_id" in payload
+    row = await stack.row(payload["signal_id"])
+    assert row["http_status"] == r.status
