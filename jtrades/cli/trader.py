@@ -267,6 +267,7 @@ def edit_cmd(
             raise InvalidInput("nothing to change: give a risk option, --clear or --account")
         async with db.pool.acquire() as conn, conn.transaction():
             t = await store.lock(conn, trader_id)
+            await recorder_store.lock_shared(conn, recorder_id=t.recorder_id)
             rec = await recorder_store.get_by_id(conn, t.recorder_id)
             overrides = overrides_for_trader(risk, rec.settings, t.overrides, clear or ())
             return await store.update(conn, t, overrides=overrides, accounts=specs, actor=actor())

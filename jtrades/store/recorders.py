@@ -266,6 +266,14 @@ async def lock(conn: Executor, name: str) -> Recorder:
     return await get_by_id(conn, rid)
 
 
+async def lock_shared(
+    conn: Executor, *, recorder_id: int | None = None, name: str | None = None
+) -> None:
+    """Hold the recorder against edits and private switches until the transaction ends."""
+    with translate_errors():
+        await conn.fetch(q("recorders.lock_shared"), recorder_id, name)
+
+
 async def update_settings(
     conn: Executor, rec: Recorder, *, symbol: str, settings: RiskSettings, actor: str
 ) -> Recorder:

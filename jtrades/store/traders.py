@@ -8,7 +8,9 @@ For the daemon:
   ``RiskOverrides``) and its enabled links to active sub-accounts (``ActiveLink``: sub_account_id,
   broker_account_id, name, account_id, account_label, env, username, multiplier, halted).
   ``halted`` is reported, not filtered: a halt blocks entries, but a close must still go out.
-  A trader with no tradable link is left out.
+  A trader with no tradable link is left out; so is everything when the recorder's owner is
+  not approved. ``recording_enabled`` is not checked here: the pipeline rejects (and records)
+  such a signal before it asks for traders.
 
 For the CLI: ``create``, ``get``, ``list_traders``, ``set_enabled``, ``update``, ``delete``.
 The database has the last word on the rules (a trader links only its own user's sub-accounts, an
@@ -37,6 +39,7 @@ from jtrades.store.recorders import (
     encode_values,
     get,
     get_by_id,
+    lock_shared,
     overrides_from_row,
     risk_params,
     settings_from_row,
@@ -111,7 +114,8 @@ async def load_active_traders(conn: Executor, recorder_id: int) -> list[ActiveTr
     """The recorder's tradable traders with effective settings and tradable links."""
     with translate_errors():
         base_row = await conn.fetchrow(q("recorders.select"), recorder_id, None, None)
-        if base_row is None:
+        # An inactive or unapproved owner's recorder never trades, whoever follows it.
+        if base_row is None or base_row["owner_status"] != "approved":
             return []
         rows = await conn.fetch(q("traders.active_for_recorder"), recorder_id)
     base = settings_from_row(base_row)
@@ -275,6 +279,7 @@ async def visible_recorder(
 ) -> tuple[UserRef, Recorder]:
     """The user and the recorder they want to follow, if they may see it (own or public)."""
     user = await user_by_name(conn, user_name)
+    await lock_shared(conn, name=recorder_name)
     try:
         recorder = await get(conn, recorder_name, as_user_id=user.id)
     except NotFound:
@@ -327,6 +332,7 @@ async def update(
     actor: str,
 ) -> Trader:
     """Replace the overrides (validated against the recorder) and, if given, the links."""
+    await lock_shared(conn, recorder_id=trader.recorder_id)
     recorder = await get_by_id(conn, trader.recorder_id)
     overrides.apply(recorder.settings)
     with translate_errors():

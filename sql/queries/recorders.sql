@@ -47,6 +47,13 @@ WHERE r.token_hash = $1;
 -- Read-merge-write edits hold the row so two edits cannot interleave.
 SELECT id FROM recorders WHERE lower(name) = lower($1) FOR UPDATE;
 
+-- name: recorders.lock_shared($1 id or NULL, $2 name or NULL)
+-- Trader changes read the recorder's settings and visibility: holding this share lock until
+-- commit serialises them with a recorder edit or a private switch (which lock FOR UPDATE).
+SELECT id FROM recorders
+WHERE ($1::bigint IS NULL OR id = $1) AND ($2::text IS NULL OR lower(name) = lower($2))
+FOR SHARE;
+
 -- name: recorders.update_settings($1 id, $2 symbol, $3..$24 risk settings)
 UPDATE recorders SET
     symbol = $2, size = $3, add_size = $4, tp = $5, tp_units = $6, sl = $7, sl_units = $8,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -172,10 +173,10 @@ def test_help_has_an_example(cli: Cli) -> None:
 async def test_load_active_traders(cli: Cli, pool: asyncpg.Pool) -> None:
     from tests.cli import ainvoke
 
-    async def ok(*args: str) -> dict[str, object]:
+    async def ok(*args: str) -> Any:
         r = await ainvoke([*args, "--json"], db_url=cli.db_url, data_dir=cli.data_dir)
         assert r.exit_code == 0, r.stderr
-        return r.json()  # type: ignore[no-any-return]
+        return r.json()
 
     rid = (await pool.fetchrow("SELECT id FROM recorders WHERE name = 'nq'"))["id"]
     assert await store.load_active_traders(pool, rid) == []  # created disabled
@@ -186,7 +187,7 @@ async def test_load_active_traders(cli: Cli, pool: asyncpg.Pool) -> None:
                    "bob-acc", "--enabled"))["trader"]  # fmt: skip
     await pool.execute("UPDATE sub_accounts SET halted = true WHERE name = 'B1'")
     active = await store.load_active_traders(pool, rid)
-    assert [a.trader_id for a in active] == [t1["id"], t3["id"]]  # type: ignore[index]
+    assert [a.trader_id for a in active] == [t1["id"], t3["id"]]
     first = active[0]
     assert first.settings.size == 3  # the override
     assert first.settings.tp == (TpLeg(Decimal(20), 1), TpLeg(Decimal(40)))  # inherited
@@ -197,7 +198,15 @@ async def test_load_active_traders(cli: Cli, pool: asyncpg.Pool) -> None:
     assert active[1].links[0].halted is True  # reported, not filtered
     # leaving 'approved' switches the user's traders off (DB trigger): gone from the list
     await pool.execute("UPDATE users SET status = 'disabled' WHERE name = 'bob'")
-    assert [a.trader_id for a in await store.load_active_traders(pool, rid)] == [t1["id"]]  # type: ignore[index]
+    assert [a.trader_id for a in await store.load_active_traders(pool, rid)] == [t1["id"]]
+    # a recorder whose owner is not approved never trades, whoever follows it
+    await pool.execute("UPDATE users SET status = 'approved' WHERE name = 'bob'")
+    await pool.execute("UPDATE traders SET enabled = true WHERE id = $1", t3["id"])
+    await pool.execute("UPDATE users SET status = 'pending' WHERE name = 'alice'")
+    assert await store.load_active_traders(pool, rid) == []
+    await pool.execute("UPDATE users SET status = 'approved' WHERE name = 'alice'")
+    # alice's own trader was switched off when she left 'approved'; bob's still follows
+    assert [a.trader_id for a in await store.load_active_traders(pool, rid)] == [t3["id"]]
     # an inactive sub-account is not tradable
-    await pool.execute("UPDATE sub_accounts SET active = false WHERE name = 'A1'")
+    await pool.execute("UPDATE sub_accounts SET active = false WHERE name = 'B1'")
     assert await store.load_active_traders(pool, rid) == []
