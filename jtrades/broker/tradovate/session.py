@@ -264,6 +264,14 @@ class Session:
                 fut.set_exception(OutcomeUnknown(f"connection lost before the answer ({reason})"))
         self._pending.clear()
 
+    def _lost(self, reason: str) -> None:
+        """From this moment the view is unknown: readers get ``TransientBrokerError``, not a
+        stale "flat", even before the connection loop has noticed the socket is gone."""
+        self._ready.clear()
+        if self.state is State.READY:
+            self.state = State.RECONNECTING
+        self.hub.publish(self.view.mark_unsynced(reason))
+
     def _kill(self, reason: str) -> None:
         """Treat the connection as dead now (no closing handshake with a zombie)."""
         ws = self._ws
@@ -271,6 +279,7 @@ class Session:
             return
         self._dead_reason = reason
         log.warning("tradovate.session.dead_peer", session=self.label, reason=reason)
+        self._lost(reason)
         ws.transport.abort()
 
     # --- the connection loop ---------------------------------------------------------------------
@@ -412,6 +421,7 @@ class Session:
                 frame = parse_server_frame(raw)
                 if frame.kind == "close":
                     self.last_error = f"server closed: {frame.close_code} {frame.close_reason}"
+                    self._lost(self.last_error)
                     log.warning(
                         "tradovate.session.server_close",
                         session=self.label,
@@ -444,6 +454,7 @@ class Session:
             reason = str(d.get("reasonCode") or d.get("reason") or "unspecified")
             self.shutdown_reason = reason
             self.last_error = f"Tradovate shut the session down: {reason}"
+            self._lost(self.last_error)
             log.error(
                 "tradovate.session.shutdown",
                 session=self.label,
