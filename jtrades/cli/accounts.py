@@ -22,16 +22,18 @@ from jtrades.cli.common import (
     run_plain,
     settings,
 )
+from jtrades.config import Settings
 from jtrades.db import Database
+from jtrades.errors import InvalidInput
 from jtrades.security import load_secret_box
 from jtrades.store import accounts as store
 from jtrades.store import audit, users
-from jtrades.store.accounts import Account, SubAccountRow
+from jtrades.store.accounts import Account, SubAccountRow, SyncResult
 
 log = structlog.get_logger(__name__)
 
 app = typer.Typer(
-    help="Broker accounts: add, list, add-sub, remove (and sync with Tradovate).",
+    help="Broker accounts: add, sync, list, add-sub, remove.",
     no_args_is_help=True,
 )
 
@@ -195,3 +197,67 @@ def add_sub(
 
     sub = run(go)
     done(json, f"added sub-account {sub.name} ({sub.broker_account_id}) to {label}", {"sub": sub})
+
+
+async def sync_account(db: Database, cfg: Settings, label: str) -> tuple[Account, SyncResult]:
+    """Log in to Tradovate as the account's login, list its sub-accounts and store them.
+
+    Sub-accounts the broker no longer lists are kept but marked inactive. The login reuses (and
+    stores) the daemon's token for that login, so a sync normally spends no login.
+    """
+    account = await store.get(db.pool, label)
+    if account.env == "paper":
+        raise InvalidInput(
+            f"{account.label} is a paper account: there is no broker to sync "
+            "(use `jtrades accounts add-sub`)"
+        )
+    if not account.username:
+        raise InvalidInput(f"{account.label} has no Tradovate username")
+    # Imported here: only sync needs the HTTP client stack, every other command starts faster.
+    from jtrades.broker.tradovate.accounts import list_sub_accounts
+
+    box = load_secret_box(cfg, create=not account.has_password)
+    creds = await store.load_credentials(db.pool, box, account.id)
+    log.debug("accounts.sync.login", label=account.label, env=account.env, username=creds.username)
+    found = await list_sub_accounts(
+        cfg, account.env, account.username, creds.password, db=db.pool, cipher=box
+    )
+    async with db.pool.acquire() as c, c.transaction():
+        result = await store.store_synced_subs(
+            c, account.id, [(s.account_id, s.name) for s in found]
+        )
+        await audit.record(
+            c,
+            actor(),
+            "accounts.sync",
+            account.label,
+            {"added": [s.name for s in result.added], "kept": [s.name for s in result.kept],
+             "deactivated": [s.name for s in result.deactivated]},
+        )  # fmt: skip
+    return await store.get(db.pool, account.label), result
+
+
+@app.command("sync")
+def sync(label: LabelArg, json: JsonOpt = False) -> None:
+    """Log in to Tradovate and record the login's sub-accounts (ids and names).
+
+    Sub-accounts that disappeared at the broker are kept, marked inactive.
+
+    Example: jtrades accounts sync alice-demo
+    """
+
+    async def go(db: Database) -> tuple[Account, SyncResult]:
+        return await sync_account(db, settings(), label)
+
+    account, result = run(go)
+    parts = [
+        f"{len(result.added)} new",
+        f"{len(result.kept)} unchanged",
+        f"{len(result.deactivated)} now inactive",
+    ]
+    done(
+        json,
+        f"synced {account.label}: " + ", ".join(parts) + " — " + _subs_cell(account.sub_accounts),
+        {"account": account, "added": result.added, "kept": result.kept,
+         "deactivated": result.deactivated},
+    )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from jtrades.errors import SecretKeyMissing
 from jtrades.security import SecretBox, key_id, load_secret_box, new_secret_key, parse_keys
 from jtrades.store import accounts as store
 from tests.cli import Result, ainvoke
+from tests.simutil import SimHandle, running_sim
 
 PASSWORD = "tv-Pa55word-for-tests"
 
@@ -41,6 +43,12 @@ async def cli(db_url: str, data_dir: Path) -> Cli:
     await c.ok("users", "register", "alice", "--email", "alice@example.com")
     await c.ok("users", "register", "bob", "--email", "bob@example.com")
     return c
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimHandle]:
+    async with running_sim() as handle:
+        yield handle
 
 
 def _settings(db_url: str, data_dir: Path, key_file: Path | None = None) -> Settings:
@@ -272,7 +280,65 @@ async def test_ciphertext_moved_to_another_login_does_not_decrypt(
 
 
 async def test_help_has_an_example_for_every_command(cli: Cli) -> None:
-    for cmd in ("add", "list", "remove", "add-sub"):
+    for cmd in ("add", "list", "remove", "add-sub", "sync"):
         r = await cli("accounts", cmd, "--help")
         assert r.exit_code == 0
         assert "Example: jtrades accounts " + cmd in r.stdout
+
+
+async def test_sync_stores_the_logins_sub_accounts_from_the_simulator(
+    cli: Cli, pool: asyncpg.Pool, sim: SimHandle
+) -> None:
+    sim.add_login("alice_tv", PASSWORD, ["DEMO-A1", "DEMO-A2"])
+    cli.env = dict(sim.tradovate_env())
+    await cli.ok(
+        "accounts", "add", "alice-demo", "--user", "alice", "--env", "demo",
+        "--username", "alice_tv", "--password-stdin", input=PASSWORD + "\n",
+    )  # fmt: skip
+    # A sub-account recorded by hand that the broker does not list becomes inactive.
+    await cli.ok("accounts", "add-sub", "alice-demo", "--id", "999", "--name", "OLD")
+    out = await cli.ok("accounts", "sync", "alice-demo")
+    assert sorted(s["name"] for s in out["added"]) == ["DEMO-A1", "DEMO-A2"]
+    assert [s["name"] for s in out["deactivated"]] == ["OLD"]
+    rows = await pool.fetch(
+        "SELECT broker_account_id, name, active FROM sub_accounts ORDER BY name"
+    )
+    assert [(r["name"], r["active"]) for r in rows] == [
+        ("DEMO-A1", True),
+        ("DEMO-A2", True),
+        ("OLD", False),
+    ]
+    assert {r["broker_account_id"] for r in rows if r["active"]} == {
+        sim.account_id("DEMO-A1"),
+        sim.account_id("DEMO-A2"),
+    }
+    assert await pool.fetchval("SELECT synced_at IS NOT NULL FROM accounts")
+    # Again: nothing new, the token stored by the first sync is reused.
+    token_requests = sim.stats()["access_token_requests"]
+    assert token_requests == 1
+    again = await cli.ok("accounts", "sync", "ALICE-DEMO")
+    assert again["added"] == []
+    assert sorted(s["name"] for s in again["kept"]) == ["DEMO-A1", "DEMO-A2"]
+    assert sim.stats()["access_token_requests"] == token_requests
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'accounts.sync'") == 2
+
+
+async def test_sync_wrong_password_and_paper_are_one_line_errors(
+    cli: Cli, pool: asyncpg.Pool, sim: SimHandle
+) -> None:
+    sim.add_login("bob_tv", "the-right-password", ["DEMO-B1"])
+    cli.env = dict(sim.tradovate_env())
+    await cli.ok(
+        "accounts", "add", "bob-demo", "--user", "bob", "--env", "demo",
+        "--username", "bob_tv", "--password-stdin", input="a-wrong-password\n",
+    )  # fmt: skip
+    r = await cli("accounts", "sync", "bob-demo")
+    assert r.exit_code == 1
+    line = r.error_line()
+    assert "a-wrong-password" not in r.stdout + r.stderr
+    assert line.startswith("error: Tradovate login failed")
+    assert await pool.fetchval("SELECT count(*) FROM sub_accounts") == 0
+    await cli.ok("accounts", "add", "bob-paper", "--user", "bob", "--env", "paper")
+    r = await cli("accounts", "sync", "bob-paper")
+    assert r.exit_code == 1
+    assert "paper account" in r.error_line()

@@ -8,14 +8,17 @@ allowed appearance is the webhook URL printed once by ``recorder create``.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import asyncpg
 import orjson
 import pytest
 
+from jtrades.logging import known_secrets
 from jtrades.security import new_secret_key
 from tests.cli import Result, invoke, invoke_process
+from tests.simutil import running_sim
 
 BROKER_PW = "canary-broker-pw-7Fq2xZ"
 USER_PW = "canary-user-pw-Lm93kQ"
@@ -145,6 +148,38 @@ def test_webhook_token_shown_once_at_creation_only(db_url: str, data_dir: Path) 
     run("users", "disable", "carol")
     run("users", "reject", "carol", "--json")
     run.assert_clean([token, new_token, API_SEC, MASTER_KEY])
+
+
+async def test_sync_never_shows_the_password_or_broker_token(
+    db_url: str, data_dir: Path, pool: asyncpg.Pool
+) -> None:
+    before = set(known_secrets())
+    async with running_sim() as sim:
+        sim.add_login("erin_tv", BROKER_PW, ["DEMO-E1"])
+
+        def commands() -> Recorder:
+            run = Recorder(db_url, data_dir)
+            run.env.update(sim.tradovate_env())
+            run("users", "register", "erin", "--email", "e@x.io")
+            run("accounts", "add", "erin-demo", "--user", "erin", "--env", "demo", "--username",
+                "erin_tv", "--password-stdin", input=BROKER_PW + "\n")  # fmt: skip
+            run("accounts", "sync", "erin-demo")
+            run("accounts", "sync", "erin-demo", "--json")
+            run("accounts", "list", "--json")
+            return run
+
+        run = await asyncio.to_thread(commands)
+    assert any(
+        line["event"] == "accounts.sync.login"
+        for _, r in run.outputs
+        for line in _json_log_lines(r.stderr)
+    )
+    # Secrets first seen during the sync: the access token Tradovate (the simulator) issued.
+    tokens = [t for t in set(known_secrets()) - before if len(t) >= 20 and t != BROKER_PW]
+    assert tokens
+    stored = await pool.fetchval("SELECT count(*) FROM broker_tokens")
+    assert stored == 1  # the sync's token was kept (encrypted) for the daemon
+    run.assert_clean([BROKER_PW, API_SEC, MASTER_KEY, *tokens])
 
 
 @pytest.mark.parametrize("fmt", ["json", "console"])
