@@ -62,11 +62,16 @@ def norm_key(key: str) -> str:
     return _norm_key(key) if len(key) <= 40 else key.lower().translate(_KEY_SEPARATORS)
 
 
-def short(value: Any, limit: int = 40) -> str:
-    """A value as it may appear in an error message: bounded, one line."""
+def short(value: Any, limit: int = 20) -> str:
+    """A value as it may appear in an error message (stored with the signal, logged, answered).
+
+    Long values are described, not echoed: a token pasted into the wrong field (or on the first
+    line of a text alert, as some services want it) must not travel on in an error message."""
     text = value if isinstance(value, str) else repr(value)
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit or _PLACEHOLDER.fullmatch(text):
+        return text
+    return f"(a {len(text)}-character value)"
 
 
 def find_placeholder(value: Any, path: str) -> tuple[str, str] | None:

@@ -798,3 +798,19 @@ def test_well_formed_alerts_always_parse_to_what_they_say(
     assert signal.ticker == ticker
     assert signal.quantity == (qty or None)
     assert signal.price == (price if price_as_text else Decimal(str(float(price))))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"Xk2p9QmZ7rT4vW8yB1nC5dF0\nbuy MNQ1! 1",
+        b'{"action": "Xk2p9QmZ7rT4vW8yB1nC5dF0"}',
+        b'{"action": "buy", "orderType": "Xk2p9QmZ7rT4vW8yB1nC5dF0"}',
+        b'{"action": "buy", "quantity": "Xk2p9QmZ7rT4vW8yB1nC5dF0"}',
+    ],
+)
+def test_a_secret_in_the_wrong_place_is_not_echoed(body: bytes) -> None:
+    with pytest.raises(InvalidSignal) as info:
+        parse_payload(body, None)
+    assert "Xk2p9" not in str(info.value)
+    assert "24-character value" in str(info.value)
