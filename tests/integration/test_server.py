@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -360,7 +361,7 @@ bodies = st.one_of(
         st.sampled_from(["action", "ticker", "quantity", "price", "id", "token", "side", "qty"]),
         st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=12), st.booleans()),
         max_size=6,
-    ).map(lambda d: __import__("orjson").dumps(d)),
+    ).map(lambda d: json.dumps(d).encode()),
 )
 
 
