@@ -37,6 +37,7 @@ the broker's answer and points/ticks over absolute price levels near a roll.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -286,17 +287,41 @@ class InstrumentResolver:
         # (id(source), symbol) → (expires at, contract, source): holding the source keeps its id
         # from being reused by another broker while the entry lives.
         self._cache: dict[tuple[int, str], tuple[float, Contract, object]] = {}
+        self._inflight: dict[tuple[int, str], tuple[asyncio.Future[Contract], object]] = {}
 
     async def resolve(
         self, symbol: str, source: ContractLookup | HasFindContract | None = None
     ) -> Contract:
-        """The tradable contract for ``symbol``; InvalidSignal 422 when nobody knows it."""
+        """The tradable contract for ``symbol``; InvalidSignal 422 when nobody knows it.
+
+        Concurrent first requests for one symbol (a signal fanning out to many sub-accounts)
+        share one broker lookup."""
         parts = split_symbol(symbol)
         source = source if source is not None else self._lookup
         key = (id(source), str(parts))
         hit = self._cache.get(key)
         if hit is not None and hit[0] > self._monotonic() and hit[2] is source:
             return hit[1]
+        pending = self._inflight.get(key)
+        if pending is None or pending[1] is not source:
+            task = asyncio.ensure_future(self._look_up(key, parts, source))
+            self._inflight[key] = pending = (task, source)
+            task.add_done_callback(lambda done: self._finished(key, done))
+        return await asyncio.shield(pending[0])
+
+    def _finished(self, key: tuple[int, str], task: asyncio.Future[Contract]) -> None:
+        current = self._inflight.get(key)
+        if current is not None and current[0] is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have gone away
+
+    async def _look_up(
+        self,
+        key: tuple[int, str],
+        parts: SymbolParts,
+        source: ContractLookup | HasFindContract | None,
+    ) -> Contract:
         contract = await self._ask(source, str(parts), parts.root)
         ttl = self._ttl_s
         if contract is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -384,3 +385,45 @@ async def test_malformed_symbol_is_422_before_any_lookup() -> None:
     with pytest.raises(InvalidSignal):
         await resolver(lookup).resolve("not a symbol")
     assert lookup.calls == []
+
+
+async def test_concurrent_first_requests_share_one_lookup() -> None:
+    gate = asyncio.Event()
+    calls: list[str] = []
+
+    async def slow(symbol: str) -> Contract:
+        calls.append(symbol)
+        await gate.wait()
+        return _contract("MNQZ6", 3)
+
+    r = InstrumentResolver(slow, now=lambda: NOW)
+    waiters = [asyncio.ensure_future(r.resolve("MNQ1!")) for _ in range(50)]
+    await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.gather(*waiters)
+    assert calls == ["MNQ1!"]
+    assert {c.contract_id for c in results} == {3}
+
+
+async def test_a_cancelled_waiter_does_not_cancel_the_others() -> None:
+    gate = asyncio.Event()
+
+    async def slow(symbol: str) -> Contract:
+        await gate.wait()
+        return _contract("ESZ6", 4)
+
+    r = InstrumentResolver(slow, now=lambda: NOW)
+    first = asyncio.ensure_future(r.resolve("ES1!"))
+    second = asyncio.ensure_future(r.resolve("ES1!"))
+    await asyncio.sleep(0)
+    first.cancel()
+    gate.set()
+    assert (await second).contract_id == 4
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_concurrent_failures_reach_every_waiter() -> None:
+    r = InstrumentResolver(Lookup({}), now=lambda: NOW)
+    results = await asyncio.gather(*(r.resolve("HG1!") for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(e, InvalidSignal) for e in results)
