@@ -326,6 +326,12 @@ class TradovateBroker:
         known = self.session.view.order_by_cl_ord_id(account_id, cl_ord_id)
         if known is not None:
             return known
+        return await self.order_by_cl_ord_id_at_broker(account_id, cl_ord_id)
+
+    async def order_by_cl_ord_id_at_broker(
+        self, account_id: int, cl_ord_id: str
+    ) -> WorkingOrder | None:
+        """The broker round trips of ``order_by_cl_ord_id``, without the view shortcut."""
         orders = await self.session.request("order/list")
         mine = sorted(
             (o for o in orders or () if int(o.get("accountId") or 0) == account_id),
@@ -373,11 +379,14 @@ class TradovateBroker:
         m = _CONTRACT.match(key)
         if m is None:
             raise NotFound(f"{symbol!r} is not a contract name (like MNQZ6) or MNQ1!")
-        c = await self.session.request("contract/find", query=f"name={key}")
+        root = m.group(1)
+        try:
+            c = await self.session.request("contract/find", query=f"name={key}")
+            p = await self.session.request("product/find", query=f"name={root}")
+        except BrokerRejected as exc:  # 404 "Not found: contract/find"
+            raise NotFound(f"Tradovate does not list {key}: {exc}") from None
         if not isinstance(c, dict) or "id" not in c:
             raise NotFound(f"Tradovate does not list {key}")
-        root = m.group(1)
-        p = await self.session.request("product/find", query=f"name={root}")
         if not isinstance(p, dict) or "tickSize" not in p:
             raise NotFound(f"Tradovate has no product {root}")
         contract = Contract(
