@@ -42,6 +42,7 @@ from jtrades.engine.risk import (
 from jtrades.errors import InvalidInput, NotFound
 from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
+from jtrades.store import audit as audit_store
 
 _ENUMS: dict[str, type[Any]] = {
     "tp_units": TpUnits,
@@ -171,9 +172,8 @@ async def user_by_name(conn: Executor, name: str) -> UserRef:
 async def audit(
     conn: Executor, actor: str, action: str, target: str, detail: Mapping[str, Any] | None
 ) -> None:
-    """One audit_log row; ``detail`` must never hold a secret (tokens are not passed here)."""
-    with translate_errors():
-        await conn.execute(q("recorders.audit"), actor, action, target, detail)
+    """One audit_log row in the caller's transaction (``jtrades.store.audit``); no secrets."""
+    await audit_store.record(conn, actor, action, target, dict(detail) if detail else None)
 
 
 # --- daemon -----------------------------------------------------------------------------------
@@ -250,8 +250,8 @@ async def create(
     await audit(
         conn,
         actor,
-        "recorder.create",
-        f"recorder:{rec.name}",
+        "recorders.create",
+        rec.name,
         {"user": user.name, "symbol": symbol, "private": is_private, **_settings_detail(settings)},
     )
     return rec
@@ -286,7 +286,7 @@ async def update_settings(
     changed = _diff(rec.settings, settings)
     if symbol != rec.symbol:
         changed["symbol"] = symbol
-    await audit(conn, actor, "recorder.edit", f"recorder:{rec.name}", changed)
+    await audit(conn, actor, "recorders.edit", rec.name, changed)
     return await get_by_id(conn, rec.id)
 
 
@@ -294,13 +294,13 @@ async def set_private(conn: Executor, rec: Recorder, private: bool, *, actor: st
     """Refused (``Conflict``) by the database while other users' traders follow it."""
     with translate_errors():
         await conn.execute(q("recorders.set_private"), rec.id, private)
-    await audit(conn, actor, "recorder.private", f"recorder:{rec.name}", {"private": private})
+    await audit(conn, actor, "recorders.private", rec.name, {"private": private})
 
 
 async def set_recording(conn: Executor, rec: Recorder, enabled: bool, *, actor: str) -> None:
     with translate_errors():
         await conn.execute(q("recorders.set_recording"), rec.id, enabled)
-    await audit(conn, actor, "recorder.recording", f"recorder:{rec.name}", {"enabled": enabled})
+    await audit(conn, actor, "recorders.recording", rec.name, {"enabled": enabled})
 
 
 async def set_token_hash(conn: Executor, rec: Recorder, token_hash: bytes, *, actor: str) -> None:
@@ -308,7 +308,7 @@ async def set_token_hash(conn: Executor, rec: Recorder, token_hash: bytes, *, ac
         raise InvalidInput("a webhook token hash is 32 bytes (SHA-256)")
     with translate_errors():
         await conn.execute(q("recorders.set_token_hash"), rec.id, token_hash)
-    await audit(conn, actor, "recorder.rotate_token", f"recorder:{rec.name}", None)
+    await audit(conn, actor, "recorders.rotate_token", rec.name, None)
 
 
 async def delete(conn: Executor, rec: Recorder, *, actor: str) -> int:
@@ -317,9 +317,7 @@ async def delete(conn: Executor, rec: Recorder, *, actor: str) -> int:
         counts = await conn.fetchrow(q("recorders.follower_count"), rec.id)
         await conn.execute(q("recorders.delete"), rec.id)
     traders = int(counts["traders"]) if counts else 0
-    await audit(
-        conn, actor, "recorder.delete", f"recorder:{rec.name}", {"traders_deleted": traders}
-    )
+    await audit(conn, actor, "recorders.delete", rec.name, {"traders_deleted": traders})
     return traders
 
 

@@ -310,8 +310,8 @@ async def create(
     await audit(
         conn,
         actor,
-        "trader.create",
-        f"trader:{tid}",
+        "traders.create",
+        str(tid),
         {
             "user": user.name,
             "recorder": recorder.name,
@@ -342,7 +342,7 @@ async def update(
         links = await resolve_accounts(conn, accounts)
         await _replace_links(conn, trader.id, links)
         detail["accounts"] = _links_detail(links)
-    await audit(conn, actor, "trader.edit", f"trader:{trader.id}", detail)
+    await audit(conn, actor, "traders.edit", str(trader.id), detail)
     return await get_trader(conn, trader.id)
 
 
@@ -353,7 +353,7 @@ async def set_enabled(conn: Executor, trader: Trader, enabled: bool, *, actor: s
     with translate_errors():
         await conn.execute(q("traders.set_enabled"), trader.id, enabled)
     await audit(
-        conn, actor, "trader.enable" if enabled else "trader.disable", f"trader:{trader.id}", None
+        conn, actor, "traders.enable" if enabled else "traders.disable", str(trader.id), None
     )
 
 
@@ -363,8 +363,8 @@ async def delete(conn: Executor, trader: Trader, *, actor: str) -> None:
     await audit(
         conn,
         actor,
-        "trader.delete",
-        f"trader:{trader.id}",
+        "traders.delete",
+        str(trader.id),
         {"user": trader.user_name, "recorder": trader.recorder_name},
     )
 

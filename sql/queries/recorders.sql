@@ -82,6 +82,3 @@ SELECT token_hash, id FROM recorders;
 SELECT count(*) AS traders, count(*) FILTER (WHERE t.user_id <> r.user_id) AS other_users
 FROM traders t JOIN recorders r ON r.id = t.recorder_id
 WHERE t.recorder_id = $1;
-
--- name: recorders.audit($1 actor, $2 action, $3 target, $4 detail)
-INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, $2, $3, $4);

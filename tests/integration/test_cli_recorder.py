@@ -130,7 +130,7 @@ def test_create_shows_the_url_once_and_stores_only_the_hash(cli: Cli) -> None:
     assert rec["symbol"] == "MNQ1!"
     assert rec["private"] is True
     assert rec["settings"]["size"] == 2
-    assert audit_actions(cli.db_url) == ["recorder.create"]
+    assert audit_actions(cli.db_url) == ["recorders.create"]
 
 
 def test_create_uses_the_public_url(cli: Cli) -> None:
@@ -262,9 +262,9 @@ def test_edit_merges_and_validates_the_whole(cli: Cli) -> None:
     assert cleared["settings"]["tp"] == []
     assert "nothing to change" in cli.fails("recorder", "edit", "nq")
     assert "no recorder" in cli.fails("recorder", "edit", "zz", "--size", "1")
-    assert audit_actions(cli.db_url).count("recorder.edit") == 3
+    assert audit_actions(cli.db_url).count("recorders.edit") == 3
     detail = sql(
-        cli.db_url, "SELECT detail FROM audit_log WHERE action = 'recorder.edit' ORDER BY id"
+        cli.db_url, "SELECT detail FROM audit_log WHERE action = 'recorders.edit' ORDER BY id"
     )[0]["detail"]
     assert detail["sl"] == {"from": "0", "to": "8"}
 
@@ -328,7 +328,7 @@ async def test_rotate_token_changes_the_stored_hash(cli: Cli, pool: asyncpg.Pool
     assert rec.owner_approved
     assert await store.all_token_hashes(pool) == {new_hash: rec.id}
     actions = [r["action"] for r in await pool.fetch("SELECT action FROM audit_log ORDER BY id")]
-    assert actions == ["recorder.create", "recorder.rotate_token"]
+    assert actions == ["recorders.create", "recorders.rotate_token"]
     details = await pool.fetch("SELECT detail::text AS d FROM audit_log")
     assert all(new not in (d["d"] or "") and old not in (d["d"] or "") for d in details)
 
@@ -344,7 +344,7 @@ def test_recording_switch_and_delete(cli: Cli) -> None:
     assert cli.ok("recorder", "list") == []
     assert sql(cli.db_url, "SELECT count(*) FROM traders")[0][0] == 0
     assert "no recorder" in cli.fails("recorder", "delete", "nq")
-    assert audit_actions(cli.db_url)[-1] == "recorder.delete"
+    assert audit_actions(cli.db_url)[-1] == "recorders.delete"
 
 
 def test_help_has_an_example(cli: Cli) -> None:

@@ -53,10 +53,10 @@ def test_traders_are_created_disabled_with_all_sub_accounts(cli: Cli) -> None:
     assert explicit["enabled"] is True
     assert [(a["sub_account"], a["multiplier"]) for a in explicit["accounts"]] == [("A2", "0.5")]
     assert audit_actions(cli.db_url)[-4:] == [
-        "trader.create",
-        "trader.enable",
-        "trader.disable",
-        "trader.create",
+        "traders.create",
+        "traders.enable",
+        "traders.disable",
+        "traders.create",
     ]
 
 
@@ -160,7 +160,7 @@ def test_list_show_delete(cli: Cli) -> None:
     assert cli.ok("trader", "delete", str(a["id"])) == {"ok": True, "id": a["id"]}
     assert "no trader with id" in cli.fails("trader", "show", str(a["id"]))
     assert "no trader with id" in cli.fails("trader", "enable", "999")
-    assert audit_actions(cli.db_url)[-1] == "trader.delete"
+    assert audit_actions(cli.db_url)[-1] == "traders.delete"
 
 
 def test_help_has_an_example(cli: Cli) -> None:
