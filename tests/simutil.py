@@ -15,7 +15,8 @@ The default world: login ``sim`` / password ``sim`` with accounts SIM1 and SIM2.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -106,8 +107,11 @@ def env_for(port: int, host: str = "127.0.0.1") -> dict[str, str]:
 
 
 @asynccontextmanager
-async def running_sim(config: SimConfig | None = None) -> AsyncIterator[SimHandle]:
-    world = Simulator(config or default_config())
+async def running_sim(
+    config: SimConfig | None = None, clock: Callable[[], float] | None = None
+) -> AsyncIterator[SimHandle]:
+    """``clock``: seconds since the epoch, for tests that move time (token expiry, p-time)."""
+    world = Simulator(config or default_config(), clock or time.time)
     runner, port = await start(world, "127.0.0.1", 0)
     try:
         yield SimHandle(world, port)

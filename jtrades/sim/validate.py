@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-INT, NUM, STR, BOOL = "int", "num", "str", "bool"
+INT, NUM, STR, BOOL, PARAMS = "int", "num", "str", "bool", "params"
 ACTIONS = frozenset({"Buy", "Sell"})
 ORDER_TYPES = frozenset(
     {"Limit", "MIT", "Market", "QTS", "Stop", "StopLimit", "TrailingStop", "TrailingStopLimit"}
@@ -20,6 +20,7 @@ ORDER_TYPES = frozenset(
 TIFS = frozenset({"Day", "FOK", "GTC", "GTD", "IOC"})
 ENUMS = {"action": ACTIONS, "orderType": ORDER_TYPES, "timeInForce": TIFS}
 MAX_STR = 64
+MAX_PARAMS = 8192  # StartOrderStrategy.params
 
 _VERSION = {
     "orderQty": INT,
@@ -68,7 +69,7 @@ START_STRATEGY = {
     "symbol": STR,
     "orderStrategyTypeId": INT,
     "action": STR,
-    "params": STR,
+    "params": PARAMS,
     "uuid": STR,
     "customTag50": STR,
     "isAutomated": BOOL,  # not in the 2021 spec; newer clients send it, so accept it
@@ -98,6 +99,8 @@ def _type_ok(kind: str, value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if kind == STR:
         return isinstance(value, str) and len(value) <= MAX_STR
+    if kind == PARAMS:
+        return isinstance(value, str) and len(value) <= MAX_PARAMS
     return isinstance(value, bool)
 
 
