@@ -114,7 +114,7 @@ def disable(name: NameArg, json: JsonOpt = False) -> None:
 def reject(name: NameArg, json: JsonOpt = False) -> None:
     """Reject a pending or disabled user: delete them and everything they own.
 
-    Deletes their accounts, sub-accounts, recorders, traders and their signal and order history.
+    Deletes their accounts, sub-accounts, recorders, traders, signals and order history.
     An approved user must be disabled first, so nothing of theirs is trading.
 
     Example: jtrades users reject mallory

@@ -249,3 +249,24 @@ async def test_help_has_an_example_for_every_command(cli: Cli) -> None:
         r = await cli("users", cmd, "--help")
         assert r.exit_code == 0
         assert "Example: jtrades users " + cmd in r.stdout
+
+
+async def test_audit_detail_never_keeps_secret_named_values(pool: asyncpg.Pool) -> None:
+    from jtrades.store import audit
+
+    await audit.record(
+        pool,
+        "test",
+        "x.y",
+        "target",
+        {"password": "hunter2-long", "nested": {"token": "abc123xyz"}, "cooldown_s": "5",
+         "label": "kept"},
+    )  # fmt: skip
+    [entry] = await audit.recent(pool, 1)
+    assert entry.detail == {
+        "password": "***",
+        "nested": {"token": "***"},
+        "cooldown_s": "5",
+        "label": "kept",
+    }
+    assert (entry.actor, entry.action, entry.target) == ("test", "x.y", "target")

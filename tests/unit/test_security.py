@@ -229,3 +229,17 @@ def test_lost_key_file_gives_secret_key_missing(
     fresh = load_secret_box(s, create=True)  # a new key cannot open the old value
     with pytest.raises(SecretKeyMissing, match=sealed.key_id):
         fresh.open(sealed.ciphertext, sealed.key_id)
+
+
+def test_group_readable_key_file_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kf = tmp_path / "keys"
+    kf.write_text(KEY_A + "\n")
+    kf.chmod(0o644)
+    with capture_logs() as logs:
+        load_secret_box(_settings(tmp_path, str(kf)), create=False)
+    [w] = [e for e in logs if e["event"] == "secrets.key_file_permissions"]
+    assert w["hint"] == f"chmod 600 {kf}"
+    kf.chmod(0o600)
+    with capture_logs() as logs:
+        load_secret_box(_settings(tmp_path, str(kf)), create=False)
+    assert not logs
