@@ -1,0 +1,1 @@
+"""Latency and throughput benchmarks against the Tradovate simulator (``python -m bench [name]``)."""
