@@ -1,9 +1,43 @@
-"""Top-level ``jtrades`` commands: serve."""
+"""``jtrades serve``: run the daemon (webhooks in, orders out) until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from jtrades.cli.common import STATE, fail, settings
+from jtrades.errors import JtradesError
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("serve")(serve)
+
+
+def serve(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="jtrades.toml to read (default: $JTRADES_CONFIG, ./jtrades.toml, then XDG).",
+        ),
+    ] = None,
+) -> None:
+    """Run the daemon: migrate the database, connect broker sessions, take webhooks.
+
+    With no database.url it starts an embedded Postgres in data_dir. Stops cleanly (exit 0) on
+    SIGINT or SIGTERM; under systemd it reports readiness and pings the watchdog.
+
+    Example: jtrades serve --config /etc/jtrades/jtrades.toml
+    """
+    from jtrades.daemon import serve as run_daemon
+
+    if config is not None:
+        STATE.config = config
+    try:
+        run_daemon(settings())
+    except JtradesError as exc:
+        fail(str(exc))

@@ -1,0 +1,198 @@
+"""``jtrades serve``: everything composed into one process, and taken apart again in order.
+
+Start: settings → logging → database (migrated; the embedded one when no URL is set) → token
+cache → engine (configuration, broker sessions, startup reconciliation) → HTTP → READY=1.
+
+Run: named background tasks under one ``TaskGroup`` (token refresh, heartbeat row, systemd
+watchdog, idempotency-key pruning). Each loop survives its own transient errors; a loop that
+crashes anyway takes the daemon down loudly so systemd restarts it, instead of leaving it half alive.
+
+Stop (SIGINT/SIGTERM): STOPPING=1; new deliveries get 503 (TradingView re-sends them, and
+nothing was stored or sent); in-flight signals drain within a deadline; the HTTP server stops;
+broker sessions close; the heartbeat says ``stopped``; the database (and an embedded server we
+started) closes. A clean stop exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
+from typing import Any
+
+import structlog
+
+from jtrades import logging as jlog
+from jtrades.config import Settings
+from jtrades.db import Database, connect
+from jtrades.engine.tokens import TokenCache
+from jtrades.errors import JtradesError
+from jtrades.server import Webhooks, build_app, start_http
+from jtrades.store import recorders as recorder_store
+from jtrades.store import signals as signal_store
+from jtrades.store import status as status_store
+from jtrades.systemd import notify, watchdog_interval_s
+
+log = structlog.get_logger("jtrades.daemon")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("jtrades")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+__version__ = _version()
+
+HEARTBEAT_S = 5.0
+PRUNE_EVERY_S = 3600.0
+KEY_RETENTION = timedelta(hours=48)  # dedup keys kept ≥ 24 h: pruned after 48
+DRAIN_DEADLINE_S = 10.0
+
+
+class Daemon:
+    """One running ``jtrades serve``; ``run`` returns when a stop signal has been handled."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = asyncio.Event()
+        self.started_at = datetime.now(UTC)
+        self.port: int | None = None
+        self.db: Database | None = None
+        self.engine: Any = None
+        self.hooks: Webhooks | None = None
+
+    def request_stop(self, signame: str = "") -> None:
+        if not self.stop.is_set():
+            log.info("daemon.stopping", signal=signame or None)
+        self.stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        runner = None
+        try:
+            self.db = db = await connect(self.settings, migrate_now=True)
+            log.info("daemon.database", database=db.url_for_display)
+            tokens = TokenCache(lambda: recorder_store.all_token_hashes(db.pool))
+            await tokens.refresh()
+            from jtrades.engine.engine import Engine
+
+            self.engine = Engine(db, self.settings)
+            await self.engine.start()
+            self.hooks = Webhooks(db, self.settings, tokens, self.engine)
+            srv = self.settings.server
+            runner, self.port = await start_http(build_app(self.hooks), srv.host, srv.port)
+            await self._beat("running")
+            notify(f"READY=1\nSTATUS=listening on {srv.host}:{self.port}")
+            log.info(
+                "daemon.ready",
+                host=srv.host,
+                port=self.port,
+                webhook_url=f"{srv.public_url}/webhook/<token>",
+                recorders=len(tokens),
+                version=__version__,
+            )
+            if not self.stop.is_set():
+                async with asyncio.TaskGroup() as tg:
+                    for name, factory in self._loops(tokens).items():
+                        tg.create_task(factory(), name=name)
+                    await self.stop.wait()
+        finally:
+            await self._shutdown(runner)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    def _loops(self, tokens: TokenCache) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
+        loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+            "tokens.refresh": lambda: tokens.run(self.stop),
+            "daemon.heartbeat": self._heartbeat_loop,
+            "daemon.prune_keys": self._prune_loop,
+        }
+        interval = watchdog_interval_s()
+        if interval is not None:
+            loops["daemon.watchdog"] = lambda: self._watchdog_loop(interval)
+        return loops
+
+    async def _shutdown(self, runner: Any) -> None:
+        notify("STOPPING=1")
+        if self.hooks is not None:
+            drained = await self.hooks.drain(DRAIN_DEADLINE_S)
+            log.info("daemon.drained", complete=drained)
+        if runner is not None:
+            await runner.cleanup()
+        if self.engine is not None:
+            try:
+                await asyncio.wait_for(self.engine.close(), DRAIN_DEADLINE_S)
+            except Exception as exc:
+                log.error("daemon.engine_close_failed", error=type(exc).__name__)
+        if self.db is not None:
+            with contextlib.suppress(Exception):
+                await self._beat("stopped")
+            await self.db.close()
+        log.info("daemon.stopped")
+
+    # --- background loops ------------------------------------------------------------------
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait ``seconds`` or until stop; True when it is time to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+        return self.stop.is_set()
+
+    async def _beat(self, state: str) -> None:
+        assert self.db is not None
+        engine_ready = bool(self.engine.ready()) if self.engine is not None else False
+        sessions: list[dict[str, Any]] = []
+        brokers = getattr(self.engine, "brokers", None)
+        if brokers is not None and hasattr(brokers, "sessions"):
+            sessions = [{"account_id": a, "env": env} for a, env, _b in brokers.sessions()]
+        detail = {
+            "state": state,
+            "ready": engine_ready,
+            "host": self.settings.server.host,
+            "port": self.port,
+            "version": __version__,
+            "inflight": self.hooks.inflight if self.hooks is not None else 0,
+            "sessions": sessions,
+            "brokers_ready": bool(brokers.ready()) if brokers is not None else False,
+        }
+        await status_store.heartbeat(
+            self.db.pool, pid=os.getpid(), started_at=self.started_at, detail=detail
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        while not await self._sleep(HEARTBEAT_S):
+            try:
+                await self._beat("running")
+            except JtradesError as exc:
+                log.warning("daemon.heartbeat_failed", error=str(exc))
+
+    async def _watchdog_loop(self, interval: float) -> None:
+        # Pinged from the event loop itself: a blocked loop stops the pings and systemd restarts us.
+        while not await self._sleep(interval):
+            notify("WATCHDOG=1")
+
+    async def _prune_loop(self) -> None:
+        while True:
+            assert self.db is not None
+            try:
+                n = await signal_store.prune_keys(self.db.pool, datetime.now(UTC) - KEY_RETENTION)
+                if n:
+                    log.info("daemon.keys_pruned", keys=n)
+            except JtradesError as exc:
+                log.warning("daemon.prune_failed", error=str(exc))
+            if await self._sleep(PRUNE_EVERY_S):
+                return
+
+
+def serve(settings: Settings) -> None:
+    """Run the daemon until SIGINT/SIGTERM (blocking); ``JtradesError`` propagates to the CLI."""
+    jlog.configure(settings.log.format, settings.log.level)
+    asyncio.run(Daemon(settings).run())

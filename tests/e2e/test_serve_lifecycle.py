@@ -1,0 +1,158 @@
+"""``jtrades serve`` as a real process: starts, migrates, answers /readyz, stops cleanly on a signal."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+
+from tests.cli import cli_env
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class Daemon:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.proc = proc
+        self.base = f"http://127.0.0.1:{port}"
+        self.log = log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, limit_s: float = 90) -> dict[str, object]:
+        """Poll /readyz until it answers 200 (the limit only bounds a hung start)."""
+        end = time.monotonic() + limit_s
+        while time.monotonic() < end:
+            assert self.proc.poll() is None, f"daemon exited early:\n{self.output()}"
+            try:
+                status, body = http("GET", self.base + "/readyz")
+            except OSError:
+                time.sleep(0.1)
+                continue
+            if status == 200:
+                return dict(orjson.loads(body))
+            time.sleep(0.1)
+        raise AssertionError(f"daemon never became ready:\n{self.output()}")
+
+    def stop(self, sig: signal.Signals) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=60)
+
+
+@contextmanager
+def run_daemon(
+    tmp_path: Path, env: Mapping[str, str | None], *, db_url: str = ""
+) -> Iterator[Daemon]:
+    port = free_port()
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(exist_ok=True)
+    full = dict(os.environ)
+    overrides = cli_env(db_url=db_url, data_dir=data_dir, env=env)
+    overrides["JTRADES_SERVER__PORT"] = str(port)
+    for key, value in overrides.items():
+        if value is None or (key == "JTRADES_DATABASE__URL" and not db_url):
+            full.pop(key, None)
+        else:
+            full[key] = value
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jtrades.cli", "serve"],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=full,
+            cwd=tmp_path,
+        )
+    try:
+        yield Daemon(proc, port, log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def _fetch(db_url: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(db_url)
+    try:
+        return await conn.fetch(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_serve_on_the_test_database(tmp_path: Path, db_url: str, sig: signal.Signals) -> None:
+    with run_daemon(tmp_path, {"JTRADES_LOG__FORMAT": "json"}, db_url=db_url) as d:
+        ready = d.wait_ready()
+        assert ready["ready"] is True
+        status, _ = http("GET", d.base + "/healthz")
+        assert status == 200
+        status, body = http("POST", d.base + "/webhook/not-a-real-token-123", b"buy MNQ1! 1")
+        assert status == 404
+        signal_id = orjson.loads(body)["signal_id"]
+        code = d.stop(sig)
+        out = d.output()
+    assert code == 0, out
+    assert "daemon.stopped" in out
+    assert "not-a-real-token-123" not in out
+    rows = await _fetch(db_url, "SELECT id, http_status FROM signals")
+    assert [(r["id"], r["http_status"]) for r in rows] == [(signal_id, 404)]
+    beat = await _fetch(db_url, "SELECT pid, detail FROM daemon_status")
+    assert beat[0]["pid"] == d.proc.pid
+    assert orjson.loads(beat[0]["detail"])["state"] == "stopped"
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A temporary folder others may traverse: as root, pgserver runs Postgres as its own
+    ``pgserver`` user, which cannot enter pytest's 0700 temporary tree."""
+    path = Path(tempfile.mkdtemp(prefix="jt-e2e-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_serve_on_the_embedded_default_with_no_config(open_tmp: Path) -> None:
+    """The README's run command: no config file, no database URL."""
+    tmp_path = open_tmp
+    with run_daemon(tmp_path, {"JTRADES_CONFIG": None}) as d:
+        d.wait_ready()
+        code = d.stop(signal.SIGTERM)
+        out = d.output()
+    assert code == 0, out
+    assert "embedded postgres" in out
+    pgdata = tmp_path / "data" / "pg"
+    assert (pgdata / "PG_VERSION").exists()
+    # the embedded server we started was stopped with us
+    assert not (pgdata / "postmaster.pid").exists(), out
