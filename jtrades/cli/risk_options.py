@@ -190,7 +190,8 @@ _SIMPLE: dict[str, tuple[str, Callable[[str, str], Any]]] = {
 
 def parse_windows(texts: Iterable[str]) -> tuple[Window, ...]:
     items = list(texts)
-    if any(_is_none(t) for t in items):
+    # DESIGN §4: an empty window list means "always"; `--window ""` and `--window none` say so.
+    if any(_is_none(t) or not t.strip() for t in items):
         if len(items) > 1:
             raise InvalidInput("--window none (trade at any time) cannot be combined with windows")
         return ()

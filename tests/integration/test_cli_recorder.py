@@ -261,8 +261,9 @@ def test_edit_merges_and_validates_the_whole(cli: Cli) -> None:
     assert cleared["settings"]["windows"] == []
     assert cleared["settings"]["tp"] == []
     assert "nothing to change" in cli.fails("recorder", "edit", "nq")
+    assert cli.ok("recorder", "edit", "nq", "--symbol", "mesz6")["recorder"]["symbol"] == "MESZ6"
     assert "no recorder" in cli.fails("recorder", "edit", "zz", "--size", "1")
-    assert audit_actions(cli.db_url).count("recorders.edit") == 3
+    assert audit_actions(cli.db_url).count("recorders.edit") == 4
     detail = sql(
         cli.db_url, "SELECT detail FROM audit_log WHERE action = 'recorders.edit' ORDER BY id"
     )[0]["detail"]
@@ -348,7 +349,8 @@ def test_recording_switch_and_delete(cli: Cli) -> None:
 
 
 def test_help_has_an_example(cli: Cli) -> None:
-    for cmd in ("create", "list", "show", "edit", "private", "rotate-token", "delete"):
+    for cmd in ("create", "list", "show", "edit", "private", "rotate-token", "delete",
+                "enable-recording", "disable-recording"):  # fmt: skip
         r = cli("recorder", cmd, "--help")
         assert r.exit_code == 0
         assert "Example: jtrades recorder" in r.stdout, cmd

@@ -272,6 +272,8 @@ def test_none_words_switch_optional_settings_off_on_a_recorder() -> None:
     assert off.breakeven_offset == 0
     assert off.auto_flat_after is None
     assert off.tp == ()
+    windowed = settings_for_recorder(RiskInput(window=("09:30-16:00",)))
+    assert settings_for_recorder(RiskInput(window=("",)), windowed).windows == ()
 
 
 def test_cooldown_units() -> None:
