@@ -42,6 +42,7 @@ class Api:
     def __init__(self, world: Simulator) -> None:
         self.world = world
         self.orders = OrderApi(world)
+        self.sources = self._sources()
         o = self.orders
         self.commands: dict[str, Callable[[LoginSpec, Any], tuple[int, Any]]] = {
             "order/placeorder": o.placeorder,
@@ -71,6 +72,10 @@ class Api:
         stats = self.world.stats
         stats.requests += 1
         stats.by_endpoint[key] = stats.by_endpoint.get(key, 0) + 1
+        faults = self.world.faults
+        if faults.too_many:
+            faults.too_many -= 1
+            return Answer(429, None)
         auth = self.world.auth
         if key == "auth/accesstokenrequest":
             data, revoked = auth.access_token_request(body)
@@ -99,7 +104,7 @@ class Api:
 
     def query(self, login: LoginSpec, key: str, endpoint: str, params: dict[str, str]) -> Answer:
         entity, _, op = key.partition("/")
-        source = self._sources().get(entity)
+        source = self.sources.get(entity)
         if source is None:
             return not_found(endpoint)
         rows_fn, master = source
@@ -145,7 +150,13 @@ class Api:
             ),
             "order": (lambda lg: [o.json() for o in orders(lg)], "accountId"),
             "orderversion": (lambda lg: [o.version_json() for o in orders(lg)], "orderId"),
-            "command": (lambda lg: [o.command_json() for o in orders(lg)], "orderId"),
+            "command": (lambda lg: [c for o in orders(lg) for c in o.commands], "orderId"),
+            "orderstrategylink": (
+                lambda lg: [
+                    link for acc in accounts_of(lg) for link in ex.strategy_links.get(acc, [])
+                ],
+                "orderStrategyId",
+            ),
             "fill": (
                 lambda lg: [
                     f.json() for acc in accounts_of(lg) for f in ex.fills_by_account.get(acc, [])
@@ -206,7 +217,7 @@ class Api:
             hits = [c for c in self.world.contracts.values() if c.name.upper().startswith(text)]
             hits.sort(key=lambda c: (c.root.name != text, c.root.name, c.expiration))
             return [_contract(c) for c in hits[:limit]]
-        rows = self._sources()[entity][0](login)
+        rows = self.sources[entity][0](login)
         return [r for r in rows if text in str(r.get("name", "")).upper()][:limit]
 
     # --- special commands ----------------------------------------------------------------------
@@ -264,7 +275,8 @@ class Api:
             "positions": [p.json() for p in positions],
             "orders": [o.json() for o in orders],
             "orderVersions": [o.version_json() for o in orders],
-            "commands": [o.command_json() for o in orders],
+            "commands": [c for o in orders for c in o.commands],
+            "orderStrategyLinks": [link for acc in ids for link in ex.strategy_links.get(acc, [])],
             "fills": [f.json() for acc in ids for f in ex.fills_by_account.get(acc, [])],
             "cashBalances": [ex.cash_of(acc).json() for acc in ids],
             "contracts": [_contract(self.world.contracts[c]) for c in sorted(used)],

@@ -61,7 +61,6 @@ class Order:
     status: str
     timestamp: datetime
     version_id: int
-    command_id: int
     is_automated: bool = True
     oco_id: int | None = None
     parent_id: int | None = None
@@ -70,9 +69,11 @@ class Order:
     role: str = ""  # in a strategy: entry, tp, sl
     children: list[int] = field(default_factory=list)  # OSO brackets waiting on this fill
     triggered: bool = False  # a StopLimit whose stop was hit
+    immediate: bool = False  # IOC/FOK
     fill_price: Decimal | None = None
     auto_trail: dict[str, Decimal] | None = None  # strategy autoTrail: stopLoss, trigger, freq
     anchor: Decimal | None = None  # the entry price an autoTrail measures profit from
+    commands: list[dict[str, Any]] = field(default_factory=list)  # New, Modify, Cancel
 
     @property
     def sign(self) -> int:
@@ -115,11 +116,11 @@ class Order:
             d["text"] = s.text
         return d
 
-    def command_json(self, command_type: str = "New") -> dict[str, Any]:
+    def command_json(self, command_id: int, command_type: str, ts: datetime) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "id": self.command_id,
+            "id": command_id,
             "orderId": self.id,
-            "timestamp": iso(self.timestamp),
+            "timestamp": iso(ts),
             "commandType": command_type,
             "commandStatus": "ExecutionStopped",
             "isAutomated": self.is_automated,
@@ -254,3 +255,7 @@ class Strategy:
         if self.uuid is not None:
             d["uuid"] = self.uuid
         return d
+
+
+def strategy_link_json(link_id: int, strategy_id: int, order_id: int, label: str) -> dict[str, Any]:
+    return {"id": link_id, "orderStrategyId": strategy_id, "orderId": order_id, "label": label}

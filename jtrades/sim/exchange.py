@@ -40,6 +40,7 @@ from jtrades.sim.entities import (
     Position,
     PropsEvent,
     Strategy,
+    strategy_link_json,
 )
 
 SUPPORTED_TYPES = frozenset({"Market", "Limit", "Stop", "StopLimit", "TrailingStop", "MIT"})
@@ -108,6 +109,7 @@ class Exchange:
         self.cash: dict[int, CashBalance] = {}
         self.strategies: dict[int, Strategy] = {}
         self.strategies_by_account: dict[int, list[Strategy]] = {}
+        self.strategy_links: dict[int, list[dict[str, Any]]] = {}
         self._ids = itertools.count(1_000_001)
         self._out: list[PropsEvent] = []
 
@@ -223,13 +225,12 @@ class Exchange:
         order.spec = new
         order.triggered = False
         order.version_id = next(self._ids)
-        order.command_id = next(self._ids)
         self._emit_version(order)
-        self._emit(order.account_id, "command", "Created", order.command_json("Modify"))
+        command_id = self._command(order, "Modify")
         self._emit(order.account_id, "order", "Updated", order.json())
         if order.status == WORKING:
             self._check(order, self.prices[order.contract.id], placing=True)
-        return order.command_id, self._out
+        return command_id, self._out
 
     def cancel(self, order_id: int) -> tuple[int, list[PropsEvent]]:
         self._out = []
@@ -238,7 +239,7 @@ class Exchange:
             raise Rejected("UnknownReason", f"order {order_id} not found")
         if order.status not in OPEN_STATUSES:
             raise Rejected("TooLate", f"order {order_id} is {order.status}")
-        command_id = next(self._ids)
+        command_id = self._command(order, "Cancel")
         self._cancel(order)
         if order.strategy_id is not None and order.role == "entry":
             st = self.strategies[order.strategy_id]
@@ -337,7 +338,6 @@ class Exchange:
             status=status,
             timestamp=self.now(),
             version_id=next(self._ids),
-            command_id=next(self._ids),
             is_automated=is_automated,
             parent_id=parent_id,
             strategy_id=strategy_id,
@@ -347,14 +347,29 @@ class Exchange:
         self.orders_by_account.setdefault(account_id, []).append(order)
         self._emit(account_id, "order", "Created", order.json())
         self._emit_version(order)
-        self._emit(account_id, "command", "Created", order.command_json())
+        self._command(order, "New")
+        if strategy_id is not None:
+            link = strategy_link_json(next(self._ids), strategy_id, order.id, role)
+            self.strategy_links.setdefault(account_id, []).append(link)
+            self._emit(account_id, "orderStrategyLink", "Created", link)
+        if spec.tif in ("IOC", "FOK"):
+            order.immediate = True
         return order
+
+    def _command(self, order: Order, command_type: str) -> int:
+        command_id = next(self._ids)
+        cmd = order.command_json(command_id, command_type, self.now())
+        order.commands.append(cmd)
+        self._emit(order.account_id, "command", "Created", cmd)
+        return command_id
 
     def _activate(self, order: Order) -> None:
         order.status = WORKING
         self.working[order.contract.id][order.id] = order
         self._emit(order.account_id, "order", "Updated", order.json())
         self._check(order, self.prices[order.contract.id], placing=True)
+        if order.immediate and order.status == WORKING:
+            self._cancel(order)  # IOC/FOK: what does not fill at once is canceled
 
     def _check(self, order: Order, px: Decimal, placing: bool) -> None:
         """Fill ``order`` if ``px`` reaches it; trailing stops follow the price first."""

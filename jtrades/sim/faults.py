@@ -9,6 +9,7 @@ Kinds (JSON body ``{"kind": …}``):
 - ``unauthorized``: ``{"token"?: str}`` — that token answers 401 from now on; without a token, the
   next authenticated request does.
 - ``penalty``: ``{"p_time"?: s, "captcha"?: bool}`` — the next accesstokenrequest gets a p-ticket.
+- ``rate_limit``: ``{"count"?: N}`` — the next N requests (any endpoint) answer 429.
 - ``clear``: everything back to normal (socket faults already applied stay).
 """
 
@@ -29,12 +30,14 @@ class Faults:
     reject_next: tuple[str, str] | None = None  # (failureReason, failureText)
     unauthorized_tokens: set[str] = field(default_factory=set)
     unauthorized_next: int = 0
+    too_many: int = 0  # requests still to answer 429
 
     def clear(self) -> None:
         self.delay_ms = 0.0
         self.reject_next = None
         self.unauthorized_tokens.clear()
         self.unauthorized_next = 0
+        self.too_many = 0
 
     def take_unauthorized(self, token: str) -> bool:
         """Whether this authenticated request must answer 401 (consumes a one-shot fault)."""
@@ -75,6 +78,8 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
             faults.unauthorized_tokens.add(str(body["token"]))
         else:
             faults.unauthorized_next += 1
+    elif kind == "rate_limit":
+        faults.too_many += int(body.get("count", 1))
     elif kind == "penalty":
         world.auth.penalty_next = PenaltyFault(
             float(body.get("p_time", world.config.penalty_s)), bool(body.get("captcha", False))

@@ -45,5 +45,7 @@ async def rest_handler(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(world.faults.delay_ms / 1000)
     if answer.status == 200:
         return web.Response(body=orjson.dumps(answer.data), content_type="application/json")
+    if answer.data is None:
+        return web.Response(status=answer.status)
     text = answer.data if isinstance(answer.data, str) else orjson.dumps(answer.data).decode()
     return web.Response(status=answer.status, text=text, content_type="application/json")

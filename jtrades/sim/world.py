@@ -27,6 +27,7 @@ from jtrades.sim.faults import Faults
 class SimSocket(Protocol):
     login: LoginSpec | None
     accounts: frozenset[int] | None  # None: every account of the login
+    entity_types: frozenset[str] | None  # lower-case entityTypes asked for; None: all
     zombie: bool
 
     def drop_after(self, frames: int) -> None: ...
@@ -116,25 +117,32 @@ class Simulator:
             if not events:
                 return
             self.stats.events += len(events)
-            by_login: dict[str, list[tuple[int, Message]]] = {}
+            by_login: dict[str, list[tuple[int, str, Message]]] = {}
             for account_id, entity_type, event_type, entity in events:
                 login = self.accounts[account_id][1].name
                 data = {"entityType": entity_type, "eventType": event_type, "entity": entity}
-                by_login.setdefault(login, []).append((account_id, Event("props", data)))
+                by_login.setdefault(login, []).append(
+                    (account_id, entity_type.lower(), Event("props", data))
+                )
             for login, items in by_login.items():
                 socks = self.synced.get(login)
                 if not socks:
                     continue
                 shared: str | None = None
                 for sock in list(socks):
-                    if sock.accounts is None:
+                    accounts, types = sock.accounts, sock.entity_types
+                    if accounts is None and types is None:
                         if shared is None:
-                            shared = encode_messages([e for _, e in items])
+                            shared = encode_messages([e for _, _, e in items])
                         await sock.send(shared)
-                    else:
-                        mine = [e for a, e in items if a in sock.accounts]
-                        if mine:
-                            await sock.send(encode_messages(mine))
+                        continue
+                    mine = [
+                        e
+                        for a, t, e in items
+                        if (accounts is None or a in accounts) and (types is None or t in types)
+                    ]
+                    if mine:
+                        await sock.send(encode_messages(mine))
 
     async def set_price(self, symbol: str, price: Decimal) -> list[Contract]:
         contracts = self.contracts_for(symbol)

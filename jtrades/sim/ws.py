@@ -54,6 +54,7 @@ class WsConn:
         self.session: Session | None = None
         self.token = ""
         self.accounts: frozenset[int] | None = None
+        self.entity_types: frozenset[str] | None = None
         self.zombie = False
         self.drop_at: int | None = None
         self.sent = 0
@@ -186,6 +187,9 @@ class WsConn:
             wanted = self.api.sync_accounts(self.login, body)
             every = {a.id for a in self.login.accounts}
             self.accounts = None if wanted == every else frozenset(wanted)
+            types = body.get("entityTypes") if isinstance(body, dict) else None
+            if isinstance(types, list) and types:
+                self.entity_types = frozenset(str(t).lower() for t in types)
             world.synced.setdefault(self.login.name, set()).add(self)
         await world.flush()
         return answer.status, answer.data

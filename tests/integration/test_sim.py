@@ -593,3 +593,45 @@ def test_cli_rejects_a_bad_price_flag() -> None:
     assert result.exit_code == 1
     result = CliRunner().invoke(app, ["sim", "--price", "XYZ=1"])
     assert result.exit_code == 1
+
+
+async def test_rate_limit_fault_answers_429(sim: SimHandle, http: aiohttp.ClientSession) -> None:
+    bare = await connect(http, sim, (await token(http, sim))["accessToken"], sync=False)
+    sim.fault("rate_limit", count=1)
+    r = await bare.call("account/list")
+    assert (r.status, r.data) == (429, None)
+    assert (await bare.call("account/list")).status == 200
+
+
+async def test_sync_with_entity_types_and_accounts_filters_events(
+    sim: SimHandle, http: aiohttp.ClientSession
+) -> None:
+    access = (await token(http, sim))["accessToken"]
+    fills_only = await connect(http, sim, access, sync=False)
+    body = {"accounts": [sim.account_id("SIM2")], "entityTypes": ["fill"]}
+    snap = (await fills_only.call("user/syncrequest", body)).data
+    assert [a["name"] for a in snap["accounts"]] == ["SIM2"]
+    everything = await connect(http, sim, access)
+    await everything.call("order/placeorder", market(sim, "SIM1"))
+    await everything.call("order/placeorder", market(sim, "SIM2", clOrdId="two"))
+    await fills_only.call("account/list")  # events of both orders were flushed before this answer
+    assert [t for t, _, _ in fills_only.props()] == ["fill"]
+    assert {t for t, _, _ in everything.props()} >= {
+        "order",
+        "orderVersion",
+        "command",
+        "fill",
+        "position",
+    }
+    commands = (await everything.call("command/list")).data
+    assert [c.get("clOrdId") for c in commands] == [None, "two"]
+
+
+async def test_ioc_limit_that_cannot_fill_is_canceled(
+    sim: SimHandle, http: aiohttp.ClientSession
+) -> None:
+    bare = await connect(http, sim, (await token(http, sim))["accessToken"])
+    body = market(sim, orderType="Limit", price=21000, timeInForce="IOC")
+    oid = (await bare.call("order/placeorder", body)).data["orderId"]
+    assert (await bare.call("order/item", query=f"id={oid}")).data["ordStatus"] == "Canceled"
+    assert sim.state()["accounts"]["SIM1"]["orders"] == []
