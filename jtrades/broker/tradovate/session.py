@@ -113,6 +113,15 @@ class _ConnectionDead(Exception):
     pass
 
 
+class _Expired(Exception):
+    """A request's own timer ran out (its answer may still be on the way)."""
+
+
+def _expire(fut: asyncio.Future[Response]) -> None:
+    if not fut.done():
+        fut.set_exception(_Expired())
+
+
 class Session:
     """The connection of one login, shared by all its sub-accounts and traders."""
 
@@ -222,7 +231,8 @@ class Session:
         if ws is None:
             raise TransientBrokerError(f"Tradovate session {self.label} has no connection")
         rid = next(self._ids)
-        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Response] = loop.create_future()
         self._pending[rid] = fut
         try:
             await ws.send(encode_request(endpoint, rid, body, query))
@@ -230,14 +240,17 @@ class Session:
             self._pending.pop(rid, None)
             raise TransientBrokerError(f"{endpoint}: connection lost before sending") from None
         limit = within_s if within_s is not None else self.timing.request_timeout_s
+        # A timer on the future is cheaper than wait_for's wrapper on the hot path.
+        timer = loop.call_later(limit, _expire, fut)
         try:
-            return await asyncio.wait_for(fut, limit)
-        except TimeoutError:
+            return await fut
+        except _Expired:
             self._kill(f"{endpoint} unanswered after {limit:g} s")
             raise OutcomeUnknown(
                 f"{endpoint}: no answer from Tradovate within {limit:g} s; outcome unknown"
             ) from None
         finally:
+            timer.cancel()
             self._pending.pop(rid, None)
 
     def _check(self, endpoint: str, r: Response) -> Any:
