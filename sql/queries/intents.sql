@@ -10,8 +10,10 @@ ON CONFLICT (cl_ord_id) DO NOTHING
 RETURNING id;
 
 -- name: intents.mark_sent($1 id, $2 state, $3 broker_order_id, $4 reason)
+-- The broker's events may have moved the intent on already (working, filled) before the answer
+-- to the send is written: never move it back.
 UPDATE order_intents
-SET state = $2, broker_order_id = COALESCE($3, broker_order_id), reason = COALESCE($4, reason),
+SET state = CASE WHEN state IN ('pending', 'unknown') THEN $2 ELSE state END, broker_order_id = COALESCE($3, broker_order_id), reason = COALESCE($4, reason),
     sent_at = COALESCE(sent_at, now()), updated_at = now()
 WHERE id = $1;
 

@@ -1,0 +1,213 @@
+"""The paper broker: fills at the signal price, working orders triggered by later prices,
+OSO/OCO/strategy semantics, liquidation, realized P&L, lookups by clOrdId, the event stream."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from jtrades.broker.base import (
+    BracketOrder,
+    Broker,
+    OcoRequest,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    OsoRequest,
+    Side,
+    StrategyBracket,
+    StrategyRequest,
+    SubAccount,
+)
+from jtrades.broker.paper import PaperBroker
+from jtrades.errors import BrokerRejected
+
+A = SubAccount(1, "A")
+B = SubAccount(2, "B")
+SYM = "MNQZ6"
+
+
+@pytest.fixture
+async def paper() -> PaperBroker:
+    p = PaperBroker()
+    await p.find_contract(SYM)
+    p.on_price(SYM, Decimal("100"))
+    return p
+
+
+def D(x: str) -> Decimal:
+    return Decimal(x)
+
+
+async def test_it_is_a_broker() -> None:
+    assert isinstance(PaperBroker(), Broker)
+
+
+async def test_market_fills_at_the_last_price(paper: PaperBroker) -> None:
+    r = await paper.place_order(OrderRequest(A, SYM, Side.BUY, 2, cl_ord_id="x1"))
+    (pos,) = paper.positions(1)
+    assert (pos.net_pos, pos.net_price) == (2, D("100"))
+    (fill,) = paper.fills(1)
+    assert (fill.order_id, fill.qty, fill.price) == (r.order_id, 2, D("100"))
+    found = await paper.order_by_cl_ord_id(1, "x1")
+    assert found is not None
+    assert found.status is OrderStatus.FILLED
+    assert await paper.order_by_cl_ord_id(2, "x1") is None  # other account: not visible
+
+
+async def test_market_without_a_price_is_rejected() -> None:
+    p = PaperBroker()
+    with pytest.raises(BrokerRejected, match="no price"):
+        await p.place_order(OrderRequest(A, SYM, Side.BUY, 1))
+
+
+async def test_limit_and_stop_trigger_on_later_prices(paper: PaperBroker) -> None:
+    await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1, OrderType.LIMIT, price=D("99")))
+    await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1, OrderType.STOP, stop_price=D("102")))
+    paper.on_price(SYM, D("100.5"))
+    assert paper.positions(1) == []
+    paper.on_price(SYM, D("98.75"))
+    assert paper.positions(1)[0].net_pos == 1
+    assert paper.fills(1)[0].price == D("99")  # a limit fills at its price
+    paper.on_price(SYM, D("102.25"))
+    assert paper.positions(1)[0].net_pos == 2
+    assert paper.working_orders(1) == []
+
+
+async def test_strategy_ladder_with_oco_stops(paper: PaperBroker) -> None:
+    entry = OrderRequest(A, SYM, Side.BUY, 3, cl_ord_id="s1")
+    legs = tuple(StrategyBracket(1, profit_target=D(t), stop_loss=D("-5")) for t in ("2", "4", "6"))
+    await paper.start_strategy(StrategyRequest(entry, legs))
+
+    work = paper.working_orders(1)
+    assert sorted(o.price for o in work if o.order_type is OrderType.LIMIT) == [
+        D(102),
+        D(104),
+        D(106),
+    ]
+    assert {o.stop_price for o in work if o.order_type is OrderType.STOP} == {D(95)}
+    paper.on_price(SYM, D("102"))  # first leg fills, its stop goes
+    assert paper.positions(1)[0].net_pos == 2
+    assert sum(o.qty for o in paper.working_orders(1) if o.order_type is OrderType.STOP) == 2
+    paper.on_price(SYM, D("95"))  # the rest stops out
+    assert paper.positions(1)[0].net_pos == 0
+    assert paper.working_orders(1) == []
+    cash = paper.cash(1)
+    assert cash is not None
+    assert cash.realized_pnl == (2 * 1 - 5 * 2) * D(2)  # MNQ: $2 a point
+
+
+async def test_oso_brackets_wait_for_the_entry(paper: PaperBroker) -> None:
+    entry = OrderRequest(A, SYM, Side.SELL, 1, OrderType.LIMIT, price=D("101"))
+    await paper.place_oso(
+        OsoRequest(
+            entry,
+            BracketOrder(Side.BUY, OrderType.LIMIT, price=D("97")),
+            BracketOrder(Side.BUY, OrderType.STOP, stop_price=D("103")),
+        )
+    )
+    statuses = sorted(str(o.status) for o in paper.working_orders(1))
+    assert statuses == ["Suspended", "Suspended", "Working"]
+    paper.on_price(SYM, D("101"))
+    assert paper.positions(1)[0].net_pos == -1
+    paper.on_price(SYM, D("97"))
+    assert paper.positions(1)[0].net_pos == 0
+    assert paper.working_orders(1) == []
+
+
+async def test_oco_one_fill_cancels_the_other(paper: PaperBroker) -> None:
+    await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1))
+    await paper.place_oco(
+        OcoRequest(
+            OrderRequest(A, SYM, Side.SELL, 1, OrderType.LIMIT, price=D("105")),
+            OrderRequest(A, SYM, Side.SELL, 1, OrderType.STOP, stop_price=D("95")),
+        )
+    )
+    paper.on_price(SYM, D("105"))
+    assert paper.positions(1)[0].net_pos == 0
+    assert paper.working_orders(1) == []
+
+
+async def test_liquidate_flattens_and_cancels_only_that_account(paper: PaperBroker) -> None:
+    c = await paper.find_contract(SYM)
+    assert c.contract_id is not None
+    for acct in (A, B):
+        await paper.place_order(OrderRequest(acct, SYM, Side.BUY, 2))
+        await paper.place_order(
+            OrderRequest(acct, SYM, Side.SELL, 2, OrderType.STOP, stop_price=D(90))
+        )
+    await paper.liquidate_position(A, c.contract_id)
+    assert paper.positions(1)[0].net_pos == 0
+    assert paper.working_orders(1) == []
+    assert paper.positions(2)[0].net_pos == 2
+    assert len(paper.working_orders(2)) == 1
+
+
+async def test_reversal_through_zero_keeps_the_average_right(paper: PaperBroker) -> None:
+    await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1))
+    paper.on_price(SYM, D("110"))
+    await paper.place_order(OrderRequest(A, SYM, Side.SELL, 3))
+    (pos,) = paper.positions(1)
+    assert (pos.net_pos, pos.net_price) == (-2, D("110"))
+    cash = paper.cash(1)
+    assert cash is not None
+    assert cash.realized_pnl == D(20)
+
+
+async def test_trailing_stop_follows_the_price(paper: PaperBroker) -> None:
+    await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1))
+    await paper.place_order(
+        OrderRequest(
+            A, SYM, Side.SELL, 1, OrderType.TRAILING_STOP, stop_price=D(95), peg_difference=D(-5)
+        )
+    )
+    paper.on_price(SYM, D("110"))
+    (stop,) = paper.working_orders(1)
+    assert stop.stop_price == D("105")
+    paper.on_price(SYM, D("107"))  # a pullback does not loosen it
+    assert paper.working_orders(1)[0].stop_price == D("105")
+    paper.on_price(SYM, D("104.5"))
+    assert paper.positions(1)[0].net_pos == 0
+
+
+async def test_modify_and_cancel(paper: PaperBroker) -> None:
+    r = await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1, OrderType.LIMIT, price=D("90")))
+    await paper.modify_order(r.order_id, qty=2, order_type=OrderType.LIMIT, price=D("100"))
+    assert paper.positions(1)[0].net_pos == 2  # modified onto the market: fills
+    r2 = await paper.place_order(
+        OrderRequest(A, SYM, Side.SELL, 1, OrderType.LIMIT, price=D("120"))
+    )
+    await paper.cancel_order(r2.order_id)
+    with pytest.raises(BrokerRejected):
+        await paper.cancel_order(r2.order_id)
+    assert paper.working_orders(1) == []
+
+
+async def test_events_stream_orders_fills_positions(paper: PaperBroker) -> None:
+    seen: list[str] = []
+
+    async def consume() -> None:
+        async for ev in paper.events():
+            seen.append(ev.kind)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0)
+    await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1))
+    await asyncio.sleep(0)
+    await paper.close()
+    await task
+    assert {"order", "fill", "position", "cash"} <= set(seen)
+
+
+async def test_unknown_product_is_refused() -> None:
+    with pytest.raises(BrokerRejected, match="unknown product"):
+        await PaperBroker().find_contract("XYZ1!")
+    gc, mgc = await PaperBroker().find_contract("GC1!"), await PaperBroker().find_contract("MGCZ6")
+    assert (gc.root, gc.value_per_point, mgc.root, mgc.value_per_point) == (
+        "GC",
+        D(100),
+        "MGC",
+        D(10),
+    )

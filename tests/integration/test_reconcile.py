@@ -1,0 +1,266 @@
+"""Reconciliation: crash between intent and send, unknown outcomes resolved by clOrdId, the
+event mirror (fills de-duplicated, trades and their P&L), protective stops for naked positions,
+and "missing is not flat" (an unsynced view decides nothing)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jtrades.broker.base import (
+    BrokerEvent,
+    Fill,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    SubAccount,
+    WorkingOrder,
+)
+from jtrades.broker.paper import PaperBroker
+from jtrades.broker.registry import BrokerRegistry
+from jtrades.config import Settings
+from jtrades.db import Database, connect
+from jtrades.engine.engine import Engine
+from jtrades.engine.reconcile import OpenPosition, close_trade, needs_stop, resolve_intent
+from tests.integration.test_engine import (
+    account_of,
+    buy,
+    make_paper_account,
+    make_recorder,
+    make_trader,
+    make_user,
+    send,
+    store_signal,
+)
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    db = await connect(settings)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+class UnsyncedPaper(PaperBroker):
+    """A paper login whose live view is not current (mid-reconnect)."""
+
+    def is_synced(self, account_id: int) -> bool:
+        return False
+
+
+async def _world(pool: asyncpg.Pool, **risk: Any) -> dict[str, Any]:
+    u = await make_user(pool, "rc")
+    rec = await make_recorder(pool, u, "rc-rec", **risk)
+    (sub,) = await make_paper_account(pool, u, "rc-paper")
+    trader = await make_trader(pool, u, rec, [(sub, 1)])
+    aid, bid = await account_of(pool, sub)
+    return {"user": u, "rec": rec, "sub": sub, "trader": trader, "aid": aid, "bid": bid}
+
+
+async def _intent(pool: asyncpg.Pool, w: dict[str, Any], cl: str, state: str) -> int:
+    sid, at = await store_signal(pool, w["rec"])
+    return int(
+        await pool.fetchval(
+            "INSERT INTO order_intents (signal_id, trader_id, sub_account_id, cl_ord_id, step, kind,"
+            " symbol, side, qty, request, state, expires_at)"
+            " VALUES ($1,$2,$3,$4,1,'order','MNQ1!','Buy',1,'{}',$5,$6) RETURNING id",
+            sid,
+            w["trader"],
+            w["sub"],
+            cl,
+            state,
+            at + timedelta(seconds=30),
+        )
+    )
+
+
+async def test_crash_between_intent_and_send_is_never_sent_late(
+    database: Database,
+    settings: Settings,
+) -> None:
+    pool = database.pool
+    w = await _world(pool)
+    iid = await _intent(pool, w, "jt-crash-1", "pending")  # written, then the process died
+
+    engine = Engine(database, settings)
+    await engine.start()
+    try:
+        assert engine.ready()
+        row = await pool.fetchrow("SELECT state, reason FROM order_intents WHERE id=$1", iid)
+        assert row["state"] == "expired"
+        assert "never sent late" in row["reason"]
+        await engine.reconciler.tick()
+        assert engine.brokers.paper(w["aid"]).all_orders(w["bid"]) == []
+    finally:
+        await engine.close()
+
+
+async def test_unknown_outcome_found_at_the_broker_takes_its_state(
+    database: Database,
+    settings: Settings,
+) -> None:
+    pool = database.pool
+    w = await _world(pool)
+    brokers = BrokerRegistry(database, settings)
+    paper = brokers.paper(w["aid"])
+    paper.on_price("MNQ1!", Decimal(100))
+    r = await paper.place_order(
+        OrderRequest(
+            SubAccount(w["bid"], "rc-paper-1"), "MNQ1!", Side.BUY, 1, cl_ord_id="jt-lost-1"
+        )
+    )
+    iid = await _intent(pool, w, "jt-lost-1", "unknown")  # the answer was lost
+
+    engine = Engine(database, settings, brokers)
+    await engine.start()
+    try:
+        row = await pool.fetchrow(
+            "SELECT state, broker_order_id FROM order_intents WHERE id=$1", iid
+        )
+        assert (row["state"], row["broker_order_id"]) == ("filled", r.order_id)
+        assert len(paper.all_orders(w["bid"])) == 1  # nothing re-sent
+    finally:
+        await engine.close()
+
+
+async def test_missing_is_not_flat(database: Database, settings: Settings) -> None:
+    pool = database.pool
+    w = await _world(pool, sl=Decimal(40))
+    brokers = BrokerRegistry(database, settings)
+    brokers._paper[w["aid"]] = UnsyncedPaper()
+    iid = await _intent(pool, w, "jt-blind-1", "pending")
+    await pool.execute(
+        "INSERT INTO positions (sub_account_id, symbol, net_pos, net_price) VALUES ($1,'MNQ1!',2,100)",
+        w["sub"],
+    )
+
+    engine = Engine(database, settings, brokers)
+    await engine.start()
+    try:
+        await engine.reconciler.tick()
+        await engine.reconciler.tick()
+        assert await pool.fetchval("SELECT state FROM order_intents WHERE id=$1", iid) == "pending"
+        assert brokers.paper(w["aid"]).all_orders(w["bid"]) == []
+        out = await send(engine, pool, w["rec"], buy("100"))
+        assert out.orders == 0  # no plan on a view that cannot be read
+    finally:
+        await engine.close()
+
+
+async def test_naked_position_gets_a_protective_stop(
+    database: Database, settings: Settings
+) -> None:
+    pool = database.pool
+    w = await _world(pool, size=2)  # no stop configured when the position opens
+    engine = Engine(database, settings)
+    await engine.start()
+    try:
+        await send(engine, pool, w["rec"], buy("21500"))
+        paper = engine.brokers.paper(w["aid"])
+        assert paper.working_orders(w["bid"]) == []
+        assert await engine.reconciler.protect_positions() == 0  # first sighting: wait a pass
+        assert await engine.reconciler.protect_positions() == 0  # no SL configured: nothing
+        await pool.execute(
+            "UPDATE traders SET sl = 40, updated_at = now() WHERE id=$1", w["trader"]
+        )
+        await engine.config.refresh()
+
+        # naked on two passes in a row (the pass above saw it too): now protected
+        assert await engine.reconciler.protect_positions() == 1
+        (stop,) = paper.working_orders(w["bid"])
+        assert (stop.side, stop.qty, stop.order_type) == (Side.SELL, 2, OrderType.STOP)
+        assert stop.stop_price == Decimal("21490")  # 40 ticks of 0.25 below the average
+        assert await engine.reconciler.protect_positions() == 0
+        assert (
+            await pool.fetchval(
+                "SELECT count(*) FROM order_intents WHERE cl_ord_id LIKE 'jt-p-%' AND state IN ('sent', 'working')"
+            )
+            == 1
+        )
+    finally:
+        await engine.close()
+
+
+async def test_mirror_dedups_fills_and_records_trades(
+    database: Database, settings: Settings
+) -> None:
+    pool = database.pool
+    w = await _world(pool)
+    engine = Engine(database, settings)
+    await engine.start()
+    try:
+        paper = engine.brokers.paper(w["aid"])
+        await paper.find_contract("MNQ1!")
+        t0 = datetime.now(UTC)
+        buy_fill = Fill(1, 10, w["bid"], 1000, "MNQ1!", Side.BUY, 2, Decimal("100"), t0)
+        sell_fill = Fill(2, 11, w["bid"], 1000, "MNQ1!", Side.SELL, 2, Decimal("90"), t0)
+        for f in (buy_fill, buy_fill, sell_fill, sell_fill):  # replays around the session change
+            await engine.reconciler.apply_event(w["aid"], paper, BrokerEvent("fill", w["bid"], f))
+        order = WorkingOrder(
+            10, w["bid"], 1000, "MNQ1!", Side.BUY, 2, OrderType.MARKET, OrderStatus.FILLED
+        )
+        await engine.reconciler.apply_event(w["aid"], paper, BrokerEvent("order", w["bid"], order))
+        pos = Position(w["bid"], 1000, "MNQ1!", 0, None)
+        await engine.reconciler.apply_event(w["aid"], paper, BrokerEvent("position", w["bid"], pos))
+
+        assert await pool.fetchval("SELECT count(*) FROM fills") == 2
+        trades = await pool.fetch("SELECT side, qty, pnl FROM trades")
+        assert [(t["side"], t["qty"], t["pnl"]) for t in trades] == [("long", 2, Decimal(-40))]
+        assert await pool.fetchval("SELECT status FROM orders WHERE broker_order_id=10") == "Filled"
+        assert await pool.fetchval("SELECT net_pos FROM positions") == 0
+        assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(-40)
+    finally:
+        await engine.close()
+
+
+# --- pure decisions --------------------------------------------------------------------------
+
+
+def test_resolve_intent() -> None:
+    wo = WorkingOrder(7, 1, 1, "X", Side.BUY, 1, OrderType.LIMIT, OrderStatus.WORKING)
+    assert resolve_intent("order", wo) == ("working", 7, None)
+    state, oid, reason = resolve_intent("order", None)
+    assert (state, oid) == ("expired", None)
+    assert reason
+
+
+def test_needs_stop() -> None:
+    pos = Position(1, 1, "X", 2, Decimal(1))
+    stop = WorkingOrder(1, 1, 1, "X", Side.SELL, 2, OrderType.STOP, OrderStatus.WORKING)
+    wrong_side = WorkingOrder(2, 1, 1, "X", Side.BUY, 2, OrderType.STOP, OrderStatus.WORKING)
+    other = WorkingOrder(3, 1, 1, "Y", Side.SELL, 2, OrderType.STOP, OrderStatus.WORKING)
+    assert not needs_stop(pos, [stop])
+    assert needs_stop(pos, [wrong_side, other])
+    assert not needs_stop(Position(1, 1, "X", 0, None), [])
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([-1, 1]), st.integers(1, 5), st.integers(90, 110)), max_size=30
+    )
+)
+def test_trades_add_up_to_the_cash_flow(fills: list[tuple[int, int, int]]) -> None:
+    """Realized P&L of the closed trades + the open position marked at its average = the cash flow."""
+    pos = OpenPosition()
+    realized = Decimal(0)
+    cash = Decimal(0)
+    t = datetime.now(UTC)
+    for sign, qty, price in fills:
+        cash -= sign * qty * Decimal(price)
+        trade = close_trade(pos, sign * qty, Decimal(price), Decimal(1), t)
+        if trade is not None:
+            realized += trade.pnl
+            assert trade.qty >= 1
+    open_value = pos.net * (pos.avg or Decimal(0))
+    assert abs(cash + open_value - realized) < Decimal("1e-9")
