@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,35 @@ async def test_load_active_traders(cli: Cli, pool: asyncpg.Pool) -> None:
     # an inactive sub-account is not tradable
     await pool.execute("UPDATE sub_accounts SET active = false WHERE name = 'B1'")
     assert await store.load_active_traders(pool, rid) == []
+
+
+async def test_following_waits_for_a_private_switch_in_progress(
+    cli: Cli, pool: asyncpg.Pool
+) -> None:
+    """A trader create reads the recorder under a share lock: one racing with `private on`
+    waits for it, then sees the recorder private (else a private recorder could gain a follower)."""
+    from jtrades.errors import NotFound
+    from jtrades.store import recorders as recorder_store
+
+    async def follow() -> None:
+        async with pool.acquire() as c2, c2.transaction():
+            await store.visible_recorder(c2, "bob", "nq")
+
+    async with pool.acquire() as c1:
+        tx = c1.transaction()
+        await tx.start()
+        rec = await recorder_store.lock(c1, "nq")
+        task = asyncio.create_task(follow())
+        for _ in range(2000):  # until the follower waits on the recorder's row lock
+            if await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the follower never waited for the private switch")
+        await recorder_store.set_private(c1, rec, True, actor="test")
+        await tx.commit()
+    with pytest.raises(NotFound, match="visible to user 'bob'"):
+        await task
