@@ -8,7 +8,6 @@ would (money rule 5): an order of one login can never touch another's state.
 from __future__ import annotations
 
 import asyncio
-import importlib
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from jtrades.broker.base import Broker, Contract
 from jtrades.broker.paper import PaperBroker
 from jtrades.config import Settings
 from jtrades.db import Database
+from jtrades.engine.instruments import InstrumentResolver
 from jtrades.errors import TransientBrokerError
 from jtrades.store import trading as trading_store
 
@@ -39,7 +39,7 @@ class BrokerRegistry:
         self._tradovate: dict[int, Broker] = {}  # accounts.id -> its login's session
         self._tv_env: dict[int, tuple[str, Broker]] = {}
         self._wanted: set[int] = set()
-        self._resolver: Any = None
+        self._resolver = InstrumentResolver()
         self._box: Any = None
         self._closed = False
 
@@ -70,11 +70,7 @@ class BrokerRegistry:
 
     async def resolve_contract(self, link: LinkConfig, broker: Broker, ticker: str) -> Contract:
         """``MNQ1!`` → the tradable contract, through the instrument resolver when present."""
-        resolver = self._instrument_resolver()
-        if resolver is not None and link.env != "paper":
-            contract: Contract = await resolver.resolve(ticker, broker)
-            return contract
-        return await broker.find_contract(ticker)
+        return await self._resolver.resolve(ticker, broker)
 
     def note_price(self, link: LinkConfig, contract: Contract, price: Decimal) -> None:
         """A signal's price is the paper broker's market: fills and triggers happen at it."""
@@ -165,12 +161,3 @@ class BrokerRegistry:
                 log.error("broker.pool_unavailable", error=str(exc))
                 return None
         return self._pool
-
-    def _instrument_resolver(self) -> Any:
-        if self._resolver is None:
-            try:
-                mod = importlib.import_module("jtrades.engine.instruments")
-                self._resolver = mod.InstrumentResolver()
-            except Exception:
-                return None
-        return self._resolver
