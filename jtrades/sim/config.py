@@ -178,6 +178,7 @@ class SimConfig:
     token_lifetime_s: float = 80 * 60
     logins_per_hour: int = 5
     max_sessions: int = 2
+    max_websockets: int = 50  # per login (partner docs); the oldest is closed beyond it
     heartbeat_s: float = 2.5
     authorize_timeout_s: float = 5.0
     penalty_s: float = 15.0  # p-time of a ticket for an exceeded budget or failed logins
@@ -234,6 +235,7 @@ _TOP_KEYS = {
     "token_lifetime_s": float,
     "logins_per_hour": int,
     "max_sessions": int,
+    "max_websockets": int,
     "heartbeat_s": float,
     "authorize_timeout_s": float,
     "penalty_s": float,

@@ -234,6 +234,8 @@ class OrderApi:
         reject = self.world.faults.take_reject()
         if reject is not None:
             return 200, {"errorText": reject[1]}
+        if entry_body.get("isAutomated") is False:
+            return 200, {"errorText": NOT_AUTOMATED}
         entry = self._spec({"action": body["action"], **entry_body})
         try:
             st, events = self.ex.start_strategy(

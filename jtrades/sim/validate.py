@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 INT, NUM, STR, BOOL, PARAMS = "int", "num", "str", "bool", "params"
+NUM_OR_TEXT = "num_or_text"  # a number, or a numeric string like "+80"
 ACTIONS = frozenset({"Buy", "Sell"})
 ORDER_TYPES = frozenset(
     {"Limit", "MIT", "Market", "QTS", "Stop", "StopLimit", "TrailingStop", "TrailingStopLimit"}
@@ -75,20 +76,26 @@ START_STRATEGY = {
     "isAutomated": BOOL,  # not in the 2021 spec; newer clients send it, so accept it
 }
 INTERRUPT_STRATEGY = {"orderStrategyId": INT}
+# params.entryVersion: public clients also put isAutomated here; accept it.
 STRATEGY_ENTRY = {
     "orderQty": INT,
     "orderType": STR,
     "price": NUM,
     "stopPrice": NUM,
+    "pegDifference": NUM,
     "timeInForce": STR,
     "expireTime": STR,
+    "text": STR,
+    "isAutomated": BOOL,
 }
+# params.brackets: offsets are numbers, but public clients send strings like "+80" too, and the
+# strategy engine parses params itself; accept numeric strings there (and only there).
 STRATEGY_BRACKET = {
     "qty": INT,
-    "profitTarget": NUM,
-    "stopLoss": NUM,
+    "profitTarget": NUM_OR_TEXT,
+    "stopLoss": NUM_OR_TEXT,
     "trailingStop": BOOL,
-    "autoTrail": {"stopLoss": NUM, "trigger": NUM, "freq": NUM},
+    "autoTrail": {"stopLoss": NUM_OR_TEXT, "trigger": NUM_OR_TEXT, "freq": NUM_OR_TEXT},
 }
 
 
@@ -99,6 +106,13 @@ def _type_ok(kind: str, value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if kind == STR:
         return isinstance(value, str) and len(value) <= MAX_STR
+    if kind == NUM_OR_TEXT:
+        if isinstance(value, str):
+            try:
+                return Decimal(value).is_finite()
+            except ArithmeticError:
+                return False
+        return isinstance(value, int | float) and not isinstance(value, bool)
     if kind == PARAMS:
         return isinstance(value, str) and len(value) <= MAX_PARAMS
     return isinstance(value, bool)
@@ -134,4 +148,6 @@ def dec(value: Any) -> Decimal | None:
     """A JSON number as an exact Decimal (via its shortest repr, so 21500.1 stays 21500.1)."""
     if value is None:
         return None
+    if isinstance(value, str):
+        return Decimal(value.strip())
     return Decimal(str(value)) if isinstance(value, float) else Decimal(value)

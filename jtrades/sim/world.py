@@ -26,6 +26,7 @@ from jtrades.sim.faults import Faults
 
 class SimSocket(Protocol):
     login: LoginSpec | None
+    session: Session | None
     accounts: frozenset[int] | None  # None: every account of the login
     entity_types: frozenset[str] | None  # lower-case entityTypes asked for; None: all
     zombie: bool
@@ -69,6 +70,7 @@ class Simulator:
         self.accounts: dict[int, tuple[AccountSpec, LoginSpec]] = {}
         self.sockets: set[SimSocket] = set()
         self.synced: dict[str, set[SimSocket]] = {}
+        self.authorized: dict[str, list[SimSocket]] = {}  # per login, oldest first
         self._pending: list[PropsEvent] = []
         self._flush_lock = asyncio.Lock()
         for login in config.logins:

@@ -119,6 +119,9 @@ class WsConn:
             self.world.sockets.discard(self)
             if self.login is not None:
                 self.world.synced.get(self.login.name, set()).discard(self)
+                mine = self.world.authorized.get(self.login.name, [])
+                if self in mine:
+                    mine.remove(self)
             if self.session is not None:
                 self.session.sockets.discard(self)
 
@@ -149,6 +152,15 @@ class WsConn:
         self.token, self.session, self.login = token, tok.session, tok.session.login
         tok.session.sockets.add(self)
         await self.send(encode_messages([Response(req.id, 200)]))
+        mine = self.world.authorized.setdefault(self.login.name, [])
+        mine.append(self)
+        while len(mine) > self.world.config.max_websockets:
+            # Partner docs: past the per-user limit the oldest connection is closed and its
+            # token revoked (unless that token is also the newcomer's).
+            oldest = mine.pop(0)
+            if oldest.session is not None and oldest.session is not self.session:
+                oldest.session.revoked = True
+            await oldest.shutdown("ConnectionQuotaReached")
         return True
 
     async def _frame(self, text: str) -> None:

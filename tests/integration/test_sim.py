@@ -267,11 +267,11 @@ def ladder_body(sim: SimHandle, account: str = "SIM1", params: Any = None) -> di
     if params is None:
         params = orjson.dumps(
             {
-                "entryVersion": {"orderQty": 3, "orderType": "Market"},
+                "entryVersion": {"orderQty": 3, "orderType": "Market", "isAutomated": True},
                 "brackets": [
                     {"qty": 1, "profitTarget": 5, "stopLoss": -10, "trailingStop": False},
                     {"qty": 1, "profitTarget": 10.25, "stopLoss": -10, "trailingStop": False},
-                    {"qty": 1, "profitTarget": 20, "stopLoss": -10, "trailingStop": False},
+                    {"qty": 1, "profitTarget": "+20", "stopLoss": "-10", "trailingStop": False},
                 ],
             }
         ).decode()
@@ -635,3 +635,21 @@ async def test_ioc_limit_that_cannot_fill_is_canceled(
     oid = (await bare.call("order/placeorder", body)).data["orderId"]
     assert (await bare.call("order/item", query=f"id={oid}")).data["ordStatus"] == "Canceled"
     assert sim.state()["accounts"]["SIM1"]["orders"] == []
+
+
+async def test_websockets_past_the_per_login_limit_close_the_oldest(
+    http: aiohttp.ClientSession,
+) -> None:
+    cfg = default_config()
+    cfg.max_websockets = 2
+    async with running_sim(cfg) as s:
+        access = (await token(http, s))["accessToken"]
+        first = await connect(http, s, access, sync=False)
+        second = await connect(http, s, access, sync=False)
+        third = await connect(http, s, access, sync=False)
+        with pytest.raises(ConnectionError):
+            await first.recv_until(lambda: False)
+        assert {"e": "shutdown", "d": {"reasonCode": "ConnectionQuotaReached"}} in first.events
+        assert (await second.call("account/list")).status == 200
+        assert (await third.call("account/list")).status == 200
+        assert s.state()["logins"]["sim"]["websockets"] == 2
