@@ -39,7 +39,7 @@ from jtrades.engine.risk import (
     TpUnits,
     parse_window,
 )
-from jtrades.errors import InvalidInput, NotFound
+from jtrades.errors import Conflict, InvalidInput, NotFound
 from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
 from jtrades.store import audit as audit_store
@@ -291,7 +291,17 @@ async def update_settings(
 
 
 async def set_private(conn: Executor, rec: Recorder, private: bool, *, actor: str) -> None:
-    """Refused (``Conflict``) by the database while other users' traders follow it."""
+    """Refused (``Conflict``) while other users' traders follow it; the database trigger
+    ``recorders_followed`` is the backstop for a follower added in between."""
+    if private and not rec.is_private:
+        with translate_errors():
+            counts = await conn.fetchrow(q("recorders.follower_count"), rec.id)
+        others = int(counts["other_users"]) if counts else 0
+        if others:
+            raise Conflict(
+                f"{others} trader(s) of other users follow {rec.name!r}: it cannot be made "
+                "private until they are deleted"
+            )
     with translate_errors():
         await conn.execute(q("recorders.set_private"), rec.id, private)
     await audit(conn, actor, "recorders.private", rec.name, {"private": private})

@@ -7,6 +7,7 @@ on the schema, not on the users/accounts commands.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -296,7 +297,9 @@ def test_private_on_is_refused_while_other_users_follow(cli: Cli) -> None:
     cli.ok("recorder", "private", "nq", "off")
     bobs = cli.ok("trader", "create", "--user", "bob", "--recorder", "nq", "--account", "bob-acc")
     line = cli.fails("recorder", "private", "nq", "on")
-    assert "other users' traders follow this recorder" in line
+    assert line.endswith(
+        "1 trader(s) of other users follow 'nq': it cannot be made private until they are deleted"
+    )
     assert cli.ok("recorder", "show", "nq")["private"] is False
     cli.ok("trader", "delete", str(bobs["trader"]["id"]))
     assert cli.ok("recorder", "private", "nq", "on")["recorder"]["private"] is True
@@ -354,3 +357,23 @@ def test_help_has_an_example(cli: Cli) -> None:
         r = cli("recorder", cmd, "--help")
         assert r.exit_code == 0
         assert "Example: jtrades recorder" in r.stdout, cmd
+
+
+async def test_the_database_refuses_private_with_followers_even_past_the_check(
+    cli: Cli, pool: asyncpg.Pool
+) -> None:
+    """The trigger is the last word: a stale view of the recorder (public, no followers seen)
+    still cannot make it private once another user follows it."""
+    from jtrades.errors import Conflict
+
+    await asyncio.to_thread(
+        cli.ok, "recorder", "create", "nq", "--user", "alice", "--symbol", "MNQ1!", "--public"
+    )
+    rec = await store.get(pool, "nq")
+    bob = await pool.fetchval("SELECT id FROM users WHERE name = 'bob'")
+    await pool.execute("INSERT INTO traders (user_id, recorder_id) VALUES ($1, $2)", bob, rec.id)
+    stale = dataclasses.replace(rec, is_private=True)  # skips the friendly pre-check
+    with pytest.raises(Conflict, match="other users' traders follow this recorder"):
+        async with pool.acquire() as conn, conn.transaction():
+            await store.set_private(conn, stale, True, actor="test")
+    assert (await store.get(pool, "nq")).is_private is False
