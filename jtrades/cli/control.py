@@ -1,9 +1,186 @@
-"""Top-level ``jtrades`` commands: control."""
+"""Top-level ``jtrades`` commands: ``halt``, ``resume`` (the kill switch) and ``status``.
+
+The kill switch is written to the database; the running daemon picks it up within seconds
+through its configuration fingerprint. A halt blocks every entry; closes still pass, so a halted
+account can always be taken flat. ``status`` reads the daemon's heartbeat row: a heartbeat older
+than a few intervals means the daemon is not running (or hangs).
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
 import typer
+
+from jtrades.cli.common import JsonOpt, actor, done, emit, err, print_json, print_table, run
+from jtrades.db import Database
+from jtrades.store import audit
+from jtrades.store import status as status_store
+
+# The daemon beats every 5 s; three missed beats and we call it down.
+ALIVE_WITHIN_S = 15.0
+
+AccountOpt = Annotated[
+    str | None,
+    typer.Option("--account", help="Only this Tradovate login (label); default: everything."),
+]
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("halt")(halt)
+    app.command("resume")(resume)
+    app.command("status")(status)
+
+
+def halt(
+    account: AccountOpt = None,
+    flatten: Annotated[
+        bool, typer.Option("--flatten", help="Also ask the daemon to close open positions.")
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Kill switch: block every new entry (closes still pass), for everything or one login.
+
+    Example: jtrades halt --account apex-1
+    """
+
+    async def go(db: Database) -> dict[str, Any]:
+        now = datetime.now(UTC).isoformat()
+        async with db.pool.acquire() as conn, conn.transaction():
+            if account:
+                label = await status_store.set_account_halted(conn, account, True)
+                target = f"account:{label}"
+            else:
+                label = None
+                target = "all"
+            if flatten or not account:
+                # An account-level flatten rides on the global flag without changing its state.
+                on, _flag = await status_store.halted(conn)
+                value: dict[str, Any] = {"halted": on or not account, "by": actor(), "at": now}
+                if flatten:
+                    value["flatten"] = {"requested_at": now, "account": label}
+                await status_store.set_halted(conn, value)
+            await audit.record(
+                conn, actor(), "halt", target, {"flatten": flatten} if flatten else None
+            )
+            positions = await status_store.open_positions(conn)
+        return {"halted": target, "flatten": flatten, "open_positions": positions}
+
+    result = run(go)
+    open_now = [
+        p
+        for p in result["open_positions"]
+        if account is None or p.account.lower() == account.lower()
+    ]
+    if json:
+        print_json({**result, "open_positions": [asdict(p) for p in open_now]})
+        return
+    err.print(f"halted: {result['halted']} (new entries are refused; closes still pass)")
+    if flatten:
+        err.print("flatten requested: the daemon closes these positions (check `jtrades status`)")
+    if open_now:
+        _positions_table(open_now)
+
+
+def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
+    """Lift the kill switch, for everything or one login.
+
+    Example: jtrades resume --account apex-1
+    """
+
+    async def go(db: Database) -> str:
+        async with db.pool.acquire() as conn, conn.transaction():
+            if account:
+                label = await status_store.set_account_halted(conn, account, False)
+                target = f"account:{label}"
+            else:
+                await status_store.set_halted(
+                    conn, {"halted": False, "by": actor(), "at": datetime.now(UTC).isoformat()}
+                )
+                target = "all"
+            await audit.record(conn, actor(), "resume", target)
+        return target
+
+    target = run(go)
+    done(json, f"resumed: {target}", {"resumed": target})
+
+
+def status(json: JsonOpt = False) -> None:
+    """Daemon health (from its heartbeat), broker sessions, kill switches and open positions.
+
+    Example: jtrades status --json
+    """
+
+    async def go(db: Database) -> dict[str, Any]:
+        beat = await status_store.get(db.pool)
+        on, flag = await status_store.halted(db.pool)
+        return {
+            "beat": beat,
+            "halted": on,
+            "halt_flag": flag,
+            "halted_accounts": await status_store.halted_accounts(db.pool),
+            "positions": await status_store.open_positions(db.pool),
+            "database": db.url_for_display,
+        }
+
+    data = run(go)
+    beat: status_store.DaemonStatus | None = data["beat"]
+    detail: dict[str, Any] = beat.detail if beat else {}
+    alive = bool(beat and detail.get("state") == "running" and beat.age_s <= ALIVE_WITHIN_S)
+    daemon = {
+        "alive": alive,
+        "state": "running" if alive else ("not running" if beat else "never started"),
+        "pid": beat.pid if beat else None,
+        "started_at": beat.started_at if beat else None,
+        "heartbeat_age_s": round(beat.age_s, 1) if beat else None,
+        "ready": bool(detail.get("ready")) if alive else False,
+        "listening": f"{detail.get('host')}:{detail.get('port')}" if alive else None,
+        "version": detail.get("version"),
+        "inflight": detail.get("inflight", 0) if alive else 0,
+        "sessions": detail.get("sessions", []) if alive else [],
+    }
+    if json:
+        print_json(
+            {
+                "daemon": daemon,
+                "halted": data["halted"],
+                "halt_flag": data["halt_flag"],
+                "halted_accounts": [{"account": a, "user": u} for a, u in data["halted_accounts"]],
+                "positions": [asdict(p) for p in data["positions"]],
+                "database": data["database"],
+            }
+        )
+        return
+    rows = [(k, v) for k, v in daemon.items() if k != "sessions"]
+    rows.append(("sessions", len(daemon["sessions"])))
+    rows.append(("kill switch", "ON (entries refused)" if data["halted"] else "off"))
+    if data["halted_accounts"]:
+        rows.append(("halted accounts", ", ".join(a for a, _u in data["halted_accounts"])))
+    rows.append(("database", data["database"]))
+    print_table("daemon", ["", ""], rows)
+    if daemon["sessions"]:
+        emit(
+            False,
+            None,
+            "broker sessions",
+            ["account id", "env"],
+            [(s.get("account_id"), s.get("env")) for s in daemon["sessions"]],
+        )
+    if data["positions"]:
+        _positions_table(data["positions"])
+    else:
+        err.print("no open positions")
+
+
+def _positions_table(positions: list[status_store.OpenPosition]) -> None:
+    print_table(
+        "open positions",
+        ["user", "account", "sub", "symbol", "net", "avg price", "updated"],
+        [
+            (p.user_name, p.account, p.sub_account, p.symbol, p.net_pos, p.net_price, p.updated_at)
+            for p in positions
+        ],
+    )

@@ -1,0 +1,55 @@
+-- Read-only listings for the CLI (orders, positions, trades), filtered by owner and login.
+-- Only jtrades/store/listings.py runs these.
+
+-- name: listings.intents($1 user name or NULL, $2 account label or NULL, $3 since or NULL, $4 limit)
+SELECT i.id, i.created_at, u.name AS user_name, a.label AS account, s.name AS sub_account,
+       i.signal_id, i.cl_ord_id, i.kind, i.symbol, i.side, i.qty, i.state, i.broker_order_id,
+       i.reason
+FROM order_intents i
+JOIN sub_accounts s ON s.id = i.sub_account_id
+JOIN accounts a ON a.id = s.account_id
+JOIN users u ON u.id = a.user_id
+WHERE ($1::text IS NULL OR lower(u.name) = lower($1))
+  AND ($2::text IS NULL OR lower(a.label) = lower($2))
+  AND ($3::timestamptz IS NULL OR i.created_at >= $3)
+ORDER BY i.id DESC
+LIMIT $4;
+
+-- name: listings.broker_orders($1 user name or NULL, $2 account label or NULL, $3 since or NULL, $4 limit)
+SELECT o.broker_order_id, o.updated_at, u.name AS user_name, a.label AS account,
+       s.name AS sub_account, o.cl_ord_id, o.symbol, o.side, o.qty, o.order_type, o.price,
+       o.stop_price, o.status
+FROM orders o
+JOIN sub_accounts s ON s.id = o.sub_account_id
+JOIN accounts a ON a.id = s.account_id
+JOIN users u ON u.id = a.user_id
+WHERE ($1::text IS NULL OR lower(u.name) = lower($1))
+  AND ($2::text IS NULL OR lower(a.label) = lower($2))
+  AND ($3::timestamptz IS NULL OR o.updated_at >= $3)
+ORDER BY o.updated_at DESC, o.id DESC
+LIMIT $4;
+
+-- name: listings.positions($1 user name or NULL, $2 account label or NULL, $3 include flat)
+SELECT u.name AS user_name, a.label AS account, s.name AS sub_account, p.symbol, p.net_pos,
+       p.net_price, p.updated_at
+FROM positions p
+JOIN sub_accounts s ON s.id = p.sub_account_id
+JOIN accounts a ON a.id = s.account_id
+JOIN users u ON u.id = a.user_id
+WHERE ($1::text IS NULL OR lower(u.name) = lower($1))
+  AND ($2::text IS NULL OR lower(a.label) = lower($2))
+  AND ($3 OR p.net_pos <> 0)
+ORDER BY lower(u.name), lower(a.label), s.name, p.symbol;
+
+-- name: listings.trades($1 user name or NULL, $2 account label or NULL, $3 since or NULL, $4 limit)
+SELECT t.id, t.closed_at, u.name AS user_name, a.label AS account, s.name AS sub_account,
+       t.symbol, t.side, t.qty, t.entry_price, t.exit_price, t.pnl, t.opened_at
+FROM trades t
+JOIN sub_accounts s ON s.id = t.sub_account_id
+JOIN accounts a ON a.id = s.account_id
+JOIN users u ON u.id = a.user_id
+WHERE ($1::text IS NULL OR lower(u.name) = lower($1))
+  AND ($2::text IS NULL OR lower(a.label) = lower($2))
+  AND ($3::timestamptz IS NULL OR t.closed_at >= $3)
+ORDER BY t.closed_at DESC, t.id DESC
+LIMIT $4;

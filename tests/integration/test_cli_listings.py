@@ -1,0 +1,290 @@
+"""``signals|orders|positions|trades list``, ``halt``, ``resume`` and ``status`` on a real database."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from jtrades.engine.signal import Action, Signal
+from jtrades.store import signals as signal_store
+from jtrades.store import status as status_store
+from tests.cli import ainvoke
+
+NOW = datetime.now(UTC)
+TOKEN = "tok-SECRET-abcdefghijklmnop"
+
+
+async def seed(pool: asyncpg.Pool) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for name in ("alice", "bob"):
+        ids[name] = await pool.fetchval(
+            "INSERT INTO users (name, email, status) VALUES ($1, $1 || '@x.io', 'approved') "
+            "RETURNING id",
+            name,
+        )
+    for label, user in (("apex-1", "alice"), ("bob-demo", "bob")):
+        aid = await pool.fetchval(
+            "INSERT INTO accounts (user_id, label, env) VALUES ($1, $2, 'paper') RETURNING id",
+            ids[user],
+            label,
+        )
+        ids[label] = await pool.fetchval(
+            "INSERT INTO sub_accounts (account_id, broker_account_id, name) "
+            "VALUES ($1, $2, $3) RETURNING id",
+            aid,
+            aid * 100,
+            f"{label}-sub",
+        )
+    for rec, user in (("nq-scalp", "alice"), ("es-swing", "bob")):
+        ids[rec] = await pool.fetchval(
+            "INSERT INTO recorders (user_id, name, symbol, token_hash) "
+            "VALUES ($1, $2, 'MNQ1!', $3) RETURNING id",
+            ids[user],
+            rec,
+            os.urandom(32),
+        )
+    body = b'{"action":"buy","token":"%s"}' % TOKEN.encode()
+    buy = Signal(Action.BUY, ticker="MNQ1!", quantity=2, price=Decimal("21500.25"))
+    first = await signal_store.claim(
+        pool,
+        recorder_id=ids["nq-scalp"],
+        idem_key="id:1",
+        received_at=NOW,
+        remote_addr="10.1.2.3",
+        content_type="application/json",
+        raw_body=body,
+        signal=buy,
+    )
+    await signal_store.set_outcome(pool, first.signal_id, verdict="accepted", orders=3)
+    rejected = await signal_store.claim(
+        pool,
+        recorder_id=ids["nq-scalp"],
+        idem_key="id:2",
+        received_at=NOW,
+        remote_addr=None,
+        content_type="text/plain",
+        raw_body=b"sell",
+        signal=Signal(Action.SELL),
+    )
+    await signal_store.set_outcome(
+        pool,
+        rejected.signal_id,
+        verdict="rejected",
+        filter="cooldown",
+        reason="12s left of a 60s cooldown",
+    )
+    await signal_store.claim(
+        pool,
+        recorder_id=ids["nq-scalp"],
+        idem_key="id:1",
+        received_at=NOW,
+        remote_addr=None,
+        content_type=None,
+        raw_body=body,
+        signal=buy,
+    )
+    old = await signal_store.insert(
+        pool,
+        recorder_id=ids["es-swing"],
+        received_at=NOW - timedelta(hours=3),
+        remote_addr=None,
+        content_type=None,
+        raw_body=b"{",
+        verdict="invalid",
+        http_status=400,
+        reason="malformed JSON",
+        filter="invalid_signal",
+    )
+    ids.update(first=first.signal_id, rejected=rejected.signal_id, old=old)
+    for sub, sym, net in (("apex-1", "MNQZ6", 2), ("apex-1", "MESZ6", 0), ("bob-demo", "ESZ6", -1)):
+        await pool.execute(
+            "INSERT INTO positions (sub_account_id, symbol, net_pos, net_price) VALUES ($1,$2,$3,$4)",
+            ids[sub],
+            sym,
+            net,
+            Decimal("21500.25") if net else None,
+        )
+    await pool.execute(
+        "INSERT INTO order_intents (signal_id, sub_account_id, cl_ord_id, step, kind, symbol, side,"
+        " qty, request, state, broker_order_id, expires_at) VALUES"
+        " ($1, $2, 'jt-1-a', 0, 'strategy', 'MNQZ6', 'Buy', 2, '{}', 'working', 555, now()),"
+        " ($1, $3, 'jt-1-b', 0, 'order', 'ESZ6', 'Sell', 1, '{}', 'rejected', NULL, now())",
+        first.signal_id,
+        ids["apex-1"],
+        ids["bob-demo"],
+    )
+    await pool.execute(
+        "INSERT INTO orders (sub_account_id, broker_order_id, symbol, side, qty, order_type, price,"
+        " status) VALUES ($1, 556, 'MNQZ6', 'Sell', 2, 'Limit', 21510.25, 'Working')",
+        ids["apex-1"],
+    )
+    await pool.execute(
+        "INSERT INTO trades (sub_account_id, symbol, side, qty, entry_price, exit_price, pnl,"
+        " opened_at, closed_at) VALUES ($1, 'MNQZ6', 'long', 1, 21500, 21510, 20, $2, $3),"
+        " ($4, 'ESZ6', 'short', 1, 6000, 6010, -500, $2, $3)",
+        ids["apex-1"],
+        NOW - timedelta(hours=5),
+        NOW - timedelta(hours=4),
+        ids["bob-demo"],
+    )
+    return ids
+
+
+@pytest.fixture
+async def seeded(pool: asyncpg.Pool) -> dict[str, int]:
+    return await seed(pool)
+
+
+async def cli(db_url: str, data_dir: Path, *args: str) -> object:
+    r = await ainvoke(list(args), db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 0, r.stderr
+    assert TOKEN not in r.stdout + r.stderr
+    return r.json() if "--json" in args else r.stdout
+
+
+async def test_signals_list_says_verdict_and_why(
+    seeded: dict[str, int], db_url: str, data_dir: Path
+) -> None:
+    rows = await cli(db_url, data_dir, "signals", "list", "--json")
+    assert isinstance(rows, list)
+    assert len(rows) == 4
+    by_id = {r["id"]: r for r in rows}
+    assert by_id[seeded["first"]]["verdict"] == "accepted"
+    assert by_id[seeded["first"]]["orders"] == 3
+    assert by_id[seeded["first"]]["price"] == "21500.25"
+    rej = by_id[seeded["rejected"]]
+    assert (rej["filter"], rej["reason"]) == ("cooldown", "12s left of a 60s cooldown")
+    dup = [r for r in rows if r["verdict"] == "duplicate"]
+    assert [d["duplicate_of"] for d in dup] == [seeded["first"]]
+    assert [r["id"] for r in rows] == sorted(by_id, reverse=True)
+
+    table = await cli(db_url, data_dir, "signals", "list")
+    assert "cooldown: 12s left of a 60s cooldown" in str(table)
+    assert f"duplicate of {seeded['first']}" in str(table)
+    assert "invalid (400)" in str(table)
+
+
+async def test_signals_list_filters(seeded: dict[str, int], db_url: str, data_dir: Path) -> None:
+    rows = await cli(db_url, data_dir, "signals", "list", "--recorder", "ES-SWING", "--json")
+    assert [r["id"] for r in rows] == [seeded["old"]]  # type: ignore[union-attr]
+    rows = await cli(db_url, data_dir, "signals", "list", "--since", "1h", "--json")
+    assert seeded["old"] not in [r["id"] for r in rows]  # type: ignore[union-attr]
+    assert len(rows) == 3  # type: ignore[arg-type]
+    rows = await cli(db_url, data_dir, "signals", "list", "--user", "bob", "--json")
+    assert [r["recorder"] for r in rows] == ["es-swing"]  # type: ignore[union-attr]
+    rows = await cli(db_url, data_dir, "signals", "list", "--limit", "1", "--json")
+    assert len(rows) == 1  # type: ignore[arg-type]
+
+
+async def test_bad_since_is_one_line_exit_1(
+    seeded: dict[str, int], db_url: str, data_dir: Path
+) -> None:
+    r = await ainvoke(["signals", "list", "--since", "yesterday"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 1
+    assert "--since" in r.error_line()
+
+
+async def test_orders_list_by_user_and_account(
+    seeded: dict[str, int], db_url: str, data_dir: Path
+) -> None:
+    rows = await cli(db_url, data_dir, "orders", "list", "--json")
+    assert {r["cl_ord_id"] for r in rows} == {"jt-1-a", "jt-1-b"}  # type: ignore[union-attr]
+    rows = await cli(db_url, data_dir, "orders", "list", "--user", "alice", "--json")
+    assert [(r["cl_ord_id"], r["state"]) for r in rows] == [("jt-1-a", "working")]  # type: ignore[union-attr]
+    rows = await cli(db_url, data_dir, "orders", "list", "--account", "bob-demo", "--json")
+    assert [r["state"] for r in rows] == ["rejected"]  # type: ignore[union-attr]
+    rows = await cli(db_url, data_dir, "orders", "list", "--broker", "--json")
+    assert [(r["broker_order_id"], r["status"]) for r in rows] == [(556, "Working")]  # type: ignore[union-attr]
+    table = await cli(db_url, data_dir, "orders", "list")
+    assert "working" in str(table)
+
+
+async def test_positions_list_open_only_unless_all(
+    seeded: dict[str, int], db_url: str, data_dir: Path
+) -> None:
+    rows = await cli(db_url, data_dir, "positions", "list", "--json")
+    assert {(r["account"], r["symbol"], r["net_pos"]) for r in rows} == {  # type: ignore[union-attr]
+        ("apex-1", "MNQZ6", 2),
+        ("bob-demo", "ESZ6", -1),
+    }
+    rows = await cli(db_url, data_dir, "positions", "list", "--all", "--user", "alice", "--json")
+    assert {r["symbol"] for r in rows} == {"MNQZ6", "MESZ6"}  # type: ignore[union-attr]
+
+
+async def test_trades_list(seeded: dict[str, int], db_url: str, data_dir: Path) -> None:
+    rows = await cli(db_url, data_dir, "trades", "list", "--user", "bob", "--json")
+    assert [(r["symbol"], r["pnl"]) for r in rows] == [("ESZ6", "-500")]  # type: ignore[union-attr]
+    rows = await cli(db_url, data_dir, "trades", "list", "--since", "1h", "--json")
+    assert rows == []
+    table = await cli(db_url, data_dir, "trades", "list")
+    assert "MNQZ6" in str(table)
+
+
+async def test_halt_resume_and_status(
+    seeded: dict[str, int], pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    st = await cli(db_url, data_dir, "status", "--json")
+    assert st["daemon"]["state"] == "never started"  # type: ignore[index]
+    assert st["halted"] is False  # type: ignore[index]
+    assert len(st["positions"]) == 2  # type: ignore[index]
+
+    await cli(db_url, data_dir, "halt")
+    flag = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
+    assert flag["halted"] is True
+    st = await cli(db_url, data_dir, "status", "--json")
+    assert st["halted"] is True  # type: ignore[index]
+
+    await cli(db_url, data_dir, "resume")
+    flag = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
+    assert flag["halted"] is False
+
+    out = await cli(db_url, data_dir, "halt", "--account", "APEX-1", "--flatten", "--json")
+    assert out["halted"] == "account:apex-1"  # type: ignore[index]
+    assert [p["symbol"] for p in out["open_positions"]] == ["MNQZ6"]  # type: ignore[index]
+    assert await pool.fetchval("SELECT halted FROM accounts WHERE label = 'apex-1'") is True
+    assert await pool.fetchval("SELECT halted FROM accounts WHERE label = 'bob-demo'") is False
+    flag = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
+    assert flag["halted"] is False  # an account halt leaves the global switch alone
+    assert flag["flatten"]["account"] == "apex-1"
+    st = await cli(db_url, data_dir, "status", "--json")
+    assert st["halted_accounts"] == [{"account": "apex-1", "user": "alice"}]  # type: ignore[index]
+
+    await cli(db_url, data_dir, "resume", "--account", "apex-1")
+    assert await pool.fetchval("SELECT halted FROM accounts WHERE label = 'apex-1'") is False
+    actions = await pool.fetch("SELECT action, target FROM audit_log ORDER BY id")
+    assert [(a["action"], a["target"]) for a in actions] == [
+        ("halt", "all"),
+        ("resume", "all"),
+        ("halt", "account:apex-1"),
+        ("resume", "account:apex-1"),
+    ]
+
+    r = await ainvoke(["halt", "--account", "nope"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 1
+    assert "nope" in r.error_line()
+
+
+async def test_status_reads_the_heartbeat(pool: asyncpg.Pool, db_url: str, data_dir: Path) -> None:
+    await status_store.heartbeat(
+        pool,
+        pid=4242,
+        started_at=NOW,
+        detail={"state": "running", "ready": True, "host": "127.0.0.1", "port": 8080,
+                "sessions": [{"account_id": 1, "env": "demo"}]},
+    )  # fmt: skip
+    st = await cli(db_url, data_dir, "status", "--json")
+    daemon = st["daemon"]  # type: ignore[index]
+    assert (daemon["alive"], daemon["pid"], daemon["ready"]) == (True, 4242, True)
+    assert daemon["sessions"] == [{"account_id": 1, "env": "demo"}]
+    table = await cli(db_url, data_dir, "status")
+    assert "running" in str(table)
+
+    await pool.execute("UPDATE daemon_status SET heartbeat_at = now() - interval '1 minute'")
+    st = await cli(db_url, data_dir, "status", "--json")
+    assert st["daemon"]["alive"] is False  # type: ignore[index]
+    assert st["daemon"]["state"] == "not running"  # type: ignore[index]
