@@ -156,3 +156,30 @@ def test_serve_on_the_embedded_default_with_no_config(open_tmp: Path) -> None:
     assert (pgdata / "PG_VERSION").exists()
     # the embedded server we started was stopped with us
     assert not (pgdata / "postmaster.pid").exists(), out
+
+
+def test_systemd_notify_ready_watchdog_stopping(tmp_path: Path, db_url: str) -> None:
+    """Under systemd (Type=notify, WatchdogSec): READY=1, then WATCHDOG=1 pings, then STOPPING=1."""
+    sock_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        sock.settimeout(0.2)
+        env = {"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"}  # ping every 0.2 s
+        with run_daemon(tmp_path, env, db_url=db_url) as d:
+            d.wait_ready()
+            messages: list[str] = []
+            while sum("WATCHDOG=1" in m for m in messages) < 2:
+                assert d.proc.poll() is None, d.output()
+                try:
+                    messages.append(sock.recv(4096).decode())
+                except TimeoutError:
+                    continue
+            code = d.stop(signal.SIGTERM)
+            while True:
+                try:
+                    messages.append(sock.recv(4096).decode())
+                except TimeoutError:
+                    break
+    assert code == 0, d.output()
+    assert messages[0].startswith("READY=1")
+    assert "STOPPING=1" in messages[-1]
