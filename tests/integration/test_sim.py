@@ -653,3 +653,49 @@ async def test_websockets_past_the_per_login_limit_close_the_oldest(
         assert (await second.call("account/list")).status == 200
         assert (await third.call("account/list")).status == 200
         assert s.state()["logins"]["sim"]["websockets"] == 2
+
+
+async def test_jtrades_sim_runs_standalone_and_prints_its_urls(
+    http: aiohttp.ClientSession, tmp_path: Any
+) -> None:
+    import sys
+    from pathlib import Path
+
+    world = tmp_path / "world.json"
+    world.write_text('{"logins": [{"name": "ops", "password": "pw", "accounts": ["OPS1"]}]}')
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "jtrades"),
+        "sim",
+        "--port",
+        "0",
+        "--price",
+        "MNQ=21000",
+        "--config",
+        str(world),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        rest = ""
+        async with asyncio.timeout(30):
+            while not rest:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "jtrades sim exited early"
+                if line.startswith("export JTRADES_TRADOVATE__DEMO_REST_URL="):
+                    rest = line.strip().split("=", 1)[1]
+        async with http.post(
+            f"{rest}/auth/accesstokenrequest", json={"name": "ops", "password": "pw"}
+        ) as r:
+            access = (await r.json())["accessToken"]
+        async with http.get(
+            f"{rest}/account/list", headers={"Authorization": f"Bearer {access}"}
+        ) as r:
+            assert [a["name"] for a in await r.json()] == ["OPS1"]
+        base = rest.removesuffix("/v1")
+        async with http.get(f"{base}/sim/state") as r:
+            prices = (await r.json())["prices"]
+        assert {v for k, v in prices.items() if k.startswith("MNQ")} == {21000.0}
+    finally:
+        proc.terminate()
+        await proc.wait()

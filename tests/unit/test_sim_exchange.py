@@ -282,7 +282,7 @@ def test_auto_trail_moves_the_stop_after_the_trigger() -> None:
         1, D("50"), D("-10"), auto_trail={"stopLoss": D("5"), "trigger": D("10"), "freq": D("1")}
     )
     ex.start_strategy(A, mnq, "Buy", "{}", OrderSpec("Buy", 1, "Market"), [leg])
-    stop = ex.orders[leg.sl_id]  # type: ignore[index]
+    stop = ex.orders[leg.sl_id]
     ex.set_price(mnq.id, D("21505"))
     assert stop.spec.stop_price == D("21490")  # below the trigger: unchanged
     ex.set_price(mnq.id, D("21512"))
@@ -341,7 +341,7 @@ def test_modify_changes_the_price_and_can_fill() -> None:
 
 def test_average_price_and_reversal() -> None:
     _, mnq, _ = make()
-    pos = Position(1, A, mnq, None)  # type: ignore[arg-type]
+    pos = Position(1, A, mnq, None)
     assert apply_fill(pos, 1, 1, D("100")) == 0
     assert apply_fill(pos, 1, 3, D("104")) == 0
     assert (pos.net_pos, pos.net_price) == (4, D("103"))
@@ -366,7 +366,7 @@ def test_realized_plus_open_equals_cash_flow(
 ) -> None:
     """Whatever the fills, realized P&L + open P&L at any mark = what was received − paid + mark × position."""
     _, mnq, _ = make()
-    pos = Position(1, A, mnq, None)  # type: ignore[arg-type]
+    pos = Position(1, A, mnq, None)
     realized = D(0)
     for sign, qty, price in seq:
         realized += apply_fill(pos, sign, qty, price)
@@ -394,3 +394,105 @@ def test_a_long_ladder_never_leaves_more_stop_than_position(path: list[Decimal])
         position = net(ex, A, mnq)
         assert position >= 0
         assert stops == position
+
+
+# --- random order flow --------------------------------------------------------------------------
+
+ticks = st.integers(min_value=-40, max_value=40).map(lambda n: D("21500") + D(n) / 4)
+order_specs = st.one_of(
+    st.builds(
+        lambda a, q: OrderSpec(a, q, "Market"), st.sampled_from(["Buy", "Sell"]), st.integers(1, 3)
+    ),
+    st.builds(
+        lambda a, q, p: OrderSpec(a, q, "Limit", price=p),
+        st.sampled_from(["Buy", "Sell"]),
+        st.integers(1, 3),
+        ticks,
+    ),
+    st.builds(
+        lambda a, q, p: OrderSpec(a, q, "Stop", stop_price=p),
+        st.sampled_from(["Buy", "Sell"]),
+        st.integers(1, 3),
+        ticks,
+    ),
+)
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("order"), st.sampled_from([A, B]), order_specs),
+        st.tuples(st.just("oco"), st.sampled_from([A, B]), st.tuples(order_specs, order_specs)),
+        st.tuples(st.just("price"), st.just(0), ticks),
+    ),
+    max_size=25,
+)
+
+
+@given(steps)
+def test_random_flow_keeps_the_book_consistent(flow: list[tuple[str, int, object]]) -> None:
+    """After any sequence: nothing Working is marketable at the current price, OCO pairs never
+    both fill, and each position equals the signed sum of its account's fills."""
+    ex, mnq, _ = make()
+    for kind, account, arg in flow:
+        try:
+            if kind == "order":
+                ex.place(account, mnq, arg)
+            elif kind == "oco":
+                first, other = arg
+                ex.place_oco(account, mnq, first, other)
+            else:
+                ex.set_price(mnq.id, arg)
+        except Rejected:
+            pass
+        px = ex.prices[mnq.id]
+        for o in ex.working[mnq.id].values():
+            s = o.spec
+            if s.order_type == "Limit":
+                assert not (s.action == "Buy" and px <= s.price)
+                assert not (s.action == "Sell" and px >= s.price)
+            if s.order_type == "Stop":
+                assert not (s.action == "Buy" and px >= s.stop_price)
+                assert not (s.action == "Sell" and px <= s.stop_price)
+    for o in ex.orders.values():
+        if o.oco_id is not None:
+            assert not (o.status == "Filled" and ex.orders[o.oco_id].status == "Filled")
+    for account in (A, B):
+        signed = sum(
+            (1 if f.action == "Buy" else -1) * f.qty for f in ex.fills_by_account.get(account, [])
+        )
+        assert net(ex, account, mnq) == signed
+
+
+# --- config -------------------------------------------------------------------------------------
+
+
+def test_config_file_toml_and_json(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from jtrades.errors import ConfigError
+    from jtrades.sim.config import load_config
+
+    base = Path(str(tmp_path))
+    toml = base / "w.toml"
+    toml.write_text(
+        'token_lifetime_s = 120\nmax_sessions = 1\n[prices]\nMNQ = "21000.25"\n'
+        '[[logins]]\nname = "a"\npassword = "p"\naccounts = ["A1"]\n'
+        '[[logins]]\nname = "b"\naccount_count = 3\n'
+    )
+    cfg = load_config(toml)
+    assert (cfg.token_lifetime_s, cfg.max_sessions) == (120, 1)
+    assert cfg.prices == {"MNQ": D("21000.25")}
+    assert [(lg.name, [a.name for a in lg.accounts]) for lg in cfg.logins] == [
+        ("a", ["A1"]),
+        ("b", ["B-1", "B-2", "B-3"]),
+    ]
+    ids = [a.id for lg in cfg.logins for a in lg.accounts] + [lg.user_id for lg in cfg.logins]
+    assert len(set(ids)) == len(ids)
+    bad = base / "w.json"
+    bad.write_text('{"logins": [], "bogus": 1}')
+    with pytest.raises(ConfigError):
+        load_config(bad)
+    dup = base / "d.json"
+    dup.write_text(
+        '{"logins": [{"name": "a", "accounts": ["X"]}, {"name": "b", "accounts": ["X"]}]}'
+    )
+    with pytest.raises(ConfigError):
+        load_config(dup)
