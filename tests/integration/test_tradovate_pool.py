@@ -14,6 +14,7 @@ import pytest
 from jtrades.broker.tradovate.accounts import list_sub_accounts
 from jtrades.broker.tradovate.pool import ConnectGate, TradovatePool
 from jtrades.config import Settings, TradovateSettings
+from jtrades.errors import BrokerAuthError
 from jtrades.security import SecretBox
 from jtrades.sim.config import SimConfig
 from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
@@ -104,3 +105,17 @@ async def test_list_sub_accounts_logs_in_through_the_token_cache(
     again = await list_sub_accounts(settings, "demo", LOGIN, PASSWORD, db=pool, cipher=key)
     assert again == subs
     assert sim.stats()["access_token_requests"] == 1  # the second call reused the stored token
+
+
+async def test_a_refused_login_is_not_retried_until_the_password_changes(sim: SimHandle) -> None:
+    pool = TradovatePool(tv(sim))
+    try:
+        for _ in range(3):
+            with pytest.raises(BrokerAuthError):
+                await pool.broker("demo", LOGIN, "wrong")
+        assert sim.stats()["access_token_requests"] == 1
+        broker = await pool.broker("demo", LOGIN, PASSWORD)  # fixed credentials: a new session
+        assert broker.is_synced(sim.account_id("SIM1"))
+        assert sim.stats()["access_token_requests"] == 2
+    finally:
+        await pool.close()

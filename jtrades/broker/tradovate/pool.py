@@ -18,10 +18,10 @@ import structlog
 
 from jtrades.broker.tradovate.auth import AccessToken, LoginBudget, TradovateAuth
 from jtrades.broker.tradovate.client import TradovateBroker
-from jtrades.broker.tradovate.session import Session, Timing
+from jtrades.broker.tradovate.session import Session, State, Timing
 from jtrades.broker.tradovate.tokens import TokenCache
 from jtrades.config import TradovateSettings
-from jtrades.errors import ConfigError
+from jtrades.errors import BrokerAuthError, ConfigError
 from jtrades.logging import register_secret
 from jtrades.security import SecretBox
 from jtrades.store import Executor
@@ -92,6 +92,7 @@ class TradovatePool:
         self._sessions: dict[tuple[str, str], Session] = {}
         self._brokers: dict[tuple[str, str], TradovateBroker] = {}
         self._creating: dict[tuple[str, str], asyncio.Lock] = {}
+        self._sources: dict[tuple[str, str], _LoginTokens] = {}
 
     def ws_url(self, env: str) -> str:
         if env == "demo":
@@ -109,22 +110,35 @@ class TradovatePool:
         oauth_token: AccessToken | None = None,
         wait_s: float | None = None,
     ) -> TradovateBroker:
-        """The broker of one login, connecting it on first use (shared by all its sub-accounts)."""
+        """The broker of one login, connecting it on first use (shared by all its sub-accounts).
+
+        Raises until the session is READY (``TransientBrokerError`` while it connects or
+        reconnects, ``BrokerAuthError`` when the login was refused for good); the session keeps
+        trying in the background, so calling again later is the way to wait."""
         key = (env, username)
-        existing = self._brokers.get(key)
-        if existing is not None:
-            return existing
         async with self._creating.setdefault(key, asyncio.Lock()):
             existing = self._brokers.get(key)
+            if existing is not None and existing.session.state is State.FAILED:
+                # A login refused for good stays refused (retrying a bad password walks into
+                # Tradovate's captcha lock) unless the credentials have changed since.
+                source = self._sources[key]
+                if password == source.password and oauth_token is None:
+                    raise BrokerAuthError(existing.session.last_error or "Tradovate login failed")
+                await existing.session.close()
+                existing = None
             if existing is not None:
+                if not existing.session.ready:
+                    await existing.session.wait_ready(wait_s)
                 return existing
             if password:
                 register_secret(password)
             if oauth_token is not None:
                 await self.tokens.put(env, username, oauth_token)
+            source = _LoginTokens(self.tokens, env, username, password)
+            self._sources[key] = source
             session = Session(
                 self.ws_url(env),
-                _LoginTokens(self.tokens, env, username, password),
+                source,
                 self.timing,
                 label=f"{env}:{username}",
                 gate=self.gate,
