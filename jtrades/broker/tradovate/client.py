@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from jtrades import retry
 from jtrades.broker.base import (
     BracketOrder,
     BrokerEvent,
@@ -45,7 +46,10 @@ MONTHS = "FGHJKMNQUVXZ"
 _CONTINUOUS = re.compile(r"^([A-Z0-9]{1,4}?)([12])!$")
 _CONTRACT = re.compile(r"^([A-Z0-9]{1,4}?)([FGHJKMNQUVXZ])(\d{1,2})$")
 CONTINUOUS_TTL_S = 3600.0  # the front month rolls: look a continuous symbol up again hourly
-MAX_ORDERS_SCANNED = 500  # order_by_cl_ord_id fallback: newest orders first, bounded
+MAX_ORDERS_SCANNED = 500
+READ_RETRY = retry.RetryPolicy(
+    attempts=3, total_s=5.0, initial_s=0.2, max_s=1.0
+)  # order_by_cl_ord_id fallback: newest orders first, bounded
 
 
 def num(value: Decimal | None) -> float | int | None:
@@ -198,6 +202,10 @@ class TradovateBroker:
 
     # --- commands ----------------------------------------------------------------------------
 
+    async def _read(self, endpoint: str, query: str = "") -> Any:
+        """A query: idempotent, so a transient failure is retried (commands never are)."""
+        return await retry.call_with(READ_RETRY, self.session.request, endpoint, query=query)
+
     async def _send(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         d = await self.session.request(endpoint, body)
         _rejected(endpoint, d)
@@ -332,14 +340,14 @@ class TradovateBroker:
         self, account_id: int, cl_ord_id: str
     ) -> WorkingOrder | None:
         """The broker round trips of ``order_by_cl_ord_id``, without the view shortcut."""
-        orders = await self.session.request("order/list")
+        orders = await self._read("order/list")
         mine = sorted(
             (o for o in orders or () if int(o.get("accountId") or 0) == account_id),
             key=lambda o: int(o["id"]),
             reverse=True,
         )[:MAX_ORDERS_SCANNED]
         for o in mine:
-            commands = await self.session.request("command/deps", query=f"masterid={o['id']}")
+            commands = await self._read("command/deps", f"masterid={o['id']}")
             if any(c.get("clOrdId") == cl_ord_id for c in commands or ()):
                 return await self._order_from_broker(o, cl_ord_id)
         return None
@@ -348,7 +356,7 @@ class TradovateBroker:
         view = self.session.view
         view.absorb("order", o)  # same merge rules as the stream
         view.absorb("command", {"id": 0, "orderId": o["id"], "clOrdId": cl_ord_id})
-        versions = await self.session.request("orderVersion/deps", query=f"masterid={o['id']}")
+        versions = await self._read("orderVersion/deps", f"masterid={o['id']}")
         for v in versions or ():
             view.absorb("orderVersion", v)
         order = view.order(int(o["id"]))
@@ -368,7 +376,7 @@ class TradovateBroker:
         cont = _CONTINUOUS.match(key)
         if cont is not None:
             root, nth = cont.group(1), int(cont.group(2))
-            found = await self.session.request("contract/suggest", query=f"t={root}&l=20")
+            found = await self._read("contract/suggest", f"t={root}&l=20")
             names = [str(c.get("name")) for c in found or () if isinstance(c, dict)]
             name = _front(names, root, nth, datetime.now(UTC).year)
             if name is None:
@@ -381,8 +389,8 @@ class TradovateBroker:
             raise NotFound(f"{symbol!r} is not a contract name (like MNQZ6) or MNQ1!")
         root = m.group(1)
         try:
-            c = await self.session.request("contract/find", query=f"name={key}")
-            p = await self.session.request("product/find", query=f"name={root}")
+            c = await self._read("contract/find", f"name={key}")
+            p = await self._read("product/find", f"name={root}")
         except BrokerRejected as exc:  # 404 "Not found: contract/find"
             raise NotFound(f"Tradovate does not list {key}: {exc}") from None
         if not isinstance(c, dict) or "id" not in c:
