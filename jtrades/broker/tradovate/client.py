@@ -40,7 +40,7 @@ from jtrades.broker.base import (
     WorkingOrder,
 )
 from jtrades.broker.tradovate.session import Session
-from jtrades.errors import BrokerRejected, NotFound
+from jtrades.errors import BrokerRejected, NotFound, OutcomeUnknown
 
 MONTHS = "FGHJKMNQUVXZ"
 _CONTINUOUS = re.compile(r"^([A-Z0-9]{1,4}?)([12])!$")
@@ -120,6 +120,15 @@ def _rejected(endpoint: str, d: Any) -> None:
     text = d.get("failureText") or d.get("errorText")
     if (reason and reason != "Success") or text:
         raise BrokerRejected(f"{endpoint}: {reason or 'rejected'}: {text or ''}".rstrip(": "))
+
+
+def _order_id(d: dict[str, Any]) -> int:
+    """The new order's id; an answer without one (and without a failure) leaves the order's
+    fate open: reconcile by clOrdId rather than guess."""
+    oid = d.get("orderId")
+    if oid is None:
+        raise OutcomeUnknown("Tradovate accepted the order without saying its id; look it up")
+    return int(oid)
 
 
 def strategy_params(req: StrategyRequest) -> str:
@@ -213,7 +222,7 @@ class TradovateBroker:
 
     async def place_order(self, req: OrderRequest) -> PlaceResult:
         d = await self._send("order/placeorder", _order_fields(req))
-        return PlaceResult(order_id=int(d["orderId"]))
+        return PlaceResult(order_id=_order_id(d))
 
     async def place_oso(self, req: OsoRequest) -> PlaceResult:
         body = _order_fields(req.entry)
@@ -223,7 +232,7 @@ class TradovateBroker:
             body["bracket2"] = _bracket_fields(req.bracket2)
         d = await self._send("order/placeoso", body)
         linked = tuple(int(d[k]) for k in ("oso1Id", "oso2Id") if d.get(k) is not None)
-        return PlaceResult(order_id=int(d["orderId"]), linked_ids=linked)
+        return PlaceResult(order_id=_order_id(d), linked_ids=linked)
 
     async def place_oco(self, req: OcoRequest) -> PlaceResult:
         if req.first.account != req.second.account:
@@ -237,7 +246,7 @@ class TradovateBroker:
         body["other"] = other
         d = await self._send("order/placeoco", body)
         linked = (int(d["ocoId"]),) if d.get("ocoId") is not None else ()
-        return PlaceResult(order_id=int(d["orderId"]), linked_ids=linked)
+        return PlaceResult(order_id=_order_id(d), linked_ids=linked)
 
     async def start_strategy(self, req: StrategyRequest) -> PlaceResult:
         """A multi-bracket order strategy (TP ladder sharing one entry).
