@@ -1,0 +1,303 @@
+"""The whole pipeline as a trader runs it: ``jtrades serve`` as a subprocess, the Tradovate
+simulator in this test's event loop (over real sockets), the test Postgres, configuration made
+with the real CLI, and TradingView-style alerts posted with aiohttp. Assertions are on the
+simulator's state (what the broker holds) and on the stored signal rows (verdict, filter, reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+import pytest
+
+from tests.cli import Result, ainvoke, cli_env
+from tests.e2e.test_serve_lifecycle import free_port
+from tests.simutil import SimHandle, running_sim
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "e2e-Pa55word"
+PRICE = 21500
+
+
+class Cli:
+    def __init__(self, db_url: str, data_dir: Path, env: dict[str, str | None]) -> None:
+        self.db_url, self.data_dir, self.env = db_url, data_dir, env
+
+    async def __call__(self, *args: str, input: str | None = None) -> Result:
+        return await ainvoke(
+            list(args), db_url=self.db_url, data_dir=self.data_dir, input=input, env=self.env
+        )
+
+    async def ok(self, *args: str, input: str | None = None) -> Any:
+        r = await self(*args, "--json", input=input)
+        assert r.exit_code == 0, (args, r.stderr)
+        return r.json()
+
+
+class World:
+    """The simulator, the CLI, the daemon, an HTTP client, and the recorders' webhook URLs."""
+
+    def __init__(self, sim: SimHandle, cli: Cli, pool: asyncpg.Pool) -> None:
+        self.sim, self.cli, self.pool = sim, cli, pool
+        self.hooks: dict[str, str] = {}
+        self.base = ""
+        self.http: aiohttp.ClientSession | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.log: Path | None = None
+
+    async def user(self, name: str) -> None:
+        await self.cli.ok("users", "register", name, "--email", f"{name}@example.com")
+        await self.cli.ok("users", "approve", name)
+
+    async def demo(self, user: str, label: str, login: str, subs: list[str]) -> None:
+        self.sim.add_login(login, PASSWORD, subs)
+        await self.cli.ok(
+            "accounts", "add", label, "--user", user, "--env", "demo",
+            "--username", login, "--password-stdin", input=PASSWORD + "\n",
+        )  # fmt: skip
+        await self.cli.ok("accounts", "sync", label)
+
+    async def recorder(self, name: str, user: str, *opts: str) -> None:
+        out = await self.cli.ok(
+            "recorder", "create", name, "--user", user, "--symbol", "MNQ1!", *opts
+        )
+        self.hooks[name] = out["webhook_url"].rsplit("/", 1)[1]
+
+    async def trader(
+        self, user: str, recorder: str, *accounts: str, opts: tuple[str, ...] = ()
+    ) -> None:
+        args = ["trader", "create", "--user", user, "--recorder", recorder, "--enabled", *opts]
+        for a in accounts:
+            args += ["--account", a]
+        await self.cli.ok(*args)
+
+    async def start(self, tmp_path: Path) -> None:
+        port = free_port()
+        full = dict(os.environ)
+        overrides = cli_env(db_url=self.cli.db_url, data_dir=self.cli.data_dir, env=self.cli.env)
+        overrides["JTRADES_SERVER__PORT"] = str(port)
+        for k, v in overrides.items():
+            if v is None:
+                full.pop(k, None)
+            else:
+                full[k] = v
+        self.log = tmp_path / "daemon.log"
+        with self.log.open("wb") as fh:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "jtrades.cli",
+                "serve",
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=full,
+                cwd=tmp_path,
+            )
+        self.base = f"http://127.0.0.1:{port}"
+        self.http = aiohttp.ClientSession()
+        for _ in range(600):  # the bound only stops a hung start
+            assert self.proc.returncode is None, f"daemon exited:\n{self.output()}"
+            try:
+                async with self.http.get(self.base + "/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"daemon never ready:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log else ""
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await asyncio.wait_for(self.proc.wait(), 60)
+
+    async def alert(self, recorder: str, body: dict[str, Any] | str) -> dict[str, Any]:
+        """Post like TradingView: JSON as application/json, anything else as text/plain."""
+        assert self.http is not None
+        data = orjson.dumps(body) if isinstance(body, dict) else body.encode()
+        ctype = "application/json" if isinstance(body, dict) else "text/plain"
+        async with self.http.post(
+            f"{self.base}/webhook/{self.hooks[recorder]}",
+            data=data,
+            headers={"Content-Type": ctype},
+        ) as r:
+            out = dict(await r.json())
+            assert r.status == 200, (r.status, out)
+            return out
+
+    def account(self, name: str) -> dict[str, Any]:
+        return dict(self.sim.state()["accounts"][name])
+
+    def net(self, name: str) -> int:
+        return sum(p["netPos"] for p in self.account(name)["positions"])
+
+    def orders(self, name: str) -> list[dict[str, Any]]:
+        return [o for o in self.account(name)["orders"] if o["status"] in ("Working", "Suspended")]
+
+
+@pytest.fixture
+async def world(
+    db_url: str, data_dir: Path, pool: asyncpg.Pool, tmp_path: Path
+) -> AsyncIterator[World]:
+    async with running_sim() as sim:
+        await sim.set_price("MNQ", PRICE)
+        w = World(sim, Cli(db_url, data_dir, dict(sim.tradovate_env())), pool)
+        try:
+            yield w
+        finally:
+            await w.stop()
+
+
+def buy(**kw: Any) -> dict[str, Any]:
+    return {"action": "buy", "ticker": "MNQ1!", "price": PRICE, **kw}
+
+
+def sell(**kw: Any) -> dict[str, Any]:
+    return {"action": "sell", "ticker": "MNQ1!", "price": PRICE, **kw}
+
+
+async def settle() -> None:
+    """Let the simulator's fills and the daemon's follow-ups land (event-driven, short)."""
+    await asyncio.sleep(0.3)
+
+
+async def test_ladder_x3_on_two_users_reversal_close_and_duplicates(
+    world: World, tmp_path: Path
+) -> None:
+    w = world
+    await w.user("alice")
+    await w.user("bob")
+    await w.demo("alice", "alice-demo", "alice_tv", ["A1", "A2"])
+    await w.demo("bob", "bob-demo", "bob_tv", ["B1"])
+    await w.recorder("ladder", "alice", "--size", "3", "--tp", "20:1,40:1,60", "--sl", "40")
+    await w.cli.ok("recorder", "private", "ladder", "off")
+    await w.trader("alice", "ladder", "alice-demo:A1*3")
+    await w.trader("bob", "ladder", "bob-demo:B1*3")
+    await w.start(tmp_path)
+
+    # 50 copies of one alert at once (one explicit id) → one set of orders
+    outs = await asyncio.gather(*(w.alert("ladder", buy(id="e2e-1")) for _ in range(50)))
+    assert sum(o["orders"] for o in outs) == 2, outs
+    await settle()
+    for acct in ("A1", "B1"):
+        assert w.net(acct) == 9, w.account(acct)
+        work = w.orders(acct)
+        tps = sorted((o for o in work if o["orderType"] == "Limit"), key=lambda o: o["price"])
+        assert [o["qty"] for o in tps] == [3, 3, 3]
+        assert [o["price"] for o in tps] == [21505.0, 21510.0, 21515.0]
+        assert sum(o["qty"] for o in work if o["orderType"] == "Stop") == 9
+    assert w.net("A2") == 0  # not linked
+
+    # reversal: the short replaces the long
+    out = await w.alert("ladder", sell())
+    assert out["verdict"] == "accepted", out
+    await settle()
+    for acct in ("A1", "B1"):
+        assert w.net(acct) == -9, w.account(acct)
+        assert {o["action"] for o in w.orders(acct)} == {"Buy"}
+
+    # close: flat, nothing working
+    await w.alert("ladder", "close")
+    await settle()
+    for acct in ("A1", "B1"):
+        assert w.net(acct) == 0
+        assert w.orders(acct) == []
+    rows = await w.pool.fetch("SELECT verdict, orders FROM signals ORDER BY id")
+    assert [r["verdict"] for r in rows].count("duplicate") == 49
+
+
+async def test_dca_re_places_exits_and_racing_alerts(world: World, tmp_path: Path) -> None:
+    w = world
+    await w.user("carol")
+    await w.demo("carol", "carol-demo", "carol_tv", ["C1", "C2"])
+    await w.recorder(
+        "dca", "carol", "--size", "1", "--add-size", "1", "--tp", "20", "--sl", "40",
+        "--dca", "--same-direction", "add",
+    )  # fmt: skip
+    await w.recorder("race", "carol", "--size", "1", "--sl", "40")
+    await w.trader("carol", "dca", "carol-demo:C1")
+    await w.trader("carol", "race", "carol-demo:C2")
+    await w.start(tmp_path)
+
+    # distinct ids: two identical bodies in one minute are one delivery (dedup)
+    await w.alert("dca", buy(id="d1"))
+    await settle()
+    await w.sim.set_price("MNQ", PRICE - 5)  # the market dips; the add fills there
+    out = await w.alert("dca", buy(id="d2", price=PRICE - 5))
+    assert out["orders"] >= 1, out
+    await settle()
+    assert w.net("C1") == 2
+    work = w.orders("C1")
+    # exits re-placed for the whole averaged position (avg 21497.5): TP +5, SL -10 points
+    assert [(o["qty"], o["price"]) for o in work if o["orderType"] == "Limit"] == [(2, 21502.5)]
+    assert [(o["qty"], o["stopPrice"]) for o in work if o["orderType"] == "Stop"] == [(2, 21487.5)]
+
+    for i in range(3):  # two different alerts at once on one sub-account
+        await asyncio.gather(w.alert("race", buy(id=f"b{i}")), w.alert("race", sell(id=f"s{i}")))
+        await settle()
+        assert abs(w.net("C2")) == 1, w.account("C2")
+        stops = [o for o in w.orders("C2") if o["orderType"] == "Stop"]
+        assert sum(o["qty"] for o in stops) == 1
+
+
+async def test_filters_block_and_allow_with_their_reason(world: World, tmp_path: Path) -> None:
+    w = world
+    await w.user("dan")
+    await w.demo("dan", "dan-demo", "dan_tv", ["D1", "D2", "D3", "D4", "D5"])
+    await w.recorder("longonly", "dan", "--direction", "long")
+    await w.recorder("nth", "dan", "--every-nth", "2")
+    await w.recorder("maxsig", "dan", "--max-signals", "1")
+    await w.recorder("cool", "dan", "--cooldown", "3600")
+    await w.recorder("shut", "dan")
+    await w.cli.ok("recorder", "edit", "shut", "--window", "03:00-03:01")
+    await w.recorder("off", "dan")
+    for i, name in enumerate(("longonly", "nth", "maxsig", "cool", "shut"), 1):
+        await w.trader("dan", name, f"dan-demo:D{i}")
+    await w.start(tmp_path)
+
+    cases = [
+        ("longonly", sell(market_position="short", prev_market_position="flat"), "direction"),
+        ("longonly", buy(), None),
+        ("nth", buy(id="n1"), "every_nth"),
+        ("nth", buy(id="n2"), None),
+        ("maxsig", buy(id="m1"), None),
+        ("maxsig", buy(id="m2"), "max_signals"),
+        ("cool", buy(id="c1"), None),
+        ("cool", buy(id="c2"), "cooldown"),
+        ("off", buy(), None),  # no trader: accepted, nothing to do
+    ]
+    for rec, body, expected in cases:
+        out = await w.alert(rec, body)
+        assert out.get("filter") == expected, (rec, out)
+        if expected is not None:
+            assert out["verdict"] == "rejected"
+            assert out["reason"]
+    out = await w.alert("shut", buy())
+    assert (out["verdict"], out["filter"]) == ("rejected", "window")
+    rows = await w.pool.fetch(
+        "SELECT filter, reason FROM signals WHERE verdict = 'rejected' ORDER BY id"
+    )
+    assert [r["filter"] for r in rows] == [
+        "direction", "every_nth", "max_signals", "cooldown", "window",
+    ]  # fmt: skip
+    assert all(r["reason"] for r in rows)
+    # closes pass every entry filter
+    out = await w.alert("maxsig", "close")
+    assert out["verdict"] == "accepted"
+    await settle()
+    assert w.net("D3") == 0
