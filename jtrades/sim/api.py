@@ -78,8 +78,8 @@ class Api:
             return Answer(429, None)
         auth = self.world.auth
         if key == "auth/accesstokenrequest":
-            data, revoked = auth.access_token_request(body)
-            return Answer(200, data, revoked)
+            status, data, revoked = auth.access_token_request(body)
+            return Answer(status, data, revoked)
         if key == "auth/oauthtoken":
             data, revoked = auth.oauth_token({**params, **(body if isinstance(body, dict) else {})})
             return Answer(200, data, revoked)

@@ -10,7 +10,9 @@ Rules simulated (TRADOVATE.md "Authentication"; figures configurable in ``SimCon
   ``failures_before_ticket`` failed logins in a row, the answer is a penalty ticket (``p-ticket``,
   ``p-time``), and after ``failures_before_captcha`` failures one with ``p-captcha: true`` — a captcha
   ticket never clears by waiting (retrying only extends the lock);
-- failures are HTTP 200 bodies with ``errorText``.
+- failures are HTTP 200 bodies with ``errorText``; the failure just before the captcha lock is an
+  HTTP 423; while a login is blocked even the right password gets a ticket; a captcha lock lasts an
+  hour and every try restarts it.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Auth:
         self.requests: dict[str, deque[float]] = {}
         self.failures: dict[str, int] = {}
         self.tickets: dict[str, Ticket] = {}
+        self.blocked: dict[str, tuple[float, bool]] = {}  # login → (until, captcha)
         self.oauth_codes: dict[str, str] = {}
         self.penalty_next: PenaltyFault | None = None
         self.token_requests = 0
@@ -96,54 +99,66 @@ class Auth:
 
     # --- accesstokenrequest --------------------------------------------------------------------
 
-    def access_token_request(self, body: Any) -> tuple[dict[str, Any], list[Session]]:
-        """The answer body and the sessions this login knocked off (to be shut down)."""
+    def access_token_request(self, body: Any) -> tuple[int, dict[str, Any], list[Session]]:
+        """HTTP status, answer body, and the sessions this login knocked off (to shut down)."""
         self.token_requests += 1
         if not isinstance(body, dict):
-            return {"errorText": "Invalid or missed parameters"}, []
+            return 200, {"errorText": "Invalid or missed parameters"}, []
         name, password = body.get("name"), body.get("password")
         if not isinstance(name, str) or not isinstance(password, str):
-            return {"errorText": "Invalid or missed parameters: name, password"}, []
+            return 200, {"errorText": "Invalid or missed parameters: name, password"}, []
         cid = body.get("cid")
         if cid is not None and (isinstance(cid, bool) or not isinstance(cid, str | int)):
-            return {"errorText": "Invalid or missed parameters: cid"}, []
+            return 200, {"errorText": "Invalid or missed parameters: cid"}, []
         now = self.clock()
         fault, self.penalty_next = self.penalty_next, None
         if fault is not None:
-            return self._ticket(name, fault.seconds, fault.captcha), []
+            return 200, self._ticket(name, fault.seconds, fault.captcha), []
         ticketed = False
         raw_ticket = body.get("p-ticket")
         if raw_ticket is not None:
-            ticket = self.tickets.get(str(raw_ticket))
+            ticket = self.tickets.pop(str(raw_ticket), None)
             if ticket is None or ticket.login != name:
-                return {"errorText": "Invalid p-ticket"}, []
-            if ticket.captcha:
-                del self.tickets[str(raw_ticket)]
-                return self._ticket(name, max(self.config.penalty_s, 3600.0), True), []
+                return 200, {"errorText": "Invalid p-ticket"}, []
+            if ticket.captcha:  # only a human clears a captcha; retrying extends the lock
+                return 200, self._ticket(name, 3600.0, True), []
             if now < ticket.not_before:
-                del self.tickets[str(raw_ticket)]
-                return self._ticket(name, ticket.not_before - now, False), []
-            del self.tickets[str(raw_ticket)]
+                return 200, self._ticket(name, ticket.not_before - now, False), []
             ticketed = True
+            self.blocked.pop(name, None)
+        block = self.blocked.get(name)
+        if block is not None and not ticketed:
+            until, captcha = block
+            if now < until:  # a captcha lock is extended by every try, a plain one is not
+                return 200, self._ticket(name, 3600.0 if captcha else until - now, captcha), []
+            del self.blocked[name]
+            self.failures.pop(name, None)
         window = self.requests.setdefault(name, deque())
         while window and window[0] <= now - 3600:
             window.popleft()
         if not ticketed and len(window) >= self.config.logins_per_hour:
-            return self._ticket(name, self.config.penalty_s, False), []
+            return 200, self._ticket(name, self.config.penalty_s, False), []
         window.append(now)
         if not self._app_ok(body):
-            return {"errorText": "The app is not registered or the API key is invalid"}, []
+            return 200, {"errorText": "The app is not registered or the API key is invalid"}, []
         login = self.login(name)
         if login is None or login.password != password:
             fails = self.failures[name] = self.failures.get(name, 0) + 1
             if fails >= self.config.failures_before_captcha:
-                return self._ticket(name, 3600.0, True), []
+                return 200, self._ticket(name, 3600.0, True), []
+            if fails == self.config.failures_before_captcha - 1:
+                # TRADOVATE.md / partner docs: a 423 comes before the captcha lock.
+                return (
+                    423,
+                    {"errorText": "Too many failed logins: the next one locks the login"},
+                    [],
+                )
             if fails >= self.config.failures_before_ticket:
-                return self._ticket(name, self.config.penalty_s, False), []
-            return {"errorText": BAD_CREDENTIALS}, []
+                return 200, self._ticket(name, self.config.penalty_s, False), []
+            return 200, {"errorText": BAD_CREDENTIALS}, []
         self.failures.pop(name, None)
         session, revoked = self._open_session(login)
-        return self._token_body(self._issue(session), login), revoked
+        return 200, self._token_body(self._issue(session), login), revoked
 
     def _app_ok(self, body: dict[str, Any]) -> bool:
         cfg = self.config
@@ -154,8 +169,11 @@ class Auth:
         return not (cfg.sec and body.get("sec") != cfg.sec)
 
     def _ticket(self, name: str, seconds: float, captcha: bool) -> dict[str, Any]:
+        """A penalty: the login is blocked until ``seconds`` pass (captcha: until a human acts)."""
         value = secrets.token_hex(16)
-        self.tickets[value] = Ticket(name, self.clock() + seconds, captcha)
+        until = self.clock() + seconds
+        self.tickets[value] = Ticket(name, until, captcha)
+        self.blocked[name] = (until, captcha)
         body: dict[str, Any] = {"p-ticket": value, "p-time": max(1, round(seconds))}
         if captcha:
             body["p-captcha"] = True

@@ -10,7 +10,7 @@ Kinds (JSON body ``{"kind": …}``):
   next authenticated request does.
 - ``penalty``: ``{"p_time"?: s, "captcha"?: bool}`` — the next accesstokenrequest gets a p-ticket.
 - ``rate_limit``: ``{"count"?: N}`` — the next N requests (any endpoint) answer 429.
-- ``clear``: everything back to normal (socket faults already applied stay).
+- ``clear``: everything back to normal, login locks lifted (socket faults already applied stay).
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
     elif kind == "clear":
         faults.clear()
         world.auth.penalty_next = None
+        world.auth.blocked.clear()
+        world.auth.failures.clear()
     else:
         raise ValueError(f"unknown fault kind {kind!r}")
     return {"ok": True}

@@ -444,10 +444,25 @@ async def test_login_budget_then_p_ticket_then_captcha(http: aiohttp.ClientSessi
         clock.now += 20
         assert "accessToken" in await token(http, s, **{"p-ticket": early["p-ticket"]})
         s.config.logins_per_hour = 100  # now failures, not the budget, bring the tickets
-        results = [await token(http, s, password="bad") for _ in range(6)]
-        assert "errorText" in results[0]
-        assert "p-ticket" in results[2]
-        assert results[-1].get("p-captcha") is True
+        url = f"{s.rest_url}/auth/accesstokenrequest"
+        bad = {**LOGIN, "password": "bad"}
+        assert "errorText" in await token(http, s, password="bad")
+        assert "errorText" in await token(http, s, password="bad")
+        third = await token(http, s, password="bad")
+        assert third["p-time"] == 30
+        blocked = await token(http, s)  # even the right password waits out the ticket
+        assert "accessToken" not in blocked
+        clock.now += 30
+        fourth = await token(http, s, password="bad", **{"p-ticket": blocked["p-ticket"]})
+        clock.now += 30
+        async with http.post(url, json={**bad, "p-ticket": fourth["p-ticket"]}) as r:
+            assert r.status == 423  # the warning before the lock
+        captcha = await token(http, s, password="bad")
+        assert captcha["p-captcha"] is True
+        clock.now += 3000
+        assert (await token(http, s)).get("p-captcha") is True  # a try within the hour restarts it
+        clock.now += 3601
+        assert "accessToken" in await token(http, s)
 
 
 async def test_oauth_code_exchange_form_encoded_without_v1(
