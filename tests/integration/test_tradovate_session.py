@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from jtrades.broker.base import BrokerEvent
-from jtrades.broker.tradovate.auth import LoginBudget, TradovateAuth
+from jtrades.broker.tradovate.auth import AccessToken, LoginBudget, TradovateAuth
 from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.broker.tradovate.session import State, backoff_delay
 from jtrades.config import TradovateSettings
@@ -192,3 +192,17 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
     assert backoff_delay(4, 1, 60, 1.0) == 8.0
     assert backoff_delay(40, 1, 60, 1.0) == 60.0
     assert backoff_delay(40, 1, 60, 0.0) == 30.0
+
+
+async def test_a_token_without_user_id_syncs_by_account(sim: SimHandle) -> None:
+    async with aiohttp.ClientSession() as http:
+        got = await TradovateAuth(tv(sim), http).request_token("demo", LOGIN, PASSWORD)
+    anonymous = AccessToken(got.token, got.expires_at, None, LOGIN)
+    pool = TradovatePool(tv(sim))
+    try:
+        broker = await pool.broker("demo", LOGIN, None, oauth_token=anonymous)
+        assert broker.is_synced(sim.account_id("SIM1"))
+        assert broker.is_synced(sim.account_id("SIM2"))
+        assert sim.stats()["access_token_requests"] == 1
+    finally:
+        await pool.close()

@@ -410,11 +410,11 @@ class Session:
             raise TransientBrokerError("Tradovate refused the token on authorize (401)")
         if auth.status != 200:
             raise TransientBrokerError(f"authorize answered {auth.status}")
-        body: dict[str, Any] = (
-            {"users": [token.user_id]}
-            if token.user_id is not None
-            else {"accounts": self.view.account_ids}
-        )
+        if token.user_id is not None:
+            body: dict[str, Any] = {"users": [token.user_id]}
+        else:  # a token of unknown user (an old stored row): name its accounts instead
+            listed = self._check("account/list", await self._call("account/list", None))
+            body = {"accounts": [int(a["id"]) for a in listed or () if isinstance(a, dict)]}
         sync = await self._call("user/syncrequest", body)
         data = self._check("user/syncrequest", sync)
         if not isinstance(data, dict):
