@@ -73,7 +73,12 @@ class SimHandle:
         return self.world.stats_json()
 
     def fault(self, kind: str, **kw: Any) -> dict[str, Any]:
+        """Flip a fault switch (``jtrades.sim.faults``); events it queues (``replay``) go out
+        with the next flush — ``await sim.flush()`` to send them now."""
         return apply_fault(self.world, {"kind": kind, **kw})
+
+    async def flush(self) -> None:
+        await self.world.flush()
 
     def contract(self, symbol: str) -> Contract:
         """The front month of a root (or the named contract)."""
@@ -84,6 +89,14 @@ class SimHandle:
         self, name: str, password: str, accounts: list[str] | None = None, account_count: int = 0
     ) -> LoginSpec:
         return self.world.add_login(name, password, accounts, account_count)
+
+    def add_accounts(
+        self, login: str, accounts: list[str] | None = None, account_count: int = 0
+    ) -> None:
+        found = self.world.auth.login(login)
+        if found is None:
+            raise KeyError(login)
+        self.world.add_accounts(found, accounts, account_count)
 
     def account_id(self, name: str) -> int:
         found = self.world.account_by_name(name)

@@ -1,8 +1,9 @@
 """The simulator as an aiohttp application: REST, WebSocket and the ``/sim`` control endpoints.
 
-``/sim/…`` needs no token (it is the test bench, not Tradovate): ``POST /sim/price``,
-``GET /sim/state``, ``GET /sim/stats``, ``POST /sim/fault`` (see ``faults``), ``POST /sim/logins``
-(add a login with accounts at runtime), ``POST /sim/oauth/code`` (the code an OAuth redirect would
+``/sim/…`` needs no token (it is the test bench, not Tradovate): ``POST /sim/price``
+``{"symbol": root or contract, "price"}``, ``GET /sim/state``, ``GET /sim/stats``, ``POST /sim/fault``
+(see ``faults``), ``POST /sim/logins`` ``{"name", "password", "accounts": [...], "account_count"}``
+(a new login, or more accounts for an existing one), ``POST /sim/oauth/code`` ``{"login"}`` (the code an OAuth redirect would
 bring). ``serve`` runs it standalone for ``jtrades sim``.
 """
 
@@ -70,22 +71,37 @@ async def sim_stats(request: web.Request) -> web.Response:
 
 
 async def sim_fault(request: web.Request) -> web.Response:
+    world = request.app[WORLD]
     try:
-        result = apply_fault(request.app[WORLD], await _body(request))
+        result = apply_fault(world, await _body(request))
     except ValueError as exc:
         return _json({"error": str(exc)}, 400)
+    await world.flush()
     return _json(result)
 
 
 async def sim_logins(request: web.Request) -> web.Response:
+    """Add a login with accounts, or (name of an existing login) more accounts to it."""
     body = await _body(request)
+    world = request.app[WORLD]
+    existing = world.auth.login(str(body.get("name", "")))
     try:
-        login = request.app[WORLD].add_login(
-            str(body["name"]),
-            str(body.get("password", body["name"])),
-            [str(a) for a in body.get("accounts", [])],
-            int(body.get("account_count", 0)),
-        )
+        if existing is not None:
+            if body.get("password", existing.password) != existing.password:
+                return _json({"error": "login exists with another password"}, 409)
+            world.add_accounts(
+                existing,
+                [str(a) for a in body.get("accounts", [])],
+                int(body.get("account_count", 0)),
+            )
+            login = existing
+        else:
+            login = world.add_login(
+                str(body["name"]),
+                str(body.get("password", body["name"])),
+                [str(a) for a in body.get("accounts", [])],
+                int(body.get("account_count", 0)),
+            )
     except KeyError:
         return _json({"error": "name is required"}, 400)
     except ConfigError as exc:

@@ -212,17 +212,27 @@ class SimConfig:
     ) -> LoginSpec:
         if any(lg.name.lower() == name.lower() for lg in self.logins):
             raise ConfigError(f"login {name!r} is defined twice")
+        login = LoginSpec(name, password, self.next_user_id())
+        self.add_accounts(login, accounts, account_count)
+        self.logins.append(login)
+        return login
+
+    def add_accounts(
+        self, login: LoginSpec, accounts: list[str] | None = None, account_count: int = 0
+    ) -> list[AccountSpec]:
+        """More accounts for a login: named ones, then ``account_count`` named LOGIN-n."""
         names = list(accounts or [])
-        names += [f"{name.upper()}-{i}" for i in range(1, account_count + 1)]
+        start = len(login.accounts) + 1
+        names += [f"{login.name.upper()}-{i}" for i in range(start, start + account_count)]
         taken = {a.name for lg in self.logins for a in lg.accounts}
+        taken |= {a.name for a in login.accounts}
         for acc in names:
             if acc in taken:
                 raise ConfigError(f"account {acc!r} is defined twice")
             taken.add(acc)
-        login = LoginSpec(name, password, self.next_user_id())
-        login.accounts = [AccountSpec(self.next_account_id(), acc) for acc in names]
-        self.logins.append(login)
-        return login
+        added = [AccountSpec(self.next_account_id(), acc) for acc in names]
+        login.accounts.extend(added)
+        return added
 
 
 def default_config() -> SimConfig:

@@ -10,6 +10,8 @@ Kinds (JSON body ``{"kind": …}``):
   next authenticated request does.
 - ``penalty``: ``{"p_time"?: s, "captcha"?: bool}`` — the next accesstokenrequest gets a p-ticket.
 - ``rate_limit``: ``{"count"?: N}`` — the next N requests (any endpoint) answer 429.
+- ``replay``: ``{"login"?: name}`` — the fills of that login's accounts (all logins without one) are
+  sent again as ``fill`` Created events, as Tradovate may do around the daily session change.
 - ``clear``: everything back to normal, login locks lifted (socket faults already applied stay).
 """
 
@@ -78,6 +80,15 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
             faults.unauthorized_tokens.add(str(body["token"]))
         else:
             faults.unauthorized_next += 1
+    elif kind == "replay":
+        ex = world.exchange
+        replayed = 0
+        for account_id, (_, owner) in world.accounts.items():
+            if login is None or owner.name == login:
+                fills = ex.fills_by_account.get(account_id, [])
+                world.queue([(account_id, "fill", "Created", f.json()) for f in fills])
+                replayed += len(fills)
+        return {"fills": replayed}
     elif kind == "rate_limit":
         faults.too_many += int(body.get("count", 1))
     elif kind == "penalty":

@@ -90,6 +90,13 @@ class Simulator:
         self._register(login)
         return login
 
+    def add_accounts(
+        self, login: LoginSpec, accounts: list[str] | None = None, account_count: int = 0
+    ) -> list[AccountSpec]:
+        added = self.config.add_accounts(login, accounts, account_count)
+        self._register(login)
+        return added
+
     def contracts_for(self, symbol: str) -> list[Contract]:
         """A contract by name, or every listed maturity of a root."""
         c = self.contracts_by_name.get(symbol.upper())

@@ -595,8 +595,18 @@ async def test_runtime_logins_and_a_config_with_many_accounts(http: aiohttp.Clie
         ) as r:
             assert (await r.json())["accounts"][0]["name"] == "L1"
         assert "accessToken" in await token(http, s, name="late", password="pw")
-        async with http.post(f"{s.base_url}/sim/logins", json={"name": "late"}) as r:
+        async with http.post(
+            f"{s.base_url}/sim/logins", json={"name": "late", "password": "other"}
+        ) as r:
             assert r.status == 409
+        async with http.post(
+            f"{s.base_url}/sim/logins", json={"name": "late", "account_count": 2}
+        ) as r:
+            assert [a["name"] for a in (await r.json())["accounts"]] == ["L1", "LATE-2", "LATE-3"]
+        async with http.post(
+            f"{s.base_url}/sim/logins", json={"name": "u0", "accounts": ["L1"]}
+        ) as r:
+            assert r.status == 409  # account names are unique across logins
 
 
 def test_cli_rejects_a_bad_price_flag() -> None:
@@ -714,3 +724,15 @@ async def test_jtrades_sim_runs_standalone_and_prints_its_urls(
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_replay_fault_resends_fills_with_the_same_ids(
+    sim: SimHandle, http: aiohttp.ClientSession
+) -> None:
+    bare = await connect(http, sim, (await token(http, sim))["accessToken"])
+    await bare.call("order/placeorder", market(sim))
+    first = [e["id"] for _, _, e in bare.props("fill")]
+    async with http.post(f"{sim.base_url}/sim/fault", json={"kind": "replay", "login": "sim"}) as r:
+        assert (await r.json())["fills"] == 1
+    await bare.recv_until(lambda: len(bare.props("fill")) == 2)
+    assert [e["id"] for _, _, e in bare.props("fill")] == first * 2
