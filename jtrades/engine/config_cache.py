@@ -76,6 +76,8 @@ class Snapshot:
     links_by_sub: dict[int, LinkConfig]  # sub_account_id -> a link (its account/env info)
     halted: bool
     fingerprint: str
+    # a pending ``halt --flatten``: {"requested_at": …, "account": label | None}
+    flatten: dict[str, Any] | None = None
 
     @property
     def paper_account_ids(self) -> set[int]:
@@ -87,6 +89,14 @@ def _zone(name: str | None) -> ZoneInfo:
         return ZoneInfo(name) if name else _CHICAGO
     except (ZoneInfoNotFoundError, ValueError):
         return _CHICAGO
+
+
+def _flatten_request(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, dict):
+        f = value.get("flatten")
+        if isinstance(f, dict) and f.get("requested_at") and not f.get("done_at"):
+            return f
+    return None
 
 
 def _halted_flag(value: Any) -> bool:
@@ -162,7 +172,14 @@ def build_snapshot(rows: trading_store.ConfigRows) -> Snapshot:
             tz=_zone(r["owner_timezone"]),
             traders=tuple(sorted(traders_by_rec.get(r["id"], []), key=lambda t: t.id)),
         )
-    return Snapshot(recorders, traders, links_by_sub, _halted_flag(rows.halted), rows.fingerprint)
+    return Snapshot(
+        recorders,
+        traders,
+        links_by_sub,
+        _halted_flag(rows.halted),
+        rows.fingerprint,
+        _flatten_request(rows.halted),
+    )
 
 
 class ConfigCache:

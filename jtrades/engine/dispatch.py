@@ -61,7 +61,7 @@ def _utcnow() -> datetime:
 class WorkItem:
     """One (trader, sub-account) the signal reaches; ``plan`` runs under the account's lock."""
 
-    trader_id: int
+    trader_id: int | None
     link: LinkConfig
     broker: Broker
     contract: Contract
@@ -70,7 +70,7 @@ class WorkItem:
 
 @dataclass(slots=True)
 class AccountResult:
-    trader_id: int
+    trader_id: int | None
     sub_account_id: int
     action: str
     reason: str
@@ -173,8 +173,8 @@ def intent_for(
     po: PlannedOrder,
     *,
     prefix: str,
-    signal_id: int,
-    trader_id: int,
+    signal_id: int | None,
+    trader_id: int | None,
     sub_account_id: int,
     symbol: str,
     expires_at: datetime,
@@ -248,9 +248,17 @@ class Dispatcher:
         return lock
 
     async def dispatch(
-        self, signal_id: int, received_at: datetime, items: list[WorkItem]
+        self,
+        signal_id: int | None,
+        received_at: datetime,
+        items: list[WorkItem],
+        *,
+        tag: str | None = None,
     ) -> DispatchResult:
-        """Plan, record and send one signal's orders; see the module docstring for the rules."""
+        """Plan, record and send one signal's orders; see the module docstring for the rules.
+
+        Orders not caused by a signal (a flatten request) pass ``signal_id=None`` and a ``tag``
+        that makes their clOrdIds unique instead."""
         # One sub-account takes one plan per signal: a second trader of the same user on the
         # same sub-account would plan against the same state and double the position.
         seen: dict[int, WorkItem] = {}
@@ -275,7 +283,9 @@ class Dispatcher:
             for lock in locks:
                 await lock.acquire()
                 acquired.append(lock)
-            prepared = self._plan_all([seen[sid] for sid in order], signal_id, received_at, results)
+            prepared = self._plan_all(
+                [seen[sid] for sid in order], signal_id, tag, received_at, results
+            )
             intents = [ni for p in prepared for _, ni in p.steps]
             if intents:
                 try:
@@ -310,7 +320,8 @@ class Dispatcher:
     def _plan_all(
         self,
         items: list[WorkItem],
-        signal_id: int,
+        signal_id: int | None,
+        tag: str | None,
         received_at: datetime,
         results: list[AccountResult],
     ) -> list[_Prepared]:
@@ -331,12 +342,16 @@ class Dispatcher:
                 continue
             try:
                 plan = it.plan(state)
-            except JtradesError as exc:
+            except (JtradesError, ValueError) as exc:
                 results.append(
                     AccountResult(it.trader_id, link.sub_account_id, "nothing", str(exc))
                 )
                 continue
-            prefix = cl_ord_prefix(signal_id, link.sub_account_id)
+            prefix = (
+                f"jt-{tag}-{link.sub_account_id}"
+                if tag is not None
+                else cl_ord_prefix(signal_id or 0, link.sub_account_id)
+            )
             steps = [
                 intent_for(
                     po,

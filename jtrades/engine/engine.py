@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from jtrades.broker.base import Broker, Contract, SubAccount
+from jtrades.broker.base import Broker, Contract, OrderRequest, Side, SubAccount
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
 from jtrades.db import Database
@@ -33,7 +33,13 @@ from jtrades.engine.filters import (
     check_trader,
     is_exit,
 )
-from jtrades.engine.planning import AccountPlan, AccountState, plan_account
+from jtrades.engine.planning import (
+    AccountPlan,
+    AccountState,
+    PlannedOrder,
+    PositionAction,
+    plan_account,
+)
 from jtrades.engine.reconcile import Reconciler
 from jtrades.engine.signal import Action, Signal
 from jtrades.engine.sizing import open_pnl
@@ -69,6 +75,21 @@ class _Counters:
     seen: int = 0
 
 
+def _liquidate_plan(link: LinkConfig, contract: Contract) -> Any:
+    """A plan that flattens whatever position the account holds in ``contract``."""
+    account = SubAccount(link.broker_account_id, link.sub_name)
+
+    def plan(state: AccountState) -> AccountPlan:
+        if state.net_pos == 0:
+            return AccountPlan(PositionAction.NOTHING, (), "already flat")
+        side = Side.SELL if state.net_pos > 0 else Side.BUY
+        req = OrderRequest(account, contract.symbol, side, abs(state.net_pos))
+        step = PlannedOrder(1, "liquidate", req, note="halt --flatten")
+        return AccountPlan(PositionAction.CLOSE, (step,), "halt --flatten")
+
+    return plan
+
+
 def _is_entry(signal: Signal, inverse: bool) -> bool:
     sig = apply_inverse(signal, inverse)
     return not is_exit(sig) and sig.action is not Action.CANCEL
@@ -94,8 +115,9 @@ class Engine:
         self._trader_counters: dict[int, _Counters] = {}
         self._contracts: dict[tuple[int, str], Contract] = {}
         self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
+        self._flattened: set[str] = set()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -111,6 +133,8 @@ class Engine:
             asyncio.create_task(self.reconciler.run(self._stop), name="engine.reconcile"),
         ]
         self._started = True
+        if snap.flatten is not None:
+            self._tasks.append(asyncio.create_task(self.flatten(snap.flatten)))
         log.info("engine.started", recorders=len(snap.recorders), traders=len(snap.traders))
 
     async def close(self) -> None:
@@ -130,8 +154,47 @@ class Engine:
         return self._started and self.reconciler.ready() and self.brokers.ready()
 
     def _on_config_change(self, snap: Snapshot) -> None:
-        task = asyncio.get_running_loop().create_task(self.brokers.sync_accounts(snap))
-        self._tasks.append(task)
+        self._tasks = [t for t in self._tasks if not t.done() or t.get_name().startswith("engine.")]
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self.brokers.sync_accounts(snap)))
+        if snap.flatten is not None:
+            self._tasks.append(loop.create_task(self.flatten(snap.flatten)))
+
+    async def flatten(self, request: dict[str, Any]) -> int:
+        """Carry out ``jtrades halt --flatten``: liquidate every open position of the linked
+        sub-accounts (of one login when the request names it), each through an intent and the
+        sub-account's lock like any order. Runs once per request; returns liquidations sent."""
+        requested_at = str(request.get("requested_at"))
+        if requested_at in self._flattened:
+            return 0
+        self._flattened.add(requested_at)
+        label = request.get("account")
+        snap = self.config.snapshot
+        sent = 0
+        now = datetime.now(UTC)
+        tag = f"f{int(now.timestamp())}"
+        for link in snap.links_by_sub.values():
+            if label and link.label.lower() != str(label).lower():
+                continue
+            try:
+                broker = self.brokers.broker_for(link)
+                if not broker.is_synced(link.broker_account_id):
+                    log.error("engine.flatten_unsynced", sub_account_id=link.sub_account_id)
+                    continue
+                symbols = {p.symbol for p in broker.positions(link.broker_account_id) if p.net_pos}
+            except Exception as exc:
+                log.error(
+                    "engine.flatten_unreadable", sub_account_id=link.sub_account_id, error=str(exc)
+                )
+                continue
+            for symbol in sorted(symbols):
+                contract = await broker.find_contract(symbol)
+                item = WorkItem(None, link, broker, contract, _liquidate_plan(link, contract))
+                result = await self.dispatcher.dispatch(None, now, [item], tag=tag)
+                sent += result.orders
+        await trading_store.flatten_done(self._db.pool, requested_at, datetime.now(UTC))
+        log.warning("engine.flattened", account=label, liquidations=sent)
+        return sent
 
     async def _seed_counters(self) -> None:
         now = datetime.now(UTC)

@@ -431,3 +431,45 @@ async def test_counters_survive_a_restart(database: Database, engine_factory: An
     second = await engine_factory()
     out = await send(second, pool, rec, buy())
     assert (out.verdict, out.filter) == ("rejected", "max_signals")
+
+
+async def test_halt_blocks_entries_and_flatten_closes_one_login(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "lee")
+    rec = await make_recorder(pool, u, "rec", size=2, sl=Decimal(40))
+    (a,) = await make_paper_account(pool, u, "lee-a")
+    (b,) = await make_paper_account(pool, u, "lee-b")
+    await make_trader(pool, u, rec, [(a, 1), (b, 1)])
+    engine = await engine_factory()
+    await send(engine, pool, rec, buy())
+    assert [await net_pos(engine, pool, s) for s in (a, b)] == [2, 2]
+
+    await pool.execute(
+        "INSERT INTO system_flags (name, value) VALUES ('halted', $1)",
+        {
+            "halted": True,
+            "flatten": {"requested_at": "2026-01-01T00:00:00+00:00", "account": "lee-a"},
+        },
+    )
+    await engine.config.refresh()
+
+    async def flat() -> bool:
+        return await net_pos(engine, pool, a) == 0
+
+    await wait_for(flat, "lee-a flattened")
+    assert await net_pos(engine, pool, b) == 2  # the other login is untouched
+    assert await working(engine, pool, a) == []
+    assert len(await working(engine, pool, b)) == 1
+
+    async def marked() -> bool:
+        v = await pool.fetchval("SELECT value FROM system_flags WHERE name='halted'")
+        return bool(v["flatten"].get("done_at"))
+
+    await wait_for(marked, "flatten marked done")
+    out = await send(engine, pool, rec, buy("21510"))
+    assert (out.verdict, out.filter) == ("rejected", "halted")
+    out = await send(engine, pool, rec, close())
+    assert out.verdict == "accepted"
+    assert await net_pos(engine, pool, b) == 0
