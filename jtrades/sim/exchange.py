@@ -124,6 +124,25 @@ class Exchange:
         self._activate(order)
         return order.id, self._out
 
+    def place_rejected(
+        self, account_id: int, contract: Contract, spec: OrderSpec, reason: str, text: str
+    ) -> tuple[int, list[PropsEvent]]:
+        """An order accepted, then rejected (a risk check after acceptance)."""
+        self._out = []
+        order = self._new_order(account_id, contract, spec)
+        order.status = "Rejected"
+        report = {
+            "id": next(self._ids),
+            "commandId": order.commands[-1]["id"],
+            "timestamp": order.commands[-1]["timestamp"],
+            "commandStatus": "RiskRejected",
+            "rejectReason": reason,
+            "text": text,
+        }
+        self._emit(account_id, "commandReport", "Created", report)
+        self._emit(account_id, "order", "Updated", order.json())
+        return order.id, self._out
+
     def place_oso(
         self, account_id: int, contract: Contract, entry: OrderSpec, brackets: list[OrderSpec]
     ) -> tuple[list[int], list[PropsEvent]]:

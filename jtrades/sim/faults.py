@@ -5,7 +5,10 @@ Kinds (JSON body ``{"kind": …}``):
   close frame after it has sent N more frames (0 = now).
 - ``zombie``: ``{"login"?: name}`` — open sockets stop answering and stop heartbeats, but stay open.
 - ``delay``: ``{"ms": X}`` — every answer (REST and WebSocket) waits X ms; ``0`` turns it off.
-- ``reject_order``: ``{"text"?: str, "reason"?: str}`` — the next order command fails with it.
+- ``reject_order``: ``{"text"?: str, "reason"?: str, "after_accept"?: bool}`` — the next order
+  command fails with it; with ``after_accept`` a placeorder is answered with an ``orderId`` and the
+  order then goes ``Rejected`` through its events (a ``commandReport`` carries the reason), the
+  way a risk check rejects after acceptance.
 - ``unauthorized``: ``{"token"?: str}`` — that token answers 401 from now on; without a token, the
   next authenticated request does.
 - ``penalty``: ``{"p_time"?: s, "captcha"?: bool}`` — the next accesstokenrequest gets a p-ticket.
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 class Faults:
     delay_ms: float = 0.0
     reject_next: tuple[str, str] | None = None  # (failureReason, failureText)
+    reject_after_accept: bool = False
     unauthorized_tokens: set[str] = field(default_factory=set)
     unauthorized_next: int = 0
     too_many: int = 0  # requests still to answer 429
@@ -37,6 +41,7 @@ class Faults:
     def clear(self) -> None:
         self.delay_ms = 0.0
         self.reject_next = None
+        self.reject_after_accept = False
         self.unauthorized_tokens.clear()
         self.unauthorized_next = 0
         self.too_many = 0
@@ -48,8 +53,19 @@ class Faults:
             return True
         return bool(self.unauthorized_tokens) and token in self.unauthorized_tokens
 
-    def take_reject(self) -> tuple[str, str] | None:
+    def take_reject(self, can_accept: bool = False) -> tuple[str, str] | None:
+        """The injected rejection to answer now; ``None`` also when it is to come after
+        acceptance (``can_accept`` callers then use ``take_late_reject``)."""
+        if self.reject_next is None or (self.reject_after_accept and can_accept):
+            return None
         reject, self.reject_next = self.reject_next, None
+        return reject
+
+    def take_late_reject(self) -> tuple[str, str] | None:
+        if not self.reject_after_accept:
+            return None
+        reject, self.reject_next = self.reject_next, None
+        self.reject_after_accept = False
         return reject
 
 
@@ -75,6 +91,7 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
             str(body.get("reason", "UnknownReason")),
             str(body.get("text", "Rejected by the simulator")),
         )
+        faults.reject_after_accept = bool(body.get("after_accept", False))
     elif kind == "unauthorized":
         if body.get("token"):
             faults.unauthorized_tokens.add(str(body["token"]))

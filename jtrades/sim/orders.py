@@ -57,7 +57,12 @@ class OrderApi:
         return found
 
     def _order_prelude(
-        self, login: LoginSpec, body: Any, schema: dict[str, Any], required: tuple[str, ...]
+        self,
+        login: LoginSpec,
+        body: Any,
+        schema: dict[str, Any],
+        required: tuple[str, ...],
+        can_accept: bool = False,
     ) -> tuple[AccountSpec, Contract]:
         """The account and contract of an order body, or ``Rejected``."""
         err = v.check(body, schema, required)
@@ -71,7 +76,7 @@ class OrderApi:
         contract = self.world.contracts_by_name.get(str(body["symbol"]).upper())
         if contract is None:
             raise Rejected("InvalidContract", f"Invalid contract: {body['symbol']}")
-        reject = self.world.faults.take_reject()
+        reject = self.world.faults.take_reject(can_accept)
         if reject is not None:
             raise Rejected(*reject)
         return acc, contract
@@ -102,8 +107,12 @@ class OrderApi:
     def placeorder(self, login: LoginSpec, body: Any) -> Result:
         req = ("action", "symbol", "orderQty", "orderType")
         try:
-            acc, contract = self._order_prelude(login, body, v.PLACE_ORDER, req)
-            oid, events = self.ex.place(acc.id, contract, self._spec(body))
+            acc, contract = self._order_prelude(login, body, v.PLACE_ORDER, req, can_accept=True)
+            late = self.world.faults.take_late_reject()
+            if late is not None:
+                oid, events = self.ex.place_rejected(acc.id, contract, self._spec(body), *late)
+            else:
+                oid, events = self.ex.place(acc.id, contract, self._spec(body))
         except Rejected as r:
             return fail(r.reason, r.text)
         self.world.stats.orders += 1

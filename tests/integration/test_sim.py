@@ -736,3 +736,22 @@ async def test_replay_fault_resends_fills_with_the_same_ids(
         assert (await r.json())["fills"] == 1
     await bare.recv_until(lambda: len(bare.props("fill")) == 2)
     assert [e["id"] for _, _, e in bare.props("fill")] == first * 2
+
+
+async def test_reject_after_accept_answers_an_order_id_then_rejects_it(
+    sim: SimHandle, http: aiohttp.ClientSession
+) -> None:
+    bare = await connect(http, sim, (await token(http, sim))["accessToken"])
+    sim.fault(
+        "reject_order", text="Risk check failed", reason="MaxPosLimitReached", after_accept=True
+    )
+    oid = (await bare.call("order/placeorder", market(sim))).data["orderId"]
+    await bare.recv_until(
+        lambda: any(t == "order" and e["ordStatus"] == "Rejected" for t, _, e in bare.props())
+    )
+    report = bare.props("commandReport")[0][2]
+    assert (report["rejectReason"], report["text"]) == ("MaxPosLimitReached", "Risk check failed")
+    assert (await bare.call("order/item", query=f"id={oid}")).data["ordStatus"] == "Rejected"
+    assert sim.state()["accounts"]["SIM1"]["fills"] == []
+    assert "orderId" in (await bare.call("order/placeorder", market(sim))).data  # one-shot
+    assert sim.state()["accounts"]["SIM1"]["positions"][0]["netPos"] == 1
