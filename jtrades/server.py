@@ -35,7 +35,7 @@ from jtrades.engine.dedup import idempotency_key
 from jtrades.engine.parsing import parse_payload
 from jtrades.engine.signal import Signal
 from jtrades.engine.tokens import TokenCache
-from jtrades.errors import InvalidSignal, StorageUnavailable
+from jtrades.errors import InvalidSignal, NotFound, StorageUnavailable
 from jtrades.logging import MASK
 from jtrades.store import signals as signal_store
 from jtrades.store import status as status_store
@@ -202,7 +202,15 @@ class Webhooks:
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        response = await self._handle(request)
+        try:
+            response = await self._handle(request)
+        except Exception as exc:
+            # Only code before the claim can get here (after it, ``_process`` never raises and
+            # the duplicate path answers from what it has): nothing was sent, so a 503 is safe
+            # and TradingView's re-send is welcome.
+            self.metrics.errors += 1
+            log.exception("webhook.failed_before_claim", error=type(exc).__name__)
+            response = _error(503, "unavailable", "temporary failure; nothing was sent", None)
         self.metrics.responses[response.status] += 1
         log.debug("webhook.answered", status=response.status, ms=_ms(started))
         return response
@@ -275,6 +283,12 @@ class Webhooks:
                 raw_body=stored_body,
                 signal=signal,
             )
+        except NotFound:
+            # The recorder was deleted between the token check and the insert.
+            return await self._refuse(
+                404, "unknown_token", "no recorder has this token", received_at, remote, ctype,
+                stored_body,
+            )  # fmt: skip
         except StorageUnavailable as exc:
             # Fail closed, before anything could be sent: a 503 makes TradingView re-send.
             log.error("webhook.storage_unavailable", error=str(exc))
@@ -283,7 +297,11 @@ class Webhooks:
 
         if claim.duplicate_of is not None:
             self.metrics.verdicts["duplicate"] += 1
-            first = await self._first_result(claim.duplicate_of)
+            try:
+                first = await self._first_result(claim.duplicate_of)
+            except Exception as exc:
+                log.warning("webhook.first_result_unavailable", error=type(exc).__name__)
+                first = _summary(claim.duplicate_of, "received", 0)
             log.info(
                 "webhook.duplicate",
                 signal_id=claim.signal_id,

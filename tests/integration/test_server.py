@@ -381,3 +381,37 @@ async def test_arbitrary_bodies_never_answer_5xx(
     assert "signal_id" in payload
     row = await stack.row(payload["signal_id"])
     assert row["http_status"] == r.status
+
+
+async def test_recorder_deleted_after_the_token_check_is_404(stack: Stack) -> None:
+    # the cache still holds the token (its periodic refresh is not running here)
+    await stack.pool.execute("DELETE FROM recorders WHERE id = $1", stack.recorder_id)
+    status, body = await stack.post(ALERT)
+    assert status == 404, body
+    row = await stack.row(body["signal_id"])
+    assert (row["recorder_id"], row["http_status"]) == (None, 404)
+
+
+async def test_database_down_before_the_claim_fails_closed_with_503(
+    settings: Settings, db_url: str
+) -> None:
+    from jtrades.db import _init_connection
+
+    own = await asyncpg.create_pool(db_url, min_size=1, max_size=2, init=_init_connection)
+    assert own is not None
+    async with serving(settings, own) as s:
+        await own.close()  # the database is gone; the token is still in the cache
+        status, body = await s.post(ALERT)
+        assert status == 503
+        assert body["error"] == "storage_unavailable"
+        status, body = await s.post(ALERT, path="/webhook/" + new_webhook_token())
+        assert status == 503  # an unknown token cannot be checked either: retry later
+        async with s.client.get("/readyz") as r:
+            assert r.status == 503
+            assert (await r.json())["checks"]["database"] is False
+    check = await asyncpg.connect(db_url)
+    try:
+        assert await check.fetchval("SELECT count(*) FROM signals") == 0
+        assert await check.fetchval("SELECT count(*) FROM order_intents") == 0
+    finally:
+        await check.close()
