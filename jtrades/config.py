@@ -55,13 +55,15 @@ class ServerSettings(_Section):
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = Field(default=16384, ge=256, le=1_048_576)
     allowed_ips: tuple[str, ...] = ()
+    # Reverse proxies (nginx, caddy) whose X-Forwarded-For names the real sender; empty = none.
+    trusted_proxies: tuple[str, ...] = ()
 
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, v: str) -> str:
         return _check_url(v, ("http", "https"), "server.public_url").rstrip("/")
 
-    @field_validator("allowed_ips")
+    @field_validator("allowed_ips", "trusted_proxies")
     @classmethod
     def _ips(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         import ipaddress
@@ -70,9 +72,7 @@ class ServerSettings(_Section):
             try:
                 ipaddress.ip_network(ip, strict=False)
             except ValueError as exc:
-                raise ValueError(
-                    f"server.allowed_ips: {ip!r} is not an IP address or network"
-                ) from exc
+                raise ValueError(f"{ip!r} is not an IP address or network") from exc
         return v
 
 

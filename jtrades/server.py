@@ -173,9 +173,8 @@ class Webhooks:
         self.engine = engine
         self.metrics = metrics or Metrics()
         self.max_body = settings.server.max_body_bytes
-        self.allowed = tuple(
-            ipaddress.ip_network(n, strict=False) for n in settings.server.allowed_ips
-        )
+        self.allowed = _networks(settings.server.allowed_ips)
+        self.proxies = _networks(settings.server.trusted_proxies)
         self.accepting = True
         # first signal id -> its answer, so an in-process duplicate can repeat it exactly
         self._inflight: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -217,7 +216,7 @@ class Webhooks:
 
     async def _handle(self, request: web.Request) -> web.Response:
         received_at = datetime.now(UTC)
-        remote = request.remote
+        remote = self._sender(request)
         ctype = request.headers.get("Content-Type")
         if not self.accepting:
             # Shutting down: TradingView re-sends a 503, and nothing was stored or sent.
@@ -466,13 +465,46 @@ class Webhooks:
                 return b"".join(chunks)[:limit], total
 
     def _ip_allowed(self, remote: str | None) -> bool:
-        if remote is None:
-            return False
-        try:
-            addr = ipaddress.ip_address(remote)
-        except ValueError:
-            return False
-        return any(addr in net for net in self.allowed)
+        return _in(remote, self.allowed)
+
+    def _sender(self, request: web.Request) -> str | None:
+        """The sender's address: the peer, or behind trusted proxies the nearest untrusted hop
+        of X-Forwarded-For (read from the right: only our proxies' own entries are reliable)."""
+        peer = request.remote
+        if not self.proxies or not _in(peer, self.proxies):
+            return _valid_ip(peer)
+        header = ",".join(request.headers.getall("X-Forwarded-For", []))
+        hops = [h.strip() for h in header.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not _in(hop, self.proxies):
+                return _valid_ip(hop)
+        return _valid_ip(hops[0]) if hops else _valid_ip(peer)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(specs: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(n, strict=False) for n in specs)
+
+
+def _valid_ip(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def _in(address: str | None, networks: tuple[Network, ...]) -> bool:
+    if address is None:
+        return False
+    try:
+        addr = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(addr in net for net in networks)
 
 
 def _summary(signal_id: int, verdict: str, orders: int) -> dict[str, Any]:

@@ -415,3 +415,26 @@ async def test_database_down_before_the_claim_fails_closed_with_503(
         assert await check.fetchval("SELECT count(*) FROM order_intents") == 0
     finally:
         await check.close()
+
+
+async def test_allowlist_behind_a_trusted_proxy_reads_x_forwarded_for(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    tv = "52.89.214.238"  # one of TradingView's published webhook senders
+    server = settings.server.model_copy(
+        update={"allowed_ips": (tv,), "trusted_proxies": ("127.0.0.1",)}
+    )
+    async with serving(settings.model_copy(update={"server": server}), pool) as s:
+        status, body = await s.post(ALERT, headers={"X-Forwarded-For": tv})
+        assert status == 200, body
+        assert str((await s.row(body["signal_id"]))["remote_addr"]) == tv
+        # a client cannot claim TradingView's address: the proxy appends the real one
+        spoofed = {"X-Forwarded-For": f"{tv}, 203.0.113.9"}
+        status, body = await s.post(b"sell", headers=spoofed)
+        assert status == 403
+        assert str((await s.row(body["signal_id"]))["remote_addr"]) == "203.0.113.9"
+    untrusting = settings.server.model_copy(update={"allowed_ips": (tv,)})
+    await pool.execute("DELETE FROM recorders")
+    async with serving(settings.model_copy(update={"server": untrusting}), pool) as s:
+        status, _ = await s.post(ALERT, headers={"X-Forwarded-For": tv})
+        assert status == 403  # without a trusted proxy the header is ignored
