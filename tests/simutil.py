@@ -9,12 +9,21 @@
         sim.fault("zombie", login="sim")         # see jtrades.sim.faults
         sim.contract("MNQ")                      # the front-month Contract (name, id, tick)
 
+A bare protocol client for tests that must not depend on our Tradovate client:
+
+    from tests.simutil import bare_connect, http, market_order, request_token
+    access = (await request_token(http, sim))["accessToken"]
+    ws = await bare_connect(http, sim, access)            # authorized and synced
+    r = await ws.call("order/placeorder", market_order(sim, qty=2))
+    await ws.recv_until(lambda: ws.props("fill"))          # props events as (type, event, entity)
+
 The default world: login ``sim`` / password ``sim`` with accounts SIM1 and SIM2. Pass a
 ``SimConfig`` to ``running_sim`` for more logins, a shorter token lifetime, etc.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,8 +31,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import pytest
 
+from jtrades.broker.tradovate.codec import Event, Response, encode_request, parse_server_frame
 from jtrades.sim.app import start
 from jtrades.sim.config import Contract, LoginSpec, SimConfig, default_config
 from jtrades.sim.faults import Faults, apply_fault
@@ -31,6 +42,15 @@ from jtrades.sim.world import Simulator
 
 LOGIN = "sim"
 PASSWORD = "sim"
+LOGIN_BODY = {
+    "name": LOGIN,
+    "password": PASSWORD,
+    "appId": "jtrades",
+    "appVersion": "1.0",
+    "cid": 8,
+    "sec": "secret",
+    "deviceId": "dev-1",
+}
 
 
 @dataclass
@@ -136,3 +156,95 @@ async def running_sim(
 async def sim() -> AsyncIterator[SimHandle]:
     async with running_sim() as handle:
         yield handle
+
+
+# --- a bare protocol client ---------------------------------------------------------------------
+
+
+class BareClient:
+    """A minimal Tradovate WebSocket client: just framing, ids and a queue of events."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.next_id = 1
+        self.events: list[dict[str, Any]] = []
+        self.responses: dict[int, Response] = {}
+        self.frames: list[str] = []
+
+    async def recv_until(self, pred: Any, wait_s: float = 5.0) -> None:
+        async with asyncio.timeout(wait_s):
+            while not pred():
+                msg = await self.ws.receive()
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    raise ConnectionError(f"socket ended: {msg.type}")
+                self.frames.append(msg.data)
+                frame = parse_server_frame(msg.data)
+                for m in frame.messages:
+                    if isinstance(m, Response):
+                        self.responses[m.id] = m
+                    elif isinstance(m, Event):
+                        self.events.append({"e": m.name, "d": m.data})
+
+    async def call(
+        self, endpoint: str, body: Any = None, query: str = "", wait_s: float = 5.0
+    ) -> Response:
+        rid = self.next_id
+        self.next_id += 1
+        await self.ws.send_str(encode_request(endpoint, rid, body, query))
+        await self.recv_until(lambda: rid in self.responses, wait_s)
+        return self.responses.pop(rid)
+
+    def props(self, entity_type: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
+        out = []
+        for ev in self.events:
+            if ev["e"] == "props":
+                d = ev["d"]
+                if entity_type is None or d["entityType"] == entity_type:
+                    out.append((d["entityType"], d["eventType"], d["entity"]))
+        return out
+
+
+async def request_token(
+    http: aiohttp.ClientSession, sim: SimHandle, **extra: Any
+) -> dict[str, Any]:
+    async with http.post(
+        f"{sim.rest_url}/auth/accesstokenrequest", json={**LOGIN_BODY, **extra}
+    ) as r:
+        assert r.status == 200
+        return await r.json()  # type: ignore[no-any-return]
+
+
+async def bare_connect(
+    http: aiohttp.ClientSession, sim: SimHandle, access: str, sync: bool = True
+) -> BareClient:
+    ws = await http.ws_connect(sim.ws_url)
+    assert (await ws.receive_str()) == "o"
+    bare = BareClient(ws)
+    r = await bare.call("authorize", access)
+    assert r.status == 200
+    if sync:
+        snap = await bare.call("user/syncrequest", {"users": [sim.world.config.logins[0].user_id]})
+        assert snap.status == 200
+    return bare
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp session for talking to the simulator."""
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def market_order(
+    sim: SimHandle, account: str = "SIM1", qty: int = 1, action: str = "Buy", **kw: Any
+) -> dict[str, Any]:
+    return {
+        "accountSpec": account,
+        "accountId": sim.account_id(account),
+        "action": action,
+        "symbol": sim.contract("MNQ").name,
+        "orderQty": qty,
+        "orderType": "Market",
+        "isAutomated": True,
+        **kw,
+    }

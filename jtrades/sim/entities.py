@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from jtrades.sim.config import Contract
@@ -35,6 +35,23 @@ def trade_date(ts: datetime) -> dict[str, int]:
 
 def num(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
+
+
+class Rejected(Exception):
+    """A command Tradovate would refuse: ``reason`` is a ``failureReason`` value."""
+
+    def __init__(self, reason: str, text: str) -> None:
+        super().__init__(text)
+        self.reason = reason
+        self.text = text
+
+
+def to_tick(value: Decimal, tick: Decimal, rounding: str = ROUND_HALF_UP) -> Decimal:
+    return (value / tick).to_integral_value(rounding=rounding) * tick
+
+
+def on_tick(value: Decimal, tick: Decimal) -> bool:
+    return value % tick == 0
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from jtrades.sim.config import Contract
@@ -34,33 +34,21 @@ from jtrades.sim.entities import (
     WORKING,
     CashBalance,
     Fill,
-    Leg,
     Order,
     OrderSpec,
     Position,
     PropsEvent,
+    Rejected,
     Strategy,
+    on_tick,
     strategy_link_json,
+    to_tick,
 )
+from jtrades.sim.strategies import StrategyBook
+
+__all__ = ["Exchange", "Rejected", "apply_fill", "on_tick", "to_tick"]
 
 SUPPORTED_TYPES = frozenset({"Market", "Limit", "Stop", "StopLimit", "TrailingStop", "MIT"})
-
-
-class Rejected(Exception):
-    """A command Tradovate would refuse: ``reason`` is a ``failureReason`` value."""
-
-    def __init__(self, reason: str, text: str) -> None:
-        super().__init__(text)
-        self.reason = reason
-        self.text = text
-
-
-def to_tick(value: Decimal, tick: Decimal, rounding: str = ROUND_HALF_UP) -> Decimal:
-    return (value / tick).to_integral_value(rounding=rounding) * tick
-
-
-def on_tick(value: Decimal, tick: Decimal) -> bool:
-    return value % tick == 0
 
 
 def apply_fill(pos: Position, sign: int, qty: int, price: Decimal) -> Decimal:
@@ -89,7 +77,7 @@ def apply_fill(pos: Position, sign: int, qty: int, price: Decimal) -> Decimal:
     return realized
 
 
-class Exchange:
+class Exchange(StrategyBook):
     def __init__(
         self,
         contracts: Iterable[Contract],
@@ -174,41 +162,6 @@ class Exchange:
         if b.status == PENDING_NEW:
             self._activate(b)
         return [a.id, b.id], self._out
-
-    def start_strategy(
-        self,
-        account_id: int,
-        contract: Contract,
-        action: str,
-        params: str,
-        entry: OrderSpec,
-        legs: list[Leg],
-        uuid: str | None = None,
-    ) -> tuple[Strategy, list[PropsEvent]]:
-        """A bracket strategy: one entry, then per leg a TP limit and a share of a stop."""
-        self._out = []
-        self.check_spec(contract, entry)
-        if sum(leg.qty for leg in legs) != entry.qty:
-            raise Rejected("UnknownReason", "Invalid or missed parameters: bracket qty")
-        st = Strategy(
-            next(self._ids), account_id, contract, action, params, self.now(), legs, uuid=uuid
-        )
-        self.strategies[st.id] = st
-        self.strategies_by_account.setdefault(account_id, []).append(st)
-        self._emit(account_id, "orderStrategy", "Created", st.json())
-        order = self._new_order(account_id, contract, entry, strategy_id=st.id, role="entry")
-        st.entry_id = order.id
-        self._activate(order)
-        return st, self._out
-
-    def interrupt_strategy(self, strategy_id: int) -> list[PropsEvent]:
-        """Stop a strategy: its open orders are canceled (entry, TPs and stops alike)."""
-        self._out = []
-        st = self.strategies.get(strategy_id)
-        if st is None:
-            raise Rejected("UnknownReason", f"order strategy {strategy_id} not found")
-        self._interrupt(st)
-        return self._out
 
     def modify(
         self,
@@ -495,90 +448,6 @@ class Exchange:
                 child = self.orders[child_id]
                 if child.status in OPEN_STATUSES:
                     self._cancel(child)
-
-    def _interrupt(self, st: Strategy) -> None:
-        for order in self.orders_by_account.get(st.account_id, []):
-            if order.strategy_id == st.id and order.status in OPEN_STATUSES:
-                self._cancel(order)
-        if st.status == "ActiveStrategy":
-            st.status = "ExecutionInterrupted"
-            self._emit(st.account_id, "orderStrategy", "Updated", st.json())
-
-    def _strategy_fill(self, order: Order) -> None:
-        st = self.strategies[order.strategy_id]  # type: ignore[index]
-        if order.role == "entry":
-            self._strategy_brackets(st, order)
-        elif order.role == "tp":
-            for leg in st.legs:
-                if leg.tp_id == order.id and not leg.done:
-                    leg.done = True
-                    self._shrink_stop(leg)
-        elif order.role == "sl":
-            for leg in st.legs:
-                if leg.sl_id == order.id and not leg.done:
-                    leg.done = True
-                    if leg.tp_id is not None and self.orders[leg.tp_id].status in OPEN_STATUSES:
-                        self._cancel(self.orders[leg.tp_id])
-        if st.status == "ActiveStrategy" and all(leg.done for leg in st.legs):
-            st.status = "ExecutionFinished"
-            self._emit(st.account_id, "orderStrategy", "Updated", st.json())
-
-    def _strategy_brackets(self, st: Strategy, entry: Order) -> None:
-        fp = entry.fill_price
-        assert fp is not None
-        tick = st.contract.root.tick
-        exit_action = "Sell" if entry.spec.action == "Buy" else "Buy"
-        created: list[Order] = []
-        groups: dict[tuple[Any, ...], list[Leg]] = {}
-        for leg in st.legs:
-            if leg.target:
-                spec = OrderSpec(
-                    exit_action, leg.qty, "Limit", price=to_tick(fp + leg.target, tick)
-                )
-                tp = self._new_order(st.account_id, st.contract, spec, strategy_id=st.id, role="tp")
-                leg.tp_id = tp.id
-                created.append(tp)
-            if leg.stop:
-                at = tuple(sorted(leg.auto_trail.items())) if leg.auto_trail else None
-                groups.setdefault((leg.stop, leg.trailing, at), []).append(leg)
-            if not leg.target and not leg.stop:
-                leg.done = True
-        for (offset, trailing, _), legs in groups.items():
-            spec = OrderSpec(
-                exit_action,
-                sum(leg.qty for leg in legs),
-                "TrailingStop" if trailing else "Stop",
-                stop_price=to_tick(fp + offset, tick),
-                peg=offset if trailing else None,
-            )
-            stop = self._new_order(st.account_id, st.contract, spec, strategy_id=st.id, role="sl")
-            stop.auto_trail = legs[0].auto_trail
-            stop.anchor = fp
-            for leg in legs:
-                leg.sl_id = stop.id
-            created.append(stop)
-        for leg in st.legs:  # a one-leg pair is a plain OCO
-            if leg.tp_id and leg.sl_id and sum(1 for x in st.legs if x.sl_id == leg.sl_id) == 1:
-                self.orders[leg.tp_id].oco_id = leg.sl_id
-                self.orders[leg.sl_id].oco_id = leg.tp_id
-        for order in created:
-            if order.status == PENDING_NEW:
-                self._activate(order)
-
-    def _shrink_stop(self, leg: Leg) -> None:
-        if leg.sl_id is None:
-            return
-        stop = self.orders[leg.sl_id]
-        if stop.status not in OPEN_STATUSES:
-            return
-        remaining = stop.spec.qty - leg.qty
-        if remaining <= 0:
-            self._cancel(stop)
-            return
-        stop.spec.qty = remaining
-        stop.version_id = next(self._ids)
-        self._emit_version(stop)
-        self._emit(stop.account_id, "order", "Updated", stop.json())
 
     # --- reads ---------------------------------------------------------------------------------
 
