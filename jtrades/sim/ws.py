@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 from aiohttp import WSMsgType, web
 
 from jtrades.broker.tradovate.codec import (
+    CLIENT_HEARTBEAT,
     OPEN,
     SERVER_HEARTBEAT,
     Event,
@@ -103,6 +104,9 @@ class WsConn:
             try:
                 async with asyncio.timeout(cfg.authorize_timeout_s):
                     first = await self.ws.receive()
+                    while first.type == WSMsgType.TEXT and first.data == CLIENT_HEARTBEAT:
+                        self.world.stats.frames_in += 1  # a heartbeat is not an authorization
+                        first = await self.ws.receive()
             except TimeoutError:
                 await self.send(encode_close(1008, "Authorization timeout"))
                 await self.ws.close()

@@ -373,3 +373,17 @@ async def test_jtrades_sim_runs_standalone_and_prints_its_urls(
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_heartbeats_before_authorize_are_ignored(
+    sim: SimHandle, http: aiohttp.ClientSession
+) -> None:
+    access = (await request_token(http, sim))["accessToken"]
+    ws = await http.ws_connect(sim.ws_url)
+    assert await ws.receive_str() == "o"
+    await ws.send_str("[]")
+    await ws.send_str(f"authorize\n3\n\n{access}")
+    frame = parse_server_frame(await ws.receive_str())
+    while frame.kind == "heartbeat":
+        frame = parse_server_frame(await ws.receive_str())
+    assert frame.messages == (Response(3, 200, None),)
