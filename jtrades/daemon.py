@@ -30,8 +30,9 @@ from jtrades import logging as jlog
 from jtrades.config import Settings
 from jtrades.db import Database, connect
 from jtrades.engine.tokens import TokenCache
-from jtrades.errors import JtradesError
-from jtrades.server import Webhooks, build_app, start_http
+from jtrades.errors import JtradesError, SecretKeyMissing
+from jtrades.security import SecretBox, load_secret_box
+from jtrades.server import OAuthCallback, Webhooks, build_app, start_http
 from jtrades.store import recorders as recorder_store
 from jtrades.store import signals as signal_store
 from jtrades.store import status as status_store
@@ -87,8 +88,10 @@ class Daemon:
             self.engine = Engine(db, self.settings)
             await self.engine.start()
             self.hooks = Webhooks(db, self.settings, tokens, self.engine)
+            oauth = OAuthCallback(db, self.settings, self._secret_box())
             srv = self.settings.server
-            runner, self.port = await start_http(build_app(self.hooks), srv.host, srv.port)
+            app = build_app(self.hooks, oauth)
+            runner, self.port = await start_http(app, srv.host, srv.port)
             await self._beat("running")
             notify(f"READY=1\nSTATUS=listening on {srv.host}:{self.port}")
             log.info(
@@ -108,6 +111,14 @@ class Daemon:
             await self._shutdown(runner)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+
+    def _secret_box(self) -> SecretBox | None:
+        """The master key for storing OAuth tokens; without one, /oauth/callback says so."""
+        try:
+            return load_secret_box(self.settings, create=False)
+        except SecretKeyMissing:
+            log.info("daemon.no_secret_key", effect="OAuth connect is unavailable")
+            return None
 
     def _loops(self, tokens: TokenCache) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
         loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {

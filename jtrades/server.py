@@ -1,29 +1,18 @@
 """The daemon's HTTP edge: ``POST /webhook/{token}`` (and ``POST /webhook`` with the token in the
-body), ``/healthz``, ``/readyz`` and ``/metrics``.
-
-Every delivery leaves a ``signals`` row, whatever becomes of it. The order of checks is fixed:
-IP allowlist (403), body size (413), token (401 none, 404 unknown), body (400/422), then one
-atomic insert decides whether the alert is new (money rule 3). From that insert on, orders may
-leave, so nothing after it answers 5xx: TradingView re-sends a delivery answered 5xx, and though
-dedup would make the re-send harmless, its answer would hide what happened. An error there is
-logged and answered 200 ``accepted`` with the error in ``detail``.
+body; the pipeline is ``jtrades.webhook``), ``/healthz``, ``/readyz``, ``/metrics`` and
+``/oauth/callback``.
 
 The access log names the route (``/webhook/{token}``), never the path, so tokens stay out of logs
-(money rule 8); the raw body is stored with a body token cut out.
+(money rule 8).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import time
-from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import html
+import logging
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
-import orjson
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -31,75 +20,16 @@ from aiohttp.web_request import BaseRequest
 
 from jtrades.config import Settings
 from jtrades.db import Database
-from jtrades.engine.dedup import idempotency_key
-from jtrades.engine.parsing import parse_payload
-from jtrades.engine.signal import Signal
-from jtrades.engine.tokens import TokenCache
-from jtrades.errors import InvalidSignal, NotFound, StorageUnavailable
-from jtrades.logging import MASK
-from jtrades.store import signals as signal_store
+from jtrades.errors import JtradesError, StorageUnavailable
+from jtrades.logging import scrub
+from jtrades.security import SecretBox
 from jtrades.store import status as status_store
+from jtrades.webhook import Metrics, SignalEngine, Webhooks, json_response
+
+__all__ = ["Metrics", "OAuthCallback", "SignalEngine", "Webhooks", "build_app", "start_http"]
 
 log = structlog.get_logger("jtrades.server")
 access_log = structlog.get_logger("jtrades.access")
-
-# How long a duplicate waits for the first delivery's outcome before answering without it:
-# TradingView gives up after 3 s.
-DUPLICATE_WAIT_S = 2.0
-
-
-class OutcomeLike(Protocol):
-    verdict: str
-    filter: str | None
-    reason: str | None
-    orders: int
-    detail: dict[str, Any]
-
-
-class SignalEngine(Protocol):
-    """What the server needs from ``jtrades.engine.engine.Engine``."""
-
-    async def on_signal(
-        self, *, signal_id: int, recorder_id: int, signal: Signal, received_at: datetime
-    ) -> OutcomeLike: ...
-
-    def ready(self) -> bool: ...
-
-
-@dataclass
-class Metrics:
-    """Counters for ``/metrics`` (Prometheus text format)."""
-
-    started: float = field(default_factory=time.monotonic)
-    responses: Counter[int] = field(default_factory=Counter)
-    verdicts: Counter[str] = field(default_factory=Counter)
-    errors: int = 0
-
-    def render(self, *, inflight: int, tokens: int, ready: bool) -> str:
-        lines = [
-            "# TYPE jtrades_uptime_seconds gauge",
-            f"jtrades_uptime_seconds {time.monotonic() - self.started:.3f}",
-            "# TYPE jtrades_ready gauge",
-            f"jtrades_ready {int(ready)}",
-            "# TYPE jtrades_webhook_inflight gauge",
-            f"jtrades_webhook_inflight {inflight}",
-            "# TYPE jtrades_recorder_tokens gauge",
-            f"jtrades_recorder_tokens {tokens}",
-            "# TYPE jtrades_webhook_responses_total counter",
-        ]
-        lines += [
-            f'jtrades_webhook_responses_total{{status="{s}"}} {n}'
-            for s, n in sorted(self.responses.items())
-        ]
-        lines.append("# TYPE jtrades_signals_total counter")
-        lines += [
-            f'jtrades_signals_total{{verdict="{v}"}} {n}' for v, n in sorted(self.verdicts.items())
-        ]
-        lines += [
-            "# TYPE jtrades_webhook_errors_total counter",
-            f"jtrades_webhook_errors_total {self.errors}",
-        ]
-        return "\n".join(lines) + "\n"
 
 
 class RouteAccessLogger(AbstractAccessLogger):
@@ -120,406 +50,11 @@ class RouteAccessLogger(AbstractAccessLogger):
         )
 
 
-def _response(status: int, payload: Mapping[str, Any]) -> web.Response:
-    return web.Response(
-        status=status,
-        body=orjson.dumps(payload, default=str),
-        content_type="application/json",
-    )
-
-
-def _error(status: int, error: str, detail: str, signal_id: int | None) -> web.Response:
-    body: dict[str, Any] = {"error": error, "detail": detail}
-    if signal_id is not None:
-        body["signal_id"] = signal_id
-    return _response(status, body)
-
-
-def _body_token(body: bytes) -> str | None:
-    """A ``token`` field of a JSON object, for attributing a body that did not parse."""
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if str(k).lower() == "token" and isinstance(v, str) and v:
-                return v
-    return None
-
-
-def _strip_tokens(body: bytes, *tokens: str | None) -> bytes:
-    """The raw body with any webhook token in it masked: stored bodies hold no secrets."""
-    for token in tokens:
-        if token and len(token) >= 6:
-            body = body.replace(token.encode("utf-8", errors="ignore"), MASK.encode())
-    return body
-
-
-class Webhooks:
-    """The webhook pipeline up to the engine: authenticate, store, dedup, hand over, answer."""
-
-    def __init__(
-        self,
-        db: Database,
-        settings: Settings,
-        tokens: TokenCache,
-        engine: SignalEngine,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self.db = db
-        self.settings = settings
-        self.tokens = tokens
-        self.engine = engine
-        self.metrics = metrics or Metrics()
-        self.max_body = settings.server.max_body_bytes
-        self.allowed = _networks(settings.server.allowed_ips)
-        self.proxies = _networks(settings.server.trusted_proxies)
-        self.accepting = True
-        # first signal id -> its answer, so an in-process duplicate can repeat it exactly
-        self._inflight: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
-
-    @property
-    def inflight(self) -> int:
-        return len(self._tasks)
-
-    # --- lifecycle -----------------------------------------------------------------------
-
-    async def drain(self, timeout_s: float) -> bool:
-        """Stop taking deliveries and wait for those being processed; True if all finished."""
-        self.accepting = False
-        pending = set(self._tasks)
-        if not pending:
-            return True
-        _done, still = await asyncio.wait(pending, timeout=timeout_s)
-        if still:
-            log.error("webhook.drain_timeout", pending=len(still))
-        return not still
-
-    # --- handlers ------------------------------------------------------------------------
-
-    async def handle(self, request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        try:
-            response = await self._handle(request)
-        except Exception as exc:
-            # Only code before the claim can get here (after it, ``_process`` never raises and
-            # the duplicate path answers from what it has): nothing was sent, so a 503 is safe
-            # and TradingView's re-send is welcome.
-            self.metrics.errors += 1
-            log.exception("webhook.failed_before_claim", error=type(exc).__name__)
-            response = _error(503, "unavailable", "temporary failure; nothing was sent", None)
-        self.metrics.responses[response.status] += 1
-        log.debug("webhook.answered", status=response.status, ms=_ms(started))
-        return response
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        received_at = datetime.now(UTC)
-        remote = self._sender(request)
-        ctype = request.headers.get("Content-Type")
-        if not self.accepting:
-            # Shutting down: TradingView re-sends a 503, and nothing was stored or sent.
-            return _error(503, "unavailable", "the daemon is shutting down", None)
-
-        if self.allowed and not self._ip_allowed(remote):
-            return await self._refuse(
-                403, "forbidden", "sender address not allowed", received_at, remote, ctype, b""
-            )
-
-        body, oversize = await self._read_body(request)
-        path_token = request.match_info.get("token")
-        if oversize is not None:
-            return await self._refuse(
-                413,
-                "too_large",
-                f"body exceeds {self.max_body} bytes",
-                received_at,
-                remote,
-                ctype,
-                _strip_tokens(body, path_token),
-                info={"size": oversize, "truncated_to": len(body)},
-            )
-
-        signal: Signal | None = None
-        invalid: InvalidSignal | None = None
-        try:
-            signal = parse_payload(body, ctype)
-        except InvalidSignal as exc:
-            invalid = exc
-
-        token = path_token or (signal.token if signal else _body_token(body))
-        stored_body = _strip_tokens(body, path_token, signal.token if signal else None, token)
-        if not token:
-            return await self._refuse(
-                401, "unauthorized", "no webhook token", received_at, remote, ctype, stored_body
-            )
-        token_hash, recorder_id = await self.tokens.resolve(token)
-        if recorder_id is None:
-            return await self._refuse(
-                404, "unknown_token", "no recorder has this token", received_at, remote, ctype,
-                stored_body,
-            )  # fmt: skip
-        if invalid is not None or signal is None:
-            status = invalid.status if invalid is not None else 422
-            reason = str(invalid) if invalid is not None else "not a signal"
-            return await self._refuse(
-                status, "invalid_signal", reason, received_at, remote, ctype, stored_body,
-                recorder_id=recorder_id,
-            )  # fmt: skip
-
-        key = idempotency_key(
-            alert_id=signal.alert_id, token_hash=token_hash, body=body, received_at=received_at
-        )
-        try:
-            claim = await signal_store.claim(
-                self.db.pool,
-                recorder_id=recorder_id,
-                idem_key=key,
-                received_at=received_at,
-                remote_addr=remote,
-                content_type=ctype,
-                raw_body=stored_body,
-                signal=signal,
-            )
-        except NotFound:
-            # The recorder was deleted between the token check and the insert.
-            return await self._refuse(
-                404, "unknown_token", "no recorder has this token", received_at, remote, ctype,
-                stored_body,
-            )  # fmt: skip
-        except StorageUnavailable as exc:
-            # Fail closed, before anything could be sent: a 503 makes TradingView re-send.
-            log.error("webhook.storage_unavailable", error=str(exc))
-            self.metrics.errors += 1
-            return _error(503, "storage_unavailable", "the database is unavailable", None)
-
-        if claim.duplicate_of is not None:
-            self.metrics.verdicts["duplicate"] += 1
-            try:
-                first = await self._first_result(claim.duplicate_of)
-            except Exception as exc:
-                log.warning("webhook.first_result_unavailable", error=type(exc).__name__)
-                first = _summary(claim.duplicate_of, "received", 0)
-            log.info(
-                "webhook.duplicate",
-                signal_id=claim.signal_id,
-                duplicate_of=claim.duplicate_of,
-                recorder_id=recorder_id,
-            )
-            return _response(
-                200,
-                {
-                    "signal_id": claim.signal_id,
-                    "verdict": "duplicate",
-                    "orders": 0,
-                    "duplicate_of": claim.duplicate_of,
-                    "first": first,
-                },
-            )
-
-        task = asyncio.create_task(
-            self._process(claim.signal_id, recorder_id, signal, received_at),
-            name=f"signal-{claim.signal_id}",
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        # Shielded: a client hanging up must not cancel a dispatch half-way.
-        result = await asyncio.shield(task)
-        return _response(200, result)
-
-    async def _process(
-        self, signal_id: int, recorder_id: int, signal: Signal, received_at: datetime
-    ) -> dict[str, Any]:
-        """Hand the stored signal to the engine and write its outcome back; never raises."""
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._inflight[signal_id] = waiter
-        result: dict[str, Any]
-        with structlog.contextvars.bound_contextvars(signal_id=signal_id, recorder_id=recorder_id):
-            try:
-                outcome = await self.engine.on_signal(
-                    signal_id=signal_id,
-                    recorder_id=recorder_id,
-                    signal=signal,
-                    received_at=received_at,
-                )
-                result = _summary(signal_id, outcome.verdict, outcome.orders)
-                if outcome.filter:
-                    result["filter"] = outcome.filter
-                if outcome.reason:
-                    result["reason"] = outcome.reason
-                fields: dict[str, Any] = {
-                    "verdict": outcome.verdict,
-                    "filter": outcome.filter,
-                    "reason": outcome.reason,
-                    "orders": outcome.orders,
-                    "detail": outcome.detail or None,
-                }
-            except Exception as exc:
-                # Orders may have left: answer 200 and let reconciliation settle the rest.
-                self.metrics.errors += 1
-                log.exception("webhook.engine_failed", error=type(exc).__name__)
-                error = f"internal error after the signal was stored ({type(exc).__name__})"
-                result = _summary(signal_id, "accepted", 0)
-                result["error"] = error
-                fields = {
-                    "verdict": "accepted",
-                    "filter": None,
-                    "reason": error,
-                    "orders": 0,
-                    "detail": {"error": type(exc).__name__},
-                }
-            self.metrics.verdicts[result["verdict"]] += 1
-            try:
-                await signal_store.set_outcome(self.db.pool, signal_id, **fields)
-            except Exception as exc:
-                self.metrics.errors += 1
-                log.error("webhook.outcome_not_stored", error=type(exc).__name__)
-            log.info(
-                "webhook.signal",
-                verdict=result["verdict"],
-                orders=result["orders"],
-                filter=result.get("filter"),
-                reason=result.get("reason"),
-            )
-        waiter.set_result(result)
-        self._inflight.pop(signal_id, None)
-        return result
-
-    async def _first_result(self, first_id: int) -> dict[str, Any]:
-        """The first delivery's answer: from this process if it is still working, else its row."""
-        waiter = self._inflight.get(first_id)
-        if waiter is not None:
-            try:
-                return dict(await asyncio.wait_for(asyncio.shield(waiter), DUPLICATE_WAIT_S))
-            except TimeoutError:
-                return _summary(first_id, "received", 0)
-        deadline = time.monotonic() + DUPLICATE_WAIT_S
-        while True:
-            try:
-                row = await signal_store.result(self.db.pool, first_id)
-            except StorageUnavailable:
-                return _summary(first_id, "received", 0)
-            if row is None:
-                return _summary(first_id, "unknown", 0)
-            if row.verdict != "received" or time.monotonic() >= deadline:
-                out = _summary(first_id, row.verdict, row.orders)
-                if row.filter:
-                    out["filter"] = row.filter
-                if row.reason:
-                    out["reason"] = row.reason
-                return out
-            await asyncio.sleep(0.05)  # the first is being processed by another daemon
-
-    async def _refuse(
-        self,
-        status: int,
-        error: str,
-        detail: str,
-        received_at: datetime,
-        remote: str | None,
-        ctype: str | None,
-        body: bytes,
-        *,
-        recorder_id: int | None = None,
-        info: dict[str, Any] | None = None,
-    ) -> web.Response:
-        """Store a refused delivery (verdict ``invalid``) and answer its 4xx."""
-        signal_id: int | None = None
-        try:
-            signal_id = await signal_store.insert(
-                self.db.pool,
-                recorder_id=recorder_id,
-                received_at=received_at,
-                remote_addr=remote,
-                content_type=ctype,
-                raw_body=body,
-                verdict="invalid",
-                http_status=status,
-                filter=error,
-                reason=detail,
-                detail=info,
-            )
-        except Exception as exc:  # the answer matters more than the log row here
-            self.metrics.errors += 1
-            log.error("webhook.refusal_not_stored", error=type(exc).__name__)
-        self.metrics.verdicts["invalid"] += 1
-        log.info("webhook.refused", status=status, error=error, reason=detail, signal_id=signal_id)
-        return _error(status, error, detail, signal_id)
-
-    async def _read_body(self, request: web.Request) -> tuple[bytes, int | None]:
-        """The body, or its first ``max_body`` bytes and the size seen when it is too large."""
-        limit = self.max_body
-        declared = request.content_length
-        if declared is not None and declared > limit:
-            return await request.content.read(limit), declared
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            chunk = await request.content.read(limit + 1 - total)
-            if not chunk:
-                return b"".join(chunks), None
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                return b"".join(chunks)[:limit], total
-
-    def _ip_allowed(self, remote: str | None) -> bool:
-        return _in(remote, self.allowed)
-
-    def _sender(self, request: web.Request) -> str | None:
-        """The sender's address: the peer, or behind trusted proxies the nearest untrusted hop
-        of X-Forwarded-For (read from the right: only our proxies' own entries are reliable)."""
-        peer = request.remote
-        if not self.proxies or not _in(peer, self.proxies):
-            return _valid_ip(peer)
-        header = ",".join(request.headers.getall("X-Forwarded-For", []))
-        hops = [h.strip() for h in header.split(",") if h.strip()]
-        for hop in reversed(hops):
-            if not _in(hop, self.proxies):
-                return _valid_ip(hop)
-        return _valid_ip(hops[0]) if hops else _valid_ip(peer)
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _networks(specs: tuple[str, ...]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(n, strict=False) for n in specs)
-
-
-def _valid_ip(text: str | None) -> str | None:
-    if text is None:
-        return None
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
-
-
-def _in(address: str | None, networks: tuple[Network, ...]) -> bool:
-    if address is None:
-        return False
-    try:
-        addr = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(addr in net for net in networks)
-
-
-def _summary(signal_id: int, verdict: str, orders: int) -> dict[str, Any]:
-    return {"signal_id": signal_id, "verdict": verdict, "orders": orders}
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)
-
-
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
 
 
 async def _healthz(_request: web.Request) -> web.Response:
-    return _response(200, {"status": "ok"})
+    return json_response(200, {"status": "ok"})
 
 
 async def _readyz(request: web.Request) -> web.Response:
@@ -533,7 +68,7 @@ async def _readyz(request: web.Request) -> web.Response:
     checks["engine"] = hooks.engine.ready()
     checks["accepting"] = hooks.accepting
     ok = all(checks.values())
-    return _response(200 if ok else 503, {"ready": ok, "checks": checks})
+    return json_response(200 if ok else 503, {"ready": ok, "checks": checks})
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -544,10 +79,56 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/plain")
 
 
-def build_app(hooks: Webhooks) -> web.Application:
+class OAuthCallback:
+    """``GET /oauth/callback?code=…&state=…``: finish ``jtrades accounts connect`` in a browser."""
+
+    def __init__(self, db: Database, settings: Settings, box: SecretBox | None) -> None:
+        self.db = db
+        self.settings = settings
+        self.box = box
+
+    async def handle(self, request: web.Request) -> web.Response:
+        from jtrades.oauth import complete
+
+        q = request.query
+        if q.get("error"):
+            why = scrub(str(q.get("error_description") or q["error"]))[:200]
+            return _page(400, f"Tradovate did not connect the account: {why}")
+        code, state = q.get("code", ""), q.get("state", "")
+        if not code or not state:
+            return _page(400, "This link is missing its code or state.")
+        if self.box is None:
+            return _page(503, "The daemon has no secret key, so it cannot store the token.")
+        try:
+            label = await complete(
+                self.db.pool,
+                self.box,
+                self.settings.tradovate,
+                state=state,
+                code=code,
+                now=datetime.now(UTC),
+            )
+        except JtradesError as exc:
+            log.warning("oauth.failed", error=type(exc).__name__, reason=str(exc))
+            return _page(400, f"The account was not connected: {scrub(str(exc))}")
+        except Exception as exc:
+            log.exception("oauth.crashed", error=type(exc).__name__)
+            return _page(502, "The account was not connected (internal error); try again.")
+        return _page(200, f"Account {label} is connected. You can close this window.")
+
+
+def _page(status: int, message: str) -> web.Response:
+    text = html.escape(message)
+    body = f"<!doctype html><title>jtrades</title><p>{text}</p>\n"
+    return web.Response(status=status, text=body, content_type="text/html")
+
+
+def build_app(hooks: Webhooks, oauth: OAuthCallback | None = None) -> web.Application:
     """The aiohttp application; the body limit is enforced by ``Webhooks`` while streaming."""
     app = web.Application(client_max_size=hooks.max_body + 1)
     app[WEBHOOKS] = hooks
+    if oauth is not None:
+        app.router.add_get("/oauth/callback", oauth.handle)
     app.router.add_post("/webhook/{token}", hooks.handle)
     app.router.add_post("/webhook", hooks.handle)
     app.router.add_get("/healthz", _healthz)
@@ -558,8 +139,6 @@ def build_app(hooks: Webhooks) -> web.Application:
 
 def make_runner(app: web.Application) -> web.AppRunner:
     """An AppRunner with the token-free access log (aiohttp's own would print paths)."""
-    import logging
-
     return web.AppRunner(
         app,
         access_log_class=RouteAccessLogger,
