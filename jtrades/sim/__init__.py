@@ -36,6 +36,6 @@ Where they disagree or are silent, this is what the simulator does:
 - Event order (inferred in TRADOVATE.md): order Created PendingNew, orderVersion, command,
   [orderStrategyLink], order Updated Working; a fill → fill, position, cashBalance, order Updated
   Filled. ``commandReport``/``executionReport``/``fillPair`` entities are not produced. Events are
-  sent before the answer of the request that caused them.
+  sent before the answer of the request that caused them (the ``events_after`` fault flips that).
 - Fills are whole (no partial fills); see ``exchange`` for the matching rules.
 """

@@ -15,6 +15,8 @@ Kinds (JSON body ``{"kind": …}``):
 - ``rate_limit``: ``{"count"?: N}`` — the next N requests (any endpoint) answer 429.
 - ``replay``: ``{"login"?: name}`` — the fills of that login's accounts (all logins without one) are
   sent again as ``fill`` Created events, as Tradovate may do around the daily session change.
+- ``events_after``: ``{"on"?: bool}`` — WebSocket answers go out before the events they caused
+  (the default is events first; Tradovate does either).
 - ``clear``: everything back to normal, login locks lifted (socket faults already applied stay).
 """
 
@@ -37,6 +39,7 @@ class Faults:
     unauthorized_tokens: set[str] = field(default_factory=set)
     unauthorized_next: int = 0
     too_many: int = 0  # requests still to answer 429
+    events_after_answer: bool = False
 
     def clear(self) -> None:
         self.delay_ms = 0.0
@@ -45,6 +48,7 @@ class Faults:
         self.unauthorized_tokens.clear()
         self.unauthorized_next = 0
         self.too_many = 0
+        self.events_after_answer = False
 
     def take_unauthorized(self, token: str) -> bool:
         """Whether this authenticated request must answer 401 (consumes a one-shot fault)."""
@@ -106,6 +110,8 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
                 world.queue([(account_id, "fill", "Created", f.json()) for f in fills])
                 replayed += len(fills)
         return {"fills": replayed}
+    elif kind == "events_after":
+        faults.events_after_answer = bool(body.get("on", True))
     elif kind == "rate_limit":
         faults.too_many += int(body.get("count", 1))
     elif kind == "penalty":

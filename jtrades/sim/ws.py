@@ -184,6 +184,8 @@ class WsConn:
         if self.zombie:
             return
         await self.send(encode_messages([Response(req.id, status, data)]))
+        if self.world.faults.events_after_answer:
+            await self.world.flush()
 
     async def _call(self, req: Request) -> tuple[int, Any]:
         endpoint = req.endpoint
@@ -207,7 +209,8 @@ class WsConn:
             if isinstance(types, list) and types:
                 self.entity_types = frozenset(str(t).lower() for t in types)
             world.synced.setdefault(self.login.name, set()).add(self)
-        await world.flush()
+        if not world.faults.events_after_answer:
+            await world.flush()
         return answer.status, answer.data
 
 

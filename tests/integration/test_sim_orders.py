@@ -311,3 +311,16 @@ async def test_reject_after_accept_answers_an_order_id_then_rejects_it(
     assert sim.state()["accounts"]["SIM1"]["fills"] == []
     assert "orderId" in (await bare.call("order/placeorder", market_order(sim))).data  # one-shot
     assert sim.state()["accounts"]["SIM1"]["positions"][0]["netPos"] == 1
+
+
+async def test_events_after_fault_sends_the_answer_first(
+    sim: SimHandle, http: aiohttp.ClientSession
+) -> None:
+    bare = await bare_connect(http, sim, (await request_token(http, sim))["accessToken"])
+    sim.fault("events_after")
+    await bare.call("order/placeorder", market_order(sim))
+    assert bare.props() == []  # the answer came first
+    await bare.recv_until(lambda: bare.props("fill"))
+    sim.fault("clear")
+    await bare.call("order/placeorder", market_order(sim))
+    assert len(bare.props("fill")) == 2  # events first again
