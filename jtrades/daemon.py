@@ -81,12 +81,16 @@ class Daemon:
         try:
             self.db = db = await connect(self.settings, migrate_now=True)
             log.info("daemon.database", database=db.url_for_display)
+            settled = await signal_store.settle_interrupted(db.pool, self.started_at)
+            if settled:
+                log.warning("daemon.interrupted_signals", signals=settled)
             tokens = TokenCache(lambda: recorder_store.all_token_hashes(db.pool))
             await tokens.refresh()
             from jtrades.engine.engine import Engine
 
             self.engine = Engine(db, self.settings)
-            await self.engine.start()
+            if not await self._unless_stopped(self.engine.start()):
+                return
             self.hooks = Webhooks(db, self.settings, tokens, self.engine)
             oauth = OAuthCallback(db, self.settings, self._secret_box())
             srv = self.settings.server
@@ -111,6 +115,21 @@ class Daemon:
             await self._shutdown(runner)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+
+    async def _unless_stopped(self, step: Coroutine[Any, Any, None]) -> bool:
+        """Run a start-up step that may wait on brokers; a stop signal cancels it (False)."""
+        task = asyncio.ensure_future(step)
+        stopper = asyncio.ensure_future(self.stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if task.done():
+            task.result()
+            return True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        log.info("daemon.start_cancelled")
+        return False
 
     def _secret_box(self) -> SecretBox | None:
         """The master key for storing OAuth tokens; without one, /oauth/callback says so."""

@@ -213,3 +213,10 @@ async def prune_keys(ex: Executor, older_than: datetime) -> int:
     with translate_errors():
         n: int = await ex.fetchval(q("signals.prune_keys"), older_than)
     return n
+
+
+async def settle_interrupted(ex: Executor, before: datetime) -> dict[int, str]:
+    """Give rows left ``received`` by a stopped daemon a verdict; returns id → verdict."""
+    with translate_errors():
+        rows = await ex.fetch(q("signals.settle_interrupted"), before)
+    return {r["id"]: r["verdict"] for r in rows}

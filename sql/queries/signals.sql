@@ -59,3 +59,15 @@ SELECT verdict, count(*) AS n FROM signals GROUP BY verdict;
 -- Keys are kept at least 24 h (the daemon prunes those older than 48 h); signal rows stay.
 WITH gone AS (DELETE FROM signal_keys WHERE created_at < $1 RETURNING 1)
 SELECT count(*) FROM gone;
+
+-- name: signals.settle_interrupted($1 before)
+-- At start: signals a stopped daemon left 'received' get an explainable verdict (rule 9). Those
+-- with order intents were being dispatched (reconciliation settles the orders); the rest never
+-- reached the engine and are not traded late.
+UPDATE signals s
+SET verdict = CASE WHEN EXISTS (SELECT 1 FROM order_intents i WHERE i.signal_id = s.id)
+                   THEN 'accepted' ELSE 'expired' END,
+    reason = 'interrupted: the daemon stopped while handling this signal',
+    http_status = 200
+WHERE s.verdict = 'received' AND s.received_at < $1
+RETURNING s.id, s.verdict;

@@ -111,6 +111,15 @@ async def _fetch(db_url: str, sql: str) -> list[asyncpg.Record]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_serve_on_the_test_database(tmp_path: Path, db_url: str, sig: signal.Signals) -> None:
+    # a signal a previous daemon left half-handled gets an explainable verdict at start
+    left = await _fetch(
+        db_url,
+        "WITH u AS (INSERT INTO users (name, email) VALUES ('u', 'u@x.io') RETURNING id),"
+        " r AS (INSERT INTO recorders (user_id, name, symbol, token_hash)"
+        "       SELECT id, 'r', 'MNQ1!', sha256('t'::bytea) FROM u RETURNING id)"
+        " INSERT INTO signals (recorder_id, raw_body, verdict, received_at)"
+        " SELECT id, 'buy', 'received', now() - interval '1 minute' FROM r RETURNING id",
+    )
     with run_daemon(tmp_path, {"JTRADES_LOG__FORMAT": "json"}, db_url=db_url) as d:
         ready = d.wait_ready()
         assert ready["ready"] is True
@@ -124,8 +133,12 @@ async def test_serve_on_the_test_database(tmp_path: Path, db_url: str, sig: sign
     assert code == 0, out
     assert "daemon.stopped" in out
     assert "not-a-real-token-123" not in out
-    rows = await _fetch(db_url, "SELECT id, http_status FROM signals")
-    assert [(r["id"], r["http_status"]) for r in rows] == [(signal_id, 404)]
+    rows = await _fetch(db_url, "SELECT id, http_status, verdict, reason FROM signals ORDER BY id")
+    assert [(r["id"], r["http_status"], r["verdict"]) for r in rows] == [
+        (left[0]["id"], 200, "expired"),
+        (signal_id, 404, "invalid"),
+    ]
+    assert rows[0]["reason"].startswith("interrupted")
     beat = await _fetch(db_url, "SELECT pid, detail FROM daemon_status")
     assert beat[0]["pid"] == d.proc.pid
     assert orjson.loads(beat[0]["detail"])["state"] == "stopped"
