@@ -438,3 +438,49 @@ async def test_allowlist_behind_a_trusted_proxy_reads_x_forwarded_for(
     async with serving(settings.model_copy(update={"server": untrusting}), pool) as s:
         status, _ = await s.post(ALERT, headers={"X-Forwarded-For": tv})
         assert status == 403  # without a trusted proxy the header is ignored
+
+
+async def add_paper_trader(pool: asyncpg.Pool, recorder_id: int) -> int:
+    """A paper account following the recorder: real orders through the paper broker."""
+    uid = await pool.fetchval("SELECT user_id FROM recorders WHERE id = $1", recorder_id)
+    aid = await pool.fetchval(
+        "INSERT INTO accounts (user_id, label, env) VALUES ($1, 'paper-1', 'paper') RETURNING id",
+        uid,
+    )
+    sub = await pool.fetchval(
+        "INSERT INTO sub_accounts (account_id, broker_account_id, name) VALUES ($1, 1, 'P1')"
+        " RETURNING id",
+        aid,
+    )
+    tid = await pool.fetchval(
+        "INSERT INTO traders (user_id, recorder_id, enabled) VALUES ($1, $2, true) RETURNING id",
+        uid,
+        recorder_id,
+    )
+    await pool.execute(
+        "INSERT INTO trader_accounts (trader_id, sub_account_id) VALUES ($1, $2)", tid, sub
+    )
+    return int(sub)
+
+
+async def test_fifty_copies_with_a_follower_send_one_set_of_orders(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    token, rid = await make_recorder(pool, "followed")
+    await add_paper_trader(pool, rid)
+    async with serving(settings, pool) as s:
+        alert = b'{"action": "buy", "ticker": "MNQ1!", "quantity": 1, "price": 21500.25}'
+        path = f"/webhook/{token}"
+        results = await asyncio.gather(*(s.post(alert, path=path) for _ in range(50)))
+    assert all(status == 200 for status, _ in results), results
+    accepted = [b for _, b in results if b["verdict"] == "accepted"]
+    assert len(accepted) == 1, [b for _, b in results if b["verdict"] != "duplicate"]
+    assert accepted[0]["orders"] >= 1
+    first = accepted[0]["signal_id"]
+    intents = await pool.fetch("SELECT signal_id, state FROM order_intents")
+    assert intents
+    assert {i["signal_id"] for i in intents} == {first}
+    assert accepted[0]["orders"] <= len(intents)
+    assert all(d["orders"] == 0 for _, d in results if d["verdict"] == "duplicate")
+    row = await pool.fetchrow("SELECT verdict, orders, detail FROM signals WHERE id = $1", first)
+    assert (row["verdict"], row["orders"]) == ("accepted", accepted[0]["orders"])
