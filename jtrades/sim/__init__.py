@@ -34,8 +34,9 @@ Where they disagree or are silent, this is what the simulator does:
 - Item or name not found → HTTP 404 (partner docs, "error handling"); unknown endpoint → 404 with
   body ``"Not found: x/y"`` and the same text in a WebSocket ``d``.
 - Event order (inferred in TRADOVATE.md): order Created PendingNew, orderVersion, command,
-  [orderStrategyLink], order Updated Working; a fill → fill, position, cashBalance, order Updated
-  Filled. ``commandReport``/``executionReport``/``fillPair`` entities are not produced. Events are
+  [orderStrategyLink], order Updated Working; a fill → fill, position, fillPair (FIFO, when it
+  closes something), cashBalance, order Updated Filled. ``executionReport`` entities are not
+  produced; a ``commandReport`` only for a rejection after acceptance. Events are
   sent before the answer of the request that caused them (the ``events_after`` fault flips that).
 - Fills are whole (no partial fills); see ``exchange`` for the matching rules.
 """

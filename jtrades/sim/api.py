@@ -151,6 +151,10 @@ class Api:
             "order": (lambda lg: [o.json() for o in orders(lg)], "accountId"),
             "orderversion": (lambda lg: [o.version_json() for o in orders(lg)], "orderId"),
             "command": (lambda lg: [c for o in orders(lg) for c in o.commands], "orderId"),
+            "fillpair": (
+                lambda lg: [p for acc in accounts_of(lg) for p in ex.fill_pairs.get(acc, [])],
+                "positionId",
+            ),
             "orderstrategylink": (
                 lambda lg: [
                     link for acc in accounts_of(lg) for link in ex.strategy_links.get(acc, [])
@@ -278,6 +282,7 @@ class Api:
             "commands": [c for o in orders for c in o.commands],
             "orderStrategyLinks": [link for acc in ids for link in ex.strategy_links.get(acc, [])],
             "fills": [f.json() for acc in ids for f in ex.fills_by_account.get(acc, [])],
+            "fillPairs": [p for acc in ids for p in ex.fill_pairs.get(acc, [])],
             "cashBalances": [ex.cash_of(acc).json() for acc in ids],
             "contracts": [_contract(self.world.contracts[c]) for c in sorted(used)],
             "orderStrategies": [

@@ -187,6 +187,7 @@ class Position:
     sold_value: Decimal = Decimal(0)
     prev_pos: int = 0
     prev_price: Decimal | None = None
+    lots: list[list[Any]] = field(default_factory=list)  # open fills, FIFO: [fill id, qty, price]
 
     def json(self) -> dict[str, Any]:
         d: dict[str, Any] = {

@@ -2,7 +2,8 @@
 
 Pure state and rules, no I/O: every command returns the ``props`` events it caused, in the order
 Tradovate plausibly sends them (order Created PendingNew, orderVersion, command, order Updated
-Working; a fill: fill, position, cashBalance, order Updated Filled; then what the fill set off:
+Working; a fill: fill, position, fillPair (what it closed, FIFO), cashBalance, order Updated
+Filled; then what the fill set off:
 OCO cancels, OSO brackets going Working, strategy brackets). The web layer only fans them out.
 
 Matching rules (a simulator's choices, not Tradovate's documented behaviour):
@@ -46,7 +47,7 @@ from jtrades.sim.entities import (
 )
 from jtrades.sim.strategies import StrategyBook
 
-__all__ = ["Exchange", "Rejected", "apply_fill", "on_tick", "to_tick"]
+__all__ = ["Exchange", "Rejected", "apply_fill", "on_tick", "pair_fill", "to_tick"]
 
 SUPPORTED_TYPES = frozenset({"Market", "Limit", "Stop", "StopLimit", "TrailingStop", "MIT"})
 
@@ -77,6 +78,32 @@ def apply_fill(pos: Position, sign: int, qty: int, price: Decimal) -> Decimal:
     return realized
 
 
+def pair_fill(
+    lots: list[list[Any]], fill_id: int, sign: int, qty: int, price: Decimal
+) -> list[tuple[int, int, int, Decimal, Decimal]]:
+    """Match a fill against the open lots, first in first out; what it closes comes back as
+    (buyFillId, sellFillId, qty, buyPrice, sellPrice), what it opens is added as a lot.
+    ``lots`` hold signed quantities (all of one sign: the position's)."""
+    pairs: list[tuple[int, int, int, Decimal, Decimal]] = []
+    left = qty
+    while left and lots and (lots[0][1] > 0) != (sign > 0):
+        lot_id, lot_qty, lot_px = lots[0]
+        n = min(left, abs(lot_qty))
+        if sign > 0:  # buying closes a short lot
+            pairs.append((fill_id, lot_id, n, price, lot_px))
+        else:
+            pairs.append((lot_id, fill_id, n, lot_px, price))
+        left -= n
+        remaining = abs(lot_qty) - n
+        if remaining:
+            lots[0][1] = remaining if lot_qty > 0 else -remaining
+        else:
+            lots.pop(0)
+    if left:
+        lots.append([fill_id, sign * left, price])
+    return pairs
+
+
 class Exchange(StrategyBook):
     def __init__(
         self,
@@ -98,6 +125,7 @@ class Exchange(StrategyBook):
         self.strategies: dict[int, Strategy] = {}
         self.strategies_by_account: dict[int, list[Strategy]] = {}
         self.strategy_links: dict[int, list[dict[str, Any]]] = {}
+        self.fill_pairs: dict[int, list[dict[str, Any]]] = {}
         self._ids = itertools.count(1_000_001)
         self._out: list[PropsEvent] = []
 
@@ -423,6 +451,21 @@ class Exchange(StrategyBook):
         pos.timestamp = now
         points = apply_fill(pos, order.sign, order.spec.qty, px)
         self._emit(order.account_id, "position", "Created" if created else "Updated", pos.json())
+        for buy_id, sell_id, n, buy_px, sell_px in pair_fill(
+            pos.lots, fill.id, order.sign, order.spec.qty, px
+        ):
+            pair = {
+                "id": next(self._ids),
+                "positionId": pos.id,
+                "buyFillId": buy_id,
+                "sellFillId": sell_id,
+                "qty": n,
+                "buyPrice": float(buy_px),
+                "sellPrice": float(sell_px),
+                "active": True,
+            }
+            self.fill_pairs.setdefault(order.account_id, []).append(pair)
+            self._emit(order.account_id, "fillPair", "Created", pair)
         cash = self.cash_of(order.account_id)
         cash.realized += points * contract.root.value_per_point
         cash.timestamp = now

@@ -496,3 +496,37 @@ def test_config_file_toml_and_json(tmp_path: object) -> None:
     )
     with pytest.raises(ConfigError):
         load_config(dup)
+
+
+@given(fills)
+def test_fifo_pairs_match_the_position(seq: list[tuple[int, int, Decimal]]) -> None:
+    """FIFO lots always add up to the position, and once flat the pairs' P&L equals the
+    average-cost realized P&L (both are then the whole cash flow)."""
+    from jtrades.sim.exchange import pair_fill
+
+    _, mnq, _ = make()
+    pos = Position(1, A, mnq, None)
+    realized = D(0)
+    paired = D(0)
+    for n, (sign, qty, price) in enumerate(seq):
+        realized += apply_fill(pos, sign, qty, price)
+        for _, _, q, buy, sell in pair_fill(pos.lots, n, sign, qty, price):
+            paired += (sell - buy) * q
+        assert sum(lot[1] for lot in pos.lots) == pos.net_pos
+        assert all((lot[1] > 0) == (pos.net_pos > 0) for lot in pos.lots)
+        if pos.net_pos == 0:
+            assert paired == realized
+
+
+def test_fill_pairs_are_emitted_when_a_position_closes() -> None:
+    ex, mnq, _ = make()
+    ex.place(A, mnq, OrderSpec("Buy", 2, "Market"))
+    ex.set_price(mnq.id, D("21510"))
+    _, events = ex.place(A, mnq, OrderSpec("Sell", 3, "Market"))
+    pairs = [e for _, t, _, e in events if t == "fillPair"]
+    buy_fill = ex.fills_by_account[A][0].id
+    assert [(p["buyFillId"], p["qty"], p["buyPrice"], p["sellPrice"]) for p in pairs] == [
+        (buy_fill, 2, 21500.0, 21510.0)
+    ]
+    kinds = [t for _, t, _, _ in events]
+    assert kinds.index("position") < kinds.index("fillPair") < kinds.index("cashBalance")
