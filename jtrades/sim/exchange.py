@@ -15,6 +15,8 @@ Matching rules (a simulator's choices, not Tradovate's documented behaviour):
   becomes a limit at ``price`` once its stop is hit. MIT is a limit that fills at the price.
 - TrailingStop: ``|pegDifference|`` points behind the best price since placement, on the tick.
 - Every fill is for the whole quantity (no partial fills).
+- ``netPrice`` is the average price of the open quantity; realized P&L (cashBalance) is booked from
+  FIFO fill pairs at the product's value per point.
 """
 
 from __future__ import annotations
@@ -449,11 +451,15 @@ class Exchange(StrategyBook):
         if pos is None:
             pos = self.positions[key] = Position(next(self._ids), order.account_id, contract, now)
         pos.timestamp = now
-        points = apply_fill(pos, order.sign, order.spec.qty, px)
+        apply_fill(pos, order.sign, order.spec.qty, px)
         self._emit(order.account_id, "position", "Created" if created else "Updated", pos.json())
+        # Realized P&L from FIFO fill pairs: exact on tick prices, where the average-cost figure
+        # of a partial close can carry a repeating decimal.
+        points = Decimal(0)
         for buy_id, sell_id, n, buy_px, sell_px in pair_fill(
             pos.lots, fill.id, order.sign, order.spec.qty, px
         ):
+            points += (sell_px - buy_px) * n
             pair = {
                 "id": next(self._ids),
                 "positionId": pos.id,
