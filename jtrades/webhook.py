@@ -156,6 +156,7 @@ class Webhooks:
         # first signal id -> its answer, so an in-process duplicate can repeat it exactly
         self._inflight: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
+        self._active = 0  # webhook requests being handled
 
     @property
     def inflight(self) -> int:
@@ -164,20 +165,25 @@ class Webhooks:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def drain(self, timeout_s: float) -> bool:
-        """Stop taking deliveries and wait for those being processed; True if all finished."""
+        """Stop taking deliveries and wait for those in hand; True if all finished in time.
+
+        "In hand" counts requests still before their claim too: one that passed the
+        ``accepting`` check a moment before the stop may yet store a signal and dispatch it.
+        """
         self.accepting = False
-        pending = set(self._tasks)
-        if not pending:
-            return True
-        _done, still = await asyncio.wait(pending, timeout=timeout_s)
-        if still:
-            log.error("webhook.drain_timeout", pending=len(still))
-        return not still
+        deadline = time.monotonic() + timeout_s
+        while self._active or self._tasks:
+            if time.monotonic() >= deadline:
+                log.error("webhook.drain_timeout", requests=self._active, signals=len(self._tasks))
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     # --- handlers ------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
+        self._active += 1
         try:
             response = await self._handle(request)
         except Exception as exc:
@@ -187,6 +193,8 @@ class Webhooks:
             self.metrics.errors += 1
             log.exception("webhook.failed_before_claim", error=type(exc).__name__)
             response = _error(503, "unavailable", "temporary failure; nothing was sent", None)
+        finally:
+            self._active -= 1
         self.metrics.responses[response.status] += 1
         log.debug("webhook.answered", status=response.status, ms=_ms(started))
         return response

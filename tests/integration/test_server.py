@@ -484,3 +484,36 @@ async def test_fifty_copies_with_a_follower_send_one_set_of_orders(
     assert all(d["orders"] == 0 for _, d in results if d["verdict"] == "duplicate")
     row = await pool.fetchrow("SELECT verdict, orders, detail FROM signals WHERE id = $1", first)
     assert (row["verdict"], row["orders"]) == ("accepted", accepted[0]["orders"])
+
+
+class GatedEngine(BrokenEngine):
+    """A fake through the engine's port that holds each signal until the gate opens."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def on_signal(self, **_kw: Any) -> Any:
+        self.entered.set()
+        await self.gate.wait()
+        return type("O", (), {"verdict": "accepted", "filter": None, "reason": None,
+                              "orders": 2, "detail": {}})()  # fmt: skip
+
+
+async def test_drain_waits_for_signals_in_hand_and_refuses_new_ones(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    engine = GatedEngine()
+    async with serving(settings, pool, engine=engine) as s:
+        in_flight = asyncio.create_task(s.post(ALERT))
+        await engine.entered.wait()
+        assert await s.hooks.drain(0.05) is False  # still held: the deadline passes
+        draining = asyncio.create_task(s.hooks.drain(30))
+        status, body = await s.post(b"sell MNQ1! 1")
+        assert status == 503  # stopping: nothing stored, TradingView re-sends
+        assert not draining.done()
+        engine.gate.set()
+        assert await draining is True
+        status, body = await in_flight
+        assert (status, body["verdict"], body["orders"]) == (200, "accepted", 2)
+        assert await s.pool.fetchval("SELECT count(*) FROM signals") == 1
