@@ -89,6 +89,15 @@ class SimHandle:
     def state(self) -> dict[str, Any]:
         return self.world.state()
 
+    def positions(self, account: str) -> dict[str, int]:
+        """Open positions of an account: contract name → netPos."""
+        return {p["symbol"]: p["netPos"] for p in self.state()["accounts"][account]["positions"]}
+
+    def working_orders(self, account: str) -> list[dict[str, Any]]:
+        """Working (and Suspended OSO) orders: id, symbol, action, orderType, qty, price,
+        stopPrice, status, clOrdId, strategyId, role, ocoId, parentId."""
+        return list(self.state()["accounts"][account]["orders"])
+
     def stats(self) -> dict[str, Any]:
         return self.world.stats_json()
 

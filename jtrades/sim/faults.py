@@ -1,8 +1,10 @@
 """Fault switches a test flips through ``POST /sim/fault`` (or ``sim.faults`` in-process).
 
 Kinds (JSON body ``{"kind": …}``):
-- ``drop``: ``{"after": N, "login"?: name}`` — each open WebSocket (of that login) is cut without a
-  close frame after it has sent N more frames (0 = now).
+- ``drop``: ``{"after": N, "login"?: name, "sticky"?: bool}`` — each open WebSocket (of that login)
+  is cut without a close frame after it has sent N more frames (0 = now); ``sticky``: every socket
+  opened later too, until ``clear``.
+- ``refuse_ws``: ``{"count"?: N}`` — the next N WebSocket upgrades are refused with HTTP 503.
 - ``zombie``: ``{"login"?: name}`` — open sockets stop answering and stop heartbeats, but stay open.
 - ``delay``: ``{"ms": X}`` — every answer (REST and WebSocket) waits X ms; ``0`` turns it off.
 - ``reject_order``: ``{"text"?: str, "reason"?: str, "after_accept"?: bool}`` — the next order
@@ -40,6 +42,8 @@ class Faults:
     unauthorized_next: int = 0
     too_many: int = 0  # requests still to answer 429
     events_after_answer: bool = False
+    drop_new_after: int | None = None  # sticky drop for sockets opened later
+    refuse_ws: int = 0
 
     def clear(self) -> None:
         self.delay_ms = 0.0
@@ -49,6 +53,8 @@ class Faults:
         self.unauthorized_next = 0
         self.too_many = 0
         self.events_after_answer = False
+        self.drop_new_after = None
+        self.refuse_ws = 0
 
     def take_unauthorized(self, token: str) -> bool:
         """Whether this authenticated request must answer 401 (consumes a one-shot fault)."""
@@ -83,6 +89,8 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
         after = int(body.get("after", 0))
         for sock in targets:
             sock.drop_after(after)
+        if body.get("sticky"):
+            faults.drop_new_after = after
         return {"sockets": len(targets)}
     if kind == "zombie":
         for sock in targets:
@@ -110,6 +118,8 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
                 world.queue([(account_id, "fill", "Created", f.json()) for f in fills])
                 replayed += len(fills)
         return {"fills": replayed}
+    elif kind == "refuse_ws":
+        faults.refuse_ws += int(body.get("count", 1))
     elif kind == "events_after":
         faults.events_after_answer = bool(body.get("on", True))
     elif kind == "rate_limit":

@@ -218,9 +218,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     from jtrades.sim.app import API, WORLD
 
     world = request.app[WORLD]
+    if world.faults.refuse_ws:
+        world.faults.refuse_ws -= 1
+        raise web.HTTPServiceUnavailable(text="refused by the simulator (fault)")
     ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, autoping=True)
     await ws.prepare(request)
     conn = WsConn(world, request.app[API], ws, request)
+    if world.faults.drop_new_after is not None:
+        conn.drop_at = world.faults.drop_new_after
     world.sockets.add(conn)
     world.stats.websockets_opened += 1
     await conn.run()

@@ -387,3 +387,21 @@ async def test_heartbeats_before_authorize_are_ignored(
     while frame.kind == "heartbeat":
         frame = parse_server_frame(await ws.receive_str())
     assert frame.messages == (Response(3, 200, None),)
+
+
+async def test_sticky_drop_and_refused_upgrades(
+    sim: SimHandle, http: aiohttp.ClientSession
+) -> None:
+    access = (await request_token(http, sim))["accessToken"]
+    sim.fault("refuse_ws", count=1)
+    async with http.get(sim.ws_url.replace("ws://", "http://", 1)) as r:
+        assert r.status == 503  # refused before any upgrade
+    sim.fault("drop", after=2, sticky=True)  # "o" and the authorize answer, then cut
+    bare = await bare_connect(http, sim, access, sync=False)
+    with pytest.raises(ConnectionError):
+        await bare.call("account/list")
+    sim.fault("clear")
+    bare = await bare_connect(http, sim, access, sync=False)
+    assert (await bare.call("account/list")).status == 200
+    assert sim.positions("SIM1") == {}
+    assert sim.working_orders("SIM1") == []
