@@ -62,6 +62,12 @@ class BrokerRegistry:
             )
         return broker
 
+    def attach(self, account_id: int, env: str, broker: Broker) -> None:
+        """Use an already open session for a login (benchmarks, embedding); ``sync_accounts``
+        then leaves it alone."""
+        self._tradovate[account_id] = broker
+        self._tv_env[account_id] = (env, broker)
+
     def sessions(self) -> list[tuple[int, str, Broker]]:
         """Every open session as (accounts.id, env, broker): reconciliation walks these."""
         out: list[tuple[int, str, Broker]] = [(aid, "paper", b) for aid, b in self._paper.items()]

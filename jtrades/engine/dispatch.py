@@ -125,6 +125,19 @@ def account_state(
     return AccountState(net_pos=net, avg_price=avg, working=mine)
 
 
+def _net_pos(broker: Broker, broker_account_id: int, contract: Contract) -> int | None:
+    """The account's net position in ``contract`` (positions only: cheap enough to poll)."""
+    try:
+        for p in broker.positions(broker_account_id):
+            if p.symbol == contract.symbol or (
+                contract.contract_id is not None and p.contract_id == contract.contract_id
+            ):
+                return p.net_pos
+    except TransientBrokerError:
+        return None
+    return 0
+
+
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -486,8 +499,10 @@ class Dispatcher:
         it = p.item
         deadline = asyncio.get_running_loop().time() + self._settle_timeout
         while asyncio.get_running_loop().time() < deadline:
-            st = account_state(it.broker, it.link.broker_account_id, it.contract)
-            if st is not None and st.net_pos != p.before_pos:
-                return
             await asyncio.sleep(0.005)
+            if _net_pos(it.broker, it.link.broker_account_id, it.contract) not in (
+                None,
+                p.before_pos,
+            ):
+                return
         log.info("dispatch.settle_timeout", sub_account_id=it.link.sub_account_id)

@@ -281,8 +281,15 @@ class AccountView:
         self._require_synced(account_id)
         out = []
         for oid in sorted(self._orders):
+            raw = self._orders[oid]
+            # cheap checks on the raw entity first: the view keeps every order of the login,
+            # finished ones included, and this runs for each sub-account of every signal
+            if int(raw.get("accountId") or 0) != account_id:
+                continue
+            if not _status(raw.get("ordStatus")).is_open:
+                continue
             order = self._working(oid)
-            if order is not None and order.account_id == account_id and order.status.is_open:
+            if order is not None:
                 out.append(order)
         return out
 
