@@ -253,14 +253,13 @@ class Webhooks:
                 recorder_id=recorder_id,
             )  # fmt: skip
 
-        key = idempotency_key(
-            alert_id=signal.alert_id, token_hash=token_hash, body=body, received_at=received_at
-        )
+        key = idempotency_key(alert_id=signal.alert_id, token_hash=token_hash, body=body)
         try:
             claim = await signal_store.claim(
                 self.db.pool,
                 recorder_id=recorder_id,
-                idem_key=key,
+                idem_key=key.key,
+                window=key.window,
                 received_at=received_at,
                 remote_addr=remote,
                 content_type=ctype,

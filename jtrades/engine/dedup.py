@@ -1,26 +1,46 @@
 """Idempotency keys for webhook deliveries (money rule 3: one alert, one set of orders).
 
-TradingView re-sends a delivery it saw fail, networks repeat requests, and users paste one alert
-twice; the key says "this is the same alert". An explicit ``id`` in the payload is the sender's
-own statement of identity and wins. Without one, the key is a hash of the token's hash, the body
-normalised (JSON keys sorted, the body token removed; text trimmed, whitespace collapsed,
-lower-cased) and the minute it arrived in: a re-send a few seconds later matches, the same alert
-firing again in a later minute does not.
+TradingView re-sends a delivery it saw fail or time out, networks repeat requests, and users
+paste one alert twice; the key says "this is the same alert", and a window says for how long.
+
+- An explicit ``id`` in the payload is the sender's own statement of identity: the key is the
+  id, and a second delivery with that id within ``ID_WINDOW`` (24 h) is a duplicate.
+- Without one, the key is a hash of the token's hash and the body normalised (JSON keys sorted,
+  the body token removed; text trimmed, whitespace collapsed, lower-cased), and a second delivery
+  within ``HASH_WINDOW`` (60 s) of the first is a duplicate. A sliding window, not the calendar
+  minute the first draft used: a re-send 5 s after an alert at hh:mm:58 falls into the next
+  minute and would have been traded twice.
 
 Keys are scoped to a recorder by the ``signal_keys`` primary key; the token hash inside the
-hash keeps keys from before and after a token rotation apart.
+hash keeps keys from before and after a token rotation apart. The one atomic insert that applies
+the window is ``signals.claim`` (sql/queries/signals.sql).
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import orjson
 
 # Longer explicit ids are hashed so a key stays a small index entry whatever the sender wrote.
 MAX_ID_CHARS = 128
+ID_WINDOW = timedelta(hours=24)
+HASH_WINDOW = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class IdemKey:
+    """A delivery's key and how long an equal key marks a duplicate."""
+
+    key: str
+    window: timedelta
+
+    @property
+    def explicit(self) -> bool:
+        return self.key.startswith(("id:", "idh:"))
 
 
 def normalize_body(body: bytes) -> bytes:
@@ -37,13 +57,6 @@ def normalize_body(body: bytes) -> bytes:
     return " ".join(text.split()).lower().encode("utf-8")
 
 
-def minute_of(received_at: datetime) -> str:
-    """The UTC minute a delivery arrived in, e.g. ``2026-11-25T08:51``."""
-    if received_at.tzinfo is None:
-        raise ValueError("received_at must be timezone-aware")
-    return received_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
-
-
 def explicit_key(alert_id: str) -> str | None:
     """The key for a payload ``id``; None when the id is blank."""
     cleaned = alert_id.strip()
@@ -54,18 +67,19 @@ def explicit_key(alert_id: str) -> str | None:
     return "id:" + cleaned
 
 
-def idempotency_key(
-    *, alert_id: str | None, token_hash: bytes, body: bytes, received_at: datetime
-) -> str:
-    """The delivery's idempotency key: ``id:<payload id>``, else ``h:<sha256 hex>``."""
-    if alert_id is not None:
-        key = explicit_key(alert_id)
-        if key is not None:
-            return key
+def body_key(token_hash: bytes, body: bytes) -> str:
+    """``h:`` + SHA-256 of the token hash and the normalised body."""
     digest = hashlib.sha256()
     digest.update(token_hash)
     digest.update(b"\x00")
     digest.update(normalize_body(body))
-    digest.update(b"\x00")
-    digest.update(minute_of(received_at).encode("ascii"))
     return "h:" + digest.hexdigest()
+
+
+def idempotency_key(*, alert_id: str | None, token_hash: bytes, body: bytes) -> IdemKey:
+    """The delivery's key: the payload id (24 h window), else the body hash (60 s window)."""
+    if alert_id is not None:
+        key = explicit_key(alert_id)
+        if key is not None:
+            return IdemKey(key, ID_WINDOW)
+    return IdemKey(body_key(token_hash, body), HASH_WINDOW)

@@ -9,7 +9,7 @@ too large) are stored by ``insert`` with their 4xx verdict, so every delivery le
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -106,8 +106,10 @@ async def claim(
     content_type: str | None,
     raw_body: bytes,
     signal: Signal,
+    window: timedelta = timedelta(hours=24),
 ) -> Claim:
-    """Store a parsed delivery and decide, atomically, whether it is a duplicate."""
+    """Store a parsed delivery and decide, atomically, whether it is a duplicate: it is when
+    the same key was claimed less than ``window`` ago."""
     with translate_errors():
         row = await ex.fetchrow(
             q("signals.claim"),
@@ -118,6 +120,7 @@ async def claim(
             _text(content_type),
             raw_body,
             *_columns(signal),
+            window.total_seconds(),
         )
     assert row is not None
     return Claim(row["id"], row["duplicate_of"])

@@ -1,16 +1,22 @@
 -- Signals: every webhook delivery, raw, with its verdict; and the idempotency keys that decide
 -- duplicates. Only jtrades/store/signals.py runs these.
 
--- name: signals.claim($1 recorder_id, $2 idem_key, $3 received_at, $4 remote_addr, $5 content_type, $6 raw_body, $7 action, $8 symbol, $9 quantity, $10 price, $11 parsed)
+-- name: signals.claim($1 recorder_id, $2 idem_key, $3 received_at, $4 remote_addr, $5 content_type, $6 raw_body, $7 action, $8 symbol, $9 quantity, $10 price, $11 parsed, $12 window_s)
 -- One statement decides: the key row is inserted, or the existing one (committed by a racing
--- delivery; ON CONFLICT DO UPDATE waits for it and returns it) names the first signal. The
--- signal id is drawn first so the key and the row can point at each other in one statement.
+-- delivery; ON CONFLICT DO UPDATE waits for it and returns it) names the first signal while it
+-- is younger than the window; an older key is taken over by this delivery, which is then new.
+-- The signal id is drawn first so the key and the row can point at each other in one statement.
 WITH new AS (
-    SELECT nextval(pg_get_serial_sequence('signals', 'id')) AS id
+    SELECT nextval(pg_get_serial_sequence('signals', 'id')) AS id,
+           now() - make_interval(secs => $12::double precision) AS window_start
 ), claimed AS (
     INSERT INTO signal_keys (recorder_id, idem_key, signal_id)
     SELECT $1, $2, new.id FROM new
-    ON CONFLICT (recorder_id, idem_key) DO UPDATE SET idem_key = EXCLUDED.idem_key
+    ON CONFLICT (recorder_id, idem_key) DO UPDATE
+    SET signal_id = CASE WHEN signal_keys.created_at < (SELECT window_start FROM new)
+                         THEN EXCLUDED.signal_id ELSE signal_keys.signal_id END,
+        created_at = CASE WHEN signal_keys.created_at < (SELECT window_start FROM new)
+                          THEN EXCLUDED.created_at ELSE signal_keys.created_at END
     RETURNING signal_id
 ), inserted AS (
     INSERT INTO signals (id, recorder_id, idem_key, received_at, remote_addr, content_type,
@@ -56,7 +62,8 @@ LIMIT $3;
 SELECT verdict, count(*) AS n FROM signals GROUP BY verdict;
 
 -- name: signals.prune_keys($1 older_than)
--- Keys are kept at least 24 h (the daemon prunes those older than 48 h); signal rows stay.
+-- Keys are kept at least 24 h, the longest window (the daemon prunes those older than 48 h);
+-- signal rows stay.
 WITH gone AS (DELETE FROM signal_keys WHERE created_at < $1 RETURNING 1)
 SELECT count(*) FROM gone;
 

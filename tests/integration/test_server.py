@@ -517,3 +517,34 @@ async def test_drain_waits_for_signals_in_hand_and_refuses_new_ones(
         status, body = await in_flight
         assert (status, body["verdict"], body["orders"]) == (200, "accepted", 2)
         assert await s.pool.fetchval("SELECT count(*) FROM signals") == 1
+
+
+async def test_body_key_window_slides_across_minute_boundaries(stack: Stack) -> None:
+    async def post() -> dict[str, Any]:
+        status, body = await stack.post(ALERT)
+        assert status == 200, body
+        return dict(body)
+
+    first = await post()
+    # 50 s later (whatever the clock minute): still the same alert, e.g. TradingView's re-send
+    await stack.pool.execute("UPDATE signal_keys SET created_at = created_at - interval '50 s'")
+    again = await post()
+    assert (again["verdict"], again["duplicate_of"]) == ("duplicate", first["signal_id"])
+    # past the 60 s window the same body is a new alert, and takes the key over
+    await stack.pool.execute("UPDATE signal_keys SET created_at = created_at - interval '11 s'")
+    later = await post()
+    assert later["verdict"] == "accepted"
+    assert later["signal_id"] != first["signal_id"]
+    assert await stack.pool.fetchval("SELECT signal_id FROM signal_keys") == later["signal_id"]
+    assert (await post())["duplicate_of"] == later["signal_id"]
+
+
+async def test_explicit_id_dedups_for_a_day(stack: Stack) -> None:
+    alert = b'{"action": "buy", "ticker": "MNQ1!", "id": "order-7"}'
+    _, first = await stack.post(alert)
+    await stack.pool.execute("UPDATE signal_keys SET created_at = created_at - interval '23 h'")
+    status, again = await stack.post(alert.replace(b"buy", b"sell"))  # same id: same alert
+    assert (status, again["duplicate_of"]) == (200, first["signal_id"])
+    await stack.pool.execute("UPDATE signal_keys SET created_at = created_at - interval '2 h'")
+    status, later = await stack.post(alert)
+    assert (status, later["verdict"]) == (200, "accepted")

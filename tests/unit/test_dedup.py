@@ -1,28 +1,42 @@
-"""Idempotency keys: the same alert gets the same key; a different alert never does."""
+"""Idempotency keys: the same alert gets the same key; a different alert never does. (The
+window that turns an equal key into a duplicate is applied by ``signals.claim``: see
+tests/integration/test_server.py.)"""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jtrades.engine.dedup import MAX_ID_CHARS, idempotency_key, minute_of, normalize_body
+from jtrades.engine.dedup import (
+    HASH_WINDOW,
+    ID_WINDOW,
+    MAX_ID_CHARS,
+    idempotency_key,
+    normalize_body,
+)
 
-T0 = datetime(2026, 11, 25, 14, 30, 5, tzinfo=UTC)
 TOKEN = b"\x01" * 32
 
 
-def key(body: bytes, *, at: datetime = T0, alert_id: str | None = None, th: bytes = TOKEN) -> str:
-    return idempotency_key(alert_id=alert_id, token_hash=th, body=body, received_at=at)
+def key(body: bytes, *, alert_id: str | None = None, th: bytes = TOKEN) -> str:
+    return idempotency_key(alert_id=alert_id, token_hash=th, body=body).key
 
 
-def test_explicit_id_wins_over_the_body() -> None:
-    assert key(b'{"action":"buy"}', alert_id="A-1") == "id:A-1"
-    assert key(b'{"action":"sell"}', alert_id="A-1", at=T0 + timedelta(hours=3)) == "id:A-1"
+def test_explicit_id_wins_over_the_body_for_a_day() -> None:
+    k = idempotency_key(alert_id="A-1", token_hash=TOKEN, body=b'{"action":"buy"}')
+    assert (k.key, k.window, k.explicit) == ("id:A-1", ID_WINDOW, True)
+    assert timedelta(hours=24) <= ID_WINDOW
+    assert key(b'{"action":"sell"}', alert_id="A-1") == "id:A-1"
     assert key(b"x", alert_id="  A-1 ") == "id:A-1"
+
+
+def test_body_keys_have_a_short_window() -> None:
+    k = idempotency_key(alert_id=None, token_hash=TOKEN, body=b"buy")
+    assert (k.window, k.explicit) == (HASH_WINDOW, False)
+    assert timedelta(seconds=15) < HASH_WINDOW <= timedelta(minutes=2)  # TradingView re-sends
 
 
 def test_blank_id_falls_back_to_the_hash() -> None:
@@ -39,18 +53,6 @@ def test_long_ids_are_hashed_to_a_bounded_key() -> None:
     assert key(b"buy", alert_id="x" * MAX_ID_CHARS) == "id:" + "x" * MAX_ID_CHARS
 
 
-def test_same_minute_same_key_next_minute_new_key() -> None:
-    body = b'{"action":"buy","ticker":"MNQ1!"}'
-    assert key(body) == key(body, at=T0.replace(second=59))
-    assert key(body) != key(body, at=T0 + timedelta(minutes=1))
-
-
-def test_minute_is_taken_in_utc() -> None:
-    chicago_like = timezone(timedelta(hours=-6))
-    assert minute_of(T0.astimezone(chicago_like)) == "2026-11-25T14:30"
-    assert key(b"buy") == key(b"buy", at=T0.astimezone(chicago_like))
-
-
 def test_json_formatting_and_body_token_do_not_matter() -> None:
     a = b'{"action": "buy", "ticker": "MNQ1!", "quantity": 2}'
     b = b'{"quantity":2,"ticker":"MNQ1!","action":"buy","Token":"secret-abc"}'
@@ -65,11 +67,6 @@ def test_text_is_trimmed_collapsed_and_case_folded() -> None:
 
 def test_token_hash_separates_keys() -> None:
     assert key(b"buy") != key(b"buy", th=b"\x02" * 32)
-
-
-def test_naive_time_is_refused() -> None:
-    with pytest.raises(ValueError, match="timezone-aware"):
-        minute_of(datetime(2026, 1, 1, 12, 0))
 
 
 def test_normalize_keeps_non_object_json() -> None:
@@ -96,9 +93,7 @@ def test_key_order_and_spacing_never_change_the_key(doc: dict[str, object], rnd:
 
 
 @given(st.binary(max_size=200), st.binary(max_size=200))
-def test_different_bodies_in_one_minute_get_different_keys_unless_equivalent(
-    a: bytes, b: bytes
-) -> None:
+def test_different_bodies_get_different_keys_unless_equivalent(a: bytes, b: bytes) -> None:
     if normalize_body(a) != normalize_body(b):
         assert key(a) != key(b)
     else:
