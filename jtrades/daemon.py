@@ -30,7 +30,7 @@ from jtrades import logging as jlog
 from jtrades.config import Settings
 from jtrades.db import Database, connect
 from jtrades.engine.tokens import TokenCache
-from jtrades.errors import JtradesError, SecretKeyMissing
+from jtrades.errors import ConfigError, JtradesError, SecretKeyMissing
 from jtrades.security import SecretBox, load_secret_box
 from jtrades.server import OAuthCallback, Webhooks, build_app, start_http
 from jtrades.store import recorders as recorder_store
@@ -95,7 +95,13 @@ class Daemon:
             oauth = OAuthCallback(db, self.settings, self._secret_box())
             srv = self.settings.server
             app = build_app(self.hooks, oauth)
-            runner, self.port = await start_http(app, srv.host, srv.port)
+            try:
+                runner, self.port = await start_http(app, srv.host, srv.port)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot listen on {srv.host}:{srv.port}: {exc.strerror or exc} "
+                    "(another jtrades running? set server.port)"
+                ) from None
             await self._beat("running")
             notify(f"READY=1\nSTATUS=listening on {srv.host}:{self.port}")
             log.info(

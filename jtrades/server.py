@@ -32,6 +32,9 @@ log = structlog.get_logger("jtrades.server")
 access_log = structlog.get_logger("jtrades.access")
 
 
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 class RouteAccessLogger(AbstractAccessLogger):
     """One ``http.request`` line per request naming the route, never the path (tokens)."""
 
@@ -40,7 +43,9 @@ class RouteAccessLogger(AbstractAccessLogger):
         match_info = getattr(request, "match_info", None)
         if match_info is not None and match_info.route.resource is not None:
             route = match_info.route.resource.canonical
-        access_log.info(
+        # Health probes every few seconds would drown the log: they go to debug unless failing.
+        quiet = route in _PROBES and response.status < 400
+        (access_log.debug if quiet else access_log.info)(
             "http.request",
             method=request.method,
             route=route,

@@ -73,7 +73,7 @@ class Daemon:
 def run_daemon(
     tmp_path: Path, env: Mapping[str, str | None], *, db_url: str = ""
 ) -> Iterator[Daemon]:
-    port = free_port()
+    port = int(env.get("JTRADES_SERVER__PORT") or free_port())
     data_dir = tmp_path / "data"
     data_dir.mkdir(exist_ok=True)
     full = dict(os.environ)
@@ -196,3 +196,17 @@ def test_systemd_notify_ready_watchdog_stopping(tmp_path: Path, db_url: str) -> 
     assert code == 0, d.output()
     assert messages[0].startswith("READY=1")
     assert "STOPPING=1" in messages[-1]
+
+
+def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path, db_url: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with run_daemon(tmp_path, {"JTRADES_SERVER__PORT": str(port)}, db_url=db_url) as d:
+            code = d.proc.wait(timeout=60)
+            out = d.output()
+    assert code == 1, out
+    assert f"error: cannot listen on 127.0.0.1:{port}" in out
+    assert "Traceback" not in out
+    assert "daemon.stopped" in out  # the engine and database were closed on the way out
