@@ -69,6 +69,8 @@ class Metrics:
     responses: Counter[int] = field(default_factory=Counter)
     verdicts: Counter[str] = field(default_factory=Counter)
     errors: int = 0
+    seconds_sum: float = 0.0  # time spent answering webhooks, for the mean latency
+    seconds_count: int = 0
 
     def render(self, *, inflight: int, tokens: int, ready: bool) -> str:
         lines = [
@@ -93,6 +95,9 @@ class Metrics:
         lines += [
             "# TYPE jtrades_webhook_errors_total counter",
             f"jtrades_webhook_errors_total {self.errors}",
+            "# TYPE jtrades_webhook_seconds summary",
+            f"jtrades_webhook_seconds_sum {self.seconds_sum:.6f}",
+            f"jtrades_webhook_seconds_count {self.seconds_count}",
         ]
         return "\n".join(lines) + "\n"
 
@@ -196,6 +201,8 @@ class Webhooks:
         finally:
             self._active -= 1
         self.metrics.responses[response.status] += 1
+        self.metrics.seconds_sum += time.perf_counter() - started
+        self.metrics.seconds_count += 1
         log.debug("webhook.answered", status=response.status, ms=_ms(started))
         return response
 

@@ -312,6 +312,7 @@ async def test_health_ready_metrics(stack: Stack) -> None:
     assert 'jtrades_webhook_responses_total{status="200"} 1' in text
     assert 'jtrades_webhook_responses_total{status="404"} 1' in text
     assert 'jtrades_signals_total{verdict="accepted"} 1' in text
+    assert "jtrades_webhook_seconds_count 2" in text
 
 
 async def test_readyz_reports_the_engine(settings: Settings, pool: asyncpg.Pool) -> None:
