@@ -44,6 +44,7 @@ from jtrades.config import Settings
 from jtrades.db import Database, connect, migrate
 from jtrades.engine.engine import Engine
 from jtrades.engine.tokens import TokenCache
+from jtrades.logging import configure
 from jtrades.security import hash_token
 from jtrades.server import Webhooks, build_app, start_http
 from jtrades.sim.app import start as start_sim
@@ -382,15 +383,22 @@ async def memory(url: str) -> tuple[int, int]:
             JTRADES_CONFIG=str(Path(tmp) / "none.toml"),
         )
         (Path(tmp) / "none.toml").write_text("")
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "jtrades.cli", "serve"],
+        daemon = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "jtrades.cli",
+            "serve",
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         fport = free_port()
-        floor = subprocess.Popen(
-            [sys.executable, "-c", FLOOR_PROCESS, url, str(fport)],
+        floor = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            FLOOR_PROCESS,
+            url,
+            str(fport),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
@@ -403,7 +411,7 @@ async def memory(url: str) -> tuple[int, int]:
                                 break
                     await asyncio.sleep(0.1)
                 assert floor.stdout is not None
-                await asyncio.to_thread(floor.stdout.readline)
+                await floor.stdout.readline()
                 for i in range(100):
                     body = orjson.dumps(
                         {"action": "buy", "ticker": "MNQ1!", "price": 21500, "id": i}
@@ -417,7 +425,7 @@ async def memory(url: str) -> tuple[int, int]:
         finally:
             for p in (daemon, floor):
                 p.terminate()
-                p.wait(30)
+                await asyncio.wait_for(p.wait(), 30)
 
 
 async def run(n: int) -> None:
@@ -487,6 +495,7 @@ async def run(n: int) -> None:
 
 
 def main() -> None:
+    configure(level="error")
     asyncio.run(run(int(os.environ.get("BENCH_N", "200"))))
 
 

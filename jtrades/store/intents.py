@@ -56,29 +56,27 @@ class OpenIntent:
 
 
 async def insert_all(pool: asyncpg.Pool, intents: Sequence[NewIntent]) -> list[int | None]:
-    """Write the intents in one transaction; an id of None means the clOrdId already existed
-    (a duplicate delivery of the same signal), so that order must not be sent again."""
-    ids: list[int | None] = []
+    """Write the intents atomically (one statement); an id of None means the clOrdId already
+    existed (a duplicate delivery of the same signal), so that order must not be sent again."""
+    if not intents:
+        return []
     with translate_errors():
-        async with pool.acquire() as conn, conn.transaction():
-            for it in intents:
-                ids.append(
-                    await conn.fetchval(
-                        q("intents.insert"),
-                        it.signal_id,
-                        it.trader_id,
-                        it.sub_account_id,
-                        it.cl_ord_id,
-                        it.step,
-                        it.kind,
-                        it.symbol,
-                        it.side,
-                        it.qty,
-                        it.request,
-                        it.expires_at,
-                    )
-                )
-    return ids
+        rows = await pool.fetch(
+            q("intents.insert_many"),
+            [it.signal_id for it in intents],
+            [it.trader_id for it in intents],
+            [it.sub_account_id for it in intents],
+            [it.cl_ord_id for it in intents],
+            [it.step for it in intents],
+            [it.kind for it in intents],
+            [it.symbol for it in intents],
+            [it.side for it in intents],
+            [it.qty for it in intents],
+            [it.request for it in intents],
+            [it.expires_at for it in intents],
+        )
+    ids = {r["cl_ord_id"]: int(r["id"]) for r in rows}
+    return [ids.get(it.cl_ord_id) for it in intents]
 
 
 async def mark_sent(

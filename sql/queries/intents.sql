@@ -1,13 +1,17 @@
 -- Order intents (money rules 1 and 2): written before anything is sent, then moved by results
 -- and by reconciliation. Only jtrades/store/intents.py runs these.
 
--- name: intents.insert($1 signal_id, $2 trader_id, $3 sub_account_id, $4 cl_ord_id, $5 step, $6 kind, $7 symbol, $8 side, $9 qty, $10 request, $11 expires_at)
+-- name: intents.insert_many($1 signal_ids, $2 trader_ids, $3 sub_account_ids, $4 cl_ord_ids, $5 steps, $6 kinds, $7 symbols, $8 sides, $9 qtys, $10 requests, $11 expires_ats)
+-- One statement for every intent of a signal: atomic, and one round trip however many
+-- sub-accounts. A clOrdId already written (a duplicate delivery) is skipped and not returned.
 INSERT INTO order_intents
     (signal_id, trader_id, sub_account_id, cl_ord_id, step, kind, symbol, side, qty, request,
      expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::smallint[],
+                     $6::text[], $7::text[], $8::text[], $9::integer[], $10::jsonb[],
+                     $11::timestamptz[])
 ON CONFLICT (cl_ord_id) DO NOTHING
-RETURNING id;
+RETURNING id, cl_ord_id;
 
 -- name: intents.mark_sent($1 id, $2 state, $3 broker_order_id, $4 reason)
 -- The broker's events may have moved the intent on already (working, filled) before the answer
