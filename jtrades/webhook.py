@@ -33,7 +33,7 @@ from jtrades.engine.parsing import parse_payload
 from jtrades.engine.signal import Signal
 from jtrades.engine.tokens import TokenCache
 from jtrades.errors import InvalidSignal, NotFound, StorageUnavailable
-from jtrades.logging import MASK
+from jtrades.logging import MASK, register_secret
 from jtrades.store import signals as signal_store
 
 log = structlog.get_logger("jtrades.webhook")
@@ -247,6 +247,9 @@ class Webhooks:
                 401, "unauthorized", "no webhook token", received_at, remote, ctype, stored_body
             )
         token_hash, recorder_id = await self.tokens.resolve(token)
+        if recorder_id is not None:
+            # A real token is masked in any later log line (bounded: one per recorder).
+            register_secret(token)
         if recorder_id is None:
             return await self._refuse(
                 404, "unknown_token", "no recorder has this token", received_at, remote, ctype,
