@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -549,3 +550,16 @@ async def test_explicit_id_dedups_for_a_day(stack: Stack) -> None:
     await stack.pool.execute("UPDATE signal_keys SET created_at = created_at - interval '2 h'")
     status, later = await stack.post(alert)
     assert (status, later["verdict"]) == (200, "accepted")
+
+
+@hsettings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(token=st.text(min_size=1, max_size=80), body=bodies)
+async def test_arbitrary_tokens_never_answer_5xx(stack: Stack, token: str, body: bytes) -> None:
+    path = "/webhook/" + urllib.parse.quote(token, safe="")
+    async with stack.client.post(path, data=body) as r:
+        assert r.status < 500, await r.text()
+        assert r.status in (200, 400, 401, 404, 405, 413, 422)
