@@ -14,7 +14,17 @@ from typing import Annotated, Any
 
 import typer
 
-from jtrades.cli.common import JsonOpt, actor, done, emit, err, print_json, print_table, run
+from jtrades.cli.common import (
+    JsonOpt,
+    actor,
+    done,
+    emit,
+    err,
+    fail,
+    print_json,
+    print_table,
+    run,
+)
 from jtrades.db import Database
 from jtrades.store import audit
 from jtrades.store import status as status_store
@@ -108,7 +118,13 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
     done(json, f"resumed: {target}", {"resumed": target})
 
 
-def status(json: JsonOpt = False) -> None:
+def status(
+    json: JsonOpt = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Exit 1 unless the daemon is alive and ready (monitoring)."),
+    ] = False,
+) -> None:
     """Daemon health (from its heartbeat), broker sessions, kill switches and open positions.
 
     Example: jtrades status --json
@@ -142,6 +158,14 @@ def status(json: JsonOpt = False) -> None:
         "inflight": detail.get("inflight", 0) if alive else 0,
         "sessions": detail.get("sessions", []) if alive else [],
     }
+    if check and not (alive and daemon["ready"]):
+        age = daemon["heartbeat_age_s"]
+        why = (
+            "not ready"
+            if alive
+            else ("never started" if beat is None else f"no heartbeat for {age}s")
+        )
+        fail(f"daemon {why}")
     if json:
         print_json(
             {

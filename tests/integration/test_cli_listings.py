@@ -284,7 +284,11 @@ async def test_status_reads_the_heartbeat(pool: asyncpg.Pool, db_url: str, data_
     table = await cli(db_url, data_dir, "status")
     assert "running" in str(table)
 
+    assert await cli(db_url, data_dir, "status", "--check")
     await pool.execute("UPDATE daemon_status SET heartbeat_at = now() - interval '1 minute'")
+    r = await ainvoke(["status", "--check"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 1
+    assert "no heartbeat for 60" in r.error_line()
     st = await cli(db_url, data_dir, "status", "--json")
     assert st["daemon"]["alive"] is False  # type: ignore[index]
     assert st["daemon"]["state"] == "not running"  # type: ignore[index]
