@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -23,6 +24,16 @@ signals_app = typer.Typer(help="Signals received, with verdicts.", no_args_is_he
 orders_app = typer.Typer(help="Orders sent to brokers.", no_args_is_help=True)
 positions_app = typer.Typer(help="Open positions per sub-account.", no_args_is_help=True)
 trades_app = typer.Typer(help="Closed trades with P&L.", no_args_is_help=True)
+
+
+class Verdict(StrEnum):
+    received = "received"
+    accepted = "accepted"
+    rejected = "rejected"
+    invalid = "invalid"
+    duplicate = "duplicate"
+    expired = "expired"
+
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -63,12 +74,15 @@ def signals_list(
     recorder: Annotated[str | None, typer.Option("--recorder", help="Only this recorder.")] = None,
     user: Annotated[str | None, typer.Option("--user", help="Only this user's recorders.")] = None,
     since: SinceOpt = None,
+    verdict: Annotated[
+        Verdict | None, typer.Option("--verdict", help="Only signals with this verdict.")
+    ] = None,
     limit: LimitOpt = 50,
     json: JsonOpt = False,
 ) -> None:
     """Signals received, newest first, with verdict, the filter that decided and why.
 
-    Example: jtrades signals list --recorder nq-scalper --since 1h
+    Example: jtrades signals list --recorder nq-scalper --since 1h --verdict rejected
     """
 
     async def go(db: Database) -> list[signal_store.SignalRow]:
@@ -78,6 +92,7 @@ def signals_list(
             since=parse_since(since, datetime.now(UTC)),
             limit=limit,
             user=user,
+            verdict=verdict.value if verdict else None,
         )
 
     rows = run(go)

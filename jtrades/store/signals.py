@@ -198,10 +198,11 @@ async def list_signals(
     since: datetime | None = None,
     limit: int = 50,
     user: str | None = None,
+    verdict: str | None = None,
 ) -> list[SignalRow]:
     """Newest first."""
     with translate_errors():
-        rows = await ex.fetch(q("signals.list"), recorder, since, limit, user)
+        rows = await ex.fetch(q("signals.list"), recorder, since, limit, user, verdict)
     return [SignalRow(**dict(r)) for r in rows]
 
 

@@ -46,7 +46,7 @@ WHERE id = $1;
 SELECT id, recorder_id, verdict, filter, reason, orders, duplicate_of, detail, http_status
 FROM signals WHERE id = $1;
 
--- name: signals.list($1 recorder name or NULL, $2 since or NULL, $3 limit, $4 owner user name or NULL)
+-- name: signals.list($1 recorder name or NULL, $2 since or NULL, $3 limit, $4 owner user name or NULL, $5 verdict or NULL)
 SELECT s.id, s.received_at, r.name AS recorder, s.action, s.symbol, s.quantity, s.price,
        s.verdict, s.filter, s.reason, s.orders, s.http_status, s.duplicate_of, s.content_type
 FROM signals s
@@ -55,6 +55,7 @@ LEFT JOIN users u ON u.id = r.user_id
 WHERE ($1::text IS NULL OR lower(r.name) = lower($1))
   AND ($2::timestamptz IS NULL OR s.received_at >= $2)
   AND ($4::text IS NULL OR lower(u.name) = lower($4))
+  AND ($5::text IS NULL OR s.verdict = $5)
 ORDER BY s.id DESC
 LIMIT $3;
 

@@ -177,6 +177,8 @@ async def test_signals_list_filters(seeded: dict[str, int], db_url: str, data_di
     assert len(rows) == 3  # type: ignore[arg-type]
     rows = await cli(db_url, data_dir, "signals", "list", "--user", "bob", "--json")
     assert [r["recorder"] for r in rows] == ["es-swing"]  # type: ignore[union-attr]
+    rows = await cli(db_url, data_dir, "signals", "list", "--verdict", "rejected", "--json")
+    assert [r["filter"] for r in rows] == ["cooldown"]  # type: ignore[union-attr]
     rows = await cli(db_url, data_dir, "signals", "list", "--limit", "1", "--json")
     assert len(rows) == 1  # type: ignore[arg-type]
 
