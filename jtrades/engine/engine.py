@@ -156,9 +156,14 @@ class Engine:
     def _on_config_change(self, snap: Snapshot) -> None:
         self._tasks = [t for t in self._tasks if not t.done() or t.get_name().startswith("engine.")]
         loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self.brokers.sync_accounts(snap)))
+        self._tasks.append(loop.create_task(self._sync_brokers(snap)))
         if snap.flatten is not None:
             self._tasks.append(loop.create_task(self.flatten(snap.flatten)))
+
+    async def _sync_brokers(self, snap: Snapshot) -> None:
+        """Open sessions for newly linked logins, then mirror their events at once."""
+        await self.brokers.sync_accounts(snap)
+        self.reconciler.ensure_mirrors()
 
     async def flatten(self, request: dict[str, Any]) -> int:
         """Carry out ``jtrades halt --flatten``: liquidate every open position of the linked
@@ -203,10 +208,10 @@ class Engine:
             self._rec_counters[c.recorder_id] = _Counters(
                 since, c.signals, c.entries, c.last_entry_at, c.seen
             )
-        for tid, (entries, last) in (
+        for tid, (entries, last, seen) in (
             await trading_store.trader_entries(self._db.pool, since)
         ).items():
-            self._trader_counters[tid] = _Counters(since, entries, entries, last, entries)
+            self._trader_counters[tid] = _Counters(since, entries, entries, last, seen)
         self.reconciler.pnl.seed(await trading_store.realized_today(self._db.pool, since), since)
 
     def _counters(self, table: dict[int, _Counters], key: int, now: datetime) -> _Counters:
@@ -257,7 +262,13 @@ class Engine:
             rc.entries += 1
             rc.last_entry_at = received_at
 
-        detail: dict[str, Any] = {"entry": entry, "nth_seen": entry, "traders": {}}
+        detail: dict[str, Any] = {
+            "entry": entry,
+            "nth_seen": entry,
+            "traders": {},
+            "trader_entries": [],  # for the per-trader counters after a restart
+            "trader_seen": [],
+        }
         items, trader_rejections = await self._work_items(
             signal, rec, snap, now, received_at, signal_id, detail
         )
@@ -334,6 +345,7 @@ class Engine:
             if trej is not None:
                 if trej.filter == "every_nth":
                     tc.seen += 1
+                    detail["trader_seen"].append(t.id)
                 rejections.append((trej.filter, f"trader {t.id}: {trej.reason}"))
                 detail["traders"][str(t.id)] = {"filter": trej.filter, "reason": trej.reason}
                 continue
@@ -342,6 +354,7 @@ class Engine:
                 tc.seen += 1
                 tc.entries += 1
                 tc.last_entry_at = received_at
+                detail["trader_entries"].append(t.id)
             for link in t.links:
                 if link.sub_account_id not in brokers:
                     continue

@@ -59,11 +59,15 @@ async def recorder_counters(ex: Executor, since: datetime) -> list[RecorderCount
     return [RecorderCounters(**dict(r)) for r in rows]
 
 
-async def trader_entries(ex: Executor, since: datetime) -> dict[int, tuple[int, datetime | None]]:
-    """Per trader since ``since``: signals that opened or added (entries) and the last one."""
+async def trader_entries(
+    ex: Executor, since: datetime
+) -> dict[int, tuple[int, datetime | None, int]]:
+    """Per trader since ``since``: (entries, last entry time, signals its every-Nth saw)."""
     with translate_errors():
         rows = await ex.fetch(q("trading.trader_entries"), since)
-    return {int(r["trader_id"]): (int(r["entries"]), r["last_entry_at"]) for r in rows}
+    return {
+        int(r["trader_id"]): (int(r["entries"]), r["last_entry_at"], int(r["seen"])) for r in rows
+    }
 
 
 async def realized_today(ex: Executor, since: datetime) -> dict[tuple[int, str], Decimal]:

@@ -48,11 +48,22 @@ WHERE received_at >= $1 AND recorder_id IS NOT NULL AND duplicate_of IS NULL
 GROUP BY recorder_id;
 
 -- name: trading.trader_entries($1 since)
-SELECT i.trader_id, count(DISTINCT i.signal_id) AS entries, max(i.created_at) AS last_entry_at
-FROM order_intents i
-WHERE i.created_at >= $1 AND i.trader_id IS NOT NULL AND i.kind IN ('order', 'oso', 'strategy')
-  AND i.step = 0
-GROUP BY i.trader_id;
+-- The engine lists, on each signal's detail, the traders that counted it as an entry
+-- (trader_entries) and those whose own every-Nth saw it (trader_seen).
+SELECT t.trader_id::bigint AS trader_id,
+       count(*) FILTER (WHERE t.kind = 'entry') AS entries,
+       max(t.received_at) FILTER (WHERE t.kind = 'entry') AS last_entry_at,
+       count(*) FILTER (WHERE t.kind = 'seen') AS seen
+FROM (
+    SELECT s.received_at, 'entry' AS kind, e.value AS trader_id
+    FROM signals s, jsonb_array_elements_text(COALESCE(s.detail -> 'trader_entries', '[]')) e
+    WHERE s.received_at >= $1 AND s.duplicate_of IS NULL
+    UNION ALL
+    SELECT s.received_at, 'seen', e.value
+    FROM signals s, jsonb_array_elements_text(COALESCE(s.detail -> 'trader_seen', '[]')) e
+    WHERE s.received_at >= $1 AND s.duplicate_of IS NULL
+) t
+GROUP BY t.trader_id;
 
 -- name: trading.realized_today($1 since)
 SELECT sub_account_id, symbol, sum(pnl) AS pnl

@@ -433,6 +433,22 @@ async def test_counters_survive_a_restart(database: Database, engine_factory: An
     assert (out.verdict, out.filter) == ("rejected", "max_signals")
 
 
+async def test_trader_counters_survive_a_restart(database: Database, engine_factory: Any) -> None:
+    pool = database.pool
+    u = await make_user(pool, "kit")
+    rec = await make_recorder(pool, u, "rec", same_direction="add")
+    (sub,) = await make_paper_account(pool, u, "kit-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], max_signals=1)
+    first = await engine_factory()
+    assert (await send(first, pool, rec, buy())).orders == 1
+    await first.close()
+
+    second = await engine_factory()
+    out = await send(second, pool, rec, buy())
+    assert (out.verdict, out.filter) == ("rejected", "max_signals")
+    assert (out.reason or "").startswith("trader")
+
+
 async def test_halt_blocks_entries_and_flatten_closes_one_login(
     database: Database, engine_factory: Any
 ) -> None:
