@@ -210,3 +210,58 @@ def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path, db_url: str) -> None
     assert f"error: cannot listen on 127.0.0.1:{port}" in out
     assert "Traceback" not in out
     assert "daemon.stopped" in out  # the engine and database were closed on the way out
+
+
+async def test_sigterm_under_load_leaves_no_signal_half_handled(
+    tmp_path: Path, db_url: str
+) -> None:
+    """Alerts keep arriving while the daemon is told to stop: each one is either handled to the
+    end (200, final verdict stored) or refused before anything was stored (503 / no answer)."""
+    import asyncio
+
+    import aiohttp
+
+    token = "load-token-abcdefghijklmnop"
+    await _fetch(
+        db_url,
+        "WITH u AS (INSERT INTO users (name, email, status) VALUES ('u', 'u@x.io', 'approved')"
+        "           RETURNING id),"
+        " r AS (INSERT INTO recorders (user_id, name, symbol, token_hash)"
+        f"       SELECT id, 'r', 'MNQ1!', sha256('{token}'::bytea) FROM u RETURNING id, user_id),"
+        " a AS (INSERT INTO accounts (user_id, label, env) SELECT user_id, 'p', 'paper' FROM r"
+        "       RETURNING id),"
+        " s AS (INSERT INTO sub_accounts (account_id, broker_account_id, name)"
+        "       SELECT id, 1, 'P1' FROM a RETURNING id),"
+        " t AS (INSERT INTO traders (user_id, recorder_id, enabled)"
+        "       SELECT user_id, id, true FROM r RETURNING id)"
+        " INSERT INTO trader_accounts (trader_id, sub_account_id) SELECT t.id, s.id FROM t, s"
+        " RETURNING trader_id",
+    )
+    with run_daemon(tmp_path, {}, db_url=db_url) as d:
+        d.wait_ready()
+        answers: list[int] = []
+
+        async def post(client: aiohttp.ClientSession, i: int) -> None:
+            side = "buy" if i % 2 == 0 else "close"
+            body = f'{{"action": "{side}", "ticker": "MNQ1!", "price": 21500, "id": "a{i}"}}'
+            try:
+                async with client.post(f"{d.base}/webhook/{token}", data=body) as r:
+                    answers.append(r.status)
+            except aiohttp.ClientError:
+                answers.append(0)  # the listener had closed: nothing was received
+
+        async with aiohttp.ClientSession() as client:
+            first = [asyncio.create_task(post(client, i)) for i in range(40)]
+            await asyncio.sleep(0.05)
+            d.proc.send_signal(signal.SIGTERM)
+            rest = [asyncio.create_task(post(client, i)) for i in range(40, 80)]
+            await asyncio.gather(*first, *rest)
+        code = await asyncio.to_thread(d.proc.wait, 60)
+        out = d.output()
+    assert code == 0, out
+    assert set(answers) <= {200, 503, 0}, answers
+    rows = await _fetch(db_url, "SELECT id, verdict FROM signals")
+    assert answers.count(200) == len(rows)
+    assert all(r["verdict"] in ("accepted", "rejected") for r in rows), rows
+    assert "daemon.drained" in out
+    assert "complete=True" in out
