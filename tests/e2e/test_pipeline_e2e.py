@@ -75,11 +75,11 @@ class World:
 
     async def trader(
         self, user: str, recorder: str, *accounts: str, opts: tuple[str, ...] = ()
-    ) -> None:
+    ) -> int:
         args = ["trader", "create", "--user", user, "--recorder", recorder, "--enabled", *opts]
         for a in accounts:
             args += ["--account", a]
-        await self.cli.ok(*args)
+        return int((await self.cli.ok(*args))["trader"]["id"])
 
     async def start(self, tmp_path: Path) -> None:
         port = free_port()
@@ -301,3 +301,125 @@ async def test_filters_block_and_allow_with_their_reason(world: World, tmp_path:
     assert out["verdict"] == "accepted"
     await settle()
     assert w.net("D3") == 0
+
+
+def fills(w: World, acct: str) -> int:
+    return len(w.account(acct)["fills"])
+
+
+async def test_what_a_signal_does_table(world: World, tmp_path: Path) -> None:
+    """DESIGN.md §2: every cell of the position table, on the broker's side."""
+    w = world
+    await w.user("eve")
+    await w.demo("eve", "eve-demo", "eve_tv", ["IGN", "ADD", "RE", "MP", "INV", "DIR"])
+    await w.recorder("ign", "eve", "--sl", "40")  # same direction: ignore (default)
+    await w.recorder("add", "eve", "--same-direction", "add")
+    await w.recorder("re", "eve", "--same-direction", "reenter")
+    await w.recorder("mp", "eve", "--size", "2")
+    await w.recorder("inv", "eve", "--inverse")
+    await w.recorder("dir", "eve", "--direction", "long")
+    for rec, acct in [("ign", "IGN"), ("add", "ADD"), ("re", "RE"), ("mp", "MP"),
+                      ("inv", "INV"), ("dir", "DIR")]:  # fmt: skip
+        await w.trader("eve", rec, f"eve-demo:{acct}")
+    await w.start(tmp_path)
+
+    async def step(rec: str, body: dict[str, Any] | str, acct: str, net: int) -> dict[str, Any]:
+        out = await w.alert(rec, body)
+        await settle()
+        assert w.net(acct) == net, (rec, body, out, w.account(acct))
+        return out
+
+    # flat: close does nothing (logged); buy opens long; sell opens short
+    out = await step("ign", {"action": "close", "ticker": "MNQ1!", "id": "i0"}, "IGN", 0)
+    assert (out["verdict"], out["orders"]) == ("accepted", 0)
+    await step("ign", buy(id="i1"), "IGN", 1)
+    # long + buy, same-direction ignore: unchanged, exits untouched
+    out = await step("ign", buy(id="i2"), "IGN", 1)
+    assert out["orders"] == 0
+    assert [o["qty"] for o in w.orders("IGN") if o["orderType"] == "Stop"] == [1]
+    # long + sell: reverse
+    await step("ign", sell(id="i3"), "IGN", -1)
+    await step("ign", sell(id="i4"), "IGN", -1)  # short + sell: ignore
+    await step("ign", buy(id="i5"), "IGN", 1)  # short + buy: reverse
+    await step("ign", {"action": "exit", "ticker": "MNQ1!", "id": "i6"}, "IGN", 0)
+    assert w.orders("IGN") == []
+    # same direction add (no exits anywhere: a plain add) and reenter
+    await step("add", buy(id="a1"), "ADD", 1)
+    await step("add", buy(id="a2"), "ADD", 2)
+    await step("add", sell(id="a3"), "ADD", -1)  # reverse opens the configured size
+    await step("re", buy(id="r1"), "RE", 1)
+    before = fills(w, "RE")
+    await step("re", buy(id="r2"), "RE", 1)
+    assert fills(w, "RE") == before + 2  # closed and opened fresh
+    # market_position is the target: a sell with long reduces, flat closes
+    await step("mp", buy(id="m1"), "MP", 2)
+    await step("mp", sell(id="m2", quantity=1, market_position="long"), "MP", 1)
+    await step("mp", sell(id="m3", market_position="flat"), "MP", 0)
+    await step("mp", buy(id="m4", market_position="short"), "MP", 0)  # flat + reduce: nothing
+    # --inverse: a buy opens a short
+    await step("inv", buy(id="v1"), "INV", -1)
+    # --direction long: a reversal out of a long into a forbidden short only closes
+    await step("dir", buy(id="d1"), "DIR", 1)
+    await step("dir", sell(id="d2", market_position="short", prev_market_position="long"), "DIR", 0)
+
+
+async def test_gates_halt_and_daily_loss(world: World, tmp_path: Path) -> None:
+    """The filters that depend on people and money: each blocks with its reason, closes pass."""
+    w = world
+    for u in ("fred", "gina"):
+        await w.user(u)
+    await w.demo("fred", "fred-demo", "fred_tv", ["F1", "F2", "F3", "F4"])
+    await w.demo("gina", "gina-demo", "gina_tv", ["G1"])
+    await w.recorder("rec", "fred", "--size", "1")
+    await w.recorder("loss", "fred", "--size", "5", "--max-daily-loss", "100")
+    await w.recorder("gated", "fred")
+    await w.recorder("ginas", "gina")
+    await w.recorder("late", "fred")
+    await w.trader("fred", "rec", "fred-demo:F1")
+    await w.trader("fred", "loss", "fred-demo:F2")
+    gated = await w.trader("fred", "gated", "fred-demo:F3")
+    await w.trader("gina", "ginas", "gina-demo:G1")
+    from datetime import UTC, datetime
+
+    from jtrades.engine.tradingday import CHICAGO, session_open, trading_day
+
+    now = datetime.now(UTC)
+    opened = session_open(trading_day(now))
+    cutoff = (opened + (now - opened) / 2).astimezone(CHICAGO)  # passed, after today's open
+    await w.cli.ok("recorder", "edit", "late", "--auto-flat-after", f"{cutoff:%H:%M}")
+    await w.trader("fred", "late", "fred-demo:F4")
+    await w.start(tmp_path)
+
+    # max daily loss: a 5-lot loses 10 points ($100 on MNQ), the next entry is refused
+    await w.alert("loss", buy(id="l1"))
+    await settle()
+    await w.sim.set_price("MNQ", PRICE - 10)
+    await w.alert("loss", {"action": "close", "ticker": "MNQ1!", "price": PRICE - 10, "id": "l2"})
+    await settle()
+    out = await w.alert("loss", buy(id="l3", price=PRICE - 10))
+    assert (out["verdict"], out["filter"]) == ("rejected", "max_daily_loss"), out
+    out = await w.alert("late", buy(id="late1"))
+    assert (out["verdict"], out["filter"]) == ("rejected", "auto_flat"), out
+
+    await w.alert("rec", buy(id="h1"))
+    await settle()
+    await w.cli.ok("recorder", "disable-recording", "ginas")
+    await w.cli.ok("trader", "disable", str(gated))
+    await asyncio.sleep(1.5)  # the daemon polls its configuration every second
+    for rec, flt in [("ginas", "recording_disabled"), ("gated", "trader_disabled")]:
+        out = await w.alert(rec, buy(id=f"x-{rec}"))
+        assert (out["verdict"], out.get("filter")) == ("rejected", flt), (rec, out)
+        assert out["reason"]
+    await w.cli.ok("recorder", "enable-recording", "ginas")
+    await w.cli.ok("users", "disable", "gina")
+    await w.cli.ok("halt")
+    await asyncio.sleep(1.5)
+    for rec, flt in [("ginas", "owner_not_approved"), ("rec", "halted")]:
+        out = await w.alert(rec, buy(id=f"y-{rec}"))
+        assert (out["verdict"], out.get("filter")) == ("rejected", flt), (rec, out)
+        assert out["reason"]
+    # the kill switch lets closes through
+    out = await w.alert("rec", {"action": "close", "ticker": "MNQ1!", "id": "h2"})
+    assert out["verdict"] == "accepted"
+    await settle()
+    assert w.net("F1") == 0
