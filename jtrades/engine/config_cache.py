@@ -10,7 +10,7 @@ names a recorder the snapshot does not know yet.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -78,6 +78,15 @@ class Snapshot:
     fingerprint: str
     # a pending ``halt --flatten``: {"requested_at": …, "account": label | None}
     flatten: dict[str, Any] | None = None
+
+    # (accounts.id, broker account id) -> sub_accounts.id, for the event mirror
+    by_broker: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    def sub_account_id(self, account_id: int, broker_account_id: int | None) -> int | None:
+        """Our sub_accounts.id for a broker account id seen on a login's event stream."""
+        if broker_account_id is None:
+            return None
+        return self.by_broker.get((account_id, broker_account_id))
 
     @property
     def paper_account_ids(self) -> set[int]:
@@ -179,6 +188,7 @@ def build_snapshot(rows: trading_store.ConfigRows) -> Snapshot:
         _halted_flag(rows.halted),
         rows.fingerprint,
         _flatten_request(rows.halted),
+        {(lk.account_id, lk.broker_account_id): sid for sid, lk in links_by_sub.items()},
     )
 
 

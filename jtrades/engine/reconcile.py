@@ -281,10 +281,7 @@ class Reconciler:
                 )
 
     def _sub_id(self, account_id: int, broker_account_id: int | None) -> int | None:
-        for link in self._config.snapshot.links_by_sub.values():
-            if link.account_id == account_id and link.broker_account_id == broker_account_id:
-                return link.sub_account_id
-        return None
+        return self._config.snapshot.sub_account_id(account_id, broker_account_id)
 
     async def _mirror(self, account_id: int, broker: Broker) -> None:
         async for ev in broker.events():

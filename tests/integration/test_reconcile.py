@@ -264,3 +264,78 @@ def test_trades_add_up_to_the_cash_flow(fills: list[tuple[int, int, int]]) -> No
             assert trade.qty >= 1
     open_value = pos.net * (pos.avg or Decimal(0))
     assert abs(cash + open_value - realized) < Decimal("1e-9")
+
+
+async def test_restart_resolves_intents_at_the_simulator_by_cl_ord_id(
+    database: Database, settings: Settings
+) -> None:
+    """The real Tradovate client: an order whose answer was lost is found by its clOrdId; an
+    intent that never left is expired; nothing is sent again."""
+    from jtrades.broker.tradovate.pool import TradovatePool
+    from tests.simutil import running_sim
+
+    pool = database.pool
+    async with running_sim() as sim:
+        sim.add_login("rc_tv", "rc-pw", ["RC1"])
+        tv_settings = settings.tradovate.model_copy(
+            update={
+                "demo_rest_url": sim.rest_url,
+                "demo_ws_url": sim.ws_url,
+                "connect_stagger_s": 0,
+            }
+        )
+        tv = TradovatePool(tv_settings)
+        try:
+            broker = await tv.broker("demo", "rc_tv", "rc-pw")
+            u = await make_user(pool, "rcs")
+            rec = await make_recorder(pool, u, "rcs-rec")
+            aid = await pool.fetchval(
+                "INSERT INTO accounts (user_id, label, env, username)"
+                " VALUES ($1, 'rc-demo', 'demo', 'rc_tv') RETURNING id",
+                u,
+            )
+            bid = sim.account_id("RC1")
+            sub = await pool.fetchval(
+                "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
+                " VALUES ($1, $2, 'RC1') RETURNING id",
+                aid,
+                bid,
+            )
+            trader = await make_trader(pool, u, rec, [(sub, 1)])
+            w = {"rec": rec, "trader": trader, "sub": sub}
+            contract = await broker.find_contract("MNQ1!")
+            placed = await broker.place_order(
+                OrderRequest(
+                    SubAccount(bid, "RC1"),
+                    contract.symbol,
+                    Side.BUY,
+                    1,
+                    OrderType.LIMIT,
+                    cl_ord_id="jt-lost-9",
+                    price=Decimal("20000"),
+                )
+            )
+            lost = await _intent(pool, w, "jt-lost-9", "unknown")
+            never = await _intent(pool, w, "jt-never-1", "pending")
+
+            brokers = BrokerRegistry(database, settings)
+            brokers.attach(aid, "demo", broker)
+            engine = Engine(database, settings, brokers)
+            await engine.start()
+            try:
+                rows = {
+                    r["id"]: r
+                    for r in await pool.fetch(
+                        "SELECT id, state, broker_order_id FROM order_intents"
+                    )
+                }
+                assert (rows[lost]["state"], rows[lost]["broker_order_id"]) == (
+                    "working",
+                    placed.order_id,
+                )
+                assert rows[never]["state"] == "expired"
+                assert len(sim.state()["accounts"]["RC1"]["orders"]) == 1
+            finally:
+                await engine.close()
+        finally:
+            await tv.close()
