@@ -135,6 +135,7 @@ def build_app(hooks: Webhooks, oauth: OAuthCallback | None = None) -> web.Applic
     if oauth is not None:
         app.router.add_get("/oauth/callback", oauth.handle)
     app.router.add_post("/webhook/{token}", hooks.handle)
+    app.router.add_post("/webhook/{token}/", hooks.handle)  # a URL pasted with a trailing slash
     app.router.add_post("/webhook", hooks.handle)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

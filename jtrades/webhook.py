@@ -220,7 +220,7 @@ class Webhooks:
             )
 
         body, oversize = await self._read_body(request)
-        path_token = request.match_info.get("token")
+        path_token = (request.match_info.get("token") or "").strip() or None
         if oversize is not None:
             return await self._refuse(
                 413,

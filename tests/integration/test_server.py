@@ -118,6 +118,12 @@ async def test_alert_is_accepted_and_stored(stack: Stack) -> None:
     assert keys == 1
 
 
+async def test_url_pasted_with_a_trailing_slash_or_space_works(stack: Stack) -> None:
+    for path in (f"/webhook/{stack.token}/", f"/webhook/{stack.token}%20"):
+        status, body = await stack.post(b"close", path=path)
+        assert status == 200, (path, body)
+
+
 async def test_plain_text_with_any_content_type(stack: Stack) -> None:
     status, body = await stack.post(b"sell MNQ1! 2", headers={"Content-Type": "text/plain"})
     assert status == 200, body
