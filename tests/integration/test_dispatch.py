@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -31,9 +32,15 @@ from jtrades.broker.base import (
     WorkingOrder,
 )
 from jtrades.broker.paper import PaperBroker
+from jtrades.broker.registry import BrokerRegistry
+from jtrades.broker.tradovate.pool import TradovatePool
+from jtrades.config import Settings
+from jtrades.db import connect
 from jtrades.engine.config_cache import LinkConfig
 from jtrades.engine.dispatch import Dispatcher, WorkItem, account_state
+from jtrades.engine.engine import Engine
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
+from jtrades.engine.signal import Action, Signal
 from jtrades.errors import BrokerRejected, OutcomeUnknown
 from tests.integration.test_engine import (
     make_paper_account,
@@ -42,6 +49,7 @@ from tests.integration.test_engine import (
     make_user,
     store_signal,
 )
+from tests.simutil import SimHandle, running_sim
 
 
 class FaultyBroker:
@@ -391,3 +399,119 @@ async def test_received_at_in_the_past_is_measured_from_reception(
     )
     assert res.orders == 0
     assert setup["paper"].all_orders(1) == []
+
+
+# --- against the simulator, through the real Tradovate client --------------------------------
+
+
+@asynccontextmanager
+async def sim_engine(
+    settings: Settings, logins: dict[str, list[str]]
+) -> AsyncIterator[tuple[Engine, SimHandle, asyncpg.Pool, int, dict[str, int]]]:
+    """An engine whose logins are sessions on an in-process simulator; one recorder (size 1, no
+    exits) followed by one trader per login on all of its accounts."""
+    async with running_sim() as sim:
+        await sim.set_price("MNQ", 21500)
+        tv_settings = settings.tradovate.model_copy(
+            update={
+                "demo_rest_url": sim.rest_url,
+                "demo_ws_url": sim.ws_url,
+                "connect_stagger_s": 0,
+                "request_timeout_s": 1.0,
+            }
+        )
+        s = settings.model_copy(update={"tradovate": tv_settings})
+        db = await connect(s)
+        tv = TradovatePool(tv_settings)
+        pool = db.pool
+        try:
+            u = await make_user(pool, "simuser")
+            rec = await make_recorder(pool, u, "sim-rec")
+            brokers = BrokerRegistry(db, s)
+            subs: dict[str, int] = {}
+            for login, names in logins.items():
+                sim.add_login(login, "pw", names)
+                aid = await pool.fetchval(
+                    "INSERT INTO accounts (user_id, label, env, username)"
+                    " VALUES ($1, $2, 'demo', $2) RETURNING id",
+                    u,
+                    login,
+                )
+                for n in names:
+                    subs[n] = await pool.fetchval(
+                        "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
+                        " VALUES ($1, $2, $3) RETURNING id",
+                        aid,
+                        sim.account_id(n),
+                        n,
+                    )
+                await make_trader(pool, u, rec, [(subs[n], 1) for n in names])
+                brokers.attach(aid, "demo", await tv.broker("demo", login, "pw"))
+            engine = Engine(db, s, brokers)
+            await engine.start()
+            try:
+                yield engine, sim, pool, rec, subs
+            finally:
+                await engine.close()
+        finally:
+            await tv.close()
+            await db.close()
+
+
+async def test_disconnect_mid_fan_out_at_the_simulator(settings: Settings) -> None:
+    async with sim_engine(settings, {"ok_tv": ["OK1"], "dead_tv": ["DEAD1"]}) as (
+        engine,
+        sim,
+        pool,
+        rec,
+        _subs,
+    ):
+        warm, at = await store_signal(pool, rec)  # resolves the contract on both sessions
+        await engine.on_signal(
+            signal_id=warm,
+            recorder_id=rec,
+            signal=Signal(Action.CLOSE, ticker="MNQ1!"),
+            received_at=at,
+        )
+        sim.fault("zombie", login="dead_tv")  # the socket stays open and never answers
+        sid, at = await store_signal(pool, rec)
+
+        out = await engine.on_signal(
+            signal_id=sid,
+            recorder_id=rec,
+            signal=Signal(Action.BUY, ticker="MNQ1!", price=Decimal(21500)),
+            received_at=at,
+        )
+
+        assert out.orders == 1
+        states = dict(
+            await pool.fetch(
+                "SELECT s.name, i.state FROM order_intents i"
+                " JOIN sub_accounts s ON s.id = i.sub_account_id"
+            )
+        )
+        assert states["DEAD1"] == "unknown"  # no answer: reconciliation's, never re-sent
+        assert states["OK1"] in ("sent", "working", "filled")
+        accounts = sim.state()["accounts"]
+        assert [p["netPos"] for p in accounts["OK1"]["positions"]] == [1]
+        # the order reached the zombie's broker side or not: either way it is there at most once
+        assert len(accounts["DEAD1"]["fills"]) <= 1
+
+
+async def test_broker_rejection_text_from_the_simulator(settings: Settings) -> None:
+    async with sim_engine(settings, {"rj_tv": ["RJ1"]}) as (engine, sim, pool, rec, _subs):
+        sim.fault("reject_order", reason="MaxPosLimitReached", text="Max position limit reached")
+        sid, at = await store_signal(pool, rec)
+
+        out = await engine.on_signal(
+            signal_id=sid,
+            recorder_id=rec,
+            signal=Signal(Action.BUY, ticker="MNQ1!", price=Decimal(21500)),
+            received_at=at,
+        )
+
+        assert out.orders == 0
+        row = await pool.fetchrow("SELECT state, reason FROM order_intents")
+        assert row["state"] == "rejected"
+        assert "Max position limit" in row["reason"]
+        assert sim.state()["accounts"]["RJ1"]["positions"] == []
