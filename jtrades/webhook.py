@@ -328,6 +328,19 @@ class Webhooks:
         """Hand the stored signal to the engine and write its outcome back; never raises."""
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._inflight[signal_id] = waiter
+        # Duplicates waiting on this one get its answer, or "received" if it is cancelled.
+        result = _summary(signal_id, "received", 0)
+        try:
+            result = await self._run_engine(signal_id, recorder_id, signal, received_at)
+        finally:
+            if not waiter.done():
+                waiter.set_result(result)
+            self._inflight.pop(signal_id, None)
+        return result
+
+    async def _run_engine(
+        self, signal_id: int, recorder_id: int, signal: Signal, received_at: datetime
+    ) -> dict[str, Any]:
         result: dict[str, Any]
         with structlog.contextvars.bound_contextvars(signal_id=signal_id, recorder_id=recorder_id):
             try:
@@ -345,7 +358,10 @@ class Webhooks:
                 fields: dict[str, Any] = {
                     "verdict": outcome.verdict,
                     "filter": outcome.filter,
-                    "reason": outcome.reason,
+                    # rule 9 (and a CHECK): a rejection always says why
+                    "reason": outcome.reason
+                    or (outcome.filter if outcome.verdict == "rejected" else None)
+                    or ("rejected" if outcome.verdict == "rejected" else None),
                     "orders": outcome.orders,
                     "detail": outcome.detail or None,
                 }
@@ -376,8 +392,6 @@ class Webhooks:
                 filter=result.get("filter"),
                 reason=result.get("reason"),
             )
-        waiter.set_result(result)
-        self._inflight.pop(signal_id, None)
         return result
 
     async def _first_result(self, first_id: int) -> dict[str, Any]:

@@ -569,3 +569,20 @@ async def test_arbitrary_tokens_never_answer_5xx(stack: Stack, token: str, body:
     async with stack.client.post(path, data=body) as r:
         assert r.status < 500, await r.text()
         assert r.status in (200, 400, 401, 404, 405, 413, 422)
+
+
+async def test_a_rejection_always_stores_a_reason(settings: Settings, pool: asyncpg.Pool) -> None:
+    class Terse(BrokenEngine):
+        async def on_signal(self, **_kw: Any) -> Any:
+            return type("O", (), {"verdict": "rejected", "filter": "direction", "reason": None,
+                                  "orders": 0, "detail": {}})()  # fmt: skip
+
+    async with serving(settings, pool, engine=Terse()) as s:
+        status, body = await s.post(ALERT)
+        assert (status, body["verdict"], body["filter"]) == (200, "rejected", "direction")
+        row = await s.row(body["signal_id"])
+        assert (row["verdict"], row["filter"], row["reason"]) == (
+            "rejected",
+            "direction",
+            "direction",
+        )
