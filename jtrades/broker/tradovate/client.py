@@ -162,9 +162,11 @@ def strategy_params(req: StrategyRequest) -> str:
                 }
             )
         if b.breakeven is not None:
-            # No documented bracket field moves a stop to breakeven: refuse rather than drop it.
-            raise ValueError(
-                "breakeven is not a Tradovate bracket parameter; manage it in the engine"
+            # No documented bracket field moves a stop to breakeven. Dropping it would leave a
+            # wider stop than the trader asked for, so the order fails closed with a reason.
+            raise BrokerRejected(
+                "breakeven is not supported on Tradovate order strategies: remove --breakeven"
+                " or use --sl-type trailing"
             )
         brackets.append(leg)
     if sum(b.qty for b in req.brackets) != e.qty:
