@@ -77,6 +77,9 @@ class AccountView:
         self._accounts: dict[int, str] = {}
         self._positions: dict[tuple[int, int], Entity] = {}
         self._orders: dict[int, Entity] = {}
+        # account -> ids of its orders whose status is open: working_orders runs for every
+        # sub-account of every signal, and _orders keeps every order of the day
+        self._open_by_account: dict[int, set[int]] = {}
         self._versions: dict[int, Entity] = {}  # orderId -> latest orderVersion
         self._cl_ord: dict[int, str] = {}  # orderId -> clOrdId (from its New command)
         self._fills: dict[int, Entity] = {}
@@ -142,6 +145,11 @@ class AccountView:
                 self._orders.pop(eid, None)
             else:
                 self._orders[eid] = e
+            open_ids = self._open_by_account.setdefault(int(e.get("accountId") or 0), set())
+            if not deleted and _status(e.get("ordStatus")).is_open:
+                open_ids.add(eid)
+            else:
+                open_ids.discard(eid)
             return self._order_event(eid, deleted)
         if kind == "orderVersion":
             oid = int(e["orderId"])
@@ -280,16 +288,9 @@ class AccountView:
         """Orders still open (PendingNew, Working, …), oldest first; raises while unsynced."""
         self._require_synced(account_id)
         out = []
-        for oid in sorted(self._orders):
-            raw = self._orders[oid]
-            # cheap checks on the raw entity first: the view keeps every order of the login,
-            # finished ones included, and this runs for each sub-account of every signal
-            if int(raw.get("accountId") or 0) != account_id:
-                continue
-            if not _status(raw.get("ordStatus")).is_open:
-                continue
+        for oid in sorted(self._open_by_account.get(account_id, ())):
             order = self._working(oid)
-            if order is not None:
+            if order is not None and order.account_id == account_id and order.status.is_open:
                 out.append(order)
         return out
 
