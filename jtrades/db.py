@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import re
+import subprocess
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -186,7 +187,14 @@ async def connect(settings: Settings, *, migrate_now: bool = False) -> Database:
             display = _redact_url(settings.database.url)
         else:
             embedded = EmbeddedPostgres(settings.data_dir)
-            uri = await asyncio.to_thread(embedded.start)
+            try:
+                uri = await asyncio.to_thread(embedded.start)
+            except (subprocess.CalledProcessError, PermissionError, RuntimeError) as exc:
+                # pgserver reports initdb/pg_ctl failures this way; say where, not a traceback.
+                raise StorageUnavailable(
+                    f"cannot start the embedded Postgres in {embedded.pgdata}: {_describe(exc)}"
+                    " (see README, Troubleshooting)"
+                ) from None
             host = _socket_host(uri)
             await _ensure_database(host)
             pool = await _create_pool(settings, host=host, user="postgres", database=EMBEDDED_DB)
