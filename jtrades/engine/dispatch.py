@@ -253,6 +253,7 @@ class Dispatcher:
         self._settle_timeout = settle_timeout_s
         self._clock = clock
         self._locks: dict[int, asyncio.Lock] = {}
+        self._settling: set[asyncio.Task[None]] = set()
 
     def lock_for(self, sub_account_id: int) -> asyncio.Lock:
         lock = self._locks.get(sub_account_id)
@@ -386,13 +387,14 @@ class Dispatcher:
         return prepared
 
     async def _run_account(
-        self, p: _Prepared, received_at: datetime, lock: asyncio.Lock
+        self, p: _Prepared, received_at: datetime, lock: asyncio.Lock | None
     ) -> AccountResult:
         link = p.item.link
         res = AccountResult(
             p.item.trader_id, link.sub_account_id, str(p.plan.action), p.plan.reason
         )
         settle = False
+        done: list[intent_store.Outcome] = []
         try:
             failed: str | None = None
             for (po, ni), intent_id in zip(p.steps, p.ids, strict=True):
@@ -400,17 +402,20 @@ class Dispatcher:
                     # Already written by an earlier delivery of this signal: that one sends it.
                     res.messages.append(f"{ni.cl_ord_id}: duplicate, not sent again")
                     continue
-                if failed is not None:
-                    await self._finish(intent_id, "expired", None, f"not sent: {failed}")
-                    res.expired += 1
-                    continue
-                if self._clock() - received_at > self._ttl:
+                if failed is None and self._clock() - received_at > self._ttl:
                     failed = "signal older than its TTL"
-                    await self._finish(intent_id, "expired", None, f"not sent: {failed}")
+                if failed is not None:
+                    done.append(
+                        intent_store.Outcome(intent_id, "expired", reason=f"not sent: {failed}")
+                    )
                     res.expired += 1
                     continue
                 state, order_id, reason = await self._send(p.item, po)
-                await self._finish(intent_id, state, order_id, reason, sent=state != "expired")
+                done.append(
+                    intent_store.Outcome(
+                        intent_id, state, order_id, reason, sent=state != "expired"
+                    )
+                )
                 if state in ("sent", "done"):
                     res.sent += 1
                     settle = settle or _settles_position(po)
@@ -425,14 +430,27 @@ class Dispatcher:
                     failed = f"step {po.step} not sent"
                 if reason:
                     res.messages.append(f"{ni.cl_ord_id}: {reason}")
-            if settle:
-                await self._settle(p)
+            await self._finish(done)
+            if settle and lock is not None:
+                # The answer to the alert need not wait for the fills to show; the next signal
+                # on this sub-account must: the lock passes to a task that frees it once they do.
+                task = asyncio.create_task(self._settle_then_release(p, lock))
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
+                lock = None
         except Exception as exc:  # a bug must not leave the lock held or the gather hanging
             log.exception("dispatch.account_failed", sub_account_id=link.sub_account_id)
             res.messages.append(f"internal error: {type(exc).__name__}")
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
         return res
+
+    async def _settle_then_release(self, p: _Prepared, lock: asyncio.Lock) -> None:
+        try:
+            await self._settle(p)
+        finally:
+            lock.release()
 
     async def _send(self, item: WorkItem, po: PlannedOrder) -> tuple[str, int | None, str | None]:
         """Hand one step to the broker: (intent state, broker order id, reason)."""
@@ -471,27 +489,13 @@ class Dispatcher:
             log.exception("dispatch.send_failed", cl_ord_prefix=item.link.sub_account_id)
             return "unknown", None, f"send failed: {type(exc).__name__}"
 
-    async def _finish(
-        self,
-        intent_id: int,
-        state: str,
-        order_id: int | None,
-        reason: str | None,
-        *,
-        sent: bool = False,
-    ) -> None:
+    async def _finish(self, outcomes: list[intent_store.Outcome]) -> None:
+        """Write the account's outcomes in one statement; a failure is logged, not raised: the
+        orders went (or not) regardless, and reconciliation settles the rows by clOrdId."""
         try:
-            if sent:
-                await intent_store.mark_sent(
-                    self._pool, intent_id, state, broker_order_id=order_id, reason=reason
-                )
-            else:
-                await intent_store.set_state(
-                    self._pool, intent_id, state, broker_order_id=order_id, reason=reason
-                )
+            await intent_store.finish_many(self._pool, outcomes)
         except Exception as exc:
-            # The order went (or not) regardless; reconciliation resolves the row later.
-            log.error("dispatch.result_not_written", intent_id=intent_id, error=str(exc))
+            log.error("dispatch.results_not_written", intents=len(outcomes), error=str(exc))
 
     async def _settle(self, p: _Prepared) -> None:
         """Hold the lock until the broker's view shows the new position (bounded), so the next

@@ -170,6 +170,13 @@ class DailyPnl:
 # --- the loop ---------------------------------------------------------------------------------
 
 
+def _drain(queue: asyncio.Queue[BrokerEvent | None]) -> list[BrokerEvent | None]:
+    out: list[BrokerEvent | None] = []
+    while not queue.empty():
+        out.append(queue.get_nowait())
+    return out
+
+
 class Reconciler:
     def __init__(
         self,
@@ -284,45 +291,94 @@ class Reconciler:
         return self._config.snapshot.sub_account_id(account_id, broker_account_id)
 
     async def _mirror(self, account_id: int, broker: Broker) -> None:
-        async for ev in broker.events():
+        """Follow one login's event stream; events that arrive together are written together
+        (the latest state of each order and position, every fill), so a burst of hundreds of
+        order events costs a few statements, not hundreds."""
+        queue: asyncio.Queue[BrokerEvent | None] = asyncio.Queue()
+
+        async def pump() -> None:
             try:
-                await self.apply_event(account_id, broker, ev)
-            except Exception as exc:
-                log.error("reconcile.mirror_failed", kind=ev.kind, error=str(exc))
+                async for ev in broker.events():
+                    queue.put_nowait(ev)
+            finally:
+                queue.put_nowait(None)
+
+        pumping = asyncio.create_task(pump(), name=f"reconcile.pump.{account_id}")
+        try:
+            ended = False
+            while not ended:
+                batch: list[BrokerEvent] = []
+                first = await queue.get()
+                for ev in [first, *_drain(queue)]:
+                    if ev is None:
+                        ended = True
+                    else:
+                        batch.append(ev)
+                try:
+                    await self.apply_events(account_id, broker, batch)
+                except Exception as exc:
+                    log.error("reconcile.mirror_failed", events=len(batch), error=str(exc))
+        finally:
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pumping
 
     async def apply_event(self, account_id: int, broker: Broker, ev: BrokerEvent) -> None:
         """Write one broker event into the mirror tables."""
-        sub = self._sub_id(account_id, ev.account_id)
-        if sub is None:
-            return
-        e = ev.entity
-        if isinstance(e, WorkingOrder):
-            intent_id = None
-            if e.cl_ord_id:
-                await intent_store.sync_from_order(
-                    self._pool, e.cl_ord_id, _STATE_OF.get(e.status, "unknown"), e.order_id
+        await self.apply_events(account_id, broker, [ev])
+
+    async def apply_events(
+        self, account_id: int, broker: Broker, events: list[BrokerEvent]
+    ) -> None:
+        """Write a batch of one login's events into the mirror tables."""
+        orders: dict[tuple[int, int], WorkingOrder] = {}
+        positions: dict[tuple[int, str], Position] = {}
+        fills: list[tuple[int, Fill]] = []
+        for ev in events:
+            sub = self._sub_id(account_id, ev.account_id)
+            if sub is None:
+                continue
+            e = ev.entity
+            if isinstance(e, WorkingOrder):
+                orders[(sub, e.order_id)] = e  # the latest state wins
+            elif isinstance(e, Fill):
+                fills.append((sub, e))
+            elif isinstance(e, Position):
+                positions[(sub, e.symbol)] = e
+        await intent_store.sync_many_from_orders(
+            self._pool,
+            [
+                (o.cl_ord_id, _STATE_OF.get(o.status, "unknown"), o.order_id)
+                for o in orders.values()
+                if o.cl_ord_id
+            ],
+        )
+        await trading_store.upsert_orders(
+            self._pool,
+            [
+                trading_store.order_row(
+                    sub_account_id=sub,
+                    broker_order_id=o.order_id,
+                    cl_ord_id=o.cl_ord_id,
+                    symbol=o.symbol,
+                    side=str(o.side),
+                    qty=o.qty,
+                    order_type=str(o.order_type),
+                    price=o.price,
+                    stop_price=o.stop_price,
+                    status=str(o.status),
+                    parent_id=o.parent_id,
+                    oco_id=o.oco_id,
                 )
-                intent_id = await intent_store.id_by_cl_ord_id(self._pool, e.cl_ord_id)
-            await trading_store.upsert_order(
-                self._pool,
-                sub_account_id=sub,
-                broker_order_id=e.order_id,
-                intent_id=intent_id,
-                cl_ord_id=e.cl_ord_id,
-                symbol=e.symbol,
-                side=str(e.side),
-                qty=e.qty,
-                order_type=str(e.order_type),
-                price=e.price,
-                stop_price=e.stop_price,
-                status=str(e.status),
-                parent_id=e.parent_id,
-                oco_id=e.oco_id,
-            )
-        elif isinstance(e, Fill):
-            await self._on_fill(sub, broker, e)
-        elif isinstance(e, Position):
-            await trading_store.upsert_position(self._pool, sub, e.symbol, e.net_pos, e.net_price)
+                for (sub, _), o in orders.items()
+            ],
+        )
+        for sub, f in fills:
+            await self._on_fill(sub, broker, f)
+        await trading_store.upsert_positions(
+            self._pool,
+            [(sub, p.symbol, p.net_pos, p.net_price) for (sub, _), p in positions.items()],
+        )
 
     async def _on_fill(self, sub: int, broker: Broker, f: Fill) -> None:
         new = await trading_store.insert_fill(

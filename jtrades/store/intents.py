@@ -92,6 +92,32 @@ async def mark_sent(
         await ex.execute(q("intents.mark_sent"), intent_id, state, broker_order_id, reason)
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one intent when it was (or was not) handed to the broker."""
+
+    intent_id: int
+    state: str
+    broker_order_id: int | None = None
+    reason: str | None = None
+    sent: bool = False
+
+
+async def finish_many(ex: Executor, outcomes: Sequence[Outcome]) -> None:
+    """Record several intents' outcomes in one statement (``sent`` sets ``sent_at``)."""
+    if not outcomes:
+        return
+    with translate_errors():
+        await ex.execute(
+            q("intents.finish_many"),
+            [o.intent_id for o in outcomes],
+            [o.state for o in outcomes],
+            [o.broker_order_id for o in outcomes],
+            [o.reason for o in outcomes],
+            [o.sent for o in outcomes],
+        )
+
+
 async def set_state(
     ex: Executor,
     intent_id: int,
@@ -145,3 +171,10 @@ async def sync_from_order(
     with translate_errors():
         v = await ex.fetchval(q("intents.sync_from_order"), cl_ord_id, state, broker_order_id)
     return int(v) if v is not None else None
+
+
+async def sync_many_from_orders(ex: Executor, rows: list[tuple[str, str, int]]) -> None:
+    """``sync_from_order`` for many (cl_ord_id, state, broker_order_id) at once."""
+    if rows:
+        with translate_errors():
+            await ex.executemany(q("intents.sync_from_order"), rows)

@@ -201,3 +201,50 @@ async def flatten_done(ex: Executor, requested_at: str, done_at: datetime) -> No
     """Record that the flatten requested at ``requested_at`` was carried out."""
     with translate_errors():
         await ex.execute(q("trading.flatten_done"), requested_at, done_at.isoformat())
+
+
+def order_row(
+    *,
+    sub_account_id: int,
+    broker_order_id: int,
+    cl_ord_id: str | None,
+    symbol: str,
+    side: str,
+    qty: int,
+    order_type: str,
+    price: Decimal | None,
+    stop_price: Decimal | None,
+    status: str,
+    parent_id: int | None,
+    oco_id: int | None,
+) -> tuple[Any, ...]:
+    """One ``upsert_orders`` row; the intent is found by clOrdId in the statement itself."""
+    return (
+        sub_account_id,
+        broker_order_id,
+        None,
+        cl_ord_id,
+        symbol,
+        side,
+        qty,
+        order_type,
+        price,
+        stop_price,
+        status,
+        parent_id,
+        oco_id,
+    )
+
+
+async def upsert_orders(ex: Executor, rows: list[tuple[Any, ...]]) -> None:
+    """Mirror many orders at once (``order_row`` tuples)."""
+    if rows:
+        with translate_errors():
+            await ex.executemany(q("trading.upsert_order"), rows)
+
+
+async def upsert_positions(ex: Executor, rows: list[tuple[int, str, int, Decimal | None]]) -> None:
+    """Mirror many positions at once: (sub_account_id, symbol, net_pos, net_price)."""
+    if rows:
+        with translate_errors():
+            await ex.executemany(q("trading.upsert_position"), rows)

@@ -58,3 +58,16 @@ UPDATE order_intents
 SET state = $2, broker_order_id = COALESCE(broker_order_id, $3), updated_at = now()
 WHERE cl_ord_id = $1 AND state NOT IN ('filled', 'rejected', 'cancelled', 'expired', 'done')
 RETURNING id;
+
+-- name: intents.finish_many($1 ids, $2 states, $3 broker_order_ids, $4 reasons, $5 sent)
+-- The outcomes of one sub-account's steps in one statement. Like mark_sent, an intent the
+-- broker's events already moved on (working, filled) keeps its state.
+UPDATE order_intents i
+SET state = CASE WHEN i.state IN ('pending', 'unknown') THEN u.state ELSE i.state END,
+    broker_order_id = COALESCE(u.broker_order_id, i.broker_order_id),
+    reason = COALESCE(u.reason, i.reason),
+    sent_at = CASE WHEN u.sent THEN COALESCE(i.sent_at, now()) ELSE i.sent_at END,
+    updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::boolean[])
+     AS u (id, state, broker_order_id, reason, sent)
+WHERE i.id = u.id;

@@ -72,7 +72,8 @@ FROM trades WHERE closed_at >= $1 GROUP BY sub_account_id, symbol;
 -- name: trading.upsert_order($1 sub_account_id, $2 broker_order_id, $3 intent_id, $4 cl_ord_id, $5 symbol, $6 side, $7 qty, $8 order_type, $9 price, $10 stop_price, $11 status, $12 parent_id, $13 oco_id)
 INSERT INTO orders (sub_account_id, broker_order_id, intent_id, cl_ord_id, symbol, side, qty,
                     order_type, price, stop_price, status, parent_id, oco_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+VALUES ($1, $2, COALESCE($3, (SELECT i.id FROM order_intents i WHERE i.cl_ord_id = $4)),
+        $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 ON CONFLICT (sub_account_id, broker_order_id) DO UPDATE
 SET intent_id = COALESCE(EXCLUDED.intent_id, orders.intent_id),
     cl_ord_id = COALESCE(EXCLUDED.cl_ord_id, orders.cl_ord_id),
