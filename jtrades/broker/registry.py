@@ -39,6 +39,7 @@ class BrokerRegistry:
         self._tradovate: dict[int, Broker] = {}  # accounts.id -> its login's session
         self._tv_env: dict[int, tuple[str, Broker]] = {}
         self._wanted: set[int] = set()
+        self._synced_once = False
         self._resolver = InstrumentResolver()
         self._box: Any = None
         self._closed = False
@@ -112,6 +113,7 @@ class BrokerRegistry:
         missing = [aid for aid in wanted if aid not in self._tradovate]
         if missing:
             await asyncio.gather(*(self._connect(aid) for aid in missing))
+        self._synced_once = True
 
     async def _connect(self, account_id: int) -> None:
         """Open (or join) the Tradovate session of one login; failures are logged and retried
@@ -141,9 +143,14 @@ class BrokerRegistry:
         self._tv_env[account_id] = (creds.env, broker)
 
     def ready(self) -> bool:
-        if self._closed:
-            return False
-        return all(aid in self._tradovate for aid in self._wanted)
+        """Sessions were attempted for every configured login. A login that cannot connect
+        does not make the daemon unready (its sub-accounts are simply not traded, and it is
+        retried on every reconciliation pass): ``connected()`` tells which ones are up."""
+        return not self._closed and self._synced_once
+
+    def connected(self) -> dict[int, bool]:
+        """accounts.id of each configured Tradovate login → whether its session is attached."""
+        return {aid: aid in self._tradovate for aid in sorted(self._wanted)}
 
     async def close(self) -> None:
         self._closed = True

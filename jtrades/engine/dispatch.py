@@ -217,12 +217,15 @@ def intent_for(
     )
 
 
-def _settles_position(po: PlannedOrder) -> bool:
-    """Steps whose effect on the position shows at once (market orders, liquidations)."""
+def expected_position(position: int, po: PlannedOrder) -> int | None:
+    """The position once ``po`` has taken effect, when that shows at once (a market order, a
+    liquidation); None when it does not (working orders, cancels)."""
     if po.kind == "liquidate":
-        return True
+        return 0
     main = _main_order(po)
-    return main is not None and main.order_type is OrderType.MARKET
+    if main is None or main.order_type is not OrderType.MARKET:
+        return None
+    return position + main.side.sign * main.qty
 
 
 @dataclass(slots=True)
@@ -231,6 +234,7 @@ class _Prepared:
     plan: AccountPlan
     steps: list[tuple[PlannedOrder, intent_store.NewIntent]]
     before_pos: int
+    expected_pos: int | None = None  # what the broker's view must show before the lock goes
     ids: list[int | None] = field(default_factory=list)
 
 
@@ -394,6 +398,7 @@ class Dispatcher:
             p.item.trader_id, link.sub_account_id, str(p.plan.action), p.plan.reason
         )
         settle = False
+        position = p.before_pos
         done: list[intent_store.Outcome] = []
         try:
             failed: str | None = None
@@ -418,7 +423,9 @@ class Dispatcher:
                 )
                 if state in ("sent", "done"):
                     res.sent += 1
-                    settle = settle or _settles_position(po)
+                    after = expected_position(position, po)
+                    if after is not None:
+                        position, settle = after, True
                 elif state == "rejected":
                     res.rejected += 1
                     failed = f"step {po.step} rejected"
@@ -432,6 +439,7 @@ class Dispatcher:
                     res.messages.append(f"{ni.cl_ord_id}: {reason}")
             await self._finish(done)
             if settle and lock is not None:
+                p.expected_pos = position
                 # The answer to the alert need not wait for the fills to show; the next signal
                 # on this sub-account must: the lock passes to a task that frees it once they do.
                 task = asyncio.create_task(self._settle_then_release(p, lock))
@@ -498,15 +506,19 @@ class Dispatcher:
             log.error("dispatch.results_not_written", intents=len(outcomes), error=str(exc))
 
     async def _settle(self, p: _Prepared) -> None:
-        """Hold the lock until the broker's view shows the new position (bounded), so the next
-        signal on this sub-account plans against it rather than against the old one."""
+        """Hold the lock until the broker's view shows the position the sent steps make
+        (bounded), so the next signal on this sub-account plans against it: a reversal's
+        close alone (flat) is not yet the new position."""
         it = p.item
         deadline = asyncio.get_running_loop().time() + self._settle_timeout
-        while asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.005)
-            if _net_pos(it.broker, it.link.broker_account_id, it.contract) not in (
-                None,
-                p.before_pos,
-            ):
+        while True:
+            if _net_pos(it.broker, it.link.broker_account_id, it.contract) == p.expected_pos:
                 return
-        log.info("dispatch.settle_timeout", sub_account_id=it.link.sub_account_id)
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.005)
+        log.info(
+            "dispatch.settle_timeout",
+            sub_account_id=it.link.sub_account_id,
+            expected=p.expected_pos,
+        )

@@ -231,6 +231,10 @@ class Reconciler:
 
     async def tick(self) -> None:
         """One pass; each job logs its own failure and the others still run."""
+        try:  # logins that could not connect before are tried again
+            await self._brokers.sync_accounts(self._config.snapshot)
+        except Exception as exc:
+            log.error("reconcile.sessions_failed", error=str(exc))
         self.ensure_mirrors()
         try:
             await self.resolve_intents(before=datetime.now(UTC) - self._grace)

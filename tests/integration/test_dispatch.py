@@ -37,7 +37,7 @@ from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.config import Settings
 from jtrades.db import connect
 from jtrades.engine.config_cache import LinkConfig
-from jtrades.engine.dispatch import Dispatcher, WorkItem, account_state
+from jtrades.engine.dispatch import Dispatcher, WorkItem, account_state, expected_position
 from jtrades.engine.engine import Engine
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
 from jtrades.engine.signal import Action, Signal
@@ -515,3 +515,17 @@ async def test_broker_rejection_text_from_the_simulator(settings: Settings) -> N
         assert row["state"] == "rejected"
         assert "Max position limit" in row["reason"]
         assert sim.state()["accounts"]["RJ1"]["positions"] == []
+
+
+def test_expected_position_after_each_kind_of_step() -> None:
+    acct = SubAccount(1, "A")
+    market = PlannedOrder(1, "order", OrderRequest(acct, "X", Side.SELL, 3))
+    limit = PlannedOrder(
+        2, "order", OrderRequest(acct, "X", Side.BUY, 1, OrderType.LIMIT, price=Decimal(1))
+    )
+    flat = PlannedOrder(3, "liquidate", OrderRequest(acct, "X", Side.SELL, 2))
+    cancel = PlannedOrder(4, "cancel", None, cancel_order_id=9)
+    assert expected_position(2, market) == -1
+    assert expected_position(2, limit) is None
+    assert expected_position(2, flat) == 0
+    assert expected_position(2, cancel) is None
