@@ -258,15 +258,25 @@ async def test_dca_re_places_exits_and_racing_alerts(world: World, tmp_path: Pat
 async def test_filters_block_and_allow_with_their_reason(world: World, tmp_path: Path) -> None:
     w = world
     await w.user("dan")
-    await w.demo("dan", "dan-demo", "dan_tv", ["D1", "D2", "D3", "D4", "D5"])
+    await w.demo("dan", "dan-demo", "dan_tv", ["D1", "D2", "D3", "D4", "D5", "D6"])
     await w.recorder("longonly", "dan", "--direction", "long")
     await w.recorder("nth", "dan", "--every-nth", "2")
     await w.recorder("maxsig", "dan", "--max-signals", "1")
     await w.recorder("cool", "dan", "--cooldown", "3600")
+    # windows on the owner's wall clock (America/Chicago): one around now, one an hour away
+    from datetime import UTC, datetime, timedelta
+
+    from jtrades.engine.tradingday import CHICAGO
+
+    now = datetime.now(UTC).astimezone(CHICAGO)
+    around = f"{now - timedelta(minutes=30):%H:%M}-{now + timedelta(minutes=30):%H:%M}"
+    away = f"{now + timedelta(minutes=60):%H:%M}-{now + timedelta(minutes=61):%H:%M}"
     await w.recorder("shut", "dan")
-    await w.cli.ok("recorder", "edit", "shut", "--window", "03:00-03:01")
+    await w.cli.ok("recorder", "edit", "shut", "--window", away)
+    await w.recorder("open", "dan")
+    await w.cli.ok("recorder", "edit", "open", "--window", around)
     await w.recorder("off", "dan")
-    for i, name in enumerate(("longonly", "nth", "maxsig", "cool", "shut"), 1):
+    for i, name in enumerate(("longonly", "nth", "maxsig", "cool", "shut", "open"), 1):
         await w.trader("dan", name, f"dan-demo:D{i}")
     await w.start(tmp_path)
 
@@ -280,6 +290,7 @@ async def test_filters_block_and_allow_with_their_reason(world: World, tmp_path:
         ("cool", buy(id="c1"), None),
         ("cool", buy(id="c2"), "cooldown"),
         ("off", buy(), None),  # no trader: accepted, nothing to do
+        ("open", buy(id="o1"), None),  # inside its window
     ]
     for rec, body, expected in cases:
         out = await w.alert(rec, body)
@@ -296,6 +307,8 @@ async def test_filters_block_and_allow_with_their_reason(world: World, tmp_path:
         "direction", "every_nth", "max_signals", "cooldown", "window",
     ]  # fmt: skip
     assert all(r["reason"] for r in rows)
+    await settle()
+    assert w.net("D6") == 1
     # closes pass every entry filter
     out = await w.alert("maxsig", "close")
     assert out["verdict"] == "accepted"
