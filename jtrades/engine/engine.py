@@ -5,7 +5,13 @@ per sub-account (``dispatch.Dispatcher``). Everything it reads on the way — co
 counters, P&L, positions — is in memory (``ConfigCache``, the brokers' live views, counters kept
 here and seeded from the database at start), so the only database round trip per signal is the
 intent write. The HTTP layer owns the ``signals`` row and stores the returned ``Outcome`` on it;
-``Outcome.detail`` carries ``entry``/``nth_seen`` so the counters can be rebuilt after a restart.
+``Outcome.detail`` carries ``entry``/``nth_seen`` (the recorder's counters) and
+``trader_entries``/``trader_seen`` (trader ids) so the session counters can be rebuilt after a
+restart, ``traders`` (per-trader rejections and skipped sub-accounts) and ``accounts`` (per
+sub-account: action, reason, sent/rejected/unknown/expired counts, the broker's messages).
+
+A database failure while writing the intents returns ``rejected`` with filter ``storage`` and
+nothing sent (fail closed). ``halt --flatten`` requests are carried out by ``flatten``.
 """
 
 from __future__ import annotations
