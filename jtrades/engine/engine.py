@@ -119,7 +119,6 @@ class Engine:
         self.reconciler = Reconciler(db.pool, self.brokers, self.config, self.dispatcher, settings)
         self._rec_counters: dict[int, _Counters] = {}
         self._trader_counters: dict[int, _Counters] = {}
-        self._contracts: dict[tuple[int, str], Contract] = {}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
@@ -427,9 +426,5 @@ class Engine:
         return total
 
     async def _contract(self, link: LinkConfig, broker: Broker, ticker: str) -> Contract:
-        key = (link.account_id, ticker)
-        c = self._contracts.get(key)
-        if c is None:
-            c = await self.brokers.resolve_contract(link, broker, ticker)
-            self._contracts[key] = c
-        return c
+        # The resolver caches per broker with a TTL, so ``MNQ1!`` follows the roll.
+        return await self.brokers.resolve_contract(link, broker, ticker)
