@@ -329,7 +329,10 @@ class Dispatcher:
                 lock = self.lock_for(p.item.link.sub_account_id)
                 acquired.remove(lock)  # handed to the task, which releases it when done
                 tasks.append(asyncio.create_task(self._run_account(p, received_at, lock)))
-            results.extend(await asyncio.gather(*tasks))
+            finished = await asyncio.gather(*tasks)
+            results.extend(res for res, _ in finished)
+            # every sub-account's outcomes in one statement, after the orders are out
+            await self._finish([o for _, outcomes in finished for o in outcomes])
             return DispatchResult(results)
         finally:
             for lock in acquired:
@@ -392,7 +395,7 @@ class Dispatcher:
 
     async def _run_account(
         self, p: _Prepared, received_at: datetime, lock: asyncio.Lock | None
-    ) -> AccountResult:
+    ) -> tuple[AccountResult, list[intent_store.Outcome]]:
         link = p.item.link
         res = AccountResult(
             p.item.trader_id, link.sub_account_id, str(p.plan.action), p.plan.reason
@@ -437,7 +440,6 @@ class Dispatcher:
                     failed = f"step {po.step} not sent"
                 if reason:
                     res.messages.append(f"{ni.cl_ord_id}: {reason}")
-            await self._finish(done)
             if settle and lock is not None:
                 p.expected_pos = position
                 # The answer to the alert need not wait for the fills to show; the next signal
@@ -452,7 +454,7 @@ class Dispatcher:
         finally:
             if lock is not None:
                 lock.release()
-        return res
+        return res, done
 
     async def _settle_then_release(self, p: _Prepared, lock: asyncio.Lock) -> None:
         try:
