@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -53,6 +54,9 @@ from jtrades.engine.tradingday import session_start
 from jtrades.store import trading as trading_store
 
 log = structlog.get_logger(__name__)
+
+
+_REMEMBERED_SIGNALS = 10_000  # recent signal ids whose outcome a repeat call gets back
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +122,7 @@ class Engine:
         )
         self.reconciler = Reconciler(db.pool, self.brokers, self.config, self.dispatcher, settings)
         self._rec_counters: dict[int, _Counters] = {}
+        self._outcomes: OrderedDict[int, asyncio.Future[Outcome]] = OrderedDict()
         self._trader_counters: dict[int, _Counters] = {}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -231,7 +236,33 @@ class Engine:
     async def on_signal(
         self, *, signal_id: int, recorder_id: int, signal: Signal, received_at: datetime
     ) -> Outcome:
-        """Filter, plan and dispatch one stored signal; never raises for a trading outcome."""
+        """Filter, plan and dispatch one stored signal; never raises for a trading outcome.
+
+        The same ``signal_id`` handed over again (a retry, a duplicate that slipped past the
+        HTTP layer) gets the first call's outcome: it is filtered, counted and traded once."""
+        known = self._outcomes.get(signal_id)
+        if known is not None:
+            return await asyncio.shield(known)
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._outcomes[signal_id] = fut
+        while len(self._outcomes) > _REMEMBERED_SIGNALS:
+            self._outcomes.popitem(last=False)
+        try:
+            out = await self._on_signal(signal_id, recorder_id, signal, received_at)
+        except BaseException as exc:
+            self._outcomes.pop(signal_id, None)
+            if isinstance(exc, asyncio.CancelledError):
+                fut.cancel()
+            else:
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        fut.set_result(out)
+        return out
+
+    async def _on_signal(
+        self, signal_id: int, recorder_id: int, signal: Signal, received_at: datetime
+    ) -> Outcome:
         now = datetime.now(UTC)
         ttl = self._settings.trading.signal_ttl_s
         if (now - received_at).total_seconds() > ttl:

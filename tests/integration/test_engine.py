@@ -342,7 +342,9 @@ async def test_fifty_copies_of_one_signal_make_one_set_of_orders(
 ) -> None:
     pool = database.pool
     u = await make_user(pool, "gus")
-    rec = await make_recorder(pool, u, "rec", size=1, tp=[{"target": "20"}], sl=Decimal(20))
+    rec = await make_recorder(
+        pool, u, "rec", size=1, tp=[{"target": "20"}], sl=Decimal(20), max_signals=2
+    )
     subs = await make_paper_account(pool, u, "gus-paper", subs=2)
     await make_trader(pool, u, rec, [(s, 2) for s in subs])
     engine = await engine_factory()
@@ -355,10 +357,14 @@ async def test_fifty_copies_of_one_signal_make_one_set_of_orders(
         )
     )
 
-    assert sum(o.orders for o in outs) == 2
+    assert outs[0].orders == 2  # one strategy per sub-account …
     for s in subs:
         assert await net_pos(engine, pool, s) == 2
     assert await pool.fetchval("SELECT count(*) FROM order_intents") == 2
+    assert all(o == outs[0] for o in outs)  # … and every copy is told that one outcome
+    # counted once: a second entry is still within --max-signals 2
+    out = await send(engine, pool, rec, buy())
+    assert (out.verdict, out.filter) == ("accepted", None)
 
 
 async def test_racing_alerts_on_one_sub_account_never_interleave(
