@@ -10,6 +10,7 @@ memory; reconciliation mirrors it into the database through ``events()``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -34,37 +35,8 @@ from jtrades.broker.base import (
     SubAccount,
     WorkingOrder,
 )
-from jtrades.errors import BrokerRejected
-
-# tick size, value per point: enough for dry runs of the common products.
-_PRODUCTS: dict[str, tuple[str, str]] = {
-    "ES": ("0.25", "50"),
-    "MES": ("0.25", "5"),
-    "NQ": ("0.25", "20"),
-    "MNQ": ("0.25", "2"),
-    "RTY": ("0.1", "50"),
-    "M2K": ("0.1", "5"),
-    "YM": ("1", "5"),
-    "MYM": ("1", "0.5"),
-    "GC": ("0.1", "100"),
-    "MGC": ("0.1", "10"),
-    "SI": ("0.005", "5000"),
-    "CL": ("0.01", "1000"),
-    "MCL": ("0.01", "100"),
-    "NG": ("0.001", "10000"),
-    "ZB": ("0.03125", "1000"),
-    "ZN": ("0.015625", "1000"),
-    "6E": ("0.00005", "125000"),
-}
-
-
-def _root(symbol: str) -> str:
-    s = symbol.upper().split(":")[-1]
-    if s.endswith("!"):
-        return s.rstrip("!").rstrip("0123456789")
-    # MNQZ6 / MNQZ26: strip the year digits and the month code
-    body = s.rstrip("0123456789")
-    return body[:-1] if len(body) > 1 and body[:-1] in _PRODUCTS else body
+from jtrades.engine.instruments import calendar_contract, split_symbol, table_contract
+from jtrades.errors import BrokerRejected, InvalidSignal
 
 
 @dataclass(slots=True)
@@ -248,19 +220,25 @@ class PaperBroker:
         return True
 
     async def find_contract(self, symbol: str) -> Contract:
+        """The contract a real broker would trade: ``MNQ1!`` → today's front month (``MNQZ6``)
+        by the calendar rule, with the built-in tick table, so paper positions carry the same
+        symbols as Tradovate's."""
         c = self._contracts.get(symbol)
         if c is None:
-            root = _root(symbol)
-            spec = _PRODUCTS.get(root)
-            if spec is None:
-                raise BrokerRejected(f"paper broker: unknown product {root!r} ({symbol})")
-            c = Contract(
-                symbol=symbol,
-                root=root,
-                tick_size=Decimal(spec[0]),
-                value_per_point=Decimal(spec[1]),
-                contract_id=1000 + len(self._contracts),
-            )
+            try:
+                parts = split_symbol(symbol)
+                name = (
+                    calendar_contract(parts.root, parts.nth, datetime.now(UTC).date())
+                    if parts.nth is not None
+                    else parts.contract_name
+                )
+                spec = table_contract(name)
+            except InvalidSignal as exc:
+                raise BrokerRejected(f"paper broker: {exc}") from None
+            c = self._contracts.get(spec.symbol)
+            if c is None:
+                c = dataclasses.replace(spec, contract_id=1000 + len(self._contracts))
+                self._contracts[spec.symbol] = c
             self._contracts[symbol] = c
         return c
 

@@ -202,7 +202,7 @@ async def test_events_stream_orders_fills_positions(paper: PaperBroker) -> None:
 
 
 async def test_unknown_product_is_refused() -> None:
-    with pytest.raises(BrokerRejected, match="unknown product"):
+    with pytest.raises(BrokerRejected, match="unknown instrument root"):
         await PaperBroker().find_contract("XYZ1!")
     gc, mgc = await PaperBroker().find_contract("GC1!"), await PaperBroker().find_contract("MGCZ6")
     assert (gc.root, gc.value_per_point, mgc.root, mgc.value_per_point) == (
@@ -211,3 +211,17 @@ async def test_unknown_product_is_refused() -> None:
         "MGC",
         D(10),
     )
+
+
+async def test_continuous_symbols_resolve_to_the_front_contract_like_a_real_broker() -> None:
+    from datetime import UTC, datetime
+
+    from jtrades.engine.instruments import calendar_contract
+
+    broker = PaperBroker()
+    front = await broker.find_contract("CME_MINI:MNQ1!")
+    assert front.symbol == calendar_contract("MNQ", 1, datetime.now(UTC).date())
+    assert front.tick_size == Decimal("0.25")
+    # The continuous name and the contract name are one contract, with one id.
+    assert (await broker.find_contract(front.symbol)).contract_id == front.contract_id
+    assert (await broker.find_contract("MNQ2!")).symbol != front.symbol
