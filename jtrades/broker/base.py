@@ -153,7 +153,10 @@ class StrategyBracket:
     trailing_stop: bool = False
     trail_trigger: Decimal | None = None
     trail_freq: Decimal | None = None
+    # Once the trade is ``breakeven`` points in profit, the stop moves to the entry price plus
+    # ``breakeven_offset`` points (in the trade's favour). Tradovate has no such bracket field.
     breakeven: Decimal | None = None
+    breakeven_offset: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)

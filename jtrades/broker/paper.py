@@ -58,6 +58,11 @@ class _Order:
     # offsets from the parent's fill for legs priced at activation (strategy brackets)
     tp_offset: Decimal | None = None
     sl_offset: Decimal | None = None
+    # breakeven: offsets from the parent's fill, then (once active) the price that triggers it
+    be_trigger: Decimal | None = None
+    be_offset: Decimal = Decimal(0)
+    be_at: Decimal | None = None
+    be_stop: Decimal | None = None
     children: list[int] = field(default_factory=list)
 
     def view(self) -> WorkingOrder:
@@ -110,6 +115,16 @@ class PaperBroker:
         for o in list(self._orders.values()):
             if o.symbol != symbol or o.status is not OrderStatus.WORKING:
                 continue
+            if (
+                o.be_at is not None
+                and o.be_stop is not None
+                and (price - o.be_at) * -o.side.sign >= 0
+            ):
+                # The trade reached its breakeven trigger: the stop never gives back the entry.
+                if o.stop_price is None or (o.be_stop - o.stop_price) * -o.side.sign > 0:
+                    o.stop_price = o.be_stop
+                    self._publish_order(o)
+                o.be_at = o.be_stop = None
             if o.order_type is OrderType.TRAILING_STOP and o.peg is not None:
                 better = price - o.peg if o.side is Side.SELL else price + o.peg
                 if o.stop_price is None or (better - o.stop_price) * -o.side.sign > 0:
@@ -164,6 +179,8 @@ class PaperBroker:
                 sl.sl_offset = br.stop_loss
                 if br.trailing_stop:
                     sl.peg = abs(br.stop_loss)
+                if br.breakeven is not None:
+                    sl.be_trigger, sl.be_offset = abs(br.breakeven), abs(br.breakeven_offset)
             if tp is not None and sl is not None:
                 tp.oco_id, sl.oco_id = sl.id, tp.id
             ids.extend(o.id for o in (tp, sl) if o is not None)
@@ -401,6 +418,9 @@ class PaperBroker:
                 child.price = price + o.side.sign * abs(child.tp_offset)
             if child.sl_offset is not None:
                 child.stop_price = price - o.side.sign * abs(child.sl_offset)
+            if child.be_trigger is not None:
+                child.be_at = price + o.side.sign * child.be_trigger
+                child.be_stop = price + o.side.sign * child.be_offset
             child.status = OrderStatus.WORKING
             self._publish_order(child)
 

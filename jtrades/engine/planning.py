@@ -32,8 +32,9 @@ Decisions worth knowing:
   (none or 0: ``--add-size``), × multiplier (floor, ≥ 1); ``--max-contracts`` caps the whole
   position, so an add at the cap is IGNOREd.
 - Exit units: dollars are per contract (every follower's stop at the same price whatever its
-  multiplier); trail trigger/frequency and breakeven are read in ``--sl-units``. The breakeven
-  offset has no field in ``StrategyBracket`` and is not sent.
+  multiplier); trail trigger/frequency, breakeven and its offset are read in ``--sl-units``.
+  Breakeven travels on the strategy bracket: the paper broker applies it; the Tradovate client
+  refuses it (no documented bracket field), so the order fails closed with that reason.
 - ADD (DCA) with ``--dca``: market add, cancel the working exits, re-place TP/SL for the whole
   averaged position as absolute prices (one ``oco`` per TP leg: limit + its share of the stop).
   Without ``--dca`` an add is IGNOREd when the position has or should have exits: adding
@@ -174,6 +175,7 @@ class _Exits:
     trail_trigger: Decimal | None = None
     trail_freq: Decimal | None = None
     breakeven: Decimal | None = None
+    breakeven_offset: Decimal = Decimal(0)
 
     @property
     def empty(self) -> bool:
@@ -249,6 +251,11 @@ def _resolve_exits(c: _Ctx, total: int, ref: Decimal | None) -> _Exits:
         trail_trigger=opt(s.trail_trigger, "--trail-trigger") if trailing else None,
         trail_freq=opt(s.trail_freq, "--trail-freq") if trailing else None,
         breakeven=opt(s.breakeven_trigger, "--breakeven"),
+        breakeven_offset=(
+            _distance(s.breakeven_offset, s.sl_units, ref, c, "--breakeven offset")
+            if s.breakeven_trigger is not None and s.breakeven_offset > 0
+            else Decimal(0)
+        ),
     )
 
 
@@ -421,6 +428,7 @@ def _open(c: _Ctx, steps: _Steps, side: Side) -> int:
             trail_trigger=exits.trail_trigger,
             trail_freq=exits.trail_freq,
             breakeven=exits.breakeven,
+            breakeven_offset=exits.breakeven_offset,
         )
         for level, q in legs
     )

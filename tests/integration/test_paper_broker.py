@@ -225,3 +225,24 @@ async def test_continuous_symbols_resolve_to_the_front_contract_like_a_real_brok
     # The continuous name and the contract name are one contract, with one id.
     assert (await broker.find_contract(front.symbol)).contract_id == front.contract_id
     assert (await broker.find_contract("MNQ2!")).symbol != front.symbol
+
+
+@pytest.mark.parametrize("side", [Side.BUY, Side.SELL])
+async def test_breakeven_moves_the_stop_to_entry_plus_offset(
+    paper: PaperBroker, side: Side
+) -> None:
+    d = side.sign
+    bracket = StrategyBracket(
+        qty=1, stop_loss=D("-10") * d, breakeven=D("5") * d, breakeven_offset=D("1") * d
+    )
+    await paper.start_strategy(StrategyRequest(OrderRequest(A, SYM, side, 1), (bracket,)))
+    (stop,) = paper.working_orders(1)
+    assert stop.stop_price == D("100") - 10 * d
+    paper.on_price(SYM, D("104") if d > 0 else D("96"))  # not yet at the trigger
+    assert paper.working_orders(1)[0].stop_price == D("100") - 10 * d
+    paper.on_price(SYM, D("105") if d > 0 else D("95"))
+    assert paper.working_orders(1)[0].stop_price == D("100") + 1 * d
+    paper.on_price(SYM, D("101") if d > 0 else D("99"))  # back to the moved stop: out
+    assert paper.positions(1)[0].net_pos == 0
+    assert paper.cash(1) is not None
+    assert paper.cash(1).realized_pnl > 0  # type: ignore[union-attr]

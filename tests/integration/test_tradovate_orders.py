@@ -297,3 +297,11 @@ def test_strategy_params_are_a_json_string_with_signed_offsets() -> None:
         strategy_params(StrategyRequest(entry, (StrategyBracket(2, D("10"), D("5")),)))
     with pytest.raises(ValueError, match="add up"):
         strategy_params(StrategyRequest(entry, (StrategyBracket(1, D("-10"), D("5")),)))
+
+
+def test_breakeven_is_refused_with_a_reason_not_dropped() -> None:
+    acct = SubAccount(1, "A")
+    entry = OrderRequest(acct, "MNQZ6", Side.BUY, 1)
+    leg = StrategyBracket(1, D("10"), D("-5"), breakeven=D("4"))
+    with pytest.raises(BrokerRejected, match="breakeven is not supported"):
+        strategy_params(StrategyRequest(entry, (leg,)))

@@ -186,11 +186,16 @@ def test_trailing_stop_and_breakeven() -> None:
         trail_trigger=D(8),
         trail_freq=D(2),
         breakeven_trigger=D(16),
+        breakeven_offset=D(2),
     )
     for b in strategy(plan(BUY, s).orders[0]).brackets:
         assert b.trailing_stop
         assert (b.trail_trigger, b.trail_freq, b.breakeven) == (D(2), D("0.5"), D(4))
+        assert b.breakeven_offset == D("0.5")  # 2 ticks of MNQ, in points
         assert b.stop_loss == D(-10)
+    no_offset = dataclasses.replace(s, breakeven_offset=D(0))
+    for b in strategy(plan(BUY, no_offset).orders[0]).brackets:
+        assert b.breakeven_offset == 0
 
 
 def test_zero_quantity_means_the_configured_size() -> None:
