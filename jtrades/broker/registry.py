@@ -130,10 +130,17 @@ class BrokerRegistry:
             creds = await load_credentials(self._db.pool, self._box, account_id)
             if not creds.username:
                 return
+            oauth = None
+            if creds.oauth_token and creds.oauth_expires_at is not None:
+                # An account connected with OAuth: its token is an ordinary bearer token.
+                from jtrades.broker.tradovate.auth import AccessToken
+
+                oauth = AccessToken(creds.oauth_token, creds.oauth_expires_at)
             broker = await pool.broker(
                 creds.env,
                 creds.username,
                 creds.password,
+                oauth_token=oauth,
                 wait_s=self._settings.tradovate.request_timeout_s,
             )
         except Exception as exc:

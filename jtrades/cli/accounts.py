@@ -261,3 +261,40 @@ def sync(label: LabelArg, json: JsonOpt = False) -> None:
         {"account": account, "added": result.added, "kept": result.kept,
          "deactivated": result.deactivated},
     )  # fmt: skip
+
+
+@app.command("connect")
+def connect(label: LabelArg, json: JsonOpt = False) -> None:
+    """Connect a demo/live account with Tradovate OAuth: prints the sign-in link to open.
+
+    The person signs in at Tradovate, which redirects to the daemon's /oauth/callback
+    (tradovate.oauth_redirect_url); the daemon stores the token, encrypted. The link is valid
+    for 15 minutes.
+
+    Example: jtrades accounts connect alice-live
+    """
+    from datetime import UTC, datetime
+
+    from jtrades.oauth import authorize_url
+
+    async def go(db: Database) -> str:
+        cfg = settings()
+        account = await store.get(db.pool, label)
+        if account.env == "paper":
+            raise InvalidInput(f"{account.label} is a paper account: there is no broker to connect")
+        if not cfg.tradovate.oauth_client_id or not cfg.tradovate.oauth_redirect_url:
+            raise InvalidInput(
+                "set tradovate.oauth_client_id and tradovate.oauth_redirect_url first"
+            )
+        box = load_secret_box(cfg, create=True)
+        url = authorize_url(cfg.tradovate, box, account.id, datetime.now(UTC))
+        async with db.pool.acquire() as c:
+            await audit.record(c, actor(), "accounts.connect", account.label, {})
+        return url
+
+    url = run(go)
+    if json:
+        done(json, "", {"label": label, "url": url})
+    else:
+        typer.echo(url)
+        done(False, f"open this link to connect {label}; the daemon's /oauth/callback finishes it")

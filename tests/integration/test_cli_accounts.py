@@ -280,7 +280,7 @@ async def test_ciphertext_moved_to_another_login_does_not_decrypt(
 
 
 async def test_help_has_an_example_for_every_command(cli: Cli) -> None:
-    for cmd in ("add", "list", "remove", "add-sub", "sync"):
+    for cmd in ("add", "list", "remove", "add-sub", "sync", "connect"):
         r = await cli("accounts", cmd, "--help")
         assert r.exit_code == 0
         assert "Example: jtrades accounts " + cmd in r.stdout
@@ -340,5 +340,37 @@ async def test_sync_wrong_password_and_paper_are_one_line_errors(
     assert await pool.fetchval("SELECT count(*) FROM sub_accounts") == 0
     await cli.ok("accounts", "add", "bob-paper", "--user", "bob", "--env", "paper")
     r = await cli("accounts", "sync", "bob-paper")
+    assert r.exit_code == 1
+    assert "paper account" in r.error_line()
+
+
+async def test_connect_prints_a_sealed_sign_in_link_for_that_account(
+    cli: Cli, pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    from datetime import UTC, datetime
+    from urllib.parse import parse_qs, urlsplit
+
+    from jtrades.oauth import read_state
+
+    await cli.ok("accounts", "add", "alice-live", "--user", "alice", "--env", "live",
+                 "--username", "alice_tv")  # fmt: skip
+    await cli.ok("accounts", "add", "alice-paper", "--user", "alice", "--env", "paper")
+    r = await cli("accounts", "connect", "alice-live")
+    assert r.exit_code == 1
+    assert "oauth_client_id" in r.error_line()
+
+    cli.env = {
+        "JTRADES_TRADOVATE__OAUTH_CLIENT_ID": "client-1",
+        "JTRADES_TRADOVATE__OAUTH_REDIRECT_URL": "https://example.com/oauth/callback",
+    }
+    out = await cli.ok("accounts", "connect", "alice-live")
+    query = parse_qs(urlsplit(out["url"]).query)
+    assert query["client_id"] == ["client-1"]
+    assert query["redirect_uri"] == ["https://example.com/oauth/callback"]
+    box = load_secret_box(_settings(db_url, data_dir), create=False)
+    account_id = await pool.fetchval("SELECT id FROM accounts WHERE label = 'alice-live'")
+    assert read_state(box, query["state"][0], datetime.now(UTC)) == account_id
+
+    r = await cli("accounts", "connect", "alice-paper")
     assert r.exit_code == 1
     assert "paper account" in r.error_line()
