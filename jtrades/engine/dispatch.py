@@ -88,6 +88,8 @@ class AccountResult:
 class DispatchResult:
     accounts: list[AccountResult]
     storage_failed: bool = False
+    # the intents' send outcomes, when the caller asked to write them itself (``defer_outcomes``)
+    unwritten: list[intent_store.Outcome] = field(default_factory=list)
 
     @property
     def orders(self) -> int:
@@ -272,11 +274,14 @@ class Dispatcher:
         items: list[WorkItem],
         *,
         tag: str | None = None,
+        defer_outcomes: bool = False,
     ) -> DispatchResult:
         """Plan, record and send one signal's orders; see the module docstring for the rules.
 
         Orders not caused by a signal (a flatten request) pass ``signal_id=None`` and a ``tag``
-        that makes their clOrdIds unique instead."""
+        that makes their clOrdIds unique instead. With ``defer_outcomes`` the send outcomes are
+        returned in ``unwritten`` for the caller to store after it has answered (the webhook
+        writes them with the signal's verdict in one statement)."""
         # One sub-account takes one plan per signal: a second trader of the same user on the
         # same sub-account would plan against the same state and double the position.
         seen: dict[int, WorkItem] = {}
@@ -331,8 +336,11 @@ class Dispatcher:
                 tasks.append(asyncio.create_task(self._run_account(p, received_at, lock)))
             finished = await asyncio.gather(*tasks)
             results.extend(res for res, _ in finished)
+            outcomes = [o for _, account_outcomes in finished for o in account_outcomes]
+            if defer_outcomes:
+                return DispatchResult(results, unwritten=outcomes)
             # every sub-account's outcomes in one statement, after the orders are out
-            await self._finish([o for _, outcomes in finished for o in outcomes])
+            await self._finish(outcomes)
             return DispatchResult(results)
         finally:
             for lock in acquired:

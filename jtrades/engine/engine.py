@@ -51,6 +51,7 @@ from jtrades.engine.reconcile import Reconciler
 from jtrades.engine.signal import Action, Signal
 from jtrades.engine.sizing import open_pnl
 from jtrades.engine.tradingday import session_start
+from jtrades.store import intents as intent_store
 from jtrades.store import trading as trading_store
 
 log = structlog.get_logger(__name__)
@@ -72,6 +73,8 @@ class Outcome:
     reason: str | None
     orders: int
     detail: dict[str, Any] = field(default_factory=dict)
+    # send outcomes left for the caller to store (``Engine.defer_intent_outcomes``)
+    unwritten: list[intent_store.Outcome] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -128,6 +131,11 @@ class Engine:
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
         self._flattened: set[str] = set()
+        # When True, ``on_signal`` returns the intents' send outcomes in ``Outcome.unwritten``
+        # instead of writing them before returning: the webhook answers first and then stores
+        # them with the signal's verdict in one statement. Intents are on disk before any send
+        # either way (rule 1); an outcome not yet written is what reconciliation settles.
+        self.defer_intent_outcomes = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -316,7 +324,9 @@ class Engine:
                 detail["note"] = "no trader follows this recorder"
             return Outcome("accepted", None, None, 0, detail)
 
-        result = await self.dispatcher.dispatch(signal_id, received_at, items)
+        result = await self.dispatcher.dispatch(
+            signal_id, received_at, items, defer_outcomes=self.defer_intent_outcomes
+        )
         detail["accounts"] = {str(a.sub_account_id): a.as_dict() for a in result.accounts}
         if result.storage_failed:
             return Outcome(
@@ -326,7 +336,7 @@ class Engine:
                 0,
                 detail,
             )
-        return Outcome("accepted", None, None, result.orders, detail)
+        return Outcome("accepted", None, None, result.orders, detail, result.unwritten)
 
     async def _work_items(
         self,

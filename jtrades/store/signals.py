@@ -8,6 +8,7 @@ too large) are stored by ``insert`` with their 4xx verdict, so every delivery le
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -16,6 +17,7 @@ from typing import Any
 from jtrades.engine.signal import Signal
 from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
+from jtrades.store.intents import Outcome as IntentOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +172,28 @@ async def set_outcome(
     orders: int = 0,
     detail: dict[str, Any] | None = None,
     http_status: int = 200,
+    intents: Sequence[IntentOutcome] = (),
 ) -> None:
-    """Write the engine's verdict back onto the row stored on receipt."""
+    """Write the engine's verdict back onto the row stored on receipt, and with it (same
+    statement) the send outcomes of the signal's intents when given."""
     with translate_errors():
+        if intents:
+            await ex.execute(
+                q("signals.set_outcome_and_intents"),
+                signal_id,
+                verdict,
+                _text(filter),
+                _text(reason),
+                orders,
+                _text(detail),
+                http_status,
+                [o.intent_id for o in intents],
+                [o.state for o in intents],
+                [o.broker_order_id for o in intents],
+                [o.reason for o in intents],
+                [o.sent for o in intents],
+            )
+            return
         await ex.execute(
             q("signals.set_outcome"),
             signal_id,

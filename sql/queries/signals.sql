@@ -79,3 +79,22 @@ SET verdict = CASE WHEN EXISTS (SELECT 1 FROM order_intents i WHERE i.signal_id 
     http_status = 200
 WHERE s.verdict = 'received' AND s.received_at < $1
 RETURNING s.id, s.verdict;
+
+-- name: signals.set_outcome_and_intents($1 id, $2 verdict, $3 filter, $4 reason, $5 orders, $6 detail, $7 http_status, $8 intent_ids, $9 states, $10 broker_order_ids, $11 reasons, $12 sent)
+-- The webhook's one write after answering: the signal's verdict and its intents' send outcomes
+-- (the same update as intents.finish_many) in one statement, one round trip.
+WITH finished AS (
+    UPDATE order_intents i
+    SET state = CASE WHEN i.state IN ('pending', 'unknown') THEN u.state ELSE i.state END,
+        broker_order_id = COALESCE(u.broker_order_id, i.broker_order_id),
+        reason = COALESCE(u.reason, i.reason),
+        sent_at = CASE WHEN u.sent THEN COALESCE(i.sent_at, now()) ELSE i.sent_at END,
+        updated_at = now()
+    FROM unnest($8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::boolean[])
+         AS u (id, state, broker_order_id, reason, sent)
+    WHERE i.id = u.id
+    RETURNING 1
+)
+UPDATE signals
+SET verdict = $2, filter = $3, reason = $4, orders = $5, detail = $6, http_status = $7
+WHERE id = $1;
