@@ -377,8 +377,18 @@ class Reconciler:
                 for (sub, _), o in orders.items()
             ],
         )
+        # every fill of the batch in one statement, then the trades they close, in order
+        new = await trading_store.insert_fills(
+            self._pool,
+            [
+                (sub, f.fill_id, f.order_id, f.symbol, str(f.side), f.qty, f.price, f.timestamp)
+                for sub, f in fills
+            ],
+        )
         for sub, f in fills:
-            await self._on_fill(sub, broker, f)
+            if (sub, f.fill_id) in new:
+                new.discard((sub, f.fill_id))  # a fill repeated within the batch counts once
+                await self._on_new_fill(sub, broker, f)
         await trading_store.upsert_positions(
             self._pool,
             [(sub, p.symbol, p.net_pos, p.net_price) for (sub, _), p in positions.items()],
@@ -398,6 +408,10 @@ class Reconciler:
         )
         if not new:
             return  # a replay (Tradovate repeats fills around the session change)
+        await self._on_new_fill(sub, broker, f)
+
+    async def _on_new_fill(self, sub: int, broker: Broker, f: Fill) -> None:
+        """A fill just recorded: the position it moves and the trade it may close."""
         vpp = self._vpp.get(f.symbol)
         if vpp is None:
             vpp = (await broker.find_contract(f.symbol)).value_per_point

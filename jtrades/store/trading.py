@@ -141,6 +141,21 @@ async def insert_fill(
     return v is not None
 
 
+async def insert_fills(
+    ex: Executor, fills: list[tuple[int, int, int, str, str, int, Decimal, datetime]]
+) -> set[tuple[int, int]]:
+    """``insert_fill`` for a batch of (sub_account_id, broker_fill_id, broker_order_id,
+    symbol, side, qty, price, filled_at) in one statement; returns the (sub_account_id,
+    broker_fill_id) of the new ones."""
+    if not fills:
+        return set()
+    with translate_errors():
+        rows = await ex.fetch(
+            q("trading.insert_fills"), *(list(c) for c in zip(*fills, strict=True))
+        )
+    return {(int(r["sub_account_id"]), int(r["broker_fill_id"])) for r in rows}
+
+
 async def upsert_position(
     ex: Executor, sub_account_id: int, symbol: str, net_pos: int, net_price: Decimal | None
 ) -> None:

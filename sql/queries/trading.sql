@@ -89,6 +89,15 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (sub_account_id, broker_fill_id) DO NOTHING
 RETURNING id;
 
+-- name: trading.insert_fills($1 sub_account_ids, $2 broker_fill_ids, $3 broker_order_ids, $4 symbols, $5 sides, $6 qtys, $7 prices, $8 filled_ats)
+-- A batch of fills in one statement; returns the ones that are new (a replay returns nothing).
+INSERT INTO fills (sub_account_id, broker_fill_id, broker_order_id, symbol, side, qty, price,
+                   filled_at)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
+                     $6::integer[], $7::numeric[], $8::timestamptz[])
+ON CONFLICT (sub_account_id, broker_fill_id) DO NOTHING
+RETURNING sub_account_id, broker_fill_id;
+
 -- name: trading.upsert_position($1 sub_account_id, $2 symbol, $3 net_pos, $4 net_price)
 INSERT INTO positions (sub_account_id, symbol, net_pos, net_price)
 VALUES ($1, $2, $3, $4)
