@@ -271,7 +271,7 @@ CREATE TABLE order_intents (
     cl_ord_id       text NOT NULL CHECK (length(cl_ord_id) BETWEEN 1 AND 64),
     step            smallint NOT NULL CHECK (step >= 0),
     kind            text NOT NULL CHECK (kind IN
-                    ('order', 'oso', 'strategy', 'liquidate', 'cancel', 'modify')),
+                    ('order', 'oco', 'oso', 'strategy', 'liquidate', 'cancel', 'modify')),
     symbol          text NOT NULL,
     side            text CHECK (side IN ('Buy', 'Sell')),
     qty             integer CHECK (qty >= 1),

@@ -180,10 +180,6 @@ def _main_order(po: PlannedOrder) -> OrderRequest | None:
     return None
 
 
-# The schema's intent kinds; an OCO pair is stored as an order whose request says so.
-_DB_KIND = {"order": "order", "oco": "order", "strategy": "strategy", "liquidate": "liquidate"}
-
-
 def intent_for(
     po: PlannedOrder,
     *,
@@ -210,7 +206,7 @@ def intent_for(
         sub_account_id=sub_account_id,
         cl_ord_id=cl[:64],
         step=po.step,
-        kind=_DB_KIND.get(po.kind, po.kind),
+        kind=po.kind,
         symbol=main.symbol if main is not None else symbol,
         side=str(main.side) if main is not None else None,
         qty=main.qty if main is not None else None,

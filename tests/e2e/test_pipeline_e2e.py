@@ -246,6 +246,10 @@ async def test_dca_re_places_exits_and_racing_alerts(world: World, tmp_path: Pat
     # exits re-placed for the whole averaged position (avg 21497.5): TP +5, SL -10 points
     assert [(o["qty"], o["price"]) for o in work if o["orderType"] == "Limit"] == [(2, 21502.5)]
     assert [(o["qty"], o["stopPrice"]) for o in work if o["orderType"] == "Stop"] == [(2, 21487.5)]
+    kinds = await w.pool.fetch(
+        "SELECT kind FROM order_intents WHERE signal_id = $1 ORDER BY step", out["signal_id"]
+    )
+    assert "oco" in [r["kind"] for r in kinds]  # the re-placed TP leg with its stop
 
     for i in range(3):  # two different alerts at once on one sub-account
         await asyncio.gather(w.alert("race", buy(id=f"b{i}")), w.alert("race", sell(id=f"s{i}")))
