@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -195,7 +196,9 @@ class Engine:
         snap = self.config.snapshot
         sent = 0
         now = datetime.now(UTC)
-        tag = f"f{int(now.timestamp())}"
+        # One tag per request (not per second): two requests never share a clOrdId, and the same
+        # request carried out again after a restart reuses its ids, so the broker sees repeats.
+        tag = "f" + hashlib.sha256(requested_at.encode()).hexdigest()[:12]
         for link in snap.links_by_sub.values():
             if label and link.label.lower() != str(label).lower():
                 continue

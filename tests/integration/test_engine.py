@@ -495,3 +495,31 @@ async def test_halt_blocks_entries_and_flatten_closes_one_login(
     out = await send(engine, pool, rec, close())
     assert out.verdict == "accepted"
     assert await net_pos(engine, pool, b) == 0
+
+
+async def test_two_flatten_requests_of_one_account_each_send(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "mo")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (a,) = await make_paper_account(pool, u, "mo-a")
+    await make_trader(pool, u, rec, [(a, 1)])
+    engine = await engine_factory()
+    for second in (0, 1):  # two requests, moments apart: each must get its own clOrdIds
+        await send(engine, pool, rec, buy())
+        assert await net_pos(engine, pool, a) == 1
+        requested_at = f"2026-01-01T00:00:0{second}+00:00"
+        await pool.execute(
+            "INSERT INTO system_flags (name, value) VALUES ('halted', $1)"
+            " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+            {"halted": False, "flatten": {"requested_at": requested_at, "account": "mo-a"}},
+        )
+        await engine.config.refresh()
+
+        async def flat() -> bool:
+            return await net_pos(engine, pool, a) == 0
+
+        await wait_for(flat, f"flatten {second} done")
+    ids = await pool.fetch("SELECT cl_ord_id FROM order_intents WHERE kind = 'liquidate'")
+    assert len({r["cl_ord_id"] for r in ids}) == 2
