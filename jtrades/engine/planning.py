@@ -73,14 +73,13 @@ from jtrades.broker.base import (
     TimeInForce,
     WorkingOrder,
 )
+from jtrades.engine.exits import CannotPlan, as_distance, as_price, resolve_exits
 from jtrades.engine.filters import apply_inverse, is_reduce
-from jtrades.engine.risk import Direction, RiskSettings, SlType
-from jtrades.engine.signal import Action, ExitSpec, MarketPosition, Signal, Units
+from jtrades.engine.risk import Direction, RiskSettings
+from jtrades.engine.signal import Action, MarketPosition, Signal
 from jtrades.engine.sizing import (
     cap_qty,
     entry_qty,
-    exit_offset_points,
-    ladder,
     round_distance,
     round_to_tick,
     scale_qty,
@@ -132,10 +131,6 @@ class AccountPlan:
     reason: str
 
 
-class _CannotPlan(Exception):
-    """A plan that would be unsafe or impossible; becomes IGNORE with this reason."""
-
-
 @dataclass(slots=True)
 class _Steps:
     prefix: str
@@ -160,29 +155,6 @@ class _Steps:
 
 
 @dataclass(frozen=True, slots=True)
-class _Level:
-    """An exit as a positive distance in points (on tick) or an absolute price (per-alert)."""
-
-    distance: Decimal | None = None
-    price: Decimal | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Exits:
-    tp: tuple[tuple[_Level, int], ...]  # each leg and its contracts; sums to the position
-    sl: _Level | None
-    trailing: bool = False
-    trail_trigger: Decimal | None = None
-    trail_freq: Decimal | None = None
-    breakeven: Decimal | None = None
-    breakeven_offset: Decimal = Decimal(0)
-
-    @property
-    def empty(self) -> bool:
-        return not self.tp and self.sl is None
-
-
-@dataclass(frozen=True, slots=True)
 class _Ctx:
     sig: Signal
     s: RiskSettings
@@ -191,103 +163,6 @@ class _Ctx:
     contract: Contract
     state: AccountState
     signal_price: Decimal | None
-
-
-# --- resolving exits -----------------------------------------------------------------------
-
-
-def _distance(value: Decimal, units: str, ref: Decimal | None, c: _Ctx, what: str) -> Decimal:
-    if units == "percent" and ref is None:
-        raise _CannotPlan(f"{what} in percent needs the signal price")
-    return exit_offset_points(value, Units(units), ref or Decimal(0), c.contract, 1)
-
-
-def _spec_level(spec: ExitSpec, ref: Decimal | None, c: _Ctx, what: str) -> _Level:
-    if spec.units is Units.PRICE:
-        return _Level(price=spec.value)
-    return _Level(distance=_distance(spec.value, str(spec.units), ref, c, what))
-
-
-def _resolve_exits(c: _Ctx, total: int, ref: Decimal | None) -> _Exits:
-    """TP legs with quantities for a position of ``total``, the stop, and trailing/breakeven.
-
-    A per-alert take-profit/stop-loss replaces the configured one for this signal. Several
-    per-alert TPs (they carry no quantities) split the position evenly, the last taking the rest.
-    Trail trigger/frequency and breakeven are read in ``--sl-units``.
-    """
-    s, sig = c.s, c.sig
-    tp: list[tuple[_Level, int]] = []
-    specs = [sp for sp in sig.take_profit if sp.value > 0]
-    if specs:
-        share, rest = total // len(specs), total
-        for i, sp in enumerate(specs):
-            q = rest if i == len(specs) - 1 else min(share, rest)
-            if q > 0:
-                tp.append((_spec_level(sp, ref, c, "the take-profit"), q))
-                rest -= q
-    else:
-        for leg, q in ladder(s.tp, total, c.multiplier):
-            tp.append((_Level(distance=_distance(leg.target, s.tp_units, ref, c, "--tp")), q))
-
-    sl: _Level | None = None
-    if sig.stop_loss is not None:
-        trailing = sig.stop_loss.trailing
-        if sig.stop_loss.value > 0:
-            sl = _spec_level(sig.stop_loss, ref, c, "the stop-loss")
-    else:
-        trailing = s.sl_type is SlType.TRAILING
-        if s.sl > 0:
-            sl = _Level(distance=_distance(s.sl, s.sl_units, ref, c, "--sl"))
-    if sl is None:
-        return _Exits(tuple(tp), None)
-
-    def opt(v: Decimal | None, what: str) -> Decimal | None:
-        return None if v is None else _distance(v, s.sl_units, ref, c, what)
-
-    return _Exits(
-        tuple(tp),
-        sl,
-        trailing=trailing,
-        trail_trigger=opt(s.trail_trigger, "--trail-trigger") if trailing else None,
-        trail_freq=opt(s.trail_freq, "--trail-freq") if trailing else None,
-        breakeven=opt(s.breakeven_trigger, "--breakeven"),
-        breakeven_offset=(
-            _distance(s.breakeven_offset, s.sl_units, ref, c, "--breakeven offset")
-            if s.breakeven_trigger is not None and s.breakeven_offset > 0
-            else Decimal(0)
-        ),
-    )
-
-
-def _as_distance(level: _Level, ref: Decimal | None, direction: int, c: _Ctx, what: str) -> Decimal:
-    """Points from the entry for a strategy bracket; ``direction`` +1 = the exit is above."""
-    if level.distance is not None:
-        return level.distance
-    assert level.price is not None
-    if ref is None:
-        raise _CannotPlan(f"{what} given as a price needs the signal price")
-    raw = (level.price - ref) * direction
-    if raw <= 0:
-        where = "above" if direction > 0 else "below"
-        raise _CannotPlan(f"{what} {level.price} is not {where} the entry price {ref}")
-    return round_distance(raw, c.contract.tick_size)
-
-
-def _as_price(level: _Level, ref: Decimal, direction: int, c: _Ctx, what: str) -> Decimal:
-    """An absolute exit price on the tick, rounded toward ``ref`` yet strictly beyond it."""
-    tick = c.contract.tick_size
-    toward: Literal["up", "down"] = "down" if direction > 0 else "up"
-    away: Literal["up", "down"] = "up" if direction > 0 else "down"
-    if level.distance is not None:
-        return round_to_tick(ref + direction * level.distance, tick, toward)
-    assert level.price is not None
-    if (level.price - ref) * direction <= 0:
-        where = "above" if direction > 0 else "below"
-        raise _CannotPlan(f"{what} {level.price} is not {where} the average price {ref}")
-    p = round_to_tick(level.price, tick, toward)
-    if (p - ref) * direction <= 0:
-        p = round_to_tick(level.price, tick, away)
-    return p
 
 
 # --- building blocks -----------------------------------------------------------------------
@@ -408,19 +283,17 @@ def _open(c: _Ctx, steps: _Steps, side: Side) -> int:
     qty = entry_qty(_opening_qty(c.sig), c.s, c.multiplier)
     entry = _entry_request(c, steps.next_id(), side, qty)
     ref = _reference(c, entry)
-    exits = _resolve_exits(c, qty, ref)
+    exits = resolve_exits(c, qty, ref)
     if exits.empty:
         steps.add("order", entry, note="entry without TP/SL")
         return qty
     d = side.sign
-    sl_points = (
-        _as_distance(exits.sl, ref, -d, c, "the stop-loss") if exits.sl is not None else None
-    )
+    sl_points = as_distance(exits.sl, ref, -d, c, "the stop-loss") if exits.sl is not None else None
     legs = exits.tp or ((None, qty),)
     brackets = tuple(
         StrategyBracket(
             qty=q,
-            profit_target=d * _as_distance(level, ref, d, c, "the take-profit")
+            profit_target=d * as_distance(level, ref, d, c, "the take-profit")
             if level is not None
             else None,
             stop_loss=-d * sl_points if sl_points is not None else None,
@@ -444,7 +317,7 @@ def _place_exits(
     One ``oco`` per TP leg (limit for its contracts + a stop for the same contracts), so the
     stop shrinks as legs fill; plain limits without a stop; one stop without TPs.
     """
-    exits = _resolve_exits(c, total, ref)
+    exits = resolve_exits(c, total, ref)
     exit_side, d, tick = pos_side.opposite, pos_side.sign, c.contract.tick_size
     if exits.empty:
         if carried is None or carried.stop_price is None:
@@ -462,7 +335,7 @@ def _place_exits(
     def stop(cl: str, qty: int) -> OrderRequest | None:
         if exits.sl is None:
             return None
-        price = _as_price(exits.sl, ref, -d, c, "the stop-loss")
+        price = as_price(exits.sl, ref, -d, c, "the stop-loss")
         if exits.trailing:
             peg = -d * round_distance(abs(ref - price), tick)
             return _req(
@@ -477,7 +350,7 @@ def _place_exits(
         return f"stop {only.stop_price} for {total}"
     parts = []
     for level, q in exits.tp:
-        tp_price = _as_price(level, ref, d, c, "the take-profit")
+        tp_price = as_price(level, ref, d, c, "the take-profit")
         limit = _req(c, exit_side, q, OrderType.LIMIT, steps.next_id(), price=tp_price, gtc=True)
         paired = stop(steps.next_id("b"), q)
         if paired is None:
@@ -533,7 +406,7 @@ def _add(c: _Ctx, steps: _Steps, pos_side: Side) -> AccountPlan:
         return AccountPlan(PositionAction.ADD, tuple(steps.items), f"{held}: add {qty}")
     fill = _reference(c, entry)
     if fill is None or c.state.avg_price is None:
-        raise _CannotPlan("a DCA add needs the signal price and the average to re-place TP/SL")
+        raise CannotPlan("a DCA add needs the signal price and the average to re-place TP/SL")
     total = pos + qty
     with localcontext() as ctx:
         ctx.prec = 60
@@ -564,7 +437,7 @@ def _reduce(c: _Ctx, steps: _Steps, pos_side: Side) -> AccountPlan:
     summary = "no exits"
     if _has_exits(c, pos_side):
         if ref is None:
-            raise _CannotPlan("a reduce needs the average or signal price to re-place TP/SL")
+            raise CannotPlan("a reduce needs the average or signal price to re-place TP/SL")
         summary = _place_exits(c, steps, pos_side, remaining, ref, carried)
     return AccountPlan(
         PositionAction.REDUCE,
@@ -603,7 +476,7 @@ def _entry(c: _Ctx, steps: _Steps, side: Side) -> AccountPlan:
         return AccountPlan(PositionAction.CLOSE, tuple(steps.items), f"close {was}; {off}")
     try:
         qty = _open(c, steps, side)
-    except _CannotPlan as e:
+    except CannotPlan as e:
         del steps.items[1:]
         return AccountPlan(
             PositionAction.CLOSE, tuple(steps.items), f"close {was}; cannot plan the reversal: {e}"
@@ -681,5 +554,5 @@ def plan_account(
     )
     try:
         return _plan(c, _Steps(cl_ord_prefix))
-    except _CannotPlan as e:
+    except CannotPlan as e:
         return AccountPlan(PositionAction.IGNORE, (), f"cannot plan: {e}")

@@ -1,0 +1,153 @@
+"""Exit levels for a plan: take-profit legs, the stop, trailing and breakeven, in points from
+the entry or as absolute prices on the tick.
+
+Split from ``planning`` so the position table there reads on its own; everything here is a pure
+function of the signal, the settings, the multiplier and the contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from jtrades.broker.base import Contract
+from jtrades.engine.risk import RiskSettings, SlType
+from jtrades.engine.signal import ExitSpec, Signal, Units
+from jtrades.engine.sizing import exit_offset_points, ladder, round_distance, round_to_tick
+
+
+class CannotPlan(Exception):
+    """A plan that would be unsafe or impossible; becomes IGNORE with this reason."""
+
+
+class ExitInputs(Protocol):
+    """What exits depend on (planning's context provides it)."""
+
+    @property
+    def sig(self) -> Signal: ...
+    @property
+    def s(self) -> RiskSettings: ...
+    @property
+    def multiplier(self) -> Decimal: ...
+    @property
+    def contract(self) -> Contract: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """An exit as a positive distance in points (on tick) or an absolute price (per-alert)."""
+
+    distance: Decimal | None = None
+    price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exits:
+    tp: tuple[tuple[Level, int], ...]  # each leg and its contracts; sums to the position
+    sl: Level | None
+    trailing: bool = False
+    trail_trigger: Decimal | None = None
+    trail_freq: Decimal | None = None
+    breakeven: Decimal | None = None
+    breakeven_offset: Decimal = Decimal(0)
+
+    @property
+    def empty(self) -> bool:
+        return not self.tp and self.sl is None
+
+
+def distance(value: Decimal, units: str, ref: Decimal | None, c: ExitInputs, what: str) -> Decimal:
+    if units == "percent" and ref is None:
+        raise CannotPlan(f"{what} in percent needs the signal price")
+    return exit_offset_points(value, Units(units), ref or Decimal(0), c.contract, 1)
+
+
+def spec_level(spec: ExitSpec, ref: Decimal | None, c: ExitInputs, what: str) -> Level:
+    if spec.units is Units.PRICE:
+        return Level(price=spec.value)
+    return Level(distance=distance(spec.value, str(spec.units), ref, c, what))
+
+
+def resolve_exits(c: ExitInputs, total: int, ref: Decimal | None) -> Exits:
+    """TP legs with quantities for a position of ``total``, the stop, and trailing/breakeven.
+
+    A per-alert take-profit/stop-loss replaces the configured one for this signal. Several
+    per-alert TPs (they carry no quantities) split the position evenly, the last taking the rest.
+    Trail trigger/frequency and breakeven are read in ``--sl-units``.
+    """
+    s, sig = c.s, c.sig
+    tp: list[tuple[Level, int]] = []
+    specs = [sp for sp in sig.take_profit if sp.value > 0]
+    if specs:
+        share, rest = total // len(specs), total
+        for i, sp in enumerate(specs):
+            q = rest if i == len(specs) - 1 else min(share, rest)
+            if q > 0:
+                tp.append((spec_level(sp, ref, c, "the take-profit"), q))
+                rest -= q
+    else:
+        for leg, q in ladder(s.tp, total, c.multiplier):
+            tp.append((Level(distance=distance(leg.target, s.tp_units, ref, c, "--tp")), q))
+
+    sl: Level | None = None
+    if sig.stop_loss is not None:
+        trailing = sig.stop_loss.trailing
+        if sig.stop_loss.value > 0:
+            sl = spec_level(sig.stop_loss, ref, c, "the stop-loss")
+    else:
+        trailing = s.sl_type is SlType.TRAILING
+        if s.sl > 0:
+            sl = Level(distance=distance(s.sl, s.sl_units, ref, c, "--sl"))
+    if sl is None:
+        return Exits(tuple(tp), None)
+
+    def opt(v: Decimal | None, what: str) -> Decimal | None:
+        return None if v is None else distance(v, s.sl_units, ref, c, what)
+
+    return Exits(
+        tuple(tp),
+        sl,
+        trailing=trailing,
+        trail_trigger=opt(s.trail_trigger, "--trail-trigger") if trailing else None,
+        trail_freq=opt(s.trail_freq, "--trail-freq") if trailing else None,
+        breakeven=opt(s.breakeven_trigger, "--breakeven"),
+        breakeven_offset=(
+            distance(s.breakeven_offset, s.sl_units, ref, c, "--breakeven offset")
+            if s.breakeven_trigger is not None and s.breakeven_offset > 0
+            else Decimal(0)
+        ),
+    )
+
+
+def as_distance(
+    level: Level, ref: Decimal | None, direction: int, c: ExitInputs, what: str
+) -> Decimal:
+    """Points from the entry for a strategy bracket; ``direction`` +1 = the exit is above."""
+    if level.distance is not None:
+        return level.distance
+    assert level.price is not None
+    if ref is None:
+        raise CannotPlan(f"{what} given as a price needs the signal price")
+    raw = (level.price - ref) * direction
+    if raw <= 0:
+        where = "above" if direction > 0 else "below"
+        raise CannotPlan(f"{what} {level.price} is not {where} the entry price {ref}")
+    return round_distance(raw, c.contract.tick_size)
+
+
+def as_price(level: Level, ref: Decimal, direction: int, c: ExitInputs, what: str) -> Decimal:
+    """An absolute exit price on the tick, rounded toward ``ref`` yet strictly beyond it."""
+    tick = c.contract.tick_size
+    toward: Literal["up", "down"] = "down" if direction > 0 else "up"
+    away: Literal["up", "down"] = "up" if direction > 0 else "down"
+    if level.distance is not None:
+        return round_to_tick(ref + direction * level.distance, tick, toward)
+    assert level.price is not None
+    if (level.price - ref) * direction <= 0:
+        where = "above" if direction > 0 else "below"
+        raise CannotPlan(f"{what} {level.price} is not {where} the average price {ref}")
+    p = round_to_tick(level.price, tick, toward)
+    if (p - ref) * direction <= 0:
+        p = round_to_tick(level.price, tick, away)
+    return p
