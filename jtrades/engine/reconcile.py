@@ -394,22 +394,6 @@ class Reconciler:
             [(sub, p.symbol, p.net_pos, p.net_price) for (sub, _), p in positions.items()],
         )
 
-    async def _on_fill(self, sub: int, broker: Broker, f: Fill) -> None:
-        new = await trading_store.insert_fill(
-            self._pool,
-            sub_account_id=sub,
-            broker_fill_id=f.fill_id,
-            broker_order_id=f.order_id,
-            symbol=f.symbol,
-            side=str(f.side),
-            qty=f.qty,
-            price=f.price,
-            filled_at=f.timestamp,
-        )
-        if not new:
-            return  # a replay (Tradovate repeats fills around the session change)
-        await self._on_new_fill(sub, broker, f)
-
     async def _on_new_fill(self, sub: int, broker: Broker, f: Fill) -> None:
         """A fill just recorded: the position it moves and the trade it may close."""
         vpp = self._vpp.get(f.symbol)

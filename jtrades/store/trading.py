@@ -77,76 +77,12 @@ async def realized_today(ex: Executor, since: datetime) -> dict[tuple[int, str],
     return {(int(r["sub_account_id"]), str(r["symbol"])): Decimal(r["pnl"]) for r in rows}
 
 
-async def upsert_order(
-    ex: Executor,
-    *,
-    sub_account_id: int,
-    broker_order_id: int,
-    intent_id: int | None,
-    cl_ord_id: str | None,
-    symbol: str,
-    side: str,
-    qty: int,
-    order_type: str,
-    price: Decimal | None,
-    stop_price: Decimal | None,
-    status: str,
-    parent_id: int | None,
-    oco_id: int | None,
-) -> None:
-    with translate_errors():
-        await ex.execute(
-            q("trading.upsert_order"),
-            sub_account_id,
-            broker_order_id,
-            intent_id,
-            cl_ord_id,
-            symbol,
-            side,
-            qty,
-            order_type,
-            price,
-            stop_price,
-            status,
-            parent_id,
-            oco_id,
-        )
-
-
-async def insert_fill(
-    ex: Executor,
-    *,
-    sub_account_id: int,
-    broker_fill_id: int,
-    broker_order_id: int,
-    symbol: str,
-    side: str,
-    qty: int,
-    price: Decimal,
-    filled_at: datetime,
-) -> bool:
-    """True when the fill is new (False: a replay of one already recorded)."""
-    with translate_errors():
-        v = await ex.fetchval(
-            q("trading.insert_fill"),
-            sub_account_id,
-            broker_fill_id,
-            broker_order_id,
-            symbol,
-            side,
-            qty,
-            price,
-            filled_at,
-        )
-    return v is not None
-
-
 async def insert_fills(
     ex: Executor, fills: list[tuple[int, int, int, str, str, int, Decimal, datetime]]
 ) -> set[tuple[int, int]]:
-    """``insert_fill`` for a batch of (sub_account_id, broker_fill_id, broker_order_id,
-    symbol, side, qty, price, filled_at) in one statement; returns the (sub_account_id,
-    broker_fill_id) of the new ones."""
+    """Record a batch of (sub_account_id, broker_fill_id, broker_order_id, symbol, side, qty,
+    price, filled_at) in one statement; returns the (sub_account_id, broker_fill_id) of the new
+    ones (a replayed fill is not new)."""
     if not fills:
         return set()
     with translate_errors():
@@ -154,13 +90,6 @@ async def insert_fills(
             q("trading.insert_fills"), *(list(c) for c in zip(*fills, strict=True))
         )
     return {(int(r["sub_account_id"]), int(r["broker_fill_id"])) for r in rows}
-
-
-async def upsert_position(
-    ex: Executor, sub_account_id: int, symbol: str, net_pos: int, net_price: Decimal | None
-) -> None:
-    with translate_errors():
-        await ex.execute(q("trading.upsert_position"), sub_account_id, symbol, net_pos, net_price)
 
 
 async def insert_trade(

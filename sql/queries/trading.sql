@@ -82,13 +82,6 @@ SET intent_id = COALESCE(EXCLUDED.intent_id, orders.intent_id),
     parent_id = COALESCE(EXCLUDED.parent_id, orders.parent_id),
     oco_id = COALESCE(EXCLUDED.oco_id, orders.oco_id), updated_at = now();
 
--- name: trading.insert_fill($1 sub_account_id, $2 broker_fill_id, $3 broker_order_id, $4 symbol, $5 side, $6 qty, $7 price, $8 filled_at)
-INSERT INTO fills (sub_account_id, broker_fill_id, broker_order_id, symbol, side, qty, price,
-                   filled_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (sub_account_id, broker_fill_id) DO NOTHING
-RETURNING id;
-
 -- name: trading.insert_fills($1 sub_account_ids, $2 broker_fill_ids, $3 broker_order_ids, $4 symbols, $5 sides, $6 qtys, $7 prices, $8 filled_ats)
 -- A batch of fills in one statement; returns the ones that are new (a replay returns nothing).
 INSERT INTO fills (sub_account_id, broker_fill_id, broker_order_id, symbol, side, qty, price,
