@@ -38,9 +38,8 @@ ConfigOpt = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="jtrades.toml to read (default: ./jtrades.toml, then XDG).",
-        envvar="JTRADES_CONFIG",
-        show_envvar=False,
+        # $JTRADES_CONFIG is read by load_settings itself, so every entry point agrees.
+        help="jtrades.toml to read (default: $JTRADES_CONFIG, ./jtrades.toml, then XDG).",
     ),
 ]
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
 from jtrades.cli import accounts, control, db, listings, recorder, serve, sim, trader, users
-from jtrades.cli.common import STATE
+from jtrades.cli.common import STATE, ConfigOpt
 
 app = typer.Typer(
     name="jtrades",
@@ -20,16 +17,7 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root(
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="jtrades.toml to read (default: $JTRADES_CONFIG, ./jtrades.toml, then XDG).",
-        ),
-    ] = None,
-) -> None:
+def _root(config: ConfigOpt = None) -> None:
     """jtrades: run `jtrades serve` for the daemon; every other command manages its database."""
     STATE.config = config
 

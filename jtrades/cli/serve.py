@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
-from jtrades.cli.common import STATE, fail, settings
+from jtrades.cli.common import STATE, ConfigOpt, fail, settings
 from jtrades.errors import JtradesError
 
 
@@ -16,16 +13,7 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
 
 
-def serve(
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="jtrades.toml to read (default: $JTRADES_CONFIG, ./jtrades.toml, then XDG).",
-        ),
-    ] = None,
-) -> None:
+def serve(config: ConfigOpt = None) -> None:
     """Run the daemon: migrate the database, connect broker sessions, take webhooks.
 
     With no database.url it starts an embedded Postgres in data_dir. Stops cleanly (exit 0) on
