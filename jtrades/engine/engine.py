@@ -196,9 +196,11 @@ class Engine:
         snap = self.config.snapshot
         sent = 0
         now = datetime.now(UTC)
-        # One tag per request (not per second): two requests never share a clOrdId, and the same
-        # request carried out again after a restart reuses its ids, so the broker sees repeats.
-        tag = "f" + hashlib.sha256(requested_at.encode()).hexdigest()[:12]
+        # One tag per request and per run: two requests (even in the same second) never share a
+        # clOrdId, and a request carried out again after a crash sends its liquidations again
+        # (harmless when already flat) instead of colliding with the intents of the lost run.
+        run = f"{requested_at}|{now.isoformat()}"
+        tag = "f" + hashlib.sha256(run.encode()).hexdigest()[:12]
         for link in snap.links_by_sub.values():
             if label and link.label.lower() != str(label).lower():
                 continue

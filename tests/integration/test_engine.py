@@ -523,3 +523,23 @@ async def test_two_flatten_requests_of_one_account_each_send(
         await wait_for(flat, f"flatten {second} done")
     ids = await pool.fetch("SELECT cl_ord_id FROM order_intents WHERE kind = 'liquidate'")
     assert len({r["cl_ord_id"] for r in ids}) == 2
+
+
+async def test_a_flatten_run_again_after_a_restart_still_sends(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "ned")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (a,) = await make_paper_account(pool, u, "ned-a")
+    await make_trader(pool, u, rec, [(a, 1)])
+    engine = await engine_factory()
+    request = {"requested_at": "2026-01-01T00:00:00+00:00", "account": "ned-a"}
+    await send(engine, pool, rec, buy())
+    assert await engine.flatten(request) == 1
+    # A crash before the request was marked done: the next run carries out the same request
+    # with no memory of the first, and its liquidation must go out, not collide with the first.
+    await send(engine, pool, rec, buy())
+    engine._flattened.clear()
+    assert await engine.flatten(request) == 1
+    assert await net_pos(engine, pool, a) == 0
