@@ -239,24 +239,23 @@ class PaperBroker:
     async def find_contract(self, symbol: str) -> Contract:
         """The contract a real broker would trade: ``MNQ1!`` → today's front month (``MNQZ6``)
         by the calendar rule, with the built-in tick table, so paper positions carry the same
-        symbols as Tradovate's."""
-        c = self._contracts.get(symbol)
-        if c is None:
-            try:
-                parts = split_symbol(symbol)
-                name = (
-                    calendar_contract(parts.root, parts.nth, datetime.now(UTC).date())
-                    if parts.nth is not None
-                    else parts.contract_name
-                )
-                spec = table_contract(name)
-            except InvalidSignal as exc:
-                raise BrokerRejected(f"paper broker: {exc}") from None
-            c = self._contracts.get(spec.symbol)
+        symbols as Tradovate's. Continuous names are resolved on every call (it is cheap), so the
+        paper broker rolls with the calendar like a real one; contracts are cached by name."""
+        try:
+            parts = split_symbol(symbol)
+            name = (
+                calendar_contract(parts.root, parts.nth, datetime.now(UTC).date())
+                if parts.nth is not None
+                else parts.contract_name
+            )
+            c = self._contracts.get(name)
             if c is None:
-                c = dataclasses.replace(spec, contract_id=1000 + len(self._contracts))
-                self._contracts[spec.symbol] = c
-            self._contracts[symbol] = c
+                c = dataclasses.replace(
+                    table_contract(name), contract_id=1000 + len(self._contracts)
+                )
+                self._contracts[name] = c
+        except InvalidSignal as exc:
+            raise BrokerRejected(f"paper broker: {exc}") from None
         return c
 
     def positions(self, account_id: int) -> list[Position]:

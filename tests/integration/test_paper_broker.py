@@ -204,6 +204,8 @@ async def test_events_stream_orders_fills_positions(paper: PaperBroker) -> None:
 async def test_unknown_product_is_refused() -> None:
     with pytest.raises(BrokerRejected, match="unknown instrument root"):
         await PaperBroker().find_contract("XYZ1!")
+    with pytest.raises(BrokerRejected, match="unknown instrument root"):
+        await PaperBroker().find_contract("XYZZ6")
     gc, mgc = await PaperBroker().find_contract("GC1!"), await PaperBroker().find_contract("MGCZ6")
     assert (gc.root, gc.value_per_point, mgc.root, mgc.value_per_point) == (
         "GC",
