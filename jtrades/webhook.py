@@ -1,12 +1,14 @@
 """The webhook pipeline up to the engine: allowlist, body limit, token, parse, dedup, answer.
 
 Every delivery leaves a ``signals`` row, whatever becomes of it. The order of checks is fixed:
-IP allowlist (403), body size (413), token (401 none, 404 unknown), body (400/422), then one
-atomic insert decides whether the alert is new (money rule 3). From that insert on, orders may
-leave, so nothing after it answers 5xx: TradingView re-sends a delivery answered 5xx, and though
-dedup would make the re-send harmless, its answer would hide what happened. An error there is
-logged and answered 200 ``accepted`` with the error in ``detail``. Before it, any failure is a
-503 (nothing stored as accepted, nothing sent), which TradingView re-sends.
+IP allowlist (403), body size (413), token (401 none, 404 unknown), body (400/422); then the
+engine gets the delivery (``store.signals.Delivery``, its id drawn in advance) and stores it
+with its orders' intents in one atomic statement that also decides whether the alert is new
+(money rule 3). From that statement on, orders may leave, so nothing after it answers 5xx:
+TradingView re-sends a delivery answered 5xx, and though dedup would make the re-send harmless,
+its answer would hide what happened. An error there is logged and answered 200 ``accepted``
+with the error in ``detail``. Before it, any failure is a 503 (nothing stored, nothing sent),
+which TradingView re-sends; when the engine fails, the signal's row says which case it was.
 
 The raw body is stored with any webhook token in it masked (money rule 8).
 """
@@ -49,14 +51,24 @@ class OutcomeLike(Protocol):
     reason: str | None
     orders: int
     detail: dict[str, Any]
+    duplicate_of: int | None
 
 
 class SignalEngine(Protocol):
     """What the server needs from ``jtrades.engine.engine.Engine``."""
 
     async def on_signal(
-        self, *, signal_id: int, recorder_id: int, signal: Signal, received_at: datetime
-    ) -> OutcomeLike: ...
+        self,
+        *,
+        signal_id: int,
+        recorder_id: int,
+        signal: Signal,
+        received_at: datetime,
+        delivery: signal_store.Delivery,
+    ) -> OutcomeLike:
+        """Store ``delivery`` (``signal_store.claim_delivery``) and act on it; a raise means it
+        was not stored, or is looked up to tell. A duplicate's verdict is ``duplicate``."""
+        ...
 
     def ready(self) -> bool: ...
 
@@ -160,8 +172,9 @@ class Webhooks:
         self.accepting = True
         # first signal id -> its answer, so an in-process duplicate can repeat it exactly
         self._inflight: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
+        self._tasks: set[asyncio.Task[web.Response]] = set()
         self._active = 0  # webhook requests being handled
+        self.ids = signal_store.SignalIds(db.pool)
         if hasattr(engine, "defer_intent_outcomes"):
             # The engine leaves its intents' send outcomes to us: they are written with the
             # signal's verdict in one statement (one round trip instead of two).
@@ -186,6 +199,7 @@ class Webhooks:
                 log.error("webhook.drain_timeout", requests=self._active, signals=len(self._tasks))
                 return False
             await asyncio.sleep(0.01)
+        await self.ids.close()
         return True
 
     # --- handlers ------------------------------------------------------------------------
@@ -269,136 +283,153 @@ class Webhooks:
 
         key = idempotency_key(alert_id=signal.alert_id, token_hash=token_hash, body=body)
         try:
-            claim = await signal_store.claim(
-                self.db.pool,
-                recorder_id=recorder_id,
-                idem_key=key.key,
-                window=key.window,
-                received_at=received_at,
-                remote_addr=remote,
-                content_type=ctype,
-                raw_body=stored_body,
-                signal=signal,
+            signal_id = await self.ids.take()
+        except StorageUnavailable as exc:
+            # Fail closed, before anything could be stored or sent: TradingView re-sends a 503.
+            log.error("webhook.storage_unavailable", error=str(exc))
+            self.metrics.errors += 1
+            return _error(503, "storage_unavailable", "the database is unavailable", None)
+        delivery = signal_store.Delivery(
+            signal_id=signal_id,
+            recorder_id=recorder_id,
+            idem_key=key.key,
+            window=key.window,
+            received_at=received_at,
+            remote_addr=remote,
+            content_type=ctype,
+            raw_body=stored_body,
+            signal=signal,
+        )
+        task = asyncio.create_task(self._process(delivery), name=f"signal-{signal_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        # Shielded: a client hanging up must not cancel a dispatch half-way.
+        return await asyncio.shield(task)
+
+    async def _process(self, d: signal_store.Delivery) -> web.Response:
+        """Hand the delivery to the engine and write its outcome back; raises only when the
+        delivery was not stored (nothing sent)."""
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._inflight[d.signal_id] = waiter
+        # Duplicates waiting on this one get its answer, or "received" if it is cancelled.
+        result = _summary(d.signal_id, "received", 0)
+        try:
+            with structlog.contextvars.bound_contextvars(
+                signal_id=d.signal_id, recorder_id=d.recorder_id
+            ):
+                response, result = await self._run_engine(d)
+        finally:
+            if not waiter.done():
+                waiter.set_result(result)
+            self._inflight.pop(d.signal_id, None)
+        return response
+
+    async def _run_engine(self, d: signal_store.Delivery) -> tuple[web.Response, dict[str, Any]]:
+        signal_id = d.signal_id
+        result: dict[str, Any]
+        unwritten: Any = ()
+        try:
+            outcome = await self.engine.on_signal(
+                signal_id=signal_id,
+                recorder_id=d.recorder_id,
+                signal=d.signal,
+                received_at=d.received_at,
+                delivery=d,
             )
         except NotFound:
             # The recorder was deleted between the token check and the insert.
-            return await self._refuse(
-                404, "unknown_token", "no recorder has this token", received_at, remote, ctype,
-                stored_body,
+            response = await self._refuse(
+                404, "unknown_token", "no recorder has this token", d.received_at,
+                d.remote_addr, d.content_type, d.raw_body,
             )  # fmt: skip
+            return response, _summary(signal_id, "invalid", 0)
         except StorageUnavailable as exc:
             # Fail closed, before anything could be sent: a 503 makes TradingView re-send.
             log.error("webhook.storage_unavailable", error=str(exc))
             self.metrics.errors += 1
-            return _error(503, "storage_unavailable", "the database is unavailable", None)
-
-        if claim.duplicate_of is not None:
-            self.metrics.verdicts["duplicate"] += 1
-            try:
-                first = await self._first_result(claim.duplicate_of)
-            except Exception as exc:
-                log.warning("webhook.first_result_unavailable", error=type(exc).__name__)
-                first = _summary(claim.duplicate_of, "received", 0)
-            log.info(
-                "webhook.duplicate",
-                signal_id=claim.signal_id,
-                duplicate_of=claim.duplicate_of,
-                recorder_id=recorder_id,
-            )
-            return json_response(
-                200,
-                {
-                    "signal_id": claim.signal_id,
-                    "verdict": "duplicate",
-                    "orders": 0,
-                    "duplicate_of": claim.duplicate_of,
-                    "first": first,
-                },
-            )
-
-        task = asyncio.create_task(
-            self._process(claim.signal_id, recorder_id, signal, received_at),
-            name=f"signal-{claim.signal_id}",
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        # Shielded: a client hanging up must not cancel a dispatch half-way.
-        result = await asyncio.shield(task)
-        return json_response(200, result)
-
-    async def _process(
-        self, signal_id: int, recorder_id: int, signal: Signal, received_at: datetime
-    ) -> dict[str, Any]:
-        """Hand the stored signal to the engine and write its outcome back; never raises."""
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._inflight[signal_id] = waiter
-        # Duplicates waiting on this one get its answer, or "received" if it is cancelled.
-        result = _summary(signal_id, "received", 0)
+            response = _error(503, "storage_unavailable", "the database is unavailable", None)
+            return response, _summary(signal_id, "received", 0)
+        except Exception as exc:
+            self.metrics.errors += 1
+            log.exception("webhook.engine_failed", error=type(exc).__name__)
+            if not await self._stored(signal_id):
+                # Not stored, so no intent either and nothing sent: TradingView may re-send.
+                response = _error(503, "unavailable", "temporary failure; nothing was sent", None)
+                return response, _summary(signal_id, "received", 0)
+            # Stored, so orders may have left: answer 200, reconciliation settles the rest.
+            error = f"internal error after the signal was stored ({type(exc).__name__})"
+            result = _summary(signal_id, "accepted", 0)
+            result["error"] = error
+            fields: dict[str, Any] = {
+                "verdict": "accepted",
+                "filter": None,
+                "reason": error,
+                "orders": 0,
+                "detail": {"error": type(exc).__name__},
+            }
+        else:
+            if outcome.duplicate_of is not None:
+                response = await self._duplicate(signal_id, outcome.duplicate_of)
+                return response, _summary(signal_id, "duplicate", 0)
+            result = _summary(signal_id, outcome.verdict, outcome.orders)
+            if outcome.filter:
+                result["filter"] = outcome.filter
+            if outcome.reason:
+                result["reason"] = outcome.reason
+            fields = {
+                "verdict": outcome.verdict,
+                "filter": outcome.filter,
+                # rule 9 (and a CHECK): a rejection always says why
+                "reason": outcome.reason
+                or (outcome.filter if outcome.verdict == "rejected" else None)
+                or ("rejected" if outcome.verdict == "rejected" else None),
+                "orders": outcome.orders,
+                "detail": outcome.detail or None,
+            }
+            unwritten = getattr(outcome, "unwritten", ())
+        self.metrics.verdicts[result["verdict"]] += 1
         try:
-            result = await self._run_engine(signal_id, recorder_id, signal, received_at)
-        finally:
-            if not waiter.done():
-                waiter.set_result(result)
-            self._inflight.pop(signal_id, None)
-        return result
+            await signal_store.set_outcome(self.db.pool, signal_id, **fields, intents=unwritten)
+        except Exception as exc:
+            self.metrics.errors += 1
+            log.error("webhook.outcome_not_stored", error=type(exc).__name__)
+        log.info(
+            "webhook.signal",
+            verdict=result["verdict"],
+            orders=result["orders"],
+            filter=result.get("filter"),
+            reason=result.get("reason"),
+        )
+        return json_response(200, result), result
 
-    async def _run_engine(
-        self, signal_id: int, recorder_id: int, signal: Signal, received_at: datetime
-    ) -> dict[str, Any]:
-        result: dict[str, Any]
-        unwritten: Any = ()
-        with structlog.contextvars.bound_contextvars(signal_id=signal_id, recorder_id=recorder_id):
-            try:
-                outcome = await self.engine.on_signal(
-                    signal_id=signal_id,
-                    recorder_id=recorder_id,
-                    signal=signal,
-                    received_at=received_at,
-                )
-                result = _summary(signal_id, outcome.verdict, outcome.orders)
-                if outcome.filter:
-                    result["filter"] = outcome.filter
-                if outcome.reason:
-                    result["reason"] = outcome.reason
-                fields: dict[str, Any] = {
-                    "verdict": outcome.verdict,
-                    "filter": outcome.filter,
-                    # rule 9 (and a CHECK): a rejection always says why
-                    "reason": outcome.reason
-                    or (outcome.filter if outcome.verdict == "rejected" else None)
-                    or ("rejected" if outcome.verdict == "rejected" else None),
-                    "orders": outcome.orders,
-                    "detail": outcome.detail or None,
-                }
-                unwritten = getattr(outcome, "unwritten", ())
-            except Exception as exc:
-                # Orders may have left: answer 200 and let reconciliation settle the rest.
-                self.metrics.errors += 1
-                log.exception("webhook.engine_failed", error=type(exc).__name__)
-                error = f"internal error after the signal was stored ({type(exc).__name__})"
-                result = _summary(signal_id, "accepted", 0)
-                result["error"] = error
-                fields = {
-                    "verdict": "accepted",
-                    "filter": None,
-                    "reason": error,
-                    "orders": 0,
-                    "detail": {"error": type(exc).__name__},
-                }
-            self.metrics.verdicts[result["verdict"]] += 1
-            try:
-                await signal_store.set_outcome(self.db.pool, signal_id, **fields, intents=unwritten)
-            except Exception as exc:
-                self.metrics.errors += 1
-                log.error("webhook.outcome_not_stored", error=type(exc).__name__)
-            log.info(
-                "webhook.signal",
-                verdict=result["verdict"],
-                orders=result["orders"],
-                filter=result.get("filter"),
-                reason=result.get("reason"),
-            )
-        return result
+    async def _stored(self, signal_id: int) -> bool:
+        """Whether the signal's row exists. When the database cannot say, False: the 503 makes
+        TradingView re-send, which is harmless if it was stored after all (the re-send is a
+        duplicate) and keeps the alert if it was not."""
+        try:
+            return await signal_store.result(self.db.pool, signal_id) is not None
+        except Exception:
+            return False
+
+    async def _duplicate(self, signal_id: int, first_id: int) -> web.Response:
+        """Answer a duplicate with the first delivery's result (its row is already stored)."""
+        self.metrics.verdicts["duplicate"] += 1
+        try:
+            first = await self._first_result(first_id)
+        except Exception as exc:
+            log.warning("webhook.first_result_unavailable", error=type(exc).__name__)
+            first = _summary(first_id, "received", 0)
+        log.info("webhook.duplicate", duplicate_of=first_id)
+        return json_response(
+            200,
+            {
+                "signal_id": signal_id,
+                "verdict": "duplicate",
+                "orders": 0,
+                "duplicate_of": first_id,
+                "first": first,
+            },
+        )
 
     async def _first_result(self, first_id: int) -> dict[str, Any]:
         """The first delivery's answer: from this process if it is still working, else its row."""
@@ -443,6 +474,7 @@ class Webhooks:
         try:
             signal_id = await signal_store.insert(
                 self.db.pool,
+                signal_id=await self.ids.take(),
                 recorder_id=recorder_id,
                 received_at=received_at,
                 remote_addr=remote,

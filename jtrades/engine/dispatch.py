@@ -6,7 +6,9 @@ then send — concurrently across sub-accounts, step by step within one. A sub-a
 held until its orders are answered and the broker's view shows their effect, so a second alert
 racing on the same sub-account plans against the position the first one produced (rule 3).
 
-Nothing is sent unless the intents committed (rule 1: fail closed). Each send's outcome is
+Nothing is sent unless the intents committed (rule 1: fail closed). A signal handed over as a
+``Delivery`` (the webhook's, not yet stored) is stored by the same statement that writes its
+intents: a duplicate delivery is found there, writes nothing and sends nothing (rule 3). Each send's outcome is
 written back: the broker's order id, a rejection with the broker's text, or ``unknown`` when no
 answer came (reconciliation looks it up by clOrdId, never re-sends). An intent past its TTL is
 never sent (``expired``); when one step of a sub-account fails, its later steps are not sent
@@ -47,6 +49,7 @@ from jtrades.errors import (
     TransientBrokerError,
 )
 from jtrades.store import intents as intent_store
+from jtrades.store import signals as signal_store
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +93,8 @@ class DispatchResult:
     storage_failed: bool = False
     # the intents' send outcomes, when the caller asked to write them itself (``defer_outcomes``)
     unwritten: list[intent_store.Outcome] = field(default_factory=list)
+    # the delivery was a duplicate of this signal: nothing was written or sent
+    duplicate_of: int | None = None
 
     @property
     def orders(self) -> int:
@@ -271,13 +276,16 @@ class Dispatcher:
         *,
         tag: str | None = None,
         defer_outcomes: bool = False,
+        delivery: signal_store.Delivery | None = None,
     ) -> DispatchResult:
         """Plan, record and send one signal's orders; see the module docstring for the rules.
 
         Orders not caused by a signal (a flatten request) pass ``signal_id=None`` and a ``tag``
         that makes their clOrdIds unique instead. With ``defer_outcomes`` the send outcomes are
         returned in ``unwritten`` for the caller to store after it has answered (the webhook
-        writes them with the signal's verdict in one statement)."""
+        writes them with the signal's verdict in one statement). With a ``delivery`` the signal
+        row is claimed with the intents (``signal_id`` must be ``delivery.signal_id``); a storage
+        error then raises (nothing stored, nothing sent) instead of ``storage_failed``."""
         # One sub-account takes one plan per signal: a second trader of the same user on the
         # same sub-account would plan against the same state and double the position.
         seen: dict[int, WorkItem] = {}
@@ -306,7 +314,16 @@ class Dispatcher:
                 [seen[sid] for sid in order], signal_id, tag, received_at, results
             )
             intents = [ni for p in prepared for _, ni in p.steps]
-            if intents:
+            if delivery is not None:
+                # raises on a storage error: nothing is stored, so nothing may be sent
+                claim = await signal_store.claim_delivery(self._pool, delivery, intents)
+                if claim.duplicate_of is not None:
+                    return DispatchResult([], duplicate_of=claim.duplicate_of)
+                pos = 0
+                for p in prepared:
+                    p.ids = list(claim.intent_ids[pos : pos + len(p.steps)])
+                    pos += len(p.steps)
+            elif intents:
                 try:
                     ids = await intent_store.insert_all(self._pool, intents)
                 except Exception as exc:  # fail closed: no durable intent, nothing is sent

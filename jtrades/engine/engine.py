@@ -3,8 +3,12 @@
 ``on_signal`` runs the recorder's filters, then each enabled trader's, then plans and dispatches
 per sub-account (``dispatch.Dispatcher``). Everything it reads on the way — configuration,
 counters, P&L, positions — is in memory (``ConfigCache``, the brokers' live views, counters kept
-here and seeded from the database at start), so the only database round trip per signal is the
-intent write. The HTTP layer owns the ``signals`` row and stores the returned ``Outcome`` on it;
+here and seeded from the database at start), so the only database round trip before the orders
+leave is one statement. Handed a ``Delivery`` (the webhook's, not yet stored), the engine
+filters and plans first and then stores the signal row, its dedup decision and its intents in
+that one statement (``signals.claim``); when it turns out a duplicate, nothing is sent and the
+counters the filters moved are put back, under a per-recorder lock so no other signal of the
+recorder saw them. The HTTP layer stores the returned ``Outcome`` on the row;
 ``Outcome.detail`` carries ``entry``/``nth_seen`` (the recorder's counters) and
 ``trader_entries``/``trader_seen`` (trader ids) so the session counters can be rebuilt after a
 restart, ``traders`` (per-trader rejections and skipped sub-accounts) and ``accounts`` (per
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -53,6 +58,7 @@ from jtrades.engine.signal import Action, Signal
 from jtrades.engine.sizing import open_pnl
 from jtrades.engine.tradingday import session_start
 from jtrades.store import intents as intent_store
+from jtrades.store import signals as signal_store
 from jtrades.store import trading as trading_store
 
 log = structlog.get_logger(__name__)
@@ -65,7 +71,8 @@ _REMEMBERED_SIGNALS = 10_000  # recent signal ids whose outcome a repeat call ge
 class Outcome:
     """What became of a signal: stored on its row by the HTTP layer.
 
-    ``verdict`` accepted | rejected | expired; ``filter`` names the check that said no;
+    ``verdict`` accepted | rejected | expired | duplicate (of ``duplicate_of``: a delivery
+    found already claimed, which sent nothing); ``filter`` names the check that said no;
     ``orders`` counts orders the brokers accepted; ``detail`` is per trader and sub-account.
     """
 
@@ -76,6 +83,7 @@ class Outcome:
     detail: dict[str, Any] = field(default_factory=dict)
     # send outcomes left for the caller to store (``Engine.defer_intent_outcomes``)
     unwritten: list[intent_store.Outcome] = field(default_factory=list)
+    duplicate_of: int | None = None
 
 
 @dataclass(slots=True)
@@ -87,6 +95,10 @@ class _Counters:
     entries: int = 0
     last_entry_at: datetime | None = None
     seen: int = 0
+
+
+# Counters as they were before a signal touched them, keyed by (table, id); None = absent.
+_Undo = dict[tuple[str, int], "_Counters | None"]
 
 
 def _liquidate_plan(link: LinkConfig, contract: Contract) -> Any:
@@ -102,6 +114,12 @@ def _liquidate_plan(link: LinkConfig, contract: Contract) -> Any:
         return AccountPlan(PositionAction.CLOSE, (step,), "halt --flatten")
 
     return plan
+
+
+def _duplicate(first: int) -> Outcome:
+    return Outcome(
+        "duplicate", None, f"a repeat of signal {first}: nothing sent", 0, duplicate_of=first
+    )
 
 
 def _is_entry(signal: Signal, inverse: bool) -> bool:
@@ -128,6 +146,7 @@ class Engine:
         self._rec_counters: dict[int, _Counters] = {}
         self._outcomes: OrderedDict[int, asyncio.Future[Outcome]] = OrderedDict()
         self._trader_counters: dict[int, _Counters] = {}
+        self._recorder_locks: dict[int, asyncio.Lock] = {}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
@@ -237,22 +256,46 @@ class Engine:
             self._trader_counters[tid] = _Counters(since, entries, entries, last, seen)
         self.reconciler.pnl.seed(await trading_store.realized_today(self._db.pool, since), since)
 
-    def _counters(self, table: dict[int, _Counters], key: int, now: datetime) -> _Counters:
+    def _counters(
+        self, table: dict[int, _Counters], key: int, now: datetime, undo: _Undo | None = None
+    ) -> _Counters:
+        if undo is not None:
+            mark = ("r" if table is self._rec_counters else "t", key)
+            if mark not in undo:
+                before = table.get(key)
+                undo[mark] = copy.copy(before) if before is not None else None
         start = session_start(now)
         c = table.get(key)
         if c is None or c.session != start:
             c = table[key] = _Counters(start)
         return c
 
+    def _undo(self, undo: _Undo) -> None:
+        """Put back the counters a signal moved: it turned out a duplicate, or was not stored."""
+        for (kind, key), before in undo.items():
+            table = self._rec_counters if kind == "r" else self._trader_counters
+            if before is None:
+                table.pop(key, None)
+            else:
+                table[key] = before
+
     # --- the hot path -----------------------------------------------------------------------
 
     async def on_signal(
-        self, *, signal_id: int, recorder_id: int, signal: Signal, received_at: datetime
+        self,
+        *,
+        signal_id: int,
+        recorder_id: int,
+        signal: Signal,
+        received_at: datetime,
+        delivery: signal_store.Delivery | None = None,
     ) -> Outcome:
-        """Filter, plan and dispatch one stored signal; never raises for a trading outcome.
+        """Filter, plan and dispatch one signal; never raises for a trading outcome.
 
-        The same ``signal_id`` handed over again (a retry, a duplicate that slipped past the
-        HTTP layer) gets the first call's outcome: it is filtered, counted and traded once."""
+        With a ``delivery`` (``delivery.signal_id == signal_id``) the signal is not stored yet:
+        it is stored with its intents in one statement, and a raise means it was not (nothing
+        sent). Without one, its row exists already. The same ``signal_id`` handed over again
+        (a retry) gets the first call's outcome: it is filtered, counted and traded once."""
         known = self._outcomes.get(signal_id)
         if known is not None:
             return await asyncio.shield(known)
@@ -261,7 +304,10 @@ class Engine:
         while len(self._outcomes) > _REMEMBERED_SIGNALS:
             self._outcomes.popitem(last=False)
         try:
-            out = await self._on_signal(signal_id, recorder_id, signal, received_at)
+            if delivery is None:
+                out = await self._on_signal(signal_id, recorder_id, signal, received_at, None, None)
+            else:
+                out = await self._on_delivery(delivery)
         except BaseException as exc:
             self._outcomes.pop(signal_id, None)
             if isinstance(exc, asyncio.CancelledError):
@@ -273,22 +319,60 @@ class Engine:
         fut.set_result(out)
         return out
 
+    async def _on_delivery(self, d: signal_store.Delivery) -> Outcome:
+        """Filters and planning run before the delivery is known to be new, so what they count
+        is undone for a duplicate; the recorder's lock keeps any other signal of the recorder
+        from seeing those counts in between (its signals share sub-accounts, and so wait for
+        each other's orders anyway)."""
+        lock = self._recorder_locks.get(d.recorder_id)
+        if lock is None:
+            lock = self._recorder_locks[d.recorder_id] = asyncio.Lock()
+        async with lock:
+            undo: _Undo = {}
+            try:
+                out = await self._on_signal(
+                    d.signal_id, d.recorder_id, d.signal, d.received_at, d, undo
+                )
+            except BaseException:
+                self._undo(undo)
+                raise
+            if out.duplicate_of is not None:
+                self._undo(undo)
+            return out
+
+    async def _store(self, out: Outcome, delivery: signal_store.Delivery | None) -> Outcome:
+        """An outcome with no orders: store the delivery first when it is not stored yet."""
+        if delivery is None:
+            return out
+        claim = await signal_store.claim_delivery(self._db.pool, delivery)
+        if claim.duplicate_of is not None:
+            return _duplicate(claim.duplicate_of)
+        return out
+
     async def _on_signal(
-        self, signal_id: int, recorder_id: int, signal: Signal, received_at: datetime
+        self,
+        signal_id: int,
+        recorder_id: int,
+        signal: Signal,
+        received_at: datetime,
+        delivery: signal_store.Delivery | None,
+        undo: _Undo | None,
     ) -> Outcome:
         now = datetime.now(UTC)
         ttl = self._settings.trading.signal_ttl_s
         if (now - received_at).total_seconds() > ttl:
-            return Outcome("expired", None, f"older than the {ttl:g}s signal TTL: not traded", 0)
+            out = Outcome("expired", None, f"older than the {ttl:g}s signal TTL: not traded", 0)
+            return await self._store(out, delivery)
         snap = self.config.snapshot
         rec = snap.recorders.get(recorder_id)
         if rec is None and await self.config.refresh():
             snap = self.config.snapshot
             rec = snap.recorders.get(recorder_id)
         if rec is None:
-            return Outcome("rejected", "unknown_recorder", "the recorder no longer exists", 0)
+            out = Outcome("rejected", "unknown_recorder", "the recorder no longer exists", 0)
+            return await self._store(out, delivery)
 
-        rc = self._counters(self._rec_counters, rec.id, now)
+        rc = self._counters(self._rec_counters, rec.id, now, undo)
         rc.signals += 1
         entry = _is_entry(signal, rec.settings.inverse)
         rej = check_recorder(
@@ -305,7 +389,10 @@ class Engine:
             nth = rej.filter == "every_nth"
             if nth:
                 rc.seen += 1
-            return Outcome("rejected", rej.filter, rej.reason, 0, {"entry": False, "nth_seen": nth})
+            rejected: dict[str, Any] = {"entry": False, "nth_seen": nth}
+            return await self._store(
+                Outcome("rejected", rej.filter, rej.reason, 0, rejected), delivery
+            )
         if entry:
             rc.seen += 1
             rc.entries += 1
@@ -319,19 +406,25 @@ class Engine:
             "trader_seen": [],
         }
         items, trader_rejections = await self._work_items(
-            signal, rec, snap, now, received_at, signal_id, detail
+            signal, rec, snap, now, received_at, signal_id, detail, undo
         )
         if not items:
             if trader_rejections and len(trader_rejections) == len(rec.traders):
                 f, reason = trader_rejections[0]
-                return Outcome("rejected", f, reason, 0, detail)
+                return await self._store(Outcome("rejected", f, reason, 0, detail), delivery)
             if not rec.traders:
                 detail["note"] = "no trader follows this recorder"
-            return Outcome("accepted", None, None, 0, detail)
+            return await self._store(Outcome("accepted", None, None, 0, detail), delivery)
 
         result = await self.dispatcher.dispatch(
-            signal_id, received_at, items, defer_outcomes=self.defer_intent_outcomes
+            signal_id,
+            received_at,
+            items,
+            defer_outcomes=self.defer_intent_outcomes,
+            delivery=delivery,
         )
+        if result.duplicate_of is not None:
+            return _duplicate(result.duplicate_of)
         detail["accounts"] = {str(a.sub_account_id): a.as_dict() for a in result.accounts}
         if result.storage_failed:
             return Outcome(
@@ -352,12 +445,13 @@ class Engine:
         received_at: datetime,
         signal_id: int,
         detail: dict[str, Any],
+        undo: _Undo | None,
     ) -> tuple[list[WorkItem], list[tuple[str, str]]]:
         ticker = signal.ticker or rec.symbol
         items: list[WorkItem] = []
         rejections: list[tuple[str, str]] = []
         for t in rec.traders:
-            tc = self._counters(self._trader_counters, t.id, now)
+            tc = self._counters(self._trader_counters, t.id, now, undo)
             contracts: dict[int, Contract] = {}
             brokers: dict[int, Broker] = {}
             for link in t.links:

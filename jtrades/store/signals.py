@@ -1,15 +1,21 @@
 """Signals: every webhook delivery stored raw with its verdict, and the dedup decision.
 
 ``claim`` is the one place a duplicate is decided (money rule 3): a single statement inserts the
-signal row and its idempotency key; a racing copy of the same alert finds the key and is stored
-as ``duplicate`` pointing at the first. Deliveries that never reach dedup (bad token, bad body,
-too large) are stored by ``insert`` with their 4xx verdict, so every delivery leaves a row.
+signal row, its idempotency key and, when it is new, its order intents; a racing copy of the
+same alert finds the key, is stored as ``duplicate`` pointing at the first, and writes no
+intents. Deliveries that never reach dedup (bad token, bad body, too large) are stored by
+``insert`` with their 4xx verdict, so every delivery leaves a row. ``SignalIds`` hands out ids
+before the row exists: the intents' clOrdIds carry the signal id, and they are planned before
+the one statement that stores both.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,6 +23,7 @@ from typing import Any
 from jtrades.engine.signal import Signal
 from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
+from jtrades.store.intents import NewIntent
 from jtrades.store.intents import Outcome as IntentOutcome
 
 
@@ -26,6 +33,9 @@ class Claim:
 
     signal_id: int
     duplicate_of: int | None
+    # per intent handed to ``claim``, in order: its id, or None when its clOrdId already existed
+    # (never sent again); empty for a duplicate, whose intents are not written
+    intent_ids: tuple[int | None, ...] = ()
 
     @property
     def is_duplicate(self) -> bool:
@@ -109,9 +119,13 @@ async def claim(
     raw_body: bytes,
     signal: Signal,
     window: timedelta = timedelta(hours=24),
+    signal_id: int | None = None,
+    intents: Sequence[NewIntent] = (),
 ) -> Claim:
     """Store a parsed delivery and decide, atomically, whether it is a duplicate: it is when
-    the same key was claimed less than ``window`` ago."""
+    the same key was claimed less than ``window`` ago. A new delivery's ``intents`` are written
+    in the same statement; ``signal_id`` (from ``SignalIds``) is the id the row gets, and must
+    be the one the intents' clOrdIds were made from."""
     with translate_errors():
         row = await ex.fetchrow(
             q("signals.claim"),
@@ -123,9 +137,103 @@ async def claim(
             raw_body,
             *_columns(signal),
             window.total_seconds(),
+            signal_id,
+            [it.trader_id for it in intents],
+            [it.sub_account_id for it in intents],
+            [it.cl_ord_id for it in intents],
+            [it.step for it in intents],
+            [it.kind for it in intents],
+            [it.symbol for it in intents],
+            [it.side for it in intents],
+            [it.qty for it in intents],
+            [it.request for it in intents],
+            [it.expires_at for it in intents],
         )
     assert row is not None
-    return Claim(row["id"], row["duplicate_of"])
+    if row["duplicate_of"] is not None:
+        return Claim(row["id"], row["duplicate_of"])
+    written = dict(zip(row["cl_ord_ids"] or (), row["intent_ids"] or (), strict=True))
+    return Claim(row["id"], None, tuple(written.get(it.cl_ord_id) for it in intents))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A parsed, authenticated delivery not yet stored: what ``claim`` needs, handed from the
+    webhook to the engine, which stores it together with the orders it plans for it."""
+
+    signal_id: int
+    recorder_id: int
+    idem_key: str
+    window: timedelta
+    received_at: datetime
+    remote_addr: str | None
+    content_type: str | None
+    raw_body: bytes
+    signal: Signal
+
+
+async def claim_delivery(
+    ex: Executor, delivery: Delivery, intents: Sequence[NewIntent] = ()
+) -> Claim:
+    """``claim`` for a ``Delivery``: the row, the dedup decision and the intents, one commit."""
+    return await claim(
+        ex,
+        recorder_id=delivery.recorder_id,
+        idem_key=delivery.idem_key,
+        received_at=delivery.received_at,
+        remote_addr=delivery.remote_addr,
+        content_type=delivery.content_type,
+        raw_body=delivery.raw_body,
+        signal=delivery.signal,
+        window=delivery.window,
+        signal_id=delivery.signal_id,
+        intents=intents,
+    )
+
+
+@dataclass
+class SignalIds:
+    """Signal ids drawn from the sequence in blocks, ahead of the deliveries that use them, so
+    planning (whose clOrdIds carry the id) can come before the one statement that stores the
+    signal with its intents. A block is refilled in the background before it runs out."""
+
+    pool: Executor
+    block: int = 64
+    _ids: deque[int] = field(default_factory=deque)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _refill: asyncio.Task[None] | None = None
+
+    async def take(self) -> int:
+        while not self._ids:
+            await self._draw()
+        signal_id = self._ids.popleft()
+        if len(self._ids) <= self.block // 4 and self._refill is None:
+            self._refill = asyncio.create_task(self._background())
+        return signal_id
+
+    async def _draw(self) -> None:
+        async with self._lock:
+            if len(self._ids) > self.block // 4:
+                return  # a concurrent caller refilled while this one waited
+            with translate_errors():
+                rows = await self.pool.fetch(q("signals.draw_ids"), self.block)
+            self._ids.extend(int(r["id"]) for r in rows)
+
+    async def _background(self) -> None:
+        try:
+            # A failure here is not lost: the next ``take`` on an empty block draws again
+            # and raises to its caller.
+            with contextlib.suppress(Exception):
+                await self._draw()
+        finally:
+            self._refill = None
+
+    async def close(self) -> None:
+        task = self._refill
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def insert(
@@ -142,10 +250,12 @@ async def insert(
     filter: str | None = None,
     signal: Signal | None = None,
     detail: dict[str, Any] | None = None,
+    signal_id: int | None = None,
 ) -> int:
-    """Store a delivery that skips dedup (invalid, unauthorised, too large) with its verdict."""
+    """Store a delivery that skips dedup (invalid, unauthorised, too large) with its verdict
+    (``signal_id`` from ``SignalIds`` keeps a daemon's rows in arrival order)."""
     with translate_errors():
-        signal_id: int = await ex.fetchval(
+        new_id: int = await ex.fetchval(
             q("signals.insert"),
             recorder_id,
             received_at,
@@ -158,8 +268,9 @@ async def insert(
             _text(reason),
             http_status,
             _text(detail),
+            signal_id,
         )
-    return signal_id
+    return new_id
 
 
 async def set_outcome(

@@ -1,13 +1,16 @@
 -- Signals: every webhook delivery, raw, with its verdict; and the idempotency keys that decide
 -- duplicates. Only jtrades/store/signals.py runs these.
 
--- name: signals.claim($1 recorder_id, $2 idem_key, $3 received_at, $4 remote_addr, $5 content_type, $6 raw_body, $7 action, $8 symbol, $9 quantity, $10 price, $11 parsed, $12 window_s)
--- One statement decides: the key row is inserted, or the existing one (committed by a racing
--- delivery; ON CONFLICT DO UPDATE waits for it and returns it) names the first signal while it
--- is younger than the window; an older key is taken over by this delivery, which is then new.
--- The signal id is drawn first so the key and the row can point at each other in one statement.
+-- name: signals.claim($1 recorder_id, $2 idem_key, $3 received_at, $4 remote_addr, $5 content_type, $6 raw_body, $7 action, $8 symbol, $9 quantity, $10 price, $11 parsed, $12 window_s, $13 signal_id or NULL, $14 trader_ids, $15 sub_account_ids, $16 cl_ord_ids, $17 steps, $18 kinds, $19 symbols, $20 sides, $21 qtys, $22 requests, $23 expires_ats)
+-- One statement decides and records: the key row is inserted, or the existing one (committed by
+-- a racing delivery; ON CONFLICT DO UPDATE waits for it and returns it) names the first signal
+-- while it is younger than the window; an older key is taken over by this delivery, which is
+-- then new. A new signal's order intents (the arrays, possibly empty) go in with it, a
+-- duplicate's are dropped: "stored", "not a duplicate" and "its orders are on disk" are one
+-- commit, so the hot path has one round trip before the first order leaves (money rules 1, 3).
+-- The signal id is drawn in advance by the caller (its orders' clOrdIds carry it), else here.
 WITH new AS (
-    SELECT nextval(pg_get_serial_sequence('signals', 'id')) AS id,
+    SELECT COALESCE($13::bigint, nextval(pg_get_serial_sequence('signals', 'id'))) AS id,
            now() - make_interval(secs => $12::double precision) AS window_start
 ), claimed AS (
     INSERT INTO signal_keys (recorder_id, idem_key, signal_id)
@@ -27,15 +30,35 @@ WITH new AS (
            NULLIF(claimed.signal_id, new.id)
     FROM new, claimed
     RETURNING id, duplicate_of
+), intents AS (
+    INSERT INTO order_intents
+        (signal_id, trader_id, sub_account_id, cl_ord_id, step, kind, symbol, side, qty,
+         request, expires_at)
+    SELECT inserted.id, t.*
+    FROM inserted,
+         unnest($14::bigint[], $15::bigint[], $16::text[], $17::smallint[], $18::text[],
+                $19::text[], $20::text[], $21::integer[], $22::jsonb[], $23::timestamptz[]) AS t
+    WHERE inserted.duplicate_of IS NULL
+    ON CONFLICT (cl_ord_id) DO NOTHING
+    RETURNING id, cl_ord_id
 )
-SELECT id, duplicate_of FROM inserted;
+SELECT inserted.id, inserted.duplicate_of, n.intent_ids, n.cl_ord_ids
+FROM inserted,
+     (SELECT array_agg(id) AS intent_ids, array_agg(cl_ord_id) AS cl_ord_ids FROM intents) n;
 
--- name: signals.insert($1 recorder_id, $2 received_at, $3 remote_addr, $4 content_type, $5 raw_body, $6 action, $7 symbol, $8 quantity, $9 price, $10 parsed, $11 verdict, $12 filter, $13 reason, $14 http_status, $15 detail)
+-- name: signals.insert($1 recorder_id, $2 received_at, $3 remote_addr, $4 content_type, $5 raw_body, $6 action, $7 symbol, $8 quantity, $9 price, $10 parsed, $11 verdict, $12 filter, $13 reason, $14 http_status, $15 detail, $16 signal_id or NULL)
 -- A delivery that never reaches dedup (bad token, bad body, too large): stored with its verdict.
-INSERT INTO signals (recorder_id, received_at, remote_addr, content_type, raw_body, action,
+INSERT INTO signals (id, recorder_id, received_at, remote_addr, content_type, raw_body, action,
                      symbol, quantity, price, parsed, verdict, filter, reason, http_status, detail)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+OVERRIDING SYSTEM VALUE
+VALUES (COALESCE($16::bigint, nextval(pg_get_serial_sequence('signals', 'id'))), $1, $2, $3, $4,
+        $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 RETURNING id;
+
+-- name: signals.draw_ids($1 n)
+-- Signal ids taken from the sequence ahead of the deliveries that will use them (a daemon that
+-- stops leaves a few unused: ids have gaps, never repeats).
+SELECT nextval(pg_get_serial_sequence('signals', 'id')) AS id FROM generate_series(1, $1);
 
 -- name: signals.set_outcome($1 id, $2 verdict, $3 filter, $4 reason, $5 orders, $6 detail, $7 http_status)
 UPDATE signals

@@ -21,6 +21,7 @@ from jtrades.config import Settings
 from jtrades.db import Database, connect
 from jtrades.engine.engine import Engine, Outcome
 from jtrades.engine.signal import Action, MarketPosition, Signal
+from jtrades.store.signals import Delivery, SignalIds
 
 # --- row builders ------------------------------------------------------------------------------
 
@@ -365,6 +366,61 @@ async def test_fifty_copies_of_one_signal_make_one_set_of_orders(
     # counted once: a second entry is still within --max-signals 2
     out = await send(engine, pool, rec, buy())
     assert (out.verdict, out.filter) == ("accepted", None)
+
+
+def _delivery(signal_id: int, recorder_id: int, signal: Signal, key: str) -> Delivery:
+    """A webhook delivery not stored yet: the engine claims it with its intents."""
+    return Delivery(
+        signal_id=signal_id,
+        recorder_id=recorder_id,
+        idem_key=key,
+        window=timedelta(hours=24),
+        received_at=datetime.now(UTC),
+        remote_addr=None,
+        content_type="application/json",
+        raw_body=b"{}",
+        signal=signal,
+    )
+
+
+async def test_fifty_deliveries_of_one_alert_trade_and_count_once(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "dee")
+    rec = await make_recorder(pool, u, "rec", size=1, max_signals=2, same_direction="add")
+    subs = await make_paper_account(pool, u, "dee-paper", subs=2)
+    await make_trader(pool, u, rec, [(s, 2) for s in subs], max_signals=2)
+    engine = await engine_factory()
+    ids = SignalIds(pool)
+
+    async def deliver(key: str) -> Any:
+        d = _delivery(await ids.take(), rec, buy(), key)
+        return await engine.on_signal(
+            signal_id=d.signal_id,
+            recorder_id=rec,
+            signal=d.signal,
+            received_at=d.received_at,
+            delivery=d,
+        )
+
+    outs = await asyncio.gather(*(deliver("same") for _ in range(50)))
+
+    accepted = [o for o in outs if o.verdict == "accepted"]
+    assert len(accepted) == 1
+    assert accepted[0].orders == 2
+    first_id = await pool.fetchval("SELECT id FROM signals WHERE verdict = 'received'")
+    assert {o.duplicate_of for o in outs if o is not accepted[0]} == {first_id}
+    assert await pool.fetchval("SELECT count(*) FROM signals") == 50
+    assert await pool.fetchval("SELECT count(*) FROM order_intents") == 2
+    for s in subs:
+        assert await net_pos(engine, pool, s) == 2
+    # The 49 duplicates ran the filters too, and were taken back: with --max-signals 2 on the
+    # recorder and on the trader, one more alert is accepted and the next one is not.
+    second = await deliver("second")
+    assert (second.verdict, second.orders) == ("accepted", 2)
+    third = await deliver("third")
+    assert (third.verdict, third.filter) == ("rejected", "max_signals")
 
 
 async def test_racing_alerts_on_one_sub_account_never_interleave(

@@ -10,7 +10,6 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -24,11 +23,11 @@ from hypothesis import strategies as st
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.engine import Engine
-from jtrades.engine.signal import Signal
 from jtrades.engine.tokens import TokenCache
 from jtrades.security import hash_token, new_webhook_token
 from jtrades.server import Webhooks, build_app, start_http
 from jtrades.store import recorders as recorder_store
+from jtrades.store import signals as signal_store
 
 ALERT = b'{"action": "buy", "ticker": "MNQ1!", "quantity": 1, "price": 21500.25}'
 
@@ -276,22 +275,58 @@ async def test_expired_signal_is_stored_as_expired(settings: Settings, pool: asy
         assert (await s.row(body["signal_id"]))["verdict"] == "expired"
 
 
-class BrokenEngine:
-    """A fake through the engine's port: fails after the signal was stored."""
+class FakeEngine:
+    """A fake through the engine's port: stores each delivery (the port's contract) and then
+    does what ``act`` says."""
 
-    async def on_signal(
-        self, *, signal_id: int, recorder_id: int, signal: Signal, received_at: datetime
-    ) -> Any:
-        raise RuntimeError("boom after intents were written")
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def on_signal(self, *, delivery: signal_store.Delivery, **_kw: Any) -> Any:
+        claim = await signal_store.claim_delivery(self.pool, delivery)
+        if claim.duplicate_of is not None:
+            return _outcome("duplicate", duplicate_of=claim.duplicate_of)
+        return await self.act()
+
+    async def act(self) -> Any:
+        raise NotImplementedError
 
     def ready(self) -> bool:
         return True
 
 
+def _outcome(verdict: str, **fields: Any) -> Any:
+    values = {"filter": None, "reason": None, "orders": 0, "detail": {}, "duplicate_of": None}
+    return type("O", (), {"verdict": verdict, **values, **fields})()
+
+
+class BrokenEngine(FakeEngine):
+    """Fails after the signal was stored."""
+
+    async def act(self) -> Any:
+        raise RuntimeError("boom after intents were written")
+
+
+class BrokenBeforeStoring(FakeEngine):
+    """Fails before storing anything."""
+
+    async def on_signal(self, **_kw: Any) -> Any:
+        raise RuntimeError("boom before the claim")
+
+
+async def test_engine_failure_before_claim_is_503_and_stores_nothing(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    async with serving(settings, pool, engine=BrokenBeforeStoring(pool)) as s:
+        status, body = await s.post(ALERT)
+        assert (status, body["error"]) == (503, "unavailable")
+        assert await s.pool.fetchval("SELECT count(*) FROM signals") == 0
+
+
 async def test_engine_failure_after_claim_is_never_5xx(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    async with serving(settings, pool, engine=BrokenEngine()) as s:
+    async with serving(settings, pool, engine=BrokenEngine(pool)) as s:
         status, body = await s.post(ALERT)
         assert status == 200
         assert body["verdict"] == "accepted"
@@ -327,7 +362,7 @@ async def test_readyz_reports_the_engine(settings: Settings, pool: asyncpg.Pool)
         def ready(self) -> bool:
             return False
 
-    async with serving(settings, pool, engine=NotReady()) as s, s.client.get("/readyz") as r:
+    async with serving(settings, pool, engine=NotReady(pool)) as s, s.client.get("/readyz") as r:
         assert r.status == 503
         assert (await r.json())["checks"]["engine"] is False
 
@@ -494,24 +529,24 @@ async def test_fifty_copies_with_a_follower_send_one_set_of_orders(
     assert (row["verdict"], row["orders"]) == ("accepted", accepted[0]["orders"])
 
 
-class GatedEngine(BrokenEngine):
-    """A fake through the engine's port that holds each signal until the gate opens."""
+class GatedEngine(FakeEngine):
+    """Holds each stored signal until the gate opens."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(pool)
         self.entered = asyncio.Event()
         self.gate = asyncio.Event()
 
-    async def on_signal(self, **_kw: Any) -> Any:
+    async def act(self) -> Any:
         self.entered.set()
         await self.gate.wait()
-        return type("O", (), {"verdict": "accepted", "filter": None, "reason": None,
-                              "orders": 2, "detail": {}})()  # fmt: skip
+        return _outcome("accepted", orders=2)
 
 
 async def test_drain_waits_for_signals_in_hand_and_refuses_new_ones(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    engine = GatedEngine()
+    engine = GatedEngine(pool)
     async with serving(settings, pool, engine=engine) as s:
         in_flight = asyncio.create_task(s.post(ALERT))
         await engine.entered.wait()
@@ -572,12 +607,11 @@ async def test_arbitrary_tokens_never_answer_5xx(stack: Stack, token: str, body:
 
 
 async def test_a_rejection_always_stores_a_reason(settings: Settings, pool: asyncpg.Pool) -> None:
-    class Terse(BrokenEngine):
-        async def on_signal(self, **_kw: Any) -> Any:
-            return type("O", (), {"verdict": "rejected", "filter": "direction", "reason": None,
-                                  "orders": 0, "detail": {}})()  # fmt: skip
+    class Terse(FakeEngine):
+        async def act(self) -> Any:
+            return _outcome("rejected", filter="direction")
 
-    async with serving(settings, pool, engine=Terse()) as s:
+    async with serving(settings, pool, engine=Terse(pool)) as s:
         status, body = await s.post(ALERT)
         assert (status, body["verdict"], body["filter"]) == (200, "rejected", "direction")
         row = await s.row(body["signal_id"])

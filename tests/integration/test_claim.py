@@ -1,0 +1,106 @@
+"""The one statement before any order leaves: a delivery's row, its dedup decision and its
+order intents (money rules 1 and 3). The engine's use of it is in test_engine.py."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from jtrades.engine.signal import Signal
+from jtrades.store import signals as signal_store
+from jtrades.store.intents import NewIntent
+from tests.integration.test_engine import (
+    buy,
+    make_paper_account,
+    make_recorder,
+    make_user,
+)
+
+
+def delivery(signal_id: int, recorder_id: int, signal: Signal, key: str) -> signal_store.Delivery:
+    return signal_store.Delivery(
+        signal_id=signal_id,
+        recorder_id=recorder_id,
+        idem_key=key,
+        window=timedelta(hours=24),
+        received_at=datetime.now(UTC),
+        remote_addr="127.0.0.1",
+        content_type="application/json",
+        raw_body=b'{"action": "buy"}',
+        signal=signal,
+    )
+
+
+def intent(signal_id: int, sub: int, step: int) -> NewIntent:
+    return NewIntent(
+        signal_id=signal_id,
+        trader_id=None,
+        sub_account_id=sub,
+        cl_ord_id=f"jt-{signal_id}-{sub}-{step}",
+        step=step,
+        kind="order",
+        symbol="MNQZ6",
+        side="Buy",
+        qty=1,
+        request={"type": "order"},
+        expires_at=datetime.now(UTC) + timedelta(seconds=30),
+    )
+
+
+async def test_a_new_delivery_is_stored_with_its_intents_and_a_duplicate_writes_none(
+    pool: asyncpg.Pool,
+) -> None:
+    u = await make_user(pool, "cas")
+    rec = await make_recorder(pool, u, "rec")
+    subs = await make_paper_account(pool, u, "cas-paper", subs=2)
+    ids = signal_store.SignalIds(pool, block=4)
+    first_id, again_id = await ids.take(), await ids.take()
+
+    first = await signal_store.claim_delivery(
+        pool,
+        delivery(first_id, rec, buy(), "k"),
+        [intent(first_id, subs[0], 0), intent(first_id, subs[1], 0), intent(first_id, subs[1], 1)],
+    )
+    again = await signal_store.claim_delivery(
+        pool, delivery(again_id, rec, buy(), "k"), [intent(again_id, subs[0], 0)]
+    )
+
+    assert (first.signal_id, first.duplicate_of) == (first_id, None)
+    assert len(first.intent_ids) == 3
+    assert None not in first.intent_ids
+    rows = await pool.fetch("SELECT id, signal_id, cl_ord_id FROM order_intents ORDER BY id")
+    assert [r["id"] for r in rows] == list(first.intent_ids)  # in the order handed over
+    assert {r["signal_id"] for r in rows} == {first_id}
+    assert (again.signal_id, again.duplicate_of, again.intent_ids) == (again_id, first_id, ())
+    verdicts = await pool.fetch("SELECT id, verdict, duplicate_of FROM signals ORDER BY id")
+    assert [tuple(r) for r in verdicts] == [
+        (first_id, "received", None),
+        (again_id, "duplicate", first_id),
+    ]
+
+
+async def test_an_intent_whose_cl_ord_id_exists_is_not_written_again(pool: asyncpg.Pool) -> None:
+    u = await make_user(pool, "cid")
+    rec = await make_recorder(pool, u, "rec")
+    (sub,) = await make_paper_account(pool, u, "cid-paper")
+    ids = signal_store.SignalIds(pool)
+    a, b = await ids.take(), await ids.take()
+    await signal_store.claim_delivery(pool, delivery(a, rec, buy(), "a"), [intent(a, sub, 0)])
+    clash = intent(a, sub, 0)  # the same clOrdId under a new delivery
+    claim = await signal_store.claim_delivery(
+        pool, delivery(b, rec, buy(), "b"), [clash, intent(b, sub, 0)]
+    )
+    assert claim.intent_ids[0] is None
+    assert claim.intent_ids[1] is not None
+    assert await pool.fetchval("SELECT count(*) FROM order_intents") == 2
+
+
+async def test_signal_ids_are_distinct_under_concurrency_and_refill(pool: asyncpg.Pool) -> None:
+    ids = signal_store.SignalIds(pool, block=8)
+    taken = await asyncio.gather(*(ids.take() for _ in range(100)))
+    await ids.close()
+    assert len(set(taken)) == 100
+    nextval = await pool.fetchval("SELECT nextval(pg_get_serial_sequence('signals', 'id'))")
+    assert nextval > max(taken)  # drawn from the table's own sequence: no later id repeats
