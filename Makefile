@@ -20,7 +20,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 typecheck: venv
-	$(BIN)/mypy jtrades
+	$(BIN)/mypy jtrades bench
 
 test: venv
 	$(BIN)/pytest -q
