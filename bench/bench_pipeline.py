@@ -9,7 +9,8 @@ Each party runs in its own OS process, as in production:
   beforehand (users, demo logins with sealed passwords, sub-accounts, recorders, traders);
 - the floor (``bench/floorproc.py``): the least any design must do, a minimal aiohttp handler that
   makes one durable INSERT and writes one order frame per sub-account to the simulator over a
-  bare WebSocket (its own session on each login);
+  bare WebSocket (its own login per group, with as many accounts, so neither side sees the
+  other's orders);
 - this process: only the load generator (an aiohttp client) and the probe's reader.
 
 Latency is measured across processes: ``time.perf_counter()`` here just before the POST, and the
@@ -19,6 +20,10 @@ one clock for the whole machine, so the difference is the latency.
 - latency: request sent → the simulator has received the signal's last order frame, p50/p99,
   for 1, 10 and 100 sub-accounts per signal (one login per group; alerts alternate buy / close
   so each alert is one frame per sub-account; jtrades and floor interleaved in chunks);
+  Each sample starts after ``BENCH_GAP_MS`` (25) of quiet, as alerts spaced apart do in life:
+  without it a sample also pays for the previous alert's tail (its answer, fills and mirror
+  writes), which a lone alert never meets; with it both sides also pay the machine's wake-up
+  from idle, which is why both read higher than back to back;
 - throughput: alerts per second, 10 recorders × 10 sub-accounts (one login each), alerts
   round-robin with 10 in flight, until the simulator has every frame; then no frame may be
   missing or doubled. The CPU each process used meanwhile is printed under the table;
@@ -56,9 +61,11 @@ from bench.pipeline_procs import (
     temp_database,
     user,
 )
+from jtrades import aio
 from jtrades.logging import configure
 
 PW = "bench-pw"
+GAP_S = float(os.environ.get("BENCH_GAP_MS", "25")) / 1000  # quiet time before each latency sample
 GROUPS = {"g1": 1, "g10": 10, "g100": 100} | {f"t{i}": 10 for i in range(10)}
 
 
@@ -90,9 +97,13 @@ class Load:
             assert r.status == 200, (url, r.status)
 
     async def latency(self, url: str, n_subs: int, n: int) -> list[float]:
+        """Each alert alone: the one before it has had ``GAP_S`` to finish what follows its
+        orders (answers, fills, the mirror's writes), as alerts spaced apart do in life; load
+        is what the throughput run measures."""
         out = []
         for i in range(n):
             action = "buy" if i % 2 == 0 else "close"
+            await asyncio.sleep(GAP_S)
             await self.sim_call("/probe/expect", {"frames": n_subs})
             t0 = time.perf_counter()
             await self.post(url, {"action": action, "ticker": "MNQ1!", "id": f"l{uuid.uuid4()}"})
@@ -136,7 +147,8 @@ class Load:
 
 async def setup(load: Load, url: str, keys: Keys) -> dict[str, dict[str, Any]]:
     """One simulator login per group with its sub-accounts, and the database rows that trade
-    them: a user, the demo account, a recorder (known token) and a trader on every sub-account."""
+    them: a user, the demo account, a recorder (known token) and a trader on every sub-account;
+    and a second login per group for the floor."""
     pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
     assert pool is not None
     groups: dict[str, dict[str, Any]] = {}
@@ -149,8 +161,13 @@ async def setup(load: Load, url: str, keys: Keys) -> dict[str, dict[str, Any]]:
             subs = await demo_account(pool, keys, uid, name, PW, login["accounts"])
             token = f"tok-{name}-{uuid.uuid4().hex}"
             await link(pool, uid, await recorder(pool, uid, name, token), subs)
-            groups[name] = {"token": token, "login": name, "password": PW,
-                            "accounts": login["accounts"]}  # fmt: skip
+            # The floor trades a login of its own with as many accounts: the daemon never sees
+            # (nor mirrors, nor plans against) the floor's orders.
+            floor_login = await load.sim_call(
+                "/sim/logins", {"name": f"floor-{name}", "password": PW, "account_count": count}
+            )
+            groups[name] = {"token": token, "login": f"floor-{name}", "password": PW,
+                            "accounts": floor_login["accounts"]}  # fmt: skip
     finally:
         await pool.close()
     return groups
@@ -226,7 +243,8 @@ def report(n: int, rows: list[tuple[str, float, float]], cpu: list[str]) -> None
     print(f"command: BENCH_N={n} .venv/bin/python -m bench pipeline")
     print(
         f"n={n}; simulator, jtrades serve, floor and load generator in 4 processes on 127.0.0.1; "
-        f"Postgres {DSN.rsplit('@', 1)[-1]}; {os.cpu_count()} CPUs"
+        f"Postgres {DSN.rsplit('@', 1)[-1]}; {os.cpu_count()} CPUs; all on uvloop; "
+        f"{GAP_S * 1000:g} ms quiet before each latency sample (BENCH_GAP_MS)"
     )
     print("ratio = jtrades / floor (alerts/s: floor / jtrades, so lower is better everywhere)")
     print(f"{'metric':<36}{'jtrades':>10}{'floor':>10}{'ratio':>8}{'target':>9}  ok")
@@ -247,7 +265,7 @@ def report(n: int, rows: list[tuple[str, float, float]], cpu: list[str]) -> None
 
 def main() -> None:
     configure(level="error")
-    asyncio.run(run(int(os.environ.get("BENCH_N", "200"))))
+    aio.run(run(int(os.environ.get("BENCH_N", "200"))))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from aiohttp import web
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
+from jtrades import aio
+
 
 async def _token(http: aiohttp.ClientSession, rest_url: str, login: str, password: str) -> str:
     body = {
@@ -124,4 +126,4 @@ async def main(cfg: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(json.loads(sys.stdin.read())))
+    aio.run(main(json.loads(sys.stdin.read())))

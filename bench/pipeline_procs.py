@@ -277,7 +277,8 @@ async def main():
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     print(f"ready {runner.addresses[0][1]}", flush=True)
     await asyncio.Event().wait()
-asyncio.run(main())
+from jtrades import aio
+aio.run(main())
 """
 
 

@@ -26,6 +26,7 @@ from decimal import Decimal
 
 from aiohttp import web
 
+from jtrades import aio
 from jtrades.logging import configure
 from jtrades.sim.app import make_app
 from jtrades.sim.config import default_config
@@ -121,4 +122,4 @@ async def main(port: int) -> None:
 
 if __name__ == "__main__":
     configure(level="error")
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
+    aio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 0))

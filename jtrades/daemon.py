@@ -26,6 +26,7 @@ from typing import Any
 
 import structlog
 
+from jtrades import aio
 from jtrades import logging as jlog
 from jtrades.config import Settings
 from jtrades.db import Database, connect
@@ -111,6 +112,7 @@ class Daemon:
                 webhook_url=f"{srv.public_url}/webhook/<token>",
                 recorders=len(tokens),
                 version=__version__,
+                event_loop=aio.loop_name(),
             )
             if not self.stop.is_set():
                 async with asyncio.TaskGroup() as tg:
@@ -231,4 +233,4 @@ class Daemon:
 def serve(settings: Settings) -> None:
     """Run the daemon until SIGINT/SIGTERM (blocking); ``JtradesError`` propagates to the CLI."""
     jlog.configure(settings.log.format, settings.log.level)
-    asyncio.run(Daemon(settings).run())
+    aio.run(Daemon(settings).run())

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from jtrades import aio
 from jtrades.cli.common import err, fail, out
 from jtrades.errors import JtradesError
 
@@ -88,6 +88,6 @@ def sim(
 
     with contextlib.suppress(KeyboardInterrupt):
         try:
-            asyncio.run(serve(world, host, port, ready))
+            aio.run(serve(world, host, port, ready))
         except OSError as exc:
             fail(f"cannot listen on {host}:{port}: {exc.strerror}")

@@ -47,6 +47,7 @@ from jtrades.engine.config_cache import ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.sizing import exit_offset_points, exit_price
 from jtrades.engine.tradingday import session_start
+from jtrades.store import Executor
 from jtrades.store import intents as intent_store
 from jtrades.store import trading as trading_store
 
@@ -334,7 +335,12 @@ class Reconciler:
     async def apply_events(
         self, account_id: int, broker: Broker, events: list[BrokerEvent]
     ) -> None:
-        """Write a batch of one login's events into the mirror tables."""
+        """Write a batch of one login's events into the mirror tables, in one transaction that
+        does not wait for its WAL flush (``synchronous_commit = off``): these rows copy the
+        broker's own state, so what a Postgres crash could lose (its last fraction of a second;
+        a daemon crash loses nothing committed) the session's sync on reconnect replays (fills
+        de-duplicated by id), and the risk checks read the in-memory P&L. Waiting for the disk
+        here would hold the next alert's intent write behind the mirror's flushes."""
         orders: dict[tuple[int, int], WorkingOrder] = {}
         positions: dict[tuple[int, str], Position] = {}
         fills: list[tuple[int, Fill]] = []
@@ -349,8 +355,22 @@ class Reconciler:
                 fills.append((sub, e))
             elif isinstance(e, Position):
                 positions[(sub, e.symbol)] = e
+        if not (orders or fills or positions):
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            await self._write_mirror(conn, broker, orders, fills, positions)
+
+    async def _write_mirror(
+        self,
+        conn: Executor,
+        broker: Broker,
+        orders: dict[tuple[int, int], WorkingOrder],
+        fills: list[tuple[int, Fill]],
+        positions: dict[tuple[int, str], Position],
+    ) -> None:
         await intent_store.sync_many_from_orders(
-            self._pool,
+            conn,
             [
                 (o.cl_ord_id, _STATE_OF.get(o.status, "unknown"), o.order_id)
                 for o in orders.values()
@@ -358,7 +378,7 @@ class Reconciler:
             ],
         )
         await trading_store.upsert_orders(
-            self._pool,
+            conn,
             [
                 trading_store.order_row(
                     sub_account_id=sub,
@@ -379,7 +399,7 @@ class Reconciler:
         )
         # every fill of the batch in one statement, then the trades they close, in order
         new = await trading_store.insert_fills(
-            self._pool,
+            conn,
             [
                 (sub, f.fill_id, f.order_id, f.symbol, str(f.side), f.qty, f.price, f.timestamp)
                 for sub, f in fills
@@ -388,13 +408,13 @@ class Reconciler:
         for sub, f in fills:
             if (sub, f.fill_id) in new:
                 new.discard((sub, f.fill_id))  # a fill repeated within the batch counts once
-                await self._on_new_fill(sub, broker, f)
+                await self._on_new_fill(conn, sub, broker, f)
         await trading_store.upsert_positions(
-            self._pool,
+            conn,
             [(sub, p.symbol, p.net_pos, p.net_price) for (sub, _), p in positions.items()],
         )
 
-    async def _on_new_fill(self, sub: int, broker: Broker, f: Fill) -> None:
+    async def _on_new_fill(self, conn: Executor, sub: int, broker: Broker, f: Fill) -> None:
         """A fill just recorded: the position it moves and the trade it may close."""
         vpp = self._vpp.get(f.symbol)
         if vpp is None:
@@ -405,7 +425,7 @@ class Reconciler:
         trade = close_trade(pos, f.side.sign * f.qty, f.price, vpp, f.timestamp)
         if trade is not None:
             await trading_store.insert_trade(
-                self._pool,
+                conn,
                 sub_account_id=sub,
                 symbol=f.symbol,
                 side=trade.side,
