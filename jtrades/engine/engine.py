@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from jtrades.broker.base import Broker, Contract, OrderRequest, Side, SubAccount
+from jtrades.broker.base import Broker, Contract, SubAccount
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
 from jtrades.db import Database
@@ -46,11 +45,10 @@ from jtrades.engine.filters import (
     check_trader,
     is_exit,
 )
+from jtrades.engine.flatten import Flattener
 from jtrades.engine.planning import (
     AccountPlan,
     AccountState,
-    PlannedOrder,
-    PositionAction,
     plan_account,
 )
 from jtrades.engine.reconcile import Reconciler
@@ -101,21 +99,6 @@ class _Counters:
 _Undo = dict[tuple[str, int], "_Counters | None"]
 
 
-def _liquidate_plan(link: LinkConfig, contract: Contract) -> Any:
-    """A plan that flattens whatever position the account holds in ``contract``."""
-    account = SubAccount(link.broker_account_id, link.sub_name)
-
-    def plan(state: AccountState) -> AccountPlan:
-        if state.net_pos == 0:
-            return AccountPlan(PositionAction.NOTHING, (), "already flat")
-        side = Side.SELL if state.net_pos > 0 else Side.BUY
-        req = OrderRequest(account, contract.symbol, side, abs(state.net_pos))
-        step = PlannedOrder(1, "liquidate", req, note="halt --flatten")
-        return AccountPlan(PositionAction.CLOSE, (step,), "halt --flatten")
-
-    return plan
-
-
 def _duplicate(first: int) -> Outcome:
     return Outcome(
         "duplicate", None, f"a repeat of signal {first}: nothing sent", 0, duplicate_of=first
@@ -150,7 +133,7 @@ class Engine:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
-        self._flattened: set[str] = set()
+        self._flattener = Flattener(db.pool, self.brokers, self.config, self.dispatcher)
         # When True, ``on_signal`` returns the intents' send outcomes in ``Outcome.unwritten``
         # instead of writing them before returning: the webhook answers first and then stores
         # them with the signal's verdict in one statement. Intents are on disk before any send
@@ -204,44 +187,8 @@ class Engine:
         self.reconciler.ensure_mirrors()
 
     async def flatten(self, request: dict[str, Any]) -> int:
-        """Carry out ``jtrades halt --flatten``: liquidate every open position of the linked
-        sub-accounts (of one login when the request names it), each through an intent and the
-        sub-account's lock like any order. Runs once per request; returns liquidations sent."""
-        requested_at = str(request.get("requested_at"))
-        if requested_at in self._flattened:
-            return 0
-        self._flattened.add(requested_at)
-        label = request.get("account")
-        snap = self.config.snapshot
-        sent = 0
-        now = datetime.now(UTC)
-        # One tag per request and per run: two requests (even in the same second) never share a
-        # clOrdId, and a request carried out again after a crash sends its liquidations again
-        # (harmless when already flat) instead of colliding with the intents of the lost run.
-        run = f"{requested_at}|{now.isoformat()}"
-        tag = "f" + hashlib.sha256(run.encode()).hexdigest()[:12]
-        for link in snap.links_by_sub.values():
-            if label and link.label.lower() != str(label).lower():
-                continue
-            try:
-                broker = self.brokers.broker_for(link)
-                if not broker.is_synced(link.broker_account_id):
-                    log.error("engine.flatten_unsynced", sub_account_id=link.sub_account_id)
-                    continue
-                symbols = {p.symbol for p in broker.positions(link.broker_account_id) if p.net_pos}
-            except Exception as exc:
-                log.error(
-                    "engine.flatten_unreadable", sub_account_id=link.sub_account_id, error=str(exc)
-                )
-                continue
-            for symbol in sorted(symbols):
-                contract = await broker.find_contract(symbol)
-                item = WorkItem(None, link, broker, contract, _liquidate_plan(link, contract))
-                result = await self.dispatcher.dispatch(None, now, [item], tag=tag)
-                sent += result.orders
-        await trading_store.flatten_done(self._db.pool, requested_at, datetime.now(UTC))
-        log.warning("engine.flattened", account=label, liquidations=sent)
-        return sent
+        """Carry out ``jtrades halt --flatten`` (``engine.flatten``); returns liquidations sent."""
+        return await self._flattener.run(request)
 
     async def _seed_counters(self) -> None:
         now = datetime.now(UTC)

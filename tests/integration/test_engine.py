@@ -596,6 +596,6 @@ async def test_a_flatten_run_again_after_a_restart_still_sends(
     # A crash before the request was marked done: the next run carries out the same request
     # with no memory of the first, and its liquidation must go out, not collide with the first.
     await send(engine, pool, rec, buy())
-    engine._flattened.clear()
+    engine._flattener._done.clear()
     assert await engine.flatten(request) == 1
     assert await net_pos(engine, pool, a) == 0
