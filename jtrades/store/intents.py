@@ -7,7 +7,7 @@ unique, so writing the same signal's intents twice inserts nothing the second ti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -64,18 +64,34 @@ async def insert_all(pool: asyncpg.Pool, intents: Sequence[NewIntent]) -> list[i
         rows = await pool.fetch(
             q("intents.insert_many"),
             [it.signal_id for it in intents],
-            [it.trader_id for it in intents],
-            [it.sub_account_id for it in intents],
-            [it.cl_ord_id for it in intents],
-            [it.step for it in intents],
-            [it.kind for it in intents],
-            [it.symbol for it in intents],
-            [it.side for it in intents],
-            [it.qty for it in intents],
-            [it.request for it in intents],
-            [it.expires_at for it in intents],
+            *columns(intents),
         )
-    ids = {r["cl_ord_id"]: int(r["id"]) for r in rows}
+    return ids_in_order(intents, ((r["cl_ord_id"], r["id"]) for r in rows))
+
+
+def columns(intents: Sequence[NewIntent]) -> list[list[Any]]:
+    """The intents as column arrays for an ``unnest`` insert, ``trader_id`` to ``expires_at``
+    (``signal_id`` left to the statement: ``signals.claim`` takes it from the row it inserts)."""
+    return [
+        [it.trader_id for it in intents],
+        [it.sub_account_id for it in intents],
+        [it.cl_ord_id for it in intents],
+        [it.step for it in intents],
+        [it.kind for it in intents],
+        [it.symbol for it in intents],
+        [it.side for it in intents],
+        [it.qty for it in intents],
+        [it.request for it in intents],
+        [it.expires_at for it in intents],
+    ]
+
+
+def ids_in_order(
+    intents: Sequence[NewIntent], written: Iterable[tuple[str, int]]
+) -> list[int | None]:
+    """Per intent, in order, the id it was written under; None when its clOrdId already existed
+    (nothing was written, so that order must not be sent again)."""
+    ids = {cl: int(i) for cl, i in written}
     return [ids.get(it.cl_ord_id) for it in intents]
 
 

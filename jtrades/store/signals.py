@@ -23,8 +23,9 @@ from typing import Any
 from jtrades.engine.signal import Signal
 from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
-from jtrades.store.intents import NewIntent
+from jtrades.store.intents import NewIntent, ids_in_order
 from jtrades.store.intents import Outcome as IntentOutcome
+from jtrades.store.intents import columns as intent_columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,22 +139,13 @@ async def claim(
             *_columns(signal),
             window.total_seconds(),
             signal_id,
-            [it.trader_id for it in intents],
-            [it.sub_account_id for it in intents],
-            [it.cl_ord_id for it in intents],
-            [it.step for it in intents],
-            [it.kind for it in intents],
-            [it.symbol for it in intents],
-            [it.side for it in intents],
-            [it.qty for it in intents],
-            [it.request for it in intents],
-            [it.expires_at for it in intents],
+            *intent_columns(intents),
         )
     assert row is not None
     if row["duplicate_of"] is not None:
         return Claim(row["id"], row["duplicate_of"])
-    written = dict(zip(row["cl_ord_ids"] or (), row["intent_ids"] or (), strict=True))
-    return Claim(row["id"], None, tuple(written.get(it.cl_ord_id) for it in intents))
+    written = zip(row["cl_ord_ids"] or (), row["intent_ids"] or (), strict=True)
+    return Claim(row["id"], None, tuple(ids_in_order(intents, written)))
 
 
 @dataclass(frozen=True, slots=True)
