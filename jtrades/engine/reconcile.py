@@ -369,7 +369,7 @@ class Reconciler:
         fills: list[tuple[int, Fill]],
         positions: dict[tuple[int, str], Position],
     ) -> None:
-        await intent_store.sync_many_from_orders(
+        await intent_store.sync_from_orders(
             conn,
             [
                 (o.cl_ord_id, _STATE_OF.get(o.status, "unknown"), o.order_id)
@@ -405,17 +405,23 @@ class Reconciler:
                 for sub, f in fills
             ],
         )
+        trades: list[trading_store.TradeRow] = []
         for sub, f in fills:
             if (sub, f.fill_id) in new:
                 new.discard((sub, f.fill_id))  # a fill repeated within the batch counts once
-                await self._on_new_fill(conn, sub, broker, f)
+                row = await self._on_new_fill(sub, broker, f)
+                if row is not None:
+                    trades.append(row)
+        await trading_store.insert_trades(conn, trades)
         await trading_store.upsert_positions(
             conn,
             [(sub, p.symbol, p.net_pos, p.net_price) for (sub, _), p in positions.items()],
         )
 
-    async def _on_new_fill(self, conn: Executor, sub: int, broker: Broker, f: Fill) -> None:
-        """A fill just recorded: the position it moves and the trade it may close."""
+    async def _on_new_fill(
+        self, sub: int, broker: Broker, f: Fill
+    ) -> trading_store.TradeRow | None:
+        """A fill just recorded: the position it moves, and the trade it closes if it does."""
         vpp = self._vpp.get(f.symbol)
         if vpp is None:
             vpp = (await broker.find_contract(f.symbol)).value_per_point
@@ -423,20 +429,20 @@ class Reconciler:
         pos = self._open.setdefault((sub, f.symbol), OpenPosition())
         opened = pos.opened_at or f.timestamp
         trade = close_trade(pos, f.side.sign * f.qty, f.price, vpp, f.timestamp)
-        if trade is not None:
-            await trading_store.insert_trade(
-                conn,
-                sub_account_id=sub,
-                symbol=f.symbol,
-                side=trade.side,
-                qty=trade.qty,
-                entry_price=trade.entry_price,
-                exit_price=trade.exit_price,
-                pnl=trade.pnl,
-                opened_at=min(opened, f.timestamp),
-                closed_at=f.timestamp,
-            )
-            self.pnl.add(sub, trade.pnl, f.timestamp)
+        if trade is None:
+            return None
+        self.pnl.add(sub, trade.pnl, f.timestamp)
+        return (
+            sub,
+            f.symbol,
+            trade.side,
+            trade.qty,
+            trade.entry_price,
+            trade.exit_price,
+            trade.pnl,
+            min(opened, f.timestamp),
+            f.timestamp,
+        )
 
     # --- 3. protective stops ----------------------------------------------------------------
 

@@ -179,18 +179,11 @@ async def last_trader_for(ex: Executor, sub_account_id: int, symbol: str) -> int
     return int(v) if v is not None else None
 
 
-async def sync_from_order(
-    ex: Executor, cl_ord_id: str, state: str, broker_order_id: int
-) -> int | None:
-    """Move the intent behind a broker order to the order's state (not out of a final state);
-    returns the intent id, or None when no open intent has that clOrdId."""
-    with translate_errors():
-        v = await ex.fetchval(q("intents.sync_from_order"), cl_ord_id, state, broker_order_id)
-    return int(v) if v is not None else None
-
-
-async def sync_many_from_orders(ex: Executor, rows: list[tuple[str, str, int]]) -> None:
-    """``sync_from_order`` for many (cl_ord_id, state, broker_order_id) at once."""
+async def sync_from_orders(ex: Executor, rows: list[tuple[str, str, int]]) -> None:
+    """Move the intents behind broker orders, (cl_ord_id, state, broker_order_id) each, to the
+    orders' states (never out of a final state), in one statement that locks them in id order."""
     if rows:
         with translate_errors():
-            await ex.executemany(q("intents.sync_from_order"), rows)
+            await ex.execute(
+                q("intents.sync_from_orders"), *(list(c) for c in zip(*rows, strict=True))
+            )

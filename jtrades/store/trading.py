@@ -7,6 +7,7 @@ change); orders and positions are upserts keyed by the broker's ids.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -92,33 +93,15 @@ async def insert_fills(
     return {(int(r["sub_account_id"]), int(r["broker_fill_id"])) for r in rows}
 
 
-async def insert_trade(
-    ex: Executor,
-    *,
-    sub_account_id: int,
-    symbol: str,
-    side: str,
-    qty: int,
-    entry_price: Decimal,
-    exit_price: Decimal,
-    pnl: Decimal,
-    opened_at: datetime,
-    closed_at: datetime,
-) -> int:
-    with translate_errors():
-        v = await ex.fetchval(
-            q("trading.insert_trade"),
-            sub_account_id,
-            symbol,
-            side,
-            qty,
-            entry_price,
-            exit_price,
-            pnl,
-            opened_at,
-            closed_at,
-        )
-    return int(v)
+TradeRow = tuple[int, str, str, int, Decimal, Decimal, Decimal, datetime, datetime]
+
+
+async def insert_trades(ex: Executor, trades: list[TradeRow]) -> None:
+    """Record closed round trips: (sub_account_id, symbol, side, qty, entry_price, exit_price,
+    pnl, opened_at, closed_at), all in one statement."""
+    if trades:
+        with translate_errors():
+            await ex.execute(q("trading.insert_trades"), *_columns(trades, 9))
 
 
 async def positions(ex: Executor, sub_account_ids: list[int]) -> list[dict[str, Any]]:
@@ -166,7 +149,6 @@ def order_row(
     return (
         sub_account_id,
         broker_order_id,
-        None,
         cl_ord_id,
         symbol,
         side,
@@ -180,15 +162,26 @@ def order_row(
     )
 
 
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as the column arrays an ``unnest`` statement takes."""
+    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def _latest(rows: list[tuple[Any, ...]], key_width: int) -> list[tuple[Any, ...]]:
+    """One row per key (the first ``key_width`` fields), the last given winning: an upsert
+    statement may not touch one row twice."""
+    return list({r[:key_width]: r for r in rows}.values())
+
+
 async def upsert_orders(ex: Executor, rows: list[tuple[Any, ...]]) -> None:
-    """Mirror many orders at once (``order_row`` tuples)."""
+    """Mirror many orders (``order_row`` tuples) in one statement."""
     if rows:
         with translate_errors():
-            await ex.executemany(q("trading.upsert_order"), rows)
+            await ex.execute(q("trading.upsert_orders"), *_columns(_latest(rows, 2), 12))
 
 
 async def upsert_positions(ex: Executor, rows: list[tuple[int, str, int, Decimal | None]]) -> None:
-    """Mirror many positions at once: (sub_account_id, symbol, net_pos, net_price)."""
+    """Mirror many positions in one statement: (sub_account_id, symbol, net_pos, net_price)."""
     if rows:
         with translate_errors():
-            await ex.executemany(q("trading.upsert_position"), rows)
+            await ex.execute(q("trading.upsert_positions"), *_columns(_latest(rows, 2), 4))

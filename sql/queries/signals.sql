@@ -105,8 +105,11 @@ RETURNING s.id, s.verdict;
 
 -- name: signals.set_outcome_and_intents($1 id, $2 verdict, $3 filter, $4 reason, $5 orders, $6 detail, $7 http_status, $8 intent_ids, $9 states, $10 broker_order_ids, $11 reasons, $12 sent)
 -- The webhook's one write after answering: the signal's verdict and its intents' send outcomes
--- (the same update as intents.finish_many) in one statement, one round trip.
-WITH finished AS (
+-- (the same update as intents.finish_many, locking in the same id order) in one statement, one
+-- round trip.
+WITH target AS MATERIALIZED (
+    SELECT id FROM order_intents WHERE id = ANY($8::bigint[]) ORDER BY id FOR UPDATE
+), finished AS (
     UPDATE order_intents i
     SET state = CASE WHEN i.state IN ('pending', 'unknown') THEN u.state ELSE i.state END,
         broker_order_id = COALESCE(u.broker_order_id, i.broker_order_id),
@@ -115,6 +118,7 @@ WITH finished AS (
         updated_at = now()
     FROM unnest($8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::boolean[])
          AS u (id, state, broker_order_id, reason, sent)
+    JOIN target t ON t.id = u.id
     WHERE i.id = u.id
     RETURNING 1
 )
