@@ -25,13 +25,14 @@ one clock for the whole machine, so the difference is the latency.
   writes), which a lone alert never meets; with it both sides also pay the machine's wake-up
   from idle, which is why both read higher than back to back;
 - throughput: alerts per second, 10 recorders × 10 sub-accounts (one login each), alerts
-  round-robin with 10 in flight, until the simulator has every frame; then no frame may be
-  missing or doubled. The CPU each process used meanwhile is printed under the table;
+  round-robin with ``BENCH_INFLIGHT`` (10) in flight, until the simulator has every frame; then
+  no frame may be missing or doubled. The CPU each process used meanwhile is printed under the table;
 - memory: RSS of ``jtrades serve`` with 1,000 traders on 1,000 (paper) sub-accounts, next to a
   process running only the floor's handler and pool.
 
 Needs the Postgres at $JTRADES_BENCH_DSN (default postgresql://postgres@127.0.0.1:5432/postgres);
-makes and drops temporary databases.    python -m bench pipeline   (BENCH_N alerts, default 200)
+makes and drops temporary databases.    python -m bench pipeline   (BENCH_N alerts, default 200;
+BENCH_SKIP_LATENCY=1 runs only the throughput and memory figures)
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class Load:
         self, urls: list[str], n: int, subs_each: int, pids: dict[str, int]
     ) -> float:
         await self.sim_call("/probe/expect", {"frames": n * subs_each})
-        sem = asyncio.Semaphore(10)
+        sem = asyncio.Semaphore(int(os.environ.get("BENCH_INFLIGHT", "10")))
 
         async def one(i: int) -> None:
             async with sem:
@@ -191,7 +192,7 @@ async def measure(
     ours_base = f"http://127.0.0.1:{port}/webhook/"
     floor_base = f"http://127.0.0.1:{fport}/floor/"
     rows = []
-    for name in ("g1", "g10", "g100"):
+    for name in ("g1", "g10", "g100") if not os.environ.get("BENCH_SKIP_LATENCY") else ():
         subs, token = GROUPS[name], groups[name]["token"]
         count = max(20, n // (10 if subs == 100 else 2))
         await load.latency(ours_base + token, subs, 4)  # warm up

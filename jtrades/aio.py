@@ -9,6 +9,7 @@ asyncio's own loop; which one runs is logged at start (``daemon.started``).
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -32,3 +33,19 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` on the loop chosen above."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(main)
+
+
+# The cyclic collector's first generation runs after this many net allocations (Python's default
+# is 700). A busy daemon allocates a few dicts per broker event and per order, nearly all freed by
+# reference counting; collecting every 700 of them cost it about 8 % of its CPU under load.
+GC_GEN0_THRESHOLD = 20_000
+
+
+def settle_heap() -> None:
+    """Once started: collect, then move everything alive (modules, configuration, sessions) out
+    of the collector's sight with ``gc.freeze`` so no later collection walks it again, and
+    collect the young generation less often."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)

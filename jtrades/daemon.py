@@ -104,6 +104,7 @@ class Daemon:
                     "(another jtrades running? set server.port)"
                 ) from None
             await self._beat("running")
+            aio.settle_heap()
             notify(f"READY=1\nSTATUS=listening on {srv.host}:{self.port}")
             log.info(
                 "daemon.ready",

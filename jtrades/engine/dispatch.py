@@ -22,8 +22,6 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from enum import Enum
 from typing import Any
 
 import asyncpg
@@ -145,18 +143,6 @@ def _net_pos(broker: Broker, broker_account_id: int, contract: Contract) -> int 
     return 0
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def _with_cl_ord_id(po: PlannedOrder, cl: str) -> PlannedOrder:
     """Make sure what is sent carries the intent's clOrdId (the planner may leave it empty)."""
     req = po.request
@@ -202,7 +188,9 @@ def intent_for(
     main = _main_order(po)
     request: dict[str, Any] = {"type": po.kind, "note": po.note}
     if po.request is not None:
-        request["request"] = _jsonable(po.request)
+        # the jsonb codec (orjson) writes the dataclass as it stands: fields in order, enums as
+        # their values, decimals as strings
+        request["request"] = po.request
     if po.cancel_order_id is not None:
         request["cancel_order_id"] = po.cancel_order_id
     return po, intent_store.NewIntent(

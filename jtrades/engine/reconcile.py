@@ -47,8 +47,8 @@ from jtrades.engine.config_cache import ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.sizing import exit_offset_points, exit_price
 from jtrades.engine.tradingday import session_start
-from jtrades.store import Executor
 from jtrades.store import intents as intent_store
+from jtrades.store import mirror as mirror_store
 from jtrades.store import trading as trading_store
 
 log = structlog.get_logger(__name__)
@@ -335,14 +335,11 @@ class Reconciler:
     async def apply_events(
         self, account_id: int, broker: Broker, events: list[BrokerEvent]
     ) -> None:
-        """Write a batch of one login's events into the mirror tables, in one transaction that
-        does not wait for its WAL flush (``synchronous_commit = off``): these rows copy the
-        broker's own state, so what a Postgres crash could lose (its last fraction of a second;
-        a daemon crash loses nothing committed) the session's sync on reconnect replays (fills
-        de-duplicated by id), and the risk checks read the in-memory P&L. Waiting for the disk
-        here would hold the next alert's intent write behind the mirror's flushes."""
-        orders: dict[tuple[int, int], WorkingOrder] = {}
-        positions: dict[tuple[int, str], Position] = {}
+        """Write a batch of one login's events into the mirror tables (``store.mirror``): one
+        statement, which does not wait for its WAL flush; when fills are in the batch, it and the
+        trades the new ones close share a transaction. Waiting for the disk here would hold the
+        next alert's intent write behind the mirror's flushes."""
+        batch = mirror_store.Batch()
         fills: list[tuple[int, Fill]] = []
         for ev in events:
             sub = self._sub_id(account_id, ev.account_id)
@@ -350,77 +347,41 @@ class Reconciler:
                 continue
             e = ev.entity
             if isinstance(e, WorkingOrder):
-                orders[(sub, e.order_id)] = e  # the latest state wins
+                if e.cl_ord_id:
+                    batch.intents.append(
+                        (e.cl_ord_id, _STATE_OF.get(e.status, "unknown"), e.order_id)
+                    )
+                batch.orders.append(
+                    (
+                        sub, e.order_id, e.cl_ord_id, e.symbol, str(e.side), e.qty,
+                        str(e.order_type), e.price, e.stop_price, str(e.status), e.parent_id,
+                        e.oco_id,
+                    )
+                )  # fmt: skip
             elif isinstance(e, Fill):
                 fills.append((sub, e))
+                batch.fills.append(
+                    (sub, e.fill_id, e.order_id, e.symbol, str(e.side), e.qty, e.price, e.timestamp)
+                )
             elif isinstance(e, Position):
-                positions[(sub, e.symbol)] = e
-        if not (orders or fills or positions):
+                batch.positions.append((sub, e.symbol, e.net_pos, e.net_price))
+        if not batch:
+            return
+        if not fills:
+            await mirror_store.write_batch(self._pool, batch)
             return
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit = off")
-            await self._write_mirror(conn, broker, orders, fills, positions)
+            new = await mirror_store.write_batch(conn, batch)
+            trades: list[mirror_store.TradeRow] = []
+            for sub, f in fills:
+                if (sub, f.fill_id) in new:
+                    new.discard((sub, f.fill_id))  # a fill repeated within the batch counts once
+                    row = await self._on_new_fill(sub, broker, f)
+                    if row is not None:
+                        trades.append(row)
+            await mirror_store.insert_trades(conn, trades)
 
-    async def _write_mirror(
-        self,
-        conn: Executor,
-        broker: Broker,
-        orders: dict[tuple[int, int], WorkingOrder],
-        fills: list[tuple[int, Fill]],
-        positions: dict[tuple[int, str], Position],
-    ) -> None:
-        await intent_store.sync_from_orders(
-            conn,
-            [
-                (o.cl_ord_id, _STATE_OF.get(o.status, "unknown"), o.order_id)
-                for o in orders.values()
-                if o.cl_ord_id
-            ],
-        )
-        await trading_store.upsert_orders(
-            conn,
-            [
-                trading_store.order_row(
-                    sub_account_id=sub,
-                    broker_order_id=o.order_id,
-                    cl_ord_id=o.cl_ord_id,
-                    symbol=o.symbol,
-                    side=str(o.side),
-                    qty=o.qty,
-                    order_type=str(o.order_type),
-                    price=o.price,
-                    stop_price=o.stop_price,
-                    status=str(o.status),
-                    parent_id=o.parent_id,
-                    oco_id=o.oco_id,
-                )
-                for (sub, _), o in orders.items()
-            ],
-        )
-        # every fill of the batch in one statement, then the trades they close, in order
-        new = await trading_store.insert_fills(
-            conn,
-            [
-                (sub, f.fill_id, f.order_id, f.symbol, str(f.side), f.qty, f.price, f.timestamp)
-                for sub, f in fills
-            ],
-        )
-        trades: list[trading_store.TradeRow] = []
-        for sub, f in fills:
-            if (sub, f.fill_id) in new:
-                new.discard((sub, f.fill_id))  # a fill repeated within the batch counts once
-                row = await self._on_new_fill(sub, broker, f)
-                if row is not None:
-                    trades.append(row)
-        await trading_store.insert_trades(conn, trades)
-        await trading_store.upsert_positions(
-            conn,
-            [(sub, p.symbol, p.net_pos, p.net_price) for (sub, _), p in positions.items()],
-        )
-
-    async def _on_new_fill(
-        self, sub: int, broker: Broker, f: Fill
-    ) -> trading_store.TradeRow | None:
+    async def _on_new_fill(self, sub: int, broker: Broker, f: Fill) -> mirror_store.TradeRow | None:
         """A fill just recorded: the position it moves, and the trade it closes if it does."""
         vpp = self._vpp.get(f.symbol)
         if vpp is None:

@@ -177,13 +177,3 @@ async def last_trader_for(ex: Executor, sub_account_id: int, symbol: str) -> int
     with translate_errors():
         v = await ex.fetchval(q("intents.last_trader_for"), sub_account_id, symbol)
     return int(v) if v is not None else None
-
-
-async def sync_from_orders(ex: Executor, rows: list[tuple[str, str, int]]) -> None:
-    """Move the intents behind broker orders, (cl_ord_id, state, broker_order_id) each, to the
-    orders' states (never out of a final state), in one statement that locks them in id order."""
-    if rows:
-        with translate_errors():
-            await ex.execute(
-                q("intents.sync_from_orders"), *(list(c) for c in zip(*rows, strict=True))
-            )

@@ -1,13 +1,8 @@
-"""The broker's view mirrored into Postgres, the engine's configuration snapshot, and the
-counters the filters start from after a restart.
-
-Fills are de-duplicated by the broker's fill id (Tradovate replays fills around the session
-change); orders and positions are upserts keyed by the broker's ids.
-"""
+"""The engine's configuration snapshot, the counters the filters start from after a restart,
+and reads of the mirrored broker state (``store.mirror`` writes it)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -78,32 +73,6 @@ async def realized_today(ex: Executor, since: datetime) -> dict[tuple[int, str],
     return {(int(r["sub_account_id"]), str(r["symbol"])): Decimal(r["pnl"]) for r in rows}
 
 
-async def insert_fills(
-    ex: Executor, fills: list[tuple[int, int, int, str, str, int, Decimal, datetime]]
-) -> set[tuple[int, int]]:
-    """Record a batch of (sub_account_id, broker_fill_id, broker_order_id, symbol, side, qty,
-    price, filled_at) in one statement; returns the (sub_account_id, broker_fill_id) of the new
-    ones (a replayed fill is not new)."""
-    if not fills:
-        return set()
-    with translate_errors():
-        rows = await ex.fetch(
-            q("trading.insert_fills"), *(list(c) for c in zip(*fills, strict=True))
-        )
-    return {(int(r["sub_account_id"]), int(r["broker_fill_id"])) for r in rows}
-
-
-TradeRow = tuple[int, str, str, int, Decimal, Decimal, Decimal, datetime, datetime]
-
-
-async def insert_trades(ex: Executor, trades: list[TradeRow]) -> None:
-    """Record closed round trips: (sub_account_id, symbol, side, qty, entry_price, exit_price,
-    pnl, opened_at, closed_at), all in one statement."""
-    if trades:
-        with translate_errors():
-            await ex.execute(q("trading.insert_trades"), *_columns(trades, 9))
-
-
 async def positions(ex: Executor, sub_account_ids: list[int]) -> list[dict[str, Any]]:
     with translate_errors():
         return [dict(r) for r in await ex.fetch(q("trading.positions"), sub_account_ids)]
@@ -128,60 +97,3 @@ async def flatten_done(ex: Executor, requested_at: str, done_at: datetime) -> No
     """Record that the flatten requested at ``requested_at`` was carried out."""
     with translate_errors():
         await ex.execute(q("trading.flatten_done"), requested_at, done_at.isoformat())
-
-
-def order_row(
-    *,
-    sub_account_id: int,
-    broker_order_id: int,
-    cl_ord_id: str | None,
-    symbol: str,
-    side: str,
-    qty: int,
-    order_type: str,
-    price: Decimal | None,
-    stop_price: Decimal | None,
-    status: str,
-    parent_id: int | None,
-    oco_id: int | None,
-) -> tuple[Any, ...]:
-    """One ``upsert_orders`` row; the intent is found by clOrdId in the statement itself."""
-    return (
-        sub_account_id,
-        broker_order_id,
-        cl_ord_id,
-        symbol,
-        side,
-        qty,
-        order_type,
-        price,
-        stop_price,
-        status,
-        parent_id,
-        oco_id,
-    )
-
-
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows as the column arrays an ``unnest`` statement takes."""
-    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
-
-
-def _latest(rows: list[tuple[Any, ...]], key_width: int) -> list[tuple[Any, ...]]:
-    """One row per key (the first ``key_width`` fields), the last given winning: an upsert
-    statement may not touch one row twice."""
-    return list({r[:key_width]: r for r in rows}.values())
-
-
-async def upsert_orders(ex: Executor, rows: list[tuple[Any, ...]]) -> None:
-    """Mirror many orders (``order_row`` tuples) in one statement."""
-    if rows:
-        with translate_errors():
-            await ex.execute(q("trading.upsert_orders"), *_columns(_latest(rows, 2), 12))
-
-
-async def upsert_positions(ex: Executor, rows: list[tuple[int, str, int, Decimal | None]]) -> None:
-    """Mirror many positions in one statement: (sub_account_id, symbol, net_pos, net_price)."""
-    if rows:
-        with translate_errors():
-            await ex.execute(q("trading.upsert_positions"), *_columns(_latest(rows, 2), 4))

@@ -53,29 +53,10 @@ SELECT trader_id FROM order_intents
 WHERE sub_account_id = $1 AND symbol = $2 AND trader_id IS NOT NULL
 ORDER BY id DESC LIMIT 1;
 
--- name: intents.sync_from_orders($1 cl_ord_ids, $2 states, $3 broker_order_ids)
--- The mirror moves the intents behind a batch of broker orders to the orders' states, never out
--- of a final state. Every statement that writes several intents locks them first in id order
--- (here, intents.finish_many, signals.set_outcome_and_intents): the mirror's batch and a
--- signal's outcomes touch the same intents, and in any other order they can deadlock.
-WITH target AS MATERIALIZED (
-    SELECT i.id, u.state, u.broker_order_id
-    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u (cl_ord_id, state, broker_order_id)
-    JOIN order_intents i ON i.cl_ord_id = u.cl_ord_id
-    WHERE i.state NOT IN ('filled', 'rejected', 'cancelled', 'expired', 'done')
-    ORDER BY i.id
-    FOR UPDATE OF i
-)
-UPDATE order_intents i
-SET state = t.state, broker_order_id = COALESCE(i.broker_order_id, t.broker_order_id),
-    updated_at = now()
-FROM target t
-WHERE i.id = t.id AND i.state NOT IN ('filled', 'rejected', 'cancelled', 'expired', 'done');
-
 -- name: intents.finish_many($1 ids, $2 states, $3 broker_order_ids, $4 reasons, $5 sent)
 -- The outcomes of one sub-account's steps in one statement. Like mark_sent, an intent the
 -- broker's events already moved on (working, filled) keeps its state. The rows are locked in
--- id order first, as intents.sync_from_orders does, so the two never deadlock.
+-- id order first, as mirror.write_batch does, so the two never deadlock.
 WITH target AS MATERIALIZED (
     SELECT id FROM order_intents WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
 )

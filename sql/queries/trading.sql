@@ -69,50 +69,6 @@ GROUP BY t.trader_id;
 SELECT sub_account_id, symbol, sum(pnl) AS pnl
 FROM trades WHERE closed_at >= $1 GROUP BY sub_account_id, symbol;
 
--- name: trading.upsert_orders($1 sub_account_ids, $2 broker_order_ids, $3 cl_ord_ids, $4 symbols, $5 sides, $6 qtys, $7 order_types, $8 prices, $9 stop_prices, $10 statuses, $11 parent_ids, $12 oco_ids)
--- A batch of the broker's orders (one row per order: its latest state) in one statement; the
--- intent behind each is found by its clOrdId.
-INSERT INTO orders (sub_account_id, broker_order_id, intent_id, cl_ord_id, symbol, side, qty,
-                    order_type, price, stop_price, status, parent_id, oco_id)
-SELECT u.sub_account_id, u.broker_order_id, i.id, u.cl_ord_id, u.symbol, u.side, u.qty,
-       u.order_type, u.price, u.stop_price, u.status, u.parent_id, u.oco_id
-FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::integer[],
-            $7::text[], $8::numeric[], $9::numeric[], $10::text[], $11::bigint[], $12::bigint[])
-     AS u (sub_account_id, broker_order_id, cl_ord_id, symbol, side, qty, order_type, price,
-           stop_price, status, parent_id, oco_id)
-LEFT JOIN order_intents i ON i.cl_ord_id = u.cl_ord_id
-WHERE true
-ON CONFLICT (sub_account_id, broker_order_id) DO UPDATE
-SET intent_id = COALESCE(EXCLUDED.intent_id, orders.intent_id),
-    cl_ord_id = COALESCE(EXCLUDED.cl_ord_id, orders.cl_ord_id),
-    qty = EXCLUDED.qty, order_type = EXCLUDED.order_type, price = EXCLUDED.price,
-    stop_price = EXCLUDED.stop_price, status = EXCLUDED.status,
-    parent_id = COALESCE(EXCLUDED.parent_id, orders.parent_id),
-    oco_id = COALESCE(EXCLUDED.oco_id, orders.oco_id), updated_at = now();
-
--- name: trading.insert_fills($1 sub_account_ids, $2 broker_fill_ids, $3 broker_order_ids, $4 symbols, $5 sides, $6 qtys, $7 prices, $8 filled_ats)
--- A batch of fills in one statement; returns the ones that are new (a replay returns nothing).
-INSERT INTO fills (sub_account_id, broker_fill_id, broker_order_id, symbol, side, qty, price,
-                   filled_at)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
-                     $6::integer[], $7::numeric[], $8::timestamptz[])
-ON CONFLICT (sub_account_id, broker_fill_id) DO NOTHING
-RETURNING sub_account_id, broker_fill_id;
-
--- name: trading.upsert_positions($1 sub_account_ids, $2 symbols, $3 net_poses, $4 net_prices)
--- A batch of positions (one row per sub-account and contract) in one statement.
-INSERT INTO positions (sub_account_id, symbol, net_pos, net_price)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::numeric[])
-ON CONFLICT (sub_account_id, symbol) DO UPDATE
-SET net_pos = EXCLUDED.net_pos, net_price = EXCLUDED.net_price, updated_at = now();
-
--- name: trading.insert_trades($1 sub_account_ids, $2 symbols, $3 sides, $4 qtys, $5 entry_prices, $6 exit_prices, $7 pnls, $8 opened_ats, $9 closed_ats)
--- The round trips a batch of fills closed, in one statement.
-INSERT INTO trades (sub_account_id, symbol, side, qty, entry_price, exit_price, pnl, opened_at,
-                    closed_at)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::integer[], $5::numeric[],
-                     $6::numeric[], $7::numeric[], $8::timestamptz[], $9::timestamptz[]);
-
 -- name: trading.positions($1 sub_account_ids)
 SELECT sub_account_id, symbol, net_pos, net_price, updated_at
 FROM positions WHERE sub_account_id = ANY($1::bigint[]);

@@ -18,6 +18,7 @@ import pytest
 
 from jtrades.store import Executor
 from jtrades.store import intents as intent_store
+from jtrades.store import mirror as mirror_store
 from jtrades.store import signals as signal_store
 from jtrades.store.intents import Outcome
 from tests.integration.test_claim import delivery, intent
@@ -73,7 +74,9 @@ async def test_the_mirror_is_not_blocked_by_an_outcome_writer_waiting_on_another
         await _waiting_on_lock(pool, wpid)
         async with pool.acquire() as mirror, mirror.transaction():
             await mirror.execute("SET LOCAL lock_timeout = '5s'")
-            await intent_store.sync_from_orders(mirror, [(high_cl, "working", 9002)])
+            await mirror_store.write_batch(
+                mirror, mirror_store.Batch(intents=[(high_cl, "working", 9002)])
+            )
     finally:
         await tx.commit()
         await pool.release(holder)
@@ -105,14 +108,16 @@ async def test_the_mirror_moves_only_open_intents_and_keeps_a_known_order_id(
     await intent_store.set_state(pool, b, "sent", broker_order_id=2)  # its order id stays
     cl = dict(await pool.fetch("SELECT id, cl_ord_id FROM order_intents"))
 
-    await intent_store.sync_from_orders(
+    await mirror_store.write_batch(
         pool,
-        [
-            (cl[a], "cancelled", 11),
-            (cl[b], "working", 22),
-            (cl[c], "working", 33),
-            ("jt-unknown", "working", 44),
-        ],
+        mirror_store.Batch(
+            intents=[
+                (cl[a], "cancelled", 11),
+                (cl[b], "working", 22),
+                (cl[c], "working", 33),
+                ("jt-unknown", "working", 44),
+            ]
+        ),
     )
 
     rows = await pool.fetch("SELECT id, state, broker_order_id FROM order_intents")

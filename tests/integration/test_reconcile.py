@@ -224,6 +224,58 @@ async def test_mirror_dedups_fills_and_records_trades(
         await engine.close()
 
 
+async def test_mirror_writes_a_batch_with_repeats_once(
+    database: Database, settings: Settings
+) -> None:
+    """One batch as the session delivers it (an order's states, replayed fills, the position):
+    the latest state of each order and position, each fill once, the trade they close."""
+    pool = database.pool
+    w = await _world(pool)
+    engine = Engine(database, settings)
+    await engine.start()
+    try:
+        paper = engine.brokers.paper(w["aid"])
+        await paper.find_contract("MNQ1!")
+        t0 = datetime.now(UTC)
+        buy_fill = Fill(1, 10, w["bid"], 1000, "MNQ1!", Side.BUY, 3, Decimal("100"), t0)
+        sell_fill = Fill(2, 11, w["bid"], 1000, "MNQ1!", Side.SELL, 3, Decimal("102.5"), t0)
+
+        def order(oid: int, side: Side, status: OrderStatus) -> BrokerEvent:
+            o = WorkingOrder(oid, w["bid"], 1000, "MNQ1!", side, 3, OrderType.MARKET, status)
+            return BrokerEvent("order", w["bid"], o)
+
+        def position(net: int) -> BrokerEvent:
+            return BrokerEvent("position", w["bid"], Position(w["bid"], 1000, "MNQ1!", net, None))
+
+        batch = [
+            order(10, Side.BUY, OrderStatus.WORKING),
+            BrokerEvent("fill", w["bid"], buy_fill),
+            order(10, Side.BUY, OrderStatus.FILLED),
+            position(3),
+            BrokerEvent("fill", w["bid"], buy_fill),
+            order(11, Side.SELL, OrderStatus.WORKING),
+            BrokerEvent("fill", w["bid"], sell_fill),
+            order(11, Side.SELL, OrderStatus.FILLED),
+            position(0),
+        ]
+        await engine.reconciler.apply_events(w["aid"], paper, batch)
+        await engine.reconciler.apply_events(w["aid"], paper, batch)  # replayed whole
+
+        assert await pool.fetchval("SELECT count(*) FROM fills") == 2
+        trades = await pool.fetch("SELECT side, qty, pnl FROM trades")
+        # 2.5 points on 3 MNQ at $2 a point
+        assert [(t["side"], t["qty"], t["pnl"]) for t in trades] == [("long", 3, Decimal(15))]
+        statuses = await pool.fetch("SELECT broker_order_id, status FROM orders")
+        assert {r["broker_order_id"]: r["status"] for r in statuses} == {
+            10: "Filled",
+            11: "Filled",
+        }
+        assert await pool.fetchval("SELECT net_pos FROM positions") == 0
+        assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(15)
+    finally:
+        await engine.close()
+
+
 # --- pure decisions --------------------------------------------------------------------------
 
 

@@ -52,18 +52,23 @@ def _time(value: Any) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
+# Every broker event is parsed here: a dict lookup is a fraction of an Enum call's cost.
+_STATUSES = {s.value: s for s in OrderStatus}
+_ORDER_TYPES = {t.value: t for t in OrderType}
+_SIDES = {s.value: s for s in Side}
+
+
 def _status(value: Any) -> OrderStatus:
-    try:
-        return OrderStatus(str(value))
-    except ValueError:
-        return OrderStatus.UNKNOWN
+    return _STATUSES.get(str(value), OrderStatus.UNKNOWN)
 
 
 def _order_type(value: Any) -> OrderType:
-    try:
-        return OrderType(str(value))
-    except ValueError:
-        return OrderType.MARKET
+    return _ORDER_TYPES.get(str(value), OrderType.MARKET)
+
+
+def _side(value: Any) -> Side:
+    text = str(value or "Buy")
+    return _SIDES.get(text) or Side(text)  # Side() raises for what is not a side
 
 
 class AccountView:
@@ -222,7 +227,7 @@ class AccountView:
             account_id=int(o["accountId"]),
             contract_id=cid,
             symbol=self._symbol(cid),
-            side=Side(str(o.get("action") or "Buy")),
+            side=_side(o.get("action")),
             qty=int(v.get("orderQty") or 0),
             order_type=_order_type(v.get("orderType")),
             status=_status(o.get("ordStatus")),
@@ -242,7 +247,7 @@ class AccountView:
             account_id=int(order.get("accountId") or 0),
             contract_id=cid,
             symbol=self._symbol(cid),
-            side=Side(str(e.get("action") or order.get("action") or "Buy")),
+            side=_side(e.get("action") or order.get("action")),
             qty=int(e.get("qty") or 0),
             price=_dec(e.get("price")) or Decimal(0),
             timestamp=_time(e.get("timestamp")) or datetime.fromtimestamp(0, tz=UTC),
