@@ -82,7 +82,18 @@ class AccountResult:
     messages: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # by hand: dataclasses.asdict deep-copies, and a signal has one of these per sub-account
+        return {
+            "trader_id": self.trader_id,
+            "sub_account_id": self.sub_account_id,
+            "action": self.action,
+            "reason": self.reason,
+            "sent": self.sent,
+            "rejected": self.rejected,
+            "unknown": self.unknown,
+            "expired": self.expired,
+            "messages": list(self.messages),
+        }
 
 
 @dataclass(slots=True)

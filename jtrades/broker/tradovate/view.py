@@ -80,7 +80,9 @@ class AccountView:
     def _reset(self) -> None:
         self._synced: set[int] = set()
         self._accounts: dict[int, str] = {}
-        self._positions: dict[tuple[int, int], Entity] = {}
+        # account -> contract -> position: every signal reads each of its sub-accounts' positions,
+        # and one login may hold hundreds of sub-accounts
+        self._positions: dict[int, dict[int, Entity]] = {}
         self._orders: dict[int, Entity] = {}
         # account -> ids of its orders whose status is open: working_orders runs for every
         # sub-account of every signal, and _orders keeps every order of the day
@@ -131,7 +133,8 @@ class AccountView:
         """Apply one ``props`` event; returns the changes to publish (possibly none)."""
         kind = str(props.get("entityType") or "")
         entity = props.get("entity")
-        if not isinstance(entity, Mapping) or "id" not in entity:
+        # a dict (as parsed) skips the ABC check, which costs more than the rest of this test
+        if not (type(entity) is dict or isinstance(entity, Mapping)) or "id" not in entity:
             return []
         deleted = props.get("eventType") == "Deleted"
         return self._store(kind, entity, deleted=deleted)
@@ -168,11 +171,11 @@ class AccountView:
                 self._cl_ord[int(e["orderId"])] = str(cl)
             return []
         if kind == "position":
-            key = (int(e["accountId"]), int(e["contractId"]))
+            held = self._positions.setdefault(int(e["accountId"]), {})
             if deleted:
-                self._positions.pop(key, None)
+                held.pop(int(e["contractId"]), None)
             else:
-                self._positions[key] = e
+                held[int(e["contractId"])] = e
             pos = self._position(e)
             return [BrokerEvent("position", pos.account_id, pos, deleted=deleted)]
         if kind == "fill":
@@ -283,10 +286,11 @@ class AccountView:
     def positions(self, account_id: int) -> list[Position]:
         """Open positions (net ≠ 0); raises while unsynced — an empty list means flat."""
         self._require_synced(account_id)
+        held = self._positions.get(account_id, {})
         return [
-            self._position(e)
-            for (acct, _), e in sorted(self._positions.items())
-            if acct == account_id and int(e.get("netPos") or 0) != 0
+            self._position(held[cid])
+            for cid in sorted(held)
+            if int(held[cid].get("netPos") or 0) != 0
         ]
 
     def working_orders(self, account_id: int) -> list[WorkingOrder]:
@@ -324,7 +328,7 @@ class AccountView:
         return self._cash_balance(e) if e is not None else None
 
     def unknown_contract_ids(self) -> set[int]:
-        ids = {int(e["contractId"]) for e in self._positions.values()}
+        ids = {cid for held in self._positions.values() for cid in held}
         ids |= {int(o["contractId"]) for o in self._orders.values() if o.get("contractId")}
         return ids - set(self._contracts)
 
