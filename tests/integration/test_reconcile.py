@@ -30,7 +30,8 @@ from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
 from jtrades.db import Database, connect
 from jtrades.engine.engine import Engine
-from jtrades.engine.reconcile import OpenPosition, close_trade, needs_stop, resolve_intent
+from jtrades.engine.pnl import OpenPosition, close_trade
+from jtrades.engine.reconcile import needs_stop, resolve_intent
 from tests.integration.test_engine import (
     account_of,
     buy,

@@ -1,0 +1,189 @@
+"""The brokers' event streams mirrored into ``orders``, ``fills``, ``positions`` and ``trades``.
+
+Every login's session publishes the changes to its live view; one pump per login forwards them,
+tagged with the login, into one queue, and one writer drains it. Whatever arrived while a batch
+was being written is the next batch, written in one statement (``store.mirror``). Idle, an event
+is written as soon as it arrives; under load the batches grow instead of the statements
+multiplying: ten logins each writing their own small batches cost ten times the round trips,
+commits and row-lock traffic for the same rows.
+
+Fills are de-duplicated by the broker's fill id; each new one goes through ``close_trade``, and
+the round trips it closes are written in the batch's transaction and added to ``pnl``, the
+realized P&L the daily-loss filter reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+import asyncpg
+import structlog
+
+from jtrades.broker.base import Broker, BrokerEvent, Fill, OrderStatus, Position, WorkingOrder
+from jtrades.broker.registry import BrokerRegistry
+from jtrades.engine.config_cache import ConfigCache
+from jtrades.engine.pnl import DailyPnl, OpenPosition, close_trade
+from jtrades.store import mirror as mirror_store
+
+log = structlog.get_logger(__name__)
+
+# The intent state an order's broker status stands for.
+_STATE_OF = {
+    OrderStatus.PENDING_NEW: "sent",
+    OrderStatus.WORKING: "working",
+    OrderStatus.SUSPENDED: "working",
+    OrderStatus.PENDING_CANCEL: "working",
+    OrderStatus.PENDING_REPLACE: "working",
+    OrderStatus.FILLED: "filled",
+    OrderStatus.COMPLETED: "filled",
+    OrderStatus.CANCELED: "cancelled",
+    OrderStatus.REJECTED: "rejected",
+    OrderStatus.EXPIRED: "cancelled",
+    OrderStatus.UNKNOWN: "unknown",
+}
+
+
+def intent_state(status: OrderStatus) -> str:
+    """The state of the intent behind an order with this broker status."""
+    return _STATE_OF.get(status, "unknown")
+
+
+# (login account id, its broker, the event)
+_Tagged = tuple[int, Broker, BrokerEvent]
+
+
+class Mirror:
+    def __init__(self, pool: asyncpg.Pool, brokers: BrokerRegistry, config: ConfigCache) -> None:
+        self._pool = pool
+        self._brokers = brokers
+        self._config = config
+        self.pnl = DailyPnl()
+        self._open: dict[tuple[int, str], OpenPosition] = {}
+        self._vpp: dict[str, Decimal] = {}
+        self._queue: asyncio.Queue[_Tagged] = asyncio.Queue()
+        self._pumps: dict[int, asyncio.Task[None]] = {}
+        self._writer: asyncio.Task[None] | None = None
+
+    def seed_open(
+        self, rows: Iterable[tuple[int, str, int, Decimal | None, datetime | None]]
+    ) -> None:
+        """The positions the trades of new fills are measured against: (sub-account, symbol,
+        net, average price, since) as last mirrored."""
+        for sub, symbol, net, avg, since in rows:
+            if net:
+                self._open[(sub, symbol)] = OpenPosition(net, avg, since)
+
+    def ensure(self) -> None:
+        """Follow every login that has a session (again, for one whose stream ended)."""
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="mirror.writer")
+        for aid, _env, broker in self._brokers.sessions():
+            task = self._pumps.get(aid)
+            if task is None or task.done():
+                self._pumps[aid] = asyncio.create_task(
+                    self._pump(aid, broker), name=f"mirror.pump.{aid}"
+                )
+
+    async def close(self) -> None:
+        tasks = [*self._pumps.values(), *([self._writer] if self._writer else [])]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._pumps.clear()
+        self._writer = None
+
+    async def _pump(self, account_id: int, broker: Broker) -> None:
+        async for ev in broker.events():
+            self._queue.put_nowait((account_id, broker, ev))
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self.write(batch)
+            except Exception as exc:
+                log.error("mirror.write_failed", events=len(batch), error=str(exc))
+
+    async def apply_events(
+        self, account_id: int, broker: Broker, events: list[BrokerEvent]
+    ) -> None:
+        """Write a batch of one login's events (the writer writes several logins' at once)."""
+        await self.write([(account_id, broker, ev) for ev in events])
+
+    async def write(self, events: list[_Tagged]) -> None:
+        """Write a batch of events in one statement, which does not wait for its WAL flush;
+        when fills are in the batch, it and the trades the new ones close share a transaction.
+        Waiting for the disk here would hold the next alert's intent write behind the mirror's
+        flushes."""
+        batch = mirror_store.Batch()
+        fills: list[tuple[int, Broker, Fill]] = []
+        snap = self._config.snapshot
+        for account_id, broker, ev in events:
+            sub = snap.sub_account_id(account_id, ev.account_id)
+            if sub is None:
+                continue
+            e = ev.entity
+            if isinstance(e, WorkingOrder):
+                if e.cl_ord_id:
+                    batch.intents.append((e.cl_ord_id, intent_state(e.status), e.order_id))
+                batch.orders.append(
+                    (
+                        sub, e.order_id, e.cl_ord_id, e.symbol, str(e.side), e.qty,
+                        str(e.order_type), e.price, e.stop_price, str(e.status), e.parent_id,
+                        e.oco_id,
+                    )
+                )  # fmt: skip
+            elif isinstance(e, Fill):
+                fills.append((sub, broker, e))
+                batch.fills.append(
+                    (sub, e.fill_id, e.order_id, e.symbol, str(e.side), e.qty, e.price, e.timestamp)
+                )
+            elif isinstance(e, Position):
+                batch.positions.append((sub, e.symbol, e.net_pos, e.net_price))
+        if not batch:
+            return
+        if not fills:
+            await mirror_store.write_batch(self._pool, batch)
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            new = await mirror_store.write_batch(conn, batch)
+            trades: list[mirror_store.TradeRow] = []
+            for sub, broker, f in fills:
+                if (sub, f.fill_id) in new:
+                    new.discard((sub, f.fill_id))  # a fill repeated within the batch counts once
+                    row = await self._on_new_fill(sub, broker, f)
+                    if row is not None:
+                        trades.append(row)
+            await mirror_store.insert_trades(conn, trades)
+
+    async def _on_new_fill(self, sub: int, broker: Broker, f: Fill) -> mirror_store.TradeRow | None:
+        """A fill just recorded: the position it moves, and the trade it closes if it does."""
+        vpp = self._vpp.get(f.symbol)
+        if vpp is None:
+            vpp = (await broker.find_contract(f.symbol)).value_per_point
+            self._vpp[f.symbol] = vpp
+        pos = self._open.setdefault((sub, f.symbol), OpenPosition())
+        opened = pos.opened_at or f.timestamp
+        trade = close_trade(pos, f.side.sign * f.qty, f.price, vpp, f.timestamp)
+        if trade is None:
+            return None
+        self.pnl.add(sub, trade.pnl, f.timestamp)
+        return (
+            sub,
+            f.symbol,
+            trade.side,
+            trade.qty,
+            trade.entry_price,
+            trade.exit_price,
+            trade.pnl,
+            min(opened, f.timestamp),
+            f.timestamp,
+        )
