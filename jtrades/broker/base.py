@@ -236,7 +236,10 @@ class BrokerEvent:
 
 @runtime_checkable
 class Broker(Protocol):
-    """One broker connection serving all sub-accounts of one login."""
+    """One broker connection serving all sub-accounts of one login.
+
+    Every call returns or raises within a bound of the implementation's own (Tradovate: the
+    request timeout, then ``OutcomeUnknown``): callers add no timer around them."""
 
     async def place_order(self, req: OrderRequest) -> PlaceResult: ...
 

@@ -249,13 +249,11 @@ class Dispatcher:
         pool: asyncpg.Pool,
         *,
         ttl_s: float,
-        send_timeout_s: float = 10.0,
         settle_timeout_s: float = 2.0,
         clock: Clock = _utcnow,
     ) -> None:
         self._pool = pool
         self._ttl = timedelta(seconds=ttl_s)
-        self._send_timeout = send_timeout_s
         self._settle_timeout = settle_timeout_s
         self._clock = clock
         self._locks: dict[int, asyncio.Lock] = {}
@@ -485,35 +483,37 @@ class Dispatcher:
     async def _send(self, item: WorkItem, po: PlannedOrder) -> tuple[str, int | None, str | None]:
         """Hand one step to the broker: (intent state, broker order id, reason)."""
         broker, req = item.broker, po.request
+        # No timer of its own: every broker call is bounded by the broker (Tradovate: the
+        # session's request timeout, then OutcomeUnknown), and a second timer per order cost
+        # a tenth of the send path.
         try:
-            async with asyncio.timeout(self._send_timeout):
-                result: PlaceResult | None = None
-                if po.kind == "cancel":
-                    if po.cancel_order_id is None:
-                        return "rejected", None, "cancel without an order id"
-                    await broker.cancel_order(po.cancel_order_id)
-                    return "done", po.cancel_order_id, None
-                if po.kind == "liquidate":
-                    account = SubAccount(item.link.broker_account_id, item.link.sub_name)
-                    await broker.liquidate_position(account, item.contract.contract_id or 0)
-                    return "done", None, None
-                if isinstance(req, StrategyRequest):
-                    result = await broker.start_strategy(req)
-                elif isinstance(req, OcoRequest):
-                    result = await broker.place_oco(req)
-                elif isinstance(req, OsoRequest):
-                    result = await broker.place_oso(req)
-                elif isinstance(req, OrderRequest):
-                    result = await broker.place_order(req)
-                else:
-                    return "rejected", None, f"nothing to send for a {po.kind} step"
-                return "sent", result.order_id, None
+            result: PlaceResult | None = None
+            if po.kind == "cancel":
+                if po.cancel_order_id is None:
+                    return "rejected", None, "cancel without an order id"
+                await broker.cancel_order(po.cancel_order_id)
+                return "done", po.cancel_order_id, None
+            if po.kind == "liquidate":
+                account = SubAccount(item.link.broker_account_id, item.link.sub_name)
+                await broker.liquidate_position(account, item.contract.contract_id or 0)
+                return "done", None, None
+            if isinstance(req, StrategyRequest):
+                result = await broker.start_strategy(req)
+            elif isinstance(req, OcoRequest):
+                result = await broker.place_oco(req)
+            elif isinstance(req, OsoRequest):
+                result = await broker.place_oso(req)
+            elif isinstance(req, OrderRequest):
+                result = await broker.place_order(req)
+            else:
+                return "rejected", None, f"nothing to send for a {po.kind} step"
+            return "sent", result.order_id, None
         except BrokerRejected as exc:
             return "rejected", None, str(exc) or "rejected by the broker"
         except TransientBrokerError as exc:
             # Raised before the request left: nothing is at the broker.
             return "expired", None, f"not sent: broker unavailable ({exc})"
-        except (OutcomeUnknown, TimeoutError) as exc:
+        except OutcomeUnknown as exc:
             return "unknown", None, f"no answer from the broker ({type(exc).__name__})"
         except Exception as exc:
             log.exception("dispatch.send_failed", cl_ord_prefix=item.link.sub_account_id)

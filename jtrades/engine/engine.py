@@ -120,11 +120,7 @@ class Engine:
         self._settings = settings
         self.brokers = brokers if brokers is not None else BrokerRegistry(db, settings)
         self.config = ConfigCache(db.pool)
-        self.dispatcher = Dispatcher(
-            db.pool,
-            ttl_s=settings.trading.signal_ttl_s,
-            send_timeout_s=settings.tradovate.request_timeout_s,
-        )
+        self.dispatcher = Dispatcher(db.pool, ttl_s=settings.trading.signal_ttl_s)
         self.reconciler = Reconciler(db.pool, self.brokers, self.config, self.dispatcher, settings)
         self._rec_counters: dict[int, _Counters] = {}
         self._outcomes: OrderedDict[int, asyncio.Future[Outcome]] = OrderedDict()
