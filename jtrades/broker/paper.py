@@ -35,6 +35,7 @@ from jtrades.broker.base import (
     SubAccount,
     WorkingOrder,
 )
+from jtrades.broker.wakeups import Wakeups
 from jtrades.engine.instruments import calendar_contract, split_symbol, table_contract
 from jtrades.errors import BrokerRejected, InvalidSignal
 
@@ -101,6 +102,7 @@ class PaperBroker:
         self._fills: dict[int, list[Fill]] = {}
         self._realized: dict[int, Decimal] = {}
         self._subscribers: list[asyncio.Queue[BrokerEvent | None]] = []
+        self._position_waiters = Wakeups()
 
     # --- market ---------------------------------------------------------------------------
 
@@ -258,6 +260,9 @@ class PaperBroker:
             raise BrokerRejected(f"paper broker: {exc}") from None
         return c
 
+    async def position_changed(self, account_id: int, within_s: float) -> None:
+        await self._position_waiters.wait(account_id, within_s)
+
     def positions(self, account_id: int) -> list[Position]:
         return [
             Position(aid, self._contract_id(sym), sym, p.net, p.avg)
@@ -303,6 +308,7 @@ class PaperBroker:
     def restore_position(self, account_id: int, symbol: str, net: int, avg: Decimal | None) -> None:
         """Put back a position mirrored before a restart (paper state is in memory)."""
         self._positions[(account_id, symbol)] = _Pos(net, avg)
+        self._position_waiters.fire(account_id)
 
     async def close(self) -> None:
         for q in self._subscribers:
@@ -451,6 +457,8 @@ class PaperBroker:
     def _publish(self, ev: BrokerEvent) -> None:
         for q in self._subscribers:
             q.put_nowait(ev)
+        if ev.kind == "position" and ev.account_id is not None:
+            self._position_waiters.fire(ev.account_id)
 
 
 def _crossed(o: _Order, price: Decimal) -> Decimal | None:

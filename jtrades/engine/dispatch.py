@@ -532,15 +532,15 @@ class Dispatcher:
         (bounded), so the next signal on this sub-account plans against it: a reversal's
         close alone (flat) is not yet the new position."""
         it = p.item
-        deadline = asyncio.get_running_loop().time() + self._settle_timeout
-        while True:
-            if _net_pos(it.broker, it.link.broker_account_id, it.contract) == p.expected_pos:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settle_timeout
+        while _net_pos(it.broker, it.link.broker_account_id, it.contract) != p.expected_pos:
+            left = deadline - loop.time()
+            if left <= 0:
+                log.info(
+                    "dispatch.settle_timeout",
+                    sub_account_id=it.link.sub_account_id,
+                    expected=p.expected_pos,
+                )
                 return
-            if asyncio.get_running_loop().time() >= deadline:
-                break
-            await asyncio.sleep(0.005)
-        log.info(
-            "dispatch.settle_timeout",
-            sub_account_id=it.link.sub_account_id,
-            expected=p.expected_pos,
-        )
+            await it.broker.position_changed(it.link.broker_account_id, left)

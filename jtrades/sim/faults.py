@@ -17,8 +17,9 @@ Kinds (JSON body ``{"kind": …}``):
 - ``rate_limit``: ``{"count"?: N}`` — the next N requests (any endpoint) answer 429.
 - ``replay``: ``{"login"?: name}`` — the fills of that login's accounts (all logins without one) are
   sent again as ``fill`` Created events, as Tradovate may do around the daily session change.
-- ``events_after``: ``{"on"?: bool}`` — WebSocket answers go out before the events they caused
-  (the default is events first; Tradovate does either).
+- ``events_after``: ``{"on"?: bool, "ms"?: X}`` — WebSocket answers go out before the events they
+  caused (the default is events first; Tradovate does either), the events X ms later if given
+  (a fill that shows after its order was acknowledged).
 - ``clear``: everything back to normal, login locks lifted (socket faults already applied stay).
 """
 
@@ -42,6 +43,7 @@ class Faults:
     unauthorized_next: int = 0
     too_many: int = 0  # requests still to answer 429
     events_after_answer: bool = False
+    events_after_ms: float = 0.0
     drop_new_after: int | None = None  # sticky drop for sockets opened later
     refuse_ws: int = 0
 
@@ -53,6 +55,7 @@ class Faults:
         self.unauthorized_next = 0
         self.too_many = 0
         self.events_after_answer = False
+        self.events_after_ms = 0.0
         self.drop_new_after = None
         self.refuse_ws = 0
 
@@ -122,6 +125,7 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
         faults.refuse_ws += int(body.get("count", 1))
     elif kind == "events_after":
         faults.events_after_answer = bool(body.get("on", True))
+        faults.events_after_ms = float(body.get("ms", 0))
     elif kind == "rate_limit":
         faults.too_many += int(body.get("count", 1))
     elif kind == "penalty":

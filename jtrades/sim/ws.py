@@ -185,6 +185,8 @@ class WsConn:
             return
         await self.send(encode_messages([Response(req.id, status, data)]))
         if self.world.faults.events_after_answer:
+            if self.world.faults.events_after_ms:
+                await asyncio.sleep(self.world.faults.events_after_ms / 1000)
             await self.world.flush()
 
     async def _call(self, req: Request) -> tuple[int, Any]:

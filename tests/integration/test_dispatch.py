@@ -112,6 +112,9 @@ class FaultyBroker:
     def working_orders(self, account_id: int) -> list[WorkingOrder]:
         return self.inner.working_orders(account_id)
 
+    async def position_changed(self, account_id: int, within_s: float) -> None:
+        await self.inner.position_changed(account_id, within_s)
+
     def fills(self, account_id: int) -> list[Fill]:
         return self.inner.fills(account_id)
 
@@ -515,6 +518,35 @@ async def test_broker_rejection_text_from_the_simulator(settings: Settings) -> N
         assert row["state"] == "rejected"
         assert "Max position limit" in row["reason"]
         assert sim.state()["accounts"]["RJ1"]["positions"] == []
+
+
+async def test_the_next_signal_waits_for_the_position_event_not_a_timer(
+    settings: Settings,
+) -> None:
+    """A market order's fill reaches the view after its answer; the sub-account's lock is held
+    until the position shows, and is freed by the position event itself: with the settle bound
+    at a minute, the close behind the entry still goes out within seconds."""
+    async with sim_engine(settings, {"st_tv": ["ST1"]}) as (engine, sim, pool, rec, _subs):
+        engine.dispatcher._settle_timeout = 60.0  # only the event can free the lock in time
+        sim.fault("events_after", ms=200)  # each fill shows 0.2 s after its order's answer
+        for action in (Action.BUY, Action.CLOSE):
+            sid, at = await store_signal(pool, rec)
+            out = await asyncio.wait_for(
+                engine.on_signal(
+                    signal_id=sid,
+                    recorder_id=rec,
+                    signal=Signal(action, ticker="MNQ1!", price=Decimal(21500)),
+                    received_at=at,
+                ),
+                10,
+            )
+            assert out.orders == 1, out
+        for _ in range(100):
+            if sim.state()["accounts"]["ST1"]["positions"] in ([], [{"netPos": 0}]):
+                break
+            await asyncio.sleep(0.05)
+        fills = sim.state()["accounts"]["ST1"]["fills"]
+        assert [f["action"] for f in fills] == ["Buy", "Sell"]
 
 
 def test_expected_position_after_each_kind_of_step() -> None:

@@ -324,6 +324,9 @@ class TradovateBroker:
     def working_orders(self, account_id: int) -> list[WorkingOrder]:
         return self.session.view.working_orders(account_id)
 
+    async def position_changed(self, account_id: int, within_s: float) -> None:
+        await self.session.hub.positions.wait(account_id, within_s)
+
     def fills(self, account_id: int) -> list[Fill]:
         return self.session.view.fills(account_id)
 

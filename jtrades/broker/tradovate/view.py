@@ -29,6 +29,7 @@ from jtrades.broker.base import (
     Side,
     WorkingOrder,
 )
+from jtrades.broker.wakeups import Wakeups
 from jtrades.errors import TransientBrokerError
 
 Entity = Mapping[str, Any]
@@ -379,6 +380,8 @@ class EventHub:
         self.maxsize = maxsize
         self._subs: list[Subscription] = []
         self._closed = False
+        # who waits for an account's position to change (the dispatcher, settling an order)
+        self.positions = Wakeups()
 
     def subscribe(self) -> Subscription:
         sub = Subscription(self, self.maxsize)
@@ -396,6 +399,10 @@ class EventHub:
         for event in events:
             for sub in self._subs:
                 sub._put(event)
+            if event.kind == "position" and event.account_id is not None:
+                self.positions.fire(event.account_id)
+            elif event.kind == "session":  # synced or not any more: look again
+                self.positions.fire_all()
 
     def close(self) -> None:
         self._closed = True
