@@ -30,6 +30,9 @@ one clock for the whole machine, so the difference is the latency.
 - memory: RSS of ``jtrades serve`` with 1,000 traders on 1,000 (paper) sub-accounts, next to a
   process running only the floor's handler and pool.
 
+The database starts with ``BENCH_HISTORY`` (30,000) alerts of past trading, each with its intent,
+order and fill, and fresh statistics: the daemon meets tables with a past, as in production.
+
 Needs the Postgres at $JTRADES_BENCH_DSN (default postgresql://postgres@127.0.0.1:5432/postgres);
 makes and drops temporary databases.    python -m bench pipeline   (BENCH_N alerts, default 200;
 BENCH_SKIP_LATENCY=1 runs only the throughput and memory figures)
@@ -59,6 +62,7 @@ from bench.pipeline_procs import (
     memory,
     postgres_ticks,
     recorder,
+    seed_history,
     temp_database,
     user,
 )
@@ -67,6 +71,7 @@ from jtrades.logging import configure
 
 PW = "bench-pw"
 GAP_S = float(os.environ.get("BENCH_GAP_MS", "25")) / 1000  # quiet time before each latency sample
+HISTORY = int(os.environ.get("BENCH_HISTORY", "30000"))  # alerts of past trading in the database
 GROUPS = {"g1": 1, "g10": 10, "g100": 100} | {f"t{i}": 10 for i in range(10)}
 
 
@@ -161,14 +166,17 @@ async def setup(load: Load, url: str, keys: Keys) -> dict[str, dict[str, Any]]:
             uid = await user(pool, name)
             subs = await demo_account(pool, keys, uid, name, PW, login["accounts"])
             token = f"tok-{name}-{uuid.uuid4().hex}"
-            await link(pool, uid, await recorder(pool, uid, name, token), subs)
+            rec = await recorder(pool, uid, name, token)
+            await link(pool, uid, rec, subs)
             # The floor trades a login of its own with as many accounts: the daemon never sees
             # (nor mirrors, nor plans against) the floor's orders.
             floor_login = await load.sim_call(
                 "/sim/logins", {"name": f"floor-{name}", "password": PW, "account_count": count}
             )
             groups[name] = {"token": token, "login": f"floor-{name}", "password": PW,
-                            "accounts": floor_login["accounts"]}  # fmt: skip
+                            "accounts": floor_login["accounts"], "recorder": rec,
+                            "subs": subs}  # fmt: skip
+        await seed_history(pool, groups["g100"]["recorder"], groups["g100"]["subs"], HISTORY)
     finally:
         await pool.close()
     return groups

@@ -129,6 +129,52 @@ async def _sub(pool: asyncpg.Pool, account_id: int, broker_id: int, name: str) -
     )
 
 
+async def seed_history(pool: asyncpg.Pool, recorder_id: int, subs: list[int], n: int) -> None:
+    """``n`` alerts of trading history, six weeks old (outside every counter, window and
+    dedup key), each with its intent, order and fill, then ANALYZE: the daemon plans its
+    statements against tables with a past and statistics, as in production, not against
+    empty ones that fill up under the benchmark (broker ids far from the simulator's)."""
+    await pool.execute(
+        """
+        WITH s AS (
+            INSERT INTO signals (recorder_id, received_at, raw_body, action, verdict, orders)
+            SELECT $1, now() - interval '42 days' + g * interval '1 second',
+                   '{"action": "buy"}'::bytea, 'buy', 'accepted', 1
+            FROM generate_series(1, $3::int) g
+            RETURNING id, received_at
+        ), k AS (
+            INSERT INTO signal_keys (recorder_id, idem_key, signal_id, created_at)
+            SELECT $1, 'history-' || s.id, s.id, s.received_at FROM s
+        ), i AS (
+            INSERT INTO order_intents (signal_id, sub_account_id, cl_ord_id, step, kind, symbol,
+                                       side, qty, request, state, broker_order_id, created_at,
+                                       expires_at, sent_at, updated_at)
+            SELECT s.id, ($2::bigint[])[1 + s.id % cardinality($2::bigint[])],
+                   'history-' || s.id, 0, 'order', 'MNQZ6', 'Buy', 1, '{}'::jsonb, 'filled',
+                   1000000000 + s.id, s.received_at, s.received_at, s.received_at,
+                   s.received_at
+            FROM s
+            RETURNING id, sub_account_id, broker_order_id, cl_ord_id, created_at
+        ), o AS (
+            INSERT INTO orders (sub_account_id, broker_order_id, intent_id, cl_ord_id, symbol,
+                                side, qty, order_type, status)
+            SELECT sub_account_id, broker_order_id, id, cl_ord_id, 'MNQZ6', 'Buy', 1, 'Market',
+                   'Filled'
+            FROM i
+        )
+        INSERT INTO fills (sub_account_id, broker_fill_id, broker_order_id, symbol, side, qty,
+                           price, filled_at)
+        SELECT sub_account_id, broker_order_id, broker_order_id, 'MNQZ6', 'Buy', 1, 21500,
+               created_at
+        FROM i
+        """,
+        recorder_id,
+        subs,
+        n,
+    )
+    await pool.execute("ANALYZE")
+
+
 # --- processes -----------------------------------------------------------------------------------
 
 
