@@ -18,7 +18,6 @@ either (a reversal must not open the new side when the close is in doubt).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,7 +31,6 @@ from jtrades.broker.base import (
     Contract,
     OcoRequest,
     OrderRequest,
-    OrderType,
     OsoRequest,
     PlaceResult,
     StrategyRequest,
@@ -40,6 +38,13 @@ from jtrades.broker.base import (
 )
 from jtrades.engine.config_cache import LinkConfig
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder
+from jtrades.engine.steps import (
+    account_state,
+    cl_ord_prefix,
+    expected_position,
+    intent_for,
+    net_pos,
+)
 from jtrades.errors import (
     BrokerRejected,
     JtradesError,
@@ -108,126 +113,6 @@ class DispatchResult:
     @property
     def orders(self) -> int:
         return sum(a.sent for a in self.accounts)
-
-
-def cl_ord_prefix(signal_id: int, sub_account_id: int) -> str:
-    """Deterministic per (signal, sub-account): the step is appended (``jt-12-3-0``), ≤ 64 chars."""
-    return f"jt-{signal_id}-{sub_account_id}"
-
-
-def account_state(
-    broker: Broker, broker_account_id: int, contract: Contract
-) -> AccountState | None:
-    """This account's position and working orders in ``contract`` from the broker's live view;
-    None when the view is not synced: missing is not flat (rule 6), so nothing is planned."""
-    if not broker.is_synced(broker_account_id):
-        return None
-    try:
-        positions = broker.positions(broker_account_id)
-        working = broker.working_orders(broker_account_id)
-    except TransientBrokerError:
-        return None
-
-    def same(symbol: str, contract_id: int | None) -> bool:
-        if contract.contract_id is not None and contract_id == contract.contract_id:
-            return True
-        return symbol == contract.symbol
-
-    net, avg = 0, None
-    for p in positions:
-        if same(p.symbol, p.contract_id) and p.net_pos != 0:
-            net, avg = p.net_pos, p.net_price
-    mine = tuple(o for o in working if same(o.symbol, o.contract_id) and o.status.is_open)
-    return AccountState(net_pos=net, avg_price=avg, working=mine)
-
-
-def _net_pos(broker: Broker, broker_account_id: int, contract: Contract) -> int | None:
-    """The account's net position in ``contract`` (positions only: cheap enough to poll)."""
-    try:
-        for p in broker.positions(broker_account_id):
-            if p.symbol == contract.symbol or (
-                contract.contract_id is not None and p.contract_id == contract.contract_id
-            ):
-                return p.net_pos
-    except TransientBrokerError:
-        return None
-    return 0
-
-
-def _with_cl_ord_id(po: PlannedOrder, cl: str) -> PlannedOrder:
-    """Make sure what is sent carries the intent's clOrdId (the planner may leave it empty)."""
-    req = po.request
-    if isinstance(req, OrderRequest) and not req.cl_ord_id:
-        req = dataclasses.replace(req, cl_ord_id=cl)
-    elif isinstance(req, OcoRequest) and not req.first.cl_ord_id:
-        req = OcoRequest(
-            dataclasses.replace(req.first, cl_ord_id=cl),
-            req.second
-            if req.second.cl_ord_id
-            else dataclasses.replace(req.second, cl_ord_id=f"{cl}b"),
-        )
-    elif isinstance(req, (StrategyRequest, OsoRequest)) and not req.entry.cl_ord_id:
-        req = dataclasses.replace(req, entry=dataclasses.replace(req.entry, cl_ord_id=cl))
-    return dataclasses.replace(po, request=req)
-
-
-def _main_order(po: PlannedOrder) -> OrderRequest | None:
-    req = po.request
-    if isinstance(req, OrderRequest):
-        return req
-    if isinstance(req, OcoRequest):
-        return req.first
-    if isinstance(req, (StrategyRequest, OsoRequest)):
-        return req.entry
-    return None
-
-
-def intent_for(
-    po: PlannedOrder,
-    *,
-    prefix: str,
-    signal_id: int | None,
-    trader_id: int | None,
-    sub_account_id: int,
-    symbol: str,
-    expires_at: datetime,
-) -> tuple[PlannedOrder, intent_store.NewIntent]:
-    """The durable record of one planned step (and the step with its clOrdId filled in)."""
-    main = _main_order(po)
-    cl = main.cl_ord_id if main is not None and main.cl_ord_id else f"{prefix}-{po.step}"
-    po = _with_cl_ord_id(po, cl)
-    main = _main_order(po)
-    request: dict[str, Any] = {"type": po.kind, "note": po.note}
-    if po.request is not None:
-        # the jsonb codec (orjson) writes the dataclass as it stands: fields in order, enums as
-        # their values, decimals as strings
-        request["request"] = po.request
-    if po.cancel_order_id is not None:
-        request["cancel_order_id"] = po.cancel_order_id
-    return po, intent_store.NewIntent(
-        signal_id=signal_id,
-        trader_id=trader_id,
-        sub_account_id=sub_account_id,
-        cl_ord_id=cl[:64],
-        step=po.step,
-        kind=po.kind,
-        symbol=main.symbol if main is not None else symbol,
-        side=str(main.side) if main is not None else None,
-        qty=main.qty if main is not None else None,
-        request=request,
-        expires_at=expires_at,
-    )
-
-
-def expected_position(position: int, po: PlannedOrder) -> int | None:
-    """The position once ``po`` has taken effect, when that shows at once (a market order, a
-    liquidation); None when it does not (working orders, cancels)."""
-    if po.kind == "liquidate":
-        return 0
-    main = _main_order(po)
-    if main is None or main.order_type is not OrderType.MARKET:
-        return None
-    return position + main.side.sign * main.qty
 
 
 @dataclass(slots=True)
@@ -534,7 +419,7 @@ class Dispatcher:
         it = p.item
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settle_timeout
-        while _net_pos(it.broker, it.link.broker_account_id, it.contract) != p.expected_pos:
+        while net_pos(it.broker, it.link.broker_account_id, it.contract) != p.expected_pos:
             left = deadline - loop.time()
             if left <= 0:
                 log.info(

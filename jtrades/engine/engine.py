@@ -36,7 +36,7 @@ from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.config_cache import ConfigCache, LinkConfig, RecorderConfig, Snapshot
-from jtrades.engine.dispatch import Dispatcher, WorkItem, cl_ord_prefix
+from jtrades.engine.dispatch import Dispatcher, WorkItem
 from jtrades.engine.filters import (
     RecorderState,
     TraderState,
@@ -54,6 +54,7 @@ from jtrades.engine.planning import (
 from jtrades.engine.reconcile import Reconciler
 from jtrades.engine.signal import Action, Signal
 from jtrades.engine.sizing import open_pnl
+from jtrades.engine.steps import cl_ord_prefix
 from jtrades.engine.tradingday import session_start
 from jtrades.store import intents as intent_store
 from jtrades.store import signals as signal_store

@@ -37,10 +37,11 @@ from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.config import Settings
 from jtrades.db import connect
 from jtrades.engine.config_cache import LinkConfig
-from jtrades.engine.dispatch import Dispatcher, WorkItem, account_state, expected_position
+from jtrades.engine.dispatch import Dispatcher, WorkItem
 from jtrades.engine.engine import Engine
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
 from jtrades.engine.signal import Action, Signal
+from jtrades.engine.steps import account_state, expected_position
 from jtrades.errors import BrokerRejected, OutcomeUnknown
 from tests.integration.test_engine import (
     make_paper_account,
