@@ -22,9 +22,10 @@ from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.errors import JtradesError, StorageUnavailable
 from jtrades.logging import scrub
+from jtrades.metrics import Metrics
 from jtrades.security import SecretBox
 from jtrades.store import status as status_store
-from jtrades.webhook import Metrics, SignalEngine, Webhooks, json_response
+from jtrades.webhook import SignalEngine, Webhooks, json_response
 
 __all__ = ["Metrics", "OAuthCallback", "SignalEngine", "Webhooks", "build_app", "start_http"]
 

@@ -16,11 +16,8 @@ The raw body is stored with any webhook token in it masked (money rule 8).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -36,6 +33,8 @@ from jtrades.engine.signal import Signal
 from jtrades.engine.tokens import TokenCache
 from jtrades.errors import InvalidSignal, NotFound, StorageUnavailable
 from jtrades.logging import MASK, register_secret
+from jtrades.metrics import Metrics
+from jtrades.senders import Senders
 from jtrades.store import signals as signal_store
 
 log = structlog.get_logger("jtrades.webhook")
@@ -71,47 +70,6 @@ class SignalEngine(Protocol):
         ...
 
     def ready(self) -> bool: ...
-
-
-@dataclass
-class Metrics:
-    """Counters for ``/metrics`` (Prometheus text format)."""
-
-    started: float = field(default_factory=time.monotonic)
-    responses: Counter[int] = field(default_factory=Counter)
-    verdicts: Counter[str] = field(default_factory=Counter)
-    errors: int = 0
-    seconds_sum: float = 0.0  # time spent answering webhooks, for the mean latency
-    seconds_count: int = 0
-
-    def render(self, *, inflight: int, tokens: int, ready: bool) -> str:
-        lines = [
-            "# TYPE jtrades_uptime_seconds gauge",
-            f"jtrades_uptime_seconds {time.monotonic() - self.started:.3f}",
-            "# TYPE jtrades_ready gauge",
-            f"jtrades_ready {int(ready)}",
-            "# TYPE jtrades_webhook_inflight gauge",
-            f"jtrades_webhook_inflight {inflight}",
-            "# TYPE jtrades_recorder_tokens gauge",
-            f"jtrades_recorder_tokens {tokens}",
-            "# TYPE jtrades_webhook_responses_total counter",
-        ]
-        lines += [
-            f'jtrades_webhook_responses_total{{status="{s}"}} {n}'
-            for s, n in sorted(self.responses.items())
-        ]
-        lines.append("# TYPE jtrades_signals_total counter")
-        lines += [
-            f'jtrades_signals_total{{verdict="{v}"}} {n}' for v, n in sorted(self.verdicts.items())
-        ]
-        lines += [
-            "# TYPE jtrades_webhook_errors_total counter",
-            f"jtrades_webhook_errors_total {self.errors}",
-            "# TYPE jtrades_webhook_seconds summary",
-            f"jtrades_webhook_seconds_sum {self.seconds_sum:.6f}",
-            f"jtrades_webhook_seconds_count {self.seconds_count}",
-        ]
-        return "\n".join(lines) + "\n"
 
 
 def json_response(status: int, payload: Mapping[str, Any]) -> web.Response:
@@ -167,8 +125,7 @@ class Webhooks:
         self.engine = engine
         self.metrics = metrics or Metrics()
         self.max_body = settings.server.max_body_bytes
-        self.allowed = _networks(settings.server.allowed_ips)
-        self.proxies = _networks(settings.server.trusted_proxies)
+        self.senders = Senders(settings.server.allowed_ips, settings.server.trusted_proxies)
         self.accepting = True
         # first signal id -> its answer, so an in-process duplicate can repeat it exactly
         self._inflight: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -226,13 +183,13 @@ class Webhooks:
 
     async def _handle(self, request: web.Request) -> web.Response:
         received_at = datetime.now(UTC)
-        remote = self._sender(request)
+        remote = self.senders.address(request)
         ctype = request.headers.get("Content-Type")
         if not self.accepting:
             # Shutting down: TradingView re-sends a 503, and nothing was stored or sent.
             return _error(503, "unavailable", "the daemon is shutting down", None)
 
-        if self.allowed and not self._ip_allowed(remote):
+        if not self.senders.allowed(remote):
             return await self._refuse(
                 403, "forbidden", "sender address not allowed", received_at, remote, ctype, b""
             )
@@ -509,48 +466,6 @@ class Webhooks:
             total += len(chunk)
             if total > limit:
                 return b"".join(chunks)[:limit], total
-
-    def _ip_allowed(self, remote: str | None) -> bool:
-        return _in(remote, self.allowed)
-
-    def _sender(self, request: web.Request) -> str | None:
-        """The sender's address: the peer, or behind trusted proxies the nearest untrusted hop
-        of X-Forwarded-For (read from the right: only our proxies' own entries are reliable)."""
-        peer = request.remote
-        if not self.proxies or not _in(peer, self.proxies):
-            return _valid_ip(peer)
-        header = ",".join(request.headers.getall("X-Forwarded-For", []))
-        hops = [h.strip() for h in header.split(",") if h.strip()]
-        for hop in reversed(hops):
-            if not _in(hop, self.proxies):
-                return _valid_ip(hop)
-        return _valid_ip(hops[0]) if hops else _valid_ip(peer)
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _networks(specs: tuple[str, ...]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(n, strict=False) for n in specs)
-
-
-def _valid_ip(text: str | None) -> str | None:
-    if text is None:
-        return None
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
-
-
-def _in(address: str | None, networks: tuple[Network, ...]) -> bool:
-    if address is None:
-        return False
-    try:
-        addr = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(addr in net for net in networks)
 
 
 def _summary(signal_id: int, verdict: str, orders: int) -> dict[str, Any]:

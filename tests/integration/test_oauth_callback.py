@@ -13,11 +13,11 @@ import pytest
 from jtrades.config import Settings, TradovateSettings
 from jtrades.db import Database
 from jtrades.errors import InvalidInput
+from jtrades.metrics import Metrics
 from jtrades.oauth import authorize_url, make_state, read_state
 from jtrades.security import SecretBox
 from jtrades.server import OAuthCallback, Webhooks, build_app, start_http
 from jtrades.store.accounts import load_credentials
-from jtrades.webhook import Metrics
 from tests.simutil import LOGIN, SimHandle, running_sim
 
 NOW = datetime.now(UTC)

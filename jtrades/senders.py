@@ -1,0 +1,56 @@
+"""Who sent a webhook: the peer address, or behind trusted proxies the nearest untrusted hop of
+X-Forwarded-For, and whether the allowlist admits it."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from aiohttp import web
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Senders:
+    def __init__(self, allowed_ips: tuple[str, ...], trusted_proxies: tuple[str, ...]) -> None:
+        self._allowed = _networks(allowed_ips)
+        self._proxies = _networks(trusted_proxies)
+
+    def allowed(self, address: str | None) -> bool:
+        """True when no allowlist is configured, else whether ``address`` is on it."""
+        return not self._allowed or _in(address, self._allowed)
+
+    def address(self, request: web.Request) -> str | None:
+        """The sender's address: the peer, or behind trusted proxies the nearest untrusted hop
+        of X-Forwarded-For (read from the right: only our proxies' own entries are reliable)."""
+        peer = request.remote
+        if not self._proxies or not _in(peer, self._proxies):
+            return _valid_ip(peer)
+        header = ",".join(request.headers.getall("X-Forwarded-For", []))
+        hops = [h.strip() for h in header.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not _in(hop, self._proxies):
+                return _valid_ip(hop)
+        return _valid_ip(hops[0]) if hops else _valid_ip(peer)
+
+
+def _networks(specs: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(n, strict=False) for n in specs)
+
+
+def _valid_ip(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def _in(address: str | None, networks: tuple[Network, ...]) -> bool:
+    if address is None:
+        return False
+    try:
+        addr = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(addr in net for net in networks)
