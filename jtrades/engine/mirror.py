@@ -153,29 +153,41 @@ class Mirror:
         if not fills:
             await mirror_store.write_batch(self._pool, batch)
             return
+        # The P&L state moves on copies, kept only once the transaction has committed: a batch
+        # that fails leaves the in-memory P&L as the database has it.
+        moved: dict[tuple[int, str], OpenPosition] = {}
+        closed: list[mirror_store.TradeRow] = []
         async with self._pool.acquire() as conn, conn.transaction():
             new = await mirror_store.write_batch(conn, batch)
-            trades: list[mirror_store.TradeRow] = []
             for sub, broker, f in fills:
-                if (sub, f.fill_id) in new:
-                    new.discard((sub, f.fill_id))  # a fill repeated within the batch counts once
-                    row = await self._on_new_fill(sub, broker, f)
-                    if row is not None:
-                        trades.append(row)
-            await mirror_store.insert_trades(conn, trades)
+                if (sub, f.fill_id) not in new:
+                    continue
+                new.discard((sub, f.fill_id))  # a fill repeated within the batch counts once
+                key = (sub, f.symbol)
+                pos = moved.get(key)
+                if pos is None:
+                    was = self._open.get(key) or OpenPosition()
+                    pos = moved[key] = OpenPosition(was.net, was.avg, was.opened_at)
+                row = await self._close(sub, broker, f, pos)
+                if row is not None:
+                    closed.append(row)
+            await mirror_store.insert_trades(conn, closed)
+        self._open.update(moved)
+        for sub, _symbol, _side, _qty, _entry, _exit, pnl, _opened, at in closed:
+            self.pnl.add(sub, pnl, at)
 
-    async def _on_new_fill(self, sub: int, broker: Broker, f: Fill) -> mirror_store.TradeRow | None:
-        """A fill just recorded: the position it moves, and the trade it closes if it does."""
+    async def _close(
+        self, sub: int, broker: Broker, f: Fill, pos: OpenPosition
+    ) -> mirror_store.TradeRow | None:
+        """Apply a new fill to ``pos``; the round trip it closes, if it does."""
         vpp = self._vpp.get(f.symbol)
         if vpp is None:
             vpp = (await broker.find_contract(f.symbol)).value_per_point
             self._vpp[f.symbol] = vpp
-        pos = self._open.setdefault((sub, f.symbol), OpenPosition())
         opened = pos.opened_at or f.timestamp
         trade = close_trade(pos, f.side.sign * f.qty, f.price, vpp, f.timestamp)
         if trade is None:
             return None
-        self.pnl.add(sub, trade.pnl, f.timestamp)
         return (
             sub,
             f.symbol,

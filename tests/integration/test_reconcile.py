@@ -277,6 +277,42 @@ async def test_mirror_writes_a_batch_with_repeats_once(
         await engine.close()
 
 
+async def test_a_batch_that_fails_leaves_the_days_pnl_as_the_database_has_it(
+    database: Database, settings: Settings
+) -> None:
+    """The trades table is gone for one batch: nothing of the batch is stored, and the
+    in-memory P&L the daily-loss filter reads does not count the trade either; once the table
+    is back, the same events (a replay) are recorded and counted once."""
+    pool = database.pool
+    w = await _world(pool)
+    engine = Engine(database, settings)
+    await engine.start()
+    try:
+        paper = engine.brokers.paper(w["aid"])
+        await paper.find_contract("MNQ1!")
+        t0 = datetime.now(UTC)
+        batch = [
+            BrokerEvent(
+                "fill",
+                w["bid"],
+                Fill(n, 10 + n, w["bid"], 1000, "MNQ1!", side, 1, Decimal(price), t0),
+            )
+            for n, side, price in ((1, Side.BUY, "100"), (2, Side.SELL, "110"))
+        ]
+        await pool.execute("ALTER TABLE trades RENAME TO trades_away")
+        with pytest.raises(Exception, match="trades"):
+            await engine.reconciler.mirror.write([(w["aid"], paper, ev) for ev in batch])
+        assert await pool.fetchval("SELECT count(*) FROM fills") == 0
+        assert engine.reconciler.pnl.realized([w["sub"]], t0) == 0
+
+        await pool.execute("ALTER TABLE trades_away RENAME TO trades")
+        await engine.reconciler.apply_events(w["aid"], paper, batch)
+        assert await pool.fetchval("SELECT count(*) FROM fills") == 2
+        assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(20)  # 10 pt, $2/pt
+    finally:
+        await engine.close()
+
+
 # --- pure decisions --------------------------------------------------------------------------
 
 
