@@ -313,6 +313,51 @@ async def test_a_batch_that_fails_leaves_the_days_pnl_as_the_database_has_it(
         await engine.close()
 
 
+async def test_one_batch_of_two_logins_keeps_each_event_on_its_own_sub_account(
+    database: Database, settings: Settings
+) -> None:
+    """The mirror writes every login's events together; two logins whose broker account ids
+    are the same (1 and 1) still land on their own sub-accounts, orders and fills alike."""
+    pool = database.pool
+    w = await _world(pool)
+    u2 = await make_user(pool, "rc2")
+    (other,) = await make_paper_account(pool, u2, "rc2-paper")
+    await make_trader(pool, u2, await make_recorder(pool, u2, "rc2-rec"), [(other, 1)])
+    aid2, bid2 = await account_of(pool, other)
+    assert bid2 == w["bid"]  # the collision this test is about
+    engine = Engine(database, settings)
+    await engine.start()
+    try:
+        paper = engine.brokers.paper(w["aid"])
+        await paper.find_contract("MNQ1!")
+        t0 = datetime.now(UTC)
+
+        def events(oid: int, side: Side) -> list[BrokerEvent]:
+            order = WorkingOrder(
+                oid, w["bid"], 1000, "MNQ1!", side, 1, OrderType.MARKET, OrderStatus.FILLED
+            )
+            fill = Fill(oid, oid, w["bid"], 1000, "MNQ1!", side, 1, Decimal(100), t0)
+            return [BrokerEvent("order", w["bid"], order), BrokerEvent("fill", w["bid"], fill)]
+
+        await engine.reconciler.mirror.write(
+            [(w["aid"], paper, ev) for ev in events(1, Side.BUY)]
+            + [(aid2, paper, ev) for ev in events(2, Side.SELL)]
+        )
+
+        orders = await pool.fetch("SELECT sub_account_id, broker_order_id, side FROM orders")
+        assert {(r["sub_account_id"], r["broker_order_id"], r["side"]) for r in orders} == {
+            (w["sub"], 1, "Buy"),
+            (other, 2, "Sell"),
+        }
+        fills = await pool.fetch("SELECT sub_account_id, broker_fill_id FROM fills")
+        assert {(r["sub_account_id"], r["broker_fill_id"]) for r in fills} == {
+            (w["sub"], 1),
+            (other, 2),
+        }
+    finally:
+        await engine.close()
+
+
 # --- pure decisions --------------------------------------------------------------------------
 
 
