@@ -457,8 +457,7 @@ class PaperBroker:
     def _publish(self, ev: BrokerEvent) -> None:
         for q in self._subscribers:
             q.put_nowait(ev)
-        if ev.kind == "position" and ev.account_id is not None:
-            self._position_waiters.fire(ev.account_id)
+        self._position_waiters.on_event(ev)
 
 
 def _crossed(o: _Order, price: Decimal) -> Decimal | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
+from jtrades.broker.base import BrokerEvent
+
 
 class Wakeups:
     """Futures per account id, resolved (and forgotten) when that account changes."""
@@ -25,6 +27,14 @@ class Wakeups:
     def fire_all(self) -> None:
         for account_id in list(self._waiting):
             self.fire(account_id)
+
+    def on_event(self, event: BrokerEvent) -> None:
+        """Wake whoever a published view change concerns: a position's account, or everyone
+        when a view is synced or lost (what they wait for may now read differently)."""
+        if event.kind == "position" and event.account_id is not None:
+            self.fire(event.account_id)
+        elif event.kind == "session":
+            self.fire_all()
 
     async def wait(self, account_id: int, within_s: float) -> None:
         """Return at the account's next change, or after ``within_s`` (whichever comes first)."""

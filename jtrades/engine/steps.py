@@ -29,6 +29,14 @@ def cl_ord_prefix(signal_id: int, sub_account_id: int) -> str:
     return f"jt-{signal_id}-{sub_account_id}"
 
 
+def _in_contract(contract: Contract, symbol: str, contract_id: int | None) -> bool:
+    """A position or order of the broker's is in ``contract``: same id when both know it, else
+    the same symbol."""
+    if contract.contract_id is not None and contract_id == contract.contract_id:
+        return True
+    return symbol == contract.symbol
+
+
 def account_state(
     broker: Broker, broker_account_id: int, contract: Contract
 ) -> AccountState | None:
@@ -42,16 +50,13 @@ def account_state(
     except TransientBrokerError:
         return None
 
-    def same(symbol: str, contract_id: int | None) -> bool:
-        if contract.contract_id is not None and contract_id == contract.contract_id:
-            return True
-        return symbol == contract.symbol
-
     net, avg = 0, None
     for p in positions:
-        if same(p.symbol, p.contract_id) and p.net_pos != 0:
+        if _in_contract(contract, p.symbol, p.contract_id) and p.net_pos != 0:
             net, avg = p.net_pos, p.net_price
-    mine = tuple(o for o in working if same(o.symbol, o.contract_id) and o.status.is_open)
+    mine = tuple(
+        o for o in working if _in_contract(contract, o.symbol, o.contract_id) and o.status.is_open
+    )
     return AccountState(net_pos=net, avg_price=avg, working=mine)
 
 
@@ -59,9 +64,7 @@ def net_pos(broker: Broker, broker_account_id: int, contract: Contract) -> int |
     """The account's net position in ``contract`` (positions only: cheap enough to poll)."""
     try:
         for p in broker.positions(broker_account_id):
-            if p.symbol == contract.symbol or (
-                contract.contract_id is not None and p.contract_id == contract.contract_id
-            ):
+            if _in_contract(contract, p.symbol, p.contract_id):
                 return p.net_pos
     except TransientBrokerError:
         return None

@@ -399,10 +399,7 @@ class EventHub:
         for event in events:
             for sub in self._subs:
                 sub._put(event)
-            if event.kind == "position" and event.account_id is not None:
-                self.positions.fire(event.account_id)
-            elif event.kind == "session":  # synced or not any more: look again
-                self.positions.fire_all()
+            self.positions.on_event(event)
 
     def close(self) -> None:
         self._closed = True
