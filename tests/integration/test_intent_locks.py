@@ -43,20 +43,26 @@ async def _waiting_on_lock(pool: asyncpg.Pool, pid: int) -> None:
     raise AssertionError("the outcome writer never waited on the held intent")
 
 
+async def _claimed(pool: asyncpg.Pool, name: str, steps: int) -> tuple[int, list[int]]:
+    """A signal of a new user's recorder, claimed with ``steps`` intents on one sub-account."""
+    u = await make_user(pool, name)
+    rec = await make_recorder(pool, u, "rec")
+    (sub,) = await make_paper_account(pool, u, f"{name}-paper")
+    signal_id = await signal_store.SignalIds(pool, block=1).take()
+    claim = await signal_store.claim_delivery(
+        pool,
+        delivery(signal_id, rec, buy(), name),
+        [intent(signal_id, sub, s) for s in range(steps)],
+    )
+    return signal_id, [i for i in claim.intent_ids if i is not None]
+
+
 @pytest.mark.parametrize("writer", [_signal_outcome, _dispatch_outcome], ids=["signal", "dispatch"])
 async def test_the_mirror_is_not_blocked_by_an_outcome_writer_waiting_on_another_intent(
     pool: asyncpg.Pool, writer: Writer
 ) -> None:
-    u = await make_user(pool, "locks")
-    rec = await make_recorder(pool, u, "rec")
-    (sub,) = await make_paper_account(pool, u, "locks-paper")
-    signal_id = await signal_store.SignalIds(pool, block=1).take()
-    claim = await signal_store.claim_delivery(
-        pool,
-        delivery(signal_id, rec, buy(), "locks"),
-        [intent(signal_id, sub, 0), intent(signal_id, sub, 1)],
-    )
-    low, high = sorted(i for i in claim.intent_ids if i is not None)
+    signal_id, ids = await _claimed(pool, "locks", 2)
+    low, high = sorted(ids)
     # a new version of the lower row lands after the higher one on the heap
     await pool.execute("UPDATE order_intents SET updated_at = now() WHERE id = $1", low)
     high_cl = await pool.fetchval("SELECT cl_ord_id FROM order_intents WHERE id = $1", high)
@@ -94,16 +100,7 @@ async def test_the_mirror_is_not_blocked_by_an_outcome_writer_waiting_on_another
 async def test_the_mirror_moves_only_open_intents_and_keeps_a_known_order_id(
     pool: asyncpg.Pool,
 ) -> None:
-    u = await make_user(pool, "sync")
-    rec = await make_recorder(pool, u, "rec")
-    (sub,) = await make_paper_account(pool, u, "sync-paper")
-    signal_id = await signal_store.SignalIds(pool, block=1).take()
-    claim = await signal_store.claim_delivery(
-        pool,
-        delivery(signal_id, rec, buy(), "sync"),
-        [intent(signal_id, sub, s) for s in range(3)],
-    )
-    a, b, c = claim.intent_ids
+    _, (a, b, c) = await _claimed(pool, "sync", 3)
     await intent_store.set_state(pool, a, "filled", broker_order_id=1)  # final: stays
     await intent_store.set_state(pool, b, "sent", broker_order_id=2)  # its order id stays
     cl = dict(await pool.fetch("SELECT id, cl_ord_id FROM order_intents"))

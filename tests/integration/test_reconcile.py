@@ -5,6 +5,7 @@ and "missing is not flat" (an unsynced view decides nothing)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -193,27 +194,54 @@ async def test_naked_position_gets_a_protective_stop(
         await engine.close()
 
 
-async def test_mirror_dedups_fills_and_records_trades(
-    database: Database, settings: Settings
-) -> None:
-    pool = database.pool
-    w = await _world(pool)
+@asynccontextmanager
+async def _mirroring(
+    database: Database, settings: Settings, w: dict[str, Any]
+) -> AsyncIterator[tuple[Engine, PaperBroker]]:
+    """The engine started on ``w``'s rows, and its paper login (MNQ resolved) to tag events."""
     engine = Engine(database, settings)
     await engine.start()
     try:
         paper = engine.brokers.paper(w["aid"])
         await paper.find_contract("MNQ1!")
+        yield engine, paper
+    finally:
+        await engine.close()
+
+
+def _fill(
+    w: dict[str, Any], fill_id: int, order_id: int, side: Side, qty: int, price: str, at: datetime
+) -> BrokerEvent:
+    f = Fill(fill_id, order_id, w["bid"], 1000, "MNQ1!", side, qty, Decimal(price), at)
+    return BrokerEvent("fill", w["bid"], f)
+
+
+def _order(
+    w: dict[str, Any], order_id: int, side: Side, qty: int, status: OrderStatus
+) -> BrokerEvent:
+    o = WorkingOrder(order_id, w["bid"], 1000, "MNQ1!", side, qty, OrderType.MARKET, status)
+    return BrokerEvent("order", w["bid"], o)
+
+
+def _position(w: dict[str, Any], net: int) -> BrokerEvent:
+    return BrokerEvent("position", w["bid"], Position(w["bid"], 1000, "MNQ1!", net, None))
+
+
+async def test_mirror_dedups_fills_and_records_trades(
+    database: Database, settings: Settings
+) -> None:
+    pool = database.pool
+    w = await _world(pool)
+    async with _mirroring(database, settings, w) as (engine, paper):
         t0 = datetime.now(UTC)
-        buy_fill = Fill(1, 10, w["bid"], 1000, "MNQ1!", Side.BUY, 2, Decimal("100"), t0)
-        sell_fill = Fill(2, 11, w["bid"], 1000, "MNQ1!", Side.SELL, 2, Decimal("90"), t0)
-        for f in (buy_fill, buy_fill, sell_fill, sell_fill):  # replays around the session change
-            await engine.reconciler.apply_event(w["aid"], paper, BrokerEvent("fill", w["bid"], f))
-        order = WorkingOrder(
-            10, w["bid"], 1000, "MNQ1!", Side.BUY, 2, OrderType.MARKET, OrderStatus.FILLED
+        buy_fill = _fill(w, 1, 10, Side.BUY, 2, "100", t0)
+        sell_fill = _fill(w, 2, 11, Side.SELL, 2, "90", t0)
+        for ev in (buy_fill, buy_fill, sell_fill, sell_fill):  # replays around the session change
+            await engine.reconciler.apply_event(w["aid"], paper, ev)
+        await engine.reconciler.apply_event(
+            w["aid"], paper, _order(w, 10, Side.BUY, 2, OrderStatus.FILLED)
         )
-        await engine.reconciler.apply_event(w["aid"], paper, BrokerEvent("order", w["bid"], order))
-        pos = Position(w["bid"], 1000, "MNQ1!", 0, None)
-        await engine.reconciler.apply_event(w["aid"], paper, BrokerEvent("position", w["bid"], pos))
+        await engine.reconciler.apply_event(w["aid"], paper, _position(w, 0))
 
         assert await pool.fetchval("SELECT count(*) FROM fills") == 2
         trades = await pool.fetch("SELECT side, qty, pnl FROM trades")
@@ -221,8 +249,6 @@ async def test_mirror_dedups_fills_and_records_trades(
         assert await pool.fetchval("SELECT status FROM orders WHERE broker_order_id=10") == "Filled"
         assert await pool.fetchval("SELECT net_pos FROM positions") == 0
         assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(-40)
-    finally:
-        await engine.close()
 
 
 async def test_mirror_writes_a_batch_with_repeats_once(
@@ -232,32 +258,19 @@ async def test_mirror_writes_a_batch_with_repeats_once(
     the latest state of each order and position, each fill once, the trade they close."""
     pool = database.pool
     w = await _world(pool)
-    engine = Engine(database, settings)
-    await engine.start()
-    try:
-        paper = engine.brokers.paper(w["aid"])
-        await paper.find_contract("MNQ1!")
+    async with _mirroring(database, settings, w) as (engine, paper):
         t0 = datetime.now(UTC)
-        buy_fill = Fill(1, 10, w["bid"], 1000, "MNQ1!", Side.BUY, 3, Decimal("100"), t0)
-        sell_fill = Fill(2, 11, w["bid"], 1000, "MNQ1!", Side.SELL, 3, Decimal("102.5"), t0)
-
-        def order(oid: int, side: Side, status: OrderStatus) -> BrokerEvent:
-            o = WorkingOrder(oid, w["bid"], 1000, "MNQ1!", side, 3, OrderType.MARKET, status)
-            return BrokerEvent("order", w["bid"], o)
-
-        def position(net: int) -> BrokerEvent:
-            return BrokerEvent("position", w["bid"], Position(w["bid"], 1000, "MNQ1!", net, None))
-
+        buy_fill = _fill(w, 1, 10, Side.BUY, 3, "100", t0)
         batch = [
-            order(10, Side.BUY, OrderStatus.WORKING),
-            BrokerEvent("fill", w["bid"], buy_fill),
-            order(10, Side.BUY, OrderStatus.FILLED),
-            position(3),
-            BrokerEvent("fill", w["bid"], buy_fill),
-            order(11, Side.SELL, OrderStatus.WORKING),
-            BrokerEvent("fill", w["bid"], sell_fill),
-            order(11, Side.SELL, OrderStatus.FILLED),
-            position(0),
+            _order(w, 10, Side.BUY, 3, OrderStatus.WORKING),
+            buy_fill,
+            _order(w, 10, Side.BUY, 3, OrderStatus.FILLED),
+            _position(w, 3),
+            buy_fill,
+            _order(w, 11, Side.SELL, 3, OrderStatus.WORKING),
+            _fill(w, 2, 11, Side.SELL, 3, "102.5", t0),
+            _order(w, 11, Side.SELL, 3, OrderStatus.FILLED),
+            _position(w, 0),
         ]
         await engine.reconciler.apply_events(w["aid"], paper, batch)
         await engine.reconciler.apply_events(w["aid"], paper, batch)  # replayed whole
@@ -273,8 +286,6 @@ async def test_mirror_writes_a_batch_with_repeats_once(
         }
         assert await pool.fetchval("SELECT net_pos FROM positions") == 0
         assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(15)
-    finally:
-        await engine.close()
 
 
 async def test_a_batch_that_fails_leaves_the_days_pnl_as_the_database_has_it(
@@ -285,20 +296,9 @@ async def test_a_batch_that_fails_leaves_the_days_pnl_as_the_database_has_it(
     is back, the same events (a replay) are recorded and counted once."""
     pool = database.pool
     w = await _world(pool)
-    engine = Engine(database, settings)
-    await engine.start()
-    try:
-        paper = engine.brokers.paper(w["aid"])
-        await paper.find_contract("MNQ1!")
+    async with _mirroring(database, settings, w) as (engine, paper):
         t0 = datetime.now(UTC)
-        batch = [
-            BrokerEvent(
-                "fill",
-                w["bid"],
-                Fill(n, 10 + n, w["bid"], 1000, "MNQ1!", side, 1, Decimal(price), t0),
-            )
-            for n, side, price in ((1, Side.BUY, "100"), (2, Side.SELL, "110"))
-        ]
+        batch = [_fill(w, 1, 11, Side.BUY, 1, "100", t0), _fill(w, 2, 12, Side.SELL, 1, "110", t0)]
         await pool.execute("ALTER TABLE trades RENAME TO trades_away")
         with pytest.raises(Exception, match="trades"):
             await engine.reconciler.mirror.write([(w["aid"], paper, ev) for ev in batch])
@@ -309,8 +309,6 @@ async def test_a_batch_that_fails_leaves_the_days_pnl_as_the_database_has_it(
         await engine.reconciler.apply_events(w["aid"], paper, batch)
         assert await pool.fetchval("SELECT count(*) FROM fills") == 2
         assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(20)  # 10 pt, $2/pt
-    finally:
-        await engine.close()
 
 
 async def test_one_batch_of_two_logins_keeps_each_event_on_its_own_sub_account(
@@ -325,19 +323,14 @@ async def test_one_batch_of_two_logins_keeps_each_event_on_its_own_sub_account(
     await make_trader(pool, u2, await make_recorder(pool, u2, "rc2-rec"), [(other, 1)])
     aid2, bid2 = await account_of(pool, other)
     assert bid2 == w["bid"]  # the collision this test is about
-    engine = Engine(database, settings)
-    await engine.start()
-    try:
-        paper = engine.brokers.paper(w["aid"])
-        await paper.find_contract("MNQ1!")
+    async with _mirroring(database, settings, w) as (engine, paper):
         t0 = datetime.now(UTC)
 
         def events(oid: int, side: Side) -> list[BrokerEvent]:
-            order = WorkingOrder(
-                oid, w["bid"], 1000, "MNQ1!", side, 1, OrderType.MARKET, OrderStatus.FILLED
-            )
-            fill = Fill(oid, oid, w["bid"], 1000, "MNQ1!", side, 1, Decimal(100), t0)
-            return [BrokerEvent("order", w["bid"], order), BrokerEvent("fill", w["bid"], fill)]
+            return [
+                _order(w, oid, side, 1, OrderStatus.FILLED),
+                _fill(w, oid, oid, side, 1, "100", t0),
+            ]
 
         await engine.reconciler.mirror.write(
             [(w["aid"], paper, ev) for ev in events(1, Side.BUY)]
@@ -354,8 +347,6 @@ async def test_one_batch_of_two_logins_keeps_each_event_on_its_own_sub_account(
             (w["sub"], 1),
             (other, 2),
         }
-    finally:
-        await engine.close()
 
 
 # --- pure decisions --------------------------------------------------------------------------
