@@ -6,6 +6,8 @@ Kinds (JSON body ``{"kind": …}``):
   opened later too, until ``clear``.
 - ``refuse_ws``: ``{"count"?: N}`` — the next N WebSocket upgrades are refused with HTTP 503.
 - ``zombie``: ``{"login"?: name}`` — open sockets stop answering and stop heartbeats, but stay open.
+- ``deaf``: ``{"login"?: name}`` — open sockets stop reading (heartbeats go on): what the client
+  writes backs up in its socket until its sends stall.
 - ``delay``: ``{"ms": X}`` — every answer (REST and WebSocket) waits X ms; ``0`` turns it off.
 - ``reject_order``: ``{"text"?: str, "reason"?: str, "after_accept"?: bool}`` — the next order
   command fails with it; with ``after_accept`` a placeorder is answered with an ``orderId`` and the
@@ -98,6 +100,10 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
     if kind == "zombie":
         for sock in targets:
             sock.zombie = True
+        return {"sockets": len(targets)}
+    if kind == "deaf":
+        for sock in targets:
+            sock.deaf = True
         return {"sockets": len(targets)}
     if kind == "delay":
         faults.delay_ms = float(body.get("ms", 0))

@@ -30,6 +30,7 @@ class SimSocket(Protocol):
     accounts: frozenset[int] | None  # None: every account of the login
     entity_types: frozenset[str] | None  # lower-case entityTypes asked for; None: all
     zombie: bool
+    deaf: bool
 
     def drop_after(self, frames: int) -> None: ...
 

@@ -57,8 +57,21 @@ class WsConn:
         self.accounts: frozenset[int] | None = None
         self.entity_types: frozenset[str] | None = None
         self.zombie = False
+        self._hearing = asyncio.Event()  # cleared by the ``deaf`` fault: the socket stops reading
+        self._hearing.set()
         self.drop_at: int | None = None
         self.sent = 0
+
+    @property
+    def deaf(self) -> bool:
+        return not self._hearing.is_set()
+
+    @deaf.setter
+    def deaf(self, value: bool) -> None:
+        if value:
+            self._hearing.clear()
+        else:
+            self._hearing.set()
 
     # --- SimSocket -----------------------------------------------------------------------------
 
@@ -114,6 +127,9 @@ class WsConn:
             if first.type != WSMsgType.TEXT or not await self._authorize(first.data):
                 return
             async for msg in self.ws:
+                await (
+                    self._hearing.wait()
+                )  # a deaf socket reads no more: the client's writes back up
                 if msg.type == WSMsgType.TEXT:
                     await self._frame(msg.data)
                 elif msg.type == WSMsgType.ERROR:

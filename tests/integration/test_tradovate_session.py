@@ -113,6 +113,35 @@ async def test_zombie_connection_is_detected_within_15_seconds(sim: SimHandle) -
         await pool.close()
 
 
+async def test_a_send_stalled_by_a_peer_that_stops_reading_is_bounded_and_unknown(
+    sim: SimHandle,
+) -> None:
+    """The simulator stops reading (its heartbeats go on, so the watchdog sees a live peer):
+    30 MB of earlier requests fill the socket buffers, and an order behind them stalls in the
+    write. Its own bound still ends it, as an unknown outcome (part of it may have left), by
+    cutting the connection."""
+    pool = TradovatePool(tv(sim, request_timeout_s=0.5, dead_after_s=60))
+    try:
+        broker = await pool.broker("demo", LOGIN, PASSWORD)
+        session = broker.session
+        sim.fault("deaf", login=LOGIN)
+        filler = {"text": "x" * (1024 * 1024)}
+        backlog = [
+            asyncio.create_task(session.request("account/list", filler, within_s=30))
+            for _ in range(30)
+        ]
+        await asyncio.sleep(0)  # written, or stalled in the write, before the order
+        with capture_logs() as logs, pytest.raises(OutcomeUnknown, match="outcome unknown"):
+            await asyncio.wait_for(session.request("order/placeorder", {"accountId": 1}), 10)
+        cut = [e["reason"] for e in logs if e["event"] == "tradovate.session.dead_peer"]
+        assert cut == ["order/placeorder not written within 0.5 s"]
+        for task in backlog:  # the cut connection fails them all, none hangs
+            with pytest.raises((OutcomeUnknown, TransientBrokerError)):
+                await asyncio.wait_for(task, 10)
+    finally:
+        await pool.close()
+
+
 async def test_unanswered_request_is_unknown_outcome_and_kills_the_connection(
     sim: SimHandle,
 ) -> None:

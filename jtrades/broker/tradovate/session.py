@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.protocol import State as SocketState
 
 from jtrades.broker.base import BrokerEvent
 from jtrades.broker.tradovate.auth import AccessToken
@@ -234,15 +235,31 @@ class Session:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Response] = loop.create_future()
         self._pending[rid] = fut
-        try:
-            await ws.send(encode_request(endpoint, rid, body, query))
-        except ConnectionClosed:
-            self._pending.pop(rid, None)
-            raise TransientBrokerError(f"{endpoint}: connection lost before sending") from None
         limit = within_s if within_s is not None else self.timing.request_timeout_s
+        sending = True
+
+        def expire() -> None:
+            # The bound covers the write too: a peer that stops reading stalls the send in
+            # websockets' flow control, and only cutting the connection ends that wait.
+            if sending:
+                self._kill(f"{endpoint} not written within {limit:g} s")
+            _expire(fut)
+
         # A timer on the future is cheaper than wait_for's wrapper on the hot path.
-        timer = loop.call_later(limit, _expire, fut)
+        timer = loop.call_later(limit, expire)
         try:
+            # Once the socket is open, websockets hands the frame to the transport before it
+            # can fail: from then on the order may have left, and only "unknown" is safe.
+            handed_over = ws.state is SocketState.OPEN
+            try:
+                await ws.send(encode_request(endpoint, rid, body, query))
+            except ConnectionClosed:
+                if handed_over:
+                    raise OutcomeUnknown(
+                        f"{endpoint}: connection lost while sending; outcome unknown"
+                    ) from None
+                raise TransientBrokerError(f"{endpoint}: connection lost before sending") from None
+            sending = False
             return await fut
         except _Expired:
             self._kill(f"{endpoint} unanswered after {limit:g} s")
