@@ -142,13 +142,24 @@ def _socket_host(uri: str) -> str:
     return uri.split("host=", 1)[1].split("&", 1)[0]
 
 
+# A ``\u0000`` escape that is not itself an escaped backslash followed by "u0000".
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def encode_json(value: Any) -> str:
+    """A json/jsonb parameter. Postgres refuses NUL in jsonb (``\\u0000``) as in text: it becomes
+    U+FFFD, as the text columns' NULs do (the raw body keeps every byte). Dataclasses go as
+    objects, decimals and anything else orjson does not know as strings."""
+    data = orjson.dumps(value, default=str)
+    if b"\\u0000" in data:
+        data = _NUL_ESCAPE.sub(rb"\1\\ufffd", data)
+    return data.decode()
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(
-            typ,
-            schema="pg_catalog",
-            encoder=lambda v: orjson.dumps(v, default=str).decode(),
-            decoder=orjson.loads,
+            typ, schema="pg_catalog", encoder=encode_json, decoder=orjson.loads
         )
 
 

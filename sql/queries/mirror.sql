@@ -1,6 +1,6 @@
 -- The broker's view mirrored into Postgres: what the reconciler's mirror writes.
 
--- name: mirror.write_batch($1 cl_ord_ids, $2 intent_states, $3 intent_order_ids, $4 sub_account_ids, $5 broker_order_ids, $6 order_cl_ord_ids, $7 symbols, $8 sides, $9 qtys, $10 order_types, $11 prices, $12 stop_prices, $13 statuses, $14 parent_ids, $15 oco_ids, $16 pos_sub_account_ids, $17 pos_symbols, $18 net_poses, $19 net_prices, $20 fill_sub_account_ids, $21 broker_fill_ids, $22 fill_order_ids, $23 fill_symbols, $24 fill_sides, $25 fill_qtys, $26 fill_prices, $27 filled_ats)
+-- name: mirror.write_batch($1 intents, $2 orders, $3 positions, $4 fills: JSON arrays of objects, see store/mirror.py)
 -- One batch of one login's events in one statement (one round trip, one transaction unless the
 -- caller holds one): the intents behind the orders move to the orders' states (never out of a
 -- final state), the orders and positions are upserted (one row per key: their latest state),
@@ -17,7 +17,7 @@ WITH async_commit AS (
     SELECT set_config('synchronous_commit', 'off', true)
 ), target AS MATERIALIZED (
     SELECT i.id, u.state, u.broker_order_id
-    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u (cl_ord_id, state, broker_order_id)
+    FROM jsonb_to_recordset($1::jsonb) AS u (cl_ord_id text, state text, broker_order_id bigint)
     JOIN order_intents i ON i.cl_ord_id = u.cl_ord_id
     WHERE i.state NOT IN ('filled', 'rejected', 'cancelled', 'expired', 'done')
     ORDER BY i.id
@@ -33,11 +33,10 @@ WITH async_commit AS (
                         order_type, price, stop_price, status, parent_id, oco_id)
     SELECT u.sub_account_id, u.broker_order_id, i.id, u.cl_ord_id, u.symbol, u.side, u.qty,
            u.order_type, u.price, u.stop_price, u.status, u.parent_id, u.oco_id
-    FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::integer[],
-                $10::text[], $11::numeric[], $12::numeric[], $13::text[], $14::bigint[],
-                $15::bigint[])
-         AS u (sub_account_id, broker_order_id, cl_ord_id, symbol, side, qty, order_type, price,
-               stop_price, status, parent_id, oco_id)
+    FROM jsonb_to_recordset($2::jsonb)
+         AS u (sub_account_id bigint, broker_order_id bigint, cl_ord_id text, symbol text,
+               side text, qty integer, order_type text, price numeric, stop_price numeric,
+               status text, parent_id bigint, oco_id bigint)
     LEFT JOIN order_intents i ON i.cl_ord_id = u.cl_ord_id
     WHERE true
     ON CONFLICT (sub_account_id, broker_order_id) DO UPDATE
@@ -49,23 +48,26 @@ WITH async_commit AS (
         oco_id = COALESCE(EXCLUDED.oco_id, orders.oco_id), updated_at = now()
 ), upserted_positions AS (
     INSERT INTO positions (sub_account_id, symbol, net_pos, net_price)
-    SELECT * FROM unnest($16::bigint[], $17::text[], $18::integer[], $19::numeric[])
+    SELECT * FROM jsonb_to_recordset($3::jsonb)
+        AS u (sub_account_id bigint, symbol text, net_pos integer, net_price numeric)
     ON CONFLICT (sub_account_id, symbol) DO UPDATE
     SET net_pos = EXCLUDED.net_pos, net_price = EXCLUDED.net_price, updated_at = now()
 ), new_fills AS (
     INSERT INTO fills (sub_account_id, broker_fill_id, broker_order_id, symbol, side, qty, price,
                        filled_at)
-    SELECT * FROM unnest($20::bigint[], $21::bigint[], $22::bigint[], $23::text[], $24::text[],
-                         $25::integer[], $26::numeric[], $27::timestamptz[])
+    SELECT * FROM jsonb_to_recordset($4::jsonb)
+        AS u (sub_account_id bigint, broker_fill_id bigint, broker_order_id bigint, symbol text,
+              side text, qty integer, price numeric, filled_at timestamptz)
     ON CONFLICT (sub_account_id, broker_fill_id) DO NOTHING
     RETURNING sub_account_id, broker_fill_id
 )
 -- async_commit on the left of an outer join: it runs even when no fill is new
 SELECT f.sub_account_id, f.broker_fill_id FROM async_commit LEFT JOIN new_fills f ON true;
 
--- name: mirror.insert_trades($1 sub_account_ids, $2 symbols, $3 sides, $4 qtys, $5 entry_prices, $6 exit_prices, $7 pnls, $8 opened_ats, $9 closed_ats)
+-- name: mirror.insert_trades($1 trades: a JSON array of objects, see store/mirror.py)
 -- The round trips a batch of new fills closed, in the batch's transaction.
 INSERT INTO trades (sub_account_id, symbol, side, qty, entry_price, exit_price, pnl, opened_at,
                     closed_at)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::integer[], $5::numeric[],
-                     $6::numeric[], $7::numeric[], $8::timestamptz[], $9::timestamptz[]);
+SELECT * FROM jsonb_to_recordset($1::jsonb)
+    AS u (sub_account_id bigint, symbol text, side text, qty integer, entry_price numeric,
+          exit_price numeric, pnl numeric, opened_at timestamptz, closed_at timestamptz);

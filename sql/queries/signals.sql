@@ -1,7 +1,7 @@
 -- Signals: every webhook delivery, raw, with its verdict; and the idempotency keys that decide
 -- duplicates. Only jtrades/store/signals.py runs these.
 
--- name: signals.claim($1 recorder_id, $2 idem_key, $3 received_at, $4 remote_addr, $5 content_type, $6 raw_body, $7 action, $8 symbol, $9 quantity, $10 price, $11 parsed, $12 window_s, $13 signal_id or NULL, $14 trader_ids, $15 sub_account_ids, $16 cl_ord_ids, $17 steps, $18 kinds, $19 symbols, $20 sides, $21 qtys, $22 requests, $23 expires_ats)
+-- name: signals.claim($1 recorder_id, $2 idem_key, $3 received_at, $4 remote_addr, $5 content_type, $6 raw_body, $7 action, $8 symbol, $9 quantity, $10 price, $11 parsed, $12 window_s, $13 signal_id or NULL, $14 intents: a JSON array of objects, see intents.as_rows)
 -- One statement decides and records: the key row is inserted, or the existing one (committed by
 -- a racing delivery; ON CONFLICT DO UPDATE waits for it and returns it) names the first signal
 -- while it is younger than the window; an older key is taken over by this delivery, which is
@@ -34,10 +34,12 @@ WITH new AS (
     INSERT INTO order_intents
         (signal_id, trader_id, sub_account_id, cl_ord_id, step, kind, symbol, side, qty,
          request, expires_at)
-    SELECT inserted.id, t.*
+    SELECT inserted.id, t.trader_id, t.sub_account_id, t.cl_ord_id, t.step, t.kind, t.symbol,
+           t.side, t.qty, t.request, t.expires_at
     FROM inserted,
-         unnest($14::bigint[], $15::bigint[], $16::text[], $17::smallint[], $18::text[],
-                $19::text[], $20::text[], $21::integer[], $22::jsonb[], $23::timestamptz[]) AS t
+         jsonb_to_recordset($14::jsonb) AS t (trader_id bigint, sub_account_id bigint,
+             cl_ord_id text, step smallint, kind text, symbol text, side text, qty integer,
+             request jsonb, expires_at timestamptz)
     WHERE inserted.duplicate_of IS NULL
     ON CONFLICT (cl_ord_id) DO NOTHING
     RETURNING id, cl_ord_id
@@ -103,7 +105,7 @@ SET verdict = CASE WHEN EXISTS (SELECT 1 FROM order_intents i WHERE i.signal_id 
 WHERE s.verdict = 'received' AND s.received_at < $1
 RETURNING s.id, s.verdict;
 
--- name: signals.set_outcome_and_intents($1 id, $2 verdict, $3 filter, $4 reason, $5 orders, $6 detail, $7 http_status, $8 intent_ids, $9 states, $10 broker_order_ids, $11 reasons, $12 sent)
+-- name: signals.set_outcome_and_intents($1 id, $2 verdict, $3 filter, $4 reason, $5 orders, $6 detail, $7 http_status, $8 intent_ids, $9 outcomes: a JSON array of intents.Outcome)
 -- The webhook's one write after answering: the signal's verdict and its intents' send outcomes
 -- (the same update as intents.finish_many, locking in the same id order) in one statement, one
 -- round trip.
@@ -116,10 +118,10 @@ WITH target AS MATERIALIZED (
         reason = COALESCE(u.reason, i.reason),
         sent_at = CASE WHEN u.sent THEN COALESCE(i.sent_at, now()) ELSE i.sent_at END,
         updated_at = now()
-    FROM unnest($8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::boolean[])
-         AS u (id, state, broker_order_id, reason, sent)
-    JOIN target t ON t.id = u.id
-    WHERE i.id = u.id
+    FROM jsonb_to_recordset($9::jsonb)
+         AS u (intent_id bigint, state text, broker_order_id bigint, reason text, sent boolean)
+    JOIN target t ON t.id = u.intent_id
+    WHERE i.id = u.intent_id
     RETURNING 1
 )
 UPDATE signals

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import asyncpg
 
-from jtrades.engine.signal import Signal
+from jtrades.engine.signal import Action, Signal
 from jtrades.store import signals as signal_store
 from jtrades.store.intents import NewIntent
 from tests.integration.test_engine import (
@@ -104,3 +105,71 @@ async def test_signal_ids_are_distinct_under_concurrency_and_refill(pool: asyncp
     assert len(set(taken)) == 100
     nextval = await pool.fetchval("SELECT nextval(pg_get_serial_sequence('signals', 'id'))")
     assert nextval > max(taken)  # drawn from the table's own sequence: no later id repeats
+
+
+async def test_every_intent_column_is_stored_as_handed_over(pool: asyncpg.Pool) -> None:
+    """The intents travel as one JSON array: nothing may be lost or reinterpreted on the way
+    (microseconds, a naive time read as UTC like the driver does, NULLs, decimals in the
+    request, a clOrdId with JSON's special characters)."""
+    u = await make_user(pool, "cols")
+    rec = await make_recorder(pool, u, "rec")
+    subs = await make_paper_account(pool, u, "cols-paper", subs=2)
+    tid = await pool.fetchval(
+        "INSERT INTO traders (user_id, recorder_id) VALUES ($1, $2) RETURNING id", u, rec
+    )
+    sid = await signal_store.SignalIds(pool, block=1).take()
+    aware = datetime(2026, 11, 29, 7, 30, 22, 123456, tzinfo=UTC)
+    naive = datetime(2026, 11, 29, 8, 0, 0, 654321)
+    request = {"type": "oco", "note": 'tp "1"\\', "request": {"price": Decimal("21500.25")}}
+    handed = [
+        NewIntent(sid, tid, subs[0], f"jt-{sid}-{subs[0]}-0", 0, "order", "MNQZ6", "Sell", 3,
+                  request, aware),
+        NewIntent(sid, None, subs[1], f"jt-{sid}-{subs[1]}-2", 2, "cancel", "MNQZ6", None, None,
+                  {"type": "cancel", "cancel_order_id": 2**40}, naive),
+    ]  # fmt: skip
+
+    async with pool.acquire() as conn:
+        # a session whose zone is not UTC: a naive time must still be read as UTC
+        await conn.execute("SET TimeZone = 'America/Chicago'")
+        try:
+            claim = await signal_store.claim_delivery(
+                conn, delivery(sid, rec, buy(), "cols"), handed
+            )
+        finally:
+            await conn.execute("RESET TimeZone")
+
+    rows = await pool.fetch(
+        "SELECT signal_id, trader_id, sub_account_id, cl_ord_id, step, kind, symbol, side, qty,"
+        " request, expires_at, state FROM order_intents WHERE id = ANY($1) ORDER BY id",
+        list(claim.intent_ids),
+    )
+    assert [tuple(r) for r in rows] == [
+        (sid, tid, subs[0], f"jt-{sid}-{subs[0]}-0", 0, "order", "MNQZ6", "Sell", 3,
+         {"type": "oco", "note": 'tp "1"\\', "request": {"price": "21500.25"}}, aware, "pending"),
+        (sid, None, subs[1], f"jt-{sid}-{subs[1]}-2", 2, "cancel", "MNQZ6", None, None,
+         {"type": "cancel", "cancel_order_id": 2**40}, naive.replace(tzinfo=UTC), "pending"),
+    ]  # fmt: skip
+
+
+async def test_nul_in_a_signal_or_its_outcome_is_stored_as_the_replacement_character(
+    pool: asyncpg.Pool,
+) -> None:
+    """Postgres refuses NUL in text and in jsonb; an alert may carry one anywhere (JSON allows
+    ``\\u0000``) and must still be stored, with its verdict, not fail with a 500."""
+    u = await make_user(pool, "nul")
+    rec = await make_recorder(pool, u, "rec")
+    sid = await signal_store.SignalIds(pool, block=1).take()
+    signal = Signal(Action.BUY, ticker="MNQ\x001!", extra={"no\x00te": ["a\x00", "\\u0000"]})
+
+    await signal_store.claim_delivery(pool, delivery(sid, rec, signal, "nul"))
+    await signal_store.set_outcome(
+        pool, sid, verdict="rejected", filter="f\x00", reason="r\x00", detail={"why": "x\x00"}
+    )
+
+    row = await pool.fetchrow(
+        "SELECT symbol, parsed, filter, reason, detail FROM signals WHERE id = $1", sid
+    )
+    assert row["symbol"] == "MNQ\ufffd1!"
+    assert row["parsed"]["extra"] == {"no\ufffdte": ["a\ufffd", "\\u0000"]}
+    assert (row["filter"], row["reason"]) == ("f\ufffd", "r\ufffd")
+    assert row["detail"] == {"why": "x\ufffd"}

@@ -1,0 +1,81 @@
+"""The mirror's one-statement batch and the trades it closes, at the store: every field of every
+row kind lands in its column as handed over (the rows travel as JSON; decimals must stay exact,
+times keep their microseconds, NULLs stay NULL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+
+from jtrades.store import mirror as mirror_store
+from jtrades.store import signals as signal_store
+from tests.integration.test_claim import delivery, intent
+from tests.integration.test_engine import buy, make_paper_account, make_recorder, make_user
+
+AT = datetime(2026, 11, 27, 14, 30, 0, 123456, tzinfo=UTC)
+
+
+async def test_a_batch_and_its_trades_store_every_field_exactly(pool: asyncpg.Pool) -> None:
+    u = await make_user(pool, "mirror")
+    rec = await make_recorder(pool, u, "rec")
+    sub, other = await make_paper_account(pool, u, "mirror-paper", subs=2)
+    sid = await signal_store.SignalIds(pool, block=1).take()
+    claim = await signal_store.claim_delivery(
+        pool, delivery(sid, rec, buy(), "mirror"), [intent(sid, sub, 0)]
+    )
+    cl = f"jt-{sid}-{sub}-0"
+    avg = Decimal("21500.0833333333")
+    batch = mirror_store.Batch(
+        intents=[(cl, "sent", 7), (cl, "working", 7)],  # the last of a key wins
+        orders=[
+            (sub, 7, cl, "MNQZ6", "Buy", 3, "Limit", Decimal("21500.25"), None, "Working",
+             None, None),
+            (other, 8, None, "MNQZ6", "Sell", 1, "Stop", None, Decimal("21490.5"), "Working",
+             7, 2**40),
+        ],
+        positions=[(sub, "MNQZ6", 3, avg), (other, "MNQZ6", 0, None)],
+        fills=[(sub, 70, 7, "MNQZ6", "Buy", 3, Decimal("21500.25"), AT)],
+    )  # fmt: skip
+
+    async with pool.acquire() as conn, conn.transaction():
+        new = await mirror_store.write_batch(conn, batch)
+        await mirror_store.insert_trades(
+            conn, [(sub, "MNQZ6", "long", 3, avg, Decimal("21510.75"), Decimal("-0.5"), AT, AT)]
+        )
+    again = await mirror_store.write_batch(pool, batch)  # a replayed fill is not new
+
+    assert new == {(sub, 70)}
+    assert again == set()
+    assert tuple(
+        await pool.fetchrow(
+            "SELECT state, broker_order_id FROM order_intents WHERE id = $1", claim.intent_ids[0]
+        )
+    ) == ("working", 7)
+    orders = await pool.fetch(
+        "SELECT sub_account_id, broker_order_id, intent_id, cl_ord_id, symbol, side, qty,"
+        " order_type, price, stop_price, status, parent_id, oco_id FROM orders ORDER BY id"
+    )
+    assert [tuple(r) for r in orders] == [
+        (sub, 7, claim.intent_ids[0], cl, "MNQZ6", "Buy", 3, "Limit", Decimal("21500.25"), None,
+         "Working", None, None),
+        (other, 8, None, None, "MNQZ6", "Sell", 1, "Stop", None, Decimal("21490.5"), "Working",
+         7, 2**40),
+    ]  # fmt: skip
+    positions = await pool.fetch(
+        "SELECT sub_account_id, symbol, net_pos, net_price FROM positions ORDER BY sub_account_id"
+    )
+    assert [tuple(r) for r in positions] == [(sub, "MNQZ6", 3, avg), (other, "MNQZ6", 0, None)]
+    fills = await pool.fetch(
+        "SELECT sub_account_id, broker_fill_id, broker_order_id, symbol, side, qty, price,"
+        " filled_at FROM fills"
+    )
+    assert [tuple(r) for r in fills] == [(sub, 70, 7, "MNQZ6", "Buy", 3, Decimal("21500.25"), AT)]
+    trades = await pool.fetch(
+        "SELECT sub_account_id, symbol, side, qty, entry_price, exit_price, pnl, opened_at,"
+        " closed_at FROM trades"
+    )
+    assert [tuple(r) for r in trades] == [
+        (sub, "MNQZ6", "long", 3, avg, Decimal("21510.75"), Decimal("-0.5"), AT, AT)
+    ]
