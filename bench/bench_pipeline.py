@@ -35,7 +35,8 @@ order and fill, and fresh statistics: the daemon meets tables with a past, as in
 
 Needs the Postgres at $JTRADES_BENCH_DSN (default postgresql://postgres@127.0.0.1:5432/postgres);
 makes and drops temporary databases.    python -m bench pipeline   (BENCH_N alerts, default 200;
-BENCH_SKIP_LATENCY=1 runs only the throughput and memory figures)
+BENCH_SKIP_LATENCY=1 runs only the throughput and memory figures, BENCH_GROUPS=g1 only
+the 1-sub-account latency rows)
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ PW = "bench-pw"
 GAP_S = float(os.environ.get("BENCH_GAP_MS", "25")) / 1000  # quiet time before each latency sample
 HISTORY = int(os.environ.get("BENCH_HISTORY", "30000"))  # alerts of past trading in the database
 GROUPS = {"g1": 1, "g10": 10, "g100": 100} | {f"t{i}": 10 for i in range(10)}
+# the latency rows to measure (BENCH_GROUPS=g1 for one while profiling; none with SKIP_LATENCY)
+LATENCY_GROUPS = (
+    ()
+    if os.environ.get("BENCH_SKIP_LATENCY")
+    else tuple(os.environ.get("BENCH_GROUPS", "g1,g10,g100").split(","))
+)
+if not set(LATENCY_GROUPS) <= {"g1", "g10", "g100"}:
+    raise SystemExit(f"BENCH_GROUPS: expected some of g1,g10,g100, got {','.join(LATENCY_GROUPS)}")
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -200,7 +209,7 @@ async def measure(
     ours_base = f"http://127.0.0.1:{port}/webhook/"
     floor_base = f"http://127.0.0.1:{fport}/floor/"
     rows = []
-    for name in ("g1", "g10", "g100") if not os.environ.get("BENCH_SKIP_LATENCY") else ():
+    for name in LATENCY_GROUPS:
         subs, token = GROUPS[name], groups[name]["token"]
         count = max(20, n // (10 if subs == 100 else 2))
         await load.latency(ours_base + token, subs, 4)  # warm up

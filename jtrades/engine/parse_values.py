@@ -9,7 +9,6 @@ with a reason the trader can act on, never with a traceback or a guessed order.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -51,15 +50,19 @@ POSITION_WORDS: dict[str, MarketPosition] = {
 _KEY_SEPARATORS = str.maketrans("", "", "_- .")
 
 
-@functools.lru_cache(maxsize=4096)
-def _norm_key(key: str) -> str:
-    return key.lower().translate(_KEY_SEPARATORS)
+_NORMALIZED: dict[str, str] = {}
 
 
 def norm_key(key: str) -> str:
     """``marketPosition``, ``market_position`` and ``Market-Position`` are the same field."""
-    # Cached only for short keys: our aliases and real field names, not arbitrary junk.
-    return _norm_key(key) if len(key) <= 40 else key.lower().translate(_KEY_SEPARATORS)
+    # A parse reads ~60 aliases: a plain dict is the cheapest memo. Bounded, and only short
+    # keys (our aliases and real field names, not arbitrary junk) are kept.
+    norm = _NORMALIZED.get(key)
+    if norm is None:
+        norm = key.lower().translate(_KEY_SEPARATORS)
+        if len(key) <= 40 and len(_NORMALIZED) < 4096:
+            _NORMALIZED[key] = norm
+    return norm
 
 
 def short(value: Any, limit: int = 20) -> str:
@@ -240,10 +243,13 @@ class Fields:
     def all(self, *aliases: str) -> list[tuple[str, Any]]:
         """Every (original key, value) of the group, in alias order; marks them used."""
         found: list[tuple[str, Any]] = []
+        by_norm = self._by_norm
         for alias in aliases:
-            for key in self._by_norm.get(norm_key(alias), ()):
-                self._used.add(key)
-                found.append((key, self._data[key]))
+            keys = by_norm.get(norm_key(alias))
+            if keys:
+                for key in keys:
+                    self._used.add(key)
+                    found.append((key, self._data[key]))
         return found
 
     def get(self, *aliases: str) -> tuple[str, Any]:

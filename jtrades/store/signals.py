@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -79,6 +79,7 @@ class SignalRow:
 
 
 _INT_MAX = 2**31 - 1
+_SIGNAL_FIELDS = tuple(f.name for f in fields(Signal))
 
 
 def _text(value: str | None) -> str | None:
@@ -94,7 +95,13 @@ def _columns(signal: Signal | None) -> list[Any]:
     """
     if signal is None:
         return [None, None, None, None, None]
-    parsed = {k: v for k, v in asdict(signal).items() if k != "token" and v not in (None, (), {})}
+    # shallow: the jsonb encoder writes the nested dataclasses (exits) itself; asdict's deep
+    # copy was a tenth of the webhook's work before the claim
+    parsed = {
+        name: value
+        for name in _SIGNAL_FIELDS
+        if name != "token" and (value := getattr(signal, name)) not in (None, (), {})
+    }
     qty = signal.quantity
     if qty is not None and not 1 <= qty <= _INT_MAX:
         qty = None

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from jtrades.engine.parsing import parse_payload
 from jtrades.engine.signal import Action, Signal
 from jtrades.store import signals as signal_store
 from jtrades.store.intents import NewIntent
@@ -173,3 +174,33 @@ async def test_nul_in_a_signal_or_its_outcome_is_stored_as_the_replacement_chara
     assert row["parsed"]["extra"] == {"no\ufffdte": ["a\ufffd", "\\u0000"]}
     assert (row["filter"], row["reason"]) == ("f\ufffd", "r\ufffd")
     assert row["detail"] == {"why": "x\ufffd"}
+
+
+async def test_the_parsed_signal_is_stored_whole_with_its_exits_and_without_its_token(
+    pool: asyncpg.Pool,
+) -> None:
+    u = await make_user(pool, "parsed")
+    rec = await make_recorder(pool, u, "rec")
+    sid = await signal_store.SignalIds(pool, block=1).take()
+    signal = parse_payload(
+        b'{"ticker": "MNQ1!", "action": "buy", "sentiment": "long", "quantity": "2",'
+        b' "price": "21500.25", "takeProfit": {"limitPrice": 21600}, "token": "secret-tok",'
+        b' "stopLoss": {"type": "trailing_stop", "trailAmount": 10}, "foo": {"bar": [1, 2.5]}}',
+        "application/json",
+    )
+
+    await signal_store.claim_delivery(pool, delivery(sid, rec, signal, "parsed"))
+
+    parsed = await pool.fetchval("SELECT parsed FROM signals WHERE id = $1", sid)
+    exit_fields = {"trailing": False, "trail_trigger": None, "trail_freq": None}
+    assert parsed == {
+        "action": "buy",
+        "ticker": "MNQ1!",
+        "quantity": 2,
+        "price": "21500.25",
+        "market_position": "long",
+        "take_profit": [{"value": "21600", "units": "price"} | exit_fields],
+        "stop_loss": {"value": "10", "units": "points"} | exit_fields | {"trailing": True},
+        "source": "traderspost",
+        "extra": {"foo": {"bar": [1, 2.5]}},
+    }
