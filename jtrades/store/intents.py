@@ -124,12 +124,23 @@ class Outcome:
     sent: bool = False
 
 
+# ``intents.finish_many``'s $3–$9 (signal id, verdict …) when no signal's verdict goes with it
+_NO_SIGNAL = (None,) * 7
+
+
 async def finish_many(ex: Executor, outcomes: Sequence[Outcome]) -> None:
-    """Record several intents' outcomes in one statement (``sent`` sets ``sent_at``)."""
+    """Record several intents' outcomes in one statement (``sent`` sets ``sent_at``); the
+    webhook's ``signals.set_outcome`` writes its signal's verdict in the same statement."""
     if not outcomes:
         return
     with translate_errors():
-        await ex.execute(q("intents.finish_many"), [o.intent_id for o in outcomes], list(outcomes))
+        await ex.execute(q("intents.finish_many"), *outcome_params(outcomes), *_NO_SIGNAL)
+
+
+def outcome_params(outcomes: Sequence[Outcome]) -> tuple[list[int], list[Outcome]]:
+    """``intents.finish_many``'s first two parameters: the ids (locked in id order) and the
+    outcomes, which the JSON encoder writes as objects."""
+    return [o.intent_id for o in outcomes], list(outcomes)
 
 
 async def set_state(

@@ -26,6 +26,7 @@ from jtrades.store import Executor, translate_errors
 from jtrades.store.intents import NewIntent, ids_in_order
 from jtrades.store.intents import Outcome as IntentOutcome
 from jtrades.store.intents import as_rows as intent_rows
+from jtrades.store.intents import outcome_params as intent_outcome_params
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,8 +284,10 @@ async def set_outcome(
     statement) the send outcomes of the signal's intents when given."""
     with translate_errors():
         if intents:
+            # the intents' outcomes and the verdict in one statement
             await ex.execute(
-                q("signals.set_outcome_and_intents"),
+                q("intents.finish_many"),
+                *intent_outcome_params(intents),
                 signal_id,
                 verdict,
                 _text(filter),
@@ -292,8 +295,6 @@ async def set_outcome(
                 orders,
                 detail,
                 http_status,
-                [o.intent_id for o in intents],
-                list(intents),  # as JSON objects (db.encode_json)
             )
             return
         await ex.execute(

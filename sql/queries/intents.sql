@@ -55,20 +55,26 @@ SELECT trader_id FROM order_intents
 WHERE sub_account_id = $1 AND symbol = $2 AND trader_id IS NOT NULL
 ORDER BY id DESC LIMIT 1;
 
--- name: intents.finish_many($1 ids, $2 outcomes: a JSON array of intents.Outcome)
--- The outcomes of one sub-account's steps in one statement. Like mark_sent, an intent the
--- broker's events already moved on (working, filled) keeps its state. The rows are locked in
--- id order first, as mirror.write_batch does, so the two never deadlock.
+-- name: intents.finish_many($1 ids, $2 outcomes: a JSON array of intents.Outcome, $3 signal_id or NULL, $4 verdict, $5 filter, $6 reason, $7 orders, $8 detail, $9 http_status)
+-- The send outcomes of some intents in one statement and, given a signal id, that signal's verdict
+-- with them (the webhook's one write after the broker answered: one round trip). Like mark_sent,
+-- an intent the broker's events already moved on (working, filled) keeps its state. The rows are
+-- locked in id order first, as mirror.write_batch does, so the two never deadlock.
 WITH target AS MATERIALIZED (
     SELECT id FROM order_intents WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
+), finished AS (
+    UPDATE order_intents i
+    SET state = CASE WHEN i.state IN ('pending', 'unknown') THEN u.state ELSE i.state END,
+        broker_order_id = COALESCE(u.broker_order_id, i.broker_order_id),
+        reason = COALESCE(u.reason, i.reason),
+        sent_at = CASE WHEN u.sent THEN COALESCE(i.sent_at, now()) ELSE i.sent_at END,
+        updated_at = now()
+    FROM jsonb_to_recordset($2::jsonb)
+         AS u (intent_id bigint, state text, broker_order_id bigint, reason text, sent boolean)
+    JOIN target t ON t.id = u.intent_id
+    WHERE i.id = u.intent_id
+    RETURNING 1
 )
-UPDATE order_intents i
-SET state = CASE WHEN i.state IN ('pending', 'unknown') THEN u.state ELSE i.state END,
-    broker_order_id = COALESCE(u.broker_order_id, i.broker_order_id),
-    reason = COALESCE(u.reason, i.reason),
-    sent_at = CASE WHEN u.sent THEN COALESCE(i.sent_at, now()) ELSE i.sent_at END,
-    updated_at = now()
-FROM jsonb_to_recordset($2::jsonb)
-     AS u (intent_id bigint, state text, broker_order_id bigint, reason text, sent boolean)
-JOIN target t ON t.id = u.intent_id
-WHERE i.id = u.intent_id;
+UPDATE signals
+SET verdict = $4, filter = $5, reason = $6, orders = $7, detail = $8, http_status = $9
+WHERE id = $3::bigint;

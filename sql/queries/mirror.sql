@@ -10,9 +10,9 @@
 -- these rows copy the broker's own state, which the session's sync on reconnect replays, so
 -- what a Postgres crash could lose is restored; the risk checks read the in-memory P&L.
 --
--- Every statement that writes several intents locks them first in id order (here,
--- intents.finish_many, signals.set_outcome_and_intents): the mirror's batch and a signal's
--- outcomes touch the same intents, and in any other order they can deadlock.
+-- Every statement that writes several intents locks them first in id order (here and in
+-- intents.finish_many, which also writes the webhook's verdict): the mirror's batch and a
+-- signal's outcomes touch the same intents, and in any other order they can deadlock.
 WITH async_commit AS (
     SELECT set_config('synchronous_commit', 'off', true)
 ), target AS MATERIALIZED (

@@ -105,25 +105,3 @@ SET verdict = CASE WHEN EXISTS (SELECT 1 FROM order_intents i WHERE i.signal_id 
 WHERE s.verdict = 'received' AND s.received_at < $1
 RETURNING s.id, s.verdict;
 
--- name: signals.set_outcome_and_intents($1 id, $2 verdict, $3 filter, $4 reason, $5 orders, $6 detail, $7 http_status, $8 intent_ids, $9 outcomes: a JSON array of intents.Outcome)
--- The webhook's one write after answering: the signal's verdict and its intents' send outcomes
--- (the same update as intents.finish_many, locking in the same id order) in one statement, one
--- round trip.
-WITH target AS MATERIALIZED (
-    SELECT id FROM order_intents WHERE id = ANY($8::bigint[]) ORDER BY id FOR UPDATE
-), finished AS (
-    UPDATE order_intents i
-    SET state = CASE WHEN i.state IN ('pending', 'unknown') THEN u.state ELSE i.state END,
-        broker_order_id = COALESCE(u.broker_order_id, i.broker_order_id),
-        reason = COALESCE(u.reason, i.reason),
-        sent_at = CASE WHEN u.sent THEN COALESCE(i.sent_at, now()) ELSE i.sent_at END,
-        updated_at = now()
-    FROM jsonb_to_recordset($9::jsonb)
-         AS u (intent_id bigint, state text, broker_order_id bigint, reason text, sent boolean)
-    JOIN target t ON t.id = u.intent_id
-    WHERE i.id = u.intent_id
-    RETURNING 1
-)
-UPDATE signals
-SET verdict = $2, filter = $3, reason = $4, orders = $5, detail = $6, http_status = $7
-WHERE id = $1;
