@@ -85,7 +85,8 @@ def _with_cl_ord_id(po: PlannedOrder, cl: str) -> PlannedOrder:
         )
     elif isinstance(req, (StrategyRequest, OsoRequest)) and not req.entry.cl_ord_id:
         req = dataclasses.replace(req, entry=dataclasses.replace(req.entry, cl_ord_id=cl))
-    return dataclasses.replace(po, request=req)
+    # the planner names its orders, so this is usually a no-op: no copy then (once per order)
+    return po if req is po.request else dataclasses.replace(po, request=req)
 
 
 def _main_order(po: PlannedOrder) -> OrderRequest | None:
