@@ -278,6 +278,27 @@ async def test_recorder_filter_rejects_and_sends_nothing(
     assert await net_pos(engine, pool, sub) == 0
 
 
+async def test_an_unknown_ticker_is_not_traded_and_each_sub_account_says_why(
+    database: Database, engine_factory: Any
+) -> None:
+    """The contract is resolved once per broker session for all its sub-accounts; a failure
+    still reaches each of them, and nothing is sent."""
+    pool = database.pool
+    u = await make_user(pool, "zed")
+    rec = await make_recorder(pool, u, "rec")
+    subs = await make_paper_account(pool, u, "zed-paper", subs=2)
+    tid = await make_trader(pool, u, rec, [(s, 1) for s in subs])
+    engine = await engine_factory()
+
+    out = await send(engine, pool, rec, Signal(Action.BUY, ticker="ZZQX1!"))
+
+    assert out.orders == 0
+    reasons = out.detail["traders"][str(tid)]
+    assert set(reasons) == {str(s) for s in subs}
+    assert all(r.startswith("not traded: ") and "ZZQX" in r for r in reasons.values())
+    assert await pool.fetchval("SELECT count(*) FROM order_intents") == 0
+
+
 async def test_direction_and_trader_filters_name_themselves(
     database: Database, engine_factory: Any
 ) -> None:
