@@ -23,7 +23,9 @@ one clock for the whole machine, so the difference is the latency.
   Each sample starts after ``BENCH_GAP_MS`` (25) of quiet, as alerts spaced apart do in life:
   without it a sample also pays for the previous alert's tail (its answer, fills and mirror
   writes), which a lone alert never meets; with it both sides also pay the machine's wake-up
-  from idle, which is why both read higher than back to back;
+  from idle, which is why both read higher than back to back. Under the table, per row: when
+  the simulator had the first order frame, and how long it took to reach the last (it handles
+  one frame at a time, so past the first frame both sides mostly wait on it);
 - throughput: alerts per second, 10 recorders × 10 sub-accounts (one login each), alerts
   round-robin with ``BENCH_INFLIGHT`` (10) in flight, until the simulator has every frame; then
   no frame may be missing or doubled. The CPU each process used meanwhile is printed under the table;
@@ -96,6 +98,8 @@ class Load:
         self.sim = f"http://127.0.0.1:{sim_port}"
         self.http = aiohttp.ClientSession()
         self.cpu: list[str] = []
+        # per latency sample: (request sent → first order frame, first → last order frame)
+        self.spans: dict[str, list[tuple[float, float]]] = {}
 
     async def sim_call(self, path: str, body: dict[str, Any] | None = None) -> Any:
         if body is None:
@@ -111,7 +115,7 @@ class Load:
             await r.read()
             assert r.status == 200, (url, r.status)
 
-    async def latency(self, url: str, n_subs: int, n: int) -> list[float]:
+    async def latency(self, url: str, n_subs: int, n: int, side: str = "") -> list[float]:
         """Each alert alone: the one before it has had ``GAP_S`` to finish what follows its
         orders (answers, fills, the mirror's writes), as alerts spaced apart do in life; load
         is what the throughput run measures."""
@@ -125,6 +129,9 @@ class Load:
             probe = await self.sim_call("/probe/wait?timeout=30")
             assert probe["done"], (url, probe, n_subs)
             out.append(probe["last"] - t0)
+            if side:
+                spans = self.spans.setdefault(f"{side}, {n_subs} sub-acct", [])
+                spans.append((probe["first"] - t0, probe["last"] - probe["first"]))
         return out
 
     async def throughput(
@@ -220,8 +227,8 @@ async def measure(
         chunk = max(5, count // 4)
         while len(ours) < count:
             k = min(chunk, count - len(ours))
-            ours += await load.latency(ours_base + token, subs, k)
-            floor_lat += await load.latency(floor_base + token, subs, k)
+            ours += await load.latency(ours_base + token, subs, k, "jtrades")
+            floor_lat += await load.latency(floor_base + token, subs, k, "floor")
         for p in (50, 99):
             rows.append(
                 (f"latency p{p}, {subs} sub-acct (ms)", pct(ours, p) * 1e3, pct(floor_lat, p) * 1e3)
@@ -254,10 +261,15 @@ async def run(n: int) -> None:
         rows.append(("RSS MiB, 1000 traders/subs", mem / 1024, floor_mem / 1024))
     finally:
         await procs.stop()
-    report(n, rows, load.cpu)
+    report(n, rows, load.cpu, load.spans)
 
 
-def report(n: int, rows: list[tuple[str, float, float]], cpu: list[str]) -> None:
+def report(
+    n: int,
+    rows: list[tuple[str, float, float]],
+    cpu: list[str],
+    spans: dict[str, list[tuple[float, float]]],
+) -> None:
     print(f"command: BENCH_N={n} .venv/bin/python -m bench pipeline")
     print(
         f"n={n}; simulator, jtrades serve, floor and load generator in 4 processes on 127.0.0.1; "
@@ -279,6 +291,12 @@ def report(n: int, rows: list[tuple[str, float, float]], cpu: list[str]) -> None
         print(f"{name:<36}{ours_v:>10.2f}{floor_v:>10.2f}{ratio:>8.2f}{target:>9}  {mark}")
     for side, line in zip(("jtrades", "floor"), cpu, strict=True):
         print(f"CPU during the {side} throughput run (% of one core): {line}")
+    # where a latency sample's time goes: until the simulator has the first order frame, then
+    # the simulator working through the rest (it handles one frame at a time)
+    for name, samples in spans.items():
+        first = pct([f for f, _ in samples], 50) * 1e3
+        span = pct([s for _, s in samples], 50) * 1e3
+        print(f"{name}: first order frame at p50 {first:.2f} ms, first to last {span:.2f} ms")
 
 
 def main() -> None:

@@ -5,8 +5,9 @@
 On top of the simulator's own app (``/v1/…``, ``/sim/…``, see ``jtrades.sim.app``) it serves:
 
 - ``POST /probe/expect {"frames": n}``: reset the count, and wait for ``n`` order frames;
-- ``GET /probe/wait?timeout=30``: answers ``{"count", "last", "done"}`` once ``n`` frames have
-  arrived (or at the timeout); ``last`` is ``time.perf_counter()`` at the last order frame;
+- ``GET /probe/wait?timeout=30``: answers ``{"count", "first", "last", "done"}`` once ``n``
+  frames have arrived (or at the timeout); ``first``/``last`` are ``time.perf_counter()`` at the
+  first and the last order frame;
 - ``GET /probe/count``: the same, at once;
 - ``GET /probe/info``: ``{"symbol"}``, the front-month MNQ contract the floor orders.
 
@@ -43,15 +44,19 @@ class Probe:
     def __init__(self) -> None:
         self.count = 0
         self.target = 0
+        self.first = 0.0
         self.last = 0.0
         self.done = asyncio.Event()
 
     def expect(self, frames: int) -> None:
         self.count, self.target, self.done = 0, frames, asyncio.Event()
+        self.first = self.last = 0.0
 
     def hit(self) -> None:
         self.count += 1
         self.last = time.perf_counter()
+        if self.count == 1:
+            self.first = self.last
         if self.count >= self.target:
             self.done.set()
 
@@ -71,7 +76,9 @@ class Probe:
 
     def state(self) -> web.Response:
         done = self.count >= self.target
-        return web.json_response({"count": self.count, "last": self.last, "done": done})
+        return web.json_response(
+            {"count": self.count, "first": self.first, "last": self.last, "done": done}
+        )
 
 
 PROBE = web.AppKey("probe", Probe)
