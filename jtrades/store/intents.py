@@ -68,8 +68,8 @@ async def insert_all(pool: asyncpg.Pool, intents: Sequence[NewIntent]) -> list[i
 def as_rows(intents: Sequence[NewIntent]) -> list[dict[str, Any]]:
     """The intents as one JSON array of objects, which the statements expand with
     ``jsonb_to_recordset``: one parameter that orjson encodes at once, where ten column arrays
-    cost the driver ~20 µs per intent to encode element by element (measured: a claim of 100
-    intents, 1.4–1.9 ms of client CPU → 1.0 ms)."""
+    cost the driver a conversion per value (measured: a claim of 100 intents, 1.4–1.9 ms of
+    client CPU → 1.0 ms; of 10, 0.64 → 0.47 ms)."""
     return [
         {
             "signal_id": it.signal_id,
