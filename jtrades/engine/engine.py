@@ -394,8 +394,6 @@ class Engine:
         ticker = signal.ticker or rec.symbol
         items: list[WorkItem] = []
         rejections: list[tuple[str, str]] = []
-        # the ticker's contract per broker session, resolved once for all its sub-accounts
-        resolved: dict[int, Contract | Exception] = {}
         for t in rec.traders:
             tc = self._counters(self._trader_counters, t.id, now, undo)
             contracts: dict[int, Contract] = {}
@@ -403,16 +401,7 @@ class Engine:
             for link in t.links:
                 try:
                     broker = self.brokers.broker_for(link)
-                    got = resolved.get(id(broker))
-                    if got is None:
-                        try:
-                            got = await self._contract(link, broker, ticker)
-                        except Exception as exc:
-                            got = exc
-                        resolved[id(broker)] = got
-                    if isinstance(got, Exception):
-                        raise got
-                    contract = got
+                    contract = await self._contract(link, broker, ticker)
                 except Exception as exc:
                     detail["traders"].setdefault(str(t.id), {})[str(link.sub_account_id)] = (
                         f"not traded: {exc}"

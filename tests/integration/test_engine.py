@@ -281,8 +281,8 @@ async def test_recorder_filter_rejects_and_sends_nothing(
 async def test_an_unknown_ticker_is_not_traded_and_each_sub_account_says_why(
     database: Database, engine_factory: Any
 ) -> None:
-    """The contract is resolved once per broker session for all its sub-accounts; a failure
-    still reaches each of them, and nothing is sent."""
+    """A contract nobody knows stops every sub-account it was meant for, each saying why, and
+    nothing is sent."""
     pool = database.pool
     u = await make_user(pool, "zed")
     rec = await make_recorder(pool, u, "rec")
