@@ -181,7 +181,7 @@ class Engine:
     async def _sync_brokers(self, snap: Snapshot) -> None:
         """Open sessions for newly linked logins, then mirror their events at once."""
         await self.brokers.sync_accounts(snap)
-        self.reconciler.ensure_mirrors()
+        self.reconciler.mirror.ensure()
 
     async def flatten(self, request: dict[str, Any]) -> int:
         """Carry out ``jtrades halt --flatten`` (``engine.flatten``); returns liquidations sent."""

@@ -26,7 +26,6 @@ import structlog
 
 from jtrades.broker.base import (
     Broker,
-    BrokerEvent,
     Contract,
     OrderRequest,
     OrderType,
@@ -148,18 +147,6 @@ class Reconciler:
     def pnl(self) -> DailyPnl:
         """Realized P&L of the day per sub-account, as the mirror records the fills."""
         return self.mirror.pnl
-
-    def ensure_mirrors(self) -> None:
-        self.mirror.ensure()
-
-    async def apply_event(self, account_id: int, broker: Broker, ev: BrokerEvent) -> None:
-        """Write one broker event into the mirror tables."""
-        await self.mirror.apply_events(account_id, broker, [ev])
-
-    async def apply_events(
-        self, account_id: int, broker: Broker, events: list[BrokerEvent]
-    ) -> None:
-        await self.mirror.apply_events(account_id, broker, events)
 
     async def close(self) -> None:
         await self.mirror.close()

@@ -237,11 +237,11 @@ async def test_mirror_dedups_fills_and_records_trades(
         buy_fill = _fill(w, 1, 10, Side.BUY, 2, "100", t0)
         sell_fill = _fill(w, 2, 11, Side.SELL, 2, "90", t0)
         for ev in (buy_fill, buy_fill, sell_fill, sell_fill):  # replays around the session change
-            await engine.reconciler.apply_event(w["aid"], paper, ev)
-        await engine.reconciler.apply_event(
-            w["aid"], paper, _order(w, 10, Side.BUY, 2, OrderStatus.FILLED)
+            await engine.reconciler.mirror.apply_events(w["aid"], paper, [ev])
+        await engine.reconciler.mirror.apply_events(
+            w["aid"], paper, [_order(w, 10, Side.BUY, 2, OrderStatus.FILLED)]
         )
-        await engine.reconciler.apply_event(w["aid"], paper, _position(w, 0))
+        await engine.reconciler.mirror.apply_events(w["aid"], paper, [_position(w, 0)])
 
         assert await pool.fetchval("SELECT count(*) FROM fills") == 2
         trades = await pool.fetch("SELECT side, qty, pnl FROM trades")
@@ -272,8 +272,8 @@ async def test_mirror_writes_a_batch_with_repeats_once(
             _order(w, 11, Side.SELL, 3, OrderStatus.FILLED),
             _position(w, 0),
         ]
-        await engine.reconciler.apply_events(w["aid"], paper, batch)
-        await engine.reconciler.apply_events(w["aid"], paper, batch)  # replayed whole
+        await engine.reconciler.mirror.apply_events(w["aid"], paper, batch)
+        await engine.reconciler.mirror.apply_events(w["aid"], paper, batch)  # replayed whole
 
         assert await pool.fetchval("SELECT count(*) FROM fills") == 2
         trades = await pool.fetch("SELECT side, qty, pnl FROM trades")
@@ -306,7 +306,7 @@ async def test_a_batch_that_fails_leaves_the_days_pnl_as_the_database_has_it(
         assert engine.reconciler.pnl.realized([w["sub"]], t0) == 0
 
         await pool.execute("ALTER TABLE trades_away RENAME TO trades")
-        await engine.reconciler.apply_events(w["aid"], paper, batch)
+        await engine.reconciler.mirror.apply_events(w["aid"], paper, batch)
         assert await pool.fetchval("SELECT count(*) FROM fills") == 2
         assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(20)  # 10 pt, $2/pt
 
