@@ -127,9 +127,8 @@ class WsConn:
             if first.type != WSMsgType.TEXT or not await self._authorize(first.data):
                 return
             async for msg in self.ws:
-                await (
-                    self._hearing.wait()
-                )  # a deaf socket reads no more: the client's writes back up
+                # a deaf socket reads no more: the client's writes back up
+                await self._hearing.wait()
                 if msg.type == WSMsgType.TEXT:
                     await self._frame(msg.data)
                 elif msg.type == WSMsgType.ERROR:
