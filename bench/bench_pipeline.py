@@ -19,7 +19,7 @@ one clock for the whole machine, so the difference is the latency.
 
 - latency: request sent → the simulator has received the signal's last order frame, p50/p99,
   for 1, 10 and 100 sub-accounts per signal (one login per group; alerts alternate buy / close
-  so each alert is one frame per sub-account; jtrades and floor interleaved in chunks);
+  so each alert is one frame per sub-account; jtrades and floor alternating sample by sample);
   Each sample starts after ``BENCH_GAP_MS`` (25) of quiet, as alerts spaced apart do in life:
   without it a sample also pays for the previous alert's tail (its answer, fills and mirror
   writes), which a lone alert never meets; with it both sides also pay the machine's wake-up
@@ -100,6 +100,7 @@ class Load:
         self.cpu: list[str] = []
         # per latency sample: (request sent → first order frame, first → last order frame)
         self.spans: dict[str, list[tuple[float, float]]] = {}
+        self.sent: dict[str, int] = {}  # alerts posted per URL: they alternate buy and close
 
     async def sim_call(self, path: str, body: dict[str, Any] | None = None) -> Any:
         if body is None:
@@ -120,7 +121,8 @@ class Load:
         orders (answers, fills, the mirror's writes), as alerts spaced apart do in life; load
         is what the throughput run measures."""
         out = []
-        for i in range(n):
+        for _ in range(n):
+            i = self.sent[url] = self.sent.get(url, -1) + 1
             action = "buy" if i % 2 == 0 else "close"
             await asyncio.sleep(GAP_S)
             await self.sim_call("/probe/expect", {"frames": n_subs})
@@ -221,14 +223,13 @@ async def measure(
         count = max(20, n // (10 if subs == 100 else 2))
         await load.latency(ours_base + token, subs, 4)  # warm up
         await load.latency(floor_base + token, subs, 4)
-        # interleaved in chunks, so load from elsewhere on the box hits both sides
+        # alternating sample by sample, so whatever else the host runs meanwhile (it drifts by
+        # ±20 % over minutes) weighs on both sides alike
         ours: list[float] = []
         floor_lat: list[float] = []
-        chunk = max(5, count // 4)
-        while len(ours) < count:
-            k = min(chunk, count - len(ours))
-            ours += await load.latency(ours_base + token, subs, k, "jtrades")
-            floor_lat += await load.latency(floor_base + token, subs, k, "floor")
+        for _ in range(count):
+            ours += await load.latency(ours_base + token, subs, 1, "jtrades")
+            floor_lat += await load.latency(floor_base + token, subs, 1, "floor")
         for p in (50, 99):
             rows.append(
                 (f"latency p{p}, {subs} sub-acct (ms)", pct(ours, p) * 1e3, pct(floor_lat, p) * 1e3)
