@@ -2,9 +2,9 @@
 
 ``on_signal`` runs the recorder's filters, then each enabled trader's, then plans and dispatches
 per sub-account (``dispatch.Dispatcher``). Everything it reads on the way — configuration,
-counters, P&L, positions — is in memory (``ConfigCache``, the brokers' live views, counters kept
-here and seeded from the database at start), so the only database round trip before the orders
-leave is one statement. Handed a ``Delivery`` (the webhook's, not yet stored), the engine
+counters, P&L, positions — is in memory (``ConfigCache``, the brokers' live views,
+``counters.SessionCounters`` seeded from the database at start), so the only database round
+trip before the orders leave is one statement. Handed a ``Delivery`` (the webhook's, not yet stored), the engine
 filters and plans first and then stores the signal row, its dedup decision and its intents in
 that one statement (``signals.claim``); when it turns out a duplicate, nothing is sent and the
 counters the filters moved are put back, under a per-recorder lock so no other signal of the
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.config_cache import ConfigCache, LinkConfig, RecorderConfig, Snapshot
+from jtrades.engine.counters import Counters, SessionCounters, Undo
 from jtrades.engine.dispatch import Dispatcher, WorkItem
 from jtrades.engine.filters import (
     RecorderState,
@@ -85,21 +85,6 @@ class Outcome:
     duplicate_of: int | None = None
 
 
-@dataclass(slots=True)
-class _Counters:
-    """Per-session counters of one recorder or trader, reset when the CME day turns."""
-
-    session: datetime
-    signals: int = 0
-    entries: int = 0
-    last_entry_at: datetime | None = None
-    seen: int = 0
-
-
-# Counters as they were before a signal touched them, keyed by (table, id); None = absent.
-_Undo = dict[tuple[str, int], "_Counters | None"]
-
-
 def _duplicate(first: int) -> Outcome:
     return Outcome(
         "duplicate", None, f"a repeat of signal {first}: nothing sent", 0, duplicate_of=first
@@ -123,9 +108,8 @@ class Engine:
         self.config = ConfigCache(db.pool)
         self.dispatcher = Dispatcher(db.pool, ttl_s=settings.trading.signal_ttl_s)
         self.reconciler = Reconciler(db.pool, self.brokers, self.config, self.dispatcher, settings)
-        self._rec_counters: dict[int, _Counters] = {}
+        self.counters = SessionCounters()
         self._outcomes: OrderedDict[int, asyncio.Future[Outcome]] = OrderedDict()
-        self._trader_counters: dict[int, _Counters] = {}
         self._recorder_locks: dict[int, asyncio.Lock] = {}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -191,37 +175,16 @@ class Engine:
         now = datetime.now(UTC)
         since = session_start(now)
         for c in await trading_store.recorder_counters(self._db.pool, since):
-            self._rec_counters[c.recorder_id] = _Counters(
-                since, c.signals, c.entries, c.last_entry_at, c.seen
+            self.counters.seed(
+                "recorder",
+                c.recorder_id,
+                Counters(since, c.signals, c.entries, c.last_entry_at, c.seen),
             )
         for tid, (entries, last, seen) in (
             await trading_store.trader_entries(self._db.pool, since)
         ).items():
-            self._trader_counters[tid] = _Counters(since, entries, entries, last, seen)
+            self.counters.seed("trader", tid, Counters(since, entries, entries, last, seen))
         self.reconciler.pnl.seed(await trading_store.realized_today(self._db.pool, since), since)
-
-    def _counters(
-        self, table: dict[int, _Counters], key: int, now: datetime, undo: _Undo | None = None
-    ) -> _Counters:
-        if undo is not None:
-            mark = ("r" if table is self._rec_counters else "t", key)
-            if mark not in undo:
-                before = table.get(key)
-                undo[mark] = copy.copy(before) if before is not None else None
-        start = session_start(now)
-        c = table.get(key)
-        if c is None or c.session != start:
-            c = table[key] = _Counters(start)
-        return c
-
-    def _undo(self, undo: _Undo) -> None:
-        """Put back the counters a signal moved: it turned out a duplicate, or was not stored."""
-        for (kind, key), before in undo.items():
-            table = self._rec_counters if kind == "r" else self._trader_counters
-            if before is None:
-                table.pop(key, None)
-            else:
-                table[key] = before
 
     # --- the hot path -----------------------------------------------------------------------
 
@@ -272,16 +235,16 @@ class Engine:
         if lock is None:
             lock = self._recorder_locks[d.recorder_id] = asyncio.Lock()
         async with lock:
-            undo: _Undo = {}
+            undo: Undo = {}
             try:
                 out = await self._on_signal(
                     d.signal_id, d.recorder_id, d.signal, d.received_at, d, undo
                 )
             except BaseException:
-                self._undo(undo)
+                self.counters.undo(undo)
                 raise
             if out.duplicate_of is not None:
-                self._undo(undo)
+                self.counters.undo(undo)
             return out
 
     async def _store(self, out: Outcome, delivery: signal_store.Delivery | None) -> Outcome:
@@ -300,7 +263,7 @@ class Engine:
         signal: Signal,
         received_at: datetime,
         delivery: signal_store.Delivery | None,
-        undo: _Undo | None,
+        undo: Undo | None,
     ) -> Outcome:
         now = datetime.now(UTC)
         ttl = self._settings.trading.signal_ttl_s
@@ -316,7 +279,7 @@ class Engine:
             out = Outcome("rejected", "unknown_recorder", "the recorder no longer exists", 0)
             return await self._store(out, delivery)
 
-        rc = self._counters(self._rec_counters, rec.id, now, undo)
+        rc = self.counters.get("recorder", rec.id, now, undo)
         rc.signals += 1
         entry = _is_entry(signal, rec.settings.inverse)
         rej = check_recorder(
@@ -389,13 +352,13 @@ class Engine:
         received_at: datetime,
         signal_id: int,
         detail: dict[str, Any],
-        undo: _Undo | None,
+        undo: Undo | None,
     ) -> tuple[list[WorkItem], list[tuple[str, str]]]:
         ticker = signal.ticker or rec.symbol
         items: list[WorkItem] = []
         rejections: list[tuple[str, str]] = []
         for t in rec.traders:
-            tc = self._counters(self._trader_counters, t.id, now, undo)
+            tc = self.counters.get("trader", t.id, now, undo)
             contracts: dict[int, Contract] = {}
             brokers: dict[int, Broker] = {}
             for link in t.links:
