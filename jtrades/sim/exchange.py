@@ -14,7 +14,10 @@ Matching rules (a simulator's choices, not Tradovate's documented behaviour):
 - Stop buy triggers when the price is ≥ the stop, sell when ≤, and fills at the price. StopLimit
   becomes a limit at ``price`` once its stop is hit. MIT is a limit that fills at the price.
 - TrailingStop: ``|pegDifference|`` points behind the best price since placement, on the tick.
-- Every fill is for the whole quantity (no partial fills).
+- A fill is for the whole quantity, unless ``fill_lot`` is set (the ``partial_fills`` fault): then
+  an order fills in lots of at most that many contracts, each its own fill, position, fill pairs
+  and cash event, and the order goes Filled after the last (Tradovate has no partially filled
+  status: the order stays Working until then).
 - ``netPrice`` is the average price of the open quantity; realized P&L (cashBalance) is booked from
   FIFO fill pairs at the product's value per point.
 """
@@ -128,6 +131,7 @@ class Exchange(StrategyBook):
         self.strategies_by_account: dict[int, list[Strategy]] = {}
         self.strategy_links: dict[int, list[dict[str, Any]]] = {}
         self.fill_pairs: dict[int, list[dict[str, Any]]] = {}
+        self.fill_lot: int | None = None  # fill in lots of at most this many (None: at once)
         self._ids = itertools.count(1_000_001)
         self._out: list[PropsEvent] = []
 
@@ -428,21 +432,32 @@ class Exchange(StrategyBook):
             self._emit_version(order)
 
     def _fill(self, order: Order, px: Decimal) -> None:
-        now = self.now()
-        contract = order.contract
         order.status = FILLED
         order.fill_price = px
-        self.working[contract.id].pop(order.id, None)
-        fill = Fill(
-            next(self._ids),
-            order.id,
-            order.account_id,
-            contract,
-            now,
-            order.spec.action,
-            order.spec.qty,
-            px,
-        )
+        self.working[order.contract.id].pop(order.id, None)
+        lot = self.fill_lot or order.spec.qty
+        for done in range(0, order.spec.qty, lot):
+            self._fill_lot(order, px, min(lot, order.spec.qty - done))
+        # then what the complete fill sets off: the order's final state, its OCO partner
+        # cancelled, its OSO brackets working, its strategy's next step
+        self._emit(order.account_id, "order", "Updated", order.json())
+        if order.oco_id is not None:
+            other = self.orders[order.oco_id]
+            if other.status in OPEN_STATUSES:
+                self._cancel(other, with_children=True)
+        for child_id in order.children:
+            child = self.orders[child_id]
+            if child.status == SUSPENDED:
+                self._activate(child)
+        if order.strategy_id is not None:
+            self._strategy_fill(order)
+
+    def _fill_lot(self, order: Order, px: Decimal, qty: int) -> None:
+        """One fill of ``qty`` contracts: the fill, the position, what it closed, the cash."""
+        now = self.now()
+        contract = order.contract
+        fill = Fill(next(self._ids), order.id, order.account_id, contract, now,
+                    order.spec.action, qty, px)  # fmt: skip
         self.fills_by_account.setdefault(order.account_id, []).append(fill)
         self._emit(order.account_id, "fill", "Created", fill.json())
         key = (order.account_id, contract.id)
@@ -451,13 +466,13 @@ class Exchange(StrategyBook):
         if pos is None:
             pos = self.positions[key] = Position(next(self._ids), order.account_id, contract, now)
         pos.timestamp = now
-        apply_fill(pos, order.sign, order.spec.qty, px)
+        apply_fill(pos, order.sign, qty, px)
         self._emit(order.account_id, "position", "Created" if created else "Updated", pos.json())
         # Realized P&L from FIFO fill pairs: exact on tick prices, where the average-cost figure
         # of a partial close can carry a repeating decimal.
         points = Decimal(0)
         for buy_id, sell_id, n, buy_px, sell_px in pair_fill(
-            pos.lots, fill.id, order.sign, order.spec.qty, px
+            pos.lots, fill.id, order.sign, qty, px
         ):
             points += (sell_px - buy_px) * n
             pair = {
@@ -476,17 +491,6 @@ class Exchange(StrategyBook):
         cash.realized += points * contract.root.value_per_point
         cash.timestamp = now
         self._emit(order.account_id, "cashBalance", "Updated", cash.json())
-        self._emit(order.account_id, "order", "Updated", order.json())
-        if order.oco_id is not None:
-            other = self.orders[order.oco_id]
-            if other.status in OPEN_STATUSES:
-                self._cancel(other, with_children=True)
-        for child_id in order.children:
-            child = self.orders[child_id]
-            if child.status == SUSPENDED:
-                self._activate(child)
-        if order.strategy_id is not None:
-            self._strategy_fill(order)
 
     def _cancel(self, order: Order, with_children: bool = True) -> None:
         order.status = CANCELED

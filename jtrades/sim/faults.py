@@ -22,6 +22,10 @@ Kinds (JSON body ``{"kind": …}``):
 - ``events_after``: ``{"on"?: bool, "ms"?: X}`` — WebSocket answers go out before the events they
   caused (the default is events first; Tradovate does either), the events X ms later if given
   (a fill that shows after its order was acknowledged).
+- ``partial_fills``: ``{"lot": N, "ms"?: X}`` — orders fill in lots of at most N contracts, each
+  its own fill (``0`` fills at once again), as a thin market fills a large order; with ``ms``
+  the stream shows each lot after the first X ms after the one before (the book is whole at
+  once: only its events come late).
 - ``clear``: everything back to normal, login locks lifted (socket faults already applied stay).
 """
 
@@ -48,6 +52,7 @@ class Faults:
     events_after_ms: float = 0.0
     drop_new_after: int | None = None  # sticky drop for sockets opened later
     refuse_ws: int = 0
+    lot_ms: float = 0.0  # partial fills: each lot's events this long after the one before
 
     def clear(self) -> None:
         self.delay_ms = 0.0
@@ -58,6 +63,7 @@ class Faults:
         self.too_many = 0
         self.events_after_answer = False
         self.events_after_ms = 0.0
+        self.lot_ms = 0.0
         self.drop_new_after = None
         self.refuse_ws = 0
 
@@ -138,8 +144,18 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
         world.auth.penalty_next = PenaltyFault(
             float(body.get("p_time", world.config.penalty_s)), bool(body.get("captcha", False))
         )
+    elif kind == "partial_fills":
+        lot = int(body.get("lot", 0))
+        if lot < 0:
+            raise ValueError(f"partial_fills: lot must be ≥ 0, got {lot}")
+        ms = float(body.get("ms", 0))
+        if ms < 0:
+            raise ValueError(f"partial_fills: ms must be ≥ 0, got {ms}")
+        world.exchange.fill_lot = lot or None
+        faults.lot_ms = ms if lot else 0.0
     elif kind == "clear":
         faults.clear()
+        world.exchange.fill_lot = None
         world.auth.penalty_next = None
         world.auth.blocked.clear()
         world.auth.failures.clear()

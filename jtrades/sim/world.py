@@ -73,6 +73,7 @@ class Simulator:
         self.synced: dict[str, set[SimSocket]] = {}
         self.authorized: dict[str, list[SimSocket]] = {}  # per login, oldest first
         self._pending: list[PropsEvent] = []
+        self._late: set[asyncio.Task[None]] = set()  # flushes of lots shown later
         self._flush_lock = asyncio.Lock()
         for login in config.logins:
             self._register(login)
@@ -115,8 +116,19 @@ class Simulator:
     # --- events --------------------------------------------------------------------------------
 
     def queue(self, events: list[PropsEvent]) -> None:
-        if events:
-            self._pending.extend(events)
+        if not events:
+            return
+        lots = _lots(events) if self.faults.lot_ms else [events]
+        self._pending.extend(lots[0])
+        for k, later in enumerate(lots[1:], 1):
+            delay = k * self.faults.lot_ms / 1000
+            asyncio.get_running_loop().call_later(delay, self._deliver_late, later)
+
+    def _deliver_late(self, events: list[PropsEvent]) -> None:
+        self._pending.extend(events)
+        task = asyncio.get_running_loop().create_task(self.flush())
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
 
     async def flush(self) -> None:
         """Send queued events to the sockets that synced their accounts."""
@@ -247,3 +259,20 @@ def _order_state(o: Any) -> dict[str, Any]:
         "ocoId": o.oco_id,
         "parentId": o.parent_id,
     }
+
+
+def _lots(events: list[PropsEvent]) -> list[list[PropsEvent]]:
+    """The events cut before every fill of an order that already had one in this batch: with
+    the ``partial_fills`` fault's ``ms``, each lot after the first goes out that much later
+    (what the last lot sets off, the order going Filled included, goes with it)."""
+    lots: list[list[PropsEvent]] = [[]]
+    filled: set[Any] = set()
+    for ev in events:
+        _, entity_type, event_type, entity = ev
+        if entity_type == "fill" and event_type == "Created":
+            order_id = entity.get("orderId")
+            if order_id in filled:
+                lots.append([])
+            filled.add(order_id)
+        lots[-1].append(ev)
+    return lots

@@ -444,3 +444,70 @@ async def test_gates_halt_and_daily_loss(world: World, tmp_path: Path) -> None:
     assert out["verdict"] == "accepted"
     await settle()
     assert w.net("F1") == 0
+
+
+async def test_partial_fills_are_mirrored_and_the_next_signal_sees_the_whole_position(
+    world: World, tmp_path: Path
+) -> None:
+    """The broker fills every order in lots of two: the reversal after a 5-lot entry closes all
+    five and opens five (it plans against the whole position, not the first lot), every lot is
+    mirrored once, and the realized P&L the daily-loss filter reads is the broker's own."""
+    w = world
+    await w.user("hank")
+    await w.demo("hank", "hank-demo", "hank_tv", ["H1"])
+    await w.recorder("lots", "hank", "--size", "1")
+    await w.trader("hank", "lots", "hank-demo:H1*5")
+    await w.start(tmp_path)
+    w.sim.fault("partial_fills", lot=2)
+
+    await w.alert("lots", buy(id="p1"))
+    await settle()
+    assert w.net("H1") == 5
+    await w.sim.set_price("MNQ", PRICE + 10)
+    out = await w.alert("lots", sell(id="p2", price=PRICE + 10))
+    assert out["verdict"] == "accepted", out
+    await settle()
+    assert w.net("H1") == -5, w.account("H1")
+    await w.sim.set_price("MNQ", PRICE + 5)
+    await w.alert("lots", {"action": "close", "ticker": "MNQ1!", "price": PRICE + 5, "id": "p3"})
+    await settle()
+    assert w.net("H1") == 0
+    broker_fills = w.account("H1")["fills"]
+    assert sorted(f["qty"] for f in broker_fills) == [1] * 4 + [2] * 8  # four 5-lots, in lots
+    # long +10 and short +5 points on 5 MNQ at $2 a point
+    assert w.account("H1")["realizedPnL"] == 150
+
+    for _ in range(50):  # the mirror writes behind the answers
+        rows = await w.pool.fetch("SELECT qty FROM fills")
+        pnl = await w.pool.fetchval("SELECT coalesce(sum(pnl), 0) FROM trades")
+        if len(rows) == len(broker_fills) and pnl == 150:
+            break
+        await asyncio.sleep(0.1)
+    assert sorted(r["qty"] for r in rows) == sorted(f["qty"] for f in broker_fills)
+    assert pnl == 150
+
+
+async def test_a_signal_after_a_slowly_filling_entry_waits_for_the_whole_position(
+    world: World, tmp_path: Path
+) -> None:
+    """The entry's five contracts show up two, two and one, 150 ms apart; an add posted right
+    after the entry's answer plans against all five (capped to one more by --max-contracts 6),
+    not against the first lot (which would add four and breach the cap)."""
+    w = world
+    await w.user("ivan")
+    await w.demo("ivan", "ivan-demo", "ivan_tv", ["I1"])
+    await w.recorder(
+        "slow", "ivan", "--size", "1", "--add-size", "1", "--same-direction", "add",
+        "--max-contracts", "6",
+    )  # fmt: skip
+    await w.trader("ivan", "slow", "ivan-demo:I1*5")
+    await w.start(tmp_path)
+    w.sim.fault("partial_fills", lot=2, ms=150)
+
+    first = await w.alert("slow", buy(id="s1"))
+    assert first["orders"] == 1, first
+    added = await w.alert("slow", buy(id="s2"))
+    assert added["orders"] == 1, added
+    await asyncio.sleep(0.6)  # the last lots of both orders
+    assert w.net("I1") == 6, w.account("I1")
+    assert sorted(f["qty"] for f in w.account("I1")["fills"]) == [1, 1, 2, 2]

@@ -530,3 +530,29 @@ def test_fill_pairs_are_emitted_when_a_position_closes() -> None:
     ]
     kinds = [t for _, t, _, _ in events]
     assert kinds.index("position") < kinds.index("fillPair") < kinds.index("cashBalance")
+
+
+def test_partial_fills_come_in_lots_and_the_order_fills_after_the_last() -> None:
+    ex, mnq, _ = make()
+    ex.fill_lot = 2
+    oid, events = ex.place(A, mnq, OrderSpec("Buy", 5, "Market"))
+    kinds = [
+        (t, ent.get("qty"), ent.get("netPos"), ent.get("ordStatus")) for _, t, _, ent in events
+    ]
+    fills = [q for t, q, _, _ in kinds if t == "fill"]
+    assert fills == [2, 2, 1]
+    assert [n for t, _, n, _ in kinds if t == "position"] == [2, 4, 5]
+    statuses = [s for t, _, _, s in kinds if t == "order"]
+    assert statuses == ["PendingNew", "Working", "Filled"]  # never Filled before the last lot
+    assert kinds[-1][0] == "order"
+    assert ex.orders[oid].status == "Filled"
+
+    # closing at a better price in lots: FIFO pairs per lot, cash for the whole round trip
+    ex.set_price(mnq.id, D("21510"))
+    _, events = ex.place(A, mnq, OrderSpec("Sell", 5, "Market"))
+    pairs = [e for _, t, _, e in events if t == "fillPair"]
+    assert sum(p["qty"] for p in pairs) == 5
+    assert net(ex, A, mnq) == 0
+    # 10 points on 5 MNQ at $2 a point
+    assert ex.cash_of(A).realized == D(100)
+    assert len(ex.fills_by_account[A]) == 6
