@@ -375,7 +375,11 @@ _PARAMS: dict[str, Any] = {
     "max_daily_loss": _opt(
         "--max-daily-loss", "USD", "Stop entries for the day past this loss (none = no limit)."
     ),
-    "max_contracts": _opt("--max-contracts", "N", "Cap on the position size (none = no cap)."),
+    "max_contracts": _opt(
+        "--max-contracts",
+        "N",
+        "Cap on the position, entries still working included (none = no cap).",
+    ),
     "auto_flat_after": _opt(
         "--auto-flat-after", "HH:MM", "Flatten and stop entries after this time (none = never)."
     ),

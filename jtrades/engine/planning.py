@@ -30,7 +30,8 @@ Decisions worth knowing:
   market ``order`` when there is neither TP nor SL.
 - Quantities: OPEN uses the webhook's quantity (none or 0: ``--size``), ADD the webhook's quantity
   (none or 0: ``--add-size``), × multiplier (floor, ≥ 1); ``--max-contracts`` caps the whole
-  position, so an add at the cap is IGNOREd.
+  position, entries still working on its side included (a limit entry not filled yet), so an
+  entry or add at the cap is IGNOREd.
 - Exit units: dollars are per contract (every follower's stop at the same price whatever its
   multiplier); trail trigger/frequency, breakeven and its offset are read in ``--sl-units``.
   Breakeven travels on the strategy bracket: the paper broker applies it; the Tradovate client
@@ -184,6 +185,13 @@ def _exit_working(c: _Ctx, pos_side: Side) -> list[WorkingOrder]:
     return [w for w in _own_working(c) if w.side is pos_side.opposite]
 
 
+def _working_entries(c: _Ctx, side: Side) -> int:
+    """Contracts of this sub-account's working orders on ``side`` (flat, or a ``side``
+    position): a limit or stop entry not filled yet, which would add to the position if it
+    did. ``--max-contracts`` counts them as held."""
+    return sum(w.qty for w in _own_working(c) if w.side is side)
+
+
 def _side_allowed(side: Side, direction: Direction) -> bool:
     if direction is Direction.BOTH:
         return True
@@ -278,9 +286,10 @@ def _opening_qty(sig: Signal) -> int | None:
     return sig.quantity
 
 
-def _open(c: _Ctx, steps: _Steps, side: Side) -> int:
-    """Entry + TP ladder + SL as one strategy (or a plain order with no exits); returns qty."""
-    qty = entry_qty(_opening_qty(c.sig), c.s, c.multiplier)
+def _open(c: _Ctx, steps: _Steps, side: Side, working: int = 0) -> int:
+    """Entry + TP ladder + SL as one strategy (or a plain order with no exits); returns qty.
+    ``working``: contracts of entries still working on ``side`` (the cap must leave room)."""
+    qty = cap_qty(entry_qty(_opening_qty(c.sig), c.s, c.multiplier), c.s.max_contracts, working)
     entry = _entry_request(c, steps.next_id(), side, qty)
     ref = _reference(c, entry)
     exits = resolve_exits(c, qty, ref)
@@ -395,10 +404,12 @@ def _add(c: _Ctx, steps: _Steps, pos_side: Side) -> AccountPlan:
             f"{held}; adding needs --dca (without it the added contracts would have no TP/SL)",
         )
     base = c.sig.quantity if c.sig.quantity is not None and c.sig.quantity > 0 else c.s.add_size
-    qty = cap_qty(scale_qty(base, c.multiplier), c.s.max_contracts, held=pos)
+    working = _working_entries(c, pos_side)
+    qty = cap_qty(scale_qty(base, c.multiplier), c.s.max_contracts, held=pos + working)
     if qty == 0:
+        more = f" and {working} working" if working else ""
         return AccountPlan(
-            PositionAction.IGNORE, (), f"{held}, at --max-contracts {c.s.max_contracts}"
+            PositionAction.IGNORE, (), f"{held}{more}, at --max-contracts {c.s.max_contracts}"
         )
     entry = _entry_request(c, steps.next_id(), pos_side, qty)
     steps.add("order", entry, note=f"DCA add {qty}")
@@ -454,8 +465,19 @@ def _entry(c: _Ctx, steps: _Steps, side: Side) -> AccountPlan:
     if pos == 0:
         if not allowed:
             return AccountPlan(PositionAction.IGNORE, (), f"direction: {off}")
-        qty = _open(c, steps, side)
-        return AccountPlan(PositionAction.OPEN, tuple(steps.items), f"open {_label(side)} {qty}")
+        working = _working_entries(c, side)
+        if cap_qty(1, s.max_contracts, held=working) == 0:
+            return AccountPlan(
+                PositionAction.IGNORE,
+                (),
+                f"flat with {working} {_label(side)} contract(s) of entries working,"
+                f" at --max-contracts {s.max_contracts}",
+            )
+        qty = _open(c, steps, side, working)
+        more = f" ({working} more working)" if working else ""
+        return AccountPlan(
+            PositionAction.OPEN, tuple(steps.items), f"open {_label(side)} {qty}{more}"
+        )
     pos_side = Side.BUY if pos > 0 else Side.SELL
     if pos_side is side:
         held = f"already {_label(side)} {abs(pos)}"

@@ -511,3 +511,29 @@ async def test_a_signal_after_a_slowly_filling_entry_waits_for_the_whole_positio
     await asyncio.sleep(0.6)  # the last lots of both orders
     assert w.net("I1") == 6, w.account("I1")
     assert sorted(f["qty"] for f in w.account("I1")["fills"]) == [1, 1, 2, 2]
+
+
+async def test_entries_still_working_count_toward_max_contracts(
+    world: World, tmp_path: Path
+) -> None:
+    """Limit entries below the market stay working; each new entry is sized so that, if all of
+    them fill, the position is within --max-contracts, and one at the cap is not sent."""
+    w = world
+    await w.user("jane")
+    await w.demo("jane", "jane-demo", "jane_tv", ["J1"])
+    await w.recorder("limits", "jane", "--size", "3", "--max-contracts", "5")
+    await w.trader("jane", "limits", "jane-demo:J1")
+    await w.start(tmp_path)
+
+    def limit(n: int) -> dict[str, Any]:
+        return buy(id=f"lim{n}", orderType="limit", limitPrice=PRICE - 10)
+
+    outs = [await w.alert("limits", limit(1)), await w.alert("limits", limit(2))]
+    assert [o["orders"] for o in outs] == [1, 1], outs
+    await settle()
+    assert sorted(o["qty"] for o in w.orders("J1")) == [2, 3]
+    out = await w.alert("limits", limit(3))
+    assert (out["verdict"], out["orders"]) == ("accepted", 0), out
+    await settle()
+    assert sorted(o["qty"] for o in w.orders("J1")) == [2, 3]
+    assert w.net("J1") == 0

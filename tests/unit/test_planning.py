@@ -442,6 +442,82 @@ def test_add_respects_max_contracts_for_the_whole_position() -> None:
     assert "max-contracts" in p.reason
 
 
+def test_max_contracts_counts_entries_still_working() -> None:
+    """A limit entry not filled yet would add to the position if it did: the cap counts it,
+    on its own side and its own sub-account only."""
+    s = dataclasses.replace(LADDER, size=3, max_contracts=5)
+    pending = (working(1, Side.BUY, 3, OrderType.LIMIT, price="21490"),)
+    p = plan(BUY, s, AccountState(0, None, pending))
+    assert p.action is PositionAction.OPEN
+    assert strategy(p.orders[0]).entry.qty == 2
+    assert "3 more working" in p.reason
+    full = (working(1, Side.BUY, 5, OrderType.LIMIT, price="21490"),)
+    p = plan(BUY, s, AccountState(0, None, full))
+    assert (p.action, p.orders) == (PositionAction.IGNORE, ())
+    assert "max-contracts 5" in p.reason
+    # a sell entry working, or another sub-account's buy, is not on this side of this account
+    others = (
+        working(2, Side.SELL, 5, OrderType.LIMIT, price="21510"),
+        working(3, Side.BUY, 5, OrderType.LIMIT, price="21490", account=OTHER),
+    )
+    assert strategy(plan(BUY, s, AccountState(0, None, others)).orders[0]).entry.qty == 3
+    # without a cap, nothing is counted
+    uncapped = dataclasses.replace(s, max_contracts=None)
+    assert strategy(plan(BUY, uncapped, AccountState(0, None, full)).orders[0]).entry.qty == 3
+
+
+def test_an_add_counts_working_adds_but_not_the_exits() -> None:
+    s = dataclasses.replace(DCA, add_size=3, max_contracts=5)
+    orders = (
+        working(1, Side.BUY, 1, OrderType.LIMIT, price="21480"),  # a DCA add not filled yet
+        working(2, Side.SELL, 2, OrderType.LIMIT, price="21520"),  # the take-profit
+        working(3, Side.SELL, 2, OrderType.STOP, stop="21460"),  # the stop
+    )
+    p = plan(BUY, s, long(2, working=orders))
+    assert p.action is PositionAction.ADD
+    assert order(p.orders[0]).qty == 2
+    p = plan(BUY, s, long(4, working=orders))
+    assert p.action is PositionAction.IGNORE
+    assert "1 working" in p.reason
+
+
+@settings(max_examples=300)
+@given(
+    pos=st.integers(min_value=-8, max_value=8),
+    pending=st.integers(min_value=0, max_value=8),
+    pending_side=st.sampled_from([Side.BUY, Side.SELL]),
+    action=st.sampled_from([Action.BUY, Action.SELL, Action.ADD]),
+    size=st.integers(min_value=1, max_value=6),
+    mult=st.sampled_from(["0.5", "1", "2", "3"]),
+    cap=st.integers(min_value=1, max_value=12),
+)
+def test_the_position_with_working_entries_never_passes_the_cap(
+    pos: int, pending: int, pending_side: Side, action: Action, size: int, mult: str, cap: int
+) -> None:
+    """Whatever the position and the entries working: once everything planned and working on
+    the new position's side has filled, it is within --max-contracts (or no bigger than it was)."""
+    s = RiskSettings(
+        size=size, add_size=size, same_direction=SameDirection.ADD, dca=True, max_contracts=cap
+    )
+    held = (working(9, pending_side, pending, OrderType.LIMIT, price="21400"),) if pending else ()
+    state = AccountState(pos, D("21500") if pos else None, held)
+    p = plan(Signal(action, price=PRICE), s, state, mult=mult)
+    if p.action not in (PositionAction.OPEN, PositionAction.ADD, PositionAction.REVERSE):
+        return
+    entries = [o for o in p.orders if o.kind in ("order", "strategy")]
+    if not entries:
+        return
+    first = entries[0].request
+    entry = first.entry if isinstance(first, StrategyRequest) else first
+    assert isinstance(entry, OrderRequest)
+    if p.action is PositionAction.REVERSE:
+        before = 0  # the liquidation cancels the contract's working orders
+    else:
+        before = abs(pos) + (pending if pending_side is entry.side else 0)
+    assert entry.qty >= 1
+    assert before + entry.qty <= max(cap, before)
+
+
 def test_traderspost_add_follows_the_position() -> None:
     add = Signal(Action.ADD, price=PRICE)
     assert plan(add, DCA).action is PositionAction.IGNORE
