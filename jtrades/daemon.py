@@ -149,8 +149,10 @@ class Daemon:
             return None
 
     def _loops(self, tokens: TokenCache) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
+        assert self.engine is not None
+        changes = self.engine.changes
         loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
-            "tokens.refresh": lambda: tokens.run(self.stop),
+            "tokens.refresh": lambda: changes.follow(self.stop, tokens.refresh, "tokens"),
             "daemon.heartbeat": self._heartbeat_loop,
             "daemon.prune_keys": self._prune_loop,
         }

@@ -2,9 +2,10 @@
 
 The hot path reads this snapshot and never queries the configuration per signal (the intent
 write is the only database round trip). The snapshot is immutable and replaced whole, so a
-signal sees either the old or the new configuration, never half of each. It is rebuilt when a
-fingerprint of every cached column changes (polled), or on demand (``refresh``) when a signal
-names a recorder the snapshot does not know yet.
+signal sees either the old or the new configuration, never half of each. ``refresh`` rebuilds it
+when a fingerprint of every cached column has changed: after every change the database announces
+(``changes.ChangeFeed``), and on demand when a signal names a recorder the snapshot does not
+know yet.
 """
 
 from __future__ import annotations
@@ -195,9 +196,8 @@ def build_snapshot(rows: trading_store.ConfigRows) -> Snapshot:
 class ConfigCache:
     """Holds the current ``Snapshot`` and rebuilds it when the database's configuration changes."""
 
-    def __init__(self, pool: asyncpg.Pool, *, poll_interval_s: float = 1.0) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._poll = poll_interval_s
         self._snap: Snapshot | None = None
         self._lock = asyncio.Lock()
         self._listeners: list[Any] = []
@@ -229,16 +229,3 @@ class ConfigCache:
             return False
         await self.load()
         return True
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Poll for changes until ``stop`` is set; a failed poll keeps the old snapshot."""
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self._poll)
-                return
-            except TimeoutError:
-                pass
-            try:
-                await self.refresh()
-            except Exception as exc:
-                log.warning("engine.config.refresh_failed", error=str(exc))

@@ -34,6 +34,7 @@ from jtrades.broker.base import Broker, Contract, SubAccount
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
 from jtrades.db import Database
+from jtrades.engine.changes import ChangeFeed
 from jtrades.engine.config_cache import ConfigCache, LinkConfig, RecorderConfig, Snapshot
 from jtrades.engine.counters import Counters, SessionCounters, Undo
 from jtrades.engine.dispatch import Dispatcher, WorkItem
@@ -106,6 +107,9 @@ class Engine:
         self._settings = settings
         self.brokers = brokers if brokers is not None else BrokerRegistry(db, settings)
         self.config = ConfigCache(db.pool)
+        # configuration changes made by the CLI, heard as they commit (the token cache follows
+        # them too: ``jtrades serve`` subscribes it)
+        self.changes = ChangeFeed(db.pool)
         self.dispatcher = Dispatcher(db.pool, ttl_s=settings.trading.signal_ttl_s)
         self.reconciler = Reconciler(db.pool, self.brokers, self.config, self.dispatcher, settings)
         self.counters = SessionCounters()
@@ -131,7 +135,11 @@ class Engine:
         await self._seed_counters()
         await self.reconciler.start()
         self._tasks = [
-            asyncio.create_task(self.config.run(self._stop), name="engine.config"),
+            asyncio.create_task(self.changes.run(self._stop), name="engine.changes"),
+            asyncio.create_task(
+                self.changes.follow(self._stop, self.config.refresh, "config"),
+                name="engine.config",
+            ),
             asyncio.create_task(self.reconciler.run(self._stop), name="engine.reconcile"),
         ]
         self._started = True

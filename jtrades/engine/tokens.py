@@ -2,8 +2,10 @@
 
 The hot path must not query the database to authenticate (DESIGN §2), so the SHA-256 of every
 recorder's token is held here. It changes when the CLI creates, rotates or deletes a recorder, in
-another process: the cache reloads on a short period, and a token it does not know triggers an
-early reload before the delivery is refused, so a recorder created a second ago already works.
+another process: the cache reloads whenever the database announces a change
+(``changes.ChangeFeed``: a rotated token stops working as the rotation commits), and a token it
+does not know triggers a reload before the delivery is refused, so a recorder created a moment
+ago already works.
 Concurrent misses share one reload (a flood of bad tokens costs about one small query per
 request, no more than storing each refused delivery already does); ``miss_refresh_min_s`` can
 space reloads further.
@@ -15,7 +17,6 @@ constant time, so response timing reveals nothing about stored tokens.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable
@@ -30,19 +31,17 @@ Loader = Callable[[], Awaitable[dict[bytes, int]]]
 
 
 class TokenCache:
-    """Token hash → recorder id, refreshed periodically and on a miss."""
+    """Token hash → recorder id, reloaded on every change and on a miss."""
 
     def __init__(
         self,
         loader: Loader,
         *,
-        refresh_interval_s: float = 2.0,
         miss_refresh_min_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._loader = loader
         self._hashes: dict[bytes, tuple[bytes, int]] = {}
-        self._interval = refresh_interval_s
         self._miss_min = miss_refresh_min_s
         self._clock = clock
         self._loaded_at: float | None = None
@@ -86,15 +85,3 @@ class TokenCache:
             await self.refresh()
             recorder_id = self.lookup_hash(token_hash)
         return token_hash, recorder_id
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Reload every ``refresh_interval_s`` until ``stop`` is set; errors are logged, not fatal."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._interval)
-            if stop.is_set():
-                return
-            try:
-                await self.refresh()
-            except Exception as exc:  # a blip must not kill authentication; keep the last map
-                log.warning("tokens.refresh_failed", error=type(exc).__name__)

@@ -426,7 +426,8 @@ async def test_gates_halt_and_daily_loss(world: World, tmp_path: Path) -> None:
     await settle()
     await w.cli.ok("recorder", "disable-recording", "ginas")
     await w.cli.ok("trader", "disable", str(gated))
-    await asyncio.sleep(1.5)  # the daemon polls its configuration every second
+    # the daemon hears of each change as it commits (NOTIFY); the wait is room for a busy box
+    await asyncio.sleep(0.5)
     for rec, flt in [("ginas", "recording_disabled"), ("gated", "trader_disabled")]:
         out = await w.alert(rec, buy(id=f"x-{rec}"))
         assert (out["verdict"], out.get("filter")) == ("rejected", flt), (rec, out)
@@ -434,7 +435,7 @@ async def test_gates_halt_and_daily_loss(world: World, tmp_path: Path) -> None:
     await w.cli.ok("recorder", "enable-recording", "ginas")
     await w.cli.ok("users", "disable", "gina")
     await w.cli.ok("halt")
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(0.5)
     for rec, flt in [("ginas", "owner_not_approved"), ("rec", "halted")]:
         out = await w.alert(rec, buy(id=f"y-{rec}"))
         assert (out["verdict"], out.get("filter")) == ("rejected", flt), (rec, out)

@@ -1,0 +1,114 @@
+"""Configuration changes made in another process (the CLI), heard as they commit.
+
+Statement triggers on the tables the daemon caches (recorders, traders and their links, users,
+broker accounts and sub-accounts, system flags: migration 0003) send ``NOTIFY jtrades_config``;
+the feed listens on one connection of the pool and wakes every follower, which reloads what it
+caches (the configuration snapshot, the webhook token hashes). A halt, a disabled trader or a
+rotated token takes effect within milliseconds, and an idle daemon asks the database nothing.
+
+A notification cannot arrive while the connection is down, so every (re)start of listening
+wakes the followers once to catch up, and while it is down they are woken every ``poll_s``
+instead. ``safety_s`` wakes them anyway: a reload costs one small query, and a cache that is
+wrong for longer than that would be worse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+CHANNEL = "jtrades_config"
+
+
+class ChangeFeed:
+    def __init__(self, pool: asyncpg.Pool, *, poll_s: float = 1.0, safety_s: float = 60.0) -> None:
+        self._pool = pool
+        self._poll = poll_s
+        self._safety = safety_s
+        self._followers: list[asyncio.Event] = []
+        self._lost = asyncio.Event()
+        self.listening = False
+
+    def subscribe(self) -> asyncio.Event:
+        """An event set on every change (and set at once: the subscriber has not loaded yet)."""
+        changed = asyncio.Event()
+        changed.set()
+        self._followers.append(changed)
+        return changed
+
+    def wake(self) -> None:
+        for changed in self._followers:
+            changed.set()
+
+    async def follow(
+        self, stop: asyncio.Event, reload: Callable[[], Awaitable[Any]], what: str
+    ) -> None:
+        """Call ``reload`` after every change until ``stop`` is set; a failed reload keeps the
+        old picture (logged) and is tried again at the next change or safety wake."""
+        changed = self.subscribe()
+        while True:
+            await _first(changed, stop)
+            if stop.is_set():
+                return
+            changed.clear()  # before reloading: a change during the reload sets it again
+            try:
+                await reload()
+            except Exception as exc:
+                log.warning("changes.reload_failed", cache=what, error=str(exc))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Listen until ``stop`` is set, polling while the connection is lost."""
+        while not stop.is_set():
+            try:
+                await self._listen(stop)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("changes.listen_failed", error=str(exc), poll_s=self._poll)
+            self.listening = False
+            self.wake()  # changes may have gone unheard: the poll that stands in for them
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._poll)
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        async with self._pool.acquire() as conn:
+            self._lost.clear()
+            conn.add_termination_listener(self._on_lost)
+            await conn.add_listener(CHANNEL, self._on_notify)
+            try:
+                self.listening = True
+                self.wake()  # whatever changed before we listened
+                while not stop.is_set() and not self._lost.is_set():
+                    try:
+                        await asyncio.wait_for(_first(stop, self._lost), self._safety)
+                    except TimeoutError:
+                        self.wake()  # the safety reload
+            finally:
+                self.listening = False
+                conn.remove_termination_listener(self._on_lost)
+                if not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.remove_listener(CHANNEL, self._on_notify)
+        if self._lost.is_set():
+            raise asyncpg.InterfaceError("the listening connection was closed")
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, _payload: object) -> None:
+        self.wake()
+
+    def _on_lost(self, _conn: Any) -> None:
+        self._lost.set()
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Return once any of ``events`` is set."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

@@ -1,0 +1,140 @@
+"""The configuration change feed on a real Postgres: a CLI change reaches the daemon's caches as
+it commits (no polling), an unrelated write does not, and a lost listening connection is
+noticed, caught up on and listened on again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from jtrades.engine.changes import ChangeFeed
+from jtrades.engine.config_cache import ConfigCache
+from jtrades.engine.tokens import TokenCache
+from jtrades.security import hash_token
+from jtrades.store import recorders as recorder_store
+from jtrades.store import status as status_store
+from tests.integration.test_engine import make_recorder, make_user
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.called = asyncio.Event()
+
+    async def __call__(self) -> None:
+        self.calls += 1
+        self.called.set()
+
+    async def next(self, within_s: float) -> None:
+        await asyncio.wait_for(self.called.wait(), within_s)
+        self.called.clear()
+
+
+@pytest.fixture
+async def feed(pool: asyncpg.Pool) -> AsyncIterator[tuple[ChangeFeed, asyncio.Event]]:
+    """A feed whose fallbacks never fire within a test: what reaches a follower was heard."""
+    changes = ChangeFeed(pool, poll_s=0.05, safety_s=3600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(changes.run(stop))
+    for _ in range(200):
+        if changes.listening:
+            break
+        await asyncio.sleep(0.01)
+    assert changes.listening
+    try:
+        yield changes, stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_a_halt_reaches_the_snapshot_as_it_commits(
+    pool: asyncpg.Pool, feed: tuple[ChangeFeed, asyncio.Event]
+) -> None:
+    changes, stop = feed
+    config = ConfigCache(pool)
+    await config.load()
+    assert not config.snapshot.halted
+    follower = asyncio.create_task(changes.follow(stop, config.refresh, "config"))
+    await asyncio.sleep(0.1)  # its first (catch-up) reload
+    await status_store.set_halted(pool, {"halted": True, "reason": "test"})
+    for _ in range(100):
+        if config.snapshot.halted:
+            break
+        await asyncio.sleep(0.01)
+    assert config.snapshot.halted
+    stop.set()
+    await asyncio.wait_for(follower, 5)
+
+
+async def test_a_rotated_token_stops_working_at_once(
+    pool: asyncpg.Pool, feed: tuple[ChangeFeed, asyncio.Event]
+) -> None:
+    changes, stop = feed
+    uid = await make_user(pool, "rot")
+    rec = await make_recorder(pool, uid, "rot-rec")
+    await pool.execute("UPDATE recorders SET token_hash = $2 WHERE id = $1", rec, hash_token("old"))
+    tokens = TokenCache(lambda: recorder_store.all_token_hashes(pool))
+    await tokens.refresh()
+    assert tokens.lookup_hash(hash_token("old")) == rec
+    follower = asyncio.create_task(changes.follow(stop, tokens.refresh, "tokens"))
+    await asyncio.sleep(0.1)
+    await pool.execute("UPDATE recorders SET token_hash = $2 WHERE id = $1", rec, hash_token("new"))
+    for _ in range(100):
+        if tokens.lookup_hash(hash_token("old")) is None:
+            break
+        await asyncio.sleep(0.01)
+    assert tokens.lookup_hash(hash_token("old")) is None
+    assert tokens.lookup_hash(hash_token("new")) == rec
+    stop.set()
+    await asyncio.wait_for(follower, 5)
+
+
+async def test_only_the_cached_tables_wake_the_followers(
+    pool: asyncpg.Pool, feed: tuple[ChangeFeed, asyncio.Event]
+) -> None:
+    changes, stop = feed
+    reloads = Counter()
+    follower = asyncio.create_task(changes.follow(stop, reloads, "test"))
+    await reloads.next(5)  # the catch-up at start
+    await pool.execute(
+        "INSERT INTO audit_log (actor, action, target) VALUES ('test', 'noop', $1)",
+        os.urandom(4).hex(),
+    )
+    with pytest.raises(TimeoutError):
+        await reloads.next(0.3)
+    await make_user(pool, "wake")
+    await reloads.next(5)
+    assert reloads.calls == 2
+    stop.set()
+    await asyncio.wait_for(follower, 5)
+
+
+async def test_a_lost_listener_is_caught_up_and_listens_again(
+    pool: asyncpg.Pool, feed: tuple[ChangeFeed, asyncio.Event]
+) -> None:
+    changes, stop = feed
+    reloads = Counter()
+    follower = asyncio.create_task(changes.follow(stop, reloads, "test"))
+    await reloads.next(5)
+    killed = await pool.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+    )
+    assert killed == 1
+    await reloads.next(5)  # the catch-up: a change made while it was down would be in it
+    for _ in range(300):
+        if changes.listening:
+            break
+        await asyncio.sleep(0.01)
+    assert changes.listening
+    await asyncio.sleep(0.1)  # past the re-listen's own catch-up
+    reloads.called.clear()
+    await make_user(pool, "after")
+    await reloads.next(5)
+    stop.set()
+    await asyncio.wait_for(follower, 5)
