@@ -68,8 +68,10 @@ class ChangeFeed:
         while not stop.is_set():
             try:
                 await self._listen(stop)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("changes.listen_failed", error=str(exc), poll_s=self._poll)
+            except Exception as exc:  # whatever it was, the caches must not stop following
+                log.warning(
+                    "changes.listen_failed", error=f"{type(exc).__name__}: {exc}", poll_s=self._poll
+                )
             self.listening = False
             self.wake()  # changes may have gone unheard: the poll that stands in for them
             with contextlib.suppress(TimeoutError):
