@@ -4,11 +4,12 @@
 per sub-account (``dispatch.Dispatcher``). Everything it reads on the way — configuration,
 counters, P&L, positions — is in memory (``ConfigCache``, the brokers' live views,
 ``counters.SessionCounters`` seeded from the database at start), so the only database round
-trip before the orders leave is one statement. Handed a ``Delivery`` (the webhook's, not yet stored), the engine
-filters and plans first and then stores the signal row, its dedup decision and its intents in
-that one statement (``signals.claim``); when it turns out a duplicate, nothing is sent and the
-counters the filters moved are put back, under a per-recorder lock so no other signal of the
-recorder saw them. The HTTP layer stores the returned ``Outcome`` on the row;
+trip before the orders leave is one statement. Handed a ``Delivery`` (the webhook's, not yet
+stored), the engine filters and plans first and then stores the signal row, its dedup decision
+and its intents in that one statement (``signals.claim``); when it turns out a duplicate,
+nothing is sent and the counters the filters moved are put back, under a per-recorder lock so
+no other signal of the recorder saw them. The HTTP layer stores the returned ``Outcome`` on
+the row;
 ``Outcome.detail`` carries ``entry``/``nth_seen`` (the recorder's counters) and
 ``trader_entries``/``trader_seen`` (trader ids) so the session counters can be rebuilt after a
 restart, ``traders`` (per-trader rejections and skipped sub-accounts) and ``accounts`` (per
