@@ -203,6 +203,7 @@ class Daemon:
             "inflight": self.hooks.inflight if self.hooks is not None else 0,
             "sessions": sessions,
             "brokers_ready": bool(brokers.ready()) if brokers is not None else False,
+            "config_changes": _changes_mode(self.engine),
         }
         await status_store.heartbeat(
             self.db.pool, pid=os.getpid(), started_at=self.started_at, detail=detail
@@ -237,3 +238,11 @@ def serve(settings: Settings) -> None:
     """Run the daemon until SIGINT/SIGTERM (blocking); ``JtradesError`` propagates to the CLI."""
     jlog.configure(settings.log.format, settings.log.level)
     aio.run(Daemon(settings).run())
+
+
+def _changes_mode(engine: Any) -> str | None:
+    """How the running daemon learns of CLI changes: "heard" as they commit, or "polled"."""
+    changes = getattr(engine, "changes", None)
+    if changes is None:
+        return None
+    return "heard" if changes.listening else "polled"

@@ -15,7 +15,7 @@ import subprocess
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -170,6 +170,19 @@ class Database:
     pool: asyncpg.Pool
     url_for_display: str
     embedded: EmbeddedPostgres | None = None
+    # how the pool connects, for a connection of its own (``connect_one``)
+    connect_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    async def connect_one(self) -> asyncpg.Connection:
+        """A connection outside the pool, for what holds one open with session state (LISTEN):
+        a pooled connection must come back clean, and one held for good would stall
+        ``pool.close()``."""
+        if not self.connect_kwargs:
+            raise StorageUnavailable("no connection parameters for a connection of its own")
+        try:
+            return await asyncpg.connect(**self.connect_kwargs)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            raise StorageUnavailable(f"cannot reach the database: {_describe(exc)}") from None
 
     async def close(self) -> None:
         await self.pool.close()
@@ -211,7 +224,8 @@ async def connect(settings: Settings, *, migrate_now: bool = False) -> Database:
     embedded: EmbeddedPostgres | None = None
     try:
         if settings.database.url:
-            pool = await _create_pool(settings, dsn=settings.database.url)
+            kwargs: dict[str, Any] = {"dsn": settings.database.url}
+            pool = await _create_pool(settings, **kwargs)
             display = _redact_url(settings.database.url)
         else:
             embedded = EmbeddedPostgres(settings.data_dir)
@@ -225,13 +239,14 @@ async def connect(settings: Settings, *, migrate_now: bool = False) -> Database:
                 ) from None
             host = _socket_host(uri)
             await _ensure_database(host)
-            pool = await _create_pool(settings, host=host, user="postgres", database=EMBEDDED_DB)
+            kwargs = {"host": host, "user": "postgres", "database": EMBEDDED_DB}
+            pool = await _create_pool(settings, **kwargs)
             display = f"embedded postgres in {embedded.pgdata}"
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
         raise StorageUnavailable(f"cannot reach the database: {_describe(exc)}") from None
-    db = Database(pool, display, embedded)
+    db = Database(pool, display, embedded, kwargs)
     if migrate_now:
         async with pool.acquire() as conn:
             await migrate(conn)

@@ -156,6 +156,7 @@ def status(
         "listening": f"{detail.get('host')}:{detail.get('port')}" if alive else None,
         "version": detail.get("version"),
         "inflight": detail.get("inflight", 0) if alive else 0,
+        "config_changes": detail.get("config_changes") if alive else None,
         "sessions": detail.get("sessions", []) if alive else [],
     }
     if check and not (alive and daemon["ready"]):

@@ -2,8 +2,8 @@
 
 Statement triggers on the tables the daemon caches (recorders, traders and their links, users,
 broker accounts and sub-accounts, system flags: migration 0003) send ``NOTIFY jtrades_config``;
-the feed listens on one connection of the pool and wakes every follower, which reloads what it
-caches (the configuration snapshot, the webhook token hashes). A halt, a disabled trader or a
+the feed listens on a connection of its own (outside the pool) and wakes every follower, which
+reloads what it caches (the configuration snapshot, the webhook token hashes). A halt, a disabled trader or a
 rotated token takes effect within milliseconds, and an idle daemon asks the database nothing.
 
 A notification cannot arrive while the connection is down, so every (re)start of listening
@@ -27,14 +27,30 @@ log = structlog.get_logger(__name__)
 CHANNEL = "jtrades_config"
 
 
+Connect = Callable[[], Awaitable[asyncpg.Connection]]
+
+
 class ChangeFeed:
-    def __init__(self, pool: asyncpg.Pool, *, poll_s: float = 1.0, safety_s: float = 60.0) -> None:
-        self._pool = pool
+    def __init__(self, connect: Connect, *, poll_s: float = 1.0, safety_s: float = 60.0) -> None:
+        self._connect = connect
+        self._failing = False  # the last attempt to listen failed (logged once, not per retry)
         self._poll = poll_s
         self._safety = safety_s
         self._followers: list[asyncio.Event] = []
         self._lost = asyncio.Event()
-        self.listening = False
+        self._heard = asyncio.Event()  # set while listening
+
+    @property
+    def listening(self) -> bool:
+        return self._heard.is_set()
+
+    async def wait_listening(self, within_s: float) -> bool:
+        """Whether the feed listens within ``within_s`` (else its followers poll)."""
+        try:
+            await asyncio.wait_for(self._heard.wait(), within_s)
+        except TimeoutError:
+            return False
+        return True
 
     def subscribe(self) -> asyncio.Event:
         """An event set on every change (and set at once: the subscriber has not loaded yet)."""
@@ -69,35 +85,41 @@ class ChangeFeed:
             try:
                 await self._listen(stop)
             except Exception as exc:  # whatever it was, the caches must not stop following
-                log.warning(
-                    "changes.listen_failed", error=f"{type(exc).__name__}: {exc}", poll_s=self._poll
-                )
-            self.listening = False
+                if not self._failing:
+                    log.warning(
+                        "changes.listen_failed",
+                        error=f"{type(exc).__name__}: {exc}",
+                        effect=f"polled every {self._poll:g} s until it listens again",
+                    )
+                self._failing = True
             self.wake()  # changes may have gone unheard: the poll that stands in for them
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._poll)
 
     async def _listen(self, stop: asyncio.Event) -> None:
-        async with self._pool.acquire() as conn:
+        conn = await self._connect()
+        try:
             self._lost.clear()
             conn.add_termination_listener(self._on_lost)
             await conn.add_listener(CHANNEL, self._on_notify)
-            try:
-                self.listening = True
-                self.wake()  # whatever changed before we listened
-                while not stop.is_set() and not self._lost.is_set():
-                    try:
-                        await asyncio.wait_for(_first(stop, self._lost), self._safety)
-                    except TimeoutError:
-                        self.wake()  # the safety reload
-            finally:
-                self.listening = False
-                conn.remove_termination_listener(self._on_lost)
-                if not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await conn.remove_listener(CHANNEL, self._on_notify)
-        if self._lost.is_set():
-            raise asyncpg.InterfaceError("the listening connection was closed")
+            self._heard.set()
+            if self._failing:
+                log.info("changes.listening_again")
+                self._failing = False
+            self.wake()  # whatever changed before we listened
+            while not stop.is_set() and not self._lost.is_set():
+                try:
+                    await asyncio.wait_for(_first(stop, self._lost), self._safety)
+                except TimeoutError:
+                    self.wake()  # the safety reload
+        finally:
+            self._heard.clear()
+            conn.remove_termination_listener(self._on_lost)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2)
+            conn.terminate()  # after close(), a no-op; if close() hung, the end of it
+        if self._lost.is_set() and not stop.is_set():
+            raise ConnectionError("the listening connection was closed")
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, _payload: object) -> None:
         self.wake()

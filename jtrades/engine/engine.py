@@ -66,6 +66,7 @@ log = structlog.get_logger(__name__)
 
 
 _REMEMBERED_SIGNALS = 10_000  # recent signal ids whose outcome a repeat call gets back
+_LISTEN_WITHIN_S = 2.0  # at start, for the configuration change feed
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,7 @@ class Engine:
         self.config = ConfigCache(db.pool)
         # configuration changes made by the CLI, heard as they commit (the token cache follows
         # them too: ``jtrades serve`` subscribes it)
-        self.changes = ChangeFeed(db.pool)
+        self.changes = ChangeFeed(db.connect_one)
         self.dispatcher = Dispatcher(db.pool, ttl_s=settings.trading.signal_ttl_s)
         self.reconciler = Reconciler(db.pool, self.brokers, self.config, self.dispatcher, settings)
         self.counters = SessionCounters()
@@ -143,6 +144,9 @@ class Engine:
             ),
             asyncio.create_task(self.reconciler.run(self._stop), name="engine.reconcile"),
         ]
+        # ready means a CLI change is heard as it commits; else (logged) it is polled
+        if not await self.changes.wait_listening(_LISTEN_WITHIN_S):
+            log.warning("engine.changes_unheard", effect="configuration polled every second")
         self._started = True
         if snap.flatten is not None:
             self._tasks.append(asyncio.create_task(self.flatten(snap.flatten)))

@@ -424,6 +424,8 @@ async def test_gates_halt_and_daily_loss(world: World, tmp_path: Path) -> None:
 
     await w.alert("rec", buy(id="h1"))
     await settle()
+    status = await w.cli.ok("status")
+    assert status["daemon"]["config_changes"] == "heard", status
     await w.cli.ok("recorder", "disable-recording", "ginas")
     await w.cli.ok("trader", "disable", str(gated))
     # the daemon hears of each change as it commits (NOTIFY); the wait is room for a busy box

@@ -165,6 +165,7 @@ def test_serve_on_the_embedded_default_with_no_config(open_tmp: Path) -> None:
         out = d.output()
     assert code == 0, out
     assert "embedded postgres" in out
+    assert "changes.listen_failed" not in out  # configuration changes are heard here too
     pgdata = tmp_path / "data" / "pg"
     assert (pgdata / "PG_VERSION").exists()
     # the embedded server we started was stopped with us

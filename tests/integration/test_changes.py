@@ -35,16 +35,12 @@ class Counter:
 
 
 @pytest.fixture
-async def feed(pool: asyncpg.Pool) -> AsyncIterator[tuple[ChangeFeed, asyncio.Event]]:
+async def feed(db_url: str) -> AsyncIterator[tuple[ChangeFeed, asyncio.Event]]:
     """A feed whose fallbacks never fire within a test: what reaches a follower was heard."""
-    changes = ChangeFeed(pool, poll_s=0.05, safety_s=3600)
+    changes = ChangeFeed(lambda: asyncpg.connect(db_url), poll_s=0.05, safety_s=3600)
     stop = asyncio.Event()
     task = asyncio.create_task(changes.run(stop))
-    for _ in range(200):
-        if changes.listening:
-            break
-        await asyncio.sleep(0.01)
-    assert changes.listening
+    assert await changes.wait_listening(5)
     try:
         yield changes, stop
     finally:
@@ -127,11 +123,7 @@ async def test_a_lost_listener_is_caught_up_and_listens_again(
     )
     assert killed == 1
     await reloads.next(5)  # the catch-up: a change made while it was down would be in it
-    for _ in range(300):
-        if changes.listening:
-            break
-        await asyncio.sleep(0.01)
-    assert changes.listening
+    assert await changes.wait_listening(5)
     await asyncio.sleep(0.1)  # past the re-listen's own catch-up
     reloads.called.clear()
     await make_user(pool, "after")

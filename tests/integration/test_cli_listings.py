@@ -277,11 +277,12 @@ async def test_status_reads_the_heartbeat(pool: asyncpg.Pool, db_url: str, data_
         pid=4242,
         started_at=NOW,
         detail={"state": "running", "ready": True, "host": "127.0.0.1", "port": 8080,
-                "sessions": [{"account_id": 1, "env": "demo"}]},
+                "sessions": [{"account_id": 1, "env": "demo"}], "config_changes": "heard"},
     )  # fmt: skip
     st = await cli(db_url, data_dir, "status", "--json")
     daemon = st["daemon"]  # type: ignore[index]
     assert (daemon["alive"], daemon["pid"], daemon["ready"]) == (True, 4242, True)
+    assert daemon["config_changes"] == "heard"
     assert daemon["sessions"] == [{"account_id": 1, "env": "demo"}]
     table = await cli(db_url, data_dir, "status")
     assert "running" in str(table)

@@ -74,7 +74,7 @@ async def serving(
 ) -> AsyncIterator[Stack]:
     """A recorder, the real engine (unless one is given) and the server on a free port."""
     token, rid = await make_recorder(pool)
-    db = Database(pool, "test")
+    db = Database(pool, "test", connect_kwargs={"dsn": settings.database.url})
     real = engine is None
     if real:
         engine = Engine(db, settings)

@@ -28,7 +28,7 @@ async def _reloaded(r: Reloads) -> None:
 
 
 async def test_a_follower_loads_once_at_start_then_once_per_change() -> None:
-    feed = ChangeFeed(pool=None)  # type: ignore[arg-type]  # follow() needs no database
+    feed = ChangeFeed(connect=None)  # type: ignore[arg-type]  # follow() needs no database
     stop = asyncio.Event()
     r = Reloads()
     task = asyncio.create_task(feed.follow(stop, r, "test"))
@@ -46,7 +46,7 @@ async def test_a_follower_loads_once_at_start_then_once_per_change() -> None:
 
 
 async def test_a_failed_reload_is_logged_and_the_next_change_reloads_again() -> None:
-    feed = ChangeFeed(pool=None)  # type: ignore[arg-type]
+    feed = ChangeFeed(connect=None)  # type: ignore[arg-type]
     stop = asyncio.Event()
     r = Reloads(fail_first=2)
     task = asyncio.create_task(feed.follow(stop, r, "test"))
@@ -62,7 +62,7 @@ async def test_a_failed_reload_is_logged_and_the_next_change_reloads_again() -> 
 
 
 async def test_a_change_during_a_reload_is_not_lost() -> None:
-    feed = ChangeFeed(pool=None)  # type: ignore[arg-type]
+    feed = ChangeFeed(connect=None)  # type: ignore[arg-type]
     stop = asyncio.Event()
     seen: list[int] = []
     gate = asyncio.Event()
