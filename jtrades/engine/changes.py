@@ -8,8 +8,11 @@ rotated token takes effect within milliseconds, and an idle daemon asks the data
 
 A notification cannot arrive while the connection is down, so every (re)start of listening
 wakes the followers once to catch up, and while it is down they are woken every ``poll_s``
-instead. ``safety_s`` wakes them anyway: a reload costs one small query, and a cache that is
-wrong for longer than that would be worse.
+instead. Listening starts with a ping to itself: where notifications do not come back (a
+connection pooler in transaction mode hands LISTEN and NOTIFY to different server sessions)
+the feed polls for good rather than trust a silence a kill switch depends on. ``safety_s``
+wakes the followers anyway: a reload costs one small query, and a cache that is wrong for
+longer than that would be worse.
 """
 
 from __future__ import annotations
@@ -25,15 +28,30 @@ import structlog
 log = structlog.get_logger(__name__)
 
 CHANNEL = "jtrades_config"
+_PING = "jtrades-ping"  # a payload no trigger sends (they send their table's name)
+
+
+class _Deaf(Exception):
+    """Listening, but our own notification never came back."""
 
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 
 
 class ChangeFeed:
-    def __init__(self, connect: Connect, *, poll_s: float = 1.0, safety_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        connect: Connect,
+        *,
+        poll_s: float = 1.0,
+        safety_s: float = 10.0,
+        ping_within_s: float = 2.0,
+    ) -> None:
         self._connect = connect
         self._failing = False  # the last attempt to listen failed (logged once, not per retry)
+        self._deaf = False  # notifications do not come back here: poll for good
+        self._ping_within = ping_within_s
+        self._pong = asyncio.Event()
         self._poll = poll_s
         self._safety = safety_s
         self._followers: list[asyncio.Event] = []
@@ -83,7 +101,15 @@ class ChangeFeed:
         """Listen until ``stop`` is set, polling while the connection is lost."""
         while not stop.is_set():
             try:
-                await self._listen(stop)
+                if not self._deaf:
+                    await self._listen(stop)
+            except _Deaf:
+                self._deaf = True
+                log.warning(
+                    "changes.notifications_lost",
+                    effect=f"configuration polled every {self._poll:g} s",
+                    hint="a connection pooler in transaction mode? point database.url past it",
+                )
             except Exception as exc:  # whatever it was, the caches must not stop following
                 if not self._failing:
                     log.warning(
@@ -102,6 +128,12 @@ class ChangeFeed:
             self._lost.clear()
             conn.add_termination_listener(self._on_lost)
             await conn.add_listener(CHANNEL, self._on_notify)
+            self._pong.clear()
+            await conn.execute(f"NOTIFY {CHANNEL}, '{_PING}'")
+            try:
+                await asyncio.wait_for(self._pong.wait(), self._ping_within)
+            except TimeoutError:
+                raise _Deaf from None
             self._heard.set()
             if self._failing:
                 log.info("changes.listening_again")
@@ -121,8 +153,11 @@ class ChangeFeed:
         if self._lost.is_set() and not stop.is_set():
             raise ConnectionError("the listening connection was closed")
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, _payload: object) -> None:
-        self.wake()
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        if payload == _PING:
+            self._pong.set()
+        else:
+            self.wake()
 
     def _on_lost(self, _conn: Any) -> None:
         self._lost.set()

@@ -119,7 +119,8 @@ async def test_a_lost_listener_is_caught_up_and_listens_again(
     await reloads.next(5)
     killed = await pool.fetchval(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND query LIKE '%jtrades_config%'"
     )
     assert killed == 1
     await reloads.next(5)  # the catch-up: a change made while it was down would be in it
@@ -130,3 +131,37 @@ async def test_a_lost_listener_is_caught_up_and_listens_again(
     await reloads.next(5)
     stop.set()
     await asyncio.wait_for(follower, 5)
+
+
+async def test_where_notifications_never_come_back_it_polls(db_url: str) -> None:
+    """A connection whose own NOTIFY is never heard (as behind a pooler in transaction mode):
+    the feed does not trust it, and its followers are woken every poll instead."""
+
+    class Deaf:
+        """A real connection whose LISTEN "succeeds" and never delivers anything."""
+
+        def __init__(self, conn: asyncpg.Connection) -> None:
+            self._conn = conn
+
+        async def add_listener(self, channel: str, callback: object) -> None:
+            return None
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._conn, name)
+
+    async def deaf_connection() -> asyncpg.Connection:
+        return Deaf(await asyncpg.connect(db_url))  # type: ignore[return-value]
+
+    changes = ChangeFeed(deaf_connection, poll_s=0.05, safety_s=3600, ping_within_s=0.2)
+    stop = asyncio.Event()
+    reloads = Counter()
+    tasks = [
+        asyncio.create_task(changes.run(stop)),
+        asyncio.create_task(changes.follow(stop, reloads, "test")),
+    ]
+    assert not await changes.wait_listening(0.5)
+    for _ in range(3):
+        await reloads.next(2)  # the polls
+    assert not changes.listening
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
