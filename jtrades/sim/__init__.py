@@ -38,5 +38,6 @@ Where they disagree or are silent, this is what the simulator does:
   closes something), cashBalance, order Updated Filled. ``executionReport`` entities are not
   produced; a ``commandReport`` only for a rejection after acceptance. Events are
   sent before the answer of the request that caused them (the ``events_after`` fault flips that).
-- Fills are whole (no partial fills); see ``exchange`` for the matching rules.
+- Fills are whole unless the ``partial_fills`` fault splits them into lots; see ``exchange``
+  for the matching rules.
 """
