@@ -3,8 +3,9 @@
 Statement triggers on the tables the daemon caches (recorders, traders and their links, users,
 broker accounts and sub-accounts, system flags: migration 0003) send ``NOTIFY jtrades_config``;
 the feed listens on a connection of its own (outside the pool) and wakes every follower, which
-reloads what it caches (the configuration snapshot, the webhook token hashes). A halt, a disabled trader or a
-rotated token takes effect within milliseconds, and an idle daemon asks the database nothing.
+reloads what it caches (the configuration snapshot, the webhook token hashes). A halt, a
+disabled trader or a rotated token takes effect within milliseconds, and an idle daemon asks
+the database nothing but the safety reload.
 
 A notification cannot arrive while the connection is down, so every (re)start of listening
 wakes the followers once to catch up, and while it is down they are woken every ``poll_s``

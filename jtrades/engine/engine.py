@@ -9,8 +9,7 @@ stored), the engine filters and plans first and then stores the signal row, its 
 and its intents in that one statement (``signals.claim``); when it turns out a duplicate,
 nothing is sent and the counters the filters moved are put back, under a per-recorder lock so
 no other signal of the recorder saw them. The HTTP layer stores the returned ``Outcome`` on
-the row;
-``Outcome.detail`` carries ``entry``/``nth_seen`` (the recorder's counters) and
+the row; ``Outcome.detail`` carries ``entry``/``nth_seen`` (the recorder's counters) and
 ``trader_entries``/``trader_seen`` (trader ids) so the session counters can be rebuilt after a
 restart, ``traders`` (per-trader rejections and skipped sub-accounts) and ``accounts`` (per
 sub-account: action, reason, sent/rejected/unknown/expired counts, the broker's messages).

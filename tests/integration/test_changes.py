@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -18,6 +19,7 @@ from jtrades.security import hash_token
 from jtrades.store import recorders as recorder_store
 from jtrades.store import status as status_store
 from tests.integration.test_engine import make_recorder, make_user
+from tests.polling import until
 
 
 class Counter:
@@ -34,68 +36,59 @@ class Counter:
         self.called.clear()
 
 
+class Feed:
+    """A listening feed, and the followers a test starts on it (all stopped at teardown)."""
+
+    def __init__(self, changes: ChangeFeed, stop: asyncio.Event) -> None:
+        self.changes, self.stop = changes, stop
+        self.followers: list[asyncio.Task[None]] = []
+
+    def follow(self, reload: Callable[[], Awaitable[Any]]) -> None:
+        self.followers.append(asyncio.create_task(self.changes.follow(self.stop, reload, "test")))
+
+
 @pytest.fixture
-async def feed(db_url: str) -> AsyncIterator[tuple[ChangeFeed, asyncio.Event]]:
+async def feed(db_url: str) -> AsyncIterator[Feed]:
     """A feed whose fallbacks never fire within a test: what reaches a follower was heard."""
     changes = ChangeFeed(lambda: asyncpg.connect(db_url), poll_s=0.05, safety_s=3600)
     stop = asyncio.Event()
     task = asyncio.create_task(changes.run(stop))
     assert await changes.wait_listening(5)
+    f = Feed(changes, stop)
     try:
-        yield changes, stop
+        yield f
     finally:
         stop.set()
-        await asyncio.wait_for(task, 5)
+        await asyncio.wait_for(asyncio.gather(task, *f.followers), 5)
 
 
-async def test_a_halt_reaches_the_snapshot_as_it_commits(
-    pool: asyncpg.Pool, feed: tuple[ChangeFeed, asyncio.Event]
-) -> None:
-    changes, stop = feed
+async def test_a_halt_reaches_the_snapshot_as_it_commits(pool: asyncpg.Pool, feed: Feed) -> None:
     config = ConfigCache(pool)
     await config.load()
     assert not config.snapshot.halted
-    follower = asyncio.create_task(changes.follow(stop, config.refresh, "config"))
+    feed.follow(config.refresh)
     await asyncio.sleep(0.1)  # its first (catch-up) reload
     await status_store.set_halted(pool, {"halted": True, "reason": "test"})
-    for _ in range(100):
-        if config.snapshot.halted:
-            break
-        await asyncio.sleep(0.01)
-    assert config.snapshot.halted
-    stop.set()
-    await asyncio.wait_for(follower, 5)
+    await until(lambda: config.snapshot.halted, within_s=1)
 
 
-async def test_a_rotated_token_stops_working_at_once(
-    pool: asyncpg.Pool, feed: tuple[ChangeFeed, asyncio.Event]
-) -> None:
-    changes, stop = feed
+async def test_a_rotated_token_stops_working_at_once(pool: asyncpg.Pool, feed: Feed) -> None:
     uid = await make_user(pool, "rot")
     rec = await make_recorder(pool, uid, "rot-rec")
     await pool.execute("UPDATE recorders SET token_hash = $2 WHERE id = $1", rec, hash_token("old"))
     tokens = TokenCache(lambda: recorder_store.all_token_hashes(pool))
     await tokens.refresh()
     assert tokens.lookup_hash(hash_token("old")) == rec
-    follower = asyncio.create_task(changes.follow(stop, tokens.refresh, "tokens"))
+    feed.follow(tokens.refresh)
     await asyncio.sleep(0.1)
     await pool.execute("UPDATE recorders SET token_hash = $2 WHERE id = $1", rec, hash_token("new"))
-    for _ in range(100):
-        if tokens.lookup_hash(hash_token("old")) is None:
-            break
-        await asyncio.sleep(0.01)
-    assert tokens.lookup_hash(hash_token("old")) is None
+    await until(lambda: tokens.lookup_hash(hash_token("old")) is None, within_s=1)
     assert tokens.lookup_hash(hash_token("new")) == rec
-    stop.set()
-    await asyncio.wait_for(follower, 5)
 
 
-async def test_only_the_cached_tables_wake_the_followers(
-    pool: asyncpg.Pool, feed: tuple[ChangeFeed, asyncio.Event]
-) -> None:
-    changes, stop = feed
+async def test_only_the_cached_tables_wake_the_followers(pool: asyncpg.Pool, feed: Feed) -> None:
     reloads = Counter()
-    follower = asyncio.create_task(changes.follow(stop, reloads, "test"))
+    feed.follow(reloads)
     await reloads.next(5)  # the catch-up at start
     await pool.execute(
         "INSERT INTO audit_log (actor, action, target) VALUES ('test', 'noop', $1)",
@@ -106,16 +99,13 @@ async def test_only_the_cached_tables_wake_the_followers(
     await make_user(pool, "wake")
     await reloads.next(5)
     assert reloads.calls == 2
-    stop.set()
-    await asyncio.wait_for(follower, 5)
 
 
 async def test_a_lost_listener_is_caught_up_and_listens_again(
-    pool: asyncpg.Pool, feed: tuple[ChangeFeed, asyncio.Event]
+    pool: asyncpg.Pool, feed: Feed
 ) -> None:
-    changes, stop = feed
     reloads = Counter()
-    follower = asyncio.create_task(changes.follow(stop, reloads, "test"))
+    feed.follow(reloads)
     await reloads.next(5)
     killed = await pool.fetchval(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
@@ -124,13 +114,11 @@ async def test_a_lost_listener_is_caught_up_and_listens_again(
     )
     assert killed == 1
     await reloads.next(5)  # the catch-up: a change made while it was down would be in it
-    assert await changes.wait_listening(5)
+    assert await feed.changes.wait_listening(5)
     await asyncio.sleep(0.1)  # past the re-listen's own catch-up
     reloads.called.clear()
     await make_user(pool, "after")
     await reloads.next(5)
-    stop.set()
-    await asyncio.wait_for(follower, 5)
 
 
 async def test_where_notifications_never_come_back_it_polls(db_url: str) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +26,7 @@ from jtrades.broker.tradovate.client import TradovateBroker, strategy_params
 from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.config import TradovateSettings
 from jtrades.errors import BrokerRejected, NotFound
+from tests.polling import until
 from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
 
 D = Decimal
@@ -57,12 +57,6 @@ def account(sim: SimHandle, name: str = "SIM1") -> SubAccount:
 def book(sim: SimHandle, name: str = "SIM1") -> dict[str, Any]:
     state: dict[str, Any] = sim.state()["accounts"][name]
     return state
-
-
-async def until(check: Callable[[], bool], within_s: float = 5) -> None:
-    async with asyncio.timeout(within_s):
-        while not check():  # noqa: ASYNC110  (polling the view fed by the socket)
-            await asyncio.sleep(0.01)
 
 
 async def test_the_client_is_a_broker(broker: TradovateBroker) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -17,6 +17,7 @@ from jtrades.broker.tradovate.session import State, backoff_delay
 from jtrades.config import TradovateSettings
 from jtrades.errors import BrokerAuthError, OutcomeUnknown, TransientBrokerError
 from jtrades.sim.config import default_config
+from tests.polling import until
 from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
 
 
@@ -37,12 +38,6 @@ def tv(handle: SimHandle, **kw: Any) -> TradovateSettings:
 async def sim() -> AsyncIterator[SimHandle]:
     async with running_sim() as handle:
         yield handle
-
-
-async def until(check: Callable[[], bool], within_s: float = 10) -> None:
-    async with asyncio.timeout(within_s):
-        while not check():  # noqa: ASYNC110  (polling simulator state)
-            await asyncio.sleep(0.02)
 
 
 async def test_connect_authorize_and_sync(sim: SimHandle) -> None:
@@ -84,7 +79,7 @@ async def test_reconnect_after_a_dropped_connection_resyncs(sim: SimHandle) -> N
         sim1 = sim.account_id("SIM1")
         sim.fault("drop", after=0)
         await sim.set_price("MNQ", 21500.25)  # any frame triggers the drop
-        await until(lambda: session.connects == 2 and broker.is_synced(sim1))
+        await until(lambda: session.connects == 2 and broker.is_synced(sim1), within_s=10)
         states = []
         async with asyncio.timeout(5):
             async for event in sub:
@@ -153,7 +148,7 @@ async def test_unanswered_request_is_unknown_outcome_and_kills_the_connection(
             await broker.session.request("account/list")
         assert not broker.is_synced(sim.account_id("SIM1"))
         sim.fault("clear")
-        await until(lambda: broker.session.connects == 2)
+        await until(lambda: broker.session.connects == 2, within_s=10)
     finally:
         await pool.close()
 
@@ -164,7 +159,7 @@ async def test_requests_while_disconnected_are_transient_not_unknown(sim: SimHan
         broker = await pool.broker("demo", LOGIN, PASSWORD)
         sim.fault("drop", after=0)
         await sim.set_price("MNQ", 21500.25)
-        await until(lambda: broker.session.state is State.RECONNECTING)
+        await until(lambda: broker.session.state is State.RECONNECTING, within_s=10)
         with pytest.raises(TransientBrokerError):
             await broker.session.request("account/list")
     finally:
@@ -182,7 +177,7 @@ async def test_a_third_session_closes_the_oldest_and_it_is_reported(sim: SimHand
             with capture_logs() as logs:
                 await other.request_token("demo", LOGIN, PASSWORD)  # second session: fine
                 await other.request_token("demo", LOGIN, PASSWORD)  # third: ours is closed
-                await until(lambda: session.shutdown_reason is not None)
+                await until(lambda: session.shutdown_reason is not None, within_s=10)
         assert session.shutdown_reason == "ConnectionQuotaReached"
         assert "ConnectionQuotaReached" in (session.last_error or "")
         assert any(e["event"] == "tradovate.session.shutdown" for e in logs)
