@@ -26,9 +26,10 @@ one clock for the whole machine, so the difference is the latency.
   from idle, which is why both read higher than back to back. Under the table, per row: when
   the simulator had the first order frame, and how long it took to reach the last (it handles
   one frame at a time, so past the first frame both sides mostly wait on it);
-- throughput: alerts per second, 10 recorders × 10 sub-accounts (one login each), alerts
-  round-robin with ``BENCH_INFLIGHT`` (10) in flight, until the simulator has every frame; then
-  no frame may be missing or doubled. The CPU each process used meanwhile is printed under the table;
+- throughput: alerts per second, ``BENCH_TP_GROUPS`` (10) recorders × 10 sub-accounts (one
+  login each), alerts round-robin with ``BENCH_INFLIGHT`` (10) in flight, until the simulator
+  has every frame; then no frame may be missing or doubled. The CPU each process used meanwhile
+  is printed under the table, with the time it spent runnable but waiting for a core;
 - memory: RSS of ``jtrades serve`` with 1,000 traders on 1,000 (paper) sub-accounts, next to a
   process running only the floor's handler and pool.
 
@@ -64,6 +65,7 @@ from bench.pipeline_procs import (
     link,
     memory,
     postgres_ticks,
+    queued_ns,
     recorder,
     seed_history,
     temp_database,
@@ -75,7 +77,8 @@ from jtrades.logging import configure
 PW = "bench-pw"
 GAP_S = float(os.environ.get("BENCH_GAP_MS", "25")) / 1000  # quiet time before each latency sample
 HISTORY = int(os.environ.get("BENCH_HISTORY", "30000"))  # alerts of past trading in the database
-GROUPS = {"g1": 1, "g10": 10, "g100": 100} | {f"t{i}": 10 for i in range(10)}
+TP_GROUPS = int(os.environ.get("BENCH_TP_GROUPS", "10"))
+GROUPS = {"g1": 1, "g10": 10, "g100": 100} | {f"t{i}": 10 for i in range(TP_GROUPS)}
 # the latency rows to measure (BENCH_GROUPS=g1 for one while profiling; none with SKIP_LATENCY)
 LATENCY_GROUPS = (
     ()
@@ -148,15 +151,19 @@ class Load:
                 await self.post(url, {"action": "buy", "ticker": "MNQ1!", "id": f"t{uuid.uuid4()}"})
 
         before = {k: cpu_ticks(p) for k, p in pids.items()} | {"postgres": postgres_ticks()}
+        waited = {k: queued_ns(p) for k, p in pids.items()}
         t0 = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(n)))
         probe = await self.sim_call("/probe/wait?timeout=120")
         after = {k: cpu_ticks(p) for k, p in pids.items()} | {"postgres": postgres_ticks()}
+        waited = {k: queued_ns(p) - waited[k] for k, p in pids.items()}
         assert probe["done"], ("lost order frames", probe, n * subs_each)
         wall = time.perf_counter() - t0
         hz = os.sysconf("SC_CLK_TCK")
         self.cpu.append(
             ", ".join(f"{k} {100 * (after[k] - before[k]) / hz / wall:.0f}%" for k in before)
+            + "; runnable but waiting for a core: "
+            + ", ".join(f"{k} {100 * ns / 1e9 / wall:.0f}%" for k, ns in waited.items())
         )
         rate = n / (float(probe["last"]) - t0)
         await asyncio.sleep(0.5)
@@ -234,7 +241,7 @@ async def measure(
             rows.append(
                 (f"latency p{p}, {subs} sub-acct (ms)", pct(ours, p) * 1e3, pct(floor_lat, p) * 1e3)
             )
-    tp = [groups[f"t{i}"]["token"] for i in range(10)]
+    tp = [groups[f"t{i}"]["token"] for i in range(TP_GROUPS)]
     pids = {"sim": sim_pid, "daemon": daemon.pid, "floor": floor.pid, "client": os.getpid()}
     ours_rate = await load.throughput([ours_base + t for t in tp], n, 10, pids)
     floor_rate = await load.throughput([floor_base + t for t in tp], n, 10, pids)

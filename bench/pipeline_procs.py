@@ -293,6 +293,16 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def queued_ns(pid: int) -> int:
+    """Nanoseconds the process's main thread has spent runnable but waiting for a core
+    (``/proc/PID/schedstat``, second field; 0 once it is gone). Next to its CPU time this says
+    whether a process was short of work or short of a core."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def postgres_ticks() -> int:
     total = 0
     for stat in Path("/proc").glob("[0-9]*/comm"):
