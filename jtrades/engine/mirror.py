@@ -1,19 +1,21 @@
 """The brokers' event streams mirrored into ``orders``, ``fills``, ``positions`` and ``trades``.
 
 Every login's session publishes the changes to its live view; one pump per login forwards them,
-tagged with the login, into one queue, and one writer drains it. A batch is what arrived in the
-``coalesce_s`` (5 ms) after its first event, plus whatever arrived while the one before was being
-written, in one statement (``store.mirror``); under load the batches grow instead of the
-statements multiplying: ten logins each writing their own small batches cost ten times the
-round trips, commits and row-lock traffic for the same rows.
+tagged with the login, into one queue, and one writer drains it. A batch starts with an event and
+grows while more keep coming: it is written, in one statement (``store.mirror``), once the stream
+has paused for ``quiet_s`` (2 ms) or the batch is ``coalesce_s`` (20 ms) old. Under load the
+batches grow instead of the statements multiplying: ten logins each writing their own small
+batches cost ten times the round trips, commits and row-lock traffic for the same rows.
 
 Why wait at all: an alert's orders leave in one burst and their events (about eight per market
-order) come back over the next millisecond or two, while the rest of the burst is still going
-out. Written as each arrived, they put Postgres round trips and a Postgres process wanting a
-core in the middle of the fan-out (measured: the last order frame of a ten-sub-account alert
-0.2 ms later) and cost a statement per few events. Nothing decides from these rows within the
-wait: planning reads the live view, and the realized P&L the daily-loss filter adds is counted
-once its batch commits, which was already after the fact (a round trip; under load, longer).
+order) come back while the rest of the burst is still going out, for a millisecond at ten
+sub-accounts and several at a hundred. Written as they arrived, they put Postgres round trips,
+and a Postgres process wanting one of the two cores, in the middle of the fan-out: from the
+first order frame to the last, a hundred-sub-account alert took 0.4–2.6 ms longer than the
+benchmark's floor (two runs), a ten-sub-account one about 0.2 ms; waiting for the pause, 0–0.4
+and 0–0.2 ms. Nothing decides from these rows within the wait: planning reads the live view, and the
+realized P&L the daily-loss filter adds is counted once its batch commits, which was already
+after the fact (a round trip; under load, tens of milliseconds).
 
 Fills are de-duplicated by the broker's fill id; each new one goes through ``close_trade``, and
 the round trips it closes are written in the batch's transaction and added to ``pnl``, the
@@ -71,10 +73,12 @@ class Mirror:
         brokers: BrokerRegistry,
         config: ConfigCache,
         *,
-        coalesce_s: float = 0.005,
+        coalesce_s: float = 0.02,
+        quiet_s: float = 0.002,
     ) -> None:
         self._pool = pool
         self.coalesce_s = coalesce_s
+        self.quiet_s = quiet_s
         self.batches = 0  # statements the writer has sent (for tests and diagnostics)
         self._brokers = brokers
         self._config = config
@@ -122,14 +126,28 @@ class Mirror:
     async def _write_loop(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            if self.coalesce_s > 0:
-                await asyncio.sleep(self.coalesce_s)
+            await self._gather()
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
                 await self.write(batch)
             except Exception as exc:
                 log.error("mirror.write_failed", events=len(batch), error=str(exc))
+
+    async def _gather(self) -> None:
+        """Let the batch grow while events keep coming (an alert's fan-out coming back), until
+        the stream pauses for ``quiet_s`` or the batch is ``coalesce_s`` old."""
+        if self.coalesce_s <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.coalesce_s
+        seen = -1
+        while (left := deadline - loop.time()) > 0:
+            queued = self._queue.qsize()
+            if queued == seen:
+                return
+            seen = queued
+            await asyncio.sleep(min(self.quiet_s, left))
 
     async def apply_events(
         self, account_id: int, broker: Broker, events: list[BrokerEvent]

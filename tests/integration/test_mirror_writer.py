@@ -37,22 +37,35 @@ async def _written(database: Database, mirror: Mirror, n: int) -> int:
     raise AssertionError(f"{stored} of {n} orders mirrored")
 
 
-async def test_events_arriving_while_a_batch_gathers_take_one_statement(
+async def test_the_writer_waits_for_a_burst_of_events_to_pause(
     database: Database, settings: Settings
 ) -> None:
-    """An alert's orders come back as events spread over a few milliseconds: the writer waits
-    ``coalesce_s`` after the first and writes them together. Without the wait each is written
-    as it arrives, one statement apiece (the ``>= 2`` leaves room for a slow machine merging
-    two)."""
+    """An alert's orders come back as a burst of events: the writer lets the batch grow while
+    events keep coming and writes it once the stream pauses (``quiet_s``), or once it is
+    ``coalesce_s`` old; with no wait each event is written as it arrives. The ``>= 2`` bounds
+    leave room for a slow machine merging two writes."""
     w = await _world(database.pool)
     async with _mirroring(database, settings, w) as (engine, paper):
         mirror = engine.reconciler.mirror
-        await until(lambda: mirror.batches == 0 and mirror.coalesce_s > 0)
+        await until(lambda: mirror.batches == 0)
 
-        mirror.coalesce_s = 1.0  # far longer than five orders 20 ms apart, even on a slow host
+        # events 20 ms apart never pause for 0.5 s: one batch
+        mirror.coalesce_s, mirror.quiet_s = 5.0, 0.5
         await _orders_spread_out(paper, w["bid"], 5, 0.02)
         assert await _written(database, mirror, 5) == 1
 
-        mirror.coalesce_s = 0.0
+        # the same burst against a 1 ms pause: the stream pauses between events
+        mirror.quiet_s = 0.001
         await _orders_spread_out(paper, w["bid"], 5, 0.02)
         assert await _written(database, mirror, 10) - 1 >= 2
+
+        # a batch never waits past coalesce_s, however busy the stream
+        mirror.coalesce_s, mirror.quiet_s = 0.03, 0.5
+        before = mirror.batches
+        await _orders_spread_out(paper, w["bid"], 5, 0.02)
+        assert await _written(database, mirror, 15) - before >= 2
+
+        mirror.coalesce_s = 0.0
+        before = mirror.batches
+        await _orders_spread_out(paper, w["bid"], 5, 0.02)
+        assert await _written(database, mirror, 20) - before >= 2
