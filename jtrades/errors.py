@@ -81,6 +81,11 @@ class TransientBrokerError(Transient):
     """The broker could not be reached or asked us to back off."""
 
 
+class ConfigChanged(Transient):
+    """A sub-account or trader a signal was planned for was deleted before its intents were
+    written: nothing was stored or sent, and a re-send plans against what is left."""
+
+
 # --- reconcile ----------------------------------------------------------------------------
 class OutcomeUnknown(JtradesError):
     """A request left but its answer never came: look it up by clOrdId, never blindly re-send."""

@@ -31,7 +31,7 @@ from jtrades.engine.dedup import idempotency_key
 from jtrades.engine.parsing import parse_payload
 from jtrades.engine.signal import Signal
 from jtrades.engine.tokens import TokenCache
-from jtrades.errors import InvalidSignal, NotFound, StorageUnavailable
+from jtrades.errors import ConfigChanged, InvalidSignal, NotFound, StorageUnavailable
 from jtrades.logging import MASK, register_secret
 from jtrades.metrics import Metrics
 from jtrades.senders import Senders
@@ -300,6 +300,17 @@ class Webhooks:
                 d.remote_addr, d.content_type, d.raw_body,
             )  # fmt: skip
             return response, _summary(signal_id, "invalid", 0)
+        except ConfigChanged as exc:
+            # The claim failed whole (nothing stored, nothing sent) because a sub-account or
+            # trader was deleted after planning: TradingView re-sends a 503, and the re-send is
+            # planned against the configuration as it is now (a 4xx would lose the alert for
+            # every other sub-account too).
+            log.warning("webhook.config_changed", reason=str(exc))
+            response = await self._refuse(
+                503, "config_changed", f"{exc} (re-send it)", d.received_at, d.remote_addr,
+                d.content_type, d.raw_body, recorder_id=d.recorder_id, verdict="rejected",
+            )  # fmt: skip
+            return response, _summary(signal_id, "rejected", 0)
         except StorageUnavailable as exc:
             # Fail closed, before anything could be sent: a 503 makes TradingView re-send.
             log.error("webhook.storage_unavailable", error=str(exc))
@@ -425,8 +436,9 @@ class Webhooks:
         *,
         recorder_id: int | None = None,
         info: dict[str, Any] | None = None,
+        verdict: str = "invalid",
     ) -> web.Response:
-        """Store a refused delivery (verdict ``invalid``) and answer its 4xx."""
+        """Store a refused delivery (verdict ``invalid`` unless told) and answer its error."""
         signal_id: int | None = None
         try:
             signal_id = await signal_store.insert(
@@ -437,7 +449,7 @@ class Webhooks:
                 remote_addr=remote,
                 content_type=ctype,
                 raw_body=body,
-                verdict="invalid",
+                verdict=verdict,
                 http_status=status,
                 filter=error,
                 reason=detail,
@@ -446,7 +458,7 @@ class Webhooks:
         except Exception as exc:  # the answer matters more than the log row here
             self.metrics.errors += 1
             log.error("webhook.refusal_not_stored", error=type(exc).__name__)
-        self.metrics.verdicts["invalid"] += 1
+        self.metrics.verdicts[verdict] += 1
         log.info("webhook.refused", status=status, error=error, reason=detail, signal_id=signal_id)
         return _error(status, error, detail, signal_id)
 

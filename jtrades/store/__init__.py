@@ -15,6 +15,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from jtrades.errors import (
+    ConfigChanged,
     Conflict,
     InvalidInput,
     NameTaken,
@@ -44,6 +45,16 @@ _CONSTRAINTS: dict[str, tuple[type[Exception], str]] = {
         "the user is not approved: their traders must stay disabled",
     ),
     "traders_recorder_visible": (PermissionDenied, "that recorder is private to another user"),
+    # The intents' own foreign keys: the daemon planned against a configuration snapshot that a
+    # deletion overtook between the plan and the claim (the claim fails whole: nothing is sent).
+    "order_intents_sub_account_id_fkey": (
+        ConfigChanged,
+        "a sub-account of this signal was removed while it was handled; nothing was sent",
+    ),
+    "order_intents_trader_id_fkey": (
+        ConfigChanged,
+        "a trader of this signal was removed while it was handled; nothing was sent",
+    ),
     "recorders_followed": (
         Conflict,
         "other users' traders follow this recorder; it cannot be made private",
