@@ -37,6 +37,7 @@ from jtrades.broker.base import Broker, BrokerEvent, Fill, OrderStatus, Position
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.engine.config_cache import ConfigCache
 from jtrades.engine.pnl import DailyPnl, OpenPosition, close_trade
+from jtrades.errors import NotFound
 from jtrades.store import mirror as mirror_store
 
 log = structlog.get_logger(__name__)
@@ -159,7 +160,22 @@ class Mirror:
         """Write a batch of events in one statement, which does not wait for its WAL flush;
         when fills are in the batch, it and the trades the new ones close share a transaction.
         Waiting for the disk here would hold the next alert's intent write behind the mirror's
-        flushes."""
+        flushes.
+
+        A batch naming a sub-account deleted since the configuration snapshot was read fails
+        whole (its foreign keys), with every other account's events in it: it is written again
+        against a fresh snapshot, where the deleted account's events have no sub-account and
+        are left out. Dropping the batch would lose fills, and with them realized P&L the
+        daily-loss filter counts."""
+        try:
+            await self._write(events)
+        except NotFound:
+            if not await self._config.refresh():
+                raise
+            log.warning("mirror.config_changed", events=len(events))
+            await self._write(events)
+
+    async def _write(self, events: list[_Tagged]) -> None:
         batch = mirror_store.Batch()
         fills: list[tuple[int, Broker, Fill]] = []
         snap = self._config.snapshot
