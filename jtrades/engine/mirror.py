@@ -11,11 +11,10 @@ Why wait at all: an alert's orders leave in one burst and their events (about ei
 order) come back while the rest of the burst is still going out, for a millisecond at ten
 sub-accounts and several at a hundred. Written as they arrived, they put Postgres round trips,
 and a Postgres process wanting one of the two cores, in the middle of the fan-out: from the
-first order frame to the last, a hundred-sub-account alert took 0.4–2.6 ms longer than the
-benchmark's floor (two runs), a ten-sub-account one about 0.2 ms; waiting for the pause, 0–0.4
-and 0–0.2 ms. Nothing decides from these rows within the wait: planning reads the live view, and the
-realized P&L the daily-loss filter adds is counted once its batch commits, which was already
-after the fact (a round trip; under load, tens of milliseconds).
+first order frame to the last, a hundred-sub-account alert took 7.0–10.0 ms before (four runs)
+and 6.1–7.8 ms with the wait. Nothing decides from these rows within the wait: planning reads
+the live view, and the realized P&L the daily-loss filter adds is counted once its batch
+commits, which was already after the fact (a round trip; under load, tens of milliseconds).
 
 Fills are de-duplicated by the broker's fill id; each new one goes through ``close_trade``, and
 the round trips it closes are written in the batch's transaction and added to ``pnl``, the
