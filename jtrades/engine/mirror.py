@@ -34,7 +34,7 @@ import structlog
 
 from jtrades.broker.base import Broker, BrokerEvent, Fill, OrderStatus, Position, WorkingOrder
 from jtrades.broker.registry import BrokerRegistry
-from jtrades.engine.config_cache import ConfigCache
+from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.pnl import DailyPnl, OpenPosition, close_trade
 from jtrades.errors import NotFound
 from jtrades.store import mirror as mirror_store
@@ -166,18 +166,21 @@ class Mirror:
         against a fresh snapshot, where the deleted account's events have no sub-account and
         are left out. Dropping the batch would lose fills, and with them realized P&L the
         daily-loss filter counts."""
+        snap = self._config.snapshot
         try:
-            await self._write(events)
+            await self._write(events, snap)
         except NotFound:
-            if not await self._config.refresh():
+            # the snapshot may have been replaced while the statement ran: compare, not ask
+            await self._config.refresh()
+            fresh = self._config.snapshot
+            if fresh is snap:
                 raise
             log.warning("mirror.config_changed", events=len(events))
-            await self._write(events)
+            await self._write(events, fresh)
 
-    async def _write(self, events: list[_Tagged]) -> None:
+    async def _write(self, events: list[_Tagged], snap: Snapshot) -> None:
         batch = mirror_store.Batch()
         fills: list[tuple[int, Broker, Fill]] = []
-        snap = self._config.snapshot
         for account_id, broker, ev in events:
             sub = snap.sub_account_id(account_id, ev.account_id)
             if sub is None:
