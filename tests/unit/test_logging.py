@@ -62,3 +62,37 @@ def test_short_values_are_not_registered() -> None:
     jlog.register_secret("abc")
     assert "abc" not in jlog.known_secrets()
     assert jlog.scrub("abc") == "abc"
+
+
+def test_a_renewed_token_keeps_the_one_it_replaced_masked_and_forgets_older_ones() -> None:
+    """A login's access token is renewed every ~75 minutes: the one in use and the one it
+    replaced (still valid for a while) are masked; older ones, long dead, are forgotten, so a
+    daemon running for weeks does not scan every log line for thousands of them."""
+    slot = ("tradovate-token", "demo", "slot-canary-user")
+    tokens = [f"slot-canary-token-{i:04d}" for i in range(1000)]
+    before = len(set(jlog.known_secrets()))
+    for t in tokens:
+        jlog.register_secret(t, slot=slot)
+    held = set(jlog.known_secrets())
+    assert {tokens[-2], tokens[-1]} <= held
+    assert tokens[0] not in held
+    assert tokens[-3] not in held
+    assert len(held) == before + 2
+    line = f"renewed {tokens[-2]} -> {tokens[-1]}"
+    assert jlog.scrub(line) == f"renewed {jlog.MASK} -> {jlog.MASK}"
+    # registering the current value again (a token reused from the store) changes nothing
+    jlog.register_secret(tokens[-1], slot=slot)
+    assert tokens[-2] in set(jlog.known_secrets())
+
+
+def test_slots_are_independent_and_plain_secrets_stay() -> None:
+    jlog.register_secret("plain-canary-password")
+    for i in range(3):
+        jlog.register_secret(f"alice-canary-token-{i}", slot=("t", "demo", "alice-canary"))
+    jlog.register_secret("bob-canary-token-0", slot=("t", "demo", "bob-canary"))
+    held = set(jlog.known_secrets())
+    assert {"plain-canary-password", "bob-canary-token-0"} <= held
+    assert {"alice-canary-token-1", "alice-canary-token-2"} <= held
+    assert "alice-canary-token-0" not in held
+    text = "plain-canary-password bob-canary-token-0 alice-canary-token-2"
+    assert jlog.scrub(text) == " ".join([jlog.MASK] * 3)

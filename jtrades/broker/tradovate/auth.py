@@ -105,14 +105,20 @@ def _parse_time(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _token_from(body: dict[str, Any], fallback_name: str) -> AccessToken:
+def token_slot(env: str, username: str) -> tuple[str, str, str]:
+    """The ``register_secret`` slot of a login's access token (see there)."""
+    return ("tradovate-token", env, username)
+
+
+def _token_from(body: dict[str, Any], env: str, fallback_name: str) -> AccessToken:
     token = body.get("accessToken")
     if not isinstance(token, str) or not token:
         raise BrokerAuthError("Tradovate answered without an access token")
-    register_secret(token)
+    # a login's tokens replace each other at every renewal: masked as one slot, not forever
+    register_secret(token, slot=token_slot(env, fallback_name))
     md = body.get("mdAccessToken")
     if isinstance(md, str):
-        register_secret(md)
+        register_secret(md, slot=(*token_slot(env, fallback_name), "md"))
     user_id = body.get("userId")
     return AccessToken(
         token=token,
@@ -225,7 +231,7 @@ class TradovateAuth:
                 continue
             if answer.get("errorText"):
                 raise BrokerAuthError(f"Tradovate login failed: {answer['errorText']}")
-            return _token_from(answer, username)
+            return _token_from(answer, env, username)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def renew(self, env: str, token: AccessToken) -> AccessToken:
@@ -233,7 +239,7 @@ class TradovateAuth:
         answer = await self._post(f"{self.rest_url(env)}/auth/renewaccesstoken", None, token.token)
         if answer.get("errorText"):
             raise BrokerAuthError(f"Tradovate token renewal failed: {answer['errorText']}")
-        renewed = _token_from(answer, token.name)
+        renewed = _token_from(answer, env, token.name)
         if renewed.user_id is None and token.user_id is not None:
             renewed = AccessToken(
                 renewed.token, renewed.expires_at, token.user_id, token.name, renewed.md_token

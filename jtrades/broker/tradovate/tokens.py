@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from jtrades.broker.tradovate.auth import AccessToken, TradovateAuth
+from jtrades.broker.tradovate.auth import AccessToken, TradovateAuth, token_slot
 from jtrades.errors import BrokerAuthError, JtradesError, SecretKeyMissing, StorageUnavailable
 from jtrades.logging import register_secret
 from jtrades.security import SecretBox
@@ -124,7 +124,7 @@ class TokenCache:
         except (JtradesError, ValueError) as exc:
             log.warning("tradovate.token.unreadable", username=username, reason=str(exc))
             return None
-        register_secret(plain)
+        register_secret(plain, slot=token_slot(env, username))
         log.info("tradovate.token.reused", env=env, username=username)
         return AccessToken(plain, row.expires_at, row.broker_user_id, username)
 
