@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import threading
 from collections.abc import Hashable, Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+
+from jtrades.redaction import SecretSet
 
 MASK = "***"
 _SECRET_KEYS = re.compile(
@@ -26,14 +27,8 @@ _SECRET_KEYS = re.compile(
 _WEBHOOK_PATH = re.compile(r"(/webhook/)[A-Za-z0-9_\-]+")
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._\-]+", re.IGNORECASE)
 
-_known_lock = threading.Lock()
-_permanent: set[str] = set()
-# Secrets that replace each other (a login's access token, renewed every ~75 minutes): the
-# newest _KEEP_PER_SLOT values of each slot, oldest first.
-_slots: dict[Hashable, list[str]] = {}
-_KEEP_PER_SLOT = 2
-_pattern: re.Pattern[str] | None = None
-_stale = False  # a secret came or went since _pattern was compiled
+# every secret value this process has handled (see redaction.py for how they are matched)
+_secrets = SecretSet()
 
 
 def register_secret(value: str | None, *, slot: Hashable | None = None) -> None:
@@ -44,42 +39,14 @@ def register_secret(value: str | None, *, slot: Hashable | None = None) -> None:
     renews ~15 minutes before expiry, so the older one dies long before the next renewal).
     Without slots a daemon running for weeks kept every token it ever renewed, thousands of
     them, and every log line was scanned for each one."""
-    global _stale
     if not value or len(value) < 6:  # too short to mask without mangling ordinary text
         return
-    with _known_lock:
-        if slot is None:
-            if value in _permanent:
-                return
-            _permanent.add(value)
-        else:
-            held = _slots.setdefault(slot, [])
-            if value in held:
-                return
-            held.append(value)
-            del held[:-_KEEP_PER_SLOT]
-        _stale = True
-
-
-def _current_pattern() -> re.Pattern[str] | None:
-    """The pattern of every secret held now, compiled at most once per change (a burst of
-    registrations, as at startup, compiles once, at the next line logged)."""
-    global _pattern, _stale
-    if _stale:
-        with _known_lock:
-            if _stale:
-                held = _permanent.union(*_slots.values())
-                alternatives = sorted((re.escape(v) for v in held), key=len, reverse=True)
-                _pattern = re.compile("|".join(alternatives)) if alternatives else None
-                _stale = False
-    return _pattern
+    _secrets.add(value, slot)
 
 
 def scrub(text: str) -> str:
     """Remove every known secret and token-shaped fragment from a string."""
-    pattern = _current_pattern()
-    if pattern is not None:
-        text = pattern.sub(MASK, text)
+    text = _secrets.cut(text, MASK)
     text = _WEBHOOK_PATH.sub(r"\1" + MASK, text)
     return _BEARER.sub(r"\1" + MASK, text)
 
@@ -155,5 +122,4 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
 
 def known_secrets() -> Iterable[str]:
     """For tests: the secret values masked now."""
-    with _known_lock:
-        return tuple(_permanent.union(*_slots.values()))
+    return tuple(_secrets.values())
