@@ -107,7 +107,11 @@ class SecretSet:
     def values(self) -> frozenset[str]:
         """Every value held now."""
         with self._lock:
-            return frozenset(self._permanent.union(*self._slots.values()))
+            return self._held()
+
+    def _held(self) -> frozenset[str]:
+        """Every value held now (the lock held)."""
+        return frozenset(self._permanent.union(*self._slots.values()))
 
     def cut(self, text: str, mask: str) -> str:
         """``text`` with every occurrence of a held value replaced by ``mask``."""
@@ -123,7 +127,7 @@ class SecretSet:
         with self._lock:
             if not self._recompile:
                 return
-            held = frozenset(self._permanent.union(*self._slots.values()))
+            held = self._held()
             try:
                 pattern = re.compile(trie_pattern(held)) if held else None
             except (RecursionError, re.error):  # values nested past what the parser takes
