@@ -116,6 +116,39 @@ def test_order_and_version_merge_with_cl_ord_id() -> None:
     assert view.order(9).status is OrderStatus.FILLED
 
 
+def test_reads_follow_every_entity_they_are_built_from() -> None:
+    """Positions and open orders are built once per change, not per read: every piece that
+    makes them (the order, its version, its New command's clOrdId, the contract's name)
+    must show in the next read, whatever was read before."""
+    view = AccountView()
+    view.load_snapshot(snapshot())
+    unnamed = 7002
+    pos = {"id": 5, "accountId": ACCT, "contractId": unnamed, "netPos": 2, "netPrice": 100.5}
+    view.apply(props("position", pos))
+    view.apply(props("order", order(9, contractId=unnamed)))
+    view.apply(props("orderVersion", version(20, 9)))
+    assert [p.symbol for p in view.positions(ACCT)] == [""]
+    [w] = view.working_orders(ACCT)
+    assert (w.symbol, w.cl_ord_id) == ("", None)
+    view.apply(props("command", {"id": 1, "orderId": 9, "clOrdId": "jt-1-2-1"}))
+    assert view.working_orders(ACCT)[0].cl_ord_id == "jt-1-2-1"
+    view.apply(props("contract", {"id": unnamed, "name": "MNQH7"}))
+    assert [p.symbol for p in view.positions(ACCT)] == ["MNQH7"]
+    assert view.working_orders(ACCT)[0].symbol == "MNQH7"
+    view.set_contract(unnamed, "MNQM7")
+    assert [p.symbol for p in view.positions(ACCT)] == ["MNQM7"]
+    assert view.working_orders(ACCT)[0].symbol == "MNQM7"
+    view.apply(props("position", {**pos, "netPos": -1, "netPrice": 99}, "Updated"))
+    [p] = view.positions(ACCT)
+    assert (p.net_pos, p.net_price, p.symbol) == (-1, Decimal(99), "MNQM7")
+    view.apply(props("order", order(9, "Canceled", contractId=unnamed), "Updated"))
+    assert view.working_orders(ACCT) == []
+    assert view.order(9) is not None
+    assert view.order(9).status is OrderStatus.CANCELED
+    view.apply(props("position", pos, "Deleted"))
+    assert view.positions(ACCT) == []
+
+
 def test_orders_are_scoped_to_their_account() -> None:
     view = AccountView()
     view.load_snapshot(

@@ -14,6 +14,7 @@ the connection drops until the next one — an account is *unsynced* and ``posit
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -81,10 +82,14 @@ class AccountView:
     def _reset(self) -> None:
         self._synced: set[int] = set()
         self._accounts: dict[int, str] = {}
-        # account -> contract -> position: every signal reads each of its sub-accounts' positions,
-        # and one login may hold hundreds of sub-accounts
-        self._positions: dict[int, dict[int, Entity]] = {}
+        # account -> contract -> position, kept as built when its event came: every signal
+        # reads each of its sub-accounts' positions (one login may hold hundreds), the settling
+        # dispatcher on every position event, the protective pass all of them
+        self._positions: dict[int, dict[int, Position]] = {}
         self._orders: dict[int, Entity] = {}
+        # orderId -> the WorkingOrder its entities make, built once per change of any of them
+        # (order, orderVersion, command, the contract's name) rather than on every read
+        self._built: dict[int, WorkingOrder] = {}
         # account -> ids of its orders whose status is open: working_orders runs for every
         # sub-account of every signal, and _orders keeps every order of the day
         self._open_by_account: dict[int, set[int]] = {}
@@ -145,11 +150,23 @@ class AccountView:
         return self._store(kind, entity, deleted=False)
 
     def set_contract(self, contract_id: int, name: str) -> None:
+        self._name_contract(contract_id, name)
+
+    def _name_contract(self, contract_id: int, name: str) -> None:
+        """A contract's name arrived (or changed): what was built with the old one is rebuilt."""
+        if self._contracts.get(contract_id) == name:
+            return
         self._contracts[contract_id] = name
+        for held in self._positions.values():
+            pos = held.get(contract_id)
+            if pos is not None:
+                held[contract_id] = dataclasses.replace(pos, symbol=name)
+        self._built.clear()  # rare (a contract is named once): rebuilt on the next read
 
     def _store(self, kind: str, e: Entity, *, deleted: bool) -> list[BrokerEvent]:
         eid = int(e["id"])
         if kind == "order":
+            self._built.pop(eid, None)
             if deleted:
                 self._orders.pop(eid, None)
             else:
@@ -165,19 +182,22 @@ class AccountView:
             current = self._versions.get(oid)
             if current is None or int(current["id"]) <= eid:
                 self._versions[oid] = e
+                self._built.pop(oid, None)
             return self._order_event(oid, False) if oid in self._orders else []
         if kind == "command":
             cl = e.get("clOrdId")
             if cl and e.get("commandType", "New") == "New":
-                self._cl_ord[int(e["orderId"])] = str(cl)
+                oid = int(e["orderId"])
+                self._cl_ord[oid] = str(cl)
+                self._built.pop(oid, None)
             return []
         if kind == "position":
             held = self._positions.setdefault(int(e["accountId"]), {})
-            if deleted:
-                held.pop(int(e["contractId"]), None)
-            else:
-                held[int(e["contractId"])] = e
             pos = self._position(e)
+            if deleted:
+                held.pop(pos.contract_id, None)
+            else:
+                held[pos.contract_id] = pos
             return [BrokerEvent("position", pos.account_id, pos, deleted=deleted)]
         if kind == "fill":
             if eid in self._fills or deleted:
@@ -191,7 +211,7 @@ class AccountView:
             cash = self._cash_balance(e)
             return [BrokerEvent("cash", acct, cash)]
         if kind == "contract":
-            self._contracts[eid] = str(e.get("name") or "")
+            self._name_contract(eid, str(e.get("name") or ""))
             return []
         if kind == "account":
             self._accounts[eid] = str(e.get("name") or "")
@@ -221,12 +241,15 @@ class AccountView:
         )
 
     def _working(self, order_id: int) -> WorkingOrder | None:
+        built = self._built.get(order_id)
+        if built is not None:
+            return built
         o = self._orders.get(order_id)
         if o is None:
             return None
         v = self._versions.get(order_id, {})
         cid = int(o.get("contractId") or 0)
-        return WorkingOrder(
+        built = WorkingOrder(
             order_id=order_id,
             account_id=int(o["accountId"]),
             contract_id=cid,
@@ -241,6 +264,9 @@ class AccountView:
             parent_id=o.get("parentId"),
             oco_id=o.get("ocoId"),
         )
+        if built.status.is_open:  # what working_orders reads; a done order is read rarely
+            self._built[order_id] = built
+        return built
 
     def _fill(self, e: Entity) -> Fill:
         order = self._orders.get(int(e["orderId"]), {})
@@ -288,11 +314,7 @@ class AccountView:
         """Open positions (net ≠ 0); raises while unsynced — an empty list means flat."""
         self._require_synced(account_id)
         held = self._positions.get(account_id, {})
-        return [
-            self._position(held[cid])
-            for cid in sorted(held)
-            if int(held[cid].get("netPos") or 0) != 0
-        ]
+        return [held[cid] for cid in sorted(held) if held[cid].net_pos != 0]
 
     def working_orders(self, account_id: int) -> list[WorkingOrder]:
         """Orders still open (PendingNew, Working, …), oldest first; raises while unsynced."""
