@@ -12,8 +12,9 @@ import contextlib
 import os
 import re
 import subprocess
+import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ log = structlog.get_logger(__name__)
 
 # A plain connection or one borrowed from a pool: migrations accept either.
 Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+# What a store function runs on: the pool, or a connection held outside it.
+Runner: TypeAlias = "asyncpg.Pool[Any] | asyncpg.Connection[Any]"
 
 EMBEDDED_DB = "jtrades"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -173,16 +176,31 @@ class Database:
     # how the pool connects, for a connection of its own (``connect_one``)
     connect_kwargs: dict[str, Any] = field(default_factory=dict)
 
-    async def connect_one(self) -> asyncpg.Connection:
+    async def connect_one(self, **options: Any) -> asyncpg.Connection:
         """A connection outside the pool, for what holds one open with session state (LISTEN):
         a pooled connection must come back clean, and one held for good would stall
         ``pool.close()``."""
         if not self.connect_kwargs:
             raise StorageUnavailable("no connection parameters for a connection of its own")
         try:
-            return await asyncpg.connect(**self.connect_kwargs)
+            return await asyncpg.connect(**self.connect_kwargs, **options)
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise StorageUnavailable(f"cannot reach the database: {_describe(exc)}") from None
+
+    async def connect_as_pooled(self) -> asyncpg.Connection:
+        """A connection of its own set up as the pool's are (codecs, timeout, plan cache)."""
+        conn = await self.connect_one(**_POOLED)
+        try:
+            await _init_connection(conn)
+        except BaseException:
+            conn.terminate()
+            raise
+        return conn
+
+    def lane(self) -> Lane:
+        """The hot path's connection of its own (see ``Lane``); the pool alone when this
+        database cannot open one (no connection parameters)."""
+        return Lane(self.pool, self.connect_as_pooled if self.connect_kwargs else None)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -198,21 +216,126 @@ async def _keep_session(conn: Any) -> None:
     asyncpg still rolls back a transaction left open before calling this."""
 
 
+# How every connection that runs the daemon's statements is set up (the pool's, the lane's).
+_POOLED: dict[str, Any] = {
+    "command_timeout": 30,
+    # Every statement here is prepared once and run many times with keys for parameters:
+    # re-planning each call (Postgres' default for its first executions, and whenever it
+    # judges a custom plan cheaper, as it does for the claim of a small fan-out) cost the
+    # webhook's one-statement claim 0.3 ms. A generic plan is made with the table sizes of
+    # its moment and replaced when autovacuum analyzes a table it reads (after its first
+    # 50 rows, then each 10 % of growth): on a fresh install that fills fast, the plans of
+    # its first minute can be poor (the benchmark starts from a database with history).
+    "server_settings": {"plan_cache_mode": "force_generic_plan"},
+}
+
+
+class Lane:
+    """A connection of its own for the one statement every alert waits on before its first
+    order leaves (the claim). Borrowed directly, it skips what the pool wraps around each
+    statement (acquire, and a release run as a shielded task under a timeout that re-arms an
+    inactivity timer): 0.2–0.4 ms of a claim after a quiet moment (``python -m bench claim``).
+
+    It carries one statement at a time: a claim that finds it busy, not open yet or being
+    replaced runs on the pool, so no alert ever waits for it. A statement that ends in any
+    exception gives its connection up (a cancelled or timed-out one may be mid-protocol, a
+    failed one may be gone); a new one is opened in the background at once, and after a
+    failed attempt again at the first borrow a second later."""
+
+    RETRY_S = 1.0
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        connect: Callable[[], Awaitable[asyncpg.Connection]] | None,
+    ) -> None:
+        self._pool = pool
+        self._connect = connect
+        self._conn: asyncpg.Connection | None = None
+        self._busy = False
+        self._opening: asyncio.Task[None] | None = None
+        self._next_try = 0.0
+        self._closed = False
+
+    @property
+    def connection(self) -> asyncpg.Connection | None:
+        """The lane's own connection while it has one open."""
+        return self._conn
+
+    @asynccontextmanager
+    async def borrow(self) -> AsyncIterator[Runner]:
+        """The lane's connection when free, else the pool."""
+        conn = self._conn
+        if conn is not None and conn.is_closed():
+            conn = self._conn = None
+        if conn is None or self._busy:
+            if conn is None:
+                self._open_soon()
+            yield self._pool
+            return
+        self._busy = True
+        try:
+            yield conn
+        except BaseException:
+            self._conn = None
+            conn.terminate()
+            self._open_soon()
+            raise
+        finally:
+            self._busy = False
+
+    async def open(self) -> None:
+        """Open the connection now (a failure is logged: the pool serves until a retry)."""
+        self._open_soon()
+        if self._opening is not None:
+            await asyncio.shield(self._opening)
+
+    def _open_soon(self) -> None:
+        if self._connect is None or self._closed or self._opening is not None:
+            return
+        if time.monotonic() < self._next_try:
+            return  # the last attempt failed less than RETRY_S ago
+        self._opening = asyncio.create_task(self._open(self._connect), name="db.lane")
+
+    async def _open(self, connect: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
+        try:
+            conn = await connect()
+        except Exception as exc:  # the pool serves meanwhile; a later borrow tries again
+            self._next_try = time.monotonic() + self.RETRY_S
+            log.warning("db.lane_unavailable", error=_describe(exc))
+            return
+        finally:
+            self._opening = None
+        if self._closed:
+            await _close_quietly(conn)
+        else:
+            self._conn = conn
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._opening is not None:
+            self._opening.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._opening
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await _close_quietly(conn)
+
+
+async def _close_quietly(conn: asyncpg.Connection) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), 5)
+    except Exception:
+        conn.terminate()
+
+
 async def _create_pool(settings: Settings, **connect: Any) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         min_size=min(settings.database.min_pool, settings.database.max_pool),
         max_size=settings.database.max_pool,
         init=_init_connection,
         reset=_keep_session,
-        command_timeout=30,
-        # Every statement here is prepared once and run many times with keys for parameters:
-        # re-planning each call (Postgres' default for its first executions, and whenever it
-        # judges a custom plan cheaper, as it does for the claim of a small fan-out) cost the
-        # webhook's one-statement claim 0.3 ms. A generic plan is made with the table sizes of
-        # its moment and replaced when autovacuum analyzes a table it reads (after its first
-        # 50 rows, then each 10 % of growth): on a fresh install that fills fast, the plans of
-        # its first minute can be poor (the benchmark starts from a database with history).
-        server_settings={"plan_cache_mode": "force_generic_plan"},
+        **_POOLED,
         **connect,
     )
     assert pool is not None

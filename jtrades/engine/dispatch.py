@@ -36,6 +36,7 @@ from jtrades.broker.base import (
     StrategyRequest,
     SubAccount,
 )
+from jtrades.db import Lane
 from jtrades.engine.config_cache import LinkConfig
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder
 from jtrades.engine.steps import (
@@ -136,8 +137,11 @@ class Dispatcher:
         ttl_s: float,
         settle_timeout_s: float = 2.0,
         clock: Clock = _utcnow,
+        claims: Lane | None = None,
     ) -> None:
         self._pool = pool
+        # the connection the claim runs on when free (the pool's when not given)
+        self._claims = claims
         self._ttl = timedelta(seconds=ttl_s)
         self._settle_timeout = settle_timeout_s
         self._clock = clock
@@ -198,7 +202,7 @@ class Dispatcher:
             intents = [ni for p in prepared for _, ni in p.steps]
             if delivery is not None:
                 # raises on a storage error: nothing is stored, so nothing may be sent
-                claim = await signal_store.claim_delivery(self._pool, delivery, intents)
+                claim = await self._claim(delivery, intents)
                 if claim.duplicate_of is not None:
                     return DispatchResult([], duplicate_of=claim.duplicate_of)
                 pos = 0
@@ -240,6 +244,14 @@ class Dispatcher:
         finally:
             for lock in acquired:
                 lock.release()
+
+    async def _claim(
+        self, delivery: signal_store.Delivery, intents: list[intent_store.NewIntent]
+    ) -> signal_store.Claim:
+        if self._claims is None:
+            return await signal_store.claim_delivery(self._pool, delivery, intents)
+        async with self._claims.borrow() as ex:
+            return await signal_store.claim_delivery(ex, delivery, intents)
 
     def _plan_all(
         self,

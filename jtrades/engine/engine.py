@@ -111,7 +111,12 @@ class Engine:
         # configuration changes made by the CLI, heard as they commit (the token cache follows
         # them too: ``jtrades serve`` subscribes it)
         self.changes = ChangeFeed(db.connect_one)
-        self.dispatcher = Dispatcher(db.pool, ttl_s=settings.trading.signal_ttl_s)
+        # the statement each alert waits on before its first order runs on a connection of
+        # its own when that is free (db.Lane)
+        self.claims = db.lane()
+        self.dispatcher = Dispatcher(
+            db.pool, ttl_s=settings.trading.signal_ttl_s, claims=self.claims
+        )
         self.reconciler = Reconciler(db.pool, self.brokers, self.config, self.dispatcher, settings)
         self.counters = SessionCounters()
         self._outcomes: OrderedDict[int, asyncio.Future[Outcome]] = OrderedDict()
@@ -134,6 +139,7 @@ class Engine:
         await self.brokers.sync_accounts(snap)
         self.config.on_change(self._on_config_change)
         await self._seed_counters()
+        await self.claims.open()
         await self.reconciler.start()
         self._tasks = [
             asyncio.create_task(self.changes.run(self._stop), name="engine.changes"),
@@ -161,6 +167,7 @@ class Engine:
                 await t
         await self.reconciler.close()
         await self.brokers.close()
+        await self.claims.close()
         self._started = False
 
     def ready(self) -> bool:
@@ -263,7 +270,8 @@ class Engine:
         """An outcome with no orders: store the delivery first when it is not stored yet."""
         if delivery is None:
             return out
-        claim = await signal_store.claim_delivery(self._db.pool, delivery)
+        async with self.claims.borrow() as ex:
+            claim = await signal_store.claim_delivery(ex, delivery)
         if claim.duplicate_of is not None:
             return _duplicate(claim.duplicate_of)
         return out
