@@ -3,9 +3,10 @@ dedup decision and every intent), alone against Postgres: what it costs by numbe
 warm (back to back) and cold (after ``GAP_MS`` of quiet, as the pipeline benchmark's alerts
 come), and where a large one's time goes.
 
-Per row: wall time p50/p90 of the call through the pool, the caller's CPU per call (p50, thread
-time), and the Postgres backend's CPU per call (its /proc ticks over the whole row; "n/a" when
-Postgres is not on this host). Then ``EXPLAIN (ANALYZE, WAL)`` of one claim of the largest size:
+Per row: wall time p50/p90 of the call, the caller's CPU per call (p50, thread time), and the
+Postgres backends' CPU per call (their /proc ticks over the whole row; "n/a" when Postgres is not
+on this host); each size through the pool and through the daemon's ``Lane`` (a connection of its
+own, as ``jtrades serve`` runs the claim). Then ``EXPLAIN (ANALYZE, WAL)`` of one claim of the largest size:
 each insert, each foreign key's per-row checks, the WAL the statement writes (EXPLAIN's own
 timing inflates the per-row figures; their proportions are what it shows).
 
@@ -26,7 +27,7 @@ import asyncpg
 
 from bench.pipeline_procs import cpu_ticks, paper_account, temp_database, user
 from jtrades import aio
-from jtrades.db import _init_connection
+from jtrades.db import _POOLED, Lane, Runner, _init_connection, _keep_session
 from jtrades.engine.parsing import parse_payload
 from jtrades.queries import q
 from jtrades.security import hash_token
@@ -70,6 +71,7 @@ class Bench:
     def __init__(self, pool: asyncpg.Pool, recorder: int, trader: int, subs: list[int]) -> None:
         self.pool, self.recorder, self.trader, self.subs = pool, recorder, trader, subs
         self.signal = parse_payload(BODY, "application/json")
+        self.lane: Lane | None = None  # when set, claims go through it
 
     def intents(self, sid: int, n: int) -> list[NewIntent]:
         expires = datetime.now(UTC) + timedelta(seconds=30)
@@ -79,10 +81,22 @@ class Bench:
             for s in self.subs[:n]
         ]  # fmt: skip
 
-    async def claim(self, n: int) -> None:
-        sid = await self.pool.fetchval("SELECT nextval(pg_get_serial_sequence('signals', 'id'))")
+    async def next_id(self) -> int:
+        sid: int = await self.pool.fetchval(
+            "SELECT nextval(pg_get_serial_sequence('signals', 'id'))"
+        )
+        return sid
+
+    async def claim(self, sid: int, intents: list[NewIntent]) -> None:
+        if self.lane is None:
+            await self._claim(self.pool, sid, intents)
+            return
+        async with self.lane.borrow() as ex:
+            await self._claim(ex, sid, intents)
+
+    async def _claim(self, ex: Runner, sid: int, intents: list[NewIntent]) -> None:
         await signals.claim(
-            self.pool,
+            ex,
             recorder_id=self.recorder,
             idem_key=uuid.uuid4().hex,
             received_at=datetime.now(UTC),
@@ -91,26 +105,30 @@ class Bench:
             raw_body=BODY,
             signal=self.signal,
             signal_id=sid,
-            intents=self.intents(sid, n),
+            intents=intents,
         )
 
-    async def row(self, n: int, gap: float, count: int, backend: int | None) -> str:
+    async def row(self, n: int, gap: float, count: int, backends: list[int]) -> str:
         walls: list[float] = []
         cpus: list[float] = []
-        ticks = cpu_ticks(backend) if backend else 0
+        ticks = sum(cpu_ticks(b) for b in backends)
         for _ in range(count):
+            sid = await self.next_id()  # the daemon draws ids ahead, in blocks: not timed
+            intents = self.intents(sid, n)
             if gap:
                 await asyncio.sleep(gap)
             w, c = time.perf_counter(), time.thread_time()
-            await self.claim(n)
+            await self.claim(sid, intents)
             cpus.append(time.thread_time() - c)
             walls.append(time.perf_counter() - w)
         # the ticks include the nextval drawn before each claim (a few µs)
         pg = "n/a"
-        if backend:
-            pg = f"{(cpu_ticks(backend) - ticks) / os.sysconf('SC_CLK_TCK') / count * 1e3:.2f}"
+        if backends:
+            used = sum(cpu_ticks(b) for b in backends) - ticks
+            pg = f"{used / os.sysconf('SC_CLK_TCK') / count * 1e3:.2f}"
+        via = "pool" if self.lane is None else "lane"
         return (
-            f"{n:>7}  {'cold' if gap else 'warm':>4}  {pct(walls, 50) * 1e3:8.2f}  "
+            f"{n:>7}  {via:>4}  {'cold' if gap else 'warm':>4}  {pct(walls, 50) * 1e3:8.2f}  "
             f"{pct(walls, 90) * 1e3:8.2f}  {pct(cpus, 50) * 1e3:10.2f}  {pg:>10}"
         )
 
@@ -130,7 +148,9 @@ class Bench:
 
 async def run(count: int) -> None:
     async with temp_database() as url:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=1, init=_init_connection)
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=1, init=_init_connection, reset=_keep_session, **_POOLED
+        )
         assert pool is not None
         try:
             uid = await user(pool, "claim")
@@ -149,17 +169,36 @@ async def run(count: int) -> None:
                 uid,
                 rec,
             )
-            backend = await pool.fetchval("SELECT pg_backend_pid()")
-            local = is_local(backend)
             bench = Bench(pool, rec, trader, subs)
-            for _ in range(20):  # warm the statement cache and the plan
-                await bench.claim(max(SIZES))
-            print(f"n={count} claims per row through a 1-connection pool; cold = after "
-                  f"{GAP_S * 1000:g} ms idle (BENCH_GAP_MS)")  # fmt: skip
-            print("intents  when   p50 ms    p90 ms  caller CPU  Postgres CPU (ms per claim)")
+
+            async def own() -> asyncpg.Connection:
+                conn: asyncpg.Connection = await asyncpg.connect(url, **_POOLED)
+                await _init_connection(conn)
+                return conn
+
+            lane = Lane(pool, own)
+            await lane.open()
+            assert lane.connection is not None
+            backends = [
+                await pool.fetchval("SELECT pg_backend_pid()"),
+                lane.connection.get_server_pid(),
+            ]
+            if not is_local(backends[0]):
+                backends = []
+            for via in (None, lane):  # warm the statement caches and the plans
+                bench.lane = via
+                for _ in range(20):
+                    sid = await bench.next_id()
+                    await bench.claim(sid, bench.intents(sid, max(SIZES)))
+            print(f"n={count} claims per row; pool: a 1-connection pool as the daemon's is set up; "
+                  f"lane: db.Lane; cold = after {GAP_S * 1000:g} ms idle (BENCH_GAP_MS)")  # fmt: skip
+            print("intents   via  when   p50 ms    p90 ms  caller CPU  Postgres CPU (ms per claim)")
             for n in SIZES:
                 for gap in (0.0, GAP_S):
-                    print(await bench.row(n, gap, count, backend if local else None), flush=True)
+                    for via in (None, lane):
+                        bench.lane = via
+                        print(await bench.row(n, gap, count, backends), flush=True)
+            await lane.close()
             print(f"EXPLAIN ANALYZE of one claim of {max(SIZES)} intents (warm):")
             for line in await bench.explain(max(SIZES)):
                 print(f"  {line}")
