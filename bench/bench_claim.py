@@ -27,11 +27,11 @@ import asyncpg
 
 from bench.pipeline_procs import cpu_ticks, paper_account, temp_database, user
 from jtrades import aio
-from jtrades.db import _POOLED, Lane, Runner, _init_connection, _keep_session
+from jtrades.db import _POOLED, Lane, _init_connection, _keep_session
 from jtrades.engine.parsing import parse_payload
 from jtrades.queries import q
 from jtrades.security import hash_token
-from jtrades.store import signals
+from jtrades.store import Executor, signals
 from jtrades.store.intents import NewIntent, as_rows
 
 GAP_S = float(os.environ.get("BENCH_GAP_MS", "25")) / 1000
@@ -94,7 +94,7 @@ class Bench:
         async with self.lane.borrow() as ex:
             await self._claim(ex, sid, intents)
 
-    async def _claim(self, ex: Runner, sid: int, intents: list[NewIntent]) -> None:
+    async def _claim(self, ex: Executor, sid: int, intents: list[NewIntent]) -> None:
         await signals.claim(
             ex,
             recorder_id=self.recorder,

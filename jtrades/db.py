@@ -27,13 +27,12 @@ from asyncpg.pool import PoolConnectionProxy
 
 from jtrades.config import Settings
 from jtrades.errors import ConfigError, StorageUnavailable
+from jtrades.store import Executor
 
 log = structlog.get_logger(__name__)
 
 # A plain connection or one borrowed from a pool: migrations accept either.
 Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
-# What a store function runs on: the pool, or a connection held outside it.
-Runner: TypeAlias = "asyncpg.Pool[Any] | asyncpg.Connection[Any]"
 
 EMBEDDED_DB = "jtrades"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -264,7 +263,7 @@ class Lane:
         return self._conn
 
     @asynccontextmanager
-    async def borrow(self) -> AsyncIterator[Runner]:
+    async def borrow(self) -> AsyncIterator[Executor]:
         """The lane's connection when free, else the pool."""
         conn = self._conn
         if conn is not None and conn.is_closed():

@@ -140,8 +140,8 @@ class Dispatcher:
         claims: Lane | None = None,
     ) -> None:
         self._pool = pool
-        # the connection the claim runs on when free (the pool's when not given)
-        self._claims = claims
+        # the connection the claim runs on when free; without one, the pool alone
+        self._claims = claims if claims is not None else Lane(pool, None)
         self._ttl = timedelta(seconds=ttl_s)
         self._settle_timeout = settle_timeout_s
         self._clock = clock
@@ -248,8 +248,6 @@ class Dispatcher:
     async def _claim(
         self, delivery: signal_store.Delivery, intents: list[intent_store.NewIntent]
     ) -> signal_store.Claim:
-        if self._claims is None:
-            return await signal_store.claim_delivery(self._pool, delivery, intents)
         async with self._claims.borrow() as ex:
             return await signal_store.claim_delivery(ex, delivery, intents)
 
