@@ -29,108 +29,99 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
     await db.close()
 
 
+@pytest.fixture
+async def lane(database: Database) -> AsyncIterator[Lane]:
+    """The database's lane with its connection open."""
+    opened = database.lane()
+    await opened.open()
+    assert opened.connection is not None
+    yield opened
+    await opened.close()
+
+
 async def test_one_statement_at_a_time_on_its_own_connection_the_rest_on_the_pool(
-    database: Database,
+    database: Database, lane: Lane
 ) -> None:
-    lane = database.lane()
-    try:
-        await lane.open()
-        own = lane.connection
-        assert own is not None
-        pid = own.get_server_pid()
-        async with lane.borrow() as ex:
-            assert ex is own
-            assert await ex.fetchval("SELECT pg_backend_pid()") == pid
-            # a claim arriving meanwhile does not wait for it
-            async with lane.borrow() as other:
-                assert other is database.pool
-                assert await other.fetchval("SELECT pg_backend_pid()") != pid
-        async with lane.borrow() as ex:
-            assert ex is own  # free again
-            # set up as the pool's connections are: the jsonb codec, the generic plans
-            assert await ex.fetchval("SELECT $1::jsonb", {"a": [1, "x"]}) == {"a": [1, "x"]}
-            assert await ex.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
-    finally:
-        await lane.close()
+    own = lane.connection
+    assert own is not None
+    pid = own.get_server_pid()
+    async with lane.borrow() as ex:
+        assert ex is own
+        assert await ex.fetchval("SELECT pg_backend_pid()") == pid
+        # a claim arriving meanwhile does not wait for it
+        async with lane.borrow() as other:
+            assert other is database.pool
+            assert await other.fetchval("SELECT pg_backend_pid()") != pid
+    async with lane.borrow() as ex:
+        assert ex is own  # free again
+        # set up as the pool's connections are: the jsonb codec, the generic plans
+        assert await ex.fetchval("SELECT $1::jsonb", {"a": [1, "x"]}) == {"a": [1, "x"]}
+        assert await ex.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+    await lane.close()
     assert own.is_closed()
 
 
 async def test_a_failed_statement_gives_the_connection_up_and_a_new_one_follows(
-    database: Database,
+    database: Database, lane: Lane
 ) -> None:
-    lane = database.lane()
-    try:
-        await lane.open()
-        first = lane.connection
-        assert first is not None
-        with pytest.raises(asyncpg.DivisionByZeroError):
-            async with lane.borrow() as ex:
-                await ex.fetchval("SELECT 1 / 0")
-        assert first.is_closed()
+    first = lane.connection
+    assert first is not None
+    with pytest.raises(asyncpg.DivisionByZeroError):
         async with lane.borrow() as ex:
-            assert ex is database.pool  # the pool serves while the new one opens
-            assert await ex.fetchval("SELECT 2") == 2
-        second = await _reopened(lane, first)
-        async with lane.borrow() as ex:
-            assert ex is second
-            assert await ex.fetchval("SELECT 3") == 3
-    finally:
-        await lane.close()
+            await ex.fetchval("SELECT 1 / 0")
+    assert first.is_closed()
+    async with lane.borrow() as ex:
+        assert ex is database.pool  # the pool serves while the new one opens
+        assert await ex.fetchval("SELECT 2") == 2
+    second = await _reopened(lane, first)
+    async with lane.borrow() as ex:
+        assert ex is second
+        assert await ex.fetchval("SELECT 3") == 3
 
 
 async def test_a_cancelled_statement_leaves_no_half_read_connection_behind(
-    database: Database,
+    database: Database, lane: Lane
 ) -> None:
-    lane = database.lane()
-    try:
-        await lane.open()
-        first = lane.connection
-        assert first is not None
+    first = lane.connection
+    assert first is not None
 
-        async def slow() -> None:
+    async def slow() -> None:
+        async with lane.borrow() as ex:
+            await ex.execute("SELECT pg_sleep(5)")
+
+    task = asyncio.create_task(slow())
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert first.is_closed()
+    second = await _reopened(lane, first)
+    async with lane.borrow() as ex:
+        assert ex is second
+        assert await ex.fetchval("SELECT 4") == 4
+
+
+async def test_a_connection_killed_by_the_server_is_replaced(
+    database: Database, lane: Lane
+) -> None:
+    first = lane.connection
+    assert first is not None
+    killed = await database.pool.fetchval("SELECT pg_terminate_backend($1)", first.get_server_pid())
+    assert killed
+    for _ in range(100):  # the socket's end reaches the client
+        if first.is_closed():
+            break
+        await asyncio.sleep(0.02)
+    else:
+        # not noticed yet: the next statement on it fails, and gives it up
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
             async with lane.borrow() as ex:
-                await ex.execute("SELECT pg_sleep(5)")
-
-        task = asyncio.create_task(slow())
-        await asyncio.sleep(0.2)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert first.is_closed()
-        second = await _reopened(lane, first)
-        async with lane.borrow() as ex:
-            assert ex is second
-            assert await ex.fetchval("SELECT 4") == 4
-    finally:
-        await lane.close()
-
-
-async def test_a_connection_killed_by_the_server_is_replaced(database: Database) -> None:
-    lane = database.lane()
-    try:
-        await lane.open()
-        first = lane.connection
-        assert first is not None
-        killed = await database.pool.fetchval(
-            "SELECT pg_terminate_backend($1)", first.get_server_pid()
-        )
-        assert killed
-        for _ in range(100):  # the socket's end reaches the client
-            if first.is_closed():
-                break
-            await asyncio.sleep(0.02)
-        else:
-            # not noticed yet: the next statement on it fails, and gives it up
-            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
-                async with lane.borrow() as ex:
-                    await ex.fetchval("SELECT 1")
-        async with lane.borrow() as ex:
-            assert ex is database.pool
-            assert await ex.fetchval("SELECT 5") == 5
-        second = await _reopened(lane, first)
-        assert second.get_server_pid() != first.get_server_pid()
-    finally:
-        await lane.close()
+                await ex.fetchval("SELECT 1")
+    async with lane.borrow() as ex:
+        assert ex is database.pool
+        assert await ex.fetchval("SELECT 5") == 5
+    second = await _reopened(lane, first)
+    assert second.get_server_pid() != first.get_server_pid()
 
 
 async def test_without_connection_parameters_the_pool_serves_alone(pool: asyncpg.Pool) -> None:
