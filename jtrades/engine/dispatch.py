@@ -353,6 +353,19 @@ class Dispatcher:
                     failed = f"step {po.step} not sent"
                 if reason:
                     res.messages.append(f"{ni.cl_ord_id}: {reason}")
+            if failed is not None:
+                # for the operator (and the notifications): what did not reach the broker, and why
+                log.warning(
+                    "dispatch.orders_failed",
+                    sub_account_id=link.sub_account_id,
+                    signal_id=p.steps[0][1].signal_id,
+                    symbol=p.item.contract.symbol,
+                    rejected=res.rejected,
+                    unknown=res.unknown,
+                    expired=res.expired,
+                    reason=failed,
+                    broker=res.messages[-1] if res.messages else None,
+                )
             if settle and lock is not None:
                 p.expected_pos = position
                 # The answer to the alert need not wait for the fills to show; the next signal

@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog
+import structlog.testing
 
 from jtrades.broker.base import (
     BrokerEvent,
@@ -507,17 +509,23 @@ async def test_broker_rejection_text_from_the_simulator(settings: Settings) -> N
         sim.fault("reject_order", reason="MaxPosLimitReached", text="Max position limit reached")
         sid, at = await store_signal(pool, rec)
 
-        out = await engine.on_signal(
-            signal_id=sid,
-            recorder_id=rec,
-            signal=Signal(Action.BUY, ticker="MNQ1!", price=Decimal(21500)),
-            received_at=at,
-        )
+        with structlog.testing.capture_logs() as logs:
+            out = await engine.on_signal(
+                signal_id=sid,
+                recorder_id=rec,
+                signal=Signal(Action.BUY, ticker="MNQ1!", price=Decimal(21500)),
+                received_at=at,
+            )
 
         assert out.orders == 0
         row = await pool.fetchrow("SELECT state, reason FROM order_intents")
         assert row["state"] == "rejected"
         assert "Max position limit" in row["reason"]
+        # the operator hears of it (a notification when [notify] is set), with the broker's text
+        (warning,) = [e for e in logs if e["event"] == "dispatch.orders_failed"]
+        assert warning["log_level"] == "warning"
+        assert (warning["signal_id"], warning["rejected"], warning["unknown"]) == (sid, 1, 0)
+        assert "Max position limit" in warning["broker"]
         assert sim.state()["accounts"]["RJ1"]["positions"] == []
 
 
