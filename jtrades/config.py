@@ -144,8 +144,20 @@ class LogSettings(_Section):
 
 
 class NotifySettings(_Section):
+    """Where operator notifications go (``jtrades.notify``); empty = not sent there."""
+
     discord_webhook_url: SecretStr = SecretStr("")
     webhook_url: SecretStr = SecretStr("")
+
+    @field_validator("discord_webhook_url", "webhook_url")
+    @classmethod
+    def _url(cls, v: SecretStr) -> SecretStr:
+        value = v.get_secret_value()
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.netloc):
+            # the value is not repeated: a Discord webhook URL carries its token
+            raise ValueError("must be an http(s) URL")
+        return v
 
 
 def _default_data_dir() -> str:

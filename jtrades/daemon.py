@@ -10,7 +10,7 @@ crashes anyway takes the daemon down loudly so systemd restarts it, instead of l
 Stop (SIGINT/SIGTERM): STOPPING=1; new deliveries get 503 (TradingView re-sends them, and
 nothing was stored or sent); in-flight signals drain within a deadline; the HTTP server stops;
 broker sessions close; the heartbeat says ``stopped``; the database (and an embedded server we
-started) closes. A clean stop exits 0.
+started) closes; the notifications still buffered are posted. A clean stop exits 0.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from jtrades.config import Settings
 from jtrades.db import Database, connect
 from jtrades.engine.tokens import TokenCache
 from jtrades.errors import ConfigError, JtradesError, SecretKeyMissing
+from jtrades.notify import Notifier, describe
 from jtrades.security import SecretBox, load_secret_box
 from jtrades.server import OAuthCallback, Webhooks, build_app, start_http
 from jtrades.store import recorders as recorder_store
@@ -60,8 +61,9 @@ DRAIN_DEADLINE_S = 10.0
 class Daemon:
     """One running ``jtrades serve``; ``run`` returns when a stop signal has been handled."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, notifier: Notifier | None = None) -> None:
         self.settings = settings
+        self.notifier = notifier
         self.stop = asyncio.Event()
         self.started_at = datetime.now(UTC)
         self.port: int | None = None
@@ -79,6 +81,9 @@ class Daemon:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         runner = None
+        if self.notifier is not None:
+            await self.notifier.start()
+            log.info("daemon.notifications", targets=describe(self.notifier.targets))
         try:
             self.db = db = await connect(self.settings, migrate_now=True)
             log.info("daemon.database", database=db.url_for_display)
@@ -121,9 +126,13 @@ class Daemon:
                         tg.create_task(factory(), name=name)
                     await self.stop.wait()
         finally:
-            await self._shutdown(runner)
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+            try:
+                await self._shutdown(runner)
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+            finally:
+                if self.notifier is not None:  # last: "daemon.stopped" goes out too
+                    await self.notifier.close()
 
     async def _unless_stopped(self, step: Coroutine[Any, Any, None]) -> bool:
         """Run a start-up step that may wait on brokers; a stop signal cancels it (False)."""
@@ -236,8 +245,11 @@ class Daemon:
 
 def serve(settings: Settings) -> None:
     """Run the daemon until SIGINT/SIGTERM (blocking); ``JtradesError`` propagates to the CLI."""
-    jlog.configure(settings.log.format, settings.log.level)
-    aio.run(Daemon(settings).run())
+    notifier = Notifier.from_settings(settings.notify)
+    jlog.configure(
+        settings.log.format, settings.log.level, sink=notifier.processor if notifier else None
+    )
+    aio.run(Daemon(settings, notifier).run())
 
 
 def _changes_mode(engine: Any) -> str | None:

@@ -15,6 +15,7 @@ from collections.abc import Hashable, Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from structlog.typing import Processor
 
 from jtrades.redaction import SecretSet
 
@@ -79,8 +80,15 @@ def _scrub_rendered(_logger: Any, _method: str, line: Any) -> Any:
     return scrub(line) if isinstance(line, str) else line
 
 
-def configure(fmt: str = "console", level: str = "info", stream: TextIO | None = None) -> None:
-    """Configure structlog and the stdlib root logger (aiohttp, asyncpg) to one output."""
+def configure(
+    fmt: str = "console",
+    level: str = "info",
+    stream: TextIO | None = None,
+    sink: Processor | None = None,
+) -> None:
+    """Configure structlog and the stdlib root logger (aiohttp, asyncpg) to one output.
+
+    ``sink`` sees every event after the redaction (the notifications: ``jtrades.notify``)."""
     out = stream or sys.stderr
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -88,6 +96,8 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
+    if sink is not None:
+        shared.append(sink)
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()

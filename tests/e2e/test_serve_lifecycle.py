@@ -9,12 +9,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
@@ -266,3 +269,62 @@ async def test_sigterm_under_load_leaves_no_signal_half_handled(
     assert all(r["verdict"] in ("accepted", "rejected") for r in rows), rows
     assert "daemon.drained" in out
     assert "complete=True" in out
+
+
+class _Hooks(ThreadingHTTPServer):
+    """Stands in for Discord and a webhook endpoint: keeps every JSON body by path."""
+
+    def __init__(self) -> None:
+        self.bodies: list[tuple[str, dict[str, Any]]] = []
+        self.lock = threading.Lock()
+        hooks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with hooks.lock:
+                    hooks.bodies.append((self.path, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    def events(self, path: str) -> list[str]:
+        with self.lock:
+            return [e["event"] for p, b in self.bodies if p == path for e in b["events"]]
+
+    def discord(self) -> str:
+        with self.lock:
+            return "\n".join(b["content"] for p, b in self.bodies if p != "/hook")
+
+
+def test_serve_notifies_its_start_and_stop(tmp_path: Path, db_url: str) -> None:
+    hooks = _Hooks()
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{hooks.server_address[1]}"
+    env = {
+        "JTRADES_NOTIFY__WEBHOOK_URL": base + "/hook",
+        "JTRADES_NOTIFY__DISCORD_WEBHOOK_URL": base + "/api/webhooks/77/e2e-canary-hook-token",
+        "JTRADES_LOG__FORMAT": "json",
+    }
+    try:
+        with run_daemon(tmp_path, env, db_url=db_url) as d:
+            d.wait_ready()
+            end = time.monotonic() + 30
+            while "daemon.ready" not in hooks.events("/hook") and time.monotonic() < end:
+                time.sleep(0.05)
+            assert "daemon.ready" in hooks.events("/hook"), d.output()
+            assert d.stop(signal.SIGTERM) == 0
+            out = d.output()
+    finally:
+        hooks.shutdown()
+        hooks.server_close()
+    # the last events are posted before the process exits
+    assert hooks.events("/hook")[-1] == "daemon.stopped"
+    assert "`daemon.ready`" in hooks.discord()
+    assert "`daemon.stopped`" in hooks.discord()
+    assert '"targets": "discord,webhook"' in out or "targets=discord,webhook" in out
+    assert "e2e-canary-hook-token" not in out

@@ -101,6 +101,17 @@ def test_secret_is_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "canary-sec-value-123" not in repr(s)
 
 
+@pytest.mark.parametrize("key", ["discord_webhook_url", "webhook_url"])
+def test_notify_urls_are_checked_without_repeating_them(tmp_path: Path, key: str) -> None:
+    write(tmp_path, f'[notify]\n{key} = "discord.com/api/webhooks/1/canary-hook-token"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert f"notify.{key}: must be an http(s) URL" in str(info.value)
+    assert "canary-hook-token" not in str(info.value)
+    write(tmp_path, f'[notify]\n{key} = "https://discord.com/api/webhooks/1/canary-hook-token"\n')
+    assert getattr(load_settings().notify, key).get_secret_value().endswith("canary-hook-token")
+
+
 def test_state_directory_is_the_default_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/jtrades")
     assert load_settings().data_dir == Path("/var/lib/jtrades")

@@ -1,0 +1,354 @@
+"""Operator notifications: the log events a person must see, posted to Discord and/or a webhook.
+
+Why a sink in the logging chain and not calls at the call sites: everything worth telling an
+operator is already a named log event, and every event has passed the secret redaction by the
+time it reaches the sink, so no call site has to learn about notifications and none can notify
+a secret. Which events (``wanted``): every error, and a short list of warnings and lifecycle
+events that need a person (a protective stop placed, orders the broker refused, an account
+flattened, a broker session lost, the daemon started, stopped or interrupted).
+
+Never in the way of trading: the sink only appends to a bounded buffer (a full buffer drops
+the newest and says how many in the next message); one background task posts them, a burst
+gathered into one request per target (``window_s``), well within Discord's five per two
+seconds. A 429 (Discord's ``retry_after`` honoured) or a 5xx or a network error is retried
+under the project's retry policy; what still fails is logged as ``notify.failed`` (never
+itself notified) and dropped. The URLs carry Discord's webhook token: they are registered as
+secrets, and no message of ours names them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import socket
+import threading
+from collections.abc import Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+import structlog
+
+from jtrades import retry
+from jtrades.config import NotifySettings
+from jtrades.errors import JtradesError, Transient
+from jtrades.logging import register_secret
+
+log = structlog.get_logger(__name__)
+
+# Warnings and lifecycle events worth a message; every error-level event is sent as well.
+EVENTS = frozenset(
+    {
+        "daemon.ready",
+        "daemon.stopped",
+        "daemon.interrupted_signals",
+        "dispatch.orders_failed",
+        "reconcile.protective_stop",
+        "engine.flattened",
+        "engine.changes_unheard",
+        "tradovate.session.dead_peer",
+        "tradovate.login.penalty",
+        "tradovate.pool.cooldown",
+    }
+)
+_LEVELS = frozenset({"error", "critical", "exception"})
+_DROP = frozenset({"event", "level", "timestamp", "exc_info", "exception", "stack"})
+DISCORD_LIMIT = 2000  # characters in one message's content
+_LINE_LIMIT = 300
+_NAME_LIMIT = 80  # the event's code span always closes within a line
+POLICY = retry.RetryPolicy(attempts=3, total_s=30.0, initial_s=0.5, max_s=5.0, jitter_s=0.25)
+MAX_RETRY_AFTER_S = 30.0
+
+
+def wanted(event: str, level: str) -> bool:
+    """Whether a log event becomes a notification (``notify.*`` never does: no loops)."""
+    if event.startswith("notify."):
+        return False
+    return level in _LEVELS or event in EVENTS
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One log event as sent: its name, level, time and flat fields (already redacted)."""
+
+    event: str
+    level: str
+    at: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_event(cls, event_dict: MutableMapping[str, Any]) -> Notice:
+        fields = {
+            k: _plain(v) for k, v in event_dict.items() if k not in _DROP and not k.startswith("_")
+        }
+        level = str(event_dict.get("level", ""))
+        return cls(
+            event=str(event_dict.get("event", "")),
+            level="error" if level == "exception" else level,
+            at=str(event_dict.get("timestamp", "")),
+            fields=fields,
+        )
+
+
+def _flat(text: str) -> str:
+    """One line, no backticks: a newline would split the event's line, and a backtick would end
+    its code span and let the rest format the message."""
+    return " ".join(text.replace("`", "").split())
+
+
+def _line(n: Notice) -> str:
+    mark = {"error": "🔴", "critical": "🔴", "warning": "🟠"}.get(n.level, "🔵")
+    name = _flat(n.event)[:_NAME_LIMIT] or "?"
+    fields = _flat(" ".join(f"{k}={v}" for k, v in n.fields.items()))
+    text = f"{mark} `{name}` {fields}".rstrip()
+    return text if len(text) <= _LINE_LIMIT else text[: _LINE_LIMIT - 1] + "…"
+
+
+def discord_body(notices: Sequence[Notice], host: str, dropped: int = 0) -> dict[str, Any]:
+    """One Discord message: a header and a line per event, cut to Discord's limit; mentions
+    disabled, so an ``@everyone`` inside a field pings nobody."""
+    head = f"**jtrades** on {host}"
+    if dropped:
+        head += f" ({dropped} earlier events dropped)"
+    lines = [head]
+    size = len(head)
+    for i, n in enumerate(notices):
+        line = _line(n)
+        rest = len(notices) - i
+        tail = f"… and {rest} more"
+        if size + 1 + len(line) + (1 + len(tail) if rest > 1 else 0) > DISCORD_LIMIT:
+            lines.append(tail)
+            break
+        lines.append(line)
+        size += 1 + len(line)
+    return {"content": "\n".join(lines), "allowed_mentions": {"parse": []}}
+
+
+def webhook_body(notices: Sequence[Notice], host: str, dropped: int = 0) -> dict[str, Any]:
+    """The generic webhook's JSON: every event whole, for a program to route."""
+    return {
+        "source": "jtrades",
+        "host": host,
+        "dropped": dropped,
+        "events": [{"event": n.event, "level": n.level, "at": n.at, **n.fields} for n in notices],
+    }
+
+
+Kind = Literal["discord", "webhook"]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    kind: Kind
+    url: str = field(repr=False)
+
+
+class NotifyFailed(Transient):
+    """A target answered 429 or 5xx, or could not be reached; the message names no URL."""
+
+
+class Notifier:
+    """The sink (``processor``) and the task that posts. Offered events wait in a bounded
+    buffer until ``start``; ``close`` posts what is left, within a deadline."""
+
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        *,
+        window_s: float = 1.0,
+        max_batch: int = 20,
+        capacity: int = 1000,
+        timeout_s: float = 10.0,
+        host: str | None = None,
+    ) -> None:
+        if not targets:
+            raise ValueError("a notifier needs at least one target")
+        self.targets = tuple(targets)
+        for t in self.targets:
+            register_secret(t.url)
+        self.window_s = window_s
+        self.max_batch = max_batch
+        self.capacity = capacity
+        self.timeout_s = timeout_s
+        self.host = host or socket.gethostname()
+        self.sent = 0  # notices delivered to every target
+        self.dropped = 0  # notices lost to a full buffer or a failed post
+        self._buffer: collections.deque[Notice] = collections.deque()
+        self._unreported = 0  # dropped since the last message said so
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: int | None = None
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(cls, settings: NotifySettings) -> Notifier | None:
+        """None when no URL is set: notifications are off."""
+        targets: list[Target] = []
+        if url := settings.discord_webhook_url.get_secret_value():
+            targets.append(Target("discord", url))
+        if url := settings.webhook_url.get_secret_value():
+            targets.append(Target("webhook", url))
+        return cls(targets) if targets else None
+
+    # --- the sink --------------------------------------------------------------------------
+
+    def processor(
+        self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        """structlog processor, placed after the redaction: copies a wanted event, passes the
+        event on unchanged."""
+        event = event_dict.get("event")
+        if isinstance(event, str) and wanted(event, str(event_dict.get("level", ""))):
+            self.offer(Notice.from_event(event_dict))
+        return event_dict
+
+    def offer(self, notice: Notice) -> None:
+        """Queue a notice; from any thread, never blocks."""
+        with self._lock:
+            if len(self._buffer) >= self.capacity:
+                self.dropped += 1
+                self._unreported += 1
+                return
+            self._buffer.append(notice)
+        loop = self._loop
+        if loop is None:
+            return
+        if threading.get_ident() == self._thread:
+            self._wake.set()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(self._wake.set)
+
+    def _take(self) -> tuple[list[Notice], int]:
+        with self._lock:
+            batch = [self._buffer.popleft() for _ in range(min(self.max_batch, len(self._buffer)))]
+            dropped, self._unreported = self._unreported, 0
+        return batch, dropped
+
+    # --- the poster ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s), json_serialize=_dumps
+        )
+        self._task = asyncio.create_task(self._run(), name="notify.post")
+        if self._buffer:
+            self._wake.set()
+
+    async def close(self, deadline_s: float = 5.0) -> None:
+        """Post what is buffered (within ``deadline_s``; what is left then is dropped), then stop."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._closing.set()
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), deadline_s)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                with self._lock:
+                    self.dropped += len(self._buffer)
+                    self._buffer.clear()
+        self._loop = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def _pause(self) -> None:
+        """Wait out the window, or less when closing."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), self.window_s)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await self._pause()  # a burst becomes one message
+            self._wake.clear()
+            while True:
+                batch, dropped = self._take()
+                if not batch and not dropped:
+                    break
+                await self._post_batch(batch, dropped)
+                if self._buffer:
+                    await self._pause()
+            if self._closing.is_set():
+                return
+
+    async def _post_batch(self, batch: list[Notice], dropped: int) -> None:
+        ok = True
+        for target in self.targets:
+            build = discord_body if target.kind == "discord" else webhook_body
+            ok = await self._post(target, build(batch, self.host, dropped)) and ok
+        if ok:
+            self.sent += len(batch)
+        else:
+            self.dropped += len(batch)
+
+    async def _post(self, target: Target, body: dict[str, Any]) -> bool:
+        try:
+            await retry.call_with(POLICY, self._post_once, target, body)
+        except (NotifyFailed, _Refused) as exc:
+            log.warning("notify.failed", target=target.kind, reason=str(exc))
+            return False
+        except Exception as exc:  # a notification must never take the daemon down
+            log.warning("notify.failed", target=target.kind, reason=type(exc).__name__)
+            return False
+        return True
+
+    async def _post_once(self, target: Target, body: dict[str, Any]) -> None:
+        assert self._http is not None
+        try:
+            async with self._http.post(target.url, json=body) as r:
+                if r.status < 300:
+                    return
+                text = await r.text()
+                if r.status == 429:
+                    await asyncio.sleep(_retry_after(r.headers.get("Retry-After"), text))
+                if r.status == 429 or r.status >= 500:
+                    raise NotifyFailed(f"{target.kind} answered {r.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # the exception's text can hold the URL: only its type is kept
+            raise NotifyFailed(f"{target.kind} unreachable ({type(exc).__name__})") from None
+        # 4xx other than 429: a retry will not help (a deleted Discord webhook answers 404)
+        raise _Refused(f"{target.kind} refused the message ({r.status})")
+
+
+class _Refused(JtradesError):
+    """A 4xx other than 429: the target will not take the message, now or later."""
+
+
+def _retry_after(header: str | None, body: str) -> float:
+    """Seconds to wait from Discord's JSON ``retry_after`` or a Retry-After header."""
+    seconds: Any = None
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        seconds = orjson.loads(body).get("retry_after")
+    if seconds is None and header:
+        with contextlib.suppress(ValueError):
+            seconds = float(header)
+    try:
+        return max(0.0, min(float(seconds), MAX_RETRY_AFTER_S))
+    except (TypeError, ValueError):
+        return 1.0
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def describe(targets: Iterable[Target]) -> str:
+    """For the start-up log line: which kinds of target, never their URLs."""
+    return ",".join(t.kind for t in targets)
