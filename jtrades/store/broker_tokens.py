@@ -12,6 +12,11 @@ from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
 
 
+def token_context(env: str, username: str) -> str:
+    """Associated data: a sealed token opens only as the token of this (env, login)."""
+    return f"broker_tokens:{env}:{username}"
+
+
 @dataclass(frozen=True, slots=True)
 class StoredToken:
     env: str

@@ -27,11 +27,6 @@ log = structlog.get_logger(__name__)
 MIN_RENEWABLE_S = 5.0
 
 
-def _context(env: str, username: str) -> str:
-    """Associated data: a sealed token opens only as the token of this (env, login)."""
-    return f"broker_tokens:{env}:{username}"
-
-
 def needs_renewal(token: AccessToken, now: datetime, margin_s: float) -> bool:
     """Whether to renew now: inside the margin before ``expirationTime`` (or past it)."""
     return token.seconds_left(now) <= margin_s
@@ -117,7 +112,7 @@ class TokenCache:
             row = await store.get(self.db, env, username)
             if row is None:
                 return None
-            plain = self.cipher.open(row.token_enc, row.key_id, _context(env, username))
+            plain = self.cipher.open(row.token_enc, row.key_id, store.token_context(env, username))
         except (StorageUnavailable, SecretKeyMissing) as exc:
             log.warning("tradovate.token.load_failed", username=username, reason=str(exc))
             return None
@@ -132,7 +127,7 @@ class TokenCache:
         self._mem[(env, username)] = token
         if self.db is None or self.cipher is None:
             return
-        sealed = self.cipher.seal(token.token, _context(env, username))
+        sealed = self.cipher.seal(token.token, store.token_context(env, username))
         try:
             await store.upsert(
                 self.db,
