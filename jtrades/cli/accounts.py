@@ -27,7 +27,7 @@ from jtrades.db import Database
 from jtrades.errors import InvalidInput
 from jtrades.security import load_secret_box
 from jtrades.store import accounts as store
-from jtrades.store import audit, users
+from jtrades.store import audit, sealed, users
 from jtrades.store.accounts import Account, SubAccountRow, SyncResult
 
 log = structlog.get_logger(__name__)
@@ -298,3 +298,65 @@ def connect(label: LabelArg, json: JsonOpt = False) -> None:
     else:
         typer.echo(url)
         done(False, f"open this link to connect {label}; the daemon's /oauth/callback finishes it")
+
+
+@app.command("reseal")
+def reseal(json: JsonOpt = False) -> None:
+    """Re-encrypt every stored credential under the current secret key (after a rotation).
+
+    Rotate: put a new key first in secrets.key_file (keep the old line below it), run this,
+    then delete the old line. All or nothing: a credential that does not open stops it.
+
+    Example: jtrades accounts reseal
+    """
+
+    async def go(db: Database) -> tuple[sealed.ResealReport, str]:
+        box = load_secret_box(settings(), create=False)
+        async with db.pool.acquire() as c, c.transaction():
+            report = await sealed.reseal(c, box)
+            await audit.record(
+                c,
+                actor(),
+                "accounts.reseal",
+                report.key_id,
+                {"passwords": report.passwords, "oauth_tokens": report.oauth_tokens,
+                 "access_tokens": report.access_tokens,
+                 "access_tokens_dropped": report.access_tokens_dropped,
+                 "keys_in_use": report.keys_in_use},
+            )  # fmt: skip
+        return report, box.source
+
+    report, source = run(go)
+    done(json, _reseal_text(report, source), {"reseal": report})
+
+
+def _reseal_text(r: sealed.ResealReport, source: str) -> str:
+    moved = [
+        f"{n} {what}{'' if n == 1 else 's'}"
+        for n, what in (
+            (r.passwords, "password"),
+            (r.oauth_tokens, "OAuth token"),
+            (r.access_tokens, "access token"),
+        )
+        if n
+    ]
+    lines = [
+        f"re-sealed {', '.join(moved)} under key {r.key_id}" if moved else "nothing to re-seal"
+    ]
+    if r.access_tokens_dropped:
+        lines.append(
+            f"dropped {r.access_tokens_dropped} cached access token(s) that no longer open "
+            "(the daemon logs in again)"
+        )
+    others = r.others_in_use
+    if others:
+        keys = ", ".join(f"{k} ({n})" for k, n in sorted(others.items()))
+        lines.append(
+            f"still sealed under other keys: {keys}; keep their lines in {source} (a daemon "
+            "started with the old key order writes under it: restart it, then reseal again)"
+        )
+    elif r.keys_in_use:
+        lines.append(
+            f"every stored secret is under key {r.key_id}: other keys in {source} can be removed"
+        )
+    return "\n".join(lines)

@@ -237,16 +237,3 @@ async def load_credentials(ex: Executor, box: SecretBox, account_id: int) -> Cre
         row["id"], row["label"], row["env"], row["username"], password, oauth,
         row["oauth_expires_at"],
     )  # fmt: skip
-
-
-async def reseal_password(ex: Executor, box: SecretBox, account_id: int) -> bool:
-    """Re-encrypt a password under the current key (after a rotation); True if it changed."""
-    with translate_errors():
-        row = await ex.fetchrow(q("accounts.credentials"), account_id)
-    if row is None or row["password_enc"] is None or not box.needs_reseal(row["password_key_id"]):
-        return False
-    ctx = password_context(row["env"], row["username"])
-    sealed = box.seal(box.open(row["password_enc"], row["password_key_id"], ctx), ctx)
-    with translate_errors():
-        await ex.execute(q("accounts.set_password"), account_id, sealed.ciphertext, sealed.key_id)
-    return True

@@ -31,9 +31,6 @@ SELECT a.id, a.label, a.env, a.username, a.password_enc, a.password_key_id,
        a.oauth_token_enc, a.oauth_key_id, a.oauth_expires_at
 FROM accounts a WHERE a.id = $1;
 
--- name: accounts.set_password($1 id, $2 password_enc, $3 password_key_id)
-UPDATE accounts SET password_enc = $2, password_key_id = $3 WHERE id = $1;
-
 -- name: accounts.enabled_traders($1 id)
 SELECT DISTINCT t.id
 FROM trader_accounts ta

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,13 @@ from jtrades.config import Settings
 from jtrades.errors import SecretKeyMissing
 from jtrades.security import SecretBox, key_id, load_secret_box, new_secret_key, parse_keys
 from jtrades.store import accounts as store
+from jtrades.store import broker_tokens as token_store
 from tests.cli import Result, ainvoke
 from tests.simutil import SimHandle, running_sim
 
 PASSWORD = "tv-Pa55word-for-tests"
+OAUTH_TOKEN = "oauth-canary-token-6f1e"
+ACCESS_TOKEN = "access-canary-token-2b9c"
 
 
 class Cli:
@@ -253,12 +257,85 @@ async def test_rotation_old_key_still_decrypts_then_reseal(
         await pool.fetchval("SELECT password_key_id FROM accounts WHERE label = 'alice-live'")
         == new_id
     )
-    # Re-sealing moves the old one; then the old key can go.
-    assert await store.reseal_password(pool, box, account_id) is True
-    assert await store.reseal_password(pool, box, account_id) is False
+    # An OAuth token and a cached broker access token, both under the old key too.
+    old_box = SecretBox(parse_keys(old_key, "k"), "old")
+    oauth = old_box.seal(OAUTH_TOKEN, store.oauth_context("demo", "alice_tv"))
+    await pool.execute(
+        "UPDATE accounts SET oauth_token_enc = $1, oauth_key_id = $2 WHERE id = $3",
+        oauth.ciphertext, oauth.key_id, account_id,
+    )  # fmt: skip
+    cached = old_box.seal(ACCESS_TOKEN, token_store.token_context("demo", "alice_tv"))
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    await token_store.upsert(pool, "demo", "alice_tv", cached.ciphertext, cached.key_id, expires, 7)
+
+    # Re-sealing moves all three; then the old key can go.
+    r = await cli("accounts", "reseal")
+    assert r.exit_code == 0, r.stderr
+    assert f"re-sealed 1 password, 1 OAuth token, 1 access token under key {new_id}" in r.stderr
+    assert "other keys in" in r.stderr
+    assert "can be removed" in r.stderr
+    again = await cli.ok("accounts", "reseal")
+    assert again["reseal"]["passwords"] == again["reseal"]["access_tokens"] == 0
+    assert again["reseal"]["keys_in_use"] == {new_id: 4}
+    for secret in (PASSWORD, OAUTH_TOKEN, ACCESS_TOKEN, old_key, new_key):
+        assert secret not in r.stdout + r.stderr
+    audit = await pool.fetchval(
+        "SELECT detail FROM audit_log WHERE action = 'accounts.reseal' ORDER BY id LIMIT 1"
+    )
+    assert (audit["passwords"], audit["oauth_tokens"], audit["access_tokens"]) == (1, 1, 1)
+
     key_file.write_text(new_key + "\n")
     only_new = load_secret_box(_settings(db_url, data_dir, key_file), create=False)
-    assert (await store.load_credentials(pool, only_new, account_id)).password == PASSWORD
+    creds = await store.load_credentials(pool, only_new, account_id)
+    assert (creds.password, creds.oauth_token) == (PASSWORD, OAUTH_TOKEN)
+    row = await token_store.get(pool, "demo", "alice_tv")
+    assert row is not None
+    assert row.expires_at == expires  # the token moved, its life did not change
+    context = token_store.token_context("demo", "alice_tv")
+    assert only_new.open(row.token_enc, row.key_id, context) == ACCESS_TOKEN
+
+
+async def test_reseal_is_all_or_nothing_when_a_credential_does_not_open(
+    cli: Cli, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    lost_key, old_key, new_key = new_secret_key(), new_secret_key(), new_secret_key()
+    key_file = tmp_path / "keys"
+    key_file.write_text(old_key + "\n")
+    key_file.chmod(0o600)
+    cli.env = {"JTRADES_SECRETS__KEY_FILE": str(key_file)}
+    for label, login in (("a-demo", "alice_tv"), ("b-demo", "bob_tv")):
+        await cli.ok(
+            "accounts", "add", label, "--user", "alice", "--env", "demo",
+            "--username", login, "--password-stdin", input=f"pw-of-{login}\n",
+        )  # fmt: skip
+    # b-demo's password was sealed under a key the file no longer holds
+    lost = SecretBox(parse_keys(lost_key, "k"), "lost")
+    gone = lost.seal("pw-of-bob_tv", store.password_context("demo", "bob_tv"))
+    await pool.execute(
+        "UPDATE accounts SET password_enc = $1, password_key_id = $2 WHERE label = 'b-demo'",
+        gone.ciphertext, gone.key_id,
+    )  # fmt: skip
+    # a cached access token under the lost key is only a cache: dropped, not an error
+    cached = lost.seal(ACCESS_TOKEN, token_store.token_context("demo", "bob_tv"))
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    await token_store.upsert(pool, "demo", "bob_tv", cached.ciphertext, cached.key_id, expires, 8)
+    before = await pool.fetch("SELECT * FROM accounts ORDER BY id")
+    key_file.write_text(f"{new_key}\n{old_key}\n")
+
+    r = await cli("accounts", "reseal")
+    assert r.exit_code == 1
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert "the password of account b-demo" in r.stderr
+    assert gone.key_id in r.stderr
+    assert "nothing was re-sealed" in r.stderr
+    assert "pw-of-" not in r.stdout + r.stderr
+    assert await pool.fetch("SELECT * FROM accounts ORDER BY id") == before  # a-demo not moved
+
+    await cli.ok("accounts", "remove", "b-demo")  # the operator gives that login up
+    report = (await cli.ok("accounts", "reseal"))["reseal"]
+    assert (report["passwords"], report["access_tokens_dropped"]) == (1, 1)
+    assert await token_store.get(pool, "demo", "bob_tv") is None
+    assert report["keys_in_use"] == {key_id(parse_keys(new_key, "k")[0]): 1}
 
 
 async def test_ciphertext_moved_to_another_login_does_not_decrypt(
