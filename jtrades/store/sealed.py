@@ -62,12 +62,12 @@ async def reseal(conn: Connection, box: SecretBox) -> ResealReport:
             for r in await conn.fetch(q("secrets.accounts_to_reseal"), current):
                 password, password_key = r["password_enc"], r["password_key_id"]
                 oauth, oauth_key = r["oauth_token_enc"], r["oauth_key_id"]
-                if password is not None and password_key != current:
+                if password is not None and box.needs_reseal(password_key):
                     context = password_context(r["env"], r["username"])
                     what = f"the password of account {r['label']}"
                     password = _move(box, password, password_key, context, what)
                     password_key, passwords = current, passwords + 1
-                if oauth is not None and oauth_key != current:
+                if oauth is not None and box.needs_reseal(oauth_key):
                     context = oauth_context(r["env"], r["username"])
                     what = f"the OAuth token of account {r['label']}"
                     oauth = _move(box, oauth, oauth_key, context, what)
