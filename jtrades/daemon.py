@@ -125,6 +125,13 @@ class Daemon:
                     for name, factory in self._loops(tokens).items():
                         tg.create_task(factory(), name=name)
                     await self.stop.wait()
+        except JtradesError as exc:
+            # The CLI prints it as well; logged, it reaches the notifications before they close.
+            log.error("daemon.failed", error=str(exc))
+            raise
+        except Exception as exc:
+            log.error("daemon.crashed", error=f"{type(exc).__name__}: {exc}")
+            raise
         finally:
             try:
                 await self._shutdown(runner)

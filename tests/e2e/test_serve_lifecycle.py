@@ -301,7 +301,9 @@ class _Hooks(ThreadingHTTPServer):
             return "\n".join(b["content"] for p, b in self.bodies if p != "/hook")
 
 
-def test_serve_notifies_its_start_and_stop(tmp_path: Path, db_url: str) -> None:
+@contextmanager
+def notify_hooks() -> Iterator[tuple[_Hooks, dict[str, str]]]:
+    """The stand-in endpoints, served on a thread, and the daemon settings that point at them."""
     hooks = _Hooks()
     threading.Thread(target=hooks.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{hooks.server_address[1]}"
@@ -311,6 +313,28 @@ def test_serve_notifies_its_start_and_stop(tmp_path: Path, db_url: str) -> None:
         "JTRADES_LOG__FORMAT": "json",
     }
     try:
+        yield hooks, env
+    finally:
+        hooks.shutdown()
+        hooks.server_close()
+
+
+def test_serve_notifies_why_it_could_not_start(tmp_path: Path, db_url: str) -> None:
+    with notify_hooks() as (hooks, env), socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env["JTRADES_SERVER__PORT"] = str(port)
+        with run_daemon(tmp_path, env, db_url=db_url) as d:
+            assert d.proc.wait(timeout=60) == 1, d.output()
+        events = hooks.events("/hook")
+    # the reason, then the stop: posted before the process exited
+    assert events[-2:] == ["daemon.failed", "daemon.stopped"], events
+    assert f"cannot listen on 127.0.0.1:{port}" in hooks.discord()
+
+
+def test_serve_notifies_its_start_and_stop(tmp_path: Path, db_url: str) -> None:
+    with notify_hooks() as (hooks, env):
         with run_daemon(tmp_path, env, db_url=db_url) as d:
             d.wait_ready()
             end = time.monotonic() + 30
@@ -319,12 +343,11 @@ def test_serve_notifies_its_start_and_stop(tmp_path: Path, db_url: str) -> None:
             assert "daemon.ready" in hooks.events("/hook"), d.output()
             assert d.stop(signal.SIGTERM) == 0
             out = d.output()
-    finally:
-        hooks.shutdown()
-        hooks.server_close()
+        events, discord = hooks.events("/hook"), hooks.discord()
     # the last events are posted before the process exits
-    assert hooks.events("/hook")[-1] == "daemon.stopped"
-    assert "`daemon.ready`" in hooks.discord()
-    assert "`daemon.stopped`" in hooks.discord()
+    assert events[-1] == "daemon.stopped"
+    assert "daemon.failed" not in events
+    assert "`daemon.ready`" in discord
+    assert "`daemon.stopped`" in discord
     assert '"targets": "discord,webhook"' in out or "targets=discord,webhook" in out
     assert "e2e-canary-hook-token" not in out
