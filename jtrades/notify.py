@@ -7,6 +7,10 @@ a secret. Which events (``wanted``): every error, and a short list of warnings a
 events that need a person (a protective stop placed, orders the broker refused, an account
 flattened, a broker session lost, the daemon started, stopped or interrupted).
 
+An outage must not become a flood: of one event from one source (the same sub-account,
+account, session or login) at most three go out in ten minutes; the ones beyond are counted,
+and the next one let through says how many were held back (``Repeats``).
+
 Never in the way of trading: the sink only appends to a bounded buffer (a full buffer drops
 the newest and says how many in the next message); one background task posts them, a burst
 gathered into one request per target (``window_s``), well within Discord's five per two
@@ -21,9 +25,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import socket
 import threading
-from collections.abc import Iterable, MutableMapping, Sequence
+import time
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,6 +66,7 @@ _LINE_LIMIT = 300
 _NAME_LIMIT = 80  # the event's code span always closes within a line
 POLICY = retry.RetryPolicy(attempts=3, total_s=30.0, initial_s=0.5, max_s=5.0, jitter_s=0.25)
 MAX_RETRY_AFTER_S = 30.0
+_MAX_SOURCES = 10_000  # event sources remembered by Repeats before the finished ones go
 
 
 def wanted(event: str, level: str) -> bool:
@@ -142,6 +149,48 @@ def webhook_body(notices: Sequence[Notice], host: str, dropped: int = 0) -> dict
     }
 
 
+# the fields that tell one source of an event from another
+_SOURCE = ("sub_account_id", "account_id", "session", "username", "symbol")
+
+
+class Repeats:
+    """At most ``limit`` notices of one event from one source per ``window_s``; the rest are
+    held back and counted, and the next notice let through carries the count
+    (``repeats_not_sent``)."""
+
+    def __init__(
+        self, limit: int = 3, window_s: float = 600.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._clock = clock
+        # key -> [window start, let through in the window, held back since the last one sent]
+        self._seen: dict[tuple[Any, ...], list[float]] = {}
+
+    def admit(self, n: Notice) -> Notice | None:
+        """The notice to send (with the count held back before it), or None to hold it back."""
+        key = (n.event, *(n.fields.get(k) for k in _SOURCE))
+        now = self._clock()
+        seen = self._seen.get(key)
+        if seen is None or now - seen[0] >= self.window_s:
+            if len(self._seen) >= _MAX_SOURCES:
+                self._forget(now)
+            seen = self._seen[key] = [now, 0, seen[2] if seen else 0]
+        if seen[1] >= self.limit:
+            seen[2] += 1
+            return None
+        seen[1] += 1
+        if seen[2]:
+            n = dataclasses.replace(n, fields={**n.fields, "repeats_not_sent": int(seen[2])})
+            seen[2] = 0
+        return n
+
+    def _forget(self, now: float) -> None:
+        """Drop the sources whose window is over and that hold nothing back (bounded memory)."""
+        for key in [k for k, v in self._seen.items() if now - v[0] >= self.window_s and not v[2]]:
+            del self._seen[key]
+
+
 Kind = Literal["discord", "webhook"]
 
 
@@ -168,6 +217,7 @@ class Notifier:
         capacity: int = 1000,
         timeout_s: float = 10.0,
         host: str | None = None,
+        repeats: Repeats | None = None,
     ) -> None:
         if not targets:
             raise ValueError("a notifier needs at least one target")
@@ -181,6 +231,8 @@ class Notifier:
         self.host = host or socket.gethostname()
         self.sent = 0  # notices delivered to every target
         self.dropped = 0  # notices lost to a full buffer or a failed post
+        self.held = 0  # repeats held back (counted in the next one sent)
+        self.repeats = repeats or Repeats()
         self._buffer: collections.deque[Notice] = collections.deque()
         self._unreported = 0  # dropped since the last message said so
         self._lock = threading.Lock()
@@ -216,6 +268,11 @@ class Notifier:
     def offer(self, notice: Notice) -> None:
         """Queue a notice; from any thread, never blocks."""
         with self._lock:
+            admitted = self.repeats.admit(notice)
+            if admitted is None:
+                self.held += 1
+                return
+            notice = admitted
             if len(self._buffer) >= self.capacity:
                 self.dropped += 1
                 self._unreported += 1

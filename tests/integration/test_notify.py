@@ -248,3 +248,20 @@ async def test_offers_from_another_thread_are_sent(endpoint: Endpoint) -> None:
     finally:
         await notifier.close()
     assert endpoint.bodies("/hook")[0]["events"][0]["event"] == "test.event_5"
+
+
+async def test_an_outage_is_not_a_flood(endpoint: Endpoint, log_output: io.StringIO) -> None:
+    notifier = Notifier([Target("webhook", endpoint.base + "/hook")], window_s=0.01)
+    jlog.configure("json", "info", stream=log_output, sink=notifier.processor)
+    await notifier.start()
+    log = structlog.get_logger("t")
+    for i in range(5):  # the same failure, every reconcile pass
+        log.error("reconcile.sessions_failed", error=f"connection refused ({i})")
+    log.error("broker.session_failed", account_id=3, error="refused")  # another source: sent
+    await notifier.close()
+    events = [e for b in endpoint.bodies("/hook") for e in b["events"]]
+    assert [e["event"] for e in events] == ["reconcile.sessions_failed"] * 3 + [
+        "broker.session_failed"
+    ]
+    assert (notifier.sent, notifier.held) == (4, 2)
+    assert log_output.getvalue().count("reconcile.sessions_failed") == 5  # the log keeps them all
