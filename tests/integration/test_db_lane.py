@@ -22,6 +22,15 @@ async def _reopened(lane: Lane, old: asyncpg.Connection | None) -> asyncpg.Conne
     raise AssertionError("the lane never opened a new connection")
 
 
+async def _serves_anew(lane: Lane, first: asyncpg.Connection, probe: int) -> None:
+    """The lane gave ``first`` up, opened another, and borrows that one now."""
+    assert first.is_closed()
+    second = await _reopened(lane, first)
+    async with lane.borrow() as ex:
+        assert ex is second
+        assert await ex.fetchval(f"SELECT {probe}") == probe
+
+
 @pytest.fixture
 async def database(settings: Settings) -> AsyncIterator[Database]:
     db = await connect(settings)
@@ -73,10 +82,7 @@ async def test_a_failed_statement_gives_the_connection_up_and_a_new_one_follows(
     async with lane.borrow() as ex:
         assert ex is database.pool  # the pool serves while the new one opens
         assert await ex.fetchval("SELECT 2") == 2
-    second = await _reopened(lane, first)
-    async with lane.borrow() as ex:
-        assert ex is second
-        assert await ex.fetchval("SELECT 3") == 3
+    await _serves_anew(lane, first, 3)
 
 
 async def test_a_cancelled_statement_leaves_no_half_read_connection_behind(
@@ -94,11 +100,7 @@ async def test_a_cancelled_statement_leaves_no_half_read_connection_behind(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert first.is_closed()
-    second = await _reopened(lane, first)
-    async with lane.borrow() as ex:
-        assert ex is second
-        assert await ex.fetchval("SELECT 4") == 4
+    await _serves_anew(lane, first, 4)
 
 
 async def test_a_connection_killed_by_the_server_is_replaced(
