@@ -377,11 +377,11 @@ class Notifier:
                     await asyncio.sleep(_retry_after(r.headers.get("Retry-After"), text))
                 if r.status == 429 or r.status >= 500:
                     raise NotifyFailed(f"{target.kind} answered {r.status}")
+                # any other 4xx: a retry will not help (a deleted Discord webhook answers 404)
+                raise _Refused(f"{target.kind} refused the message ({r.status})")
         except (aiohttp.ClientError, TimeoutError) as exc:
             # the exception's text can hold the URL: only its type is kept
             raise NotifyFailed(f"{target.kind} unreachable ({type(exc).__name__})") from None
-        # 4xx other than 429: a retry will not help (a deleted Discord webhook answers 404)
-        raise _Refused(f"{target.kind} refused the message ({r.status})")
 
 
 class _Refused(JtradesError):
