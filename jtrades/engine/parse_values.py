@@ -106,6 +106,32 @@ def check_placeholders(fields: Mapping[str, Any]) -> None:
         )
 
 
+# What Postgres cannot hold in text or jsonb: NUL, and the lone surrogates a JSON ``\ud800``
+# escape decodes to (not even UTF-8 can carry those).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` with NUL and lone surrogates replaced by U+FFFD. Done once, where untrusted text
+    comes in, so that no column, key, jsonb value or log line downstream meets them: one would
+    fail the signal's insert, and a delivery that cannot be stored is answered 5xx, which
+    TradingView retries (the raw body keeps the original bytes)."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def storable_tree(value: Any) -> Any:
+    """``storable`` applied to every string (keys too) of a parsed JSON value."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(k): storable_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable_tree(v) for v in value]
+    return value
+
+
 def is_blank(value: Any) -> bool:
     """JSON null and empty strings mean "not given" (templates often leave fields empty)."""
     return value is None or (isinstance(value, str) and not value.strip())

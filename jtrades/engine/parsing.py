@@ -47,6 +47,8 @@ from jtrades.engine.parse_values import (
     check_placeholders,
     norm_key,
     short,
+    storable,
+    storable_tree,
     to_action,
     to_decimal,
     to_position,
@@ -108,8 +110,11 @@ def parse_payload(body: bytes, content_type: str | None) -> Signal:
             "empty body: expected a JSON object or a text such as 'buy MNQ1! 1'", status=400
         )
     if stripped[0] in "{[":
-        return parse_object(_load_json(stripped), source=None)
-    fields = parse_text(stripped)
+        try:
+            return parse_object(_load_json(stripped), source=None)
+        except RecursionError:  # json.loads went deeper than the walks over its result can
+            raise InvalidSignal("malformed JSON: nested too deeply", status=400) from None
+    fields = parse_text(storable(stripped))
     return parse_object(fields, source="text")
 
 
@@ -140,8 +145,13 @@ def _load_json(text: str) -> dict[str, Any]:
             if isinstance(exc, json.JSONDecodeError)
             else ""
         )
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "unreadable"
+        if isinstance(exc, json.JSONDecodeError):
+            reason = exc.msg
+        else:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else "unreadable"
         raise InvalidSignal(f"malformed JSON{where}: {reason}", status=400) from None
+    if "\\u" in text:  # only an escape can put NUL or a lone surrogate in a JSON string
+        data = storable_tree(data)
     if not isinstance(data, dict):
         raise InvalidSignal("expected a JSON object, got a JSON " + type(data).__name__)
     return data

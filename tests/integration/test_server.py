@@ -200,6 +200,28 @@ async def test_malformed_json_is_400_and_stored(stack: Stack) -> None:
     assert row["reason"] == body["detail"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"action":"buy","ticker":"MNQ1!","id":"a\\u0000b"}',
+        b'{"action":"buy","ticker":"MNQ1!","id":"a\\ud800b"}',
+        b'{"action":"buy","ticker":"MNQ\\ud8001!"}',
+        b'{"action":"buy","ticker":"MNQ1!","note":"\\ud800"}',
+        b'{"action":"buy","ticker":"MNQ1!","x":' + b"[" * 700 + b"1" + b"]" * 700 + b"}",
+    ],
+    ids=["nul-id", "surrogate-id", "surrogate-ticker", "surrogate-extra", "deep"],
+)
+async def test_what_postgres_cannot_store_is_answered_4xx_or_200_and_stored(
+    stack: Stack, body: bytes
+) -> None:
+    """These were answered 503 (the insert failed, or the parser's recursion did): TradingView
+    re-sends a 5xx and the delivery was never stored."""
+    status, answer = await stack.post(body)
+    assert status in (200, 400, 422), answer
+    row = await stack.row(answer["signal_id"])
+    assert (row["raw_body"], row["http_status"]) == (body, status)
+
+
 async def test_unknown_action_is_422_and_stored(stack: Stack) -> None:
     status, body = await stack.post(b'{"action": "jump", "ticker": "MNQ1!"}')
     assert status == 422

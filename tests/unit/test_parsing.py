@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -366,12 +367,17 @@ scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.sampled_from(WORDS)
     | st.text(max_size=12)
+    | st.sampled_from(["a\x00b", "\ud800", "x\udfffy", "\x00"])  # what JSON escapes can carry
 )
 values = st.recursive(
     scalars,
     lambda inner: (
         st.lists(inner, max_size=3)
-        | st.dictionaries(st.sampled_from(VOCABULARY) | st.text(max_size=6), inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from([*VOCABULARY, "k\x00", "\udc80"]) | st.text(max_size=6),
+            inner,
+            max_size=4,
+        )
     ),
     max_leaves=8,
 )
@@ -387,6 +393,20 @@ def _valid(signal: Signal) -> None:
         assert spec is None or (isinstance(spec, ExitSpec) and spec.value > 0)
     json.dumps(signal.extra)
     assert not _credential_keys(signal.extra)
+    for text in _strings(dataclasses.asdict(signal)):
+        text.encode("utf-8")  # no lone surrogate: Postgres, UTF-8 and our logs refuse them
+        assert "\x00" not in text  # Postgres text and jsonb refuse NUL
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in ``value``, keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def _credential_keys(value: Any) -> list[str]:
@@ -414,6 +434,40 @@ def _parse_or_refuse(body: bytes) -> None:
     else:
         assert error.status in (400, 422)
         assert str(error)
+
+
+@pytest.mark.parametrize(
+    ("body", "alert_id", "ticker", "extra"),
+    [
+        (b'{"action":"buy","ticker":"MNQ1!","id":"a\\u0000b"}', "a\ufffdb", "MNQ1!", {}),
+        (b'{"action":"buy","ticker":"MNQ1!","id":"a\\ud800b"}', "a\ufffdb", "MNQ1!", {}),
+        (b'{"action":"buy","ticker":"MNQ\\udfff1!"}', None, "MNQ\ufffd1!", {}),
+        (b'{"action":"buy","ticker":"MNQ1!","n\\u0000":"\\ud83d\\ude00\\ud800"}', None,
+         "MNQ1!", {"n\ufffd": "\U0001f600\ufffd"}),
+    ],
+)  # fmt: skip
+def test_nul_and_lone_surrogates_become_the_replacement_character(
+    body: bytes, alert_id: str | None, ticker: str, extra: dict[str, str]
+) -> None:
+    """JSON escapes can carry what Postgres cannot store (and UTF-8 cannot encode): left in,
+    the delivery's insert failed and it was answered 503, so TradingView re-sent it, and it
+    was never stored. A valid surrogate pair stays the character it encodes."""
+    signal = parse_payload(body, None)
+    assert (signal.alert_id, signal.ticker, signal.extra) == (alert_id, ticker, extra)
+
+
+@pytest.mark.parametrize("depth", [600, 990])
+@pytest.mark.parametrize("wrap", [("[", "]"), ('{"a":', "}")])
+def test_json_nested_deeper_than_the_parser_walks_is_a_400(
+    depth: int, wrap: tuple[str, str]
+) -> None:
+    """``json.loads`` goes deeper than the recursive walks over its result can: a RecursionError
+    escaped as a 503 for a body that will never parse."""
+    opening, closing = wrap
+    body = f'{{"action":"buy","ticker":"MNQ1!","x":{opening * depth}"\\u0000"{closing * depth}}}'
+    with pytest.raises(InvalidSignal) as caught:
+        parse_payload(body.encode(), None)
+    assert (caught.value.status, str(caught.value)) == (400, "malformed JSON: nested too deeply")
 
 
 @settings(max_examples=300)
