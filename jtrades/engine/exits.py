@@ -74,7 +74,8 @@ def resolve_exits(c: ExitInputs, total: int, ref: Decimal | None) -> Exits:
 
     A per-alert take-profit/stop-loss replaces the configured one for this signal. Several
     per-alert TPs (they carry no quantities) split the position evenly, the last taking the rest.
-    Trail trigger/frequency and breakeven are read in ``--sl-units``.
+    A per-alert trail trigger/frequency replaces the configured one and is read in the alert
+    stop's units; the configured ones (and breakeven) are read in ``--sl-units``.
     """
     s, sig = c.s, c.sig
     tp: list[tuple[Level, int]] = []
@@ -91,10 +92,11 @@ def resolve_exits(c: ExitInputs, total: int, ref: Decimal | None) -> Exits:
             tp.append((Level(distance=distance(leg.target, s.tp_units, ref, c, "--tp")), q))
 
     sl: Level | None = None
-    if sig.stop_loss is not None:
-        trailing = sig.stop_loss.trailing
-        if sig.stop_loss.value > 0:
-            sl = spec_level(sig.stop_loss, ref, c, "the stop-loss")
+    alert = sig.stop_loss
+    if alert is not None:
+        trailing = alert.trailing
+        if alert.value > 0:
+            sl = spec_level(alert, ref, c, "the stop-loss")
     else:
         trailing = s.sl_type is SlType.TRAILING
         if s.sl > 0:
@@ -105,12 +107,28 @@ def resolve_exits(c: ExitInputs, total: int, ref: Decimal | None) -> Exits:
     def opt(v: Decimal | None, what: str) -> Decimal | None:
         return None if v is None else distance(v, s.sl_units, ref, c, what)
 
+    def trail(given: Decimal | None, configured: Decimal | None, what: str) -> Decimal | None:
+        # The alert's own value (PickMyTrade ``trail_trigger``/``trail_freq``, in its stop's
+        # units) overrides the recorder's for this signal, like its stop does (DESIGN §4).
+        if not trailing:
+            return None
+        if given is not None and alert is not None:
+            return distance(given, str(alert.units), ref, c, f"the stop-loss {what}")
+        return opt(configured, f"--{what}")
+
+    given = (alert.trail_trigger, alert.trail_freq) if alert else (None, None)
+    trigger = trail(given[0], s.trail_trigger, "trail-trigger")
+    freq = trail(given[1], s.trail_freq, "trail-freq")
+    if trigger is not None and freq is None:
+        # Tradovate's autoTrail takes trigger and freq together (PickMyTrade templates send
+        # trail_freq 0 = unset): one tick is how a trailing stop moves anyway.
+        freq = c.contract.tick_size
     return Exits(
         tuple(tp),
         sl,
         trailing=trailing,
-        trail_trigger=opt(s.trail_trigger, "--trail-trigger") if trailing else None,
-        trail_freq=opt(s.trail_freq, "--trail-freq") if trailing else None,
+        trail_trigger=trigger,
+        trail_freq=freq,
         breakeven=opt(s.breakeven_trigger, "--breakeven"),
         breakeven_offset=(
             distance(s.breakeven_offset, s.sl_units, ref, c, "--breakeven offset")

@@ -20,7 +20,9 @@ PickMyTrade (docs.pickmytrade.trade "TradingView JSON alert configuration", pick
   ``percentage_tp``/``percentage_sl``: percent; 0 means "not set" (their templates send every key).
 - ``trail`` 1 turns trailing on; ``trail_stop`` is the trailing distance, ``trail_trigger`` the
   profit at which trailing starts and ``trail_freq`` its step. Their docs give no unit for these;
-  we read them as points (price distance), like Tradovate's own trailing-stop ``pegDifference``.
+  we read them as points (price distance), like Tradovate's own trailing-stop ``pegDifference``,
+  or in the units of ``dollar_sl``/``percentage_sl`` when that gives the distance instead
+  (``ExitSpec``: one unit per stop). They override the recorder's ``--trail-*`` (``exits``).
 - ``order_type`` MKT | LMT | STP (a limit entry uses ``price`` when no ``limitPrice`` is given).
 
 Several values for one exit (``sl`` and ``dollar_sl``, or ``percent`` and ``amount``) are refused:

@@ -26,18 +26,22 @@ Decisions worth knowing:
 - ``liquidate`` steps carry an ``OrderRequest`` describing the flattening (exit side, the whole
   position, market) for the intent row; the broker's liquidate also cancels the contract's
   working orders.
-- OPEN is one ``strategy`` (market entry + one bracket per TP leg with the same stop), or a plain
-  market ``order`` when there is neither TP nor SL.
+- OPEN is one ``strategy`` (entry + one bracket per TP leg with the same stop), or a plain
+  ``order`` when there is neither TP nor SL. The entry is market unless the alert asks for a
+  limit, stop or stop-limit (``entries``); price-level exits are measured from that entry's
+  expected fill, never from the signal price of an entry resting elsewhere.
 - Quantities: OPEN uses the webhook's quantity (none or 0: ``--size``), ADD the webhook's quantity
   (none or 0: ``--add-size``), × multiplier (floor, ≥ 1); ``--max-contracts`` caps the whole
   position, entries still working on its side included (a limit entry not filled yet), so an
   entry or add at the cap is IGNOREd.
 - Exit units: dollars are per contract (every follower's stop at the same price whatever its
-  multiplier); trail trigger/frequency, breakeven and its offset are read in ``--sl-units``.
+  multiplier); trail trigger/frequency, breakeven and its offset are read in ``--sl-units``
+  (an alert's own trail trigger/frequency in its stop's units, ``exits``).
   Breakeven travels on the strategy bracket: the paper broker applies it; the Tradovate client
   refuses it (no documented bracket field), so the order fails closed with that reason.
 - ADD (DCA) with ``--dca``: market add, cancel the working exits, re-place TP/SL for the whole
   averaged position as absolute prices (one ``oco`` per TP leg: limit + its share of the stop).
+  A limit/stop add that would re-place exits is IGNOREd: the exits would work before it fills.
   Without ``--dca`` an add is IGNOREd when the position has or should have exits: adding
   without re-placing them would leave the added contracts unprotected (or the old exits sized
   wrong). With no exits anywhere, the add is a plain market order.
@@ -51,8 +55,8 @@ Decisions worth knowing:
 - Every exit price is on the tick and rounded toward the entry (``sizing``): a fractional average
   such as 21500.0833… gives a TP no farther and a stop no wider than configured.
 - A plan that cannot be made safely (a percent or price-level exit without a signal price, a
-  level on the wrong side) is IGNORE with a reason starting "cannot plan"; a reversal that cannot
-  open still closes.
+  level on the wrong side, an entry missing its price) is IGNORE with a reason starting
+  "cannot plan"; a reversal that cannot open still closes.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ from jtrades.broker.base import (
     TimeInForce,
     WorkingOrder,
 )
+from jtrades.engine.entries import entry_order, expected_fill
 from jtrades.engine.exits import CannotPlan, as_distance, as_price, resolve_exits
 from jtrades.engine.filters import apply_inverse, is_reduce
 from jtrades.engine.risk import Direction, RiskSettings
@@ -82,7 +87,6 @@ from jtrades.engine.sizing import (
     cap_qty,
     entry_qty,
     round_distance,
-    round_to_tick,
     scale_qty,
 )
 
@@ -224,29 +228,9 @@ def _req(
 
 
 def _entry_request(c: _Ctx, cl: str, side: Side, qty: int) -> OrderRequest:
-    """Market entry, or the alert's limit/stop entry (TradersPost ``orderType``) on the tick.
-
-    A buy limit rounds down and a sell limit up (never pay more than asked); a buy stop rounds
-    up and a sell stop down (never trigger earlier than asked).
-    """
-    sig, tick = c.sig, c.contract.tick_size
-    kind = (sig.order_type or "market").lower()
-    if kind == "limit" and sig.limit_price is not None:
-        mode: Literal["up", "down"] = "down" if side is Side.BUY else "up"
-        price = round_to_tick(sig.limit_price, tick, mode)
-        return _req(c, side, qty, OrderType.LIMIT, cl, price=price)
-    if kind == "stop" and sig.stop_price is not None:
-        mode = "up" if side is Side.BUY else "down"
-        return _req(
-            c, side, qty, OrderType.STOP, cl, stop=round_to_tick(sig.stop_price, tick, mode)
-        )
-    return _req(c, side, qty, OrderType.MARKET, cl)
-
-
-def _reference(c: _Ctx, entry: OrderRequest) -> Decimal | None:
-    if c.signal_price is not None:
-        return c.signal_price
-    return entry.price if entry.price is not None else entry.stop_price
+    """Market entry, or the alert's limit/stop/stop-limit entry on the tick (``entries``)."""
+    e = entry_order(c.sig, side, c.contract.tick_size)
+    return _req(c, side, qty, e.kind, cl, price=e.price, stop=e.stop)
 
 
 def _liquidate(c: _Ctx, steps: _Steps) -> None:
@@ -291,7 +275,7 @@ def _open(c: _Ctx, steps: _Steps, side: Side, working: int = 0) -> int:
     ``working``: contracts of entries still working on ``side`` (the cap must leave room)."""
     qty = cap_qty(entry_qty(_opening_qty(c.sig), c.s, c.multiplier), c.s.max_contracts, working)
     entry = _entry_request(c, steps.next_id(), side, qty)
-    ref = _reference(c, entry)
+    ref = expected_fill(entry, c.signal_price)
     exits = resolve_exits(c, qty, ref)
     if exits.empty:
         steps.add("order", entry, note="entry without TP/SL")
@@ -415,7 +399,14 @@ def _add(c: _Ctx, steps: _Steps, pos_side: Side) -> AccountPlan:
     steps.add("order", entry, note=f"DCA add {qty}")
     if not _has_exits(c, pos_side):
         return AccountPlan(PositionAction.ADD, tuple(steps.items), f"{held}: add {qty}")
-    fill = _reference(c, entry)
+    if entry.order_type is not OrderType.MARKET:
+        # Exits for the averaged position would be working before the add fills (if it ever
+        # does): the price moving away leaves them closing more than is held, flipping it.
+        raise CannotPlan(
+            f"{held}: a {c.sig.order_type} add cannot re-place TP/SL before it fills;"
+            " send DCA adds as market orders"
+        )
+    fill = c.signal_price
     if fill is None or c.state.avg_price is None:
         raise CannotPlan("a DCA add needs the signal price and the average to re-place TP/SL")
     total = pos + qty
