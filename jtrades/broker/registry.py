@@ -41,6 +41,9 @@ class BrokerRegistry:
         self._wanted: set[int] = set()
         self._synced_once = False
         self._resolver = InstrumentResolver()
+        # sessions seen unsynced (or lost mid-lookup): their provisional contracts go once they
+        # are synced again (id(broker) → broker, held so the id is not reused meanwhile)
+        self._unsynced: dict[int, Broker] = {}
         self._box: Any = None
         self._closed = False
 
@@ -76,8 +79,23 @@ class BrokerRegistry:
         return out
 
     async def resolve_contract(self, link: LinkConfig, broker: Broker, ticker: str) -> Contract:
-        """``MNQ1!`` → the tradable contract, through the instrument resolver when present."""
-        return await self._resolver.resolve(ticker, broker)
+        """``MNQ1!`` → the tradable contract, through the instrument resolver.
+
+        A lookup made while the session was reconnecting fails and leaves a provisional (table)
+        contract in the resolver for a minute; the first resolution after the session is synced
+        again drops those, so it asks the broker at once (see ``InstrumentResolver``). A 429 or
+        a penalty on a synced session leaves them for their minute: asking sooner extends it."""
+        account = link.broker_account_id
+        synced = broker.is_synced(account)
+        if synced and self._unsynced.pop(id(broker), None) is not None:
+            dropped = self._resolver.forget(broker, provisional_only=True)
+            if dropped:
+                log.info("instrument.fallbacks_dropped", account=link.label, contracts=dropped)
+        try:
+            return await self._resolver.resolve(ticker, broker)
+        finally:
+            if not synced or not broker.is_synced(account):
+                self._unsynced[id(broker)] = broker
 
     def note_price(self, link: LinkConfig, contract: Contract, price: Decimal) -> None:
         """A signal's price is the paper broker's market: fills and triggers happen at it."""

@@ -38,6 +38,7 @@ from jtrades.broker.base import (
 )
 from jtrades.db import Lane
 from jtrades.engine.config_cache import LinkConfig
+from jtrades.engine.liquidation import liquidation_contract_id
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder
 from jtrades.engine.steps import (
     account_state,
@@ -50,6 +51,7 @@ from jtrades.errors import (
     BrokerRejected,
     JtradesError,
     OutcomeUnknown,
+    StorageUnavailable,
     TransientBrokerError,
 )
 from jtrades.store import intents as intent_store
@@ -248,8 +250,21 @@ class Dispatcher:
     async def _claim(
         self, delivery: signal_store.Delivery, intents: list[intent_store.NewIntent]
     ) -> signal_store.Claim:
-        async with self._claims.borrow() as ex:
-            return await signal_store.claim_delivery(ex, delivery, intents)
+        try:
+            async with self._claims.borrow() as ex:
+                return await signal_store.claim_delivery(ex, delivery, intents)
+        except StorageUnavailable:
+            # The connection failed, perhaps after the statement committed: then the intents
+            # are on disk and must be sent, since TradingView's re-send would be a duplicate.
+            fate = await signal_store.claim_fate(self._pool, delivery, intents)
+            if fate is None:
+                raise  # not stored: the 503 and its re-send are right
+            log.warning(
+                "dispatch.claim_answer_lost",
+                signal_id=delivery.signal_id,
+                effect="the claim had committed: its orders go out",
+            )
+            return fate
 
     def _plan_all(
         self,
@@ -403,7 +418,10 @@ class Dispatcher:
                 return "done", po.cancel_order_id, None
             if po.kind == "liquidate":
                 account = SubAccount(item.link.broker_account_id, item.link.sub_name)
-                await broker.liquidate_position(account, item.contract.contract_id or 0)
+                contract_id = await liquidation_contract_id(
+                    broker, item.link.broker_account_id, item.contract
+                )
+                await broker.liquidate_position(account, contract_id)
                 return "done", None, None
             if isinstance(req, StrategyRequest):
                 result = await broker.start_strategy(req)

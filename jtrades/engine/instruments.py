@@ -256,7 +256,7 @@ class HasFindContract(Protocol):
 
 # What "the broker has no answer" looks like: our errors (NotFound, BrokerRejected, Transient…),
 # a missing key, a dropped connection or a timeout. Anything else is a bug and propagates.
-_LOOKUP_FAILURES = (JtradesError, LookupError, OSError, TimeoutError)
+LOOKUP_FAILURES = (JtradesError, LookupError, OSError, TimeoutError)
 
 
 def _utcnow() -> datetime:
@@ -268,6 +268,18 @@ class InstrumentResolver:
     the broker has none (cached only ``fallback_ttl_s``, so the broker's answer comes back soon).
 
     The cache is per lookup source: demo and live Tradovate number contracts differently.
+
+    A fallback answer is provisional: its contract usually has no broker id (a table contract),
+    and near a roll the calendar may name another month than the broker. It is still cached, for
+    60 s by default, because the usual reasons the broker had no answer — a 429, a penalty
+    ticket — are made worse by asking again: one lookup per symbol and broker per minute keeps
+    a signal burst from lengthening the lock (money rule 7). Nothing depends on its missing id
+    for money: entries go out by symbol, and a liquidation takes the id of the held position
+    or looks the contract up when it is sent (``dispatch.liquidation_contract_id``), never 0.
+    The other reason — the session was reconnecting — ends with a fresh sync, and then the
+    broker can answer at once: ``forget(source, provisional_only=True)`` drops a session's
+    provisional answers (the broker registry calls it when it sees the session synced again),
+    so the minute is only ever spent waiting out a broker that refused.
     """
 
     def __init__(
@@ -284,9 +296,9 @@ class InstrumentResolver:
         self._fallback_ttl_s = fallback_ttl_s
         self._monotonic = monotonic
         self._now = now
-        # (id(source), symbol) → (expires at, contract, source): holding the source keeps its id
-        # from being reused by another broker while the entry lives.
-        self._cache: dict[tuple[int, str], tuple[float, Contract, object]] = {}
+        # (id(source), symbol) → (expires at, contract, source, provisional): holding the source
+        # keeps its id from being reused by another broker while the entry lives.
+        self._cache: dict[tuple[int, str], tuple[float, Contract, object, bool]] = {}
         self._inflight: dict[tuple[int, str], tuple[asyncio.Future[Contract], object]] = {}
 
     async def resolve(
@@ -323,16 +335,24 @@ class InstrumentResolver:
         source: ContractLookup | HasFindContract | None,
     ) -> Contract:
         contract = await self._ask(source, str(parts), parts.root)
-        ttl = self._ttl_s
+        ttl, provisional = self._ttl_s, False
         if contract is None:
             contract = await self._fallback(source, parts)
-            ttl = self._fallback_ttl_s
-        self._cache[key] = (self._monotonic() + ttl, contract, source)
+            ttl, provisional = self._fallback_ttl_s, True
+        self._cache[key] = (self._monotonic() + ttl, contract, source, provisional)
         return contract
 
-    def forget(self) -> None:
-        """Drop every cached answer (e.g. after a reconnect)."""
-        self._cache.clear()
+    def forget(self, source: object | None = None, *, provisional_only: bool = False) -> int:
+        """Drop cached answers: all, or only ``source``'s; with ``provisional_only`` only the
+        fallback answers (the broker's own stay for their hour). Returns how many went."""
+        gone = [
+            key
+            for key, (_, _, src, provisional) in self._cache.items()
+            if (source is None or src is source) and (provisional or not provisional_only)
+        ]
+        for key in gone:
+            del self._cache[key]
+        return len(gone)
 
     async def _ask(
         self, source: ContractLookup | HasFindContract | None, name: str, root: str
@@ -342,7 +362,7 @@ class InstrumentResolver:
         find = source.find_contract if isinstance(source, HasFindContract) else source
         try:
             contract = await find(name)
-        except _LOOKUP_FAILURES as exc:
+        except LOOKUP_FAILURES as exc:
             log.info("instrument.lookup_failed", symbol=name, error=str(exc))
             return None
         if contract.root.upper() != root:
