@@ -75,7 +75,12 @@ def translate_errors() -> Iterator[None]:
         raise _by_constraint(exc, NotFound, "a referenced record does not exist") from None
     except asyncpg.RaiseError as exc:
         raise _by_constraint(exc, Conflict, str(exc)) from None
-    except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+    except (
+        OSError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.PostgresConnectionError,  # the connection died under a statement
+    ) as exc:
         raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from None
 
 

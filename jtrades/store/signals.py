@@ -20,7 +20,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
+
 from jtrades.engine.signal import Signal
+from jtrades.errors import StorageUnavailable
 from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
 from jtrades.store.intents import NewIntent, ids_in_order
@@ -184,6 +187,36 @@ async def claim_delivery(
         signal_id=delivery.signal_id,
         intents=intents,
     )
+
+
+async def claim_fate(
+    pool: asyncpg.Pool, delivery: Delivery, intents: Sequence[NewIntent] = ()
+) -> Claim | None:
+    """Whether a claim whose answer was lost (its connection failed with the statement sent)
+    committed: its ``Claim`` read back if so, None if it did not and never will.
+
+    Answering "not stored" when it was would lose the alert: TradingView's re-send of the 503
+    meets the key as a duplicate and sends nothing, and the intents expire unsent. Waits (up to
+    ``lock_timeout``) for a claim still running on the server; raises ``StorageUnavailable``
+    when it cannot tell."""
+    with translate_errors():
+        async with pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                await conn.execute("SET LOCAL lock_timeout = '5s'")
+                if await conn.fetchval(q("signals.claim_probe"), delivery.signal_id) is not None:
+                    return None
+                row = await conn.fetchrow(q("signals.claimed"), delivery.signal_id)
+            except asyncpg.LockNotAvailableError:
+                raise StorageUnavailable("the claim is still running on the server") from None
+            finally:
+                await tx.rollback()
+    assert row is not None  # the probe conflicted: the row is there
+    if row["duplicate_of"] is not None:
+        return Claim(delivery.signal_id, row["duplicate_of"])
+    written = zip(row["cl_ord_ids"] or (), row["intent_ids"] or (), strict=True)
+    return Claim(delivery.signal_id, None, tuple(ids_in_order(intents, written)))
 
 
 @dataclass

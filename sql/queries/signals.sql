@@ -48,6 +48,26 @@ SELECT inserted.id, inserted.duplicate_of, n.intent_ids, n.cl_ord_ids
 FROM inserted,
      (SELECT array_agg(id) AS intent_ids, array_agg(cl_ord_id) AS cl_ord_ids FROM intents) n;
 
+-- name: signals.claim_probe($1 signal_id)
+-- After a claim's connection failed with the statement possibly sent: did it commit? The claim
+-- inserts the signal row under an id drawn in advance, so inserting that id again decides it:
+-- a claim still in flight makes this wait for its end (a read would not see it yet), one that
+-- committed makes this a conflict (no row returned), one that never ran or rolled back lets
+-- this insert (its id returned). The caller always rolls this back.
+INSERT INTO signals (id, raw_body, verdict) OVERRIDING SYSTEM VALUE
+VALUES ($1, ''::bytea, 'received')
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
+-- name: signals.claimed($1 signal_id)
+-- What a committed claim wrote, read back when its answer was lost: the dedup decision and
+-- the intents (by clOrdId; one that already existed belongs to another signal).
+SELECT s.duplicate_of, i.intent_ids, i.cl_ord_ids
+FROM signals s,
+     (SELECT array_agg(id) AS intent_ids, array_agg(cl_ord_id) AS cl_ord_ids
+      FROM order_intents WHERE signal_id = $1) i
+WHERE s.id = $1;
+
 -- name: signals.insert($1 recorder_id, $2 received_at, $3 remote_addr, $4 content_type, $5 raw_body, $6 action, $7 symbol, $8 quantity, $9 price, $10 parsed, $11 verdict, $12 filter, $13 reason, $14 http_status, $15 detail, $16 signal_id or NULL)
 -- A delivery that never reaches dedup (bad token, bad body, too large): stored with its verdict.
 INSERT INTO signals (id, recorder_id, received_at, remote_addr, content_type, raw_body, action,

@@ -1,0 +1,157 @@
+"""A claim whose connection fails with the statement sent (money rules 1 and 3).
+
+The claim's connection runs through a TCP proxy to the real Postgres that can cut both sides at
+the server's next answer (the statement ran and committed; its reply never came) or at the
+client's next statement (it never reached the server). Committed, the orders must go out:
+TradingView's re-send of a 503 would be a duplicate and send nothing. Not committed, nothing is
+stored and nothing sent, and the 503 stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+import pytest
+
+from jtrades.broker.base import Side
+from jtrades.db import _POOLED, Lane, _init_connection
+from jtrades.engine.dispatch import Dispatcher
+from jtrades.engine.signal import Action, Signal
+from jtrades.errors import StorageUnavailable
+from jtrades.store import signals as signal_store
+from tests.integration.test_claim import delivery
+from tests.integration.test_dispatch import entry_with_stop, intents, items, setup  # noqa: F401
+
+
+class CuttingProxy:
+    """Forwards bytes to Postgres; armed, it cuts both sides at the next answer ("reply") or
+    the next statement ("request"), without forwarding it."""
+
+    def __init__(self, db_url: str) -> None:
+        self.url = urlsplit(db_url)
+        self.armed: str | None = None
+        self.cut = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def _upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        socket_dir = parse_qs(self.url.query).get("host", [""])[0]
+        port = self.url.port or 5432
+        if socket_dir.startswith("/"):  # the embedded server: a Unix socket
+            return await asyncio.open_unix_connection(f"{socket_dir}/.s.PGSQL.{port}")
+        return await asyncio.open_connection(self.url.hostname or "127.0.0.1", port)
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _serve(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        sr, sw = await self._upstream()
+        self._writers += [cw, sw]
+        await asyncio.gather(self._pipe(cr, sw, "request"), self._pipe(sr, cw, "reply"))
+
+    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, kind: str) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await r.read(65536):
+                if self.armed == kind:
+                    self.armed = None
+                    for writer in self._writers:
+                        writer.transport.abort()
+                    self.cut.set()
+                    return
+                w.write(data)
+                await w.drain()
+        w.close()
+
+    async def close(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        if self._server is not None:
+            self._server.close()
+
+
+@pytest.fixture
+async def lane(pool: asyncpg.Pool, db_url: str) -> AsyncIterator[tuple[Lane, CuttingProxy]]:
+    proxy = CuttingProxy(db_url)
+    port = await proxy.start()
+    url = proxy.url
+
+    async def through_proxy() -> asyncpg.Connection:
+        conn = await asyncpg.connect(
+            host="127.0.0.1",
+            port=port,
+            user=url.username or "postgres",
+            password=url.password,
+            database=url.path.lstrip("/"),
+            ssl=False,
+            **_POOLED,
+        )
+        await _init_connection(conn)
+        return conn
+
+    claims = Lane(pool, through_proxy)
+    await claims.open()
+    assert claims.connection is not None
+    try:
+        yield claims, proxy
+    finally:
+        await claims.close()
+        await proxy.close()
+
+
+async def _deliver(
+    d: Dispatcher, pool: asyncpg.Pool, setup: dict[str, Any], subs: list[int], key: str
+) -> Any:
+    sid = await signal_store.SignalIds(pool, block=1).take()
+    dl = delivery(sid, setup["rec"], Signal(Action.BUY, ticker="MNQZ6"), key)
+    plan = entry_with_stop(Side.BUY, 1, "21490")
+    return sid, await d.dispatch(
+        sid, dl.received_at, items(setup["paper"], setup["contract"], subs, plan), delivery=dl
+    )
+
+
+async def test_a_claim_that_committed_but_lost_its_answer_still_sends(
+    pool: asyncpg.Pool,
+    setup: dict[str, Any],  # noqa: F811
+    lane: tuple[Lane, CuttingProxy],
+) -> None:
+    claims, proxy = lane
+    d = Dispatcher(pool, ttl_s=30, claims=claims)
+    subs = setup["subs"][:1]
+    await _deliver(d, pool, setup, subs, "warm")  # the lane has prepared the claim now
+    assert claims.connection is not None  # ...on its own connection, not the pool's
+    assert setup["paper"].positions(1)[0].net_pos == 1
+
+    proxy.armed = "reply"
+    sid, result = await _deliver(d, pool, setup, subs, "lost-answer")
+
+    assert proxy.cut.is_set()
+    assert result.duplicate_of is None
+    assert result.orders == 2  # entry and stop
+    assert setup["paper"].positions(1)[0].net_pos == 2
+    rows = [r for r in await intents(pool) if r["cl_ord_id"].startswith(f"jt-{sid}-")]
+    assert [r["state"] for r in rows] == ["sent", "sent"]
+
+
+async def test_a_claim_that_never_reached_the_server_stores_and_sends_nothing(
+    pool: asyncpg.Pool,
+    setup: dict[str, Any],  # noqa: F811
+    lane: tuple[Lane, CuttingProxy],
+) -> None:
+    claims, proxy = lane
+    d = Dispatcher(pool, ttl_s=30, claims=claims)
+    subs = setup["subs"][:1]
+
+    proxy.armed = "request"
+    with pytest.raises(StorageUnavailable):
+        await _deliver(d, pool, setup, subs, "never-arrived")
+
+    assert proxy.cut.is_set()
+    assert await pool.fetchval("SELECT count(*) FROM signals") == 0
+    assert await intents(pool) == []
+    assert setup["paper"].positions(1) == []
