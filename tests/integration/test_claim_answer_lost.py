@@ -105,13 +105,13 @@ async def lane(pool: asyncpg.Pool, db_url: str) -> AsyncIterator[tuple[Lane, Cut
 
 
 async def _deliver(
-    d: Dispatcher, pool: asyncpg.Pool, setup: dict[str, Any], subs: list[int], key: str
+    d: Dispatcher, pool: asyncpg.Pool, ctx: dict[str, Any], subs: list[int], key: str
 ) -> Any:
     sid = await signal_store.SignalIds(pool, block=1).take()
-    dl = delivery(sid, setup["rec"], Signal(Action.BUY, ticker="MNQZ6"), key)
+    dl = delivery(sid, ctx["rec"], Signal(Action.BUY, ticker="MNQZ6"), key)
     plan = entry_with_stop(Side.BUY, 1, "21490")
     return sid, await d.dispatch(
-        sid, dl.received_at, items(setup["paper"], setup["contract"], subs, plan), delivery=dl
+        sid, dl.received_at, items(ctx["paper"], ctx["contract"], subs, plan), delivery=dl
     )
 
 
