@@ -245,6 +245,9 @@ _POSITION_SIZE_KEYS = frozenset(
 )
 
 
+_OTHER_SIDE = {MarketPosition.LONG: MarketPosition.SHORT, MarketPosition.SHORT: MarketPosition.LONG}
+
+
 def _opening_qty(sig: Signal) -> int | None:
     """The webhook's quantity for a new position.
 
@@ -252,7 +255,8 @@ def _opening_qty(sig: Signal) -> int | None:
     too (long 1 → short 1 is an order of 2), and we close by liquidating, so opening that many
     would double the position. When the alert also carries the position size after the order
     (``{{strategy.market_position_size}}``, any spelling, kept in ``Signal.extra``) and a target
-    side, that size is the quantity to open.
+    side, that size is the quantity to open. Without it, an alert that says it reverses (its
+    previous position the other side) cannot be sized: refused, so a reversal only closes.
     """
     if sig.market_position not in (MarketPosition.LONG, MarketPosition.SHORT):
         return sig.quantity
@@ -267,6 +271,12 @@ def _opening_qty(sig: Signal) -> int | None:
             continue
         if size.is_finite() and size >= 1 and size == size.to_integral_value():
             return int(size)
+    if sig.quantity is not None and sig.prev_market_position is _OTHER_SIDE[sig.market_position]:
+        raise CannotPlan(
+            f"the alert reverses from {sig.prev_market_position} with quantity {sig.quantity},"
+            " which counts the contracts it closes too: add"
+            ' "market_position_size": "{{strategy.market_position_size}}" to the alert'
+        )
     return sig.quantity
 
 

@@ -781,6 +781,7 @@ SUBSTITUTIONS = {
     "{{close}}": "21500.25",
     "{{strategy.order.contracts}}": "3",
     "{{strategy.market_position}}": "flat",
+    "{{strategy.market_position_size}}": "0",
     "{{strategy.prev_market_position}}": "long",
     "{{strategy.order.id}}": "Exit Long",
     "{{timenow}}": "2026-11-25T14:30:00Z",
@@ -805,6 +806,7 @@ def test_contrib_template_filled_in_by_tradingview_parses() -> None:
     assert signal.prev_market_position is MarketPosition.LONG
     assert signal.is_close
     assert signal.alert_id == "Exit Long-2026-11-25T14:30:00Z"
+    assert signal.extra == {"market_position_size": "0", "time": "2026-11-25T14:30:00Z"}
 
 
 ACTION_KEYS = ["action", "Action", "side", "signal", "data", "order_action"]

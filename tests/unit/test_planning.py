@@ -586,10 +586,31 @@ def test_a_tradingview_reversal_opens_the_position_size_not_the_order_size() -> 
     assert (order(p.orders[0]).qty, strategy(p.orders[1]).entry.qty) == (1, 2)
     other_spelling = dataclasses.replace(sig, extra={"strategy.position_size": -1})
     assert strategy(plan(other_spelling, LADDER, long(1)).orders[1]).entry.qty == 1
-    junk = dataclasses.replace(sig, extra={"positionSize": "n/a", "other": 7})
-    assert strategy(plan(junk, LADDER, long(1)).orders[1]).entry.qty == 2
     no_target = dataclasses.replace(sig, market_position=None)
     assert strategy(plan(no_target, LADDER, long(1)).orders[1]).entry.qty == 2
+
+
+@pytest.mark.parametrize("extra", [{}, {"positionSize": "n/a", "other": 7}])
+def test_a_reversal_alert_without_its_position_size_only_closes(extra: dict[str, object]) -> None:
+    """Its quantity counts the closing contracts too (long 1 → short 1 is an order of 2): opening
+    that many doubled the position (the shipped template lacked the size field)."""
+    sig = Signal(
+        Action.SELL,
+        quantity=2,
+        price=PRICE,
+        market_position=MarketPosition.SHORT,
+        prev_market_position=MarketPosition.LONG,
+        extra=extra,
+    )
+    p = plan(sig, LADDER, long(1))
+    assert p.action is PositionAction.CLOSE
+    assert kinds(p) == ["liquidate"]
+    assert "market_position_size" in p.reason
+    flat = plan(sig, LADDER, FLAT)
+    assert (flat.action, flat.orders) == (PositionAction.IGNORE, ())
+    assert "market_position_size" in flat.reason
+    same_side_before = dataclasses.replace(sig, prev_market_position=MarketPosition.FLAT)
+    assert strategy(plan(same_side_before, LADDER, FLAT).orders[0]).entry.qty == 2
 
 
 def test_reverse_into_a_forbidden_side_only_closes() -> None:
