@@ -94,6 +94,8 @@ class Api:
             return Answer(200, renewed) if renewed else Answer(401, DENIED)
         if key == "auth/me":
             return Answer(200, _user(login))
+        if key == "user/syncrequest" and (refused := faults.take_sync_error()) is not None:
+            return Answer(refused, DENIED if refused == 401 else "Sync refused (simulator fault)")
         command = self.commands.get(key)
         if command is not None:
             status, data = command(login, body)

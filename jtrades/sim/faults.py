@@ -17,6 +17,11 @@ Kinds (JSON body ``{"kind": …}``):
   next authenticated request does.
 - ``penalty``: ``{"p_time"?: s, "captcha"?: bool}`` — the next accesstokenrequest gets a p-ticket.
 - ``rate_limit``: ``{"count"?: N}`` — the next N requests (any endpoint) answer 429.
+- ``sync_error``: ``{"status"?: S, "count"?: N}`` — the next N ``user/syncrequest`` answer S
+  (default 401 "Access is denied", as for an API key without permissions; else an error text).
+- ``malformed``: ``{"login"?: name}`` — one ``position`` props event the client cannot read (an
+  ``id`` that is not a number, no ``accountId``) per login (only that one if named); it goes
+  out with the next flush, like ``replay``.
 - ``replay``: ``{"login"?: name}`` — the fills of that login's accounts (all logins without one) are
   sent again as ``fill`` Created events, as Tradovate may do around the daily session change.
 - ``events_after``: ``{"on"?: bool, "ms"?: X}`` — WebSocket answers go out before the events they
@@ -48,6 +53,8 @@ class Faults:
     unauthorized_tokens: set[str] = field(default_factory=set)
     unauthorized_next: int = 0
     too_many: int = 0  # requests still to answer 429
+    sync_status: int = 401
+    sync_errors: int = 0  # user/syncrequests still to answer ``sync_status``
     events_after_answer: bool = False
     events_after_ms: float = 0.0
     drop_new_after: int | None = None  # sticky drop for sockets opened later
@@ -61,6 +68,7 @@ class Faults:
         self.unauthorized_tokens.clear()
         self.unauthorized_next = 0
         self.too_many = 0
+        self.sync_errors = 0
         self.events_after_answer = False
         self.events_after_ms = 0.0
         self.lot_ms = 0.0
@@ -73,6 +81,13 @@ class Faults:
             self.unauthorized_next -= 1
             return True
         return bool(self.unauthorized_tokens) and token in self.unauthorized_tokens
+
+    def take_sync_error(self) -> int | None:
+        """The status this ``user/syncrequest`` must answer instead of a snapshot, if any."""
+        if not self.sync_errors:
+            return None
+        self.sync_errors -= 1
+        return self.sync_status
 
     def take_reject(self, can_accept: bool = False) -> tuple[str, str] | None:
         """The injected rejection to answer now; ``None`` also when it is to come after
@@ -133,6 +148,17 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
                 world.queue([(account_id, "fill", "Created", f.json()) for f in fills])
                 replayed += len(fills)
         return {"fills": replayed}
+    elif kind == "malformed":
+        sent = 0
+        for found in world.config.logins:
+            if (login is None or found.name == login) and found.accounts:
+                garbage = {"id": "not-a-number", "netPos": 1}
+                world.queue([(found.accounts[0].id, "position", "Updated", garbage)])
+                sent += 1
+        return {"events": sent}
+    elif kind == "sync_error":
+        faults.sync_status = int(body.get("status", 401))
+        faults.sync_errors += int(body.get("count", 1))
     elif kind == "refuse_ws":
         faults.refuse_ws += int(body.get("count", 1))
     elif kind == "events_after":

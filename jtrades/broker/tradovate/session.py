@@ -5,7 +5,14 @@ Lifecycle of a connection (TRADOVATE.md "WebSocket"): the server says ``o``; we 
 the snapshot the view starts from, followed by ``props`` events. We send ``[]`` every 2.5 s; a
 connection that has sent us nothing for 10 s, or left a request unanswered past its timeout, is
 dead: we drop it, mark the view unsynced ("missing is not flat"), and reconnect with jittered
-exponential backoff capped at ``reconnect_max_s``, then sync again.
+exponential backoff capped at ``reconnect_max_s``, then sync again. The backoff starts over once a
+connection has stayed READY for ``reconnect_max_s``: an isolated drop reconnects after about
+``reconnect_initial_s``, a flapping connection still backs off.
+
+Nothing but cancellation and a failed login ends the connection loop: a refused sync, a ``props``
+event the view cannot read (the view is then not trusted: the connection is cut and synced again
+from a fresh snapshot), or a bug is logged as an error and retried like a drop — a session that
+silently stopped reconnecting would leave positions without exits.
 
 Outcomes of a request are kept apart on purpose: ``BrokerRejected`` (the broker answered no, with
 its text), ``TransientBrokerError`` (nothing was sent, or the broker asked us to back off: safe to
@@ -29,6 +36,7 @@ import asyncio
 import contextlib
 import itertools
 import random
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -114,8 +122,19 @@ class _ConnectionDead(Exception):
     pass
 
 
+class _StreamBroken(Exception):
+    """An event the view could not apply: the connection has been cut (already logged)."""
+
+
 class _Expired(Exception):
     """A request's own timer ran out (its answer may still be on the way)."""
+
+
+def _raised_at(exc: BaseException) -> str:
+    """Where an exception came from, without a traceback: a rendered one may show locals,
+    and the connection's locals hold the access token."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
 def _expire(fut: asyncio.Future[Response]) -> None:
@@ -160,6 +179,7 @@ class Session:
         self._snapshot_loaded = False
         self._early: list[Any] = []
         self._token: AccessToken | None = None
+        self._ready_at: float | None = None  # loop time the current connection became READY
 
     # --- public ------------------------------------------------------------------------------
 
@@ -304,25 +324,49 @@ class Session:
 
     def _kill(self, reason: str) -> None:
         """Treat the connection as dead now (no closing handshake with a zombie)."""
+        if self._ws is not None and self._dead_reason is None:
+            log.warning("tradovate.session.dead_peer", session=self.label, reason=reason)
+            self._cut(reason)
+
+    def _cut(self, reason: str) -> None:
         ws = self._ws
         if ws is None or self._dead_reason is not None:
             return
         self._dead_reason = reason
-        log.warning("tradovate.session.dead_peer", session=self.label, reason=reason)
         self._lost(reason)
         ws.transport.abort()
+
+    def _apply(self, props: dict[str, Any]) -> list[BrokerEvent]:
+        """Feed one ``props`` event to the view. One it cannot apply leaves the view behind
+        the broker (a fill or a position change missed): skipping it would report a stale
+        position as synced, so the stream is broken — cut it, and sync from a fresh snapshot."""
+        try:
+            return self.view.apply(props)
+        except Exception as exc:
+            reason = f"unreadable {props.get('entityType')} event ({type(exc).__name__}: {exc})"
+            log.error(
+                "tradovate.session.bad_event",
+                session=self.label,
+                entity_type=props.get("entityType"),
+                event_type=props.get("eventType"),
+                error=type(exc).__name__,
+                reason=str(exc),
+            )
+            self._cut(reason)
+            raise _StreamBroken(reason) from exc
 
     # --- the connection loop ---------------------------------------------------------------------
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         failures = 0
         while not self._stopped.is_set():
             delay_floor = 0.0
+            self._ready_at = None
             try:
                 if self._gate is not None:
                     await self._gate()
-                await self._connect_once()
-                failures = 0
+                await self._connect_once()  # returns only by raising: the connection ended
             except BrokerAuthError as exc:
                 self.state = State.FAILED
                 self.last_error = str(exc)
@@ -344,9 +388,33 @@ class Session:
                 TransientBrokerError,
                 OutcomeUnknown,
                 _ConnectionDead,
+                _StreamBroken,
             ) as exc:
-                failures += 1
                 self.last_error = str(exc) or type(exc).__name__
+            except BrokerRejected as exc:
+                # The sync (or account/list) answered 4xx on a socket whose authorize the same
+                # token just passed. A 401 here is Tradovate's answer for an API key without
+                # permissions, which a new login would not fix: the token is kept (a login costs
+                # budget), and should it really be dead, the next authorize says 401 and drops it.
+                self.last_error = str(exc)
+                log.error(
+                    "tradovate.session.failed",
+                    session=self.label,
+                    error=type(exc).__name__,
+                    reason=str(exc),
+                    hint="Tradovate refused the sync; a 401 may mean the API key lacks permissions",
+                )
+            except Exception as exc:
+                # A bug or an answer nobody foresaw must not end the loop for good (no exits,
+                # no stops until a restart): log it and reconnect like after a drop.
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error(
+                    "tradovate.session.failed",
+                    session=self.label,
+                    error=type(exc).__name__,
+                    reason=str(exc),
+                    at=_raised_at(exc),
+                )
             finally:
                 self._ws = None
                 self._ready.clear()
@@ -354,13 +422,22 @@ class Session:
                 self.hub.publish(self.view.mark_unsynced(self.last_error or "disconnected"))
             if self._stopped.is_set():
                 break
+            # A connection that stayed READY for reconnect_max_s starts the backoff over, so an
+            # isolated drop hours after the last one waits ~reconnect_initial_s, not the cap.
+            # One that drops sooner keeps counting: a connection that syncs and dies each time
+            # still backs off to the cap, and reconnects (each a user/syncrequest, a few hundred
+            # allowed per hour) stay at most about one per reconnect_max_s.
+            ready_at = self._ready_at
+            if ready_at is not None and loop.time() - ready_at >= self.timing.reconnect_max_s:
+                failures = 0
+            failures += 1
             if self.shutdown_reason is not None:
                 delay_floor = self.timing.reconnect_max_s
             self.state = State.RECONNECTING
             delay = max(
                 delay_floor,
                 backoff_delay(
-                    max(failures, 1),
+                    failures,
                     self.timing.reconnect_initial_s,
                     self.timing.reconnect_max_s,
                     random.random(),
@@ -403,6 +480,7 @@ class Session:
             try:
                 await self._authorize_and_sync(token)
                 self.connects += 1
+                self._ready_at = loop.time()
                 self.state = State.READY
                 self.shutdown_reason = None
                 self.last_error = None
@@ -439,7 +517,7 @@ class Session:
         events = self.view.load_snapshot(data)
         self._snapshot_loaded = True
         for props in self._early:
-            events.extend(self.view.apply(props))
+            events.extend(self._apply(props))
         self._early = []
         self.hub.publish(events)
 
@@ -472,13 +550,15 @@ class Session:
                 self._dead_reason
                 or f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
             )
+        except _StreamBroken:
+            return  # cut and logged; what else this socket had buffered is not to be trusted
 
     async def _on_event(self, ws: ClientConnection, event: Event) -> None:
         if event.name == "props" and isinstance(event.data, dict):
             if not self._snapshot_loaded:
                 self._early.append(event.data)  # events may overtake the sync answer
             else:
-                self.hub.publish(self.view.apply(event.data))
+                self.hub.publish(self._apply(event.data))
         elif event.name == "shutdown":
             d = event.data if isinstance(event.data, dict) else {}
             reason = str(d.get("reasonCode") or d.get("reason") or "unspecified")

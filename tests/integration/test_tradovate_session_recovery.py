@@ -1,0 +1,164 @@
+"""The connection loop outlives whatever ends a connection: a refused sync, an event the view
+cannot read, and its backoff starts over after a connection that stayed up (simulator, real
+sockets). A loop that died here left the login without exits or stops until a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from jtrades.broker.tradovate.pool import TradovatePool
+from jtrades.broker.tradovate.session import State
+from jtrades.config import TradovateSettings
+from jtrades.sim.config import default_config
+from tests.polling import until
+from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
+
+
+def tv(handle: SimHandle, **kw: Any) -> TradovateSettings:
+    base: dict[str, Any] = {
+        "demo_rest_url": handle.rest_url,
+        "demo_ws_url": handle.ws_url,
+        "reconnect_initial_s": 0.05,
+        "reconnect_max_s": 0.5,
+        "connect_stagger_s": 0,
+        "request_timeout_s": 3,
+    }
+    base.update(kw)
+    return TradovateSettings(**base)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimHandle]:
+    async with running_sim() as handle:
+        yield handle
+
+
+def delays(logs: list[dict[str, Any]]) -> list[float]:
+    return [e["delay_s"] for e in logs if e["event"] == "tradovate.session.reconnecting"]
+
+
+@pytest.mark.parametrize("status", [401, 400])
+async def test_a_refused_sync_is_logged_and_the_session_reconnects(
+    sim: SimHandle, status: int
+) -> None:
+    pool = TradovatePool(tv(sim))
+    try:
+        broker = await pool.broker("demo", LOGIN, PASSWORD)
+        session = broker.session
+        token = pool.tokens.peek("demo", LOGIN)
+        assert token is not None
+        sim1 = sim.account_id("SIM1")
+        with capture_logs() as logs:
+            sim.fault("sync_error", status=status)
+            sim.fault("drop", after=0)
+            await until(lambda: session.connects == 2 and broker.is_synced(sim1), within_s=10)
+        failed = [e for e in logs if e["event"] == "tradovate.session.failed"]
+        assert len(failed) == 1
+        assert failed[0]["log_level"] == "error"
+        assert failed[0]["error"] == "BrokerRejected"
+        assert f"user/syncrequest: {status}" in failed[0]["reason"]
+        assert token.token not in repr(logs)
+        assert sim.stats()["by_endpoint"]["user/syncrequest"] == 3
+        # the token passed authorize on that very socket: a refused sync does not cost a login
+        assert sim.stats()["access_token_requests"] == 1
+        assert pool.tokens.peek("demo", LOGIN) == token
+    finally:
+        await pool.close()
+
+
+async def test_a_malformed_event_is_logged_and_resynced_from_a_fresh_snapshot(
+    sim: SimHandle,
+) -> None:
+    pool = TradovatePool(tv(sim))
+    try:
+        broker = await pool.broker("demo", LOGIN, PASSWORD)
+        session = broker.session
+        sub = broker.events()
+        sim1 = sim.account_id("SIM1")
+        with capture_logs() as logs:
+            assert sim.fault("malformed", login=LOGIN) == {"events": 1}
+            await sim.flush()
+            await until(lambda: session.connects == 2 and broker.is_synced(sim1), within_s=10)
+        bad = [e for e in logs if e["event"] == "tradovate.session.bad_event"]
+        assert len(bad) == 1
+        assert bad[0]["log_level"] == "error"
+        assert bad[0]["entity_type"] == "position"
+        assert bad[0]["error"] == "ValueError"
+        # not skipped: readers are told the view is unknown until the fresh snapshot is in
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(5):
+            async for event in sub:
+                if event.kind == "session" and event.account_id == sim1:
+                    seen.append(event.detail)
+                if [d["state"] for d in seen[-2:]] == ["unsynced", "synced"]:
+                    break
+        assert "unreadable position event" in seen[0]["reason"]
+        assert sim.stats()["by_endpoint"]["user/syncrequest"] == 2
+        assert session.state is State.READY
+    finally:
+        await pool.close()
+
+
+async def test_a_malformed_event_ahead_of_the_snapshot_is_not_applied_and_resynced(
+    sim: SimHandle,
+) -> None:
+    """Events may overtake the sync answer: one the view cannot read breaks that sync too."""
+    pool = TradovatePool(tv(sim))
+    try:
+        broker = await pool.broker("demo", LOGIN, PASSWORD)
+        session = broker.session
+        sim1 = sim.account_id("SIM1")
+        with capture_logs() as logs:
+            sim.fault("malformed", login=LOGIN)  # queued: goes out ahead of the next sync answer
+            sim.fault("drop", after=0)
+            await until(lambda: session.connects == 2 and broker.is_synced(sim1), within_s=10)
+        assert [e["error"] for e in logs if e["event"] == "tradovate.session.bad_event"] == [
+            "ValueError"
+        ]
+        assert sim.stats()["by_endpoint"]["user/syncrequest"] == 3
+    finally:
+        await pool.close()
+
+
+async def test_backoff_starts_over_after_a_connection_that_stayed_up(sim: SimHandle) -> None:
+    settings = tv(sim, reconnect_initial_s=0.05, reconnect_max_s=1)
+    pool = TradovatePool(settings)
+    try:
+        sim.fault("refuse_ws", count=4)  # four failures in a row before the first connection
+        with capture_logs() as logs:
+            broker = await pool.broker("demo", LOGIN, PASSWORD, wait_s=15)
+        assert len(delays(logs)) == 4
+        session = broker.session
+        await asyncio.sleep(settings.reconnect_max_s + 0.2)  # up for longer than the cap
+        with capture_logs() as logs:
+            sim.fault("drop", after=0)
+            await until(lambda: session.connects == 2, within_s=10)
+        assert len(delays(logs)) == 1
+        assert delays(logs)[0] <= settings.reconnect_initial_s
+    finally:
+        await pool.close()
+
+
+async def test_a_connection_that_drops_soon_after_sync_keeps_backing_off() -> None:
+    """Reaching READY alone does not start the backoff over: a login whose connection syncs
+    and dies each time would otherwise sync about once per ``reconnect_initial_s``."""
+    cfg = default_config()
+    cfg.heartbeat_s = 0.5
+    async with running_sim(cfg) as sim:
+        settings = tv(sim, reconnect_initial_s=0.05, reconnect_max_s=5)
+        pool = TradovatePool(settings)
+        try:
+            broker = await pool.broker("demo", LOGIN, PASSWORD)
+            with capture_logs() as logs:
+                # each new socket is cut after its 4th frame (o, authorize, sync answer, the
+                # first heartbeat): READY, then gone within half a second
+                sim.fault("drop", after=4, sticky=True)
+                await until(lambda: broker.session.connects >= 5, within_s=20)
+            assert max(delays(logs)) > settings.reconnect_initial_s
+        finally:
+            await pool.close()
