@@ -285,8 +285,22 @@ class Broker(Protocol):
 
     def cash(self, account_id: int) -> CashBalance | None: ...
 
-    async def order_by_cl_ord_id(self, account_id: int, cl_ord_id: str) -> WorkingOrder | None:
-        """Look an order up at the broker (not only the cache): reconciliation after a crash."""
+    async def order_by_cl_ord_id(
+        self,
+        account_id: int,
+        cl_ord_id: str,
+        *,
+        since: datetime | None = None,
+        strategy: bool = False,
+    ) -> WorkingOrder | None:
+        """Look an intent's order up at the broker (not only the cache): reconciliation after
+        a crash. ``None`` means the broker's complete answer has no such order (it was never
+        sent); ``BrokerRejected``, that the broker has the intent and refused it without an
+        order; an answer that cannot be complete raises anything else (money rule 2).
+
+        ``strategy``: the intent was an order strategy; the answer is its entry order (found
+        by the id the strategy was started with). ``since``: when the intent was written, so
+        older orders need not be searched."""
         ...
 
     def events(self) -> AsyncIterator[BrokerEvent]:

@@ -287,7 +287,15 @@ class PaperBroker:
     def cash(self, account_id: int) -> CashBalance | None:
         return CashBalance(account_id, self._realized.get(account_id, Decimal(0)))
 
-    async def order_by_cl_ord_id(self, account_id: int, cl_ord_id: str) -> WorkingOrder | None:
+    async def order_by_cl_ord_id(
+        self,
+        account_id: int,
+        cl_ord_id: str,
+        *,
+        since: datetime | None = None,
+        strategy: bool = False,
+    ) -> WorkingOrder | None:
+        # a strategy's entry keeps the clOrdId here: one lookup serves both kinds
         for o in self._orders.values():
             if o.account.account_id == account_id and o.cl_ord_id == cl_ord_id:
                 return o.view()

@@ -42,6 +42,7 @@ from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.mirror import Mirror, intent_state
 from jtrades.engine.pnl import DailyPnl
 from jtrades.engine.sizing import exit_offset_points, exit_price
+from jtrades.errors import BrokerRejected
 from jtrades.store import intents as intent_store
 from jtrades.store import trading as trading_store
 
@@ -54,11 +55,19 @@ _STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STO
 
 
 def resolve_intent(kind: str, found: WorkingOrder | None) -> tuple[str, int | None, str | None]:
-    """An open intent's new state given what the broker knows by its clOrdId."""
+    """An open intent's new state given what the broker knows by its clOrdId (a strategy's:
+    its entry order, found by the id the strategy was started with). ``found`` is None only
+    when the broker's complete answer has no such order: an unreadable one decides nothing."""
     if found is not None:
         return intent_state(found.status), found.order_id, None
     if kind in ("cancel", "liquidate"):
         return "expired", None, "outcome not confirmed by the broker; not repeated"
+    if kind == "strategy":
+        return (
+            "expired",
+            None,
+            "no order strategy at the broker with this id: not sent, never sent late",
+        )
     return "expired", None, "no order at the broker with this clOrdId: not sent, never sent late"
 
 
@@ -160,12 +169,23 @@ class Reconciler:
             broker = self._session(it.account_id, it.env)
             if broker is None or not broker.is_synced(it.broker_account_id):
                 continue  # cannot see the account: decide nothing
+            state: str
+            order_id: int | None
+            reason: str | None
             try:
-                found = await broker.order_by_cl_ord_id(it.broker_account_id, it.cl_ord_id)
+                found = await broker.order_by_cl_ord_id(
+                    it.broker_account_id,
+                    it.cl_ord_id,
+                    since=it.created_at,
+                    strategy=it.kind == "strategy",
+                )
+            except BrokerRejected as exc:  # it reached the broker, which refused it
+                state, order_id, reason = "rejected", None, str(exc) or None
             except Exception as exc:
                 log.warning("reconcile.lookup_failed", cl_ord_id=it.cl_ord_id, error=str(exc))
                 continue
-            state, order_id, reason = resolve_intent(it.kind, found)
+            else:
+                state, order_id, reason = resolve_intent(it.kind, found)
             await intent_store.set_state(
                 self._pool, it.id, state, broker_order_id=order_id, reason=reason
             )
@@ -204,8 +224,20 @@ class Reconciler:
                     continue
                 key = (link.sub_account_id, p.symbol)
                 suspects.add(key)
-                if key in self._suspect and await self._protect(link, broker, p):
-                    placed += 1
+                if key not in self._suspect:
+                    continue
+                try:
+                    if await self._protect(link, broker, p):
+                        placed += 1
+                except Exception as exc:
+                    # this position only: the other sub-accounts still get their stops, and
+                    # it stays a suspect, so the next pass tries again
+                    log.error(
+                        "reconcile.protect_failed",
+                        sub_account_id=link.sub_account_id,
+                        symbol=p.symbol,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
         self._suspect = suspects
         return placed
 

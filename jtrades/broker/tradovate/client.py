@@ -8,6 +8,11 @@ name) and ``accountId``, and our deterministic ``clOrdId``.
 A placement that Tradovate refuses answers 200 with ``failureReason``/``failureText`` (orders) or
 ``errorText`` (strategies): that becomes ``BrokerRejected`` with the broker's words. Prices travel
 as JSON numbers converted from ``Decimal`` through ``str`` so a tick-rounded price stays exact.
+
+An order strategy's orders carry no ``clOrdId``: our id travels as the strategy's ``uuid``
+(StartOrderStrategy.uuid, ≤ 64 characters, kept on the OrderStrategy entity), and its entry order
+is found through the strategy's ``orderStrategyLink`` entities. Once known, the entry order is
+bound to that id in the live view, so its events carry it like any order's clOrdId.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import orjson
+import structlog
 
 from jtrades import retry
 from jtrades.broker.base import (
@@ -40,16 +46,31 @@ from jtrades.broker.base import (
     WorkingOrder,
 )
 from jtrades.broker.tradovate.session import Session
-from jtrades.errors import BrokerRejected, NotFound, OutcomeUnknown
+from jtrades.errors import (
+    BrokerRejected,
+    JtradesError,
+    NotFound,
+    OutcomeUnknown,
+    TransientBrokerError,
+)
+
+log = structlog.get_logger(__name__)
 
 MONTHS = "FGHJKMNQUVXZ"
 _CONTINUOUS = re.compile(r"^([A-Z0-9]{1,4}?)([12])!$")
 _CONTRACT = re.compile(r"^([A-Z0-9]{1,4}?)([FGHJKMNQUVXZ])(\d{1,2})$")
 CONTINUOUS_TTL_S = 3600.0  # the front month rolls: look a continuous symbol up again hourly
+# order_by_cl_ord_id at the broker: the commands of up to this many candidate orders are read
+# (COMMANDS_PER_READ per ``command/ldeps`` request); more candidates than that and the lookup
+# says "unknown" rather than "not found" (money rule 2 needs a complete answer).
 MAX_ORDERS_SCANNED = 500
-READ_RETRY = retry.RetryPolicy(
-    attempts=3, total_s=5.0, initial_s=0.2, max_s=1.0
-)  # order_by_cl_ord_id fallback: newest orders first, bounded
+COMMANDS_PER_READ = 100
+# An order created this long before its intent was written may still be its order (clocks
+# differ); older ones cannot be.
+CLOCK_SKEW = timedelta(minutes=2)
+READ_RETRY = retry.RetryPolicy(attempts=3, total_s=5.0, initial_s=0.2, max_s=1.0)
+# OrderStrategy.status values of a strategy the broker refused to run
+_STRATEGY_FAILED = frozenset({"ExecutionFailed", "NotEnoughLiquidity"})
 
 
 def num(value: Decimal | None) -> float | int | None:
@@ -174,6 +195,35 @@ def strategy_params(req: StrategyRequest) -> str:
     return orjson.dumps({"entryVersion": entry, "brackets": brackets}).decode()
 
 
+def _entry_order_id(links: Any, strategy_id: int) -> int | None:
+    """The entry order among a strategy's ``orderStrategyLink`` rows: the one labelled so, else
+    the first order the strategy made (its brackets are created only once the entry fills)."""
+    rows = [
+        link
+        for link in (links if isinstance(links, list) else ())
+        if isinstance(link, dict)
+        and link.get("orderId") is not None
+        and int(link.get("orderStrategyId") or strategy_id) == strategy_id
+    ]
+    labelled = [link for link in rows if str(link.get("label") or "").lower() == "entry"]
+    chosen = labelled or rows
+    return min(int(link["orderId"]) for link in chosen) if chosen else None
+
+
+def _created_before(o: dict[str, Any], floor: datetime | None) -> bool:
+    """Whether the order was created before ``floor``; an unreadable time counts as after."""
+    if floor is None:
+        return False
+    ts = o.get("timestamp")
+    try:
+        t = datetime.fromisoformat(str(ts)) if ts is not None else None
+    except ValueError:
+        return False
+    if t is None:
+        return False
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)) < floor
+
+
 def _check_bracket_signs(b: StrategyBracket, sign: int) -> None:
     # A target on the wrong side of the entry fills at once; a stop on the wrong side too.
     if b.qty < 1:
@@ -217,6 +267,14 @@ class TradovateBroker:
         """A query: idempotent, so a transient failure is retried (commands never are)."""
         return await retry.call_with(READ_RETRY, self.session.request, endpoint, query=query)
 
+    async def _lookup(self, endpoint: str, query: str = "") -> Any:
+        """A read of an intent lookup: a refused read (4xx) leaves the answer unknown, never
+        "the broker refused the intent", so it is transient here."""
+        try:
+            return await self._read(endpoint, query)
+        except BrokerRejected as exc:
+            raise TransientBrokerError(str(exc)) from None
+
     async def _send(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         d = await self.session.request(endpoint, body)
         _rejected(endpoint, d)
@@ -253,8 +311,12 @@ class TradovateBroker:
     async def start_strategy(self, req: StrategyRequest) -> PlaceResult:
         """A multi-bracket order strategy (TP ladder sharing one entry).
 
-        The answer carries the strategy (``orderStrategy.id``); the entry's order id, when the
-        answer does not say it, is 0 here and arrives with the order's events."""
+        The entry's ``cl_ord_id`` goes as the strategy's ``uuid``: Tradovate keeps it on the
+        strategy, so after a lost answer or a crash the strategy is found by it (rule 2). The
+        answer carries only the strategy; its entry order is read from the strategy's links
+        (one request) and bound to the id in the view, so the entry's events move the intent
+        as an order's do. If that read fails the strategy stands: order id 0, and
+        reconciliation finds the entry later."""
         e = req.entry
         body = _drop_none(
             {
@@ -264,6 +326,7 @@ class TradovateBroker:
                 "action": e.side.value,
                 "orderStrategyTypeId": 2,
                 "params": strategy_params(req),
+                "uuid": e.cl_ord_id or None,
             }
         )
         d = await self._send("orderStrategy/startorderstrategy", body)
@@ -272,9 +335,37 @@ class TradovateBroker:
         sid = st.get("id")
         if sid is None:
             raise BrokerRejected("orderStrategy/startorderstrategy: no strategy in the answer")
-        return PlaceResult(
-            order_id=int(d.get("orderId") or 0), linked_ids=(int(sid),), strategy_id=int(sid)
-        )
+        entry_id = int(d.get("orderId") or 0)
+        if not entry_id and e.cl_ord_id:
+            entry_id = await self._entry_after_start(e.account.account_id, int(sid), e.cl_ord_id)
+        return PlaceResult(order_id=entry_id, linked_ids=(int(sid),), strategy_id=int(sid))
+
+    async def _entry_after_start(self, account_id: int, strategy_id: int, cl_ord_id: str) -> int:
+        """The new strategy's entry order id, bound to ``cl_ord_id`` in the view; 0 if unknown."""
+        known = self.session.view.order_by_cl_ord_id(account_id, cl_ord_id)
+        if known is not None:
+            return known.order_id
+        try:  # once, no retry: the strategy already stands, and the send path waits on this
+            links = await self.session.request(
+                "orderStrategyLink/deps", query=f"masterid={strategy_id}"
+            )
+        except JtradesError as exc:
+            log.warning("tradovate.strategy_entry_unread", strategy_id=strategy_id, error=str(exc))
+            return 0
+        entry = _entry_order_id(links, strategy_id)
+        if entry is None:
+            return 0
+        self._bind(entry, cl_ord_id)
+        return entry
+
+    def _bind(self, order_id: int, cl_ord_id: str) -> None:
+        """Give an order our id in the view, as a clOrdId on its New command would, and publish
+        it if the view has it already (later events of it carry the id by themselves)."""
+        view = self.session.view
+        view.absorb("command", {"id": 0, "orderId": order_id, "clOrdId": cl_ord_id})
+        order = view.order(order_id)
+        if order is not None:
+            self.session.hub.publish([BrokerEvent("order", order.account_id, order)])
 
     async def interrupt_strategy(self, strategy_id: int) -> None:
         await self._send("orderStrategy/interruptorderstrategy", {"orderStrategyId": strategy_id})
@@ -337,40 +428,112 @@ class TradovateBroker:
         sub: AsyncIterator[BrokerEvent] = self.session.hub.subscribe()
         return sub
 
-    async def order_by_cl_ord_id(self, account_id: int, cl_ord_id: str) -> WorkingOrder | None:
+    async def order_by_cl_ord_id(
+        self,
+        account_id: int,
+        cl_ord_id: str,
+        *,
+        since: datetime | None = None,
+        strategy: bool = False,
+    ) -> WorkingOrder | None:
         """Ask the broker, not only the view: after a crash the view may predate the order.
 
-        Tradovate keeps ``clOrdId`` on the order's ``command`` (spec: Command.clOrdId), not on
-        the order. We list the orders (``order/list``, all accounts of the token; filtered here),
-        newest first, and read each one's commands (``command/deps?masterid=``) until the clOrdId
-        matches; the answer is then read back through the view (order + orderVersion merged),
-        which the ``props`` stream keeps current, or built from ``orderVersion/deps``."""
+        ``None`` only from complete answers (money rule 2); an answer that cannot be complete
+        raises ``TransientBrokerError`` (``BrokerRejected`` only for a strategy the broker
+        refused). ``strategy``: the id was a strategy's ``uuid`` and the answer is its entry
+        order. ``since``: when the intent was written; older orders are not read."""
         known = self.session.view.order_by_cl_ord_id(account_id, cl_ord_id)
         if known is not None:
             return known
-        return await self.order_by_cl_ord_id_at_broker(account_id, cl_ord_id)
+        if strategy:
+            return await self.strategy_entry_at_broker(account_id, cl_ord_id)
+        return await self.order_by_cl_ord_id_at_broker(account_id, cl_ord_id, since=since)
+
+    async def strategy_entry_at_broker(self, account_id: int, uuid: str) -> WorkingOrder | None:
+        """The entry order of the strategy started with ``uuid``, in two to four requests:
+        the account's strategies (``orderStrategy/deps``, one complete list), that strategy's
+        links (``orderStrategyLink/deps``), and the entry order unless the view has it.
+
+        A strategy that failed without an entry order raises ``BrokerRejected``: it reached the
+        broker, which refused it. Any other strategy without one raises ``TransientBrokerError``
+        (nothing is concluded, as no other failure of a lookup concludes anything)."""
+        strategies = await self._lookup("orderStrategy/deps", f"masterid={account_id}")
+        if not isinstance(strategies, list):
+            raise TransientBrokerError("orderStrategy/deps: no list in the answer")
+        found = next(
+            (
+                s
+                for s in strategies
+                if isinstance(s, dict)
+                and s.get("uuid") == uuid
+                and int(s.get("accountId") or account_id) == account_id
+            ),
+            None,
+        )
+        if found is None:
+            return None  # every strategy of the account, and none with this id: never sent
+        sid = int(found["id"])
+        entry = _entry_order_id(
+            await self._lookup("orderStrategyLink/deps", f"masterid={sid}"), sid
+        )
+        if entry is None:
+            status = str(found.get("status") or "")
+            if status in _STRATEGY_FAILED:
+                why = found.get("failureMessage") or "no entry order"
+                raise BrokerRejected(f"order strategy {sid} {status}: {why}")
+            raise TransientBrokerError(f"order strategy {sid} has no entry order yet")
+        self._bind(entry, uuid)
+        order = self.session.view.order(entry)
+        if order is not None and order.account_id == account_id:
+            return order
+        o = await self._lookup("order/item", f"id={entry}")
+        if not isinstance(o, dict) or int(o.get("accountId") or 0) != account_id:
+            raise TransientBrokerError(f"order/item: entry order {entry} not readable")
+        return await self._order_from_broker(o, uuid)
 
     async def order_by_cl_ord_id_at_broker(
-        self, account_id: int, cl_ord_id: str
+        self, account_id: int, cl_ord_id: str, *, since: datetime | None = None
     ) -> WorkingOrder | None:
-        """The broker round trips of ``order_by_cl_ord_id``, without the view shortcut."""
-        orders = await self._read("order/list")
-        mine = sorted(
-            (o for o in orders or () if int(o.get("accountId") or 0) == account_id),
-            key=lambda o: int(o["id"]),
-            reverse=True,
-        )[:MAX_ORDERS_SCANNED]
-        for o in mine:
-            commands = await self._read("command/deps", f"masterid={o['id']}")
-            if any(c.get("clOrdId") == cl_ord_id for c in commands or ()):
-                return await self._order_from_broker(o, cl_ord_id)
+        """The broker round trips of ``order_by_cl_ord_id``, without the view shortcut.
+
+        Tradovate keeps ``clOrdId`` on the order's ``command`` (spec: Command.clOrdId), not on
+        the order. The account's orders (``order/list``, all accounts of the token; filtered
+        here, and to those not older than ``since``) have their commands read in batches
+        (``command/ldeps?masterids=``): one request per hundred orders instead of one per order."""
+        orders = await self._lookup("order/list")
+        if not isinstance(orders, list):
+            raise TransientBrokerError("order/list: no list in the answer")
+        floor = since - CLOCK_SKEW if since is not None else None
+        mine = {
+            int(o["id"]): o
+            for o in orders
+            if isinstance(o, dict)
+            and int(o.get("accountId") or 0) == account_id
+            and not _created_before(o, floor)
+        }
+        if len(mine) > MAX_ORDERS_SCANNED:
+            raise TransientBrokerError(
+                f"{len(mine)} orders to search for {cl_ord_id}: more than {MAX_ORDERS_SCANNED},"
+                " so a miss would prove nothing"
+            )
+        ids = sorted(mine, reverse=True)  # the newest first: the likelier
+        for start in range(0, len(ids), COMMANDS_PER_READ):
+            batch = ",".join(str(i) for i in ids[start : start + COMMANDS_PER_READ])
+            commands = await self._lookup("command/ldeps", f"masterids={batch}")
+            if not isinstance(commands, list):
+                raise TransientBrokerError("command/ldeps: no list in the answer")
+            for c in commands:
+                if isinstance(c, dict) and c.get("clOrdId") == cl_ord_id:
+                    o = mine.get(int(c.get("orderId") or 0))
+                    if o is not None:
+                        return await self._order_from_broker(o, cl_ord_id)
         return None
 
     async def _order_from_broker(self, o: dict[str, Any], cl_ord_id: str) -> WorkingOrder:
         view = self.session.view
         view.absorb("order", o)  # same merge rules as the stream
         view.absorb("command", {"id": 0, "orderId": o["id"], "clOrdId": cl_ord_id})
-        versions = await self._read("orderVersion/deps", f"masterid={o['id']}")
+        versions = await self._lookup("orderVersion/deps", f"masterid={o['id']}")
         for v in versions or ():
             view.absorb("orderVersion", v)
         order = view.order(int(o["id"]))
