@@ -2,29 +2,43 @@
 
 Each liquidation goes through an intent and the sub-account's lock like any order (rule 1), so a
 flatten never races a signal on the same sub-account. Requests arrive through the configuration
-cache (the CLI writes them to the database) and are carried out once per request per run.
+cache (the CLI writes them to ``system_flags``) and are carried out by one task per request per
+run, in passes: a pass dispatches a liquidation for every open position (one contract at a time,
+each with its own time, so its TTL does not count the liquidations before it), and a failure on
+one account or contract is recorded and the pass goes on. The request is marked done once a pass
+leaves nothing open that it had to close, except positions whose liquidation the broker refused
+(never retried); until then it stays pending, what is left and why is logged and written on the
+request (``flatten.progress``, shown by ``jtrades status --json``), and the next pass follows
+after a growing wait, for as long as the request is still the pending one.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import structlog
 
-from jtrades.broker.base import Contract, OrderRequest, Side, SubAccount
+from jtrades.broker.base import Broker, Contract, OrderRequest, Side, SubAccount
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.engine.config_cache import ConfigCache, LinkConfig
-from jtrades.engine.dispatch import Dispatcher, WorkItem
+from jtrades.engine.dispatch import Dispatcher, DispatchResult, WorkItem
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
+from jtrades.engine.steps import flatten_prefix, net_pos
+from jtrades.store import flatten as flatten_store
 from jtrades.store import trading as trading_store
 
 log = structlog.get_logger(__name__)
 
+FIRST_RETRY_S = 0.5  # the wait before the second pass; it doubles up to MAX_RETRY_S
+MAX_RETRY_S = 30.0
+_DETAIL_LIMIT = 1000  # characters of "what is left" in one log event
 
-def liquidate_plan(link: LinkConfig, contract: Contract) -> Any:
+
+def liquidate_plan(link: LinkConfig, contract: Contract, cl_ord_id: str = "") -> Any:
     """A plan that flattens whatever position the account holds in ``contract``."""
     account = SubAccount(link.broker_account_id, link.sub_name)
 
@@ -32,15 +46,83 @@ def liquidate_plan(link: LinkConfig, contract: Contract) -> Any:
         if state.net_pos == 0:
             return AccountPlan(PositionAction.NOTHING, (), "already flat")
         side = Side.SELL if state.net_pos > 0 else Side.BUY
-        req = OrderRequest(account, contract.symbol, side, abs(state.net_pos))
+        req = OrderRequest(account, contract.symbol, side, abs(state.net_pos), cl_ord_id=cl_ord_id)
         step = PlannedOrder(1, "liquidate", req, note="halt --flatten")
         return AccountPlan(PositionAction.CLOSE, (step,), "halt --flatten")
 
     return plan
 
 
+# --- pure decisions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Leftover:
+    """A position a pass did not close (or the broker refused to), and why."""
+
+    sub_account_id: int
+    symbol: str | None  # None: the account's positions could not be read
+    why: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sub_account_id": self.sub_account_id, "symbol": self.symbol, "why": self.why}
+
+    def __str__(self) -> str:
+        return f"sub {self.sub_account_id} {self.symbol or '(positions unknown)'}: {self.why}"
+
+
+@dataclass(slots=True)
+class FlattenPass:
+    """What one pass over the request's sub-accounts did."""
+
+    sent: int = 0
+    closed: int = 0
+    left: list[Leftover] = field(default_factory=list)
+    refused: list[Leftover] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Nothing left that a later pass could still close."""
+        return not self.left
+
+    def progress(self, passes: int, sent: int, at: datetime) -> dict[str, Any]:
+        """What is written on the request for ``jtrades status``."""
+        return {
+            "passes": passes,
+            "at": at.isoformat(),
+            "liquidations": sent,
+            "closed_last_pass": self.closed,
+            "left": [x.as_dict() for x in self.left],
+            "refused": [x.as_dict() for x in self.refused],
+        }
+
+
+def attempt_of(cl_ord_id: str, prefix: str) -> int:
+    """The attempt number of a liquidation's clOrdId (``{prefix}-{n}``); 0 when not one."""
+    rest = cl_ord_id.removeprefix(f"{prefix}-")
+    return int(rest) if rest != cl_ord_id and rest.isdigit() else 0
+
+
+def judge(result: DispatchResult, net: int | None) -> tuple[str, str]:
+    """``closed``, ``refused`` or ``left`` (with why) for one liquidation, from the dispatcher's
+    result and the position the broker's view shows once it settled (None: unreadable). A
+    refusal is the broker's word and final; anything else counts only once the view is flat."""
+    acct = result.accounts[0] if result.accounts else None
+    said = "; ".join(acct.messages) if acct is not None else ""
+    if acct is not None and acct.rejected:
+        return "refused", said or acct.reason
+    if net == 0:
+        return "closed", ""
+    where = "positions unknown (broker view not synced)" if net is None else f"net {net}"
+    detail = said or (acct.reason if acct is not None else "nothing dispatched")
+    return "left", f"{where} after the liquidation: {detail}"
+
+
+# --- the task -----------------------------------------------------------------------------------
+
+
 class Flattener:
-    """Carries out flatten requests; remembers which it did in this run."""
+    """Carries out flatten requests; remembers which it took on in this run."""
 
     def __init__(
         self,
@@ -48,46 +130,145 @@ class Flattener:
         brokers: BrokerRegistry,
         config: ConfigCache,
         dispatcher: Dispatcher,
+        *,
+        retry_s: float = FIRST_RETRY_S,
+        max_retry_s: float = MAX_RETRY_S,
     ) -> None:
         self._pool, self._brokers, self._config = pool, brokers, config
         self._dispatcher = dispatcher
+        self._retry_s, self._max_retry_s = retry_s, max_retry_s
         self._done: set[str] = set()
 
     async def run(self, request: dict[str, Any]) -> int:
         """Liquidate the open positions of the linked sub-accounts (of one login when the
-        request names it). Runs once per request; returns liquidations sent."""
+        request names it), pass after pass until nothing is left or the request is no longer
+        the pending one. Once per request per run; returns liquidations sent."""
         requested_at = str(request.get("requested_at"))
         if requested_at in self._done:
             return 0
         self._done.add(requested_at)
-        label = request.get("account")
-        snap = self._config.snapshot
-        sent = 0
-        now = datetime.now(UTC)
-        # One tag per request and per run: two requests (even in the same second) never share a
-        # clOrdId, and a request carried out again after a crash sends its liquidations again
-        # (harmless when already flat) instead of colliding with the intents of the lost run.
-        run = f"{requested_at}|{now.isoformat()}"
-        tag = "f" + hashlib.sha256(run.encode()).hexdigest()[:12]
-        for link in snap.links_by_sub.values():
-            if label and link.label.lower() != str(label).lower():
+        label = str(request["account"]) if request.get("account") else None
+        sent, passes, wait = 0, 0, self._retry_s
+        while True:
+            passes += 1
+            p = await self._pass(requested_at, label)
+            sent += p.sent
+            progress = p.progress(passes, sent, datetime.now(UTC))
+            if p.complete:
+                try:
+                    await flatten_store.record_progress(self._pool, requested_at, progress)
+                    await trading_store.flatten_done(self._pool, requested_at, datetime.now(UTC))
+                except Exception as exc:  # not marked done: the next pass tries again
+                    log.error(
+                        "engine.flatten_unrecorded", requested_at=requested_at, error=str(exc)
+                    )
+                else:
+                    log.warning(
+                        "engine.flattened",
+                        account=label,
+                        liquidations=sent,
+                        passes=passes,
+                        refused=len(p.refused),
+                        detail=_detail(p.refused),
+                    )
+                    return sent
+            else:
+                log.error(
+                    "engine.flatten_incomplete",
+                    account=label,
+                    requested_at=requested_at,
+                    passes=passes,
+                    left=len(p.left),
+                    detail=_detail(p.left),
+                    retry_in_s=wait,
+                )
+                try:
+                    await flatten_store.record_progress(self._pool, requested_at, progress)
+                except Exception as exc:
+                    log.error(
+                        "engine.flatten_unrecorded", requested_at=requested_at, error=str(exc)
+                    )
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, self._max_retry_s)
+            if not self._pending(requested_at):
+                # `jtrades resume`, or a newer request (which runs on its own), took its place
+                log.warning(
+                    "engine.flatten_abandoned",
+                    account=label,
+                    requested_at=requested_at,
+                    reason="no longer the pending flatten request",
+                    detail=_detail(p.left),
+                )
+                return sent
+
+    def _pending(self, requested_at: str) -> bool:
+        f = self._config.snapshot.flatten
+        return f is not None and str(f.get("requested_at")) == requested_at
+
+    async def _pass(self, requested_at: str, label: str | None) -> FlattenPass:
+        p = FlattenPass()
+        for sid, link in sorted(self._config.snapshot.links_by_sub.items()):
+            if label and link.label.lower() != label.lower():
                 continue
             try:
-                broker = self._brokers.broker_for(link)
-                if not broker.is_synced(link.broker_account_id):
-                    log.error("engine.flatten_unsynced", sub_account_id=link.sub_account_id)
-                    continue
-                symbols = {p.symbol for p in broker.positions(link.broker_account_id) if p.net_pos}
-            except Exception as exc:
-                log.error(
-                    "engine.flatten_unreadable", sub_account_id=link.sub_account_id, error=str(exc)
-                )
-                continue
-            for symbol in sorted(symbols):
-                contract = await broker.find_contract(symbol)
-                item = WorkItem(None, link, broker, contract, liquidate_plan(link, contract))
-                result = await self._dispatcher.dispatch(None, now, [item], tag=tag)
-                sent += result.orders
-        await trading_store.flatten_done(self._pool, requested_at, datetime.now(UTC))
-        log.warning("engine.flattened", account=label, liquidations=sent)
-        return sent
+                await self._flatten_account(requested_at, link, p)
+            except Exception as exc:  # this account only: the others are flattened all the same
+                p.left.append(Leftover(sid, None, _why(exc)))
+        return p
+
+    async def _flatten_account(self, requested_at: str, link: LinkConfig, p: FlattenPass) -> None:
+        broker = self._brokers.broker_for(link)
+        if not broker.is_synced(link.broker_account_id):
+            # missing is not flat (rule 6): its positions are unknown, not absent
+            p.left.append(Leftover(link.sub_account_id, None, "broker view not synced"))
+            return
+        symbols = {x.symbol for x in broker.positions(link.broker_account_id) if x.net_pos}
+        for symbol in sorted(symbols):
+            try:
+                await self._close(requested_at, link, broker, symbol, p)
+            except Exception as exc:  # this contract only
+                p.left.append(Leftover(link.sub_account_id, symbol, _why(exc)))
+
+    async def _close(
+        self, requested_at: str, link: LinkConfig, broker: Broker, symbol: str, p: FlattenPass
+    ) -> None:
+        sid = link.sub_account_id
+        prefix = flatten_prefix(requested_at, sid, symbol)
+        earlier = await flatten_store.liquidations(self._pool, sid, f"{prefix}-")
+        refusal = next((e for e in earlier if e.state == "rejected"), None)
+        if refusal is not None:
+            p.refused.append(Leftover(sid, symbol, refusal.reason or "rejected by the broker"))
+            return
+        # A new clOrdId per attempt, numbered after the request's earlier ones (of a crashed run
+        # too): an attempt whose outcome is unknown is never reused, and a position still open
+        # is closed by the next attempt, planned under the lock against the live position.
+        attempt = 1 + max((attempt_of(e.cl_ord_id, prefix) for e in earlier), default=0)
+        contract = await broker.find_contract(symbol)
+        plan = liquidate_plan(link, contract, f"{prefix}-{attempt}")
+        item = WorkItem(None, link, broker, contract, plan)
+        # its own time: the TTL counts from this liquidation, not from the start of the flatten
+        result = await self._dispatcher.dispatch(None, datetime.now(UTC), [item], tag=prefix)
+        p.sent += result.orders
+        # the dispatcher holds the lock until the view shows the liquidation's effect (bounded)
+        async with self._dispatcher.lock_for(sid):
+            net = (
+                net_pos(broker, link.broker_account_id, contract)
+                if broker.is_synced(link.broker_account_id)
+                else None
+            )
+        verdict, why = judge(result, net)
+        if verdict == "closed":
+            p.closed += 1
+        elif verdict == "refused":
+            p.refused.append(Leftover(sid, symbol, why))
+        else:
+            p.left.append(Leftover(sid, symbol, why))
+
+
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _detail(items: list[Leftover]) -> str:
+    text = "; ".join(str(x) for x in items)
+    return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"

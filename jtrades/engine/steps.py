@@ -7,6 +7,7 @@ Pure functions of the plan and the broker's live view; the dispatcher does the I
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,18 @@ from jtrades.store import intents as intent_store
 def cl_ord_prefix(signal_id: int, sub_account_id: int) -> str:
     """Deterministic per (signal, sub-account): the step is appended (``jt-12-3-0``), ≤ 64 chars."""
     return f"jt-{signal_id}-{sub_account_id}"
+
+
+def flatten_prefix(requested_at: str, sub_account_id: int, symbol: str) -> str:
+    """The clOrdIds of one flatten request's liquidations of one contract on one sub-account:
+    deterministic, so a run after a crash finds the attempts of the lost run (money rule 2); each
+    attempt appends its number (``jt-f3a60f87520da-12-MNQZ6-1``). Within 64 characters for any
+    bigint sub-account and attempt < 10**5: a long or unusual symbol is replaced by its hash."""
+    req = hashlib.sha256(requested_at.encode()).hexdigest()[:12]
+    key = symbol
+    if len(symbol) > 20 or not symbol.isascii() or not symbol.isalnum():
+        key = "h" + hashlib.sha256(symbol.encode()).hexdigest()[:12]
+    return f"jt-f{req}-{sub_account_id}-{key}"
 
 
 def _in_contract(contract: Contract, symbol: str, contract_id: int | None) -> bool:

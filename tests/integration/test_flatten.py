@@ -1,0 +1,336 @@
+"""``jtrades halt --flatten`` carried out by the engine: every contract of every sub-account, each
+liquidation within its own TTL, one account's failure isolated from the others, and the request
+marked done only when nothing it had to close is left (else it stays pending and is retried).
+
+Real Postgres, the engine and the paper broker; a few paper subclasses make a login slow,
+unsynced, flaky or refusing, as ``test_reconcile`` does for an unsynced view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+import structlog.testing
+
+from jtrades.broker.base import Contract, SubAccount
+from jtrades.broker.paper import PaperBroker
+from jtrades.broker.registry import BrokerRegistry
+from jtrades.config import Settings
+from jtrades.db import Database, connect
+from jtrades.engine.engine import Engine
+from jtrades.engine.signal import Action, Signal
+from jtrades.errors import BrokerRejected, TransientBrokerError
+from tests.integration.test_engine import (
+    account_of,
+    buy,
+    make_paper_account,
+    make_recorder,
+    make_trader,
+    make_user,
+    send,
+    wait_for,
+)
+
+REQUESTED_AT = "2026-01-02T03:04:05.678901+00:00"
+
+
+class SlowPaper(PaperBroker):
+    """A login whose liquidations take ``delay`` seconds to be answered (a slow broker)."""
+
+    delay = 0.0
+
+    async def liquidate_position(self, account: SubAccount, contract_id: int) -> None:
+        await asyncio.sleep(self.delay)
+        await super().liquidate_position(account, contract_id)
+
+
+class FlakyContracts(PaperBroker):
+    """A login whose contract lookups fail while ``broken`` (the broker briefly unreachable)."""
+
+    broken = False
+
+    async def find_contract(self, symbol: str) -> Contract:
+        if self.broken:
+            raise TransientBrokerError("contract lookup: connection reset")
+        return await super().find_contract(symbol)
+
+
+class Blind(PaperBroker):
+    """A login whose live view can be switched out of sync (mid-reconnect)."""
+
+    synced = True
+
+    def is_synced(self, account_id: int) -> bool:
+        return self.synced
+
+
+class Refusing(PaperBroker):
+    """A login whose broker refuses liquidations."""
+
+    refuse = False
+
+    async def liquidate_position(self, account: SubAccount, contract_id: int) -> None:
+        if self.refuse:
+            raise BrokerRejected("Market is closed")
+        await super().liquidate_position(account, contract_id)
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    db = await connect(settings)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+Start = Callable[..., Awaitable[Engine]]
+
+
+@pytest.fixture
+async def start(database: Database, settings: Settings) -> AsyncIterator[Start]:
+    """Start an engine whose paper logins (``accounts.id`` → broker) are the given ones."""
+    made: list[Engine] = []
+
+    async def go(paper: dict[int, PaperBroker] | None = None, **trading: Any) -> Engine:
+        s = settings
+        if trading:
+            s = settings.model_copy(update={"trading": settings.trading.model_copy(update=trading)})
+        brokers = BrokerRegistry(database, s)
+        for aid, broker in (paper or {}).items():
+            brokers._paper[aid] = broker
+        engine = Engine(database, s, brokers)
+        await engine.start()
+        made.append(engine)
+        return engine
+
+    yield go
+    for e in made:
+        await e.close()
+
+
+async def positions(engine: Engine, pool: asyncpg.Pool, sub_id: int) -> dict[str, int]:
+    aid, bid = await account_of(pool, sub_id)
+    return {p.symbol: p.net_pos for p in engine.brokers.paper(aid).positions(bid) if p.net_pos}
+
+
+async def request_flatten(engine: Engine, pool: asyncpg.Pool, account: str | None = None) -> None:
+    """What ``jtrades halt --flatten`` writes, then the engine hears it."""
+    await pool.execute(
+        "INSERT INTO system_flags (name, value) VALUES ('halted', $1)"
+        " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+        {"halted": True, "flatten": {"requested_at": REQUESTED_AT, "account": account}},
+    )
+    await engine.config.refresh()
+
+
+async def flatten_flag(pool: asyncpg.Pool) -> dict[str, Any]:
+    value = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
+    return dict(value["flatten"])
+
+
+async def wait_done(pool: asyncpg.Pool, limit_s: float = 5.0) -> None:
+    async def done() -> bool:
+        return bool((await flatten_flag(pool)).get("done_at"))
+
+    await wait_for(done, "flatten marked done", limit_s)
+
+
+async def liquidation_ids(pool: asyncpg.Pool) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT cl_ord_id FROM order_intents WHERE kind = 'liquidate' ORDER BY id"
+    )
+    return [r["cl_ord_id"] for r in rows]
+
+
+def mes(price: str = "6000") -> Signal:
+    return Signal(Action.BUY, ticker="MES1!", price=Decimal(price))
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+
+async def test_flatten_closes_every_contract_of_a_sub_account(
+    database: Database, start: Start
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "fa")
+    nq = await make_recorder(pool, u, "nq", size=1)
+    es = await make_recorder(pool, u, "es", symbol="MES1!", size=1)
+    (sub,) = await make_paper_account(pool, u, "fa-a")
+    await make_trader(pool, u, nq, [(sub, 1)])
+    await make_trader(pool, u, es, [(sub, 1)])
+    engine = await start()
+    await send(engine, pool, nq, buy())
+    await send(engine, pool, es, mes())
+    assert sorted((await positions(engine, pool, sub)).values()) == [1, 1]  # MNQ and MES
+
+    await request_flatten(engine, pool)
+
+    async def flat() -> bool:
+        return await positions(engine, pool, sub) == {}
+
+    await wait_for(flat, "both contracts of the sub-account flattened")
+    await wait_done(pool)
+    ids = await liquidation_ids(pool)
+    assert len(set(ids)) == 2  # one clOrdId per contract, neither taken for a duplicate
+    assert all(len(cl) <= 64 for cl in ids)
+
+
+async def test_a_slow_flatten_gives_each_account_its_own_ttl(
+    database: Database, start: Start
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "sl")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    subs = await make_paper_account(pool, u, "sl-a", subs=3)
+    await make_trader(pool, u, rec, [(s, 1) for s in subs])
+    aid, _bid = await account_of(pool, subs[0])
+    slow = SlowPaper()
+    # each liquidation is answered after 0.4 s: under the 0.7 s TTL, but two in a row are not
+    engine = await start({aid: slow}, signal_ttl_s=0.7)
+    await send(engine, pool, rec, buy())
+    assert [sum((await positions(engine, pool, s)).values()) for s in subs] == [1, 1, 1]
+    slow.delay = 0.4
+
+    await request_flatten(engine, pool)
+
+    async def all_flat() -> bool:
+        return all([await positions(engine, pool, s) == {} for s in subs])
+
+    await wait_for(all_flat, "every sub-account flattened", 10)
+    await wait_done(pool)
+    states = await pool.fetch("SELECT state FROM order_intents WHERE kind = 'liquidate'")
+    assert [r["state"] for r in states] == ["done"] * 3  # none expired
+
+
+async def test_a_failed_contract_lookup_does_not_stop_the_other_accounts(
+    database: Database, start: Start
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "fl")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (a,) = await make_paper_account(pool, u, "fl-a")
+    (b,) = await make_paper_account(pool, u, "fl-b")
+    await make_trader(pool, u, rec, [(a, 1), (b, 1)])
+    aid_a, _ = await account_of(pool, a)
+    flaky = FlakyContracts()
+    engine = await start({aid_a: flaky})
+    await send(engine, pool, rec, buy())
+    flaky.broken = True  # fl-a's contract cannot be looked up for now
+
+    async def flat(sub: int) -> bool:
+        return await positions(engine, pool, sub) == {}
+
+    async def reported() -> bool:
+        return bool((await flatten_flag(pool)).get("progress", {}).get("left"))
+
+    with structlog.testing.capture_logs() as logs:
+        await request_flatten(engine, pool)
+        await wait_for(lambda: flat(b), "fl-b flattened despite fl-a's failure")
+        await wait_for(reported, "fl-a reported left")
+    assert "done_at" not in await flatten_flag(pool)
+    assert await positions(engine, pool, a) != {}
+    left = [e for e in logs if e["event"] == "engine.flatten_incomplete"]
+    assert left
+    assert left[0]["log_level"] == "error"
+    assert f"sub {a} " in left[0]["detail"]
+    assert "TransientBrokerError" in left[0]["detail"]
+
+    flaky.broken = False  # the next pass closes it
+    await wait_for(lambda: flat(a), "fl-a flattened on a later pass", 10)
+    await wait_done(pool)
+    assert (await flatten_flag(pool))["progress"]["left"] == []
+
+
+async def test_an_unsynced_account_keeps_the_request_pending_until_it_is_flat(
+    database: Database, start: Start
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "un")
+    rec = await make_recorder(pool, u, "rec", size=2)
+    (a,) = await make_paper_account(pool, u, "un-a")
+    await make_trader(pool, u, rec, [(a, 1)])
+    aid, _ = await account_of(pool, a)
+    blind = Blind()
+    engine = await start({aid: blind})
+    await send(engine, pool, rec, buy())
+    blind.synced = False  # mid-reconnect when the request arrives: missing is not flat
+
+    await request_flatten(engine, pool)
+
+    async def reported() -> bool:
+        return bool((await flatten_flag(pool)).get("progress", {}).get("left"))
+
+    await wait_for(reported, "what is left reported on the request")
+    f = await flatten_flag(pool)
+    assert "done_at" not in f
+    (left,) = f["progress"]["left"]
+    assert left["sub_account_id"] == a
+    assert "not synced" in left["why"]
+    assert await positions(engine, pool, a) != {}
+
+    blind.synced = True
+
+    async def flat() -> bool:
+        return await positions(engine, pool, a) == {}
+
+    await wait_for(flat, "flattened once the view is back", 10)
+    await wait_done(pool)
+    assert (await flatten_flag(pool))["progress"]["left"] == []
+
+
+async def test_a_liquidation_the_broker_refuses_ends_the_request_and_says_so(
+    database: Database, start: Start
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "rf")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (a,) = await make_paper_account(pool, u, "rf-a")
+    await make_trader(pool, u, rec, [(a, 1)])
+    aid, _ = await account_of(pool, a)
+    refusing = Refusing()
+    engine = await start({aid: refusing})
+    await send(engine, pool, rec, buy())
+    refusing.refuse = True
+
+    await request_flatten(engine, pool)
+    await wait_done(pool)
+
+    progress = (await flatten_flag(pool))["progress"]
+    assert progress["left"] == []
+    (refused,) = progress["refused"]
+    assert refused["sub_account_id"] == a
+    assert "Market is closed" in refused["why"]
+    assert await positions(engine, pool, a) != {}  # refused, and not reported as closed
+    assert len(await liquidation_ids(pool)) == 1  # a refusal is not retried
+
+
+async def test_a_request_run_again_after_a_crash_finds_its_clordids(
+    database: Database, start: Start
+) -> None:
+    from jtrades.engine.steps import flatten_prefix
+
+    pool = database.pool
+    u = await make_user(pool, "cr")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (a,) = await make_paper_account(pool, u, "cr-a")
+    await make_trader(pool, u, rec, [(a, 1)])
+    engine = await start()
+    request = {"requested_at": REQUESTED_AT, "account": "cr-a"}
+    await send(engine, pool, rec, buy())
+    assert await engine.flatten(request) == 1
+    # a crash before the request was marked done: the next run of the same request, with no
+    # memory of the first, finds the first's clOrdId and does not reuse it
+    await send(engine, pool, rec, buy())
+    engine._flattener._done.clear()
+    assert await engine.flatten(request) == 1
+    assert await positions(engine, pool, a) == {}
+    (symbol,) = {r["symbol"] for r in await pool.fetch("SELECT symbol FROM order_intents")}
+    base = flatten_prefix(REQUESTED_AT, a, symbol)
+    assert await liquidation_ids(pool) == [f"{base}-1", f"{base}-2"]
