@@ -7,8 +7,11 @@
 -- the fills inserted; returns the fills that are new (a replayed fill is not).
 --
 -- The commit does not wait for its WAL flush (synchronous_commit off for this transaction):
--- these rows copy the broker's own state, which the session's sync on reconnect replays, so
--- what a Postgres crash could lose is restored; the risk checks read the in-memory P&L.
+-- these rows copy the broker's own state, which the session's sync on reconnect replays
+-- (AccountView.load_snapshot publishes every position and fill of the day and the orders that
+-- changed; a replayed fill is not new here, so its trade and P&L count once), so what a
+-- Postgres crash could lose is restored at the next reconnect; the risk checks read the
+-- in-memory P&L.
 --
 -- Every statement that writes several intents locks them first in id order (here and in
 -- intents.finish_many, which also writes the webhook's verdict): the mirror's batch and a

@@ -73,10 +73,21 @@ def _side(value: Any) -> Side:
     return _SIDES.get(text) or Side(text)  # Side() raises for what is not a side
 
 
+def _fill_order(f: Fill) -> tuple[datetime, int]:
+    """The order fills happened in: by time, then by id (Tradovate's ids grow)."""
+    return (f.timestamp, f.fill_id)
+
+
 class AccountView:
     """Positions, orders, fills and cash of the accounts of one login."""
 
     def __init__(self) -> None:
+        # contract id -> name: facts about contracts, not about a connection, so they outlive
+        # the snapshots. A snapshot names only the contracts its orders and positions use, and
+        # the client names a contract once, when it first resolves it (it caches the answer
+        # across reconnects): forgetting it here left that contract's fills and positions
+        # nameless after a reconnect, and the mirror could neither price nor file them.
+        self._contracts: dict[int, str] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -97,19 +108,29 @@ class AccountView:
         self._cl_ord: dict[int, str] = {}  # orderId -> clOrdId (from its New command)
         self._fills: dict[int, Entity] = {}
         self._cash: dict[int, Entity] = {}
-        self._contracts: dict[int, str] = {}
 
     # --- feeding ---------------------------------------------------------------------------
 
     def load_snapshot(
         self, data: Mapping[str, Any], account_ids: Iterable[int] = ()
     ) -> list[BrokerEvent]:
-        """Replace the view with a sync snapshot; its accounts (and ``account_ids``) become synced."""
+        """Replace the view with a sync snapshot; its accounts (and ``account_ids``) become synced.
+
+        Returns the changes to publish: what happened while the stream was down (a stop filled
+        during an outage) is known only from here. Every position (one that left the snapshot
+        becomes flat), every order that is new or differs from the view's before, every fill —
+        the day's, in the order they happened (time, then id), so that the round trips they
+        make are measured in that order — and every cash balance; then the accounts' ``synced``.
+        Fills are all replayed, not only the unseen ones: their subscriber (the mirror) keeps
+        each fill once by its id, and a replay restores one it lost. Orders are not: a busy
+        login's day of orders would be a burst of thousands for nothing."""
+        was_orders = {oid: self._working(oid) for oid in self._orders}
+        was_positions = self._positions
         self._reset()  # a snapshot is the whole truth
         for acct in data.get("accounts") or ():
             self._accounts[int(acct["id"])] = str(acct.get("name") or "")
         for c in data.get("contracts") or ():
-            self._contracts[int(c["id"])] = str(c.get("name") or "")
+            self._contracts[int(c["id"])] = str(c.get("name") or "")  # the snapshot's name wins
         for kind, items in (
             ("order", data.get("orders")),
             ("orderVersion", data.get("orderVersions")),
@@ -122,9 +143,41 @@ class AccountView:
                 self._store(kind, entity, deleted=False)
         self._synced = set(self._accounts) | {int(a) for a in account_ids}
         return [
-            BrokerEvent("session", acct, None, detail={"state": "synced"})
-            for acct in sorted(self._synced)
+            *self._changed_orders(was_orders),
+            *self._fill_events(),
+            *self._position_events(was_positions),
+            *(BrokerEvent("cash", acct, self._cash_balance(e)) for acct, e in self._cash.items()),
+            *(
+                BrokerEvent("session", acct, None, detail={"state": "synced"})
+                for acct in sorted(self._synced)
+            ),
         ]
+
+    def _changed_orders(self, was: Mapping[int, WorkingOrder | None]) -> list[BrokerEvent]:
+        out = []
+        for oid in sorted(self._orders):
+            order = self._working(oid)
+            if order is not None and order != was.get(oid):
+                out.append(BrokerEvent("order", order.account_id, order))
+        return out
+
+    def _fill_events(self) -> list[BrokerEvent]:
+        fills = sorted((self._fill(e) for e in self._fills.values()), key=_fill_order)
+        return [BrokerEvent("fill", f.account_id or None, f) for f in fills]
+
+    def _position_events(self, was: Mapping[int, Mapping[int, Position]]) -> list[BrokerEvent]:
+        out: list[BrokerEvent] = []
+        for acct in sorted(self._positions):
+            held = self._positions[acct]
+            out.extend(BrokerEvent("position", acct, held[cid]) for cid in sorted(held))
+        for acct in sorted(was):
+            if acct not in self._synced:
+                continue
+            for cid, pos in sorted(was[acct].items()):
+                if pos.net_pos and cid not in self._positions.get(acct, {}):
+                    flat = dataclasses.replace(pos, net_pos=0, net_price=None, timestamp=None)
+                    out.append(BrokerEvent("position", acct, flat, deleted=True))
+        return out
 
     def mark_unsynced(self, reason: str) -> list[BrokerEvent]:
         """The stream stopped: nothing read from here can be trusted until the next snapshot."""
@@ -341,9 +394,7 @@ class AccountView:
     def fills(self, account_id: int) -> list[Fill]:
         self._require_synced(account_id)
         fills = [self._fill(e) for e in self._fills.values()]
-        return sorted(
-            (f for f in fills if f.account_id == account_id), key=lambda f: (f.timestamp, f.fill_id)
-        )
+        return sorted((f for f in fills if f.account_id == account_id), key=_fill_order)
 
     def cash(self, account_id: int) -> CashBalance | None:
         self._require_synced(account_id)

@@ -1,0 +1,201 @@
+"""The mirror when a fill cannot be priced right now (its login's session is down, its contract
+has no name yet) or the database refuses a batch: what can be written is, the rest waits and is
+written later in order, counted once; nothing goes to disk without a symbol."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from structlog.testing import capture_logs
+
+from jtrades.broker.base import (
+    BrokerEvent,
+    Contract,
+    Fill,
+    OrderRequest,
+    Position,
+    Side,
+    SubAccount,
+)
+from jtrades.broker.paper import PaperBroker
+from jtrades.config import Settings
+from jtrades.db import Database
+from jtrades.errors import TransientBrokerError
+from tests.integration.test_engine import (
+    account_of,
+    make_paper_account,
+    make_recorder,
+    make_trader,
+    make_user,
+)
+from tests.integration.test_reconcile import _mirroring, _world
+from tests.integration.test_reconcile import database as database  # the fixture
+from tests.polling import until
+
+
+class DownPaper(PaperBroker):
+    """A login whose session is down: contracts cannot be looked up until ``up``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+        self.asked = 0
+
+    async def find_contract(self, symbol: str) -> Contract:
+        self.asked += 1
+        if not self.up:
+            raise TransientBrokerError("Tradovate session demo:x is connecting: not ready")
+        return await super().find_contract(symbol)
+
+
+async def _second_login(database: Database) -> dict[str, Any]:
+    pool = database.pool
+    u = await make_user(pool, "mh2")
+    (sub,) = await make_paper_account(pool, u, "mh2-paper")
+    await make_trader(pool, u, await make_recorder(pool, u, "mh2-rec"), [(sub, 1)])
+    aid, bid = await account_of(pool, sub)
+    return {"sub": sub, "aid": aid, "bid": bid}
+
+
+def _fill(bid: int, fid: int, side: Side, price: str, at: datetime, symbol: str) -> BrokerEvent:
+    return BrokerEvent("fill", bid, Fill(fid, fid, bid, 2000, symbol, side, 1, Decimal(price), at))
+
+
+async def _fills(database: Database) -> list[tuple[int, int, str]]:
+    rows = await database.pool.fetch(
+        "SELECT sub_account_id, broker_fill_id, symbol FROM fills ORDER BY 2"
+    )
+    return [(r["sub_account_id"], r["broker_fill_id"], r["symbol"]) for r in rows]
+
+
+async def test_a_fill_that_cannot_be_priced_now_is_held_and_written_later_in_order(
+    database: Database, settings: Settings
+) -> None:
+    """One batch of two logins: the first login's round trip is written and counted; the other
+    login's session is down, so its fill's contract (not looked up before) has no value per
+    point: that fill is held with the later fill of its contract, not dropped with the batch.
+    Once the session is back the held fills are written first, in order, with their round trip;
+    a replay of the same fills (the next sync) counts nothing twice."""
+    w = await _world(database.pool)
+    o = await _second_login(database)
+    down = DownPaper()
+    async with _mirroring(database, settings, w) as (engine, paper):
+        mirror = engine.reconciler.mirror
+        t0 = datetime.now(UTC)
+        held = [
+            (o["aid"], down, _fill(o["bid"], 21, Side.BUY, "6000", t0, "MESZ6")),
+            (o["aid"], down, _fill(o["bid"], 22, Side.SELL, "6010", t0, "MESZ6")),
+        ]
+        ok = [
+            (w["aid"], paper, _fill(w["bid"], 11, Side.BUY, "100", t0, "MNQ1!")),
+            (w["aid"], paper, _fill(w["bid"], 12, Side.SELL, "110", t0, "MNQ1!")),
+        ]
+        with capture_logs() as logs:
+            await mirror.write([held[0], ok[0], held[1], ok[1]])
+        assert await _fills(database) == [(w["sub"], 11, "MNQ1!"), (w["sub"], 12, "MNQ1!")]
+        assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(20)
+        assert mirror.held == 2
+        assert down.asked == 1  # once a batch, not once a fill
+        assert [e["fill_id"] for e in logs if e["event"] == "mirror.fill_held"] == [21, 22]
+
+        await mirror.write([])  # still down: still held
+        assert mirror.held == 2
+        down.up = True
+        await mirror.write([])
+        assert mirror.held == 0
+        assert [f[1] for f in await _fills(database)] == [11, 12, 21, 22]
+        trades = await database.pool.fetch("SELECT sub_account_id, symbol, pnl FROM trades")
+        assert {(t["sub_account_id"], t["symbol"], t["pnl"]) for t in trades} == {
+            (w["sub"], "MNQ1!", Decimal(20)),
+            (o["sub"], "MESZ6", Decimal(50)),  # 10 points on 1 MES at $5 a point
+        }
+        assert engine.reconciler.pnl.realized([o["sub"]], t0) == Decimal(50)
+
+        await mirror.write([*ok, *held])  # replayed by the next sync
+        assert await database.pool.fetchval("SELECT count(*) FROM trades") == 2
+        assert engine.reconciler.pnl.realized([w["sub"], o["sub"]], t0) == Decimal(70)
+
+
+async def test_nothing_is_written_without_a_symbol(database: Database, settings: Settings) -> None:
+    """A position or fill of a contract the view cannot name yet is not written under ''; the
+    fill waits for its name and is given up (loudly) after ``hold_s`` — the session's next sync
+    replays it under the name the snapshot gives."""
+    w = await _world(database.pool)
+    async with _mirroring(database, settings, w) as (engine, paper):
+        mirror = engine.reconciler.mirror
+        t0 = datetime.now(UTC)
+        nameless = (w["aid"], paper, _fill(w["bid"], 31, Side.BUY, "100", t0, ""))
+        position = BrokerEvent("position", w["bid"], Position(w["bid"], 2000, "", 1, Decimal(100)))
+        await mirror.write([nameless, (w["aid"], paper, position)])
+        assert mirror.held == 1
+        assert await _fills(database) == []
+        assert await database.pool.fetchval("SELECT count(*) FROM positions") == 0
+
+        mirror.hold_s = 0
+        with capture_logs() as logs:
+            await mirror.write([])
+        assert mirror.held == 0
+        assert await _fills(database) == []
+        [gone] = [e for e in logs if e["event"] == "mirror.fill_given_up"]
+        assert (gone["fill_id"], gone["log_level"]) == (31, "error")
+
+
+async def test_the_writer_tries_held_fills_again_on_its_own(
+    database: Database, settings: Settings
+) -> None:
+    """The writer holds what it cannot price and tries again after a wait, with or without
+    new events coming: the session coming back is enough."""
+    w = await _world(database.pool)
+    o = await _second_login(database)
+    down = DownPaper()
+    async with _mirroring(database, settings, w) as (engine, paper):
+        mirror = engine.reconciler.mirror
+        mirror.hold_waits_s = (0.05, 0.1)
+        t0 = datetime.now(UTC)
+        await mirror.write([(o["aid"], down, _fill(o["bid"], 41, Side.BUY, "6000", t0, "MESZ6"))])
+        assert mirror.held == 1
+        # an event of the other login goes through the writer, the held fill with it (still down)
+        paper.on_price("MNQ1!", Decimal(100))
+        await paper.place_order(OrderRequest(SubAccount(w["bid"], "x"), "MNQ1!", Side.BUY, 1))
+        await until(lambda: down.asked >= 2)
+        assert mirror.held == 1
+        down.up = True  # no event comes: the writer's own retry writes it
+        for _ in range(200):
+            if 41 in [f[1] for f in await _fills(database)]:
+                break
+            await asyncio.sleep(0.02)
+        assert (o["sub"], 41, "MESZ6") in await _fills(database)
+        assert mirror.held == 0
+
+
+async def test_a_batch_the_database_refuses_is_written_again(
+    database: Database, settings: Settings
+) -> None:
+    """The trades table is away while a round trip's events arrive: the writer tries the batch
+    again after a wait instead of dropping it, and the round trip is recorded and counted."""
+    w = await _world(database.pool)
+    pool = database.pool
+    async with _mirroring(database, settings, w) as (engine, paper):
+        mirror = engine.reconciler.mirror
+        mirror.retry_waits_s = (0.2, 0.2, 0.2, 5.0)
+        t0 = datetime.now(UTC)
+        await pool.execute("ALTER TABLE trades RENAME TO trades_away")
+        with capture_logs() as logs:
+            account = SubAccount(w["bid"], "x")
+            paper.on_price("MNQ1!", Decimal(100))
+            await paper.place_order(OrderRequest(account, "MNQ1!", Side.BUY, 1))
+            paper.on_price("MNQ1!", Decimal(110))
+            await paper.place_order(OrderRequest(account, "MNQ1!", Side.SELL, 1))
+            await until(lambda: any(e["event"] == "mirror.write_retry" for e in logs))
+            await pool.execute("ALTER TABLE trades_away RENAME TO trades")
+            for _ in range(200):
+                if await pool.fetchval("SELECT count(*) FROM trades") == 1:
+                    break
+                await asyncio.sleep(0.02)
+        assert await pool.fetchval("SELECT count(*) FROM fills") == 2
+        assert await pool.fetchval("SELECT pnl FROM trades") == Decimal(20)
+        assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(20)
+        assert not any(e["event"] == "mirror.write_failed" for e in logs)
