@@ -68,10 +68,13 @@ def halt(
                 target = "all"
             if flatten or not account:
                 # An account-level flatten rides on the global flag without changing its state.
-                on, _flag = await status_store.halted(conn)
+                on, flag = await status_store.halted(conn)
                 value: dict[str, Any] = {"halted": on or not account, "by": actor(), "at": now}
                 if flatten:
                     value["flatten"] = {"requested_at": now, "account": label}
+                elif _pending_flatten(flag):
+                    # halting again must not cancel a flatten still closing positions
+                    value["flatten"] = flag["flatten"]
                 await status_store.set_halted(conn, value)
             await audit.record(
                 conn, actor(), "halt", target, {"flatten": flatten} if flatten else None
@@ -93,6 +96,12 @@ def halt(
         err.print("flatten requested: the daemon closes these positions (check `jtrades status`)")
     if open_now:
         _positions_table(open_now)
+
+
+def _pending_flatten(flag: Any) -> bool:
+    """Whether the halted flag carries a flatten request the daemon has not finished."""
+    f = flag.get("flatten") if isinstance(flag, dict) else None
+    return isinstance(f, dict) and bool(f.get("requested_at")) and not f.get("done_at")
 
 
 def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:

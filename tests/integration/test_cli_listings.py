@@ -271,6 +271,30 @@ async def test_halt_resume_and_status(
     assert "nope" in r.error_line()
 
 
+async def test_halting_again_keeps_a_flatten_still_in_progress(
+    seeded: dict[str, int], pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    """A second ``halt`` (say, a teammate's) dropped the pending request: the daemon stopped
+    closing the positions it had been asked to close."""
+    await cli(db_url, data_dir, "halt", "--flatten")
+    asked = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
+
+    await cli(db_url, data_dir, "halt")
+    flag = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
+    assert flag["halted"] is True
+    assert flag["flatten"] == asked["flatten"]
+
+    done_at = "2026-11-29T00:00:00+00:00"
+    await pool.execute(
+        "UPDATE system_flags SET value = jsonb_set(value, '{flatten,done_at}', to_jsonb($1::text))"
+        " WHERE name = 'halted'",
+        done_at,
+    )
+    await cli(db_url, data_dir, "halt")  # a finished one is not carried along
+    flag = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
+    assert "flatten" not in flag
+
+
 async def test_status_reads_the_heartbeat(pool: asyncpg.Pool, db_url: str, data_dir: Path) -> None:
     await status_store.heartbeat(
         pool,
