@@ -442,7 +442,9 @@ class Dispatcher:
         except OutcomeUnknown as exc:
             return "unknown", None, f"no answer from the broker ({type(exc).__name__})"
         except Exception as exc:
-            log.exception("dispatch.send_failed", cl_ord_prefix=item.link.sub_account_id)
+            log.exception(
+                "dispatch.send_failed", sub_account_id=item.link.sub_account_id, step=po.step
+            )
             return "unknown", None, f"send failed: {type(exc).__name__}"
 
     async def _finish(self, outcomes: list[intent_store.Outcome]) -> None:
