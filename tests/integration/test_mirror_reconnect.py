@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from jtrades.broker.base import OrderRequest, OrderType, Side, SubAccount
+from jtrades.broker.base import (
+    OrderRequest,
+    OrderType,
+    Side,
+    StrategyBracket,
+    StrategyRequest,
+    SubAccount,
+)
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.client import TradovateBroker
 from jtrades.broker.tradovate.pool import TradovatePool
@@ -220,3 +227,61 @@ async def test_a_stop_filled_while_disconnected_is_mirrored_once_after_the_recon
         assert await pool.fetchval("SELECT count(*) FROM fills") == 2
         assert await pool.fetchval("SELECT count(*) FROM trades") == 1
         assert rig.engine.reconciler.pnl.realized([rig.sub], t0) == Decimal(-40)
+
+
+async def test_a_strategy_entry_intent_follows_its_entry_order_after_a_reconnect(
+    database: Database, settings: Settings
+) -> None:
+    """A strategy's orders carry no clOrdId: its entry takes the intent's id from the strategy's
+    ``uuid`` and links. The entry rests (intent ``working``); the socket drops; the entry fills
+    while nobody listens. The reconnect's snapshot carries the strategy and its links, so the
+    entry comes back under the intent's id and the intent becomes ``filled``."""
+    async with _rig(database, settings) as rig:
+        pool = database.pool
+        mnq = await rig.broker.find_contract("MNQ1!")
+        sid, at = await store_signal(pool, rig.rec)
+        intent = await pool.fetchval(
+            "INSERT INTO order_intents (signal_id, trader_id, sub_account_id, cl_ord_id, step,"
+            " kind, symbol, side, qty, request, state, expires_at)"
+            " VALUES ($1,$2,$3,'jt-mr-st',1,'strategy',$4,'Buy',2,'{}','sent',$5) RETURNING id",
+            sid,
+            rig.trader,
+            rig.sub,
+            mnq.symbol,
+            at + timedelta(seconds=30),
+        )
+        entry = OrderRequest(
+            rig.account, mnq.symbol, Side.BUY, 2, OrderType.LIMIT,
+            cl_ord_id="jt-mr-st", price=Decimal(21490),
+        )  # fmt: skip
+        legs = tuple(
+            StrategyBracket(qty=1, profit_target=Decimal(tp), stop_loss=Decimal(-15))
+            for tp in (20, 40)
+        )
+        started = await rig.broker.start_strategy(StrategyRequest(entry, legs))
+        entry_id = rig.sim.world.exchange.strategies[started.strategy_id or 0].entry_id
+
+        async def intent_row() -> tuple[object, object]:
+            row = await pool.fetchrow(
+                "SELECT state, broker_order_id FROM order_intents WHERE id=$1", intent
+            )
+            return row["state"], row["broker_order_id"]
+
+        async def reaches(want: tuple[object, object]) -> None:
+            for _ in range(250):
+                if await intent_row() == want:
+                    return
+                await asyncio.sleep(0.02)
+            raise AssertionError(f"intent is {await intent_row()}, expected {want}")
+
+        await reaches(("working", entry_id))
+        await rig.drop_until_clear()
+        await rig.sim.set_price("MNQ", "21485")  # through the limit: filled at the broker
+        assert rig.sim.positions(ACCOUNT)
+        await asyncio.sleep(0.3)
+        assert await intent_row() == ("working", entry_id)  # nobody heard it
+        await rig.reconnect()
+        await reaches(("filled", entry_id))
+        entry_order = rig.broker.session.view.order(entry_id)
+        assert entry_order is not None
+        assert entry_order.cl_ord_id == "jt-mr-st"

@@ -108,6 +108,39 @@ async def test_a_strategy_carries_the_intent_id_and_is_found_by_it() -> None:
         assert await broker.order_by_cl_ord_id(other, "jt-st-1", strategy=True) is None
 
 
+async def test_starting_a_strategy_costs_one_request() -> None:
+    """The hot path: ``startorderstrategy`` and nothing else. The entry order comes from the
+    stream (the strategy's ``orderStrategyLink``): the answer carries its id when the events
+    came first, else 0, and the entry takes the intent's id as soon as its link arrives."""
+    async with running_sim() as sim, _broker(sim) as broker:
+        acct = SubAccount(sim.account_id("SIM1"), "SIM1")
+        contract = await broker.find_contract("MNQ1!")
+        await sim.set_price("MNQ", "21500")
+        await until(lambda: broker.is_synced(acct.account_id))
+        view = broker.session.view
+
+        before = _requests(sim)
+        first = await broker.start_strategy(_strategy(acct, contract.symbol, "jt-one-1", D(21000)))
+        assert _requests(sim) - before == 1
+        entry = sim.world.exchange.strategies[first.strategy_id or 0].entry_id
+        assert first.order_id == entry  # its events overtook the answer
+        known = view.order_by_cl_ord_id(acct.account_id, "jt-one-1")
+        assert known is not None
+        assert known.order_id == entry
+
+        sim.fault("events_after", on=True, ms=100)  # the answer first, the events later
+        before = _requests(sim)
+        late = await broker.start_strategy(_strategy(acct, contract.symbol, "jt-one-2", D(21000)))
+        assert _requests(sim) - before == 1
+        assert late.order_id == 0  # not known yet: the stream tells
+        entry = sim.world.exchange.strategies[late.strategy_id or 0].entry_id
+        await until(lambda: view.order_by_cl_ord_id(acct.account_id, "jt-one-2") is not None)
+        bound = view.order_by_cl_ord_id(acct.account_id, "jt-one-2")
+        assert bound is not None
+        assert (bound.order_id, bound.status) == (entry, OrderStatus.WORKING)
+        assert _requests(sim) - before == 1
+
+
 async def test_after_a_restart_a_strategy_is_found_at_the_broker_in_a_few_requests() -> None:
     """The reviewer's case: 21 strategies on the account cost one lookup 64 requests."""
     async with running_sim() as sim:

@@ -3,7 +3,7 @@ concludes for a strategy intent."""
 
 from __future__ import annotations
 
-from jtrades.broker.tradovate.client import _entry_order_id
+from jtrades.broker.tradovate.strategies import entry_order_id
 from jtrades.engine.reconcile import resolve_intent
 
 
@@ -13,12 +13,12 @@ def test_the_entry_is_the_labelled_link_else_the_first_order() -> None:
         {"id": 2, "orderStrategyId": 9, "orderId": 31, "label": "Entry"},
         {"id": 3, "orderStrategyId": 8, "orderId": 5, "label": "entry"},  # another strategy
     ]
-    assert _entry_order_id(links, 9) == 31
+    assert entry_order_id(links, 9) == 31
     unlabelled = [{"orderStrategyId": 9, "orderId": n} for n in (44, 42, 43)]
-    assert _entry_order_id(unlabelled, 9) == 42  # brackets come only after the entry fills
-    assert _entry_order_id([], 9) is None
-    assert _entry_order_id(None, 9) is None
-    assert _entry_order_id([{"orderStrategyId": 9}], 9) is None
+    assert entry_order_id(unlabelled, 9) == 42  # brackets come only after the entry fills
+    assert entry_order_id([], 9) is None
+    assert entry_order_id(None, 9) is None
+    assert entry_order_id([{"orderStrategyId": 9}], 9) is None
 
 
 def test_a_strategy_not_at_the_broker_is_expired_with_its_own_reason() -> None:

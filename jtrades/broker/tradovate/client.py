@@ -11,8 +11,9 @@ as JSON numbers converted from ``Decimal`` through ``str`` so a tick-rounded pri
 
 An order strategy's orders carry no ``clOrdId``: our id travels as the strategy's ``uuid``
 (StartOrderStrategy.uuid, ≤ 64 characters, kept on the OrderStrategy entity), and its entry order
-is found through the strategy's ``orderStrategyLink`` entities. Once known, the entry order is
-bound to that id in the live view, so its events carry it like any order's clOrdId.
+is found through the strategy's ``orderStrategyLink`` entities. The live view follows both from
+the stream and the snapshot (``strategies``) and gives the entry order that id, so its events
+carry it like any order's clOrdId — with no request on the way in, and across reconnects.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-import structlog
 
 from jtrades import retry
 from jtrades.broker.base import (
@@ -48,13 +48,10 @@ from jtrades.broker.base import (
 from jtrades.broker.tradovate.session import Session
 from jtrades.errors import (
     BrokerRejected,
-    JtradesError,
     NotFound,
     OutcomeUnknown,
     TransientBrokerError,
 )
-
-log = structlog.get_logger(__name__)
 
 MONTHS = "FGHJKMNQUVXZ"
 _CONTINUOUS = re.compile(r"^([A-Z0-9]{1,4}?)([12])!$")
@@ -195,21 +192,6 @@ def strategy_params(req: StrategyRequest) -> str:
     return orjson.dumps({"entryVersion": entry, "brackets": brackets}).decode()
 
 
-def _entry_order_id(links: Any, strategy_id: int) -> int | None:
-    """The entry order among a strategy's ``orderStrategyLink`` rows: the one labelled so, else
-    the first order the strategy made (its brackets are created only once the entry fills)."""
-    rows = [
-        link
-        for link in (links if isinstance(links, list) else ())
-        if isinstance(link, dict)
-        and link.get("orderId") is not None
-        and int(link.get("orderStrategyId") or strategy_id) == strategy_id
-    ]
-    labelled = [link for link in rows if str(link.get("label") or "").lower() == "entry"]
-    chosen = labelled or rows
-    return min(int(link["orderId"]) for link in chosen) if chosen else None
-
-
 def _created_before(o: dict[str, Any], floor: datetime | None) -> bool:
     """Whether the order was created before ``floor``; an unreadable time counts as after."""
     if floor is None:
@@ -313,10 +295,11 @@ class TradovateBroker:
 
         The entry's ``cl_ord_id`` goes as the strategy's ``uuid``: Tradovate keeps it on the
         strategy, so after a lost answer or a crash the strategy is found by it (rule 2). The
-        answer carries only the strategy; its entry order is read from the strategy's links
-        (one request) and bound to the id in the view, so the entry's events move the intent
-        as an order's do. If that read fails the strategy stands: order id 0, and
-        reconciliation finds the entry later."""
+        answer carries only the strategy, and this is the only request: the entry order comes
+        from the stream (the strategy's link), where the view gives it the uuid as its
+        clOrdId, so its events move the intent as an order's do. The result's order id is the
+        entry's if its link came before the answer, else 0 (the mirror and reconciliation
+        catch up by the uuid)."""
         e = req.entry
         body = _drop_none(
             {
@@ -335,37 +318,14 @@ class TradovateBroker:
         sid = st.get("id")
         if sid is None:
             raise BrokerRejected("orderStrategy/startorderstrategy: no strategy in the answer")
-        entry_id = int(d.get("orderId") or 0)
-        if not entry_id and e.cl_ord_id:
-            entry_id = await self._entry_after_start(e.account.account_id, int(sid), e.cl_ord_id)
-        return PlaceResult(order_id=entry_id, linked_ids=(int(sid),), strategy_id=int(sid))
-
-    async def _entry_after_start(self, account_id: int, strategy_id: int, cl_ord_id: str) -> int:
-        """The new strategy's entry order id, bound to ``cl_ord_id`` in the view; 0 if unknown."""
-        known = self.session.view.order_by_cl_ord_id(account_id, cl_ord_id)
-        if known is not None:
-            return known.order_id
-        try:  # once, no retry: the strategy already stands, and the send path waits on this
-            links = await self.session.request(
-                "orderStrategyLink/deps", query=f"masterid={strategy_id}"
-            )
-        except JtradesError as exc:
-            log.warning("tradovate.strategy_entry_unread", strategy_id=strategy_id, error=str(exc))
-            return 0
-        entry = _entry_order_id(links, strategy_id)
-        if entry is None:
-            return 0
-        self._bind(entry, cl_ord_id)
-        return entry
-
-    def _bind(self, order_id: int, cl_ord_id: str) -> None:
-        """Give an order our id in the view, as a clOrdId on its New command would, and publish
-        it if the view has it already (later events of it carry the id by themselves)."""
         view = self.session.view
-        view.absorb("command", {"id": 0, "orderId": order_id, "clOrdId": cl_ord_id})
-        order = view.order(order_id)
-        if order is not None:
-            self.session.hub.publish([BrokerEvent("order", order.account_id, order)])
+        if view.strategies.strategy(int(sid)) is None:
+            # The answer overtook the strategy's own event (links may have come already):
+            # the view learns the uuid now; the event, when it comes, replaces this copy.
+            known = {**st, "uuid": st.get("uuid") or e.cl_ord_id}
+            self.session.hub.publish(view.absorb("orderStrategy", known))
+        entry_id = int(d.get("orderId") or 0) or view.strategies.entry(int(sid)) or 0
+        return PlaceResult(order_id=entry_id, linked_ids=(int(sid),), strategy_id=int(sid))
 
     async def interrupt_strategy(self, strategy_id: int) -> None:
         await self._send("orderStrategy/interruptorderstrategy", {"orderStrategyId": strategy_id})
@@ -450,46 +410,54 @@ class TradovateBroker:
         return await self.order_by_cl_ord_id_at_broker(account_id, cl_ord_id, since=since)
 
     async def strategy_entry_at_broker(self, account_id: int, uuid: str) -> WorkingOrder | None:
-        """The entry order of the strategy started with ``uuid``, in two to four requests:
-        the account's strategies (``orderStrategy/deps``, one complete list), that strategy's
-        links (``orderStrategyLink/deps``), and the entry order unless the view has it.
+        """The entry order of the strategy started with ``uuid``, in up to four requests: the
+        account's strategies (``orderStrategy/deps``, one complete list) unless the view knows
+        the strategy, that strategy's links (``orderStrategyLink/deps``, merged into the view,
+        which picks the entry), and the entry order unless the view has it.
 
         A strategy that failed without an entry order raises ``BrokerRejected``: it reached the
         broker, which refused it. Any other strategy without one raises ``TransientBrokerError``
         (nothing is concluded, as no other failure of a lookup concludes anything)."""
-        strategies = await self._lookup("orderStrategy/deps", f"masterid={account_id}")
-        if not isinstance(strategies, list):
-            raise TransientBrokerError("orderStrategy/deps: no list in the answer")
-        found = next(
-            (
-                s
-                for s in strategies
-                if isinstance(s, dict)
-                and s.get("uuid") == uuid
-                and int(s.get("accountId") or account_id) == account_id
-            ),
-            None,
-        )
-        if found is None:
-            return None  # every strategy of the account, and none with this id: never sent
+        view = self.session.view
+        found = view.strategies.by_uuid(uuid)
+        if found is None or int(found.get("accountId") or 0) != account_id:
+            strategies = await self._lookup("orderStrategy/deps", f"masterid={account_id}")
+            if not isinstance(strategies, list):
+                raise TransientBrokerError("orderStrategy/deps: no list in the answer")
+            found = next(
+                (
+                    s
+                    for s in strategies
+                    if isinstance(s, dict)
+                    and s.get("uuid") == uuid
+                    and int(s.get("accountId") or account_id) == account_id
+                ),
+                None,
+            )
+            if found is None:
+                return None  # every strategy of the account, and none with this id: never sent
         sid = int(found["id"])
-        entry = _entry_order_id(
-            await self._lookup("orderStrategyLink/deps", f"masterid={sid}"), sid
-        )
+        if view.strategies.entry(sid) is None:
+            links = await self._lookup("orderStrategyLink/deps", f"masterid={sid}")
+            events = view.absorb("orderStrategy", {**found, "accountId": account_id})
+            for link in links if isinstance(links, list) else ():
+                if isinstance(link, dict) and "id" in link and link.get("orderId") is not None:
+                    events += view.absorb("orderStrategyLink", {"orderStrategyId": sid, **link})
+            self.session.hub.publish(events)  # the entry, if the view has it, now with our id
+        entry = view.strategies.entry(sid)
         if entry is None:
             status = str(found.get("status") or "")
             if status in _STRATEGY_FAILED:
                 why = found.get("failureMessage") or "no entry order"
                 raise BrokerRejected(f"order strategy {sid} {status}: {why}")
             raise TransientBrokerError(f"order strategy {sid} has no entry order yet")
-        self._bind(entry, uuid)
-        order = self.session.view.order(entry)
+        order = view.order(entry)
         if order is not None and order.account_id == account_id:
             return order
         o = await self._lookup("order/item", f"id={entry}")
         if not isinstance(o, dict) or int(o.get("accountId") or 0) != account_id:
             raise TransientBrokerError(f"order/item: entry order {entry} not readable")
-        return await self._order_from_broker(o, uuid)
+        return await self._order_from_broker(o, None)  # the view gives it the uuid
 
     async def order_by_cl_ord_id_at_broker(
         self, account_id: int, cl_ord_id: str, *, since: datetime | None = None
@@ -529,10 +497,11 @@ class TradovateBroker:
                         return await self._order_from_broker(o, cl_ord_id)
         return None
 
-    async def _order_from_broker(self, o: dict[str, Any], cl_ord_id: str) -> WorkingOrder:
+    async def _order_from_broker(self, o: dict[str, Any], cl_ord_id: str | None) -> WorkingOrder:
         view = self.session.view
         view.absorb("order", o)  # same merge rules as the stream
-        view.absorb("command", {"id": 0, "orderId": o["id"], "clOrdId": cl_ord_id})
+        if cl_ord_id is not None:
+            view.absorb("command", {"id": 0, "orderId": o["id"], "clOrdId": cl_ord_id})
         versions = await self._lookup("orderVersion/deps", f"masterid={o['id']}")
         for v in versions or ():
             view.absorb("orderVersion", v)

@@ -3,7 +3,8 @@ events, and the fan-out of its changes to subscribers. Pure state: no I/O, no cl
 
 Tradovate splits an order across entities (TRADOVATE.md "Order vs OrderVersion"): ``order`` holds
 status and links, ``orderVersion`` the quantity and prices, ``command`` the ``clOrdId``. The view
-merges them into one ``WorkingOrder``. Fills carry no account id: it comes from their order. Fills
+merges them into one ``WorkingOrder``; a strategy's entry order, which has no clOrdId, takes its
+strategy's ``uuid`` (``strategies``). Fills carry no account id: it comes from their order. Fills
 are de-duplicated by id (Tradovate may replay them around the session change).
 
 "Missing is not flat" (DESIGN.md §5 rule 6): until a snapshot has been loaded — and from the moment
@@ -30,6 +31,7 @@ from jtrades.broker.base import (
     Side,
     WorkingOrder,
 )
+from jtrades.broker.tradovate.strategies import StrategyIndex
 from jtrades.broker.wakeups import Wakeups
 from jtrades.errors import TransientBrokerError
 
@@ -106,6 +108,9 @@ class AccountView:
         self._open_by_account: dict[int, set[int]] = {}
         self._versions: dict[int, Entity] = {}  # orderId -> latest orderVersion
         self._cl_ord: dict[int, str] = {}  # orderId -> clOrdId (from its New command)
+        # order strategies and their links, by uuid (read it through the view: a snapshot
+        # replaces it); a strategy's entry order takes the strategy's uuid as its clOrdId
+        self.strategies = StrategyIndex()
         self._fills: dict[int, Entity] = {}
         self._cash: dict[int, Entity] = {}
 
@@ -135,6 +140,8 @@ class AccountView:
             ("order", data.get("orders")),
             ("orderVersion", data.get("orderVersions")),
             ("command", data.get("commands")),
+            ("orderStrategy", data.get("orderStrategies")),
+            ("orderStrategyLink", data.get("orderStrategyLinks")),
             ("position", data.get("positions")),
             ("fill", data.get("fills")),
             ("cashBalance", data.get("cashBalances")),
@@ -263,6 +270,12 @@ class AccountView:
             self._cash[acct] = e
             cash = self._cash_balance(e)
             return [BrokerEvent("cash", acct, cash)]
+        if kind in ("orderStrategy", "orderStrategyLink"):
+            out = []  # the orders whose clOrdId this changed (a strategy's entry)
+            for oid in sorted(self.strategies.store(kind, e, deleted=deleted)):
+                self._built.pop(oid, None)
+                out += self._order_event(oid, False) if oid in self._orders else []
+            return out
         if kind == "contract":
             self._name_contract(eid, str(e.get("name") or ""))
             return []
@@ -313,7 +326,7 @@ class AccountView:
             status=_status(o.get("ordStatus")),
             price=_dec(v.get("price")),
             stop_price=_dec(v.get("stopPrice")),
-            cl_ord_id=self._cl_ord.get(order_id),
+            cl_ord_id=self._cl_ord.get(order_id) or self.strategies.cl_ord.get(order_id),
             parent_id=o.get("parentId"),
             oco_id=o.get("ocoId"),
         )
@@ -384,6 +397,12 @@ class AccountView:
         return self._working(order_id)
 
     def order_by_cl_ord_id(self, account_id: int, cl_ord_id: str) -> WorkingOrder | None:
+        """The order with this clOrdId — or the entry of the strategy with this uuid."""
+        entry = self.strategies.entry_by_uuid(cl_ord_id)
+        if entry is not None:
+            order = self._working(entry)
+            if order is not None and order.account_id == account_id:
+                return order
         for oid, cl in self._cl_ord.items():
             if cl == cl_ord_id:
                 order = self._working(oid)
@@ -405,6 +424,13 @@ class AccountView:
         ids = {cid for held in self._positions.values() for cid in held}
         ids |= {int(o["contractId"]) for o in self._orders.values() if o.get("contractId")}
         return ids - set(self._contracts)
+
+    def replay(self) -> list[BrokerEvent]:
+        """The whole view as events, for a subscriber that missed some (one that came after
+        the snapshot, or whose queue overflowed): what ``load_snapshot`` publishes, but every
+        order rather than the changed ones, the fills in the order they happened, and every
+        position (flat ones too)."""
+        return [*self._changed_orders({}), *self._fill_events(), *self._position_events({})]
 
 
 _CLOSED = object()
