@@ -20,7 +20,9 @@ Fills are de-duplicated by the broker's fill id; each new one goes through ``clo
 the round trips it closes are written in the batch's transaction and added to ``pnl``, the
 realized P&L the daily-loss filter reads. After a reconnect the session replays the day's fills
 (with the positions and the orders that changed): the ones already stored are not new, so they
-count once.
+count once. A pump re-reads its session's whole view (``AccountView.replay``) when it starts —
+the daemon connects its sessions before the mirror follows them, so their first snapshot, with
+what happened while it was down, reached no one — and when its subscription overflows.
 
 A fill is priced by its contract's value per point, which may need the broker (``find_contract``)
 when the session is down, or name no contract at all. Such a fill is *held*, not written (a fill
@@ -45,6 +47,7 @@ import structlog
 
 from jtrades.broker.base import Broker, BrokerEvent, Fill, OrderStatus, Position, WorkingOrder
 from jtrades.broker.registry import BrokerRegistry
+from jtrades.broker.tradovate.client import TradovateBroker
 from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.pnl import DailyPnl, OpenPosition, close_trade
 from jtrades.errors import JtradesError, NotFound
@@ -153,7 +156,30 @@ class Mirror:
         self._writer = None
 
     async def _pump(self, account_id: int, broker: Broker) -> None:
-        async for ev in broker.events():
+        """Forward one login's events, after the whole view as it stands: the stream tells only
+        what changes once subscribed, and the session's first snapshot (what happened while
+        the daemon was down: a stop filled overnight) was published before the mirror
+        followed it. A subscriber that falls behind loses its backlog for one ``overflow``
+        event: the whole view is read again. Both replays are safe: a fill already stored is
+        not new, so it is measured and counted once, and what the stream brings after a replay
+        is newer than it."""
+        events = broker.events()  # subscribed now: nothing published from here on is missed
+        self._replay(account_id, broker)
+        async for ev in events:
+            if ev.kind == "session" and ev.detail.get("state") == "overflow":
+                self._replay(account_id, broker, overflow=True)
+            else:
+                self._queue.put_nowait((account_id, broker, ev))
+
+    def _replay(self, account_id: int, broker: Broker, *, overflow: bool = False) -> None:
+        """Queue the whole live view of a Tradovate session (the paper broker's stream loses
+        nothing: unbounded, and its positions restored from these tables at start)."""
+        if not isinstance(broker, TradovateBroker):
+            return
+        events = broker.session.view.replay()
+        if overflow:
+            log.warning("mirror.overflow", account_id=account_id, events=len(events))
+        for ev in events:
             self._queue.put_nowait((account_id, broker, ev))
 
     async def _write_loop(self) -> None:

@@ -137,3 +137,30 @@ def test_the_first_snapshot_publishes_everything_it_holds() -> None:
     ]
     assert isinstance(events[1].entity, Fill)
     assert events[1].entity.price == Decimal(100)
+
+
+def test_a_replay_is_the_whole_view_for_a_subscriber_that_missed_events() -> None:
+    """``replay`` gives every order (also the ones the snapshot did not change and the done
+    ones), every fill in the order they happened and every position, flat ones included: what
+    a subscriber that came after the snapshot, or overflowed, needs to catch up."""
+    view = AccountView()
+    view.load_snapshot(
+        snapshot(
+            orders=[order(1, "Filled"), order(2, "Working")],
+            orderVersions=[version(11, 1), version(12, 2)],
+            fills=[fill(21, 1, "2026-11-25T15:00:01Z"), fill(20, 1, "2026-11-25T15:00:00Z")],
+            positions=[position(5, MNQ, 1)],
+        )
+    )
+    view.apply(props("order", order(2, "Canceled"), "Updated"))
+    view.apply(props("position", position(5, MNQ, 0), "Updated"))
+
+    events = view.replay()
+    assert [e.kind for e in events] == ["order", "order", "fill", "fill", "position"]
+    statuses = [e.entity.status for e in of(events, "order") if isinstance(e.entity, WorkingOrder)]
+    assert statuses == [OrderStatus.FILLED, OrderStatus.CANCELED]
+    assert [e.entity.fill_id for e in of(events, "fill") if isinstance(e.entity, Fill)] == [20, 21]
+    [pos] = of(events, "position")
+    assert isinstance(pos.entity, Position)
+    assert pos.entity.net_pos == 0
+    assert view.replay() == events  # reading changes nothing
