@@ -90,7 +90,7 @@ class Api:
             return Answer(401, DENIED)
         login = session.login
         if key == "auth/renewaccesstoken":
-            renewed = auth.renew(token or "")
+            renewed = auth.renew(token or "", body)
             return Answer(200, renewed) if renewed else Answer(401, DENIED)
         if key == "auth/me":
             return Answer(200, _user(login))

@@ -6,6 +6,10 @@ Rules simulated (TRADOVATE.md "Authentication"; figures configurable in ``SimCon
   WebSockets the caller then closes with a ``shutdown`` event;
 - ``renewaccesstoken`` issues a new token on the same session (no new session); the old token keeps
   its own expiry — Tradovate does not document whether renewal ends it early, we chose not to;
+- a penalised renewal (fault ``renew_penalty``) answers a ticket like a login does; Tradovate does
+  not document how a renewal is repeated, so we take TRADOVATE.md's general rule: the same request
+  (bearer and all) with a JSON body ``{"p-ticket": …}`` once ``p-time`` has passed. Until then any
+  renewal of that login gets another ticket; the login's password logins are not blocked by it;
 - a budget of ``logins_per_hour`` requests per login per sliding hour; beyond it, or after
   ``failures_before_ticket`` failed logins in a row, the answer is a penalty ticket (``p-ticket``,
   ``p-time``), and after ``failures_before_captcha`` failures one with ``p-captcha: true`` — a captcha
@@ -51,6 +55,7 @@ class Ticket:
     login: str
     not_before: float
     captcha: bool
+    renewal: bool = False  # a renewal's ticket clears renewals only, a login's logins only
 
 
 @dataclass(slots=True)
@@ -74,9 +79,15 @@ class Auth:
         self.tickets: dict[str, Ticket] = {}
         self.blocked: dict[str, tuple[float, bool]] = {}  # login → (until, captcha)
         self.oauth_codes: dict[str, str] = {}
-        self.penalty_next: PenaltyFault | None = None
+        self.renew_blocked: dict[str, tuple[float, bool]] = {}  # login → (until, captcha)
+        self.penalties: list[PenaltyFault] = []  # the next accesstokenrequests get these tickets
+        self.renew_penalties: list[PenaltyFault] = []  # the next renewaccesstokens get these
+        self.malformed_renewals = 0  # renewals still to answer with an unreadable userId
         self.token_requests = 0
         self.renewals = 0
+        # every request as (clock, carried a p-ticket): tests check the waits and the tickets
+        self.token_request_log: list[tuple[float, bool]] = []
+        self.renewal_log: list[tuple[float, bool]] = []
         self._session_ids = 0
 
     # --- lookups -------------------------------------------------------------------------------
@@ -102,6 +113,9 @@ class Auth:
     def access_token_request(self, body: Any) -> tuple[int, dict[str, Any], list[Session]]:
         """HTTP status, answer body, and the sessions this login knocked off (to shut down)."""
         self.token_requests += 1
+        self.token_request_log.append(
+            (self.clock(), isinstance(body, dict) and body.get("p-ticket") is not None)
+        )
         if not isinstance(body, dict):
             return 200, {"errorText": "Invalid or missed parameters"}, []
         name, password = body.get("name"), body.get("password")
@@ -111,14 +125,14 @@ class Auth:
         if cid is not None and (isinstance(cid, bool) or not isinstance(cid, str | int)):
             return 200, {"errorText": "Invalid or missed parameters: cid"}, []
         now = self.clock()
-        fault, self.penalty_next = self.penalty_next, None
-        if fault is not None:
+        if self.penalties:
+            fault = self.penalties.pop(0)
             return 200, self._ticket(name, fault.seconds, fault.captcha), []
         ticketed = False
         raw_ticket = body.get("p-ticket")
         if raw_ticket is not None:
             ticket = self.tickets.pop(str(raw_ticket), None)
-            if ticket is None or ticket.login != name:
+            if ticket is None or ticket.login != name or ticket.renewal:
                 return 200, {"errorText": "Invalid p-ticket"}, []
             if ticket.captcha:  # only a human clears a captcha; retrying extends the lock
                 return 200, self._ticket(name, 3600.0, True), []
@@ -168,12 +182,15 @@ class Auth:
             return False
         return not (cfg.sec and body.get("sec") != cfg.sec)
 
-    def _ticket(self, name: str, seconds: float, captcha: bool) -> dict[str, Any]:
-        """A penalty: the login is blocked until ``seconds`` pass (captcha: until a human acts)."""
+    def _ticket(
+        self, name: str, seconds: float, captcha: bool, renewal: bool = False
+    ) -> dict[str, Any]:
+        """A penalty: the login (``renewal``: its renewals) is blocked until ``seconds`` pass
+        (captcha: until a human acts)."""
         value = secrets.token_hex(16)
         until = self.clock() + seconds
-        self.tickets[value] = Ticket(name, until, captcha)
-        self.blocked[name] = (until, captcha)
+        self.tickets[value] = Ticket(name, until, captcha, renewal)
+        (self.renew_blocked if renewal else self.blocked)[name] = (until, captcha)
         body: dict[str, Any] = {"p-ticket": value, "p-time": max(1, round(seconds))}
         if captcha:
             body["p-captcha"] = True
@@ -214,12 +231,38 @@ class Auth:
 
     # --- renewal, OAuth ------------------------------------------------------------------------
 
-    def renew(self, value: str) -> dict[str, Any] | None:
+    def renew(self, value: str, body: Any = None) -> dict[str, Any] | None:
+        """A new token on the token's session, a penalty ticket, or ``None`` (a dead token: 401)."""
         tok = self.token(value)
         if tok is None:
             return None
+        name = tok.session.login.name
+        now = self.clock()
+        raw_ticket = body.get("p-ticket") if isinstance(body, dict) else None
+        self.renewal_log.append((now, raw_ticket is not None))
+        if self.renew_penalties:
+            fault = self.renew_penalties.pop(0)
+            return self._ticket(name, fault.seconds, fault.captcha, renewal=True)
+        if raw_ticket is not None:
+            ticket = self.tickets.pop(str(raw_ticket), None)
+            if ticket is None or ticket.login != name or not ticket.renewal:
+                return {"errorText": "Invalid p-ticket"}
+            if ticket.captcha:
+                return self._ticket(name, 3600.0, True, renewal=True)
+            if now < ticket.not_before:
+                return self._ticket(name, ticket.not_before - now, False, renewal=True)
+            self.renew_blocked.pop(name, None)
+        elif (block := self.renew_blocked.get(name)) is not None:
+            until, captcha = block
+            if now < until:
+                return self._ticket(name, 3600.0 if captcha else until - now, captcha, renewal=True)
+            del self.renew_blocked[name]
         self.renewals += 1
-        return self._token_body(self._issue(tok.session), tok.session.login)
+        answer = self._token_body(self._issue(tok.session), tok.session.login)
+        if self.malformed_renewals:
+            self.malformed_renewals -= 1
+            answer["userId"] = "not-a-number"
+        return answer
 
     def oauth_code(self, login_name: str) -> str | None:
         if self.login(login_name) is None:

@@ -15,7 +15,14 @@ Kinds (JSON body ``{"kind": …}``):
   way a risk check rejects after acceptance.
 - ``unauthorized``: ``{"token"?: str}`` — that token answers 401 from now on; without a token, the
   next authenticated request does.
-- ``penalty``: ``{"p_time"?: s, "captcha"?: bool}`` — the next accesstokenrequest gets a p-ticket.
+- ``penalty``: ``{"p_time"?: s, "captcha"?: bool, "count"?: N}`` — the next N (default 1)
+  accesstokenrequests get a p-ticket, even one that carries a valid ticket; flipped again, the
+  tickets queue up (two flips: a login and its ticketed retry are both penalised).
+- ``renew_penalty``: ``{"p_time"?: s, "captcha"?: bool, "count"?: N}`` — the same for the next N
+  renewaccesstokens; until ``p_time`` has passed every renewal of that login gets a ticket, after
+  it one carrying the ticket (a JSON body ``{"p-ticket": …}``) succeeds.
+- ``malformed_renewal``: ``{"count"?: N}`` — the next N renewaccesstokens issue a token but
+  answer it with a ``userId`` that is not a number (an answer nobody foresaw).
 - ``rate_limit``: ``{"count"?: N}`` — the next N requests (any endpoint) answer 429.
 - ``sync_error``: ``{"status"?: S, "count"?: N}`` — the next N ``user/syncrequest`` answer S
   (default 401 "Access is denied", as for an API key without permissions; else an error text).
@@ -166,10 +173,14 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
         faults.events_after_ms = float(body.get("ms", 0))
     elif kind == "rate_limit":
         faults.too_many += int(body.get("count", 1))
-    elif kind == "penalty":
-        world.auth.penalty_next = PenaltyFault(
+    elif kind in ("penalty", "renew_penalty"):
+        fault = PenaltyFault(
             float(body.get("p_time", world.config.penalty_s)), bool(body.get("captcha", False))
         )
+        queue = world.auth.penalties if kind == "penalty" else world.auth.renew_penalties
+        queue.extend([fault] * int(body.get("count", 1)))
+    elif kind == "malformed_renewal":
+        world.auth.malformed_renewals += int(body.get("count", 1))
     elif kind == "partial_fills":
         lot = int(body.get("lot", 0))
         if lot < 0:
@@ -182,8 +193,11 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
     elif kind == "clear":
         faults.clear()
         world.exchange.fill_lot = None
-        world.auth.penalty_next = None
+        world.auth.penalties.clear()
+        world.auth.renew_penalties.clear()
+        world.auth.malformed_renewals = 0
         world.auth.blocked.clear()
+        world.auth.renew_blocked.clear()
         world.auth.failures.clear()
     else:
         raise ValueError(f"unknown fault kind {kind!r}")

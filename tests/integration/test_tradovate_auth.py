@@ -197,3 +197,45 @@ async def test_expired_token_without_password_asks_for_a_reconnect(
     cache = TokenCache(TradovateAuth(tv(sim), http))
     with pytest.raises(BrokerAuthError, match="connect the account again"):
         await cache.get("demo", LOGIN, None)
+
+
+async def test_a_second_penalty_is_kept_the_next_login_waits_and_sends_the_ticket(
+    sim: SimHandle, http: aiohttp.ClientSession
+) -> None:
+    sim.fault("penalty", p_time=1, count=2)
+    auth = TradovateAuth(tv(sim), http)
+    with pytest.raises(TransientBrokerError, match="wait 1 s"):
+        await auth.request_token("demo", LOGIN, PASSWORD)  # ticket, wait, ticket again
+    # the next attempt, however soon it comes, waits p-time and repeats with the new ticket
+    token = await auth.request_token("demo", LOGIN, PASSWORD)
+    assert token.user_id is not None
+    log = sim.world.auth.token_request_log
+    assert [ticket for _, ticket in log] == [False, True, True]
+    assert log[2][0] - log[1][0] >= 0.9  # p-time (1 s) between the second ticket and its use
+
+
+async def test_a_penalised_renewal_keeps_the_token_waits_p_time_and_never_logs_in(
+    sim: SimHandle, http: aiohttp.ClientSession
+) -> None:
+    offset = timedelta(0)
+    cache = TokenCache(
+        TradovateAuth(tv(sim), http), renew_margin_s=900, now=lambda: datetime.now(UTC) + offset
+    )
+    first = await cache.get("demo", LOGIN, PASSWORD)
+    offset = first.expires_at - datetime.now(UTC) - timedelta(seconds=600)  # 10 min left
+    sim.fault("renew_penalty", p_time=1)
+    assert (await cache.get("demo", LOGIN, PASSWORD)).token == first.token  # penalised: kept
+    assert (await cache.get("demo", LOGIN, PASSWORD)).token == first.token  # still within p-time
+    renewals = sim.world.auth.renewal_log
+    assert len(renewals) == 1  # nothing sent while the penalty lasts
+    assert (await stats(sim, http))["access_token_requests"] == 1  # and no password login
+    await asyncio.sleep(1.1)
+    renewed = await cache.get("demo", LOGIN, PASSWORD)
+    assert renewed.token != first.token
+    assert renewed.user_id == first.user_id
+    assert [ticket for _, ticket in renewals] == [False, True]  # the retry carried the ticket
+    assert renewals[1][0] - renewals[0][0] >= 0.9
+    s = await stats(sim, http)
+    assert (s["access_token_requests"], s["renewals"]) == (1, 1)
+    offset = timedelta(0)
+    assert await cache.get("demo", LOGIN, PASSWORD) is renewed  # far from expiry again: cached

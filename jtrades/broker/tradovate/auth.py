@@ -7,7 +7,13 @@ and third-party clients):
 - A **penalty ticket** (``p-ticket``, ``p-time``) means: wait ``p-time`` seconds and repeat the same
   request once with ``"p-ticket"`` added. We retry exactly once; a second ticket is reported as a
   transient error carrying the wait, and ``p-captcha`` is reported as ``CaptchaRequired`` at once —
-  retrying a captcha only extends the lock (about an hour). Never a loop.
+  retrying a captcha only extends the lock (about an hour). Never a loop. The second ticket is
+  kept: the next login of that login first waits out its ``p-time`` and then sends it (a retry
+  without it, sooner, only lengthened the lock).
+- A penalised **renewal** raises ``PenaltyTicket`` (a transient error carrying the ticket and the
+  wait); the token cache keeps using the current token meanwhile. Tradovate does not document how
+  a renewal is repeated; we apply the general rule: the same request (same bearer) with the JSON
+  body ``{"p-ticket": …}``.
 - HTTP 423 follows repeated failed logins (a lock before the captcha): reported as an auth error,
   not retried, for the same reason.
 - Few logins per hour are allowed per login (partner docs: about 5). ``LoginBudget`` counts every
@@ -65,6 +71,33 @@ class AccessToken:
         return (self.expires_at - now).total_seconds()
 
 
+class PenaltyTicket(TransientBrokerError):
+    """Tradovate answered with a penalty ticket: repeat the request with ``ticket`` once
+    ``wait_s`` seconds have passed (``captcha``: never — a human has to log in)."""
+
+    def __init__(self, message: str, *, ticket: str, wait_s: float, captcha: bool) -> None:
+        super().__init__(message)
+        self.ticket = ticket
+        self.wait_s = wait_s
+        self.captcha = captcha
+
+
+@dataclass(frozen=True, slots=True)
+class Penalty:
+    """A ticket to send with the next try of a request, not before ``not_before``."""
+
+    ticket: str
+    not_before: datetime
+    captcha: bool = False
+
+    def __repr__(self) -> str:  # the ticket unlocks the login: kept out of reprs like a token
+        return f"Penalty(not_before={self.not_before.isoformat()}, captcha={self.captcha})"
+
+    def waiting(self, now: datetime) -> bool:
+        """Whether the request must not be tried yet (a captcha ticket never clears by waiting)."""
+        return self.captcha or now < self.not_before
+
+
 class LoginBudget:
     """At most ``per_hour`` access-token requests per (env, login) in any rolling hour."""
 
@@ -110,6 +143,16 @@ def token_slot(env: str, username: str) -> tuple[str, str, str]:
     return ("tradovate-token", env, username)
 
 
+def _ticket_from(body: dict[str, Any], env: str, username: str) -> tuple[str, float, bool]:
+    ticket = str(body["p-ticket"])
+    register_secret(ticket, slot=("tradovate-ticket", env, username))
+    try:
+        wait = max(0.0, float(body.get("p-time") or 0))
+    except (TypeError, ValueError):
+        wait = 60.0  # an unreadable p-time: wait a while rather than not at all
+    return ticket, wait, bool(body.get("p-captcha"))
+
+
 def _token_from(body: dict[str, Any], env: str, fallback_name: str) -> AccessToken:
     token = body.get("accessToken")
     if not isinstance(token, str) or not token:
@@ -146,6 +189,8 @@ class TradovateAuth:
         self.budget = budget or LoginBudget(settings.logins_per_hour)
         self._sleep = sleep
         self._now = now
+        # the last ticket of a login penalised twice, for its next login (see the module doc)
+        self._login_penalties: dict[tuple[str, str], Penalty] = {}
 
     def rest_url(self, env: str) -> str:
         if env == "demo":
@@ -196,9 +241,12 @@ class TradovateAuth:
         return parsed
 
     async def request_token(self, env: str, username: str, password: str) -> AccessToken:
-        """Log in with a password: one ``accesstokenrequest`` (two if a p-ticket asks us to wait)."""
+        """Log in with a password: one ``accesstokenrequest`` (two if a p-ticket asks us to wait).
+
+        A ticket kept from an earlier call is waited out and sent first."""
         register_secret(password)
         s = self.settings
+        key = (env, username)
         body: dict[str, Any] = {
             "name": username,
             "password": password,
@@ -208,35 +256,69 @@ class TradovateAuth:
             "sec": s.sec.get_secret_value(),
             "deviceId": s.device_id or f"jtrades-{s.app_id}",
         }
+        kept = self._login_penalties.get(key)
+        if kept is not None:
+            left = (kept.not_before - self._now()).total_seconds()
+            if left > 0:
+                log.warning(
+                    "tradovate.login.penalty_wait", username=username, wait_s=round(left, 1)
+                )
+                await self._sleep(left)
+            body["p-ticket"] = kept.ticket
         url = f"{self.rest_url(env)}/auth/accesstokenrequest"
         for attempt in (1, 2):
             self.budget.take(env, username)
-            log.info("tradovate.login", env=env, username=username, attempt=attempt)
+            log.info(
+                "tradovate.login",
+                env=env,
+                username=username,
+                attempt=attempt,
+                with_ticket="p-ticket" in body,
+            )
             answer = await self._post(url, body)
             if "p-ticket" in answer:
-                wait = float(answer.get("p-time") or 0)
-                if answer.get("p-captcha"):
+                ticket, wait, captcha = _ticket_from(answer, env, username)
+                if captcha:
+                    self._login_penalties.pop(key, None)
                     raise CaptchaRequired(
                         f"Tradovate wants a captcha for {username} ({env}): log in once on the "
                         "Tradovate website, or connect the account with OAuth; retrying extends "
                         "the lock"
                     )
+                self._login_penalties[key] = Penalty(ticket, self._now() + timedelta(seconds=wait))
                 if attempt == 2:
                     raise TransientBrokerError(
                         f"Tradovate penalised the login of {username} again: wait {int(wait)} s"
                     )
                 log.warning("tradovate.login.penalty", username=username, wait_s=wait)
                 await self._sleep(wait)
-                body = {**body, "p-ticket": answer["p-ticket"]}
+                body = {**body, "p-ticket": ticket}
                 continue
+            self._login_penalties.pop(key, None)  # the ticket is spent, whatever the answer
             if answer.get("errorText"):
                 raise BrokerAuthError(f"Tradovate login failed: {answer['errorText']}")
             return _token_from(answer, env, username)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def renew(self, env: str, token: AccessToken) -> AccessToken:
-        """``renewaccesstoken``: a new token (same session) without spending a login."""
-        answer = await self._post(f"{self.rest_url(env)}/auth/renewaccesstoken", None, token.token)
+    async def renew(self, env: str, token: AccessToken, ticket: str | None = None) -> AccessToken:
+        """``renewaccesstoken``: a new token (same session) without spending a login.
+
+        ``ticket``: the p-ticket of a penalised renewal, once its ``p-time`` has passed. A new
+        penalty raises ``PenaltyTicket``."""
+        answer = await self._post(
+            f"{self.rest_url(env)}/auth/renewaccesstoken",
+            {"p-ticket": ticket} if ticket else None,
+            token.token,
+        )
+        if "p-ticket" in answer:
+            new_ticket, wait, captcha = _ticket_from(answer, env, token.name)
+            raise PenaltyTicket(
+                f"Tradovate penalised the token renewal of {token.name} ({env}): "
+                + ("it wants a captcha" if captcha else f"wait {int(wait)} s"),
+                ticket=new_ticket,
+                wait_s=wait,
+                captcha=captcha,
+            )
         if answer.get("errorText"):
             raise BrokerAuthError(f"Tradovate token renewal failed: {answer['errorText']}")
         renewed = _token_from(answer, env, token.name)
@@ -244,7 +326,9 @@ class TradovateAuth:
             renewed = AccessToken(
                 renewed.token, renewed.expires_at, token.user_id, token.name, renewed.md_token
             )
-        log.info("tradovate.token.renewed", env=env, user_id=renewed.user_id)
+        log.info(
+            "tradovate.token.renewed", env=env, user_id=renewed.user_id, with_ticket=bool(ticket)
+        )
         return renewed
 
     async def me(self, env: str, token: str) -> dict[str, Any]:

@@ -598,23 +598,38 @@ class Session:
                 return
 
     async def _renew_loop(self) -> None:
-        """Renew the shared token ahead of ``expirationTime`` (the socket itself stays authorized)."""
+        """Renew the shared token ahead of ``expirationTime`` (the socket itself stays authorized).
+
+        Nothing but cancellation ends it: a loop that stopped on an error nobody foresaw left the
+        session to die at expiry. An error is logged (its type and where, never the token) and
+        renewal tried again after a bounded delay."""
+        retry_s = max(1.0, min(30.0, self.timing.renew_margin_s / 4))
         while not self._stopped.is_set():
-            token = self._token
-            if token is None:
-                await asyncio.sleep(0.5)
-                continue
-            wait = token.seconds_left(datetime.now(UTC)) - self.timing.renew_margin_s
-            if wait > 0:
-                await asyncio.sleep(min(wait, 3600))
-                if self._token is not token:
-                    continue
             try:
+                token = self._token
+                if token is None:
+                    await asyncio.sleep(0.5)
+                    continue
+                wait = token.seconds_left(datetime.now(UTC)) - self.timing.renew_margin_s
+                if wait > 0:
+                    await asyncio.sleep(min(wait, 3600))
+                    if self._token is not token:
+                        continue
                 renewed = await self._tokens.get()
+                if renewed.token == token.token:
+                    # nothing changed (another holder renewed, or a penalty ticket has us wait
+                    # with the current token): don't spin
+                    await asyncio.sleep(1.0)
+                self._token = renewed
             except (TransientBrokerError, BrokerAuthError) as exc:
                 log.warning("tradovate.token.renew_failed", session=self.label, reason=str(exc))
-                await asyncio.sleep(max(1.0, min(30.0, self.timing.renew_margin_s / 4)))
-                continue
-            if renewed.token == token.token:
-                await asyncio.sleep(1.0)  # nothing changed (another holder renewed): don't spin
-            self._token = renewed
+                await asyncio.sleep(retry_s)
+            except Exception as exc:
+                log.error(
+                    "tradovate.token.renew_failed",
+                    session=self.label,
+                    error=type(exc).__name__,
+                    reason=str(exc),
+                    at=_raised_at(exc),
+                )
+                await asyncio.sleep(retry_s)

@@ -4,18 +4,37 @@ Tradovate allows few logins per hour and a small number of sessions per login (a
 the oldest session), so the order of preference is always: the token in memory → the token in the
 database (a restart) → renew a still-valid token → a new login (spends the budget). Concurrent
 callers for one login wait on one lock and share one outcome: never two logins for one token.
+
+A renewal answered with a penalty ticket is never a reason to log in (that would spend the hourly
+login budget and open a second session while Tradovate asked us to wait): the current token is
+handed out until ``p-time`` has passed, then the renewal is repeated with the ticket. Only a token
+that runs out meanwhile leads to a login, and not before ``p-time`` (a captcha: not at all — a
+human has to log in, or connect with OAuth).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from jtrades.broker.tradovate.auth import AccessToken, TradovateAuth, token_slot
-from jtrades.errors import BrokerAuthError, JtradesError, SecretKeyMissing, StorageUnavailable
+from jtrades.broker.tradovate.auth import (
+    AccessToken,
+    Penalty,
+    PenaltyTicket,
+    TradovateAuth,
+    token_slot,
+)
+from jtrades.errors import (
+    BrokerAuthError,
+    CaptchaRequired,
+    JtradesError,
+    SecretKeyMissing,
+    StorageUnavailable,
+    TransientBrokerError,
+)
 from jtrades.logging import register_secret
 from jtrades.security import SecretBox
 from jtrades.store import Executor
@@ -53,6 +72,7 @@ class TokenCache:
         self._now = now
         self._mem: dict[tuple[str, str], AccessToken] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._renew_penalties: dict[tuple[str, str], Penalty] = {}
 
     def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -69,10 +89,43 @@ class TokenCache:
             if token is not None and not needs_renewal(token, now, self.renew_margin_s):
                 self._mem[key] = token
                 return token
-            if token is not None and token.seconds_left(now) > MIN_RENEWABLE_S:
+            usable = token is not None and token.seconds_left(now) > MIN_RENEWABLE_S
+            penalty = self._renew_penalties.get(key)
+            if penalty is not None and penalty.waiting(now):
+                if token is not None and usable:
+                    self._mem[key] = token
+                    return token
+                if penalty.captcha:
+                    raise CaptchaRequired(
+                        f"Tradovate wants a captcha for {username} ({env}) and the token has run "
+                        "out: log in once on the Tradovate website, or connect the account with "
+                        "OAuth (jtrades accounts connect)"
+                    )
+                left = (penalty.not_before - now).total_seconds()
+                raise TransientBrokerError(
+                    f"the Tradovate token of {username} ({env}) ran out while its renewal was "
+                    f"penalised: next try in {int(left) + 1} s"
+                )
+            if token is not None and usable:
                 try:
-                    renewed = await self.auth.renew(env, token)
+                    renewed = await self.auth.renew(
+                        env, token, penalty.ticket if penalty is not None else None
+                    )
+                except PenaltyTicket as exc:
+                    self._renew_penalties[key] = Penalty(
+                        exc.ticket, now + timedelta(seconds=exc.wait_s), exc.captcha
+                    )
+                    (log.error if exc.captcha else log.warning)(
+                        "tradovate.token.renew_penalised",
+                        username=username,
+                        wait_s=exc.wait_s,
+                        captcha=exc.captcha,
+                        token_left_s=int(token.seconds_left(now)),
+                    )
+                    self._mem[key] = token
+                    return token
                 except BrokerAuthError as exc:
+                    self._renew_penalties.pop(key, None)
                     log.warning("tradovate.token.renew_refused", username=username, reason=str(exc))
                 else:
                     await self._save(env, username, renewed)
@@ -125,6 +178,7 @@ class TokenCache:
 
     async def _save(self, env: str, username: str, token: AccessToken) -> None:
         self._mem[(env, username)] = token
+        self._renew_penalties.pop((env, username), None)  # a new token: the old one's is moot
         if self.db is None or self.cipher is None:
             return
         sealed = self.cipher.seal(token.token, store.token_context(env, username))
