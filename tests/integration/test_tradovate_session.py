@@ -12,8 +12,8 @@ from structlog.testing import capture_logs
 
 from jtrades.broker.base import BrokerEvent
 from jtrades.broker.tradovate.auth import AccessToken, LoginBudget, TradovateAuth
+from jtrades.broker.tradovate.lifecycle import State, backoff_delay
 from jtrades.broker.tradovate.pool import TradovatePool
-from jtrades.broker.tradovate.session import State, backoff_delay
 from jtrades.config import TradovateSettings
 from jtrades.errors import BrokerAuthError, OutcomeUnknown, TransientBrokerError
 from jtrades.sim.config import default_config

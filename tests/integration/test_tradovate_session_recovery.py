@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from jtrades.broker.tradovate.lifecycle import State
 from jtrades.broker.tradovate.pool import TradovatePool
-from jtrades.broker.tradovate.session import State
 from jtrades.config import TradovateSettings
 from jtrades.sim.config import default_config
 from tests.polling import until

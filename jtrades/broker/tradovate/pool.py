@@ -18,7 +18,8 @@ import structlog
 
 from jtrades.broker.tradovate.auth import AccessToken, LoginBudget, TradovateAuth
 from jtrades.broker.tradovate.client import TradovateBroker
-from jtrades.broker.tradovate.session import Session, State, Timing
+from jtrades.broker.tradovate.lifecycle import State, Timing
+from jtrades.broker.tradovate.session import Session
 from jtrades.broker.tradovate.tokens import TokenCache
 from jtrades.config import TradovateSettings
 from jtrades.errors import BrokerAuthError, ConfigError

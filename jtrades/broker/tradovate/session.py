@@ -38,10 +38,8 @@ import itertools
 import random
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
@@ -58,8 +56,8 @@ from jtrades.broker.tradovate.codec import (
     encode_request,
     parse_server_frame,
 )
+from jtrades.broker.tradovate.lifecycle import State, Timing, TokenSource, backoff_delay
 from jtrades.broker.tradovate.view import AccountView, EventHub
-from jtrades.config import TradovateSettings
 from jtrades.errors import (
     BrokerAuthError,
     BrokerRejected,
@@ -70,52 +68,6 @@ from jtrades.errors import (
 log = structlog.get_logger(__name__)
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # a busy login's sync can exceed 1 MB
-
-
-class TokenSource(Protocol):
-    """Where a session gets its login's shared token (the pool binds the token cache to a login)."""
-
-    async def get(self) -> AccessToken: ...
-
-    async def invalidate(self, token: str) -> None: ...
-
-
-class State(StrEnum):
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    READY = "ready"
-    RECONNECTING = "reconnecting"
-    FAILED = "failed"  # an auth error a retry cannot fix; see ``last_error``
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class Timing:
-    heartbeat_s: float = 2.5
-    dead_after_s: float = 10.0
-    request_timeout_s: float = 10.0
-    reconnect_initial_s: float = 1.0
-    reconnect_max_s: float = 60.0
-    renew_margin_s: float = 900.0
-
-    @classmethod
-    def from_settings(cls, s: TradovateSettings) -> Timing:
-        return cls(
-            heartbeat_s=s.heartbeat_s,
-            dead_after_s=s.dead_after_s,
-            request_timeout_s=s.request_timeout_s,
-            reconnect_initial_s=s.reconnect_initial_s,
-            reconnect_max_s=s.reconnect_max_s,
-            renew_margin_s=s.renew_margin_s,
-        )
-
-
-def backoff_delay(failures: int, initial: float, cap: float, rand: float) -> float:
-    """Jittered exponential backoff: between half and all of ``initial·2^(n-1)``, at most ``cap``."""
-    if failures <= 0:
-        return 0.0
-    base = min(cap, initial * float(2 ** min(failures - 1, 30)))
-    return base * (0.5 + 0.5 * rand)
 
 
 class _ConnectionDead(Exception):
