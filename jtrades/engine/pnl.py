@@ -72,14 +72,18 @@ class DailyPnl:
         for (sub, _), pnl in rows.items():
             self._by_sub[sub] = self._by_sub.get(sub, Decimal(0)) + pnl
 
-    def _roll(self, now: datetime) -> None:
+    def _roll(self, now: datetime) -> bool:
+        """Move to ``now``'s trading day if it is a later one; whether ``now`` is in the day
+        counted. Never backwards: a trade of a past day (a fill replayed after a restart across
+        17:00 Chicago) or a clock a moment behind the broker's must not wipe today's figure."""
         start = session_start(now)
-        if self._since != start:
+        if self._since is None or start > self._since:
             self._since, self._by_sub = start, {}
+        return start == self._since
 
     def add(self, sub_account_id: int, pnl: Decimal, at: datetime) -> None:
-        self._roll(at)
-        self._by_sub[sub_account_id] = self._by_sub.get(sub_account_id, Decimal(0)) + pnl
+        if self._roll(at):  # a past day's trade is that day's, not today's
+            self._by_sub[sub_account_id] = self._by_sub.get(sub_account_id, Decimal(0)) + pnl
 
     def realized(self, sub_account_ids: list[int], now: datetime) -> Decimal:
         self._roll(now)
