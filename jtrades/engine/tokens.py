@@ -58,11 +58,14 @@ class TokenCache:
         """Reload every hash (one small query); concurrent callers share one reload."""
         started = self._clock()
         async with self._lock:
-            if self._loaded_at is not None and self._loaded_at >= started:
-                return  # someone reloaded while we waited
+            # A reload that *began* after this call read what the caller came for (a rotation
+            # committed before it asked); one that only finished since may have read before it.
+            if self._loaded_at is not None and self._loaded_at > started:
+                return
+            load_started = self._clock()
             hashes = await self._loader()
             self._hashes = {h: (h, rid) for h, rid in hashes.items()}
-            self._loaded_at = self._clock()
+            self._loaded_at = load_started
 
     def lookup_hash(self, token_hash: bytes) -> int | None:
         """The recorder id for a token hash from the current snapshot, or None."""

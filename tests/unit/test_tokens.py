@@ -69,3 +69,30 @@ async def test_rotation_and_deletion_take_effect_on_refresh() -> None:
     await cache.refresh()
     assert cache.lookup_hash(hash_token("old-token-aaaa")) is None
     assert cache.lookup_hash(hash_token("new-token-bbbb")) == 1
+
+
+async def test_a_rotation_during_a_reload_is_not_missed() -> None:
+    """A reload in flight (a miss for a junk token) read the table before the rotation
+    committed; the change feed's refresh waited for it and then skipped its own reload, so the
+    old token kept working until the next change."""
+    tokens = {"tok-old-aaaaaa": 1}
+    read = asyncio.Event()
+
+    async def load() -> dict[bytes, int]:
+        snapshot = {hash_token(t): rid for t, rid in tokens.items()}  # the query reads now
+        read.set()
+        await asyncio.sleep(0.01)  # ...and its rows travel back
+        return snapshot
+
+    cache = TokenCache(load)
+    await cache.refresh()
+    read.clear()
+    junk = asyncio.create_task(cache.resolve("tok-junk-aaaaa"))
+    await read.wait()
+    tokens.clear()
+    tokens["tok-new-aaaaaa"] = 1  # the rotation commits; the feed calls refresh()
+    await cache.refresh()
+    await junk
+
+    assert cache.lookup_hash(hash_token("tok-old-aaaaaa")) is None
+    assert cache.lookup_hash(hash_token("tok-new-aaaaaa")) == 1
