@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -270,6 +271,7 @@ class Engine:
         """An outcome with no orders: store the delivery first when it is not stored yet."""
         if delivery is None:
             return out
+        delivery = dataclasses.replace(delivery, detail=out.detail or None)
         async with self.claims.borrow() as ex:
             claim = await signal_store.claim_delivery(ex, delivery)
         if claim.duplicate_of is not None:
@@ -348,7 +350,8 @@ class Engine:
             received_at,
             items,
             defer_outcomes=self.defer_intent_outcomes,
-            delivery=delivery,
+            # a copy: the claim encodes it while ``detail`` keeps growing here
+            delivery=dataclasses.replace(delivery, detail=dict(detail)) if delivery else None,
         )
         if result.duplicate_of is not None:
             return _duplicate(result.duplicate_of)

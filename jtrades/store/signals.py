@@ -128,6 +128,7 @@ async def claim(
     window: timedelta = timedelta(hours=24),
     signal_id: int | None = None,
     intents: Sequence[NewIntent] = (),
+    detail: dict[str, Any] | None = None,
 ) -> Claim:
     """Store a parsed delivery and decide, atomically, whether it is a duplicate: it is when
     the same key was claimed less than ``window`` ago. A new delivery's ``intents`` are written
@@ -146,6 +147,7 @@ async def claim(
             window.total_seconds(),
             signal_id,
             intent_rows(intents),
+            detail,
         )
     assert row is not None
     if row["duplicate_of"] is not None:
@@ -168,6 +170,9 @@ class Delivery:
     content_type: str | None
     raw_body: bytes
     signal: Signal
+    # what the filters counted (entry, nth_seen, the traders'), stored with the claim so that a
+    # daemon dying before the outcome is written rebuilds the same counts
+    detail: dict[str, Any] | None = None
 
 
 async def claim_delivery(
@@ -186,6 +191,7 @@ async def claim_delivery(
         window=delivery.window,
         signal_id=delivery.signal_id,
         intents=intents,
+        detail=delivery.detail,
     )
 
 

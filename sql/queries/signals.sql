@@ -1,7 +1,7 @@
 -- Signals: every webhook delivery, raw, with its verdict; and the idempotency keys that decide
 -- duplicates. Only jtrades/store/signals.py runs these.
 
--- name: signals.claim($1 recorder_id, $2 idem_key, $3 received_at, $4 remote_addr, $5 content_type, $6 raw_body, $7 action, $8 symbol, $9 quantity, $10 price, $11 parsed, $12 window_s, $13 signal_id or NULL, $14 intents: a JSON array of objects, see intents.as_rows)
+-- name: signals.claim($1 recorder_id, $2 idem_key, $3 received_at, $4 remote_addr, $5 content_type, $6 raw_body, $7 action, $8 symbol, $9 quantity, $10 price, $11 parsed, $12 window_s, $13 signal_id or NULL, $14 intents: a JSON array of objects, see intents.as_rows, $15 detail)
 -- One statement decides and records: the key row is inserted, or the existing one (committed by
 -- a racing delivery; ON CONFLICT DO UPDATE waits for it and returns it) names the first signal
 -- while it is younger than the window; an older key is taken over by this delivery, which is
@@ -9,6 +9,8 @@
 -- duplicate's are dropped: "stored", "not a duplicate" and "its orders are on disk" are one
 -- commit, so the hot path has one round trip before the first order leaves (money rules 1, 3).
 -- The signal id is drawn in advance by the caller (its orders' clOrdIds carry it), else here.
+-- ``detail`` is what the filters counted (entry, nth_seen, the traders'): stored with the claim,
+-- not only with the outcome, so a daemon that dies between the two rebuilds the same counts.
 WITH new AS (
     SELECT COALESCE($13::bigint, nextval(pg_get_serial_sequence('signals', 'id'))) AS id,
            now() - make_interval(secs => $12::double precision) AS window_start
@@ -23,11 +25,13 @@ WITH new AS (
     RETURNING signal_id
 ), inserted AS (
     INSERT INTO signals (id, recorder_id, idem_key, received_at, remote_addr, content_type,
-                         raw_body, action, symbol, quantity, price, parsed, verdict, duplicate_of)
+                         raw_body, action, symbol, quantity, price, parsed, verdict, duplicate_of,
+                         detail)
     OVERRIDING SYSTEM VALUE
     SELECT new.id, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
            CASE WHEN claimed.signal_id = new.id THEN 'received' ELSE 'duplicate' END,
-           NULLIF(claimed.signal_id, new.id)
+           NULLIF(claimed.signal_id, new.id),
+           CASE WHEN claimed.signal_id = new.id THEN $15::jsonb END
     FROM new, claimed
     RETURNING id, duplicate_of
 ), intents AS (

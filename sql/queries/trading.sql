@@ -37,11 +37,12 @@ SELECT md5(concat_ws('|',
      FROM system_flags)));
 
 -- name: trading.recorder_counters($1 since)
+-- As the engine counts in memory: an entry is one the recorder's own filters let through
+-- (``detail.entry``), whatever its traders then did with it.
 SELECT recorder_id,
        count(*) AS signals,
-       count(*) FILTER (WHERE verdict = 'accepted' AND (detail ->> 'entry')::boolean) AS entries,
-       max(received_at) FILTER (WHERE verdict = 'accepted' AND (detail ->> 'entry')::boolean)
-           AS last_entry_at,
+       count(*) FILTER (WHERE (detail ->> 'entry')::boolean) AS entries,
+       max(received_at) FILTER (WHERE (detail ->> 'entry')::boolean) AS last_entry_at,
        count(*) FILTER (WHERE (detail ->> 'nth_seen')::boolean) AS seen
 FROM signals
 WHERE received_at >= $1 AND recorder_id IS NOT NULL AND duplicate_of IS NULL

@@ -532,6 +532,52 @@ async def test_trader_counters_survive_a_restart(database: Database, engine_fact
     assert (out.reason or "").startswith("trader")
 
 
+async def test_counters_survive_a_restart_between_the_orders_and_the_outcome(
+    database: Database, engine_factory: Any
+) -> None:
+    """The claim stored the signal without what its filters counted, and only the outcome
+    (written after the orders) carried it: a daemon dying in between forgot the signal, and
+    after the restart a second entry passed max-signals 1."""
+    pool = database.pool
+    u = await make_user(pool, "kip")
+    rec = await make_recorder(pool, u, "rec", max_signals=1, same_direction="add")
+    (sub,) = await make_paper_account(pool, u, "kip-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], max_signals=1)
+    first = await engine_factory()
+    sid = await SignalIds(pool, block=1).take()
+    body = b'{"action":"buy"}'
+    d = Delivery(sid, rec, "crash", timedelta(hours=24), datetime.now(UTC), None, None, body, buy())
+    out = await first.on_signal(
+        signal_id=sid, recorder_id=rec, signal=buy(), received_at=d.received_at, delivery=d
+    )
+    assert out.orders == 1  # sent; the outcome is never written: the daemon dies here
+    await first.close()
+
+    second = await engine_factory()
+    again = await send(second, pool, rec, buy())
+    assert (again.verdict, again.filter) == ("rejected", "max_signals")
+
+
+async def test_an_entry_every_trader_refused_still_counts_for_the_recorder_after_a_restart(
+    database: Database, engine_factory: Any
+) -> None:
+    """In memory the recorder counts an entry its own filters passed, whatever its traders did;
+    the restart counted only accepted ones, so the same alerts traded differently after it."""
+    pool = database.pool
+    u = await make_user(pool, "kai")
+    rec = await make_recorder(pool, u, "rec", max_signals=1)
+    (sub,) = await make_paper_account(pool, u, "kai-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], direction="short")
+    first = await engine_factory()
+    refused = await send(first, pool, rec, buy(prev_market_position=MarketPosition.FLAT))
+    assert (refused.verdict, refused.filter) == ("rejected", "direction")
+    await first.close()
+
+    second = await engine_factory()
+    out = await send(second, pool, rec, sell(prev_market_position=MarketPosition.FLAT))
+    assert (out.verdict, out.filter) == ("rejected", "max_signals")
+
+
 async def test_halt_blocks_entries_and_flatten_closes_one_login(
     database: Database, engine_factory: Any
 ) -> None:
