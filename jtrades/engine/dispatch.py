@@ -250,13 +250,19 @@ class Dispatcher:
     async def _claim(
         self, delivery: signal_store.Delivery, intents: list[intent_store.NewIntent]
     ) -> signal_store.Claim:
+        backend: int | None = None  # the server process running the claim
         try:
             async with self._claims.borrow() as ex:
+                if isinstance(ex, asyncpg.Pool):
+                    async with ex.acquire() as conn:
+                        backend = conn.get_server_pid()
+                        return await signal_store.claim_delivery(conn, delivery, intents)
+                backend = ex.get_server_pid()
                 return await signal_store.claim_delivery(ex, delivery, intents)
         except StorageUnavailable:
             # The connection failed, perhaps after the statement committed: then the intents
             # are on disk and must be sent, since TradingView's re-send would be a duplicate.
-            fate = await signal_store.claim_fate(self._pool, delivery, intents)
+            fate = await signal_store.claim_fate(self._pool, delivery, intents, backend)
             if fate is None:
                 raise  # not stored: the 503 and its re-send are right
             log.warning(

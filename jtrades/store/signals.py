@@ -196,17 +196,24 @@ async def claim_delivery(
 
 
 async def claim_fate(
-    pool: asyncpg.Pool, delivery: Delivery, intents: Sequence[NewIntent] = ()
+    pool: asyncpg.Pool,
+    delivery: Delivery,
+    intents: Sequence[NewIntent] = (),
+    backend: int | None = None,
 ) -> Claim | None:
     """Whether a claim whose answer was lost (its connection failed with the statement sent)
     committed: its ``Claim`` read back if so, None if it did not and never will.
 
     Answering "not stored" when it was would lose the alert: TradingView's re-send of the 503
-    meets the key as a duplicate and sends nothing, and the intents expire unsent. Waits (up to
-    ``lock_timeout``) for a claim still running on the server; raises ``StorageUnavailable``
-    when it cannot tell."""
+    meets the key as a duplicate and sends nothing, and the intents expire unsent. ``backend``,
+    the server process that ran the claim, is ended first and waited for: a claim still
+    running there (waiting for a racing delivery's key, say) could otherwise commit after this
+    looked. Without it, a claim still inserting its row is waited for (up to ``lock_timeout``),
+    one still waiting for its key is not. Raises ``StorageUnavailable`` when it cannot tell."""
     with translate_errors():
         async with pool.acquire() as conn:
+            if backend is not None:
+                await _end_backend(conn, backend)
             tx = conn.transaction()
             await tx.start()
             try:
@@ -223,6 +230,19 @@ async def claim_fate(
         return Claim(delivery.signal_id, row["duplicate_of"])
     written = zip(row["cl_ord_ids"] or (), row["intent_ids"] or (), strict=True)
     return Claim(delivery.signal_id, None, tuple(ids_in_order(intents, written)))
+
+
+async def _end_backend(conn: Any, pid: int) -> None:
+    """End the server process ``pid`` and wait (≤ 5 s) until it is gone, its transaction
+    committed or rolled back for good; a process already gone is fine."""
+    try:
+        ended = await conn.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
+    except asyncpg.InsufficientPrivilegeError:
+        raise StorageUnavailable(
+            "cannot end the claim's server process to learn its fate"
+        ) from None
+    if not ended and await conn.fetchval("SELECT 1 FROM pg_stat_activity WHERE pid = $1", pid):
+        raise StorageUnavailable("the claim's server process did not end within 5 s")
 
 
 @dataclass

@@ -155,3 +155,58 @@ async def test_a_claim_that_never_reached_the_server_stores_and_sends_nothing(
     assert await pool.fetchval("SELECT count(*) FROM signals") == 0
     assert await intents(pool) == []
     assert setup["paper"].positions(1) == []
+
+
+async def test_a_claim_still_waiting_on_the_server_is_ended_before_its_fate_is_read(
+    pool: asyncpg.Pool,
+    setup: dict[str, Any],  # noqa: F811
+    lane: tuple[Lane, CuttingProxy],
+) -> None:
+    """The claim waits for a racing delivery's key when its connection breaks: looking for its
+    row then finds none, and it could still commit once the racer rolls back — its intents on
+    disk, unsent, and the re-send a duplicate. Its server process is ended first."""
+    claims, proxy = lane
+    d = Dispatcher(pool, ttl_s=30, claims=claims)
+    subs = setup["subs"][:1]
+    await _deliver(d, pool, setup, subs, "warm")
+    assert claims.connection is not None
+    backend = claims.connection.get_server_pid()
+    warm_id = await pool.fetchval("SELECT max(id) FROM signals")
+
+    racer = await pool.acquire()
+    tx = racer.transaction()
+    await tx.start()
+    try:
+        await racer.execute(  # a racing delivery holds the key, uncommitted
+            "INSERT INTO signal_keys (recorder_id, idem_key, signal_id) VALUES ($1, $2, $3)",
+            setup["rec"],
+            "raced",
+            warm_id,
+        )
+        sid = await signal_store.SignalIds(pool, block=1).take()
+        dl = delivery(sid, setup["rec"], Signal(Action.BUY, ticker="MNQZ6"), "raced")
+        plan = entry_with_stop(Side.BUY, 1, "21490")
+        work = asyncio.create_task(
+            d.dispatch(sid, dl.received_at, items(setup["paper"], setup["contract"], subs, plan),
+                       delivery=dl)
+        )  # fmt: skip
+        for _ in range(500):  # the claim reached the server and waits for the key
+            waiting = await pool.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", backend
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting
+        proxy.armed = "reply"
+        await proxy.close()  # the connection breaks with the statement in flight
+        with pytest.raises(StorageUnavailable):
+            await work
+    finally:
+        await tx.rollback()  # the racer gives the key up
+        await pool.release(racer)
+
+    await asyncio.sleep(0.3)  # a claim still alive would take the key and commit now
+    assert await pool.fetchval("SELECT count(*) FROM signals WHERE id = $1", sid) == 0
+    assert [r for r in await intents(pool) if r["cl_ord_id"].startswith(f"jt-{sid}-")] == []
+    assert setup["paper"].positions(1)[0].net_pos == 1  # the warm-up's entry only
