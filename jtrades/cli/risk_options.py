@@ -328,6 +328,14 @@ def to_args(values: Mapping[str, Any]) -> list[str]:
 # --- Typer plumbing ---------------------------------------------------------------------------
 
 
+# The recorder's filters run first, once per signal (DESIGN §2): a trader's own value of one of
+# them is checked after it, on the trader's side, so it can narrow what the recorder lets through
+# but never let through what the recorder refused.
+_TIGHTEN = " On a trader: checked after the recorder's, so it can only tighten it."
+# The recorder has no money or position of its own: these apply per trader only.
+_REPLACE = " On a trader: replaces the recorder's (up or down)."
+
+
 def _opt(flag: str, metavar: str, help: str) -> Any:
     return Annotated[
         str | None, typer.Option(flag, metavar=metavar, help=help, rich_help_panel=PANEL)
@@ -358,30 +366,46 @@ _PARAMS: dict[str, Any] = {
         bool | None,
         typer.Option("--dca/--no-dca", help="Allow adding to a position.", rich_help_panel=PANEL),
     ],
-    "direction": _opt("--direction", "both|long|short", "Which entries are taken."),
+    "direction": _opt(
+        "--direction",
+        "both|long|short",
+        "Which entries are taken. On a trader: checked after the recorder's, so an entry the "
+        "recorder's refused stays refused; a signal it could not judge (a reversal, or no "
+        "position information) is planned with the trader's.",
+    ),
     "window": Annotated[
         list[str] | None,
         typer.Option(
             "--window",
             metavar="HH:MM-HH:MM",
-            help="Trading window in the user's time zone; repeat once for a second window; "
-            "none = any time.",
+            help="Trading window in the owner's time zone (users set-timezone); repeat once "
+            "for a second window; none = any time." + _TIGHTEN,
             rich_help_panel=PANEL,
         ),
     ],
-    "cooldown": _opt("--cooldown", "SECONDS", "Minimum time between entries (90, 90s, 5m, 1h)."),
-    "max_signals": _opt("--max-signals", "N", "Entries per trading session (none = no limit)."),
-    "every_nth": _opt("--every-nth", "N", "Take only every Nth entry signal."),
+    "cooldown": _opt(
+        "--cooldown", "SECONDS", "Minimum time between entries (90, 90s, 5m, 1h)." + _TIGHTEN
+    ),
+    "max_signals": _opt(
+        "--max-signals", "N", "Entries per trading session (none = no limit)." + _TIGHTEN
+    ),
+    "every_nth": _opt("--every-nth", "N", "Take only every Nth entry signal." + _TIGHTEN),
     "max_daily_loss": _opt(
-        "--max-daily-loss", "USD", "Stop entries for the day past this loss (none = no limit)."
+        "--max-daily-loss",
+        "USD",
+        "Stop entries for the day past this loss (none = no limit)." + _REPLACE,
     ),
     "max_contracts": _opt(
         "--max-contracts",
         "N",
-        "Cap on the position, entries still working included (none = no cap).",
+        "Cap on the position, entries still working included (none = no cap)." + _REPLACE,
     ),
     "auto_flat_after": _opt(
-        "--auto-flat-after", "HH:MM", "Flatten and stop entries after this time (none = never)."
+        "--auto-flat-after",
+        "HH:MM",
+        "No new entries from this time (owner's time zone) until the next trading day opens "
+        "(17:00 Chicago); closes still pass, and open positions are not flattened "
+        "(none = never)." + _TIGHTEN,
     ),
     "same_direction": _opt(
         "--same-direction", "ignore|add|reenter", "What a signal in the held direction does."

@@ -51,9 +51,12 @@ class TraderConfig:
     recorder_id: int
     enabled: bool
     settings: RiskSettings  # effective: the recorder's with this trader's overrides
+    # The fields the trader sets itself (a non-NULL override column). Only these of the
+    # recorder's filters run again for the trader: the inherited ones were applied once by the
+    # recorder's check, in the recorder owner's zone (``filters.check_trader``).
     overridden: frozenset[str]
     owner_active: bool
-    tz: ZoneInfo
+    tz: ZoneInfo  # the trader owner's: its own windows and cutoff are read on this clock
     links: tuple[LinkConfig, ...]
 
 
@@ -150,18 +153,19 @@ def build_snapshot(rows: trading_store.ConfigRows) -> Snapshot:
             continue
         overrides = recorder_store.overrides_from_row(r)
         enabled = bool(r["enabled"])
+        own = frozenset(overrides.values)
         try:
             eff = overrides.apply(base)
         except Exception as exc:  # an override that breaks the ladder: keep, but never trade
             log.warning("engine.config.bad_overrides", trader_id=r["id"], error=str(exc))
-            eff, enabled = base, False
+            eff, enabled, own = base, False, frozenset()
         t = TraderConfig(
             id=r["id"],
             user_id=r["user_id"],
             recorder_id=r["recorder_id"],
             enabled=enabled,
             settings=eff,
-            overridden=frozenset(overrides.values),
+            overridden=own,
             owner_active=r["owner_status"] == "approved",
             tz=_zone(r["owner_timezone"]),
             links=tuple(sorted(links_by_trader.get(r["id"], []), key=lambda lk: lk.sub_account_id)),

@@ -406,6 +406,8 @@ class Engine:
                 entries_this_session=tc.entries,
                 seen_this_session=tc.seen,
             )
+            # Only the trader's own overrides of the recorder's filters run here, on its owner's
+            # clock (t.tz); the inherited ones were applied once above, on the recorder owner's.
             trej = check_trader(
                 signal,
                 t.settings,

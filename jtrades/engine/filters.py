@@ -7,7 +7,9 @@ every rejection is explainable).
 Order (recorder): ``recording_disabled`` → ``owner_not_approved`` → ``halted`` → *[exits stop
 here]* → ``direction`` → ``window`` → ``auto_flat`` → ``cooldown`` → ``max_signals`` →
 ``every_nth``. The trader chain is the same with ``trader_disabled`` first and ``max_daily_loss``
-before ``every_nth``.
+before ``every_nth``; of the recorder's filters it runs only those the trader overrides, in the
+trader owner's zone (the recorder's check applied the inherited ones once, in its owner's zone:
+``check_trader`` says which runs where and why).
 
 What counts as an exit (skips the entry checks, and passes the kill switch): a close (``close``
 /``exit``/``flat`` or ``market_position`` flat) and a reduce (a sell whose target position is
@@ -256,12 +258,34 @@ def check_trader(
 ) -> Rejection | None:
     """The trader-level chain with the trader's effective settings; None = accepted.
 
-    ``overridden`` names the RiskSettings fields the trader overrides (``RiskOverrides.values``).
-    The counting checks (``cooldown_s``, ``max_signals``, ``every_nth``) run here only for a field
-    the trader overrides: otherwise the recorder already applied them, and counting again on the
-    trader's own counters would compound (every 2nd of every 2nd = every 4th). None = all are the
-    trader's own. Stateless checks (direction, windows, auto-flat) are idempotent and always run;
-    ``max_daily_loss`` is about the trader's own money and always runs.
+    ``tz`` is the trader owner's zone; ``overridden`` names the RiskSettings fields the trader
+    sets itself (``RiskOverrides.values``; None = all of them, as if there were no recorder).
+
+    What runs where (DESIGN §2: recorder-level filters run once per signal, trader-level
+    overrides run per trader). ``check_recorder`` has already passed the signal:
+
+    - ``windows`` and ``auto_flat_after``: an inherited one was applied by the recorder's check,
+      on the recorder owner's wall clock. Here only the trader's own, on the trader owner's
+      (``tz``). Re-running an inherited one in a follower's other zone would apply it twice,
+      in two zones: a 09:30-16:00 New York window followed from Los Angeles would trade only
+      12:30-16:00 New York, which nobody set.
+    - ``cooldown_s``, ``max_signals``, ``every_nth``: an inherited one was counted on the
+      recorder's counters; here only the trader's own, on the trader's counters. Counting an
+      inherited one again would compound it (every 2nd of every 2nd = every 4th).
+    - ``direction``: here when the trader sets ``direction`` or ``inverse``. With both inherited
+      the trader reads the signal as the recorder did and the recorder's answer stands; an own
+      ``inverse`` reads it the other way, and the effective direction applies to that reading,
+      as it does in the planner (``planning``), which always uses the effective settings.
+    - ``max_daily_loss``: always, inherited or not. The recorder has no money and never checks
+      it: this is its only application, to the trader's own P&L.
+    - ``max_contracts`` is no filter: the planner caps each sub-account's position with the
+      effective value, once.
+
+    Since the recorder's chain runs first, a trader's own window, cutoff, cooldown, max signals
+    or every-Nth can only narrow the recorder's, never widen it. Its direction cannot admit an
+    entry the recorder's refused, but a signal the recorder could not judge (a reversal, or no
+    position information) is planned with the trader's. Its ``max_daily_loss`` and
+    ``max_contracts`` replace the recorder's, up or down (they are the trader's alone).
     """
     sig = apply_inverse(signal, s.inverse)
     gate = _gate(
@@ -278,9 +302,9 @@ def check_trader(
         return overridden is None or name in overridden
 
     return (
-        _check_direction(sig, s)
-        or _check_window(s, now, tz)
-        or _check_auto_flat(s, now, tz)
+        (_check_direction(sig, s) if own("direction") or own("inverse") else None)
+        or (_check_window(s, now, tz) if own("windows") else None)
+        or (_check_auto_flat(s, now, tz) if own("auto_flat_after") else None)
         or (_check_cooldown(s, st.last_entry_at, now) if own("cooldown_s") else None)
         or (_check_max_signals(s, st.entries_this_session) if own("max_signals") else None)
         or _check_daily_loss(s, st)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -321,6 +322,36 @@ async def test_direction_and_trader_filters_name_themselves(
     assert out.verdict == "accepted"
     assert out.orders == 1
     assert await net_pos(engine, pool, sub) == 0
+
+
+async def test_a_follower_in_another_zone_trades_the_recorders_window_not_its_own_clock(
+    database: Database, engine_factory: Any
+) -> None:
+    """The recorder's window is its owner's wall clock (New York), applied once. A follower in
+    Los Angeles who inherits it trades whenever the recorder does; one who sets the same window
+    as an override of their own gets it on their own (Los Angeles) wall clock."""
+    pool = database.pool
+    alice, bob = await make_user(pool, "alice"), await make_user(pool, "bob")
+    await pool.execute("UPDATE users SET timezone = 'America/New_York' WHERE id = $1", alice)
+    await pool.execute("UPDATE users SET timezone = 'America/Los_Angeles' WHERE id = $1", bob)
+    # a window around now on a New York clock: Los Angeles is 3 h behind, well outside it
+    ny = datetime.now(UTC).astimezone(ZoneInfo("America/New_York"))
+    window = f"{ny - timedelta(minutes=30):%H:%M}-{ny + timedelta(minutes=30):%H:%M}"
+    rec = await make_recorder(pool, alice, "rth", is_private=False, windows=[window])
+    inherit_sub, own_sub = await make_paper_account(pool, bob, "bob-paper", subs=2)
+    inherits = await make_trader(pool, bob, rec, [(inherit_sub, 1)])
+    owns = await make_trader(pool, bob, rec, [(own_sub, 1)], windows=[window])
+    engine = await engine_factory()
+
+    out = await send(engine, pool, rec, buy())
+
+    assert out.verdict == "accepted", out
+    assert str(inherits) not in out.detail["traders"], out.detail
+    assert await net_pos(engine, pool, inherit_sub) == 1
+    own = out.detail["traders"][str(owns)]
+    assert own["filter"] == "window"
+    assert "America/Los_Angeles" in own["reason"]
+    assert await net_pos(engine, pool, own_sub) == 0
 
 
 async def test_close_and_reversal(database: Database, engine_factory: Any) -> None:

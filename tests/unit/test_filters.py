@@ -378,3 +378,200 @@ def test_entries_are_rejected_by_a_named_filter_or_accepted(
     known = {"direction", "window", "auto_flat", "cooldown", "max_signals", "every_nth"}
     assert r is None or (r.filter in known and r.reason)
     assert name(rec(sig, s, FRESH, now=now, tz=LONDON, halted=True)) == "halted"
+
+
+# --- inherited settings vs a trader's own, across time zones -------------------------------------
+# DESIGN §2: recorder-level filters run once per signal (in the recorder owner's zone); a
+# trader's own overrides run per trader (in the trader owner's zone). An inherited setting must
+# not be applied again in the follower's zone: that trades only the overlap of two wall clocks.
+
+LA = ZoneInfo("America/Los_Angeles")
+RTH = RiskSettings(windows=(Window(time(9, 30), time(16)),))
+TEN_NY = datetime(2026, 11, 24, 10, 0, tzinfo=NY)  # 07:00 in Los Angeles
+NONE_OWN: frozenset[str] = frozenset()
+
+
+def test_an_inherited_window_is_decided_once_in_the_recorder_owners_zone() -> None:
+    assert rec(BUY, RTH, now=TEN_NY, tz=NY) is None
+    # A follower in Los Angeles inherits the window: the recorder's check already applied it.
+    assert trd(BUY, RTH, now=TEN_NY, tz=LA, overridden=NONE_OWN) is None
+    # ... and it does not trade outside it either: the recorder's check says no, once.
+    assert name(rec(BUY, RTH, now=datetime(2026, 11, 24, 16, 30, tzinfo=NY), tz=NY)) == "window"
+
+
+def test_a_traders_own_window_is_read_in_the_trader_owners_zone() -> None:
+    r = trd(BUY, RTH, now=TEN_NY, tz=LA, overridden=frozenset({"windows"}))
+    assert name(r) == "window"
+    assert r is not None
+    assert "07:00 America/Los_Angeles" in r.reason
+    nine_45_la = datetime(2026, 11, 24, 9, 45, tzinfo=LA)
+    assert trd(BUY, RTH, now=nine_45_la, tz=LA, overridden=frozenset({"windows"})) is None
+
+
+def test_an_inherited_auto_flat_cutoff_is_the_recorders_in_its_owners_zone() -> None:
+    # Set by an owner in Los Angeles: 13:00 there is 16:00 in New York.
+    s = RiskSettings(auto_flat_after=time(13))
+    two_pm_ny = datetime(2026, 11, 24, 14, 0, tzinfo=NY)
+    assert rec(BUY, s, now=two_pm_ny, tz=LA) is None
+    assert trd(BUY, s, now=two_pm_ny, tz=NY, overridden=NONE_OWN) is None
+    assert name(rec(BUY, s, now=datetime(2026, 11, 24, 16, 0, tzinfo=NY), tz=LA)) == "auto_flat"
+    # A trader's own cutoff is its owner's wall clock.
+    r = trd(BUY, s, now=two_pm_ny, tz=NY, overridden=frozenset({"auto_flat_after"}))
+    assert name(r) == "auto_flat"
+    assert r is not None
+    assert "13:00 America/New_York" in r.reason
+
+
+def test_an_inherited_direction_is_not_checked_again_but_an_own_reading_is() -> None:
+    buy_entry = Signal(Action.BUY, prev_market_position=MarketPosition.FLAT)
+    # Inherited direction, same reading of the signal: the recorder's answer stands.
+    assert trd(SHORT_ENTRY, LONG_ONLY, overridden=NONE_OWN) is None
+    assert name(trd(SHORT_ENTRY, LONG_ONLY, overridden=frozenset({"direction"}))) == "direction"
+    # An own --inverse reads the signal the other way; the effective direction applies to that
+    # reading (as the planner's does), so a long-only recorder's inverse follower opens no short.
+    inv = dataclasses.replace(LONG_ONLY, inverse=True)
+    assert name(trd(buy_entry, inv, overridden=frozenset({"inverse"}))) == "direction"
+
+
+def test_max_daily_loss_is_the_traders_even_inherited() -> None:
+    s = RiskSettings(max_daily_loss=D(100))
+    broke = TraderState(D(-100), D(0), None, 0)
+    assert rec(BUY, s) is None  # the recorder has no money: nothing was applied yet
+    assert name(trd(BUY, s, broke, tz=LA, overridden=NONE_OWN)) == "max_daily_loss"
+
+
+_FILTER_FIELDS = (
+    "direction",
+    "windows",
+    "auto_flat_after",
+    "cooldown_s",
+    "max_signals",
+    "every_nth",
+)
+# the rejection names a trader may give, by the fields that let it give them
+_OWNED_BY = {
+    "direction": {"direction", "inverse"},
+    "window": {"windows"},
+    "auto_flat": {"auto_flat_after"},
+    "cooldown": {"cooldown_s"},
+    "max_signals": {"max_signals"},
+    "every_nth": {"every_nth"},
+}
+minute_window = (
+    st.tuples(st.integers(0, 1439), st.integers(0, 1439))
+    .filter(lambda ab: ab[0] != ab[1])
+    .map(lambda ab: Window(time(*divmod(ab[0], 60)), time(*divmod(ab[1], 60))))
+)
+zones = st.sampled_from(
+    [
+        "UTC",
+        "America/Chicago",
+        "America/New_York",
+        "America/Los_Angeles",
+        "America/St_Johns",
+        "America/Sao_Paulo",
+        "Europe/London",
+        "Europe/Berlin",
+        "Asia/Kolkata",
+        "Asia/Kathmandu",
+        "Asia/Tokyo",
+        "Australia/Adelaide",
+        "Pacific/Auckland",
+        "Pacific/Kiritimati",
+        "Pacific/Pago_Pago",
+    ]
+).map(ZoneInfo)
+filter_settings = st.builds(
+    RiskSettings,
+    direction=st.sampled_from(list(Direction)),
+    windows=st.lists(minute_window, max_size=2).map(tuple),
+    cooldown_s=st.integers(0, 10_000),
+    max_signals=st.one_of(st.none(), st.integers(1, 5)),
+    every_nth=st.integers(1, 5),
+    auto_flat_after=st.one_of(
+        st.none(), st.times().map(lambda t: t.replace(second=0, microsecond=0))
+    ),
+    inverse=st.booleans(),
+)
+entry_signals = st.sampled_from(
+    [
+        BUY,
+        SELL,
+        SHORT_ENTRY,
+        REVERSAL_TO_SHORT,
+        Signal(Action.BUY, prev_market_position=MarketPosition.FLAT),
+        Signal(Action.BUY, market_position=MarketPosition.LONG),
+    ]
+)
+trader_states = st.builds(
+    TraderState,
+    realized_pnl_today=st.just(D(0)),
+    open_pnl=st.just(D(0)),
+    last_entry_at=st.none(),  # set relative to ``now`` in the tests
+    entries_this_session=st.integers(0, 20),
+    seen_this_session=st.integers(0, 20),
+)
+
+
+@given(filter_settings, any_now, zones, zones, entry_signals, trader_states, st.integers(0, 9999))
+def test_an_inherited_setting_never_makes_the_trader_stricter_than_the_recorder(
+    s: RiskSettings,
+    now: datetime,
+    rec_tz: ZoneInfo,
+    trader_tz: ZoneInfo,
+    sig: Signal,
+    t: TraderState,
+    ago: int,
+) -> None:
+    """Whatever the zones, a trader that overrides nothing takes every signal its recorder took."""
+    t = dataclasses.replace(t, last_entry_at=now - timedelta(seconds=ago))
+    n = t.entries_this_session
+    if rec(sig, s, RecorderState(n, n, None, 0), now=now, tz=rec_tz) is None:
+        assert trd(sig, s, t, now=now, tz=trader_tz, overridden=NONE_OWN) is None
+
+
+@given(
+    filter_settings,
+    filter_settings,
+    st.sets(st.sampled_from((*_FILTER_FIELDS, "inverse"))),
+    any_now,
+    zones,
+    entry_signals,
+    trader_states,
+    st.integers(0, 9999),
+)
+def test_a_trader_is_only_ever_rejected_by_a_filter_it_sets_itself(
+    base: RiskSettings,
+    mine: RiskSettings,
+    own: set[str],
+    now: datetime,
+    trader_tz: ZoneInfo,
+    sig: Signal,
+    t: TraderState,
+    ago: int,
+) -> None:
+    eff = dataclasses.replace(base, **{f: getattr(mine, f) for f in own})
+    t = dataclasses.replace(t, last_entry_at=now - timedelta(seconds=ago))
+    r = trd(sig, eff, t, now=now, tz=trader_tz, overridden=frozenset(own))
+    assert r is None or _OWNED_BY[r.filter] & own, (r, own)
+
+
+@given(st.lists(minute_window, min_size=1, max_size=2).map(tuple), any_now, zones, zones)
+def test_a_traders_own_window_means_its_owners_wall_clock(
+    windows: tuple[Window, ...], now: datetime, rec_tz: ZoneInfo, trader_tz: ZoneInfo
+) -> None:
+    s = RiskSettings(windows=windows)
+    own = trd(BUY, s, now=now, tz=trader_tz, overridden=frozenset({"windows"}))
+    # the same rule set by a recorder owner living in the trader owner's zone
+    assert name(own) == name(rec(BUY, s, now=now, tz=trader_tz))
+    assert trd(BUY, s, now=now, tz=trader_tz, overridden=NONE_OWN) is None
+
+
+@given(st.times().map(lambda t: t.replace(second=0, microsecond=0)), any_now, zones)
+def test_a_traders_own_cutoff_means_its_owners_wall_clock(
+    cutoff: time, now: datetime, trader_tz: ZoneInfo
+) -> None:
+    s = RiskSettings(auto_flat_after=cutoff)
+    own = trd(BUY, s, now=now, tz=trader_tz, overridden=frozenset({"auto_flat_after"}))
+    assert name(own) == name(rec(BUY, s, now=now, tz=trader_tz))
+    assert trd(BUY, s, now=now, tz=trader_tz, overridden=NONE_OWN) is None

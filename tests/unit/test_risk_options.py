@@ -332,3 +332,44 @@ def test_multipliers_out_of_bounds_are_refused(label: str, mult: Decimal) -> Non
 def test_malformed_account_specs(bad: str) -> None:
     with pytest.raises(InvalidInput):
         parse_account_spec(bad)
+
+
+def _help_of(param: str) -> str:
+    """The --help text of one risk option, unwrapped."""
+    from jtrades.cli.risk_options import _PARAMS
+
+    return " ".join(str(_PARAMS[param].__metadata__[0].help).split())
+
+
+def test_auto_flat_after_says_what_it_does_entries_stop_closes_pass_nothing_is_flattened() -> None:
+    text = _help_of("auto_flat_after").lower()
+    assert not text.startswith("flatten")  # nothing liquidates at the cutoff
+    assert "no new entries" in text
+    assert "closes still pass" in text
+    assert "not flattened" in text
+
+
+@pytest.mark.parametrize(
+    "param", ["window", "cooldown", "max_signals", "every_nth", "auto_flat_after"]
+)
+def test_recorder_filters_say_a_trader_can_only_tighten_them(param: str) -> None:
+    # The recorder's filters run first (DESIGN §2): a trader's value cannot loosen them.
+    assert "only tighten" in _help_of(param)
+
+
+def test_direction_says_what_a_trader_can_and_cannot_change() -> None:
+    # Not "only tighten": the recorder passes a sell it cannot tell from a reversal, and the
+    # planner then opens with the trader's effective direction.
+    text = _help_of("direction")
+    assert "only tighten" not in text
+    assert "stays refused" in text
+
+
+@pytest.mark.parametrize("param", ["max_daily_loss", "max_contracts"])
+def test_trader_limits_say_a_traders_value_replaces_the_recorders(param: str) -> None:
+    assert "replaces the recorder's" in _help_of(param)
+
+
+def test_window_and_cutoff_say_whose_clock() -> None:
+    for param in ("window", "auto_flat_after"):
+        assert "owner's time zone" in _help_of(param)

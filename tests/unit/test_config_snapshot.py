@@ -1,0 +1,70 @@
+"""What the engine's snapshot marks as a trader's own settings, and whose zone each one reads."""
+
+from __future__ import annotations
+
+from datetime import time
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jtrades.engine.config_cache import build_snapshot
+from jtrades.engine.risk import OVERRIDABLE, RiskSettings, TpLeg, Window
+from jtrades.store.recorders import risk_params, settings_params
+from jtrades.store.trading import ConfigRows
+
+RTH = (Window(time(9, 30), time(16)),)
+
+
+def _recorder() -> dict[str, Any]:
+    risk = dict(zip(OVERRIDABLE, settings_params(RiskSettings(windows=RTH)), strict=True))
+    return risk | {
+        "id": 1,
+        "user_id": 1,
+        "name": "rth",
+        "symbol": "MNQ1!",
+        "recording_enabled": True,
+        "owner_status": "approved",
+        "owner_timezone": "America/New_York",
+    }
+
+
+def _trader(tid: int, **overrides: Any) -> dict[str, Any]:
+    risk = dict(zip(OVERRIDABLE, risk_params(overrides), strict=True))
+    return risk | {
+        "id": tid,
+        "user_id": 2,
+        "recorder_id": 1,
+        "enabled": True,
+        "owner_status": "approved",
+        "owner_timezone": "America/Los_Angeles",
+    }
+
+
+def test_only_a_set_column_is_the_traders_own_and_the_trader_keeps_its_owners_zone() -> None:
+    snap = build_snapshot(
+        ConfigRows(
+            recorders=[_recorder()],
+            traders=[
+                _trader(1),
+                _trader(2, windows=RTH, cooldown_s=60),
+                _trader(3, windows=()),  # `--window none`: an own "any time", not inheriting
+                _trader(4, size=1, tp=(TpLeg(Decimal(10), 5),)),  # a ladder over --size: bad
+            ],
+            links=[],
+            halted=None,
+            fingerprint="x",
+        )
+    )
+    rec = snap.recorders[1]
+    assert rec.tz == ZoneInfo("America/New_York")
+    inherits, own, none, bad = (snap.traders[i] for i in (1, 2, 3, 4))
+    assert inherits.overridden == frozenset()
+    assert inherits.settings.windows == RTH  # effective, but applied by the recorder's check
+    assert inherits.tz == ZoneInfo("America/Los_Angeles")
+    assert own.overridden == {"windows", "cooldown_s"}
+    assert none.overridden == {"windows"}
+    assert none.settings.windows == ()
+    # kept but never trading, and nothing of its broken overrides counts as its own
+    assert not bad.enabled
+    assert bad.overridden == frozenset()
+    assert bad.settings == rec.settings
