@@ -8,10 +8,11 @@ an explicitly named file that does not exist is an error, an absent default is n
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -29,12 +30,59 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Query parameters that carry a secret (libpq and asyncpg: password, sslpassword, passfile)...
+_SECRET_PARAM = re.compile(r"pass|secret|token", re.IGNORECASE)
+# ...of which these hold the secret itself (a passfile is a path: masked when shown, not cut
+# from every log line).
+_SECRET_VALUE_PARAM = re.compile(r"password|secret|token", re.IGNORECASE)
+_PARAM = re.compile(r"([?&])([^=&#?]*)=([^&#]*)")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)@", re.DOTALL)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its secrets (money rule 8): the password in its userinfo and the value
+    of every query parameter named like one (``password``, ``sslpassword``, ``passfile``).
+
+    The userinfo runs to the *last* ``@``, as a password holding an unencoded ``@``, ``/`` or
+    ``#`` (people paste them so) would otherwise spill its tail into the host or path: a URL
+    with an ``@`` in its query may be masked more than needed, never less."""
+
+    def param(m: re.Match[str]) -> str:
+        if _SECRET_PARAM.search(unquote_plus(m.group(2))):
+            return f"{m.group(1)}{m.group(2)}=***"
+        return m.group(0)
+
+    shown = _PARAM.sub(param, url)
+    m = _USERINFO.match(shown)
+    if m and ":" in m.group(2):
+        user = m.group(2).split(":", 1)[0]
+        shown = f"{m.group(1)}{user}:***@{shown[m.end() :]}"
+    return shown
+
+
+def url_secrets(url: str) -> set[str]:
+    """The secret values in ``url`` (see ``redact_url``), as written and percent-decoded, for
+    the log scrubber: a driver's message may quote them outside any URL."""
+    found: set[str] = set()
+    for m in _PARAM.finditer(url):
+        if _SECRET_VALUE_PARAM.search(unquote_plus(m.group(2))):
+            found.update((m.group(3), unquote_plus(m.group(3)), unquote(m.group(3))))
+    auth = _USERINFO.match(url)
+    if auth and ":" in auth.group(2):
+        userinfo = auth.group(2)
+        # the driver splits at the first "@", redact_url at the last: hold both readings
+        for password in (userinfo.split(":", 1)[1], userinfo.split("@", 1)[0].partition(":")[2]):
+            found.update((password, unquote(password)))
+    found.discard("")
+    return found
+
+
 def _check_url(value: str, schemes: tuple[str, ...], what: str) -> str:
     if not value:
         return value
     parts = urlsplit(value)
     if parts.scheme not in schemes or not (parts.netloc or parts.query):
-        raise ValueError(f"{what} must be a {'/'.join(schemes)} URL, got {value!r}")
+        raise ValueError(f"{what} must be a {'/'.join(schemes)} URL, got {redact_url(value)!r}")
     return value
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import subprocess
 import time
@@ -25,8 +24,9 @@ import orjson
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from jtrades.config import Settings
+from jtrades.config import Settings, redact_url, url_secrets
 from jtrades.errors import ConfigError, StorageUnavailable
+from jtrades.logging import register_secret, scrub
 from jtrades.store import Executor
 
 log = structlog.get_logger(__name__)
@@ -72,30 +72,45 @@ def migrations() -> list[Migration]:
 
 
 async def migrate(conn: Conn) -> list[Migration]:
-    """Apply pending migrations, each in its own transaction; returns those applied now."""
-    await conn.execute(
-        """CREATE TABLE IF NOT EXISTS schema_migrations (
-               version integer PRIMARY KEY, name text NOT NULL,
-               applied_at timestamptz NOT NULL DEFAULT now())"""
-    )
-    applied_now = []
-    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    """Apply pending migrations, each in its own transaction; returns those applied now.
+
+    A driver error becomes ``StorageUnavailable`` naming the migration that failed (the
+    database cannot be used as it is: fail closed, and say why in one line)."""
+    applied_now: list[Migration] = []
+    step = "setup"
     try:
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for mig in migrations():
-            if mig.version in done:
-                continue
-            async with conn.transaction():
-                await conn.execute(mig.sql())
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    mig.version,
-                    mig.name,
-                )
-            log.info("db.migrated", version=mig.version, name=mig.name)
-            applied_now.append(mig)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        # The lock comes before anything else, even CREATE TABLE IF NOT EXISTS: two processes
+        # creating the table at once on a fresh database both pass the "if not exists" and one
+        # fails on pg_type's unique index.
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version integer PRIMARY KEY, name text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            rows = await conn.fetch("SELECT version FROM schema_migrations")
+            done = {r["version"] for r in rows}
+            for mig in migrations():
+                if mig.version in done:
+                    continue
+                step = f"{mig.version:04d}_{mig.name}"
+                async with conn.transaction():
+                    await conn.execute(mig.sql())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                        mig.version,
+                        mig.name,
+                    )
+                log.info("db.migrated", version=mig.version, name=mig.name)
+                applied_now.append(mig)
+        finally:
+            # A connection that died with the lock has given it back already; the error that
+            # killed it is the one to report, not this one.
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise StorageUnavailable(f"database migration {step} failed: {_describe(exc)}") from None
     return applied_now
 
 
@@ -347,9 +362,15 @@ async def connect(settings: Settings, *, migrate_now: bool = False) -> Database:
     embedded: EmbeddedPostgres | None = None
     try:
         if settings.database.url:
+            # Before the driver sees it: its errors, and any log line, may quote the password.
+            for secret in url_secrets(settings.database.url):
+                register_secret(secret)
             kwargs: dict[str, Any] = {"dsn": settings.database.url}
-            pool = await _create_pool(settings, **kwargs)
-            display = _redact_url(settings.database.url)
+            try:
+                pool = await _create_pool(settings, **kwargs)
+            except ValueError as exc:  # asyncpg's ClientConfigurationError is one too
+                raise ConfigError(f"database.url is not usable: {_describe(exc)}") from None
+            display = redact_url(settings.database.url)
         else:
             embedded = EmbeddedPostgres(settings.data_dir)
             try:
@@ -365,14 +386,25 @@ async def connect(settings: Settings, *, migrate_now: bool = False) -> Database:
             kwargs = {"host": host, "user": "postgres", "database": EMBEDDED_DB}
             pool = await _create_pool(settings, **kwargs)
             display = f"embedded postgres in {embedded.pgdata}"
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
         raise StorageUnavailable(f"cannot reach the database: {_describe(exc)}") from None
+    except BaseException:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+        raise
     db = Database(pool, display, embedded, kwargs)
     if migrate_now:
-        async with pool.acquire() as conn:
-            await migrate(conn)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await db.close()
+            raise StorageUnavailable(f"cannot reach the database: {_describe(exc)}") from None
+        except BaseException:
+            await db.close()
+            raise
     return db
 
 
@@ -398,11 +430,11 @@ async def open_database(
         await db.close()
 
 
-def _redact_url(url: str) -> str:
-    """Drop the password from a DSN before it is shown anywhere."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 
 
 def _describe(exc: BaseException) -> str:
+    """A driver error as one line without secrets: URLs in it redacted, known secrets cut."""
     text = str(exc) or type(exc).__name__
-    return _redact_url(text).replace(os.linesep, " ")
+    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    return " ".join(scrub(text).splitlines())

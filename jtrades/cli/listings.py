@@ -86,6 +86,7 @@ def signals_list(
     """
 
     async def go(db: Database) -> list[signal_store.SignalRow]:
+        await listings.require_names(db.pool, user=user, recorder=recorder)
         return await signal_store.list_signals(
             db.pool,
             recorder=recorder,

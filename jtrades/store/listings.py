@@ -1,6 +1,7 @@
 """Read-only views for ``jtrades orders|positions|trades list``: rows as plain dicts, newest first.
 
-Each listing can be narrowed to one owner (``--user``) and one Tradovate login (``--account``).
+Each listing can be narrowed to one owner (``--user``) and one Tradovate login (``--account``);
+a name that does not exist is ``NotFound`` (DESIGN §4: a user error), not an empty listing.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from jtrades.errors import NotFound
 from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
 
@@ -18,10 +20,32 @@ async def _rows(ex: Executor, name: str, *args: Any) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+async def require_names(
+    ex: Executor,
+    *,
+    user: str | None = None,
+    account: str | None = None,
+    recorder: str | None = None,
+) -> None:
+    """``NotFound`` for the first of the given filter names that does not exist (any case)."""
+    if user is None and account is None and recorder is None:
+        return
+    with translate_errors():
+        found = await ex.fetchrow(q("listings.names_exist"), user, account, recorder)
+    assert found is not None
+    if not found["user"]:
+        raise NotFound(f"no user named {user!r}")
+    if not found["account"]:
+        raise NotFound(f"no account labelled {account!r}")
+    if not found["recorder"]:
+        raise NotFound(f"no recorder named {recorder!r}")
+
+
 async def intents(
     ex: Executor, *, user: str | None, account: str | None, since: datetime | None, limit: int
 ) -> list[dict[str, Any]]:
     """Orders the daemon decided to send, with their state and the broker's answer."""
+    await require_names(ex, user=user, account=account)
     return await _rows(ex, "listings.intents", user, account, since, limit)
 
 
@@ -29,12 +53,14 @@ async def broker_orders(
     ex: Executor, *, user: str | None, account: str | None, since: datetime | None, limit: int
 ) -> list[dict[str, Any]]:
     """Orders as the broker reports them (TP/SL legs included), mirrored from its events."""
+    await require_names(ex, user=user, account=account)
     return await _rows(ex, "listings.broker_orders", user, account, since, limit)
 
 
 async def positions(
     ex: Executor, *, user: str | None, account: str | None, include_flat: bool = False
 ) -> list[dict[str, Any]]:
+    await require_names(ex, user=user, account=account)
     return await _rows(ex, "listings.positions", user, account, include_flat)
 
 
@@ -42,4 +68,5 @@ async def trades(
     ex: Executor, *, user: str | None, account: str | None, since: datetime | None, limit: int
 ) -> list[dict[str, Any]]:
     """Closed round trips with P&L."""
+    await require_names(ex, user=user, account=account)
     return await _rows(ex, "listings.trades", user, account, since, limit)

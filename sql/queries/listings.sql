@@ -53,3 +53,12 @@ WHERE ($1::text IS NULL OR lower(u.name) = lower($1))
   AND ($3::timestamptz IS NULL OR t.closed_at >= $3)
 ORDER BY t.closed_at DESC, t.id DESC
 LIMIT $4;
+
+-- name: listings.names_exist($1 user name or NULL, $2 account label or NULL, $3 recorder name or NULL)
+-- A listing's filter names, each true when it exists or was not given: a mistyped name is an
+-- error, not an empty listing (an existing name with nothing to list stays an empty listing).
+SELECT ($1::text IS NULL OR EXISTS (SELECT 1 FROM users WHERE lower(name) = lower($1))) AS user,
+       ($2::text IS NULL OR EXISTS (SELECT 1 FROM accounts WHERE lower(label) = lower($2)))
+           AS account,
+       ($3::text IS NULL OR EXISTS (SELECT 1 FROM recorders WHERE lower(name) = lower($3)))
+           AS recorder;

@@ -9,12 +9,14 @@ allowed appearance is the webhook URL printed once by ``recorder create``.
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 
 import asyncpg
 import orjson
 import pytest
 
+from jtrades.config import DatabaseSettings, Settings
 from jtrades.logging import known_secrets
 from jtrades.security import new_secret_key
 from tests.cli import Result, invoke, invoke_process
@@ -211,3 +213,90 @@ def test_real_process_output_has_no_secrets(db_url: str, data_dir: Path, fmt: st
         for canary in (BROKER_PW, API_SEC, MASTER_KEY):
             assert canary not in res.stdout
             assert canary not in res.stderr
+
+
+# --- the database password (money rule 8): in a URL's userinfo or in its query ---------------
+DB_PW = "canary-db-pw-Hunter2Secret"
+
+
+def _db_url_variants(db_url: str) -> dict[str, str]:
+    """The test database's URL with DB_PW where people put it (trust auth ignores it)."""
+    scheme, rest = db_url.split("://", 1)
+    user, _, hosts = rest.partition("@")
+    joiner = "&" if "?" in db_url else "?"
+    return {
+        "userinfo": f"{scheme}://{user}:{DB_PW}@{hosts}",
+        "empty_user": f"{scheme}://:{DB_PW}@{hosts}",  # the user comes from PGUSER
+        "query": f"{db_url}{joiner}password={DB_PW}",
+        "sslpassword": f"{db_url}{joiner}sslpassword={DB_PW}&sslmode=disable",
+    }
+
+
+@pytest.mark.parametrize("where", ["userinfo", "empty_user", "query", "sslpassword"])
+def test_database_password_never_in_cli_output(db_url: str, data_dir: Path, where: str) -> None:
+    run = Recorder(_db_url_variants(db_url)[where], data_dir)
+    run.env["PGUSER"] = "postgres"
+    status = run("status", "--json")
+    assert "database" in status.json()
+    run("status")
+    run("db", "migrate")
+    run("db", "migrate", "--json")
+    run("db", "status")
+    run("orders", "list", "--json")
+    run("users", "register", "zed", "--email", "z@x.io")
+    run("users", "register", "zed", "--email", "z@x.io", expect=1)
+    run.assert_clean([DB_PW])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgress://jt:{DB_PW}@127.0.0.1:5432/jt",  # a mistyped scheme
+        f"mysql://:{DB_PW}@127.0.0.1/jt",
+        f"postgresql://jt:{DB_PW}@127.0.0.1:1/jt",  # nothing listens there
+        f"postgresql://jt@127.0.0.1:1/jt?password={DB_PW}",
+        f"postgresql://jt:{DB_PW}@127.0.0.1:notaport/jt",
+    ],
+)
+def test_database_password_never_in_cli_errors(data_dir: Path, url: str) -> None:
+    run = Recorder(url, data_dir)
+    for args in (["status", "--json"], ["db", "migrate"], ["users", "list"]):
+        r = run(*args, expect=1)
+        # one line, no traceback (the other lines are the debug log, in JSON)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("{")]
+        assert len(lines) == 1, r.stderr
+        assert lines[0].startswith("error:"), r.stderr
+    run.assert_clean([DB_PW])
+
+
+def test_database_password_never_in_daemon_logs(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.e2e.test_serve_lifecycle import run_daemon
+
+    env: dict[str, str | None] = {"JTRADES_LOG__FORMAT": "json", "JTRADES_LOG__LEVEL": "debug"}
+    monkeypatch.setenv("PGUSER", "postgres")
+    for i, where in enumerate(("userinfo", "query")):
+        url = _db_url_variants(db_url)[where]
+        (tmp_path / str(i)).mkdir()
+        with run_daemon(tmp_path / str(i), env, db_url=url) as d:
+            d.wait_ready()
+            code = d.stop(signal.SIGTERM)
+            out = d.output()
+        assert code == 0, out
+        assert '"daemon.database"' in out  # the line that used to carry it
+        assert DB_PW not in out, where
+
+
+async def test_database_password_is_registered_with_the_log_scrubber(settings: Settings) -> None:
+    from jtrades.db import connect
+    from jtrades.logging import MASK, scrub
+
+    url = _db_url_variants(settings.database.url)["query"]
+    db = await connect(settings.model_copy(update={"database": DatabaseSettings(url=url)}))
+    try:
+        # A library's message that quotes it (say, a DSN in a driver's error) is masked too.
+        assert scrub(f"could not use password {DB_PW}") == f"could not use password {MASK}"
+        assert DB_PW in known_secrets()
+    finally:
+        await db.close()

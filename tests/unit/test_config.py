@@ -115,3 +115,56 @@ def test_notify_urls_are_checked_without_repeating_them(tmp_path: Path, key: str
 def test_state_directory_is_the_default_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/jtrades")
     assert load_settings().data_dir == Path("/var/lib/jtrades")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgress://jt:S3cretPw@db/jt",  # a mistyped scheme
+        "mysql://:S3cretPw@db/jt",
+        "postgress://db/jt?sslmode=require&password=S3cretPw",
+    ],
+)
+def test_bad_database_url_is_named_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """Money rule 8: a rejected database URL is shown, but never with its password."""
+    monkeypatch.setenv("JTRADES_DATABASE__URL", url)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "database.url must be a postgres/postgresql URL" in message
+    assert "S3cretPw" not in message
+    assert "db" in message  # still says which URL was meant
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://jt:S3cretPw@db:5432/jt", "postgresql://jt:***@db:5432/jt"),
+        ("postgresql://:S3cretPw@db/jt", "postgresql://:***@db/jt"),
+        ("postgresql://jt@db/jt?password=S3cretPw", "postgresql://jt@db/jt?password=***"),
+        (
+            "postgres://db/jt?sslmode=require&PassWord=S3cretPw&application_name=x",
+            "postgres://db/jt?sslmode=require&PassWord=***&application_name=x",
+        ),
+        ("postgresql://db/jt?sslpassword=S3cretPw", "postgresql://db/jt?sslpassword=***"),
+        ("postgresql://db/jt?passfile=/S3cretPw", "postgresql://db/jt?passfile=***"),
+        # a key percent-encoded is still the key the driver reads
+        ("postgresql://db/jt?pass%77ord=S3cretPw", "postgresql://db/jt?pass%77ord=***"),
+        # characters that should have been percent-encoded stay inside the mask
+        ("postgresql://jt:S3c@ret/Pw#x@db/jt", "postgresql://jt:***@db/jt"),
+        (
+            "postgresql://jt:a%40S3cretPw@h1:5432,h2:5433/jt",
+            "postgresql://jt:***@h1:5432,h2:5433/jt",
+        ),
+        # nothing to hide: unchanged
+        ("postgresql://postgres@/jt?host=/run/pg", "postgresql://postgres@/jt?host=/run/pg"),
+        ("postgresql://jt@db/jt", "postgresql://jt@db/jt"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    from jtrades.config import redact_url
+
+    assert redact_url(url) == shown
+    assert "S3cretPw" not in redact_url(url)
