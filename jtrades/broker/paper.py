@@ -2,9 +2,10 @@
 
 The market is the signals' prices: ``on_price`` is called with each signal's price, market
 orders fill at the last known price, and working limit/stop/trailing orders trigger on later
-prices. OSO brackets and strategy legs wait (Suspended) until their entry fills, then work as
-OCO pairs priced from the fill, which is how the Tradovate simulator behaves. State lives in
-memory; reconciliation mirrors it into the database through ``events()``.
+prices by Tradovate's rules as the simulator models them (``jtrades.broker.matching``). OSO
+brackets and strategy legs wait (Suspended) until their entry fills, then work as OCO pairs
+priced from the fill, which is how the Tradovate simulator behaves. State lives in memory;
+reconciliation mirrors it into the database through ``events()``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from jtrades.broker.base import (
     SubAccount,
     WorkingOrder,
 )
+from jtrades.broker.matching import auto_trailed, fill_price, to_tick, touched, trailed
 from jtrades.broker.wakeups import Wakeups
 from jtrades.engine.instruments import calendar_contract, split_symbol, table_contract
 from jtrades.errors import BrokerRejected, InvalidSignal
@@ -53,6 +55,12 @@ class _Order:
     price: Decimal | None = None
     stop_price: Decimal | None = None
     peg: Decimal | None = None  # trailing distance (points, positive)
+    # autoTrail: trails once ``trail_trigger`` in profit over ``anchor`` (the entry's fill)
+    trail_trigger: Decimal | None = None
+    trail_freq: Decimal | None = None
+    anchor: Decimal | None = None
+    # a StopLimit whose stop has traded: now its limit works. Tradovate keeps the type StopLimit.
+    triggered: bool = False
     cl_ord_id: str | None = None
     parent_id: int | None = None
     oco_id: int | None = None
@@ -107,36 +115,45 @@ class PaperBroker:
     # --- market ---------------------------------------------------------------------------
 
     def on_price(self, symbol: str, price: Decimal) -> None:
-        """A new market price: working orders of ``symbol`` that it crosses fill."""
+        """A new market price: the working orders of ``symbol`` that it reaches fill."""
         self._prices[symbol] = price
-        for _ in range(100):  # a fill can activate brackets that trigger at the same price
-            if not self._trigger(symbol, price):
-                return
+        for o in [o for o in self._orders.values() if o.status is OrderStatus.WORKING]:
+            if o.symbol == symbol and o.status is OrderStatus.WORKING:  # OCO: maybe cancelled
+                self._check(o, price, placing=False)
 
-    def _trigger(self, symbol: str, price: Decimal) -> bool:
-        for o in list(self._orders.values()):
-            if o.symbol != symbol or o.status is not OrderStatus.WORKING:
-                continue
-            if (
-                o.be_at is not None
-                and o.be_stop is not None
-                and (price - o.be_at) * -o.side.sign >= 0
-            ):
-                # The trade reached its breakeven trigger: the stop never gives back the entry.
-                if o.stop_price is None or (o.be_stop - o.stop_price) * -o.side.sign > 0:
-                    o.stop_price = o.be_stop
-                    self._publish_order(o)
-                o.be_at = o.be_stop = None
-            if o.order_type is OrderType.TRAILING_STOP and o.peg is not None:
-                better = price - o.peg if o.side is Side.SELL else price + o.peg
-                if o.stop_price is None or (better - o.stop_price) * -o.side.sign > 0:
-                    o.stop_price = better
-                    self._publish_order(o)
-            fill_at = _crossed(o, price)
-            if fill_at is not None:
-                self._fill(o, fill_at)
-                return True
-        return False
+    def _check(self, o: _Order, px: Decimal, placing: bool) -> None:
+        """Move ``o``'s stop as the price ``px`` says, then fill it if ``px`` reaches it.
+        ``placing``: ``o`` starts working now (placed, modified, activated by its entry)."""
+        if o.be_at is not None and o.be_stop is not None and (px - o.be_at) * -o.side.sign >= 0:
+            # The trade reached its breakeven trigger: the stop never gives back the entry.
+            if o.stop_price is None or (o.be_stop - o.stop_price) * -o.side.sign > 0:
+                o.stop_price = o.be_stop
+                self._publish_order(o)
+            o.be_at = o.be_stop = None
+        if o.order_type in (OrderType.STOP, OrderType.TRAILING_STOP):
+            stop = self._trailed(o, px)
+            if stop != o.stop_price:
+                o.stop_price = stop
+                self._publish_order(o)
+        if o.order_type is OrderType.STOP_LIMIT and not o.triggered:
+            if o.stop_price is None or not touched(o.side, px, o.stop_price):
+                return
+            # Tradovate keeps it a StopLimit (a stop to reconcile); its limit is born now, at px
+            o.triggered = placing = True
+        fill_at = fill_price(o.order_type, o.side, px, o.price, o.stop_price, placing)
+        if fill_at is not None:
+            self._fill(o, fill_at)
+
+    def _trailed(self, o: _Order, px: Decimal) -> Decimal | None:
+        """``o``'s stop after ``px``; autoTrail first: the engine sends it with ``trailingStop``."""
+        tick, stop = self._tick(o.symbol), o.stop_price
+        if o.trail_trigger is not None and o.peg and o.anchor is not None and stop is not None:
+            return auto_trailed(
+                stop, px, o.side, o.anchor, o.peg, o.trail_trigger, o.trail_freq, tick
+            )
+        if o.order_type is OrderType.TRAILING_STOP and o.peg is not None:
+            return trailed(o.stop_price, px, o.side, o.peg, tick)
+        return o.stop_price
 
     # --- commands -------------------------------------------------------------------------
 
@@ -179,8 +196,11 @@ class PaperBroker:
                 kind = OrderType.TRAILING_STOP if br.trailing_stop else OrderType.STOP
                 sl = self._child(entry, exit_side, br.qty, kind)
                 sl.sl_offset = br.stop_loss
-                if br.trailing_stop:
+                if br.trailing_stop or br.trail_trigger is not None:
                     sl.peg = abs(br.stop_loss)
+                if br.trail_trigger is not None:  # autoTrail: Tradovate gets it with a trigger
+                    sl.trail_trigger = abs(br.trail_trigger)
+                    sl.trail_freq = abs(br.trail_freq) if br.trail_freq is not None else None
                 if br.breakeven is not None:
                     sl.be_trigger, sl.be_offset = abs(br.breakeven), abs(br.breakeven_offset)
             if tp is not None and sl is not None:
@@ -204,10 +224,11 @@ class PaperBroker:
         if qty < 1:
             raise BrokerRejected("quantity must be ≥ 1")
         o.qty, o.order_type, o.price, o.stop_price = qty, order_type, price, stop_price
+        o.triggered = False  # a modified stop-limit waits for its (new) stop again
         self._publish_order(o)
         last = self._prices.get(o.symbol)
-        if last is not None:
-            self.on_price(o.symbol, last)
+        if last is not None and o.status is OrderStatus.WORKING:
+            self._check(o, last, placing=True)
 
     async def cancel_order(self, order_id: int) -> None:
         o = self._orders.get(order_id)
@@ -324,6 +345,9 @@ class PaperBroker:
 
     # --- internals ------------------------------------------------------------------------
 
+    def _tick(self, symbol: str) -> Decimal | None:
+        return c.tick_size if (c := self._contracts.get(symbol)) is not None else None
+
     def _contract_id(self, symbol: str) -> int:
         c = self._contracts.get(symbol)
         return c.contract_id if c is not None and c.contract_id is not None else 0
@@ -351,8 +375,17 @@ class PaperBroker:
             raise BrokerRejected("a limit order needs a price")
         if o.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) and o.stop_price is None:
             raise BrokerRejected("a stop order needs a stop price")
+        if o.order_type is OrderType.TRAILING_STOP and o.stop_price is None and o.peg is None:
+            raise BrokerRejected("a trailing stop needs a stop price or a peg")
+        self._start_trail(o)
         self._orders[o.id] = o
         return o
+
+    def _start_trail(self, o: _Order) -> None:
+        """A trailing stop without a stop price starts ``|peg|`` from the market when placed."""
+        last = self._prices.get(o.symbol)  # none yet: the first price sets it
+        if o.order_type is OrderType.TRAILING_STOP and o.stop_price is None and o.peg and last:
+            o.stop_price = to_tick(last + o.side.sign * o.peg, self._tick(o.symbol))
 
     def _child(self, parent: _Order, side: Side, qty: int, kind: OrderType) -> _Order:
         o = _Order(
@@ -376,6 +409,7 @@ class PaperBroker:
         o.price, o.stop_price, o.cl_ord_id = b.price, b.stop_price, b.cl_ord_id or None
         if b.peg_difference is not None:
             o.peg = abs(b.peg_difference)
+        self._start_trail(o)
         return o
 
     def _activate(self, o: _Order) -> None:
@@ -386,7 +420,7 @@ class PaperBroker:
             assert last is not None
             self._fill(o, last)
         elif last is not None:
-            self.on_price(o.symbol, last)
+            self._check(o, last, placing=True)
 
     def _cancel(self, o: _Order) -> None:
         o.status = OrderStatus.CANCELED
@@ -434,8 +468,8 @@ class PaperBroker:
             if child.be_trigger is not None:
                 child.be_at = price + o.side.sign * child.be_trigger
                 child.be_stop = price + o.side.sign * child.be_offset
-            child.status = OrderStatus.WORKING
-            self._publish_order(child)
+            child.anchor = price
+            self._activate(child)
 
     def _apply_fill(self, aid: int, symbol: str, signed: int, price: Decimal) -> None:
         pos = self._positions.setdefault((aid, symbol), _Pos())
@@ -466,22 +500,3 @@ class PaperBroker:
         for q in self._subscribers:
             q.put_nowait(ev)
         self._position_waiters.on_event(ev)
-
-
-def _crossed(o: _Order, price: Decimal) -> Decimal | None:
-    """The fill price if ``price`` triggers the working order ``o``, else None."""
-    if o.order_type is OrderType.LIMIT and o.price is not None:
-        if (o.side is Side.BUY and price <= o.price) or (o.side is Side.SELL and price >= o.price):
-            return o.price
-    elif o.order_type in (OrderType.STOP, OrderType.TRAILING_STOP) and o.stop_price is not None:
-        if (o.side is Side.BUY and price >= o.stop_price) or (
-            o.side is Side.SELL and price <= o.stop_price
-        ):
-            return price
-    elif o.order_type is OrderType.STOP_LIMIT and o.stop_price is not None:
-        touched = (o.side is Side.BUY and price >= o.stop_price) or (
-            o.side is Side.SELL and price <= o.stop_price
-        )
-        if touched:
-            o.order_type = OrderType.LIMIT
-    return None

@@ -409,15 +409,9 @@ class Exchange(StrategyBook):
         tick = order.contract.root.tick
         sell = s.action == "Sell"
         new = s.stop_price
-        if s.order_type == "TrailingStop" and s.peg is not None:
-            dist = abs(s.peg)
-            cand = (
-                to_tick(px - dist, tick, ROUND_FLOOR)
-                if sell
-                else to_tick(px + dist, tick, ROUND_CEILING)
-            )
-            new = max(new, cand) if sell else min(new, cand)
-        elif order.auto_trail is not None and order.anchor is not None:
+        # autoTrail first: a trailing bracket with a trigger (what a strategy with trailingStop
+        # and autoTrail asks for) waits for the trigger and moves in steps of freq
+        if order.auto_trail is not None and order.anchor is not None:
             at = order.auto_trail
             profit = (px - order.anchor) if sell else (order.anchor - px)
             if profit >= at["trigger"]:
@@ -426,6 +420,14 @@ class Exchange(StrategyBook):
                 moved = ((cand - new) if sell else (new - cand)) // step * step
                 if moved > 0:
                     new = to_tick(new + moved if sell else new - moved, tick)
+        elif s.order_type == "TrailingStop" and s.peg is not None:
+            dist = abs(s.peg)
+            cand = (
+                to_tick(px - dist, tick, ROUND_FLOOR)
+                if sell
+                else to_tick(px + dist, tick, ROUND_CEILING)
+            )
+            new = max(new, cand) if sell else min(new, cand)
         if new != s.stop_price:
             s.stop_price = new
             order.version_id = next(self._ids)

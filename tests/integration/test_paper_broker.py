@@ -20,8 +20,10 @@ from jtrades.broker.base import (
     StrategyBracket,
     StrategyRequest,
     SubAccount,
+    WorkingOrder,
 )
 from jtrades.broker.paper import PaperBroker
+from jtrades.engine.reconcile import needs_stop
 from jtrades.errors import BrokerRejected
 
 A = SubAccount(1, "A")
@@ -248,3 +250,126 @@ async def test_breakeven_moves_the_stop_to_entry_plus_offset(
     assert paper.positions(1)[0].net_pos == 0
     assert paper.cash(1) is not None
     assert paper.cash(1).realized_pnl > 0  # type: ignore[union-attr]
+
+
+# --- Tradovate's matching, as the simulator models it (jtrades/sim/exchange.py) -----------------
+
+
+def _stop_price(paper: PaperBroker) -> Decimal | None:
+    (stop,) = paper.working_orders(1)
+    return stop.stop_price
+
+
+@pytest.mark.parametrize("side", [Side.BUY, Side.SELL])
+async def test_auto_trail_waits_for_the_trigger_then_moves_in_steps_of_freq(
+    paper: PaperBroker, side: Side
+) -> None:
+    """autoTrail: stop 5, trigger 10, freq 4. The stop stays put until the trade is 10 points in
+    profit, then follows 5 points behind the price in whole steps of 4, and never loosens."""
+    d = side.sign
+
+    def at(points: str) -> Decimal:
+        return D("100") + d * D(points)
+
+    bracket = StrategyBracket(
+        qty=1, stop_loss=D("-5") * d, trailing_stop=True, trail_trigger=D(10), trail_freq=D(4)
+    )
+    await paper.start_strategy(StrategyRequest(OrderRequest(A, SYM, side, 1), (bracket,)))
+    assert _stop_price(paper) == at("-5")
+    paper.on_price(SYM, at("3"))  # 3 points in profit: Tradovate has not moved it
+    assert _stop_price(paper) == at("-5")
+    paper.on_price(SYM, at("9.75"))
+    assert _stop_price(paper) == at("-5")
+    paper.on_price(SYM, at("10"))  # triggered: 5 behind is +5, two steps of 4 reach +3
+    assert _stop_price(paper) == at("3")
+    paper.on_price(SYM, at("11"))  # 3 points more: less than a step
+    assert _stop_price(paper) == at("3")
+    paper.on_price(SYM, at("12"))
+    assert _stop_price(paper) == at("7")
+    paper.on_price(SYM, at("8"))  # a pullback never loosens it
+    assert _stop_price(paper) == at("7")
+    paper.on_price(SYM, at("7"))
+    assert paper.positions(1)[0].net_pos == 0
+    assert paper.fills(1)[-1].price == at("7")
+
+
+async def test_a_trailing_strategy_without_a_trigger_trails_from_the_fill(
+    paper: PaperBroker,
+) -> None:
+    bracket = StrategyBracket(qty=1, stop_loss=D("-5"), trailing_stop=True)
+    await paper.start_strategy(StrategyRequest(OrderRequest(A, SYM, Side.BUY, 1), (bracket,)))
+    paper.on_price(SYM, D("103"))
+    assert _stop_price(paper) == D("98")
+
+
+async def test_a_marketable_limit_fills_at_the_market_not_at_its_limit(
+    paper: PaperBroker,
+) -> None:
+    """Tradovate fills a buy limit above the market at the market, as any exchange would."""
+    await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1, OrderType.LIMIT, price=D("101")))
+    await paper.place_order(OrderRequest(A, SYM, Side.SELL, 2, OrderType.LIMIT, price=D("99")))
+    assert [f.price for f in paper.fills(1)] == [D("100"), D("100")]
+
+
+async def test_a_limit_modified_onto_the_market_fills_at_the_market(paper: PaperBroker) -> None:
+    r = await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1, OrderType.LIMIT, price=D("90")))
+    await paper.modify_order(r.order_id, qty=1, order_type=OrderType.LIMIT, price=D("105"))
+    assert [f.price for f in paper.fills(1)] == [D("100")]
+
+
+async def test_an_oso_bracket_marketable_when_it_activates_fills_at_the_market(
+    paper: PaperBroker,
+) -> None:
+    entry = OrderRequest(A, SYM, Side.BUY, 1, OrderType.LIMIT, price=D("99"))
+    await paper.place_oso(OsoRequest(entry, BracketOrder(Side.SELL, OrderType.LIMIT, price=D(97))))
+    paper.on_price(SYM, D("98"))  # the entry is reached by the move: at its limit
+    assert [f.price for f in paper.fills(1)] == [D("99"), D("98")]
+
+
+async def _order_events(paper: PaperBroker, seen: list[WorkingOrder]) -> None:
+    async for ev in paper.events():
+        if ev.kind == "order":
+            assert isinstance(ev.entity, WorkingOrder)
+            seen.append(ev.entity)
+
+
+async def test_a_touched_stop_limit_fills_at_once_when_its_limit_is_marketable(
+    paper: PaperBroker,
+) -> None:
+    await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1))
+    await paper.place_order(
+        OrderRequest(A, SYM, Side.SELL, 1, OrderType.STOP_LIMIT, price=D(94), stop_price=D(95))
+    )
+    paper.on_price(SYM, D("94.5"))  # the stop trades: a sell limit at 94 is born at 94.5
+    assert paper.positions(1)[0].net_pos == 0
+    assert paper.fills(1)[-1].price == D("94.5")
+
+
+async def test_a_triggered_stop_limit_stays_a_stop_limit_like_on_tradovate(
+    paper: PaperBroker,
+) -> None:
+    """Tradovate keeps the order's type StopLimit once its stop traded (the sim: ``triggered``).
+    It never becomes a Limit, so reconciliation, the mirror and the event stream keep seeing
+    the position's stop, and nothing is published that the broker would not show."""
+    seen: list[WorkingOrder] = []
+    task = asyncio.create_task(_order_events(paper, seen))
+    await asyncio.sleep(0)
+    await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1))
+    r = await paper.place_order(
+        OrderRequest(A, SYM, Side.SELL, 1, OrderType.STOP_LIMIT, price=D(94), stop_price=D(95))
+    )
+    paper.on_price(SYM, D("93"))  # the stop traded, the limit is not reachable: it rests
+    (o,) = paper.working_orders(1)
+    assert (o.order_type, o.status, o.price) == (OrderType.STOP_LIMIT, OrderStatus.WORKING, D(94))
+    assert not needs_stop(paper.positions(1)[0], paper.working_orders(1))
+    paper.on_price(SYM, D("93.75"))
+    assert paper.positions(1)[0].net_pos == 1
+    paper.on_price(SYM, D("94.25"))  # reached by a price move: fills at its limit
+    assert paper.positions(1)[0].net_pos == 0
+    assert paper.fills(1)[-1].price == D("94")
+    await asyncio.sleep(0)
+    await paper.close()
+    await task
+    mine = [v for v in seen if v.order_id == r.order_id]
+    assert {v.order_type for v in mine} == {OrderType.STOP_LIMIT}
+    assert mine[-1].status is OrderStatus.FILLED
