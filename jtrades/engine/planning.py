@@ -79,6 +79,7 @@ from jtrades.broker.base import (
     WorkingOrder,
 )
 from jtrades.engine.entries import entry_order, expected_fill
+from jtrades.engine.exit_orders import StopSpec, stop_order, take_profit_leg
 from jtrades.engine.exits import CannotPlan, as_distance, as_price, resolve_exits
 from jtrades.engine.filters import apply_inverse, is_reduce
 from jtrades.engine.risk import Direction, RiskSettings
@@ -216,14 +217,12 @@ def _req(
     price: Decimal | None = None,
     stop: Decimal | None = None,
     peg: Decimal | None = None,
-    gtc: bool = False,
 ) -> OrderRequest:
-    """An order of this sub-account on this contract (exits are GTC: a DAY exit would expire
-    at the session break and leave the position naked overnight)."""
-    tif = TimeInForce.GTC if gtc else TimeInForce.DAY
+    """A DAY order of this sub-account on this contract (entries, closes; the exits of a held
+    position are GTC, ``exit_orders``)."""
     return OrderRequest(
         c.account, c.contract.symbol, side, qty, kind, cl_ord_id=cl, price=price,
-        stop_price=stop, peg_difference=peg, time_in_force=tif,
+        stop_price=stop, peg_difference=peg, time_in_force=TimeInForce.DAY,
     )  # fmt: skip
 
 
@@ -330,38 +329,42 @@ def _place_exits(
         kind = (
             OrderType.STOP if carried.order_type is OrderType.TRAILING_STOP else carried.order_type
         )
-        req = _req(c, exit_side, total, kind, steps.next_id(), price=carried.price,
-                   stop=carried.stop_price, gtc=True)  # fmt: skip
+        carry = StopSpec(kind, carried.stop_price, carried.price)
+        req = stop_order(c.account, c.contract.symbol, exit_side, total, carry, steps.next_id())
         steps.add("order", req, note="protective stop carried over")
         return f"stop carried over at {carried.stop_price}"
 
-    def stop(cl: str, qty: int) -> OrderRequest | None:
+    def stop() -> StopSpec | None:
+        # priced after the first take-profit, as it always was: which "cannot plan" reason
+        # an alert with two bad levels gets stays the same
         if exits.sl is None:
             return None
         price = as_price(exits.sl, ref, -d, c, "the stop-loss")
         if exits.trailing:
             peg = -d * round_distance(abs(ref - price), tick)
-            return _req(
-                c, exit_side, qty, OrderType.TRAILING_STOP, cl, stop=price, peg=peg, gtc=True
-            )
-        return _req(c, exit_side, qty, OrderType.STOP, cl, stop=price, gtc=True)
+            return StopSpec(OrderType.TRAILING_STOP, price, peg=peg)
+        return StopSpec(OrderType.STOP, price)
 
     if not exits.tp:
-        only = stop(steps.next_id(), total)
-        assert only is not None
+        sl = stop()
+        assert sl is not None
+        only = stop_order(c.account, c.contract.symbol, exit_side, total, sl, steps.next_id())
         steps.add("order", only, note="stop for the whole position")
         return f"stop {only.stop_price} for {total}"
     parts = []
-    for level, q in exits.tp:
+    sl = None
+    for i, (level, q) in enumerate(exits.tp):
         tp_price = as_price(level, ref, d, c, "the take-profit")
-        limit = _req(c, exit_side, q, OrderType.LIMIT, steps.next_id(), price=tp_price, gtc=True)
-        paired = stop(steps.next_id("b"), q)
-        if paired is None:
-            steps.add("order", limit, note="take-profit leg")
+        if i == 0:
+            sl = stop()
+        leg = take_profit_leg(c.account, c.contract.symbol, exit_side, q, tp_price, sl,
+                              steps.next_id(), steps.next_id("b"))  # fmt: skip
+        if isinstance(leg, OcoRequest):
+            steps.add("oco", leg, note="take-profit leg with its stop")
         else:
-            steps.add("oco", OcoRequest(limit, paired), note="take-profit leg with its stop")
+            steps.add("order", leg, note="take-profit leg")
         parts.append(f"{q}@{tp_price}")
-    sl_text = f", stop {paired.stop_price}" if paired is not None else ""
+    sl_text = f", stop {sl.stop_price}" if sl is not None else ""
     return f"TP {' '.join(parts)}{sl_text}"
 
 

@@ -8,17 +8,22 @@ Three jobs:
    order is dropped, not sent late. Run once at start, before the engine reports ready.
 2. The brokers' event streams are mirrored into ``orders``, ``fills``, ``positions`` and
    ``trades`` by ``engine.mirror``, which also keeps the day's realized P&L (``pnl``).
-3. A naked position — open, no working stop, and its trader has a stop loss configured — gets a
-   protective stop, through an intent like any other order. Only on a synced view: "missing is
-   not flat" (rule 6), an unreadable account is left alone.
+3. A naked position — open, its live stops not adding up to its size, and its trader has a
+   stop loss configured — gets protection (``engine.protection``): a stop for the uncovered
+   rest, or its exits re-placed as one OCO per take-profit plus a stop for the rest, so the
+   stops never close more than is held whatever fills. Through intents like any other order,
+   under the sub-account's dispatcher lock. Only on a synced view: "missing is not flat"
+   (rule 6), an unreadable account is left alone.
 
-The decisions (``resolve_intent``, ``needs_stop``) are pure; the class does I/O.
+The decisions (``resolve_intent``, ``needs_stop``, ``engine.protection``) are pure; the class
+does I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -27,12 +32,10 @@ import structlog
 from jtrades.broker.base import (
     Broker,
     Contract,
+    OcoRequest,
     OrderRequest,
-    OrderType,
     Position,
-    Side,
     SubAccount,
-    TimeInForce,
     WorkingOrder,
 )
 from jtrades.broker.registry import BrokerRegistry
@@ -40,15 +43,26 @@ from jtrades.config import Settings
 from jtrades.engine.config_cache import ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.mirror import Mirror, intent_state
+from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.pnl import DailyPnl
+from jtrades.engine.protection import (
+    ExitBook,
+    exit_book,
+    filled_by_order,
+    plan_protection,
+    protection_orders,
+)
 from jtrades.engine.sizing import exit_offset_points, exit_price
-from jtrades.errors import BrokerRejected
+from jtrades.engine.steps import intent_for
+from jtrades.errors import BrokerRejected, TransientBrokerError
 from jtrades.store import intents as intent_store
 from jtrades.store import trading as trading_store
 
 log = structlog.get_logger(__name__)
 
-_STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
+# How long the exits cancelled for a re-placement may take to show as gone before nothing is
+# placed this pass (they could still fill, and a stop beside them could over-close).
+CANCEL_WAIT_S = 5.0
 
 
 # --- pure decisions ---------------------------------------------------------------------------
@@ -71,18 +85,15 @@ def resolve_intent(kind: str, found: WorkingOrder | None) -> tuple[str, int | No
     return "expired", None, "no order at the broker with this clOrdId: not sent, never sent late"
 
 
-def needs_stop(position: Position, working: list[WorkingOrder]) -> bool:
-    """An open position without a working stop on its exit side in the same contract."""
-    if position.net_pos == 0:
-        return False
-    exit_side = Side.SELL if position.net_pos > 0 else Side.BUY
-    return not any(
-        o.symbol == position.symbol
-        and o.side is exit_side
-        and o.order_type in _STOPS
-        and o.status.is_open
-        for o in working
-    )
+def needs_stop(
+    position: Position,
+    working: Sequence[WorkingOrder],
+    filled: Mapping[int, int] | None = None,
+) -> bool:
+    """An open position whose live stops (Working, PendingNew, PendingReplace; what they have
+    left to fill) on its exit side in the same contract do not add up to exactly its size:
+    part of it is naked, or the stops alone would close more than is held."""
+    return exit_book(position, working, filled or {}).needs_protection
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -202,8 +213,8 @@ class Reconciler:
     # --- 2. the mirror (engine.mirror), 3. protective stops ----------------------------------------------------------------
 
     async def protect_positions(self) -> int:
-        """Place a stop for each naked position seen naked on two passes in a row (an entry's
-        brackets may still be activating on the first); returns how many were placed."""
+        """Protect each position seen naked on two passes in a row (an entry's brackets may
+        still be activating on the first); returns how many positions got orders."""
         snap = self._config.snapshot
         placed = 0
         suspects: set[tuple[int, str]] = set()
@@ -214,13 +225,14 @@ class Reconciler:
                     continue
                 positions = broker.positions(link.broker_account_id)
                 working = broker.working_orders(link.broker_account_id)
+                filled = filled_by_order(broker.fills(link.broker_account_id))
             except Exception as exc:  # unreadable: missing is not flat, do nothing
                 log.debug(
                     "reconcile.protect_skip", sub_account_id=link.sub_account_id, error=str(exc)
                 )
                 continue
             for p in positions:
-                if not needs_stop(p, working):
+                if not needs_stop(p, working, filled):
                     continue
                 key = (link.sub_account_id, p.symbol)
                 suspects.add(key)
@@ -247,66 +259,182 @@ class Reconciler:
         if trader is None or trader.settings.sl <= 0 or p.net_price is None:
             return False
         s = trader.settings
+        bid = link.broker_account_id
         async with self._dispatcher.lock_for(link.sub_account_id):
             # re-read under the lock: a signal may have just placed exits or closed it
-            current = next(
-                (x for x in broker.positions(link.broker_account_id) if x.symbol == p.symbol), None
-            )
-            if current is None or not needs_stop(
-                current, broker.working_orders(link.broker_account_id)
-            ):
+            current, book = _exit_view(broker, bid, p.symbol)
+            if current is None or current.net_price is None or not book.needs_protection:
                 return False
-            assert current.net_price is not None
             contract: Contract = await broker.find_contract(p.symbol)
             direction = 1 if current.net_pos > 0 else -1
             dist = exit_offset_points(s.sl, s.sl_units, current.net_price, contract, 1)
-            stop = exit_price(current.net_price, dist, -direction, contract.tick_size)
+            configured = exit_price(current.net_price, dist, -direction, contract.tick_size)
+            plan = plan_protection(book, configured)
+            if plan is None:
+                log.info(
+                    "reconcile.protect_waiting",
+                    sub_account_id=link.sub_account_id,
+                    symbol=p.symbol,
+                    leaving=[o.order_id for o in book.leaving],
+                )
+                return False
             now = datetime.now(UTC)
-            cl = f"jt-p-{link.sub_account_id}-{int(now.timestamp() * 1000)}"
-            req = OrderRequest(
-                SubAccount(link.broker_account_id, link.sub_name),
-                p.symbol,
-                Side.SELL if direction > 0 else Side.BUY,
-                abs(current.net_pos),
-                OrderType.STOP,
-                cl_ord_id=cl,
-                stop_price=stop,
-                time_in_force=TimeInForce.GTC,
-                text="protective stop",
-            )
-            ids = await intent_store.insert_all(
+            send = _Sender(
                 self._pool,
-                [
-                    intent_store.NewIntent(
-                        signal_id=None,
-                        trader_id=trader.id,
+                broker,
+                trader.id,
+                link.sub_account_id,
+                p.symbol,
+                prefix=f"jt-p-{link.sub_account_id}-{int(now.timestamp() * 1000)}",
+                expires_at=now + timedelta(seconds=self._settings.trading.signal_ttl_s),
+            )
+            step = 1
+            if plan.cancel:
+                cancels = [
+                    PlannedOrder(i, "cancel", None, cancel_order_id=oid, note="exits re-placed")
+                    for i, oid in enumerate(plan.cancel, start=1)
+                ]
+                done = await send(cancels)
+                step += len(cancels)
+                if not await _gone(broker, bid, done):
+                    log.error(
+                        "reconcile.protect_cancel_pending",
                         sub_account_id=link.sub_account_id,
-                        cl_ord_id=cl,
-                        step=0,
-                        kind="order",
                         symbol=p.symbol,
-                        side=str(req.side),
-                        qty=req.qty,
-                        request={"type": "order", "note": "protective stop", "stop": str(stop)},
-                        expires_at=now + timedelta(seconds=self._settings.trading.signal_ttl_s),
+                        orders=done,
                     )
-                ],
+                    return False
+                current, book = _exit_view(broker, bid, p.symbol)
+            orders = protection_orders(
+                book,
+                plan,
+                account=SubAccount(bid, link.sub_name),
+                symbol=p.symbol,
+                prefix=send.prefix,
+                first_step=step,
             )
-            if ids[0] is None:
-                return False
-            try:
-                result = await broker.place_order(req)
-            except Exception as exc:
-                await intent_store.mark_sent(self._pool, ids[0], "unknown", reason=str(exc))
-                log.error("reconcile.protect_send_failed", sub_account_id=link.sub_account_id)
-                return False
-            await intent_store.mark_sent(
-                self._pool, ids[0], "sent", broker_order_id=result.order_id
-            )
+            placed = await send(orders)
             log.warning(
                 "reconcile.protective_stop",
                 sub_account_id=link.sub_account_id,
                 symbol=p.symbol,
-                stop=str(stop),
+                stop=str(plan.stop_price),
+                reason=plan.reason,
+                cancelled=len(plan.cancel),
+                placed=len(placed),
+                net_pos=current.net_pos if current is not None else 0,
             )
+            return bool(placed)
+
+
+def _exit_view(broker: Broker, account_id: int, symbol: str) -> tuple[Position | None, ExitBook]:
+    """The account's position in ``symbol`` and its exit side, from the live view."""
+    current = next((x for x in broker.positions(account_id) if x.symbol == symbol), None)
+    if current is None or current.net_pos == 0:
+        return current, ExitBook(0)
+    filled = filled_by_order(broker.fills(account_id))
+    return current, exit_book(current, broker.working_orders(account_id), filled)
+
+
+async def _gone(broker: Broker, account_id: int, order_ids: Sequence[int]) -> bool:
+    """Whether the live view stops showing ``order_ids`` as open within ``CANCEL_WAIT_S``."""
+    wanted = set(order_ids)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CANCEL_WAIT_S
+    while True:
+        if not any(o.order_id in wanted for o in broker.working_orders(account_id)):
             return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+
+
+class _Sender:
+    """Sends one protection's steps, each through a durable intent written first (rule 1)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        broker: Broker,
+        trader_id: int,
+        sub_account_id: int,
+        symbol: str,
+        *,
+        prefix: str,
+        expires_at: datetime,
+    ) -> None:
+        self._pool = pool
+        self._broker = broker
+        self._trader_id = trader_id
+        self._sub = sub_account_id
+        self._symbol = symbol
+        self.prefix = prefix
+        self._expires_at = expires_at
+
+    async def __call__(self, steps: Sequence[PlannedOrder]) -> list[int]:
+        """Write the steps' intents, then send every one of them (a failed step does not stop
+        the others: each was sized as if all went out, so any subset stays within the position);
+        returns the order ids the broker took (cancelled ones for cancels)."""
+        if not steps:
+            return []
+        prepared = [
+            intent_for(
+                po,
+                prefix=self.prefix,
+                signal_id=None,
+                trader_id=self._trader_id,
+                sub_account_id=self._sub,
+                symbol=self._symbol,
+                expires_at=self._expires_at,
+            )
+            for po in steps
+        ]
+        ids = await intent_store.insert_all(self._pool, [ni for _, ni in prepared])
+        outcomes: list[intent_store.Outcome] = []
+        taken: list[int] = []
+        for (po, _), intent_id in zip(prepared, ids, strict=True):
+            if intent_id is None:
+                continue  # the clOrdId exists already: never sent twice
+            state, order_id, reason = await self._send(po)
+            outcomes.append(
+                intent_store.Outcome(intent_id, state, order_id, reason, sent=state != "expired")
+            )
+            if state in ("sent", "done") and order_id is not None:
+                taken.append(order_id)
+            elif po.kind == "cancel" and state == "rejected":
+                # already filled or cancelled (an OCO partner goes with its leg): the view
+                # read after the cancels decides what is placed
+                log.info(
+                    "reconcile.protect_cancel_refused", sub_account_id=self._sub, reason=reason
+                )
+            else:
+                log.error(
+                    "reconcile.protect_send_failed",
+                    sub_account_id=self._sub,
+                    step=po.step,
+                    kind=po.kind,
+                    state=state,
+                    reason=reason,
+                )
+        await intent_store.finish_many(self._pool, outcomes)
+        return taken
+
+    async def _send(self, po: PlannedOrder) -> tuple[str, int | None, str | None]:
+        req = po.request
+        try:
+            if po.kind == "cancel" and po.cancel_order_id is not None:
+                await self._broker.cancel_order(po.cancel_order_id)
+                return "done", po.cancel_order_id, None
+            if isinstance(req, OcoRequest):
+                result = await self._broker.place_oco(req)
+            elif isinstance(req, OrderRequest):
+                result = await self._broker.place_order(req)
+            else:
+                return "rejected", None, f"nothing to send for a {po.kind} step"
+        except BrokerRejected as exc:
+            return "rejected", None, str(exc) or "rejected by the broker"
+        except TransientBrokerError as exc:  # raised before the request left
+            return "expired", None, f"not sent: broker unavailable ({exc})"
+        except Exception as exc:
+            return "unknown", None, f"no answer from the broker ({type(exc).__name__})"
+        return "sent", result.order_id, None

@@ -1,0 +1,238 @@
+"""Protecting an open position with stops: how much of it its exits cover, and the orders that
+cover the rest without ever closing more than is held.
+
+Pure: (position, the account's working orders, its fills, the stop price) → decisions; the
+reconciler does the I/O (``reconcile``). The rules, and the incidents behind them:
+
+- Only live orders protect: Working, PendingNew (accepted, about to work: counting it keeps a
+  second stop from doubling the exit) and PendingReplace (working while a modify is in flight).
+  Suspended orders are the brackets of an entry not filled yet: they exit the contracts that
+  entry will add, so they are neither counted nor touched. PendingCancel orders (and a working
+  exit-side market order) are on their way out: they cover nothing but may still fill, so
+  nothing is placed until they are gone.
+- Quantities are what is left to fill: Tradovate keeps a partly filled order Working with its
+  full ``orderQty``, so the fills are subtracted.
+- A take-profit and a stop OCO-linked to each other with the same quantity left are a pair: at
+  most that many contracts exit, whichever fills. Any other limit can fill together with any stop.
+- Covered means the live stops (paired or not) add up to exactly |net_pos|. Less: part of the
+  position is naked (a DCA re-placement stopped after its first OCO left a stop for one leg of
+  three). More: the stops alone would close more than is held.
+- A position whose stops cover it exactly is left alone even beside take-profits not linked to
+  them: a Tradovate bracket strategy shares one stop between its legs and links them itself,
+  which the live view does not show.
+- To cover: without loose take-profits and with the stops under the position, one plain stop
+  tops up the remainder. Otherwise every live exit is cancelled and the exits are re-placed the
+  way the DCA path places them (``exit_orders``): one OCO per take-profit (its price and the
+  quantity it has left, nearest the market first, trimmed to the position) with its share of
+  the stop, then a plain stop for the rest. A stand-alone stop beside working take-profits is
+  what once turned a long 1 into a short 1 (TP1 filled, the 2-lot stop did not shrink).
+- What is placed is sized from the view after the cancels (a take-profit may have filled
+  meanwhile): never more than |net_pos| minus what the live exits could still close.
+- The stop price is the live stop nearest the market when there is one (a trailed or
+  breakeven stop keeps its progress), else the configured level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from jtrades.broker.base import (
+    Fill,
+    OcoRequest,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    SubAccount,
+    WorkingOrder,
+)
+from jtrades.engine.exit_orders import StopSpec, stop_order, take_profit_leg
+from jtrades.engine.planning import PlannedOrder
+
+LIVE = frozenset({OrderStatus.WORKING, OrderStatus.PENDING_NEW, OrderStatus.PENDING_REPLACE})
+STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
+TEXT = "protective stop"  # shown with the orders at the broker
+
+
+def filled_by_order(fills: Iterable[Fill]) -> dict[int, int]:
+    """Contracts filled so far per order id."""
+    out: dict[int, int] = {}
+    for f in fills:
+        out[f.order_id] = out.get(f.order_id, 0) + f.qty
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ExitBook:
+    """The exit side of one position as the broker shows it."""
+
+    net_pos: int
+    pairs: tuple[tuple[WorkingOrder, WorkingOrder], ...] = ()  # (take-profit, stop), OCO
+    stops: tuple[WorkingOrder, ...] = ()  # live stops outside a pair
+    limits: tuple[WorkingOrder, ...] = ()  # live take-profits outside a pair
+    leaving: tuple[WorkingOrder, ...] = ()  # PendingCancel / market: may fill, cover nothing
+    filled: Mapping[int, int] = field(default_factory=dict)
+
+    def left(self, order: WorkingOrder) -> int:
+        """Contracts ``order`` can still fill."""
+        return max(0, order.qty - self.filled.get(order.order_id, 0))
+
+    @property
+    def coverage(self) -> int:
+        """Contracts the live stops would close."""
+        return sum(self.left(s) for _, s in self.pairs) + sum(self.left(s) for s in self.stops)
+
+    @property
+    def exposure(self) -> int:
+        """The most the live exits could close together (a pair counts once)."""
+        return self.coverage + sum(self.left(lim) for lim in self.limits)
+
+    @property
+    def live_ids(self) -> tuple[int, ...]:
+        return (
+            *(o.order_id for pair in self.pairs for o in pair),
+            *(o.order_id for o in self.stops),
+            *(o.order_id for o in self.limits),
+        )
+
+    @property
+    def needs_protection(self) -> bool:
+        """Open, and its live stops do not add up to exactly the position."""
+        return self.net_pos != 0 and self.coverage != abs(self.net_pos)
+
+
+def exit_book(
+    position: Position, working: Sequence[WorkingOrder], filled: Mapping[int, int]
+) -> ExitBook:
+    """Sort ``position``'s exit-side orders (same account and contract) into pairs, stand-alone
+    stops, loose take-profits and orders on their way out; orders of another account, contract
+    or side, suspended brackets and finished orders are left out (never touched)."""
+    net = position.net_pos
+    if net == 0:
+        return ExitBook(0, filled=filled)
+    exit_side = Side.SELL if net > 0 else Side.BUY
+    book = ExitBook(net, filled=filled)
+    mine = [
+        o
+        for o in working
+        if o.account_id == position.account_id
+        and o.symbol == position.symbol
+        and o.side is exit_side
+        and book.left(o) > 0
+    ]
+    leaving = [
+        o
+        for o in mine
+        if o.status is OrderStatus.PENDING_CANCEL
+        or (o.status in LIVE and o.order_type is OrderType.MARKET)
+    ]
+    live = [o for o in mine if o.status in LIVE and o.order_type is not OrderType.MARKET]
+    stops = {o.order_id: o for o in live if o.order_type in STOP_TYPES}
+    limits = [o for o in live if o.order_type is OrderType.LIMIT]
+    pairs: list[tuple[WorkingOrder, WorkingOrder]] = []
+    loose: list[WorkingOrder] = []
+    for lim in limits:
+        partner = stops.get(lim.oco_id) if lim.oco_id is not None else None
+        if partner is None:
+            partner = next((s for s in stops.values() if s.oco_id == lim.order_id), None)
+        if partner is not None and book.left(partner) == book.left(lim):
+            pairs.append((lim, partner))
+            del stops[partner.order_id]
+        else:
+            loose.append(lim)
+    return ExitBook(net, tuple(pairs), tuple(stops.values()), tuple(loose), tuple(leaving), filled)
+
+
+@dataclass(frozen=True, slots=True)
+class TakeProfit:
+    """A take-profit to re-place: its order (to count its fills), price and full quantity."""
+
+    order_id: int
+    price: Decimal
+    qty: int
+
+
+@dataclass(frozen=True, slots=True)
+class Protection:
+    """What covers a position: cancel these live exits first (and wait until they are gone),
+    then place ``protection_orders`` from the view as it is then."""
+
+    exit_side: Side
+    cancel: tuple[int, ...]
+    take_profits: tuple[TakeProfit, ...]  # nearest the market first
+    stop_price: Decimal
+    reason: str
+
+
+def plan_protection(book: ExitBook, configured_stop: Decimal) -> Protection | None:
+    """How to cover ``book``'s position (module docstring); None when it is covered, flat, or
+    has orders on their way out (decided once they are gone)."""
+    if not book.needs_protection or book.leaving:
+        return None
+    held = abs(book.net_pos)
+    long = book.net_pos > 0
+    exit_side = Side.SELL if long else Side.BUY
+    live_stops = [s for _, s in book.pairs] + list(book.stops)
+    prices = [s.stop_price for s in live_stops if s.stop_price is not None]
+    stop_price = (max(prices) if long else min(prices)) if prices else configured_stop
+    coverage = book.coverage
+    if not book.limits and coverage < held:
+        return Protection(
+            exit_side, (), (), stop_price, f"stops cover {coverage} of {held}: stop the rest"
+        )
+    tps = [
+        TakeProfit(lim.order_id, lim.price, lim.qty)
+        for lim in [*(tp for tp, _ in book.pairs), *book.limits]
+        if lim.price is not None
+    ]
+    tps.sort(key=lambda tp: tp.price if long else -tp.price)
+    why = (
+        f"stops for {coverage} would close more than the {held} held"
+        if coverage > held
+        else f"stops cover {coverage} of {held} beside take-profits not linked to them"
+    )
+    return Protection(exit_side, book.live_ids, tuple(tps), stop_price, f"{why}: re-place")
+
+
+def protection_orders(
+    book: ExitBook,
+    plan: Protection,
+    *,
+    account: SubAccount,
+    symbol: str,
+    prefix: str,
+    first_step: int = 1,
+) -> list[PlannedOrder]:
+    """The orders that cover ``book``'s position (read after ``plan.cancel`` went) as steps
+    numbered from ``first_step`` (clOrdIds ``{prefix}-{step}``, an OCO's stop ``…b``): one OCO
+    per take-profit with what it has left, then a plain stop for the rest, all within what no
+    live exit can close yet. Nothing when the position went flat or changed side, or orders
+    are still on their way out."""
+    net = book.net_pos
+    if net == 0 or (net > 0) != (plan.exit_side is Side.SELL) or book.leaving:
+        return []
+    held = abs(net)
+    room = held - book.exposure  # contracts no live exit can close
+    need = held - book.coverage
+    stop = StopSpec(OrderType.STOP, plan.stop_price)
+    out: list[PlannedOrder] = []
+    for tp in plan.take_profits:
+        q = min(tp.qty - book.filled.get(tp.order_id, 0), room, need)
+        if q <= 0:
+            continue
+        step = first_step + len(out)
+        leg = take_profit_leg(
+            account, symbol, plan.exit_side, q, tp.price, stop, f"{prefix}-{step}",
+            f"{prefix}-{step}b", TEXT,
+        )  # fmt: skip
+        assert isinstance(leg, OcoRequest)
+        out.append(PlannedOrder(step, "oco", leg, note="take-profit leg with its stop"))
+        room, need = room - q, need - q
+    rest = min(room, need)
+    if rest > 0:
+        step = first_step + len(out)
+        req = stop_order(account, symbol, plan.exit_side, rest, stop, f"{prefix}-{step}", TEXT)
+        out.append(PlannedOrder(step, "order", req, note="protective stop"))
+    return out

@@ -1,0 +1,151 @@
+"""Protective stops with the real Tradovate client against the simulator, over real sockets:
+take-profit legs left without a stop get one OCO stop share each (never a stop that closes
+more than is held once a leg has filled), and a bracket strategy that is whole is left alone."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from jtrades.broker.registry import BrokerRegistry
+from jtrades.broker.tradovate.pool import TradovatePool
+from jtrades.config import Settings
+from jtrades.db import Database, connect
+from jtrades.engine.engine import Engine
+from tests.integration.test_engine import buy, make_recorder, make_trader, make_user, send, wait_for
+from tests.simutil import SimHandle, running_sim
+
+TP_LADDER = [{"target": "20", "qty": 1}, {"target": "40"}]  # ticks: 5 and 10 points
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    db = await connect(settings)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+@asynccontextmanager
+async def _sim_world(
+    database: Database, settings: Settings, **risk: Any
+) -> AsyncIterator[tuple[SimHandle, Engine, dict[str, Any]]]:
+    pool = database.pool
+    async with running_sim() as sim:
+        sim.add_login("px_tv", "px-pw", ["PX1"])
+        await sim.set_price("MNQ", "21500")
+        tv = TradovatePool(
+            settings.tradovate.model_copy(
+                update={
+                    "demo_rest_url": sim.rest_url,
+                    "demo_ws_url": sim.ws_url,
+                    "connect_stagger_s": 0,
+                }
+            )
+        )
+        try:
+            broker = await tv.broker("demo", "px_tv", "px-pw")
+            u = await make_user(pool, "pxs")
+            rec = await make_recorder(pool, u, "pxs-rec", **risk)
+            aid = await pool.fetchval(
+                "INSERT INTO accounts (user_id, label, env, username)"
+                " VALUES ($1, 'px-demo', 'demo', 'px_tv') RETURNING id",
+                u,
+            )
+            bid = sim.account_id("PX1")
+            sub = await pool.fetchval(
+                "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
+                " VALUES ($1, $2, 'PX1') RETURNING id",
+                aid,
+                bid,
+            )
+            trader = await make_trader(pool, u, rec, [(sub, 1)])
+            brokers = BrokerRegistry(database, settings)
+            brokers.attach(aid, "demo", broker)
+            engine = Engine(database, settings, brokers)
+            await engine.start()
+            try:
+                yield sim, engine, {"rec": rec, "trader": trader, "bid": bid, "broker": broker}
+            finally:
+                await engine.close()
+        finally:
+            await tv.close()
+
+
+def _net(sim: SimHandle) -> int:
+    return sum(sim.positions("PX1").values())
+
+
+async def _view_net(w: dict[str, Any], expected: int) -> None:
+    async def seen() -> bool:
+        return sum(p.net_pos for p in w["broker"].positions(w["bid"])) == expected
+
+    await wait_for(seen, f"the live view shows net {expected}")
+
+
+async def _view_orders(w: dict[str, Any], count: int) -> None:
+    async def seen() -> bool:
+        return len(w["broker"].working_orders(w["bid"])) == count
+
+    await wait_for(seen, f"the live view shows {count} working orders")
+
+
+async def test_tp_legs_without_a_stop_end_flat_at_the_simulator(
+    database: Database, settings: Settings
+) -> None:
+    pool = database.pool
+    async with _sim_world(database, settings, size=2, tp=TP_LADDER) as (sim, engine, w):
+        out = await send(engine, pool, w["rec"], buy("21500"))
+        assert out.orders == 1
+        await _view_net(w, 2)
+        await _view_orders(w, 2)  # the strategy's two take-profits, no stop
+        await pool.execute(
+            "UPDATE traders SET sl = 40, updated_at = now() WHERE id=$1", w["trader"]
+        )
+        await engine.config.refresh()
+        assert await engine.reconciler.protect_positions() == 0
+        assert await engine.reconciler.protect_positions() == 1
+
+        orders = sim.working_orders("PX1")
+        limits = sorted((o["price"], o["qty"]) for o in orders if o["orderType"] == "Limit")
+        stops = sorted((o["stopPrice"], o["qty"]) for o in orders if o["orderType"] == "Stop")
+        assert limits == [(21505, 1), (21510, 1)]
+        assert stops == [(21490, 1), (21490, 1)]
+        assert all(o["ocoId"] for o in orders)
+
+        await sim.set_price("MNQ", "21505")  # TP1
+        assert _net(sim) == 1
+        await _view_net(w, 1)
+        await _view_orders(w, 2)
+        assert await engine.reconciler.protect_positions() == 0  # exactly covered
+
+        await sim.set_price("MNQ", "21490")  # the stop
+        assert _net(sim) == 0
+        assert sim.working_orders("PX1") == []
+        await sim.set_price("MNQ", "21515")
+        assert _net(sim) == 0
+
+
+async def test_a_whole_bracket_strategy_is_left_alone(
+    database: Database, settings: Settings
+) -> None:
+    """The simulator's multi-leg strategy shares one stop between its TP legs (no ocoId on
+    them: the strategy links them); it covers the position, so nothing is cancelled or added."""
+    pool = database.pool
+    async with _sim_world(database, settings, size=2, tp=TP_LADDER, sl=Decimal(40)) as (
+        sim,
+        engine,
+        w,
+    ):
+        await send(engine, pool, w["rec"], buy("21500"))
+        await _view_net(w, 2)
+        await _view_orders(w, 3)
+        before = sorted(o["id"] for o in sim.working_orders("PX1"))
+        assert await engine.reconciler.protect_positions() == 0
+        assert await engine.reconciler.protect_positions() == 0
+        assert sorted(o["id"] for o in sim.working_orders("PX1")) == before

@@ -1,0 +1,410 @@
+"""Protection of open positions (``engine.protection``, ``reconcile.needs_stop``): only live
+stops count, by what they have left, for the whole position; re-placed exits never close more
+than is held, whichever of them fill."""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jtrades.broker.base import (
+    OcoRequest,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    SubAccount,
+    TimeInForce,
+    WorkingOrder,
+)
+from jtrades.engine.planning import PlannedOrder
+from jtrades.engine.protection import (
+    STOP_TYPES,
+    ExitBook,
+    exit_book,
+    plan_protection,
+    protection_orders,
+)
+from jtrades.engine.reconcile import needs_stop
+
+D = Decimal
+AID, SYM = 7, "MNQZ6"
+ACCT = SubAccount(AID, "DEMO7")
+W = OrderStatus.WORKING
+
+
+def pos(net: int, symbol: str = SYM) -> Position:
+    return Position(AID, 42, symbol, net, D(21500))
+
+
+def order(
+    oid: int,
+    side: Side,
+    qty: int,
+    kind: OrderType,
+    *,
+    price: str | None = None,
+    stop: str | None = None,
+    status: OrderStatus = W,
+    oco: int | None = None,
+    symbol: str = SYM,
+    account: int = AID,
+) -> WorkingOrder:
+    return WorkingOrder(
+        oid,
+        account,
+        42,
+        symbol,
+        side,
+        qty,
+        kind,
+        status,
+        price=D(price) if price is not None else None,
+        stop_price=D(stop) if stop is not None else None,
+        oco_id=oco,
+    )
+
+
+def stop(oid: int, qty: int, at: str = "21490", **kw: object) -> WorkingOrder:
+    return order(oid, Side.SELL, qty, OrderType.STOP, stop=at, **kw)  # type: ignore[arg-type]
+
+
+def tp(oid: int, qty: int, at: str, **kw: object) -> WorkingOrder:
+    return order(oid, Side.SELL, qty, OrderType.LIMIT, price=at, **kw)  # type: ignore[arg-type]
+
+
+def place(book: ExitBook, configured: str = "21490") -> list[PlannedOrder]:
+    plan = plan_protection(book, D(configured))
+    assert plan is not None
+    assert plan.cancel == ()
+    return protection_orders(book, plan, account=ACCT, symbol=SYM, prefix="jt-p-1-0")
+
+
+# --- what counts as protection -----------------------------------------------------------
+
+
+def test_a_stop_for_one_leg_of_three_is_not_protection() -> None:
+    assert needs_stop(pos(3), [stop(1, 1)])
+    assert not needs_stop(pos(3), [stop(1, 1), stop(2, 2)])
+
+
+def test_only_live_stops_count() -> None:
+    for status in (OrderStatus.SUSPENDED, OrderStatus.PENDING_CANCEL, OrderStatus.CANCELED):
+        assert needs_stop(pos(2), [stop(1, 2, status=status)]), status
+    for status in (OrderStatus.WORKING, OrderStatus.PENDING_NEW, OrderStatus.PENDING_REPLACE):
+        assert not needs_stop(pos(2), [stop(1, 2, status=status)]), status
+
+
+def test_a_partly_filled_stop_counts_what_it_has_left() -> None:
+    assert needs_stop(pos(2), [stop(1, 3)], {1: 2})
+    assert not needs_stop(pos(1), [stop(1, 3)], {1: 2})
+
+
+def test_stops_larger_than_the_position_need_re_placing() -> None:
+    assert needs_stop(pos(1), [stop(1, 2)])
+    assert needs_stop(pos(-1), [order(1, Side.BUY, 2, OrderType.STOP, stop="21510")])
+
+
+def test_other_accounts_contracts_and_sides_do_not_count() -> None:
+    assert needs_stop(pos(1), [stop(1, 1, symbol="MESZ6"), stop(2, 1, account=8)])
+    assert needs_stop(pos(-1), [stop(1, 1)])  # a sell stop does not protect a short
+    assert not needs_stop(pos(0), [])
+
+
+# --- the plan -------------------------------------------------------------------------------
+
+
+def test_long_three_with_a_one_lot_stop_tops_up_two_at_its_price() -> None:
+    book = exit_book(pos(3), [stop(1, 1, "21488.75")], {})
+    (step,) = place(book)
+    req = step.request
+    assert isinstance(req, OrderRequest)
+    assert (req.side, req.qty, req.order_type, req.stop_price) == (
+        Side.SELL,
+        2,
+        OrderType.STOP,
+        D("21488.75"),
+    )
+    assert req.time_in_force is TimeInForce.GTC
+    assert req.cl_ord_id == "jt-p-1-0-1"
+
+
+def test_a_pair_missing_its_second_leg_keeps_the_first_and_stops_the_rest() -> None:
+    """The DCA re-placement stopped after its first OCO: that pair stays as it is."""
+    book = exit_book(pos(3), [tp(1, 1, "21505", oco=2), stop(2, 1, oco=1)], {})
+    (step,) = place(book)
+    assert isinstance(step.request, OrderRequest)
+    assert step.request.qty == 2
+
+
+def test_take_profits_without_a_stop_are_re_placed_one_oco_per_leg() -> None:
+    book = exit_book(pos(2), [tp(1, 1, "21510"), tp(2, 1, "21505")], {})
+    plan = plan_protection(book, D(21490))
+    assert plan is not None
+    assert set(plan.cancel) == {1, 2}
+    after = exit_book(pos(2), [], {})  # the cancels went
+    steps = protection_orders(after, plan, account=ACCT, symbol=SYM, prefix="p", first_step=3)
+    assert [s.kind for s in steps] == ["oco", "oco"]
+    legs = [s.request for s in steps]
+    assert all(isinstance(r, OcoRequest) for r in legs)
+    pairs = [(r.first.price, r.first.qty, r.second.stop_price, r.second.qty) for r in legs]  # type: ignore[union-attr]
+    assert pairs == [(D(21505), 1, D(21490), 1), (D(21510), 1, D(21490), 1)]  # nearest first
+    assert [r.first.cl_ord_id for r in legs] == ["p-3", "p-4"]  # type: ignore[union-attr]
+    assert [r.second.cl_ord_id for r in legs] == ["p-3b", "p-4b"]  # type: ignore[union-attr]
+
+
+def test_take_profits_over_the_position_are_trimmed_nearest_first() -> None:
+    buy = Side.BUY
+    book = exit_book(
+        pos(-2),
+        [
+            order(1, buy, 1, OrderType.LIMIT, price="21480"),
+            order(2, buy, 2, OrderType.LIMIT, price="21495"),
+        ],
+        {},
+    )
+    plan = plan_protection(book, D(21510))
+    assert plan is not None
+    steps = protection_orders(
+        exit_book(pos(-2), [], {}), plan, account=ACCT, symbol=SYM, prefix="p"
+    )
+    (only,) = steps
+    assert isinstance(only.request, OcoRequest)
+    assert (only.request.first.price, only.request.first.qty) == (D(21495), 2)
+    assert (only.request.second.side, only.request.second.stop_price) == (buy, D(21510))
+
+
+def test_a_partly_filled_take_profit_is_re_placed_for_what_it_has_left() -> None:
+    book = exit_book(pos(2), [tp(1, 2, "21505"), tp(2, 1, "21510")], {1: 1})
+    plan = plan_protection(book, D(21490))
+    assert plan is not None
+    steps = protection_orders(
+        exit_book(pos(2), [], {1: 1}), plan, account=ACCT, symbol=SYM, prefix="p"
+    )
+    assert [(s.request.first.price, s.request.first.qty) for s in steps] == [  # type: ignore[union-attr]
+        (D(21505), 1),
+        (D(21510), 1),
+    ]
+
+
+def test_a_take_profit_that_filled_during_the_cancels_is_not_re_placed() -> None:
+    book = exit_book(pos(2), [tp(1, 1, "21505"), tp(2, 1, "21510")], {})
+    plan = plan_protection(book, D(21490))
+    assert plan is not None
+    # TP1 filled before its cancel arrived: long 1, its fill in the view
+    steps = protection_orders(
+        exit_book(pos(1), [], {1: 1}), plan, account=ACCT, symbol=SYM, prefix="p"
+    )
+    (only,) = steps
+    assert isinstance(only.request, OcoRequest)
+    assert (only.request.first.price, only.request.second.qty) == (D(21510), 1)
+    # flat, or gone the other way: nothing
+    assert (
+        protection_orders(exit_book(pos(0), [], {}), plan, account=ACCT, symbol=SYM, prefix="p")
+        == []
+    )
+    assert (
+        protection_orders(exit_book(pos(-1), [], {}), plan, account=ACCT, symbol=SYM, prefix="p")
+        == []
+    )
+
+
+def test_a_stop_that_covers_beside_unlinked_take_profits_is_left_alone() -> None:
+    """A Tradovate bracket strategy: TP legs and one shared stop, linked by the strategy."""
+    book = exit_book(pos(2), [tp(1, 1, "21505"), tp(2, 1, "21510"), stop(3, 2)], {})
+    assert plan_protection(book, D(21490)) is None
+
+
+def test_a_naked_position_with_a_stop_on_its_way_out_waits() -> None:
+    book = exit_book(pos(2), [stop(1, 2, status=OrderStatus.PENDING_CANCEL)], {})
+    assert book.needs_protection
+    assert plan_protection(book, D(21490)) is None
+    plan = plan_protection(exit_book(pos(2), [], {}), D(21490))
+    assert plan is not None
+    assert protection_orders(book, plan, account=ACCT, symbol=SYM, prefix="p") == []
+
+
+def test_an_over_sized_stop_is_re_placed_at_its_price_for_the_position() -> None:
+    book = exit_book(pos(1), [stop(1, 2, "21495.5"), tp(2, 1, "21510")], {})
+    plan = plan_protection(book, D(21490))
+    assert plan is not None
+    assert set(plan.cancel) == {1, 2}
+    (leg,) = protection_orders(
+        exit_book(pos(1), [], {}), plan, account=ACCT, symbol=SYM, prefix="p"
+    )
+    assert isinstance(leg.request, OcoRequest)
+    assert (leg.request.first.qty, leg.request.second.stop_price) == (1, D("21495.5"))
+
+
+def test_suspended_brackets_and_other_orders_are_never_cancelled() -> None:
+    book = exit_book(
+        pos(2),
+        [
+            tp(1, 1, "21505"),
+            tp(2, 1, "21530", status=OrderStatus.SUSPENDED),  # an unfilled entry's bracket
+            stop(3, 1, status=OrderStatus.SUSPENDED),
+            tp(4, 1, "21505", symbol="MESZ6"),
+            tp(5, 1, "21505", account=8),
+            order(6, Side.BUY, 1, OrderType.LIMIT, price="21400"),  # an add, not an exit
+        ],
+        {},
+    )
+    plan = plan_protection(book, D(21490))
+    assert plan is not None
+    assert plan.cancel == (1,)
+
+
+# --- whatever fills, never more than is held ------------------------------------------------
+
+KINDS = [OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP,
+         OrderType.MARKET]  # fmt: skip
+STATUSES = [W, W, W, W, OrderStatus.PENDING_NEW, OrderStatus.PENDING_REPLACE,
+            OrderStatus.PENDING_CANCEL, OrderStatus.SUSPENDED, OrderStatus.FILLED,
+            OrderStatus.CANCELED]  # fmt: skip
+
+# one order: exit side?, type, status, qty, filled, price offset (points), symbol, account
+Single = tuple[bool, OrderType, OrderStatus, int, int, int, str, int]
+# a take-profit OCO-linked with a stop: qty, filled of each, status of each, price offset
+Pair = tuple[int, int, int, OrderStatus, OrderStatus, int]
+
+singles = st.lists(
+    st.tuples(
+        st.booleans(),
+        st.sampled_from(KINDS),
+        st.sampled_from(STATUSES),
+        st.integers(1, 4),
+        st.sampled_from([0, 0, 0, 1, 2]),
+        st.integers(1, 12),
+        st.sampled_from([SYM, SYM, SYM, "MESZ6"]),
+        st.sampled_from([AID, AID, AID, 8]),
+    ),
+    max_size=5,
+)
+pairs = st.lists(
+    st.tuples(
+        st.integers(1, 3),
+        st.sampled_from([0, 0, 1]),
+        st.sampled_from([0, 0, 1]),
+        st.sampled_from(STATUSES),
+        st.sampled_from(STATUSES),
+        st.integers(1, 12),
+    ),
+    max_size=3,
+)
+
+
+def _book_orders(
+    net: int, singles: list[Single], pairs: list[Pair]
+) -> tuple[list[WorkingOrder], dict[int, int]]:
+    long = net > 0
+    exit_side = Side.SELL if long else Side.BUY
+    ids = itertools.count(1)
+    orders: list[WorkingOrder] = []
+    filled: dict[int, int] = {}
+
+    def prices(off: int) -> tuple[Decimal, Decimal]:  # (take-profit, stop)
+        return (D(21500) + off, D(21500) - off) if long else (D(21500) - off, D(21500) + off)
+
+    for is_exit, kind, status, qty, done, off, symbol, account in singles:
+        oid = next(ids)
+        profit, loss = prices(off)
+        orders.append(
+            WorkingOrder(
+                oid, account, 42, symbol, exit_side if is_exit else exit_side.opposite, qty,
+                kind, status,
+                price=profit if kind is OrderType.LIMIT else None,
+                stop_price=loss if kind in STOP_TYPES else None,
+            )
+        )  # fmt: skip
+        if done:
+            filled[oid] = min(done, qty)
+    for qty, done_tp, done_sl, status_tp, status_sl, off in pairs:
+        a, b = next(ids), next(ids)
+        profit, loss = prices(off)
+        orders.append(WorkingOrder(a, AID, 42, SYM, exit_side, qty, OrderType.LIMIT, status_tp,
+                                   price=profit, oco_id=b))  # fmt: skip
+        orders.append(WorkingOrder(b, AID, 42, SYM, exit_side, qty, OrderType.STOP, status_sl,
+                                   stop_price=loss, oco_id=a))  # fmt: skip
+        filled[a], filled[b] = min(done_tp, qty), min(done_sl, qty)
+    return orders, filled
+
+
+def _worst_exit(groups: list[list[int]]) -> int:
+    """The most contracts the groups can close together, trying every combination of fills
+    (within an OCO group one fill cancels the others)."""
+    best = 0
+    for pick in itertools.product(*[[0, *g] for g in groups]):
+        best = max(best, sum(pick))
+    return best
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.integers(-6, 6).filter(lambda n: n != 0),
+    singles,
+    pairs,
+    st.lists(st.booleans(), max_size=11),
+)
+def test_protection_never_closes_more_than_is_held(
+    net: int, some: list[Single], linked: list[Pair], raced: list[bool]
+) -> None:
+    orders, filled = _book_orders(net, some, linked)
+    book = exit_book(pos(net), orders, filled)
+    plan = plan_protection(book, D(21490) if net > 0 else D(21510))
+    if plan is None:
+        assert not book.needs_protection or book.leaving
+        return
+    # only this position's live exits are ever cancelled
+    live = set(book.live_ids)
+    assert set(plan.cancel) <= live
+    for oid in plan.cancel:
+        o = next(x for x in orders if x.order_id == oid)
+        assert (o.account_id, o.symbol, o.status.is_open) == (AID, SYM, True)
+        assert o.status is not OrderStatus.SUSPENDED
+    # the cancels race the market: some take-profits fill first (never through flat)
+    held, filled2 = abs(net), dict(filled)
+    for oid, won in zip(plan.cancel, raced, strict=False):
+        o = next(x for x in orders if x.order_id == oid)
+        left = book.left(o)
+        if won and o.order_type is OrderType.LIMIT and left <= held:
+            held -= left
+            filled2[oid] = o.qty
+    net2 = held if net > 0 else -held
+    rest = [o for o in orders if o.order_id not in plan.cancel]
+    after = exit_book(pos(net2), rest, filled2)
+    steps = protection_orders(after, plan, account=ACCT, symbol=SYM, prefix="jt-p-1-0")
+    if net2 == 0:
+        assert steps == []
+        return
+
+    groups: list[list[int]] = [[after.left(a), after.left(b)] for a, b in after.pairs]
+    groups += [[after.left(o)] for o in (*after.stops, *after.limits)]
+    stop_side = sum(after.left(s) for _, s in after.pairs) + sum(after.left(s) for s in after.stops)
+    tp_side = sum(after.left(t) for t, _ in after.pairs) + sum(after.left(t) for t in after.limits)
+    for step in steps:
+        req = step.request
+        if isinstance(req, OcoRequest):
+            assert (req.first.order_type, req.second.order_type) == (
+                OrderType.LIMIT,
+                OrderType.STOP,
+            )
+            assert req.first.qty == req.second.qty >= 1
+            assert req.first.side is req.second.side is plan.exit_side
+            groups.append([req.first.qty, req.second.qty])
+            stop_side += req.second.qty
+            tp_side += req.first.qty
+        else:
+            assert isinstance(req, OrderRequest)
+            assert req.order_type is OrderType.STOP
+            assert req.qty >= 1
+            assert req.side is plan.exit_side
+            groups.append([req.qty])
+            stop_side += req.qty
+    assert stop_side <= held
+    assert tp_side <= held
+    assert _worst_exit(groups) <= held
+    assert stop_side == held  # and the whole position is covered
