@@ -2,8 +2,11 @@
 
 The kill switch is written to the database; the running daemon picks it up within seconds
 through its configuration fingerprint. A halt blocks every entry; closes still pass, so a halted
-account can always be taken flat. ``status`` reads the daemon's heartbeat row: a heartbeat older
-than a few intervals means the daemon is not running (or hangs).
+account can always be taken flat. ``halt --flatten`` requests accumulate on the flag until the
+daemon has carried them out (``store.flatten``); ``resume`` cancels those it covers. The flag is
+rewritten only under its row lock, so nothing the daemon committed meanwhile is undone.
+``status`` reads the daemon's heartbeat row: a heartbeat older than a few intervals means the
+daemon is not running (or hangs).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from jtrades.cli.common import (
 )
 from jtrades.db import Database
 from jtrades.store import audit
+from jtrades.store import flatten as flatten_store
 from jtrades.store import status as status_store
 
 # The daemon beats every 5 s; three missed beats and we call it down.
@@ -58,7 +62,10 @@ def halt(
     """
 
     async def go(db: Database) -> dict[str, Any]:
-        now = datetime.now(UTC).isoformat()
+        now = datetime.now(UTC)
+        by = actor()
+        request: str | None = None
+        covered = False
         async with db.pool.acquire() as conn, conn.transaction():
             if account:
                 label = await status_store.set_account_halted(conn, account, True)
@@ -67,20 +74,32 @@ def halt(
                 label = None
                 target = "all"
             if flatten or not account:
-                # An account-level flatten rides on the global flag without changing its state.
-                on, flag = await status_store.halted(conn)
-                value: dict[str, Any] = {"halted": on or not account, "by": actor(), "at": now}
+                flag = await status_store.lock_halted(conn, create=True) or {}
+                # finished requests are not carried along; pending ones always are
+                flattens = flatten_store.pending(flag)
                 if flatten:
-                    value["flatten"] = {"requested_at": now, "account": label}
-                elif _pending_flatten(flag):
-                    # halting again must not cancel a flatten still closing positions
-                    value["flatten"] = flag["flatten"]
+                    before = set(flattens)
+                    flattens, request = flatten_store.add(flattens, now, label, by)
+                    covered = request in before
+                # an account's halt leaves the global switch as it was
+                value: dict[str, Any] = {
+                    k: flag[k] for k in ("halted", "on", "by", "at") if k in flag
+                }
+                if not account:
+                    value = {"halted": True, "by": by, "at": now.isoformat()}
+                if flattens:
+                    value[flatten_store.FLATTENS] = flattens
                 await status_store.set_halted(conn, value)
-            await audit.record(
-                conn, actor(), "halt", target, {"flatten": flatten} if flatten else None
-            )
+            detail = {"flatten": flatten, "request": request} if flatten else None
+            await audit.record(conn, by, "halt", target, detail)
             positions = await status_store.open_positions(conn)
-        return {"halted": target, "flatten": flatten, "open_positions": positions}
+        return {
+            "halted": target,
+            "flatten": flatten,
+            "flatten_request": request,
+            "flatten_pending_already": covered,
+            "open_positions": positions,
+        }
 
     result = run(go)
     open_now = [
@@ -93,38 +112,57 @@ def halt(
         return
     err.print(f"halted: {result['halted']} (new entries are refused; closes still pass)")
     if flatten:
-        err.print("flatten requested: the daemon closes these positions (check `jtrades status`)")
+        asked = result["flatten_request"]
+        err.print(
+            f"flatten already requested at {asked} covers this: the daemon is closing positions"
+            if result["flatten_pending_already"]
+            else f"flatten requested at {asked}: the daemon closes these positions"
+        )
+        err.print("progress: `jtrades status --json`")
     if open_now:
         _positions_table(open_now)
 
 
-def _pending_flatten(flag: Any) -> bool:
-    """Whether the halted flag carries a flatten request the daemon has not finished."""
-    f = flag.get("flatten") if isinstance(flag, dict) else None
-    return isinstance(f, dict) and bool(f.get("requested_at")) and not f.get("done_at")
-
-
 def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
-    """Lift the kill switch, for everything or one login.
+    """Lift the kill switch, for everything or one login; ends the pending flattens it covers
+    (of that login; or every one).
 
     Example: jtrades resume --account apex-1
     """
 
-    async def go(db: Database) -> str:
+    async def go(db: Database) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        by = actor()
         async with db.pool.acquire() as conn, conn.transaction():
             if account:
                 label = await status_store.set_account_halted(conn, account, False)
                 target = f"account:{label}"
-            else:
-                await status_store.set_halted(
-                    conn, {"halted": False, "by": actor(), "at": datetime.now(UTC).isoformat()}
+                flag = await status_store.lock_halted(conn, create=False)
+                flattens, ended = flatten_store.cancel(
+                    flatten_store.requests(flag), now, label, f"resume --account {label} ({by})"
                 )
+                if ended and flag is not None:
+                    await status_store.set_halted(conn, {**flag, flatten_store.FLATTENS: flattens})
+            else:
+                flag = await status_store.lock_halted(conn, create=True) or {}
+                # the requests it ends stay on the flag, cancelled, until the next halt
+                flattens, ended = flatten_store.cancel(
+                    flatten_store.pending(flag), now, None, f"resume ({by})"
+                )
+                value: dict[str, Any] = {"halted": False, "by": by, "at": now.isoformat()}
+                if flattens:
+                    value[flatten_store.FLATTENS] = flattens
+                await status_store.set_halted(conn, value)
                 target = "all"
-            await audit.record(conn, actor(), "resume", target)
-        return target
+            await audit.record(
+                conn, by, "resume", target, {"cancelled_flattens": ended} if ended else None
+            )
+        return {"resumed": target, "cancelled_flattens": ended}
 
-    target = run(go)
-    done(json, f"resumed: {target}", {"resumed": target})
+    result = run(go)
+    ended = result["cancelled_flattens"]
+    also = f"; flatten cancelled: {', '.join(ended)}" if ended else ""
+    done(json, f"resumed: {result['resumed']}{also}", result)
 
 
 def status(
@@ -176,12 +214,17 @@ def status(
             else ("never started" if beat is None else f"no heartbeat for {age}s")
         )
         fail(f"daemon {why}")
+    flattens = [
+        {**r, "state": flatten_store.state(r)}
+        for r in flatten_store.requests(data["halt_flag"]).values()
+    ]
     if json:
         print_json(
             {
                 "daemon": daemon,
                 "halted": data["halted"],
                 "halt_flag": data["halt_flag"],
+                "flattens": flattens,
                 "halted_accounts": [{"account": a, "user": u} for a, u in data["halted_accounts"]],
                 "positions": [asdict(p) for p in data["positions"]],
                 "database": data["database"],
@@ -193,6 +236,7 @@ def status(
     rows.append(("kill switch", "ON (entries refused)" if data["halted"] else "off"))
     if data["halted_accounts"]:
         rows.append(("halted accounts", ", ".join(a for a, _u in data["halted_accounts"])))
+    rows.extend(("flatten", _flatten_line(r)) for r in flattens)
     rows.append(("database", data["database"]))
     print_table("daemon", ["", ""], rows)
     if daemon["sessions"]:
@@ -207,6 +251,17 @@ def status(
         _positions_table(data["positions"])
     else:
         err.print("no open positions")
+
+
+def _flatten_line(r: dict[str, Any]) -> str:
+    what = f"{r.get('account') or 'everything'}, requested {r.get('requested_at')}: {r['state']}"
+    if r["state"] == "cancelled":
+        return f"{what} ({r.get('cancelled')})"
+    progress = r.get("progress")
+    if isinstance(progress, dict):
+        left, refused = len(progress.get("left", [])), len(progress.get("refused", []))
+        what += f" ({left} left, {refused} refused by the broker, as of {progress.get('at')})"
+    return what
 
 
 def _positions_table(positions: list[status_store.OpenPosition]) -> None:

@@ -20,6 +20,7 @@ import asyncpg
 import structlog
 
 from jtrades.engine.risk import RiskSettings
+from jtrades.store import flatten as flatten_store
 from jtrades.store import recorders as recorder_store
 from jtrades.store import trading as trading_store
 
@@ -80,8 +81,9 @@ class Snapshot:
     links_by_sub: dict[int, LinkConfig]  # sub_account_id -> a link (its account/env info)
     halted: bool
     fingerprint: str
-    # a pending ``halt --flatten``: {"requested_at": …, "account": label | None}
-    flatten: dict[str, Any] | None = None
+    # the pending ``halt --flatten`` requests by requested_at ({"requested_at": …, "account":
+    # label | None, …}: ``store.flatten``); None when there is none
+    flatten: dict[str, dict[str, Any]] | None = None
 
     # (accounts.id, broker account id) -> sub_accounts.id, for the event mirror
     by_broker: dict[tuple[int, int], int] = field(default_factory=dict)
@@ -104,12 +106,9 @@ def _zone(name: str | None) -> ZoneInfo:
         return _CHICAGO
 
 
-def _flatten_request(value: Any) -> dict[str, Any] | None:
-    if isinstance(value, dict):
-        f = value.get("flatten")
-        if isinstance(f, dict) and f.get("requested_at") and not f.get("done_at"):
-            return f
-    return None
+def _flatten_request(value: Any) -> dict[str, dict[str, Any]] | None:
+    """The flag's pending flatten requests: not done, nor cancelled (by ``resume``)."""
+    return flatten_store.pending(value) or None
 
 
 def _halted_flag(value: Any) -> bool:

@@ -2,19 +2,24 @@
 
 Each liquidation goes through an intent and the sub-account's lock like any order (rule 1), so a
 flatten never races a signal on the same sub-account. Requests arrive through the configuration
-cache (the CLI writes them to ``system_flags``) and are carried out by one task per request per
-run, in passes: a pass dispatches a liquidation for every open position (one contract at a time,
-each with its own time, so its TTL does not count the liquidations before it), and a failure on
-one account or contract is recorded and the pass goes on. The request is marked done once a pass
-leaves nothing open that it had to close, except positions whose liquidation the broker refused
-(never retried); until then it stays pending, what is left and why is logged and written on the
-request (``flatten.progress``, shown by ``jtrades status --json``), and the next pass follows
-after a growing wait, for as long as the request is still the pending one.
+cache (the CLI writes them to ``system_flags``: ``store.flatten``); they accumulate, and each
+pending one is carried out by a task of its own, once per run, in passes: a pass dispatches a
+liquidation for every open position (one contract at a time, each with its own time, so its TTL
+does not count the liquidations before it), and a failure on one account or contract is recorded
+and the pass goes on. The request is marked done once a pass leaves nothing open that it had to
+close, except positions whose liquidation the broker refused (never retried); until then it
+stays pending, what is left and why is logged, and the next pass follows after a growing wait.
+What is left is written on the request (``progress``, shown by ``jtrades status --json``) only
+when it changed: every write to the flag reloads the daemon's configuration, and a flatten stuck
+on an unreachable account must not reload it every pass. A request ends, between two
+liquidations, as soon as it is no longer pending: ``jtrades resume`` cancelled it (the account's,
+or every one), or a flatten of everything took it over.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +34,6 @@ from jtrades.engine.dispatch import Dispatcher, DispatchResult, WorkItem
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
 from jtrades.engine.steps import flatten_prefix, net_pos
 from jtrades.store import flatten as flatten_store
-from jtrades.store import trading as trading_store
 
 log = structlog.get_logger(__name__)
 
@@ -85,16 +89,23 @@ class FlattenPass:
         """Nothing left that a later pass could still close."""
         return not self.left
 
-    def progress(self, passes: int, sent: int, at: datetime) -> dict[str, Any]:
-        """What is written on the request for ``jtrades status``."""
+    def progress(self, n: int, sent: int, closed: int, at: datetime) -> dict[str, Any]:
+        """What is written on the request for ``jtrades status``, after pass ``n`` and ``sent``
+        liquidations that ``closed`` positions in all (this pass's included)."""
         return {
-            "passes": passes,
+            "pass": n,
             "at": at.isoformat(),
             "liquidations": sent,
-            "closed_last_pass": self.closed,
+            "closed": closed,
             "left": [x.as_dict() for x in self.left],
             "refused": [x.as_dict() for x in self.refused],
         }
+
+
+def news(progress: dict[str, Any]) -> dict[str, Any]:
+    """What ``progress`` says, less when it was said: a pass that found the same is not
+    written (``pass`` and ``at`` then tell when the picture was last new)."""
+    return {k: v for k, v in progress.items() if k not in ("pass", "at")}
 
 
 def attempt_of(cl_ord_id: str, prefix: str) -> int:
@@ -139,30 +150,53 @@ class Flattener:
         self._retry_s, self._max_retry_s = retry_s, max_retry_s
         self._done: set[str] = set()
 
-    async def run(self, request: dict[str, Any]) -> int:
+    async def run(self, requests: Mapping[str, dict[str, Any]]) -> int:
+        """Carry out the pending requests (``Snapshot.flatten``: by requested_at) not taken on
+        yet in this run, side by side, each until it is done or no longer pending; returns the
+        liquidations they sent. A request that fails unexpectedly is logged and taken on again
+        at the next configuration change (or start)."""
+        new = {k: r for k, r in sorted(requests.items()) if k not in self._done}
+        self._done.update(new)
+        results = await asyncio.gather(
+            *(self._carry_out(k, r) for k, r in new.items()), return_exceptions=True
+        )
+        sent = 0
+        for key, res in zip(new, results, strict=True):
+            if isinstance(res, Exception):
+                self._done.discard(key)
+                log.error("engine.flatten_failed", requested_at=key, error=_why(res))
+            elif isinstance(res, BaseException):  # a cancellation: the daemon is stopping
+                raise res
+            else:
+                sent += res
+        return sent
+
+    async def _carry_out(self, requested_at: str, request: dict[str, Any]) -> int:
         """Liquidate the open positions of the linked sub-accounts (of one login when the
-        request names it), pass after pass until nothing is left or the request is no longer
-        the pending one. Once per request per run; returns liquidations sent."""
-        requested_at = str(request.get("requested_at"))
-        if requested_at in self._done:
-            return 0
-        self._done.add(requested_at)
+        request names it), pass after pass, until nothing is left or the request is no longer
+        pending; returns liquidations sent."""
         label = str(request["account"]) if request.get("account") else None
-        sent, passes, wait = 0, 0, self._retry_s
+        sent, closed, passes, wait = 0, 0, 0, self._retry_s
+        written: dict[str, Any] | None = None  # ``news`` of the last progress written
         while True:
             passes += 1
             p = await self._pass(requested_at, label)
-            sent += p.sent
-            progress = p.progress(passes, sent, datetime.now(UTC))
+            sent, closed = sent + p.sent, closed + p.closed
+            if not self._pending(requested_at):
+                return self._ended(requested_at, label, sent, p)
+            progress = p.progress(passes, sent, closed, datetime.now(UTC))
             if p.complete:
                 try:
-                    await flatten_store.record_progress(self._pool, requested_at, progress)
-                    await trading_store.flatten_done(self._pool, requested_at, datetime.now(UTC))
+                    marked = await flatten_store.mark_done(
+                        self._pool, requested_at, datetime.now(UTC), progress
+                    )
                 except Exception as exc:  # not marked done: the next pass tries again
                     log.error(
-                        "engine.flatten_unrecorded", requested_at=requested_at, error=str(exc)
+                        "engine.flatten_unrecorded", requested_at=requested_at, error=_why(exc)
                     )
                 else:
+                    if not marked:  # cancelled as the pass ended
+                        return self._ended(requested_at, label, sent, p)
                     log.warning(
                         "engine.flattened",
                         account=label,
@@ -182,34 +216,45 @@ class Flattener:
                     detail=_detail(p.left),
                     retry_in_s=wait,
                 )
-                try:
-                    await flatten_store.record_progress(self._pool, requested_at, progress)
-                except Exception as exc:
-                    log.error(
-                        "engine.flatten_unrecorded", requested_at=requested_at, error=str(exc)
-                    )
+                if news(progress) != written:
+                    try:
+                        if not await flatten_store.record_progress(
+                            self._pool, requested_at, progress
+                        ):
+                            return self._ended(requested_at, label, sent, p)
+                    except Exception as exc:  # said again after the next pass
+                        log.error(
+                            "engine.flatten_unrecorded", requested_at=requested_at, error=_why(exc)
+                        )
+                    else:
+                        written = news(progress)
             await asyncio.sleep(wait)
             wait = min(wait * 2, self._max_retry_s)
             if not self._pending(requested_at):
-                # `jtrades resume`, or a newer request (which runs on its own), took its place
-                log.warning(
-                    "engine.flatten_abandoned",
-                    account=label,
-                    requested_at=requested_at,
-                    reason="no longer the pending flatten request",
-                    detail=_detail(p.left),
-                )
-                return sent
+                return self._ended(requested_at, label, sent, p)
 
     def _pending(self, requested_at: str) -> bool:
-        f = self._config.snapshot.flatten
-        return f is not None and str(f.get("requested_at")) == requested_at
+        pending = self._config.snapshot.flatten
+        return pending is not None and requested_at in pending
+
+    def _ended(self, requested_at: str, label: str | None, sent: int, p: FlattenPass) -> int:
+        log.warning(
+            "engine.flatten_abandoned",
+            account=label,
+            requested_at=requested_at,
+            reason="no longer pending: resumed, or taken over by a flatten of everything",
+            liquidations=sent,
+            detail=_detail(p.left),
+        )
+        return sent
 
     async def _pass(self, requested_at: str, label: str | None) -> FlattenPass:
         p = FlattenPass()
         for sid, link in sorted(self._config.snapshot.links_by_sub.items()):
             if label and link.label.lower() != label.lower():
                 continue
+            if not self._pending(requested_at):  # `resume`: not one more liquidation
+                break
             try:
                 await self._flatten_account(requested_at, link, p)
             except Exception as exc:  # this account only: the others are flattened all the same
@@ -224,6 +269,8 @@ class Flattener:
             return
         symbols = {x.symbol for x in broker.positions(link.broker_account_id) if x.net_pos}
         for symbol in sorted(symbols):
+            if not self._pending(requested_at):
+                return
             try:
                 await self._close(requested_at, link, broker, symbol, p)
             except Exception as exc:  # this contract only

@@ -1,17 +1,32 @@
-"""What a ``halt --flatten`` request already did, and its progress on the request's flag.
+"""``halt --flatten`` requests on the kill-switch flag, and what the engine already did for them.
 
-The request lives in ``system_flags`` (``jtrades halt`` writes it; ``trading.flatten_done`` marks
-it done); its liquidations are ordinary ``order_intents`` whose clOrdIds start with the request's
-prefix (``engine.steps.flatten_prefix``).
+The requests live in ``system_flags`` (row ``halted``) under ``flattens``, keyed by their
+``requested_at`` (which also keys their liquidations' clOrdIds, ``engine.steps.flatten_prefix``)::
+
+    {"halted": true, "by": …, "at": …,
+     "flattens": {"<requested_at>": {"requested_at": …, "account": "apex-1" | null, "by": …,
+                                     "progress": {…}, "done_at": … | "cancelled_at": …,
+                                     "cancelled": why}}}
+
+A request is pending until the engine marks it done or the CLI cancels it (``resume``, or a
+flatten of everything that covers it). Requests accumulate: a new one never replaces one still
+pending (that lost positions someone had asked to close). The CLI rewrites the flag only under
+the row's lock (``status.lock_halted``); the engine writes only single statements that touch its
+own request and only while it is pending, so neither overwrites what the other just committed.
+The liquidations themselves are ordinary ``order_intents`` whose clOrdIds start with the
+request's prefix.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
+
+FLATTENS = "flattens"  # the flag's key holding the requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +37,91 @@ class Liquidation:
     reason: str | None
 
 
+# --- the requests on the flag (pure) ------------------------------------------------------------
+
+
+def is_pending(request: Any) -> bool:
+    """Neither done nor cancelled."""
+    return (
+        isinstance(request, dict)
+        and bool(request.get("requested_at"))
+        and not request.get("done_at")
+        and not request.get("cancelled_at")
+    )
+
+
+def requests(value: Any) -> dict[str, dict[str, Any]]:
+    """Every request on the flag's ``value``, by requested_at, oldest first."""
+    found = value.get(FLATTENS) if isinstance(value, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {k: dict(v) for k, v in sorted(found.items()) if isinstance(v, dict)}
+
+
+def pending(value: Any) -> dict[str, dict[str, Any]]:
+    """The requests on the flag's ``value`` still to be carried out, by requested_at."""
+    return {k: v for k, v in requests(value).items() if is_pending(v)}
+
+
+def state(request: dict[str, Any]) -> str:
+    """``pending``, ``done`` or ``cancelled`` (for ``jtrades status``)."""
+    if request.get("cancelled_at"):
+        return "cancelled"
+    return "done" if request.get("done_at") else "pending"
+
+
+def _same_account(a: Any, b: str) -> bool:
+    return isinstance(a, str) and a.lower() == b.lower()
+
+
+def add(
+    flattens: dict[str, dict[str, Any]], at: datetime, account: str | None, by: str
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """``flattens`` with a request to flatten ``account`` (None: everything) made at ``at``, and
+    the requested_at of the pending request that carries it out.
+
+    A pending request that already covers it (one of everything, or of the same account) is
+    that request: nothing is added. A new request of everything covers the pending ones of
+    single accounts, which end (cancelled, saying by what) so that one request, not two, closes
+    each position. Several requests of different accounts are all kept."""
+    out = {k: dict(v) for k, v in flattens.items()}
+    for key, r in out.items():
+        if is_pending(r) and (
+            r.get("account") is None
+            or (account is not None and _same_account(r.get("account"), account))
+        ):
+            return out, key
+    requested_at = at
+    while requested_at.isoformat() in out:  # two requests in one microsecond: keys stay unique
+        requested_at += timedelta(microseconds=1)
+    key = requested_at.isoformat()
+    if account is None:
+        why = f"covered by the flatten of everything requested at {key}"
+        for r in out.values():
+            if is_pending(r):
+                r.update(cancelled_at=at.isoformat(), cancelled=why)
+    out[key] = {"requested_at": key, "account": account, "by": by}
+    return out, key
+
+
+def cancel(
+    flattens: dict[str, dict[str, Any]], at: datetime, account: str | None, why: str
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """``flattens`` with the pending requests of ``account`` (None: all of them) cancelled, and
+    the requested_at of those it cancelled. A request of everything is not one account's: it
+    ends with the global kill switch (``resume`` without an account)."""
+    out = {k: dict(v) for k, v in flattens.items()}
+    ended = []
+    for key, r in out.items():
+        if is_pending(r) and (account is None or _same_account(r.get("account"), account)):
+            r.update(cancelled_at=at.isoformat(), cancelled=why)
+            ended.append(key)
+    return out, ended
+
+
+# --- what the engine writes and reads -----------------------------------------------------------
+
+
 async def liquidations(ex: Executor, sub_account_id: int, prefix: str) -> list[Liquidation]:
     """The liquidation intents of ``sub_account_id`` whose clOrdId starts with ``prefix``."""
     with translate_errors():
@@ -29,7 +129,18 @@ async def liquidations(ex: Executor, sub_account_id: int, prefix: str) -> list[L
     return [Liquidation(**dict(r)) for r in rows]
 
 
-async def record_progress(ex: Executor, requested_at: str, progress: dict[str, Any]) -> None:
-    """Store what the last pass of the request closed and left, on the request's flag."""
+async def record_progress(ex: Executor, requested_at: str, progress: dict[str, Any]) -> bool:
+    """Store what the request's passes closed and left, while it is pending; False when it is
+    no longer (done, cancelled or gone): nothing was written."""
     with translate_errors():
-        await ex.execute(q("flatten.progress"), requested_at, progress)
+        return bool(await ex.fetchval(q("flatten.progress"), requested_at, progress))
+
+
+async def mark_done(
+    ex: Executor, requested_at: str, done_at: datetime, progress: dict[str, Any]
+) -> bool:
+    """Mark the request carried out (with its last progress), so a restart does not flatten a
+    second time; False when it was no longer pending (cancelled meanwhile): nothing written."""
+    with translate_errors():
+        row = await ex.fetchval(q("flatten.done"), requested_at, done_at.isoformat(), progress)
+    return bool(row)

@@ -73,8 +73,23 @@ async def halted(ex: Executor) -> tuple[bool, dict[str, Any]]:
     return _is_halted(value), {**detail, "updated_at": row["updated_at"].isoformat()}
 
 
+async def lock_halted(ex: Executor, *, create: bool) -> dict[str, Any] | None:
+    """The global flag's stored value, locked until the caller's transaction ends (run it in
+    the transaction that writes the flag back); None when there is no flag (and not
+    ``create``). Rewriting what a plain read returned could put back an older copy: a flatten
+    the daemon marked done meanwhile would be pending again."""
+    with translate_errors():
+        if create:
+            await ex.execute(q("status.create_halted"))
+        value = await ex.fetchval(q("status.lock_halted"))
+    if value is None:
+        return None
+    return value if isinstance(value, dict) else {"halted": bool(value)}
+
+
 async def set_halted(ex: Executor, value: dict[str, Any]) -> None:
-    """Set the global flag (``{"halted": true, "flatten": …, "by": …}``)."""
+    """Set the global flag (``{"halted": true, "by": …, "flattens": …}``); under
+    ``lock_halted`` when written from what was read."""
     with translate_errors():
         await ex.execute(q("status.set_halted"), value)
 

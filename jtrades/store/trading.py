@@ -91,9 +91,3 @@ async def fills_of(ex: Executor, sub_account_id: int) -> list[dict[str, Any]]:
 async def trades_of(ex: Executor, sub_account_id: int) -> list[dict[str, Any]]:
     with translate_errors():
         return [dict(r) for r in await ex.fetch(q("trading.trades_of"), sub_account_id)]
-
-
-async def flatten_done(ex: Executor, requested_at: str, done_at: datetime) -> None:
-    """Record that the flatten requested at ``requested_at`` was carried out."""
-    with translate_errors():
-        await ex.execute(q("trading.flatten_done"), requested_at, done_at.isoformat())

@@ -13,6 +13,16 @@ SELECT pid, started_at, heartbeat_at, detail, now() AS db_now FROM daemon_status
 -- name: status.halted()
 SELECT value, updated_at FROM system_flags WHERE name = 'halted';
 
+-- name: status.create_halted()
+-- So that there is a row to lock (status.lock_halted): two first halts then queue on it too.
+INSERT INTO system_flags (name, value) VALUES ('halted', '{"halted": false}')
+ON CONFLICT (name) DO NOTHING;
+
+-- name: status.lock_halted()
+-- The CLI rewrites the flag from what it read: it reads under the row's lock, in the transaction
+-- that writes, so a request or the daemon's progress committed meanwhile is not overwritten.
+SELECT value FROM system_flags WHERE name = 'halted' FOR UPDATE;
+
 -- name: status.set_halted($1 value)
 INSERT INTO system_flags (name, value, updated_at) VALUES ('halted', $1, now())
 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = now();

@@ -82,9 +82,3 @@ SELECT * FROM fills WHERE sub_account_id = $1 ORDER BY broker_fill_id;
 
 -- name: trading.trades_of($1 sub_account_id)
 SELECT * FROM trades WHERE sub_account_id = $1 ORDER BY id;
-
--- name: trading.flatten_done($1 requested_at, $2 done_at)
--- Mark a `halt --flatten` request handled, so a restart does not flatten a second time.
-UPDATE system_flags
-SET value = jsonb_set(value, '{flatten,done_at}', to_jsonb($2::text))
-WHERE name = 'halted' AND value -> 'flatten' ->> 'requested_at' = $1;

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
+from jtrades.db import _init_connection
+from jtrades.engine.config_cache import build_snapshot
 from jtrades.engine.signal import Action, Signal
+from jtrades.store import flatten as flatten_store
 from jtrades.store import signals as signal_store
 from jtrades.store import status as status_store
+from jtrades.store import trading as trading_store
 from tests.cli import ainvoke
 
 NOW = datetime.now(UTC)
@@ -252,12 +258,17 @@ async def test_halt_resume_and_status(
     assert await pool.fetchval("SELECT halted FROM accounts WHERE label = 'bob-demo'") is False
     flag = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
     assert flag["halted"] is False  # an account halt leaves the global switch alone
-    assert flag["flatten"]["account"] == "apex-1"
+    (request,) = flag["flattens"].values()
+    assert request["account"] == "apex-1"
     st = await cli(db_url, data_dir, "status", "--json")
     assert st["halted_accounts"] == [{"account": "apex-1", "user": "alice"}]  # type: ignore[index]
 
     await cli(db_url, data_dir, "resume", "--account", "apex-1")
     assert await pool.fetchval("SELECT halted FROM accounts WHERE label = 'apex-1'") is False
+    st = await cli(db_url, data_dir, "status", "--json")
+    (ended,) = st["flattens"]  # type: ignore[index]
+    assert ended["state"] == "cancelled"  # resuming the login ended its flatten, and says so
+    assert "resume --account apex-1" in ended["cancelled"]
     actions = await pool.fetch("SELECT action, target FROM audit_log ORDER BY id")
     assert [(a["action"], a["target"]) for a in actions] == [
         ("halt", "all"),
@@ -282,17 +293,144 @@ async def test_halting_again_keeps_a_flatten_still_in_progress(
     await cli(db_url, data_dir, "halt")
     flag = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
     assert flag["halted"] is True
-    assert flag["flatten"] == asked["flatten"]
+    assert flag["flattens"] == asked["flattens"]
 
-    done_at = "2026-11-29T00:00:00+00:00"
-    await pool.execute(
-        "UPDATE system_flags SET value = jsonb_set(value, '{flatten,done_at}', to_jsonb($1::text))"
-        " WHERE name = 'halted'",
-        done_at,
-    )
+    (requested_at,) = flag["flattens"]
+    await flatten_store.mark_done(pool, requested_at, datetime.now(UTC), {})
     await cli(db_url, data_dir, "halt")  # a finished one is not carried along
     flag = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
-    assert "flatten" not in flag
+    assert "flattens" not in flag
+
+
+async def flag_requests(pool: asyncpg.Pool) -> dict[str, dict[str, Any]]:
+    value = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
+    return dict(value["flattens"])
+
+
+async def test_flatten_requests_accumulate_until_done(
+    seeded: dict[str, int], pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    """A second ``halt --flatten`` replaced the pending request: the positions the first had
+    asked to close were forgotten."""
+    one = await cli(db_url, data_dir, "halt", "--account", "apex-1", "--flatten", "--json")
+    two = await cli(db_url, data_dir, "halt", "--account", "bob-demo", "--flatten", "--json")
+    again = await cli(db_url, data_dir, "halt", "--account", "APEX-1", "--flatten", "--json")
+    pending = await pending_flattens(pool)
+    assert pending is not None
+    assert {r["account"] for r in pending.values()} == {"apex-1", "bob-demo"}
+    assert again["flatten_request"] == one["flatten_request"]  # type: ignore[index]
+    assert again["flatten_pending_already"] is True  # type: ignore[index]
+
+    # everything covers them: one request closes each position, the others say why they ended
+    everything = await cli(db_url, data_dir, "halt", "--flatten", "--json")
+    key = everything["flatten_request"]  # type: ignore[index]
+    pending = await pending_flattens(pool)
+    assert pending is not None
+    assert list(pending) == [key]
+    assert pending[key]["account"] is None
+    ended = await flag_requests(pool)
+    for r in (one, two):
+        assert "covered by the flatten of everything" in ended[r["flatten_request"]]["cancelled"]  # type: ignore[index]
+    # and a login's request while everything is pending is that request
+    three = await cli(db_url, data_dir, "halt", "--account", "apex-1", "--flatten", "--json")
+    assert three["flatten_request"] == key  # type: ignore[index]
+    assert list(await pending_flattens(pool) or {}) == [key]
+
+    # a login's resume does not end the flatten of everything (the global switch is still on)
+    await cli(db_url, data_dir, "resume", "--account", "apex-1")
+    assert list(await pending_flattens(pool) or {}) == [key]
+    out = await cli(db_url, data_dir, "resume", "--json")
+    assert out["cancelled_flattens"] == [key]  # type: ignore[index]
+    assert await pending_flattens(pool) is None
+    st = await cli(db_url, data_dir, "status", "--json")
+    assert [r["state"] for r in st["flattens"]] == ["cancelled"]  # type: ignore[index]
+    assert f"everything, requested {key}: cancelled (resume" in str(
+        await cli(db_url, data_dir, "status")
+    )
+    audit = await pool.fetchval(
+        "SELECT detail FROM audit_log WHERE action = 'resume' ORDER BY id DESC LIMIT 1"
+    )
+    assert audit == {"cancelled_flattens": [key]}
+
+
+async def pending_flattens(pool: asyncpg.Pool) -> Any:
+    """What the engine takes for pending ``halt --flatten`` requests."""
+    return build_snapshot(await trading_store.load_config(pool)).flatten
+
+
+async def blocked_on_a_lock(pool: asyncpg.Pool) -> bool:
+    n = await pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return bool(n)
+
+
+async def test_a_halt_does_not_undo_a_flatten_the_daemon_finished_meanwhile(
+    seeded: dict[str, int], pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    """``halt`` read the flag, the daemon marked the request done, then ``halt`` wrote back its
+    old copy: the finished request was pending again, and the next start liquidated anew."""
+    await cli(db_url, data_dir, "halt", "--flatten")
+    (requested_at,) = await flag_requests(pool)
+    daemon = await asyncpg.connect(db_url)
+    await _init_connection(daemon)
+    try:
+        finishing = daemon.transaction()
+        await finishing.start()
+        assert await flatten_store.mark_done(daemon, requested_at, datetime.now(UTC), {})
+        # `halt` runs while the daemon's write is not committed yet, and waits for its row
+        halting = asyncio.create_task(cli(db_url, data_dir, "halt"))
+        await wait_until(lambda: blocked_on_a_lock(pool), "halt waiting for the flag")
+        await finishing.commit()
+        await halting
+    finally:
+        await daemon.close()
+    assert await pending_flattens(pool) is None
+
+
+async def test_the_daemon_finishing_a_flatten_keeps_a_request_made_meanwhile(
+    seeded: dict[str, int], pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    """The daemon marks its request done while ``halt`` holds the flag to add another: the
+    daemon's write waits, then applies to what ``halt`` committed."""
+    await cli(db_url, data_dir, "halt", "--account", "apex-1", "--flatten")
+    (first,) = await flag_requests(pool)
+    cli_conn = await asyncpg.connect(db_url)
+    await _init_connection(cli_conn)
+    try:
+        halting = cli_conn.transaction()
+        await halting.start()
+        flag = await status_store.lock_halted(cli_conn, create=True)
+        flattens, second = flatten_store.add(
+            flatten_store.pending(flag), datetime.now(UTC), "bob-demo", "cli:test"
+        )
+        await status_store.set_halted(cli_conn, {**(flag or {}), "flattens": flattens})
+        finishing = asyncio.create_task(
+            flatten_store.mark_done(pool, first, datetime.now(UTC), {"left": []})
+        )
+        await wait_until(lambda: blocked_on_a_lock(pool), "the daemon waiting for the flag")
+        await halting.commit()
+        assert await finishing
+    finally:
+        await cli_conn.close()
+    requests = await flag_requests(pool)
+    assert requests[first]["done_at"]
+    assert requests[first]["progress"] == {"left": []}
+    assert flatten_store.is_pending(requests[second])
+    # and a cancelled request is not marked done, nor given progress, after the fact
+    await cli(db_url, data_dir, "resume", "--account", "bob-demo")
+    assert not await flatten_store.record_progress(pool, second, {"left": []})
+    assert not await flatten_store.mark_done(pool, second, datetime.now(UTC), {})
+    assert "done_at" not in (await flag_requests(pool))[second]
+
+
+async def wait_until(cond: Any, what: str, limit_s: float = 5.0) -> None:
+    for _ in range(int(limit_s / 0.01)):
+        if await cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
 
 
 async def test_status_reads_the_heartbeat(pool: asyncpg.Pool, db_url: str, data_dir: Path) -> None:
@@ -319,3 +457,72 @@ async def test_status_reads_the_heartbeat(pool: asyncpg.Pool, db_url: str, data_
     st = await cli(db_url, data_dir, "status", "--json")
     assert st["daemon"]["alive"] is False  # type: ignore[index]
     assert st["daemon"]["state"] == "not running"  # type: ignore[index]
+
+
+UNKNOWN_NAME_CASES = [
+    *(
+        ([*cmd, "--user"], "user")
+        for cmd in (["orders", "list"], ["orders", "list", "--broker"], ["positions", "list"],
+                    ["positions", "list", "--all"], ["trades", "list"], ["signals", "list"],
+                    ["accounts", "list"], ["trader", "list"])
+    ),
+    *(
+        ([*cmd, "--account"], "account")
+        for cmd in (["orders", "list"], ["orders", "list", "--broker"], ["positions", "list"],
+                    ["trades", "list"])
+    ),
+    (["signals", "list", "--recorder"], "recorder"),
+    (["recorder", "list", "--as"], "user"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("command", "what"), UNKNOWN_NAME_CASES, ids=lambda v: " ".join(v) if isinstance(v, list) else v
+)
+async def test_unknown_filter_name_is_a_user_error(
+    seeded: dict[str, int], db_url: str, data_dir: Path, command: list[str], what: str
+) -> None:
+    """DESIGN §4: a mistyped name is exit 1 with one line, not an empty listing."""
+    for fmt in ([], ["--json"]):
+        r = await ainvoke([*command, "no-such-name", *fmt], db_url=db_url, data_dir=data_dir)
+        assert r.exit_code == 1, (r.stdout, r.stderr)
+        line = r.error_line()
+        assert what in line, line
+        assert "no-such-name" in line, line
+        assert r.stdout == ""
+
+
+async def test_known_name_with_nothing_to_list_is_still_exit_0(
+    pool: asyncpg.Pool, seeded: dict[str, int], db_url: str, data_dir: Path
+) -> None:
+    carol = await pool.fetchval(
+        "INSERT INTO users (name, email, status) VALUES ('carol', 'c@x.io', 'approved') RETURNING id"
+    )
+    await pool.execute(
+        "INSERT INTO accounts (user_id, label, env) VALUES ($1, 'carol-paper', 'paper')", carol
+    )
+    await pool.execute(
+        "INSERT INTO recorders (user_id, name, symbol, token_hash) VALUES ($1, 'quiet', 'MNQ1!', $2)",
+        carol,
+        os.urandom(32),
+    )
+    for command, empty in (
+        (["orders", "list"], "no orders"),
+        (["orders", "list", "--broker"], "no orders"),
+        (["positions", "list"], "no open positions"),
+        (["trades", "list"], "no trades"),
+    ):
+        for option, name in (("--user", "Carol"), ("--account", "CAROL-PAPER")):
+            assert await cli(db_url, data_dir, *command, option, name, "--json") == []
+            r = await ainvoke([*command, option, name], db_url=db_url, data_dir=data_dir)
+            assert r.exit_code == 0, r.stderr
+            assert empty in r.stderr
+        # both names exist, but the account is not that user's: an empty listing, not an error
+        assert (
+            await cli(
+                db_url, data_dir, *command, "--user", "alice", "--account", "carol-paper", "--json"
+            )
+            == []
+        )
+    for option, name in (("--user", "carol"), ("--recorder", "QUIET")):
+        assert await cli(db_url, data_dir, "signals", "list", option, name, "--json") == []

@@ -622,12 +622,10 @@ async def test_halt_blocks_entries_and_flatten_closes_one_login(
     await send(engine, pool, rec, buy())
     assert [await net_pos(engine, pool, s) for s in (a, b)] == [2, 2]
 
+    at = "2026-01-01T00:00:00+00:00"
     await pool.execute(
         "INSERT INTO system_flags (name, value) VALUES ('halted', $1)",
-        {
-            "halted": True,
-            "flatten": {"requested_at": "2026-01-01T00:00:00+00:00", "account": "lee-a"},
-        },
+        {"halted": True, "flattens": {at: {"requested_at": at, "account": "lee-a"}}},
     )
     await engine.config.refresh()
 
@@ -641,7 +639,7 @@ async def test_halt_blocks_entries_and_flatten_closes_one_login(
 
     async def marked() -> bool:
         v = await pool.fetchval("SELECT value FROM system_flags WHERE name='halted'")
-        return bool(v["flatten"].get("done_at"))
+        return bool(v["flattens"][at].get("done_at"))
 
     await wait_for(marked, "flatten marked done")
     out = await send(engine, pool, rec, buy("21510"))
@@ -667,7 +665,10 @@ async def test_two_flatten_requests_of_one_account_each_send(
         await pool.execute(
             "INSERT INTO system_flags (name, value) VALUES ('halted', $1)"
             " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-            {"halted": False, "flatten": {"requested_at": requested_at, "account": "mo-a"}},
+            {
+                "halted": False,
+                "flattens": {requested_at: {"requested_at": requested_at, "account": "mo-a"}},
+            },
         )
         await engine.config.refresh()
 
@@ -688,12 +689,29 @@ async def test_a_flatten_run_again_after_a_restart_still_sends(
     (a,) = await make_paper_account(pool, u, "ned-a")
     await make_trader(pool, u, rec, [(a, 1)])
     engine = await engine_factory()
-    request = {"requested_at": "2026-01-01T00:00:00+00:00", "account": "ned-a"}
+    at = "2026-01-01T00:00:00+00:00"
+    flag = "SELECT value #> ARRAY['flattens', $1] FROM system_flags WHERE name = 'halted'"
+
+    async def flattened() -> bool:
+        return await net_pos(engine, pool, a) == 0 and "done_at" in await pool.fetchval(flag, at)
+
     await send(engine, pool, rec, buy())
-    assert await engine.flatten(request) == 1
+    await pool.execute(  # not halted: the entry after it must go out
+        "INSERT INTO system_flags (name, value) VALUES ('halted', $1)",
+        {"halted": False, "flattens": {at: {"requested_at": at, "account": "ned-a"}}},
+    )
+    await engine.config.refresh()
+    await wait_for(flattened, "the first run flattened")
     # A crash before the request was marked done: the next run carries out the same request
     # with no memory of the first, and its liquidation must go out, not collide with the first.
     await send(engine, pool, rec, buy())
     engine._flattener._done.clear()
-    assert await engine.flatten(request) == 1
+    await pool.execute(
+        "UPDATE system_flags SET value = value #- ARRAY['flattens', $1, 'done_at']", at
+    )
+    await engine.config.refresh()
+    await wait_for(flattened, "the second run flattened")
+    ids = await pool.fetch("SELECT cl_ord_id, state FROM order_intents WHERE kind = 'liquidate'")
+    assert len({r["cl_ord_id"] for r in ids}) == 2
+    assert [r["state"] for r in ids] == ["done", "done"]
     assert await net_pos(engine, pool, a) == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -21,10 +22,11 @@ from jtrades.broker.base import Contract, SubAccount
 from jtrades.broker.paper import PaperBroker
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
-from jtrades.db import Database, connect
+from jtrades.db import Database, connect, migrations
 from jtrades.engine.engine import Engine
 from jtrades.engine.signal import Action, Signal
 from jtrades.errors import BrokerRejected, TransientBrokerError
+from tests.cli import ainvoke
 from tests.integration.test_engine import (
     account_of,
     buy,
@@ -119,19 +121,26 @@ async def positions(engine: Engine, pool: asyncpg.Pool, sub_id: int) -> dict[str
     return {p.symbol: p.net_pos for p in engine.brokers.paper(aid).positions(bid) if p.net_pos}
 
 
-async def request_flatten(engine: Engine, pool: asyncpg.Pool, account: str | None = None) -> None:
+async def request_flatten(
+    engine: Engine, pool: asyncpg.Pool, account: str | None = None, *, halted: bool = True
+) -> None:
     """What ``jtrades halt --flatten`` writes, then the engine hears it."""
+    request = {"requested_at": REQUESTED_AT, "account": account}
     await pool.execute(
         "INSERT INTO system_flags (name, value) VALUES ('halted', $1)"
         " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-        {"halted": True, "flatten": {"requested_at": REQUESTED_AT, "account": account}},
+        {"halted": halted, "flattens": {REQUESTED_AT: request}},
     )
     await engine.config.refresh()
 
 
+async def flat(engine: Engine, pool: asyncpg.Pool, sub_id: int) -> bool:
+    return await positions(engine, pool, sub_id) == {}
+
+
 async def flatten_flag(pool: asyncpg.Pool) -> dict[str, Any]:
     value = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
-    return dict(value["flatten"])
+    return dict(value["flattens"][REQUESTED_AT])
 
 
 async def wait_done(pool: asyncpg.Pool, limit_s: float = 5.0) -> None:
@@ -322,15 +331,173 @@ async def test_a_request_run_again_after_a_crash_finds_its_clordids(
     (a,) = await make_paper_account(pool, u, "cr-a")
     await make_trader(pool, u, rec, [(a, 1)])
     engine = await start()
-    request = {"requested_at": REQUESTED_AT, "account": "cr-a"}
     await send(engine, pool, rec, buy())
-    assert await engine.flatten(request) == 1
+    await request_flatten(engine, pool, "cr-a", halted=False)  # so the next entry goes out
+    await wait_done(pool)
     # a crash before the request was marked done: the next run of the same request, with no
     # memory of the first, finds the first's clOrdId and does not reuse it
     await send(engine, pool, rec, buy())
     engine._flattener._done.clear()
-    assert await engine.flatten(request) == 1
+    await pool.execute(
+        "UPDATE system_flags SET value = value #- ARRAY['flattens', $1, 'done_at']", REQUESTED_AT
+    )
+    await engine.config.refresh()
+    await wait_done(pool)
     assert await positions(engine, pool, a) == {}
     (symbol,) = {r["symbol"] for r in await pool.fetch("SELECT symbol FROM order_intents")}
     base = flatten_prefix(REQUESTED_AT, a, symbol)
     assert await liquidation_ids(pool) == [f"{base}-1", f"{base}-2"]
+
+
+# --- requests from the CLI: they accumulate, end on `resume`, and cost no reload per pass -------
+
+
+async def cli(db_url: str, data_dir: Path, *args: str) -> None:
+    r = await ainvoke(list(args), db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 0, r.stderr
+
+
+def fast_retries(engine: Engine) -> None:
+    """Passes moments apart, so a test sees several of them."""
+    engine._flattener._retry_s, engine._flattener._max_retry_s = 0.05, 0.1
+
+
+async def two_logins(pool: asyncpg.Pool, name: str) -> tuple[int, int, int]:
+    """A user trading one recorder on two paper logins ``{name}-a`` and ``{name}-b``."""
+    u = await make_user(pool, name)
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (a,) = await make_paper_account(pool, u, f"{name}-a")
+    (b,) = await make_paper_account(pool, u, f"{name}-b")
+    await make_trader(pool, u, rec, [(a, 1), (b, 1)])
+    return rec, a, b
+
+
+def logged(logs: list[dict[str, Any]], event: str, times: int = 1) -> Callable[[], Awaitable[bool]]:
+    """A condition for ``wait_for``: ``event`` was logged at least ``times`` times."""
+
+    async def cond() -> bool:
+        return sum(e["event"] == event for e in logs) >= times
+
+    return cond
+
+
+async def test_a_flatten_of_one_login_keeps_a_pending_flatten_of_everything(
+    database: Database, start: Start, db_url: str, data_dir: Path
+) -> None:
+    """The second request replaced the first: the engine gave up the flatten of everything and
+    the other login's position stayed open."""
+    pool = database.pool
+    rec, a, b = await two_logins(pool, "ga")
+    aid_b, _ = await account_of(pool, b)
+    blind = Blind()
+    engine = await start({aid_b: blind})
+    fast_retries(engine)
+    await send(engine, pool, rec, buy())
+    blind.synced = False  # ga-b cannot be closed for now: the request stays pending
+
+    with structlog.testing.capture_logs() as logs:
+        await cli(db_url, data_dir, "halt", "--flatten")
+        await wait_for(lambda: flat(engine, pool, a), "ga-a flattened")
+        await wait_for(logged(logs, "engine.flatten_incomplete"), "ga-b left")
+        await cli(db_url, data_dir, "halt", "--account", "ga-a", "--flatten")
+        await engine.config.refresh()
+        blind.synced = True
+        await wait_for(lambda: flat(engine, pool, b), "ga-b flattened all the same", 10)
+
+
+async def test_two_flattens_of_two_logins_are_both_carried_out(
+    database: Database, start: Start, db_url: str, data_dir: Path
+) -> None:
+    pool = database.pool
+    rec, a, b = await two_logins(pool, "tw")
+    aid_a, _ = await account_of(pool, a)
+    blind = Blind()
+    engine = await start({aid_a: blind})
+    fast_retries(engine)
+    await send(engine, pool, rec, buy())
+    blind.synced = False
+
+    with structlog.testing.capture_logs() as logs:
+        await cli(db_url, data_dir, "halt", "--account", "tw-a", "--flatten")
+        await wait_for(logged(logs, "engine.flatten_incomplete"), "tw-a left")
+        await cli(db_url, data_dir, "halt", "--account", "tw-b", "--flatten")
+        await engine.config.refresh()
+        await wait_for(lambda: flat(engine, pool, b), "tw-b flattened")
+        blind.synced = True
+        await wait_for(lambda: flat(engine, pool, a), "tw-a flattened all the same", 10)
+
+
+async def test_resuming_a_login_ends_its_flatten(
+    database: Database, start: Start, db_url: str, data_dir: Path
+) -> None:
+    """``resume --account`` left the request pending: the engine went on liquidating the login
+    its owner had just resumed."""
+    pool = database.pool
+    rec, a, _b = await two_logins(pool, "rs")
+    aid_a, _ = await account_of(pool, a)
+    blind = Blind()
+    engine = await start({aid_a: blind})
+    fast_retries(engine)
+    await send(engine, pool, rec, buy())
+    blind.synced = False
+
+    with structlog.testing.capture_logs() as logs:
+        await cli(db_url, data_dir, "halt", "--account", "rs-a", "--flatten")
+        await wait_for(logged(logs, "engine.flatten_incomplete"), "rs-a left")
+        await cli(db_url, data_dir, "resume", "--account", "rs-a")
+        await engine.config.refresh()
+        assert engine.config.snapshot.flatten is None  # the engine agrees: nothing pending
+        sent = await liquidation_ids(pool)
+        blind.synced = True
+        await wait_for(logged(logs, "engine.flatten_abandoned"), "the flatten ended")
+    assert await positions(engine, pool, a) != {}  # resumed: its position is its owner's again
+    assert await liquidation_ids(pool) == sent
+
+
+async def test_an_incomplete_flatten_does_not_reload_the_configuration_every_pass(
+    database: Database, start: Start
+) -> None:
+    """Each pass wrote its progress on the flag, whose trigger reloads the whole configuration."""
+    pool = database.pool
+    rec, a, _b = await two_logins(pool, "pr")
+    aid_a, _ = await account_of(pool, a)
+    blind = Blind()
+    engine = await start({aid_a: blind})
+    fast_retries(engine)
+    await send(engine, pool, rec, buy())
+    blind.synced = False
+    flag_at = "SELECT updated_at FROM system_flags WHERE name = 'halted'"
+
+    with structlog.testing.capture_logs() as logs:
+        await request_flatten(engine, pool)
+        # a pass writes before the next begins: by the third, the first two have written
+        await wait_for(logged(logs, "engine.flatten_incomplete", 3), "three passes")
+        before = await pool.fetchval(flag_at)
+        await wait_for(logged(logs, "engine.flatten_incomplete", 8), "eight passes")
+    assert await pool.fetchval(flag_at) == before  # nothing new to say: nothing written
+
+
+async def test_a_request_written_before_the_upgrade_is_carried_out(
+    database: Database, start: Start
+) -> None:
+    """Migration 0004 moves a request of the single ``flatten`` key under ``flattens``."""
+    pool = database.pool
+    u = await make_user(pool, "up")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (a,) = await make_paper_account(pool, u, "up-a")
+    await make_trader(pool, u, rec, [(a, 1)])
+    engine = await start()
+    await send(engine, pool, rec, buy())
+    legacy = {"requested_at": REQUESTED_AT, "account": "up-a"}
+    await pool.execute(
+        "INSERT INTO system_flags (name, value) VALUES ('halted', $1)",
+        {"halted": True, "by": "cli:ops", "flatten": legacy},
+    )
+    (mig,) = [m for m in migrations() if m.name == "flatten_requests"]
+    await pool.execute(mig.sql())
+    value = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
+    assert value == {"halted": True, "by": "cli:ops", "flattens": {REQUESTED_AT: legacy}}
+
+    await engine.config.refresh()
+    await wait_for(lambda: flat(engine, pool, a), "the request carried out")
+    await wait_done(pool)
