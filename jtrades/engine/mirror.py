@@ -24,12 +24,15 @@ count once. A pump re-reads its session's whole view (``AccountView.replay``) wh
 the daemon connects its sessions before the mirror follows them, so their first snapshot, with
 what happened while it was down, reached no one — and when its subscription overflows.
 
-A fill is priced by its contract's value per point, which may need the broker (``find_contract``)
-when the session is down, or name no contract at all. Such a fill is *held*, not written (a fill
-on disk without its round trip would never count), and so are the later fills of its
-sub-account and contract, which must be measured after it; everything else in the batch is
-written. Held fills go first into the next batches, tried again with a growing wait, and given
-up after ``hold_s`` with an error — the session's next sync replays them. A batch the database
+A fill is priced by its contract's value per point, which may need the broker (``find_contract``,
+looked up beside the writer on a per-symbol backoff: ``fill_pricing``), or name no contract at
+all. Such a fill is *held*, not written (a fill on disk without its round trip would never
+count), and so are the later fills of its sub-account and contract, which must be measured
+after it, and the position events of that sub-account and contract: a position row with the
+held fill in it is what the next start measures fills against (``seed_open``), so the fill,
+replayed then, would count twice. Everything else in the batch is written. Held events go first
+into the next batches, and a held fill is given up after ``hold_s`` with an error, with the
+positions held behind it — the session's next snapshot replays them. A batch the database
 refuses is tried again a few times (``retry_waits_s``) before it is given up.
 """
 
@@ -49,6 +52,7 @@ from jtrades.broker.base import Broker, BrokerEvent, Fill, OrderStatus, Position
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.client import TradovateBroker
 from jtrades.engine.config_cache import ConfigCache, Snapshot
+from jtrades.engine.fill_pricing import Pricing
 from jtrades.engine.pnl import DailyPnl, OpenPosition, close_trade
 from jtrades.errors import JtradesError, NotFound
 from jtrades.store import mirror as mirror_store
@@ -80,6 +84,8 @@ def intent_state(status: OrderStatus) -> str:
 _Tagged = tuple[int, Broker, BrokerEvent]
 # (sub-account, the tagged fill event, the fill): a fill of a batch waiting for its price
 _PendingFill = tuple[int, _Tagged, Fill]
+# (sub-account, contract id): the position a fill moves
+_PosKey = tuple[int, int]
 
 
 class Mirror:
@@ -100,17 +106,24 @@ class Mirror:
         self._config = config
         self.pnl = DailyPnl()
         self._open: dict[tuple[int, str], OpenPosition] = {}
-        self._vpp: dict[str, Decimal] = {}
-        self._queue: asyncio.Queue[_Tagged] = asyncio.Queue()
+        # None: a lookup ended, the writer tries its held fills
+        self._queue: asyncio.Queue[_Tagged | None] = asyncio.Queue()
+        self._pricing = Pricing(lambda: self._queue.put_nowait(None))
         self._pumps: dict[int, asyncio.Task[None]] = {}
         self._writer: asyncio.Task[None] | None = None
         # fills held for want of their contract's value per point, oldest first, and since when
-        # (loop time) each one is held, by (login, fill id)
+        # (loop time) each one is held, by (login, fill id); the latest position event of each
+        # (sub-account, contract) with a held fill
         self._held: list[_Tagged] = []
         self._held_since: dict[tuple[int, int], float] = {}
+        self._held_positions: list[_Tagged] = []
         self.hold_s = 900.0  # then a held fill is given up (the next sync replays it)
-        self.hold_waits_s = (0.5, 30.0)  # the first and the longest wait between tries
-        self._hold_wait = self.hold_waits_s[0]
+        # the first and the longest wait before a symbol whose lookup failed is asked again
+        self.hold_waits_s = (0.5, 30.0)
+        # how long a batch waits for its lookups: a contract cached or answered at once is
+        # priced in the batch, a slow lookup (a 429 retried) holds the fill, not the writer
+        self.price_wait_s = 0.05
+        self._writing = asyncio.Lock()
         # waits before writing a refused batch again; then it is given up
         self.retry_waits_s: tuple[float, ...] = (0.5, 2.0, 5.0)
 
@@ -144,7 +157,9 @@ class Mirror:
             log.warning(
                 "mirror.held_fills_unwritten",
                 fills=len(self._held),
-                effect="replayed by the sessions' next sync",
+                positions=len(self._held_positions),
+                effect="not recorded: the next start replays the fills a Tradovate session still"
+                " lists (the day's), with their positions; a paper login's are lost",
             )
         tasks = [*self._pumps.values(), *([self._writer] if self._writer else [])]
         for t in tasks:
@@ -154,6 +169,7 @@ class Mirror:
                 await t
         self._pumps.clear()
         self._writer = None
+        await self._pricing.close()  # after the writer, which starts lookups
 
     async def _pump(self, account_id: int, broker: Broker) -> None:
         """Forward one login's events, after the whole view as it stands: the stream tells only
@@ -184,21 +200,33 @@ class Mirror:
 
     async def _write_loop(self) -> None:
         while True:
-            if not self._held:
-                batch = [await self._queue.get()]
-            else:  # the held fills are tried again with the next events, or on their own
-                try:
-                    batch = [await asyncio.wait_for(self._queue.get(), self._hold_wait)]
-                except TimeoutError:
-                    batch = []
+            # The held fills go with the next events, or on their own once a lookup has ended
+            # (None in the queue) or a symbol's wait has run out.
+            try:
+                first = await asyncio.wait_for(self._queue.get(), self._held_wait())
+            except TimeoutError:
+                first = None
+            batch = [first] if first is not None else []
             await self._gather()
             while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+                if (ev := self._queue.get_nowait()) is not None:
+                    batch.append(ev)
             await self._write_retrying(batch)
-            if not self._held:
-                self._hold_wait = self.hold_waits_s[0]
-            else:  # still held: the next try waits longer
-                self._hold_wait = min(self._hold_wait * 2, self.hold_waits_s[1])
+
+    def _held_wait(self) -> float | None:
+        """How long the writer may wait for events before trying its held fills on their own
+        (None: no fill is held); at most the longest backoff, so one is given up in time."""
+        if not self._held:
+            return None
+        waits = [self.hold_waits_s[1]]
+        for aid, _broker, ev in self._held:
+            if not isinstance(ev.entity, Fill):
+                continue
+            if not ev.entity.symbol:  # named in the view, maybe without an event: look again
+                waits.append(self.hold_waits_s[0])
+            elif (due := self._pricing.due_in(aid, ev.entity.symbol)) is not None:
+                waits.append(due)
+        return min(waits)
 
     async def _write_retrying(self, batch: list[_Tagged]) -> None:
         """Write ``batch``; a refused one is written again after each of ``retry_waits_s``,
@@ -255,28 +283,33 @@ class Mirror:
         are left out. Dropping the batch would lose fills, and with them realized P&L the
         daily-loss filter counts.
 
-        The fills held from earlier batches go first; the ones that still cannot be priced
-        are held again (see the module doc). A batch that fails holds what it held before."""
-        events = [*self._held, *events]
-        snap = self._config.snapshot
-        try:
-            held = await self._write(events, snap)
-        except NotFound:
-            # the snapshot may have been replaced while the statement ran: compare, not ask
-            await self._config.refresh()
-            fresh = self._config.snapshot
-            if fresh is snap:
-                raise
-            log.warning("mirror.config_changed", events=len(events))
-            held = await self._write(events, fresh)
-        self._held = held
-        kept = {(aid, ev.entity.fill_id) for aid, _b, ev in held if isinstance(ev.entity, Fill)}
-        self._held_since = {k: t for k, t in self._held_since.items() if k in kept}
+        The events held from earlier batches go first; what still cannot be written is held
+        again (see the module doc). A batch that fails holds what it held before. Writes are
+        serialised: each moves the held events and the open positions from the last one's."""
+        async with self._writing:
+            events = [*self._held, *self._held_positions, *events]
+            snap = self._config.snapshot
+            try:
+                held, held_positions = await self._write(events, snap)
+            except NotFound:
+                # the snapshot may have been replaced while the statement ran: compare, not ask
+                await self._config.refresh()
+                fresh = self._config.snapshot
+                if fresh is snap:
+                    raise
+                log.warning("mirror.config_changed", events=len(events))
+                held, held_positions = await self._write(events, fresh)
+            self._held, self._held_positions = held, held_positions
+            kept = {(aid, ev.entity.fill_id) for aid, _b, ev in held if isinstance(ev.entity, Fill)}
+            self._held_since = {k: t for k, t in self._held_since.items() if k in kept}
 
-    async def _write(self, events: list[_Tagged], snap: Snapshot) -> list[_Tagged]:
-        """Write what can be written; returns the fill events to hold."""
+    async def _write(
+        self, events: list[_Tagged], snap: Snapshot
+    ) -> tuple[list[_Tagged], list[_Tagged]]:
+        """Write what can be written; returns the fill and position events to hold."""
         batch = mirror_store.Batch()
         pending: list[_PendingFill] = []
+        positions: list[tuple[_PosKey, _Tagged, mirror_store.PositionRow]] = []
         for tagged in events:
             account_id, _broker, ev = tagged
             sub = snap.sub_account_id(account_id, ev.account_id)
@@ -301,18 +334,32 @@ class Mirror:
                         "mirror.position_unnamed", sub_account_id=sub, contract_id=e.contract_id
                     )
                     continue
-                batch.positions.append((sub, e.symbol, e.net_pos, e.net_price))
-        fills, held = await self._priced(pending)
+                positions.append(
+                    ((sub, e.contract_id), tagged, (sub, e.symbol, e.net_pos, e.net_price))
+                )
+        fills, held, gone = await self._priced(pending)
         for sub, _tagged, e in fills:
             batch.fills.append(
                 (sub, e.fill_id, e.order_id, e.symbol, str(e.side), e.qty, e.price, e.timestamp)
             )
+        # A position with a held fill in it, on disk, would count that fill twice after a
+        # restart (the replayed fill is new against a position that has it): it waits with the
+        # fill, the latest one of each key, or goes with a fill given up (a replay brings both).
+        waiting = {(sub, f.contract_id) for sub, _t, f in held}
+        waiting_symbols = {(sub, f.symbol) for sub, _t, f in held if f.symbol}
+        held_positions: dict[_PosKey, _Tagged] = {}
+        for pkey, tagged, position in positions:
+            if pkey in waiting or position[:2] in waiting_symbols:
+                held_positions[pkey] = tagged
+            elif pkey not in gone:
+                batch.positions.append(position)
+        held_out = ([t for _s, t, _f in held], list(held_positions.values()))
         if not batch:
-            return held
+            return held_out
         self.batches += 1
         if not fills:
             await mirror_store.write_batch(self._pool, batch)
-            return held
+            return held_out
         # The P&L state moves on copies, kept only once the transaction has committed: a batch
         # that fails leaves the in-memory P&L as the database has it.
         moved: dict[tuple[int, str], OpenPosition] = {}
@@ -335,32 +382,45 @@ class Mirror:
         self._open.update(moved)
         for sub, _symbol, _side, _qty, _entry, _exit, pnl, _opened, at in closed:
             self.pnl.add(sub, pnl, at)
-        return held
+        return held_out
 
     async def _priced(
         self, pending: list[_PendingFill]
-    ) -> tuple[list[_PendingFill], list[_Tagged]]:
-        """Split a batch's fills into those whose contract's value per point is known (asked
-        of the broker before the transaction, never while it holds rows) and those to hold:
-        the unpriced ones and, behind them, the later fills of their sub-account and contract.
-        A fill held for ``hold_s`` is given up."""
+    ) -> tuple[list[_PendingFill], list[_PendingFill], set[_PosKey]]:
+        """Split a batch's fills into those whose contract's value per point is known (looked
+        up before the transaction, never while it holds rows, and waited for only briefly) and
+        those to hold: the unpriced ones and, behind them, the later fills of their sub-account
+        and contract. A fill held for ``hold_s`` is given up; the keys of those are returned."""
         loop = asyncio.get_running_loop()
-        ready: list[_PendingFill] = []
-        held: list[_Tagged] = []
-        blocked: set[tuple[int, int]] = set()
-        failed: dict[tuple[int, str], str] = {}  # (login, symbol) -> why, asked once a batch
+        named: list[_PendingFill] = []
+        asking: set[asyncio.Task[None]] = set()
         for sub, tagged, f in pending:
             aid, broker, ev = tagged
             if not f.symbol:
                 f = self._renamed(broker, f)
                 tagged = (aid, broker, dataclasses.replace(ev, entity=f))
-            if (sub, f.contract_id) not in blocked:
-                why = await self._value_per_point(broker, aid, f.symbol, failed)
-                if why is None:
-                    ready.append((sub, tagged, f))
-                    continue
-            else:
+            named.append((sub, tagged, f))
+            if f.symbol:
+                task = self._pricing.ask(broker, aid, f.symbol, self.hold_waits_s)
+                if task is not None:
+                    asking.add(task)
+        if asking:
+            await asyncio.wait(asking, timeout=self.price_wait_s)
+        ready: list[_PendingFill] = []
+        held: list[_PendingFill] = []
+        gone: set[_PosKey] = set()
+        blocked: set[_PosKey] = set()
+        for sub, tagged, f in named:
+            aid, _broker, _ev = tagged
+            if (sub, f.contract_id) in blocked:
                 why = "an earlier fill of its contract is held"
+            elif not f.symbol:
+                why = "its contract has no name yet"
+            elif self._pricing.value(f.symbol) is None:
+                why = self._pricing.why(aid, f.symbol)
+            else:
+                ready.append((sub, tagged, f))
+                continue
             first = (aid, f.fill_id) not in self._held_since
             since = self._held_since.setdefault((aid, f.fill_id), loop.time())
             if loop.time() - since >= self.hold_s:
@@ -371,8 +431,10 @@ class Mirror:
                     symbol=f.symbol,
                     held_s=round(loop.time() - since),
                     reason=why,
-                    effect="not recorded until the session's next sync replays it",
+                    effect="not recorded, nor its position, until the session's next snapshot"
+                    " (a reconnect, an overflow, the next start) replays them",
                 )
+                gone.add((sub, f.contract_id))
                 continue
             if first:
                 log.warning(
@@ -383,25 +445,8 @@ class Mirror:
                     reason=why,
                 )
             blocked.add((sub, f.contract_id))
-            held.append(tagged)
-        return ready, held
-
-    async def _value_per_point(
-        self, broker: Broker, login: int, symbol: str, failed: dict[tuple[int, str], str]
-    ) -> str | None:
-        """Make sure ``symbol``'s value per point is known; why it is not, else None."""
-        if not symbol:
-            return "its contract has no name yet"
-        if symbol in self._vpp:
-            return None
-        why = failed.get((login, symbol))
-        if why is None:
-            try:
-                self._vpp[symbol] = (await broker.find_contract(symbol)).value_per_point
-                return None
-            except JtradesError as exc:  # the session is down, the contract unlisted, …
-                why = failed[(login, symbol)] = f"{type(exc).__name__}: {exc}"
-        return why
+            held.append((sub, tagged, f))
+        return ready, held, gone
 
     @staticmethod
     def _renamed(broker: Broker, f: Fill) -> Fill:
@@ -414,7 +459,8 @@ class Mirror:
 
     def _close(self, sub: int, f: Fill, pos: OpenPosition) -> mirror_store.TradeRow | None:
         """Apply a new fill to ``pos``; the round trip it closes, if it does."""
-        vpp = self._vpp[f.symbol]
+        vpp = self._pricing.value(f.symbol)
+        assert vpp is not None  # priced before the batch was written
         opened = pos.opened_at or f.timestamp
         trade = close_trade(pos, f.side.sign * f.qty, f.price, vpp, f.timestamp)
         if trade is None:

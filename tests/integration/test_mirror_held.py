@@ -77,13 +77,15 @@ async def test_a_fill_that_cannot_be_priced_now_is_held_and_written_later_in_ord
     """One batch of two logins: the first login's round trip is written and counted; the other
     login's session is down, so its fill's contract (not looked up before) has no value per
     point: that fill is held with the later fill of its contract, not dropped with the batch.
-    Once the session is back the held fills are written first, in order, with their round trip;
-    a replay of the same fills (the next sync) counts nothing twice."""
+    The contract is asked again only once its wait (``hold_waits_s``) has passed, whatever the
+    batches do. Once the session is back the held fills are written first, in order, with their
+    round trip; a replay of the same fills (the next sync) counts nothing twice."""
     w = await _world(database.pool)
     o = await _second_login(database)
     down = DownPaper()
     async with _mirroring(database, settings, w) as (engine, paper):
         mirror = engine.reconciler.mirror
+        mirror.hold_waits_s = (0.3, 0.3)
         t0 = datetime.now(UTC)
         held = [
             (o["aid"], down, _fill(o["bid"], 21, Side.BUY, "6000", t0, "MESZ6")),
@@ -98,12 +100,13 @@ async def test_a_fill_that_cannot_be_priced_now_is_held_and_written_later_in_ord
         assert await _fills(database) == [(w["sub"], 11, "MNQ1!"), (w["sub"], 12, "MNQ1!")]
         assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(20)
         assert mirror.held == 2
-        assert down.asked == 1  # once a batch, not once a fill
+        assert down.asked == 1  # once, not once a fill
         assert [e["fill_id"] for e in logs if e["event"] == "mirror.fill_held"] == [21, 22]
 
-        await mirror.write([])  # still down: still held
-        assert mirror.held == 2
+        await mirror.write([])  # waiting out the failure: not asked again
+        assert (mirror.held, down.asked) == (2, 1)
         down.up = True
+        await asyncio.sleep(0.35)
         await mirror.write([])
         assert mirror.held == 0
         assert [f[1] for f in await _fills(database)] == [11, 12, 21, 22]
@@ -117,6 +120,55 @@ async def test_a_fill_that_cannot_be_priced_now_is_held_and_written_later_in_ord
         await mirror.write([*ok, *held])  # replayed by the next sync
         assert await database.pool.fetchval("SELECT count(*) FROM trades") == 2
         assert engine.reconciler.pnl.realized([w["sub"], o["sub"]], t0) == Decimal(70)
+
+
+async def test_the_positions_behind_a_held_fill_wait_with_it(
+    database: Database, settings: Settings
+) -> None:
+    """A fill is held, and the position events of its sub-account and contract in its batch
+    and after it are held with it (a position row with the fill in it is what the next start
+    measures fills against: the fill, replayed then, would count twice); another contract's
+    position is written. Once the fills are priced they go in one batch with the latest of
+    those positions."""
+    w = await _world(database.pool)
+    o = await _second_login(database)
+    down = DownPaper()
+
+    def position(net: int) -> tuple[int, PaperBroker, BrokerEvent]:
+        p = Position(o["bid"], 2000, "MESZ6", net, Decimal(6000) if net else None)
+        return (o["aid"], down, BrokerEvent("position", o["bid"], p))
+
+    async def positions() -> dict[tuple[int, str], int]:
+        rows = await database.pool.fetch("SELECT sub_account_id, symbol, net_pos FROM positions")
+        return {(r["sub_account_id"], r["symbol"]): r["net_pos"] for r in rows}
+
+    async with _mirroring(database, settings, w) as (engine, paper):
+        mirror = engine.reconciler.mirror
+        mirror.hold_waits_s = (0.2, 0.2)
+        t0 = datetime.now(UTC)
+        other = Position(w["bid"], 1000, "MNQZ6", 3, Decimal(100))
+        await mirror.write(
+            [
+                position(1),  # the position event may come before its fill
+                (o["aid"], down, _fill(o["bid"], 51, Side.BUY, "6000", t0, "MESZ6")),
+                (w["aid"], paper, BrokerEvent("position", w["bid"], other)),
+            ]
+        )
+        await mirror.write([position(1)])
+        await mirror.write(
+            [(o["aid"], down, _fill(o["bid"], 52, Side.SELL, "6010", t0, "MESZ6")), position(0)]
+        )
+        assert mirror.held == 2
+        assert await positions() == {(w["sub"], "MNQZ6"): 3}
+        assert await _fills(database) == []
+
+        down.up = True
+        await asyncio.sleep(0.25)
+        await mirror.write([])
+        assert mirror.held == 0
+        assert await positions() == {(w["sub"], "MNQZ6"): 3, (o["sub"], "MESZ6"): 0}
+        assert [f[1] for f in await _fills(database)] == [51, 52]
+        assert engine.reconciler.pnl.realized([o["sub"]], t0) == Decimal(50)
 
 
 async def test_nothing_is_written_without_a_symbol(database: Database, settings: Settings) -> None:
