@@ -10,7 +10,7 @@ Prices are ``Decimal`` and already on the contract's tick; quantities are whole 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -282,6 +282,12 @@ class Broker(Protocol):
         ...
 
     def fills(self, account_id: int) -> list[Fill]: ...
+
+    def filled_qty(self, account_id: int, order_ids: Iterable[int]) -> dict[int, int]:
+        """Contracts filled so far of each of ``order_ids`` (absent: none). Cheap for a few
+        orders however many fills the day has: reconciliation asks for every sub-account's
+        working exits on every pass."""
+        ...
 
     def cash(self, account_id: int) -> CashBalance | None: ...
 

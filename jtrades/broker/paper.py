@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -304,6 +304,13 @@ class PaperBroker:
 
     def fills(self, account_id: int) -> list[Fill]:
         return list(self._fills.get(account_id, []))
+
+    def filled_qty(self, account_id: int, order_ids: Iterable[int]) -> dict[int, int]:
+        wanted, out = set(order_ids), dict[int, int]()
+        for f in self._fills.get(account_id, ()):  # one sub-account's fills
+            if f.order_id in wanted:
+                out[f.order_id] = out.get(f.order_id, 0) + f.qty
+        return out
 
     def cash(self, account_id: int) -> CashBalance | None:
         return CashBalance(account_id, self._realized.get(account_id, Decimal(0)))

@@ -34,12 +34,11 @@ reconciler does the I/O (``reconcile``). The rules, and the incidents behind the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from jtrades.broker.base import (
-    Fill,
     OcoRequest,
     OrderStatus,
     OrderType,
@@ -54,14 +53,6 @@ from jtrades.engine.planning import PlannedOrder
 LIVE = frozenset({OrderStatus.WORKING, OrderStatus.PENDING_NEW, OrderStatus.PENDING_REPLACE})
 STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
 TEXT = "protective stop"  # shown with the orders at the broker
-
-
-def filled_by_order(fills: Iterable[Fill]) -> dict[int, int]:
-    """Contracts filled so far per order id."""
-    out: dict[int, int] = {}
-    for f in fills:
-        out[f.order_id] = out.get(f.order_id, 0) + f.qty
-    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,6 @@ from jtrades.engine.pnl import DailyPnl
 from jtrades.engine.protection import (
     ExitBook,
     exit_book,
-    filled_by_order,
     plan_protection,
     protection_orders,
 )
@@ -225,7 +224,7 @@ class Reconciler:
                     continue
                 positions = broker.positions(link.broker_account_id)
                 working = broker.working_orders(link.broker_account_id)
-                filled = filled_by_order(broker.fills(link.broker_account_id))
+                filled = broker.filled_qty(link.broker_account_id, [o.order_id for o in working])
             except Exception as exc:  # unreadable: missing is not flat, do nothing
                 log.debug(
                     "reconcile.protect_skip", sub_account_id=link.sub_account_id, error=str(exc)
@@ -332,8 +331,9 @@ def _exit_view(broker: Broker, account_id: int, symbol: str) -> tuple[Position |
     current = next((x for x in broker.positions(account_id) if x.symbol == symbol), None)
     if current is None or current.net_pos == 0:
         return current, ExitBook(0)
-    filled = filled_by_order(broker.fills(account_id))
-    return current, exit_book(current, broker.working_orders(account_id), filled)
+    working = broker.working_orders(account_id)
+    filled = broker.filled_qty(account_id, [o.order_id for o in working])
+    return current, exit_book(current, working, filled)
 
 
 async def _gone(broker: Broker, account_id: int, order_ids: Sequence[int]) -> bool:

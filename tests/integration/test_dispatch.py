@@ -121,6 +121,9 @@ class FaultyBroker:
     def fills(self, account_id: int) -> list[Fill]:
         return self.inner.fills(account_id)
 
+    def filled_qty(self, account_id: int, order_ids: Any) -> dict[int, int]:
+        return self.inner.filled_qty(account_id, order_ids)
+
     def cash(self, account_id: int) -> CashBalance | None:
         return self.inner.cash(account_id)
 

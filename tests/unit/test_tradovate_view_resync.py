@@ -164,3 +164,22 @@ def test_a_replay_is_the_whole_view_for_a_subscriber_that_missed_events() -> Non
     assert isinstance(pos.entity, Position)
     assert pos.entity.net_pos == 0
     assert view.replay() == events  # reading changes nothing
+
+
+def test_filled_quantities_per_order_count_each_fill_once_and_follow_the_snapshot() -> None:
+    """What reconciliation reads for every sub-account's working exits on every pass: built
+    from all of a login's fills (``fills``), a busy day's pass stalled the loop for seconds."""
+    view = AccountView()
+    view.load_snapshot(snapshot(orders=[order(1, "Working"), order(2, "Working")]))
+    view.apply(props("fill", fill(20, 1, "2026-11-25T15:00:00Z", qty=2)))
+    view.apply(props("fill", fill(21, 1, "2026-11-25T15:00:01Z", qty=1)))
+    view.apply(props("fill", fill(21, 1, "2026-11-25T15:00:01Z", qty=1)))  # replayed
+    assert view.filled_qty(ACCT, [1, 2, 3]) == {1: 3}
+
+    view.mark_unsynced("drop")
+    view.load_snapshot(
+        snapshot(orders=[order(1, "Filled"), order(2, "Working")],
+                 fills=[fill(20, 1, "2026-11-25T15:00:00Z", qty=2),
+                        fill(22, 2, "2026-11-25T15:01:00Z", qty=1)])
+    )  # fmt: skip
+    assert view.filled_qty(ACCT, [1, 2]) == {1: 2, 2: 1}  # the snapshot's fills, once each

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -380,6 +380,9 @@ class TradovateBroker:
 
     def fills(self, account_id: int) -> list[Fill]:
         return self.session.view.fills(account_id)
+
+    def filled_qty(self, account_id: int, order_ids: Iterable[int]) -> dict[int, int]:
+        return self.session.view.filled_qty(account_id, order_ids)
 
     def cash(self, account_id: int) -> CashBalance | None:
         return self.session.view.cash(account_id)

@@ -112,6 +112,7 @@ class AccountView:
         # replaces it); a strategy's entry order takes the strategy's uuid as its clOrdId
         self.strategies = StrategyIndex()
         self._fills: dict[int, Entity] = {}
+        self._filled_qty: dict[int, int] = {}  # orderId -> contracts filled (see filled_qty)
         self._cash: dict[int, Entity] = {}
 
     # --- feeding ---------------------------------------------------------------------------
@@ -264,6 +265,7 @@ class AccountView:
                 return []  # a replayed fill
             self._fills[eid] = e
             fill = self._fill(e)
+            self._filled_qty[fill.order_id] = self._filled_qty.get(fill.order_id, 0) + fill.qty
             return [BrokerEvent("fill", fill.account_id or None, fill)]
         if kind == "cashBalance":
             acct = int(e["accountId"])
@@ -414,6 +416,12 @@ class AccountView:
         self._require_synced(account_id)
         fills = [self._fill(e) for e in self._fills.values()]
         return sorted((f for f in fills if f.account_id == account_id), key=_fill_order)
+
+    def filled_qty(self, account_id: int, order_ids: Iterable[int]) -> dict[int, int]:
+        """Contracts filled so far per order, kept as fills arrive (``fills`` builds every
+        fill of the login, which a pass over hundreds of sub-accounts cannot afford)."""
+        self._require_synced(account_id)
+        return {oid: q for oid in order_ids if (q := self._filled_qty.get(oid))}
 
     def cash(self, account_id: int) -> CashBalance | None:
         self._require_synced(account_id)
