@@ -439,7 +439,9 @@ class Dispatcher:
                 result = await broker.place_order(req)
             else:
                 return "rejected", None, f"nothing to send for a {po.kind} step"
-            return "sent", result.order_id, None
+            # 0: the order id is not known yet (a strategy answered before its entry order
+            # showed): None, so it never overwrites the id the mirror records
+            return "sent", result.order_id or None, None
         except BrokerRejected as exc:
             return "rejected", None, str(exc) or "rejected by the broker"
         except TransientBrokerError as exc:

@@ -260,12 +260,26 @@ class Engine:
                 out = await self._on_signal(
                     d.signal_id, d.recorder_id, d.signal, d.received_at, d, undo
                 )
-            except BaseException:
+            except Exception:
+                # counted only if stored: once the claim is on disk, orders may have left and
+                # a restart counts it (the claim stores the counts), so memory must too
+                if not await self._claimed(d.signal_id):
+                    self.counters.undo(undo)
+                raise
+            except BaseException:  # cancelled (shutdown): the restart rebuilds from the rows
                 self.counters.undo(undo)
                 raise
             if out.duplicate_of is not None:
                 self.counters.undo(undo)
             return out
+
+    async def _claimed(self, signal_id: int) -> bool:
+        """Whether the signal's row is stored; True when that cannot be read (the safer count:
+        a signal counted once too often refuses an entry, one too few may trade one more)."""
+        try:
+            return await signal_store.result(self._db.pool, signal_id) is not None
+        except Exception:
+            return True
 
     async def _store(self, out: Outcome, delivery: signal_store.Delivery | None) -> Outcome:
         """An outcome with no orders: store the delivery first when it is not stored yet."""

@@ -75,6 +75,10 @@ WITH target AS MATERIALIZED (
     WHERE i.id = u.intent_id
     RETURNING 1
 )
+-- The detail is merged into what the claim stored (the filters' counts): an outcome written on
+-- an error path carries only the error, and must not erase what a restart rebuilds counts from.
 UPDATE signals
-SET verdict = $4, filter = $5, reason = $6, orders = $7, detail = $8, http_status = $9
+SET verdict = $4, filter = $5, reason = $6, orders = $7,
+    detail = CASE WHEN $8::jsonb IS NULL THEN detail ELSE COALESCE(detail, '{}') || $8::jsonb END,
+    http_status = $9
 WHERE id = $3::bigint;

@@ -87,8 +87,11 @@ RETURNING id;
 SELECT nextval(pg_get_serial_sequence('signals', 'id')) AS id FROM generate_series(1, $1);
 
 -- name: signals.set_outcome($1 id, $2 verdict, $3 filter, $4 reason, $5 orders, $6 detail, $7 http_status)
+-- The detail is merged into what the claim stored, as in intents.finish_many.
 UPDATE signals
-SET verdict = $2, filter = $3, reason = $4, orders = $5, detail = $6, http_status = $7
+SET verdict = $2, filter = $3, reason = $4, orders = $5,
+    detail = CASE WHEN $6::jsonb IS NULL THEN detail ELSE COALESCE(detail, '{}') || $6::jsonb END,
+    http_status = $7
 WHERE id = $1;
 
 -- name: signals.result($1 id)

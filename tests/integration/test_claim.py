@@ -4,6 +4,7 @@ order intents (money rules 1 and 3). The engine's use of it is in test_engine.py
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -204,3 +205,24 @@ async def test_the_parsed_signal_is_stored_whole_with_its_exits_and_without_its_
         "source": "traderspost",
         "extra": {"foo": {"bar": [1, 2.5]}},
     }
+
+
+async def test_an_outcome_merges_into_the_detail_the_claim_stored(pool: asyncpg.Pool) -> None:
+    """The claim stores what the filters counted; an outcome written on an error path carries
+    only the error and replaced it, so a restart forgot the counts of a signal whose orders
+    may have left."""
+    u = await make_user(pool, "mrg")
+    rec = await make_recorder(pool, u, "rec")
+    sid = await signal_store.SignalIds(pool, block=1).take()
+    d = dataclasses.replace(
+        delivery(sid, rec, Signal(Action.BUY, ticker="MNQZ6"), "merge"),
+        detail={"entry": True, "nth_seen": True, "trader_entries": [7]},
+    )
+    await signal_store.claim_delivery(pool, d)
+    await signal_store.set_outcome(
+        pool, sid, verdict="accepted", reason="internal error", detail={"error": "KeyError"}
+    )
+    row = await pool.fetchval("SELECT detail FROM signals WHERE id = $1", sid)
+    assert row == {"entry": True, "nth_seen": True, "trader_entries": [7], "error": "KeyError"}
+    await signal_store.set_outcome(pool, sid, verdict="accepted", detail=None)
+    assert await pool.fetchval("SELECT detail FROM signals WHERE id = $1", sid) == row

@@ -6,6 +6,7 @@ isolation. Real Postgres; the paper broker behind a fault-injecting wrapper of t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -58,7 +59,8 @@ from tests.simutil import SimHandle, running_sim
 class FaultyBroker:
     """The Broker port over a PaperBroker, with faults per broker account id:
     ``lost_request`` (no answer, nothing placed), ``lost_answer`` (placed, no answer),
-    ``reject`` (the broker says no), ``unsynced`` (the live view cannot be trusted)."""
+    ``reject`` (the broker says no), ``unsynced`` (the live view cannot be trusted),
+    ``no_order_id`` (placed, answered without the order's id)."""
 
     def __init__(self, inner: PaperBroker, delay_s: float = 0.0) -> None:
         self.inner = inner
@@ -80,6 +82,8 @@ class FaultyBroker:
         result: PlaceResult = await coro
         if fault == "lost_answer":
             raise OutcomeUnknown("socket dropped after the request")
+        if fault == "no_order_id":  # a strategy answered before its entry order showed
+            return dataclasses.replace(result, order_id=0)
         return result
 
     async def place_order(self, req: OrderRequest) -> PlaceResult:
@@ -573,3 +577,20 @@ def test_expected_position_after_each_kind_of_step() -> None:
     assert expected_position(2, limit) is None
     assert expected_position(2, flat) == 0
     assert expected_position(2, cancel) is None
+
+
+async def test_an_answer_without_the_order_id_never_overwrites_the_one_recorded(
+    pool: asyncpg.Pool, setup: dict[str, Any]
+) -> None:
+    """A strategy answered before its entry order showed carries order id 0; written as 0, it
+    replaced the id the mirror had recorded from the order's events (COALESCE keeps a 0)."""
+    subs, paper, contract = setup["subs"], setup["paper"], setup["contract"]
+    broker = FaultyBroker(paper)
+    broker.faults[1] = "no_order_id"
+    sid, at = await store_signal(pool, setup["rec"])
+    res = await Dispatcher(pool, ttl_s=30).dispatch(
+        sid, at, items(broker, contract, subs[:1], entry_with_stop(Side.BUY, 1, "21490"))
+    )
+    assert res.orders == 2
+    rows = await intents(pool)
+    assert [(r["state"], r["broker_order_id"]) for r in rows] == [("sent", None), ("sent", None)]
