@@ -284,7 +284,8 @@ class Reconciler:
                 trader.id,
                 link.sub_account_id,
                 p.symbol,
-                prefix=f"jt-p-{link.sub_account_id}-{int(now.timestamp() * 1000)}",
+                # the symbol too: two positions of one sub-account protected in one millisecond
+                prefix=f"jt-p-{link.sub_account_id}-{p.symbol}-{int(now.timestamp() * 1000)}",
                 expires_at=now + timedelta(seconds=self._settings.trading.signal_ttl_s),
             )
             step = 1
@@ -303,7 +304,8 @@ class Reconciler:
                         orders=done,
                     )
                     return False
-                current, book = _exit_view(broker, bid, p.symbol)
+                # the cancelled take-profits' fills too: what they still had to fill is re-placed
+                current, book = _exit_view(broker, bid, p.symbol, also=plan.cancel)
             orders = protection_orders(
                 book,
                 plan,
@@ -326,13 +328,16 @@ class Reconciler:
             return bool(placed)
 
 
-def _exit_view(broker: Broker, account_id: int, symbol: str) -> tuple[Position | None, ExitBook]:
-    """The account's position in ``symbol`` and its exit side, from the live view."""
+def _exit_view(
+    broker: Broker, account_id: int, symbol: str, also: Sequence[int] = ()
+) -> tuple[Position | None, ExitBook]:
+    """The account's position in ``symbol`` and its exit side, from the live view; ``also``:
+    orders no longer working whose fills the book must still know (those just cancelled)."""
     current = next((x for x in broker.positions(account_id) if x.symbol == symbol), None)
     if current is None or current.net_pos == 0:
         return current, ExitBook(0)
     working = broker.working_orders(account_id)
-    filled = broker.filled_qty(account_id, [o.order_id for o in working])
+    filled = broker.filled_qty(account_id, [*(o.order_id for o in working), *also])
     return current, exit_book(current, working, filled)
 
 

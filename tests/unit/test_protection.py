@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,7 +30,7 @@ from jtrades.engine.protection import (
     plan_protection,
     protection_orders,
 )
-from jtrades.engine.reconcile import needs_stop
+from jtrades.engine.reconcile import _exit_view, needs_stop
 
 D = Decimal
 AID, SYM = 7, "MNQZ6"
@@ -408,3 +409,37 @@ def test_protection_never_closes_more_than_is_held(
     assert tp_side <= held
     assert _worst_exit(groups) <= held
     assert stop_side == held  # and the whole position is covered
+
+
+class _View:
+    """The part of a live view ``_exit_view`` reads; ``filled_qty`` knows every fill of the
+    login and answers for the ids asked, as the Tradovate view does."""
+
+    def __init__(self, p: Any, working: list[Any], fills: dict[int, int]) -> None:
+        self.p, self.working, self.fills = p, working, fills
+
+    def positions(self, account_id: int) -> list[Any]:
+        return [self.p]
+
+    def working_orders(self, account_id: int) -> list[Any]:
+        return list(self.working)
+
+    def filled_qty(self, account_id: int, order_ids: Any) -> dict[int, int]:
+        return {i: self.fills[i] for i in order_ids if i in self.fills}
+
+
+def test_re_placed_take_profits_keep_what_they_had_left_after_the_cancels() -> None:
+    """Read after the cancels, the cancelled take-profits were no longer working and their fills
+    were not asked for: TP1 (2, one filled) came back for 2, TP2 was dropped, the ladder lost."""
+    before = _View(pos(2), [tp(1, 2, "21505"), tp(2, 1, "21510")], {1: 1})
+    _, book = _exit_view(before, 7, SYM)
+    plan = plan_protection(book, D(21490))
+    assert plan is not None
+    assert plan.cancel == (1, 2)
+    after = _View(pos(2), [], {1: 1})
+    _, book = _exit_view(after, 7, SYM, also=plan.cancel)
+    placed = protection_orders(book, plan, account=ACCT, symbol=SYM, prefix="p")
+    assert [(s.request.first.price, s.request.first.qty) for s in placed] == [
+        (D("21505"), 1),
+        (D("21510"), 1),
+    ]
