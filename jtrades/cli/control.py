@@ -143,7 +143,12 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
                 )
                 if ended and flag is not None:
                     await status_store.set_halted(conn, {**flag, flatten_store.FLATTENS: flattens})
+                # a flatten of everything still covers this login: say so, it keeps closing
+                covering = [
+                    k for k, r in flatten_store.pending(flag or {}).items() if not r.get("account")
+                ]
             else:
+                covering = []
                 flag = await status_store.lock_halted(conn, create=True) or {}
                 # the requests it ends stay on the flag, cancelled, until the next halt
                 flattens, ended = flatten_store.cancel(
@@ -157,11 +162,16 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
             await audit.record(
                 conn, by, "resume", target, {"cancelled_flattens": ended} if ended else None
             )
-        return {"resumed": target, "cancelled_flattens": ended}
+        return {"resumed": target, "cancelled_flattens": ended, "still_flattening": covering}
 
     result = run(go)
     ended = result["cancelled_flattens"]
     also = f"; flatten cancelled: {', '.join(ended)}" if ended else ""
+    if result["still_flattening"]:
+        also += (
+            "; a flatten of everything is still pending and keeps closing this login's"
+            " positions (`jtrades resume` ends it)"
+        )
     done(json, f"resumed: {result['resumed']}{also}", result)
 
 

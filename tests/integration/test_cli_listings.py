@@ -336,9 +336,15 @@ async def test_flatten_requests_accumulate_until_done(
     assert three["flatten_request"] == key  # type: ignore[index]
     assert list(await pending_flattens(pool) or {}) == [key]
 
-    # a login's resume does not end the flatten of everything (the global switch is still on)
-    await cli(db_url, data_dir, "resume", "--account", "apex-1")
+    # a login's resume does not end the flatten of everything (the global switch is still on),
+    # and says that it keeps closing the login's positions
+    told = await cli(db_url, data_dir, "resume", "--account", "apex-1", "--json")
+    assert told["still_flattening"] == [key]  # type: ignore[index]
     assert list(await pending_flattens(pool) or {}) == [key]
+    await cli(db_url, data_dir, "halt", "--account", "apex-1")
+    said = await ainvoke(["resume", "--account", "apex-1"], db_url=db_url, data_dir=data_dir)
+    assert said.exit_code == 0
+    assert "a flatten of everything is still pending" in said.stdout + said.stderr
     out = await cli(db_url, data_dir, "resume", "--json")
     assert out["cancelled_flattens"] == [key]  # type: ignore[index]
     assert await pending_flattens(pool) is None
