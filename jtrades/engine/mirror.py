@@ -32,8 +32,15 @@ after it, and the position events of that sub-account and contract: a position r
 held fill in it is what the next start measures fills against (``seed_open``), so the fill,
 replayed then, would count twice. Everything else in the batch is written. Held events go first
 into the next batches, and a held fill is given up after ``hold_s`` with an error, with the
-positions held behind it — the session's next snapshot replays them. A batch the database
-refuses is tried again a few times (``retry_waits_s``) before it is given up.
+later fills of its contract (measured without it, they would record a wrong round trip) and
+the positions held behind them — the session's next snapshot replays them. A batch the
+database refuses is tried again a few times (``retry_waits_s``) before it is given up; its
+Tradovate logins' views then go first into the next batch.
+
+A fill never applied (given up, or made while the daemon was down and gone from the next
+day's snapshot) would leave ``_open`` wrong for every later round trip: a position event
+written with no fill of its key after it in the batch is the broker's truth, adopted where
+ours disagrees (``mirror_positions``). ``close`` writes what is queued, within ``close_s``.
 """
 
 from __future__ import annotations
@@ -53,8 +60,9 @@ from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.client import TradovateBroker
 from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.fill_pricing import Pricing
-from jtrades.engine.pnl import DailyPnl, OpenPosition, close_trade
-from jtrades.errors import JtradesError, NotFound
+from jtrades.engine.mirror_positions import adopt, trade_row
+from jtrades.engine.pnl import DailyPnl, OpenPosition
+from jtrades.errors import NotFound
 from jtrades.store import mirror as mirror_store
 
 log = structlog.get_logger(__name__)
@@ -86,6 +94,14 @@ _Tagged = tuple[int, Broker, BrokerEvent]
 _PendingFill = tuple[int, _Tagged, Fill]
 # (sub-account, contract id): the position a fill moves
 _PosKey = tuple[int, int]
+
+
+def _view(broker: Broker) -> list[BrokerEvent]:
+    """A Tradovate session's whole live view as events (the paper broker's stream loses
+    nothing: unbounded, and its positions restored from these tables at start)."""
+    if not isinstance(broker, TradovateBroker):
+        return []
+    return broker.session.view.replay()
 
 
 class Mirror:
@@ -126,6 +142,15 @@ class Mirror:
         self._writing = asyncio.Lock()
         # waits before writing a refused batch again; then it is given up
         self.retry_waits_s: tuple[float, ...] = (0.5, 2.0, 5.0)
+        # logins whose live view goes first into the next batch (a batch of theirs given up)
+        self._replays: dict[int, Broker] = {}
+        # fills given up, by (sub-account, contract), until a position of theirs is adopted;
+        # then (sub-account, fill id) of those whose position was adopted: replayed later, they
+        # are stored but not measured again (the adopted position has them)
+        self._given_up: dict[_PosKey, set[int]] = {}
+        self._absorbed: set[tuple[int, int]] = set()
+        self.close_s = 5.0  # how long close() lets the writer write what is queued
+        self._stopping = False
 
     @property
     def held(self) -> int:
@@ -161,14 +186,29 @@ class Mirror:
                 effect="not recorded: the next start replays the fills a Tradovate session still"
                 " lists (the day's), with their positions; a paper login's are lost",
             )
-        tasks = [*self._pumps.values(), *([self._writer] if self._writer else [])]
-        for t in tasks:
+        pumps = list(self._pumps.values())
+        for t in pumps:
             t.cancel()
-        for t in tasks:
+        for t in pumps:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._pumps.clear()
+        # What is queued is written, within a bound: cancelled with it, its fills went
+        # unmeasured and the positions table kept a position the broker no longer held.
+        if (writer := self._writer) is not None:
+            self._stopping = True
+            self._queue.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(writer), self.close_s)
+            except TimeoutError:
+                log.error("mirror.close_timeout", queued=self._queue.qsize(), wait_s=self.close_s)
+            except Exception as exc:
+                log.error("mirror.writer_failed", error=repr(exc))
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
         self._writer = None
+        self._stopping = False
         await self._pricing.close()  # after the writer, which starts lookups
 
     async def _pump(self, account_id: int, broker: Broker) -> None:
@@ -188,11 +228,8 @@ class Mirror:
                 self._queue.put_nowait((account_id, broker, ev))
 
     def _replay(self, account_id: int, broker: Broker, *, overflow: bool = False) -> None:
-        """Queue the whole live view of a Tradovate session (the paper broker's stream loses
-        nothing: unbounded, and its positions restored from these tables at start)."""
-        if not isinstance(broker, TradovateBroker):
-            return
-        events = broker.session.view.replay()
+        """Queue the whole live view of a Tradovate session (``_view``)."""
+        events = _view(broker)
         if overflow:
             log.warning("mirror.overflow", account_id=account_id, events=len(events))
         for ev in events:
@@ -207,11 +244,17 @@ class Mirror:
             except TimeoutError:
                 first = None
             batch = [first] if first is not None else []
-            await self._gather()
+            if not self._stopping:
+                await self._gather()
             while not self._queue.empty():
                 if (ev := self._queue.get_nowait()) is not None:
                     batch.append(ev)
-            await self._write_retrying(batch)
+            # a given-up batch's logins: their whole view first, older than what came since
+            replays, self._replays = self._replays, {}
+            head = [(aid, b, ev) for aid, b in replays.items() for ev in _view(b)]
+            await self._write_retrying([*head, *batch])
+            if self._stopping and self._queue.empty():
+                return
 
     def _held_wait(self) -> float | None:
         """How long the writer may wait for events before trying its held fills on their own
@@ -237,8 +280,17 @@ class Mirror:
                 return
             except Exception as exc:
                 if wait is None:
+                    # its Tradovate logins' views go with the next batch: their fills are new
+                    # then, and measured in order before anything that came since
+                    for aid, broker, _ev in batch:
+                        if isinstance(broker, TradovateBroker):
+                            self._replays[aid] = broker
                     log.error(
-                        "mirror.write_failed", events=len(batch), attempts=attempt, error=str(exc)
+                        "mirror.write_failed",
+                        events=len(batch),
+                        attempts=attempt,
+                        error=str(exc),
+                        replay=sorted(self._replays),
                     )
                     return
                 log.warning(
@@ -310,7 +362,11 @@ class Mirror:
         batch = mirror_store.Batch()
         pending: list[_PendingFill] = []
         positions: list[tuple[_PosKey, _Tagged, mirror_store.PositionRow]] = []
-        for tagged in events:
+        # where in the batch each position event is, and the last fill of each key: a position
+        # with a fill of its key after it does not have that fill yet
+        at: dict[int, int] = {}
+        last_fill: dict[_PosKey, int] = {}
+        for i, tagged in enumerate(events):
             account_id, _broker, ev = tagged
             sub = snap.sub_account_id(account_id, ev.account_id)
             if sub is None:
@@ -328,12 +384,14 @@ class Mirror:
                 )  # fmt: skip
             elif isinstance(e, Fill):
                 pending.append((sub, tagged, e))
+                last_fill[(sub, e.contract_id)] = i
             elif isinstance(e, Position):
                 if not e.symbol:  # its contract is not named yet: its next event will be
                     log.warning(
                         "mirror.position_unnamed", sub_account_id=sub, contract_id=e.contract_id
                     )
                     continue
+                at[id(tagged)] = i
                 positions.append(
                     ((sub, e.contract_id), tagged, (sub, e.symbol, e.net_pos, e.net_price))
                 )
@@ -348,17 +406,24 @@ class Mirror:
         waiting = {(sub, f.contract_id) for sub, _t, f in held}
         waiting_symbols = {(sub, f.symbol) for sub, _t, f in held if f.symbol}
         held_positions: dict[_PosKey, _Tagged] = {}
+        truth: dict[tuple[int, str], tuple[int, Position]] = {}  # the latest written, by symbol
         for pkey, tagged, position in positions:
             if pkey in waiting or position[:2] in waiting_symbols:
                 held_positions[pkey] = tagged
             elif pkey not in gone:
                 batch.positions.append(position)
+                if at[id(tagged)] > last_fill.get(pkey, -1):
+                    assert isinstance(tagged[2].entity, Position)
+                    truth[position[:2]] = (pkey[1], tagged[2].entity)
+                else:
+                    truth.pop(position[:2], None)
         held_out = ([t for _s, t, _f in held], list(held_positions.values()))
         if not batch:
             return held_out
         self.batches += 1
         if not fills:
             await mirror_store.write_batch(self._pool, batch)
+            adopt(self._open, truth, self._given_up, self._absorbed)
             return held_out
         # The P&L state moves on copies, kept only once the transaction has committed: a batch
         # that fails leaves the in-memory P&L as the database has it.
@@ -370,18 +435,27 @@ class Mirror:
                 if (sub, f.fill_id) not in new:
                     continue  # stored before (a replay): measured and counted then
                 new.discard((sub, f.fill_id))  # a fill repeated within the batch counts once
+                if (sub, f.fill_id) in self._absorbed:
+                    log.warning("mirror.fill_in_adopted_position", sub_account_id=sub,
+                                fill_id=f.fill_id, symbol=f.symbol)  # fmt: skip
+                    continue
                 key = (sub, f.symbol)
                 pos = moved.get(key)
                 if pos is None:
                     was = self._open.get(key) or OpenPosition()
                     pos = moved[key] = OpenPosition(was.net, was.avg, was.opened_at)
-                row = self._close(sub, f, pos)
-                if row is not None:
+                vpp = self._pricing.value(f.symbol)
+                assert vpp is not None  # priced before the batch was written
+                if (row := trade_row(sub, f, pos, vpp)) is not None:
                     closed.append(row)
             await mirror_store.insert_trades(conn, closed)
         self._open.update(moved)
-        for sub, _symbol, _side, _qty, _entry, _exit, pnl, _opened, at in closed:
-            self.pnl.add(sub, pnl, at)
+        for sub, _symbol, _side, _qty, _entry, _exit, pnl, _opened, when in closed:
+            self.pnl.add(sub, pnl, when)
+        self._absorbed.difference_update((sub, f.fill_id) for sub, _t, f in fills)
+        for sub, _t, f in fills:
+            self._given_up.get((sub, f.contract_id), set()).discard(f.fill_id)
+        adopt(self._open, truth, self._given_up, self._absorbed)
         return held_out
 
     async def _priced(
@@ -412,7 +486,18 @@ class Mirror:
         blocked: set[_PosKey] = set()
         for sub, tagged, f in named:
             aid, _broker, _ev = tagged
-            if (sub, f.contract_id) in blocked:
+            key = (sub, f.contract_id)
+            if key in gone:
+                # Measured without the earlier fill, a later one of its contract would record
+                # a wrong round trip (a sell against no buy: no trade, P&L 0 for −50). So the
+                # fills of a contract are given up together, and a replay brings them back
+                # together; holding the later ones on instead would hold them, and the
+                # positions behind them, for as long as the first could not be priced.
+                log.error("mirror.fill_given_up", sub_account_id=sub, fill_id=f.fill_id,
+                          symbol=f.symbol, reason="given up with an earlier fill of its contract")  # fmt: skip
+                self._given_up.setdefault(key, set()).add(f.fill_id)
+                continue
+            if key in blocked:
                 why = "an earlier fill of its contract is held"
             elif not f.symbol:
                 why = "its contract has no name yet"
@@ -434,7 +519,8 @@ class Mirror:
                     effect="not recorded, nor its position, until the session's next snapshot"
                     " (a reconnect, an overflow, the next start) replays them",
                 )
-                gone.add((sub, f.contract_id))
+                gone.add(key)
+                self._given_up.setdefault(key, set()).add(f.fill_id)
                 continue
             if first:
                 log.warning(
@@ -444,35 +530,15 @@ class Mirror:
                     symbol=f.symbol,
                     reason=why,
                 )
-            blocked.add((sub, f.contract_id))
+            blocked.add(key)
             held.append((sub, tagged, f))
         return ready, held, gone
 
     @staticmethod
     def _renamed(broker: Broker, f: Fill) -> Fill:
-        """A fill published before its contract was named, as the live view now names it."""
-        try:
-            now = broker.fills(f.account_id)
-        except JtradesError:  # the view is not synced: try again later
+        """A fill published before its contract was named, as the live view now names it
+        (looked up by id: this runs for every unnamed held fill on every batch)."""
+        if not isinstance(broker, TradovateBroker):  # the paper broker names every fill
             return f
-        return next((g for g in now if g.fill_id == f.fill_id and g.symbol), f)
-
-    def _close(self, sub: int, f: Fill, pos: OpenPosition) -> mirror_store.TradeRow | None:
-        """Apply a new fill to ``pos``; the round trip it closes, if it does."""
-        vpp = self._pricing.value(f.symbol)
-        assert vpp is not None  # priced before the batch was written
-        opened = pos.opened_at or f.timestamp
-        trade = close_trade(pos, f.side.sign * f.qty, f.price, vpp, f.timestamp)
-        if trade is None:
-            return None
-        return (
-            sub,
-            f.symbol,
-            trade.side,
-            trade.qty,
-            trade.entry_price,
-            trade.exit_price,
-            trade.pnl,
-            min(opened, f.timestamp),
-            f.timestamp,
-        )
+        g = broker.session.view.fill(f.fill_id)
+        return g if g is not None and g.symbol else f

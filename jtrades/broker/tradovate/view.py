@@ -417,6 +417,12 @@ class AccountView:
         fills = [self._fill(e) for e in self._fills.values()]
         return sorted((f for f in fills if f.account_id == account_id), key=_fill_order)
 
+    def fill(self, fill_id: int) -> Fill | None:
+        """One fill as the view names it now, by id: the mirror asks for the held ones on
+        every batch, and ``fills`` builds and sorts every fill of the login (35 ms at 10k)."""
+        e = self._fills.get(fill_id)
+        return self._fill(e) if e is not None else None
+
     def filled_qty(self, account_id: int, order_ids: Iterable[int]) -> dict[int, int]:
         """Contracts filled so far per order, kept as fills arrive (``fills`` builds every
         fill of the login, which a pass over hundreds of sub-accounts cannot afford)."""

@@ -1,0 +1,95 @@
+"""The broker's position as the truth the mirror's next round trip is measured from.
+
+``Mirror._open`` moves with the fills the mirror applies. A fill it never applies leaves it
+wrong: one made while the daemon was down and gone from the next trading day's snapshot, a batch
+the database refused until it was given up, a held fill given up. Every later round trip of
+that sub-account and symbol was then measured against a phantom (a long 1 @ 100 the broker no
+longer held turned a buy 200 / sell 190, −20, into +80 on the daily-loss filter). A position
+event the mirror writes says what the broker holds after every fill before it on the stream;
+when ours disagrees, the broker's is adopted.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import structlog
+
+from jtrades.broker.base import Fill, Position
+from jtrades.engine.pnl import OpenPosition, close_trade
+from jtrades.store.mirror import TradeRow
+
+log = structlog.get_logger(__name__)
+
+# Tradovate's netPrice is a float: an average of three fills differs from ours, in Decimal,
+# in the eighth decimal; a tick is never smaller than this.
+AVG_TOLERANCE = Decimal("0.000001")
+
+
+def adopted(ours: OpenPosition | None, broker: Position) -> OpenPosition | None:
+    """The position to measure the next fill against when the broker's disagrees with ours;
+    None when they agree, or when the broker's cannot be measured from (a net without a price).
+    """
+    net = ours.net if ours is not None else 0
+    if broker.net_pos == 0:
+        return OpenPosition() if net else None
+    if broker.net_price is None:
+        return None
+    if (
+        ours is not None
+        and net == broker.net_pos
+        and ours.avg is not None
+        and abs(ours.avg - broker.net_price) < AVG_TOLERANCE
+    ):
+        return None
+    same_side = ours is not None and net != 0 and (net > 0) == (broker.net_pos > 0)
+    opened = ours.opened_at if same_side and ours is not None else broker.timestamp
+    return OpenPosition(broker.net_pos, broker.net_price, opened)
+
+
+def adopt(
+    open_: dict[tuple[int, str], OpenPosition],
+    truth: dict[tuple[int, str], tuple[int, Position]],
+    given_up: dict[tuple[int, int], set[int]],
+    absorbed: set[tuple[int, int]],
+) -> None:
+    """Measure the next round trips from the broker's positions ``truth`` — by (sub-account,
+    symbol), the contract and the latest position event written, with every fill of its key
+    before it — where ``open_`` disagrees. The fills ``given_up`` of a key adopted go to
+    ``absorbed``: the adopted position has them, and a replay must not measure them again."""
+    for key, (contract_id, p) in truth.items():
+        ours = open_.get(key)
+        new = adopted(ours, p)
+        if new is None:
+            continue
+        log.warning(
+            "mirror.position_adopted",
+            sub_account_id=key[0],
+            symbol=key[1],
+            ours_net=ours.net if ours else 0,
+            ours_avg=str(ours.avg) if ours else None,
+            broker_net=p.net_pos,
+            broker_avg=str(p.net_price),
+        )
+        open_[key] = new
+        for fill_id in given_up.pop((key[0], contract_id), ()):
+            absorbed.add((key[0], fill_id))
+
+
+def trade_row(sub: int, f: Fill, pos: OpenPosition, value_per_point: Decimal) -> TradeRow | None:
+    """Apply a new fill to ``pos``; the round trip it closes, if it does."""
+    opened = pos.opened_at or f.timestamp
+    trade = close_trade(pos, f.side.sign * f.qty, f.price, value_per_point, f.timestamp)
+    if trade is None:
+        return None
+    return (
+        sub,
+        f.symbol,
+        trade.side,
+        trade.qty,
+        trade.entry_price,
+        trade.exit_price,
+        trade.pnl,
+        min(opened, f.timestamp),
+        f.timestamp,
+    )
