@@ -46,7 +46,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.protocol import State as SocketState
 
-from jtrades.broker.base import BrokerEvent
+from jtrades.broker.base import BrokerEvent, Fill, Position
 from jtrades.broker.tradovate.auth import AccessToken
 from jtrades.broker.tradovate.codec import (
     CLIENT_HEARTBEAT,
@@ -61,11 +61,14 @@ from jtrades.broker.tradovate.view import AccountView, EventHub
 from jtrades.errors import (
     BrokerAuthError,
     BrokerRejected,
+    JtradesError,
     OutcomeUnknown,
     TransientBrokerError,
 )
 
 log = structlog.get_logger(__name__)
+
+_NAMED = (Position, Fill)  # entities that carry their contract's name
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # a busy login's sync can exceed 1 MB
 
@@ -126,6 +129,7 @@ class Session:
         self._stopped = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
+        self._naming: asyncio.Task[None] | None = None  # see _name_contracts
         self._last_rx = 0.0
         self._dead_reason: str | None = None
         self._snapshot_loaded = False
@@ -186,7 +190,7 @@ class Session:
         if ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 2)
-        for task in (self._task, self._renewer):
+        for task in (self._task, self._renewer, self._naming):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -472,6 +476,8 @@ class Session:
             events.extend(self._apply(props))
         self._early = []
         self.hub.publish(events)
+        if self.view.unknown_contract_ids():
+            self._name_soon()
 
     async def _reader(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
@@ -510,7 +516,12 @@ class Session:
             if not self._snapshot_loaded:
                 self._early.append(event.data)  # events may overtake the sync answer
             else:
-                self.hub.publish(self._apply(event.data))
+                events = self._apply(event.data)
+                self.hub.publish(events)
+                for ev in events:
+                    if isinstance(ev.entity, _NAMED) and not ev.entity.symbol:
+                        self._name_soon()
+                        break
         elif event.name == "shutdown":
             d = event.data if isinstance(event.data, dict) else {}
             reason = str(d.get("reasonCode") or d.get("reason") or "unspecified")
@@ -530,6 +541,38 @@ class Session:
                 [BrokerEvent("session", None, None, detail={"state": "shutdown", "reason": reason})]
             )
             await ws.close()
+
+    def _name_soon(self) -> None:
+        if self._naming is None or self._naming.done():
+            self._naming = asyncio.create_task(self._name_contracts(), name=f"names-{self.label}")
+
+    async def _name_contracts(self) -> None:
+        """Name the contracts the view met unnamed: a trade placed elsewhere (the website, a
+        copier) in a contract no snapshot listed and nobody here looked up. Unnamed, its position
+        matched no symbol (read as flat for that contract) and its fills could not be priced or
+        mirrored. One ``contract/items`` request; a failure waits for the next unnamed event."""
+        ids = self.view.unknown_contract_ids()
+        if not ids:
+            return
+        try:
+            rows = await self.request(
+                "contract/items", query="ids=" + ",".join(str(i) for i in sorted(ids))
+            )
+        except JtradesError as exc:
+            log.warning(
+                "tradovate.session.contracts_unnamed",
+                session=self.label,
+                contracts=sorted(ids),
+                error=str(exc),
+            )
+            return
+        names = {
+            int(r["id"]): str(r["name"])
+            for r in (rows if isinstance(rows, list) else ())
+            if isinstance(r, dict) and r.get("id") is not None and r.get("name")
+        }
+        if names:
+            self.hub.publish(self.view.name_contracts(names))
 
     async def _heartbeats(self, ws: ClientConnection) -> None:
         while True:

@@ -437,7 +437,20 @@ class AccountView:
     def unknown_contract_ids(self) -> set[int]:
         ids = {cid for held in self._positions.values() for cid in held}
         ids |= {int(o["contractId"]) for o in self._orders.values() if o.get("contractId")}
+        ids |= {int(f["contractId"]) for f in self._fills.values() if f.get("contractId")}
         return ids - set(self._contracts)
+
+    def name_contracts(self, names: Mapping[int, str]) -> list[BrokerEvent]:
+        """Names looked up for contracts the view met unnamed; the positions in them, renamed,
+        to publish (a fill is read again by id where it waits: the mirror's held fills)."""
+        for cid, name in names.items():
+            self._name_contract(cid, name)
+        return [
+            BrokerEvent("position", acct, pos)
+            for acct, held in sorted(self._positions.items())
+            for cid, pos in sorted(held.items())
+            if cid in names
+        ]
 
     def replay(self) -> list[BrokerEvent]:
         """The whole view as events, for a subscriber that missed some (one that came after

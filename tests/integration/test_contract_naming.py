@@ -1,0 +1,53 @@
+"""Contracts the live view first meets on the stream, unnamed: a trade placed elsewhere (the
+Tradovate website, a copier) in a contract no snapshot listed and nobody looked up. Unnamed, its
+position read as no position of that symbol and its fills could not be priced or mirrored; the
+session asks Tradovate for the names and publishes the renamed positions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from jtrades.broker.base import OrderRequest, Position, Side, SubAccount
+from jtrades.broker.tradovate.client import TradovateBroker
+from jtrades.broker.tradovate.pool import TradovatePool
+from jtrades.config import TradovateSettings
+from tests.polling import until
+from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimHandle]:
+    async with running_sim() as handle:
+        yield handle
+
+
+@pytest.fixture
+async def broker(sim: SimHandle) -> AsyncIterator[TradovateBroker]:
+    settings = TradovateSettings(
+        demo_rest_url=sim.rest_url, demo_ws_url=sim.ws_url, connect_stagger_s=0, request_timeout_s=5
+    )
+    pool = TradovatePool(settings)
+    try:
+        yield await pool.broker("demo", LOGIN, PASSWORD)
+    finally:
+        await pool.close()
+
+
+async def test_a_contract_first_seen_on_the_stream_gets_its_name(
+    sim: SimHandle, broker: TradovateBroker
+) -> None:
+    aid = sim.account_id("SIM1")
+    name = sim.contract("MES").name
+    events = broker.events()
+    # placed by symbol, as a trade from elsewhere arrives: nobody looked the contract up
+    await broker.place_order(OrderRequest(SubAccount(aid, "SIM1"), name, Side.BUY, 1))
+
+    await until(lambda: [p.symbol for p in broker.positions(aid)] == [name])
+    published: list[Position] = []
+    while not any(p.symbol == name for p in published):  # the renamed position went out too
+        ev = await events.__anext__()
+        if isinstance(ev.entity, Position):
+            published.append(ev.entity)
+    assert broker.session.view.unknown_contract_ids() == set()
