@@ -26,10 +26,10 @@ what happened while it was down, reached no one — and when its subscription ov
 
 A fill is priced by its contract's value per point, which may need the broker (``find_contract``,
 looked up beside the writer on a per-symbol backoff: ``fill_pricing``), or name no contract at
-all. Such a fill is *held*, not written (a fill on disk without its round trip would never
-count), and so are the later fills of its sub-account and contract, which must be measured
-after it, and the position events of that sub-account and contract: a position row with the
-held fill in it is what the next start measures fills against (``seed_open``), so the fill,
+all. Such a fill is *held* (``held_fills``), not written (a fill on disk without its round trip
+would never count), and so are the later fills of its sub-account and contract, which must be
+measured after it, and the position events of that sub-account and contract: a position row
+with the held fill in it is what the next start measures fills against (``seed_open``), so the fill,
 replayed then, would count twice. Everything else in the batch is written. Held events go first
 into the next batches, and a held fill is given up after ``hold_s`` with an error, with the
 later fills of its contract (measured without it, they would record a wrong round trip) and
@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -60,6 +59,7 @@ from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.client import TradovateBroker
 from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.fill_pricing import Pricing
+from jtrades.engine.held_fills import HeldFills, PendingFill, PosKey, Tagged
 from jtrades.engine.mirror_positions import adopt, trade_row
 from jtrades.engine.pnl import DailyPnl, OpenPosition
 from jtrades.errors import NotFound
@@ -86,14 +86,6 @@ _STATE_OF = {
 def intent_state(status: OrderStatus) -> str:
     """The state of the intent behind an order with this broker status."""
     return _STATE_OF.get(status, "unknown")
-
-
-# (login account id, its broker, the event)
-_Tagged = tuple[int, Broker, BrokerEvent]
-# (sub-account, the tagged fill event, the fill): a fill of a batch waiting for its price
-_PendingFill = tuple[int, _Tagged, Fill]
-# (sub-account, contract id): the position a fill moves
-_PosKey = tuple[int, int]
 
 
 def _view(broker: Broker) -> list[BrokerEvent]:
@@ -123,31 +115,23 @@ class Mirror:
         self.pnl = DailyPnl()
         self._open: dict[tuple[int, str], OpenPosition] = {}
         # None: a lookup ended, the writer tries its held fills
-        self._queue: asyncio.Queue[_Tagged | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Tagged | None] = asyncio.Queue()
         self._pricing = Pricing(lambda: self._queue.put_nowait(None))
         self._pumps: dict[int, asyncio.Task[None]] = {}
         self._writer: asyncio.Task[None] | None = None
-        # fills held for want of their contract's value per point, oldest first, and since when
-        # (loop time) each one is held, by (login, fill id); the latest position event of each
-        # (sub-account, contract) with a held fill
-        self._held: list[_Tagged] = []
-        self._held_since: dict[tuple[int, int], float] = {}
-        self._held_positions: list[_Tagged] = []
-        self.hold_s = 900.0  # then a held fill is given up (the next sync replays it)
-        # the first and the longest wait before a symbol whose lookup failed is asked again
-        self.hold_waits_s = (0.5, 30.0)
-        # how long a batch waits for its lookups: a contract cached or answered at once is
-        # priced in the batch, a slow lookup (a 429 retried) holds the fill, not the writer
-        self.price_wait_s = 0.05
+        # fills held for want of their contract's value per point, oldest first; the latest
+        # position event of each (sub-account, contract) with a held fill
+        self._held: list[Tagged] = []
+        self._held_positions: list[Tagged] = []
+        self._holds = HeldFills(self._pricing)
         self._writing = asyncio.Lock()
         # waits before writing a refused batch again; then it is given up
         self.retry_waits_s: tuple[float, ...] = (0.5, 2.0, 5.0)
         # logins whose live view goes first into the next batch (a batch of theirs given up)
         self._replays: dict[int, Broker] = {}
-        # fills given up, by (sub-account, contract), until a position of theirs is adopted;
-        # then (sub-account, fill id) of those whose position was adopted: replayed later, they
-        # are stored but not measured again (the adopted position has them)
-        self._given_up: dict[_PosKey, set[int]] = {}
+        # (sub-account, fill id) of the fills given up (``HeldFills.given_up``) whose position was
+        # adopted: replayed later, they are stored but not measured again (the adopted position
+        # has them)
         self._absorbed: set[tuple[int, int]] = set()
         self.close_s = 5.0  # how long close() lets the writer write what is queued
         self._stopping = False
@@ -156,6 +140,33 @@ class Mirror:
     def held(self) -> int:
         """Fills waiting for their contract's value per point (for tests and diagnostics)."""
         return len(self._held)
+
+    @property
+    def hold_s(self) -> float:
+        """How long a fill is held before it is given up (``HeldFills.hold_s``)."""
+        return self._holds.hold_s
+
+    @hold_s.setter
+    def hold_s(self, value: float) -> None:
+        self._holds.hold_s = value
+
+    @property
+    def hold_waits_s(self) -> tuple[float, float]:
+        """The first and the longest wait before a failed lookup is asked again."""
+        return self._holds.hold_waits_s
+
+    @hold_waits_s.setter
+    def hold_waits_s(self, value: tuple[float, float]) -> None:
+        self._holds.hold_waits_s = value
+
+    @property
+    def price_wait_s(self) -> float:
+        """How long a batch waits for its lookups (``HeldFills.price_wait_s``)."""
+        return self._holds.price_wait_s
+
+    @price_wait_s.setter
+    def price_wait_s(self, value: float) -> None:
+        self._holds.price_wait_s = value
 
     def seed_open(
         self, rows: Iterable[tuple[int, str, int, Decimal | None, datetime | None]]
@@ -240,7 +251,7 @@ class Mirror:
             # The held fills go with the next events, or on their own once a lookup has ended
             # (None in the queue) or a symbol's wait has run out.
             try:
-                first = await asyncio.wait_for(self._queue.get(), self._held_wait())
+                first = await asyncio.wait_for(self._queue.get(), self._holds.wait(self._held))
             except TimeoutError:
                 first = None
             batch = [first] if first is not None else []
@@ -256,22 +267,7 @@ class Mirror:
             if self._stopping and self._queue.empty():
                 return
 
-    def _held_wait(self) -> float | None:
-        """How long the writer may wait for events before trying its held fills on their own
-        (None: no fill is held); at most the longest backoff, so one is given up in time."""
-        if not self._held:
-            return None
-        waits = [self.hold_waits_s[1]]
-        for aid, _broker, ev in self._held:
-            if not isinstance(ev.entity, Fill):
-                continue
-            if not ev.entity.symbol:  # named in the view, maybe without an event: look again
-                waits.append(self.hold_waits_s[0])
-            elif (due := self._pricing.due_in(aid, ev.entity.symbol)) is not None:
-                waits.append(due)
-        return min(waits)
-
-    async def _write_retrying(self, batch: list[_Tagged]) -> None:
+    async def _write_retrying(self, batch: list[Tagged]) -> None:
         """Write ``batch``; a refused one is written again after each of ``retry_waits_s``,
         ahead of the events that came meanwhile (they wait in the queue), then given up."""
         for attempt, wait in enumerate((*self.retry_waits_s, None), start=1):
@@ -323,7 +319,7 @@ class Mirror:
         """Write a batch of one login's events (the writer writes several logins' at once)."""
         await self.write([(account_id, broker, ev) for ev in events])
 
-    async def write(self, events: list[_Tagged]) -> None:
+    async def write(self, events: list[Tagged]) -> None:
         """Write a batch of events in one statement, which does not wait for its WAL flush;
         when fills are in the batch, it and the trades the new ones close share a transaction.
         Waiting for the disk here would hold the next alert's intent write behind the mirror's
@@ -352,20 +348,19 @@ class Mirror:
                 log.warning("mirror.config_changed", events=len(events))
                 held, held_positions = await self._write(events, fresh)
             self._held, self._held_positions = held, held_positions
-            kept = {(aid, ev.entity.fill_id) for aid, _b, ev in held if isinstance(ev.entity, Fill)}
-            self._held_since = {k: t for k, t in self._held_since.items() if k in kept}
+            self._holds.keep(held)
 
     async def _write(
-        self, events: list[_Tagged], snap: Snapshot
-    ) -> tuple[list[_Tagged], list[_Tagged]]:
+        self, events: list[Tagged], snap: Snapshot
+    ) -> tuple[list[Tagged], list[Tagged]]:
         """Write what can be written; returns the fill and position events to hold."""
         batch = mirror_store.Batch()
-        pending: list[_PendingFill] = []
-        positions: list[tuple[_PosKey, _Tagged, mirror_store.PositionRow]] = []
+        pending: list[PendingFill] = []
+        positions: list[tuple[PosKey, Tagged, mirror_store.PositionRow]] = []
         # where in the batch each position event is, and the last fill of each key: a position
         # with a fill of its key after it does not have that fill yet
         at: dict[int, int] = {}
-        last_fill: dict[_PosKey, int] = {}
+        last_fill: dict[PosKey, int] = {}
         for i, tagged in enumerate(events):
             account_id, _broker, ev = tagged
             sub = snap.sub_account_id(account_id, ev.account_id)
@@ -395,7 +390,7 @@ class Mirror:
                 positions.append(
                     ((sub, e.contract_id), tagged, (sub, e.symbol, e.net_pos, e.net_price))
                 )
-        fills, held, gone = await self._priced(pending)
+        fills, held, gone = await self._holds.split(pending)
         for sub, _tagged, e in fills:
             batch.fills.append(
                 (sub, e.fill_id, e.order_id, e.symbol, str(e.side), e.qty, e.price, e.timestamp)
@@ -405,7 +400,7 @@ class Mirror:
         # fill, the latest one of each key, or goes with a fill given up (a replay brings both).
         waiting = {(sub, f.contract_id) for sub, _t, f in held}
         waiting_symbols = {(sub, f.symbol) for sub, _t, f in held if f.symbol}
-        held_positions: dict[_PosKey, _Tagged] = {}
+        held_positions: dict[PosKey, Tagged] = {}
         truth: dict[tuple[int, str], tuple[int, Position]] = {}  # the latest written, by symbol
         for pkey, tagged, position in positions:
             if pkey in waiting or position[:2] in waiting_symbols:
@@ -423,7 +418,7 @@ class Mirror:
         self.batches += 1
         if not fills:
             await mirror_store.write_batch(self._pool, batch)
-            adopt(self._open, truth, self._given_up, self._absorbed)
+            adopt(self._open, truth, self._holds.given_up, self._absorbed)
             return held_out
         # The P&L state moves on copies, kept only once the transaction has committed: a batch
         # that fails leaves the in-memory P&L as the database has it.
@@ -454,91 +449,6 @@ class Mirror:
             self.pnl.add(sub, pnl, when)
         self._absorbed.difference_update((sub, f.fill_id) for sub, _t, f in fills)
         for sub, _t, f in fills:
-            self._given_up.get((sub, f.contract_id), set()).discard(f.fill_id)
-        adopt(self._open, truth, self._given_up, self._absorbed)
+            self._holds.given_up.get((sub, f.contract_id), set()).discard(f.fill_id)
+        adopt(self._open, truth, self._holds.given_up, self._absorbed)
         return held_out
-
-    async def _priced(
-        self, pending: list[_PendingFill]
-    ) -> tuple[list[_PendingFill], list[_PendingFill], set[_PosKey]]:
-        """Split a batch's fills into those whose contract's value per point is known (looked
-        up before the transaction, never while it holds rows, and waited for only briefly) and
-        those to hold: the unpriced ones and, behind them, the later fills of their sub-account
-        and contract. A fill held for ``hold_s`` is given up; the keys of those are returned."""
-        loop = asyncio.get_running_loop()
-        named: list[_PendingFill] = []
-        asking: set[asyncio.Task[None]] = set()
-        for sub, tagged, f in pending:
-            aid, broker, ev = tagged
-            if not f.symbol:
-                f = self._renamed(broker, f)
-                tagged = (aid, broker, dataclasses.replace(ev, entity=f))
-            named.append((sub, tagged, f))
-            if f.symbol:
-                task = self._pricing.ask(broker, aid, f.symbol, self.hold_waits_s)
-                if task is not None:
-                    asking.add(task)
-        if asking:
-            await asyncio.wait(asking, timeout=self.price_wait_s)
-        ready: list[_PendingFill] = []
-        held: list[_PendingFill] = []
-        gone: set[_PosKey] = set()
-        blocked: set[_PosKey] = set()
-        for sub, tagged, f in named:
-            aid, _broker, _ev = tagged
-            key = (sub, f.contract_id)
-            if key in gone:
-                # Measured without the earlier fill, a later one of its contract would record
-                # a wrong round trip (a sell against no buy: no trade, P&L 0 for −50). So the
-                # fills of a contract are given up together, and a replay brings them back
-                # together; holding the later ones on instead would hold them, and the
-                # positions behind them, for as long as the first could not be priced.
-                log.error("mirror.fill_given_up", sub_account_id=sub, fill_id=f.fill_id,
-                          symbol=f.symbol, reason="given up with an earlier fill of its contract")  # fmt: skip
-                self._given_up.setdefault(key, set()).add(f.fill_id)
-                continue
-            if key in blocked:
-                why = "an earlier fill of its contract is held"
-            elif not f.symbol:
-                why = "its contract has no name yet"
-            elif self._pricing.value(f.symbol) is None:
-                why = self._pricing.why(aid, f.symbol)
-            else:
-                ready.append((sub, tagged, f))
-                continue
-            first = (aid, f.fill_id) not in self._held_since
-            since = self._held_since.setdefault((aid, f.fill_id), loop.time())
-            if loop.time() - since >= self.hold_s:
-                log.error(
-                    "mirror.fill_given_up",
-                    sub_account_id=sub,
-                    fill_id=f.fill_id,
-                    symbol=f.symbol,
-                    held_s=round(loop.time() - since),
-                    reason=why,
-                    effect="not recorded, nor its position, until the session's next snapshot"
-                    " (a reconnect, an overflow, the next start) replays them",
-                )
-                gone.add(key)
-                self._given_up.setdefault(key, set()).add(f.fill_id)
-                continue
-            if first:
-                log.warning(
-                    "mirror.fill_held",
-                    sub_account_id=sub,
-                    fill_id=f.fill_id,
-                    symbol=f.symbol,
-                    reason=why,
-                )
-            blocked.add(key)
-            held.append((sub, tagged, f))
-        return ready, held, gone
-
-    @staticmethod
-    def _renamed(broker: Broker, f: Fill) -> Fill:
-        """A fill published before its contract was named, as the live view now names it
-        (looked up by id: this runs for every unnamed held fill on every batch)."""
-        if not isinstance(broker, TradovateBroker):  # the paper broker names every fill
-            return f
-        g = broker.session.view.fill(f.fill_id)
-        return g if g is not None and g.symbol else f
