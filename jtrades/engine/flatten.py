@@ -19,7 +19,7 @@ or every one), or a flatten of everything took it over.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,11 +42,20 @@ MAX_RETRY_S = 30.0
 _DETAIL_LIMIT = 1000  # characters of "what is left" in one log event
 
 
-def liquidate_plan(link: LinkConfig, contract: Contract, cl_ord_id: str = "") -> Any:
-    """A plan that flattens whatever position the account holds in ``contract``."""
+def liquidate_plan(
+    link: LinkConfig,
+    contract: Contract,
+    cl_ord_id: str = "",
+    pending: Callable[[], bool] = lambda: True,
+) -> Any:
+    """A plan that flattens whatever position the account holds in ``contract``, unless the
+    request is no longer ``pending`` by then: the plan runs under the sub-account's lock, after
+    a wait in which a ``resume`` may have committed and a signal opened a fresh position."""
     account = SubAccount(link.broker_account_id, link.sub_name)
 
     def plan(state: AccountState) -> AccountPlan:
+        if not pending():
+            return AccountPlan(PositionAction.NOTHING, (), "flatten no longer pending")
         if state.net_pos == 0:
             return AccountPlan(PositionAction.NOTHING, (), "already flat")
         side = Side.SELL if state.net_pos > 0 else Side.BUY
@@ -291,7 +300,9 @@ class Flattener:
         # is closed by the next attempt, planned under the lock against the live position.
         attempt = 1 + max((attempt_of(e.cl_ord_id, prefix) for e in earlier), default=0)
         contract = await broker.find_contract(symbol)
-        plan = liquidate_plan(link, contract, f"{prefix}-{attempt}")
+        plan = liquidate_plan(
+            link, contract, f"{prefix}-{attempt}", lambda: self._pending(requested_at)
+        )
         item = WorkItem(None, link, broker, contract, plan)
         # its own time: the TTL counts from this liquidation, not from the start of the flatten
         result = await self._dispatcher.dispatch(None, datetime.now(UTC), [item], tag=prefix)

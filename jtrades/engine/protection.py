@@ -10,6 +10,16 @@ reconciler does the I/O (``reconcile``). The rules, and the incidents behind the
   entry will add, so they are neither counted nor touched. PendingCancel orders (and a working
   exit-side market order) are on their way out: they cover nothing but may still fill, so
   nothing is placed until they are gone.
+- Suspended exit orders beside a live order on the position's own side are the brackets of an
+  entry still working (a limit entry for 3 that filled 1): when it completes they activate for
+  its whole quantity, on top of whatever stop we added meanwhile (a top-up stop for 1, then
+  brackets for 3: stops for 4 on a long 3). So nothing is placed while they may activate
+  (``activating``); the position waits like one with orders on their way out, until the entry
+  fills (its brackets then cover it) or is cancelled (its brackets go with it, and the next
+  pass covers what is held). Suspended exits with no live entry beside them cannot activate
+  and do not hold protection back; a live entry without suspended brackets does not either:
+  when it fills the position grows past its stops, which never over-closes, and the next pass
+  tops up.
 - Quantities are what is left to fill: Tradovate keeps a partly filled order Working with its
   full ``orderQty``, so the fills are subtracted.
 - A take-profit and a stop OCO-linked to each other with the same quantity left are a pair: at
@@ -21,7 +31,11 @@ reconciler does the I/O (``reconcile``). The rules, and the incidents behind the
   them: a Tradovate bracket strategy shares one stop between its legs and links them itself,
   which the live view does not show.
 - To cover: without loose take-profits and with the stops under the position, one plain stop
-  tops up the remainder. Otherwise every live exit is cancelled and the exits are re-placed the
+  tops up the remainder. Without loose take-profits and with stand-alone stops over it, the
+  excess is taken off those stops where they stand, farthest from the market first: a stop
+  wholly in excess is cancelled, the last one shrunk (``modify_order``, Stop and StopLimit
+  only), so the stops left cover exactly the position and nothing is naked meanwhile; pairs
+  are never shrunk (a stop smaller than its take-profit unpairs them). Otherwise every live exit is cancelled and the exits are re-placed the
   way the DCA path places them (``exit_orders``): one OCO per take-profit (its price and the
   quantity it has left, nearest the market first, trimmed to the position) with its share of
   the stop, then a plain stop for the rest. A stand-alone stop beside working take-profits is
@@ -64,6 +78,7 @@ class ExitBook:
     stops: tuple[WorkingOrder, ...] = ()  # live stops outside a pair
     limits: tuple[WorkingOrder, ...] = ()  # live take-profits outside a pair
     leaving: tuple[WorkingOrder, ...] = ()  # PendingCancel / market: may fill, cover nothing
+    activating: tuple[WorkingOrder, ...] = ()  # suspended brackets of an entry still working
     filled: Mapping[int, int] = field(default_factory=dict)
 
     def left(self, order: WorkingOrder) -> int:
@@ -98,21 +113,22 @@ def exit_book(
     position: Position, working: Sequence[WorkingOrder], filled: Mapping[int, int]
 ) -> ExitBook:
     """Sort ``position``'s exit-side orders (same account and contract) into pairs, stand-alone
-    stops, loose take-profits and orders on their way out; orders of another account, contract
-    or side, suspended brackets and finished orders are left out (never touched)."""
+    stops, loose take-profits, orders on their way out and brackets that may still activate;
+    orders of another account, contract or side, other suspended orders and finished orders are
+    left out (never touched)."""
     net = position.net_pos
     if net == 0:
         return ExitBook(0, filled=filled)
     exit_side = Side.SELL if net > 0 else Side.BUY
     book = ExitBook(net, filled=filled)
-    mine = [
+    here = [
         o
         for o in working
-        if o.account_id == position.account_id
-        and o.symbol == position.symbol
-        and o.side is exit_side
-        and book.left(o) > 0
+        if o.account_id == position.account_id and o.symbol == position.symbol and book.left(o) > 0
     ]
+    mine = [o for o in here if o.side is exit_side]
+    entering = any(o.side is not exit_side and o.status in LIVE for o in here)
+    activating = tuple(o for o in mine if o.status is OrderStatus.SUSPENDED) if entering else ()
     leaving = [
         o
         for o in mine
@@ -133,7 +149,9 @@ def exit_book(
             del stops[partner.order_id]
         else:
             loose.append(lim)
-    return ExitBook(net, tuple(pairs), tuple(stops.values()), tuple(loose), tuple(leaving), filled)
+    return ExitBook(
+        net, tuple(pairs), tuple(stops.values()), tuple(loose), tuple(leaving), activating, filled
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,21 +164,38 @@ class TakeProfit:
 
 
 @dataclass(frozen=True, slots=True)
+class Shrink:
+    """A stop modified to exit fewer contracts: ``qty`` is its new full quantity (filled
+    contracts included, as the broker counts it), its type and prices as they are."""
+
+    order_id: int
+    qty: int
+    order_type: OrderType
+    price: Decimal | None
+    stop_price: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
 class Protection:
     """What covers a position: cancel these live exits first (and wait until they are gone),
-    then place ``protection_orders`` from the view as it is then."""
+    then place ``protection_orders`` from the view as it is then. ``trim_only``: cancelling
+    ``cancel`` and modifying ``shrink`` alone make the stops cover the position; nothing is
+    waited for or placed."""
 
     exit_side: Side
     cancel: tuple[int, ...]
     take_profits: tuple[TakeProfit, ...]  # nearest the market first
     stop_price: Decimal
     reason: str
+    shrink: tuple[Shrink, ...] = ()
+    trim_only: bool = False
 
 
 def plan_protection(book: ExitBook, configured_stop: Decimal) -> Protection | None:
     """How to cover ``book``'s position (module docstring); None when it is covered, flat, or
-    has orders on their way out (decided once they are gone)."""
-    if not book.needs_protection or book.leaving:
+    has orders on their way out or brackets that may still activate (decided once they are
+    gone or working)."""
+    if not book.needs_protection or book.leaving or book.activating:
         return None
     held = abs(book.net_pos)
     long = book.net_pos > 0
@@ -173,6 +208,15 @@ def plan_protection(book: ExitBook, configured_stop: Decimal) -> Protection | No
         return Protection(
             exit_side, (), (), stop_price, f"stops cover {coverage} of {held}: stop the rest"
         )
+    if not book.limits and coverage > held:
+        trim = _trim(book, coverage - held, long)
+        if trim is not None:
+            cancel, shrink = trim
+            return Protection(
+                exit_side, cancel, (), stop_price,
+                f"stops for {coverage} would close more than the {held} held: shrink them",
+                shrink, trim_only=True,
+            )  # fmt: skip
     tps = [
         TakeProfit(lim.order_id, lim.price, lim.qty)
         for lim in [*(tp for tp, _ in book.pairs), *book.limits]
@@ -185,6 +229,29 @@ def plan_protection(book: ExitBook, configured_stop: Decimal) -> Protection | No
         else f"stops cover {coverage} of {held} beside take-profits not linked to them"
     )
     return Protection(exit_side, book.live_ids, tuple(tps), stop_price, f"{why}: re-place")
+
+
+def _trim(
+    book: ExitBook, excess: int, long: bool
+) -> tuple[tuple[int, ...], tuple[Shrink, ...]] | None:
+    """Take ``excess`` contracts off the stand-alone stops, farthest from the market first:
+    (stops to cancel, the stop to shrink), or None when they cannot give that much."""
+    sign = 1 if long else -1
+    far = sorted(
+        book.stops, key=lambda s: (s.stop_price is not None, (s.stop_price or Decimal(0)) * sign)
+    )
+    cancel: list[int] = []
+    for s in far:
+        left = book.left(s)
+        if left <= excess:
+            cancel.append(s.order_id)
+            excess -= left
+        elif s.order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
+            shrunk = Shrink(s.order_id, s.qty - excess, s.order_type, s.price, s.stop_price)
+            return tuple(cancel), (shrunk,)
+        if excess == 0:
+            return tuple(cancel), ()
+    return None
 
 
 def protection_orders(
@@ -200,9 +267,15 @@ def protection_orders(
     numbered from ``first_step`` (clOrdIds ``{prefix}-{step}``, an OCO's stop ``…b``): one OCO
     per take-profit with what it has left, then a plain stop for the rest, all within what no
     live exit can close yet. Nothing when the position went flat or changed side, or orders
-    are still on their way out."""
+    are still on their way out or brackets may still activate."""
     net = book.net_pos
-    if net == 0 or (net > 0) != (plan.exit_side is Side.SELL) or book.leaving:
+    if (
+        plan.trim_only
+        or net == 0
+        or (net > 0) != (plan.exit_side is Side.SELL)
+        or book.leaving
+        or book.activating
+    ):
         return []
     held = abs(net)
     room = held - book.exposure  # contracts no live exit can close

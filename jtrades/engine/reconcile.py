@@ -47,6 +47,8 @@ from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.pnl import DailyPnl
 from jtrades.engine.protection import (
     ExitBook,
+    Protection,
+    Shrink,
     exit_book,
     plan_protection,
     protection_orders,
@@ -73,7 +75,7 @@ def resolve_intent(kind: str, found: WorkingOrder | None) -> tuple[str, int | No
     when the broker's complete answer has no such order: an unreadable one decides nothing."""
     if found is not None:
         return intent_state(found.status), found.order_id, None
-    if kind in ("cancel", "liquidate"):
+    if kind in ("cancel", "liquidate", "modify"):
         return "expired", None, "outcome not confirmed by the broker; not repeated"
     if kind == "strategy":
         return (
@@ -132,6 +134,12 @@ class Reconciler:
             (r["sub_account_id"], r["symbol"], r["net_pos"], r["net_price"], r["updated_at"])
             for r in rows
         )
+        # Positions held before this start have been open for at least a pass when the first
+        # pass runs (an interval later): no entry's brackets are still activating, so a naked
+        # one is protected on that pass, not on a second sighting.
+        self._suspect = {
+            (r["sub_account_id"], r["symbol"]) for r in rows if r["net_pos"] not in (0, None)
+        }
         self.mirror.ensure()
         # Everything still open from before this process started was written by a process
         # that is gone: it is looked up now, and dropped if the broker never got it.
@@ -221,7 +229,7 @@ class Reconciler:
             try:
                 broker = self._brokers.broker_for(link)
                 if not broker.is_synced(link.broker_account_id):
-                    continue
+                    raise TransientBrokerError("live view not synced")
                 positions = broker.positions(link.broker_account_id)
                 working = broker.working_orders(link.broker_account_id)
                 filled = broker.filled_qty(link.broker_account_id, [o.order_id for o in working])
@@ -229,6 +237,9 @@ class Reconciler:
                 log.debug(
                     "reconcile.protect_skip", sub_account_id=link.sub_account_id, error=str(exc)
                 )
+                # its suspects stay suspects: a position whose exits a pass cancelled is
+                # retried on the next pass that can see it, not two passes later
+                suspects |= {k for k in self._suspect if k[0] == link.sub_account_id}
                 continue
             for p in positions:
                 if not needs_stop(p, working, filled):
@@ -275,6 +286,7 @@ class Reconciler:
                     sub_account_id=link.sub_account_id,
                     symbol=p.symbol,
                     leaving=[o.order_id for o in book.leaving],
+                    activating=[o.order_id for o in book.activating],
                 )
                 return False
             now = datetime.now(UTC)
@@ -288,7 +300,24 @@ class Reconciler:
                 prefix=f"jt-p-{link.sub_account_id}-{p.symbol}-{int(now.timestamp() * 1000)}",
                 expires_at=now + timedelta(seconds=self._settings.trading.signal_ttl_s),
             )
+            if plan.trim_only:
+                return await self._trim(link, send, plan, current)
             step = 1
+            done: list[int] = []
+
+            def incomplete(why: str, **fields: object) -> None:
+                # after the cancels the position may be naked until the next pass
+                log.error(
+                    "reconcile.protect_incomplete",
+                    sub_account_id=link.sub_account_id,
+                    symbol=p.symbol,
+                    net_pos=current.net_pos if current is not None else 0,
+                    cancelled=done,
+                    reason=why,
+                    plan=plan.reason,
+                    **fields,
+                )
+
             if plan.cancel:
                 cancels = [
                     PlannedOrder(i, "cancel", None, cancel_order_id=oid, note="exits re-placed")
@@ -296,16 +325,20 @@ class Reconciler:
                 ]
                 done = await send(cancels)
                 step += len(cancels)
-                if not await _gone(broker, bid, done):
-                    log.error(
-                        "reconcile.protect_cancel_pending",
-                        sub_account_id=link.sub_account_id,
-                        symbol=p.symbol,
-                        orders=done,
+                try:
+                    gone = await _gone(broker, bid, done)
+                    # the cancelled take-profits' fills too: what they still had to fill is
+                    # re-placed
+                    current, book = _exit_view(broker, bid, p.symbol, also=plan.cancel)
+                except Exception as exc:
+                    incomplete(f"view lost after the cancels: {type(exc).__name__}: {exc}")
+                    raise
+                if not gone:
+                    incomplete(
+                        f"cancelled exits still showing after {CANCEL_WAIT_S:g} s: they may "
+                        "still fill, nothing placed beside them"
                     )
                     return False
-                # the cancelled take-profits' fills too: what they still had to fill is re-placed
-                current, book = _exit_view(broker, bid, p.symbol, also=plan.cancel)
             orders = protection_orders(
                 book,
                 plan,
@@ -314,7 +347,25 @@ class Reconciler:
                 prefix=send.prefix,
                 first_step=step,
             )
-            placed = await send(orders)
+            try:
+                placed = await send(orders)
+            except Exception as exc:
+                incomplete(f"placing failed: {type(exc).__name__}: {exc}", planned=len(orders))
+                raise
+            if current is not None and current.net_pos != 0 and len(placed) < len(orders):
+                incomplete("the broker did not take every order", planned=len(orders),
+                           placed=len(placed))  # fmt: skip
+            elif (
+                current is not None
+                and current.net_pos != 0
+                and not orders
+                and (book.leaving or book.activating)
+            ):
+                incomplete(
+                    "orders on their way out or brackets activating after the cancels: "
+                    "nothing placed beside them",
+                    waiting=[o.order_id for o in (*book.leaving, *book.activating)],
+                )
             log.warning(
                 "reconcile.protective_stop",
                 sub_account_id=link.sub_account_id,
@@ -326,6 +377,31 @@ class Reconciler:
                 net_pos=current.net_pos if current is not None else 0,
             )
             return bool(placed)
+
+    async def _trim(
+        self, link: LinkConfig, send: _Sender, plan: Protection, current: Position
+    ) -> bool:
+        """Take the excess off stops over the position where they stand: no cancel-and-wait,
+        nothing naked meanwhile."""
+        cancels = [
+            PlannedOrder(i, "cancel", None, cancel_order_id=oid, note="stop over the position")
+            for i, oid in enumerate(plan.cancel, start=1)
+        ]
+        done = await send(cancels)
+        shrunk = await send.modify(plan.shrink, first_step=len(cancels) + 1)
+        fields = {"sub_account_id": link.sub_account_id, "symbol": current.symbol}
+        if len(done) < len(cancels) or len(shrunk) < len(plan.shrink):
+            log.error(
+                "reconcile.protect_incomplete", **fields, net_pos=current.net_pos,
+                cancelled=done, shrunk=shrunk, plan=plan.reason,
+                reason="stops still over the position: retried next pass",
+            )  # fmt: skip
+        log.warning(
+            "reconcile.protective_stop", **fields, stop=str(plan.stop_price),
+            reason=plan.reason, cancelled=len(done), shrunk=len(shrunk), placed=0,
+            net_pos=current.net_pos,
+        )  # fmt: skip
+        return bool(done or shrunk)
 
 
 def _exit_view(
@@ -421,6 +497,53 @@ class _Sender:
                     state=state,
                     reason=reason,
                 )
+        await intent_store.finish_many(self._pool, outcomes)
+        return taken
+
+    async def modify(self, shrinks: Sequence[Shrink], *, first_step: int) -> list[int]:
+        """Shrink stops, each through a durable intent written first; returns the order ids
+        the broker took the change for."""
+        if not shrinks:
+            return []
+        intents = [
+            intent_store.NewIntent(
+                signal_id=None, trader_id=self._trader_id, sub_account_id=self._sub,
+                cl_ord_id=f"{self.prefix}-{step}"[:64], step=step, kind="modify",
+                symbol=self._symbol, side=None, qty=sh.qty,
+                request={"type": "modify", "note": "stop shrunk to the position",
+                         "modify_order_id": sh.order_id, "request": sh},
+                expires_at=self._expires_at,
+            )
+            for step, sh in enumerate(shrinks, start=first_step)
+        ]  # fmt: skip
+        ids = await intent_store.insert_all(self._pool, intents)
+        outcomes: list[intent_store.Outcome] = []
+        taken: list[int] = []
+        for sh, intent_id in zip(shrinks, ids, strict=True):
+            if intent_id is None:
+                continue  # the clOrdId exists already: never sent twice
+            state, reason = "done", None
+            try:
+                await self._broker.modify_order(
+                    sh.order_id, qty=sh.qty, order_type=sh.order_type, price=sh.price,
+                    stop_price=sh.stop_price,
+                )  # fmt: skip
+            except BrokerRejected as exc:
+                state, reason = "rejected", str(exc) or "rejected by the broker"
+            except TransientBrokerError as exc:  # raised before the request left
+                state, reason = "expired", f"not sent: broker unavailable ({exc})"
+            except Exception as exc:
+                state, reason = "unknown", f"no answer from the broker ({type(exc).__name__})"
+            outcomes.append(
+                intent_store.Outcome(intent_id, state, sh.order_id, reason, sent=state != "expired")
+            )
+            if state == "done":
+                taken.append(sh.order_id)
+            else:
+                log.error(
+                    "reconcile.protect_send_failed", sub_account_id=self._sub, kind="modify",
+                    order_id=sh.order_id, state=state, reason=reason,
+                )  # fmt: skip
         await intent_store.finish_many(self._pool, outcomes)
         return taken
 

@@ -501,3 +501,30 @@ async def test_a_request_written_before_the_upgrade_is_carried_out(
     await engine.config.refresh()
     await wait_for(lambda: flat(engine, pool, a), "the request carried out")
     await wait_done(pool)
+
+
+async def test_a_resume_while_the_liquidation_waits_for_the_lock_sends_nothing(
+    database: Database, start: Start
+) -> None:
+    """The request was pending when its liquidation was queued, no longer when its plan ran
+    under the sub-account's lock: the resumed account's position is its owner's again."""
+    pool = database.pool
+    u = await make_user(pool, "rl")
+    rec = await make_recorder(pool, u, "rl-rec", size=1)
+    (sub,) = await make_paper_account(pool, u, "rl-a")
+    await make_trader(pool, u, rec, [(sub, 1)])
+    engine = await start()
+    await send(engine, pool, rec, buy())
+    lock = engine.dispatcher.lock_for(sub)
+    with structlog.testing.capture_logs() as logs:
+        async with lock:  # an alert of the account's is being dispatched
+            await request_flatten(engine, pool)
+            await asyncio.sleep(0.3)  # the flattener waits for the lock
+            await pool.execute(  # what `resume` writes
+                "UPDATE system_flags SET value = $1 WHERE name = 'halted'",
+                {"halted": False, "flattens": {}},
+            )
+            await engine.config.refresh()
+        await wait_for(logged(logs, "engine.flatten_abandoned"), "the flatten ended")
+    assert await positions(engine, pool, sub) != {}  # resumed: the position is its owner's
+    assert await liquidation_ids(pool) == []

@@ -4,6 +4,7 @@ than is held, whichever of them fill."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from decimal import Decimal
 from typing import Any
@@ -241,6 +242,43 @@ def test_an_over_sized_stop_is_re_placed_at_its_price_for_the_position() -> None
     assert (leg.request.first.qty, leg.request.second.stop_price) == (1, D("21495.5"))
 
 
+def test_stand_alone_stops_over_the_position_are_shrunk_where_they_stand() -> None:
+    """Cancelling them to re-place would leave the position naked until the new stop lands."""
+    plan = plan_protection(exit_book(pos(1), [stop(1, 3, "21490")], {1: 1}), D(21480))
+    assert plan is not None
+    assert plan.trim_only
+    assert plan.cancel == ()
+    (sh,) = plan.shrink
+    assert (sh.order_id, sh.qty, sh.order_type, sh.stop_price) == (1, 2, OrderType.STOP, D(21490))
+    # the farthest from the market goes first, wholly; the nearer one keeps its price
+    short = [order(1, Side.BUY, 1, OrderType.STOP, stop="21520"),
+             order(2, Side.BUY, 2, OrderType.STOP, stop="21510")]  # fmt: skip
+    plan = plan_protection(exit_book(pos(-2), short, {}), D(21510))
+    assert plan is not None
+    assert plan.trim_only
+    assert (plan.cancel, plan.shrink) == ((1,), ())
+    assert protection_orders(exit_book(pos(-2), [], {}), plan, account=ACCT, symbol=SYM,
+                             prefix="p") == []  # fmt: skip
+
+
+def test_stops_over_the_position_beside_take_profits_or_trailing_are_re_placed() -> None:
+    loose = plan_protection(exit_book(pos(1), [stop(1, 2), tp(2, 1, "21510")], {}), D(21490))
+    assert loose is not None
+    assert not loose.trim_only
+    assert set(loose.cancel) == {1, 2}
+    trail = order(1, Side.SELL, 2, OrderType.TRAILING_STOP, stop="21490")
+    plan = plan_protection(exit_book(pos(1), [trail], {}), D(21490))
+    assert plan is not None
+    assert not plan.trim_only
+    assert plan.cancel == (1,)
+    # a pair is never shrunk: the stand-alone stop gives the excess
+    paired = [tp(1, 1, "21505", oco=2), stop(2, 1, oco=1), stop(3, 2, "21480")]
+    plan = plan_protection(exit_book(pos(2), paired, {}), D(21490))
+    assert plan is not None
+    assert plan.trim_only
+    assert [(sh.order_id, sh.qty) for sh in plan.shrink] == [(3, 1)]
+
+
 def test_suspended_brackets_and_other_orders_are_never_cancelled() -> None:
     book = exit_book(
         pos(2),
@@ -250,13 +288,43 @@ def test_suspended_brackets_and_other_orders_are_never_cancelled() -> None:
             stop(3, 1, status=OrderStatus.SUSPENDED),
             tp(4, 1, "21505", symbol="MESZ6"),
             tp(5, 1, "21505", account=8),
-            order(6, Side.BUY, 1, OrderType.LIMIT, price="21400"),  # an add, not an exit
+            order(6, Side.BUY, 1, OrderType.LIMIT, price="21400", account=8),
         ],
         {},
     )
     plan = plan_protection(book, D(21490))
     assert plan is not None
     assert plan.cancel == (1,)
+
+
+def test_a_working_entry_with_suspended_brackets_is_not_topped_up() -> None:
+    """A limit entry for 3 filled 1 and keeps working, its brackets for 3 suspended: a stop
+    for the 1 held would make stops for 4 on a long 3 once the entry completes."""
+    entry = order(1, Side.BUY, 3, OrderType.LIMIT, price="21500")
+    brackets = [tp(2, 3, "21520", status=OrderStatus.SUSPENDED, oco=3),
+                stop(3, 3, "21480", status=OrderStatus.SUSPENDED, oco=2)]  # fmt: skip
+    book = exit_book(pos(1), [entry, *brackets], {1: 1})
+    assert book.needs_protection
+    assert plan_protection(book, D(21490)) is None
+    # an over-sized stop beside them is not re-placed either: what is placed would add up
+    over = exit_book(pos(1), [entry, *brackets, stop(4, 2)], {1: 1})
+    assert plan_protection(over, D(21490)) is None
+    # re-read after cancels with the brackets there: nothing placed
+    plan = plan_protection(exit_book(pos(1), [], {}), D(21490))
+    assert plan is not None
+    assert protection_orders(book, plan, account=ACCT, symbol=SYM, prefix="p") == []
+
+
+def test_brackets_that_cannot_activate_and_adds_without_brackets_do_not_hold_back() -> None:
+    orphans = [tp(2, 3, "21520", status=OrderStatus.SUSPENDED), stop(3, 3, status=OrderStatus.SUSPENDED)]  # fmt: skip
+    (step,) = place(exit_book(pos(1), orphans, {}))  # no entry working: they never activate
+    assert step.request is not None
+    add = order(1, Side.BUY, 2, OrderType.LIMIT, price="21400")
+    (step,) = place(exit_book(pos(1), [add], {}))  # the add grows the position past its stop
+    assert isinstance(step.request, OrderRequest)
+    assert step.request.qty == 1
+    done = order(1, Side.BUY, 3, OrderType.LIMIT, price="21500", status=OrderStatus.FILLED)
+    assert plan_protection(exit_book(pos(1), [done, *orphans], {}), D(21490)) is not None
 
 
 # --- whatever fills, never more than is held ------------------------------------------------
@@ -357,8 +425,9 @@ def test_protection_never_closes_more_than_is_held(
     book = exit_book(pos(net), orders, filled)
     plan = plan_protection(book, D(21490) if net > 0 else D(21510))
     if plan is None:
-        assert not book.needs_protection or book.leaving
+        assert not book.needs_protection or book.leaving or book.activating
         return
+    assert not book.activating
     # only this position's live exits are ever cancelled
     live = set(book.live_ids)
     assert set(plan.cancel) <= live
@@ -366,6 +435,20 @@ def test_protection_never_closes_more_than_is_held(
         o = next(x for x in orders if x.order_id == oid)
         assert (o.account_id, o.symbol, o.status.is_open) == (AID, SYM, True)
         assert o.status is not OrderStatus.SUSPENDED
+    if plan.trim_only:  # no take-profit outside a pair: cancel and shrink stand-alone stops
+        assert not book.limits
+        assert plan.take_profits == ()
+        shrunk = {sh.order_id: sh.qty for sh in plan.shrink}
+        assert set(shrunk) <= {s.order_id for s in book.stops} - set(plan.cancel)
+        kept = [
+            dataclasses.replace(o, qty=shrunk.get(o.order_id, o.qty))
+            for o in orders
+            if o.order_id not in plan.cancel
+        ]
+        after = exit_book(pos(net), kept, filled)
+        assert after.coverage == after.exposure == abs(net)
+        assert after.pairs == book.pairs
+        return
     # the cancels race the market: some take-profits fill first (never through flat)
     held, filled2 = abs(net), dict(filled)
     for oid, won in zip(plan.cancel, raced, strict=False):

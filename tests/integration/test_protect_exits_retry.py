@@ -1,0 +1,244 @@
+"""Protective stops after a re-placement went wrong half way (paper broker, real Postgres).
+
+Once the reconciler has cancelled a position's exits, nothing covers it until the re-placement
+lands: a pass that cannot see the account, or a restart, must not push the next attempt two
+passes further out, and what was left unprotected is logged at error level. An entry still
+working with its brackets suspended is waited for: a stop added meanwhile would close more than
+is held once they activate."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+import structlog.testing
+
+from jtrades.broker.base import (
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    SubAccount,
+    TimeInForce,
+    WorkingOrder,
+)
+from jtrades.broker.paper import PaperBroker
+from jtrades.broker.registry import BrokerRegistry
+from jtrades.config import Settings
+from jtrades.db import Database, connect
+from jtrades.engine.engine import Engine
+from jtrades.engine.reconcile import Reconciler
+from jtrades.errors import TransientBrokerError
+from tests.integration.test_engine import (
+    account_of,
+    buy,
+    make_paper_account,
+    make_recorder,
+    make_trader,
+    make_user,
+    send,
+)
+
+
+class LosesView(PaperBroker):
+    """A login whose live view is lost (``synced`` False) right after a cancel, if told to."""
+
+    synced = True
+    lose_on_cancel = False
+
+    def is_synced(self, account_id: int) -> bool:
+        return self.synced
+
+    def positions(self, account_id: int) -> list[Position]:
+        if not self.synced:
+            raise TransientBrokerError("live view not synced")
+        return super().positions(account_id)
+
+    def working_orders(self, account_id: int) -> list[WorkingOrder]:
+        if not self.synced:
+            raise TransientBrokerError("live view not synced")
+        return super().working_orders(account_id)
+
+    async def cancel_order(self, order_id: int) -> None:
+        await super().cancel_order(order_id)
+        if self.lose_on_cancel:
+            self.synced = False
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    db = await connect(settings)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def _world(pool: asyncpg.Pool, **risk: Any) -> dict[str, Any]:
+    u = await make_user(pool, "pr")
+    rec = await make_recorder(pool, u, "pr-rec", **risk)
+    (sub,) = await make_paper_account(pool, u, "pr-paper")
+    trader = await make_trader(pool, u, rec, [(sub, 1)])
+    aid, bid = await account_of(pool, sub)
+    return {"rec": rec, "sub": sub, "trader": trader, "aid": aid, "bid": bid}
+
+
+async def _set_sl(engine: Engine, pool: asyncpg.Pool, trader: int, sl: int = 40) -> None:
+    await pool.execute("UPDATE traders SET sl = $2, updated_at = now() WHERE id=$1", trader, sl)
+    await engine.config.refresh()
+
+
+async def _exit(
+    paper: PaperBroker, bid: int, symbol: str, qty: int, kind: OrderType, at: str, side: Side
+) -> int:
+    r = await paper.place_order(
+        OrderRequest(
+            SubAccount(bid, "pr"), symbol, side, qty, kind,
+            price=Decimal(at) if kind is OrderType.LIMIT else None,
+            stop_price=Decimal(at) if kind is OrderType.STOP else None,
+            time_in_force=TimeInForce.GTC,
+        )
+    )  # fmt: skip
+    return r.order_id
+
+
+def _stops(orders: list[WorkingOrder]) -> list[WorkingOrder]:
+    return [o for o in orders if o.order_type is OrderType.STOP]
+
+
+async def test_exits_cancelled_then_a_lost_view_are_re_placed_on_the_next_pass_that_sees_it(
+    database: Database, settings: Settings
+) -> None:
+    pool = database.pool
+    w = await _world(pool, size=1)
+    brokers = BrokerRegistry(database, settings)
+    paper = brokers._paper[w["aid"]] = LosesView()
+    engine = Engine(database, settings, brokers)
+    await engine.start()
+    try:
+        await send(engine, pool, w["rec"], buy("21500"))
+        symbol = (await paper.find_contract("MNQ1!")).symbol
+        # stops for 2 on a long 1, beside a take-profit: cancelled and re-placed
+        await _exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21480", Side.SELL)
+        await _exit(paper, w["bid"], symbol, 1, OrderType.LIMIT, "21520", Side.SELL)
+        await _set_sl(engine, pool, w["trader"])
+        assert await engine.reconciler.protect_positions() == 0  # first sighting
+
+        paper.lose_on_cancel = True
+        with structlog.testing.capture_logs() as logs:
+            assert await engine.reconciler.protect_positions() == 0
+        (left,) = [e for e in logs if e["event"] == "reconcile.protect_incomplete"]
+        assert left["log_level"] == "error"
+        assert (left["sub_account_id"], left["symbol"], left["net_pos"]) == (w["sub"], symbol, 1)
+        assert len(left["cancelled"]) == 2
+        assert "view lost" in left["reason"]
+
+        assert await engine.reconciler.protect_positions() == 0  # cannot see it: nothing
+        paper.synced, paper.lose_on_cancel = True, False
+        assert paper.working_orders(w["bid"]) == []  # naked since the cancels
+        # the first pass that sees it again protects it, not a second one
+        assert await engine.reconciler.protect_positions() == 1
+        orders = paper.working_orders(w["bid"])
+        assert sum(s.qty for s in _stops(orders)) == 1
+        # the cancelled stop's price is gone with it: the configured level
+        assert {s.stop_price for s in _stops(orders)} == {Decimal("21490")}
+    finally:
+        await engine.close()
+
+
+async def test_a_restart_protects_a_position_held_from_before_on_its_first_pass(
+    database: Database, settings: Settings
+) -> None:
+    pool = database.pool
+    w = await _world(pool, size=2)  # no stop loss when the position opens
+    engine = Engine(database, settings)
+    await engine.start()
+    again: Reconciler | None = None
+    try:
+        await send(engine, pool, w["rec"], buy("21500"))
+        paper = engine.brokers.paper(w["aid"])
+        await _set_sl(engine, pool, w["trader"])
+        for _ in range(200):  # the mirror records the position
+            q = "SELECT net_pos FROM positions WHERE sub_account_id=$1"
+            if await pool.fetchval(q, w["sub"]) == 2:
+                break
+            await engine.reconciler.mirror.write([])
+        # a restarted process: a fresh reconciler over the same broker and database
+        again = Reconciler(pool, engine.brokers, engine.config, engine.dispatcher, settings)
+        await again.start()
+        assert await again.protect_positions() == 1
+        (stop,) = _stops(paper.working_orders(w["bid"]))
+        assert (stop.qty, stop.stop_price) == (2, Decimal("21490"))
+    finally:
+        if again is not None:
+            await again.close()
+        await engine.close()
+
+
+async def test_an_entry_working_with_its_brackets_suspended_is_waited_for(
+    database: Database, settings: Settings
+) -> None:
+    """A limit entry for 3 filled 1 and keeps working, its brackets for 3 suspended: a stop for
+    the 1 held plus the brackets once they activate would be stops for 4 on a long 3."""
+    pool = database.pool
+    w = await _world(pool, size=1)
+    engine = Engine(database, settings)
+    await engine.start()
+    try:
+        await send(engine, pool, w["rec"], buy("21500"))
+        paper = engine.brokers.paper(w["aid"])
+        symbol = (await paper.find_contract("MNQ1!")).symbol
+        entry = await _exit(paper, w["bid"], symbol, 2, OrderType.LIMIT, "21400", Side.BUY)
+        brackets = [
+            await _exit(paper, w["bid"], symbol, 3, OrderType.LIMIT, "21520", Side.SELL),
+            await _exit(paper, w["bid"], symbol, 3, OrderType.STOP, "21480", Side.SELL),
+        ]
+        for oid in brackets:
+            paper._orders[oid].status = OrderStatus.SUSPENDED
+        await _set_sl(engine, pool, w["trader"])
+        assert await engine.reconciler.protect_positions() == 0  # first sighting
+        assert await engine.reconciler.protect_positions() == 0  # the entry still works
+        assert await engine.reconciler.protect_positions() == 0
+        assert _stops(paper.working_orders(w["bid"])) == [paper._orders[brackets[1]].view()]
+
+        await paper.cancel_order(entry)  # the entry is cancelled, its brackets with it
+        for oid in brackets:
+            paper._orders[oid].status = OrderStatus.CANCELED
+        assert await engine.reconciler.protect_positions() == 1  # no extra sighting needed
+        (stop,) = _stops(paper.working_orders(w["bid"]))
+        assert (stop.qty, stop.stop_price) == (1, Decimal("21490"))
+    finally:
+        await engine.close()
+
+
+async def test_a_stop_over_the_position_is_shrunk_where_it_stands(
+    database: Database, settings: Settings
+) -> None:
+    """Cancel-and-re-place would leave the position naked until the new stop lands."""
+    pool = database.pool
+    w = await _world(pool, size=1)
+    engine = Engine(database, settings)
+    await engine.start()
+    try:
+        await send(engine, pool, w["rec"], buy("21500"))
+        paper = engine.brokers.paper(w["aid"])
+        symbol = (await paper.find_contract("MNQ1!")).symbol
+        oid = await _exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21485", Side.SELL)
+        await _set_sl(engine, pool, w["trader"])
+        assert await engine.reconciler.protect_positions() == 0  # first sighting
+        assert await engine.reconciler.protect_positions() == 1
+        (stop,) = paper.working_orders(w["bid"])
+        assert (stop.order_id, stop.qty, stop.stop_price) == (oid, 1, Decimal("21485"))
+        kinds = await pool.fetch(
+            "SELECT kind, state FROM order_intents WHERE cl_ord_id LIKE 'jt-p-%'"
+        )
+        assert [(r["kind"], r["state"]) for r in kinds] == [("modify", "done")]
+        assert await engine.reconciler.protect_positions() == 0  # covered now
+        paper.on_price(symbol, Decimal("21484"))
+        assert sum(p.net_pos for p in paper.positions(w["bid"])) == 0
+    finally:
+        await engine.close()
