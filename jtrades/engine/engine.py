@@ -58,6 +58,7 @@ from jtrades.engine.signal import Action, Signal
 from jtrades.engine.sizing import open_pnl
 from jtrades.engine.steps import cl_ord_prefix
 from jtrades.engine.tradingday import session_start
+from jtrades.errors import StorageUnavailable
 from jtrades.store import intents as intent_store
 from jtrades.store import signals as signal_store
 from jtrades.store import trading as trading_store
@@ -260,6 +261,11 @@ class Engine:
                 out = await self._on_signal(
                     d.signal_id, d.recorder_id, d.signal, d.received_at, d, undo
                 )
+            except StorageUnavailable:
+                # not stored, or not known to be (the claim's fate was probed): the webhook
+                # answers 503 and TradingView's re-send is what counts
+                self.counters.undo(undo)
+                raise
             except Exception:
                 # counted only if stored: once the claim is on disk, orders may have left and
                 # a restart counts it (the claim stores the counts), so memory must too
@@ -274,12 +280,13 @@ class Engine:
             return out
 
     async def _claimed(self, signal_id: int) -> bool:
-        """Whether the signal's row is stored; True when that cannot be read (the safer count:
-        a signal counted once too often refuses an entry, one too few may trade one more)."""
+        """Whether the signal's row is stored; False when that cannot be read within 2 s (the
+        webhook then answers 503 as not stored, and the re-send is counted instead)."""
         try:
-            return await signal_store.result(self._db.pool, signal_id) is not None
+            async with asyncio.timeout(2):
+                return await signal_store.result(self._db.pool, signal_id) is not None
         except Exception:
-            return True
+            return False
 
     async def _store(self, out: Outcome, delivery: signal_store.Delivery | None) -> Outcome:
         """An outcome with no orders: store the delivery first when it is not stored yet."""

@@ -84,11 +84,15 @@ class Protector:
         self._dispatcher = dispatcher
         self._settings = settings
         self._suspect: set[tuple[int, str]] = set()
+        self._seeded: set[tuple[int, str]] = set()  # valid for the first pass only
 
     def seed(self, suspects: Iterable[tuple[int, str]]) -> None:
         """Positions counted as sighted once already (those held before a start): protected
-        on the first pass that sees them naked."""
-        self._suspect = set(suspects)
+        on the first pass if it sees them naked. Only the first: a login still unsynced then may
+        meanwhile open a position whose brackets are still activating, which needs the usual
+        two sightings."""
+        self._seeded = set(suspects)
+        self._suspect = set(self._seeded)
 
     async def protect_positions(self) -> int:
         """Protect each position seen naked on two passes in a row (an entry's brackets may
@@ -110,7 +114,11 @@ class Protector:
                 )
                 # its suspects stay suspects: a position whose exits a pass cancelled is
                 # retried on the next pass that can see it, not two passes later
-                suspects |= {k for k in self._suspect if k[0] == link.sub_account_id}
+                suspects |= {
+                    k
+                    for k in self._suspect
+                    if k[0] == link.sub_account_id and k not in self._seeded
+                }
                 continue
             for p in positions:
                 if not needs_stop(p, working, filled):
@@ -132,6 +140,7 @@ class Protector:
                         error=f"{type(exc).__name__}: {exc}",
                     )
         self._suspect = suspects
+        self._seeded.clear()
         return placed
 
     async def _protect(self, link: LinkConfig, broker: Broker, p: Position) -> bool:

@@ -242,3 +242,37 @@ async def test_a_stop_over_the_position_is_shrunk_where_it_stands(
         assert sum(p.net_pos for p in paper.positions(w["bid"])) == 0
     finally:
         await engine.close()
+
+
+async def test_a_start_seed_lapses_when_the_first_pass_cannot_see_the_account(
+    database: Database, settings: Settings
+) -> None:
+    """A position held from before a start counts as sighted once, for the first pass only: a
+    login unsynced then may meanwhile open a position whose brackets are still activating, and
+    a stop added on its first sighting would close more than is held once they activate."""
+    pool = database.pool
+    w = await _world(pool, size=2)
+    engine = Engine(database, settings)
+    await engine.start()
+    again: Reconciler | None = None
+    try:
+        await send(engine, pool, w["rec"], buy("21500"))
+        paper = engine.brokers.paper(w["aid"])
+        await _set_sl(engine, pool, w["trader"])
+        for _ in range(200):
+            q = "SELECT net_pos FROM positions WHERE sub_account_id=$1"
+            if await pool.fetchval(q, w["sub"]) == 2:
+                break
+            await engine.reconciler.mirror.write([])
+        again = Reconciler(pool, engine.brokers, engine.config, engine.dispatcher, settings)
+        await again.start()
+        paper.is_synced = lambda account_id: False  # type: ignore[method-assign]
+        assert await again.protect_positions() == 0  # the first pass cannot see it
+        del paper.is_synced
+        assert await again.protect_positions() == 0  # a first sighting, as for any position
+        assert await again.protect_positions() == 1
+        assert [s.qty for s in _stops(paper.working_orders(w["bid"]))] == [2]
+    finally:
+        if again is not None:
+            await again.close()
+        await engine.close()
