@@ -96,6 +96,10 @@ def _view(broker: Broker) -> list[BrokerEvent]:
     return broker.session.view.replay()
 
 
+# how soon a given-up batch's logins are replayed when no event comes to carry them
+REPLAY_AFTER_S = 5.0
+
+
 class Mirror:
     def __init__(
         self,
@@ -250,8 +254,11 @@ class Mirror:
         while True:
             # The held fills go with the next events, or on their own once a lookup has ended
             # (None in the queue) or a symbol's wait has run out.
+            wait = self._holds.wait(self._held)
+            if self._replays:  # a given-up batch's replay must not wait for the next event
+                wait = min(wait, REPLAY_AFTER_S) if wait is not None else REPLAY_AFTER_S
             try:
-                first = await asyncio.wait_for(self._queue.get(), self._holds.wait(self._held))
+                first = await asyncio.wait_for(self._queue.get(), wait)
             except TimeoutError:
                 first = None
             batch = [first] if first is not None else []

@@ -69,6 +69,8 @@ from jtrades.errors import (
 log = structlog.get_logger(__name__)
 
 _NAMED = (Position, Fill)  # entities that carry their contract's name
+NAMING_FIRST_WAIT_S = 1.0  # contract names asked again after this, doubling…
+NAMING_MAX_WAIT_S = 60.0  # …up to this
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # a busy login's sync can exceed 1 MB
 
@@ -550,29 +552,41 @@ class Session:
         """Name the contracts the view met unnamed: a trade placed elsewhere (the website, a
         copier) in a contract no snapshot listed and nobody here looked up. Unnamed, its position
         matched no symbol (read as flat for that contract) and its fills could not be priced or
-        mirrored. One ``contract/items`` request; a failure waits for the next unnamed event."""
-        ids = self.view.unknown_contract_ids()
-        if not ids:
-            return
-        try:
-            rows = await self.request(
-                "contract/items", query="ids=" + ",".join(str(i) for i in sorted(ids))
-            )
-        except JtradesError as exc:
+        mirrored. One ``contract/items`` request for all of them; while some stay unnamed (a
+        refusal, a penalty, an answer without them) it is asked again after a wait that doubles
+        up to a minute — never once per event, whatever the stream brings meanwhile (rule 7)."""
+        wait = NAMING_FIRST_WAIT_S
+        while not self._stopped.is_set():
+            ids = self.view.unknown_contract_ids()
+            if not ids:
+                return
+            try:
+                rows = await self.request(
+                    "contract/items", query="ids=" + ",".join(str(i) for i in sorted(ids))
+                )
+            except JtradesError as exc:
+                rows, why = None, str(exc)
+            else:
+                why = "Tradovate named none of them"
+            names = {
+                int(r["id"]): str(r["name"])
+                for r in (rows if isinstance(rows, list) else ())
+                if isinstance(r, dict) and r.get("id") is not None and r.get("name")
+            }
+            if names:
+                self.hub.publish(self.view.name_contracts(names))
+            if not self.view.unknown_contract_ids():
+                return
             log.warning(
                 "tradovate.session.contracts_unnamed",
                 session=self.label,
-                contracts=sorted(ids),
-                error=str(exc),
+                contracts=sorted(self.view.unknown_contract_ids()),
+                error=why,
+                retry_s=wait,
             )
-            return
-        names = {
-            int(r["id"]): str(r["name"])
-            for r in (rows if isinstance(rows, list) else ())
-            if isinstance(r, dict) and r.get("id") is not None and r.get("name")
-        }
-        if names:
-            self.hub.publish(self.view.name_contracts(names))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), wait)
+            wait = min(wait * 2, NAMING_MAX_WAIT_S)
 
     async def _heartbeats(self, ws: ClientConnection) -> None:
         while True:
