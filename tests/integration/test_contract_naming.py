@@ -51,3 +51,19 @@ async def test_a_contract_first_seen_on_the_stream_gets_its_name(
         if isinstance(ev.entity, Position):
             published.append(ev.entity)
     assert broker.session.view.unknown_contract_ids() == set()
+
+
+async def test_a_refused_name_lookup_is_asked_again_after_a_wait(
+    sim: SimHandle, broker: TradovateBroker
+) -> None:
+    """A refused ``contract/items`` (a 429 here) left the contract unnamed until some later
+    event of it came, which a quiet position never sends; it is asked again after a wait."""
+    aid = sim.account_id("SIM1")
+    name = sim.contract("MES").name
+    sim.faults.events_after_answer = True  # the order's answer first, its events 0.3 s later
+    sim.faults.events_after_ms = 300
+    await broker.place_order(OrderRequest(SubAccount(aid, "SIM1"), name, Side.BUY, 1))
+    sim.faults.too_many = 1  # the name lookup the position event starts is refused
+
+    await until(lambda: [p.symbol for p in broker.positions(aid)] == [name])
+    assert sim.stats()["by_endpoint"]["contract/items"] == 2
