@@ -1,9 +1,11 @@
 """What a session's connection lifecycle is made of, apart from the session itself: its states,
-its timings (from ``[tradovate]`` settings), the reconnect backoff, and where it gets its token.
+its timings (from ``[tradovate]`` settings), the reconnect backoff, where it gets its token, and how
+its loops name where an error came from.
 """
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -56,3 +58,10 @@ def backoff_delay(failures: int, initial: float, cap: float, rand: float) -> flo
         return 0.0
     base = min(cap, initial * float(2 ** min(failures - 1, 30)))
     return base * (0.5 + 0.5 * rand)
+
+
+def raised_at(exc: BaseException) -> str:
+    """Where an exception came from, without a traceback: a rendered one may show locals,
+    and the connection's locals hold the access token."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""

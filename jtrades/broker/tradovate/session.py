@@ -36,9 +36,7 @@ import asyncio
 import contextlib
 import itertools
 import random
-import traceback
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -46,7 +44,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.protocol import State as SocketState
 
-from jtrades.broker.base import BrokerEvent, Fill, Position
+from jtrades.broker.base import BrokerEvent
 from jtrades.broker.tradovate.auth import AccessToken
 from jtrades.broker.tradovate.codec import (
     CLIENT_HEARTBEAT,
@@ -56,21 +54,24 @@ from jtrades.broker.tradovate.codec import (
     encode_request,
     parse_server_frame,
 )
-from jtrades.broker.tradovate.lifecycle import State, Timing, TokenSource, backoff_delay
+from jtrades.broker.tradovate.lifecycle import (
+    State,
+    Timing,
+    TokenSource,
+    backoff_delay,
+    raised_at,
+)
+from jtrades.broker.tradovate.naming import ContractNamer
+from jtrades.broker.tradovate.renewal import renew_loop
 from jtrades.broker.tradovate.view import AccountView, EventHub
 from jtrades.errors import (
     BrokerAuthError,
     BrokerRejected,
-    JtradesError,
     OutcomeUnknown,
     TransientBrokerError,
 )
 
 log = structlog.get_logger(__name__)
-
-_NAMED = (Position, Fill)  # entities that carry their contract's name
-NAMING_FIRST_WAIT_S = 1.0  # contract names asked again after this, doubling…
-NAMING_MAX_WAIT_S = 60.0  # …up to this
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # a busy login's sync can exceed 1 MB
 
@@ -85,13 +86,6 @@ class _StreamBroken(Exception):
 
 class _Expired(Exception):
     """A request's own timer ran out (its answer may still be on the way)."""
-
-
-def _raised_at(exc: BaseException) -> str:
-    """Where an exception came from, without a traceback: a rendered one may show locals,
-    and the connection's locals hold the access token."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
 def _expire(fut: asyncio.Future[Response]) -> None:
@@ -131,13 +125,13 @@ class Session:
         self._stopped = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
-        self._naming: asyncio.Task[None] | None = None  # see _name_contracts
         self._last_rx = 0.0
         self._dead_reason: str | None = None
         self._snapshot_loaded = False
         self._early: list[Any] = []
         self._token: AccessToken | None = None
         self._ready_at: float | None = None  # loop time the current connection became READY
+        self._namer = ContractNamer(self.view, self.hub, self.request, self._stopped, label)
 
     # --- public ------------------------------------------------------------------------------
 
@@ -150,7 +144,17 @@ class Session:
         transient ones in the background (``TransientBrokerError`` here after ``within_s``)."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"tradovate-session-{self.label}")
-            self._renewer = asyncio.create_task(self._renew_loop(), name=f"renew-{self.label}")
+            self._renewer = asyncio.create_task(
+                renew_loop(
+                    self._tokens,
+                    self.timing,
+                    self._stopped,
+                    lambda: self._token,
+                    self._adopt_token,
+                    label=self.label,
+                ),
+                name=f"renew-{self.label}",
+            )
         await self.wait_ready(within_s)
 
     async def wait_ready(self, within_s: float | None = None) -> None:
@@ -192,11 +196,12 @@ class Session:
         if ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 2)
-        for task in (self._task, self._renewer, self._naming):
+        for task in (self._task, self._renewer):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        await self._namer.close()
         self._fail_pending("session closed")
         self.hub.publish(self.view.mark_unsynced("closed"))
         self.hub.close()
@@ -371,7 +376,7 @@ class Session:
                     session=self.label,
                     error=type(exc).__name__,
                     reason=str(exc),
-                    at=_raised_at(exc),
+                    at=raised_at(exc),
                 )
             finally:
                 self._ws = None
@@ -479,7 +484,7 @@ class Session:
         self._early = []
         self.hub.publish(events)
         if self.view.unknown_contract_ids():
-            self._name_soon()
+            self._namer.soon()
 
     async def _reader(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
@@ -520,10 +525,7 @@ class Session:
             else:
                 events = self._apply(event.data)
                 self.hub.publish(events)
-                for ev in events:
-                    if isinstance(ev.entity, _NAMED) and not ev.entity.symbol:
-                        self._name_soon()
-                        break
+                self._namer.notice(events)
         elif event.name == "shutdown":
             d = event.data if isinstance(event.data, dict) else {}
             reason = str(d.get("reasonCode") or d.get("reason") or "unspecified")
@@ -544,50 +546,6 @@ class Session:
             )
             await ws.close()
 
-    def _name_soon(self) -> None:
-        if self._naming is None or self._naming.done():
-            self._naming = asyncio.create_task(self._name_contracts(), name=f"names-{self.label}")
-
-    async def _name_contracts(self) -> None:
-        """Name the contracts the view met unnamed: a trade placed elsewhere (the website, a
-        copier) in a contract no snapshot listed and nobody here looked up. Unnamed, its position
-        matched no symbol (read as flat for that contract) and its fills could not be priced or
-        mirrored. One ``contract/items`` request for all of them; while some stay unnamed (a
-        refusal, a penalty, an answer without them) it is asked again after a wait that doubles
-        up to a minute — never once per event, whatever the stream brings meanwhile (rule 7)."""
-        wait = NAMING_FIRST_WAIT_S
-        while not self._stopped.is_set():
-            ids = self.view.unknown_contract_ids()
-            if not ids:
-                return
-            try:
-                rows = await self.request(
-                    "contract/items", query="ids=" + ",".join(str(i) for i in sorted(ids))
-                )
-            except JtradesError as exc:
-                rows, why = None, str(exc)
-            else:
-                why = "Tradovate named none of them"
-            names = {
-                int(r["id"]): str(r["name"])
-                for r in (rows if isinstance(rows, list) else ())
-                if isinstance(r, dict) and r.get("id") is not None and r.get("name")
-            }
-            if names:
-                self.hub.publish(self.view.name_contracts(names))
-            if not self.view.unknown_contract_ids():
-                return
-            log.warning(
-                "tradovate.session.contracts_unnamed",
-                session=self.label,
-                contracts=sorted(self.view.unknown_contract_ids()),
-                error=why,
-                retry_s=wait,
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), wait)
-            wait = min(wait * 2, NAMING_MAX_WAIT_S)
-
     async def _heartbeats(self, ws: ClientConnection) -> None:
         while True:
             await asyncio.sleep(self.timing.heartbeat_s)
@@ -606,39 +564,6 @@ class Session:
                 self._kill(f"no frame from Tradovate for {silent:.1f} s")
                 return
 
-    async def _renew_loop(self) -> None:
-        """Renew the shared token ahead of ``expirationTime`` (the socket itself stays authorized).
-
-        Nothing but cancellation ends it: a loop that stopped on an error nobody foresaw left the
-        session to die at expiry. An error is logged (its type and where, never the token) and
-        renewal tried again after a bounded delay."""
-        retry_s = max(1.0, min(30.0, self.timing.renew_margin_s / 4))
-        while not self._stopped.is_set():
-            try:
-                token = self._token
-                if token is None:
-                    await asyncio.sleep(0.5)
-                    continue
-                wait = token.seconds_left(datetime.now(UTC)) - self.timing.renew_margin_s
-                if wait > 0:
-                    await asyncio.sleep(min(wait, 3600))
-                    if self._token is not token:
-                        continue
-                renewed = await self._tokens.get()
-                if renewed.token == token.token:
-                    # nothing changed (another holder renewed, or a penalty ticket has us wait
-                    # with the current token): don't spin
-                    await asyncio.sleep(1.0)
-                self._token = renewed
-            except (TransientBrokerError, BrokerAuthError) as exc:
-                log.warning("tradovate.token.renew_failed", session=self.label, reason=str(exc))
-                await asyncio.sleep(retry_s)
-            except Exception as exc:
-                log.error(
-                    "tradovate.token.renew_failed",
-                    session=self.label,
-                    error=type(exc).__name__,
-                    reason=str(exc),
-                    at=_raised_at(exc),
-                )
-                await asyncio.sleep(retry_s)
+    def _adopt_token(self, token: AccessToken) -> None:
+        """The renewal loop's way back: the token the next connect (or 401 drop) refers to."""
+        self._token = token

@@ -1,0 +1,66 @@
+"""Renewing a session's shared token ahead of its expiry, apart from the connection loop.
+
+The socket stays authorized once ``authorize`` passed; what expires is the token a reconnect (or
+another session of the login) would present. The session owns the current token (a connect sets
+it); this loop reads it through ``current`` and hands a renewed one back through ``adopt``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import structlog
+
+from jtrades.broker.tradovate.auth import AccessToken
+from jtrades.broker.tradovate.lifecycle import Timing, TokenSource, raised_at
+from jtrades.errors import BrokerAuthError, TransientBrokerError
+
+log = structlog.get_logger(__name__)
+
+
+async def renew_loop(
+    tokens: TokenSource,
+    timing: Timing,
+    stopped: asyncio.Event,
+    current: Callable[[], AccessToken | None],
+    adopt: Callable[[AccessToken], None],
+    *,
+    label: str = "",
+) -> None:
+    """Renew the shared token ahead of ``expirationTime`` (the socket itself stays authorized).
+
+    Nothing but cancellation ends it: a loop that stopped on an error nobody foresaw left the
+    session to die at expiry. An error is logged (its type and where, never the token) and
+    renewal tried again after a bounded delay."""
+    retry_s = max(1.0, min(30.0, timing.renew_margin_s / 4))
+    while not stopped.is_set():
+        try:
+            token = current()
+            if token is None:
+                await asyncio.sleep(0.5)
+                continue
+            wait = token.seconds_left(datetime.now(UTC)) - timing.renew_margin_s
+            if wait > 0:
+                await asyncio.sleep(min(wait, 3600))
+                if current() is not token:
+                    continue
+            renewed = await tokens.get()
+            if renewed.token == token.token:
+                # nothing changed (another holder renewed, or a penalty ticket has us wait
+                # with the current token): don't spin
+                await asyncio.sleep(1.0)
+            adopt(renewed)
+        except (TransientBrokerError, BrokerAuthError) as exc:
+            log.warning("tradovate.token.renew_failed", session=label, reason=str(exc))
+            await asyncio.sleep(retry_s)
+        except Exception as exc:
+            log.error(
+                "tradovate.token.renew_failed",
+                session=label,
+                error=type(exc).__name__,
+                reason=str(exc),
+                at=raised_at(exc),
+            )
+            await asyncio.sleep(retry_s)
