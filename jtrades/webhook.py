@@ -320,7 +320,7 @@ class Webhooks:
         except Exception as exc:
             self.metrics.errors += 1
             log.exception("webhook.engine_failed", error=type(exc).__name__)
-            if not await self._stored(signal_id):
+            if not await signal_store.is_stored(self.db.pool, signal_id):
                 # Not stored, so no intent either and nothing sent: TradingView may re-send.
                 response = _error(503, "unavailable", "temporary failure; nothing was sent", None)
                 return response, _summary(signal_id, "received", 0)
@@ -369,15 +369,6 @@ class Webhooks:
             reason=result.get("reason"),
         )
         return json_response(200, result), result
-
-    async def _stored(self, signal_id: int) -> bool:
-        """Whether the signal's row exists. When the database cannot say, False: the 503 makes
-        TradingView re-send, which is harmless if it was stored after all (the re-send is a
-        duplicate) and keeps the alert if it was not."""
-        try:
-            return await signal_store.result(self.db.pool, signal_id) is not None
-        except Exception:
-            return False
 
     async def _duplicate(self, signal_id: int, first_id: int) -> web.Response:
         """Answer a duplicate with the first delivery's result (its row is already stored)."""

@@ -269,7 +269,7 @@ class Engine:
             except Exception:
                 # counted only if stored: once the claim is on disk, orders may have left and
                 # a restart counts it (the claim stores the counts), so memory must too
-                if not await self._claimed(d.signal_id):
+                if not await signal_store.is_stored(self._db.pool, d.signal_id, within_s=2):
                     self.counters.undo(undo)
                 raise
             except BaseException:  # cancelled (shutdown): the restart rebuilds from the rows
@@ -278,15 +278,6 @@ class Engine:
             if out.duplicate_of is not None:
                 self.counters.undo(undo)
             return out
-
-    async def _claimed(self, signal_id: int) -> bool:
-        """Whether the signal's row is stored; False when that cannot be read within 2 s (the
-        webhook then answers 503 as not stored, and the re-send is counted instead)."""
-        try:
-            async with asyncio.timeout(2):
-                return await signal_store.result(self._db.pool, signal_id) is not None
-        except Exception:
-            return False
 
     async def _store(self, out: Outcome, delivery: signal_store.Delivery | None) -> Outcome:
         """An outcome with no orders: store the delivery first when it is not stored yet."""

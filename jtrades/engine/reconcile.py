@@ -86,7 +86,6 @@ class Reconciler:
         self._pool = pool
         self._brokers = brokers
         self._config = config
-        self._dispatcher = dispatcher
         self._settings = settings
         self.mirror = Mirror(pool, brokers, config)
         self.protector = Protector(pool, brokers, config, dispatcher, settings)

@@ -374,6 +374,17 @@ async def result(ex: Executor, signal_id: int) -> SignalResult | None:
     return None if row is None else SignalResult(**dict(row))
 
 
+async def is_stored(ex: Executor, signal_id: int, within_s: float | None = None) -> bool:
+    """Whether the signal's row exists; False when the database cannot say (within
+    ``within_s``): callers then treat the delivery as not stored, as the webhook's 503 does
+    (TradingView re-sends it, which is harmless if it was stored after all: a duplicate)."""
+    try:
+        async with asyncio.timeout(within_s):
+            return await result(ex, signal_id) is not None
+    except Exception:
+        return False
+
+
 async def list_signals(
     ex: Executor,
     *,
