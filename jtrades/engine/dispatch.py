@@ -204,7 +204,7 @@ class Dispatcher:
             intents = [ni for p in prepared for _, ni in p.steps]
             if delivery is not None:
                 # raises on a storage error: nothing is stored, so nothing may be sent
-                claim = await self._claim(delivery, intents)
+                claim = await self.claim(delivery, intents)
                 if claim.duplicate_of is not None:
                     return DispatchResult([], duplicate_of=claim.duplicate_of)
                 pos = 0
@@ -247,9 +247,11 @@ class Dispatcher:
             for lock in acquired:
                 lock.release()
 
-    async def _claim(
+    async def claim(
         self, delivery: signal_store.Delivery, intents: list[intent_store.NewIntent]
     ) -> signal_store.Claim:
+        """Store ``delivery`` with ``intents`` (none for an outcome without orders) on the
+        claims' connection; a connection that fails under it is settled by ``claim_fate``."""
         backend: int | None = None  # the server process running the claim
         try:
             async with self._claims.borrow() as ex:

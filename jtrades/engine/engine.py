@@ -284,8 +284,7 @@ class Engine:
         if delivery is None:
             return out
         delivery = dataclasses.replace(delivery, detail=out.detail or None)
-        async with self.claims.borrow() as ex:
-            claim = await signal_store.claim_delivery(ex, delivery)
+        claim = await self.dispatcher.claim(delivery, [])
         if claim.duplicate_of is not None:
             return _duplicate(claim.duplicate_of)
         return out
