@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from jtrades.config import Settings
-from jtrades.db import EmbeddedPostgres, _socket_host, migrate, migrations
+from jtrades.db import Database, EmbeddedPostgres, _socket_host, connect, migrate, migrations
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -138,3 +138,13 @@ def data_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(db_url: str, data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir, database={"url": db_url})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    """The daemon's own connection setup (pool, lane parameters) on the test database."""
+    db = await connect(settings)
+    try:
+        yield db
+    finally:
+        await db.close()

@@ -19,7 +19,7 @@ import pytest
 from jtrades.broker.base import OrderType, Side
 from jtrades.broker.paper import PaperBroker
 from jtrades.config import Settings
-from jtrades.db import Database, connect
+from jtrades.db import Database
 from jtrades.engine.engine import Engine, Outcome
 from jtrades.engine.signal import Action, MarketPosition, Signal
 from jtrades.store.signals import Delivery, SignalIds
@@ -187,15 +187,6 @@ async def wait_for(cond: Any, what: str, limit_s: float = 5.0) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"never happened: {what}")
-
-
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    db = await connect(settings)
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from jtrades.broker.base import Contract, SubAccount
 from jtrades.broker.paper import PaperBroker
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
-from jtrades.db import Database, connect, migrations
+from jtrades.db import Database, migrations
 from jtrades.engine.engine import Engine
 from jtrades.engine.signal import Action, Signal
 from jtrades.errors import BrokerRejected, TransientBrokerError
@@ -80,15 +80,6 @@ class Refusing(PaperBroker):
         if self.refuse:
             raise BrokerRejected("Market is closed")
         await super().liquidate_position(account, contract_id)
-
-
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    db = await connect(settings)
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 Start = Callable[..., Awaitable[Engine]]

@@ -32,7 +32,6 @@ from tests.integration.test_engine import (
     make_user,
 )
 from tests.integration.test_reconcile import _mirroring, _world
-from tests.integration.test_reconcile import database as database  # the fixture
 from tests.polling import until
 
 

@@ -21,7 +21,6 @@ from tests.integration.test_engine import make_trader
 from tests.integration.test_mirror_replay import World, _broker
 from tests.integration.test_mirror_replay import _world as _tv_world
 from tests.integration.test_reconcile import _world as _paper_world
-from tests.integration.test_reconcile import database as database  # the fixture
 from tests.polling import until
 from tests.simutil import running_sim
 

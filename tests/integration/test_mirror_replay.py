@@ -23,7 +23,6 @@ from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from tests.integration.test_engine import make_recorder, make_trader, make_user, store_signal
-from tests.integration.test_reconcile import database as database  # the fixture
 from tests.polling import until
 from tests.simutil import SimHandle, running_sim
 

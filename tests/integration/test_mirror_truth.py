@@ -19,7 +19,6 @@ from jtrades.engine.pnl import OpenPosition
 from tests.integration.test_mirror_held import DownPaper, _fills, _second_login
 from tests.integration.test_mirror_held import _fill as _mes
 from tests.integration.test_reconcile import _fill, _mirroring, _world
-from tests.integration.test_reconcile import database as database  # the fixture
 
 
 def _pos(bid: int, contract: int, symbol: str, net: int, avg: str | None) -> BrokerEvent:

@@ -7,12 +7,10 @@ the other way round."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
-import pytest
 
 from jtrades.broker.base import (
     OrderRequest,
@@ -25,7 +23,7 @@ from jtrades.broker.base import (
 )
 from jtrades.broker.paper import PaperBroker
 from jtrades.config import Settings
-from jtrades.db import Database, connect
+from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from tests.integration.test_engine import (
     account_of,
@@ -41,16 +39,7 @@ from tests.integration.test_engine import (
 TP_LADDER = [{"target": "20", "qty": 1}, {"target": "40"}]  # ticks: 5 and 10 points
 
 
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    db = await connect(settings)
-    try:
-        yield db
-    finally:
-        await db.close()
-
-
-async def _world(pool: asyncpg.Pool, **risk: Any) -> dict[str, Any]:
+async def world(pool: asyncpg.Pool, **risk: Any) -> dict[str, Any]:
     u = await make_user(pool, "px")
     rec = await make_recorder(pool, u, "px-rec", **risk)
     (sub,) = await make_paper_account(pool, u, "px-paper")
@@ -59,7 +48,7 @@ async def _world(pool: asyncpg.Pool, **risk: Any) -> dict[str, Any]:
     return {"rec": rec, "sub": sub, "trader": trader, "aid": aid, "bid": bid}
 
 
-async def _set_sl(engine: Engine, pool: asyncpg.Pool, trader: int, sl: int = 40) -> None:
+async def set_sl(engine: Engine, pool: asyncpg.Pool, trader: int, sl: int = 40) -> None:
     await pool.execute("UPDATE traders SET sl = $2, updated_at = now() WHERE id=$1", trader, sl)
     await engine.config.refresh()
 
@@ -81,7 +70,7 @@ async def test_long_three_with_a_one_lot_stop_gets_the_other_two_covered(
 ) -> None:
     """A DCA re-placement whose second OCO was rejected leaves a stop for one leg only."""
     pool = database.pool
-    w = await _world(pool, size=3)
+    w = await world(pool, size=3)
     engine = Engine(database, settings)
     await engine.start()
     try:
@@ -100,7 +89,7 @@ async def test_long_three_with_a_one_lot_stop_gets_the_other_two_covered(
                 time_in_force=TimeInForce.GTC,
             )
         )
-        await _set_sl(engine, pool, w["trader"])
+        await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0  # first sighting
         assert await engine.reconciler.protect_positions() == 1
 
@@ -122,7 +111,7 @@ async def test_take_profit_legs_without_a_stop_never_end_short(
     """Long 2 with TP legs at 21505/21510 and no stop: the protection is one OCO per leg, so
     after TP1 fills (long 1) the stop left is for 1, and the stop makes the account flat."""
     pool = database.pool
-    w = await _world(pool, size=2, tp=TP_LADDER)
+    w = await world(pool, size=2, tp=TP_LADDER)
     engine = Engine(database, settings)
     await engine.start()
     try:
@@ -134,7 +123,7 @@ async def test_take_profit_legs_without_a_stop_never_end_short(
             Decimal("21505"),
             Decimal("21510"),
         ]
-        await _set_sl(engine, pool, w["trader"])
+        await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0
         assert await engine.reconciler.protect_positions() == 1
 
@@ -173,7 +162,7 @@ async def test_take_profits_larger_than_the_position_are_trimmed_to_it(
     """Short 2 whose buy limits add up to 3 (one left over from before): the protection never
     closes more than 2, whichever of them fill."""
     pool = database.pool
-    w = await _world(pool, size=2, tp=TP_LADDER)
+    w = await world(pool, size=2, tp=TP_LADDER)
     engine = Engine(database, settings)
     await engine.start()
     try:
@@ -192,7 +181,7 @@ async def test_take_profits_larger_than_the_position_are_trimmed_to_it(
                 time_in_force=TimeInForce.GTC,
             )
         )
-        await _set_sl(engine, pool, w["trader"])
+        await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0
         assert await engine.reconciler.protect_positions() == 1
 
@@ -219,7 +208,7 @@ async def test_a_stop_being_cancelled_is_not_protection(
     """A stop stuck in PendingCancel covers nothing: nothing is placed while it may still
     fill, and once it is gone the position gets its full stop."""
     pool = database.pool
-    w = await _world(pool, size=2)
+    w = await world(pool, size=2)
     engine = Engine(database, settings)
     await engine.start()
     try:
@@ -238,7 +227,7 @@ async def test_a_stop_being_cancelled_is_not_protection(
             )
         )
         paper._orders[r.order_id].status = OrderStatus.PENDING_CANCEL
-        await _set_sl(engine, pool, w["trader"])
+        await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0  # first sighting
         assert await engine.reconciler.protect_positions() == 0  # it may still fill: wait
         assert len(paper.working_orders(w["bid"])) == 1
@@ -253,7 +242,7 @@ async def test_a_stop_being_cancelled_is_not_protection(
 async def test_a_bracketed_position_is_left_alone(database: Database, settings: Settings) -> None:
     """Entry + TP legs each OCO-linked with its share of the stop: covered, nothing changes."""
     pool = database.pool
-    w = await _world(pool, size=2, tp=TP_LADDER, sl=Decimal(40))
+    w = await world(pool, size=2, tp=TP_LADDER, sl=Decimal(40))
     engine = Engine(database, settings)
     await engine.start()
     try:

@@ -8,12 +8,8 @@ is held once they activate."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
 
-import asyncpg
-import pytest
 import structlog.testing
 
 from jtrades.broker.base import (
@@ -29,19 +25,15 @@ from jtrades.broker.base import (
 from jtrades.broker.paper import PaperBroker
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
-from jtrades.db import Database, connect
+from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from jtrades.engine.reconcile import Reconciler
 from jtrades.errors import TransientBrokerError
 from tests.integration.test_engine import (
-    account_of,
     buy,
-    make_paper_account,
-    make_recorder,
-    make_trader,
-    make_user,
     send,
 )
+from tests.integration.test_protect_exits import set_sl, world
 
 
 class LosesView(PaperBroker):
@@ -69,29 +61,6 @@ class LosesView(PaperBroker):
             self.synced = False
 
 
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    db = await connect(settings)
-    try:
-        yield db
-    finally:
-        await db.close()
-
-
-async def _world(pool: asyncpg.Pool, **risk: Any) -> dict[str, Any]:
-    u = await make_user(pool, "pr")
-    rec = await make_recorder(pool, u, "pr-rec", **risk)
-    (sub,) = await make_paper_account(pool, u, "pr-paper")
-    trader = await make_trader(pool, u, rec, [(sub, 1)])
-    aid, bid = await account_of(pool, sub)
-    return {"rec": rec, "sub": sub, "trader": trader, "aid": aid, "bid": bid}
-
-
-async def _set_sl(engine: Engine, pool: asyncpg.Pool, trader: int, sl: int = 40) -> None:
-    await pool.execute("UPDATE traders SET sl = $2, updated_at = now() WHERE id=$1", trader, sl)
-    await engine.config.refresh()
-
-
 async def _exit(
     paper: PaperBroker, bid: int, symbol: str, qty: int, kind: OrderType, at: str, side: Side
 ) -> int:
@@ -114,7 +83,7 @@ async def test_exits_cancelled_then_a_lost_view_are_re_placed_on_the_next_pass_t
     database: Database, settings: Settings
 ) -> None:
     pool = database.pool
-    w = await _world(pool, size=1)
+    w = await world(pool, size=1)
     brokers = BrokerRegistry(database, settings)
     paper = brokers._paper[w["aid"]] = LosesView()
     engine = Engine(database, settings, brokers)
@@ -125,7 +94,7 @@ async def test_exits_cancelled_then_a_lost_view_are_re_placed_on_the_next_pass_t
         # stops for 2 on a long 1, beside a take-profit: cancelled and re-placed
         await _exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21480", Side.SELL)
         await _exit(paper, w["bid"], symbol, 1, OrderType.LIMIT, "21520", Side.SELL)
-        await _set_sl(engine, pool, w["trader"])
+        await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0  # first sighting
 
         paper.lose_on_cancel = True
@@ -154,14 +123,14 @@ async def test_a_restart_protects_a_position_held_from_before_on_its_first_pass(
     database: Database, settings: Settings
 ) -> None:
     pool = database.pool
-    w = await _world(pool, size=2)  # no stop loss when the position opens
+    w = await world(pool, size=2)  # no stop loss when the position opens
     engine = Engine(database, settings)
     await engine.start()
     again: Reconciler | None = None
     try:
         await send(engine, pool, w["rec"], buy("21500"))
         paper = engine.brokers.paper(w["aid"])
-        await _set_sl(engine, pool, w["trader"])
+        await set_sl(engine, pool, w["trader"])
         for _ in range(200):  # the mirror records the position
             q = "SELECT net_pos FROM positions WHERE sub_account_id=$1"
             if await pool.fetchval(q, w["sub"]) == 2:
@@ -185,7 +154,7 @@ async def test_an_entry_working_with_its_brackets_suspended_is_waited_for(
     """A limit entry for 3 filled 1 and keeps working, its brackets for 3 suspended: a stop for
     the 1 held plus the brackets once they activate would be stops for 4 on a long 3."""
     pool = database.pool
-    w = await _world(pool, size=1)
+    w = await world(pool, size=1)
     engine = Engine(database, settings)
     await engine.start()
     try:
@@ -199,7 +168,7 @@ async def test_an_entry_working_with_its_brackets_suspended_is_waited_for(
         ]
         for oid in brackets:
             paper._orders[oid].status = OrderStatus.SUSPENDED
-        await _set_sl(engine, pool, w["trader"])
+        await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0  # first sighting
         assert await engine.reconciler.protect_positions() == 0  # the entry still works
         assert await engine.reconciler.protect_positions() == 0
@@ -220,7 +189,7 @@ async def test_a_stop_over_the_position_is_shrunk_where_it_stands(
 ) -> None:
     """Cancel-and-re-place would leave the position naked until the new stop lands."""
     pool = database.pool
-    w = await _world(pool, size=1)
+    w = await world(pool, size=1)
     engine = Engine(database, settings)
     await engine.start()
     try:
@@ -228,7 +197,7 @@ async def test_a_stop_over_the_position_is_shrunk_where_it_stands(
         paper = engine.brokers.paper(w["aid"])
         symbol = (await paper.find_contract("MNQ1!")).symbol
         oid = await _exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21485", Side.SELL)
-        await _set_sl(engine, pool, w["trader"])
+        await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0  # first sighting
         assert await engine.reconciler.protect_positions() == 1
         (stop,) = paper.working_orders(w["bid"])
@@ -251,14 +220,14 @@ async def test_a_start_seed_lapses_when_the_first_pass_cannot_see_the_account(
     login unsynced then may meanwhile open a position whose brackets are still activating, and
     a stop added on its first sighting would close more than is held once they activate."""
     pool = database.pool
-    w = await _world(pool, size=2)
+    w = await world(pool, size=2)
     engine = Engine(database, settings)
     await engine.start()
     again: Reconciler | None = None
     try:
         await send(engine, pool, w["rec"], buy("21500"))
         paper = engine.brokers.paper(w["aid"])
-        await _set_sl(engine, pool, w["trader"])
+        await set_sl(engine, pool, w["trader"])
         for _ in range(200):
             q = "SELECT net_pos FROM positions WHERE sub_account_id=$1"
             if await pool.fetchval(q, w["sub"]) == 2:

@@ -9,26 +9,15 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.config import Settings
-from jtrades.db import Database, connect
+from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from tests.integration.test_engine import buy, make_recorder, make_trader, make_user, send, wait_for
 from tests.simutil import SimHandle, running_sim
 
 TP_LADDER = [{"target": "20", "qty": 1}, {"target": "40"}]  # ticks: 5 and 10 points
-
-
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    db = await connect(settings)
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 @asynccontextmanager

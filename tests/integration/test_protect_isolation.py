@@ -3,17 +3,15 @@ lost, the database) must not keep the other sub-accounts from getting their stop
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
-import pytest
 import structlog.testing
 
 from jtrades.broker.base import Contract, OrderType
 from jtrades.broker.paper import PaperBroker
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
-from jtrades.db import Database, connect
+from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from jtrades.errors import TransientBrokerError
 from tests.integration.test_engine import (
@@ -36,15 +34,6 @@ class NoContracts(PaperBroker):
         if self.broken:
             raise TransientBrokerError("contract lookup: connection reset")
         return await super().find_contract(symbol)
-
-
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    db = await connect(settings)
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 async def test_one_sub_accounts_failure_does_not_leave_the_others_naked(

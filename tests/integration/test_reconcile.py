@@ -29,7 +29,7 @@ from jtrades.broker.base import (
 from jtrades.broker.paper import PaperBroker
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
-from jtrades.db import Database, connect
+from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from jtrades.engine.pnl import OpenPosition, close_trade
 from jtrades.engine.reconcile import needs_stop, resolve_intent
@@ -43,15 +43,6 @@ from tests.integration.test_engine import (
     send,
     store_signal,
 )
-
-
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    db = await connect(settings)
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 class UnsyncedPaper(PaperBroker):

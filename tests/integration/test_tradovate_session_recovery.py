@@ -13,23 +13,10 @@ from structlog.testing import capture_logs
 
 from jtrades.broker.tradovate.lifecycle import State
 from jtrades.broker.tradovate.pool import TradovatePool
-from jtrades.config import TradovateSettings
 from jtrades.sim.config import default_config
+from tests.integration.test_tradovate_session import tv
 from tests.polling import until
 from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
-
-
-def tv(handle: SimHandle, **kw: Any) -> TradovateSettings:
-    base: dict[str, Any] = {
-        "demo_rest_url": handle.rest_url,
-        "demo_ws_url": handle.ws_url,
-        "reconnect_initial_s": 0.05,
-        "reconnect_max_s": 0.5,
-        "connect_stagger_s": 0,
-        "request_timeout_s": 3,
-    }
-    base.update(kw)
-    return TradovateSettings(**base)
 
 
 @pytest.fixture
