@@ -41,8 +41,10 @@ from jtrades.engine.counters import Counters, SessionCounters, Undo
 from jtrades.engine.dispatch import Dispatcher, WorkItem
 from jtrades.engine.filters import (
     RecorderState,
+    Rejection,
     TraderState,
     apply_inverse,
+    check_gate,
     check_recorder,
     check_trader,
     is_exit,
@@ -325,36 +327,43 @@ class Engine:
             owner_active=rec.owner_active,
             halted=snap.halted,
         )
+        seen = entry
         if rej is not None:
-            nth = rej.filter == "every_nth"
-            if nth:
+            seen = entry = False
+            if rej.filter == "every_nth":
                 rc.seen += 1
-            rejected: dict[str, Any] = {"entry": False, "nth_seen": nth}
-            return await self._store(
-                Outcome("rejected", rej.filter, rej.reason, 0, rejected), delivery
-            )
-        if entry:
+                seen = True
+            if not rej.entry_only:
+                rejected: dict[str, Any] = {"entry": False, "nth_seen": seen}
+                return await self._store(
+                    Outcome("rejected", rej.filter, rej.reason, 0, rejected), delivery
+                )
+            # the entry is refused, not the close half of a reversal: planned close-only
+        elif entry:
             rc.seen += 1
             rc.entries += 1
             rc.last_entry_at = received_at
 
         detail: dict[str, Any] = {
             "entry": entry,
-            "nth_seen": entry,
+            "nth_seen": seen,
             "traders": {},
             "trader_entries": [],  # for the per-trader counters after a restart
             "trader_seen": [],
         }
         items, trader_rejections = await self._work_items(
-            signal, rec, snap, now, received_at, signal_id, detail, undo
+            signal, rec, snap, now, received_at, signal_id, detail, undo, rej
         )
+        if rej is not None:
+            verdict: tuple[str, str | None, str | None] = ("rejected", rej.filter, rej.reason)
+        elif trader_rejections and len(trader_rejections) == len(rec.traders):
+            verdict = ("rejected", *trader_rejections[0])
+        else:
+            verdict = ("accepted", None, None)
         if not items:
-            if trader_rejections and len(trader_rejections) == len(rec.traders):
-                f, reason = trader_rejections[0]
-                return await self._store(Outcome("rejected", f, reason, 0, detail), delivery)
             if not rec.traders:
                 detail["note"] = "no trader follows this recorder"
-            return await self._store(Outcome("accepted", None, None, 0, detail), delivery)
+            return await self._store(Outcome(*verdict, 0, detail), delivery)
 
         result = await self.dispatcher.dispatch(
             signal_id,
@@ -375,7 +384,7 @@ class Engine:
                 0,
                 detail,
             )
-        return Outcome("accepted", None, None, result.orders, detail, result.unwritten)
+        return Outcome(*verdict, result.orders, detail, result.unwritten)
 
     async def _work_items(
         self,
@@ -387,7 +396,11 @@ class Engine:
         signal_id: int,
         detail: dict[str, Any],
         undo: Undo | None,
+        refused: Rejection | None,
     ) -> tuple[list[WorkItem], list[tuple[str, str]]]:
+        """Each trader's filters, then a planner per sub-account it may trade. ``refused``: the
+        recorder refused the entry (``Rejection.entry_only``), so only the traders' gates run and
+        every plan is close-only; a trader's own entry refusal makes its plans close-only too."""
         ticker = signal.ticker or rec.symbol
         items: list[WorkItem] = []
         rejections: list[tuple[str, str]] = []
@@ -417,55 +430,63 @@ class Engine:
                 entries_this_session=tc.entries,
                 seen_this_session=tc.seen,
             )
-            # Only the trader's own overrides of the recorder's filters run here, on its owner's
-            # clock (t.tz); the inherited ones were applied once above, on the recorder owner's.
-            trej = check_trader(
-                signal,
-                t.settings,
-                state,
-                now,
-                t.tz,
-                enabled=t.enabled,
-                owner_active=t.owner_active,
-                halted=snap.halted,
-                overridden=t.overridden,
-            )
+            gate = {"enabled": t.enabled, "owner_active": t.owner_active, "halted": snap.halted}
+            if refused is not None:
+                trej = check_gate(signal, t.settings, **gate)
+            else:
+                # Only the trader's own overrides of the recorder's filters run here, on its
+                # owner's clock (t.tz); the inherited ones ran once above, on the recorder owner's.
+                trej = check_trader(
+                    signal, t.settings, state, now, t.tz, overridden=t.overridden, **gate
+                )
             if trej is not None:
                 if trej.filter == "every_nth":
                     tc.seen += 1
                     detail["trader_seen"].append(t.id)
                 rejections.append((trej.filter, f"trader {t.id}: {trej.reason}"))
                 detail["traders"][str(t.id)] = {"filter": trej.filter, "reason": trej.reason}
-                continue
-            t_entry = _is_entry(signal, t.settings.inverse)
-            if t_entry:
+                if not trej.entry_only:
+                    continue
+            elif refused is None and _is_entry(signal, t.settings.inverse):
                 tc.seen += 1
                 tc.entries += 1
                 tc.last_entry_at = received_at
                 detail["trader_entries"].append(t.id)
+            trader_refusal = refused or trej
             for link in t.links:
                 if link.sub_account_id not in brokers:
                     continue
-                if link.halted and not is_exit(apply_inverse(signal, t.settings.inverse)):
-                    detail["traders"].setdefault(str(t.id), {})[str(link.sub_account_id)] = (
-                        "halted: only closes pass"
+                why = trader_refusal
+                if why is None and link.halted:
+                    why = check_gate(
+                        signal, t.settings, enabled=True, owner_active=True, halted=True
                     )
-                    continue
+                    if why is not None and not why.entry_only:
+                        detail["traders"].setdefault(str(t.id), {})[str(link.sub_account_id)] = (
+                            "halted: only closes pass"
+                        )
+                        continue
+                contract = contracts[link.sub_account_id]
+                refusal = f"{why.filter}: {why.reason}" if why is not None else None
                 items.append(
                     WorkItem(
                         t.id,
                         link,
                         brokers[link.sub_account_id],
-                        contracts[link.sub_account_id],
-                        self._planner(
-                            signal, t.settings, link, contracts[link.sub_account_id], signal_id
-                        ),
+                        contract,
+                        self._planner(signal, t.settings, link, contract, signal_id, refusal),
                     )
                 )
         return items, rejections
 
     def _planner(
-        self, signal: Signal, s: Any, link: LinkConfig, contract: Contract, signal_id: int
+        self,
+        signal: Signal,
+        s: Any,
+        link: LinkConfig,
+        contract: Contract,
+        signal_id: int,
+        entry_refused: str | None,
     ) -> Any:
         account = SubAccount(link.broker_account_id, link.sub_name)
         prefix = cl_ord_prefix(signal_id, link.sub_account_id)
@@ -480,6 +501,7 @@ class Engine:
                 state,
                 signal_price=signal.price,
                 cl_ord_prefix=prefix,
+                entry_refused=entry_refused,
             )
 
         return plan

@@ -11,6 +11,10 @@ before ``every_nth``; of the recorder's filters it runs only those the trader ov
 trader owner's zone (the recorder's check applied the inherited ones once, in its owner's zone:
 ``check_trader`` says which runs where and why).
 
+A buy/sell refused by an entry check or the kill switch is refused ``entry_only``: the engine
+still plans it close-only, so a sub-account holding the side the strategy just reversed out of
+is closed (``Rejection``).
+
 What counts as an exit (skips the entry checks, and passes the kill switch): a close (``close``
 /``exit``/``flat`` or ``market_position`` flat) and a reduce (a sell whose target position is
 still long, a buy whose target is still short). ``cancel`` skips the entry checks too but the
@@ -43,10 +47,18 @@ from jtrades.engine.tradingday import in_window, next_wall_time, session_open, t
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Which filter said no (a stable name stored on the signal row) and why, for people."""
+    """Which filter said no (a stable name stored on the signal row) and why, for people.
+
+    ``entry_only``: it refused a buy/sell's new position, not the signal's close half. Such a
+    signal is still planned per sub-account, close-only: one holding the opposite side (the
+    strategy reversed out of it) is closed, nothing opens (DESIGN §2: closes are never blocked
+    by entry filters, the kill switch blocks everything but closes). A disabled recorder or
+    trader and an unapproved owner trade nothing at all; a refused cancel or add holds no close.
+    """
 
     filter: str
     reason: str
+    entry_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,8 +216,20 @@ def _gate(
     if not owner_active:
         return Rejection("owner_not_approved", "the owner is not an approved, active user")
     if halted and not is_exit(sig):
-        return Rejection("halted", "trading is halted (kill switch); only closes pass")
+        reason = "trading is halted (kill switch); only closes pass"
+        return Rejection("halted", reason, entry_only=_may_reverse(sig))
     return None
+
+
+def _may_reverse(sig: Signal) -> bool:
+    """A buy or sell that is no exit: held against an opposite position, it closes it first."""
+    return sig.action in (Action.BUY, Action.SELL) and not is_exit(sig)
+
+
+def _entry_refusal(sig: Signal, rej: Rejection | None) -> Rejection | None:
+    if rej is None or not _may_reverse(sig):
+        return rej
+    return dataclasses.replace(rej, entry_only=True)
 
 
 def _skips_entry_checks(sig: Signal) -> bool:
@@ -234,13 +258,28 @@ def check_recorder(
     )
     if gate is not None or _skips_entry_checks(sig):
         return gate
-    return (
+    return _entry_refusal(
+        sig,
         _check_direction(sig, s)
         or _check_window(s, now, tz)
         or _check_auto_flat(s, now, tz)
         or _check_cooldown(s, st.last_entry_at, now)
         or _check_max_signals(s, st.entries_this_session)
-        or _check_every_nth(s, st.seen_this_session)
+        or _check_every_nth(s, st.seen_this_session),
+    )
+
+
+def check_gate(
+    signal: Signal, s: RiskSettings, *, enabled: bool, owner_active: bool, halted: bool
+) -> Rejection | None:
+    """A trader's (or one sub-account's) gate alone: for a signal whose entry the recorder's
+    chain already refused (its close half still goes where the trader may trade)."""
+    return _gate(
+        apply_inverse(signal, s.inverse),
+        enabled=enabled,
+        disabled_name="trader_disabled",
+        owner_active=owner_active,
+        halted=halted,
     )
 
 
@@ -301,12 +340,13 @@ def check_trader(
     def own(name: str) -> bool:
         return overridden is None or name in overridden
 
-    return (
+    return _entry_refusal(
+        sig,
         (_check_direction(sig, s) if own("direction") or own("inverse") else None)
         or (_check_window(s, now, tz) if own("windows") else None)
         or (_check_auto_flat(s, now, tz) if own("auto_flat_after") else None)
         or (_check_cooldown(s, st.last_entry_at, now) if own("cooldown_s") else None)
         or (_check_max_signals(s, st.entries_this_session) if own("max_signals") else None)
         or _check_daily_loss(s, st)
-        or (_check_every_nth(s, st.seen_this_session) if own("every_nth") else None)
+        or (_check_every_nth(s, st.seen_this_session) if own("every_nth") else None),
     )

@@ -17,7 +17,9 @@ cancel              NOTHING     CANCEL (working orders)      CANCEL
 ==================  ==========  ===========================  ===========================
 
 ``--inverse`` swaps buy/sell and long/short first (``filters.apply_inverse``); ``--direction``
-forbids opening a side: flat → IGNORE, a reversal into it → CLOSE only.
+forbids opening a side: flat → IGNORE, a reversal into it → CLOSE only. A buy/sell whose entry
+another filter refused (window, cooldown, max signals, daily loss, the kill switch…) is planned
+the same way: an opposite position is closed, nothing opens or adds (``entry_refused``).
 
 Decisions worth knowing:
 
@@ -169,6 +171,7 @@ class _Ctx:
     contract: Contract
     state: AccountState
     signal_price: Decimal | None
+    refused: str | None = None  # a filter refused the entry: ``_refused_entry``
 
 
 # --- building blocks -----------------------------------------------------------------------
@@ -514,6 +517,19 @@ def _entry(c: _Ctx, steps: _Steps, side: Side) -> AccountPlan:
     )
 
 
+def _refused_entry(c: _Ctx, steps: _Steps, refused: str) -> AccountPlan:
+    """A buy/sell/add whose entry a filter refused: only a reversal's close half is left."""
+    pos, action = c.state.net_pos, c.sig.action
+    if pos == 0:
+        return AccountPlan(PositionAction.IGNORE, (), f"flat; {refused}")
+    pos_side = Side.BUY if pos > 0 else Side.SELL
+    held = f"{_label(pos_side)} {abs(pos)}"
+    if action is Action.ADD or (action is Action.BUY) == (pos_side is Side.BUY):
+        return AccountPlan(PositionAction.IGNORE, (), f"{held} kept; {refused}")
+    _liquidate(c, steps)
+    return AccountPlan(PositionAction.CLOSE, tuple(steps.items), f"close {held}; {refused}")
+
+
 def _plan(c: _Ctx, steps: _Steps) -> AccountPlan:
     sig, pos = c.sig, c.state.net_pos
     pos_side = Side.BUY if pos > 0 else Side.SELL
@@ -544,6 +560,8 @@ def _plan(c: _Ctx, steps: _Steps) -> AccountPlan:
                 f"position is {_label(pos_side)}: a reduce of a {_label(target)} does nothing",
             )
         return _reduce(c, steps, pos_side)
+    if c.refused is not None:
+        return _refused_entry(c, steps, c.refused)
     if sig.action is Action.ADD:
         if pos == 0:
             return AccountPlan(PositionAction.IGNORE, (), "add with no open position")
@@ -565,18 +583,28 @@ def plan_account(
     *,
     signal_price: Decimal | None,
     cl_ord_prefix: str,
+    entry_refused: str | None = None,
 ) -> AccountPlan:
     """What ``signal`` (raw, as received) does to this sub-account, as ordered steps.
 
     ``s`` are the trader's effective settings, ``multiplier`` the sub-account's size multiplier,
     ``contract`` the resolved contract (its tick size and point value are the ones used: GC and
     MGC differ), ``state`` this account's position and working orders on this contract.
+    ``entry_refused`` is why a filter refused a buy/sell's entry (``filter: reason``): the plan
+    then closes an opposite position and opens nothing (``filters.Rejection.entry_only``).
     Raises ``ValueError`` for a caller's mistake (multiplier ≤ 0, a clOrdId over 64 characters).
     """
     if multiplier <= 0:
         raise ValueError(f"multiplier must be > 0, got {multiplier}")
     c = _Ctx(
-        apply_inverse(signal, s.inverse), s, multiplier, account, contract, state, signal_price
+        apply_inverse(signal, s.inverse),
+        s,
+        multiplier,
+        account,
+        contract,
+        state,
+        signal_price,
+        entry_refused,
     )
     try:
         return _plan(c, _Steps(cl_ord_prefix))

@@ -318,6 +318,13 @@ async def test_filters_block_and_allow_with_their_reason(world: World, tmp_path:
     assert out["verdict"] == "accepted"
     await settle()
     assert w.net("D3") == 0
+    # a reversal whose new side a filter refuses still closes the side the strategy left
+    assert w.net("D4") == 1
+    out = await w.alert("cool", sell(id="c3"))
+    assert (out["verdict"], out["filter"], out["orders"]) == ("rejected", "cooldown", 1), out
+    await settle()
+    assert w.net("D4") == 0
+    assert w.orders("D4") == []
 
 
 def fills(w: World, acct: str) -> int:

@@ -366,6 +366,80 @@ async def test_close_and_reversal(database: Database, engine_factory: Any) -> No
     assert await working(engine, pool, sub) == []
 
 
+async def test_a_reversal_refused_by_the_recorders_filter_still_closes(
+    database: Database, engine_factory: Any
+) -> None:
+    """The strategy reversed out of its long; a filter refused the new short. Keeping the long
+    would leave the follower on a side the strategy left. The signal stays rejected (by the
+    filter, and not counted as an entry), the long is closed, and nothing new opens."""
+    pool = database.pool
+    u = await make_user(pool, "rex")
+    rec = await make_recorder(pool, u, "rec", size=1, sl=Decimal(40), max_signals=1)
+    (sub,) = await make_paper_account(pool, u, "rex-paper")
+    await make_trader(pool, u, rec, [(sub, 2)])
+    engine = await engine_factory()
+    assert (await send(engine, pool, rec, buy())).verdict == "accepted"
+    assert await net_pos(engine, pool, sub) == 2
+
+    out = await send(engine, pool, rec, sell())
+
+    assert (out.verdict, out.filter, out.orders) == ("rejected", "max_signals", 1), out
+    assert await net_pos(engine, pool, sub) == 0
+    assert await working(engine, pool, sub) == []  # the long's stop went with it
+    assert out.detail["entry"] is False
+    (account,) = out.detail["accounts"].values()
+    assert account["action"] == "close"
+    assert "max_signals" in account["reason"]
+    # flat now: a refused entry has nothing to close, and it still is not counted
+    for again in (sell(), buy()):
+        out = await send(engine, pool, rec, again)
+        assert (out.verdict, out.filter, out.orders) == ("rejected", "max_signals", 0)
+    assert await net_pos(engine, pool, sub) == 0
+
+
+async def test_a_reversal_refused_by_a_traders_own_filter_closes_only_its_accounts(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "sam")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    follows, cools = await make_paper_account(pool, u, "sam-paper", subs=2)
+    await make_trader(pool, u, rec, [(follows, 1)])
+    cooling = await make_trader(pool, u, rec, [(cools, 1)], cooldown_s=3600)
+    engine = await engine_factory()
+    await send(engine, pool, rec, buy())
+
+    out = await send(engine, pool, rec, sell())
+
+    assert out.verdict == "accepted", out
+    assert out.orders == 3  # the reversal (close, then open) and the other one's close
+    assert await net_pos(engine, pool, follows) == -1
+    assert await net_pos(engine, pool, cools) == 0
+    assert out.detail["traders"][str(cooling)]["filter"] == "cooldown"
+    assert cooling not in out.detail["trader_entries"]
+
+
+async def test_a_halted_sub_account_closes_on_a_reversal_and_opens_nothing(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    u = await make_user(pool, "tia")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (sub,) = await make_paper_account(pool, u, "tia-paper")
+    await make_trader(pool, u, rec, [(sub, 1)])
+    engine = await engine_factory()
+    await send(engine, pool, rec, buy())
+    await pool.execute("UPDATE sub_accounts SET halted = true WHERE id = $1", sub)
+    await engine.config.refresh()
+
+    out = await send(engine, pool, rec, sell())
+    assert out.orders == 1, out
+    assert await net_pos(engine, pool, sub) == 0
+    out = await send(engine, pool, rec, sell())
+    assert out.orders == 0, out
+    assert await net_pos(engine, pool, sub) == 0
+
+
 async def test_expired_signal_is_not_traded(database: Database, engine_factory: Any) -> None:
     pool = database.pool
     u = await make_user(pool, "fay")

@@ -377,7 +377,47 @@ def test_entries_are_rejected_by_a_named_filter_or_accepted(
     r = rec(sig, s, RecorderState(n, n, now - timedelta(seconds=n), n), now=now, tz=LONDON)
     known = {"direction", "window", "auto_flat", "cooldown", "max_signals", "every_nth"}
     assert r is None or (r.filter in known and r.reason)
-    assert name(rec(sig, s, FRESH, now=now, tz=LONDON, halted=True)) == "halted"
+    # every one of them refuses only the entry: the planner still closes an opposite position
+    assert r is None or r.entry_only
+    halt = rec(sig, s, FRESH, now=now, tz=LONDON, halted=True)
+    assert name(halt) == "halted"
+    assert halt is not None
+    assert halt.entry_only
+
+
+def test_what_a_refusal_leaves_the_planner_to_close() -> None:
+    """A refused buy/sell may still be a reversal's close half (DESIGN: closes are never blocked
+    by entry filters; the kill switch blocks everything but closes). A disabled recorder or an
+    unapproved owner trades nothing at all, and a refused cancel or add has no close in it."""
+    every = RiskSettings(
+        windows=(Window(time(3), time(4)),),
+        auto_flat_after=time(8),
+        cooldown_s=60,
+        max_signals=1,
+        every_nth=2,
+        max_daily_loss=D(1),
+        direction=Direction.SHORT,
+    )
+    entry = Signal(Action.BUY, prev_market_position=MarketPosition.FLAT)
+    state = TraderState(D(-5), D(0), NOW, 1, 0)
+    trader_refusal = trd(entry, every, state)
+    assert trader_refusal is not None
+    assert trader_refusal.entry_only
+    assert trader_refusal.filter == "direction"
+    for r in (rec(BUY, halted=True), trd(SELL, halted=True)):
+        assert r is not None
+        assert r.entry_only
+    for r in (
+        rec(BUY, enabled=False),
+        trd(SELL, enabled=False),
+        rec(BUY, owner_active=False),
+        trd(BUY, owner_active=False),
+        rec(CANCEL, halted=True),
+        rec(Signal(Action.ADD), halted=True),
+        rec(Signal(Action.ADD), every),
+    ):
+        assert r is not None
+        assert not r.entry_only, r
 
 
 # --- inherited settings vs a trader's own, across time zones -------------------------------------

@@ -65,6 +65,7 @@ def plan(
     contract: Contract = MNQ,
     price: Decimal | None = PRICE,
     prefix: str = "s1-101",
+    refused: str | None = None,
 ) -> AccountPlan:
     return plan_account(
         signal,
@@ -75,6 +76,7 @@ def plan(
         state,
         signal_price=price,
         cl_ord_prefix=prefix,
+        entry_refused=refused,
     )
 
 
@@ -627,6 +629,63 @@ def test_a_reversal_that_cannot_open_still_closes() -> None:
     assert p.action is PositionAction.CLOSE
     assert kinds(p) == ["liquidate"]
     assert "cannot plan" in p.reason
+
+
+REFUSED = "window: 17:05 America/Chicago is outside the trading window(s) 08:30-15:00"
+
+
+@pytest.mark.parametrize(
+    ("sig", "state", "exit_side"), [(SELL, long(2), Side.SELL), (BUY, short(2), Side.BUY)]
+)
+def test_a_reversal_whose_entry_a_filter_refused_only_closes(
+    sig: Signal, state: AccountState, exit_side: Side
+) -> None:
+    """The strategy left that position: keeping it would hold a side nobody follows any more
+    (DESIGN: closes are never blocked by entry filters; a reversal's first half is a close)."""
+    p = plan(sig, LADDER, state, mult="2", refused=REFUSED)
+    assert p.action is PositionAction.CLOSE
+    assert kinds(p) == ["liquidate"]
+    liq = order(p.orders[0])
+    assert (liq.side, liq.qty, liq.cl_ord_id) == (exit_side, 2, "s1-101-1")
+    assert REFUSED in p.reason
+
+
+@pytest.mark.parametrize(
+    ("sig", "state"),
+    [
+        (BUY, FLAT),
+        (SELL, FLAT),
+        (BUY, long(2)),
+        (SELL, short(2)),
+        (Signal(Action.ADD, price=PRICE), long(2)),
+    ],
+)
+def test_a_refused_entry_opens_and_adds_nothing(sig: Signal, state: AccountState) -> None:
+    s = dataclasses.replace(LADDER, same_direction=SameDirection.ADD, dca=True)
+    p = plan(sig, s, state, refused=REFUSED)
+    assert (p.action, p.orders) == (PositionAction.IGNORE, ())
+    assert REFUSED in p.reason
+
+
+@given(
+    action=st.sampled_from([Action.BUY, Action.SELL, Action.ADD]),
+    pos=st.integers(-20, 20),
+    same=st.sampled_from(list(SameDirection)),
+    inverse=st.booleans(),
+    mult=st.sampled_from(["0.5", "1", "3"]),
+)
+@settings(max_examples=200, deadline=None)
+def test_a_refused_entry_never_adds_exposure(
+    action: Action, pos: int, same: SameDirection, inverse: bool, mult: str
+) -> None:
+    s = dataclasses.replace(LADDER, same_direction=same, inverse=inverse, dca=True)
+    state = AccountState(pos, PRICE if pos else None)
+    p = plan(Signal(action, price=PRICE), s, state, mult=mult, refused=REFUSED)
+    if p.orders:
+        assert kinds(p) == ["liquidate"]
+        assert order(p.orders[0]).qty == abs(pos)
+    else:
+        assert p.action is PositionAction.IGNORE
 
 
 # --- reduce --------------------------------------------------------------------------------
