@@ -9,12 +9,15 @@ signal              flat        long                         short
 ==================  ==========  ===========================  ===========================
 buy                 OPEN        IGNORE / ADD / REENTER       REVERSE (CLOSE if no longs)
 sell                OPEN        REVERSE (CLOSE if no shorts) IGNORE / ADD / REENTER
-close / mp flat     NOTHING     CLOSE                        CLOSE
+close / mp flat     NOTHING¹    CLOSE                        CLOSE
 sell + mp long      NOTHING     REDUCE (CLOSE if ≥ pos)      NOTHING
 buy + mp short      NOTHING     NOTHING                      REDUCE (CLOSE if ≥ pos)
 add (TradersPost)   IGNORE      ADD (long side)              ADD (short side)
 cancel              NOTHING     CANCEL (working orders)      CANCEL
 ==================  ==========  ===========================  ===========================
+
+¹ CANCEL when this account still has orders working on the contract: a resting limit entry
+would open a position after the strategy closed (a CLOSE's liquidation cancels them too).
 
 ``--inverse`` swaps buy/sell and long/short first (``filters.apply_inverse``); ``--direction``
 forbids opening a side: flat → IGNORE, a reversal into it → CLOSE only. A buy/sell whose entry
@@ -530,6 +533,13 @@ def _refused_entry(c: _Ctx, steps: _Steps, refused: str) -> AccountPlan:
     return AccountPlan(PositionAction.CLOSE, tuple(steps.items), f"close {held}; {refused}")
 
 
+def _cancel_working(steps: _Steps, working: list[WorkingOrder], why: str) -> AccountPlan:
+    for w in working:
+        steps.add("cancel", None, cancel_order_id=w.order_id, note=f"{w.order_type} {w.qty}")
+    reason = f"{why}cancel {len(working)} working order(s)"
+    return AccountPlan(PositionAction.CANCEL, tuple(steps.items), reason)
+
+
 def _plan(c: _Ctx, steps: _Steps) -> AccountPlan:
     sig, pos = c.sig, c.state.net_pos
     pos_side = Side.BUY if pos > 0 else Side.SELL
@@ -537,14 +547,14 @@ def _plan(c: _Ctx, steps: _Steps) -> AccountPlan:
         working = _own_working(c)
         if not working:
             return AccountPlan(PositionAction.NOTHING, (), "no working orders to cancel")
-        for w in working:
-            steps.add("cancel", None, cancel_order_id=w.order_id, note=f"{w.order_type} {w.qty}")
-        return AccountPlan(
-            PositionAction.CANCEL, tuple(steps.items), f"cancel {len(working)} working order(s)"
-        )
+        return _cancel_working(steps, working, "")
     if sig.is_close:
         if pos == 0:
-            return AccountPlan(PositionAction.NOTHING, (), "already flat")
+            # a limit entry still resting would open a position after the strategy closed
+            working = _own_working(c)
+            if not working:
+                return AccountPlan(PositionAction.NOTHING, (), "already flat")
+            return _cancel_working(steps, working, "already flat: ")
         _liquidate(c, steps)
         return AccountPlan(
             PositionAction.CLOSE, tuple(steps.items), f"close {_label(pos_side)} {abs(pos)}"

@@ -367,6 +367,17 @@ async def test_what_a_signal_does_table(world: World, tmp_path: Path) -> None:
     await step("ign", buy(id="i5"), "IGN", 1)  # short + buy: reverse
     await step("ign", {"action": "exit", "ticker": "MNQ1!", "id": "i6"}, "IGN", 0)
     assert w.orders("IGN") == []
+    # flat with a limit entry resting: a close cancels it, or it would open a position after
+    # the strategy closed (its stop waits in the strategy until the entry fills)
+    await step("ign", buy(id="i7", orderType="limit", limitPrice=PRICE - 10), "IGN", 0)
+    assert [o["orderType"] for o in w.orders("IGN")] == ["Limit"]
+    out = await step("ign", {"action": "close", "ticker": "MNQ1!", "id": "i8"}, "IGN", 0)
+    assert out["orders"] == 1, out
+    assert w.orders("IGN") == []
+    await w.sim.set_price("MNQ", PRICE - 20)  # through the old limit: nothing fills
+    await settle()
+    assert w.net("IGN") == 0
+    await w.sim.set_price("MNQ", PRICE)
     # same direction add (no exits anywhere: a plain add) and reenter
     await step("add", buy(id="a1"), "ADD", 1)
     await step("add", buy(id="a2"), "ADD", 2)

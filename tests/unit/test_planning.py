@@ -753,6 +753,23 @@ def test_a_target_on_the_actions_side_acts_as_the_action_says(
 # --- cancel --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("sig", [CLOSE, Signal(Action.SELL, market_position=MarketPosition.FLAT)])
+def test_a_close_when_flat_cancels_entries_still_working(sig: Signal) -> None:
+    """The strategy is flat: a limit entry resting at the broker would open a position after it
+    (and a left-over exit would open the other side). Another account's or contract's stay."""
+    entry = working(11, Side.BUY, 2, OrderType.LIMIT, price="21490")
+    bracket = dataclasses.replace(
+        working(12, Side.SELL, 2, OrderType.STOP, stop="21450"), status=OrderStatus.SUSPENDED
+    )
+    foreign = working(13, Side.BUY, 1, OrderType.LIMIT, price="21490", account=OTHER)
+    gc = working(14, Side.BUY, 1, OrderType.LIMIT, price="2700", contract=GC)
+    p = plan(sig, state=AccountState(0, None, (entry, bracket, foreign, gc)))
+    assert p.action is PositionAction.CANCEL
+    assert [(o.kind, o.cancel_order_id) for o in p.orders] == [("cancel", 11), ("cancel", 12)]
+    assert p.reason.startswith("already flat")
+    assert plan(sig, state=AccountState(0, None, (foreign, gc))).action is PositionAction.NOTHING
+
+
 def test_cancel_touches_only_this_accounts_orders_on_this_contract() -> None:
     mine = working(11, Side.SELL, 1, OrderType.LIMIT, price="21505")
     done = dataclasses.replace(mine, order_id=16, status=OrderStatus.FILLED)
