@@ -1,7 +1,9 @@
 """The engine: one stored signal in, orders at every linked sub-account out (DESIGN.md §2).
 
 ``on_signal`` runs the recorder's filters, then each enabled trader's, then plans and dispatches
-per sub-account (``dispatch.Dispatcher``). Everything it reads on the way — configuration,
+per sub-account (``dispatch.Dispatcher``). A buy/sell whose entry a filter or the kill switch
+refused (``Rejection.entry_only``) keeps its verdict and reason but is still planned, close-only:
+a sub-account on the side the strategy reversed out of is closed, none opens. Everything it reads on the way — configuration,
 counters, P&L, positions — is in memory (``ConfigCache``, the brokers' live views,
 ``counters.SessionCounters`` seeded from the database at start), so the only database round
 trip before the orders leave is one statement. Handed a ``Delivery`` (the webhook's, not yet
@@ -421,19 +423,19 @@ class Engine:
                     self.brokers.note_price(link, contract, signal.price)
                 brokers[link.sub_account_id] = broker
                 contracts[link.sub_account_id] = contract
-            state = TraderState(
-                realized_pnl_today=self.reconciler.pnl.realized(
-                    [lk.sub_account_id for lk in t.links], now
-                ),
-                open_pnl=self._open_pnl(t.links, brokers, contracts, signal.price),
-                last_entry_at=tc.last_entry_at,
-                entries_this_session=tc.entries,
-                seen_this_session=tc.seen,
-            )
             gate = {"enabled": t.enabled, "owner_active": t.owner_active, "halted": snap.halted}
             if refused is not None:
                 trej = check_gate(signal, t.settings, **gate)
             else:
+                state = TraderState(
+                    realized_pnl_today=self.reconciler.pnl.realized(
+                        [lk.sub_account_id for lk in t.links], now
+                    ),
+                    open_pnl=self._open_pnl(t.links, brokers, contracts, signal.price),
+                    last_entry_at=tc.last_entry_at,
+                    entries_this_session=tc.entries,
+                    seen_this_session=tc.seen,
+                )
                 # Only the trader's own overrides of the recorder's filters run here, on its
                 # owner's clock (t.tz); the inherited ones ran once above, on the recorder owner's.
                 trej = check_trader(
