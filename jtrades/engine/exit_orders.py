@@ -1,6 +1,6 @@
 """Exit orders for a position that is held: absolute prices, GTC, one sub-account and contract.
 
-Shared by the DCA/reduce re-placement (``planning``) and the reconciler's protective stops
+Shared by the DCA/reduce re-placement (``resize``) and the reconciler's protective stops
 (``protection``), so both build a take-profit leg the same way: its limit OCO-linked with a stop
 for the same contracts. When the leg fills its stop goes, so the stop shrinks with the position
 without any action of ours; when the stop fills its limit goes. Exits are GTC: a DAY exit would

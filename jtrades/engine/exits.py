@@ -22,7 +22,7 @@ class CannotPlan(Exception):
 
 
 class ExitInputs(Protocol):
-    """What exits depend on (planning's context provides it)."""
+    """What exits depend on (``plan_context.Ctx`` provides it)."""
 
     @property
     def sig(self) -> Signal: ...

@@ -1,0 +1,176 @@
+"""What a plan is made of (its types, its numbered steps) and the context it is made in.
+
+Split from ``planning`` so the position table there and the re-working of a held position's
+exits (``resize``) share one vocabulary without importing each other: ``planning`` imports
+both, this module imports neither. ``planning`` re-exports the public types; import them from
+there. Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
+
+from jtrades.broker.base import (
+    Contract,
+    OcoRequest,
+    OrderRequest,
+    OrderType,
+    Side,
+    StrategyRequest,
+    SubAccount,
+    TimeInForce,
+    WorkingOrder,
+)
+from jtrades.engine.entries import entry_order
+from jtrades.engine.risk import RiskSettings
+from jtrades.engine.signal import Signal
+
+MAX_CL_ORD_ID = 64
+
+
+class PositionAction(StrEnum):
+    OPEN = "open"
+    ADD = "add"
+    REENTER = "reenter"
+    REVERSE = "reverse"
+    REDUCE = "reduce"
+    CLOSE = "close"
+    CANCEL = "cancel"  # TradersPost ``cancel``: cancel working orders, keep the position
+    NOTHING = "nothing"
+    IGNORE = "ignore"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """This sub-account's position in this contract and its working orders on this contract.
+
+    Orders of another account or contract found here are ignored, never cancelled (money rule 5).
+    """
+
+    net_pos: int
+    avg_price: Decimal | None
+    working: tuple[WorkingOrder, ...] = ()
+
+
+PlanKind = Literal["order", "oco", "strategy", "liquidate", "cancel"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedOrder:
+    step: int
+    kind: PlanKind
+    request: OrderRequest | OcoRequest | StrategyRequest | None
+    cancel_order_id: int | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPlan:
+    action: PositionAction
+    orders: tuple[PlannedOrder, ...]
+    reason: str
+
+
+@dataclass(slots=True)
+class Steps:
+    """The plan so far. Ids are numbered by position, so the same inputs always give the same
+    ``cl_ord_id``s (money rule 2)."""
+
+    prefix: str
+    items: list[PlannedOrder] = field(default_factory=list)
+
+    def next_id(self, suffix: str = "") -> str:
+        cl = f"{self.prefix}-{len(self.items) + 1}{suffix}"
+        if len(cl) > MAX_CL_ORD_ID:
+            raise ValueError(f"clOrdId {cl!r} is longer than {MAX_CL_ORD_ID} characters")
+        return cl
+
+    def add(
+        self,
+        kind: PlanKind,
+        request: OrderRequest | OcoRequest | StrategyRequest | None,
+        *,
+        cancel_order_id: int | None = None,
+        note: str = "",
+    ) -> None:
+        step = len(self.items) + 1
+        self.items.append(PlannedOrder(step, kind, request, cancel_order_id, note))
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    """Everything one account's plan depends on, in one argument (also ``exits.ExitInputs``)."""
+
+    sig: Signal
+    s: RiskSettings
+    multiplier: Decimal
+    account: SubAccount
+    contract: Contract
+    state: AccountState
+    signal_price: Decimal | None
+    refused: str | None = None  # a filter refused the entry: ``planning``'s refused entry
+
+
+# --- building blocks -----------------------------------------------------------------------
+
+
+def own_working(c: Ctx) -> list[WorkingOrder]:
+    """Open orders of this sub-account on this contract (anything else is not ours to touch)."""
+    cid = c.contract.contract_id
+    return [
+        w
+        for w in c.state.working
+        if w.status.is_open
+        and w.account_id == c.account.account_id
+        and (w.contract_id == cid if cid is not None else w.symbol == c.contract.symbol)
+    ]
+
+
+def exit_working(c: Ctx, pos_side: Side) -> list[WorkingOrder]:
+    return [w for w in own_working(c) if w.side is pos_side.opposite]
+
+
+def working_entries(c: Ctx, side: Side) -> int:
+    """Contracts of this sub-account's working orders on ``side`` (flat, or a ``side``
+    position): a limit or stop entry not filled yet, which would add to the position if it
+    did. ``--max-contracts`` counts them as held."""
+    return sum(w.qty for w in own_working(c) if w.side is side)
+
+
+def label(side: Side) -> str:
+    return "long" if side is Side.BUY else "short"
+
+
+def req(
+    c: Ctx,
+    side: Side,
+    qty: int,
+    kind: OrderType,
+    cl: str,
+    *,
+    price: Decimal | None = None,
+    stop: Decimal | None = None,
+    peg: Decimal | None = None,
+) -> OrderRequest:
+    """A DAY order of this sub-account on this contract (entries, closes; the exits of a held
+    position are GTC, ``exit_orders``)."""
+    return OrderRequest(
+        c.account, c.contract.symbol, side, qty, kind, cl_ord_id=cl, price=price,
+        stop_price=stop, peg_difference=peg, time_in_force=TimeInForce.DAY,
+    )  # fmt: skip
+
+
+def entry_request(c: Ctx, cl: str, side: Side, qty: int) -> OrderRequest:
+    """Market entry, or the alert's limit/stop/stop-limit entry on the tick (``entries``)."""
+    e = entry_order(c.sig, side, c.contract.tick_size)
+    return req(c, side, qty, e.kind, cl, price=e.price, stop=e.stop)
+
+
+def liquidate(c: Ctx, steps: Steps) -> None:
+    pos = c.state.net_pos
+    side = Side.SELL if pos > 0 else Side.BUY
+    order = req(c, side, abs(pos), OrderType.MARKET, steps.next_id())
+    steps.add("liquidate", order, note=f"flatten {pos:+d} and cancel the contract's working orders")
