@@ -10,7 +10,8 @@ A naked position — open, its live stops not adding up to its size, and its tra
 loss configured — gets protection: a stop for the uncovered rest, or its exits re-placed as
 one OCO per take-profit plus a stop for the rest, so the stops never close more than is held
 whatever fills. Only on a synced view: "missing is not flat" (rule 6), an unreadable account
-is left alone. Event names keep their ``reconcile.`` prefix: alerts and notices key on them.
+is left alone. A re-placement that fails after the exits were cancelled leaves the position
+naked, so it is tried again within the pass after short waits (``RETRY_WAITS_S``). Event names keep their ``reconcile.`` prefix: alerts and notices key on them.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ log = structlog.get_logger(__name__)
 # How long the exits cancelled for a re-placement may take to show as gone before nothing is
 # placed this pass (they could still fill, and a stop beside them could over-close).
 CANCEL_WAIT_S = 5.0
+# Waits before trying again, within the pass, a position a protection left short of cover
+# after cancelling its exits: it is naked until a re-placement lands, and the next pass is an
+# interval (30 s) away. A broker that keeps refusing gets the next pass.
+RETRY_WAITS_S = (0.5, 1.0, 2.0)
 
 
 def needs_stop(
@@ -85,6 +90,8 @@ class Protector:
         self._settings = settings
         self._suspect: set[tuple[int, str]] = set()
         self._seeded: set[tuple[int, str]] = set()  # valid for the first pass only
+        # left short of cover this pass after their exits were cancelled (``RETRY_WAITS_S``)
+        self._incomplete: set[tuple[int, str]] = set()
 
     def seed(self, suspects: Iterable[tuple[int, str]]) -> None:
         """Positions counted as sighted once already (those held before a start): protected
@@ -100,6 +107,7 @@ class Protector:
         snap = self._config.snapshot
         placed = 0
         suspects: set[tuple[int, str]] = set()
+        self._incomplete.clear()
         for link in snap.links_by_sub.values():
             try:
                 broker = self._brokers.broker_for(link)
@@ -141,6 +149,40 @@ class Protector:
                     )
         self._suspect = suspects
         self._seeded.clear()
+        return placed + await self._retry_incomplete()
+
+    async def _retry_incomplete(self) -> int:
+        """Try the positions left short of cover again (``RETRY_WAITS_S``); ``_protect``
+        re-reads each under its lock and does nothing for one covered meanwhile."""
+        placed = 0
+        for wait in RETRY_WAITS_S:
+            if not self._incomplete:
+                break
+            keys, self._incomplete = sorted(self._incomplete), set()
+            await asyncio.sleep(wait)
+            links = self._config.snapshot.links_by_sub
+            for sub, symbol in keys:
+                link = links.get(sub)
+                try:
+                    if link is None:
+                        continue
+                    broker = self._brokers.broker_for(link)
+                    if not broker.is_synced(link.broker_account_id):
+                        continue  # missing is not flat: the next pass that sees it
+                    p = next(
+                        (x for x in broker.positions(link.broker_account_id) if x.symbol == symbol),
+                        None,
+                    )
+                    if p is not None and await self._protect(link, broker, p):
+                        placed += 1
+                except Exception as exc:
+                    log.error(
+                        "reconcile.protect_failed",
+                        sub_account_id=sub,
+                        symbol=symbol,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+        self._incomplete.clear()  # a broker still refusing: the next pass
         return placed
 
     async def _protect(self, link: LinkConfig, broker: Broker, p: Position) -> bool:
@@ -186,7 +228,8 @@ class Protector:
             done: list[int] = []
 
             def incomplete(why: str, **fields: object) -> None:
-                # after the cancels the position may be naked until the next pass
+                # after the cancels the position may be naked: tried again within the pass
+                self._incomplete.add((link.sub_account_id, p.symbol))
                 log.error(
                     "reconcile.protect_incomplete",
                     sub_account_id=link.sub_account_id,

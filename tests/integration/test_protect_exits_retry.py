@@ -13,9 +13,11 @@ from decimal import Decimal
 import structlog.testing
 
 from jtrades.broker.base import (
+    OcoRequest,
     OrderRequest,
     OrderStatus,
     OrderType,
+    PlaceResult,
     Position,
     Side,
     SubAccount,
@@ -59,6 +61,32 @@ class LosesView(PaperBroker):
         await super().cancel_order(order_id)
         if self.lose_on_cancel:
             self.synced = False
+
+
+class DropsAfterCancel(PaperBroker):
+    """A login whose connection is down for the first placement after a cancel, if told to
+    (the request never leaves: ``TransientBrokerError``), and back for the next."""
+
+    drop_after_cancel = False
+    _down = False
+
+    async def cancel_order(self, order_id: int) -> None:
+        await super().cancel_order(order_id)
+        if self.drop_after_cancel:
+            self._down, self.drop_after_cancel = True, False
+
+    def _maybe_down(self) -> None:
+        if self._down:
+            self._down = False
+            raise TransientBrokerError("connection lost")
+
+    async def place_order(self, req: OrderRequest) -> PlaceResult:
+        self._maybe_down()
+        return await super().place_order(req)
+
+    async def place_oco(self, req: OcoRequest) -> PlaceResult:
+        self._maybe_down()
+        return await super().place_oco(req)
 
 
 async def _exit(
@@ -115,6 +143,43 @@ async def test_exits_cancelled_then_a_lost_view_are_re_placed_on_the_next_pass_t
         assert sum(s.qty for s in _stops(orders)) == 1
         # the cancelled stop's price is gone with it: the configured level
         assert {s.stop_price for s in _stops(orders)} == {Decimal("21490")}
+    finally:
+        await engine.close()
+
+
+async def test_a_re_placement_that_failed_after_the_cancels_is_tried_again_within_the_pass(
+    database: Database, settings: Settings
+) -> None:
+    """Its exits are cancelled, so the position is naked until a re-placement lands: a failed
+    one is tried again after a short wait, not a whole interval (30 s) later."""
+    pool = database.pool
+    w = await world(pool, size=1)
+    brokers = BrokerRegistry(database, settings)
+    paper = brokers._paper[w["aid"]] = DropsAfterCancel()
+    engine = Engine(database, settings, brokers)
+    await engine.start()
+    try:
+        await send(engine, pool, w["rec"], buy("21500"))
+        symbol = (await paper.find_contract("MNQ1!")).symbol
+        # stops for 2 on a long 1, beside a take-profit: cancelled and re-placed
+        await _exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21480", Side.SELL)
+        await _exit(paper, w["bid"], symbol, 1, OrderType.LIMIT, "21520", Side.SELL)
+        await set_sl(engine, pool, w["trader"])
+        assert await engine.reconciler.protect_positions() == 0  # first sighting
+
+        paper.drop_after_cancel = True
+        with structlog.testing.capture_logs() as logs:
+            assert await engine.reconciler.protect_positions() == 1
+        events = [e["event"] for e in logs]
+        assert "reconcile.protect_incomplete" in events
+        assert events.index("reconcile.protect_incomplete") < events.index(
+            "reconcile.protective_stop"
+        )
+        orders = paper.working_orders(w["bid"])
+        assert sum(s.qty for s in _stops(orders)) == 1
+        # covered again; the take-profit cancelled for the failed re-placement is not restored
+        # (the retry plans from the view, which no longer shows it)
+        assert [o for o in orders if o.order_type is OrderType.LIMIT] == []
     finally:
         await engine.close()
 
