@@ -52,7 +52,11 @@ def register(app: typer.Typer) -> None:
 def halt(
     account: AccountOpt = None,
     flatten: Annotated[
-        bool, typer.Option("--flatten", help="Also ask the daemon to close open positions.")
+        bool,
+        typer.Option(
+            "--flatten",
+            help="Also ask the daemon to close open positions and cancel the orders still working.",
+        ),
     ] = False,
     json: JsonOpt = False,
 ) -> None:

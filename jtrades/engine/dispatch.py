@@ -168,8 +168,9 @@ class Dispatcher:
     ) -> DispatchResult:
         """Plan, record and send one signal's orders; see the module docstring for the rules.
 
-        Orders not caused by a signal (a flatten request) pass ``signal_id=None`` and a ``tag``
-        that makes their clOrdIds unique instead. With ``defer_outcomes`` the send outcomes are
+        Orders not caused by a signal (a flatten request) pass ``signal_id=None`` and a ``tag``:
+        the clOrdId prefix of steps the plan does not name itself, unique to the caller (one
+        sub-account's). With ``defer_outcomes`` the send outcomes are
         returned in ``unwritten`` for the caller to store after it has answered (the webhook
         writes them with the signal's verdict in one statement). With a ``delivery`` the signal
         row is claimed with the intents (``signal_id`` must be ``delivery.signal_id``); a storage
@@ -304,11 +305,7 @@ class Dispatcher:
                     AccountResult(it.trader_id, link.sub_account_id, "nothing", str(exc))
                 )
                 continue
-            prefix = (
-                f"jt-{tag}-{link.sub_account_id}"
-                if tag is not None
-                else cl_ord_prefix(signal_id or 0, link.sub_account_id)
-            )
+            prefix = tag if tag is not None else cl_ord_prefix(signal_id or 0, link.sub_account_id)
             steps = [
                 intent_for(
                     po,

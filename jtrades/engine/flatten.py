@@ -1,13 +1,16 @@
-"""``jtrades halt --flatten``: liquidate every open position of the linked sub-accounts.
+"""``jtrades halt --flatten``: liquidate every open position of the linked sub-accounts, and
+cancel the orders still working where a contract is flat (a resting limit entry would open a
+position once the request is done, with the kill switch on and nobody to close it).
 
 Each liquidation goes through an intent and the sub-account's lock like any order (rule 1), so a
 flatten never races a signal on the same sub-account. Requests arrive through the configuration
 cache (the CLI writes them to ``system_flags``: ``store.flatten``); they accumulate, and each
 pending one is carried out by a task of its own, once per run, in passes: a pass dispatches a
-liquidation for every open position (one contract at a time, each with its own time, so its TTL
-does not count the liquidations before it), and a failure on one account or contract is recorded
-and the pass goes on. The request is marked done once a pass leaves nothing open that it had to
-close, except positions whose liquidation the broker refused (never retried); until then it
+liquidation for every open position and the cancels of a flat contract's working orders (one
+contract at a time, each with its own time, so its TTL does not count the liquidations before
+it), and a failure on one account or contract is recorded and the pass goes on. The request is
+marked done once a pass leaves nothing open or working that it had to close, except positions
+whose liquidation the broker refused (never retried); until then it
 stays pending, what is left and why is logged, and the next pass follows after a growing wait.
 What is left is written on the request (``progress``, shown by ``jtrades status --json``) only
 when it changed: every write to the flag reloads the daemon's configuration, and a flatten stuck
@@ -32,7 +35,7 @@ from jtrades.broker.registry import BrokerRegistry
 from jtrades.engine.config_cache import ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher, DispatchResult, WorkItem
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
-from jtrades.engine.steps import flatten_prefix, net_pos
+from jtrades.engine.steps import account_state, flatten_prefix
 from jtrades.store import flatten as flatten_store
 
 log = structlog.get_logger(__name__)
@@ -48,16 +51,25 @@ def liquidate_plan(
     cl_ord_id: str = "",
     pending: Callable[[], bool] = lambda: True,
 ) -> Any:
-    """A plan that flattens whatever position the account holds in ``contract``, unless the
-    request is no longer ``pending`` by then: the plan runs under the sub-account's lock, after
-    a wait in which a ``resume`` may have committed and a signal opened a fresh position."""
+    """A plan that flattens whatever position the account holds in ``contract`` (the broker's
+    liquidation cancels the contract's working orders with it) or, flat, cancels the orders
+    still working there, unless the request is no longer ``pending`` by then: the plan runs
+    under the sub-account's lock, after a wait in which a ``resume`` may have committed and a
+    signal opened a fresh position."""
     account = SubAccount(link.broker_account_id, link.sub_name)
 
     def plan(state: AccountState) -> AccountPlan:
         if not pending():
             return AccountPlan(PositionAction.NOTHING, (), "flatten no longer pending")
         if state.net_pos == 0:
-            return AccountPlan(PositionAction.NOTHING, (), "already flat")
+            if not state.working:
+                return AccountPlan(PositionAction.NOTHING, (), "already flat")
+            cancels = tuple(
+                PlannedOrder(i, "cancel", None, cancel_order_id=w.order_id, note="halt --flatten")
+                for i, w in enumerate(state.working, start=1)
+            )
+            why = f"halt --flatten: flat, cancel {len(cancels)} working order(s)"
+            return AccountPlan(PositionAction.CANCEL, cancels, why)
         side = Side.SELL if state.net_pos > 0 else Side.BUY
         req = OrderRequest(account, contract.symbol, side, abs(state.net_pos), cl_ord_id=cl_ord_id)
         step = PlannedOrder(1, "liquidate", req, note="halt --flatten")
@@ -90,6 +102,7 @@ class FlattenPass:
 
     sent: int = 0
     closed: int = 0
+    cancelled: int = 0  # working orders of flat contracts
     left: list[Leftover] = field(default_factory=list)
     refused: list[Leftover] = field(default_factory=list)
 
@@ -98,14 +111,18 @@ class FlattenPass:
         """Nothing left that a later pass could still close."""
         return not self.left
 
-    def progress(self, n: int, sent: int, closed: int, at: datetime) -> dict[str, Any]:
+    def progress(
+        self, n: int, sent: int, closed: int, at: datetime, cancelled: int = 0
+    ) -> dict[str, Any]:
         """What is written on the request for ``jtrades status``, after pass ``n`` and ``sent``
-        liquidations that ``closed`` positions in all (this pass's included)."""
+        liquidations that ``closed`` positions and ``cancelled`` working orders of flat
+        contracts in all (this pass's included)."""
         return {
             "pass": n,
             "at": at.isoformat(),
             "liquidations": sent,
             "closed": closed,
+            "cancelled": cancelled,
             "left": [x.as_dict() for x in self.left],
             "refused": [x.as_dict() for x in self.refused],
         }
@@ -118,24 +135,35 @@ def news(progress: dict[str, Any]) -> dict[str, Any]:
 
 
 def attempt_of(cl_ord_id: str, prefix: str) -> int:
-    """The attempt number of a liquidation's clOrdId (``{prefix}-{n}``); 0 when not one."""
+    """The attempt number of a liquidation's clOrdId (``{prefix}-{n}``) or of a cancel made in
+    that attempt (``{prefix}-{n}-{step}``); 0 when neither."""
     rest = cl_ord_id.removeprefix(f"{prefix}-")
-    return int(rest) if rest != cl_ord_id and rest.isdigit() else 0
+    head = rest.split("-", 1)[0]
+    return int(head) if rest != cl_ord_id and head.isdigit() else 0
 
 
-def judge(result: DispatchResult, net: int | None) -> tuple[str, str]:
-    """``closed``, ``refused`` or ``left`` (with why) for one liquidation, from the dispatcher's
-    result and the position the broker's view shows once it settled (None: unreadable). A
-    refusal is the broker's word and final; anything else counts only once the view is flat."""
+def judge(result: DispatchResult, net: int | None, working: int = 0) -> tuple[str, str]:
+    """``closed``, ``cancelled``, ``refused`` or ``left`` (with why) for one contract, from the
+    dispatcher's result, and the position and the count of orders still working there that the
+    broker's view shows once it settled (net None: unreadable). A refused liquidation is the
+    broker's word and final; a refused cancel is not (the order may have filled: the position
+    it opened is the next pass's). Anything else counts only once the view is flat with
+    nothing working."""
     acct = result.accounts[0] if result.accounts else None
     said = "; ".join(acct.messages) if acct is not None else ""
-    if acct is not None and acct.rejected:
+    cancels = acct is not None and acct.action == str(PositionAction.CANCEL)
+    if acct is not None and acct.rejected and not cancels:
         return "refused", said or acct.reason
-    if net == 0:
-        return "closed", ""
-    where = "positions unknown (broker view not synced)" if net is None else f"net {net}"
+    if net == 0 and not working:
+        return ("cancelled" if cancels else "closed"), ""
+    if net is None:
+        where = "positions unknown (broker view not synced)"
+    elif net:
+        where = f"net {net}"
+    else:
+        where = f"{working} order(s) still working"
     detail = said or (acct.reason if acct is not None else "nothing dispatched")
-    return "left", f"{where} after the liquidation: {detail}"
+    return "left", f"{where} after the {'cancels' if cancels else 'liquidation'}: {detail}"
 
 
 # --- the task -----------------------------------------------------------------------------------
@@ -185,15 +213,15 @@ class Flattener:
         request names it), pass after pass, until nothing is left or the request is no longer
         pending; returns liquidations sent."""
         label = str(request["account"]) if request.get("account") else None
-        sent, closed, passes, wait = 0, 0, 0, self._retry_s
+        sent, closed, cancelled, passes, wait = 0, 0, 0, 0, self._retry_s
         written: dict[str, Any] | None = None  # ``news`` of the last progress written
         while True:
             passes += 1
             p = await self._pass(requested_at, label)
-            sent, closed = sent + p.sent, closed + p.closed
+            sent, closed, cancelled = sent + p.sent, closed + p.closed, cancelled + p.cancelled
             if not self._pending(requested_at):
                 return self._ended(requested_at, label, sent, p)
-            progress = p.progress(passes, sent, closed, datetime.now(UTC))
+            progress = p.progress(passes, sent, closed, datetime.now(UTC), cancelled)
             if p.complete:
                 try:
                     marked = await flatten_store.mark_done(
@@ -276,7 +304,18 @@ class Flattener:
             # missing is not flat (rule 6): its positions are unknown, not absent
             p.left.append(Leftover(link.sub_account_id, None, "broker view not synced"))
             return
-        symbols = {x.symbol for x in broker.positions(link.broker_account_id) if x.net_pos}
+        bid = link.broker_account_id
+        symbols = {x.symbol for x in broker.positions(bid) if x.net_pos}
+        working = [o for o in broker.working_orders(bid) if o.status.is_open]
+        for o in working:
+            if o.symbol:
+                symbols.add(o.symbol)
+            else:  # its contract not named yet: it cannot be found to cancel until it is
+                p.left.append(
+                    Leftover(
+                        link.sub_account_id, None, f"order {o.order_id} of an unnamed contract"
+                    )
+                )
         for symbol in sorted(symbols):
             if not self._pending(requested_at):
                 return
@@ -291,7 +330,9 @@ class Flattener:
         sid = link.sub_account_id
         prefix = flatten_prefix(requested_at, sid, symbol)
         earlier = await flatten_store.liquidations(self._pool, sid, f"{prefix}-")
-        refusal = next((e for e in earlier if e.state == "rejected"), None)
+        refusal = next(
+            (e for e in earlier if e.kind == "liquidate" and e.state == "rejected"), None
+        )
         if refusal is not None:
             p.refused.append(Leftover(sid, symbol, refusal.reason or "rejected by the broker"))
             return
@@ -304,22 +345,25 @@ class Flattener:
             link, contract, f"{prefix}-{attempt}", lambda: self._pending(requested_at)
         )
         item = WorkItem(None, link, broker, contract, plan)
-        # its own time: the TTL counts from this liquidation, not from the start of the flatten
-        result = await self._dispatcher.dispatch(None, datetime.now(UTC), [item], tag=prefix)
-        p.sent += result.orders
+        # its own time: the TTL counts from this liquidation, not from the start of the flatten;
+        # a flat contract's cancels are numbered within the attempt ({prefix}-{attempt}-{step})
+        result = await self._dispatcher.dispatch(
+            None, datetime.now(UTC), [item], tag=f"{prefix}-{attempt}"
+        )
+        if any(a.action == str(PositionAction.CANCEL) for a in result.accounts):
+            p.cancelled += result.orders
+        else:
+            p.sent += result.orders
         # the dispatcher holds the lock until the view shows the liquidation's effect (bounded)
         async with self._dispatcher.lock_for(sid):
-            net = (
-                net_pos(broker, link.broker_account_id, contract)
-                if broker.is_synced(link.broker_account_id)
-                else None
-            )
-        verdict, why = judge(result, net)
+            state = account_state(broker, link.broker_account_id, contract)
+        net = state.net_pos if state is not None else None
+        verdict, why = judge(result, net, len(state.working) if state is not None else 0)
         if verdict == "closed":
             p.closed += 1
         elif verdict == "refused":
             p.refused.append(Leftover(sid, symbol, why))
-        else:
+        elif verdict == "left":
             p.left.append(Leftover(sid, symbol, why))
 
 

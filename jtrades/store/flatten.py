@@ -31,7 +31,10 @@ FLATTENS = "flattens"  # the flag's key holding the requests
 
 @dataclass(frozen=True, slots=True)
 class Liquidation:
+    """An intent a flatten request wrote: a liquidation, or a cancel of a flat contract's order."""
+
     cl_ord_id: str
+    kind: str  # liquidate | cancel
     symbol: str
     state: str
     reason: str | None
@@ -123,7 +126,8 @@ def cancel(
 
 
 async def liquidations(ex: Executor, sub_account_id: int, prefix: str) -> list[Liquidation]:
-    """The liquidation intents of ``sub_account_id`` whose clOrdId starts with ``prefix``."""
+    """The liquidation and cancel intents of ``sub_account_id`` whose clOrdId starts with
+    ``prefix``."""
     with translate_errors():
         rows = await ex.fetch(q("flatten.liquidations"), sub_account_id, prefix)
     return [Liquidation(**dict(r)) for r in rows]

@@ -6,10 +6,11 @@
 -- committed, so it never brings back an older copy of the flag, nor revives a cancelled request.
 
 -- name: flatten.liquidations($1 sub_account_id, $2 cl_ord_id prefix of the request and sub-account)
+-- Its liquidations and the cancels of a flat contract's working orders: both number attempts.
 -- The sub-account's index narrows the rows; a flatten is rare, a prefix scan of them is cheap.
-SELECT cl_ord_id, symbol, state, reason
+SELECT cl_ord_id, kind, symbol, state, reason
 FROM order_intents
-WHERE sub_account_id = $1 AND kind = 'liquidate' AND starts_with(cl_ord_id, $2)
+WHERE sub_account_id = $1 AND kind IN ('liquidate', 'cancel') AND starts_with(cl_ord_id, $2)
 ORDER BY id;
 
 -- name: flatten.progress($1 requested_at, $2 progress)

@@ -182,6 +182,39 @@ async def test_flatten_closes_every_contract_of_a_sub_account(
     assert all(len(cl) <= 64 for cl in ids)
 
 
+async def test_flatten_cancels_entries_still_working_on_a_flat_sub_account(
+    database: Database, start: Start
+) -> None:
+    """A resting limit entry would open a position after the flatten is marked done, with the
+    kill switch on and nobody to close it: a flat sub-account's working orders are cancelled,
+    and the request is done only once none is left."""
+    pool = database.pool
+    u = await make_user(pool, "fw")
+    resting = await make_recorder(pool, u, "resting", size=1, sl=Decimal(40))
+    market = await make_recorder(pool, u, "market", size=1)
+    (waiting, held) = await make_paper_account(pool, u, "fw-a", subs=2)
+    await make_trader(pool, u, resting, [(waiting, 1)])
+    await make_trader(pool, u, market, [(held, 1)])
+    engine = await start()
+    limit = buy(order_type="limit", limit_price=Decimal("21400"))
+    assert (await send(engine, pool, resting, limit)).orders == 1
+    await send(engine, pool, market, buy())
+    aid, bid_waiting = await account_of(pool, waiting)
+    paper = engine.brokers.paper(aid)
+    assert len(paper.working_orders(bid_waiting)) >= 1  # the entry (its brackets wait on it)
+    assert await positions(engine, pool, waiting) == {}
+
+    await request_flatten(engine, pool)
+
+    await wait_done(pool)
+    assert paper.working_orders(bid_waiting) == []
+    assert await positions(engine, pool, held) == {}
+    assert await positions(engine, pool, waiting) == {}
+    progress = (await flatten_flag(pool))["progress"]
+    assert progress["cancelled"] >= 1
+    assert progress["liquidations"] == 1
+
+
 async def test_a_slow_flatten_gives_each_account_its_own_ttl(
     database: Database, start: Start
 ) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from jtrades.broker.base import Contract, OrderStatus, OrderType, Side, WorkingOrder
+from jtrades.engine.config_cache import LinkConfig
 from jtrades.engine.dispatch import AccountResult, DispatchResult
-from jtrades.engine.flatten import attempt_of, judge
+from jtrades.engine.flatten import attempt_of, judge, liquidate_plan
+from jtrades.engine.planning import AccountState, PositionAction
 from jtrades.engine.steps import flatten_prefix
 
 AT = "2026-11-29T12:00:00.123456+00:00"
@@ -36,6 +41,7 @@ def test_attempt_numbers() -> None:
     assert attempt_of(f"{base}-1", base) == 1
     assert attempt_of(f"{base}-17", base) == 17
     assert attempt_of(f"{base}-x", base) == 0
+    assert attempt_of(f"{base}-4-2", base) == 4  # the second cancel of attempt 4
     assert attempt_of("jt-12-3-1", base) == 0
 
 
@@ -66,3 +72,41 @@ def test_a_refusal_is_the_brokers_final_word() -> None:
     verdict, why = judge(_result(rejected=1), 1)
     assert verdict == "refused"
     assert "Market is closed" in why
+
+
+def _working(oid: int, status: OrderStatus = OrderStatus.WORKING) -> WorkingOrder:
+    return WorkingOrder(
+        oid, 101, 42, "MNQZ6", Side.BUY, 1, OrderType.LIMIT, status, price=Decimal("21400")
+    )
+
+
+def test_a_flat_sub_account_gets_its_working_orders_cancelled() -> None:
+    """A limit entry resting when the kill switch flattens would open a position once the
+    flatten is marked done (nobody would close it)."""
+    link = LinkConfig(
+        trader_id=1, sub_account_id=3, multiplier=Decimal(1), account_id=1, env="paper",
+        broker_account_id=101, sub_name="S1", label="x", user_id=1, halted=True,
+    )  # fmt: skip
+    contract = Contract("MNQZ6", "MNQ", Decimal("0.25"), Decimal(2), contract_id=42)
+    plan = liquidate_plan(link, contract, "jt-f1-3-MNQZ6-1")
+    entry, bracket = _working(7), _working(8, OrderStatus.SUSPENDED)
+    p = plan(AccountState(0, None, (entry, bracket)))
+    assert p.action is PositionAction.CANCEL
+    assert [(o.kind, o.cancel_order_id) for o in p.orders] == [("cancel", 7), ("cancel", 8)]
+    assert plan(AccountState(0, None)).action is PositionAction.NOTHING
+    held = plan(AccountState(2, Decimal("21500"), (entry,)))
+    assert [o.kind for o in held.orders] == ["liquidate"]  # the broker's liquidate cancels
+
+
+def test_a_flatten_is_not_done_while_orders_still_work() -> None:
+    verdict, why = judge(_result(sent=1), 0, working=1)
+    assert verdict == "left"
+    assert "1 order(s) still working" in why
+    cancels = DispatchResult([AccountResult(None, 3, "cancel", "halt --flatten", sent=2)])
+    assert judge(cancels, 0, working=0) == ("cancelled", "")
+    # a cancel refused (the order filled meanwhile) is no final word: the position it opened
+    # is left for the next pass to close
+    refused = DispatchResult([AccountResult(None, 3, "cancel", "halt --flatten", rejected=1)])
+    verdict, why = judge(refused, 1, working=0)
+    assert verdict == "left"
+    assert "net 1" in why
