@@ -8,7 +8,10 @@ is held once they activate."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
+from typing import Any
 
 import structlog.testing
 
@@ -107,24 +110,35 @@ def _stops(orders: list[WorkingOrder]) -> list[WorkingOrder]:
     return [o for o in orders if o.order_type is OrderType.STOP]
 
 
-async def test_exits_cancelled_then_a_lost_view_are_re_placed_on_the_next_pass_that_sees_it(
-    database: Database, settings: Settings
-) -> None:
+@asynccontextmanager
+async def _over_covered_long(
+    database: Database, settings: Settings, paper: PaperBroker
+) -> AsyncIterator[tuple[Engine, dict[str, Any], str]]:
+    """A long 1 with stops for 2 beside a take-profit, sighted once by protection: its next
+    pass cancels those exits and re-places them, on ``paper`` as the login's broker."""
     pool = database.pool
     w = await world(pool, size=1)
     brokers = BrokerRegistry(database, settings)
-    paper = brokers._paper[w["aid"]] = LosesView()
+    brokers._paper[w["aid"]] = paper
     engine = Engine(database, settings, brokers)
     await engine.start()
     try:
         await send(engine, pool, w["rec"], buy("21500"))
         symbol = (await paper.find_contract("MNQ1!")).symbol
-        # stops for 2 on a long 1, beside a take-profit: cancelled and re-placed
         await _exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21480", Side.SELL)
         await _exit(paper, w["bid"], symbol, 1, OrderType.LIMIT, "21520", Side.SELL)
         await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0  # first sighting
+        yield engine, w, symbol
+    finally:
+        await engine.close()
 
+
+async def test_exits_cancelled_then_a_lost_view_are_re_placed_on_the_next_pass_that_sees_it(
+    database: Database, settings: Settings
+) -> None:
+    paper = LosesView()
+    async with _over_covered_long(database, settings, paper) as (engine, w, symbol):
         paper.lose_on_cancel = True
         with structlog.testing.capture_logs() as logs:
             assert await engine.reconciler.protect_positions() == 0
@@ -143,8 +157,6 @@ async def test_exits_cancelled_then_a_lost_view_are_re_placed_on_the_next_pass_t
         assert sum(s.qty for s in _stops(orders)) == 1
         # the cancelled stop's price is gone with it: the configured level
         assert {s.stop_price for s in _stops(orders)} == {Decimal("21490")}
-    finally:
-        await engine.close()
 
 
 async def test_a_re_placement_that_failed_after_the_cancels_is_tried_again_within_the_pass(
@@ -152,21 +164,8 @@ async def test_a_re_placement_that_failed_after_the_cancels_is_tried_again_withi
 ) -> None:
     """Its exits are cancelled, so the position is naked until a re-placement lands: a failed
     one is tried again after a short wait, not a whole interval (30 s) later."""
-    pool = database.pool
-    w = await world(pool, size=1)
-    brokers = BrokerRegistry(database, settings)
-    paper = brokers._paper[w["aid"]] = DropsAfterCancel()
-    engine = Engine(database, settings, brokers)
-    await engine.start()
-    try:
-        await send(engine, pool, w["rec"], buy("21500"))
-        symbol = (await paper.find_contract("MNQ1!")).symbol
-        # stops for 2 on a long 1, beside a take-profit: cancelled and re-placed
-        await _exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21480", Side.SELL)
-        await _exit(paper, w["bid"], symbol, 1, OrderType.LIMIT, "21520", Side.SELL)
-        await set_sl(engine, pool, w["trader"])
-        assert await engine.reconciler.protect_positions() == 0  # first sighting
-
+    paper = DropsAfterCancel()
+    async with _over_covered_long(database, settings, paper) as (engine, w, _):
         paper.drop_after_cancel = True
         with structlog.testing.capture_logs() as logs:
             assert await engine.reconciler.protect_positions() == 1
@@ -180,8 +179,6 @@ async def test_a_re_placement_that_failed_after_the_cancels_is_tried_again_withi
         # covered again; the take-profit cancelled for the failed re-placement is not restored
         # (the retry plans from the view, which no longer shows it)
         assert [o for o in orders if o.order_type is OrderType.LIMIT] == []
-    finally:
-        await engine.close()
 
 
 async def test_a_restart_protects_a_position_held_from_before_on_its_first_pass(
