@@ -152,6 +152,25 @@ def mes(price: str = "6000") -> Signal:
     return Signal(Action.BUY, ticker="MES1!", price=Decimal(price))
 
 
+async def one_long(
+    pool: asyncpg.Pool, start: Start, name: str, *, size: int = 1, paper: PaperBroker | None = None
+) -> tuple[Engine, int, int]:
+    """User ``name`` following a recorder on one paper sub-account (login ``{name}-a``), long
+    ``size`` through it on the engine ``start`` ran (``paper`` as that login's broker):
+    (engine, recorder, sub-account)."""
+    u = await make_user(pool, name)
+    rec = await make_recorder(pool, u, "rec", size=size)
+    (sub,) = await make_paper_account(pool, u, f"{name}-a")
+    await make_trader(pool, u, rec, [(sub, 1)])
+    brokers: dict[int, PaperBroker] = {}
+    if paper is not None:
+        aid, _ = await account_of(pool, sub)
+        brokers[aid] = paper
+    engine = await start(brokers)
+    await send(engine, pool, rec, buy())
+    return engine, rec, sub
+
+
 # --- tests -------------------------------------------------------------------------------------
 
 
@@ -285,14 +304,8 @@ async def test_an_unsynced_account_keeps_the_request_pending_until_it_is_flat(
     database: Database, start: Start
 ) -> None:
     pool = database.pool
-    u = await make_user(pool, "un")
-    rec = await make_recorder(pool, u, "rec", size=2)
-    (a,) = await make_paper_account(pool, u, "un-a")
-    await make_trader(pool, u, rec, [(a, 1)])
-    aid, _ = await account_of(pool, a)
     blind = Blind()
-    engine = await start({aid: blind})
-    await send(engine, pool, rec, buy())
+    engine, _, a = await one_long(pool, start, "un", size=2, paper=blind)
     blind.synced = False  # mid-reconnect when the request arrives: missing is not flat
 
     await request_flatten(engine, pool)
@@ -322,14 +335,8 @@ async def test_a_liquidation_the_broker_refuses_ends_the_request_and_says_so(
     database: Database, start: Start
 ) -> None:
     pool = database.pool
-    u = await make_user(pool, "rf")
-    rec = await make_recorder(pool, u, "rec", size=1)
-    (a,) = await make_paper_account(pool, u, "rf-a")
-    await make_trader(pool, u, rec, [(a, 1)])
-    aid, _ = await account_of(pool, a)
     refusing = Refusing()
-    engine = await start({aid: refusing})
-    await send(engine, pool, rec, buy())
+    engine, _, a = await one_long(pool, start, "rf", paper=refusing)
     refusing.refuse = True
 
     await request_flatten(engine, pool)
@@ -350,12 +357,7 @@ async def test_a_request_run_again_after_a_crash_finds_its_clordids(
     from jtrades.engine.steps import flatten_prefix
 
     pool = database.pool
-    u = await make_user(pool, "cr")
-    rec = await make_recorder(pool, u, "rec", size=1)
-    (a,) = await make_paper_account(pool, u, "cr-a")
-    await make_trader(pool, u, rec, [(a, 1)])
-    engine = await start()
-    await send(engine, pool, rec, buy())
+    engine, rec, a = await one_long(pool, start, "cr")
     await request_flatten(engine, pool, "cr-a", halted=False)  # so the next entry goes out
     await wait_done(pool)
     # a crash before the request was marked done: the next run of the same request, with no
@@ -506,12 +508,7 @@ async def test_a_request_written_before_the_upgrade_is_carried_out(
 ) -> None:
     """Migration 0004 moves a request of the single ``flatten`` key under ``flattens``."""
     pool = database.pool
-    u = await make_user(pool, "up")
-    rec = await make_recorder(pool, u, "rec", size=1)
-    (a,) = await make_paper_account(pool, u, "up-a")
-    await make_trader(pool, u, rec, [(a, 1)])
-    engine = await start()
-    await send(engine, pool, rec, buy())
+    engine, _, a = await one_long(pool, start, "up")
     legacy = {"requested_at": REQUESTED_AT, "account": "up-a"}
     await pool.execute(
         "INSERT INTO system_flags (name, value) VALUES ('halted', $1)",
@@ -533,12 +530,7 @@ async def test_a_resume_while_the_liquidation_waits_for_the_lock_sends_nothing(
     """The request was pending when its liquidation was queued, no longer when its plan ran
     under the sub-account's lock: the resumed account's position is its owner's again."""
     pool = database.pool
-    u = await make_user(pool, "rl")
-    rec = await make_recorder(pool, u, "rl-rec", size=1)
-    (sub,) = await make_paper_account(pool, u, "rl-a")
-    await make_trader(pool, u, rec, [(sub, 1)])
-    engine = await start()
-    await send(engine, pool, rec, buy())
+    engine, _, sub = await one_long(pool, start, "rl")
     lock = engine.dispatcher.lock_for(sub)
     with structlog.testing.capture_logs() as logs:
         async with lock:  # an alert of the account's is being dispatched
