@@ -7,6 +7,8 @@ the other way round."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +27,7 @@ from jtrades.broker.paper import PaperBroker
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.engine import Engine
+from jtrades.engine.signal import Signal
 from tests.integration.test_engine import (
     account_of,
     buy,
@@ -46,6 +49,39 @@ async def world(pool: asyncpg.Pool, **risk: Any) -> dict[str, Any]:
     trader = await make_trader(pool, u, rec, [(sub, 1)])
     aid, bid = await account_of(pool, sub)
     return {"rec": rec, "sub": sub, "trader": trader, "aid": aid, "bid": bid}
+
+
+@asynccontextmanager
+async def opened(
+    database: Database, settings: Settings, signal: Signal, **risk: Any
+) -> AsyncIterator[tuple[Engine, dict[str, Any], PaperBroker, str]]:
+    """The ``world`` (its recorder's ``risk``) on a running engine, ``signal`` traded through
+    it: (engine, world, the login's paper broker, the contract's symbol)."""
+    pool = database.pool
+    w = await world(pool, **risk)
+    engine = Engine(database, settings)
+    await engine.start()
+    try:
+        await send(engine, pool, w["rec"], signal)
+        paper = engine.brokers.paper(w["aid"])
+        yield engine, w, paper, (await paper.find_contract("MNQ1!")).symbol
+    finally:
+        await engine.close()
+
+
+async def place_exit(
+    paper: PaperBroker, bid: int, symbol: str, qty: int, kind: OrderType, at: str, side: Side
+) -> int:
+    """An exit order placed at the broker behind the daemon's back (left over, or by hand)."""
+    r = await paper.place_order(
+        OrderRequest(
+            SubAccount(bid, "px"), symbol, side, qty, kind,
+            price=Decimal(at) if kind is OrderType.LIMIT else None,
+            stop_price=Decimal(at) if kind is OrderType.STOP else None,
+            time_in_force=TimeInForce.GTC,
+        )
+    )  # fmt: skip
+    return r.order_id
 
 
 async def set_sl(engine: Engine, pool: asyncpg.Pool, trader: int, sl: int = 40) -> None:
@@ -70,25 +106,9 @@ async def test_long_three_with_a_one_lot_stop_gets_the_other_two_covered(
 ) -> None:
     """A DCA re-placement whose second OCO was rejected leaves a stop for one leg only."""
     pool = database.pool
-    w = await world(pool, size=3)
-    engine = Engine(database, settings)
-    await engine.start()
-    try:
-        await send(engine, pool, w["rec"], buy("21500"))
-        paper = engine.brokers.paper(w["aid"])
-        symbol = (await paper.find_contract("MNQ1!")).symbol
+    async with opened(database, settings, buy("21500"), size=3) as (engine, w, paper, symbol):
         assert _net(paper, w["bid"]) == 3
-        await paper.place_order(
-            OrderRequest(
-                SubAccount(w["bid"], "px"),
-                symbol,
-                Side.SELL,
-                1,
-                OrderType.STOP,
-                stop_price=Decimal("21490"),
-                time_in_force=TimeInForce.GTC,
-            )
-        )
+        await place_exit(paper, w["bid"], symbol, 1, OrderType.STOP, "21490", Side.SELL)
         await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0  # first sighting
         assert await engine.reconciler.protect_positions() == 1
@@ -101,8 +121,6 @@ async def test_long_three_with_a_one_lot_stop_gets_the_other_two_covered(
         paper.on_price(symbol, Decimal("21489"))
         assert _net(paper, w["bid"]) == 0  # nothing left open unprotected
         assert paper.working_orders(w["bid"]) == []
-    finally:
-        await engine.close()
 
 
 async def test_take_profit_legs_without_a_stop_never_end_short(
@@ -111,13 +129,8 @@ async def test_take_profit_legs_without_a_stop_never_end_short(
     """Long 2 with TP legs at 21505/21510 and no stop: the protection is one OCO per leg, so
     after TP1 fills (long 1) the stop left is for 1, and the stop makes the account flat."""
     pool = database.pool
-    w = await world(pool, size=2, tp=TP_LADDER)
-    engine = Engine(database, settings)
-    await engine.start()
-    try:
-        await send(engine, pool, w["rec"], buy("21500"))
-        paper = engine.brokers.paper(w["aid"])
-        symbol = (await paper.find_contract("MNQ1!")).symbol
+    traded = opened(database, settings, buy("21500"), size=2, tp=TP_LADDER)
+    async with traded as (engine, w, paper, symbol):
         assert _net(paper, w["bid"]) == 2
         assert sorted(o.price for o in _limits(paper.working_orders(w["bid"]))) == [
             Decimal("21505"),
@@ -152,8 +165,6 @@ async def test_take_profit_legs_without_a_stop_never_end_short(
         assert paper.working_orders(w["bid"]) == []  # the TP2 sell went with its stop
         paper.on_price(symbol, Decimal("21515"))
         assert _net(paper, w["bid"]) == 0
-    finally:
-        await engine.close()
 
 
 async def test_take_profits_larger_than_the_position_are_trimmed_to_it(
@@ -162,25 +173,10 @@ async def test_take_profits_larger_than_the_position_are_trimmed_to_it(
     """Short 2 whose buy limits add up to 3 (one left over from before): the protection never
     closes more than 2, whichever of them fill."""
     pool = database.pool
-    w = await world(pool, size=2, tp=TP_LADDER)
-    engine = Engine(database, settings)
-    await engine.start()
-    try:
-        await send(engine, pool, w["rec"], sell("21500"))
-        paper = engine.brokers.paper(w["aid"])
-        symbol = (await paper.find_contract("MNQ1!")).symbol
+    traded = opened(database, settings, sell("21500"), size=2, tp=TP_LADDER)
+    async with traded as (engine, w, paper, symbol):
         assert _net(paper, w["bid"]) == -2
-        await paper.place_order(
-            OrderRequest(
-                SubAccount(w["bid"], "px"),
-                symbol,
-                Side.BUY,
-                1,
-                OrderType.LIMIT,
-                price=Decimal("21480"),
-                time_in_force=TimeInForce.GTC,
-            )
-        )
+        await place_exit(paper, w["bid"], symbol, 1, OrderType.LIMIT, "21480", Side.BUY)
         await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0
         assert await engine.reconciler.protect_positions() == 1
@@ -198,8 +194,6 @@ async def test_take_profits_larger_than_the_position_are_trimmed_to_it(
         paper.on_price(symbol, Decimal("21470"))  # through every take-profit
         assert _net(paper, w["bid"]) == 0
         assert paper.working_orders(w["bid"]) == []
-    finally:
-        await engine.close()
 
 
 async def test_a_stop_being_cancelled_is_not_protection(
@@ -208,50 +202,25 @@ async def test_a_stop_being_cancelled_is_not_protection(
     """A stop stuck in PendingCancel covers nothing: nothing is placed while it may still
     fill, and once it is gone the position gets its full stop."""
     pool = database.pool
-    w = await world(pool, size=2)
-    engine = Engine(database, settings)
-    await engine.start()
-    try:
-        await send(engine, pool, w["rec"], buy("21500"))
-        paper = engine.brokers.paper(w["aid"])
-        symbol = (await paper.find_contract("MNQ1!")).symbol
-        r = await paper.place_order(
-            OrderRequest(
-                SubAccount(w["bid"], "px"),
-                symbol,
-                Side.SELL,
-                2,
-                OrderType.STOP,
-                stop_price=Decimal("21480"),
-                time_in_force=TimeInForce.GTC,
-            )
-        )
-        paper._orders[r.order_id].status = OrderStatus.PENDING_CANCEL
+    async with opened(database, settings, buy("21500"), size=2) as (engine, w, paper, symbol):
+        oid = await place_exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21480", Side.SELL)
+        paper._orders[oid].status = OrderStatus.PENDING_CANCEL
         await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0  # first sighting
         assert await engine.reconciler.protect_positions() == 0  # it may still fill: wait
         assert len(paper.working_orders(w["bid"])) == 1
-        paper._orders[r.order_id].status = OrderStatus.CANCELED  # the cancel completed
+        paper._orders[oid].status = OrderStatus.CANCELED  # the cancel completed
         assert await engine.reconciler.protect_positions() == 1
         (stop,) = _stops(paper.working_orders(w["bid"]))
         assert (stop.qty, stop.stop_price) == (2, Decimal("21490"))
-    finally:
-        await engine.close()
 
 
 async def test_a_bracketed_position_is_left_alone(database: Database, settings: Settings) -> None:
     """Entry + TP legs each OCO-linked with its share of the stop: covered, nothing changes."""
-    pool = database.pool
-    w = await world(pool, size=2, tp=TP_LADDER, sl=Decimal(40))
-    engine = Engine(database, settings)
-    await engine.start()
-    try:
-        await send(engine, pool, w["rec"], buy("21500"))
-        paper = engine.brokers.paper(w["aid"])
+    traded = opened(database, settings, buy("21500"), size=2, tp=TP_LADDER, sl=Decimal(40))
+    async with traded as (engine, w, paper, _):
         before = sorted(o.order_id for o in paper.working_orders(w["bid"]))
         assert len(before) == 4
         assert await engine.reconciler.protect_positions() == 0
         assert await engine.reconciler.protect_positions() == 0
         assert sorted(o.order_id for o in paper.working_orders(w["bid"])) == before
-    finally:
-        await engine.close()

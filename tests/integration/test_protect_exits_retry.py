@@ -23,8 +23,6 @@ from jtrades.broker.base import (
     PlaceResult,
     Position,
     Side,
-    SubAccount,
-    TimeInForce,
     WorkingOrder,
 )
 from jtrades.broker.paper import PaperBroker
@@ -38,7 +36,7 @@ from tests.integration.test_engine import (
     buy,
     send,
 )
-from tests.integration.test_protect_exits import set_sl, world
+from tests.integration.test_protect_exits import place_exit, set_sl, world
 
 
 class LosesView(PaperBroker):
@@ -92,20 +90,6 @@ class DropsAfterCancel(PaperBroker):
         return await super().place_oco(req)
 
 
-async def _exit(
-    paper: PaperBroker, bid: int, symbol: str, qty: int, kind: OrderType, at: str, side: Side
-) -> int:
-    r = await paper.place_order(
-        OrderRequest(
-            SubAccount(bid, "pr"), symbol, side, qty, kind,
-            price=Decimal(at) if kind is OrderType.LIMIT else None,
-            stop_price=Decimal(at) if kind is OrderType.STOP else None,
-            time_in_force=TimeInForce.GTC,
-        )
-    )  # fmt: skip
-    return r.order_id
-
-
 def _stops(orders: list[WorkingOrder]) -> list[WorkingOrder]:
     return [o for o in orders if o.order_type is OrderType.STOP]
 
@@ -125,8 +109,8 @@ async def _over_covered_long(
     try:
         await send(engine, pool, w["rec"], buy("21500"))
         symbol = (await paper.find_contract("MNQ1!")).symbol
-        await _exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21480", Side.SELL)
-        await _exit(paper, w["bid"], symbol, 1, OrderType.LIMIT, "21520", Side.SELL)
+        await place_exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21480", Side.SELL)
+        await place_exit(paper, w["bid"], symbol, 1, OrderType.LIMIT, "21520", Side.SELL)
         await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0  # first sighting
         yield engine, w, symbol
@@ -223,10 +207,10 @@ async def test_an_entry_working_with_its_brackets_suspended_is_waited_for(
         await send(engine, pool, w["rec"], buy("21500"))
         paper = engine.brokers.paper(w["aid"])
         symbol = (await paper.find_contract("MNQ1!")).symbol
-        entry = await _exit(paper, w["bid"], symbol, 2, OrderType.LIMIT, "21400", Side.BUY)
+        entry = await place_exit(paper, w["bid"], symbol, 2, OrderType.LIMIT, "21400", Side.BUY)
         brackets = [
-            await _exit(paper, w["bid"], symbol, 3, OrderType.LIMIT, "21520", Side.SELL),
-            await _exit(paper, w["bid"], symbol, 3, OrderType.STOP, "21480", Side.SELL),
+            await place_exit(paper, w["bid"], symbol, 3, OrderType.LIMIT, "21520", Side.SELL),
+            await place_exit(paper, w["bid"], symbol, 3, OrderType.STOP, "21480", Side.SELL),
         ]
         for oid in brackets:
             paper._orders[oid].status = OrderStatus.SUSPENDED
@@ -258,7 +242,7 @@ async def test_a_stop_over_the_position_is_shrunk_where_it_stands(
         await send(engine, pool, w["rec"], buy("21500"))
         paper = engine.brokers.paper(w["aid"])
         symbol = (await paper.find_contract("MNQ1!")).symbol
-        oid = await _exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21485", Side.SELL)
+        oid = await place_exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21485", Side.SELL)
         await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0  # first sighting
         assert await engine.reconciler.protect_positions() == 1
