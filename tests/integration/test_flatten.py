@@ -388,14 +388,24 @@ def fast_retries(engine: Engine) -> None:
     engine._flattener._retry_s, engine._flattener._max_retry_s = 0.05, 0.1
 
 
-async def two_logins(pool: asyncpg.Pool, name: str) -> tuple[int, int, int]:
-    """A user trading one recorder on two paper logins ``{name}-a`` and ``{name}-b``."""
+async def one_blind_of_two(
+    pool: asyncpg.Pool, start: Start, name: str, *, blind: str = "a"
+) -> tuple[Engine, Blind, int, int]:
+    """A user long 1 through one recorder on two paper logins ``{name}-a`` and ``{name}-b``;
+    then the ``blind`` one's live view is lost (a flatten leaves it pending until it is back).
+    Passes follow each other fast. (engine, the blind login's broker, sub a, sub b)."""
     u = await make_user(pool, name)
     rec = await make_recorder(pool, u, "rec", size=1)
     (a,) = await make_paper_account(pool, u, f"{name}-a")
     (b,) = await make_paper_account(pool, u, f"{name}-b")
     await make_trader(pool, u, rec, [(a, 1), (b, 1)])
-    return rec, a, b
+    aid, _ = await account_of(pool, a if blind == "a" else b)
+    view = Blind()
+    engine = await start({aid: view})
+    fast_retries(engine)
+    await send(engine, pool, rec, buy())
+    view.synced = False
+    return engine, view, a, b
 
 
 def logged(logs: list[dict[str, Any]], event: str, times: int = 1) -> Callable[[], Awaitable[bool]]:
@@ -413,13 +423,8 @@ async def test_a_flatten_of_one_login_keeps_a_pending_flatten_of_everything(
     """The second request replaced the first: the engine gave up the flatten of everything and
     the other login's position stayed open."""
     pool = database.pool
-    rec, a, b = await two_logins(pool, "ga")
-    aid_b, _ = await account_of(pool, b)
-    blind = Blind()
-    engine = await start({aid_b: blind})
-    fast_retries(engine)
-    await send(engine, pool, rec, buy())
-    blind.synced = False  # ga-b cannot be closed for now: the request stays pending
+    # ga-b cannot be closed for now: the request stays pending
+    engine, blind, a, b = await one_blind_of_two(pool, start, "ga", blind="b")
 
     with structlog.testing.capture_logs() as logs:
         await cli(db_url, data_dir, "halt", "--flatten")
@@ -435,13 +440,7 @@ async def test_two_flattens_of_two_logins_are_both_carried_out(
     database: Database, start: Start, db_url: str, data_dir: Path
 ) -> None:
     pool = database.pool
-    rec, a, b = await two_logins(pool, "tw")
-    aid_a, _ = await account_of(pool, a)
-    blind = Blind()
-    engine = await start({aid_a: blind})
-    fast_retries(engine)
-    await send(engine, pool, rec, buy())
-    blind.synced = False
+    engine, blind, a, b = await one_blind_of_two(pool, start, "tw")
 
     with structlog.testing.capture_logs() as logs:
         await cli(db_url, data_dir, "halt", "--account", "tw-a", "--flatten")
@@ -459,13 +458,7 @@ async def test_resuming_a_login_ends_its_flatten(
     """``resume --account`` left the request pending: the engine went on liquidating the login
     its owner had just resumed."""
     pool = database.pool
-    rec, a, _b = await two_logins(pool, "rs")
-    aid_a, _ = await account_of(pool, a)
-    blind = Blind()
-    engine = await start({aid_a: blind})
-    fast_retries(engine)
-    await send(engine, pool, rec, buy())
-    blind.synced = False
+    engine, blind, a, _ = await one_blind_of_two(pool, start, "rs")
 
     with structlog.testing.capture_logs() as logs:
         await cli(db_url, data_dir, "halt", "--account", "rs-a", "--flatten")
@@ -485,13 +478,7 @@ async def test_an_incomplete_flatten_does_not_reload_the_configuration_every_pas
 ) -> None:
     """Each pass wrote its progress on the flag, whose trigger reloads the whole configuration."""
     pool = database.pool
-    rec, a, _b = await two_logins(pool, "pr")
-    aid_a, _ = await account_of(pool, a)
-    blind = Blind()
-    engine = await start({aid_a: blind})
-    fast_retries(engine)
-    await send(engine, pool, rec, buy())
-    blind.synced = False
+    engine, *_ = await one_blind_of_two(pool, start, "pr")
     flag_at = "SELECT updated_at FROM system_flags WHERE name = 'halted'"
 
     with structlog.testing.capture_logs() as logs:
