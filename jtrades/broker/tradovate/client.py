@@ -14,22 +14,21 @@ An order strategy's orders carry no ``clOrdId``: our id travels as the strategy'
 is found through the strategy's ``orderStrategyLink`` entities. The live view follows both from
 the stream and the snapshot (``strategies``) and gives the entry order that id, so its events
 carry it like any order's clOrdId — with no request on the way in, and across reconnects.
+
+The bodies and the reading of answers are pure and live in ``orders_wire``; the rules of contract
+names and continuous symbols in ``symbols``. This module is the part that talks to the session.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from jtrades import retry
 from jtrades.broker.base import (
-    BracketOrder,
     BrokerEvent,
     CashBalance,
     Contract,
@@ -40,22 +39,41 @@ from jtrades.broker.base import (
     OsoRequest,
     PlaceResult,
     Position,
-    StrategyBracket,
     StrategyRequest,
     SubAccount,
     WorkingOrder,
 )
+from jtrades.broker.tradovate.orders_wire import (
+    bracket_fields,
+    check_prices,
+    created_before,
+    drop_none,
+    num,
+    order_fields,
+    placed_order_id,
+    rejected,
+    strategy_params,
+)
 from jtrades.broker.tradovate.session import Session
+from jtrades.broker.tradovate.symbols import CONTINUOUS_SYMBOL, CONTRACT_NAME, MONTHS, front
 from jtrades.errors import (
     BrokerRejected,
     NotFound,
-    OutcomeUnknown,
     TransientBrokerError,
 )
 
-MONTHS = "FGHJKMNQUVXZ"
-_CONTINUOUS = re.compile(r"^([A-Z0-9]{1,4}?)([12])!$")
-_CONTRACT = re.compile(r"^([A-Z0-9]{1,4}?)([FGHJKMNQUVXZ])(\d{1,2})$")
+__all__ = [
+    "CLOCK_SKEW",
+    "COMMANDS_PER_READ",
+    "CONTINUOUS_TTL_S",
+    "MAX_ORDERS_SCANNED",
+    "MONTHS",
+    "READ_RETRY",
+    "TradovateBroker",
+    "num",
+    "strategy_params",
+]
+
 CONTINUOUS_TTL_S = 3600.0  # the front month rolls: look a continuous symbol up again hourly
 # order_by_cl_ord_id at the broker: the commands of up to this many candidate orders are read
 # (COMMANDS_PER_READ per ``command/ldeps`` request); more candidates than that and the lookup
@@ -68,172 +86,6 @@ CLOCK_SKEW = timedelta(minutes=2)
 READ_RETRY = retry.RetryPolicy(attempts=3, total_s=5.0, initial_s=0.2, max_s=1.0)
 # OrderStrategy.status values of a strategy the broker refused to run
 _STRATEGY_FAILED = frozenset({"ExecutionFailed", "NotEnoughLiquidity"})
-
-
-def num(value: Decimal | None) -> float | int | None:
-    """A JSON number for a price: integral values as int, others via their decimal text."""
-    if value is None:
-        return None
-    if value == value.to_integral_value():
-        return int(value)
-    return float(str(value))
-
-
-def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if v is not None}
-
-
-def _order_fields(req: OrderRequest) -> dict[str, Any]:
-    _check_prices(req.order_type, req.price, req.stop_price, req.peg_difference)
-    return _drop_none(
-        {
-            "accountSpec": req.account.name,
-            "accountId": req.account.account_id,
-            "action": req.side.value,
-            "symbol": req.symbol,
-            "orderQty": req.qty,
-            "orderType": req.order_type.value,
-            "price": num(req.price),
-            "stopPrice": num(req.stop_price),
-            "pegDifference": num(req.peg_difference),
-            "timeInForce": req.time_in_force.value,
-            "clOrdId": req.cl_ord_id or None,
-            "text": req.text,
-            "isAutomated": True,
-        }
-    )
-
-
-def _bracket_fields(b: BracketOrder) -> dict[str, Any]:
-    _check_prices(b.order_type, b.price, b.stop_price, b.peg_difference)
-    return _drop_none(
-        {
-            "action": b.side.value,
-            "orderType": b.order_type.value,
-            "price": num(b.price),
-            "stopPrice": num(b.stop_price),
-            "pegDifference": num(b.peg_difference),
-            # RestrainedOrderVersion (spec) has no clOrdId: our id rides in ``text``.
-            "text": b.cl_ord_id or None,
-        }
-    )
-
-
-def _check_prices(
-    kind: OrderType, price: Decimal | None, stop: Decimal | None, peg: Decimal | None
-) -> None:
-    """Catch a malformed order here instead of spending a round trip on a rejection."""
-    if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) and price is None:
-        raise ValueError(f"{kind} order needs a price")
-    if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and stop is None:
-        raise ValueError(f"{kind} order needs a stop price")
-    if kind is OrderType.TRAILING_STOP and peg is None and stop is None:
-        raise ValueError("TrailingStop order needs pegDifference (or an initial stop price)")
-
-
-def _rejected(endpoint: str, d: Any) -> None:
-    if not isinstance(d, dict):
-        return
-    reason = d.get("failureReason")
-    text = d.get("failureText") or d.get("errorText")
-    if (reason and reason != "Success") or text:
-        raise BrokerRejected(f"{endpoint}: {reason or 'rejected'}: {text or ''}".rstrip(": "))
-
-
-def _order_id(d: dict[str, Any]) -> int:
-    """The new order's id; an answer without one (and without a failure) leaves the order's
-    fate open: reconcile by clOrdId rather than guess."""
-    oid = d.get("orderId")
-    if oid is None:
-        raise OutcomeUnknown("Tradovate accepted the order without saying its id; look it up")
-    return int(oid)
-
-
-def strategy_params(req: StrategyRequest) -> str:
-    """``params`` of ``startorderstrategy``: a JSON **string** (an object is rejected with
-    "Invalid or missed parameters"). Offsets are signed points from the fill (long: +tp, -sl)."""
-    e = req.entry
-    sign = e.side.sign
-    entry = _drop_none(
-        {
-            "orderQty": e.qty,
-            "orderType": e.order_type.value,
-            "price": num(e.price),
-            "stopPrice": num(e.stop_price),
-            "timeInForce": e.time_in_force.value,
-        }
-    )
-    brackets = []
-    for b in req.brackets:
-        _check_bracket_signs(b, sign)
-        leg: dict[str, Any] = {"qty": b.qty, "trailingStop": b.trailing_stop}
-        if b.profit_target is not None:
-            leg["profitTarget"] = num(b.profit_target)
-        if b.stop_loss is not None:
-            leg["stopLoss"] = num(b.stop_loss)
-        if b.trail_trigger is not None:
-            leg["autoTrail"] = _drop_none(
-                {
-                    "stopLoss": num(b.stop_loss),
-                    "trigger": num(b.trail_trigger),
-                    "freq": num(b.trail_freq),
-                }
-            )
-        if b.breakeven is not None:
-            # No documented bracket field moves a stop to breakeven. Dropping it would leave a
-            # wider stop than the trader asked for, so the order fails closed with a reason.
-            raise BrokerRejected(
-                "breakeven is not supported on Tradovate order strategies: remove --breakeven"
-                " or use --sl-type trailing"
-            )
-        brackets.append(leg)
-    if sum(b.qty for b in req.brackets) != e.qty:
-        raise ValueError("bracket quantities must add up to the entry quantity")
-    return orjson.dumps({"entryVersion": entry, "brackets": brackets}).decode()
-
-
-def _created_before(o: dict[str, Any], floor: datetime | None) -> bool:
-    """Whether the order was created before ``floor``; an unreadable time counts as after."""
-    if floor is None:
-        return False
-    ts = o.get("timestamp")
-    try:
-        t = datetime.fromisoformat(str(ts)) if ts is not None else None
-    except ValueError:
-        return False
-    if t is None:
-        return False
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)) < floor
-
-
-def _check_bracket_signs(b: StrategyBracket, sign: int) -> None:
-    # A target on the wrong side of the entry fills at once; a stop on the wrong side too.
-    if b.qty < 1:
-        raise ValueError("each bracket needs a quantity >= 1")
-    if b.profit_target is not None and b.profit_target * sign <= 0:
-        raise ValueError("profit_target must be signed: + for a long entry, - for a short one")
-    if b.stop_loss is not None and b.stop_loss * sign >= 0:
-        raise ValueError("stop_loss must be signed: - for a long entry, + for a short one")
-
-
-def _front(names: list[str], root: str, nth: int, this_year: int) -> str | None:
-    """The nth listed contract of ``root`` by expiry (``MNQ1!`` → front, ``MNQ2!`` → next).
-
-    Contract names carry a one- or two-digit year; it is read as the first matching year not
-    before last year (Z9 listed in 2029 is 2029, H0 then is 2030)."""
-    dated = []
-    for name in names:
-        m = _CONTRACT.match(name)
-        if m is None or m.group(1) != root:
-            continue  # whole root only: GC is not MGC
-        digits = m.group(3)
-        span = 10 ** len(digits)
-        year = this_year - this_year % span + int(digits)
-        if year < this_year - 1:
-            year += span
-        dated.append((year, MONTHS.index(m.group(2)), name))
-    dated.sort()
-    return dated[nth - 1][2] if len(dated) >= nth else None
 
 
 class TradovateBroker:
@@ -259,28 +111,28 @@ class TradovateBroker:
 
     async def _send(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         d = await self.session.request(endpoint, body)
-        _rejected(endpoint, d)
+        rejected(endpoint, d)
         return d if isinstance(d, dict) else {}
 
     async def place_order(self, req: OrderRequest) -> PlaceResult:
-        d = await self._send("order/placeorder", _order_fields(req))
-        return PlaceResult(order_id=_order_id(d))
+        d = await self._send("order/placeorder", order_fields(req))
+        return PlaceResult(order_id=placed_order_id(d))
 
     async def place_oso(self, req: OsoRequest) -> PlaceResult:
-        body = _order_fields(req.entry)
+        body = order_fields(req.entry)
         if req.bracket1 is not None:
-            body["bracket1"] = _bracket_fields(req.bracket1)
+            body["bracket1"] = bracket_fields(req.bracket1)
         if req.bracket2 is not None:
-            body["bracket2"] = _bracket_fields(req.bracket2)
+            body["bracket2"] = bracket_fields(req.bracket2)
         d = await self._send("order/placeoso", body)
         linked = tuple(int(d[k]) for k in ("oso1Id", "oso2Id") if d.get(k) is not None)
-        return PlaceResult(order_id=_order_id(d), linked_ids=linked)
+        return PlaceResult(order_id=placed_order_id(d), linked_ids=linked)
 
     async def place_oco(self, req: OcoRequest) -> PlaceResult:
         if req.first.account != req.second.account:
             raise ValueError("both orders of an OCO must be for the same sub-account")
-        body = _order_fields(req.first)
-        other = _order_fields(req.second)
+        body = order_fields(req.first)
+        other = order_fields(req.second)
         for k in ("accountSpec", "accountId", "symbol", "isAutomated", "clOrdId"):
             other.pop(k, None)
         if req.second.cl_ord_id and "text" not in other:
@@ -288,7 +140,7 @@ class TradovateBroker:
         body["other"] = other
         d = await self._send("order/placeoco", body)
         linked = (int(d["ocoId"]),) if d.get("ocoId") is not None else ()
-        return PlaceResult(order_id=_order_id(d), linked_ids=linked)
+        return PlaceResult(order_id=placed_order_id(d), linked_ids=linked)
 
     async def start_strategy(self, req: StrategyRequest) -> PlaceResult:
         """A multi-bracket order strategy (TP ladder sharing one entry).
@@ -301,7 +153,7 @@ class TradovateBroker:
         entry's if its link came before the answer, else 0 (the mirror and reconciliation
         catch up by the uuid)."""
         e = req.entry
-        body = _drop_none(
+        body = drop_none(
             {
                 "accountId": e.account.account_id,
                 "accountSpec": e.account.name,
@@ -341,8 +193,8 @@ class TradovateBroker:
     ) -> None:
         """Tradovate may answer with a ``commandId`` before the change takes effect: the
         order's next ``props`` event in the view is the confirmation."""
-        _check_prices(order_type, price, stop_price, None)
-        body = _drop_none(
+        check_prices(order_type, price, stop_price, None)
+        body = drop_none(
             {
                 "orderId": order_id,
                 "orderQty": qty,
@@ -480,7 +332,7 @@ class TradovateBroker:
             for o in orders
             if isinstance(o, dict)
             and int(o.get("accountId") or 0) == account_id
-            and not _created_before(o, floor)
+            and not created_before(o, floor)
         }
         if len(mine) > MAX_ORDERS_SCANNED:
             raise TransientBrokerError(
@@ -522,18 +374,18 @@ class TradovateBroker:
         cached = self._contracts.get(key)
         if cached is not None and (cached[0] == 0 or cached[0] > time.monotonic()):
             return cached[1]
-        cont = _CONTINUOUS.match(key)
+        cont = CONTINUOUS_SYMBOL.match(key)
         if cont is not None:
             root, nth = cont.group(1), int(cont.group(2))
             found = await self._read("contract/suggest", f"t={root}&l=20")
             names = [str(c.get("name")) for c in found or () if isinstance(c, dict)]
-            name = _front(names, root, nth, datetime.now(UTC).year)
+            name = front(names, root, nth, datetime.now(UTC).year)
             if name is None:
                 raise NotFound(f"no listed contract for {symbol}")
             contract = await self.find_contract(name)
             self._contracts[key] = (time.monotonic() + CONTINUOUS_TTL_S, contract)
             return contract
-        m = _CONTRACT.match(key)
+        m = CONTRACT_NAME.match(key)
         if m is None:
             raise NotFound(f"{symbol!r} is not a contract name (like MNQZ6) or MNQ1!")
         root = m.group(1)

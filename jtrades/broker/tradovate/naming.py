@@ -17,7 +17,8 @@ from typing import Any
 import structlog
 
 from jtrades.broker.base import BrokerEvent, Fill, Position
-from jtrades.broker.tradovate.view import AccountView, EventHub
+from jtrades.broker.tradovate.hub import EventHub
+from jtrades.broker.tradovate.view import AccountView
 from jtrades.errors import JtradesError
 
 log = structlog.get_logger(__name__)

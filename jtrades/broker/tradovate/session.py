@@ -14,10 +14,6 @@ event the view cannot read (the view is then not trusted: the connection is cut 
 from a fresh snapshot), or a bug is logged as an error and retried like a drop — a session that
 silently stopped reconnecting would leave positions without exits.
 
-Outcomes of a request are kept apart on purpose: ``BrokerRejected`` (the broker answered no, with
-its text), ``TransientBrokerError`` (nothing was sent, or the broker asked us to back off: safe to
-retry), ``OutcomeUnknown`` (sent, but no answer: reconcile by clOrdId, never re-send blindly).
-
 Sync body: partner docs ask for ``{"accounts": [...], "splitResponses": true, "entityTypes": …}``,
 retail examples send ``{"users": [userId]}`` and receive everything in one answer. We send the
 ``users`` form (one answer, all entity types, every account of the login) and, when the token does
@@ -34,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -42,18 +37,12 @@ from typing import Any
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.protocol import State as SocketState
 
 from jtrades.broker.base import BrokerEvent
 from jtrades.broker.tradovate.auth import AccessToken
-from jtrades.broker.tradovate.codec import (
-    CLIENT_HEARTBEAT,
-    Event,
-    FrameError,
-    Response,
-    encode_request,
-    parse_server_frame,
-)
+from jtrades.broker.tradovate.codec import Event, FrameError, Response, parse_server_frame
+from jtrades.broker.tradovate.feed import StreamBroken, ViewFeed
+from jtrades.broker.tradovate.hub import EventHub
 from jtrades.broker.tradovate.lifecycle import (
     State,
     Timing,
@@ -61,9 +50,11 @@ from jtrades.broker.tradovate.lifecycle import (
     backoff_delay,
     raised_at,
 )
+from jtrades.broker.tradovate.liveness import send_heartbeats, watch_silence
 from jtrades.broker.tradovate.naming import ContractNamer
+from jtrades.broker.tradovate.outcomes import PendingRequests, check_response
 from jtrades.broker.tradovate.renewal import renew_loop
-from jtrades.broker.tradovate.view import AccountView, EventHub
+from jtrades.broker.tradovate.view import AccountView
 from jtrades.errors import (
     BrokerAuthError,
     BrokerRejected,
@@ -78,19 +69,6 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024  # a busy login's sync can exceed 1 MB
 
 class _ConnectionDead(Exception):
     pass
-
-
-class _StreamBroken(Exception):
-    """An event the view could not apply: the connection has been cut (already logged)."""
-
-
-class _Expired(Exception):
-    """A request's own timer ran out (its answer may still be on the way)."""
-
-
-def _expire(fut: asyncio.Future[Response]) -> None:
-    if not fut.done():
-        fut.set_exception(_Expired())
 
 
 class Session:
@@ -119,19 +97,17 @@ class Session:
         self._gate = gate
         self._on_rate_limited = on_rate_limited
         self._ws: ClientConnection | None = None
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[Response]] = {}
+        self._requests = PendingRequests()
         self._ready = asyncio.Event()
         self._stopped = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._last_rx = 0.0
         self._dead_reason: str | None = None
-        self._snapshot_loaded = False
-        self._early: list[Any] = []
         self._token: AccessToken | None = None
         self._ready_at: float | None = None  # loop time the current connection became READY
         self._namer = ContractNamer(self.view, self.hub, self.request, self._stopped, label)
+        self._feed = ViewFeed(self.view, self.hub, self._namer, self._cut, label)
 
     # --- public ------------------------------------------------------------------------------
 
@@ -177,13 +153,13 @@ class Session:
     async def request(
         self, endpoint: str, body: Any = None, *, query: str = "", within_s: float | None = None
     ) -> Any:
-        """Send one request and return its ``d`` (see the module doc for the three failure kinds)."""
+        """Send one request and return its ``d`` (see ``outcomes`` for the three failure kinds)."""
         if not self._ready.is_set() or self._ws is None:
             raise TransientBrokerError(
                 f"Tradovate session {self.label} is {self.state}: {self.last_error or 'not ready'}"
             )
         response = await self._call(endpoint, body, query, within_s)
-        return self._check(endpoint, response)
+        return check_response(endpoint, response, self._on_rate_limited)
 
     def events(self) -> Any:
         return self.hub.subscribe()
@@ -202,7 +178,7 @@ class Session:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         await self._namer.close()
-        self._fail_pending("session closed")
+        self._requests.fail_all("session closed")
         self.hub.publish(self.view.mark_unsynced("closed"))
         self.hub.close()
 
@@ -214,68 +190,8 @@ class Session:
         ws = self._ws
         if ws is None:
             raise TransientBrokerError(f"Tradovate session {self.label} has no connection")
-        rid = next(self._ids)
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Response] = loop.create_future()
-        self._pending[rid] = fut
         limit = within_s if within_s is not None else self.timing.request_timeout_s
-        sending = True
-
-        def expire() -> None:
-            # The bound covers the write too: a peer that stops reading stalls the send in
-            # websockets' flow control, and only cutting the connection ends that wait.
-            if sending:
-                self._kill(f"{endpoint} not written within {limit:g} s")
-            _expire(fut)
-
-        # A timer on the future is cheaper than wait_for's wrapper on the hot path.
-        timer = loop.call_later(limit, expire)
-        try:
-            # Once the socket is open, websockets hands the frame to the transport before it
-            # can fail: from then on the order may have left, and only "unknown" is safe.
-            handed_over = ws.state is SocketState.OPEN
-            try:
-                await ws.send(encode_request(endpoint, rid, body, query))
-            except ConnectionClosed:
-                if handed_over:
-                    raise OutcomeUnknown(
-                        f"{endpoint}: connection lost while sending; outcome unknown"
-                    ) from None
-                raise TransientBrokerError(f"{endpoint}: connection lost before sending") from None
-            sending = False
-            return await fut
-        except _Expired:
-            self._kill(f"{endpoint} unanswered after {limit:g} s")
-            raise OutcomeUnknown(
-                f"{endpoint}: no answer from Tradovate within {limit:g} s; outcome unknown"
-            ) from None
-        finally:
-            timer.cancel()
-            self._pending.pop(rid, None)
-
-    def _check(self, endpoint: str, r: Response) -> Any:
-        d = r.data
-        if r.status == 429:
-            if self._on_rate_limited is not None:
-                self._on_rate_limited()
-            raise TransientBrokerError(f"{endpoint}: Tradovate rate limit (429), backing off")
-        if isinstance(d, dict) and "p-ticket" in d:
-            raise TransientBrokerError(
-                f"{endpoint}: Tradovate penalty, wait {d.get('p-time', '?')} s before retrying"
-            )
-        if 200 <= r.status < 300:
-            return d
-        text = d if isinstance(d, str) else (str(d) if d is not None else "")
-        text = text.strip('"')
-        if r.status >= 500:
-            raise OutcomeUnknown(f"{endpoint}: Tradovate server error {r.status}: {text}")
-        raise BrokerRejected(f"{endpoint}: {r.status} {text}".strip())
-
-    def _fail_pending(self, reason: str) -> None:
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(OutcomeUnknown(f"connection lost before the answer ({reason})"))
-        self._pending.clear()
+        return await self._requests.call(ws, endpoint, body, query, limit, self._kill)
 
     def _lost(self, reason: str) -> None:
         """From this moment the view is unknown: readers get ``TransientBrokerError``, not a
@@ -298,25 +214,6 @@ class Session:
         self._dead_reason = reason
         self._lost(reason)
         ws.transport.abort()
-
-    def _apply(self, props: dict[str, Any]) -> list[BrokerEvent]:
-        """Feed one ``props`` event to the view. One it cannot apply leaves the view behind
-        the broker (a fill or a position change missed): skipping it would report a stale
-        position as synced, so the stream is broken — cut it, and sync from a fresh snapshot."""
-        try:
-            return self.view.apply(props)
-        except Exception as exc:
-            reason = f"unreadable {props.get('entityType')} event ({type(exc).__name__}: {exc})"
-            log.error(
-                "tradovate.session.bad_event",
-                session=self.label,
-                entity_type=props.get("entityType"),
-                event_type=props.get("eventType"),
-                error=type(exc).__name__,
-                reason=str(exc),
-            )
-            self._cut(reason)
-            raise _StreamBroken(reason) from exc
 
     # --- the connection loop ---------------------------------------------------------------------
 
@@ -351,7 +248,7 @@ class Session:
                 TransientBrokerError,
                 OutcomeUnknown,
                 _ConnectionDead,
-                _StreamBroken,
+                StreamBroken,
             ) as exc:
                 self.last_error = str(exc) or type(exc).__name__
             except BrokerRejected as exc:
@@ -381,7 +278,7 @@ class Session:
             finally:
                 self._ws = None
                 self._ready.clear()
-                self._fail_pending(self.last_error or "disconnected")
+                self._requests.fail_all(self.last_error or "disconnected")
                 self.hub.publish(self.view.mark_unsynced(self.last_error or "disconnected"))
             if self._stopped.is_set():
                 break
@@ -418,8 +315,7 @@ class Session:
     async def _connect_once(self) -> None:
         self.state = State.CONNECTING if self.connects == 0 else State.RECONNECTING
         self._dead_reason = None
-        self._snapshot_loaded = False
-        self._early = []
+        self._feed.restart()
         token = await self._tokens.get()
         self._token = token
         async with connect(
@@ -438,8 +334,10 @@ class Session:
             loop = asyncio.get_running_loop()
             self._last_rx = loop.time()
             reader = asyncio.create_task(self._reader(ws))
-            beats = asyncio.create_task(self._heartbeats(ws))
-            watchdog = asyncio.create_task(self._watchdog())
+            beats = asyncio.create_task(send_heartbeats(ws, self.timing.heartbeat_s))
+            watchdog = asyncio.create_task(
+                watch_silence(lambda: self._last_rx, self.timing.dead_after_s, self._kill)
+            )
             try:
                 await self._authorize_and_sync(token)
                 self.connects += 1
@@ -471,20 +369,15 @@ class Session:
         if token.user_id is not None:
             body: dict[str, Any] = {"users": [token.user_id]}
         else:  # a token of unknown user (an old stored row): name its accounts instead
-            listed = self._check("account/list", await self._call("account/list", None))
+            listed = check_response(
+                "account/list", await self._call("account/list", None), self._on_rate_limited
+            )
             body = {"accounts": [int(a["id"]) for a in listed or () if isinstance(a, dict)]}
         sync = await self._call("user/syncrequest", body)
-        data = self._check("user/syncrequest", sync)
+        data = check_response("user/syncrequest", sync, self._on_rate_limited)
         if not isinstance(data, dict):
             raise TransientBrokerError("user/syncrequest answered without a snapshot")
-        events = self.view.load_snapshot(data)
-        self._snapshot_loaded = True
-        for props in self._early:
-            events.extend(self._apply(props))
-        self._early = []
-        self.hub.publish(events)
-        if self.view.unknown_contract_ids():
-            self._namer.soon()
+        self._feed.snapshot(data)
 
     async def _reader(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
@@ -505,9 +398,7 @@ class Session:
                     return
                 for msg in frame.messages:
                     if isinstance(msg, Response):
-                        fut = self._pending.get(msg.id)
-                        if fut is not None and not fut.done():
-                            fut.set_result(msg)
+                        self._requests.answer(msg)
                     else:
                         await self._on_event(ws, msg)
         except ConnectionClosed as exc:
@@ -515,17 +406,12 @@ class Session:
                 self._dead_reason
                 or f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
             )
-        except _StreamBroken:
+        except StreamBroken:
             return  # cut and logged; what else this socket had buffered is not to be trusted
 
     async def _on_event(self, ws: ClientConnection, event: Event) -> None:
         if event.name == "props" and isinstance(event.data, dict):
-            if not self._snapshot_loaded:
-                self._early.append(event.data)  # events may overtake the sync answer
-            else:
-                events = self._apply(event.data)
-                self.hub.publish(events)
-                self._namer.notice(events)
+            self._feed.props(event.data)
         elif event.name == "shutdown":
             d = event.data if isinstance(event.data, dict) else {}
             reason = str(d.get("reasonCode") or d.get("reason") or "unspecified")
@@ -545,24 +431,6 @@ class Session:
                 [BrokerEvent("session", None, None, detail={"state": "shutdown", "reason": reason})]
             )
             await ws.close()
-
-    async def _heartbeats(self, ws: ClientConnection) -> None:
-        while True:
-            await asyncio.sleep(self.timing.heartbeat_s)
-            try:
-                await ws.send(CLIENT_HEARTBEAT)
-            except ConnectionClosed:
-                return
-
-    async def _watchdog(self) -> None:
-        loop = asyncio.get_running_loop()
-        step = min(1.0, self.timing.dead_after_s / 4)
-        while True:
-            await asyncio.sleep(step)
-            silent = loop.time() - self._last_rx
-            if silent > self.timing.dead_after_s:
-                self._kill(f"no frame from Tradovate for {silent:.1f} s")
-                return
 
     def _adopt_token(self, token: AccessToken) -> None:
         """The renewal loop's way back: the token the next connect (or 401 drop) refers to."""

@@ -1,5 +1,5 @@
 """The live view of one login's accounts, fed by the ``user/syncrequest`` snapshot and ``props``
-events, and the fan-out of its changes to subscribers. Pure state: no I/O, no clock.
+events. Pure state: no I/O, no clock. Its changes reach subscribers through ``hub.EventHub``.
 
 Tradovate splits an order across entities (TRADOVATE.md "Order vs OrderVersion"): ``order`` holds
 status and links, ``orderVersion`` the quantity and prices, ``command`` the ``clOrdId``. The view
@@ -14,7 +14,6 @@ the connection drops until the next one — an account is *unsynced* and ``posit
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -25,54 +24,23 @@ from jtrades.broker.base import (
     BrokerEvent,
     CashBalance,
     Fill,
-    OrderStatus,
-    OrderType,
     Position,
-    Side,
     WorkingOrder,
 )
+from jtrades.broker.tradovate.entity_fields import (
+    parse_decimal,
+    parse_order_type,
+    parse_side,
+    parse_status,
+    parse_time,
+)
+from jtrades.broker.tradovate.hub import EventHub, Subscription
 from jtrades.broker.tradovate.strategies import StrategyIndex
-from jtrades.broker.wakeups import Wakeups
 from jtrades.errors import TransientBrokerError
 
+__all__ = ["AccountView", "Entity", "EventHub", "Subscription"]
+
 Entity = Mapping[str, Any]
-
-
-def _dec(value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    return Decimal(str(value))  # via str: 21500.25 stays 21500.25, not its binary neighbour
-
-
-def _time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    try:
-        t = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-# Every broker event is parsed here: a dict lookup is a fraction of an Enum call's cost.
-_STATUSES = {s.value: s for s in OrderStatus}
-_ORDER_TYPES = {t.value: t for t in OrderType}
-_SIDES = {s.value: s for s in Side}
-
-
-def _status(value: Any) -> OrderStatus:
-    return _STATUSES.get(str(value), OrderStatus.UNKNOWN)
-
-
-def _order_type(value: Any) -> OrderType:
-    return _ORDER_TYPES.get(str(value), OrderType.MARKET)
-
-
-def _side(value: Any) -> Side:
-    text = str(value or "Buy")
-    return _SIDES.get(text) or Side(text)  # Side() raises for what is not a side
 
 
 def _fill_order(f: Fill) -> tuple[datetime, int]:
@@ -233,7 +201,7 @@ class AccountView:
             else:
                 self._orders[eid] = e
             open_ids = self._open_by_account.setdefault(int(e.get("accountId") or 0), set())
-            if not deleted and _status(e.get("ordStatus")).is_open:
+            if not deleted and parse_status(e.get("ordStatus")).is_open:
                 open_ids.add(eid)
             else:
                 open_ids.discard(eid)
@@ -304,8 +272,8 @@ class AccountView:
             contract_id=cid,
             symbol=self._symbol(cid),
             net_pos=int(e.get("netPos") or 0),
-            net_price=_dec(e.get("netPrice")),
-            timestamp=_time(e.get("timestamp")),
+            net_price=parse_decimal(e.get("netPrice")),
+            timestamp=parse_time(e.get("timestamp")),
         )
 
     def _working(self, order_id: int) -> WorkingOrder | None:
@@ -322,12 +290,12 @@ class AccountView:
             account_id=int(o["accountId"]),
             contract_id=cid,
             symbol=self._symbol(cid),
-            side=_side(o.get("action")),
+            side=parse_side(o.get("action")),
             qty=int(v.get("orderQty") or 0),
-            order_type=_order_type(v.get("orderType")),
-            status=_status(o.get("ordStatus")),
-            price=_dec(v.get("price")),
-            stop_price=_dec(v.get("stopPrice")),
+            order_type=parse_order_type(v.get("orderType")),
+            status=parse_status(o.get("ordStatus")),
+            price=parse_decimal(v.get("price")),
+            stop_price=parse_decimal(v.get("stopPrice")),
             cl_ord_id=self._cl_ord.get(order_id) or self.strategies.cl_ord.get(order_id),
             parent_id=o.get("parentId"),
             oco_id=o.get("ocoId"),
@@ -345,19 +313,19 @@ class AccountView:
             account_id=int(order.get("accountId") or 0),
             contract_id=cid,
             symbol=self._symbol(cid),
-            side=_side(e.get("action") or order.get("action")),
+            side=parse_side(e.get("action") or order.get("action")),
             qty=int(e.get("qty") or 0),
-            price=_dec(e.get("price")) or Decimal(0),
-            timestamp=_time(e.get("timestamp")) or datetime.fromtimestamp(0, tz=UTC),
+            price=parse_decimal(e.get("price")) or Decimal(0),
+            timestamp=parse_time(e.get("timestamp")) or datetime.fromtimestamp(0, tz=UTC),
         )
 
     @staticmethod
     def _cash_balance(e: Entity) -> CashBalance:
         return CashBalance(
             account_id=int(e["accountId"]),
-            realized_pnl=_dec(e.get("realizedPnL")) or Decimal(0),
-            open_pnl=_dec(e.get("openPnL")) or Decimal(0),
-            amount=_dec(e.get("amount")),
+            realized_pnl=parse_decimal(e.get("realizedPnL")) or Decimal(0),
+            open_pnl=parse_decimal(e.get("openPnL")) or Decimal(0),
+            amount=parse_decimal(e.get("amount")),
         )
 
     # --- reading -----------------------------------------------------------------------------
@@ -458,76 +426,3 @@ class AccountView:
         order rather than the changed ones, the fills in the order they happened, and every
         position (flat ones too)."""
         return [*self._changed_orders({}), *self._fill_events(), *self._position_events({})]
-
-
-_CLOSED = object()
-
-
-class Subscription:
-    """One subscriber's queue of events; iterate it with ``async for``.
-
-    A subscriber that falls ``maxsize`` events behind loses its backlog and receives one
-    ``session`` event with ``state="overflow"``: re-read the view, the queue cannot be trusted."""
-
-    def __init__(self, hub: EventHub, maxsize: int) -> None:
-        self._hub = hub
-        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize)
-
-    def _put(self, item: object) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            self._queue.put_nowait(BrokerEvent("session", None, None, detail={"state": "overflow"}))
-            if item is _CLOSED:
-                self._queue.put_nowait(item)
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> BrokerEvent:
-        item = await self._queue.get()
-        if item is _CLOSED:
-            self._queue.put_nowait(_CLOSED)
-            raise StopAsyncIteration
-        assert isinstance(item, BrokerEvent)
-        return item
-
-    def close(self) -> None:
-        self._hub.unsubscribe(self)
-        self._put(_CLOSED)
-
-
-class EventHub:
-    """Fan-out of view changes: every subscriber gets every event, in order."""
-
-    def __init__(self, maxsize: int = 10_000) -> None:
-        self.maxsize = maxsize
-        self._subs: list[Subscription] = []
-        self._closed = False
-        # who waits for an account's position to change (the dispatcher, settling an order)
-        self.positions = Wakeups()
-
-    def subscribe(self) -> Subscription:
-        sub = Subscription(self, self.maxsize)
-        if self._closed:
-            sub._put(_CLOSED)
-        else:
-            self._subs.append(sub)
-        return sub
-
-    def unsubscribe(self, sub: Subscription) -> None:
-        if sub in self._subs:
-            self._subs.remove(sub)
-
-    def publish(self, events: Iterable[BrokerEvent]) -> None:
-        for event in events:
-            for sub in self._subs:
-                sub._put(event)
-            self.positions.on_event(event)
-
-    def close(self) -> None:
-        self._closed = True
-        for sub in list(self._subs):
-            sub.close()

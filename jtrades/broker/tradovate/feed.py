@@ -1,0 +1,87 @@
+"""Feeding a session's view from one connection's stream, apart from the connection itself.
+
+A connection's ``props`` events may overtake its sync answer: they wait for the snapshot, then
+apply on top of it. What the view learns is published, and a contract it met unnamed is handed to
+the namer. The connection loop only says when a connection starts, what the snapshot is, and
+which events came; it learns of an event the view could not read through ``StreamBroken``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from jtrades.broker.base import BrokerEvent
+from jtrades.broker.tradovate.hub import EventHub
+from jtrades.broker.tradovate.naming import ContractNamer
+from jtrades.broker.tradovate.view import AccountView
+
+log = structlog.get_logger(__name__)
+
+
+class StreamBroken(Exception):
+    """An event the view could not apply: the connection has been cut (already logged)."""
+
+
+class ViewFeed:
+    """The snapshot and events of the current connection, into the view and out to the hub."""
+
+    def __init__(
+        self,
+        view: AccountView,
+        hub: EventHub,
+        namer: ContractNamer,
+        cut: Callable[[str], None],
+        label: str = "",
+    ) -> None:
+        self.view = view
+        self.hub = hub
+        self.label = label
+        self._namer = namer
+        self._cut = cut
+        self._snapshot_loaded = False
+        self._early: list[Any] = []
+
+    def restart(self) -> None:
+        """A new connection: its events wait for its own snapshot."""
+        self._snapshot_loaded = False
+        self._early = []
+
+    def snapshot(self, data: dict[str, Any]) -> None:
+        events = self.view.load_snapshot(data)
+        self._snapshot_loaded = True
+        for props in self._early:
+            events.extend(self._apply(props))
+        self._early = []
+        self.hub.publish(events)
+        if self.view.unknown_contract_ids():
+            self._namer.soon()
+
+    def props(self, data: dict[str, Any]) -> None:
+        if not self._snapshot_loaded:
+            self._early.append(data)  # events may overtake the sync answer
+        else:
+            events = self._apply(data)
+            self.hub.publish(events)
+            self._namer.notice(events)
+
+    def _apply(self, props: dict[str, Any]) -> list[BrokerEvent]:
+        """Feed one ``props`` event to the view. One it cannot apply leaves the view behind
+        the broker (a fill or a position change missed): skipping it would report a stale
+        position as synced, so the stream is broken — cut it, and sync from a fresh snapshot."""
+        try:
+            return self.view.apply(props)
+        except Exception as exc:
+            reason = f"unreadable {props.get('entityType')} event ({type(exc).__name__}: {exc})"
+            log.error(
+                "tradovate.session.bad_event",
+                session=self.label,
+                entity_type=props.get("entityType"),
+                event_type=props.get("eventType"),
+                error=type(exc).__name__,
+                reason=str(exc),
+            )
+            self._cut(reason)
+            raise StreamBroken(reason) from exc
