@@ -3,15 +3,16 @@
 ``on_signal`` runs the recorder's filters, then each enabled trader's, then plans and dispatches
 per sub-account (``dispatch.Dispatcher``). A buy/sell whose entry a filter or the kill switch
 refused (``Rejection.entry_only``) keeps its verdict and reason but is still planned, close-only:
-a sub-account on the side the strategy reversed out of is closed, none opens. Everything it reads on the way — configuration,
-counters, P&L, positions — is in memory (``ConfigCache``, the brokers' live views,
-``counters.SessionCounters`` seeded from the database at start), so the only database round
-trip before the orders leave is one statement. Handed a ``Delivery`` (the webhook's, not yet
-stored), the engine filters and plans first and then stores the signal row, its dedup decision
-and its intents in that one statement (``signals.claim``); when it turns out a duplicate,
-nothing is sent and the counters the filters moved are put back, under a per-recorder lock so
-no other signal of the recorder saw them. The HTTP layer stores the returned ``Outcome`` on
-the row; ``Outcome.detail`` carries ``entry``/``nth_seen`` (the recorder's counters) and
+a sub-account on the side the strategy reversed out of is closed, none opens.
+
+Everything it reads on the way — configuration, counters, P&L, positions — is in memory
+(``ConfigCache``, the brokers' live views, ``counters.SessionCounters`` seeded from the database
+at start), so the only database round trip before the orders leave is one statement. Handed a
+``Delivery`` (the webhook's, not yet stored), the engine filters and plans first and then stores
+the signal row, its dedup decision and its intents in that one statement (``signals.claim``);
+when it turns out a duplicate, nothing is sent and the counters the filters moved are put back,
+under a per-recorder lock so no other signal of the recorder saw them. The HTTP layer stores the
+returned ``Outcome`` on the row; ``Outcome.detail`` carries ``entry``/``nth_seen`` (the recorder's counters) and
 ``trader_entries``/``trader_seen`` (trader ids) so the session counters can be rebuilt after a
 restart, ``traders`` (per-trader rejections and skipped sub-accounts) and ``accounts`` (per
 sub-account: action, reason, sent/rejected/unknown/expired counts, the broker's messages).
