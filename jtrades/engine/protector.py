@@ -11,7 +11,9 @@ loss configured — gets protection: a stop for the uncovered rest, or its exits
 one OCO per take-profit plus a stop for the rest, so the stops never close more than is held
 whatever fills. Only on a synced view: "missing is not flat" (rule 6), an unreadable account
 is left alone. A re-placement that fails after the exits were cancelled leaves the position
-naked, so it is tried again within the pass after short waits (``RETRY_WAITS_S``). Event names keep their ``reconcile.`` prefix: alerts and notices key on them.
+naked, so it is tried again within the pass after short waits (``RETRY_WAITS_S``); a position
+left waiting (``WAIT_ALERT_AFTER_S``) becomes an error a person is told of. Event names keep
+their ``reconcile.`` prefix: alerts and notices key on them.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ import structlog
 from jtrades.broker.base import (
     Broker,
     Contract,
-    OcoRequest,
-    OrderRequest,
     Position,
     SubAccount,
     WorkingOrder,
@@ -37,17 +37,16 @@ from jtrades.config import Settings
 from jtrades.engine.config_cache import ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.planning import PlannedOrder
+from jtrades.engine.protect_sender import ProtectionSender
 from jtrades.engine.protection import (
     ExitBook,
     Protection,
-    Shrink,
     exit_book,
     plan_protection,
     protection_orders,
 )
 from jtrades.engine.sizing import exit_offset_points, exit_price
-from jtrades.engine.steps import intent_for
-from jtrades.errors import BrokerRejected, TransientBrokerError
+from jtrades.errors import TransientBrokerError
 from jtrades.store import intents as intent_store
 
 log = structlog.get_logger(__name__)
@@ -59,6 +58,10 @@ CANCEL_WAIT_S = 5.0
 # after cancelling its exits: it is naked until a re-placement lands, and the next pass is an
 # interval (30 s) away. A broker that keeps refusing gets the next pass.
 RETRY_WAITS_S = (0.5, 1.0, 2.0)
+# A position short of cover that waits (exits on their way out, or an entry's brackets that
+# may still activate) is waited for without bound, naked meanwhile: past this it is an error,
+# which a person is notified of, each pass until it is covered.
+WAIT_ALERT_AFTER_S = 300.0
 
 
 def needs_stop(
@@ -92,6 +95,9 @@ class Protector:
         self._seeded: set[tuple[int, str]] = set()  # valid for the first pass only
         # left short of cover this pass after their exits were cancelled (``RETRY_WAITS_S``)
         self._incomplete: set[tuple[int, str]] = set()
+        self.wait_alert_after_s = WAIT_ALERT_AFTER_S
+        self._waiting_since: dict[tuple[int, str], float] = {}  # loop time first seen waiting
+        self._waited: set[tuple[int, str]] = set()  # seen waiting this pass
 
     def seed(self, suspects: Iterable[tuple[int, str]]) -> None:
         """Positions counted as sighted once already (those held before a start): protected
@@ -108,6 +114,7 @@ class Protector:
         placed = 0
         suspects: set[tuple[int, str]] = set()
         self._incomplete.clear()
+        self._waited.clear()
         for link in snap.links_by_sub.values():
             try:
                 broker = self._brokers.broker_for(link)
@@ -149,7 +156,34 @@ class Protector:
                     )
         self._suspect = suspects
         self._seeded.clear()
-        return placed + await self._retry_incomplete()
+        placed += await self._retry_incomplete()
+        # a wait ends when a pass no longer meets it (covered, flat, or unseen: missing is not
+        # flat, but the clock starts again once it is seen waiting)
+        self._waiting_since = {k: t for k, t in self._waiting_since.items() if k in self._waited}
+        return placed
+
+    def _log_wait(self, sub_account_id: int, symbol: str, book: ExitBook) -> None:
+        key = (sub_account_id, symbol)
+        now = asyncio.get_running_loop().time()
+        waited = now - self._waiting_since.setdefault(key, now)
+        self._waited.add(key)
+        fields = {
+            "sub_account_id": sub_account_id,
+            "symbol": symbol,
+            "leaving": [o.order_id for o in book.leaving],
+            "activating": [o.order_id for o in book.activating],
+        }
+        if waited < self.wait_alert_after_s:
+            log.info("reconcile.protect_waiting", **fields)
+            return
+        log.error(
+            "reconcile.protect_stalled",
+            net_pos=book.net_pos,
+            uncovered=abs(book.net_pos) - book.coverage,
+            waited_s=round(waited),
+            effect="naked until the orders it waits for are gone or the entry fills",
+            **fields,
+        )
 
     async def _retry_incomplete(self) -> int:
         """Try the positions left short of cover again (``RETRY_WAITS_S``); ``_protect``
@@ -203,16 +237,10 @@ class Protector:
             configured = exit_price(current.net_price, dist, -direction, contract.tick_size)
             plan = plan_protection(book, configured)
             if plan is None:
-                log.info(
-                    "reconcile.protect_waiting",
-                    sub_account_id=link.sub_account_id,
-                    symbol=p.symbol,
-                    leaving=[o.order_id for o in book.leaving],
-                    activating=[o.order_id for o in book.activating],
-                )
+                self._log_wait(link.sub_account_id, p.symbol, book)
                 return False
             now = datetime.now(UTC)
-            send = _Sender(
+            send = ProtectionSender(
                 self._pool,
                 broker,
                 trader.id,
@@ -302,7 +330,7 @@ class Protector:
             return bool(placed)
 
     async def _trim(
-        self, link: LinkConfig, send: _Sender, plan: Protection, current: Position
+        self, link: LinkConfig, send: ProtectionSender, plan: Protection, current: Position
     ) -> bool:
         """Take the excess off stops over the position where they stand: no cancel-and-wait,
         nothing naked meanwhile."""
@@ -351,141 +379,3 @@ async def _gone(broker: Broker, account_id: int, order_ids: Sequence[int]) -> bo
         if loop.time() >= deadline:
             return False
         await asyncio.sleep(0.05)
-
-
-class _Sender:
-    """Sends one protection's steps, each through a durable intent written first (rule 1)."""
-
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        broker: Broker,
-        trader_id: int,
-        sub_account_id: int,
-        symbol: str,
-        *,
-        prefix: str,
-        expires_at: datetime,
-    ) -> None:
-        self._pool = pool
-        self._broker = broker
-        self._trader_id = trader_id
-        self._sub = sub_account_id
-        self._symbol = symbol
-        self.prefix = prefix
-        self._expires_at = expires_at
-
-    async def __call__(self, steps: Sequence[PlannedOrder]) -> list[int]:
-        """Write the steps' intents, then send every one of them (a failed step does not stop
-        the others: each was sized as if all went out, so any subset stays within the position);
-        returns the order ids the broker took (cancelled ones for cancels)."""
-        if not steps:
-            return []
-        prepared = [
-            intent_for(
-                po,
-                prefix=self.prefix,
-                signal_id=None,
-                trader_id=self._trader_id,
-                sub_account_id=self._sub,
-                symbol=self._symbol,
-                expires_at=self._expires_at,
-            )
-            for po in steps
-        ]
-        ids = await intent_store.insert_all(self._pool, [ni for _, ni in prepared])
-        outcomes: list[intent_store.Outcome] = []
-        taken: list[int] = []
-        for (po, _), intent_id in zip(prepared, ids, strict=True):
-            if intent_id is None:
-                continue  # the clOrdId exists already: never sent twice
-            state, order_id, reason = await self._send(po)
-            outcomes.append(
-                intent_store.Outcome(intent_id, state, order_id, reason, sent=state != "expired")
-            )
-            if state in ("sent", "done") and order_id is not None:
-                taken.append(order_id)
-            elif po.kind == "cancel" and state == "rejected":
-                # already filled or cancelled (an OCO partner goes with its leg): the view
-                # read after the cancels decides what is placed
-                log.info(
-                    "reconcile.protect_cancel_refused", sub_account_id=self._sub, reason=reason
-                )
-            else:
-                log.error(
-                    "reconcile.protect_send_failed",
-                    sub_account_id=self._sub,
-                    step=po.step,
-                    kind=po.kind,
-                    state=state,
-                    reason=reason,
-                )
-        await intent_store.finish_many(self._pool, outcomes)
-        return taken
-
-    async def modify(self, shrinks: Sequence[Shrink], *, first_step: int) -> list[int]:
-        """Shrink stops, each through a durable intent written first; returns the order ids
-        the broker took the change for."""
-        if not shrinks:
-            return []
-        intents = [
-            intent_store.NewIntent(
-                signal_id=None, trader_id=self._trader_id, sub_account_id=self._sub,
-                cl_ord_id=f"{self.prefix}-{step}"[:64], step=step, kind="modify",
-                symbol=self._symbol, side=None, qty=sh.qty,
-                request={"type": "modify", "note": "stop shrunk to the position",
-                         "modify_order_id": sh.order_id, "request": sh},
-                expires_at=self._expires_at,
-            )
-            for step, sh in enumerate(shrinks, start=first_step)
-        ]  # fmt: skip
-        ids = await intent_store.insert_all(self._pool, intents)
-        outcomes: list[intent_store.Outcome] = []
-        taken: list[int] = []
-        for sh, intent_id in zip(shrinks, ids, strict=True):
-            if intent_id is None:
-                continue  # the clOrdId exists already: never sent twice
-            state, reason = "done", None
-            try:
-                await self._broker.modify_order(
-                    sh.order_id, qty=sh.qty, order_type=sh.order_type, price=sh.price,
-                    stop_price=sh.stop_price,
-                )  # fmt: skip
-            except BrokerRejected as exc:
-                state, reason = "rejected", str(exc) or "rejected by the broker"
-            except TransientBrokerError as exc:  # raised before the request left
-                state, reason = "expired", f"not sent: broker unavailable ({exc})"
-            except Exception as exc:
-                state, reason = "unknown", f"no answer from the broker ({type(exc).__name__})"
-            outcomes.append(
-                intent_store.Outcome(intent_id, state, sh.order_id, reason, sent=state != "expired")
-            )
-            if state == "done":
-                taken.append(sh.order_id)
-            else:
-                log.error(
-                    "reconcile.protect_send_failed", sub_account_id=self._sub, kind="modify",
-                    order_id=sh.order_id, state=state, reason=reason,
-                )  # fmt: skip
-        await intent_store.finish_many(self._pool, outcomes)
-        return taken
-
-    async def _send(self, po: PlannedOrder) -> tuple[str, int | None, str | None]:
-        req = po.request
-        try:
-            if po.kind == "cancel" and po.cancel_order_id is not None:
-                await self._broker.cancel_order(po.cancel_order_id)
-                return "done", po.cancel_order_id, None
-            if isinstance(req, OcoRequest):
-                result = await self._broker.place_oco(req)
-            elif isinstance(req, OrderRequest):
-                result = await self._broker.place_order(req)
-            else:
-                return "rejected", None, f"nothing to send for a {po.kind} step"
-        except BrokerRejected as exc:
-            return "rejected", None, str(exc) or "rejected by the broker"
-        except TransientBrokerError as exc:  # raised before the request left
-            return "expired", None, f"not sent: broker unavailable ({exc})"
-        except Exception as exc:
-            return "unknown", None, f"no answer from the broker ({type(exc).__name__})"
-        return "sent", result.order_id, None

@@ -216,8 +216,22 @@ async def test_an_entry_working_with_its_brackets_suspended_is_waited_for(
             paper._orders[oid].status = OrderStatus.SUSPENDED
         await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0  # first sighting
-        assert await engine.reconciler.protect_positions() == 0  # the entry still works
-        assert await engine.reconciler.protect_positions() == 0
+        with structlog.testing.capture_logs() as logs:
+            assert await engine.reconciler.protect_positions() == 0  # the entry still works
+        assert [e["event"] for e in logs] == ["reconcile.protect_waiting"]
+        # the 1 held stays naked while the entry works, however long: past a bound a person
+        # is told (an error, so it is notified)
+        engine.reconciler.protector.wait_alert_after_s = 0
+        with structlog.testing.capture_logs() as logs:
+            assert await engine.reconciler.protect_positions() == 0
+        (stalled,) = [e for e in logs if e["event"] == "reconcile.protect_stalled"]
+        assert stalled["log_level"] == "error"
+        assert (stalled["sub_account_id"], stalled["net_pos"], stalled["uncovered"]) == (
+            w["sub"],
+            1,
+            1,
+        )
+        assert stalled["activating"] == brackets
         assert _stops(paper.working_orders(w["bid"])) == [paper._orders[brackets[1]].view()]
 
         await paper.cancel_order(entry)  # the entry is cancelled, its brackets with it
