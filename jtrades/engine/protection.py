@@ -44,10 +44,14 @@ reconciler does the I/O (``reconcile``). The rules, and the incidents behind the
   meanwhile): never more than |net_pos| minus what the live exits could still close.
 - The stop price is the live stop nearest the market when there is one (a trailed or
   breakeven stop keeps its progress), else the configured level.
+- A re-placement that failed after its cancels is tried again from a view that no longer shows
+  what was cancelled: the retry keeps the cancelled stop's price when nearer the market and puts
+  back the take-profits not placed again (``carry_over``), within the same bounds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -229,6 +233,35 @@ def plan_protection(book: ExitBook, configured_stop: Decimal) -> Protection | No
         else f"stops cover {coverage} of {held} beside take-profits not linked to them"
     )
     return Protection(exit_side, book.live_ids, tuple(tps), stop_price, f"{why}: re-place")
+
+
+def carry_over(plan: Protection, before: Protection, book: ExitBook) -> Protection:
+    """``plan`` for a re-placement tried again after ``before`` cancelled the exits and failed
+    half way: what the view shows no longer holds what was cancelled. The stop keeps the price
+    ``before`` had when that is nearer the market (a trailed or breakeven level is not given up
+    to the configured one), and its take-profits not placed again since (the live ones, matched
+    by price and quantity) come back with what they had left (``book.filled`` must count their
+    fills). A trim is left as it is: nothing was cancelled for it."""
+    if plan.trim_only or plan.exit_side is not before.exit_side:
+        return plan
+    long = plan.exit_side is Side.SELL
+    stop = (
+        max(plan.stop_price, before.stop_price) if long else min(plan.stop_price, before.stop_price)
+    )
+    live: dict[Decimal, int] = {}
+    for lim in [*(tp for tp, _ in book.pairs), *book.limits]:
+        if lim.price is not None:
+            live[lim.price] = live.get(lim.price, 0) + book.left(lim)
+    back: list[TakeProfit] = []
+    for tp in before.take_profits:
+        again = min(live.get(tp.price, 0), tp.qty)
+        live[tp.price] = live.get(tp.price, 0) - again
+        if tp.qty - again > 0:
+            back.append(dataclasses.replace(tp, qty=tp.qty - again) if again else tp)
+    known = {tp.order_id for tp in plan.take_profits}
+    tps = [*plan.take_profits, *(tp for tp in back if tp.order_id not in known)]
+    tps.sort(key=lambda tp: tp.price if long else -tp.price)
+    return dataclasses.replace(plan, stop_price=stop, take_profits=tuple(tps))
 
 
 def _trim(

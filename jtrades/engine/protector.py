@@ -19,6 +19,7 @@ their ``reconcile.`` prefix: alerts and notices key on them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -41,6 +42,7 @@ from jtrades.engine.protect_sender import ProtectionSender
 from jtrades.engine.protection import (
     ExitBook,
     Protection,
+    carry_over,
     exit_book,
     plan_protection,
     protection_orders,
@@ -98,6 +100,8 @@ class Protector:
         self.wait_alert_after_s = WAIT_ALERT_AFTER_S
         self._waiting_since: dict[tuple[int, str], float] = {}  # loop time first seen waiting
         self._waited: set[tuple[int, str]] = set()  # seen waiting this pass
+        # what a failed re-placement had cancelled, for its retries in the pass (``carry_over``)
+        self._carry: dict[tuple[int, str], Protection] = {}
 
     def seed(self, suspects: Iterable[tuple[int, str]]) -> None:
         """Positions counted as sighted once already (those held before a start): protected
@@ -114,6 +118,7 @@ class Protector:
         placed = 0
         suspects: set[tuple[int, str]] = set()
         self._incomplete.clear()
+        self._carry.clear()
         self._waited.clear()
         for link in snap.links_by_sub.values():
             try:
@@ -217,6 +222,7 @@ class Protector:
                         error=f"{type(exc).__name__}: {exc}",
                     )
         self._incomplete.clear()  # a broker still refusing: the next pass
+        self._carry.clear()  # which plans from the view alone (a carried stop may be stale)
         return placed
 
     async def _protect(self, link: LinkConfig, broker: Broker, p: Position) -> bool:
@@ -226,9 +232,12 @@ class Protector:
             return False
         s = trader.settings
         bid = link.broker_account_id
+        key = (link.sub_account_id, p.symbol)
         async with self._dispatcher.lock_for(link.sub_account_id):
+            before = self._carry.pop(key, None)  # this is a retry of a half-done re-placement
+            cancelled_before = before.cancel if before is not None else ()
             # re-read under the lock: a signal may have just placed exits or closed it
-            current, book = _exit_view(broker, bid, p.symbol)
+            current, book = _exit_view(broker, bid, p.symbol, also=cancelled_before)
             if current is None or current.net_price is None or not book.needs_protection:
                 return False
             contract: Contract = await broker.find_contract(p.symbol)
@@ -237,8 +246,12 @@ class Protector:
             configured = exit_price(current.net_price, dist, -direction, contract.tick_size)
             plan = plan_protection(book, configured)
             if plan is None:
+                if before is not None:
+                    self._carry[key] = before  # for a later retry, once nothing is leaving
                 self._log_wait(link.sub_account_id, p.symbol, book)
                 return False
+            if before is not None:
+                plan = carry_over(plan, before, book)
             now = datetime.now(UTC)
             send = ProtectionSender(
                 self._pool,
@@ -257,7 +270,11 @@ class Protector:
 
             def incomplete(why: str, **fields: object) -> None:
                 # after the cancels the position may be naked: tried again within the pass
-                self._incomplete.add((link.sub_account_id, p.symbol))
+                self._incomplete.add(key)
+                if done or before is not None:
+                    # exits were cancelled: what they were is no longer in the view
+                    ids = (*plan.cancel, *cancelled_before)
+                    self._carry[key] = dataclasses.replace(plan, cancel=ids)
                 log.error(
                     "reconcile.protect_incomplete",
                     sub_account_id=link.sub_account_id,
@@ -280,7 +297,9 @@ class Protector:
                     gone = await _gone(broker, bid, done)
                     # the cancelled take-profits' fills too: what they still had to fill is
                     # re-placed
-                    current, book = _exit_view(broker, bid, p.symbol, also=plan.cancel)
+                    current, book = _exit_view(
+                        broker, bid, p.symbol, also=(*plan.cancel, *cancelled_before)
+                    )
                 except Exception as exc:
                     incomplete(f"view lost after the cancels: {type(exc).__name__}: {exc}")
                     raise

@@ -160,9 +160,11 @@ async def test_a_re_placement_that_failed_after_the_cancels_is_tried_again_withi
         )
         orders = paper.working_orders(w["bid"])
         assert sum(s.qty for s in _stops(orders)) == 1
-        # covered again; the take-profit cancelled for the failed re-placement is not restored
-        # (the retry plans from the view, which no longer shows it)
-        assert [o for o in orders if o.order_type is OrderType.LIMIT] == []
+        # the take-profit cancelled for the failed re-placement is back, paired with the stop
+        # (the retry does not plan from the view alone, which no longer shows it)
+        (limit,) = [o for o in orders if o.order_type is OrderType.LIMIT]
+        assert (limit.qty, limit.price) == (1, Decimal("21520"))
+        assert limit.oco_id is not None
 
 
 async def test_a_restart_protects_a_position_held_from_before_on_its_first_pass(

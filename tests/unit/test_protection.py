@@ -27,6 +27,9 @@ from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.protection import (
     STOP_TYPES,
     ExitBook,
+    Protection,
+    TakeProfit,
+    carry_over,
     exit_book,
     plan_protection,
     protection_orders,
@@ -417,16 +420,29 @@ def _worst_exit(groups: list[list[int]]) -> int:
     singles,
     pairs,
     st.lists(st.booleans(), max_size=11),
+    st.lists(st.tuples(st.integers(1, 40), st.integers(1, 6)), max_size=3),
 )
 def test_protection_never_closes_more_than_is_held(
-    net: int, some: list[Single], linked: list[Pair], raced: list[bool]
+    net: int,
+    some: list[Single],
+    linked: list[Pair],
+    raced: list[bool],
+    carried: list[tuple[int, int]],
 ) -> None:
+    """``carried``: take-profits a failed re-placement had cancelled (``carry_over``), put
+    back by its retry: whatever they are, the same bounds hold."""
     orders, filled = _book_orders(net, some, linked)
     book = exit_book(pos(net), orders, filled)
     plan = plan_protection(book, D(21490) if net > 0 else D(21510))
     if plan is None:
         assert not book.needs_protection or book.leaving or book.activating
         return
+    if carried:
+        sign = 1 if net > 0 else -1
+        gone = tuple(
+            TakeProfit(900 + i, D(21500) + sign * off, qty) for i, (off, qty) in enumerate(carried)
+        )
+        plan = carry_over(plan, Protection(plan.exit_side, (), gone, plan.stop_price, ""), book)
     assert not book.activating
     # only this position's live exits are ever cancelled
     live = set(book.live_ids)
@@ -526,3 +542,49 @@ def test_re_placed_take_profits_keep_what_they_had_left_after_the_cancels() -> N
         (D("21505"), 1),
         (D("21510"), 1),
     ]
+
+
+# --- a re-placement tried again after it failed half way -------------------------------------
+
+
+def test_a_retry_keeps_the_stops_progress_and_restores_the_cancelled_take_profits() -> None:
+    """The first attempt cancelled TPs at 21520 and 21530 and a trailed stop at 21495, then
+    placed only the 21520 OCO before the broker dropped: what the view shows now is one pair.
+    Planned from the view alone, the retry would stop the rest at the configured 21490 with no
+    take-profit: the trailed progress and the 21530 target would be gone."""
+    before = Protection(
+        Side.SELL,
+        (11, 12, 13),
+        (TakeProfit(11, D(21520), 1), TakeProfit(12, D(21530), 1)),
+        D(21495),
+        "re-place",
+    )
+    book = exit_book(pos(2), [tp(21, 1, "21520", oco=22), stop(22, 1, "21495", oco=21)], {})
+    plan = plan_protection(book, D(21490))
+    assert plan is not None
+    merged = carry_over(plan, before, book)
+    assert merged.stop_price == D(21495)
+    assert merged.take_profits == (TakeProfit(12, D(21530), 1),)
+    (leg,) = protection_orders(book, merged, account=ACCT, symbol=SYM, prefix="p")
+    assert isinstance(leg.request, OcoRequest)
+    assert (leg.request.first.price, leg.request.first.qty) == (D(21530), 1)
+    assert leg.request.second.stop_price == D(21495)
+
+
+def test_a_retry_never_widens_the_stop_nor_adds_what_filled() -> None:
+    before = Protection(
+        Side.BUY, (11,), (TakeProfit(11, D(21480), 2),), D(21505), "re-place"
+    )  # a short: its stop above the market, its take-profit below
+    book = exit_book(pos(-2), [], {11: 1})  # TP 11 filled 1 before it was cancelled
+    plan = plan_protection(book, D(21510))
+    assert plan is not None
+    merged = carry_over(plan, before, book)
+    assert merged.stop_price == D(21505)  # nearer the market than the configured 21510
+    assert merged.take_profits == (TakeProfit(11, D(21480), 2),)
+    orders = protection_orders(book, merged, account=ACCT, symbol=SYM, prefix="p")
+    assert [o.kind for o in orders] == ["oco", "order"]
+    oco_req = orders[0].request
+    assert isinstance(oco_req, OcoRequest)
+    assert oco_req.first.qty == 1  # what it had left
+    later = Protection(Side.BUY, (), (), D(21500), "stops cover 0 of 2: stop the rest")
+    assert carry_over(later, before, book).stop_price == D(21500)  # already nearer: kept
