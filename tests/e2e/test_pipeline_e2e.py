@@ -466,6 +466,28 @@ async def test_gates_halt_and_daily_loss(world: World, tmp_path: Path) -> None:
     await settle()
     assert w.net("F1") == 0
 
+    # halt --flatten also cancels what still works on a flat account: a resting limit entry
+    # would open a position later, under the kill switch, with nobody to close it
+    await w.cli.ok("resume")
+    await asyncio.sleep(0.5)
+    # the market is at PRICE - 10 since the daily-loss case
+    out = await w.alert("rec", buy(id="h3", orderType="limit", limitPrice=PRICE - 30))
+    assert out["orders"] == 1, out
+    await settle()
+    assert [o["orderType"] for o in w.orders("F1")] == ["Limit"]
+    await w.cli.ok("halt", "--flatten")
+    for _ in range(100):  # the bound only stops a hung flatten
+        flattens = (await w.cli.ok("status"))["flattens"]
+        if w.orders("F1") == [] and [f["state"] for f in flattens] == ["done"]:
+            break
+        await asyncio.sleep(0.1)
+    assert w.orders("F1") == []
+    assert [f["state"] for f in flattens] == ["done"], flattens
+    assert flattens[0]["progress"]["cancelled"] == 1, flattens
+    await w.sim.set_price("MNQ", PRICE - 40)  # through the old limit: nothing fills
+    await settle()
+    assert w.net("F1") == 0
+
 
 async def test_partial_fills_are_mirrored_and_the_next_signal_sees_the_whole_position(
     world: World, tmp_path: Path
