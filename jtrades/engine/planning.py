@@ -7,8 +7,8 @@ contract, that account's live position and working orders) → ``AccountPlan``. 
 ==================  ==========  ===========================  ===========================
 signal              flat        long                         short
 ==================  ==========  ===========================  ===========================
-buy                 OPEN        IGNORE / ADD / REENTER       REVERSE (CLOSE if no longs)
-sell                OPEN        REVERSE (CLOSE if no shorts) IGNORE / ADD / REENTER
+buy                 OPEN²       IGNORE / ADD / REENTER       REVERSE (CLOSE if no longs)
+sell                OPEN²       REVERSE (CLOSE if no shorts) IGNORE / ADD / REENTER
 close / mp flat     NOTHING¹    CLOSE                        CLOSE
 sell + mp long      NOTHING     REDUCE (CLOSE if ≥ pos)      NOTHING
 buy + mp short      NOTHING     NOTHING                      REDUCE (CLOSE if ≥ pos)
@@ -18,6 +18,9 @@ cancel              NOTHING     CANCEL (working orders)      CANCEL
 
 ¹ CANCEL when this account still has orders working on the contract: a resting limit entry
 would open a position after the strategy closed (a CLOSE's liquidation cancels them too).
+² First cancelling this account's live orders of the other side on the contract (an entry still
+resting, an exit left from a closed position): they would fill against what opens. Brackets
+suspended on an entry are left: they are that entry's protection.
 
 ``--inverse`` swaps buy/sell and long/short first (``filters.apply_inverse``); ``--direction``
 forbids opening a side: flat → IGNORE, a reversal into it → CLOSE only. A buy/sell whose entry
@@ -58,6 +61,7 @@ from decimal import Decimal
 
 from jtrades.broker.base import (
     Contract,
+    OrderStatus,
     Side,
     StrategyBracket,
     StrategyRequest,
@@ -195,8 +199,19 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
                 f"flat with {working} {label(side)} contract(s) of entries working,"
                 f" at --max-contracts {s.max_contracts}",
             )
+        # the other side's live orders (an entry still resting, an exit left from a closed
+        # position) would fill against what opens; brackets suspended on an entry stay
+        against = [
+            w
+            for w in own_working(c)
+            if w.side is side.opposite and w.status is not OrderStatus.SUSPENDED
+        ]
+        for w in against:
+            steps.add("cancel", None, cancel_order_id=w.order_id, note=f"{w.order_type} {w.qty}")
         qty = _open(c, steps, side, working)
         more = f" ({working} more working)" if working else ""
+        if against:
+            more += f"; cancel {len(against)} working {side.opposite.value.lower()} order(s)"
         return AccountPlan(
             PositionAction.OPEN, tuple(steps.items), f"open {label(side)} {qty}{more}"
         )

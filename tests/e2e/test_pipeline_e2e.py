@@ -378,6 +378,16 @@ async def test_what_a_signal_does_table(world: World, tmp_path: Path) -> None:
     await settle()
     assert w.net("IGN") == 0
     await w.sim.set_price("MNQ", PRICE)
+    # flat with a buy limit resting, a sell opens short and cancels it first: it would have
+    # bought against the short
+    await step("ign", buy(id="i9", orderType="limit", limitPrice=PRICE - 10), "IGN", 0)
+    out = await step("ign", sell(id="i10"), "IGN", -1)
+    assert [o for o in w.orders("IGN") if o["orderType"] == "Limit"] == [], w.orders("IGN")
+    await w.sim.set_price("MNQ", PRICE - 20)  # through the old limit: the short stays
+    await settle()
+    assert w.net("IGN") == -1
+    await w.sim.set_price("MNQ", PRICE)
+    await step("ign", {"action": "exit", "ticker": "MNQ1!", "id": "i11"}, "IGN", 0)
     # same direction add (no exits anywhere: a plain add) and reenter
     await step("add", buy(id="a1"), "ADD", 1)
     await step("add", buy(id="a2"), "ADD", 2)

@@ -462,7 +462,9 @@ def test_max_contracts_counts_entries_still_working() -> None:
         working(2, Side.SELL, 5, OrderType.LIMIT, price="21510"),
         working(3, Side.BUY, 5, OrderType.LIMIT, price="21490", account=OTHER),
     )
-    assert strategy(plan(BUY, s, AccountState(0, None, others)).orders[0]).entry.qty == 3
+    p = plan(BUY, s, AccountState(0, None, others))
+    assert strategy(p.orders[-1]).entry.qty == 3
+    assert [o.cancel_order_id for o in p.orders[:-1]] == [2]  # the other side's, cancelled
     # without a cap, nothing is counted
     uncapped = dataclasses.replace(s, max_contracts=None)
     assert strategy(plan(BUY, uncapped, AccountState(0, None, full)).orders[0]).entry.qty == 3
@@ -751,6 +753,29 @@ def test_a_target_on_the_actions_side_acts_as_the_action_says(
 
 
 # --- cancel --------------------------------------------------------------------------------
+
+
+def test_opening_from_flat_cancels_the_other_sides_orders_first() -> None:
+    """A sell limit entry still resting (or a take-profit left from a closed long) would fill
+    against the long this buy opens. The brackets waiting on an entry of the new side stay:
+    they are that entry's protection."""
+    other = working(11, Side.SELL, 2, OrderType.LIMIT, price="21600")
+    mine = working(12, Side.BUY, 1, OrderType.LIMIT, price="21400")
+    bracket = dataclasses.replace(
+        working(13, Side.SELL, 1, OrderType.STOP, stop="21350"), status=OrderStatus.SUSPENDED
+    )
+    foreign = working(14, Side.SELL, 1, OrderType.LIMIT, price="21600", account=OTHER)
+    p = plan(BUY, LADDER, AccountState(0, None, (other, mine, bracket, foreign)))
+    assert p.action is PositionAction.OPEN
+    assert [(o.kind, o.cancel_order_id) for o in p.orders] == [
+        ("cancel", 11),
+        ("strategy", None),
+    ]
+    assert strategy(p.orders[1]).entry.qty == 3
+    assert "cancel 1" in p.reason
+    assert [o.kind for o in plan(BUY, LADDER, AccountState(0, None, (mine,))).orders] == [
+        "strategy"
+    ]
 
 
 @pytest.mark.parametrize("sig", [CLOSE, Signal(Action.SELL, market_position=MarketPosition.FLAT)])
