@@ -25,7 +25,8 @@ suspended on an entry are left: they are that entry's protection.
 ``--inverse`` swaps buy/sell and long/short first (``filters.apply_inverse``); ``--direction``
 forbids opening a side: flat → IGNORE, a reversal into it → CLOSE only. A buy/sell whose entry
 another filter refused (window, cooldown, max signals, daily loss, the kill switch…) is planned
-the same way: an opposite position is closed, nothing opens or adds (``entry_refused``).
+the same way: an opposite position is closed (flat: the other side's resting orders are
+cancelled), nothing opens or adds (``entry_refused``).
 
 Decisions worth knowing:
 
@@ -199,13 +200,7 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
                 f"flat with {working} {label(side)} contract(s) of entries working,"
                 f" at --max-contracts {s.max_contracts}",
             )
-        # the other side's live orders (an entry still resting, an exit left from a closed
-        # position) would fill against what opens; brackets suspended on an entry stay
-        against = [
-            w
-            for w in own_working(c)
-            if w.side is side.opposite and w.status is not OrderStatus.SUSPENDED
-        ]
+        against = _other_side_live(c, side)
         for w in against:
             steps.add("cancel", None, cancel_order_id=w.order_id, note=f"{w.order_type} {w.qty}")
         qty = _open(c, steps, side, working)
@@ -247,10 +242,26 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
     )
 
 
+def _other_side_live(c: Ctx, side: Side) -> list[WorkingOrder]:
+    """This account's live orders on the contract against ``side`` when flat: an entry still
+    resting, an exit left from a closed position; they would fill against a position on
+    ``side``. Suspended brackets are left: they wait on an entry of ``side``."""
+    return [
+        w
+        for w in own_working(c)
+        if w.side is side.opposite and w.status is not OrderStatus.SUSPENDED
+    ]
+
+
 def _refused_entry(c: Ctx, steps: Steps, refused: str) -> AccountPlan:
-    """A buy/sell/add whose entry a filter refused: only a reversal's close half is left."""
+    """A buy/sell/add whose entry a filter refused: only a reversal's close half is left (and,
+    flat, the other side's resting orders: the strategy has left that side)."""
     pos, action = c.state.net_pos, c.sig.action
     if pos == 0:
+        if action is not Action.ADD:
+            against = _other_side_live(c, Side.BUY if action is Action.BUY else Side.SELL)
+            if against:
+                return _cancel_working(steps, against, f"flat; {refused}; ")
         return AccountPlan(PositionAction.IGNORE, (), f"flat; {refused}")
     pos_side = Side.BUY if pos > 0 else Side.SELL
     held = f"{label(pos_side)} {abs(pos)}"

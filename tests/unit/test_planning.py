@@ -669,6 +669,17 @@ def test_a_refused_entry_opens_and_adds_nothing(sig: Signal, state: AccountState
     assert REFUSED in p.reason
 
 
+def test_a_refused_entry_when_flat_cancels_the_other_sides_resting_orders() -> None:
+    """The strategy moved to the new side (a filter refused following it): a buy limit still
+    resting from the old side would open a position the strategy no longer wants."""
+    resting = working(11, Side.BUY, 2, OrderType.LIMIT, price="21400")
+    same = working(12, Side.SELL, 1, OrderType.LIMIT, price="21600")
+    p = plan(SELL, LADDER, AccountState(0, None, (resting, same)), refused=REFUSED)
+    assert p.action is PositionAction.CANCEL
+    assert [(o.kind, o.cancel_order_id) for o in p.orders] == [("cancel", 11)]
+    assert REFUSED in p.reason
+
+
 @given(
     action=st.sampled_from([Action.BUY, Action.SELL, Action.ADD]),
     pos=st.integers(-20, 20),
