@@ -1,9 +1,10 @@
 """The engine: one stored signal in, orders at every linked sub-account out (DESIGN.md §2).
 
-``on_signal`` runs the recorder's filters, then each enabled trader's, then plans and dispatches
-per sub-account (``dispatch.Dispatcher``). A buy/sell whose entry a filter or the kill switch
-refused (``Rejection.entry_only``) keeps its verdict and reason but is still planned, close-only:
-a sub-account on the side the strategy reversed out of is closed, none opens.
+``on_signal`` runs the recorder's filters, then each enabled trader's (``fanout``), then plans
+and dispatches per sub-account (``dispatch.Dispatcher``). A buy/sell whose entry a filter or the
+kill switch refused (``Rejection.entry_only``) keeps its verdict and reason but is still
+planned, close-only: a sub-account on the side the strategy reversed out of is closed, none
+opens.
 
 Everything it reads on the way — configuration, counters, P&L, positions — is in memory
 (``ConfigCache``, the brokers' live views, ``counters.SessionCounters`` seeded from the database
@@ -29,39 +30,22 @@ import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import structlog
 
-from jtrades.broker.base import Broker, Contract, SubAccount
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.changes import ChangeFeed
-from jtrades.engine.config_cache import ConfigCache, LinkConfig, RecorderConfig, Snapshot
+from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.counters import Counters, SessionCounters, Undo
-from jtrades.engine.dispatch import Dispatcher, WorkItem
-from jtrades.engine.filters import (
-    RecorderState,
-    Rejection,
-    TraderState,
-    apply_inverse,
-    check_gate,
-    check_recorder,
-    check_trader,
-    is_exit,
-)
+from jtrades.engine.dispatch import Dispatcher
+from jtrades.engine.fanout import Fanout, is_entry
+from jtrades.engine.filters import RecorderState, check_recorder
 from jtrades.engine.flatten import Flattener
-from jtrades.engine.planning import (
-    AccountPlan,
-    AccountState,
-    plan_account,
-)
 from jtrades.engine.reconcile import Reconciler
-from jtrades.engine.signal import Action, Signal
-from jtrades.engine.sizing import open_pnl
-from jtrades.engine.steps import cl_ord_prefix
+from jtrades.engine.signal import Signal
 from jtrades.engine.tradingday import session_start
 from jtrades.errors import StorageUnavailable
 from jtrades.store import intents as intent_store
@@ -100,11 +84,6 @@ def _duplicate(first: int) -> Outcome:
     )
 
 
-def _is_entry(signal: Signal, inverse: bool) -> bool:
-    sig = apply_inverse(signal, inverse)
-    return not is_exit(sig) and sig.action is not Action.CANCEL
-
-
 class Engine:
     """Owns the config cache, the dispatcher, the reconciler and the broker registry."""
 
@@ -126,6 +105,7 @@ class Engine:
         )
         self.reconciler = Reconciler(db.pool, self.brokers, self.config, self.dispatcher, settings)
         self.counters = SessionCounters()
+        self._fanout = Fanout(self.brokers, self.counters, self.reconciler.pnl)
         self._outcomes: OrderedDict[int, asyncio.Future[Outcome]] = OrderedDict()
         self._recorder_locks: dict[int, asyncio.Lock] = {}
         self._stop = asyncio.Event()
@@ -319,7 +299,7 @@ class Engine:
 
         rc = self.counters.get("recorder", rec.id, now, undo)
         rc.signals += 1
-        entry = _is_entry(signal, rec.settings.inverse)
+        entry = is_entry(signal, rec.settings.inverse)
         rej = check_recorder(
             signal,
             rec.settings,
@@ -354,7 +334,7 @@ class Engine:
             "trader_entries": [],  # for the per-trader counters after a restart
             "trader_seen": [],
         }
-        items, trader_rejections = await self._work_items(
+        items, trader_rejections = await self._fanout.work_items(
             signal, rec, snap, now, received_at, signal_id, detail, undo, rej
         )
         if rej is not None:
@@ -388,151 +368,3 @@ class Engine:
                 detail,
             )
         return Outcome(*verdict, result.orders, detail, result.unwritten)
-
-    async def _work_items(
-        self,
-        signal: Signal,
-        rec: RecorderConfig,
-        snap: Snapshot,
-        now: datetime,
-        received_at: datetime,
-        signal_id: int,
-        detail: dict[str, Any],
-        undo: Undo | None,
-        refused: Rejection | None,
-    ) -> tuple[list[WorkItem], list[tuple[str, str]]]:
-        """Each trader's filters, then a planner per sub-account it may trade. ``refused``: the
-        recorder refused the entry (``Rejection.entry_only``), so only the traders' gates run and
-        every plan is close-only; a trader's own entry refusal makes its plans close-only too."""
-        ticker = signal.ticker or rec.symbol
-        items: list[WorkItem] = []
-        rejections: list[tuple[str, str]] = []
-        for t in rec.traders:
-            tc = self.counters.get("trader", t.id, now, undo)
-            contracts: dict[int, Contract] = {}
-            brokers: dict[int, Broker] = {}
-            for link in t.links:
-                try:
-                    broker = self.brokers.broker_for(link)
-                    contract = await self._contract(link, broker, ticker)
-                except Exception as exc:
-                    detail["traders"].setdefault(str(t.id), {})[str(link.sub_account_id)] = (
-                        f"not traded: {exc}"
-                    )
-                    continue
-                if signal.price is not None:
-                    self.brokers.note_price(link, contract, signal.price)
-                brokers[link.sub_account_id] = broker
-                contracts[link.sub_account_id] = contract
-            gate = {"enabled": t.enabled, "owner_active": t.owner_active, "halted": snap.halted}
-            if refused is not None:
-                trej = check_gate(signal, t.settings, **gate)
-            else:
-                state = TraderState(
-                    realized_pnl_today=self.reconciler.pnl.realized(
-                        [lk.sub_account_id for lk in t.links], now
-                    ),
-                    open_pnl=self._open_pnl(t.links, brokers, contracts, signal.price),
-                    last_entry_at=tc.last_entry_at,
-                    entries_this_session=tc.entries,
-                    seen_this_session=tc.seen,
-                )
-                # Only the trader's own overrides of the recorder's filters run here, on its
-                # owner's clock (t.tz); the inherited ones ran once above, on the recorder owner's.
-                trej = check_trader(
-                    signal, t.settings, state, now, t.tz, overridden=t.overridden, **gate
-                )
-            if trej is not None:
-                if trej.filter == "every_nth":
-                    tc.seen += 1
-                    detail["trader_seen"].append(t.id)
-                rejections.append((trej.filter, f"trader {t.id}: {trej.reason}"))
-                detail["traders"][str(t.id)] = {"filter": trej.filter, "reason": trej.reason}
-                if not trej.entry_only:
-                    continue
-            elif refused is None and _is_entry(signal, t.settings.inverse):
-                tc.seen += 1
-                tc.entries += 1
-                tc.last_entry_at = received_at
-                detail["trader_entries"].append(t.id)
-            trader_refusal = refused or trej
-            for link in t.links:
-                if link.sub_account_id not in brokers:
-                    continue
-                why = trader_refusal
-                if why is None and link.halted:
-                    why = check_gate(
-                        signal, t.settings, enabled=True, owner_active=True, halted=True
-                    )
-                    if why is not None and not why.entry_only:
-                        detail["traders"].setdefault(str(t.id), {})[str(link.sub_account_id)] = (
-                            "halted: only closes pass"
-                        )
-                        continue
-                contract = contracts[link.sub_account_id]
-                refusal = f"{why.filter}: {why.reason}" if why is not None else None
-                items.append(
-                    WorkItem(
-                        t.id,
-                        link,
-                        brokers[link.sub_account_id],
-                        contract,
-                        self._planner(signal, t.settings, link, contract, signal_id, refusal),
-                    )
-                )
-        return items, rejections
-
-    def _planner(
-        self,
-        signal: Signal,
-        s: Any,
-        link: LinkConfig,
-        contract: Contract,
-        signal_id: int,
-        entry_refused: str | None,
-    ) -> Any:
-        account = SubAccount(link.broker_account_id, link.sub_name)
-        prefix = cl_ord_prefix(signal_id, link.sub_account_id)
-
-        def plan(state: AccountState) -> AccountPlan:
-            return plan_account(
-                signal,
-                s,
-                link.multiplier,
-                account,
-                contract,
-                state,
-                signal_price=signal.price,
-                cl_ord_prefix=prefix,
-                entry_refused=entry_refused,
-            )
-
-        return plan
-
-    def _open_pnl(
-        self,
-        links: tuple[LinkConfig, ...],
-        brokers: dict[int, Broker],
-        contracts: dict[int, Contract],
-        price: Decimal | None,
-    ) -> Decimal:
-        """Open P&L of the trader's positions in this contract, marked at the signal price."""
-        total = Decimal(0)
-        if price is None:
-            return total
-        for link in links:
-            broker = brokers.get(link.sub_account_id)
-            contract = contracts.get(link.sub_account_id)
-            if broker is None or contract is None:
-                continue
-            try:
-                for p in broker.positions(link.broker_account_id):
-                    if p.symbol == contract.symbol:
-                        total += open_pnl(p.net_pos, p.net_price, price, contract)
-            except Exception as exc:  # an unsynced view adds nothing; dispatch won't plan on it
-                log.debug("engine.open_pnl_unavailable", error=str(exc))
-        return total
-
-    async def _contract(self, link: LinkConfig, broker: Broker, ticker: str) -> Contract:
-        # The resolver caches per broker with a TTL, so ``MNQ1!`` follows the roll.
-        return await self.brokers.resolve_contract(link, broker, ticker)
