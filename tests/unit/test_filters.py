@@ -280,20 +280,24 @@ def test_max_daily_loss_counts_realized_and_open() -> None:
     assert rec(BUY, s) is None  # the recorder has no money of its own
 
 
+# every filter set, and a trader state and a long entry that each of them refuses
+EVERY_FILTER = RiskSettings(
+    windows=(Window(time(3), time(4)),),
+    auto_flat_after=time(8),
+    cooldown_s=60,
+    max_signals=1,
+    every_nth=2,
+    max_daily_loss=D(1),
+    direction=Direction.SHORT,
+)
+REFUSED_STATE = TraderState(D(-5), D(0), NOW, 1, 0)
+LONG_ENTRY = Signal(Action.BUY, prev_market_position=MarketPosition.FLAT)
+
+
 def test_order_of_the_chain() -> None:
-    everything = RiskSettings(
-        windows=(Window(time(3), time(4)),),
-        auto_flat_after=time(8),
-        cooldown_s=60,
-        max_signals=1,
-        every_nth=2,
-        max_daily_loss=D(1),
-        direction=Direction.SHORT,
-    )
-    entry = Signal(Action.BUY, prev_market_position=MarketPosition.FLAT)
-    state = TraderState(D(-5), D(0), NOW, 1, 0)
+    entry, state = LONG_ENTRY, REFUSED_STATE
     expected = ["direction", "window", "auto_flat", "cooldown", "max_signals", "max_daily_loss"]
-    s = everything
+    s = EVERY_FILTER
     for filt in expected:
         assert name(trd(entry, s, state)) == filt
         s = dataclasses.replace(
@@ -389,18 +393,8 @@ def test_what_a_refusal_leaves_the_planner_to_close() -> None:
     """A refused buy/sell may still be a reversal's close half (DESIGN: closes are never blocked
     by entry filters; the kill switch blocks everything but closes). A disabled recorder or an
     unapproved owner trades nothing at all, and a refused cancel or add has no close in it."""
-    every = RiskSettings(
-        windows=(Window(time(3), time(4)),),
-        auto_flat_after=time(8),
-        cooldown_s=60,
-        max_signals=1,
-        every_nth=2,
-        max_daily_loss=D(1),
-        direction=Direction.SHORT,
-    )
-    entry = Signal(Action.BUY, prev_market_position=MarketPosition.FLAT)
-    state = TraderState(D(-5), D(0), NOW, 1, 0)
-    trader_refusal = trd(entry, every, state)
+    every = EVERY_FILTER
+    trader_refusal = trd(LONG_ENTRY, every, REFUSED_STATE)
     assert trader_refusal is not None
     assert trader_refusal.entry_only
     assert trader_refusal.filter == "direction"
