@@ -123,14 +123,14 @@ class Daemon:
             if not self.stop.is_set():
                 async with asyncio.TaskGroup() as tg:
                     for name, factory in self._loops(tokens).items():
-                        tg.create_task(factory(), name=name)
+                        tg.create_task(_named(name, factory), name=name)
                     await self.stop.wait()
         except JtradesError as exc:
             # The CLI prints it as well; logged, it reaches the notifications before they close.
             log.error("daemon.failed", error=str(exc))
             raise
         except Exception as exc:
-            log.error("daemon.crashed", error=f"{type(exc).__name__}: {exc}")
+            log.error("daemon.crashed", error=_reason(exc))
             raise
         finally:
             try:
@@ -248,6 +248,27 @@ class Daemon:
                 log.warning("daemon.prune_failed", error=str(exc))
             if await self._sleep(PRUNE_EVERY_S):
                 return
+
+
+class _LoopFailed(Exception):
+    """A background loop's error, with the loop's name (a TaskGroup's error does not say)."""
+
+
+async def _named(name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    try:
+        await factory()
+    except Exception as exc:
+        raise _LoopFailed(f"{name} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """What failed, for the log and so the notification: a group's errors one by one (its own
+    text, "unhandled errors in a TaskGroup", names neither the loop nor the error)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_reason(e) for e in exc.exceptions)
+    if isinstance(exc, _LoopFailed):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def serve(settings: Settings) -> None:
