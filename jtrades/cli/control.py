@@ -274,7 +274,11 @@ def _flatten_line(r: dict[str, Any]) -> str:
     progress = r.get("progress")
     if isinstance(progress, dict):
         left, refused = len(progress.get("left", [])), len(progress.get("refused", []))
-        what += f" ({left} left, {refused} refused by the broker, as of {progress.get('at')})"
+        closed, cancelled = progress.get("closed", 0), progress.get("cancelled", 0)
+        what += (
+            f" ({closed} closed, {cancelled} order(s) cancelled, {left} left,"
+            f" {refused} refused by the broker, as of {progress.get('at')})"
+        )
     return what
 
 
