@@ -191,6 +191,10 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
     off = f"{label(side)} entries are off (--direction {s.direction})"
     if pos == 0:
         if not allowed:
+            # the strategy went to that side: the other side's resting orders go all the same
+            against = _other_side_live(c, side)
+            if against:
+                return _cancel_working(steps, against, f"direction: {off}; flat: ")
             return AccountPlan(PositionAction.IGNORE, (), f"direction: {off}")
         working = working_entries(c, side)
         if cap_qty(1, s.max_contracts, held=working) == 0:

@@ -297,6 +297,20 @@ def test_direction_forbids_opening_that_side() -> None:
     assert p.reason.startswith("direction")
 
 
+def test_a_side_the_direction_forbids_when_flat_still_cancels_the_other_sides_orders() -> None:
+    """A sell the planner refuses on a long-only trader (no position information reached the
+    filter): the strategy went short, so a buy limit still resting would open a long it left."""
+    resting = working(11, Side.BUY, 1, OrderType.LIMIT, price="21400")
+    p = plan(
+        SELL,
+        dataclasses.replace(LADDER, direction=Direction.LONG),
+        AccountState(0, None, (resting,)),
+    )
+    assert p.action is PositionAction.CANCEL
+    assert [(o.kind, o.cancel_order_id) for o in p.orders] == [("cancel", 11)]
+    assert p.reason.startswith("direction")
+
+
 def test_inverse_swaps_before_the_table() -> None:
     p = plan(BUY, dataclasses.replace(LADDER, inverse=True))
     assert p.action is PositionAction.OPEN
