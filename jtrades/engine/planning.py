@@ -205,8 +205,7 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
                 f" at --max-contracts {s.max_contracts}",
             )
         against = _other_side_live(c, side)
-        for w in against:
-            steps.add("cancel", None, cancel_order_id=w.order_id, note=f"{w.order_type} {w.qty}")
+        _add_cancels(steps, against)
         qty = _open(c, steps, side, working)
         more = f" ({working} more working)" if working else ""
         if against:
@@ -275,9 +274,13 @@ def _refused_entry(c: Ctx, steps: Steps, refused: str) -> AccountPlan:
     return AccountPlan(PositionAction.CLOSE, tuple(steps.items), f"close {held}; {refused}")
 
 
-def _cancel_working(steps: Steps, working: list[WorkingOrder], why: str) -> AccountPlan:
+def _add_cancels(steps: Steps, working: list[WorkingOrder]) -> None:
     for w in working:
         steps.add("cancel", None, cancel_order_id=w.order_id, note=f"{w.order_type} {w.qty}")
+
+
+def _cancel_working(steps: Steps, working: list[WorkingOrder], why: str) -> AccountPlan:
+    _add_cancels(steps, working)
     reason = f"{why}cancel {len(working)} working order(s)"
     return AccountPlan(PositionAction.CANCEL, tuple(steps.items), reason)
 

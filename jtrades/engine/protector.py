@@ -145,20 +145,8 @@ class Protector:
                     continue
                 key = (link.sub_account_id, p.symbol)
                 suspects.add(key)
-                if key not in self._suspect:
-                    continue
-                try:
-                    if await self._protect(link, broker, p):
-                        placed += 1
-                except Exception as exc:
-                    # this position only: the other sub-accounts still get their stops, and
-                    # it stays a suspect, so the next pass tries again
-                    log.error(
-                        "reconcile.protect_failed",
-                        sub_account_id=link.sub_account_id,
-                        symbol=p.symbol,
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
+                if key in self._suspect and await self._try_protect(link, broker, p):
+                    placed += 1
         self._suspect = suspects
         self._seeded.clear()
         placed += await self._retry_incomplete()
@@ -166,6 +154,20 @@ class Protector:
         # flat, but the clock starts again once it is seen waiting)
         self._waiting_since = {k: t for k, t in self._waiting_since.items() if k in self._waited}
         return placed
+
+    async def _try_protect(self, link: LinkConfig, broker: Broker, p: Position) -> bool:
+        """``_protect``, failing for this position only: the other sub-accounts still get their
+        stops, and it stays a suspect, so the next pass tries again."""
+        try:
+            return await self._protect(link, broker, p)
+        except Exception as exc:
+            log.error(
+                "reconcile.protect_failed",
+                sub_account_id=link.sub_account_id,
+                symbol=p.symbol,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return False
 
     def _log_wait(self, sub_account_id: int, symbol: str, book: ExitBook) -> None:
         key = (sub_account_id, symbol)
@@ -202,25 +204,19 @@ class Protector:
             links = self._config.snapshot.links_by_sub
             for sub, symbol in keys:
                 link = links.get(sub)
+                if link is None:
+                    continue
                 try:
-                    if link is None:
-                        continue
                     broker = self._brokers.broker_for(link)
                     if not broker.is_synced(link.broker_account_id):
                         continue  # missing is not flat: the next pass that sees it
-                    p = next(
-                        (x for x in broker.positions(link.broker_account_id) if x.symbol == symbol),
-                        None,
-                    )
-                    if p is not None and await self._protect(link, broker, p):
-                        placed += 1
+                    held = broker.positions(link.broker_account_id)
                 except Exception as exc:
-                    log.error(
-                        "reconcile.protect_failed",
-                        sub_account_id=sub,
-                        symbol=symbol,
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
+                    log.debug("reconcile.protect_skip", sub_account_id=sub, error=str(exc))
+                    continue
+                p = next((x for x in held if x.symbol == symbol), None)
+                if p is not None and await self._try_protect(link, broker, p):
+                    placed += 1
         self._incomplete.clear()  # a broker still refusing: the next pass
         self._carry.clear()  # which plans from the view alone (a carried stop may be stale)
         return placed
