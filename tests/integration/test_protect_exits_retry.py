@@ -36,7 +36,7 @@ from tests.integration.test_engine import (
     buy,
     send,
 )
-from tests.integration.test_protect_exits import place_exit, set_sl, world
+from tests.integration.test_protect_exits import opened, place_exit, set_sl, world
 
 
 class LosesView(PaperBroker):
@@ -202,13 +202,7 @@ async def test_an_entry_working_with_its_brackets_suspended_is_waited_for(
     """A limit entry for 3 filled 1 and keeps working, its brackets for 3 suspended: a stop for
     the 1 held plus the brackets once they activate would be stops for 4 on a long 3."""
     pool = database.pool
-    w = await world(pool, size=1)
-    engine = Engine(database, settings)
-    await engine.start()
-    try:
-        await send(engine, pool, w["rec"], buy("21500"))
-        paper = engine.brokers.paper(w["aid"])
-        symbol = (await paper.find_contract("MNQ1!")).symbol
+    async with opened(database, settings, buy("21500"), size=1) as (engine, w, paper, symbol):
         entry = await place_exit(paper, w["bid"], symbol, 2, OrderType.LIMIT, "21400", Side.BUY)
         brackets = [
             await place_exit(paper, w["bid"], symbol, 3, OrderType.LIMIT, "21520", Side.SELL),
@@ -242,8 +236,6 @@ async def test_an_entry_working_with_its_brackets_suspended_is_waited_for(
         assert await engine.reconciler.protect_positions() == 1  # no extra sighting needed
         (stop,) = _stops(paper.working_orders(w["bid"]))
         assert (stop.qty, stop.stop_price) == (1, Decimal("21490"))
-    finally:
-        await engine.close()
 
 
 async def test_a_stop_over_the_position_is_shrunk_where_it_stands(
@@ -251,13 +243,7 @@ async def test_a_stop_over_the_position_is_shrunk_where_it_stands(
 ) -> None:
     """Cancel-and-re-place would leave the position naked until the new stop lands."""
     pool = database.pool
-    w = await world(pool, size=1)
-    engine = Engine(database, settings)
-    await engine.start()
-    try:
-        await send(engine, pool, w["rec"], buy("21500"))
-        paper = engine.brokers.paper(w["aid"])
-        symbol = (await paper.find_contract("MNQ1!")).symbol
+    async with opened(database, settings, buy("21500"), size=1) as (engine, w, paper, symbol):
         oid = await place_exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21485", Side.SELL)
         await set_sl(engine, pool, w["trader"])
         assert await engine.reconciler.protect_positions() == 0  # first sighting
@@ -271,8 +257,6 @@ async def test_a_stop_over_the_position_is_shrunk_where_it_stands(
         assert await engine.reconciler.protect_positions() == 0  # covered now
         paper.on_price(symbol, Decimal("21484"))
         assert sum(p.net_pos for p in paper.positions(w["bid"])) == 0
-    finally:
-        await engine.close()
 
 
 async def test_a_start_seed_lapses_when_the_first_pass_cannot_see_the_account(
