@@ -32,7 +32,7 @@ from jtrades.engine.parsing import parse_payload
 from jtrades.queries import q
 from jtrades.security import hash_token
 from jtrades.store import Executor, signals
-from jtrades.store.intents import NewIntent, as_rows
+from jtrades.store.intents import NewIntent
 
 GAP_S = float(os.environ.get("BENCH_GAP_MS", "25")) / 1000
 SIZES = tuple(int(x) for x in os.environ.get("BENCH_CLAIM_INTENTS", "0,10,100").split(","))
@@ -135,11 +135,18 @@ class Bench:
     async def explain(self, n: int) -> list[str]:
         sid = await self.pool.fetchval("SELECT nextval(pg_get_serial_sequence('signals', 'id'))")
         intents = self.intents(sid, n)
-        rows = await self.pool.fetch(
-            "EXPLAIN (ANALYZE, WAL) " + q("signals.claim"),
-            self.recorder, uuid.uuid4().hex, datetime.now(UTC), "127.0.0.1", "application/json",
-            BODY, "buy", "MNQ1!", None, None, {}, 86400.0, sid, as_rows(intents),
-        )  # fmt: skip
+        args = signals.claim_args(
+            recorder_id=self.recorder,
+            idem_key=uuid.uuid4().hex,
+            received_at=datetime.now(UTC),
+            remote_addr="127.0.0.1",
+            content_type="application/json",
+            raw_body=BODY,
+            signal=self.signal,
+            signal_id=sid,
+            intents=intents,
+        )
+        rows = await self.pool.fetch("EXPLAIN (ANALYZE, WAL) " + q("signals.claim"), *args)
         lines = [str(r[0]).strip().removeprefix("->").strip() for r in rows]
         wal = next(x for x in lines if x.startswith("WAL:"))  # the first is the statement's
         keep = ("Insert on", "Trigger for", "Planning Time", "Execution Time")

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -29,13 +30,19 @@ ROOT = Path(__file__).resolve().parent.parent  # the children import ``bench`` f
 DSN = os.environ.get("JTRADES_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+def database_url(dsn: str, name: str) -> str:
+    """``dsn`` naming database ``name`` instead, its query (a socket's ``?host=``) kept."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
 @asynccontextmanager
 async def temp_database() -> AsyncIterator[str]:
     name = f"jt_bench_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(DSN)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
-    url = DSN.rsplit("/", 1)[0] + "/" + name
+    url = database_url(DSN, name)
     try:
         conn = await asyncpg.connect(url)
         await migrate(conn)

@@ -115,6 +115,36 @@ def _columns(signal: Signal | None) -> list[Any]:
     return [signal.action.value, _text(signal.ticker), qty, price, parsed]
 
 
+def claim_args(
+    *,
+    recorder_id: int,
+    idem_key: str,
+    received_at: datetime,
+    remote_addr: str | None,
+    content_type: str | None,
+    raw_body: bytes,
+    signal: Signal,
+    window: timedelta = timedelta(hours=24),
+    signal_id: int | None = None,
+    intents: Sequence[NewIntent] = (),
+    detail: dict[str, Any] | None = None,
+) -> list[Any]:
+    """The parameters of ``signals.claim``, in its order (also what ``bench claim`` EXPLAINs)."""
+    return [
+        recorder_id,
+        idem_key,
+        received_at,
+        remote_addr,
+        _text(content_type),
+        raw_body,
+        *_columns(signal),
+        window.total_seconds(),
+        signal_id,
+        intent_rows(intents),
+        detail,
+    ]
+
+
 async def claim(
     ex: Executor,
     *,
@@ -134,21 +164,21 @@ async def claim(
     the same key was claimed less than ``window`` ago. A new delivery's ``intents`` are written
     in the same statement; ``signal_id`` (from ``SignalIds``) is the id the row gets, and must
     be the one the intents' clOrdIds were made from."""
+    args = claim_args(
+        recorder_id=recorder_id,
+        idem_key=idem_key,
+        received_at=received_at,
+        remote_addr=remote_addr,
+        content_type=content_type,
+        raw_body=raw_body,
+        signal=signal,
+        window=window,
+        signal_id=signal_id,
+        intents=intents,
+        detail=detail,
+    )
     with translate_errors():
-        row = await ex.fetchrow(
-            q("signals.claim"),
-            recorder_id,
-            idem_key,
-            received_at,
-            remote_addr,
-            _text(content_type),
-            raw_body,
-            *_columns(signal),
-            window.total_seconds(),
-            signal_id,
-            intent_rows(intents),
-            detail,
-        )
+        row = await ex.fetchrow(q("signals.claim"), *args)
     assert row is not None
     if row["duplicate_of"] is not None:
         return Claim(row["id"], row["duplicate_of"])
