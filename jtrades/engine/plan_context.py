@@ -17,6 +17,7 @@ from jtrades.broker.base import (
     Contract,
     OcoRequest,
     OrderRequest,
+    OrderStatus,
     OrderType,
     Side,
     StrategyRequest,
@@ -136,8 +137,11 @@ def exit_working(c: Ctx, pos_side: Side) -> list[WorkingOrder]:
 def working_entries(c: Ctx, side: Side) -> int:
     """Contracts of this sub-account's working orders on ``side`` (flat, or a ``side``
     position): a limit or stop entry not filled yet, which would add to the position if it
-    did. ``--max-contracts`` counts them as held."""
-    return sum(w.qty for w in own_working(c) if w.side is side)
+    did. ``--max-contracts`` counts them as held. Suspended orders are not entries: they are
+    the brackets of an entry on the other side, exiting what it would add."""
+    return sum(
+        w.qty for w in own_working(c) if w.side is side and w.status is not OrderStatus.SUSPENDED
+    )
 
 
 def label(side: Side) -> str:

@@ -484,6 +484,45 @@ def test_max_contracts_counts_entries_still_working() -> None:
     assert strategy(plan(BUY, uncapped, AccountState(0, None, full)).orders[0]).entry.qty == 3
 
 
+def _resting_buy_with_brackets(qty: int) -> tuple[WorkingOrder, ...]:
+    """A buy limit entry not filled yet, its sell take-profit and stop suspended under it."""
+    entry = working(11, Side.BUY, qty, OrderType.LIMIT, price="21400")
+    tp = working(12, Side.SELL, qty, OrderType.LIMIT, price="21450")
+    sl = working(13, Side.SELL, qty, OrderType.STOP, stop="21350")
+    held = (dataclasses.replace(o, status=OrderStatus.SUSPENDED, parent_id=11) for o in (tp, sl))
+    return (entry, *held)
+
+
+@pytest.mark.parametrize("cap", [2, 5])
+def test_suspended_brackets_of_the_other_side_are_not_entries_under_the_cap(cap: int) -> None:
+    """Flat with a buy limit resting and its sell brackets suspended, the strategy goes short:
+    the brackets exit what the buy would add and go with it when it is cancelled. Counted as
+    short entries working, they refused the sell at a cap of 2 (leaving the buy limit working
+    to open a long later) and shrank it at 5 (short 1 where the strategy asked for 2)."""
+    s = dataclasses.replace(LADDER, size=2, tp=(), max_contracts=cap)
+    p = plan(SELL, s, AccountState(0, None, _resting_buy_with_brackets(2)))
+    assert p.action is PositionAction.OPEN, p.reason
+    assert [o.cancel_order_id for o in p.orders[:-1]] == [11]
+    assert strategy(p.orders[-1]).entry.qty == 2
+
+
+def test_an_add_does_not_count_the_other_sides_suspended_brackets() -> None:
+    """Long 2 with a sell limit entry resting (a reversal not filled) and its buy brackets
+    suspended: they exit what the sell would open, they do not add to the long."""
+    s = dataclasses.replace(DCA, add_size=2, max_contracts=4)
+    sell = working(21, Side.SELL, 2, OrderType.LIMIT, price="21600")
+    brackets = tuple(
+        dataclasses.replace(o, status=OrderStatus.SUSPENDED, parent_id=21)
+        for o in (
+            working(22, Side.BUY, 2, OrderType.LIMIT, price="21550"),
+            working(23, Side.BUY, 2, OrderType.STOP, stop="21650"),
+        )
+    )
+    p = plan(BUY, s, long(2, working=(sell, *brackets)))
+    assert p.action is PositionAction.ADD, p.reason
+    assert order(p.orders[0]).qty == 2
+
+
 def test_an_add_counts_working_adds_but_not_the_exits() -> None:
     s = dataclasses.replace(DCA, add_size=3, max_contracts=5)
     orders = (
