@@ -30,6 +30,9 @@ _PAIR = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)=(?P<value>.*)$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:.!/\-]*$")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 _MAX_TEXT = 1000
+# Commas and semicolons separate words ("sell, MNQ1!, 2"), but not a comma between two digits:
+# "@ 21,500" split there read as price 21 and 500 contracts; kept whole, it is refused (422).
+_SEPARATOR = re.compile(r";|(?<!\d),|,(?!\d)")
 
 
 def parse_text(text: str) -> TextFields:
@@ -41,7 +44,7 @@ def parse_text(text: str) -> TextFields:
         return _from_default_message(default)
     fields: TextFields = {}
     words: list[str] = []
-    for token in text.replace(",", " ").replace(";", " ").split():
+    for token in _SEPARATOR.sub(" ", text).split():
         pair = _PAIR.match(token)
         if pair:
             _put(fields, pair.group("key"), pair.group("value"))

@@ -19,7 +19,7 @@ from jtrades.errors import InvalidSignal
 
 # Bounds that no real futures alert comes near; they keep absurd input from reaching the planner.
 MAX_QUANTITY = 100_000
-_MAX_NUMBER = Decimal(10) ** 12
+_MAX_DIGITS = 12  # |number| < 10**12
 _MAX_DECIMALS = 10
 
 _PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
@@ -147,7 +147,8 @@ def to_decimal(field: str, value: Any) -> Decimal | None:
         number = Decimal(value.strip() if isinstance(value, str) else str(value))
     except (InvalidOperation, ValueError):
         raise InvalidSignal(f"field {field!r} must be a number, got {short(value)}") from None
-    if not number.is_finite() or abs(number) >= _MAX_NUMBER:
+    # adjusted() reads the exponent without arithmetic: abs() of 1e999999999 raises Overflow
+    if not number.is_finite() or number.adjusted() >= _MAX_DIGITS:
         raise InvalidSignal(f"field {field!r} is not a usable number: {short(value)}")
     exponent = number.normalize().as_tuple().exponent
     if isinstance(exponent, int) and exponent < -_MAX_DECIMALS:

@@ -172,6 +172,26 @@ def test_bad_prices_are_refused(price: Any) -> None:
     refused({"action": "buy", "price": price}, "price")
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"action":"buy","ticker":"MNQ1!","price":1e999999999}',
+        b'{"action":"buy","ticker":"MNQ1!","price":"1e999999999"}',
+        b'{"action":"buy","ticker":"MNQ1!","quantity":"1E+1000000"}',
+        b'{"action":"buy","ticker":"MNQ1!","takeProfit":{"amount":1e1000000}}',
+        b'{"data":"buy","symbol":"NQ1!","dollar_sl":1e1000000}',
+        b"buy MNQ1! @ 1e1000000",
+        b"buy qty=1e1000000",
+    ],
+)
+def test_numbers_past_the_decimal_context_are_refused(body: bytes) -> None:
+    """An exponent beyond what arithmetic allows (abs() raised decimal.Overflow, which the
+    webhook answered 503, and TradingView sent again) is an unusable number: a 4xx."""
+    with pytest.raises(InvalidSignal) as info:
+        parse_payload(body, None)
+    assert info.value.status in (400, 422)
+
+
 def test_token_in_body_is_lifted_and_never_kept() -> None:
     for key in ("token", "Token", "key", "secret", "passphrase"):
         signal = parse({"action": "buy", key: "s3cret"})
@@ -334,6 +354,12 @@ def test_tradingview_default_strategy_message() -> None:
         ("buy MNQ1! -1", "negative"),
         ("buy MNQ1! @", "followed by a price"),
         ("buy ###", "cannot read"),
+        # a comma inside a number is not a separator: split, "@ 21,500" was 500 contracts at 21
+        ("buy MNQ1! @ 21,500", "price"),
+        ("sell MNQ1! @21,500", "price"),
+        ("buy ticker=MNQ1! price=21,500", "price"),
+        ("buy MNQ1! @ 21500,25", "price"),
+        ("buy MNQ1! 1,5", "cannot read"),
     ],
 )
 def test_bad_text(text: str, match: str) -> None:
