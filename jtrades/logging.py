@@ -103,7 +103,12 @@ def configure(
         renderer = structlog.processors.JSONRenderer()
         shared.append(structlog.processors.format_exc_info)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        # never a frame's local variables: they hold values not known to be secret (a
+        # webhook token before its lookup, a password on its way out), which no scrub can cut
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=out.isatty(),
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+        )
     structlog.configure(
         processors=[*shared, renderer, _scrub_rendered],
         wrapper_class=structlog.make_filtering_bound_logger(

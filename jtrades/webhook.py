@@ -27,6 +27,7 @@ from aiohttp import web
 
 from jtrades.config import Settings
 from jtrades.db import Database
+from jtrades.engine.body_tokens import find_token, mask_tokens
 from jtrades.engine.dedup import idempotency_key
 from jtrades.engine.parsing import parse_payload
 from jtrades.engine.signal import Signal
@@ -87,25 +88,13 @@ def _error(status: int, error: str, detail: str, signal_id: int | None) -> web.R
     return json_response(status, body)
 
 
-def _body_token(body: bytes) -> str | None:
-    """A ``token`` field of a JSON object, for attributing a body that did not parse."""
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if str(k).lower() == "token" and isinstance(v, str) and v:
-                return v
-    return None
-
-
 def _strip_tokens(body: bytes, *tokens: str | None) -> bytes:
-    """The raw body with any webhook token in it masked: stored bodies hold no secrets."""
+    """The raw body with any webhook token in it masked: stored bodies hold no secrets. The
+    known tokens go wherever they appear; a token-named field's value goes whatever it is."""
     for token in tokens:
         if token and len(token) >= 6:
             body = body.replace(token.encode("utf-8", errors="ignore"), MASK.encode())
-    return body
+    return mask_tokens(body)
 
 
 class Webhooks:
@@ -215,7 +204,7 @@ class Webhooks:
         except InvalidSignal as exc:
             invalid = exc
 
-        token = path_token or (signal.token if signal else _body_token(body))
+        token = path_token or (signal.token if signal else find_token(body))
         stored_body = _strip_tokens(body, path_token, signal.token if signal else None, token)
         if not token:
             return await self._refuse(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import uuid
 
 import pytest
 import structlog
@@ -51,6 +52,31 @@ def test_registered_values_are_cut_from_any_text() -> None:
     out = buf.getvalue()
     assert "tok-canary-abcdef" not in out
     assert out.count(jlog.MASK) >= 3
+
+
+def _fail_with(secret: str) -> None:
+    raise RuntimeError("no secret in this message")
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+@pytest.mark.parametrize("where", ["structlog", "stdlib"])
+def test_tracebacks_print_no_local_variables(fmt: str, where: str) -> None:
+    """A traceback's frames hold whatever the code had in hand: a webhook token before it was
+    known to be one (the pre-claim failure of a token not seen since start), a password being
+    sent. The console renderer printed every frame's locals (rich's show_locals), so such a
+    value, never registered, reached the log in clear."""
+    secret = "local-canary-" + uuid.uuid4().hex  # not in the source the traceback quotes
+    buf = _capture(fmt)
+    try:
+        _fail_with(secret)
+    except RuntimeError:
+        if where == "structlog":
+            structlog.get_logger("t").exception("crash")
+        else:
+            logging.getLogger("aiohttp.server").exception("crash")
+    out = buf.getvalue()
+    assert "_fail_with" in out  # the traceback is there
+    assert secret not in out
 
 
 def test_webhook_paths_and_bearer_headers_are_scrubbed() -> None:
