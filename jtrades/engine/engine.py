@@ -41,8 +41,8 @@ from jtrades.engine.changes import ChangeFeed
 from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.counters import Counters, SessionCounters, Undo
 from jtrades.engine.dispatch import Dispatcher
-from jtrades.engine.fanout import Fanout, is_entry
-from jtrades.engine.filters import RecorderState, check_recorder
+from jtrades.engine.fanout import Fanout
+from jtrades.engine.filters import RecorderState, check_recorder, is_entry
 from jtrades.engine.flatten import Flattener
 from jtrades.engine.reconcile import Reconciler
 from jtrades.engine.signal import Signal
@@ -299,7 +299,7 @@ class Engine:
 
         rc = self.counters.get("recorder", rec.id, now, undo)
         rc.signals += 1
-        entry = is_entry(signal, rec.settings.inverse)
+        entry = is_entry(signal, rec.settings)
         rej = check_recorder(
             signal,
             rec.settings,

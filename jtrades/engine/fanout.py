@@ -23,10 +23,9 @@ from jtrades.engine.dispatch import WorkItem
 from jtrades.engine.filters import (
     Rejection,
     TraderState,
-    apply_inverse,
     check_gate,
     check_trader,
-    is_exit,
+    is_entry,
 )
 from jtrades.engine.planning import (
     AccountPlan,
@@ -34,16 +33,11 @@ from jtrades.engine.planning import (
     plan_account,
 )
 from jtrades.engine.pnl import DailyPnl
-from jtrades.engine.signal import Action, Signal
+from jtrades.engine.signal import Signal
 from jtrades.engine.sizing import open_pnl
 from jtrades.engine.steps import cl_ord_prefix
 
 log = structlog.get_logger(__name__)
-
-
-def is_entry(signal: Signal, inverse: bool) -> bool:
-    sig = apply_inverse(signal, inverse)
-    return not is_exit(sig) and sig.action is not Action.CANCEL
 
 
 class Fanout:
@@ -115,7 +109,7 @@ class Fanout:
                 detail["traders"][str(t.id)] = {"filter": trej.filter, "reason": trej.reason}
                 if not trej.entry_only:
                     continue
-            elif refused is None and is_entry(signal, t.settings.inverse):
+            elif refused is None and is_entry(signal, t.settings):
                 tc.seen += 1
                 tc.entries += 1
                 tc.last_entry_at = received_at

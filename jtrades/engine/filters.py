@@ -118,6 +118,31 @@ def _side_allowed(side: MarketPosition, direction: Direction) -> bool:
     return direction is Direction.BOTH or str(direction) == str(side)
 
 
+def _new_side(sig: Signal) -> MarketPosition | None:
+    if sig.action is Action.BUY:
+        return MarketPosition.LONG
+    if sig.action is Action.SELL:
+        return MarketPosition.SHORT
+    return None  # add follows the position's own side; cancel opens nothing
+
+
+def _may_open(sig: Signal, s: RiskSettings) -> bool:
+    """Whether a signal (read with ``s.inverse`` applied) can open or add to a position: not an
+    exit, not a cancel, and not a buy/sell on a side ``--direction`` forbids. Such a buy/sell
+    is at most the close half of a reversal: no entry filter applies to it, and it is no entry
+    for the counters (cooldown, max signals, every-Nth) — counted, a long-only follower's
+    reversal sells used up the session's entries and took every-Nth turns from the buys."""
+    if is_exit(sig) or sig.action is Action.CANCEL:
+        return False
+    side = _new_side(sig)
+    return side is None or _side_allowed(side, s.direction)
+
+
+def is_entry(signal: Signal, s: RiskSettings) -> bool:
+    """Whether the raw ``signal`` counts as an entry under settings ``s`` (``_may_open``)."""
+    return _may_open(apply_inverse(signal, s.inverse), s)
+
+
 def _check_direction(sig: Signal, s: RiskSettings) -> Rejection | None:
     """Reject an entry on a side the settings forbid, when the signal shows it cannot be a reversal.
 
@@ -127,13 +152,8 @@ def _check_direction(sig: Signal, s: RiskSettings) -> Rejection | None:
     the signal passes and the planner decides per sub-account: close an opposite position, or
     ignore with the reason "direction".
     """
-    if sig.action is Action.BUY:
-        side = MarketPosition.LONG
-    elif sig.action is Action.SELL:
-        side = MarketPosition.SHORT
-    else:
-        return None  # add follows the position's own side; cancel opens nothing
-    if _side_allowed(side, s.direction):
+    side = _new_side(sig)
+    if side is None or _side_allowed(side, s.direction):
         return None
     if sig.prev_market_position in (MarketPosition.FLAT, side):
         return Rejection("direction", f"{side} entries are off (--direction {s.direction})")
@@ -258,10 +278,11 @@ def check_recorder(
     )
     if gate is not None or _skips_entry_checks(sig):
         return gate
+    if not _may_open(sig, s):
+        return _entry_refusal(sig, _check_direction(sig, s))
     return _entry_refusal(
         sig,
-        _check_direction(sig, s)
-        or _check_window(s, now, tz)
+        _check_window(s, now, tz)
         or _check_auto_flat(s, now, tz)
         or _check_cooldown(s, st.last_entry_at, now)
         or _check_max_signals(s, st.entries_this_session)
@@ -340,10 +361,12 @@ def check_trader(
     def own(name: str) -> bool:
         return overridden is None or name in overridden
 
+    if not _may_open(sig, s):
+        direction = own("direction") or own("inverse")
+        return _entry_refusal(sig, _check_direction(sig, s) if direction else None)
     return _entry_refusal(
         sig,
-        (_check_direction(sig, s) if own("direction") or own("inverse") else None)
-        or (_check_window(s, now, tz) if own("windows") else None)
+        (_check_window(s, now, tz) if own("windows") else None)
         or (_check_auto_flat(s, now, tz) if own("auto_flat_after") else None)
         or (_check_cooldown(s, st.last_entry_at, now) if own("cooldown_s") else None)
         or (_check_max_signals(s, st.entries_this_session) if own("max_signals") else None)

@@ -419,6 +419,35 @@ async def test_a_reversal_refused_by_a_traders_own_filter_closes_only_its_accoun
     assert cooling not in out.detail["trader_entries"]
 
 
+@pytest.mark.parametrize("level", ["recorder", "trader"])
+async def test_a_sell_a_long_only_follower_can_only_close_is_not_an_entry(
+    database: Database, engine_factory: Any, level: str
+) -> None:
+    """A long/short strategy followed long-only: the sell reversing it closes the long and
+    opens nothing. Counted as an entry, it used up --max-signals 2 after one long (the next
+    buy refused), restarted the cooldown and took every-Nth turns."""
+    pool = database.pool
+    u = await make_user(pool, f"lo-{level}")
+    limits: dict[str, Any] = {"direction": "long", "max_signals": 2}
+    rec = await make_recorder(pool, u, "rec", size=1, **(limits if level == "recorder" else {}))
+    (sub,) = await make_paper_account(pool, u, f"lo-{level}-paper")
+    trader = await make_trader(pool, u, rec, [(sub, 1)], **(limits if level == "trader" else {}))
+    engine = await engine_factory()
+    long_ = {"prev_market_position": MarketPosition.SHORT, "market_position": MarketPosition.LONG}
+    short = {"prev_market_position": MarketPosition.LONG, "market_position": MarketPosition.SHORT}
+
+    first = await send(engine, pool, rec, buy(**long_))
+    reversal = await send(engine, pool, rec, sell(**short))
+    assert await net_pos(engine, pool, sub) == 0  # closed; nothing opened
+    second = await send(engine, pool, rec, buy(**long_))
+
+    assert (first.verdict, reversal.verdict, second.verdict) == ("accepted",) * 3, second
+    assert await net_pos(engine, pool, sub) == 1
+    counted = "entry" if level == "recorder" else "trader_entries"
+    flags = [o.detail[counted] for o in (first, reversal, second)]
+    assert flags == ([True, False, True] if level == "recorder" else [[trader], [], [trader]])
+
+
 async def test_a_halted_sub_account_closes_on_a_reversal_and_opens_nothing(
     database: Database, engine_factory: Any
 ) -> None:

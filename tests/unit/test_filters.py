@@ -18,6 +18,7 @@ from jtrades.engine.filters import (
     apply_inverse,
     check_recorder,
     check_trader,
+    is_entry,
     is_exit,
 )
 from jtrades.engine.risk import Direction, RiskSettings, Window
@@ -91,6 +92,27 @@ def test_halt_blocks_everything_but_exits() -> None:
         assert trd(sig, halted=True) is None
 
 
+def test_a_side_the_direction_forbids_meets_no_entry_filter_and_is_no_entry() -> None:
+    """Short-only: a buy out of a short can only close it (the planner opens nothing on the
+    long side), so the cooldown, max signals and every-Nth neither refuse nor count it; a buy
+    from flat is refused by the direction alone; a sell is an entry like any other."""
+    strict = RiskSettings(direction=Direction.SHORT, cooldown_s=3600, max_signals=1, every_nth=5)
+    busy = RecorderState(10, 10, NOW - timedelta(seconds=1), 3)
+    broke = TraderState(D(0), D(0), NOW - timedelta(seconds=1), 10, 3)
+    out_of_short = dataclasses.replace(BUY, prev_market_position=MarketPosition.SHORT)
+    from_flat = dataclasses.replace(BUY, prev_market_position=MarketPosition.FLAT)
+    for sig in (out_of_short, BUY):
+        assert rec(sig, strict, busy) is None
+        assert trd(sig, strict, broke) is None
+        assert not is_entry(sig, strict)
+    assert name(rec(from_flat, strict, busy)) == "direction"
+    assert name(trd(from_flat, strict, broke)) == "direction"
+    assert name(rec(SELL, strict, busy)) == "cooldown"
+    assert is_entry(SELL, strict)
+    # inverse reads the buy as a sell: an entry on the allowed side
+    assert is_entry(out_of_short, dataclasses.replace(strict, inverse=True))
+
+
 def test_gate_order_disabled_before_owner_before_halt() -> None:
     assert name(rec(BUY, enabled=False, owner_active=False, halted=True)) == "recording_disabled"
     assert name(rec(BUY, owner_active=False, halted=True)) == "owner_not_approved"
@@ -108,7 +130,7 @@ def test_exits_skip_every_entry_filter() -> None:
     )
     busy = RecorderState(10, 10, NOW - timedelta(seconds=1), 3)
     broke = TraderState(D(-1000), D(0), NOW - timedelta(seconds=1), 10, 3)
-    assert name(rec(BUY, strict, busy)) is not None
+    assert name(rec(SELL, strict, busy)) is not None
     for sig in (CLOSE, FLAT_TARGET, REDUCE, CANCEL):
         assert rec(sig, strict, busy) is None
         assert trd(sig, strict, broke) is None
