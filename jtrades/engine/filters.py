@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -168,16 +168,22 @@ def _check_window(s: RiskSettings, now: datetime, tz: ZoneInfo) -> Rejection | N
     return Rejection("window", f"{local:%H:%M} {tz.key} is outside the trading window(s) {spans}")
 
 
+_INSTANT = timedelta(microseconds=1)
+
+
 def _check_auto_flat(s: RiskSettings, now: datetime, tz: ZoneInfo) -> Rejection | None:
     """No new entries from the cutoff until the next trading day opens (17:00 Chicago).
 
     The cutoff is the first time the user's wall clock reads ``auto_flat_after`` after the day's
     open, so a 15:00 cutoff fires at 15:00 the same afternoon and an evening one (20:00) fires
-    the evening the day opens; weekends before Sunday's open are before any cutoff.
+    the evening the day opens; weekends before Sunday's open are before any cutoff. Strictly
+    after: a cutoff that reads the open itself (18:00 New York; 22:00 London in the weeks the
+    US is on summer time and the UK not) leaves nothing to block until the next open.
     """
     if s.auto_flat_after is None:
         return None
-    cutoff = next_wall_time(session_open(trading_day(now)), s.auto_flat_after, tz)
+    opened = session_open(trading_day(now))
+    cutoff = next_wall_time(opened + _INSTANT, s.auto_flat_after, tz)
     if now < cutoff:
         return None
     return Rejection(

@@ -71,18 +71,39 @@ def session_open(day: date) -> datetime:
 def next_wall_time(after: datetime, at: time, tz: ZoneInfo) -> datetime:
     """The first instant at or after ``after`` whose wall clock in ``tz`` reads ``at`` (UTC).
 
-    A wall time skipped by a spring-forward gap maps to the instant just after the gap
-    (zoneinfo's fold=0 reading of a nonexistent time), so a cutoff in the gap still fires that day.
+    A wall time skipped by a spring-forward gap maps to the instant the clocks jump (the gap's
+    end), so a cutoff in the gap still fires that day, and no later than the wall clock passes
+    it. A repeated (fall-back) wall time is its first occurrence.
     """
     _require_aware(after)
     local = after.astimezone(tz)
     for extra in (0, 1, 2):
-        candidate = datetime.combine(local.date() + timedelta(days=extra), at, tzinfo=tz)
-        # Round-trip through UTC normalises a nonexistent (gap) wall time.
-        cand_utc = candidate.astimezone(UTC)
-        if cand_utc >= after:
-            return cand_utc
+        candidate = _instant(datetime.combine(local.date() + timedelta(days=extra), at), tz)
+        if candidate >= after:
+            return candidate
     raise AssertionError("unreachable: a wall time recurs within two days")  # pragma: no cover
+
+
+def _instant(wall: datetime, tz: ZoneInfo) -> datetime:
+    """The UTC instant of naive wall time ``wall`` in ``tz``; in a gap, the gap's end.
+
+    zoneinfo reads a time that does not exist with the offset from before the gap (fold=0), an
+    instant as far past the jump as the time is into the gap: 02:30 in a 02:00→03:00 gap came
+    out as 03:30. The jump lies between that reading and the fold=1 one; it is found to the
+    second (transitions fall on whole minutes)."""
+    early = wall.replace(tzinfo=tz).astimezone(UTC)
+    if early.astimezone(tz).replace(tzinfo=None) == wall:
+        return early
+    late = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    lo, hi = min(early, late), max(early, late)
+    before = lo.astimezone(tz).utcoffset()
+    while hi - lo > timedelta(seconds=1):
+        mid = lo + (hi - lo) / 2
+        if mid.astimezone(tz).utcoffset() == before:
+            lo = mid
+        else:
+            hi = mid
+    return hi.replace(microsecond=0)
 
 
 def in_window(now: datetime, window: Window, tz: ZoneInfo) -> bool:

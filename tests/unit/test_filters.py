@@ -260,6 +260,25 @@ def test_an_evening_auto_flat_fires_the_evening_the_day_opens() -> None:
     assert name(rec(BUY, s, now=datetime(2026, 11, 25, 10, 0, tzinfo=CHI))) == "auto_flat"
 
 
+@pytest.mark.parametrize(
+    ("cutoff", "now", "tz"),
+    [
+        # 18:00 New York is 17:00 Chicago: the open itself
+        (time(18), datetime(2026, 11, 25, 10, 0, tzinfo=NY), NY),
+        (time(18), datetime(2026, 11, 24, 18, 0, tzinfo=NY), NY),
+        # the US on summer time, the UK not yet: 22:00 London is the open on 2026-03-17
+        (time(22), datetime(2026, 3, 17, 14, 0, tzinfo=LONDON), LONDON),
+    ],
+)
+def test_a_cutoff_at_the_open_blocks_nothing(cutoff: time, now: datetime, tz: ZoneInfo) -> None:
+    """ "From the cutoff until the next day opens" is empty when the cutoff is the open: taken
+    as the open itself ("at or after" it), it blocked the whole trading day. A minute earlier
+    it is the end of the previous day's session, which is over by ``now``."""
+    assert rec(BUY, RiskSettings(auto_flat_after=cutoff), now=now, tz=tz) is None
+    before = time(cutoff.hour - 1, 59)
+    assert rec(BUY, RiskSettings(auto_flat_after=before), now=now, tz=tz) is None
+
+
 # --- counters -------------------------------------------------------------------------------
 
 

@@ -188,3 +188,22 @@ def test_next_wall_time(after: datetime, at: time, tz: ZoneInfo) -> None:
         datetime.combine(local.date(), at, tzinfo=tz).astimezone(UTC).astimezone(tz).time() != at
     )
     assert local.time() == at or in_gap
+
+
+def test_a_cutoff_skipped_by_a_spring_forward_gap_is_when_the_clocks_jump() -> None:
+    """Israel goes from 02:00 to 03:00 on a Friday (inside a CME day): 02:30 that night is the
+    moment the clocks jump (03:00, 00:00 UTC), not 03:30 (zoneinfo's reading of a time that
+    does not exist, with the offset before the gap), which let entries through for half an
+    hour after the wall clock had passed the cutoff."""
+    jerusalem = ZoneInfo("Asia/Jerusalem")
+    after = datetime(2026, 3, 26, 12, 0, tzinfo=UTC)
+    assert next_wall_time(after, time(2, 30), jerusalem) == datetime(2026, 3, 27, 0, 0, tzinfo=UTC)
+    assert next_wall_time(after, time(2, 0), jerusalem) == datetime(2026, 3, 27, 0, 0, tzinfo=UTC)
+    # times that exist are untouched, on either side of the gap
+    assert next_wall_time(after, time(3, 0), jerusalem) == datetime(2026, 3, 27, 0, 0, tzinfo=UTC)
+    assert next_wall_time(after, time(1, 59), jerusalem) == datetime(
+        2026, 3, 26, 23, 59, tzinfo=UTC
+    )
+    # New York's gap (02:00-03:00 on 2026-03-08, 07:00 UTC)
+    ny = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
+    assert next_wall_time(ny, time(2, 15), NY) == datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
