@@ -304,7 +304,9 @@ class Engine:
             signal,
             rec.settings,
             RecorderState(rc.signals - 1, rc.entries, rc.last_entry_at, rc.seen),
-            now,
+            # judged when it arrived, as entries are stamped: measured to when it was handled
+            # (after waiting on this lock behind a slow broker), a cooldown let it through
+            received_at,
             rec.tz,
             enabled=rec.recording_enabled,
             owner_active=rec.owner_active,

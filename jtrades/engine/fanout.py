@@ -98,8 +98,8 @@ class Fanout:
                 )
                 # Only the trader's own overrides of the recorder's filters run here, on its
                 # owner's clock (t.tz); the inherited ones ran once above, on the recorder owner's.
-                trej = check_trader(
-                    signal, t.settings, state, now, t.tz, overridden=t.overridden, **gate
+                trej = check_trader(  # at its arrival, as the recorder's chain (engine)
+                    signal, t.settings, state, received_at, t.tz, overridden=t.overridden, **gate
                 )
             if trej is not None:
                 if trej.filter == "every_nth":

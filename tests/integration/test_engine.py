@@ -469,6 +469,32 @@ async def test_a_halted_sub_account_closes_on_a_reversal_and_opens_nothing(
     assert await net_pos(engine, pool, sub) == 0
 
 
+@pytest.mark.parametrize("level", ["recorder", "trader"])
+async def test_the_cooldown_is_measured_between_arrivals(
+    database: Database, engine_factory: Any, level: str
+) -> None:
+    """Two alerts 0.5 s apart under a 1 s cooldown, the second handled a second later (it
+    waited on the recorder's lock behind a slow broker): measured from the first one's arrival
+    to the second one's handling, it passed."""
+    pool = database.pool
+    u = await make_user(pool, f"cd-{level}")
+    cooldown = {"cooldown_s": 1}
+    rec = await make_recorder(pool, u, "rec", **(cooldown if level == "recorder" else {}))
+    (sub,) = await make_paper_account(pool, u, f"cd-{level}-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], **(cooldown if level == "trader" else {}))
+    engine = await engine_factory()
+    t0 = datetime.now(UTC)
+    sid, _ = await store_signal(pool, rec, t0)
+    first = await engine.on_signal(signal_id=sid, recorder_id=rec, signal=buy(), received_at=t0)
+    await asyncio.sleep(1.2)
+    t1 = t0 + timedelta(seconds=0.5)
+    sid, _ = await store_signal(pool, rec, t1)
+    second = await engine.on_signal(signal_id=sid, recorder_id=rec, signal=buy(), received_at=t1)
+    assert first.verdict == "accepted"
+    assert (second.verdict, second.filter) == ("rejected", "cooldown"), second
+    assert await net_pos(engine, pool, sub) == 1
+
+
 async def test_expired_signal_is_not_traded(database: Database, engine_factory: Any) -> None:
     pool = database.pool
     u = await make_user(pool, "fay")
