@@ -77,8 +77,8 @@ def ladder(
 
     Fixed legs are scaled by the multiplier (rounded down) and capped by what is left; the last
     leg takes the rest whatever its own quantity, so the legs sum to ``total`` exactly. A leg
-    left with 0 contracts is dropped (a ×0.5 follower of ``20:1,40:1,60`` on a 2-lot gets the
-    1st and 3rd legs). No legs → no ladder.
+    left with 0 contracts is dropped (a ×0.5 follower of ``20:1,40:1,60`` on a 2-lot: 1 × 0.5
+    rounds down to 0, so both contracts go to the 3rd leg). No legs → no ladder.
     """
     if total < 1:
         raise ValueError(f"a ladder needs a position ≥ 1, got {total}")
