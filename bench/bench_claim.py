@@ -94,19 +94,21 @@ class Bench:
         async with self.lane.borrow() as ex:
             await self._claim(ex, sid, intents)
 
-    async def _claim(self, ex: Executor, sid: int, intents: list[NewIntent]) -> None:
-        await signals.claim(
-            ex,
+    def delivery(self, sid: int) -> signals.Delivery:
+        return signals.Delivery(
+            signal_id=sid,
             recorder_id=self.recorder,
             idem_key=uuid.uuid4().hex,
+            window=timedelta(hours=24),
             received_at=datetime.now(UTC),
             remote_addr="127.0.0.1",
             content_type="application/json",
             raw_body=BODY,
             signal=self.signal,
-            signal_id=sid,
-            intents=intents,
         )
+
+    async def _claim(self, ex: Executor, sid: int, intents: list[NewIntent]) -> None:
+        await signals.claim_delivery(ex, self.delivery(sid), intents)
 
     async def row(self, n: int, gap: float, count: int, backends: list[int]) -> str:
         walls: list[float] = []
@@ -135,17 +137,7 @@ class Bench:
     async def explain(self, n: int) -> list[str]:
         sid = await self.pool.fetchval("SELECT nextval(pg_get_serial_sequence('signals', 'id'))")
         intents = self.intents(sid, n)
-        args = signals.claim_args(
-            recorder_id=self.recorder,
-            idem_key=uuid.uuid4().hex,
-            received_at=datetime.now(UTC),
-            remote_addr="127.0.0.1",
-            content_type="application/json",
-            raw_body=BODY,
-            signal=self.signal,
-            signal_id=sid,
-            intents=intents,
-        )
+        args = signals.claim_args(self.delivery(sid), intents)
         rows = await self.pool.fetch("EXPLAIN (ANALYZE, WAL) " + q("signals.claim"), *args)
         lines = [str(r[0]).strip().removeprefix("->").strip() for r in rows]
         wal = next(x for x in lines if x.startswith("WAL:"))  # the first is the statement's

@@ -1,6 +1,6 @@
 """Signals: every webhook delivery stored raw with its verdict, and the dedup decision.
 
-``claim`` is the one place a duplicate is decided (money rule 3): a single statement inserts the
+``claim_delivery`` is the one place a duplicate is decided (money rule 3): a single statement inserts the
 signal row, its idempotency key and, when it is new, its order intents; a racing copy of the
 same alert finds the key, is stored as ``duplicate`` pointing at the first, and writes no
 intents. Deliveries that never reach dedup (bad token, bad body, too large) are stored by
@@ -38,7 +38,7 @@ class Claim:
 
     signal_id: int
     duplicate_of: int | None
-    # per intent handed to ``claim``, in order: its id, or None when its clOrdId already existed
+    # per intent handed to ``claim_delivery``, in order: its id, or None when its clOrdId already existed
     # (never sent again); empty for a duplicate, whose intents are not written
     intent_ids: tuple[int | None, ...] = ()
 
@@ -115,80 +115,9 @@ def _columns(signal: Signal | None) -> list[Any]:
     return [signal.action.value, _text(signal.ticker), qty, price, parsed]
 
 
-def claim_args(
-    *,
-    recorder_id: int,
-    idem_key: str,
-    received_at: datetime,
-    remote_addr: str | None,
-    content_type: str | None,
-    raw_body: bytes,
-    signal: Signal,
-    window: timedelta = timedelta(hours=24),
-    signal_id: int | None = None,
-    intents: Sequence[NewIntent] = (),
-    detail: dict[str, Any] | None = None,
-) -> list[Any]:
-    """The parameters of ``signals.claim``, in its order (also what ``bench claim`` EXPLAINs)."""
-    return [
-        recorder_id,
-        idem_key,
-        received_at,
-        remote_addr,
-        _text(content_type),
-        raw_body,
-        *_columns(signal),
-        window.total_seconds(),
-        signal_id,
-        intent_rows(intents),
-        detail,
-    ]
-
-
-async def claim(
-    ex: Executor,
-    *,
-    recorder_id: int,
-    idem_key: str,
-    received_at: datetime,
-    remote_addr: str | None,
-    content_type: str | None,
-    raw_body: bytes,
-    signal: Signal,
-    window: timedelta = timedelta(hours=24),
-    signal_id: int | None = None,
-    intents: Sequence[NewIntent] = (),
-    detail: dict[str, Any] | None = None,
-) -> Claim:
-    """Store a parsed delivery and decide, atomically, whether it is a duplicate: it is when
-    the same key was claimed less than ``window`` ago. A new delivery's ``intents`` are written
-    in the same statement; ``signal_id`` (from ``SignalIds``) is the id the row gets, and must
-    be the one the intents' clOrdIds were made from."""
-    args = claim_args(
-        recorder_id=recorder_id,
-        idem_key=idem_key,
-        received_at=received_at,
-        remote_addr=remote_addr,
-        content_type=content_type,
-        raw_body=raw_body,
-        signal=signal,
-        window=window,
-        signal_id=signal_id,
-        intents=intents,
-        detail=detail,
-    )
-    with translate_errors():
-        row = await ex.fetchrow(q("signals.claim"), *args)
-    assert row is not None
-    if row["duplicate_of"] is not None:
-        return Claim(row["id"], row["duplicate_of"])
-    written = zip(row["cl_ord_ids"] or (), row["intent_ids"] or (), strict=True)
-    return Claim(row["id"], None, tuple(ids_in_order(intents, written)))
-
-
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A parsed, authenticated delivery not yet stored: what ``claim`` needs, handed from the
+    """A parsed, authenticated delivery not yet stored: what ``claim_delivery`` needs, handed from the
     webhook to the engine, which stores it together with the orders it plans for it."""
 
     signal_id: int
@@ -205,24 +134,37 @@ class Delivery:
     detail: dict[str, Any] | None = None
 
 
+def claim_args(delivery: Delivery, intents: Sequence[NewIntent] = ()) -> list[Any]:
+    """The parameters of ``signals.claim``, in its order (also what ``bench claim`` EXPLAINs)."""
+    return [
+        delivery.recorder_id,
+        delivery.idem_key,
+        delivery.received_at,
+        delivery.remote_addr,
+        _text(delivery.content_type),
+        delivery.raw_body,
+        *_columns(delivery.signal),
+        delivery.window.total_seconds(),
+        delivery.signal_id,
+        intent_rows(intents),
+        delivery.detail,
+    ]
+
+
 async def claim_delivery(
     ex: Executor, delivery: Delivery, intents: Sequence[NewIntent] = ()
 ) -> Claim:
-    """``claim`` for a ``Delivery``: the row, the dedup decision and the intents, one commit."""
-    return await claim(
-        ex,
-        recorder_id=delivery.recorder_id,
-        idem_key=delivery.idem_key,
-        received_at=delivery.received_at,
-        remote_addr=delivery.remote_addr,
-        content_type=delivery.content_type,
-        raw_body=delivery.raw_body,
-        signal=delivery.signal,
-        window=delivery.window,
-        signal_id=delivery.signal_id,
-        intents=intents,
-        detail=delivery.detail,
-    )
+    """Store a parsed delivery and decide, atomically, whether it is a duplicate: it is when
+    the same key was claimed less than ``delivery.window`` ago. A new delivery's ``intents``
+    are written in the same statement, one commit; ``delivery.signal_id`` (from ``SignalIds``)
+    is the id the row gets, and must be the one the intents' clOrdIds were made from."""
+    with translate_errors():
+        row = await ex.fetchrow(q("signals.claim"), *claim_args(delivery, intents))
+    assert row is not None
+    if row["duplicate_of"] is not None:
+        return Claim(row["id"], row["duplicate_of"])
+    written = zip(row["cl_ord_ids"] or (), row["intent_ids"] or (), strict=True)
+    return Claim(row["id"], None, tuple(ids_in_order(intents, written)))
 
 
 async def claim_fate(

@@ -25,6 +25,13 @@ NOW = datetime.now(UTC)
 TOKEN = "tok-SECRET-abcdefghijklmnop"
 
 
+async def _claim(pool: asyncpg.Pool, **fields: Any) -> signal_store.Claim:
+    """A delivery stored as the daemon stores one: with an id drawn first, kept 24 hours."""
+    sid = await pool.fetchval("SELECT nextval(pg_get_serial_sequence('signals', 'id'))")
+    delivery = signal_store.Delivery(signal_id=sid, window=timedelta(hours=24), **fields)
+    return await signal_store.claim_delivery(pool, delivery)
+
+
 async def seed(pool: asyncpg.Pool) -> dict[str, int]:
     ids: dict[str, int] = {}
     for name in ("alice", "bob"):
@@ -56,7 +63,7 @@ async def seed(pool: asyncpg.Pool) -> dict[str, int]:
         )
     body = b'{"action":"buy","token":"%s"}' % TOKEN.encode()
     buy = Signal(Action.BUY, ticker="MNQ1!", quantity=2, price=Decimal("21500.25"))
-    first = await signal_store.claim(
+    first = await _claim(
         pool,
         recorder_id=ids["nq-scalp"],
         idem_key="id:1",
@@ -67,7 +74,7 @@ async def seed(pool: asyncpg.Pool) -> dict[str, int]:
         signal=buy,
     )
     await signal_store.set_outcome(pool, first.signal_id, verdict="accepted", orders=3)
-    rejected = await signal_store.claim(
+    rejected = await _claim(
         pool,
         recorder_id=ids["nq-scalp"],
         idem_key="id:2",
@@ -84,7 +91,7 @@ async def seed(pool: asyncpg.Pool) -> dict[str, int]:
         filter="cooldown",
         reason="12s left of a 60s cooldown",
     )
-    await signal_store.claim(
+    await _claim(
         pool,
         recorder_id=ids["nq-scalp"],
         idem_key="id:1",
