@@ -27,6 +27,7 @@ from jtrades.engine.filters import (
     check_trader,
     is_entry,
 )
+from jtrades.engine.instruments import split_symbol
 from jtrades.engine.planning import (
     AccountPlan,
     AccountState,
@@ -36,6 +37,7 @@ from jtrades.engine.pnl import DailyPnl
 from jtrades.engine.signal import Signal
 from jtrades.engine.sizing import open_pnl
 from jtrades.engine.steps import cl_ord_prefix
+from jtrades.errors import InvalidSignal, TransientBrokerError
 
 log = structlog.get_logger(__name__)
 
@@ -142,8 +144,48 @@ class Fanout:
         return items, rejections
 
     async def _contract(self, link: LinkConfig, broker: Broker, ticker: str) -> Contract:
-        # The resolver caches per broker with a TTL, so ``MNQ1!`` follows the roll.
-        return await self._brokers.resolve_contract(link, broker, ticker)
+        """The contract this sub-account trades for ``ticker``. The resolver caches per broker
+        with a TTL, so ``MNQ1!`` follows the roll; a position does not. Held in another month
+        of the root and nothing held in the one named now, the position's month is the one the
+        signal acts on: after a roll, or in roll week when the broker's front month and the
+        calendar fallback differ, a ``close`` planned on the new month found "already flat"
+        and left the old one open. New positions then open in the new month."""
+        contract = await self._brokers.resolve_contract(link, broker, ticker)
+        held = held_elsewhere(broker, link.broker_account_id, ticker, contract)
+        if held is None:
+            return contract
+        log.info(
+            "engine.position_month",
+            sub_account=link.sub_account_id,
+            ticker=ticker,
+            named=contract.symbol,
+            held=held,
+        )
+        return await self._brokers.resolve_contract(link, broker, held)
+
+
+def held_elsewhere(broker: Broker, account_id: int, ticker: str, contract: Contract) -> str | None:
+    """The one other month of ``contract``'s root this account holds a position in, when
+    ``ticker`` is continuous and nothing is held in ``contract``; None otherwise (an explicit
+    month is the user's choice; two months held is a spread, not the signal's to pick from)."""
+    if split_symbol(ticker).nth is None:
+        return None
+    try:
+        positions = broker.positions(account_id)
+    except TransientBrokerError:
+        return None  # unsynced: nothing is planned on it anyway (rule 6)
+    held = {p.symbol for p in positions if p.net_pos != 0}
+    if contract.symbol in held:
+        return None
+    same_root = [sym for sym in held if _root(sym) == contract.root.upper()]
+    return same_root[0] if len(same_root) == 1 else None
+
+
+def _root(symbol: str) -> str | None:
+    try:
+        return split_symbol(symbol).root
+    except InvalidSignal:
+        return None
 
 
 def _planner(

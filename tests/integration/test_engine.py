@@ -495,6 +495,62 @@ async def test_the_cooldown_is_measured_between_arrivals(
     assert await net_pos(engine, pool, sub) == 1
 
 
+async def test_a_continuous_symbol_acts_on_the_month_the_position_is_held_in(
+    database: Database, engine_factory: Any
+) -> None:
+    """A long opened in the next quarter (``MNQ2!``: as after a roll, or when the broker's
+    answer and the calendar fallback name different months in roll week), then a ``close`` for
+    ``MNQ1!``: planned on the front month, it found nothing held there and left the long open.
+    The position is in the root's other month, and only there: the close takes it."""
+    pool = database.pool
+    u = await make_user(pool, "rolls")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (sub,) = await make_paper_account(pool, u, "rolls-paper")
+    await make_trader(pool, u, rec, [(sub, 1)])
+    engine = await engine_factory()
+    assert (
+        await send(engine, pool, rec, Signal(Action.BUY, ticker="MNQ2!", price=Decimal("21500")))
+    ).verdict == "accepted"
+    aid, bid = await account_of(pool, sub)
+    (held,) = engine.brokers.paper(aid).positions(bid)
+
+    out = await send(
+        engine, pool, rec, Signal(Action.CLOSE, ticker="MNQ1!", price=Decimal("21510"))
+    )
+
+    assert out.orders == 1, out
+    assert [p for p in engine.brokers.paper(aid).positions(bid) if p.net_pos] == [], held
+    (account,) = out.detail["accounts"].values()
+    assert account["action"] == "close", account
+
+
+async def test_a_continuous_symbol_with_both_months_held_acts_on_the_front_only(
+    database: Database, engine_factory: Any
+) -> None:
+    """Long the front and the next quarter (a calendar spread, each leg bought by its month):
+    ``MNQ1!`` is the front month, as before; the other leg is not the signal's to touch."""
+    pool = database.pool
+    u = await make_user(pool, "spread")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (sub,) = await make_paper_account(pool, u, "spread-paper")
+    await make_trader(pool, u, rec, [(sub, 1)])
+    engine = await engine_factory()
+    aid, bid = await account_of(pool, sub)
+    link = engine.config.snapshot.recorders[rec].traders[0].links[0]
+    paper = engine.brokers.paper(aid)
+    front, following = [
+        (await engine.brokers.resolve_contract(link, paper, t)).symbol for t in ("MNQ1!", "MNQ2!")
+    ]
+    for month in (following, front):
+        await send(engine, pool, rec, Signal(Action.BUY, ticker=month, price=Decimal("21500")))
+    assert len([p for p in paper.positions(bid) if p.net_pos]) == 2
+
+    await send(engine, pool, rec, Signal(Action.CLOSE, ticker="MNQ1!", price=Decimal("21510")))
+
+    (left,) = [p for p in paper.positions(bid) if p.net_pos]
+    assert (left.symbol, left.net_pos) == (following, 1)
+
+
 async def test_expired_signal_is_not_traded(database: Database, engine_factory: Any) -> None:
     pool = database.pool
     u = await make_user(pool, "fay")
