@@ -30,9 +30,12 @@ date, then the next listed one is; ``2!`` is the one after the front:
 - NG: every month; trading ends three business days before the contract month: we roll on the
   20th of the month before.
 
-Holidays are ignored (a day's difference at worst). TradingView's own ``1!`` rolls at expiry, so
-in the days between our roll and its the chart may show the previous contract: a reason to prefer
-the broker's answer and points/ticks over absolute price levels near a roll.
+Holidays are ignored (a day's difference at worst). TradingView switches its ``1!`` when the
+next contract's daily volume passes the current one's (for NQ in June 2024, a week before expiry,
+near CME's roll date), while the broker's answer is the nearest listed expiry: in the days
+between, the chart and the order may be different months. A reason to prefer points/ticks over
+absolute price levels near a roll; a position held across it is followed by its month
+(``fanout.held_elsewhere``).
 """
 
 from __future__ import annotations
