@@ -103,6 +103,7 @@ class PaperBroker:
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
+        self._last_id = 0
         self._prices: dict[str, Decimal] = {}
         self._contracts: dict[str, Contract] = {}
         self._orders: dict[int, _Order] = {}
@@ -341,6 +342,11 @@ class PaperBroker:
         finally:
             self._subscribers.remove(queue)
 
+    def number_after(self, used: int) -> None:
+        """Give orders and fills ids above ``used``, the highest a previous run gave: from 1
+        again, a restart's fills took stored ones' ids and the mirror dropped them as known."""
+        self._ids = itertools.count(max(used, self._last_id) + 1)
+
     def restore_position(self, account_id: int, symbol: str, net: int, avg: Decimal | None) -> None:
         """Put back a position mirrored before a restart (paper state is in memory)."""
         self._positions[(account_id, symbol)] = _Pos(net, avg)
@@ -351,6 +357,10 @@ class PaperBroker:
             q.put_nowait(None)
 
     # --- internals ------------------------------------------------------------------------
+
+    def _next_id(self) -> int:
+        self._last_id = next(self._ids)
+        return self._last_id
 
     def _tick(self, symbol: str) -> Decimal | None:
         return c.tick_size if (c := self._contracts.get(symbol)) is not None else None
@@ -363,7 +373,7 @@ class PaperBroker:
         if req.qty < 1:
             raise BrokerRejected("quantity must be ≥ 1")
         o = _Order(
-            id=next(self._ids),
+            id=self._next_id(),
             account=req.account,
             symbol=req.symbol,
             contract_id=self._contract_id(req.symbol),
@@ -396,7 +406,7 @@ class PaperBroker:
 
     def _child(self, parent: _Order, side: Side, qty: int, kind: OrderType) -> _Order:
         o = _Order(
-            id=next(self._ids),
+            id=self._next_id(),
             account=parent.account,
             symbol=parent.symbol,
             contract_id=parent.contract_id,
@@ -440,7 +450,7 @@ class PaperBroker:
     def _fill(self, o: _Order, price: Decimal) -> None:
         aid = o.account.account_id
         fill = Fill(
-            fill_id=next(self._ids),
+            fill_id=self._next_id(),
             order_id=o.id,
             account_id=aid,
             contract_id=o.contract_id,

@@ -118,6 +118,7 @@ class BrokerRegistry:
                 continue
             self._restored.add(account_id)
             by_sub = dict(subs)
+            broker.number_after(await trading_store.paper_ids_used(self._db.pool, account_id))
             for row in await trading_store.positions(self._db.pool, list(by_sub)):
                 if row["net_pos"]:
                     broker.restore_position(

@@ -78,6 +78,11 @@ async def positions(ex: Executor, sub_account_ids: list[int]) -> list[dict[str, 
         return [dict(r) for r in await ex.fetch(q("trading.positions"), sub_account_ids)]
 
 
+async def paper_ids_used(ex: Executor, account_id: int) -> int:
+    with translate_errors():
+        return int(await ex.fetchval(q("trading.paper_ids_used"), account_id))
+
+
 async def orders_of(ex: Executor, sub_account_id: int) -> list[dict[str, Any]]:
     with translate_errors():
         return [dict(r) for r in await ex.fetch(q("trading.orders_of"), sub_account_id)]

@@ -74,6 +74,17 @@ FROM trades WHERE closed_at >= $1 GROUP BY sub_account_id, symbol;
 SELECT sub_account_id, symbol, net_pos, net_price, updated_at
 FROM positions WHERE sub_account_id = ANY($1::bigint[]);
 
+-- name: trading.paper_ids_used($1 account_id)
+-- The highest broker id a paper login's orders and fills were given (one counter numbers
+-- both, across all its sub-accounts, linked now or not): its next run numbers on from there,
+-- so that run's fills are not taken for stored ones.
+WITH subs AS (SELECT id FROM sub_accounts WHERE account_id = $1)
+SELECT greatest(
+    (SELECT max(broker_order_id) FROM orders WHERE sub_account_id IN (SELECT id FROM subs)),
+    (SELECT max(broker_fill_id) FROM fills WHERE sub_account_id IN (SELECT id FROM subs)),
+    0
+)::bigint AS used;
+
 -- name: trading.orders_of($1 sub_account_id)
 SELECT * FROM orders WHERE sub_account_id = $1 ORDER BY broker_order_id;
 

@@ -723,6 +723,36 @@ async def test_counters_survive_a_restart(database: Database, engine_factory: An
     assert (out.verdict, out.filter) == ("rejected", "max_signals")
 
 
+async def test_a_paper_login_records_its_trades_after_a_restart(
+    database: Database, engine_factory: Any
+) -> None:
+    """The paper broker numbered its orders and fills from 1 again on every start, and the
+    mirror took the new run's fills for ones it had stored: no round trip written, the day's
+    realized P&L (what --max-daily-loss reads) short of the second loss."""
+    pool = database.pool
+    u = await make_user(pool, "pp")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (sub,) = await make_paper_account(pool, u, "pp-paper")
+    await make_trader(pool, u, rec, [(sub, 1)])
+
+    async def trades(n: int) -> bool:
+        return bool(await pool.fetchval("SELECT count(*) FROM trades") == n)
+
+    first = await engine_factory()
+    await send(first, pool, rec, buy("21500"))
+    await send(first, pool, rec, close("21480"))  # -20 points on 1 MNQ: -$40
+    await wait_for(lambda: trades(1), "the first round trip mirrored")
+    await first.close()
+
+    second = await engine_factory()
+    await send(second, pool, rec, buy("21500"))
+    await send(second, pool, rec, close("21470"))  # -$60
+    await wait_for(lambda: trades(2), "the second round trip mirrored")
+    assert await pool.fetchval("SELECT count(*) FROM fills") == 4
+    assert await pool.fetchval("SELECT count(DISTINCT broker_order_id) FROM orders") == 4
+    assert second.reconciler.pnl.realized([sub], datetime.now(UTC)) == Decimal(-100)
+
+
 async def test_trader_counters_survive_a_restart(database: Database, engine_factory: Any) -> None:
     pool = database.pool
     u = await make_user(pool, "kit")
