@@ -50,11 +50,12 @@ GROUP BY recorder_id;
 
 -- name: trading.trader_entries($1 since)
 -- The engine lists, on each signal's detail, the traders that counted it as an entry
--- (trader_entries) and those whose own every-Nth saw it (trader_seen).
+-- (trader_entries) and those whose own every-Nth refused it (trader_seen). Its every-Nth saw
+-- both (the engine counts an entry as seen too), and a signal is in one list at most.
 SELECT t.trader_id::bigint AS trader_id,
        count(*) FILTER (WHERE t.kind = 'entry') AS entries,
        max(t.received_at) FILTER (WHERE t.kind = 'entry') AS last_entry_at,
-       count(*) FILTER (WHERE t.kind = 'seen') AS seen
+       count(*) AS seen
 FROM (
     SELECT s.received_at, 'entry' AS kind, e.value AS trader_id
     FROM signals s, jsonb_array_elements_text(COALESCE(s.detail -> 'trader_entries', '[]')) e

@@ -769,6 +769,28 @@ async def test_trader_counters_survive_a_restart(database: Database, engine_fact
     assert (out.reason or "").startswith("trader")
 
 
+async def test_a_traders_every_nth_survives_a_restart(
+    database: Database, engine_factory: Any
+) -> None:
+    """Every 2nd: the first signal refused, the second taken, a restart, the third refused. The
+    restart rebuilt the trader's count from its every-Nth refusals only, not the entries its
+    every-Nth let through as well, and took the third."""
+    pool = database.pool
+    u = await make_user(pool, "nth")
+    rec = await make_recorder(pool, u, "rec", same_direction="add")
+    (sub,) = await make_paper_account(pool, u, "nth-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], every_nth=2)
+    first = await engine_factory()
+    assert (await send(first, pool, rec, buy())).filter == "every_nth"
+    assert (await send(first, pool, rec, buy())).verdict == "accepted"
+    await first.close()
+
+    second = await engine_factory()
+    out = await send(second, pool, rec, buy())
+    assert (out.verdict, out.filter) == ("rejected", "every_nth"), out
+    assert (await send(second, pool, rec, buy())).verdict == "accepted"
+
+
 async def test_counters_survive_a_restart_between_the_orders_and_the_outcome(
     database: Database, engine_factory: Any
 ) -> None:
