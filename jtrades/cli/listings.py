@@ -44,15 +44,18 @@ def parse_since(text: str | None, now: datetime) -> datetime | None:
     if text is None or not text.strip():
         return None
     m = _SPAN.match(text)
-    if m:
-        return now - timedelta(**{_UNIT[m.group(2).lower()]: float(m.group(1))})
     try:
+        if m:
+            return now - timedelta(**{_UNIT[m.group(2).lower()]: float(m.group(1))})
         at = datetime.fromisoformat(text.strip())
+        # in UTC, where the database compares it: a time zone can take it past year 1 or 9999
+        return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
         raise InvalidInput(
             f"--since wants a span like 30m, 1h, 2d or an ISO time, got {text!r}"
         ) from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    except OverflowError:
+        raise InvalidInput(f"--since {text!r} is out of range") from None
 
 
 UserOpt = Annotated[str | None, typer.Option("--user", help="Only this user's accounts.")]

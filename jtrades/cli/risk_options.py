@@ -49,7 +49,7 @@ _NONE_WORDS = frozenset({"none", "off"})
 _INT = re.compile(r"^[+-]?\d+$")
 _SECONDS = re.compile(r"^([+-]?\d+)\s*([smh]?)$")
 _INT_LIMIT = 2_147_483_647  # Postgres integer columns
-_DECIMAL_LIMIT = Decimal(10) ** 12
+_DECIMAL_DIGITS = 12  # |amount| < 10**12
 
 # CLI option name -> the RiskSettings fields it sets (and --clear resets).
 OPTION_FIELDS: dict[str, tuple[str, ...]] = {
@@ -134,9 +134,14 @@ def parse_seconds(text: str, option: str = "--cooldown") -> int:
 
 def parse_amount(text: str, option: str) -> Decimal:
     value = parse_decimal(text, option)
-    if abs(value) >= _DECIMAL_LIMIT:
+    if _too_big(value):
         raise InvalidInput(f"{option}: {text!r} is out of range")
     return value
+
+
+def _too_big(value: Decimal) -> bool:
+    """|value| ≥ 10**12, read off the exponent: abs() of 1e999999999 raises decimal.Overflow."""
+    return value.is_finite() and value.adjusted() >= _DECIMAL_DIGITS
 
 
 def _is_none(text: str) -> bool:
@@ -159,7 +164,7 @@ def _hhmm(text: str, option: str) -> time:
 def _tp(text: str, option: str) -> Any:
     legs = parse_tp(text)
     for leg in legs:
-        if abs(leg.target) >= _DECIMAL_LIMIT:
+        if _too_big(leg.target):
             raise InvalidInput(f"{option}: target {leg.target} is out of range")
         if leg.qty is not None and leg.qty > _INT_LIMIT:
             raise InvalidInput(f"{option}: quantity {leg.qty} is out of range")
@@ -212,7 +217,7 @@ def parse_risk_input(raw: RiskInput) -> dict[str, Any]:
             values["breakeven_trigger"], values["breakeven_offset"] = None, Decimal(0)
         else:
             trigger, offset = parse_breakeven(raw.breakeven)
-            if max(abs(trigger), abs(offset)) >= _DECIMAL_LIMIT:
+            if _too_big(trigger) or _too_big(offset):
                 raise InvalidInput(f"--breakeven: {raw.breakeven!r} is out of range")
             values["breakeven_trigger"], values["breakeven_offset"] = trigger, offset
     if raw.window is not None:

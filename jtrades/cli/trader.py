@@ -39,7 +39,10 @@ _SPEC = re.compile(
     r"^(?P<label>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})(?::(?P<sub>[^:*\s]+))?(?:\*(?P<mult>[^*\s]+))?$"
 )
 
-IdArg = Annotated[int, typer.Argument(metavar="ID", help="Trader id (see `trader list`).")]
+IdArg = Annotated[
+    int,
+    typer.Argument(metavar="ID", min=1, max=2**63 - 1, help="Trader id (see `trader list`)."),
+]
 AccountOpt = Annotated[
     list[str] | None,
     typer.Option(
