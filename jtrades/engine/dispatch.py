@@ -128,6 +128,18 @@ class _Prepared:
     ids: list[int | None] = field(default_factory=list)
 
 
+# (env, paper login or 0, the broker's account id): one account at the broker
+AccountKey = tuple[str, int, int]
+
+
+def broker_account(link: LinkConfig) -> AccountKey:
+    """The account at the broker a link trades. Two users who add the same Tradovate login
+    share its session, and each has a sub-account row for the same account: keyed by the row,
+    two alerts on it were not serialized and both opened from flat (rule 3). Tradovate account
+    ids are unique within an environment; a paper login numbers its own."""
+    return (link.env, link.account_id if link.env == "paper" else 0, link.broker_account_id)
+
+
 class Dispatcher:
     """Owns the per-sub-account locks; everything that changes a sub-account's orders takes its
     lock (signals here, protective stops in reconciliation)."""
@@ -147,13 +159,15 @@ class Dispatcher:
         self._ttl = timedelta(seconds=ttl_s)
         self._settle_timeout = settle_timeout_s
         self._clock = clock
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._locks: dict[AccountKey, asyncio.Lock] = {}
         self._settling: set[asyncio.Task[None]] = set()
 
-    def lock_for(self, sub_account_id: int) -> asyncio.Lock:
-        lock = self._locks.get(sub_account_id)
+    def lock_for(self, link: LinkConfig) -> asyncio.Lock:
+        """The lock of the account at the broker ``link`` trades (``broker_account``)."""
+        key = broker_account(link)
+        lock = self._locks.get(key)
         if lock is None:
-            lock = self._locks[sub_account_id] = asyncio.Lock()
+            lock = self._locks[key] = asyncio.Lock()
         return lock
 
     async def dispatch(
@@ -175,25 +189,27 @@ class Dispatcher:
         writes them with the signal's verdict in one statement). With a ``delivery`` the signal
         row is claimed with the intents (``signal_id`` must be ``delivery.signal_id``); a storage
         error then raises (nothing stored, nothing sent) instead of ``storage_failed``."""
-        # One sub-account takes one plan per signal: a second trader of the same user on the
-        # same sub-account would plan against the same state and double the position.
-        seen: dict[int, WorkItem] = {}
+        # One account at the broker takes one plan per signal: a second trader on the same
+        # sub-account, or on another user's row for the same Tradovate account, would plan
+        # against the same state and double the position.
+        seen: dict[AccountKey, WorkItem] = {}
         results: list[AccountResult] = []
         for it in items:
-            if it.link.sub_account_id in seen:
+            first = seen.get(broker_account(it.link))
+            if first is not None:
                 results.append(
                     AccountResult(
                         it.trader_id,
                         it.link.sub_account_id,
                         "ignore",
-                        f"sub-account already traded by trader {seen[it.link.sub_account_id].trader_id}"
-                        " for this signal",
+                        f"account {it.link.sub_name} already traded by trader {first.trader_id}"
+                        f" (sub-account {first.link.sub_account_id}) for this signal",
                     )
                 )
                 continue
-            seen[it.link.sub_account_id] = it
+            seen[broker_account(it.link)] = it
         order = sorted(seen)
-        locks = [self.lock_for(sid) for sid in order]
+        locks = [self.lock_for(seen[key].link) for key in order]
         acquired: list[asyncio.Lock] = []
         try:
             for lock in locks:
@@ -233,7 +249,7 @@ class Dispatcher:
                     pos += len(p.steps)
             tasks = []
             for p in prepared:
-                lock = self.lock_for(p.item.link.sub_account_id)
+                lock = self.lock_for(p.item.link)
                 acquired.remove(lock)  # handed to the task, which releases it when done
                 tasks.append(asyncio.create_task(self._run_account(p, received_at, lock)))
             finished = await asyncio.gather(*tasks)

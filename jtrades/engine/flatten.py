@@ -355,7 +355,7 @@ class Flattener:
         else:
             p.sent += result.orders
         # the dispatcher holds the lock until the view shows the liquidation's effect (bounded)
-        async with self._dispatcher.lock_for(sid):
+        async with self._dispatcher.lock_for(link):
             state = account_state(broker, link.broker_account_id, contract)
         net = state.net_pos if state is not None else None
         verdict, why = judge(result, net, len(state.working) if state is not None else 0)

@@ -229,7 +229,7 @@ class Protector:
         s = trader.settings
         bid = link.broker_account_id
         key = (link.sub_account_id, p.symbol)
-        async with self._dispatcher.lock_for(link.sub_account_id):
+        async with self._dispatcher.lock_for(link):
             before = self._carry.pop(key, None)  # this is a retry of a half-done re-placement
             cancelled_before = before.cancel if before is not None else ()
             # re-read under the lock: a signal may have just placed exits or closed it

@@ -353,6 +353,49 @@ async def test_two_signals_on_one_sub_account_are_serialised(
     assert seen == [0, 1]  # the second planned against the first one's position
 
 
+def _shared(
+    broker: Any, contract: Contract, sub: int, account_id: int, plan: Any, seen: list[int]
+) -> WorkItem:
+    """A sub-account row of login row ``account_id`` naming broker account 1 on demo: two
+    users who added the same Tradovate login each have such a row for the same account."""
+    shared = dataclasses.replace(link(sub, 1, account_id), env="demo")
+
+    def bound(state: AccountState) -> AccountPlan:
+        seen.append(state.net_pos)
+        return plan(state, SubAccount(1, "acct-1"), contract.symbol)
+
+    return WorkItem(_TRADER[-1], shared, broker, contract, bound)
+
+
+async def test_two_rows_for_one_broker_account_are_one_account(
+    pool: asyncpg.Pool, setup: dict[str, Any]
+) -> None:
+    """Locked and de-duplicated by the row, two alerts racing through the two rows both
+    planned from flat (long 2 where the strategy is long 1), and one alert with a trader on
+    each row sent twice."""
+    u = await make_user(pool, "disp2")
+    (other,) = await make_paper_account(pool, u, "disp2-paper")
+    mine = setup["subs"][0]
+    broker = FaultyBroker(setup["paper"], delay_s=0.02)
+    contract, plan = setup["contract"], entry_with_stop(Side.BUY, 1, "21490")
+    d = Dispatcher(pool, ttl_s=30)
+    seen: list[int] = []
+    (s1, a1), (s2, a2), (s3, a3) = [await store_signal(pool, setup["rec"]) for _ in range(3)]
+
+    await asyncio.gather(
+        d.dispatch(s1, a1, [_shared(broker, contract, mine, 1, plan, seen)]),
+        d.dispatch(s2, a2, [_shared(broker, contract, other, 2, plan, seen)]),
+    )
+    assert seen == [0, 1]  # the second planned against the first one's position
+
+    both = [_shared(broker, contract, sub, aid, plan, seen) for sub, aid in ((mine, 1), (other, 2))]
+    res = await d.dispatch(s3, a3, both)
+    assert len(seen) == 3  # planned once
+    ignored = [a for a in res.accounts if a.action == "ignore"]
+    assert [a.sub_account_id for a in ignored] == [other]
+    assert "already traded" in ignored[0].reason
+
+
 async def test_a_duplicate_dispatch_sends_nothing_again(
     pool: asyncpg.Pool, setup: dict[str, Any]
 ) -> None:

@@ -518,7 +518,7 @@ async def test_a_resume_while_the_liquidation_waits_for_the_lock_sends_nothing(
     under the sub-account's lock: the resumed account's position is its owner's again."""
     pool = database.pool
     engine, _, sub = await one_long(pool, start, "rl")
-    lock = engine.dispatcher.lock_for(sub)
+    lock = engine.dispatcher.lock_for(engine.config.snapshot.links_by_sub[sub])
     with structlog.testing.capture_logs() as logs:
         async with lock:  # an alert of the account's is being dispatched
             await request_flatten(engine, pool)
