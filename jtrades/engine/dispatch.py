@@ -12,7 +12,12 @@ intents: a duplicate delivery is found there, writes nothing and sends nothing (
 written back: the broker's order id, a rejection with the broker's text, or ``unknown`` when no
 answer came (reconciliation looks it up by clOrdId, never re-sends). An intent past its TTL is
 never sent (``expired``); when one step of a sub-account fails, its later steps are not sent
-either (a reversal must not open the new side when the close is in doubt).
+either (a reversal must not open the new side when the close is in doubt). A market order the
+later steps build on (a DCA add or a reduce, then the exits for the new position) must show in
+the position first (bounded by the settle timeout): an order id in the answer is not a fill.
+
+"A sub-account" is an account at the broker (``broker_account``): two users' rows for one
+Tradovate account share its lock and its one plan per signal.
 """
 
 from __future__ import annotations
@@ -354,7 +359,7 @@ class Dispatcher:
         done: list[intent_store.Outcome] = []
         try:
             failed: str | None = None
-            for (po, ni), intent_id in zip(p.steps, p.ids, strict=True):
+            for n, ((po, ni), intent_id) in enumerate(zip(p.steps, p.ids, strict=True), 1):
                 if intent_id is None:
                     # Already written by an earlier delivery of this signal: that one sends it.
                     res.messages.append(f"{ni.cl_ord_id}: duplicate, not sent again")
@@ -378,6 +383,11 @@ class Dispatcher:
                     after = expected_position(position, po)
                     if after is not None:
                         position, settle = after, True
+                        if n < len(p.steps) and po.kind == "order":
+                            failed = await self._shows(p.item, po, after)
+                            if failed is not None:
+                                res.messages.append(f"{ni.cl_ord_id}: {failed}")
+                                settle = False  # waited already: the view is what it is
                 elif state == "rejected":
                     res.rejected += 1
                     failed = f"step {po.step} rejected"
@@ -417,6 +427,23 @@ class Dispatcher:
             if lock is not None:
                 lock.release()
         return res, done
+
+    async def _shows(self, it: WorkItem, po: PlannedOrder, expected: int) -> str | None:
+        """Wait (bounded) for a market order the next steps build on to show in the position.
+        An answer with an order id is not a fill: a risk check can reject the order after
+        accepting it, and a DCA add's exits, re-placed for the position it would have made,
+        were then a stop for 2 on a long 1. None once it shows; else why the rest is not sent."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settle_timeout
+        while (held := net_pos(it.broker, it.link.broker_account_id, it.contract)) != expected:
+            left = deadline - loop.time()
+            if left <= 0:
+                return (
+                    f"step {po.step} did not show in the position within"
+                    f" {self._settle_timeout:g}s (holding {held}, expected {expected})"
+                )
+            await it.broker.position_changed(it.link.broker_account_id, left)
+        return None
 
     async def _settle_then_release(self, p: _Prepared, lock: asyncio.Lock) -> None:
         try:

@@ -53,6 +53,7 @@ from tests.integration.test_engine import (
     make_user,
     store_signal,
 )
+from tests.polling import until
 from tests.simutil import SimHandle, running_sim
 
 
@@ -637,3 +638,41 @@ async def test_an_answer_without_the_order_id_never_overwrites_the_one_recorded(
     assert res.orders == 2
     rows = await intents(pool)
     assert [(r["state"], r["broker_order_id"]) for r in rows] == [("sent", None), ("sent", None)]
+
+
+async def test_a_market_add_rejected_after_acceptance_leaves_the_exits_as_they_were(
+    settings: Settings,
+) -> None:
+    """Long 1 with its stop; a DCA add the broker accepts, then rejects (a risk check). Taken
+    as done when answered, the plan cancelled the stop and placed one for 2 on a long 1, which
+    would close the long and open a short. The exits wait for the add to show in the position:
+    it does not, so they are left as they were, and the reason is said."""
+    async with sim_engine(settings, {"dca_tv": ["DC1"]}) as (engine, sim, pool, rec, _subs):
+        await pool.execute(
+            "UPDATE recorders SET sl = 40, dca = true, same_direction = 'add', add_size = 1"
+            " WHERE id = $1",
+            rec,
+        )
+        await engine.config.load()
+        buy = Signal(Action.BUY, ticker="MNQ1!", price=Decimal(21500))
+
+        def stops() -> list[tuple[str, int]]:
+            return [
+                (o["status"], o["qty"])
+                for o in sim.working_orders("DC1")
+                if o["orderType"] == "Stop"
+            ]
+
+        sid, at = await store_signal(pool, rec)
+        await engine.on_signal(signal_id=sid, recorder_id=rec, received_at=at, signal=buy)
+        await until(lambda: stops() == [("Working", 1)])
+        sim.fault("reject_order", reason="MaxPosLimitReached", text="limit", after_accept=True)
+        sid, at = await store_signal(pool, rec)
+        out = await engine.on_signal(signal_id=sid, recorder_id=rec, received_at=at, signal=buy)
+
+        assert list(sim.positions("DC1").values()) == [1]
+        assert stops() == [("Working", 1)]
+        (account,) = out.detail["accounts"].values()
+        assert account["sent"] == 1, account
+        assert account["expired"] >= 1, account
+        assert any("did not show" in m for m in account["messages"]), account
