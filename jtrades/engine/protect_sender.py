@@ -45,6 +45,8 @@ class ProtectionSender:
         self._symbol = symbol
         self.prefix = prefix
         self._expires_at = expires_at
+        # every step the broker took, with its order id (a retry must know what went out)
+        self.taken: list[tuple[PlannedOrder, int]] = []
 
     async def __call__(self, steps: Sequence[PlannedOrder]) -> list[int]:
         """Write the steps' intents, then send every one of them (a failed step does not stop
@@ -76,6 +78,7 @@ class ProtectionSender:
             )
             if state in ("sent", "done") and order_id is not None:
                 taken.append(order_id)
+                self.taken.append((po, order_id))
             elif po.kind == "cancel" and state == "rejected":
                 # already filled or cancelled (an OCO partner goes with its leg): the view
                 # read after the cancels decides what is placed

@@ -193,6 +193,10 @@ class Protection:
     reason: str
     shrink: tuple[Shrink, ...] = ()
     trim_only: bool = False
+    # a failed attempt's, carried to its retry: the take-profits it placed again (their new
+    # orders) and every order id it placed, which the retry waits to see in the view
+    replaced: tuple[TakeProfit, ...] = ()
+    placed: tuple[int, ...] = ()
 
 
 def plan_protection(book: ExitBook, configured_stop: Decimal) -> Protection | None:
@@ -239,18 +243,25 @@ def carry_over(plan: Protection, before: Protection, book: ExitBook) -> Protecti
     """``plan`` for a re-placement tried again after ``before`` cancelled the exits and failed
     half way: what the view shows no longer holds what was cancelled. The stop keeps the price
     ``before`` had when that is nearer the market (a trailed or breakeven level is not given up
-    to the configured one), and its take-profits not placed again since (the live ones, matched
-    by price and quantity) come back with what they had left (``book.filled`` must count their
-    fills). A trim is left as it is: nothing was cancelled for it."""
+    to the configured one), and its take-profits not placed again since (``before.replaced``,
+    whether still live or filled since, and other live ones, matched by price and quantity)
+    come back with what they had left (``book.filled`` must count their fills). Matched only
+    against live orders, one placed again that then filled was put back a second time. A trim
+    is left as it is: nothing was cancelled for it."""
     if plan.trim_only or plan.exit_side is not before.exit_side:
         return plan
     long = plan.exit_side is Side.SELL
     stop = (
         max(plan.stop_price, before.stop_price) if long else min(plan.stop_price, before.stop_price)
     )
+    # placed again: what the attempt re-placed (live, filled or gone since), and other live
+    # take-profits at the price
     live: dict[Decimal, int] = {}
+    for again_tp in before.replaced:
+        live[again_tp.price] = live.get(again_tp.price, 0) + again_tp.qty
+    replaced = {again_tp.order_id for again_tp in before.replaced}
     for lim in [*(tp for tp, _ in book.pairs), *book.limits]:
-        if lim.price is not None:
+        if lim.price is not None and lim.order_id not in replaced:
             live[lim.price] = live.get(lim.price, 0) + book.left(lim)
     back: list[TakeProfit] = []
     for tp in before.take_profits:

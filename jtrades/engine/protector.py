@@ -29,6 +29,7 @@ import structlog
 from jtrades.broker.base import (
     Broker,
     Contract,
+    OcoRequest,
     Position,
     SubAccount,
     WorkingOrder,
@@ -42,6 +43,7 @@ from jtrades.engine.protect_sender import ProtectionSender
 from jtrades.engine.protection import (
     ExitBook,
     Protection,
+    TakeProfit,
     carry_over,
     exit_book,
     plan_protection,
@@ -231,6 +233,18 @@ class Protector:
         key = (link.sub_account_id, p.symbol)
         async with self._dispatcher.lock_for(link):
             before = self._carry.pop(key, None)  # this is a retry of a half-done re-placement
+            if before is not None and not await _shown(broker, bid, before.placed):
+                # what the attempt placed is not in the view yet (its events lag the answers):
+                # planned without it, the retry stopped the position a second time
+                self._carry[key] = before
+                self._incomplete.add(key)
+                log.warning(
+                    "reconcile.protect_placed_unseen",
+                    sub_account_id=link.sub_account_id,
+                    symbol=p.symbol,
+                    placed=list(before.placed),
+                )
+                return False
             cancelled_before = before.cancel if before is not None else ()
             # re-read under the lock: a signal may have just placed exits or closed it
             current, book = _exit_view(broker, bid, p.symbol, also=cancelled_before)
@@ -268,9 +282,18 @@ class Protector:
                 # after the cancels the position may be naked: tried again within the pass
                 self._incomplete.add(key)
                 if done or before is not None:
-                    # exits were cancelled: what they were is no longer in the view
-                    ids = (*plan.cancel, *cancelled_before)
-                    self._carry[key] = dataclasses.replace(plan, cancel=ids)
+                    # exits were cancelled: what they were is no longer in the view; what went
+                    # out since may not be in it yet
+                    earlier = before if before is not None else plan
+                    self._carry[key] = dataclasses.replace(
+                        plan,
+                        cancel=(*plan.cancel, *cancelled_before),
+                        replaced=(*earlier.replaced, *_take_profits(send.taken)),
+                        placed=(
+                            *earlier.placed,
+                            *(oid for po, oid in send.taken if po.kind != "cancel"),
+                        ),
+                    )
                 log.error(
                     "reconcile.protect_incomplete",
                     sub_account_id=link.sub_account_id,
@@ -381,6 +404,32 @@ def _exit_view(
     working = broker.working_orders(account_id)
     filled = broker.filled_qty(account_id, [*(o.order_id for o in working), *also])
     return current, exit_book(current, working, filled)
+
+
+async def _shown(broker: Broker, account_id: int, order_ids: Sequence[int]) -> bool:
+    """Whether the live view shows every one of ``order_ids`` (working, or filled since)
+    within ``CANCEL_WAIT_S``."""
+    wanted = set(order_ids)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CANCEL_WAIT_S
+    while True:
+        seen = {o.order_id for o in broker.working_orders(account_id)} & wanted
+        filled = broker.filled_qty(account_id, wanted - seen)
+        if seen | {oid for oid, qty in filled.items() if qty > 0} == wanted:
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+
+
+def _take_profits(taken: Sequence[tuple[PlannedOrder, int]]) -> tuple[TakeProfit, ...]:
+    """The take-profit legs among placed steps (an OCO's first leg), with their order ids."""
+    out = []
+    for po, order_id in taken:
+        req = po.request
+        if isinstance(req, OcoRequest) and req.first.price is not None:
+            out.append(TakeProfit(order_id, req.first.price, req.first.qty))
+    return tuple(out)
 
 
 async def _gone(broker: Broker, account_id: int, order_ids: Sequence[int]) -> bool:

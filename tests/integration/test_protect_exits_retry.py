@@ -95,27 +95,34 @@ def _stops(orders: list[WorkingOrder]) -> list[WorkingOrder]:
 
 
 @asynccontextmanager
-async def _over_covered_long(
-    database: Database, settings: Settings, paper: PaperBroker
+async def _long_on(
+    database: Database, settings: Settings, paper: PaperBroker, size: int
 ) -> AsyncIterator[tuple[Engine, dict[str, Any], str]]:
-    """A long 1 with stops for 2 beside a take-profit, sighted once by protection: its next
-    pass cancels those exits and re-places them, on ``paper`` as the login's broker."""
-    pool = database.pool
-    w = await world(pool, size=1)
+    """A long ``size`` bought at 21500 on ``paper`` as the login's broker."""
+    w = await world(database.pool, size=size)
     brokers = BrokerRegistry(database, settings)
     brokers._paper[w["aid"]] = paper
     engine = Engine(database, settings, brokers)
     await engine.start()
     try:
-        await send(engine, pool, w["rec"], buy("21500"))
-        symbol = (await paper.find_contract("MNQ1!")).symbol
-        await place_exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21480", Side.SELL)
-        await place_exit(paper, w["bid"], symbol, 1, OrderType.LIMIT, "21520", Side.SELL)
-        await set_sl(engine, pool, w["trader"])
-        assert await engine.reconciler.protect_positions() == 0  # first sighting
-        yield engine, w, symbol
+        await send(engine, database.pool, w["rec"], buy("21500"))
+        yield engine, w, (await paper.find_contract("MNQ1!")).symbol
     finally:
         await engine.close()
+
+
+@asynccontextmanager
+async def _over_covered_long(
+    database: Database, settings: Settings, paper: PaperBroker
+) -> AsyncIterator[tuple[Engine, dict[str, Any], str]]:
+    """A long 1 with stops for 2 beside a take-profit, sighted once by protection: its next
+    pass cancels those exits and re-places them, on ``paper`` as the login's broker."""
+    async with _long_on(database, settings, paper, 1) as (engine, w, symbol):
+        await place_exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21480", Side.SELL)
+        await place_exit(paper, w["bid"], symbol, 1, OrderType.LIMIT, "21520", Side.SELL)
+        await set_sl(engine, database.pool, w["trader"])
+        assert await engine.reconciler.protect_positions() == 0  # first sighting
+        yield engine, w, symbol
 
 
 async def test_exits_cancelled_then_a_lost_view_are_re_placed_on_the_next_pass_that_sees_it(
@@ -165,6 +172,48 @@ async def test_a_re_placement_that_failed_after_the_cancels_is_tried_again_withi
         (limit,) = [o for o in orders if o.order_type is OrderType.LIMIT]
         assert (limit.qty, limit.price) == (1, Decimal("21520"))
         assert limit.oco_id is not None
+
+
+class FirstTakeProfitHit(PaperBroker):
+    """Armed: the first OCO lands and the market touches its take-profit at once; the second
+    OCO does not leave (the connection dropped)."""
+
+    armed = False
+    placed = 0
+
+    async def place_oco(self, req: OcoRequest) -> PlaceResult:
+        if not self.armed:
+            return await super().place_oco(req)
+        self.placed += 1
+        if self.placed == 2:
+            raise TransientBrokerError("connection lost")
+        answer = await super().place_oco(req)
+        if self.placed == 1 and req.first.price is not None:
+            self.on_price(req.first.symbol, req.first.price)
+        return answer
+
+
+async def test_a_retry_does_not_put_back_a_take_profit_that_went_out_again_and_filled(
+    database: Database, settings: Settings
+) -> None:
+    """Long 3 with take-profits 1 @ 21505 and 2 @ 21510 and no stop: the re-placement cancels
+    them, places the 21505 OCO (which fills: long 2) and loses the 21510 one. The retry put
+    21505 back (filled again at once) and cut 21510 to 1: a contract meant to run to +10
+    points closed at +5. The 21510 take-profit comes back whole, with its stop."""
+    paper = FirstTakeProfitHit()
+    async with _long_on(database, settings, paper, 3) as (engine, w, symbol):
+        await place_exit(paper, w["bid"], symbol, 1, OrderType.LIMIT, "21505", Side.SELL)
+        await place_exit(paper, w["bid"], symbol, 2, OrderType.LIMIT, "21510", Side.SELL)
+        await set_sl(engine, database.pool, w["trader"])
+        assert await engine.reconciler.protect_positions() == 0  # first sighting
+        paper.armed = True
+        await engine.reconciler.protect_positions()
+
+        assert sum(p.net_pos for p in paper.positions(w["bid"])) == 2
+        orders = paper.working_orders(w["bid"])
+        limits = [(o.price, o.qty) for o in orders if o.order_type is OrderType.LIMIT]
+        assert limits == [(Decimal("21510"), 2)]
+        assert sum(s.qty for s in _stops(orders)) == 2
 
 
 async def test_a_restart_protects_a_position_held_from_before_on_its_first_pass(

@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+from jtrades.broker.base import OcoRequest, PlaceResult
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.engine import Engine
+from jtrades.errors import TransientBrokerError
 from tests.integration.test_engine import buy, make_recorder, make_trader, make_user, send, wait_for
 from tests.simutil import SimHandle, running_sim
 
@@ -138,3 +140,42 @@ async def test_a_whole_bracket_strategy_is_left_alone(
         assert await engine.reconciler.protect_positions() == 0
         assert await engine.reconciler.protect_positions() == 0
         assert sorted(o["id"] for o in sim.working_orders("PX1")) == before
+
+
+async def test_a_retry_waits_for_what_the_failed_attempt_placed(
+    database: Database, settings: Settings
+) -> None:
+    """Long 2 with two take-profits and no stop; the re-placement cancels them, places the
+    first OCO, and the second never leaves. The stream shows an order's events 0.8 s after its
+    answer (Tradovate does either): the retry 0.5 s later read a view without the OCO just
+    placed and stopped the whole position again (stops for 3 on a long 2: the stop took the
+    long to a short 1). It waits for what was placed to show, then covers only the rest."""
+    pool = database.pool
+    async with _sim_world(database, settings, size=2, tp=TP_LADDER) as (sim, engine, w):
+        await send(engine, pool, w["rec"], buy("21500"))
+        await _view_net(w, 2)
+        await _view_orders(w, 2)
+        await pool.execute(
+            "UPDATE traders SET sl = 40, updated_at = now() WHERE id = $1", w["trader"]
+        )
+        await engine.config.refresh()
+        assert await engine.reconciler.protect_positions() == 0  # first sighting
+        broker = w["broker"]
+        real, calls = broker.place_oco, []
+
+        async def second_lost(req: OcoRequest) -> PlaceResult:
+            calls.append(req)
+            if len(calls) == 2:
+                raise TransientBrokerError("connection lost")
+            return await real(req)
+
+        broker.place_oco = second_lost
+        sim.fault("events_after", on=True, ms=800)
+        await engine.reconciler.protect_positions()
+        sim.fault("clear")
+        await sim.flush()
+
+        stops = [o for o in sim.working_orders("PX1") if o["orderType"] == "Stop"]
+        assert sum(o["qty"] for o in stops) == 2, stops
+        await sim.set_price("MNQ", "21490")  # down through the stops
+        assert _net(sim) == 0

@@ -571,6 +571,34 @@ def test_a_retry_keeps_the_stops_progress_and_restores_the_cancelled_take_profit
     assert leg.request.second.stop_price == D(21495)
 
 
+def test_a_retry_does_not_put_back_a_take_profit_placed_again_that_filled_since() -> None:
+    """Long 3: the first attempt cancelled TPs 1 @ 21505 and 2 @ 21510, placed the 21505 one
+    again (order 21), and failed on the 21510 one; order 21 then filled (long 2). Matched only
+    against live orders, the retry put 21505 back (filling at once) and cut 21510 to 1."""
+    before = Protection(
+        Side.SELL,
+        (11, 12),
+        (TakeProfit(11, D(21505), 1), TakeProfit(12, D(21510), 2)),
+        D(21490),
+        "re-place",
+        replaced=(TakeProfit(21, D(21505), 1),),
+    )
+    book = exit_book(pos(2), [], {})
+    plan = plan_protection(book, D(21490))
+    assert plan is not None
+    merged = carry_over(plan, before, book)
+    assert merged.take_profits == (TakeProfit(12, D(21510), 2),)
+    legs = protection_orders(book, merged, account=ACCT, symbol=SYM, prefix="p")
+    assert [(o.request.first.price, o.request.first.qty) for o in legs if o.kind == "oco"] == [
+        (D(21510), 2)
+    ]
+    # still live, the one placed again is counted once, not as live and as placed again
+    live = exit_book(pos(3), [tp(21, 1, "21505", oco=22), stop(22, 1, "21490", oco=21)], {})
+    plan = plan_protection(live, D(21490))
+    assert plan is not None
+    assert carry_over(plan, before, live).take_profits == (TakeProfit(12, D(21510), 2),)
+
+
 def test_a_retry_never_widens_the_stop_nor_adds_what_filled() -> None:
     before = Protection(
         Side.BUY, (11,), (TakeProfit(11, D(21480), 2),), D(21505), "re-place"
