@@ -199,6 +199,8 @@ class WorkingOrder:
     cl_ord_id: str | None = None
     parent_id: int | None = None
     oco_id: int | None = None
+    # the broker's text when it rejected the order after accepting it (a risk check)
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -376,7 +376,9 @@ class Mirror:
             e = ev.entity
             if isinstance(e, WorkingOrder):
                 if e.cl_ord_id:
-                    batch.intents.append((e.cl_ord_id, intent_state(e.status), e.order_id))
+                    batch.intents.append(
+                        (e.cl_ord_id, intent_state(e.status), e.order_id, e.reason)
+                    )
                 batch.orders.append(
                     (
                         sub, e.order_id, e.cl_ord_id, e.symbol, str(e.side), e.qty,

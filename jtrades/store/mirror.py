@@ -18,8 +18,9 @@ from typing import Any
 from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
 
-# (cl_ord_id, state, broker_order_id): an intent moved to the state of the order it became
-IntentRow = tuple[str, str, int]
+# (cl_ord_id, state, broker_order_id, reason): an intent moved to the state of the order it
+# became, with the broker's text when it rejected the order after accepting it
+IntentRow = tuple[str, str, int, str | None]
 # (sub_account_id, broker_order_id, cl_ord_id, symbol, side, qty, order_type, price, stop_price,
 #  status, parent_id, oco_id); the intent is found by clOrdId in the statement itself
 OrderRow = tuple[
@@ -35,7 +36,7 @@ TradeRow = tuple[int, str, str, int, Decimal, Decimal, Decimal, datetime, dateti
 
 
 # the field names of those rows, as the statements' jsonb_to_recordset column lists spell them
-_INTENT = ("cl_ord_id", "state", "broker_order_id")
+_INTENT = ("cl_ord_id", "state", "broker_order_id", "reason")
 _ORDER = ("sub_account_id", "broker_order_id", "cl_ord_id", "symbol", "side", "qty", "order_type",
           "price", "stop_price", "status", "parent_id", "oco_id")  # fmt: skip
 _POSITION = ("sub_account_id", "symbol", "net_pos", "net_price")

@@ -19,18 +19,24 @@
 WITH async_commit AS (
     SELECT set_config('synchronous_commit', 'off', true)
 ), target AS MATERIALIZED (
-    SELECT i.id, u.state, u.broker_order_id
-    FROM jsonb_to_recordset($1::jsonb) AS u (cl_ord_id text, state text, broker_order_id bigint)
+    SELECT i.id, u.state, u.broker_order_id, u.reason
+    FROM jsonb_to_recordset($1::jsonb)
+         AS u (cl_ord_id text, state text, broker_order_id bigint, reason text)
     JOIN order_intents i ON i.cl_ord_id = u.cl_ord_id
     WHERE i.state NOT IN ('filled', 'rejected', 'cancelled', 'expired', 'done')
+       -- the broker's reason may come after the rejection itself (a commandReport)
+       OR (i.state = 'rejected' AND u.state = 'rejected' AND i.reason IS NULL
+           AND u.reason IS NOT NULL)
     ORDER BY i.id
     FOR UPDATE OF i
 ), synced AS (
     UPDATE order_intents i
     SET state = t.state, broker_order_id = COALESCE(i.broker_order_id, t.broker_order_id),
-        updated_at = now()
+        reason = COALESCE(i.reason, t.reason), updated_at = now()
     FROM target t
-    WHERE i.id = t.id AND i.state NOT IN ('filled', 'rejected', 'cancelled', 'expired', 'done')
+    WHERE i.id = t.id
+      AND (i.state NOT IN ('filled', 'rejected', 'cancelled', 'expired', 'done')
+           OR (i.state = 'rejected' AND t.state = 'rejected' AND i.reason IS NULL))
 ), upserted_orders AS (
     INSERT INTO orders (sub_account_id, broker_order_id, intent_id, cl_ord_id, symbol, side, qty,
                         order_type, price, stop_price, status, parent_id, oco_id)

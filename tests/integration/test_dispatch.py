@@ -52,6 +52,7 @@ from tests.integration.test_engine import (
     make_trader,
     make_user,
     store_signal,
+    wait_for,
 )
 from tests.polling import until
 from tests.simutil import SimHandle, running_sim
@@ -676,3 +677,25 @@ async def test_a_market_add_rejected_after_acceptance_leaves_the_exits_as_they_w
         assert account["sent"] == 1, account
         assert account["expired"] >= 1, account
         assert any("did not show" in m for m in account["messages"]), account
+
+
+async def test_a_rejection_after_acceptance_keeps_the_brokers_text(settings: Settings) -> None:
+    """A risk check rejects the order after ``placeorder`` answered its id: the text comes in
+    a commandReport, which names the command, not the order. The view ignored it, and the
+    intent ended rejected with no reason."""
+    async with sim_engine(settings, {"lr_tv": ["LR1"]}) as (engine, sim, pool, rec, _subs):
+        sim.fault(
+            "reject_order", reason="MaxPosLimitReached", text="limit reached", after_accept=True
+        )
+        sid, at = await store_signal(pool, rec)
+        buy = Signal(Action.BUY, ticker="MNQ1!", price=Decimal(21500))
+        await engine.on_signal(signal_id=sid, recorder_id=rec, received_at=at, signal=buy)
+
+        async def rejected() -> bool:
+            state = await pool.fetchval("SELECT state FROM order_intents")
+            return bool(state == "rejected")
+
+        await wait_for(rejected, "the intent rejected")
+        reason = await pool.fetchval("SELECT reason FROM order_intents")
+        assert reason == "MaxPosLimitReached: limit reached"
+        assert sim.positions("LR1") == {}

@@ -28,7 +28,7 @@ async def test_a_batch_and_its_trades_store_every_field_exactly(pool: asyncpg.Po
     cl = f"jt-{sid}-{sub}-0"
     avg = Decimal("21500.0833333333")
     batch = mirror_store.Batch(
-        intents=[(cl, "sent", 7), (cl, "working", 7)],  # the last of a key wins
+        intents=[(cl, "sent", 7, None), (cl, "working", 7, None)],  # the last of a key wins
         orders=[
             (sub, 7, cl, "MNQZ6", "Buy", 3, "Limit", Decimal("21500.25"), None, "Working",
              None, None),

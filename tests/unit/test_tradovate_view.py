@@ -116,6 +116,37 @@ def test_order_and_version_merge_with_cl_ord_id() -> None:
     assert view.order(9).status is OrderStatus.FILLED
 
 
+@pytest.mark.parametrize("report_first", [False, True])
+def test_a_rejection_after_acceptance_carries_the_brokers_text(report_first: bool) -> None:
+    """The text of a risk check's rejection comes in a commandReport naming the command, in
+    either order with the command itself; a report of success, or of another command, is not
+    a rejection."""
+    view = AccountView()
+    view.load_snapshot(snapshot())
+    report = {
+        "id": 5,
+        "commandId": 1,
+        "commandStatus": "RiskRejected",
+        "rejectReason": "MaxPosLimitReached",
+        "text": "limit reached",
+    }
+    command = {"id": 1, "orderId": 9, "clOrdId": "sig1-a-1", "commandType": "New"}
+    view.apply(props("order", order(9, "PendingNew")))
+    for kind, entity in [("command", command), ("commandReport", report)][
+        :: -1 if report_first else 1
+    ]:
+        view.apply(props(kind, entity))
+    events = view.apply(props("order", order(9, "Rejected"), "Updated"))
+    assert [e.entity.reason for e in events if e.entity is not None] == [
+        "MaxPosLimitReached: limit reached"
+    ]
+    view.apply(props("order", order(10, "Working")))
+    view.apply(props("command", {"id": 2, "orderId": 10, "commandType": "New"}))
+    view.apply(props("commandReport", {"id": 6, "commandId": 2, "commandStatus": "RiskPassed"}))
+    assert view.order(10) is not None
+    assert view.order(10).reason is None
+
+
 def test_reads_follow_every_entity_they_are_built_from() -> None:
     """Positions and open orders are built once per change, not per read: every piece that
     makes them (the order, its version, its New command's clOrdId, the contract's name)

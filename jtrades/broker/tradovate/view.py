@@ -76,6 +76,12 @@ class AccountView:
         self._open_by_account: dict[int, set[int]] = {}
         self._versions: dict[int, Entity] = {}  # orderId -> latest orderVersion
         self._cl_ord: dict[int, str] = {}  # orderId -> clOrdId (from its New command)
+        # a rejection after acceptance comes as a commandReport naming its command, not its
+        # order: command id -> order id, and the reports' texts by order (or by command, when
+        # the report came before its command)
+        self._command_order: dict[int, int] = {}
+        self._rejected: dict[int, str] = {}
+        self._unmatched_reports: dict[int, str] = {}
         # order strategies and their links, by uuid (read it through the view: a snapshot
         # replaces it); a strategy's entry order takes the strategy's uuid as its clOrdId
         self.strategies = StrategyIndex()
@@ -109,6 +115,7 @@ class AccountView:
             ("order", data.get("orders")),
             ("orderVersion", data.get("orderVersions")),
             ("command", data.get("commands")),
+            ("commandReport", data.get("commandReports")),
             ("orderStrategy", data.get("orderStrategies")),
             ("orderStrategyLink", data.get("orderStrategyLinks")),
             ("position", data.get("positions")),
@@ -215,11 +222,19 @@ class AccountView:
             return self._order_event(oid, False) if oid in self._orders else []
         if kind == "command":
             cl = e.get("clOrdId")
+            if e.get("orderId") is not None:
+                oid = int(e["orderId"])
+                self._command_order[eid] = oid
+                if (text := self._unmatched_reports.pop(eid, None)) is not None:
+                    self._rejected[oid] = text
+                    self._built.pop(oid, None)
             if cl and e.get("commandType", "New") == "New":
                 oid = int(e["orderId"])
                 self._cl_ord[oid] = str(cl)
                 self._built.pop(oid, None)
             return []
+        if kind == "commandReport":
+            return self._report(e)
         if kind == "position":
             held = self._positions.setdefault(int(e["accountId"]), {})
             pos = self._position(e)
@@ -253,6 +268,22 @@ class AccountView:
             self._accounts[eid] = str(e.get("name") or "")
             return []
         return []
+
+    def _report(self, e: Entity) -> list[BrokerEvent]:
+        """A command's outcome: only a rejection's text is kept (RiskRejected,
+        ExecutionRejected), for its order's row."""
+        text = e.get("text") or e.get("rejectReason")
+        if not text or not str(e.get("commandStatus") or "").endswith("Rejected"):
+            return []
+        reason = f"{e.get('rejectReason')}: {text}" if e.get("rejectReason") else str(text)
+        cmd = int(e.get("commandId") or 0)
+        oid = self._command_order.get(cmd)
+        if oid is None:
+            self._unmatched_reports[cmd] = reason
+            return []
+        self._rejected[oid] = reason
+        self._built.pop(oid, None)
+        return self._order_event(oid, False) if oid in self._orders else []
 
     def _order_event(self, order_id: int, deleted: bool) -> list[BrokerEvent]:
         order = self._working(order_id)
@@ -299,6 +330,7 @@ class AccountView:
             cl_ord_id=self._cl_ord.get(order_id) or self.strategies.cl_ord.get(order_id),
             parent_id=o.get("parentId"),
             oco_id=o.get("ocoId"),
+            reason=self._rejected.get(order_id),
         )
         if built.status.is_open:  # what working_orders reads; a done order is read rarely
             self._built[order_id] = built
