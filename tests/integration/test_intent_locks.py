@@ -81,7 +81,7 @@ async def test_the_mirror_is_not_blocked_by_an_outcome_writer_waiting_on_another
         async with pool.acquire() as mirror, mirror.transaction():
             await mirror.execute("SET LOCAL lock_timeout = '5s'")
             await mirror_store.write_batch(
-                mirror, mirror_store.Batch(intents=[(high_cl, "working", 9002)])
+                mirror, mirror_store.Batch(intents=[(high_cl, "working", 9002, None)])
             )
     finally:
         await tx.commit()
@@ -109,10 +109,10 @@ async def test_the_mirror_moves_only_open_intents_and_keeps_a_known_order_id(
         pool,
         mirror_store.Batch(
             intents=[
-                (cl[a], "cancelled", 11),
-                (cl[b], "working", 22),
-                (cl[c], "working", 33),
-                ("jt-unknown", "working", 44),
+                (cl[a], "cancelled", 11, None),
+                (cl[b], "working", 22, None),
+                (cl[c], "working", 33, None),
+                ("jt-unknown", "working", 44, None),
             ]
         ),
     )
