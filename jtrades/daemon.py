@@ -56,6 +56,8 @@ HEARTBEAT_S = 5.0
 PRUNE_EVERY_S = 3600.0
 KEY_RETENTION = timedelta(hours=48)  # dedup keys kept ≥ 24 h: pruned after 48
 DRAIN_DEADLINE_S = 10.0
+# the session advisory lock one `jtrades serve` holds on its database ("jtrades\x01")
+INSTANCE_LOCK = 0x6A74726164657301
 
 
 class Daemon:
@@ -70,6 +72,7 @@ class Daemon:
         self.db: Database | None = None
         self.engine: Any = None
         self.hooks: Webhooks | None = None
+        self._instance: Any = None  # the connection holding INSTANCE_LOCK while this runs
 
     def request_stop(self, signame: str = "") -> None:
         if not self.stop.is_set():
@@ -87,6 +90,7 @@ class Daemon:
         try:
             self.db = db = await connect(self.settings, migrate_now=True)
             log.info("daemon.database", database=db.url_for_display)
+            await self._only_instance(db)
             settled = await signal_store.settle_interrupted(db.pool, self.started_at)
             if settled:
                 log.warning("daemon.interrupted_signals", signals=settled)
@@ -177,6 +181,23 @@ class Daemon:
             loops["daemon.watchdog"] = lambda: self._watchdog_loop(interval)
         return loops
 
+    async def _only_instance(self, db: Database) -> None:
+        """Refuse to run beside another ``jtrades serve`` on this database: it would open the
+        same broker sessions and send every alert's orders again. Checked before anything is
+        written (the interrupted signals it would settle are the running daemon's own), with a
+        session lock on a connection held until this daemon stops, so a crashed one frees it."""
+        conn = await db.connect_one()
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", INSTANCE_LOCK):
+            self._instance = conn
+            return
+        await conn.close()
+        beat = await status_store.get(db.pool)
+        who = f"pid {beat.pid}, heartbeat {beat.heartbeat_at:%Y-%m-%d %H:%M:%S %Z}" if beat else ""
+        raise ConfigError(
+            f"another jtrades serve is running on this database ({who or 'no status yet'}):"
+            " stop it first; one daemon per database"
+        )
+
     async def _shutdown(self, runner: Any) -> None:
         notify("STOPPING=1")
         if self.hooks is not None:
@@ -189,9 +210,13 @@ class Daemon:
                 await asyncio.wait_for(self.engine.close(), DRAIN_DEADLINE_S)
             except Exception as exc:
                 log.error("daemon.engine_close_failed", error=type(exc).__name__)
-        if self.db is not None:
+        if self._instance is not None:  # only the daemon that ran writes its status
+            if self.db is not None:
+                with contextlib.suppress(Exception):
+                    await self._beat("stopped")
             with contextlib.suppress(Exception):
-                await self._beat("stopped")
+                await self._instance.close()
+        if self.db is not None:
             await self.db.close()
         log.info("daemon.stopped")
 
