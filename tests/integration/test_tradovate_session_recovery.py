@@ -149,3 +149,29 @@ async def test_a_connection_that_drops_soon_after_sync_keeps_backing_off() -> No
             assert max(delays(logs)) > settings.reconnect_initial_s
         finally:
             await pool.close()
+
+
+async def test_no_renewal_login_after_the_session_failed_on_a_captcha() -> None:
+    """The token is revoked and logins now want a captcha: the session fails, and says why.
+    Its renewal task went on: at the old token's renewal time it asked for a token, which was
+    a login, and each one only lengthens the lock (TRADOVATE.md)."""
+    cfg = default_config()
+    cfg.token_lifetime_s = 8
+    async with running_sim(cfg) as handle:
+        pool = TradovatePool(tv(handle, renew_margin_s=5))  # renewal due 3 s after the login
+        try:
+            broker = await pool.broker("demo", LOGIN, PASSWORD)
+            session = broker.session
+            first = pool.tokens.peek("demo", LOGIN)
+            assert first is not None
+            await asyncio.sleep(0.5)  # the renewal task waits for the renewal time
+            handle.fault("unauthorized", token=first.token)
+            handle.fault("penalty", captcha=True, count=10)
+            handle.fault("drop", after=0)
+            await until(lambda: session.state is State.FAILED, within_s=10)
+            assert "captcha" in (session.last_error or "")
+            logins = len(handle.world.auth.token_request_log)
+            await asyncio.sleep(3.5)  # past the old token's renewal time
+            assert len(handle.world.auth.token_request_log) == logins
+        finally:
+            await pool.close()

@@ -43,7 +43,10 @@ async def renew_loop(
                 continue
             wait = token.seconds_left(datetime.now(UTC)) - timing.renew_margin_s
             if wait > 0:
-                await asyncio.sleep(min(wait, 3600))
+                if await _stopped_within(stopped, min(wait, 3600)):
+                    # the session failed meanwhile (a captcha, a wrong password): a renewal
+                    # would be a login, which only lengthens the lock
+                    return
                 if current() is not token:
                     continue
             renewed = await tokens.get()
@@ -64,3 +67,13 @@ async def renew_loop(
                 at=raised_at(exc),
             )
             await asyncio.sleep(retry_s)
+
+
+async def _stopped_within(stopped: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds``; True as soon as ``stopped`` is set."""
+    try:
+        await asyncio.wait_for(stopped.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
