@@ -147,6 +147,23 @@ def test_a_rejection_after_acceptance_carries_the_brokers_text(report_first: boo
     assert view.order(10).reason is None
 
 
+def test_a_request_answer_never_brings_back_an_order_the_stream_saw_end() -> None:
+    """A clOrdId lookup reads the order (Working); during its round trip the stream delivers
+    the fill; the answer, older, is merged after it."""
+    view = AccountView()
+    view.load_snapshot(snapshot())
+    view.apply(props("order", order(9, "Working")))
+    view.apply(props("orderVersion", version(20, 9)))
+    view.apply(props("order", order(9, "Filled"), "Updated"))
+    assert view.absorb("order", order(9, "Working")) == []
+    assert view.working_orders(ACCT) == []
+    assert view.order(9) is not None
+    assert view.order(9).status is OrderStatus.FILLED
+    # what the stream has not seen end is merged as before
+    view.absorb("order", order(11, "Working"))
+    assert [w.order_id for w in view.working_orders(ACCT)] == [11]
+
+
 def test_reads_follow_every_entity_they_are_built_from() -> None:
     """Positions and open orders are built once per change, not per read: every piece that
     makes them (the order, its version, its New command's clOrdId, the contract's name)

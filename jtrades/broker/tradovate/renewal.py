@@ -76,4 +76,3 @@ async def _stopped_within(stopped: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
-

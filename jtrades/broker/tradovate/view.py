@@ -182,7 +182,18 @@ class AccountView:
         return self._store(kind, entity, deleted=deleted)
 
     def absorb(self, kind: str, entity: Entity) -> list[BrokerEvent]:
-        """Merge an entity read by a request (not the stream) under the same rules."""
+        """Merge an entity read by a request (not the stream) under the same rules, except
+        that an answer never brings back an order the stream has seen end: it may have been
+        read before the fill the stream delivered during its round trip, and a phantom
+        working order misleads protection and planning until the next snapshot."""
+        if kind == "order" and "id" in entity:
+            known = self._orders.get(int(entity["id"]))
+            if (
+                known is not None
+                and not parse_status(known.get("ordStatus")).is_open
+                and parse_status(entity.get("ordStatus")).is_open
+            ):
+                return []
         return self._store(kind, entity, deleted=False)
 
     def set_contract(self, contract_id: int, name: str) -> None:
@@ -222,7 +233,7 @@ class AccountView:
             return self._order_event(oid, False) if oid in self._orders else []
         if kind == "command":
             cl = e.get("clOrdId")
-            if e.get("orderId") is not None:
+            if e.get("orderId") is not None and eid:  # id 0: a clOrdId read by a request
                 oid = int(e["orderId"])
                 self._command_order[eid] = oid
                 if (text := self._unmatched_reports.pop(eid, None)) is not None:
@@ -276,7 +287,9 @@ class AccountView:
         if not text or not str(e.get("commandStatus") or "").endswith("Rejected"):
             return []
         reason = f"{e.get('rejectReason')}: {text}" if e.get("rejectReason") else str(text)
-        cmd = int(e.get("commandId") or 0)
+        if not e.get("commandId"):
+            return []
+        cmd = int(e["commandId"])
         oid = self._command_order.get(cmd)
         if oid is None:
             self._unmatched_reports[cmd] = reason
