@@ -5,17 +5,28 @@ from __future__ import annotations
 import os
 import socket
 
+import structlog
+
+log = structlog.get_logger(__name__)
+
 
 def notify(state: str) -> bool:
-    """Send one notification; False when not running under systemd (no socket)."""
+    """Send one notification; False when not running under systemd (no socket) or when the
+    socket cannot be reached. Never raises: a notification that failed (systemd restarted, a
+    stale $NOTIFY_SOCKET) crashed the daemon at READY and, at STOPPING, skipped its whole
+    shutdown (drain, engine close, the stopped status). The watchdog notices what is lost."""
     addr = os.environ.get("NOTIFY_SOCKET")
     if not addr:
         return False
     if addr.startswith("@"):  # abstract namespace
         addr = "\0" + addr[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(addr)
-        sock.sendall(state.encode())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(addr)
+            sock.sendall(state.encode())
+    except OSError as exc:
+        log.warning("systemd.notify_failed", state=state.split("\n", 1)[0], error=str(exc))
+        return False
     return True
 
 

@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from jtrades import systemd
 
@@ -41,6 +42,17 @@ def test_notify_without_systemd_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
     assert systemd.notify("READY=1") is False
     assert systemd.watchdog_interval_s() is None
+
+
+def test_an_unreachable_notify_socket_is_logged_not_raised(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A stale $NOTIFY_SOCKET raised at READY=1 (the daemon crashed) and again at STOPPING=1,
+    which skipped the whole shutdown."""
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone" / "notify"))
+    with structlog.testing.capture_logs() as logs:
+        assert systemd.notify("READY=1\nSTATUS=listening") is False
+    assert [(e["event"], e["state"]) for e in logs] == [("systemd.notify_failed", "READY=1")]
 
 
 def test_notify_and_watchdog_interval(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
