@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, unquote_plus, urlsplit
@@ -20,6 +21,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -282,6 +284,7 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
 def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Load and validate settings; any problem becomes one ``ConfigError`` naming the key."""
     path = config_path(explicit)
+    _unknown_sections(os.environ)
     _CONFIG_PATH["path"] = path
     try:
         if path is not None:
@@ -290,10 +293,37 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
         return Settings(**overrides)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
+    except SettingsError as exc:
+        # a section or list given in the environment must be JSON; the message names the
+        # field and the source, never the value (it may hold a password)
+        raise ConfigError(
+            f"invalid configuration (JTRADES_* environment): {exc}; a list or a whole section"
+            " is written as JSON, e.g. JTRADES_SERVER__ALLOWED_IPS='[\"1.2.3.4\"]'"
+        ) from None
     finally:
         _CONFIG_PATH.pop("path", None)
+
+
+def _unknown_sections(environ: Mapping[str, str]) -> None:
+    """A ``JTRADES_<SECTION>__<KEY>`` whose section does not exist is a typo, refused: pydantic
+    ignores it, so ``JTRADES_DATABSE__URL`` started an empty embedded Postgres instead of the
+    production database, while a misspelled key in a real section was refused."""
+    known = set(Settings.model_fields)
+    for name in environ:
+        head, sep, _ = name.partition("__")
+        if not sep or not head.upper().startswith("JTRADES_"):
+            continue
+        section = head[len("JTRADES_") :].lower()
+        if section not in known:
+            raise ConfigError(
+                f"{name}: unknown setting section {section!r} (sections: {', '.join(sorted(known))})"
+            )
 
 
 def _describe(exc: ValidationError, path: Path | None) -> str:

@@ -89,6 +89,36 @@ def test_bad_environment_value_names_the_key(monkeypatch: pytest.MonkeyPatch) ->
         load_settings()
 
 
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'[log]\nlevel = "info"\n# caf\xe9\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_settings(latin1)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("JTRADES_SERVER__ALLOWED_IPS", "1.2.3.4", "written as JSON"),
+        ("JTRADES_SERVER", "{bad", "written as JSON"),
+        (
+            "JTRADES_DATABSE__URL",
+            "postgresql://u:secret-pw@db.example/prod",
+            "unknown setting section",
+        ),
+    ],
+)
+def test_environment_mistakes_are_one_line_and_never_silent(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, needle: str
+) -> None:
+    """A list not written as JSON raised pydantic-settings' own error (a traceback); a
+    misspelled section was ignored (an empty embedded Postgres instead of production)."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=needle) as info:
+        load_settings()
+    assert "secret-pw" not in str(info.value)
+
+
 def test_cid_accepts_a_number(tmp_path: Path) -> None:
     write(tmp_path, "[tradovate]\ncid = 1234\n")
     assert load_settings().tradovate.cid == "1234"
