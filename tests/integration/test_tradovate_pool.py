@@ -94,6 +94,38 @@ async def test_connects_are_staggered_and_a_429_cools_everyone_down() -> None:
     assert time.monotonic() - start >= 0.15
 
 
+async def test_a_429_heard_while_waiting_out_the_stagger_extends_the_wait() -> None:
+    gate = ConnectGate(stagger_s=0.1, cooldown_s=0.5)
+    await gate()
+    start = time.monotonic()
+    waiting = asyncio.ensure_future(gate())  # due 0.1 s from now
+    await asyncio.sleep(0.02)
+    gate.rate_limited()
+    await waiting
+    assert time.monotonic() - start >= 0.45  # not 0.1: the cooldown holds it too
+
+
+async def test_a_429_on_the_login_itself_cools_every_connect_down() -> None:
+    """The pool pauses every connect after a 429 "from anywhere"; one on the login request
+    (``auth/accesstokenrequest``) did not, and the next logins went out 0.3 s apart."""
+    async with running_sim() as handle:
+        for i in range(2):
+            handle.add_login(f"u{i}", "pw", [f"U{i}A"])
+        pool = TradovatePool(
+            tv(handle, rate_limit_cooldown_s=1.0, connect_stagger_s=0.05,
+               reconnect_initial_s=0.05, reconnect_max_s=0.2)
+        )  # fmt: skip
+        try:
+            handle.fault("rate_limit", count=1)  # the first login is answered 429
+            start = time.monotonic()
+            with pytest.raises(Exception, match="429"):
+                await pool.broker("demo", LOGIN, PASSWORD, wait_s=0.01)
+            await pool.broker("demo", "u0", "pw")
+            assert time.monotonic() - start >= 0.9
+        finally:
+            await pool.close()
+
+
 async def test_list_sub_accounts_logs_in_through_the_token_cache(
     sim: SimHandle, pool: asyncpg.Pool
 ) -> None:

@@ -189,6 +189,9 @@ class TradovateAuth:
         self.budget = budget or LoginBudget(settings.logins_per_hour)
         self._sleep = sleep
         self._now = now
+        # told of a 429 on any auth request: the pool pauses every connect (and so every
+        # login) for its cooldown, as it does for a 429 on a socket
+        self.on_rate_limited: Callable[[], None] | None = None
         # the last ticket of a login penalised twice, for its next login (see the module doc)
         self._login_penalties: dict[tuple[str, str], Penalty] = {}
 
@@ -218,6 +221,8 @@ class TradovateAuth:
                 f"Tradovate unreachable ({type(exc).__name__}): {url}"
             ) from None
         if status == 429:
+            if self.on_rate_limited is not None:
+                self.on_rate_limited()
             raise TransientBrokerError("Tradovate rate limit (HTTP 429): back off")
         if status == 423:
             raise BrokerAuthError(

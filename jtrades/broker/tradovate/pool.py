@@ -48,9 +48,9 @@ class ConnectGate:
 
     async def __call__(self) -> None:
         async with self._lock:
-            now = time.monotonic()
-            wait = max(self._next_at, self._cooldown_until) - now
-            if wait > 0:
+            # a 429 heard while waiting out the stagger extends the wait: looked at once, the
+            # next connect went out 0.3 s after a 429 instead of after the cooldown
+            while (wait := max(self._next_at, self._cooldown_until) - time.monotonic()) > 0:
                 await asyncio.sleep(wait)
             self._next_at = time.monotonic() + self.stagger_s
 
@@ -89,6 +89,7 @@ class TradovatePool:
         self.auth = TradovateAuth(settings, self.http, budget)
         self.tokens = TokenCache(self.auth, db, cipher)
         self.gate = ConnectGate(settings.connect_stagger_s, settings.rate_limit_cooldown_s)
+        self.auth.on_rate_limited = self.gate.rate_limited
         self.timing = Timing.from_settings(settings)
         self._sessions: dict[tuple[str, str], Session] = {}
         self._brokers: dict[tuple[str, str], TradovateBroker] = {}
