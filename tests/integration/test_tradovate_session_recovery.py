@@ -5,12 +5,15 @@ sockets). A loop that died here left the login without exits or stops until a re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from jtrades.broker.base import OrderRequest, OrderType, Side, SubAccount
 from jtrades.broker.tradovate.lifecycle import State
 from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.sim.config import default_config
@@ -173,5 +176,50 @@ async def test_no_renewal_login_after_the_session_failed_on_a_captcha() -> None:
             logins = len(handle.world.auth.token_request_log)
             await asyncio.sleep(3.5)  # past the old token's renewal time
             assert len(handle.world.auth.token_request_log) == logins
+        finally:
+            await pool.close()
+
+
+async def test_an_order_that_filled_during_an_outage_is_published_after_a_broken_sync() -> None:
+    """A limit fills while the socket is down; the next sync has an unreadable event ahead of
+    its answer. The view had taken the snapshot, then the stream was cut before its changes
+    were published, and the good snapshot after that found nothing changed: no subscriber
+    (the mirror: the intent and the order row) ever heard the order filled."""
+    async with running_sim() as handle:
+        pool = TradovatePool(tv(handle))
+        try:
+            broker = await pool.broker("demo", LOGIN, PASSWORD)
+            session, sim1 = broker.session, handle.account_id("SIM1")
+            price = handle.price("MNQ")
+            placed = await broker.place_order(
+                OrderRequest(
+                    SubAccount(sim1, "SIM1"), handle.contract("MNQ").name, Side.BUY, 1,
+                    OrderType.LIMIT, "lim-1", price=price - Decimal(10),
+                )
+            )  # fmt: skip
+            await until(
+                lambda: [o.order_id for o in broker.working_orders(sim1)] == [placed.order_id]
+            )
+            events = broker.events()
+            handle.fault("refuse_ws", count=10_000)
+            handle.fault("drop", after=0)
+            await until(lambda: session.state is State.RECONNECTING, within_s=10)
+            await handle.set_price("MNQ", price - Decimal(20))  # the limit fills meanwhile
+            handle.fault("malformed", login=LOGIN)  # ahead of the next sync's answer
+            handle.faults.refuse_ws = 0
+            await until(
+                lambda: (
+                    handle.stats()["by_endpoint"]["user/syncrequest"] >= 3
+                    and broker.is_synced(sim1)
+                ),
+                within_s=15,
+            )
+            seen: list[str] = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    async for ev in events:
+                        if ev.kind == "order" and ev.entity is not None:
+                            seen.append(str(ev.entity.status))
+            assert "Filled" in seen
         finally:
             await pool.close()

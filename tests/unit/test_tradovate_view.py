@@ -164,6 +164,20 @@ def test_a_request_answer_never_brings_back_an_order_the_stream_saw_end() -> Non
     assert [w.order_id for w in view.working_orders(ACCT)] == [11]
 
 
+def test_a_fill_before_its_order_is_published_again_with_the_account() -> None:
+    """A fill carries no account: it comes from its order. Published before the order came,
+    it named none, and the mirror, which files fills by account, never saw it again."""
+    view = AccountView()
+    view.load_snapshot(snapshot())
+    fill = {"id": 9, "orderId": 5, "contractId": MNQ, "qty": 1, "price": 21500, "action": "Buy"}
+    first = view.apply(props("fill", {**fill, "timestamp": "2026-11-25T15:00:00Z"}))
+    assert [(e.kind, e.account_id) for e in first] == [("fill", None)]
+    later = view.apply(props("order", order(5, "Filled", action="Buy")))
+    assert [(e.kind, e.account_id) for e in later] == [("order", ACCT), ("fill", ACCT)]
+    again = view.apply(props("order", order(5, "Filled", action="Buy"), "Updated"))
+    assert [e.kind for e in again] == ["order"]  # once
+
+
 def test_reads_follow_every_entity_they_are_built_from() -> None:
     """Positions and open orders are built once per change, not per read: every piece that
     makes them (the order, its version, its New command's clOrdId, the contract's name)

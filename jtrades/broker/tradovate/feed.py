@@ -52,9 +52,16 @@ class ViewFeed:
     def snapshot(self, data: dict[str, Any]) -> None:
         events = self.view.load_snapshot(data)
         self._snapshot_loaded = True
-        for props in self._early:
-            events.extend(self._apply(props))
-        self._early = []
+        early, self._early = self._early, []
+        try:
+            for props in early:
+                events.extend(self._apply(props))
+        except StreamBroken:
+            # The view holds the snapshot now, so the next one diffs against it: what this one
+            # changed (an order that filled during the outage) is published here or never.
+            # Not the accounts' "synced": the stream is cut.
+            self.hub.publish([e for e in events if e.kind != "session"])
+            raise
         self.hub.publish(events)
         if self.view.unknown_contract_ids():
             self._namer.soon()

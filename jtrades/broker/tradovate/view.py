@@ -86,6 +86,9 @@ class AccountView:
         # replaces it); a strategy's entry order takes the strategy's uuid as its clOrdId
         self.strategies = StrategyIndex()
         self._fills: dict[int, Entity] = {}
+        # orderId -> fills that came before their order (no account yet): published again,
+        # with the account, once the order arrives (the mirror files fills by account)
+        self._orphan_fills: dict[int, list[int]] = {}
         self._filled_qty: dict[int, int] = {}  # orderId -> contracts filled (see filled_qty)
         self._cash: dict[int, Entity] = {}
 
@@ -223,7 +226,11 @@ class AccountView:
                 open_ids.add(eid)
             else:
                 open_ids.discard(eid)
-            return self._order_event(eid, deleted)
+            out = self._order_event(eid, deleted)
+            for fid in self._orphan_fills.pop(eid, []) if not deleted else []:
+                fill = self._fill(self._fills[fid])
+                out.append(BrokerEvent("fill", fill.account_id or None, fill))
+            return out
         if kind == "orderVersion":
             oid = int(e["orderId"])
             current = self._versions.get(oid)
@@ -260,6 +267,8 @@ class AccountView:
             self._fills[eid] = e
             fill = self._fill(e)
             self._filled_qty[fill.order_id] = self._filled_qty.get(fill.order_id, 0) + fill.qty
+            if not fill.account_id:
+                self._orphan_fills.setdefault(fill.order_id, []).append(eid)
             return [BrokerEvent("fill", fill.account_id or None, fill)]
         if kind == "cashBalance":
             acct = int(e["accountId"])
