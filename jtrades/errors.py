@@ -81,6 +81,15 @@ class TransientBrokerError(Transient):
     """The broker could not be reached or asked us to back off."""
 
 
+class BrokerPenalty(TransientBrokerError):
+    """A penalty ticket on a request: nothing more before ``wait_s`` (its ``p-time``); asking
+    sooner only lengthens the lock."""
+
+    def __init__(self, message: str, wait_s: float) -> None:
+        super().__init__(message)
+        self.wait_s = wait_s
+
+
 class ConfigChanged(Transient):
     """A sub-account or trader a signal was planned for was deleted before its intents were
     written: nothing was stored or sent, and a re-send plans against what is left."""

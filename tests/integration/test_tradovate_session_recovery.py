@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -16,6 +17,7 @@ from structlog.testing import capture_logs
 from jtrades.broker.base import OrderRequest, OrderType, Side, SubAccount
 from jtrades.broker.tradovate.lifecycle import State
 from jtrades.broker.tradovate.pool import TradovatePool
+from jtrades.sim.api import Answer, Api
 from jtrades.sim.config import default_config
 from tests.integration.test_tradovate_session import tv
 from tests.polling import until
@@ -221,5 +223,32 @@ async def test_an_order_that_filled_during_an_outage_is_published_after_a_broken
                         if ev.kind == "order" and ev.entity is not None:
                             seen.append(str(ev.entity.status))
             assert "Filled" in seen
+        finally:
+            await pool.close()
+
+
+async def test_a_penalised_sync_waits_its_p_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A penalty ticket in the sync's answer: the next sync went out after the reconnect
+    backoff (a fraction of a second), not after p-time, and each early one lengthens the lock."""
+    syncs: list[float] = []
+    real = Api.call
+
+    def call(self: Api, endpoint: str, *args: Any, **kw: Any) -> Answer:
+        if endpoint.lower().strip("/") == "user/syncrequest":
+            syncs.append(time.monotonic())
+            if len(syncs) == 1:
+                return Answer(200, {"p-ticket": "tkt-1", "p-time": 2})
+        return real(self, endpoint, *args, **kw)
+
+    monkeypatch.setattr(Api, "call", call)
+    async with running_sim() as handle:
+        pool = TradovatePool(
+            tv(handle, reconnect_initial_s=0.1, reconnect_max_s=5.0, rate_limit_cooldown_s=0.5)
+        )
+        try:
+            with contextlib.suppress(Exception):
+                await pool.broker("demo", LOGIN, PASSWORD, wait_s=0.2)
+            await until(lambda: len(syncs) >= 2, within_s=10)
+            assert syncs[1] - syncs[0] >= 1.9
         finally:
             await pool.close()

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State as SocketState
 
 from jtrades.broker.tradovate.codec import Response, encode_request
-from jtrades.errors import BrokerRejected, OutcomeUnknown, TransientBrokerError
+from jtrades.errors import BrokerPenalty, BrokerRejected, OutcomeUnknown, TransientBrokerError
 
 
 class _Expired(Exception):
@@ -109,8 +109,15 @@ def check_response(
             on_rate_limited()
         raise TransientBrokerError(f"{endpoint}: Tradovate rate limit (429), backing off")
     if isinstance(d, dict) and "p-ticket" in d:
-        raise TransientBrokerError(
-            f"{endpoint}: Tradovate penalty, wait {d.get('p-time', '?')} s before retrying"
+        try:
+            wait_s = max(0.0, float(d.get("p-time") or 0))
+        except (TypeError, ValueError):
+            wait_s = 0.0
+        if on_rate_limited is not None:
+            on_rate_limited()
+        raise BrokerPenalty(
+            f"{endpoint}: Tradovate penalty, wait {d.get('p-time', '?')} s before retrying",
+            wait_s,
         )
     if 200 <= r.status < 300:
         return d

@@ -57,6 +57,7 @@ from jtrades.broker.tradovate.renewal import renew_loop
 from jtrades.broker.tradovate.view import AccountView
 from jtrades.errors import (
     BrokerAuthError,
+    BrokerPenalty,
     BrokerRejected,
     OutcomeUnknown,
     TransientBrokerError,
@@ -233,6 +234,11 @@ class Session:
                 log.error("tradovate.session.auth_failed", session=self.label, reason=str(exc))
                 self._stopped.set()
                 break
+            except BrokerPenalty as exc:
+                # a penalised sync: the next one not before its p-time (the reconnect backoff
+                # alone sent it a second later, and each early one lengthens the lock)
+                self.last_error = str(exc)
+                delay_floor = exc.wait_s
             except InvalidStatus as exc:
                 failures += 1
                 self.last_error = f"WebSocket upgrade refused: HTTP {exc.response.status_code}"
@@ -292,7 +298,7 @@ class Session:
                 failures = 0
             failures += 1
             if self.shutdown_reason is not None:
-                delay_floor = self.timing.reconnect_max_s
+                delay_floor = max(delay_floor, self.timing.reconnect_max_s)
             self.state = State.RECONNECTING
             delay = max(
                 delay_floor,
