@@ -15,10 +15,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from jtrades.broker.base import OrderRequest, OrderType, Side, SubAccount
+from jtrades.broker.tradovate.codec import Event, Response, encode_messages, parse_request
 from jtrades.broker.tradovate.lifecycle import State
 from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.sim.api import Answer, Api
 from jtrades.sim.config import default_config
+from jtrades.sim.ws import WsConn
 from tests.integration.test_tradovate_session import tv
 from tests.polling import until
 from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
@@ -250,5 +252,43 @@ async def test_a_penalised_sync_waits_its_p_time(monkeypatch: pytest.MonkeyPatch
                 await pool.broker("demo", LOGIN, PASSWORD, wait_s=0.2)
             await until(lambda: len(syncs) >= 2, within_s=10)
             assert syncs[1] - syncs[0] >= 1.9
+        finally:
+            await pool.close()
+
+
+async def test_a_shutdown_heard_with_the_sync_answer_still_waits_the_floor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another party takes the login's place while the session syncs: the ``shutdown`` comes
+    in the frame of the sync's answer. The session went READY on the snapshot, which cleared
+    the shutdown, and logged in again at once instead of after ``reconnect_max_s`` (the
+    floor that keeps two parties knocking each other off from becoming a login storm)."""
+    floor = 2.5
+    real = WsConn._frame
+    syncs: list[int] = []
+
+    async def frame(self: WsConn, text: str) -> None:
+        req = parse_request(text)
+        if req is not None and req.endpoint.lower() == "user/syncrequest":
+            syncs.append(1)
+            if len(syncs) == 2:  # the reconnect after a drop is knocked off while syncing
+                status, data = await self._call(req)
+                self.session.revoked = True
+                shutdown = Event("shutdown", {"reasonCode": "ConnectionQuotaReached"})
+                await self.send(encode_messages([shutdown, Response(req.id, status, data)]))
+                await asyncio.sleep(0.05)
+                await self.ws.close()
+                return
+        await real(self, text)
+
+    monkeypatch.setattr(WsConn, "_frame", frame)
+    async with running_sim() as handle:
+        pool = TradovatePool(tv(handle, reconnect_initial_s=0.05, reconnect_max_s=floor))
+        try:
+            await pool.broker("demo", LOGIN, PASSWORD)
+            handle.fault("drop", after=0)
+            logins = handle.world.auth.token_request_log
+            await until(lambda: len(logins) >= 2, within_s=floor + 4)
+            assert logins[1][0] - logins[0][0] >= floor - 0.5
         finally:
             await pool.close()

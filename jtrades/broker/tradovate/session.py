@@ -298,7 +298,10 @@ class Session:
                 failures = 0
             failures += 1
             if self.shutdown_reason is not None:
+                # honoured here, and only here: cleared when the connection got READY, a
+                # shutdown heard with the sync's answer reconnected at once
                 delay_floor = max(delay_floor, self.timing.reconnect_max_s)
+                self.shutdown_reason = None
             self.state = State.RECONNECTING
             delay = max(
                 delay_floor,
@@ -349,7 +352,6 @@ class Session:
                 self.connects += 1
                 self._ready_at = loop.time()
                 self.state = State.READY
-                self.shutdown_reason = None
                 self.last_error = None
                 self._ready.set()
                 log.info(
