@@ -185,7 +185,7 @@ class SecretBox:
                 bytes(ciphertext[NONCE_BYTES:]),
                 context.encode("utf-8"),
             )
-        except InvalidTag:
+        except (InvalidTag, ValueError):  # ValueError: too short to hold a nonce and a tag
             raise SecretKeyMissing(
                 f"a stored secret under key {key_id} does not decrypt with that key "
                 "(the key file was edited, or the value was altered or moved to another row)"

@@ -100,6 +100,15 @@ def test_context_binds_ciphertext_to_its_place() -> None:
         box.open(sealed.ciphertext, sealed.key_id, "accounts.password:2")
 
 
+def test_a_truncated_ciphertext_is_refused_like_a_tampered_one() -> None:
+    """Shorter than a nonce, it raised the cipher's ValueError ("Nonce must be between 8 and
+    128 bytes") instead of the message that says what to do."""
+    box = _box(KEY_A)
+    sealed = box.seal("hunter2-password")
+    with pytest.raises(SecretKeyMissing, match="does not decrypt"):
+        box.open(sealed.ciphertext[:5], sealed.key_id)
+
+
 def test_tampered_ciphertext_is_refused() -> None:
     box = _box(KEY_A)
     sealed = box.seal("hunter22-secret")
