@@ -51,6 +51,7 @@ from jtrades.engine.parse_values import (
     storable_tree,
     to_action,
     to_decimal,
+    to_flag,
     to_position,
     to_price,
     to_quantity,
@@ -77,6 +78,8 @@ TAKE_PROFIT = ("take_profit",)
 STOP_LOSS = ("stop_loss",)
 TOKEN = ("token", "key", "secret", "passphrase", "password", "webhook_token")
 RISK_PERCENTAGE = ("risk_percentage",)
+# PickMyTrade's requests to change the exits of the open position instead of trading
+UPDATE_EXITS = ("update_tp", "update_sl")
 
 _TRADERSPOST_KEYS = {
     norm_key(k)
@@ -264,6 +267,16 @@ def _check_quantity_type(fields: Fields) -> None:
             f"field {risk_key!r}: sizing by account risk is not supported; "
             "send quantity (or 0 for the configured size) and risk_percentage 0"
         )
+    for alias in UPDATE_EXITS:
+        key, value = fields.get(alias)
+        if to_flag(key, value):
+            # read as an entry, it bought another contract (with DCA) or did nothing while
+            # the alert meant to move the open position's exit
+            raise InvalidSignal(
+                f"field {key!r}: moving the exits of an open position by alert is not"
+                f" supported; send {key} false (the alert's tp/sl apply to its entry, the"
+                " recorder's settings to the rest)"
+            )
 
 
 def _order_type(

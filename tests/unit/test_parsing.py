@@ -192,6 +192,18 @@ def test_numbers_past_the_decimal_context_are_refused(body: bytes) -> None:
     assert info.value.status in (400, 422)
 
 
+@pytest.mark.parametrize("field", ["update_tp", "update_sl"])
+def test_a_pickmytrade_exit_update_is_refused_not_traded_as_an_entry(field: str) -> None:
+    """PickMyTrade's update_tp / update_sl ask to move the open position's exit. Read as an
+    entry, the alert bought another contract (with DCA) or did nothing; false is ordinary."""
+    body = {"symbol": "NQ1!", "data": "buy", "quantity": 1, "sl": 21400, field: True}
+    with pytest.raises(InvalidSignal, match=f"{field}.*not supported") as info:
+        parse(body)
+    assert info.value.status == 422
+    assert parse({**body, field: False}).action is Action.BUY
+    assert parse({**body, field: "false"}).action is Action.BUY
+
+
 def test_token_in_body_is_lifted_and_never_kept() -> None:
     for key in ("token", "Token", "key", "secret", "passphrase"):
         signal = parse({"action": "buy", key: "s3cret"})
