@@ -34,30 +34,22 @@ import structlog
 from jtrades.broker.base import (
     Broker,
     Contract,
-    OcoRequest,
-    OrderRequest,
-    OsoRequest,
-    PlaceResult,
-    StrategyRequest,
     SubAccount,
 )
 from jtrades.db import Lane
 from jtrades.engine.config_cache import LinkConfig
-from jtrades.engine.liquidation import liquidation_contract_id
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder
+from jtrades.engine.send import send_step
 from jtrades.engine.steps import (
     account_state,
     cl_ord_prefix,
     expected_position,
     intent_for,
-    net_pos,
+    position_shows,
 )
 from jtrades.errors import (
-    BrokerRejected,
     JtradesError,
-    OutcomeUnknown,
     StorageUnavailable,
-    TransientBrokerError,
 )
 from jtrades.store import intents as intent_store
 from jtrades.store import signals as signal_store
@@ -433,17 +425,14 @@ class Dispatcher:
         An answer with an order id is not a fill: a risk check can reject the order after
         accepting it, and a DCA add's exits, re-placed for the position it would have made,
         were then a stop for 2 on a long 1. None once it shows; else why the rest is not sent."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settle_timeout
-        while (held := net_pos(it.broker, it.link.broker_account_id, it.contract)) != expected:
-            left = deadline - loop.time()
-            if left <= 0:
-                return (
-                    f"step {po.step} did not show in the position within"
-                    f" {self._settle_timeout:g}s (holding {held}, expected {expected})"
-                )
-            await it.broker.position_changed(it.link.broker_account_id, left)
-        return None
+        account, timeout = it.link.broker_account_id, self._settle_timeout
+        held = await position_shows(it.broker, account, it.contract, expected, timeout)
+        if held is None:
+            return None
+        return (
+            f"step {po.step} did not show in the position within {timeout:g}s"
+            f" (holding {held}, expected {expected})"
+        )
 
     async def _settle_then_release(self, p: _Prepared, lock: asyncio.Lock) -> None:
         try:
@@ -453,49 +442,8 @@ class Dispatcher:
 
     async def _send(self, item: WorkItem, po: PlannedOrder) -> tuple[str, int | None, str | None]:
         """Hand one step to the broker: (intent state, broker order id, reason)."""
-        broker, req = item.broker, po.request
-        # No timer of its own: every broker call is bounded by the broker (Tradovate: the
-        # session's request timeout, then OutcomeUnknown), and a second timer per order cost
-        # a tenth of the send path.
-        try:
-            result: PlaceResult | None = None
-            if po.kind == "cancel":
-                if po.cancel_order_id is None:
-                    return "rejected", None, "cancel without an order id"
-                await broker.cancel_order(po.cancel_order_id)
-                return "done", po.cancel_order_id, None
-            if po.kind == "liquidate":
-                account = SubAccount(item.link.broker_account_id, item.link.sub_name)
-                contract_id = await liquidation_contract_id(
-                    broker, item.link.broker_account_id, item.contract
-                )
-                await broker.liquidate_position(account, contract_id)
-                return "done", None, None
-            if isinstance(req, StrategyRequest):
-                result = await broker.start_strategy(req)
-            elif isinstance(req, OcoRequest):
-                result = await broker.place_oco(req)
-            elif isinstance(req, OsoRequest):
-                result = await broker.place_oso(req)
-            elif isinstance(req, OrderRequest):
-                result = await broker.place_order(req)
-            else:
-                return "rejected", None, f"nothing to send for a {po.kind} step"
-            # 0: the order id is not known yet (a strategy answered before its entry order
-            # showed): None, so it never overwrites the id the mirror records
-            return "sent", result.order_id or None, None
-        except BrokerRejected as exc:
-            return "rejected", None, str(exc) or "rejected by the broker"
-        except TransientBrokerError as exc:
-            # Raised before the request left: nothing is at the broker.
-            return "expired", None, f"not sent: broker unavailable ({exc})"
-        except OutcomeUnknown as exc:
-            return "unknown", None, f"no answer from the broker ({type(exc).__name__})"
-        except Exception as exc:
-            log.exception(
-                "dispatch.send_failed", sub_account_id=item.link.sub_account_id, step=po.step
-            )
-            return "unknown", None, f"send failed: {type(exc).__name__}"
+        account = SubAccount(item.link.broker_account_id, item.link.sub_name)
+        return await send_step(item.broker, po, account, item.contract)
 
     async def _finish(self, outcomes: list[intent_store.Outcome]) -> None:
         """Write the account's outcomes in one statement; a failure is logged, not raised: the
@@ -509,16 +457,14 @@ class Dispatcher:
         """Hold the lock until the broker's view shows the position the sent steps make
         (bounded), so the next signal on this sub-account plans against it: a reversal's
         close alone (flat) is not yet the new position."""
-        it = p.item
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settle_timeout
-        while net_pos(it.broker, it.link.broker_account_id, it.contract) != p.expected_pos:
-            left = deadline - loop.time()
-            if left <= 0:
-                log.info(
-                    "dispatch.settle_timeout",
-                    sub_account_id=it.link.sub_account_id,
-                    expected=p.expected_pos,
-                )
-                return
-            await it.broker.position_changed(it.link.broker_account_id, left)
+        it, expected = p.item, p.expected_pos
+        account, timeout = it.link.broker_account_id, self._settle_timeout
+        if expected is None or (
+            await position_shows(it.broker, account, it.contract, expected, timeout) is None
+        ):
+            return
+        log.info(
+            "dispatch.settle_timeout",
+            sub_account_id=it.link.sub_account_id,
+            expected=p.expected_pos,
+        )

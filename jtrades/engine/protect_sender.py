@@ -14,9 +14,10 @@ from datetime import datetime
 import asyncpg
 import structlog
 
-from jtrades.broker.base import Broker, OcoRequest, OrderRequest
+from jtrades.broker.base import Broker
 from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.protection import Shrink
+from jtrades.engine.send import send_step
 from jtrades.engine.steps import intent_for
 from jtrades.errors import BrokerRejected, TransientBrokerError
 from jtrades.store import intents as intent_store
@@ -145,21 +146,4 @@ class ProtectionSender:
         return taken
 
     async def _send(self, po: PlannedOrder) -> tuple[str, int | None, str | None]:
-        req = po.request
-        try:
-            if po.kind == "cancel" and po.cancel_order_id is not None:
-                await self._broker.cancel_order(po.cancel_order_id)
-                return "done", po.cancel_order_id, None
-            if isinstance(req, OcoRequest):
-                result = await self._broker.place_oco(req)
-            elif isinstance(req, OrderRequest):
-                result = await self._broker.place_order(req)
-            else:
-                return "rejected", None, f"nothing to send for a {po.kind} step"
-        except BrokerRejected as exc:
-            return "rejected", None, str(exc) or "rejected by the broker"
-        except TransientBrokerError as exc:  # raised before the request left
-            return "expired", None, f"not sent: broker unavailable ({exc})"
-        except Exception as exc:
-            return "unknown", None, f"no answer from the broker ({type(exc).__name__})"
-        return "sent", result.order_id, None
+        return await send_step(self._broker, po)

@@ -6,6 +6,7 @@ Pure functions of the plan and the broker's live view; the dispatcher does the I
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 from datetime import datetime
@@ -82,6 +83,21 @@ def net_pos(broker: Broker, broker_account_id: int, contract: Contract) -> int |
     except TransientBrokerError:
         return None
     return 0
+
+
+async def position_shows(
+    broker: Broker, broker_account_id: int, contract: Contract, expected: int, within_s: float
+) -> int | None:
+    """Wait until the live view shows the position at ``expected``, at most ``within_s``
+    (woken by position events, not a poll); None once it does, else what it shows then."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while (held := net_pos(broker, broker_account_id, contract)) != expected:
+        left = deadline - loop.time()
+        if left <= 0:
+            return held if held is not None else 0
+        await broker.position_changed(broker_account_id, left)
+    return None
 
 
 def _with_cl_ord_id(po: PlannedOrder, cl: str) -> PlannedOrder:
