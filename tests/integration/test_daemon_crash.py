@@ -37,6 +37,17 @@ class WithABrokenLoop(Daemon):
         return loops
 
 
+async def status_state(db_url: str) -> str:
+    """The ``state`` the daemon status row says, read on a bare connection (jsonb as text)."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        beat = await status_store.get(conn)
+    finally:
+        await conn.close()
+    assert beat is not None
+    return str(orjson.loads(beat.detail)["state"])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,10 +76,4 @@ async def test_a_loop_that_fails_takes_the_daemon_down_and_says_why(
     assert events.index("daemon.crashed") < events.index("daemon.stopped")
     with pytest.raises(OSError):  # nothing listens any more
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    conn = await asyncpg.connect(db_url)  # a bare connection: jsonb comes back as text
-    try:
-        beat = await status_store.get(conn)
-    finally:
-        await conn.close()
-    assert beat is not None
-    assert orjson.loads(beat.detail)["state"] == "stopped"
+    assert await status_state(db_url) == "stopped"

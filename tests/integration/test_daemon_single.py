@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import socket
 
-import asyncpg
-import orjson
 import pytest
 
 from jtrades.config import Settings
 from jtrades.daemon import Daemon
 from jtrades.errors import ConfigError
-from jtrades.store import status as status_store
+from tests.integration.test_daemon_crash import status_state
 
 
 def _on_free_port(settings: Settings) -> Settings:
@@ -42,13 +40,7 @@ async def test_a_second_daemon_on_the_same_database_is_refused(
         with pytest.raises(ConfigError, match="another jtrades serve"):
             await asyncio.wait_for(Daemon(_on_free_port(settings)).run(), 30)
 
-        conn = await asyncpg.connect(db_url)  # a bare connection: jsonb comes back as text
-        try:
-            beat = await status_store.get(conn)
-        finally:
-            await conn.close()
-        assert beat is not None
-        assert orjson.loads(beat.detail)["state"] == "running"
+        assert await status_state(db_url) == "running"
         socket.create_connection(("127.0.0.1", first.port), timeout=1).close()  # still serving
     finally:
         first.request_stop("test")

@@ -109,6 +109,20 @@ async def make_trader(
     return tid
 
 
+async def follower(
+    pool: asyncpg.Pool,
+    name: str,
+    recorder: dict[str, Any] | None = None,
+    trader: dict[str, Any] | None = None,
+) -> tuple[int, int, int]:
+    """A user following their own recorder on one paper sub-account, with the recorder's and
+    the trader's settings given: (recorder id, sub-account id, trader id)."""
+    u = await make_user(pool, name)
+    rec = await make_recorder(pool, u, "rec", **(recorder or {}))
+    (sub,) = await make_paper_account(pool, u, f"{name}-paper")
+    return rec, sub, await make_trader(pool, u, rec, [(sub, 1)], **(trader or {}))
+
+
 async def store_signal(
     pool: asyncpg.Pool, recorder_id: int, received_at: datetime | None = None
 ) -> tuple[int, datetime]:
@@ -427,11 +441,10 @@ async def test_a_sell_a_long_only_follower_can_only_close_is_not_an_entry(
     opens nothing. Counted as an entry, it used up --max-signals 2 after one long (the next
     buy refused), restarted the cooldown and took every-Nth turns."""
     pool = database.pool
-    u = await make_user(pool, f"lo-{level}")
     limits: dict[str, Any] = {"direction": "long", "max_signals": 2}
-    rec = await make_recorder(pool, u, "rec", size=1, **(limits if level == "recorder" else {}))
-    (sub,) = await make_paper_account(pool, u, f"lo-{level}-paper")
-    trader = await make_trader(pool, u, rec, [(sub, 1)], **(limits if level == "trader" else {}))
+    on_recorder = limits if level == "recorder" else {}
+    on_trader = limits if level == "trader" else {}
+    rec, sub, trader = await follower(pool, f"lo-{level}", {"size": 1, **on_recorder}, on_trader)
     engine = await engine_factory()
     long_ = {"prev_market_position": MarketPosition.SHORT, "market_position": MarketPosition.LONG}
     short = {"prev_market_position": MarketPosition.LONG, "market_position": MarketPosition.SHORT}
@@ -452,10 +465,7 @@ async def test_a_halted_sub_account_closes_on_a_reversal_and_opens_nothing(
     database: Database, engine_factory: Any
 ) -> None:
     pool = database.pool
-    u = await make_user(pool, "tia")
-    rec = await make_recorder(pool, u, "rec", size=1)
-    (sub,) = await make_paper_account(pool, u, "tia-paper")
-    await make_trader(pool, u, rec, [(sub, 1)])
+    rec, sub, _ = await follower(pool, "tia", {"size": 1})
     engine = await engine_factory()
     await send(engine, pool, rec, buy())
     await pool.execute("UPDATE sub_accounts SET halted = true WHERE id = $1", sub)
@@ -477,11 +487,10 @@ async def test_the_cooldown_is_measured_between_arrivals(
     waited on the recorder's lock behind a slow broker): measured from the first one's arrival
     to the second one's handling, it passed."""
     pool = database.pool
-    u = await make_user(pool, f"cd-{level}")
     cooldown = {"cooldown_s": 1}
-    rec = await make_recorder(pool, u, "rec", **(cooldown if level == "recorder" else {}))
-    (sub,) = await make_paper_account(pool, u, f"cd-{level}-paper")
-    await make_trader(pool, u, rec, [(sub, 1)], **(cooldown if level == "trader" else {}))
+    rec, sub, _ = await follower(
+        pool, f"cd-{level}", *((cooldown, None) if level == "recorder" else (None, cooldown))
+    )
     engine = await engine_factory()
     t0 = datetime.now(UTC)
     sid, _ = await store_signal(pool, rec, t0)
@@ -503,10 +512,7 @@ async def test_a_continuous_symbol_acts_on_the_month_the_position_is_held_in(
     ``MNQ1!``: planned on the front month, it found nothing held there and left the long open.
     The position is in the root's other month, and only there: the close takes it."""
     pool = database.pool
-    u = await make_user(pool, "rolls")
-    rec = await make_recorder(pool, u, "rec", size=1)
-    (sub,) = await make_paper_account(pool, u, "rolls-paper")
-    await make_trader(pool, u, rec, [(sub, 1)])
+    rec, sub, _ = await follower(pool, "rolls", {"size": 1})
     engine = await engine_factory()
     assert (
         await send(engine, pool, rec, Signal(Action.BUY, ticker="MNQ2!", price=Decimal("21500")))
@@ -530,10 +536,7 @@ async def test_a_continuous_symbol_with_both_months_held_acts_on_the_front_only(
     """Long the front and the next quarter (a calendar spread, each leg bought by its month):
     ``MNQ1!`` is the front month, as before; the other leg is not the signal's to touch."""
     pool = database.pool
-    u = await make_user(pool, "spread")
-    rec = await make_recorder(pool, u, "rec", size=1)
-    (sub,) = await make_paper_account(pool, u, "spread-paper")
-    await make_trader(pool, u, rec, [(sub, 1)])
+    rec, sub, _ = await follower(pool, "spread", {"size": 1})
     engine = await engine_factory()
     aid, bid = await account_of(pool, sub)
     link = engine.config.snapshot.recorders[rec].traders[0].links[0]
@@ -730,10 +733,7 @@ async def test_a_paper_login_records_its_trades_after_a_restart(
     mirror took the new run's fills for ones it had stored: no round trip written, the day's
     realized P&L (what --max-daily-loss reads) short of the second loss."""
     pool = database.pool
-    u = await make_user(pool, "pp")
-    rec = await make_recorder(pool, u, "rec", size=1)
-    (sub,) = await make_paper_account(pool, u, "pp-paper")
-    await make_trader(pool, u, rec, [(sub, 1)])
+    rec, sub, _ = await follower(pool, "pp", {"size": 1})
 
     async def trades(n: int) -> bool:
         return bool(await pool.fetchval("SELECT count(*) FROM trades") == n)
@@ -776,10 +776,7 @@ async def test_a_traders_every_nth_survives_a_restart(
     restart rebuilt the trader's count from its every-Nth refusals only, not the entries its
     every-Nth let through as well, and took the third."""
     pool = database.pool
-    u = await make_user(pool, "nth")
-    rec = await make_recorder(pool, u, "rec", same_direction="add")
-    (sub,) = await make_paper_account(pool, u, "nth-paper")
-    await make_trader(pool, u, rec, [(sub, 1)], every_nth=2)
+    rec, _sub, _ = await follower(pool, "nth", {"same_direction": "add"}, {"every_nth": 2})
     first = await engine_factory()
     assert (await send(first, pool, rec, buy())).filter == "every_nth"
     assert (await send(first, pool, rec, buy())).verdict == "accepted"
