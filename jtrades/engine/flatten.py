@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 FIRST_RETRY_S = 0.5  # the wait before the second pass; it doubles up to MAX_RETRY_S
 MAX_RETRY_S = 30.0
+RESUME_CHECK_S = 0.25  # how soon a resume stops a flatten waiting to retry
 _DETAIL_LIMIT = 1000  # characters of "what is left" in one log event
 
 
@@ -265,10 +266,21 @@ class Flattener:
                         )
                     else:
                         written = news(progress)
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, self._max_retry_s)
-            if not self._pending(requested_at):
+            if not await self._still_pending_after(requested_at, wait):
                 return self._ended(requested_at, label, sent, p)
+            wait = min(wait * 2, self._max_retry_s)
+
+    async def _still_pending_after(self, requested_at: str, wait: float) -> bool:
+        """Wait out the retry delay, looking at the request every ``RESUME_CHECK_S``: slept
+        whole, a resume heard early in a long back-off (up to ``max_retry_s``) was acted on
+        only at its end."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(RESUME_CHECK_S, left))
+            if not self._pending(requested_at):
+                return False
+        return self._pending(requested_at)
 
     def _pending(self, requested_at: str) -> bool:
         pending = self._config.snapshot.flatten

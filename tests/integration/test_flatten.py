@@ -473,6 +473,26 @@ async def test_resuming_a_login_ends_its_flatten(
     assert await liquidation_ids(pool) == sent
 
 
+async def test_a_resume_ends_a_flatten_waiting_out_a_long_retry_at_once(
+    database: Database, start: Start
+) -> None:
+    """A flatten that cannot finish backs off up to 30 s between passes; slept whole, a
+    resume early in such a wait was acted on only at its end (and a pass in between could
+    liquidate what its owner had just taken back)."""
+    pool = database.pool
+    engine, *_ = await one_blind_of_two(pool, start, "lw")
+    engine._flattener._retry_s = engine._flattener._max_retry_s = 20.0
+    with structlog.testing.capture_logs() as logs:
+        await request_flatten(engine, pool)
+        await wait_for(logged(logs, "engine.flatten_incomplete"), "the first pass")
+        await pool.execute(  # what `resume` writes
+            "UPDATE system_flags SET value = $1 WHERE name = 'halted'",
+            {"halted": False, "flattens": {}},
+        )
+        await engine.config.refresh()
+        await wait_for(logged(logs, "engine.flatten_abandoned"), "the flatten ended", 2.0)
+
+
 async def test_an_incomplete_flatten_does_not_reload_the_configuration_every_pass(
     database: Database, start: Start
 ) -> None:
