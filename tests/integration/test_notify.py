@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -237,6 +238,19 @@ async def test_close_posts_what_is_left_without_waiting_out_the_window(
         await notifier.close()
     assert [e["event"] for b in endpoint.bodies("/hook") for e in b["events"]] == ["test.event_1"]
     assert notifier.sent == 1
+
+
+async def test_a_backlog_at_close_keeps_one_message_per_window(endpoint: Endpoint) -> None:
+    """Closing skips the first wait (a lone notice goes at once), not the ones between
+    messages: a backlog went out back to back, and Discord answers 429 past 5 in 2 s."""
+    notifier = Notifier([Target("webhook", endpoint.base + "/hook")], window_s=0.3, max_batch=1)
+    await notifier.start()
+    for i in range(3):
+        notifier.offer(notice(i))
+    started = time.monotonic()
+    await notifier.close()
+    assert time.monotonic() - started >= 0.55  # two windows between three messages
+    assert [len(b["events"]) for b in endpoint.bodies("/hook")] == [1, 1, 1]
 
 
 async def test_offers_from_another_thread_are_sent(endpoint: Endpoint) -> None:
