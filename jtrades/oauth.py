@@ -3,8 +3,8 @@ person approves at Tradovate, and Tradovate redirects to the daemon's ``/oauth/c
 
 The ``state`` in the URL is the account id and an expiry sealed with the master key (AES-GCM),
 so the callback needs no table of pending requests and a forged or replayed-late state is
-refused. The code is exchanged once; the token is stored encrypted beside the account, bound to
-its login like the password is.
+refused. The code is exchanged once; the token is stored encrypted beside the account, and only
+when its user (``auth/me``) is the account's login.
 """
 
 from __future__ import annotations
@@ -86,6 +86,14 @@ async def complete(
     async with aiohttp.ClientSession() as http:
         token = await TradovateAuth(settings, http).oauth_exchange(row["env"], code)
     register_secret(token.token)
+    if token.name.casefold() != str(row["username"]).casefold():
+        # the session of a login is shared by every account naming it: a token of another
+        # login stored here would put all of them on someone else's Tradovate user
+        log.warning("oauth.wrong_login", account=row["label"], env=row["env"])
+        raise InvalidInput(
+            f"that sign-in was for another Tradovate login than {row['username']!r}; sign in"
+            " as that login, or add an account for the other one"
+        )
     sealed = box.seal(token.token, oauth_context(row["env"], row["username"]))
     with translate_errors():
         await ex.execute(

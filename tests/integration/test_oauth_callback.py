@@ -78,9 +78,9 @@ async def site(
         await runner.cleanup()
 
 
-async def sim_code(sim: SimHandle) -> str:
+async def sim_code(sim: SimHandle, login: str = LOGIN) -> str:
     url = f"{sim.base_url}/sim/oauth/code"
-    async with aiohttp.ClientSession() as http, http.post(url, json={"login": LOGIN}) as r:
+    async with aiohttp.ClientSession() as http, http.post(url, json={"login": login}) as r:
         code: str = (await r.json())["code"]
     return code
 
@@ -103,6 +103,22 @@ async def test_callback_stores_the_token_encrypted(
     async with client.get("/oauth/callback", params={"code": code, "state": state}) as r:
         assert r.status == 400
         assert "not connected" in await r.text()
+
+
+async def test_a_sign_in_as_another_login_is_refused(
+    site: tuple[aiohttp.ClientSession, int], sim: SimHandle, pool: asyncpg.Pool, box: SecretBox
+) -> None:
+    """The account names login ``sim``; the person signs in at Tradovate as ``mallory``. The
+    token was stored all the same, and the session every account of ``sim`` shares would have
+    run on mallory's Tradovate user."""
+    client, account_id = site
+    sim.add_login("mallory", "mallory-pw", ["MAL1"])
+    state = make_state(box, account_id, datetime.now(UTC))
+    code = await sim_code(sim, "mallory")
+    async with client.get("/oauth/callback", params={"code": code, "state": state}) as r:
+        assert r.status == 400
+        assert "another Tradovate login" in await r.text()
+    assert await pool.fetchval("SELECT oauth_token_enc FROM accounts") is None
 
 
 async def test_forged_expired_and_incomplete_links_are_refused(
