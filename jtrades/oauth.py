@@ -2,8 +2,8 @@
 person approves at Tradovate, and Tradovate redirects to the daemon's ``/oauth/callback``.
 
 The ``state`` in the URL is the account id and an expiry sealed with the master key (AES-GCM),
-so the callback needs no table of pending requests and a forged or replayed-late state is
-refused. The code is exchanged once; the token is stored encrypted beside the account, and only
+so the callback needs no table of pending requests and a forged or expired state is refused; it
+works once (a state issued before the account's last connect is refused). The code is exchanged once; the token is stored encrypted beside the account, and only
 when its user (``auth/me``) is the account's login.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import structlog
@@ -41,6 +41,11 @@ def make_state(box: SecretBox, account_id: int, now: datetime) -> str:
 
 def read_state(box: SecretBox, state: str, now: datetime) -> int:
     """The account id a state names; ``InvalidInput`` when it is forged, garbled or expired."""
+    return _read_state(box, state, now)[0]
+
+
+def _read_state(box: SecretBox, state: str, now: datetime) -> tuple[int, datetime]:
+    """(account id, when the state was issued); ``InvalidInput`` as ``read_state``."""
     key_id, _, blob = state.partition(".")
     try:
         raw = base64.urlsafe_b64decode(blob + "=" * (-len(blob) % 4))
@@ -53,7 +58,16 @@ def read_state(box: SecretBox, state: str, now: datetime) -> int:
         ) from None
     if now.timestamp() > expiry:
         raise InvalidInput("this sign-in link has expired; run `jtrades accounts connect` again")
-    return account_id
+    return account_id, datetime.fromtimestamp(expiry, UTC) - STATE_TTL
+
+
+_USED = "this sign-in link was used already; run `jtrades accounts connect` again"
+
+
+def _used(connected_at: datetime | None, issued_at: datetime) -> bool:
+    """A link works once: one issued before the account's last connect is a replay (whoever
+    saw the URL could otherwise attach a token of their own for its 15 minutes)."""
+    return connected_at is not None and connected_at >= issued_at
 
 
 def authorize_url(
@@ -76,13 +90,15 @@ async def complete(
 ) -> str:
     """Finish a connect: check the state, exchange the code, store the token; returns the label."""
     register_secret(code)
-    account_id = read_state(box, state, now)
+    account_id, issued_at = _read_state(box, state, now)
     with translate_errors():
         row = await ex.fetchrow(q("oauth.account"), account_id)
     if row is None:
         raise NotFound("the account being connected no longer exists")
     if row["env"] not in ("demo", "live"):
         raise InvalidInput(f"a {row['env']} account does not connect to Tradovate")
+    if _used(row["oauth_connected_at"], issued_at):
+        raise InvalidInput(_USED)
     async with aiohttp.ClientSession() as http:
         token = await TradovateAuth(settings, http).oauth_exchange(row["env"], code)
     register_secret(token.token)
@@ -96,8 +112,15 @@ async def complete(
         )
     sealed = box.seal(token.token, oauth_context(row["env"], row["username"]))
     with translate_errors():
-        await ex.execute(
-            q("oauth.set_token"), account_id, sealed.ciphertext, sealed.key_id, token.expires_at
+        stored = await ex.fetchval(
+            q("oauth.set_token"),
+            account_id,
+            sealed.ciphertext,
+            sealed.key_id,
+            token.expires_at,
+            issued_at,
         )
+    if stored is None:  # another callback with this link stored first
+        raise InvalidInput(_USED)
     log.info("oauth.connected", account=row["label"], env=row["env"])
     return str(row["label"])

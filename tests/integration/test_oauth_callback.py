@@ -105,6 +105,31 @@ async def test_callback_stores_the_token_encrypted(
         assert "not connected" in await r.text()
 
 
+async def test_a_sign_in_link_works_once(
+    site: tuple[aiohttp.ClientSession, int], sim: SimHandle, pool: asyncpg.Pool, box: SecretBox
+) -> None:
+    """Used again with a code of its own (whoever saw the URL: history, chat, a referrer), a
+    link stored that token over the first for its 15 minutes. A link issued later works."""
+    client, account_id = site
+    state = make_state(box, account_id, datetime.now(UTC) - timedelta(seconds=2))
+    async with client.get(
+        "/oauth/callback", params={"code": await sim_code(sim), "state": state}
+    ) as r:
+        assert r.status == 200, await r.text()
+    first = await pool.fetchval("SELECT oauth_token_enc FROM accounts WHERE id = $1", account_id)
+    async with client.get(
+        "/oauth/callback", params={"code": await sim_code(sim), "state": state}
+    ) as r:
+        assert r.status == 400
+        assert "used already" in await r.text()
+    assert await pool.fetchval("SELECT oauth_token_enc FROM accounts") == first
+    later = make_state(box, account_id, datetime.now(UTC) + timedelta(seconds=2))
+    async with client.get(
+        "/oauth/callback", params={"code": await sim_code(sim), "state": later}
+    ) as r:
+        assert r.status == 200, await r.text()
+
+
 async def test_a_sign_in_as_another_login_is_refused(
     site: tuple[aiohttp.ClientSession, int], sim: SimHandle, pool: asyncpg.Pool, box: SecretBox
 ) -> None:
