@@ -24,10 +24,12 @@ SET state = CASE WHEN state IN ('pending', 'unknown') THEN $2 ELSE state END, br
 WHERE id = $1;
 
 -- name: intents.set_state($1 id, $2 state, $3 broker_order_id, $4 reason)
+-- Reconciliation's verdict on an open intent: never over a final state written meanwhile (the
+-- mirror's "filled" during the lookup's round trip became "working" for good).
 UPDATE order_intents
 SET state = $2, broker_order_id = COALESCE($3, broker_order_id), reason = COALESCE($4, reason),
     updated_at = now()
-WHERE id = $1;
+WHERE id = $1 AND state IN ('pending', 'sent', 'unknown');
 
 -- name: intents.open_older_than($1 before)
 SELECT i.id, i.signal_id, i.trader_id, i.sub_account_id, i.cl_ord_id, i.step, i.kind, i.symbol,

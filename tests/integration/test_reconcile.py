@@ -42,6 +42,7 @@ from tests.integration.test_engine import (
     make_user,
     send,
     store_signal,
+    wait_for,
 )
 
 
@@ -455,3 +456,54 @@ async def test_restart_resolves_intents_at_the_simulator_by_cl_ord_id(
                 await engine.close()
         finally:
             await tv.close()
+
+
+async def test_a_lookup_never_moves_an_intent_back_from_a_final_state(
+    database: Database, settings: Settings
+) -> None:
+    """An intent whose send went unanswered is looked up by clOrdId: the broker says Working;
+    during that round trip the order fills and the mirror writes "filled". The lookup's older
+    answer was written over it, and the intent stayed "working" for good."""
+    pool = database.pool
+    w = await _world(pool)
+    brokers = BrokerRegistry(database, settings)
+    paper = brokers.paper(w["aid"])
+    paper.on_price("MNQ1!", Decimal(20000))
+    engine = Engine(database, settings, brokers)
+    await engine.start()
+    try:
+        account = SubAccount(w["bid"], "rc-paper-1")
+        limit = OrderRequest(
+            account, "MNQ1!", Side.BUY, 1, OrderType.LIMIT, price=Decimal(19000), cl_ord_id="jt-r-1"
+        )
+        await paper.place_order(limit)
+        sid = await pool.fetchval("SELECT id FROM signals LIMIT 1")
+        long_ago = datetime.now(UTC) - timedelta(minutes=5)
+        iid = await pool.fetchval(
+            "INSERT INTO order_intents (signal_id, trader_id, sub_account_id, cl_ord_id, step,"
+            " kind, symbol, side, qty, request, state, expires_at, created_at)"
+            " VALUES ($1,$2,$3,'jt-r-1',1,'order','MNQ1!','Buy',1,'{}','unknown',$4,$4)"
+            " RETURNING id",
+            sid, w["trader"], w["sub"], long_ago,
+        )  # fmt: skip
+
+        async def state() -> object:
+            return await pool.fetchval("SELECT state FROM order_intents WHERE id = $1", iid)
+
+        real = paper.order_by_cl_ord_id
+
+        async def answered_late(account_id: int, cl_ord_id: str, **kw: Any) -> Any:
+            found = await real(account_id, cl_ord_id, **kw)  # Working
+            paper.on_price("MNQ1!", Decimal(18900))  # fills meanwhile; the mirror records it
+            await wait_for(lambda: _is(state, "filled"), "the mirror's filled")
+            return found
+
+        paper.order_by_cl_ord_id = answered_late  # type: ignore[method-assign]
+        await engine.reconciler.resolve_intents(before=datetime.now(UTC))
+        assert await state() == "filled"
+    finally:
+        await engine.close()
+
+
+async def _is(read: Any, want: str) -> bool:
+    return bool(await read() == want)
