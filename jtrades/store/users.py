@@ -161,6 +161,18 @@ async def reject(ex: Executor, name: str) -> tuple[User, Owned]:
         raise Conflict(
             f"user {user.name} is approved; disable them first (jtrades users disable {user.name})"
         )
+    with translate_errors():
+        others = await ex.fetch(q("users.followed_by_others"), user.id)
+    if others:
+        # the delete cascades from the recorders to the traders following them, and through
+        # the recorders' signals to those traders' order intents (the record of orders that
+        # may still be working at the broker)
+        who = ", ".join(f"{r['owner']} (trader {r['trader_id']})" for r in others[:10])
+        more = f" and {len(others) - 10} more" if len(others) > 10 else ""
+        raise Conflict(
+            f"{user.name}'s recorders are followed by other users' traders: {who}{more}; they"
+            " would be deleted with them, so the user stays (disabled) until those are deleted"
+        )
     counts = await owned(ex, user.id)
     with translate_errors():
         await ex.fetchval(q("users.delete"), user.id)

@@ -38,6 +38,13 @@ SELECT (SELECT count(*) FROM accounts WHERE user_id = $1) AS accounts,
        (SELECT count(*) FROM recorders WHERE user_id = $1) AS recorders,
        (SELECT count(*) FROM traders WHERE user_id = $1) AS traders;
 
+-- name: users.followed_by_others($1 id)
+-- Other users' traders following this user's recorders: a delete would take them with it.
+SELECT t.id AS trader_id, u.name AS owner
+FROM traders t JOIN recorders r ON r.id = t.recorder_id JOIN users u ON u.id = t.user_id
+WHERE r.user_id = $1 AND t.user_id <> $1
+ORDER BY t.id;
+
 -- name: users.delete($1 id)
 DELETE FROM users WHERE id = $1 RETURNING id;
 

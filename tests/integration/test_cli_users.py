@@ -220,6 +220,37 @@ async def test_reject_refuses_an_approved_user_until_disabled(cli: Cli, pool: as
     assert await pool.fetchval("SELECT count(*) FROM users") == 0
 
 
+async def test_reject_refuses_while_other_users_follow_the_users_recorders(
+    cli: Cli, pool: asyncpg.Pool
+) -> None:
+    """Rejecting alice deleted, by cascade from her public recorder, bob's enabled trader and
+    his working order intent on his own sub-account, and reported 0 traders deleted."""
+    for name in ("alice", "bob"):
+        await cli.ok("users", "register", name, "--email", f"{name}@x.io")
+        await cli.ok("users", "approve", name)
+    alice, bob = [
+        await pool.fetchval("SELECT id FROM users WHERE name = $1", n) for n in ("alice", "bob")
+    ]
+    rec = await pool.fetchval(
+        "INSERT INTO recorders (user_id, name, symbol, token_hash, is_private)"
+        " VALUES ($1, 'alice-pub', 'MNQ1!', $2, false) RETURNING id",
+        alice,
+        hash_token("t-alice"),
+    )
+    trader = await pool.fetchval(
+        "INSERT INTO traders (user_id, recorder_id, enabled) VALUES ($1, $2, true) RETURNING id",
+        bob,
+        rec,
+    )
+    await cli.ok("users", "disable", "alice")
+    r = await cli("users", "reject", "alice")
+    assert r.exit_code == 1
+    assert "followed by" in r.error_line()
+    assert f"bob (trader {trader})" in r.error_line()
+    assert await pool.fetchval("SELECT count(*) FROM traders WHERE user_id = $1", bob) == 1
+    assert await pool.fetchval("SELECT count(*) FROM users WHERE name = 'alice'") == 1
+
+
 async def test_unapproved_user_cannot_own_an_enabled_trader(cli: Cli, pool: asyncpg.Pool) -> None:
     await cli.ok("users", "register", "newbie", "--email", "n@x.io")
     uid = await pool.fetchval("SELECT id FROM users WHERE name = 'newbie'")
