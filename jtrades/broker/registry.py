@@ -142,11 +142,11 @@ class BrokerRegistry:
             return
         try:
             from jtrades.security import load_secret_box
-            from jtrades.store.accounts import load_credentials
+            from jtrades.store.accounts import login_credential
 
             if self._box is None:
                 self._box = load_secret_box(self._settings, create=False)
-            creds = await load_credentials(self._db.pool, self._box, account_id)
+            creds = await login_credential(self._db.pool, self._box, account_id)
             if not creds.username:
                 return
             oauth = None

@@ -217,7 +217,7 @@ async def sync_account(db: Database, cfg: Settings, label: str) -> tuple[Account
     from jtrades.broker.tradovate.accounts import list_sub_accounts
 
     box = load_secret_box(cfg, create=not account.has_password)
-    creds = await store.load_credentials(db.pool, box, account.id)
+    creds = await store.login_credential(db.pool, box, account.id)
     log.debug("accounts.sync.login", label=account.label, env=account.env, username=creds.username)
     found = await list_sub_accounts(
         cfg, account.env, account.username, creds.password, db=db.pool, cipher=box

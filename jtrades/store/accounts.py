@@ -11,6 +11,7 @@ own id (there is no broker to ask).
 
 from __future__ import annotations
 
+import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -237,3 +238,40 @@ async def load_credentials(ex: Executor, box: SecretBox, account_id: int) -> Cre
         row["id"], row["label"], row["env"], row["username"], password, oauth,
         row["oauth_expires_at"],
     )  # fmt: skip
+
+
+async def login_credential(ex: Executor, box: SecretBox, account_id: int) -> Credentials:
+    """``load_credentials``, for an account about to use its login's shared token or session:
+    ``InvalidInput`` unless it holds a credential of the login. A token and a session are kept
+    per login, not per account, so another user's account naming the same login with no
+    password, or a wrong one, was handed the owner's token and listed or traded the owner's
+    sub-accounts. An OAuth connection is proof (its token's user is checked when stored); a
+    password must be the one the login's other accounts hold (a login is one password)."""
+    creds = await load_credentials(ex, box, account_id)
+    if creds.env == "paper" or creds.oauth_token is not None:
+        return creds
+    if creds.password is None:
+        raise InvalidInput(
+            f"{creds.label} has no password and is not connected with OAuth: give it the"
+            " login's password (accounts set-password) or connect it (accounts connect)"
+        )
+    with translate_errors():
+        others = [r["id"] for r in await ex.fetch(q("accounts.same_login"), account_id)]
+    compared = False
+    for other in others:
+        theirs = await load_credentials(ex, box, other)
+        if theirs.password is None:
+            continue
+        compared = True
+        if not hmac.compare_digest(theirs.password.encode(), creds.password.encode()):
+            raise InvalidInput(
+                f"{creds.label}'s password for {creds.username} ({creds.env}) is not the one"
+                f" {theirs.label} holds for that login: the login's token is shared, so its"
+                " accounts must hold the same password"
+            )
+    if others and not compared:
+        raise InvalidInput(
+            f"the other accounts of {creds.username} ({creds.env}) are connected with OAuth, so"
+            f" {creds.label}'s password cannot be checked: connect it with OAuth too"
+        )
+    return creds

@@ -31,6 +31,13 @@ SELECT a.id, a.label, a.env, a.username, a.password_enc, a.password_key_id,
        a.oauth_token_enc, a.oauth_key_id, a.oauth_expires_at
 FROM accounts a WHERE a.id = $1;
 
+-- name: accounts.same_login($1 id)
+-- The other accounts naming this account's Tradovate login (they share its token and session).
+SELECT o.id FROM accounts a JOIN accounts o
+  ON o.env = a.env AND lower(o.username) = lower(a.username) AND o.id <> a.id
+WHERE a.id = $1 AND a.env <> 'paper'
+ORDER BY o.id;
+
 -- name: accounts.enabled_traders($1 id)
 SELECT DISTINCT t.id
 FROM trader_accounts ta

@@ -451,3 +451,40 @@ async def test_connect_prints_a_sealed_sign_in_link_for_that_account(
     r = await cli("accounts", "connect", "alice-paper")
     assert r.exit_code == 1
     assert "paper account" in r.error_line()
+
+
+@pytest.mark.parametrize("bobs_password", [None, "a-wrong-password"])
+async def test_another_users_account_of_the_login_must_hold_its_password(
+    cli: Cli, pool: asyncpg.Pool, sim: SimHandle, bobs_password: str | None
+) -> None:
+    """A login's token is shared by the accounts naming it: bob's account of alice's login,
+    with no password or a wrong one, synced with alice's stored token and took her
+    sub-accounts (which his traders could then trade)."""
+    sim.add_login("alice_tv", PASSWORD, ["DEMO-A1", "DEMO-A2"])
+    cli.env = dict(sim.tradovate_env())
+    add = ["accounts", "add", "alice-demo", "--user", "alice", "--env", "demo"]
+    await cli.ok(*add, "--username", "alice_tv", "--password-stdin", input=PASSWORD + "\n")
+    await cli.ok("accounts", "sync", "alice-demo")  # stores the login's token
+    bob = [
+        "accounts",
+        "add",
+        "bob-demo",
+        "--user",
+        "bob",
+        "--env",
+        "demo",
+        "--username",
+        "alice_tv",
+    ]
+    if bobs_password:
+        await cli.ok(*bob, "--password-stdin", input=bobs_password + "\n")
+    else:
+        await cli.ok(*bob)
+    r = await cli("accounts", "sync", "bob-demo")
+    assert r.exit_code == 1
+    assert "password" in r.error_line()
+    bobs = await pool.fetchval(
+        "SELECT count(*) FROM sub_accounts s JOIN accounts a ON a.id = s.account_id"
+        " WHERE a.label = 'bob-demo'"
+    )
+    assert bobs == 0
