@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -410,16 +410,13 @@ async def _shown(broker: Broker, account_id: int, order_ids: Sequence[int]) -> b
     """Whether the live view shows every one of ``order_ids`` (working, or filled since)
     within ``CANCEL_WAIT_S``."""
     wanted = set(order_ids)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + CANCEL_WAIT_S
-    while True:
+
+    def shown() -> bool:
         seen = {o.order_id for o in broker.working_orders(account_id)} & wanted
         filled = broker.filled_qty(account_id, wanted - seen)
-        if seen | {oid for oid, qty in filled.items() if qty > 0} == wanted:
-            return True
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(0.05)
+        return seen | {oid for oid, qty in filled.items() if qty > 0} == wanted
+
+    return await _within_cancel_wait(shown)
 
 
 def _take_profits(taken: Sequence[tuple[PlannedOrder, int]]) -> tuple[TakeProfit, ...]:
@@ -435,11 +432,18 @@ def _take_profits(taken: Sequence[tuple[PlannedOrder, int]]) -> tuple[TakeProfit
 async def _gone(broker: Broker, account_id: int, order_ids: Sequence[int]) -> bool:
     """Whether the live view stops showing ``order_ids`` as open within ``CANCEL_WAIT_S``."""
     wanted = set(order_ids)
+    return await _within_cancel_wait(
+        lambda: not any(o.order_id in wanted for o in broker.working_orders(account_id))
+    )
+
+
+async def _within_cancel_wait(check: Callable[[], bool]) -> bool:
+    """Whether ``check`` comes true within ``CANCEL_WAIT_S``, looking every 50 ms (the view
+    changes with the stream, which has no event to wait on per order)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CANCEL_WAIT_S
-    while True:
-        if not any(o.order_id in wanted for o in broker.working_orders(account_id)):
-            return True
+    while not check():
         if loop.time() >= deadline:
             return False
         await asyncio.sleep(0.05)
+    return True
