@@ -9,6 +9,7 @@ asyncio's own loop; which one runs is logged at start (``daemon.started``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import sys
 from collections.abc import Callable, Coroutine
@@ -49,3 +50,11 @@ def settle_heap() -> None:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
+async def set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds``, or less once ``event`` is set; whether it is set (a loop's sleep that
+    a stop cuts short)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+    return event.is_set()

@@ -224,9 +224,7 @@ class Daemon:
 
     async def _sleep(self, seconds: float) -> bool:
         """Wait ``seconds`` or until stop; True when it is time to stop."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
-        return self.stop.is_set()
+        return await aio.set_within(self.stop, seconds)
 
     async def _beat(self, state: str) -> None:
         assert self.db is not None

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from jtrades.aio import set_within
 from jtrades.broker.tradovate.auth import AccessToken
 from jtrades.broker.tradovate.lifecycle import Timing, TokenSource, raised_at
 from jtrades.errors import BrokerAuthError, TransientBrokerError
@@ -43,7 +44,7 @@ async def renew_loop(
                 continue
             wait = token.seconds_left(datetime.now(UTC)) - timing.renew_margin_s
             if wait > 0:
-                if await _stopped_within(stopped, min(wait, 3600)):
+                if await set_within(stopped, min(wait, 3600)):
                     # the session failed meanwhile (a captcha, a wrong password): a renewal
                     # would be a login, which only lengthens the lock
                     return
@@ -67,12 +68,3 @@ async def renew_loop(
                 at=raised_at(exc),
             )
             await asyncio.sleep(retry_s)
-
-
-async def _stopped_within(stopped: asyncio.Event, seconds: float) -> bool:
-    """Wait ``seconds``; True as soon as ``stopped`` is set."""
-    try:
-        await asyncio.wait_for(stopped.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
