@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -102,8 +101,7 @@ class PaperBroker:
     """One paper login: all its sub-accounts, their orders, positions, fills and P&L."""
 
     def __init__(self) -> None:
-        self._ids = itertools.count(1)
-        self._last_id = 0
+        self._last_id = 0  # orders and fills are numbered on from it
         self._prices: dict[str, Decimal] = {}
         self._contracts: dict[str, Contract] = {}
         self._orders: dict[int, _Order] = {}
@@ -345,7 +343,7 @@ class PaperBroker:
     def number_after(self, used: int) -> None:
         """Give orders and fills ids above ``used``, the highest a previous run gave: from 1
         again, a restart's fills took stored ones' ids and the mirror dropped them as known."""
-        self._ids = itertools.count(max(used, self._last_id) + 1)
+        self._last_id = max(used, self._last_id)
 
     def restore_position(self, account_id: int, symbol: str, net: int, avg: Decimal | None) -> None:
         """Put back a position mirrored before a restart (paper state is in memory)."""
@@ -359,7 +357,7 @@ class PaperBroker:
     # --- internals ------------------------------------------------------------------------
 
     def _next_id(self) -> int:
-        self._last_id = next(self._ids)
+        self._last_id += 1
         return self._last_id
 
     def _tick(self, symbol: str) -> Decimal | None:

@@ -192,7 +192,8 @@ class Dispatcher:
         seen: dict[AccountKey, WorkItem] = {}
         results: list[AccountResult] = []
         for it in items:
-            first = seen.get(broker_account(it.link))
+            key = broker_account(it.link)
+            first = seen.get(key)
             if first is not None:
                 results.append(
                     AccountResult(
@@ -204,7 +205,7 @@ class Dispatcher:
                     )
                 )
                 continue
-            seen[broker_account(it.link)] = it
+            seen[key] = it
         order = sorted(seen)
         locks = [self.lock_for(seen[key].link) for key in order]
         acquired: list[asyncio.Lock] = []
@@ -466,5 +467,5 @@ class Dispatcher:
         log.info(
             "dispatch.settle_timeout",
             sub_account_id=it.link.sub_account_id,
-            expected=p.expected_pos,
+            expected=expected,
         )

@@ -293,11 +293,10 @@ class AccountView:
         """A command's outcome: only a rejection's text is kept (RiskRejected,
         ExecutionRejected), for its order's row."""
         text = e.get("text") or e.get("rejectReason")
-        if not text or not str(e.get("commandStatus") or "").endswith("Rejected"):
+        rejected = str(e.get("commandStatus") or "").endswith("Rejected")
+        if not text or not rejected or not e.get("commandId"):
             return []
         reason = f"{e.get('rejectReason')}: {text}" if e.get("rejectReason") else str(text)
-        if not e.get("commandId"):
-            return []
         cmd = int(e["commandId"])
         oid = self._command_order.get(cmd)
         if oid is None:
