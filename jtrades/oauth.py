@@ -3,8 +3,9 @@ person approves at Tradovate, and Tradovate redirects to the daemon's ``/oauth/c
 
 The ``state`` in the URL is the account id and an expiry sealed with the master key (AES-GCM),
 so the callback needs no table of pending requests and a forged or expired state is refused; it
-works once (a state issued before the account's last connect is refused). The code is exchanged once; the token is stored encrypted beside the account, and only
-when its user (``auth/me``) is the account's login.
+works once (a state issued before the account's last connect is refused). The code is exchanged
+once; the token is stored encrypted beside the account, and only when its user (``auth/me``) is
+the account's login.
 """
 
 from __future__ import annotations
