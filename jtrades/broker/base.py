@@ -283,6 +283,12 @@ class Broker(Protocol):
         then, instead of polling."""
         ...
 
+    def knows_order(self, account_id: int, order_id: int | None, cl_ord_id: str | None) -> bool:
+        """Whether the live view has this order, in any state: by its id, or by its clOrdId
+        when the answer carried no id (a strategy's entry). Orders' events may come before
+        their answers or after them: whoever plans next waits for this."""
+        ...
+
     def fills(self, account_id: int) -> list[Fill]: ...
 
     def filled_qty(self, account_id: int, order_ids: Iterable[int]) -> dict[int, int]:

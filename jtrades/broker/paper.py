@@ -301,6 +301,15 @@ class PaperBroker:
         """Every order of the account, including finished ones (tests and mirroring)."""
         return [o.view() for o in self._orders.values() if o.account.account_id == account_id]
 
+    def knows_order(self, account_id: int, order_id: int | None, cl_ord_id: str | None) -> bool:
+        # a paper order is in the view the moment it is placed
+        for o in self._orders.values():
+            if o.account.account_id == account_id and (
+                o.id == order_id if order_id else o.cl_ord_id == cl_ord_id
+            ):
+                return True
+        return False
+
     def fills(self, account_id: int) -> list[Fill]:
         return list(self._fills.get(account_id, []))
 

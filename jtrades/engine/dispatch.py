@@ -47,6 +47,7 @@ from jtrades.engine.steps import (
     intent_for,
     position_shows,
 )
+from jtrades.engine.view_waits import Placed, shows_orders, within
 from jtrades.errors import (
     JtradesError,
     StorageUnavailable,
@@ -123,6 +124,9 @@ class _Prepared:
     before_pos: int
     expected_pos: int | None = None  # what the broker's view must show before the lock goes
     ids: list[int | None] = field(default_factory=list)
+    # orders placed and cancelled: the view must show them (and them gone) before the lock goes
+    placed: list[Placed] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
 
 
 # (env, paper login or 0, the broker's account id): one account at the broker
@@ -373,6 +377,10 @@ class Dispatcher:
                 )
                 if state in ("sent", "done"):
                     res.sent += 1
+                    if po.kind == "cancel" and po.cancel_order_id is not None:
+                        p.cancelled.append(po.cancel_order_id)
+                    elif po.kind != "liquidate":
+                        p.placed.append((order_id, ni.cl_ord_id))
                     after = expected_position(position, po)
                     if after is not None:
                         position, settle = after, True
@@ -405,10 +413,11 @@ class Dispatcher:
                     reason=failed,
                     broker=res.messages[-1] if res.messages else None,
                 )
-            if settle and lock is not None:
-                p.expected_pos = position
-                # The answer to the alert need not wait for the fills to show; the next signal
-                # on this sub-account must: the lock passes to a task that frees it once they do.
+            if (settle or p.placed or p.cancelled) and lock is not None:
+                p.expected_pos = position if settle else None
+                # The answer to the alert need not wait for the view to show what was done;
+                # the next signal on this sub-account must: the lock passes to a task that
+                # frees it once it does.
                 task = asyncio.create_task(self._settle_then_release(p, lock))
                 self._settling.add(task)
                 task.add_done_callback(self._settling.discard)
@@ -455,17 +464,32 @@ class Dispatcher:
             log.error("dispatch.results_not_written", intents=len(outcomes), error=str(exc))
 
     async def _settle(self, p: _Prepared) -> None:
-        """Hold the lock until the broker's view shows the position the sent steps make
-        (bounded), so the next signal on this sub-account plans against it: a reversal's
-        close alone (flat) is not yet the new position."""
+        """Hold the lock until the broker's view shows the position the sent steps make and
+        the orders they placed and cancelled (bounded), so the next signal on this
+        sub-account plans against it: a reversal's close alone (flat) is not yet the new
+        position, and a stop placed but not shown is one the next plan does not cancel
+        (``view_waits``)."""
         it, expected = p.item, p.expected_pos
         account, timeout = it.link.broker_account_id, self._settle_timeout
-        if expected is None or (
-            await position_shows(it.broker, account, it.contract, expected, timeout) is None
-        ):
+        deadline = asyncio.get_running_loop().time() + timeout
+        held = None
+        if expected is not None:
+            held = await position_shows(it.broker, account, it.contract, expected, timeout)
+        left = max(0.0, deadline - asyncio.get_running_loop().time())
+        try:
+            orders_shown = await within(
+                lambda: shows_orders(it.broker, account, p.placed, p.cancelled), left
+            )
+        except Exception as exc:  # the view was lost: the next plan finds it unsynced
+            log.info("dispatch.settle_view_lost", sub_account_id=it.link.sub_account_id,
+                     error=str(exc))  # fmt: skip
+            return
+        if held is None and orders_shown:
             return
         log.info(
             "dispatch.settle_timeout",
             sub_account_id=it.link.sub_account_id,
             expected=expected,
+            holding=held,
+            orders_shown=orders_shown,
         )

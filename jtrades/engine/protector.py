@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -50,6 +50,7 @@ from jtrades.engine.protection import (
     protection_orders,
 )
 from jtrades.engine.sizing import exit_offset_points, exit_price
+from jtrades.engine.view_waits import shows_gone, shows_orders, shows_placed, within
 from jtrades.errors import TransientBrokerError
 from jtrades.store import intents as intent_store
 
@@ -58,6 +59,7 @@ log = structlog.get_logger(__name__)
 # How long the exits cancelled for a re-placement may take to show as gone before nothing is
 # placed this pass (they could still fill, and a stop beside them could over-close).
 CANCEL_WAIT_S = 5.0
+POLL_S = 0.05  # the view changes with the stream, which has no event to wait on per order
 # Waits before trying again, within the pass, a position a protection left short of cover
 # after cancelling its exits: it is naked until a re-placement lands, and the next pass is an
 # interval (30 s) away. A broker that keeps refusing gets the next pass.
@@ -231,141 +233,146 @@ class Protector:
         s = trader.settings
         bid = link.broker_account_id
         key = (link.sub_account_id, p.symbol)
+        now = datetime.now(UTC)
+        send = ProtectionSender(
+            self._pool,
+            broker,
+            trader.id,
+            link.sub_account_id,
+            p.symbol,
+            # the symbol too: two positions of one sub-account protected in one millisecond
+            prefix=f"jt-p-{link.sub_account_id}-{p.symbol}-{int(now.timestamp() * 1000)}",
+            expires_at=now + timedelta(seconds=self._settings.trading.signal_ttl_s),
+        )
         async with self._dispatcher.lock_for(link):
-            before = self._carry.pop(key, None)  # this is a retry of a half-done re-placement
-            if before is not None and not await _shown(broker, bid, before.placed):
-                # what the attempt placed is not in the view yet (its events lag the answers):
-                # planned without it, the retry stopped the position a second time
-                self._carry[key] = before
-                self._incomplete.add(key)
-                log.warning(
-                    "reconcile.protect_placed_unseen",
-                    sub_account_id=link.sub_account_id,
-                    symbol=p.symbol,
-                    placed=list(before.placed),
-                )
-                return False
-            cancelled_before = before.cancel if before is not None else ()
-            # re-read under the lock: a signal may have just placed exits or closed it
-            current, book = _exit_view(broker, bid, p.symbol, also=cancelled_before)
-            if current is None or current.net_price is None or not book.needs_protection:
-                return False
-            contract: Contract = await broker.find_contract(p.symbol)
-            direction = 1 if current.net_pos > 0 else -1
-            dist = exit_offset_points(s.sl, s.sl_units, current.net_price, contract, 1)
-            configured = exit_price(current.net_price, dist, -direction, contract.tick_size)
-            plan = plan_protection(book, configured)
-            if plan is None:
-                if before is not None:
-                    self._carry[key] = before  # for a later retry, once nothing is leaving
-                self._log_wait(link.sub_account_id, p.symbol, book)
-                return False
-            if before is not None:
-                plan = carry_over(plan, before, book)
-            now = datetime.now(UTC)
-            send = ProtectionSender(
-                self._pool,
-                broker,
-                trader.id,
-                link.sub_account_id,
-                p.symbol,
-                # the symbol too: two positions of one sub-account protected in one millisecond
-                prefix=f"jt-p-{link.sub_account_id}-{p.symbol}-{int(now.timestamp() * 1000)}",
-                expires_at=now + timedelta(seconds=self._settings.trading.signal_ttl_s),
-            )
-            if plan.trim_only:
-                return await self._trim(link, send, plan, current)
-            step = 1
-            done: list[int] = []
-
-            def incomplete(why: str, **fields: object) -> None:
-                # after the cancels the position may be naked: tried again within the pass
-                self._incomplete.add(key)
-                if done or before is not None:
-                    # exits were cancelled: what they were is no longer in the view; what went
-                    # out since may not be in it yet
-                    earlier = before if before is not None else plan
-                    self._carry[key] = dataclasses.replace(
-                        plan,
-                        cancel=(*plan.cancel, *cancelled_before),
-                        replaced=(*earlier.replaced, *_take_profits(send.taken)),
-                        placed=(
-                            *earlier.placed,
-                            *(oid for po, oid in send.taken if po.kind != "cancel"),
-                        ),
-                    )
-                log.error(
-                    "reconcile.protect_incomplete",
-                    sub_account_id=link.sub_account_id,
-                    symbol=p.symbol,
-                    net_pos=current.net_pos if current is not None else 0,
-                    cancelled=done,
-                    reason=why,
-                    plan=plan.reason,
-                    **fields,
-                )
-
-            if plan.cancel:
-                cancels = [
-                    PlannedOrder(i, "cancel", None, cancel_order_id=oid, note="exits re-placed")
-                    for i, oid in enumerate(plan.cancel, start=1)
-                ]
-                done = await send(cancels)
-                step += len(cancels)
-                try:
-                    gone = await _gone(broker, bid, done)
-                    # the cancelled take-profits' fills too: what they still had to fill is
-                    # re-placed
-                    current, book = _exit_view(
-                        broker, bid, p.symbol, also=(*plan.cancel, *cancelled_before)
-                    )
-                except Exception as exc:
-                    incomplete(f"view lost after the cancels: {type(exc).__name__}: {exc}")
-                    raise
-                if not gone:
-                    incomplete(
-                        f"cancelled exits still showing after {CANCEL_WAIT_S:g} s: they may "
-                        "still fill, nothing placed beside them"
+            try:
+                before = self._carry.pop(key, None)  # this is a retry of a half-done re-placement
+                if before is not None and not await _shown(broker, bid, before.placed):
+                    # what the attempt placed is not in the view yet (its events lag the answers):
+                    # planned without it, the retry stopped the position a second time
+                    self._carry[key] = before
+                    self._incomplete.add(key)
+                    log.warning(
+                        "reconcile.protect_placed_unseen",
+                        sub_account_id=link.sub_account_id,
+                        symbol=p.symbol,
+                        placed=list(before.placed),
                     )
                     return False
-            orders = protection_orders(
-                book,
-                plan,
-                account=SubAccount(bid, link.sub_name),
-                symbol=p.symbol,
-                prefix=send.prefix,
-                first_step=step,
-            )
-            try:
-                placed = await send(orders)
-            except Exception as exc:
-                incomplete(f"placing failed: {type(exc).__name__}: {exc}", planned=len(orders))
-                raise
-            if current is not None and current.net_pos != 0 and len(placed) < len(orders):
-                incomplete("the broker did not take every order", planned=len(orders),
-                           placed=len(placed))  # fmt: skip
-            elif (
-                current is not None
-                and current.net_pos != 0
-                and not orders
-                and (book.leaving or book.activating)
-            ):
-                incomplete(
-                    "orders on their way out or brackets activating after the cancels: "
-                    "nothing placed beside them",
-                    waiting=[o.order_id for o in (*book.leaving, *book.activating)],
+                cancelled_before = before.cancel if before is not None else ()
+                # re-read under the lock: a signal may have just placed exits or closed it
+                current, book = _exit_view(broker, bid, p.symbol, also=cancelled_before)
+                if current is None or current.net_price is None or not book.needs_protection:
+                    return False
+                contract: Contract = await broker.find_contract(p.symbol)
+                direction = 1 if current.net_pos > 0 else -1
+                dist = exit_offset_points(s.sl, s.sl_units, current.net_price, contract, 1)
+                configured = exit_price(current.net_price, dist, -direction, contract.tick_size)
+                plan = plan_protection(book, configured)
+                if plan is None:
+                    if before is not None:
+                        self._carry[key] = before  # for a later retry, once nothing is leaving
+                    self._log_wait(link.sub_account_id, p.symbol, book)
+                    return False
+                if before is not None:
+                    plan = carry_over(plan, before, book)
+                if plan.trim_only:
+                    return await self._trim(link, send, plan, current)
+                step = 1
+                done: list[int] = []
+
+                def incomplete(why: str, **fields: object) -> None:
+                    # after the cancels the position may be naked: tried again within the pass
+                    self._incomplete.add(key)
+                    if done or before is not None:
+                        # exits were cancelled: what they were is no longer in the view; what went
+                        # out since may not be in it yet
+                        earlier = before if before is not None else plan
+                        self._carry[key] = dataclasses.replace(
+                            plan,
+                            cancel=(*plan.cancel, *cancelled_before),
+                            replaced=(*earlier.replaced, *_take_profits(send.taken)),
+                            placed=(
+                                *earlier.placed,
+                                *(oid for po, oid in send.taken if po.kind != "cancel"),
+                            ),
+                        )
+                    log.error(
+                        "reconcile.protect_incomplete",
+                        sub_account_id=link.sub_account_id,
+                        symbol=p.symbol,
+                        net_pos=current.net_pos if current is not None else 0,
+                        cancelled=done,
+                        reason=why,
+                        plan=plan.reason,
+                        **fields,
+                    )
+
+                if plan.cancel:
+                    cancels = [
+                        PlannedOrder(i, "cancel", None, cancel_order_id=oid, note="exits re-placed")
+                        for i, oid in enumerate(plan.cancel, start=1)
+                    ]
+                    done = await send(cancels)
+                    step += len(cancels)
+                    try:
+                        gone = await _gone(broker, bid, done)
+                        # the cancelled take-profits' fills too: what they still had to fill is
+                        # re-placed
+                        current, book = _exit_view(
+                            broker, bid, p.symbol, also=(*plan.cancel, *cancelled_before)
+                        )
+                    except Exception as exc:
+                        incomplete(f"view lost after the cancels: {type(exc).__name__}: {exc}")
+                        raise
+                    if not gone:
+                        incomplete(
+                            f"cancelled exits still showing after {CANCEL_WAIT_S:g} s: they may "
+                            "still fill, nothing placed beside them"
+                        )
+                        return False
+                orders = protection_orders(
+                    book,
+                    plan,
+                    account=SubAccount(bid, link.sub_name),
+                    symbol=p.symbol,
+                    prefix=send.prefix,
+                    first_step=step,
                 )
-            log.warning(
-                "reconcile.protective_stop",
-                sub_account_id=link.sub_account_id,
-                symbol=p.symbol,
-                stop=str(plan.stop_price),
-                reason=plan.reason,
-                cancelled=len(plan.cancel),
-                placed=len(placed),
-                net_pos=current.net_pos if current is not None else 0,
-            )
-            return bool(placed)
+                try:
+                    placed = await send(orders)
+                except Exception as exc:
+                    incomplete(f"placing failed: {type(exc).__name__}: {exc}", planned=len(orders))
+                    raise
+                if current is not None and current.net_pos != 0 and len(placed) < len(orders):
+                    incomplete("the broker did not take every order", planned=len(orders),
+                               placed=len(placed))  # fmt: skip
+                elif (
+                    current is not None
+                    and current.net_pos != 0
+                    and not orders
+                    and (book.leaving or book.activating)
+                ):
+                    incomplete(
+                        "orders on their way out or brackets activating after the cancels: "
+                        "nothing placed beside them",
+                        waiting=[o.order_id for o in (*book.leaving, *book.activating)],
+                    )
+                log.warning(
+                    "reconcile.protective_stop",
+                    sub_account_id=link.sub_account_id,
+                    symbol=p.symbol,
+                    stop=str(plan.stop_price),
+                    reason=plan.reason,
+                    cancelled=len(plan.cancel),
+                    placed=len(placed),
+                    net_pos=current.net_pos if current is not None else 0,
+                )
+                return bool(placed)
+            finally:
+                # the next holder of the lock (an alert's plan) must see what went out and
+                # what was cancelled, or it plans a second stop beside this one (view_waits)
+                await _settled(broker, bid, send.taken)
 
     async def _trim(
         self, link: LinkConfig, send: ProtectionSender, plan: Protection, current: Position
@@ -407,16 +414,34 @@ def _exit_view(
 
 
 async def _shown(broker: Broker, account_id: int, order_ids: Sequence[int]) -> bool:
-    """Whether the live view shows every one of ``order_ids`` (working, or filled since)
-    within ``CANCEL_WAIT_S``."""
-    wanted = set(order_ids)
+    """Whether the live view has every one of ``order_ids`` within ``CANCEL_WAIT_S``."""
+    placed = [(oid, None) for oid in order_ids]
+    return await within(lambda: shows_placed(broker, account_id, placed), CANCEL_WAIT_S, POLL_S)
 
-    def shown() -> bool:
-        seen = {o.order_id for o in broker.working_orders(account_id)} & wanted
-        filled = broker.filled_qty(account_id, wanted - seen)
-        return seen | {oid for oid, qty in filled.items() if qty > 0} == wanted
 
-    return await _within_cancel_wait(shown)
+async def _settled(
+    broker: Broker, account_id: int, taken: Sequence[tuple[PlannedOrder, int]]
+) -> None:
+    """Wait (bounded) until the view has what a pass placed and no longer shows what it
+    cancelled as open; a view lost meanwhile is the next plan's to find unsynced."""
+    placed = [(oid, None) for po, oid in taken if po.kind not in ("cancel", "modify")]
+    cancelled = [oid for po, oid in taken if po.kind == "cancel"]
+    if not placed and not cancelled:
+        return
+    try:
+        shown = await within(
+            lambda: shows_orders(broker, account_id, placed, cancelled), CANCEL_WAIT_S, POLL_S
+        )
+    except Exception as exc:
+        log.info("reconcile.protect_view_lost", account_id=account_id, error=str(exc))
+        return
+    if not shown:
+        log.warning(
+            "reconcile.protect_unsettled",
+            account_id=account_id,
+            placed=[oid for oid, _ in placed],
+            cancelled=cancelled,
+        )
 
 
 def _take_profits(taken: Sequence[tuple[PlannedOrder, int]]) -> tuple[TakeProfit, ...]:
@@ -431,19 +456,4 @@ def _take_profits(taken: Sequence[tuple[PlannedOrder, int]]) -> tuple[TakeProfit
 
 async def _gone(broker: Broker, account_id: int, order_ids: Sequence[int]) -> bool:
     """Whether the live view stops showing ``order_ids`` as open within ``CANCEL_WAIT_S``."""
-    wanted = set(order_ids)
-    return await _within_cancel_wait(
-        lambda: not any(o.order_id in wanted for o in broker.working_orders(account_id))
-    )
-
-
-async def _within_cancel_wait(check: Callable[[], bool]) -> bool:
-    """Whether ``check`` comes true within ``CANCEL_WAIT_S``, looking every 50 ms (the view
-    changes with the stream, which has no event to wait on per order)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + CANCEL_WAIT_S
-    while not check():
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
+    return await within(lambda: shows_gone(broker, account_id, order_ids), CANCEL_WAIT_S, POLL_S)

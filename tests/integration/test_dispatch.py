@@ -130,6 +130,9 @@ class FaultyBroker:
     def filled_qty(self, account_id: int, order_ids: Any) -> dict[int, int]:
         return self.inner.filled_qty(account_id, order_ids)
 
+    def knows_order(self, account_id: int, order_id: int | None, cl_ord_id: str | None) -> bool:
+        return self.inner.knows_order(account_id, order_id, cl_ord_id)
+
     def cash(self, account_id: int) -> CashBalance | None:
         return self.inner.cash(account_id)
 

@@ -230,6 +230,13 @@ class TradovateBroker:
     async def position_changed(self, account_id: int, within_s: float) -> None:
         await self.session.hub.positions.wait(account_id, within_s)
 
+    def knows_order(self, account_id: int, order_id: int | None, cl_ord_id: str | None) -> bool:
+        view = self.session.view
+        if order_id:
+            order = view.order(order_id)
+            return order is not None and order.account_id == account_id
+        return cl_ord_id is not None and view.order_by_cl_ord_id(account_id, cl_ord_id) is not None
+
     def fills(self, account_id: int) -> list[Fill]:
         return self.session.view.fills(account_id)
 
