@@ -36,7 +36,7 @@ async def test_two_dca_adds_back_to_back_leave_stops_for_exactly_the_position(
     database: Database, settings: Settings
 ) -> None:
     pool = database.pool
-    risk = dict(size=1, add_size=1, sl=Decimal(40), dca=True, same_direction="add")
+    risk = {"size": 1, "add_size": 1, "sl": Decimal(40), "dca": True, "same_direction": "add"}
     async with _sim_world(database, settings, **risk) as (sim, engine, w):
         await send(engine, pool, w["rec"], buy("21500"))
         await _view_net(w, 1)
@@ -81,7 +81,7 @@ async def test_a_dca_add_right_after_a_protection_pass_counts_its_stop(
     database: Database, settings: Settings
 ) -> None:
     pool = database.pool
-    risk = dict(size=1, add_size=1, dca=True, same_direction="add")
+    risk = {"size": 1, "add_size": 1, "dca": True, "same_direction": "add"}
     async with _sim_world(database, settings, **risk) as (sim, engine, w):
         await send(engine, pool, w["rec"], buy("21500"))  # no stop loss yet: a plain entry
         await _view_net(w, 1)
