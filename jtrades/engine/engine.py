@@ -105,7 +105,9 @@ class Engine:
         )
         self.reconciler = Reconciler(db.pool, self.brokers, self.config, self.dispatcher, settings)
         self.counters = SessionCounters()
-        self._fanout = Fanout(self.brokers, self.counters, self.reconciler.pnl)
+        self._fanout = Fanout(
+            self.brokers, self.counters, self.reconciler.pnl, lambda: self.config.snapshot
+        )
         self._outcomes: OrderedDict[int, asyncio.Future[Outcome]] = OrderedDict()
         self._recorder_locks: dict[int, asyncio.Lock] = {}
         self._stop = asyncio.Event()

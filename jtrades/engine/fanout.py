@@ -9,6 +9,7 @@ only awaits are the contract lookups, which the resolver caches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -45,10 +46,17 @@ log = structlog.get_logger(__name__)
 class Fanout:
     """Built once by the engine, with what every signal's fan-out reads."""
 
-    def __init__(self, brokers: BrokerRegistry, counters: SessionCounters, pnl: DailyPnl) -> None:
+    def __init__(
+        self,
+        brokers: BrokerRegistry,
+        counters: SessionCounters,
+        pnl: DailyPnl,
+        current: Callable[[], Snapshot],
+    ) -> None:
         self._brokers = brokers
         self._counters = counters
         self._pnl = pnl
+        self._current = current  # the configuration as it is now, kill switches included
 
     async def work_items(
         self,
@@ -138,7 +146,9 @@ class Fanout:
                         link,
                         brokers[link.sub_account_id],
                         contract,
-                        _planner(signal, t.settings, link, contract, signal_id, refusal),
+                        _planner(
+                            signal, t.settings, link, contract, signal_id, refusal, self._current
+                        ),
                     )
                 )
         return items, rejections
@@ -195,6 +205,7 @@ def _planner(
     contract: Contract,
     signal_id: int,
     entry_refused: str | None,
+    current: Callable[[], Snapshot],
 ) -> Any:
     account = SubAccount(link.broker_account_id, link.sub_name)
     prefix = cl_ord_prefix(signal_id, link.sub_account_id)
@@ -209,10 +220,21 @@ def _planner(
             state,
             signal_price=signal.price,
             cl_ord_prefix=prefix,
-            entry_refused=entry_refused,
+            entry_refused=entry_refused or halted_since(signal, s, link, current()),
         )
 
     return plan
+
+
+def halted_since(signal: Signal, s: Any, link: LinkConfig, snap: Snapshot) -> str | None:
+    """The kill switch read again when the plan runs, under the account's lock: an alert
+    that passed the gate, then waited for another sub-account's lock, opened a position on a
+    login halted and flattened meanwhile (the flatten had already been marked done)."""
+    live = snap.links_by_sub.get(link.sub_account_id)
+    if not snap.halted and (live is None or not live.halted):
+        return None
+    why = check_gate(signal, s, enabled=True, owner_active=True, halted=True)
+    return f"{why.filter}: {why.reason}" if why is not None else None
 
 
 def _open_pnl(

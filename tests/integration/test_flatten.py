@@ -551,3 +551,40 @@ async def test_a_resume_while_the_liquidation_waits_for_the_lock_sends_nothing(
         await wait_for(logged(logs, "engine.flatten_abandoned"), "the flatten ended")
     assert await positions(engine, pool, sub) != {}  # resumed: the position is its owner's
     assert await liquidation_ids(pool) == []
+
+
+async def test_an_alert_waiting_for_a_lock_does_not_open_on_a_login_halted_meanwhile(
+    database: Database, start: Start, db_url: str, data_dir: Path
+) -> None:
+    """The kill switch was read once, at the gate: an entry that passed it, then waited for
+    another sub-account's lock (a protection pass, an earlier alert's settle), opened short on
+    a login halted and flattened meanwhile, after its flatten had been marked done."""
+    pool = database.pool
+    u = await make_user(pool, "hl")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (a,) = await make_paper_account(pool, u, "hl-a")
+    (b,) = await make_paper_account(pool, u, "hl-b")
+    await make_trader(pool, u, rec, [(a, 1), (b, 1)])
+    engine = await start({})
+    await send(engine, pool, rec, buy())
+    lock_a = engine.dispatcher.lock_for(engine.config.snapshot.links_by_sub[a])
+    await lock_a.acquire()
+    alert = asyncio.create_task(send(engine, pool, rec, Signal(Action.SELL, ticker="MNQ1!",
+                                                               price=Decimal("21500"))))  # fmt: skip
+    await asyncio.sleep(0.2)
+    assert not alert.done()  # past the gate, waiting for hl-a's lock
+
+    await cli(db_url, data_dir, "halt", "--account", "hl-b", "--flatten")
+    await engine.config.refresh()
+
+    async def done() -> bool:
+        value = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
+        return all(r.get("done_at") for r in value["flattens"].values())
+
+    await wait_for(done, "the flatten of hl-b marked done")
+    assert await flat(engine, pool, b)
+    lock_a.release()
+    out = await alert
+    assert await flat(engine, pool, b)  # was short 1 on the halted, flattened login
+    assert list((await positions(engine, pool, a)).values()) == [-1]  # not halted: reversed
+    assert "halted" in out.detail["accounts"][str(b)]["reason"]
