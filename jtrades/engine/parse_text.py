@@ -98,9 +98,14 @@ def _from_default_message(match: re.Match[str]) -> TextFields:
     if not size.is_finite():
         raise InvalidSignal("text alert: position size is not a number")
     position = "long" if size > 0 else "short" if size < 0 else "flat"
-    return {
+    fields: TextFields = {
         "action": match.group("action").lower(),
         "quantity": match.group("contracts"),
         "ticker": ticker,
         "market_position": position,
     }
+    if size:
+        # the order's contracts count a reversal's closing ones too (long 1 → short 1 is an
+        # order of 2): the new position's size is what a reversal opens (planning)
+        fields["market_position_size"] = str(abs(size))
+    return fields

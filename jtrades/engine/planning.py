@@ -72,6 +72,7 @@ from jtrades.broker.base import (
 from jtrades.engine.entries import expected_fill
 from jtrades.engine.exits import CannotPlan, as_distance, resolve_exits
 from jtrades.engine.filters import apply_inverse, is_reduce
+from jtrades.engine.parse_values import MAX_QUANTITY
 from jtrades.engine.plan_context import (
     MAX_CL_ORD_ID,
     AccountPlan,
@@ -138,6 +139,9 @@ def _opening_qty(sig: Signal) -> int | None:
             size = abs(Decimal(str(value)))
         except ArithmeticError:
             continue
+        if size.is_finite() and size > MAX_QUANTITY:
+            # the bound ``quantity`` has at parsing (it is read here, from the raw fields)
+            raise CannotPlan(f"{key} is larger than {MAX_QUANTITY} contracts")
         if size.is_finite() and size >= 1 and size == size.to_integral_value():
             return int(size)
     if sig.quantity is not None and sig.prev_market_position is _OTHER_SIDE[sig.market_position]:

@@ -21,6 +21,7 @@ from jtrades.broker.base import (
     TimeInForce,
     WorkingOrder,
 )
+from jtrades.engine.parsing import parse_payload
 from jtrades.engine.planning import (
     AccountPlan,
     AccountState,
@@ -645,6 +646,33 @@ def test_a_tradingview_reversal_opens_the_position_size_not_the_order_size() -> 
     assert strategy(plan(other_spelling, LADDER, long(1)).orders[1]).entry.qty == 1
     no_target = dataclasses.replace(sig, market_position=None)
     assert strategy(plan(no_target, LADDER, long(1)).orders[1]).entry.qty == 2
+
+
+def test_tradingviews_default_message_on_a_reversal_opens_the_new_position_size() -> None:
+    """Its "New strategy position is -1" gave only the side: long 1 → short 1 (an order of 2)
+    opened short 2."""
+    body = b"My Strategy (14): order sell @ 2 filled on MNQ1!. New strategy position is -1"
+    sig = dataclasses.replace(parse_payload(body, "text/plain"), price=PRICE)
+    p = plan(sig, LADDER, long(1))
+    assert p.action is PositionAction.REVERSE
+    assert (order(p.orders[0]).qty, strategy(p.orders[1]).entry.qty) == (1, 1)
+
+
+@pytest.mark.parametrize("size", ["250000", "1e5000"])
+def test_a_position_size_past_the_quantity_bound_is_refused(size: str) -> None:
+    """``quantity`` is bounded at parsing (100,000 contracts); the position size, read from
+    the raw fields here, opened 250,000."""
+    sig = Signal(
+        Action.BUY,
+        quantity=1,
+        price=PRICE,
+        market_position=MarketPosition.LONG,
+        prev_market_position=MarketPosition.FLAT,
+        extra={"market_position_size": size},
+    )
+    p = plan(sig, LADDER, FLAT)
+    assert (p.action, p.orders) == (PositionAction.IGNORE, ())
+    assert "larger than 100000" in p.reason
 
 
 @pytest.mark.parametrize("extra", [{}, {"positionSize": "n/a", "other": 7}])
