@@ -15,7 +15,9 @@ from collections.abc import Hashable, Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
-from structlog.typing import Processor
+from rich.console import Console
+from rich.traceback import Trace, Traceback
+from structlog.typing import ExcInfo, Processor
 
 from jtrades.redaction import SecretSet
 
@@ -76,8 +78,45 @@ def redact_secrets(
 
 
 def _scrub_rendered(_logger: Any, _method: str, line: Any) -> Any:
-    # Last line of defence: exception tracebacks are rendered after the field processors.
+    # Last line of defence only: a secret is found here only as it was registered, not
+    # escaped by JSON nor wrapped over lines by rich; tracebacks are scrubbed before rendering.
     return scrub(line) if isinstance(line, str) else line
+
+
+def _scrub_trace(trace: Trace) -> None:
+    for stack in trace.stacks:
+        stack.exc_value = scrub(stack.exc_value)
+        stack.notes = [scrub(note) for note in stack.notes]
+        if stack.syntax_error is not None:
+            stack.syntax_error.msg = scrub(stack.syntax_error.msg)
+            stack.syntax_error.line = scrub(stack.syntax_error.line)
+        for group in stack.exceptions:
+            _scrub_trace(group)
+
+
+class _ScrubbedRichTraceback(structlog.dev.RichTracebackFormatter):
+    """rich's traceback, with every exception's message scrubbed before rich lays it out: rich
+    wraps a long message (an access token) over lines where no later scrub finds it whole.
+
+    Never a frame's local variables: they hold values not known to be secret (a webhook token
+    before its lookup, a password on its way out), which no scrub can cut."""
+
+    def __call__(self, sio: TextIO, exc_info: ExcInfo) -> None:
+        trace = Traceback.extract(*exc_info, show_locals=False)
+        _scrub_trace(trace)
+        tb = Traceback(
+            trace,
+            width=self.width,
+            code_width=self.code_width,
+            extra_lines=self.extra_lines,
+            theme=self.theme,
+            word_wrap=self.word_wrap,
+            indent_guides=self.indent_guides,
+            suppress=self.suppress,
+            max_frames=self.max_frames,
+        )
+        sio.write("\n")
+        Console(file=sio, color_system=self.color_system, width=self.width).print(tb)
 
 
 def configure(
@@ -94,21 +133,19 @@ def configure(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_secrets,
     ]
-    if sink is not None:
-        shared.append(sink)
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
+        # the traceback becomes a text field before the scrub, which then sees it unescaped
         shared.append(structlog.processors.format_exc_info)
     else:
-        # never a frame's local variables: they hold values not known to be secret (a
-        # webhook token before its lookup, a password on its way out), which no scrub can cut
         renderer = structlog.dev.ConsoleRenderer(
-            colors=out.isatty(),
-            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+            colors=out.isatty(), exception_formatter=_ScrubbedRichTraceback()
         )
+    shared.append(redact_secrets)
+    if sink is not None:
+        shared.append(sink)
     structlog.configure(
         processors=[*shared, renderer, _scrub_rendered],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import uuid
 
@@ -122,3 +123,53 @@ def test_slots_are_independent_and_plain_secrets_stay() -> None:
     assert "alice-canary-token-0" not in held
     text = "plain-canary-password bob-canary-token-0 alice-canary-token-2"
     assert jlog.scrub(text) == " ".join([jlog.MASK] * 3)
+
+
+def _log_exception(where: str) -> None:
+    if where == "structlog":
+        structlog.get_logger("t").exception("crash")
+    else:
+        logging.getLogger("aiohttp.client").exception("crash")
+
+
+@pytest.mark.parametrize("secret", ['Tr4de"Pass-canary', "Tr4de\\Pass-canary", "Contraseña-canary"])
+@pytest.mark.parametrize("where", ["structlog", "stdlib"])
+def test_a_secret_quoted_by_an_exception_is_cut_from_the_json_traceback(
+    secret: str, where: str
+) -> None:
+    """The traceback was rendered after the field scrub, so only the last-line scrub saw it, in
+    the JSON text, where ", \\ and non-ASCII characters are escaped and the secret no longer
+    matches."""
+    jlog.register_secret(secret)
+    buf = _capture("json")
+    try:
+        raise RuntimeError(f"login refused for password {secret}")
+    except RuntimeError:
+        _log_exception(where)
+    lines = [json.loads(line) for line in buf.getvalue().splitlines()]
+    assert "login refused" in lines[-1]["exception"]
+    assert secret not in lines[-1]["exception"]
+    assert jlog.MASK in lines[-1]["exception"]
+
+
+@pytest.mark.parametrize("where", ["structlog", "stdlib"])
+def test_a_long_token_quoted_by_an_exception_is_cut_from_the_console_traceback(
+    where: str,
+) -> None:
+    """rich wraps an exception's message at the console's width, so a broker access token
+    (hundreds of characters) is split over lines the last-line scrub searches one by one."""
+    token = "eyJhbGciOiJIUzI1NiJ9." + "x7Kq" * 40 + ".sig-canary-tail"
+    jlog.register_secret(token, slot=("tradovate-token", "demo", "wrap-canary"))
+    buf = _capture("console")
+    try:
+        try:
+            raise ValueError(f"first try with {token}")
+        except ValueError as exc:
+            raise RuntimeError(f"renewal failed for token {token}") from exc
+    except RuntimeError:
+        _log_exception(where)
+    out = buf.getvalue()
+    assert "renewal failed" in out
+    assert "first try" in out  # the cause is shown, and scrubbed too
+    assert "x7Kqx7Kq" not in out
+    assert "sig-canary-tail" not in out
