@@ -21,6 +21,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from jtrades import logging as jlog
 from jtrades.config import Settings, load_settings
@@ -29,8 +30,10 @@ from jtrades.errors import JtradesError
 
 T = TypeVar("T")
 
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+# No markup nor emoji codes: what is printed quotes names people typed and text from alerts,
+# where "[/x]" made rich raise and "[b]" or ":x:" changed what was shown.
+out = Console(soft_wrap=True, highlight=False, markup=False, emoji=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False, emoji=False)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 ConfigOpt = Annotated[
@@ -65,7 +68,7 @@ def settings() -> Settings:
 
 
 def fail(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {jlog.scrub(message)}", markup=True)
+    err.print(Text.assemble(("error:", "bold red"), " ", jlog.scrub(message)))
     raise typer.Exit(1)
 
 

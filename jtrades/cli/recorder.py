@@ -99,10 +99,10 @@ def _print_token(json: bool, rec: Recorder, token: str, what: str) -> None:
         )
         return
     err.print(f"{what}. The webhook URL is shown only now; only its hash is kept.")
-    out.print("Webhook URL:", markup=False)
-    out.print(f"  {url}", markup=False)
-    out.print("TradingView alert message (strategy alerts):", markup=False)
-    out.print(EXAMPLE_ALERT, markup=False)
+    out.print("Webhook URL:")
+    out.print(f"  {url}")
+    out.print("TradingView alert message (strategy alerts):")
+    out.print(EXAMPLE_ALERT)
 
 
 async def _as_user_id(db: Database, as_user: str | None) -> int | None:

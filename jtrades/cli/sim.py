@@ -82,7 +82,7 @@ def sim(
         for side in ("DEMO", "LIVE"):
             out.print(f"export JTRADES_TRADOVATE__{side}_REST_URL={rest}")
             out.print(f"export JTRADES_TRADOVATE__{side}_WS_URL={ws}")
-        err.print("or in jtrades.toml, under [tradovate]:", markup=False)
+        err.print("or in jtrades.toml, under [tradovate]:")
         err.print(f'  demo_rest_url = "{rest}"\n  demo_ws_url = "{ws}"')
         err.print("Ctrl-C stops it.")
 

@@ -173,6 +173,19 @@ async def test_list_shows_sub_accounts_never_secrets(cli: Cli) -> None:
     assert "no account labelled 'nope'" in missing.error_line()
 
 
+async def test_a_broker_name_is_shown_as_given_not_read_as_markup(cli: Cli) -> None:
+    await cli.ok("accounts", "add", "bob-paper", "--user", "bob", "--env", "paper")
+    r = await cli("accounts", "add-sub", "bob-paper", "--id", "7", "--name", "[b]PA:x:[/b]")
+    assert r.exit_code == 0, r.stderr
+    assert "added sub-account [b]PA:x:[/b] (7)" in r.stderr
+    r = await cli("accounts", "add-sub", "bob-paper", "--id", "8", "--name", "[/x]")
+    assert r.exit_code == 0, r.stderr
+    table = await cli("accounts", "list")
+    assert table.exit_code == 0, table.stderr
+    assert "[b]PA:x:[/b] (7)" in table.stdout
+    assert "[/x] (8)" in table.stdout
+
+
 async def test_remove_deletes_account_and_sub_accounts_unless_trading(
     cli: Cli, pool: asyncpg.Pool
 ) -> None:

@@ -182,6 +182,28 @@ async def test_signals_list_says_verdict_and_why(
     assert "invalid (400)" in str(table)
 
 
+async def test_stored_text_is_shown_as_stored_not_read_as_markup(
+    pool: asyncpg.Pool, seeded: dict[str, int], db_url: str, data_dir: Path
+) -> None:
+    """A refusal's reason quotes the alert's own text: a "[/x]" in it ended the listing with
+    rich's MarkupError, and a "[bold]" or ":x:" vanished or became an emoji."""
+    reason = "quantityType '[/x]' not [bold]fixed :x:"
+    await signal_store.insert(
+        pool,
+        recorder_id=seeded["nq-scalp"],
+        received_at=NOW,
+        remote_addr=None,
+        content_type="application/json",
+        raw_body=b"{}",
+        verdict="invalid",
+        http_status=422,
+        reason=reason,
+        filter="invalid_signal",
+    )
+    table = await cli(db_url, data_dir, "signals", "list")
+    assert reason in str(table)
+
+
 async def test_signals_list_filters(seeded: dict[str, int], db_url: str, data_dir: Path) -> None:
     rows = await cli(db_url, data_dir, "signals", "list", "--recorder", "ES-SWING", "--json")
     assert [r["id"] for r in rows] == [seeded["old"]]  # type: ignore[union-attr]

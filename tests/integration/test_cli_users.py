@@ -138,6 +138,15 @@ async def test_unknown_user_exits_1(cli: Cli) -> None:
         assert "no user named 'nobody'" in r.error_line()
 
 
+async def test_names_in_errors_are_shown_as_typed(cli: Cli) -> None:
+    """Errors quote what was typed; rich read it as markup: "[bold]bob" was shown as "bob",
+    and "[/x]" crashed the command with a traceback."""
+    for name in ("[bold]bob", "[/x]"):
+        r = await cli("users", "approve", name)
+        assert r.exit_code == 1
+        assert f"no user named '{name}'" in r.error_line()
+
+
 async def _seed_owned_rows(pool: asyncpg.Pool, user: str) -> None:
     """Accounts, sub-accounts, a recorder, a trader, a signal and an intent for ``user``."""
     uid = await pool.fetchval("SELECT id FROM users WHERE name = $1", user)
