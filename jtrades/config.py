@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, unquote_plus, urlsplit
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -85,6 +85,13 @@ def _check_url(value: str, schemes: tuple[str, ...], what: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not (parts.netloc or parts.query):
         raise ValueError(f"{what} must be a {'/'.join(schemes)} URL, got {redact_url(value)!r}")
+    # a port past 65535 passed here and failed in the driver, a traceback (OverflowError);
+    # not urlsplit's .port, which refuses the Postgres list of hosts "h1:5432,h2:5433"
+    hosts = parts.netloc.rpartition("@")[2].split(",")
+    ports = [host.rpartition("]")[2].partition(":")[2] for host in hosts]
+    ports += [p for k, v in parse_qsl(parts.query) if k == "port" for p in v.split(",")]
+    if any(p.isdigit() and not 0 < int(p) < 65536 for p in ports):
+        raise ValueError(f"{what} has a port out of 1-65535: {redact_url(value)!r}")
     return value
 
 
@@ -284,7 +291,7 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
 def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Load and validate settings; any problem becomes one ``ConfigError`` naming the key."""
     path = config_path(explicit)
-    _unknown_sections(os.environ)
+    _unknown_variables(os.environ)
     _CONFIG_PATH["path"] = path
     try:
         if path is not None:
@@ -310,20 +317,42 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
         _CONFIG_PATH.pop("path", None)
 
 
-def _unknown_sections(environ: Mapping[str, str]) -> None:
-    """A ``JTRADES_<SECTION>__<KEY>`` whose section does not exist is a typo, refused: pydantic
-    ignores it, so ``JTRADES_DATABSE__URL`` started an empty embedded Postgres instead of the
-    production database, while a misspelled key in a real section was refused."""
+# JTRADES_* variables read elsewhere than the settings, so not refused as typos
+_OTHER_VARIABLES = frozenset(
+    {
+        "JTRADES_CONFIG",  # config_path
+        "JTRADES_SECRET_KEY",  # security.ENV_KEY
+        "JTRADES_TEST_DSN",  # tests/conftest.py
+        "JTRADES_BENCH_DSN",  # bench/pipeline_procs.py
+    }
+)
+
+
+def _unknown_variables(environ: Mapping[str, str]) -> None:
+    """A ``JTRADES_*`` variable that is no setting is a typo, refused: pydantic ignores it, so
+    ``JTRADES_DATABSE__URL`` or ``JTRADES_DATABASE_URL`` started an empty embedded Postgres
+    instead of the production database, while a misspelled key in a real section was refused.
+    The message names the variable, never its value (a database URL holds a password)."""
     known = set(Settings.model_fields)
     for name in environ:
-        head, sep, _ = name.partition("__")
-        if not sep or not head.upper().startswith("JTRADES_"):
+        upper = name.upper()
+        if not upper.startswith("JTRADES_") or upper in _OTHER_VARIABLES:
             continue
-        section = head[len("JTRADES_") :].lower()
-        if section not in known:
+        head, sep, _ = upper.partition("__")
+        section = head.removeprefix("JTRADES_").lower()
+        if section in known:
+            continue
+        if sep:
             raise ConfigError(
                 f"{name}: unknown setting section {section!r} (sections: {', '.join(sorted(known))})"
             )
+        guess = next((k for k in sorted(known) if section.startswith(f"{k}_")), None)
+        hint = (
+            f"did you mean JTRADES_{guess.upper()}__{section[len(guess) + 1 :].upper()}?"
+            if guess
+            else "a setting is JTRADES_<SECTION>__<KEY>, with two underscores"
+        )
+        raise ConfigError(f"{name}: not a jtrades setting; {hint}")
 
 
 def _describe(exc: ValidationError, path: Path | None) -> str:

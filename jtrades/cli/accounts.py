@@ -177,7 +177,10 @@ def remove(label: LabelArg, json: JsonOpt = False) -> None:
 def add_sub(
     label: LabelArg,
     broker_id: Annotated[
-        int, typer.Option("--id", help="The broker's account id (Tradovate accountId).", min=1)
+        int,
+        typer.Option(
+            "--id", help="The broker's account id (Tradovate accountId).", min=1, max=2**63 - 1
+        ),
     ],
     name: Annotated[str, typer.Option("--name", help="The broker's account name (accountSpec).")],
     json: JsonOpt = False,

@@ -9,7 +9,11 @@ import pytest
 
 from tests.cli import invoke
 
-SETUP = [["users", "register", "alice", "--email", "alice@x.io"], ["users", "approve", "alice"]]
+SETUP = [
+    ["users", "register", "alice", "--email", "alice@x.io"],
+    ["users", "approve", "alice"],
+    ["accounts", "add", "ap", "--user", "alice", "--env", "paper"],
+]
 RECORDER = ["recorder", "create", "r1", "--user", "alice", "--symbol", "MNQ1!"]
 HUGE_ID = "99999999999999999999"
 
@@ -29,6 +33,7 @@ HUGE_ID = "99999999999999999999"
         (["trader", "show", HUGE_ID], "ID"),
         (["trader", "enable", HUGE_ID], "ID"),
         (["trader", "delete", HUGE_ID], "ID"),
+        (["accounts", "add-sub", "ap", "--id", HUGE_ID, "--name", "Z"], "--id"),
     ],
 )
 def test_out_of_range_input_is_an_error_not_a_crash(
@@ -41,3 +46,11 @@ def test_out_of_range_input_is_an_error_not_a_crash(
     assert result.exit_code in (1, 2), text
     assert says in text
     assert "Traceback" not in text
+
+
+def test_an_out_of_range_database_port_is_one_line(db_url: str, data_dir: Path) -> None:
+    bad = "postgresql://postgres:canary-pw@127.0.0.1:99999/postgres"
+    result = invoke(["users", "list"], db_url=bad, data_dir=data_dir)  # a crash is re-raised here
+    assert result.exit_code == 1
+    assert "database.url" in result.error_line()
+    assert "canary-pw" not in result.stdout + result.stderr

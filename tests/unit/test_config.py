@@ -119,6 +119,48 @@ def test_environment_mistakes_are_one_line_and_never_silent(
     assert "secret-pw" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "needle"),
+    [
+        ("JTRADES_DATABASE_URL", "did you mean JTRADES_DATABASE__URL?"),
+        ("jtrades_log_level", "did you mean JTRADES_LOG__LEVEL?"),
+        ("JTRADES_SECRETKEY", "not a jtrades setting"),
+        ("JTRADES_", "not a jtrades setting"),
+    ],
+)
+def test_a_jtrades_variable_that_is_no_setting_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, needle: str
+) -> None:
+    """pydantic ignores a name it does not know: JTRADES_DATABASE_URL (one underscore) started
+    an empty embedded Postgres instead of the production database."""
+    monkeypatch.setenv(name, "postgresql://u:secret-pw@db.example/prod")
+    with pytest.raises(ConfigError, match=needle) as info:
+        load_settings()
+    message = str(info.value)
+    assert message.startswith(f"{name}: ")
+    assert "secret-pw" not in message
+    assert "\n" not in message
+
+
+def test_the_other_jtrades_variables_are_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(tmp_path, "[server]\nport = 9000\n")
+    for name, value in {
+        "JTRADES_CONFIG": str(config),
+        "JTRADES_DATA_DIR": str(tmp_path / "data"),
+        "JTRADES_SECRET_KEY": "read by jtrades.security",
+        "JTRADES_TEST_DSN": "read by tests/conftest.py",
+        "JTRADES_BENCH_DSN": "read by bench/",
+        "JTRADES_LOG": '{"level": "debug"}',
+        "jtrades_trading__timezone": "Europe/London",
+    }.items():
+        monkeypatch.setenv(name, value)
+    s = load_settings()
+    assert (s.server.port, s.data_dir, s.log.level) == (9000, tmp_path / "data", "debug")
+    assert s.trading.timezone == "Europe/London"
+
+
 def test_cid_accepts_a_number(tmp_path: Path) -> None:
     write(tmp_path, "[tradovate]\ncid = 1234\n")
     assert load_settings().tradovate.cid == "1234"
@@ -166,6 +208,31 @@ def test_bad_database_url_is_named_without_its_password(
     assert "database.url must be a postgres/postgresql URL" in message
     assert "S3cretPw" not in message
     assert "db" in message  # still says which URL was meant
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://jt:S3cretPw@db:99999/jt",
+        "postgresql://jt:S3cretPw@h1:5432,h2:65536/jt",
+        "postgresql://jt@db/jt?password=S3cretPw&port=5432,70000",
+        "postgresql://jt:S3cretPw@db:0/jt",
+    ],
+)
+def test_an_out_of_range_database_port_is_named_without_the_password(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """The driver failed on it with an OverflowError, a traceback, at the first connection."""
+    monkeypatch.setenv("JTRADES_DATABASE__URL", url)
+    with pytest.raises(ConfigError, match=r"database\.url: .*port") as info:
+        load_settings()
+    assert "S3cretPw" not in str(info.value)
+
+
+def test_a_database_url_of_several_hosts_keeps_its_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "postgresql://jt:S3cretPw@h1:5432,h2:65535/jt?port=5432"
+    monkeypatch.setenv("JTRADES_DATABASE__URL", url)
+    assert load_settings().database.url == url
 
 
 @pytest.mark.parametrize(
