@@ -17,8 +17,9 @@ Decisions worth knowing:
   what remains: a reduce never leaves exits larger than the position (an over-filled exit
   would flip it), and never goes through zero (a reduce ≥ the position is a CLOSE).
 - Re-placed exits (DCA, reduce) are GTC and recomputed from the configured levels (a stop moved by
-  trailing or breakeven goes back to its configured level). If nothing is configured, the
-  existing protective stop is carried over at its price for the new quantity.
+  trailing or breakeven goes back to its configured level). If no stop is configured, the
+  existing protective stop (the entry alert's own, say) is carried over at its price for the
+  new quantity, beside the configured take-profits if any.
 """
 
 from __future__ import annotations
@@ -53,24 +54,22 @@ def _place_exits(
     """
     exits = resolve_exits(c, total, ref)
     exit_side, d, tick = pos_side.opposite, pos_side.sign, c.contract.tick_size
+    carry = _carried_stop(carried)
     if exits.empty:
-        if carried is None or carried.stop_price is None:
+        if carry is None:
             return "no exits"
-        # A carried trailing stop goes back as a plain stop at its current level: its trail
-        # distance is not in the live view, and a TrailingStop without one would be refused.
-        kind = (
-            OrderType.STOP if carried.order_type is OrderType.TRAILING_STOP else carried.order_type
-        )
-        carry = StopSpec(kind, carried.stop_price, carried.price)
         order = stop_order(c.account, c.contract.symbol, exit_side, total, carry, steps.next_id())
         steps.add("order", order, note="protective stop carried over")
-        return f"stop carried over at {carried.stop_price}"
+        return f"stop carried over at {carry.stop_price}"
 
     def stop() -> StopSpec | None:
         # priced after the first take-profit, as it always was: which "cannot plan" reason
         # an alert with two bad levels gets stays the same
         if exits.sl is None:
-            return None
+            # No stop configured, but one is working (the entry alert's own stop loss, or a
+            # protective one): it goes on with the take-profits, or the position that was
+            # protected is re-placed without a stop.
+            return carry
         price = as_price(exits.sl, ref, -d, c, "the stop-loss")
         if exits.trailing:
             peg = -d * round_distance(abs(ref - price), tick)
@@ -98,6 +97,16 @@ def _place_exits(
         parts.append(f"{q}@{tp_price}")
     sl_text = f", stop {sl.stop_price}" if sl is not None else ""
     return f"TP {' '.join(parts)}{sl_text}"
+
+
+def _carried_stop(carried: WorkingOrder | None) -> StopSpec | None:
+    """The working stop to carry over, at its current level. A trailing stop goes back as a
+    plain stop: its trail distance is not in the live view, and a TrailingStop without one
+    would be refused."""
+    if carried is None or carried.stop_price is None:
+        return None
+    kind = OrderType.STOP if carried.order_type is OrderType.TRAILING_STOP else carried.order_type
+    return StopSpec(kind, carried.stop_price, carried.price)
 
 
 def _cancel_exits(c: Ctx, steps: Steps, pos_side: Side) -> WorkingOrder | None:

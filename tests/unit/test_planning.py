@@ -611,6 +611,27 @@ def test_a_carried_trailing_stop_goes_back_as_a_plain_stop() -> None:
     assert carried.time_in_force is TimeInForce.GTC
 
 
+@pytest.mark.parametrize("action", ["add", "reduce"])
+def test_a_working_stop_goes_on_beside_take_profits_when_no_stop_is_configured(
+    action: str,
+) -> None:
+    """Only a take-profit configured, the stop from the entry alert (TradersPost stopLoss): a
+    DCA add or a partial exit cancelled every exit and re-placed the take-profit alone,
+    leaving the position without a stop."""
+    s = RiskSettings(size=1, tp=parse_tp("40"), same_direction=SameDirection.ADD, dca=True)
+    tp = working(11, Side.SELL, 2, OrderType.LIMIT, price="21510")
+    sl = working(12, Side.SELL, 2, OrderType.STOP, stop="21480")
+    signal = BUY if action == "add" else Signal(Action.SELL, quantity=1, price=PRICE,
+                                                market_position=MarketPosition.LONG)  # fmt: skip
+    p = plan(signal, s, long(2, "21500", (tp, sl)))
+    held = 3 if action == "add" else 1
+    (leg,) = [oco(o) for o in p.orders if o.kind == "oco"]
+    assert (leg.first.order_type, leg.first.qty) == (OrderType.LIMIT, held)
+    assert (leg.second.order_type, leg.second.qty) == (OrderType.STOP, held)
+    assert leg.second.stop_price == D(21480)
+    assert sorted(o.cancel_order_id for o in p.orders if o.kind == "cancel") == [11, 12]
+
+
 # --- reverse -------------------------------------------------------------------------------
 
 
