@@ -297,6 +297,11 @@ class Broker(Protocol):
         working exits on every pass."""
         ...
 
+    def last_fill_id(self, account_id: int) -> int:
+        """The account's highest fill id in the live view (0: none): the daily-loss filter
+        waits until the mirror has counted up to it (``engine.booked_fills``)."""
+        ...
+
     def cash(self, account_id: int) -> CashBalance | None: ...
 
     async def order_by_cl_ord_id(

@@ -320,6 +320,10 @@ class PaperBroker:
                 out[f.order_id] = out.get(f.order_id, 0) + f.qty
         return out
 
+    def last_fill_id(self, account_id: int) -> int:
+        fills = self._fills.get(account_id)
+        return fills[-1].fill_id if fills else 0  # numbered from one counter, in order
+
     def cash(self, account_id: int) -> CashBalance | None:
         return CashBalance(account_id, self._realized.get(account_id, Decimal(0)))
 

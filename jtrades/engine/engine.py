@@ -106,7 +106,11 @@ class Engine:
         self.reconciler = Reconciler(db.pool, self.brokers, self.config, self.dispatcher, settings)
         self.counters = SessionCounters()
         self._fanout = Fanout(
-            self.brokers, self.counters, self.reconciler.pnl, lambda: self.config.snapshot
+            self.brokers,
+            self.counters,
+            self.reconciler.pnl,
+            lambda: self.config.snapshot,
+            self.reconciler.mirror.booked,
         )
         self._outcomes: OrderedDict[int, asyncio.Future[Outcome]] = OrderedDict()
         self._recorder_locks: dict[int, asyncio.Lock] = {}

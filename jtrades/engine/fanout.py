@@ -18,6 +18,7 @@ import structlog
 
 from jtrades.broker.base import Broker, Contract, SubAccount
 from jtrades.broker.registry import BrokerRegistry
+from jtrades.engine.booked_fills import BookedFills
 from jtrades.engine.config_cache import LinkConfig, RecorderConfig, Snapshot
 from jtrades.engine.counters import SessionCounters, Undo
 from jtrades.engine.dispatch import WorkItem
@@ -42,6 +43,11 @@ from jtrades.errors import InvalidSignal, TransientBrokerError
 
 log = structlog.get_logger(__name__)
 
+# How long a trader with a daily-loss limit waits for the mirror to count its sub-accounts'
+# latest fills (a batch: 2-20 ms, then its commit); past it the entry is refused, not judged
+# on a P&L that lacks them.
+PNL_WAIT_S = 1.0
+
 
 class Fanout:
     """Built once by the engine, with what every signal's fan-out reads."""
@@ -52,10 +58,12 @@ class Fanout:
         counters: SessionCounters,
         pnl: DailyPnl,
         current: Callable[[], Snapshot],
+        booked: BookedFills | None = None,
     ) -> None:
         self._brokers = brokers
         self._counters = counters
         self._pnl = pnl
+        self._booked = booked if booked is not None else BookedFills()
         self._current = current  # the configuration as it is now, kill switches included
 
     async def work_items(
@@ -97,7 +105,11 @@ class Fanout:
             if refused is not None:
                 trej = check_gate(signal, t.settings, **gate)
             else:
+                counted = True
+                if t.settings.max_daily_loss is not None:
+                    counted = await self._fills_counted(t.links, brokers)
                 state = TraderState(
+                    pnl_counted=counted,
                     realized_pnl_today=self._pnl.realized(
                         [lk.sub_account_id for lk in t.links], now
                     ),
@@ -152,6 +164,20 @@ class Fanout:
                     )
                 )
         return items, rejections
+
+    async def _fills_counted(
+        self, links: tuple[LinkConfig, ...], brokers: dict[int, Broker]
+    ) -> bool:
+        """Whether the day's realized P&L has every fill the live views hold for these
+        sub-accounts, waiting for the mirror up to ``PNL_WAIT_S`` (``booked_fills``)."""
+        last = {}
+        for link in links:
+            broker = brokers.get(link.sub_account_id)
+            if broker is not None:
+                last[link.sub_account_id] = broker.last_fill_id(link.broker_account_id)
+        if not self._booked.behind(last):
+            return True
+        return await self._booked.caught_up(last, PNL_WAIT_S)
 
     async def _contract(self, link: LinkConfig, broker: Broker, ticker: str) -> Contract:
         """The contract this sub-account trades for ``ticker``. The resolver caches per broker

@@ -76,6 +76,8 @@ class TraderState:
     last_entry_at: datetime | None
     entries_this_session: int
     seen_this_session: int = 0
+    # False: the live views hold fills the realized P&L does not count yet (engine.booked_fills)
+    pnl_counted: bool = True
 
 
 _SWAP_ACTION = {Action.BUY: Action.SELL, Action.SELL: Action.BUY}
@@ -223,6 +225,12 @@ def _check_every_nth(s: RiskSettings, seen: int) -> Rejection | None:
 def _check_daily_loss(s: RiskSettings, st: TraderState) -> Rejection | None:
     if s.max_daily_loss is None:
         return None
+    if not st.pnl_counted:
+        return Rejection(
+            "max_daily_loss",
+            "today's P&L is not known: the latest fills are not counted yet (is the database"
+            " behind?)",
+        )
     pnl = st.realized_pnl_today + st.open_pnl
     if pnl > -s.max_daily_loss:
         return None

@@ -13,8 +13,8 @@ sub-accounts and several at a hundred. Written as they arrived, they put Postgre
 and a Postgres process wanting one of the two cores, in the middle of the fan-out: from the
 first order frame to the last, a hundred-sub-account alert took 7.0–10.0 ms before (four runs)
 and 6.1–7.8 ms with the wait. Nothing decides from these rows within the wait: planning reads
-the live view, and the realized P&L the daily-loss filter adds is counted once its batch
-commits, which was already after the fact (a round trip; under load, tens of milliseconds).
+the live view, and the daily-loss filter, which adds the realized P&L counted once a batch
+commits, first waits for the batches holding its sub-accounts' latest fills (``booked``).
 
 Fills are de-duplicated by the broker's fill id; each new one goes through ``close_trade``, and
 the round trips it closes are written in the batch's transaction and added to ``pnl``, the
@@ -57,6 +57,7 @@ import structlog
 from jtrades.broker.base import Broker, BrokerEvent, Fill, OrderStatus, Position, WorkingOrder
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.client import TradovateBroker
+from jtrades.engine.booked_fills import BookedFills
 from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.fill_pricing import Pricing
 from jtrades.engine.held_fills import HeldFills, PendingFill, PosKey, Tagged
@@ -117,6 +118,7 @@ class Mirror:
         self._brokers = brokers
         self._config = config
         self.pnl = DailyPnl()
+        self.booked = BookedFills()  # how far each sub-account's fills are counted in ``pnl``
         self._open: dict[tuple[int, str], OpenPosition] = {}
         # None: a lookup ended, the writer tries its held fills
         self._queue: asyncio.Queue[Tagged | None] = asyncio.Queue()
@@ -422,12 +424,21 @@ class Mirror:
                 else:
                     truth.pop(position[:2], None)
         held_out = ([t for _s, t, _f in held], list(held_positions.values()))
+        # the fills this batch finishes with (counted, stored before, or given up), for the
+        # daily-loss filter's wait (``booked_fills``), marked once the batch has committed
+        still = {id(t) for _s, t, _f in held}
+        finished: dict[int, int] = {}
+        for sub, tagged, f in pending:
+            if id(tagged) not in still and f.fill_id > finished.get(sub, 0):
+                finished[sub] = f.fill_id
         if not batch:
+            self.booked.book(finished)
             return held_out
         self.batches += 1
         if not fills:
             await mirror_store.write_batch(self._pool, batch)
             adopt(self._open, truth, self._holds.given_up, self._absorbed)
+            self.booked.book(finished)
             return held_out
         # The P&L state moves on copies, kept only once the transaction has committed: a batch
         # that fails leaves the in-memory P&L as the database has it.
@@ -446,8 +457,9 @@ class Mirror:
                 key = (sub, f.symbol)
                 pos = moved.get(key)
                 if pos is None:
-                    was = self._open.get(key) or OpenPosition()
-                    pos = moved[key] = OpenPosition(was.net, was.avg, was.opened_at)
+                    # with its lots: rebuilt from (net, avg), the next exit was measured from
+                    # the average, which an averaged position has no exact Decimal for
+                    pos = moved[key] = (self._open.get(key) or OpenPosition()).copy()
                 vpp = self._pricing.value(f.symbol)
                 assert vpp is not None  # priced before the batch was written
                 if (row := trade_row(sub, f, pos, vpp)) is not None:
@@ -460,4 +472,5 @@ class Mirror:
         for sub, _t, f in fills:
             self._holds.given_up.get((sub, f.contract_id), set()).discard(f.fill_id)
         adopt(self._open, truth, self._holds.given_up, self._absorbed)
+        self.booked.book(finished)
         return held_out

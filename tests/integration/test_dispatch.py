@@ -133,6 +133,9 @@ class FaultyBroker:
     def knows_order(self, account_id: int, order_id: int | None, cl_ord_id: str | None) -> bool:
         return self.inner.knows_order(account_id, order_id, cl_ord_id)
 
+    def last_fill_id(self, account_id: int) -> int:
+        return self.inner.last_fill_id(account_id)
+
     def cash(self, account_id: int) -> CashBalance | None:
         return self.inner.cash(account_id)
 

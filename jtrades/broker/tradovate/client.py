@@ -243,6 +243,9 @@ class TradovateBroker:
     def filled_qty(self, account_id: int, order_ids: Iterable[int]) -> dict[int, int]:
         return self.session.view.filled_qty(account_id, order_ids)
 
+    def last_fill_id(self, account_id: int) -> int:
+        return self.session.view.last_fill_id(account_id)
+
     def cash(self, account_id: int) -> CashBalance | None:
         return self.session.view.cash(account_id)
 

@@ -90,6 +90,7 @@ class AccountView:
         # with the account, once the order arrives (the mirror files fills by account)
         self._orphan_fills: dict[int, list[int]] = {}
         self._filled_qty: dict[int, int] = {}  # orderId -> contracts filled (see filled_qty)
+        self._last_fill: dict[int, int] = {}  # account -> its highest fill id (last_fill_id)
         self._cash: dict[int, Entity] = {}
 
     # --- feeding ---------------------------------------------------------------------------
@@ -229,6 +230,7 @@ class AccountView:
             out = self._order_event(eid, deleted)
             for fid in self._orphan_fills.pop(eid, []) if not deleted else []:
                 fill = self._fill(self._fills[fid])
+                self._note_fill(fill)
                 out.append(BrokerEvent("fill", fill.account_id or None, fill))
             return out
         if kind == "orderVersion":
@@ -269,6 +271,8 @@ class AccountView:
             self._filled_qty[fill.order_id] = self._filled_qty.get(fill.order_id, 0) + fill.qty
             if not fill.account_id:
                 self._orphan_fills.setdefault(fill.order_id, []).append(eid)
+            else:
+                self._note_fill(fill)
             return [BrokerEvent("fill", fill.account_id or None, fill)]
         if kind == "cashBalance":
             acct = int(e["accountId"])
@@ -288,6 +292,10 @@ class AccountView:
             self._accounts[eid] = str(e.get("name") or "")
             return []
         return []
+
+    def _note_fill(self, fill: Fill) -> None:
+        if fill.fill_id > self._last_fill.get(fill.account_id, 0):
+            self._last_fill[fill.account_id] = fill.fill_id
 
     def _report(self, e: Entity) -> list[BrokerEvent]:
         """A command's outcome: only a rejection's text is kept (RiskRejected,
@@ -443,6 +451,10 @@ class AccountView:
         every batch, and ``fills`` builds and sorts every fill of the login (35 ms at 10k)."""
         e = self._fills.get(fill_id)
         return self._fill(e) if e is not None else None
+
+    def last_fill_id(self, account_id: int) -> int:
+        """The account's highest fill id in the view (0: none)."""
+        return self._last_fill.get(account_id, 0)
 
     def filled_qty(self, account_id: int, order_ids: Iterable[int]) -> dict[int, int]:
         """Contracts filled so far per order, kept as fills arrive (``fills`` builds every

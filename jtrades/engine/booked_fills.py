@@ -1,0 +1,56 @@
+"""How far the mirror has counted each sub-account's fills into the day's realized P&L.
+
+Why: the daily-loss filter adds the realized P&L (counted by the mirror once its batch
+commits: 2–20 ms of batching, then a round trip) to the open P&L of the live view, which moves
+at once. In between, a losing close shows flat (no open loss) while its loss is not counted
+yet, and an entry judged then passed a limit the day had already reached: a paper stop filled
+by the alert's own price always, a close and a re-entry on one bar sometimes. So a trader with
+a daily-loss limit waits, before its filters, until the mirror has finished with every fill
+the view holds for its sub-accounts (bounded).
+
+Fill ids are the broker's, increasing (Tradovate's are global; a paper login numbers its own
+from one counter): the highest one finished is the mark, compared with the view's highest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+
+class BookedFills:
+    def __init__(self) -> None:
+        self._mark: dict[int, int] = {}  # sub-account -> the highest fill id finished with
+        self._moved = asyncio.Event()
+
+    def mark(self, sub_account_id: int) -> int:
+        return self._mark.get(sub_account_id, 0)
+
+    def book(self, fills: Mapping[int, int]) -> None:
+        """The mirror has finished with these fills (sub-account -> highest fill id): counted,
+        found already stored, or given up."""
+        for sub, fill_id in fills.items():
+            if fill_id > self._mark.get(sub, 0):
+                self._mark[sub] = fill_id
+        if fills:
+            moved, self._moved = self._moved, asyncio.Event()
+            moved.set()
+
+    def behind(self, last_fills: Mapping[int, int]) -> list[int]:
+        """The sub-accounts whose view holds a fill (sub-account -> the view's highest id) the
+        mirror has not finished with."""
+        return [sub for sub, last in last_fills.items() if last > self._mark.get(sub, 0)]
+
+    async def caught_up(self, last_fills: Mapping[int, int], within_s: float) -> bool:
+        """Whether the mirror finishes with every fill of ``last_fills`` within ``within_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while self.behind(last_fills):
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._moved.wait(), left)
+            except TimeoutError:
+                return False
+        return True

@@ -1,0 +1,115 @@
+"""The daily-loss filter judges an entry on a P&L that counts every fill the live view holds.
+
+The realized part is counted by the mirror once its batch commits (2-20 ms of batching, then a
+round trip); the open part is read from the live view, which moves at once. In between, a
+losing close showed flat with its loss not counted, and an entry passed a limit the day had
+already reached. Real Postgres, the engine and the paper broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+from jtrades.config import Settings
+from jtrades.db import Database
+from jtrades.engine.engine import Engine
+from jtrades.store.signals import SignalIds
+from tests.integration.test_engine import (
+    _delivery,
+    buy,
+    close,
+    make_paper_account,
+    make_recorder,
+    make_trader,
+    make_user,
+    net_pos,
+    sell,
+    send,
+)
+
+
+@pytest.fixture
+async def engine(database: Database, settings: Settings) -> AsyncIterator[Engine]:
+    e = Engine(database, settings)
+    await e.start()
+    yield e
+    await e.close()
+
+
+async def _trader(
+    engine: Engine, pool: asyncpg.Pool, name: str, **recorder: Any
+) -> tuple[int, int]:
+    u = await make_user(pool, name)
+    rec = await make_recorder(pool, u, "rec", **recorder)
+    (sub,) = await make_paper_account(pool, u, f"{name}-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], max_daily_loss=Decimal(100))
+    await engine.config.refresh()
+    return rec, sub
+
+
+async def test_a_stop_the_alerts_own_price_fills_counts_before_its_entry(
+    database: Database, engine: Engine
+) -> None:
+    """Paper: the alert's price is the market, and it fills the working stop before the
+    trader's filters run. The stop lost $300, three times the limit, and the same alert
+    opened short 5."""
+    pool = database.pool
+    rec, sub = await _trader(engine, pool, "stp", size=5, sl=Decimal(20), sl_units="points")
+    await send(engine, pool, rec, buy("21500"))  # long 5, its stop at 21480
+    out = await send(engine, pool, rec, sell("21470"))  # the stop fills at 21470: -$300
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss")
+    assert "-300" in (out.reason or "")
+    assert await net_pos(engine, pool, sub) == 0
+
+
+async def test_a_close_and_the_entry_behind_it_on_one_bar(
+    database: Database, engine: Engine
+) -> None:
+    """A close at a loss past the limit and the entry TradingView sends with it: the entry was
+    judged before the close's batch committed, when the mirror was slow (under load)."""
+    pool = database.pool
+    rec, sub = await _trader(engine, pool, "bar", size=5)
+    mirror = engine.reconciler.mirror
+    mirror.quiet_s = mirror.coalesce_s  # a stream that never pauses: batches 20 ms old
+    await send(engine, pool, rec, buy("21500"))  # long 5
+    ids = SignalIds(pool)
+    c_id, b_id = await ids.take(), await ids.take()
+    c = _delivery(c_id, rec, close("21480"), "c")  # -20 points x 5 x $2: -$200
+    b = _delivery(b_id, rec, buy("21480"), "b")
+    closing = asyncio.create_task(
+        engine.on_signal(
+            signal_id=c_id, recorder_id=rec, signal=c.signal, received_at=c.received_at,
+            delivery=c,
+        )
+    )  # fmt: skip
+    await asyncio.sleep(0)  # the close is first in line (the recorder's lock)
+    out = await engine.on_signal(
+        signal_id=b_id, recorder_id=rec, signal=b.signal, received_at=b.received_at, delivery=b
+    )
+    assert (await closing).verdict == "accepted"
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss")
+    assert await net_pos(engine, pool, sub) == 0
+
+
+async def test_an_entry_is_refused_while_the_latest_fills_cannot_be_counted(
+    database: Database, engine: Engine
+) -> None:
+    """A mirror that does not write within the wait (a database far behind): the P&L is not
+    known, so the entry is refused and says why rather than judged without the fills."""
+    pool = database.pool
+    rec, sub = await _trader(engine, pool, "slow", size=1)
+    await send(engine, pool, rec, buy("21500"))
+    await asyncio.sleep(0.1)  # the entry's fill is counted
+    mirror = engine.reconciler.mirror
+    mirror.quiet_s = mirror.coalesce_s = 3.0  # batches now wait 3 s before they are written
+    await send(engine, pool, rec, close("21499"))
+    out = await send(engine, pool, rec, buy("21499"))
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss")
+    assert "not counted yet" in (out.reason or "")
+    assert await net_pos(engine, pool, sub) == 0
