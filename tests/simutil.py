@@ -109,6 +109,17 @@ class SimHandle:
     async def flush(self) -> None:
         await self.world.flush()
 
+    def new_trading_day(self) -> None:
+        """What Tradovate's snapshot holds after the session change: open positions and
+        working orders; the day's flat positions, its fills and its finished orders are gone."""
+        ex = self.world.exchange
+        for key in [k for k, p in ex.positions.items() if p.net_pos == 0]:
+            del ex.positions[key]
+        ex.fills_by_account.clear()
+        ex.fill_pairs.clear()
+        for orders in ex.orders_by_account.values():
+            orders[:] = [o for o in orders if o.status in ("Working", "Suspended", "PendingNew")]
+
     def contract(self, symbol: str) -> Contract:
         """The front month of a root (or the named contract)."""
         c = self.world.contracts_by_name.get(symbol.upper())

@@ -61,7 +61,7 @@ from jtrades.engine.booked_fills import BookedFills
 from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.fill_pricing import Pricing
 from jtrades.engine.held_fills import HeldFills, PendingFill, PosKey, Tagged
-from jtrades.engine.mirror_positions import adopt, trade_row
+from jtrades.engine.mirror_positions import VANISHED, adopt, trade_row, vanished
 from jtrades.engine.pnl import DailyPnl, OpenPosition
 from jtrades.errors import NotFound
 from jtrades.store import mirror as mirror_store
@@ -245,8 +245,14 @@ class Mirror:
                 self._queue.put_nowait((account_id, broker, ev))
 
     def _replay(self, account_id: int, broker: Broker, *, overflow: bool = False) -> None:
-        """Queue the whole live view of a Tradovate session (``_view``)."""
+        """Queue the whole live view of a Tradovate session (``_view``), and what it no
+        longer holds of what was mirrored (``mirror_positions.vanished``)."""
         events = _view(broker)
+        if isinstance(broker, TradovateBroker):  # a paper login's is restored from these tables
+            snap = self._config.snapshot
+            events += vanished(
+                broker.session.view, lambda acct: snap.sub_account_id(account_id, acct), self._open
+            )
         if overflow:
             log.warning("mirror.overflow", account_id=account_id, events=len(events))
         for ev in events:
@@ -370,6 +376,7 @@ class Mirror:
         # with a fill of its key after it does not have that fill yet
         at: dict[int, int] = {}
         last_fill: dict[PosKey, int] = {}
+        sweeps: list[tuple[int, list[int]]] = []  # (sub-account, the orders its view holds)
         for i, tagged in enumerate(events):
             account_id, _broker, ev = tagged
             sub = snap.sub_account_id(account_id, ev.account_id)
@@ -391,6 +398,9 @@ class Mirror:
             elif isinstance(e, Fill):
                 pending.append((sub, tagged, e))
                 last_fill[(sub, e.contract_id)] = i
+            elif ev.kind == "session" and ev.detail.get("state") == VANISHED:
+                held_ids = ev.detail.get("orders")
+                sweeps.append((sub, list(held_ids) if isinstance(held_ids, list) else []))
             elif isinstance(e, Position):
                 if not e.symbol:  # its contract is not named yet: its next event will be
                     log.warning(
@@ -433,12 +443,14 @@ class Mirror:
                 finished[sub] = f.fill_id
         if not batch:
             self.booked.book(finished)
+            await self._end_vanished(sweeps)
             return held_out
         self.batches += 1
         if not fills:
             await mirror_store.write_batch(self._pool, batch)
             adopt(self._open, truth, self._holds.given_up, self._absorbed)
             self.booked.book(finished)
+            await self._end_vanished(sweeps)
             return held_out
         # The P&L state moves on copies, kept only once the transaction has committed: a batch
         # that fails leaves the in-memory P&L as the database has it.
@@ -473,4 +485,14 @@ class Mirror:
             self._holds.given_up.get((sub, f.contract_id), set()).discard(f.fill_id)
         adopt(self._open, truth, self._holds.given_up, self._absorbed)
         self.booked.book(finished)
+        await self._end_vanished(sweeps)
         return held_out
+
+    async def _end_vanished(self, sweeps: list[tuple[int, list[int]]]) -> None:
+        """After the batch that wrote a replayed view: its accounts' open orders it does not
+        hold ended while no one was listening (``mirror_positions.vanished``)."""
+        for sub, present in sweeps:
+            ended = await mirror_store.end_vanished(self._pool, sub, present)
+            if ended:
+                log.warning("mirror.orders_vanished", sub_account_id=sub, orders=ended,
+                            status="Unknown: ended while the daemon was not listening")  # fmt: skip

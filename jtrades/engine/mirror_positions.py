@@ -11,15 +11,20 @@ when ours disagrees, the broker's is adopted.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 import structlog
 
-from jtrades.broker.base import Fill, Position
+from jtrades.broker.base import BrokerEvent, Fill, Position
+from jtrades.broker.tradovate.view import AccountView
 from jtrades.engine.pnl import OpenPosition, close_trade
 from jtrades.store.mirror import TradeRow
 
 log = structlog.get_logger(__name__)
+
+# a replayed view's list of the orders it holds (``vanished``)
+VANISHED = "orders_held"
 
 # Tradovate's netPrice is a float: an average of three fills differs from ours, in Decimal,
 # in the eighth decimal; a tick is never smaller than this.
@@ -93,3 +98,33 @@ def trade_row(sub: int, f: Fill, pos: OpenPosition, value_per_point: Decimal) ->
         min(opened, f.timestamp),
         f.timestamp,
     )
+
+
+def vanished(
+    view: AccountView,
+    sub_of: Callable[[int], int | None],
+    open_: Mapping[tuple[int, str], OpenPosition],
+) -> list[BrokerEvent]:
+    """What a login's whole view no longer holds of what was last mirrored for its synced
+    accounts (``sub_of``: the sub-account of a broker account). A snapshot publishes what changed
+    against the view before it, and at start there is none: a position closed while the daemon
+    was down, gone from the next trading day's snapshot with its fills, stayed open in
+    ``positions`` and in ``_open`` (every later round trip measured against it: a phantom loss
+    on the daily-loss filter), and its stop stayed "Working". A flat position event for each
+    (adopted like any), and one ``VANISHED`` event per account naming every order the view
+    holds (``store.mirror.end_vanished`` ends the others)."""
+    out: list[BrokerEvent] = []
+    for acct in view.account_ids:
+        sub = sub_of(acct)
+        if sub is None or not view.is_synced(acct):
+            continue
+        held = view.positions(acct)
+        if all(p.symbol for p in held):  # an unnamed position could be any of ours
+            symbols = {p.symbol for p in held}
+            for (s, symbol), pos in open_.items():
+                if s == sub and pos.net and symbol not in symbols:
+                    flat = Position(acct, view.contract_id(symbol), symbol, 0, None)
+                    out.append(BrokerEvent("position", acct, flat))
+        orders: dict[str, object] = {"state": VANISHED, "orders": view.order_ids(acct)}
+        out.append(BrokerEvent("session", acct, None, detail=orders))
+    return out

@@ -95,3 +95,10 @@ async def insert_trades(ex: Executor, trades: Sequence[TradeRow]) -> None:
     if trades:
         with translate_errors():
             await ex.execute(q("mirror.insert_trades"), _objects(trades, _TRADE))
+
+
+async def end_vanished(ex: Executor, sub_account_id: int, present: Sequence[int]) -> int:
+    """Mark the sub-account's open orders the broker no longer holds as ended
+    (``mirror.end_vanished``); returns how many."""
+    with translate_errors():
+        return int(await ex.fetchval(q("mirror.end_vanished"), sub_account_id, list(present)))

@@ -80,3 +80,17 @@ INSERT INTO trades (sub_account_id, symbol, side, qty, entry_price, exit_price, 
 SELECT * FROM jsonb_to_recordset($1::jsonb)
     AS u (sub_account_id bigint, symbol text, side text, qty integer, entry_price numeric,
           exit_price numeric, pnl numeric, opened_at timestamptz, closed_at timestamptz);
+
+-- name: mirror.end_vanished($1 sub_account_id, $2 the broker order ids the view holds: bigint[])
+-- A login's whole view, replayed, holds every order still at the broker: an open order of this
+-- sub-account it does not hold ended while no one was listening (the trading day changed while
+-- the daemon was down: the next snapshot lists only working orders). Filled or cancelled is not
+-- known: 'Unknown', no longer shown as working. Returns how many.
+WITH ended AS (
+    UPDATE orders SET status = 'Unknown', updated_at = now()
+    WHERE sub_account_id = $1
+      AND status IN ('PendingNew', 'Working', 'Suspended', 'PendingCancel', 'PendingReplace')
+      AND broker_order_id <> ALL($2::bigint[])
+    RETURNING 1
+)
+SELECT count(*) FROM ended;

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_pipeline_e2e import PRICE, World, buy, settle
+from tests.e2e.test_pipeline_e2e import PRICE, World, buy, sell, settle
 from tests.e2e.test_pipeline_e2e import world as world  # the fixture
 
 pytestmark = pytest.mark.e2e
@@ -61,3 +61,48 @@ async def test_a_stop_filled_while_the_daemon_was_down_counts_toward_the_daily_l
     await settle()
     await _mirrored(w, 2, -40)
     assert await w.pool.fetchval("SELECT count(*) FROM trades") == 1
+
+
+async def test_what_closed_while_down_and_left_the_next_days_snapshot_is_not_kept_open(
+    world: World, tmp_path: Path
+) -> None:
+    """The stop filled while the daemon was down, then the trading day changed: the next
+    snapshot lists neither the flat position, nor its fills, nor the finished orders. With no
+    view before it to compare with, the long 1 stayed open in ``positions`` and its stop
+    "Working"; the next fill of the contract was measured against the phantom long (a short
+    from flat at 21460 booked -$80, dated today) and the daily-loss filter then refused."""
+    w = world
+    await w.user("kim")
+    await w.demo("kim", "kim-demo", "kim_tv", ["K1"])
+    await w.recorder("guarded", "kim", "--size", "1", "--sl", "40", "--max-daily-loss", "30")
+    await w.trader("kim", "guarded", "kim-demo:K1")
+    await w.start(tmp_path)
+    out = await w.alert("guarded", buy(id="k1"))
+    assert out["verdict"] == "accepted", out
+    await settle()
+    await _mirrored(w, 1, 0)
+    await w.stop()
+
+    await w.sim.set_price("MNQ", PRICE - 20)  # through the stop while no daemon runs
+    assert w.net("K1") == 0
+    w.sim.new_trading_day()
+    await w.sim.set_price("MNQ", PRICE - 40)  # today's market
+
+    await w.start(tmp_path)
+    for _ in range(50):
+        if await w.pool.fetchval("SELECT count(*) FROM positions WHERE net_pos <> 0") == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await w.cli.ok("positions", "list") == []
+    orders = await w.cli.ok("orders", "list", "--broker")
+    assert [r for r in orders if r["status"] == "Working"] == []
+    assert {r["status"] for r in orders} <= {"Filled", "Unknown"}
+
+    out = await w.alert("guarded", sell(id="k2", price=PRICE - 40))  # short 1 from flat
+    assert out["verdict"] == "accepted", out
+    await settle()
+    assert w.net("K1") == -1
+    await asyncio.sleep(0.5)
+    assert await w.pool.fetchval("SELECT count(*) FROM trades") == 0  # no round trip today
+    out = await w.alert("guarded", buy(id="k3", price=PRICE - 40))  # nothing lost today
+    assert (out["verdict"], out.get("filter")) == ("accepted", None), out

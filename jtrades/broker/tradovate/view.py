@@ -423,6 +423,16 @@ class AccountView:
                 out.append(order)
         return out
 
+    def contract_id(self, name: str) -> int:
+        """The id of the contract named ``name`` (0: not known)."""
+        return next((cid for cid, n in self._contracts.items() if n == name), 0)
+
+    def order_ids(self, account_id: int) -> list[int]:
+        """Every order of the account the view holds, open or not."""
+        return [
+            oid for oid, o in self._orders.items() if int(o.get("accountId") or 0) == account_id
+        ]
+
     def order(self, order_id: int) -> WorkingOrder | None:
         """Any order the view knows, open or not."""
         return self._working(order_id)
