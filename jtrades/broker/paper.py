@@ -5,7 +5,8 @@ orders fill at the last known price, and working limit/stop/trailing orders trig
 prices by Tradovate's rules as the simulator models them (``jtrades.broker.matching``). OSO
 brackets and strategy legs wait (Suspended) until their entry fills, then work as OCO pairs
 priced from the fill, which is how the Tradovate simulator behaves. State lives in memory;
-reconciliation mirrors it into the database through ``events()``.
+reconciliation mirrors it into the database through ``events()``, and a restart puts the
+positions and open orders back from there (``BrokerRegistry.sync_accounts``, ``paper_restore``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from jtrades.broker.base import (
     BracketOrder,
@@ -39,6 +41,9 @@ from jtrades.broker.matching import auto_trailed, fill_price, to_tick, touched, 
 from jtrades.broker.wakeups import Wakeups
 from jtrades.engine.instruments import calendar_contract, split_symbol, table_contract
 from jtrades.errors import BrokerRejected, InvalidSignal
+
+if TYPE_CHECKING:
+    from jtrades.broker.paper_restore import RestoredOrder
 
 
 @dataclass(slots=True)
@@ -167,6 +172,8 @@ class PaperBroker:
         kids = [self._bracket(entry, b) for b in brackets]
         if len(kids) == 2:
             kids[0].oco_id, kids[1].oco_id = kids[1].id, kids[0].id
+            for k in kids:  # published unlinked by ``_child``: the mirrored row gets the link
+                self._publish_order(k)
         self._activate(entry)
         return PlaceResult(entry.id, tuple(k.id for k in kids))
 
@@ -204,6 +211,8 @@ class PaperBroker:
                     sl.be_trigger, sl.be_offset = abs(br.breakeven), abs(br.breakeven_offset)
             if tp is not None and sl is not None:
                 tp.oco_id, sl.oco_id = sl.id, tp.id
+                self._publish_order(tp)  # published unlinked by ``_child``: the rows get the link
+                self._publish_order(sl)
             ids.extend(o.id for o in (tp, sl) if o is not None)
         self._activate(entry)
         return PlaceResult(entry.id, tuple(ids), strategy_id=entry.id)
@@ -362,6 +371,28 @@ class PaperBroker:
         """Put back a position mirrored before a restart (paper state is in memory)."""
         self._positions[(account_id, symbol)] = _Pos(net, avg)
         self._position_waiters.fire(account_id)
+
+    def restore_order(self, r: RestoredOrder) -> WorkingOrder:
+        """Put back an order that was open before a restart, with its id (the intents and the
+        mirrored rows refer to it); ``paper_restore`` reads it, parents before their legs.
+        Its contract must be known (``find_contract``). Nothing is published: the rows it was
+        read from already say so, and no price is checked until the next one comes."""
+        if (known := self._orders.get(r.id)) is not None:
+            return known.view()
+        o = _Order(
+            id=r.id, account=r.account, symbol=r.symbol, contract_id=self._contract_id(r.symbol),
+            side=r.side, qty=r.qty, order_type=r.order_type, status=r.status, price=r.price,
+            stop_price=r.stop_price, peg=r.peg, trail_trigger=r.trail_trigger,
+            trail_freq=r.trail_freq, anchor=r.anchor, cl_ord_id=r.cl_ord_id,
+            parent_id=r.parent_id, oco_id=r.oco_id, tp_offset=r.tp_offset,
+            sl_offset=r.sl_offset, be_trigger=r.be_trigger, be_offset=r.be_offset,
+            be_at=r.be_at, be_stop=r.be_stop,
+        )  # fmt: skip
+        self._orders[o.id] = o
+        if r.parent_id is not None and (parent := self._orders.get(r.parent_id)) is not None:
+            parent.children.append(o.id)
+        self._last_id = max(self._last_id, o.id)
+        return o.view()
 
     async def close(self) -> None:
         for q in self._subscribers:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from jtrades.broker.base import Broker, Contract
+from jtrades.broker.base import Broker, Contract, SubAccount
 from jtrades.broker.paper import PaperBroker
+from jtrades.broker.paper_restore import restore_orders
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.instruments import InstrumentResolver
@@ -105,28 +106,30 @@ class BrokerRegistry:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def sync_accounts(self, snap: Snapshot) -> None:
-        """Open sessions for the logins the configuration uses; restore paper positions once."""
-        paper_subs: dict[int, list[tuple[int, int]]] = {}
+        """Open sessions for the logins the configuration uses; restore a paper login's
+        positions and open orders once (its state is in memory: without its orders, its exits
+        were gone after every restart while the orders table still said Working)."""
+        paper_subs: dict[int, dict[int, SubAccount]] = {}
         for link in snap.links_by_sub.values():
             if link.env == "paper":
-                paper_subs.setdefault(link.account_id, []).append(
-                    (link.sub_account_id, link.broker_account_id)
+                paper_subs.setdefault(link.account_id, {})[link.sub_account_id] = SubAccount(
+                    link.broker_account_id, link.sub_name
                 )
-        for account_id, subs in paper_subs.items():
+        for account_id, by_sub in paper_subs.items():
             broker = self.paper(account_id)
             if account_id in self._restored or self._db is None:
                 continue
             self._restored.add(account_id)
-            by_sub = dict(subs)
             broker.number_after(await trading_store.paper_ids_used(self._db.pool, account_id))
             for row in await trading_store.positions(self._db.pool, list(by_sub)):
                 if row["net_pos"]:
                     broker.restore_position(
-                        by_sub[row["sub_account_id"]],
+                        by_sub[row["sub_account_id"]].account_id,
                         row["symbol"],
                         int(row["net_pos"]),
                         row["net_price"],
                     )
+            await restore_orders(broker, self._db.pool, by_sub)
         wanted = {lk.account_id for lk in snap.links_by_sub.values() if lk.env != "paper"}
         self._wanted = wanted
         missing = [aid for aid in wanted if aid not in self._tradovate]

@@ -83,6 +83,16 @@ async def paper_ids_used(ex: Executor, account_id: int) -> int:
         return int(await ex.fetchval(q("trading.paper_ids_used"), account_id))
 
 
+async def paper_open_orders(
+    ex: Executor, sub_account_ids: list[int], open_statuses: list[str]
+) -> list[dict[str, Any]]:
+    """The open orders of these sub-accounts, with their intents' requests, their parents' and
+    the parents' fill price: what a paper broker restarted puts back (``paper_restore``)."""
+    with translate_errors():
+        rows = await ex.fetch(q("trading.paper_open_orders"), sub_account_ids, open_statuses)
+    return [dict(r) for r in rows]
+
+
 async def orders_of(ex: Executor, sub_account_id: int) -> list[dict[str, Any]]:
     with translate_errors():
         return [dict(r) for r in await ex.fetch(q("trading.orders_of"), sub_account_id)]

@@ -94,3 +94,26 @@ SELECT * FROM fills WHERE sub_account_id = $1 ORDER BY broker_fill_id;
 
 -- name: trading.trades_of($1 sub_account_id)
 SELECT * FROM trades WHERE sub_account_id = $1 ORDER BY id;
+
+-- name: trading.paper_open_orders($1 sub_account_ids, $2 open_statuses)
+-- A paper login's open orders as the mirror last wrote them, for the paper broker to keep
+-- working after a restart (jtrades/broker/paper_restore.py), with what it needs beyond the row:
+-- the request of the intent the order came from (its own, else its OCO partner's: a pair's
+-- second leg has no intent of its own), the request of its parent's intent (a strategy's or an
+-- OSO's brackets) and the price its parent filled at (where a leg's autoTrail and breakeven are
+-- measured from).
+SELECT o.sub_account_id, o.broker_order_id, o.cl_ord_id, o.symbol, o.side, o.qty, o.order_type,
+       o.price, o.stop_price, o.status, o.parent_id, o.oco_id,
+       COALESCE(i.request, oi.request) AS request,
+       pi.request AS parent_request,
+       (SELECT f.price FROM fills f
+        WHERE f.sub_account_id = o.sub_account_id AND f.broker_order_id = o.parent_id
+        ORDER BY f.broker_fill_id LIMIT 1) AS parent_fill_price
+FROM orders o
+LEFT JOIN order_intents i ON i.id = o.intent_id
+LEFT JOIN orders oc ON oc.sub_account_id = o.sub_account_id AND oc.broker_order_id = o.oco_id
+LEFT JOIN order_intents oi ON oi.id = oc.intent_id
+LEFT JOIN orders p ON p.sub_account_id = o.sub_account_id AND p.broker_order_id = o.parent_id
+LEFT JOIN order_intents pi ON pi.id = p.intent_id
+WHERE o.sub_account_id = ANY($1::bigint[]) AND o.status = ANY($2::text[])
+ORDER BY o.sub_account_id, o.broker_order_id;
