@@ -17,16 +17,47 @@ from jtrades.engine.tradingday import session_start
 class ClosedTrade:
     side: str
     qty: int
-    entry_price: Decimal
+    entry_price: Decimal  # the average of the lots closed, to ENTRY_PLACES past the prices' own
     exit_price: Decimal
     pnl: Decimal
 
 
+# A trade closing lots of different prices shows their average entry to this many more decimal
+# places than the prices have (21500.3333 for 21500, 21500, 21501); its P&L stays exact.
+ENTRY_PLACES = 4
+
+
 @dataclass(slots=True)
 class OpenPosition:
+    """A position as the fills made it. ``lots`` — (signed quantity, price) per opening fill,
+    oldest first — are what a closing fill is measured against, first in first out as the broker
+    pairs fills, so a round trip's P&L is exact in its prices: an average cost (21500.333… for
+    2 @ 21500 and 1 @ 21501) has no exact Decimal, and its 28-digit rounding made a −$26 trade
+    −25.99999999999999999999998 (the daily-loss filter at 26 let the next entry through).
+    ``avg`` is the broker's ``netPrice``, the average of the open quantity, which a partial exit
+    leaves as it was: compared with the broker's position (``mirror_positions``), never measured
+    from. Given as (net, avg), as the broker's or the stored position is, it is one lot."""
+
     net: int = 0
     avg: Decimal | None = None
     opened_at: datetime | None = None
+    lots: tuple[tuple[int, Decimal], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.net and not self.lots and self.avg is not None:
+            self.lots = ((self.net, self.avg),)
+
+    def copy(self) -> OpenPosition:
+        """One that moves on its own (the lots are a tuple, replaced, never changed in place)."""
+        return OpenPosition(self.net, self.avg, self.opened_at, self.lots)
+
+
+def _average(cost: Decimal, qty: int, prices: list[Decimal]) -> Decimal:
+    """``cost / qty``, exact when it ends within ENTRY_PLACES past the prices' decimals (21500.5),
+    else rounded there: never a 28-digit rounding of a repeating decimal."""
+    places = min(min(int(p.as_tuple().exponent) for p in prices), 0) - ENTRY_PLACES
+    rounded = (cost / qty).quantize(Decimal(1).scaleb(places))
+    return cost / qty if rounded * qty == cost else rounded
 
 
 def close_trade(
@@ -40,23 +71,36 @@ def close_trade(
         if pos.net == 0:
             pos.opened_at = at
         pos.net = total
+        pos.lots = (*pos.lots, (signed_qty, price))
         return None
-    assert pos.avg is not None
+    assert pos.lots
     direction = 1 if pos.net > 0 else -1
     closed = min(abs(signed_qty), abs(pos.net))
+    lots, left, cost, prices = list(pos.lots), closed, Decimal(0), []
+    while left:
+        qty, lot_price = lots[0]
+        n = min(left, abs(qty))
+        cost += lot_price * n
+        prices.append(lot_price)
+        left -= n
+        if n == abs(qty):
+            lots.pop(0)
+        else:
+            lots[0] = (qty - direction * n, lot_price)
     trade = ClosedTrade(
         "long" if direction > 0 else "short",
         closed,
-        pos.avg,
+        _average(cost, closed, prices),
         price,
-        (price - pos.avg) * closed * direction * value_per_point,
+        (price * closed - cost) * direction * value_per_point,
     )
     rest = signed_qty + direction * closed
     pos.net -= direction * closed
+    pos.lots = tuple(lots)
     if pos.net == 0:
         pos.avg = None
     if rest:
-        pos.net, pos.avg, pos.opened_at = rest, price, at
+        pos.net, pos.avg, pos.opened_at, pos.lots = rest, price, at, ((rest, price),)
     return trade
 
 

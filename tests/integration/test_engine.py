@@ -698,6 +698,34 @@ async def test_daily_loss_blocks_entries_after_a_losing_trade(
     assert await net_pos(engine, pool, sub) == 0
 
 
+async def test_daily_loss_blocks_at_the_limit_after_an_averaged_position(
+    database: Database, engine_factory: Any
+) -> None:
+    """A position added to in another alert (another mirror batch) closes at exactly the max
+    daily loss: the trade reads −26, not −25.99999999999999999999998 (an average cost rounded to
+    28 digits), and the filter says no."""
+    pool = database.pool
+    u = await make_user(pool, "dca")
+    rec = await make_recorder(pool, u, "rec", size=2, add_size=1, same_direction="add")
+    (sub,) = await make_paper_account(pool, u, "dca-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], max_daily_loss=Decimal(26))
+    engine = await engine_factory()
+
+    await send(engine, pool, rec, buy("21500"))  # long 2 @ 21500
+    await send(engine, pool, rec, buy("21501"))  # add 1 @ 21501
+    assert await net_pos(engine, pool, sub) == 3
+    await send(engine, pool, rec, close("21496"))  # (−4 × 2 − 5) points × $2 = −$26
+
+    async def mirrored() -> bool:
+        return bool(await pool.fetchval("SELECT count(*) FROM trades"))
+
+    await wait_for(mirrored, "the round trip mirrored into trades")
+    row = await pool.fetchrow("SELECT qty, entry_price, pnl FROM trades")
+    assert tuple(row) == (3, Decimal("21500.3333"), Decimal(-26))
+    out = await send(engine, pool, rec, buy("21496"))
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss")
+
+
 async def test_quantities_after_multipliers(database: Database, engine_factory: Any) -> None:
     pool = database.pool
     u = await make_user(pool, "jo")

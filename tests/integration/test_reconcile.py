@@ -33,6 +33,7 @@ from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from jtrades.engine.pnl import OpenPosition, close_trade
 from jtrades.engine.reconcile import needs_stop, resolve_intent
+from jtrades.store import signals as signal_store
 from tests.integration.test_engine import (
     account_of,
     buy,
@@ -124,6 +125,54 @@ async def test_unknown_outcome_found_at_the_broker_takes_its_state(
         )
         assert (row["state"], row["broker_order_id"]) == ("filled", r.order_id)
         assert len(paper.all_orders(w["bid"])) == 1  # nothing re-sent
+    finally:
+        await engine.close()
+
+
+async def test_an_interrupted_signal_counts_its_orders_found_at_the_broker(
+    database: Database, settings: Settings
+) -> None:
+    """kill -9 while a signal's orders were out: the dead process never wrote its outcome, so at
+    restart the signal is settled "accepted, interrupted" and its intents are found by clOrdId,
+    but it showed ``orders 0`` for good. It counts the orders that reached the broker: one the
+    mirror saw fill before the kill, one found at restart; not one that never left. A signal
+    whose orders all filled before the kill has nothing left to resolve: counted as settled."""
+    pool = database.pool
+    w = await _world(pool)
+    brokers = BrokerRegistry(database, settings)
+    paper = brokers.paper(w["aid"])
+    paper.on_price("MNQ1!", Decimal(100))
+    account = SubAccount(w["bid"], "rc-paper-1")
+    sid, at = await store_signal(pool, w["rec"])
+    done, _ = await store_signal(pool, w["rec"])
+    for signal, cl, state, sent in [
+        (sid, "jt-k9-1", "filled", True),  # its fill mirrored before the kill
+        (sid, "jt-k9-2", "pending", True),  # sent, the answer lost with the process
+        (sid, "jt-k9-3", "pending", False),  # never left
+        (done, "jt-k9-4", "filled", True),
+    ]:
+        if sent:
+            await paper.place_order(OrderRequest(account, "MNQ1!", Side.BUY, 1, cl_ord_id=cl))
+        await pool.execute(
+            "INSERT INTO order_intents (signal_id, trader_id, sub_account_id, cl_ord_id, step,"
+            " kind, symbol, side, qty, request, state, expires_at)"
+            " VALUES ($1,$2,$3,$4,1,'order','MNQ1!','Buy',1,'{}',$5,$6)",
+            signal, w["trader"], w["sub"], cl, state, at + timedelta(seconds=30),
+        )  # fmt: skip
+
+    settled = await signal_store.settle_interrupted(pool, datetime.now(UTC))
+    assert settled == {sid: "accepted", done: "accepted"}
+    engine = Engine(database, settings, brokers)
+    await engine.start()  # resolves the intents left open
+    try:
+        states = await pool.fetch("SELECT cl_ord_id, state FROM order_intents ORDER BY cl_ord_id")
+        assert [tuple(r) for r in states] == [
+            ("jt-k9-1", "filled"), ("jt-k9-2", "filled"), ("jt-k9-3", "expired"),
+            ("jt-k9-4", "filled"),
+        ]  # fmt: skip
+        rows = await pool.fetch("SELECT verdict, orders, reason FROM signals ORDER BY id")
+        assert [(r["verdict"], r["orders"]) for r in rows] == [("accepted", 2), ("accepted", 1)]
+        assert all(r["reason"].startswith("interrupted") for r in rows)
     finally:
         await engine.close()
 
@@ -368,7 +417,8 @@ def test_needs_stop() -> None:
     )
 )
 def test_trades_add_up_to_the_cash_flow(fills: list[tuple[int, int, int]]) -> None:
-    """Realized P&L of the closed trades + the open position marked at its average = the cash flow."""
+    """Realized P&L of the closed trades + the open lots at their prices = the cash flow, exactly
+    (first in first out: the average a partial exit leaves is the broker's, not the lots')."""
     pos = OpenPosition()
     realized = Decimal(0)
     cash = Decimal(0)
@@ -379,8 +429,7 @@ def test_trades_add_up_to_the_cash_flow(fills: list[tuple[int, int, int]]) -> No
         if trade is not None:
             realized += trade.pnl
             assert trade.qty >= 1
-    open_value = pos.net * (pos.avg or Decimal(0))
-    assert abs(cash + open_value - realized) < Decimal("1e-9")
+    assert cash + sum(qty * price for qty, price in pos.lots) == realized
 
 
 async def test_restart_resolves_intents_at_the_simulator_by_cl_ord_id(

@@ -1,19 +1,87 @@
-"""The realized P&L the daily-loss filter reads: today's trading day (from 17:00 Chicago) only,
-whatever order the trades arrive in."""
+"""The realized P&L the daily-loss filter reads: each round trip's exact to the cent (an averaged
+position too), and today's trading day (from 17:00 Chicago) only, whatever order the trades
+arrive in."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jtrades.engine.pnl import DailyPnl
+from jtrades.engine.pnl import DailyPnl, OpenPosition, close_trade
 from jtrades.engine.tradingday import session_start
 
 NOW = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)  # Wednesday 14:00 Chicago
 TODAY = session_start(NOW)  # Tuesday 17:00 Chicago
+MNQ = Decimal(2)  # $ per point
+
+
+def test_an_averaged_position_closed_at_26_dollars_lost_records_26() -> None:
+    """Long 2 @ 21500, add 1 @ 21501, sell 3 @ 21496: −13 points, −$26. The average kept as a
+    28-digit Decimal (21500.333…) made it −25.99999999999999999999998: the daily-loss filter at
+    26 let the next entry through, and ``trades list`` showed the 28 digits."""
+    pos = OpenPosition()
+    assert close_trade(pos, 2, Decimal(21500), MNQ, NOW) is None
+    assert close_trade(pos, 1, Decimal(21501), MNQ, NOW) is None
+    trade = close_trade(pos, -3, Decimal(21496), MNQ, NOW)
+    assert trade is not None
+    assert (trade.side, trade.qty, trade.pnl) == ("long", 3, Decimal(-26))
+    assert str(trade.entry_price) == "21500.3333"  # an average, shown to a ten-thousandth
+    assert (pos.net, pos.avg) == (0, None)
+
+
+def test_an_averaged_position_closed_in_parts_is_exact_part_by_part() -> None:
+    """First in, first out: the first contract sold closes a 21500 lot (−4 points), the next
+    two the other 21500 and the 21501 (−9): −$8 and −$18, the −$26 of the whole."""
+    pos = OpenPosition()
+    close_trade(pos, 2, Decimal(21500), MNQ, NOW)
+    close_trade(pos, 1, Decimal(21501), MNQ, NOW)
+    first = close_trade(pos, -1, Decimal(21496), MNQ, NOW)
+    second = close_trade(pos, -2, Decimal(21496), MNQ, NOW)
+    assert first is not None
+    assert second is not None
+    assert (first.pnl, first.entry_price) == (Decimal(-8), Decimal(21500))
+    assert (second.pnl, second.entry_price) == (Decimal(-18), Decimal("21500.5"))
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([-1, 1]),
+            st.integers(1, 5),
+            st.integers(4 * 21400, 4 * 21600),  # the price in ticks of 0.25
+        ),
+        max_size=30,
+    ),
+    st.integers(4 * 21400, 4 * 21600),
+    st.sampled_from([Decimal("0.5"), Decimal(2), Decimal("12.5"), Decimal(50)]),
+)
+def test_realized_pnl_is_the_exact_cash_flow(
+    fills: list[tuple[int, int, int]], last: int, value_per_point: Decimal
+) -> None:
+    """Whenever the position is flat, the round trips' P&L add up to the cash the fills moved,
+    counted in Fractions, to the last digit; each is a whole number of ticks' worth."""
+    tick = Decimal("0.25")
+    pos = OpenPosition()
+    cash = Fraction(0)
+    realized = Decimal(0)
+    for sign, qty, ticks in [*fills, (0, 0, last)]:
+        if not sign:  # flatten at the end
+            sign, qty = (-1 if pos.net > 0 else 1), abs(pos.net)
+            if not qty:
+                break
+        price = ticks * tick
+        cash -= sign * qty * Fraction(price)
+        trade = close_trade(pos, sign * qty, price, value_per_point, NOW)
+        if trade is not None:
+            realized += trade.pnl
+            assert (Fraction(trade.pnl) / Fraction(tick * value_per_point)).denominator == 1
+        if pos.net == 0:
+            assert Fraction(realized) == cash * Fraction(value_per_point)
+    assert pos.net == 0
 
 
 def test_a_past_days_trade_arriving_late_does_not_wipe_today() -> None:
