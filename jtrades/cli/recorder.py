@@ -32,12 +32,17 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9_:!]{1,40}$")
 
 # TradingView fills the placeholders; the id makes a re-sent alert a duplicate, not a new trade.
+# The README's message, field for field: without the order's contracts a partial exit (sell 1 of
+# a long 2) was sized by --size and closed everything; without the position size after the order
+# a reversal only closes.
 EXAMPLE_ALERT = """{
   "action": "{{strategy.order.action}}",
   "ticker": "{{ticker}}",
-  "price": {{close}},
+  "quantity": "{{strategy.order.contracts}}",
+  "price": "{{close}}",
   "market_position": "{{strategy.market_position}}",
   "prev_market_position": "{{strategy.prev_market_position}}",
+  "market_position_size": "{{strategy.market_position_size}}",
   "id": "{{strategy.order.id}}-{{timenow}}"
 }"""
 

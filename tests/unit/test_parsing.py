@@ -813,6 +813,15 @@ def test_contrib_pickmytrade() -> None:
     assert "your_pickmytrade_token" not in json.dumps(signal.extra)
 
 
+def test_the_cli_prints_the_readmes_alert_message() -> None:
+    """Two templates drifted apart: the one ``recorder create`` prints lacked the order's
+    contracts and the position size after it, so a partial exit closed everything."""
+    from jtrades.cli.recorder import EXAMPLE_ALERT
+
+    readme = (ALERTS.parents[1] / "README.md").read_text()
+    assert f"```json\n{EXAMPLE_ALERT}\n```" in readme
+
+
 SUBSTITUTIONS = {
     "{{strategy.order.action}}": "sell",
     "{{ticker}}": "MNQ1!",

@@ -849,6 +849,33 @@ def test_reduce_without_exits_is_a_plain_order() -> None:
     assert kinds(p) == ["order"]
 
 
+def test_the_cli_templates_partial_exit_reduces_by_the_strategys_order() -> None:
+    """``recorder create`` prints the alert message to paste into TradingView. Filled in for a
+    strategy long 2 that takes 1 off (order sell 1, still long 1), it keeps 1, as the strategy
+    does. Without the order's contracts the sell fell back to --size 2 and closed the lot."""
+    from jtrades.cli.recorder import EXAMPLE_ALERT
+
+    tradingview = {
+        "strategy.order.action": "sell",
+        "ticker": "MNQ1!",
+        "strategy.order.contracts": "1",
+        "close": "21510",
+        "strategy.market_position": "long",
+        "strategy.prev_market_position": "long",
+        "strategy.market_position_size": "1",
+        "strategy.order.id": "TP1",
+        "timenow": "2026-11-25T14:30:00Z",
+    }
+    body = EXAMPLE_ALERT
+    for name, value in tradingview.items():
+        body = body.replace("{{" + name + "}}", value)
+    assert "{{" not in body
+    signal = parse_payload(body.encode(), "text/plain")
+    p = plan(signal, RiskSettings(size=2), long(2), price=signal.price)
+    assert p.action is PositionAction.REDUCE, p.reason
+    assert [(order(o).side, order(o).qty) for o in p.orders] == [(Side.SELL, 1)]
+
+
 @pytest.mark.parametrize(
     ("action", "mp", "state", "expected"),
     [
