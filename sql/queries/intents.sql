@@ -25,11 +25,25 @@ WHERE id = $1;
 
 -- name: intents.set_state($1 id, $2 state, $3 broker_order_id, $4 reason)
 -- Reconciliation's verdict on an open intent: never over a final state written meanwhile (the
--- mirror's "filled" during the lookup's round trip became "working" for good).
-UPDATE order_intents
-SET state = $2, broker_order_id = COALESCE($3, broker_order_id), reason = COALESCE($4, reason),
-    updated_at = now()
-WHERE id = $1 AND state IN ('pending', 'sent', 'unknown');
+-- mirror's "filled" during the lookup's round trip became "working" for good). A signal settled
+-- as interrupted (signals.settle_interrupted) never had its orders counted by the process that
+-- died: it counts them again, with this intent's new state, as the ones that reached the broker
+-- (also when the mirror moved this one first). Else it said "orders 0" for good.
+WITH moved AS (
+    UPDATE order_intents
+    SET state = $2, broker_order_id = COALESCE($3, broker_order_id),
+        reason = COALESCE($4, reason), updated_at = now()
+    WHERE id = $1 AND state IN ('pending', 'sent', 'unknown')
+    RETURNING id, state
+)
+UPDATE signals s
+SET orders = (SELECT count(*) FROM order_intents i LEFT JOIN moved m ON m.id = i.id
+              WHERE i.signal_id = s.id
+                AND coalesce(m.state, i.state) IN ('sent', 'working', 'filled', 'cancelled',
+                                                   'done'))
+FROM order_intents me
+WHERE me.id = $1 AND s.id = me.signal_id AND s.verdict = 'accepted'
+  AND s.reason = 'interrupted: the daemon stopped while handling this signal';
 
 -- name: intents.open_older_than($1 before)
 SELECT i.id, i.signal_id, i.trader_id, i.sub_account_id, i.cl_ord_id, i.step, i.kind, i.symbol,

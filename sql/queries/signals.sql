@@ -123,11 +123,17 @@ SELECT count(*) FROM gone;
 -- name: signals.settle_interrupted($1 before)
 -- At start: signals a stopped daemon left 'received' get an explainable verdict (rule 9). Those
 -- with order intents were being dispatched (reconciliation settles the orders); the rest never
--- reached the engine and are not traded late.
+-- reached the engine and are not traded late. The orders count, written with the outcome that
+-- never was, is those already known to have reached the broker (the mirror saw them); the ones
+-- reconciliation finds there by clOrdId are counted as it does (intents.set_state, which knows
+-- these signals by this reason).
 UPDATE signals s
 SET verdict = CASE WHEN EXISTS (SELECT 1 FROM order_intents i WHERE i.signal_id = s.id)
                    THEN 'accepted' ELSE 'expired' END,
     reason = 'interrupted: the daemon stopped while handling this signal',
+    orders = (SELECT count(*) FROM order_intents i
+              WHERE i.signal_id = s.id
+                AND i.state IN ('sent', 'working', 'filled', 'cancelled', 'done')),
     http_status = 200
 WHERE s.verdict = 'received' AND s.received_at < $1
 RETURNING s.id, s.verdict;
