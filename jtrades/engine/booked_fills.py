@@ -10,6 +10,12 @@ the view holds for its sub-accounts (bounded).
 
 Fill ids are the broker's, increasing (Tradovate's are global; a paper login numbers its own
 from one counter): the highest one finished is the mark, compared with the view's highest.
+Marks are per account at the broker as the mirror follows it — (login, broker account id) —
+not per sub-account row: a fill of an account no trader followed yet is finished when the
+mirror skips it, or linking that account later left the mark behind the view for the day and
+every entry refused. A fill in a batch the database refused until it was given up is finished
+too: its P&L is lost either way (logged), and waiting for it refused every entry until a
+restart.
 """
 
 from __future__ import annotations
@@ -17,31 +23,39 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
+# (login: the jtrades account id, the broker's account id)
+AccountKey = tuple[int, int]
+
+
+def note(marks: dict[AccountKey, int], key: AccountKey, fill_id: int) -> None:
+    """Raise ``key``'s mark in ``marks`` to ``fill_id``."""
+    if fill_id > marks.get(key, 0):
+        marks[key] = fill_id
+
 
 class BookedFills:
     def __init__(self) -> None:
-        self._mark: dict[int, int] = {}  # sub-account -> the highest fill id finished with
+        self._mark: dict[AccountKey, int] = {}  # the highest fill id finished with
         self._moved = asyncio.Event()
 
-    def mark(self, sub_account_id: int) -> int:
-        return self._mark.get(sub_account_id, 0)
+    def mark(self, key: AccountKey) -> int:
+        return self._mark.get(key, 0)
 
-    def book(self, fills: Mapping[int, int]) -> None:
-        """The mirror has finished with these fills (sub-account -> highest fill id): counted,
-        found already stored, or given up."""
-        for sub, fill_id in fills.items():
-            if fill_id > self._mark.get(sub, 0):
-                self._mark[sub] = fill_id
+    def book(self, fills: Mapping[AccountKey, int]) -> None:
+        """The mirror has finished with these fills (account -> highest fill id): counted,
+        found already stored, skipped (no sub-account follows it) or given up."""
+        for key, fill_id in fills.items():
+            note(self._mark, key, fill_id)
         if fills:
             moved, self._moved = self._moved, asyncio.Event()
             moved.set()
 
-    def behind(self, last_fills: Mapping[int, int]) -> list[int]:
-        """The sub-accounts whose view holds a fill (sub-account -> the view's highest id) the
-        mirror has not finished with."""
-        return [sub for sub, last in last_fills.items() if last > self._mark.get(sub, 0)]
+    def behind(self, last_fills: Mapping[AccountKey, int]) -> list[AccountKey]:
+        """The accounts whose view holds a fill (account -> the view's highest id) the mirror
+        has not finished with."""
+        return [key for key, last in last_fills.items() if last > self._mark.get(key, 0)]
 
-    async def caught_up(self, last_fills: Mapping[int, int], within_s: float) -> bool:
+    async def caught_up(self, last_fills: Mapping[AccountKey, int], within_s: float) -> bool:
         """Whether the mirror finishes with every fill of ``last_fills`` within ``within_s``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s

@@ -174,7 +174,8 @@ class Fanout:
         for link in links:
             broker = brokers.get(link.sub_account_id)
             if broker is not None:
-                last[link.sub_account_id] = broker.last_fill_id(link.broker_account_id)
+                key = (link.account_id, link.broker_account_id)
+                last[key] = broker.last_fill_id(link.broker_account_id)
         if not self._booked.behind(last):
             return True
         return await self._booked.caught_up(last, PNL_WAIT_S)

@@ -57,7 +57,7 @@ import structlog
 from jtrades.broker.base import Broker, BrokerEvent, Fill, OrderStatus, Position, WorkingOrder
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.client import TradovateBroker
-from jtrades.engine.booked_fills import BookedFills
+from jtrades.engine.booked_fills import AccountKey, BookedFills, note
 from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.fill_pricing import Pricing
 from jtrades.engine.held_fills import HeldFills, PendingFill, PosKey, Tagged
@@ -95,6 +95,24 @@ def _view(broker: Broker) -> list[BrokerEvent]:
     if not isinstance(broker, TradovateBroker):
         return []
     return broker.session.view.replay()
+
+
+def _after_last_sweep(events: list[Tagged]) -> int:
+    """The index after the batch's last ``VANISHED`` event (0: none)."""
+    for i in range(len(events) - 1, -1, -1):
+        ev = events[i][2]
+        if ev.kind == "session" and ev.detail.get("state") == VANISHED:
+            return i + 1
+    return 0
+
+
+def _fill_marks(events: Iterable[Tagged]) -> dict[AccountKey, int]:
+    """The highest fill id per account among ``events``."""
+    marks: dict[AccountKey, int] = {}
+    for login, _broker, ev in events:
+        if isinstance(ev.entity, Fill) and ev.account_id:
+            note(marks, (login, ev.account_id), ev.entity.fill_id)
+    return marks
 
 
 # how soon a given-up batch's logins are replayed when no event comes to carry them
@@ -291,6 +309,9 @@ class Mirror:
                 return
             except Exception as exc:
                 if wait is None:
+                    # its fills are finished with: the daily-loss filter no longer waits for
+                    # them (their P&L is not counted, which this error says)
+                    self.booked.book(_fill_marks(batch))
                     # its Tradovate logins' views go with the next batch: their fills are new
                     # then, and measured in order before anything that came since
                     for aid, broker, _ev in batch:
@@ -348,7 +369,15 @@ class Mirror:
 
         The events held from earlier batches go first; what still cannot be written is held
         again (see the module doc). A batch that fails holds what it held before. Writes are
-        serialised: each moves the held events and the open positions from the last one's."""
+        serialised: each moves the held events and the open positions from the last one's.
+
+        A replayed view's sweep (``VANISHED``) ends the orders the view did not hold when it was
+        queued: what was queued after it is written in a batch of its own, after the sweep, or
+        an order placed meanwhile was written Working and ended with the vanished ones."""
+        cut = _after_last_sweep(events)
+        if 0 < cut < len(events):
+            await self.write(events[:cut])
+            events = events[cut:]
         async with self._writing:
             events = [*self._held, *self._held_positions, *events]
             snap = self._config.snapshot
@@ -377,10 +406,13 @@ class Mirror:
         at: dict[int, int] = {}
         last_fill: dict[PosKey, int] = {}
         sweeps: list[tuple[int, list[int]]] = []  # (sub-account, the orders its view holds)
+        finished: dict[AccountKey, int] = {}  # for the daily-loss filter (``booked_fills``)
         for i, tagged in enumerate(events):
             account_id, _broker, ev = tagged
             sub = snap.sub_account_id(account_id, ev.account_id)
             if sub is None:
+                if isinstance(ev.entity, Fill) and ev.account_id:
+                    note(finished, (account_id, ev.account_id), ev.entity.fill_id)
                 continue
             e = ev.entity
             if isinstance(e, WorkingOrder):
@@ -434,13 +466,12 @@ class Mirror:
                 else:
                     truth.pop(position[:2], None)
         held_out = ([t for _s, t, _f in held], list(held_positions.values()))
-        # the fills this batch finishes with (counted, stored before, or given up), for the
-        # daily-loss filter's wait (``booked_fills``), marked once the batch has committed
+        # and those it finishes with (counted, stored before, or given up), marked once the
+        # batch has committed
         still = {id(t) for _s, t, _f in held}
-        finished: dict[int, int] = {}
-        for sub, tagged, f in pending:
-            if id(tagged) not in still and f.fill_id > finished.get(sub, 0):
-                finished[sub] = f.fill_id
+        for _sub, tagged, f in pending:
+            if id(tagged) not in still:
+                note(finished, (tagged[0], f.account_id), f.fill_id)
         if not batch:
             self.booked.book(finished)
             await self._end_vanished(sweeps)

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from jtrades.config import Settings
 from jtrades.db import Database
@@ -31,6 +32,7 @@ from tests.integration.test_engine import (
     net_pos,
     sell,
     send,
+    wait_for,
 )
 
 
@@ -113,3 +115,41 @@ async def test_an_entry_is_refused_while_the_latest_fills_cannot_be_counted(
     assert (out.verdict, out.filter) == ("rejected", "max_daily_loss")
     assert "not counted yet" in (out.reason or "")
     assert await net_pos(engine, pool, sub) == 0
+
+
+async def test_entries_go_on_once_a_batch_given_up_is_behind(
+    database: Database, engine: Engine
+) -> None:
+    """A paper login's fills in a batch the database refused until it was given up are never
+    seen again (a paper stream is not replayed): the mark stayed behind the view, and once
+    the database was back every entry was still refused until a restart."""
+    pool = database.pool
+    u = await make_user(pool, "pl")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (sub,) = await make_paper_account(pool, u, "pl-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], max_daily_loss=Decimal(500))
+    await engine.config.refresh()
+    mirror = engine.reconciler.mirror
+    mirror.retry_waits_s = (0.05, 0.05)
+    out = await send(engine, pool, rec, buy("21500"))
+    assert out.verdict == "accepted"
+
+    async def one_fill() -> bool:
+        return await pool.fetchval("SELECT count(*) FROM fills") == 1
+
+    await wait_for(one_fill, "the entry's fill mirrored")
+    # a database blip of a fraction of a second while the close's fill is written
+    await pool.execute("ALTER TABLE fills RENAME TO fills_away")
+    with capture_logs() as logs:
+        out = await send(engine, pool, rec, close("21510"))
+        assert await net_pos(engine, pool, sub) == 0
+        for _ in range(100):
+            if any(e["event"] == "mirror.write_failed" for e in logs):
+                break
+            await asyncio.sleep(0.02)
+    await pool.execute("ALTER TABLE fills_away RENAME TO fills")
+    assert any(e["event"] == "mirror.write_failed" for e in logs)
+    await asyncio.sleep(0.5)
+    await engine.reconciler.tick()  # a reconciliation pass changes nothing
+    outs = [await send(engine, pool, rec, buy("21510")) for _ in range(2)]
+    assert outs[-1].verdict == "accepted", (outs[-1].filter, outs[-1].reason)
