@@ -244,6 +244,7 @@ class Protector:
             prefix=f"jt-p-{link.sub_account_id}-{p.symbol}-{int(now.timestamp() * 1000)}",
             expires_at=now + timedelta(seconds=self._settings.trading.signal_ttl_s),
         )
+        waited: set[int] = set()  # cancels already waited for (``_gone``): not twice
         async with self._dispatcher.lock_for(link):
             try:
                 before = self._carry.pop(key, None)  # this is a retry of a half-done re-placement
@@ -316,6 +317,7 @@ class Protector:
                     done = await send(cancels)
                     step += len(cancels)
                     try:
+                        waited.update(done)
                         gone = await _gone(broker, bid, done)
                         # the cancelled take-profits' fills too: what they still had to fill is
                         # re-placed
@@ -372,7 +374,15 @@ class Protector:
             finally:
                 # the next holder of the lock (an alert's plan) must see what went out and
                 # what was cancelled, or it plans a second stop beside this one (view_waits)
-                await _settled(broker, bid, send.taken)
+                await _settled(
+                    broker,
+                    bid,
+                    [
+                        (po, oid)
+                        for po, oid in send.taken
+                        if po.kind != "cancel" or oid not in waited
+                    ],
+                )
 
     async def _trim(
         self, link: LinkConfig, send: ProtectionSender, plan: Protection, current: Position
