@@ -25,7 +25,8 @@ from jtrades.broker.base import (
 from jtrades.broker.tradovate.client import TradovateBroker, strategy_params
 from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.config import TradovateSettings
-from jtrades.errors import BrokerRejected, NotFound
+from jtrades.errors import BrokerRejected, NotFound, OutcomeUnknown
+from jtrades.sim.api import Answer, Api
 from tests.polling import until
 from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
 
@@ -277,6 +278,36 @@ async def test_rejections_carry_the_brokers_words(sim: SimHandle, broker: Tradov
     with pytest.raises(BrokerRejected, match="Access is denied"):
         await broker.place_order(OrderRequest(foreign, c.symbol, Side.BUY, 1, cl_ord_id="r3"))
     assert book(sim)["orders"] == []
+
+
+@pytest.mark.parametrize("answer", [None, {}])
+async def test_a_strategy_accepted_without_its_id_is_unknown_and_found_by_its_uuid(
+    sim: SimHandle, broker: TradovateBroker, monkeypatch: pytest.MonkeyPatch, answer: Any
+) -> None:
+    """A 200 naming no strategy (no id, no errorText) was a final "rejected", though the
+    strategy may be live; like an order answered without its orderId, its fate is open, and
+    reconciliation finds it by its uuid."""
+    real = Api.call
+
+    def call(self: Api, endpoint: str, *args: Any, **kw: Any) -> Answer:
+        done = real(self, endpoint, *args, **kw)  # the strategy starts
+        if endpoint.lower().strip("/") == "orderstrategy/startorderstrategy":
+            done.data = answer
+        return done
+
+    monkeypatch.setattr(Api, "call", call)
+    acct = account(sim)
+    contract = await broker.find_contract("MNQ1!")
+    entry = OrderRequest(acct, contract.symbol, Side.BUY, 2, cl_ord_id="s9-SIM1-entry")
+    legs = (StrategyBracket(qty=2, profit_target=D("10"), stop_loss=D("-5")),)
+    with pytest.raises(OutcomeUnknown):
+        await broker.start_strategy(StrategyRequest(entry, legs))
+    found = await broker.order_by_cl_ord_id(acct.account_id, "s9-SIM1-entry", strategy=True)
+    assert found is not None
+    assert found.cl_ord_id == "s9-SIM1-entry"
+    at_broker = await broker.strategy_entry_at_broker(acct.account_id, "s9-SIM1-entry")
+    assert at_broker is not None
+    assert at_broker.order_id == found.order_id
 
 
 def test_strategy_params_are_a_json_string_with_signed_offsets() -> None:

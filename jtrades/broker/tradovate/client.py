@@ -59,6 +59,7 @@ from jtrades.broker.tradovate.symbols import CONTINUOUS_SYMBOL, CONTRACT_NAME, M
 from jtrades.errors import (
     BrokerRejected,
     NotFound,
+    OutcomeUnknown,
     TransientBrokerError,
 )
 
@@ -169,7 +170,12 @@ class TradovateBroker:
         assert isinstance(st, dict)
         sid = st.get("id")
         if sid is None:
-            raise BrokerRejected("orderStrategy/startorderstrategy: no strategy in the answer")
+            # accepted-looking (no errorText) but naming no strategy: it may be live, as an
+            # order answered without its orderId may (placed_order_id); found by its uuid
+            raise OutcomeUnknown(
+                "orderStrategy/startorderstrategy: Tradovate answered without the strategy; "
+                "look it up by its uuid"
+            )
         view = self.session.view
         if view.strategies.strategy(int(sid)) is None:
             # The answer overtook the strategy's own event (links may have come already):
