@@ -3,8 +3,11 @@ for errors that say a retry can help (``jtrades.errors.Transient``).
 
 Anything else — a rejection, an auth failure, and above all ``OutcomeUnknown`` (the request may have
 reached the broker) — passes straight through: re-sending an order whose fate is unknown is how
-duplicate positions are born. Waits can be switched off for tests (``waits_disabled()``), in the
-spirit of stamina's testing mode, so a test of the policy does not sleep.
+duplicate positions are born. A ``BrokerPenalty`` is transient but not retried here either: it
+asks for nothing before its ``p-time``, far beyond these waits, and each early try lengthens the
+lock (the broker session holds its requests until then). Waits can be switched off for tests
+(``waits_disabled()``), in the spirit of stamina's testing mode, so a test of the policy does not
+sleep.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
     stop_after_delay,
     wait_exponential_jitter,
     wait_none,
 )
 
-from jtrades.errors import Transient
+from jtrades.errors import BrokerPenalty, Transient
 
 log = structlog.get_logger(__name__)
 
@@ -86,7 +90,7 @@ def retrying(policy: RetryPolicy = DEFAULT) -> AsyncRetrying:
     return AsyncRetrying(
         stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.total_s),
         wait=wait,
-        retry=retry_if_exception_type(Transient),
+        retry=retry_if_exception_type(Transient) & retry_if_not_exception_type(BrokerPenalty),
         reraise=True,
         before_sleep=_log_retry,
     )
@@ -107,7 +111,7 @@ async def call_with(
     *args: P.args,
     **kwargs: P.kwargs,
 ) -> T:
-    """Call ``fn`` under ``policy``; only ``Transient`` errors are retried."""
+    """Call ``fn`` under ``policy``; only ``Transient`` errors (not penalties) are retried."""
     result: T
     async for attempt in retrying(policy):
         with attempt:

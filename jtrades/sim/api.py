@@ -76,6 +76,8 @@ class Api:
         if faults.too_many:
             faults.too_many -= 1
             return Answer(429, None)
+        if (instead := faults.take_refusal(key)) is not None:
+            return Answer(*instead)
         auth = self.world.auth
         if key == "auth/accesstokenrequest":
             status, data, revoked = auth.access_token_request(body)

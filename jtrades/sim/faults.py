@@ -23,7 +23,14 @@ Kinds (JSON body ``{"kind": …}``):
   it one carrying the ticket (a JSON body ``{"p-ticket": …}``) succeeds.
 - ``malformed_renewal``: ``{"count"?: N}`` — the next N renewaccesstokens issue a token but
   answer it with a ``userId`` that is not a number (an answer nobody foresaw).
-- ``rate_limit``: ``{"count"?: N}`` — the next N requests (any endpoint) answer 429.
+- ``rate_limit``: ``{"count"?: N, "endpoint"?: name}`` — the next N requests (any endpoint) answer
+  429; with ``endpoint``, only requests to it (``authorize`` on the WebSocket included), in turn
+  with ``request_penalty``.
+- ``request_penalty``: ``{"endpoint"?: name, "p_time"?: s, "captcha"?: bool, "count"?: N}`` — the
+  next N requests (to ``endpoint`` only if named; the WebSocket's ``authorize`` included) are not
+  carried out but answered 200 with a penalty ticket in the body (TRADOVATE.md: over the WebSocket
+  ``{"s":200,"i":n,"d":{"p-ticket":…}}``). A penalised ``authorize`` leaves the socket
+  unauthorized and closes it, as a refused one does.
 - ``sync_error``: ``{"status"?: S, "count"?: N}`` — the next N ``user/syncrequest`` answer S
   (default 401 "Access is denied", as for an API key without permissions; else an error text).
 - ``malformed``: ``{"login"?: name}`` — one ``position`` props event the client cannot read (an
@@ -43,6 +50,7 @@ Kinds (JSON body ``{"kind": …}``):
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +58,15 @@ from jtrades.sim.auth import PenaltyFault
 
 if TYPE_CHECKING:
     from jtrades.sim.world import Simulator
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One request to answer with ``status``/``data`` instead of carrying it out."""
+
+    endpoint: str | None  # lower case, no slashes; None: whatever request comes next
+    status: int
+    data: Any = None
 
 
 @dataclass
@@ -67,6 +84,7 @@ class Faults:
     drop_new_after: int | None = None  # sticky drop for sockets opened later
     refuse_ws: int = 0
     lot_ms: float = 0.0  # partial fills: each lot's events this long after the one before
+    refusals: list[Refusal] = field(default_factory=list)  # rate_limit/request_penalty by endpoint
 
     def clear(self) -> None:
         self.delay_ms = 0.0
@@ -81,6 +99,16 @@ class Faults:
         self.lot_ms = 0.0
         self.drop_new_after = None
         self.refuse_ws = 0
+        self.refusals.clear()
+
+    def take_refusal(self, endpoint: str) -> tuple[int, Any] | None:
+        """The answer this request gets instead of being carried out, if one is queued for it."""
+        key = endpoint.strip("/").lower()
+        for i, r in enumerate(self.refusals):
+            if r.endpoint is None or r.endpoint == key:
+                del self.refusals[i]
+                return r.status, r.data
+        return None
 
     def take_unauthorized(self, token: str) -> bool:
         """Whether this authenticated request must answer 401 (consumes a one-shot fault)."""
@@ -171,8 +199,19 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
     elif kind == "events_after":
         faults.events_after_answer = bool(body.get("on", True))
         faults.events_after_ms = float(body.get("ms", 0))
+    elif kind == "rate_limit" and body.get("endpoint"):
+        key = str(body["endpoint"]).strip("/").lower()
+        faults.refusals.extend([Refusal(key, 429)] * int(body.get("count", 1)))
     elif kind == "rate_limit":
         faults.too_many += int(body.get("count", 1))
+    elif kind == "request_penalty":
+        only = str(body["endpoint"]).strip("/").lower() if body.get("endpoint") else None
+        p_time = float(body.get("p_time", world.config.penalty_s))
+        for _ in range(int(body.get("count", 1))):
+            ticket: dict[str, Any] = {"p-ticket": secrets.token_hex(16), "p-time": p_time}
+            if body.get("captcha"):
+                ticket["p-captcha"] = True
+            faults.refusals.append(Refusal(only, 200, ticket))
     elif kind in ("penalty", "renew_penalty"):
         fault = PenaltyFault(
             float(body.get("p_time", world.config.penalty_s)), bool(body.get("captcha", False))

@@ -1,7 +1,8 @@
 """The trading WebSocket at ``/v1/websocket``: ``o``, authorize, requests, heartbeats, events.
 
 The server sends ``o`` and expects ``authorize\\n<id>\\n\\n<token>`` within
-``authorize_timeout_s`` (else it closes); a bad token gets ``{"s":401}`` and the socket is closed.
+``authorize_timeout_s`` (else it closes); a bad token gets ``{"s":401}`` and the socket is closed,
+as is one whose authorize a fault answers with a penalty ticket or a 429.
 Every REST endpoint is callable with the same name and body; ``user/syncrequest`` answers with the
 snapshot and subscribes the socket to its accounts' ``props`` events. ``h`` goes out every
 ``heartbeat_s``. A revoked session's sockets get ``{"e":"shutdown"}``, then ``c[…]``, then close.
@@ -160,6 +161,12 @@ class WsConn:
             await self.send(
                 encode_messages([Response(req.id if req else 0, 401, "Not authorized")])
             )
+            await self.ws.close()
+            return False
+        stats = self.world.stats
+        stats.by_endpoint["authorize"] = stats.by_endpoint.get("authorize", 0) + 1
+        if (refused := self.world.faults.take_refusal("authorize")) is not None:
+            await self.send(encode_messages([Response(req.id, *refused)]))
             await self.ws.close()
             return False
         token = req.body.strip()

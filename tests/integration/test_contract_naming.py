@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from structlog.testing import capture_logs
 
 from jtrades.broker.base import OrderRequest, Position, Side, SubAccount
 from jtrades.broker.tradovate.client import TradovateBroker
@@ -66,4 +67,23 @@ async def test_a_refused_name_lookup_is_asked_again_after_a_wait(
     sim.faults.too_many = 1  # the name lookup the position event starts is refused
 
     await until(lambda: [p.symbol for p in broker.positions(aid)] == [name])
+    assert sim.stats()["by_endpoint"]["contract/items"] == 2
+
+
+async def test_a_penalised_name_lookup_waits_its_p_time(
+    sim: SimHandle, broker: TradovateBroker
+) -> None:
+    """A penalty ticket on ``contract/items``: the namer asked again after its first wait (1 s),
+    well within p-time (refused by the session's hold, but logged as a failed lookup each
+    time); it waits the p-time, then names the contract."""
+    aid = sim.account_id("SIM1")
+    name = sim.contract("MES").name
+    sim.faults.events_after_answer = True  # the order's answer first, its events 0.3 s later
+    sim.faults.events_after_ms = 300
+    with capture_logs() as logs:
+        await broker.place_order(OrderRequest(SubAccount(aid, "SIM1"), name, Side.BUY, 1))
+        sim.fault("request_penalty", endpoint="contract/items", p_time=2)
+        await until(lambda: [p.symbol for p in broker.positions(aid)] == [name], within_s=6)
+    waits = [e["retry_s"] for e in logs if e["event"] == "tradovate.session.contracts_unnamed"]
+    assert waits == [2.0]
     assert sim.stats()["by_endpoint"]["contract/items"] == 2

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from jtrades import retry
-from jtrades.errors import BrokerRejected, OutcomeUnknown, TransientBrokerError
+from jtrades.errors import BrokerPenalty, BrokerRejected, OutcomeUnknown, TransientBrokerError
 
 
 class Flaky:
@@ -35,6 +35,15 @@ async def test_transient_errors_are_retried_until_success() -> None:
 async def test_other_errors_pass_through_at_once(exc: Exception) -> None:
     fn = Flaky([exc])
     with retry.waits_disabled(), pytest.raises(type(exc)):
+        await retry.call(fn, 1)
+    assert fn.calls == 1
+
+
+async def test_a_penalty_is_not_retried() -> None:
+    """A penalty ticket asks for nothing before its p-time; the policy's sub-second waits
+    would ask again well within it, and each early try lengthens the lock."""
+    fn = Flaky([BrokerPenalty("wait", 30.0)])
+    with retry.waits_disabled(), pytest.raises(BrokerPenalty):
         await retry.call(fn, 1)
     assert fn.calls == 1
 

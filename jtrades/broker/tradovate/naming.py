@@ -19,7 +19,7 @@ import structlog
 from jtrades.broker.base import BrokerEvent, Fill, Position
 from jtrades.broker.tradovate.hub import EventHub
 from jtrades.broker.tradovate.view import AccountView
-from jtrades.errors import JtradesError
+from jtrades.errors import BrokerPenalty, JtradesError
 
 log = structlog.get_logger(__name__)
 
@@ -68,9 +68,10 @@ class ContractNamer:
         """Name the contracts the view met unnamed (see the module doc). One ``contract/items``
         request for all of them; while some stay unnamed (a refusal, a penalty, an answer without
         them) it is asked again after a wait that doubles up to a minute — never once per event,
-        whatever the stream brings meanwhile (rule 7)."""
+        whatever the stream brings meanwhile, and never before a penalty's p-time (rule 7)."""
         wait = NAMING_FIRST_WAIT_S
         while not self._stopped.is_set():
+            pause = wait
             ids = self.view.unknown_contract_ids()
             if not ids:
                 return
@@ -80,6 +81,8 @@ class ContractNamer:
                 )
             except JtradesError as exc:
                 rows, why = None, str(exc)
+                if isinstance(exc, BrokerPenalty):  # the session refuses until then anyway
+                    pause = max(wait, exc.wait_s)
             else:
                 why = "Tradovate named none of them"
             names = {
@@ -96,8 +99,8 @@ class ContractNamer:
                 session=self.label,
                 contracts=sorted(self.view.unknown_contract_ids()),
                 error=why,
-                retry_s=wait,
+                retry_s=round(pause, 1),
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), wait)
+                await asyncio.wait_for(self._stopped.wait(), pause)
             wait = min(wait * 2, NAMING_MAX_WAIT_S)

@@ -21,6 +21,14 @@ from websockets.protocol import State as SocketState
 from jtrades.broker.tradovate.codec import Response, encode_request
 from jtrades.errors import BrokerPenalty, BrokerRejected, OutcomeUnknown, TransientBrokerError
 
+# A ticket with ``p-captcha`` never clears by waiting its p-time: a human has to log in, and each
+# try meanwhile extends the lock, "about an hour" (TRADOVATE.md "Authentication").
+CAPTCHA_LOCK_S = 3600.0
+
+
+class CaptchaPenalty(BrokerPenalty):
+    """A penalty ticket with ``p-captcha``: ``wait_s`` is at least ``CAPTCHA_LOCK_S``."""
+
 
 class _Expired(Exception):
     """A request's own timer ran out (its answer may still be on the way)."""
@@ -115,6 +123,13 @@ def check_response(
             wait_s = 0.0
         if on_rate_limited is not None:
             on_rate_limited()
+        if d.get("p-captcha"):
+            hold = max(wait_s, CAPTCHA_LOCK_S)
+            raise CaptchaPenalty(
+                f"{endpoint}: Tradovate wants a captcha: log in once on the Tradovate website; "
+                f"nothing is sent for {int(hold)} s (retrying extends the lock)",
+                hold,
+            )
         raise BrokerPenalty(
             f"{endpoint}: Tradovate penalty, wait {d.get('p-time', '?')} s before retrying",
             wait_s,

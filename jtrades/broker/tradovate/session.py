@@ -24,6 +24,16 @@ or a person logging in elsewhere) revokes the token: it is reported as a ``sessi
 the reason, logged as an error, the token is dropped, and the session comes back after
 ``reconnect_max_s`` with a new login from the budget — never faster, so two parties knocking each
 other off cannot turn into a login storm.
+
+A penalty ticket (TRADOVATE.md: over the WebSocket ``{"s":200,"i":n,"d":{"p-ticket":…}}``, on any
+request, ``authorize`` included) holds the session: until its ``p-time`` has passed every request
+is refused here, before anything is sent (``BrokerPenalty``, a ``TransientBrokerError``: "not
+sent"), and the connection loop does not connect sooner; heartbeats go on. Each early request
+lengthened the lock. TRADOVATE.md says how a ticket is presented on a JSON request, not on
+``authorize`` (its body is the bare token), so none is presented there: the wait is what we honour.
+With ``p-captcha`` the hold is at least an hour (waiting does not clear it), and on ``authorize``
+the session fails as a login does (``CaptchaRequired``): a human has to act. A 429 or a ticket on
+``authorize`` pauses every connect of the pool, as one on any request does.
 """
 
 from __future__ import annotations
@@ -52,13 +62,14 @@ from jtrades.broker.tradovate.lifecycle import (
 )
 from jtrades.broker.tradovate.liveness import send_heartbeats, watch_silence
 from jtrades.broker.tradovate.naming import ContractNamer
-from jtrades.broker.tradovate.outcomes import PendingRequests, check_response
+from jtrades.broker.tradovate.outcomes import CaptchaPenalty, PendingRequests, check_response
 from jtrades.broker.tradovate.renewal import renew_loop
 from jtrades.broker.tradovate.view import AccountView
 from jtrades.errors import (
     BrokerAuthError,
     BrokerPenalty,
     BrokerRejected,
+    CaptchaRequired,
     OutcomeUnknown,
     TransientBrokerError,
 )
@@ -107,6 +118,8 @@ class Session:
         self._dead_reason: str | None = None
         self._token: AccessToken | None = None
         self._ready_at: float | None = None  # loop time the current connection became READY
+        self._hold_until = 0.0  # loop time before which nothing is sent (a penalty ticket)
+        self._hold_reason = ""
         self._namer = ContractNamer(self.view, self.hub, self.request, self._stopped, label)
         self._feed = ViewFeed(self.view, self.hub, self._namer, self._cut, label)
 
@@ -155,12 +168,23 @@ class Session:
         self, endpoint: str, body: Any = None, *, query: str = "", within_s: float | None = None
     ) -> Any:
         """Send one request and return its ``d`` (see ``outcomes`` for the three failure kinds)."""
+        left = self._hold_until - asyncio.get_running_loop().time()
+        if left > 0:
+            raise BrokerPenalty(
+                f"{endpoint}: not sent: Tradovate asked session {self.label} to wait, "
+                f"{left:.0f} s left ({self._hold_reason})",
+                left,
+            )
         if not self._ready.is_set() or self._ws is None:
             raise TransientBrokerError(
                 f"Tradovate session {self.label} is {self.state}: {self.last_error or 'not ready'}"
             )
         response = await self._call(endpoint, body, query, within_s)
-        return check_response(endpoint, response, self._on_rate_limited)
+        try:
+            return check_response(endpoint, response, self._on_rate_limited)
+        except BrokerPenalty as exc:
+            self._hold(exc)
+            raise
 
     def events(self) -> Any:
         return self.hub.subscribe()
@@ -193,6 +217,21 @@ class Session:
             raise TransientBrokerError(f"Tradovate session {self.label} has no connection")
         limit = within_s if within_s is not None else self.timing.request_timeout_s
         return await self._requests.call(ws, endpoint, body, query, limit, self._kill)
+
+    def _hold(self, exc: BrokerPenalty) -> None:
+        """Nothing more on this login before ``exc.wait_s`` has passed (see the module doc): a
+        retry, the next order or a reconnect sooner would each lengthen the lock."""
+        until = asyncio.get_running_loop().time() + exc.wait_s
+        if until > self._hold_until:
+            self._hold_until, self._hold_reason = until, str(exc)
+        captcha = isinstance(exc, CaptchaPenalty)
+        (log.error if captcha else log.warning)(
+            "tradovate.session.penalty",
+            session=self.label,
+            wait_s=round(exc.wait_s, 1),
+            captcha=captcha,
+            reason=str(exc),
+        )
 
     def _lost(self, reason: str) -> None:
         """From this moment the view is unknown: readers get ``TransientBrokerError``, not a
@@ -235,10 +274,11 @@ class Session:
                 self._stopped.set()
                 break
             except BrokerPenalty as exc:
-                # a penalised sync: the next one not before its p-time (the reconnect backoff
-                # alone sent it a second later, and each early one lengthens the lock)
+                # a penalised authorize or sync: the next one not before its p-time (the
+                # reconnect backoff alone sent it a second later, and each early one lengthens
+                # the lock); the floor below is the hold
+                self._hold(exc)
                 self.last_error = str(exc)
-                delay_floor = exc.wait_s
             except InvalidStatus as exc:
                 failures += 1
                 self.last_error = f"WebSocket upgrade refused: HTTP {exc.response.status_code}"
@@ -297,6 +337,8 @@ class Session:
             if ready_at is not None and loop.time() - ready_at >= self.timing.reconnect_max_s:
                 failures = 0
             failures += 1
+            # a penalty, heard now or on a request of the connection that ended, holds connects
+            delay_floor = max(delay_floor, self._hold_until - loop.time())
             if self.shutdown_reason is not None:
                 # honoured here, and only here: cleared when the connection got READY, a
                 # shutdown heard with the sync's answer reconnected at once
@@ -372,8 +414,16 @@ class Session:
         if auth.status == 401:
             await self._tokens.invalidate(token.token)
             raise TransientBrokerError("Tradovate refused the token on authorize (401)")
-        if auth.status != 200:
-            raise TransientBrokerError(f"authorize answered {auth.status}")
+        try:
+            # a penalty comes as a 200 (its ticket in ``d``); a 429 pauses every connect
+            check_response("authorize", auth, self._on_rate_limited)
+        except CaptchaPenalty:
+            raise CaptchaRequired(
+                f"Tradovate wants a captcha for session {self.label}: log in once on the "
+                "Tradovate website, or connect the account with OAuth; retrying extends the lock"
+            ) from None
+        except (BrokerRejected, OutcomeUnknown):
+            raise TransientBrokerError(f"authorize answered {auth.status}") from None
         if token.user_id is not None:
             body: dict[str, Any] = {"users": [token.user_id]}
         else:  # a token of unknown user (an old stored row): name its accounts instead
