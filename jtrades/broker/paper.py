@@ -350,6 +350,19 @@ class PaperBroker:
                 return o.view()
         return None
 
+    def replay(self) -> list[BrokerEvent]:
+        """The whole state as events: orders, fills in the order they happened, positions. The
+        mirror follows a login a moment after an alert can first trade on it (the broker is
+        made on first use; its pump starts once the configuration's sync has run), and what
+        was published before it subscribed reached no one: the first fills of a paper login
+        added to a running daemon were never recorded, nor their P&L counted."""
+        out = [BrokerEvent("order", o.account.account_id, o.view()) for o in self._orders.values()]
+        out += [BrokerEvent("fill", aid, f) for aid, fills in self._fills.items() for f in fills]
+        for (aid, sym), pos in self._positions.items():
+            held = Position(aid, self._contract_id(sym), sym, pos.net, pos.avg)
+            out.append(BrokerEvent("position", aid, held))
+        return out
+
     async def events(self) -> AsyncIterator[BrokerEvent]:
         queue: asyncio.Queue[BrokerEvent | None] = asyncio.Queue()
         self._subscribers.append(queue)

@@ -55,6 +55,7 @@ import asyncpg
 import structlog
 
 from jtrades.broker.base import Broker, BrokerEvent, Fill, OrderStatus, Position, WorkingOrder
+from jtrades.broker.paper import PaperBroker
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.client import TradovateBroker
 from jtrades.engine.booked_fills import AccountKey, BookedFills, note
@@ -90,11 +91,13 @@ def intent_state(status: OrderStatus) -> str:
 
 
 def _view(broker: Broker) -> list[BrokerEvent]:
-    """A Tradovate session's whole live view as events (the paper broker's stream loses
-    nothing: unbounded, and its positions restored from these tables at start)."""
-    if not isinstance(broker, TradovateBroker):
-        return []
-    return broker.session.view.replay()
+    """A login's whole live view as events: a Tradovate session's, or a paper broker's (its
+    stream is unbounded, but what it published before the pump subscribed reached no one)."""
+    if isinstance(broker, TradovateBroker):
+        return broker.session.view.replay()
+    if isinstance(broker, PaperBroker):
+        return broker.replay()
+    return []
 
 
 def _after_last_sweep(events: list[Tagged]) -> int:
@@ -310,12 +313,12 @@ class Mirror:
             except Exception as exc:
                 if wait is None:
                     # its fills are finished with: the daily-loss filter no longer waits for
-                    # them (their P&L is not counted, which this error says)
+                    # them (the replay below counts them; this error says when it cannot)
                     self.booked.book(_fill_marks(batch))
-                    # its Tradovate logins' views go with the next batch: their fills are new
+                    # its logins' views go with the next batch: their fills are new
                     # then, and measured in order before anything that came since
                     for aid, broker, _ev in batch:
-                        if isinstance(broker, TradovateBroker):
+                        if isinstance(broker, (TradovateBroker, PaperBroker)):
                             self._replays[aid] = broker
                     log.error(
                         "mirror.write_failed",

@@ -73,8 +73,9 @@ async def test_a_stop_the_alerts_own_price_fills_counts_before_its_entry(
 async def test_a_close_and_the_entry_behind_it_on_one_bar(
     database: Database, engine: Engine
 ) -> None:
-    """A close at a loss past the limit and the entry TradingView sends with it: the entry was
-    judged before the close's batch committed, when the mirror was slow (under load)."""
+    """A close at a loss past the limit and the entry TradingView sends right behind it: the
+    entry was judged before the close's batch committed, when the mirror was slow (under
+    load), on a view already flat."""
     pool = database.pool
     rec, sub = await _trader(engine, pool, "bar", size=5)
     mirror = engine.reconciler.mirror
@@ -84,17 +85,14 @@ async def test_a_close_and_the_entry_behind_it_on_one_bar(
     c_id, b_id = await ids.take(), await ids.take()
     c = _delivery(c_id, rec, close("21480"), "c")  # -20 points x 5 x $2: -$200
     b = _delivery(b_id, rec, buy("21480"), "b")
-    closing = asyncio.create_task(
-        engine.on_signal(
-            signal_id=c_id, recorder_id=rec, signal=c.signal, received_at=c.received_at,
-            delivery=c,
-        )
-    )  # fmt: skip
-    await asyncio.sleep(0)  # the close is first in line (the recorder's lock)
+    closed = await engine.on_signal(
+        signal_id=c_id, recorder_id=rec, signal=c.signal, received_at=c.received_at, delivery=c
+    )
+    assert closed.verdict == "accepted"
+    assert await net_pos(engine, pool, sub) == 0  # flat in the view; its batch not written yet
     out = await engine.on_signal(
         signal_id=b_id, recorder_id=rec, signal=b.signal, received_at=b.received_at, delivery=b
     )
-    assert (await closing).verdict == "accepted"
     assert (out.verdict, out.filter) == ("rejected", "max_daily_loss")
     assert await net_pos(engine, pool, sub) == 0
 
@@ -142,7 +140,7 @@ async def test_entries_go_on_once_a_batch_given_up_is_behind(
     await pool.execute("ALTER TABLE fills RENAME TO fills_away")
     with capture_logs() as logs:
         out = await send(engine, pool, rec, close("21510"))
-        assert await net_pos(engine, pool, sub) == 0
+        assert await net_pos(engine, pool, sub) == 0, (out.verdict, out.reason, out.detail)
         for _ in range(100):
             if any(e["event"] == "mirror.write_failed" for e in logs):
                 break
@@ -153,3 +151,30 @@ async def test_entries_go_on_once_a_batch_given_up_is_behind(
     await engine.reconciler.tick()  # a reconciliation pass changes nothing
     outs = [await send(engine, pool, rec, buy("21510")) for _ in range(2)]
     assert outs[-1].verdict == "accepted", (outs[-1].filter, outs[-1].reason)
+
+
+async def test_a_paper_login_traded_before_the_mirror_follows_it_has_its_fills_counted(
+    database: Database, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A paper broker is made on an alert's first use, and the mirror follows it once the
+    configuration's sync task has read the login's stored state: an alert in between traded
+    on it, and what it published reached no one (no fill row, no trade, its P&L never
+    counted; with a daily-loss limit, every later entry refused). The mirror now reads a
+    paper broker's whole state when it starts following it."""
+    pool = database.pool
+    mirror = engine.reconciler.mirror
+    follow = mirror.ensure
+    monkeypatch.setattr(mirror, "ensure", lambda: None)  # the sync task has not got there yet
+    rec, sub = await _trader(engine, pool, "late", size=1)
+    await send(engine, pool, rec, buy("21500"))
+    await send(engine, pool, rec, close("21490"))  # -10 points: -$20
+    monkeypatch.setattr(mirror, "ensure", follow)
+    mirror.ensure()
+
+    async def counted() -> bool:
+        return await pool.fetchval("SELECT count(*) FROM fills WHERE sub_account_id = $1", sub) == 2
+
+    await wait_for(counted, "both fills mirrored")
+    assert await pool.fetchval("SELECT sum(pnl) FROM trades WHERE sub_account_id = $1", sub) == -20
+    out = await send(engine, pool, rec, buy("21490"))
+    assert (out.verdict, out.filter) == ("accepted", None), out.reason
