@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 
@@ -63,7 +63,7 @@ from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.fill_pricing import Pricing
 from jtrades.engine.held_fills import HeldFills, PendingFill, PosKey, Tagged
 from jtrades.engine.mirror_positions import VANISHED, adopt, trade_row, vanished
-from jtrades.engine.pnl import DailyPnl, OpenPosition
+from jtrades.engine.pnl import DailyPnl, OpenPosition, open_lots
 from jtrades.errors import NotFound
 from jtrades.store import mirror as mirror_store
 
@@ -196,13 +196,17 @@ class Mirror:
         self._holds.price_wait_s = value
 
     def seed_open(
-        self, rows: Iterable[tuple[int, str, int, Decimal | None, datetime | None]]
+        self,
+        rows: Iterable[tuple[int, str, int, Decimal | None, datetime | None]],
+        fills: Mapping[tuple[int, str], list[tuple[int, Decimal]]] | None = None,
     ) -> None:
         """The positions the trades of new fills are measured against: (sub-account, symbol,
-        net, average price, since) as last mirrored."""
+        net, average price, since) as last mirrored, with the lots their stored ``fills``
+        (newest first) leave open (``pnl.open_lots``), else one lot at the average."""
         for sub, symbol, net, avg, since in rows:
             if net:
-                self._open[(sub, symbol)] = OpenPosition(net, avg, since)
+                lots = open_lots(net, (fills or {}).get((sub, symbol), ()))
+                self._open[(sub, symbol)] = OpenPosition(net, avg, since, lots)
 
     def ensure(self) -> None:
         """Follow every login that has a session (again, for one whose stream ended)."""

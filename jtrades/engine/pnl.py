@@ -6,9 +6,10 @@ Pure: the mirror feeds each new fill through ``close_trade`` and adds what it cl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from jtrades.engine.tradingday import session_start
 
@@ -54,10 +55,36 @@ class OpenPosition:
 
 def _average(cost: Decimal, qty: int, prices: list[Decimal]) -> Decimal:
     """``cost / qty``, exact when it ends within ENTRY_PLACES past the prices' decimals (21500.5),
-    else rounded there: never a 28-digit rounding of a repeating decimal."""
+    else rounded there: never a 28-digit rounding of a repeating decimal. In a wide context: a
+    lot at a stored 28-digit average (a position seeded at start) asked quantize for more
+    digits than the default context holds, and the mirror's batch failed on InvalidOperation."""
     places = min(min(int(p.as_tuple().exponent) for p in prices), 0) - ENTRY_PLACES
-    rounded = (cost / qty).quantize(Decimal(1).scaleb(places))
-    return cost / qty if rounded * qty == cost else rounded
+    with localcontext() as ctx:
+        ctx.prec = 80
+        exact = cost / qty
+        rounded = exact.quantize(Decimal(1).scaleb(max(places, -30)))
+        return exact if rounded * qty == cost else rounded
+
+
+def open_lots(net: int, fills: Iterable[tuple[int, Decimal]]) -> tuple[tuple[int, Decimal], ...]:
+    """The lots a position of ``net`` still holds, from its fills (signed quantity, price),
+    newest first: closes take the oldest lots first, so what is left is the newest
+    ``abs(net)`` contracts bought (or sold, for a short). Empty when the fills do not add up
+    to ``net`` (some are missing): the caller falls back to one lot at the average.
+
+    Why: a position seeded at start as one lot at its stored average lost first in first out
+    across every restart (a partial exit leaves the broker's average where it was: long
+    100 + 110, a sell at 100, then a restart, booked the last close against 105)."""
+    need, sign, lots = abs(net), (1 if net > 0 else -1), []
+    for qty, price in fills:
+        if need == 0:
+            break
+        if qty * sign <= 0:
+            continue
+        take = min(abs(qty), need)
+        lots.append((sign * take, price))
+        need -= take
+    return tuple(reversed(lots)) if need == 0 else ()
 
 
 def close_trade(

@@ -103,10 +103,12 @@ class Reconciler:
         started = datetime.now(UTC)
         snap = self._config.snapshot
         rows = await trading_store.positions(self._pool, list(snap.links_by_sub))
+        fills = await trading_store.open_position_fills(self._pool, list(snap.links_by_sub))
         self.mirror.seed_open(
-            (r["sub_account_id"], r["symbol"], r["net_pos"], r["net_price"], r["updated_at"])
-            for r in rows
-        )
+            ((r["sub_account_id"], r["symbol"], r["net_pos"], r["net_price"], r["updated_at"])
+             for r in rows),
+            fills,
+        )  # fmt: skip
         # Positions held before this start have been open for at least a pass when the first
         # pass runs (an interval later): no entry's brackets are still activating, so a naked
         # one is protected on that pass, not on a second sighting.

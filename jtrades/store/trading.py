@@ -78,6 +78,20 @@ async def positions(ex: Executor, sub_account_ids: list[int]) -> list[dict[str, 
         return [dict(r) for r in await ex.fetch(q("trading.positions"), sub_account_ids)]
 
 
+async def open_position_fills(
+    ex: Executor, sub_account_ids: list[int]
+) -> dict[tuple[int, str], list[tuple[int, Decimal]]]:
+    """(sub-account, symbol) -> the fills of that open position, (signed qty, price), newest
+    first."""
+    with translate_errors():
+        rows = await ex.fetch(q("trading.open_position_fills"), sub_account_ids)
+    out: dict[tuple[int, str], list[tuple[int, Decimal]]] = {}
+    for r in rows:
+        qty = int(r["qty"]) if r["side"] == "Buy" else -int(r["qty"])
+        out.setdefault((int(r["sub_account_id"]), str(r["symbol"])), []).append((qty, r["price"]))
+    return out
+
+
 async def paper_ids_used(ex: Executor, account_id: int) -> int:
     with translate_errors():
         return int(await ex.fetchval(q("trading.paper_ids_used"), account_id))

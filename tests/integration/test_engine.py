@@ -968,3 +968,49 @@ async def test_a_flatten_run_again_after_a_restart_still_sends(
     assert len({r["cl_ord_id"] for r in ids}) == 2
     assert [r["state"] for r in ids] == ["done", "done"]
     assert await net_pos(engine, pool, a) == 0
+
+
+async def test_a_position_held_across_a_restart_is_measured_first_in_first_out(
+    database: Database, engine_factory: Any
+) -> None:
+    """Seeded at start as one lot at the broker's average (which a partial exit leaves where
+    it was: 105 here), the rest of the position closed at 90 booked -$30 instead of -$40, and
+    the daily-loss filter at 40 let the next entry through."""
+    pool = database.pool
+    u = await make_user(pool, "fifo")
+    rec = await make_recorder(pool, u, "rec", size=1, add_size=1, same_direction="add")
+    (sub,) = await make_paper_account(pool, u, "fifo-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], max_daily_loss=Decimal(40))
+    first = await engine_factory()
+    await send(first, pool, rec, buy("100"))  # long 1 @ 100
+    await send(first, pool, rec, buy("110"))  # add 1 @ 110: netPrice 105
+    assert await net_pos(first, pool, sub) == 2
+    # sell 1 with the strategy still long: a partial exit, FIFO closes the 100 lot at 100: $0
+    await send(first, pool, rec, sell("100", quantity=1, market_position=MarketPosition.LONG))
+    assert await net_pos(first, pool, sub) == 1
+
+    async def mirrored() -> bool:
+        return bool(await pool.fetchval("SELECT count(*) FROM trades")) and bool(
+            await pool.fetchval("SELECT count(*) FROM positions WHERE net_pos = 1")
+        )
+
+    await wait_for(mirrored, "partial exit mirrored")
+    await first.close()
+    engine = await engine_factory()  # restart: seed_open from positions (1 @ netPrice 105)
+    await send(engine, pool, rec, close("90"))  # the 110 lot closes at 90: -20 points, -$40
+    assert await net_pos(engine, pool, sub) == 0
+
+    async def both() -> bool:
+        return await pool.fetchval("SELECT count(*) FROM trades") == 2
+
+    await wait_for(both, "both round trips mirrored")
+    rows = [
+        tuple(r)
+        for r in await pool.fetch(
+            "SELECT qty, entry_price, exit_price, pnl FROM trades ORDER BY id"
+        )
+    ]
+    out = await send(engine, pool, rec, buy("90"))
+    # the cash flow: -100 - 110 + 100 + 90 = -20 points = -$40 (what Tradovate's FIFO pairs say)
+    assert sum(r[3] for r in rows) == Decimal(-40), rows
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss")

@@ -11,7 +11,7 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jtrades.engine.pnl import DailyPnl, OpenPosition, close_trade
+from jtrades.engine.pnl import DailyPnl, OpenPosition, close_trade, open_lots
 from jtrades.engine.tradingday import session_start
 
 NOW = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)  # Wednesday 14:00 Chicago
@@ -82,6 +82,39 @@ def test_realized_pnl_is_the_exact_cash_flow(
         if pos.net == 0:
             assert Fraction(realized) == cash * Fraction(value_per_point)
     assert pos.net == 0
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([-1, 1]), st.integers(1, 5), st.integers(21400, 21600)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_the_lots_read_back_from_the_fills_are_the_lots_the_fills_left(
+    fills: list[tuple[int, int, int]],
+) -> None:
+    """A position seeded at start from its stored fills (newest first) holds the lots the
+    mirror had: one lot at the stored average lost first in first out across a restart."""
+    pos = OpenPosition()
+    for sign, qty, price in fills:
+        close_trade(pos, sign * qty, Decimal(price), Decimal(2), NOW)
+    newest_first = [(sign * qty, Decimal(price)) for sign, qty, price in reversed(fills)]
+    assert open_lots(pos.net, newest_first) == (pos.lots if pos.net else ())
+
+
+def test_fills_that_do_not_add_up_give_no_lots() -> None:
+    assert open_lots(3, [(1, Decimal(100)), (1, Decimal(101))]) == ()  # one fill is missing
+
+
+def test_a_position_seeded_at_a_28_digit_average_closes() -> None:
+    """The paper broker's average, stored exactly and seeded as one lot when its fills are not
+    known: quantize asked for more digits than the default context holds, and the mirror's
+    batch failed (InvalidOperation) with the close's fill in it."""
+    pos = OpenPosition(3, Decimal("21500.33333333333333333333333"), NOW)
+    trade = close_trade(pos, -3, Decimal(21496), Decimal(2), NOW)
+    assert trade is not None
+    assert abs(trade.pnl + 26) < Decimal("1e-20")
 
 
 def test_a_past_days_trade_arriving_late_does_not_wipe_today() -> None:
