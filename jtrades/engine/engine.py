@@ -296,7 +296,11 @@ class Engine:
             return await self._store(out, delivery)
         snap = self.config.snapshot
         rec = snap.recorders.get(recorder_id)
-        if rec is None and await self.config.refresh():
+        if rec is None:
+            # Read again whatever refresh() says: False also when another load (the CLI's
+            # change notice) put the new snapshot in while it compared fingerprints, and the
+            # first alert of a recorder created a moment ago was refused as unknown.
+            await self.config.refresh()
             snap = self.config.snapshot
             rec = snap.recorders.get(recorder_id)
         if rec is None:

@@ -3,13 +3,16 @@ TradingView is asked to re-send (a 503), not told the token is unknown."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
+import pytest
 
 from jtrades.config import Settings
+from jtrades.store import trading as trading_store
 from tests.integration.test_engine import make_paper_account, make_trader
-from tests.integration.test_server import serving
+from tests.integration.test_server import add_paper_trader, make_recorder, serving
 from tests.polling import until
 
 # the paper broker fills a market order at the signal's price
@@ -60,3 +63,41 @@ async def test_a_sub_account_deleted_after_planning_is_answered_503_and_nothing_
         assert (body["verdict"], body["orders"]) == ("accepted", 1)
         intents = await pool.fetch("SELECT sub_account_id FROM order_intents")
         assert [r["sub_account_id"] for r in intents] == [kept]
+
+
+async def test_a_new_recorders_first_alert_is_traded_when_a_concurrent_reload_wins(
+    settings: Settings, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine, not knowing the recorder, refreshes; the reload the CLI's change notice
+    started lands while it compares fingerprints, so its refresh finds nothing new and said
+    False, and the engine went on with the snapshot it had read before: "unknown_recorder",
+    answered 200, the entry lost for every follower."""
+    async with serving(settings, pool) as s:
+        engine = s.hooks.engine
+        # Hold the NOTIFY-driven reload back so it can be made to land at the racy moment.
+        for t in engine._tasks:
+            if t.get_name() == "engine.config":
+                t.cancel()
+        await asyncio.sleep(0)
+        token, rid = await make_recorder(pool, "fresh")
+        await add_paper_trader(pool, rid)
+
+        real = trading_store.config_fingerprint
+        state = {"armed": True}
+
+        async def fingerprint(ex: Any) -> Any:  # meanwhile the change notice's reload lands
+            if state["armed"]:
+                state["armed"] = False
+                await engine.config.load()
+            return await real(ex)
+
+        monkeypatch.setattr(trading_store, "config_fingerprint", fingerprint)
+        async with s.client.post(
+            f"/webhook/{token}",
+            data=b'{"action":"buy","ticker":"MNQ1!","quantity":1,"price":21500.25,"id":"first"}',
+        ) as r:
+            status, body = r.status, await r.json()
+        assert rid in engine.config.snapshot.recorders  # the recorder is loaded
+        assert status == 200
+        assert body["verdict"] == "accepted", body
+        assert body["orders"] >= 1, body
