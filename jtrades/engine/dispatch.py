@@ -38,7 +38,7 @@ from jtrades.broker.base import (
 )
 from jtrades.db import Lane
 from jtrades.engine.config_cache import LinkConfig
-from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder
+from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
 from jtrades.engine.send import send_step
 from jtrades.engine.steps import (
     account_state,
@@ -141,6 +141,31 @@ def broker_account(link: LinkConfig) -> AccountKey:
     return (link.env, link.account_id if link.env == "paper" else 0, link.broker_account_id)
 
 
+# What a plan does, most first: of several traders on one account, the plan that does most is
+# the one sent (a close-only plan beside an entry would leave the entry unsent).
+_RANK = {
+    action: i
+    for i, action in enumerate(
+        (
+            PositionAction.REVERSE,
+            PositionAction.OPEN,
+            PositionAction.REENTER,
+            PositionAction.ADD,
+            PositionAction.REDUCE,
+            PositionAction.CLOSE,
+            PositionAction.CANCEL,
+        )
+    )
+}
+
+
+def _rank(planned: _Prepared | AccountResult) -> tuple[int, int]:
+    """Sort key of a planned item: plans with orders before results without, by ``_RANK``."""
+    if isinstance(planned, _Prepared):
+        return (0, _RANK.get(planned.plan.action, len(_RANK)))
+    return (1, 0)
+
+
 class Dispatcher:
     """Owns the per-sub-account locks; everything that changes a sub-account's orders takes its
     lock (signals here, protective stops in reconciliation)."""
@@ -192,33 +217,20 @@ class Dispatcher:
         error then raises (nothing stored, nothing sent) instead of ``storage_failed``."""
         # One account at the broker takes one plan per signal: a second trader on the same
         # sub-account, or on another user's row for the same Tradovate account, would plan
-        # against the same state and double the position.
-        seen: dict[AccountKey, WorkItem] = {}
-        results: list[AccountResult] = []
+        # against the same state and double the position. Which one: ``_plan_all``.
+        groups: dict[AccountKey, list[WorkItem]] = {}
         for it in items:
-            key = broker_account(it.link)
-            first = seen.get(key)
-            if first is not None:
-                results.append(
-                    AccountResult(
-                        it.trader_id,
-                        it.link.sub_account_id,
-                        "ignore",
-                        f"account {it.link.sub_name} already traded by trader {first.trader_id}"
-                        f" (sub-account {first.link.sub_account_id}) for this signal",
-                    )
-                )
-                continue
-            seen[key] = it
-        order = sorted(seen)
-        locks = [self.lock_for(seen[key].link) for key in order]
+            groups.setdefault(broker_account(it.link), []).append(it)
+        results: list[AccountResult] = []
+        order = sorted(groups)
+        locks = [self.lock_for(groups[key][0].link) for key in order]
         acquired: list[asyncio.Lock] = []
         try:
             for lock in locks:
                 await lock.acquire()
                 acquired.append(lock)
             prepared = self._plan_all(
-                [seen[sid] for sid in order], signal_id, tag, received_at, results
+                [groups[key] for key in order], signal_id, tag, received_at, results
             )
             intents = [ni for p in prepared for _, ni in p.steps]
             if delivery is not None:
@@ -295,54 +307,72 @@ class Dispatcher:
 
     def _plan_all(
         self,
-        items: list[WorkItem],
+        groups: list[list[WorkItem]],
         signal_id: int | None,
         tag: str | None,
         received_at: datetime,
         results: list[AccountResult],
     ) -> list[_Prepared]:
+        """Plan each account at the broker once. Where several traders reach one account (two
+        traders of one user splitting longs and shorts, or windows), every one is planned and
+        the plan that does most is taken (``_RANK``): the first in line used to win, and a
+        long-only trader's close-only plan left the short-only one's entry unsent."""
         expires_at = received_at + self._ttl
         prepared: list[_Prepared] = []
-        for it in items:
-            link = it.link
-            state = account_state(it.broker, link.broker_account_id, it.contract)
-            if state is None:
-                results.append(
-                    AccountResult(
-                        it.trader_id,
-                        link.sub_account_id,
-                        "nothing",
-                        "broker view not synced: nothing sent (missing is not flat)",
+        for group in groups:
+            planned = [self._plan_one(it, signal_id, tag, expires_at) for it in group]
+            best = min(range(len(planned)), key=lambda i: _rank(planned[i]))
+            for i, (it, outcome) in enumerate(zip(group, planned, strict=True)):
+                if i != best:
+                    winner = group[best]
+                    results.append(
+                        AccountResult(
+                            it.trader_id,
+                            it.link.sub_account_id,
+                            "ignore",
+                            f"account {it.link.sub_name} traded by trader {winner.trader_id}"
+                            f" (sub-account {winner.link.sub_account_id}) for this signal",
+                        )
                     )
-                )
-                continue
-            try:
-                plan = it.plan(state)
-            except (JtradesError, ValueError) as exc:
-                results.append(
-                    AccountResult(it.trader_id, link.sub_account_id, "nothing", str(exc))
-                )
-                continue
-            prefix = tag if tag is not None else cl_ord_prefix(signal_id or 0, link.sub_account_id)
-            steps = [
-                intent_for(
-                    po,
-                    prefix=prefix,
-                    signal_id=signal_id,
-                    trader_id=it.trader_id,
-                    sub_account_id=link.sub_account_id,
-                    symbol=it.contract.symbol,
-                    expires_at=expires_at,
-                )
-                for po in sorted(plan.orders, key=lambda o: o.step)
-            ]
-            if not steps:
-                results.append(
-                    AccountResult(it.trader_id, link.sub_account_id, str(plan.action), plan.reason)
-                )
-                continue
-            prepared.append(_Prepared(it, plan, steps, state.net_pos))
+                elif isinstance(outcome, _Prepared):
+                    prepared.append(outcome)
+                else:
+                    results.append(outcome)
         return prepared
+
+    def _plan_one(
+        self, it: WorkItem, signal_id: int | None, tag: str | None, expires_at: datetime
+    ) -> _Prepared | AccountResult:
+        """One item's plan and its intents, or why it sends nothing."""
+        link = it.link
+        state = account_state(it.broker, link.broker_account_id, it.contract)
+        if state is None:
+            return AccountResult(
+                it.trader_id,
+                link.sub_account_id,
+                "nothing",
+                "broker view not synced: nothing sent (missing is not flat)",
+            )
+        try:
+            plan = it.plan(state)
+        except (JtradesError, ValueError) as exc:
+            return AccountResult(it.trader_id, link.sub_account_id, "nothing", str(exc))
+        prefix = tag if tag is not None else cl_ord_prefix(signal_id or 0, link.sub_account_id)
+        steps = [
+            intent_for(
+                po,
+                prefix=prefix,
+                signal_id=signal_id,
+                trader_id=it.trader_id,
+                sub_account_id=link.sub_account_id,
+                symbol=it.contract.symbol,
+                expires_at=expires_at,
+            )
+            for po in sorted(plan.orders, key=lambda o: o.step)
+        ]
+        if not steps:
+            return AccountResult(it.trader_id, link.sub_account_id, str(plan.action), plan.reason)
+        return _Prepared(it, plan, steps, state.net_pos)
 
     async def _run_account(
         self, p: _Prepared, received_at: datetime, lock: asyncio.Lock | None

@@ -398,10 +398,11 @@ async def test_two_rows_for_one_broker_account_are_one_account(
 
     both = [_shared(broker, contract, sub, aid, plan, seen) for sub, aid in ((mine, 1), (other, 2))]
     res = await d.dispatch(s3, a3, both)
-    assert len(seen) == 3  # planned once
+    assert seen[2:] == [2, 2]  # both planned against the one account's position
     ignored = [a for a in res.accounts if a.action == "ignore"]
     assert [a.sub_account_id for a in ignored] == [other]
-    assert "already traded" in ignored[0].reason
+    assert "traded by trader" in ignored[0].reason
+    assert [a.sub_account_id for a in res.accounts if a.sent] == [mine]  # one plan sent
 
 
 async def test_a_duplicate_dispatch_sends_nothing_again(

@@ -1014,3 +1014,22 @@ async def test_a_position_held_across_a_restart_is_measured_first_in_first_out(
     # the cash flow: -100 - 110 + 100 + 90 = -20 points = -$40 (what Tradovate's FIFO pairs say)
     assert sum(r[3] for r in rows) == Decimal(-40), rows
     assert (out.verdict, out.filter) == ("rejected", "max_daily_loss")
+
+
+async def test_two_traders_on_one_sub_account_split_by_direction(
+    database: Database, engine_factory: Any
+) -> None:
+    """One user sizes longs and shorts differently with two traders on one sub-account: a
+    long-only x2 and a short-only x1. A sell from flat went to the first trader in line, whose
+    plan was close-only (nothing to close), and the short-only trader's entry was never sent."""
+    pool = database.pool
+    u = await make_user(pool, "split")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (sub,) = await make_paper_account(pool, u, "split-paper")
+    await make_trader(pool, u, rec, [(sub, 2)], direction="long")
+    await make_trader(pool, u, rec, [(sub, 1)], direction="short")
+    engine = await engine_factory()
+    out = await send(engine, pool, rec, sell())
+    assert await net_pos(engine, pool, sub) == -1, out.detail
+    out = await send(engine, pool, rec, buy())  # the long-only trader reverses it: long 2
+    assert await net_pos(engine, pool, sub) == 2, out.detail
