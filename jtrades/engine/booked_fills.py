@@ -21,7 +21,9 @@ restart.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+
+from jtrades.broker.base import BrokerEvent, Fill
 
 # (login: the jtrades account id, the broker's account id)
 AccountKey = tuple[int, int]
@@ -31,6 +33,15 @@ def note(marks: dict[AccountKey, int], key: AccountKey, fill_id: int) -> None:
     """Raise ``key``'s mark in ``marks`` to ``fill_id``."""
     if fill_id > marks.get(key, 0):
         marks[key] = fill_id
+
+
+def fill_marks(events: Iterable[tuple[int, object, BrokerEvent]]) -> dict[AccountKey, int]:
+    """The highest fill id per account among tagged events (login, broker, event)."""
+    marks: dict[AccountKey, int] = {}
+    for login, _broker, ev in events:
+        if isinstance(ev.entity, Fill) and ev.account_id:
+            note(marks, (login, ev.account_id), ev.entity.fill_id)
+    return marks
 
 
 class BookedFills:

@@ -54,40 +54,21 @@ from decimal import Decimal
 import asyncpg
 import structlog
 
-from jtrades.broker.base import Broker, BrokerEvent, Fill, OrderStatus, Position, WorkingOrder
+from jtrades.broker.base import Broker, BrokerEvent, Fill, Position, WorkingOrder
 from jtrades.broker.paper import PaperBroker
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.client import TradovateBroker
-from jtrades.engine.booked_fills import AccountKey, BookedFills, note
+from jtrades.engine.booked_fills import AccountKey, BookedFills, fill_marks, note
 from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.fill_pricing import Pricing
 from jtrades.engine.held_fills import HeldFills, PendingFill, PosKey, Tagged
-from jtrades.engine.mirror_positions import VANISHED, adopt, trade_row, vanished
+from jtrades.engine.mirror_positions import VANISHED, adopt, after_last_sweep, trade_row, vanished
 from jtrades.engine.pnl import DailyPnl, OpenPosition, open_lots
+from jtrades.engine.send import intent_state
 from jtrades.errors import NotFound
 from jtrades.store import mirror as mirror_store
 
 log = structlog.get_logger(__name__)
-
-# The intent state an order's broker status stands for.
-_STATE_OF = {
-    OrderStatus.PENDING_NEW: "sent",
-    OrderStatus.WORKING: "working",
-    OrderStatus.SUSPENDED: "working",
-    OrderStatus.PENDING_CANCEL: "working",
-    OrderStatus.PENDING_REPLACE: "working",
-    OrderStatus.FILLED: "filled",
-    OrderStatus.COMPLETED: "filled",
-    OrderStatus.CANCELED: "cancelled",
-    OrderStatus.REJECTED: "rejected",
-    OrderStatus.EXPIRED: "cancelled",
-    OrderStatus.UNKNOWN: "unknown",
-}
-
-
-def intent_state(status: OrderStatus) -> str:
-    """The state of the intent behind an order with this broker status."""
-    return _STATE_OF.get(status, "unknown")
 
 
 def _view(broker: Broker) -> list[BrokerEvent]:
@@ -98,24 +79,6 @@ def _view(broker: Broker) -> list[BrokerEvent]:
     if isinstance(broker, PaperBroker):
         return broker.replay()
     return []
-
-
-def _after_last_sweep(events: list[Tagged]) -> int:
-    """The index after the batch's last ``VANISHED`` event (0: none)."""
-    for i in range(len(events) - 1, -1, -1):
-        ev = events[i][2]
-        if ev.kind == "session" and ev.detail.get("state") == VANISHED:
-            return i + 1
-    return 0
-
-
-def _fill_marks(events: Iterable[Tagged]) -> dict[AccountKey, int]:
-    """The highest fill id per account among ``events``."""
-    marks: dict[AccountKey, int] = {}
-    for login, _broker, ev in events:
-        if isinstance(ev.entity, Fill) and ev.account_id:
-            note(marks, (login, ev.account_id), ev.entity.fill_id)
-    return marks
 
 
 # how soon a given-up batch's logins are replayed when no event comes to carry them
@@ -318,7 +281,7 @@ class Mirror:
                 if wait is None:
                     # its fills are finished with: the daily-loss filter no longer waits for
                     # them (the replay below counts them; this error says when it cannot)
-                    self.booked.book(_fill_marks(batch))
+                    self.booked.book(fill_marks(batch))
                     # its logins' views go with the next batch: their fills are new
                     # then, and measured in order before anything that came since
                     for aid, broker, _ev in batch:
@@ -381,7 +344,7 @@ class Mirror:
         A replayed view's sweep (``VANISHED``) ends the orders the view did not hold when it was
         queued: what was queued after it is written in a batch of its own, after the sweep, or
         an order placed meanwhile was written Working and ended with the vanished ones."""
-        cut = _after_last_sweep(events)
+        cut = after_last_sweep(events)
         if 0 < cut < len(events):
             await self.write(events[:cut])
             events = events[cut:]

@@ -11,7 +11,7 @@ when ours disagrees, the broker's is adopted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 
 import structlog
@@ -128,3 +128,13 @@ def vanished(
         orders: dict[str, object] = {"state": VANISHED, "orders": view.order_ids(acct)}
         out.append(BrokerEvent("session", acct, None, detail=orders))
     return out
+
+
+def after_last_sweep(events: Sequence[tuple[int, object, BrokerEvent]]) -> int:
+    """The index after the batch's last ``VANISHED`` event (0: none): what follows it is
+    written after the sweep (``Mirror.write``)."""
+    for i in range(len(events) - 1, -1, -1):
+        ev = events[i][2]
+        if ev.kind == "session" and ev.detail.get("state") == VANISHED:
+            return i + 1
+    return 0

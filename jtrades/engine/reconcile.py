@@ -34,7 +34,7 @@ from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
 from jtrades.engine.config_cache import ConfigCache
 from jtrades.engine.dispatch import Dispatcher
-from jtrades.engine.mirror import Mirror, intent_state
+from jtrades.engine.mirror import Mirror
 from jtrades.engine.pnl import DailyPnl
 from jtrades.engine.protector import (  # re-exported: imported from here by callers and tests
     CANCEL_WAIT_S,
@@ -42,6 +42,7 @@ from jtrades.engine.protector import (  # re-exported: imported from here by cal
     _exit_view,
     needs_stop,
 )
+from jtrades.engine.send import intent_state
 from jtrades.errors import BrokerRejected
 from jtrades.store import intents as intent_store
 from jtrades.store import trading as trading_store

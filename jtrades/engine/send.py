@@ -16,6 +16,7 @@ from jtrades.broker.base import (
     Contract,
     OcoRequest,
     OrderRequest,
+    OrderStatus,
     OsoRequest,
     PlaceResult,
     StrategyRequest,
@@ -26,6 +27,28 @@ from jtrades.engine.planning import PlannedOrder
 from jtrades.errors import BrokerRejected, OutcomeUnknown, TransientBrokerError
 
 log = structlog.get_logger(__name__)
+
+# The intent state an order's broker status stands for (the mirror and reconciliation read
+# orders' statuses into intents).
+_STATE_OF = {
+    OrderStatus.PENDING_NEW: "sent",
+    OrderStatus.WORKING: "working",
+    OrderStatus.SUSPENDED: "working",
+    OrderStatus.PENDING_CANCEL: "working",
+    OrderStatus.PENDING_REPLACE: "working",
+    OrderStatus.FILLED: "filled",
+    OrderStatus.COMPLETED: "filled",
+    OrderStatus.CANCELED: "cancelled",
+    OrderStatus.REJECTED: "rejected",
+    OrderStatus.EXPIRED: "cancelled",
+    OrderStatus.UNKNOWN: "unknown",
+}
+
+
+def intent_state(status: OrderStatus) -> str:
+    """The state of the intent behind an order with this broker status."""
+    return _STATE_OF.get(status, "unknown")
+
 
 Outcome = tuple[str, int | None, str | None]  # (intent state, broker order id, reason)
 
