@@ -24,146 +24,40 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import structlog
 
-from jtrades.broker.base import (
-    Broker,
-    Contract,
-    SubAccount,
-)
+from jtrades.broker.base import SubAccount
 from jtrades.db import Lane
+from jtrades.engine.account_plans import (  # re-exported: the fan-out and the flatten make these
+    AccountKey,
+    AccountResult,
+    DispatchResult,
+    Prepared,
+    WorkItem,
+    broker_account,
+    plan_groups,
+)
 from jtrades.engine.config_cache import LinkConfig
-from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
+from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.send import send_step
-from jtrades.engine.steps import (
-    account_state,
-    cl_ord_prefix,
-    expected_position,
-    intent_for,
-    position_shows,
-)
-from jtrades.engine.view_waits import Placed, shows_orders, within
-from jtrades.errors import (
-    JtradesError,
-    StorageUnavailable,
-)
+from jtrades.engine.steps import expected_position, position_shows
+from jtrades.engine.view_waits import shows_orders, within
+from jtrades.errors import StorageUnavailable
 from jtrades.store import intents as intent_store
 from jtrades.store import signals as signal_store
 
 log = structlog.get_logger(__name__)
+
+__all__ = ["AccountResult", "DispatchResult", "Dispatcher", "WorkItem", "broker_account"]
 
 Clock = Callable[[], datetime]
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class WorkItem:
-    """One (trader, sub-account) the signal reaches; ``plan`` runs under the account's lock."""
-
-    trader_id: int | None
-    link: LinkConfig
-    broker: Broker
-    contract: Contract
-    plan: Callable[[AccountState], AccountPlan]
-
-
-@dataclass(slots=True)
-class AccountResult:
-    trader_id: int | None
-    sub_account_id: int
-    action: str
-    reason: str
-    sent: int = 0
-    rejected: int = 0
-    unknown: int = 0
-    expired: int = 0
-    messages: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        # by hand: dataclasses.asdict deep-copies, and a signal has one of these per sub-account
-        return {
-            "trader_id": self.trader_id,
-            "sub_account_id": self.sub_account_id,
-            "action": self.action,
-            "reason": self.reason,
-            "sent": self.sent,
-            "rejected": self.rejected,
-            "unknown": self.unknown,
-            "expired": self.expired,
-            "messages": list(self.messages),
-        }
-
-
-@dataclass(slots=True)
-class DispatchResult:
-    accounts: list[AccountResult]
-    storage_failed: bool = False
-    # the intents' send outcomes, when the caller asked to write them itself (``defer_outcomes``)
-    unwritten: list[intent_store.Outcome] = field(default_factory=list)
-    # the delivery was a duplicate of this signal: nothing was written or sent
-    duplicate_of: int | None = None
-
-    @property
-    def orders(self) -> int:
-        return sum(a.sent for a in self.accounts)
-
-
-@dataclass(slots=True)
-class _Prepared:
-    item: WorkItem
-    plan: AccountPlan
-    steps: list[tuple[PlannedOrder, intent_store.NewIntent]]
-    before_pos: int
-    expected_pos: int | None = None  # what the broker's view must show before the lock goes
-    ids: list[int | None] = field(default_factory=list)
-    # orders placed and cancelled: the view must show them (and them gone) before the lock goes
-    placed: list[Placed] = field(default_factory=list)
-    cancelled: list[int] = field(default_factory=list)
-
-
-# (env, paper login or 0, the broker's account id): one account at the broker
-AccountKey = tuple[str, int, int]
-
-
-def broker_account(link: LinkConfig) -> AccountKey:
-    """The account at the broker a link trades. Two users who add the same Tradovate login
-    share its session, and each has a sub-account row for the same account: keyed by the row,
-    two alerts on it were not serialized and both opened from flat (rule 3). Tradovate account
-    ids are unique within an environment; a paper login numbers its own."""
-    return (link.env, link.account_id if link.env == "paper" else 0, link.broker_account_id)
-
-
-# What a plan does, most first: of several traders on one account, the plan that does most is
-# the one sent (a close-only plan beside an entry would leave the entry unsent).
-_RANK = {
-    action: i
-    for i, action in enumerate(
-        (
-            PositionAction.REVERSE,
-            PositionAction.OPEN,
-            PositionAction.REENTER,
-            PositionAction.ADD,
-            PositionAction.REDUCE,
-            PositionAction.CLOSE,
-            PositionAction.CANCEL,
-        )
-    )
-}
-
-
-def _rank(planned: _Prepared | AccountResult) -> tuple[int, int]:
-    """Sort key of a planned item: plans with orders before results without, by ``_RANK``."""
-    if isinstance(planned, _Prepared):
-        return (0, _RANK.get(planned.plan.action, len(_RANK)))
-    return (1, 0)
 
 
 class Dispatcher:
@@ -229,8 +123,12 @@ class Dispatcher:
             for lock in locks:
                 await lock.acquire()
                 acquired.append(lock)
-            prepared = self._plan_all(
-                [groups[key] for key in order], signal_id, tag, received_at, results
+            prepared = plan_groups(
+                [groups[key] for key in order],
+                signal_id,
+                tag,
+                received_at + self._ttl,
+                results,
             )
             intents = [ni for p in prepared for _, ni in p.steps]
             if delivery is not None:
@@ -305,77 +203,8 @@ class Dispatcher:
             )
             return fate
 
-    def _plan_all(
-        self,
-        groups: list[list[WorkItem]],
-        signal_id: int | None,
-        tag: str | None,
-        received_at: datetime,
-        results: list[AccountResult],
-    ) -> list[_Prepared]:
-        """Plan each account at the broker once. Where several traders reach one account (two
-        traders of one user splitting longs and shorts, or windows), every one is planned and
-        the plan that does most is taken (``_RANK``): the first in line used to win, and a
-        long-only trader's close-only plan left the short-only one's entry unsent."""
-        expires_at = received_at + self._ttl
-        prepared: list[_Prepared] = []
-        for group in groups:
-            planned = [self._plan_one(it, signal_id, tag, expires_at) for it in group]
-            best = min(range(len(planned)), key=lambda i: _rank(planned[i]))
-            for i, (it, outcome) in enumerate(zip(group, planned, strict=True)):
-                if i != best:
-                    winner = group[best]
-                    results.append(
-                        AccountResult(
-                            it.trader_id,
-                            it.link.sub_account_id,
-                            "ignore",
-                            f"account {it.link.sub_name} traded by trader {winner.trader_id}"
-                            f" (sub-account {winner.link.sub_account_id}) for this signal",
-                        )
-                    )
-                elif isinstance(outcome, _Prepared):
-                    prepared.append(outcome)
-                else:
-                    results.append(outcome)
-        return prepared
-
-    def _plan_one(
-        self, it: WorkItem, signal_id: int | None, tag: str | None, expires_at: datetime
-    ) -> _Prepared | AccountResult:
-        """One item's plan and its intents, or why it sends nothing."""
-        link = it.link
-        state = account_state(it.broker, link.broker_account_id, it.contract)
-        if state is None:
-            return AccountResult(
-                it.trader_id,
-                link.sub_account_id,
-                "nothing",
-                "broker view not synced: nothing sent (missing is not flat)",
-            )
-        try:
-            plan = it.plan(state)
-        except (JtradesError, ValueError) as exc:
-            return AccountResult(it.trader_id, link.sub_account_id, "nothing", str(exc))
-        prefix = tag if tag is not None else cl_ord_prefix(signal_id or 0, link.sub_account_id)
-        steps = [
-            intent_for(
-                po,
-                prefix=prefix,
-                signal_id=signal_id,
-                trader_id=it.trader_id,
-                sub_account_id=link.sub_account_id,
-                symbol=it.contract.symbol,
-                expires_at=expires_at,
-            )
-            for po in sorted(plan.orders, key=lambda o: o.step)
-        ]
-        if not steps:
-            return AccountResult(it.trader_id, link.sub_account_id, str(plan.action), plan.reason)
-        return _Prepared(it, plan, steps, state.net_pos)
-
     async def _run_account(
-        self, p: _Prepared, received_at: datetime, lock: asyncio.Lock | None
+        self, p: Prepared, received_at: datetime, lock: asyncio.Lock | None
     ) -> tuple[AccountResult, list[intent_store.Outcome]]:
         link = p.item.link
         res = AccountResult(
@@ -474,7 +303,7 @@ class Dispatcher:
             f" (holding {held}, expected {expected})"
         )
 
-    async def _settle_then_release(self, p: _Prepared, lock: asyncio.Lock) -> None:
+    async def _settle_then_release(self, p: Prepared, lock: asyncio.Lock) -> None:
         try:
             await self._settle(p)
         finally:
@@ -493,7 +322,7 @@ class Dispatcher:
         except Exception as exc:
             log.error("dispatch.results_not_written", intents=len(outcomes), error=str(exc))
 
-    async def _settle(self, p: _Prepared) -> None:
+    async def _settle(self, p: Prepared) -> None:
         """Hold the lock until the broker's view shows the position the sent steps make and
         the orders they placed and cancelled (bounded), so the next signal on this
         sub-account plans against it: a reversal's close alone (flat) is not yet the new

@@ -1,0 +1,194 @@
+"""What one signal asks of each account at the broker: the work items the fan-out makes, the
+plan chosen for each account, and the results dispatch reports.
+
+Split from ``dispatch`` (which locks, claims and sends) because this part is pure: given an
+account's live state, which trader's plan is sent and the intents it becomes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jtrades.broker.base import Broker, Contract
+from jtrades.engine.config_cache import LinkConfig
+from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
+from jtrades.engine.steps import account_state, cl_ord_prefix, intent_for
+from jtrades.engine.view_waits import Placed
+from jtrades.errors import JtradesError
+from jtrades.store import intents as intent_store
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One (trader, sub-account) the signal reaches; ``plan`` runs under the account's lock."""
+
+    trader_id: int | None
+    link: LinkConfig
+    broker: Broker
+    contract: Contract
+    plan: Callable[[AccountState], AccountPlan]
+
+
+@dataclass(slots=True)
+class AccountResult:
+    trader_id: int | None
+    sub_account_id: int
+    action: str
+    reason: str
+    sent: int = 0
+    rejected: int = 0
+    unknown: int = 0
+    expired: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        # by hand: dataclasses.asdict deep-copies, and a signal has one of these per sub-account
+        return {
+            "trader_id": self.trader_id,
+            "sub_account_id": self.sub_account_id,
+            "action": self.action,
+            "reason": self.reason,
+            "sent": self.sent,
+            "rejected": self.rejected,
+            "unknown": self.unknown,
+            "expired": self.expired,
+            "messages": list(self.messages),
+        }
+
+
+@dataclass(slots=True)
+class DispatchResult:
+    accounts: list[AccountResult]
+    storage_failed: bool = False
+    # the intents' send outcomes, when the caller asked to write them itself (``defer_outcomes``)
+    unwritten: list[intent_store.Outcome] = field(default_factory=list)
+    # the delivery was a duplicate of this signal: nothing was written or sent
+    duplicate_of: int | None = None
+
+    @property
+    def orders(self) -> int:
+        return sum(a.sent for a in self.accounts)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """One account's plan with its intents, and what its sending finds out."""
+
+    item: WorkItem
+    plan: AccountPlan
+    steps: list[tuple[PlannedOrder, intent_store.NewIntent]]
+    before_pos: int
+    expected_pos: int | None = None  # what the broker's view must show before the lock goes
+    ids: list[int | None] = field(default_factory=list)
+    # orders placed and cancelled: the view must show them (and them gone) before the lock goes
+    placed: list[Placed] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
+
+
+# (env, paper login or 0, the broker's account id): one account at the broker
+AccountKey = tuple[str, int, int]
+
+
+def broker_account(link: LinkConfig) -> AccountKey:
+    """The account at the broker a link trades. Two users who add the same Tradovate login
+    share its session, and each has a sub-account row for the same account: keyed by the row,
+    two alerts on it were not serialized and both opened from flat (rule 3). Tradovate account
+    ids are unique within an environment; a paper login numbers its own."""
+    return (link.env, link.account_id if link.env == "paper" else 0, link.broker_account_id)
+
+
+# What a plan does, most first: of several traders on one account, the plan that does most is
+# the one sent (a close-only plan beside an entry would leave the entry unsent).
+_RANK = {
+    action: i
+    for i, action in enumerate(
+        (
+            PositionAction.REVERSE,
+            PositionAction.OPEN,
+            PositionAction.REENTER,
+            PositionAction.ADD,
+            PositionAction.REDUCE,
+            PositionAction.CLOSE,
+            PositionAction.CANCEL,
+        )
+    )
+}
+
+
+def _rank(planned: Prepared | AccountResult) -> tuple[int, int]:
+    """Sort key of a planned item: plans with orders before results without, by ``_RANK``."""
+    if isinstance(planned, Prepared):
+        return (0, _RANK.get(planned.plan.action, len(_RANK)))
+    return (1, 0)
+
+
+def plan_groups(
+    groups: list[list[WorkItem]],
+    signal_id: int | None,
+    tag: str | None,
+    expires_at: datetime,
+    results: list[AccountResult],
+) -> list[Prepared]:
+    """Plan each account at the broker once. Where several traders reach one account (two
+    traders of one user splitting longs and shorts, or windows), every one is planned and
+    the plan that does most is taken (``_RANK``): the first in line used to win, and a
+    long-only trader's close-only plan left the short-only one's entry unsent."""
+    prepared: list[Prepared] = []
+    for group in groups:
+        planned = [_plan_one(it, signal_id, tag, expires_at) for it in group]
+        best = min(range(len(planned)), key=lambda i: _rank(planned[i]))
+        for i, (it, outcome) in enumerate(zip(group, planned, strict=True)):
+            if i != best:
+                winner = group[best]
+                results.append(
+                    AccountResult(
+                        it.trader_id,
+                        it.link.sub_account_id,
+                        "ignore",
+                        f"account {it.link.sub_name} traded by trader {winner.trader_id}"
+                        f" (sub-account {winner.link.sub_account_id}) for this signal",
+                    )
+                )
+            elif isinstance(outcome, Prepared):
+                prepared.append(outcome)
+            else:
+                results.append(outcome)
+    return prepared
+
+
+def _plan_one(
+    it: WorkItem, signal_id: int | None, tag: str | None, expires_at: datetime
+) -> Prepared | AccountResult:
+    """One item's plan and its intents, or why it sends nothing."""
+    link = it.link
+    state = account_state(it.broker, link.broker_account_id, it.contract)
+    if state is None:
+        return AccountResult(
+            it.trader_id,
+            link.sub_account_id,
+            "nothing",
+            "broker view not synced: nothing sent (missing is not flat)",
+        )
+    try:
+        plan = it.plan(state)
+    except (JtradesError, ValueError) as exc:
+        return AccountResult(it.trader_id, link.sub_account_id, "nothing", str(exc))
+    prefix = tag if tag is not None else cl_ord_prefix(signal_id or 0, link.sub_account_id)
+    steps = [
+        intent_for(
+            po,
+            prefix=prefix,
+            signal_id=signal_id,
+            trader_id=it.trader_id,
+            sub_account_id=link.sub_account_id,
+            symbol=it.contract.symbol,
+            expires_at=expires_at,
+        )
+        for po in sorted(plan.orders, key=lambda o: o.step)
+    ]
+    if not steps:
+        return AccountResult(it.trader_id, link.sub_account_id, str(plan.action), plan.reason)
+    return Prepared(it, plan, steps, state.net_pos)
