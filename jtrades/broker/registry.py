@@ -8,6 +8,7 @@ would (money rule 5): an order of one login can never touch another's state.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,9 @@ class BrokerRegistry:
         self._db = db
         self._settings = settings
         self._paper: dict[int, PaperBroker] = {}
-        self._restored: set[int] = set()
+        self._numbered: set[int] = set()  # paper logins whose ids go on from the stored ones
+        self._restored: set[int] = set()  # sub_accounts.id of paper sub-accounts restored
+        self._restoring = asyncio.Lock()
         self._pool: Any = None  # jtrades.broker.tradovate.pool.TradovatePool, made on first use
         self._tradovate: dict[int, Broker] = {}  # accounts.id -> its login's session
         self._tv_env: dict[int, tuple[str, Broker]] = {}
@@ -106,36 +109,63 @@ class BrokerRegistry:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def sync_accounts(self, snap: Snapshot) -> None:
-        """Open sessions for the logins the configuration uses; restore a paper login's
-        positions and open orders once (its state is in memory: without its orders, its exits
-        were gone after every restart while the orders table still said Working)."""
+        """Open sessions for the logins the configuration uses, and for those a pending
+        ``halt --flatten`` reaches (a login no trader links any more may still hold a
+        position); restore a paper login's positions and open orders once (its state is in
+        memory: without its orders, its exits were gone after every restart while the orders
+        table still said Working)."""
+        links = [*snap.links_by_sub.values(), *snap.flattening()]
+        self._wanted = {lk.account_id for lk in links if lk.env != "paper"}
+        await self.reach(links)
+        self._synced_once = True
+
+    async def reach(self, links: Iterable[LinkConfig]) -> None:
+        """Make the sessions of ``links`` ready to be traded: each paper sub-account's stored
+        state restored (once: under a lock, so a flatten never reads a paper login halfway
+        restored and takes it for flat), and a Tradovate session opened for each login that
+        has none (a failure is logged; the next call tries again)."""
         paper_subs: dict[int, dict[int, SubAccount]] = {}
-        for link in snap.links_by_sub.values():
+        tradovate: set[int] = set()
+        for link in links:
             if link.env == "paper":
                 paper_subs.setdefault(link.account_id, {})[link.sub_account_id] = SubAccount(
                     link.broker_account_id, link.sub_name
                 )
-        for account_id, by_sub in paper_subs.items():
-            broker = self.paper(account_id)
-            if account_id in self._restored or self._db is None:
-                continue
-            self._restored.add(account_id)
-            broker.number_after(await trading_store.paper_ids_used(self._db.pool, account_id))
-            for row in await trading_store.positions(self._db.pool, list(by_sub)):
-                if row["net_pos"]:
-                    broker.restore_position(
-                        by_sub[row["sub_account_id"]].account_id,
-                        row["symbol"],
-                        int(row["net_pos"]),
-                        row["net_price"],
-                    )
-            await restore_orders(broker, self._db.pool, by_sub)
-        wanted = {lk.account_id for lk in snap.links_by_sub.values() if lk.env != "paper"}
-        self._wanted = wanted
-        missing = [aid for aid in wanted if aid not in self._tradovate]
+            else:
+                tradovate.add(link.account_id)
+        if self._db is not None and any(
+            sid not in self._restored for subs in paper_subs.values() for sid in subs
+        ):
+            async with self._restoring:
+                for account_id, by_sub in paper_subs.items():
+                    await self._restore_paper(account_id, by_sub)
+        missing = [aid for aid in sorted(tradovate) if aid not in self._tradovate]
         if missing:
             await asyncio.gather(*(self._connect(aid) for aid in missing))
-        self._synced_once = True
+
+    async def _restore_paper(self, account_id: int, subs: dict[int, SubAccount]) -> None:
+        """Put the stored positions and open orders of a paper login's sub-accounts not
+        restored yet into its broker; a sub-account linked later in the run (or reached by a
+        flatten only) is restored then, one restored already never again (its state lives on
+        in memory)."""
+        assert self._db is not None
+        by_sub = {sid: a for sid, a in subs.items() if sid not in self._restored}
+        if not by_sub:
+            return
+        broker = self.paper(account_id)
+        if account_id not in self._numbered:
+            broker.number_after(await trading_store.paper_ids_used(self._db.pool, account_id))
+            self._numbered.add(account_id)
+        for row in await trading_store.positions(self._db.pool, list(by_sub)):
+            if row["net_pos"]:
+                broker.restore_position(
+                    by_sub[row["sub_account_id"]].account_id,
+                    row["symbol"],
+                    int(row["net_pos"]),
+                    row["net_price"],
+                )
+        await restore_orders(broker, self._db.pool, by_sub)
+        self._restored.update(by_sub)
 
     async def _connect(self, account_id: int) -> None:
         """Open (or join) the Tradovate session of one login; failures are logged and retried

@@ -129,7 +129,8 @@ def halt(
 
 def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
     """Lift the kill switch, for everything or one login; ends the pending flattens it covers
-    (of that login; or every one).
+    (of that login; or every one). Without --account it lifts the global switch only: a login
+    halted on its own (`halt --account`) stays halted, and is named, until `resume --account`.
 
     Example: jtrades resume --account apex-1
     """
@@ -163,10 +164,18 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
                     value[flatten_store.FLATTENS] = flattens
                 await status_store.set_halted(conn, value)
                 target = "all"
+            # each login's own switch was thrown on purpose, one by one: lifting everything
+            # does not lift it, it says which remain
+            still = [a for a, _u in await status_store.halted_accounts(conn)]
             await audit.record(
                 conn, by, "resume", target, {"cancelled_flattens": ended} if ended else None
             )
-        return {"resumed": target, "cancelled_flattens": ended, "still_flattening": covering}
+        return {
+            "resumed": target,
+            "cancelled_flattens": ended,
+            "still_flattening": covering,
+            "still_halted": still,
+        }
 
     result = run(go)
     ended = result["cancelled_flattens"]
@@ -176,6 +185,9 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
             "; a flatten of everything is still pending and keeps closing this login's"
             " positions (`jtrades resume` ends it)"
         )
+    if result["still_halted"] and not account:
+        halted = ", ".join(result["still_halted"])
+        also += f"; still halted: {halted} (resume --account LABEL to lift)"
     done(json, f"resumed: {result['resumed']}{also}", result)
 
 

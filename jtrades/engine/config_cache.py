@@ -31,7 +31,8 @@ _CHICAGO = ZoneInfo("America/Chicago")
 
 @dataclass(frozen=True, slots=True)
 class LinkConfig:
-    """One enabled sub-account of a trader, with where its orders go."""
+    """One enabled sub-account of a trader, with where its orders go (``trader_id`` 0: a
+    sub-account no trader links, which only ``halt --flatten`` sends orders to)."""
 
     trader_id: int
     sub_account_id: int
@@ -85,8 +86,14 @@ class Snapshot:
     # label | None, …}: ``store.flatten``); None when there is none
     flatten: dict[str, dict[str, Any]] | None = None
 
-    # (accounts.id, broker account id) -> sub_accounts.id, for the event mirror
+    # (accounts.id, broker account id) -> sub_accounts.id, for the event mirror: every
+    # sub-account in ``subs``, so a flatten's fills on one no trader links are mirrored too
     by_broker: dict[tuple[int, int], int] = field(default_factory=dict)
+    # sub_account_id -> every sub-account ``halt --flatten`` reaches: the linked ones (their
+    # link) and each other active one of a stored login. A position outlives the trader that
+    # opened it (deleted, moved to another sub-account, gone with its recorder): the kill
+    # switch closes every position, not the linked ones only.
+    subs: dict[int, LinkConfig] = field(default_factory=dict)
 
     def sub_account_id(self, account_id: int, broker_account_id: int | None) -> int | None:
         """Our sub_accounts.id for a broker account id seen on a login's event stream."""
@@ -97,6 +104,24 @@ class Snapshot:
     @property
     def paper_account_ids(self) -> set[int]:
         return {lk.account_id for lk in self.links_by_sub.values() if lk.env == "paper"}
+
+    def flatten_subs(self, label: str | None) -> list[LinkConfig]:
+        """The sub-accounts a flatten of the login ``label`` (None: of everything) reaches,
+        by sub_accounts.id."""
+        return [
+            lk
+            for _, lk in sorted(self.subs.items())
+            if label is None or lk.label.lower() == label.lower()
+        ]
+
+    def flattening(self) -> list[LinkConfig]:
+        """The sub-accounts the pending flatten requests reach: their logins need a session
+        (and a paper login its restored state) while one is pending, linked or not."""
+        labels = [r.get("account") for r in (self.flatten or {}).values()]
+        if any(not label for label in labels):
+            return self.flatten_subs(None)
+        wanted = {str(label).lower() for label in labels}
+        return [lk for _, lk in sorted(self.subs.items()) if lk.label.lower() in wanted]
 
 
 def _zone(name: str | None) -> ZoneInfo:
@@ -139,6 +164,24 @@ def build_snapshot(rows: trading_store.ConfigRows) -> Snapshot:
         links_by_sub.setdefault(link.sub_account_id, link)
         if r["enabled"] and r["active"]:
             links_by_trader.setdefault(link.trader_id, []).append(link)
+
+    subs: dict[int, LinkConfig] = dict(links_by_sub)
+    for r in rows.subs:
+        subs.setdefault(
+            r["sub_account_id"],
+            LinkConfig(
+                trader_id=0,
+                sub_account_id=r["sub_account_id"],
+                multiplier=Decimal(1),
+                account_id=r["account_id"],
+                env=r["env"],
+                broker_account_id=r["broker_account_id"],
+                sub_name=r["sub_name"],
+                label=r["label"],
+                user_id=r["user_id"],
+                halted=bool(r["account_halted"] or r["sub_halted"]),
+            ),
+        )
 
     rec_settings: dict[int, RiskSettings] = {}
     for r in rows.recorders:
@@ -192,7 +235,8 @@ def build_snapshot(rows: trading_store.ConfigRows) -> Snapshot:
         _halted_flag(rows.halted),
         rows.fingerprint,
         _flatten_request(rows.halted),
-        {(lk.account_id, lk.broker_account_id): sid for sid, lk in links_by_sub.items()},
+        {(lk.account_id, lk.broker_account_id): sid for sid, lk in subs.items()},
+        subs,
     )
 
 

@@ -1,6 +1,8 @@
-"""``jtrades halt --flatten``: liquidate every open position of the linked sub-accounts, and
-cancel the orders still working where a contract is flat (a resting limit entry would open a
-position once the request is done, with the kill switch on and nobody to close it).
+"""``jtrades halt --flatten``: liquidate every open position of every sub-account of every
+stored login (of the named one), linked to a trader or not (a position outlives the trader that
+opened it: deleted, moved to another sub-account, gone with its recorder), and cancel the orders
+still working where a contract is flat (a resting limit entry would open a position once the
+request is done, with the kill switch on and nobody to close it).
 
 Each liquidation goes through an intent and the sub-account's lock like any order (rule 1), so a
 flatten never races a signal on the same sub-account. Requests arrive through the configuration
@@ -8,10 +10,13 @@ cache (the CLI writes them to ``system_flags``: ``store.flatten``); they accumul
 pending one is carried out by a task of its own, once per run, in passes: a pass dispatches a
 liquidation for every open position and the cancels of a flat contract's working orders (one
 contract at a time, each with its own time, so its TTL does not count the liquidations before
-it), and a failure on one account or contract is recorded and the pass goes on. The request is
-marked done once a pass leaves nothing open or working that it had to close, except positions
-whose liquidation the broker refused (never retried); until then it
-stays pending, what is left and why is logged, and the next pass follows after a growing wait.
+it), and a failure on one account or contract is recorded and the pass goes on. A pass first
+makes its logins reachable (``BrokerRegistry.reach``: a session, a paper login's stored state).
+The request is marked done once a pass leaves nothing open or working that it had to close;
+until then it stays pending, what is left and why is logged, and the next pass follows after a
+growing wait. A liquidation the broker refused is left like any other (a risk check or a busy
+venue may say yes a moment later) until it was refused ``max_refusals`` times: then the
+position counts as refused, and the request ends saying so (``engine.flatten_refused``).
 What is left is written on the request (``progress``, shown by ``jtrades status --json``) only
 when it changed: every write to the flag reloads the daemon's configuration, and a flatten stuck
 on an unreachable account must not reload it every pass. A request ends, between two
@@ -43,6 +48,9 @@ log = structlog.get_logger(__name__)
 FIRST_RETRY_S = 0.5  # the wait before the second pass; it doubles up to MAX_RETRY_S
 MAX_RETRY_S = 30.0
 RESUME_CHECK_S = 0.25  # how soon a resume stops a flatten waiting to retry
+# refusals of one contract's liquidation before a request gives it up: with the back-off, about
+# two minutes of asking
+MAX_REFUSALS = 10
 _DETAIL_LIMIT = 1000  # characters of "what is left" in one log event
 
 
@@ -147,9 +155,9 @@ def judge(result: DispatchResult, net: int | None, working: int = 0) -> tuple[st
     """``closed``, ``cancelled``, ``refused`` or ``left`` (with why) for one contract, from the
     dispatcher's result, and the position and the count of orders still working there that the
     broker's view shows once it settled (net None: unreadable). A refused liquidation is the
-    broker's word and final; a refused cancel is not (the order may have filled: the position
-    it opened is the next pass's). Anything else counts only once the view is flat with
-    nothing working."""
+    broker's word (the caller counts it toward giving up); a refused cancel is not (the order
+    may have filled: the position it opened is the next pass's). Anything else counts only
+    once the view is flat with nothing working."""
     acct = result.accounts[0] if result.accounts else None
     said = "; ".join(acct.messages) if acct is not None else ""
     cancels = acct is not None and acct.action == str(PositionAction.CANCEL)
@@ -182,10 +190,12 @@ class Flattener:
         *,
         retry_s: float = FIRST_RETRY_S,
         max_retry_s: float = MAX_RETRY_S,
+        max_refusals: int = MAX_REFUSALS,
     ) -> None:
         self._pool, self._brokers, self._config = pool, brokers, config
         self._dispatcher = dispatcher
         self._retry_s, self._max_retry_s = retry_s, max_retry_s
+        self._max_refusals = max_refusals
         self._done: set[str] = set()
 
     async def run(self, requests: Mapping[str, dict[str, Any]]) -> int:
@@ -210,9 +220,9 @@ class Flattener:
         return sent
 
     async def _carry_out(self, requested_at: str, request: dict[str, Any]) -> int:
-        """Liquidate the open positions of the linked sub-accounts (of one login when the
-        request names it), pass after pass, until nothing is left or the request is no longer
-        pending; returns liquidations sent."""
+        """Liquidate the open positions of every sub-account (of one login when the request
+        names it), pass after pass, until nothing is left or the request is no longer pending;
+        returns liquidations sent."""
         label = str(request["account"]) if request.get("account") else None
         sent, closed, cancelled, passes, wait = 0, 0, 0, 0, self._retry_s
         written: dict[str, Any] | None = None  # ``news`` of the last progress written
@@ -243,6 +253,14 @@ class Flattener:
                         refused=len(p.refused),
                         detail=_detail(p.refused),
                     )
+                    if p.refused:
+                        log.error(
+                            "engine.flatten_refused",
+                            account=label,
+                            requested_at=requested_at,
+                            effect="these positions are still open: close them at the broker",
+                            detail=_detail(p.refused),
+                        )
                     return sent
             else:
                 log.error(
@@ -299,15 +317,18 @@ class Flattener:
 
     async def _pass(self, requested_at: str, label: str | None) -> FlattenPass:
         p = FlattenPass()
-        for sid, link in sorted(self._config.snapshot.links_by_sub.items()):
-            if label and link.label.lower() != label.lower():
-                continue
+        links = self._config.snapshot.flatten_subs(label or None)
+        try:  # the sessions of logins no trader links: sync_accounts may not have opened them yet
+            await self._brokers.reach(links)
+        except Exception as exc:  # each account then says what it lacks
+            log.error("engine.flatten_unreachable", requested_at=requested_at, error=_why(exc))
+        for link in links:
             if not self._pending(requested_at):  # `resume`: not one more liquidation
                 break
             try:
                 await self._flatten_account(requested_at, link, p)
             except Exception as exc:  # this account only: the others are flattened all the same
-                p.left.append(Leftover(sid, None, _why(exc)))
+                p.left.append(Leftover(link.sub_account_id, None, _why(exc)))
         return p
 
     async def _flatten_account(self, requested_at: str, link: LinkConfig, p: FlattenPass) -> None:
@@ -342,11 +363,10 @@ class Flattener:
         sid = link.sub_account_id
         prefix = flatten_prefix(requested_at, sid, symbol)
         earlier = await flatten_store.liquidations(self._pool, sid, f"{prefix}-")
-        refusal = next(
-            (e for e in earlier if e.kind == "liquidate" and e.state == "rejected"), None
-        )
-        if refusal is not None:
-            p.refused.append(Leftover(sid, symbol, refusal.reason or "rejected by the broker"))
+        refusals = [e for e in earlier if e.kind == "liquidate" and e.state == "rejected"]
+        if len(refusals) >= self._max_refusals:  # given up (by a run before a restart, too)
+            said = refusals[-1].reason or "rejected by the broker"
+            p.refused.append(Leftover(sid, symbol, _given_up(len(refusals), said)))
             return
         # A new clOrdId per attempt, numbered after the request's earlier ones (of a crashed run
         # too): an attempt whose outcome is unknown is never reused, and a position still open
@@ -374,9 +394,18 @@ class Flattener:
         if verdict == "closed":
             p.closed += 1
         elif verdict == "refused":
-            p.refused.append(Leftover(sid, symbol, why))
+            why = why.replace(f"{prefix}-{attempt}: ", "")  # the same words on every attempt
+            if len(refusals) + 1 >= self._max_refusals:
+                p.refused.append(Leftover(sid, symbol, _given_up(len(refusals) + 1, why)))
+            else:  # a later pass asks again; progress unchanged: no reload per pass
+                again = f"refused by the broker, tried again (up to {self._max_refusals} times)"
+                p.left.append(Leftover(sid, symbol, f"{again}: {why}"))
         elif verdict == "left":
             p.left.append(Leftover(sid, symbol, why))
+
+
+def _given_up(times: int, why: str) -> str:
+    return f"refused by the broker {times} times, given up: {why}"
 
 
 def _why(exc: Exception) -> str:

@@ -9,10 +9,13 @@ Kinds (JSON body ``{"kind": …}``):
 - ``deaf``: ``{"login"?: name}`` — open sockets stop reading (heartbeats go on): what the client
   writes backs up in its socket until its sends stall.
 - ``delay``: ``{"ms": X}`` — every answer (REST and WebSocket) waits X ms; ``0`` turns it off.
-- ``reject_order``: ``{"text"?: str, "reason"?: str, "after_accept"?: bool}`` — the next order
-  command fails with it; with ``after_accept`` a placeorder is answered with an ``orderId`` and the
-  order then goes ``Rejected`` through its events (a ``commandReport`` carries the reason), the
-  way a risk check rejects after acceptance.
+- ``reject_order``: ``{"text"?: str, "reason"?: str, "after_accept"?: bool, "endpoint"?: name,
+  "count"?: N}`` — the next order command fails with it (N of them: default 1); with
+  ``after_accept`` a placeorder is answered with an ``orderId`` and the order then goes
+  ``Rejected`` through its events (a ``commandReport`` carries the reason), the way a risk check
+  rejects after acceptance. With ``endpoint`` only that command fails (``liquidateposition``
+  too, which the default leaves alone: a refused liquidation, as a risk check or a busy venue
+  answers ``halt --flatten``).
 - ``unauthorized``: ``{"token"?: str}`` — that token answers 401 from now on; without a token, the
   next authenticated request does.
 - ``penalty``: ``{"p_time"?: s, "captcha"?: bool, "count"?: N}`` — the next N (default 1)
@@ -74,6 +77,8 @@ class Faults:
     delay_ms: float = 0.0
     reject_next: tuple[str, str] | None = None  # (failureReason, failureText)
     reject_after_accept: bool = False
+    reject_endpoint: str | None = None  # None: any order command but liquidateposition
+    reject_count: int = 1  # commands still to fail with ``reject_next``
     unauthorized_tokens: set[str] = field(default_factory=set)
     unauthorized_next: int = 0
     too_many: int = 0  # requests still to answer 429
@@ -90,6 +95,8 @@ class Faults:
         self.delay_ms = 0.0
         self.reject_next = None
         self.reject_after_accept = False
+        self.reject_endpoint = None
+        self.reject_count = 1
         self.unauthorized_tokens.clear()
         self.unauthorized_next = 0
         self.too_many = 0
@@ -124,19 +131,32 @@ class Faults:
         self.sync_errors -= 1
         return self.sync_status
 
-    def take_reject(self, can_accept: bool = False) -> tuple[str, str] | None:
-        """The injected rejection to answer now; ``None`` also when it is to come after
-        acceptance (``can_accept`` callers then use ``take_late_reject``)."""
+    def take_reject(
+        self, can_accept: bool = False, endpoint: str | None = None
+    ) -> tuple[str, str] | None:
+        """The injected rejection to answer now to the command ``endpoint``; ``None`` also
+        when it is to come after acceptance (``can_accept`` callers then use
+        ``take_late_reject``), or is for another command."""
         if self.reject_next is None or (self.reject_after_accept and can_accept):
             return None
-        reject, self.reject_next = self.reject_next, None
-        return reject
+        if self.reject_endpoint is None:
+            if endpoint == "liquidateposition":
+                return None
+        elif endpoint != self.reject_endpoint:
+            return None
+        return self._consume_reject()
 
     def take_late_reject(self) -> tuple[str, str] | None:
-        if not self.reject_after_accept:
+        if not self.reject_after_accept or self.reject_endpoint not in (None, "placeorder"):
             return None
-        reject, self.reject_next = self.reject_next, None
-        self.reject_after_accept = False
+        return self._consume_reject()
+
+    def _consume_reject(self) -> tuple[str, str] | None:
+        reject = self.reject_next
+        self.reject_count -= 1
+        if self.reject_count <= 0:
+            self.reject_next, self.reject_after_accept = None, False
+            self.reject_endpoint, self.reject_count = None, 1
         return reject
 
 
@@ -169,6 +189,11 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
             str(body.get("text", "Rejected by the simulator")),
         )
         faults.reject_after_accept = bool(body.get("after_accept", False))
+        endpoint = body.get("endpoint")
+        faults.reject_endpoint = str(endpoint).strip("/").lower() if endpoint else None
+        faults.reject_count = int(body.get("count", 1))
+        if faults.reject_count < 1:
+            raise ValueError("reject_order: count must be at least 1")
     elif kind == "unauthorized":
         if body.get("token"):
             faults.unauthorized_tokens.add(str(body["token"]))

@@ -63,6 +63,7 @@ class OrderApi:
         schema: dict[str, Any],
         required: tuple[str, ...],
         can_accept: bool = False,
+        endpoint: str = "placeorder",
     ) -> tuple[AccountSpec, Contract]:
         """The account and contract of an order body, or ``Rejected``."""
         err = v.check(body, schema, required)
@@ -76,7 +77,7 @@ class OrderApi:
         contract = self.world.contracts_by_name.get(str(body["symbol"]).upper())
         if contract is None:
             raise Rejected("InvalidContract", f"Invalid contract: {body['symbol']}")
-        reject = self.world.faults.take_reject(can_accept)
+        reject = self.world.faults.take_reject(can_accept, endpoint)
         if reject is not None:
             raise Rejected(*reject)
         return acc, contract
@@ -122,7 +123,7 @@ class OrderApi:
     def placeoso(self, login: LoginSpec, body: Any) -> Result:
         req = ("action", "symbol", "orderQty", "orderType", "bracket1")
         try:
-            acc, contract = self._order_prelude(login, body, v.PLACE_OSO, req)
+            acc, contract = self._order_prelude(login, body, v.PLACE_OSO, req, endpoint="placeoso")
         except Rejected as r:
             return fail(r.reason, r.text)
         brackets = [body[k] for k in ("bracket1", "bracket2") if body.get(k) is not None]
@@ -148,7 +149,7 @@ class OrderApi:
     def placeoco(self, login: LoginSpec, body: Any) -> Result:
         req = ("action", "symbol", "orderQty", "orderType", "other")
         try:
-            acc, contract = self._order_prelude(login, body, v.PLACE_OCO, req)
+            acc, contract = self._order_prelude(login, body, v.PLACE_OCO, req, endpoint="placeoco")
         except Rejected as r:
             return fail(r.reason, r.text)
         other = body["other"]
@@ -173,7 +174,7 @@ class OrderApi:
             return fail("UnknownReason", NOT_AUTOMATED)
         if not self._owned(login, body["orderId"]):
             return fail("Unauthorized", DENIED)
-        reject = self.world.faults.take_reject()
+        reject = self.world.faults.take_reject(endpoint="modifyorder")
         if reject is not None:
             return fail(*reject)
         try:
@@ -214,6 +215,9 @@ class OrderApi:
         entry = self.world.accounts.get(body["accountId"])
         if entry is None or entry[1] is not login:
             return fail("Unauthorized", DENIED)
+        reject = self.world.faults.take_reject(endpoint="liquidateposition")
+        if reject is not None:
+            return fail(*reject)
         try:
             oid, events = self.ex.liquidate(body["accountId"], body["contractId"])
         except Rejected as r:
@@ -240,7 +244,7 @@ class OrderApi:
         if isinstance(parsed, str):
             return 200, {"errorText": parsed}
         entry_body, legs = parsed
-        reject = self.world.faults.take_reject()
+        reject = self.world.faults.take_reject(endpoint="startorderstrategy")
         if reject is not None:
             return 200, {"errorText": reject[1]}
         if entry_body.get("isAutomated") is False:

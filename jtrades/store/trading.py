@@ -3,7 +3,7 @@ and reads of the mirrored broker state (``store.mirror`` writes it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -21,6 +21,8 @@ class ConfigRows:
     links: list[dict[str, Any]]
     halted: Any
     fingerprint: str
+    # every active sub-account of every login, linked or not (what ``halt --flatten`` reaches)
+    subs: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def config_fingerprint(ex: Executor) -> str:
@@ -35,8 +37,9 @@ async def load_config(ex: Executor) -> ConfigRows:
         recorders = [dict(r) for r in await ex.fetch(q("trading.config_recorders"))]
         traders = [dict(r) for r in await ex.fetch(q("trading.config_traders"))]
         links = [dict(r) for r in await ex.fetch(q("trading.config_links"))]
+        subs = [dict(r) for r in await ex.fetch(q("trading.config_subs"))]
         halted = await ex.fetchval(q("trading.halted"))
-    return ConfigRows(recorders, traders, links, halted, str(fp))
+    return ConfigRows(recorders, traders, links, halted, str(fp), subs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,17 @@ FROM trader_accounts ta
 JOIN sub_accounts s ON s.id = ta.sub_account_id
 JOIN accounts a ON a.id = s.account_id;
 
+-- name: trading.config_subs()
+-- Every sub-account of every stored login that the broker still lists (`active`), linked to a
+-- trader or not, halted or not: `halt --flatten` closes every position, and a position outlives
+-- the trader that opened it (deleted, moved to another sub-account, or gone with a recorder).
+SELECT s.id AS sub_account_id, s.broker_account_id, s.name AS sub_name, s.halted AS sub_halted,
+       a.id AS account_id, a.env, a.label, a.halted AS account_halted, a.user_id
+FROM sub_accounts s
+JOIN accounts a ON a.id = s.account_id
+WHERE s.active
+ORDER BY s.id;
+
 -- name: trading.halted()
 SELECT value FROM system_flags WHERE name = 'halted';
 

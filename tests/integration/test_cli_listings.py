@@ -311,6 +311,28 @@ async def test_halt_resume_and_status(
     assert "nope" in r.error_line()
 
 
+async def test_a_resume_of_everything_names_the_logins_still_halted(
+    seeded: dict[str, int], pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    """``resume`` answered "resumed: all" while a login halted on its own stayed halted: it
+    still lifts the global switch only, and now says which logins stay halted."""
+    await cli(db_url, data_dir, "halt", "--account", "apex-1")
+    await cli(db_url, data_dir, "halt")
+
+    out = await cli(db_url, data_dir, "resume", "--json")
+    assert out["resumed"] == "all"  # type: ignore[index]
+    assert out["still_halted"] == ["apex-1"]  # type: ignore[index]
+    assert await pool.fetchval("SELECT halted FROM accounts WHERE label = 'apex-1'") is True
+    r = await ainvoke(["resume"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 0
+    assert "still halted: apex-1 (resume --account LABEL to lift)" in r.stderr
+
+    await cli(db_url, data_dir, "resume", "--account", "apex-1")
+    r = await ainvoke(["resume"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 0
+    assert "still halted" not in r.stderr
+
+
 async def test_halting_again_keeps_a_flatten_still_in_progress(
     seeded: dict[str, int], pool: asyncpg.Pool, db_url: str, data_dir: Path
 ) -> None:

@@ -72,12 +72,13 @@ class Blind(PaperBroker):
 
 
 class Refusing(PaperBroker):
-    """A login whose broker refuses liquidations."""
+    """A login whose broker refuses liquidations (the next ``refuse`` of them; -1: every one)."""
 
-    refuse = False
+    refuse = 0
 
     async def liquidate_position(self, account: SubAccount, contract_id: int) -> None:
         if self.refuse:
+            self.refuse -= 1 if self.refuse > 0 else 0
             raise BrokerRejected("Market is closed")
         await super().liquidate_position(account, contract_id)
 
@@ -331,24 +332,129 @@ async def test_an_unsynced_account_keeps_the_request_pending_until_it_is_flat(
     assert (await flatten_flag(pool))["progress"]["left"] == []
 
 
-async def test_a_liquidation_the_broker_refuses_ends_the_request_and_says_so(
+async def test_a_liquidation_the_broker_refused_once_is_retried_until_flat(
     database: Database, start: Start
 ) -> None:
+    """A refusal (a risk check, a busy venue) ended the request at once, the position open and
+    the request done: it is asked again after the back-off."""
     pool = database.pool
     refusing = Refusing()
-    engine, _, a = await one_long(pool, start, "rf", paper=refusing)
-    refusing.refuse = True
+    engine, _, a = await one_long(pool, start, "ro", paper=refusing)
+    fast_retries(engine)
+    refusing.refuse = 1
 
     await request_flatten(engine, pool)
     await wait_done(pool)
+
+    assert await positions(engine, pool, a) == {}
+    progress = (await flatten_flag(pool))["progress"]
+    assert progress["refused"] == []
+    assert progress["left"] == []
+    states = await pool.fetch(
+        "SELECT state FROM order_intents WHERE kind = 'liquidate' ORDER BY id"
+    )
+    assert [r["state"] for r in states] == ["rejected", "done"]
+
+
+async def test_a_liquidation_the_broker_keeps_refusing_is_given_up_and_said(
+    database: Database, start: Start
+) -> None:
+    """Refused again and again (a closed market): the request stays pending with the refusal
+    on it, is asked again up to ``max_refusals`` times, then ends naming what is still open."""
+    pool = database.pool
+    refusing = Refusing()
+    engine, _, a = await one_long(pool, start, "rf", paper=refusing)
+    engine._flattener._max_refusals = 3
+    engine._flattener._retry_s = engine._flattener._max_retry_s = 1.0  # room to look between
+    refusing.refuse = -1
+
+    async def reported() -> bool:
+        return bool((await flatten_flag(pool)).get("progress", {}).get("left"))
+
+    with structlog.testing.capture_logs() as logs:
+        await request_flatten(engine, pool)
+        await wait_for(reported, "the refusal reported on the pending request")
+        f = await flatten_flag(pool)
+        assert "done_at" not in f
+        (left,) = f["progress"]["left"]
+        assert left["sub_account_id"] == a
+        # the same words on each attempt: a pass that has nothing new to say writes nothing
+        assert left["why"] == "refused by the broker, tried again (up to 3 times): Market is closed"
+        await wait_done(pool)
 
     progress = (await flatten_flag(pool))["progress"]
     assert progress["left"] == []
     (refused,) = progress["refused"]
     assert refused["sub_account_id"] == a
+    assert "3 times, given up: " in refused["why"]
     assert "Market is closed" in refused["why"]
     assert await positions(engine, pool, a) != {}  # refused, and not reported as closed
-    assert len(await liquidation_ids(pool)) == 1  # a refusal is not retried
+    assert len(await liquidation_ids(pool)) == 3
+    (said,) = [e for e in logs if e["event"] == "engine.flatten_refused"]
+    assert said["log_level"] == "error"
+    assert f"sub {a} " in said["detail"]
+
+
+# --- positions no trader links any more ---------------------------------------------------------
+
+
+async def mirrored(pool: asyncpg.Pool, sub_id: int) -> int:
+    return int(
+        await pool.fetchval(
+            "SELECT COALESCE(sum(net_pos), 0) FROM positions WHERE sub_account_id = $1", sub_id
+        )
+    )
+
+
+async def test_flatten_closes_a_position_whose_trader_was_deleted(
+    database: Database, start: Start
+) -> None:
+    """The flatten walked the traders' links only: a position whose trader was deleted stayed
+    open at the broker, and the request said done."""
+    pool = database.pool
+    engine, _, a = await one_long(pool, start, "td", size=2)
+    await wait_for(lambda: _is(mirrored(pool, a), 2), "the position mirrored")
+    await pool.execute("DELETE FROM traders")
+    await engine.config.refresh()
+    assert a not in engine.config.snapshot.links_by_sub
+
+    await request_flatten(engine, pool)
+    await wait_done(pool)
+
+    assert await positions(engine, pool, a) == {}
+    assert (await flatten_flag(pool))["progress"]["closed"] == 1
+    # the mirror follows a sub-account no trader links: `status` does not show it open
+    await wait_for(lambda: _is(mirrored(pool, a), 0), "the liquidation mirrored")
+
+
+async def test_flatten_restores_and_closes_a_paper_login_no_trader_links(
+    database: Database, start: Start
+) -> None:
+    """After a restart a paper login no trader links has no state in memory: the flatten found
+    it flat. Its stored positions are put back first, then closed."""
+    pool = database.pool
+    engine, _, a = await one_long(pool, start, "pl")
+    await wait_for(lambda: _is(mirrored(pool, a), 1), "the position mirrored")
+    await engine.close()
+    await pool.execute("DELETE FROM traders")
+    engine = await start()  # a new run: nothing links the login, nothing of it is restored
+    assert a not in engine.config.snapshot.links_by_sub
+    aid, _ = await account_of(pool, a)
+    symbol = await pool.fetchval("SELECT symbol FROM positions WHERE sub_account_id = $1", a)
+    engine.brokers.paper(aid).on_price(symbol, Decimal("21500"))  # paper fills need a price
+
+    await request_flatten(engine, pool, "pl-a")
+    await wait_done(pool)
+
+    progress = (await flatten_flag(pool))["progress"]
+    assert progress["closed"] == 1, progress
+    assert await positions(engine, pool, a) == {}
+    assert len(await liquidation_ids(pool)) == 1
+    await wait_for(lambda: _is(mirrored(pool, a), 0), "the liquidation mirrored")
+
+
+async def _is(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
 
 
 async def test_a_request_run_again_after_a_crash_finds_its_clordids(

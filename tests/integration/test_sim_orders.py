@@ -313,6 +313,26 @@ async def test_reject_after_accept_answers_an_order_id_then_rejects_it(
     assert sim.state()["accounts"]["SIM1"]["positions"][0]["netPos"] == 1
 
 
+async def test_reject_order_for_liquidations_refuses_the_next_n_and_nothing_else(
+    sim: SimHandle, http: aiohttp.ClientSession
+) -> None:
+    """``endpoint`` names the command a rejection is for: a liquidation the broker refuses
+    (twice here), while orders go on as usual; the default leaves liquidations alone."""
+    bare = await bare_connect(http, sim, (await request_token(http, sim))["accessToken"])
+    sim.fault("reject_order", endpoint="liquidateposition", text="Busy", count=2)
+    assert "orderId" in (await bare.call("order/placeorder", market_order(sim))).data
+    body = {"accountId": sim.account_id("SIM1"), "contractId": sim.contract("MNQ").id}
+    for _ in range(2):
+        r = await bare.call("order/liquidateposition", {**body, "admin": False})
+        assert r.data.get("failureText") == "Busy", r.data
+    assert sim.state()["accounts"]["SIM1"]["positions"][0]["netPos"] == 1
+    sim.fault("reject_order", text="Only orders")  # the default: not a liquidation
+    assert (await bare.call("order/liquidateposition", {**body, "admin": False})).data["orderId"]
+    assert sim.state()["accounts"]["SIM1"]["positions"] == []
+    r = await bare.call("order/placeorder", market_order(sim))
+    assert r.data.get("failureText") == "Only orders", r.data
+
+
 async def test_events_after_fault_sends_the_answer_first(
     sim: SimHandle, http: aiohttp.ClientSession
 ) -> None:

@@ -68,3 +68,34 @@ def test_only_a_set_column_is_the_traders_own_and_the_trader_keeps_its_owners_zo
     assert not bad.enabled
     assert bad.overridden == frozenset()
     assert bad.settings == rec.settings
+
+
+def _sub(sid: int, label: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "sub_account_id": sid,
+        "broker_account_id": 100 + sid,
+        "sub_name": f"S{sid}",
+        "account_id": 10 if label == "a" else 20,
+        "env": "demo",
+        "label": label,
+        "user_id": 2,
+        "account_halted": False,
+        "sub_halted": False,
+    } | kw
+
+
+def test_a_flatten_reaches_sub_accounts_no_trader_links() -> None:
+    """A position outlives its trader: the kill switch's reach is every stored sub-account,
+    its login's session is wanted while a flatten of it is pending, and its events mirrored."""
+    link = _sub(1, "a") | {"trader_id": 7, "multiplier": 2, "enabled": True, "active": True}
+    subs = [_sub(1, "a"), _sub(2, "a", sub_halted=True), _sub(3, "B")]
+    flag = {"halted": True, "flattens": {"t": {"requested_at": "t", "account": "b"}}}
+    snap = build_snapshot(ConfigRows([], [], [link], flag, "x", subs))
+    assert list(snap.links_by_sub) == [1]
+    assert snap.subs[1].trader_id == 7  # a linked one is its link
+    assert (snap.subs[2].trader_id, snap.subs[2].halted) == (0, True)
+    assert [lk.sub_account_id for lk in snap.flatten_subs(None)] == [1, 2, 3]
+    assert [lk.sub_account_id for lk in snap.flatten_subs("A")] == [1, 2]
+    assert [lk.sub_account_id for lk in snap.flattening()] == [3]
+    assert snap.sub_account_id(20, 103) == 3
+    assert build_snapshot(ConfigRows([], [], [link], None, "x", subs)).flattening() == []
