@@ -3,7 +3,9 @@ body; the pipeline is ``jtrades.webhook``), ``/healthz``, ``/readyz``, ``/metric
 ``/oauth/callback``.
 
 The access log names the route (``/webhook/{token}``), never the path, so tokens stay out of logs
-(money rule 8).
+(money rule 8). Every POST under ``/webhook`` reaches the webhook code, even to a URL no webhook
+is at (``/webhook/<token>/extra``): every delivery is stored with its verdict, and errors are
+JSON.
 """
 
 from __future__ import annotations
@@ -138,6 +140,10 @@ def build_app(hooks: Webhooks, oauth: OAuthCallback | None = None) -> web.Applic
     app.router.add_post("/webhook/{token}", hooks.handle)
     app.router.add_post("/webhook/{token}/", hooks.handle)  # a URL pasted with a trailing slash
     app.router.add_post("/webhook", hooks.handle)
+    app.router.add_post("/webhook/", hooks.handle)  # the same, token in the body
+    # Any other /webhook/… URL: the webhook code answers (a JSON 404 and a stored row), not
+    # aiohttp's text 404, which would store nothing; TradingView does not re-send a 4xx.
+    app.router.add_post("/webhook/{stray:.+}", hooks.handle)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)

@@ -1,7 +1,8 @@
 """The webhook pipeline up to the engine: allowlist, body limit, token, parse, dedup, answer.
 
 Every delivery leaves a ``signals`` row, whatever becomes of it. The order of checks is fixed:
-IP allowlist (403), body size (413), token (401 none, 404 unknown), body (400/422); then the
+IP allowlist (403), body size (413), a URL no webhook is at (404 ``not_found``), token (401
+none, 404 unknown), body (400/422); then the
 engine gets the delivery (``store.signals.Delivery``, its id drawn in advance) and stores it
 with its orders' intents in one atomic statement that also decides whether the alert is new
 (money rule 3). From that statement on, orders may leave, so nothing after it answers 5xx:
@@ -185,6 +186,13 @@ class Webhooks:
 
         body, oversize = await self._read_body(request)
         path_token = (request.match_info.get("token") or "").strip() or None
+        # ``stray``: the rest of a /webhook/… URL no other route takes (``<token>/extra``); all
+        # of it and each of its parts are masked, as any one of them may be the token
+        stray = request.match_info.get("stray")
+        if stray is not None:
+            in_path = [stray, *(p.strip() for p in stray.split("/") if p.strip())]
+        else:
+            in_path = [path_token] if path_token else []
         if oversize is not None:
             return await self._refuse(
                 413,
@@ -193,9 +201,11 @@ class Webhooks:
                 received_at,
                 remote,
                 ctype,
-                _strip_tokens(body, path_token),
+                _strip_tokens(body, *in_path),
                 info={"size": oversize, "truncated_to": len(body)},
             )
+        if stray is not None:
+            return await self._stray(in_path, body, received_at, remote, ctype)
 
         signal: Signal | None = None
         invalid: InvalidSignal | None = None
@@ -403,6 +413,33 @@ class Webhooks:
                     out["reason"] = row.reason
                 return out
             await asyncio.sleep(0.05)  # the first is being processed by another daemon
+
+    async def _stray(
+        self,
+        in_path: list[str],  # the stray path, then its parts
+        body: bytes,
+        received_at: datetime,
+        remote: str | None,
+        ctype: str | None,
+    ) -> web.Response:
+        """A POST to a /webhook/… URL no webhook is at (a pasted URL with extra path, a doubled
+        slash): not acted on, since which part is the token is a guess, but stored and answered
+        in JSON like any refusal, and attributed to the recorder whose token the URL or the body
+        carries, so its user sees why the alert did nothing."""
+        _whole, *parts = in_path
+        candidates = [*parts[:1], find_token(body)]  # the URL's first part, the body's token
+        recorder_id: int | None = None
+        for candidate in candidates:
+            if candidate:
+                _, recorder_id = await self.tokens.resolve(candidate)
+                if recorder_id is not None:
+                    register_secret(candidate)
+                    break
+        return await self._refuse(
+            404, "not_found", "no webhook at this URL: use /webhook/<token>, or /webhook with "
+            "the token in the body", received_at, remote, ctype,
+            _strip_tokens(body, *in_path, *candidates), recorder_id=recorder_id,
+        )  # fmt: skip
 
     async def _refuse(
         self,

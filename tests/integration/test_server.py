@@ -123,6 +123,52 @@ async def test_url_pasted_with_a_trailing_slash_or_space_works(stack: Stack) -> 
         assert status == 200, (path, body)
 
 
+async def test_bare_url_with_a_trailing_slash_takes_the_token_in_the_body(stack: Stack) -> None:
+    """``https://host/webhook/`` (token in the body) is ``/webhook``, as ``/webhook/<token>/`` is
+    ``/webhook/<token>``: aiohttp's own text 404 stored nothing, and TradingView does not
+    re-send a 4xx, so the alert was lost without a trace."""
+    raw = b'{"action": "buy", "ticker": "MNQ1!", "token": "%s"}' % stack.token.encode()
+    status, body = await stack.post(raw, path="/webhook/")
+    assert status == 200, body
+    row = await stack.row(body["signal_id"])
+    assert (row["recorder_id"], row["verdict"]) == (stack.recorder_id, "accepted")
+    assert stack.token.encode() not in row["raw_body"]
+
+
+async def test_any_other_webhook_url_is_a_json_404_and_stored(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A URL under /webhook that no route serves is answered by the webhook code, not by
+    aiohttp's text 404: a JSON reason, a stored row (attributed when the URL or the body
+    carries a known token, so the user sees it), and the token in neither the row nor a log."""
+    t = stack.token
+    raw = b'{"action": "buy", "ticker": "MNQ1!", "token": "%s"}' % t.encode()
+    cases = [  # path, body, the recorder the row is attributed to
+        (f"/webhook/{t}/extra", ALERT, stack.recorder_id),
+        (f"/webhook/{t}/x", b'{"comment": "%s"}' % t.encode(), stack.recorder_id),
+        (f"/webhook/{t}//", raw, stack.recorder_id),
+        (f"/webhook//{t}", ALERT, stack.recorder_id),
+        ("/webhook/a/b", raw, stack.recorder_id),
+        ("/webhook//", raw, stack.recorder_id),
+        ("/webhook/a/b/", ALERT, None),
+        (f"/webhook/{new_webhook_token()}/x", ALERT, None),
+    ]
+    caplog.set_level(logging.DEBUG)
+    with structlog.testing.capture_logs() as events:
+        for path, sent, recorder_id in cases:
+            async with stack.client.post(path, data=sent) as r:
+                status, ctype, body = r.status, r.content_type, await r.json()
+            assert (status, ctype) == (404, "application/json"), (path, body)
+            assert body["error"] == "not_found", (path, body)
+            row = await stack.row(body["signal_id"])
+            assert (row["verdict"], row["http_status"]) == ("invalid", 404)
+            assert row["recorder_id"] == recorder_id, path
+            assert t.encode() not in row["raw_body"], path
+    assert {e["route"] for e in events if e["event"] == "http.request"} == {"/webhook/{stray}"}
+    assert t not in repr(events)
+    assert t not in caplog.text
+
+
 async def test_plain_text_with_any_content_type(stack: Stack) -> None:
     status, body = await stack.post(b"sell MNQ1! 2", headers={"Content-Type": "text/plain"})
     assert status == 200, body
@@ -142,6 +188,19 @@ async def test_token_in_body_is_accepted_and_masked_in_storage(stack: Stack) -> 
     assert stack.token.encode() not in row["raw_body"]
     assert b"***" in row["raw_body"]
     assert "token" not in (row["parsed"] or {})
+
+
+async def test_token_in_body_written_with_json_escapes_is_masked_whole(stack: Stack) -> None:
+    """``"token":"abcde\\u0066…"`` authenticates (JSON decodes the escape); the stored body
+    held everything after the first backslash in clear (money rule 8)."""
+    t = stack.token
+    escaped = t[:5] + f"\\u{ord(t[5]):04x}" + t[6:]
+    raw = b'{"action": "buy", "ticker": "MNQ1!", "token": "%s"}' % escaped.encode()
+    status, body = await stack.post(raw, path="/webhook")
+    assert status == 200, body
+    row = await stack.row(body["signal_id"])
+    assert row["recorder_id"] == stack.recorder_id
+    assert row["raw_body"] == b'{"action": "buy", "ticker": "MNQ1!", "token": "***"}'
 
 
 # --- bad input: its 4xx and a stored row -------------------------------------------------------
@@ -403,9 +462,16 @@ async def test_access_log_never_prints_the_token(
             assert r.status == 404
         raw = b'{"action": "buy", "token": "%s"}' % stack.token.encode()
         await stack.post(raw, path="/webhook")
+        async with stack.client.get(f"/nowhere/{stack.token}") as r:
+            assert r.status == 404
     access = [e for e in events if e["event"] == "http.request"]
-    assert len(access) == 4
-    assert {e["route"] for e in access} == {"/webhook/{token}", "<unmatched>", "/webhook"}
+    assert len(access) == 5
+    assert {e["route"] for e in access} == {
+        "/webhook/{token}",
+        "/webhook/{stray}",
+        "/webhook",
+        "<unmatched>",
+    }
     assert stack.token not in repr(events)
     assert stack.token not in caplog.text
 

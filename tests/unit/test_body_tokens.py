@@ -71,3 +71,93 @@ def test_agrees_with_the_parser(key: str, value: str, action: str) -> None:
         return
     assert parsed.token == value
     assert parse_payload(masked, None).action == parsed.action
+
+
+# --- a token written with JSON escapes -------------------------------------------------------
+# ``json.loads`` decodes ``\u0067`` and ``\/``, so such a token authenticates; masking that
+# stopped at the first backslash stored the rest of it in clear.
+
+_SHORT = {'"': '\\"', "\\": "\\\\", "/": "\\/"}
+
+
+def _escape(text: str, which: list[bool]) -> str:
+    """``text`` as a JSON string's inside, escaping the characters ``which`` picks (and those
+    JSON requires) either as ``\\uXXXX`` or in their short form."""
+    out = []
+    for i, ch in enumerate(text):
+        pick = which[i % len(which)] if which else False
+        if ch in _SHORT and (pick or ch != "/"):
+            out.append(_SHORT[ch] if i % 2 else f"\\u{ord(ch):04x}")
+        elif pick:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def test_an_escaped_token_is_found_and_masked_whole() -> None:
+    escaped = TOKEN[:5] + f"\\u{ord(TOKEN[5]):04x}" + TOKEN[6:]
+    body = b'{"action":"buy","ticker":"MNQ1!","token":"%s","id":"a1"}' % escaped.encode()
+    assert parse_payload(body, None).token == TOKEN
+    assert find_token(body) == TOKEN
+    assert mask_tokens(body) == b'{"action":"buy","ticker":"MNQ1!","token":"***","id":"a1"}'
+
+
+def test_an_escaped_quote_never_starts_a_member() -> None:
+    """Text inside a string is not a member (the parser reads no token there), and scanning
+    never starts in it: a run of escapes is read once, so the cost stays linear."""
+    body = b'{"comment":"say \\"token\\":\\"abcdef\\" \\\\","token":"%s"}' % TOKEN.encode()
+    assert json.loads(body)["comment"] == 'say "token":"abcdef" \\'
+    assert find_token(body) == TOKEN
+    assert mask_tokens(body) == body.replace(TOKEN.encode(), b"***")
+    runs = b'"\\' * 4000 + b',"token":"%s"' % TOKEN.encode()
+    assert mask_tokens(runs) == runs.replace(TOKEN.encode(), b"***")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"action":"purchase","token":"%s"}',  # JSON the parser refuses
+        b'{"action":"buy","tok\\u0065n":"%s","comment":"cut off here',  # an escaped key, cut
+        b'{"action":"buy","passphrase":"%s"',  # cut right after the value
+    ],
+)
+def test_an_escaped_token_in_a_body_that_does_not_parse(body: bytes) -> None:
+    escaped = "tok\\u005fAbC-12\\/34\\u0035\\u0036789xyz"  # "tok_AbC-12/3456789xyz"
+    body = body.replace(b"%s", escaped.encode())
+    assert find_token(body) == "tok_AbC-12/3456789xyz"
+    masked = mask_tokens(body)
+    assert escaped.encode() not in masked
+    assert b"789xyz" not in masked
+    assert b"***" in masked
+
+
+@given(
+    key=st.sampled_from(["token", "Token", "key", "secret", "passphrase", "webhook_token"]),
+    value=st.text(alphabet='abcLMN0123456789_-/"\\é', min_size=1, max_size=40),
+    which=st.lists(st.booleans(), max_size=8),
+    key_which=st.lists(st.booleans(), max_size=4),
+    cut=st.integers(min_value=1, max_value=400),
+)
+def test_escaped_tokens_are_masked_whole(
+    key: str, value: str, which: list[bool], key_which: list[bool], cut: int
+) -> None:
+    """Whatever is escaped, in the key or the value: the parser and ``find_token`` read the
+    same token, and the masked body holds neither it nor its escaped form, only ``***``; cut
+    anywhere in the value (the size limit), nothing of the value is left after the mask."""
+    raw_key = _escape(key, key_which)
+    escaped = _escape(value, which)
+    head = '{"action":"buy","ticker":"MNQ1!","' + raw_key + '":"'
+    body = (head + escaped + '","id":"x"}').encode()
+    assert json.loads(body)[key] == value
+    assert find_token(body) == value
+    assert parse_payload(body, None).token == value
+    masked = mask_tokens(body)
+    assert json.loads(masked)[key] == "***"
+    if len(value) >= 6:  # shorter ones may be found in the rest of the body by chance
+        assert value.encode() not in masked
+        assert escaped.encode() not in masked
+    # cut inside the value, even mid-escape: all of it that is left is masked
+    start = len(head.encode())
+    cut_body = body[: start + 1 + cut % len(escaped.encode())]
+    assert mask_tokens(cut_body) == body[:start] + b"***"
