@@ -43,6 +43,8 @@ class AccountResult:
     unknown: int = 0
     expired: int = 0
     messages: list[str] = field(default_factory=list)
+    # another trader's plan for the same account was sent instead (``plan_groups``)
+    outranked_by: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         # by hand: dataclasses.asdict deep-copies, and a signal has one of these per sub-account
@@ -140,22 +142,28 @@ def plan_groups(
     for group in groups:
         planned = [_plan_one(it, signal_id, tag, expires_at) for it in group]
         best = min(range(len(planned)), key=lambda i: _rank(planned[i]))
+        winner, chosen = group[best], planned[best]
         for i, (it, outcome) in enumerate(zip(group, planned, strict=True)):
-            if i != best:
-                winner = group[best]
-                results.append(
-                    AccountResult(
-                        it.trader_id,
-                        it.link.sub_account_id,
-                        "ignore",
-                        f"account {it.link.sub_name} traded by trader {winner.trader_id}"
-                        f" (sub-account {winner.link.sub_account_id}) for this signal",
-                    )
+            if i == best:
+                continue
+            if isinstance(chosen, Prepared):
+                # its entry counts were moved by the fan-out: the engine puts them back
+                outcome = AccountResult(
+                    it.trader_id,
+                    it.link.sub_account_id,
+                    "ignore",
+                    f"account {it.link.sub_name} traded by trader {winner.trader_id}"
+                    f" (sub-account {winner.link.sub_account_id}) for this signal",
+                    outranked_by=winner.trader_id,
                 )
-            elif isinstance(outcome, Prepared):
-                prepared.append(outcome)
-            else:
-                results.append(outcome)
+            elif isinstance(outcome, Prepared):  # cannot be: ranked above the chosen one
+                continue
+            results.append(outcome)
+        # last: the signal's detail keeps one result per sub-account, the last one given
+        if isinstance(chosen, Prepared):
+            prepared.append(chosen)
+        else:
+            results.append(chosen)
     return prepared
 
 

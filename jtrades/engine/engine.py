@@ -40,7 +40,7 @@ from jtrades.db import Database
 from jtrades.engine.changes import ChangeFeed
 from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.counters import Counters, SessionCounters, Undo
-from jtrades.engine.dispatch import Dispatcher
+from jtrades.engine.dispatch import Dispatcher, DispatchResult
 from jtrades.engine.fanout import Fanout
 from jtrades.engine.filters import RecorderState, check_recorder, is_entry
 from jtrades.engine.flatten import Flattener
@@ -270,6 +270,21 @@ class Engine:
                 self.counters.undo(undo)
             return out
 
+    def _uncount_outranked(
+        self, result: DispatchResult, detail: dict[str, Any], undo: Undo
+    ) -> None:
+        """A trader none of whose accounts took its plan (another trader's on the same account
+        was sent: ``account_plans.plan_groups``) made no entry: its counts go back (a cooldown
+        it never started refused its reversal; its one entry of the session was used up).
+        The outcome's detail replaces the list the claim stored, which a restart counts."""
+        outranked = {a.trader_id for a in result.accounts if a.outranked_by is not None}
+        outranked -= {a.trader_id for a in result.accounts if a.outranked_by is None}
+        for tid in outranked:
+            if tid is not None and tid in detail["trader_entries"]:
+                detail["trader_entries"].remove(tid)
+                if ("trader", tid) in undo:
+                    self.counters.undo({("trader", tid): undo[("trader", tid)]})
+
     async def _store(self, out: Outcome, delivery: signal_store.Delivery | None) -> Outcome:
         """An outcome with no orders: store the delivery first when it is not stored yet."""
         if delivery is None:
@@ -289,6 +304,8 @@ class Engine:
         delivery: signal_store.Delivery | None,
         undo: Undo | None,
     ) -> Outcome:
+        if undo is None:
+            undo = {}  # a signal handed over stored: nothing to put back but the outranked's
         now = datetime.now(UTC)
         ttl = self._settings.trading.signal_ttl_s
         if (now - received_at).total_seconds() > ttl:
@@ -370,6 +387,7 @@ class Engine:
         )
         if result.duplicate_of is not None:
             return _duplicate(result.duplicate_of)
+        self._uncount_outranked(result, detail, undo)
         detail["accounts"] = {str(a.sub_account_id): a.as_dict() for a in result.accounts}
         if result.storage_failed:
             return Outcome(

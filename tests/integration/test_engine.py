@@ -1033,3 +1033,82 @@ async def test_two_traders_on_one_sub_account_split_by_direction(
     assert await net_pos(engine, pool, sub) == -1, out.detail
     out = await send(engine, pool, rec, buy())  # the long-only trader reverses it: long 2
     assert await net_pos(engine, pool, sub) == 2, out.detail
+
+
+async def test_a_trader_outranked_on_its_account_has_no_entry_counted(
+    database: Database, engine_factory: Any
+) -> None:
+    """Two traders on one sub-account, a long-only x2 and a both-sides x1 with a one-hour
+    cooldown and one entry a session: the buy went to the long-only trader, yet the other's
+    cooldown started and its one entry was used, so its reversal later was refused."""
+    pool = database.pool
+    u = await make_user(pool, "outr")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (sub,) = await make_paper_account(pool, u, "outr-paper")
+    a = await make_trader(pool, u, rec, [(sub, 2)], direction="long")
+    await make_trader(pool, u, rec, [(sub, 1)], cooldown_s=3600, max_signals=1)
+    engine = await engine_factory()
+    out = await send(engine, pool, rec, buy())
+    assert await net_pos(engine, pool, sub) == 2
+    assert out.detail["accounts"][str(sub)]["trader_id"] == a
+    assert out.detail["trader_entries"] == [a]  # what a restart counts
+    out = await send(engine, pool, rec, sell())  # the other trader's first entry: short 1
+    assert await net_pos(engine, pool, sub) == -1, out.detail
+
+
+async def test_two_traders_refusing_one_account_say_why_not_traded_by(
+    database: Database, engine_factory: Any
+) -> None:
+    """With no plan sending anything, the signal's detail (one result per sub-account) said
+    "traded by trader N" though nothing was, hiding why (rule 9)."""
+    pool = database.pool
+    u = await make_user(pool, "why")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (sub,) = await make_paper_account(pool, u, "why-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], direction="short")
+    await make_trader(pool, u, rec, [(sub, 1)], direction="short")
+    engine = await engine_factory()
+    out = await send(engine, pool, rec, buy())
+    assert await net_pos(engine, pool, sub) == 0
+    assert "traded by trader" not in out.detail["accounts"][str(sub)]["reason"]
+
+
+async def test_an_older_closed_positions_fills_are_not_the_lots_of_an_adopted_one(
+    database: Database, engine_factory: Any
+) -> None:
+    """The position held at restart was adopted from the broker (its fill is not stored): its
+    lots were read from an older, closed round trip's fills, and a -$100 close booked +$100."""
+    pool = database.pool
+    u = await make_user(pool, "stale")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (sub,) = await make_paper_account(pool, u, "stale-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], max_daily_loss=Decimal(50))
+    first = await engine_factory()
+    await send(first, pool, rec, buy("21400"))  # an earlier round trip: +$100
+    await send(first, pool, rec, close("21450"))
+
+    async def one_trade() -> bool:
+        return await pool.fetchval("SELECT count(*) FROM trades") == 1
+
+    await wait_for(one_trade, "the first round trip mirrored")
+    await first.close()
+    symbol = await pool.fetchval("SELECT symbol FROM fills LIMIT 1")
+    await pool.execute(  # what the mirror writes when it adopts: the position row, no fill
+        "INSERT INTO positions (sub_account_id, symbol, net_pos, net_price)"
+        " VALUES ($1, $2, 1, 21500) ON CONFLICT (sub_account_id, symbol)"
+        " DO UPDATE SET net_pos = 1, net_price = 21500",
+        sub,
+        symbol,
+    )
+    await pool.execute("DELETE FROM trades")  # a new trading day
+    engine = await engine_factory()
+    await send(engine, pool, rec, close("21450"))  # long 21500 out at 21450: -$100
+
+    async def closed() -> bool:
+        return await pool.fetchval("SELECT count(*) FROM trades") == 1
+
+    await wait_for(closed, "the round trip mirrored")
+    row = await pool.fetchrow("SELECT entry_price, pnl FROM trades")
+    assert (row["entry_price"], row["pnl"]) == (Decimal(21500), Decimal(-100))
+    out = await send(engine, pool, rec, buy("21450"))
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss")
