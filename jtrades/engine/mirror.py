@@ -165,7 +165,7 @@ class Mirror:
     ) -> None:
         """The positions the trades of new fills are measured against: (sub-account, symbol,
         net, average price, since) as last mirrored, with the lots their stored ``fills``
-        (newest first) leave open (``pnl.open_lots``), else one lot at the average."""
+        (oldest first) leave open (``pnl.open_lots``), else one lot at the average."""
         for sub, symbol, net, avg, since in rows:
             if net:
                 lots = open_lots(net, (fills or {}).get((sub, symbol), ()))

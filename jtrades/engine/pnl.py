@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 
 from jtrades.engine.tradingday import session_start
@@ -22,6 +22,10 @@ class ClosedTrade:
     exit_price: Decimal
     pnl: Decimal
 
+
+_EPOCH = datetime(
+    1970, 1, 1, tzinfo=UTC
+)  # a replay's fills need a time; open_lots reads only the lots
 
 # A trade closing lots of different prices shows their average entry to this many more decimal
 # places than the prices have (21500.3333 for 21500, 21500, 21501); its P&L stays exact.
@@ -67,24 +71,20 @@ def _average(cost: Decimal, qty: int, prices: list[Decimal]) -> Decimal:
 
 
 def open_lots(net: int, fills: Iterable[tuple[int, Decimal]]) -> tuple[tuple[int, Decimal], ...]:
-    """The lots a position of ``net`` still holds, from its fills (signed quantity, price),
-    newest first: closes take the oldest lots first, so what is left is the newest
-    ``abs(net)`` contracts bought (or sold, for a short). Empty when the fills do not add up
-    to ``net`` (some are missing): the caller falls back to one lot at the average.
+    """The lots a position of ``net`` holds, from every stored fill of its sub-account and
+    symbol (signed quantity, price), oldest first, measured as the mirror measured them;
+    empty when they do not come to ``net`` (some are missing: the position was adopted from
+    the broker, or a fill given up), and the caller falls back to one lot at the average.
 
     Why: a position seeded at start as one lot at its stored average lost first in first out
     across every restart (a partial exit leaves the broker's average where it was: long
-    100 + 110, a sell at 100, then a restart, booked the last close against 105)."""
-    need, sign, lots = abs(net), (1 if net > 0 else -1), []
+    100 + 110, a sell at 100, then a restart, booked the last close against 105). Replayed
+    whole and checked against the net, an older closed position's fills are never taken for
+    the lots of one whose own fills are missing."""
+    pos = OpenPosition()
     for qty, price in fills:
-        if need == 0:
-            break
-        if qty * sign <= 0:
-            continue
-        take = min(abs(qty), need)
-        lots.append((sign * take, price))
-        need -= take
-    return tuple(reversed(lots)) if need == 0 else ()
+        close_trade(pos, qty, price, Decimal(1), _EPOCH)
+    return pos.lots if pos.net == net and net else ()
 
 
 def close_trade(

@@ -84,7 +84,7 @@ async def positions(ex: Executor, sub_account_ids: list[int]) -> list[dict[str, 
 async def open_position_fills(
     ex: Executor, sub_account_ids: list[int]
 ) -> dict[tuple[int, str], list[tuple[int, Decimal]]]:
-    """(sub-account, symbol) -> the fills of that open position, (signed qty, price), newest
+    """(sub-account, symbol) -> the fills of that open position, (signed qty, price), oldest
     first."""
     with translate_errors():
         rows = await ex.fetch(q("trading.open_position_fills"), sub_account_ids)

@@ -87,12 +87,12 @@ SELECT sub_account_id, symbol, net_pos, net_price, updated_at
 FROM positions WHERE sub_account_id = ANY($1::bigint[]);
 
 -- name: trading.open_position_fills($1 sub_account_ids)
--- The fills of every position still open, newest first: the lots it holds (engine.pnl.open_lots).
+-- The fills of every position still open, oldest first: the lots it holds (engine.pnl.open_lots).
 SELECT f.sub_account_id, f.symbol, f.side, f.qty, f.price
 FROM fills f
 JOIN positions p ON p.sub_account_id = f.sub_account_id AND p.symbol = f.symbol
 WHERE p.net_pos <> 0 AND f.sub_account_id = ANY($1::bigint[])
-ORDER BY f.sub_account_id, f.symbol, f.filled_at DESC, f.broker_fill_id DESC;
+ORDER BY f.sub_account_id, f.symbol, f.filled_at, f.broker_fill_id;
 
 -- name: trading.paper_ids_used($1 account_id)
 -- The highest broker id a paper login's orders and fills were given (one counter numbers

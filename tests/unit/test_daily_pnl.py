@@ -94,17 +94,26 @@ def test_realized_pnl_is_the_exact_cash_flow(
 def test_the_lots_read_back_from_the_fills_are_the_lots_the_fills_left(
     fills: list[tuple[int, int, int]],
 ) -> None:
-    """A position seeded at start from its stored fills (newest first) holds the lots the
-    mirror had: one lot at the stored average lost first in first out across a restart."""
+    """A position seeded at start from its stored fills holds the lots the mirror had: one lot
+    at the stored average lost first in first out across a restart."""
     pos = OpenPosition()
     for sign, qty, price in fills:
         close_trade(pos, sign * qty, Decimal(price), Decimal(2), NOW)
-    newest_first = [(sign * qty, Decimal(price)) for sign, qty, price in reversed(fills)]
-    assert open_lots(pos.net, newest_first) == (pos.lots if pos.net else ())
+    stored = [(sign * qty, Decimal(price)) for sign, qty, price in fills]
+    assert open_lots(pos.net, stored) == (pos.lots if pos.net else ())
 
 
 def test_fills_that_do_not_add_up_give_no_lots() -> None:
     assert open_lots(3, [(1, Decimal(100)), (1, Decimal(101))]) == ()  # one fill is missing
+
+
+def test_an_older_closed_positions_fills_are_not_taken_for_the_lots() -> None:
+    """The position now held was adopted from the broker (its own fills are not stored): the
+    fills of an older, closed position added up to its size when read newest first, and the
+    next close was measured from their price (a -$100 trade booked +$100)."""
+    older = [(1, Decimal(21400)), (-1, Decimal(21410))]  # closed: flat
+    assert open_lots(1, older) == ()
+    assert open_lots(-1, older) == ()
 
 
 def test_a_position_seeded_at_a_28_digit_average_closes() -> None:
