@@ -58,6 +58,7 @@ class AccountResult:
             "unknown": self.unknown,
             "expired": self.expired,
             "messages": list(self.messages),
+            "outranked_by": self.outranked_by,
         }
 
 
