@@ -215,6 +215,13 @@ def roll_date(product: Product, year: int, month: int) -> date:
     return date(py, pm, 15 if product.roll is Roll.CRUDE else 20)
 
 
+def past_roll(root: str, year: int, month: int, today: date) -> bool:
+    """Whether the (year, month) contract of ``root`` is past its roll date on ``today``: its
+    volume has moved on, and with it TradingView's ``1!``. False for a root not in the table."""
+    product = PRODUCTS.get(root.upper())
+    return product is not None and today >= roll_date(product, year, month)
+
+
 def listed_contracts(product: Product, today: date, count: int) -> list[tuple[int, int]]:
     """The next ``count`` (year, month) contracts still tradable on ``today``, front first."""
     found: list[tuple[int, int]] = []

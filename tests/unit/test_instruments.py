@@ -12,6 +12,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from jtrades.broker.base import Contract
+from jtrades.broker.tradovate.symbols import front
 from jtrades.engine.instruments import (
     MONTH_CODES,
     PRODUCTS,
@@ -19,6 +20,7 @@ from jtrades.engine.instruments import (
     SymbolParts,
     calendar_contract,
     listed_contracts,
+    past_roll,
     product_for,
     roll_date,
     split_symbol,
@@ -427,3 +429,28 @@ async def test_concurrent_failures_reach_every_waiter() -> None:
     r = InstrumentResolver(Lookup({}), now=lambda: NOW)
     results = await asyncio.gather(*(r.resolve("HG1!") for _ in range(3)), return_exceptions=True)
     assert all(isinstance(e, InvalidSignal) for e in results)
+
+
+@pytest.mark.parametrize(
+    ("today", "expected"),
+    [
+        (date(2026, 12, 9), "MNQZ6"),  # the day before CME's roll date
+        (date(2026, 12, 10), "MNQH7"),  # roll date: volume (and TradingView's 1!) moved on
+        (date(2026, 12, 17), "MNQH7"),  # still listed at the broker until the 18th
+    ],
+)
+def test_the_front_by_the_brokers_listing_skips_a_contract_past_its_roll(
+    today: date, expected: str
+) -> None:
+    """Tradovate lists a contract until it expires: taken as the front in roll week, MNQ1! traded
+    the thin, expiring month a week after the chart had moved on."""
+    listed = ["MNQH7", "MNQZ6", "MNQM7"]
+    picked = front(listed, "MNQ", 1, today.year, lambda r, y, m: past_roll(r, y, m, today))
+    assert picked == expected
+    assert picked == calendar_contract("MNQ", 1, today)  # the broker and the calendar agree
+
+
+def test_a_listing_with_nothing_left_after_the_roll_is_taken_as_it_is() -> None:
+    today = date(2026, 12, 14)
+    assert front(["MNQZ6"], "MNQ", 1, 2026, lambda r, y, m: past_roll(r, y, m, today)) == "MNQZ6"
+    assert not past_roll("ZZZ", 2026, 12, today)  # a root the table does not know: as listed
