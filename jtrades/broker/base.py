@@ -201,6 +201,8 @@ class WorkingOrder:
     oco_id: int | None = None
     # the broker's text when it rejected the order after accepting it (a risk check)
     reason: str | None = None
+    # an order strategy's entry: its brackets are made when it fills, for its whole quantity
+    bracketed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,11 @@ reconciler does the I/O (``reconcile``). The rules, and the incidents behind the
   brackets for 3: stops for 4 on a long 3). So nothing is placed while they may activate
   (``activating``); the position waits like one with orders on their way out, until the entry
   fills (its brackets then cover it) or is cancelled (its brackets go with it, and the next
-  pass covers what is held). Suspended exits with no live entry beside them cannot activate
+  pass covers what is held). A Tradovate order strategy makes its brackets only once its entry
+  has filled whole, so there are no suspended orders to see: a live, partly filled entry of a
+  strategy on the position's side (``WorkingOrder.bracketed``) holds protection back the same
+  way (one not filled at all has no part in the position, which is protected as usual). Suspended
+  exits with no live entry beside them cannot activate
   and do not hold protection back; a live entry without suspended brackets does not either:
   when it fills the position grows past its stops, which never over-closes, and the next pass
   tops up.
@@ -131,8 +135,13 @@ def exit_book(
         if o.account_id == position.account_id and o.symbol == position.symbol and book.left(o) > 0
     ]
     mine = [o for o in here if o.side is exit_side]
-    entering = any(o.side is not exit_side and o.status in LIVE for o in here)
-    activating = tuple(o for o in mine if o.status is OrderStatus.SUSPENDED) if entering else ()
+    entering = [o for o in here if o.side is not exit_side and o.status in LIVE]
+    activating = (
+        *(o for o in mine if o.status is OrderStatus.SUSPENDED and entering),
+        # a Tradovate strategy's entry that made part of this position: its brackets come when
+        # it has filled whole (one not filled yet leaves the position's own protection alone)
+        *(o for o in entering if o.bracketed and filled.get(o.order_id, 0) > 0),
+    )
     leaving = [
         o
         for o in mine
@@ -154,7 +163,13 @@ def exit_book(
         else:
             loose.append(lim)
     return ExitBook(
-        net, tuple(pairs), tuple(stops.values()), tuple(loose), tuple(leaving), activating, filled
+        net,
+        tuple(pairs),
+        tuple(stops.values()),
+        tuple(loose),
+        tuple(leaving),
+        tuple(activating),
+        filled,
     )
 
 

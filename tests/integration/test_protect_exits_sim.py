@@ -179,3 +179,43 @@ async def test_a_retry_waits_for_what_the_failed_attempt_placed(
         assert sum(o["qty"] for o in stops) == 2, stops
         await sim.set_price("MNQ", "21490")  # down through the stops
         assert _net(sim) == 0
+
+
+async def test_a_partly_filled_strategy_entry_is_waited_for_not_stopped_twice(
+    database: Database, settings: Settings
+) -> None:
+    """A limit entry for 3 (a Tradovate order strategy with a 40-tick stop) fills 1 and keeps
+    working. Its brackets do not exist yet (Tradovate creates a strategy's brackets once the
+    entry fills; the view has no Suspended legs to wait for, unlike paper's), so protection
+    adds a stop for the 1 held. When the entry completes, the strategy's stop for 3 comes on
+    top: stops for 4 on a long 3, and a drop through them ends short 1."""
+    pool = database.pool
+    async with _sim_world(database, settings, size=3, sl=Decimal(40)) as (sim, engine, w):
+        out = await send(
+            engine, pool, w["rec"], buy("21500", order_type="limit", limit_price=Decimal("21490"))
+        )
+        assert out.orders == 1
+        await _view_orders(w, 1)
+        ex = sim.world.exchange
+        (entry,) = [o for o in ex.orders.values() if o.role == "entry" and o.status == "Working"]
+        # a thin market fills 1 of the 3 at the limit; the rest keeps working
+        ex._out = []
+        ex._fill_lot(entry, Decimal("21490"), 1)
+        sim.world.queue(ex._out)
+        await sim.flush()
+        await _view_net(w, 1)
+
+        await engine.reconciler.protect_positions()  # first sighting
+        await engine.reconciler.protect_positions()  # a pass later, still 1 filled
+
+        # the remaining 2 fill: the strategy's brackets are created for its whole 3
+        ex._out = []
+        entry.spec.qty = 2
+        ex._fill(entry, Decimal("21490"))
+        entry.spec.qty = 3
+        sim.world.queue(ex._out)
+        await sim.flush()
+        assert _net(sim) == 3
+        stops = [o for o in sim.working_orders("PX1") if o["orderType"] == "Stop"]
+        await sim.set_price("MNQ", "21479")  # through the stop level (21480)
+        assert _net(sim) == 0, f"stops {[(s['stopPrice'], s['qty']) for s in stops]} on long 3"

@@ -360,6 +360,7 @@ class AccountView:
             parent_id=o.get("parentId"),
             oco_id=o.get("ocoId"),
             reason=self._rejected.get(order_id),
+            bracketed=order_id in self.strategies.cl_ord,
         )
         if built.status.is_open:  # what working_orders reads; a done order is read rarely
             self._built[order_id] = built
