@@ -32,7 +32,7 @@ class ProtectionSender:
         self,
         pool: asyncpg.Pool,
         broker: Broker,
-        trader_id: int,
+        trader_id: int | None,
         sub_account_id: int,
         symbol: str,
         *,

@@ -228,16 +228,19 @@ class Protector:
     async def _protect(self, link: LinkConfig, broker: Broker, p: Position) -> bool:
         trader_id = await intent_store.last_trader_for(self._pool, link.sub_account_id, p.symbol)
         trader = self._config.snapshot.traders.get(trader_id) if trader_id is not None else None
-        if trader is None or trader.settings.sl <= 0 or p.net_price is None:
+        if p.net_price is None:
             return False
-        s = trader.settings
+        # Without a stop loss configured (or the trader gone), nothing naked is stopped, but
+        # stops over the position are still brought down to it: a stop for 2 left on a long 1
+        # (sold by hand after the stop loss was turned off) flipped it short when it triggered.
+        s = trader.settings if trader is not None and trader.settings.sl > 0 else None
         bid = link.broker_account_id
         key = (link.sub_account_id, p.symbol)
         now = datetime.now(UTC)
         send = ProtectionSender(
             self._pool,
             broker,
-            trader.id,
+            trader.id if trader is not None else None,
             link.sub_account_id,
             p.symbol,
             # the symbol too: two positions of one sub-account protected in one millisecond
@@ -265,10 +268,16 @@ class Protector:
                 current, book = _exit_view(broker, bid, p.symbol, also=cancelled_before)
                 if current is None or current.net_price is None or not book.needs_protection:
                     return False
+                held = abs(current.net_pos)
+                if s is None and book.coverage <= held:
+                    return False  # naked, or covered: not ours to stop without a stop loss
                 contract: Contract = await broker.find_contract(p.symbol)
                 direction = 1 if current.net_pos > 0 else -1
-                dist = exit_offset_points(s.sl, s.sl_units, current.net_price, contract, 1)
-                configured = exit_price(current.net_price, dist, -direction, contract.tick_size)
+                if s is not None:
+                    dist = exit_offset_points(s.sl, s.sl_units, current.net_price, contract, 1)
+                    configured = exit_price(current.net_price, dist, -direction, contract.tick_size)
+                else:  # over-covered: the plan keeps the live stops' price, never this one
+                    configured = current.net_price
                 plan = plan_protection(book, configured)
                 if plan is None:
                     if before is not None:

@@ -224,3 +224,27 @@ async def test_a_bracketed_position_is_left_alone(database: Database, settings: 
         assert await engine.reconciler.protect_positions() == 0
         assert await engine.reconciler.protect_positions() == 0
         assert sorted(o.order_id for o in paper.working_orders(w["bid"])) == before
+
+
+async def test_a_stop_over_the_position_is_trimmed_after_the_stop_loss_is_turned_off(
+    database: Database, settings: Settings
+) -> None:
+    """Long 2 with its stop for 2; the trader turns the stop loss off for later trades and sells
+    1 by hand. Protection skipped positions without a stop loss, so the stop for 2 stayed on the
+    long 1 and flipped it short when it triggered. Nothing naked is stopped without one, but
+    stops over the position are still brought down to it."""
+    pool = database.pool
+    async with opened(database, settings, buy("21500"), size=2, sl=Decimal(40)) as (
+        engine, w, paper, symbol,
+    ):  # fmt: skip
+        await set_sl(engine, pool, w["trader"], 0)
+        await paper.place_order(
+            OrderRequest(SubAccount(w["bid"], "px"), symbol, Side.SELL, 1, OrderType.MARKET)
+        )
+        assert sum(p.net_pos for p in paper.positions(w["bid"])) == 1
+        await engine.reconciler.protect_positions()
+        await engine.reconciler.protect_positions()
+        stops = [o for o in paper.working_orders(w["bid"]) if o.order_type is OrderType.STOP]
+        assert [o.qty for o in stops] == [1]
+        paper.on_price(symbol, Decimal("21489"))  # down through the stop
+        assert sum(p.net_pos for p in paper.positions(w["bid"])) == 0
