@@ -143,45 +143,36 @@ def _halted_flag(value: Any) -> bool:
     return bool(value)
 
 
+def _link(r: Any, trader_id: int, multiplier: Decimal) -> LinkConfig:
+    """A sub-account's row as the link the engine trades it through."""
+    return LinkConfig(
+        trader_id=trader_id,
+        sub_account_id=r["sub_account_id"],
+        multiplier=multiplier,
+        account_id=r["account_id"],
+        env=r["env"],
+        broker_account_id=r["broker_account_id"],
+        sub_name=r["sub_name"],
+        label=r["label"],
+        user_id=r["user_id"],
+        halted=bool(r["account_halted"] or r["sub_halted"]),
+    )
+
+
 def build_snapshot(rows: trading_store.ConfigRows) -> Snapshot:
     """Assemble the snapshot from rows (pure). A trader whose overrides make an invalid
     combination is kept but disabled, so its signals say why instead of crashing the load."""
     links_by_trader: dict[int, list[LinkConfig]] = {}
     links_by_sub: dict[int, LinkConfig] = {}
     for r in rows.links:
-        link = LinkConfig(
-            trader_id=r["trader_id"],
-            sub_account_id=r["sub_account_id"],
-            multiplier=Decimal(r["multiplier"]),
-            account_id=r["account_id"],
-            env=r["env"],
-            broker_account_id=r["broker_account_id"],
-            sub_name=r["sub_name"],
-            label=r["label"],
-            user_id=r["user_id"],
-            halted=bool(r["account_halted"] or r["sub_halted"]),
-        )
+        link = _link(r, r["trader_id"], Decimal(r["multiplier"]))
         links_by_sub.setdefault(link.sub_account_id, link)
         if r["enabled"] and r["active"]:
             links_by_trader.setdefault(link.trader_id, []).append(link)
 
     subs: dict[int, LinkConfig] = dict(links_by_sub)
-    for r in rows.subs:
-        subs.setdefault(
-            r["sub_account_id"],
-            LinkConfig(
-                trader_id=0,
-                sub_account_id=r["sub_account_id"],
-                multiplier=Decimal(1),
-                account_id=r["account_id"],
-                env=r["env"],
-                broker_account_id=r["broker_account_id"],
-                sub_name=r["sub_name"],
-                label=r["label"],
-                user_id=r["user_id"],
-                halted=bool(r["account_halted"] or r["sub_halted"]),
-            ),
-        )
+    for r in rows.subs:  # no trader links them: only ``halt --flatten`` sends orders there
+        subs.setdefault(r["sub_account_id"], _link(r, 0, Decimal(1)))
 
     rec_settings: dict[int, RiskSettings] = {}
     for r in rows.recorders:
