@@ -68,6 +68,8 @@ RETRY_WAITS_S = (0.5, 1.0, 2.0)
 # may still activate) is waited for without bound, naked meanwhile: past this it is an error,
 # which a person is notified of, each pass until it is covered.
 WAIT_ALERT_AFTER_S = 300.0
+# How long a failed re-placement's cancelled exits are carried to later passes (``_carry``).
+CARRY_S = 120.0
 
 
 def needs_stop(
@@ -104,8 +106,12 @@ class Protector:
         self.wait_alert_after_s = WAIT_ALERT_AFTER_S
         self._waiting_since: dict[tuple[int, str], float] = {}  # loop time first seen waiting
         self._waited: set[tuple[int, str]] = set()  # seen waiting this pass
-        # what a failed re-placement had cancelled, for its retries in the pass (``carry_over``)
+        # what a failed re-placement had cancelled, for its retries (``carry_over``): in the
+        # pass, and on the next passes for ``CARRY_S`` (a connection down for the whole pass
+        # left the next one planning from the view alone: its take-profits and a trailed stop
+        # price were lost for good); with the loop time it was carried at
         self._carry: dict[tuple[int, str], Protection] = {}
+        self._carried_at: dict[tuple[int, str], float] = {}
 
     def seed(self, suspects: Iterable[tuple[int, str]]) -> None:
         """Positions counted as sighted once already (those held before a start): protected
@@ -122,7 +128,7 @@ class Protector:
         placed = 0
         suspects: set[tuple[int, str]] = set()
         self._incomplete.clear()
-        self._carry.clear()
+        self._drop_stale_carries()
         self._waited.clear()
         for link in snap.links_by_sub.values():
             try:
@@ -221,9 +227,17 @@ class Protector:
                 p = next((x for x in held if x.symbol == symbol), None)
                 if p is not None and await self._try_protect(link, broker, p):
                     placed += 1
-        self._incomplete.clear()  # a broker still refusing: the next pass
-        self._carry.clear()  # which plans from the view alone (a carried stop may be stale)
+        self._incomplete.clear()  # a broker still refusing: the next pass, with what it carried
         return placed
+
+    def _drop_stale_carries(self) -> None:
+        """Forget re-placements carried longer than ``CARRY_S``: the view alone plans then (the
+        positions and prices they were made for may have moved on)."""
+        now = asyncio.get_running_loop().time()
+        for key in [k for k in self._carry if now - self._carried_at.get(k, now) > CARRY_S]:
+            del self._carry[key]
+        for key in [k for k in self._carried_at if k not in self._carry]:
+            del self._carried_at[key]  # done with (covered, flat) or forgotten
 
     async def _protect(self, link: LinkConfig, broker: Broker, p: Position) -> bool:
         trader_id = await intent_store.last_trader_for(self._pool, link.sub_account_id, p.symbol)
@@ -298,6 +312,7 @@ class Protector:
                         # exits were cancelled: what they were is no longer in the view; what went
                         # out since may not be in it yet
                         earlier = before if before is not None else plan
+                        self._carried_at.setdefault(key, asyncio.get_running_loop().time())
                         self._carry[key] = dataclasses.replace(
                             plan,
                             cancel=(*plan.cancel, *cancelled_before),

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import structlog.testing
 
 from jtrades.broker.base import (
@@ -29,6 +30,7 @@ from jtrades.broker.paper import PaperBroker
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
 from jtrades.db import Database
+from jtrades.engine import protector as protector_mod
 from jtrades.engine.engine import Engine
 from jtrades.engine.reconcile import Reconciler
 from jtrades.errors import TransientBrokerError
@@ -340,3 +342,52 @@ async def test_a_start_seed_lapses_when_the_first_pass_cannot_see_the_account(
         if again is not None:
             await again.close()
         await engine.close()
+
+
+class DownAfterCancel(PaperBroker):
+    """A login whose connection drops after a cancel and stays down for a few seconds: every
+    placement meanwhile never leaves (``TransientBrokerError``), then it is back."""
+
+    arm = False
+    down = False
+
+    async def cancel_order(self, order_id: int) -> None:
+        await super().cancel_order(order_id)
+        if self.arm:
+            self.down = True
+
+    async def place_order(self, req: OrderRequest) -> PlaceResult:
+        if self.down:
+            raise TransientBrokerError("connection lost")
+        return await super().place_order(req)
+
+    async def place_oco(self, req: OcoRequest) -> PlaceResult:
+        if self.down:
+            raise TransientBrokerError("connection lost")
+        return await super().place_oco(req)
+
+
+async def test_a_re_placement_that_failed_for_a_whole_pass_keeps_its_take_profit_next_pass(
+    database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long 1 with a stop for 2 (over the position) and a take-profit at 21520. Protection
+    cancels both to re-place them as one OCO; the connection is down for the pass and its
+    retries. The next pass planned from the view alone: the take-profit was never put back and
+    the stop went back from 21495 to the configured 21490."""
+    monkeypatch.setattr(protector_mod, "RETRY_WAITS_S", (0.01, 0.01, 0.01))
+    paper = DownAfterCancel()
+    async with _long_on(database, settings, paper, 1) as (engine, w, symbol):
+        await place_exit(paper, w["bid"], symbol, 2, OrderType.STOP, "21495", Side.SELL)
+        await place_exit(paper, w["bid"], symbol, 1, OrderType.LIMIT, "21520", Side.SELL)
+        await set_sl(engine, database.pool, w["trader"])
+        assert await engine.reconciler.protect_positions() == 0  # first sighting
+        paper.arm = True
+        await engine.reconciler.protect_positions()  # cancels, then every placement fails
+        paper.arm = paper.down = False  # the connection is back
+        await engine.reconciler.protect_positions()
+        orders = paper.working_orders(w["bid"])
+        stops = [(o.stop_price, o.qty) for o in orders if o.order_type is OrderType.STOP]
+        limits = [(o.price, o.qty) for o in orders if o.order_type is OrderType.LIMIT]
+        assert sum(q for _, q in stops) == 1
+        assert limits == [(Decimal("21520"), 1)], f"take-profit lost: {limits=} {stops=}"
+        assert stops == [(Decimal("21495"), 1)], f"stop progress lost: {stops=}"

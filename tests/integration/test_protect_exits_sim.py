@@ -9,11 +9,14 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from jtrades.broker.base import OcoRequest, PlaceResult
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.config import Settings
 from jtrades.db import Database
+from jtrades.engine import protector as protector_mod
 from jtrades.engine.engine import Engine
 from jtrades.errors import TransientBrokerError
 from tests.integration.test_engine import buy, make_recorder, make_trader, make_user, send, wait_for
@@ -219,3 +222,35 @@ async def test_a_partly_filled_strategy_entry_is_waited_for_not_stopped_twice(
         stops = [o for o in sim.working_orders("PX1") if o["orderType"] == "Stop"]
         await sim.set_price("MNQ", "21479")  # through the stop level (21480)
         assert _net(sim) == 0, f"stops {[(s['stopPrice'], s['qty']) for s in stops]} on long 3"
+
+
+async def test_take_profits_come_back_after_the_broker_refused_their_re_placement_for_a_pass(
+    database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long 2 with a TP ladder (21505 / 21510) and no stop; the trader then sets a 40-tick stop
+    loss. Protection cancels both take-profits to re-place them as OCOs with a stop share, and
+    the broker refuses the OCOs (InvalidPrice) for the pass and its retries. The next pass
+    planned from the view alone, and the take-profits were never put back."""
+    monkeypatch.setattr(protector_mod, "RETRY_WAITS_S", (0.01, 0.01, 0.01))
+    pool = database.pool
+    ladder = [{"target": "20", "qty": 1}, {"target": "40"}]
+    async with _sim_world(database, settings, size=2, tp=ladder) as (sim, engine, w):
+        await send(engine, pool, w["rec"], buy("21500"))
+        await _view_net(w, 2)
+        await _view_orders(w, 2)
+        await pool.execute(
+            "UPDATE traders SET sl = 40, updated_at = now() WHERE id=$1", w["trader"]
+        )
+        await engine.config.refresh()
+        assert await engine.reconciler.protect_positions() == 0  # first sighting
+        sim.fault("reject_order", reason="InvalidPrice", text="stop price through the market",
+                  endpoint="placeoco", count=8)  # fmt: skip
+        await engine.reconciler.protect_positions()
+        sim.fault("clear")
+        await engine.reconciler.protect_positions()
+        await engine.reconciler.protect_positions()
+        await sim.flush()
+        limits = sorted(
+            (o["price"], o["qty"]) for o in sim.working_orders("PX1") if o["orderType"] == "Limit"
+        )
+        assert limits == [(21505, 1), (21510, 1)], f"take-profits lost: {sim.working_orders('PX1')}"
