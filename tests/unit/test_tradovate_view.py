@@ -313,3 +313,17 @@ async def test_a_slow_subscriber_is_told_it_overflowed() -> None:
     got = [e async for e in sub]
     assert any(e.kind == "session" and e.detail.get("state") == "overflow" for e in got)
     assert len(got) <= 3
+
+
+def test_a_deleted_position_entity_drops_only_itself() -> None:
+    """A position entity per trading day: a Deleted for yesterday's (id 10) after today's
+    (id 11) came dropped whatever the view held for the contract, and read a held long 2 as
+    flat (missing is not flat)."""
+    view = AccountView()
+    old = {"id": 10, "accountId": ACCT, "contractId": MNQ, "netPos": 1, "netPrice": 21500}
+    view.load_snapshot(snapshot(positions=[old]))
+    view.apply(props("position", {**old, "id": 11, "netPos": 2}))
+    view.apply(props("position", old, "Deleted"))
+    assert [p.net_pos for p in view.positions(ACCT)] == [2]
+    view.apply(props("position", {**old, "id": 11, "netPos": 2}, "Deleted"))
+    assert view.positions(ACCT) == []

@@ -67,6 +67,7 @@ class AccountView:
         # reads each of its sub-accounts' positions (one login may hold hundreds), the settling
         # dispatcher on every position event, the protective pass all of them
         self._positions: dict[int, dict[int, Position]] = {}
+        self._position_ids: dict[tuple[int, int], int] = {}  # (account, contract) -> entity id
         self._orders: dict[int, Entity] = {}
         # orderId -> the WorkingOrder its entities make, built once per change of any of them
         # (order, orderVersion, command, the contract's name) rather than on every read
@@ -258,10 +259,17 @@ class AccountView:
         if kind == "position":
             held = self._positions.setdefault(int(e["accountId"]), {})
             pos = self._position(e)
+            key = (pos.account_id, pos.contract_id)
             if deleted:
+                if self._position_ids.get(key, eid) != eid:
+                    # another entity of the contract (a past trading day's, say): the position
+                    # held is still the one the view has; dropping it read "flat" from inside
+                    return []
                 held.pop(pos.contract_id, None)
+                self._position_ids.pop(key, None)
             else:
                 held[pos.contract_id] = pos
+                self._position_ids[key] = eid
             return [BrokerEvent("position", pos.account_id, pos, deleted=deleted)]
         if kind == "fill":
             if eid in self._fills or deleted:
