@@ -58,7 +58,7 @@ from jtrades.broker.base import Broker, BrokerEvent, Fill, Position, WorkingOrde
 from jtrades.broker.paper import PaperBroker
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.client import TradovateBroker
-from jtrades.engine.booked_fills import AccountKey, BookedFills, fill_marks, note
+from jtrades.engine.booked_fills import BookedFills, fill_marks
 from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.fill_pricing import Pricing
 from jtrades.engine.held_fills import HeldFills, PendingFill, PosKey, Tagged
@@ -376,13 +376,10 @@ class Mirror:
         at: dict[int, int] = {}
         last_fill: dict[PosKey, int] = {}
         sweeps: list[tuple[int, list[int]]] = []  # (sub-account, the orders its view holds)
-        finished: dict[AccountKey, int] = {}  # for the daily-loss filter (``booked_fills``)
         for i, tagged in enumerate(events):
             account_id, _broker, ev = tagged
             sub = snap.sub_account_id(account_id, ev.account_id)
             if sub is None:
-                if isinstance(ev.entity, Fill) and ev.account_id:
-                    note(finished, (account_id, ev.account_id), ev.entity.fill_id)
                 continue
             e = ev.entity
             if isinstance(e, WorkingOrder):
@@ -436,12 +433,10 @@ class Mirror:
                 else:
                     truth.pop(position[:2], None)
         held_out = ([t for _s, t, _f in held], list(held_positions.values()))
-        # and those it finishes with (counted, stored before, or given up), marked once the
-        # batch has committed
+        # the fills this batch finishes with (counted, stored before, skipped for want of a
+        # sub-account, or given up), marked for the daily-loss filter once it has committed
         still = {id(t) for _s, t, _f in held}
-        for _sub, tagged, f in pending:
-            if id(tagged) not in still:
-                note(finished, (tagged[0], f.account_id), f.fill_id)
+        finished = fill_marks(t for t in events if id(t) not in still)
         if not batch:
             self.booked.book(finished)
             await self._end_vanished(sweeps)
