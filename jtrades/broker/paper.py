@@ -358,9 +358,8 @@ class PaperBroker:
         added to a running daemon were never recorded, nor their P&L counted."""
         out = [BrokerEvent("order", o.account.account_id, o.view()) for o in self._orders.values()]
         out += [BrokerEvent("fill", aid, f) for aid, fills in self._fills.items() for f in fills]
-        for (aid, sym), pos in self._positions.items():
-            held = Position(aid, self._contract_id(sym), sym, pos.net, pos.avg)
-            out.append(BrokerEvent("position", aid, held))
+        for aid in dict.fromkeys(aid for aid, _ in self._positions):
+            out += [BrokerEvent("position", aid, held) for held in self.positions(aid)]
         return out
 
     async def events(self) -> AsyncIterator[BrokerEvent]:
