@@ -55,7 +55,10 @@ def test_the_entry_order_carries_the_strategy_uuid_from_the_stream() -> None:
     view.apply(props("order", order(ENTRY, "Filled", action="Buy"), "Updated"))
     for oid, lid, label in ((TP, 2, "tp"), (SL, 3, "sl")):
         view.apply(props("order", order(oid)))
-        assert orders_of(view.apply(props("orderStrategyLink", link(lid, oid, label)))) == []
+        # told again: its parent is now the entry (what makes it an exit of the position
+        # the entry opened, ``engine.orphans``)
+        [w] = orders_of(view.apply(props("orderStrategyLink", link(lid, oid, label))))
+        assert (w.order_id, w.parent_id) == (oid, ENTRY)
         o = view.order(oid)
         assert o is not None
         assert o.cl_ord_id is None

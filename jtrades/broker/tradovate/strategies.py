@@ -33,6 +33,11 @@ def entry_order_id(links: Any, strategy_id: int) -> int | None:
     return min(int(link["orderId"]) for link in chosen) if chosen else None
 
 
+def _order_of(link: Entity | None) -> int | None:
+    oid = link.get("orderId") if link is not None else None
+    return int(oid) if oid is not None else None
+
+
 class StrategyIndex:
     """The strategies and links of one snapshot (and the events since), indexed by ``uuid``."""
 
@@ -43,6 +48,7 @@ class StrategyIndex:
         self._entry: dict[int, int] = {}  # strategy id -> its entry order id
         # entry order id -> the strategy's uuid: what the view reads as that order's clOrdId
         self.cl_ord: dict[int, str] = {}
+        self._strategy_of: dict[int, int] = {}  # linked order id -> its strategy id
 
     def store(self, kind: str, e: Entity, *, deleted: bool) -> set[int]:
         """Merge an ``orderStrategy`` or ``orderStrategyLink``; returns the ids of the orders
@@ -64,10 +70,19 @@ class StrategyIndex:
                 return set()
             sid = int(e["orderStrategyId"])
             links = self._links.setdefault(sid, {})
-            if deleted:
-                links.pop(int(e["id"]), None)
-            else:
+            old_link = links.pop(int(e["id"]), None) if deleted else links.get(int(e["id"]))
+            linked = {_order_of(x) for x in (old_link, e, *links.values())} - {None}
+            parents = {o: self.parent_of(o) for o in linked if o is not None}
+            if not deleted:
                 links[int(e["id"])] = e
+            for o in parents:
+                self._strategy_of.pop(o, None)
+            for x in links.values():
+                if (member := _order_of(x)) is not None:
+                    self._strategy_of[member] = sid
+            changed = self._rebind(sid)
+            # and the orders whose parent (``parent_of``) this changed
+            return changed | {oid for oid, was in parents.items() if self.parent_of(oid) != was}
         return self._rebind(sid)
 
     def _rebind(self, sid: int) -> set[int]:
@@ -85,6 +100,14 @@ class StrategyIndex:
             for oid in (was, entry)
             if oid is not None and before.get(oid) != self.cl_ord.get(oid)
         }
+
+    def parent_of(self, order_id: int) -> int | None:
+        """The entry order of the strategy that made ``order_id`` when it is one of that
+        strategy's brackets, as the paper broker links them (``parentId`` stays empty for
+        them): once the entry has filled they exit the position it opened."""
+        sid = self._strategy_of.get(order_id)
+        entry = self._entry.get(sid) if sid is not None else None
+        return entry if entry is not None and entry != order_id else None
 
     def entry(self, strategy_id: int) -> int | None:
         """The strategy's entry order id, once a link of it has been seen."""

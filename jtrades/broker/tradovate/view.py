@@ -365,7 +365,7 @@ class AccountView:
             price=parse_decimal(v.get("price")),
             stop_price=parse_decimal(v.get("stopPrice")),
             cl_ord_id=self._cl_ord.get(order_id) or self.strategies.cl_ord.get(order_id),
-            parent_id=o.get("parentId"),
+            parent_id=o.get("parentId") or self.strategies.parent_of(order_id),
             oco_id=o.get("ocoId"),
             reason=self._rejected.get(order_id),
             bracketed=order_id in self.strategies.cl_ord,
