@@ -30,6 +30,21 @@ from jtrades.engine.risk import RiskSettings
 from jtrades.engine.signal import Signal
 
 MAX_CL_ORD_ID = 64
+# What marks an order jtrades placed only to exit a position (a take-profit or stop re-placed
+# for a DCA or a partial exit; every protective order): its clOrdId. An exit left working once
+# the position is gone would open a new one when it fills, and the reconciler cancels such
+# orders by this mark (``engine.orphans``); an entry never carries it.
+EXIT_MARK = "x"
+PROTECTION_PREFIX = "jt-p-"
+
+
+def placed_as_exit(cl_ord_id: str | None) -> bool:
+    """Whether ``cl_ord_id`` names an exit jtrades placed (an OCO's second leg ends in ``b``)."""
+    if not cl_ord_id or not cl_ord_id.startswith("jt-"):
+        return False
+    return cl_ord_id.startswith(PROTECTION_PREFIX) or cl_ord_id.removesuffix("b").endswith(
+        EXIT_MARK
+    )
 
 
 class PositionAction(StrEnum):
@@ -88,6 +103,10 @@ class Steps:
         if len(cl) > MAX_CL_ORD_ID:
             raise ValueError(f"clOrdId {cl!r} is longer than {MAX_CL_ORD_ID} characters")
         return cl
+
+    def exit_id(self, suffix: str = "") -> str:
+        """The next step's clOrdId for an order that only exits (``placed_as_exit``)."""
+        return self.next_id(EXIT_MARK + suffix)
 
     def add(
         self,

@@ -38,6 +38,7 @@ from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
 from jtrades.engine.config_cache import ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
+from jtrades.engine.plan_context import PROTECTION_PREFIX
 from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.protect_sender import ProtectionSender
 from jtrades.engine.protection import (
@@ -258,7 +259,7 @@ class Protector:
             link.sub_account_id,
             p.symbol,
             # the symbol too: two positions of one sub-account protected in one millisecond
-            prefix=f"jt-p-{link.sub_account_id}-{p.symbol}-{int(now.timestamp() * 1000)}",
+            prefix=f"{PROTECTION_PREFIX}{link.sub_account_id}-{p.symbol}-{int(now.timestamp() * 1000)}",
             expires_at=now + timedelta(seconds=self._settings.trading.signal_ttl_s),
         )
         waited: set[int] = set()  # cancels already waited for (``_gone``): not twice

@@ -15,6 +15,9 @@ Three jobs:
    under the sub-account's dispatcher lock. Only on a synced view: "missing is not flat"
    (rule 6), an unreadable account is left alone. Carried out by ``engine.protector``, which
    the ``Reconciler`` delegates each pass's protection to.
+4. Exits left working on a contract the sub-account no longer holds (a position closed by hand
+   with a plain market order) are cancelled before one of them fills and opens a new position
+   (``engine.orphans``, carried out by ``engine.orphan_sweep``).
 
 The decisions (``resolve_intent``, ``needs_stop``, ``engine.protection``) are pure; the class
 does I/O.
@@ -35,6 +38,7 @@ from jtrades.config import Settings
 from jtrades.engine.config_cache import ConfigCache
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.mirror import Mirror
+from jtrades.engine.orphan_sweep import OrphanSweeper
 from jtrades.engine.pnl import DailyPnl
 from jtrades.engine.protector import (  # re-exported: imported from here by callers and tests
     CANCEL_WAIT_S,
@@ -90,6 +94,7 @@ class Reconciler:
         self._settings = settings
         self.mirror = Mirror(pool, brokers, config)
         self.protector = Protector(pool, brokers, config, dispatcher, settings)
+        self.orphans = OrphanSweeper(pool, brokers, config, dispatcher, settings)
         self._ready = False
         # after this long an intent's send has finished one way or the other
         self._grace = timedelta(
@@ -145,6 +150,10 @@ class Reconciler:
             await self.protect_positions()
         except Exception as exc:
             log.error("reconcile.protect_failed", error=str(exc))
+        try:
+            await self.orphans.sweep()
+        except Exception as exc:
+            log.error("reconcile.orphans_failed", error=str(exc))
 
     @property
     def pnl(self) -> DailyPnl:

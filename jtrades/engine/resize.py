@@ -58,7 +58,7 @@ def _place_exits(
     if exits.empty:
         if carry is None:
             return "no exits"
-        order = stop_order(c.account, c.contract.symbol, exit_side, total, carry, steps.next_id())
+        order = stop_order(c.account, c.contract.symbol, exit_side, total, carry, steps.exit_id())
         steps.add("order", order, note="protective stop carried over")
         return f"stop carried over at {carry.stop_price}"
 
@@ -79,7 +79,7 @@ def _place_exits(
     if not exits.tp:
         sl = stop()
         assert sl is not None
-        only = stop_order(c.account, c.contract.symbol, exit_side, total, sl, steps.next_id())
+        only = stop_order(c.account, c.contract.symbol, exit_side, total, sl, steps.exit_id())
         steps.add("order", only, note="stop for the whole position")
         return f"stop {only.stop_price} for {total}"
     parts = []
@@ -89,7 +89,7 @@ def _place_exits(
         if i == 0:
             sl = stop()
         leg = take_profit_leg(c.account, c.contract.symbol, exit_side, q, tp_price, sl,
-                              steps.next_id(), steps.next_id("b"))  # fmt: skip
+                              steps.exit_id(), steps.exit_id("b"))  # fmt: skip
         if isinstance(leg, OcoRequest):
             steps.add("oco", leg, note="take-profit leg with its stop")
         else:
