@@ -8,7 +8,7 @@ function of the signal, the settings, the multiplier and the contract.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Literal, Protocol
 
 from jtrades.broker.base import Contract
@@ -57,25 +57,49 @@ class Exits:
         return not self.tp and self.sl is None
 
 
-def distance(value: Decimal, units: str, ref: Decimal | None, c: ExitInputs, what: str) -> Decimal:
+def distance(
+    value: Decimal,
+    units: str,
+    ref: Decimal | None,
+    c: ExitInputs,
+    what: str,
+    alert_qty: Decimal | None = None,
+) -> Decimal:
+    """``value`` in ``units`` as points on the tick; ``alert_qty`` spreads position dollars."""
     if units == "percent" and ref is None:
         raise CannotPlan(f"{what} in percent needs the signal price")
+    if units == Units.POSITION_DOLLARS:
+        if alert_qty is None or alert_qty <= 0:
+            raise CannotPlan(f"{what} in dollars for the position needs its quantity")
+        with localcontext() as ctx:
+            ctx.prec = 60  # 100 / 3 rounds onto the tick toward the entry, never past the cap
+            value, units = value / alert_qty, Units.DOLLARS
     return exit_offset_points(value, Units(units), ref or Decimal(0), c.contract, 1)
 
 
-def spec_level(spec: ExitSpec, ref: Decimal | None, c: ExitInputs, what: str) -> Level:
+def spec_level(
+    spec: ExitSpec, ref: Decimal | None, c: ExitInputs, what: str, alert_qty: Decimal | None
+) -> Level:
     if spec.units is Units.PRICE:
         return Level(price=spec.value)
-    return Level(distance=distance(spec.value, str(spec.units), ref, c, what))
+    return Level(distance=distance(spec.value, str(spec.units), ref, c, what, alert_qty))
 
 
-def resolve_exits(c: ExitInputs, total: int, ref: Decimal | None) -> Exits:
+def resolve_exits(c: ExitInputs, total: int, ref: Decimal | None, alert_qty: Decimal) -> Exits:
     """TP legs with quantities for a position of ``total``, the stop, and trailing/breakeven.
 
     A per-alert take-profit/stop-loss replaces the configured one for this signal. Several
     per-alert TPs (they carry no quantities) split the position evenly, the last taking the rest.
     A per-alert trail trigger/frequency replaces the configured one and is read in the alert
     stop's units; the configured ones (and breakeven) are read in ``--sl-units``.
+
+    Dollars are per contract (``--sl-units dollars``, PickMyTrade ``dollar_sl``), except the
+    alert's amounts for the whole position (TradersPost ``pnlAmount``: a cap on what the
+    position loses or a target for what it makes). Those are spread over ``alert_qty``: the
+    position as the alert counts its contracts, before this follower's multiplier. For an entry
+    that is the alert's quantity (none or 0: the configured size), so every follower's stop
+    lands at the same price and a ×2 follower risks twice the cap, as it trades twice the
+    contracts; a per-contract reading let a 3-lot lose three times the cap.
     """
     s, sig = c.s, c.sig
     tp: list[tuple[Level, int]] = []
@@ -85,7 +109,7 @@ def resolve_exits(c: ExitInputs, total: int, ref: Decimal | None) -> Exits:
         for i, sp in enumerate(specs):
             q = rest if i == len(specs) - 1 else min(share, rest)
             if q > 0:
-                tp.append((spec_level(sp, ref, c, "the take-profit"), q))
+                tp.append((spec_level(sp, ref, c, "the take-profit", alert_qty), q))
                 rest -= q
     else:
         for leg, q in ladder(s.tp, total, c.multiplier):
@@ -96,7 +120,7 @@ def resolve_exits(c: ExitInputs, total: int, ref: Decimal | None) -> Exits:
     if alert is not None:
         trailing = alert.trailing
         if alert.value > 0:
-            sl = spec_level(alert, ref, c, "the stop-loss")
+            sl = spec_level(alert, ref, c, "the stop-loss", alert_qty)
     else:
         trailing = s.sl_type is SlType.TRAILING
         if s.sl > 0:
@@ -113,7 +137,7 @@ def resolve_exits(c: ExitInputs, total: int, ref: Decimal | None) -> Exits:
         if not trailing:
             return None
         if given is not None and alert is not None:
-            return distance(given, str(alert.units), ref, c, f"the stop-loss {what}")
+            return distance(given, str(alert.units), ref, c, f"the stop-loss {what}", alert_qty)
         return opt(configured, f"--{what}")
 
     given = (alert.trail_trigger, alert.trail_freq) if alert else (None, None)

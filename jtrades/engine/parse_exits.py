@@ -6,9 +6,16 @@ strategy-field pages "Allow signal take profit", "Allow signal stop loss", "Stop
 
 - ``takeProfit``: one of ``limitPrice`` (a price), ``percent`` (from entry), ``amount`` (a price
   distance from entry: "a takeProfit.limitPrice of $110 is calculated from the takeProfit.amount of
-  $10 and the entry price of $100", so *points* for futures) or ``pnlAmount`` (dollars of profit).
+  $10 and the entry price of $100", so *points* for futures) or ``pnlAmount``.
 - ``stopLoss``: ``type`` stop | stop_limit | trailing_stop; ``stopPrice``, ``percent``, ``amount``
-  for stop and stop_limit; ``trailAmount`` (points) or ``trailPercent`` for trailing_stop.
+  or ``pnlAmount`` for stop and stop_limit; ``trailAmount`` (points) or ``trailPercent`` for
+  trailing_stop.
+- ``pnlAmount`` is dollars for the whole position, not per contract: "a portfolio loss cap in
+  dollars", converted into a price "using the quantity calculated for the planned entry" and the
+  point value (strategy-field pages "Stop loss PnL amount", "Take profit PnL amount"), hence
+  ``Units.POSITION_DOLLARS``; which quantity that is here: ``exits.resolve_exits``. TradersPost
+  does not use it for trailing stops ("Use PnL stop loss only with stopLoss.type stop or
+  stop_limit"), so a trailing_stop with it is refused rather than given a meaning of our own.
   A stop_limit stop loss is placed as a stop-market order: a protective stop that may not fill
   is worse than slippage, and Tradovate brackets take no stop-limit offset here.
 - ``orderType`` market | limit | stop | stop_limit | trailing_stop with ``limitPrice``/``stopPrice``.
@@ -16,7 +23,8 @@ strategy-field pages "Allow signal take profit", "Allow signal stop loss", "Stop
 PickMyTrade (docs.pickmytrade.trade "TradingView JSON alert configuration", pickmytrade.io
 /pages/alert.html, docs.pickmytrade.io "Rithmic JSON configuration"):
 
-- ``tp``/``sl``: absolute price levels; ``dollar_tp``/``dollar_sl``: dollars;
+- ``tp``/``sl``: absolute price levels; ``dollar_tp``/``dollar_sl``: dollars, read per contract
+  (their pages give no unit beyond "dollars"; nothing found says they are for the position);
   ``percentage_tp``/``percentage_sl``: percent; 0 means "not set" (their templates send every key).
 - ``trail`` 1 turns trailing on; ``trail_stop`` is the trailing distance, ``trail_trigger`` the
   profit at which trailing starts and ``trail_freq`` its step. Their docs give no unit for these;
@@ -61,13 +69,13 @@ _TP_KEYS = {
     "limitprice": Units.PRICE,
     "percent": Units.PERCENT,
     "amount": Units.POINTS,
-    "pnlamount": Units.DOLLARS,
+    "pnlamount": Units.POSITION_DOLLARS,
 }
 _STOP_KEYS = {
     "stopprice": Units.PRICE,
     "percent": Units.PERCENT,
     "amount": Units.POINTS,
-    "pnlamount": Units.DOLLARS,
+    "pnlamount": Units.POSITION_DOLLARS,
 }
 _TRAIL_KEYS = {"trailamount": Units.POINTS, "trailpercent": Units.PERCENT}
 _SL_TYPES = ("stop", "stop_limit", "trailing_stop")
@@ -134,7 +142,7 @@ def traderspost_take_profit(name: str, value: Any) -> ExitSpec | None:
 
 
 def traderspost_stop_loss(name: str, value: Any) -> ExitSpec | None:
-    """``stopLoss: {type, stopPrice | percent | amount | trailAmount | trailPercent}``."""
+    """``stopLoss: {type, stopPrice | percent | amount | pnlAmount | trailAmount | trailPercent}``."""
     obj = _as_object(name, value)
     if obj is None:
         return None
@@ -152,13 +160,20 @@ def traderspost_stop_loss(name: str, value: Any) -> ExitSpec | None:
         raise InvalidSignal(f"{name}.{trail[0]} needs {name}.type trailing_stop")
     if trailing and stop and stop[2] is Units.PRICE:
         raise InvalidSignal(f"{name}: a trailing stop takes trailAmount or trailPercent")
+    if trailing and stop and stop[2] is Units.POSITION_DOLLARS:
+        raise InvalidSignal(
+            f"{name}.{stop[0]} is for stop and stop_limit stop losses, not trailing_stop:"
+            " give trailAmount or trailPercent"
+        )
     if trail and stop:
         raise InvalidSignal(f"give only one of {name}.{stop[0]}, {name}.{trail[0]}")
     chosen = trail or stop
     if chosen is None:
         if not obj or (set(map(norm_key, obj)) <= {"type"} and not trailing):
             return None
-        needs = "trailAmount or trailPercent" if trailing else "stopPrice, percent or amount"
+        needs = (
+            "trailAmount or trailPercent" if trailing else "stopPrice, percent, amount or pnlAmount"
+        )
         raise InvalidSignal(f"{name} needs {needs}")
     _, number, units = chosen
     return ExitSpec(number, units, trailing=trailing)

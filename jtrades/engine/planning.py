@@ -44,7 +44,9 @@ Decisions worth knowing:
   position, entries still working on its side included (a limit entry not filled yet), so an
   entry or add at the cap is IGNOREd.
 - Exit units: dollars are per contract (every follower's stop at the same price whatever its
-  multiplier); trail trigger/frequency, breakeven and its offset are read in ``--sl-units``
+  multiplier), but an alert's dollars for the whole position (TradersPost ``pnlAmount``) are
+  spread over the contracts it asks for before multipliers (``exits.resolve_exits``); trail
+  trigger/frequency, breakeven and its offset are read in ``--sl-units``
   (an alert's own trail trigger/frequency in its stop's units, ``exits``).
   Breakeven travels on the strategy bracket: the paper broker applies it; the Tradovate client
   refuses it (no documented bracket field), so the order fails closed with that reason.
@@ -91,7 +93,7 @@ from jtrades.engine.plan_context import (
 from jtrades.engine.resize import plan_add, plan_reduce
 from jtrades.engine.risk import Direction, RiskSettings
 from jtrades.engine.signal import Action, MarketPosition, Signal
-from jtrades.engine.sizing import cap_qty, entry_qty
+from jtrades.engine.sizing import base_qty, cap_qty, entry_qty
 
 __all__ = [
     "MAX_CL_ORD_ID",
@@ -156,10 +158,11 @@ def _opening_qty(sig: Signal) -> int | None:
 def _open(c: Ctx, steps: Steps, side: Side, working: int = 0) -> int:
     """Entry + TP ladder + SL as one strategy (or a plain order with no exits); returns qty.
     ``working``: contracts of entries still working on ``side`` (the cap must leave room)."""
-    qty = cap_qty(entry_qty(_opening_qty(c.sig), c.s, c.multiplier), c.s.max_contracts, working)
+    asked = _opening_qty(c.sig)
+    qty = cap_qty(entry_qty(asked, c.s, c.multiplier), c.s.max_contracts, working)
     entry = entry_request(c, steps.next_id(), side, qty)
     ref = expected_fill(entry, c.signal_price)
-    exits = resolve_exits(c, qty, ref)
+    exits = resolve_exits(c, qty, ref, Decimal(base_qty(asked, c.s.size)))
     if exits.empty:
         steps.add("order", entry, note="entry without TP/SL")
         return qty

@@ -20,10 +20,15 @@ Decisions worth knowing:
   trailing or breakeven goes back to its configured level). If no stop is configured, the
   existing protective stop (the entry alert's own, say) is carried over at its price for the
   new quantity, beside the configured take-profits if any.
+- They are priced from the average, yet none may be at or past the market (the signal price),
+  where it would fill at once: such a stop gives way to the working stop or refuses the plan,
+  such a take-profit hands its contracts to the next live leg (``_price_exits``). Nothing is
+  cancelled before that is settled.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
 from jtrades.broker.base import OcoRequest, OrderType, Side, WorkingOrder
@@ -44,23 +49,49 @@ from jtrades.engine.plan_context import (
 from jtrades.engine.sizing import cap_qty, round_distance, scale_qty
 
 
-def _place_exits(
-    c: Ctx, steps: Steps, pos_side: Side, total: int, ref: Decimal, carried: WorkingOrder | None
-) -> str:
-    """Absolute GTC TP/SL orders for a position of ``total`` averaged at ``ref``; a summary.
+@dataclass(frozen=True, slots=True)
+class _Priced:
+    """A resized position's exits, priced and checked against the market before anything is
+    planned: a refusal (``CannotPlan``) then leaves the working exits alone."""
 
-    One ``oco`` per TP leg (limit for its contracts + a stop for the same contracts), so the
-    stop shrinks as legs fill; plain limits without a stop; one stop without TPs.
+    tp: tuple[tuple[Decimal, int], ...]  # each take-profit's price and contracts
+    stop: StopSpec | None
+    carried: bool  # ``stop`` is the working stop, carried over at its price
+    notes: tuple[str, ...] = ()  # what the market changed, for the plan's reason
+
+
+def _short_of(price: Decimal, market: Decimal, pos_side: Side) -> bool:
+    """Whether a stop at ``price`` is on the losing side of the market, strictly."""
+    return (market - price) * pos_side.sign > 0
+
+
+def _price_exits(
+    c: Ctx, pos_side: Side, total: int, ref: Decimal, carried: StopSpec | None
+) -> _Priced:
+    """TP/SL prices for a position of ``total`` averaged at ``ref``, none at or past the market.
+
+    They are priced from the average, which can sit on the far side of the market (the signal's
+    price, where a market add fills) from a level measured off it: the entry alert's wider stop
+    still working, or a take-profit leg the market has already passed.
+
+    - A stop at or past the market would stop the position out at once, or be refused after
+      the old stop was cancelled (naked). The working stop goes on instead when it is short of
+      the market; otherwise nothing is planned (``CannotPlan``): the position keeps its exits.
+    - A take-profit at or past the market would fill at once, undoing the add or trimming more
+      than the strategy did. Its contracts go to the live leg the market reaches first, so the
+      ladder still covers the position (rule 4) and they exit at the next level the trader set;
+      refusing instead would leave the strategy's add or reduce undone for a level merely
+      passed. With every leg passed there is no level left to give them to: refused.
+
+    Without a signal price there is no market to check against: priced from the average alone.
+
+    The alert's dollars for the whole position (``Units.POSITION_DOLLARS``) are spread over the
+    position these exits cover, counted in the alert's contracts (``total`` ÷ multiplier): not
+    over the add or the reduce the alert asks for, which would let the averaged position lose
+    that many times the alert's cap.
     """
-    exits = resolve_exits(c, total, ref)
-    exit_side, d, tick = pos_side.opposite, pos_side.sign, c.contract.tick_size
-    carry = _carried_stop(carried)
-    if exits.empty:
-        if carry is None:
-            return "no exits"
-        order = stop_order(c.account, c.contract.symbol, exit_side, total, carry, steps.exit_id())
-        steps.add("order", order, note="protective stop carried over")
-        return f"stop carried over at {carry.stop_price}"
+    exits = resolve_exits(c, total, ref, Decimal(total) / c.multiplier)
+    d, tick = pos_side.sign, c.contract.tick_size
 
     def stop() -> StopSpec | None:
         # priced after the first take-profit, as it always was: which "cannot plan" reason
@@ -69,25 +100,91 @@ def _place_exits(
             # No stop configured, but one is working (the entry alert's own stop loss, or a
             # protective one): it goes on with the take-profits, or the position that was
             # protected is re-placed without a stop.
-            return carry
+            return carried
         price = as_price(exits.sl, ref, -d, c, "the stop-loss")
         if exits.trailing:
             peg = -d * round_distance(abs(ref - price), tick)
             return StopSpec(OrderType.TRAILING_STOP, price, peg=peg)
         return StopSpec(OrderType.STOP, price)
 
-    if not exits.tp:
-        sl = stop()
-        assert sl is not None
-        only = stop_order(c.account, c.contract.symbol, exit_side, total, sl, steps.exit_id())
-        steps.add("order", only, note="stop for the whole position")
-        return f"stop {only.stop_price} for {total}"
-    parts = []
-    sl = None
+    tp: list[tuple[Decimal, int]] = []
+    sl = None if exits.tp else stop()
     for i, (level, q) in enumerate(exits.tp):
-        tp_price = as_price(level, ref, d, c, "the take-profit")
+        tp.append((as_price(level, ref, d, c, "the take-profit"), q))
         if i == 0:
             sl = stop()
+    market = c.signal_price
+    is_carried = sl is not None and sl is carried
+    if market is None:
+        return _Priced(tuple(tp), sl, is_carried)
+    notes: list[str] = []
+    if (
+        sl is not None
+        and sl.stop_price is not None
+        and not _short_of(sl.stop_price, market, pos_side)
+    ):
+        fallback = None if is_carried else carried
+        if (
+            fallback is None
+            or fallback.stop_price is None
+            or not _short_of(fallback.stop_price, market, pos_side)
+        ):
+            what = "the working stop" if is_carried else "the stop"
+            raise CannotPlan(
+                f"{what} {sl.stop_price} for {label(pos_side)} {total} is at or past the"
+                f" market {market}, and no working stop is short of it"
+            )
+        notes.append(
+            f"the stop {sl.stop_price} is at or past the market {market}:"
+            f" the working stop {fallback.stop_price} kept"
+        )
+        sl, is_carried = fallback, True
+    return _Priced(_unreached(tp, market, pos_side, notes), sl, is_carried, tuple(notes))
+
+
+def _unreached(
+    legs: list[tuple[Decimal, int]], market: Decimal, pos_side: Side, notes: list[str]
+) -> tuple[tuple[Decimal, int], ...]:
+    """The take-profit legs the market has not reached, holding the contracts of those it has
+    (each to the live leg the market reaches first); ``_price_exits`` says why."""
+    d = pos_side.sign
+    live = [i for i, (p, _) in enumerate(legs) if (p - market) * d > 0]
+    if len(live) == len(legs):
+        return tuple(legs)
+    if not live:
+        prices = ", ".join(str(p) for p, _ in legs)
+        raise CannotPlan(f"every take-profit ({prices}) is at or past the market {market}")
+    qty = {i: legs[i][1] for i in live}
+    first = min(live, key=lambda i: (legs[i][0] - market) * d)  # the earliest one in a tie
+    for p, q in legs:
+        if (p - market) * d <= 0:
+            qty[first] += q
+            notes.append(
+                f"take-profit {p} already reached at {market}: its {q} to {legs[first][0]}"
+            )
+    return tuple((legs[i][0], qty[i]) for i in live)
+
+
+def _place_exits(c: Ctx, steps: Steps, pos_side: Side, total: int, priced: _Priced) -> str:
+    """Absolute GTC TP/SL orders for ``priced``; a summary.
+
+    One ``oco`` per TP leg (limit for its contracts + a stop for the same contracts), so the
+    stop shrinks as legs fill; plain limits without a stop; one stop without TPs.
+    """
+    exit_side = pos_side.opposite
+    sl = priced.stop
+    notes = "".join(f" ({n})" for n in priced.notes)
+    if not priced.tp:
+        if sl is None:
+            return "no exits"
+        only = stop_order(c.account, c.contract.symbol, exit_side, total, sl, steps.exit_id())
+        if priced.carried:
+            steps.add("order", only, note="protective stop carried over")
+            return f"stop carried over at {sl.stop_price}{notes}"
+        steps.add("order", only, note="stop for the whole position")
+        return f"stop {only.stop_price} for {total}{notes}"
+    parts = []
+    for tp_price, q in priced.tp:
         leg = take_profit_leg(c.account, c.contract.symbol, exit_side, q, tp_price, sl,
                               steps.exit_id(), steps.exit_id("b"))  # fmt: skip
         if isinstance(leg, OcoRequest):
@@ -96,7 +193,7 @@ def _place_exits(
             steps.add("order", leg, note="take-profit leg")
         parts.append(f"{q}@{tp_price}")
     sl_text = f", stop {sl.stop_price}" if sl is not None else ""
-    return f"TP {' '.join(parts)}{sl_text}"
+    return f"TP {' '.join(parts)}{sl_text}{notes}"
 
 
 def _carried_stop(carried: WorkingOrder | None) -> StopSpec | None:
@@ -109,18 +206,22 @@ def _carried_stop(carried: WorkingOrder | None) -> StopSpec | None:
     return StopSpec(kind, carried.stop_price, carried.price)
 
 
-def _cancel_exits(c: Ctx, steps: Steps, pos_side: Side) -> WorkingOrder | None:
-    """Cancel the working exits; return the protective stop nearest the market, to carry over."""
+def _working_stop(c: Ctx, pos_side: Side) -> StopSpec | None:
+    """The protective stop nearest the market among the working exits, to carry over."""
     carried: WorkingOrder | None = None
     for w in exit_working(c, pos_side):
-        steps.add("cancel", None, cancel_order_id=w.order_id, note=f"{w.order_type} {w.qty}")
         if w.stop_price is not None and (
             carried is None
             or carried.stop_price is None
             or (w.stop_price - carried.stop_price) * pos_side.sign > 0
         ):
             carried = w
-    return carried
+    return _carried_stop(carried)
+
+
+def _cancel_exits(c: Ctx, steps: Steps, pos_side: Side) -> None:
+    for w in exit_working(c, pos_side):
+        steps.add("cancel", None, cancel_order_id=w.order_id, note=f"{w.order_type} {w.qty}")
 
 
 def _has_exits(c: Ctx, pos_side: Side) -> bool:
@@ -165,8 +266,9 @@ def plan_add(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:
     with localcontext() as ctx:
         ctx.prec = 60
         avg = (c.state.avg_price * pos + fill * qty) / total
-    carried = _cancel_exits(c, steps, pos_side)
-    summary = _place_exits(c, steps, pos_side, total, avg, carried)
+    priced = _price_exits(c, pos_side, total, avg, _working_stop(c, pos_side))
+    _cancel_exits(c, steps, pos_side)
+    summary = _place_exits(c, steps, pos_side, total, priced)
     return AccountPlan(
         PositionAction.ADD,
         tuple(steps.items),
@@ -186,14 +288,17 @@ def plan_reduce(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:
         )
     remaining = pos - qty
     ref = c.state.avg_price if c.state.avg_price is not None else c.signal_price
-    carried = _cancel_exits(c, steps, pos_side)
-    order = req(c, pos_side.opposite, qty, OrderType.MARKET, steps.next_id())
-    steps.add("order", order, note=f"reduce by {qty}")
-    summary = "no exits"
+    priced = None
     if _has_exits(c, pos_side):
         if ref is None:
             raise CannotPlan("a reduce needs the average or signal price to re-place TP/SL")
-        summary = _place_exits(c, steps, pos_side, remaining, ref, carried)
+        priced = _price_exits(c, pos_side, remaining, ref, _working_stop(c, pos_side))
+    _cancel_exits(c, steps, pos_side)
+    order = req(c, pos_side.opposite, qty, OrderType.MARKET, steps.next_id())
+    steps.add("order", order, note=f"reduce by {qty}")
+    summary = "no exits"
+    if priced is not None:
+        summary = _place_exits(c, steps, pos_side, remaining, priced)
     return AccountPlan(
         PositionAction.REDUCE,
         tuple(steps.items),

@@ -26,7 +26,10 @@ class Units(StrEnum):
     TICKS = "ticks"
     POINTS = "points"
     PERCENT = "percent"
-    DOLLARS = "dollars"
+    DOLLARS = "dollars"  # per contract
+    # Dollars for the whole position the alert trades (TradersPost ``pnlAmount``), spread over
+    # its contracts as the alert counts them (``exits.resolve_exits``)
+    POSITION_DOLLARS = "position_dollars"
     PRICE = "price"  # an absolute price level
 
 

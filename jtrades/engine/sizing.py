@@ -50,14 +50,19 @@ def _floor_scaled(qty: int, multiplier: Decimal) -> int:
     return int((Decimal(qty) * multiplier).to_integral_value(rounding=ROUND_FLOOR))
 
 
+def base_qty(signal_qty: int | None, configured: int) -> int:
+    """The contracts an alert asks for before any multiplier: its own quantity, or (None or 0)
+    the configured one."""
+    return signal_qty if signal_qty is not None and signal_qty > 0 else configured
+
+
 def entry_qty(signal_qty: int | None, s: RiskSettings, multiplier: Decimal) -> int:
     """Contracts for a first entry: the webhook's quantity if it gave one (None or 0 = the
     configured ``size``), × multiplier (``scale_qty``), then capped by ``max_contracts``.
 
     The cap limits, it never replaces: a 2-lot under ``--max-contracts 5`` stays 2. Always ≥ 1.
     """
-    base = signal_qty if signal_qty is not None and signal_qty > 0 else s.size
-    return max(1, cap_qty(scale_qty(base, multiplier), s.max_contracts))
+    return max(1, cap_qty(scale_qty(base_qty(signal_qty, s.size), multiplier), s.max_contracts))
 
 
 def cap_qty(qty: int, max_contracts: int | None, held: int = 0) -> int:
@@ -112,7 +117,8 @@ def to_points(
 
     ``percent`` is of ``entry_price``; ``dollars`` is the money at risk on ``qty`` contracts
     (the planner passes 1: dollars per contract, so every follower's stop sits at the same
-    price whatever its multiplier). ``price`` units are absolute levels, not distances.
+    price whatever its multiplier; an alert's dollars for the whole position are made per
+    contract first, ``exits.distance``). ``price`` units are absolute levels, not distances.
     """
     u = str(units)
     if u == "ticks":

@@ -589,7 +589,7 @@ def test_traderspost_explicit_market_position_wins_over_sentiment() -> None:
         ({"limitPrice": 110}, ExitSpec(Decimal(110), Units.PRICE)),
         ({"percent": "1.5"}, ExitSpec(Decimal("1.5"), Units.PERCENT)),
         ({"amount": 10}, ExitSpec(Decimal(10), Units.POINTS)),
-        ({"pnlAmount": 100}, ExitSpec(Decimal(100), Units.DOLLARS)),
+        ({"pnlAmount": 100}, ExitSpec(Decimal(100), Units.POSITION_DOLLARS)),
         ({"LimitPrice": 110}, ExitSpec(Decimal(110), Units.PRICE)),
     ],
 )
@@ -604,6 +604,7 @@ def test_traderspost_take_profit(take_profit: dict[str, Any], spec: ExitSpec) ->
         ({"stopPrice": "90"}, ExitSpec(Decimal(90), Units.PRICE)),
         ({"type": "stop", "amount": 10}, ExitSpec(Decimal(10), Units.POINTS)),
         ({"type": "stop", "percent": 2}, ExitSpec(Decimal(2), Units.PERCENT)),
+        ({"type": "stop", "pnlAmount": 300}, ExitSpec(Decimal(300), Units.POSITION_DOLLARS)),
         (
             {"type": "stop_limit", "stopPrice": 90, "limitPrice": 89},
             ExitSpec(Decimal(90), Units.PRICE),
@@ -626,6 +627,8 @@ def test_traderspost_stop_loss(stop_loss: dict[str, Any], spec: ExitSpec) -> Non
         ({"stopLoss": {"type": "stop", "trailAmount": 5}}, "needs stopLoss.type trailing_stop"),
         ({"stopLoss": {"type": "trailing_stop"}}, "trailAmount or trailPercent"),
         ({"stopLoss": {"type": "trailing_stop", "stopPrice": 90}}, "trailing stop takes"),
+        ({"stopLoss": {"type": "trailing_stop", "pnlAmount": 300}}, "not trailing_stop"),
+        ({"stopLoss": {"type": "stop", "pnlAmount": 300, "amount": 5}}, "only one of"),
         ({"stopLoss": {"type": "oco", "stopPrice": 90}}, "stopLoss.type must be"),
         ({"stopLoss": {"type": "stop", "percent": 1, "amount": 3}}, "only one of"),
         ({"quantityType": "dollar_amount", "quantity": 1000}, "not supported for futures"),

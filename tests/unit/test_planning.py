@@ -1130,6 +1130,13 @@ def test_dca_exits_bracket_the_fractional_average(
     state = AccountState(pos if is_long else -pos, avg)
     p = plan(Signal(Action.BUY if is_long else Action.SELL), s, state, mult=mult, contract=contract,
              price=price)  # fmt: skip
+    if p.action is PositionAction.IGNORE:
+        # a stop at or past the market (the add's fill), or every take-profit already passed:
+        # refused, nothing cancelled (test_resize_market)
+        assert p.orders == ()
+        assert p.reason.startswith("cannot plan"), p.reason
+        assert "market" in p.reason, p.reason
+        return
     assert p.action is PositionAction.ADD
     added = order(p.orders[0]).qty
     total = pos + added
@@ -1145,5 +1152,7 @@ def test_dca_exits_bracket_the_fractional_average(
         assert sl % tick == 0
         assert (tp - new_avg) * d > 0  # a take-profit beyond the average
         assert (new_avg - sl) * d > 0  # a stop on the losing side
+        assert (tp - price) * d > 0  # neither at or past the market: none fills at once
+        assert (price - sl) * d > 0
         assert abs(new_avg - sl) <= sl_ticks * tick  # never wider than configured
         assert abs(tp - new_avg) <= 2 * tp_ticks * tick
