@@ -327,3 +327,28 @@ def test_a_deleted_position_entity_drops_only_itself() -> None:
     assert [p.net_pos for p in view.positions(ACCT)] == [2]
     view.apply(props("position", {**old, "id": 11, "netPos": 2}, "Deleted"))
     assert view.positions(ACCT) == []
+
+
+def test_the_latest_trading_day_s_position_entity_is_the_position() -> None:
+    """Two entities of one contract in a snapshot, yesterday's flat one listed after today's
+    long 2: the view kept the last listed and read the held long as flat (and the reconciler
+    then cancelled its exits as those of a closed position)."""
+    today = {
+        "id": 11, "accountId": ACCT, "contractId": MNQ, "netPos": 2, "netPrice": 21500,
+        "tradeDate": {"year": 2026, "month": 11, "day": 30},
+    }  # fmt: skip
+    yesterday = {
+        **today,
+        "id": 10,
+        "netPos": 0,
+        "tradeDate": {"year": 2026, "month": 11, "day": 27},
+    }
+    view = AccountView()
+    view.load_snapshot(snapshot(positions=[today, yesterday]))
+    assert [p.net_pos for p in view.positions(ACCT)] == [2]
+    assert view.apply(props("position", yesterday, "Updated")) == []  # a late update of it
+    assert [p.net_pos for p in view.positions(ACCT)] == [2]
+    # the next day's entity takes over, whichever id it has
+    tomorrow = {**today, "id": 9, "netPos": 1, "tradeDate": {"year": 2026, "month": 12, "day": 1}}
+    view.apply(props("position", tomorrow))
+    assert [p.net_pos for p in view.positions(ACCT)] == [1]

@@ -68,6 +68,8 @@ class AccountView:
         # dispatcher on every position event, the protective pass all of them
         self._positions: dict[int, dict[int, Position]] = {}
         self._position_ids: dict[tuple[int, int], int] = {}  # (account, contract) -> entity id
+        # ... and that entity's (trading day, id): which of two entities is the position
+        self._position_ranks: dict[tuple[int, int], tuple[tuple[int, int, int], int]] = {}
         self._orders: dict[int, Entity] = {}
         # orderId -> the WorkingOrder its entities make, built once per change of any of them
         # (order, orderVersion, command, the contract's name) rather than on every read
@@ -267,9 +269,16 @@ class AccountView:
                     return []
                 held.pop(pos.contract_id, None)
                 self._position_ids.pop(key, None)
+                self._position_ranks.pop(key, None)
             else:
+                rank = _position_rank(e)
+                if self._position_ids.get(key, eid) != eid and rank < self._position_ranks[key]:
+                    # an older trading day's entity of the contract, listed (or updated) after
+                    # the current one: the most recent is the position, whatever the order
+                    return []
                 held[pos.contract_id] = pos
                 self._position_ids[key] = eid
+                self._position_ranks[key] = rank
             return [BrokerEvent("position", pos.account_id, pos, deleted=deleted)]
         if kind == "fill":
             if eid in self._fills or deleted:
@@ -369,6 +378,7 @@ class AccountView:
             oco_id=o.get("ocoId"),
             reason=self._rejected.get(order_id),
             bracketed=order_id in self.strategies.cl_ord,
+            text=v.get("text"),
         )
         if built.status.is_open:  # what working_orders reads; a done order is read rarely
             self._built[order_id] = built
@@ -510,3 +520,18 @@ class AccountView:
         order rather than the changed ones, the fills in the order they happened, and every
         position (flat ones too)."""
         return [*self._changed_orders({}), *self._fill_events(), *self._position_events({})]
+
+
+def _position_rank(e: Entity) -> tuple[tuple[int, int, int], int]:
+    """A position entity's trading day (``tradeDate``), then its id: Tradovate keeps one entity
+    per account, contract and trading day, and the most recent is the position held."""
+    day = e.get("tradeDate")
+    try:
+        d = (
+            (int(day["year"]), int(day["month"]), int(day["day"]))
+            if isinstance(day, Mapping)
+            else (0, 0, 0)
+        )
+    except (KeyError, TypeError, ValueError):
+        d = (0, 0, 0)
+    return d, int(e.get("id") or 0)
