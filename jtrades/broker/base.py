@@ -203,6 +203,9 @@ class WorkingOrder:
     reason: str | None = None
     # an order strategy's entry: its brackets are made when it fills, for its whole quantity
     bracketed: bool = False
+    # the order's text at the broker: an OCO's second leg carries our clOrdId there (Tradovate
+    # takes none for it), which is how an exit of ours is known once its partner is gone
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

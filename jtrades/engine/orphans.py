@@ -6,11 +6,15 @@ gone, so the next of them to fill opens a new one, unprotected and unasked for. 
 cancels them (``protector``); this module only says which they are. Pure: the live view's
 positions and orders in, orders out.
 
-An order is such an exit when the sub-account holds nothing in its contract and it is live
-(Working, PendingNew, PendingReplace: a Suspended bracket still waits for its entry) and
+The same goes for such exits on a contract held on their own side (the position was reversed
+by hand, or an alert opened the other side before a pass cancelled them): a sell take-profit
+of a closed long adds to a short when it fills. An order is such an exit when it is live
+(Working, PendingNew, PendingReplace: a Suspended bracket still waits for its entry), the
+sub-account holds nothing in its contract or holds it on the order's own side, and
 - it is a bracket of an entry that is no longer open (its entry filled: the position it opened
   is gone); an order strategy's brackets count as its entry's, as the view links them; or
-- jtrades placed it only to exit (its clOrdId, ``plan_context.placed_as_exit``); or
+- jtrades placed it only to exit (its clOrdId, ``plan_context.placed_as_exit``; an OCO's second
+  leg carries it in its text); or
 - it is OCO-linked to one of those.
 Anything else (a working limit entry, an order someone placed by hand) is not ours to judge and
 is left alone. Market orders are on their way to filling, never resting: left alone too.
@@ -28,19 +32,23 @@ from jtrades.engine.protection import LIVE
 def orphan_exits(
     positions: Iterable[Position], working: Sequence[WorkingOrder]
 ) -> tuple[WorkingOrder, ...]:
-    """The exits in ``working`` (one sub-account's orders) whose contract ``positions`` shows
-    flat; sorted by order id."""
-    held = {p.symbol for p in positions if p.net_pos != 0}
+    """The exits in ``working`` (one sub-account's orders) that cannot exit what ``positions``
+    holds; sorted by order id."""
+    held = {p.symbol: p.net_pos for p in positions if p.net_pos != 0}
     open_ids = {o.order_id for o in working if o.status.is_open}
     candidates = {
         o.order_id: o
         for o in working
-        if o.symbol not in held and o.status in LIVE and o.order_type is not OrderType.MARKET
+        if o.status in LIVE
+        and o.order_type is not OrderType.MARKET
+        and held.get(o.symbol, 0) * o.side.sign >= 0  # flat, or held on the order's side
     }
     exits = {
         oid
         for oid, o in candidates.items()
-        if (o.parent_id is not None and o.parent_id not in open_ids) or placed_as_exit(o.cl_ord_id)
+        if (o.parent_id is not None and o.parent_id not in open_ids)
+        or placed_as_exit(o.cl_ord_id)
+        or placed_as_exit(o.text)
     }
     exits |= {
         oid

@@ -13,7 +13,7 @@ from jtrades.broker.base import OrderRequest, OrderType, Side, SubAccount
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.engine import Engine
-from tests.integration.test_engine import buy, send, wait_for
+from tests.integration.test_engine import buy, sell, send, wait_for
 from tests.integration.test_protect_exits_sim import _net, _sim_world, _view_net, _view_orders
 from tests.simutil import SimHandle
 
@@ -104,3 +104,78 @@ async def test_a_working_entry_and_an_order_by_hand_are_left_alone(
         assert await _sweep_twice(engine) == (0, 0)
         assert sorted(o["id"] for o in sim.working_orders("PX1")) == before
         assert await _cancel_intents(database) == []
+
+
+async def test_a_closed_long_s_exits_do_not_add_to_a_short_opened_before_the_sweep(
+    database: Database, settings: Settings
+) -> None:
+    """Closed by hand, then a sell alert opens a short before the second pass: the contract is
+    held again, but on the side the old exits would add to."""
+    async with _sim_world(database, settings, size=1, tp=[{"target": "20"}], sl=Decimal(40)) as (
+        sim,
+        engine,
+        w,
+    ):
+        await send(engine, database.pool, w["rec"], buy("21500"))
+        await _view_net(w, 1)
+        await _view_orders(w, 2)
+        old = {o["id"] for o in sim.working_orders("PX1")}
+        await _close_by_hand(w, Side.SELL, 1)
+        assert await engine.reconciler.orphans.sweep() == 0
+
+        await send(engine, database.pool, w["rec"], sell("21500"))
+        await _view_net(w, -1)
+        await _view_orders(w, 4)
+        assert await engine.reconciler.orphans.sweep() == 2
+        assert not old & {o["id"] for o in sim.working_orders("PX1")}  # the short's stay
+        await sim.set_price("MNQ", "21506")  # the old sell take-profit's level
+        assert _net(sim) == -1
+
+
+async def test_a_reversal_by_hand_leaves_no_exit_that_adds_to_the_new_side(
+    database: Database, settings: Settings
+) -> None:
+    """Long 1 reversed by hand (sell 2): the long's sell exits work on a short 1, a contract
+    never flat; the reconciler's passes cancel them."""
+    async with _sim_world(database, settings, size=1, tp=[{"target": "20"}], sl=Decimal(40)) as (
+        sim,
+        engine,
+        w,
+    ):
+        await send(engine, database.pool, w["rec"], buy("21500"))
+        await _view_net(w, 1)
+        await _view_orders(w, 2)
+        [p] = [p for p in w["broker"].positions(w["bid"]) if p.net_pos]
+        await w["broker"].place_order(
+            OrderRequest(SubAccount(w["bid"], "PX1"), p.symbol, Side.SELL, 2)
+        )
+        await _view_net(w, -1)
+        for _ in range(2):
+            await engine.reconciler.tick()
+        assert [o["action"] for o in sim.working_orders("PX1")] != ["Sell", "Sell"]
+        await sim.set_price("MNQ", "21506")
+        assert _net(sim) == -1
+
+
+async def test_an_oco_stop_whose_take_profit_is_gone_is_still_an_exit(
+    database: Database, settings: Settings
+) -> None:
+    """Tradovate takes no clOrdId for an OCO's second order: the DCA's stop is known as ours by
+    the id riding in its text once its take-profit was cancelled by hand."""
+    risk: dict[str, Any] = {"size": 1, "add_size": 1, "same_direction": "add", "dca": True}
+    tp = [{"target": "20", "qty": 1}, {"target": "40"}]
+    async with _sim_world(database, settings, tp=tp, sl=Decimal(40), **risk) as (sim, engine, w):
+        await send(engine, database.pool, w["rec"], buy("21500"))
+        await _view_net(w, 1)
+        await send(engine, database.pool, w["rec"], buy("21500"))
+        await _view_net(w, 2)
+        await _view_orders(w, 4)
+        for o in sim.working_orders("PX1"):
+            if o["orderType"] == "Limit":  # by hand: let the trade run
+                await w["broker"].cancel_order(o["id"])
+        await _view_orders(w, 2)
+        await _close_by_hand(w, Side.SELL, 2)
+
+        assert await _sweep_twice(engine) == (0, 2)
+        await sim.set_price("MNQ", "21480")
+        assert _net(sim) == 0

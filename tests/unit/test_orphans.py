@@ -4,6 +4,7 @@ contract are never touched."""
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 from hypothesis import given
@@ -56,6 +57,28 @@ def test_nothing_is_an_orphan_while_the_contract_is_held() -> None:
     assert orphan_exits([Position(AID, 42, SYM, 2, D(21500))], working) == ()
     # another contract's position does not hold this one
     assert ids(orphan_exits([Position(AID, 43, OTHER, 2, D(5000))], working)) == [2, 3]
+
+
+def test_exits_on_the_side_now_held_are_orphans() -> None:
+    """A closed long's sell exits, with the contract now short (reversed by hand, or an alert
+    opened the short before a pass cancelled them): they add to the short when they fill."""
+    old_exits = [o(2, kind=OrderType.LIMIT, parent=1, oco=3), o(3, parent=1, oco=2)]
+    new_exits = [
+        o(5, Side.BUY, OrderType.LIMIT, parent=4, oco=6),
+        o(6, Side.BUY, OrderType.STOP, parent=4, oco=5),
+    ]
+    short = [Position(AID, 42, SYM, -1, D(21500))]
+    assert ids(orphan_exits(short, [*old_exits, *new_exits])) == [2, 3]
+    assert ids(orphan_exits([Position(AID, 42, SYM, 1, D(21500))], old_exits)) == []
+
+
+def test_an_oco_second_leg_is_known_by_its_text() -> None:
+    """Tradovate takes no clOrdId for an OCO's second leg: ours rides in its text, and tells
+    the stop is an exit once its take-profit is gone."""
+    stop = dataclasses.replace(o(11, oco=10), text="jt-5-1-3xb")
+    assert ids(orphan_exits(flat(), [stop])) == [11]
+    label = dataclasses.replace(o(12), text="protective stop")
+    assert orphan_exits(flat(), [label]) == ()
 
 
 def test_brackets_of_an_entry_still_open_are_left_alone() -> None:
@@ -146,7 +169,7 @@ def test_an_orphan_is_always_live_resting_on_a_flat_contract(
         if placed_as_exit(w.cl_ord_id) or (w.parent_id is not None and w.parent_id not in open_ids)
     }
     for x in found:
-        assert x.symbol not in held
+        assert x.symbol not in held or x.side is Side.BUY  # held long: a buy only adds to it
         assert x.status in (
             OrderStatus.WORKING,
             OrderStatus.PENDING_NEW,

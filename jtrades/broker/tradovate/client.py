@@ -137,8 +137,10 @@ class TradovateBroker:
         other = order_fields(req.second)
         for k in ("accountSpec", "accountId", "symbol", "isAutomated", "clOrdId"):
             other.pop(k, None)
-        if req.second.cl_ord_id and "text" not in other:
-            other["text"] = req.second.cl_ord_id  # "other" has no clOrdId in the spec
+        if req.second.cl_ord_id:
+            # "other" has no clOrdId in the spec: our id rides in its text, over a label, since it
+            # is what tells the order is ours once its partner is gone (``engine.orphans``)
+            other["text"] = req.second.cl_ord_id
         body["other"] = other
         d = await self._send("order/placeoco", body)
         linked = (int(d["ocoId"]),) if d.get("ocoId") is not None else ()
