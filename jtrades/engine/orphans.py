@@ -25,8 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from jtrades.broker.base import OrderType, Position, WorkingOrder
-from jtrades.engine.plan_context import placed_as_exit
-from jtrades.engine.protection import LIVE
+from jtrades.engine.plan_context import LIVE, placed_as_exit
 
 
 def orphan_exits(

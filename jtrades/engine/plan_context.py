@@ -35,6 +35,9 @@ MAX_CL_ORD_ID = 64
 # the position is gone would open a new one when it fills, and the reconciler cancels such
 # orders by this mark (``engine.orphans``); an entry never carries it.
 EXIT_MARK = "x"
+# Orders that may fill now: Working, PendingNew (accepted, about to work), PendingReplace
+# (working while a modify is in flight). Not Suspended (a bracket waiting for its entry).
+LIVE = frozenset({OrderStatus.WORKING, OrderStatus.PENDING_NEW, OrderStatus.PENDING_REPLACE})
 PROTECTION_PREFIX = "jt-p-"
 
 

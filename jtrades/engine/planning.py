@@ -74,6 +74,7 @@ from jtrades.broker.base import (
 from jtrades.engine.entries import expected_fill
 from jtrades.engine.exits import CannotPlan, as_distance, resolve_exits
 from jtrades.engine.filters import apply_inverse, is_reduce
+from jtrades.engine.orphans import orphan_exits
 from jtrades.engine.parse_values import MAX_QUANTITY
 from jtrades.engine.plan_context import (
     MAX_CL_ORD_ID,
@@ -203,7 +204,8 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
             if against:
                 return _cancel_working(steps, against, f"direction: {off}; flat: ")
             return AccountPlan(PositionAction.IGNORE, (), f"direction: {off}")
-        working = working_entries(c, side)
+        against = _other_side_live(c, side)
+        working = working_entries(c, side) - sum(w.qty for w in against if w.side is side)
         if cap_qty(1, s.max_contracts, held=working) == 0:
             return AccountPlan(
                 PositionAction.IGNORE,
@@ -211,12 +213,11 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
                 f"flat with {working} {label(side)} contract(s) of entries working,"
                 f" at --max-contracts {s.max_contracts}",
             )
-        against = _other_side_live(c, side)
         _add_cancels(steps, against)
         qty = _open(c, steps, side, working)
         more = f" ({working} more working)" if working else ""
         if against:
-            more += f"; cancel {len(against)} working {side.opposite.value.lower()} order(s)"
+            more += f"; cancel {len(against)} working order(s)"
         return AccountPlan(
             PositionAction.OPEN, tuple(steps.items), f"open {label(side)} {qty}{more}"
         )
@@ -253,13 +254,17 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
 
 
 def _other_side_live(c: Ctx, side: Side) -> list[WorkingOrder]:
-    """This account's live orders on the contract against ``side`` when flat: an entry still
-    resting, an exit left from a closed position; they would fill against a position on
-    ``side``. Suspended brackets are left: they wait on an entry of ``side``."""
+    """This account's live orders on the contract to cancel when flat and going ``side``: those
+    against ``side`` (an entry still resting, an exit left from a closed position: they would
+    fill against a position on ``side``), and exits left from a closed position on ``side``
+    itself (``orphans``: they would add to it, and are no entries to count). Suspended brackets
+    are left: they wait on an entry of ``side``."""
+    own = own_working(c)
+    left = {w.order_id for w in orphan_exits((), own)}  # flat: the exits of no position
     return [
         w
-        for w in own_working(c)
-        if w.side is side.opposite and w.status is not OrderStatus.SUSPENDED
+        for w in own
+        if (w.side is side.opposite and w.status is not OrderStatus.SUSPENDED) or w.order_id in left
     ]
 
 

@@ -70,9 +70,9 @@ from jtrades.broker.base import (
     WorkingOrder,
 )
 from jtrades.engine.exit_orders import StopSpec, stop_order, take_profit_leg
+from jtrades.engine.plan_context import LIVE
 from jtrades.engine.planning import PlannedOrder
 
-LIVE = frozenset({OrderStatus.WORKING, OrderStatus.PENDING_NEW, OrderStatus.PENDING_REPLACE})
 STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
 TEXT = "protective stop"  # shown with the orders at the broker
 

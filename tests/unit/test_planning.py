@@ -136,6 +136,22 @@ def working(
 # --- flat ---------------------------------------------------------------------------------
 
 
+def test_a_closed_long_s_exits_are_cancelled_not_counted_when_opening_short() -> None:
+    """Flat after a long closed by hand: its sell take-profit and stop (brackets of a filled
+    entry) still work. Opening short, they were counted as working short entries (refused at
+    --max-contracts 1) and left to add to the short; they are cancelled like the other side's."""
+    tp = dataclasses.replace(working(11, Side.SELL, 1, OrderType.LIMIT, price="21505"), parent_id=1)
+    sl = dataclasses.replace(working(12, Side.SELL, 1, OrderType.STOP, stop="21490"), parent_id=1)
+    entry = working(13, Side.SELL, 1, OrderType.LIMIT, price="21520")  # a short entry resting
+    s = RiskSettings(size=1, max_contracts=2)
+    p = plan(SELL, s, AccountState(0, None, (tp, sl, entry)))
+    assert p.action is PositionAction.OPEN
+    assert [o.cancel_order_id for o in p.orders if o.kind == "cancel"] == [11, 12]
+    assert "(1 more working)" in p.reason
+    capped = plan(SELL, dataclasses.replace(s, max_contracts=1), AccountState(0, None, (tp, sl)))
+    assert capped.action is PositionAction.OPEN
+
+
 def test_flat_buy_opens_long_with_ladder_and_stop() -> None:
     p = plan(BUY)
     assert p.action is PositionAction.OPEN
