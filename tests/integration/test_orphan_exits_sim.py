@@ -109,8 +109,8 @@ async def test_a_working_entry_and_an_order_by_hand_are_left_alone(
 async def test_a_closed_long_s_exits_do_not_add_to_a_short_opened_before_the_sweep(
     database: Database, settings: Settings
 ) -> None:
-    """Closed by hand, then a sell alert opens a short before the second pass: the contract is
-    held again, but on the side the old exits would add to."""
+    """Closed by hand, then a sell alert opens a short before the second pass: its plan cancels
+    the old exits (they would add to the short), and a pass finds nothing left."""
     async with _sim_world(database, settings, size=1, tp=[{"target": "20"}], sl=Decimal(40)) as (
         sim,
         engine,
@@ -125,9 +125,9 @@ async def test_a_closed_long_s_exits_do_not_add_to_a_short_opened_before_the_swe
 
         await send(engine, database.pool, w["rec"], sell("21500"))
         await _view_net(w, -1)
-        await _view_orders(w, 4)
-        assert await engine.reconciler.orphans.sweep() == 2
-        assert not old & {o["id"] for o in sim.working_orders("PX1")}  # the short's stay
+        await _view_orders(w, 2)  # the short's own take-profit and stop
+        assert not old & {o["id"] for o in sim.working_orders("PX1")}
+        assert await engine.reconciler.orphans.sweep() == 0
         await sim.set_price("MNQ", "21506")  # the old sell take-profit's level
         assert _net(sim) == -1
 
