@@ -263,10 +263,11 @@ CREATE TABLE signal_keys (
 );
 CREATE INDEX signal_keys_created_idx ON signal_keys (created_at);
 
--- One order the daemon decided to send, written before it is sent (rule 1).
+-- One order the daemon decided to send, written before it is sent (rule 1). It outlives its
+-- signal and its trader (another user's recorder deleted): it is the record of what was sent.
 CREATE TABLE order_intents (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    signal_id       bigint REFERENCES signals (id) ON DELETE CASCADE,
+    signal_id       bigint REFERENCES signals (id) ON DELETE SET NULL,
     trader_id       bigint REFERENCES traders (id) ON DELETE SET NULL,
     sub_account_id  bigint NOT NULL REFERENCES sub_accounts (id) ON DELETE CASCADE,
     cl_ord_id       text NOT NULL CHECK (length(cl_ord_id) BETWEEN 1 AND 64),

@@ -322,7 +322,8 @@ async def set_token_hash(conn: Executor, rec: Recorder, token_hash: bytes, *, ac
 
 
 async def delete(conn: Executor, rec: Recorder, *, actor: str) -> int:
-    """Delete (its traders and signals cascade); returns how many traders went with it."""
+    """Delete (its traders and signals cascade; the order intents they caused stay, their
+    signal_id cleared); returns how many traders went with it."""
     with translate_errors():
         counts = await conn.fetchrow(q("recorders.follower_count"), rec.id)
         await conn.execute(q("recorders.delete"), rec.id)
