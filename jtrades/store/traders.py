@@ -245,9 +245,7 @@ async def resolve_accounts(
                     f"run `jtrades accounts sync {spec.label}` first"
                 )
         else:
-            picked = [r for r in subs if r["name"].lower() == spec.sub_account.lower()]
-            if not picked:
-                raise NotFound(f"account {spec.label!r} has no sub-account {spec.sub_account!r}")
+            picked = _named(subs, spec.label, spec.sub_account)
             if not picked[0]["active"]:
                 raise InvalidInput(f"sub-account {spec.label}:{spec.sub_account} is inactive")
         for r in picked:
@@ -255,6 +253,26 @@ async def resolve_accounts(
                 raise InvalidInput(f"sub-account {spec.label}:{r['name']} is named twice")
             chosen[r["sub_account_id"]] = spec.multiplier
     return list(chosen.items())
+
+
+def _named(subs: Sequence[Any], label: str, wanted: str) -> list[Any]:
+    """The one sub-account named ``wanted``: as written, else in any case if only one matches.
+
+    Names are unique per login only as written ("sim1" and "SIM1" are two), so a match in
+    any case linked both and the trader traded one nobody named."""
+    exact = [r for r in subs if r["name"] == wanted]
+    if exact:
+        return exact
+    similar = [r for r in subs if r["name"].lower() == wanted.lower()]
+    if len(similar) > 1:
+        names = ", ".join(repr(r["name"]) for r in similar)
+        raise InvalidInput(
+            f"account {label!r} has several sub-accounts named {wanted!r} in another case"
+            f" ({names}): write the one you mean exactly"
+        )
+    if not similar:
+        raise NotFound(f"account {label!r} has no sub-account {wanted!r}")
+    return similar
 
 
 async def _replace_links(

@@ -120,6 +120,21 @@ def test_multiplier_bounds_accept_the_edges(cli: Cli) -> None:
     assert "--account" in cli.fails("trader", "create", "--user", "alice", "--recorder", "nq")
 
 
+def test_a_sub_account_named_in_another_case_is_one_or_refused(cli: Cli) -> None:
+    """Sub-account names are unique per login as written, so 'sim1' and 'SIM1' are two:
+    naming one matched both case-insensitively and the trader traded one nobody named."""
+    alice = sql(cli.db_url, "SELECT id FROM users WHERE name = 'alice'")[0][0]
+    seed_account(cli.db_url, alice, "ap", ["sim1", "SIM1", "Other"])
+    for typed, linked in (("SIM1", "SIM1"), ("sim1", "sim1"), ("other", "Other")):
+        t = create(cli, "--user", "alice", "--recorder", "nq", "--account", f"ap:{typed}")
+        assert [a["sub_account"] for a in t["accounts"]] == [linked], typed
+    line = cli.fails("trader", "create", "--user", "alice", "--recorder", "nq",
+                     "--account", "ap:Sim1")  # fmt: skip
+    assert "'SIM1'" in line
+    assert "'sim1'" in line
+    assert sql(cli.db_url, "SELECT count(*) FROM traders")[0][0] == 3
+
+
 def test_overrides_inherit_validate_and_clear(cli: Cli) -> None:
     t = create(cli, "--user", "alice", "--recorder", "nq", "--account", "alice-acc",
                "--size", "4", "--direction", "long")  # fmt: skip
