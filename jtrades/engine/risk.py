@@ -175,6 +175,8 @@ class RiskOverrides:
 # --- parsing what people type ----------------------------------------------------------------
 
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+# ASCII digits only: str.isdigit() also passes "²" and "①", which int() refuses
+_COUNT = re.compile(r"^[0-9]+$")
 
 
 def parse_decimal(text: str, what: str) -> Decimal:
@@ -216,7 +218,7 @@ def parse_tp(text: str) -> tuple[TpLeg, ...]:
         target = parse_decimal(target_s, f"--tp leg {i}")
         qty: int | None = None
         if sep:
-            if not qty_s.strip().isdigit():
+            if not _COUNT.match(qty_s.strip()):
                 raise InvalidInput(f"--tp leg {i}: quantity {qty_s!r} is not a whole number")
             qty = int(qty_s)
         legs.append(TpLeg(target, qty))

@@ -187,6 +187,7 @@ def test_every_risk_option_is_stored(cli: Cli) -> None:
         (["--auto-flat-after", "24:00"], "HH:MM"),
         (["--tp", "20:1,10"], "increasing"),
         (["--size", "99999999999"], "out of range"),
+        (["--size", "3", "--tp", "20:\u00b2,40"], "--tp leg 1"),  # passed str.isdigit, not int()
     ],
 )
 def test_bad_options_are_one_line_errors_and_write_nothing(

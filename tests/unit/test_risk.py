@@ -130,6 +130,13 @@ def test_overrides_apply_and_revalidate() -> None:
         RiskOverrides({"colour": "red"})
 
 
+@pytest.mark.parametrize("qty", ["\u00b2", "\u2460", "\u0663", "+1", "1.0", ""])
+def test_a_tp_quantity_is_ascii_digits_or_refused(qty: str) -> None:
+    """'²' and '①' passed str.isdigit and then failed int(): a ValueError traceback."""
+    with pytest.raises(InvalidInput, match=r"--tp leg 1: quantity .* is not a whole number"):
+        parse_tp(f"20:{qty},40")
+
+
 def test_breakeven_parser() -> None:
     assert parse_breakeven("20") == (Decimal(20), Decimal(0))
     assert parse_breakeven("20:2") == (Decimal(20), Decimal(2))
