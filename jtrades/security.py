@@ -229,6 +229,11 @@ def _read_key_file(path: Path) -> list[bytes]:
         raise ConfigError(f"secret key file not found: {path}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read secret key file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        # raw key bytes (head -c32 /dev/urandom): the decoder's message would quote them
+        raise ConfigError(
+            f"secret key file {path} is not text: it holds keys as base64 or hex, one a line"
+        ) from None
     if os.name == "posix" and path.stat().st_mode & 0o077:
         log.warning("secrets.key_file_permissions", path=str(path), hint=f"chmod 600 {path}")
     return parse_keys(text, str(path))

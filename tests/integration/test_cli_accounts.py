@@ -133,6 +133,23 @@ async def test_live_account_without_username_is_refused(cli: Cli, pool: asyncpg.
     assert await pool.fetchval("SELECT count(*) FROM accounts") == 0
 
 
+async def test_a_key_file_of_raw_bytes_is_one_line(
+    db_url: str, data_dir: Path, tmp_path: Path, pool: asyncpg.Pool
+) -> None:
+    """A secrets.key_file holding raw key bytes (``head -c32 /dev/urandom``) made the command
+    crash with a UnicodeDecodeError traceback."""
+    key = tmp_path / "raw.key"
+    key.write_bytes(bytes(range(200, 232)))
+    key.chmod(0o600)
+    cli = Cli(db_url, data_dir, {"JTRADES_SECRETS__KEY_FILE": str(key)})
+    await cli.ok("users", "register", "alice", "--email", "alice@example.com")
+    r = await cli("accounts", "add", "a1", "--user", "alice", "--env", "demo",
+                  "--username", "u1", "--password-stdin", input=PASSWORD + "\n")  # fmt: skip
+    assert r.exit_code == 1
+    assert str(key) in r.error_line()
+    assert await pool.fetchval("SELECT count(*) FROM accounts") == 0
+
+
 async def test_duplicate_label_any_case(cli: Cli, pool: asyncpg.Pool) -> None:
     await cli.ok("accounts", "add", "shared", "--user", "alice", "--env", "paper")
     r = await cli("accounts", "add", "SHARED", "--user", "bob", "--env", "paper")

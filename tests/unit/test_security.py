@@ -218,6 +218,22 @@ def test_key_file_setting_wins_and_must_exist(
         load_secret_box(_settings(tmp_path, str(tmp_path / "nope")), create=True)
 
 
+def test_a_key_file_of_raw_bytes_is_one_line(tmp_path: Path) -> None:
+    """``head -c32 /dev/urandom > key`` is a natural mistake: read_text raised a
+    UnicodeDecodeError, a traceback, and its message quoted key bytes."""
+    raw = bytes(range(200, 232))
+    kf = tmp_path / "raw.key"
+    kf.write_bytes(raw)
+    kf.chmod(0o600)
+    with pytest.raises(ConfigError) as info:
+        load_secret_box(_settings(tmp_path, str(kf)), create=True)
+    message = str(info.value)
+    assert str(kf) in message
+    assert "not text" in message
+    assert "\n" not in message
+    assert "\\x" not in message  # no key bytes quoted
+
+
 def test_env_key_used_when_no_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_KEY, f"{KEY_B},{KEY_A}")
     box = load_secret_box(_settings(tmp_path), create=True)
