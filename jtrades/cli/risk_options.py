@@ -50,6 +50,7 @@ _INT = re.compile(r"^[+-]?\d+$")
 _SECONDS = re.compile(r"^([+-]?\d+)\s*([smh]?)$")
 _INT_LIMIT = 2_147_483_647  # Postgres integer columns
 _DECIMAL_DIGITS = 12  # |amount| < 10**12
+_DECIMAL_PLACES = 10  # as many as an alert's numbers may have (engine.parse_values)
 
 # CLI option name -> the RiskSettings fields it sets (and --clear resets).
 OPTION_FIELDS: dict[str, tuple[str, ...]] = {
@@ -133,9 +134,19 @@ def parse_seconds(text: str, option: str = "--cooldown") -> int:
 
 
 def parse_amount(text: str, option: str) -> Decimal:
-    value = parse_decimal(text, option)
+    return check_amount(parse_decimal(text, option), f"{option}: {text!r}")
+
+
+def check_amount(value: Decimal, what: str) -> Decimal:
+    """``value``, if a Postgres numeric holds it as typed; ``what`` names it in the error.
+
+    Tiny is not harmless: 1e-20000 passed every bound and then failed to encode (a numeric
+    keeps at most 16383 places), a DataError traceback. Places are counted as written, as
+    that is what is stored."""
     if _too_big(value):
-        raise InvalidInput(f"{option}: {text!r} is out of range")
+        raise InvalidInput(f"{what} is out of range")
+    if value.is_finite() and -int(value.as_tuple().exponent) > _DECIMAL_PLACES:
+        raise InvalidInput(f"{what} has more than {_DECIMAL_PLACES} decimal places")
     return value
 
 
@@ -164,8 +175,7 @@ def _hhmm(text: str, option: str) -> time:
 def _tp(text: str, option: str) -> Any:
     legs = parse_tp(text)
     for leg in legs:
-        if _too_big(leg.target):
-            raise InvalidInput(f"{option}: target {leg.target} is out of range")
+        check_amount(leg.target, f"{option}: target {leg.target}")
         if leg.qty is not None and leg.qty > _INT_LIMIT:
             raise InvalidInput(f"{option}: quantity {leg.qty} is out of range")
     return legs
@@ -217,8 +227,8 @@ def parse_risk_input(raw: RiskInput) -> dict[str, Any]:
             values["breakeven_trigger"], values["breakeven_offset"] = None, Decimal(0)
         else:
             trigger, offset = parse_breakeven(raw.breakeven)
-            if _too_big(trigger) or _too_big(offset):
-                raise InvalidInput(f"--breakeven: {raw.breakeven!r} is out of range")
+            for value in (trigger, offset):
+                check_amount(value, f"--breakeven: {raw.breakeven!r}")
             values["breakeven_trigger"], values["breakeven_offset"] = trigger, offset
     if raw.window is not None:
         values["windows"] = parse_windows(raw.window)

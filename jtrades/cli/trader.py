@@ -19,11 +19,11 @@ from jtrades.cli.risk_options import (
     RiskInput,
     describe,
     overrides_for_trader,
+    parse_amount,
     risk_options,
     settings_values,
 )
 from jtrades.db import Database
-from jtrades.engine.risk import parse_decimal
 from jtrades.errors import InvalidInput
 from jtrades.store import recorders as recorder_store
 from jtrades.store import traders as store
@@ -61,7 +61,7 @@ def parse_account_spec(text: str) -> AccountSpec:
         raise InvalidInput(f"--account {text!r}: expected LABEL[:SUBACCOUNT][*MULT]")
     multiplier = Decimal(1)
     if m.group("mult") is not None:
-        multiplier = parse_decimal(m.group("mult"), f"--account {text!r} multiplier")
+        multiplier = parse_amount(m.group("mult"), f"--account {text!r} multiplier")
         if not (Decimal(0) < multiplier <= MAX_MULTIPLIER):
             raise InvalidInput(f"--account {text!r}: multiplier must be > 0 and ≤ {MAX_MULTIPLIER}")
     return AccountSpec(m.group("label"), m.group("sub"), multiplier)

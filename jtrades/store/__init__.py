@@ -75,6 +75,10 @@ def translate_errors() -> Iterator[None]:
         raise _by_constraint(exc, NotFound, "a referenced record does not exist") from None
     except asyncpg.RaiseError as exc:
         raise _by_constraint(exc, Conflict, str(exc)) from None
+    except asyncpg.DataError as exc:
+        # a value Postgres cannot hold (a numeric past its places, a NUL in text) that a
+        # parser let through; the driver's message quotes the value, so it is not repeated
+        raise _by_constraint(exc, InvalidInput, "a value cannot be stored") from None
     except (
         OSError,
         asyncpg.InterfaceError,

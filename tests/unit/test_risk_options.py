@@ -249,6 +249,15 @@ def test_ladder_fixed_legs_may_not_exceed_the_size(qtys: list[int], size: int) -
         (RiskInput(cooldown="5x"), "duration"),
         (RiskInput(tp="10:0"), "≥ 1"),
         (RiskInput(tp="20,10:1"), "only the last leg"),
+        # more places than Postgres' numeric holds (1e-20000) was a DataError traceback
+        (RiskInput(sl="1e-20000"), "--sl: '1e-20000' has more than 10 decimal places"),
+        (RiskInput(sl="0.00000000001"), "more than 10 decimal places"),
+        (RiskInput(sl="0.0000000001"), None),
+        (RiskInput(max_daily_loss="1e-20000"), "--max-daily-loss: .* decimal places"),
+        (RiskInput(trail_freq="1e-20000"), "--trail-freq: .* decimal places"),
+        (RiskInput(tp="1e-20000:1,40"), "--tp: target .* decimal places"),
+        (RiskInput(breakeven="1e-20000"), "--breakeven: .* decimal places"),
+        (RiskInput(breakeven="5:1e-20000"), "--breakeven: .* decimal places"),
     ],
 )
 def test_specific_refusals(raw: RiskInput, message: str | None) -> None:
@@ -326,6 +335,12 @@ def test_account_specs_round_trip(label: str, sub: str | None, mult: Decimal | N
 def test_multipliers_out_of_bounds_are_refused(label: str, mult: Decimal) -> None:
     with pytest.raises(InvalidInput, match=r"multiplier|LABEL"):
         parse_account_spec(f"{label}*{mult}")
+
+
+def test_a_multiplier_with_more_places_than_postgres_holds_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="decimal places"):
+        parse_account_spec("acc*1e-20000")
+    assert parse_account_spec("acc*0.0000000001").multiplier == Decimal("1E-10")
 
 
 @pytest.mark.parametrize("bad", ["", "*2", ":A1", "acc:", "acc*", "acc:A1:B2", "a b", "acc**2"])
