@@ -79,20 +79,50 @@ def url_secrets(url: str) -> set[str]:
     return found
 
 
-def _check_url(value: str, schemes: tuple[str, ...], what: str) -> str:
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_KEYWORD = re.compile(r"^\s*[A-Za-z_]+\s*=")
+_PORT = re.compile(r"^[0-9]{1,5}$")
+
+
+def _check_url(value: str, schemes: tuple[str, ...], what: str, *, secret: bool = False) -> str:
+    """``value`` if it is a URL of one of ``schemes`` with sane ports; else a ``ValueError``.
+
+    A ``secret`` one (it may hold a password) is described, never quoted: a value that is no
+    URL (libpq's ``host=… password=…``, a scheme left out) keeps its password where
+    ``redact_url`` does not look."""
     if not value:
         return value
     parts = urlsplit(value)
     if parts.scheme not in schemes or not (parts.netloc or parts.query):
-        raise ValueError(f"{what} must be a {'/'.join(schemes)} URL, got {redact_url(value)!r}")
-    # a port past 65535 passed here and failed in the driver, a traceback (OverflowError);
-    # not urlsplit's .port, which refuses the Postgres list of hosts "h1:5432,h2:5433"
+        got = _what_it_is(value, schemes) if secret else repr(redact_url(value))
+        raise ValueError(f"{what} must be a {'/'.join(schemes)} URL, got {got}")
+    # a port past 65535, or not digits ("²" passed str.isdigit), passed here and failed in the
+    # driver, a traceback; not urlsplit's .port, which refuses the list "h1:5432,h2:5433"
     hosts = parts.netloc.rpartition("@")[2].split(",")
     ports = [host.rpartition("]")[2].partition(":")[2] for host in hosts]
     ports += [p for k, v in parse_qsl(parts.query) if k == "port" for p in v.split(",")]
-    if any(p.isdigit() and not 0 < int(p) < 65536 for p in ports):
-        raise ValueError(f"{what} has a port out of 1-65535: {redact_url(value)!r}")
+    for port in filter(None, ports):
+        if not _PORT.match(port):
+            # a password's unencoded "/" ends the host early: its head reads as the port
+            raise ValueError(f"{what} has a port that is not a number 1-65535")
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"{what} has a port out of 1-65535: {port}")
     return value
+
+
+def _what_it_is(value: str, schemes: tuple[str, ...]) -> str:
+    """What a refused URL looks like, in words that quote nothing of it but its scheme."""
+    m = _SCHEME.match(value)
+    if m and m.group(1).lower() not in schemes:
+        return f"a {m.group(1)}:// URL"
+    if m:
+        return f"a {m.group(1)}:// URL without a host"
+    if _KEYWORD.match(value):
+        return (
+            "a key=value connection string (not shown: it may hold a password); write it as "
+            f"{schemes[-1]}://USER:PASSWORD@HOST:PORT/DBNAME"
+        )
+    return "no scheme:// (the value is not shown: it may hold a password)"
 
 
 class DatabaseSettings(_Section):
@@ -103,7 +133,7 @@ class DatabaseSettings(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        return _check_url(v, ("postgres", "postgresql"), "database.url")
+        return _check_url(v, ("postgres", "postgresql"), "database.url", secret=True)
 
 
 class ServerSettings(_Section):
@@ -143,7 +173,9 @@ class TradingSettings(_Section):
     def _tz(cls, v: str) -> str:
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        # OSError: a tzdata folder ("America") or a name too long for a path; uncaught here it
+        # was reported as the config file being unreadable
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise ValueError(
                 f"unknown time zone {v!r} (use an IANA name like America/Chicago)"
             ) from exc

@@ -170,8 +170,16 @@ def done(json_mode: bool, message: str, data: dict[str, Any] | None = None) -> N
 
 
 def read_secret_stdin(what: str) -> str:
-    """Read a secret from stdin (one line), refusing an empty one."""
-    value = sys.stdin.readline().rstrip("\r\n")
+    """Read a secret from stdin (one line), refusing an empty one or one that is not UTF-8.
+
+    A password file in Latin-1 fails in readline (a strict stdin) or, decoded with surrogates
+    (the C locale's surrogateescape), later where the password is encoded: here, either way,
+    as one line instead of a traceback."""
+    try:
+        value = sys.stdin.readline().rstrip("\r\n")
+        value.encode("utf-8")
+    except UnicodeError:
+        fail(f"the {what} on standard input is not UTF-8")
     if not value:
         fail(f"no {what} on standard input")
     return value

@@ -127,7 +127,9 @@ class Snapshot:
 def _zone(name: str | None) -> ZoneInfo:
     try:
         return ZoneInfo(name) if name else _CHICAGO
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: a tzdata folder or an overlong name, stored before check_timezone refused them;
+    # one user's bad zone must not stop the whole snapshot from building
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return _CHICAGO
 
 

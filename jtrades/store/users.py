@@ -2,8 +2,9 @@
 
 Status rules live here and in the schema: an approved user's traders may be enabled; leaving
 'approved' switches them off in the same transaction (trigger ``users_disable_traders``). A
-rejection deletes by cascade (accounts, sub-accounts, recorders, traders, signals, intents…),
-so it is refused for an approved user: disable first, so nothing is trading while rows vanish.
+rejection deletes by cascade (accounts, sub-accounts, recorders, traders, signals, the intents
+on the user's own sub-accounts…), so it is refused for an approved user: disable first, so
+nothing is trading while rows vanish.
 """
 
 from __future__ import annotations
@@ -69,10 +70,13 @@ def check_email(email: str) -> str:
 
 
 def check_timezone(tz: str) -> str:
-    """An IANA zone name, validated against the system's zone database."""
+    """An IANA zone name, validated against the system's zone database.
+
+    ZoneInfo raises OSError for a folder of that database ("America") and for a name too
+    long for a path: a user's mistake like any unknown name, not a crash."""
     try:
         ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InvalidInput(
             f"unknown time zone {tz!r} (use an IANA name like America/Chicago)"
         ) from None
@@ -164,9 +168,8 @@ async def reject(ex: Executor, name: str) -> tuple[User, Owned]:
     with translate_errors():
         others = await ex.fetch(q("users.followed_by_others"), user.id)
     if others:
-        # the delete cascades from the recorders to the traders following them, and through
-        # the recorders' signals to those traders' order intents (the record of orders that
-        # may still be working at the broker)
+        # the delete cascades from the recorders to the traders following them (their order
+        # intents stay, as they do when a trader is deleted: migration 0006)
         who = ", ".join(f"{r['owner']} (trader {r['trader_id']})" for r in others[:10])
         more = f" and {len(others) - 10} more" if len(others) > 10 else ""
         raise Conflict(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +13,7 @@ import asyncpg
 import pytest
 
 from jtrades.security import hash_token, verify_password
-from tests.cli import Result, ainvoke
+from tests.cli import Result, ainvoke, cli_env
 
 
 class Cli:
@@ -83,6 +87,39 @@ async def test_empty_password_on_stdin_is_refused(cli: Cli, pool: asyncpg.Pool) 
 
 
 @pytest.mark.parametrize(
+    "env",
+    [{"LC_ALL": "C.UTF-8"}, {"PYTHONIOENCODING": "utf-8:strict"}],
+    ids=["surrogateescape", "strict"],
+)
+async def test_a_password_on_stdin_that_is_not_utf8_is_refused(
+    db_url: str, data_dir: Path, pool: asyncpg.Pool, env: dict[str, str]
+) -> None:
+    """A password file in Latin-1 ("passwörd" as 0xF6): stdin decoded it with surrogates (a
+    UnicodeEncodeError inside argon2) or not at all (a UnicodeDecodeError): a traceback."""
+    full = dict(os.environ)
+    for key, value in {**cli_env(db_url=db_url, data_dir=data_dir), **env}.items():
+        if value is None:
+            full.pop(key, None)
+        else:
+            full[key] = value
+    register = ["users", "register", "eve", "--email", "e@x.io", "--password-stdin"]
+    p = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "jtrades.cli", *register],
+        input="passw\xf6rd-long\n".encode("latin-1"),
+        capture_output=True,
+        env=full,
+        timeout=60,
+        check=False,
+    )
+    err = p.stderr.decode()
+    assert "Traceback" not in err, err[-600:]
+    assert p.returncode == 1
+    assert err.strip().endswith("is not UTF-8"), err
+    assert await pool.fetchval("SELECT count(*) FROM users") == 0
+
+
+@pytest.mark.parametrize(
     ("second", "email"),
     [("Alice", "other@example.com"), ("carol", "ALICE@example.com")],
 )
@@ -115,6 +152,22 @@ async def test_bad_timezone_exits_1_and_writes_nothing(cli: Cli, pool: asyncpg.P
     changed = await cli.ok("users", "set-timezone", "dave", "Europe/London")
     assert changed["user"]["timezone"] == "Europe/London"
     assert await pool.fetchval("SELECT timezone FROM users") == "Europe/London"
+
+
+@pytest.mark.parametrize("zone", ["America", "Europe", "x" * 300])
+async def test_a_zone_folder_or_an_overlong_name_is_an_unknown_time_zone(
+    cli: Cli, pool: asyncpg.Pool, zone: str
+) -> None:
+    """ZoneInfo raises IsADirectoryError for a tzdata folder and OSError for a name too long
+    for a path, which check_timezone let through: a traceback."""
+    r = await cli("users", "register", "dave", "--email", "d@x.io", "--timezone", zone)
+    assert r.exit_code == 1
+    assert "unknown time zone" in r.error_line()
+    await cli.ok("users", "register", "dave", "--email", "d@x.io")
+    r = await cli("users", "set-timezone", "dave", zone)
+    assert r.exit_code == 1
+    assert "unknown time zone" in r.error_line()
+    assert await pool.fetchval("SELECT timezone FROM users") == "America/Chicago"
 
 
 @pytest.mark.parametrize(
@@ -258,6 +311,57 @@ async def test_reject_refuses_while_other_users_follow_the_users_recorders(
     assert f"bob (trader {trader})" in r.error_line()
     assert await pool.fetchval("SELECT count(*) FROM traders WHERE user_id = $1", bob) == 1
     assert await pool.fetchval("SELECT count(*) FROM users WHERE name = 'alice'") == 1
+
+
+async def _bob_traded_alices_recorder_and_left(cli: Cli, pool: asyncpg.Pool) -> int:
+    """bob followed alice's public recorder, traded on his own sub-account, then deleted his
+    trader ("its order history stays"): the id of his working order intent."""
+    for name in ("alice", "bob"):
+        await cli.ok("users", "register", name, "--email", f"{name}@x.io")
+        await cli.ok("users", "approve", name)
+    await cli.ok("accounts", "add", "bob-paper", "--user", "bob", "--env", "paper")
+    await cli.ok("recorder", "create", "trend", "--user", "alice", "--symbol", "MNQ1!", "--public")
+    created = await cli.ok("trader", "create", "--user", "bob", "--recorder", "trend",
+                           "--account", "bob-paper", "--enabled")  # fmt: skip
+    tid = created["trader"]["id"]
+    sig = await pool.fetchval(
+        "INSERT INTO signals (recorder_id, raw_body, verdict)"
+        " SELECT id, 'buy', 'accepted' FROM recorders WHERE name = 'trend' RETURNING id"
+    )
+    intent = await pool.fetchval(
+        "INSERT INTO order_intents (signal_id, trader_id, sub_account_id, cl_ord_id, step, kind,"
+        " symbol, side, qty, request, state, expires_at)"
+        " SELECT $1, $2, id, 'jt-1-1-0', 0, 'strategy', 'MNQZ6', 'Buy', 1, '{}', 'working',"
+        " now() + interval '30 s' FROM sub_accounts RETURNING id",
+        sig,
+        tid,
+    )
+    await cli.ok("trader", "disable", str(tid))
+    await cli.ok("trader", "delete", str(tid))
+    return int(intent)
+
+
+@pytest.mark.parametrize(
+    "delete",
+    [
+        [["users", "disable", "alice"], ["users", "reject", "alice"]],
+        [["recorder", "delete", "trend"]],
+    ],
+    ids=["users reject", "recorder delete"],
+)
+async def test_deleting_a_recorder_keeps_other_users_order_intents(
+    cli: Cli, pool: asyncpg.Pool, delete: list[list[str]]
+) -> None:
+    """The cascade recorders -> signals -> order_intents deleted bob's working intent on his
+    own sub-account (the record reconciliation and paper restore read) once his trader was
+    gone: the guard against other users' followers sees current traders only."""
+    intent = await _bob_traded_alices_recorder_and_left(cli, pool)
+    for args in delete:
+        await cli.ok(*args)
+    assert await pool.fetchval("SELECT count(*) FROM signals") == 0
+    kept = await pool.fetchrow("SELECT signal_id, state FROM order_intents WHERE id = $1", intent)
+    assert kept is not None, "bob's order intent went with alice's signals"
+    assert (kept["signal_id"], kept["state"]) == (None, "working")
 
 
 async def test_unapproved_user_cannot_own_an_enabled_trader(cli: Cli, pool: asyncpg.Pool) -> None:

@@ -70,6 +70,21 @@ def test_only_a_set_column_is_the_traders_own_and_the_trader_keeps_its_owners_zo
     assert bad.settings == rec.settings
 
 
+def test_a_stored_zone_that_names_a_tzdata_folder_reads_chicago() -> None:
+    """A zone stored before check_timezone refused folders ("America") or overlong names made
+    ZoneInfo raise OSError, so the whole snapshot failed to build."""
+    rows = ConfigRows(
+        recorders=[_recorder() | {"owner_timezone": "America"}],
+        traders=[_trader(1) | {"owner_timezone": "x" * 300}],
+        links=[],
+        halted=None,
+        fingerprint="x",
+    )
+    snap = build_snapshot(rows)
+    assert snap.recorders[1].tz == ZoneInfo("America/Chicago")
+    assert snap.traders[1].tz == ZoneInfo("America/Chicago")
+
+
 def _sub(sid: int, label: str, **kw: Any) -> dict[str, Any]:
     return {
         "sub_account_id": sid,
