@@ -29,7 +29,7 @@ import contextlib
 import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -39,10 +39,17 @@ from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.changes import ChangeFeed
 from jtrades.engine.config_cache import ConfigCache, Snapshot
-from jtrades.engine.counters import Counters, SessionCounters, Undo
-from jtrades.engine.dispatch import Dispatcher, DispatchResult
+from jtrades.engine.counters import Counters, ForeignEntry, Kind, SessionCounters, Undo, count_entry
+from jtrades.engine.dispatch import AccountResult, Dispatcher, DispatchResult
 from jtrades.engine.fanout import Fanout
-from jtrades.engine.filters import RecorderState, check_recorder, is_entry
+from jtrades.engine.filters import (
+    RecorderState,
+    check_entry,
+    check_recorder,
+    forbidden_side,
+    is_entry,
+    reads_own_way,
+)
 from jtrades.engine.flatten import Flattener
 from jtrades.engine.reconcile import Reconciler
 from jtrades.engine.signal import Signal
@@ -63,8 +70,9 @@ _LISTEN_WITHIN_S = 2.0  # at start, for the configuration change feed
 class Outcome:
     """What became of a signal: stored on its row by the HTTP layer.
 
-    ``verdict`` accepted | rejected | expired | duplicate (of ``duplicate_of``: a delivery
-    found already claimed, which sent nothing); ``filter`` names the check that said no;
+    ``verdict`` accepted | rejected | expired (past the signal TTL on arrival, or before any
+    of its orders could be sent) | duplicate (of ``duplicate_of``: a delivery found already
+    claimed, which sent nothing); ``filter`` names the check that said no;
     ``orders`` counts orders the brokers accepted; ``detail`` is per trader and sub-account.
     """
 
@@ -184,8 +192,31 @@ class Engine:
         return await self._flattener.run(request)
 
     async def _seed_counters(self) -> None:
+        """The session's counts from the stored verdicts, and each last entry as far back as
+        the longest cooldown configured reaches: a cooldown spans the CME day's turn, and an
+        entry at 16:55 Chicago still holds one at 17:05 after a restart."""
         now = datetime.now(UTC)
         since = session_start(now)
+        snap = self.config.snapshot
+        longest = max(
+            (
+                s.cooldown_s
+                for s in (
+                    *(r.settings for r in snap.recorders.values()),
+                    *(t.settings for t in snap.traders.values()),
+                )
+            ),
+            default=0,
+        )
+        back = min(since, now - timedelta(seconds=longest))
+        earlier: dict[tuple[Kind, int], datetime | None] = {}
+        if back < since:  # a second read at start only: the hot path never waits on it
+            for c in await trading_store.recorder_counters(self._db.pool, back):
+                earlier[("recorder", c.recorder_id)] = c.last_entry_at
+            for tid, (_, last, _) in (
+                await trading_store.trader_entries(self._db.pool, back)
+            ).items():
+                earlier[("trader", tid)] = last
         for c in await trading_store.recorder_counters(self._db.pool, since):
             self.counters.seed(
                 "recorder",
@@ -196,6 +227,10 @@ class Engine:
             await trading_store.trader_entries(self._db.pool, since)
         ).items():
             self.counters.seed("trader", tid, Counters(since, entries, entries, last, seen))
+        for (kind, key), last in earlier.items():
+            counts = self.counters.get(kind, key, now)
+            if counts.last_entry_at is None:
+                counts.last_entry_at = last
         self.reconciler.pnl.seed(await trading_store.realized_today(self._db.pool, since), since)
 
     # --- the hot path -----------------------------------------------------------------------
@@ -270,20 +305,32 @@ class Engine:
                 self.counters.undo(undo)
             return out
 
-    def _uncount_outranked(
-        self, result: DispatchResult, detail: dict[str, Any], undo: Undo
+    def _uncount_unsent(
+        self, result: DispatchResult, recorder_id: int, detail: dict[str, Any], undo: Undo
     ) -> None:
-        """A trader none of whose accounts took its plan (another trader's on the same account
-        was sent: ``account_plans.plan_groups``) made no entry: its counts go back (a cooldown
-        it never started refused its reversal; its one entry of the session was used up).
-        The outcome's detail replaces the list the claim stored, which a restart counts."""
-        outranked = {a.trader_id for a in result.accounts if a.outranked_by is not None}
-        outranked -= {a.trader_id for a in result.accounts if a.outranked_by is None}
-        for tid in outranked:
-            if tid is not None and tid in detail["trader_entries"]:
-                detail["trader_entries"].remove(tid)
-                if ("trader", tid) in undo:
-                    self.counters.undo({("trader", tid): undo[("trader", tid)]})
+        """A trader that sent nothing made no entry: its counts go back (a cooldown it never
+        started refused its reversal; its one entry of the session was used up, and the next
+        real buy refused by max signals). So does one none of whose accounts took its plan
+        (another trader's on the same account was sent: ``account_plans.plan_groups``), and
+        one whose every order expired unsent (its accounts' locks held past the signal TTL);
+        when every order of the signal expired, the recorder's count goes back too. The
+        outcome's detail replaces the lists the claim stored, which a restart counts."""
+        by_trader: dict[int | None, list[AccountResult]] = {}
+        for a in result.accounts:
+            by_trader.setdefault(a.trader_id, []).append(a)
+        for tid, accounts in by_trader.items():
+            if tid is None or tid not in detail["trader_entries"]:
+                continue
+            planned = [a for a in accounts if a.outranked_by is None]
+            if planned and not _all_expired(planned):
+                continue
+            detail["trader_entries"].remove(tid)
+            if ("trader", tid) in undo:
+                self.counters.undo({("trader", tid): undo[("trader", tid)]})
+        if detail["entry"] and _all_expired(result.accounts):
+            detail["entry"] = detail["nth_seen"] = False
+            if ("recorder", recorder_id) in undo:
+                self.counters.undo({("recorder", recorder_id): undo[("recorder", recorder_id)]})
 
     async def _store(self, out: Outcome, delivery: signal_store.Delivery | None) -> Outcome:
         """An outcome with no orders: store the delivery first when it is not stored yet."""
@@ -327,10 +374,11 @@ class Engine:
         rc = self.counters.get("recorder", rec.id, now, undo)
         rc.signals += 1
         entry = is_entry(signal, rec.settings)
+        state = RecorderState(rc.signals - 1, rc.entries, rc.last_entry_at, rc.seen)
         rej = check_recorder(
             signal,
             rec.settings,
-            RecorderState(rc.signals - 1, rc.entries, rc.last_entry_at, rc.seen),
+            state,
             # judged when it arrived, as entries are stamped: measured to when it was handled
             # (after waiting on this lock behind a slow broker), a cooldown let it through
             received_at,
@@ -339,22 +387,15 @@ class Engine:
             owner_active=rec.owner_active,
             halted=snap.halted,
         )
-        seen = entry
-        if rej is not None:
-            seen = entry = False
-            if rej.filter == "every_nth":
-                rc.seen += 1
-                seen = True
-            if not rej.entry_only:
-                rejected: dict[str, Any] = {"entry": False, "nth_seen": seen}
-                return await self._store(
-                    Outcome("rejected", rej.filter, rej.reason, 0, rejected), delivery
-                )
-            # the entry is refused, not the close half of a reversal: planned close-only
-        elif entry:
-            rc.seen += 1
-            rc.entries += 1
-            rc.last_entry_at = received_at
+        seen = False
+        if entry:
+            entry, seen = count_entry(rc, rej.filter if rej is not None else None, received_at)
+        if rej is not None and not rej.entry_only:
+            rejected: dict[str, Any] = {"entry": False, "nth_seen": seen}
+            return await self._store(
+                Outcome("rejected", rej.filter, rej.reason, 0, rejected), delivery
+            )
+        # else a refused entry, not the close half of a reversal: planned close-only
 
         detail: dict[str, Any] = {
             "entry": entry,
@@ -363,13 +404,23 @@ class Engine:
             "trader_entries": [],  # for the per-trader counters after a restart
             "trader_seen": [],
         }
+        foreign = None
+        if (
+            (rej is None or rej.filter == "direction")
+            and forbidden_side(signal, rec.settings)
+            and any(reads_own_way(t.overridden) for t in rec.traders)
+        ):
+            # a trader's own reading may open what the recorder's cannot: the recorder's
+            # other entry filters judge that entry (``counters.ForeignEntry``)
+            refusal = check_entry(signal, rec.settings, state, received_at, rec.tz)
+            foreign = ForeignEntry(refusal, rc, received_at)
         items, trader_rejections = await self._fanout.work_items(
-            signal, rec, snap, now, received_at, signal_id, detail, undo, rej
+            signal, rec, snap, now, received_at, signal_id, detail, undo, rej, foreign
         )
-        if rej is not None:
-            verdict: tuple[str, str | None, str | None] = ("rejected", rej.filter, rej.reason)
-        elif trader_rejections and len(trader_rejections) == len(rec.traders):
-            verdict = ("rejected", *trader_rejections[0])
+        # every trader refused (by the recorder's filters or its own), or none to ask
+        if len(trader_rejections) == len(rec.traders) and (rej is not None or trader_rejections):
+            first = (rej.filter, rej.reason) if rej is not None else trader_rejections[0]
+            verdict: tuple[str, str | None, str | None] = ("rejected", *first)
         else:
             verdict = ("accepted", None, None)
         if not items:
@@ -387,7 +438,7 @@ class Engine:
         )
         if result.duplicate_of is not None:
             return _duplicate(result.duplicate_of)
-        self._uncount_outranked(result, detail, undo)
+        self._uncount_unsent(result, rec.id, detail, undo)
         detail["accounts"] = {str(a.sub_account_id): a.as_dict() for a in result.accounts}
         if result.storage_failed:
             return Outcome(
@@ -397,4 +448,32 @@ class Engine:
                 0,
                 detail,
             )
+        if verdict[0] == "accepted":
+            verdict = _nothing_traded(result, ttl) or verdict
         return Outcome(*verdict, result.orders, detail, result.unwritten)
+
+
+def _nothing_traded(
+    result: DispatchResult, ttl: float
+) -> tuple[str, str | None, str | None] | None:
+    """The verdict of a signal its filters accepted that sent no order, when one reason
+    explains it for every sub-account (rule 9: "accepted" with no reason hid it): its every
+    order expired unsent (as the engine's own TTL check says of a late signal), or every plan
+    ignored a side ``--direction`` forbids (flat, a sell the long-only follower cannot open
+    said "accepted" and traded nothing)."""
+    accounts = result.accounts
+    if result.orders or not accounts:
+        return None
+    if _all_expired(accounts):
+        why = f"its orders waited past the {ttl:g}s signal TTL and were not sent: not traded"
+        return ("expired", None, why)
+    prefix = "direction: "
+    if all(a.action == "ignore" and a.reason.startswith(prefix) for a in accounts):
+        return ("rejected", "direction", accounts[0].reason.removeprefix(prefix))
+    return None
+
+
+def _all_expired(accounts: list[AccountResult]) -> bool:
+    """Orders were planned, and every one expired before it was sent."""
+    sent = sum(a.sent + a.rejected + a.unknown for a in accounts)
+    return sent == 0 and any(a.expired for a in accounts)

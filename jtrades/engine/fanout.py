@@ -4,12 +4,14 @@ planner per sub-account it may trade (``dispatch.WorkItem``).
 Split from ``engine`` so the engine keeps the signal's lifecycle (dedup, storing, verdicts)
 and this the per-trader work, which runs per alert and per trader on the hot path: it reads
 only memory (the brokers' live views, the session counters, the day's realized P&L), and the
-only awaits are the contract lookups, which the resolver caches.
+only awaits are the contract lookups, which the resolver caches, and, for an entry a
+daily-loss limit judges while the mirror is behind, one bounded wait for it per signal.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -18,9 +20,9 @@ import structlog
 
 from jtrades.broker.base import Broker, Contract, SubAccount
 from jtrades.broker.registry import BrokerRegistry
-from jtrades.engine.booked_fills import BookedFills
-from jtrades.engine.config_cache import LinkConfig, RecorderConfig, Snapshot
-from jtrades.engine.counters import SessionCounters, Undo
+from jtrades.engine.booked_fills import AccountKey, BookedFills
+from jtrades.engine.config_cache import LinkConfig, RecorderConfig, Snapshot, TraderConfig
+from jtrades.engine.counters import Counters, ForeignEntry, SessionCounters, Undo, count_entry
 from jtrades.engine.dispatch import WorkItem
 from jtrades.engine.filters import (
     Rejection,
@@ -28,6 +30,7 @@ from jtrades.engine.filters import (
     check_gate,
     check_trader,
     is_entry,
+    reads_own_way,
 )
 from jtrades.engine.instruments import split_symbol
 from jtrades.engine.planning import (
@@ -49,6 +52,24 @@ log = structlog.get_logger(__name__)
 PNL_WAIT_S = 1.0
 
 
+@dataclass(slots=True)
+class _Trader:
+    """One trader on its way through a signal's fan-out, between its two passes."""
+
+    t: TraderConfig
+    tc: Counters
+    brokers: dict[int, Broker]
+    contracts: dict[int, Contract]
+    gate: Rejection | None
+    # the recorder's refusal that holds for this trader: the signal's own (``refused``), or
+    # the recorder's entry filters' verdict on the trader's own reading (``ForeignEntry``)
+    by_recorder: Rejection | None
+    entry: bool  # its reading is an entry, and nothing before its own filters refused it
+    # the view's highest fill per account, which the day's P&L must count before its
+    # daily-loss filter judges the entry (None: no such filter to judge, or no entry)
+    last_fills: dict[AccountKey, int] | None
+
+
 class Fanout:
     """Built once by the engine, with what every signal's fan-out reads."""
 
@@ -65,6 +86,9 @@ class Fanout:
         self._pnl = pnl
         self._booked = booked if booked is not None else BookedFills()
         self._current = current  # the configuration as it is now, kill switches included
+        # The last price an alert gave for each contract: what an alert without one (plain
+        # text, TradersPost without signalPrice) marks open positions at for the daily loss.
+        self._marks: dict[str, Decimal] = {}
 
     async def work_items(
         self,
@@ -77,51 +101,62 @@ class Fanout:
         detail: dict[str, Any],
         undo: Undo | None,
         refused: Rejection | None,
+        foreign: ForeignEntry | None = None,
     ) -> tuple[list[WorkItem], list[tuple[str, str]]]:
-        """Each trader's filters, then a planner per sub-account it may trade. ``refused``: the
-        recorder refused the entry (``Rejection.entry_only``), so only the traders' gates run and
-        every plan is close-only; a trader's own entry refusal makes its plans close-only too."""
+        """Each trader's filters, then a planner per sub-account it may trade; with the
+        rejections, one per trader refused (by its own filters or by the recorder's).
+
+        ``refused``: the recorder refused the entry (``Rejection.entry_only``), so for a trader
+        reading the signal as the recorder does only its gate runs and every plan is
+        close-only; a trader's own entry refusal makes its plans close-only too. ``foreign``:
+        the recorder's reading cannot open the signal (a side its direction forbids), and a
+        trader reading it its own way (``filters.reads_own_way``) is judged on that reading,
+        the recorder's direction refusal aside, after the recorder's other entry filters.
+
+        Two passes: what each trader is, then its filters. Between them, one wait for the
+        mirror to count the fills of every trader whose daily-loss limit judges an entry: a
+        close waits for nothing, and traders do not wait one after another."""
         ticker = signal.ticker or rec.symbol
-        items: list[WorkItem] = []
-        rejections: list[tuple[str, str]] = []
+        traders: list[_Trader] = []
         for t in rec.traders:
             tc = self._counters.get("trader", t.id, now, undo)
-            contracts: dict[int, Contract] = {}
-            brokers: dict[int, Broker] = {}
-            for link in t.links:
-                try:
-                    broker = self._brokers.broker_for(link)
-                    contract = await self._contract(link, broker, ticker)
-                except Exception as exc:
-                    detail["traders"].setdefault(str(t.id), {})[str(link.sub_account_id)] = (
-                        f"not traded: {exc}"
-                    )
-                    continue
-                if signal.price is not None:
-                    self._brokers.note_price(link, contract, signal.price)
-                brokers[link.sub_account_id] = broker
-                contracts[link.sub_account_id] = contract
-            gate = {"enabled": t.enabled, "owner_active": t.owner_active, "halted": snap.halted}
-            if refused is not None:
-                trej = check_gate(signal, t.settings, **gate)
-            else:
-                counted = True
-                if t.settings.max_daily_loss is not None:
-                    counted = await self._fills_counted(t.links, brokers)
-                state = TraderState(
-                    pnl_counted=counted,
-                    realized_pnl_today=self._pnl.realized(
-                        [lk.sub_account_id for lk in t.links], now
-                    ),
-                    open_pnl=_open_pnl(t.links, brokers, contracts, signal.price),
-                    last_entry_at=tc.last_entry_at,
-                    entries_this_session=tc.entries,
-                    seen_this_session=tc.seen,
-                )
+            brokers, contracts = await self._links(t, ticker, signal.price, detail)
+            gate = check_gate(
+                signal,
+                t.settings,
+                enabled=t.enabled,
+                owner_active=t.owner_active,
+                halted=snap.halted,
+            )
+            own_way = foreign is not None and reads_own_way(t.overridden)
+            by_recorder = None if own_way else refused
+            entry = gate is None and by_recorder is None and is_entry(signal, t.settings)
+            if entry and own_way and foreign is not None:
+                by_recorder = foreign.take(detail)
+                entry = by_recorder is None
+            waits = entry and t.settings.max_daily_loss is not None
+            last = _last_fills(t.links, brokers) if waits else None
+            traders.append(_Trader(t, tc, brokers, contracts, gate, by_recorder, entry, last))
+        await self._count_fills([j.last_fills for j in traders if j.last_fills])
+
+        items: list[WorkItem] = []
+        rejections: list[tuple[str, str]] = []
+        for j in traders:
+            t, tc = j.t, j.tc
+            trej = j.gate
+            if trej is None and j.by_recorder is None:
                 # Only the trader's own overrides of the recorder's filters run here, on its
-                # owner's clock (t.tz); the inherited ones ran once above, on the recorder owner's.
+                # owner's clock (t.tz); the inherited ones ran once, on the recorder owner's.
                 trej = check_trader(  # at its arrival, as the recorder's chain (engine)
-                    signal, t.settings, state, received_at, t.tz, overridden=t.overridden, **gate
+                    signal,
+                    t.settings,
+                    self._state(j, signal.price, now),
+                    received_at,
+                    t.tz,
+                    enabled=t.enabled,
+                    owner_active=t.owner_active,
+                    halted=snap.halted,
+                    overridden=t.overridden,
                 )
             if trej is not None:
                 if trej.filter == "every_nth":
@@ -131,54 +166,128 @@ class Fanout:
                 detail["traders"][str(t.id)] = {"filter": trej.filter, "reason": trej.reason}
                 if not trej.entry_only:
                     continue
-            elif refused is None and is_entry(signal, t.settings):
-                tc.seen += 1
-                tc.entries += 1
-                tc.last_entry_at = received_at
+            elif j.by_recorder is not None:
+                rejections.append((j.by_recorder.filter, j.by_recorder.reason))
+                if j.by_recorder is not refused:  # said of this trader's reading alone
+                    why = {"filter": j.by_recorder.filter, "reason": j.by_recorder.reason}
+                    detail["traders"][str(t.id)] = why
+            elif j.entry:
+                count_entry(tc, None, received_at)
                 detail["trader_entries"].append(t.id)
-            trader_refusal = refused or trej
-            for link in t.links:
-                if link.sub_account_id not in brokers:
-                    continue
-                why = trader_refusal
-                if why is None and link.halted:
-                    why = check_gate(
-                        signal, t.settings, enabled=True, owner_active=True, halted=True
-                    )
-                    if why is not None and not why.entry_only:
-                        detail["traders"].setdefault(str(t.id), {})[str(link.sub_account_id)] = (
-                            "halted: only closes pass"
-                        )
-                        continue
-                contract = contracts[link.sub_account_id]
-                refusal = f"{why.filter}: {why.reason}" if why is not None else None
-                items.append(
-                    WorkItem(
-                        t.id,
-                        link,
-                        brokers[link.sub_account_id],
-                        contract,
-                        _planner(
-                            signal, t.settings, link, contract, signal_id, refusal, self._current
-                        ),
-                    )
-                )
+            refusal = j.by_recorder or trej
+            items.extend(self._items(signal, j, refusal, signal_id, detail))
         return items, rejections
 
-    async def _fills_counted(
-        self, links: tuple[LinkConfig, ...], brokers: dict[int, Broker]
-    ) -> bool:
-        """Whether the day's realized P&L has every fill the live views hold for these
-        sub-accounts, waiting for the mirror up to ``PNL_WAIT_S`` (``booked_fills``)."""
-        last = {}
+    def _items(
+        self,
+        signal: Signal,
+        j: _Trader,
+        refusal: Rejection | None,
+        signal_id: int,
+        detail: dict[str, Any],
+    ) -> list[WorkItem]:
+        """A planner for each sub-account of the trader that may trade (``refusal``: its
+        entry was refused, so each plan is close-only)."""
+        t, items = j.t, []
+        for link in t.links:
+            if link.sub_account_id not in j.brokers:
+                continue
+            why = refusal
+            if why is None and link.halted:
+                why = check_gate(signal, t.settings, enabled=True, owner_active=True, halted=True)
+                if why is not None and not why.entry_only:
+                    detail["traders"].setdefault(str(t.id), {})[str(link.sub_account_id)] = (
+                        "halted: only closes pass"
+                    )
+                    continue
+            contract = j.contracts[link.sub_account_id]
+            refused = f"{why.filter}: {why.reason}" if why is not None else None
+            plan = _planner(signal, t.settings, link, contract, signal_id, refused, self._current)
+            items.append(WorkItem(t.id, link, j.brokers[link.sub_account_id], contract, plan))
+        return items
+
+    async def _links(
+        self, t: TraderConfig, ticker: str, price: Decimal | None, detail: dict[str, Any]
+    ) -> tuple[dict[int, Broker], dict[int, Contract]]:
+        """The broker and contract of each sub-account of ``t`` (one whose contract is not
+        found is left out, saying why in ``detail``), noting the alert's price as the market."""
+        contracts: dict[int, Contract] = {}
+        brokers: dict[int, Broker] = {}
+        for link in t.links:
+            try:
+                broker = self._brokers.broker_for(link)
+                contract = await self._contract(link, broker, ticker)
+            except Exception as exc:
+                detail["traders"].setdefault(str(t.id), {})[str(link.sub_account_id)] = (
+                    f"not traded: {exc}"
+                )
+                continue
+            if price is not None:
+                self._brokers.note_price(link, contract, price)
+                self._marks[contract.symbol] = price
+            brokers[link.sub_account_id] = broker
+            contracts[link.sub_account_id] = contract
+        return brokers, contracts
+
+    def _state(self, j: _Trader, price: Decimal | None, now: datetime) -> TraderState:
+        """The trader's counts, and its P&L when its daily-loss limit judges an entry (read
+        only then: a trader without one, or a close, costs no P&L reading)."""
+        t, tc = j.t, j.tc
+        realized: Decimal = Decimal(0)
+        open_: Decimal | None = Decimal(0)
+        counted = True
+        if j.entry and t.settings.max_daily_loss is not None:
+            counted = j.last_fills is None or not self._booked.behind(j.last_fills)
+            realized = self._pnl.realized([lk.sub_account_id for lk in t.links], now)
+            open_ = self._open_pnl(t.links, j.brokers, j.contracts, price)
+        return TraderState(
+            realized_pnl_today=realized,
+            open_pnl=open_,
+            last_entry_at=tc.last_entry_at,
+            entries_this_session=tc.entries,
+            seen_this_session=tc.seen,
+            pnl_counted=counted,
+        )
+
+    async def _count_fills(self, wanted: list[dict[AccountKey, int]]) -> None:
+        """Wait, up to ``PNL_WAIT_S`` for all of them together, until the day's realized P&L
+        counts every fill in ``wanted`` (the views' highest per account, read before the
+        wait: ``booked_fills``). Whoever is still behind after it is judged "not known"."""
+        last: dict[AccountKey, int] = {}
+        for fills in wanted:
+            last.update(fills)
+        if last and self._booked.behind(last):
+            await self._booked.caught_up(last, PNL_WAIT_S)
+
+    def _open_pnl(
+        self,
+        links: tuple[LinkConfig, ...],
+        brokers: dict[int, Broker],
+        contracts: dict[int, Contract],
+        price: Decimal | None,
+    ) -> Decimal | None:
+        """Open P&L of the trader's positions in this contract, marked at the signal's price,
+        else at the last price an alert gave for the contract; None when a position is open
+        and there is no price at all (the daily loss then fails closed)."""
+        total = Decimal(0)
         for link in links:
             broker = brokers.get(link.sub_account_id)
-            if broker is not None:
-                key = (link.account_id, link.broker_account_id)
-                last[key] = broker.last_fill_id(link.broker_account_id)
-        if not self._booked.behind(last):
-            return True
-        return await self._booked.caught_up(last, PNL_WAIT_S)
+            contract = contracts.get(link.sub_account_id)
+            if broker is None or contract is None:
+                continue
+            try:
+                held = [p for p in broker.positions(link.broker_account_id) if p.net_pos]
+            except Exception as exc:  # an unsynced view adds nothing; dispatch won't plan on it
+                log.debug("engine.open_pnl_unavailable", error=str(exc))
+                continue
+            for p in held:
+                if p.symbol != contract.symbol:
+                    continue
+                mark = price if price is not None else self._marks.get(contract.symbol)
+                if mark is None:
+                    return None
+                total += open_pnl(p.net_pos, p.net_price, mark, contract)
+        return total
 
     async def _contract(self, link: LinkConfig, broker: Broker, ticker: str) -> Contract:
         """The contract this sub-account trades for ``ticker``. The resolver caches per broker
@@ -264,25 +373,13 @@ def halted_since(signal: Signal, s: Any, link: LinkConfig, snap: Snapshot) -> st
     return f"{why.filter}: {why.reason}" if why is not None else None
 
 
-def _open_pnl(
-    links: tuple[LinkConfig, ...],
-    brokers: dict[int, Broker],
-    contracts: dict[int, Contract],
-    price: Decimal | None,
-) -> Decimal:
-    """Open P&L of the trader's positions in this contract, marked at the signal price."""
-    total = Decimal(0)
-    if price is None:
-        return total
+def _last_fills(links: tuple[LinkConfig, ...], brokers: dict[int, Broker]) -> dict[AccountKey, int]:
+    """The live views' highest fill id of each account the trader trades."""
+    last: dict[AccountKey, int] = {}
     for link in links:
         broker = brokers.get(link.sub_account_id)
-        contract = contracts.get(link.sub_account_id)
-        if broker is None or contract is None:
-            continue
-        try:
-            for p in broker.positions(link.broker_account_id):
-                if p.symbol == contract.symbol:
-                    total += open_pnl(p.net_pos, p.net_price, price, contract)
-        except Exception as exc:  # an unsynced view adds nothing; dispatch won't plan on it
-            log.debug("engine.open_pnl_unavailable", error=str(exc))
-    return total
+        if broker is not None:
+            last[(link.account_id, link.broker_account_id)] = broker.last_fill_id(
+                link.broker_account_id
+            )
+    return last

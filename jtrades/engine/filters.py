@@ -11,6 +11,12 @@ before ``every_nth``; of the recorder's filters it runs only those the trader ov
 trader owner's zone (the recorder's check applied the inherited ones once, in its owner's zone:
 ``check_trader`` says which runs where and why).
 
+A buy/sell on a side the recorder's ``--direction`` forbids is no entry for the recorder, so its
+chain stops at the direction. A trader with its own ``--direction`` or ``--inverse``
+(``reads_own_way``) may read it as an entry all the same: the recorder's entry filters are then
+asked for it on their own (``check_entry``: the recorder's values, zone and counters), so such a
+trader is held to the recorder's window, cutoff and counts like any other.
+
 A buy/sell refused by an entry check or the kill switch is refused ``entry_only``: the engine
 still plans it close-only, so a sub-account holding the side the strategy just reversed out of
 is closed (``Rejection``).
@@ -72,7 +78,9 @@ class RecorderState:
 @dataclass(frozen=True, slots=True)
 class TraderState:
     realized_pnl_today: Decimal
-    open_pnl: Decimal  # of this trader's positions, marked at the signal price (sizing.open_pnl)
+    # of this trader's positions, marked at the signal's price or the last one known for the
+    # contract (sizing.open_pnl); None: a position is open and no price is known to mark it at
+    open_pnl: Decimal | None
     last_entry_at: datetime | None
     entries_this_session: int
     seen_this_session: int = 0
@@ -143,6 +151,24 @@ def _may_open(sig: Signal, s: RiskSettings) -> bool:
 def is_entry(signal: Signal, s: RiskSettings) -> bool:
     """Whether the raw ``signal`` counts as an entry under settings ``s`` (``_may_open``)."""
     return _may_open(apply_inverse(signal, s.inverse), s)
+
+
+# The settings that make a trader read a signal otherwise than its recorder does.
+OWN_READING = frozenset({"direction", "inverse"})
+
+
+def reads_own_way(overridden: Collection[str]) -> bool:
+    """Whether a trader overriding ``overridden`` may take as an entry a buy/sell its recorder's
+    reading cannot open (``forbidden_side``)."""
+    return not OWN_READING.isdisjoint(overridden)
+
+
+def forbidden_side(signal: Signal, s: RiskSettings) -> bool:
+    """Whether the raw ``signal``, read with ``s.inverse``, is a buy/sell on a side
+    ``s.direction`` forbids: no entry under ``s``, so ``check_recorder`` stops at the direction
+    and runs none of the other entry filters."""
+    sig = apply_inverse(signal, s.inverse)
+    return not _skips_entry_checks(sig) and not _may_open(sig, s)
 
 
 def _check_direction(sig: Signal, s: RiskSettings) -> Rejection | None:
@@ -231,13 +257,27 @@ def _check_daily_loss(s: RiskSettings, st: TraderState) -> Rejection | None:
             "today's P&L is not known: the latest fills are not counted yet (is the database"
             " behind?)",
         )
-    pnl = st.realized_pnl_today + st.open_pnl
-    if pnl > -s.max_daily_loss:
+    realized, limit = st.realized_pnl_today, s.max_daily_loss
+    if st.open_pnl is None:
+        # Judged as flat, a position under water let the entry add to it (fail closed).
+        if realized > -limit:
+            return Rejection(
+                "max_daily_loss",
+                "open P&L unknown: no price in the alert and none known yet for the contract"
+                f" (realized today {realized} USD, max daily loss {limit} USD)",
+            )
+        return Rejection(
+            "max_daily_loss",
+            f"today's realized P&L {realized} USD (open unknown) reached the max daily loss"
+            f" {limit} USD",
+        )
+    pnl = realized + st.open_pnl
+    if pnl > -limit:
         return None
     return Rejection(
         "max_daily_loss",
-        f"today's P&L {pnl} USD (realized {st.realized_pnl_today}, open {st.open_pnl}) "
-        f"reached the max daily loss {s.max_daily_loss} USD",
+        f"today's P&L {pnl} USD (realized {realized}, open {st.open_pnl}) "
+        f"reached the max daily loss {limit} USD",
     )
 
 
@@ -294,8 +334,17 @@ def check_recorder(
         return gate
     if not _may_open(sig, s):
         return _entry_refusal(sig, _check_direction(sig, s))
+    return check_entry(signal, s, st, now, tz)
+
+
+def check_entry(
+    signal: Signal, s: RiskSettings, st: RecorderState, now: datetime, tz: ZoneInfo
+) -> Rejection | None:
+    """The recorder's entry filters after its direction (window → every-Nth) for an entry
+    under its gate: ``check_recorder``'s own end, and alone for a trader's entry in a buy/sell
+    the recorder's reading cannot open (``forbidden_side``), which that chain never judged."""
     return _entry_refusal(
-        sig,
+        signal,  # raw: inversion changes neither what is a buy/sell nor what is an exit
         _check_window(s, now, tz)
         or _check_auto_flat(s, now, tz)
         or _check_cooldown(s, st.last_entry_at, now)
@@ -349,16 +398,18 @@ def check_trader(
     - ``direction``: here when the trader sets ``direction`` or ``inverse``. With both inherited
       the trader reads the signal as the recorder did and the recorder's answer stands; an own
       ``inverse`` reads it the other way, and the effective direction applies to that reading,
-      as it does in the planner (``planning``), which always uses the effective settings.
+      as it does in the planner (``planning``), which always uses the effective settings. Such
+      a trader is judged on its own reading: a buy/sell the recorder's reading cannot open
+      (``forbidden_side``; refused or not by the recorder's direction) may be its entry, and
+      the caller then asks the recorder's other entry filters first (``check_entry``).
     - ``max_daily_loss``: always, inherited or not. The recorder has no money and never checks
       it: this is its only application, to the trader's own P&L.
     - ``max_contracts`` is no filter: the planner caps each sub-account's position with the
       effective value, once.
 
-    Since the recorder's chain runs first, a trader's own window, cutoff, cooldown, max signals
-    or every-Nth can only narrow the recorder's, never widen it. Its direction cannot admit an
-    entry the recorder's refused, but a signal the recorder could not judge (a reversal, or no
-    position information) is planned with the trader's. Its ``max_daily_loss`` and
+    Since the recorder's chain (or ``check_entry``) runs first, a trader's own window, cutoff,
+    cooldown, max signals or every-Nth can only narrow the recorder's, never widen it. Its own
+    direction or inverse decides which side it opens, on its reading. Its ``max_daily_loss`` and
     ``max_contracts`` replace the recorder's, up or down (they are the trader's alone).
     """
     sig = apply_inverse(signal, s.inverse)

@@ -9,6 +9,7 @@ already reached. Real Postgres, the engine and the paper broker.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,7 @@ from structlog.testing import capture_logs
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.engine import Engine
+from jtrades.engine.signal import Action, Signal
 from jtrades.store.signals import SignalIds
 from tests.integration.test_engine import (
     _delivery,
@@ -33,6 +35,9 @@ from tests.integration.test_engine import (
     sell,
     send,
     wait_for,
+)
+from tests.integration.test_engine import (
+    engine_factory as engine_factory,  # the fixture
 )
 
 
@@ -178,3 +183,122 @@ async def test_a_paper_login_traded_before_the_mirror_follows_it_has_its_fills_c
     assert await pool.fetchval("SELECT sum(pnl) FROM trades WHERE sub_account_id = $1", sub) == -20
     out = await send(engine, pool, rec, buy("21490"))
     assert (out.verdict, out.filter) == ("accepted", None), out.reason
+
+
+async def _locked_fills(db_url: str) -> tuple[asyncpg.Connection, Any]:
+    """The database falls behind: the mirror cannot write fills while this lock is held."""
+    blocker = await asyncpg.connect(db_url)
+    tr = blocker.transaction()
+    await tr.start()
+    await blocker.execute("LOCK TABLE fills IN EXCLUSIVE MODE")
+    return blocker, tr
+
+
+async def test_a_close_does_not_wait_for_the_pnl(
+    database: Database, engine_factory: Any, db_url: str
+) -> None:
+    """A close is no entry, yet each trader with a daily-loss limit made it wait up to 1 s for
+    the mirror, one trader after another: three of them with the database behind waited past
+    a 2 s signal TTL, and the close expired unsent (the positions stayed open)."""
+    pool = database.pool
+    u = await make_user(pool, "cleo")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    subs = await make_paper_account(pool, u, "cleo-paper", subs=3)
+    for s in subs:
+        await make_trader(pool, u, rec, [(s, 1)], max_daily_loss=Decimal(500))
+    engine = await engine_factory(signal_ttl_s=2)
+    blocker, tr = await _locked_fills(db_url)
+    try:
+        assert (await send(engine, pool, rec, buy())).verdict == "accepted"
+        assert [await net_pos(engine, pool, s) for s in subs] == [1, 1, 1]
+        t0 = time.monotonic()
+        out = await send(engine, pool, rec, close())
+        took = time.monotonic() - t0
+        held = [await net_pos(engine, pool, s) for s in subs]
+    finally:
+        await tr.rollback()
+        await blocker.close()
+    assert held == [0, 0, 0], (took, out)
+    assert (out.verdict, out.orders) == ("accepted", 3)
+    assert took < 0.5, took  # no wait at all (each was 1 s)
+
+
+async def test_traders_wait_for_the_pnl_together(
+    database: Database, engine_factory: Any, db_url: str
+) -> None:
+    """An entry's traders wait for the mirror under one deadline, not 1 s each in turn."""
+    pool = database.pool
+    u = await make_user(pool, "tog")
+    rec = await make_recorder(pool, u, "rec", size=1, same_direction="add", add_size=1)
+    subs = await make_paper_account(pool, u, "tog-paper", subs=3)
+    for s in subs:
+        await make_trader(pool, u, rec, [(s, 1)], max_daily_loss=Decimal(500))
+    engine = await engine_factory()
+    blocker, tr = await _locked_fills(db_url)
+    try:
+        assert (await send(engine, pool, rec, buy())).verdict == "accepted"
+        t0 = time.monotonic()
+        out = await send(engine, pool, rec, buy())
+        took = time.monotonic() - t0
+    finally:
+        await tr.rollback()
+        await blocker.close()
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss"), out
+    assert "not counted yet" in (out.reason or "")
+    assert len(out.detail["traders"]) == 3
+    assert took < 2.0, took
+
+
+async def test_an_alert_without_a_price_is_judged_at_the_last_known_price(
+    database: Database, engine: Engine
+) -> None:
+    """Realized plus open P&L, the open part marked at the signal's price: a plain-text `buy`
+    (or a TradersPost message without signalPrice) marked it at nothing, counted no open loss,
+    and added to a position 2000 USD under water against a 500 limit."""
+    pool = database.pool
+    u = await make_user(pool, "pat")
+    rec = await make_recorder(pool, u, "rec", size=10, same_direction="add", add_size=10)
+    (sub,) = await make_paper_account(pool, u, "pat-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], max_daily_loss=Decimal(500))
+    await engine.config.refresh()
+
+    assert (await send(engine, pool, rec, buy("21500"))).verdict == "accepted"
+    assert await net_pos(engine, pool, sub) == 10
+    # the market falls 100 points: open P&L -2000 USD (MNQ 2 USD/point) against a 500 limit
+    out = await send(engine, pool, rec, buy("21400"))
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss"), out
+    out = await send(engine, pool, rec, Signal(Action.BUY, ticker="MNQ1!"))
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss"), out
+    assert "-2000" in (out.reason or ""), out.reason
+    assert await net_pos(engine, pool, sub) == 10
+
+
+async def test_an_alert_without_a_price_is_refused_when_no_price_is_known(
+    database: Database, engine_factory: Any
+) -> None:
+    """After a restart the position is held and no alert has priced the contract yet: its open
+    P&L is unknown, so the entry is refused and says why (fail closed)."""
+    pool = database.pool
+    u = await make_user(pool, "nop")
+    rec = await make_recorder(pool, u, "rec", size=1, same_direction="add", add_size=1)
+    (sub,) = await make_paper_account(pool, u, "nop-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], max_daily_loss=Decimal(500))
+    first = await engine_factory()
+    assert (await send(first, pool, rec, buy("21500"))).verdict == "accepted"
+
+    async def mirrored() -> bool:
+        return bool(await pool.fetchval("SELECT count(*) FROM positions WHERE net_pos = 1"))
+
+    await wait_for(mirrored, "the position mirrored")
+    await first.close()
+
+    second = await engine_factory()
+    assert await net_pos(second, pool, sub) == 1
+    out = await send(second, pool, rec, Signal(Action.BUY, ticker="MNQ1!"))
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss"), out
+    assert "open P&L unknown: no price" in (out.reason or ""), out.reason
+    assert await net_pos(second, pool, sub) == 1
+    # flat, there is nothing to mark: a priceless entry is judged on the realized P&L alone
+    await send(second, pool, rec, close("21500"))
+    out = await send(second, pool, rec, Signal(Action.BUY, ticker="MNQ1!", price=None))
+    assert out.verdict == "accepted", out

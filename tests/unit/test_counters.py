@@ -1,11 +1,17 @@
-"""Session counters: a trading day's counts, fresh when the CME day turns, and put back exactly
-as they were when a signal turns out not to count."""
+"""Session counters: a trading day's counts, fresh when the CME day turns (the last entry
+excepted: a cooldown spans the turn), and put back exactly as they were when a signal turns out
+not to count."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
-from jtrades.engine.counters import Counters, SessionCounters, Undo
+from jtrades.engine.counters import Counters, ForeignEntry, SessionCounters, Undo, count_entry
+from jtrades.engine.filters import RecorderState, Rejection, check_recorder
+from jtrades.engine.risk import RiskSettings
+from jtrades.engine.signal import Action, Signal
 from jtrades.engine.tradingday import session_start
 
 # Tuesday 2026-11-24, 16:59 and 17:01 Chicago (CST, UTC-6): either side of the day's turn
@@ -62,3 +68,59 @@ def test_undo_after_the_day_turned_restores_the_old_days_counts() -> None:
     counters.undo(undo)
     assert counters.get("recorder", 1, BEFORE_TURN).entries == 5
     assert counters.get("recorder", 1, AFTER_TURN).entries == 0
+
+
+def test_the_last_entry_outlives_the_day_turn() -> None:
+    """``--cooldown`` is the least time between entries, whatever the session: an entry at
+    15:55 Chicago and another at 17:05 are 70 minutes apart, and a 2 h cooldown refuses the
+    second although the CME day turned in between (entries and every-Nth start again)."""
+    chicago = ZoneInfo("America/Chicago")
+    s = RiskSettings(cooldown_s=7200)
+    counters = SessionCounters()
+
+    def judge(at: datetime) -> str | None:
+        c = counters.get("recorder", 1, at)
+        rej = check_recorder(
+            Signal(Action.BUY, ticker="MNQ1!", price=Decimal("21500")),
+            s,
+            RecorderState(c.signals, c.entries, c.last_entry_at, c.seen),
+            at,
+            chicago,
+            enabled=True,
+            owner_active=True,
+            halted=False,
+        )
+        count_entry(c, rej.filter if rej is not None else None, at)
+        return rej.filter if rej is not None else None
+
+    first = datetime(2026, 3, 10, 15, 55, tzinfo=chicago)  # Tuesday, before the 16:00 halt
+    assert judge(first) is None
+    after_turn = datetime(2026, 3, 10, 17, 5, tzinfo=chicago)  # Wednesday's session
+    assert judge(after_turn) == "cooldown"
+    fresh = counters.get("recorder", 1, after_turn)
+    assert (fresh.entries, fresh.seen, fresh.last_entry_at) == (0, 0, first)
+    assert judge(first + timedelta(hours=2)) is None
+
+
+def test_counting_an_entry_by_its_verdict() -> None:
+    c = Counters(session_start(BEFORE_TURN))
+    assert count_entry(c, None, BEFORE_TURN) == (True, True)
+    assert count_entry(c, "every_nth", AFTER_TURN) == (False, True)  # seen, not taken
+    assert count_entry(c, "cooldown", AFTER_TURN) == (False, False)
+    assert (c.entries, c.seen, c.last_entry_at) == (1, 2, BEFORE_TURN)
+
+
+def test_a_foreign_entry_counts_on_the_recorder_once() -> None:
+    """A sell the long-only recorder cannot open, read as an entry by two traders of their own
+    reading: the recorder's filters judged it once, and it is one entry of the session."""
+    c = Counters(session_start(BEFORE_TURN))
+    detail: dict[str, object] = {"entry": False, "nth_seen": False}
+    foreign = ForeignEntry(None, c, BEFORE_TURN)
+    assert foreign.take(detail) is None
+    assert foreign.take(detail) is None
+    assert (c.entries, c.seen, detail["entry"], detail["nth_seen"]) == (1, 1, True, True)
+    refused = Rejection("every_nth", "signal 1 of this session; only every 2th is taken", True)
+    d = Counters(session_start(BEFORE_TURN))
+    detail = {"entry": False, "nth_seen": False}
+    assert ForeignEntry(refused, d, BEFORE_TURN).take(detail) is refused
+    assert (d.entries, d.seen, detail["entry"], detail["nth_seen"]) == (0, 1, False, True)

@@ -1,0 +1,106 @@
+"""What a signal leaves on the session counters when it trades nothing, and the last entry a
+cooldown measures from, across the CME day's turn and a restart. Real Postgres, the engine and
+the paper broker."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jtrades.db import Database
+from jtrades.engine.engine import Engine
+from jtrades.engine.tradingday import session_start
+from tests.integration.test_engine import (
+    Outcome,
+    buy,
+    follower,
+    make_paper_account,
+    make_recorder,
+    make_trader,
+    make_user,
+    net_pos,
+    record_outcome,
+    send,
+    store_signal,
+)
+from tests.integration.test_engine import (
+    engine_factory as engine_factory,  # the fixture
+)
+
+
+async def _expired_entry(engine: Engine, pool: Any, rec: int, sub: int) -> Outcome:
+    """A buy whose sub-account lock is held past the 1 s TTL (another signal's orders still
+    settling behind a slow broker): its one intent expires unsent."""
+    lock = engine.dispatcher.lock_for(engine.config.snapshot.links_by_sub[sub])
+    await lock.acquire()
+    task = asyncio.create_task(send(engine, pool, rec, buy()))
+    await asyncio.sleep(1.3)
+    lock.release()
+    out = await task
+    assert await net_pos(engine, pool, sub) == 0
+    return out
+
+
+async def test_an_entry_that_expired_unsent_says_so(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    rec, sub, _ = await follower(pool, "stan", {"size": 1, "max_signals": 1})
+    engine = await engine_factory(signal_ttl_s=1)
+
+    first = await _expired_entry(engine, pool, rec, sub)
+
+    assert (first.verdict, first.orders) == ("expired", 0), first
+    assert "TTL" in (first.reason or "")
+    assert (first.detail["entry"], first.detail["trader_entries"]) == (False, [])
+    row = await pool.fetchrow("SELECT verdict, reason FROM signals")
+    assert row["verdict"] == "expired"
+
+
+async def test_an_entry_that_expired_unsent_uses_no_count(
+    database: Database, engine_factory: Any
+) -> None:
+    """It used the session's one entry (the recorder's and the trader's): the next real buy
+    was refused by max_signals, and the cooldown ran from an entry never made."""
+    pool = database.pool
+    rec, sub, _ = await follower(
+        pool, "stu", {"size": 1, "max_signals": 1}, {"max_signals": 1, "cooldown_s": 3600}
+    )
+    engine = await engine_factory(signal_ttl_s=1)
+    await _expired_entry(engine, pool, rec, sub)
+
+    second = await send(engine, pool, rec, buy())
+    assert (second.verdict, second.filter, second.orders) == ("accepted", None, 1), second
+    assert await net_pos(engine, pool, sub) == 1
+
+
+async def test_a_cooldown_outlives_the_day_turn_and_a_restart(
+    database: Database, engine_factory: Any
+) -> None:
+    """``--cooldown`` is the least time between entries: the last one lived in the session's
+    counters, rebuilt at start from the signals since the session opened, so an entry made ten
+    minutes before 17:00 Chicago was forgotten and the cooldown let the next one through."""
+    pool = database.pool
+    now = datetime.now(UTC)
+    before_turn = session_start(now) - timedelta(minutes=10)
+    cooldown = {"cooldown_s": int((now - before_turn).total_seconds()) + 3600}
+    u = await make_user(pool, "cool")
+    on_recorder = await make_recorder(pool, u, "on-recorder", **cooldown)
+    on_trader = await make_recorder(pool, u, "on-trader")
+    sub_r, sub_t = await make_paper_account(pool, u, "cool-paper", subs=2)
+    await make_trader(pool, u, on_recorder, [(sub_r, 1)])
+    tid = await make_trader(pool, u, on_trader, [(sub_t, 1)], **cooldown)
+    for rec, traders in ((on_recorder, []), (on_trader, [tid])):
+        sid, _ = await store_signal(pool, rec, before_turn)
+        detail = {"entry": True, "nth_seen": True, "trader_entries": traders, "trader_seen": []}
+        await record_outcome(pool, sid, Outcome("accepted", None, None, 1, detail))
+    engine = await engine_factory()
+
+    out = await send(engine, pool, on_recorder, buy())
+    assert (out.verdict, out.filter) == ("rejected", "cooldown"), out
+    out = await send(engine, pool, on_trader, buy())
+    assert (out.verdict, out.filter) == ("rejected", "cooldown"), out
+    assert (out.reason or "").startswith(f"trader {tid}:")
+    # the counts themselves are the new session's: none of its entries were made yet
+    assert engine.counters.get("trader", tid, datetime.now(UTC)).entries == 0
