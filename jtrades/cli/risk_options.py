@@ -384,9 +384,9 @@ _PARAMS: dict[str, Any] = {
     "direction": _opt(
         "--direction",
         "both|long|short",
-        "Which entries are taken. On a trader: checked after the recorder's, so an entry the "
-        "recorder's refused stays refused; a signal it could not judge (a reversal, or no "
-        "position information) is planned with the trader's.",
+        "Which entries are taken. On a trader: its own direction (with --inverse, its own "
+        "reading) decides the side it opens; the recorder's other entry filters (window, "
+        "cutoff, cooldown, max signals, every-Nth) still apply to that entry.",
     ),
     "window": Annotated[
         list[str] | None,
