@@ -68,6 +68,8 @@ class _Trader:
     # the view's highest fill per account, which the day's P&L must count before its
     # daily-loss filter judges the entry (None: no such filter to judge, or no entry)
     last_fills: dict[AccountKey, int] | None
+    # sub-accounts the signal acts on in the month they hold, not the one it names (``_contract``)
+    moved: frozenset[int] = frozenset()
 
 
 class Fanout:
@@ -120,7 +122,7 @@ class Fanout:
         traders: list[_Trader] = []
         for t in rec.traders:
             tc = self._counters.get("trader", t.id, now, undo)
-            brokers, contracts = await self._links(t, ticker, signal.price, detail)
+            brokers, contracts, moved = await self._links(t, ticker, signal.price, detail)
             gate = check_gate(
                 signal,
                 t.settings,
@@ -136,7 +138,9 @@ class Fanout:
                 entry = by_recorder is None
             waits = entry and t.settings.max_daily_loss is not None
             last = _last_fills(t.links, brokers) if waits else None
-            traders.append(_Trader(t, tc, brokers, contracts, gate, by_recorder, entry, last))
+            traders.append(
+                _Trader(t, tc, brokers, contracts, gate, by_recorder, entry, last, moved)
+            )
         await self._count_fills([j.last_fills for j in traders if j.last_fills])
 
         items: list[WorkItem] = []
@@ -202,32 +206,42 @@ class Fanout:
                     continue
             contract = j.contracts[link.sub_account_id]
             refused = f"{why.filter}: {why.reason}" if why is not None else None
-            plan = _planner(signal, t.settings, link, contract, signal_id, refused, self._current)
+            # the alert's price is its chart's, the month it names: not the held month's
+            price = None if link.sub_account_id in j.moved else signal.price
+            plan = _planner(
+                signal, t.settings, link, contract, price, signal_id, refused, self._current
+            )
             items.append(WorkItem(t.id, link, j.brokers[link.sub_account_id], contract, plan))
         return items
 
     async def _links(
         self, t: TraderConfig, ticker: str, price: Decimal | None, detail: dict[str, Any]
-    ) -> tuple[dict[int, Broker], dict[int, Contract]]:
+    ) -> tuple[dict[int, Broker], dict[int, Contract], frozenset[int]]:
         """The broker and contract of each sub-account of ``t`` (one whose contract is not
-        found is left out, saying why in ``detail``), noting the alert's price as the market."""
+        found is left out, saying why in ``detail``), noting the alert's price as the market of
+        the month it names; and the sub-accounts acting on another month they hold, whose
+        market the alert's price is not (after the roll, the new month's chart is a calendar
+        spread away from the held one's: noted, it averaged a DCA add 100 points off)."""
         contracts: dict[int, Contract] = {}
         brokers: dict[int, Broker] = {}
+        moved: set[int] = set()
         for link in t.links:
             try:
                 broker = self._brokers.broker_for(link)
-                contract = await self._contract(link, broker, ticker)
+                contract, elsewhere = await self._contract(link, broker, ticker)
             except Exception as exc:
                 detail["traders"].setdefault(str(t.id), {})[str(link.sub_account_id)] = (
                     f"not traded: {exc}"
                 )
                 continue
-            if price is not None:
+            if elsewhere:
+                moved.add(link.sub_account_id)
+            elif price is not None:
                 self._brokers.note_price(link, contract, price)
                 self._marks[contract.symbol] = price
             brokers[link.sub_account_id] = broker
             contracts[link.sub_account_id] = contract
-        return brokers, contracts
+        return brokers, contracts, frozenset(moved)
 
     def _state(self, j: _Trader, price: Decimal | None, now: datetime) -> TraderState:
         """The trader's counts, and its P&L when its daily-loss limit judges an entry (read
@@ -239,7 +253,7 @@ class Fanout:
         if j.entry and t.settings.max_daily_loss is not None:
             counted = j.last_fills is None or not self._booked.behind(j.last_fills)
             realized = self._pnl.realized([lk.sub_account_id for lk in t.links], now)
-            open_ = self._open_pnl(t.links, j.brokers, j.contracts, price)
+            open_ = self._open_pnl(t.links, j.brokers, j.contracts, price, j.moved)
         return TraderState(
             realized_pnl_today=realized,
             open_pnl=open_,
@@ -265,10 +279,12 @@ class Fanout:
         brokers: dict[int, Broker],
         contracts: dict[int, Contract],
         price: Decimal | None,
+        moved: frozenset[int] = frozenset(),
     ) -> Decimal | None:
-        """Open P&L of the trader's positions in this contract, marked at the signal's price,
-        else at the last price an alert gave for the contract; None when a position is open
-        and there is no price at all (the daily loss then fails closed)."""
+        """Open P&L of the trader's positions in this contract, marked at the signal's price
+        (not in a held month the signal does not name: ``moved``), else at the last price an
+        alert gave for the contract; None when a position is open and there is no price at
+        all (the daily loss then fails closed)."""
         total = Decimal(0)
         for link in links:
             broker = brokers.get(link.sub_account_id)
@@ -283,23 +299,27 @@ class Fanout:
             for p in held:
                 if p.symbol != contract.symbol:
                     continue
-                mark = price if price is not None else self._marks.get(contract.symbol)
+                own = price if link.sub_account_id not in moved else None
+                mark = own if own is not None else self._marks.get(contract.symbol)
                 if mark is None:
                     return None
                 total += open_pnl(p.net_pos, p.net_price, mark, contract)
         return total
 
-    async def _contract(self, link: LinkConfig, broker: Broker, ticker: str) -> Contract:
+    async def _contract(
+        self, link: LinkConfig, broker: Broker, ticker: str
+    ) -> tuple[Contract, bool]:
         """The contract this sub-account trades for ``ticker``. The resolver caches per broker
         with a TTL, so ``MNQ1!`` follows the roll; a position does not. Held in another month
         of the root and nothing held in the one named now, the position's month is the one the
         signal acts on: after a roll, or in roll week when the broker's front month and the
         calendar fallback differ, a ``close`` planned on the new month found "already flat"
-        and left the old one open. New positions then open in the new month."""
+        and left the old one open. New positions then open in the new month. True with a held
+        month."""
         contract = await self._brokers.resolve_contract(link, broker, ticker)
         held = held_elsewhere(broker, link.broker_account_id, ticker, contract)
         if held is None:
-            return contract
+            return contract, False
         log.info(
             "engine.position_month",
             sub_account=link.sub_account_id,
@@ -307,7 +327,7 @@ class Fanout:
             named=contract.symbol,
             held=held,
         )
-        return await self._brokers.resolve_contract(link, broker, held)
+        return await self._brokers.resolve_contract(link, broker, held), True
 
 
 def held_elsewhere(broker: Broker, account_id: int, ticker: str, contract: Contract) -> str | None:
@@ -339,6 +359,7 @@ def _planner(
     s: Any,
     link: LinkConfig,
     contract: Contract,
+    signal_price: Decimal | None,
     signal_id: int,
     entry_refused: str | None,
     current: Callable[[], Snapshot],
@@ -354,7 +375,7 @@ def _planner(
             account,
             contract,
             state,
-            signal_price=signal.price,
+            signal_price=signal_price,
             cl_ord_prefix=prefix,
             entry_refused=entry_refused or halted_since(signal, s, link, current()),
         )
