@@ -253,7 +253,7 @@ class Fanout:
         if j.entry and t.settings.max_daily_loss is not None:
             counted = j.last_fills is None or not self._booked.behind(j.last_fills)
             realized = self._pnl.realized([lk.sub_account_id for lk in t.links], now)
-            open_ = self._open_pnl(t.links, j.brokers, j.contracts, price, j.moved)
+            open_ = self._open_pnl(t.links, j.brokers, j.contracts, price)
         return TraderState(
             realized_pnl_today=realized,
             open_pnl=open_,
@@ -279,12 +279,13 @@ class Fanout:
         brokers: dict[int, Broker],
         contracts: dict[int, Contract],
         price: Decimal | None,
-        moved: frozenset[int] = frozenset(),
     ) -> Decimal | None:
-        """Open P&L of the trader's positions in this contract, marked at the signal's price
-        (not in a held month the signal does not name: ``moved``), else at the last price an
-        alert gave for the contract; None when a position is open and there is no price at
-        all (the daily loss then fails closed)."""
+        """Open P&L of the trader's positions in this contract, marked at the signal's price,
+        else at the last price an alert gave for the contract; None when a position is open
+        and there is no price at all (the daily loss then fails closed). A month held across
+        the roll is marked at the alert's price too: its chart's month is a calendar spread
+        away, near enough for a loss limit, where the last price an alert gave the held month
+        itself dates from before the roll (it saw a 1,500-point loss as none)."""
         total = Decimal(0)
         for link in links:
             broker = brokers.get(link.sub_account_id)
@@ -299,8 +300,7 @@ class Fanout:
             for p in held:
                 if p.symbol != contract.symbol:
                     continue
-                own = price if link.sub_account_id not in moved else None
-                mark = own if own is not None else self._marks.get(contract.symbol)
+                mark = price if price is not None else self._marks.get(contract.symbol)
                 if mark is None:
                     return None
                 total += open_pnl(p.net_pos, p.net_price, mark, contract)

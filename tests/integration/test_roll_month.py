@@ -53,3 +53,54 @@ async def test_a_continuous_alert_s_price_is_not_the_held_month_s_market(
         == exits
     )
     assert "signal price" in str(out), out
+
+
+async def test_a_held_months_loss_is_seen_by_the_daily_loss_filter(
+    database: Database, engine_factory: Any
+) -> None:
+    """Long 1 MNQ in the next quarter at 21500 (held across the roll); the root has since
+    fallen 1500 points (-$3000 on 1 MNQ, six times the $500 limit). A buy on MNQ1! at 20000:
+    sub-account 1 holds the old month (the signal acts on it), sub-account 2 is flat and would
+    open. The held month was marked at the last price an alert gave for it (21500: open P&L 0),
+    so the entry passed a day already 6x past its daily-loss limit."""
+    pool = database.pool
+    u = await make_user(pool, "heldloss")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    opener = await make_recorder(pool, u, "opener", size=1)
+    sub1, sub2 = await make_paper_account(pool, u, "hl-paper", subs=2)
+    await make_trader(pool, u, opener, [(sub1, 1)])
+    await make_trader(pool, u, rec, [(sub1, 1), (sub2, 1)], max_daily_loss=Decimal(500))
+    engine = await engine_factory()
+    # the position in the month that is no longer the front (as after the roll)
+    opened = await send(
+        engine, pool, opener, Signal(Action.BUY, ticker="MNQ2!", price=Decimal(21500))
+    )
+    assert opened.orders >= 1, opened
+    assert await net_pos(engine, pool, sub1) == 1
+
+    out = await send(engine, pool, rec, Signal(Action.BUY, ticker="MNQ1!", price=Decimal(20000)))
+    assert await net_pos(engine, pool, sub2) == 0, (out.verdict, out.filter, out.reason, out.detail)
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss"), out
+
+
+async def test_a_priced_alert_is_not_refused_for_having_no_price(
+    database: Database, engine_factory: Any
+) -> None:
+    """After a restart (no price known for the held month), a priced MNQ1! alert is refused
+    with 'no price in the alert', and the trader's flat sub-account opens nothing either."""
+    pool = database.pool
+    u = await make_user(pool, "heldnoprice")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    opener = await make_recorder(pool, u, "opener", size=1)
+    sub1, sub2 = await make_paper_account(pool, u, "hn-paper", subs=2)
+    await make_trader(pool, u, opener, [(sub1, 1)])
+    await make_trader(pool, u, rec, [(sub1, 1), (sub2, 1)], max_daily_loss=Decimal(500))
+    first = await engine_factory()
+    await send(first, pool, opener, Signal(Action.BUY, ticker="MNQ2!", price=Decimal(21500)))
+    assert await net_pos(first, pool, sub1) == 1
+    await first.close()
+    engine = await engine_factory()
+
+    out = await send(engine, pool, rec, Signal(Action.BUY, ticker="MNQ1!", price=Decimal(21490)))
+    assert "no price in the alert" not in (out.reason or ""), out.reason
+    assert await net_pos(engine, pool, sub2) == 1, (out.verdict, out.filter, out.reason)
