@@ -7,13 +7,21 @@ running one named, and touches nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
+import asyncpg
 import pytest
+import structlog.testing
 
+from jtrades import db as jdb
 from jtrades.config import Settings
-from jtrades.daemon import Daemon
+from jtrades.daemon import INSTANCE_LOCK, Daemon
 from jtrades.errors import ConfigError
+from jtrades.store import status as status_store
 from tests.integration.test_daemon_crash import status_state
 
 
@@ -45,3 +53,279 @@ async def test_a_second_daemon_on_the_same_database_is_refused(
     finally:
         first.request_stop("test")
         await asyncio.wait_for(running, 30)
+
+
+# --- the lock held for the whole run ------------------------------------------------------------
+
+
+async def _started(d: Daemon, task: asyncio.Task[None]) -> bool:
+    """Listening, and past its first status write (a connection cut before it fails the
+    start, which is not what these tests are about)."""
+    for _ in range(400):
+        if task.done():
+            return False
+        if d.port is not None and d.hooks is not None and d.db is not None:
+            beat = await status_store.get(d.db.pool)
+            if beat is not None and beat.pid == os.getpid():
+                return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def _stopped(d: Daemon, task: asyncio.Task[None]) -> None:
+    d.request_stop("test")
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(task, 30)
+
+
+async def _refused(settings: Settings) -> None:
+    """Another daemon on this database is refused at start, as it must be while one runs."""
+    with pytest.raises(ConfigError, match="another jtrades serve"):
+        await asyncio.wait_for(Daemon(_on_free_port(settings)).run(), 30)
+
+
+async def test_a_daemon_whose_lock_connection_dropped_takes_the_lock_again(
+    settings: Settings, db_url: str
+) -> None:
+    """The lock is the session's: a Postgres restart, an idle-session timeout or a terminated
+    backend freed it while the daemon ran on (its pool simply reconnects), and a second
+    ``jtrades serve`` started beside it: every alert's orders sent twice. A blip is no reason to
+    stop, though: the daemon takes the lock again on a new connection."""
+    first = Daemon(_on_free_port(settings))
+    running = asyncio.create_task(first.run())
+    try:
+        assert await _started(first, running)
+        admin = await asyncpg.connect(db_url)
+        try:
+            pid = first._instance.get_server_pid()
+            assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
+        finally:
+            await admin.close()
+        for _ in range(100):
+            if first._instance is not None and first._instance.get_server_pid() != pid:
+                break
+            await asyncio.sleep(0.05)
+        assert not running.done(), "the first daemon keeps running and serving"
+        assert first._instance is not None
+        assert first._instance.get_server_pid() != pid
+        socket.create_connection(("127.0.0.1", first.port), timeout=1).close()
+        await _refused(settings)
+        assert first.hooks is not None
+        assert first.hooks.accepting
+    finally:
+        await _stopped(first, running)
+
+
+class ClientCutter:
+    """A TCP relay to the test's Postgres that can drop the client side of every connection
+    while the server side stays open (a NAT or firewall forgetting them): the server's sessions
+    live on, holding their locks, until it notices. It can also refuse new connections."""
+
+    def __init__(self, db_url: str) -> None:
+        u = urlsplit(db_url)
+        self.socket_dir = parse_qs(u.query).get("host", [None])[0]
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or 5432
+        self.dbname = u.path.lstrip("/")
+        self.user = u.username or "postgres"
+        self.refusing = False
+        self._links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self._cut: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"postgresql://{self.user}@127.0.0.1:{port}/{self.dbname}"
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
+        if self.socket_dir:
+            up_r, up_w = await asyncio.open_unix_connection(
+                f"{self.socket_dir}/.s.PGSQL.{self.port}"
+            )
+        else:
+            up_r, up_w = await asyncio.open_connection(self.host, self.port)
+        self._links.append((writer, up_w))
+        for src, dst, upstream in ((reader, up_w, True), (up_r, writer, False)):
+            t = asyncio.create_task(self._pump(src, dst, writer, upstream))
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+
+    async def _pump(
+        self,
+        src: asyncio.StreamReader,
+        dst: asyncio.StreamWriter,
+        client: asyncio.StreamWriter,
+        to_server: bool,
+    ) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            while data := await src.read(65536):
+                if id(client) not in self._cut:  # once cut, the server's answers go nowhere
+                    dst.write(data)
+        if to_server and id(client) in self._cut:
+            return  # the server's side stays open: its session lives on
+        dst.close()
+
+    def cut_clients(self) -> None:
+        for client, _up in self._links:
+            if id(client) not in self._cut:
+                self._cut.add(id(client))
+                client.transport.abort()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for client, up in self._links:
+            client.transport.abort()
+            up.transport.abort()
+        for t in list(self._tasks):
+            t.cancel()
+
+
+async def test_a_daemon_that_lost_its_lock_to_another_stops_loudly(
+    settings: Settings, db_url: str
+) -> None:
+    """Whoever took the lock while this daemon's connection was down is another daemon: this
+    one stops taking alerts at once, says why as an error (notified), and exits with an error
+    (systemd restarts it, and the restarted one meets the usual refusal). It leaves the status
+    row alone: it is the other daemon's now."""
+    relay = ClientCutter(db_url)
+    url = await relay.start()
+    db = settings.database.model_copy(update={"url": url})
+    first = Daemon(_on_free_port(settings.model_copy(update={"database": db})))
+    running = asyncio.create_task(first.run())
+    other = await asyncpg.connect(db_url)
+    try:
+        assert await _started(first, running)
+        port = first.port
+        assert port is not None
+        pid = first._instance.get_server_pid()
+        with structlog.testing.capture_logs() as logs:
+            relay.refusing = True  # the daemon cannot come back before the other one is in
+            relay.cut_clients()
+            await other.execute(
+                f"DO $$ BEGIN PERFORM pg_terminate_backend({pid}, 5000);"
+                f" PERFORM pg_advisory_lock({INSTANCE_LOCK}); END $$"
+            )
+            relay.refusing = False
+            with pytest.raises(ConfigError, match="another jtrades serve"):
+                await asyncio.wait_for(running, 30)
+        (lost,) = [e for e in logs if e["event"] == "daemon.instance_lost"]
+        assert lost["log_level"] == "error"
+        assert any(e["event"] == "daemon.failed" for e in logs)
+        assert first.hooks is not None
+        assert not first.hooks.accepting
+        with pytest.raises(OSError):  # nothing listens any more
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        assert await status_state(db_url) == "running"  # not written "stopped" over
+    finally:
+        await other.close()
+        await _stopped(first, running)
+        await relay.close()
+
+
+async def test_a_lock_left_with_a_session_the_server_still_keeps_is_taken_back(
+    settings: Settings, db_url: str
+) -> None:
+    """The daemon's side of its lock connection dies, the server's does not (until its TCP
+    keepalive, hours by default): the lock stays with that session, no other daemon can start,
+    and a new session of this daemon cannot take it either. Stopping then would keep the
+    restarted daemon refused for those hours: the daemon ends its own leftover session (named
+    by pid and start, never another daemon's) and takes the lock again."""
+    relay = ClientCutter(db_url)
+    url = await relay.start()
+    db = settings.database.model_copy(update={"url": url})
+    first = Daemon(_on_free_port(settings.model_copy(update={"database": db})))
+    running = asyncio.create_task(first.run())
+    try:
+        assert await _started(first, running)
+        pid = first._instance.get_server_pid()
+        relay.cut_clients()
+        admin = await asyncpg.connect(db_url)
+        try:
+            for _ in range(300):
+                if first._instance is not None and first._instance.get_server_pid() != pid:
+                    break
+                await asyncio.sleep(0.05)
+            assert not running.done()
+            assert first._instance is not None
+            assert first._instance.get_server_pid() != pid
+            assert not await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid
+            )
+        finally:
+            await admin.close()
+        await _refused(settings)
+    finally:
+        await _stopped(first, running)
+        await relay.close()
+
+
+async def test_a_daemon_whose_database_stays_unreachable_waits_and_says_so(
+    settings: Settings, db_url: str
+) -> None:
+    """The database unreachable past ``instance_alert_s`` (a managed failover takes minutes):
+    the daemon says so once, refusing alerts, and takes the lock again when it answers, rather
+    than exiting into systemd's restart limit against a database still down."""
+    relay = ClientCutter(db_url)
+    url = await relay.start()
+    db = settings.database.model_copy(update={"url": url})
+    first = Daemon(_on_free_port(settings.model_copy(update={"database": db})))
+    first.instance_alert_s = 1.0
+    running = asyncio.create_task(first.run())
+    try:
+        assert await _started(first, running)
+        relay.refusing = True
+        with structlog.testing.capture_logs() as logs:
+            relay.cut_clients()
+            for _ in range(200):
+                if any(e["event"] == "daemon.instance_unreachable" for e in logs):
+                    break
+                await asyncio.sleep(0.05)
+            (unreachable,) = [e for e in logs if e["event"] == "daemon.instance_unreachable"]
+            assert unreachable["log_level"] == "error"
+            assert not running.done()
+            assert first.hooks is not None
+            assert not first.hooks.accepting
+            relay.refusing = False
+            for _ in range(200):
+                if any(e["event"] == "daemon.instance_retaken" for e in logs):
+                    break
+                await asyncio.sleep(0.05)
+        assert any(e["event"] == "daemon.instance_retaken" for e in logs)
+        assert first.hooks.accepting
+        assert not running.done()
+    finally:
+        await _stopped(first, running)
+        await relay.close()
+
+
+async def test_a_refused_daemon_does_not_migrate_the_database(
+    settings: Settings, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newer version started beside the running daemon migrated its database (under it)
+    before it was refused: the lock comes before the migrations."""
+    first = Daemon(_on_free_port(settings))
+    running = asyncio.create_task(first.run())
+    try:
+        assert await _started(first, running)
+        shipped = jdb.migrations()
+        newer = tmp_path / f"{len(shipped) + 1:04d}_newer.sql"
+        newer.write_text("CREATE TABLE newer_binary_was_here (x integer);")
+        monkeypatch.setattr(
+            jdb,
+            "migrations",
+            lambda: [*shipped, jdb.Migration(len(shipped) + 1, "newer", newer)],
+        )
+        await _refused(settings)
+        conn = await asyncpg.connect(db_url)
+        try:
+            assert await conn.fetchval("SELECT to_regclass('newer_binary_was_here')") is None
+            assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == len(shipped)
+        finally:
+            await conn.close()
+    finally:
+        await _stopped(first, running)
