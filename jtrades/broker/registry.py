@@ -20,7 +20,8 @@ from jtrades.broker.paper_restore import restore_orders
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.instruments import InstrumentResolver
-from jtrades.errors import TransientBrokerError
+from jtrades.errors import JtradesError, TransientBrokerError
+from jtrades.store import intents as intent_store
 from jtrades.store import trading as trading_store
 
 if TYPE_CHECKING:
@@ -109,15 +110,29 @@ class BrokerRegistry:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def sync_accounts(self, snap: Snapshot) -> None:
-        """Open sessions for the logins the configuration uses, and for those a pending
+        """Open sessions for the logins the configuration uses, for those a pending
         ``halt --flatten`` reaches (a login no trader links any more may still hold a
-        position); restore a paper login's positions and open orders once (its state is in
-        memory: without its orders, its exits were gone after every restart while the orders
-        table still said Working)."""
-        links = [*snap.links_by_sub.values(), *snap.flattening()]
+        position), and for those of sub-accounts with an open intent (reconciliation looks an
+        intent up through its login's session: a trader deleted after a crash left its intent
+        pending for good); restore a paper login's positions and open orders once (its state
+        is in memory: without its orders, its exits were gone after every restart while the
+        orders table still said Working)."""
+        links = [*snap.links_by_sub.values(), *snap.flattening(), *await self._open_intents(snap)]
         self._wanted = {lk.account_id for lk in links if lk.env != "paper"}
         await self.reach(links)
         self._synced_once = True
+
+    async def _open_intents(self, snap: Snapshot) -> list[LinkConfig]:
+        """The sub-accounts holding an open intent, linked or not; none when the database
+        cannot say (the configured logins are still reached, and the next pass asks again)."""
+        if self._db is None:
+            return []
+        try:
+            subs = await intent_store.open_sub_accounts(self._db.pool)
+        except JtradesError as exc:
+            log.warning("broker.open_intents_unknown", error=str(exc))
+            return []
+        return [snap.subs[sid] for sid in sorted(subs) if sid in snap.subs]
 
     async def reach(self, links: Iterable[LinkConfig]) -> None:
         """Make the sessions of ``links`` ready to be traded: each paper sub-account's stored

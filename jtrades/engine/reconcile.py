@@ -55,6 +55,10 @@ __all__ = ["CANCEL_WAIT_S", "Reconciler", "_exit_view", "needs_stop", "resolve_i
 
 log = structlog.get_logger(__name__)
 
+# How long past its grace an open intent may wait for a session that can look it up before a
+# person is told: a reconnect or a restart takes less; a login that cannot connect, more.
+UNRESOLVED_AFTER = timedelta(minutes=5)
+
 
 # --- pure decisions ---------------------------------------------------------------------------
 
@@ -100,6 +104,9 @@ class Reconciler:
         self._grace = timedelta(
             seconds=settings.trading.signal_ttl_s + settings.tradovate.request_timeout_s + 5
         )
+        # an intent still open this long after its grace is reported (``_unresolved``)
+        self._overdue = self._grace + UNRESOLVED_AFTER
+        self._reported: set[int] = set()  # order_intents.id of those reported already
 
     def ready(self) -> bool:
         return self._ready
@@ -168,9 +175,16 @@ class Reconciler:
     async def resolve_intents(self, *, before: datetime) -> int:
         """Resolve open intents created before ``before``; returns how many were resolved."""
         done = 0
-        for it in await intent_store.open_older_than(self._pool, before):
+        open_now = await intent_store.open_older_than(self._pool, before)
+        # an intent reported once and closed since (or gone) may be forgotten
+        self._reported &= {it.id for it in open_now}
+        for it in open_now:
             broker = self._session(it.account_id, it.env)
-            if broker is None or not broker.is_synced(it.broker_account_id):
+            if broker is None:
+                self._unresolved(it, "its login has no broker session")
+                continue
+            if not broker.is_synced(it.broker_account_id):
+                self._unresolved(it, "its account cannot be read at the broker")
                 continue  # cannot see the account: decide nothing
             state: str
             order_id: int | None
@@ -186,6 +200,7 @@ class Reconciler:
                 state, order_id, reason = "rejected", None, str(exc) or None
             except Exception as exc:
                 log.warning("reconcile.lookup_failed", cl_ord_id=it.cl_ord_id, error=str(exc))
+                self._unresolved(it, f"the lookup failed: {exc}")
                 continue
             else:
                 state, order_id, reason = resolve_intent(it.kind, found)
@@ -195,6 +210,25 @@ class Reconciler:
             log.info("reconcile.intent_resolved", cl_ord_id=it.cl_ord_id, state=state)
             done += 1
         return done
+
+    def _unresolved(self, it: intent_store.OpenIntent, why: str) -> None:
+        """Say once, as an error (so a person is told), that an order's outcome is still
+        unknown long after its send must have ended: until it is looked up its sub-account
+        may hold an order or a position nobody accounts for. Once, not every pass: the
+        notifications would hold back every later error of the same source."""
+        if it.id in self._reported or it.created_at > datetime.now(UTC) - self._overdue:
+            return
+        self._reported.add(it.id)
+        log.error(
+            "reconcile.intent_unresolved",
+            cl_ord_id=it.cl_ord_id,
+            intent_id=it.id,
+            sub_account_id=it.sub_account_id,
+            state=it.state,
+            created_at=it.created_at.isoformat(),
+            reason=why,
+            effect="outcome unknown: look at the account at the broker",
+        )
 
     def _session(self, account_id: int, env: str) -> Broker | None:
         for aid, _env, broker in self._brokers.sessions():

@@ -163,6 +163,13 @@ async def open_older_than(ex: Executor, before: datetime) -> list[OpenIntent]:
     return [OpenIntent(**dict(r)) for r in rows]
 
 
+async def open_sub_accounts(ex: Executor) -> set[int]:
+    """The sub-accounts holding an open (pending/sent/unknown) intent, of any age."""
+    with translate_errors():
+        rows = await ex.fetch(q("intents.open_sub_accounts"))
+    return {int(r["sub_account_id"]) for r in rows}
+
+
 async def by_signal(ex: Executor, signal_id: int) -> list[dict[str, Any]]:
     with translate_errors():
         rows = await ex.fetch(q("intents.by_signal"), signal_id)

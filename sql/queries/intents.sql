@@ -55,6 +55,12 @@ JOIN accounts a ON a.id = s.account_id
 WHERE i.state IN ('pending', 'sent', 'unknown') AND i.created_at < $1
 ORDER BY i.id;
 
+-- name: intents.open_sub_accounts()
+-- The sub-accounts with an intent whose outcome is still open: their logins need a session for
+-- reconciliation to look it up, whether a trader still links them or not.
+SELECT DISTINCT sub_account_id FROM order_intents
+WHERE state IN ('pending', 'sent', 'unknown');
+
 -- name: intents.by_signal($1 signal_id)
 SELECT id, signal_id, trader_id, sub_account_id, cl_ord_id, step, kind, symbol, side, qty,
        request, state, broker_order_id, reason, created_at, expires_at, sent_at

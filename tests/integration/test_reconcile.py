@@ -556,3 +556,65 @@ async def test_a_lookup_never_moves_an_intent_back_from_a_final_state(
 
 async def _is(read: Any, want: str) -> bool:
     return bool(await read() == want)
+
+
+async def test_an_open_intent_of_a_sub_account_no_trader_links_is_still_looked_up(
+    database: Database, settings: Settings
+) -> None:
+    """The daemon died mid-send, then the operator deleted the trader (what one does after an
+    incident). Sessions were opened only for logins a trader links or a flatten reaches, so no
+    pass ever asked the broker about the intent: ``pending`` for good."""
+    pool = database.pool
+    w = await _world(pool)
+    iid = await _intent(pool, w, "jt-unlinked-1", "pending")
+    await pool.execute("DELETE FROM traders WHERE id=$1", w["trader"])
+
+    engine = Engine(database, settings)
+    await engine.start()
+    try:
+        assert engine.ready()
+        row = await pool.fetchrow("SELECT state, reason FROM order_intents WHERE id=$1", iid)
+        assert row["state"] == "expired"
+        assert "never sent late" in row["reason"]
+    finally:
+        await engine.close()
+
+
+async def test_an_intent_unresolved_long_past_its_grace_is_reported_once(
+    database: Database, settings: Settings
+) -> None:
+    """An intent whose login cannot be read stays open (missing is not flat), but not silently:
+    one error, which is notified, names it; later passes do not repeat it."""
+    from structlog.testing import capture_logs
+
+    pool = database.pool
+    w = await _world(pool)
+    brokers = BrokerRegistry(database, settings)
+    brokers._paper[w["aid"]] = UnsyncedPaper()
+    sid, _ = await store_signal(pool, w["rec"])
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    iid = await pool.fetchval(
+        "INSERT INTO order_intents (signal_id, trader_id, sub_account_id, cl_ord_id, step,"
+        " kind, symbol, side, qty, request, state, expires_at, created_at)"
+        " VALUES ($1,$2,$3,'jt-stuck-1',1,'order','MNQ1!','Buy',1,'{}','sent',$4,$4)"
+        " RETURNING id",
+        sid, w["trader"], w["sub"], long_ago,
+    )  # fmt: skip
+    recent = await _intent(pool, w, "jt-recent-1", "pending")  # within its grace: no error
+
+    engine = Engine(database, settings, brokers)
+    with capture_logs() as logs:
+        await engine.start()
+        try:
+            for _ in range(3):
+                await engine.reconciler.tick()
+        finally:
+            await engine.close()
+    states = await pool.fetch(
+        "SELECT id, state FROM order_intents WHERE id = ANY($1::bigint[])", [iid, recent]
+    )
+    assert {r["id"]: r["state"] for r in states} == {iid: "sent", recent: "pending"}
+    reported = [e for e in logs if e["event"] == "reconcile.intent_unresolved"]
+    assert len(reported) == 1
+    assert reported[0]["log_level"] == "error"
+    assert reported[0]["cl_ord_id"] == "jt-stuck-1"
