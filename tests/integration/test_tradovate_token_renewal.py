@@ -7,6 +7,7 @@ session to die at ``expirationTime``."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -91,5 +92,33 @@ async def test_an_unexpected_error_in_renewal_is_logged_and_renewal_goes_on() ->
             assert sim.stats()["access_token_requests"] == 1
             assert broker.session.connects == 1
             assert all(t not in repr(logs) for t in sim.world.auth.tokens)
+        finally:
+            await pool.close()
+
+
+async def test_a_reconnect_uses_the_valid_token_while_renewal_is_rate_limited() -> None:
+    """Inside the renewal margin a reconnect insisted on renewing first: while
+    renewaccesstoken answered 429 (about 15 renewals an hour are allowed) the session stayed
+    down, up to the whole margin (15 minutes), with a token still good for the socket, and
+    each try asked the rate-limited endpoint again."""
+    cfg = default_config()
+    cfg.token_lifetime_s = 120
+    async with running_sim(cfg) as sim:
+        # margin 115 s of 120 s: the token enters its renewal window 5 s after the login
+        settings = tv(sim, renew_margin_s=115, rate_limit_cooldown_s=0)
+        sim.fault("rate_limit", endpoint="auth/renewaccesstoken", count=1000)
+        pool = TradovatePool(settings)
+        try:
+            broker = await pool.broker("demo", LOGIN, PASSWORD)
+            token = pool.tokens.peek("demo", LOGIN)
+            assert token is not None
+            await asyncio.sleep(6)
+            sim.fault("drop", after=0)  # a network blip
+            await until(lambda: broker.session.connects >= 2, within_s=8)
+            assert broker.session.ready
+            assert pool.tokens.peek("demo", LOGIN) is token
+            assert sim.stats()["access_token_requests"] == 1  # no login for it either
+            # the renewal is left for later, not asked again at every reconnect or second
+            assert sim.stats()["by_endpoint"].get("auth/renewaccesstoken", 0) <= 2
         finally:
             await pool.close()

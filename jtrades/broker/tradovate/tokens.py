@@ -10,6 +10,12 @@ login budget and open a second session while Tradovate asked us to wait): the cu
 handed out until ``p-time`` has passed, then the renewal is repeated with the ticket. Only a token
 that runs out meanwhile leads to a login, and not before ``p-time`` (a captcha: not at all — a
 human has to log in, or connect with OAuth).
+
+A renewal that fails without refusing the token (a 429 — about 15 renewals an hour are allowed —
+a 5xx, a timeout, an answer nobody can read) is no reason either: the current token is handed
+out while it is usable, and renewal is tried again after a growing pause. A reconnect inside the
+margin that insisted on renewing first stayed down for as long as the endpoint refused, with a
+token the socket would have accepted, and asked the rate-limited endpoint again at each try.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ log = structlog.get_logger(__name__)
 
 # A token this close to expiry is not worth renewing: log in instead (renewal could race expiry).
 MIN_RENEWABLE_S = 5.0
+# After a renewal that failed in passing, the pause before the next try doubles up to this.
+RENEW_PAUSE_MAX_S = 300.0
 
 
 def needs_renewal(token: AccessToken, now: datetime, margin_s: float) -> bool:
@@ -73,6 +81,9 @@ class TokenCache:
         self._mem: dict[tuple[str, str], AccessToken] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._renew_penalties: dict[tuple[str, str], Penalty] = {}
+        # renewals that failed in passing: (failures in a row, no new try before)
+        self._renew_paused: dict[tuple[str, str], tuple[int, datetime]] = {}
+        self._renew_pause_s = max(1.0, min(30.0, self.renew_margin_s / 4))
 
     def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -106,6 +117,10 @@ class TokenCache:
                     f"the Tradovate token of {username} ({env}) ran out while its renewal was "
                     f"penalised: next try in {int(left) + 1} s"
                 )
+            paused = self._renew_paused.get(key)
+            if token is not None and usable and paused is not None and now < paused[1]:
+                self._mem[key] = token
+                return token
             if token is not None and usable:
                 try:
                     renewed = await self.auth.renew(
@@ -124,8 +139,13 @@ class TokenCache:
                     )
                     self._mem[key] = token
                     return token
+                except TransientBrokerError as exc:
+                    self._pause_renewal(key, token, now, username, exc)
+                    self._mem[key] = token
+                    return token
                 except BrokerAuthError as exc:
                     self._renew_penalties.pop(key, None)
+                    self._renew_paused.pop(key, None)
                     log.warning("tradovate.token.renew_refused", username=username, reason=str(exc))
                 else:
                     await self._save(env, username, renewed)
@@ -138,6 +158,29 @@ class TokenCache:
             fresh = await self.auth.request_token(env, username, password)
             await self._save(env, username, fresh)
             return fresh
+
+    def _pause_renewal(
+        self,
+        key: tuple[str, str],
+        token: AccessToken,
+        now: datetime,
+        username: str,
+        exc: TransientBrokerError,
+    ) -> None:
+        """No renewal of ``key`` for a while: doubling from a quarter of the margin (at most
+        30 s) up to ``RENEW_PAUSE_MAX_S``, and never more than half the token's usable time
+        left, so a few more tries still come before it runs out."""
+        failures = self._renew_paused.get(key, (0, now))[0] + 1
+        pause = min(RENEW_PAUSE_MAX_S, self._renew_pause_s * 2 ** min(failures - 1, 16))
+        pause = max(1.0, min(pause, (token.seconds_left(now) - MIN_RENEWABLE_S) / 2))
+        self._renew_paused[key] = (failures, now + timedelta(seconds=pause))
+        log.warning(
+            "tradovate.token.renew_deferred",
+            username=username,
+            reason=str(exc),
+            retry_in_s=round(pause, 1),
+            token_left_s=int(token.seconds_left(now)),
+        )
 
     async def put(self, env: str, username: str, token: AccessToken) -> None:
         """Adopt a token obtained elsewhere (OAuth)."""
@@ -179,6 +222,7 @@ class TokenCache:
     async def _save(self, env: str, username: str, token: AccessToken) -> None:
         self._mem[(env, username)] = token
         self._renew_penalties.pop((env, username), None)  # a new token: the old one's is moot
+        self._renew_paused.pop((env, username), None)
         if self.db is None or self.cipher is None:
             return
         sealed = self.cipher.seal(token.token, store.token_context(env, username))
