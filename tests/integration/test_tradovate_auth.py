@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 
 from jtrades.broker.tradovate.auth import LoginBudget, TradovateAuth, oauth_authorize_url
 from jtrades.broker.tradovate.tokens import TokenCache
@@ -239,3 +241,125 @@ async def test_a_penalised_renewal_keeps_the_token_waits_p_time_and_never_logs_i
     assert (s["access_token_requests"], s["renewals"]) == (1, 1)
     offset = timedelta(0)
     assert await cache.get("demo", LOGIN, PASSWORD) is renewed  # far from expiry again: cached
+
+
+@asynccontextmanager
+async def front(
+    sim: SimHandle, http: aiohttp.ClientSession, answers: dict[str, list[tuple[int, bytes]]]
+) -> AsyncIterator[str]:
+    """A REST URL that answers the next requests to an endpoint from ``answers`` (status,
+    body) and passes everything else to the simulator: the simulator cannot answer a plain
+    HTTP 4xx, or a 200 nobody can read, as a gateway in front of Tradovate may."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        tail = request.match_info["tail"]
+        queued = answers.get(tail)
+        if queued:
+            status, body = queued.pop(0)
+            return web.Response(status=status, body=body, content_type="application/json")
+        async with http.request(
+            request.method,
+            f"{sim.rest_url}/{tail}",
+            data=await request.read(),
+            headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+            params=request.query,
+        ) as r:
+            return web.Response(status=r.status, body=await r.read(), content_type=r.content_type)
+
+    app = web.Application()
+    app.router.add_route("*", "/v1/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+LOGIN_URL = "auth/accesstokenrequest"
+RENEW_URL = "auth/renewaccesstoken"
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (408, b"Request Timeout"),
+        (404, b"<html>maintenance</html>"),
+        (400, b""),
+        (200, b"[]"),  # JSON, but not an answer
+        (200, b'{"userStatus": "Active"}'),  # no accessToken
+        (200, b'{"accessToken": "t0k3n-abcdefgh", "expirationTime": "soon"}'),
+    ],
+)
+async def test_a_login_answer_that_refuses_no_credentials_is_transient(
+    sim: SimHandle, http: aiohttp.ClientSession, status: int, body: bytes
+) -> None:
+    """One 408 (or a gateway's 404 or 400 during maintenance, or a 200 nobody can read) was
+    taken for a wrong password: the session FAILED for good, and the pool refused the login
+    until the password changed. Only Tradovate's definite refusals are final."""
+    async with front(sim, http, {LOGIN_URL: [(status, body)]}) as url:
+        auth = TradovateAuth(TradovateSettings(demo_rest_url=url, demo_ws_url=sim.ws_url), http)
+        with pytest.raises(TransientBrokerError) as caught:
+            await auth.request_token("demo", LOGIN, PASSWORD)
+        assert not isinstance(caught.value, BrokerAuthError)
+        assert (await auth.request_token("demo", LOGIN, PASSWORD)).user_id is not None
+
+
+@pytest.mark.parametrize("status", [401, 403, 423])
+async def test_a_definite_refusal_of_the_login_stays_an_auth_error(
+    sim: SimHandle, http: aiohttp.ClientSession, status: int
+) -> None:
+    async with front(sim, http, {LOGIN_URL: [(status, b"")]}) as url:
+        auth = TradovateAuth(TradovateSettings(demo_rest_url=url, demo_ws_url=sim.ws_url), http)
+        with pytest.raises(BrokerAuthError):
+            await auth.request_token("demo", LOGIN, PASSWORD)
+
+
+async def test_one_http_408_on_login_does_not_fail_the_session_for_good(
+    sim: SimHandle, http: aiohttp.ClientSession
+) -> None:
+    from jtrades.broker.tradovate.lifecycle import State
+    from jtrades.broker.tradovate.pool import TradovatePool
+    from tests.integration.test_tradovate_session import tv as session_tv
+
+    async with front(sim, http, {LOGIN_URL: [(408, b"Request Timeout")]}) as url:
+        pool = TradovatePool(session_tv(sim, demo_rest_url=url))
+        try:
+            broker = await pool.broker("demo", LOGIN, PASSWORD, wait_s=5)
+            assert broker.session.state is State.READY
+            assert await pool.broker("demo", LOGIN, PASSWORD, wait_s=5) is broker
+            assert (await stats(sim, http))["access_token_requests"] == 1  # the 408 never got there
+        finally:
+            await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "body"), [(408, b""), (400, b""), (200, b"[]"), (200, b'{"userId": 1}')]
+)
+async def test_a_renewal_answer_that_refuses_nothing_keeps_the_token_and_spends_no_login(
+    sim: SimHandle, http: aiohttp.ClientSession, status: int, body: bytes
+) -> None:
+    """A renewal that fails without Tradovate refusing the token (a 408, a 429, an unreadable
+    answer) keeps the current token while it is usable and leaves renewing to later: a new
+    login costs budget and a session, and a reconnect that waited for the renewal stayed down."""
+    offset = timedelta(0)
+    async with front(sim, http, {RENEW_URL: [(status, body)]}) as url:
+        cache = TokenCache(
+            TradovateAuth(TradovateSettings(demo_rest_url=url, demo_ws_url=sim.ws_url), http),
+            renew_margin_s=900,
+            now=lambda: datetime.now(UTC) + offset,
+        )
+        first = await cache.get("demo", LOGIN, PASSWORD)
+        offset = first.expires_at - datetime.now(UTC) - timedelta(seconds=600)  # 10 min left
+        assert await cache.get("demo", LOGIN, PASSWORD) is first
+        assert await cache.get("demo", LOGIN, PASSWORD) is first  # not asked again at once
+        s = await stats(sim, http)
+        assert (s["access_token_requests"], s["renewals"]) == (1, 0)
+        offset += timedelta(seconds=301)  # later, still inside the margin: renewed
+        renewed = await cache.get("demo", LOGIN, PASSWORD)
+        assert renewed.token != first.token
+        s = await stats(sim, http)
+        assert (s["access_token_requests"], s["renewals"]) == (1, 1)

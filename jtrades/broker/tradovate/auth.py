@@ -16,6 +16,11 @@ and third-party clients):
   body ``{"p-ticket": …}``.
 - HTTP 423 follows repeated failed logins (a lock before the captcha): reported as an auth error,
   not retried, for the same reason.
+- Only a definite refusal is final (``BrokerAuthError``: a session fails for good and the pool
+  keeps refusing the login until its credentials change): ``errorText`` in a 200 body, HTTP
+  401/403, 423, a captcha. Any other 4xx (a 408, a gateway's 404 or 400 during maintenance) and
+  an answer that cannot be read say nothing about the credentials: ``TransientBrokerError``,
+  retried under the login budget and the reconnect backoff.
 - Few logins per hour are allowed per login (partner docs: about 5). ``LoginBudget`` counts every
   ``accesstokenrequest`` we send (a p-ticket retry included) and refuses to send one over
   ``settings.tradovate.logins_per_hour`` in any rolling hour, process-wide.
@@ -134,7 +139,7 @@ def _parse_time(value: Any) -> datetime:
     try:
         parsed = datetime.fromisoformat(str(value))
     except ValueError as exc:
-        raise BrokerAuthError("Tradovate sent an unreadable expirationTime") from exc
+        raise TransientBrokerError("Tradovate sent an unreadable expirationTime") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -156,7 +161,7 @@ def _ticket_from(body: dict[str, Any], env: str, username: str) -> tuple[str, fl
 def _token_from(body: dict[str, Any], env: str, fallback_name: str) -> AccessToken:
     token = body.get("accessToken")
     if not isinstance(token, str) or not token:
-        raise BrokerAuthError("Tradovate answered without an access token")
+        raise TransientBrokerError("Tradovate answered without an access token")
     # a login's tokens replace each other at every renewal: masked as one slot, not forever
     register_secret(token, slot=token_slot(env, fallback_name))
     md = body.get("mdAccessToken")
@@ -234,7 +239,9 @@ class TradovateAuth:
         if status >= 500:
             raise TransientBrokerError(f"Tradovate server error (HTTP {status})")
         if status >= 400:
-            raise BrokerAuthError(f"Tradovate rejected the request (HTTP {status})")
+            raise TransientBrokerError(
+                f"Tradovate answered HTTP {status} (no refusal of the login: tried again)"
+            )
         try:
             parsed = orjson.loads(raw) if raw else {}
         except orjson.JSONDecodeError:
@@ -242,7 +249,7 @@ class TradovateAuth:
                 "Tradovate answered with something that is not JSON"
             ) from None
         if not isinstance(parsed, dict):
-            raise BrokerAuthError("Tradovate answered with an unexpected shape")
+            raise TransientBrokerError("Tradovate answered with an unexpected shape")
         return parsed
 
     async def request_token(self, env: str, username: str, password: str) -> AccessToken:
