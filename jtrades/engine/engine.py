@@ -13,13 +13,16 @@ at start), so the only database round trip before the orders leave is one statem
 the signal row, its dedup decision and its intents in that one statement (``signals.claim``);
 when it turns out a duplicate, nothing is sent and the counters the filters moved are put back,
 under a per-recorder lock so no other signal of the recorder saw them. The HTTP layer stores the
-returned ``Outcome`` on the row; ``Outcome.detail`` carries ``entry``/``nth_seen`` (the recorder's counters) and
-``trader_entries``/``trader_seen`` (trader ids) so the session counters can be rebuilt after a
-restart, ``traders`` (per-trader rejections and skipped sub-accounts) and ``accounts`` (per
-sub-account: action, reason, sent/rejected/unknown/expired counts, the broker's messages).
+returned ``Outcome`` on the row; ``Outcome.detail`` carries ``entry``/``nth_seen`` (the
+recorder's counters) and ``trader_entries``/``trader_seen`` (trader ids) so the session
+counters can be rebuilt after a restart, ``traders`` (per-trader rejections and skipped
+sub-accounts) and ``accounts`` (per sub-account: action, reason, sent/rejected/unknown/expired
+counts, the broker's messages).
 
-A database failure while writing the intents returns ``rejected`` with filter ``storage`` and
-nothing sent (fail closed). ``halt --flatten`` requests are carried out by ``flatten``.
+The verdict, and the counts of entries never made given back, wait for the orders
+(``verdicts``). A database failure while writing the intents returns ``rejected`` with filter
+``storage`` and nothing sent (fail closed). ``halt --flatten`` requests are carried out by
+``flatten``.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from jtrades.db import Database
 from jtrades.engine.changes import ChangeFeed
 from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.counters import Counters, ForeignEntry, Kind, SessionCounters, Undo, count_entry
-from jtrades.engine.dispatch import AccountResult, Dispatcher, DispatchResult
+from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.fanout import Fanout
 from jtrades.engine.filters import (
     RecorderState,
@@ -54,6 +57,7 @@ from jtrades.engine.flatten import Flattener
 from jtrades.engine.reconcile import Reconciler
 from jtrades.engine.signal import Signal
 from jtrades.engine.tradingday import session_start
+from jtrades.engine.verdicts import Judged
 from jtrades.errors import StorageUnavailable
 from jtrades.store import intents as intent_store
 from jtrades.store import signals as signal_store
@@ -305,33 +309,6 @@ class Engine:
                 self.counters.undo(undo)
             return out
 
-    def _uncount_unsent(
-        self, result: DispatchResult, recorder_id: int, detail: dict[str, Any], undo: Undo
-    ) -> None:
-        """A trader that sent nothing made no entry: its counts go back (a cooldown it never
-        started refused its reversal; its one entry of the session was used up, and the next
-        real buy refused by max signals). So does one none of whose accounts took its plan
-        (another trader's on the same account was sent: ``account_plans.plan_groups``), and
-        one whose every order expired unsent (its accounts' locks held past the signal TTL);
-        when every order of the signal expired, the recorder's count goes back too. The
-        outcome's detail replaces the lists the claim stored, which a restart counts."""
-        by_trader: dict[int | None, list[AccountResult]] = {}
-        for a in result.accounts:
-            by_trader.setdefault(a.trader_id, []).append(a)
-        for tid, accounts in by_trader.items():
-            if tid is None or tid not in detail["trader_entries"]:
-                continue
-            planned = [a for a in accounts if a.outranked_by is None]
-            if planned and not _all_expired(planned):
-                continue
-            detail["trader_entries"].remove(tid)
-            if ("trader", tid) in undo:
-                self.counters.undo({("trader", tid): undo[("trader", tid)]})
-        if detail["entry"] and _all_expired(result.accounts):
-            detail["entry"] = detail["nth_seen"] = False
-            if ("recorder", recorder_id) in undo:
-                self.counters.undo({("recorder", recorder_id): undo[("recorder", recorder_id)]})
-
     async def _store(self, out: Outcome, delivery: signal_store.Delivery | None) -> Outcome:
         """An outcome with no orders: store the delivery first when it is not stored yet."""
         if delivery is None:
@@ -417,15 +394,11 @@ class Engine:
         items, trader_rejections = await self._fanout.work_items(
             signal, rec, snap, now, received_at, signal_id, detail, undo, rej, foreign
         )
-        # every trader refused (by the recorder's filters or its own), or none to ask
-        if len(trader_rejections) == len(rec.traders) and (rej is not None or trader_rejections):
-            first = (rej.filter, rej.reason) if rej is not None else trader_rejections[0]
-            verdict: tuple[str, str | None, str | None] = ("rejected", *first)
-        else:
-            verdict = ("accepted", None, None)
+        judged = Judged(rec, rej, foreign is not None, trader_rejections, detail)
         if not items:
             if not rec.traders:
                 detail["note"] = "no trader follows this recorder"
+            verdict = judged.settle([], self.counters, undo, ttl)
             return await self._store(Outcome(*verdict, 0, detail), delivery)
 
         result = await self.dispatcher.dispatch(
@@ -438,7 +411,8 @@ class Engine:
         )
         if result.duplicate_of is not None:
             return _duplicate(result.duplicate_of)
-        self._uncount_unsent(result, rec.id, detail, undo)
+        # the outcome's detail replaces the counts the claim stored, which a restart counts
+        verdict = judged.settle(result.accounts, self.counters, undo, ttl)
         detail["accounts"] = {str(a.sub_account_id): a.as_dict() for a in result.accounts}
         if result.storage_failed:
             return Outcome(
@@ -448,32 +422,4 @@ class Engine:
                 0,
                 detail,
             )
-        if verdict[0] == "accepted":
-            verdict = _nothing_traded(result, ttl) or verdict
         return Outcome(*verdict, result.orders, detail, result.unwritten)
-
-
-def _nothing_traded(
-    result: DispatchResult, ttl: float
-) -> tuple[str, str | None, str | None] | None:
-    """The verdict of a signal its filters accepted that sent no order, when one reason
-    explains it for every sub-account (rule 9: "accepted" with no reason hid it): its every
-    order expired unsent (as the engine's own TTL check says of a late signal), or every plan
-    ignored a side ``--direction`` forbids (flat, a sell the long-only follower cannot open
-    said "accepted" and traded nothing)."""
-    accounts = result.accounts
-    if result.orders or not accounts:
-        return None
-    if _all_expired(accounts):
-        why = f"its orders waited past the {ttl:g}s signal TTL and were not sent: not traded"
-        return ("expired", None, why)
-    prefix = "direction: "
-    if all(a.action == "ignore" and a.reason.startswith(prefix) for a in accounts):
-        return ("rejected", "direction", accounts[0].reason.removeprefix(prefix))
-    return None
-
-
-def _all_expired(accounts: list[AccountResult]) -> bool:
-    """Orders were planned, and every one expired before it was sent."""
-    sent = sum(a.sent + a.rejected + a.unknown for a in accounts)
-    return sent == 0 and any(a.expired for a in accounts)

@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
+
+import pytest
 
 from jtrades.db import Database
 from jtrades.engine.engine import Engine
+from jtrades.engine.signal import Action, Signal
 from jtrades.engine.tradingday import session_start
 from tests.integration.test_engine import (
     Outcome,
+    account_of,
     buy,
     follower,
     make_paper_account,
@@ -20,7 +25,9 @@ from tests.integration.test_engine import (
     make_trader,
     make_user,
     net_pos,
+    paper_of,
     record_outcome,
+    sell,
     send,
     store_signal,
 )
@@ -104,3 +111,98 @@ async def test_a_cooldown_outlives_the_day_turn_and_a_restart(
     assert (out.reason or "").startswith(f"trader {tid}:")
     # the counts themselves are the new session's: none of its entries were made yet
     assert engine.counters.get("trader", tid, datetime.now(UTC)).entries == 0
+
+
+async def test_an_entry_no_sub_account_could_trade_uses_no_count(
+    database: Database, engine_factory: Any
+) -> None:
+    """A buy whose contract no sub-account found ("not traded: ...") sent nothing, yet it used
+    the session's one entry (the recorder's and the trader's) and started the cooldown: the
+    next real buy was refused by max_signals, and the row said accepted, with no reason."""
+    pool = database.pool
+    rec, sub, _ = await follower(
+        pool, "unk", {"size": 1, "max_signals": 1}, {"max_signals": 1, "cooldown_s": 3600}
+    )
+    engine = await engine_factory()
+
+    first = await send(engine, pool, rec, Signal(Action.BUY, ticker="ZZQX1!", price=Decimal(1)))
+    assert (first.verdict, first.filter, first.orders) == ("accepted", None, 0), first
+    assert (first.reason or "").startswith("not traded: ")
+    assert "ZZQX" in (first.reason or "")
+    # what a restart counts
+    assert (first.detail["entry"], first.detail["trader_entries"]) == (False, [])
+    second = await send(engine, pool, rec, buy())
+    assert (second.verdict, second.filter, second.orders) == ("accepted", None, 1), second
+    assert await net_pos(engine, pool, sub) == 1
+
+
+async def test_a_trader_with_no_sub_account_uses_no_count(
+    database: Database, engine_factory: Any
+) -> None:
+    """A trader linking no sub-account sends nothing: its entry was counted all the same (and
+    the recorder's), so once linked its first buy was refused."""
+    pool = database.pool
+    u = await make_user(pool, "nolink")
+    rec = await make_recorder(pool, u, "rec", size=1, max_signals=1)
+    (sub,) = await make_paper_account(pool, u, "nolink-paper")
+    tid = await make_trader(pool, u, rec, [], cooldown_s=3600)
+    engine = await engine_factory()
+
+    first = await send(engine, pool, rec, buy())
+    assert (first.verdict, first.orders) == ("accepted", 0), first
+    assert (first.reason or "").startswith("not traded: ")
+    assert (first.detail["entry"], first.detail["trader_entries"]) == (False, [])
+    assert engine.counters.get("trader", tid, datetime.now(UTC)).last_entry_at is None
+    await pool.execute(
+        "INSERT INTO trader_accounts (trader_id, sub_account_id, multiplier) VALUES ($1, $2, 1)",
+        tid,
+        sub,
+    )
+    await engine.config.refresh()
+    second = await send(engine, pool, rec, buy())
+    assert (second.verdict, second.filter, second.orders) == ("accepted", None, 1), second
+    assert await net_pos(engine, pool, sub) == 1
+
+
+async def test_an_entry_no_synced_view_could_take_uses_no_count(
+    database: Database, engine_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker's view not synced (mid-reconnect), nothing is planned ("missing is not
+    flat"), yet the entry used the recorder's and the trader's counts."""
+    pool = database.pool
+    rec, sub, _ = await follower(
+        pool, "blind", {"size": 1, "max_signals": 1}, {"max_signals": 1, "cooldown_s": 3600}
+    )
+    engine = await engine_factory()
+    paper = paper_of(engine, (await account_of(pool, sub))[0])
+    monkeypatch.setattr(paper, "is_synced", lambda account_id: False)
+
+    first = await send(engine, pool, rec, buy())
+    assert (first.verdict, first.orders) == ("accepted", 0), first
+    assert "not synced" in (first.reason or ""), first
+    assert (first.detail["entry"], first.detail["trader_entries"]) == (False, [])
+    monkeypatch.undo()
+    second = await send(engine, pool, rec, buy())
+    assert (second.verdict, second.filter, second.orders) == ("accepted", None, 1), second
+    assert await net_pos(engine, pool, sub) == 1
+
+
+async def test_a_buy_a_follower_keeps_its_position_on_uses_none_of_its_entries(
+    database: Database, engine_factory: Any
+) -> None:
+    """Already long with ``--same-direction ignore``, the follower's plan for a second buy is
+    to do nothing: it made no entry, yet it used one of the follower's two, and the reversal
+    after it was refused by max_signals (it only closed). The recorder's entry stands: the
+    recorder counts what its own filters passed, whatever its traders did with it."""
+    pool = database.pool
+    rec, sub, tid = await follower(pool, "keep", {"size": 1}, {"max_signals": 2})
+    engine = await engine_factory()
+
+    assert (await send(engine, pool, rec, buy())).orders == 1
+    kept = await send(engine, pool, rec, buy())
+    assert (kept.verdict, kept.orders) == ("accepted", 0), kept
+    assert (kept.detail["entry"], kept.detail["trader_entries"]) == (True, [])
+    reversal = await send(engine, pool, rec, sell())
+    assert (reversal.verdict, reversal.filter) == ("accepted", None), reversal
+    assert await net_pos(engine, pool, sub) == -1
+    assert reversal.detail["trader_entries"] == [tid]

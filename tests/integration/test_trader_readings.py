@@ -146,3 +146,73 @@ async def test_a_side_the_direction_forbids_from_flat_is_rejected_for_direction(
     row = await pool.fetchrow("SELECT verdict, filter, reason FROM signals")
     assert (row["verdict"], row["filter"]) == ("rejected", "direction"), dict(row)
     assert row["reason"] == "short entries are off (--direction long)"
+
+
+async def test_the_row_names_the_window_that_refused_the_own_way_trader(
+    database: Database, engine_factory: Any
+) -> None:
+    """Long-only recorder out of its window, a follower with ``--direction both``, a sell from
+    flat: the follower is refused by the recorder's window (its own reading is a short entry),
+    yet the row blamed the recorder's direction, which never refused it (rule 9)."""
+    pool = database.pool
+    u = await make_user(pool, "winprev")
+    rec = await make_recorder(pool, u, "rec", direction="long", windows=[_closed_window()])
+    (sub,) = await make_paper_account(pool, u, "winprev-paper")
+    tid = await make_trader(pool, u, rec, [(sub, 1)], direction="both")
+    engine = await engine_factory()
+
+    out = await send(engine, pool, rec, sell(prev_market_position=MarketPosition.FLAT))
+    assert await net_pos(engine, pool, sub) == 0
+    assert out.detail["traders"][str(tid)]["filter"] == "window"
+    assert (out.verdict, out.filter) == ("rejected", "window"), (out.filter, out.reason)
+    assert "outside the trading window" in (out.reason or "")
+
+
+async def test_the_row_names_the_own_way_traders_own_refusal(
+    database: Database, engine_factory: Any
+) -> None:
+    """The follower of a long-only recorder allows shorts and has its own one-hour cooldown:
+    its second short from flat is refused by that cooldown, and the row said "short entries are
+    off (--direction long)", which did not apply to it. With an inheriting follower beside it
+    (refused by the recorder's direction), the row still names the cooldown."""
+    pool = database.pool
+    u = await make_user(pool, "cdprev")
+    rec = await make_recorder(pool, u, "rec", direction="long", size=1, same_direction="add")
+    own_sub, plain_sub = await make_paper_account(pool, u, "cdprev-paper", subs=2)
+    tid = await make_trader(pool, u, rec, [(own_sub, 1)], direction="both", cooldown_s=3600)
+    await make_trader(pool, u, rec, [(plain_sub, 1)])
+    engine = await engine_factory()
+
+    first = await send(engine, pool, rec, sell(prev_market_position=MarketPosition.FLAT))
+    assert first.verdict == "accepted", first
+    assert await net_pos(engine, pool, own_sub) == -1
+    out = await send(engine, pool, rec, sell(prev_market_position=MarketPosition.FLAT))
+    assert await net_pos(engine, pool, own_sub) == -1
+    assert out.detail["traders"][str(tid)]["filter"] == "cooldown"
+    assert (out.verdict, out.filter) == ("rejected", "cooldown"), (out.filter, out.reason)
+    assert (out.reason or "").startswith(f"trader {tid}: cooldown")
+
+
+async def test_a_sell_every_trader_refused_is_not_stored_accepted(
+    database: Database, engine_factory: Any
+) -> None:
+    """Long-only recorder outside its window, a plain sell (no position information): the
+    own-way follower (``--direction both``) is refused by the recorder's window, the inheriting
+    one ignores the sell for its direction. Nothing traded, each for a filter, yet the row said
+    accepted with no filter and no reason (rule 9)."""
+    pool = database.pool
+    u = await make_user(pool, "mixed")
+    rec = await make_recorder(pool, u, "rec", direction="long", windows=[_closed_window()])
+    sub_a, sub_b = await make_paper_account(pool, u, "mixed-paper", subs=2)
+    a = await make_trader(pool, u, rec, [(sub_a, 1)], direction="both")
+    await make_trader(pool, u, rec, [(sub_b, 1)])
+    engine = await engine_factory()
+
+    out = await send(engine, pool, rec, sell())
+    assert await net_pos(engine, pool, sub_a) == 0
+    assert await net_pos(engine, pool, sub_b) == 0
+    assert out.detail["traders"][str(a)]["filter"] == "window"
+    assert out.orders == 0
+    assert (out.verdict, out.filter) == ("rejected", "window"), (out, out.detail["accounts"])
+    row = await pool.fetchrow("SELECT verdict, filter, reason FROM signals")
+    assert (row["verdict"], row["filter"]) == ("rejected", "window"), dict(row)
