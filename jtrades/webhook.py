@@ -1,8 +1,8 @@
 """The webhook pipeline up to the engine: allowlist, body limit, token, parse, dedup, answer.
 
 Every delivery leaves a ``signals`` row, whatever becomes of it. The order of checks is fixed:
-IP allowlist (403), body size (413), a URL no webhook is at (404 ``not_found``), token (401
-none, 404 unknown), body (400/422); then the
+IP allowlist (403), a body that cannot be read (400 ``bad_body``), body size (413), a URL no
+webhook is at (404 ``not_found``), token (401 none, 404 unknown), body (400/422); then the
 engine gets the delivery (``store.signals.Delivery``, its id drawn in advance) and stores it
 with its orders' intents in one atomic statement that also decides whether the alert is new
 (money rule 3). From that statement on, orders may leave, so nothing after it answers 5xx:
@@ -10,6 +10,8 @@ TradingView re-sends a delivery answered 5xx, and though dedup would make the re
 its answer would hide what happened. An error there is logged and answered 200 ``accepted``
 with the error in ``detail``. Before it, any failure is a 503 (nothing stored, nothing sent),
 which TradingView re-sends; when the engine fails, the signal's row says which case it was.
+A value Postgres refuses is the exception: it would fail every re-send the same way, so it is
+refused (422) and the raw body stored.
 
 The raw body is stored with any webhook token in it masked (money rule 8).
 """
@@ -25,15 +27,23 @@ from typing import Any, Protocol
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.body_tokens import find_token, mask_tokens
 from jtrades.engine.dedup import idempotency_key
+from jtrades.engine.parse_values import storable
 from jtrades.engine.parsing import parse_payload
 from jtrades.engine.signal import Signal
 from jtrades.engine.tokens import TokenCache
-from jtrades.errors import ConfigChanged, InvalidSignal, NotFound, StorageUnavailable
+from jtrades.errors import (
+    ConfigChanged,
+    InvalidInput,
+    InvalidSignal,
+    NotFound,
+    StorageUnavailable,
+)
 from jtrades.logging import MASK, register_secret
 from jtrades.metrics import Metrics
 from jtrades.senders import Senders
@@ -44,6 +54,9 @@ log = structlog.get_logger("jtrades.webhook")
 # How long a duplicate waits for the first delivery's outcome before answering without it:
 # TradingView gives up after 3 s.
 DUPLICATE_WAIT_S = 2.0
+
+# A Content-Type is a word and a charset; it is stored with the signal, so it is bounded.
+MAX_CONTENT_TYPE = 200
 
 
 class OutcomeLike(Protocol):
@@ -87,6 +100,22 @@ def _error(status: int, error: str, detail: str, signal_id: int | None) -> web.R
     if signal_id is not None:
         body["signal_id"] = signal_id
     return json_response(status, body)
+
+
+class _Unreadable(Exception):
+    """The body could not be read to its end: what arrived of it, and why."""
+
+    def __init__(self, detail: str, partial: bytes, *, hung_up: bool = False) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.partial = partial
+        self.hung_up = hung_up
+
+
+def _content_type(value: str | None) -> str | None:
+    """The header as it can be stored: aiohttp hands over bytes that are not UTF-8 as lone
+    surrogates, which the signal's insert refused (a valid alert answered 503)."""
+    return None if value is None else storable(value[:MAX_CONTENT_TYPE])
 
 
 def _strip_tokens(body: bytes, *tokens: str | None) -> bytes:
@@ -174,7 +203,7 @@ class Webhooks:
     async def _handle(self, request: web.Request) -> web.Response:
         received_at = datetime.now(UTC)
         remote = self.senders.address(request)
-        ctype = request.headers.get("Content-Type")
+        ctype = _content_type(request.headers.get("Content-Type"))
         if not self.accepting:
             # Shutting down: TradingView re-sends a 503, and nothing was stored or sent.
             return _error(503, "unavailable", "the daemon is shutting down", None)
@@ -184,7 +213,6 @@ class Webhooks:
                 403, "forbidden", "sender address not allowed", received_at, remote, ctype, b""
             )
 
-        body, oversize = await self._read_body(request)
         path_token = (request.match_info.get("token") or "").strip() or None
         # ``stray``: the rest of a /webhook/… URL no other route takes (``<token>/extra``); all
         # of it and each of its parts are masked, as any one of them may be the token
@@ -193,6 +221,15 @@ class Webhooks:
             in_path = [stray, *(p.strip() for p in stray.split("/") if p.strip())]
         else:
             in_path = [path_token] if path_token else []
+        try:
+            body, oversize = await self._read_body(request)
+        except _Unreadable as exc:
+            if exc.hung_up:  # the sender's doing, and nobody is left to answer: not an error
+                log.info("webhook.sender_hung_up", received=len(exc.partial))
+            return await self._refuse(
+                400, "bad_body", exc.detail, received_at, remote, ctype,
+                _strip_tokens(exc.partial, *in_path),
+            )  # fmt: skip
         if oversize is not None:
             return await self._refuse(
                 413,
@@ -320,7 +357,17 @@ class Webhooks:
             self.metrics.errors += 1
             log.exception("webhook.engine_failed", error=type(exc).__name__)
             if not await signal_store.is_stored(self.db.pool, signal_id):
-                # Not stored, so no intent either and nothing sent: TradingView may re-send.
+                # Not stored, so no intent either and nothing sent.
+                if isinstance(exc, InvalidInput):
+                    # A value the parser let through and Postgres (or its encoder) refuses:
+                    # every re-send of a 503 would fail the same way, and leave no row.
+                    response = await self._refuse(
+                        422, "invalid_signal", "the alert holds a value that cannot be stored",
+                        d.received_at, d.remote_addr, d.content_type, d.raw_body,
+                        recorder_id=d.recorder_id,
+                    )  # fmt: skip
+                    return response, _summary(signal_id, "invalid", 0)
+                # TradingView may re-send.
                 response = _error(503, "unavailable", "temporary failure; nothing was sent", None)
                 return response, _summary(signal_id, "received", 0)
             # Stored, so orders may have left: answer 200, reconciliation settles the rest.
@@ -480,21 +527,39 @@ class Webhooks:
         return _error(status, error, detail, signal_id)
 
     async def _read_body(self, request: web.Request) -> tuple[bytes, int | None]:
-        """The body, or its first ``max_body`` bytes and the size seen when it is too large."""
+        """The body, or its first ``max_body`` bytes and the size seen when it is too large.
+
+        Raises ``_Unreadable`` with what arrived when the body cannot be read to its end (it
+        does not decode as its Content-Encoding says, its framing is broken, the sender hung
+        up): bad input, stored and answered 400, where the escaping error was a 503."""
         limit = self.max_body
         declared = request.content_length
-        if declared is not None and declared > limit:
-            return await request.content.read(limit), declared
         chunks: list[bytes] = []
-        total = 0
-        while True:
-            chunk = await request.content.read(limit + 1 - total)
-            if not chunk:
-                return b"".join(chunks), None
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                return b"".join(chunks)[:limit], total
+        try:
+            if declared is not None and declared > limit:
+                return await request.content.read(limit), declared
+            total = 0
+            while True:
+                chunk = await request.content.read(limit + 1 - total)
+                if not chunk:
+                    return b"".join(chunks), None
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > limit:
+                    return b"".join(chunks)[:limit], total
+        except web.RequestPayloadError as exc:
+            # aiohttp's own message may quote the framing bytes: it is not repeated
+            if isinstance(exc.__cause__, ContentEncodingError):
+                detail = "the body does not decode as its Content-Encoding header says"
+            else:
+                detail = "the body's length or chunked framing is broken"
+            raise _Unreadable(detail, b"".join(chunks)[:limit]) from None
+        except ConnectionError:
+            raise _Unreadable(
+                "the sender hung up before the whole body arrived",
+                b"".join(chunks)[:limit],
+                hung_up=True,
+            ) from None
 
 
 def _summary(signal_id: int, verdict: str, orders: int) -> dict[str, Any]:

@@ -11,7 +11,9 @@ Here both work by the parser's own aliases and key spelling (``passphrase``, ``W
 JSON strings may be written with escapes (``"tok\\u0065n":"abc\\u0064…"``, ``\\/``): ``json.loads``
 decodes them, so such a token authenticates, and a pattern that stopped at the first backslash
 stored the rest of it in clear (money rule 8). Keys and values here take escapes whole, the
-whole value is masked, and what is found is decoded as the parser would.
+whole value is masked, and what is found is decoded as the parser would: a ``\\ud800`` escape
+is U+FFFD there too (``parse_values.storable``), where a lone surrogate failed the token's hash
+(UTF-8 cannot carry one) and a refusal became a 503.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 
-from jtrades.engine.parse_values import norm_key
+from jtrades.engine.parse_values import norm_key, storable
 from jtrades.engine.parsing import TOKEN
 
 MASK = b"***"
@@ -51,7 +53,7 @@ def _unescape(raw: bytes) -> str:
             pass
         else:
             if isinstance(decoded, str):
-                return decoded
+                return storable(decoded)
     return raw.decode("utf-8", errors="replace")
 
 
@@ -74,7 +76,7 @@ def find_token(body: bytes) -> str | None:
         if isinstance(data, dict):
             for key, value in data.items():
                 if norm_key(str(key)) in _KEYS and isinstance(value, str) and value.strip():
-                    return value.strip()
+                    return storable(value.strip())
             return None
     raw = stripped.encode()
     for m in _JSON_MEMBER.finditer(raw):

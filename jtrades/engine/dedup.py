@@ -47,12 +47,13 @@ def normalize_body(body: bytes) -> bytes:
     """The body reduced to what identifies the alert: formatting and the token removed."""
     try:
         value: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        value = None
-    else:
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if str(k).lower() != "token"}
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        # not JSON, or JSON orjson reads but cannot write back (nested past 255 levels): the
+        # body is keyed as text, as a key is owed to every delivery the parser let through
+        pass
     text = body.decode("utf-8", errors="replace")
     return " ".join(text.split()).lower().encode("utf-8")
 

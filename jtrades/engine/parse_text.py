@@ -13,10 +13,9 @@ path, so a word means the same thing in both. Three shapes are understood:
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from jtrades.engine.parse_values import ACTION_WORDS, short
+from jtrades.engine.parse_values import ACTION_WORDS, PLAIN_NUMBER, short, to_decimal
 from jtrades.errors import InvalidSignal
 
 TextFields = dict[str, Any]
@@ -28,7 +27,6 @@ _DEFAULT_STRATEGY_MESSAGE = re.compile(
 )
 _PAIR = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)=(?P<value>.*)$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:.!/\-]*$")
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 _MAX_TEXT = 1000
 # Commas and semicolons separate words ("sell, MNQ1!, 2"), but not a comma between two digits:
 # "@ 21,500" split there read as price 21 and 500 contracts; kept whole, it is refused (422).
@@ -79,7 +77,7 @@ def _read_words(words: list[str], fields: TextFields) -> None:
             _put(fields, "price", price)
         elif word.startswith("@") and len(word) > 1:
             _put(fields, "price", word[1:])
-        elif _NUMBER.match(word):
+        elif PLAIN_NUMBER.fullmatch(word):
             _put(fields, "quantity", word)
         elif _SYMBOL.match(word):
             _put(fields, "ticker", word)
@@ -89,14 +87,9 @@ def _read_words(words: list[str], fields: TextFields) -> None:
 
 def _from_default_message(match: re.Match[str]) -> TextFields:
     ticker = match.group("ticker")
-    try:
-        size = Decimal(match.group("position"))
-    except InvalidOperation:
-        raise InvalidSignal(
-            f"text alert: position size {short(match.group('position'))} is not a number"
-        ) from None
-    if not size.is_finite():
-        raise InvalidSignal("text alert: position size is not a number")
+    # bounded like any number read (an exponent past the context raised Overflow from abs())
+    size = to_decimal("position size", match.group("position"))
+    assert size is not None  # the pattern's \S+ is never blank
     position = "long" if size > 0 else "short" if size < 0 else "flat"
     fields: TextFields = {
         "action": match.group("action").lower(),

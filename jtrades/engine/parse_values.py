@@ -24,6 +24,14 @@ _MAX_DECIMALS = 10
 
 _PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
 
+# A number as people and TradingView write one, in ASCII. Decimal() alone also reads digit-group
+# underscores and any script's digits ("2_0" is 20, "\u0662" is 2), where a typo or a stray
+# character must be refused, not traded. ``PLAIN_NUMBER`` (no exponent) is what a text alert's
+# word must be to count as contracts: "6E1" there is a symbol, not 60.
+_PLAIN = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+PLAIN_NUMBER = re.compile(_PLAIN, re.ASCII)
+NUMBER = re.compile(_PLAIN + r"(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
 ACTION_WORDS: dict[str, Action] = {
     "buy": Action.BUY,
     "long": Action.BUY,
@@ -143,8 +151,12 @@ def to_decimal(field: str, value: Any) -> Decimal | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | Decimal | float | str):
         raise InvalidSignal(f"field {field!r} must be a number, got {short(value)}")
+    if isinstance(value, str):
+        value = value.strip()
+        if not NUMBER.fullmatch(value):
+            raise InvalidSignal(f"field {field!r} must be a number, got {short(value)}")
     try:
-        number = Decimal(value.strip() if isinstance(value, str) else str(value))
+        number = Decimal(value if isinstance(value, str) else str(value))
     except (InvalidOperation, ValueError):
         raise InvalidSignal(f"field {field!r} must be a number, got {short(value)}") from None
     # adjusted() reads the exponent without arithmetic: abs() of 1e999999999 raises Overflow

@@ -32,6 +32,7 @@ PickMyTrade's token, not ours: the server should authenticate by the URL token w
 from __future__ import annotations
 
 import json
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -101,6 +102,16 @@ _PICKMYTRADE_KEYS = {
 }
 _TOKEN_KEYS = {norm_key(k) for k in TOKEN}
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INT64_DIGITS = 19  # 2**63 has 19 digits
+
+# No alert needs more than a few levels (PickMyTrade's ``multiple_accounts`` has three).
+# json.loads goes ~1000 deep, deeper than the recursive walks over its result can and than
+# orjson writes (255), which encodes the dedup key and the stored fields: such bodies were
+# answered 503, and re-sent, and never stored.
+MAX_JSON_DEPTH = 64
+_TOO_DEEP = f"JSON nested more than {MAX_JSON_DEPTH} levels deep"
+
 
 def parse_payload(body: bytes, content_type: str | None) -> Signal:
     """Parse one webhook delivery. The content type is ignored on purpose: TradingView sends
@@ -115,8 +126,8 @@ def parse_payload(body: bytes, content_type: str | None) -> Signal:
     if stripped[0] in "{[":
         try:
             return parse_object(_load_json(stripped), source=None)
-        except RecursionError:  # json.loads went deeper than the walks over its result can
-            raise InvalidSignal("malformed JSON: nested too deeply", status=400) from None
+        except RecursionError:  # a walk below went deeper than the stack (never past the cap)
+            raise InvalidSignal(_TOO_DEEP, status=400) from None
     fields = parse_text(storable(stripped))
     return parse_object(fields, source="text")
 
@@ -136,28 +147,40 @@ def _load_json(text: str) -> dict[str, Any]:
     try:
         # Decimal, not float: 21500.25 must stay 21500.25 on its way to a tick-rounded order.
         data = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise InvalidSignal(_TOO_DEEP, status=400) from None
+    except ValueError as exc:
         placeholder = _placeholder_in(text)
         if placeholder:
             raise InvalidSignal(
                 f"the TradingView placeholder {placeholder} was not substituted "
                 "(it is only filled in by a strategy alert, or it is misspelt)"
             ) from None
-        where = (
-            f" at line {exc.lineno} column {exc.colno}"
-            if isinstance(exc, json.JSONDecodeError)
-            else ""
-        )
         if isinstance(exc, json.JSONDecodeError):
-            reason = exc.msg
+            reason = f" at line {exc.lineno} column {exc.colno}: {exc.msg}"
         else:
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else "unreadable"
-        raise InvalidSignal(f"malformed JSON{where}: {reason}", status=400) from None
+            reason = ": unreadable"
+        raise InvalidSignal(f"malformed JSON{reason}", status=400) from None
+    # Only a body with that many brackets can nest that deep: an alert's two are not walked.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):
+        raise InvalidSignal(_TOO_DEEP, status=400)
     if "\\u" in text:  # only an escape can put NUL or a lone surrogate in a JSON string
         data = storable_tree(data)
     if not isinstance(data, dict):
         raise InvalidSignal("expected a JSON object, got a JSON " + type(data).__name__)
     return data
+
+
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether ``value`` nests more than ``levels`` arrays and objects (itself included); the
+    walk stops there, so it never recurses deeper than the cap."""
+    if isinstance(value, dict):
+        items: Any = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return False
+    return levels == 0 or any(_deeper_than(item, levels - 1) for item in items)
 
 
 def _placeholder_in(text: str) -> str | None:
@@ -312,7 +335,12 @@ def _exits(fields: Fields) -> tuple[ExitSpec | None, ExitSpec | None]:
 
 def _scrub(value: Any) -> Any:
     """Unknown fields minus anything that looks like a credential, at any depth, as plain JSON
-    values (decimals back to int/float) so that whoever stores ``extra`` can serialise it."""
+    values (decimals back to int/float) so that whoever stores ``extra`` can serialise it.
+
+    A number no int64 or float holds is kept as its text: the jsonb encoder (orjson) refuses
+    an int beyond 64 bits, which failed the signal's insert (a 503, re-sent and refused again),
+    and ``int()`` of a whole ``1e999999999`` would build a billion-digit int on the event loop.
+    """
     if isinstance(value, dict):
         return {
             k: _scrub(v)
@@ -322,5 +350,13 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, list):
         return [_scrub(v) for v in value]
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        if value != value.to_integral_value():
+            number = float(value)
+            return number if math.isfinite(number) else str(value)
+        if value.adjusted() < _INT64_DIGITS:  # bounds the digits before int() makes them
+            value = int(value)
+        else:
+            return str(value)
+    if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+        return str(value)
     return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import logging
@@ -20,9 +21,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from jtrades import webhook
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.engine import Engine
+from jtrades.engine.signal import Signal
 from jtrades.engine.tokens import TokenCache
 from jtrades.security import hash_token, new_webhook_token
 from jtrades.server import Webhooks, build_app, start_http
@@ -39,6 +42,7 @@ class Stack:
     hooks: Webhooks
     token: str
     recorder_id: int
+    port: int = 0
 
     async def post(self, body: bytes, *, path: str | None = None, **kw: Any) -> tuple[int, Any]:
         url = path if path is not None else f"/webhook/{self.token}"
@@ -85,7 +89,7 @@ async def serving(
     runner, port = await start_http(build_app(hooks), "127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as client:
-            yield Stack(client, pool, hooks, token, rid)
+            yield Stack(client, pool, hooks, token, rid, port)
     finally:
         await runner.cleanup()
         if real:
@@ -267,18 +271,133 @@ async def test_malformed_json_is_400_and_stored(stack: Stack) -> None:
         b'{"action":"buy","ticker":"MNQ\\ud8001!"}',
         b'{"action":"buy","ticker":"MNQ1!","note":"\\ud800"}',
         b'{"action":"buy","ticker":"MNQ1!","x":' + b"[" * 700 + b"1" + b"]" * 700 + b"}",
+        b'{"action":"buy","ticker":"MNQ1!","x":' + b"[" * 300 + b"]" * 300 + b"}",
+        b'{"action":"buy","ticker":"MNQ1!","quantity":1,"volume":123456789012345678901234}',
+        b'{"action":"buy","ticker":"MNQ1!","note":1e30}',
     ],
-    ids=["nul-id", "surrogate-id", "surrogate-ticker", "surrogate-extra", "deep"],
-)
+    ids=[
+        "nul-id", "surrogate-id", "surrogate-ticker", "surrogate-extra", "deep", "deep-300",
+        "bigint-extra", "1e30-extra",
+    ],
+)  # fmt: skip
 async def test_what_postgres_cannot_store_is_answered_4xx_or_200_and_stored(
     stack: Stack, body: bytes
 ) -> None:
-    """These were answered 503 (the insert failed, or the parser's recursion did): TradingView
-    re-sends a 5xx and the delivery was never stored."""
+    """These were answered 503 (the insert failed, the parser's recursion did, or the dedup
+    key's encoder): TradingView re-sends a 5xx and the delivery was
+    never stored."""
     status, answer = await stack.post(body)
     assert status in (200, 400, 422), answer
     row = await stack.row(answer["signal_id"])
     assert (row["raw_body"], row["http_status"]) == (body, status)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"action":"nope","token":"abc\\ud800def"}', b'{"action":"nope","token":"abc\\ud800'],
+    ids=["unreadable", "cut-short"],
+)
+async def test_a_body_token_with_a_lone_surrogate_is_an_unknown_token(
+    stack: Stack, body: bytes
+) -> None:
+    """Read from a body the parser refuses, such a token went to the token hash as is, which
+    cannot encode it: answered 503 and never stored."""
+    status, answer = await stack.post(body, path="/webhook")
+    assert (status, answer["error"]) == (404, "unknown_token"), answer
+    row = await stack.row(answer["signal_id"])
+    assert row["http_status"] == 404
+    assert b"abc" not in row["raw_body"]
+
+
+async def test_unread_numbers_beyond_64_bits_are_stored_as_text(stack: Stack) -> None:
+    """jsonb takes them, but the parameter encoder (orjson) refused an int beyond 64 bits:
+    the claim failed and the alert was answered 503, every re-send too."""
+    body = b'{"action":"buy","ticker":"MNQ1!","volume":123456789012345678901234,"note":1e30}'
+    status, answer = await stack.post(body)
+    assert (status, answer["verdict"]) == (200, "accepted"), answer
+    row = await stack.row(answer["signal_id"])
+    assert row["parsed"]["extra"] == {"volume": "123456789012345678901234", "note": "1E+30"}
+
+
+async def test_a_parsed_alert_that_cannot_be_stored_is_422_and_stored_raw(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backstop for a value the parser should have made storable and did not: the claim
+    fails the same way on every re-send, so it is a 4xx with the raw body, never a 503."""
+    real = webhook.parse_payload
+
+    def leaky(body: bytes, ctype: str | None) -> Signal:
+        return dataclasses.replace(real(body, ctype), extra={"volume": 2**70})
+
+    monkeypatch.setattr(webhook, "parse_payload", leaky)
+    status, answer = await stack.post(ALERT)
+    assert (status, answer["error"]) == (422, "invalid_signal"), answer
+    row = await stack.row(answer["signal_id"])
+    assert (row["recorder_id"], row["http_status"], row["parsed"]) == (stack.recorder_id, 422, None)
+    assert row["raw_body"] == ALERT
+
+
+async def test_json_nested_deeper_than_64_levels_is_400_and_stored(stack: Stack) -> None:
+    """300 levels parsed, but the dedup key's encoder stops at 255: answered 503."""
+    status, answer = await stack.post(
+        b'{"action":"buy","ticker":"MNQ1!","x":' + b"[" * 300 + b"]" * 300 + b"}"
+    )
+    assert (status, answer["error"]) == (400, "invalid_signal"), answer
+    assert "nested" in answer["detail"]
+    row = await stack.row(answer["signal_id"])
+    assert (row["recorder_id"], row["http_status"]) == (stack.recorder_id, 400)
+
+
+async def _raw_post(port: int, head: bytes, body: bytes, *, hang_up: bool = False) -> bytes:
+    """A request written byte for byte (what aiohttp's client will not send); ``hang_up``
+    closes the connection after ``body`` instead of reading the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head + b"\r\nConnection: close\r\n\r\n" + body)
+    await writer.drain()
+    data = b"" if hang_up else await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return data
+
+
+async def test_a_content_type_that_is_not_utf8_is_stored_replaced(stack: Stack) -> None:
+    """aiohttp hands a header's non-UTF-8 bytes over as lone surrogates, which the signal's
+    insert refused: a valid alert answered 503."""
+    body = b"buy MNQ1! 1"
+    request = f"POST /webhook/{stack.token} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}"
+    head = request.encode() + b"\r\nContent-Type: text/plain; charset=\xff" + b"x" * 400
+    raw = await _raw_post(stack.port, head, body)
+    assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
+    answer = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+    row = await stack.row(answer["signal_id"])
+    assert row["content_type"].startswith("text/plain; charset=\ufffdxxx")
+    assert len(row["content_type"]) == 200
+
+
+async def test_a_body_that_cannot_be_decoded_is_400_bad_body_and_stored(stack: Stack) -> None:
+    """aiohttp's decompression error escaped the handler as a 503 and left no row."""
+    errors = stack.hooks.metrics.errors
+    status, answer = await stack.post(b"buy MNQ1! 1", headers={"Content-Encoding": "gzip"})
+    assert (status, answer["error"]) == (400, "bad_body"), answer
+    row = await stack.row(answer["signal_id"])
+    assert (row["verdict"], row["http_status"], row["filter"]) == ("invalid", 400, "bad_body")
+    assert stack.hooks.metrics.errors == errors
+
+
+async def test_a_client_hanging_up_mid_body_is_stored_as_bad_body(stack: Stack) -> None:
+    errors = stack.hooks.metrics.errors
+    head = f"POST /webhook/{stack.token} HTTP/1.1\r\nHost: x\r\nContent-Length: 100".encode()
+    await _raw_post(stack.port, head, b'{"action":"buy","tok', hang_up=True)
+    for _ in range(200):
+        row = await stack.pool.fetchrow("SELECT * FROM signals")
+        if row is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert row is not None
+    assert (row["http_status"], row["filter"]) == (400, "bad_body")
+    assert row["reason"] == "the sender hung up before the whole body arrived"
+    assert row["raw_body"] == b'{"action":"buy","tok'
+    assert stack.hooks.metrics.errors == errors
 
 
 async def test_unknown_action_is_422_and_stored(stack: Stack) -> None:

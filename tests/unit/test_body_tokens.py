@@ -132,6 +132,20 @@ def test_an_escaped_token_in_a_body_that_does_not_parse(body: bytes) -> None:
     assert b"***" in masked
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"action":"purchase","token":"abc\\ud800def"}',  # JSON the parser refuses
+        b'{"action":"buy","token":"abc\\ud800def","comment":"cut off here',  # cut short
+    ],
+)
+def test_a_token_with_a_lone_surrogate_is_found_as_the_parser_reads_it(body: bytes) -> None:
+    """The parser reads ``\\ud800`` as U+FFFD; found as a lone surrogate, the token reached
+    the token hash, which cannot encode it: a 5xx for a delivery that is just a bad one."""
+    assert find_token(body) == "abc\ufffddef"
+    assert parse_payload(b'{"action":"buy","token":"abc\\ud800def"}', None).token == "abc\ufffddef"
+
+
 @given(
     key=st.sampled_from(["token", "Token", "key", "secret", "passphrase", "webhook_token"]),
     value=st.text(alphabet='abcLMN0123456789_-/"\\é', min_size=1, max_size=40),

@@ -74,6 +74,14 @@ def test_normalize_keeps_non_object_json() -> None:
     assert normalize_body(b"\xff\xfe buy") == "\ufffd\ufffd buy".encode()
 
 
+def test_json_too_deep_to_write_back_is_keyed_as_text() -> None:
+    """orjson reads JSON 300 levels deep but writes only 255: such a body is keyed as text,
+    never raised (the webhook answered that 503). The parser refuses it first, at 64."""
+    deep = b'{"action":"buy","x":' + b"[" * 300 + b"]" * 300 + b"}"
+    assert normalize_body(deep) == deep.lower()
+    assert key(deep) != key(deep.replace(b"[]", b"[1]"))
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8),
     lambda inner: (

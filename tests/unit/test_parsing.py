@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -159,12 +160,42 @@ def test_whole_decimal_quantity_is_accepted() -> None:
         (True, "must be a number"),
         ([1], "must be a number"),
         ("1e9", "larger than"),
-        ("NaN", "not a usable number"),
-        ("Infinity", "not a usable number"),
+        ("NaN", "must be a number"),
+        ("Infinity", "must be a number"),
+        ("1,000", "must be a number"),
     ],
 )
 def test_bad_quantities_are_refused(quantity: Any, match: str) -> None:
     refused({"action": "buy", "quantity": quantity}, match)
+
+
+@pytest.mark.parametrize(
+    "number", ["2_0", "1_000", "\u0662", "\uff12", "1\u0660", "0x10", "1e", "+-1", ". 5"]
+)
+@pytest.mark.parametrize("field", ["quantity", "price", "risk_percentage"])
+def test_numeric_strings_are_plain_ascii_numbers(field: str, number: str) -> None:
+    """Python's Decimal() also reads digit-group underscores and any script's digits: "2_0"
+    traded 20 contracts and "\u0662" (Arabic-Indic) 2, while "1,000" was refused and the
+    text path refused "2_0". A number is written in ASCII, or it is refused."""
+    refused({"action": "buy", field: number}, f"{field}.*must be a number")
+
+
+@pytest.mark.parametrize("number", ["\u0662", "\uff12"])
+def test_text_alerts_read_ascii_digits_only(number: str) -> None:
+    with pytest.raises(InvalidSignal):
+        parse_payload(f"sell MNQ1! {number}".encode(), "text/plain")
+    with pytest.raises(InvalidSignal, match="position size"):
+        parse_payload(
+            f"order buy @ 1 filled on MNQ1!. New strategy position is {number}".encode(), None
+        )
+
+
+@pytest.mark.parametrize(
+    ("number", "value"),
+    [(" 2 ", 2), ("+3", 3), ("2.", 2), ("1e1", 10), ("20E-1", 2), ("4.0", 4)],
+)
+def test_ascii_numeric_strings_still_read(number: str, value: int) -> None:
+    assert parse({"action": "buy", "quantity": number}).quantity == value
 
 
 @pytest.mark.parametrize("price", [0, -1, "-3.5", "abc", {"a": 1}, "1e20", "1.00000000000001"])
@@ -182,6 +213,7 @@ def test_bad_prices_are_refused(price: Any) -> None:
         b'{"data":"buy","symbol":"NQ1!","dollar_sl":1e1000000}',
         b"buy MNQ1! @ 1e1000000",
         b"buy qty=1e1000000",
+        b"order buy @ 1 filled on MNQ1!. New strategy position is 1e999999999",
     ],
 )
 def test_numbers_past_the_decimal_context_are_refused(body: bytes) -> None:
@@ -215,6 +247,30 @@ def test_unknown_fields_are_kept_as_plain_json() -> None:
     signal = parse(b'{"action":"buy","interval":"5","strategy":{"name":"x","atr":1.25},"n":3}')
     assert signal.extra == {"interval": "5", "strategy": {"name": "x", "atr": 1.25}, "n": 3}
     json.dumps(signal.extra)  # storable as is
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept"),
+    [
+        (b"123456789012345678901234", "123456789012345678901234"),
+        (b"-9223372036854775809", "-9223372036854775809"),
+        (b"9223372036854775807", 9223372036854775807),
+        (b"-9223372036854775808", -9223372036854775808),
+        (b"1e30", "1E+30"),
+        (b"1e999999999", "1E+999999999"),
+        (b"-2.0", -2),
+        (b"1" * 400 + b".5", "1" * 400 + ".5"),
+        (b"2.5", 2.5),
+    ],
+)
+def test_unread_numbers_are_kept_as_what_jsonb_parameters_can_carry(raw: bytes, kept: Any) -> None:
+    """The jsonb encoder (orjson) refuses an int beyond 64 bits: a valid alert with a big
+    volume or 1e30 in a field we do not read failed its insert and was answered 503. Such a
+    number is kept as its text (the raw body keeps it as sent); so is one no float holds."""
+    signal = parse_payload(b'{"action":"buy","n":' + raw + b',"deep":[[' + raw + b"]]}", None)
+    assert signal.extra == {"n": kept, "deep": [[kept]]}
+    assert type(signal.extra["n"]) is type(kept)
+    orjson.dumps(signal.extra)
 
 
 def test_nested_tokens_are_scrubbed_from_extra() -> None:
@@ -494,18 +550,23 @@ def test_nul_and_lone_surrogates_become_the_replacement_character(
     assert (signal.alert_id, signal.ticker, signal.extra) == (alert_id, ticker, extra)
 
 
-@pytest.mark.parametrize("depth", [600, 990])
+@pytest.mark.parametrize("depth", [64, 300, 600, 990, 5000])
 @pytest.mark.parametrize("wrap", [("[", "]"), ('{"a":', "}")])
-def test_json_nested_deeper_than_the_parser_walks_is_a_400(
-    depth: int, wrap: tuple[str, str]
-) -> None:
-    """``json.loads`` goes deeper than the recursive walks over its result can: a RecursionError
-    escaped as a 503 for a body that will never parse."""
+def test_json_nested_deeper_than_64_levels_is_a_400(depth: int, wrap: tuple[str, str]) -> None:
+    """``json.loads`` goes deeper than the recursive walks over its result can (a
+    RecursionError escaped as a 503), and deeper than orjson, which encodes the dedup key,
+    goes (255 levels: 300 were a 503). No alert needs more than a few levels."""
     opening, closing = wrap
     body = f'{{"action":"buy","ticker":"MNQ1!","x":{opening * depth}"\\u0000"{closing * depth}}}'
     with pytest.raises(InvalidSignal) as caught:
         parse_payload(body.encode(), None)
-    assert (caught.value.status, str(caught.value)) == (400, "malformed JSON: nested too deeply")
+    assert (caught.value.status, str(caught.value)) == (400, "JSON nested more than 64 levels deep")
+
+
+@pytest.mark.parametrize("text", ["[" * 63 + "]" * 63, '"' + "[{" * 200 + '"'])
+def test_json_up_to_64_levels_parses(text: str) -> None:
+    signal = parse_payload(f'{{"action":"buy","x":{text}}}'.encode(), None)
+    assert signal.extra["x"] == json.loads(text)
 
 
 @settings(max_examples=300)
