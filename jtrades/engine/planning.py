@@ -75,7 +75,7 @@ from jtrades.engine.entries import expected_fill
 from jtrades.engine.exits import CannotPlan, as_distance, resolve_exits
 from jtrades.engine.filters import apply_inverse, is_reduce
 from jtrades.engine.orphans import orphan_exits
-from jtrades.engine.parse_values import MAX_QUANTITY
+from jtrades.engine.parse_values import MAX_QUANTITY, NUMBER, short
 from jtrades.engine.plan_context import (
     MAX_CL_ORD_ID,
     AccountPlan,
@@ -138,10 +138,15 @@ def _opening_qty(sig: Signal) -> int | None:
             continue
         if "".join(ch for ch in key.lower() if ch not in "_- .") not in _POSITION_SIZE_KEYS:
             continue
+        text = str(value).strip()
         try:
-            size = abs(Decimal(str(value)))
+            size = abs(Decimal(text))
         except ArithmeticError:
-            continue
+            continue  # not a number at all ("n/a"): as if absent
+        if not NUMBER.fullmatch(text):
+            # Decimal reads "2_0" as 20 and non-ASCII digits too; the quantity is refused for
+            # them at parsing, and this size opens the position
+            raise CannotPlan(f"{key} {short(text)!r} is not a plain number")
         if size.is_finite() and size > MAX_QUANTITY:
             # the bound ``quantity`` has at parsing (it is read here, from the raw fields)
             raise CannotPlan(f"{key} is larger than {MAX_QUANTITY} contracts")

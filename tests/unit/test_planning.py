@@ -712,6 +712,23 @@ def test_a_position_size_past_the_quantity_bound_is_refused(size: str) -> None:
     assert "larger than 100000" in p.reason
 
 
+@pytest.mark.parametrize("size", ["2_0", "\u0662", "\uff12"])
+def test_a_position_size_that_is_no_plain_number_is_refused(size: str) -> None:
+    """Python's Decimal reads "2_0" as 20 and Arabic-Indic or full-width digits as digits: the
+    quantity is refused for them at parsing, and this size opened 20 contracts."""
+    sig = Signal(
+        Action.BUY,
+        quantity=1,
+        price=PRICE,
+        market_position=MarketPosition.LONG,
+        prev_market_position=MarketPosition.FLAT,
+        extra={"market_position_size": size},
+    )
+    p = plan(sig, LADDER, FLAT)
+    assert (p.action, p.orders) == (PositionAction.IGNORE, ())
+    assert "not a plain number" in p.reason
+
+
 @pytest.mark.parametrize("extra", [{}, {"positionSize": "n/a", "other": 7}])
 def test_a_reversal_alert_without_its_position_size_only_closes(extra: dict[str, object]) -> None:
     """Its quantity counts the closing contracts too (long 1 → short 1 is an order of 2): opening
