@@ -12,8 +12,9 @@ liquidation for every open position and the cancels of a flat contract's working
 contract at a time, each with its own time, so its TTL does not count the liquidations before
 it), and a failure on one account or contract is recorded and the pass goes on. A pass first
 makes its logins reachable (``BrokerRegistry.reach``: a session, a paper login's stored state).
-The request is marked done once a pass leaves nothing open or working that it had to close;
-until then it stays pending, what is left and why is logged, and the next pass follows after a
+The request is marked done once a pass leaves nothing open or working that it had to close,
+read under each account's lock, and no order of those accounts is still in flight (answered,
+not yet in the view: ``Flattener._flatten_account``); until then it stays pending, what is left and why is logged, and the next pass follows after a
 growing wait. A liquidation the broker refused is left like any other (a risk check or a busy
 venue may say yes a moment later) until it was refused ``max_refusals`` times: then the
 position counts as refused, and the request ends saying so (``engine.flatten_refused``).
@@ -38,7 +39,7 @@ import structlog
 from jtrades.broker.base import Broker, Contract, OrderRequest, Side, SubAccount
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.engine.config_cache import ConfigCache, LinkConfig
-from jtrades.engine.dispatch import Dispatcher, DispatchResult, WorkItem
+from jtrades.engine.dispatch import Dispatcher, DispatchResult, WorkItem, broker_account
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
 from jtrades.engine.steps import account_state, flatten_prefix
 from jtrades.store import flatten as flatten_store
@@ -332,14 +333,44 @@ class Flattener:
         return p
 
     async def _flatten_account(self, requested_at: str, link: LinkConfig, p: FlattenPass) -> None:
+        """Close and cancel what the live view shows, read under the account's lock, and
+        count the orders still in flight as left.
+
+        Read without the lock, the view missed an entry that passed the kill switch just before
+        the halt: its plan had run and its order was answered, but Tradovate's events came after
+        the answer, so the request was marked done on an empty pass and the position and its
+        stop appeared after it. A dispatch holds the lock until the view shows what it sent, and
+        a plan that takes the lock after the flatten started reads the halted snapshot
+        (``fanout.halted_since``) and opens nothing.
+
+        That wait is bounded (the dispatcher's settle timeout): an order whose events come later
+        still is not in the view, but its intent is still open (pending, sent or unknown) until
+        the events move it or reconciliation looks it up. The request is not done while one is:
+        it waits for the outcome itself, where one more pass a few seconds on would guess at
+        the delay. The intents are read under the lock before the view, since the mirror writes
+        an intent's move after the view took the event in: one cannot be missed by both. Those
+        written after the request count too: they are closes and protective exits (entries are
+        refused), and an exit shown after the request was done would be left working on a flat
+        contract; no time is compared, so the CLI's clock (``requested_at``) need not agree with
+        the database's. Liquidations and cancels put nothing at the broker (``in_flight``).
+
+        Deadlocks: the flatten holds one account's lock at a time, only for these reads, never
+        across ``dispatch`` (which takes it itself; asyncio's lock is not re-entrant) nor while
+        waiting for another lock; the protector and the orphan sweep hold one lock at a time
+        too, and a dispatch takes several in id order."""
         broker = self._brokers.broker_for(link)
-        if not broker.is_synced(link.broker_account_id):
-            # missing is not flat (rule 6): its positions are unknown, not absent
-            p.left.append(Leftover(link.sub_account_id, None, "broker view not synced"))
-            return
         bid = link.broker_account_id
-        symbols = {x.symbol for x in broker.positions(bid) if x.net_pos}
-        working = [o for o in broker.working_orders(bid) if o.status.is_open]
+        async with self._dispatcher.lock_for(link):
+            if not broker.is_synced(bid):
+                # missing is not flat (rule 6): its positions are unknown, not absent
+                p.left.append(Leftover(link.sub_account_id, None, "broker view not synced"))
+                return
+            flying = await flatten_store.in_flight(self._pool, self._sharing(link))
+            symbols = {x.symbol for x in broker.positions(bid) if x.net_pos}
+            working = [o for o in broker.working_orders(bid) if o.status.is_open]
+        for f in flying:
+            why = f"order {f.cl_ord_id} ({f.kind}, {f.state}) not in the broker's view yet"
+            p.left.append(Leftover(f.sub_account_id, f.symbol, why))
         for o in working:
             if o.symbol:
                 symbols.add(o.symbol)
@@ -356,6 +387,13 @@ class Flattener:
                 await self._close(requested_at, link, broker, symbol, p)
             except Exception as exc:  # this contract only
                 p.left.append(Leftover(link.sub_account_id, symbol, _why(exc)))
+
+    def _sharing(self, link: LinkConfig) -> list[int]:
+        """The sub-account rows of the account at the broker ``link`` trades (two users' rows
+        for one Tradovate account share it, its view and its lock)."""
+        key = broker_account(link)
+        rows = [sid for sid, lk in self._config.snapshot.subs.items() if broker_account(lk) == key]
+        return sorted({link.sub_account_id, *rows})
 
     async def _close(
         self, requested_at: str, link: LinkConfig, broker: Broker, symbol: str, p: FlattenPass

@@ -40,6 +40,17 @@ class Liquidation:
     reason: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """An order intent whose outcome is still open (pending, sent or unknown)."""
+
+    sub_account_id: int
+    cl_ord_id: str
+    kind: str
+    symbol: str
+    state: str
+
+
 # --- the requests on the flag (pure) ------------------------------------------------------------
 
 
@@ -131,6 +142,14 @@ async def liquidations(ex: Executor, sub_account_id: int, prefix: str) -> list[L
     with translate_errors():
         rows = await ex.fetch(q("flatten.liquidations"), sub_account_id, prefix)
     return [Liquidation(**dict(r)) for r in rows]
+
+
+async def in_flight(ex: Executor, sub_account_ids: list[int]) -> list[InFlight]:
+    """The intents of ``sub_account_ids`` that may still put a position or a working order at
+    the broker that the live view does not show yet (``Flattener``: not done while any is)."""
+    with translate_errors():
+        rows = await ex.fetch(q("flatten.in_flight"), sub_account_ids)
+    return [InFlight(**dict(r)) for r in rows]
 
 
 async def record_progress(ex: Executor, requested_at: str, progress: dict[str, Any]) -> bool:

@@ -34,3 +34,13 @@ WHERE name = 'halted'
   AND jsonb_typeof(value #> ARRAY['flattens', $1::text]) = 'object'
   AND NOT (value #> ARRAY['flattens', $1::text]) ?| ARRAY['done_at', 'cancelled_at']
 RETURNING 1;
+
+-- name: flatten.in_flight($1 sub_account_ids)
+-- Orders whose outcome is still open (written, or answered but not yet seen in the broker's
+-- events; or unanswered): their position or working order may not be in the live view yet.
+-- Liquidations, cancels and modifies add neither; the open-state index narrows the rows.
+SELECT sub_account_id, cl_ord_id, kind, symbol, state
+FROM order_intents
+WHERE state IN ('pending', 'sent', 'unknown') AND sub_account_id = ANY($1::bigint[])
+  AND kind NOT IN ('liquidate', 'cancel', 'modify')
+ORDER BY id;
