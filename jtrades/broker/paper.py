@@ -252,11 +252,20 @@ class PaperBroker:
         )
         if symbol is None:
             raise BrokerRejected(f"unknown contract {contract_id}")
+        pos = self._positions.get((account.account_id, symbol))
+        if pos is not None and pos.net != 0 and symbol not in self._prices:
+            # Refused before the cancels: a restart keeps no market price, and cancelling first
+            # left the restored position open without its stop. No mark is made up from the
+            # stored entry or last fill: it may be days old, and would fill every later market
+            # order without a price of its own at it; the next priced alert gives one.
+            raise BrokerRejected(
+                f"paper broker: no price yet for {symbol} (none since the daemon started; the"
+                " next alert with a price gives one): nothing changed"
+            )
         for o in list(self._orders.values()):
             mine = o.account.account_id == account.account_id and o.symbol == symbol
             if mine and o.status.is_open:
                 self._cancel(o)
-        pos = self._positions.get((account.account_id, symbol))
         if pos is not None and pos.net != 0:
             side = Side.SELL if pos.net > 0 else Side.BUY
             o = self._new(OrderRequest(account, symbol, side, abs(pos.net)))

@@ -31,6 +31,7 @@ from tests.integration.test_engine import (
 from tests.integration.test_engine import (
     engine_factory as engine_factory,  # the fixture
 )
+from tests.integration.test_flatten import flatten_flag, request_flatten, wait_done
 
 SYM = "MNQZ6"
 
@@ -314,3 +315,40 @@ async def test_a_protective_stop_and_its_intent_work_on_after_a_restart(
         return bool(await pool.fetchval(state, guard.cl_ord_id) == "filled")
 
     await wait_for(filled, "the protective stop's intent filled")
+
+
+async def test_a_flatten_after_a_restart_keeps_the_stop_until_a_price_closes_the_position(
+    database: Any, engine_factory: Any
+) -> None:
+    """A restart keeps no market price. ``halt --flatten`` then cancelled the position's stop
+    and only then found it could not price the close: the position was left open and naked.
+    The refusal now changes nothing, and the strategy's next priced alert (refused for entry by
+    the kill switch) gives the price the request's next pass closes the position at."""
+    pool = database.pool
+    rec, sub, _ = await follower(pool, "pf", {"size": 1, "sl": 40})
+    first = await engine_factory()
+    await _opened(pool, rec, first, sub, n=1)
+    second = await _restart(first, engine_factory)
+    aid, bid = await account_of(pool, sub)
+    paper = paper_of(second, aid)
+    (stop,) = paper.working_orders(bid)
+
+    await request_flatten(second, pool)  # jtrades halt --flatten, no alert since the restart
+
+    async def refused() -> bool:
+        q = "SELECT count(*) FROM order_intents WHERE kind = 'liquidate' AND state = 'rejected'"
+        return bool(await pool.fetchval(q))
+
+    await wait_for(refused, "a liquidation refused for want of a price")
+    reason = await pool.fetchval("SELECT reason FROM order_intents WHERE kind = 'liquidate'")
+    assert "no price yet" in reason
+    assert paper.working_orders(bid) == [stop]  # the stop still guards the position
+    assert await net_pos(second, pool, sub) == 1
+    assert not (await flatten_flag(pool)).get("done_at")
+
+    out = await send(second, pool, rec, buy("21510"))  # the next alert: no entry, a price
+    assert out.orders == 0
+    await wait_done(pool, limit_s=10)
+    assert await net_pos(second, pool, sub) == 0
+    assert paper.working_orders(bid) == []
+    assert paper.fills(bid)[-1].price == Decimal("21510")
