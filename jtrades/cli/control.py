@@ -97,11 +97,13 @@ def halt(
             detail = {"flatten": flatten, "request": request} if flatten else None
             await audit.record(conn, by, "halt", target, detail)
             positions = await status_store.open_positions(conn)
+            beat = await status_store.get(conn)
         return {
             "halted": target,
             "flatten": flatten,
             "flatten_request": request,
             "flatten_pending_already": covered,
+            "daemon_alive": _alive(beat),
             "open_positions": positions,
         }
 
@@ -117,11 +119,21 @@ def halt(
     err.print(f"halted: {result['halted']} (new entries are refused; closes still pass)")
     if flatten:
         asked = result["flatten_request"]
-        err.print(
-            f"flatten already requested at {asked} covers this: the daemon is closing positions"
-            if result["flatten_pending_already"]
-            else f"flatten requested at {asked}: the daemon closes these positions"
-        )
+        if not result["daemon_alive"]:
+            # Still exit 0: the kill switch is on and the request is stored, which is what was
+            # asked; a failure would read as "nothing written" and invite a retry. The daemon
+            # carries the request out when it starts.
+            already = "already " if result["flatten_pending_already"] else ""
+            err.print(
+                f"flatten {already}requested at {asked}, queued: daemon not running: nothing is"
+                " closed until `jtrades serve` starts"
+            )
+        else:
+            err.print(
+                f"flatten already requested at {asked} covers this: the daemon is closing positions"
+                if result["flatten_pending_already"]
+                else f"flatten requested at {asked}: the daemon closes these positions"
+            )
         err.print("progress: `jtrades status --json`")
     if open_now:
         _positions_table(open_now)
@@ -167,6 +179,8 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
             # each login's own switch was thrown on purpose, one by one: lifting everything
             # does not lift it, it says which remain
             still = [a for a, _u in await status_store.halted_accounts(conn)]
+            # and lifting one login's leaves the global switch refusing its entries all the same
+            global_on, _ = await status_store.halted(conn)
             await audit.record(
                 conn, by, "resume", target, {"cancelled_flattens": ended} if ended else None
             )
@@ -175,6 +189,7 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
             "cancelled_flattens": ended,
             "still_flattening": covering,
             "still_halted": still,
+            "global_halted": global_on,
         }
 
     result = run(go)
@@ -188,6 +203,8 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
     if result["still_halted"] and not account:
         halted = ", ".join(result["still_halted"])
         also += f"; still halted: {halted} (resume --account LABEL to lift)"
+    if account and result["global_halted"]:
+        also += "; the global kill switch is still on: entries stay refused (`jtrades resume`)"
     done(json, f"resumed: {result['resumed']}{also}", result)
 
 
@@ -218,7 +235,7 @@ def status(
     data = run(go)
     beat: status_store.DaemonStatus | None = data["beat"]
     detail: dict[str, Any] = beat.detail if beat else {}
-    alive = bool(beat and detail.get("state") == "running" and beat.age_s <= ALIVE_WITHIN_S)
+    alive = _alive(beat)
     daemon = {
         "alive": alive,
         "state": "running" if alive else ("not running" if beat else "never started"),
@@ -277,6 +294,11 @@ def status(
         _positions_table(data["positions"])
     else:
         err.print("no open positions")
+
+
+def _alive(beat: status_store.DaemonStatus | None) -> bool:
+    """A daemon running and beating: a stopped one leaves its last row behind."""
+    return bool(beat and beat.detail.get("state") == "running" and beat.age_s <= ALIVE_WITHIN_S)
 
 
 def _flatten_line(r: dict[str, Any]) -> str:

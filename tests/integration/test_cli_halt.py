@@ -1,0 +1,76 @@
+"""What ``halt --flatten`` and ``resume --account`` tell the operator about what still
+happens: that nothing closes without a running daemon, and that a login resumed under the
+global kill switch still has its entries refused."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+from jtrades.store import status as status_store
+from tests.cli import ainvoke, invoke
+
+
+def _ok(r: object) -> str:
+    assert getattr(r, "exit_code", 1) == 0, getattr(r, "stderr", r)
+    return f"{r.stdout}{r.stderr}"  # type: ignore[attr-defined]
+
+
+def test_halt_flatten_without_a_daemon_says_nothing_closes_until_it_starts(
+    db_url: str, data_dir: Path
+) -> None:
+    """It said "the daemon closes these positions" with no daemon running: nothing was closing.
+    The request is queued all the same (the daemon carries it out when it starts), so the
+    command succeeds, and says so unmistakably."""
+    out = _ok(invoke(["halt", "--flatten"], db_url=db_url, data_dir=data_dir))
+    assert "the daemon closes these positions" not in out
+    assert "daemon not running: nothing is closed until `jtrades serve` starts" in out
+    s = invoke(["status", "--json"], db_url=db_url, data_dir=data_dir).json()
+    assert s["daemon"]["alive"] is False
+    (request,) = s["flattens"]
+    assert request["state"] == "pending"  # still queued for the daemon
+
+    r = invoke(["halt", "--flatten", "--json"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 0
+    assert r.json()["daemon_alive"] is False
+    assert r.json()["flatten_pending_already"] is True
+
+
+async def test_halt_flatten_with_a_daemon_running_says_it_closes_them(
+    pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    detail = {"state": "running", "ready": True}
+    await status_store.heartbeat(pool, pid=os.getpid(), started_at=datetime.now(UTC), detail=detail)
+    r = await ainvoke(["halt", "--flatten"], db_url=db_url, data_dir=data_dir)
+    out = _ok(r)
+    assert "the daemon closes these positions" in out
+    assert "not running" not in out
+
+
+async def test_resume_of_a_login_under_the_global_switch_says_its_entries_stay_refused(
+    pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    """It said only "resumed: account:X" while the global switch still refused every entry."""
+    u = await pool.fetchval(
+        "INSERT INTO users (name, email, password_hash, status) "
+        "VALUES ('alice', 'a@example.com', 'x', 'approved') RETURNING id"
+    )
+    await pool.execute(
+        "INSERT INTO accounts (user_id, label, env) VALUES ($1, 'alice-paper', 'paper')", u
+    )
+    _ok(await ainvoke(["halt"], db_url=db_url, data_dir=data_dir))
+    _ok(await ainvoke(["halt", "--account", "alice-paper"], db_url=db_url, data_dir=data_dir))
+    r = await ainvoke(["resume", "--account", "alice-paper"], db_url=db_url, data_dir=data_dir)
+    assert "resumed: account:alice-paper" in _ok(r)
+    assert "the global kill switch is still on: entries stay refused (`jtrades resume`)" in r.stderr
+    r = await ainvoke(
+        ["resume", "--account", "alice-paper", "--json"], db_url=db_url, data_dir=data_dir
+    )
+    assert r.json()["global_halted"] is True
+
+    _ok(await ainvoke(["resume"], db_url=db_url, data_dir=data_dir))
+    r = await ainvoke(["resume", "--account", "alice-paper"], db_url=db_url, data_dir=data_dir)
+    assert "global kill switch" not in _ok(r)
