@@ -40,16 +40,15 @@ Tradovate logins' views then go first into the next batch.
 A fill never applied (given up, or made while the daemon was down and gone from the next
 day's snapshot) would leave ``_open`` wrong for every later round trip: a position event
 written with no fill of its key after it in the batch is the broker's truth, adopted where
-ours disagrees (``mirror_positions``). ``close`` writes what is queued, within ``close_s``.
+ours disagrees (``mirror_positions``), unless a fill its login published before its order may be
+in it (``unattributed_fills``). ``close`` writes what is queued, within ``close_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
-from datetime import datetime
-from decimal import Decimal
+from collections.abc import Iterable
 
 import asyncpg
 import structlog
@@ -62,9 +61,20 @@ from jtrades.engine.booked_fills import BookedFills, fill_marks
 from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.fill_pricing import Pricing
 from jtrades.engine.held_fills import HeldFills, PendingFill, PosKey, Tagged
-from jtrades.engine.mirror_positions import VANISHED, adopt, after_last_sweep, trade_row, vanished
-from jtrades.engine.pnl import DailyPnl, OpenPosition, open_lots
+from jtrades.engine.mirror_positions import (
+    VANISHED,
+    SeedFills,
+    SeedRow,
+    adopt,
+    after_last_sweep,
+    end_vanished,
+    seeded,
+    trade_row,
+    vanished,
+)
+from jtrades.engine.pnl import DailyPnl, OpenPosition
 from jtrades.engine.send import intent_state
+from jtrades.engine.unattributed_fills import UnattributedFills
 from jtrades.errors import NotFound
 from jtrades.store import mirror as mirror_store
 
@@ -123,6 +133,8 @@ class Mirror:
         # adopted: replayed later, they are stored but not measured again (the adopted position
         # has them)
         self._absorbed: set[tuple[int, int]] = set()
+        # fills published before their orders: their positions are not the truth yet
+        self._unattributed = UnattributedFills()
         self.close_s = 5.0  # how long close() lets the writer write what is queued
         self._stopping = False
 
@@ -158,18 +170,9 @@ class Mirror:
     def price_wait_s(self, value: float) -> None:
         self._holds.price_wait_s = value
 
-    def seed_open(
-        self,
-        rows: Iterable[tuple[int, str, int, Decimal | None, datetime | None]],
-        fills: Mapping[tuple[int, str], list[tuple[int, Decimal]]] | None = None,
-    ) -> None:
-        """The positions the trades of new fills are measured against: (sub-account, symbol,
-        net, average price, since) as last mirrored, with the lots their stored ``fills``
-        (oldest first) leave open (``pnl.open_lots``), else one lot at the average."""
-        for sub, symbol, net, avg, since in rows:
-            if net:
-                lots = open_lots(net, (fills or {}).get((sub, symbol), ()))
-                self._open[(sub, symbol)] = OpenPosition(net, avg, since, lots)
+    def seed_open(self, rows: Iterable[SeedRow], fills: SeedFills | None = None) -> None:
+        """The positions the first trades are measured against (``mirror_positions.seeded``)."""
+        self._open.update(seeded(rows, fills or {}))
 
     def ensure(self) -> None:
         """Follow every login that has a session (again, for one whose stream ended)."""
@@ -376,8 +379,12 @@ class Mirror:
         at: dict[int, int] = {}
         last_fill: dict[PosKey, int] = {}
         sweeps: list[tuple[int, list[int]]] = []  # (sub-account, the orders its view holds)
+        now = asyncio.get_running_loop().time()
+        self._unattributed.expire(now=now)
         for i, tagged in enumerate(events):
             account_id, _broker, ev = tagged
+            if ev.kind == "fill":  # before the sub-account: an unknown one still attributes
+                self._unattributed.note(account_id, ev, now=now)
             sub = snap.sub_account_id(account_id, ev.account_id)
             if sub is None:
                 continue
@@ -427,7 +434,9 @@ class Mirror:
                 held_positions[pkey] = tagged
             elif pkey not in gone:
                 batch.positions.append(position)
-                if at[id(tagged)] > last_fill.get(pkey, -1):
+                if at[id(tagged)] > last_fill.get(pkey, -1) and not self._unattributed.blocks(
+                    tagged[0], pkey[1]
+                ):
                     assert isinstance(tagged[2].entity, Position)
                     truth[position[:2]] = (pkey[1], tagged[2].entity)
                 else:
@@ -439,14 +448,14 @@ class Mirror:
         finished = fill_marks(t for t in events if id(t) not in still)
         if not batch:
             self.booked.book(finished)
-            await self._end_vanished(sweeps)
+            await end_vanished(self._pool, sweeps)
             return held_out
         self.batches += 1
         if not fills:
             await mirror_store.write_batch(self._pool, batch)
             adopt(self._open, truth, self._holds.given_up, self._absorbed)
             self.booked.book(finished)
-            await self._end_vanished(sweeps)
+            await end_vanished(self._pool, sweeps)
             return held_out
         # The P&L state moves on copies, kept only once the transaction has committed: a batch
         # that fails leaves the in-memory P&L as the database has it.
@@ -481,14 +490,5 @@ class Mirror:
             self._holds.given_up.get((sub, f.contract_id), set()).discard(f.fill_id)
         adopt(self._open, truth, self._holds.given_up, self._absorbed)
         self.booked.book(finished)
-        await self._end_vanished(sweeps)
+        await end_vanished(self._pool, sweeps)
         return held_out
-
-    async def _end_vanished(self, sweeps: list[tuple[int, list[int]]]) -> None:
-        """After the batch that wrote a replayed view: its accounts' open orders it does not
-        hold ended while no one was listening (``mirror_positions.vanished``)."""
-        for sub, present in sweeps:
-            ended = await mirror_store.end_vanished(self._pool, sub, present)
-            if ended:
-                log.warning("mirror.orders_vanished", sub_account_id=sub, orders=ended,
-                            status="Unknown: ended while the daemon was not listening")  # fmt: skip

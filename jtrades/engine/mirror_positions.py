@@ -11,14 +11,17 @@ when ours disagrees, the broker's is adopted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 
+import asyncpg
 import structlog
 
 from jtrades.broker.base import BrokerEvent, Fill, Position
 from jtrades.broker.tradovate.view import AccountView
-from jtrades.engine.pnl import OpenPosition, close_trade
+from jtrades.engine.pnl import OpenPosition, close_trade, open_lots
+from jtrades.store import mirror as mirror_store
 from jtrades.store.mirror import TradeRow
 
 log = structlog.get_logger(__name__)
@@ -29,6 +32,24 @@ VANISHED = "orders_held"
 # Tradovate's netPrice is a float: an average of three fills differs from ours, in Decimal,
 # in the eighth decimal; a tick is never smaller than this.
 AVG_TOLERANCE = Decimal("0.000001")
+
+
+# a position as last mirrored: (sub-account, symbol, net, average price, since); and the
+# stored fills of each open one, (signed quantity, price), oldest first
+SeedRow = tuple[int, str, int, Decimal | None, datetime | None]
+SeedFills = Mapping[tuple[int, str], Sequence[tuple[int, Decimal]]]
+
+
+def seeded(rows: Iterable[SeedRow], fills: SeedFills) -> dict[tuple[int, str], OpenPosition]:
+    """The open positions of ``rows`` as the next start measures fills against: with the lots
+    their stored ``fills`` leave open (``pnl.open_lots``), else one lot at the average, else —
+    stored without a price — none (``OpenPosition.measurable``: its close books no round trip
+    and the broker's next position is adopted)."""
+    return {
+        (sub, symbol): OpenPosition(net, avg, since, open_lots(net, fills.get((sub, symbol), ())))
+        for sub, symbol, net, avg, since in rows
+        if net
+    }
 
 
 def adopted(ours: OpenPosition | None, broker: Position) -> OpenPosition | None:
@@ -84,6 +105,17 @@ def adopt(
 def trade_row(sub: int, f: Fill, pos: OpenPosition, value_per_point: Decimal) -> TradeRow | None:
     """Apply a new fill to ``pos``; the round trip it closes, if it does."""
     opened = pos.opened_at or f.timestamp
+    if not pos.measurable and (pos.net > 0) != (f.side.sign > 0):
+        log.warning(
+            "mirror.trade_unmeasured",
+            sub_account_id=sub,
+            symbol=f.symbol,
+            fill_id=f.fill_id,
+            net=pos.net,
+            reason="the position it closes has no average price and no stored fills to"
+            " measure from (its broker position came without a netPrice)",
+            effect="no round trip recorded; measured from the broker's next position",
+        )
     trade = close_trade(pos, f.side.sign * f.qty, f.price, value_per_point, f.timestamp)
     if trade is None:
         return None
@@ -128,6 +160,17 @@ def vanished(
         orders: dict[str, object] = {"state": VANISHED, "orders": view.order_ids(acct)}
         out.append(BrokerEvent("session", acct, None, detail=orders))
     return out
+
+
+async def end_vanished(pool: asyncpg.Pool, sweeps: Sequence[tuple[int, Sequence[int]]]) -> None:
+    """After the batch that wrote a replayed view: its accounts' open orders it does not hold
+    (``sweeps``: per sub-account, the orders the view holds) ended while no one was listening
+    (``vanished``)."""
+    for sub, present in sweeps:
+        ended = await mirror_store.end_vanished(pool, sub, present)
+        if ended:
+            log.warning("mirror.orders_vanished", sub_account_id=sub, orders=ended,
+                        status="Unknown: ended while the daemon was not listening")  # fmt: skip
 
 
 def after_last_sweep(events: Sequence[tuple[int, object, BrokerEvent]]) -> int:

@@ -41,7 +41,13 @@ class OpenPosition:
     −25.99999999999999999999998 (the daily-loss filter at 26 let the next entry through).
     ``avg`` is the broker's ``netPrice``, the average of the open quantity, which a partial exit
     leaves as it was: compared with the broker's position (``mirror_positions``), never measured
-    from. Given as (net, avg), as the broker's or the stored position is, it is one lot."""
+    from. Given as (net, avg), as the broker's or the stored position is, it is one lot.
+
+    Given a net with neither (a stored position the broker reported without a netPrice, none
+    of its fills stored), it cannot be measured from (``measurable``): its closes book no round
+    trip until a fill reverses it or the broker's next position is adopted. These are the
+    broker's figures: they are never asserted on (an assertion refused the mirror's whole
+    batch, every login's fills in it, on every retry)."""
 
     net: int = 0
     avg: Decimal | None = None
@@ -51,6 +57,11 @@ class OpenPosition:
     def __post_init__(self) -> None:
         if self.net and not self.lots and self.avg is not None:
             self.lots = ((self.net, self.avg),)
+
+    @property
+    def measurable(self) -> bool:
+        """Whether the lots account for the whole net, so a close can be measured."""
+        return sum(q for q, _ in self.lots) == self.net
 
     def copy(self) -> OpenPosition:
         """One that moves on its own (the lots are a tuple, replaced, never changed in place)."""
@@ -90,7 +101,11 @@ def open_lots(net: int, fills: Iterable[tuple[int, Decimal]]) -> tuple[tuple[int
 def close_trade(
     pos: OpenPosition, signed_qty: int, price: Decimal, value_per_point: Decimal, at: datetime
 ) -> ClosedTrade | None:
-    """Apply a fill to ``pos`` (mutated); the round trip it closes, if it reduces the position."""
+    """Apply a fill to ``pos`` (mutated); the round trip it closes, if it reduces the position
+    and the position is ``measurable``."""
+    if not pos.measurable:
+        _unmeasured(pos, signed_qty, price, at)
+        return None
     if pos.net == 0 or (pos.net > 0) == (signed_qty > 0):
         total = pos.net + signed_qty
         prev = (pos.avg or Decimal(0)) * abs(pos.net)
@@ -100,7 +115,6 @@ def close_trade(
         pos.net = total
         pos.lots = (*pos.lots, (signed_qty, price))
         return None
-    assert pos.lots
     direction = 1 if pos.net > 0 else -1
     closed = min(abs(signed_qty), abs(pos.net))
     lots, left, cost, prices = list(pos.lots), closed, Decimal(0), []
@@ -129,6 +143,19 @@ def close_trade(
     if rest:
         pos.net, pos.avg, pos.opened_at, pos.lots = rest, price, at, ((rest, price),)
     return trade
+
+
+def _unmeasured(pos: OpenPosition, signed_qty: int, price: Decimal, at: datetime) -> None:
+    """A fill on a position that cannot be measured: its net moves, and it stays unmeasurable
+    (an add averaged with nothing would measure the next close from a price never held) until
+    it is flat, or reversed into a position of this fill's price alone."""
+    net = pos.net + signed_qty
+    if net == 0 or (net > 0) != (pos.net > 0):
+        pos.net, pos.avg, pos.lots = 0, None, ()
+        if net:
+            pos.net, pos.avg, pos.opened_at, pos.lots = net, price, at, ((net, price),)
+    else:
+        pos.net, pos.avg, pos.lots = net, None, ()
 
 
 class DailyPnl:

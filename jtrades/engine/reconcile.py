@@ -115,8 +115,12 @@ class Reconciler:
         """Seed trade tracking, mirror the event streams, resolve every intent left from before."""
         started = datetime.now(UTC)
         snap = self._config.snapshot
-        rows = await trading_store.positions(self._pool, list(snap.links_by_sub))
-        fills = await trading_store.open_position_fills(self._pool, list(snap.links_by_sub))
+        # Every sub-account the mirror follows (``snap.subs``), not the linked ones only: a
+        # position outlives its trader, and one not seeded had its close after a restart book
+        # no round trip, and, closed while the daemon was down and gone from the next day's
+        # snapshot, stayed open in ``positions`` for good (``vanished`` sweeps what is seeded).
+        rows = await trading_store.positions(self._pool, list(snap.subs))
+        fills = await trading_store.open_position_fills(self._pool, list(snap.subs))
         self.mirror.seed_open(
             ((r["sub_account_id"], r["symbol"], r["net_pos"], r["net_price"], r["updated_at"])
              for r in rows),
@@ -124,9 +128,12 @@ class Reconciler:
         )  # fmt: skip
         # Positions held before this start have been open for at least a pass when the first
         # pass runs (an interval later): no entry's brackets are still activating, so a naked
-        # one is protected on that pass, not on a second sighting.
+        # one is protected on that pass, not on a second sighting. Protection needs a trader's
+        # stop settings: the linked sub-accounts only.
         self.protector.seed(
-            (r["sub_account_id"], r["symbol"]) for r in rows if r["net_pos"] not in (0, None)
+            (r["sub_account_id"], r["symbol"])
+            for r in rows
+            if r["net_pos"] not in (0, None) and r["sub_account_id"] in snap.links_by_sub
         )
         self.mirror.ensure()
         # Everything still open from before this process started was written by a process

@@ -9,9 +9,18 @@ import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from structlog.testing import capture_logs
 
-from jtrades.broker.base import BrokerEvent, Position, Side
+from jtrades.broker.base import (
+    BrokerEvent,
+    Fill,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    WorkingOrder,
+)
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.mirror_positions import adopted
@@ -80,6 +89,94 @@ async def test_a_position_with_a_fill_after_it_in_its_batch_is_not_adopted(
             )
         assert not [e for e in logs if e["event"] == "mirror.position_adopted"]
         assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(40)
+
+
+async def test_a_fill_before_its_order_is_not_counted_on_top_of_its_position(
+    database: Database, settings: Settings
+) -> None:
+    """Tradovate may send a fill before its order: the view publishes it with no account
+    (skipped: the mirror files fills by account), the position it made, then, once the order
+    arrives, the fill again with its account. A batch may end between them: the position,
+    with no attributed fill after it in its batch, was adopted as the truth (long 1), and the
+    fill re-published was applied on top (long 2, a phantom): the reversal sell 2 (long 1 →
+    short 1) booked 2 contracts, its P&L doubled on the trades and the daily-loss figure."""
+    w = await _world(database.pool)
+    bid = w["bid"]
+    async with _mirroring(database, settings, w) as (engine, paper):
+        m = engine.reconciler.mirror
+        t0 = datetime.now(UTC)
+        orphan = Fill(61, 60, 0, 1000, "MNQ1!", Side.BUY, 1, Decimal(100), t0)  # no order yet
+        order = WorkingOrder(60, bid, 1000, "MNQ1!", Side.BUY, 1, OrderType.MARKET,
+                             OrderStatus.FILLED)  # fmt: skip
+        with capture_logs() as logs:
+            await m.write(
+                [
+                    (w["aid"], paper, BrokerEvent("fill", None, orphan)),
+                    (w["aid"], paper, _pos(bid, 1000, "MNQ1!", 1, "100")),
+                ]
+            )
+            await m.write(
+                [
+                    (w["aid"], paper, BrokerEvent("order", bid, order)),
+                    (w["aid"], paper, _fill(w, 61, 60, Side.BUY, 1, "100", t0)),
+                ]
+            )
+            await m.write(
+                [
+                    (w["aid"], paper, _fill(w, 62, 63, Side.SELL, 2, "110", t0)),
+                    (w["aid"], paper, _pos(bid, 1000, "MNQ1!", -1, "110")),
+                ]
+            )
+        rows = await database.pool.fetch(
+            "SELECT side, qty, entry_price, exit_price, pnl FROM trades"
+        )
+        # long 1 from 100 to 110 on MNQ ($2 a point): +$20, 1 contract
+        assert [tuple(r) for r in rows] == [("long", 1, Decimal(100), Decimal(110), Decimal(20))]
+        assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(20)
+        assert not [e for e in logs if e["event"] == "mirror.position_adopted"]
+        # attributed, the fill no longer stands in the way: the broker's position is the truth
+        with capture_logs() as logs:
+            await m.write([(w["aid"], paper, _pos(bid, 1000, "MNQ1!", -3, "105"))])
+        assert [e["broker_net"] for e in logs if e["event"] == "mirror.position_adopted"] == [-3]
+
+
+@pytest.mark.parametrize("cut", ["each event", "one batch"])
+async def test_a_tradovate_views_fill_before_its_order_counts_once_wherever_batches_end(
+    database: Database, settings: Settings, cut: str
+) -> None:
+    """The same through a Tradovate view's own events (fill, position, order and the fill again,
+    then a reversal), written one batch per event or all in one."""
+    from jtrades.broker.tradovate.view import AccountView
+
+    w = await _world(database.pool)
+    t0 = datetime.now(UTC)
+    bid, at = w["bid"], t0.isoformat()
+    view = AccountView()
+    view.set_contract(1000, "MNQ1!")
+    frames = [
+        ("fill", {"id": 61, "orderId": 60, "contractId": 1000, "action": "Buy", "qty": 1,
+                  "price": 100, "timestamp": at}),
+        ("position", {"id": 5, "accountId": bid, "contractId": 1000, "netPos": 1,
+                      "netPrice": 100, "timestamp": at}),
+        ("order", {"id": 60, "accountId": bid, "contractId": 1000, "action": "Buy",
+                   "ordStatus": "Filled"}),
+        ("order", {"id": 63, "accountId": bid, "contractId": 1000, "action": "Sell",
+                   "ordStatus": "Filled"}),
+        ("fill", {"id": 62, "orderId": 63, "contractId": 1000, "action": "Sell", "qty": 2,
+                  "price": 110, "timestamp": at}),
+        ("position", {"id": 5, "accountId": bid, "contractId": 1000, "netPos": -1,
+                      "netPrice": 110, "timestamp": at}),
+    ]  # fmt: skip
+    events = [ev for kind, e in frames for ev in view.apply({"entityType": kind, "entity": e})]
+    assert [(ev.kind, ev.account_id) for ev in events[:2]] == [("fill", None), ("position", bid)]
+    async with _mirroring(database, settings, w) as (engine, paper):
+        m = engine.reconciler.mirror
+        batches = [[ev] for ev in events] if cut == "each event" else [events]
+        for batch in batches:
+            await m.write([(w["aid"], paper, ev) for ev in batch])
+        rows = await database.pool.fetch("SELECT side, qty, pnl FROM trades")
+        assert [tuple(r) for r in rows] == [("long", 1, Decimal(20))]
+        assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(20)
 
 
 async def test_a_position_held_behind_its_fill_counts_the_fill_once(

@@ -126,6 +126,32 @@ def test_a_position_seeded_at_a_28_digit_average_closes() -> None:
     assert abs(trade.pnl + 26) < Decimal("1e-20")
 
 
+def test_a_position_with_a_net_but_no_price_closes_without_a_round_trip() -> None:
+    """Stored with a net and no price (the broker's position without a netPrice), with no
+    fills to rebuild its lots: nothing to measure the close from. ``assert pos.lots`` failed the
+    mirror's whole batch, every login's fills in it, on every retry."""
+    pos = OpenPosition(2, None, NOW)
+    assert not pos.measurable
+    assert close_trade(pos, -1, Decimal(90), MNQ, NOW) is None  # partly closed, still unknown
+    assert (pos.net, pos.lots, pos.measurable) == (1, (), False)
+    assert close_trade(pos, -3, Decimal(95), MNQ, NOW) is None  # closes it, opens short 2
+    assert (pos.net, pos.avg, pos.lots) == (-2, Decimal(95), ((-2, Decimal(95)),))
+    assert pos.measurable
+    trade = close_trade(pos, 2, Decimal(90), MNQ, NOW)  # measured again from the reversal
+    assert trade is not None
+    assert (trade.side, trade.qty, trade.pnl) == ("short", 2, Decimal(20))
+
+
+def test_a_position_with_a_net_but_no_price_adds_without_a_price() -> None:
+    """An add to a position that cannot be measured leaves it so: an average of the known part
+    only would measure the next close from a price the position never had."""
+    pos = OpenPosition(1, None, NOW)
+    assert close_trade(pos, 1, Decimal(100), MNQ, NOW) is None
+    assert (pos.net, pos.avg, pos.measurable) == (2, None, False)
+    assert close_trade(pos, -2, Decimal(110), MNQ, NOW) is None
+    assert (pos.net, pos.avg, pos.lots) == (0, None, ())
+
+
 def test_a_past_days_trade_arriving_late_does_not_wipe_today() -> None:
     """A fill from before 17:00 Chicago replayed after a restart reset the day and the next read
     reset it again: today's loss read 0 and the daily-loss filter let entries through."""
