@@ -11,7 +11,7 @@ import getpass
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, tzinfo
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -120,13 +120,22 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def clock(value: datetime, zone: tzinfo) -> str:
+    """A time as a table shows it, in ``zone``: a listing's rows name their owner's (DESIGN §4,
+    "Times are in the user's time zone"), where the machine's (a VPS in UTC) misled."""
+    return value.astimezone(zone).strftime(TIME_FORMAT)
+
+
 def cell(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, datetime):
-        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, datetime):  # a time of no user's (a migration's, a sync's)
+        return value.astimezone().strftime(TIME_FORMAT)
     return str(jsonable(value))
 
 

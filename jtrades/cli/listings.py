@@ -2,19 +2,25 @@
 
 Read-only. Tables for people, ``--json`` for scripts; newest first. A signal's row says which
 filter refused it and why (money rule 9); its raw body is never printed (it may hold a token).
+Times are in each row's owner's time zone (DESIGN §4; ``users set-timezone``), which the table's
+title (or, when the rows span several, a column) and each JSON row's ``timezone`` name; the
+JSON keeps ISO-8601 with the offset.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
-from jtrades.cli.common import JsonOpt, emit, run
+from jtrades.cli.common import JsonOpt, clock, emit, run, settings
 from jtrades.db import Database
 from jtrades.errors import InvalidInput
 from jtrades.store import listings
@@ -66,6 +72,49 @@ SinceOpt = Annotated[
 LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=10000, help="At most N rows.")]
 
 
+def _zone(name: str | None) -> ZoneInfo | None:
+    """A row owner's zone; None for a row with no owner (a signal no recorder took) or with a
+    name stored before names were checked (OSError: a tzdata folder, an overlong name)."""
+    try:
+        return ZoneInfo(name) if name else None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def _emit_zoned(
+    json_mode: bool,
+    data: list[dict[str, Any]],
+    title: str,
+    columns: Sequence[str],
+    cells: list[list[Any]],
+    *,
+    times: Sequence[str],
+    empty: str,
+) -> None:
+    """``emit`` with every time in its row owner's zone (``data[i]["timezone"]``, then named
+    there as the zone used), the ``times`` keys of the JSON rows and each time in ``cells``:
+    in the machine's zone, a New York user on a UTC VPS read a 10:00 exit as 15:00."""
+    # a row with no zone of its own is shown in the operator's (``[trading] timezone``)
+    operator = cache(lambda: ZoneInfo(settings().trading.timezone))
+    zones = [_zone(r.get("timezone")) or operator() for r in data]
+    for r, zone in zip(data, zones, strict=True):
+        r["timezone"] = zone.key
+        for key in times:
+            if isinstance(r.get(key), datetime):
+                r[key] = r[key].astimezone(zone)
+    cells = [
+        [clock(v, zone) if isinstance(v, datetime) else v for v in row]
+        for row, zone in zip(cells, zones, strict=True)
+    ]
+    names = sorted({z.key for z in zones})
+    if len(names) > 1:
+        title, columns = f"{title} (times in each user's zone)", [*columns, "zone"]
+        cells = [[*row, zone.key] for row, zone in zip(cells, zones, strict=True)]
+    elif names:
+        title = f"{title} (times in {names[0]})"
+    emit(json_mode, data, title, columns, cells, empty=empty)
+
+
 def _short(text: str | None, width: int = 60) -> str | None:
     if text is None or len(text) <= width:
         return text
@@ -88,9 +137,9 @@ def signals_list(
     Example: jtrades signals list --recorder nq-scalper --since 1h --verdict rejected
     """
 
-    async def go(db: Database) -> list[signal_store.SignalRow]:
+    async def go(db: Database) -> tuple[list[signal_store.SignalRow], dict[int, str]]:
         await listings.require_names(db.pool, user=user, recorder=recorder)
-        return await signal_store.list_signals(
+        rows = await signal_store.list_signals(
             db.pool,
             recorder=recorder,
             since=parse_since(since, datetime.now(UTC)),
@@ -98,15 +147,16 @@ def signals_list(
             user=user,
             verdict=verdict.value if verdict else None,
         )
+        return rows, await listings.signal_zones(db.pool, [r.id for r in rows])
 
-    rows = run(go)
-    emit(
+    rows, zones = run(go)
+    _emit_zoned(
         json,
-        [asdict(r) for r in rows],
+        [{**asdict(r), "timezone": zones.get(r.id)} for r in rows],
         "signals",
         ["id", "received", "recorder", "action", "symbol", "qty", "verdict", "orders", "why"],
         [
-            (
+            [
                 r.id,
                 r.received_at,
                 r.recorder,
@@ -116,9 +166,10 @@ def signals_list(
                 r.verdict if r.http_status == 200 else f"{r.verdict} ({r.http_status})",
                 r.orders,
                 _why(r),
-            )
+            ]
             for r in rows
         ],
+        times=["received_at"],
         empty="no signals",
     )
 
@@ -169,7 +220,15 @@ def orders_list(
         cols += ["qty", "state", "order", "reason"]
         keys = ["id", "created_at", "user_name", "account", "sub_account", "signal_id", "kind"]
         keys += ["symbol", "side", "qty", "state", "broker_order_id", "reason"]
-    emit(json, rows, "orders", cols, [[r[k] for k in keys] for r in rows], empty="no orders")
+    _emit_zoned(
+        json,
+        rows,
+        "orders",
+        cols,
+        [[r[k] for k in keys] for r in rows],
+        times=["updated_at" if broker else "created_at"],
+        empty="no orders",
+    )
 
 
 @positions_app.command("list")
@@ -191,12 +250,13 @@ def positions_list(
 
     rows = run(go)
     keys = ["user_name", "account", "sub_account", "symbol", "net_pos", "net_price", "updated_at"]
-    emit(
+    _emit_zoned(
         json,
         rows,
         "positions",
         ["user", "account", "sub", "symbol", "net", "avg price", "updated"],
         [[r[k] for k in keys] for r in rows],
+        times=["updated_at"],
         empty="no open positions",
     )
 
@@ -226,11 +286,12 @@ def trades_list(
     rows = run(go)
     keys = ["id", "closed_at", "user_name", "account", "sub_account", "symbol", "side", "qty"]
     keys += ["entry_price", "exit_price", "pnl"]
-    emit(
+    _emit_zoned(
         json,
         rows,
         "trades",
         ["id", "closed", "user", "account", "sub", "symbol", "side", "qty", "entry", "exit", "P&L"],
         [[r[k] for k in keys] for r in rows],
+        times=["closed_at", "opened_at"],
         empty="no trades",
     )

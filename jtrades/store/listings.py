@@ -2,6 +2,8 @@
 
 Each listing can be narrowed to one owner (``--user``) and one Tradovate login (``--account``);
 a name that does not exist is ``NotFound`` (DESIGN §4: a user error), not an empty listing.
+Each row carries its owner's ``timezone``: its times are shown there (DESIGN §4), not in the
+machine's.
 """
 
 from __future__ import annotations
@@ -70,3 +72,11 @@ async def trades(
     """Closed round trips with P&L."""
     await require_names(ex, user=user, account=account)
     return await _rows(ex, "listings.trades", user, account, since, limit)
+
+
+async def signal_zones(ex: Executor, signal_ids: list[int]) -> dict[int, str]:
+    """Signal id -> its owner's time zone (``signals list`` reads its rows from the signal
+    store); a signal with no recorder is left out."""
+    with translate_errors():
+        rows = await ex.fetch(q("listings.signal_zones"), signal_ids)
+    return {int(r["id"]): str(r["timezone"]) for r in rows}

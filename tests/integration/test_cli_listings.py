@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -260,6 +261,73 @@ async def test_trades_list(seeded: dict[str, int], db_url: str, data_dir: Path) 
     assert rows == []
     table = await cli(db_url, data_dir, "trades", "list")
     assert "MNQZ6" in str(table)
+
+
+async def test_listing_times_are_in_each_owners_time_zone(
+    pool: asyncpg.Pool, seeded: dict[str, int], db_url: str, data_dir: Path
+) -> None:
+    """DESIGN §4: "Times are in the user's time zone". They were in the machine's: on a UTC
+    VPS, alice in New York read a 10:00 exit as 15:00. Each row in its owner's zone (bob has
+    the default, Chicago), and the listing says which."""
+    await pool.execute("UPDATE users SET timezone = 'America/New_York' WHERE name = 'alice'")
+    closed = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)  # 10:00 in New York, 09:00 in Chicago
+    await pool.execute("UPDATE trades SET opened_at = $1, closed_at = $1", closed)
+
+    rows = await cli(db_url, data_dir, "trades", "list", "--json")
+    assert {(r["user_name"], r["closed_at"], r["opened_at"], r["timezone"]) for r in rows} == {  # type: ignore[union-attr]
+        ("alice", "2026-01-05T10:00:00-05:00", "2026-01-05T10:00:00-05:00", "America/New_York"),
+        ("bob", "2026-01-05T09:00:00-06:00", "2026-01-05T09:00:00-06:00", "America/Chicago"),
+    }
+    table = str(await cli(db_url, data_dir, "trades", "list", "--user", "alice"))
+    assert "2026-01-05 10:00:00" in table
+    assert "times in America/New_York" in table
+    table = str(await cli(db_url, data_dir, "trades", "list"))  # two zones: each row says
+    assert "times in each user's zone" in table
+    assert "zone" in table
+    alice = next(ln for ln in table.splitlines() if "apex-1" in ln)
+    assert "2026-01-05 10:00:00" in alice
+    assert "America/New_York" in alice
+    bob = next(ln for ln in table.splitlines() if "bob-demo" in ln)
+    assert "2026-01-05 09:00:00" in bob
+    assert "America/Chicago" in bob
+
+    new_york = ZoneInfo("America/New_York")
+    for command, time_keys in (
+        (["signals", "list", "--recorder", "nq-scalp"], ["received_at"]),
+        (["orders", "list"], ["created_at"]),
+        (["orders", "list", "--broker"], ["updated_at"]),
+        (["positions", "list", "--all"], ["updated_at"]),
+    ):
+        rows = await cli(db_url, data_dir, *command, "--user", "alice", "--json")
+        assert rows, command
+        for r in rows:  # type: ignore[union-attr]
+            assert r["timezone"] == "America/New_York", (command, r)
+            for key in time_keys:
+                at = datetime.fromisoformat(r[key])
+                assert at.utcoffset() == new_york.utcoffset(at.replace(tzinfo=None)), (command, r)
+        table = str(await cli(db_url, data_dir, *command, "--user", "alice"))
+        assert "times in America/New_York" in table, (command, table)
+
+
+async def test_a_zone_stored_before_zones_were_checked_shows_the_operators(
+    pool: asyncpg.Pool, seeded: dict[str, int], db_url: str, data_dir: Path
+) -> None:
+    """A folder of the zone database ("America") stored as a user's zone: the listing shows
+    that user's times in the operator's ``[trading] timezone``, and says so."""
+    await pool.execute("UPDATE users SET timezone = 'America' WHERE name = 'bob'")
+    await pool.execute(
+        "UPDATE trades SET opened_at = $1, closed_at = $1", datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    )
+    r = await ainvoke(
+        ["trades", "list", "--user", "bob", "--json"],
+        db_url=db_url,
+        data_dir=data_dir,
+        env={"JTRADES_TRADING__TIMEZONE": "Europe/London"},
+    )
+    assert r.exit_code == 0, r.stderr
+    assert [(t["closed_at"], t["timezone"]) for t in r.json()] == [
+        ("2026-07-01T13:00:00+01:00", "Europe/London")
+    ]
 
 
 async def test_halt_resume_and_status(
