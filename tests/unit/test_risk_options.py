@@ -373,11 +373,12 @@ def test_recorder_filters_say_a_trader_can_only_tighten_them(param: str) -> None
 
 
 def test_direction_says_what_a_trader_can_and_cannot_change() -> None:
-    # Not "only tighten": the recorder passes a sell it cannot tell from a reversal, and the
-    # planner then opens with the trader's effective direction.
+    # Not "only tighten": a trader with its own direction (or --inverse) reads the signal its
+    # own way, and the recorder's other entry filters still judge that entry.
     text = _help_of("direction")
     assert "only tighten" not in text
-    assert "stays refused" in text
+    assert "its own direction" in text
+    assert "other entry filters" in text
 
 
 @pytest.mark.parametrize("param", ["max_daily_loss", "max_contracts"])
