@@ -6,6 +6,8 @@ left alone."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +36,22 @@ async def _cancel_intents(database: Database) -> list[tuple[str, str]]:
         "SELECT kind, state FROM order_intents WHERE cl_ord_id LIKE 'jt-o-%' ORDER BY id"
     )
     return [(r["kind"], r["state"]) for r in rows]
+
+
+@asynccontextmanager
+async def _long_1_with_exits(
+    database: Database, settings: Settings
+) -> AsyncIterator[tuple[SimHandle, Engine, dict[str, Any]]]:
+    """A strategy long 1 at the simulator, with its take-profit and stop working."""
+    async with _sim_world(database, settings, size=1, tp=[{"target": "20"}], sl=Decimal(40)) as (
+        sim,
+        engine,
+        w,
+    ):
+        await send(engine, database.pool, w["rec"], buy("21500"))
+        await _view_net(w, 1)
+        await _view_orders(w, 2)
+        yield sim, engine, w
 
 
 async def _then_prices_cross_the_old_levels(sim: SimHandle) -> None:
@@ -111,14 +129,7 @@ async def test_a_closed_long_s_exits_do_not_add_to_a_short_opened_before_the_swe
 ) -> None:
     """Closed by hand, then a sell alert opens a short before the second pass: its plan cancels
     the old exits (they would add to the short), and a pass finds nothing left."""
-    async with _sim_world(database, settings, size=1, tp=[{"target": "20"}], sl=Decimal(40)) as (
-        sim,
-        engine,
-        w,
-    ):
-        await send(engine, database.pool, w["rec"], buy("21500"))
-        await _view_net(w, 1)
-        await _view_orders(w, 2)
+    async with _long_1_with_exits(database, settings) as (sim, engine, w):
         old = {o["id"] for o in sim.working_orders("PX1")}
         await _close_by_hand(w, Side.SELL, 1)
         assert await engine.reconciler.orphans.sweep() == 0
@@ -137,14 +148,7 @@ async def test_a_reversal_by_hand_leaves_no_exit_that_adds_to_the_new_side(
 ) -> None:
     """Long 1 reversed by hand (sell 2): the long's sell exits work on a short 1, a contract
     never flat; the reconciler's passes cancel them."""
-    async with _sim_world(database, settings, size=1, tp=[{"target": "20"}], sl=Decimal(40)) as (
-        sim,
-        engine,
-        w,
-    ):
-        await send(engine, database.pool, w["rec"], buy("21500"))
-        await _view_net(w, 1)
-        await _view_orders(w, 2)
+    async with _long_1_with_exits(database, settings) as (sim, engine, w):
         [p] = [p for p in w["broker"].positions(w["bid"]) if p.net_pos]
         await w["broker"].place_order(
             OrderRequest(SubAccount(w["bid"], "PX1"), p.symbol, Side.SELL, 2)
