@@ -55,6 +55,18 @@ async def test_a_continuous_alert_s_price_is_not_the_held_month_s_market(
     assert "signal price" in str(out), out
 
 
+async def _held_month_world(pool: Any, name: str) -> tuple[int, int, int, int]:
+    """A recorder whose trader (max daily loss $500) follows two paper sub-accounts, and an
+    ``opener`` recorder trading the first alone: (rec, opener, sub1, sub2)."""
+    u = await make_user(pool, name)
+    rec = await make_recorder(pool, u, "rec", size=1)
+    opener = await make_recorder(pool, u, "opener", size=1)
+    sub1, sub2 = await make_paper_account(pool, u, f"{name}-paper", subs=2)
+    await make_trader(pool, u, opener, [(sub1, 1)])
+    await make_trader(pool, u, rec, [(sub1, 1), (sub2, 1)], max_daily_loss=Decimal(500))
+    return rec, opener, sub1, sub2
+
+
 async def test_a_held_months_loss_is_seen_by_the_daily_loss_filter(
     database: Database, engine_factory: Any
 ) -> None:
@@ -64,12 +76,7 @@ async def test_a_held_months_loss_is_seen_by_the_daily_loss_filter(
     open. The held month was marked at the last price an alert gave for it (21500: open P&L 0),
     so the entry passed a day already 6x past its daily-loss limit."""
     pool = database.pool
-    u = await make_user(pool, "heldloss")
-    rec = await make_recorder(pool, u, "rec", size=1)
-    opener = await make_recorder(pool, u, "opener", size=1)
-    sub1, sub2 = await make_paper_account(pool, u, "hl-paper", subs=2)
-    await make_trader(pool, u, opener, [(sub1, 1)])
-    await make_trader(pool, u, rec, [(sub1, 1), (sub2, 1)], max_daily_loss=Decimal(500))
+    rec, opener, sub1, sub2 = await _held_month_world(pool, "heldloss")
     engine = await engine_factory()
     # the position in the month that is no longer the front (as after the roll)
     opened = await send(
@@ -89,12 +96,7 @@ async def test_a_priced_alert_is_not_refused_for_having_no_price(
     """After a restart (no price known for the held month), a priced MNQ1! alert is refused
     with 'no price in the alert', and the trader's flat sub-account opens nothing either."""
     pool = database.pool
-    u = await make_user(pool, "heldnoprice")
-    rec = await make_recorder(pool, u, "rec", size=1)
-    opener = await make_recorder(pool, u, "opener", size=1)
-    sub1, sub2 = await make_paper_account(pool, u, "hn-paper", subs=2)
-    await make_trader(pool, u, opener, [(sub1, 1)])
-    await make_trader(pool, u, rec, [(sub1, 1), (sub2, 1)], max_daily_loss=Decimal(500))
+    rec, opener, sub1, sub2 = await _held_month_world(pool, "heldnoprice")
     first = await engine_factory()
     await send(first, pool, opener, Signal(Action.BUY, ticker="MNQ2!", price=Decimal(21500)))
     assert await net_pos(first, pool, sub1) == 1
