@@ -4,16 +4,18 @@ The market is the signals' prices: ``on_price`` is called with each signal's pri
 orders fill at the last known price, and working limit/stop/trailing orders trigger on later
 prices by Tradovate's rules as the simulator models them (``jtrades.broker.matching``). OSO
 brackets and strategy legs wait (Suspended) until their entry fills, then work as OCO pairs
-priced from the fill, which is how the Tradovate simulator behaves. State lives in memory;
-reconciliation mirrors it into the database through ``events()``, and a restart puts the
-positions and open orders back from there (``BrokerRegistry.sync_accounts``, ``paper_restore``).
+priced from the fill, which is how the Tradovate simulator behaves. Prices are its clock too:
+a DAY order expires at the first price after its session ends (``paper_day``). State lives in
+memory; reconciliation mirrors it into the database through ``events()``, and a restart puts
+the positions and open orders back from there (``BrokerRegistry.sync_accounts``,
+``paper_restore``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -35,9 +37,12 @@ from jtrades.broker.base import (
     Side,
     StrategyRequest,
     SubAccount,
+    TimeInForce,
     WorkingOrder,
 )
 from jtrades.broker.matching import auto_trailed, fill_price, to_tick, touched, trailed
+from jtrades.broker.paper_checks import check_bracket, check_order
+from jtrades.broker.paper_day import SessionClock, expires, utc_now
 from jtrades.broker.wakeups import Wakeups
 from jtrades.engine.instruments import calendar_contract, split_symbol, table_contract
 from jtrades.errors import BrokerRejected, InvalidSignal
@@ -76,6 +81,10 @@ class _Order:
     be_offset: Decimal = Decimal(0)
     be_at: Decimal | None = None
     be_stop: Decimal | None = None
+    # a DAY order expires when the session it was placed in ends (``paper_day``); legs have none:
+    # they end with their entry, or once active work until filled or cancelled
+    time_in_force: TimeInForce | None = None
+    session: datetime | None = None
     children: list[int] = field(default_factory=list)
 
     def view(self) -> WorkingOrder:
@@ -105,7 +114,8 @@ class _Pos:
 class PaperBroker:
     """One paper login: all its sub-accounts, their orders, positions, fills and P&L."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], datetime] = utc_now) -> None:
+        self.clock = SessionClock(now)
         self._last_id = 0  # orders and fills are numbered on from it
         self._prices: dict[str, Decimal] = {}
         self._contracts: dict[str, Contract] = {}
@@ -119,10 +129,17 @@ class PaperBroker:
     # --- market ---------------------------------------------------------------------------
 
     def on_price(self, symbol: str, price: Decimal) -> None:
-        """A new market price: the working orders of ``symbol`` that it reaches fill."""
+        """A new market price: the working orders of ``symbol`` that it reaches fill. It is
+        also the paper broker's clock: the DAY orders of a session over by now expire first,
+        whatever their contract, as Tradovate expires them all at the session's end."""
         self._prices[symbol] = price
+        session = self.clock.session()
         for o in [o for o in self._orders.values() if o.status is OrderStatus.WORKING]:
-            if o.symbol == symbol and o.status is OrderStatus.WORKING:  # OCO: maybe cancelled
+            if o.status is not OrderStatus.WORKING:  # OCO: maybe cancelled meanwhile
+                continue
+            if expires(o.time_in_force, o.session, session):
+                self._cancel(o, OrderStatus.EXPIRED)
+            elif o.symbol == symbol:
                 self._check(o, price, placing=False)
 
     def _check(self, o: _Order, px: Decimal, placing: bool) -> None:
@@ -167,8 +184,11 @@ class PaperBroker:
         return PlaceResult(o.id)
 
     async def place_oso(self, req: OsoRequest) -> PlaceResult:
-        entry = self._new(req.entry)
         brackets = [b for b in (req.bracket1, req.bracket2) if b is not None]
+        self._check_request(req.entry)
+        for b in brackets:
+            check_bracket(b)
+        entry = self._new(req.entry)
         kids = [self._bracket(entry, b) for b in brackets]
         if len(kids) == 2:
             kids[0].oco_id, kids[1].oco_id = kids[1].id, kids[0].id
@@ -180,6 +200,8 @@ class PaperBroker:
     async def place_oco(self, req: OcoRequest) -> PlaceResult:
         if req.first.order_type is OrderType.MARKET or req.second.order_type is OrderType.MARKET:
             raise BrokerRejected("an OCO pair must be two working orders")
+        self._check_request(req.first)
+        self._check_request(req.second)
         a, b = self._new(req.first), self._new(req.second)
         a.oco_id, b.oco_id = b.id, a.id
         self._activate(a)
@@ -407,7 +429,7 @@ class PaperBroker:
             trail_freq=r.trail_freq, anchor=r.anchor, cl_ord_id=r.cl_ord_id,
             parent_id=r.parent_id, oco_id=r.oco_id, tp_offset=r.tp_offset,
             sl_offset=r.sl_offset, be_trigger=r.be_trigger, be_offset=r.be_offset,
-            be_at=r.be_at, be_stop=r.be_stop,
+            be_at=r.be_at, be_stop=r.be_stop, time_in_force=r.time_in_force, session=r.session,
         )  # fmt: skip
         self._orders[o.id] = o
         if r.parent_id is not None and (parent := self._orders.get(r.parent_id)) is not None:
@@ -432,9 +454,13 @@ class PaperBroker:
         c = self._contracts.get(symbol)
         return c.contract_id if c is not None and c.contract_id is not None else 0
 
+    def _check_request(self, req: OrderRequest) -> None:
+        check_order(req, req.symbol in self._prices)
+
     def _new(self, req: OrderRequest) -> _Order:
-        if req.qty < 1:
-            raise BrokerRejected("quantity must be ≥ 1")
+        """The order ``req`` asks for, registered (PendingNew); refused before anything changes
+        (a group's other orders are checked before its first is made: ``paper_checks``)."""
+        self._check_request(req)
         o = _Order(
             id=self._next_id(),
             account=req.account,
@@ -448,24 +474,18 @@ class PaperBroker:
             stop_price=req.stop_price,
             peg=abs(req.peg_difference) if req.peg_difference is not None else None,
             cl_ord_id=req.cl_ord_id or None,
+            time_in_force=req.time_in_force,
+            session=self.clock.session(),
         )
-        if o.order_type is OrderType.MARKET and req.symbol not in self._prices:
-            raise BrokerRejected(f"paper broker: no price yet for {req.symbol}")
-        if o.order_type is OrderType.LIMIT and o.price is None:
-            raise BrokerRejected("a limit order needs a price")
-        if o.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) and o.stop_price is None:
-            raise BrokerRejected("a stop order needs a stop price")
-        if o.order_type is OrderType.TRAILING_STOP and o.stop_price is None and o.peg is None:
-            raise BrokerRejected("a trailing stop needs a stop price or a peg")
-        self._start_trail(o)
+        self._start_trail(o, self._prices.get(o.symbol))  # none yet: the first price sets it
         self._orders[o.id] = o
         return o
 
-    def _start_trail(self, o: _Order) -> None:
-        """A trailing stop without a stop price starts ``|peg|`` from the market when placed."""
-        last = self._prices.get(o.symbol)  # none yet: the first price sets it
-        if o.order_type is OrderType.TRAILING_STOP and o.stop_price is None and o.peg and last:
-            o.stop_price = to_tick(last + o.side.sign * o.peg, self._tick(o.symbol))
+    def _start_trail(self, o: _Order, px: Decimal | None) -> None:
+        """A trailing stop without a stop price starts ``|peg|`` from ``px``: the market when
+        it is placed, or its entry's fill when it is a bracket (it works only from then)."""
+        if o.order_type is OrderType.TRAILING_STOP and o.stop_price is None and o.peg and px:
+            o.stop_price = to_tick(px + o.side.sign * o.peg, self._tick(o.symbol))
 
     def _child(self, parent: _Order, side: Side, qty: int, kind: OrderType) -> _Order:
         o = _Order(
@@ -489,7 +509,6 @@ class PaperBroker:
         o.price, o.stop_price, o.cl_ord_id = b.price, b.stop_price, b.cl_ord_id or None
         if b.peg_difference is not None:
             o.peg = abs(b.peg_difference)
-        self._start_trail(o)
         return o
 
     def _activate(self, o: _Order) -> None:
@@ -502,13 +521,14 @@ class PaperBroker:
         elif last is not None:
             self._check(o, last, placing=True)
 
-    def _cancel(self, o: _Order) -> None:
-        o.status = OrderStatus.CANCELED
+    def _cancel(self, o: _Order, status: OrderStatus = OrderStatus.CANCELED) -> None:
+        """End ``o`` (cancelled, or expired) and the legs still waiting for it the same way."""
+        o.status = status
         self._publish_order(o)
         for cid in o.children:
             child = self._orders[cid]
             if child.status.is_open:
-                self._cancel(child)
+                self._cancel(child, status)
 
     def _fill(self, o: _Order, price: Decimal) -> None:
         aid = o.account.account_id
@@ -521,7 +541,7 @@ class PaperBroker:
             side=o.side,
             qty=o.qty,
             price=price,
-            timestamp=datetime.now(UTC),
+            timestamp=self.clock.now(),
         )
         self._fills.setdefault(aid, []).append(fill)
         o.status = OrderStatus.FILLED
@@ -549,6 +569,7 @@ class PaperBroker:
                 child.be_at = price + o.side.sign * child.be_trigger
                 child.be_stop = price + o.side.sign * child.be_offset
             child.anchor = price
+            self._start_trail(child, price)  # an OSO trailing bracket without a stop price
             self._activate(child)
 
     def _apply_fill(self, aid: int, symbol: str, signed: int, price: Decimal) -> None:

@@ -10,7 +10,8 @@ request of the intent the order came from (the engine's request, as sent):
   strategy bracket;
 - a strategy leg's autoTrail trigger and step and its breakeven trigger and offset, measured
   from the entry's fill (the parent's ``fills`` row);
-- the offsets a strategy leg still waiting for its entry (Suspended) is priced from.
+- the offsets a strategy leg still waiting for its entry (Suspended) is priced from;
+- an order's time in force, and (the intent's ``created_at``) the session it was placed in.
 Strategy and OSO legs are matched to their brackets by id: the paper broker numbers an entry's
 legs right after it, in bracket order (``PaperBroker.start_strategy`` and ``place_oso``).
 
@@ -24,9 +25,16 @@ order), the choice is what is safest for the position:
 - a leg waiting for its entry could not be priced when the entry fills: the entry and all its
   legs are cancelled, as an entry filled without its exits would open a naked position;
 - an order whose contract the paper broker does not know, or whose row it could not work (a
-  limit without a price), is cancelled.
+  limit without a price), is cancelled;
+- an order whose time in force is not stored works on until it is filled or cancelled.
 A cancelled order's row is written Canceled and its intent cancelled, with the reason, so that
 nothing the broker does not have stays Working. Each degraded or cancelled order is logged.
+
+A DAY order (the engine's entries) placed in an earlier session than the current one is not put
+back: Tradovate expired it when that session ended (17:00 Chicago, ``paper_day``), and put back
+it filled on a later day. Its row is written Expired, with those of the legs waiting for it, its
+intent cancelled saying so, and it is logged as the orders not restored are. A DAY order of the
+current session is put back with its session and expires at its end, as if no restart happened.
 
 A stop-limit whose stop had traded (its limit working) comes back waiting for its stop again:
 whether it had traded is not stored. It triggers again the next time the price reaches the stop.
@@ -36,12 +44,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from jtrades.broker.base import OrderStatus, OrderType, Side, SubAccount, WorkingOrder
+from jtrades.broker.base import (
+    OrderStatus,
+    OrderType,
+    Side,
+    SubAccount,
+    TimeInForce,
+    WorkingOrder,
+)
+from jtrades.broker.paper_day import expires, utc_now
+from jtrades.engine.tradingday import session_start
 from jtrades.errors import BrokerRejected
 from jtrades.store import Executor
 from jtrades.store import mirror as mirror_store
@@ -82,6 +100,8 @@ class RestoredOrder:
     be_offset: Decimal = Decimal(0)
     be_at: Decimal | None = None
     be_stop: Decimal | None = None
+    time_in_force: TimeInForce | None = None
+    session: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,16 +117,24 @@ class _Leg:
     sl_offset: Decimal | None = None
     be_trigger: Decimal | None = None
     be_offset: Decimal = Decimal(0)
+    # an OSO bracket whose request has no stop price: the entry's fill sets it (a waiting one's
+    # row from before that was so may carry one set from the market when it was placed)
+    stop_from_fill: bool = False
 
 
 @dataclass(slots=True)
 class Plan:
-    """The orders to put back; the rows that cannot be, with why; the orders put back with less
-    than they had (what is missing)."""
+    """The orders to put back; the rows that cannot be, with why; of those, the ids of the
+    ones that expired (a DAY order of an earlier session and its waiting legs; the others are
+    cancelled); the orders put back with less than they had (what is missing)."""
 
     orders: list[RestoredOrder] = field(default_factory=list)
     lost: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     degraded: list[tuple[RestoredOrder, str]] = field(default_factory=list)
+    expired: set[int] = field(default_factory=set)
+
+
+_EXPIRED = "a DAY order of an earlier session: Tradovate expired it at that session's end"
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -161,28 +189,62 @@ def _leg(row: Mapping[str, Any], kind: OrderType) -> _Leg | None:
         legs = [b for b in (body.get("bracket1"), body.get("bracket2")) if isinstance(b, dict)]
         if parent.get("type") == "oso" and 0 <= index < len(legs):
             oco_id = parent_id + 2 - index if len(legs) == 2 else None  # two legs: a pair
-            return _Leg(oco_id=oco_id, peg=_dec(legs[index].get("peg_difference")))
+            b = legs[index]
+            return _Leg(oco_id=oco_id, peg=_dec(b.get("peg_difference")),
+                        stop_from_fill=b.get("stop_price") is None)  # fmt: skip
         return None
+    own = _own_request(row)
+    return _Leg(peg=_dec(own.get("peg_difference"))) if own is not None else None
+
+
+def _own_request(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The request of the order ``row`` was placed by, not a parent's (found by clOrdId: an
+    order, an OCO's legs, the entry of a strategy or an OSO); None when none is stored."""
     req = row["request"]
     body = req.get("request") if isinstance(req, dict) else None
     if not isinstance(body, dict) or not row["cl_ord_id"]:
         return None
-    for r in (body, body.get("first"), body.get("second")):  # an order, or an OCO's legs
+    for r in (body, body.get("first"), body.get("second"), body.get("entry")):
         if isinstance(r, dict) and r.get("cl_ord_id") == row["cl_ord_id"]:
-            return _Leg(peg=_dec(r.get("peg_difference")))
+            return r
     return None
 
 
-def _order(row: Mapping[str, Any], account: SubAccount) -> tuple[RestoredOrder | None, str]:
-    """One row as the order to put back, and what it lost on the way (or why it cannot be)."""
+def _day(row: Mapping[str, Any]) -> tuple[TimeInForce | None, datetime | None, bool]:
+    """The time in force of the order ``row`` was placed as and the session it was placed in
+    (when DAY); the last: whether its request is stored. A leg has none: it waits for its entry
+    and ends with it, or works once its entry has filled."""
+    if row["parent_id"] is not None:
+        return None, None, True
+    own = _own_request(row)
+    try:
+        tif = TimeInForce(own["time_in_force"]) if own and own.get("time_in_force") else None
+    except ValueError:
+        tif = None
+    placed = row["placed_at"]
+    session = session_start(placed) if tif is TimeInForce.DAY and placed is not None else None
+    return tif, session, own is not None
+
+
+def _order(
+    row: Mapping[str, Any], account: SubAccount, current: datetime
+) -> tuple[RestoredOrder | None, str]:
+    """One row as the order to put back, and what it lost on the way (or why it cannot be);
+    ``current``: the start of the session under way."""
     try:
         side, kind = Side(row["side"]), OrderType(row["order_type"])
     except ValueError:
         return None, f"not an order the paper broker works ({row['side']} {row['order_type']})"
     if kind is OrderType.MARKET:
         return None, "a market order never rests"
+    tif, session, stored = _day(row)
+    if expires(tif, session, current):
+        return None, _EXPIRED
     suspended = row["status"] == OrderStatus.SUSPENDED
     leg = _leg(row, kind) or _Leg()
+    stop = row["stop_price"]
+    if suspended and kind is OrderType.TRAILING_STOP and leg.stop_from_fill:
+        stop = None
     o = RestoredOrder(
         id=int(row["broker_order_id"]),
         account=account,
@@ -192,7 +254,7 @@ def _order(row: Mapping[str, Any], account: SubAccount) -> tuple[RestoredOrder |
         order_type=kind,
         status=OrderStatus.SUSPENDED if suspended else OrderStatus.WORKING,
         price=row["price"],
-        stop_price=row["stop_price"],
+        stop_price=stop,
         cl_ord_id=row["cl_ord_id"],
         parent_id=row["parent_id"],
         oco_id=row["oco_id"] if row["oco_id"] is not None else leg.oco_id,
@@ -203,6 +265,8 @@ def _order(row: Mapping[str, Any], account: SubAccount) -> tuple[RestoredOrder |
         sl_offset=leg.sl_offset,
         be_trigger=leg.be_trigger,
         be_offset=leg.be_offset,
+        time_in_force=tif,
+        session=session,
     )
     # a waiting strategy leg is priced when its entry fills, from its offset
     priced = o.price is not None or (suspended and o.tp_offset is not None)
@@ -212,6 +276,8 @@ def _order(row: Mapping[str, Any], account: SubAccount) -> tuple[RestoredOrder |
     if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and not stopped:
         return None, "its stop price is not stored"
     lost: list[str] = []
+    if not stored:
+        lost.append("time in force: works until filled or cancelled")
     if kind is OrderType.TRAILING_STOP and o.peg is None:
         if o.stop_price is None:
             return None, "a trailing stop with neither its stop price nor its distance"
@@ -234,10 +300,13 @@ def plan(
     rows: list[dict[str, Any]],
     accounts: Mapping[int, SubAccount],
     known: Callable[[str], bool],
+    now: datetime | None = None,
 ) -> Plan:
     """What to put back of ``rows`` (open orders, by id) for the sub-accounts ``accounts``
-    (sub_accounts.id → the broker's account); ``known``: whether a symbol can be traded."""
+    (sub_accounts.id → the broker's account) at ``now``; ``known``: whether a symbol can be
+    traded."""
     out = Plan()
+    current = session_start(now or utc_now())
     kept: dict[int, RestoredOrder] = {}
     by_id = {int(r["broker_order_id"]): r for r in rows}
     why: dict[int, str] = {}
@@ -246,9 +315,11 @@ def plan(
         if not known(r["symbol"]):
             why[oid] = f"the paper broker does not know {r['symbol']}"
             continue
-        o, note = _order(r, accounts[r["sub_account_id"]])
+        o, note = _order(r, accounts[r["sub_account_id"]], current)
         if o is None:
             why[oid] = note
+            if note == _EXPIRED:
+                out.expired.add(oid)
             continue
         kept[oid] = o
         if note:
@@ -261,7 +332,12 @@ def plan(
             if o.status is not OrderStatus.SUSPENDED:
                 continue
             parent = kept.get(o.parent_id) if o.parent_id is not None else None
-            if parent is None or parent.status is not OrderStatus.WORKING:
+            if o.parent_id in out.expired:
+                why[oid] = f"it waited for an entry that expired ({_EXPIRED})"
+                out.expired.add(oid)
+                del kept[oid]
+                changed = True
+            elif parent is None or parent.status is not OrderStatus.WORKING:
                 why[oid] = "it waited for an entry that is not restored"
                 del kept[oid]
                 changed = True
@@ -307,7 +383,7 @@ async def restore_orders(
         except BrokerRejected:
             continue
         known.add(symbol)
-    p = plan(rows, accounts, known.__contains__)
+    p = plan(rows, accounts, known.__contains__, broker.clock.now())
     batch = mirror_store.Batch()
     by_id = {(r["sub_account_id"], r["broker_order_id"]): r for r in rows}
     subs = {a.account_id: sub for sub, a in accounts.items()}
@@ -320,20 +396,24 @@ async def restore_orders(
         log.warning("paper.order_restored_degraded", order_id=o.id, symbol=o.symbol,
                     order_type=str(o.order_type), stop_price=str(o.stop_price), lost=note)  # fmt: skip
     for row, reason in p.lost:
+        expired = row["broker_order_id"] in p.expired
+        status = OrderStatus.EXPIRED if expired else OrderStatus.CANCELED
         log.warning("paper.order_not_restored", order_id=row["broker_order_id"],
-                    symbol=row["symbol"], order_type=row["order_type"], reason=reason)  # fmt: skip
+                    symbol=row["symbol"], order_type=row["order_type"], status=str(status),
+                    reason=reason)  # fmt: skip
         batch.orders.append(
             (
                 row["sub_account_id"], row["broker_order_id"], row["cl_ord_id"], row["symbol"],
                 row["side"], row["qty"], row["order_type"], row["price"], row["stop_price"],
-                str(OrderStatus.CANCELED), row["parent_id"], row["oco_id"],
+                str(status), row["parent_id"], row["oco_id"],
             )
         )  # fmt: skip
         if row["cl_ord_id"]:
-            text = f"paper broker restarted: not restored ({reason})"
+            done = "expired" if expired else "not restored"
+            text = f"paper broker restarted: {done} ({reason})"
             batch.intents.append((row["cl_ord_id"], "cancelled", row["broker_order_id"], text))
     if batch:
         await mirror_store.write_batch(ex, batch)
     log.info("paper.orders_restored", restored=len(p.orders), degraded=len(p.degraded),
-             cancelled=len(p.lost))  # fmt: skip
+             cancelled=len(p.lost) - len(p.expired), expired=len(p.expired))  # fmt: skip
     return p

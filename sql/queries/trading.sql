@@ -119,11 +119,13 @@ SELECT * FROM trades WHERE sub_account_id = $1 ORDER BY id;
 -- working after a restart (jtrades/broker/paper_restore.py), with what it needs beyond the row:
 -- the request of the intent the order came from (its own, else its OCO partner's: a pair's
 -- second leg has no intent of its own), the request of its parent's intent (a strategy's or an
--- OSO's brackets) and the price its parent filled at (where a leg's autoTrail and breakeven are
--- measured from).
+-- OSO's brackets), the price its parent filled at (where a leg's autoTrail and breakeven are
+-- measured from) and when that intent was made (the session a DAY order was placed in: one of
+-- an earlier session has expired).
 SELECT o.sub_account_id, o.broker_order_id, o.cl_ord_id, o.symbol, o.side, o.qty, o.order_type,
        o.price, o.stop_price, o.status, o.parent_id, o.oco_id,
        COALESCE(i.request, oi.request) AS request,
+       COALESCE(i.created_at, oi.created_at) AS placed_at,
        pi.request AS parent_request,
        (SELECT f.price FROM fills f
         WHERE f.sub_account_id = o.sub_account_id AND f.broker_order_id = o.parent_id

@@ -4,7 +4,9 @@ OSO/OCO/strategy semantics, liquidation, realized P&L, lookups by clOrdId, the e
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -20,6 +22,7 @@ from jtrades.broker.base import (
     StrategyBracket,
     StrategyRequest,
     SubAccount,
+    TimeInForce,
     WorkingOrder,
 )
 from jtrades.broker.paper import PaperBroker
@@ -373,3 +376,206 @@ async def test_a_triggered_stop_limit_stays_a_stop_limit_like_on_tradovate(
     mine = [v for v in seen if v.order_id == r.order_id]
     assert {v.order_type for v in mine} == {OrderType.STOP_LIMIT}
     assert mine[-1].status is OrderStatus.FILLED
+
+
+# --- OSO trailing brackets, refused groups, DAY orders ------------------------------------------
+
+
+@pytest.mark.parametrize("side", [Side.BUY, Side.SELL])
+async def test_an_oso_trailing_bracket_trails_from_the_entrys_fill(
+    paper: PaperBroker, side: Side
+) -> None:
+    """A bracket works only once its entry has filled, so a trailing stop without a stop price
+    starts ``|peg|`` from the fill. Priced when placed (from the market, not from the fill), a
+    buy limit 10 below the market with a 5-point trail had its stop 5 above the fill: the
+    position was stopped out the moment it opened."""
+    d = side.sign
+    entry = OrderRequest(A, SYM, side, 1, OrderType.LIMIT, price=D("100") - 10 * d)
+    trail = BracketOrder(side.opposite, OrderType.TRAILING_STOP, peg_difference=D("-5") * d)
+    r = await paper.place_oso(OsoRequest(entry, trail))
+    (waiting,) = [o for o in paper.working_orders(1) if o.order_id in r.linked_ids]
+    assert (waiting.status, waiting.stop_price) == (OrderStatus.SUSPENDED, None)
+    paper.on_price(SYM, D("100") - 10 * d)  # the entry fills at its limit
+    assert [f.side for f in paper.fills(1)] == [side]
+    assert _stop_price(paper) == D("100") - 15 * d
+    paper.on_price(SYM, D("100") - 7 * d)  # 3 points in profit: it trails
+    assert _stop_price(paper) == D("100") - 12 * d
+    assert paper.positions(1)[0].net_pos == d
+
+
+async def test_a_market_oso_trailing_bracket_starts_on_the_tick_from_the_fill() -> None:
+    p = PaperBroker()
+    await p.find_contract(SYM)
+    p.on_price(SYM, D("100.1"))  # an alert's price need not be on the tick
+    trail = BracketOrder(Side.SELL, OrderType.TRAILING_STOP, peg_difference=D("-5"))
+    await p.place_oso(OsoRequest(OrderRequest(A, SYM, Side.BUY, 1), trail))
+    assert _stop_price(p) == D("95")
+
+
+_LIMIT_TP = OrderRequest(A, SYM, Side.SELL, 1, OrderType.LIMIT, price=D("110"), cl_ord_id="tp")
+_STOP_SL = OrderRequest(A, SYM, Side.SELL, 1, OrderType.STOP, stop_price=D("90"), cl_ord_id="sl")
+_ENTRY = OrderRequest(A, SYM, Side.BUY, 1, OrderType.LIMIT, price=D("99"), cl_ord_id="e")
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        OcoRequest(_LIMIT_TP, OrderRequest(A, SYM, Side.SELL, 1, OrderType.STOP, cl_ord_id="x")),
+        OcoRequest(OrderRequest(A, SYM, Side.SELL, 1, OrderType.LIMIT, cl_ord_id="x"), _STOP_SL),
+        OcoRequest(_LIMIT_TP, OrderRequest(A, SYM, Side.SELL, 0, OrderType.STOP, stop_price=D(9))),
+        OsoRequest(_ENTRY, BracketOrder(Side.SELL, OrderType.LIMIT)),
+        OsoRequest(
+            _ENTRY,
+            BracketOrder(Side.SELL, OrderType.LIMIT, price=D("110")),
+            BracketOrder(Side.SELL, OrderType.STOP),
+        ),
+        OsoRequest(_ENTRY, BracketOrder(Side.SELL, OrderType.STOP_LIMIT, stop_price=D("90"))),
+        OsoRequest(_ENTRY, BracketOrder(Side.SELL, OrderType.TRAILING_STOP)),
+        OsoRequest(
+            OrderRequest(A, SYM, Side.BUY, 1, OrderType.STOP_LIMIT, stop_price=D("101")),
+            BracketOrder(Side.SELL, OrderType.LIMIT, price=D("110")),
+        ),
+    ],
+    ids=[
+        "oco-stop-without-stop", "oco-limit-without-price", "oco-no-qty", "oso-limit-without-price",
+        "oso-second-stop-without-stop", "oso-stop-limit-without-price", "oso-trail-without-peg",
+        "oso-stop-limit-entry-without-price",
+    ],
+)  # fmt: skip
+async def test_a_refused_oco_or_oso_changes_nothing(
+    paper: PaperBroker, refused: OcoRequest | OsoRequest
+) -> None:
+    """Tradovate's placeoco and placeoso are one command each: one malformed order refuses the
+    whole group. The paper broker kept the orders it had made before finding the bad one: an
+    OCO's first leg stayed in the view as a PendingNew order that was never placed and never
+    fills, which the protector counts as a live exit."""
+    await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1))
+    before = paper.all_orders(1)
+    seen: list[WorkingOrder] = []
+    task = asyncio.create_task(_order_events(paper, seen))
+    await asyncio.sleep(0)
+
+    async def place() -> None:
+        if isinstance(refused, OcoRequest):
+            await paper.place_oco(refused)
+        else:
+            await paper.place_oso(refused)
+
+    with pytest.raises(BrokerRejected):
+        await place()
+    assert paper.all_orders(1) == before
+    assert paper.working_orders(1) == []
+    await asyncio.sleep(0)
+    await paper.close()
+    await task
+    assert seen == []
+    r = await paper.place_order(OrderRequest(A, SYM, Side.SELL, 1, OrderType.LIMIT, price=D(110)))
+    assert r.order_id == before[-1].order_id + 2  # after the market order and its fill
+
+
+CHICAGO = ZoneInfo("America/Chicago")
+
+
+class _Clock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at.astimezone(UTC)
+
+
+def _chicago(day: int, hour: int, minute: int = 0) -> datetime:
+    """A time in the week of Monday 2026-11-23, on the wall clock of Chicago."""
+    return datetime(2026, 11, day, hour, minute, tzinfo=CHICAGO)
+
+
+async def _paper_at(clock: _Clock) -> PaperBroker:
+    p = PaperBroker(now=clock)
+    await p.find_contract(SYM)
+    p.on_price(SYM, D("100"))
+    return p
+
+
+async def test_a_day_entry_expires_with_its_session_and_its_legs_with_it() -> None:
+    """Tradovate expires a DAY order when its session (the CME day, from 17:00 Chicago) ends;
+    the engine sends its entries DAY. A paper limit entry worked on for good: the next day's
+    price filled it. The first price after its session expires it, with the legs waiting for
+    it, and publishes it; a GTC order and a DAY order of the new session work on."""
+    clock = _Clock(_chicago(24, 16, 59))  # Tuesday
+    paper = await _paper_at(clock)
+    seen: list[WorkingOrder] = []
+    task = asyncio.create_task(_order_events(paper, seen))
+    await asyncio.sleep(0)
+    entry = OrderRequest(A, SYM, Side.BUY, 1, OrderType.LIMIT, price=D("95"), cl_ord_id="e")
+    legs = (StrategyBracket(1, profit_target=D("5"), stop_loss=D("-5")),)
+    day = await paper.start_strategy(StrategyRequest(entry, legs))
+    gtc = await paper.place_order(
+        OrderRequest(
+            B, SYM, Side.BUY, 1, OrderType.LIMIT, price=D("95"), time_in_force=TimeInForce.GTC
+        )
+    )
+    paper.on_price(SYM, D("99"))  # still Tuesday's session
+    assert len(paper.working_orders(1)) == 3
+    clock.at = _chicago(24, 17, 0)  # Wednesday's session begins
+    new = await paper.place_order(
+        OrderRequest(A, SYM, Side.BUY, 1, OrderType.LIMIT, price=D("95"), cl_ord_id="n")
+    )
+    paper.on_price(SYM, D("95"))  # would have filled Tuesday's entry
+    statuses = {o.order_id: o.status for o in paper.all_orders(1)}
+    assert [statuses[i] for i in (day.order_id, *day.linked_ids)] == [OrderStatus.EXPIRED] * 3
+    assert statuses[new.order_id] is OrderStatus.FILLED
+    assert [f.order_id for f in paper.fills(1)] == [new.order_id]
+    assert [f.order_id for f in paper.fills(2)] == [gtc.order_id]
+    await asyncio.sleep(0)
+    await paper.close()
+    await task
+    last = {v.order_id: v.status for v in seen}
+    assert [last[i] for i in (day.order_id, *day.linked_ids)] == [OrderStatus.EXPIRED] * 3
+
+
+@pytest.mark.parametrize(
+    ("placed", "priced", "expired"),
+    [
+        (_chicago(24, 16, 59), _chicago(24, 17, 0), True),  # Tuesday's session ends at 17:00
+        (_chicago(24, 17, 0), _chicago(25, 16, 59), False),  # Wednesday's, all of it
+        (_chicago(27, 16, 0), _chicago(29, 18, 0), True),  # Friday's, gone by Sunday's open
+        (_chicago(27, 18, 0), _chicago(29, 18, 0), False),  # Monday's from Friday 17:00
+        (_chicago(28, 12, 0), _chicago(30, 16, 59), False),  # Saturday: Monday's too
+        (_chicago(28, 12, 0), _chicago(30, 17, 0), True),
+        (_chicago(24, 12, 0), _chicago(27, 12, 0), True),  # days later
+    ],
+)
+async def test_a_day_order_works_to_the_end_of_the_cme_day_it_was_placed_in(
+    placed: datetime, priced: datetime, expired: bool
+) -> None:
+    clock = _Clock(placed)
+    paper = await _paper_at(clock)
+    r = await paper.place_oso(
+        OsoRequest(
+            OrderRequest(A, SYM, Side.SELL, 1, OrderType.STOP, stop_price=D("90")),
+            BracketOrder(Side.BUY, OrderType.LIMIT, price=D("80")),
+        )
+    )
+    clock.at = priced
+    paper.on_price(SYM, D("99"))
+    statuses = [o.status for o in paper.all_orders(1)]
+    if expired:
+        assert statuses == [OrderStatus.EXPIRED, OrderStatus.EXPIRED]
+    else:
+        assert statuses == [OrderStatus.WORKING, OrderStatus.SUSPENDED]
+        paper.on_price(SYM, D("90"))
+        assert [f.order_id for f in paper.fills(1)] == [r.order_id]
+
+
+async def test_a_days_price_of_another_contract_expires_it_too() -> None:
+    """Tradovate expires every DAY order at the session's end, whatever its contract; the
+    engine counts a working entry against --max-contracts, so the next price of the login
+    expires them all."""
+    clock = _Clock(_chicago(24, 12))
+    paper = await _paper_at(clock)
+    await paper.find_contract("MESZ6")
+    paper.on_price("MESZ6", D("6000"))
+    await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1, OrderType.LIMIT, price=D("95")))
+    clock.at = _chicago(25, 12)
+    paper.on_price("MESZ6", D("6001"))
+    assert paper.working_orders(1) == []

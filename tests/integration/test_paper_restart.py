@@ -352,3 +352,41 @@ async def test_a_flatten_after_a_restart_keeps_the_stop_until_a_price_closes_the
     assert await net_pos(second, pool, sub) == 0
     assert paper.working_orders(bid) == []
     assert paper.fills(bid)[-1].price == Decimal("21510")
+
+
+async def test_a_day_entry_of_an_earlier_session_is_not_restored(
+    database: Any, engine_factory: Any
+) -> None:
+    """The engine sends a limit entry DAY, and Tradovate expires it when its session (the CME
+    day, from 17:00 Chicago) ends. A restart days later put it back from the orders table, and
+    a price that day filled it. Its row is written Expired, with the legs that waited for it,
+    and its intent says why; nothing of it is in the broker."""
+    pool = database.pool
+    rec, sub, _ = await follower(pool, "pd", {"size": 1, "tp": [{"target": "20"}], "sl": 40})
+    first = await engine_factory()
+    await send(first, pool, rec, buy("21500", order_type="limit", limit_price=Decimal("21490")))
+    request = await pool.fetchval("SELECT request FROM order_intents WHERE kind = 'strategy'")
+    assert request["request"]["entry"]["time_in_force"] == "Day"
+
+    async def mirrored() -> bool:
+        return len(await _stored_open(pool, sub)) == 3
+
+    await wait_for(mirrored, "the entry and its legs mirrored")
+    await first.close()
+    # three days pass (the daemon was down over a weekend, say): the DAY order's session is over
+    for table, col in (("order_intents", "created_at"), ("orders", "updated_at")):
+        await pool.execute(f"UPDATE {table} SET {col} = {col} - interval '3 days'")
+    second = await engine_factory()
+    aid, bid = await account_of(pool, sub)
+    paper = paper_of(second, aid)
+    assert paper.working_orders(bid) == []
+    paper.on_price(SYM, Decimal("21490"))
+    assert paper.fills(bid) == [], "a DAY entry placed three sessions ago filled today"
+    assert await _stored_open(pool, sub) == []
+    statuses = await pool.fetch(
+        "SELECT status FROM orders WHERE sub_account_id = $1 ORDER BY broker_order_id", sub
+    )
+    assert [r["status"] for r in statuses] == ["Expired"] * 3
+    intent = await pool.fetchrow("SELECT state, reason FROM order_intents")
+    assert intent["state"] == "cancelled"
+    assert "expired" in intent["reason"]

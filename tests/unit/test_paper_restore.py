@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from jtrades.broker.base import OrderStatus, OrderType, Side, SubAccount
+import pytest
+
+from jtrades.broker.base import OrderStatus, OrderType, Side, SubAccount, TimeInForce
+from jtrades.broker.paper import PaperBroker
 from jtrades.broker.paper_restore import plan
 
 A = SubAccount(7, "A")
@@ -16,7 +21,7 @@ def row(oid: int, order_type: str, **kw: Any) -> dict[str, Any]:
         "sub_account_id": 1, "broker_order_id": oid, "cl_ord_id": None, "symbol": "MNQZ6",
         "side": "Sell", "qty": 1, "order_type": order_type, "price": None, "stop_price": None,
         "status": "Working", "parent_id": None, "oco_id": None, "request": None,
-        "parent_request": None, "parent_fill_price": None,
+        "parent_request": None, "parent_fill_price": None, "placed_at": None,
     }  # fmt: skip
     r.update(kw)
     return r
@@ -94,3 +99,107 @@ def test_breakeven_is_armed_from_the_entrys_fill() -> None:
     assert (o.anchor, o.be_at, o.be_stop) == (Decimal(100), Decimal(104), Decimal(101))
     (o,) = plan([{**sl, "parent_fill_price": None}], {1: A}, lambda s: True).orders
     assert (o.be_trigger, o.be_at) == (None, None)
+
+
+# --- DAY orders: Tradovate expires them when their session (17:00 Chicago) ends ----------------
+
+CHICAGO = ZoneInfo("America/Chicago")
+TUESDAY_NOON = datetime(2026, 11, 24, 12, tzinfo=CHICAGO)
+STRATEGY = {"type": "strategy", "request": {
+    "entry": {"cl_ord_id": "e", "time_in_force": "Day"},
+    "brackets": [{"qty": 1, "profit_target": "5", "stop_loss": "-10", "trailing_stop": False}],
+}}  # fmt: skip
+
+
+def waiting_entry(placed: datetime) -> list[dict[str, Any]]:
+    """A DAY limit entry placed at ``placed`` with its two legs waiting for it."""
+    return [
+        row(1, "Limit", side="Buy", price=Decimal(100), cl_ord_id="e", request=STRATEGY,
+            placed_at=placed),
+        row(2, "Limit", status="Suspended", parent_id=1, parent_request=STRATEGY),
+        row(3, "Stop", status="Suspended", parent_id=1, parent_request=STRATEGY),
+    ]  # fmt: skip
+
+
+def test_a_day_entry_of_an_earlier_session_expires_with_its_waiting_legs() -> None:
+    yesterday = TUESDAY_NOON - timedelta(days=1)
+    p = plan(waiting_entry(yesterday), {1: A}, lambda s: True, now=TUESDAY_NOON)
+    assert p.orders == []
+    assert [r["broker_order_id"] for r, _ in p.lost] == [1, 2, 3]
+    assert p.expired == {1, 2, 3}
+    assert "DAY" in {r["broker_order_id"]: why for r, why in p.lost}[1]
+
+
+def test_a_day_entry_of_this_session_is_restored_with_its_session() -> None:
+    placed = TUESDAY_NOON.replace(hour=17) - timedelta(days=1)  # Tuesday's session began then
+    p = plan(waiting_entry(placed), {1: A}, lambda s: True, now=TUESDAY_NOON)
+    assert ([o.id for o in p.orders], p.lost, p.expired) == ([1, 2, 3], [], set())
+    entry = p.orders[0]
+    assert (entry.time_in_force, entry.session) == (TimeInForce.DAY, placed.astimezone(UTC))
+    assert [o.time_in_force for o in p.orders[1:]] == [None, None]  # legs end with their entry
+
+
+def test_a_gtc_order_is_restored_whatever_its_age() -> None:
+    gtc = {"type": "order", "request": {"cl_ord_id": "g", "time_in_force": "GTC"}}
+    stop = row(4, "Stop", stop_price=Decimal(90), cl_ord_id="g", request=gtc,
+               placed_at=TUESDAY_NOON - timedelta(days=30))  # fmt: skip
+    p = plan([stop], {1: A}, lambda s: True, now=TUESDAY_NOON)
+    assert ([o.id for o in p.orders], p.lost, p.degraded) == ([4], [], [])
+    assert p.orders[0].time_in_force is TimeInForce.GTC
+
+
+def test_an_order_without_its_request_works_on_until_cancelled_and_says_so() -> None:
+    stop = row(4, "Stop", stop_price=Decimal(90), cl_ord_id="g")
+    p = plan([stop], {1: A}, lambda s: True, now=TUESDAY_NOON)
+    assert [o.id for o in p.orders] == [4]
+    assert ["time in force" in note for _, note in p.degraded] == [True]
+
+
+async def test_a_restored_day_entry_expires_when_its_session_ends() -> None:
+    """Put back during its session, it expires at the first price after the session's end."""
+    at = TUESDAY_NOON
+
+    def clock() -> datetime:
+        return at
+
+    p = plan(waiting_entry(TUESDAY_NOON), {1: A}, lambda s: True, now=TUESDAY_NOON)
+    paper = PaperBroker(now=clock)
+    await paper.find_contract("MNQZ6")
+    for o in p.orders:
+        paper.restore_order(o)
+    paper.on_price("MNQZ6", Decimal(101))
+    assert [o.status for o in paper.all_orders(A.account_id)] == [
+        OrderStatus.WORKING, OrderStatus.SUSPENDED, OrderStatus.SUSPENDED,
+    ]  # fmt: skip
+    at = TUESDAY_NOON.replace(hour=17)
+    paper.on_price("MNQZ6", Decimal(100))
+    assert [o.status for o in paper.all_orders(A.account_id)] == [OrderStatus.EXPIRED] * 3
+    assert paper.fills(A.account_id) == []
+
+
+@pytest.mark.parametrize("stored", [None, Decimal(21495)])
+async def test_a_waiting_trailing_bracket_without_a_stop_price_starts_from_the_fill(
+    stored: Decimal | None,
+) -> None:
+    """An OSO trailing bracket gets its stop price when its entry fills: restored while it
+    waits, it has none, and starts ``|peg|`` from the fill as it would have. A row written
+    before that was so has the stop set from the market at placement (21495, above this fill):
+    the request, which gives none, decides."""
+    oso = {"type": "oso", "request": {
+        "entry": {"cl_ord_id": "o", "time_in_force": "GTC"},
+        "bracket1": {"order_type": "TrailingStop", "peg_difference": "-5", "stop_price": None},
+    }}  # fmt: skip
+    rows = [
+        row(1, "Limit", side="Buy", price=Decimal(21490), cl_ord_id="o", request=oso),
+        row(2, "TrailingStop", status="Suspended", parent_id=1, parent_request=oso,
+            stop_price=stored),
+    ]  # fmt: skip
+    p = plan(rows, {1: A}, lambda s: True, now=TUESDAY_NOON)
+    assert ([o.id for o in p.orders], p.lost, p.degraded) == ([1, 2], [], [])
+    paper = PaperBroker()
+    await paper.find_contract("MNQZ6")
+    for o in p.orders:
+        paper.restore_order(o)
+    paper.on_price("MNQZ6", Decimal(21490))
+    (stop,) = paper.working_orders(A.account_id)
+    assert (stop.order_type, stop.stop_price) == (OrderType.TRAILING_STOP, Decimal(21485))

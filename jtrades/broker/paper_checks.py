@@ -1,0 +1,42 @@
+"""What the paper broker refuses, checked before it creates any order.
+
+Tradovate's placeoco, placeoso and startorderstrategy are each one command: if one order in
+the group is malformed, the whole group is refused and nothing is placed. The paper broker used
+to create each order while it was still checking the group. A refused OCO left its first leg
+behind as a PendingNew order that was never placed and never fills, and the protector counts
+such an order as a live exit. So every order of a group is checked here first, and only then is
+anything created.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from jtrades.broker.base import BracketOrder, OrderRequest, OrderType
+from jtrades.errors import BrokerRejected
+
+
+def check_prices(kind: OrderType, price: Decimal | None, stop: Decimal | None,
+                 peg: Decimal | None) -> None:  # fmt: skip
+    """The prices an order of ``kind`` cannot work without (Tradovate's client checks the same
+    before it sends, ``orders_wire.check_prices``)."""
+    if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) and price is None:
+        raise BrokerRejected(f"a {kind} order needs a price")
+    if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and stop is None:
+        raise BrokerRejected(f"a {kind} order needs a stop price")
+    if kind is OrderType.TRAILING_STOP and stop is None and peg is None:
+        raise BrokerRejected("a trailing stop needs a stop price or a peg")
+
+
+def check_order(req: OrderRequest, priced: bool) -> None:
+    """``priced``: the paper broker has a market price for the order's contract, which a market
+    order fills at."""
+    if req.qty < 1:
+        raise BrokerRejected("quantity must be ≥ 1")
+    if req.order_type is OrderType.MARKET and not priced:
+        raise BrokerRejected(f"paper broker: no price yet for {req.symbol}")
+    check_prices(req.order_type, req.price, req.stop_price, req.peg_difference)
+
+
+def check_bracket(b: BracketOrder) -> None:
+    check_prices(b.order_type, b.price, b.stop_price, b.peg_difference)
