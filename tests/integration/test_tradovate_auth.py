@@ -11,10 +11,16 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import orjson
 import pytest
 from aiohttp import web
 
-from jtrades.broker.tradovate.auth import LoginBudget, TradovateAuth, oauth_authorize_url
+from jtrades.broker.tradovate.auth import (
+    LoginBudget,
+    PenaltyTicket,
+    TradovateAuth,
+    oauth_authorize_url,
+)
 from jtrades.broker.tradovate.tokens import TokenCache
 from jtrades.config import TradovateSettings
 from jtrades.errors import BrokerAuthError, CaptchaRequired, TransientBrokerError
@@ -245,11 +251,18 @@ async def test_a_penalised_renewal_keeps_the_token_waits_p_time_and_never_logs_i
 
 @asynccontextmanager
 async def front(
-    sim: SimHandle, http: aiohttp.ClientSession, answers: dict[str, list[tuple[int, bytes]]]
+    sim: SimHandle,
+    http: aiohttp.ClientSession,
+    answers: dict[str, list[tuple[int, bytes]]],
+    *,
+    refuse_with: int | None = None,
 ) -> AsyncIterator[str]:
     """A REST URL that answers the next requests to an endpoint from ``answers`` (status,
     body) and passes everything else to the simulator: the simulator cannot answer a plain
-    HTTP 4xx, or a 200 nobody can read, as a gateway in front of Tradovate may."""
+    HTTP 4xx, or a 200 nobody can read, as a gateway in front of Tradovate may.
+
+    ``refuse_with``: the simulator's refusals and penalties (a 200 body with ``errorText`` or
+    ``p-ticket``) are passed on with this status instead, the body unchanged."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         tail = request.match_info["tail"]
@@ -264,7 +277,14 @@ async def front(
             headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
             params=request.query,
         ) as r:
-            return web.Response(status=r.status, body=await r.read(), content_type=r.content_type)
+            raw, status = await r.read(), r.status
+        if (
+            refuse_with is not None
+            and status == 200
+            and (b'"errorText"' in raw or b'"p-ticket"' in raw)
+        ):
+            status = refuse_with
+        return web.Response(status=status, body=raw, content_type=r.content_type)
 
     app = web.Application()
     app.router.add_route("*", "/v1/{tail:.*}", handle)
@@ -363,3 +383,106 @@ async def test_a_renewal_answer_that_refuses_nothing_keeps_the_token_and_spends_
         assert renewed.token != first.token
         s = await stats(sim, http)
         assert (s["access_token_requests"], s["renewals"]) == (1, 1)
+
+
+REFUSAL_STATUSES = [400, 404, 422]
+
+
+@pytest.mark.parametrize("status", REFUSAL_STATUSES)
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"errorText": "Incorrect username or password. Please try again."}, BrokerAuthError),
+        ({"p-ticket": "t1ck3t-abcdefgh", "p-time": 3600, "p-captcha": True}, CaptchaRequired),
+    ],
+)
+async def test_a_refusal_in_a_4xx_body_is_still_a_refusal(
+    sim: SimHandle,
+    http: aiohttp.ClientSession,
+    status: int,
+    body: dict[str, Any],
+    expected: type[Exception],
+) -> None:
+    """A wrong password (or a captcha) answered with HTTP 400 was taken for a gateway's
+    hiccup: the body was never read, and the session logged in again and again with the
+    wrong password, into a 423 and a captcha lock. Tradovate's word in the body comes first."""
+    async with front(sim, http, {LOGIN_URL: [(status, orjson.dumps(body))]}) as url:
+        auth = TradovateAuth(TradovateSettings(demo_rest_url=url, demo_ws_url=sim.ws_url), http)
+        with pytest.raises(expected):
+            await auth.request_token("demo", LOGIN, PASSWORD)
+        assert auth.budget.remaining("demo", LOGIN) == auth.budget.per_hour - 1  # never retried
+
+
+async def test_a_penalty_ticket_in_a_400_body_is_waited_out_and_sent_once(
+    sim: SimHandle, http: aiohttp.ClientSession
+) -> None:
+    sim.fault("penalty", p_time=1)
+    async with front(sim, http, {}, refuse_with=400) as url:
+        auth = TradovateAuth(TradovateSettings(demo_rest_url=url, demo_ws_url=sim.ws_url), http)
+        assert (await auth.request_token("demo", LOGIN, PASSWORD)).user_id is not None
+    log = sim.world.auth.token_request_log
+    assert [ticket for _, ticket in log] == [False, True]
+    assert log[1][0] - log[0][0] >= 0.9
+
+
+@pytest.mark.parametrize("status", [401, 403, 423])
+async def test_a_captcha_in_a_final_refusal_is_a_captcha_and_a_ticket_there_is_not_retried(
+    sim: SimHandle, http: aiohttp.ClientSession, status: int
+) -> None:
+    captcha = orjson.dumps({"p-ticket": "t1ck3t-abcdefgh", "p-time": 3600, "p-captcha": True})
+    ticket = orjson.dumps({"p-ticket": "t1ck3t-abcdefgh", "p-time": 1})
+    async with front(sim, http, {LOGIN_URL: [(status, captcha), (status, ticket)]}) as url:
+        auth = TradovateAuth(TradovateSettings(demo_rest_url=url, demo_ws_url=sim.ws_url), http)
+        with pytest.raises(CaptchaRequired):
+            await auth.request_token("demo", LOGIN, PASSWORD)
+        with pytest.raises(BrokerAuthError) as caught:
+            await auth.request_token("demo", LOGIN, PASSWORD)
+        assert not isinstance(caught.value, CaptchaRequired)
+        assert auth.budget.remaining("demo", LOGIN) == auth.budget.per_hour - 2
+
+
+@pytest.mark.parametrize("status", REFUSAL_STATUSES)
+async def test_a_wrong_password_refused_with_a_4xx_fails_the_session_after_one_login(
+    sim: SimHandle, http: aiohttp.ClientSession, status: int
+) -> None:
+    """Three logins in 12 s with a refused password, the third answered with a penalty:
+    the road to HTTP 423 and a captcha lock."""
+    from jtrades.broker.tradovate.lifecycle import State
+    from jtrades.broker.tradovate.pool import TradovatePool
+    from tests.integration.test_tradovate_session import tv as session_tv
+
+    async with front(sim, http, {}, refuse_with=status) as url:
+        pool = TradovatePool(session_tv(sim, demo_rest_url=url))
+        try:
+            with pytest.raises(BrokerAuthError):
+                await pool.broker("demo", LOGIN, "wrong-password", wait_s=8)
+            await asyncio.sleep(1)  # the reconnect backoff is 0.05 s: time for many retries
+            assert (await stats(sim, http))["access_token_requests"] == 1
+            assert [s.state for s in pool.sessions().values()] == [State.FAILED]
+            with pytest.raises(BrokerAuthError):  # the pool keeps refusing, sends nothing
+                await pool.broker("demo", LOGIN, "wrong-password", wait_s=1)
+            assert (await stats(sim, http))["access_token_requests"] == 1
+        finally:
+            await pool.close()
+
+
+@pytest.mark.parametrize("status", REFUSAL_STATUSES)
+async def test_a_renewal_refused_or_penalised_in_a_4xx_body_is_read_as_such(
+    sim: SimHandle, http: aiohttp.ClientSession, status: int
+) -> None:
+    refused = orjson.dumps({"errorText": "Access is denied"})
+    ticket = orjson.dumps({"p-ticket": "t1ck3t-abcdefgh", "p-time": 30})
+    async with front(sim, http, {RENEW_URL: [(status, refused), (status, ticket)]}) as url:
+        auth = TradovateAuth(TradovateSettings(demo_rest_url=url, demo_ws_url=sim.ws_url), http)
+        token = await auth.request_token("demo", LOGIN, PASSWORD)
+        with pytest.raises(BrokerAuthError, match="renewal failed: Access is denied"):
+            await auth.renew("demo", token)
+        with pytest.raises(PenaltyTicket) as caught:
+            await auth.renew("demo", token)
+        assert (caught.value.ticket, caught.value.wait_s, caught.value.captcha) == (
+            "t1ck3t-abcdefgh",
+            30.0,
+            False,
+        )
+    s = await stats(sim, http)
+    assert (s["access_token_requests"], s["renewals"]) == (1, 0)

@@ -17,10 +17,12 @@ and third-party clients):
 - HTTP 423 follows repeated failed logins (a lock before the captcha): reported as an auth error,
   not retried, for the same reason.
 - Only a definite refusal is final (``BrokerAuthError``: a session fails for good and the pool
-  keeps refusing the login until its credentials change): ``errorText`` in a 200 body, HTTP
-  401/403, 423, a captcha. Any other 4xx (a 408, a gateway's 404 or 400 during maintenance) and
-  an answer that cannot be read say nothing about the credentials: ``TransientBrokerError``,
-  retried under the login budget and the reconnect backoff.
+  keeps refusing the login until its credentials change): ``errorText`` in the body, HTTP
+  401/403, 423, a captcha. The body of a 4xx is read first: ``errorText`` or a ticket there
+  means what it means in a 200 (a refused password retried as transient heads for a 423 and a
+  captcha lock). Any other 4xx (a 408, a gateway's 404 or 400 during maintenance) and an answer
+  that cannot be read say nothing about the credentials: ``TransientBrokerError``, retried
+  under the login budget and the reconnect backoff.
 - Few logins per hour are allowed per login (partner docs: about 5). ``LoginBudget`` counts every
   ``accesstokenrequest`` we send (a p-ticket retry included) and refuses to send one over
   ``settings.tradovate.logins_per_hour`` in any rolling hour, process-wide.
@@ -229,19 +231,10 @@ class TradovateAuth:
             if self.on_rate_limited is not None:
                 self.on_rate_limited()
             raise TransientBrokerError("Tradovate rate limit (HTTP 429): back off")
-        if status == 423:
-            raise BrokerAuthError(
-                "Tradovate locked this login after failed attempts (HTTP 423): wait about an "
-                "hour, then check the password"
-            )
-        if status in (401, 403):
-            raise BrokerAuthError(f"Tradovate refused the credentials (HTTP {status})")
         if status >= 500:
             raise TransientBrokerError(f"Tradovate server error (HTTP {status})")
         if status >= 400:
-            raise TransientBrokerError(
-                f"Tradovate answered HTTP {status} (no refusal of the login: tried again)"
-            )
+            return self._refusal(status, raw)
         try:
             parsed = orjson.loads(raw) if raw else {}
         except orjson.JSONDecodeError:
@@ -251,6 +244,38 @@ class TradovateAuth:
         if not isinstance(parsed, dict):
             raise TransientBrokerError("Tradovate answered with an unexpected shape")
         return parsed
+
+    @staticmethod
+    def _refusal(status: int, raw: bytes) -> dict[str, Any]:
+        """A 4xx (not 429): the body is read before the status decides anything.
+
+        A wrong password or a captcha may come with a 400 as well as with a 200; taken for a
+        gateway's hiccup, it was retried with the same password into a 423 and a captcha lock.
+        The body is returned, for the caller to read as a 200 body, when it carries
+        Tradovate's own word: ``errorText``, a captcha ticket, or a ticket on a status that
+        is not already final. A final status (401/403/423) with a plain ticket stays final:
+        another login there is one more failed attempt on a locked login."""
+        try:
+            parsed = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        final = status in (401, 403, 423)
+        if "p-ticket" in body and (body.get("p-captcha") or not final):
+            return body
+        why = f": {body['errorText']}" if body.get("errorText") else ""
+        if status == 423:
+            raise BrokerAuthError(
+                "Tradovate locked this login after failed attempts (HTTP 423): wait about an "
+                f"hour, then check the password{why}"
+            )
+        if final:
+            raise BrokerAuthError(f"Tradovate refused the credentials (HTTP {status}){why}")
+        if why:
+            return body
+        raise TransientBrokerError(
+            f"Tradovate answered HTTP {status} (no refusal of the login: tried again)"
+        )
 
     async def request_token(self, env: str, username: str, password: str) -> AccessToken:
         """Log in with a password: one ``accesstokenrequest`` (two if a p-ticket asks us to wait).
