@@ -35,10 +35,10 @@ from jtrades.config import Settings
 from jtrades.db import Database, connect, migrate
 from jtrades.engine.tokens import TokenCache
 from jtrades.errors import ConfigError, JtradesError, SecretKeyMissing, StorageUnavailable
+from jtrades.instance_lock import InstanceLock
 from jtrades.notify import Notifier, describe
 from jtrades.security import SecretBox, load_secret_box
 from jtrades.server import OAuthCallback, Webhooks, build_app, start_http
-from jtrades.store import instance as instance_store
 from jtrades.store import recorders as recorder_store
 from jtrades.store import signals as signal_store
 from jtrades.store import status as status_store
@@ -60,15 +60,6 @@ HEARTBEAT_S = 5.0
 PRUNE_EVERY_S = 3600.0
 KEY_RETENTION = timedelta(hours=48)  # dedup keys kept ≥ 24 h: pruned after 48
 DRAIN_DEADLINE_S = 10.0
-# the session advisory lock one `jtrades serve` holds on its database ("jtrades\x01")
-INSTANCE_LOCK = 0x6A74726164657301
-# The lock's connection lost: how long the database may stay unreachable before a person is told
-# (the daemon waits on, refusing alerts: a managed failover takes minutes, and exiting would
-# spend systemd's restarts on a database still down), how often it tries, and the bound on a
-# probe of a silent connection.
-INSTANCE_ALERT_S = 60.0
-INSTANCE_RETRY_S = 0.5
-INSTANCE_PROBE_TIMEOUT_S = 10.0
 
 
 class Daemon:
@@ -83,10 +74,7 @@ class Daemon:
         self.db: Database | None = None
         self.engine: Any = None
         self.hooks: Webhooks | None = None
-        self._instance: Any = None  # the connection holding INSTANCE_LOCK while this runs
-        self._holder: instance_store.Holder | None = None  # the session that took it last
-        self._instance_lost = asyncio.Event()  # set when that connection closes
-        self.instance_alert_s = INSTANCE_ALERT_S
+        self.instance = InstanceLock(self.stop, self._set_accepting, self._fail)
         self._fatal: JtradesError | None = None  # why a background loop stopped the daemon
 
     def request_stop(self, signame: str = "") -> None:
@@ -193,7 +181,7 @@ class Daemon:
             "tokens.refresh": lambda: changes.follow(self.stop, tokens.refresh, "tokens"),
             "daemon.heartbeat": self._heartbeat_loop,
             "daemon.prune_keys": self._prune_loop,
-            "daemon.instance": self._instance_loop,
+            "daemon.instance": self.instance.watch,
         }
         interval = watchdog_interval_s()
         if interval is not None:
@@ -206,7 +194,7 @@ class Daemon:
         written, migrations included (the interrupted signals it would settle are the running
         daemon's own, and a newer version migrated the schema under it), with a session lock on
         a connection held until this daemon stops, so a crashed one frees it."""
-        if await self._take_instance(db):
+        if await self.instance.take(db):
             return
         who = ""
         with contextlib.suppress(JtradesError, asyncpg.PostgresError):  # a schema not made yet
@@ -218,27 +206,6 @@ class Daemon:
             " stop it first; one daemon per database"
         )
 
-    async def _take_instance(self, db: Database) -> bool:
-        """INSTANCE_LOCK on a new connection of its own, kept on success (False: another
-        session holds it). A connection that closes sets ``_instance_lost``."""
-        conn = await db.connect_one()
-        try:
-            holder = await instance_store.try_lock(conn, INSTANCE_LOCK)
-        except BaseException:
-            conn.terminate()
-            raise
-        if holder is None:
-            await conn.close()
-            return False
-        self._instance_lost.clear()
-        conn.add_termination_listener(self._on_instance_closed)
-        self._instance, self._holder = conn, holder
-        return True
-
-    def _on_instance_closed(self, conn: Any) -> None:
-        if conn is self._instance:  # not one given up already (its call comes a turn later)
-            self._instance_lost.set()
-
     async def _migrate(self, db: Database) -> None:
         try:
             async with db.pool.acquire() as conn:
@@ -246,99 +213,9 @@ class Daemon:
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StorageUnavailable(f"cannot reach the database: {type(exc).__name__}") from None
 
-    async def _instance_loop(self) -> None:
-        """Hold INSTANCE_LOCK for the whole run. A session lock goes with its session: a
-        Postgres restart, an idle-session timeout or a terminated backend freed it while this
-        daemon ran on (its pool reconnects by itself), and a second ``jtrades serve`` started
-        beside it. A lost connection is heard at once (its termination), a silent one by a
-        probe every heartbeat; the lock is then taken again on a new connection, and the daemon
-        stops when another has it. While the database cannot be reached it waits, refusing
-        alerts: nothing can be sent without a durable intent anyway (rule 1)."""
-        while not self.stop.is_set():
-            why = await self._instance_gone()
-            if why is None:
-                return
-            if not await self._retake(why):
-                return
-
-    async def _instance_gone(self) -> str | None:
-        """Why the lock's connection is gone, once it is; None when the daemon stops first."""
-        while True:
-            conn = self._instance
-            if conn is None or conn.is_closed() or self._instance_lost.is_set():
-                return "its connection closed"
-            await _first_set(HEARTBEAT_S, self._instance_lost, self.stop)
-            if self.stop.is_set():
-                return None
-            if self._instance_lost.is_set():
-                continue
-            try:
-                await asyncio.wait_for(instance_store.ping(conn), INSTANCE_PROBE_TIMEOUT_S)
-            except (JtradesError, asyncpg.PostgresError, OSError, TimeoutError) as exc:
-                conn.terminate()
-                return f"its connection stopped answering ({type(exc).__name__})"
-
-    async def _retake(self, why: str) -> bool:
-        """Take the lock again after its connection was lost (True), or stop the daemon
-        (False). Alerts are refused (503: TradingView sends them again) until it is held: in
-        that gap another daemon could be starting."""
-        assert self.db is not None
-        lost, self._instance = self._instance, None
-        if lost is not None:
-            lost.terminate()
+    def _set_accepting(self, accepting: bool) -> None:
         if self.hooks is not None:
-            self.hooks.accepting = False
-        log.warning("daemon.instance_reconnecting", reason=why)
-        loop = asyncio.get_running_loop()
-        alert_at: float | None = loop.time() + self.instance_alert_s
-        last = why
-        while not self.stop.is_set():
-            try:
-                if await asyncio.wait_for(self._take_instance(self.db), INSTANCE_PROBE_TIMEOUT_S):
-                    if self.hooks is not None and not self.stop.is_set():
-                        self.hooks.accepting = True
-                    log.warning("daemon.instance_retaken", reason=why)
-                    return True
-                if not await self._end_own_leftover():
-                    self._fail(
-                        ConfigError(
-                            "another jtrades serve took this database while this one's "
-                            f"connection holding the one-daemon lock was lost ({why}): "
-                            "stopped; one daemon per database"
-                        )
-                    )
-                    return False
-                last = "its own earlier session still held the lock"
-            except (JtradesError, asyncpg.PostgresError, OSError, TimeoutError) as exc:
-                last = str(exc) or type(exc).__name__
-            if alert_at is not None and loop.time() >= alert_at:
-                alert_at = None  # once per outage
-                log.error(
-                    "daemon.instance_unreachable",
-                    waited_s=round(self.instance_alert_s),
-                    error=last,
-                    effect="alerts refused (503, TradingView sends them again) until the "
-                    "database answers and the one-daemon lock is held again",
-                )
-            await self._sleep(INSTANCE_RETRY_S)
-        return False
-
-    async def _end_own_leftover(self) -> bool:
-        """End this daemon's earlier lock session if the server still keeps it (its side of a
-        connection the daemon saw die: it lives on, holding the lock, until the server's TCP
-        keepalive gives up, hours by default); False when it is gone, so another holds the
-        lock."""
-        assert self.db is not None
-        if self._holder is None:
-            return False
-        conn = await self.db.connect_one()
-        try:
-            ended = await instance_store.end_session(conn, self._holder)
-        finally:
-            await conn.close()
-        if ended:
-            log.warning("daemon.instance_leftover_ended", pid=self._holder.pid)
-        return ended
+            self.hooks.accepting = accepting
 
     def _fail(self, exc: JtradesError) -> None:
         """Stop taking alerts now, say why (an error: notified), and make ``run`` raise it, so
@@ -362,12 +239,12 @@ class Daemon:
                 await asyncio.wait_for(self.engine.close(), DRAIN_DEADLINE_S)
             except Exception as exc:
                 log.error("daemon.engine_close_failed", error=type(exc).__name__)
-        if self._instance is not None:  # only the daemon that ran writes its status
+        if self.instance.held:  # only the daemon that ran writes its status
             if self.db is not None:
                 with contextlib.suppress(Exception):
                     await self._beat("stopped")
             with contextlib.suppress(Exception):
-                await self._instance.close()
+                await self.instance.close()
         if self.db is not None:
             await self.db.close()
         log.info("daemon.stopped")
@@ -402,7 +279,7 @@ class Daemon:
 
     async def _heartbeat_loop(self) -> None:
         while not await self._sleep(HEARTBEAT_S):
-            if self._instance is None:
+            if not self.instance.held:
                 continue  # the lock is being taken again: the row may be another daemon's
             try:
                 await self._beat("running")
@@ -425,16 +302,6 @@ class Daemon:
                 log.warning("daemon.prune_failed", error=str(exc))
             if await self._sleep(PRUNE_EVERY_S):
                 return
-
-
-async def _first_set(seconds: float, *events: asyncio.Event) -> None:
-    """Wait ``seconds``, or less once any of ``events`` is set."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
 
 
 class _LoopFailed(Exception):

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import os
 import socket
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,8 +21,10 @@ import structlog.testing
 
 from jtrades import db as jdb
 from jtrades.config import Settings
-from jtrades.daemon import INSTANCE_LOCK, Daemon
+from jtrades.daemon import Daemon
 from jtrades.errors import ConfigError
+from jtrades.instance_lock import INSTANCE_LOCK, InstanceLock
+from jtrades.store import instance as instance_store
 from jtrades.store import status as status_store
 from tests.integration.test_daemon_crash import status_state
 
@@ -97,17 +101,17 @@ async def test_a_daemon_whose_lock_connection_dropped_takes_the_lock_again(
         assert await _started(first, running)
         admin = await asyncpg.connect(db_url)
         try:
-            pid = first._instance.get_server_pid()
+            pid = first.instance.conn.get_server_pid()
             assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
         finally:
             await admin.close()
         for _ in range(100):
-            if first._instance is not None and first._instance.get_server_pid() != pid:
+            if first.instance.conn is not None and first.instance.conn.get_server_pid() != pid:
                 break
             await asyncio.sleep(0.05)
         assert not running.done(), "the first daemon keeps running and serving"
-        assert first._instance is not None
-        assert first._instance.get_server_pid() != pid
+        assert first.instance.conn is not None
+        assert first.instance.conn.get_server_pid() != pid
         socket.create_connection(("127.0.0.1", first.port), timeout=1).close()
         await _refused(settings)
         assert first.hooks is not None
@@ -202,7 +206,7 @@ async def test_a_daemon_that_lost_its_lock_to_another_stops_loudly(
         assert await _started(first, running)
         port = first.port
         assert port is not None
-        pid = first._instance.get_server_pid()
+        pid = first.instance.conn.get_server_pid()
         with structlog.testing.capture_logs() as logs:
             relay.refusing = True  # the daemon cannot come back before the other one is in
             relay.cut_clients()
@@ -242,17 +246,17 @@ async def test_a_lock_left_with_a_session_the_server_still_keeps_is_taken_back(
     running = asyncio.create_task(first.run())
     try:
         assert await _started(first, running)
-        pid = first._instance.get_server_pid()
+        pid = first.instance.conn.get_server_pid()
         relay.cut_clients()
         admin = await asyncpg.connect(db_url)
         try:
             for _ in range(300):
-                if first._instance is not None and first._instance.get_server_pid() != pid:
+                if first.instance.conn is not None and first.instance.conn.get_server_pid() != pid:
                     break
                 await asyncio.sleep(0.05)
             assert not running.done()
-            assert first._instance is not None
-            assert first._instance.get_server_pid() != pid
+            assert first.instance.conn is not None
+            assert first.instance.conn.get_server_pid() != pid
             assert not await admin.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid
             )
@@ -262,6 +266,167 @@ async def test_a_lock_left_with_a_session_the_server_still_keeps_is_taken_back(
     finally:
         await _stopped(first, running)
         await relay.close()
+
+
+class StallingRelay(ClientCutter):
+    """A ``ClientCutter`` that, armed, lets the next ``pg_try_advisory_lock`` reach the server
+    and loses the server's answer (a partition at that moment): the client gives up and hangs
+    up, and the server's session lives on holding the lock, as it would until its keepalive."""
+
+    def __init__(self, db_url: str) -> None:
+        super().__init__(db_url)
+        self.armed = False
+        self.stalled: set[int] = set()  # the clients whose lock request was let through
+        self._seen_parse: set[int] = set()
+
+    async def _pump(
+        self,
+        src: asyncio.StreamReader,
+        dst: asyncio.StreamWriter,
+        client: asyncio.StreamWriter,
+        to_server: bool,
+    ) -> None:
+        cid = id(client)
+        with contextlib.suppress(OSError, ConnectionError):
+            while data := await src.read(65536):
+                if to_server and self.armed and b"pg_try_advisory_lock" in data:
+                    self._seen_parse.add(cid)  # its Parse: the Bind/Execute comes next
+                elif to_server and cid in self._seen_parse and cid not in self.stalled:
+                    self.armed = False
+                    self.stalled.add(cid)
+                    self._cut.add(cid)  # nothing more either way; the server's side stays open
+                    dst.write(data)  # the Bind/Execute reaches the server, its answer does not
+                    continue
+                if cid not in self._cut:
+                    dst.write(data)
+        if to_server and cid in self._cut:
+            return
+        dst.close()
+
+
+async def _lock_holders(admin: asyncpg.Connection) -> list[int]:
+    rows = await admin.fetch(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND classid = $1 AND objid = $2"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        INSTANCE_LOCK >> 32,
+        INSTANCE_LOCK & 0xFFFFFFFF,
+    )
+    return [int(r["pid"]) for r in rows]
+
+
+async def test_a_retake_answered_late_is_not_taken_for_another_daemon(
+    settings: Settings, db_url: str
+) -> None:
+    """The lock's connection lost, the daemon asks for the lock again on a new one; the server
+    grants it but the answer never arrives. The daemon gave up on that connection (its side
+    only), looked for its earlier session alone, found it gone, and stopped blaming "another
+    jtrades serve", and every restart after it was refused by that orphan, which the server
+    kept for hours. Every session this process opened for the lock is known as its own before
+    it asks, and one left holding the lock is ended."""
+    relay = StallingRelay(db_url)
+    url = await relay.start()
+    db = settings.database.model_copy(update={"url": url})
+    first = Daemon(_on_free_port(settings.model_copy(update={"database": db})))
+    first.instance.probe_timeout_s = 2.0
+    running = asyncio.create_task(first.run())
+    admin = await asyncpg.connect(db_url)
+    try:
+        assert await _started(first, running)
+        pid = first.instance.conn.get_server_pid()
+        with structlog.testing.capture_logs() as logs:
+            relay.armed = True
+            assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
+            for _ in range(300):
+                if running.done() or any(e["event"] == "daemon.instance_retaken" for e in logs):
+                    break
+                await asyncio.sleep(0.05)
+        assert not running.done(), f"the daemon stopped: {running.exception()!r}"
+        assert relay.stalled, "the retake's answer was never held back"
+        (ended,) = [e for e in logs if e["event"] == "daemon.instance_leftover_ended"]
+        assert first.instance.conn is not None
+        now = first.instance.conn.get_server_pid()
+        assert ended["pid"] != now
+        assert await _lock_holders(admin) == [now]
+        assert (
+            await admin.fetchval(
+                "SELECT application_name FROM pg_stat_activity WHERE pid = $1", now
+            )
+            == first.instance.name
+        )
+        assert not await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", ended["pid"]
+        )
+        assert first.hooks is not None
+        assert first.hooks.accepting
+        await _refused(settings)
+    finally:
+        await admin.close()
+        await _stopped(first, running)
+        await relay.close()
+
+
+async def test_looking_for_a_leftover_session_gives_up_within_the_probe_timeout() -> None:
+    """A database that accepts connections and answers nothing (a half-dead failover): the
+    look for the daemon's own leftover session waited on asyncpg's 60 s connect timeout, and a
+    stop signal waited with it."""
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        await reader.read()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    class SilentDatabase:
+        async def connect_one(self, **options: object) -> asyncpg.Connection:
+            return await asyncpg.connect(
+                host="127.0.0.1",
+                port=port,
+                user="x",
+                ssl=False,  # type: ignore[arg-type]
+                **options,  # type: ignore[arg-type]
+            )
+
+    lock = InstanceLock(asyncio.Event(), lambda _accepting: None, lambda _exc: None)
+    lock.db = SilentDatabase()  # type: ignore[assignment]
+    lock.probe_timeout_s = 0.5
+    lock._ours = [instance_store.Holder(1, datetime.now(UTC), lock.name)]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(5):
+                await lock._end_leftovers()
+        assert loop.time() - started < 2
+    finally:
+        server.close()
+        for writer in accepted:
+            writer.close()
+        await server.wait_closed()
+
+
+async def test_only_a_session_of_this_daemon_process_is_ever_ended(db_url: str) -> None:
+    """A pid and its start name one session; the random nonce in its application_name makes
+    sure it is one this process opened, never another daemon's."""
+    mine = InstanceLock(asyncio.Event(), lambda _accepting: None, lambda _exc: None).name
+    other = InstanceLock(asyncio.Event(), lambda _accepting: None, lambda _exc: None).name
+    assert mine != other
+    session = await asyncpg.connect(db_url, server_settings={"application_name": other})
+    admin = await asyncpg.connect(db_url)
+    try:
+        theirs = await instance_store.whoami(session)
+        assert theirs.name == other
+        assert not await instance_store.end_session(admin, replace(theirs, name=mine))
+        assert await session.fetchval("SELECT 1") == 1  # untouched
+        assert await instance_store.end_session(admin, theirs)
+        await admin.fetchval("SELECT pg_sleep(0.2)")
+        assert not await instance_store.end_session(admin, theirs)  # gone: nothing ended
+    finally:
+        session.terminate()
+        await admin.close()
 
 
 async def test_a_daemon_whose_database_stays_unreachable_waits_and_says_so(
@@ -274,7 +439,7 @@ async def test_a_daemon_whose_database_stays_unreachable_waits_and_says_so(
     url = await relay.start()
     db = settings.database.model_copy(update={"url": url})
     first = Daemon(_on_free_port(settings.model_copy(update={"database": db})))
-    first.instance_alert_s = 1.0
+    first.instance.alert_s = 1.0
     running = asyncio.create_task(first.run())
     try:
         assert await _started(first, running)
