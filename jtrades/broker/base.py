@@ -330,3 +330,18 @@ class Broker(Protocol):
     def events(self) -> AsyncIterator[BrokerEvent]:
         """Subscribe to changes of the live view (each call is an independent subscriber)."""
         ...
+
+
+def missing_price(
+    kind: OrderType, price: Decimal | None, stop: Decimal | None, peg: Decimal | None
+) -> str | None:
+    """Why an order of ``kind`` cannot work with these prices, or None: checked before an order
+    leaves (Tradovate's client) or is created (the paper broker), so a malformed one is refused
+    whole instead of spending a round trip, or leaving part of its group behind."""
+    if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) and price is None:
+        return f"a {kind} order needs a price"
+    if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and stop is None:
+        return f"a {kind} order needs a stop price"
+    if kind is OrderType.TRAILING_STOP and stop is None and peg is None:
+        return "a TrailingStop order needs pegDifference (or an initial stop price)"
+    return None

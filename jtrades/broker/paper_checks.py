@@ -12,20 +12,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from jtrades.broker.base import BracketOrder, OrderRequest, OrderType
+from jtrades.broker.base import BracketOrder, OrderRequest, OrderType, missing_price
 from jtrades.errors import BrokerRejected
 
 
 def check_prices(kind: OrderType, price: Decimal | None, stop: Decimal | None,
                  peg: Decimal | None) -> None:  # fmt: skip
-    """The prices an order of ``kind`` cannot work without (Tradovate's client checks the same
-    before it sends, ``orders_wire.check_prices``)."""
-    if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) and price is None:
-        raise BrokerRejected(f"a {kind} order needs a price")
-    if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and stop is None:
-        raise BrokerRejected(f"a {kind} order needs a stop price")
-    if kind is OrderType.TRAILING_STOP and stop is None and peg is None:
-        raise BrokerRejected("a trailing stop needs a stop price or a peg")
+    why = missing_price(kind, price, stop, peg)
+    if why is not None:
+        raise BrokerRejected(why)
 
 
 def check_order(req: OrderRequest, priced: bool) -> None:

@@ -19,6 +19,7 @@ from jtrades.broker.base import (
     OrderType,
     StrategyBracket,
     StrategyRequest,
+    missing_price,
 )
 from jtrades.errors import BrokerRejected, OutcomeUnknown
 
@@ -76,12 +77,9 @@ def check_prices(
     kind: OrderType, price: Decimal | None, stop: Decimal | None, peg: Decimal | None
 ) -> None:
     """Catch a malformed order here instead of spending a round trip on a rejection."""
-    if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) and price is None:
-        raise ValueError(f"{kind} order needs a price")
-    if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and stop is None:
-        raise ValueError(f"{kind} order needs a stop price")
-    if kind is OrderType.TRAILING_STOP and peg is None and stop is None:
-        raise ValueError("TrailingStop order needs pegDifference (or an initial stop price)")
+    why = missing_price(kind, price, stop, peg)
+    if why is not None:
+        raise ValueError(why)
 
 
 def rejected(endpoint: str, d: Any) -> None:
