@@ -23,12 +23,10 @@ from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.orphans import orphan_exits
 from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.protect_sender import ProtectionSender
-from jtrades.engine.view_waits import shows_gone, within
+from jtrades.engine.protector import cancels_gone
 
 log = structlog.get_logger(__name__)
 
-SETTLE_S = 5.0  # how long the lock waits for the view to show the cancels
-POLL_S = 0.05
 NOTE = "exit of a position no longer held"
 
 
@@ -114,7 +112,7 @@ class OrphanSweeper:
                 )
             if done:  # the next holder of the lock must not see them as working
                 try:
-                    await within(lambda: shows_gone(broker, bid, done), SETTLE_S, POLL_S)
+                    await cancels_gone(broker, bid, done)
                 except Exception as exc:
                     log.info("reconcile.orphans_view_lost", account_id=bid, error=str(exc))
             return len(done)

@@ -262,7 +262,7 @@ class Protector:
             prefix=f"{PROTECTION_PREFIX}{link.sub_account_id}-{p.symbol}-{int(now.timestamp() * 1000)}",
             expires_at=now + timedelta(seconds=self._settings.trading.signal_ttl_s),
         )
-        waited: set[int] = set()  # cancels already waited for (``_gone``): not twice
+        waited: set[int] = set()  # cancels already waited for (``cancels_gone``): not twice
         async with self._dispatcher.lock_for(link):
             try:
                 before = self._carry.pop(key, None)  # this is a retry of a half-done re-placement
@@ -343,7 +343,7 @@ class Protector:
                     step += len(cancels)
                     try:
                         waited.update(done)
-                        gone = await _gone(broker, bid, done)
+                        gone = await cancels_gone(broker, bid, done)
                         # the cancelled take-profits' fills too: what they still had to fill is
                         # re-placed
                         current, book = _exit_view(
@@ -489,6 +489,7 @@ def _take_profits(taken: Sequence[tuple[PlannedOrder, int]]) -> tuple[TakeProfit
     return tuple(out)
 
 
-async def _gone(broker: Broker, account_id: int, order_ids: Sequence[int]) -> bool:
-    """Whether the live view stops showing ``order_ids`` as open within ``CANCEL_WAIT_S``."""
+async def cancels_gone(broker: Broker, account_id: int, order_ids: Sequence[int]) -> bool:
+    """Whether the live view stops showing ``order_ids`` as open within ``CANCEL_WAIT_S`` (the
+    orphan sweep waits the same way before it lets the lock go)."""
     return await within(lambda: shows_gone(broker, account_id, order_ids), CANCEL_WAIT_S, POLL_S)
