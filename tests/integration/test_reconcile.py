@@ -526,6 +526,14 @@ async def test_a_lookup_never_moves_an_intent_back_from_a_final_state(
             account, "MNQ1!", Side.BUY, 1, OrderType.LIMIT, price=Decimal(19000), cl_ord_id="jt-r-1"
         )
         await paper.place_order(limit)
+
+        async def mirrored() -> bool:
+            n = await pool.fetchval("SELECT count(*) FROM orders WHERE cl_ord_id = 'jt-r-1'")
+            return bool(n)
+
+        # the mirror writes the placement's Working in the background: were it written after
+        # the intent below, it (not the lookup) would move the intent, and nothing is tested
+        await wait_for(mirrored, "the placement mirrored")
         sid = await pool.fetchval("SELECT id FROM signals LIMIT 1")
         long_ago = datetime.now(UTC) - timedelta(minutes=5)
         iid = await pool.fetchval(
@@ -548,7 +556,7 @@ async def test_a_lookup_never_moves_an_intent_back_from_a_final_state(
             return found
 
         paper.order_by_cl_ord_id = answered_late  # type: ignore[method-assign]
-        await engine.reconciler.resolve_intents(before=datetime.now(UTC))
+        assert await engine.reconciler.resolve_intents(before=datetime.now(UTC)) == 1  # looked up
         assert await state() == "filled"
     finally:
         await engine.close()
