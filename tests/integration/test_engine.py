@@ -194,13 +194,17 @@ async def working(engine: Engine, pool: asyncpg.Pool, sub_id: int) -> list[Any]:
     return engine.brokers.paper(aid).working_orders(bid)
 
 
-async def wait_for(cond: Any, what: str, limit_s: float = 5.0) -> None:
-    """Poll an async condition (event mirroring runs in the background); fail after a bound."""
-    for _ in range(int(limit_s / 0.02)):
-        if await cond():
-            return
+async def wait_for(cond: Any, what: str, limit_s: float = 30.0) -> None:
+    """Poll an async condition (event mirroring runs in the background); fail after a bound.
+
+    The bound is wall-clock time and only stops a hang: on a loaded CI machine (two shared
+    cores) the background task may lag by seconds, and the condition is what is waited for."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while not await cond():
+        if loop.time() >= deadline:
+            raise AssertionError(f"never happened within {limit_s:g} s: {what}")
         await asyncio.sleep(0.02)
-    raise AssertionError(f"never happened: {what}")
 
 
 @pytest.fixture

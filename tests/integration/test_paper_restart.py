@@ -348,7 +348,7 @@ async def test_a_flatten_after_a_restart_keeps_the_stop_until_a_price_closes_the
 
     out = await send(second, pool, rec, buy("21510"))  # the next alert: no entry, a price
     assert out.orders == 0
-    await wait_done(pool, limit_s=10)
+    await wait_done(pool)
     assert await net_pos(second, pool, sub) == 0
     assert paper.working_orders(bid) == []
     assert paper.fills(bid)[-1].price == Decimal("21510")
