@@ -37,6 +37,7 @@ from tests.integration.test_engine import (
     send,
     wait_for,
 )
+from tests.polling import until
 
 REQUESTED_AT = "2026-01-02T03:04:05.678901+00:00"
 
@@ -135,11 +136,16 @@ async def flatten_flag(pool: asyncpg.Pool) -> dict[str, Any]:
     return dict(value["flattens"][REQUESTED_AT])
 
 
-async def wait_done(pool: asyncpg.Pool, limit_s: float = 5.0) -> None:
+async def wait_done(pool: asyncpg.Pool, limit_s: float = 30.0) -> None:
     async def done() -> bool:
         return bool((await flatten_flag(pool)).get("done_at"))
 
     await wait_for(done, "flatten marked done", limit_s)
+
+
+def waited_on(lock: asyncio.Lock) -> bool:
+    """Whether a task is queued to take ``lock`` (asyncio keeps its waiters in ``_waiters``)."""
+    return bool(lock._waiters)
 
 
 async def liquidation_ids(pool: asyncpg.Pool) -> list[str]:
@@ -256,7 +262,7 @@ async def test_a_slow_flatten_gives_each_account_its_own_ttl(
     async def all_flat() -> bool:
         return all([await positions(engine, pool, s) == {} for s in subs])
 
-    await wait_for(all_flat, "every sub-account flattened", 10)
+    await wait_for(all_flat, "every sub-account flattened")
     await wait_done(pool)
     states = await pool.fetch("SELECT state FROM order_intents WHERE kind = 'liquidate'")
     assert [r["state"] for r in states] == ["done"] * 3  # none expired
@@ -648,7 +654,7 @@ async def test_a_resume_while_the_liquidation_waits_for_the_lock_sends_nothing(
     with structlog.testing.capture_logs() as logs:
         async with lock:  # an alert of the account's is being dispatched
             await request_flatten(engine, pool)
-            await asyncio.sleep(0.3)  # the flattener waits for the lock
+            await until(lambda: waited_on(lock), what="the flattener waiting for the lock")
             await pool.execute(  # what `resume` writes
                 "UPDATE system_flags SET value = $1 WHERE name = 'halted'",
                 {"halted": False, "flattens": {}},
@@ -677,7 +683,7 @@ async def test_an_alert_waiting_for_a_lock_does_not_open_on_a_login_halted_meanw
     await lock_a.acquire()
     alert = asyncio.create_task(send(engine, pool, rec, Signal(Action.SELL, ticker="MNQ1!",
                                                                price=Decimal("21500"))))  # fmt: skip
-    await asyncio.sleep(0.2)
+    await until(lambda: waited_on(lock_a) or alert.done(), what="the alert at hl-a's lock")
     assert not alert.done()  # past the gate, waiting for hl-a's lock
 
     await cli(db_url, data_dir, "halt", "--account", "hl-b", "--flatten")
