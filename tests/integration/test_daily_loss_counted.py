@@ -110,7 +110,12 @@ async def test_an_entry_is_refused_while_the_latest_fills_cannot_be_counted(
     pool = database.pool
     rec, sub = await _trader(engine, pool, "slow", size=1)
     await send(engine, pool, rec, buy("21500"))
-    await asyncio.sleep(0.1)  # the entry's fill is counted
+
+    async def entry_counted() -> bool:
+        return await pool.fetchval("SELECT count(*) FROM fills WHERE sub_account_id = $1", sub) == 1
+
+    # the entry's fill is counted before batches slow down: only the close's is left waiting
+    await wait_for(entry_counted, "the entry's fill mirrored")
     mirror = engine.reconciler.mirror
     mirror.quiet_s = mirror.coalesce_s = 3.0  # batches now wait 3 s before they are written
     await send(engine, pool, rec, close("21499"))
