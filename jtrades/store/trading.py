@@ -8,6 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
+
 from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
 
@@ -31,14 +33,22 @@ async def config_fingerprint(ex: Executor) -> str:
         return str(await ex.fetchval(q("trading.config_fingerprint")))
 
 
-async def load_config(ex: Executor) -> ConfigRows:
+async def load_config(pool: asyncpg.Pool) -> ConfigRows:
+    """Every read in one read-only REPEATABLE READ transaction, so one snapshot of the
+    database: read one statement at a time, a ``trader edit`` committing between the traders
+    and the links gave the old size with the new multiplier (5 × 5 contracts where 5 × 1 was
+    edited to 1 × 5), a configuration nobody made."""
     with translate_errors():
-        fp = await ex.fetchval(q("trading.config_fingerprint"))
-        recorders = [dict(r) for r in await ex.fetch(q("trading.config_recorders"))]
-        traders = [dict(r) for r in await ex.fetch(q("trading.config_traders"))]
-        links = [dict(r) for r in await ex.fetch(q("trading.config_links"))]
-        subs = [dict(r) for r in await ex.fetch(q("trading.config_subs"))]
-        halted = await ex.fetchval(q("trading.halted"))
+        async with (
+            pool.acquire() as ex,
+            ex.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            fp = await ex.fetchval(q("trading.config_fingerprint"))
+            recorders = [dict(r) for r in await ex.fetch(q("trading.config_recorders"))]
+            traders = [dict(r) for r in await ex.fetch(q("trading.config_traders"))]
+            links = [dict(r) for r in await ex.fetch(q("trading.config_links"))]
+            subs = [dict(r) for r in await ex.fetch(q("trading.config_subs"))]
+            halted = await ex.fetchval(q("trading.halted"))
     return ConfigRows(recorders, traders, links, halted, str(fp), subs)
 
 

@@ -41,8 +41,11 @@ SELECT md5(concat_ws('|',
                        || ':' || enabled::text, ',' ORDER BY trader_id, sub_account_id)
      FROM trader_accounts),
     (SELECT string_agg(id::text || ':' || status || ':' || timezone, ',' ORDER BY id) FROM users),
-    (SELECT string_agg(id::text || ':' || halted::text || ':' || env, ',' ORDER BY id) FROM accounts),
-    (SELECT string_agg(id::text || ':' || halted::text || ':' || active::text, ',' ORDER BY id)
+    (SELECT string_agg(concat_ws(':', id, halted, env, label, user_id), ',' ORDER BY id)
+     FROM accounts),
+    -- the name is the accountSpec orders are sent with: a sync's rename must reach the engine
+    (SELECT string_agg(concat_ws(':', id, halted, active, account_id, broker_account_id, name),
+                       ',' ORDER BY id)
      FROM sub_accounts),
     (SELECT string_agg(name || ':' || value::text || ':' || updated_at::text, ',')
      FROM system_flags)));
