@@ -345,3 +345,16 @@ def missing_price(
     if kind is OrderType.TRAILING_STOP and stop is None and peg is None:
         return "a TrailingStop order needs pegDifference (or an initial stop price)"
     return None
+
+
+def oco_pair_fault(first: OrderRequest, second: OrderRequest) -> str | None:
+    """Why Tradovate's placeoco cannot express this pair, or None: its second order (a
+    RestrainedOrderVersion) has no account, symbol or quantity of its own and takes the
+    first's, so a pair that differs in them is a caller's bug (both brokers refuse it)."""
+    if first.account != second.account:
+        return "both orders of an OCO must be for the same sub-account"
+    if first.symbol != second.symbol:
+        return "both orders of an OCO must be for the same contract"
+    if first.qty != second.qty:
+        return "both orders of an OCO must have the same quantity (the second takes the first's)"
+    return None

@@ -41,7 +41,7 @@ from jtrades.broker.base import (
     WorkingOrder,
 )
 from jtrades.broker.matching import auto_trailed, fill_price, to_tick, touched, trailed
-from jtrades.broker.paper_checks import check_bracket, check_order
+from jtrades.broker.paper_checks import check_bracket, check_oco_pair, check_order
 from jtrades.broker.paper_day import SessionClock, expires, utc_now
 from jtrades.broker.wakeups import Wakeups
 from jtrades.engine.instruments import calendar_contract, split_symbol, table_contract
@@ -202,6 +202,7 @@ class PaperBroker:
             raise BrokerRejected("an OCO pair must be two working orders")
         self._check_request(req.first)
         self._check_request(req.second)
+        check_oco_pair(req.first, req.second)
         a, b = self._new(req.first), self._new(req.second)
         a.oco_id, b.oco_id = b.id, a.id
         self._activate(a)

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from jtrades.broker.base import BracketOrder, OrderRequest, OrderType, missing_price
+from jtrades.broker.base import (
+    BracketOrder,
+    OrderRequest,
+    OrderType,
+    missing_price,
+    oco_pair_fault,
+)
 from jtrades.errors import BrokerRejected
 
 
@@ -35,3 +41,10 @@ def check_order(req: OrderRequest, priced: bool) -> None:
 
 def check_bracket(b: BracketOrder) -> None:
     check_prices(b.order_type, b.price, b.stop_price, b.peg_difference)
+
+
+def check_oco_pair(first: OrderRequest, second: OrderRequest) -> None:
+    """Refused like the Tradovate broker refuses it (``ValueError``, before anything is placed)."""
+    why = oco_pair_fault(first, second)
+    if why is not None:
+        raise ValueError(why)

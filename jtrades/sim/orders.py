@@ -83,10 +83,13 @@ class OrderApi:
         return acc, contract
 
     @staticmethod
-    def _spec(body: dict[str, Any], qty: int | None = None) -> OrderSpec:
+    def _spec(body: dict[str, Any], leg_of: OrderSpec | None = None) -> OrderSpec:
+        """The order of a body; ``leg_of``: the body is a RestrainedOrderVersion (an OCO's
+        ``other``, an OSO's bracket), whose order works the quantity of ``leg_of``, the main
+        order (it has no orderQty). A leg's clOrdId and text are its own, as any order's."""
         return OrderSpec(
             action=body["action"],
-            qty=body.get("orderQty") or qty or 0,
+            qty=leg_of.qty if leg_of is not None else body["orderQty"],
             order_type=body["orderType"],
             price=v.dec(body.get("price")),
             stop_price=v.dec(body.get("stopPrice")),
@@ -126,16 +129,15 @@ class OrderApi:
             acc, contract = self._order_prelude(login, body, v.PLACE_OSO, req, endpoint="placeoso")
         except Rejected as r:
             return fail(r.reason, r.text)
-        brackets = [body[k] for k in ("bracket1", "bracket2") if body.get(k) is not None]
-        for b in brackets:
-            if b.get("action") is None or b.get("orderType") is None:
-                return fail(
-                    "UnknownReason", "Invalid or missed parameters: bracket action, orderType"
-                )
+        keys = [k for k in ("bracket1", "bracket2") if body.get(k) is not None]
+        for k in keys:
+            err = v.check(body[k], v.RESTRAINED, v.RESTRAINED_REQUIRED, at=f"{k}.")
+            if err:
+                return fail("UnknownReason", err)
         entry = self._spec(body)
         try:
             ids, events = self.ex.place_oso(
-                acc.id, contract, entry, [self._spec(b, entry.qty) for b in brackets]
+                acc.id, contract, entry, [self._spec(body[k], entry) for k in keys]
             )
         except Rejected as r:
             return fail(r.reason, r.text)
@@ -152,14 +154,14 @@ class OrderApi:
             acc, contract = self._order_prelude(login, body, v.PLACE_OCO, req, endpoint="placeoco")
         except Rejected as r:
             return fail(r.reason, r.text)
-        other = body["other"]
-        if other.get("action") is None or other.get("orderType") is None:
-            return fail(
-                "UnknownReason", "Invalid or missed parameters: other.action, other.orderType"
-            )
+        err = v.check(body["other"], v.RESTRAINED, v.RESTRAINED_REQUIRED, at="other.")
+        if err:
+            return fail("UnknownReason", err)
         first = self._spec(body)
         try:
-            ids, events = self.ex.place_oco(acc.id, contract, first, self._spec(other, first.qty))
+            ids, events = self.ex.place_oco(
+                acc.id, contract, first, self._spec(body["other"], first)
+            )
         except Rejected as r:
             return fail(r.reason, r.text)
         self.world.stats.orders += 1
@@ -281,17 +283,17 @@ def _strategy_params(text: str) -> tuple[dict[str, Any], list[Leg]] | str:
     if not isinstance(params, dict) or set(params) - {"entryVersion", "brackets"}:
         return f"{bad}: params"
     entry = params.get("entryVersion")
-    err = v.check(entry, v.STRATEGY_ENTRY, ("orderQty", "orderType"))
+    err = v.check(entry, v.STRATEGY_ENTRY, ("orderQty", "orderType"), at="entryVersion.")
     if err:
-        return err.replace("parameters: ", "parameters: entryVersion.", 1)
+        return err
     brackets = params.get("brackets")
     if not isinstance(brackets, list) or not brackets:
         return f"{bad}: brackets"
     legs: list[Leg] = []
     for b in brackets:
-        err = v.check(b, v.STRATEGY_BRACKET, ("qty",))
+        err = v.check(b, v.STRATEGY_BRACKET, ("qty",), at="brackets.")
         if err:
-            return err.replace("parameters: ", "parameters: brackets.", 1)
+            return err
         at = b.get("autoTrail")
         auto = None
         if at:

@@ -2,7 +2,8 @@
 
 Field lists follow the official OpenAPI spec (tradovate/example-api-csharp-trading,
 ``swagger/services.swagger.yaml``: PlaceOrder, PlaceOSO, PlaceOCO, RestrainedOrderVersion,
-ModifyOrder, CancelOrder, LiquidatePosition, StartOrderStrategy, InterruptOrderStrategy). A JSON
+ModifyOrder, CancelOrder, LiquidatePosition, StartOrderStrategy, InterruptOrderStrategy; the
+generated clients of that spec have the same models). A JSON
 integer is accepted where the spec says ``number``; a float is never accepted for an integer, and
 ``true`` is never a number.
 """
@@ -34,7 +35,21 @@ _VERSION = {
     "expireTime": STR,
     "text": STR,
 }
-BRACKET = {"action": STR, **_VERSION}
+# RestrainedOrderVersion: the type of placeOCO.other and placeOSO.bracket1/bracket2. It has a
+# clOrdId (the leg order's own) and no orderQty: a leg works the main order's quantity.
+RESTRAINED = {
+    "action": STR,
+    "clOrdId": STR,
+    "orderType": STR,
+    "price": NUM,
+    "stopPrice": NUM,
+    "maxShow": INT,
+    "pegDifference": NUM,
+    "timeInForce": STR,
+    "expireTime": STR,
+    "text": STR,
+}
+RESTRAINED_REQUIRED = ("action", "orderType")
 PLACE_ORDER = {
     "accountSpec": STR,
     "accountId": INT,
@@ -46,8 +61,8 @@ PLACE_ORDER = {
     "customTag50": STR,
     "isAutomated": BOOL,
 }
-PLACE_OSO = {**PLACE_ORDER, "bracket1": BRACKET, "bracket2": BRACKET}
-PLACE_OCO = {**PLACE_ORDER, "other": BRACKET}
+PLACE_OSO = {**PLACE_ORDER, "bracket1": RESTRAINED, "bracket2": RESTRAINED}
+PLACE_OCO = {**PLACE_ORDER, "other": RESTRAINED}
 MODIFY_ORDER = {
     "orderId": INT,
     "clOrdId": STR,
@@ -118,29 +133,33 @@ def _type_ok(kind: str, value: Any) -> bool:
     return isinstance(value, bool)
 
 
-def check(body: Any, schema: dict[str, Any], required: tuple[str, ...] = ()) -> str | None:
-    """``None`` when ``body`` fits ``schema``; else the ``failureText`` naming the bad field."""
+def check(
+    body: Any, schema: dict[str, Any], required: tuple[str, ...] = (), at: str = ""
+) -> str | None:
+    """``None`` when ``body`` fits ``schema``; else the ``failureText`` naming the bad field.
+    ``at``: the path of ``body`` in the request (``"other."``), to name a nested field."""
+    bad = "Invalid or missed parameters"
     if not isinstance(body, dict):
-        return "Invalid or missed parameters: body must be a JSON object"
+        return f"{bad}: {at.rstrip('.') or 'body'} must be a JSON object"
     for key, value in body.items():
         kind = schema.get(key)
         if kind is None:
-            return f"Invalid or missed parameters: unknown field {key}"
+            return f"{bad}: unknown field {at}{key}"
         if value is None:
             continue
         if isinstance(kind, dict):
-            inner = check(value, kind)
+            inner = check(value, kind, at=f"{at}{key}.")
             if inner is not None:
-                return inner.replace("parameters: ", f"parameters: {key}.", 1)
+                return inner
             continue
         if not _type_ok(kind, value):
-            return f"Invalid or missed parameters: {key}"
+            return f"{bad}: {at}{key}"
         allowed = ENUMS.get(key)
         if allowed is not None and value not in allowed:
-            return f"Invalid or missed parameters: {key}={value}"
+            return f"{bad}: {at}{key}={value}"
     for key in required:
         if body.get(key) is None:
-            return f"Invalid or missed parameters: {key} is required"
+            return f"{bad}: {at}{key} is required"
     return None
 
 

@@ -164,8 +164,8 @@ async def test_a_reversal_by_hand_leaves_no_exit_that_adds_to_the_new_side(
 async def test_an_oco_stop_whose_take_profit_is_gone_is_still_an_exit(
     database: Database, settings: Settings
 ) -> None:
-    """Tradovate takes no clOrdId for an OCO's second order: the DCA's stop is known as ours by
-    the id riding in its text once its take-profit was cancelled by hand."""
+    """An OCO's second order (placeoco ``other``) carries its own clOrdId, and the same id in
+    its text: the DCA's stop is known as ours once its take-profit was cancelled by hand."""
     risk: dict[str, Any] = {"size": 1, "add_size": 1, "same_direction": "add", "dca": True}
     tp = [{"target": "20", "qty": 1}, {"target": "40"}]
     async with _sim_world(database, settings, tp=tp, sl=Decimal(40), **risk) as (sim, engine, w):

@@ -4,6 +4,7 @@ OSO/OCO/strategy semantics, liquidation, realized P&L, lookups by clOrdId, the e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -579,3 +580,24 @@ async def test_a_days_price_of_another_contract_expires_it_too() -> None:
     clock.at = _chicago(25, 12)
     paper.on_price("MESZ6", D("6001"))
     assert paper.working_orders(1) == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"qty": 2}, {"symbol": "MNQH7"}, {"account": SubAccount(2, "B")}],
+    ids=["quantity", "contract", "sub-account"],
+)
+async def test_an_oco_pair_tradovate_cannot_express_is_refused_alike(
+    paper: PaperBroker, change: dict[str, object]
+) -> None:
+    """Tradovate's placeoco ``other`` has no quantity, contract or account of its own: it takes
+    the first order's. The Tradovate broker refuses such a pair before sending it; so does
+    this one, before it places anything."""
+    await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1))
+    before = paper.all_orders(1)
+    with pytest.raises(ValueError, match="same"):
+        await paper.place_oco(OcoRequest(_LIMIT_TP, dataclasses.replace(_STOP_SL, **change)))
+    assert paper.all_orders(1) == before
+    placed = await paper.place_oco(OcoRequest(_LIMIT_TP, _STOP_SL))
+    [stop] = [o for o in paper.working_orders(1) if o.order_id in placed.linked_ids]
+    assert (stop.cl_ord_id, stop.qty) == ("sl", 1)  # its own id, as the simulator's leg has

@@ -73,8 +73,9 @@ def test_exits_on_the_side_now_held_are_orphans() -> None:
 
 
 def test_an_oco_second_leg_is_known_by_its_text() -> None:
-    """Tradovate takes no clOrdId for an OCO's second leg: ours rides in its text, and tells
-    the stop is an exit once its take-profit is gone."""
+    """An OCO's second leg carries our id in its text as well as in its clOrdId (jtrades sent
+    it only in the text before): the text alone tells the stop is an exit once its take-profit
+    is gone."""
     stop = dataclasses.replace(o(11, oco=10), text="jt-5-1-3xb")
     assert ids(orphan_exits(flat(), [stop])) == [11]
     label = dataclasses.replace(o(12), text="protective stop")

@@ -49,6 +49,7 @@ from jtrades.broker.tradovate.orders_wire import (
     created_before,
     drop_none,
     num,
+    oco_fields,
     order_fields,
     placed_order_id,
     rejected,
@@ -131,17 +132,7 @@ class TradovateBroker:
         return PlaceResult(order_id=placed_order_id(d), linked_ids=linked)
 
     async def place_oco(self, req: OcoRequest) -> PlaceResult:
-        if req.first.account != req.second.account:
-            raise ValueError("both orders of an OCO must be for the same sub-account")
-        body = order_fields(req.first)
-        other = order_fields(req.second)
-        for k in ("accountSpec", "accountId", "symbol", "isAutomated", "clOrdId"):
-            other.pop(k, None)
-        if req.second.cl_ord_id:
-            # "other" has no clOrdId in the spec: our id rides in its text, over a label, since it
-            # is what tells the order is ours once its partner is gone (``engine.orphans``)
-            other["text"] = req.second.cl_ord_id
-        body["other"] = other
+        body = oco_fields(req.first, req.second)
         d = await self._send("order/placeoco", body)
         linked = (int(d["ocoId"]),) if d.get("ocoId") is not None else ()
         return PlaceResult(order_id=placed_order_id(d), linked_ids=linked)

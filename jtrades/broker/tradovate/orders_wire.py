@@ -20,6 +20,7 @@ from jtrades.broker.base import (
     StrategyBracket,
     StrategyRequest,
     missing_price,
+    oco_pair_fault,
 )
 from jtrades.errors import BrokerRejected, OutcomeUnknown
 
@@ -59,6 +60,8 @@ def order_fields(req: OrderRequest) -> dict[str, Any]:
 
 
 def bracket_fields(b: BracketOrder) -> dict[str, Any]:
+    """An OSO bracket as a RestrainedOrderVersion (spec): no account, symbol or quantity (it
+    works the entry's), and its own clOrdId."""
     check_prices(b.order_type, b.price, b.stop_price, b.peg_difference)
     return drop_none(
         {
@@ -67,10 +70,38 @@ def bracket_fields(b: BracketOrder) -> dict[str, Any]:
             "price": num(b.price),
             "stopPrice": num(b.stop_price),
             "pegDifference": num(b.peg_difference),
-            # RestrainedOrderVersion (spec) has no clOrdId: our id rides in ``text``.
+            "clOrdId": b.cl_ord_id or None,
+            # also in text, where the orphan-exit sweep reads it too (``engine.orphans``)
             "text": b.cl_ord_id or None,
         }
     )
+
+
+def oco_fields(first: OrderRequest, second: OrderRequest) -> dict[str, Any]:
+    """The body of ``order/placeoco``: ``first`` as a whole order, ``second`` as its ``other``,
+    a RestrainedOrderVersion (spec: action, orderType, clOrdId, price, stopPrice, maxShow,
+    pegDifference, timeInForce, expireTime, text). ``other`` has no account, symbol or quantity:
+    it is for the first's, so a pair that differs in them cannot be sent (``ValueError``)."""
+    why = oco_pair_fault(first, second)
+    if why is not None:
+        raise ValueError(why)
+    body = order_fields(first)
+    check_prices(second.order_type, second.price, second.stop_price, second.peg_difference)
+    body["other"] = drop_none(
+        {
+            "action": second.side.value,
+            "orderType": second.order_type.value,
+            "price": num(second.price),
+            "stopPrice": num(second.stop_price),
+            "pegDifference": num(second.peg_difference),
+            "timeInForce": second.time_in_force.value,
+            "clOrdId": second.cl_ord_id or None,
+            # our id also in text, over a label: what tells the order is ours once its
+            # partner is gone (``engine.orphans`` reads both), as it did before clOrdId was sent
+            "text": second.cl_ord_id or second.text,
+        }
+    )
+    return body
 
 
 def check_prices(
