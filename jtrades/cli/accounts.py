@@ -21,6 +21,7 @@ from jtrades.cli.common import (
     run,
     run_plain,
     settings,
+    transaction,
 )
 from jtrades.config import Settings
 from jtrades.db import Database
@@ -104,7 +105,7 @@ def add(
             password_set=password is not None,
             key_id=sealed.key_id if sealed else None,
         )
-        async with db.pool.acquire() as c, c.transaction():
+        async with transaction(db) as c:
             owner = await users.get(c, user)
             account = await store.create(
                 c, user_id=owner.id, label=label, env=env, username=username, password=sealed
@@ -157,7 +158,7 @@ def remove(label: LabelArg, json: JsonOpt = False) -> None:
     """
 
     async def go(db: Database) -> Account:
-        async with db.pool.acquire() as c, c.transaction():
+        async with transaction(db) as c:
             account = await store.remove(c, label)
             await audit.record(
                 c,
@@ -191,7 +192,7 @@ def add_sub(
     """
 
     async def go(db: Database) -> SubAccountRow:
-        async with db.pool.acquire() as c, c.transaction():
+        async with transaction(db) as c:
             sub = await store.add_sub(c, label, broker_id, name)
             await audit.record(
                 c, actor(), "accounts.add_sub", label, {"id": broker_id, "name": name}
@@ -225,7 +226,7 @@ async def sync_account(db: Database, cfg: Settings, label: str) -> tuple[Account
     found = await list_sub_accounts(
         cfg, account.env, account.username, creds.password, db=db.pool, cipher=box
     )
-    async with db.pool.acquire() as c, c.transaction():
+    async with transaction(db) as c:
         result = await store.store_synced_subs(
             c, account.id, [(s.account_id, s.name) for s in found]
         )
@@ -315,7 +316,7 @@ def reseal(json: JsonOpt = False) -> None:
 
     async def go(db: Database) -> tuple[sealed.ResealReport, str]:
         box = load_secret_box(settings(), create=False)
-        async with db.pool.acquire() as c, c.transaction():
+        async with transaction(db) as c:
             report = await sealed.reseal(c, box)
             await audit.record(
                 c,

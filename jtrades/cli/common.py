@@ -1,24 +1,30 @@
 """What every CLI command shares: open resources, run a coroutine, print data or one-line errors.
 
 Data goes to stdout (a rich table for people, JSON with ``--json``); status and errors go to
-stderr. A ``JtradesError`` becomes ``error: <message>`` and exit 1, never a traceback.
+stderr. A ``JtradesError`` becomes ``error: <message>`` and exit 1, never a traceback; so does a
+driver error no store function translated (``database error: <class>: <message>``, scrubbed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 from decimal import Decimal
 from enum import Enum
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import asyncpg
 import orjson
 import typer
+from asyncpg.pool import PoolConnectionProxy
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -27,6 +33,7 @@ from jtrades import logging as jlog
 from jtrades.config import Settings, load_settings
 from jtrades.db import Database, connect
 from jtrades.errors import JtradesError
+from jtrades.store import translate_errors
 
 T = TypeVar("T")
 
@@ -72,8 +79,25 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+# What the driver and the network raise when the database fails under a command: a store
+# function turns them into ``StorageUnavailable``; any that escapes one (a bug) is still one line.
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+
+
+def db_error_line(exc: BaseException) -> str:
+    """``database error: <class>: <first line of its message>`` (``fail`` scrubs it)."""
+    said = str(exc).strip().splitlines()
+    return f"database error: {type(exc).__name__}" + (f": {said[0]}" if said else "")
+
+
 def run(fn: Callable[[Database], Awaitable[T]], *, migrate: bool = True) -> T:
-    """Load settings, open the database (migrated), run ``fn``, close; errors → one line, exit 1."""
+    """Load settings, open the database (migrated), run ``fn``, close; errors → one line, exit 1
+    (a database that fails under the command as one that cannot be reached)."""
     try:
         cfg = settings()
         # Commands stay quiet (warnings and up) unless debug logging is asked for explicitly.
@@ -89,6 +113,30 @@ def run(fn: Callable[[Database], Awaitable[T]], *, migrate: bool = True) -> T:
         return asyncio.run(main())
     except JtradesError as exc:
         fail(str(exc))
+    except DB_ERRORS as exc:
+        fail(db_error_line(exc))
+
+
+@contextlib.asynccontextmanager
+async def transaction(db: Database) -> AsyncIterator[PoolConnectionProxy[Any]]:
+    """A pooled connection in a transaction, committed when the block ends without error.
+
+    Its own statements (the acquire, BEGIN, COMMIT) fail as the store's do (``translate_errors``:
+    a connection lost, a timeout → ``StorageUnavailable``), and an error in the block is the one
+    raised, not the rollback's on a connection that is gone (``async with conn.transaction()``
+    replaced "terminating connection due to administrator command" with the InterfaceError of its
+    exit, a traceback)."""
+    with translate_errors():
+        async with db.pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(*DB_ERRORS):
+                    await tx.rollback()
+                raise
+            await tx.commit()
 
 
 def run_plain(fn: Callable[[], T]) -> T:
@@ -127,6 +175,68 @@ def clock(value: datetime, zone: tzinfo) -> str:
     """A time as a table shows it, in ``zone``: a listing's rows name their owner's (DESIGN §4,
     "Times are in the user's time zone"), where the machine's (a VPS in UTC) misled."""
     return value.astimezone(zone).strftime(TIME_FORMAT)
+
+
+def owner_zone(name: str | None) -> ZoneInfo | None:
+    """A row owner's zone; None for a row with no owner (a signal no recorder took) or with a
+    name stored before names were checked (OSError: a tzdata folder, an overlong name)."""
+    try:
+        return ZoneInfo(name) if name else None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def operator_zone() -> ZoneInfo:
+    """Where a row with no zone of its own is shown: the operator's ``[trading] timezone``."""
+    return ZoneInfo(settings().trading.timezone)
+
+
+def zoned(
+    data: list[dict[str, Any]],
+    title: str,
+    columns: Sequence[str],
+    cells: list[list[Any]],
+    *,
+    times: Sequence[str],
+) -> tuple[str, list[str], list[list[Any]]]:
+    """Every time in its row owner's zone (``data[i]["timezone"]``, then named there as the
+    zone used): the ``times`` keys of the JSON rows (ISO-8601 with that zone's offset) and each
+    time in ``cells``, in the machine's zone a New York user on a UTC VPS read a 10:00 exit as
+    15:00. Returns the table's title (naming the zone), columns (a "zone" one when the rows
+    span several) and cells."""
+    operator = cache(operator_zone)
+    zones = [owner_zone(r.get("timezone")) or operator() for r in data]
+    for r, zone in zip(data, zones, strict=True):
+        r["timezone"] = zone.key
+        for key in times:
+            if isinstance(r.get(key), datetime):
+                r[key] = r[key].astimezone(zone)
+    cells = [
+        [clock(v, zone) if isinstance(v, datetime) else v for v in row]
+        for row, zone in zip(cells, zones, strict=True)
+    ]
+    names = sorted({z.key for z in zones})
+    if len(names) > 1:
+        title, columns = f"{title} (times in each user's zone)", [*columns, "zone"]
+        cells = [[*row, zone.key] for row, zone in zip(cells, zones, strict=True)]
+    elif names:
+        title = f"{title} (times in {names[0]})"
+    return title, list(columns), cells
+
+
+def emit_zoned(
+    json_mode: bool,
+    data: list[dict[str, Any]],
+    title: str,
+    columns: Sequence[str],
+    cells: list[list[Any]],
+    *,
+    times: Sequence[str],
+    empty: str,
+) -> None:
+    """``emit`` with every time in its row owner's zone (``zoned``)."""
+    title, columns, cells = zoned(data, title, columns, cells, times=times)
+    emit(json_mode, data, title, columns, cells, empty=empty)
 
 
 def cell(value: Any) -> str:

@@ -11,7 +11,7 @@ daemon is not running (or hangs).
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -27,6 +27,8 @@ from jtrades.cli.common import (
     print_json,
     print_table,
     run,
+    transaction,
+    zoned,
 )
 from jtrades.db import Database
 from jtrades.store import audit
@@ -70,7 +72,7 @@ def halt(
         by = actor()
         request: str | None = None
         covered = False
-        async with db.pool.acquire() as conn, conn.transaction():
+        async with transaction(db) as conn:
             if account:
                 label = await status_store.set_account_halted(conn, account, True)
                 target = f"account:{label}"
@@ -113,8 +115,9 @@ def halt(
         for p in result["open_positions"]
         if account is None or p.account.lower() == account.lower()
     ]
+    positions = _positions(open_now)
     if json:
-        print_json({**result, "open_positions": [asdict(p) for p in open_now]})
+        print_json({**result, "open_positions": positions.data})
         return
     err.print(f"halted: {result['halted']} (new entries are refused; closes still pass)")
     if flatten:
@@ -136,7 +139,7 @@ def halt(
             )
         err.print("progress: `jtrades status --json`")
     if open_now:
-        _positions_table(open_now)
+        positions.print()
 
 
 def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
@@ -150,7 +153,7 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
     async def go(db: Database) -> dict[str, Any]:
         now = datetime.now(UTC)
         by = actor()
-        async with db.pool.acquire() as conn, conn.transaction():
+        async with transaction(db) as conn:
             if account:
                 label = await status_store.set_account_halted(conn, account, False)
                 target = f"account:{label}"
@@ -261,6 +264,7 @@ def status(
         {**r, "state": flatten_store.state(r)}
         for r in flatten_store.requests(data["halt_flag"]).values()
     ]
+    positions = _positions(data["positions"])
     if json:
         print_json(
             {
@@ -269,7 +273,7 @@ def status(
                 "halt_flag": data["halt_flag"],
                 "flattens": flattens,
                 "halted_accounts": [{"account": a, "user": u} for a, u in data["halted_accounts"]],
-                "positions": [asdict(p) for p in data["positions"]],
+                "positions": positions.data,
                 "database": data["database"],
             }
         )
@@ -291,7 +295,7 @@ def status(
             [(s.get("account_id"), s.get("env")) for s in daemon["sessions"]],
         )
     if data["positions"]:
-        _positions_table(data["positions"])
+        positions.print()
     else:
         err.print("no open positions")
 
@@ -316,12 +320,29 @@ def _flatten_line(r: dict[str, Any]) -> str:
     return what
 
 
-def _positions_table(positions: list[status_store.OpenPosition]) -> None:
-    print_table(
+@dataclass
+class _Positions:
+    """Open positions with their times in each owner's zone, as ``positions list`` shows them
+    (DESIGN §4): ``data`` for JSON (ISO-8601 with that zone's offset, and its ``timezone``),
+    the table's title, columns and cells for people."""
+
+    data: list[dict[str, Any]]
+    title: str
+    columns: list[str]
+    cells: list[list[Any]]
+
+    def print(self) -> None:
+        print_table(self.title, self.columns, self.cells)
+
+
+def _positions(positions: list[status_store.OpenPosition]) -> _Positions:
+    data = [asdict(p) for p in positions]
+    keys = ["user_name", "account", "sub_account", "symbol", "net_pos", "net_price", "updated_at"]
+    title, columns, cells = zoned(
+        data,
         "open positions",
         ["user", "account", "sub", "symbol", "net", "avg price", "updated"],
-        [
-            (p.user_name, p.account, p.sub_account, p.symbol, p.net_pos, p.net_price, p.updated_at)
-            for p in positions
-        ],
+        [[r[k] for k in keys] for r in data],
+        times=["updated_at"],
     )
+    return _Positions(data, title, columns, cells)

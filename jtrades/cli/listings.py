@@ -4,27 +4,31 @@ Read-only. Tables for people, ``--json`` for scripts; newest first. A signal's r
 filter refused it and why (money rule 9); its raw body is never printed (it may hold a token).
 Times are in each row's owner's time zone (DESIGN §4; ``users set-timezone``), which the table's
 title (or, when the rows span several, a column) and each JSON row's ``timezone`` name; the
-JSON keeps ISO-8601 with the offset.
+JSON keeps ISO-8601 with the offset. A ``--since`` time without an offset (one copied from a
+table) is read in that same zone: the one the listing's rows are shown in (``listing_zone``);
+where that is not one zone, an offset is required rather than guessed.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import typer
 
-from jtrades.cli.common import JsonOpt, clock, emit, run, settings
+from jtrades.cli.common import JsonOpt, emit_zoned, fail, operator_zone, owner_zone, run
 from jtrades.db import Database
 from jtrades.errors import InvalidInput
-from jtrades.store import listings
+from jtrades.store import Executor, listings
+from jtrades.store import accounts as account_store
+from jtrades.store import recorders as recorder_store
 from jtrades.store import signals as signal_store
+from jtrades.store import users as user_store
 
 signals_app = typer.Typer(help="Signals received, with verdicts.", no_args_is_help=True)
 orders_app = typer.Typer(help="Orders sent to brokers.", no_args_is_help=True)
@@ -45,17 +49,33 @@ _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_since(text: str | None, now: datetime) -> datetime | None:
-    """``90s``, ``15m``, ``1h``, ``2d``, ``1w`` before ``now``, or an ISO date/time (UTC if naive)."""
+@dataclass(frozen=True)
+class Since:
+    """A ``--since`` cutoff (in UTC, where the database compares it) and, for a time given
+    without an offset, the zone it was read in (the listing must show its rows there)."""
+
+    at: datetime | None
+    read_in: ZoneInfo | None = None
+
+
+def parse_since(text: str | None, now: datetime, zone: ZoneInfo | None = None) -> Since:
+    """``90s``, ``15m``, ``1h``, ``2d``, ``1w`` before ``now``, or an ISO date/time: with an
+    offset as it says, without one in ``zone`` (a time copied from a listing, in the zone the
+    listing shows it in). ``InvalidInput`` for a time without an offset and no ``zone``, and
+    for a local time the clocks skipped or passed twice (a DST change): never a guess."""
     if text is None or not text.strip():
-        return None
+        return Since(None)
     m = _SPAN.match(text)
     try:
         if m:
-            return now - timedelta(**{_UNIT[m.group(2).lower()]: float(m.group(1))})
+            return Since(now - timedelta(**{_UNIT[m.group(2).lower()]: float(m.group(1))}))
         at = datetime.fromisoformat(text.strip())
-        # in UTC, where the database compares it: a time zone can take it past year 1 or 9999
-        return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC)
+        if at.tzinfo is not None:
+            # in UTC, where the database compares it: a zone can take it past year 1 or 9999
+            return Since(at.astimezone(UTC))
+        if zone is None:
+            raise InvalidInput(f"--since {text!r} needs a UTC offset, e.g. {at.isoformat()}+00:00")
+        return Since(_local(at, zone, text).astimezone(UTC), zone)
     except ValueError:
         raise InvalidInput(
             f"--since wants a span like 30m, 1h, 2d or an ISO time, got {text!r}"
@@ -64,55 +84,112 @@ def parse_since(text: str | None, now: datetime) -> datetime | None:
         raise InvalidInput(f"--since {text!r} is out of range") from None
 
 
+def _local(at: datetime, zone: ZoneInfo, text: str) -> datetime:
+    """The naive ``at`` as a wall-clock time in ``zone``; one that does not exist there (the
+    clocks skipped it) or exists twice (they went back) is refused with the offsets to use."""
+    first, second = at.replace(tzinfo=zone, fold=0), at.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first
+    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != at:
+        raise InvalidInput(
+            f"--since {text!r} does not exist in {zone.key} (the clocks skipped it):"
+            " give a time that does, or one with a UTC offset"
+        )
+    raise InvalidInput(
+        f"--since {text!r} happens twice in {zone.key} (the clocks went back): give its"
+        f" offset, {first.isoformat()} or {second.isoformat()}"
+    )
+
+
+async def since_for(
+    ex: Executor,
+    text: str | None,
+    *,
+    user: str | None = None,
+    account: str | None = None,
+    recorder: str | None = None,
+) -> Since:
+    """``--since`` for a listing narrowed by these filters: a time without an offset is read in
+    the zone the listing shows its rows in (``listing_zone``)."""
+    now = datetime.now(UTC)
+    zone = None
+    if needs_zone(text):
+        # an unknown name says so first, as the listing would
+        await listings.require_names(ex, user=user, account=account, recorder=recorder)
+        zone = await listing_zone(ex, text or "", user=user, account=account, recorder=recorder)
+    return parse_since(text, now, zone)
+
+
+def needs_zone(text: str | None) -> bool:
+    """Whether ``text`` is an ISO time without an offset (it is read in a zone)."""
+    if text is None or not text.strip() or _SPAN.match(text):
+        return False
+    try:
+        return datetime.fromisoformat(text.strip()).tzinfo is None
+    except ValueError:
+        return False  # parse_since says what is wrong with it
+
+
+async def listing_zone(
+    ex: Executor,
+    text: str,
+    *,
+    user: str | None = None,
+    account: str | None = None,
+    recorder: str | None = None,
+) -> ZoneInfo:
+    """The zone a listing shows its rows in: the --user's, else the --account's or the
+    --recorder's owner's, else the one zone every user shares (the operator's when there is no
+    user). Users in several zones: ``InvalidInput`` (which one a bare time means is a guess)."""
+    operator = operator_zone()
+    if user is not None:
+        return owner_zone((await user_store.get(ex, user)).timezone) or operator
+    if account is not None:
+        owner = (await account_store.get(ex, account)).user_id
+        return owner_zone((await user_store.get_by_id(ex, owner)).timezone) or operator
+    if recorder is not None:
+        return owner_zone((await recorder_store.get(ex, recorder)).owner_timezone) or operator
+    zones = {owner_zone(u.timezone) or operator for u in await user_store.list_users(ex)}
+    if len(zones) > 1:
+        names = ", ".join(sorted(z.key for z in zones))
+        raise InvalidInput(
+            f"--since {text!r} has no UTC offset and the users' times are in several zones"
+            f" ({names}): give one (e.g. {text.strip()}+00:00) or name --user"
+        )
+    return zones.pop() if zones else operator
+
+
+def check_since_zone(since: Since, data: list[dict[str, Any]], text: str | None) -> None:
+    """A time without an offset was read in ``since.read_in``: the rows it selected must be
+    shown there too, or the listing (in each user's zone) shows other clocks than it meant."""
+    if since.read_in is None:
+        return
+    operator = cache(operator_zone)
+    shown = {(owner_zone(r.get("timezone")) or operator()).key for r in data}
+    if shown - {since.read_in.key}:
+        names = ", ".join(sorted(shown | {since.read_in.key}))
+        fail(
+            f"--since {text!r} was read in {since.read_in.key}, but the rows are in several"
+            f" zones ({names}): give it a UTC offset, or narrow the listing to one user"
+        )
+
+
 UserOpt = Annotated[str | None, typer.Option("--user", help="Only this user's accounts.")]
 AccountOpt = Annotated[str | None, typer.Option("--account", help="Only this account (label).")]
 SinceOpt = Annotated[
-    str | None, typer.Option("--since", help="Only newer than: 30m, 1h, 2d, or an ISO time.")
+    str | None,
+    typer.Option(
+        "--since",
+        help=(
+            "Only newer than: 30m, 1h, 2d, or a time as the listing shows it, e.g."
+            " '2026-11-27 09:00', read in the listing's zone: the --user's (or the"
+            " --account's or --recorder's owner's), else the one zone all users share."
+            " With users in several zones give an offset: 2026-11-27T09:00-05:00."
+            " A time the clocks skip or repeat (DST) is refused."
+        ),
+    ),
 ]
 LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=10000, help="At most N rows.")]
-
-
-def _zone(name: str | None) -> ZoneInfo | None:
-    """A row owner's zone; None for a row with no owner (a signal no recorder took) or with a
-    name stored before names were checked (OSError: a tzdata folder, an overlong name)."""
-    try:
-        return ZoneInfo(name) if name else None
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return None
-
-
-def _emit_zoned(
-    json_mode: bool,
-    data: list[dict[str, Any]],
-    title: str,
-    columns: Sequence[str],
-    cells: list[list[Any]],
-    *,
-    times: Sequence[str],
-    empty: str,
-) -> None:
-    """``emit`` with every time in its row owner's zone (``data[i]["timezone"]``, then named
-    there as the zone used), the ``times`` keys of the JSON rows and each time in ``cells``:
-    in the machine's zone, a New York user on a UTC VPS read a 10:00 exit as 15:00."""
-    # a row with no zone of its own is shown in the operator's (``[trading] timezone``)
-    operator = cache(lambda: ZoneInfo(settings().trading.timezone))
-    zones = [_zone(r.get("timezone")) or operator() for r in data]
-    for r, zone in zip(data, zones, strict=True):
-        r["timezone"] = zone.key
-        for key in times:
-            if isinstance(r.get(key), datetime):
-                r[key] = r[key].astimezone(zone)
-    cells = [
-        [clock(v, zone) if isinstance(v, datetime) else v for v in row]
-        for row, zone in zip(cells, zones, strict=True)
-    ]
-    names = sorted({z.key for z in zones})
-    if len(names) > 1:
-        title, columns = f"{title} (times in each user's zone)", [*columns, "zone"]
-        cells = [[*row, zone.key] for row, zone in zip(cells, zones, strict=True)]
-    elif names:
-        title = f"{title} (times in {names[0]})"
-    emit(json_mode, data, title, columns, cells, empty=empty)
 
 
 def _short(text: str | None, width: int = 60) -> str | None:
@@ -137,22 +214,25 @@ def signals_list(
     Example: jtrades signals list --recorder nq-scalper --since 1h --verdict rejected
     """
 
-    async def go(db: Database) -> tuple[list[signal_store.SignalRow], dict[int, str]]:
+    async def go(db: Database) -> tuple[list[signal_store.SignalRow], dict[int, str], Since]:
         await listings.require_names(db.pool, user=user, recorder=recorder)
+        after = await since_for(db.pool, since, user=user, recorder=recorder)
         rows = await signal_store.list_signals(
             db.pool,
             recorder=recorder,
-            since=parse_since(since, datetime.now(UTC)),
+            since=after.at,
             limit=limit,
             user=user,
             verdict=verdict.value if verdict else None,
         )
-        return rows, await listings.signal_zones(db.pool, [r.id for r in rows])
+        return rows, await listings.signal_zones(db.pool, [r.id for r in rows]), after
 
-    rows, zones = run(go)
-    _emit_zoned(
+    rows, zones, after = run(go)
+    data = [{**asdict(r), "timezone": zones.get(r.id)} for r in rows]
+    check_since_zone(after, data, since)
+    emit_zoned(
         json,
-        [{**asdict(r), "timezone": zones.get(r.id)} for r in rows],
+        data,
         "signals",
         ["id", "received", "recorder", "action", "symbol", "qty", "verdict", "orders", "why"],
         [
@@ -199,17 +279,14 @@ def orders_list(
     Example: jtrades orders list --user alice --since 1d
     """
 
-    async def go(db: Database) -> list[dict[str, Any]]:
+    async def go(db: Database) -> tuple[list[dict[str, Any]], Since]:
         fn = listings.broker_orders if broker else listings.intents
-        return await fn(
-            db.pool,
-            user=user,
-            account=account,
-            since=parse_since(since, datetime.now(UTC)),
-            limit=limit,
-        )
+        after = await since_for(db.pool, since, user=user, account=account)
+        rows = await fn(db.pool, user=user, account=account, since=after.at, limit=limit)
+        return rows, after
 
-    rows = run(go)
+    rows, after = run(go)
+    check_since_zone(after, rows, since)
     if broker:
         cols = ["order", "updated", "user", "account", "sub", "symbol", "side", "qty", "type"]
         cols += ["price", "stop", "status"]
@@ -220,7 +297,7 @@ def orders_list(
         cols += ["qty", "state", "order", "reason"]
         keys = ["id", "created_at", "user_name", "account", "sub_account", "signal_id", "kind"]
         keys += ["symbol", "side", "qty", "state", "broker_order_id", "reason"]
-    _emit_zoned(
+    emit_zoned(
         json,
         rows,
         "orders",
@@ -250,7 +327,7 @@ def positions_list(
 
     rows = run(go)
     keys = ["user_name", "account", "sub_account", "symbol", "net_pos", "net_price", "updated_at"]
-    _emit_zoned(
+    emit_zoned(
         json,
         rows,
         "positions",
@@ -274,19 +351,18 @@ def trades_list(
     Example: jtrades trades list --user alice --since 1d
     """
 
-    async def go(db: Database) -> list[dict[str, Any]]:
-        return await listings.trades(
-            db.pool,
-            user=user,
-            account=account,
-            since=parse_since(since, datetime.now(UTC)),
-            limit=limit,
+    async def go(db: Database) -> tuple[list[dict[str, Any]], Since]:
+        after = await since_for(db.pool, since, user=user, account=account)
+        rows = await listings.trades(
+            db.pool, user=user, account=account, since=after.at, limit=limit
         )
+        return rows, after
 
-    rows = run(go)
+    rows, after = run(go)
+    check_since_zone(after, rows, since)
     keys = ["id", "closed_at", "user_name", "account", "sub_account", "symbol", "side", "qty"]
     keys += ["entry_price", "exit_price", "pnl"]
-    _emit_zoned(
+    emit_zoned(
         json,
         rows,
         "trades",

@@ -13,7 +13,18 @@ from typing import Annotated, Any
 
 import typer
 
-from jtrades.cli.common import JsonOpt, actor, done, emit, err, out, print_json, run, settings
+from jtrades.cli.common import (
+    JsonOpt,
+    actor,
+    done,
+    emit,
+    err,
+    out,
+    print_json,
+    run,
+    settings,
+    transaction,
+)
 from jtrades.cli.risk_options import RiskInput, describe, risk_options, settings_for_recorder
 from jtrades.cli.risk_options import settings_values as values_of
 from jtrades.db import Database
@@ -141,7 +152,7 @@ def create_cmd(
         sym = _check_symbol(symbol)
         risk_settings = settings_for_recorder(risk)
         token = new_webhook_token()
-        async with db.pool.acquire() as conn, conn.transaction():
+        async with transaction(db) as conn:
             rec = await store.create(
                 conn,
                 user_name=user,
@@ -231,7 +242,7 @@ def edit_cmd(
     async def go(db: Database) -> Recorder:
         if not risk.given() and symbol is None:
             raise InvalidInput("nothing to change: give at least one risk option or --symbol")
-        async with db.pool.acquire() as conn, conn.transaction():
+        async with transaction(db) as conn:
             rec = await store.lock(conn, name)
             new = settings_for_recorder(risk, rec.settings)
             await trader_store.check_followers(conn, rec.id, new)
@@ -258,7 +269,7 @@ def private_cmd(
         value = flag.get(state.strip().lower())
         if value is None:
             raise InvalidInput(f"private: {state!r} is not on or off")
-        async with db.pool.acquire() as conn, conn.transaction():
+        async with transaction(db) as conn:
             rec = await store.lock(conn, name)
             await store.set_private(conn, rec, value, actor=actor())
             return await store.get_by_id(conn, rec.id)
@@ -280,7 +291,7 @@ def rotate_token_cmd(name: NameArg, json: JsonOpt = False) -> None:
 
     async def go(db: Database) -> tuple[Recorder, str]:
         token = new_webhook_token()
-        async with db.pool.acquire() as conn, conn.transaction():
+        async with transaction(db) as conn:
             rec = await store.lock(conn, name)
             await store.set_token_hash(conn, rec, hash_token(token), actor=actor())
         return rec, token
@@ -303,7 +314,7 @@ def delete_cmd(name: NameArg, json: JsonOpt = False) -> None:
     """
 
     async def go(db: Database) -> tuple[str, int]:
-        async with db.pool.acquire() as conn, conn.transaction():
+        async with transaction(db) as conn:
             rec = await store.lock(conn, name)
             return rec.name, await store.delete(conn, rec, actor=actor())
 
@@ -317,7 +328,7 @@ def delete_cmd(name: NameArg, json: JsonOpt = False) -> None:
 
 def _set_recording(name: str, enabled: bool, json: bool) -> None:
     async def go(db: Database) -> Recorder:
-        async with db.pool.acquire() as conn, conn.transaction():
+        async with transaction(db) as conn:
             rec = await store.lock(conn, name)
             await store.set_recording(conn, rec, enabled, actor=actor())
             return await store.get_by_id(conn, rec.id)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from jtrades.cli.common import JsonOpt, actor, done, emit, run
+from jtrades.cli.common import JsonOpt, actor, done, emit, run, transaction
 from jtrades.cli.risk_options import (
     RiskInput,
     describe,
@@ -120,7 +120,7 @@ def create_cmd(
         specs = [parse_account_spec(a) for a in account or ()]
         if not specs:
             raise InvalidInput("give at least one --account LABEL[:SUBACCOUNT][*MULT]")
-        async with db.pool.acquire() as conn, conn.transaction():
+        async with transaction(db) as conn:
             owner, rec = await store.visible_recorder(conn, user, recorder)
             overrides = overrides_for_trader(risk, rec.settings)
             return await store.create(
@@ -210,7 +210,7 @@ def show_cmd(trader_id: IdArg, json: JsonOpt = False) -> None:
 
 def _set_enabled(trader_id: int, enabled: bool, json: bool) -> None:
     async def go(db: Database) -> Trader:
-        async with db.pool.acquire() as conn, conn.transaction():
+        async with transaction(db) as conn:
             t = await store.lock(conn, trader_id)
             await store.set_enabled(conn, t, enabled, actor=actor())
             return await store.get_trader(conn, trader_id)
@@ -268,7 +268,7 @@ def edit_cmd(
         specs = [parse_account_spec(a) for a in account] if account else None
         if not risk.given() and not clear and specs is None:
             raise InvalidInput("nothing to change: give a risk option, --clear or --account")
-        async with db.pool.acquire() as conn, conn.transaction():
+        async with transaction(db) as conn:
             t = await store.lock(conn, trader_id)
             await recorder_store.lock_shared(conn, recorder_id=t.recorder_id)
             rec = await recorder_store.get_by_id(conn, t.recorder_id)
@@ -287,7 +287,7 @@ def delete_cmd(trader_id: IdArg, json: JsonOpt = False) -> None:
     """
 
     async def go(db: Database) -> None:
-        async with db.pool.acquire() as conn, conn.transaction():
+        async with transaction(db) as conn:
             t = await store.lock(conn, trader_id)
             await store.delete(conn, t, actor=actor())
 

@@ -11,7 +11,16 @@ from typing import Annotated, Any
 import structlog
 import typer
 
-from jtrades.cli.common import JsonOpt, actor, done, emit, read_secret_stdin, run, run_plain
+from jtrades.cli.common import (
+    JsonOpt,
+    actor,
+    done,
+    emit,
+    read_secret_stdin,
+    run,
+    run_plain,
+    transaction,
+)
 from jtrades.db import Database
 from jtrades.security import hash_password
 from jtrades.store import audit
@@ -62,7 +71,7 @@ def register(
         log.debug(
             "users.register", name=name, email=email, admin=admin, password_set=password is not None
         )
-        async with db.pool.acquire() as c, c.transaction():
+        async with transaction(db) as c:
             user = await store.create(
                 c, name=name, email=email, password_hash=pw_hash, is_admin=admin, timezone=timezone
             )
@@ -81,7 +90,7 @@ def register(
 
 def _status_change(name: str, status: store.Status, verb: str, json: bool) -> None:
     async def go(db: Database) -> User:
-        async with db.pool.acquire() as c, c.transaction():
+        async with transaction(db) as c:
             before, after = await store.set_status(c, name, status)
             await audit.record(
                 c, actor(), f"users.{verb}", after.name, {"from": before.status, "to": status}
@@ -121,7 +130,7 @@ def reject(name: NameArg, json: JsonOpt = False) -> None:
     """
 
     async def go(db: Database) -> tuple[User, store.Owned]:
-        async with db.pool.acquire() as c, c.transaction():
+        async with transaction(db) as c:
             user, owned = await store.reject(c, name)
             await audit.record(
                 c,
@@ -180,7 +189,7 @@ def set_timezone(
     run_plain(lambda: store.check_timezone(tz))
 
     async def go(db: Database) -> tuple[str, User]:
-        async with db.pool.acquire() as c, c.transaction():
+        async with transaction(db) as c:
             before = await store.get(c, name)
             user = await store.set_timezone(c, name, tz)
             await audit.record(

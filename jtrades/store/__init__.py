@@ -62,6 +62,40 @@ _CONSTRAINTS: dict[str, tuple[type[Exception], str]] = {
 }
 
 
+# Errors that say nothing about the request, only that the database could not carry it out
+# now: it is unreachable or went away, an operator or a timeout (a role's ``statement_timeout``
+# or ``lock_timeout``) cancelled the statement, the transaction lost a deadlock or a
+# serialization race, the server is a read-only standby (a failover) or out of disk, memory or
+# connections. Each ends the statement, and its transaction, without effect (a connection lost
+# after a commit was sent may still have committed: the claim asks ``signals.claim_fate``).
+# They become ``StorageUnavailable``: the CLI's one line, the webhook's 503 when nothing is
+# stored yet (the claim's fate decides after it), a background loop's warning.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # TimeoutError too: the pool's command_timeout
+    asyncpg.InterfaceError,  # the connection is closed (a transaction's exit on a dead one)
+    asyncpg.PostgresConnectionError,  # the connection died under a statement
+    asyncpg.OperatorInterventionError,  # statement_timeout/cancel, shutdown, crash, dropped DB
+    asyncpg.IdleInTransactionSessionTimeoutError,  # the server ended the session
+    asyncpg.LockNotAvailableError,  # lock_timeout
+    asyncpg.TransactionRollbackError,  # deadlock, serialization failure
+    asyncpg.ReadOnlySQLTransactionError,  # a standby (a failover) or a read-only role
+    asyncpg.InsufficientResourcesError,  # disk full, out of memory, too many connections
+    asyncpg.PostgresSystemError,  # an I/O error on the server
+)
+
+
+def _unavailable(exc: BaseException) -> str:
+    """``database unavailable: <class>``, with the server's own words for a server error
+    ("canceling statement due to statement timeout"): its message names no value (those are
+    in the detail, which is left out); any secret the process knows is cut where it is shown."""
+    text = f"database unavailable: {type(exc).__name__}"
+    if isinstance(exc, asyncpg.PostgresError):
+        said = str(exc).strip().splitlines()
+        if said:
+            text += f" ({said[0]})"
+    return text
+
+
 @contextmanager
 def translate_errors() -> Iterator[None]:
     """Turn driver errors into the project's exceptions at the storage boundary."""
@@ -79,13 +113,8 @@ def translate_errors() -> Iterator[None]:
         # a value Postgres cannot hold (a numeric past its places, a NUL in text) that a
         # parser let through; the driver's message quotes the value, so it is not repeated
         raise _by_constraint(exc, InvalidInput, "a value cannot be stored") from None
-    except (
-        OSError,
-        asyncpg.InterfaceError,
-        asyncpg.CannotConnectNowError,
-        asyncpg.PostgresConnectionError,  # the connection died under a statement
-    ) as exc:
-        raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from None
+    except _UNAVAILABLE as exc:
+        raise StorageUnavailable(_unavailable(exc)) from None
 
 
 def _by_constraint(exc: asyncpg.PostgresError, default: type[Exception], msg: str) -> Exception:

@@ -41,6 +41,7 @@ class OpenPosition:
     net_pos: int
     net_price: Decimal | None
     updated_at: datetime
+    timezone: str  # the owner's (``users set-timezone``): where its times are shown
 
 
 async def heartbeat(

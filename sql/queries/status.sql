@@ -38,8 +38,9 @@ WHERE a.halted
 ORDER BY lower(a.label);
 
 -- name: status.open_positions()
+-- With the owner's time zone: `status` and `halt` show the times there, as `positions list` does.
 SELECT u.name AS user_name, a.label AS account, s.name AS sub_account, p.symbol, p.net_pos,
-       p.net_price, p.updated_at
+       p.net_price, p.updated_at, u.timezone
 FROM positions p
 JOIN sub_accounts s ON s.id = p.sub_account_id
 JOIN accounts a ON a.id = s.account_id
