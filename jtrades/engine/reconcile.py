@@ -5,7 +5,10 @@ Three jobs:
 1. Open intents (pending/sent/unknown) that outlived their send window are looked up at the
    broker by clOrdId (money rule 2). Found: the intent takes the order's state. Not found: it was
    never sent, and it never will be (``expired``) — after a crash between intent and send the
-   order is dropped, not sent late. Run once at start, before the engine reports ready.
+   order is dropped, not sent late. Run once at start, before the engine reports ready. A miss
+   proves nothing of an order the broker accepted, nor of one written before the trading day
+   changed (the broker's lists then hold only working orders): those are closed as ``done``,
+   outcome unknown, never sent late, and a person is told (``resolve_intent``).
 2. The brokers' event streams are mirrored into ``orders``, ``fills``, ``positions`` and
    ``trades`` by ``engine.mirror``, which also keeps the day's realized P&L (``pnl``).
 3. A naked position — open, its live stops not adding up to its size, and its trader has a
@@ -47,11 +50,19 @@ from jtrades.engine.protector import (  # re-exported: imported from here by cal
     needs_stop,
 )
 from jtrades.engine.send import intent_state
+from jtrades.engine.tradingday import session_start
 from jtrades.errors import BrokerRejected
 from jtrades.store import intents as intent_store
 from jtrades.store import trading as trading_store
 
-__all__ = ["CANCEL_WAIT_S", "Reconciler", "_exit_view", "needs_stop", "resolve_intent"]
+__all__ = [
+    "CANCEL_WAIT_S",
+    "Reconciler",
+    "_exit_view",
+    "needs_stop",
+    "outcome_lost",
+    "resolve_intent",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -63,14 +74,50 @@ UNRESOLVED_AFTER = timedelta(minutes=5)
 # --- pure decisions ---------------------------------------------------------------------------
 
 
-def resolve_intent(kind: str, found: WorkingOrder | None) -> tuple[str, int | None, str | None]:
+def resolve_intent(
+    kind: str,
+    found: WorkingOrder | None,
+    *,
+    state: str = "pending",
+    broker_order_id: int | None = None,
+    created_at: datetime | None = None,
+    session_began: datetime | None = None,
+) -> tuple[str, int | None, str | None]:
     """An open intent's new state given what the broker knows by its clOrdId (a strategy's:
     its entry order, found by the id the strategy was started with). ``found`` is None only
-    when the broker's complete answer has no such order: an unreadable one decides nothing."""
+    when the broker's complete answer has no such order: an unreadable one decides nothing.
+
+    A miss proves "never sent" only for an order the broker never answered and that was
+    written in the current trading session (``session_began``: ``tradingday.session_start``
+    of now): the broker's lists then hold all of the session's orders. They hold only the
+    working ones of an earlier session (Tradovate drops a day's finished orders at 17:00
+    Chicago), so a miss says nothing of an order that was accepted (``broker_order_id``, or
+    ``state`` 'sent': the broker answered) or written before the session began: filled,
+    cancelled or never sent, nobody can tell from here. Such an intent is 'done' (it is over
+    and never sent late; the signal counts it as an order, and its entry keeps its counts:
+    fail closed) with a reason saying the outcome is unknown, and the caller tells a person
+    (``outcome_lost``)."""
     if found is not None:
         return intent_state(found.status), found.order_id, None
     if kind in ("cancel", "liquidate", "modify"):
         return "expired", None, "outcome not confirmed by the broker; not repeated"
+    if broker_order_id is not None or state == "sent":
+        said = f" (order {broker_order_id})" if broker_order_id is not None else ""
+        return (
+            "done",
+            broker_order_id,
+            f"accepted by the broker{said}, which no longer lists it (a trading day's "
+            "finished orders are gone after it): outcome unknown, never sent again; look at "
+            "the account at the broker",
+        )
+    if created_at is not None and session_began is not None and created_at < session_began:
+        return (
+            "done",
+            None,
+            "outcome unknown: written in an earlier trading session, whose finished orders "
+            "the broker no longer lists (filled, cancelled or never sent); never sent late: "
+            "look at the account at the broker",
+        )
     if kind == "strategy":
         return (
             "expired",
@@ -78,6 +125,13 @@ def resolve_intent(kind: str, found: WorkingOrder | None) -> tuple[str, int | No
             "no order strategy at the broker with this id: not sent, never sent late",
         )
     return "expired", None, "no order at the broker with this clOrdId: not sent, never sent late"
+
+
+def outcome_lost(found: WorkingOrder | None, state: str) -> bool:
+    """Whether ``resolve_intent``'s answer ``state`` for a lookup that found ``found`` closes
+    an order whose outcome nobody knows (a miss not proving "never sent"): a person is told,
+    since its sub-account may hold a position or an order nothing accounts for."""
+    return found is None and state == "done"
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -196,6 +250,7 @@ class Reconciler:
             state: str
             order_id: int | None
             reason: str | None
+            found: WorkingOrder | None = None
             try:
                 found = await broker.order_by_cl_ord_id(
                     it.broker_account_id,
@@ -210,11 +265,32 @@ class Reconciler:
                 self._unresolved(it, f"the lookup failed: {exc}")
                 continue
             else:
-                state, order_id, reason = resolve_intent(it.kind, found)
+                state, order_id, reason = resolve_intent(
+                    it.kind,
+                    found,
+                    state=it.state,
+                    broker_order_id=it.broker_order_id,
+                    created_at=it.created_at,
+                    session_began=session_start(datetime.now(UTC)),
+                )
             await intent_store.set_state(
                 self._pool, it.id, state, broker_order_id=order_id, reason=reason
             )
-            log.info("reconcile.intent_resolved", cl_ord_id=it.cl_ord_id, state=state)
+            if outcome_lost(found, state):
+                log.error(
+                    "reconcile.intent_outcome_lost",
+                    cl_ord_id=it.cl_ord_id,
+                    intent_id=it.id,
+                    sub_account_id=it.sub_account_id,
+                    signal_id=it.signal_id,
+                    state=it.state,
+                    broker_order_id=it.broker_order_id,
+                    created_at=it.created_at.isoformat(),
+                    reason=reason,
+                    effect="outcome unknown: look at the account at the broker",
+                )
+            else:
+                log.info("reconcile.intent_resolved", cl_ord_id=it.cl_ord_id, state=state)
             done += 1
         return done
 
