@@ -143,9 +143,12 @@ class Engine:
         snap = await self.config.load()
         await self.brokers.sync_accounts(snap)
         self.config.on_change(self._on_config_change)
-        await self._seed_counters()
+        await self._seed_pnl()  # before the mirror books a fill on it
         await self.claims.open()
         await self.reconciler.start()
+        # after the startup reconciliation: an interrupted signal's counts are known only once
+        # its intents are resolved (an entry that never reached the broker gives them back)
+        await self._seed_counters()
         self._tasks = [
             asyncio.create_task(self.changes.run(self._stop), name="engine.changes"),
             asyncio.create_task(
@@ -195,10 +198,20 @@ class Engine:
         """Carry out ``jtrades halt --flatten`` (``engine.flatten``); returns liquidations sent."""
         return await self._flattener.run(request)
 
+    async def _seed_pnl(self) -> None:
+        """The day's realized P&L from the stored trades; the mirror adds to it."""
+        since = session_start(datetime.now(UTC))
+        self.reconciler.pnl.seed(await trading_store.realized_today(self._db.pool, since), since)
+
     async def _seed_counters(self) -> None:
         """The session's counts from the stored verdicts, and each last entry as far back as
         the longest cooldown configured reaches: a cooldown spans the CME day's turn, and an
-        entry at 16:55 Chicago still holds one at 17:05 after a restart."""
+        entry at 16:55 Chicago still holds one at 17:05 after a restart.
+
+        First, the signals a stopped daemon was handling whose orders never reached the broker
+        (as startup reconciliation found them) give back what their claims counted, as a run
+        that lives gives them back (``verdicts.Judged.settle``); an intent still unresolved
+        keeps its signal's counts."""
         now = datetime.now(UTC)
         since = session_start(now)
         snap = self.config.snapshot
@@ -213,6 +226,9 @@ class Engine:
             default=0,
         )
         back = min(since, now - timedelta(seconds=longest))
+        given = await signal_store.give_back_unsent(self._db.pool, back)
+        if given:
+            log.info("engine.interrupted_counts_given_back", signals=given)
         earlier: dict[tuple[Kind, int], datetime | None] = {}
         if back < since:  # a second read at start only: the hot path never waits on it
             for c in await trading_store.recorder_counters(self._db.pool, back):
@@ -235,7 +251,6 @@ class Engine:
             counts = self.counters.get(kind, key, now)
             if counts.last_entry_at is None:
                 counts.last_entry_at = last
-        self.reconciler.pnl.seed(await trading_store.realized_today(self._db.pool, since), since)
 
     # --- the hot path -----------------------------------------------------------------------
 

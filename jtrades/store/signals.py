@@ -390,3 +390,13 @@ async def settle_interrupted(ex: Executor, before: datetime) -> dict[int, str]:
     with translate_errors():
         rows = await ex.fetch(q("signals.settle_interrupted"), before)
     return {r["id"]: r["verdict"] for r in rows}
+
+
+async def give_back_unsent(ex: Executor, since: datetime) -> list[int]:
+    """The counts of interrupted signals (``settle_interrupted``) received since ``since``
+    whose orders never reached the broker go back, as ``engine.verdicts.Judged.settle`` gives
+    them back in a run that lives: run after startup reconciliation resolved the intents and
+    before the session counters are read. Returns the signals whose ``detail`` changed."""
+    with translate_errors():
+        rows = await ex.fetch(q("signals.give_back_unsent"), since)
+    return [int(r["id"]) for r in rows]

@@ -138,3 +138,54 @@ SET verdict = CASE WHEN EXISTS (SELECT 1 FROM order_intents i WHERE i.signal_id 
 WHERE s.verdict = 'received' AND s.received_at < $1
 RETURNING s.id, s.verdict;
 
+-- name: signals.give_back_unsent($1 since)
+-- At start, after reconciliation resolved what it could: an interrupted signal (above) whose
+-- orders never reached the broker gives back the counts its claim recorded, as a run that
+-- lives does (engine.verdicts.Judged.settle); else the entry that never traded refused the next
+-- real one (max signals), ran a cooldown and moved every-Nth after the restart. Per trader: one
+-- none of whose intents of this signal reached the broker leaves ``trader_entries``. The
+-- recorder: its ``entry`` (and the ``nth_seen`` that came with it) goes when the signal has
+-- intents and none reached the broker (every order expired unsent); with no intent at all,
+-- what its traders decided is not known here, and it keeps counting. An intent "reached" unless
+-- it is 'expired', and a cancel, liquidation or modify always may have (its expiry says "not
+-- confirmed"); one still open (pending, sent, unknown: not resolved yet) keeps its counts
+-- (fail closed). Returns the signals changed.
+WITH interrupted AS (
+    SELECT s.id, s.detail,
+           EXISTS (SELECT 1 FROM order_intents i WHERE i.signal_id = s.id) AS has_intents,
+           NOT EXISTS (SELECT 1 FROM order_intents i
+                       WHERE i.signal_id = s.id
+                         AND (i.state <> 'expired'
+                              OR i.kind IN ('cancel', 'liquidate', 'modify'))) AS none_reached
+    FROM signals s
+    WHERE s.received_at >= $1
+      AND s.verdict IN ('accepted', 'expired')
+      AND s.reason = 'interrupted: the daemon stopped while handling this signal'
+      AND (COALESCE((s.detail ->> 'entry')::boolean, false)
+           OR jsonb_array_length(COALESCE(s.detail -> 'trader_entries', '[]')) > 0)
+), given AS (
+    SELECT c.id,
+           c.detail
+           || CASE WHEN COALESCE((c.detail ->> 'entry')::boolean, false)
+                        AND c.has_intents AND c.none_reached
+                   THEN '{"entry": false, "nth_seen": false}'::jsonb
+                   ELSE '{}'::jsonb END
+           || CASE WHEN c.detail ? 'trader_entries' THEN jsonb_build_object('trader_entries', (
+                  SELECT COALESCE(jsonb_agg(e.value ORDER BY e.n), '[]'::jsonb)
+                  FROM jsonb_array_elements(c.detail -> 'trader_entries')
+                       WITH ORDINALITY AS e (value, n)
+                  WHERE EXISTS (SELECT 1 FROM order_intents i
+                                WHERE i.signal_id = c.id
+                                  AND i.trader_id = (e.value #>> '{}')::bigint
+                                  AND (i.state <> 'expired'
+                                       OR i.kind IN ('cancel', 'liquidate', 'modify')))))
+                   ELSE '{}'::jsonb END
+           AS detail
+    FROM interrupted c
+)
+UPDATE signals s
+SET detail = g.detail
+FROM given g
+WHERE s.id = g.id AND s.detail IS DISTINCT FROM g.detail
+RETURNING s.id;
+
