@@ -149,17 +149,29 @@ def list_cmd(
 
 
 @app.command("remove")
-def remove(label: LabelArg, json: JsonOpt = False) -> None:
+def remove(
+    label: LabelArg,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Remove it even while it holds positions or orders at the broker (they stay"
+            " there, out of jtrades' reach).",
+        ),
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
     """Remove a broker account, its sub-accounts and their order history.
 
-    Refused while an enabled trader trades on it: disable the trader first.
+    Refused while an enabled trader trades on it (disable the trader first), and while it
+    holds positions or working orders as last seen at the broker (flatten first, or --force).
 
     Example: jtrades accounts remove alice-demo
     """
 
     async def go(db: Database) -> Account:
         async with transaction(db) as c:
-            account = await store.remove(c, label)
+            account = await store.remove(c, label, force=force)
             await audit.record(
                 c,
                 actor(),

@@ -120,18 +120,30 @@ def disable(name: NameArg, json: JsonOpt = False) -> None:
 
 
 @app.command("reject")
-def reject(name: NameArg, json: JsonOpt = False) -> None:
+def reject(
+    name: NameArg,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete them even while their accounts hold positions or orders at the broker"
+            " (they stay there, out of jtrades' reach).",
+        ),
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
     """Reject a pending or disabled user: delete them and everything they own.
 
     Deletes their accounts, sub-accounts, recorders, traders, signals and order history.
-    An approved user must be disabled first, so nothing of theirs is trading.
+    An approved user must be disabled first, so nothing of theirs is trading; refused while
+    their accounts hold positions or working orders as last seen at the broker (or --force).
 
     Example: jtrades users reject mallory
     """
 
     async def go(db: Database) -> tuple[User, store.Owned]:
         async with transaction(db) as c:
-            user, owned = await store.reject(c, name)
+            user, owned = await store.reject(c, name, force=force)
             await audit.record(
                 c,
                 actor(),

@@ -162,8 +162,32 @@ async def list_accounts(ex: Executor, *, user_id: int | None = None) -> list[Acc
     return await _with_subs(ex, rows)
 
 
-async def remove(ex: Executor, label: str) -> Account:
-    """Delete a login and its sub-accounts; refused while an enabled trader trades on it."""
+async def open_exposure(ex: Executor, account_ids: Sequence[int]) -> list[str]:
+    """What these logins still hold at the broker as last mirrored (positions, working
+    orders) and their orders whose outcome is still open, one line each (at most 20)."""
+    with translate_errors():
+        rows = await ex.fetch(q("accounts.open_exposure"), list(account_ids))
+    return [
+        " ".join(str(v) for v in (f"{r['label']}:{r['sub_name']}", *tuple(r)[2:]) if v is not None)
+        for r in rows
+    ]
+
+
+def refuse_exposure(held: list[str], what: str, flatten: str) -> None:
+    """Refuse to delete ``what`` while ``held`` is not empty: once its rows are gone, its
+    positions and orders go on at the broker out of reach of ``halt --flatten``, the
+    protective stops and reconciliation."""
+    if held:
+        raise Conflict(
+            f"{what} still holds, as last seen at the broker: {'; '.join(held)}. Flatten first"
+            f" ({flatten}), or pass --force to delete it anyway (what it holds stays at the"
+            " broker, out of jtrades' reach)"
+        )
+
+
+async def remove(ex: Executor, label: str, *, force: bool = False) -> Account:
+    """Delete a login and its sub-accounts; refused while an enabled trader trades on it, and
+    (unless ``force``) while it holds positions or orders."""
     account = await get(ex, label)
     with translate_errors():
         busy = [r["id"] for r in await ex.fetch(q("accounts.enabled_traders"), account.id)]
@@ -171,6 +195,12 @@ async def remove(ex: Executor, label: str) -> Account:
         ids = ", ".join(str(i) for i in busy)
         raise Conflict(
             f"account {account.label} is used by enabled trader(s) {ids}; disable them first"
+        )
+    if not force:
+        refuse_exposure(
+            await open_exposure(ex, [account.id]),
+            f"account {account.label}",
+            f"jtrades halt --account {account.label} --flatten",
         )
     with translate_errors():
         await ex.fetchval(q("accounts.delete"), account.id)

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jtrades.errors import Conflict, InvalidInput, NotFound
 from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
+from jtrades.store import accounts as account_store
 
 Status = Literal["pending", "approved", "disabled"]
 DEFAULT_TIMEZONE = "America/Chicago"
@@ -155,8 +156,9 @@ async def owned(ex: Executor, user_id: int) -> Owned:
     return Owned(**dict(row))
 
 
-async def reject(ex: Executor, name: str) -> tuple[User, Owned]:
-    """Delete a pending or disabled user and, by cascade, everything they own.
+async def reject(ex: Executor, name: str, *, force: bool = False) -> tuple[User, Owned]:
+    """Delete a pending or disabled user and, by cascade, everything they own; refused
+    (unless ``force``) while their logins hold positions or orders at the broker.
 
     Run it in a transaction: the counts returned are what the delete removed.
     """
@@ -164,6 +166,13 @@ async def reject(ex: Executor, name: str) -> tuple[User, Owned]:
     if user.approved:
         raise Conflict(
             f"user {user.name} is approved; disable them first (jtrades users disable {user.name})"
+        )
+    if not force:
+        logins = await account_store.list_accounts(ex, user_id=user.id)
+        account_store.refuse_exposure(
+            await account_store.open_exposure(ex, [a.id for a in logins]),
+            f"user {user.name}",
+            f"jtrades halt --account LABEL --flatten for each of {user.name}'s accounts",
         )
     with translate_errors():
         others = await ex.fetch(q("users.followed_by_others"), user.id)

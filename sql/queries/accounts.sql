@@ -67,3 +67,25 @@ RETURNING id, account_id, broker_account_id, name, active, halted;
 
 -- name: accounts.mark_synced($1 id)
 UPDATE accounts SET synced_at = now() WHERE id = $1;
+
+-- name: accounts.open_exposure($1 account_ids)
+-- What the logins still hold at the broker as last mirrored, and orders whose outcome is still
+-- open: removing the rows takes them out of jtrades' reach (halt --flatten, protection,
+-- reconciliation) while they go on at the broker. The first 20, for the refusal's message.
+SELECT a.label, s.name AS sub_name, x.what, x.symbol, x.qty
+FROM (
+    SELECT p.sub_account_id, 'position' AS what, p.symbol, p.net_pos AS qty
+    FROM positions p WHERE p.net_pos <> 0
+    UNION ALL
+    SELECT o.sub_account_id, 'working order', o.symbol, o.qty
+    FROM orders o
+    WHERE o.status IN ('Working', 'PendingNew', 'Suspended', 'PendingCancel', 'PendingReplace')
+    UNION ALL
+    SELECT i.sub_account_id, 'order of open outcome', i.symbol, i.qty
+    FROM order_intents i WHERE i.state IN ('pending', 'sent', 'unknown')
+) AS x
+JOIN sub_accounts s ON s.id = x.sub_account_id
+JOIN accounts a ON a.id = s.account_id
+WHERE a.id = ANY($1::bigint[])
+ORDER BY a.label, s.name, x.what, x.symbol
+LIMIT 20;

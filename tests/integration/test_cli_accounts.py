@@ -518,3 +518,51 @@ async def test_another_users_account_of_the_login_must_hold_its_password(
         " WHERE a.label = 'bob-demo'"
     )
     assert bobs == 0
+
+
+async def test_remove_refuses_a_login_that_still_holds_positions_or_orders(
+    cli: Cli, pool: asyncpg.Pool
+) -> None:
+    """Removing the rows took the login out of reach of halt --flatten, protection and
+    reconciliation while its position went on at the broker, with no word said."""
+    await cli.ok("users", "approve", "alice")
+    await cli.ok("accounts", "add", "alice-paper", "--user", "alice", "--env", "paper")
+    sub = await pool.fetchval("SELECT id FROM sub_accounts")
+    await pool.execute(
+        "INSERT INTO positions (sub_account_id, symbol, net_pos, net_price)"
+        " VALUES ($1, 'MNQZ6', -2, 21500)",
+        sub,
+    )
+    await pool.execute(
+        "INSERT INTO orders (sub_account_id, broker_order_id, symbol, side, qty, order_type,"
+        " stop_price, status) VALUES ($1, 9, 'MNQZ6', 'Buy', 2, 'Stop', 21540, 'Working')",
+        sub,
+    )
+    r = await cli("accounts", "remove", "alice-paper")
+    assert r.exit_code == 1, r.stdout
+    line = r.error_line()
+    assert "position MNQZ6 -2" in line, line
+    assert "working order MNQZ6 2" in line, line
+    assert "jtrades halt --account alice-paper --flatten" in line
+    assert "--force" in line
+    assert await pool.fetchval("SELECT count(*) FROM accounts") == 1
+
+    await pool.execute("UPDATE positions SET net_pos = 0")
+    await pool.execute("UPDATE orders SET status = 'Filled'")
+    await cli.ok("accounts", "remove", "alice-paper")  # flat, nothing working: removed
+    assert await pool.fetchval("SELECT count(*) FROM accounts") == 0
+
+
+async def test_remove_force_deletes_a_login_that_still_holds_a_position(
+    cli: Cli, pool: asyncpg.Pool
+) -> None:
+    await cli.ok("users", "approve", "alice")
+    await cli.ok("accounts", "add", "alice-paper", "--user", "alice", "--env", "paper")
+    sub = await pool.fetchval("SELECT id FROM sub_accounts")
+    await pool.execute(
+        "INSERT INTO positions (sub_account_id, symbol, net_pos, net_price)"
+        " VALUES ($1, 'MNQZ6', 1, 21500)",
+        sub,
+    )
+    await cli.ok("accounts", "remove", "alice-paper", "--force")
+    assert await pool.fetchval("SELECT count(*) FROM accounts") == 0

@@ -234,7 +234,8 @@ async def _seed_owned_rows(pool: asyncpg.Pool, user: str) -> None:
     )
     await pool.execute(
         "INSERT INTO order_intents (signal_id, trader_id, sub_account_id, cl_ord_id, step, kind,"
-        " symbol, request, expires_at) VALUES ($1, $2, $3, $4, 0, 'order', 'MNQZ6', '{}', now())",
+        " symbol, request, expires_at, state)"
+        " VALUES ($1, $2, $3, $4, 0, 'order', 'MNQZ6', '{}', now(), 'filled')",
         sig,
         trader,
         sub,
@@ -414,3 +415,28 @@ async def test_audit_detail_never_keeps_secret_named_values(pool: asyncpg.Pool) 
         "label": "kept",
     }
     assert (entry.actor, entry.action, entry.target) == ("test", "x.y", "target")
+
+
+async def test_reject_refuses_a_user_whose_login_still_holds_a_position(
+    cli: Cli, pool: asyncpg.Pool
+) -> None:
+    """The cascade took the login with it: its position stayed at the broker, out of reach."""
+    await cli.ok("users", "register", "mallory", "--email", "m@x.io")
+    await _seed_owned_rows(pool, "mallory")
+    sub = await pool.fetchval(
+        "SELECT s.id FROM sub_accounts s JOIN accounts a ON a.id = s.account_id"
+        " JOIN users u ON u.id = a.user_id WHERE u.name = 'mallory'"
+    )
+    await pool.execute(
+        "INSERT INTO positions (sub_account_id, symbol, net_pos, net_price)"
+        " VALUES ($1, 'MESZ6', 3, 6000)",
+        sub,
+    )
+    r = await cli("users", "reject", "mallory")
+    assert r.exit_code == 1, r.stdout
+    assert "position MESZ6 3" in r.error_line()
+    assert "--force" in r.error_line()
+    assert await pool.fetchval("SELECT count(*) FROM users WHERE name = 'mallory'") == 1
+
+    await cli.ok("users", "reject", "mallory", "--force")
+    assert await pool.fetchval("SELECT count(*) FROM users WHERE name = 'mallory'") == 0
