@@ -7,7 +7,7 @@ account's live state, which trader's plan is sent and the intents it becomes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -101,6 +101,15 @@ def broker_account(link: LinkConfig) -> AccountKey:
     two alerts on it were not serialized and both opened from flat (rule 3). Tradovate account
     ids are unique within an environment; a paper login numbers its own."""
     return (link.env, link.account_id if link.env == "paper" else 0, link.broker_account_id)
+
+
+def by_broker_account(links: Iterable[LinkConfig]) -> dict[AccountKey, list[LinkConfig]]:
+    """The rows naming each account at the broker, in sub-account order: what acts on the
+    account itself (protection, the orphan sweep) acts once per account, not once per row."""
+    groups: dict[AccountKey, list[LinkConfig]] = {}
+    for link in sorted(links, key=lambda lk: lk.sub_account_id):
+        groups.setdefault(broker_account(link), []).append(link)
+    return groups
 
 
 # What a plan does, most first: of several traders on one account, the plan that does most is

@@ -6,10 +6,17 @@ sub-account's dispatcher lock still says so: a position's fills and its exits' e
 view in an order Tradovate does not promise, and an alert holding the lock may be about to open
 the position those exits belong to. Only on a synced view ("missing is not flat", rule 6). Each
 cancel is written as an intent before it is sent (rule 1), through ``ProtectionSender``.
+
+The unit is the account at the broker (``broker_account``): two users who add the same Tradovate
+login each have a row for one account, and swept per row, the second row re-read a view whose
+events had not shown the first row's cancels yet and cancelled the same exits again. Each
+account is swept once per pass; a cancel is written for the row whose intent placed the order
+(the first row when none did).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -18,12 +25,14 @@ import structlog
 from jtrades.broker.base import Broker, WorkingOrder
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
+from jtrades.engine.account_plans import AccountKey, by_broker_account
 from jtrades.engine.config_cache import ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.orphans import orphan_exits
 from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.protect_sender import ProtectionSender
 from jtrades.engine.protector import cancels_gone
+from jtrades.store import intents as intent_store
 
 log = structlog.get_logger(__name__)
 
@@ -46,37 +55,61 @@ class OrphanSweeper:
         self._config = config
         self._dispatcher = dispatcher
         self._settings = settings
-        self._seen: set[tuple[int, int]] = set()  # (sub-account, order id) seen last pass
+        # (account at the broker, order id) seen last pass
+        self._seen: set[tuple[AccountKey, int]] = set()
 
     async def sweep(self) -> int:
         """One pass; returns how many orders were cancelled."""
-        seen: set[tuple[int, int]] = set()
+        seen: set[tuple[AccountKey, int]] = set()
         cancelled = 0
-        for link in self._config.snapshot.links_by_sub.values():
-            try:
-                broker = self._brokers.broker_for(link)
-                orphans = _orphans(broker, link.broker_account_id)
-            except Exception as exc:  # unreadable: decide nothing, sight it again later
-                log.debug("reconcile.orphans_skip", sub_account_id=link.sub_account_id,
-                          error=str(exc))  # fmt: skip
-                continue
-            if orphans is None:
-                continue
+        groups = by_broker_account(self._config.snapshot.links_by_sub.values())
+        # one account at the broker once, whichever of its rows (two users' logins) name it
+        for account, rows in groups.items():
+            broker, orphans = self._read(rows)
+            if broker is None or orphans is None:
+                continue  # unreadable: decide nothing, sight it again later
             ids = {o.order_id for o in orphans}
-            seen |= {(link.sub_account_id, oid) for oid in ids}
-            due = {oid for oid in ids if (link.sub_account_id, oid) in self._seen}
+            seen |= {(account, oid) for oid in ids}
+            due = {oid for oid in ids if (account, oid) in self._seen}
             if due:
                 try:
-                    cancelled += await self._cancel(link, broker, due)
+                    cancelled += await self._cancel(rows, broker, due)
                 except Exception as exc:
-                    log.error("reconcile.orphans_failed", sub_account_id=link.sub_account_id,
+                    log.error("reconcile.orphans_failed", sub_account_id=rows[0].sub_account_id,
                               error=f"{type(exc).__name__}: {exc}")  # fmt: skip
         self._seen = seen
         return cancelled
 
-    async def _cancel(self, link: LinkConfig, broker: Broker, due: set[int]) -> int:
-        bid = link.broker_account_id
-        async with self._dispatcher.lock_for(link):
+    def _read(
+        self, rows: Sequence[LinkConfig]
+    ) -> tuple[Broker | None, tuple[WorkingOrder, ...] | None]:
+        """A session with a synced view of the account ``rows`` name (any of its rows'
+        logins), and its orphaned exits; (None, None) when none can read it."""
+        for link in rows:
+            try:
+                broker = self._brokers.broker_for(link)
+                orphans = _orphans(broker, link.broker_account_id)
+            except Exception as exc:
+                log.debug("reconcile.orphans_skip", sub_account_id=link.sub_account_id,
+                          error=str(exc))  # fmt: skip
+                continue
+            if orphans is not None:
+                return broker, orphans
+        return None, None
+
+    async def _row_of(self, rows: Sequence[LinkConfig], order_ids: Sequence[int]) -> LinkConfig:
+        """The row whose intent placed one of ``order_ids`` (the cancel is written for it), or
+        the first row."""
+        if len(rows) > 1:
+            for oid in order_ids:
+                for link in rows:
+                    if await intent_store.id_by_broker_order(self._pool, link.sub_account_id, oid):
+                        return link
+        return rows[0]
+
+    async def _cancel(self, rows: Sequence[LinkConfig], broker: Broker, due: set[int]) -> int:
+        bid = rows[0].broker_account_id
+        async with self._dispatcher.lock_for(rows[0]):
             orphans = _orphans(broker, bid)  # re-read under the lock: an alert may have acted
             if orphans is None:
                 return 0
@@ -87,6 +120,7 @@ class OrphanSweeper:
             done: list[int] = []
             now = datetime.now(UTC)
             for symbol, order_ids in sorted(by_symbol.items()):
+                link = await self._row_of(rows, order_ids)
                 send = ProtectionSender(
                     self._pool,
                     broker,

@@ -14,6 +14,14 @@ is left alone. A re-placement that fails after the exits were cancelled leaves t
 naked, so it is tried again within the pass after short waits (``RETRY_WAITS_S``); a position
 left waiting (``WAIT_ALERT_AFTER_S``) becomes an error a person is told of. Event names keep
 their ``reconcile.`` prefix: alerts and notices key on them.
+
+The unit is the account at the broker (``broker_account``), not the sub-account row: two users
+who add the same Tradovate login each have a row for one account, and protecting per row
+stopped one position once per row (the second row re-read a view whose events had not shown
+the first row's stop yet). Each (account at the broker, contract) is protected once per pass,
+on behalf of the row whose trader's intents last touched the contract; what it places and the
+view has not shown yet is remembered for the account (``_unshown``), and nothing more is placed
+for that position until the view shows it.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from jtrades.broker.base import (
 )
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
+from jtrades.engine.account_plans import AccountKey, broker_account, by_broker_account
 from jtrades.engine.config_cache import ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.plan_context import PROTECTION_PREFIX
@@ -51,7 +60,7 @@ from jtrades.engine.protection import (
     protection_orders,
 )
 from jtrades.engine.sizing import exit_offset_points, exit_price
-from jtrades.engine.view_waits import shows_gone, shows_orders, shows_placed, within
+from jtrades.engine.view_waits import Placed, shows_gone, shows_orders, shows_placed, within
 from jtrades.errors import TransientBrokerError
 from jtrades.store import intents as intent_store
 
@@ -71,6 +80,11 @@ RETRY_WAITS_S = (0.5, 1.0, 2.0)
 WAIT_ALERT_AFTER_S = 300.0
 # How long a failed re-placement's cancelled exits are carried to later passes (``_carry``).
 CARRY_S = 120.0
+# How many of a contract's latest orders are looked up to find the row that last touched it.
+OWNER_LOOKBACK = 20
+
+# A position: the account at the broker (``broker_account``) and the contract.
+Key = tuple[AccountKey, str]
 
 
 def needs_stop(
@@ -100,64 +114,94 @@ class Protector:
         self._config = config
         self._dispatcher = dispatcher
         self._settings = settings
-        self._suspect: set[tuple[int, str]] = set()
-        self._seeded: set[tuple[int, str]] = set()  # valid for the first pass only
+        self._suspect: set[Key] = set()
+        self._seeded: set[Key] = set()  # valid for the first pass only
         # left short of cover this pass after their exits were cancelled (``RETRY_WAITS_S``)
-        self._incomplete: set[tuple[int, str]] = set()
+        self._incomplete: set[Key] = set()
         self.wait_alert_after_s = WAIT_ALERT_AFTER_S
-        self._waiting_since: dict[tuple[int, str], float] = {}  # loop time first seen waiting
-        self._waited: set[tuple[int, str]] = set()  # seen waiting this pass
+        self._waiting_since: dict[Key, float] = {}  # loop time first seen waiting
+        self._waited: set[Key] = set()  # seen waiting this pass
         # what a failed re-placement had cancelled, for its retries (``carry_over``): in the
         # pass, and on the next passes for ``CARRY_S`` (a connection down for the whole pass
         # left the next one planning from the view alone: its take-profits and a trailed stop
         # price were lost for good); with the loop time it was carried at
-        self._carry: dict[tuple[int, str], Protection] = {}
-        self._carried_at: dict[tuple[int, str], float] = {}
+        self._carry: dict[Key, Protection] = {}
+        self._carried_at: dict[Key, float] = {}
+        # orders a protection placed that the view did not show before the lock was let go
+        # (``_settled`` timed out: the events lag the answers), with the loop time first
+        # refused for: planned without them, the next pass (or the next row of the same account)
+        # stopped the position a second time. Nothing is placed for the position until they show.
+        self._unshown: dict[Key, tuple[int, ...]] = {}
+        self._unshown_since: dict[Key, float] = {}
 
     def seed(self, suspects: Iterable[tuple[int, str]]) -> None:
-        """Positions counted as sighted once already (those held before a start): protected
-        on the first pass if it sees them naked. Only the first: a login still unsynced then may
-        meanwhile open a position whose brackets are still activating, which needs the usual
-        two sightings."""
-        self._seeded = set(suspects)
+        """Positions counted as sighted once already (those held before a start), as
+        (sub-account row, symbol): protected on the first pass if it sees them naked. Only the
+        first: a login still unsynced then may meanwhile open a position whose brackets are
+        still activating, which needs the usual two sightings."""
+        links = self._config.snapshot.links_by_sub
+        self._seeded = {(broker_account(links[s]), sym) for s, sym in suspects if s in links}
         self._suspect = set(self._seeded)
+
+    def _accounts(self) -> dict[AccountKey, list[LinkConfig]]:
+        """The rows of each account at the broker, in sub-account order."""
+        return by_broker_account(self._config.snapshot.links_by_sub.values())
+
+    def _reader(self, links: Sequence[LinkConfig]) -> Broker:
+        """A session with a synced view of the account ``links`` name (any of its rows'
+        logins: they read, and send for, the same account); raises when none has one."""
+        error: Exception = TransientBrokerError("live view not synced")
+        for link in links:
+            try:
+                broker = self._brokers.broker_for(link)
+            except Exception as exc:
+                error = exc
+                continue
+            if broker.is_synced(link.broker_account_id):
+                return broker
+            error = TransientBrokerError("live view not synced")
+        raise error
 
     async def protect_positions(self) -> int:
         """Protect each position seen naked on two passes in a row (an entry's brackets may
         still be activating on the first); returns how many positions got orders."""
-        snap = self._config.snapshot
         placed = 0
-        suspects: set[tuple[int, str]] = set()
+        suspects: set[Key] = set()
         self._incomplete.clear()
         self._drop_stale_carries()
         self._waited.clear()
-        for link in snap.links_by_sub.values():
+        read: set[AccountKey] = set()
+        # one account at the broker once, whichever of its rows (two users' logins) name it
+        for account, links in self._accounts().items():
+            bid = links[0].broker_account_id
             try:
-                broker = self._brokers.broker_for(link)
-                if not broker.is_synced(link.broker_account_id):
-                    raise TransientBrokerError("live view not synced")
-                positions = broker.positions(link.broker_account_id)
-                working = broker.working_orders(link.broker_account_id)
-                filled = broker.filled_qty(link.broker_account_id, [o.order_id for o in working])
+                broker = self._reader(links)
+                positions = broker.positions(bid)
+                working = broker.working_orders(bid)
+                filled = broker.filled_qty(bid, [o.order_id for o in working])
             except Exception as exc:  # unreadable: missing is not flat, do nothing
                 log.debug(
-                    "reconcile.protect_skip", sub_account_id=link.sub_account_id, error=str(exc)
+                    "reconcile.protect_skip",
+                    sub_account_id=links[0].sub_account_id,
+                    broker_account_id=bid,
+                    error=str(exc),
                 )
                 # its suspects stay suspects: a position whose exits a pass cancelled is
                 # retried on the next pass that can see it, not two passes later
-                suspects |= {
-                    k
-                    for k in self._suspect
-                    if k[0] == link.sub_account_id and k not in self._seeded
-                }
+                suspects |= {k for k in self._suspect if k[0] == account and k not in self._seeded}
                 continue
+            read.add(account)
             for p in positions:
                 if not needs_stop(p, working, filled):
                     continue
-                key = (link.sub_account_id, p.symbol)
+                key = (account, p.symbol)
                 suspects.add(key)
-                if key in self._suspect and await self._try_protect(link, broker, p):
+                if key in self._suspect and await self._try_protect(links, broker, p):
                     placed += 1
+        # a position seen covered or flat no longer waits for what it placed to show
+        for key in [k for k in self._unshown if k[0] in read and k not in suspects]:
+            self._unshown.pop(key, None)
+            self._unshown_since.pop(key, None)
         self._suspect = suspects
         self._seeded.clear()
         placed += await self._retry_incomplete()
@@ -166,11 +210,14 @@ class Protector:
         self._waiting_since = {k: t for k, t in self._waiting_since.items() if k in self._waited}
         return placed
 
-    async def _try_protect(self, link: LinkConfig, broker: Broker, p: Position) -> bool:
-        """``_protect``, failing for this position only: the other sub-accounts still get their
-        stops, and it stays a suspect, so the next pass tries again."""
+    async def _try_protect(self, links: Sequence[LinkConfig], broker: Broker, p: Position) -> bool:
+        """``_protect`` on behalf of the row that last touched the contract (``_owner``),
+        failing for this position only: the other accounts still get their stops, and it stays a
+        suspect, so the next pass tries again."""
+        link = links[0]
         try:
-            return await self._protect(link, broker, p)
+            link, trader_id = await self._owner(links, broker, p.symbol)
+            return await self._protect(link, trader_id, broker, p)
         except Exception as exc:
             log.error(
                 "reconcile.protect_failed",
@@ -180,8 +227,34 @@ class Protector:
             )
             return False
 
-    def _log_wait(self, sub_account_id: int, symbol: str, book: ExitBook) -> None:
-        key = (sub_account_id, symbol)
+    async def _owner(
+        self, links: Sequence[LinkConfig], broker: Broker, symbol: str
+    ) -> tuple[LinkConfig, int | None]:
+        """Of the rows naming one account at the broker, the one whose trader's intents last
+        touched ``symbol``, with that trader (whose stop loss protects it). Each row's last
+        trader is its own intents' (``last_trader_for``); between rows, the account's latest
+        order in the contract (the broker's order ids grow) that one of them placed decides. A
+        row without intents in the contract is the last resort: the first row."""
+        traders = {
+            lk.sub_account_id: await intent_store.last_trader_for(
+                self._pool, lk.sub_account_id, symbol
+            )
+            for lk in links
+        }
+        touched = [lk for lk in links if traders[lk.sub_account_id] is not None]
+        if len(touched) > 1:
+            bid = links[0].broker_account_id
+            ids = {o.order_id for o in broker.working_orders(bid) if o.symbol == symbol}
+            ids |= {f.order_id for f in broker.fills(bid) if f.symbol == symbol}
+            for oid in sorted(ids, reverse=True)[:OWNER_LOOKBACK]:
+                for lk in touched:
+                    if await intent_store.id_by_broker_order(self._pool, lk.sub_account_id, oid):
+                        return lk, traders[lk.sub_account_id]
+        chosen = touched[0] if touched else links[0]
+        return chosen, traders[chosen.sub_account_id]
+
+    def _log_wait(self, key: Key, sub_account_id: int, book: ExitBook) -> None:
+        symbol = key[1]
         now = asyncio.get_running_loop().time()
         waited = now - self._waiting_since.setdefault(key, now)
         self._waited.add(key)
@@ -212,21 +285,23 @@ class Protector:
                 break
             keys, self._incomplete = sorted(self._incomplete), set()
             await asyncio.sleep(wait)
-            links = self._config.snapshot.links_by_sub
-            for sub, symbol in keys:
-                link = links.get(sub)
-                if link is None:
+            accounts = self._accounts()
+            for account, symbol in keys:
+                links = accounts.get(account)
+                if not links:
                     continue
-                try:
-                    broker = self._brokers.broker_for(link)
-                    if not broker.is_synced(link.broker_account_id):
-                        continue  # missing is not flat: the next pass that sees it
-                    held = broker.positions(link.broker_account_id)
+                try:  # missing is not flat: an unsynced view waits for the next pass
+                    broker = self._reader(links)
+                    held = broker.positions(links[0].broker_account_id)
                 except Exception as exc:
-                    log.debug("reconcile.protect_skip", sub_account_id=sub, error=str(exc))
+                    log.debug(
+                        "reconcile.protect_skip",
+                        sub_account_id=links[0].sub_account_id,
+                        error=str(exc),
+                    )
                     continue
                 p = next((x for x in held if x.symbol == symbol), None)
-                if p is not None and await self._try_protect(link, broker, p):
+                if p is not None and await self._try_protect(links, broker, p):
                     placed += 1
         self._incomplete.clear()  # a broker still refusing: the next pass, with what it carried
         return placed
@@ -240,8 +315,9 @@ class Protector:
         for key in [k for k in self._carried_at if k not in self._carry]:
             del self._carried_at[key]  # done with (covered, flat) or forgotten
 
-    async def _protect(self, link: LinkConfig, broker: Broker, p: Position) -> bool:
-        trader_id = await intent_store.last_trader_for(self._pool, link.sub_account_id, p.symbol)
+    async def _protect(
+        self, link: LinkConfig, trader_id: int | None, broker: Broker, p: Position
+    ) -> bool:
         trader = self._config.snapshot.traders.get(trader_id) if trader_id is not None else None
         if p.net_price is None:
             return False
@@ -250,7 +326,7 @@ class Protector:
         # (sold by hand after the stop loss was turned off) flipped it short when it triggered.
         s = trader.settings if trader is not None and trader.settings.sl > 0 else None
         bid = link.broker_account_id
-        key = (link.sub_account_id, p.symbol)
+        key: Key = (broker_account(link), p.symbol)
         now = datetime.now(UTC)
         send = ProtectionSender(
             self._pool,
@@ -264,6 +340,10 @@ class Protector:
         )
         waited: set[int] = set()  # cancels already waited for (``cancels_gone``): not twice
         async with self._dispatcher.lock_for(link):
+            if not self._placed_shown(key, link, broker):
+                if key in self._carry:  # a half-done re-placement: naked, tried again soon
+                    self._incomplete.add(key)
+                return False
             try:
                 before = self._carry.pop(key, None)  # this is a retry of a half-done re-placement
                 if before is not None and not await _shown(broker, bid, before.placed):
@@ -297,7 +377,7 @@ class Protector:
                 if plan is None:
                     if before is not None:
                         self._carry[key] = before  # for a later retry, once nothing is leaving
-                    self._log_wait(link.sub_account_id, p.symbol, book)
+                    self._log_wait(key, link.sub_account_id, book)
                     return False
                 if before is not None:
                     plan = carry_over(plan, before, book)
@@ -399,7 +479,7 @@ class Protector:
             finally:
                 # the next holder of the lock (an alert's plan) must see what went out and
                 # what was cancelled, or it plans a second stop beside this one (view_waits)
-                await _settled(
+                unseen = await _settled(
                     broker,
                     bid,
                     [
@@ -408,6 +488,43 @@ class Protector:
                         if po.kind != "cancel" or oid not in waited
                     ],
                 )
+                if unseen:  # the next protection of this position waits for them to show
+                    self._unshown[key] = (*self._unshown.get(key, ()), *unseen)
+
+    def _placed_shown(self, key: Key, link: LinkConfig, broker: Broker) -> bool:
+        """Whether what an earlier protection of this position placed (``_unshown``) is in the
+        view now; if not, nothing is placed: planned without it, a second stop went beside it.
+        Not for ever: past ``CARRY_S`` the view is believed (an order it never shows — rejected
+        after its answer, finished before a reconnect's fresh snapshot — left the position
+        without a stop for good), and a person is told."""
+        ids = self._unshown.get(key)
+        if not ids:
+            return True
+        bid = link.broker_account_id
+        if shows_placed(broker, bid, [(oid, None) for oid in ids]):
+            del self._unshown[key]
+            self._unshown_since.pop(key, None)
+            return True
+        now = asyncio.get_running_loop().time()
+        waited = now - self._unshown_since.setdefault(key, now)
+        fields = {
+            "sub_account_id": link.sub_account_id,
+            "broker_account_id": bid,
+            "symbol": key[1],
+            "placed": list(ids),
+        }
+        if waited < CARRY_S:
+            log.warning("reconcile.protect_placed_unseen", **fields)
+            return False
+        log.error(
+            "reconcile.protect_placed_unseen",
+            waited_s=round(waited),
+            effect="protected from the view as it is: look for a second stop at the broker",
+            **fields,
+        )
+        del self._unshown[key]
+        self._unshown_since.pop(key, None)
+        return True
 
     async def _trim(
         self, link: LinkConfig, send: ProtectionSender, plan: Protection, current: Position
@@ -456,27 +573,31 @@ async def _shown(broker: Broker, account_id: int, order_ids: Sequence[int]) -> b
 
 async def _settled(
     broker: Broker, account_id: int, taken: Sequence[tuple[PlannedOrder, int]]
-) -> None:
+) -> list[int]:
     """Wait (bounded) until the view has what a pass placed and no longer shows what it
-    cancelled as open; a view lost meanwhile is the next plan's to find unsynced."""
-    placed = [(oid, None) for po, oid in taken if po.kind not in ("cancel", "modify")]
+    cancelled as open; returns the placed order ids it still lacks then (all of them when the
+    view was lost meanwhile: the next plan finds it unsynced, or waits for them)."""
+    placed: list[Placed] = [(oid, None) for po, oid in taken if po.kind not in ("cancel", "modify")]
     cancelled = [oid for po, oid in taken if po.kind == "cancel"]
     if not placed and not cancelled:
-        return
+        return []
     try:
         shown = await within(
             lambda: shows_orders(broker, account_id, placed, cancelled), CANCEL_WAIT_S, POLL_S
         )
+        if shown:
+            return []
+        unseen = [oid for oid, _ in placed if not broker.knows_order(account_id, oid, None)]
     except Exception as exc:
         log.info("reconcile.protect_view_lost", account_id=account_id, error=str(exc))
-        return
-    if not shown:
-        log.warning(
-            "reconcile.protect_unsettled",
-            account_id=account_id,
-            placed=[oid for oid, _ in placed],
-            cancelled=cancelled,
-        )
+        return [oid for oid, _ in placed if oid is not None]
+    log.warning(
+        "reconcile.protect_unsettled",
+        account_id=account_id,
+        placed=[oid for oid, _ in placed],
+        cancelled=cancelled,
+    )
+    return [oid for oid in unseen if oid is not None]
 
 
 def _take_profits(taken: Sequence[tuple[PlannedOrder, int]]) -> tuple[TakeProfit, ...]:

@@ -1,0 +1,191 @@
+"""Two users who added the same Tradovate login each have a sub-account row for one account at
+the broker. Reconciliation acts on the account at the broker, once per pass, never once per
+row: a row protected after another re-read a view that did not show the other's stop yet (its
+events lag) and stopped the same long 2 a second time — if hit, the account ended short 2,
+unprotected. With the real Tradovate client against the simulator over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+import structlog.testing
+
+from jtrades.broker.base import OrderRequest, Side, SubAccount
+from jtrades.broker.registry import BrokerRegistry
+from jtrades.broker.tradovate.pool import TradovatePool
+from jtrades.config import Settings
+from jtrades.db import Database
+from jtrades.engine.engine import Engine
+from jtrades.engine.plan_context import PROTECTION_PREFIX
+from tests.integration.test_engine import buy, make_recorder, make_trader, make_user, send, wait_for
+from tests.simutil import SimHandle, running_sim
+
+
+@asynccontextmanager
+async def _shared_login(
+    database: Database, settings: Settings, **risk: Any
+) -> AsyncIterator[tuple[SimHandle, Engine, dict[str, Any]]]:
+    """alice and bob each add the login ``px_tv`` (one account at the broker, PX1) and each
+    follows a recorder of their own with a trader on their row for PX1."""
+    pool = database.pool
+    async with running_sim() as sim:
+        sim.add_login("px_tv", "px-pw", ["PX1"])
+        await sim.set_price("MNQ", "21500")
+        tv = TradovatePool(
+            settings.tradovate.model_copy(
+                update={
+                    "demo_rest_url": sim.rest_url,
+                    "demo_ws_url": sim.ws_url,
+                    "connect_stagger_s": 0,
+                }
+            )
+        )
+        try:
+            broker = await tv.broker("demo", "px_tv", "px-pw")
+            bid = sim.account_id("PX1")
+            brokers = BrokerRegistry(database, settings)
+            w: dict[str, Any] = {"broker": broker, "bid": bid, "rec": [], "sub": [], "trader": []}
+            for name in ("alice", "bob"):
+                u = await make_user(pool, name)
+                rec = await make_recorder(
+                    pool, u, f"{name}-rec", size=1, add_size=1, same_direction="add", **risk
+                )
+                aid = await pool.fetchval(
+                    "INSERT INTO accounts (user_id, label, env, username)"
+                    " VALUES ($1, $2, 'demo', 'px_tv') RETURNING id",
+                    u,
+                    f"{name}-demo",
+                )
+                sub = await pool.fetchval(
+                    "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
+                    " VALUES ($1, $2, 'PX1') RETURNING id",
+                    aid,
+                    bid,
+                )
+                w["trader"].append(await make_trader(pool, u, rec, [(sub, 1)]))
+                brokers.attach(aid, "demo", broker)
+                w["rec"].append(rec)
+                w["sub"].append(sub)
+            engine = Engine(database, settings, brokers)
+            await engine.start()
+            try:
+                yield sim, engine, w
+            finally:
+                await engine.close()
+        finally:
+            await tv.close()
+
+
+async def _long_2_unstopped(database: Database, engine: Engine, w: dict[str, Any]) -> None:
+    """alice opens long 1 and bob's alert adds 1, no stop loss configured; then alice's trader
+    gets a stop loss of 40 ticks (10 points) and bob's 80 (20 points)."""
+    pool = database.pool
+    await send(engine, pool, w["rec"][0], buy("21500"))
+    await send(engine, pool, w["rec"][1], buy("21500"))
+
+    async def long2() -> bool:
+        return sum(p.net_pos for p in w["broker"].positions(w["bid"])) == 2
+
+    await wait_for(long2, "long 2")
+    for trader, sl in zip(w["trader"], (40, 80), strict=True):
+        await pool.execute(
+            "UPDATE traders SET sl = $2, updated_at = now() WHERE id = $1", trader, sl
+        )
+    await engine.config.refresh()
+
+
+def _stops(sim: SimHandle) -> list[tuple[float, int]]:
+    return [
+        (o["stopPrice"], o["qty"]) for o in sim.working_orders("PX1") if o["orderType"] == "Stop"
+    ]
+
+
+async def test_one_account_at_the_broker_is_stopped_once_when_its_events_lag(
+    database: Database, settings: Settings
+) -> None:
+    async with _shared_login(database, settings) as (sim, engine, w):
+        await _long_2_unstopped(database, engine, w)
+        assert await engine.reconciler.protect_positions() == 0  # first sighting
+        sim.fault("events_after", on=True, ms=6000)  # the stream lags 6 s: past CANCEL_WAIT_S
+        placed = await engine.reconciler.protect_positions()
+        sim.fault("clear")
+        await asyncio.sleep(6.5)
+        await sim.flush()
+        # one stop, for the whole long 2, at the price of bob's trader: his alert was the last
+        # to touch the contract, so his stop loss protects it (and the stop is his row's)
+        assert placed == 1
+        assert _stops(sim) == [(21480.0, 2)]
+        rows = await database.pool.fetch(
+            "SELECT sub_account_id, trader_id FROM order_intents WHERE cl_ord_id LIKE $1",
+            f"{PROTECTION_PREFIX}%",
+        )
+        assert [(r["sub_account_id"], r["trader_id"]) for r in rows] == [
+            (w["sub"][1], w["trader"][1])
+        ]
+
+
+async def test_a_stop_placed_but_not_yet_shown_is_not_placed_again_on_the_next_pass(
+    database: Database, settings: Settings
+) -> None:
+    async with _shared_login(database, settings) as (sim, engine, w):
+        await _long_2_unstopped(database, engine, w)
+        assert await engine.reconciler.protect_positions() == 0  # first sighting
+        sim.fault("events_after", on=True, ms=15000)  # longer than a pass waits for it
+        with structlog.testing.capture_logs() as logs:
+            assert await engine.reconciler.protect_positions() == 1
+            # the view still lacks the stop: the next pass waits for it, places nothing
+            assert await engine.reconciler.protect_positions() == 0
+        events = [e["event"] for e in logs]
+        assert "reconcile.protect_unsettled" in events
+        assert "reconcile.protect_placed_unseen" in events
+        sim.fault("clear")
+        await sim.flush()
+
+        async def shown() -> bool:
+            return any(o.stop_price for o in w["broker"].working_orders(w["bid"]))
+
+        await wait_for(shown, "the stop in the view", limit_s=30)
+        assert await engine.reconciler.protect_positions() == 0  # covered now
+        assert _stops(sim) == [(21480.0, 2)]
+
+
+async def test_orphaned_exits_of_one_account_at_the_broker_are_cancelled_once(
+    database: Database, settings: Settings
+) -> None:
+    async with _shared_login(database, settings, tp=[{"target": "20"}], sl=Decimal(40)) as (
+        sim,
+        engine,
+        w,
+    ):
+        broker, bid = w["broker"], w["bid"]
+        await send(engine, database.pool, w["rec"][0], buy("21500"))
+
+        async def with_exits() -> bool:
+            held = sum(p.net_pos for p in broker.positions(bid)) == 1
+            return held and len(broker.working_orders(bid)) == 2
+
+        await wait_for(with_exits, "long 1 with its take-profit and stop")
+        await broker.place_order(OrderRequest(SubAccount(bid, "PX1"), "MNQZ6", Side.SELL, 1))
+
+        async def flat() -> bool:
+            return sum(p.net_pos for p in broker.positions(bid)) == 0
+
+        await wait_for(flat, "closed by hand")
+        sweeper = engine.reconciler.orphans
+        assert await sweeper.sweep() == 0  # seen
+        sim.fault("events_after", on=True, ms=6000)  # the cancels show after CANCEL_WAIT_S
+        cancelled = await sweeper.sweep()
+        sim.fault("clear")
+        await asyncio.sleep(6.5)
+        await sim.flush()
+        rows = await database.pool.fetch(
+            "SELECT sub_account_id, state FROM order_intents WHERE cl_ord_id LIKE 'jt-o-%'"
+        )
+        assert cancelled == 2
+        assert len(rows) == 2, [dict(r) for r in rows]  # one cancel per exit, not one per row
+        assert {r["sub_account_id"] for r in rows} == {w["sub"][0]}  # alice's row placed them
+        assert sim.working_orders("PX1") == []
