@@ -15,6 +15,9 @@ never sent (``expired``); when one step of a sub-account fails, its later steps 
 either (a reversal must not open the new side when the close is in doubt). A market order the
 later steps build on (a DCA add or a reduce, then the exits for the new position) must show in
 the position first (bounded by the settle timeout): an order id in the answer is not a fill.
+A DCA add's exits, planned from an estimated average, are then priced again from the broker's
+average (``_reprice``) and recorded on their intents before they go; when no safe exits come
+of it, neither they nor the cancels of the working exits are sent.
 
 "A sub-account" is an account at the broker (``broker_account``): two users' rows for one
 Tradovate account share its lock and its one plan per signal.
@@ -41,9 +44,17 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
     plan_groups,
 )
 from jtrades.engine.config_cache import LinkConfig
+from jtrades.engine.exits import CannotPlan
 from jtrades.engine.planning import PlannedOrder
+from jtrades.engine.resize import AddExits, AddPlan, reprice_add
 from jtrades.engine.send import send_step
-from jtrades.engine.steps import expected_position, position_shows
+from jtrades.engine.steps import (
+    expected_position,
+    main_qty,
+    position_avg,
+    position_shows,
+    request_doc,
+)
 from jtrades.engine.view_waits import shows_orders, within
 from jtrades.errors import StorageUnavailable
 from jtrades.store import intents as intent_store
@@ -215,10 +226,16 @@ class Dispatcher:
         done: list[intent_store.Outcome] = []
         try:
             failed: str | None = None
-            for n, ((po, ni), intent_id) in enumerate(zip(p.steps, p.ids, strict=True), 1):
+            passed: dict[int, str] = {}  # steps not sent: a take-profit leg priced away
+            for n in range(1, len(p.steps) + 1):
+                # read as it is reached: ``_reprice`` swaps the exits in once the add shows
+                (po, ni), intent_id = p.steps[n - 1], p.ids[n - 1]
                 if intent_id is None:
                     # Already written by an earlier delivery of this signal: that one sends it.
                     res.messages.append(f"{ni.cl_ord_id}: duplicate, not sent again")
+                    continue
+                if failed is None and po.step in passed:
+                    done.append(intent_store.Outcome(intent_id, "expired", reason=passed[po.step]))
                     continue
                 if failed is None and self._clock() - received_at > self._ttl:
                     failed = "signal older than its TTL"
@@ -248,6 +265,10 @@ class Dispatcher:
                             if failed is not None:
                                 res.messages.append(f"{ni.cl_ord_id}: {failed}")
                                 settle = False  # waited already: the view is what it is
+                            elif (
+                                isinstance(p.plan, AddPlan) and p.plan.add_exits.add_step == po.step
+                            ):
+                                failed = await self._reprice(p, p.plan.add_exits, res, passed)
                 elif state == "rejected":
                     res.rejected += 1
                     failed = f"step {po.step} rejected"
@@ -302,6 +323,71 @@ class Dispatcher:
             f"step {po.step} did not show in the position within {timeout:g}s"
             f" (holding {held}, expected {expected})"
         )
+
+    async def _reprice(
+        self, p: Prepared, a: AddExits, res: AccountResult, passed: dict[int, str]
+    ) -> str | None:
+        """Price a DCA add's exits again from the broker's average, now that the add shows
+        (``resize.reprice_add``), in place of the planned ones in ``p.steps``, recording each
+        changed request on its intent before it is sent. None when the rest may be sent; else
+        why it is not (no average, or no safe exits from it): then the working exits are not
+        cancelled either, and the position keeps them until reconciliation protects the rest."""
+        it = p.item
+        avg = position_avg(it.broker, it.link.broker_account_id, it.contract)
+        try:
+            if avg is None:
+                raise CannotPlan("the broker's view gives no average price")
+            priced = reprice_add(a, avg)
+        except CannotPlan as exc:
+            why = (
+                f"DCA exits not re-placed for the averaged position ({exc});"
+                " the working exits are kept, not cancelled"
+            )
+            res.messages.append(why)
+            log.warning(
+                "dispatch.dca_exits_refused",
+                sub_account_id=it.link.sub_account_id,
+                average=str(avg),
+                reason=str(exc),
+            )
+            return why
+        where = {po.step: i for i, (po, _) in enumerate(p.steps)}
+        changes: list[intent_store.RequestChange] = []
+        for old, new in zip(a.exits, priced.orders, strict=True):
+            i = where.get(old.step)
+            if i is None:
+                continue
+            planned, ni = p.steps[i]
+            if new is None:
+                passed[old.step] = (
+                    "not sent: at the broker's average its take-profit is reached, its"
+                    f" contracts go to another leg ({priced.summary})"
+                )
+                continue
+            if new.request == planned.request:
+                continue
+            intent_id = p.ids[i]
+            p.steps[i] = (new, ni)
+            if intent_id is not None:
+                changes.append(
+                    intent_store.RequestChange(intent_id, request_doc(new), main_qty(new))
+                )
+        if not changes and not passed:
+            return None
+        if changes:
+            try:
+                await intent_store.set_requests(self._pool, changes)
+            except Exception as exc:
+                # The intents are durable (rule 1) and the orders are named by them; sending the
+                # exits priced from the real average protects the position as configured, which
+                # matters more than the prices the rows show. Said, not hidden.
+                log.error("dispatch.repriced_not_written", intents=len(changes), error=str(exc))
+                res.messages.append("the re-priced exits could not be recorded on their intents")
+        res.messages.append(
+            f"exits re-priced from the broker's average {avg.normalize():f}"
+            f" (planned from {a.estimate.normalize():f}): {priced.summary}"
+        )
+        return None
 
     async def _settle_then_release(self, p: Prepared, lock: asyncio.Lock) -> None:
         try:

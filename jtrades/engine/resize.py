@@ -12,6 +12,13 @@ Decisions worth knowing:
   Without ``--dca`` an add is IGNOREd when the position has or should have exits: adding
   without re-placing them would leave the added contracts unprotected (or the old exits sized
   wrong). With no exits anywhere, the add is a plain market order.
+- A DCA add's exits are planned from an estimated average (the signal price as the add's
+  fill), which says the plan's reason and its intents; the fill can differ (the market moved
+  since the alert's bar closed), and a stop measured from the estimate then risks more than
+  ``--sl`` from the real average (a take-profit can even fall below it on a long). So they are
+  priced again from the broker's average once the add shows (``reprice_add``, by the
+  dispatcher) before the working exits are cancelled and the new ones sent; where that
+  cannot be done safely none of them are sent and the position keeps its exits.
 - REDUCE trims by the webhook's quantity (none or 0: ``--size``) × multiplier. It cancels the
   working exits first, then sends the market order, then re-places exits for
   what remains: a reduce never leaves exits larger than the position (an over-filled exit
@@ -37,6 +44,7 @@ from jtrades.engine.exits import CannotPlan, as_price, resolve_exits
 from jtrades.engine.plan_context import (
     AccountPlan,
     Ctx,
+    PlannedOrder,
     PositionAction,
     Steps,
     entry_request,
@@ -46,7 +54,7 @@ from jtrades.engine.plan_context import (
     req,
     working_entries,
 )
-from jtrades.engine.sizing import cap_qty, round_distance, scale_qty
+from jtrades.engine.sizing import cap_qty, round_distance, round_to_tick, scale_qty
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +74,12 @@ def _short_of(price: Decimal, market: Decimal, pos_side: Side) -> bool:
 
 
 def _price_exits(
-    c: Ctx, pos_side: Side, total: int, ref: Decimal, carried: StopSpec | None
+    c: Ctx,
+    pos_side: Side,
+    total: int,
+    ref: Decimal,
+    carried: StopSpec | None,
+    markets: tuple[Decimal, ...] | None = None,
 ) -> _Priced:
     """TP/SL prices for a position of ``total`` averaged at ``ref``, none at or past the market.
 
@@ -84,6 +97,8 @@ def _price_exits(
       passed. With every leg passed there is no level left to give them to: refused.
 
     Without a signal price there is no market to check against: priced from the average alone.
+    ``markets`` (default: the signal price) are the prices the market is known to have traded
+    at: every exit must be short of (a stop) or beyond (a take-profit) each of them.
 
     The alert's dollars for the whole position (``Units.POSITION_DOLLARS``) are spread over the
     position these exits cover, counted in the alert's contracts (``total`` ÷ multiplier): not
@@ -113,21 +128,22 @@ def _price_exits(
         tp.append((as_price(level, ref, d, c, "the take-profit"), q))
         if i == 0:
             sl = stop()
-    market = c.signal_price
+    if markets is None:
+        markets = () if c.signal_price is None else (c.signal_price,)
     is_carried = sl is not None and sl is carried
-    if market is None:
+    if not markets:
         return _Priced(tuple(tp), sl, is_carried)
     notes: list[str] = []
     if (
         sl is not None
         and sl.stop_price is not None
-        and not _short_of(sl.stop_price, market, pos_side)
+        and (market := _reached(sl.stop_price, markets, pos_side)) is not None
     ):
         fallback = None if is_carried else carried
         if (
             fallback is None
             or fallback.stop_price is None
-            or not _short_of(fallback.stop_price, market, pos_side)
+            or _reached(fallback.stop_price, markets, pos_side) is not None
         ):
             what = "the working stop" if is_carried else "the stop"
             raise CannotPlan(
@@ -139,7 +155,15 @@ def _price_exits(
             f" the working stop {fallback.stop_price} kept"
         )
         sl, is_carried = fallback, True
-    return _Priced(_unreached(tp, market, pos_side, notes), sl, is_carried, tuple(notes))
+    legs = tuple(tp)
+    for market in markets:
+        legs = _unreached(list(legs), market, pos_side, notes)
+    return _Priced(legs, sl, is_carried, tuple(notes))
+
+
+def _reached(stop: Decimal, markets: tuple[Decimal, ...], pos_side: Side) -> Decimal | None:
+    """The first of ``markets`` a stop at ``stop`` is not short of (None: short of them all)."""
+    return next((m for m in markets if not _short_of(stop, m, pos_side)), None)
 
 
 def _unreached(
@@ -250,6 +274,7 @@ def plan_add(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:
         )
     entry = entry_request(c, steps.next_id(), pos_side, qty)
     steps.add("order", entry, note=f"DCA add {qty}")
+    entry_step = steps.items[-1].step
     if not _has_exits(c, pos_side):
         return AccountPlan(PositionAction.ADD, tuple(steps.items), f"{held}: add {qty}")
     if entry.order_type is not OrderType.MARKET:
@@ -266,14 +291,93 @@ def plan_add(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:
     with localcontext() as ctx:
         ctx.prec = 60
         avg = (c.state.avg_price * pos + fill * qty) / total
-    priced = _price_exits(c, pos_side, total, avg, _working_stop(c, pos_side))
+    carried = _working_stop(c, pos_side)
+    priced = _price_exits(c, pos_side, total, avg, carried)
     _cancel_exits(c, steps, pos_side)
+    prior = tuple(steps.items)
     summary = _place_exits(c, steps, pos_side, total, priced)
-    return AccountPlan(
+    exits = AddExits(
+        c, pos_side, pos, qty, entry_step, avg, carried, steps.prefix, prior,
+        tuple(steps.items[len(prior):]),
+    )  # fmt: skip
+    return AddPlan(
         PositionAction.ADD,
         tuple(steps.items),
         f"{held}: add {qty} → {total} averaged at {avg.normalize():f}; {summary}",
+        exits,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AddExits:
+    """A DCA add's exits as planned, from an average that takes the signal price for the add's
+    fill: ``reprice_add`` prices them again from the broker's average once the add shows."""
+
+    c: Ctx
+    pos_side: Side
+    held: int  # the position before the add (``c.state.avg_price`` its average)
+    added: int
+    add_step: int  # the add's step: its fill is what the exits wait for
+    estimate: Decimal  # the average the exits were planned from
+    carried: StopSpec | None  # the working stop, as planned
+    prefix: str  # the plan's clOrdId prefix (``Steps``)
+    prior: tuple[PlannedOrder, ...]  # the steps before the exits: the add, the cancels
+    exits: tuple[PlannedOrder, ...]  # the exits as planned, in step order
+
+
+@dataclass(frozen=True, slots=True)
+class AddPlan(AccountPlan):
+    """An ADD whose exits are priced again from the broker's average before they are sent."""
+
+    add_exits: AddExits
+
+
+@dataclass(frozen=True, slots=True)
+class Repriced:
+    """A DCA add's exits priced from the broker's average, step for step with the planned ones
+    (same step, kind and clOrdIds). None in place of a take-profit leg the market has passed
+    at the new prices: its contracts went to another leg, its step is not sent."""
+
+    avg: Decimal
+    orders: tuple[PlannedOrder | None, ...]
+    summary: str
+
+
+def added_fill(a: AddExits, avg: Decimal) -> Decimal | None:
+    """Where the add filled, as the broker's new average says (on the nearest tick); None
+    without the average it was added to."""
+    before = a.c.state.avg_price
+    if before is None or a.added <= 0:
+        return None
+    with localcontext() as ctx:
+        ctx.prec = 60
+        fill = (avg * (a.held + a.added) - before * a.held) / a.added
+    return round_to_tick(fill, a.c.contract.tick_size, "nearest")
+
+
+def reprice_add(a: AddExits, avg: Decimal) -> Repriced:
+    """The exits of ``a`` priced from ``avg``, the broker's average once the add shows,
+    by the same rules as planned (``_price_exits``): each level measured from the average and
+    rounded toward it (a price given as such stays), and none at or past the market: the
+    signal's price, nor where the add filled (``added_fill``), which the plan could not know.
+
+    Raises ``CannotPlan`` as the plan would have: the caller sends none of the exits then
+    (nor the cancels of the working ones). Pure."""
+    if avg <= 0:
+        raise CannotPlan(f"the broker's average {avg} is not a price")
+    c, total = a.c, a.held + a.added
+    markets = [m for m in (c.signal_price, added_fill(a, avg)) if m is not None]
+    priced = _price_exits(c, a.pos_side, total, avg, a.carried, tuple(dict.fromkeys(markets)))
+    steps = Steps(a.prefix, list(a.prior))
+    summary = _place_exits(c, steps, a.pos_side, total, priced)
+    placed = steps.items[len(a.prior) :]
+    if len(placed) > len(a.exits) or any(
+        (n.step, n.kind) != (o.step, o.kind) for n, o in zip(placed, a.exits, strict=False)
+    ):
+        # cannot be: the kinds depend on the configuration, not on the price
+        raise CannotPlan("the exits priced from the broker's average are not the ones planned")
+    orders = (*placed, *(None,) * (len(a.exits) - len(placed)))
+    return Repriced(avg, orders, summary)
 
 
 def plan_reduce(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:

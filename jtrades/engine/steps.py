@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import hashlib
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from jtrades.broker.base import (
@@ -85,6 +86,18 @@ def net_pos(broker: Broker, broker_account_id: int, contract: Contract) -> int |
     return 0
 
 
+def position_avg(broker: Broker, broker_account_id: int, contract: Contract) -> Decimal | None:
+    """The average price of the account's open position in ``contract`` as the broker's live
+    view has it; None when flat, unread or not given."""
+    try:
+        for p in broker.positions(broker_account_id):
+            if _in_contract(contract, p.symbol, p.contract_id) and p.net_pos != 0:
+                return p.net_price
+    except TransientBrokerError:
+        return None
+    return None
+
+
 async def position_shows(
     broker: Broker, broker_account_id: int, contract: Contract, expected: int, within_s: float
 ) -> int | None:
@@ -129,6 +142,24 @@ def _main_order(po: PlannedOrder) -> OrderRequest | None:
     return None
 
 
+def request_doc(po: PlannedOrder) -> dict[str, Any]:
+    """What an intent records of its step (``order_intents.request``)."""
+    request: dict[str, Any] = {"type": po.kind, "note": po.note}
+    if po.request is not None:
+        # the jsonb codec (orjson) writes the dataclass as it stands: fields in order, enums as
+        # their values, decimals as strings
+        request["request"] = po.request
+    if po.cancel_order_id is not None:
+        request["cancel_order_id"] = po.cancel_order_id
+    return request
+
+
+def main_qty(po: PlannedOrder) -> int | None:
+    """The contracts of a step's main order (``order_intents.qty``)."""
+    main = _main_order(po)
+    return main.qty if main is not None else None
+
+
 def intent_for(
     po: PlannedOrder,
     *,
@@ -144,13 +175,7 @@ def intent_for(
     cl = main.cl_ord_id if main is not None and main.cl_ord_id else f"{prefix}-{po.step}"
     po = _with_cl_ord_id(po, cl)
     main = _main_order(po)
-    request: dict[str, Any] = {"type": po.kind, "note": po.note}
-    if po.request is not None:
-        # the jsonb codec (orjson) writes the dataclass as it stands: fields in order, enums as
-        # their values, decimals as strings
-        request["request"] = po.request
-    if po.cancel_order_id is not None:
-        request["cancel_order_id"] = po.cancel_order_id
+    request = request_doc(po)
     return po, intent_store.NewIntent(
         signal_id=signal_id,
         trader_id=trader_id,

@@ -193,3 +193,21 @@ async def last_trader_for(ex: Executor, sub_account_id: int, symbol: str) -> int
     with translate_errors():
         v = await ex.fetchval(q("intents.last_trader_for"), sub_account_id, symbol)
     return int(v) if v is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestChange:
+    """A pending intent's step as it is sent after all (``set_requests``)."""
+
+    intent_id: int
+    request: dict[str, Any]
+    qty: int | None
+
+
+async def set_requests(ex: Executor, changes: Sequence[RequestChange]) -> None:
+    """Record, before they are sent, the requests of pending intents priced again after they
+    were written (one statement): what the intent records is what was sent."""
+    if not changes:
+        return
+    with translate_errors():
+        await ex.execute(q("intents.set_requests"), list(changes))

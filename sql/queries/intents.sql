@@ -104,3 +104,11 @@ SET verdict = $4, filter = $5, reason = $6, orders = $7,
     detail = CASE WHEN $8::jsonb IS NULL THEN detail ELSE COALESCE(detail, '{}') || $8::jsonb END,
     http_status = $9
 WHERE id = $3::bigint;
+
+-- name: intents.set_requests($1 changes: a JSON array of {intent_id, request, qty})
+-- A step priced again before it is sent (a DCA add's exits, from the broker's average once the
+-- add shows): the intent records what is sent. Only while it is still pending (not sent yet).
+UPDATE order_intents i
+SET request = u.request, qty = u.qty, updated_at = now()
+FROM jsonb_to_recordset($1::jsonb) AS u (intent_id bigint, request jsonb, qty integer)
+WHERE i.id = u.intent_id AND i.state = 'pending';

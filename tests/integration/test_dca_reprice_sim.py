@@ -1,0 +1,209 @@
+"""A DCA add's exits are measured from the broker's average, not from the alert's price.
+
+The plan can only estimate the average (the alert's price as the add's fill); the market add
+fills where the market is. Once the add shows in the position, its exits are priced again
+from the broker's average before they go out, and the intents record what went out. Against
+the Tradovate simulator over real sockets (the real client), and the paper broker (which
+fills at the alert's price, so the estimate is the average there).
+
+MNQ: tick 0.25, $2 a point. ``--sl 100`` ticks = 25 points, ``--tp 8`` ticks = 2 points.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from jtrades.config import Settings
+from jtrades.db import Database
+from tests.integration.test_engine import (
+    buy,
+    make_paper_account,
+    make_recorder,
+    make_trader,
+    make_user,
+    net_pos,
+    send,
+    wait_for,
+    working,
+)
+from tests.integration.test_engine import (
+    engine_factory as engine_factory,  # the fixture
+)
+from tests.integration.test_protect_exits_sim import _net, _sim_world, _view_net, _view_orders
+
+D = Decimal
+SL = D(25)  # points: --sl 100 ticks
+TP = D(2)  # points: --tp 8 ticks
+RISK: dict[str, Any] = {
+    "size": 1,
+    "add_size": 1,
+    "sl": D(100),
+    "tp": [{"target": "8"}],
+    "dca": True,
+    "same_direction": "add",
+}
+
+
+async def _exit_intents(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """The last signal's exit intents (their clOrdIds carry the exit mark)."""
+    sid = await pool.fetchval("SELECT max(signal_id) FROM order_intents")
+    return await pool.fetch(
+        "SELECT kind, qty, state, request, reason FROM order_intents"
+        " WHERE signal_id = $1 AND kind IN ('oco', 'order') AND step > 1 ORDER BY step",
+        sid,
+    )
+
+
+def _messages(out: Any) -> list[str]:
+    return [m for a in out.detail["accounts"].values() for m in a["messages"]]
+
+
+async def test_the_exits_of_a_dca_add_are_priced_from_the_brokers_average(
+    database: Database, settings: Settings
+) -> None:
+    pool = database.pool
+    async with _sim_world(database, settings, **RISK) as (sim, engine, w):
+        await send(engine, pool, w["rec"], buy("21500"))
+        await _view_net(w, 1)
+        await _view_orders(w, 2)  # the entry's bracket: TP 21502, stop 21475
+        # the market is at 21490; the add's alert says 21480 (its bar's close)
+        await sim.set_price("MNQ", "21490")
+        await sim.flush()
+        out = await send(engine, pool, w["rec"], buy("21480"))
+        assert "averaged at 21490" in out.detail["accounts"]["1"]["reason"]  # the estimate
+        await _view_net(w, 2)
+        await sim.flush()
+        assert _net(sim) == 2
+        (pos,) = w["broker"].positions(w["bid"])
+        avg = pos.net_price
+        assert avg == D("21495")  # (21500 + 21490) / 2
+
+        async def replaced() -> bool:
+            return {o["orderType"] for o in sim.working_orders("PX1")} == {"Limit", "Stop"} and all(
+                o["qty"] == 2 for o in sim.working_orders("PX1")
+            )
+
+        await wait_for(replaced, "the exits for 2 replace the entry's bracket")
+        orders = sim.working_orders("PX1")
+        limits = [(D(str(o["price"])), o["qty"]) for o in orders if o["orderType"] == "Limit"]
+        stops = [(D(str(o["stopPrice"])), o["qty"]) for o in orders if o["orderType"] == "Stop"]
+        # planned from 21490 the take-profit was 21492: under the real average, a "profit"
+        # booking a loss; the stop 21465 put $120 at risk for --sl's $100
+        assert limits == [(avg + TP, 2)]
+        assert stops == [(avg - SL, 2)]
+        assert any("re-priced from the broker's average 21495" in m for m in _messages(out))
+
+        (oco,) = await _exit_intents(pool)
+        assert (oco["kind"], oco["qty"]) == ("oco", 2)
+        assert oco["state"] in ("sent", "working")  # the mirror may be first
+        sent = oco["request"]["request"]
+        assert D(sent["first"]["price"]) == avg + TP
+        assert D(sent["second"]["stop_price"]) == avg - SL
+
+
+async def test_no_safe_stop_from_the_brokers_average_keeps_the_working_exits(
+    database: Database, settings: Settings
+) -> None:
+    """The alert's price lags the market: from the estimate (21487) the stop 21462 is short of
+    the alert's 21474; from the broker's average (21499) it is 21474, at it, and the entry's
+    stop still working (21475) is not short of it either. Nothing safe to re-place: the working
+    exits are not cancelled and no exits are sent, and the signal says why."""
+    pool = database.pool
+    risk = {k: v for k, v in RISK.items() if k != "tp"}
+    async with _sim_world(database, settings, **risk) as (sim, engine, w):
+        await send(engine, pool, w["rec"], buy("21500"))
+        await _view_net(w, 1)
+        await _view_orders(w, 1)  # the entry's stop 21475
+        await sim.set_price("MNQ", "21498")
+        await sim.flush()
+        out = await send(engine, pool, w["rec"], buy("21474"))
+        assert "stop 21462.00 for 2" in out.detail["accounts"]["1"]["reason"]
+        await _view_net(w, 2)
+        await sim.flush()
+        (pos,) = w["broker"].positions(w["bid"])
+        assert pos.net_price == D("21499")
+        assert any("DCA exits not re-placed" in m for m in _messages(out))
+        stops = [
+            (D(str(o["stopPrice"])), o["qty"])
+            for o in sim.working_orders("PX1")
+            if o["orderType"] == "Stop"
+        ]
+        assert (D("21475"), 1) in stops  # the entry's stop: not cancelled
+        assert (D("21462"), 2) not in stops
+        rows = await pool.fetch(
+            "SELECT kind, state FROM order_intents WHERE signal_id ="
+            " (SELECT max(signal_id) FROM order_intents) ORDER BY step"
+        )
+        assert rows[0]["state"] in ("sent", "filled")  # the add (the mirror may be first)
+        assert [(r["kind"], r["state"]) for r in rows][1:] == [
+            ("cancel", "expired"),
+            ("order", "expired"),
+        ]
+
+
+async def test_paper_fills_the_add_at_the_alerts_price_and_prices_exits_alike(
+    database: Database, settings: Settings, engine_factory: Any
+) -> None:
+    """The paper broker fills a market add at the alert's price: the estimate is the average,
+    the exits are the planned ones, and nothing is re-priced."""
+    pool = database.pool
+    u = await make_user(pool, "dcap")
+    rec = await make_recorder(pool, u, "rec", **RISK)
+    (sub,) = await make_paper_account(pool, u, "dcap-paper")
+    await make_trader(pool, u, rec, [(sub, 1)])
+    engine = await engine_factory()
+    await send(engine, pool, rec, buy("21500"))
+    out = await send(engine, pool, rec, buy("21480"))
+    assert await net_pos(engine, pool, sub) == 2
+    aid = await pool.fetchval("SELECT account_id FROM sub_accounts WHERE id=$1", sub)
+    bid = await pool.fetchval("SELECT broker_account_id FROM sub_accounts WHERE id=$1", sub)
+    (pos,) = engine.brokers.paper(aid).positions(bid)
+    avg = pos.net_price
+    assert avg == D("21490")
+    orders = await working(engine, pool, sub)
+    limits = [(o.price, o.qty) for o in orders if o.order_type.value == "Limit"]
+    stops = [(o.stop_price, o.qty) for o in orders if o.order_type.value == "Stop"]
+    assert limits == [(avg + TP, 2)]
+    assert stops == [(avg - SL, 2)]
+    assert not any("re-priced" in m for m in _messages(out))
+    (oco,) = await _exit_intents(pool)
+    assert D(oco["request"]["request"]["second"]["stop_price"]) == avg - SL
+
+
+async def test_a_leg_reached_at_the_brokers_average_hands_its_contracts_on(
+    database: Database, settings: Settings
+) -> None:
+    """--tp 8:1,40 (2 and 10 points). Long 1 @ 21500; the add's alert says 21502, the market
+    is 21496. From the estimate 21501 the legs are 21503 and 21511; from the broker's 21498
+    they are 21500 (under the alert's price: reached) and 21508, which takes both contracts.
+    The first leg's step is not sent, and its intent says why."""
+    pool = database.pool
+    risk = dict(RISK, tp=[{"target": "8", "qty": 1}, {"target": "40"}])
+    async with _sim_world(database, settings, **risk) as (sim, engine, w):
+        await send(engine, pool, w["rec"], buy("21500"))
+        await _view_net(w, 1)
+        await sim.set_price("MNQ", "21496")
+        await sim.flush()
+        out = await send(engine, pool, w["rec"], buy("21502"))
+        await _view_net(w, 2)
+        (pos,) = w["broker"].positions(w["bid"])
+        assert pos.net_price == D("21498")
+
+        async def replaced() -> bool:
+            orders = sim.working_orders("PX1")
+            return len(orders) == 2 and all(o["qty"] == 2 for o in orders)
+
+        await wait_for(replaced, "one take-profit leg with its stop, for 2")
+        orders = sim.working_orders("PX1")
+        assert [D(str(o["price"])) for o in orders if o["orderType"] == "Limit"] == [D(21508)]
+        assert [D(str(o["stopPrice"])) for o in orders if o["orderType"] == "Stop"] == [D(21473)]
+        assert any("already reached" in m for m in _messages(out))
+        first, second = await _exit_intents(pool)
+        assert first["qty"] == 2
+        assert first["state"] in ("sent", "working")
+        assert D(first["request"]["request"]["first"]["price"]) == D(21508)
+        assert second["state"] == "expired"
+        assert "another leg" in second["reason"]
