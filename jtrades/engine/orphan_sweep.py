@@ -10,8 +10,8 @@ cancel is written as an intent before it is sent (rule 1), through ``ProtectionS
 The unit is the account at the broker (``broker_account``): two users who add the same Tradovate
 login each have a row for one account, and swept per row, the second row re-read a view whose
 events had not shown the first row's cancels yet and cancelled the same exits again. Each
-account is swept once per pass; a cancel is written for the row whose intent placed the order
-(the first row when none did).
+account is swept once per pass; a cancel is written for the row whose intents last touched the
+contract (``protector.owner``), as protection's orders are.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.orphans import orphan_exits
 from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.protect_sender import ProtectionSender
-from jtrades.engine.protector import cancels_gone
-from jtrades.store import intents as intent_store
+from jtrades.engine.protector import cancels_gone, owner
 
 log = structlog.get_logger(__name__)
 
@@ -97,16 +96,6 @@ class OrphanSweeper:
                 return broker, orphans
         return None, None
 
-    async def _row_of(self, rows: Sequence[LinkConfig], order_ids: Sequence[int]) -> LinkConfig:
-        """The row whose intent placed one of ``order_ids`` (the cancel is written for it), or
-        the first row."""
-        if len(rows) > 1:
-            for oid in order_ids:
-                for link in rows:
-                    if await intent_store.id_by_broker_order(self._pool, link.sub_account_id, oid):
-                        return link
-        return rows[0]
-
     async def _cancel(self, rows: Sequence[LinkConfig], broker: Broker, due: set[int]) -> int:
         bid = rows[0].broker_account_id
         async with self._dispatcher.lock_for(rows[0]):
@@ -120,7 +109,7 @@ class OrphanSweeper:
             done: list[int] = []
             now = datetime.now(UTC)
             for symbol, order_ids in sorted(by_symbol.items()):
-                link = await self._row_of(rows, order_ids)
+                link, _trader = await owner(self._pool, rows, symbol)
                 send = ProtectionSender(
                     self._pool,
                     broker,

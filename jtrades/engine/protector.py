@@ -80,11 +80,23 @@ RETRY_WAITS_S = (0.5, 1.0, 2.0)
 WAIT_ALERT_AFTER_S = 300.0
 # How long a failed re-placement's cancelled exits are carried to later passes (``_carry``).
 CARRY_S = 120.0
-# How many of a contract's latest orders are looked up to find the row that last touched it.
-OWNER_LOOKBACK = 20
-
 # A position: the account at the broker (``broker_account``) and the contract.
 Key = tuple[AccountKey, str]
+
+
+async def owner(
+    pool: asyncpg.Pool, links: Sequence[LinkConfig], symbol: str
+) -> tuple[LinkConfig, int | None]:
+    """Of the rows naming one account at the broker, the one whose intents last touched
+    ``symbol`` (what is placed for the position is written for it), with that intent's trader,
+    whose stop loss protects it; the first row and no trader when none did. From the intents,
+    not the broker's view: a position held over the session change has no order of the day
+    to tell, and the first row's trader (its stop loss off) left it naked."""
+    found = await intent_store.last_toucher(pool, [lk.sub_account_id for lk in links], symbol)
+    if found is None:
+        return links[0], None
+    sub, trader_id = found
+    return next(lk for lk in links if lk.sub_account_id == sub), trader_id
 
 
 def needs_stop(
@@ -211,12 +223,12 @@ class Protector:
         return placed
 
     async def _try_protect(self, links: Sequence[LinkConfig], broker: Broker, p: Position) -> bool:
-        """``_protect`` on behalf of the row that last touched the contract (``_owner``),
+        """``_protect`` on behalf of the row that last touched the contract (``owner``),
         failing for this position only: the other accounts still get their stops, and it stays a
         suspect, so the next pass tries again."""
         link = links[0]
         try:
-            link, trader_id = await self._owner(links, broker, p.symbol)
+            link, trader_id = await owner(self._pool, links, p.symbol)
             return await self._protect(link, trader_id, broker, p)
         except Exception as exc:
             log.error(
@@ -226,32 +238,6 @@ class Protector:
                 error=f"{type(exc).__name__}: {exc}",
             )
             return False
-
-    async def _owner(
-        self, links: Sequence[LinkConfig], broker: Broker, symbol: str
-    ) -> tuple[LinkConfig, int | None]:
-        """Of the rows naming one account at the broker, the one whose trader's intents last
-        touched ``symbol``, with that trader (whose stop loss protects it). Each row's last
-        trader is its own intents' (``last_trader_for``); between rows, the account's latest
-        order in the contract (the broker's order ids grow) that one of them placed decides. A
-        row without intents in the contract is the last resort: the first row."""
-        traders = {
-            lk.sub_account_id: await intent_store.last_trader_for(
-                self._pool, lk.sub_account_id, symbol
-            )
-            for lk in links
-        }
-        touched = [lk for lk in links if traders[lk.sub_account_id] is not None]
-        if len(touched) > 1:
-            bid = links[0].broker_account_id
-            ids = {o.order_id for o in broker.working_orders(bid) if o.symbol == symbol}
-            ids |= {f.order_id for f in broker.fills(bid) if f.symbol == symbol}
-            for oid in sorted(ids, reverse=True)[:OWNER_LOOKBACK]:
-                for lk in touched:
-                    if await intent_store.id_by_broker_order(self._pool, lk.sub_account_id, oid):
-                        return lk, traders[lk.sub_account_id]
-        chosen = touched[0] if touched else links[0]
-        return chosen, traders[chosen.sub_account_id]
 
     def _log_wait(self, key: Key, sub_account_id: int, book: ExitBook) -> None:
         symbol = key[1]

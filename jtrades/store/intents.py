@@ -176,23 +176,20 @@ async def by_signal(ex: Executor, signal_id: int) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-async def id_by_broker_order(ex: Executor, sub_account_id: int, broker_order_id: int) -> int | None:
-    with translate_errors():
-        v = await ex.fetchval(q("intents.by_broker_order"), sub_account_id, broker_order_id)
-    return int(v) if v is not None else None
-
-
 async def id_by_cl_ord_id(ex: Executor, cl_ord_id: str) -> int | None:
     with translate_errors():
         v = await ex.fetchval(q("intents.by_cl_ord_id"), cl_ord_id)
     return int(v) if v is not None else None
 
 
-async def last_trader_for(ex: Executor, sub_account_id: int, symbol: str) -> int | None:
-    """The trader whose intents last touched this sub-account's contract: whose SL protects it."""
+async def last_toucher(
+    ex: Executor, sub_account_ids: Sequence[int], symbol: str
+) -> tuple[int, int] | None:
+    """Of these rows of one account at the broker, the one whose intents last touched the
+    contract, and that intent's trader (whose SL protects it): (sub_account_id, trader_id)."""
     with translate_errors():
-        v = await ex.fetchval(q("intents.last_trader_for"), sub_account_id, symbol)
-    return int(v) if v is not None else None
+        row = await ex.fetchrow(q("intents.last_toucher"), list(sub_account_ids), symbol)
+    return (int(row["sub_account_id"]), int(row["trader_id"])) if row is not None else None
 
 
 @dataclass(frozen=True, slots=True)

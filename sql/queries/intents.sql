@@ -66,15 +66,14 @@ SELECT id, signal_id, trader_id, sub_account_id, cl_ord_id, step, kind, symbol, 
        request, state, broker_order_id, reason, created_at, expires_at, sent_at
 FROM order_intents WHERE signal_id = $1 ORDER BY sub_account_id, step;
 
--- name: intents.by_broker_order($1 sub_account_id, $2 broker_order_id)
-SELECT id FROM order_intents WHERE sub_account_id = $1 AND broker_order_id = $2;
-
 -- name: intents.by_cl_ord_id($1 cl_ord_id)
 SELECT id FROM order_intents WHERE cl_ord_id = $1;
 
--- name: intents.last_trader_for($1 sub_account_id, $2 symbol)
-SELECT trader_id FROM order_intents
-WHERE sub_account_id = $1 AND symbol = $2 AND trader_id IS NOT NULL
+-- name: intents.last_toucher($1 sub_account_ids, $2 symbol)
+-- Of these sub-account rows (one account at the broker, named by two users' logins), the one
+-- whose intents last touched the contract, and that intent's trader: whose SL protects it.
+SELECT sub_account_id, trader_id FROM order_intents
+WHERE sub_account_id = ANY($1::bigint[]) AND symbol = $2 AND trader_id IS NOT NULL
 ORDER BY id DESC LIMIT 1;
 
 -- name: intents.finish_many($1 ids, $2 outcomes: a JSON array of intents.Outcome, $3 signal_id or NULL, $4 verdict, $5 filter, $6 reason, $7 orders, $8 detail, $9 http_status)

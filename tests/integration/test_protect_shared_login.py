@@ -22,6 +22,7 @@ from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from jtrades.engine.plan_context import PROTECTION_PREFIX
 from tests.integration.test_engine import buy, make_recorder, make_trader, make_user, send, wait_for
+from tests.polling import until
 from tests.simutil import SimHandle, running_sim
 
 
@@ -189,3 +190,53 @@ async def test_orphaned_exits_of_one_account_at_the_broker_are_cancelled_once(
         assert len(rows) == 2, [dict(r) for r in rows]  # one cancel per exit, not one per row
         assert {r["sub_account_id"] for r in rows} == {w["sub"][0]}  # alice's row placed them
         assert sim.working_orders("PX1") == []
+
+
+async def test_a_position_held_over_the_session_change_is_stopped_by_its_last_traders_sl(
+    database: Database, settings: Settings
+) -> None:
+    """Between two users' rows, the row was told by today's orders in the view; over the
+    session change there are none, and the first row (alice's, her stop loss off, an old
+    intent in the contract) was chosen: bob's long 1 was never stopped."""
+    pool = database.pool
+    async with _shared_login(database, settings) as (sim, engine, w):
+        broker, bid = w["broker"], w["bid"]
+        contract = await broker.find_contract("MNQ1!")
+        # alice's trader traded this contract last week (an old, finished intent on her row)
+        await pool.execute(
+            "INSERT INTO order_intents (signal_id, trader_id, sub_account_id, cl_ord_id, step,"
+            " kind, symbol, side, qty, request, state, broker_order_id, created_at, expires_at)"
+            " VALUES (NULL, $1, $2, 'jt-lastweek-1', 1, 'order', $3, 'Buy', 1, '{}', 'done',"
+            " 4242, now() - interval '7 days', now() - interval '7 days')",
+            w["trader"][0], w["sub"][0], contract.symbol,
+        )  # fmt: skip
+        # today bob's alert opens long 1: his row's intents are the last to touch it
+        await send(engine, pool, w["rec"][1], buy("21500"))
+
+        async def long1() -> bool:
+            return sum(p.net_pos for p in broker.positions(bid)) == 1
+
+        await wait_for(long1, "long 1")
+        # alice turned her stop loss off; bob's is 40 ticks (10 points)
+        await pool.execute("UPDATE traders SET sl = 0, updated_at = now() WHERE id = $1",
+                           w["trader"][0])  # fmt: skip
+        await pool.execute("UPDATE traders SET sl = 40, updated_at = now() WHERE id = $1",
+                           w["trader"][1])  # fmt: skip
+        await engine.config.refresh()
+
+        # the session changes (17:00 Chicago); the login reconnects and reads the new day
+        sim.new_trading_day()
+        session = broker.session
+        connects = session.connects
+        sim.fault("drop", after=0)
+        await sim.set_price("MNQ", "21500.25")
+        await until(lambda: session.connects > connects and broker.is_synced(bid), within_s=20)
+        await until(lambda: sum(p.net_pos for p in broker.positions(bid)) == 1, within_s=10)
+        assert [f for f in broker.fills(bid) if f.symbol == contract.symbol] == []
+        assert broker.working_orders(bid) == []
+
+        assert await engine.reconciler.protect_positions() == 0  # first sighting
+        placed = await engine.reconciler.protect_positions()
+        # bob's trader last touched the contract: his 10-point stop should protect long 1
+        assert placed == 1, "long 1 left naked: protected on behalf of alice's stale row (sl=0)"
+        assert _stops(sim) == [(21490.0, 1)]
