@@ -31,7 +31,8 @@ from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.orphans import orphan_exits
 from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.protect_sender import ProtectionSender
-from jtrades.engine.protector import cancels_gone, owner
+from jtrades.engine.protect_waits import cancels_gone
+from jtrades.engine.protector import owner
 
 log = structlog.get_logger(__name__)
 

@@ -50,6 +50,7 @@ from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.plan_context import PROTECTION_PREFIX
 from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.protect_sender import ProtectionSender
+from jtrades.engine.protect_waits import CANCEL_WAIT_S, cancels_gone, settled, shown
 from jtrades.engine.protection import (
     ExitBook,
     Protection,
@@ -60,16 +61,12 @@ from jtrades.engine.protection import (
     protection_orders,
 )
 from jtrades.engine.sizing import exit_offset_points, exit_price
-from jtrades.engine.view_waits import Placed, shows_gone, shows_orders, shows_placed, within
+from jtrades.engine.view_waits import shows_placed
 from jtrades.errors import TransientBrokerError
 from jtrades.store import intents as intent_store
 
 log = structlog.get_logger(__name__)
 
-# How long the exits cancelled for a re-placement may take to show as gone before nothing is
-# placed this pass (they could still fill, and a stop beside them could over-close).
-CANCEL_WAIT_S = 5.0
-POLL_S = 0.05  # the view changes with the stream, which has no event to wait on per order
 # Waits before trying again, within the pass, a position a protection left short of cover
 # after cancelling its exits: it is naked until a re-placement lands, and the next pass is an
 # interval (30 s) away. A broker that keeps refusing gets the next pass.
@@ -332,7 +329,7 @@ class Protector:
                 return False
             try:
                 before = self._carry.pop(key, None)  # this is a retry of a half-done re-placement
-                if before is not None and not await _shown(broker, bid, before.placed):
+                if before is not None and not await shown(broker, bid, before.placed):
                     # what the attempt placed is not in the view yet (its events lag the answers):
                     # planned without it, the retry stopped the position a second time
                     self._carry[key] = before
@@ -465,7 +462,7 @@ class Protector:
             finally:
                 # the next holder of the lock (an alert's plan) must see what went out and
                 # what was cancelled, or it plans a second stop beside this one (view_waits)
-                unseen = await _settled(
+                unseen = await settled(
                     broker,
                     bid,
                     [
@@ -551,41 +548,6 @@ def _exit_view(
     return current, exit_book(current, working, filled)
 
 
-async def _shown(broker: Broker, account_id: int, order_ids: Sequence[int]) -> bool:
-    """Whether the live view has every one of ``order_ids`` within ``CANCEL_WAIT_S``."""
-    placed = [(oid, None) for oid in order_ids]
-    return await within(lambda: shows_placed(broker, account_id, placed), CANCEL_WAIT_S, POLL_S)
-
-
-async def _settled(
-    broker: Broker, account_id: int, taken: Sequence[tuple[PlannedOrder, int]]
-) -> list[int]:
-    """Wait (bounded) until the view has what a pass placed and no longer shows what it
-    cancelled as open; returns the placed order ids it still lacks then (all of them when the
-    view was lost meanwhile: the next plan finds it unsynced, or waits for them)."""
-    placed: list[Placed] = [(oid, None) for po, oid in taken if po.kind not in ("cancel", "modify")]
-    cancelled = [oid for po, oid in taken if po.kind == "cancel"]
-    if not placed and not cancelled:
-        return []
-    try:
-        shown = await within(
-            lambda: shows_orders(broker, account_id, placed, cancelled), CANCEL_WAIT_S, POLL_S
-        )
-        if shown:
-            return []
-        unseen = [oid for oid, _ in placed if not broker.knows_order(account_id, oid, None)]
-    except Exception as exc:
-        log.info("reconcile.protect_view_lost", account_id=account_id, error=str(exc))
-        return [oid for oid, _ in placed if oid is not None]
-    log.warning(
-        "reconcile.protect_unsettled",
-        account_id=account_id,
-        placed=[oid for oid, _ in placed],
-        cancelled=cancelled,
-    )
-    return [oid for oid in unseen if oid is not None]
-
-
 def _take_profits(taken: Sequence[tuple[PlannedOrder, int]]) -> tuple[TakeProfit, ...]:
     """The take-profit legs among placed steps (an OCO's first leg), with their order ids."""
     out = []
@@ -594,9 +556,3 @@ def _take_profits(taken: Sequence[tuple[PlannedOrder, int]]) -> tuple[TakeProfit
         if isinstance(req, OcoRequest) and req.first.price is not None:
             out.append(TakeProfit(order_id, req.first.price, req.first.qty))
     return tuple(out)
-
-
-async def cancels_gone(broker: Broker, account_id: int, order_ids: Sequence[int]) -> bool:
-    """Whether the live view stops showing ``order_ids`` as open within ``CANCEL_WAIT_S`` (the
-    orphan sweep waits the same way before it lets the lock go)."""
-    return await within(lambda: shows_gone(broker, account_id, order_ids), CANCEL_WAIT_S, POLL_S)

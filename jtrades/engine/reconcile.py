@@ -43,8 +43,8 @@ from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.mirror import Mirror
 from jtrades.engine.orphan_sweep import OrphanSweeper
 from jtrades.engine.pnl import DailyPnl
+from jtrades.engine.protect_waits import CANCEL_WAIT_S
 from jtrades.engine.protector import (  # re-exported: imported from here by callers and tests
-    CANCEL_WAIT_S,
     Protector,
     _exit_view,
     needs_stop,
