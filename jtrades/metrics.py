@@ -18,7 +18,9 @@ class Metrics:
     seconds_sum: float = 0.0  # time spent answering webhooks, for the mean latency
     seconds_count: int = 0
 
-    def render(self, *, inflight: int, tokens: int, ready: bool) -> str:
+    def render(
+        self, *, inflight: int, tokens: int, ready: bool, config_version: str | None = None
+    ) -> str:
         lines = [
             "# TYPE jtrades_uptime_seconds gauge",
             f"jtrades_uptime_seconds {time.monotonic() - self.started:.3f}",
@@ -28,6 +30,15 @@ class Metrics:
             f"jtrades_webhook_inflight {inflight}",
             "# TYPE jtrades_recorder_tokens gauge",
             f"jtrades_recorder_tokens {tokens}",
+        ]
+        if config_version is not None:
+            # which configuration the daemon trades with: after a CLI change, equal to the
+            # database's fingerprint once the daemon has loaded it
+            lines += [
+                "# TYPE jtrades_config_info gauge",
+                f'jtrades_config_info{{fingerprint="{config_version}"}} 1',
+            ]
+        lines += [
             "# TYPE jtrades_webhook_responses_total counter",
         ]
         lines += [

@@ -82,7 +82,10 @@ async def _readyz(request: web.Request) -> web.Response:
 async def _metrics(request: web.Request) -> web.Response:
     hooks = request.app[WEBHOOKS]
     text = hooks.metrics.render(
-        inflight=hooks.inflight, tokens=len(hooks.tokens), ready=hooks.engine.ready()
+        inflight=hooks.inflight,
+        tokens=len(hooks.tokens),
+        ready=hooks.engine.ready(),
+        config_version=hooks.engine.config_version(),
     )
     return web.Response(text=text, content_type="text/plain")
 

@@ -86,6 +86,10 @@ class SignalEngine(Protocol):
 
     def ready(self) -> bool: ...
 
+    def config_version(self) -> str | None:
+        """The fingerprint of the configuration it trades with (None before it is loaded)."""
+        ...
+
 
 def json_response(status: int, payload: Mapping[str, Any]) -> web.Response:
     return web.Response(

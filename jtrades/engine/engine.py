@@ -178,6 +178,14 @@ class Engine:
         await self.claims.close()
         self._started = False
 
+    def config_version(self) -> str | None:
+        """The fingerprint of the configuration snapshot in use (``/metrics``): equal to the
+        database's (``trading.config_fingerprint``) once a change has been loaded."""
+        try:
+            return self.config.snapshot.fingerprint
+        except RuntimeError:  # not loaded yet
+            return None
+
     def ready(self) -> bool:
         """Started, configuration loaded, startup reconciliation done, brokers connected."""
         return self._started and self.reconciler.ready() and self.brokers.ready()

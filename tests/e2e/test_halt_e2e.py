@@ -48,7 +48,7 @@ async def test_halt_flatten_closes_a_position_whose_trader_was_deleted(
     await settle()
     assert w.net("K1") == 2
     await w.cli.ok("trader", "delete", str(tid))
-    await asyncio.sleep(0.5)
+    await w.loaded()
 
     await w.cli.ok("halt", "--flatten")
     (f,) = await flattened(w)
@@ -72,7 +72,7 @@ async def test_halt_flatten_closes_a_position_whose_link_was_replaced(
     await settle()
     assert w.net("L1") == 1
     await w.cli.ok("trader", "edit", str(tid), "--account", "lou-demo:L1b")
-    await asyncio.sleep(0.5)
+    await w.loaded()
 
     await w.cli.ok("halt", "--account", "lou-demo", "--flatten")
     (f,) = await flattened(w)
@@ -101,7 +101,7 @@ async def test_halt_flatten_closes_a_followers_position_after_the_owner_deletes_
     await settle()
     assert w.net("F1") == 3
     await w.cli.ok("recorder", "delete", "pub")
-    await asyncio.sleep(0.5)
+    await w.loaded()
 
     await w.cli.ok("halt", "--flatten")
     (f,) = await flattened(w)
@@ -154,13 +154,13 @@ async def test_resume_of_everything_says_which_logins_stay_halted(
     text = await w.cli("resume")
     assert text.exit_code == 0
     assert "still halted: tia-demo (resume --account LABEL to lift)" in text.stderr
-    await asyncio.sleep(0.5)
+    await w.loaded()
     out = await w.alert("r", buy(id="t1"))
     await settle()
     assert w.net("T1") == 0, out  # still halted: the entry is refused
 
     await w.cli.ok("resume", "--account", "tia-demo")
-    await asyncio.sleep(0.5)
+    await w.loaded()
     out = await w.alert("r", buy(id="t2"))
     await settle()
     assert w.net("T1") == 1, out

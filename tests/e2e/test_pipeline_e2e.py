@@ -19,6 +19,7 @@ import asyncpg
 import orjson
 import pytest
 
+from jtrades.store.trading import config_fingerprint
 from tests.cli import Result, ainvoke, cli_env
 from tests.e2e.test_serve_lifecycle import free_port
 from tests.simutil import SimHandle, running_sim
@@ -118,6 +119,19 @@ class World:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log else ""
+
+    async def loaded(self) -> None:
+        """Wait until the daemon trades with the configuration the database holds now (its
+        ``/metrics`` names the fingerprint of the snapshot it loaded): a CLI change reaches it
+        by NOTIFY, and an alert sent before the reload is judged by the old configuration."""
+        assert self.http is not None
+        want = f'jtrades_config_info{{fingerprint="{await config_fingerprint(self.pool)}"}} 1'
+        for _ in range(300):  # the bound only stops a daemon that never reloads
+            async with self.http.get(self.base + "/metrics") as r:
+                if want in await r.text():
+                    return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the daemon never loaded the configuration:\n{self.output()}")
 
     async def stop(self) -> None:
         if self.http is not None:
@@ -456,8 +470,7 @@ async def test_gates_halt_and_daily_loss(world: World, tmp_path: Path) -> None:
     assert status["daemon"]["config_changes"] == "heard", status
     await w.cli.ok("recorder", "disable-recording", "ginas")
     await w.cli.ok("trader", "disable", str(gated))
-    # the daemon hears of each change as it commits (NOTIFY); the wait is room for a busy box
-    await asyncio.sleep(0.5)
+    await w.loaded()  # the daemon hears of each change as it commits (NOTIFY)
     for rec, flt in [("ginas", "recording_disabled"), ("gated", "trader_disabled")]:
         out = await w.alert(rec, buy(id=f"x-{rec}"))
         assert (out["verdict"], out.get("filter")) == ("rejected", flt), (rec, out)
@@ -465,7 +478,7 @@ async def test_gates_halt_and_daily_loss(world: World, tmp_path: Path) -> None:
     await w.cli.ok("recorder", "enable-recording", "ginas")
     await w.cli.ok("users", "disable", "gina")
     await w.cli.ok("halt")
-    await asyncio.sleep(0.5)
+    await w.loaded()
     for rec, flt in [("ginas", "owner_not_approved"), ("rec", "halted")]:
         out = await w.alert(rec, buy(id=f"y-{rec}"))
         assert (out["verdict"], out.get("filter")) == ("rejected", flt), (rec, out)
@@ -479,7 +492,7 @@ async def test_gates_halt_and_daily_loss(world: World, tmp_path: Path) -> None:
     # halt --flatten also cancels what still works on a flat account: a resting limit entry
     # would open a position later, under the kill switch, with nobody to close it
     await w.cli.ok("resume")
-    await asyncio.sleep(0.5)
+    await w.loaded()
     # the market is at PRICE - 10 since the daily-loss case
     out = await w.alert("rec", buy(id="h3", orderType="limit", limitPrice=PRICE - 30))
     assert out["orders"] == 1, out

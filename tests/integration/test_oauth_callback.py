@@ -30,6 +30,9 @@ class IdleEngine:
     def ready(self) -> bool:
         return True
 
+    def config_version(self) -> str | None:
+        return None
+
 
 @pytest.fixture
 def box() -> SecretBox:

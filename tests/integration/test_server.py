@@ -31,6 +31,7 @@ from jtrades.security import hash_token, new_webhook_token
 from jtrades.server import Webhooks, build_app, start_http
 from jtrades.store import recorders as recorder_store
 from jtrades.store import signals as signal_store
+from jtrades.store import trading as trading_store
 
 ALERT = b'{"action": "buy", "ticker": "MNQ1!", "quantity": 1, "price": 21500.25}'
 
@@ -494,6 +495,9 @@ class FakeEngine:
     def ready(self) -> bool:
         return True
 
+    def config_version(self) -> str | None:
+        return None
+
 
 def _outcome(verdict: str, **fields: Any) -> Any:
     values = {"filter": None, "reason": None, "orders": 0, "detail": {}, "duplicate_of": None}
@@ -555,6 +559,9 @@ async def test_health_ready_metrics(stack: Stack) -> None:
     assert 'jtrades_webhook_responses_total{status="404"} 1' in text
     assert 'jtrades_signals_total{verdict="accepted"} 1' in text
     assert "jtrades_webhook_seconds_count 2" in text
+    # the configuration the engine trades with is the database's
+    fingerprint = await trading_store.config_fingerprint(stack.pool)
+    assert f'jtrades_config_info{{fingerprint="{fingerprint}"}} 1' in text
 
 
 async def test_readyz_reports_the_engine(settings: Settings, pool: asyncpg.Pool) -> None:
