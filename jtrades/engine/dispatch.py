@@ -11,13 +11,19 @@ Nothing is sent unless the intents committed (rule 1: fail closed). A signal han
 intents: a duplicate delivery is found there, writes nothing and sends nothing (rule 3). Each send's outcome is
 written back: the broker's order id, a rejection with the broker's text, or ``unknown`` when no
 answer came (reconciliation looks it up by clOrdId, never re-sends). An intent past its TTL is
-never sent (``expired``); when one step of a sub-account fails, its later steps are not sent
+never sent (``expired``), save one exception: once a step that changed the position went out
+(a DCA add, a reduce, a liquidation), the protective steps that follow it (cancels, and the
+exits re-placed for the new position) may still go for ``FOLLOW_UP_S`` past the TTL. They are
+not late trading: the signal already traded, and holding them back would leave the position
+it made without exits (a new entry after a reversal's close is not protective: the TTL holds
+it). When one step of a sub-account fails, its later steps are not sent
 either (a reversal must not open the new side when the close is in doubt). A market order the
 later steps build on (a DCA add or a reduce, then the exits for the new position) must show in
 the position first (bounded by the settle timeout): an order id in the answer is not a fill.
 A DCA add's exits, planned from an estimated average, are then priced again from the broker's
 average (``_reprice``) and recorded on their intents before they go; when no safe exits come
-of it, neither they nor the cancels of the working exits are sent.
+of it (or no average), the planned ones go as planned, with the cancels of the working exits:
+priced from the estimate, they still cover the added contracts.
 
 "A sub-account" is an account at the broker (``broker_account``): two users' rows for one
 Tradovate account share its lock and its one plan per signal.
@@ -45,6 +51,7 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
 )
 from jtrades.engine.config_cache import LinkConfig
 from jtrades.engine.exits import CannotPlan
+from jtrades.engine.plan_context import placed_as_exit
 from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.resize import AddExits, AddPlan, reprice_add
 from jtrades.engine.send import send_step
@@ -65,6 +72,19 @@ log = structlog.get_logger(__name__)
 __all__ = ["AccountResult", "DispatchResult", "Dispatcher", "WorkItem", "broker_account"]
 
 Clock = Callable[[], datetime]
+
+# Protective steps that follow a step which changed the position may still go out this long
+# past the TTL (the module docstring; the reconciler's grace counts it).
+FOLLOW_UP_S = 5.0
+# Steps that only protect a position, whatever their clOrdId: a cancel of a working exit
+# (every cancel a signal's plan makes), a stop shrunk to the position.
+_PROTECTIVE_KINDS = frozenset({"cancel", "modify"})
+
+
+def protective(po: PlannedOrder, cl_ord_id: str) -> bool:
+    """Whether a step only protects the position: a cancel or a modify, or an exit (its
+    clOrdId carries the exit mark, ``plan_context.placed_as_exit``; an entry never does)."""
+    return po.kind in _PROTECTIVE_KINDS or placed_as_exit(cl_ord_id)
 
 
 def _utcnow() -> datetime:
@@ -88,6 +108,7 @@ class Dispatcher:
         # the connection the claim runs on when free; without one, the pool alone
         self._claims = claims if claims is not None else Lane(pool, None)
         self._ttl = timedelta(seconds=ttl_s)
+        self._follow_up = timedelta(seconds=FOLLOW_UP_S)
         self._settle_timeout = settle_timeout_s
         self._clock = clock
         self._locks: dict[AccountKey, asyncio.Lock] = {}
@@ -227,6 +248,7 @@ class Dispatcher:
         try:
             failed: str | None = None
             passed: dict[int, str] = {}  # steps not sent: a take-profit leg priced away
+            changed = False  # a step that changed the position went out
             for n in range(1, len(p.steps) + 1):
                 # read as it is reached: ``_reprice`` swaps the exits in once the add shows
                 (po, ni), intent_id = p.steps[n - 1], p.ids[n - 1]
@@ -237,8 +259,8 @@ class Dispatcher:
                 if failed is None and po.step in passed:
                     done.append(intent_store.Outcome(intent_id, "expired", reason=passed[po.step]))
                     continue
-                if failed is None and self._clock() - received_at > self._ttl:
-                    failed = "signal older than its TTL"
+                if failed is None:
+                    failed = self._too_late(received_at, changed, po, ni.cl_ord_id, res)
                 if failed is not None:
                     done.append(
                         intent_store.Outcome(intent_id, "expired", reason=f"not sent: {failed}")
@@ -259,7 +281,7 @@ class Dispatcher:
                         p.placed.append((order_id, ni.cl_ord_id))
                     after = expected_position(position, po)
                     if after is not None:
-                        position, settle = after, True
+                        position, settle, changed = after, True, True
                         if n < len(p.steps) and po.kind == "order":
                             failed = await self._shows(p.item, po, after)
                             if failed is not None:
@@ -268,7 +290,7 @@ class Dispatcher:
                             elif (
                                 isinstance(p.plan, AddPlan) and p.plan.add_exits.add_step == po.step
                             ):
-                                failed = await self._reprice(p, p.plan.add_exits, res, passed)
+                                await self._reprice(p, p.plan.add_exits, res, passed)
                 elif state == "rejected":
                     res.rejected += 1
                     failed = f"step {po.step} rejected"
@@ -310,6 +332,29 @@ class Dispatcher:
                 lock.release()
         return res, done
 
+    def _too_late(
+        self,
+        received_at: datetime,
+        changed: bool,
+        po: PlannedOrder,
+        cl_ord_id: str,
+        res: AccountResult,
+    ) -> str | None:
+        """Why a step is not sent for its age (None: it may go). Past the TTL nothing trades
+        (rule 2); a protective step after one that changed the position still goes for
+        ``FOLLOW_UP_S`` more: leaving that position without the exits its plan re-places
+        would not undo the trade, only its protection."""
+        late = self._clock() - received_at - self._ttl
+        if late <= timedelta(0):
+            return None
+        if changed and late <= self._follow_up and protective(po, cl_ord_id):
+            res.messages.append(
+                f"{cl_ord_id}: sent {late.total_seconds():.1f}s past the signal's TTL,"
+                " to protect the position it changed"
+            )
+            return None
+        return "signal older than its TTL"
+
     async def _shows(self, it: WorkItem, po: PlannedOrder, expected: int) -> str | None:
         """Wait (bounded) for a market order the next steps build on to show in the position.
         An answer with an order id is not a fill: a risk check can reject the order after
@@ -326,12 +371,15 @@ class Dispatcher:
 
     async def _reprice(
         self, p: Prepared, a: AddExits, res: AccountResult, passed: dict[int, str]
-    ) -> str | None:
+    ) -> None:
         """Price a DCA add's exits again from the broker's average, now that the add shows
         (``resize.reprice_add``), in place of the planned ones in ``p.steps``, recording each
-        changed request on its intent before it is sent. None when the rest may be sent; else
-        why it is not (no average, or no safe exits from it): then the working exits are not
-        cancelled either, and the position keeps them until reconciliation protects the rest."""
+        changed request on its intent before it is sent.
+
+        With no average, or no safe exits from it, the planned exits go as planned (priced
+        from the estimate, checked against the market when planned), with the cancels of the
+        working ones: the added contracts are covered either way, and keeping the working
+        exits instead would leave them without a stop."""
         it = p.item
         avg = position_avg(it.broker, it.link.broker_account_id, it.contract)
         try:
@@ -339,18 +387,18 @@ class Dispatcher:
                 raise CannotPlan("the broker's view gives no average price")
             priced = reprice_add(a, avg)
         except CannotPlan as exc:
-            why = (
-                f"DCA exits not re-placed for the averaged position ({exc});"
-                " the working exits are kept, not cancelled"
+            res.messages.append(
+                f"DCA exits not re-priced from the broker's average ({exc}): sent as planned,"
+                f" priced from the estimated average {a.estimate.normalize():f}"
             )
-            res.messages.append(why)
             log.warning(
-                "dispatch.dca_exits_refused",
+                "dispatch.dca_exits_from_estimate",
                 sub_account_id=it.link.sub_account_id,
                 average=str(avg),
+                estimate=str(a.estimate),
                 reason=str(exc),
             )
-            return why
+            return
         where = {po.step: i for i, (po, _) in enumerate(p.steps)}
         changes: list[intent_store.RequestChange] = []
         for old, new in zip(a.exits, priced.orders, strict=True):
@@ -373,7 +421,7 @@ class Dispatcher:
                     intent_store.RequestChange(intent_id, request_doc(new), main_qty(new))
                 )
         if not changes and not passed:
-            return None
+            return
         if changes:
             try:
                 await intent_store.set_requests(self._pool, changes)
@@ -387,7 +435,6 @@ class Dispatcher:
             f"exits re-priced from the broker's average {avg.normalize():f}"
             f" (planned from {a.estimate.normalize():f}): {priced.summary}"
         )
-        return None
 
     async def _settle_then_release(self, p: Prepared, lock: asyncio.Lock) -> None:
         try:

@@ -39,7 +39,7 @@ from jtrades.broker.base import Broker, WorkingOrder
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
 from jtrades.engine.config_cache import ConfigCache
-from jtrades.engine.dispatch import Dispatcher
+from jtrades.engine.dispatch import FOLLOW_UP_S, Dispatcher
 from jtrades.engine.mirror import Mirror
 from jtrades.engine.orphan_sweep import OrphanSweeper
 from jtrades.engine.pnl import DailyPnl
@@ -154,9 +154,13 @@ class Reconciler:
         self.protector = Protector(pool, brokers, config, dispatcher, settings)
         self.orphans = OrphanSweeper(pool, brokers, config, dispatcher, settings)
         self._ready = False
-        # after this long an intent's send has finished one way or the other
+        # after this long an intent's send has finished one way or the other (a protective
+        # step may start up to FOLLOW_UP_S past the TTL: dispatch)
         self._grace = timedelta(
-            seconds=settings.trading.signal_ttl_s + settings.tradovate.request_timeout_s + 5
+            seconds=settings.trading.signal_ttl_s
+            + FOLLOW_UP_S
+            + settings.tradovate.request_timeout_s
+            + 5
         )
         # an intent still open this long after its grace is reported (``_unresolved``)
         self._overdue = self._grace + UNRESOLVED_AFTER

@@ -18,7 +18,8 @@ Decisions worth knowing:
   ``--sl`` from the real average (a take-profit can even fall below it on a long). So they are
   priced again from the broker's average once the add shows (``reprice_add``, by the
   dispatcher) before the working exits are cancelled and the new ones sent; where that
-  cannot be done safely none of them are sent and the position keeps its exits.
+  cannot be done safely the planned ones are sent as planned (they were checked against the
+  market when planned): the added contracts are never left without exits.
 - REDUCE trims by the webhook's quantity (none or 0: ``--size``) × multiplier. It cancels the
   working exits first, then sends the market order, then re-places exits for
   what remains: a reduce never leaves exits larger than the position (an over-filled exit
@@ -80,6 +81,7 @@ def _price_exits(
     ref: Decimal,
     carried: StopSpec | None,
     markets: tuple[Decimal, ...] | None = None,
+    stop_markets: tuple[Decimal, ...] | None = None,
 ) -> _Priced:
     """TP/SL prices for a position of ``total`` averaged at ``ref``, none at or past the market.
 
@@ -98,7 +100,9 @@ def _price_exits(
 
     Without a signal price there is no market to check against: priced from the average alone.
     ``markets`` (default: the signal price) are the prices the market is known to have traded
-    at: every exit must be short of (a stop) or beyond (a take-profit) each of them.
+    at: every take-profit must be beyond each of them. ``stop_markets`` (default: ``markets``)
+    are those a stop must be short of: where the market is now. A price the market has left
+    is no reason to refuse a stop short of the market it is at (a stale alert's close).
 
     The alert's dollars for the whole position (``Units.POSITION_DOLLARS``) are spread over the
     position these exits cover, counted in the alert's contracts (``total`` ÷ multiplier): not
@@ -130,20 +134,20 @@ def _price_exits(
             sl = stop()
     if markets is None:
         markets = () if c.signal_price is None else (c.signal_price,)
+    if stop_markets is None:
+        stop_markets = markets
     is_carried = sl is not None and sl is carried
-    if not markets:
-        return _Priced(tuple(tp), sl, is_carried)
     notes: list[str] = []
     if (
         sl is not None
         and sl.stop_price is not None
-        and (market := _reached(sl.stop_price, markets, pos_side)) is not None
+        and (market := _reached(sl.stop_price, stop_markets, pos_side)) is not None
     ):
         fallback = None if is_carried else carried
         if (
             fallback is None
             or fallback.stop_price is None
-            or _reached(fallback.stop_price, markets, pos_side) is not None
+            or _reached(fallback.stop_price, stop_markets, pos_side) is not None
         ):
             what = "the working stop" if is_carried else "the stop"
             raise CannotPlan(
@@ -358,16 +362,22 @@ def added_fill(a: AddExits, avg: Decimal) -> Decimal | None:
 def reprice_add(a: AddExits, avg: Decimal) -> Repriced:
     """The exits of ``a`` priced from ``avg``, the broker's average once the add shows,
     by the same rules as planned (``_price_exits``): each level measured from the average and
-    rounded toward it (a price given as such stays), and none at or past the market: the
-    signal's price, nor where the add filled (``added_fill``), which the plan could not know.
+    rounded toward it (a price given as such stays), and none at or past the market.
 
-    Raises ``CannotPlan`` as the plan would have: the caller sends none of the exits then
-    (nor the cancels of the working ones). Pure."""
+    The market is where the add filled (``added_fill``), which the plan could not know: the
+    latest price there is, and the one a stop must be short of. The signal's price (its bar's
+    close, perhaps long gone) still bounds the take-profits, which must be beyond both: a
+    stop short of the real market is not refused for the alert's stale price.
+
+    Raises ``CannotPlan`` as the plan would have: the caller then sends the exits as planned
+    (priced from the estimate). Pure."""
     if avg <= 0:
         raise CannotPlan(f"the broker's average {avg} is not a price")
     c, total = a.c, a.held + a.added
-    markets = [m for m in (c.signal_price, added_fill(a, avg)) if m is not None]
-    priced = _price_exits(c, a.pos_side, total, avg, a.carried, tuple(dict.fromkeys(markets)))
+    fill = added_fill(a, avg)
+    markets = tuple(dict.fromkeys(m for m in (c.signal_price, fill) if m is not None))
+    stop_markets = (fill,) if fill is not None else markets
+    priced = _price_exits(c, a.pos_side, total, avg, a.carried, markets, stop_markets)
     steps = Steps(a.prefix, list(a.prior))
     summary = _place_exits(c, steps, a.pos_side, total, priced)
     placed = steps.items[len(a.prior) :]

@@ -2,7 +2,9 @@
 
 The plan can only estimate the average (the alert's price as the add's fill); the market add
 fills where the market is. Once the add shows in the position, its exits are priced again
-from the broker's average before they go out, and the intents record what went out. Against
+from the broker's average before they go out, and the intents record what went out; a stop
+is checked against where the add filled (the market), not the alert's stale price. Exits
+that cannot be re-priced go as planned: the added contracts are never left uncovered. Against
 the Tradovate simulator over real sockets (the real client), and the paper broker (which
 fills at the alert's price, so the estimate is the average there).
 
@@ -18,6 +20,7 @@ import asyncpg
 
 from jtrades.config import Settings
 from jtrades.db import Database
+from jtrades.engine.signal import ExitSpec, Units
 from tests.integration.test_engine import (
     buy,
     make_paper_account,
@@ -104,13 +107,22 @@ async def test_the_exits_of_a_dca_add_are_priced_from_the_brokers_average(
         assert D(sent["second"]["stop_price"]) == avg - SL
 
 
-async def test_no_safe_stop_from_the_brokers_average_keeps_the_working_exits(
+def _stops(sim: Any) -> list[tuple[Decimal, int]]:
+    return [
+        (D(str(o["stopPrice"])), o["qty"])
+        for o in sim.working_orders("PX1")
+        if o["orderType"] == "Stop"
+    ]
+
+
+async def test_a_stop_at_the_alerts_stale_price_is_safe_short_of_the_fill(
     database: Database, settings: Settings
 ) -> None:
-    """The alert's price lags the market: from the estimate (21487) the stop 21462 is short of
-    the alert's 21474; from the broker's average (21499) it is 21474, at it, and the entry's
-    stop still working (21475) is not short of it either. Nothing safe to re-place: the working
-    exits are not cancelled and no exits are sent, and the signal says why."""
+    """The alert's price lags the market: long 1 @ 21500 with its stop 21475, the market
+    21498, the alert 21474. From the broker's average (21499) the stop is 21474: at the
+    alert's price, but 24 points under the market the add filled at. It goes for the whole
+    position in place of the entry's stop (it used to be refused for the alert's price, and
+    then nothing went: long 2 with a stop for 1)."""
     pool = database.pool
     risk = {k: v for k, v in RISK.items() if k != "tp"}
     async with _sim_world(database, settings, **risk) as (sim, engine, w):
@@ -120,28 +132,78 @@ async def test_no_safe_stop_from_the_brokers_average_keeps_the_working_exits(
         await sim.set_price("MNQ", "21498")
         await sim.flush()
         out = await send(engine, pool, w["rec"], buy("21474"))
-        assert "stop 21462.00 for 2" in out.detail["accounts"]["1"]["reason"]
+        assert "stop 21462.00 for 2" in out.detail["accounts"]["1"]["reason"]  # the estimate
         await _view_net(w, 2)
         await sim.flush()
         (pos,) = w["broker"].positions(w["bid"])
         assert pos.net_price == D("21499")
-        assert any("DCA exits not re-placed" in m for m in _messages(out))
-        stops = [
-            (D(str(o["stopPrice"])), o["qty"])
-            for o in sim.working_orders("PX1")
-            if o["orderType"] == "Stop"
-        ]
-        assert (D("21475"), 1) in stops  # the entry's stop: not cancelled
-        assert (D("21462"), 2) not in stops
+
+        async def replaced() -> bool:
+            return _stops(sim) == [(D("21474"), 2)]
+
+        await wait_for(replaced, "one stop for 2 replaces the entry's")
+        assert _net(sim) == 2
+        assert sum(q for _, q in _stops(sim)) == 2  # covered
+        assert any("re-priced from the broker's average 21499" in m for m in _messages(out))
         rows = await pool.fetch(
             "SELECT kind, state FROM order_intents WHERE signal_id ="
             " (SELECT max(signal_id) FROM order_intents) ORDER BY step"
         )
         assert rows[0]["state"] in ("sent", "filled")  # the add (the mirror may be first)
-        assert [(r["kind"], r["state"]) for r in rows][1:] == [
-            ("cancel", "expired"),
-            ("order", "expired"),
+        assert [(r["kind"], r["state"]) for r in rows][1:2] == [("cancel", "done")]
+        assert rows[2]["kind"] == "order"
+        assert rows[2]["state"] in ("sent", "working")
+
+
+async def test_exits_that_cannot_be_re_priced_go_as_planned_and_cover_the_add(
+    database: Database, settings: Settings
+) -> None:
+    """The alert gives its take-profit as a price, 21492: above the estimated average (21490),
+    under the broker's (21495; the add filled at 21490, the alert said 21480). Re-priced it
+    would book a loss, so it cannot be; the planned exits go instead (stop 21465 for 2 with the
+    take-profit, priced from the estimate), the entry's stop is cancelled, and the signal says
+    so: the added contract is never left without a stop."""
+    pool = database.pool
+    risk = {k: v for k, v in RISK.items() if k != "tp"}
+    async with _sim_world(database, settings, **risk) as (sim, engine, w):
+        await send(engine, pool, w["rec"], buy("21500"))
+        await _view_net(w, 1)
+        await _view_orders(w, 1)  # the entry's stop 21475
+        await sim.set_price("MNQ", "21490")
+        await sim.flush()
+        tp = (ExitSpec(D(21492), Units.PRICE),)
+        out = await send(engine, pool, w["rec"], buy("21480", take_profit=tp))
+        await _view_net(w, 2)
+        await sim.flush()
+        (pos,) = w["broker"].positions(w["bid"])
+        assert pos.net_price == D("21495")
+
+        async def replaced() -> bool:
+            return _stops(sim) == [(D("21465"), 2)]
+
+        await wait_for(replaced, "the planned exits for 2 replace the entry's stop")
+        assert _net(sim) == 2
+        limits = [
+            (D(str(o["price"])), o["qty"])
+            for o in sim.working_orders("PX1")
+            if o["orderType"] == "Limit"
         ]
+        assert limits == [(D(21492), 2)]
+        assert any(
+            "not re-priced from the broker's average" in m
+            and "priced from the estimated average 21490" in m
+            for m in _messages(out)
+        )
+        assert not any("re-priced from the broker's average 21495" in m for m in _messages(out))
+        rows = await pool.fetch(
+            "SELECT kind, state, request FROM order_intents WHERE signal_id ="
+            " (SELECT max(signal_id) FROM order_intents) ORDER BY step"
+        )
+        assert [(r["kind"], r["state"]) for r in rows][1:2] == [("cancel", "done")]
+        assert rows[2]["kind"] == "oco"
+        assert rows[2]["state"] in ("sent", "working")
+        # the intent records what went: the plan's prices
+        assert D(rows[2]["request"]["request"]["second"]["stop_price"]) == D(21465)
 
 
 async def test_paper_fills_the_add_at_the_alerts_price_and_prices_exits_alike(

@@ -121,14 +121,46 @@ def test_the_cancels_before_the_exits_keep_their_numbers() -> None:
     assert (new.request.stop_price, new.request.qty) == (D(21470), 2)
 
 
-def test_no_stop_short_of_the_market_from_the_average_is_refused() -> None:
-    """From the estimate (21487) the stop 21462 is short of the alert's 21474; from the broker's
-    21499 it is 21474, at it; the working 21475 is not short of it either."""
+def test_a_stop_is_checked_against_the_adds_fill_not_the_alerts_stale_price() -> None:
+    """Long 1 @ 21500, the market at 21498, the alert (its bar's close) 21474. From the
+    estimate (21487) the stop is 21462; from the broker's 21499 (the add filled at 21498) it is
+    21474: at the alert's price, yet 24 points under the market the add filled at. Sent; the
+    alert's price is no market a stop must be short of any more (it left the added contract
+    without a stop when it was)."""
     held = (stop_at(12, Side.SELL, 1, "21475"),)
     a = add_exits(dca(sl=D(100)), 1, D(21500), D(21474), held)
     assert legs(a.exits) == [(None, D(21462), 2)]
-    with pytest.raises(CannotPlan, match="market 21474"):
-        reprice_add(a, D(21499))
+    assert added_fill(a, D(21499)) == D(21498)
+    assert legs(reprice_add(a, D(21499)).orders) == [(None, D(21474), 2)]
+
+
+def test_a_short_stop_is_checked_against_the_fill_too() -> None:
+    """Short 1 @ 21500, the alert 21526, the add filled at 21502 (average 21501): the stop
+    21526 is at the alert's price and 24 points over the market."""
+    a = add_exits(dca(sl=D(100)), -1, D(21500), D(21526))
+    assert legs(reprice_add(a, D(21501)).orders) == [(None, D(21526), 2)]
+
+
+def test_no_stop_short_of_the_fill_is_refused() -> None:
+    """Long 1 @ 21500 with its stop 21475, the alert 21474; the add filled at 21450 (average
+    21475): the stop from it, 21450, is at the fill, and the working 21475 is past it."""
+    held = (stop_at(12, Side.SELL, 1, "21475"),)
+    a = add_exits(dca(sl=D(100)), 1, D(21500), D(21474), held)
+    assert added_fill(a, D(21475)) == D(21450)
+    with pytest.raises(CannotPlan, match="market 21450"):
+        reprice_add(a, D(21475))
+
+
+def test_the_working_stop_goes_on_when_only_it_is_short_of_the_fill() -> None:
+    """Long 1 @ 21500 with its stop 21440, the alert 21490 (planned stop 21470). The add filled
+    at 21450 (average 21475): the stop from it, 21450, is at the fill; the working 21440 is
+    short of it and goes on for the whole position."""
+    held = (stop_at(12, Side.SELL, 1, "21440"),)
+    a = add_exits(dca(sl=D(100)), 1, D(21500), D(21490), held)
+    assert legs(a.exits) == [(None, D(21470), 2)]
+    r = reprice_add(a, D(21475))
+    assert legs(r.orders) == [(None, D(21440), 2)]
+    assert "working stop 21440 kept" in r.summary
 
 
 def test_where_the_add_filled_is_a_market_too() -> None:
@@ -213,7 +245,8 @@ def test_every_exit_is_its_offset_from_the_real_average_and_safe(
 ) -> None:
     """Whatever the fill: each stop is --sl from the broker's average at most (rounded toward
     it, less than a tick nearer), each take-profit --tp at most, the ladder sums to the
-    position, and none is at or past the alert's price or the fill: or it is refused."""
+    position, no take-profit is at or past the alert's price or the fill, and no stop at or
+    past the fill (the market: the alert's price may be stale): or it is refused."""
     held, held_avg, added, alert, fill, sl, tp = case
     s = dca(add_size=added, sl=D(sl), tp=parse_tp(str(tp)) if tp else ())
     if not sl and not tp:
@@ -251,5 +284,44 @@ def test_every_exit_is_its_offset_from_the_real_average_and_safe(
         if stop_price is not None:
             off = (avg - stop_price) * d
             assert D(sl) * TICK - TICK < off <= D(sl) * TICK
-            for m in (alert, fill):
-                assert (m - stop_price) * d > 0
+            assert (fill - stop_price) * d > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(_cases())
+def test_a_stop_is_refused_only_at_or_past_the_fill(
+    case: tuple[int, Decimal, int, Decimal, Decimal, int, int],
+) -> None:
+    """With only a stop (none working): re-pricing refuses it exactly when the stop --sl from
+    the broker's average is not short of where the add filled, wherever the alert's price is;
+    else the one stop for the whole position goes at that level."""
+    held, held_avg, added, alert, fill, sl, _ = case
+    if not sl:
+        return
+    s = dca(add_size=added, sl=D(sl))
+    side = Action.BUY if held > 0 else Action.SELL
+    try:
+        p = plan_account(
+            Signal(side, price=alert), s, D(1), ACCT, MNQ, AccountState(held, held_avg),
+            signal_price=alert, cl_ord_prefix="jt-1-1",
+        )  # fmt: skip
+    except CannotPlan:
+        return
+    if not isinstance(p, AddPlan):
+        return
+    a = p.add_exits
+    total = abs(held) + added
+    with localcontext() as ctx:
+        ctx.prec = 60
+        avg = (held_avg * abs(held) + fill * added) / total
+    assert added_fill(a, avg) == fill
+    d = 1 if held > 0 else -1
+    # the stop's level from the average, rounded toward it (as ``as_price``): ticks away
+    level = avg - d * D(sl) * TICK
+    ticks = (level / TICK).to_integral_value(rounding="ROUND_CEILING" if d > 0 else "ROUND_FLOOR")
+    expected = ticks * TICK
+    if (fill - expected) * d > 0:
+        assert legs(reprice_add(a, avg).orders) == [(None, expected, total)]
+    else:
+        with pytest.raises(CannotPlan, match="at or past the market"):
+            reprice_add(a, avg)
