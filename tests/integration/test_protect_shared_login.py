@@ -240,3 +240,34 @@ async def test_a_position_held_over_the_session_change_is_stopped_by_its_last_tr
         # bob's trader last touched the contract: his 10-point stop should protect long 1
         assert placed == 1, "long 1 left naked: protected on behalf of alice's stale row (sl=0)"
         assert _stops(sim) == [(21490.0, 1)]
+
+
+async def test_the_other_users_rejected_alert_does_not_take_over_the_position(
+    database: Database, settings: Settings
+) -> None:
+    """The newest intent of any state decided whose stop loss applies: alice's alert, refused
+    by the broker (nothing of hers reached it), made her trader (stop loss off) the one that
+    protects bob's long 1, and it stayed naked."""
+    pool = database.pool
+    async with _shared_login(database, settings) as (sim, engine, w):
+        broker, bid = w["broker"], w["bid"]
+        await send(engine, pool, w["rec"][1], buy("21500"))  # bob: long 1, no exits
+
+        async def long1() -> bool:
+            return sum(p.net_pos for p in broker.positions(bid)) == 1
+
+        await wait_for(long1, "long 1")
+        await pool.execute(
+            "UPDATE traders SET sl = 40, updated_at = now() WHERE id = $1", w["trader"][1]
+        )
+        await engine.config.refresh()
+        sim.fault("reject_order", text="Insufficient margin")
+        await send(engine, pool, w["rec"][0], buy("21500"))  # alice's: refused
+        last = await pool.fetchrow(
+            "SELECT trader_id, state FROM order_intents ORDER BY id DESC LIMIT 1"
+        )
+        assert (last["trader_id"], last["state"]) == (w["trader"][0], "rejected")
+
+        assert await engine.reconciler.protect_positions() == 0  # first sighting
+        assert await engine.reconciler.protect_positions() == 1
+        assert _stops(sim) == [(21490.0, 1)]  # bob's 40-tick stop
