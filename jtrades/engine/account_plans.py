@@ -100,7 +100,12 @@ def broker_account(link: LinkConfig) -> AccountKey:
     share its session, and each has a sub-account row for the same account: keyed by the row,
     two alerts on it were not serialized and both opened from flat (rule 3). Tradovate account
     ids are unique within an environment; a paper login numbers its own."""
-    return (link.env, link.account_id if link.env == "paper" else 0, link.broker_account_id)
+    return account_key(link.env, link.account_id, link.broker_account_id)
+
+
+def account_key(env: str, account_id: int, broker_account_id: int) -> AccountKey:
+    """``broker_account`` from the login's environment and id and the broker's account id."""
+    return (env, account_id if env == "paper" else 0, broker_account_id)
 
 
 def by_broker_account(links: Iterable[LinkConfig]) -> dict[AccountKey, list[LinkConfig]]:

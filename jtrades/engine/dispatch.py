@@ -46,6 +46,7 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
     DispatchResult,
     Prepared,
     WorkItem,
+    account_key,
     broker_account,
     plan_groups,
 )
@@ -53,7 +54,7 @@ from jtrades.engine.config_cache import LinkConfig
 from jtrades.engine.exits import CannotPlan
 from jtrades.engine.plan_context import placed_as_exit
 from jtrades.engine.planning import PlannedOrder
-from jtrades.engine.resize import AddExits, AddPlan, reprice_add
+from jtrades.engine.resize import AddExits, AddPlan, added_fill, reprice_add, through_market
 from jtrades.engine.send import send_step
 from jtrades.engine.steps import (
     expected_position,
@@ -113,6 +114,14 @@ class Dispatcher:
         self._clock = clock
         self._locks: dict[AccountKey, asyncio.Lock] = {}
         self._settling: set[asyncio.Task[None]] = set()
+
+    def busy(self, env: str, account_id: int, broker_account_id: int) -> bool:
+        """Whether something holds that account's lock (a signal's steps being sent, a
+        protection): its open intents are the holder's to settle. Reconciliation looked one up
+        before the dispatcher reached it, wrote it 'expired' (not found), and the dispatcher
+        then sent it: a live order its row called never sent."""
+        lock = self._locks.get(account_key(env, account_id, broker_account_id))
+        return lock is not None and lock.locked()
 
     def lock_for(self, link: LinkConfig) -> asyncio.Lock:
         """The lock of the account at the broker ``link`` trades (``broker_account``)."""
@@ -249,6 +258,7 @@ class Dispatcher:
             failed: str | None = None
             passed: dict[int, str] = {}  # steps not sent: a take-profit leg priced away
             changed = False  # a step that changed the position went out
+            tail: bool | None = None  # whether the protective steps after it go (``_too_late``)
             for n in range(1, len(p.steps) + 1):
                 # read as it is reached: ``_reprice`` swaps the exits in once the add shows
                 (po, ni), intent_id = p.steps[n - 1], p.ids[n - 1]
@@ -260,7 +270,7 @@ class Dispatcher:
                     done.append(intent_store.Outcome(intent_id, "expired", reason=passed[po.step]))
                     continue
                 if failed is None:
-                    failed = self._too_late(received_at, changed, po, ni.cl_ord_id, res)
+                    failed, tail = self._too_late(received_at, changed, tail, po, ni.cl_ord_id, res)
                 if failed is not None:
                     done.append(
                         intent_store.Outcome(intent_id, "expired", reason=f"not sent: {failed}")
@@ -290,7 +300,7 @@ class Dispatcher:
                             elif (
                                 isinstance(p.plan, AddPlan) and p.plan.add_exits.add_step == po.step
                             ):
-                                await self._reprice(p, p.plan.add_exits, res, passed)
+                                failed = await self._reprice(p, p.plan.add_exits, res, passed)
                 elif state == "rejected":
                     res.rejected += 1
                     failed = f"step {po.step} rejected"
@@ -336,24 +346,28 @@ class Dispatcher:
         self,
         received_at: datetime,
         changed: bool,
+        tail: bool | None,
         po: PlannedOrder,
         cl_ord_id: str,
         res: AccountResult,
-    ) -> str | None:
-        """Why a step is not sent for its age (None: it may go). Past the TTL nothing trades
-        (rule 2); a protective step after one that changed the position still goes for
-        ``FOLLOW_UP_S`` more: leaving that position without the exits its plan re-places
-        would not undo the trade, only its protection."""
+    ) -> tuple[str | None, bool | None]:
+        """Why a step is not sent for its age (None: it may go), and the decision on the
+        protective tail. Past the TTL nothing trades (rule 2). The protective steps after one
+        that changed the position (the cancels of its exits, the exits re-placed) are decided
+        once, as a whole, when the first of them is reached: all go if that is within
+        ``FOLLOW_UP_S`` past the TTL, none otherwise. Judged step by step, the cancels went
+        and the exits replacing them expired, and the position was left with none."""
         late = self._clock() - received_at - self._ttl
-        if late <= timedelta(0):
-            return None
-        if changed and late <= self._follow_up and protective(po, cl_ord_id):
-            res.messages.append(
-                f"{cl_ord_id}: sent {late.total_seconds():.1f}s past the signal's TTL,"
-                " to protect the position it changed"
-            )
-            return None
-        return "signal older than its TTL"
+        if changed and protective(po, cl_ord_id):
+            if tail is None:
+                tail = late <= self._follow_up
+            if tail and late > timedelta(0):
+                res.messages.append(
+                    f"{cl_ord_id}: sent {late.total_seconds():.1f}s past the signal's TTL,"
+                    " to protect the position it changed"
+                )
+            return (None if tail else "signal older than its TTL"), tail
+        return ("signal older than its TTL" if late > timedelta(0) else None), tail
 
     async def _shows(self, it: WorkItem, po: PlannedOrder, expected: int) -> str | None:
         """Wait (bounded) for a market order the next steps build on to show in the position.
@@ -371,15 +385,18 @@ class Dispatcher:
 
     async def _reprice(
         self, p: Prepared, a: AddExits, res: AccountResult, passed: dict[int, str]
-    ) -> None:
+    ) -> str | None:
         """Price a DCA add's exits again from the broker's average, now that the add shows
         (``resize.reprice_add``), in place of the planned ones in ``p.steps``, recording each
-        changed request on its intent before it is sent.
+        changed request on its intent before it is sent. None when the rest goes; else why
+        it does not.
 
         With no average, or no safe exits from it, the planned exits go as planned (priced
-        from the estimate, checked against the market when planned), with the cancels of the
-        working ones: the added contracts are covered either way, and keeping the working
-        exits instead would leave them without a stop."""
+        from the estimate, checked against the alert's price when planned), with the cancels
+        of the working ones: keeping the working exits would leave the added contracts
+        without a stop. Unless the add's fill shows one of them at or past the market: sent,
+        it would close the position an add was asked for; then nothing more goes, the working
+        exits stay, and the protective stops cover the rest (``protector``)."""
         it = p.item
         avg = position_avg(it.broker, it.link.broker_account_id, it.contract)
         try:
@@ -387,6 +404,21 @@ class Dispatcher:
                 raise CannotPlan("the broker's view gives no average price")
             priced = reprice_add(a, avg)
         except CannotPlan as exc:
+            fill = added_fill(a, avg) if avg is not None else None
+            through = through_market(a.exits, a.pos_side, fill) if fill is not None else None
+            if through is not None and fill is not None:
+                why = (
+                    f"DCA exits neither re-priced ({exc}) nor sent as planned ({through}"
+                    f" {fill.normalize():f} the add filled at): the working exits are kept"
+                )
+                res.messages.append(why)
+                log.warning(
+                    "dispatch.dca_exits_refused",
+                    sub_account_id=it.link.sub_account_id,
+                    average=str(avg),
+                    reason=why,
+                )
+                return why
             res.messages.append(
                 f"DCA exits not re-priced from the broker's average ({exc}): sent as planned,"
                 f" priced from the estimated average {a.estimate.normalize():f}"
@@ -398,7 +430,7 @@ class Dispatcher:
                 estimate=str(a.estimate),
                 reason=str(exc),
             )
-            return
+            return None
         where = {po.step: i for i, (po, _) in enumerate(p.steps)}
         changes: list[intent_store.RequestChange] = []
         for old, new in zip(a.exits, priced.orders, strict=True):
@@ -421,7 +453,7 @@ class Dispatcher:
                     intent_store.RequestChange(intent_id, request_doc(new), main_qty(new))
                 )
         if not changes and not passed:
-            return
+            return None
         if changes:
             try:
                 await intent_store.set_requests(self._pool, changes)
@@ -435,6 +467,7 @@ class Dispatcher:
             f"exits re-priced from the broker's average {avg.normalize():f}"
             f" (planned from {a.estimate.normalize():f}): {priced.summary}"
         )
+        return None
 
     async def _settle_then_release(self, p: Prepared, lock: asyncio.Lock) -> None:
         try:

@@ -150,6 +150,7 @@ class Reconciler:
         self._brokers = brokers
         self._config = config
         self._settings = settings
+        self._dispatcher = dispatcher
         self.mirror = Mirror(pool, brokers, config)
         self.protector = Protector(pool, brokers, config, dispatcher, settings)
         self.orphans = OrphanSweeper(pool, brokers, config, dispatcher, settings)
@@ -244,6 +245,10 @@ class Reconciler:
         # an intent reported once and closed since (or gone) may be forgotten
         self._reported &= {it.id for it in open_now}
         for it in open_now:
+            if self._dispatcher.busy(it.env, it.account_id, it.broker_account_id):
+                # being sent: the dispatcher writes what became of it (told if it never does)
+                self._unresolved(it, "its account's lock has been held since")
+                continue
             broker = self._session(it.account_id, it.env)
             if broker is None:
                 self._unresolved(it, "its login has no broker session")

@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
-from jtrades.broker.base import OcoRequest, OrderType, Side, WorkingOrder
+from jtrades.broker.base import OcoRequest, OrderRequest, OrderType, Side, WorkingOrder
 from jtrades.engine.exit_orders import StopSpec, stop_order, take_profit_leg
 from jtrades.engine.exits import CannotPlan, as_price, resolve_exits
 from jtrades.engine.plan_context import (
@@ -388,6 +388,27 @@ def reprice_add(a: AddExits, avg: Decimal) -> Repriced:
         raise CannotPlan("the exits priced from the broker's average are not the ones planned")
     orders = (*placed, *(None,) * (len(a.exits) - len(placed)))
     return Repriced(avg, orders, summary)
+
+
+def through_market(exits: tuple[PlannedOrder, ...], pos_side: Side, market: Decimal) -> str | None:
+    """Why one of ``exits`` (protecting a ``pos_side`` position) would fill or trigger at once
+    at ``market``, or None: a take-profit limit at or past it, a stop at or past it. The
+    exits of a DCA plan that cannot be re-priced are checked so before they go as planned:
+    priced from the estimate, they closed the position an add was asked for. Pure."""
+    long = pos_side is Side.BUY
+    for po in exits:
+        r = po.request
+        legs = (r.first, r.second) if isinstance(r, OcoRequest) else (r,)
+        for o in legs:
+            if not isinstance(o, OrderRequest):
+                continue
+            price, stop = o.price, o.stop_price
+            if o.order_type is OrderType.LIMIT and price is not None:
+                if price <= market if long else price >= market:
+                    return f"its take-profit {price.normalize():f} is at or past the market"
+            elif stop is not None and (stop >= market if long else stop <= market):
+                return f"its stop {stop.normalize():f} is at or past the market"
+    return None
 
 
 def plan_reduce(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:

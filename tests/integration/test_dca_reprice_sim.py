@@ -269,3 +269,27 @@ async def test_a_leg_reached_at_the_brokers_average_hands_its_contracts_on(
         assert D(first["request"]["request"]["first"]["price"]) == D(21508)
         assert second["state"] == "expired"
         assert "another leg" in second["reason"]
+
+
+async def test_planned_exits_through_the_market_at_the_fill_are_not_sent(
+    database: Database, settings: Settings
+) -> None:
+    """Re-pricing fails (every take-profit reached at the broker's average) and the planned
+    exits went as planned: a sell limit for 2 at 21501 with the add filled at 21504 filled at
+    once, and the account asked to add was flat. Now nothing more goes: the working exits
+    stay, and the position is long 2 as asked."""
+    pool = database.pool
+    async with _sim_world(database, settings, **RISK) as (sim, engine, w):
+        tp = (ExitSpec(D(21530), Units.PRICE),)
+        await send(engine, pool, w["rec"], buy("21500", take_profit=tp))
+        await _view_net(w, 1)
+        await _view_orders(w, 2)  # TP 21530, stop 21475
+        await sim.set_price("MNQ", "21504")
+        await sim.flush()
+        out = await send(engine, pool, w["rec"], buy("21498"))  # the bar's close, stale
+        await _view_net(w, 2)
+        await sim.flush()
+        assert _net(sim) == 2, _messages(out)
+        assert any("the working exits are kept" in m for m in _messages(out)), _messages(out)
+        kinds = sorted(o["orderType"] for o in sim.working_orders("PX1"))
+        assert kinds == ["Limit", "Stop"]  # the entry's bracket, untouched

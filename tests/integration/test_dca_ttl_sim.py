@@ -110,3 +110,28 @@ async def test_a_reversals_new_side_never_goes_past_the_ttl(
         assert intents[1][4] == "not sent: signal older than its TTL"
         assert sim.working_orders("PX1") == []
         assert not any("past the signal's TTL" in m for m in _messages(out))
+
+
+async def test_the_protective_steps_go_as_a_whole_or_not_at_all(
+    database: Database, settings: Settings
+) -> None:
+    """Judged step by step against TTL + FOLLOW_UP_S, on a broker answering in 2.6 s the two
+    cancels of the working exits went inside the window and the exits replacing them did not:
+    long 2 with no stop at all. The tail is decided once, at its first step."""
+    pool = database.pool
+    async with _sim_world(database, _ttl(settings, 1), **RISK) as (sim, engine, w):
+        await send(engine, pool, w["rec"], buy("21500"))
+        await _view_net(w, 1)
+        await _view_orders(w, 2)
+        await sim.set_price("MNQ", "21490")
+        await sim.flush()
+        sim.fault("delay", ms=2600)
+        await send(engine, pool, w["rec"], buy("21480"))
+        sim.fault("delay", ms=0)
+        await _view_net(w, 2)
+        await sim.flush()
+        intents = await _last_intents(database)
+        states = [s for _, _, _, s, _ in intents]
+        assert "expired" not in states, intents
+        stops = sum(o["qty"] for o in sim.working_orders("PX1") if o["orderType"] == "Stop")
+        assert stops == 2, intents

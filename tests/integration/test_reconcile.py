@@ -626,3 +626,28 @@ async def test_an_intent_unresolved_long_past_its_grace_is_reported_once(
     assert len(reported) == 1
     assert reported[0]["log_level"] == "error"
     assert reported[0]["cl_ord_id"] == "jt-stuck-1"
+
+
+async def test_an_intent_whose_account_is_being_sent_to_is_left_to_the_dispatcher(
+    database: Database, settings: Settings
+) -> None:
+    """A long plan (an add, its cancels, its exits on a slow broker) holds its account's lock
+    past reconciliation's grace: a step not sent yet was looked up, written 'expired' (not
+    found), then sent by the dispatcher: a live order its row called never sent."""
+    pool = database.pool
+    w = await _world(pool)
+    brokers = BrokerRegistry(database, settings)
+    engine = Engine(database, settings, brokers)
+    await engine.start()
+    try:
+        iid = await _intent(pool, w, "jt-busy-1", "pending")
+        link = engine.config.snapshot.links_by_sub[w["sub"]]
+        lock = engine.dispatcher.lock_for(link)
+        state = "SELECT state FROM order_intents WHERE id = $1"
+        async with lock:  # the account's steps are being sent
+            await engine.reconciler.resolve_intents(before=datetime.now(UTC))
+            assert await pool.fetchval(state, iid) == "pending"
+        await engine.reconciler.resolve_intents(before=datetime.now(UTC))
+        assert await pool.fetchval(state, iid) == "expired"  # then looked up: never sent
+    finally:
+        await engine.close()

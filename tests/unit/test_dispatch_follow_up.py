@@ -106,8 +106,9 @@ class _Clock:
 
 
 def test_the_follow_up_window() -> None:
-    """Within the TTL everything goes; past it only a protective step after a change, and
-    only for FOLLOW_UP_S more; a step that trades never."""
+    """Within the TTL everything goes; past it only the protective steps after a change,
+    decided once for all of them (at most FOLLOW_UP_S late at the first); a step that trades
+    never."""
     t0 = datetime(2026, 11, 30, 15, tzinfo=UTC)
     clock = _Clock(t0)
     d = Dispatcher(cast(Any, None), ttl_s=30, clock=clock)
@@ -121,18 +122,20 @@ def test_the_follow_up_window() -> None:
     )  # fmt: skip
     res = AccountResult(1, 4, "add", "")
 
-    def late(at_s: float, changed: bool, step: Any) -> str | None:
+    def late(at_s: float, changed: bool, step: Any, tail: bool | None = None) -> Any:
         clock.at = t0 + timedelta(seconds=at_s)
-        return d._too_late(t0, changed, step[0], step[1].cl_ord_id, res)
+        return d._too_late(t0, changed, tail, step[0], step[1].cl_ord_id, res)
 
     for step in (add, cancel, exit_):
-        assert late(30, False, step) is None
-        assert late(30, True, step) is None
+        assert late(30, False, step)[0] is None
+        assert late(30, True, step)[0] is None
     ttl = "signal older than its TTL"
-    assert late(30.1, False, exit_) == ttl  # nothing changed: nothing to protect
-    assert late(30.1, True, add) == ttl  # trades: never late
-    assert late(30 + FOLLOW_UP_S, True, cancel) is None
-    assert late(30 + FOLLOW_UP_S, True, exit_) is None
-    assert late(30 + FOLLOW_UP_S + 0.1, True, exit_) == ttl
-    assert late(30 + FOLLOW_UP_S + 0.1, True, add) == ttl
+    assert late(30.1, False, exit_)[0] == ttl  # nothing changed: nothing to protect
+    assert late(30.1, True, add)[0] == ttl  # trades: never late
+    # the protective tail is decided once, at its first step: all of it goes, or none of it
+    assert late(30 + FOLLOW_UP_S, True, cancel) == (None, True)
+    assert late(30 + FOLLOW_UP_S + 60, True, exit_, tail=True) == (None, True)
+    assert late(30 + FOLLOW_UP_S + 0.1, True, cancel) == (ttl, False)
+    assert late(30 + FOLLOW_UP_S - 1, True, exit_, tail=False) == (ttl, False)
+    assert late(30 + FOLLOW_UP_S + 0.1, True, add, tail=True) == (ttl, True)  # trades: never
     assert any("past the signal's TTL" in m for m in res.messages)
