@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from jtrades import aio
+from jtrades import aio, webhook
 from jtrades import logging as jlog
 from jtrades.config import Settings
 from jtrades.db import Database, connect, migrate
@@ -214,7 +214,11 @@ class Daemon:
             raise StorageUnavailable(f"cannot reach the database: {type(exc).__name__}") from None
 
     def _set_accepting(self, accepting: bool) -> None:
+        """The instance lock's switch: off while it takes the lock again (its own 503 detail,
+        unless the daemon is stopping), on once it holds it."""
         if self.hooks is not None:
+            if not accepting and not self.stop.is_set():
+                self.hooks.refusal = webhook.RETAKING_LOCK
             self.hooks.accepting = accepting
 
     def _fail(self, exc: JtradesError) -> None:
@@ -222,6 +226,7 @@ class Daemon:
         the process exits non-zero and systemd restarts it (into the usual refusal, while
         another daemon runs)."""
         if self.hooks is not None:
+            self.hooks.refusal = webhook.SHUTTING_DOWN
             self.hooks.accepting = False
         log.error("daemon.instance_lost", error=str(exc))
         self._fatal = exc

@@ -58,6 +58,13 @@ DUPLICATE_WAIT_S = 2.0
 # A Content-Type is a word and a charset; it is stored with the signal, so it is bounded.
 MAX_CONTENT_TYPE = 200
 
+# The 503's detail while deliveries are refused (nothing stored or sent; TradingView re-sends).
+SHUTTING_DOWN = "the daemon is shutting down"
+RETAKING_LOCK = (
+    "the daemon lost its database connection and is taking its one-daemon lock again;"
+    " nothing was stored or sent"
+)
+
 
 class OutcomeLike(Protocol):
     verdict: str
@@ -150,6 +157,9 @@ class Webhooks:
         self.max_body = settings.server.max_body_bytes
         self.senders = Senders(settings.server.allowed_ips, settings.server.trusted_proxies)
         self.accepting = True
+        # the 503's detail while ``accepting`` is False: a stop, or the one-daemon lock being
+        # taken again after its database connection was lost (``Daemon._set_accepting``)
+        self.refusal = SHUTTING_DOWN
         # first signal id -> its answer, so an in-process duplicate can repeat it exactly
         self._inflight: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[web.Response]] = set()
@@ -172,6 +182,7 @@ class Webhooks:
         "In hand" counts requests still before their claim too: one that passed the
         ``accepting`` check a moment before the stop may yet store a signal and dispatch it.
         """
+        self.refusal = SHUTTING_DOWN
         self.accepting = False
         deadline = time.monotonic() + timeout_s
         while self._active or self._tasks:
@@ -209,8 +220,9 @@ class Webhooks:
         remote = self.senders.address(request)
         ctype = _content_type(request.headers.get("Content-Type"))
         if not self.accepting:
-            # Shutting down: TradingView re-sends a 503, and nothing was stored or sent.
-            return _error(503, "unavailable", "the daemon is shutting down", None)
+            # Shutting down, or taking the one-daemon lock again: TradingView re-sends a 503,
+            # and nothing was stored or sent.
+            return _error(503, "unavailable", self.refusal, None)
 
         if not self.senders.allowed(remote):
             return await self._refuse(
