@@ -288,15 +288,9 @@ class Reconciler:
             if outcome_lost(found, state):
                 log.error(
                     "reconcile.intent_outcome_lost",
-                    cl_ord_id=it.cl_ord_id,
-                    intent_id=it.id,
-                    sub_account_id=it.sub_account_id,
+                    **_told(it, reason),
                     signal_id=it.signal_id,
-                    state=it.state,
                     broker_order_id=it.broker_order_id,
-                    created_at=it.created_at.isoformat(),
-                    reason=reason,
-                    effect="outcome unknown: look at the account at the broker",
                 )
             else:
                 log.info("reconcile.intent_resolved", cl_ord_id=it.cl_ord_id, state=state)
@@ -311,16 +305,7 @@ class Reconciler:
         if it.id in self._reported or it.created_at > datetime.now(UTC) - self._overdue:
             return
         self._reported.add(it.id)
-        log.error(
-            "reconcile.intent_unresolved",
-            cl_ord_id=it.cl_ord_id,
-            intent_id=it.id,
-            sub_account_id=it.sub_account_id,
-            state=it.state,
-            created_at=it.created_at.isoformat(),
-            reason=why,
-            effect="outcome unknown: look at the account at the broker",
-        )
+        log.error("reconcile.intent_unresolved", **_told(it, why))
 
     def _session(self, account_id: int, env: str) -> Broker | None:
         for aid, _env, broker in self._brokers.sessions():
@@ -334,3 +319,16 @@ class Reconciler:
         """Protect each position seen naked on two passes in a row (an entry's brackets may
         still be activating on the first); returns how many positions got orders."""
         return await self.protector.protect_positions()
+
+
+def _told(it: intent_store.OpenIntent, why: str | None) -> dict[str, object]:
+    """What a person is told of an intent whose outcome is unknown."""
+    return {
+        "cl_ord_id": it.cl_ord_id,
+        "intent_id": it.id,
+        "sub_account_id": it.sub_account_id,
+        "state": it.state,
+        "created_at": it.created_at.isoformat(),
+        "reason": why,
+        "effect": "outcome unknown: look at the account at the broker",
+    }

@@ -40,14 +40,7 @@ _VERSION = {
 RESTRAINED = {
     "action": STR,
     "clOrdId": STR,
-    "orderType": STR,
-    "price": NUM,
-    "stopPrice": NUM,
-    "maxShow": INT,
-    "pegDifference": NUM,
-    "timeInForce": STR,
-    "expireTime": STR,
-    "text": STR,
+    **{k: v for k, v in _VERSION.items() if k != "orderQty"},
 }
 RESTRAINED_REQUIRED = ("action", "orderType")
 PLACE_ORDER = {
