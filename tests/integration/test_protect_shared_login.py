@@ -271,3 +271,34 @@ async def test_the_other_users_rejected_alert_does_not_take_over_the_position(
         assert await engine.reconciler.protect_positions() == 0  # first sighting
         assert await engine.reconciler.protect_positions() == 1
         assert _stops(sim) == [(21490.0, 1)]  # bob's 40-tick stop
+
+
+async def test_the_other_users_order_that_never_filled_does_not_take_over_the_position(
+    database: Database, settings: Settings
+) -> None:
+    """alice's limit, accepted then cancelled unfilled (her stop loss off), was the newest
+    intent in the contract and decided whose stop protects bob's long 1: none."""
+    pool = database.pool
+    async with _shared_login(database, settings) as (sim, engine, w):
+        broker, bid = w["broker"], w["bid"]
+        contract = await broker.find_contract("MNQ1!")
+        await send(engine, pool, w["rec"][1], buy("21500"))  # bob: long 1, no exits
+
+        async def long1() -> bool:
+            return sum(p.net_pos for p in broker.positions(bid)) == 1
+
+        await wait_for(long1, "long 1")
+        await pool.execute(
+            "UPDATE traders SET sl = 40, updated_at = now() WHERE id = $1", w["trader"][1]
+        )
+        await engine.config.refresh()
+        await pool.execute(  # as the mirror leaves alice's limit: cancelled, never filled
+            "INSERT INTO order_intents (signal_id, trader_id, sub_account_id, cl_ord_id, step,"
+            " kind, symbol, side, qty, request, state, broker_order_id, expires_at)"
+            " VALUES (NULL, $1, $2, 'jt-alice-limit-1', 1, 'order', $3, 'Buy', 1, '{}',"
+            " 'cancelled', 999999, now())",
+            w["trader"][0], w["sub"][0], contract.symbol,
+        )  # fmt: skip
+        assert await engine.reconciler.protect_positions() == 0  # first sighting
+        assert await engine.reconciler.protect_positions() == 1
+        assert _stops(sim) == [(21490.0, 1)]  # bob's 40-tick stop
