@@ -72,6 +72,8 @@ UPDATE accounts SET synced_at = now() WHERE id = $1;
 -- What the logins still hold at the broker as last mirrored, and orders whose outcome is still
 -- open: removing the rows takes them out of jtrades' reach (halt --flatten, protection,
 -- reconciliation) while they go on at the broker. The first 20, for the refusal's message.
+-- Only sub-accounts the broker still lists (`active`): the rows of one it dropped (a closed
+-- evaluation account) are never mirrored again, and "flatten first" could never clear them.
 SELECT a.label, s.name AS sub_name, x.what, x.symbol, x.qty
 FROM (
     SELECT p.sub_account_id, 'position' AS what, p.symbol, p.net_pos AS qty
@@ -86,6 +88,6 @@ FROM (
 ) AS x
 JOIN sub_accounts s ON s.id = x.sub_account_id
 JOIN accounts a ON a.id = s.account_id
-WHERE a.id = ANY($1::bigint[])
+WHERE a.id = ANY($1::bigint[]) AND s.active
 ORDER BY a.label, s.name, x.what, x.symbol
 LIMIT 20;

@@ -566,3 +566,22 @@ async def test_remove_force_deletes_a_login_that_still_holds_a_position(
     )
     await cli.ok("accounts", "remove", "alice-paper", "--force")
     assert await pool.fetchval("SELECT count(*) FROM accounts") == 0
+
+
+async def test_remove_does_not_refuse_for_a_sub_account_the_broker_dropped(
+    cli: Cli, pool: asyncpg.Pool
+) -> None:
+    """A sub-account the broker no longer lists (a closed evaluation account) keeps its last
+    mirrored rows for good: nothing reaches them again, so "flatten first" could never clear
+    the refusal, and --force (which skips the check for the live ones too) became routine."""
+    await cli.ok("users", "approve", "alice")
+    await cli.ok("accounts", "add", "alice-paper", "--user", "alice", "--env", "paper")
+    sub = await pool.fetchval("SELECT id FROM sub_accounts")
+    await pool.execute(
+        "INSERT INTO positions (sub_account_id, symbol, net_pos, net_price)"
+        " VALUES ($1, 'MNQZ6', 1, 21500)",
+        sub,
+    )
+    await pool.execute("UPDATE sub_accounts SET active = false WHERE id = $1", sub)
+    await cli.ok("accounts", "remove", "alice-paper")
+    assert await pool.fetchval("SELECT count(*) FROM accounts") == 0
