@@ -45,6 +45,7 @@ from jtrades.broker.paper_checks import check_bracket, check_oco_pair, check_ord
 from jtrades.broker.paper_day import SessionClock, expires, utc_now
 from jtrades.broker.wakeups import Wakeups
 from jtrades.engine.instruments import calendar_contract, split_symbol, table_contract
+from jtrades.engine.tradingday import trading_day
 from jtrades.errors import BrokerRejected, InvalidSignal
 
 if TYPE_CHECKING:
@@ -307,7 +308,7 @@ class PaperBroker:
         try:
             parts = split_symbol(symbol)
             name = (
-                calendar_contract(parts.root, parts.nth, datetime.now(UTC).date())
+                calendar_contract(parts.root, parts.nth, trading_day(datetime.now(UTC)))
                 if parts.nth is not None
                 else parts.contract_name
             )

@@ -53,6 +53,7 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from jtrades.broker.base import Contract
+from jtrades.engine.tradingday import trading_day
 from jtrades.errors import InvalidSignal, JtradesError
 
 log = structlog.get_logger(__name__)
@@ -386,6 +387,8 @@ class InstrumentResolver:
     ) -> Contract:
         if parts.nth is None:
             return table_contract(parts.contract_name)
-        name = calendar_contract(parts.root, parts.nth, self._now().date())
+        # the CME trading day, not the UTC date: from 17:00 Chicago on the eve of a roll the
+        # session is the roll day's, and the UTC date turned only at 18:00/19:00
+        name = calendar_contract(parts.root, parts.nth, trading_day(self._now()))
         from_broker = await self._ask(source, name, parts.root)
         return from_broker if from_broker is not None else table_contract(name)

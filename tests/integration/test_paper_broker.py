@@ -28,6 +28,7 @@ from jtrades.broker.base import (
 )
 from jtrades.broker.paper import PaperBroker
 from jtrades.engine.reconcile import needs_stop
+from jtrades.engine.tradingday import trading_day
 from jtrades.errors import BrokerRejected
 
 A = SubAccount(1, "A")
@@ -228,7 +229,7 @@ async def test_continuous_symbols_resolve_to_the_front_contract_like_a_real_brok
 
     broker = PaperBroker()
     front = await broker.find_contract("CME_MINI:MNQ1!")
-    assert front.symbol == calendar_contract("MNQ", 1, datetime.now(UTC).date())
+    assert front.symbol == calendar_contract("MNQ", 1, trading_day(datetime.now(UTC)))
     assert front.tick_size == Decimal("0.25")
     # The continuous name and the contract name are one contract, with one id.
     assert (await broker.find_contract(front.symbol)).contract_id == front.contract_id

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import assume, given
@@ -27,6 +28,7 @@ from jtrades.engine.instruments import (
     table_contract,
     third_friday,
 )
+from jtrades.engine.tradingday import trading_day
 from jtrades.errors import InvalidSignal, NotFound, TransientBrokerError
 
 # TRADOVATE.md's table, $ per tick; SI NG ZB ZN 6E checked against CME specs (see module doc).
@@ -454,3 +456,18 @@ def test_a_listing_with_nothing_left_after_the_roll_is_taken_as_it_is() -> None:
     today = date(2026, 12, 14)
     assert front(["MNQZ6"], "MNQ", 1, 2026, lambda r, y, m: past_roll(r, y, m, today)) == "MNQZ6"
     assert not past_roll("ZZZ", 2026, 12, today)  # a root the table does not know: as listed
+
+
+def test_a_continuous_symbol_rolls_with_the_cme_trading_day_not_the_utc_date() -> None:
+    """The eve of a roll day from 17:00 Chicago is the roll day's session; the UTC date turned
+    only at 19:00 CDT, so the session's first two hours traded the expiring month."""
+    chicago = ZoneInfo("America/Chicago")
+
+    def front_at(at: datetime) -> str:
+        return asyncio.run(InstrumentResolver(None, now=lambda: at).resolve("MNQ1!")).symbol
+
+    roll = roll_date(PRODUCTS["MNQ"], 2026, 3)  # Thursday 2026-03-12
+    assert trading_day(datetime(2026, 3, 11, 17, 0, tzinfo=chicago)) == roll
+    assert front_at(datetime(2026, 3, 11, 16, 59, tzinfo=chicago)) == "MNQH6"
+    for hour, minute in ((17, 0), (18, 30), (19, 30)):  # 22:00, 23:30 and 00:30 UTC
+        assert front_at(datetime(2026, 3, 11, hour, minute, tzinfo=chicago)) == "MNQM6"

@@ -58,6 +58,7 @@ from jtrades.broker.tradovate.orders_wire import (
 from jtrades.broker.tradovate.session import Session
 from jtrades.broker.tradovate.symbols import CONTINUOUS_SYMBOL, CONTRACT_NAME, MONTHS, front
 from jtrades.engine.instruments import past_roll
+from jtrades.engine.tradingday import trading_day
 from jtrades.errors import (
     BrokerRejected,
     NotFound,
@@ -389,7 +390,7 @@ class TradovateBroker:
             root, nth = cont.group(1), int(cont.group(2))
             found = await self._read("contract/suggest", f"t={root}&l=20")
             names = [str(c.get("name")) for c in found or () if isinstance(c, dict)]
-            today = datetime.now(UTC).date()
+            today = trading_day(datetime.now(UTC))  # the session's, not the UTC date
             name = front(names, root, nth, today.year, lambda r, y, m: past_roll(r, y, m, today))
             if name is None:
                 raise NotFound(f"no listed contract for {symbol}")
