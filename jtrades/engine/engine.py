@@ -51,6 +51,7 @@ from jtrades.engine.filters import (
     check_recorder,
     forbidden_side,
     is_entry,
+    other_instrument,
     reads_own_way,
 )
 from jtrades.engine.flatten import Flattener
@@ -370,6 +371,9 @@ class Engine:
         if rec is None:
             out = Outcome("rejected", "unknown_recorder", "the recorder no longer exists", 0)
             return await self._store(out, delivery)
+        other = other_instrument(signal.ticker, rec.symbol)
+        if other is not None:
+            return await self._store(Outcome("rejected", other.filter, other.reason, 0), delivery)
 
         rc = self.counters.get("recorder", rec.id, now, undo)
         rc.signals += 1

@@ -46,9 +46,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from jtrades.engine.instruments import split_symbol
 from jtrades.engine.risk import Direction, RiskSettings
 from jtrades.engine.signal import Action, MarketPosition, Signal
 from jtrades.engine.tradingday import in_window, next_wall_time, session_open, trading_day
+from jtrades.errors import InvalidSignal
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +337,23 @@ def check_recorder(
     if not _may_open(sig, s):
         return _entry_refusal(sig, _check_direction(sig, s))
     return check_entry(signal, s, st, now, tz)
+
+
+def other_instrument(ticker: str | None, symbol: str) -> Rejection | None:
+    """An alert naming another instrument than the recorder's: refused whole (a close too).
+    The recorder's risk settings (ticks, dollars, sizes, the daily loss) are for its symbol,
+    and TradingView's ``{{ticker}}`` follows whatever chart the alert sits on: a PickMyTrade
+    template naming NQ1!, posted to an MNQ recorder, opened full-size NQ, ten times the money
+    per point. The same root in another spelling (``CME_MINI:MNQ1!``, ``MNQZ6``) is its own."""
+    if not ticker:
+        return None
+    try:
+        same = split_symbol(ticker).root == split_symbol(symbol).root
+    except InvalidSignal:  # the parser lets no such ticker through
+        same = False
+    if same:
+        return None
+    return Rejection("symbol", f"the alert is for {ticker}; this recorder trades {symbol}")
 
 
 def check_entry(

@@ -295,7 +295,7 @@ async def test_an_unknown_ticker_is_not_traded_and_each_sub_account_says_why(
     nothing is sent."""
     pool = database.pool
     u = await make_user(pool, "zed")
-    rec = await make_recorder(pool, u, "rec")
+    rec = await make_recorder(pool, u, "rec", symbol="ZZQX1!")
     subs = await make_paper_account(pool, u, "zed-paper", subs=2)
     tid = await make_trader(pool, u, rec, [(s, 1) for s in subs])
     engine = await engine_factory()
@@ -1116,3 +1116,28 @@ async def test_an_older_closed_positions_fills_are_not_the_lots_of_an_adopted_on
     assert (row["entry_price"], row["pnl"]) == (Decimal(21500), Decimal(-100))
     out = await send(engine, pool, rec, buy("21450"))
     assert (out.verdict, out.filter) == ("rejected", "max_daily_loss")
+
+
+async def test_an_alert_for_another_instrument_than_the_recorders_is_refused(
+    database: Database, engine_factory: Any
+) -> None:
+    """A PickMyTrade template naming NQ1! posted to an MNQ recorder opened full-size NQ: ten
+    times the money per point its risk settings were sized for. The close of another root too
+    is refused; the recorder's own root in another spelling is its own."""
+    pool = database.pool
+    rec, sub, _ = await follower(pool, "nqm", {"size": 1})
+    engine = await engine_factory()
+
+    out = await send(engine, pool, rec, Signal(Action.BUY, ticker="NQ1!", price=Decimal(21500)))
+    assert (out.verdict, out.filter, out.orders) == ("rejected", "symbol", 0), out
+    assert "NQ1!" in (out.reason or "")
+    assert "MNQ1!" in (out.reason or "")
+    closed = await send(engine, pool, rec, Signal(Action.CLOSE, ticker="ES1!"))
+    assert (closed.verdict, closed.filter) == ("rejected", "symbol")
+    assert await pool.fetchval("SELECT count(*) FROM order_intents") == 0
+
+    ok = await send(
+        engine, pool, rec, Signal(Action.BUY, ticker="CME_MINI:MNQ1!", price=Decimal(21500))
+    )
+    assert (ok.verdict, ok.orders) == ("accepted", 1), ok
+    assert await net_pos(engine, pool, sub) == 1

@@ -121,7 +121,10 @@ async def test_an_entry_no_sub_account_could_trade_uses_no_count(
     next real buy was refused by max_signals, and the row said accepted, with no reason."""
     pool = database.pool
     rec, sub, _ = await follower(
-        pool, "unk", {"size": 1, "max_signals": 1}, {"max_signals": 1, "cooldown_s": 3600}
+        pool,
+        "unk",
+        {"size": 1, "max_signals": 1, "symbol": "ZZQX1!"},
+        {"max_signals": 1, "cooldown_s": 3600},
     )
     engine = await engine_factory()
 
@@ -131,6 +134,8 @@ async def test_an_entry_no_sub_account_could_trade_uses_no_count(
     assert "ZZQX" in (first.reason or "")
     # what a restart counts
     assert (first.detail["entry"], first.detail["trader_entries"]) == (False, [])
+    await pool.execute("UPDATE recorders SET symbol = 'MNQ1!', updated_at = now()")
+    await engine.config.refresh()  # the recorder fixed to a contract that exists
     second = await send(engine, pool, rec, buy())
     assert (second.verdict, second.filter, second.orders) == ("accepted", None, 1), second
     assert await net_pos(engine, pool, sub) == 1

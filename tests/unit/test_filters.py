@@ -20,6 +20,7 @@ from jtrades.engine.filters import (
     check_trader,
     is_entry,
     is_exit,
+    other_instrument,
 )
 from jtrades.engine.risk import Direction, RiskSettings, Window
 from jtrades.engine.signal import Action, MarketPosition, Signal
@@ -650,3 +651,24 @@ def test_a_traders_own_cutoff_means_its_owners_wall_clock(
     own = trd(BUY, s, now=now, tz=trader_tz, overridden=frozenset({"auto_flat_after"}))
     assert name(own) == name(rec(BUY, s, now=now, tz=trader_tz))
     assert trd(BUY, s, now=now, tz=trader_tz, overridden=NONE_OWN) is None
+
+
+@pytest.mark.parametrize(
+    ("ticker", "symbol"),
+    [(None, "MNQ1!"), ("", "MNQ1!"), ("MNQ1!", "MNQ1!"), ("CME_MINI:MNQ1!", "MNQ1!"),
+     ("MNQZ6", "MNQ1!"), ("mnq1!", "MNQ1!"), ("GC1!", "GCZ6")],
+)  # fmt: skip
+def test_an_alert_for_the_recorders_own_root_is_its_own(ticker: str | None, symbol: str) -> None:
+    assert other_instrument(ticker, symbol) is None
+
+
+@pytest.mark.parametrize(
+    ("ticker", "symbol"),
+    [("NQ1!", "MNQ1!"), ("MNQ1!", "NQ1!"), ("MGC1!", "GC1!"), ("GCZ6", "MGCZ6"), ("ES1!", "MNQ1!")],
+)
+def test_an_alert_for_another_root_is_refused(ticker: str, symbol: str) -> None:
+    rej = other_instrument(ticker, symbol)
+    assert rej is not None
+    assert rej.filter == "symbol"
+    assert ticker in rej.reason
+    assert symbol in rej.reason
