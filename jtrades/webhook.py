@@ -123,6 +123,22 @@ class _Unreadable(Exception):
         self.hung_up = hung_up
 
 
+# What an alert may be declared as (and none at all): TradingView sends text/plain or
+# application/json, curl's -d a form type, an HTTP library given bytes octet-stream; the body
+# is read as JSON or as text whatever of these it says (people paste JSON into a text alert).
+_READABLE = ("application/json", "application/x-www-form-urlencoded", "application/octet-stream")
+
+
+def unreadable_type(ctype: str | None) -> str | None:
+    """The media type of a body no alert is sent as (an image, a file, XML), or None: 415."""
+    if not ctype:
+        return None
+    media = ctype.split(";", 1)[0].strip().lower()
+    if not media or media.startswith("text/") or media in _READABLE or media.endswith("+json"):
+        return None
+    return media
+
+
 def _content_type(value: str | None) -> str | None:
     """The header as it can be stored: aiohttp hands over bytes that are not UTF-8 as lone
     surrogates, which the signal's insert refused (a valid alert answered 503)."""
@@ -281,6 +297,13 @@ class Webhooks:
             return await self._refuse(
                 404, "unknown_token", "no recorder has this token", received_at, remote, ctype,
                 stored_body,
+            )  # fmt: skip
+        media = unreadable_type(ctype)
+        if media is not None:
+            return await self._refuse(
+                415, "unsupported_media_type",
+                f"a body sent as {media} is not an alert: send JSON or text",
+                received_at, remote, ctype, stored_body, recorder_id=recorder_id,
             )  # fmt: skip
         if invalid is not None or signal is None:
             status = invalid.status if invalid is not None else 422

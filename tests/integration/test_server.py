@@ -179,8 +179,22 @@ async def test_plain_text_with_any_content_type(stack: Stack) -> None:
     assert status == 200, body
     row = await stack.row(body["signal_id"])
     assert (row["action"], row["quantity"]) == ("sell", 2)
-    status, body = await stack.post(b"close", headers={"Content-Type": "application/x-whatever"})
-    assert status == 200, body
+    for ctype in ("application/octet-stream", "application/x-www-form-urlencoded", "text/csv"):
+        status, body = await stack.post(b"close", headers={"Content-Type": ctype})
+        assert status == 200, (ctype, body)
+
+
+@pytest.mark.parametrize(
+    "ctype", ["image/png", "application/xml", "multipart/form-data; boundary=x", "audio/mpeg"]
+)
+async def test_a_body_sent_as_a_type_no_alert_is_sent_as_is_415(stack: Stack, ctype: str) -> None:
+    """An image, a file, XML: not an alert, whatever its bytes say ("close" as image/png was
+    accepted and closed the position). Stored with its answer, as every refusal."""
+    status, body = await stack.post(b"close", headers={"Content-Type": ctype})
+    assert status == 415, body
+    assert body["error"] == "unsupported_media_type"
+    row = await stack.row(body["signal_id"])
+    assert (row["http_status"], row["recorder_id"]) == (415, stack.recorder_id)
 
 
 async def test_token_in_body_is_accepted_and_masked_in_storage(stack: Stack) -> None:
