@@ -16,7 +16,15 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -139,7 +147,9 @@ class DatabaseSettings(_Section):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
-    public_url: str = "http://127.0.0.1:8080"
+    # The URL TradingView posts to; unset, where the daemon listens (``host``/``port``), so a
+    # port changed alone no longer printed webhook URLs on the default one.
+    public_url: str = ""
     max_body_bytes: int = Field(default=16384, ge=256, le=1_048_576)
     allowed_ips: tuple[str, ...] = ()
     # Reverse proxies (nginx, caddy) whose X-Forwarded-For names the real sender; empty = none.
@@ -148,7 +158,18 @@ class ServerSettings(_Section):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, v: str) -> str:
+        if not v:
+            return v
         return _check_url(v, ("http", "https"), "server.public_url").rstrip("/")
+
+    @model_validator(mode="after")
+    def _listening_url(self) -> ServerSettings:
+        if not self.public_url:
+            wildcard = self.host in ("0.0.0.0", "::", "")  # noqa: S104 (a URL, not a bind)
+            host = "127.0.0.1" if wildcard else self.host
+            host = f"[{host}]" if ":" in host else host
+            object.__setattr__(self, "public_url", f"http://{host}:{self.port}")
+        return self
 
     @field_validator("allowed_ips", "trusted_proxies")
     @classmethod

@@ -84,7 +84,7 @@ def _check_symbol(symbol: str) -> str:
 
 def webhook_url(token: str) -> str:
     server = settings().server
-    base = server.public_url or f"http://{server.host}:{server.port}"
+    base = server.public_url
     return f"{base.rstrip('/')}/webhook/{token}"
 
 

@@ -287,3 +287,16 @@ def test_redact_url(url: str, shown: str) -> None:
 
     assert redact_url(url) == shown
     assert "S3cretPw" not in redact_url(url)
+
+
+def test_the_public_url_defaults_to_where_the_daemon_listens() -> None:
+    """A port changed alone printed webhook URLs on the default port 8080."""
+    from jtrades.config import ServerSettings
+
+    assert ServerSettings().public_url == "http://127.0.0.1:8080"
+    assert ServerSettings(port=9000).public_url == "http://127.0.0.1:9000"
+    assert ServerSettings(host="0.0.0.0", port=9001).public_url == "http://127.0.0.1:9001"
+    assert ServerSettings(host="::1").public_url == "http://[::1]:8080"
+    assert ServerSettings(port=9000, public_url="https://hooks.example/").public_url == (
+        "https://hooks.example"
+    )
