@@ -266,7 +266,10 @@ class Daemon:
         sessions: list[dict[str, Any]] = []
         brokers = getattr(self.engine, "brokers", None)
         if brokers is not None and hasattr(brokers, "sessions"):
-            sessions = [{"account_id": a, "env": env} for a, env, _b in brokers.sessions()]
+            sessions = [
+                {"account_id": a, "env": env, "up": brokers.session_up(b)}
+                for a, env, b in brokers.sessions()
+            ]
         detail = {
             "state": state,
             "ready": engine_ready,

@@ -222,6 +222,13 @@ class BrokerRegistry:
         retried on every reconciliation pass): ``connected()`` tells which ones are up."""
         return not self._closed and self._synced_once
 
+    @staticmethod
+    def session_up(broker: Broker) -> bool:
+        """Whether a session can trade now: a Tradovate one connected and synced (not
+        reconnecting, not held by a penalty); a paper one always."""
+        session = getattr(broker, "session", None)
+        return bool(session.ready) if session is not None else True
+
     def connected(self) -> dict[int, bool]:
         """accounts.id of each configured Tradovate login → whether its session is attached."""
         return {aid: aid in self._tradovate for aid in sorted(self._wanted)}

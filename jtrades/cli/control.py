@@ -291,8 +291,8 @@ def status(
             False,
             None,
             "broker sessions",
-            ["account id", "env"],
-            [(s.get("account_id"), s.get("env")) for s in daemon["sessions"]],
+            ["account id", "env", "state"],
+            [(s.get("account_id"), s.get("env"), _session_state(s)) for s in daemon["sessions"]],
         )
     if data["positions"]:
         positions.print()
@@ -346,3 +346,9 @@ def _positions(positions: list[status_store.OpenPosition]) -> _Positions:
         times=["updated_at"],
     )
     return _Positions(data, title, columns, cells)
+
+
+def _session_state(session: dict[str, Any]) -> str:
+    """A broker session as the heartbeat saw it (a daemon before this field: unknown)."""
+    up = session.get("up")
+    return "unknown" if up is None else "up" if up else "down (reconnecting)"

@@ -651,3 +651,23 @@ async def test_known_name_with_nothing_to_list_is_still_exit_0(
         )
     for option, name in (("--user", "carol"), ("--recorder", "QUIET")):
         assert await cli(db_url, data_dir, "signals", "list", option, name, "--json") == []
+
+
+async def test_status_says_which_broker_sessions_are_down(
+    pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    """A session reconnecting (the broker unreachable) was listed like a working one."""
+    await status_store.heartbeat(
+        pool,
+        pid=4243,
+        started_at=NOW,
+        detail={"state": "running", "ready": True, "host": "127.0.0.1", "port": 8080,
+                "config_changes": "heard",
+                "sessions": [{"account_id": 1, "env": "paper", "up": True},
+                             {"account_id": 2, "env": "demo", "up": False}]},
+    )  # fmt: skip
+    r = await ainvoke(["status"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 0, r.stderr
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if "demo" in ln or "paper" in ln]
+    assert any("paper" in ln and " up" in ln for ln in lines), lines
+    assert any("demo" in ln and "down (reconnecting)" in ln for ln in lines), lines
