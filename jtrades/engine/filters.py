@@ -40,6 +40,7 @@ Counters, precisely (the caller keeps them per recorder, or per trader, since ``
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -345,15 +346,24 @@ def other_instrument(ticker: str | None, symbol: str) -> Rejection | None:
     and TradingView's ``{{ticker}}`` follows whatever chart the alert sits on: a PickMyTrade
     template naming NQ1!, posted to an MNQ recorder, opened full-size NQ, ten times the money
     per point. The same root in another spelling (``CME_MINI:MNQ1!``, ``MNQZ6``) is its own."""
-    if not ticker:
-        return None
-    try:
-        same = split_symbol(ticker).root == split_symbol(symbol).root
-    except InvalidSignal:  # the parser lets no such ticker through
-        same = False
-    if same:
+    if not ticker or _root(ticker) == _root(symbol):
         return None
     return Rejection("symbol", f"the alert is for {ticker}; this recorder trades {symbol}")
+
+
+def _root(symbol: str) -> str:
+    """The instrument's root; for a root outside the built-in table (``MBT``, a recorder's
+    ``--symbol`` the broker knows), the text left once an exchange prefix and a continuous
+    ``1!``/``2!`` or a month and year are taken off."""
+    try:
+        return split_symbol(symbol).root
+    except InvalidSignal:
+        text = symbol.strip().upper().rpartition(":")[2]
+        return _SUFFIX.sub("", text) or text
+
+
+# a continuous suffix (``1!``, ``2!``, ``!``) or a contract month and year (``Z6``, ``Z2026``)
+_SUFFIX = re.compile(r"(?:[12]?!|[FGHJKMNQUVXZ]\d{1,4})$")
 
 
 def check_entry(

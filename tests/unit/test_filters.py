@@ -656,7 +656,8 @@ def test_a_traders_own_cutoff_means_its_owners_wall_clock(
 @pytest.mark.parametrize(
     ("ticker", "symbol"),
     [(None, "MNQ1!"), ("", "MNQ1!"), ("MNQ1!", "MNQ1!"), ("CME_MINI:MNQ1!", "MNQ1!"),
-     ("MNQZ6", "MNQ1!"), ("mnq1!", "MNQ1!"), ("GC1!", "GCZ6")],
+     ("MNQZ6", "MNQ1!"), ("mnq1!", "MNQ1!"), ("GC1!", "GCZ6"),
+     ("MBT", "MBT"), ("MBT1!", "MBT"), ("mbt", "MBT"), ("MBTZ6", "MBT1!"), ("M6E", "M6E")],
 )  # fmt: skip
 def test_an_alert_for_the_recorders_own_root_is_its_own(ticker: str | None, symbol: str) -> None:
     assert other_instrument(ticker, symbol) is None
@@ -664,7 +665,15 @@ def test_an_alert_for_the_recorders_own_root_is_its_own(ticker: str | None, symb
 
 @pytest.mark.parametrize(
     ("ticker", "symbol"),
-    [("NQ1!", "MNQ1!"), ("MNQ1!", "NQ1!"), ("MGC1!", "GC1!"), ("GCZ6", "MGCZ6"), ("ES1!", "MNQ1!")],
+    [
+        ("NQ1!", "MNQ1!"),
+        ("MNQ1!", "NQ1!"),
+        ("MGC1!", "GC1!"),
+        ("GCZ6", "MGCZ6"),
+        ("ES1!", "MNQ1!"),
+        ("NQ1!", "MBT"),
+        ("MBT1!", "BTC1!"),
+    ],
 )
 def test_an_alert_for_another_root_is_refused(ticker: str, symbol: str) -> None:
     rej = other_instrument(ticker, symbol)
