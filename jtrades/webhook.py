@@ -123,10 +123,11 @@ class _Unreadable(Exception):
         self.hung_up = hung_up
 
 
-# What an alert may be declared as (and none at all): TradingView sends text/plain or
-# application/json, curl's -d a form type, an HTTP library given bytes octet-stream; the body
-# is read as JSON or as text whatever of these it says (people paste JSON into a text alert).
-_READABLE = ("application/json", "application/x-www-form-urlencoded", "application/octet-stream")
+# What no alert is sent as: the body is read as JSON or text whatever else it is declared as
+# (TradingView sends text/plain or application/json, curl -d a form type, tools their own, and
+# people paste JSON into a text alert), but an image, a sound, a file or XML is not an alert.
+_NOT_ALERTS = ("image/", "audio/", "video/", "font/", "model/", "multipart/")
+_NOT_ALERT_TYPES = ("application/xml", "text/xml", "application/pdf", "application/zip")
 
 
 def unreadable_type(ctype: str | None) -> str | None:
@@ -134,9 +135,9 @@ def unreadable_type(ctype: str | None) -> str | None:
     if not ctype:
         return None
     media = ctype.split(";", 1)[0].strip().lower()
-    if not media or media.startswith("text/") or media in _READABLE or media.endswith("+json"):
-        return None
-    return media
+    if media.startswith(_NOT_ALERTS) or media in _NOT_ALERT_TYPES or media.endswith("+xml"):
+        return media
+    return None
 
 
 def _content_type(value: str | None) -> str | None:

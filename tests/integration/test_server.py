@@ -179,7 +179,10 @@ async def test_plain_text_with_any_content_type(stack: Stack) -> None:
     assert status == 200, body
     row = await stack.row(body["signal_id"])
     assert (row["action"], row["quantity"]) == ("sell", 2)
-    for ctype in ("application/octet-stream", "application/x-www-form-urlencoded", "text/csv"):
+    for ctype in (
+        "application/x-whatever", "application/octet-stream", "application/x-www-form-urlencoded",
+        "text/csv", "application/javascript", "json",
+    ):  # fmt: skip
         status, body = await stack.post(b"close", headers={"Content-Type": ctype})
         assert status == 200, (ctype, body)
 
