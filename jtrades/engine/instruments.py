@@ -53,7 +53,7 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from jtrades.broker.base import Contract
-from jtrades.engine.tradingday import trading_day
+from jtrades.engine.tradingday import trading_day, until_day_turn
 from jtrades.errors import InvalidSignal, JtradesError
 
 log = structlog.get_logger(__name__)
@@ -350,6 +350,8 @@ class InstrumentResolver:
         if contract is None:
             contract = await self._fallback(source, parts)
             ttl, provisional = self._fallback_ttl_s, True
+        if parts.nth is not None:  # the front month may roll at the next day turn
+            ttl = min(ttl, until_day_turn(self._now()))
         self._cache[key] = (self._monotonic() + ttl, contract, source, provisional)
         return contract
 

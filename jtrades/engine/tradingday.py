@@ -59,6 +59,14 @@ def session_start(now: datetime) -> datetime:
     return _at_chicago(before, DAY_START)
 
 
+def until_day_turn(now: datetime) -> float:
+    """Seconds from ``now`` to the next 17:00 Chicago: how long a front month found for a
+    continuous symbol may be kept (the roll happens at a trading day's start; kept an hour
+    past it, the roll day's session opened on the expiring month)."""
+    turn = next_wall_time(now + timedelta(seconds=1), DAY_START, CHICAGO)
+    return (turn - now).total_seconds()
+
+
 def session_open(day: date) -> datetime:
     """Aware UTC instant at which trading for ``day`` opens: 17:00 Chicago the calendar day before.
 

@@ -471,3 +471,21 @@ def test_a_continuous_symbol_rolls_with_the_cme_trading_day_not_the_utc_date() -
     assert front_at(datetime(2026, 3, 11, 16, 59, tzinfo=chicago)) == "MNQH6"
     for hour, minute in ((17, 0), (18, 30), (19, 30)):  # 22:00, 23:30 and 00:30 UTC
         assert front_at(datetime(2026, 3, 11, hour, minute, tzinfo=chicago)) == "MNQM6"
+
+
+def test_a_front_month_found_before_the_day_turn_is_not_kept_past_it() -> None:
+    """Cached for its TTL, the front month found at 16:59:30 on the eve of a roll was still
+    given out in the roll day's session (the broker's answer for an hour)."""
+    chicago = ZoneInfo("America/Chicago")
+    clock = {"wall": datetime(2026, 12, 9, 16, 59, 30, tzinfo=chicago), "mono": 1000.0}
+
+    async def lookup(name: str) -> Contract | None:  # the broker: its front month by the calendar
+        return table_contract(calendar_contract("MNQ", 1, trading_day(clock["wall"])))
+
+    resolver = InstrumentResolver(
+        lookup, ttl_s=3600, now=lambda: clock["wall"], monotonic=lambda: clock["mono"]
+    )
+    assert asyncio.run(resolver.resolve("MNQ1!")).symbol == "MNQZ6"
+    clock["wall"] += timedelta(seconds=40)  # 17:00:10: the roll day's session
+    clock["mono"] += 40
+    assert asyncio.run(resolver.resolve("MNQ1!")).symbol == "MNQH7"

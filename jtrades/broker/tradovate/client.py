@@ -58,7 +58,7 @@ from jtrades.broker.tradovate.orders_wire import (
 from jtrades.broker.tradovate.session import Session
 from jtrades.broker.tradovate.symbols import CONTINUOUS_SYMBOL, CONTRACT_NAME, MONTHS, front
 from jtrades.engine.instruments import past_roll
-from jtrades.engine.tradingday import trading_day
+from jtrades.engine.tradingday import trading_day, until_day_turn
 from jtrades.errors import (
     BrokerRejected,
     NotFound,
@@ -395,7 +395,9 @@ class TradovateBroker:
             if name is None:
                 raise NotFound(f"no listed contract for {symbol}")
             contract = await self.find_contract(name)
-            self._contracts[key] = (time.monotonic() + CONTINUOUS_TTL_S, contract)
+            # until the next day turn at most: the front month rolls at a session's start
+            ttl = min(CONTINUOUS_TTL_S, until_day_turn(datetime.now(UTC)))
+            self._contracts[key] = (time.monotonic() + ttl, contract)
             return contract
         m = CONTRACT_NAME.match(key)
         if m is None:
