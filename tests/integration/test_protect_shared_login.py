@@ -288,6 +288,15 @@ async def test_the_other_users_order_that_never_filled_does_not_take_over_the_po
             return sum(p.net_pos for p in broker.positions(bid)) == 1
 
         await wait_for(long1, "long 1")
+
+        async def bob_filled() -> bool:  # the mirror writes the fill on bob's intent
+            n = await pool.fetchval(
+                "SELECT count(*) FROM order_intents WHERE trader_id = $1 AND state = 'filled'",
+                w["trader"][1],
+            )
+            return bool(n)
+
+        await wait_for(bob_filled, "bob's entry recorded filled")
         await pool.execute(
             "UPDATE traders SET sl = 40, updated_at = now() WHERE id = $1", w["trader"][1]
         )
