@@ -111,14 +111,23 @@ async def test_an_entry_is_refused_while_the_latest_fills_cannot_be_counted(
     rec, sub = await _trader(engine, pool, "slow", size=1)
     await send(engine, pool, rec, buy("21500"))
 
-    async def entry_counted() -> bool:
-        return await pool.fetchval("SELECT count(*) FROM fills WHERE sub_account_id = $1", sub) == 1
+    link = engine.config.snapshot.links_by_sub[sub]
+    paper, key = engine.brokers.paper(link.account_id), (link.account_id, link.broker_account_id)
+    mirror = engine.reconciler.mirror
+
+    async def counted() -> bool:  # every fill the view holds is booked in the day's P&L
+        return not mirror.booked.behind({key: paper.last_fill_id(link.broker_account_id)})
 
     # the entry's fill is counted before batches slow down: only the close's is left waiting
-    await wait_for(entry_counted, "the entry's fill mirrored")
-    mirror = engine.reconciler.mirror
+    await wait_for(counted, "the entry's fill counted")
+    entry_fill = paper.last_fill_id(link.broker_account_id)
     mirror.quiet_s = mirror.coalesce_s = 3.0  # batches now wait 3 s before they are written
     await send(engine, pool, rec, close("21499"))
+
+    async def close_filled() -> bool:
+        return paper.last_fill_id(link.broker_account_id) > entry_fill
+
+    await wait_for(close_filled, "the close's fill in the view")
     out = await send(engine, pool, rec, buy("21499"))
     assert (out.verdict, out.filter) == ("rejected", "max_daily_loss")
     assert "not counted yet" in (out.reason or "")
