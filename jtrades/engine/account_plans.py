@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from jtrades.broker.base import Broker, Contract
-from jtrades.engine.config_cache import LinkConfig
+from jtrades.engine.config_cache import AccountKey, LinkConfig, account_key
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
 from jtrades.engine.steps import account_state, cl_ord_prefix, intent_for
 from jtrades.engine.view_waits import Placed
@@ -92,20 +92,12 @@ class Prepared:
 
 
 # (env, paper login or 0, the broker's account id): one account at the broker
-AccountKey = tuple[str, int, int]
-
-
 def broker_account(link: LinkConfig) -> AccountKey:
     """The account at the broker a link trades. Two users who add the same Tradovate login
     share its session, and each has a sub-account row for the same account: keyed by the row,
     two alerts on it were not serialized and both opened from flat (rule 3). Tradovate account
     ids are unique within an environment; a paper login numbers its own."""
     return account_key(link.env, link.account_id, link.broker_account_id)
-
-
-def account_key(env: str, account_id: int, broker_account_id: int) -> AccountKey:
-    """``broker_account`` from the login's environment and id and the broker's account id."""
-    return (env, account_id if env == "paper" else 0, broker_account_id)
 
 
 def by_broker_account(links: Iterable[LinkConfig]) -> dict[AccountKey, list[LinkConfig]]:

@@ -11,6 +11,7 @@ know yet.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -27,6 +28,17 @@ from jtrades.store import trading as trading_store
 log = structlog.get_logger(__name__)
 
 _CHICAGO = ZoneInfo("America/Chicago")
+
+
+# The account at the broker (``account_plans.broker_account``): (env, login for paper else 0,
+# the broker's account id). Two users who add one Tradovate login each have a row for it.
+AccountKey = tuple[str, int, int]
+
+
+def account_key(env: str, account_id: int, broker_account_id: int) -> AccountKey:
+    """The account at the broker of a login's environment and id and the broker's account id
+    (Tradovate account ids are unique within an environment; a paper login numbers its own)."""
+    return (env, account_id if env == "paper" else 0, broker_account_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +173,16 @@ def _link(r: Any, trader_id: int, multiplier: Decimal) -> LinkConfig:
     )
 
 
+def _key(link: LinkConfig) -> AccountKey:
+    return account_key(link.env, link.account_id, link.broker_account_id)
+
+
+def _stopped(link: LinkConfig, stopped: set[AccountKey]) -> LinkConfig:
+    if link.halted or _key(link) not in stopped:
+        return link
+    return dataclasses.replace(link, halted=True)
+
+
 def build_snapshot(rows: trading_store.ConfigRows) -> Snapshot:
     """Assemble the snapshot from rows (pure). A trader whose overrides make an invalid
     combination is kept but disabled, so its signals say why instead of crashing the load."""
@@ -175,6 +197,16 @@ def build_snapshot(rows: trading_store.ConfigRows) -> Snapshot:
     subs: dict[int, LinkConfig] = dict(links_by_sub)
     for r in rows.subs:  # no trader links them: only ``halt --flatten`` sends orders there
         subs.setdefault(r["sub_account_id"], _link(r, 0, Decimal(1)))
+    # The kill switch of one row stops the account at the broker, whichever row names it: two
+    # users who add one Tradovate login each have a row, and alice's `halt --account` (and
+    # its flatten) left bob's alerts opening positions on the account she had just flattened.
+    stopped = {_key(lk) for lk in (*subs.values(), *links_by_sub.values()) if lk.halted}
+    if stopped:
+        links_by_sub = {s: _stopped(lk, stopped) for s, lk in links_by_sub.items()}
+        subs = {s: _stopped(lk, stopped) for s, lk in subs.items()}
+        links_by_trader = {
+            t: [_stopped(lk, stopped) for lk in lks] for t, lks in links_by_trader.items()
+        }
 
     rec_settings: dict[int, RiskSettings] = {}
     for r in rows.recorders:

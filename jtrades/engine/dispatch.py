@@ -41,16 +41,14 @@ import structlog
 from jtrades.broker.base import SubAccount
 from jtrades.db import Lane
 from jtrades.engine.account_plans import (  # re-exported: the fan-out and the flatten make these
-    AccountKey,
     AccountResult,
     DispatchResult,
     Prepared,
     WorkItem,
-    account_key,
     broker_account,
     plan_groups,
 )
-from jtrades.engine.config_cache import LinkConfig
+from jtrades.engine.config_cache import AccountKey, LinkConfig, account_key
 from jtrades.engine.exits import CannotPlan
 from jtrades.engine.plan_context import placed_as_exit
 from jtrades.engine.planning import PlannedOrder

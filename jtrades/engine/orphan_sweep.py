@@ -25,8 +25,8 @@ import structlog
 from jtrades.broker.base import Broker, WorkingOrder
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
-from jtrades.engine.account_plans import AccountKey, by_broker_account
-from jtrades.engine.config_cache import ConfigCache, LinkConfig
+from jtrades.engine.account_plans import by_broker_account
+from jtrades.engine.config_cache import AccountKey, ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.orphans import orphan_exits
 from jtrades.engine.planning import PlannedOrder

@@ -44,8 +44,8 @@ from jtrades.broker.base import (
 )
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
-from jtrades.engine.account_plans import AccountKey, broker_account, by_broker_account
-from jtrades.engine.config_cache import ConfigCache, LinkConfig
+from jtrades.engine.account_plans import broker_account, by_broker_account
+from jtrades.engine.config_cache import AccountKey, ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.plan_context import PROTECTION_PREFIX
 from jtrades.engine.planning import PlannedOrder

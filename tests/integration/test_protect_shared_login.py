@@ -21,6 +21,7 @@ from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from jtrades.engine.plan_context import PROTECTION_PREFIX
+from jtrades.store import status as status_store
 from tests.integration.test_engine import buy, make_recorder, make_trader, make_user, send, wait_for
 from tests.polling import until
 from tests.simutil import SimHandle, running_sim
@@ -311,3 +312,25 @@ async def test_the_other_users_order_that_never_filled_does_not_take_over_the_po
         assert await engine.reconciler.protect_positions() == 0  # first sighting
         assert await engine.reconciler.protect_positions() == 1
         assert _stops(sim) == [(21490.0, 1)]  # bob's 40-tick stop
+
+
+async def test_a_login_halted_by_one_user_is_halted_for_the_other_users_row_too(
+    database: Database, settings: Settings
+) -> None:
+    """alice's `halt --account alice-demo --flatten` flattened the account both rows name, and
+    bob's next alert opened a position on it again: the halt was read per row."""
+    pool = database.pool
+    async with _shared_login(database, settings) as (_sim, engine, w):
+        broker, bid = w["broker"], w["bid"]
+        await send(engine, pool, w["rec"][0], buy("21500"))  # alice: long 1
+
+        async def long1() -> bool:
+            return sum(p.net_pos for p in broker.positions(bid)) == 1
+
+        await wait_for(long1, "alice long 1")
+        await status_store.set_account_halted(pool, "alice-demo", True)  # `halt --account`
+        await engine.config.refresh()
+        out = await send(engine, pool, w["rec"][1], buy("21500"))  # bob's alert
+        assert out.orders == 0, out
+        assert "halt" in str(out.detail), out.detail
+        assert sum(p.net_pos for p in broker.positions(bid)) == 1  # nothing added
