@@ -38,6 +38,7 @@ import structlog
 
 from jtrades.broker.base import Broker, Contract, OrderRequest, Side, SubAccount
 from jtrades.broker.registry import BrokerRegistry
+from jtrades.engine.account_plans import by_broker_account
 from jtrades.engine.config_cache import ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher, DispatchResult, WorkItem, broker_account
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
@@ -323,7 +324,11 @@ class Flattener:
             await self._brokers.reach(links)
         except Exception as exc:  # each account then says what it lacks
             log.error("engine.flatten_unreachable", requested_at=requested_at, error=_why(exc))
-        for link in links:
+        # once per account at the broker: two users' rows for one Tradovate account each sent
+        # a liquidation of the same position (harmless only because liquidateposition closes
+        # what the broker holds, whoever asks)
+        for rows in by_broker_account(links).values():
+            link = rows[0]
             if not self._pending(requested_at):  # `resume`: not one more liquidation
                 break
             try:

@@ -334,3 +334,40 @@ async def test_a_login_halted_by_one_user_is_halted_for_the_other_users_row_too(
         assert out.orders == 0, out
         assert "halt" in str(out.detail), out.detail
         assert sum(p.net_pos for p in broker.positions(bid)) == 1  # nothing added
+
+
+async def test_a_flatten_liquidates_an_account_two_users_share_once(
+    database: Database, settings: Settings
+) -> None:
+    """Flattened row by row, with the events lagging each row re-read a view still long and
+    sent a liquidation of its own: two for one position in one pass (harmless only because
+    Tradovate's liquidateposition closes what it holds, whoever asks). The liquidations are
+    now one row's (a later pass may try again while the view lags, as for any account)."""
+    pool = database.pool
+    async with _shared_login(database, settings) as (sim, engine, w):
+        broker, bid = w["broker"], w["bid"]
+        await send(engine, pool, w["rec"][0], buy("21500"))
+        await send(engine, pool, w["rec"][1], buy("21500"))
+
+        async def long2() -> bool:
+            return sum(p.net_pos for p in broker.positions(bid)) == 2
+
+        await wait_for(long2, "long 2")
+        sim.fault("events_after", on=True, ms=3000)
+        requested = "2026-01-02T03:04:05.678901+00:00"
+        await pool.execute(  # what `jtrades halt --flatten` writes
+            "INSERT INTO system_flags (name, value) VALUES ('halted', $1)"
+            " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+            {"halted": True, "flattens": {requested: {"requested_at": requested}}},
+        )
+        await engine.config.refresh()
+
+        async def flat() -> bool:
+            return sum(p.net_pos for p in broker.positions(bid)) == 0
+
+        await wait_for(flat, "flat")
+        sim.fault("clear")
+        rows = await pool.fetch(
+            "SELECT sub_account_id, cl_ord_id FROM order_intents WHERE kind = 'liquidate'"
+        )
+        assert len({r["sub_account_id"] for r in rows}) == 1, [dict(r) for r in rows]
