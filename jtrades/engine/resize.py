@@ -395,7 +395,6 @@ def through_market(exits: tuple[PlannedOrder, ...], pos_side: Side, market: Deci
     at ``market``, or None: a take-profit limit at or past it, a stop at or past it. The
     exits of a DCA plan that cannot be re-priced are checked so before they go as planned:
     priced from the estimate, they closed the position an add was asked for. Pure."""
-    long = pos_side is Side.BUY
     for po in exits:
         r = po.request
         legs = (r.first, r.second) if isinstance(r, OcoRequest) else (r,)
@@ -404,9 +403,10 @@ def through_market(exits: tuple[PlannedOrder, ...], pos_side: Side, market: Deci
                 continue
             price, stop = o.price, o.stop_price
             if o.order_type is OrderType.LIMIT and price is not None:
-                if price <= market if long else price >= market:
+                # a take-profit is beyond the market: short of it for the other side
+                if not _short_of(price, market, pos_side.opposite):
                     return f"its take-profit {price.normalize():f} is at or past the market"
-            elif stop is not None and (stop >= market if long else stop <= market):
+            elif stop is not None and not _short_of(stop, market, pos_side):
                 return f"its stop {stop.normalize():f} is at or past the market"
     return None
 
