@@ -60,6 +60,22 @@ class BrokerRegistry:
             b = self._paper[account_id] = PaperBroker()
         return b
 
+    def synced_for(self, links: Iterable[LinkConfig]) -> Broker:
+        """A session with a synced view of the account at the broker ``links`` name (two
+        users' rows of one account: any of their logins reads, and sends for, the account);
+        raises when none has one (``TransientBrokerError``, or why the last could not)."""
+        error: Exception = TransientBrokerError("live view not synced")
+        for link in links:
+            try:
+                broker = self.broker_for(link)
+            except Exception as exc:
+                error = exc
+                continue
+            if broker.is_synced(link.broker_account_id):
+                return broker
+            error = TransientBrokerError("live view not synced")
+        raise error
+
     def broker_for(self, link: LinkConfig) -> Broker:
         """The session of this link's login; raises ``TransientBrokerError`` when none is up."""
         if link.env == "paper":

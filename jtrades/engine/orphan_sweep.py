@@ -85,17 +85,13 @@ class OrphanSweeper:
     ) -> tuple[Broker | None, tuple[WorkingOrder, ...] | None]:
         """A session with a synced view of the account ``rows`` name (any of its rows'
         logins), and its orphaned exits; (None, None) when none can read it."""
-        for link in rows:
-            try:
-                broker = self._brokers.broker_for(link)
-                orphans = _orphans(broker, link.broker_account_id)
-            except Exception as exc:
-                log.debug("reconcile.orphans_skip", sub_account_id=link.sub_account_id,
-                          error=str(exc))  # fmt: skip
-                continue
-            if orphans is not None:
-                return broker, orphans
-        return None, None
+        try:
+            broker = self._brokers.synced_for(rows)
+            return broker, _orphans(broker, rows[0].broker_account_id)
+        except Exception as exc:
+            log.debug("reconcile.orphans_skip", sub_account_id=rows[0].sub_account_id,
+                      error=str(exc))  # fmt: skip
+            return None, None
 
     async def _cancel(self, rows: Sequence[LinkConfig], broker: Broker, due: set[int]) -> int:
         bid = rows[0].broker_account_id

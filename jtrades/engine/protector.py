@@ -62,7 +62,6 @@ from jtrades.engine.protection import (
 )
 from jtrades.engine.sizing import exit_offset_points, exit_price
 from jtrades.engine.view_waits import shows_placed
-from jtrades.errors import TransientBrokerError
 from jtrades.store import intents as intent_store
 
 log = structlog.get_logger(__name__)
@@ -156,21 +155,6 @@ class Protector:
         """The rows of each account at the broker, in sub-account order."""
         return by_broker_account(self._config.snapshot.links_by_sub.values())
 
-    def _reader(self, links: Sequence[LinkConfig]) -> Broker:
-        """A session with a synced view of the account ``links`` name (any of its rows'
-        logins: they read, and send for, the same account); raises when none has one."""
-        error: Exception = TransientBrokerError("live view not synced")
-        for link in links:
-            try:
-                broker = self._brokers.broker_for(link)
-            except Exception as exc:
-                error = exc
-                continue
-            if broker.is_synced(link.broker_account_id):
-                return broker
-            error = TransientBrokerError("live view not synced")
-        raise error
-
     async def protect_positions(self) -> int:
         """Protect each position seen naked on two passes in a row (an entry's brackets may
         still be activating on the first); returns how many positions got orders."""
@@ -184,7 +168,7 @@ class Protector:
         for account, links in self._accounts().items():
             bid = links[0].broker_account_id
             try:
-                broker = self._reader(links)
+                broker = self._brokers.synced_for(links)
                 positions = broker.positions(bid)
                 working = broker.working_orders(bid)
                 filled = broker.filled_qty(bid, [o.order_id for o in working])
@@ -274,7 +258,7 @@ class Protector:
                 if not links:
                     continue
                 try:  # missing is not flat: an unsynced view waits for the next pass
-                    broker = self._reader(links)
+                    broker = self._brokers.synced_for(links)
                     held = broker.positions(links[0].broker_account_id)
                 except Exception as exc:
                     log.debug(
