@@ -197,3 +197,25 @@ def test_today_is_the_sum_of_todays_trades_in_any_arrival_order(
             Decimal(0),
         )
         assert pnl.realized([sub], NOW) == expected
+
+
+@given(
+    st.one_of(st.none(), st.integers(-5, 5)),
+    st.lists(
+        st.tuples(st.sampled_from([-1, 1]), st.integers(1, 5), st.integers(21400, 21600)),
+        max_size=40,
+    ),
+    st.integers(0, 40),
+)
+def test_measurable_always_says_whether_the_lots_add_up_to_the_net(
+    start_without_price: int | None, fills: list[tuple[int, int, int]], copy_at: int
+) -> None:
+    """``measurable`` keeps a running total of the lots instead of summing them per fill; it
+    must still answer as the sum would, through adds, closes, reversals, copies and positions
+    that start with a net but no price (unmeasurable until flat or reversed)."""
+    pos = OpenPosition(start_without_price or 0)
+    for i, (sign, qty, price) in enumerate(fills):
+        if i == copy_at:
+            pos = pos.copy()
+        close_trade(pos, sign * qty, Decimal(price), Decimal(2), NOW)
+        assert pos.measurable == (sum(q for q, _ in pos.lots) == pos.net)
