@@ -17,6 +17,7 @@ import structlog
 from jtrades.broker.base import Broker, Contract, SubAccount
 from jtrades.broker.paper import PaperBroker
 from jtrades.broker.paper_restore import restore_orders
+from jtrades.broker.tradovate.lifecycle import State
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.instruments import InstrumentResolver
@@ -51,6 +52,9 @@ class BrokerRegistry:
         self._unsynced: dict[int, Broker] = {}
         self._box: Any = None
         self._closed = False
+        # the last connect failure logged per login: a login refused for good is asked again
+        # on every pass, and says so once per new reason, not once per pass
+        self._failures: dict[int, str] = {}
 
     # --- lookup ---------------------------------------------------------------------------
 
@@ -154,7 +158,8 @@ class BrokerRegistry:
         """Make the sessions of ``links`` ready to be traded: each paper sub-account's stored
         state restored (once: under a lock, so a flatten never reads a paper login halfway
         restored and takes it for flat), and a Tradovate session opened for each login that
-        has none (a failure is logged; the next call tries again)."""
+        has none, or whose session was refused for good (a failure is logged; the next call
+        tries again)."""
         paper_subs: dict[int, dict[int, SubAccount]] = {}
         tradovate: set[int] = set()
         for link in links:
@@ -170,9 +175,21 @@ class BrokerRegistry:
             async with self._restoring:
                 for account_id, by_sub in paper_subs.items():
                     await self._restore_paper(account_id, by_sub)
-        missing = [aid for aid in sorted(tradovate) if aid not in self._tradovate]
+        missing = [aid for aid in sorted(tradovate) if self._needs_session(aid)]
         if missing:
             await asyncio.gather(*(self._connect(aid) for aid in missing))
+
+    def _needs_session(self, account_id: int) -> bool:
+        """No session yet, or one that failed for good after it was attached (a password
+        changed at Tradovate, a captcha, an OAuth token expired): asked of the pool again, which
+        replaces it once the stored credentials have changed and refuses at once while they
+        have not. Kept as it was, the login stayed untradeable until a restart, whatever the
+        user fixed."""
+        broker = self._tradovate.get(account_id)
+        if broker is None:
+            return True
+        session = getattr(broker, "session", None)
+        return session is not None and session.state is State.FAILED
 
     async def _restore_paper(self, account_id: int, subs: dict[int, SubAccount]) -> None:
         """Put the stored positions and open orders of a paper login's sub-accounts not
@@ -227,8 +244,12 @@ class BrokerRegistry:
                 wait_s=self._settings.tradovate.request_timeout_s,
             )
         except Exception as exc:
-            log.error("broker.session_failed", account_id=account_id, error=str(exc))
+            reason = str(exc)
+            if self._failures.get(account_id) != reason:
+                log.error("broker.session_failed", account_id=account_id, error=reason)
+            self._failures[account_id] = reason
             return
+        self._failures.pop(account_id, None)
         self._tradovate[account_id] = broker
         self._tv_env[account_id] = (creds.env, broker)
 
@@ -246,8 +267,9 @@ class BrokerRegistry:
         return bool(session.ready) if session is not None else True
 
     def connected(self) -> dict[int, bool]:
-        """accounts.id of each configured Tradovate login → whether its session is attached."""
-        return {aid: aid in self._tradovate for aid in sorted(self._wanted)}
+        """accounts.id of each configured Tradovate login → whether its session is attached
+        and not refused for good."""
+        return {aid: not self._needs_session(aid) for aid in sorted(self._wanted)}
 
     async def close(self) -> None:
         self._closed = True
