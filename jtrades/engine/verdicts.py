@@ -5,12 +5,13 @@ subtle facts, in memory, after the orders: which trader read the signal its own 
 refused it, and which account sent anything. Rule 9 (every rejection is explainable) is what
 the verdict serves, and "an entry never made uses no count" what the giving back does.
 
-Counts. A trader none of whose accounts sent anything made no entry: its counts go back (no
-account planned, every plan ignored it, outranked, unsynced or expired). The recorder counts
-an entry its own filters passed whatever its traders then decided (``store.trading``'s
-``recorder_counters``), so its count goes back only when no follower could act on it at all:
-every order expired unsent, or, no trader refusing it, no account was planned (contracts not
-found, no sub-account linked) or could plan ("nothing": an unsynced view). A signal's
+Counts. A trader none of whose accounts sent anything the broker took made no entry: its counts
+go back (no account planned, every plan ignored it, outranked, unsynced, expired, or every
+order refused by the broker). The recorder counts an entry its own filters passed whatever its
+traders then decided (``store.trading``'s ``recorder_counters``), so its count goes back only
+when no follower could act on it at all: every order expired unsent or was refused by the
+broker, or, no trader refusing it, no account was planned (contracts not found, no sub-account
+linked) or could plan ("nothing": an unsynced view). A signal's
 ``detail`` (what a restart counts) says the same as memory.
 
 An every-Nth refusal (``trader_seen``, or the recorder's ``nth_seen`` without ``entry``) is
@@ -73,8 +74,9 @@ class Judged:
         if reached:
             return verdict
         expired = any(a.expired for a in accounts)
+        refused = [a for a in accounts if a.rejected]
         stuck = bool(self.rec.traders) and all(a.action == "nothing" for a in accounts)
-        if detail["entry"] and (expired or (stuck and not self.rejections)):
+        if detail["entry"] and (expired or refused or (stuck and not self.rejections)):
             detail["entry"] = detail["nth_seen"] = False
             _put_back(counters, undo, "recorder", self.rec.id)
         if verdict[0] != "accepted":
@@ -82,6 +84,9 @@ class Judged:
         if expired:
             why = f"its orders waited past the {ttl:g}s signal TTL and were not sent: not traded"
             return ("expired", None, why)
+        if refused:  # the row said accepted, 0 orders: a refused close read as a flat one
+            why = next((m for a in refused for m in a.messages), "no reason given")
+            return ("rejected", "broker", f"the broker refused its orders: {why}")
         # each account refused by a filter, not all by the same trader: the count above
         # (every trader refused) missed it, and the row said accepted
         refused = self._refused_traders()
@@ -133,8 +138,10 @@ class Judged:
 
 
 def _reached(a: AccountResult) -> bool:
-    """Something of the account's plan went to the broker (answered or not)."""
-    return a.sent + a.rejected + a.unknown > 0
+    """Something of the account's plan went to the broker and was not refused (accepted, or
+    its answer never came): an order the broker refused changed nothing, and counted as an
+    entry it refused the strategy's next real one (max signals) and ran a cooldown."""
+    return a.sent + a.unknown > 0
 
 
 def _direction(a: AccountResult) -> bool:

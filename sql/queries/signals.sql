@@ -145,16 +145,18 @@ RETURNING s.id, s.verdict;
 -- real one (max signals), ran a cooldown and moved every-Nth after the restart. Per trader: one
 -- none of whose intents of this signal reached the broker leaves ``trader_entries``. The
 -- recorder: its ``entry`` (and the ``nth_seen`` that came with it) goes when the signal has
--- intents and none reached the broker (every order expired unsent); with no intent at all,
--- what its traders decided is not known here, and it keeps counting. An intent "reached" unless
--- it is 'expired', and a cancel, liquidation or modify always may have (its expiry says "not
--- confirmed"); one still open (pending, sent, unknown: not resolved yet) keeps its counts
--- (fail closed). Returns the signals changed.
+-- intents and none reached the broker (every order expired unsent or was refused); with no
+-- intent at all, what its traders decided is not known here, and it keeps counting. An intent
+-- "reached" unless the broker refused it ('rejected': nothing changed) or it is 'expired', and
+-- an expired cancel, liquidation or modify always may have (its expiry says "not confirmed");
+-- one still open (pending, sent, unknown: not resolved yet) keeps its counts (fail closed).
+-- Returns the signals changed.
 WITH interrupted AS (
     SELECT s.id, s.detail,
            EXISTS (SELECT 1 FROM order_intents i WHERE i.signal_id = s.id) AS has_intents,
            NOT EXISTS (SELECT 1 FROM order_intents i
                        WHERE i.signal_id = s.id
+                         AND i.state <> 'rejected'
                          AND (i.state <> 'expired'
                               OR i.kind IN ('cancel', 'liquidate', 'modify'))) AS none_reached
     FROM signals s
@@ -177,6 +179,7 @@ WITH interrupted AS (
                   WHERE EXISTS (SELECT 1 FROM order_intents i
                                 WHERE i.signal_id = c.id
                                   AND i.trader_id = (e.value #>> '{}')::bigint
+                                  AND i.state <> 'rejected'
                                   AND (i.state <> 'expired'
                                        OR i.kind IN ('cancel', 'liquidate', 'modify')))))
                    ELSE '{}'::jsonb END

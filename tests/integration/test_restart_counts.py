@@ -142,3 +142,28 @@ async def test_a_restart_gives_back_per_trader_and_keeps_what_reached_or_is_unre
     assert await pool.fetchval(
         "SELECT count(*) FROM order_intents WHERE signal_id <> $1 AND trader_id = $2", sid, a
     ) == 1  # fmt: skip
+
+
+async def test_an_entry_the_broker_refused_before_a_crash_uses_no_count_after_the_restart(
+    database: Database, engine_factory: Any
+) -> None:
+    """The broker refused the order (its answer stored) and the daemon died before the
+    signal's outcome: nothing changed at the broker, so the restart gives the counts back, as
+    a run that lives does (``verdicts._reached``)."""
+    pool = database.pool
+    u = await make_user(pool, "kr")
+    rec = await make_recorder(pool, u, "kr-rec", max_signals=1, same_direction="add")
+    (sub,) = await make_paper_account(pool, u, "kr-paper")
+    trader = await make_trader(pool, u, rec, [(sub, 1)], max_signals=1)
+    sid, intent_of = await _claim_then_die(pool, rec, "kr-1", [trader], [(trader, sub)])
+    await intent_store.mark_sent(pool, intent_of[trader], "rejected", reason="Insufficient margin")
+    # --- kill -9 here ---
+
+    await signal_store.settle_interrupted(pool, datetime.now(UTC))
+    engine = await engine_factory()
+
+    detail = await pool.fetchval("SELECT detail FROM signals WHERE id=$1", sid)
+    assert detail["entry"] is False
+    assert detail["trader_entries"] == []
+    out = await send(engine, pool, rec, buy())
+    assert (out.verdict, out.filter, out.orders) == ("accepted", None, 1), out
