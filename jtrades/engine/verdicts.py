@@ -74,9 +74,9 @@ class Judged:
         if reached:
             return verdict
         expired = any(a.expired for a in accounts)
-        refused = [a for a in accounts if a.rejected]
+        turned_down = [a for a in accounts if a.rejected]  # by the broker
         stuck = bool(self.rec.traders) and all(a.action == "nothing" for a in accounts)
-        if detail["entry"] and (expired or refused or (stuck and not self.rejections)):
+        if detail["entry"] and (expired or turned_down or (stuck and not self.rejections)):
             detail["entry"] = detail["nth_seen"] = False
             _put_back(counters, undo, "recorder", self.rec.id)
         if verdict[0] != "accepted":
@@ -84,8 +84,8 @@ class Judged:
         if expired:
             why = f"its orders waited past the {ttl:g}s signal TTL and were not sent: not traded"
             return ("expired", None, why)
-        if refused:  # the row said accepted, 0 orders: a refused close read as a flat one
-            why = next((m for a in refused for m in a.messages), "no reason given")
+        if turned_down:  # the row said accepted, 0 orders: a refused close read as a flat one
+            why = next((m for a in turned_down for m in a.messages), "no reason given")
             return ("rejected", "broker", f"the broker refused its orders: {why}")
         # each account refused by a filter, not all by the same trader: the count above
         # (every trader refused) missed it, and the row said accepted
