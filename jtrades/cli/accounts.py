@@ -11,12 +11,15 @@ from typing import Annotated, Any
 
 import structlog
 import typer
+from rich.text import Text
 
 from jtrades.cli.common import (
     JsonOpt,
     actor,
     done,
     emit,
+    err,
+    fail,
     read_secret_stdin,
     run,
     run_plain,
@@ -34,7 +37,7 @@ from jtrades.store.accounts import Account, SubAccountRow, SyncResult
 log = structlog.get_logger(__name__)
 
 app = typer.Typer(
-    help="Broker accounts: add, sync, list, add-sub, remove.",
+    help="Broker accounts: add, sync, list, add-sub, set-password, remove.",
     no_args_is_help=True,
 )
 
@@ -128,6 +131,88 @@ def add(
         f"added {account.env} account {account.label} for {account.user_name}{subs}",
         {"account": account},
     )
+
+
+@app.command(
+    "set-password",
+    # Extra positional arguments reach the command instead of Click's usage error, which
+    # echoes them ("Got unexpected extra argument (…)"): a password typed on the command line.
+    context_settings={"allow_extra_args": True},
+)
+def set_password(
+    ctx: typer.Context,
+    label: LabelArg,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the new Tradovate password from standard input."
+        ),
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Replace the stored Tradovate password of a demo/live account (after a password change).
+
+    Nothing is sent to Tradovate here. A running daemon whose session of the login failed (the
+    old password refused) logs in with the new one on its next reconciliation pass
+    (trading.reconcile_interval_s), without a restart.
+
+    Example: jtrades accounts set-password alice-demo --password-stdin < tv-password.txt
+    """
+    if ctx.args:
+        err.print(
+            Text.assemble(
+                ("error:", "bold red"),
+                " unexpected argument(s), not shown (one may be a password): the password is"
+                " read only from standard input, with --password-stdin",
+            )
+        )
+        raise typer.Exit(2)  # a usage error (DESIGN §4)
+    if not password_stdin:
+        fail(
+            "give the new password on standard input with --password-stdin (never as an"
+            " argument: other users can read a command line)"
+        )
+    run_plain(lambda: store.check_label(label))
+    password = read_secret_stdin("password")
+
+    async def go(db: Database) -> tuple[Account, tuple[str, ...]]:
+        async with transaction(db) as c:
+            account = await store.get(c, label)
+            context = store.new_password_context(account)
+            box = load_secret_box(settings(), create=True)
+            sealed = box.seal(password, context)
+            log.debug(
+                "accounts.set_password",
+                label=account.label,
+                env=account.env,
+                username=account.username,
+                key_id=sealed.key_id,
+            )
+            updated = await store.set_password(c, account, sealed)
+            differ = await store.login_mismatches(c, box, account.id)
+            await audit.record(
+                c,
+                actor(),
+                "accounts.set_password",
+                account.label,
+                {"user": account.user_name, "env": account.env, "username": account.username,
+                 "had_password": account.has_password, "key_id": sealed.key_id,
+                 "same_login_differs": list(differ)},
+            )  # fmt: skip
+        return updated, differ
+
+    account, differ = run(go)
+    line = (
+        f"stored a new password for {account.env} account {account.label} (login"
+        f" {account.username}); a running daemon whose session of the login failed logs in"
+        " with it on its next reconciliation pass"
+    )
+    if differ:
+        line += (
+            f"; {', '.join(differ)} of the same login still hold(s) another password: set it"
+            " there too (a login's accounts must hold the same one)"
+        )
+    done(json, line, {"account": account, "same_login_differs": list(differ)})
 
 
 @app.command("list")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from jtrades.errors import Conflict, InvalidInput, NotFound
+from jtrades.errors import Conflict, InvalidInput, NotFound, SecretKeyMissing
 from jtrades.queries import q
 from jtrades.security import Sealed, SecretBox
 from jtrades.store import Executor, translate_errors
@@ -217,6 +217,63 @@ async def add_sub(ex: Executor, label: str, broker_account_id: int, name: str) -
     with translate_errors():
         row = await ex.fetchrow(q("accounts.insert_sub"), account.id, broker_account_id, name)
     return _sub(row)
+
+
+def new_password_context(account: Account) -> str:
+    """The context a new password for ``account`` is sealed under (``password_context``);
+    ``InvalidInput`` for an account that takes none: a paper one (no broker to log in to) or
+    one with no Tradovate username (its password would be bound to no login)."""
+    if account.env == "paper":
+        raise InvalidInput(f"{account.label} is a paper account: it has no broker password to set")
+    if not account.username:
+        raise InvalidInput(
+            f"{account.label} has no Tradovate username, so no login to set a password for"
+            " (remove it and add it again with --username)"
+        )
+    return password_context(account.env, account.username)
+
+
+async def set_password(ex: Executor, account: Account, password: Sealed) -> Account:
+    """Replace the stored password of ``account`` (as read by ``get`` in the same transaction)
+    with ``password``, sealed under ``new_password_context(account)``.
+
+    ``Conflict`` when the row no longer names that login (removed, or added again under the
+    label, meanwhile): the ciphertext would not open there. The daemon's broker registry sees
+    the change on its next pass and replaces a session of the login that failed for good."""
+    new_password_context(account)
+    with translate_errors():
+        row = await ex.fetchrow(
+            q("accounts.set_password"),
+            account.id,
+            account.env,
+            account.username,
+            password.ciphertext,
+            password.key_id,
+        )
+    if row is None:
+        raise Conflict(f"account {account.label} changed meanwhile; run the command again")
+    return await get(ex, account.label)
+
+
+async def login_mismatches(ex: Executor, box: SecretBox, account_id: int) -> tuple[str, ...]:
+    """Labels of the other accounts of this account's login whose stored password is not this
+    one's (or does not open): ``login_credential`` refuses the shared login to them all until
+    they hold the same one. Accounts of the login connected only with OAuth hold none."""
+    mine = await load_credentials(ex, box, account_id)
+    with translate_errors():
+        others = await ex.fetch(q("accounts.same_login"), account_id)
+    differ: list[str] = []
+    for other in others:
+        try:
+            theirs = await load_credentials(ex, box, other["id"])
+        except SecretKeyMissing:
+            differ.append(other["label"])
+            continue
+        if theirs.password is None or mine.password is None:
+            continue
+        if not hmac.compare_digest(theirs.password.encode(), mine.password.encode()):
+            differ.append(theirs.label)
+    return tuple(differ)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,9 +31,16 @@ SELECT a.id, a.label, a.env, a.username, a.password_enc, a.password_key_id,
        a.oauth_token_enc, a.oauth_key_id, a.oauth_expires_at
 FROM accounts a WHERE a.id = $1;
 
+-- name: accounts.set_password($1 id, $2 env, $3 username, $4 password_enc, $5 password_key_id)
+-- Written only while the row still names the login the ciphertext was sealed for (env and
+-- username are its associated data): on any other row it would never open.
+UPDATE accounts SET password_enc = $4, password_key_id = $5
+WHERE id = $1 AND env = $2 AND env <> 'paper' AND username = $3
+RETURNING id;
+
 -- name: accounts.same_login($1 id)
 -- The other accounts naming this account's Tradovate login (they share its token and session).
-SELECT o.id FROM accounts a JOIN accounts o
+SELECT o.id, o.label FROM accounts a JOIN accounts o
   ON o.env = a.env AND lower(o.username) = lower(a.username) AND o.id <> a.id
 WHERE a.id = $1 AND a.env <> 'paper'
 ORDER BY o.id;
