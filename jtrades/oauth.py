@@ -89,8 +89,11 @@ async def complete(
     code: str,
     now: datetime,
 ) -> str:
-    """Finish a connect: check the state, exchange the code, store the token; returns the label."""
-    register_secret(code)
+    """Finish a connect: check the state, exchange the code, store the token; returns the label.
+
+    The code becomes a log secret only once the state is known good (``oauth_exchange``): the
+    route is public, and anyone could otherwise mask any text in the logs (their own address)
+    and grow the secret set without bound, each new value rescanned on the event loop."""
     account_id, issued_at = _read_state(box, state, now)
     with translate_errors():
         row = await ex.fetchrow(q("oauth.account"), account_id)

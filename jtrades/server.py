@@ -43,7 +43,12 @@ class RouteAccessLogger(AbstractAccessLogger):
 
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
         route = "<unmatched>"
-        match_info = getattr(request, "match_info", None)
+        try:
+            match_info = request.match_info  # type: ignore[attr-defined]
+        except (AttributeError, AssertionError):
+            # a request aiohttp could not parse (a header too long, bad chunking) never met the
+            # router, and the property asserts: the line is still written, its route unmatched
+            match_info = None
         if match_info is not None and match_info.route.resource is not None:
             route = match_info.route.resource.canonical
         # Health probes every few seconds would drown the log: they go to debug unless failing.

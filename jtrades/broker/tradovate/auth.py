@@ -193,6 +193,10 @@ class TradovateAuth:
     ) -> None:
         self.settings = settings
         self.http = http
+        # the API key's secret and the OAuth client secret go out in request bodies: any error
+        # quoting one is scrubbed, as the passwords and tokens are
+        register_secret(settings.sec.get_secret_value())
+        register_secret(settings.oauth_client_secret.get_secret_value())
         self.budget = budget or LoginBudget(settings.logins_per_hour)
         self._sleep = sleep
         self._now = now
