@@ -55,6 +55,11 @@ log = structlog.get_logger("jtrades.webhook")
 # TradingView gives up after 3 s.
 DUPLICATE_WAIT_S = 2.0
 
+# How long a body may take to arrive once its headers have: TradingView gives up on a delivery
+# after 3 s, and a sender that declares a body and stalls held a handler and its socket for
+# good (and made every graceful stop time out waiting for it).
+BODY_READ_S = 10.0
+
 # A Content-Type is a word and a charset; it is stored with the signal, so it is bounded.
 MAX_CONTENT_TYPE = 200
 
@@ -172,6 +177,7 @@ class Webhooks:
         self.engine = engine
         self.metrics = metrics or Metrics()
         self.max_body = settings.server.max_body_bytes
+        self.body_read_s = BODY_READ_S
         self.senders = Senders(settings.server.allowed_ips, settings.server.trusted_proxies)
         self.accepting = True
         # the 503's detail while ``accepting`` is False: a stop, or the one-daemon lock being
@@ -571,22 +577,28 @@ class Webhooks:
 
         Raises ``_Unreadable`` with what arrived when the body cannot be read to its end (it
         does not decode as its Content-Encoding says, its framing is broken, the sender hung
-        up): bad input, stored and answered 400, where the escaping error was a 503."""
+        up or stalled past ``body_read_s``): bad input, stored and answered 400, where the
+        escaping error was a 503."""
         limit = self.max_body
         declared = request.content_length
         chunks: list[bytes] = []
         try:
-            if declared is not None and declared > limit:
-                return await request.content.read(limit), declared
-            total = 0
-            while True:
-                chunk = await request.content.read(limit + 1 - total)
-                if not chunk:
-                    return b"".join(chunks), None
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > limit:
-                    return b"".join(chunks)[:limit], total
+            async with asyncio.timeout(self.body_read_s):
+                if declared is not None and declared > limit:
+                    return await request.content.read(limit), declared
+                total = 0
+                while True:
+                    chunk = await request.content.read(limit + 1 - total)
+                    if not chunk:
+                        return b"".join(chunks), None
+                    chunks.append(chunk)
+                    total += len(chunk)
+                    if total > limit:
+                        return b"".join(chunks)[:limit], total
+        except TimeoutError:
+            raise _Unreadable(
+                f"the body did not arrive within {self.body_read_s:g} s", b"".join(chunks)[:limit]
+            ) from None
         except web.RequestPayloadError as exc:
             # aiohttp's own message may quote the framing bytes: it is not repeated
             if isinstance(exc.__cause__, ContentEncodingError):

@@ -126,3 +126,28 @@ async def test_the_api_key_secret_and_oauth_client_secret_are_log_secrets() -> N
     assert (
         jlog.scrub("sec api-sec-5f2e9a, client oc-7d1b44") == f"sec {jlog.MASK}, client {jlog.MASK}"
     )
+
+
+async def test_a_body_that_stalls_is_refused_and_stored_not_waited_for(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """A sender that declares a body and stops sending held a handler and its socket for good,
+    and a graceful stop then timed out waiting for it."""
+    async with serving(settings, pool) as s:
+        s.hooks.body_read_s = 0.5
+        r, w = await asyncio.open_connection("127.0.0.1", s.port)
+        try:
+            w.write(
+                f"POST /webhook/{s.token} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+                '{"action":'.encode()
+            )
+            await w.drain()
+            head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 30)
+            assert head.startswith(b"HTTP/1.1 400"), head
+            assert await s.hooks.drain(5.0)
+        finally:
+            w.close()
+        row = await pool.fetchrow("SELECT verdict, filter, reason, raw_body FROM signals")
+    assert (row["verdict"], row["filter"]) == ("invalid", "bad_body"), dict(row)
+    assert "did not arrive within 0.5 s" in row["reason"]
+    assert bytes(row["raw_body"]) == b'{"action":'
