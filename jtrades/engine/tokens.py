@@ -3,7 +3,9 @@
 The hot path must not query the database to authenticate (DESIGN §2), so the SHA-256 of every
 recorder's token is held here. It changes when the CLI creates, rotates or deletes a recorder, in
 another process: the cache reloads whenever the database announces a change
-(``changes.ChangeFeed``: a rotated token stops working as the rotation commits), and a token it
+(``changes.ChangeFeed``: a rotated token stops working once the daemon has heard the change
+and reloaded, milliseconds after the rotation commits, up to a second while the change feed is
+down and polled; a reload that fails keeps the old set until one succeeds), and a token it
 does not know triggers a reload before the delivery is refused, so a recorder created a moment
 ago already works.
 Concurrent misses share one reload (a flood of bad tokens costs about one small query per
