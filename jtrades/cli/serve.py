@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 import typer
 
 from jtrades.cli.common import STATE, ConfigOpt, fail, settings
@@ -29,3 +30,9 @@ def serve(config: ConfigOpt = None) -> None:
         run_daemon(settings())
     except JtradesError as exc:
         fail(str(exc))
+    except Exception:
+        # A loop that failed takes the daemon down (``daemon._LoopFailed``, in a group), which
+        # logged ``daemon.crashed``; its traceback goes through the log too, so in JSON mode it
+        # is one scrubbed JSON line, not Python's raw dump over dozens of journal lines.
+        structlog.get_logger("jtrades.daemon").error("daemon.crash_traceback", exc_info=True)
+        raise typer.Exit(1) from None
