@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -390,7 +390,7 @@ class Session:
                 watch_silence(lambda: self._last_rx, self.timing.dead_after_s, self._kill)
             )
             try:
-                await self._until_reader_ends(self._authorize_and_sync(token), reader)
+                await self._authorize_and_sync(token)
                 self.connects += 1
                 self._ready_at = loop.time()
                 self.state = State.READY
@@ -407,25 +407,6 @@ class Session:
                 for t in (reader, beats, watchdog):
                     t.cancel()
                 await asyncio.gather(reader, beats, watchdog, return_exceptions=True)
-        raise _ConnectionDead(self._dead_reason or self.last_error or "connection closed")
-
-    async def _until_reader_ends(
-        self, step: Coroutine[Any, Any, None], reader: asyncio.Task[None]
-    ) -> None:
-        """``step`` (the authorize and sync), given up the moment the socket's reader ends (a
-        cut, a close frame, a shutdown event): its pending request waited out its own timer,
-        ten seconds of an untradeable login per reconnect in a flapping outage."""
-        task = asyncio.ensure_future(step)
-        try:
-            await asyncio.wait({task, reader}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        if not task.cancelled():
-            task.result()  # its own failure (a refused token, a penalty) comes first
-            return
-        await reader  # ended: its failure (a frame that fits no shape) is the reason, if any
         raise _ConnectionDead(self._dead_reason or self.last_error or "connection closed")
 
     async def _authorize_and_sync(self, token: AccessToken) -> None:
@@ -457,6 +438,16 @@ class Session:
         self._feed.snapshot(data)
 
     async def _reader(self, ws: ClientConnection) -> None:
+        """Read the socket until it ends; then every request still waiting on it fails at once
+        (``OutcomeUnknown``): an authorize or sync pending when a socket was cut waited out
+        its own timer, ten seconds more of an untradeable login per reconnect. A step that
+        already has its answer finishes as it would (a refused token is still forgotten)."""
+        try:
+            await self._read(ws)
+        finally:
+            self._requests.fail_all(self._dead_reason or self.last_error or "connection closed")
+
+    async def _read(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
         try:
             async for raw in ws:
