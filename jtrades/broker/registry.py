@@ -180,16 +180,17 @@ class BrokerRegistry:
             await asyncio.gather(*(self._connect(aid) for aid in missing))
 
     def _needs_session(self, account_id: int) -> bool:
-        """No session yet, or one that failed for good after it was attached (a password
-        changed at Tradovate, a captcha, an OAuth token expired): asked of the pool again, which
-        replaces it once the stored credentials have changed and refuses at once while they
-        have not. Kept as it was, the login stayed untradeable until a restart, whatever the
-        user fixed."""
+        """No session yet, one that failed for good after it was attached (a password changed
+        at Tradovate, a captcha, an OAuth token expired), or one the pool closed to replace it
+        (its replacement not ready within the wait): asked of the pool again, which returns its
+        session of the login, replaces a failed one once the stored credentials have changed,
+        and refuses at once while they have not. Kept as it was, the login stayed untradeable
+        until a restart, whatever the user fixed."""
         broker = self._tradovate.get(account_id)
         if broker is None:
             return True
         session = getattr(broker, "session", None)
-        return session is not None and session.state is State.FAILED
+        return session is not None and session.state in (State.FAILED, State.CLOSED)
 
     async def _restore_paper(self, account_id: int, subs: dict[int, SubAccount]) -> None:
         """Put the stored positions and open orders of a paper login's sub-accounts not

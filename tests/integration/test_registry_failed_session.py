@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import aiohttp
+
 from jtrades.broker.registry import BrokerRegistry
+from jtrades.broker.tradovate.auth import TradovateAuth
 from jtrades.broker.tradovate.lifecycle import State
 from jtrades.config import Settings
 from jtrades.db import Database
@@ -20,6 +23,7 @@ from tests.polling import until
 from tests.simutil import running_sim
 
 LOGIN, OLD_PW, NEW_PW = "rf_tv", "old-pw", "new-pw"
+OAUTH_LOGIN, OAUTH_PW = "ro_tv", "pw-ro"
 
 
 async def test_failed_session_is_reconnected_once_credentials_are_fixed(
@@ -90,5 +94,211 @@ async def test_failed_session_is_reconnected_once_credentials_are_fixed(
                     pass
 
             await asyncio.wait_for(drain(), 5)
+        finally:
+            await registry.close()
+
+
+async def test_a_replacement_not_ready_within_the_wait_is_picked_up_on_the_next_pass(
+    database: Database, settings: Settings
+) -> None:
+    async with running_sim() as sim:
+        spec = sim.add_login(LOGIN, OLD_PW, ["RS1"])
+        tv = settings.tradovate.model_copy(
+            update={
+                "demo_rest_url": sim.rest_url,
+                "demo_ws_url": sim.ws_url,
+                "connect_stagger_s": 0,
+                "reconnect_initial_s": 0.05,
+                "reconnect_max_s": 0.3,
+                "request_timeout_s": 1.0,
+                "rate_limit_cooldown_s": 2.0,
+            }
+        )
+        st = settings.model_copy(update={"tradovate": tv})
+        box = load_secret_box(st, create=True)
+        pool = database.pool
+        u = await make_user(pool, "rs")
+        acct = await account_store.create(
+            pool,
+            user_id=u,
+            label="rs-demo",
+            env="demo",
+            username=LOGIN,
+            password=box.seal(OLD_PW, account_store.password_context("demo", LOGIN)),
+        )
+        bid = sim.account_id("RS1")
+        link = LinkConfig(0, 0, Decimal(1), acct.id, "demo", bid, "RS1", "rs-demo", u, False)
+        registry = BrokerRegistry(database, st)
+        try:
+            # the pool closes the failed session to replace it, and the replacement is not
+            # ready within the registry's wait: the registry held the closed one for good
+            await registry.reach([link])
+            session = registry.broker_for(link).session  # type: ignore[attr-defined]
+            assert session.ready
+
+            spec.password = NEW_PW
+            sim.fault("unauthorized", token=session._token.token)
+            sim.fault("drop", after=0)
+            await until(lambda: session.state is State.FAILED, within_s=10)
+            sim.fault("clear")
+
+            sealed = box.seal(NEW_PW, account_store.password_context("demo", LOGIN))
+            await pool.execute(
+                "UPDATE accounts SET password_enc=$1, password_key_id=$2 WHERE id=$3",
+                sealed.ciphertext,
+                sealed.key_id,
+                acct.id,
+            )
+            # the new session's first login meets a 429: a cooldown longer than the wait
+            sim.fault("rate_limit", count=1, endpoint="auth/accesstokenrequest")
+            registry._wanted = {acct.id}
+            await registry.reach([link])  # replacement not ready within 1 s: raises inside
+
+            new = registry._pool.sessions()[("demo", LOGIN)]
+            await until(lambda: new.ready, within_s=15, what="the pool's new session READY")
+            await registry.reach([link])  # the next reconciliation pass
+            held = registry.broker_for(link).session  # type: ignore[attr-defined]
+            assert registry.connected() == {acct.id: True}
+            assert held is new, (
+                f"registry still trades through the replaced session (state {held.state}),"
+                f" connected()={registry.connected()}, while the pool's new one is READY"
+            )
+        finally:
+            await registry.close()
+
+
+async def test_a_mistyped_new_password_then_the_right_one_reconnects(
+    database: Database, settings: Settings
+) -> None:
+    """The first set-password has a typo: the pool closes the failed session and its
+    replacement is refused too; the registry held the closed one (CLOSED is not FAILED) and
+    never asked with the corrected password: untradeable until a restart."""
+    async with running_sim() as sim:
+        spec = sim.add_login(LOGIN, OLD_PW, ["RS1"])
+        tv = settings.tradovate.model_copy(
+            update={
+                "demo_rest_url": sim.rest_url,
+                "demo_ws_url": sim.ws_url,
+                "connect_stagger_s": 0,
+                "reconnect_initial_s": 0.05,
+                "reconnect_max_s": 0.3,
+                "request_timeout_s": 1.0,
+            }
+        )
+        st = settings.model_copy(update={"tradovate": tv})
+        box = load_secret_box(st, create=True)
+        pool = database.pool
+        u = await make_user(pool, "rs")
+        acct = await account_store.create(
+            pool,
+            user_id=u,
+            label="rs-demo",
+            env="demo",
+            username=LOGIN,
+            password=box.seal(OLD_PW, account_store.password_context("demo", LOGIN)),
+        )
+        bid = sim.account_id("RS1")
+        link = LinkConfig(0, 0, Decimal(1), acct.id, "demo", bid, "RS1", "rs-demo", u, False)
+        registry = BrokerRegistry(database, st)
+
+        async def store_pw(pw: str) -> None:
+            sealed = box.seal(pw, account_store.password_context("demo", LOGIN))
+            await pool.execute(
+                "UPDATE accounts SET password_enc=$1, password_key_id=$2 WHERE id=$3",
+                sealed.ciphertext,
+                sealed.key_id,
+                acct.id,
+            )
+
+        try:
+            await registry.reach([link])
+            session = registry.broker_for(link).session  # type: ignore[attr-defined]
+            spec.password = NEW_PW
+            sim.fault("unauthorized", token=session._token.token)
+            sim.fault("drop", after=0)
+            await until(lambda: session.state is State.FAILED, within_s=10)
+            sim.fault("clear")
+            registry._wanted = {acct.id}
+
+            await store_pw("new-pw-typo")  # set-password, mistyped
+            await registry.reach([link])
+            await store_pw(NEW_PW)  # set-password again, right this time
+            for _ in range(3):
+                await registry.reach([link])
+            b = registry.broker_for(link)
+            assert b.is_synced(bid), (
+                f"never reconnected: registry holds a session in state "
+                f"{b.session.state}, connected()={registry.connected()}"  # type: ignore[attr-defined]
+            )
+        finally:
+            await registry.close()
+
+
+async def test_a_failed_oauth_session_is_not_retried_with_the_same_token(
+    database: Database, settings: Settings
+) -> None:
+    """The pool took any OAuth token for changed credentials, and the registry passes the
+    stored one every pass: under a captcha lock each pass opened a socket and authorized again,
+    each try extending the lock (DESIGN §5.7)."""
+    async with running_sim() as sim:
+        sim.add_login(OAUTH_LOGIN, OAUTH_PW, ["RO1"])
+        tv = settings.tradovate.model_copy(
+            update={
+                "demo_rest_url": sim.rest_url,
+                "demo_ws_url": sim.ws_url,
+                "connect_stagger_s": 0,
+                "reconnect_initial_s": 0.05,
+                "reconnect_max_s": 0.3,
+                "request_timeout_s": 2.0,
+                "rate_limit_cooldown_s": 0.0,
+            }
+        )
+        st = settings.model_copy(update={"tradovate": tv})
+        box = load_secret_box(st, create=True)
+        pool = database.pool
+        u = await make_user(pool, "ro")
+        # an OAuth-connected account: no password, an OAuth token
+        aid = await pool.fetchval(
+            "INSERT INTO accounts (user_id, label, env, username) VALUES ($1,'ro-demo','demo',$2)"
+            " RETURNING id",
+            u,
+            OAUTH_LOGIN,
+        )
+        async with aiohttp.ClientSession() as http:
+            token = await TradovateAuth(tv, http).request_token("demo", OAUTH_LOGIN, OAUTH_PW)
+        sealed = box.seal(token.token, account_store.oauth_context("demo", OAUTH_LOGIN))
+        await pool.execute(
+            "UPDATE accounts SET oauth_token_enc=$1, oauth_key_id=$2, oauth_expires_at=$3"
+            " WHERE id=$4",
+            sealed.ciphertext,
+            sealed.key_id,
+            token.expires_at,
+            aid,
+        )
+        bid = sim.account_id("RO1")
+        link = LinkConfig(0, 0, Decimal(1), aid, "demo", bid, "RO1", "ro-demo", u, False)
+        registry = BrokerRegistry(database, st)
+        try:
+            await registry.reach([link])
+            session = registry.broker_for(link).session  # type: ignore[attr-defined]
+            assert session.ready
+
+            # Tradovate now wants a captcha on this login: every authorize gets the ticket
+            sim.fault("request_penalty", endpoint="authorize", captcha=True, p_time=5, count=100)
+            sim.fault("drop", after=0)
+            await until(lambda: session.state is State.FAILED, within_s=10)
+
+            before = sim.stats()
+            for _ in range(3):  # three reconciliation passes, nothing changed
+                await registry.reach([link])
+            after = sim.stats()
+            opened = after["websockets_opened"] - before["websockets_opened"]
+            authorizes = after["by_endpoint"].get("authorize", 0) - before["by_endpoint"].get(
+                "authorize", 0
+            )
+            assert (opened, authorizes) == (0, 0), (
+                f"{opened} new sockets, {authorizes} authorize attempts under a captcha lock"
+                " across 3 passes with unchanged credentials"
+            )
         finally:
             await registry.close()

@@ -63,6 +63,7 @@ class _LoginTokens:
     env: str
     username: str
     password: str | None
+    oauth: str | None = None  # the OAuth token the session was opened with, if one was given
 
     async def get(self) -> AccessToken:
         return await self.cache.get(self.env, self.username, self.password)
@@ -124,7 +125,8 @@ class TradovatePool:
                 # A login refused for good stays refused (retrying a bad password walks into
                 # Tradovate's captcha lock) unless the credentials have changed since.
                 source = self._sources[key]
-                if password == source.password and oauth_token is None:
+                same_oauth = oauth_token is None or oauth_token.token == source.oauth
+                if password == source.password and same_oauth:
                     raise BrokerAuthError(existing.session.last_error or "Tradovate login failed")
                 await existing.session.close()
                 existing = None
@@ -136,7 +138,9 @@ class TradovatePool:
                 register_secret(password)
             if oauth_token is not None:
                 await self.tokens.put(env, username, oauth_token)
-            source = _LoginTokens(self.tokens, env, username, password)
+            source = _LoginTokens(
+                self.tokens, env, username, password, oauth_token.token if oauth_token else None
+            )
             self._sources[key] = source
             session = Session(
                 self.ws_url(env),
