@@ -81,12 +81,14 @@ class Judged:
             _put_back(counters, undo, "recorder", self.rec.id)
         if verdict[0] != "accepted":
             return verdict
+        if turned_down:  # the row said accepted, 0 orders: a refused close read as a flat one
+            # before the TTL: the steps after a refused one are written expired (a reversal's
+            # entry after its refused close), and the row named the TTL, not the refusal
+            why = next((m for a in turned_down for m in a.messages), "no reason given")
+            return ("rejected", "broker", f"the broker refused its orders: {why}")
         if expired:
             why = f"its orders waited past the {ttl:g}s signal TTL and were not sent: not traded"
             return ("expired", None, why)
-        if turned_down:  # the row said accepted, 0 orders: a refused close read as a flat one
-            why = next((m for a in turned_down for m in a.messages), "no reason given")
-            return ("rejected", "broker", f"the broker refused its orders: {why}")
         # each account refused by a filter, not all by the same trader: the count above
         # (every trader refused) missed it, and the row said accepted
         refused = self._refused_traders()

@@ -113,3 +113,23 @@ async def test_a_broker_refused_entry_uses_no_max_signals_turn(settings: Setting
         second = await engine.on_signal(signal_id=sid, recorder_id=rec, signal=buy, received_at=at)
         assert second.verdict == "accepted", (second.verdict, second.filter, second.reason)
         assert list(sim.positions("MX1").values()) == [1]
+
+
+async def test_a_reversal_whose_close_was_refused_names_the_refusal_not_the_ttl(
+    settings: Settings,
+) -> None:
+    """The entry step after a refused close is written expired (never sent after a failed
+    step): the row read "waited past the TTL", the broker's text dropped."""
+    async with sim_engine(settings, {"rr_tv": ["RR1"]}) as (engine, sim, pool, rec, _subs):
+        sid, at = await store_signal(pool, rec)
+        buy = Signal(Action.BUY, ticker="MNQ1!", price=Decimal(21500))
+        await engine.on_signal(signal_id=sid, recorder_id=rec, signal=buy, received_at=at)
+        assert list(sim.positions("RR1").values()) == [1]
+
+        sim.fault("reject_order", endpoint="liquidateposition", text="Risk check failed")
+        sid, at = await store_signal(pool, rec)
+        sell = Signal(Action.SELL, ticker="MNQ1!", price=Decimal(21500))
+        out = await engine.on_signal(signal_id=sid, recorder_id=rec, signal=sell, received_at=at)
+        assert list(sim.positions("RR1").values()) == [1]  # nothing changed
+        assert (out.verdict, out.filter) == ("rejected", "broker"), (out.verdict, out.reason)
+        assert "Risk check failed" in (out.reason or "")
