@@ -175,7 +175,7 @@ def set_password(
     run_plain(lambda: store.check_label(label))
     password = read_secret_stdin("password")
 
-    async def go(db: Database) -> tuple[Account, tuple[str, ...]]:
+    async def go(db: Database) -> tuple[Account, tuple[str, ...], str | None]:
         async with transaction(db) as c:
             account = await store.get(c, label)
             context = store.new_password_context(account)
@@ -190,6 +190,14 @@ def set_password(
             )
             updated = await store.set_password(c, account, sealed)
             differ = await store.login_mismatches(c, box, account.id)
+            # what the daemon itself will say of the login (``login_credential``): the other
+            # accounts all OAuth-connected leave a password nothing to be checked against
+            refusal = None
+            if not differ:
+                try:
+                    await store.login_credential(c, box, account.id)
+                except InvalidInput as exc:
+                    refusal = str(exc)
             await audit.record(
                 c,
                 actor(),
@@ -197,11 +205,11 @@ def set_password(
                 account.label,
                 {"user": account.user_name, "env": account.env, "username": account.username,
                  "had_password": account.has_password, "key_id": sealed.key_id,
-                 "same_login_differs": list(differ)},
+                 "same_login_differs": list(differ), "refused": refusal is not None},
             )  # fmt: skip
-        return updated, differ
+        return updated, differ, refusal
 
-    account, differ = run(go)
+    account, differ, refusal = run(go)
     line = (
         f"stored a new password for {account.env} account {account.label} (login"
         f" {account.username}); a running daemon whose session of the login failed logs in"
@@ -212,7 +220,14 @@ def set_password(
             f"; {', '.join(differ)} of the same login still hold(s) another password: set it"
             " there too (a login's accounts must hold the same one)"
         )
-    done(json, line, {"account": account, "same_login_differs": list(differ)})
+    if refusal is not None:
+        line += f"; but the daemon will not use it yet: {refusal}"
+    done(
+        json,
+        line,
+        {"account": account, "same_login_differs": list(differ), "usable": refusal is None,
+         "refusal": refusal},
+    )  # fmt: skip
 
 
 @app.command("list")

@@ -403,3 +403,28 @@ async def test_a_failed_session_reconnects_after_set_password(
             assert OLD_PW not in str(logs)
         finally:
             await registry.close()
+
+
+async def test_a_password_the_daemon_cannot_check_is_said_so(
+    cli: Cli, pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    """The login's only other account is connected with OAuth: there is no password to check
+    this one against, and the daemon refuses it (``login_credential``). The command stores
+    it, and says the daemon will not use it, where it said "logs in on its next pass"."""
+    await cli.add_demo("alice-shared", "alice", "shared_tv", OLD_PW)
+    await cli.add_demo("bob-oauth", "bob", "shared_tv", None)
+    box = _box(db_url, data_dir)
+    bob = await _account_id(pool, "bob-oauth")
+    sealed = box.seal("oauth-token-xyz-123456", store.oauth_context("demo", "shared_tv"))
+    await pool.execute(
+        "UPDATE accounts SET oauth_token_enc=$1, oauth_key_id=$2,"
+        " oauth_expires_at=now() + interval '1 hour' WHERE id=$3",
+        sealed.ciphertext, sealed.key_id, bob,
+    )  # fmt: skip
+    out = await cli.ok(
+        "accounts", "set-password", "alice-shared", "--password-stdin", input=NEW_PW + "\n"
+    )
+    assert out["usable"] is False
+    assert "connected with OAuth" in out["refusal"]
+    creds = await store.load_credentials(pool, box, await _account_id(pool, "alice-shared"))
+    assert creds.password == NEW_PW  # stored all the same
