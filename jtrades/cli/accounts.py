@@ -25,6 +25,7 @@ from jtrades.cli.common import (
     run_plain,
     settings,
     transaction,
+    zoned,
 )
 from jtrades.config import Settings
 from jtrades.db import Database
@@ -240,12 +241,21 @@ def list_cmd(
     Example: jtrades accounts list --user alice --json
     """
 
-    async def go(db: Database) -> list[Account]:
+    async def go(db: Database) -> tuple[list[Account], dict[int, str]]:
         owner_id = (await users.get(db.pool, user)).id if user else None
-        return await store.list_accounts(db.pool, user_id=owner_id)
+        found = await store.list_accounts(db.pool, user_id=owner_id)
+        return found, {u.id: u.timezone for u in await users.list_users(db.pool)}
 
-    found = run(go)
-    emit(json, found, "accounts", COLUMNS, [_row(a) for a in found], empty="no accounts")
+    found, zones = run(go)
+    # each login's times in its owner's zone, named (the JSON keeps them as stored, with offset)
+    title, columns, cells = zoned(
+        [{"timezone": zones.get(a.user_id)} for a in found],
+        "accounts",
+        COLUMNS,
+        [_row(a) for a in found],
+        times=[],
+    )
+    emit(json, found, title, columns, cells, empty="no accounts")
 
 
 @app.command("remove")

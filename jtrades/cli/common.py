@@ -13,7 +13,7 @@ import getpass
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
 from enum import Enum
 from functools import cache
@@ -177,6 +177,13 @@ def clock(value: datetime, zone: tzinfo) -> str:
     return value.astimezone(zone).strftime(TIME_FORMAT)
 
 
+def utc_clock(value: datetime) -> str:
+    """A time of no user's (the daemon's start, a migration's, a flatten request's) as a table
+    shows it: in UTC, saying so. In the machine's zone, unnamed, it read as the user's zone
+    next to rows that are in it (``status``: the daemon "started" hours after its position)."""
+    return f"{clock(value, UTC)} UTC"
+
+
 def owner_zone(name: str | None) -> ZoneInfo | None:
     """A row owner's zone; None for a row with no owner (a signal no recorder took) or with a
     name stored before names were checked (OSError: a tzdata folder, an overlong name)."""
@@ -244,8 +251,8 @@ def cell(value: Any) -> str:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, datetime):  # a time of no user's (a migration's, a sync's)
-        return value.astimezone().strftime(TIME_FORMAT)
+    if isinstance(value, datetime):  # a time of no user's (zoned() renders a user's)
+        return utc_clock(value)
     return str(jsonable(value))
 
 

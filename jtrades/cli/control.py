@@ -6,7 +6,9 @@ account can always be taken flat. ``halt --flatten`` requests accumulate on the 
 daemon has carried them out (``store.flatten``); ``resume`` cancels those it covers. The flag is
 rewritten only under its row lock, so nothing the daemon committed meanwhile is undone.
 ``status`` reads the daemon's heartbeat row: a heartbeat older than a few intervals means the
-daemon is not running (or hangs).
+daemon is not running (or hangs); on the daemon's own host, so does its process being gone
+(``kill -9``), at once. A user's times are shown in that user's zone (DESIGN §4), the others
+(the daemon's start, a flatten request's) in UTC, saying so.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from jtrades.cli.common import (
     print_table,
     run,
     transaction,
+    utc_clock,
     zoned,
 )
 from jtrades.db import Database
@@ -121,7 +124,7 @@ def halt(
         return
     err.print(f"halted: {result['halted']} (new entries are refused; closes still pass)")
     if flatten:
-        asked = result["flatten_request"]
+        asked = _when(result["flatten_request"])
         if not result["daemon_alive"]:
             # Still exit 0: the kill switch is on and the request is stored, which is what was
             # asked; a failure would read as "nothing written" and invite a retry. The daemon
@@ -238,10 +241,12 @@ def status(
     data = run(go)
     beat: status_store.DaemonStatus | None = data["beat"]
     detail: dict[str, Any] = beat.detail if beat else {}
-    alive = _alive(beat)
+    down = _down(beat)
+    alive = down is None
     daemon = {
         "alive": alive,
         "state": "running" if alive else ("not running" if beat else "never started"),
+        "reason": down,  # why not alive (None when it is)
         "pid": beat.pid if beat else None,
         "started_at": beat.started_at if beat else None,
         "heartbeat_age_s": round(beat.age_s, 1) if beat else None,
@@ -253,13 +258,7 @@ def status(
         "sessions": detail.get("sessions", []) if alive else [],
     }
     if check and not (alive and daemon["ready"]):
-        age = daemon["heartbeat_age_s"]
-        why = (
-            "not ready"
-            if alive
-            else ("never started" if beat is None else f"no heartbeat for {age}s")
-        )
-        fail(f"daemon {why}")
+        fail(f"daemon {down or 'not ready'}")
     flattens = [
         {**r, "state": flatten_store.state(r)}
         for r in flatten_store.requests(data["halt_flag"]).values()
@@ -278,7 +277,7 @@ def status(
             }
         )
         return
-    rows = [(k, v) for k, v in daemon.items() if k != "sessions"]
+    rows = [(k, v) for k, v in daemon.items() if k != "sessions" and not (k == "reason" and alive)]
     rows.append(("sessions", len(daemon["sessions"])))
     rows.append(("kill switch", "ON (entries refused)" if data["halted"] else "off"))
     if data["halted_accounts"]:
@@ -302,11 +301,38 @@ def status(
 
 def _alive(beat: status_store.DaemonStatus | None) -> bool:
     """A daemon running and beating: a stopped one leaves its last row behind."""
-    return bool(beat and beat.detail.get("state") == "running" and beat.age_s <= ALIVE_WITHIN_S)
+    return _down(beat) is None
+
+
+def _down(beat: status_store.DaemonStatus | None) -> str | None:
+    """Why the daemon is not alive, or None when it is: it never wrote its row, said it stopped,
+    has not beaten for ``ALIVE_WITHIN_S``, or (seen from its own host) its process is gone. A
+    ``kill -9`` leaves a fresh heartbeat behind for up to ``ALIVE_WITHIN_S``: on another host
+    only its age tells, on this one the process does, at once."""
+    if beat is None:
+        return "never started"
+    age = round(beat.age_s, 1)
+    if beat.detail.get("state") != "running":
+        return f"stopped (last heartbeat {age}s ago)"
+    if beat.age_s > ALIVE_WITHIN_S:
+        return f"no heartbeat for {age}s"
+    gone = status_store.process_gone(beat)
+    return None if gone is None else f"{gone} (last heartbeat {age}s ago)"
+
+
+def _when(stored: Any) -> str:
+    """A time stored as ISO-8601 text (a flatten request's) as the tables show a time of no
+    user's: in UTC, saying so; anything else as it is."""
+    try:
+        at = datetime.fromisoformat(stored)
+    except (TypeError, ValueError):
+        return str(stored)
+    return utc_clock(at) if at.tzinfo is not None else str(stored)
 
 
 def _flatten_line(r: dict[str, Any]) -> str:
-    what = f"{r.get('account') or 'everything'}, requested {r.get('requested_at')}: {r['state']}"
+    when = _when(r.get("requested_at"))
+    what = f"{r.get('account') or 'everything'}, requested {when}: {r['state']}"
     if r["state"] == "cancelled":
         return f"{what} ({r.get('cancelled')})"
     progress = r.get("progress")
@@ -315,7 +341,7 @@ def _flatten_line(r: dict[str, Any]) -> str:
         closed, cancelled = progress.get("closed", 0), progress.get("cancelled", 0)
         what += (
             f" ({closed} closed, {cancelled} order(s) cancelled, {left} left,"
-            f" {refused} refused by the broker, as of {progress.get('at')})"
+            f" {refused} refused by the broker, as of {_when(progress.get('at'))})"
         )
     return what
 

@@ -20,6 +20,7 @@ from jtrades.cli.common import (
     run,
     run_plain,
     transaction,
+    zoned,
 )
 from jtrades.db import Database
 from jtrades.security import hash_password
@@ -178,12 +179,20 @@ def list_cmd(
         return await store.list_users(db.pool, pending_only=pending)
 
     found = run(go)
-    emit(
-        json,
-        found,
+    # each user's times in their own zone, named (the JSON keeps them as stored, with offset)
+    title, columns, cells = zoned(
+        [{"timezone": u.timezone} for u in found],
         "pending users" if pending else "users",
         COLUMNS,
         [_row(u) for u in found],
+        times=[],
+    )
+    emit(
+        json,
+        found,
+        title,
+        columns,
+        cells,
         empty="no pending users" if pending else "no users",
     )
 

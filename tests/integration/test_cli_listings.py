@@ -469,7 +469,8 @@ async def test_flatten_requests_accumulate_until_done(
     assert await pending_flattens(pool) is None
     st = await cli(db_url, data_dir, "status", "--json")
     assert [r["state"] for r in st["flattens"]] == ["cancelled"]  # type: ignore[index]
-    assert f"everything, requested {key}: cancelled (resume" in str(
+    shown = datetime.fromisoformat(key).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert f"everything, requested {shown}: cancelled (resume" in str(
         await cli(db_url, data_dir, "status")
     )
     audit = await pool.fetchval(

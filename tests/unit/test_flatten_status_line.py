@@ -24,7 +24,7 @@ def test_a_flatten_line_counts_what_was_closed_cancelled_left_and_refused() -> N
         "progress": progress,
     }
     line = _flatten_line(request)
-    assert line.startswith("alice-demo, requested 2026-11-29T12:00:00+00:00: pending")
+    assert line.startswith("alice-demo, requested 2026-11-29 12:00:00 UTC: pending")
     assert "2 closed" in line
     assert "1 order(s) cancelled" in line
     assert "1 left" in line
