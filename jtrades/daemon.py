@@ -281,8 +281,15 @@ class Daemon:
             "brokers_ready": bool(brokers.ready()) if brokers is not None else False,
             "config_changes": _changes_mode(self.engine),
         }
+        pid = os.getpid()
         await status_store.heartbeat(
-            self.db.pool, pid=os.getpid(), started_at=self.started_at, detail=detail
+            self.db.pool,
+            pid=pid,
+            started_at=self.started_at,
+            detail=detail,
+            # where this pid is us: `status` on this host sees at once that we were killed
+            host_id=status_store.host_id(),
+            pid_start_ticks=status_store.start_ticks(pid),
         )
 
     async def _heartbeat_loop(self) -> None:

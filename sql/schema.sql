@@ -410,5 +410,7 @@ CREATE TABLE daemon_status (
     pid             integer NOT NULL,
     started_at      timestamptz NOT NULL,
     heartbeat_at    timestamptz NOT NULL,
-    detail          jsonb NOT NULL DEFAULT '{}'
+    detail          jsonb NOT NULL DEFAULT '{}',
+    host_id         text,         -- the daemon's host, boot and pid namespace (status.host_id)
+    pid_start_ticks bigint        -- its process's start since boot (a reused pid has another)
 );

@@ -2,16 +2,26 @@
 
 ``jtrades status`` reads the heartbeat to tell a live daemon from a dead one: the daemon rewrites
 the row every few seconds with its readiness and counters, so an old ``heartbeat_at`` means it
-stopped or hangs. The kill switch lives in ``system_flags`` (global) and ``accounts.halted``; the
-engine picks both up through its configuration fingerprint.
+stopped or hangs. The row also says where its pid is the daemon's process (``host_id``, and the
+process's start in ``pid_start_ticks``): on that host, a pid that is gone (``kill -9``) or now
+another process's means the daemon is dead at once, where the heartbeat would still look fresh
+for a few intervals (``process_gone``). The kill switch lives in ``system_flags`` (global) and
+``accounts.halted``; the engine picks both up through its configuration fingerprint.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
+from pathlib import Path
 from typing import Any
+
+import psutil  # type: ignore[import-untyped]
 
 from jtrades.errors import NotFound
 from jtrades.queries import q
@@ -25,6 +35,8 @@ class DaemonStatus:
     heartbeat_at: datetime
     detail: dict[str, Any]
     db_now: datetime
+    host_id: str | None = None  # where ``pid`` is the daemon's process (``host_id()``)
+    pid_start_ticks: int | None = None  # that process's start (``start_ticks``)
 
     @property
     def age_s(self) -> float:
@@ -45,10 +57,78 @@ class OpenPosition:
 
 
 async def heartbeat(
-    ex: Executor, *, pid: int, started_at: datetime, detail: dict[str, Any]
+    ex: Executor,
+    *,
+    pid: int,
+    started_at: datetime,
+    detail: dict[str, Any],
+    host_id: str | None = None,
+    pid_start_ticks: int | None = None,
 ) -> None:
+    """Write the status row. ``host_id`` and ``pid_start_ticks`` (the daemon gives its own:
+    ``host_id()``, ``start_ticks(pid)``) let ``process_gone`` see there that ``pid`` died; a
+    row without them is judged by its heartbeat's age alone."""
     with translate_errors():
-        await ex.execute(q("status.heartbeat"), pid, started_at, detail)
+        await ex.execute(q("status.heartbeat"), pid, started_at, detail, host_id, pid_start_ticks)
+
+
+@cache
+def host_id() -> str:
+    """This host, its boot and its pid namespace: where a pid names one process. The host name
+    alone is not enough: after a reboot, or in a container with its own pid namespace (and
+    the host's name), the same pid is another process or none at all."""
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+    with contextlib.suppress(OSError):
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    return " ".join(parts)
+
+
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/PID/stat``, field 22):
+    with the boot in ``host_id``, a pid and this name one process, and unlike a wall-clock start
+    time it does not move when the clock is set. None without ``/proc`` or such a process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # "PID (COMM) STATE PPID …": COMM may hold spaces and parentheses; the last ")" ends it
+    fields = stat.rpartition(")")[2].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def process_gone(beat: DaemonStatus) -> str | None:
+    """Why the daemon that wrote ``beat`` is known dead, seen from this host: its process is
+    gone (``kill -9``, a crash), has exited unreaped, or its pid is another process's now. None
+    when it may still run: the row is from another host (or boot, or pid namespace), from a
+    daemon that did not say where it runs, or its process exists (another user's included)."""
+    pid = beat.pid
+    if beat.host_id is None or beat.host_id != host_id() or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"process {pid} no longer exists on this host"
+    except PermissionError:
+        pass  # it exists: another user's
+    except OSError:
+        return None
+    try:
+        zombie = psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return f"process {pid} no longer exists on this host"
+    except psutil.Error:  # AccessDenied: it exists
+        zombie = False
+    if zombie:
+        return f"process {pid} has exited on this host"
+    ticks = start_ticks(pid) if beat.pid_start_ticks is not None else None
+    if ticks is not None and ticks != beat.pid_start_ticks:
+        return f"process {pid} no longer exists on this host (the pid is another process's now)"
+    return None
 
 
 async def get(ex: Executor) -> DaemonStatus | None:

@@ -1,14 +1,17 @@
 -- The daemon's heartbeat and the kill switch. Only jtrades/store/status.py runs these.
 
--- name: status.heartbeat($1 pid, $2 started_at, $3 detail)
-INSERT INTO daemon_status (id, pid, started_at, heartbeat_at, detail)
-VALUES (1, $1, $2, now(), $3)
+-- name: status.heartbeat($1 pid, $2 started_at, $3 detail, $4 host_id, $5 pid_start_ticks)
+-- host_id and pid_start_ticks say where that pid is the daemon's process (NULL: not known).
+INSERT INTO daemon_status (id, pid, started_at, heartbeat_at, detail, host_id, pid_start_ticks)
+VALUES (1, $1, $2, now(), $3, $4, $5)
 ON CONFLICT (id) DO UPDATE
 SET pid = EXCLUDED.pid, started_at = EXCLUDED.started_at, heartbeat_at = now(),
-    detail = EXCLUDED.detail;
+    detail = EXCLUDED.detail, host_id = EXCLUDED.host_id,
+    pid_start_ticks = EXCLUDED.pid_start_ticks;
 
 -- name: status.get()
-SELECT pid, started_at, heartbeat_at, detail, now() AS db_now FROM daemon_status WHERE id = 1;
+SELECT pid, started_at, heartbeat_at, detail, now() AS db_now, host_id, pid_start_ticks
+FROM daemon_status WHERE id = 1;
 
 -- name: status.halted()
 SELECT value, updated_at FROM system_flags WHERE name = 'halted';
