@@ -271,11 +271,23 @@ class NotifySettings(_Section):
 
 
 def _default_data_dir() -> str:
+    """$STATE_DIRECTORY (systemd's StateDirectory=), else $XDG_DATA_HOME/jtrades. Only a process
+    systemd started has the first: ``jtrades serve`` refuses to run on it alone
+    (``state_directory_only``), or the CLI would use another data_dir."""
     state = os.environ.get("STATE_DIRECTORY")  # systemd StateDirectory=
     if state:
         return state.split(":")[0]
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return str(Path(base) / "jtrades")
+
+
+def state_directory_only(settings: Settings) -> Path | None:
+    """The data_dir taken from $STATE_DIRECTORY alone (no ``data_dir`` in the config file or
+    ``JTRADES_DATA_DIR``), else None. The CLI run by hand with the same config file has no
+    $STATE_DIRECTORY and would read another embedded database and another secret.key."""
+    if "data_dir" in settings.model_fields_set or not os.environ.get("STATE_DIRECTORY"):
+        return None
+    return settings.data_dir
 
 
 class Settings(BaseSettings):

@@ -1,18 +1,30 @@
 """``jtrades serve``: everything composed into one process, and taken apart again in order.
 
-Start: settings → logging → database (the embedded one when no URL is set) → the one-daemon
+Start: settings → logging → database (the embedded one when no URL is set; a ``database.url``
+that cannot be reached yet is waited for, see ``Daemon._open_database``) → the one-daemon
 lock → migrations → token cache → engine (configuration, broker sessions, startup
 reconciliation) → HTTP → READY=1.
 
 Run: named background tasks under one ``TaskGroup`` (token refresh, heartbeat row, systemd
 watchdog, idempotency-key pruning, the one-daemon lock's watch). Each loop survives its own
 transient errors; a loop that crashes anyway takes the daemon down loudly so systemd restarts it,
-instead of leaving it half alive.
+instead of leaving it half alive. SIGHUP changes nothing (there is nothing to reload: jtrades.toml
+is read at start, the trading configuration follows the database) and is logged as such; it
+used to kill the daemon outright, which systemd counts as a clean exit and does not restart.
 
-Stop (SIGINT/SIGTERM): STOPPING=1; new deliveries get 503 (TradingView re-sends them, and
-nothing was stored or sent); in-flight signals drain within a deadline; the HTTP server stops;
-broker sessions close; the heartbeat says ``stopped``; the database (and an embedded server we
-started) closes; the notifications still buffered are posted. A clean stop exits 0.
+Stop (SIGINT/SIGTERM): at once STOPPING=1, and new deliveries get 503 (TradingView re-sends
+them, and nothing was stored or sent); the loops end (one caught in a database call is
+cancelled, not waited for); in-flight signals drain within a deadline; the HTTP server stops;
+broker sessions close; the heartbeat says ``stopped``; the one-daemon lock is given up; the
+database (and an embedded server we started) closes; the notifications still buffered are
+posted. A clean stop exits 0. Every step is bounded, so the whole stop takes at most
+``STOP_WITHIN_S`` (30 s, inside the unit's TimeoutStopSec=45) even when the database has
+stopped answering: the steps before the database's share ``BEFORE_DATABASE_S`` from the stop
+request, each within its own bound too; then the final heartbeat (``FINAL_BEAT_S``), the lock
+(``LOCK_RELEASE_S``) and the pool (``POOL_CLOSE_S``), where a database that left one unanswered
+gets the rest terminated at once; then ``NOTIFY_CLOSE_S`` for the notifications (posted all
+along, a window after each event, so the stop's own reach their targets during the database
+steps). An embedded server's stop is not counted: it runs on this host.
 """
 
 from __future__ import annotations
@@ -21,18 +33,20 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
 
 from jtrades import aio, webhook
 from jtrades import logging as jlog
-from jtrades.config import Settings
-from jtrades.db import Database, connect, migrate
+from jtrades.config import Settings, redact_url, state_directory_only
+from jtrades.db import Database, DatabaseUnreachable, connect, migrate
 from jtrades.engine.tokens import TokenCache
 from jtrades.errors import ConfigError, JtradesError, SecretKeyMissing, StorageUnavailable
 from jtrades.instance_lock import InstanceLock
@@ -42,9 +56,10 @@ from jtrades.server import OAuthCallback, Webhooks, build_app, start_http
 from jtrades.store import recorders as recorder_store
 from jtrades.store import signals as signal_store
 from jtrades.store import status as status_store
-from jtrades.systemd import notify, watchdog_interval_s
+from jtrades.systemd import extend_timeout, notify, watchdog_interval_s
 
 log = structlog.get_logger("jtrades.daemon")
+T = TypeVar("T")
 
 
 def _version() -> str:
@@ -61,14 +76,44 @@ PRUNE_EVERY_S = 3600.0
 KEY_RETENTION = timedelta(hours=48)  # dedup keys kept ≥ 24 h: pruned after 48
 DRAIN_DEADLINE_S = 10.0
 
+# The stop, bounded even with a database that has stopped answering (module doc): at most
+# BEFORE_DATABASE_S + FINAL_BEAT_S + LOCK_RELEASE_S + POOL_CLOSE_S + NOTIFY_CLOSE_S, plus a
+# CANCEL_GRACE_S for each of the first three cut short: 29.5 s <= STOP_WITHIN_S.
+STOP_WITHIN_S = 30.0  # signal to exit, at most (contrib/jtrades.service: TimeoutStopSec=45)
+BEFORE_DATABASE_S = 16.0  # loops, drain, HTTP, engine together, from the stop request
+LOOPS_GRACE_S = 1.0  # the loops return by themselves on a stop; those still busy are cancelled
+HTTP_STOP_S = 3.0  # aiohttp gives handlers still running 5 s of its own (server.make_runner)
+ENGINE_CLOSE_S = 10.0
+FINAL_BEAT_S = 3.0  # the "stopped" heartbeat
+LOCK_RELEASE_S = 2.0  # the one-daemon lock's connection, closed
+POOL_CLOSE_S = 2.0  # the pool's connections, closed (then terminated)
+NOTIFY_CLOSE_S = 5.0  # what is still buffered for Discord / the webhook
+CANCEL_GRACE_S = 0.5  # a step that ran out of time, cancelled: how long it may take to end
+
+# The wait for a database.url that cannot be reached at start (``Daemon._open_database``).
+START_CONNECT_S = 15.0  # one attempt (asyncpg's own default is 60 s)
+START_RETRY_FIRST_S = 0.5
+START_RETRY_MAX_S = 10.0
+WAIT_LOG_EVERY_S = 60.0  # the same reason logged again at most this often
+WAIT_ALERT_S = 60.0  # waited this long: an error, so a person is notified
+START_AFTER_WAIT_S = 120.0  # the rest of the start, as the unit's TimeoutStartSec gives it
+
 
 class Daemon:
     """One running ``jtrades serve``; ``run`` returns when a stop signal has been handled."""
 
-    def __init__(self, settings: Settings, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        notifier: Notifier | None = None,
+        config_file: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.notifier = notifier
+        self.config_file = config_file  # the TOML file read, to say what to add to it
         self.stop = asyncio.Event()
+        self._stop_at: float | None = None  # time.monotonic() of the stop request
+        self._stopping_told = False
         self.started_at = datetime.now(UTC)
         self.port: int | None = None
         self.db: Database | None = None
@@ -80,18 +125,47 @@ class Daemon:
     def request_stop(self, signame: str = "") -> None:
         if not self.stop.is_set():
             log.info("daemon.stopping", signal=signame or None)
+            self._stop_at = time.monotonic()
         self.stop.set()
+        self._stopping()
+
+    def _stopping(self) -> None:
+        """STOPPING=1 and no more deliveries, at once: before the loops end (one may be inside
+        a database call that takes its time), the drain, or anything else of the stop."""
+        if self.hooks is not None:
+            self.hooks.refusal = webhook.SHUTTING_DOWN
+            self.hooks.accepting = False
+        if not self._stopping_told:
+            self._stopping_told = True
+            notify("STOPPING=1")
+
+    def _sighup(self) -> None:
+        """Nothing to reload: logged, once per signal, and the daemon runs on."""
+        where = str(self.config_file) if self.config_file is not None else "jtrades.toml"
+        log.warning(
+            "daemon.sighup_ignored",
+            effect="nothing reloaded, the daemon runs on; configuration made with the jtrades"
+            " CLI (recorders, traders, accounts) applies without a signal",
+            action=f"to apply a change to {where}, restart the daemon (systemctl restart jtrades)",
+        )
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
+        loop.add_signal_handler(signal.SIGHUP, self._sighup)
         runner = None
         if self.notifier is not None:
             await self.notifier.start()
             log.info("daemon.notifications", targets=describe(self.notifier.targets))
         try:
-            self.db = db = await connect(self.settings)
+            self._check_data_dir()
+            db_or_none = await self._open_database()
+            if db_or_none is None:
+                log.info("daemon.start_cancelled")
+                return
+            self.db = db = db_or_none
             log.info("daemon.database", database=db.url_for_display)
             await self._only_instance(db)
             await self._migrate(db)
@@ -117,6 +191,8 @@ class Daemon:
                     "(another jtrades running? set server.port)"
                 ) from None
             await self._beat("running")
+            if self.stop.is_set():  # told to stop while starting: never ready
+                return
             aio.settle_heap()
             notify(f"READY=1\nSTATUS=listening on {srv.host}:{self.port}")
             log.info(
@@ -130,9 +206,12 @@ class Daemon:
             )
             if not self.stop.is_set():
                 async with asyncio.TaskGroup() as tg:
-                    for name, factory in self._loops(tokens).items():
+                    loops = [
                         tg.create_task(_named(name, factory), name=name)
+                        for name, factory in self._loops(tokens).items()
+                    ]
                     await self.stop.wait()
+                    await _end_loops(loops)
             if self._fatal is not None:
                 raise self._fatal
         except JtradesError as exc:
@@ -145,26 +224,126 @@ class Daemon:
         finally:
             try:
                 await self._shutdown(runner)
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(sig)
             finally:
+                for sig in handled:
+                    loop.remove_signal_handler(sig)
                 if self.notifier is not None:  # last: "daemon.stopped" goes out too
-                    await self.notifier.close()
+                    await self.notifier.close(NOTIFY_CLOSE_S)
+
+    def _check_data_dir(self) -> None:
+        """Under systemd, data_dir must be in the config file: from $STATE_DIRECTORY alone, the
+        CLI run with the same file (it has no such variable) would read another embedded
+        database and another secret.key, and say it succeeded."""
+        state = state_directory_only(self.settings)
+        if state is None:
+            return
+        line = f'data_dir = "{state}"'
+        seen = "which the jtrades CLI does not see (another embedded database and secret key)"
+        if self.config_file is not None:
+            raise ConfigError(
+                f"data_dir is not set in {self.config_file}: under systemd it came from"
+                f" $STATE_DIRECTORY alone, {seen}; add the line {line} at the top of"
+                f" {self.config_file}, above any [section]"
+            )
+        raise ConfigError(
+            f"data_dir is not set: under systemd it came from $STATE_DIRECTORY alone, {seen};"
+            f" put the line {line} in a config file (e.g. /etc/jtrades/jtrades.toml) and pass"
+            " it with --config to serve and to the CLI"
+        )
+
+    async def _open_database(self) -> Database | None:
+        """The database; None when a stop signal came first.
+
+        An embedded server is started once (its failures are not the database being away: they
+        are one line and exit 1). A ``database.url`` that cannot be reached (refused, no route,
+        no answer within ``START_CONNECT_S``, the server starting up or shutting down) is
+        waited for, as the running daemon waits out an outage: exiting spent the unit's
+        restarts (StartLimitBurst=5 in a few seconds) and left it failed until someone ran
+        ``systemctl reset-failed``. Tried again with backoff up to ``START_RETRY_MAX_S``;
+        logged as ``daemon.waiting_for_database`` once per reason, then at most once a minute,
+        an error after ``WAIT_ALERT_S`` (notified); systemd is told (STATUS, and
+        EXTEND_TIMEOUT_USEC so TimeoutStartSec does not end the wait). What waiting cannot fix
+        (a wrong password, an unknown role or database, a malformed URL) is not waited for.
+        """
+        if not self.settings.database.url:
+            return await connect(self.settings)
+        display = redact_url(self.settings.database.url)
+        began = time.monotonic()
+        delay = START_RETRY_FIRST_S
+        said: dict[str, float] = {}  # reason -> when it was last logged
+        alerted = False
+        waited = False
+        while True:
+            attempt = asyncio.wait_for(connect(self.settings), START_CONNECT_S)
+            done = await self._until_stopped(attempt)
+            if done is None:
+                return None
+            try:
+                db = done.result()
+            except DatabaseUnreachable as exc:
+                reason = str(exc).removeprefix("cannot reach the database: ")
+            except TimeoutError:
+                reason = f"no answer within {START_CONNECT_S:g} s"
+            else:
+                if waited:
+                    log.info("daemon.database_reached", waited_s=round(time.monotonic() - began))
+                    notify(
+                        f"STATUS=database reached; starting\n{extend_timeout(START_AFTER_WAIT_S)}"
+                    )
+                return db
+            waited = True
+            now = time.monotonic()
+            if reason not in said or now - said[reason] >= WAIT_LOG_EVERY_S:
+                said[reason] = now
+                log.warning(
+                    "daemon.waiting_for_database",
+                    reason=reason,
+                    database=display,
+                    retry_in_s=delay,
+                    effect="not started: alerts are not taken until the database answers",
+                )
+            if not alerted and now - began >= WAIT_ALERT_S:
+                alerted = True
+                log.error(
+                    "daemon.database_unreachable",
+                    waited_s=round(now - began),
+                    reason=reason,
+                    database=display,
+                    effect="jtrades serve is not running: no alert is taken and open"
+                    " positions are not watched until the database answers",
+                )
+            notify(
+                f"STATUS=waiting for the database ({reason}); trying again\n"
+                + extend_timeout(delay + START_CONNECT_S + 15)
+            )
+            if await self._sleep(delay):
+                return None
+            delay = min(delay * 2, START_RETRY_MAX_S)
+
+    async def _until_stopped(self, step: Awaitable[T]) -> asyncio.Future[T] | None:
+        """Run ``step`` to its end (its future, done) unless a stop signal comes first (None,
+        and ``step`` cancelled)."""
+        task = asyncio.ensure_future(step)
+        stopper = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if task.done():
+            return task
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return None
 
     async def _unless_stopped(self, step: Coroutine[Any, Any, None]) -> bool:
         """Run a start-up step that may wait on brokers; a stop signal cancels it (False)."""
-        task = asyncio.ensure_future(step)
-        stopper = asyncio.ensure_future(self.stop.wait())
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if task.done():
-            task.result()
-            return True
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        log.info("daemon.start_cancelled")
-        return False
+        done = await self._until_stopped(step)
+        if done is None:
+            log.info("daemon.start_cancelled")
+            return False
+        done.result()
+        return True
 
     def _secret_box(self) -> SecretBox | None:
         """The master key for storing OAuth tokens; without one, /oauth/callback says so."""
@@ -233,26 +412,94 @@ class Daemon:
         self.request_stop("instance lock lost")
 
     async def _shutdown(self, runner: Any) -> None:
-        notify("STOPPING=1")
+        """Take the daemon apart, every step bounded (module doc): at most ``STOP_WITHIN_S``
+        with the notifications' own ``NOTIFY_CLOSE_S``, even when the database has stopped
+        answering. Never raises: a step that fails or runs out of time is logged, and the next
+        one runs."""
+        self._stopping()
+        begun = self._stop_at if self._stop_at is not None else time.monotonic()
+        before_database = begun + BEFORE_DATABASE_S
+
+        def left(bound: float) -> float:
+            return max(0.0, min(bound, before_database - time.monotonic()))
+
         if self.hooks is not None:
-            drained = await self.hooks.drain(DRAIN_DEADLINE_S)
+            try:
+                # its own deadline first: it says what it left unfinished
+                drained = await _within(
+                    self.hooks.drain(DRAIN_DEADLINE_S), left(DRAIN_DEADLINE_S + 1)
+                )
+            except TimeoutError:
+                drained = False
+            except Exception as exc:
+                drained = False
+                log.error("daemon.drain_failed", error=_reason(exc))
             log.info("daemon.drained", complete=drained)
         if runner is not None:
-            await runner.cleanup()
-        if self.engine is not None:
+            limit = left(HTTP_STOP_S)
             try:
-                await asyncio.wait_for(self.engine.close(), DRAIN_DEADLINE_S)
+                await _within(runner.cleanup(), limit)
+            except TimeoutError:
+                log.error("daemon.http_close_failed", error=f"not closed within {limit:.3g} s")
+            except Exception as exc:
+                log.error("daemon.http_close_failed", error=_reason(exc))
+        if self.engine is not None:
+            limit = left(ENGINE_CLOSE_S)
+            try:
+                await _within(self.engine.close(), limit)
+            except TimeoutError:
+                log.error("daemon.engine_close_failed", error=f"not closed within {limit:.3g} s")
             except Exception as exc:
                 log.error("daemon.engine_close_failed", error=type(exc).__name__)
+        await self._close_database()
+        log.info("daemon.stopped")
+
+    async def _close_database(self) -> None:
+        """The "stopped" heartbeat, the one-daemon lock, the pool: each within its bound. Once
+        the database left one unanswered, the rest terminate their connections at once (the
+        server frees the lock when it sees the session gone): a partitioned database would
+        only make each wait out its bound in turn."""
+        silent = False
+
+        def unanswered(step: str, waited: float) -> None:
+            nonlocal silent
+            silent = True
+            log.error(
+                "daemon.database_unanswered",
+                step=step,
+                error=f"the database did not answer within {waited:g} s",
+                effect="given up; its connections are dropped: the one-daemon lock goes with"
+                " its session, and the status row keeps the last heartbeat",
+            )
+
         if self.instance.held:  # only the daemon that ran writes its status
             if self.db is not None:
-                with contextlib.suppress(Exception):
-                    await self._beat("stopped")
-            with contextlib.suppress(Exception):
-                await self.instance.close()
+                try:
+                    await _within(self._beat("stopped"), FINAL_BEAT_S)
+                except TimeoutError:
+                    unanswered("stopped heartbeat", FINAL_BEAT_S)
+                except Exception as exc:
+                    log.warning("daemon.stopped_beat_failed", error=_reason(exc))
+            if silent:
+                self.instance.terminate()
+            else:
+                try:  # asyncpg's own timeout of the close, and ours in case it does not hold
+                    if not await _within(self.instance.close(LOCK_RELEASE_S), LOCK_RELEASE_S):
+                        unanswered("one-daemon lock", LOCK_RELEASE_S)
+                except TimeoutError:
+                    self.instance.terminate()
+                    unanswered("one-daemon lock", LOCK_RELEASE_S)
+                except Exception as exc:
+                    self.instance.terminate()
+                    log.warning("daemon.lock_release_failed", error=_reason(exc))
+        else:
+            self.instance.terminate()  # a connection left from a retake cut short, if any
         if self.db is not None:
-            await self.db.close()
-        log.info("daemon.stopped")
+            try:
+                if not await self.db.close(0 if silent else POOL_CLOSE_S) and not silent:
+                    unanswered("closing the pool", POOL_CLOSE_S)
+            except Exception as exc:
+                log.error("daemon.database_close_failed", error=_reason(exc))
 
     # --- background loops ------------------------------------------------------------------
 
@@ -324,10 +571,56 @@ class _LoopFailed(Exception):
 
 
 async def _named(name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run one loop as its own task. Cancelled (the stop, or a sibling loop failed), this ends
+    at once and leaves the loop to end by itself: a loop inside a database call that gets no
+    answer would otherwise hold the whole stop up (the connections are terminated later in the
+    stop, which ends it)."""
+    inner = asyncio.get_running_loop().create_task(factory(), name=f"{name}.run")
     try:
-        await factory()
+        await asyncio.shield(inner)
+    except asyncio.CancelledError:
+        inner.cancel()
+        inner.add_done_callback(_retrieved)
+        raise
     except Exception as exc:
         raise _LoopFailed(f"{name} failed: {type(exc).__name__}: {exc}") from exc
+
+
+async def _end_loops(loops: list[asyncio.Task[None]]) -> None:
+    """After a stop, the loops return by themselves; those still busy after ``LOOPS_GRACE_S``
+    (inside a database call) are cancelled, not waited for."""
+    _, busy = await asyncio.wait(loops, timeout=LOOPS_GRACE_S)
+    if busy:
+        log.info("daemon.loops_cancelled", loops=sorted(t.get_name() for t in busy))
+        for task in busy:
+            task.cancel()
+
+
+async def _within(step: Awaitable[T], limit_s: float) -> T:
+    """``step``'s result, or ``TimeoutError`` after ``limit_s``: the step is then cancelled and
+    given ``CANCEL_GRACE_S`` to end, and after that left to end by itself (a cancelled
+    database call may wait on an answer that never comes; terminating the connections, later
+    in the stop, ends it)."""
+    task = asyncio.ensure_future(step)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=limit_s)
+    except asyncio.CancelledError:
+        task.cancel()
+        task.add_done_callback(_retrieved)
+        raise
+    if done:
+        return task.result()
+    task.cancel()
+    await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
+    task.add_done_callback(_retrieved)
+    raise TimeoutError
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Done callback of a task given up on: its error is of no more use (and asyncio would log
+    it as never retrieved)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _reason(exc: BaseException) -> str:
@@ -340,13 +633,14 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def serve(settings: Settings) -> None:
-    """Run the daemon until SIGINT/SIGTERM (blocking); ``JtradesError`` propagates to the CLI."""
+def serve(settings: Settings, config_file: Path | None = None) -> None:
+    """Run the daemon until SIGINT/SIGTERM (blocking); ``JtradesError`` propagates to the CLI.
+    ``config_file``: the TOML file the settings were read from, if any (named in errors)."""
     notifier = Notifier.from_settings(settings.notify)
     jlog.configure(
         settings.log.format, settings.log.level, sink=notifier.processor if notifier else None
     )
-    aio.run(Daemon(settings, notifier).run())
+    aio.run(Daemon(settings, notifier, config_file).run())
 
 
 def _changes_mode(engine: Any) -> str | None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import re
+import ssl
 import subprocess
 import time
 import warnings
@@ -351,10 +352,30 @@ class Database:
         database cannot open one (no connection parameters)."""
         return Lane(self.pool, self.connect_as_pooled if self.connect_kwargs else None)
 
-    async def close(self) -> None:
-        await self.pool.close()
-        if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.stop)
+    async def close(self, timeout_s: float | None = None) -> bool:
+        """Close the pool, then stop the embedded server if we started it. With ``timeout_s``
+        the pool's connections are closed gracefully within it, else terminated (a database
+        that does not answer must not hold up a stop); 0 terminates them at once. True when
+        closed gracefully."""
+        graceful = True
+        try:
+            if timeout_s is None:
+                await self.pool.close()
+            elif timeout_s <= 0:
+                graceful = False
+                self.pool.terminate()
+            else:
+                # a close cut short terminates the pool's connections itself (asyncpg)
+                await asyncio.wait_for(self.pool.close(), timeout_s)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            if timeout_s is None:
+                raise
+            graceful = False
+            self.pool.terminate()
+        finally:
+            if self.embedded is not None:
+                await asyncio.to_thread(self.embedded.stop)
+        return graceful
 
 
 async def _keep_session(conn: Any) -> None:
@@ -479,6 +500,34 @@ async def _close_quietly(conn: asyncpg.Connection) -> None:
         conn.terminate()
 
 
+class DatabaseUnreachable(StorageUnavailable):
+    """The server could not be reached, or does not take connections yet: a later attempt may
+    succeed (``jtrades serve`` waits at start). Not for what a retry cannot fix: a wrong
+    password, an unknown role or database, a malformed URL (``StorageUnavailable``,
+    ``ConfigError``)."""
+
+
+# Postgres error classes a server answers with while it cannot take a connection for now:
+# 08 connection exception, 53 insufficient resources (too many connections), and from 57
+# (operator intervention) a shutdown, a crash restart, or "the database system is starting up"
+# ("… shutting down", "… in recovery mode"); any other answer is permanent.
+_TRANSIENT_CLASSES = ("08", "53")
+_TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether a failure to connect is one that waiting can end (``DatabaseUnreachable``):
+    no route, refused, no answer in time, the server not taking connections yet."""
+    if isinstance(exc, ssl.SSLError):  # a certificate or TLS setting refused: configuration
+        return False
+    if isinstance(exc, OSError):  # refused, unreachable, reset, timed out, a name not resolved
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
+    return False
+
+
 async def _create_pool(settings: Settings, **connect: Any) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         min_size=min(settings.database.min_pool, settings.database.max_pool),
@@ -518,7 +567,8 @@ async def connect(settings: Settings, *, migrate_now: bool = False) -> Database:
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
-        raise StorageUnavailable(f"cannot reach the database: {_describe(exc)}") from None
+        error = DatabaseUnreachable if unreachable(exc) else StorageUnavailable
+        raise error(f"cannot reach the database: {_describe(exc)}") from None
     except BaseException:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)

@@ -108,10 +108,29 @@ class InstanceLock:
         if conn is self.conn:  # not one given up already (its call comes a turn later)
             self._lost.set()
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float | None = None) -> bool:
+        """Give the lock up by closing its connection (a session lock goes with its session).
+        With ``timeout_s``, a close the database does not answer in time is given up and the
+        connection terminated: the server frees the lock once it sees the session gone (its
+        keepalives, module doc). True when closed gracefully."""
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return True
+        try:
+            # asyncpg aborts the connection itself when the close runs out of time
+            await conn.close(timeout=timeout_s)
+        except (*_DB_ERRORS, asyncpg.InterfaceError):
+            if timeout_s is None:
+                raise
+            conn.terminate()
+            return False
+        return True
+
+    def terminate(self) -> None:
+        """Drop the lock's connection without a word to the server (it does not answer)."""
         conn, self.conn = self.conn, None
         if conn is not None:
-            await conn.close()
+            conn.terminate()
 
     async def watch(self) -> None:
         """Hold the lock for the whole run. A session lock goes with its session: a Postgres

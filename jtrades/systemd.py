@@ -1,4 +1,5 @@
-"""sd_notify without a dependency: READY=1, WATCHDOG=1, STOPPING=1 over $NOTIFY_SOCKET."""
+"""sd_notify without a dependency: READY=1, WATCHDOG=1, STOPPING=1, STATUS=…, EXTEND_TIMEOUT_USEC=…
+over $NOTIFY_SOCKET."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ def notify(state: str) -> bool:
         log.warning("systemd.notify_failed", state=state.split("\n", 1)[0], error=str(exc))
         return False
     return True
+
+
+def extend_timeout(seconds: float) -> str:
+    """The line that keeps systemd's current timeout (TimeoutStartSec while starting) from
+    ending the process for ``seconds`` more: send it again before they pass, or READY=1."""
+    return f"EXTEND_TIMEOUT_USEC={max(1, round(seconds * 1_000_000))}"
 
 
 def watchdog_interval_s() -> float | None:

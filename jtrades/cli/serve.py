@@ -17,17 +17,21 @@ def register(app: typer.Typer) -> None:
 def serve(config: ConfigOpt = None) -> None:
     """Run the daemon: migrate the database, connect broker sessions, take webhooks.
 
-    With no database.url it starts an embedded Postgres in data_dir. Stops cleanly (exit 0) on
-    SIGINT or SIGTERM; under systemd it reports readiness and pings the watchdog.
+    With no database.url it starts an embedded Postgres in data_dir; a database.url that does
+    not answer yet is waited for. Stops cleanly (exit 0) on SIGINT or SIGTERM; SIGHUP reloads
+    nothing (restart to apply jtrades.toml). Under systemd it reports readiness and pings the
+    watchdog, and data_dir must be set in the config file (the CLI then finds the same one).
 
     Example: jtrades serve --config /etc/jtrades/jtrades.toml
     """
+    from jtrades.config import config_path
     from jtrades.daemon import serve as run_daemon
 
     if config is not None:
         STATE.config = config
     try:
-        run_daemon(settings())
+        cfg = settings()
+        run_daemon(cfg, config_path(STATE.config))
     except JtradesError as exc:
         fail(str(exc))
     except Exception:
