@@ -1,7 +1,7 @@
 """``jtrades serve``: everything composed into one process, and taken apart again in order.
 
 Start: settings → logging → database (the embedded one when no URL is set; a ``database.url``
-that cannot be reached yet is waited for, see ``Daemon._open_database``) → the one-daemon
+that cannot be reached yet is waited for, see ``jtrades.db_wait``) → the one-daemon
 lock → migrations → token cache → engine (configuration, broker sessions, startup
 reconciliation) → HTTP → READY=1.
 
@@ -19,12 +19,8 @@ broker sessions close; the heartbeat says ``stopped``; the one-daemon lock is gi
 database (and an embedded server we started) closes; the notifications still buffered are
 posted. A clean stop exits 0. Every step is bounded, so the whole stop takes at most
 ``STOP_WITHIN_S`` (30 s, inside the unit's TimeoutStopSec=45) even when the database has
-stopped answering: the steps before the database's share ``BEFORE_DATABASE_S`` from the stop
-request, each within its own bound too; then the final heartbeat (``FINAL_BEAT_S``), the lock
-(``LOCK_RELEASE_S``) and the pool (``POOL_CLOSE_S``), where a database that left one unanswered
-gets the rest terminated at once; then ``NOTIFY_CLOSE_S`` for the notifications (posted all
-along, a window after each event, so the stop's own reach their targets during the database
-steps). An embedded server's stop is not counted: it runs on this host.
+stopped answering: the bounds, and the helpers that hold each step to its own, are in
+``jtrades.daemon_stop``.
 """
 
 from __future__ import annotations
@@ -45,8 +41,21 @@ import structlog
 
 from jtrades import aio, webhook
 from jtrades import logging as jlog
-from jtrades.config import Settings, redact_url, state_directory_only
-from jtrades.db import Database, DatabaseUnreachable, connect, migrate
+from jtrades.config import Settings, state_directory_only
+from jtrades.daemon_stop import (
+    BEFORE_DATABASE_S,
+    ENGINE_CLOSE_S,
+    HTTP_STOP_S,
+    NOTIFY_CLOSE_S,
+    LoopFailed,
+    close_database,
+    end_loops,
+    reason,
+    retrieved,
+    within,
+)
+from jtrades.db import Database, migrate
+from jtrades.db_wait import open_database
 from jtrades.engine.tokens import TokenCache
 from jtrades.errors import ConfigError, JtradesError, SecretKeyMissing, StorageUnavailable
 from jtrades.instance_lock import InstanceLock
@@ -56,7 +65,7 @@ from jtrades.server import OAuthCallback, Webhooks, build_app, start_http
 from jtrades.store import recorders as recorder_store
 from jtrades.store import signals as signal_store
 from jtrades.store import status as status_store
-from jtrades.systemd import extend_timeout, notify, watchdog_interval_s
+from jtrades.systemd import notify, watchdog_interval_s
 
 log = structlog.get_logger("jtrades.daemon")
 T = TypeVar("T")
@@ -75,28 +84,6 @@ HEARTBEAT_S = 5.0
 PRUNE_EVERY_S = 3600.0
 KEY_RETENTION = timedelta(hours=48)  # dedup keys kept ≥ 24 h: pruned after 48
 DRAIN_DEADLINE_S = 10.0
-
-# The stop, bounded even with a database that has stopped answering (module doc): at most
-# BEFORE_DATABASE_S + FINAL_BEAT_S + LOCK_RELEASE_S + POOL_CLOSE_S + NOTIFY_CLOSE_S, plus a
-# CANCEL_GRACE_S for each of the first three cut short: 29.5 s <= STOP_WITHIN_S.
-STOP_WITHIN_S = 30.0  # signal to exit, at most (contrib/jtrades.service: TimeoutStopSec=45)
-BEFORE_DATABASE_S = 16.0  # loops, drain, HTTP, engine together, from the stop request
-LOOPS_GRACE_S = 1.0  # the loops return by themselves on a stop; those still busy are cancelled
-HTTP_STOP_S = 3.0  # aiohttp gives handlers still running 5 s of its own (server.make_runner)
-ENGINE_CLOSE_S = 10.0
-FINAL_BEAT_S = 3.0  # the "stopped" heartbeat
-LOCK_RELEASE_S = 2.0  # the one-daemon lock's connection, closed
-POOL_CLOSE_S = 2.0  # the pool's connections, closed (then terminated)
-NOTIFY_CLOSE_S = 5.0  # what is still buffered for Discord / the webhook
-CANCEL_GRACE_S = 0.5  # a step that ran out of time, cancelled: how long it may take to end
-
-# The wait for a database.url that cannot be reached at start (``Daemon._open_database``).
-START_CONNECT_S = 15.0  # one attempt (asyncpg's own default is 60 s)
-START_RETRY_FIRST_S = 0.5
-START_RETRY_MAX_S = 10.0
-WAIT_LOG_EVERY_S = 60.0  # the same reason logged again at most this often
-WAIT_ALERT_S = 60.0  # waited this long: an error, so a person is notified
-START_AFTER_WAIT_S = 120.0  # the rest of the start, as the unit's TimeoutStartSec gives it
 
 
 class Daemon:
@@ -161,7 +148,7 @@ class Daemon:
             log.info("daemon.notifications", targets=describe(self.notifier.targets))
         try:
             self._check_data_dir()
-            db_or_none = await self._open_database()
+            db_or_none = await open_database(self.settings, self._until_stopped, self._sleep)
             if db_or_none is None:
                 log.info("daemon.start_cancelled")
                 return
@@ -211,7 +198,7 @@ class Daemon:
                         for name, factory in self._loops(tokens).items()
                     ]
                     await self.stop.wait()
-                    await _end_loops(loops)
+                    await end_loops(loops)
             if self._fatal is not None:
                 raise self._fatal
         except JtradesError as exc:
@@ -219,7 +206,7 @@ class Daemon:
             log.error("daemon.failed", error=str(exc))
             raise
         except Exception as exc:
-            log.error("daemon.crashed", error=_reason(exc))
+            log.error("daemon.crashed", error=reason(exc))
             raise
         finally:
             try:
@@ -250,75 +237,6 @@ class Daemon:
             f" put the line {line} in a config file (e.g. /etc/jtrades/jtrades.toml) and pass"
             " it with --config to serve and to the CLI"
         )
-
-    async def _open_database(self) -> Database | None:
-        """The database; None when a stop signal came first.
-
-        An embedded server is started once (its failures are not the database being away: they
-        are one line and exit 1). A ``database.url`` that cannot be reached (refused, no route,
-        no answer within ``START_CONNECT_S``, the server starting up or shutting down) is
-        waited for, as the running daemon waits out an outage: exiting spent the unit's
-        restarts (StartLimitBurst=5 in a few seconds) and left it failed until someone ran
-        ``systemctl reset-failed``. Tried again with backoff up to ``START_RETRY_MAX_S``;
-        logged as ``daemon.waiting_for_database`` once per reason, then at most once a minute,
-        an error after ``WAIT_ALERT_S`` (notified); systemd is told (STATUS, and
-        EXTEND_TIMEOUT_USEC so TimeoutStartSec does not end the wait). What waiting cannot fix
-        (a wrong password, an unknown role or database, a malformed URL) is not waited for.
-        """
-        if not self.settings.database.url:
-            return await connect(self.settings)
-        display = redact_url(self.settings.database.url)
-        began = time.monotonic()
-        delay = START_RETRY_FIRST_S
-        said: dict[str, float] = {}  # reason -> when it was last logged
-        alerted = False
-        waited = False
-        while True:
-            attempt = asyncio.wait_for(connect(self.settings), START_CONNECT_S)
-            done = await self._until_stopped(attempt)
-            if done is None:
-                return None
-            try:
-                db = done.result()
-            except DatabaseUnreachable as exc:
-                reason = str(exc).removeprefix("cannot reach the database: ")
-            except TimeoutError:
-                reason = f"no answer within {START_CONNECT_S:g} s"
-            else:
-                if waited:
-                    log.info("daemon.database_reached", waited_s=round(time.monotonic() - began))
-                    notify(
-                        f"STATUS=database reached; starting\n{extend_timeout(START_AFTER_WAIT_S)}"
-                    )
-                return db
-            waited = True
-            now = time.monotonic()
-            if reason not in said or now - said[reason] >= WAIT_LOG_EVERY_S:
-                said[reason] = now
-                log.warning(
-                    "daemon.waiting_for_database",
-                    reason=reason,
-                    database=display,
-                    retry_in_s=delay,
-                    effect="not started: alerts are not taken until the database answers",
-                )
-            if not alerted and now - began >= WAIT_ALERT_S:
-                alerted = True
-                log.error(
-                    "daemon.database_unreachable",
-                    waited_s=round(now - began),
-                    reason=reason,
-                    database=display,
-                    effect="jtrades serve is not running: no alert is taken and open"
-                    " positions are not watched until the database answers",
-                )
-            notify(
-                f"STATUS=waiting for the database ({reason}); trying again\n"
-                + extend_timeout(delay + START_CONNECT_S + 15)
-            )
-            if await self._sleep(delay):
-                return None
-            delay = min(delay * 2, START_RETRY_MAX_S)
 
     async def _until_stopped(self, step: Awaitable[T]) -> asyncio.Future[T] | None:
         """Run ``step`` to its end (its future, done) unless a stop signal comes first (None,
@@ -412,8 +330,8 @@ class Daemon:
         self.request_stop("instance lock lost")
 
     async def _shutdown(self, runner: Any) -> None:
-        """Take the daemon apart, every step bounded (module doc): at most ``STOP_WITHIN_S``
-        with the notifications' own ``NOTIFY_CLOSE_S``, even when the database has stopped
+        """Take the daemon apart, every step bounded (``jtrades.daemon_stop``): at most
+        ``STOP_WITHIN_S`` with the notifications' own ``NOTIFY_CLOSE_S``, even when the database has stopped
         answering. Never raises: a step that fails or runs out of time is logged, and the next
         one runs."""
         self._stopping()
@@ -426,80 +344,33 @@ class Daemon:
         if self.hooks is not None:
             try:
                 # its own deadline first: it says what it left unfinished
-                drained = await _within(
+                drained = await within(
                     self.hooks.drain(DRAIN_DEADLINE_S), left(DRAIN_DEADLINE_S + 1)
                 )
             except TimeoutError:
                 drained = False
             except Exception as exc:
                 drained = False
-                log.error("daemon.drain_failed", error=_reason(exc))
+                log.error("daemon.drain_failed", error=reason(exc))
             log.info("daemon.drained", complete=drained)
         if runner is not None:
             limit = left(HTTP_STOP_S)
             try:
-                await _within(runner.cleanup(), limit)
+                await within(runner.cleanup(), limit)
             except TimeoutError:
                 log.error("daemon.http_close_failed", error=f"not closed within {limit:.3g} s")
             except Exception as exc:
-                log.error("daemon.http_close_failed", error=_reason(exc))
+                log.error("daemon.http_close_failed", error=reason(exc))
         if self.engine is not None:
             limit = left(ENGINE_CLOSE_S)
             try:
-                await _within(self.engine.close(), limit)
+                await within(self.engine.close(), limit)
             except TimeoutError:
                 log.error("daemon.engine_close_failed", error=f"not closed within {limit:.3g} s")
             except Exception as exc:
                 log.error("daemon.engine_close_failed", error=type(exc).__name__)
-        await self._close_database()
+        await close_database(self.instance, self.db, lambda: self._beat("stopped"))
         log.info("daemon.stopped")
-
-    async def _close_database(self) -> None:
-        """The "stopped" heartbeat, the one-daemon lock, the pool: each within its bound. Once
-        the database left one unanswered, the rest terminate their connections at once (the
-        server frees the lock when it sees the session gone): a partitioned database would
-        only make each wait out its bound in turn."""
-        silent = False
-
-        def unanswered(step: str, waited: float) -> None:
-            nonlocal silent
-            silent = True
-            log.error(
-                "daemon.database_unanswered",
-                step=step,
-                error=f"the database did not answer within {waited:g} s",
-                effect="given up; its connections are dropped: the one-daemon lock goes with"
-                " its session, and the status row keeps the last heartbeat",
-            )
-
-        if self.instance.held:  # only the daemon that ran writes its status
-            if self.db is not None:
-                try:
-                    await _within(self._beat("stopped"), FINAL_BEAT_S)
-                except TimeoutError:
-                    unanswered("stopped heartbeat", FINAL_BEAT_S)
-                except Exception as exc:
-                    log.warning("daemon.stopped_beat_failed", error=_reason(exc))
-            if silent:
-                self.instance.terminate()
-            else:
-                try:  # asyncpg's own timeout of the close, and ours in case it does not hold
-                    if not await _within(self.instance.close(LOCK_RELEASE_S), LOCK_RELEASE_S):
-                        unanswered("one-daemon lock", LOCK_RELEASE_S)
-                except TimeoutError:
-                    self.instance.terminate()
-                    unanswered("one-daemon lock", LOCK_RELEASE_S)
-                except Exception as exc:
-                    self.instance.terminate()
-                    log.warning("daemon.lock_release_failed", error=_reason(exc))
-        else:
-            self.instance.terminate()  # a connection left from a retake cut short, if any
-        if self.db is not None:
-            try:
-                if not await self.db.close(0 if silent else POOL_CLOSE_S) and not silent:
-                    unanswered("closing the pool", POOL_CLOSE_S)
-            except Exception as exc:
-                log.error("daemon.database_close_failed", error=_reason(exc))
 
     # --- background loops ------------------------------------------------------------------
 
@@ -566,10 +437,6 @@ class Daemon:
                 return
 
 
-class _LoopFailed(Exception):
-    """A background loop's error, with the loop's name (a TaskGroup's error does not say)."""
-
-
 async def _named(name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run one loop as its own task. Cancelled (the stop, or a sibling loop failed), this ends
     at once and leaves the loop to end by itself: a loop inside a database call that gets no
@@ -580,57 +447,10 @@ async def _named(name: str, factory: Callable[[], Coroutine[Any, Any, None]]) ->
         await asyncio.shield(inner)
     except asyncio.CancelledError:
         inner.cancel()
-        inner.add_done_callback(_retrieved)
+        inner.add_done_callback(retrieved)
         raise
     except Exception as exc:
-        raise _LoopFailed(f"{name} failed: {type(exc).__name__}: {exc}") from exc
-
-
-async def _end_loops(loops: list[asyncio.Task[None]]) -> None:
-    """After a stop, the loops return by themselves; those still busy after ``LOOPS_GRACE_S``
-    (inside a database call) are cancelled, not waited for."""
-    _, busy = await asyncio.wait(loops, timeout=LOOPS_GRACE_S)
-    if busy:
-        log.info("daemon.loops_cancelled", loops=sorted(t.get_name() for t in busy))
-        for task in busy:
-            task.cancel()
-
-
-async def _within(step: Awaitable[T], limit_s: float) -> T:
-    """``step``'s result, or ``TimeoutError`` after ``limit_s``: the step is then cancelled and
-    given ``CANCEL_GRACE_S`` to end, and after that left to end by itself (a cancelled
-    database call may wait on an answer that never comes; terminating the connections, later
-    in the stop, ends it)."""
-    task = asyncio.ensure_future(step)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=limit_s)
-    except asyncio.CancelledError:
-        task.cancel()
-        task.add_done_callback(_retrieved)
-        raise
-    if done:
-        return task.result()
-    task.cancel()
-    await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
-    task.add_done_callback(_retrieved)
-    raise TimeoutError
-
-
-def _retrieved(task: asyncio.Future[Any]) -> None:
-    """Done callback of a task given up on: its error is of no more use (and asyncio would log
-    it as never retrieved)."""
-    if not task.cancelled():
-        task.exception()
-
-
-def _reason(exc: BaseException) -> str:
-    """What failed, for the log and so the notification: a group's errors one by one (its own
-    text, "unhandled errors in a TaskGroup", names neither the loop nor the error)."""
-    if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(_reason(e) for e in exc.exceptions)
-    if isinstance(exc, _LoopFailed):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+        raise LoopFailed(f"{name} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def serve(settings: Settings, config_file: Path | None = None) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from jtrades import daemon
+from jtrades import daemon, daemon_stop
 from tests.e2e.pgproxy import PgProxy
 from tests.e2e.test_serve_lifecycle import run_daemon
 
@@ -31,7 +31,7 @@ BOUND_S = 33.0  # signal to exit, the interpreter's own exit included: 12 s to s
 
 
 def test_the_documented_stop_bound_is_well_within_the_units_timeout() -> None:
-    assert daemon.STOP_WITHIN_S + 3 <= BOUND_S <= TIMEOUT_STOP_SEC - 10
+    assert daemon_stop.STOP_WITHIN_S + 3 <= BOUND_S <= TIMEOUT_STOP_SEC - 10
 
 
 @pytest.mark.timeout(180)
