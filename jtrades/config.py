@@ -283,11 +283,18 @@ def _default_data_dir() -> str:
 
 def state_directory_only(settings: Settings) -> Path | None:
     """The data_dir taken from $STATE_DIRECTORY alone (no ``data_dir`` in the config file or
-    ``JTRADES_DATA_DIR``), else None. The CLI run by hand with the same config file has no
-    $STATE_DIRECTORY and would read another embedded database and another secret.key."""
+    ``JTRADES_DATA_DIR``) when something reads it, else None. The CLI run by hand with the same
+    config file has no $STATE_DIRECTORY and would read another embedded database and another
+    secret.key. Only those two live there: with a database.url and a key from
+    ``secrets.key_file`` or $JTRADES_SECRET_KEY, data_dir is never read, and a setup that ran
+    must not be refused."""
     if "data_dir" in settings.model_fields_set or not os.environ.get("STATE_DIRECTORY"):
         return None
-    return settings.data_dir
+    embedded = not settings.database.url
+    generated_key = (
+        not settings.secrets.key_file and not os.environ.get("JTRADES_SECRET_KEY", "").strip()
+    )
+    return settings.data_dir if embedded or generated_key else None
 
 
 class Settings(BaseSettings):

@@ -18,7 +18,7 @@ cancelled, not waited for); in-flight signals drain within a deadline; the HTTP 
 broker sessions close; the heartbeat says ``stopped``; the one-daemon lock is given up; the
 database (and an embedded server we started) closes; the notifications still buffered are
 posted. A clean stop exits 0. Every step is bounded, so the whole stop takes at most
-``STOP_WITHIN_S`` (30 s, inside the unit's TimeoutStopSec=45) even when the database has
+``STOP_WITHIN_S`` (45 s, inside the unit's TimeoutStopSec=60) even when the database has
 stopped answering: the bounds, and the helpers that hold each step to its own, are in
 ``jtrades.daemon_stop``.
 """
@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -43,7 +42,6 @@ from jtrades import aio, webhook
 from jtrades import logging as jlog
 from jtrades.config import Settings, state_directory_only
 from jtrades.daemon_stop import (
-    BEFORE_DATABASE_S,
     ENGINE_CLOSE_S,
     HTTP_STOP_S,
     NOTIFY_CLOSE_S,
@@ -99,7 +97,6 @@ class Daemon:
         self.notifier = notifier
         self.config_file = config_file  # the TOML file read, to say what to add to it
         self.stop = asyncio.Event()
-        self._stop_at: float | None = None  # time.monotonic() of the stop request
         self._stopping_told = False
         self.started_at = datetime.now(UTC)
         self.port: int | None = None
@@ -110,11 +107,13 @@ class Daemon:
         self._fatal: JtradesError | None = None  # why a background loop stopped the daemon
 
     def request_stop(self, signame: str = "") -> None:
-        if not self.stop.is_set():
-            log.info("daemon.stopping", signal=signame or None)
-            self._stop_at = time.monotonic()
+        first = not self.stop.is_set()
+        # the stop first, the log line after: nothing the log does may keep a stop from
+        # happening (a signal handler's error is swallowed by the loop)
         self.stop.set()
         self._stopping()
+        if first:
+            log.info("daemon.stopping", signal=signame or None)
 
     def _stopping(self) -> None:
         """STOPPING=1 and no more deliveries, at once: before the loops end (one may be inside
@@ -335,18 +334,10 @@ class Daemon:
         answering. Never raises: a step that fails or runs out of time is logged, and the next
         one runs."""
         self._stopping()
-        begun = self._stop_at if self._stop_at is not None else time.monotonic()
-        before_database = begun + BEFORE_DATABASE_S
-
-        def left(bound: float) -> float:
-            return max(0.0, min(bound, before_database - time.monotonic()))
-
         if self.hooks is not None:
             try:
                 # its own deadline first: it says what it left unfinished
-                drained = await within(
-                    self.hooks.drain(DRAIN_DEADLINE_S), left(DRAIN_DEADLINE_S + 1)
-                )
+                drained = await within(self.hooks.drain(DRAIN_DEADLINE_S), DRAIN_DEADLINE_S + 1)
             except TimeoutError:
                 drained = False
             except Exception as exc:
@@ -354,7 +345,7 @@ class Daemon:
                 log.error("daemon.drain_failed", error=reason(exc))
             log.info("daemon.drained", complete=drained)
         if runner is not None:
-            limit = left(HTTP_STOP_S)
+            limit = HTTP_STOP_S
             try:
                 await within(runner.cleanup(), limit)
             except TimeoutError:
@@ -362,7 +353,7 @@ class Daemon:
             except Exception as exc:
                 log.error("daemon.http_close_failed", error=reason(exc))
         if self.engine is not None:
-            limit = left(ENGINE_CLOSE_S)
+            limit = ENGINE_CLOSE_S
             try:
                 await within(self.engine.close(), limit)
             except TimeoutError:

@@ -1,14 +1,16 @@
 """The bounds of ``jtrades serve``'s stop, and the helpers that hold each step to its bound.
 
 Apart from ``jtrades.daemon`` because the daemon composes parts, and the stop's one promise is
-arithmetic over these constants: it takes at most ``STOP_WITHIN_S`` (30 s, inside the unit's
-TimeoutStopSec=45) even when the database has stopped answering. The steps before the
-database's (the loops, the drain, HTTP, the engine) share ``BEFORE_DATABASE_S`` from the stop
-request, each within its own bound too; then the final heartbeat (``FINAL_BEAT_S``), the lock
-(``LOCK_RELEASE_S``) and the pool (``POOL_CLOSE_S``), where a database that left one unanswered
-gets the rest terminated at once (``close_database``); then ``NOTIFY_CLOSE_S`` for the
-notifications (posted all along, a window after each event, so the stop's own reach their
-targets during the database steps). An embedded server's stop is not counted: it runs on this
+arithmetic over these constants: it takes at most ``STOP_WITHIN_S`` (45 s, inside the unit's
+TimeoutStopSec=60) even when the database has stopped answering. Each step has its own bound,
+never a share of one budget (a slow drain cut the engine's close short, its mirror flush and
+broker sessions with it, on a healthy database): the loops (``LOOPS_GRACE_S``), the drain, HTTP
+(``HTTP_STOP_S``), the engine (``ENGINE_CLOSE_S``), then the final heartbeat
+(``FINAL_BEAT_S``), the lock (``LOCK_RELEASE_S``) and the pool (``POOL_CLOSE_S``, for writes
+still running on a healthy database), where a database that left one unanswered gets the rest
+terminated at once (``close_database``); then ``NOTIFY_CLOSE_S`` for the notifications (posted
+all along, a window after each event, so the stop's own reach their targets during the
+database steps). An embedded server's stop is not counted: it runs on this
 host. The order of the steps, and the daemon's parts each takes apart, are
 ``Daemon._shutdown``'s (``jtrades.daemon``); ``reason`` words what failed for the log, here
 and in the daemon.
@@ -29,16 +31,16 @@ log = structlog.get_logger("jtrades.daemon")  # its events are the daemon's (REA
 T = TypeVar("T")
 
 # The stop, bounded even with a database that has stopped answering (module doc): at most
-# BEFORE_DATABASE_S + FINAL_BEAT_S + LOCK_RELEASE_S + POOL_CLOSE_S + NOTIFY_CLOSE_S, plus a
-# CANCEL_GRACE_S for each of the first three cut short: 29.5 s <= STOP_WITHIN_S.
-STOP_WITHIN_S = 30.0  # signal to exit, at most (contrib/jtrades.service: TimeoutStopSec=45)
-BEFORE_DATABASE_S = 16.0  # loops, drain, HTTP, engine together, from the stop request
+# LOOPS_GRACE_S + DRAIN_DEADLINE_S + 1 + HTTP_STOP_S + ENGINE_CLOSE_S + FINAL_BEAT_S
+# + LOCK_RELEASE_S + POOL_CLOSE_S + NOTIFY_CLOSE_S, plus a CANCEL_GRACE_S for each of the five
+# steps cut short: 42.5 s <= STOP_WITHIN_S.
+STOP_WITHIN_S = 45.0  # signal to exit, at most (contrib/jtrades.service: TimeoutStopSec=60)
 LOOPS_GRACE_S = 1.0  # the loops return by themselves on a stop; those still busy are cancelled
 HTTP_STOP_S = 3.0  # aiohttp gives handlers still running 5 s of its own (server.make_runner)
 ENGINE_CLOSE_S = 10.0
 FINAL_BEAT_S = 3.0  # the "stopped" heartbeat
 LOCK_RELEASE_S = 2.0  # the one-daemon lock's connection, closed
-POOL_CLOSE_S = 2.0  # the pool's connections, closed (then terminated)
+POOL_CLOSE_S = 5.0  # the pool's connections, closed once their writes end (then terminated)
 NOTIFY_CLOSE_S = 5.0  # what is still buffered for Discord / the webhook
 CANCEL_GRACE_S = 0.5  # a step that ran out of time, cancelled: how long it may take to end
 
@@ -125,7 +127,12 @@ async def close_database(
     if db is not None:
         try:
             if not await db.close(0 if silent else POOL_CLOSE_S) and not silent:
-                unanswered("closing the pool", POOL_CLOSE_S)
+                # the database answered the heartbeat and the lock: a write was still running
+                log.warning(
+                    "daemon.pool_close_cut",
+                    error=f"connections still in use after {POOL_CLOSE_S:g} s were terminated",
+                    effect="a write cut off is settled by reconciliation at the next start",
+                )
         except Exception as exc:
             log.error("daemon.database_close_failed", error=reason(exc))
 

@@ -8,11 +8,12 @@ message from a library is masked too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
 from collections.abc import Hashable, Iterable, MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 from rich.console import Console
@@ -119,6 +120,36 @@ class _ScrubbedRichTraceback(structlog.dev.RichTracebackFormatter):
         Console(file=sio, color_system=self.color_system, width=self.width).print(tb)
 
 
+class _Output:
+    """The log's stream, whose failure is never the logging code's: once the terminal
+    ``jtrades serve`` ran in has hung up (the daemon lives on through SIGHUP), every write fails
+    with EIO, and the log call raised in whatever logged: a stop signal's handler (SIGTERM then
+    did nothing) or a webhook after its orders had left (answered 500). What cannot be written
+    is dropped."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):  # EIO, EPIPE; a closed file
+            return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def configure(
     fmt: str = "console",
     level: str = "info",
@@ -128,7 +159,7 @@ def configure(
     """Configure structlog and the stdlib root logger (aiohttp, asyncpg) to one output.
 
     ``sink`` sees every event after the redaction (the notifications: ``jtrades.notify``)."""
-    out = stream or sys.stderr
+    out = cast(TextIO, _Output(stream or sys.stderr))
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -1,5 +1,5 @@
 """SIGTERM while the database has stopped answering (a network partition to a managed Postgres,
-a frozen database VM): the stop must still end, well inside the unit's TimeoutStopSec=45.
+a frozen database VM): the stop must still end, inside the unit's TimeoutStopSec=60.
 
 It did not: after the drain, the "stopped" heartbeat waited out the 30 s command timeout and
 asyncpg's cancel, then the one-daemon lock's ``conn.close()`` had no bound at all; under systemd
@@ -26,12 +26,14 @@ from tests.e2e.test_serve_lifecycle import run_daemon
 
 pytestmark = pytest.mark.e2e
 
-TIMEOUT_STOP_SEC = 45  # contrib/jtrades.service
-BOUND_S = 33.0  # signal to exit, the interpreter's own exit included: 12 s to spare
+TIMEOUT_STOP_SEC = 60  # contrib/jtrades.service
+BOUND_S = 48.0  # signal to exit, the interpreter's own exit included: 12 s to spare
 
 
 def test_the_documented_stop_bound_is_well_within_the_units_timeout() -> None:
     assert daemon_stop.STOP_WITHIN_S + 3 <= BOUND_S <= TIMEOUT_STOP_SEC - 10
+    unit = (Path(__file__).parents[2] / "contrib" / "jtrades.service").read_text()
+    assert f"TimeoutStopSec={TIMEOUT_STOP_SEC}\n" in unit
 
 
 @pytest.mark.timeout(180)
