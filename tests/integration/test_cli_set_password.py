@@ -5,7 +5,6 @@ shows nowhere, and a daemon's session that failed on the old password comes back
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +13,15 @@ import orjson
 import pytest
 import structlog
 
-from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.lifecycle import State
 from jtrades.config import Settings
 from jtrades.db import Database
-from jtrades.engine.config_cache import LinkConfig
 from jtrades.errors import InvalidInput
 from jtrades.security import SecretBox, load_secret_box, new_secret_key
 from jtrades.store import accounts as store
 from tests.cli import Result, ainvoke, invoke, invoke_process
-from tests.integration.test_engine import make_user
 from tests.polling import until
+from tests.registry_world import registry_world
 from tests.simutil import running_sim
 
 OLD_PW = "canary-old-tv-pw-Q8r2Zk"
@@ -342,31 +339,10 @@ async def test_a_failed_session_reconnects_after_set_password(
     pass reconnects the login, in the same process."""
     async with running_sim() as sim:
         spec = sim.add_login(LOGIN, OLD_PW, ["SP1"])
-        tv = settings.tradovate.model_copy(
-            update={
-                "demo_rest_url": sim.rest_url,
-                "demo_ws_url": sim.ws_url,
-                "connect_stagger_s": 0,
-                "reconnect_initial_s": 0.05,
-                "reconnect_max_s": 0.3,
-            }
-        )
-        st = settings.model_copy(update={"tradovate": tv})
-        box = load_secret_box(st, create=True)  # data_dir/secret.key, which the CLI reads too
-        pool = database.pool
-        u = await make_user(pool, "sp")
-        acct = await store.create(
-            pool,
-            user_id=u,
-            label="sp-demo",
-            env="demo",
-            username=LOGIN,
-            password=box.seal(OLD_PW, store.password_context("demo", LOGIN)),
-        )
-        bid = sim.account_id("SP1")
-        link = LinkConfig(0, 0, Decimal(1), acct.id, "demo", bid, "SP1", "sp-demo", u, False)
-        registry = BrokerRegistry(database, st)
-        registry._wanted = {acct.id}  # what the daemon's configuration sync sets
+        # its box: data_dir/secret.key, which the CLI reads too
+        w = await registry_world(database, settings, sim, "sp", LOGIN, OLD_PW, "SP1")
+        aid, bid, registry, link = w.account_id, w.broker_account_id, w.registry, w.link
+        registry._wanted = {aid}  # what the daemon's configuration sync sets
         try:
             await registry.reach([link])
             session = registry.broker_for(link).session  # type: ignore[attr-defined]
@@ -382,7 +358,7 @@ async def test_a_failed_session_reconnects_after_set_password(
             # Passes before the fix: refused at once, no login spent.
             spent = sim.world.auth.token_requests
             await registry.reach([link])
-            assert registry.connected() == {acct.id: False}
+            assert registry.connected() == {aid: False}
             assert sim.world.auth.token_requests == spent
 
             r = await ainvoke(
@@ -393,7 +369,7 @@ async def test_a_failed_session_reconnects_after_set_password(
 
             with structlog.testing.capture_logs() as logs:
                 await registry.reach([link])  # the next reconciliation pass
-            assert registry.connected() == {acct.id: True}
+            assert registry.connected() == {aid: True}
             b = registry.broker_for(link)
             assert b.session is not session  # type: ignore[attr-defined]
             assert b.is_synced(bid), (

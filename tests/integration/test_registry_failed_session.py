@@ -5,21 +5,17 @@ untradeable until a restart."""
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 
 import aiohttp
 
-from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.auth import TradovateAuth
 from jtrades.broker.tradovate.lifecycle import State
 from jtrades.config import Settings
 from jtrades.db import Database
-from jtrades.engine.config_cache import LinkConfig
-from jtrades.security import load_secret_box
 from jtrades.store import accounts as account_store
 from tests.conftest import *  # noqa: F403
-from tests.integration.test_engine import make_user
 from tests.polling import until
+from tests.registry_world import registry_world
 from tests.simutil import running_sim
 
 LOGIN, OLD_PW, NEW_PW = "rf_tv", "old-pw", "new-pw"
@@ -31,30 +27,9 @@ async def test_failed_session_is_reconnected_once_credentials_are_fixed(
 ) -> None:
     async with running_sim() as sim:
         spec = sim.add_login(LOGIN, OLD_PW, ["RF1"])
-        tv = settings.tradovate.model_copy(
-            update={
-                "demo_rest_url": sim.rest_url,
-                "demo_ws_url": sim.ws_url,
-                "connect_stagger_s": 0,
-                "reconnect_initial_s": 0.05,
-                "reconnect_max_s": 0.3,
-            }
-        )
-        st = settings.model_copy(update={"tradovate": tv})
-        box = load_secret_box(st, create=True)
-        pool = database.pool
-        u = await make_user(pool, "rf")
-        acct = await account_store.create(
-            pool,
-            user_id=u,
-            label="rf-demo",
-            env="demo",
-            username=LOGIN,
-            password=box.seal(OLD_PW, account_store.password_context("demo", LOGIN)),
-        )
-        bid = sim.account_id("RF1")
-        link = LinkConfig(0, 0, Decimal(1), acct.id, "demo", bid, "RF1", "rf-demo", u, False)
-        registry = BrokerRegistry(database, st)
+        w = await registry_world(database, settings, sim, "rf", LOGIN, OLD_PW, "RF1")
+        pool, aid, bid, box = database.pool, w.account_id, w.broker_account_id, w.box
+        registry, link = w.registry, w.link
         try:
             await registry.reach([link])
             broker = registry.broker_for(link)
@@ -74,15 +49,15 @@ async def test_failed_session_is_reconnected_once_credentials_are_fixed(
                 "UPDATE accounts SET password_enc=$1, password_key_id=$2 WHERE id=$3",
                 sealed.ciphertext,
                 sealed.key_id,
-                acct.id,
+                aid,
             )
             sim.fault("clear")
 
-            registry._wanted = {acct.id}
-            assert registry.connected() == {acct.id: False}
+            registry._wanted = {aid}
+            assert registry.connected() == {aid: False}
             # Every configuration sync / reconciliation pass calls reach() again.
             await registry.reach([link])
-            assert registry.connected() == {acct.id: True}
+            assert registry.connected() == {aid: True}
             b = registry.broker_for(link)
             assert b.is_synced(bid), (
                 f"session still {b.session.state}: {b.session.last_error}"  # type: ignore[attr-defined]
@@ -103,32 +78,12 @@ async def test_a_replacement_not_ready_within_the_wait_is_picked_up_on_the_next_
 ) -> None:
     async with running_sim() as sim:
         spec = sim.add_login(LOGIN, OLD_PW, ["RS1"])
-        tv = settings.tradovate.model_copy(
-            update={
-                "demo_rest_url": sim.rest_url,
-                "demo_ws_url": sim.ws_url,
-                "connect_stagger_s": 0,
-                "reconnect_initial_s": 0.05,
-                "reconnect_max_s": 0.3,
-                "request_timeout_s": 1.0,
-                "rate_limit_cooldown_s": 2.0,
-            }
-        )
-        st = settings.model_copy(update={"tradovate": tv})
-        box = load_secret_box(st, create=True)
-        pool = database.pool
-        u = await make_user(pool, "rs")
-        acct = await account_store.create(
-            pool,
-            user_id=u,
-            label="rs-demo",
-            env="demo",
-            username=LOGIN,
-            password=box.seal(OLD_PW, account_store.password_context("demo", LOGIN)),
-        )
-        bid = sim.account_id("RS1")
-        link = LinkConfig(0, 0, Decimal(1), acct.id, "demo", bid, "RS1", "rs-demo", u, False)
-        registry = BrokerRegistry(database, st)
+        w = await registry_world(
+            database, settings, sim, "rs", LOGIN, OLD_PW, "RS1",
+            tradovate={"request_timeout_s": 1.0, "rate_limit_cooldown_s": 2.0},
+        )  # fmt: skip
+        pool, aid, box = database.pool, w.account_id, w.box
+        registry, link = w.registry, w.link
         try:
             # the pool closes the failed session to replace it, and the replacement is not
             # ready within the registry's wait: the registry held the closed one for good
@@ -147,18 +102,18 @@ async def test_a_replacement_not_ready_within_the_wait_is_picked_up_on_the_next_
                 "UPDATE accounts SET password_enc=$1, password_key_id=$2 WHERE id=$3",
                 sealed.ciphertext,
                 sealed.key_id,
-                acct.id,
+                aid,
             )
             # the new session's first login meets a 429: a cooldown longer than the wait
             sim.fault("rate_limit", count=1, endpoint="auth/accesstokenrequest")
-            registry._wanted = {acct.id}
+            registry._wanted = {aid}
             await registry.reach([link])  # replacement not ready within 1 s: raises inside
 
             new = registry._pool.sessions()[("demo", LOGIN)]
             await until(lambda: new.ready, within_s=15, what="the pool's new session READY")
             await registry.reach([link])  # the next reconciliation pass
             held = registry.broker_for(link).session  # type: ignore[attr-defined]
-            assert registry.connected() == {acct.id: True}
+            assert registry.connected() == {aid: True}
             assert held is new, (
                 f"registry still trades through the replaced session (state {held.state}),"
                 f" connected()={registry.connected()}, while the pool's new one is READY"
@@ -175,31 +130,12 @@ async def test_a_mistyped_new_password_then_the_right_one_reconnects(
     never asked with the corrected password: untradeable until a restart."""
     async with running_sim() as sim:
         spec = sim.add_login(LOGIN, OLD_PW, ["RS1"])
-        tv = settings.tradovate.model_copy(
-            update={
-                "demo_rest_url": sim.rest_url,
-                "demo_ws_url": sim.ws_url,
-                "connect_stagger_s": 0,
-                "reconnect_initial_s": 0.05,
-                "reconnect_max_s": 0.3,
-                "request_timeout_s": 1.0,
-            }
-        )
-        st = settings.model_copy(update={"tradovate": tv})
-        box = load_secret_box(st, create=True)
-        pool = database.pool
-        u = await make_user(pool, "rs")
-        acct = await account_store.create(
-            pool,
-            user_id=u,
-            label="rs-demo",
-            env="demo",
-            username=LOGIN,
-            password=box.seal(OLD_PW, account_store.password_context("demo", LOGIN)),
-        )
-        bid = sim.account_id("RS1")
-        link = LinkConfig(0, 0, Decimal(1), acct.id, "demo", bid, "RS1", "rs-demo", u, False)
-        registry = BrokerRegistry(database, st)
+        w = await registry_world(
+            database, settings, sim, "rs", LOGIN, OLD_PW, "RS1",
+            tradovate={"request_timeout_s": 1.0},
+        )  # fmt: skip
+        pool, aid, bid, box = database.pool, w.account_id, w.broker_account_id, w.box
+        registry, link = w.registry, w.link
 
         async def store_pw(pw: str) -> None:
             sealed = box.seal(pw, account_store.password_context("demo", LOGIN))
@@ -207,7 +143,7 @@ async def test_a_mistyped_new_password_then_the_right_one_reconnects(
                 "UPDATE accounts SET password_enc=$1, password_key_id=$2 WHERE id=$3",
                 sealed.ciphertext,
                 sealed.key_id,
-                acct.id,
+                aid,
             )
 
         try:
@@ -218,7 +154,7 @@ async def test_a_mistyped_new_password_then_the_right_one_reconnects(
             sim.fault("drop", after=0)
             await until(lambda: session.state is State.FAILED, within_s=10)
             sim.fault("clear")
-            registry._wanted = {acct.id}
+            registry._wanted = {aid}
 
             await store_pw("new-pw-typo")  # set-password, mistyped
             await registry.reach([link])
@@ -242,31 +178,17 @@ async def test_a_failed_oauth_session_is_not_retried_with_the_same_token(
     each try extending the lock (DESIGN §5.7)."""
     async with running_sim() as sim:
         sim.add_login(OAUTH_LOGIN, OAUTH_PW, ["RO1"])
-        tv = settings.tradovate.model_copy(
-            update={
-                "demo_rest_url": sim.rest_url,
-                "demo_ws_url": sim.ws_url,
-                "connect_stagger_s": 0,
-                "reconnect_initial_s": 0.05,
-                "reconnect_max_s": 0.3,
-                "request_timeout_s": 2.0,
-                "rate_limit_cooldown_s": 0.0,
-            }
-        )
-        st = settings.model_copy(update={"tradovate": tv})
-        box = load_secret_box(st, create=True)
-        pool = database.pool
-        u = await make_user(pool, "ro")
         # an OAuth-connected account: no password, an OAuth token
-        aid = await pool.fetchval(
-            "INSERT INTO accounts (user_id, label, env, username) VALUES ($1,'ro-demo','demo',$2)"
-            " RETURNING id",
-            u,
-            OAUTH_LOGIN,
-        )
+        w = await registry_world(
+            database, settings, sim, "ro", OAUTH_LOGIN, None, "RO1",
+            tradovate={"request_timeout_s": 2.0, "rate_limit_cooldown_s": 0.0},
+        )  # fmt: skip
+        pool, aid, registry, link = database.pool, w.account_id, w.registry, w.link
         async with aiohttp.ClientSession() as http:
-            token = await TradovateAuth(tv, http).request_token("demo", OAUTH_LOGIN, OAUTH_PW)
-        sealed = box.seal(token.token, account_store.oauth_context("demo", OAUTH_LOGIN))
+            token = await TradovateAuth(w.settings.tradovate, http).request_token(
+                "demo", OAUTH_LOGIN, OAUTH_PW
+            )
+        sealed = w.box.seal(token.token, account_store.oauth_context("demo", OAUTH_LOGIN))
         await pool.execute(
             "UPDATE accounts SET oauth_token_enc=$1, oauth_key_id=$2, oauth_expires_at=$3"
             " WHERE id=$4",
@@ -275,9 +197,6 @@ async def test_a_failed_oauth_session_is_not_retried_with_the_same_token(
             token.expires_at,
             aid,
         )
-        bid = sim.account_id("RO1")
-        link = LinkConfig(0, 0, Decimal(1), aid, "demo", bid, "RO1", "ro-demo", u, False)
-        registry = BrokerRegistry(database, st)
         try:
             await registry.reach([link])
             session = registry.broker_for(link).session  # type: ignore[attr-defined]

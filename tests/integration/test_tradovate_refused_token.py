@@ -9,20 +9,15 @@ socket's close (another host, a loaded pool); ``natural`` runs it unpatched."""
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 
 import pytest
 
-from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate import tokens as tokens_mod
 from jtrades.config import Settings
 from jtrades.db import Database
-from jtrades.engine.config_cache import LinkConfig
-from jtrades.security import load_secret_box
-from jtrades.store import accounts as account_store
 from tests.conftest import *  # noqa: F403
-from tests.integration.test_engine import make_user
 from tests.polling import until
+from tests.registry_world import registry_world
 from tests.simutil import running_sim
 
 LOGIN, PW = "ri_tv", "pw-ri"
@@ -42,30 +37,8 @@ async def test_refused_token_is_forgotten_and_a_new_login_follows(
         monkeypatch.setattr(tokens_mod.store, "delete", delete)
     async with running_sim() as sim:
         sim.add_login(LOGIN, PW, ["RI1"])
-        tv = settings.tradovate.model_copy(
-            update={
-                "demo_rest_url": sim.rest_url,
-                "demo_ws_url": sim.ws_url,
-                "connect_stagger_s": 0,
-                "reconnect_initial_s": 0.05,
-                "reconnect_max_s": 0.3,
-            }
-        )
-        st = settings.model_copy(update={"tradovate": tv})
-        box = load_secret_box(st, create=True)
-        pool = database.pool
-        u = await make_user(pool, "ri")
-        acct = await account_store.create(
-            pool,
-            user_id=u,
-            label="ri-demo",
-            env="demo",
-            username=LOGIN,
-            password=box.seal(PW, account_store.password_context("demo", LOGIN)),
-        )
-        bid = sim.account_id("RI1")
-        link = LinkConfig(0, 0, Decimal(1), acct.id, "demo", bid, "RI1", "ri-demo", u, False)
-        registry = BrokerRegistry(database, st)
+        w = await registry_world(database, settings, sim, "ri", LOGIN, PW, "RI1")
+        registry, link = w.registry, w.link
         try:
             await registry.reach([link])
             session = registry.broker_for(link).session  # type: ignore[attr-defined]
