@@ -45,6 +45,7 @@ from jtrades.broker.base import (
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
 from jtrades.engine.account_plans import broker_account, by_broker_account
+from jtrades.engine.booked_fills import BookedFills
 from jtrades.engine.config_cache import AccountKey, ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.plan_context import PROTECTION_PREFIX
@@ -76,6 +77,11 @@ RETRY_WAITS_S = (0.5, 1.0, 2.0)
 WAIT_ALERT_AFTER_S = 300.0
 # How long a failed re-placement's cancelled exits are carried to later passes (``_carry``).
 CARRY_S = 120.0
+# How long a protection waits for the mirror to store the fills its view holds before asking
+# whose position it is (``owner`` reads the stored fills): a batch is 2-20 ms and a commit, so
+# this is only reached with a stalled database, and then the position is protected anyway, on
+# behalf of the row the stored fills name (a naked position is worse than the other stop).
+OWNER_WAIT_S = 2.0
 # A position: the account at the broker (``broker_account``) and the contract.
 Key = tuple[AccountKey, str]
 
@@ -116,12 +122,14 @@ class Protector:
         config: ConfigCache,
         dispatcher: Dispatcher,
         settings: Settings,
+        booked: BookedFills | None = None,
     ) -> None:
         self._pool = pool
         self._brokers = brokers
         self._config = config
         self._dispatcher = dispatcher
         self._settings = settings
+        self._booked = booked if booked is not None else BookedFills()
         self._suspect: set[Key] = set()
         self._seeded: set[Key] = set()  # valid for the first pass only
         # left short of cover this pass after their exits were cancelled (``RETRY_WAITS_S``)
@@ -209,6 +217,7 @@ class Protector:
         suspect, so the next pass tries again."""
         link = links[0]
         try:
+            await self._wait_booked(links, broker)
             link, trader_id = await owner(self._pool, links, p.symbol)
             return await self._protect(link, trader_id, broker, p)
         except Exception as exc:
@@ -219,6 +228,20 @@ class Protector:
                 error=f"{type(exc).__name__}: {exc}",
             )
             return False
+
+    async def _wait_booked(self, links: Sequence[LinkConfig], broker: Broker) -> None:
+        """Wait (``OWNER_WAIT_S``) until the mirror has stored every fill the view holds for
+        these rows: the owner is read from the stored fills, and under load the latest fill (the
+        other user's add) was still in a batch, so the first user's stop protected both."""
+        bid = links[0].broker_account_id
+        last = {(lk.account_id, bid): broker.last_fill_id(bid) for lk in links}
+        if self._booked.behind(last) and not await self._booked.caught_up(last, OWNER_WAIT_S):
+            log.warning(
+                "reconcile.protect_fills_unstored",
+                sub_account_id=links[0].sub_account_id,
+                broker_account_id=bid,
+                wait_s=OWNER_WAIT_S,
+            )
 
     def _log_wait(self, key: Key, sub_account_id: int, book: ExitBook) -> None:
         symbol = key[1]

@@ -152,7 +152,9 @@ class Reconciler:
         self._settings = settings
         self._dispatcher = dispatcher
         self.mirror = Mirror(pool, brokers, config)
-        self.protector = Protector(pool, brokers, config, dispatcher, settings)
+        self.protector = Protector(
+            pool, brokers, config, dispatcher, settings, booked=self.mirror.booked
+        )
         self.orphans = OrphanSweeper(pool, brokers, config, dispatcher, settings)
         self._ready = False
         # after this long an intent's send has finished one way or the other (a protective

@@ -72,15 +72,28 @@ SELECT id FROM order_intents WHERE cl_ord_id = $1;
 -- name: intents.last_toucher($1 sub_account_ids, $2 symbol)
 -- Of these sub-account rows (one account at the broker, named by two users' logins), the one
 -- whose orders last filled in the contract, and that intent's trader: whose SL protects it.
+-- Told by the latest fill the mirror stored and the intent behind its order, not by the
+-- intents' states: an order's Filled state may come in a later batch than its fill, and the
+-- earlier alert of the other user, filled already, gave its trader's stop to the position.
 -- Only orders placed: a rejected or expired alert of the other user's, a limit of theirs still
 -- working or cancelled unfilled, or a cancel, made that user's trader (stop loss off) the one
--- that protects a position it never opened. With none filled (lost with an earlier session's
--- lists), the latest that may have reached the broker.
-SELECT sub_account_id, trader_id FROM order_intents
-WHERE sub_account_id = ANY($1::bigint[]) AND symbol = $2 AND trader_id IS NOT NULL
-  AND kind IN ('order', 'oco', 'oso', 'strategy')
-  AND state NOT IN ('pending', 'rejected', 'expired')
-ORDER BY state = 'filled' DESC, id DESC LIMIT 1;
+-- that protects a position it never opened. With no fill stored (lost with an earlier
+-- session's lists), the intent filled last, else the latest that may have reached the broker.
+SELECT sub_account_id, trader_id FROM (
+    (SELECT i.sub_account_id, i.trader_id, 0 AS rank
+     FROM fills f
+     JOIN orders o ON o.sub_account_id = f.sub_account_id AND o.broker_order_id = f.broker_order_id
+     JOIN order_intents i ON i.id = o.intent_id
+     WHERE f.sub_account_id = ANY($1::bigint[]) AND f.symbol = $2
+       AND i.sub_account_id = ANY($1::bigint[]) AND i.trader_id IS NOT NULL
+     ORDER BY f.broker_fill_id DESC LIMIT 1)
+    UNION ALL
+    (SELECT sub_account_id, trader_id, 1 AS rank FROM order_intents
+     WHERE sub_account_id = ANY($1::bigint[]) AND symbol = $2 AND trader_id IS NOT NULL
+       AND kind IN ('order', 'oco', 'oso', 'strategy')
+       AND state NOT IN ('pending', 'rejected', 'expired')
+     ORDER BY state = 'filled' DESC, id DESC LIMIT 1)
+) found ORDER BY rank LIMIT 1;
 
 -- name: intents.finish_many($1 ids, $2 outcomes: a JSON array of intents.Outcome, $3 signal_id or NULL, $4 verdict, $5 filter, $6 reason, $7 orders, $8 detail, $9 http_status)
 -- The send outcomes of some intents in one statement and, given a signal id, that signal's verdict

@@ -155,6 +155,62 @@ async def test_a_stop_placed_but_not_yet_shown_is_not_placed_again_on_the_next_p
         assert _stops(sim) == [(21480.0, 2)]
 
 
+async def test_the_last_fill_decides_whose_stop_even_while_the_mirror_has_not_stored_it(
+    database: Database, settings: Settings
+) -> None:
+    """Whose stop loss protects a shared position was read from the intents' stored states
+    while the mirror had not stored bob's add yet (a loaded machine: CI saw it): alice's entry
+    was the last one stored filled, so her 10-point stop protected the long 2 bob added to last.
+    Here the mirror is held back by a lock on its fills table until the pass has started."""
+    pool = database.pool
+    async with _shared_login(database, settings) as (sim, engine, w):
+        broker, bid = w["broker"], w["bid"]
+        await send(engine, pool, w["rec"][0], buy("21500"))
+
+        def stored() -> Any:  # (fills stored on either row: each mirrors the whole account)
+            return pool.fetchval("SELECT count(*) FROM fills WHERE sub_account_id = ANY($1)",
+                                 w["sub"])  # fmt: skip
+
+        async def alice_stored() -> bool:
+            return await stored() == 2
+
+        await wait_for(alice_stored, "alice's fill stored on both rows")
+        sim.fault("events_after", on=True, ms=500)  # bob's fill shows after his send is done
+        async with pool.acquire() as blocker:
+            held = blocker.transaction()
+            await held.start()
+            try:
+                await blocker.execute("LOCK TABLE fills IN EXCLUSIVE MODE")  # reads still go
+                await send(engine, pool, w["rec"][1], buy("21500"))
+
+                async def long2() -> bool:
+                    return sum(p.net_pos for p in broker.positions(bid)) == 2
+
+                await wait_for(long2, "long 2")
+                sim.fault("clear")
+                for trader, sl in zip(w["trader"], (40, 80), strict=True):
+                    await pool.execute(
+                        "UPDATE traders SET sl = $2, updated_at = now() WHERE id = $1", trader, sl
+                    )
+                await engine.config.refresh()
+                assert await engine.reconciler.protect_positions() == 0  # first sighting
+                assert await stored() == 2  # bob's add is not stored yet
+
+                async def let_go() -> None:
+                    await asyncio.sleep(0.5)
+                    await held.rollback()
+
+                releasing = asyncio.create_task(let_go())
+                placed = await engine.reconciler.protect_positions()
+                await releasing
+            finally:
+                if blocker.is_in_transaction():  # let go above unless the test failed first
+                    await held.rollback()
+        assert placed == 1
+        await sim.flush()
+        assert _stops(sim) == [(21480.0, 2)]  # bob's 20-point stop: his add filled last
+
+
 async def test_orphaned_exits_of_one_account_at_the_broker_are_cancelled_once(
     database: Database, settings: Settings
 ) -> None:
