@@ -62,7 +62,11 @@ def entry_order(sig: Signal, side: Side, tick: Decimal) -> EntryOrder:
 def expected_fill(entry: OrderRequest, signal_price: Decimal | None) -> Decimal | None:
     """The price ``entry`` is expected to fill at: what absolute exit levels are measured from.
 
-    Market: the signal price (None when the alert gave none). Limit: its limit. Stop: its stop (it
+    Market: the signal price (None when the alert gave none). Limit: a buy limit at or above
+    the market (a cap on slippage, TradersPost sends them so) fills at the market, one below it
+    waits for its limit: the lower of the limit and the signal price; a sell the higher (the
+    limit without a signal price). Measured from the limit, a buy limit 10 points above the
+    market put the alert's stop level 10 points farther from the fill. Stop: its stop (it
     becomes a market order there). Stop-limit: the limit order is born when the stop trades, so a
     buy fills at the stop when its limit is at or above it (the limit only caps slippage) and at
     the limit when that is below (it waits for the pull-back): the lower of the two; a sell the
@@ -72,7 +76,9 @@ def expected_fill(entry: OrderRequest, signal_price: Decimal | None) -> Decimal 
     if kind is OrderType.MARKET:
         return signal_price
     if kind is OrderType.LIMIT:
-        return price
+        if price is None or signal_price is None:
+            return price
+        return min(price, signal_price) if entry.side is Side.BUY else max(price, signal_price)
     if kind is OrderType.STOP:
         return stop
     if kind is OrderType.STOP_LIMIT and price is not None and stop is not None:

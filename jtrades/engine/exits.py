@@ -14,7 +14,13 @@ from typing import Literal, Protocol
 from jtrades.broker.base import Contract
 from jtrades.engine.risk import RiskSettings, SlType
 from jtrades.engine.signal import ExitSpec, Signal, Units
-from jtrades.engine.sizing import exit_offset_points, ladder, round_distance, round_to_tick
+from jtrades.engine.sizing import (
+    exit_offset_points,
+    ladder,
+    ladder_tail,
+    round_distance,
+    round_to_tick,
+)
 
 
 class CannotPlan(Exception):
@@ -85,8 +91,17 @@ def spec_level(
     return Level(distance=distance(spec.value, str(spec.units), ref, c, what, alert_qty))
 
 
-def resolve_exits(c: ExitInputs, total: int, ref: Decimal | None, alert_qty: Decimal) -> Exits:
+def resolve_exits(
+    c: ExitInputs,
+    total: int,
+    ref: Decimal | None,
+    alert_qty: Decimal,
+    laid_for: int | None = None,
+) -> Exits:
     """TP legs with quantities for a position of ``total``, the stop, and trailing/breakeven.
+
+    ``laid_for``: the position shrank (a reduce) from one whose ladder was laid for that many
+    contracts; the configured ladder's far legs hold the ``total`` left (``ladder_tail``).
 
     A per-alert take-profit/stop-loss replaces the configured one for this signal. Several
     per-alert TPs (they carry no quantities) split the position evenly, the last taking the rest.
@@ -112,7 +127,12 @@ def resolve_exits(c: ExitInputs, total: int, ref: Decimal | None, alert_qty: Dec
                 tp.append((spec_level(sp, ref, c, "the take-profit", alert_qty), q))
                 rest -= q
     else:
-        for leg, q in ladder(s.tp, total, c.multiplier):
+        legs = (
+            ladder(s.tp, total, c.multiplier)
+            if laid_for is None
+            else ladder_tail(s.tp, total, c.multiplier, laid_for)
+        )
+        for leg, q in legs:
             tp.append((Level(distance=distance(leg.target, s.tp_units, ref, c, "--tp")), q))
 
     sl: Level | None = None

@@ -100,6 +100,14 @@ def order_type(field: str, value: Any) -> str | None:
     return kind
 
 
+def _percent_below_100(key: str, number: Decimal, units: Units) -> None:
+    """A percent exit of 100 or more is refused, as ``--sl``/``--tp`` are: it puts a stop (or a
+    short's target) at or past zero, a price no market trades at. Accepted, the stop was sent
+    at a price of 0 or less."""
+    if units is Units.PERCENT and number >= 100:
+        raise InvalidSignal(f"{key} {number} percent would put the exit at or past zero")
+
+
 def _one_of(
     name: str, obj: dict[str, Any], keys: dict[str, Units]
 ) -> tuple[str, Decimal, Units] | None:
@@ -110,6 +118,7 @@ def _one_of(
             continue
         number = to_distance(f"{name}.{key}", value)
         if number is not None:
+            _percent_below_100(f"{name}.{key}", number, units)
             given.append((key, number, units))
     if len(given) > 1:
         names = ", ".join(f"{name}.{k}" for k, _, _ in given)
@@ -187,6 +196,7 @@ def _pickmytrade_one(
         for key, value in fields.all(alias):
             number = to_distance(key, value)
             if number is not None:
+                _percent_below_100(key, number, units)
                 given.append((key, number, units))
     if len(given) > 1:
         raise InvalidSignal(f"give only one {kind}: " + ", ".join(k for k, _, _ in given))

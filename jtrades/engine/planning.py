@@ -130,8 +130,16 @@ def _opening_qty(sig: Signal) -> int | None:
     (``{{strategy.market_position_size}}``, any spelling, kept in ``Signal.extra``) and a target
     side, that size is the quantity to open. Without it, an alert that says it reverses (its
     previous position the other side) cannot be sized: refused, so a reversal only closes.
+
+    The size only corrects an order quantity the alert gave. Without one (none or 0: the
+    configured ``--size``, contrib/alerts/README) there is nothing to double-count, and the
+    chart's position is not this follower's size: taking it opened 37 contracts for a
+    ``--size 1`` recorder whose strategy sizes itself by equity.
     """
-    if sig.market_position not in (MarketPosition.LONG, MarketPosition.SHORT):
+    if sig.quantity is None or sig.market_position not in (
+        MarketPosition.LONG,
+        MarketPosition.SHORT,
+    ):
         return sig.quantity
     for key, value in sig.extra.items():
         if not isinstance(key, str) or isinstance(value, bool):
@@ -165,6 +173,10 @@ def _open(c: Ctx, steps: Steps, side: Side, working: int = 0) -> int:
     """Entry + TP ladder + SL as one strategy (or a plain order with no exits); returns qty.
     ``working``: contracts of entries still working on ``side`` (the cap must leave room)."""
     asked = _opening_qty(c.sig)
+    if asked is None and c.s.size < 1:
+        # settings are validated (--size ≥ 1): should one ever say "the webhook's quantity"
+        # (0), an alert without one is refused here, not sized by a guess
+        raise CannotPlan("the alert gives no quantity and no --size is configured")
     qty = cap_qty(entry_qty(asked, c.s, c.multiplier), c.s.max_contracts, working)
     entry = entry_request(c, steps.next_id(), side, qty)
     ref = expected_fill(entry, c.signal_price)

@@ -27,11 +27,19 @@ Decisions worth knowing:
 - Re-placed exits (DCA, reduce) are GTC and recomputed from the configured levels (a stop moved by
   trailing or breakeven goes back to its configured level). If no stop is configured, the
   existing protective stop (the entry alert's own, say) is carried over at its price for the
-  new quantity, beside the configured take-profits if any.
+  new quantity, beside the configured take-profits if any. If no take-profit is configured,
+  the working ones (the entry alert's own) are carried over at their prices the same way
+  (``_carried_take_profits``): re-placing the stop alone left the averaged position without
+  the target it had.
+- A reduce keeps the far end of the configured ladder (``sizing.ladder_tail``): its near legs
+  fill first, so what is left of a position is what the far legs hold. Laid out again from the
+  first leg, the contract left after TP1 filled went back to TP1 (past the market: refused).
 - They are priced from the average, yet none may be at or past the market (the signal price),
   where it would fill at once: such a stop gives way to the working stop or refuses the plan,
-  such a take-profit hands its contracts to the next live leg (``_price_exits``). Nothing is
-  cancelled before that is settled.
+  such a take-profit hands its contracts to the next live leg (``_price_exits``). With every
+  leg passed an add is refused; a reduce (the strategy trimmed, the follower must too) or a
+  carried take-profit drops them and keeps the stop. Nothing is cancelled before that is
+  settled.
 """
 
 from __future__ import annotations
@@ -39,7 +47,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
-from jtrades.broker.base import OcoRequest, OrderRequest, OrderType, Side, WorkingOrder
+from jtrades.broker.base import (
+    OcoRequest,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    WorkingOrder,
+)
 from jtrades.engine.exit_orders import StopSpec, stop_order, take_profit_leg
 from jtrades.engine.exits import CannotPlan, as_price, resolve_exits
 from jtrades.engine.plan_context import (
@@ -55,7 +70,7 @@ from jtrades.engine.plan_context import (
     req,
     working_entries,
 )
-from jtrades.engine.sizing import cap_qty, round_distance, round_to_tick, scale_qty
+from jtrades.engine.sizing import cap_qty, entry_qty, round_distance, round_to_tick, scale_qty
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +82,7 @@ class _Priced:
     stop: StopSpec | None
     carried: bool  # ``stop`` is the working stop, carried over at its price
     notes: tuple[str, ...] = ()  # what the market changed, for the plan's reason
+    tp_carried: bool = False  # ``tp`` are the working take-profits, carried over at their prices
 
 
 def _short_of(price: Decimal, market: Decimal, pos_side: Side) -> bool:
@@ -82,8 +98,15 @@ def _price_exits(
     carried: StopSpec | None,
     markets: tuple[Decimal, ...] | None = None,
     stop_markets: tuple[Decimal, ...] | None = None,
+    *,
+    carried_tp: tuple[tuple[Decimal, int], ...] = (),
+    laid_for: int | None = None,
 ) -> _Priced:
     """TP/SL prices for a position of ``total`` averaged at ``ref``, none at or past the market.
+
+    ``carried_tp``: the working take-profits for ``total`` (``_carried_take_profits``), placed
+    when none is configured for the signal. ``laid_for``: a reduce, from a position whose
+    ladder was laid for that many contracts (``resolve_exits``).
 
     They are priced from the average, which can sit on the far side of the market (the signal's
     price, where a market add fills) from a level measured off it: the entry alert's wider stop
@@ -96,7 +119,10 @@ def _price_exits(
       than the strategy did. Its contracts go to the live leg the market reaches first, so the
       ladder still covers the position (rule 4) and they exit at the next level the trader set;
       refusing instead would leave the strategy's add or reduce undone for a level merely
-      passed. With every leg passed there is no level left to give them to: refused.
+      passed. With every leg passed there is no level left to give them to: an add is refused;
+      a reduce (``laid_for``) drops them and goes with its stop, as do carried take-profits
+      (levels the trader did not configure, which the market has passed): refusing left the
+      follower holding what the strategy had trimmed.
 
     Without a signal price there is no market to check against: priced from the average alone.
     ``markets`` (default: the signal price) are the prices the market is known to have traded
@@ -109,7 +135,7 @@ def _price_exits(
     over the add or the reduce the alert asks for, which would let the averaged position lose
     that many times the alert's cap.
     """
-    exits = resolve_exits(c, total, ref, Decimal(total) / c.multiplier)
+    exits = resolve_exits(c, total, ref, Decimal(total) / c.multiplier, laid_for)
     d, tick = pos_side.sign, c.contract.tick_size
 
     def stop() -> StopSpec | None:
@@ -132,6 +158,14 @@ def _price_exits(
         tp.append((as_price(level, ref, d, c, "the take-profit"), q))
         if i == 0:
             sl = stop()
+    # a reduce (``laid_for``) keeps the working take-profits, shrunk from the nearest, over
+    # the configured ladder unless the alert gave its own: the size that ladder was laid for
+    # is not known here (the entry's quantity may have been the alert's), and laid out again
+    # it sent held contracts back to levels that had filled
+    keep_working = laid_for is not None and not c.sig.take_profit
+    tp_carried = bool(carried_tp) and (not exits.tp or keep_working)
+    if tp_carried:
+        tp = list(carried_tp)
     if markets is None:
         markets = () if c.signal_price is None else (c.signal_price,)
     if stop_markets is None:
@@ -160,9 +194,10 @@ def _price_exits(
         )
         sl, is_carried = fallback, True
     legs = tuple(tp)
+    drop = laid_for is not None or tp_carried
     for market in markets:
-        legs = _unreached(list(legs), market, pos_side, notes)
-    return _Priced(legs, sl, is_carried, tuple(notes))
+        legs = _unreached(list(legs), market, pos_side, notes, drop)
+    return _Priced(legs, sl, is_carried, tuple(notes), tp_carried and bool(legs))
 
 
 def _reached(stop: Decimal, markets: tuple[Decimal, ...], pos_side: Side) -> Decimal | None:
@@ -171,16 +206,24 @@ def _reached(stop: Decimal, markets: tuple[Decimal, ...], pos_side: Side) -> Dec
 
 
 def _unreached(
-    legs: list[tuple[Decimal, int]], market: Decimal, pos_side: Side, notes: list[str]
+    legs: list[tuple[Decimal, int]],
+    market: Decimal,
+    pos_side: Side,
+    notes: list[str],
+    drop: bool = False,
 ) -> tuple[tuple[Decimal, int], ...]:
     """The take-profit legs the market has not reached, holding the contracts of those it has
-    (each to the live leg the market reaches first); ``_price_exits`` says why."""
+    (each to the live leg the market reaches first); ``_price_exits`` says why. With none
+    live: none when ``drop``, else ``CannotPlan``."""
     d = pos_side.sign
     live = [i for i, (p, _) in enumerate(legs) if (p - market) * d > 0]
     if len(live) == len(legs):
         return tuple(legs)
     if not live:
         prices = ", ".join(str(p) for p, _ in legs)
+        if drop:
+            notes.append(f"take-profit {prices} at or past the market {market}: dropped")
+            return ()
         raise CannotPlan(f"every take-profit ({prices}) is at or past the market {market}")
     qty = {i: legs[i][1] for i in live}
     first = min(live, key=lambda i: (legs[i][0] - market) * d)  # the earliest one in a tie
@@ -212,16 +255,17 @@ def _place_exits(c: Ctx, steps: Steps, pos_side: Side, total: int, priced: _Pric
         steps.add("order", only, note="stop for the whole position")
         return f"stop {only.stop_price} for {total}{notes}"
     parts = []
+    how = " carried over" if priced.tp_carried else ""
     for tp_price, q in priced.tp:
         leg = take_profit_leg(c.account, c.contract.symbol, exit_side, q, tp_price, sl,
                               steps.exit_id(), steps.exit_id("b"))  # fmt: skip
         if isinstance(leg, OcoRequest):
-            steps.add("oco", leg, note="take-profit leg with its stop")
+            steps.add("oco", leg, note=f"take-profit leg{how} with its stop")
         else:
-            steps.add("order", leg, note="take-profit leg")
+            steps.add("order", leg, note=f"take-profit leg{how}")
         parts.append(f"{q}@{tp_price}")
     sl_text = f", stop {sl.stop_price}" if sl is not None else ""
-    return f"TP {' '.join(parts)}{sl_text}{notes}"
+    return f"TP{how} {' '.join(parts)}{sl_text}{notes}"
 
 
 def _carried_stop(carried: WorkingOrder | None) -> StopSpec | None:
@@ -245,6 +289,40 @@ def _working_stop(c: Ctx, pos_side: Side) -> StopSpec | None:
         ):
             carried = w
     return _carried_stop(carried)
+
+
+def _carried_take_profits(c: Ctx, pos_side: Side, total: int) -> tuple[tuple[Decimal, int], ...]:
+    """The working take-profits (exit-side limits) at their prices, resized for ``total``
+    (nearest the market first; merged by price): a smaller position gives up the near legs'
+    contracts first (they are the ones that fill first), a larger one gives the added contracts
+    to the farthest leg, which takes the rest as a ladder's last leg does. They add up to
+    ``total`` (DESIGN §5.4); none working: none."""
+    d = pos_side.sign
+    by_price: dict[Decimal, int] = {}
+    for w in exit_working(c, pos_side):
+        # a suspended one is the bracket of an entry not filled yet, not a target of this
+        # position (``protection``)
+        if (
+            w.order_type is OrderType.LIMIT
+            and w.price is not None
+            and w.qty > 0
+            and w.status is not OrderStatus.SUSPENDED
+        ):
+            by_price[w.price] = by_price.get(w.price, 0) + w.qty
+    if not by_price:
+        return ()
+    legs = sorted(by_price.items(), key=lambda leg: leg[0] * d)
+    excess = sum(q for _, q in legs) - total
+    out: list[tuple[Decimal, int]] = []
+    for price, q in legs:
+        take = min(q, max(excess, 0))
+        excess -= take
+        if q > take:
+            out.append((price, q - take))
+    if excess < 0:
+        price, q = out[-1]
+        out[-1] = (price, q - excess)
+    return tuple(out)
 
 
 def _cancel_exits(c: Ctx, steps: Steps, pos_side: Side) -> None:
@@ -296,13 +374,14 @@ def plan_add(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:
         ctx.prec = 60
         avg = (c.state.avg_price * pos + fill * qty) / total
     carried = _working_stop(c, pos_side)
-    priced = _price_exits(c, pos_side, total, avg, carried)
+    carried_tp = _carried_take_profits(c, pos_side, total)
+    priced = _price_exits(c, pos_side, total, avg, carried, carried_tp=carried_tp)
     _cancel_exits(c, steps, pos_side)
     prior = tuple(steps.items)
     summary = _place_exits(c, steps, pos_side, total, priced)
     exits = AddExits(
         c, pos_side, pos, qty, entry_step, avg, carried, steps.prefix, prior,
-        tuple(steps.items[len(prior):]),
+        tuple(steps.items[len(prior):]), carried_tp,
     )  # fmt: skip
     return AddPlan(
         PositionAction.ADD,
@@ -327,6 +406,7 @@ class AddExits:
     prefix: str  # the plan's clOrdId prefix (``Steps``)
     prior: tuple[PlannedOrder, ...]  # the steps before the exits: the add, the cancels
     exits: tuple[PlannedOrder, ...]  # the exits as planned, in step order
+    carried_tp: tuple[tuple[Decimal, int], ...] = ()  # the working take-profits, as planned
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,7 +457,9 @@ def reprice_add(a: AddExits, avg: Decimal) -> Repriced:
     fill = added_fill(a, avg)
     markets = tuple(dict.fromkeys(m for m in (c.signal_price, fill) if m is not None))
     stop_markets = (fill,) if fill is not None else markets
-    priced = _price_exits(c, a.pos_side, total, avg, a.carried, markets, stop_markets)
+    priced = _price_exits(
+        c, a.pos_side, total, avg, a.carried, markets, stop_markets, carried_tp=a.carried_tp
+    )
     steps = Steps(a.prefix, list(a.prior))
     summary = _place_exits(c, steps, a.pos_side, total, priced)
     placed = steps.items[len(a.prior) :]
@@ -427,7 +509,13 @@ def plan_reduce(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:
     if _has_exits(c, pos_side):
         if ref is None:
             raise CannotPlan("a reduce needs the average or signal price to re-place TP/SL")
-        priced = _price_exits(c, pos_side, remaining, ref, _working_stop(c, pos_side))
+        # the ladder was laid for the entry (--size × multiplier) or for more (a DCA add, an
+        # entry alert's larger quantity); its near legs fill first (``ladder_tail``)
+        laid_for = max(pos, entry_qty(None, c.s, c.multiplier))
+        priced = _price_exits(
+            c, pos_side, remaining, ref, _working_stop(c, pos_side),
+            carried_tp=_carried_take_profits(c, pos_side, remaining), laid_for=laid_for,
+        )  # fmt: skip
     _cancel_exits(c, steps, pos_side)
     order = req(c, pos_side.opposite, qty, OrderType.MARKET, steps.next_id())
     steps.add("order", order, note=f"reduce by {qty}")

@@ -101,6 +101,29 @@ def ladder(
     return tuple(out)
 
 
+def ladder_tail(
+    legs: tuple[TpLeg, ...], total: int, multiplier: Decimal, laid_for: int
+) -> tuple[tuple[TpLeg, int], ...]:
+    """The far end of the ladder laid for ``laid_for`` contracts: its last ``total`` contracts.
+
+    For exits re-placed after a position shrank (a reduce): its near legs are the ones that
+    fill first, so the contracts still held are those of the far legs. Laying the ladder out
+    again from the first leg moved them back onto a level that had already filled (TP1 filled,
+    the strategy trims 1: the last contract's target went from TP3 back to TP1, often past the
+    market). Sums to ``total`` like ``ladder``; ``laid_for`` below it counts as ``total``.
+    """
+    full = ladder(legs, max(total, laid_for), multiplier)
+    out: list[tuple[TpLeg, int]] = []
+    need = total
+    for leg, q in reversed(full):
+        if need == 0:
+            break
+        take = min(q, need)
+        out.append((leg, take))
+        need -= take
+    return tuple(reversed(out))
+
+
 def ladder_quantities(legs: tuple[TpLeg, ...], total: int, multiplier: Decimal) -> tuple[int, ...]:
     """The contracts of each kept leg of ``ladder`` (sum = ``total``, each ≥ 1)."""
     return tuple(q for _, q in ladder(legs, total, multiplier))

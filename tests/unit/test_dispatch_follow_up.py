@@ -80,8 +80,7 @@ def test_a_reduces_exits_are_protective_its_market_order_is_not() -> None:
         ("cancel", True),
         ("cancel", True),
         ("order", False),  # the reduce trades
-        ("oco", True),
-        ("oco", True),
+        ("oco", True),  # the far leg of the ladder (8:1, 40:2) keeps what is left
     ]
 
 

@@ -843,16 +843,31 @@ REDUCE_SHORT = Signal(Action.BUY, quantity=1, market_position=MarketPosition.SHO
 
 
 def test_reduce_cancels_exits_then_trims_then_re_places() -> None:
-    tp = working(11, Side.SELL, 3, OrderType.LIMIT, price="21505")
-    p = plan(REDUCE_LONG, LADDER, long(3, "21500", (tp,)))
+    """What is left keeps the working take-profits farthest from the market: the near one
+    fills first, and the ladder's size at entry is not known here (the alert's quantity may
+    have set it), so it is not laid out again."""
+    tps = tuple(
+        working(11 + i, Side.SELL, 1, OrderType.LIMIT, price=px)
+        for i, px in enumerate(("21505", "21510", "21515"))
+    )
+    p = plan(REDUCE_LONG, LADDER, long(3, "21500", tps))
     assert p.action is PositionAction.REDUCE
-    assert kinds(p) == ["cancel", "order", "oco", "oco"]
-    assert p.orders[0].cancel_order_id == 11
-    trim = order(p.orders[1])
+    assert kinds(p) == ["cancel", "cancel", "cancel", "order", "oco", "oco"]
+    assert [o.cancel_order_id for o in p.orders[:3]] == [11, 12, 13]
+    trim = order(p.orders[3])
     assert (trim.side, trim.qty, trim.order_type) == (Side.SELL, 1, OrderType.MARKET)
-    legs = [oco(o) for o in p.orders[2:]]
-    assert [(x.first.qty, x.first.price) for x in legs] == [(1, D(21505)), (1, D(21510))]
+    legs = [oco(o) for o in p.orders[4:]]
+    assert [(x.first.qty, x.first.price) for x in legs] == [(1, D(21510)), (1, D(21515))]
     assert sum(x.second.qty for x in legs) == 2
+
+
+def test_reduce_without_working_take_profits_keeps_the_ladders_far_legs() -> None:
+    """Nothing working to keep (the exits were cancelled by hand): the configured ladder, its
+    far legs for what is left."""
+    p = plan(REDUCE_LONG, LADDER, long(3, "21500"))
+    assert p.action is PositionAction.REDUCE
+    legs = [oco(o) for o in p.orders if o.kind == "oco"]
+    assert [(x.first.qty, x.first.price) for x in legs] == [(1, D(21510)), (1, D(21515))]
 
 
 def test_reduce_short_with_multiplier() -> None:

@@ -268,13 +268,16 @@ def test_price_level_exits_land_on_the_alerts_levels_from_the_entry(
     sl_ticks: int,
     signal_ticks: int | None,
 ) -> None:
-    """Whatever the signal price (or none), an entry filling at its own price puts the stop and
-    target on the alert's levels, within a tick toward the entry."""
+    """Whatever the signal price (or none), an entry filling where it is expected to puts the
+    stop and target on the alert's levels, within a tick toward the entry."""
     tick, d = contract.tick_size, side.sign
     stop = entry_ticks * tick
     limit = stop + limit_gap * tick if kind == "stop_limit" else stop
+    price = None if signal_ticks is None else stop + signal_ticks * tick
     if kind == "stop_limit":  # it fills at the stop, or waits for the limit if that is better
         fill = min(stop, limit) if side is Side.BUY else max(stop, limit)
+    elif kind == "limit" and price is not None:  # at the market when that is better
+        fill = min(limit, price) if side is Side.BUY else max(limit, price)
     else:
         fill = limit if kind == "limit" else stop
     tp_level, sl_level = fill + d * tp_ticks * tick, fill - d * sl_ticks * tick
@@ -283,7 +286,6 @@ def test_price_level_exits_land_on_the_alerts_levels_from_the_entry(
         take_profit=(ExitSpec(tp_level, Units.PRICE),),
         stop_loss=ExitSpec(sl_level, Units.PRICE),
     )  # fmt: skip
-    price = None if signal_ticks is None else stop + signal_ticks * tick
     p = plan(sig, contract=contract, price=price)
     assert p.action is PositionAction.OPEN, p.reason
     (b,) = strategy(p).brackets
