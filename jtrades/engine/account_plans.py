@@ -41,10 +41,14 @@ class AccountResult:
     sent: int = 0
     rejected: int = 0
     unknown: int = 0
-    expired: int = 0
+    expired: int = 0  # not sent: past the TTL, or after a step that failed
     messages: list[str] = field(default_factory=list)
     # another trader's plan for the same account was sent instead (``plan_groups``)
     outranked_by: int | None = None
+    # not sent: the broker would not take the request (a p-ticket, a 429, the session
+    # reconnecting: ``send.send_step``); apart from ``expired``, which the verdict reads as
+    # the TTL: the row blamed the TTL for a penalty
+    unavailable: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         # by hand: dataclasses.asdict deep-copies, and a signal has one of these per sub-account
@@ -59,6 +63,7 @@ class AccountResult:
             "expired": self.expired,
             "messages": list(self.messages),
             "outranked_by": self.outranked_by,
+            "unavailable": self.unavailable,
         }
 
 

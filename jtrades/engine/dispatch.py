@@ -305,8 +305,8 @@ class Dispatcher:
                 elif state == "unknown":
                     res.unknown += 1
                     failed = f"step {po.step} outcome unknown"
-                else:
-                    res.expired += 1
+                else:  # the broker would not take the request: nothing reached it
+                    res.unavailable += 1
                     failed = f"step {po.step} not sent"
                 if reason:
                     res.messages.append(f"{ni.cl_ord_id}: {reason}")
@@ -320,6 +320,7 @@ class Dispatcher:
                     rejected=res.rejected,
                     unknown=res.unknown,
                     expired=res.expired,
+                    unavailable=res.unavailable,
                     reason=failed,
                     broker=res.messages[-1] if res.messages else None,
                 )

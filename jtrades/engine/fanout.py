@@ -25,6 +25,7 @@ from jtrades.engine.config_cache import LinkConfig, RecorderConfig, Snapshot, Tr
 from jtrades.engine.counters import Counters, ForeignEntry, SessionCounters, Undo, count_entry
 from jtrades.engine.dispatch import WorkItem
 from jtrades.engine.filters import (
+    OPEN_UNMARKED,
     Rejection,
     TraderState,
     check_gate,
@@ -248,19 +249,21 @@ class Fanout:
         only then: a trader without one, or a close, costs no P&L reading)."""
         t, tc = j.t, j.tc
         realized: Decimal = Decimal(0)
-        open_: Decimal | None = Decimal(0)
+        open_: Decimal | str = Decimal(0)
         counted = True
         if j.entry and t.settings.max_daily_loss is not None:
             counted = j.last_fills is None or not self._booked.behind(j.last_fills)
             realized = self._pnl.realized([lk.sub_account_id for lk in t.links], now)
             open_ = self._open_pnl(t.links, j.brokers, j.contracts, price)
+        unknown = open_ if isinstance(open_, str) else None
         return TraderState(
             realized_pnl_today=realized,
-            open_pnl=open_,
+            open_pnl=open_ if isinstance(open_, Decimal) else None,
             last_entry_at=tc.last_entry_at,
             entries_this_session=tc.entries,
             seen_this_session=tc.seen,
             pnl_counted=counted,
+            open_pnl_unknown=unknown,
         )
 
     async def _count_fills(self, wanted: list[dict[AccountKey, int]]) -> None:
@@ -279,30 +282,40 @@ class Fanout:
         brokers: dict[int, Broker],
         contracts: dict[int, Contract],
         price: Decimal | None,
-    ) -> Decimal | None:
+    ) -> Decimal | str:
         """Open P&L of the trader's positions in this contract, marked at the signal's price,
-        else at the last price an alert gave for the contract; None when a position is open
-        and there is no price at all (the daily loss then fails closed). A month held across
-        the roll is marked at the alert's price too: its chart's month is a calendar spread
-        away, near enough for a loss limit, where the last price an alert gave the held month
-        itself dates from before the roll (it saw a 1,500-point loss as none)."""
+        else at the last price an alert gave for the contract; when it is unknown, why (the
+        daily loss then fails closed): a position is open and there is no price at all, or a
+        sub-account's positions cannot be read. Missing is not flat (rule 6): an unsynced view
+        counted as 0 let the trader's other sub-accounts open entries while its open loss
+        there was past the limit. A month held across the roll is marked at the alert's price
+        too: its chart's month is a calendar spread away, near enough for a loss limit, where
+        the last price an alert gave the held month itself dates from before the roll (it saw
+        a 1,500-point loss as none)."""
         total = Decimal(0)
         for link in links:
             broker = brokers.get(link.sub_account_id)
             contract = contracts.get(link.sub_account_id)
+            if broker is None:
+                try:  # left out of the fan-out: for its contract, or for want of a session?
+                    self._brokers.broker_for(link)
+                except Exception as exc:
+                    return f"the positions of sub-account {link.sub_name} cannot be read ({exc})"
             if broker is None or contract is None:
                 continue
             try:
                 held = [p for p in broker.positions(link.broker_account_id) if p.net_pos]
-            except Exception as exc:  # an unsynced view adds nothing; dispatch won't plan on it
-                log.debug("engine.open_pnl_unavailable", error=str(exc))
-                continue
+            except Exception as exc:
+                log.info(
+                    "engine.open_pnl_unknown", sub_account_id=link.sub_account_id, error=str(exc)
+                )
+                return f"the positions of sub-account {link.sub_name} cannot be read ({exc})"
             for p in held:
                 if p.symbol != contract.symbol:
                     continue
                 mark = price if price is not None else self._marks.get(contract.symbol)
                 if mark is None:
-                    return None
+                    return OPEN_UNMARKED
                 total += open_pnl(p.net_pos, p.net_price, mark, contract)
         return total
 

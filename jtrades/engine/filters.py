@@ -40,6 +40,7 @@ Counters, precisely (the caller keeps them per recorder, or per trader, since ``
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -82,13 +83,16 @@ class RecorderState:
 class TraderState:
     realized_pnl_today: Decimal
     # of this trader's positions, marked at the signal's price or the last one known for the
-    # contract (sizing.open_pnl); None: a position is open and no price is known to mark it at
+    # contract (sizing.open_pnl); None: unknown (``open_pnl_unknown`` says why)
     open_pnl: Decimal | None
     last_entry_at: datetime | None
     entries_this_session: int
     seen_this_session: int = 0
     # False: the live views hold fills the realized P&L does not count yet (engine.booked_fills)
     pnl_counted: bool = True
+    # why ``open_pnl`` is None: a sub-account's positions cannot be read, or (None:
+    # ``OPEN_UNMARKED``) a position is open and no price is known to mark it at
+    open_pnl_unknown: str | None = None
 
 
 _SWAP_ACTION = {Action.BUY: Action.SELL, Action.SELL: Action.BUY}
@@ -200,6 +204,8 @@ def _check_window(s: RiskSettings, now: datetime, tz: ZoneInfo) -> Rejection | N
 
 
 _INSTANT = timedelta(microseconds=1)
+# Why the open P&L is unknown when a position is open and no price marks it.
+OPEN_UNMARKED = "no price in the alert and none known yet for the contract"
 
 
 def _check_auto_flat(s: RiskSettings, now: datetime, tz: ZoneInfo) -> Rejection | None:
@@ -231,8 +237,9 @@ def _check_cooldown(
     elapsed = (now - last_entry_at).total_seconds()
     if elapsed >= s.cooldown_s:
         return None
-    wait = s.cooldown_s - max(0.0, elapsed)
-    return Rejection("cooldown", f"cooldown {s.cooldown_s}s: {wait:.0f}s left since the last entry")
+    # a started second counts as left: rounded, 59.6 s into 60 refused with "0s left"
+    wait = max(1, math.ceil(s.cooldown_s - max(0.0, elapsed)))
+    return Rejection("cooldown", f"cooldown {s.cooldown_s}s: {wait}s left since the last entry")
 
 
 def _check_max_signals(s: RiskSettings, entries: int) -> Rejection | None:
@@ -264,10 +271,11 @@ def _check_daily_loss(s: RiskSettings, st: TraderState) -> Rejection | None:
     if st.open_pnl is None:
         # Judged as flat, a position under water let the entry add to it (fail closed).
         if realized > -limit:
+            why = st.open_pnl_unknown or OPEN_UNMARKED
             return Rejection(
                 "max_daily_loss",
-                "open P&L unknown: no price in the alert and none known yet for the contract"
-                f" (realized today {realized} USD, max daily loss {limit} USD)",
+                f"open P&L unknown: {why} (realized today {realized} USD, max daily loss"
+                f" {limit} USD)",
             )
         return Rejection(
             "max_daily_loss",

@@ -51,6 +51,9 @@ def intent_state(status: OrderStatus) -> str:
 
 
 Outcome = tuple[str, int | None, str | None]  # (intent state, broker order id, reason)
+# How the reason of a step the broker would not take the request for starts (a p-ticket, a
+# 429, the session reconnecting): the signal's verdict names it (``verdicts``).
+UNAVAILABLE = "not sent: broker unavailable"
 
 
 async def send_step(
@@ -93,7 +96,7 @@ async def send_step(
         return "rejected", None, str(exc) or "rejected by the broker"
     except TransientBrokerError as exc:
         # Raised before the request left: nothing is at the broker.
-        return "expired", None, f"not sent: broker unavailable ({exc})"
+        return "expired", None, f"{UNAVAILABLE} ({exc})"
     except OutcomeUnknown as exc:
         return "unknown", None, f"no answer from the broker ({type(exc).__name__})"
     except Exception as exc:

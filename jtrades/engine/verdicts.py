@@ -9,9 +9,10 @@ Counts. A trader none of whose accounts sent anything the broker took made no en
 go back (no account planned, every plan ignored it, outranked, unsynced, expired, or every
 order refused by the broker). The recorder counts an entry its own filters passed whatever its
 traders then decided (``store.trading``'s ``recorder_counters``), so its count goes back only
-when no follower could act on it at all: every order expired unsent or was refused by the
-broker, or, no trader refusing it, no account was planned (contracts not found, no sub-account
-linked) or could plan ("nothing": an unsynced view). A signal's
+when no follower could act on it at all: every order expired unsent, was refused by the
+broker or not taken by it (a p-ticket, a 429), every account was at its --max-contracts
+already, or, no trader refusing it, no account was planned (contracts not found, no
+sub-account linked) or could plan ("nothing": an unsynced view). A signal's
 ``detail`` (what a restart counts) says the same as memory.
 
 An every-Nth refusal (``trader_seen``, or the recorder's ``nth_seen`` without ``entry``) is
@@ -29,10 +30,14 @@ from jtrades.engine.config_cache import RecorderConfig
 from jtrades.engine.counters import Kind, SessionCounters, Undo
 from jtrades.engine.dispatch import AccountResult
 from jtrades.engine.filters import Rejection, reads_own_way
+from jtrades.engine.send import UNAVAILABLE
 
 Verdict = tuple[str, str | None, str | None]
 ACCEPTED: Verdict = ("accepted", None, None)
 _DIRECTION = "direction: "  # how the planner's direction refusal starts (``planning._entry``)
+# what the planner's reason says of an entry or add at the cap (``planning._entry``,
+# ``resize.plan_add``)
+_CAPPED = "at --max-contracts "
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +67,9 @@ class Judged:
     ) -> Verdict:
         """The counts and the verdict only the orders can settle: an entry counted but never
         made refused the next real one (max signals) and ran a cooldown from nothing, and a
-        row "accepted" with no reason hid why nothing was traded (rule 9)."""
+        row "accepted" with no reason hid why nothing was traded (rule 9). A request the
+        broker would not take (``AccountResult.unavailable``) is named as such, not as the TTL;
+        an entry every account ignored at --max-contracts is rejected for ``max_contracts``."""
         detail = self.detail
         was_entry = bool(detail["entry"] or detail["trader_entries"])
         reached = {a.trader_id for a in accounts if _reached(a)}
@@ -75,8 +82,13 @@ class Judged:
             return verdict
         expired = any(a.expired for a in accounts)
         turned_down = [a for a in accounts if a.rejected]  # by the broker
+        # the broker would not take the requests (a p-ticket, a 429): nothing reached it
+        unavailable = [a for a in accounts if a.unavailable]
+        capped = bool(accounts) and all(_capped(a) for a in accounts)
         stuck = bool(self.rec.traders) and all(a.action == "nothing" for a in accounts)
-        if detail["entry"] and (expired or turned_down or (stuck and not self.rejections)):
+        if detail["entry"] and (
+            expired or turned_down or unavailable or capped or (stuck and not self.rejections)
+        ):
             detail["entry"] = detail["nth_seen"] = False
             _put_back(counters, undo, "recorder", self.rec.id)
         if verdict[0] != "accepted":
@@ -86,17 +98,20 @@ class Judged:
             # entry after its refused close), and the row named the TTL, not the refusal
             why = next((m for a in turned_down for m in a.messages), "no reason given")
             return ("rejected", "broker", f"the broker refused its orders: {why}")
+        if unavailable:  # before the TTL: the row blamed the TTL for a penalty ticket
+            said = [m for a in unavailable for m in a.messages]
+            why = next((m for m in said if UNAVAILABLE in m), said[0] if said else "no reason")
+            return ("rejected", "broker", f"the broker did not take its orders: {why}")
         if expired:
             why = f"its orders waited past the {ttl:g}s signal TTL and were not sent: not traded"
             return ("expired", None, why)
-        # each account refused by a filter, not all by the same trader: the count above
-        # (every trader refused) missed it, and the row said accepted
+        # each account refused by a filter, not all by the same trader, or ignored for a limit
+        # of its plan (--direction, --max-contracts): the count above (every trader refused)
+        # missed it, and the row said accepted with no reason
         refused = self._refused_traders()
-        if accounts and all(a.trader_id in refused or _direction(a) for a in accounts):
-            first = self._first()
-            if first is None:  # every account ignored it for --direction
-                reason = next(a.reason for a in accounts if _direction(a))
-                first = ("direction", reason.removeprefix(_DIRECTION))
+        if accounts and all(a.trader_id in refused or _ignored(a) for a in accounts):
+            # none refused by a filter: every account ignored it for --direction/--max-contracts
+            first = self._first() or next(w for a in accounts if (w := _ignored(a)) is not None)
             return ("rejected", *first)
         if stuck and was_entry:  # accepted by every filter, and no follower could act on it
             return ("accepted", None, f"not traded: {self._why_not(accounts)}")
@@ -148,6 +163,22 @@ def _reached(a: AccountResult) -> bool:
 
 def _direction(a: AccountResult) -> bool:
     return a.action == "ignore" and a.reason.startswith(_DIRECTION)
+
+
+def _capped(a: AccountResult) -> bool:
+    """The account's plan ignored the entry: its position (and entries working) is at the
+    cap already."""
+    return a.action == "ignore" and _CAPPED in a.reason
+
+
+def _ignored(a: AccountResult) -> tuple[str, str] | None:
+    """The (filter, reason) of a plan that ignored the entry for a limit the user set
+    (--direction, --max-contracts), as the row names it; None for any other outcome."""
+    if _direction(a):
+        return "direction", a.reason.removeprefix(_DIRECTION)
+    if _capped(a):
+        return "max_contracts", a.reason
+    return None
 
 
 def _put_back(counters: SessionCounters, undo: Undo, kind: Kind, key: int) -> None:

@@ -599,7 +599,7 @@ async def test_entries_still_working_count_toward_max_contracts(
     await settle()
     assert sorted(o["qty"] for o in w.orders("J1")) == [2, 3]
     out = await w.alert("limits", limit(3))
-    assert (out["verdict"], out["orders"]) == ("accepted", 0), out
+    assert (out["verdict"], out["filter"], out["orders"]) == ("rejected", "max_contracts", 0), out
     await settle()
     assert sorted(o["qty"] for o in w.orders("J1")) == [2, 3]
     assert w.net("J1") == 0
