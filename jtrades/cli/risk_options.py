@@ -347,6 +347,9 @@ def to_args(values: Mapping[str, Any]) -> list[str]:
 # them is checked after it, on the trader's side, so it can narrow what the recorder lets through
 # but never let through what the recorder refused.
 _TIGHTEN = " On a trader: checked after the recorder's, so it can only tighten it."
+# The settings fields those options set (``filters.check_trader`` runs a trader's own value of
+# one of them after the recorder's chain): a looser value on a trader has no effect.
+TIGHTEN_ONLY = ("windows", "auto_flat_after", "cooldown_s", "max_signals", "every_nth")
 # The recorder has no money or position of its own: these apply per trader only.
 _REPLACE = " On a trader: replaces the recorder's (up or down)."
 
