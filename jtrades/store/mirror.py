@@ -5,6 +5,12 @@ one round trip, not one per row or per table. Fills are de-duplicated by the bro
 (Tradovate replays fills around the session change); orders and positions are upserts keyed by
 the broker's ids. The trades the new fills close go in the batch's transaction
 (``insert_trades``), so a fill is never on disk without the round trip it closed.
+
+An intent moves only by an event of its own account at the broker: clOrdIds are unique within
+one database only (a second jtrades on the same Tradovate login, or a database rebuilt the same
+day, makes the same ones for other accounts' orders), so each intent row goes with the
+sub-account of its order's row in the batch, and the statement matches the intent by clOrdId
+and that account.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
 
 # (cl_ord_id, state, broker_order_id, reason): an intent moved to the state of the order it
-# became, with the broker's text when it rejected the order after accepting it
+# became, with the broker's text when it rejected the order after accepting it; the batch holds
+# that order's row (its sub-account says whose intent it can be)
 IntentRow = tuple[str, str, int, str | None]
 # (sub_account_id, broker_order_id, cl_ord_id, symbol, side, qty, order_type, price, stop_price,
-#  status, parent_id, oco_id); the intent is found by clOrdId in the statement itself
+#  status, parent_id, oco_id); the intent is found by clOrdId and account in the statement
 OrderRow = tuple[
     int, int, str | None, str, str, int, str, Decimal | None, Decimal | None, str, int | None,
     int | None,
@@ -36,7 +43,7 @@ TradeRow = tuple[int, str, str, int, Decimal, Decimal, Decimal, datetime, dateti
 
 
 # the field names of those rows, as the statements' jsonb_to_recordset column lists spell them
-_INTENT = ("cl_ord_id", "state", "broker_order_id", "reason")
+_INTENT = ("sub_account_id", "cl_ord_id", "state", "broker_order_id", "reason")
 _ORDER = ("sub_account_id", "broker_order_id", "cl_ord_id", "symbol", "side", "qty", "order_type",
           "price", "stop_price", "status", "parent_id", "oco_id")  # fmt: skip
 _POSITION = ("sub_account_id", "symbol", "net_pos", "net_price")
@@ -72,17 +79,38 @@ def _latest(rows: Sequence[tuple[Any, ...]], key_width: int) -> list[tuple[Any, 
     return list({r[:key_width]: r for r in rows}.values())
 
 
+def _intents(batch: Batch) -> list[tuple[Any, ...]]:
+    """The intent rows with the sub-account of their orders' rows, one per order (the last
+    given winning): two users' rows for one account at the broker publish each event twice,
+    one per row; and two orders of different accounts with one clOrdId each keep their own
+    row (only the one of the intent's account moves it). ``ValueError`` for an intent row
+    whose order's row is not in the batch: which account it is on would not be known."""
+    subs = {(o[2], o[1]): o[0] for o in batch.orders if o[2] is not None}
+    out = []
+    for cl_ord_id, state, order_id, reason in {(r[0], r[2]): r for r in batch.intents}.values():
+        sub = subs.get((cl_ord_id, order_id))
+        if sub is None:
+            raise ValueError(f"intent row {cl_ord_id} (order {order_id}) without its order's row")
+        out.append((sub, cl_ord_id, state, order_id, reason))
+    return out
+
+
 async def write_batch(ex: Executor, batch: Batch) -> set[tuple[int, int]]:
     """Write the batch in one statement; returns the (sub_account_id, broker_fill_id) of the
-    fills that are new. Pass a connection in a transaction to add the trades they close."""
+    fills that are new. Pass a connection in a transaction to add the trades they close. The
+    signals whose lost-answer orders it found at the broker are counted again after it, in a
+    statement of its own (``signals.recount_orders``; rare)."""
     with translate_errors():
         rows = await ex.fetch(
             q("mirror.write_batch"),
-            _objects(_latest(batch.intents, 1), _INTENT),
+            _objects(_intents(batch), _INTENT),
             _objects(_latest(batch.orders, 2), _ORDER),
             _objects(_latest(batch.positions, 2), _POSITION),
             _objects(batch.fills, _FILL),
         )
+        recount = [int(r["recount"]) for r in rows if r["recount"] is not None]
+        if recount:
+            await ex.execute(q("signals.recount_orders"), recount)
     return {
         (int(r["sub_account_id"]), int(r["broker_fill_id"]))
         for r in rows

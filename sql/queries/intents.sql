@@ -25,25 +25,35 @@ WHERE id = $1;
 
 -- name: intents.set_state($1 id, $2 state, $3 broker_order_id, $4 reason)
 -- Reconciliation's verdict on an open intent: never over a final state written meanwhile (the
--- mirror's "filled" during the lookup's round trip became "working" for good). A signal settled
--- as interrupted (signals.settle_interrupted) never had its orders counted by the process that
--- died: it counts them again, with this intent's new state, as the ones that reached the broker
--- (also when the mirror moved this one first). Else it said "orders 0" for good.
-WITH moved AS (
-    UPDATE order_intents
-    SET state = $2, broker_order_id = COALESCE($3, broker_order_id),
-        reason = COALESCE($4, reason), updated_at = now()
-    WHERE id = $1 AND state IN ('pending', 'sent', 'unknown')
-    RETURNING id, state
+-- mirror's "filled" during the lookup's round trip became "working" for good). Its signal's
+-- ``orders`` is counted again, as the intents that reached the broker, when this intent leaves
+-- 'pending' or 'unknown' for such a state (its send's answer was lost: the outcome's count left
+-- it out and said "orders 0" for an order found filled; mirror.write_batch does the same for
+-- the ones it moves), and on any move of a signal settled as interrupted
+-- (signals.settle_interrupted), whose orders the process that died never counted (also when
+-- the mirror moved this one first). A signal still being handled ('received') is left to its
+-- outcome, which writes the count. The intent is locked first (as the mirror's batch and
+-- intents.finish_many lock intents before their signals), so the state it leaves is the latest.
+WITH before AS MATERIALIZED (
+    SELECT id, signal_id, state FROM order_intents WHERE id = $1 FOR UPDATE
+), moved AS (
+    UPDATE order_intents i
+    SET state = $2, broker_order_id = COALESCE($3, i.broker_order_id),
+        reason = COALESCE($4, i.reason), updated_at = now()
+    FROM before b
+    WHERE i.id = b.id AND b.state IN ('pending', 'sent', 'unknown')
+    RETURNING i.id, i.state
 )
 UPDATE signals s
 SET orders = (SELECT count(*) FROM order_intents i LEFT JOIN moved m ON m.id = i.id
               WHERE i.signal_id = s.id
                 AND coalesce(m.state, i.state) IN ('sent', 'working', 'filled', 'cancelled',
                                                    'done'))
-FROM order_intents me
-WHERE me.id = $1 AND s.id = me.signal_id AND s.verdict = 'accepted'
-  AND s.reason = 'interrupted: the daemon stopped while handling this signal';
+FROM before b
+WHERE s.id = b.signal_id AND s.verdict <> 'received'
+  AND (s.reason = 'interrupted: the daemon stopped while handling this signal'
+       OR (b.state IN ('pending', 'unknown')
+           AND $2 IN ('sent', 'working', 'filled', 'cancelled', 'done')));
 
 -- name: intents.open_older_than($1 before)
 SELECT i.id, i.signal_id, i.trader_id, i.sub_account_id, i.cl_ord_id, i.step, i.kind, i.symbol,
@@ -100,8 +110,21 @@ SELECT sub_account_id, trader_id FROM (
 -- with them (the webhook's one write after the broker answered: one round trip). Like mark_sent,
 -- an intent the broker's events already moved on (working, filled) keeps its state. The rows are
 -- locked in id order first, as mirror.write_batch does, so the two never deadlock.
-WITH target AS MATERIALIZED (
-    SELECT id FROM order_intents WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
+--
+-- ``orders`` counts, beyond the caller's own ($7), the signal's intents the mirror already moved
+-- to a state that means they reached the broker: an order whose answer was lost (unknown to the
+-- caller) but whose events came before this write was left out, and the mirror recounts only
+-- signals whose outcome is written, so "orders 0" stayed on a signal whose order filled.
+WITH outcomes AS MATERIALIZED (
+    SELECT * FROM jsonb_to_recordset($2::jsonb)
+        AS u (intent_id bigint, state text, broker_order_id bigint, reason text, sent boolean)
+), target AS MATERIALIZED (
+    -- with the signal's other intents: a locking read returns their latest committed state
+    -- (the statement's snapshot may predate a mirror batch that moved one), and waits for a
+    -- batch moving one now
+    SELECT id, signal_id, state FROM order_intents
+    WHERE id = ANY($1::bigint[]) OR signal_id = $3::bigint
+    ORDER BY id FOR UPDATE
 ), finished AS (
     UPDATE order_intents i
     SET state = CASE WHEN i.state IN ('pending', 'unknown') THEN u.state ELSE i.state END,
@@ -109,16 +132,22 @@ WITH target AS MATERIALIZED (
         reason = COALESCE(u.reason, i.reason),
         sent_at = CASE WHEN u.sent THEN COALESCE(i.sent_at, now()) ELSE i.sent_at END,
         updated_at = now()
-    FROM jsonb_to_recordset($2::jsonb)
-         AS u (intent_id bigint, state text, broker_order_id bigint, reason text, sent boolean)
+    FROM outcomes u
     JOIN target t ON t.id = u.intent_id
     WHERE i.id = u.intent_id
     RETURNING 1
 )
 -- The detail is merged into what the claim stored (the filters' counts): an outcome written on
 -- an error path carries only the error, and must not erase what a restart rebuilds counts from.
+-- (The count reads the intents as ``target`` locked them, referenced here so that they are
+-- locked before the signal's row; this statement's own updates are taken from ``outcomes``.)
 UPDATE signals
-SET verdict = $4, filter = $5, reason = $6, orders = $7,
+SET verdict = $4, filter = $5, reason = $6,
+    orders = GREATEST($7, (
+        SELECT count(*) FROM target t LEFT JOIN outcomes u ON u.intent_id = t.id
+        WHERE t.signal_id = $3::bigint
+          AND CASE WHEN t.state IN ('pending', 'unknown') THEN coalesce(u.state, t.state)
+                   ELSE t.state END IN ('sent', 'working', 'filled', 'cancelled', 'done'))),
     detail = CASE WHEN $8::jsonb IS NULL THEN detail ELSE COALESCE(detail, '{}') || $8::jsonb END,
     http_status = $9
 WHERE id = $3::bigint;

@@ -6,6 +6,23 @@
 -- final state), the orders and positions are upserted (one row per key: their latest state),
 -- the fills inserted; returns the fills that are new (a replayed fill is not).
 --
+-- An order's event moves an intent, and links the order's row to it, only when the intent is of
+-- the same account at the broker: the clOrdId alone is unique within this database only (another
+-- jtrades on the login, or a database rebuilt the same day, makes the same ids for its orders).
+-- The same account is the event's sub-account row, or (not paper: a paper login is its own
+-- broker, its account ids are chosen by hand) a row of the same env and broker account id under
+-- another login: two users who added one Tradovate login each have a row for its account, and
+-- an event comes through both. The two rows are looked up (by primary key, a scalar subquery
+-- per row: an EXISTS here was planned as a hash of every pair of rows) only when the event's
+-- row is not the intent's own; the common case costs the cl_ord_id lookup, as before.
+--
+-- An intent that leaves 'pending' or 'unknown' for a state that means its order reached the
+-- broker (its send's answer was lost, or the daemon stopped before writing it) is counted on
+-- its signal's ``orders`` again: the count the outcome wrote left it out, and said "orders 0"
+-- for an order that filled. Its signal is returned, and counted by a statement of its own
+-- (signals.recount_orders), whose snapshot holds an outcome committed while this one waited
+-- for its locks. The common batch moves none of these.
+--
 -- The commit does not wait for its WAL flush (synchronous_commit off for this transaction):
 -- these rows copy the broker's own state, which the session's sync on reconnect replays
 -- (AccountView.load_snapshot publishes every position and fill of the day and the orders that
@@ -15,18 +32,26 @@
 --
 -- Every statement that writes several intents locks them first in id order (here and in
 -- intents.finish_many, which also writes the webhook's verdict): the mirror's batch and a
--- signal's outcomes touch the same intents, and in any other order they can deadlock.
+-- signal's outcomes touch the same intents, and in any other order they can deadlock. Both
+-- (and intents.set_state) lock the intents before their signals' rows.
 WITH async_commit AS (
     SELECT set_config('synchronous_commit', 'off', true)
 ), target AS MATERIALIZED (
-    SELECT i.id, u.state, u.broker_order_id, u.reason
+    SELECT i.id, i.signal_id, i.state AS was, u.state, u.broker_order_id, u.reason
     FROM jsonb_to_recordset($1::jsonb)
-         AS u (cl_ord_id text, state text, broker_order_id bigint, reason text)
+         AS u (sub_account_id bigint, cl_ord_id text, state text, broker_order_id bigint,
+               reason text)
     JOIN order_intents i ON i.cl_ord_id = u.cl_ord_id
-    WHERE i.state NOT IN ('filled', 'rejected', 'cancelled', 'expired', 'done')
-       -- the broker's reason may come after the rejection itself (a commandReport)
-       OR (i.state = 'rejected' AND u.state = 'rejected' AND i.reason IS NULL
-           AND u.reason IS NOT NULL)
+    WHERE (i.sub_account_id = u.sub_account_id
+           OR (SELECT su.broker_account_id = si.broker_account_id AND au.env = ai.env
+                      AND ai.env <> 'paper'
+               FROM sub_accounts si JOIN accounts ai ON ai.id = si.account_id,
+                    sub_accounts su JOIN accounts au ON au.id = su.account_id
+               WHERE si.id = i.sub_account_id AND su.id = u.sub_account_id))
+      AND (i.state NOT IN ('filled', 'rejected', 'cancelled', 'expired', 'done')
+           -- the broker's reason may come after the rejection itself (a commandReport)
+           OR (i.state = 'rejected' AND u.state = 'rejected' AND i.reason IS NULL
+               AND u.reason IS NOT NULL))
     ORDER BY i.id
     FOR UPDATE OF i
 ), synced AS (
@@ -46,7 +71,15 @@ WITH async_commit AS (
          AS u (sub_account_id bigint, broker_order_id bigint, cl_ord_id text, symbol text,
                side text, qty integer, order_type text, price numeric, stop_price numeric,
                status text, parent_id bigint, oco_id bigint)
-    LEFT JOIN order_intents i ON i.cl_ord_id = u.cl_ord_id
+    -- the intent of the same account at the broker, as in target
+    LEFT JOIN order_intents i
+           ON i.cl_ord_id = u.cl_ord_id
+          AND (i.sub_account_id = u.sub_account_id
+               OR (SELECT su.broker_account_id = si.broker_account_id AND au.env = ai.env
+                          AND ai.env <> 'paper'
+                   FROM sub_accounts si JOIN accounts ai ON ai.id = si.account_id,
+                        sub_accounts su JOIN accounts au ON au.id = su.account_id
+                   WHERE si.id = i.sub_account_id AND su.id = u.sub_account_id))
     WHERE true
     ON CONFLICT (sub_account_id, broker_order_id) DO UPDATE
     SET intent_id = COALESCE(EXCLUDED.intent_id, orders.intent_id),
@@ -70,8 +103,15 @@ WITH async_commit AS (
     ON CONFLICT (sub_account_id, broker_fill_id) DO NOTHING
     RETURNING sub_account_id, broker_fill_id
 )
--- async_commit on the left of an outer join: it runs even when no fill is new
-SELECT f.sub_account_id, f.broker_fill_id FROM async_commit LEFT JOIN new_fills f ON true;
+-- async_commit on the left of an outer join: it runs even when no fill is new. Then the
+-- signals whose intents this batch moved out of 'pending' or 'unknown' to a state that means
+-- they reached the broker: the caller counts their orders again (signals.recount_orders).
+SELECT f.sub_account_id, f.broker_fill_id, NULL::bigint AS recount
+FROM async_commit LEFT JOIN new_fills f ON true
+UNION ALL
+SELECT DISTINCT NULL::bigint, NULL::bigint, signal_id FROM target
+WHERE signal_id IS NOT NULL AND was IN ('pending', 'unknown')
+  AND state IN ('sent', 'working', 'filled', 'cancelled', 'done');
 
 -- name: mirror.insert_trades($1 trades: a JSON array of objects, see store/mirror.py)
 -- The round trips a batch of new fills closed, in the batch's transaction.

@@ -87,12 +87,31 @@ RETURNING id;
 SELECT nextval(pg_get_serial_sequence('signals', 'id')) AS id FROM generate_series(1, $1);
 
 -- name: signals.set_outcome($1 id, $2 verdict, $3 filter, $4 reason, $5 orders, $6 detail, $7 http_status)
--- The detail is merged into what the claim stored, as in intents.finish_many.
+-- The detail is merged into what the claim stored, and ``orders`` counts the intents the mirror
+-- already saw reach the broker, read locked (their latest state, intents before the signal's
+-- row), as in intents.finish_many.
+WITH locked AS MATERIALIZED (
+    SELECT state FROM order_intents WHERE signal_id = $1 ORDER BY id FOR UPDATE
+)
 UPDATE signals
-SET verdict = $2, filter = $3, reason = $4, orders = $5,
+SET verdict = $2, filter = $3, reason = $4,
+    orders = GREATEST($5, (SELECT count(*) FROM locked
+                           WHERE state IN ('sent', 'working', 'filled', 'cancelled', 'done'))),
     detail = CASE WHEN $6::jsonb IS NULL THEN detail ELSE COALESCE(detail, '{}') || $6::jsonb END,
     http_status = $7
 WHERE id = $1;
+
+-- name: signals.recount_orders($1 signal_ids)
+-- After a mirror batch moved some of these signals' intents out of 'pending' or 'unknown' to a
+-- state that means they reached the broker (mirror.write_batch returns them): a statement of
+-- its own, so that its snapshot holds what an outcome write committed while the batch waited
+-- for its locks. A signal still being handled ('received') gets its count from its outcome
+-- (intents.finish_many reads the intents locked, so it sees the batch). Never lowered.
+UPDATE signals s
+SET orders = GREATEST(s.orders, (
+    SELECT count(*) FROM order_intents i
+    WHERE i.signal_id = s.id AND i.state IN ('sent', 'working', 'filled', 'cancelled', 'done')))
+WHERE s.id = ANY($1::bigint[]) AND s.verdict <> 'received';
 
 -- name: signals.result($1 id)
 SELECT id, recorder_id, verdict, filter, reason, orders, duplicate_of, detail, http_status

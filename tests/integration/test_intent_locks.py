@@ -43,6 +43,12 @@ async def _waiting_on_lock(pool: asyncpg.Pool, pid: int) -> None:
     raise AssertionError("the outcome writer never waited on the held intent")
 
 
+def _order(sub: int, order_id: int, cl_ord_id: str) -> mirror_store.OrderRow:
+    """The order row an intent row goes with (its sub-account says whose intent it can be)."""
+    return (sub, order_id, cl_ord_id, "MNQZ6", "Buy", 1, "Market", None, None, "Working", None,
+            None)  # fmt: skip
+
+
 async def _claimed(pool: asyncpg.Pool, name: str, steps: int) -> tuple[int, list[int]]:
     """A signal of a new user's recorder, claimed with ``steps`` intents on one sub-account."""
     u = await make_user(pool, name)
@@ -65,7 +71,9 @@ async def test_the_mirror_is_not_blocked_by_an_outcome_writer_waiting_on_another
     low, high = sorted(ids)
     # a new version of the lower row lands after the higher one on the heap
     await pool.execute("UPDATE order_intents SET updated_at = now() WHERE id = $1", low)
-    high_cl = await pool.fetchval("SELECT cl_ord_id FROM order_intents WHERE id = $1", high)
+    high_cl, sub = await pool.fetchrow(
+        "SELECT cl_ord_id, sub_account_id FROM order_intents WHERE id = $1", high
+    )
 
     holder = await pool.acquire()
     tx = holder.transaction()
@@ -81,7 +89,11 @@ async def test_the_mirror_is_not_blocked_by_an_outcome_writer_waiting_on_another
         async with pool.acquire() as mirror, mirror.transaction():
             await mirror.execute("SET LOCAL lock_timeout = '5s'")
             await mirror_store.write_batch(
-                mirror, mirror_store.Batch(intents=[(high_cl, "working", 9002, None)])
+                mirror,
+                mirror_store.Batch(
+                    intents=[(high_cl, "working", 9002, None)],
+                    orders=[_order(sub, 9002, high_cl)],
+                ),
             )
     finally:
         await tx.commit()
@@ -104,16 +116,16 @@ async def test_the_mirror_moves_only_open_intents_and_keeps_a_known_order_id(
     await intent_store.set_state(pool, a, "filled", broker_order_id=1)  # final: stays
     await intent_store.set_state(pool, b, "sent", broker_order_id=2)  # its order id stays
     cl = dict(await pool.fetch("SELECT id, cl_ord_id FROM order_intents"))
+    sub = await pool.fetchval("SELECT sub_account_id FROM order_intents WHERE id = $1", a)
 
+    moves = [(a, "cancelled", 11), (b, "working", 22), (c, "working", 33)]
     await mirror_store.write_batch(
         pool,
         mirror_store.Batch(
-            intents=[
-                (cl[a], "cancelled", 11, None),
-                (cl[b], "working", 22, None),
-                (cl[c], "working", 33, None),
-                ("jt-unknown", "working", 44, None),
-            ]
+            intents=[(cl[i], state, oid, None) for i, state, oid in moves]
+            + [("jt-unknown", "working", 44, None)],
+            orders=[_order(sub, oid, cl[i]) for i, _state, oid in moves]
+            + [_order(sub, 44, "jt-unknown")],
         ),
     )
 
