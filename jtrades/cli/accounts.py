@@ -11,16 +11,16 @@ from typing import Annotated, Any
 
 import structlog
 import typer
-from rich.text import Text
 
 from jtrades.cli.common import (
+    SECRET_READER,
     JsonOpt,
     actor,
     done,
     emit,
-    err,
     fail,
     read_secret_stdin,
+    refuse_stray_args,
     run,
     run_plain,
     settings,
@@ -70,8 +70,9 @@ def _row(a: Account) -> list[Any]:
     ]  # fmt: skip
 
 
-@app.command("add")
+@app.command("add", context_settings=SECRET_READER)
 def add(
+    ctx: typer.Context,
     label: LabelArg,
     user: Annotated[str, typer.Option("--user", help="Owner (a registered user).")],
     env_choice: Annotated[EnvChoice, typer.Option("--env", help="Broker environment.")],
@@ -91,6 +92,7 @@ def add(
 
     Example: jtrades accounts add al-demo --user alice --env demo --username al --password-stdin
     """
+    refuse_stray_args(ctx)
     env = env_choice.value
     run_plain(lambda: store.check_label(label))
     run_plain(lambda: store.check_new(env, username, password_stdin))
@@ -134,12 +136,7 @@ def add(
     )
 
 
-@app.command(
-    "set-password",
-    # Extra positional arguments reach the command instead of Click's usage error, which
-    # echoes them ("Got unexpected extra argument (…)"): a password typed on the command line.
-    context_settings={"allow_extra_args": True},
-)
+@app.command("set-password", context_settings=SECRET_READER)
 def set_password(
     ctx: typer.Context,
     label: LabelArg,
@@ -159,15 +156,7 @@ def set_password(
 
     Example: jtrades accounts set-password alice-demo --password-stdin < tv-password.txt
     """
-    if ctx.args:
-        err.print(
-            Text.assemble(
-                ("error:", "bold red"),
-                " unexpected argument(s), not shown (one may be a password): the password is"
-                " read only from standard input, with --password-stdin",
-            )
-        )
-        raise typer.Exit(2)  # a usage error (DESIGN §4)
+    refuse_stray_args(ctx)
     if not password_stdin:
         fail(
             "give the new password on standard input with --password-stdin (never as an"

@@ -295,6 +295,26 @@ def done(json_mode: bool, message: str, data: dict[str, Any] | None = None) -> N
         err.print(message)
 
 
+# For a command that reads a secret from standard input: extra positional arguments reach it
+# (``refuse_stray_args``) instead of Click's usage error, which echoes them ("Got unexpected
+# extra argument (…)"), and one of them may be the password typed on the command line.
+SECRET_READER: dict[str, Any] = {"allow_extra_args": True}
+
+
+def refuse_stray_args(ctx: typer.Context) -> None:
+    """A usage error (exit 2, DESIGN §4) for a command made with ``SECRET_READER`` that was
+    given arguments it does not take, without repeating them (money rule 8)."""
+    if ctx.args:
+        err.print(
+            Text.assemble(
+                ("error:", "bold red"),
+                " unexpected argument(s), not shown (one may be a password): the password is"
+                " read only from standard input, with --password-stdin",
+            )
+        )
+        raise typer.Exit(2)
+
+
 def read_secret_stdin(what: str) -> str:
     """Read a secret from stdin (one line), refusing an empty one or one that is not UTF-8.
 

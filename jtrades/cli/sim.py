@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,9 @@ import typer
 from jtrades import aio
 from jtrades.cli.common import err, fail, out
 from jtrades.errors import JtradesError
+
+# Longer is no rehearsal of anything, and past ~8e9 s an expiry is beyond year 9999.
+MAX_TOKEN_LIFETIME_S = 366 * 86400
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +25,8 @@ def register(app: typer.Typer) -> None:
 def sim(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option("--port", "-p", help="Port to listen on (0 = any free).")
+        int,
+        typer.Option("--port", "-p", help="Port to listen on (0 = any free).", min=0, max=65535),
     ] = 8090,
     price: Annotated[
         list[str] | None,
@@ -55,10 +60,17 @@ def sim(
             symbol, sep, value = item.partition("=")
             if not sep or not symbol:
                 fail(f"--price wants SYMBOL=PRICE, got {item!r}")
-            cfg.prices[symbol.strip().upper()] = parse_price(value.strip())
+            parsed = parse_price(value.strip())
+            if not math.isfinite(float(parsed)):  # 1e400: a Decimal, but no double (the wire's)
+                fail(f"--price {item!r} is past what a price on the wire can hold")
+            cfg.prices[symbol.strip().upper()] = parsed
         if token_lifetime is not None:
-            if token_lifetime <= 0:
-                fail("--token-lifetime must be positive")
+            # written so that nan fails too (every comparison with nan is false)
+            if not 0 < token_lifetime <= MAX_TOKEN_LIFETIME_S:
+                fail(
+                    f"--token-lifetime must be a number of seconds above 0 and at most"
+                    f" {MAX_TOKEN_LIFETIME_S} (a year)"
+                )
             cfg.token_lifetime_s = token_lifetime
         world = Simulator(cfg)
         for symbol in cfg.prices:

@@ -12,11 +12,13 @@ import structlog
 import typer
 
 from jtrades.cli.common import (
+    SECRET_READER,
     JsonOpt,
     actor,
     done,
     emit,
     read_secret_stdin,
+    refuse_stray_args,
     run,
     run_plain,
     transaction,
@@ -43,8 +45,9 @@ def _row(u: User) -> list[Any]:
     return [u.name, u.email, u.status, u.is_admin, u.timezone, u.created_at, u.approved_at]
 
 
-@app.command("register")
+@app.command("register", context_settings=SECRET_READER)
 def register(
+    ctx: typer.Context,
     name: NameArg,
     email: Annotated[str, typer.Option("--email", help="Contact email (unique).")],
     password_stdin: Annotated[
@@ -61,6 +64,7 @@ def register(
 
     Example: jtrades users register alice --email alice@example.com --timezone America/New_York
     """
+    refuse_stray_args(ctx)
     # Validate before reading secrets or touching the database: a bad value writes nothing.
     run_plain(
         lambda: (store.check_name(name), store.check_email(email), store.check_timezone(timezone))

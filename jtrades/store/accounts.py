@@ -186,8 +186,9 @@ def refuse_exposure(held: list[str], what: str, flatten: str) -> None:
 
 
 async def remove(ex: Executor, label: str, *, force: bool = False) -> Account:
-    """Delete a login and its sub-accounts; refused while an enabled trader trades on it, and
-    (unless ``force``) while it holds positions or orders."""
+    """Delete a login and its sub-accounts (and the login's stored token when no other account
+    names it); refused while an enabled trader trades on it, and (unless ``force``) while it
+    holds positions or orders."""
     account = await get(ex, label)
     with translate_errors():
         busy = [r["id"] for r in await ex.fetch(q("accounts.enabled_traders"), account.id)]
@@ -204,7 +205,18 @@ async def remove(ex: Executor, label: str, *, force: bool = False) -> Account:
         )
     with translate_errors():
         await ex.fetchval(q("accounts.delete"), account.id)
+    await forget_unnamed_tokens(ex)
     return account
+
+
+async def forget_unnamed_tokens(ex: Executor) -> None:
+    """Delete the stored tokens of logins no account names any more; run after deleting
+    accounts, in the same transaction. A token outlives nothing that could vouch for it:
+    ``login_credential`` proves an account's password against the login's other accounts, and
+    with none left, the next account naming the login (another user's, any password) was
+    handed the token and listed, and could trade, the owner's sub-accounts."""
+    with translate_errors():
+        await ex.execute(q("accounts.forget_unnamed_tokens"))
 
 
 async def add_sub(ex: Executor, label: str, broker_account_id: int, name: str) -> SubAccountRow:

@@ -188,6 +188,7 @@ async def reject(ex: Executor, name: str, *, force: bool = False) -> tuple[User,
     counts = await owned(ex, user.id)
     with translate_errors():
         await ex.fetchval(q("users.delete"), user.id)
+    await account_store.forget_unnamed_tokens(ex)  # the tokens of the logins gone with them
     return user, counts
 
 

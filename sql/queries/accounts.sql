@@ -56,6 +56,17 @@ ORDER BY t.id;
 -- name: accounts.delete($1 id)
 DELETE FROM accounts WHERE id = $1 RETURNING id;
 
+-- name: accounts.forget_unnamed_tokens()
+-- The stored tokens of logins no account names any more (its last account removed, or its
+-- user rejected), compared as accounts.same_login compares: broker_tokens has no key to
+-- accounts, and a token left behind was handed to the next account naming the login, whatever
+-- password it held (nothing is left to compare it with). Run after the delete, in its
+-- transaction. Migration 0008 ran the same for the tokens left before.
+DELETE FROM broker_tokens t
+WHERE NOT EXISTS (
+    SELECT 1 FROM accounts a WHERE a.env = t.env AND lower(a.username) = lower(t.username)
+);
+
 -- name: accounts.insert_sub($1 account_id, $2 broker_account_id, $3 name)
 INSERT INTO sub_accounts (account_id, broker_account_id, name)
 VALUES ($1, $2, $3)

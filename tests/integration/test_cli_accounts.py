@@ -345,10 +345,11 @@ async def test_reseal_is_all_or_nothing_when_a_credential_does_not_open(
         "UPDATE accounts SET password_enc = $1, password_key_id = $2 WHERE label = 'b-demo'",
         gone.ciphertext, gone.key_id,
     )  # fmt: skip
-    # a cached access token under the lost key is only a cache: dropped, not an error
-    cached = lost.seal(ACCESS_TOKEN, token_store.token_context("demo", "bob_tv"))
+    # a cached access token under the lost key (of a login that stays) is only a cache:
+    # dropped, not an error
+    cached = lost.seal(ACCESS_TOKEN, token_store.token_context("demo", "alice_tv"))
     expires = datetime.now(UTC) + timedelta(hours=1)
-    await token_store.upsert(pool, "demo", "bob_tv", cached.ciphertext, cached.key_id, expires, 8)
+    await token_store.upsert(pool, "demo", "alice_tv", cached.ciphertext, cached.key_id, expires, 8)
     before = await pool.fetch("SELECT * FROM accounts ORDER BY id")
     key_file.write_text(f"{new_key}\n{old_key}\n")
 
@@ -364,7 +365,7 @@ async def test_reseal_is_all_or_nothing_when_a_credential_does_not_open(
     await cli.ok("accounts", "remove", "b-demo")  # the operator gives that login up
     report = (await cli.ok("accounts", "reseal"))["reseal"]
     assert (report["passwords"], report["access_tokens_dropped"]) == (1, 1)
-    assert await token_store.get(pool, "demo", "bob_tv") is None
+    assert await token_store.get(pool, "demo", "alice_tv") is None
     assert report["keys_in_use"] == {key_id(parse_keys(new_key, "k")[0]): 1}
 
 

@@ -42,11 +42,23 @@ async def list_sub_accounts(
             rows = await _get(http, f"{auth.rest_url(env)}/account/list", token.token, settings)
             if rows is None:
                 raise BrokerAuthError("Tradovate refused a fresh token for account/list")
-    return [
-        SubAccount(int(r["id"]), str(r["name"]))
-        for r in rows
-        if isinstance(r, dict) and r.get("active", True)
-    ]
+    return sub_accounts_of(rows)
+
+
+def sub_accounts_of(rows: list[Any]) -> list[SubAccount]:
+    """The active accounts of an ``account/list`` answer. One row without a positive integer
+    ``id`` or a ``name`` makes the whole answer suspect (a proxy's, another API version's): it
+    is refused rather than half stored (the sync deactivates what the list leaves out)."""
+    found: list[SubAccount] = []
+    for r in rows:
+        if not isinstance(r, dict):
+            raise TransientBrokerError("account/list answered rows of an unexpected shape")
+        ident, name = r.get("id"), r.get("name")
+        if type(ident) is not int or ident < 1 or not isinstance(name, str) or not name:
+            raise TransientBrokerError("account/list answered a row without a usable id and name")
+        if r.get("active", True):
+            found.append(SubAccount(ident, name))
+    return found
 
 
 async def _get(
@@ -62,9 +74,15 @@ async def _get(
                 raise TransientBrokerError(f"account/list: HTTP {resp.status}, try again later")
             if resp.status >= 400:
                 raise BrokerAuthError(f"account/list refused (HTTP {resp.status})")
-            data = orjson.loads(await resp.read())
+            raw = await resp.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise TransientBrokerError(f"Tradovate unreachable ({type(exc).__name__})") from None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:  # a 200 from a proxy: its maintenance page, in HTML
+        raise TransientBrokerError(
+            "account/list answered with something that is not JSON"
+        ) from None
     if not isinstance(data, list):
         raise TransientBrokerError("account/list answered with an unexpected shape")
     return data

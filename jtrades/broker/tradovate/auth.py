@@ -384,9 +384,13 @@ class TradovateAuth:
                     raise BrokerAuthError("Tradovate rejected the token (HTTP 401)")
                 if resp.status >= 400:
                     raise TransientBrokerError(f"auth/me failed (HTTP {resp.status})")
-                parsed = orjson.loads(await resp.read())
+                raw = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientBrokerError(f"Tradovate unreachable ({type(exc).__name__})") from None
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:  # a 200 from a proxy (a maintenance page), as in _post
+            raise TransientBrokerError("auth/me answered with something that is not JSON") from None
         if not isinstance(parsed, dict):
             raise BrokerAuthError("auth/me answered with an unexpected shape")
         return parsed

@@ -10,6 +10,7 @@ passes one gate: connects are spaced ``connect_stagger_s`` apart across the whol
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from dataclasses import dataclass
 
@@ -72,6 +73,26 @@ class _LoginTokens:
         await self.cache.invalidate(self.env, self.username, token)
 
 
+def login_key(env: str, username: str) -> tuple[str, str]:
+    """The key of a login's session: its username in any case names one login (as
+    ``accounts.same_login`` and ``password_context`` read it), so two accounts spelling it
+    ``Bob`` and ``bob`` share one session instead of opening two (each closing the other's
+    oldest at Tradovate). The session logs in with the username as first given."""
+    return env, username.lower()
+
+
+def may_join(source: _LoginTokens, password: str | None, oauth: AccessToken | None) -> bool:
+    """Whether a caller may be handed the live session ``source`` feeds: with an OAuth token
+    (proof of the login, checked when it was stored), or with the very password the session
+    logged in with. The session's token needs no password any more, so without this check an
+    account naming the login with any password, or none, traded the owner's sub-accounts."""
+    if oauth is not None:
+        return True
+    if password is None or source.password is None:
+        return False
+    return hmac.compare_digest(password.encode(), source.password.encode())
+
+
 class TradovatePool:
     """All Tradovate sessions of the process; ``broker(env, login, …)`` is the way in."""
 
@@ -118,9 +139,19 @@ class TradovatePool:
         Raises until the session is READY (``TransientBrokerError`` while it connects or
         reconnects, ``BrokerAuthError`` when the login was refused for good); the session keeps
         trying in the background, so calling again later is the way to wait."""
-        key = (env, username)
+        key = login_key(env, username)
         async with self._creating.setdefault(key, asyncio.Lock()):
             existing = self._brokers.get(key)
+            live = existing is not None and existing.session.state is not State.FAILED
+            if live and not may_join(self._sources[key], password, oauth_token):
+                source = self._sources[key]
+                raise BrokerAuthError(
+                    f"the Tradovate session of {source.username} ({env}) was opened with"
+                    + (" OAuth" if source.password is None else " another password")
+                    + ": an account of the login must hold the password it logged in with, or"
+                    " be connected with OAuth (accounts set-password, accounts connect); after"
+                    " a password change, restart the daemon"
+                )
             if existing is not None and existing.session.state is State.FAILED:
                 # A login refused for good stays refused (retrying a bad password walks into
                 # Tradovate's captcha lock) unless the credentials have changed since.
