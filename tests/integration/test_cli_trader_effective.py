@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from jtrades.cli.trader import looser_overrides
+from jtrades.cli.trader_layers import looser_overrides
 from jtrades.engine.risk import RiskSettings, Window
 from tests.integration.test_cli_recorder import Cli, seed_account, seed_user, sql
 
