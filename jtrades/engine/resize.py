@@ -29,11 +29,13 @@ Decisions worth knowing:
   existing protective stop (the entry alert's own, say) is carried over at its price for the
   new quantity, beside the configured take-profits if any. If no take-profit is configured,
   the working ones (the entry alert's own) are carried over at their prices the same way
-  (``_carried_take_profits``): re-placing the stop alone left the averaged position without
-  the target it had.
-- A reduce keeps the far end of the configured ladder (``sizing.ladder_tail``): its near legs
-  fill first, so what is left of a position is what the far legs hold. Laid out again from the
-  first leg, the contract left after TP1 filled went back to TP1 (past the market: refused).
+  (``working_exits.carried_take_profits``): re-placing the stop alone left the averaged
+  position without the target it had.
+- A reduce keeps the working take-profits farthest from the market for what is left (their
+  near legs fill first), unless the alert gives its own; with none working, the far end of the
+  configured ladder (``sizing.ladder_tail``). Laid out again from the first leg, the contract
+  left after TP1 filled went back to TP1 (past the market: refused), and the size the ladder
+  was laid for is not known (the entry alert's quantity may have set it).
 - They are priced from the average, yet none may be at or past the market (the signal price),
   where it would fill at once: such a stop gives way to the working stop or refuses the plan,
   such a take-profit hands its contracts to the next live leg (``_price_exits``). With every
@@ -50,10 +52,8 @@ from decimal import Decimal, localcontext
 from jtrades.broker.base import (
     OcoRequest,
     OrderRequest,
-    OrderStatus,
     OrderType,
     Side,
-    WorkingOrder,
 )
 from jtrades.engine.exit_orders import StopSpec, stop_order, take_profit_leg
 from jtrades.engine.exits import CannotPlan, as_price, resolve_exits
@@ -71,6 +71,7 @@ from jtrades.engine.plan_context import (
     working_entries,
 )
 from jtrades.engine.sizing import cap_qty, entry_qty, round_distance, round_to_tick, scale_qty
+from jtrades.engine.working_exits import carried_take_profits, working_stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +105,10 @@ def _price_exits(
 ) -> _Priced:
     """TP/SL prices for a position of ``total`` averaged at ``ref``, none at or past the market.
 
-    ``carried_tp``: the working take-profits for ``total`` (``_carried_take_profits``), placed
-    when none is configured for the signal. ``laid_for``: a reduce, from a position whose
-    ladder was laid for that many contracts (``resolve_exits``).
+    ``carried_tp``: the working take-profits for ``total``
+    (``working_exits.carried_take_profits``), placed when none is configured for the signal
+    (and for a reduce, unless the alert gives its own). ``laid_for``: a reduce, from a position
+    whose ladder was laid for that many contracts (``resolve_exits``).
 
     They are priced from the average, which can sit on the far side of the market (the signal's
     price, where a market add fills) from a level measured off it: the entry alert's wider stop
@@ -268,63 +270,6 @@ def _place_exits(c: Ctx, steps: Steps, pos_side: Side, total: int, priced: _Pric
     return f"TP{how} {' '.join(parts)}{sl_text}{notes}"
 
 
-def _carried_stop(carried: WorkingOrder | None) -> StopSpec | None:
-    """The working stop to carry over, at its current level. A trailing stop goes back as a
-    plain stop: its trail distance is not in the live view, and a TrailingStop without one
-    would be refused."""
-    if carried is None or carried.stop_price is None:
-        return None
-    kind = OrderType.STOP if carried.order_type is OrderType.TRAILING_STOP else carried.order_type
-    return StopSpec(kind, carried.stop_price, carried.price)
-
-
-def _working_stop(c: Ctx, pos_side: Side) -> StopSpec | None:
-    """The protective stop nearest the market among the working exits, to carry over."""
-    carried: WorkingOrder | None = None
-    for w in exit_working(c, pos_side):
-        if w.stop_price is not None and (
-            carried is None
-            or carried.stop_price is None
-            or (w.stop_price - carried.stop_price) * pos_side.sign > 0
-        ):
-            carried = w
-    return _carried_stop(carried)
-
-
-def _carried_take_profits(c: Ctx, pos_side: Side, total: int) -> tuple[tuple[Decimal, int], ...]:
-    """The working take-profits (exit-side limits) at their prices, resized for ``total``
-    (nearest the market first; merged by price): a smaller position gives up the near legs'
-    contracts first (they are the ones that fill first), a larger one gives the added contracts
-    to the farthest leg, which takes the rest as a ladder's last leg does. They add up to
-    ``total`` (DESIGN §5.4); none working: none."""
-    d = pos_side.sign
-    by_price: dict[Decimal, int] = {}
-    for w in exit_working(c, pos_side):
-        # a suspended one is the bracket of an entry not filled yet, not a target of this
-        # position (``protection``)
-        if (
-            w.order_type is OrderType.LIMIT
-            and w.price is not None
-            and w.qty > 0
-            and w.status is not OrderStatus.SUSPENDED
-        ):
-            by_price[w.price] = by_price.get(w.price, 0) + w.qty
-    if not by_price:
-        return ()
-    legs = sorted(by_price.items(), key=lambda leg: leg[0] * d)
-    excess = sum(q for _, q in legs) - total
-    out: list[tuple[Decimal, int]] = []
-    for price, q in legs:
-        take = min(q, max(excess, 0))
-        excess -= take
-        if q > take:
-            out.append((price, q - take))
-    if excess < 0:
-        price, q = out[-1]
-        out[-1] = (price, q - excess)
-    return tuple(out)
-
-
 def _cancel_exits(c: Ctx, steps: Steps, pos_side: Side) -> None:
     for w in exit_working(c, pos_side):
         steps.add("cancel", None, cancel_order_id=w.order_id, note=f"{w.order_type} {w.qty}")
@@ -373,8 +318,8 @@ def plan_add(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:
     with localcontext() as ctx:
         ctx.prec = 60
         avg = (c.state.avg_price * pos + fill * qty) / total
-    carried = _working_stop(c, pos_side)
-    carried_tp = _carried_take_profits(c, pos_side, total)
+    carried = working_stop(c, pos_side)
+    carried_tp = carried_take_profits(c, pos_side, total)
     priced = _price_exits(c, pos_side, total, avg, carried, carried_tp=carried_tp)
     _cancel_exits(c, steps, pos_side)
     prior = tuple(steps.items)
@@ -509,12 +454,13 @@ def plan_reduce(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:
     if _has_exits(c, pos_side):
         if ref is None:
             raise CannotPlan("a reduce needs the average or signal price to re-place TP/SL")
-        # the ladder was laid for the entry (--size × multiplier) or for more (a DCA add, an
-        # entry alert's larger quantity); its near legs fill first (``ladder_tail``)
+        # the working take-profits go on for what is left (``_price_exits``); with none
+        # working, the configured ladder as laid for the entry (--size × multiplier, or more:
+        # a DCA add) keeps its far legs (``ladder_tail``): its near legs fill first
         laid_for = max(pos, entry_qty(None, c.s, c.multiplier))
         priced = _price_exits(
-            c, pos_side, remaining, ref, _working_stop(c, pos_side),
-            carried_tp=_carried_take_profits(c, pos_side, remaining), laid_for=laid_for,
+            c, pos_side, remaining, ref, working_stop(c, pos_side),
+            carried_tp=carried_take_profits(c, pos_side, remaining), laid_for=laid_for,
         )  # fmt: skip
     _cancel_exits(c, steps, pos_side)
     order = req(c, pos_side.opposite, qty, OrderType.MARKET, steps.next_id())
