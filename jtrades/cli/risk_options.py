@@ -411,7 +411,8 @@ _PARAMS: dict[str, Any] = {
     "max_daily_loss": _opt(
         "--max-daily-loss",
         "USD",
-        "Stop entries for the day past this loss (none = no limit)." + _REPLACE,
+        "Stop entries for the day once the trader's instrument has lost this much on its"
+        " sub-accounts, realized and open (none = no limit)." + _REPLACE,
     ),
     "max_contracts": _opt(
         "--max-contracts",

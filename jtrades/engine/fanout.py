@@ -39,7 +39,7 @@ from jtrades.engine.planning import (
     AccountState,
     plan_account,
 )
-from jtrades.engine.pnl import DailyPnl
+from jtrades.engine.pnl import DailyPnl, instrument
 from jtrades.engine.signal import Signal
 from jtrades.engine.sizing import open_pnl
 from jtrades.engine.steps import cl_ord_prefix
@@ -253,7 +253,10 @@ class Fanout:
         counted = True
         if j.entry and t.settings.max_daily_loss is not None:
             counted = j.last_fills is None or not self._booked.behind(j.last_fills)
-            realized = self._pnl.realized([lk.sub_account_id for lk in t.links], now)
+            # the trader's own instrument, as the open P&L (another trader's contract on the
+            # same sub-account is that trader's limit's business); none resolved: all of them
+            roots = {instrument(c.symbol) for c in j.contracts.values()} or None
+            realized = self._pnl.realized([lk.sub_account_id for lk in t.links], now, roots)
             open_ = self._open_pnl(t.links, j.brokers, j.contracts, price)
         unknown = open_ if isinstance(open_, str) else None
         return TraderState(

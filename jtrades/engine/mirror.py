@@ -483,8 +483,8 @@ class Mirror:
                     closed.append(row)
             await mirror_store.insert_trades(conn, closed)
         self._open.update(moved)
-        for sub, _symbol, _side, _qty, _entry, _exit, pnl, _opened, when in closed:
-            self.pnl.add(sub, pnl, when)
+        for sub, symbol, _side, _qty, _entry, _exit, pnl, _opened, when in closed:
+            self.pnl.add(sub, symbol, pnl, when)
         self._absorbed.difference_update((sub, f.fill_id) for sub, _t, f in fills)
         for sub, _t, f in fills:
             self._holds.given_up.get((sub, f.contract_id), set()).discard(f.fill_id)

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 
+from jtrades.engine.instruments import split_symbol
 from jtrades.engine.tradingday import session_start
+from jtrades.errors import JtradesError
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,17 +177,34 @@ def _unmeasured(pos: OpenPosition, signed_qty: int, price: Decimal, at: datetime
         pos.net, pos.avg, pos.lots = net, None, ()
 
 
+def instrument(symbol: str) -> str:
+    """The root a contract is of (``MNQZ6`` → ``MNQ``): a trader's daily loss counts its
+    instrument's trades in every month (a roll does not forget the day's losses). A symbol that
+    is no futures contract is its own instrument."""
+    try:
+        return split_symbol(symbol).root
+    except JtradesError:
+        return symbol
+
+
 class DailyPnl:
-    """Realized P&L per sub-account for the current CME trading day (reset at 17:00 Chicago)."""
+    """Realized P&L per (sub-account, instrument) for the current CME trading day (reset at
+    17:00 Chicago).
+
+    Per instrument: a trader's daily-loss limit is judged on its own instrument's P&L, realized
+    and open alike (``fanout``). Summed over the whole sub-account, another trader's profit in
+    another contract on the same sub-account hid this one's loss, and its loss counted once
+    closed but not while open."""
 
     def __init__(self) -> None:
         self._since: datetime | None = None
-        self._by_sub: dict[int, Decimal] = {}
+        self._by: dict[tuple[int, str], Decimal] = {}
 
     def seed(self, rows: dict[tuple[int, str], Decimal], since: datetime) -> None:
-        self._since, self._by_sub = since, {}
-        for (sub, _), pnl in rows.items():
-            self._by_sub[sub] = self._by_sub.get(sub, Decimal(0)) + pnl
+        self._since, self._by = since, {}
+        for (sub, symbol), pnl in rows.items():
+            key = (sub, instrument(symbol))
+            self._by[key] = self._by.get(key, Decimal(0)) + pnl
 
     def _roll(self, now: datetime) -> bool:
         """Move to ``now``'s trading day if it is a later one; whether ``now`` is in the day
@@ -193,13 +212,26 @@ class DailyPnl:
         17:00 Chicago) or a clock a moment behind the broker's must not wipe today's figure."""
         start = session_start(now)
         if self._since is None or start > self._since:
-            self._since, self._by_sub = start, {}
+            self._since, self._by = start, {}
         return start == self._since
 
-    def add(self, sub_account_id: int, pnl: Decimal, at: datetime) -> None:
+    def add(self, sub_account_id: int, symbol: str, pnl: Decimal, at: datetime) -> None:
         if self._roll(at):  # a past day's trade is that day's, not today's
-            self._by_sub[sub_account_id] = self._by_sub.get(sub_account_id, Decimal(0)) + pnl
+            key = (sub_account_id, instrument(symbol))
+            self._by[key] = self._by.get(key, Decimal(0)) + pnl
 
-    def realized(self, sub_account_ids: list[int], now: datetime) -> Decimal:
+    def realized(
+        self, sub_account_ids: list[int], now: datetime, instruments: Iterable[str] | None = None
+    ) -> Decimal:
+        """Today's realized P&L of these sub-accounts, in ``instruments`` (roots; None: all)."""
         self._roll(now)
-        return sum((self._by_sub.get(s, Decimal(0)) for s in sub_account_ids), Decimal(0))
+        subs = set(sub_account_ids)
+        roots = None if instruments is None else set(instruments)
+        return sum(
+            (
+                pnl
+                for (sub, root), pnl in self._by.items()
+                if sub in subs and (roots is None or root in roots)
+            ),
+            Decimal(0),
+        )

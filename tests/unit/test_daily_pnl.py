@@ -157,16 +157,18 @@ def test_a_past_days_trade_arriving_late_does_not_wipe_today() -> None:
     reset it again: today's loss read 0 and the daily-loss filter let entries through."""
     pnl = DailyPnl()
     pnl.seed({(1, "MNQZ6"): Decimal(-500)}, TODAY)
-    pnl.add(1, Decimal(-40), TODAY - timedelta(minutes=5))
+    pnl.add(1, "MNQZ6", Decimal(-40), TODAY - timedelta(minutes=5))
     assert pnl.realized([1], NOW) == Decimal(-500)
-    pnl.add(1, Decimal(-40), TODAY + timedelta(hours=1))
+    pnl.add(1, "MNQZ6", Decimal(-40), TODAY + timedelta(hours=1))
     assert pnl.realized([1], NOW) == Decimal(-540)
 
 
 def test_a_clock_a_moment_behind_the_broker_keeps_the_new_day() -> None:
     pnl = DailyPnl()
     tomorrow = session_start(NOW + timedelta(days=1))
-    pnl.add(1, Decimal(-25), tomorrow + timedelta(seconds=1))  # the broker's clock: a new day
+    pnl.add(
+        1, "MNQZ6", Decimal(-25), tomorrow + timedelta(seconds=1)
+    )  # the broker's clock: a new day
     assert pnl.realized([1], tomorrow - timedelta(seconds=1)) == Decimal(-25)
     assert pnl.realized([1], tomorrow + timedelta(hours=1)) == Decimal(-25)
 
@@ -186,7 +188,7 @@ def test_today_is_the_sum_of_todays_trades_in_any_arrival_order(
 ) -> None:
     pnl = DailyPnl()
     for sub, minutes, amount in trades:
-        pnl.add(sub, Decimal(amount), NOW + timedelta(minutes=minutes))
+        pnl.add(sub, "MNQZ6", Decimal(amount), NOW + timedelta(minutes=minutes))
     for sub in (1, 2, 3):
         expected = sum(
             (
@@ -219,3 +221,17 @@ def test_measurable_always_says_whether_the_lots_add_up_to_the_net(
             pos = pos.copy()
         close_trade(pos, sign * qty, Decimal(price), Decimal(2), NOW)
         assert pos.measurable == (sum(q for q, _ in pos.lots) == pos.net)
+
+
+def test_the_days_realized_pnl_is_kept_per_instrument_across_its_months() -> None:
+    """A trader's daily loss reads its own instrument: MNQ's months together (a roll does not
+    forget the day), MES apart; with no instrument named, the whole sub-account."""
+    day = datetime(2026, 11, 30, 15, tzinfo=UTC)
+    pnl = DailyPnl()
+    pnl.seed({(1, "MNQZ6"): Decimal(-100), (1, "MESZ6"): Decimal(1000)}, session_start(day))
+    pnl.add(1, "MNQH7", Decimal(-50), day)
+    pnl.add(2, "MNQZ6", Decimal(-7), day)
+    assert pnl.realized([1], day, {"MNQ"}) == Decimal(-150)
+    assert pnl.realized([1], day, {"MES"}) == Decimal(1000)
+    assert pnl.realized([1, 2], day, {"MNQ"}) == Decimal(-157)
+    assert pnl.realized([1], day) == Decimal(850)
