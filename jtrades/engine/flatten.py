@@ -328,17 +328,42 @@ class Flattener:
         # a liquidation of the same position (harmless only because liquidateposition closes
         # what the broker holds, whoever asks)
         for rows in by_broker_account(links).values():
-            link = rows[0]
             if not self._pending(requested_at):  # `resume`: not one more liquidation
                 break
             try:
-                await self._flatten_account(requested_at, link, p)
+                link, broker = self._reaching(rows)
+                await self._flatten_account(requested_at, link, broker, p)
             except Exception as exc:  # this account only: the others are flattened all the same
-                p.left.append(Leftover(link.sub_account_id, None, _why(exc)))
+                p.left.append(Leftover(rows[0].sub_account_id, None, _why(exc)))
         return p
 
-    async def _flatten_account(self, requested_at: str, link: LinkConfig, p: FlattenPass) -> None:
-        """Close and cancel what the live view shows, read under the account's lock, and
+    def _reaching(self, rows: list[LinkConfig]) -> tuple[LinkConfig, Broker]:
+        """The row of the account at the broker ``rows`` name whose login has a synced view
+        of it, with that session: it reads, and sends for, the account (two users' rows of one
+        Tradovate account), as protection and the orphan sweep do (``synced_for``). Asking the
+        first row's alone, a stale stored password on it left the account open under the kill
+        switch while another row's session was live. None synced: the first row that has a
+        session (``_flatten_account`` leaves the account for the next pass: missing is not
+        flat); none has one: why the first could not (raised)."""
+        unsynced: tuple[LinkConfig, Broker] | None = None
+        error: Exception | None = None
+        for row in rows:
+            try:
+                broker = self._brokers.broker_for(row)
+            except Exception as exc:
+                error = error or exc
+                continue
+            if broker.is_synced(row.broker_account_id):
+                return row, broker
+            unsynced = unsynced or (row, broker)
+        if unsynced is not None:
+            return unsynced
+        raise error or RuntimeError("no sub-account row names the account")
+
+    async def _flatten_account(
+        self, requested_at: str, link: LinkConfig, broker: Broker, p: FlattenPass
+    ) -> None:
+        """Close and cancel what ``broker``'s live view shows, read under the account's lock, and
         count the orders still in flight as left.
 
         Read without the lock, the view missed an entry that passed the kill switch just before
@@ -363,7 +388,6 @@ class Flattener:
         across ``dispatch`` (which takes it itself; asyncio's lock is not re-entrant) nor while
         waiting for another lock; the protector and the orphan sweep hold one lock at a time
         too, and a dispatch takes several in id order."""
-        broker = self._brokers.broker_for(link)
         bid = link.broker_account_id
         async with self._dispatcher.lock_for(link):
             if not broker.is_synced(bid):

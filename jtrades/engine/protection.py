@@ -34,20 +34,28 @@ reconciler does the I/O (``reconcile``). The rules, and the incidents behind the
 - A position whose stops cover it exactly is left alone even beside take-profits not linked to
   them: a Tradovate bracket strategy shares one stop between its legs and links them itself,
   which the live view does not show.
-- To cover: without loose take-profits and with the stops under the position, one plain stop
-  tops up the remainder. Without loose take-profits and with stand-alone stops over it, the
-  excess is taken off those stops where they stand, farthest from the market first: a stop
-  wholly in excess is cancelled, the last one shrunk (``modify_order``, Stop and StopLimit
-  only), so the stops left cover exactly the position and nothing is naked meanwhile; pairs
-  are never shrunk (a stop smaller than its take-profit unpairs them). Otherwise every live exit is cancelled and the exits are re-placed the
-  way the DCA path places them (``exit_orders``): one OCO per take-profit (its price and the
-  quantity it has left, nearest the market first, trimmed to the position) with its share of
-  the stop, then a plain stop for the rest. A stand-alone stop beside working take-profits is
-  what once turned a long 1 into a short 1 (TP1 filled, the 2-lot stop did not shrink).
+- To cover: without loose take-profits and with the stops under the position, one stop tops
+  up the remainder. Without loose take-profits and with stand-alone stops over it, the excess
+  is taken off those stops where they stand, farthest from the market first: a stop wholly in
+  excess is cancelled, the last one shrunk (``modify_order``, Stop and StopLimit only), so the
+  stops left cover exactly the position and nothing is naked meanwhile; pairs are never shrunk
+  (a stop smaller than its take-profit unpairs them). Otherwise every live exit is cancelled
+  and the exits are re-placed the way the DCA path places them (``exit_orders``): one OCO per
+  take-profit (its price and the quantity it has left, nearest the market first, trimmed to
+  the position: the farthest legs give up what is over it) with its share of the stop, then
+  a stop for the rest. A stand-alone stop beside working take-profits is what once turned a
+  long 1 into a short 1 (TP1 filled, the 2-lot stop did not shrink).
 - What is placed is sized from the view after the cancels (a take-profit may have filled
   meanwhile): never more than |net_pos| minus what the live exits could still close.
 - The stop price is the live stop nearest the market when there is one (a trailed or
   breakeven stop keeps its progress), else the configured level.
+- A stop placed trails (a TrailingStop pegged at the configured distance, from that price:
+  it trails at once, as a DCA re-placement's does) when the trader's stop loss trails or a
+  live stop of the position is a TrailingStop (the alert asked for one). Placed plain, the
+  re-placed stop of a trailing position stopped trailing, and a rally it would have locked
+  in was given back. With no stop loss configured the distance is not known (the view does
+  not show a trailing stop's peg): a stop brought down to the position is then placed plain
+  at the trailed level, which keeps the progress made.
 - A re-placement that failed after its cancels is tried again from a view that no longer shows
   what was cancelled: the retry keeps the cancelled stop's price when nearer the market and puts
   back the take-profits not placed again (``carry_over``), within the same bounds.
@@ -212,12 +220,19 @@ class Protection:
     # orders) and every order id it placed, which the retry waits to see in the view
     replaced: tuple[TakeProfit, ...] = ()
     placed: tuple[int, ...] = ()
+    # the pegDifference of the stops placed (signed points, on the protective side: below the
+    # market for a sell stop): they trail; None: plain stops
+    trail: Decimal | None = None
 
 
-def plan_protection(book: ExitBook, configured_stop: Decimal) -> Protection | None:
+def plan_protection(
+    book: ExitBook, configured_stop: Decimal, *, trail_by: Decimal | None = None,
+    trailing: bool = False,
+) -> Protection | None:  # fmt: skip
     """How to cover ``book``'s position (module docstring); None when it is covered, flat, or
     has orders on their way out or brackets that may still activate (decided once they are
-    gone or working)."""
+    gone or working). ``trail_by``: the configured stop-loss distance (points, on the tick;
+    None without a stop loss); ``trailing``: the trader's stop loss trails."""
     if not book.needs_protection or book.leaving or book.activating:
         return None
     held = abs(book.net_pos)
@@ -226,11 +241,14 @@ def plan_protection(book: ExitBook, configured_stop: Decimal) -> Protection | No
     live_stops = [s for _, s in book.pairs] + list(book.stops)
     prices = [s.stop_price for s in live_stops if s.stop_price is not None]
     stop_price = (max(prices) if long else min(prices)) if prices else configured_stop
+    trails = trailing or any(s.order_type is OrderType.TRAILING_STOP for s in live_stops)
+    trail = (-trail_by if long else trail_by) if trail_by is not None and trails else None
     coverage = book.coverage
     if not book.limits and coverage < held:
         return Protection(
-            exit_side, (), (), stop_price, f"stops cover {coverage} of {held}: stop the rest"
-        )
+            exit_side, (), (), stop_price, f"stops cover {coverage} of {held}: stop the rest",
+            trail=trail,
+        )  # fmt: skip
     if not book.limits and coverage > held:
         trim = _trim(book, coverage - held, long)
         if trim is not None:
@@ -238,7 +256,7 @@ def plan_protection(book: ExitBook, configured_stop: Decimal) -> Protection | No
             return Protection(
                 exit_side, cancel, (), stop_price,
                 f"stops for {coverage} would close more than the {held} held: shrink them",
-                shrink, trim_only=True,
+                shrink, trim_only=True, trail=trail,
             )  # fmt: skip
     tps = [
         TakeProfit(lim.order_id, lim.price, lim.qty)
@@ -251,7 +269,9 @@ def plan_protection(book: ExitBook, configured_stop: Decimal) -> Protection | No
         if coverage > held
         else f"stops cover {coverage} of {held} beside take-profits not linked to them"
     )
-    return Protection(exit_side, book.live_ids, tuple(tps), stop_price, f"{why}: re-place")
+    return Protection(
+        exit_side, book.live_ids, tuple(tps), stop_price, f"{why}: re-place", trail=trail
+    )
 
 
 def carry_over(plan: Protection, before: Protection, book: ExitBook) -> Protection:
@@ -294,7 +314,9 @@ def _trim(
     book: ExitBook, excess: int, long: bool
 ) -> tuple[tuple[int, ...], tuple[Shrink, ...]] | None:
     """Take ``excess`` contracts off the stand-alone stops, farthest from the market first:
-    (stops to cancel, the stop to shrink), or None when they cannot give that much."""
+    (stops to cancel, the stop to shrink), or None when they cannot give that much. A
+    TrailingStop is not shrunk (``modify_order`` carries no peg): it is cancelled and
+    re-placed, trailing (``Protection.trail``)."""
     sign = 1 if long else -1
     far = sorted(
         book.stops, key=lambda s: (s.stop_price is not None, (s.stop_price or Decimal(0)) * sign)
@@ -324,8 +346,8 @@ def protection_orders(
 ) -> list[PlannedOrder]:
     """The orders that cover ``book``'s position (read after ``plan.cancel`` went) as steps
     numbered from ``first_step`` (clOrdIds ``{prefix}-{step}``, an OCO's stop ``…b``): one OCO
-    per take-profit with what it has left, then a plain stop for the rest, all within what no
-    live exit can close yet. Nothing when the position went flat or changed side, or orders
+    per take-profit with what it has left, then a stop for the rest (trailing by
+    ``plan.trail`` when set, else plain), all within what no live exit can close yet. Nothing when the position went flat or changed side, or orders
     are still on their way out or brackets may still activate."""
     net = book.net_pos
     if (
@@ -339,7 +361,11 @@ def protection_orders(
     held = abs(net)
     room = held - book.exposure  # contracts no live exit can close
     need = held - book.coverage
-    stop = StopSpec(OrderType.STOP, plan.stop_price)
+    stop = (
+        StopSpec(OrderType.STOP, plan.stop_price)
+        if plan.trail is None
+        else StopSpec(OrderType.TRAILING_STOP, plan.stop_price, peg=plan.trail)
+    )
     out: list[PlannedOrder] = []
     for tp in plan.take_profits:
         q = min(tp.qty - book.filled.get(tp.order_id, 0), room, need)

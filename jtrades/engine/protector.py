@@ -61,7 +61,8 @@ from jtrades.engine.protection import (
     plan_protection,
     protection_orders,
 )
-from jtrades.engine.sizing import exit_offset_points, exit_price
+from jtrades.engine.risk import SlType
+from jtrades.engine.sizing import exit_offset_points, exit_price, round_distance
 from jtrades.engine.view_waits import shows_placed
 from jtrades.store import intents as intent_store
 
@@ -358,12 +359,19 @@ class Protector:
                     return False  # naked, or covered: not ours to stop without a stop loss
                 contract: Contract = await broker.find_contract(p.symbol)
                 direction = 1 if current.net_pos > 0 else -1
+                trail_by = None  # a trailing stop's distance: the configured one, on the tick
                 if s is not None:
                     dist = exit_offset_points(s.sl, s.sl_units, current.net_price, contract, 1)
                     configured = exit_price(current.net_price, dist, -direction, contract.tick_size)
+                    trail_by = round_distance(dist, contract.tick_size)
                 else:  # over-covered: the plan keeps the live stops' price, never this one
                     configured = current.net_price
-                plan = plan_protection(book, configured)
+                plan = plan_protection(
+                    book,
+                    configured,
+                    trail_by=trail_by,
+                    trailing=s is not None and s.sl_type is SlType.TRAILING,
+                )
                 if plan is None:
                     if before is not None:
                         self._carry[key] = before  # for a later retry, once nothing is leaving

@@ -162,7 +162,7 @@ def test_take_profits_without_a_stop_are_re_placed_one_oco_per_leg() -> None:
     assert [r.second.cl_ord_id for r in legs] == ["p-3b", "p-4b"]  # type: ignore[union-attr]
 
 
-def test_take_profits_over_the_position_are_trimmed_nearest_first() -> None:
+def test_take_profits_over_the_position_keep_the_nearest_and_trim_the_farthest() -> None:
     buy = Side.BUY
     book = exit_book(
         pos(-2),
