@@ -31,7 +31,7 @@ from aiohttp.http_exceptions import ContentEncodingError
 
 from jtrades.config import Settings
 from jtrades.db import Database
-from jtrades.engine.body_tokens import find_token, mask_tokens
+from jtrades.engine.body_tokens import find_token, mask_signal, mask_tokens
 from jtrades.engine.dedup import idempotency_key
 from jtrades.engine.parse_values import storable
 from jtrades.engine.parsing import parse_payload
@@ -151,12 +151,17 @@ def _content_type(value: str | None) -> str | None:
     return None if value is None else storable(value[:MAX_CONTENT_TYPE])
 
 
+def _maskable(*tokens: str | None) -> tuple[str, ...]:
+    """The known tokens masked wherever they appear (in the raw body and the parsed signal):
+    too short a one would mask ordinary text."""
+    return tuple(t for t in dict.fromkeys(tokens) if t and len(t) >= 6)
+
+
 def _strip_tokens(body: bytes, *tokens: str | None) -> bytes:
     """The raw body with any webhook token in it masked: stored bodies hold no secrets. The
     known tokens go wherever they appear; a token-named field's value goes whatever it is."""
-    for token in tokens:
-        if token and len(token) >= 6:
-            body = body.replace(token.encode("utf-8", errors="ignore"), MASK.encode())
+    for token in _maskable(*tokens):
+        body = body.replace(token.encode("utf-8", errors="ignore"), MASK.encode())
     return mask_tokens(body)
 
 
@@ -320,6 +325,9 @@ class Webhooks:
                 recorder_id=recorder_id,
             )  # fmt: skip
 
+        # the same tokens as the raw body's, out of everything stored of the signal (its
+        # extra fields, its id and the dedup key made of it)
+        signal = mask_signal(signal, _maskable(path_token, signal.token, token))
         key = idempotency_key(alert_id=signal.alert_id, token_hash=token_hash, body=body)
         try:
             signal_id = await self.ids.take()

@@ -1,5 +1,5 @@
 """The webhook token in a body that may not parse: found to attribute the delivery, and masked
-before the body is stored.
+before the body is stored (and in the parsed signal stored beside it, ``mask_signal``).
 
 The parser finds the token of a body it reads (``Signal.token``, under any of its aliases). A
 body it refuses (an unknown action, a bad number) or one cut at the size limit still carries
@@ -20,12 +20,20 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
+from dataclasses import fields, replace
+from typing import Any
 
 from jtrades.engine.parse_values import norm_key, storable
 from jtrades.engine.parsing import TOKEN
+from jtrades.engine.signal import Signal
 
 MASK = b"***"
-_KEYS = frozenset(norm_key(k) for k in TOKEN)
+_TEXT_MASK = MASK.decode()
+# the parser's aliases in its order: of several token-named keys, the parser reads the first
+# alias's (``token`` before ``key``), so a refused body is attributed by the same one
+_RANK = {norm_key(k): rank for rank, k in enumerate(TOKEN)}
+_KEYS = frozenset(_RANK)
 # The inside of a JSON string: a backslash takes the next byte with it, so an escape neither
 # ends it nor hides what follows. Unrolled and possessive (no backtracking), and a member starts
 # at a quote that is not itself escaped, so no scan starts inside another's run of escapes:
@@ -61,6 +69,17 @@ def _is_token_key(key: bytes) -> bool:
     return len(key) <= _MAX_KEY and norm_key(_unescape(key)) in _KEYS
 
 
+def _rank(key: bytes) -> int | None:
+    """The key's place among the parser's token aliases; None when it is not one."""
+    return _RANK.get(norm_key(_unescape(key))) if len(key) <= _MAX_KEY else None
+
+
+def _first_by_alias(found: list[tuple[int, str]]) -> str | None:
+    """Of (alias rank, value) in body order, the first value of the first alias, as the
+    parser's ``Fields.first`` reads it."""
+    return min(found, key=lambda item: item[0])[1] if found else None
+
+
 def find_token(body: bytes) -> str | None:
     """The token a body carries under any of the parser's aliases, whether or not it parses."""
     try:
@@ -74,18 +93,29 @@ def find_token(body: bytes) -> str | None:
         except (ValueError, RecursionError):
             data = None
         if isinstance(data, dict):
+            found: list[tuple[int, str]] = []
             for key, value in data.items():
-                if norm_key(str(key)) in _KEYS and isinstance(value, str) and value.strip():
-                    return storable(value.strip())
-            return None
+                rank = _RANK.get(norm_key(str(key)))
+                if rank is None or isinstance(value, bool):
+                    continue
+                # text or a whole number, as the parser takes it (``parsing._token``)
+                text = str(value).strip() if isinstance(value, str | int) else ""
+                if text:
+                    found.append((rank, storable(text)))
+            return _first_by_alias(found)
     raw = stripped.encode()
+    found = []
     for m in _JSON_MEMBER.finditer(raw):
-        if _is_token_key(m.group("key")) and (value := _unescape(m.group("value")).strip()):
-            return value
+        rank = _rank(m.group("key"))
+        if rank is not None and (value := _unescape(m.group("value")).strip()):
+            found.append((rank, value))
+    if found:
+        return _first_by_alias(found)
     for m in _TEXT_PAIR.finditer(raw):
-        if _is_token_key(m.group("key")) and m.group("value").strip():
-            return m.group("value").strip().decode()
-    return None
+        rank = _rank(m.group("key"))
+        if rank is not None and m.group("value").strip():
+            found.append((rank, m.group("value").strip().decode()))
+    return _first_by_alias(found)
 
 
 def mask_tokens(body: bytes) -> bytes:
@@ -99,3 +129,37 @@ def mask_tokens(body: bytes) -> bytes:
         return m.group(0)[:start] + MASK
 
     return _TEXT_PAIR.sub(mask, _JSON_MEMBER.sub(mask, body))
+
+
+def _mask_text(value: Any, secrets: Sequence[str]) -> Any:
+    """``value`` with every secret in its strings (keys too, at any depth) masked; the same
+    object when none is there."""
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, _TEXT_MASK)
+        return value
+    if isinstance(value, dict):
+        return {_mask_text(k, secrets): _mask_text(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_text(v, secrets) for v in value]
+    return value
+
+
+def mask_signal(signal: Signal, secrets: Sequence[str]) -> Signal:
+    """``signal`` with the webhook token masked wherever the alert put it (a ``note`` holding
+    the webhook URL, an id): the raw body is masked for storage, and the parsed signal stored
+    beside it (its extra fields, alert id, symbol) kept the token in clear (money rule 8).
+    Masked once, before the dedup key and the engine see it, so that nothing derived from the
+    signal holds it either. ``token`` itself is never stored."""
+    if not secrets:
+        return signal
+    changes: dict[str, Any] = {}
+    for f in fields(Signal):
+        value = getattr(signal, f.name)
+        if f.name == "token" or not isinstance(value, str | dict):
+            continue
+        masked = _mask_text(value, secrets)
+        if masked != value:
+            changes[f.name] = masked
+    return replace(signal, **changes) if changes else signal

@@ -187,6 +187,7 @@ def as_distance(
 ) -> Decimal:
     """Points from the entry for a strategy bracket; ``direction`` +1 = the exit is above."""
     if level.distance is not None:
+        _above_zero(ref, direction, level.distance, what)
         return level.distance
     assert level.price is not None
     if ref is None:
@@ -198,12 +199,24 @@ def as_distance(
     return round_distance(raw, c.contract.tick_size)
 
 
+def _above_zero(ref: Decimal | None, direction: int, points: Decimal, what: str) -> None:
+    """An exit below the entry by its price or more would be an order at a price of 0 or less:
+    a short's take profit of 100 % (an add's side is only known here, so the parser lets it
+    through), or a distance in points larger than the price."""
+    if ref is not None and direction < 0 and points >= ref:
+        raise CannotPlan(
+            f"{what} {points.normalize():f} points below {ref.normalize():f} would be at or"
+            " past zero"
+        )
+
+
 def as_price(level: Level, ref: Decimal, direction: int, c: ExitInputs, what: str) -> Decimal:
     """An absolute exit price on the tick, rounded toward ``ref`` yet strictly beyond it."""
     tick = c.contract.tick_size
     toward: Literal["up", "down"] = "down" if direction > 0 else "up"
     away: Literal["up", "down"] = "up" if direction > 0 else "down"
     if level.distance is not None:
+        _above_zero(ref, direction, level.distance, what)
         return round_to_tick(ref + direction * level.distance, tick, toward)
     assert level.price is not None
     if (level.price - ref) * direction <= 0:

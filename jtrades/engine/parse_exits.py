@@ -100,16 +100,18 @@ def order_type(field: str, value: Any) -> str | None:
     return kind
 
 
-def _percent_below_100(key: str, number: Decimal, units: Units) -> None:
+def _percent_below_100(key: str, number: Decimal, units: Units, bounded: bool = True) -> None:
     """A percent exit of 100 or more is refused, as ``--sl``/``--tp`` are: it puts a stop (or a
     short's target) at or past zero, a price no market trades at. Accepted, the stop was sent
-    at a price of 0 or less."""
-    if units is Units.PERCENT and number >= 100:
+    at a price of 0 or less. ``bounded`` False: a take profit above the entry (a buy's), which
+    any percent leaves above zero (PickMyTrade's own example has ``percentage_tp`` 100); one
+    whose side is not known here (an add) is checked when planned (``exits``)."""
+    if bounded and units is Units.PERCENT and number >= 100:
         raise InvalidSignal(f"{key} {number} percent would put the exit at or past zero")
 
 
 def _one_of(
-    name: str, obj: dict[str, Any], keys: dict[str, Units]
+    name: str, obj: dict[str, Any], keys: dict[str, Units], bounded: bool = True
 ) -> tuple[str, Decimal, Units] | None:
     given: list[tuple[str, Decimal, Units]] = []
     for key, value in obj.items():
@@ -118,7 +120,7 @@ def _one_of(
             continue
         number = to_distance(f"{name}.{key}", value)
         if number is not None:
-            _percent_below_100(f"{name}.{key}", number, units)
+            _percent_below_100(f"{name}.{key}", number, units, bounded)
             given.append((key, number, units))
     if len(given) > 1:
         names = ", ".join(f"{name}.{k}" for k, _, _ in given)
@@ -136,12 +138,13 @@ def _as_object(name: str, value: Any) -> dict[str, Any] | None:
     return value
 
 
-def traderspost_take_profit(name: str, value: Any) -> ExitSpec | None:
-    """``takeProfit: {limitPrice | percent | amount | pnlAmount}``."""
+def traderspost_take_profit(name: str, value: Any, *, below_entry: bool = True) -> ExitSpec | None:
+    """``takeProfit: {limitPrice | percent | amount | pnlAmount}``; ``below_entry``: the target
+    is a sell's (a short's), so 100 percent or more of the price is refused."""
     obj = _as_object(name, value)
     if obj is None:
         return None
-    chosen = _one_of(name, obj, _TP_KEYS)
+    chosen = _one_of(name, obj, _TP_KEYS, below_entry)
     if chosen is None:
         if not obj:
             return None
@@ -189,26 +192,30 @@ def traderspost_stop_loss(name: str, value: Any) -> ExitSpec | None:
 
 
 def _pickmytrade_one(
-    fields: Fields, kind: str, keys: dict[str, Units]
+    fields: Fields, kind: str, keys: dict[str, Units], bounded: bool = True
 ) -> tuple[str, Decimal, Units] | None:
     given: list[tuple[str, Decimal, Units]] = []
     for alias, units in keys.items():
         for key, value in fields.all(alias):
             number = to_distance(key, value)
             if number is not None:
-                _percent_below_100(key, number, units)
+                _percent_below_100(key, number, units, bounded)
                 given.append((key, number, units))
     if len(given) > 1:
         raise InvalidSignal(f"give only one {kind}: " + ", ".join(k for k, _, _ in given))
     return given[0] if given else None
 
 
-def pickmytrade_exits(fields: Fields) -> tuple[ExitSpec | None, ExitSpec | None]:
-    """(take profit, stop loss) from ``tp``/``sl``, ``dollar_*``, ``percentage_*`` and ``trail*``."""
+def pickmytrade_exits(
+    fields: Fields, *, tp_below_entry: bool = True
+) -> tuple[ExitSpec | None, ExitSpec | None]:
+    """(take profit, stop loss) from ``tp``/``sl``, ``dollar_*``, ``percentage_*`` and ``trail*``;
+    ``tp_below_entry`` as ``below_entry`` of ``traderspost_take_profit``."""
     tp = _pickmytrade_one(
         fields,
         "take profit",
         {"tp": Units.PRICE, "dollar_tp": Units.DOLLARS, "percentage_tp": Units.PERCENT},
+        tp_below_entry,
     )
     sl = _pickmytrade_one(
         fields,

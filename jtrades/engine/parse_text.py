@@ -15,7 +15,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from jtrades.engine.parse_values import ACTION_WORDS, PLAIN_NUMBER, short, to_decimal
+from jtrades.engine.parse_values import (
+    ACTION_WORDS,
+    PLAIN_NUMBER,
+    find_placeholder,
+    short,
+    to_decimal,
+)
 from jtrades.errors import InvalidSignal
 
 TextFields = dict[str, Any]
@@ -37,6 +43,14 @@ def parse_text(text: str) -> TextFields:
     """The fields a text alert spells out; raises ``InvalidSignal`` (422) when it is not one."""
     if len(text) > _MAX_TEXT:
         raise InvalidSignal(f"text alert longer than {_MAX_TEXT} characters")
+    # before the words are read: "{{ticker}}" is no symbol, and "cannot read" said nothing of
+    # the template sent as is
+    found = find_placeholder(text, "")
+    if found:
+        raise InvalidSignal(
+            f"text alert: the TradingView placeholder {short(found[1])} was not substituted"
+            " (it is only filled in by a strategy alert, or it is misspelt)"
+        )
     default = _DEFAULT_STRATEGY_MESSAGE.search(text)
     if default:
         return _from_default_message(default)
@@ -56,7 +70,9 @@ def parse_text(text: str) -> TextFields:
 
 
 def _put(fields: TextFields, key: str, value: Any) -> None:
-    if key in fields:
+    # the same text twice is one value; another (``qty=3`` beside the word ``2`` is another
+    # key, refused by the alias groups' own check)
+    if key in fields and fields[key] != value:
         raise InvalidSignal(f"text alert: {key!r} given twice")
     fields[key] = value
 

@@ -145,6 +145,27 @@ def is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+def _comparable(value: Any) -> Any:
+    """What two values of one field are compared by: numbers by value (``"2"``, 2, 2.0 and
+    ``2e0`` are one quantity), text stripped and case-folded (symbols are looked up in upper
+    case, words in lower), anything else as it is."""
+    if isinstance(value, bool):
+        return ("flag", value)
+    if isinstance(value, int | Decimal | float):
+        return ("number", Decimal(str(value)))
+    if isinstance(value, str):
+        text = value.strip()
+        if NUMBER.fullmatch(text):
+            return ("number", Decimal(text))
+        return ("text", text.casefold())
+    return ("other", value)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two values given for one field say the same thing."""
+    return bool(_comparable(a) == _comparable(b))
+
+
 def to_decimal(field: str, value: Any) -> Decimal | None:
     """A finite, sane number from a JSON number or a numeric string; None when blank."""
     if is_blank(value):
@@ -292,7 +313,26 @@ class Fields:
         return found
 
     def get(self, *aliases: str) -> tuple[str, Any]:
-        """The first non-blank (key, value) of the group, or (first alias, None)."""
+        """The one non-blank (key, value) of the group, or (first alias, None).
+
+        Two keys of the group with different values (``quantity`` 2 and ``contracts`` 6,
+        ``ticker`` MNQ1! and ``symbol`` MES1!) are refused: taking the first alias was a
+        guess with the trader's money. The same value twice ("2" and 2.0) is one value."""
+        given = [(k, v) for k, v in self.all(*aliases) if not is_blank(v)]
+        if not given:
+            return aliases[0], None
+        first_key, first_value = given[0]
+        for key, value in given[1:]:
+            if not same_value(first_value, value):
+                raise InvalidSignal(
+                    f"conflicting {aliases[0]}: {short(first_key, 40)}={short(first_value)},"
+                    f" {short(key, 40)}={short(value)}"
+                )
+        return first_key, first_value
+
+    def first(self, *aliases: str) -> tuple[str, Any]:
+        """The first non-blank (key, value) of the group in alias order, others unchecked:
+        for a field several of whose aliases are also ordinary words (the token's ``key``)."""
         for key, value in self.all(*aliases):
             if not is_blank(value):
                 return key, value

@@ -36,6 +36,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from jtrades.broker.base import TimeInForce
 from jtrades.engine.parse_exits import (
     order_type,
     pickmytrade_exits,
@@ -47,6 +48,7 @@ from jtrades.engine.parse_values import (
     Fields,
     check_placeholders,
     norm_key,
+    same_value,
     short,
     storable,
     storable_tree,
@@ -62,7 +64,8 @@ from jtrades.engine.parse_values import (
 from jtrades.engine.signal import Action, ExitSpec, MarketPosition, Signal
 from jtrades.errors import InvalidSignal
 
-# Alias groups, first alias wins. Compared with ``norm_key`` (case and _-. ignored).
+# Alias groups, compared with ``norm_key`` (case and _-. ignored). Two different values in one
+# group are refused (``Fields.get``), except the token's, where the first alias wins.
 ACTION = ("action", "side", "signal", "data", "order_action", "strategy.order.action")
 SENTIMENT = ("sentiment",)
 MARKET_POSITION = ("market_position", "strategy.market_position")
@@ -79,6 +82,7 @@ TAKE_PROFIT = ("take_profit",)
 STOP_LOSS = ("stop_loss",)
 TOKEN = ("token", "key", "secret", "passphrase", "password", "webhook_token")
 RISK_PERCENTAGE = ("risk_percentage",)
+TIME_IN_FORCE = ("time_in_force", "tif")
 # PickMyTrade's requests to change the exits of the open position instead of trading
 UPDATE_EXITS = ("update_tp", "update_sl")
 
@@ -101,6 +105,12 @@ _PICKMYTRADE_KEYS = {
     )
 }
 _TOKEN_KEYS = {norm_key(k) for k in TOKEN}
+
+# What an entry can be sent as (TradersPost ``timeInForce``: day, gtc, gtd, opg, cls, ioc, fok).
+# DAY is what every entry was; GTC both brokers take (the exits of a held position are GTC).
+# The others change when the order goes away (at once, at the open or close): placed DAY, an
+# IOC limit entry rested all session, so they are refused rather than done differently.
+_TIME_IN_FORCE = {"day": TimeInForce.DAY, "gtc": TimeInForce.GTC}
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _INT64_DIGITS = 19  # 2**63 has 19 digits
@@ -139,14 +149,44 @@ def _decode(body: bytes) -> str:
         raise InvalidSignal("body is not UTF-8 text", status=400) from None
 
 
+class _NotANumber(ValueError):
+    """An unquoted NaN or Infinity: valid to ``json.loads``, not to JSON, nor to an order."""
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")
+    # TradingView writes NaN for a value that is na ({{plot_0}}, {{strategy.position_avg_price}}
+    # when flat): said so, not "unreadable"
+    raise _NotANumber(f"{name} is not a number (TradingView sends NaN for a value that is na)")
+
+
+def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when one key is given twice with different values: ``json.loads``
+    keeps the last, so {"action":"buy","action":"sell"} was a sell, without a word."""
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen and not same_value(seen[key], value):
+            raise InvalidSignal(
+                storable(
+                    f"field {short(key)!r} given twice with different values:"
+                    f" {short(seen[key])}, {short(value)}"
+                )
+            )
+        seen.setdefault(key, value)
+    return obj
 
 
 def _load_json(text: str) -> dict[str, Any]:
     try:
         # Decimal, not float: 21500.25 must stay 21500.25 on its way to a tick-rounded order.
-        data = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        data = json.loads(
+            text,
+            parse_float=Decimal,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_one_value_per_key,
+        )
     except RecursionError:
         raise InvalidSignal(_TOO_DEEP, status=400) from None
     except ValueError as exc:
@@ -158,6 +198,8 @@ def _load_json(text: str) -> dict[str, Any]:
             ) from None
         if isinstance(exc, json.JSONDecodeError):
             reason = f" at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        elif isinstance(exc, _NotANumber):
+            reason = f": {exc}"
         else:
             reason = ": unreadable"
         raise InvalidSignal(f"malformed JSON{reason}", status=400) from None
@@ -214,7 +256,8 @@ def parse_object(data: dict[str, Any] | TextFields, source: str | None) -> Signa
     price_key, price_value = fields.get(*PRICE)
     price = to_price(price_key, price_value)
     kind, limit_price, stop_price = _order_type(fields, price)
-    take_profit, stop_loss = _exits(fields)
+    # a sell's target is below the entry: 100 % or more of it is at or past zero
+    take_profit, stop_loss = _exits(fields, below_entry=action is Action.SELL)
     return Signal(
         action=action,
         ticker=to_text(ticker_key, ticker_value, limit=64),
@@ -229,18 +272,37 @@ def parse_object(data: dict[str, Any] | TextFields, source: str | None) -> Signa
         take_profit=(take_profit,) if take_profit else (),
         stop_loss=stop_loss,
         token=token,
+        time_in_force=_time_in_force(fields),
         source=source or _source(dict(data)),
         extra=_scrub(fields.rest()),
     )
 
 
 def _token(fields: Fields) -> str | None:
-    key, value = fields.get(*TOKEN)
+    # the first alias, not one value of all: ``key`` is an ordinary word beside a ``token``
+    # ({"key": "MNQ-long", "token": …}), and ``body_tokens`` attributes a refused body by the
+    # same order
+    key, value = fields.first(*TOKEN)
     if value is None:
         return None
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise InvalidSignal(f"field {key!r} must be text")
     return str(value).strip()
+
+
+def _time_in_force(fields: Fields) -> TimeInForce | None:
+    """DAY or GTC for the entry; None when not given (the entry goes out DAY)."""
+    key, value = fields.get(*TIME_IN_FORCE)
+    word = to_word(key, value)
+    if word is None:
+        return None
+    tif = _TIME_IN_FORCE.get(word)
+    if tif is None:
+        raise InvalidSignal(
+            f"field {key!r}: time in force {short(value)} is not supported;"
+            " send day or gtc (or leave it out for day)"
+        )
+    return tif
 
 
 def _action_and_position(fields: Fields) -> tuple[Action, MarketPosition | None]:
@@ -320,12 +382,12 @@ def _order_type(
     return kind, limit_price, stop_price
 
 
-def _exits(fields: Fields) -> tuple[ExitSpec | None, ExitSpec | None]:
+def _exits(fields: Fields, *, below_entry: bool) -> tuple[ExitSpec | None, ExitSpec | None]:
     tp_key, tp_value = fields.get(*TAKE_PROFIT)
     sl_key, sl_value = fields.get(*STOP_LOSS)
-    take_profit = traderspost_take_profit(tp_key, tp_value)
+    take_profit = traderspost_take_profit(tp_key, tp_value, below_entry=below_entry)
     stop_loss = traderspost_stop_loss(sl_key, sl_value)
-    pmt_tp, pmt_sl = pickmytrade_exits(fields)
+    pmt_tp, pmt_sl = pickmytrade_exits(fields, tp_below_entry=below_entry)
     if take_profit and pmt_tp:
         raise InvalidSignal(f"give the take profit once: {tp_key} or the PickMyTrade tp fields")
     if stop_loss and pmt_sl:

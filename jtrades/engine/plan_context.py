@@ -180,19 +180,26 @@ def req(
     price: Decimal | None = None,
     stop: Decimal | None = None,
     peg: Decimal | None = None,
+    tif: TimeInForce = TimeInForce.DAY,
 ) -> OrderRequest:
-    """A DAY order of this sub-account on this contract (entries, closes; the exits of a held
-    position are GTC, ``exit_orders``)."""
+    """An order of this sub-account on this contract, DAY unless told (entries, closes; the
+    exits of a held position are GTC, ``exit_orders``)."""
     return OrderRequest(
         c.account, c.contract.symbol, side, qty, kind, cl_ord_id=cl, price=price,
-        stop_price=stop, peg_difference=peg, time_in_force=TimeInForce.DAY,
+        stop_price=stop, peg_difference=peg, time_in_force=tif,
     )  # fmt: skip
 
 
 def entry_request(c: Ctx, cl: str, side: Side, qty: int) -> OrderRequest:
-    """Market entry, or the alert's limit/stop/stop-limit entry on the tick (``entries``)."""
+    """Market entry, or the alert's limit/stop/stop-limit entry on the tick (``entries``).
+
+    DAY, or GTC when the alert says so (TradersPost ``timeInForce``) for an entry that rests:
+    sent DAY whatever the alert said, a GTC limit entry expired at the session's end. A market
+    entry fills at once, so it stays DAY (what the brokers are used to being asked for one)."""
     e = entry_order(c.sig, side, c.contract.tick_size)
-    return req(c, side, qty, e.kind, cl, price=e.price, stop=e.stop)
+    rests = e.kind is not OrderType.MARKET
+    tif = TimeInForce.GTC if rests and c.sig.time_in_force is TimeInForce.GTC else TimeInForce.DAY
+    return req(c, side, qty, e.kind, cl, price=e.price, stop=e.stop, tif=tif)
 
 
 def liquidate(c: Ctx, steps: Steps) -> None:

@@ -7,6 +7,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from jtrades.broker.base import TimeInForce
+
 
 class Action(StrEnum):
     BUY = "buy"  # also: long
@@ -67,6 +69,8 @@ class Signal:
     take_profit: tuple[ExitSpec, ...] = ()
     stop_loss: ExitSpec | None = None
     token: str | None = None  # token carried in the body, stripped before storage
+    # the entry's time in force (TradersPost ``timeInForce``): DAY or GTC; None = DAY
+    time_in_force: TimeInForce | None = None
     source: str | None = (
         None  # which dialect the body was written in: native|traderspost|pickmytrade|text
     )
