@@ -206,6 +206,9 @@ class WorkingOrder:
     # the order's text at the broker: an OCO's second leg carries our clOrdId there (Tradovate
     # takes none for it), which is how an exit of ours is known once its partner is gone
     text: str | None = None
+    # a trailing stop's distance in points (unsigned; Tradovate's pegDifference): a stop that
+    # protection re-places goes on trailing by it, the alert's distance, not the trader's
+    trail: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,7 @@ class _Order:
             cl_ord_id=self.cl_ord_id,
             parent_id=self.parent_id,
             oco_id=self.oco_id,
+            trail=self.peg if self.order_type is OrderType.TRAILING_STOP else None,
         )
 
 

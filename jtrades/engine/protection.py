@@ -49,13 +49,14 @@ reconciler does the I/O (``reconcile``). The rules, and the incidents behind the
   meanwhile): never more than |net_pos| minus what the live exits could still close.
 - The stop price is the live stop nearest the market when there is one (a trailed or
   breakeven stop keeps its progress), else the configured level.
-- A stop placed trails (a TrailingStop pegged at the configured distance, from that price:
-  it trails at once, as a DCA re-placement's does) when the trader's stop loss trails or a
-  live stop of the position is a TrailingStop (the alert asked for one). Placed plain, the
-  re-placed stop of a trailing position stopped trailing, and a rally it would have locked
-  in was given back. With no stop loss configured the distance is not known (the view does
-  not show a trailing stop's peg): a stop brought down to the position is then placed plain
-  at the trailed level, which keeps the progress made.
+- A stop placed trails (a TrailingStop from that price: it trails at once, as a DCA
+  re-placement's does) when a live stop of the position is a TrailingStop, by that stop's own
+  distance (the alert's, not the trader's: re-placed at the trader's 10 points, an alert's
+  20-point trail was stopped out by a 15-point dip), or when the trader's stop loss trails,
+  by the configured distance. Placed plain, the re-placed stop of a trailing position stopped
+  trailing, and a rally it would have locked in was given back. A live trailing stop whose
+  distance the view does not show, with no stop loss configured, is re-placed plain at the
+  trailed level, which keeps the progress made.
 - A re-placement that failed after its cancels is tried again from a view that no longer shows
   what was cancelled: the retry keeps the cancelled stop's price when nearer the market and puts
   back the take-profits not placed again (``carry_over``), within the same bounds.
@@ -241,8 +242,13 @@ def plan_protection(
     live_stops = [s for _, s in book.pairs] + list(book.stops)
     prices = [s.stop_price for s in live_stops if s.stop_price is not None]
     stop_price = (max(prices) if long else min(prices)) if prices else configured_stop
-    trails = trailing or any(s.order_type is OrderType.TRAILING_STOP for s in live_stops)
-    trail = (-trail_by if long else trail_by) if trail_by is not None and trails else None
+    # a live trailing stop's own distance first (the alert's, which may not be the trader's),
+    # else the configured one when the trader's stop loss trails or a live stop does
+    trailing_stops = [s for s in live_stops if s.order_type is OrderType.TRAILING_STOP]
+    distance = next((s.trail for s in trailing_stops if s.trail is not None), None)
+    if distance is None and (trailing or trailing_stops):
+        distance = trail_by
+    trail = None if distance is None else (-distance if long else distance)
     coverage = book.coverage
     if not book.limits and coverage < held:
         return Protection(

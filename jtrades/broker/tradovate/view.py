@@ -379,6 +379,7 @@ class AccountView:
             reason=self._rejected.get(order_id),
             bracketed=order_id in self.strategies.cl_ord,
             text=v.get("text"),
+            trail=_distance(v.get("pegDifference")),
         )
         if built.status.is_open:  # what working_orders reads; a done order is read rarely
             self._built[order_id] = built
@@ -535,3 +536,9 @@ def _position_rank(e: Entity) -> tuple[tuple[int, int, int], int]:
     except (KeyError, TypeError, ValueError):
         d = (0, 0, 0)
     return d, int(e.get("id") or 0)
+
+
+def _distance(peg: object) -> Decimal | None:
+    """A trailing stop's distance from its pegDifference (signed by side at Tradovate)."""
+    value = parse_decimal(peg)
+    return abs(value) if value is not None and value != 0 else None
