@@ -319,15 +319,24 @@ class Flattener:
 
     async def _pass(self, requested_at: str, label: str | None) -> FlattenPass:
         p = FlattenPass()
-        links = self._config.snapshot.flatten_subs(label or None)
+        snap = self._config.snapshot
+        named = by_broker_account(snap.flatten_subs(label or None))
+        # an account's rows under other logins (another user's row for one Tradovate account)
+        # may be the ones that reach it: `halt --account alice-demo --flatten` with alice's
+        # stored password stale left the account open while bob's session of it was live
+        every = by_broker_account(snap.subs.values())
+        groups = [
+            rows + [lk for lk in every.get(key, []) if lk not in rows]
+            for key, rows in named.items()
+        ]
         try:  # the sessions of logins no trader links: sync_accounts may not have opened them yet
-            await self._brokers.reach(links)
+            await self._brokers.reach([lk for rows in groups for lk in rows])
         except Exception as exc:  # each account then says what it lacks
             log.error("engine.flatten_unreachable", requested_at=requested_at, error=_why(exc))
         # once per account at the broker: two users' rows for one Tradovate account each sent
         # a liquidation of the same position (harmless only because liquidateposition closes
         # what the broker holds, whoever asks)
-        for rows in by_broker_account(links).values():
+        for rows in groups:
             if not self._pending(requested_at):  # `resume`: not one more liquidation
                 break
             try:
