@@ -10,7 +10,7 @@ with a reason the trader can act on, never with a traceback or a guessed order.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -151,13 +151,16 @@ def _comparable(value: Any) -> Any:
     case, words in lower), anything else as it is."""
     if isinstance(value, bool):
         return ("flag", value)
-    if isinstance(value, int | Decimal | float):
-        return ("number", Decimal(str(value)))
-    if isinstance(value, str):
-        text = value.strip()
-        if NUMBER.fullmatch(text):
-            return ("number", Decimal(text))
-        return ("text", text.casefold())
+    try:
+        if isinstance(value, int | Decimal | float):
+            return ("number", Decimal(str(value)))
+        if isinstance(value, str):
+            text = value.strip()
+            if NUMBER.fullmatch(text):
+                return ("number", Decimal(text))
+            return ("text", text.casefold())
+    except ArithmeticError:  # an exponent past Decimal's range: compared as written
+        return ("text", str(value).strip().casefold())
     return ("other", value)
 
 
@@ -312,18 +315,19 @@ class Fields:
                     found.append((key, self._data[key]))
         return found
 
-    def get(self, *aliases: str) -> tuple[str, Any]:
+    def get(self, *aliases: str, same: Callable[[Any, Any], bool] = same_value) -> tuple[str, Any]:
         """The one non-blank (key, value) of the group, or (first alias, None).
 
         Two keys of the group with different values (``quantity`` 2 and ``contracts`` 6,
         ``ticker`` MNQ1! and ``symbol`` MES1!) are refused: taking the first alias was a
-        guess with the trader's money. The same value twice ("2" and 2.0) is one value."""
+        guess with the trader's money. The same value twice ("2" and 2.0; by ``same``) is one
+        value."""
         given = [(k, v) for k, v in self.all(*aliases) if not is_blank(v)]
         if not given:
             return aliases[0], None
         first_key, first_value = given[0]
         for key, value in given[1:]:
-            if not same_value(first_value, value):
+            if not same(first_value, value):
                 raise InvalidSignal(
                     f"conflicting {aliases[0]}: {short(first_key, 40)}={short(first_value)},"
                     f" {short(key, 40)}={short(value)}"

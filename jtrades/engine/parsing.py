@@ -37,6 +37,7 @@ from decimal import Decimal
 from typing import Any
 
 from jtrades.broker.base import TimeInForce
+from jtrades.engine.instruments import split_symbol
 from jtrades.engine.parse_exits import (
     order_type,
     pickmytrade_exits,
@@ -159,6 +160,24 @@ def _reject_constant(name: str) -> Any:
     raise _NotANumber(f"{name} is not a number (TradingView sends NaN for a value that is na)")
 
 
+def _same_instrument(a: Any, b: Any) -> bool:
+    """Two names of the alert's instrument name one contract when they take apart alike
+    (``MNQ1!`` and ``CME_MINI:MNQ1!``, ``NQ`` and ``NQ1!``, ``ES1`` and ``ES1!``, ``MNQZ6`` and
+    ``MNQZ2026``): ``{{ticker}}`` beside ``{{exchange}}:{{ticker}}`` is one instrument, not a
+    conflict. A name that is no futures symbol is compared as written."""
+    if same_value(a, b):
+        return True
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    try:
+        pa, pb = split_symbol(a), split_symbol(b)
+    except InvalidSignal:
+        return False
+    return (pa.root, pa.nth, pa.month) == (pb.root, pb.nth, pb.month) and (
+        pa.year is None or pb.year is None or pa.year % 10 == pb.year % 10
+    )
+
+
 def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object, refused when one key is given twice with different values: ``json.loads``
     keeps the last, so {"action":"buy","action":"sell"} was a sell, without a word."""
@@ -189,6 +208,8 @@ def _load_json(text: str) -> dict[str, Any]:
         )
     except RecursionError:
         raise InvalidSignal(_TOO_DEEP, status=400) from None
+    except ArithmeticError:  # a number past Decimal's range (1e99999999999999999999)
+        raise InvalidSignal("malformed JSON: a number out of range", status=400) from None
     except ValueError as exc:
         placeholder = _placeholder_in(text)
         if placeholder:
@@ -249,7 +270,7 @@ def parse_object(data: dict[str, Any] | TextFields, source: str | None) -> Signa
     token = _token(fields)
     action, market_position = _action_and_position(fields)
     prev_key, prev_value = fields.get(*PREV_MARKET_POSITION)
-    ticker_key, ticker_value = fields.get(*TICKER)
+    ticker_key, ticker_value = fields.get(*TICKER, same=_same_instrument)
     id_key, id_value = fields.get(*ALERT_ID)
     _check_quantity_type(fields)
     quantity_key, quantity_value = fields.get(*QUANTITY)
