@@ -30,6 +30,8 @@ _SECRET_KEYS = re.compile(
 # Webhook paths carry the token: /webhook/<token> → /webhook/***
 _WEBHOOK_PATH = re.compile(r"(/webhook/)[A-Za-z0-9_\-]+")
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._\-]+", re.IGNORECASE)
+# Loggers kept at INFO or above whatever the level (see ``configure``).
+_WIRE_LOGGERS = ("websockets", "aiohttp.client", "aiohttp.internal", "aiohttp.websocket")
 
 # every secret value this process has handled (see redaction.py for how they are matched)
 _secrets = SecretSet()
@@ -201,6 +203,13 @@ def configure(
     root.setLevel(level.upper())
     # The access log is written by our own middleware (token-free); aiohttp's would print paths.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Libraries that log what goes over the wire at debug level, never wanted (money rule 8):
+    # websockets logs every frame, ``authorize`` and its token included, elided to its first
+    # and last characters — pieces the scrubber, which knows whole values, does not recognise;
+    # aiohttp's client and internals log connector errors and cookies.
+    quiet = max(logging.INFO, logging.getLevelNamesMapping()[level.upper()])
+    for name in _WIRE_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
 
 
 def known_secrets() -> Iterable[str]:

@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from jtrades.broker.tradovate.codec import Event, Response, encode_request, parse_server_frame
@@ -268,3 +269,23 @@ def market_order(
         "isAutomated": True,
         **kw,
     }
+
+
+async def account_naming(pool: asyncpg.Pool, login: str, env: str = "demo") -> int:
+    """A user's account naming ``login``: a login's token is stored only while an account
+    names it (``broker_tokens.upsert``). Its id."""
+    uid = await pool.fetchval(
+        "INSERT INTO users (name, email, status) VALUES ($1, $2, 'approved') RETURNING id",
+        f"of-{login}",
+        f"of-{login}@example.com",
+    )
+    return int(
+        await pool.fetchval(
+            "INSERT INTO accounts (user_id, label, env, username) VALUES ($1, $2, $3, $4)"
+            " RETURNING id",
+            uid,
+            f"{login}-{env}",
+            env,
+            login,
+        )
+    )

@@ -300,3 +300,46 @@ async def test_database_password_is_registered_with_the_log_scrubber(settings: S
         assert DB_PW in known_secrets()
     finally:
         await db.close()
+
+
+async def test_debug_log_of_a_session_never_shows_a_piece_of_the_access_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The daemon's WebSocket at debug level: the websockets library logged every frame it
+    sent, ``authorize`` with the token included, elided to its first and last characters for
+    a long payload; the pieces (about 50 characters of a Tradovate token, a few hundred long)
+    are not the registered value, and the scrubber let them through."""
+    import io
+    import secrets as real_secrets
+    import types
+
+    import jtrades.sim.auth as sim_auth
+    from jtrades.broker.tradovate.pool import TradovatePool
+    from jtrades.logging import configure
+    from tests.integration.test_tradovate_session import tv
+    from tests.simutil import LOGIN, PASSWORD
+
+    # Tradovate's tokens are a few hundred characters long; the simulator's are 43
+    long_tokens = types.SimpleNamespace(
+        token_urlsafe=lambda n=32: real_secrets.token_urlsafe(150), token_hex=real_secrets.token_hex
+    )
+    monkeypatch.setattr(sim_auth, "secrets", long_tokens)
+    out = io.StringIO()
+    configure("json", "debug", stream=out)
+    try:
+        async with running_sim() as sim:
+            pool = TradovatePool(tv(sim))
+            try:
+                await pool.broker("demo", LOGIN, PASSWORD)
+                token = pool.tokens.peek("demo", LOGIN)
+                assert token is not None
+                assert len(token.token) > 100
+            finally:
+                await pool.close()
+    finally:
+        configure("console", "info")
+    text = out.getvalue()
+    assert '"tradovate.session.ready"' in text  # debug logging of the session was on
+    pieces = [token.token[i : i + 16] for i in range(0, len(token.token) - 16, 8)]
+    leaked = [ln for ln in text.splitlines() if any(p in ln for p in pieces)]
+    assert not leaked, leaked[0][:300]

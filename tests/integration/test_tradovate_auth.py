@@ -26,7 +26,7 @@ from jtrades.config import TradovateSettings
 from jtrades.errors import BrokerAuthError, CaptchaRequired, TransientBrokerError
 from jtrades.security import SecretBox
 from jtrades.store import broker_tokens
-from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
+from tests.simutil import LOGIN, PASSWORD, SimHandle, account_naming, running_sim
 
 
 def tv(handle: SimHandle, **kw: Any) -> TradovateSettings:
@@ -138,23 +138,10 @@ async def test_oauth_code_exchange(sim: SimHandle, http: aiohttp.ClientSession) 
     assert "state=st8" in url
 
 
-async def _account_naming_the_login(pool: asyncpg.Pool) -> None:
-    """A token is stored only while an account names its login (``broker_tokens.upsert``)."""
-    uid = await pool.fetchval(
-        "INSERT INTO users (name, email, status) VALUES ('tok', 'tok@example.com', 'approved')"
-        " RETURNING id"
-    )
-    await pool.execute(
-        "INSERT INTO accounts (user_id, label, env, username) VALUES ($1, 'tok-demo', 'demo', $2)",
-        uid,
-        LOGIN,
-    )
-
-
 async def test_token_is_reused_across_a_restart_and_stored_encrypted(
     sim: SimHandle, http: aiohttp.ClientSession, pool: asyncpg.Pool
 ) -> None:
-    await _account_naming_the_login(pool)
+    await account_naming(pool, LOGIN)
     key = box()
     first = TokenCache(TradovateAuth(tv(sim), http), pool, key)
     token = await first.get("demo", LOGIN, PASSWORD)
@@ -174,7 +161,7 @@ async def test_token_is_reused_across_a_restart_and_stored_encrypted(
 async def test_a_stored_token_under_another_key_is_not_used(
     sim: SimHandle, http: aiohttp.ClientSession, pool: asyncpg.Pool
 ) -> None:
-    await _account_naming_the_login(pool)
+    await account_naming(pool, LOGIN)
     await TokenCache(TradovateAuth(tv(sim), http), pool, box()).get("demo", LOGIN, PASSWORD)
     assert await broker_tokens.get(pool, "demo", LOGIN) is not None  # stored, under one key
     await TokenCache(TradovateAuth(tv(sim), http), pool, box()).get("demo", LOGIN, PASSWORD)
@@ -184,7 +171,7 @@ async def test_a_stored_token_under_another_key_is_not_used(
 async def test_cache_renews_inside_the_margin_and_logs_in_when_renewal_is_refused(
     sim: SimHandle, http: aiohttp.ClientSession, pool: asyncpg.Pool
 ) -> None:
-    await _account_naming_the_login(pool)
+    await account_naming(pool, LOGIN)
     offset = timedelta(0)
     cache = TokenCache(
         TradovateAuth(tv(sim), http),

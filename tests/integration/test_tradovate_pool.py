@@ -17,7 +17,7 @@ from jtrades.config import Settings, TradovateSettings
 from jtrades.errors import BrokerAuthError
 from jtrades.security import SecretBox
 from jtrades.sim.config import SimConfig
-from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
+from tests.simutil import LOGIN, PASSWORD, SimHandle, account_naming, running_sim
 
 
 def tv(handle: SimHandle, **kw: Any) -> TradovateSettings:
@@ -66,6 +66,7 @@ async def test_100_accounts_on_10_logins_use_exactly_10_websockets() -> None:
 
 
 async def test_a_restart_reuses_the_stored_token(sim: SimHandle, pool: asyncpg.Pool) -> None:
+    await account_naming(pool, LOGIN)
     key = SecretBox([os.urandom(32)], "test")
     first = TradovatePool(tv(sim), pool, key)
     try:
@@ -129,6 +130,7 @@ async def test_a_429_on_the_login_itself_cools_every_connect_down() -> None:
 async def test_list_sub_accounts_logs_in_through_the_token_cache(
     sim: SimHandle, pool: asyncpg.Pool
 ) -> None:
+    await account_naming(pool, LOGIN)
     key = SecretBox([os.urandom(32)], "test")
     settings = Settings(tradovate=tv(sim))
     subs = await list_sub_accounts(settings, "demo", LOGIN, PASSWORD, db=pool, cipher=key)

@@ -26,7 +26,10 @@ and third-party clients):
 - Few logins per hour are allowed per login (partner docs: about 5). ``LoginBudget`` counts every
   ``accesstokenrequest`` we send (a p-ticket retry included) and refuses to send one over
   ``settings.tradovate.logins_per_hour`` in any rolling hour, process-wide.
-- ``expirationTime`` is the truth about a token's lifetime (sources say 80 or 90 minutes).
+- ``expirationTime`` is the truth about a token's lifetime (sources say 80 or 90 minutes), read
+  against Tradovate's clock (the answer's ``Date``), not ours: a token's expiry is kept as our
+  time of receipt plus that lifetime (``token_lifetime_s``), so a clock ahead of Tradovate's
+  neither makes fresh tokens look expired (a login storm) nor due for renewal (a renewal storm).
 - OAuth: the official tutorial posts form-encoded to ``…/auth/oauthtoken`` without ``/v1``; the
   OpenAPI spec says JSON to ``/v1/auth/oauthtoken``. We send JSON to the ``/v1`` path (the spec).
 """
@@ -39,6 +42,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -135,6 +139,43 @@ class LoginBudget:
         q.append(self._clock())
 
 
+# TRADOVATE.md: a token lives about 80–90 minutes. A lifetime is believed up to the longer (a
+# clock behind Tradovate's, without a ``Date``, made a token look good for longer than it was,
+# and it died before its renewal); one that looks (nearly) over on arrival — no server issues
+# an expired token: the clocks disagree — is taken for the shorter.
+TOKEN_LIFETIME_MAX_S = 90 * 60.0
+TOKEN_LIFETIME_ASSUMED_S = 80 * 60.0
+TOKEN_LIFETIME_MIN_S = 5.0  # a lifetime read on arrival shorter than this is not believed
+CLOCK_SKEW_WARN_S = 30.0
+
+
+def token_lifetime_s(expires: datetime, server_now: datetime | None, local_now: datetime) -> float:
+    """How long a token just received is good for: ``expirationTime`` less Tradovate's time of
+    the answer (its ``Date``, to the second: one second is taken off), else less ours; at most
+    ``TOKEN_LIFETIME_MAX_S``, and ``TOKEN_LIFETIME_ASSUMED_S`` when it looks over on arrival.
+
+    Compared with our clock alone, a clock two hours ahead of Tradovate's made every fresh token
+    look expired (a login at each connect: five in a second, the budget spent), and one 70
+    minutes ahead made each renewed token look due at once (thousands of renewals)."""
+    readings = [] if server_now is None else [(expires - server_now).total_seconds() - 1.0]
+    readings.append((expires - local_now).total_seconds())
+    for life in readings:
+        if life > TOKEN_LIFETIME_MIN_S:
+            return min(life, TOKEN_LIFETIME_MAX_S)
+    return TOKEN_LIFETIME_ASSUMED_S
+
+
+def server_time(date_header: str | None) -> datetime | None:
+    """The ``Date`` of an HTTP answer, if there is a readable one."""
+    if not date_header:
+        return None
+    try:
+        parsed = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def _parse_time(value: Any) -> datetime:
     if isinstance(value, int | float):  # epoch milliseconds appear in some clients
         return datetime.fromtimestamp(value / 1000, tz=UTC)
@@ -160,7 +201,10 @@ def _ticket_from(body: dict[str, Any], env: str, username: str) -> tuple[str, fl
     return ticket, wait, bool(body.get("p-captcha"))
 
 
-def _token_from(body: dict[str, Any], env: str, fallback_name: str) -> AccessToken:
+def _token_from(
+    body: dict[str, Any], env: str, fallback_name: str, expiry: Callable[[Any], datetime]
+) -> AccessToken:
+    """The token of a login or renewal answer; ``expiry`` reads its ``expirationTime``."""
     token = body.get("accessToken")
     if not isinstance(token, str) or not token:
         raise TransientBrokerError("Tradovate answered without an access token")
@@ -172,7 +216,7 @@ def _token_from(body: dict[str, Any], env: str, fallback_name: str) -> AccessTok
     user_id = body.get("userId")
     return AccessToken(
         token=token,
-        expires_at=_parse_time(body.get("expirationTime")),
+        expires_at=expiry(body.get("expirationTime")),
         user_id=int(user_id) if user_id is not None else None,
         name=str(body.get("name") or fallback_name),
         md_token=md if isinstance(md, str) else None,
@@ -205,6 +249,7 @@ class TradovateAuth:
         self.on_rate_limited: Callable[[], None] | None = None
         # the last ticket of a login penalised twice, for its next login (see the module doc)
         self._login_penalties: dict[tuple[str, str], Penalty] = {}
+        self._clock_warned = False
 
     def rest_url(self, env: str) -> str:
         if env == "demo":
@@ -215,7 +260,8 @@ class TradovateAuth:
 
     async def _post(
         self, url: str, body: dict[str, Any] | None, bearer: str | None = None
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], datetime | None]:
+        """The answer's body and Tradovate's time of it (its ``Date``, if readable)."""
         headers = {"Accept": "application/json"}
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
@@ -227,6 +273,7 @@ class TradovateAuth:
             async with self.http.post(url, data=data, headers=headers, timeout=timeout) as resp:
                 raw = await resp.read()
                 status = resp.status
+                server_now = server_time(resp.headers.get("Date"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientBrokerError(
                 f"Tradovate unreachable ({type(exc).__name__}): {url}"
@@ -238,7 +285,7 @@ class TradovateAuth:
         if status >= 500:
             raise TransientBrokerError(f"Tradovate server error (HTTP {status})")
         if status >= 400:
-            return self._refusal(status, raw)
+            return self._refusal(status, raw), server_now
         try:
             parsed = orjson.loads(raw) if raw else {}
         except orjson.JSONDecodeError:
@@ -247,7 +294,31 @@ class TradovateAuth:
             ) from None
         if not isinstance(parsed, dict):
             raise TransientBrokerError("Tradovate answered with an unexpected shape")
-        return parsed
+        return parsed, server_now
+
+    def _expiry(self, server_now: datetime | None) -> Callable[[Any], datetime]:
+        """Our time at which a token just received runs out, from its ``expirationTime``."""
+        return lambda expiration_time: self._local_expiry(_parse_time(expiration_time), server_now)
+
+    def _local_expiry(self, expires: datetime, server_now: datetime | None) -> datetime:
+        """See ``token_lifetime_s``; a clock that disagrees with Tradovate's is said once."""
+        local_now = self._now()
+        life = token_lifetime_s(expires, server_now, local_now)
+        skew = (local_now - server_now).total_seconds() if server_now is not None else None
+        looked = (expires - local_now).total_seconds()
+        if not self._clock_warned and (
+            (skew is not None and abs(skew) > CLOCK_SKEW_WARN_S) or looked <= TOKEN_LIFETIME_MIN_S
+        ):
+            self._clock_warned = True
+            log.warning(
+                "tradovate.clock_skew",
+                ahead_of_tradovate_s=None if skew is None else round(skew),
+                token_left_by_our_clock_s=round(looked),
+                token_lifetime_s=round(life),
+                hint="set the machine's clock right (NTP); token expiry is read against "
+                "Tradovate's time meanwhile",
+            )
+        return local_now + timedelta(seconds=life)
 
     @staticmethod
     def _refusal(status: int, raw: bytes) -> dict[str, Any]:
@@ -316,7 +387,7 @@ class TradovateAuth:
                 attempt=attempt,
                 with_ticket="p-ticket" in body,
             )
-            answer = await self._post(url, body)
+            answer, server_now = await self._post(url, body)
             if "p-ticket" in answer:
                 ticket, wait, captcha = _ticket_from(answer, env, username)
                 if captcha:
@@ -338,7 +409,7 @@ class TradovateAuth:
             self._login_penalties.pop(key, None)  # the ticket is spent, whatever the answer
             if answer.get("errorText"):
                 raise BrokerAuthError(f"Tradovate login failed: {answer['errorText']}")
-            return _token_from(answer, env, username)
+            return _token_from(answer, env, username, self._expiry(server_now))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def renew(self, env: str, token: AccessToken, ticket: str | None = None) -> AccessToken:
@@ -346,7 +417,7 @@ class TradovateAuth:
 
         ``ticket``: the p-ticket of a penalised renewal, once its ``p-time`` has passed. A new
         penalty raises ``PenaltyTicket``."""
-        answer = await self._post(
+        answer, server_now = await self._post(
             f"{self.rest_url(env)}/auth/renewaccesstoken",
             {"p-ticket": ticket} if ticket else None,
             token.token,
@@ -362,7 +433,7 @@ class TradovateAuth:
             )
         if answer.get("errorText"):
             raise BrokerAuthError(f"Tradovate token renewal failed: {answer['errorText']}")
-        renewed = _token_from(answer, env, token.name)
+        renewed = _token_from(answer, env, token.name, self._expiry(server_now))
         if renewed.user_id is None and token.user_id is not None:
             renewed = AccessToken(
                 renewed.token, renewed.expires_at, token.user_id, token.name, renewed.md_token
@@ -406,7 +477,7 @@ class TradovateAuth:
             "client_id": s.oauth_client_id,
             "client_secret": s.oauth_client_secret.get_secret_value(),
         }
-        answer = await self._post(f"{self.rest_url(env)}/auth/oauthtoken", body)
+        answer, _ = await self._post(f"{self.rest_url(env)}/auth/oauthtoken", body)
         if answer.get("error") or answer.get("errorText"):
             why = answer.get("error_description") or answer.get("error") or answer["errorText"]
             raise BrokerAuthError(f"Tradovate OAuth exchange failed: {why}")

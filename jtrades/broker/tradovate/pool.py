@@ -142,6 +142,7 @@ class TradovatePool:
         key = login_key(env, username)
         async with self._creating.setdefault(key, asyncio.Lock()):
             existing = self._brokers.get(key)
+            reconnected = False  # a failed session's login connected again with OAuth
             live = existing is not None and existing.session.state is not State.FAILED
             if live and not may_join(self._sources[key], password, oauth_token):
                 source = self._sources[key]
@@ -161,6 +162,7 @@ class TradovatePool:
                     raise BrokerAuthError(existing.session.last_error or "Tradovate login failed")
                 await existing.session.close()
                 existing = None
+                reconnected = not same_oauth
             if existing is not None:
                 if not existing.session.ready:
                     await existing.session.wait_ready(wait_s)
@@ -168,7 +170,10 @@ class TradovatePool:
             if password:
                 register_secret(password)
             if oauth_token is not None:
-                await self.tokens.put(env, username, oauth_token)
+                # Only if it outlives the login's token held or stored (the daemon renews that
+                # one; the account's stays as the person connected with it), or the person
+                # connected again after the session failed (see ``offer``).
+                await self.tokens.offer(env, username, oauth_token, over_held=reconnected)
             source = _LoginTokens(
                 self.tokens, env, username, password, oauth_token.token if oauth_token else None
             )

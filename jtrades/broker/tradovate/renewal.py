@@ -8,7 +8,7 @@ it); this loop reads it through ``current`` and hands a renewed one back through
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import structlog
@@ -20,6 +20,16 @@ from jtrades.errors import BrokerAuthError, TransientBrokerError
 
 log = structlog.get_logger(__name__)
 
+# After a renewal, the next one not sooner than this (nor than half the new token's life): a
+# token that looks due on arrival (a clock ahead of Tradovate's by most of a lifetime, a margin
+# longer than the lifetime) was renewed again at once, thousands of times a second.
+RENEW_MIN_PAUSE_S = 60.0
+
+
+def pause_after_renewal(renewed: AccessToken, now: datetime) -> float:
+    """How long to wait after a renewal before looking at the token again."""
+    return max(0.5, min(RENEW_MIN_PAUSE_S, renewed.seconds_left(now) / 2))
+
 
 async def renew_loop(
     tokens: TokenSource,
@@ -27,14 +37,20 @@ async def renew_loop(
     stopped: asyncio.Event,
     current: Callable[[], AccessToken | None],
     adopt: Callable[[AccessToken], None],
+    refused: Callable[[str], Awaitable[None]],
     *,
     label: str = "",
 ) -> None:
     """Renew the shared token ahead of ``expirationTime`` (the socket itself stays authorized).
 
-    Nothing but cancellation ends it: a loop that stopped on an error nobody foresaw left the
-    session to die at expiry. An error is logged (its type and where, never the token) and
-    renewal tried again after a bounded delay."""
+    A login refused for good on the way (a renewal refused, then the stored password refused,
+    or no password to log in with) ends it through ``refused``: the session fails as a refused
+    connect does, and the registry opens it again once the credentials have changed. Taken
+    for a passing error, the refused login was repeated every few seconds into Tradovate's
+    penalty and captcha lock, the budget spent, and the session stayed READY with the old
+    password. Nothing else but cancellation ends it: a loop that stopped on an error nobody
+    foresaw left the session to die at expiry. An error is logged (its type and where, never
+    the token) and renewal tried again after a bounded delay."""
     retry_s = max(1.0, min(30.0, timing.renew_margin_s / 4))
     while not stopped.is_set():
         try:
@@ -50,13 +66,20 @@ async def renew_loop(
                     return
                 if current() is not token:
                     continue
-            renewed = await tokens.get()
+            try:
+                renewed = await tokens.get()
+            except BrokerAuthError as exc:
+                log.error("tradovate.token.renew_refused_for_good", session=label, reason=str(exc))
+                await refused(str(exc))
+                return
+            adopt(renewed)
             if renewed.token == token.token:
                 # nothing changed (another holder renewed, or a penalty ticket has us wait
                 # with the current token): don't spin
                 await asyncio.sleep(1.0)
-            adopt(renewed)
-        except (TransientBrokerError, BrokerAuthError) as exc:
+            else:
+                await asyncio.sleep(pause_after_renewal(renewed, datetime.now(UTC)))
+        except TransientBrokerError as exc:
             log.warning("tradovate.token.renew_failed", session=label, reason=str(exc))
             await asyncio.sleep(retry_s)
         except Exception as exc:

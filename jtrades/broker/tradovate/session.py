@@ -141,6 +141,7 @@ class Session:
                     self._stopped,
                     lambda: self._token,
                     self._adopt_token,
+                    self._refused,
                     label=self.label,
                 ),
                 name=f"renew-{self.label}",
@@ -503,3 +504,19 @@ class Session:
     def _adopt_token(self, token: AccessToken) -> None:
         """The renewal loop's way back: the token the next connect (or 401 drop) refers to."""
         self._token = token
+
+    async def _refused(self, reason: str) -> None:
+        """The renewal loop's login was refused for good: the session fails as a refused
+        connect does (the socket closed, pending requests unknown, FAILED with the reason),
+        so that the registry opens it again with the stored credentials once they change.
+        Left READY, it kept trading on a token nobody could renew and was never replaced."""
+        self._stopped.set()
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.wait({task})  # its end, not its outcome (a close cancels us here)
+        if self.state is State.CLOSED:
+            return
+        self.state = State.FAILED
+        self.last_error = reason
+        log.error("tradovate.session.auth_failed", session=self.label, reason=reason)

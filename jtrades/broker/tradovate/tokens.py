@@ -59,6 +59,17 @@ def needs_renewal(token: AccessToken, now: datetime, margin_s: float) -> bool:
     return token.seconds_left(now) <= margin_s
 
 
+def adopt_offered(
+    offered: AccessToken, held: AccessToken | None, now: datetime, *, over_held: bool = False
+) -> bool:
+    """Whether a token handed in from elsewhere (OAuth) replaces the one held: never an expired
+    (or about to expire) one; over a held one only if it runs out later, or ``over_held`` (the
+    person connected again after the session failed: the held token may be the dead one)."""
+    if offered.seconds_left(now) <= MIN_RENEWABLE_S:
+        return False
+    return over_held or held is None or offered.expires_at > held.expires_at
+
+
 class TokenCache:
     """Tokens by (env, login). ``db``/``cipher`` may be None: memory only (a CLI one-shot)."""
 
@@ -144,9 +155,14 @@ class TokenCache:
                     self._mem[key] = token
                     return token
                 except BrokerAuthError as exc:
+                    # The token is dead: forgotten here and in broker_tokens before the login.
+                    # Kept, it was renewed again at every reconnect and renewal pass whenever
+                    # no login could follow (the budget spent): a 401 each time, until the
+                    # ~15 renewals an hour were used up and 429s paused every connect.
                     self._renew_penalties.pop(key, None)
                     self._renew_paused.pop(key, None)
                     log.warning("tradovate.token.renew_refused", username=username, reason=str(exc))
+                    await self._forget(env, username)
                 else:
                     await self._save(env, username, renewed)
                     return renewed
@@ -182,10 +198,29 @@ class TokenCache:
             token_left_s=int(token.seconds_left(now)),
         )
 
-    async def put(self, env: str, username: str, token: AccessToken) -> None:
-        """Adopt a token obtained elsewhere (OAuth)."""
-        async with self._lock((env, username)):
+    async def offer(
+        self, env: str, username: str, token: AccessToken, *, over_held: bool = False
+    ) -> bool:
+        """Adopt a token obtained elsewhere (OAuth) if ``adopt_offered`` says so, the one held
+        read from memory or broker_tokens; whether it was adopted.
+
+        The token a person connected with stays beside the account as it was, while the daemon
+        renews the login's token and stores each new one: put over the stored one at a restart
+        after it had expired, it left the session with a dead token and no password."""
+        key = (env, username)
+        async with self._lock(key):
+            held = self._mem.get(key) or await self._load(env, username)
+            if not adopt_offered(token, held, self._now(), over_held=over_held):
+                if held is not None:
+                    self._mem[key] = held
+                log.info(
+                    "tradovate.token.offer_declined",
+                    username=username,
+                    offered_left_s=int(token.seconds_left(self._now())),
+                )
+                return False
             await self._save(env, username, token)
+            return True
 
     async def invalidate(self, env: str, username: str, token: str | None = None) -> None:
         """Forget a token the broker refused (only if it is still the current one)."""
@@ -194,12 +229,17 @@ class TokenCache:
             current = self._mem.get(key)
             if token is not None and current is not None and current.token != token:
                 return
-            self._mem.pop(key, None)
-            if self.db is not None:
-                try:
-                    await store.delete(self.db, env, username)
-                except StorageUnavailable as exc:
-                    log.warning("tradovate.token.delete_failed", username=username, reason=str(exc))
+            await self._forget(env, username)
+
+    async def _forget(self, env: str, username: str) -> None:
+        """Drop the token of a login from memory and from broker_tokens (the caller holds the
+        login's lock)."""
+        self._mem.pop((env, username), None)
+        if self.db is not None:
+            try:
+                await store.delete(self.db, env, username)
+            except StorageUnavailable as exc:
+                log.warning("tradovate.token.delete_failed", username=username, reason=str(exc))
 
     async def _load(self, env: str, username: str) -> AccessToken | None:
         if self.db is None or self.cipher is None:
