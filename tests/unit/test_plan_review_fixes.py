@@ -10,42 +10,20 @@ from decimal import Decimal
 import pytest
 
 from jtrades.broker.base import (
-    Contract,
     OcoRequest,
     OrderRequest,
-    OrderStatus,
     OrderType,
     Side,
     StrategyRequest,
-    SubAccount,
     WorkingOrder,
 )
 from jtrades.engine.parsing import parse_payload
-from jtrades.engine.planning import AccountPlan, AccountState, PositionAction, plan_account
+from jtrades.engine.planning import AccountPlan, AccountState, PositionAction
 from jtrades.engine.risk import RiskSettings, SameDirection, parse_tp
 from jtrades.engine.signal import Action, ExitSpec, MarketPosition, Signal, Units
+from tests.unit.test_resize_market import plan, working
 
 D = Decimal
-ACCT = SubAccount(101, "DEMO101")
-MNQ = Contract("MNQZ6", "MNQ", D("0.25"), D("2"), contract_id=42)
-
-
-def working(
-    oid: int, side: Side, qty: int, kind: OrderType, *, price: str | None = None,
-    stop: str | None = None,
-) -> WorkingOrder:  # fmt: skip
-    return WorkingOrder(
-        oid, 101, 42, "MNQZ6", side, qty, kind, OrderStatus.WORKING,
-        price=D(price) if price else None, stop_price=D(stop) if stop else None,
-    )  # fmt: skip
-
-
-def plan(
-    sig: Signal, s: RiskSettings, state: AccountState, market: Decimal | None, mult: str = "1"
-) -> AccountPlan:
-    return plan_account(
-        sig, s, D(mult), ACCT, MNQ, state, signal_price=market, cl_ord_prefix="s1-101"
-    )
 
 
 def take_profits(p: AccountPlan) -> list[tuple[int, Decimal | None]]:
