@@ -107,3 +107,12 @@ class BrokerAuthError(JtradesError):
 
 class CaptchaRequired(BrokerAuthError):
     """Tradovate wants a human: log in once on the website, or connect with OAuth."""
+
+
+class LoginRefused(BrokerAuthError):
+    """A login was sent and Tradovate refused it (the credentials): sent again, it spends the
+    login budget and walks into the captcha lock. A session whose renewal ends in this fails."""
+
+
+class LoginCaptcha(LoginRefused, CaptchaRequired):
+    """A login was sent and Tradovate answered with a captcha: retrying extends the lock."""

@@ -53,8 +53,9 @@ import structlog
 from jtrades.config import TradovateSettings
 from jtrades.errors import (
     BrokerAuthError,
-    CaptchaRequired,
     ConfigError,
+    LoginCaptcha,
+    LoginRefused,
     TransientBrokerError,
 )
 from jtrades.logging import register_secret
@@ -171,7 +172,7 @@ def server_time(date_header: str | None) -> datetime | None:
         return None
     try:
         parsed = parsedate_to_datetime(date_header)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -392,7 +393,7 @@ class TradovateAuth:
                 ticket, wait, captcha = _ticket_from(answer, env, username)
                 if captcha:
                     self._login_penalties.pop(key, None)
-                    raise CaptchaRequired(
+                    raise LoginCaptcha(
                         f"Tradovate wants a captcha for {username} ({env}): log in once on the "
                         "Tradovate website, or connect the account with OAuth; retrying extends "
                         "the lock"
@@ -408,7 +409,7 @@ class TradovateAuth:
                 continue
             self._login_penalties.pop(key, None)  # the ticket is spent, whatever the answer
             if answer.get("errorText"):
-                raise BrokerAuthError(f"Tradovate login failed: {answer['errorText']}")
+                raise LoginRefused(f"Tradovate login failed: {answer['errorText']}")
             return _token_from(answer, env, username, self._expiry(server_now))
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -16,7 +16,7 @@ import structlog
 from jtrades.aio import set_within
 from jtrades.broker.tradovate.auth import AccessToken
 from jtrades.broker.tradovate.lifecycle import Timing, TokenSource, raised_at
-from jtrades.errors import BrokerAuthError, TransientBrokerError
+from jtrades.errors import BrokerAuthError, LoginRefused, TransientBrokerError
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +68,7 @@ async def renew_loop(
                     continue
             try:
                 renewed = await tokens.get()
-            except BrokerAuthError as exc:
+            except LoginRefused as exc:
                 log.error("tradovate.token.renew_refused_for_good", session=label, reason=str(exc))
                 await refused(str(exc))
                 return
@@ -79,7 +79,9 @@ async def renew_loop(
                 await asyncio.sleep(1.0)
             else:
                 await asyncio.sleep(pause_after_renewal(renewed, datetime.now(UTC)))
-        except TransientBrokerError as exc:
+        except (TransientBrokerError, BrokerAuthError) as exc:
+            # no login was refused (a captcha on the renewal, no password to log in with, a
+            # token run out): the socket stays authorized, and its next reconnect decides
             log.warning("tradovate.token.renew_failed", session=label, reason=str(exc))
             await asyncio.sleep(retry_s)
         except Exception as exc:

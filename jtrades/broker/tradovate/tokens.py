@@ -155,6 +155,15 @@ class TokenCache:
                     self._mem[key] = token
                     return token
                 except BrokerAuthError as exc:
+                    if password is None:
+                        # no login can follow (an OAuth login): the token is kept while it
+                        # lasts, renewal paced as for a passing error (a 401 may be one), and
+                        # the authorized socket trades on; forgotten, one 401 ended the session
+                        self._pause_renewal(
+                            key, token, now, username, TransientBrokerError(str(exc))
+                        )
+                        self._mem[key] = token
+                        return token
                     # The token is dead: forgotten here and in broker_tokens before the login.
                     # Kept, it was renewed again at every reconnect and renewal pass whenever
                     # no login could follow (the budget spent): a 401 each time, until the
