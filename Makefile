@@ -22,8 +22,9 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy jtrades bench
 
+# Two workers (-n auto: one per core): every test has its own database, so they share nothing.
 test: venv
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 run: venv
 	$(BIN)/jtrades serve

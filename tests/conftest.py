@@ -22,6 +22,11 @@ from jtrades.db import Database, EmbeddedPostgres, _socket_host, connect, migrat
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+# pytest-xdist starts its workers with COLUMNS=80. rich fixes a console's width from COLUMNS when
+# the console is made, and the CLI's consoles are made once at import, so every in-process CLI
+# run of a worker would wrap its tables at 80 columns whatever width the test gives it.
+os.environ.pop("COLUMNS", None)
+
 
 def _server_answers(dsn: str) -> bool:
     async def probe() -> bool:
