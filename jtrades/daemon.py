@@ -52,11 +52,12 @@ from jtrades.daemon_stop import (
     retrieved,
     within,
 )
-from jtrades.db import Database, migrate
+from jtrades.db import Database
 from jtrades.db_wait import open_database
 from jtrades.engine.tokens import TokenCache
 from jtrades.errors import ConfigError, JtradesError, SecretKeyMissing, StorageUnavailable
 from jtrades.instance_lock import InstanceLock
+from jtrades.migrations import migrate
 from jtrades.notify import Notifier, describe
 from jtrades.security import SecretBox, load_secret_box
 from jtrades.server import OAuthCallback, Webhooks, build_app, start_http

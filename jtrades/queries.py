@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from jtrades.db import sql_dir
 from jtrades.errors import ConfigError
+from jtrades.migrations import sql_dir
 
 _HEADER = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_.]*)", re.MULTILINE)
 

@@ -18,7 +18,9 @@ import asyncpg
 import pytest
 
 from jtrades.config import Settings
-from jtrades.db import Database, EmbeddedPostgres, _socket_host, connect, migrate, migrations
+from jtrades.db import Database, connect
+from jtrades.embedded_db import EmbeddedPostgres, socket_host
+from jtrades.migrations import migrate, migrations
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -66,7 +68,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     embedded = EmbeddedPostgres(tmp_path_factory.mktemp("embedded-pg"))
     uri = embedded.start()
     try:
-        yield PgServer(None, _socket_host(uri))
+        yield PgServer(None, socket_host(uri))
     finally:
         embedded.stop()
 

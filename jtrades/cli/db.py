@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from jtrades.cli.common import JsonOpt, emit, err, run
-from jtrades.db import Database, migrate, migration_status
+from jtrades.db import Database
+from jtrades.migrations import migrate, migration_status
 
 app = typer.Typer(help="Database schema: migrate, status.", no_args_is_help=True)
 

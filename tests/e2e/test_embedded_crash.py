@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from jtrades.db import EmbeddedPostgres
+from jtrades.embedded_db import EmbeddedPostgres
 from tests.e2e.test_serve_lifecycle import run_daemon
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 _USER = """
 import sys, time
 from pathlib import Path
-from jtrades.db import EmbeddedPostgres
+from jtrades.embedded_db import EmbeddedPostgres
 EmbeddedPostgres(Path(sys.argv[1])).start()
 print("up", flush=True)
 time.sleep(120)

@@ -18,8 +18,8 @@ import pytest
 
 from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.config import Settings, TradovateSettings
-from jtrades.db import sql_dir
 from jtrades.errors import BrokerAuthError
+from jtrades.migrations import sql_dir
 from jtrades.security import SecretBox, load_secret_box
 from jtrades.sim.config import default_config
 from tests.cli import Result, ainvoke, invoke

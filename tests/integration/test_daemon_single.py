@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 import structlog.testing
 
-from jtrades import db as jdb
+from jtrades import migrations as jmig
 from jtrades.config import Settings
 from jtrades.daemon import Daemon
 from jtrades.errors import ConfigError
@@ -477,13 +477,13 @@ async def test_a_refused_daemon_does_not_migrate_the_database(
     running = asyncio.create_task(first.run())
     try:
         assert await _started(first, running)
-        shipped = jdb.migrations()
+        shipped = jmig.migrations()
         newer = tmp_path / f"{len(shipped) + 1:04d}_newer.sql"
         newer.write_text("CREATE TABLE newer_binary_was_here (x integer);")
         monkeypatch.setattr(
-            jdb,
+            jmig,
             "migrations",
-            lambda: [*shipped, jdb.Migration(len(shipped) + 1, "newer", newer)],
+            lambda: [*shipped, jmig.Migration(len(shipped) + 1, "newer", newer)],
         )
         await _refused(settings)
         conn = await asyncpg.connect(db_url)

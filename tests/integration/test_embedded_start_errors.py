@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from jtrades import db as jdb
-from jtrades.db import EmbeddedPostgres
+from jtrades import embedded_db
+from jtrades.embedded_db import EmbeddedPostgres
 from jtrades.errors import StorageUnavailable
 from tests.cli import invoke
 
@@ -194,7 +194,7 @@ def test_the_retry_starts_pgserver_afresh_on_the_real_server(
         assert "host=" in uri
         assert len(seen) == 2
         assert seen[0] is not seen[1]
-        assert jdb._postmaster_status(embedded.pgdata) == "ready"
+        assert embedded_db._postmaster_status(embedded.pgdata) == "ready"
         embedded.stop()
         assert not (embedded.pgdata / "postmaster.pid").exists()
     finally:

@@ -22,10 +22,11 @@ from jtrades.broker.base import Contract, SubAccount
 from jtrades.broker.paper import PaperBroker
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
-from jtrades.db import Database, migrations
+from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from jtrades.engine.signal import Action, Signal
 from jtrades.errors import BrokerRejected, TransientBrokerError
+from jtrades.migrations import migrations
 from tests.cli import ainvoke
 from tests.integration.test_engine import (
     account_of,

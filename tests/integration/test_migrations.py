@@ -9,8 +9,8 @@ import uuid
 import asyncpg
 import pytest
 
-from jtrades.db import migrate, migration_status, migrations, sql_dir
 from jtrades.errors import StorageUnavailable
+from jtrades.migrations import migrate, migration_status, migrations, sql_dir
 from tests.cli import invoke
 
 CATALOG = """
