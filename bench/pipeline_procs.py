@@ -22,7 +22,7 @@ import aiohttp
 import asyncpg
 import orjson
 
-from jtrades.db import migrate
+from jtrades.migrations import migrate
 from jtrades.security import SecretBox, hash_token, new_secret_key, parse_keys
 from jtrades.store import accounts as account_store
 

@@ -27,7 +27,8 @@ from jtrades.logging import scrub
 from jtrades.metrics import Metrics
 from jtrades.security import SecretBox
 from jtrades.store import status as status_store
-from jtrades.webhook import SignalEngine, Webhooks, json_response
+from jtrades.webhook import SignalEngine, Webhooks
+from jtrades.webhook_answers import json_response
 
 __all__ = ["Metrics", "OAuthCallback", "SignalEngine", "Webhooks", "build_app", "start_http"]
 

@@ -20,20 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import orjson
 import structlog
 from aiohttp import web
-from aiohttp.http_exceptions import ContentEncodingError
 
 from jtrades.config import Settings
 from jtrades.db import Database
-from jtrades.engine.body_tokens import find_token, mask_signal, mask_tokens
+from jtrades.engine.body_tokens import find_token, mask_signal
 from jtrades.engine.dedup import idempotency_key
-from jtrades.engine.parse_values import storable
 from jtrades.engine.parsing import parse_payload
 from jtrades.engine.signal import Signal
 from jtrades.engine.tokens import TokenCache
@@ -44,24 +40,28 @@ from jtrades.errors import (
     NotFound,
     StorageUnavailable,
 )
-from jtrades.logging import MASK, register_secret
+from jtrades.logging import register_secret
 from jtrades.metrics import Metrics
 from jtrades.senders import Senders
 from jtrades.store import signals as signal_store
+from jtrades.webhook_answers import (
+    duplicate_response,
+    error_response,
+    first_result,
+    json_response,
+    summary,
+)
+from jtrades.webhook_request import (
+    BODY_READ_S,
+    Unreadable,
+    content_type,
+    maskable,
+    read_body,
+    strip_tokens,
+    unreadable_type,
+)
 
 log = structlog.get_logger("jtrades.webhook")
-
-# How long a duplicate waits for the first delivery's outcome before answering without it:
-# TradingView gives up after 3 s.
-DUPLICATE_WAIT_S = 2.0
-
-# How long a body may take to arrive once its headers have: TradingView gives up on a delivery
-# after 3 s, and a sender that declares a body and stalls held a handler and its socket for
-# good (and made every graceful stop time out waiting for it).
-BODY_READ_S = 10.0
-
-# A Content-Type is a word and a charset; it is stored with the signal, so it is bounded.
-MAX_CONTENT_TYPE = 200
 
 # The 503's detail while deliveries are refused (nothing stored or sent; TradingView re-sends).
 SHUTTING_DOWN = "the daemon is shutting down"
@@ -101,68 +101,6 @@ class SignalEngine(Protocol):
     def config_version(self) -> str | None:
         """The fingerprint of the configuration it trades with (None before it is loaded)."""
         ...
-
-
-def json_response(status: int, payload: Mapping[str, Any]) -> web.Response:
-    return web.Response(
-        status=status,
-        body=orjson.dumps(payload, default=str),
-        content_type="application/json",
-    )
-
-
-def _error(status: int, error: str, detail: str, signal_id: int | None) -> web.Response:
-    body: dict[str, Any] = {"error": error, "detail": detail}
-    if signal_id is not None:
-        body["signal_id"] = signal_id
-    return json_response(status, body)
-
-
-class _Unreadable(Exception):
-    """The body could not be read to its end: what arrived of it, and why."""
-
-    def __init__(self, detail: str, partial: bytes, *, hung_up: bool = False) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.partial = partial
-        self.hung_up = hung_up
-
-
-# What no alert is sent as: the body is read as JSON or text whatever else it is declared as
-# (TradingView sends text/plain or application/json, curl -d a form type, tools their own, and
-# people paste JSON into a text alert), but an image, a sound, a file or XML is not an alert.
-_NOT_ALERTS = ("image/", "audio/", "video/", "font/", "model/", "multipart/")
-_NOT_ALERT_TYPES = ("application/xml", "text/xml", "application/pdf", "application/zip")
-
-
-def unreadable_type(ctype: str | None) -> str | None:
-    """The media type of a body no alert is sent as (an image, a file, XML), or None: 415."""
-    if not ctype:
-        return None
-    media = ctype.split(";", 1)[0].strip().lower()
-    if media.startswith(_NOT_ALERTS) or media in _NOT_ALERT_TYPES or media.endswith("+xml"):
-        return media
-    return None
-
-
-def _content_type(value: str | None) -> str | None:
-    """The header as it can be stored: aiohttp hands over bytes that are not UTF-8 as lone
-    surrogates, which the signal's insert refused (a valid alert answered 503)."""
-    return None if value is None else storable(value[:MAX_CONTENT_TYPE])
-
-
-def _maskable(*tokens: str | None) -> tuple[str, ...]:
-    """The known tokens masked wherever they appear (in the raw body and the parsed signal):
-    too short a one would mask ordinary text."""
-    return tuple(t for t in dict.fromkeys(tokens) if t and len(t) >= 6)
-
-
-def _strip_tokens(body: bytes, *tokens: str | None) -> bytes:
-    """The raw body with any webhook token in it masked: stored bodies hold no secrets. The
-    known tokens go wherever they appear; a token-named field's value goes whatever it is."""
-    for token in _maskable(*tokens):
-        body = body.replace(token.encode("utf-8", errors="ignore"), MASK.encode())
-    return mask_tokens(body)
 
 
 class Webhooks:
@@ -234,7 +172,9 @@ class Webhooks:
             # and TradingView's re-send is welcome.
             self.metrics.errors += 1
             log.exception("webhook.failed_before_claim", error=type(exc).__name__)
-            response = _error(503, "unavailable", "temporary failure; nothing was sent", None)
+            response = error_response(
+                503, "unavailable", "temporary failure; nothing was sent", None
+            )
         finally:
             self._active -= 1
         self.metrics.responses[response.status] += 1
@@ -246,11 +186,11 @@ class Webhooks:
     async def _handle(self, request: web.Request) -> web.Response:
         received_at = datetime.now(UTC)
         remote = self.senders.address(request)
-        ctype = _content_type(request.headers.get("Content-Type"))
+        ctype = content_type(request.headers.get("Content-Type"))
         if not self.accepting:
             # Shutting down, or taking the one-daemon lock again: TradingView re-sends a 503,
             # and nothing was stored or sent.
-            return _error(503, "unavailable", self.refusal, None)
+            return error_response(503, "unavailable", self.refusal, None)
 
         if not self.senders.allowed(remote):
             return await self._refuse(
@@ -266,13 +206,13 @@ class Webhooks:
         else:
             in_path = [path_token] if path_token else []
         try:
-            body, oversize = await self._read_body(request)
-        except _Unreadable as exc:
+            body, oversize = await read_body(request, self.max_body, self.body_read_s)
+        except Unreadable as exc:
             if exc.hung_up:  # the sender's doing, and nobody is left to answer: not an error
                 log.info("webhook.sender_hung_up", received=len(exc.partial))
             return await self._refuse(
                 400, "bad_body", exc.detail, received_at, remote, ctype,
-                _strip_tokens(exc.partial, *in_path),
+                strip_tokens(exc.partial, *in_path),
             )  # fmt: skip
         if oversize is not None:
             return await self._refuse(
@@ -282,7 +222,7 @@ class Webhooks:
                 received_at,
                 remote,
                 ctype,
-                _strip_tokens(body, *in_path),
+                strip_tokens(body, *in_path),
                 info={"size": oversize, "truncated_to": len(body)},
             )
         if stray is not None:
@@ -296,7 +236,7 @@ class Webhooks:
             invalid = exc
 
         token = path_token or (signal.token if signal else find_token(body))
-        stored_body = _strip_tokens(body, path_token, signal.token if signal else None, token)
+        stored_body = strip_tokens(body, path_token, signal.token if signal else None, token)
         if not token:
             return await self._refuse(
                 401, "unauthorized", "no webhook token", received_at, remote, ctype, stored_body
@@ -327,7 +267,7 @@ class Webhooks:
 
         # the same tokens as the raw body's, out of everything stored of the signal (its
         # extra fields, its id and the dedup key made of it)
-        signal = mask_signal(signal, _maskable(path_token, signal.token, token))
+        signal = mask_signal(signal, maskable(path_token, signal.token, token))
         key = idempotency_key(alert_id=signal.alert_id, token_hash=token_hash, body=body)
         try:
             signal_id = await self.ids.take()
@@ -335,7 +275,7 @@ class Webhooks:
             # Fail closed, before anything could be stored or sent: TradingView re-sends a 503.
             log.error("webhook.storage_unavailable", error=str(exc))
             self.metrics.errors += 1
-            return _error(503, "storage_unavailable", "the database is unavailable", None)
+            return error_response(503, "storage_unavailable", "the database is unavailable", None)
         delivery = signal_store.Delivery(
             signal_id=signal_id,
             recorder_id=recorder_id,
@@ -359,7 +299,7 @@ class Webhooks:
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._inflight[d.signal_id] = waiter
         # Duplicates waiting on this one get its answer, or "received" if it is cancelled.
-        result = _summary(d.signal_id, "received", 0)
+        result = summary(d.signal_id, "received", 0)
         try:
             with structlog.contextvars.bound_contextvars(
                 signal_id=d.signal_id, recorder_id=d.recorder_id
@@ -389,7 +329,7 @@ class Webhooks:
                 404, "unknown_token", "no recorder has this token", d.received_at,
                 d.remote_addr, d.content_type, d.raw_body,
             )  # fmt: skip
-            return response, _summary(signal_id, "invalid", 0)
+            return response, summary(signal_id, "invalid", 0)
         except ConfigChanged as exc:
             # The claim failed whole (nothing stored, nothing sent) because a sub-account or
             # trader was deleted after planning: TradingView re-sends a 503, and the re-send is
@@ -400,13 +340,15 @@ class Webhooks:
                 503, "config_changed", f"{exc} (re-send it)", d.received_at, d.remote_addr,
                 d.content_type, d.raw_body, recorder_id=d.recorder_id, verdict="rejected",
             )  # fmt: skip
-            return response, _summary(signal_id, "rejected", 0)
+            return response, summary(signal_id, "rejected", 0)
         except StorageUnavailable as exc:
             # Fail closed, before anything could be sent: a 503 makes TradingView re-send.
             log.error("webhook.storage_unavailable", error=str(exc))
             self.metrics.errors += 1
-            response = _error(503, "storage_unavailable", "the database is unavailable", None)
-            return response, _summary(signal_id, "received", 0)
+            response = error_response(
+                503, "storage_unavailable", "the database is unavailable", None
+            )
+            return response, summary(signal_id, "received", 0)
         except Exception as exc:
             self.metrics.errors += 1
             log.exception("webhook.engine_failed", error=type(exc).__name__)
@@ -420,13 +362,15 @@ class Webhooks:
                         d.received_at, d.remote_addr, d.content_type, d.raw_body,
                         recorder_id=d.recorder_id,
                     )  # fmt: skip
-                    return response, _summary(signal_id, "invalid", 0)
+                    return response, summary(signal_id, "invalid", 0)
                 # TradingView may re-send.
-                response = _error(503, "unavailable", "temporary failure; nothing was sent", None)
-                return response, _summary(signal_id, "received", 0)
+                response = error_response(
+                    503, "unavailable", "temporary failure; nothing was sent", None
+                )
+                return response, summary(signal_id, "received", 0)
             # Stored, so orders may have left: answer 200, reconciliation settles the rest.
             error = f"internal error after the signal was stored ({type(exc).__name__})"
-            result = _summary(signal_id, "accepted", 0)
+            result = summary(signal_id, "accepted", 0)
             result["error"] = error
             fields: dict[str, Any] = {
                 "verdict": "accepted",
@@ -438,8 +382,8 @@ class Webhooks:
         else:
             if outcome.duplicate_of is not None:
                 response = await self._duplicate(signal_id, outcome.duplicate_of)
-                return response, _summary(signal_id, "duplicate", 0)
-            result = _summary(signal_id, outcome.verdict, outcome.orders)
+                return response, summary(signal_id, "duplicate", 0)
+            result = summary(signal_id, outcome.verdict, outcome.orders)
             if outcome.filter:
                 result["filter"] = outcome.filter
             if outcome.reason:
@@ -474,46 +418,12 @@ class Webhooks:
         """Answer a duplicate with the first delivery's result (its row is already stored)."""
         self.metrics.verdicts["duplicate"] += 1
         try:
-            first = await self._first_result(first_id)
+            first = await first_result(self.db.pool, first_id, self._inflight.get(first_id))
         except Exception as exc:
             log.warning("webhook.first_result_unavailable", error=type(exc).__name__)
-            first = _summary(first_id, "received", 0)
+            first = summary(first_id, "received", 0)
         log.info("webhook.duplicate", duplicate_of=first_id)
-        return json_response(
-            200,
-            {
-                "signal_id": signal_id,
-                "verdict": "duplicate",
-                "orders": 0,
-                "duplicate_of": first_id,
-                "first": first,
-            },
-        )
-
-    async def _first_result(self, first_id: int) -> dict[str, Any]:
-        """The first delivery's answer: from this process if it is still working, else its row."""
-        waiter = self._inflight.get(first_id)
-        if waiter is not None:
-            try:
-                return dict(await asyncio.wait_for(asyncio.shield(waiter), DUPLICATE_WAIT_S))
-            except TimeoutError:
-                return _summary(first_id, "received", 0)
-        deadline = time.monotonic() + DUPLICATE_WAIT_S
-        while True:
-            try:
-                row = await signal_store.result(self.db.pool, first_id)
-            except StorageUnavailable:
-                return _summary(first_id, "received", 0)
-            if row is None:
-                return _summary(first_id, "unknown", 0)
-            if row.verdict != "received" or time.monotonic() >= deadline:
-                out = _summary(first_id, row.verdict, row.orders)
-                if row.filter:
-                    out["filter"] = row.filter
-                if row.reason:
-                    out["reason"] = row.reason
-                return out
-            await asyncio.sleep(0.05)  # the first is being processed by another daemon
+        return duplicate_response(signal_id, first_id, first)
 
     async def _stray(
         self,
@@ -539,7 +449,7 @@ class Webhooks:
         return await self._refuse(
             404, "not_found", "no webhook at this URL: use /webhook/<token>, or /webhook with "
             "the token in the body", received_at, remote, ctype,
-            _strip_tokens(body, *in_path, *candidates), recorder_id=recorder_id,
+            strip_tokens(body, *in_path, *candidates), recorder_id=recorder_id,
         )  # fmt: skip
 
     async def _refuse(
@@ -578,52 +488,7 @@ class Webhooks:
             log.error("webhook.refusal_not_stored", error=type(exc).__name__)
         self.metrics.verdicts[verdict] += 1
         log.info("webhook.refused", status=status, error=error, reason=detail, signal_id=signal_id)
-        return _error(status, error, detail, signal_id)
-
-    async def _read_body(self, request: web.Request) -> tuple[bytes, int | None]:
-        """The body, or its first ``max_body`` bytes and the size seen when it is too large.
-
-        Raises ``_Unreadable`` with what arrived when the body cannot be read to its end (it
-        does not decode as its Content-Encoding says, its framing is broken, the sender hung
-        up or stalled past ``body_read_s``): bad input, stored and answered 400, where the
-        escaping error was a 503."""
-        limit = self.max_body
-        declared = request.content_length
-        chunks: list[bytes] = []
-        try:
-            async with asyncio.timeout(self.body_read_s):
-                if declared is not None and declared > limit:
-                    return await request.content.read(limit), declared
-                total = 0
-                while True:
-                    chunk = await request.content.read(limit + 1 - total)
-                    if not chunk:
-                        return b"".join(chunks), None
-                    chunks.append(chunk)
-                    total += len(chunk)
-                    if total > limit:
-                        return b"".join(chunks)[:limit], total
-        except TimeoutError:
-            raise _Unreadable(
-                f"the body did not arrive within {self.body_read_s:g} s", b"".join(chunks)[:limit]
-            ) from None
-        except web.RequestPayloadError as exc:
-            # aiohttp's own message may quote the framing bytes: it is not repeated
-            if isinstance(exc.__cause__, ContentEncodingError):
-                detail = "the body does not decode as its Content-Encoding header says"
-            else:
-                detail = "the body's length or chunked framing is broken"
-            raise _Unreadable(detail, b"".join(chunks)[:limit]) from None
-        except ConnectionError:
-            raise _Unreadable(
-                "the sender hung up before the whole body arrived",
-                b"".join(chunks)[:limit],
-                hung_up=True,
-            ) from None
-
-
-def _summary(signal_id: int, verdict: str, orders: int) -> dict[str, Any]:
-    return {"signal_id": signal_id, "verdict": verdict, "orders": orders}
+        return error_response(status, error, detail, signal_id)
 
 
 def _ms(started: float) -> float:

@@ -1,0 +1,86 @@
+"""The webhook's answers: JSON bodies, refusals, verdict summaries, and a duplicate's answer
+with the first delivery's result.
+
+Apart from the pipeline (``jtrades.webhook``) because the shape of what TradingView (and the
+user reading its log) gets back is a job of its own, as is finding the first delivery's result
+for a duplicate: from this process while it is still working, else from its row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from jtrades.errors import StorageUnavailable
+from jtrades.store import Executor
+from jtrades.store import signals as signal_store
+
+# How long a duplicate waits for the first delivery's outcome before answering without it:
+# TradingView gives up after 3 s.
+DUPLICATE_WAIT_S = 2.0
+
+
+def json_response(status: int, payload: Mapping[str, Any]) -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps(payload, default=str),
+        content_type="application/json",
+    )
+
+
+def error_response(status: int, error: str, detail: str, signal_id: int | None) -> web.Response:
+    body: dict[str, Any] = {"error": error, "detail": detail}
+    if signal_id is not None:
+        body["signal_id"] = signal_id
+    return json_response(status, body)
+
+
+def summary(signal_id: int, verdict: str, orders: int) -> dict[str, Any]:
+    return {"signal_id": signal_id, "verdict": verdict, "orders": orders}
+
+
+def duplicate_response(signal_id: int, first_id: int, first: dict[str, Any]) -> web.Response:
+    """A duplicate's answer: 200, with the first delivery's result."""
+    return json_response(
+        200,
+        {
+            "signal_id": signal_id,
+            "verdict": "duplicate",
+            "orders": 0,
+            "duplicate_of": first_id,
+            "first": first,
+        },
+    )
+
+
+async def first_result(
+    ex: Executor, first_id: int, waiter: asyncio.Future[dict[str, Any]] | None
+) -> dict[str, Any]:
+    """The first delivery's answer: from ``waiter`` while this process is still working on it,
+    else from its row (waiting up to ``DUPLICATE_WAIT_S`` for another daemon to decide it)."""
+    if waiter is not None:
+        try:
+            return dict(await asyncio.wait_for(asyncio.shield(waiter), DUPLICATE_WAIT_S))
+        except TimeoutError:
+            return summary(first_id, "received", 0)
+    deadline = time.monotonic() + DUPLICATE_WAIT_S
+    while True:
+        try:
+            row = await signal_store.result(ex, first_id)
+        except StorageUnavailable:
+            return summary(first_id, "received", 0)
+        if row is None:
+            return summary(first_id, "unknown", 0)
+        if row.verdict != "received" or time.monotonic() >= deadline:
+            out = summary(first_id, row.verdict, row.orders)
+            if row.filter:
+                out["filter"] = row.filter
+            if row.reason:
+                out["reason"] = row.reason
+            return out
+        await asyncio.sleep(0.05)  # the first is being processed by another daemon
