@@ -19,7 +19,7 @@ from aiohttp import web
 
 from jtrades.errors import ConfigError
 from jtrades.sim.api import Api
-from jtrades.sim.exchange import on_tick
+from jtrades.sim.entities import on_tick
 from jtrades.sim.faults import apply_fault
 from jtrades.sim.rest import read_body, rest_handler
 from jtrades.sim.world import Simulator

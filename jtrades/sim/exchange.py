@@ -19,7 +19,7 @@ Matching rules (a simulator's choices, not Tradovate's documented behaviour):
   and cash event, and the order goes Filled after the last (Tradovate has no partially filled
   status: the order stays Working until then).
 - ``netPrice`` is the average price of the open quantity; realized P&L (cashBalance) is booked from
-  FIFO fill pairs at the product's value per point.
+  FIFO fill pairs at the product's value per point (the arithmetic is ``ledger``'s).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
+from jtrades.sim import order_rules
 from jtrades.sim.config import Contract
 from jtrades.sim.entities import (
     CANCELED,
@@ -46,67 +47,13 @@ from jtrades.sim.entities import (
     PropsEvent,
     Rejected,
     Strategy,
-    on_tick,
     strategy_link_json,
     to_tick,
 )
+from jtrades.sim.ledger import apply_fill, pair_fill
 from jtrades.sim.strategies import StrategyBook
 
-__all__ = ["Exchange", "Rejected", "apply_fill", "on_tick", "pair_fill", "to_tick"]
-
-SUPPORTED_TYPES = frozenset({"Market", "Limit", "Stop", "StopLimit", "TrailingStop", "MIT"})
-
-
-def apply_fill(pos: Position, sign: int, qty: int, price: Decimal) -> Decimal:
-    """Update a position for one fill; the realized P&L in points × contracts (not dollars)."""
-    pos.prev_pos = pos.net_pos
-    pos.prev_price = pos.net_price if pos.net_pos else None
-    if sign > 0:
-        pos.bought += qty
-        pos.bought_value += price * qty
-    else:
-        pos.sold += qty
-        pos.sold_value += price * qty
-    n = pos.net_pos
-    if n == 0 or (n > 0) == (sign > 0):
-        size = abs(n) + qty
-        pos.net_price = (pos.net_price * abs(n) + price * qty) / size
-        pos.net_pos = n + sign * qty
-        return Decimal(0)
-    closing = min(qty, abs(n))
-    realized = (price - pos.net_price) * closing * (1 if n > 0 else -1)
-    pos.net_pos = n + sign * qty
-    if pos.net_pos == 0:
-        pos.net_price = Decimal(0)
-    elif qty > closing:  # reversed through flat: the rest opens at this price
-        pos.net_price = price
-    return realized
-
-
-def pair_fill(
-    lots: list[list[Any]], fill_id: int, sign: int, qty: int, price: Decimal
-) -> list[tuple[int, int, int, Decimal, Decimal]]:
-    """Match a fill against the open lots, first in first out; what it closes comes back as
-    (buyFillId, sellFillId, qty, buyPrice, sellPrice), what it opens is added as a lot.
-    ``lots`` hold signed quantities (all of one sign: the position's)."""
-    pairs: list[tuple[int, int, int, Decimal, Decimal]] = []
-    left = qty
-    while left and lots and (lots[0][1] > 0) != (sign > 0):
-        lot_id, lot_qty, lot_px = lots[0]
-        n = min(left, abs(lot_qty))
-        if sign > 0:  # buying closes a short lot
-            pairs.append((fill_id, lot_id, n, price, lot_px))
-        else:
-            pairs.append((lot_id, fill_id, n, lot_px, price))
-        left -= n
-        remaining = abs(lot_qty) - n
-        if remaining:
-            lots[0][1] = remaining if lot_qty > 0 else -remaining
-        else:
-            lots.pop(0)
-    if left:
-        lots.append([fill_id, sign * left, price])
-    return pairs
+__all__ = ["Exchange", "Rejected", "to_tick"]
 
 
 class Exchange(StrategyBook):
@@ -289,25 +236,8 @@ class Exchange(StrategyBook):
     # --- validation ----------------------------------------------------------------------------
 
     def check_spec(self, contract: Contract, spec: OrderSpec) -> None:
-        tick = contract.root.tick
-        kind = spec.order_type
-        if kind not in SUPPORTED_TYPES:
-            raise Rejected("Unsupported", f"{kind} orders are not supported by the simulator")
-        if spec.qty < 1:
-            raise Rejected("UnknownReason", "Invalid or missed parameters: orderQty")
-        needs_price = kind in ("Limit", "StopLimit", "MIT")
-        needs_stop = kind in ("Stop", "StopLimit")
-        if needs_price and spec.price is None:
-            raise Rejected("InvalidPrice", f"{kind} order needs a price")
-        if needs_stop and spec.stop_price is None:
-            raise Rejected("InvalidPrice", f"{kind} order needs a stopPrice")
-        if kind == "TrailingStop" and spec.peg is None and spec.stop_price is None:
-            raise Rejected("InvalidPrice", "TrailingStop needs a pegDifference")
-        for what, value in (("price", spec.price), ("stopPrice", spec.stop_price)):
-            if value is not None and (value <= 0 or not on_tick(value, tick)):
-                raise Rejected("InvalidPrice", f"{what} {value} is not on the tick {tick}")
-        if spec.peg is not None and (spec.peg == 0 or not on_tick(spec.peg, tick)):
-            raise Rejected("InvalidPrice", f"pegDifference {spec.peg} is not on the tick {tick}")
+        """Raise ``Rejected`` for an order the exchange does not take (see ``order_rules``)."""
+        order_rules.check_spec(contract, spec)
 
     # --- internals -----------------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from jtrades.sim.config import ROOTS, Contract, build_contracts, front_months
 from jtrades.sim.entities import Leg, OrderSpec, Position
-from jtrades.sim.exchange import Exchange, Rejected, apply_fill
+from jtrades.sim.exchange import Exchange, Rejected
+from jtrades.sim.ledger import apply_fill
 
 A, B = 11, 22
 D = Decimal
@@ -502,7 +503,7 @@ def test_config_file_toml_and_json(tmp_path: object) -> None:
 def test_fifo_pairs_match_the_position(seq: list[tuple[int, int, Decimal]]) -> None:
     """FIFO lots always add up to the position, and once flat the pairs' P&L (what the cash
     balance books) equals the average-cost realized P&L: both are then the whole cash flow."""
-    from jtrades.sim.exchange import pair_fill
+    from jtrades.sim.ledger import pair_fill
 
     _, mnq, _ = make()
     pos = Position(1, A, mnq, None)

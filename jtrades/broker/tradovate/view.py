@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from jtrades.broker.base import (
@@ -27,25 +25,23 @@ from jtrades.broker.base import (
     Position,
     WorkingOrder,
 )
-from jtrades.broker.tradovate.entity_fields import (
-    parse_decimal,
-    parse_order_type,
-    parse_side,
-    parse_status,
-    parse_time,
+from jtrades.broker.tradovate.entity_fields import parse_status
+from jtrades.broker.tradovate.entity_values import (
+    cash_balance_of,
+    fill_of,
+    fill_order,
+    position_of,
+    position_rank,
+    working_order_of,
 )
 from jtrades.broker.tradovate.hub import EventHub, Subscription
+from jtrades.broker.tradovate.rejections import Rejections
 from jtrades.broker.tradovate.strategies import StrategyIndex
 from jtrades.errors import TransientBrokerError
 
 __all__ = ["AccountView", "Entity", "EventHub", "Subscription"]
 
 Entity = Mapping[str, Any]
-
-
-def _fill_order(f: Fill) -> tuple[datetime, int]:
-    """The order fills happened in: by time, then by id (Tradovate's ids grow)."""
-    return (f.timestamp, f.fill_id)
 
 
 class AccountView:
@@ -79,12 +75,8 @@ class AccountView:
         self._open_by_account: dict[int, set[int]] = {}
         self._versions: dict[int, Entity] = {}  # orderId -> latest orderVersion
         self._cl_ord: dict[int, str] = {}  # orderId -> clOrdId (from its New command)
-        # a rejection after acceptance comes as a commandReport naming its command, not its
-        # order: command id -> order id, and the reports' texts by order (or by command, when
-        # the report came before its command)
-        self._command_order: dict[int, int] = {}
-        self._rejected: dict[int, str] = {}
-        self._unmatched_reports: dict[int, str] = {}
+        # rejections after acceptance: commandReports name their command, not their order
+        self._rejections = Rejections()
         # order strategies and their links, by uuid (read it through the view: a snapshot
         # replaces it); a strategy's entry order takes the strategy's uuid as its clOrdId
         self.strategies = StrategyIndex()
@@ -136,7 +128,7 @@ class AccountView:
             *self._changed_orders(was_orders),
             *self._fill_events(),
             *self._position_events(was_positions),
-            *(BrokerEvent("cash", acct, self._cash_balance(e)) for acct, e in self._cash.items()),
+            *(BrokerEvent("cash", acct, cash_balance_of(e)) for acct, e in self._cash.items()),
             *(
                 BrokerEvent("session", acct, None, detail={"state": "synced"})
                 for acct in sorted(self._synced)
@@ -152,7 +144,7 @@ class AccountView:
         return out
 
     def _fill_events(self) -> list[BrokerEvent]:
-        fills = sorted((self._fill(e) for e in self._fills.values()), key=_fill_order)
+        fills = sorted((self._fill(e) for e in self._fills.values()), key=fill_order)
         return [BrokerEvent("fill", f.account_id or None, f) for f in fills]
 
     def _position_events(self, was: Mapping[int, Mapping[int, Position]]) -> list[BrokerEvent]:
@@ -247,20 +239,22 @@ class AccountView:
             cl = e.get("clOrdId")
             if e.get("orderId") is not None and eid:  # id 0: a clOrdId read by a request
                 oid = int(e["orderId"])
-                self._command_order[eid] = oid
-                if (text := self._unmatched_reports.pop(eid, None)) is not None:
-                    self._rejected[oid] = text
+                if self._rejections.command(eid, oid):  # its report came first: now it is known
                     self._built.pop(oid, None)
             if cl and e.get("commandType", "New") == "New":
                 oid = int(e["orderId"])
                 self._cl_ord[oid] = str(cl)
                 self._built.pop(oid, None)
             return []
-        if kind == "commandReport":
-            return self._report(e)
+        if kind == "commandReport":  # only a rejection's text is kept, for its order's row
+            rejected = self._rejections.report(e)
+            if rejected is None:
+                return []
+            self._built.pop(rejected, None)
+            return self._order_event(rejected, False) if rejected in self._orders else []
         if kind == "position":
             held = self._positions.setdefault(int(e["accountId"]), {})
-            pos = self._position(e)
+            pos = position_of(e, self._contracts)
             key = (pos.account_id, pos.contract_id)
             if deleted:
                 if self._position_ids.get(key, eid) != eid:
@@ -271,7 +265,7 @@ class AccountView:
                 self._position_ids.pop(key, None)
                 self._position_ranks.pop(key, None)
             else:
-                rank = _position_rank(e)
+                rank = position_rank(e)
                 if self._position_ids.get(key, eid) != eid and rank < self._position_ranks[key]:
                     # an older trading day's entity of the contract, listed (or updated) after
                     # the current one: the most recent is the position, whatever the order
@@ -294,8 +288,7 @@ class AccountView:
         if kind == "cashBalance":
             acct = int(e["accountId"])
             self._cash[acct] = e
-            cash = self._cash_balance(e)
-            return [BrokerEvent("cash", acct, cash)]
+            return [BrokerEvent("cash", acct, cash_balance_of(e))]
         if kind in ("orderStrategy", "orderStrategyLink"):
             out = []  # the orders whose clOrdId this changed (a strategy's entry)
             for oid in sorted(self.strategies.store(kind, e, deleted=deleted)):
@@ -314,44 +307,13 @@ class AccountView:
         if fill.fill_id > self._last_fill.get(fill.account_id, 0):
             self._last_fill[fill.account_id] = fill.fill_id
 
-    def _report(self, e: Entity) -> list[BrokerEvent]:
-        """A command's outcome: only a rejection's text is kept (RiskRejected,
-        ExecutionRejected), for its order's row."""
-        text = e.get("text") or e.get("rejectReason")
-        rejected = str(e.get("commandStatus") or "").endswith("Rejected")
-        if not text or not rejected or not e.get("commandId"):
-            return []
-        reason = f"{e.get('rejectReason')}: {text}" if e.get("rejectReason") else str(text)
-        cmd = int(e["commandId"])
-        oid = self._command_order.get(cmd)
-        if oid is None:
-            self._unmatched_reports[cmd] = reason
-            return []
-        self._rejected[oid] = reason
-        self._built.pop(oid, None)
-        return self._order_event(oid, False) if oid in self._orders else []
-
     def _order_event(self, order_id: int, deleted: bool) -> list[BrokerEvent]:
         order = self._working(order_id)
         if order is None:
             return [BrokerEvent("order", None, None, deleted=True, detail={"order_id": order_id})]
         return [BrokerEvent("order", order.account_id, order, deleted=deleted)]
 
-    # --- building value objects ------------------------------------------------------------
-
-    def _symbol(self, contract_id: int) -> str:
-        return self._contracts.get(contract_id, "")
-
-    def _position(self, e: Entity) -> Position:
-        cid = int(e["contractId"])
-        return Position(
-            account_id=int(e["accountId"]),
-            contract_id=cid,
-            symbol=self._symbol(cid),
-            net_pos=int(e.get("netPos") or 0),
-            net_price=parse_decimal(e.get("netPrice")),
-            timestamp=parse_time(e.get("timestamp")),
-        )
+    # --- building value objects (see entity_values) -----------------------------------------
 
     def _working(self, order_id: int) -> WorkingOrder | None:
         built = self._built.get(order_id)
@@ -360,54 +322,22 @@ class AccountView:
         o = self._orders.get(order_id)
         if o is None:
             return None
-        v = self._versions.get(order_id, {})
-        cid = int(o.get("contractId") or 0)
-        built = WorkingOrder(
-            order_id=order_id,
-            account_id=int(o["accountId"]),
-            contract_id=cid,
-            symbol=self._symbol(cid),
-            side=parse_side(o.get("action")),
-            qty=int(v.get("orderQty") or 0),
-            order_type=parse_order_type(v.get("orderType")),
-            status=parse_status(o.get("ordStatus")),
-            price=parse_decimal(v.get("price")),
-            stop_price=parse_decimal(v.get("stopPrice")),
+        built = working_order_of(
+            order_id,
+            o,
+            self._versions.get(order_id, {}),
+            self._contracts,
             cl_ord_id=self._cl_ord.get(order_id) or self.strategies.cl_ord.get(order_id),
             parent_id=o.get("parentId") or self.strategies.parent_of(order_id),
-            oco_id=o.get("ocoId"),
-            reason=self._rejected.get(order_id),
+            reason=self._rejections.reason(order_id),
             bracketed=order_id in self.strategies.cl_ord,
-            text=v.get("text"),
-            trail=_distance(v.get("pegDifference")),
         )
         if built.status.is_open:  # what working_orders reads; a done order is read rarely
             self._built[order_id] = built
         return built
 
     def _fill(self, e: Entity) -> Fill:
-        order = self._orders.get(int(e["orderId"]), {})
-        cid = int(e.get("contractId") or order.get("contractId") or 0)
-        return Fill(
-            fill_id=int(e["id"]),
-            order_id=int(e["orderId"]),
-            account_id=int(order.get("accountId") or 0),
-            contract_id=cid,
-            symbol=self._symbol(cid),
-            side=parse_side(e.get("action") or order.get("action")),
-            qty=int(e.get("qty") or 0),
-            price=parse_decimal(e.get("price")) or Decimal(0),
-            timestamp=parse_time(e.get("timestamp")) or datetime.fromtimestamp(0, tz=UTC),
-        )
-
-    @staticmethod
-    def _cash_balance(e: Entity) -> CashBalance:
-        return CashBalance(
-            account_id=int(e["accountId"]),
-            realized_pnl=parse_decimal(e.get("realizedPnL")) or Decimal(0),
-            open_pnl=parse_decimal(e.get("openPnL")) or Decimal(0),
-            amount=parse_decimal(e.get("amount")),
-        )
+        return fill_of(e, self._orders.get(int(e["orderId"]), {}), self._contracts)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -474,7 +404,7 @@ class AccountView:
     def fills(self, account_id: int) -> list[Fill]:
         self._require_synced(account_id)
         fills = [self._fill(e) for e in self._fills.values()]
-        return sorted((f for f in fills if f.account_id == account_id), key=_fill_order)
+        return sorted((f for f in fills if f.account_id == account_id), key=fill_order)
 
     def fill(self, fill_id: int) -> Fill | None:
         """One fill as the view names it now, by id: the mirror asks for the held ones on
@@ -495,7 +425,7 @@ class AccountView:
     def cash(self, account_id: int) -> CashBalance | None:
         self._require_synced(account_id)
         e = self._cash.get(account_id)
-        return self._cash_balance(e) if e is not None else None
+        return cash_balance_of(e) if e is not None else None
 
     def unknown_contract_ids(self) -> set[int]:
         ids = {cid for held in self._positions.values() for cid in held}
@@ -521,24 +451,3 @@ class AccountView:
         order rather than the changed ones, the fills in the order they happened, and every
         position (flat ones too)."""
         return [*self._changed_orders({}), *self._fill_events(), *self._position_events({})]
-
-
-def _position_rank(e: Entity) -> tuple[tuple[int, int, int], int]:
-    """A position entity's trading day (``tradeDate``), then its id: Tradovate keeps one entity
-    per account, contract and trading day, and the most recent is the position held."""
-    day = e.get("tradeDate")
-    try:
-        d = (
-            (int(day["year"]), int(day["month"]), int(day["day"]))
-            if isinstance(day, Mapping)
-            else (0, 0, 0)
-        )
-    except (KeyError, TypeError, ValueError):
-        d = (0, 0, 0)
-    return d, int(e.get("id") or 0)
-
-
-def _distance(peg: object) -> Decimal | None:
-    """A trailing stop's distance from its pegDifference (signed by side at Tradovate)."""
-    value = parse_decimal(peg)
-    return abs(value) if value is not None and value != 0 else None
