@@ -15,12 +15,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from jtrades.broker.tradovate.auth import (
-    LoginBudget,
-    PenaltyTicket,
-    TradovateAuth,
-    oauth_authorize_url,
-)
+from jtrades.broker.tradovate.auth import LoginBudget, TradovateAuth, oauth_authorize_url
+from jtrades.broker.tradovate.penalties import PenaltyTicket
 from jtrades.broker.tradovate.tokens import TokenCache
 from jtrades.config import TradovateSettings
 from jtrades.errors import BrokerAuthError, CaptchaRequired, TransientBrokerError

@@ -12,9 +12,10 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from jtrades.broker.tradovate.auth import TradovateAuth, server_time
+from jtrades.broker.tradovate.auth import TradovateAuth
 from jtrades.broker.tradovate.lifecycle import State
 from jtrades.broker.tradovate.pool import TradovatePool
+from jtrades.broker.tradovate.token_clock import server_time
 from jtrades.sim.config import default_config
 from tests.integration.test_tradovate_auth import tv as auth_tv
 from tests.integration.test_tradovate_session import tv

@@ -10,16 +10,11 @@ import aiohttp
 import pytest
 
 from jtrades.broker.registry import BrokerRegistry
-from jtrades.broker.tradovate.auth import (
-    AccessToken,
-    LoginBudget,
-    TradovateAuth,
-    server_time,
-    token_lifetime_s,
-)
+from jtrades.broker.tradovate.auth import AccessToken, LoginBudget, TradovateAuth
 from jtrades.broker.tradovate.lifecycle import State
 from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.broker.tradovate.renewal import pause_after_renewal
+from jtrades.broker.tradovate.token_clock import server_time, token_lifetime_s
 from jtrades.broker.tradovate.tokens import TokenCache, adopt_offered
 from jtrades.config import Settings
 from jtrades.db import Database

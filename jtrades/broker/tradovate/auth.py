@@ -10,10 +10,10 @@ and third-party clients):
   retrying a captcha only extends the lock (about an hour). Never a loop. The second ticket is
   kept: the next login of that login first waits out its ``p-time`` and then sends it (a retry
   without it, sooner, only lengthened the lock).
-- A penalised **renewal** raises ``PenaltyTicket`` (a transient error carrying the ticket and the
-  wait); the token cache keeps using the current token meanwhile. Tradovate does not document how
-  a renewal is repeated; we apply the general rule: the same request (same bearer) with the JSON
-  body ``{"p-ticket": …}``.
+- A penalised **renewal** raises ``PenaltyTicket`` (``penalties``: a transient error carrying the
+  ticket and the wait); the token cache keeps using the current token meanwhile. Tradovate does
+  not document how a renewal is repeated; we apply the general rule: the same request (same
+  bearer) with the JSON body ``{"p-ticket": …}``.
 - HTTP 423 follows repeated failed logins (a lock before the captcha): reported as an auth error,
   not retried, for the same reason.
 - Only a definite refusal is final (``BrokerAuthError``: a session fails for good and the pool
@@ -28,7 +28,7 @@ and third-party clients):
   ``settings.tradovate.logins_per_hour`` in any rolling hour, process-wide.
 - ``expirationTime`` is the truth about a token's lifetime (sources say 80 or 90 minutes), read
   against Tradovate's clock (the answer's ``Date``), not ours: a token's expiry is kept as our
-  time of receipt plus that lifetime (``token_lifetime_s``), so a clock ahead of Tradovate's
+  time of receipt plus that lifetime (``token_clock``), so a clock ahead of Tradovate's
   neither makes fresh tokens look expired (a login storm) nor due for renewal (a renewal storm).
 - OAuth: the official tutorial posts form-encoded to ``…/auth/oauthtoken`` without ``/v1``; the
   OpenAPI spec says JSON to ``/v1/auth/oauthtoken``. We send JSON to the ``/v1`` path (the spec).
@@ -42,7 +42,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -50,6 +49,14 @@ import aiohttp
 import orjson
 import structlog
 
+from jtrades.broker.tradovate.penalties import Penalty, PenaltyTicket, ticket_from
+from jtrades.broker.tradovate.token_clock import (
+    CLOCK_SKEW_WARN_S,
+    TOKEN_LIFETIME_MIN_S,
+    expiration_time,
+    server_time,
+    token_lifetime_s,
+)
 from jtrades.config import TradovateSettings
 from jtrades.errors import (
     BrokerAuthError,
@@ -83,33 +90,6 @@ class AccessToken:
         return (self.expires_at - now).total_seconds()
 
 
-class PenaltyTicket(TransientBrokerError):
-    """Tradovate answered with a penalty ticket: repeat the request with ``ticket`` once
-    ``wait_s`` seconds have passed (``captcha``: never — a human has to log in)."""
-
-    def __init__(self, message: str, *, ticket: str, wait_s: float, captcha: bool) -> None:
-        super().__init__(message)
-        self.ticket = ticket
-        self.wait_s = wait_s
-        self.captcha = captcha
-
-
-@dataclass(frozen=True, slots=True)
-class Penalty:
-    """A ticket to send with the next try of a request, not before ``not_before``."""
-
-    ticket: str
-    not_before: datetime
-    captcha: bool = False
-
-    def __repr__(self) -> str:  # the ticket unlocks the login: kept out of reprs like a token
-        return f"Penalty(not_before={self.not_before.isoformat()}, captcha={self.captcha})"
-
-    def waiting(self, now: datetime) -> bool:
-        """Whether the request must not be tried yet (a captcha ticket never clears by waiting)."""
-        return self.captcha or now < self.not_before
-
-
 class LoginBudget:
     """At most ``per_hour`` access-token requests per (env, login) in any rolling hour."""
 
@@ -140,66 +120,9 @@ class LoginBudget:
         q.append(self._clock())
 
 
-# TRADOVATE.md: a token lives about 80–90 minutes. A lifetime is believed up to the longer (a
-# clock behind Tradovate's, without a ``Date``, made a token look good for longer than it was,
-# and it died before its renewal); one that looks (nearly) over on arrival — no server issues
-# an expired token: the clocks disagree — is taken for the shorter.
-TOKEN_LIFETIME_MAX_S = 90 * 60.0
-TOKEN_LIFETIME_ASSUMED_S = 80 * 60.0
-TOKEN_LIFETIME_MIN_S = 5.0  # a lifetime read on arrival shorter than this is not believed
-CLOCK_SKEW_WARN_S = 30.0
-
-
-def token_lifetime_s(expires: datetime, server_now: datetime | None, local_now: datetime) -> float:
-    """How long a token just received is good for: ``expirationTime`` less Tradovate's time of
-    the answer (its ``Date``, to the second: one second is taken off), else less ours; at most
-    ``TOKEN_LIFETIME_MAX_S``, and ``TOKEN_LIFETIME_ASSUMED_S`` when it looks over on arrival.
-
-    Compared with our clock alone, a clock two hours ahead of Tradovate's made every fresh token
-    look expired (a login at each connect: five in a second, the budget spent), and one 70
-    minutes ahead made each renewed token look due at once (thousands of renewals)."""
-    readings = [] if server_now is None else [(expires - server_now).total_seconds() - 1.0]
-    readings.append((expires - local_now).total_seconds())
-    for life in readings:
-        if life > TOKEN_LIFETIME_MIN_S:
-            return min(life, TOKEN_LIFETIME_MAX_S)
-    return TOKEN_LIFETIME_ASSUMED_S
-
-
-def server_time(date_header: str | None) -> datetime | None:
-    """The ``Date`` of an HTTP answer, if there is a readable one."""
-    if not date_header:
-        return None
-    try:
-        parsed = parsedate_to_datetime(date_header)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _parse_time(value: Any) -> datetime:
-    if isinstance(value, int | float):  # epoch milliseconds appear in some clients
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError as exc:
-        raise TransientBrokerError("Tradovate sent an unreadable expirationTime") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def token_slot(env: str, username: str) -> tuple[str, str, str]:
     """The ``register_secret`` slot of a login's access token (see there)."""
     return ("tradovate-token", env, username)
-
-
-def _ticket_from(body: dict[str, Any], env: str, username: str) -> tuple[str, float, bool]:
-    ticket = str(body["p-ticket"])
-    register_secret(ticket, slot=("tradovate-ticket", env, username))
-    try:
-        wait = max(0.0, float(body.get("p-time") or 0))
-    except (TypeError, ValueError):
-        wait = 60.0  # an unreadable p-time: wait a while rather than not at all
-    return ticket, wait, bool(body.get("p-captcha"))
 
 
 def _token_from(
@@ -299,7 +222,7 @@ class TradovateAuth:
 
     def _expiry(self, server_now: datetime | None) -> Callable[[Any], datetime]:
         """Our time at which a token just received runs out, from its ``expirationTime``."""
-        return lambda expiration_time: self._local_expiry(_parse_time(expiration_time), server_now)
+        return lambda value: self._local_expiry(expiration_time(value), server_now)
 
     def _local_expiry(self, expires: datetime, server_now: datetime | None) -> datetime:
         """See ``token_lifetime_s``; a clock that disagrees with Tradovate's is said once."""
@@ -390,7 +313,7 @@ class TradovateAuth:
             )
             answer, server_now = await self._post(url, body)
             if "p-ticket" in answer:
-                ticket, wait, captcha = _ticket_from(answer, env, username)
+                ticket, wait, captcha = ticket_from(answer, env, username)
                 if captcha:
                     self._login_penalties.pop(key, None)
                     raise LoginCaptcha(
@@ -424,7 +347,7 @@ class TradovateAuth:
             token.token,
         )
         if "p-ticket" in answer:
-            new_ticket, wait, captcha = _ticket_from(answer, env, token.name)
+            new_ticket, wait, captcha = ticket_from(answer, env, token.name)
             raise PenaltyTicket(
                 f"Tradovate penalised the token renewal of {token.name} ({env}): "
                 + ("it wants a captcha" if captcha else f"wait {int(wait)} s"),

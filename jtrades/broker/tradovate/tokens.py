@@ -26,13 +26,8 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from jtrades.broker.tradovate.auth import (
-    AccessToken,
-    Penalty,
-    PenaltyTicket,
-    TradovateAuth,
-    token_slot,
-)
+from jtrades.broker.tradovate.auth import AccessToken, TradovateAuth, token_slot
+from jtrades.broker.tradovate.penalties import Penalty, PenaltyTicket
 from jtrades.errors import (
     BrokerAuthError,
     CaptchaRequired,
