@@ -4,8 +4,9 @@ planner per sub-account it may trade (``dispatch.WorkItem``).
 Split from ``engine`` so the engine keeps the signal's lifecycle (dedup, storing, verdicts)
 and this the per-trader work, which runs per alert and per trader on the hot path: it reads
 only memory (the brokers' live views, the session counters, the day's realized P&L), and the
-only awaits are the contract lookups, which the resolver caches, and, for an entry a
-daily-loss limit judges while the mirror is behind, one bounded wait for it per signal.
+only awaits are the contract lookups, which the resolver caches, for an entry a daily-loss
+limit judges while the mirror is behind, one bounded wait for it per signal, and, once for a
+paper sub-account linked while the daemon runs, the wait for its stored state to be restored.
 """
 
 from __future__ import annotations
@@ -89,9 +90,11 @@ class Fanout:
         self._pnl = pnl
         self._booked = booked if booked is not None else BookedFills()
         self._current = current  # the configuration as it is now, kill switches included
-        # The last price an alert gave for each contract: what an alert without one (plain
-        # text, TradersPost without signalPrice) marks open positions at for the daily loss.
-        self._marks: dict[str, Decimal] = {}
+        # The last price an alert gave for each contract, by the user whose trader it reached:
+        # what an alert without one (plain text, TradersPost without signalPrice) marks that
+        # user's open positions at for the daily loss. One mark for every user let any user's
+        # alert price (anyone can post any) decide another's daily-loss verdict (rule 5).
+        self._marks: dict[tuple[int, str], Decimal] = {}
 
     async def work_items(
         self,
@@ -219,15 +222,20 @@ class Fanout:
         self, t: TraderConfig, ticker: str, price: Decimal | None, detail: dict[str, Any]
     ) -> tuple[dict[int, Broker], dict[int, Contract], frozenset[int]]:
         """The broker and contract of each sub-account of ``t`` (one whose contract is not
-        found is left out, saying why in ``detail``), noting the alert's price as the market of
-        the month it names; and the sub-accounts acting on another month they hold, whose
-        market the alert's price is not (after the roll, the new month's chart is a calendar
-        spread away from the held one's: noted, it averaged a DCA add 100 points off)."""
+        found, or whose paper state could not be restored, is left out, saying why in
+        ``detail``), noting the alert's price as the market of the month it names; and the
+        sub-accounts acting on another month they hold, whose market the alert's price is not
+        (after the roll, the new month's chart is a calendar spread away from the held one's:
+        noted, it averaged a DCA add 100 points off). For those the price is only what their
+        market orders fill at on paper (``registry.note_fill_price``): the paper broker fills at
+        the signal price, and the held month had no other after the roll."""
         contracts: dict[int, Contract] = {}
         brokers: dict[int, Broker] = {}
         moved: set[int] = set()
         for link in t.links:
             try:
+                if not self._brokers.restored(link):  # linked just now: its state first
+                    await self._brokers.reach([link])
                 broker = self._brokers.broker_for(link)
                 contract, elsewhere = await self._contract(link, broker, ticker)
             except Exception as exc:
@@ -237,9 +245,11 @@ class Fanout:
                 continue
             if elsewhere:
                 moved.add(link.sub_account_id)
+                if price is not None:
+                    self._brokers.note_fill_price(link, contract, price)
             elif price is not None:
                 self._brokers.note_price(link, contract, price)
-                self._marks[contract.symbol] = price
+                self._marks[(t.user_id, contract.symbol)] = price
             brokers[link.sub_account_id] = broker
             contracts[link.sub_account_id] = contract
         return brokers, contracts, frozenset(moved)
@@ -257,7 +267,7 @@ class Fanout:
             # same sub-account is that trader's limit's business); none resolved: all of them
             roots = {instrument(c.symbol) for c in j.contracts.values()} or None
             realized = self._pnl.realized([lk.sub_account_id for lk in t.links], now, roots)
-            open_ = self._open_pnl(t.links, j.brokers, j.contracts, price)
+            open_ = self._open_pnl(t.user_id, t.links, j.brokers, j.contracts, price)
         unknown = open_ if isinstance(open_, str) else None
         return TraderState(
             realized_pnl_today=realized,
@@ -281,13 +291,15 @@ class Fanout:
 
     def _open_pnl(
         self,
+        owner: int,
         links: tuple[LinkConfig, ...],
         brokers: dict[int, Broker],
         contracts: dict[int, Contract],
         price: Decimal | None,
     ) -> Decimal | str:
         """Open P&L of the trader's positions in this contract, marked at the signal's price,
-        else at the last price an alert gave for the contract; when it is unknown, why (the
+        else at the last price an alert reaching a trader of its ``owner`` gave for the contract
+        (never another user's: any user can post any price); when it is unknown, why (the
         daily loss then fails closed): a position is open and there is no price at all, or a
         sub-account's positions cannot be read. Missing is not flat (rule 6): an unsynced view
         counted as 0 let the trader's other sub-accounts open entries while its open loss
@@ -316,7 +328,7 @@ class Fanout:
             for p in held:
                 if p.symbol != contract.symbol:
                     continue
-                mark = price if price is not None else self._marks.get(contract.symbol)
+                mark = price if price is not None else self._marks.get((owner, contract.symbol))
                 if mark is None:
                     return OPEN_UNMARKED
                 total += open_pnl(p.net_pos, p.net_price, mark, contract)
