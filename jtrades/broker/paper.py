@@ -2,13 +2,15 @@
 
 The market is the signals' prices: ``on_price`` is called with each signal's price, market
 orders fill at the last known price, and working limit/stop/trailing orders trigger on later
-prices by Tradovate's rules as the simulator models them (``jtrades.broker.matching``). OSO
-brackets and strategy legs wait (Suspended) until their entry fills, then work as OCO pairs
-priced from the fill, which is how the Tradovate simulator behaves. Prices are its clock too:
-a DAY order expires at the first price after its session ends (``paper_day``). State lives in
-memory; reconciliation mirrors it into the database through ``events()``, and a restart puts
-the positions and open orders back from there (``BrokerRegistry.sync_accounts``,
-``paper_restore``).
+prices by Tradovate's rules as the simulator models them (``jtrades.broker.matching``). A month
+held across the roll, which alerts no longer name, fills its market orders at the price of the
+latest alert acting on it, and its resting orders wait for a price of its own (``fill_at``,
+``paper_market``). OSO brackets and strategy legs wait (Suspended) until their entry fills,
+then work as OCO pairs priced from the fill, which is how the Tradovate simulator behaves.
+Prices are its clock too: a DAY order expires at the first price after its session ends
+(``paper_day``). State lives in memory; reconciliation mirrors it into the database through
+``events()``, and a restart puts the positions and open orders back from there
+(``BrokerRegistry.sync_accounts``, ``paper_restore``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from jtrades.broker.base import (
 from jtrades.broker.matching import auto_trailed, fill_price, to_tick, touched, trailed
 from jtrades.broker.paper_checks import check_bracket, check_oco_pair, check_order
 from jtrades.broker.paper_day import SessionClock, expires, utc_now
+from jtrades.broker.paper_market import PaperMarket
 from jtrades.broker.wakeups import Wakeups
 from jtrades.engine.instruments import calendar_contract, split_symbol, table_contract
 from jtrades.engine.tradingday import trading_day
@@ -119,7 +122,7 @@ class PaperBroker:
     def __init__(self, now: Callable[[], datetime] = utc_now) -> None:
         self.clock = SessionClock(now)
         self._last_id = 0  # orders and fills are numbered on from it
-        self._prices: dict[str, Decimal] = {}
+        self._market = PaperMarket()
         self._contracts: dict[str, Contract] = {}
         self._orders: dict[int, _Order] = {}
         self._positions: dict[tuple[int, str], _Pos] = {}
@@ -134,7 +137,7 @@ class PaperBroker:
         """A new market price: the working orders of ``symbol`` that it reaches fill. It is
         also the paper broker's clock: the DAY orders of a session over by now expire first,
         whatever their contract, as Tradovate expires them all at the session's end."""
-        self._prices[symbol] = price
+        self._market.note(symbol, price)
         session = self.clock.session()
         for o in [o for o in self._orders.values() if o.status is OrderStatus.WORKING]:
             if o.status is not OrderStatus.WORKING:  # OCO: maybe cancelled meanwhile
@@ -143,6 +146,12 @@ class PaperBroker:
                 self._cancel(o, OrderStatus.EXPIRED)
             elif o.symbol == symbol:
                 self._check(o, price, placing=False)
+
+    def fill_at(self, account_id: int, symbol: str, price: Decimal) -> None:
+        """The price ``account_id``'s market orders of ``symbol`` fill at, which triggers none
+        of its resting orders: an alert's price for a month held across the roll, which the
+        alert does not name (``paper_market``)."""
+        self._market.fill_at(account_id, symbol, price)
 
     def _check(self, o: _Order, px: Decimal, placing: bool) -> None:
         """Move ``o``'s stop as the price ``px`` says, then fill it if ``px`` reaches it.
@@ -259,7 +268,7 @@ class PaperBroker:
         o.qty, o.order_type, o.price, o.stop_price = qty, order_type, price, stop_price
         o.triggered = False  # a modified stop-limit waits for its (new) stop again
         self._publish_order(o)
-        last = self._prices.get(o.symbol)
+        last = self._market.for_resting(o.account.account_id, o.symbol)
         if last is not None and o.status is OrderStatus.WORKING:
             self._check(o, last, placing=True)
 
@@ -277,8 +286,9 @@ class PaperBroker:
         )
         if symbol is None:
             raise BrokerRejected(f"unknown contract {contract_id}")
-        pos = self._positions.get((account.account_id, symbol))
-        if pos is not None and pos.net != 0 and symbol not in self._prices:
+        aid = account.account_id
+        pos = self._positions.get((aid, symbol))
+        if pos is not None and pos.net and self._market.for_market_order(aid, symbol) is None:
             # Refused before the cancels: a restart keeps no market price, and cancelling first
             # left the restored position open without its stop. No mark is made up from the
             # stored entry or last fill: it may be days old, and would fill every later market
@@ -458,7 +468,8 @@ class PaperBroker:
         return c.contract_id if c is not None and c.contract_id is not None else 0
 
     def _check_request(self, req: OrderRequest) -> None:
-        check_order(req, req.symbol in self._prices)
+        priced = self._market.for_market_order(req.account.account_id, req.symbol) is not None
+        check_order(req, priced)
 
     def _new(self, req: OrderRequest) -> _Order:
         """The order ``req`` asks for, registered (PendingNew); refused before anything changes
@@ -480,7 +491,8 @@ class PaperBroker:
             time_in_force=req.time_in_force,
             session=self.clock.session(),
         )
-        self._start_trail(o, self._prices.get(o.symbol))  # none yet: the first price sets it
+        # no market yet (or only another month's): the contract's next price sets it
+        self._start_trail(o, self._market.for_resting(o.account.account_id, o.symbol))
         self._orders[o.id] = o
         return o
 
@@ -517,11 +529,12 @@ class PaperBroker:
     def _activate(self, o: _Order) -> None:
         o.status = OrderStatus.WORKING
         self._publish_order(o)
-        last = self._prices.get(o.symbol)
+        aid = o.account.account_id
         if o.order_type is OrderType.MARKET:
-            assert last is not None
-            self._fill(o, last)
-        elif last is not None:
+            px = self._market.for_market_order(aid, o.symbol)
+            assert px is not None  # checked when it was made (``_check_request``)
+            self._fill(o, px)
+        elif (last := self._market.for_resting(aid, o.symbol)) is not None:
             self._check(o, last, placing=True)
 
     def _cancel(self, o: _Order, status: OrderStatus = OrderStatus.CANCELED) -> None:

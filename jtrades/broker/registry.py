@@ -127,6 +127,22 @@ class BrokerRegistry:
         if link.env == "paper":
             self.paper(link.account_id).on_price(contract.symbol, price)
 
+    def note_fill_price(self, link: LinkConfig, contract: Contract, price: Decimal) -> None:
+        """A signal's price for a month it does not name (held across the roll): on paper, what
+        the sub-account's market orders of that month fill at, not a market its stops and
+        limits trigger at (``paper_market``). A real broker has the month's own market."""
+        if link.env == "paper":
+            self.paper(link.account_id).fill_at(link.broker_account_id, contract.symbol, price)
+
+    def restored(self, link: LinkConfig) -> bool:
+        """Whether ``link`` may be traded now: not a paper sub-account whose stored positions
+        and orders are still to be put back (``reach``). One linked while the daemon runs is
+        restored by a task of its own (``Engine._on_config_change``) while the new
+        configuration is already live: an alert traded it from a flat book, its fill took a
+        stored one's id (dropped by the mirror as known) and the restore then overwrote the
+        position. A set lookup: the hot path awaits nothing once it is restored."""
+        return link.env != "paper" or self._db is None or link.sub_account_id in self._restored
+
     # --- lifecycle ------------------------------------------------------------------------
 
     async def sync_accounts(self, snap: Snapshot) -> None:
