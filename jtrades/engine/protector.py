@@ -7,13 +7,14 @@ each step's intent before sending it (rule 1) — so the reconciliation loop sta
 intents and the mirror, and delegates each pass's protection here.
 
 A naked position — open, its live stops not adding up to its size, and its trader has a stop
-loss configured — gets protection: a stop for the uncovered rest, or its exits re-placed as
-one OCO per take-profit plus a stop for the rest, so the stops never close more than is held
-whatever fills. Only on a synced view: "missing is not flat" (rule 6), an unreadable account
-is left alone. A re-placement that fails after the exits were cancelled leaves the position
-naked, so it is tried again within the pass after short waits (``RETRY_WAITS_S``); a position
-left waiting (``WAIT_ALERT_AFTER_S``) becomes an error a person is told of. Event names keep
-their ``reconcile.`` prefix: alerts and notices key on them.
+loss configured or the daemon owes it a stop it planned and never placed (``owed_stop``: a
+resize cut short after its cancels) — gets protection: a stop for the uncovered rest, or its
+exits re-placed as one OCO per take-profit plus a stop for the rest, so the stops never close
+more than is held whatever fills. Only on a synced view: "missing is not flat" (rule 6), an
+unreadable account is left alone. A re-placement that fails after the exits were cancelled
+leaves the position naked, so it is tried again within the pass after short waits
+(``RETRY_WAITS_S``); a position left waiting (``WAIT_ALERT_AFTER_S``) becomes an error a person
+is told of. Event names keep their ``reconcile.`` prefix: alerts and notices key on them.
 
 The unit is the account at the broker (``broker_account``), not the sub-account row: two users
 who add the same Tradovate login each have a row for one account, and protecting per row
@@ -44,6 +45,7 @@ from jtrades.broker.base import (
 )
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
+from jtrades.engine import owed_stop
 from jtrades.engine.account_plans import broker_account, by_broker_account
 from jtrades.engine.booked_fills import BookedFills
 from jtrades.engine.config_cache import AccountKey, ConfigCache, LinkConfig
@@ -61,8 +63,6 @@ from jtrades.engine.protection import (
     plan_protection,
     protection_orders,
 )
-from jtrades.engine.risk import SlType
-from jtrades.engine.sizing import exit_offset_points, exit_price, round_distance
 from jtrades.engine.view_waits import shows_placed
 from jtrades.store import intents as intent_store
 
@@ -312,9 +312,10 @@ class Protector:
         trader = self._config.snapshot.traders.get(trader_id) if trader_id is not None else None
         if p.net_price is None:
             return False
-        # Without a stop loss configured (or the trader gone), nothing naked is stopped, but
-        # stops over the position are still brought down to it: a stop for 2 left on a long 1
-        # (sold by hand after the stop loss was turned off) flipped it short when it triggered.
+        # Without a stop loss configured (or the trader gone), nothing naked is stopped but with
+        # a stop the daemon owes it (``owed_stop``); stops over the position are still brought
+        # down to it: a stop for 2 left on a long 1 (sold by hand after the stop loss was turned
+        # off) flipped it short when it triggered.
         s = trader.settings if trader is not None and trader.settings.sl > 0 else None
         bid = link.broker_account_id
         key: Key = (broker_account(link), p.symbol)
@@ -355,22 +356,16 @@ class Protector:
                 if current is None or current.net_price is None or not book.needs_protection:
                     return False
                 held = abs(current.net_pos)
-                if s is None and book.coverage <= held:
+                owed = None  # without a stop loss: a stop the daemon planned, never placed
+                if s is None and book.coverage < held:
+                    rows = [lk.sub_account_id for lk in self._accounts().get(key[0], [link])]
+                    owed = await owed_stop.lookup(self._pool, rows, current, book.coverage)
+                if s is None and owed is None and book.coverage <= held:
                     return False  # naked, or covered: not ours to stop without a stop loss
                 contract: Contract = await broker.find_contract(p.symbol)
-                direction = 1 if current.net_pos > 0 else -1
-                trail_by = None  # a trailing stop's distance: the configured one, on the tick
-                if s is not None:
-                    dist = exit_offset_points(s.sl, s.sl_units, current.net_price, contract, 1)
-                    configured = exit_price(current.net_price, dist, -direction, contract.tick_size)
-                    trail_by = round_distance(dist, contract.tick_size)
-                else:  # over-covered: the plan keeps the live stops' price, never this one
-                    configured = current.net_price
+                level = owed_stop.stop_level(s, owed, current, contract)
                 plan = plan_protection(
-                    book,
-                    configured,
-                    trail_by=trail_by,
-                    trailing=s is not None and s.sl_type is SlType.TRAILING,
+                    book, level.price, trail_by=level.trail_by, trailing=level.trailing
                 )
                 if plan is None:
                     if before is not None:

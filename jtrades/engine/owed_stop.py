@@ -1,0 +1,182 @@
+"""A stop the daemon owes an open position whose trader has no stop loss configured, and the
+stop level a protection places at.
+
+The incident: a position whose only stop came with its entry alert (a per-alert stop loss,
+TradersPost / PickMyTrade style; no ``--sl``). A DCA add or a reduce cancels the working exits
+and re-places them for the new size (``engine.resize``). Cut short after the cancel — the
+daemon killed before the new stop, the WebSocket dropping after the broker cancelled (the next
+step is not sent when one is in doubt), the new stop refused — the position had no stop for
+good: protection only stopped positions whose trader has a stop loss (``engine.protector``).
+
+So, without a stop loss, a position short of stop cover gets the stop the daemon itself planned
+for it and never placed. The evidence is durable (``store.owed_stops``), read from the intents
+written before anything was sent (rule 1):
+
+- the last plan on the contract (the account at the broker's rows) that may have reached the
+  broker: one signal's intents, or one protection's. Whatever last changed the position or its
+  protection through the daemon is that plan;
+- among its intents, the newest stop (a stop order, or an OCO's stop leg) that never reached the
+  broker: refused, or expired (not sent, or not found at the broker by its clOrdId). One still
+  pending or in doubt is not owed yet (reconciliation settles it first: it may be working);
+- on the side that closes the position as it is now;
+- and the contract's latest stored fill was the daemon's (an order with its clOrdId or intent,
+  or a bracket of one): a fill by hand, or one whose order is not stored, means a person
+  traded the contract since, and what they hold is theirs to protect.
+
+It covers only what the live stops do not (``protection.plan_protection`` sizes it), at the
+planned price on the tick: trailing by the planned distance when the planned stop trailed. A
+price the market has passed is refused by the broker like any other protective stop: the
+position stays naked and a person is told (``reconcile.protect_incomplete``), each pass.
+
+Why a stale stop cannot come back: an older trade's stop belongs to a plan that is no longer
+the last to reach the broker (the alert that opened the next trade, or closed this one, is);
+a trade opened by hand has a fill by hand as its latest. A stop deliberately removed — by a
+close, by an alert whose plan changed the exits, by a flatten, or once placed by protection and
+cancelled later by a person — was removed by a plan that reached the broker and left no stop
+unplaced, or was placed (not "never reached"). A plan nothing of which reached the broker (its
+TTL passed, its first step refused) changed nothing and owes nothing. A failed protection
+attempt never reaches the broker either, so the stop stays owed through the retries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import asyncpg
+import structlog
+
+from jtrades.broker.base import Contract, OrderType, Position, Side
+from jtrades.engine.risk import RiskSettings, SlType
+from jtrades.engine.sizing import exit_offset_points, exit_price, round_distance, round_to_tick
+from jtrades.store import owed_stops
+from jtrades.store.owed_stops import PlanStep, StopEvidence
+
+log = structlog.get_logger(__name__)
+
+# Intent states that mean the order never reached the broker.
+UNSENT = frozenset({"expired", "rejected"})
+_STOP_TYPES = frozenset(
+    {OrderType.STOP.value, OrderType.STOP_LIMIT.value, OrderType.TRAILING_STOP.value}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OwedStop:
+    """The stop owed: ``qty`` contracts (what the live stops leave uncovered) on ``side`` at
+    ``stop_price`` (as planned), trailing by ``trail_by`` points (positive) when set."""
+
+    side: Side
+    qty: int
+    stop_price: Decimal
+    trail_by: Decimal | None
+    source: str  # the clOrdId of the intent it was planned as
+
+
+@dataclass(frozen=True, slots=True)
+class StopLevel:
+    """Where a protection's stop goes (``protection.plan_protection``'s configured stop), the
+    distance it trails by (points, on the tick) and whether it trails."""
+
+    price: Decimal
+    trail_by: Decimal | None
+    trailing: bool
+
+
+def stop_leg(step: PlanStep) -> dict[str, Any] | None:
+    """The stop order an ``order`` or ``oco`` step's recorded request places, or None."""
+    req = step.request.get("request")
+    if not isinstance(req, dict):
+        return None
+    legs: list[object]
+    if step.kind == "order":
+        legs = [req]
+    elif step.kind == "oco":
+        legs = [req.get("first"), req.get("second")]
+    else:
+        return None
+    return next(
+        (leg for leg in legs if isinstance(leg, dict) and leg.get("order_type") in _STOP_TYPES),
+        None,
+    )
+
+
+def _decimal(value: object) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        d = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return d if d.is_finite() else None
+
+
+def owed_stop(evidence: StopEvidence | None, position: Position, coverage: int) -> OwedStop | None:
+    """The stop the daemon owes ``position`` (the module docstring), whose live stops cover
+    ``coverage`` contracts; None when nothing is owed. Pure."""
+    held = abs(position.net_pos)
+    if evidence is None or held == 0 or coverage >= held:
+        return None
+    if evidence.latest_fill_ours is not True:
+        return None  # a person traded the contract since, or its fills are not known
+    exit_side = Side.SELL if position.net_pos > 0 else Side.BUY
+    for step in evidence.steps:  # newest first
+        if step.state not in UNSENT:
+            continue
+        leg = stop_leg(step)
+        if leg is None or leg.get("side") != exit_side.value:
+            continue
+        price = _decimal(leg.get("stop_price"))
+        if price is None or price <= 0:
+            continue
+        peg = _decimal(leg.get("peg_difference"))
+        trailing = leg.get("order_type") == OrderType.TRAILING_STOP.value
+        trail_by = abs(peg) if trailing and peg is not None and peg != 0 else None
+        return OwedStop(exit_side, held - coverage, price, trail_by, step.cl_ord_id)
+    return None
+
+
+def stop_level(
+    s: RiskSettings | None, owed: OwedStop | None, position: Position, contract: Contract
+) -> StopLevel:
+    """The level a protection of ``position`` stops at: the trader's configured stop loss
+    (``s``, measured from the average), else the owed stop's on the tick (away from the
+    market: never nearer than planned), else the average (only stops over the position are
+    brought down then: the plan keeps the live stops' price, never this one). Pure."""
+    avg = position.net_price
+    if avg is None:
+        raise ValueError("a position without an average price has no stop level")
+    long = position.net_pos > 0
+    tick = contract.tick_size
+    if s is not None:
+        dist = exit_offset_points(s.sl, s.sl_units, avg, contract, 1)
+        price = exit_price(avg, dist, -1 if long else 1, tick)
+        return StopLevel(price, round_distance(dist, tick), s.sl_type is SlType.TRAILING)
+    if owed is not None:
+        price = round_to_tick(owed.stop_price, tick, "down" if long else "up")
+        trail = round_distance(owed.trail_by, tick) if owed.trail_by is not None else None
+        return StopLevel(price, trail, trail is not None)
+    return StopLevel(avg, None, False)
+
+
+async def lookup(
+    pool: asyncpg.Pool, sub_account_ids: list[int], position: Position, coverage: int
+) -> OwedStop | None:
+    """Read the evidence for ``position`` (the rows of its account at the broker) and decide
+    (``owed_stop``); said in the log when a stop is owed."""
+    found = await owed_stops.evidence(pool, sub_account_ids, position.symbol)
+    owed = owed_stop(found, position, coverage)
+    if owed is not None:
+        log.warning(
+            "reconcile.owed_stop",
+            sub_account_ids=sub_account_ids,
+            symbol=position.symbol,
+            net_pos=position.net_pos,
+            stop=str(owed.stop_price),
+            qty=owed.qty,
+            trail_by=str(owed.trail_by) if owed.trail_by is not None else None,
+            planned_as=owed.source,
+            effect="a stop the daemon planned for this position and never placed: placed now",
+        )
+    return owed
