@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
+from zoneinfo import ZoneInfo
 
-from jtrades.engine.filters import Rejection
+from jtrades.engine.filters import RecorderState, Rejection, check_entry
+from jtrades.engine.risk import RiskSettings
+from jtrades.engine.signal import Signal
 from jtrades.engine.tradingday import session_start
 
 Kind = Literal["recorder", "trader"]
@@ -58,28 +61,30 @@ def count_entry(c: Counters, refused: str | None, at: datetime) -> tuple[bool, b
     return False, False
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ForeignEntry:
     """A buy/sell the recorder's reading cannot open (a side its ``--direction`` forbids) that a
-    trader reading it its own way may take as an entry (``filters.forbidden_side``). The
-    recorder's entry filters' verdict on it (``filters.check_entry``, judged once, at arrival)
-    applies to every such trader, and the recorder counts it once, when the first one takes it:
-    a trader's entry used no count of the recorder's, and its cooldown, max signals and
-    every-Nth did not hold."""
+    trader reading it its own way may take as an entry (``filters.forbidden_side``).
 
-    refusal: Rejection | None
-    counters: Counters  # the recorder's
+    The recorder's entry filters (``filters.check_entry``: its window, cutoff, cooldown, max
+    signals and every-Nth, with the recorder's values, in its owner's zone) judge it for each
+    such trader, on that trader's own counters: the entries its reading makes, as the row's
+    ``trader_entries``/``trader_seen`` list them, which is what a restart seeds them from. Not
+    on the recorder's: the recorder made no entry, and its counts are what every trader reading
+    the recorder as the recorder does is judged on. Counted there, one follower's ``--inverse``
+    (another user's, on a public recorder) spent the owner's ``--max-signals``, started her
+    cooldown and moved her every-Nth turn."""
+
+    signal: Signal
+    settings: RiskSettings  # the recorder's
+    tz: ZoneInfo  # the recorder owner's
     at: datetime  # the signal's arrival
-    taken: bool = False
 
-    def take(self, detail: dict[str, Any]) -> Rejection | None:
-        """The recorder's verdict for a trader whose reading is an entry; counted the first
-        time, and written on the signal's ``detail`` as the recorder's own entries are."""
-        if not self.taken:
-            self.taken = True
-            refused = self.refusal.filter if self.refusal is not None else None
-            detail["entry"], detail["nth_seen"] = count_entry(self.counters, refused, self.at)
-        return self.refusal
+    def judge(self, own: Counters) -> Rejection | None:
+        """The recorder's verdict on this entry of a trader whose counts are ``own``; they
+        move with the trader's verdict (``fanout``), not here."""
+        state = RecorderState(own.signals, own.entries, own.last_entry_at, own.seen)
+        return check_entry(self.signal, self.settings, state, self.at, self.tz)
 
 
 class SessionCounters:

@@ -14,8 +14,9 @@ the signal row, its dedup decision and its intents in that one statement (``sign
 when it turns out a duplicate, nothing is sent and the counters the filters moved are put back,
 under a per-recorder lock so no other signal of the recorder saw them. The HTTP layer stores the
 returned ``Outcome`` on the row; ``Outcome.detail`` carries ``entry``/``nth_seen`` (the
-recorder's counters) and ``trader_entries``/``trader_seen`` (trader ids) so the session
-counters can be rebuilt after a restart, ``traders`` (per-trader rejections and skipped
+recorder's counters) and ``trader_entries``/``trader_seen`` (trader ids: a trader's entries,
+those of its own reading the recorder's cannot open included) so the session counters can be
+rebuilt after a restart, ``traders`` (per-trader rejections and skipped
 sub-accounts) and ``accounts`` (per sub-account: action, reason, sent/rejected/unknown/expired
 counts, the broker's messages).
 
@@ -47,7 +48,6 @@ from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.fanout import Fanout
 from jtrades.engine.filters import (
     RecorderState,
-    check_entry,
     check_recorder,
     forbidden_side,
     is_entry,
@@ -415,9 +415,9 @@ class Engine:
             and any(reads_own_way(t.overridden) for t in rec.traders)
         ):
             # a trader's own reading may open what the recorder's cannot: the recorder's
-            # other entry filters judge that entry (``counters.ForeignEntry``)
-            refusal = check_entry(signal, rec.settings, state, received_at, rec.tz)
-            foreign = ForeignEntry(refusal, rc, received_at)
+            # other entry filters judge that entry on the trader's counts, not the recorder's
+            # (``counters.ForeignEntry``)
+            foreign = ForeignEntry(signal, rec.settings, rec.tz, received_at)
         items, trader_rejections = await self._fanout.work_items(
             signal, rec, snap, now, received_at, signal_id, detail, undo, rej, foreign
         )

@@ -117,7 +117,9 @@ class Fanout:
         close-only; a trader's own entry refusal makes its plans close-only too. ``foreign``:
         the recorder's reading cannot open the signal (a side its direction forbids), and a
         trader reading it its own way (``filters.reads_own_way``) is judged on that reading,
-        the recorder's direction refusal aside, after the recorder's other entry filters.
+        the recorder's direction refusal aside, by the recorder's other entry filters first, on
+        the trader's own counts (``counters.ForeignEntry``). A trader that is switched off or
+        whose owner may not trade (``inert``) is only named on the row, with its reason.
 
         Two passes: what each trader is, then its filters. Between them, one wait for the
         mirror to count the fills of every trader whose daily-loss limit judges an entry: a
@@ -126,7 +128,6 @@ class Fanout:
         traders: list[_Trader] = []
         for t in rec.traders:
             tc = self._counters.get("trader", t.id, now, undo)
-            brokers, contracts, moved = await self._links(t, ticker, signal.price, detail)
             gate = check_gate(
                 signal,
                 t.settings,
@@ -134,11 +135,15 @@ class Fanout:
                 owner_active=t.owner_active,
                 halted=snap.halted,
             )
+            if inert(gate):  # its refusal is on the row all the same (second pass)
+                traders.append(_Trader(t, tc, {}, {}, gate, None, False, None))
+                continue
+            brokers, contracts, moved = await self._links(t, ticker, signal.price, detail)
             own_way = foreign is not None and reads_own_way(t.overridden)
             by_recorder = None if own_way else refused
             entry = gate is None and by_recorder is None and is_entry(signal, t.settings)
             if entry and own_way and foreign is not None:
-                by_recorder = foreign.take(detail)
+                by_recorder = foreign.judge(tc)  # on the trader's counts: its reading's
                 entry = by_recorder is None
             waits = entry and t.settings.max_daily_loss is not None
             last = _last_fills(t.links, brokers) if waits else None
@@ -175,10 +180,15 @@ class Fanout:
                 if not trej.entry_only:
                     continue
             elif j.by_recorder is not None:
-                rejections.append((j.by_recorder.filter, j.by_recorder.reason))
-                if j.by_recorder is not refused:  # said of this trader's reading alone
-                    why = {"filter": j.by_recorder.filter, "reason": j.by_recorder.reason}
-                    detail["traders"][str(t.id)] = why
+                why = j.by_recorder
+                if why is refused:
+                    rejections.append((why.filter, why.reason))
+                else:  # said of this trader's own reading, on its counts (``ForeignEntry``)
+                    rejections.append((why.filter, f"trader {t.id}: {why.reason}"))
+                    detail["traders"][str(t.id)] = {"filter": why.filter, "reason": why.reason}
+                    if why.filter == "every_nth":  # its turn, as for its own every-Nth
+                        tc.seen += 1
+                        detail["trader_seen"].append(t.id)
             elif j.entry:
                 count_entry(tc, None, received_at)
                 detail["trader_entries"].append(t.id)
@@ -356,6 +366,26 @@ class Fanout:
             held=held,
         )
         return await self._brokers.resolve_contract(link, broker, held), True
+
+
+# The gates after which a trader does nothing at all, closes included (``filters._gate``).
+_INERT = frozenset({"trader_disabled", "owner_not_approved"})
+
+
+def inert(gate: Rejection | None) -> bool:
+    """A trader switched off, or whose owner is not an approved, active user: it trades
+    nothing, closes included (its positions are its user's to manage), so the alert is nothing
+    to that user's broker state either. Its links are not walked: the alert's price is noted
+    neither as the paper market of its logins (another user's alert, at any price that user
+    posts, filled a stop on the paper account of a follower who had switched the trader off)
+    nor as its user's daily-loss mark; no contract is resolved, no paper state restored. It is
+    still on the signal's row with its reason.
+
+    The kill switch (``halted``, global or per login) is not such a gate: a halt stops entries,
+    closes still go out, and the positions it leaves open are still held and protected; the
+    trader's user still follows the recorder, so its alerts' prices are still the market of
+    those positions, on paper as for the daily loss."""
+    return gate is not None and gate.filter in _INERT
 
 
 def held_elsewhere(broker: Broker, account_id: int, ticker: str, contract: Contract) -> str | None:

@@ -14,8 +14,10 @@ trader owner's zone (the recorder's check applied the inherited ones once, in it
 A buy/sell on a side the recorder's ``--direction`` forbids is no entry for the recorder, so its
 chain stops at the direction. A trader with its own ``--direction`` or ``--inverse``
 (``reads_own_way``) may read it as an entry all the same: the recorder's entry filters are then
-asked for it on their own (``check_entry``: the recorder's values, zone and counters), so such a
-trader is held to the recorder's window, cutoff and counts like any other.
+asked for it on their own (``check_entry``: the recorder's values and zone, on the trader's own
+counters, ``counters.ForeignEntry``), so such a trader is held to the recorder's window, cutoff
+and limits like any other, and its reading's entries spend no count of the recorder's, which
+every trader reading the recorder as the recorder does is judged on.
 
 A buy/sell refused by an entry check or the kill switch is refused ``entry_only``: the engine
 still plans it close-only, so a sub-account holding the side the strategy just reversed out of

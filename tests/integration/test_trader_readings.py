@@ -76,31 +76,41 @@ async def test_an_inverse_trader_meets_the_recorders_window(
     assert (out.verdict, out.filter) == ("rejected", "window"), out
 
 
-async def test_a_traders_own_reading_counts_on_the_recorders_counters(
+async def test_a_traders_own_reading_counts_on_its_own_counters(
     database: Database, engine_factory: Any
 ) -> None:
-    """The entry an inverse follower made of a sell the long-only recorder cannot open is the
-    recorder's entry of the session too: with ``--max-signals 1`` the next one is refused, in
-    memory and after a restart (the signal's row says it counted)."""
+    """The entry an inverse follower made of a sell the long-only recorder cannot open is an
+    entry of the follower's reading, judged by the recorder's (inherited) filters on the
+    follower's own counts: with ``--max-signals 1`` its next one is refused, in memory and
+    after a restart (the row lists it in ``trader_entries``; the recorder's ``entry`` stays
+    false). The recorder made no entry: its own first one, which a follower reading it as the
+    recorder does takes, still passes. (It used to count on the recorder's counters, where one
+    follower's reading spent every other follower's max signals, another user's included.)"""
     pool = database.pool
     u = await make_user(pool, "max")
     rec = await make_recorder(pool, u, "rec", direction="long", max_signals=1, size=1)
-    (sub,) = await make_paper_account(pool, u, "max-paper")
+    sub, plain_sub = await make_paper_account(pool, u, "max-paper", subs=2)
     tid = await make_trader(pool, u, rec, [(sub, 1)], inverse=True, same_direction="add")
+    await make_trader(pool, u, rec, [(plain_sub, 1)])  # reads it as the recorder does
     first = await engine_factory()
 
     out = await send(first, pool, rec, sell())
     assert (out.verdict, out.orders) == ("accepted", 1), out
     assert await net_pos(first, pool, sub) == 1
-    assert (out.detail["entry"], out.detail["trader_entries"]) == (True, [tid])
+    assert (out.detail["entry"], out.detail["trader_entries"]) == (False, [tid])
     again = await send(first, pool, rec, sell())
     assert (again.verdict, again.filter) == ("rejected", "max_signals"), again
+    assert again.detail["traders"][str(tid)]["filter"] == "max_signals"
     assert await net_pos(first, pool, sub) == 1
     await first.close()
 
     second = await engine_factory()
     again = await send(second, pool, rec, sell())
     assert (again.verdict, again.filter) == ("rejected", "max_signals"), again
+    assert await net_pos(second, pool, sub) == 1
+    out = await send(second, pool, rec, buy())  # the recorder's first entry of the session
+    assert await net_pos(second, pool, plain_sub) == 1, (out.verdict, out.filter, out.reason)
+    assert out.detail["entry"] is True
 
 
 async def test_an_inverse_trader_reads_a_sell_from_flat_as_its_long_entry(

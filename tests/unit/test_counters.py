@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from jtrades.engine.counters import Counters, ForeignEntry, SessionCounters, Undo, count_entry
 from jtrades.engine.filters import RecorderState, Rejection, check_recorder
-from jtrades.engine.risk import RiskSettings
+from jtrades.engine.risk import Direction, RiskSettings
 from jtrades.engine.signal import Action, Signal
 from jtrades.engine.tradingday import session_start
 
@@ -110,17 +110,22 @@ def test_counting_an_entry_by_its_verdict() -> None:
     assert (c.entries, c.seen, c.last_entry_at) == (1, 2, BEFORE_TURN)
 
 
-def test_a_foreign_entry_counts_on_the_recorder_once() -> None:
-    """A sell the long-only recorder cannot open, read as an entry by two traders of their own
-    reading: the recorder's filters judged it once, and it is one entry of the session."""
-    c = Counters(session_start(BEFORE_TURN))
-    detail: dict[str, object] = {"entry": False, "nth_seen": False}
-    foreign = ForeignEntry(None, c, BEFORE_TURN)
-    assert foreign.take(detail) is None
-    assert foreign.take(detail) is None
-    assert (c.entries, c.seen, detail["entry"], detail["nth_seen"]) == (1, 1, True, True)
-    refused = Rejection("every_nth", "signal 1 of this session; only every 2th is taken", True)
-    d = Counters(session_start(BEFORE_TURN))
-    detail = {"entry": False, "nth_seen": False}
-    assert ForeignEntry(refused, d, BEFORE_TURN).take(detail) is refused
-    assert (d.entries, d.seen, detail["entry"], detail["nth_seen"]) == (0, 1, False, True)
+def test_a_foreign_entry_is_judged_on_the_traders_counts_and_moves_none() -> None:
+    """A sell the long-only recorder cannot open, read as an entry by a trader of its own
+    reading: the recorder's filter values judge it on that trader's counts (another trader's,
+    and the recorder's, are none of its business), and judging moves nothing."""
+    s = RiskSettings(direction=Direction.LONG, max_signals=1)
+    foreign = ForeignEntry(Signal(Action.SELL), s, ZoneInfo("America/Chicago"), BEFORE_TURN)
+    fresh = Counters(session_start(BEFORE_TURN))
+    assert foreign.judge(fresh) is None
+    assert foreign.judge(fresh) is None
+    assert (fresh.entries, fresh.seen) == (0, 0)
+    spent = Counters(session_start(BEFORE_TURN), entries=1, seen=1)
+    refused = foreign.judge(spent)
+    assert refused is not None
+    assert (refused.filter, refused.entry_only) == ("max_signals", True)
+    nth = ForeignEntry(Signal(Action.SELL), RiskSettings(every_nth=2), ZoneInfo("UTC"), BEFORE_TURN)
+    assert nth.judge(fresh) == Rejection(
+        "every_nth", "signal 1 of this session; only every 2th is taken", True
+    )
+    assert nth.judge(Counters(session_start(BEFORE_TURN), seen=1)) is None
