@@ -299,19 +299,33 @@ def add_sub(
 ) -> None:
     """Record a sub-account by hand (paper accounts, or when sync is not possible).
 
+    For a demo/live login that has been synced (by any of its accounts), only an id the sync
+    stored is taken; a login never synced takes any id, unverified (sync it to check).
+
     Example: jtrades accounts add-sub alice-demo --id 123456 --name DEMO123456
     """
 
-    async def go(db: Database) -> SubAccountRow:
+    async def go(db: Database) -> store.AddedSub:
         async with transaction(db) as c:
-            sub = await store.add_sub(c, label, broker_id, name)
+            added = await store.add_sub(c, label, broker_id, name)
             await audit.record(
-                c, actor(), "accounts.add_sub", label, {"id": broker_id, "name": name}
+                c,
+                actor(),
+                "accounts.add_sub",
+                label,
+                {"id": broker_id, "name": name, "verified": added.verified},
             )
-        return sub
+        return added
 
-    sub = run(go)
-    done(json, f"added sub-account {sub.name} ({sub.broker_account_id}) to {label}", {"sub": sub})
+    added = run(go)
+    sub = added.sub
+    line = f"added sub-account {sub.name} ({sub.broker_account_id}) to {label}"
+    if added.verified is False:
+        line += (
+            f" (unverified: the login was never synced; run `jtrades accounts sync {label}`"
+            " to check it lists this id)"
+        )
+    done(json, line, {"sub": sub, "verified": added.verified})
 
 
 async def sync_account(db: Database, cfg: Settings, label: str) -> tuple[Account, SyncResult]:

@@ -96,18 +96,30 @@ class Prepared:
     cancelled: list[int] = field(default_factory=list)
 
 
-# (env, paper login or 0, the broker's account id): one account at the broker
+# (env, the login, the broker's account id): one account at the broker (``account_key``)
 def broker_account(link: LinkConfig) -> AccountKey:
     """The account at the broker a link trades. Two users who add the same Tradovate login
     share its session, and each has a sub-account row for the same account: keyed by the row,
-    two alerts on it were not serialized and both opened from flat (rule 3). Tradovate account
-    ids are unique within an environment; a paper login numbers its own."""
-    return account_key(link.env, link.account_id, link.broker_account_id)
+    two alerts on it were not serialized and both opened from flat (rule 3). Keyed without
+    the login, another login's row naming the same id by hand was taken for it (rule 5)."""
+    return account_key(link.env, link.account_id, link.username, link.broker_account_id)
+
+
+def may_be_account(key: AccountKey, env: str, account_id: int, broker_account_id: int) -> bool:
+    """Whether ``key`` may be the account at the broker that a login row (``accounts.id``)
+    names by ``broker_account_id``, known without the login's username (an open intent tells
+    its row only: ``Dispatcher.busy``). Paper: exactly its own. Demo/live: any login's account
+    with that id; two logins name one id only where an id was typed by hand (``accounts
+    add-sub``), and a lock taken for one too many only defers a look-up to a later pass."""
+    if env == "paper":
+        return key == account_key(env, account_id, None, broker_account_id)
+    return key[0] == env and key[2] == broker_account_id
 
 
 def by_broker_account(links: Iterable[LinkConfig]) -> dict[AccountKey, list[LinkConfig]]:
-    """The rows naming each account at the broker, in sub-account order: what acts on the
-    account itself (protection, the orphan sweep) acts once per account, not once per row."""
+    """The rows naming each account at the broker (of one login), in sub-account order: what
+    acts on the account itself (protection, the orphan sweep) acts once per account, not once
+    per row."""
     groups: dict[AccountKey, list[LinkConfig]] = {}
     for link in sorted(links, key=lambda lk: lk.sub_account_id):
         groups.setdefault(broker_account(link), []).append(link)

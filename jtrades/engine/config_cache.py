@@ -30,15 +30,31 @@ log = structlog.get_logger(__name__)
 _CHICAGO = ZoneInfo("America/Chicago")
 
 
-# The account at the broker (``account_plans.broker_account``): (env, login for paper else 0,
-# the broker's account id). Two users who add one Tradovate login each have a row for it.
-AccountKey = tuple[str, int, int]
+# The account at the broker (``account_plans.broker_account``): (env, the login, the broker's
+# account id). The login is the lower-cased Tradovate username for demo/live (two users who add
+# one login each have a row for its accounts: one account), and the login row's own id for
+# paper (a paper login numbers its own accounts).
+AccountKey = tuple[str, str | int, int]
 
 
-def account_key(env: str, account_id: int, broker_account_id: int) -> AccountKey:
-    """The account at the broker of a login's environment and id and the broker's account id
-    (Tradovate account ids are unique within an environment; a paper login numbers its own)."""
-    return (env, account_id if env == "paper" else 0, broker_account_id)
+def account_key(
+    env: str, account_id: int, username: str | None, broker_account_id: int
+) -> AccountKey:
+    """The account at the broker that a login row (``accounts.id``, its Tradovate username)
+    names by ``broker_account_id``.
+
+    The login is part of it: keyed by (env, broker id) alone, a sub-account typed by hand
+    (``accounts add-sub``) on mallory's login with the id of alice's account, on another
+    login, was taken for alice's account: mallory's ``halt --account`` stopped alice's
+    entries and her ``--flatten`` liquidated alice's position through alice's session. A
+    login sees only its own accounts, so rows of two logins are never one account, even where
+    they name the same id. Usernames compare in any case (as ``accounts.same_login``).
+
+    The database requires a username of every demo/live login (``accounts`` CHECK): a link
+    without one is one built by hand, whose rows stay one account per id as before."""
+    if env == "paper":
+        return (env, account_id, broker_account_id)
+    return (env, (username or "").lower(), broker_account_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +72,9 @@ class LinkConfig:
     label: str
     user_id: int
     halted: bool  # the account's or the sub-account's kill switch
+    # the login's Tradovate username, lower-cased (None for paper): with ``env`` and
+    # ``broker_account_id``, the account at the broker (``account_key``)
+    username: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +189,17 @@ def _link(r: Any, trader_id: int, multiplier: Decimal) -> LinkConfig:
         label=r["label"],
         user_id=r["user_id"],
         halted=bool(r["account_halted"] or r["sub_halted"]),
+        username=_login(r.get("username")),
     )
 
 
+def _login(username: str | None) -> str | None:
+    """A login's username as accounts are grouped by it: in any case (``same_login``)."""
+    return username.lower() if username else None
+
+
 def _key(link: LinkConfig) -> AccountKey:
-    return account_key(link.env, link.account_id, link.broker_account_id)
+    return account_key(link.env, link.account_id, link.username, link.broker_account_id)
 
 
 def _stopped(link: LinkConfig, stopped: set[AccountKey]) -> LinkConfig:
@@ -197,9 +222,11 @@ def build_snapshot(rows: trading_store.ConfigRows) -> Snapshot:
     subs: dict[int, LinkConfig] = dict(links_by_sub)
     for r in rows.subs:  # no trader links them: only ``halt --flatten`` sends orders there
         subs.setdefault(r["sub_account_id"], _link(r, 0, Decimal(1)))
-    # The kill switch of one row stops the account at the broker, whichever row names it: two
-    # users who add one Tradovate login each have a row, and alice's `halt --account` (and
-    # its flatten) left bob's alerts opening positions on the account she had just flattened.
+    # The kill switch of one row stops the account at the broker, whichever row of its login
+    # names it: two users who add one Tradovate login each have a row, and alice's `halt
+    # --account` (and its flatten) left bob's alerts opening positions on the account she had
+    # just flattened. Only its login's rows: another login's row naming the same id (typed by
+    # hand) is not that account, and its halt stopped the owner's entries (``account_key``).
     stopped = {_key(lk) for lk in (*subs.values(), *links_by_sub.values()) if lk.halted}
     if stopped:
         links_by_sub = {s: _stopped(lk, stopped) for s, lk in links_by_sub.items()}

@@ -46,9 +46,10 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
     Prepared,
     WorkItem,
     broker_account,
+    may_be_account,
     plan_groups,
 )
-from jtrades.engine.config_cache import AccountKey, LinkConfig, account_key
+from jtrades.engine.config_cache import AccountKey, LinkConfig
 from jtrades.engine.exits import CannotPlan
 from jtrades.engine.plan_context import placed_as_exit
 from jtrades.engine.planning import PlannedOrder
@@ -118,8 +119,11 @@ class Dispatcher:
         protection): its open intents are the holder's to settle. Reconciliation looked one up
         before the dispatcher reached it, wrote it 'expired' (not found), and the dispatcher
         then sent it: a live order its row called never sent."""
-        lock = self._locks.get(account_key(env, account_id, broker_account_id))
-        return lock is not None and lock.locked()
+        return any(
+            lock.locked()
+            for key, lock in self._locks.items()
+            if may_be_account(key, env, account_id, broker_account_id)
+        )
 
     def lock_for(self, link: LinkConfig) -> asyncio.Lock:
         """The lock of the account at the broker ``link`` trades (``broker_account``)."""

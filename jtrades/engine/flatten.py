@@ -321,9 +321,11 @@ class Flattener:
         p = FlattenPass()
         snap = self._config.snapshot
         named = by_broker_account(snap.flatten_subs(label or None))
-        # an account's rows under other logins (another user's row for one Tradovate account)
-        # may be the ones that reach it: `halt --account alice-demo --flatten` with alice's
-        # stored password stale left the account open while bob's session of it was live
+        # an account's other rows (another user's row of the same Tradovate login) may be the
+        # ones that reach it: `halt --account alice-demo --flatten` with alice's stored
+        # password stale left the account open while bob's session of it was live. Never
+        # another login's row naming the same id (typed by hand): through it, mallory's flatten
+        # liquidated alice's position with alice's session (``account_key``)
         every = by_broker_account(snap.subs.values())
         groups = [
             rows + [lk for lk in every.get(key, []) if lk not in rows]
@@ -428,7 +430,7 @@ class Flattener:
 
     def _sharing(self, link: LinkConfig) -> list[int]:
         """The sub-account rows of the account at the broker ``link`` trades (two users' rows
-        for one Tradovate account share it, its view and its lock)."""
+        of one Tradovate login share it, its view and its lock)."""
         key = broker_account(link)
         rows = [sid for sid, lk in self._config.snapshot.subs.items() if broker_account(lk) == key]
         return sorted({link.sub_account_id, *rows})

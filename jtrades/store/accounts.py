@@ -219,16 +219,52 @@ async def forget_unnamed_tokens(ex: Executor) -> None:
         await ex.execute(q("accounts.forget_unnamed_tokens"))
 
 
-async def add_sub(ex: Executor, label: str, broker_account_id: int, name: str) -> SubAccountRow:
-    """Record a sub-account by hand (paper accounts, or before a sync is possible)."""
+@dataclass(frozen=True, slots=True)
+class AddedSub:
+    """A sub-account recorded by hand, and whether its login's sync vouched for its id
+    (None: a paper login, which numbers its own)."""
+
+    sub: SubAccountRow
+    verified: bool | None
+
+
+def check_listed(
+    account: Account, broker_account_id: int, synced: bool, listed: Sequence[int]
+) -> bool:
+    """Whether a demo/live login's last sync listed ``broker_account_id`` (False: never synced,
+    so unknown); ``InvalidInput`` when it was synced and did not list it.
+
+    The engine takes a login's sub-account for the account at the broker with that id under
+    that login (``engine.config_cache.account_key``), and the login acts on it: a typed id of
+    another login's account, stored unchecked, was a row the login could not even read, and
+    until the key named the login, mallory's `halt --account --flatten` reached alice's."""
+    if synced and broker_account_id not in listed:
+        raise InvalidInput(
+            f"{account.env} login {account.username} does not list an account with id"
+            f" {broker_account_id} (as its last `jtrades accounts sync` stored): not added; if"
+            f" the account was opened since, run `jtrades accounts sync {account.label}`"
+        )
+    return synced
+
+
+async def add_sub(ex: Executor, label: str, broker_account_id: int, name: str) -> AddedSub:
+    """Record a sub-account by hand (paper accounts, or before a sync is possible): for a
+    demo/live login, an id its sync stored (``check_listed``); run in a transaction."""
     if broker_account_id < 1:
         raise InvalidInput("the sub-account id must be a positive integer")
     if not name.strip():
         raise InvalidInput("the sub-account name must not be empty")
     account = await get(ex, label)
+    verified: bool | None = None
+    if account.env != "paper":
+        with translate_errors():
+            seen = await ex.fetchrow(q("accounts.login_listed"), account.id)
+        if seen is None:  # removed since `get`
+            raise NotFound(f"no account labelled {label!r}")
+        verified = check_listed(account, broker_account_id, seen["synced"], seen["listed"])
     with translate_errors():
         row = await ex.fetchrow(q("accounts.insert_sub"), account.id, broker_account_id, name)
-    return _sub(row)
+    return AddedSub(_sub(row), verified)
 
 
 def new_password_context(account: Account) -> str:

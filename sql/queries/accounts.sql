@@ -109,3 +109,23 @@ JOIN accounts a ON a.id = s.account_id
 WHERE a.id = ANY($1::bigint[]) AND s.active
 ORDER BY a.label, s.name, x.what, x.symbol
 LIMIT 20;
+
+-- name: accounts.login_listed($1 id)
+-- What the broker listed for this account's Tradovate login (any of its accounts, any user's,
+-- env and username compared as accounts.same_login), as `accounts sync` stored it: whether any
+-- of them was synced, and the ids of the active sub-accounts that were there at their row's
+-- last sync (kept by it; one recorded by hand after it was never checked). For add-sub.
+SELECT EXISTS (
+           SELECT 1 FROM accounts o
+           WHERE o.env = a.env AND lower(o.username) = lower(a.username)
+             AND o.synced_at IS NOT NULL
+       ) AS synced,
+       ARRAY(
+           SELECT DISTINCT s.broker_account_id
+           FROM accounts o JOIN sub_accounts s ON s.account_id = o.id
+           WHERE o.env = a.env AND lower(o.username) = lower(a.username)
+             AND o.synced_at IS NOT NULL AND s.active AND s.created_at <= o.synced_at
+           ORDER BY 1
+       ) AS listed
+FROM accounts a
+WHERE a.id = $1 AND a.env <> 'paper';
