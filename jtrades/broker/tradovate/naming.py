@@ -57,12 +57,13 @@ class ContractNamer:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._name_contracts(), name=f"names-{self.label}")
 
-    async def close(self) -> None:
+    def stop(self) -> asyncio.Task[None] | None:
+        """Cancel the naming task; it, for the session's close to wait on (bounded, with the
+        session's other tasks), or None."""
         task = self._task
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        return task
 
     async def _name_contracts(self) -> None:
         """Name the contracts the view met unnamed (see the module doc). One ``contract/items``
@@ -102,5 +103,6 @@ class ContractNamer:
                 retry_s=round(pause, 1),
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), pause)
+                async with asyncio.timeout(pause):  # not wait_for: it may drop a cancellation
+                    await self._stopped.wait()
             wait = min(wait * 2, NAMING_MAX_WAIT_S)

@@ -196,10 +196,19 @@ class TradovatePool:
         return dict(self._sessions)
 
     async def close(self) -> None:
-        """Close every session (concurrently), then the HTTP client if we made it."""
+        """Close every session (concurrently; each close is bounded), then the HTTP client if
+        we made it. A session whose close failed is logged, not left to pass in silence."""
         sessions = list(self._sessions.values())
         self._sessions.clear()
         self._brokers.clear()
-        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        results = await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        for session, result in zip(sessions, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error(
+                    "tradovate.pool.close_failed",
+                    session=session.label,
+                    error=type(result).__name__,
+                    reason=str(result),
+                )
         if self._own_http:
             await self.http.close()

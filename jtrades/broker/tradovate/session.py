@@ -48,6 +48,7 @@ import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from jtrades.aio import end_tasks
 from jtrades.broker.base import BrokerEvent
 from jtrades.broker.tradovate.auth import AccessToken
 from jtrades.broker.tradovate.codec import Event, FrameError, Response, parse_server_frame
@@ -77,6 +78,7 @@ from jtrades.errors import (
 log = structlog.get_logger(__name__)
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # a busy login's sync can exceed 1 MB
+CLOSE_WITHIN_S = 10.0  # close gives the session's tasks this long to end, then leaves them
 
 
 class _ConnectionDead(Exception):
@@ -191,19 +193,31 @@ class Session:
         return self.hub.subscribe()
 
     async def close(self) -> None:
-        """Graceful: stop reconnecting, fail pending requests as unknown, close the socket."""
+        """Graceful and bounded: stop reconnecting, close the socket, end the session's tasks,
+        fail pending requests as unknown. A task that outlives ``CLOSE_WITHIN_S`` is left
+        behind, logged, and its socket cut; the session is CLOSED either way."""
         self.state = State.CLOSED
         self._stopped.set()
         ws = self._ws
         if ws is not None:
+            # the handshake has its own bound (close_timeout), this one is a backstop; a
+            # timeout, unlike wait_for, never drops a cancellation of close itself
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 2)
-        for task in (self._task, self._renewer):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        await self._namer.close()
+                async with asyncio.timeout(2):
+                    await ws.close()
+        mine = asyncio.current_task()
+        tasks = [self._task, self._renewer, self._namer.stop()]
+        left = await end_tasks((t for t in tasks if t is not mine), CLOSE_WITHIN_S)
+        if left:
+            log.error(
+                "tradovate.session.close_abandoned",
+                session=self.label,
+                tasks=[t.get_name() for t in left],
+                within_s=CLOSE_WITHIN_S,
+                hint="a task ignored its cancellation; it cannot connect or trade any more",
+            )
+            self._abort_socket()
+        self.state = State.CLOSED  # whatever a stray step of the loop set meanwhile
         self._requests.fail_all("session closed")
         self.hub.publish(self.view.mark_unsynced("closed"))
         self.hub.close()
@@ -247,6 +261,11 @@ class Session:
         if self._ws is not None and self._dead_reason is None:
             log.warning("tradovate.session.dead_peer", session=self.label, reason=reason)
             self._cut(reason)
+
+    def _abort_socket(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            ws.transport.abort()
 
     def _cut(self, reason: str) -> None:
         ws = self._ws
@@ -362,9 +381,17 @@ class Session:
                 reason=self.last_error,
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stopped.wait()
+
+    def _raise_if_stopped(self) -> None:
+        """A closed (or failed) session does not connect, nor go READY: should a cancellation
+        have been lost on the way, the loop still ends here instead of trading on."""
+        if self._stopped.is_set():
+            raise _ConnectionDead(self.last_error or "session stopped")
 
     async def _connect_once(self) -> None:
+        self._raise_if_stopped()
         self.state = State.CONNECTING if self.connects == 0 else State.RECONNECTING
         self._dead_reason = None
         self._feed.restart()
@@ -379,7 +406,10 @@ class Session:
             compression=None,
             proxy=None,
         ) as ws:
-            first = await asyncio.wait_for(ws.recv(), self.timing.request_timeout_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for dropped a close's cancellation
+            # that came with the 'o', and the loop synced a closed session (see end_tasks)
+            async with asyncio.timeout(self.timing.request_timeout_s):
+                first = await ws.recv()
             if parse_server_frame(first).kind != "open":
                 raise TransientBrokerError("Tradovate did not open the session with 'o'")
             self._ws = ws
@@ -392,6 +422,7 @@ class Session:
             )
             try:
                 await self._authorize_and_sync(token)
+                self._raise_if_stopped()
                 self.connects += 1
                 self._ready_at = loop.time()
                 self.state = State.READY
@@ -511,10 +542,11 @@ class Session:
         so that the registry opens it again with the stored credentials once they change.
         Left READY, it kept trading on a token nobody could renew and was never replaced."""
         self._stopped.set()
-        task = self._task
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            await asyncio.wait({task})  # its end, not its outcome (a close cancels us here)
+        loop_task = [self._task] if self._task is not asyncio.current_task() else []
+        # its end, not its outcome (a close cancels us here); bounded as close is
+        if await end_tasks(loop_task, CLOSE_WITHIN_S):
+            log.error("tradovate.session.loop_abandoned", session=self.label)
+            self._abort_socket()
         if self.state is State.CLOSED:
             return
         self.state = State.FAILED
