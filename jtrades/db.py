@@ -22,6 +22,7 @@ import asyncpg
 import orjson
 import structlog
 
+from jtrades.aio import within
 from jtrades.config import Settings, redact_url, url_secrets
 from jtrades.db_errors import describe_error
 from jtrades.embedded_db import EMBEDDED_DB, EmbeddedPostgres, ensure_database, socket_host
@@ -104,7 +105,7 @@ class Database:
                 self.pool.terminate()
             else:
                 # a close cut short terminates the pool's connections itself (asyncpg)
-                await asyncio.wait_for(self.pool.close(), timeout_s)
+                await within(self.pool.close(), timeout_s)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             if timeout_s is None:
                 raise
@@ -233,7 +234,7 @@ class Lane:
 
 async def _close_quietly(conn: asyncpg.Connection) -> None:
     try:
-        await asyncio.wait_for(conn.close(), 5)
+        await within(conn.close(), 5)
     except Exception:
         conn.terminate()
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from jtrades.aio import within
 from jtrades.config import Settings, redact_url
 from jtrades.db import Database, DatabaseUnreachable, connect
 from jtrades.systemd import extend_timeout, notify
@@ -60,7 +61,7 @@ async def open_database(
     alerted = False
     waited = False
     while True:
-        attempt = asyncio.wait_for(connect(settings), START_CONNECT_S)
+        attempt = within(connect(settings), START_CONNECT_S)
         done = await until_stopped(attempt)
         if done is None:
             return None

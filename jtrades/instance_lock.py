@@ -28,6 +28,7 @@ import asyncpg
 import structlog
 
 from jtrades import aio
+from jtrades.aio import within
 from jtrades.db import Database
 from jtrades.errors import ConfigError, JtradesError
 from jtrades.store import instance as instance_store
@@ -159,7 +160,7 @@ class InstanceLock:
             if self._lost.is_set():
                 continue
             try:
-                await asyncio.wait_for(instance_store.ping(conn), self.probe_timeout_s)
+                await within(instance_store.ping(conn), self.probe_timeout_s)
             except _DB_ERRORS as exc:
                 conn.terminate()
                 return f"its connection stopped answering ({type(exc).__name__})"
@@ -179,7 +180,7 @@ class InstanceLock:
         last = why
         while not self.stop.is_set():
             try:
-                taken = await asyncio.wait_for(self.take(self.db), self.probe_timeout_s)
+                taken = await within(self.take(self.db), self.probe_timeout_s)
                 if not taken:
                     if not await self._end_leftovers():
                         self._fail(

@@ -38,6 +38,7 @@ import orjson
 import structlog
 
 from jtrades import retry
+from jtrades.aio import within
 from jtrades.config import NotifySettings
 from jtrades.errors import JtradesError, Transient
 from jtrades.logging import register_secret
@@ -312,7 +313,7 @@ class Notifier:
             self._closing.set()
             self._wake.set()
             try:
-                await asyncio.wait_for(asyncio.shield(task), deadline_s)
+                await within(asyncio.shield(task), deadline_s)
             except TimeoutError:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -328,7 +329,7 @@ class Notifier:
     async def _pause(self) -> None:
         """Wait out the window, or less when closing."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), self.window_s)
+            await within(self._closing.wait(), self.window_s)
 
     async def _run(self) -> None:
         while True:

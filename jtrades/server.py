@@ -10,7 +10,6 @@ JSON.
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
+from jtrades.aio import within
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.errors import JtradesError, StorageUnavailable
@@ -75,7 +75,7 @@ async def _readyz(request: web.Request) -> web.Response:
     hooks = request.app[WEBHOOKS]
     checks: dict[str, bool] = {}
     try:
-        checks["database"] = await asyncio.wait_for(status_store.ping(hooks.db.pool), 2.0)
+        checks["database"] = await within(status_store.ping(hooks.db.pool), 2.0)
     except (TimeoutError, StorageUnavailable, OSError):
         checks["database"] = False
     checks["tokens"] = hooks.tokens.loaded

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from jtrades.aio import within
 from jtrades.errors import StorageUnavailable
 from jtrades.store import Executor
 from jtrades.store import signals as signal_store
@@ -65,7 +66,7 @@ async def first_result(
     else from its row (waiting up to ``DUPLICATE_WAIT_S`` for another daemon to decide it)."""
     if waiter is not None:
         try:
-            return dict(await asyncio.wait_for(asyncio.shield(waiter), DUPLICATE_WAIT_S))
+            return dict(await within(asyncio.shield(waiter), DUPLICATE_WAIT_S))
         except TimeoutError:
             return summary(first_id, "received", 0)
     deadline = time.monotonic() + DUPLICATE_WAIT_S

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 
+from jtrades.aio import within
 from jtrades.broker.base import BrokerEvent, Fill
 
 # (login: the jtrades account id, the broker's account id)
@@ -75,7 +76,7 @@ class BookedFills:
             if left <= 0:
                 return False
             try:
-                await asyncio.wait_for(self._moved.wait(), left)
+                await within(self._moved.wait(), left)
             except TimeoutError:
                 return False
         return True

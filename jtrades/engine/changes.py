@@ -26,6 +26,8 @@ from typing import Any
 import asyncpg
 import structlog
 
+from jtrades.aio import within
+
 log = structlog.get_logger(__name__)
 
 CHANNEL = "jtrades_config"
@@ -66,7 +68,7 @@ class ChangeFeed:
     async def wait_listening(self, within_s: float) -> bool:
         """Whether the feed listens within ``within_s`` (else its followers poll)."""
         try:
-            await asyncio.wait_for(self._heard.wait(), within_s)
+            await within(self._heard.wait(), within_s)
         except TimeoutError:
             return False
         return True
@@ -121,7 +123,7 @@ class ChangeFeed:
                 self._failing = True
             self.wake()  # changes may have gone unheard: the poll that stands in for them
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._poll)
+                await within(stop.wait(), self._poll)
 
     async def _listen(self, stop: asyncio.Event) -> None:
         conn = await self._connect()
@@ -132,7 +134,7 @@ class ChangeFeed:
             self._pong.clear()
             await conn.execute(f"NOTIFY {CHANNEL}, '{_PING}'")
             try:
-                await asyncio.wait_for(self._pong.wait(), self._ping_within)
+                await within(self._pong.wait(), self._ping_within)
             except TimeoutError:
                 raise _Deaf from None
             self._heard.set()
@@ -142,14 +144,14 @@ class ChangeFeed:
             self.wake()  # whatever changed before we listened
             while not stop.is_set() and not self._lost.is_set():
                 try:
-                    await asyncio.wait_for(_first(stop, self._lost), self._safety)
+                    await within(_first(stop, self._lost), self._safety)
                 except TimeoutError:
                     self.wake()  # the safety reload
         finally:
             self._heard.clear()
             conn.remove_termination_listener(self._on_lost)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 2)
+                await within(conn.close(), 2)
             conn.terminate()  # after close(), a no-op; if close() hung, the end of it
         if self._lost.is_set() and not stop.is_set():
             raise ConnectionError("the listening connection was closed")

@@ -53,6 +53,7 @@ from collections.abc import Iterable
 import asyncpg
 import structlog
 
+from jtrades.aio import within
 from jtrades.broker.base import Broker, BrokerEvent, Fill, Position, WorkingOrder
 from jtrades.broker.paper import PaperBroker
 from jtrades.broker.registry import BrokerRegistry
@@ -207,7 +208,7 @@ class Mirror:
             self._stopping = True
             self._queue.put_nowait(None)
             try:
-                await asyncio.wait_for(asyncio.shield(writer), self.close_s)
+                await within(asyncio.shield(writer), self.close_s)
             except TimeoutError:
                 log.error("mirror.close_timeout", queued=self._queue.qsize(), wait_s=self.close_s)
             except Exception as exc:
@@ -257,7 +258,7 @@ class Mirror:
             if self._replays:  # a given-up batch's replay must not wait for the next event
                 wait = min(wait, REPLAY_AFTER_S) if wait is not None else REPLAY_AFTER_S
             try:
-                first = await asyncio.wait_for(self._queue.get(), wait)
+                first = await within(self._queue.get(), wait)
             except TimeoutError:
                 first = None
             batch = [first] if first is not None else []

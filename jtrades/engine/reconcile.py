@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 
+from jtrades.aio import within
 from jtrades.broker.base import Broker, WorkingOrder
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
@@ -206,7 +207,7 @@ class Reconciler:
         interval = self._settings.trading.reconcile_interval_s
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                await within(stop.wait(), interval)
                 return
             await self.tick()
 
