@@ -254,12 +254,19 @@ def signals_list(
     )
 
 
+# How much of a signal's reason the table shows (rich wraps it in its column). Cut at 60, the
+# reason's end was lost: "closed only: cannot plan the reversal: the alert reverses f…" hid
+# the fix it ends with (add "market_position_size" to the alert), and rule 9 is about people
+# reading why. Still bounded: a refusal may quote a long alert.
+_WHY_WIDTH = 240
+
+
 def _why(r: signal_store.SignalRow) -> str | None:
     if r.duplicate_of is not None:
         return f"duplicate of {r.duplicate_of}"
     if r.filter and r.reason:
-        return _short(f"{r.filter}: {r.reason}")
-    return _short(r.reason or r.filter)
+        return _short(f"{r.filter}: {r.reason}", _WHY_WIDTH)
+    return _short(r.reason or r.filter, _WHY_WIDTH)
 
 
 @orders_app.command("list")

@@ -14,7 +14,13 @@ from typing import Any
 
 from jtrades.broker.base import Broker, Contract
 from jtrades.engine.config_cache import AccountKey, LinkConfig, account_key
-from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
+from jtrades.engine.planning import (
+    AccountPlan,
+    AccountState,
+    PlannedOrder,
+    PositionAction,
+    Shortfall,
+)
 from jtrades.engine.steps import account_state, cl_ord_prefix, intent_for
 from jtrades.engine.view_waits import Placed
 from jtrades.errors import JtradesError
@@ -49,6 +55,8 @@ class AccountResult:
     # reconnecting: ``send.send_step``); apart from ``expired``, which the verdict reads as
     # the TTL: the row blamed the TTL for a penalty
     unavailable: int = 0
+    # the plan did less than the alert asked (``planning.Shortfall``): what the verdict reads
+    short: Shortfall | None = None
 
     def as_dict(self) -> dict[str, Any]:
         # by hand: dataclasses.asdict deep-copies, and a signal has one of these per sub-account
@@ -64,6 +72,7 @@ class AccountResult:
             "messages": list(self.messages),
             "outranked_by": self.outranked_by,
             "unavailable": self.unavailable,
+            "short": ({"cause": self.short.cause, "why": self.short.why} if self.short else None),
         }
 
 
@@ -222,5 +231,7 @@ def _plan_one(
         for po in sorted(plan.orders, key=lambda o: o.step)
     ]
     if not steps:
-        return AccountResult(it.trader_id, link.sub_account_id, str(plan.action), plan.reason)
+        return AccountResult(
+            it.trader_id, link.sub_account_id, str(plan.action), plan.reason, short=plan.short
+        )
     return Prepared(it, plan, steps, state.net_pos)

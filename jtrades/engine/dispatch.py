@@ -76,6 +76,11 @@ Clock = Callable[[], datetime]
 # Protective steps that follow a step which changed the position may still go out this long
 # past the TTL (the module docstring; the reconciler's grace counts it).
 FOLLOW_UP_S = 5.0
+# How the reason of a step the dispatcher chose not to send starts (a DCA take-profit leg whose
+# contracts went to another leg, ``_reprice``): nothing failed there, so a stop such a step
+# carries is not one the daemon owes the position (``owed_stop``, which reads this mark). Any
+# other expired step was meant to go and did not.
+NOT_SENT_ON_PURPOSE = "not sent, on purpose: "
 # Steps that only protect a position, whatever their clOrdId: a cancel of a working exit
 # (every cancel a signal's plan makes), a stop shrunk to the position.
 _PROTECTIVE_KINDS = frozenset({"cancel", "modify"})
@@ -251,7 +256,11 @@ class Dispatcher:
     ) -> tuple[AccountResult, list[intent_store.Outcome]]:
         link = p.item.link
         res = AccountResult(
-            p.item.trader_id, link.sub_account_id, str(p.plan.action), p.plan.reason
+            p.item.trader_id,
+            link.sub_account_id,
+            str(p.plan.action),
+            p.plan.reason,
+            short=p.plan.short,
         )
         settle = False
         position = p.before_pos
@@ -443,8 +452,8 @@ class Dispatcher:
             planned, ni = p.steps[i]
             if new is None:
                 passed[old.step] = (
-                    "not sent: at the broker's average its take-profit is reached, its"
-                    f" contracts go to another leg ({priced.summary})"
+                    f"{NOT_SENT_ON_PURPOSE}at the broker's average its take-profit is reached,"
+                    f" its contracts go to another leg ({priced.summary})"
                 )
                 continue
             if new.request == planned.request:

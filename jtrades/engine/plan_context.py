@@ -39,6 +39,8 @@ EXIT_MARK = "x"
 # (working while a modify is in flight). Not Suspended (a bracket waiting for its entry).
 LIVE = frozenset({OrderStatus.WORKING, OrderStatus.PENDING_NEW, OrderStatus.PENDING_REPLACE})
 PROTECTION_PREFIX = "jt-p-"
+# the cause of a plan that could not be made safely (``Shortfall``)
+CANNOT_PLAN = "cannot_plan"
 
 
 def placed_as_exit(cl_ord_id: str | None) -> bool:
@@ -87,10 +89,28 @@ class PlannedOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class Shortfall:
+    """Why a plan opens nothing of the position its alert asked for (it closes only, cancels
+    only, or ignores the alert), in a form the verdict reads without parsing words.
+
+    ``cause`` is stable: the name of the limit that held the entry back, as a signal row's
+    ``filter`` names it (``direction``, ``max_contracts``, ``halted``, or any filter that
+    refused the entry: ``window``, ``cooldown``…), or ``cannot_plan`` (the alert cannot be
+    sized or priced safely). ``why`` is for people: what a signal's row says after what the
+    plan did ("closed only: …"), so without a filter's name (``direction: `` …)."""
+
+    cause: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
 class AccountPlan:
     action: PositionAction
     orders: tuple[PlannedOrder, ...]
     reason: str
+    # the plan does less than the alert asked (None: all of it, or nothing was asked); by
+    # keyword, so a subclass's fields (``resize.AddPlan``) stay positional
+    short: Shortfall | None = field(default=None, kw_only=True)
 
 
 @dataclass(slots=True)

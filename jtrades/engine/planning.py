@@ -77,6 +77,7 @@ from jtrades.engine.filters import apply_inverse, is_reduce
 from jtrades.engine.orphans import orphan_exits
 from jtrades.engine.parse_values import MAX_QUANTITY, NUMBER, short
 from jtrades.engine.plan_context import (
+    CANNOT_PLAN,
     MAX_CL_ORD_ID,
     AccountPlan,
     AccountState,
@@ -84,6 +85,7 @@ from jtrades.engine.plan_context import (
     PlanKind,
     PlannedOrder,
     PositionAction,
+    Shortfall,
     Steps,
     entry_request,
     label,
@@ -103,6 +105,7 @@ __all__ = [
     "PlanKind",
     "PlannedOrder",
     "PositionAction",
+    "Shortfall",
     "plan_account",
 ]
 
@@ -218,17 +221,19 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
         if not allowed:
             # the strategy went to that side: the other side's resting orders go all the same
             against = _other_side_live(c, side)
+            shortfall = Shortfall("direction", off)
             if against:
-                return _cancel_working(steps, against, f"direction: {off}; flat: ")
-            return AccountPlan(PositionAction.IGNORE, (), f"direction: {off}")
+                return _cancel_working(steps, against, f"direction: {off}; flat: ", shortfall)
+            return AccountPlan(PositionAction.IGNORE, (), f"direction: {off}", short=shortfall)
         against = _other_side_live(c, side)
         working = working_entries(c, side) - sum(w.qty for w in against if w.side is side)
         if cap_qty(1, s.max_contracts, held=working) == 0:
-            return AccountPlan(
-                PositionAction.IGNORE,
-                (),
+            capped = (
                 f"flat with {working} {label(side)} contract(s) of entries working,"
-                f" at --max-contracts {s.max_contracts}",
+                f" at --max-contracts {s.max_contracts}"
+            )
+            return AccountPlan(
+                PositionAction.IGNORE, (), capped, short=Shortfall("max_contracts", capped)
             )
         _add_cancels(steps, against)
         qty = _open(c, steps, side, working)
@@ -242,7 +247,10 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
     if pos_side is side:
         held = f"already {label(side)} {abs(pos)}"
         if not allowed:
-            return AccountPlan(PositionAction.IGNORE, (), f"direction: {off}; {held}")
+            why = f"{off}; {held}"
+            return AccountPlan(
+                PositionAction.IGNORE, (), f"direction: {why}", short=Shortfall("direction", why)
+            )
         if s.same_direction == "ignore":
             return AccountPlan(PositionAction.IGNORE, (), f"{held} (--same-direction ignore)")
         if s.same_direction == "add":
@@ -255,13 +263,22 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
     liquidate(c, steps)
     was = f"{label(pos_side)} {abs(pos)}"
     if not allowed:
-        return AccountPlan(PositionAction.CLOSE, tuple(steps.items), f"close {was}; {off}")
+        return AccountPlan(
+            PositionAction.CLOSE,
+            tuple(steps.items),
+            f"close {was}; {off}",
+            short=Shortfall("direction", off),
+        )
     try:
         qty = _open(c, steps, side)
     except CannotPlan as e:
         del steps.items[1:]
+        why = f"cannot plan the reversal: {e}"
         return AccountPlan(
-            PositionAction.CLOSE, tuple(steps.items), f"close {was}; cannot plan the reversal: {e}"
+            PositionAction.CLOSE,
+            tuple(steps.items),
+            f"close {was}; {why}",
+            short=Shortfall(CANNOT_PLAN, why),
         )
     return AccountPlan(
         PositionAction.REVERSE,
@@ -289,18 +306,29 @@ def _refused_entry(c: Ctx, steps: Steps, refused: str) -> AccountPlan:
     """A buy/sell/add whose entry a filter refused: only a reversal's close half is left (and,
     flat, the other side's resting orders: the strategy has left that side)."""
     pos, action = c.state.net_pos, c.sig.action
+    shortfall = _refusal(refused)
     if pos == 0:
         if action is not Action.ADD:
             against = _other_side_live(c, Side.BUY if action is Action.BUY else Side.SELL)
             if against:
-                return _cancel_working(steps, against, f"flat; {refused}; ")
-        return AccountPlan(PositionAction.IGNORE, (), f"flat; {refused}")
+                return _cancel_working(steps, against, f"flat; {refused}; ", shortfall)
+        return AccountPlan(PositionAction.IGNORE, (), f"flat; {refused}", short=shortfall)
     pos_side = Side.BUY if pos > 0 else Side.SELL
     held = f"{label(pos_side)} {abs(pos)}"
     if action is Action.ADD or (action is Action.BUY) == (pos_side is Side.BUY):
-        return AccountPlan(PositionAction.IGNORE, (), f"{held} kept; {refused}")
+        return AccountPlan(PositionAction.IGNORE, (), f"{held} kept; {refused}", short=shortfall)
     liquidate(c, steps)
-    return AccountPlan(PositionAction.CLOSE, tuple(steps.items), f"close {held}; {refused}")
+    return AccountPlan(
+        PositionAction.CLOSE, tuple(steps.items), f"close {held}; {refused}", short=shortfall
+    )
+
+
+def _refusal(refused: str) -> Shortfall:
+    """The shortfall of a plan whose entry a filter refused, from ``entry_refused``'s
+    ``filter: reason`` (the form ``plan_account`` takes it in): the filter's stable name is
+    the cause."""
+    cause, _, why = refused.partition(": ")
+    return Shortfall(cause, why) if why else Shortfall(cause, cause)
 
 
 def _add_cancels(steps: Steps, working: list[WorkingOrder]) -> None:
@@ -308,10 +336,12 @@ def _add_cancels(steps: Steps, working: list[WorkingOrder]) -> None:
         steps.add("cancel", None, cancel_order_id=w.order_id, note=f"{w.order_type} {w.qty}")
 
 
-def _cancel_working(steps: Steps, working: list[WorkingOrder], why: str) -> AccountPlan:
+def _cancel_working(
+    steps: Steps, working: list[WorkingOrder], why: str, short: Shortfall | None = None
+) -> AccountPlan:
     _add_cancels(steps, working)
     reason = f"{why}cancel {len(working)} working order(s)"
-    return AccountPlan(PositionAction.CANCEL, tuple(steps.items), reason)
+    return AccountPlan(PositionAction.CANCEL, tuple(steps.items), reason, short=short)
 
 
 def _plan(c: Ctx, steps: Steps) -> AccountPlan:
@@ -351,7 +381,9 @@ def _plan(c: Ctx, steps: Steps) -> AccountPlan:
             return AccountPlan(PositionAction.IGNORE, (), "add with no open position")
         if not _side_allowed(pos_side, c.s.direction):
             off = f"{label(pos_side)} entries are off (--direction {c.s.direction})"
-            return AccountPlan(PositionAction.IGNORE, (), f"direction: {off}")
+            return AccountPlan(
+                PositionAction.IGNORE, (), f"direction: {off}", short=Shortfall("direction", off)
+            )
         return plan_add(c, steps, pos_side)
     side = Side.BUY if sig.action is Action.BUY else Side.SELL
     return _entry(c, steps, side)
@@ -393,4 +425,5 @@ def plan_account(
     try:
         return _plan(c, Steps(cl_ord_prefix))
     except CannotPlan as e:
-        return AccountPlan(PositionAction.IGNORE, (), f"cannot plan: {e}")
+        why = f"cannot plan: {e}"
+        return AccountPlan(PositionAction.IGNORE, (), why, short=Shortfall(CANNOT_PLAN, why))

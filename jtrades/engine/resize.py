@@ -62,6 +62,7 @@ from jtrades.engine.plan_context import (
     Ctx,
     PlannedOrder,
     PositionAction,
+    Shortfall,
     Steps,
     entry_request,
     exit_working,
@@ -296,8 +297,9 @@ def plan_add(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:
     qty = cap_qty(scale_qty(base, c.multiplier), c.s.max_contracts, held=pos + working)
     if qty == 0:
         more = f" and {working} working" if working else ""
+        capped = f"{held}{more}, at --max-contracts {c.s.max_contracts}"
         return AccountPlan(
-            PositionAction.IGNORE, (), f"{held}{more}, at --max-contracts {c.s.max_contracts}"
+            PositionAction.IGNORE, (), capped, short=Shortfall("max_contracts", capped)
         )
     entry = entry_request(c, steps.next_id(), pos_side, qty)
     steps.add("order", entry, note=f"DCA add {qty}")

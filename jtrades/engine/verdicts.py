@@ -5,15 +5,20 @@ subtle facts, in memory, after the orders: which trader read the signal its own 
 refused it, and which account sent anything. Rule 9 (every rejection is explainable) is what
 the verdict serves, and "an entry never made uses no count" what the giving back does.
 
-Counts. A trader none of whose accounts sent anything the broker took made no entry: its counts
-go back (no account planned, every plan ignored it, outranked, unsynced, expired, or every
+Counts. A trader none of whose accounts made the entry made none: its counts go back (no
+account planned, every plan ignored it or only closed, outranked, unsynced, expired, or every
 order refused by the broker). The recorder counts an entry its own filters passed whatever its
 traders then decided (``store.trading``'s ``recorder_counters``), so its count goes back only
 when no follower could act on it at all: every order expired unsent, was refused by the
 broker or not taken by it (a p-ticket, a 429), every account was at its --max-contracts
-already, or, no trader refusing it, no account was planned (contracts not found, no
-sub-account linked) or could plan ("nothing": an unsynced view). A signal's
-``detail`` (what a restart counts) says the same as memory.
+already or halted (``halt --account``: as the global switch, which counts no entry), or, no
+trader refusing it, no account was planned (contracts not found, no sub-account linked) or
+could plan ("nothing": an unsynced view). A signal's ``detail`` (what a restart counts) says
+the same as memory.
+
+What a plan left out it says in a field, not in words (``planning.Shortfall``: a cause the
+row names as its filter, and the words): matched on the words, a reworded reason changed
+verdicts and counts.
 
 An every-Nth refusal (``trader_seen``, or the recorder's ``nth_seen`` without ``entry``) is
 never given back, for the recorder or a trader alike: the refused signal was that filter's
@@ -26,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jtrades.engine.config_cache import RecorderConfig
+from jtrades.engine.config_cache import LinkConfig, RecorderConfig
 from jtrades.engine.counters import Kind, SessionCounters, Undo
 from jtrades.engine.dispatch import AccountResult
 from jtrades.engine.filters import Rejection, reads_own_way
@@ -34,10 +39,16 @@ from jtrades.engine.send import UNAVAILABLE
 
 Verdict = tuple[str, str | None, str | None]
 ACCEPTED: Verdict = ("accepted", None, None)
-_DIRECTION = "direction: "  # how the planner's direction refusal starts (``planning._entry``)
-# what the planner's reason says of an entry or add at the cap (``planning._entry``,
-# ``resize.plan_add``)
-_CAPPED = "at --max-contracts "
+HALTED = "halted"
+# The causes (``planning.Shortfall``) of a plan that left out the entry for a limit the user
+# set on the account: the row names the cause as its filter when every account did so.
+# --direction and --max-contracts only when the plan ignored the signal (a reversal into a
+# forbidden side that closed is a close the strategy asked for); the kill switch whatever the
+# plan did instead, as the global switch's refusal does (its closes pass all the same).
+_IGNORED_FOR = frozenset({"direction", "max_contracts"})
+# Of those, the ones that held back an entry the account would have taken: an entry every
+# account left out for one of them is no follower's, and the recorder's count goes back.
+_HELD_BACK = frozenset({"max_contracts", HALTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +80,11 @@ class Judged:
         made refused the next real one (max signals) and ran a cooldown from nothing, and a
         row "accepted" with no reason hid why nothing was traded (rule 9). A request the
         broker would not take (``AccountResult.unavailable``) is named as such, not as the TTL;
-        an entry every account ignored at --max-contracts is rejected for ``max_contracts``."""
+        an entry every account ignored for a limit of its own is rejected for it (--direction,
+        --max-contracts, the account's kill switch). An accepted signal some account followed
+        only in part (closed only, or not at all: ``planning.Shortfall``) says so in its
+        reason: its row, the webhook's answer and ``signals list`` showed no reason, and the
+        follower sat flat while the strategy was short."""
         detail = self.detail
         was_entry = bool(detail["entry"] or detail["trader_entries"])
         reached = {a.trader_id for a in accounts if _reached(a)}
@@ -77,6 +92,21 @@ class Judged:
             if tid not in reached:
                 detail["trader_entries"].remove(tid)
                 _put_back(counters, undo, "trader", tid)
+        verdict = self._settled(accounts, bool(reached), was_entry, counters, undo, ttl)
+        if verdict == ACCEPTED:
+            return ("accepted", None, self._shortfalls(accounts))
+        return verdict
+
+    def _settled(
+        self,
+        accounts: list[AccountResult],
+        reached: bool,
+        was_entry: bool,
+        counters: SessionCounters,
+        undo: Undo,
+        ttl: float,
+    ) -> Verdict:
+        detail = self.detail
         verdict = self.filtered()
         if reached:
             return verdict
@@ -84,10 +114,10 @@ class Judged:
         turned_down = [a for a in accounts if a.rejected]  # by the broker
         # the broker would not take the requests (a p-ticket, a 429): nothing reached it
         unavailable = [a for a in accounts if a.unavailable]
-        capped = bool(accounts) and all(_capped(a) for a in accounts)
+        held_back = bool(accounts) and all(_cause(a) in _HELD_BACK for a in accounts)
         stuck = bool(self.rec.traders) and all(a.action == "nothing" for a in accounts)
         if detail["entry"] and (
-            expired or turned_down or unavailable or capped or (stuck and not self.rejections)
+            expired or turned_down or unavailable or held_back or (stuck and not self.rejections)
         ):
             detail["entry"] = detail["nth_seen"] = False
             _put_back(counters, undo, "recorder", self.rec.id)
@@ -105,17 +135,61 @@ class Judged:
         if expired:
             why = f"its orders waited past the {ttl:g}s signal TTL and were not sent: not traded"
             return ("expired", None, why)
-        # each account refused by a filter, not all by the same trader, or ignored for a limit
-        # of its plan (--direction, --max-contracts): the count above (every trader refused)
-        # missed it, and the row said accepted with no reason
+        # each account refused by a filter, not all by the same trader, or left out for a limit
+        # of its own (--direction, --max-contracts, its kill switch): the count above (every
+        # trader refused) missed it, and the row said accepted with no reason
         refused = self._refused_traders()
-        if accounts and all(a.trader_id in refused or _ignored(a) for a in accounts):
-            # none refused by a filter: every account ignored it for --direction/--max-contracts
-            first = self._first() or next(w for a in accounts if (w := _ignored(a)) is not None)
-            return ("rejected", *first)
+        if accounts and all(a.trader_id in refused or _limited(a) for a in accounts):
+            return ("rejected", *(self._first() or self._limit(accounts)))
         if stuck and was_entry:  # accepted by every filter, and no follower could act on it
             return ("accepted", None, f"not traded: {self._why_not(accounts)}")
         return verdict
+
+    def _limit(self, accounts: list[AccountResult]) -> tuple[str, str]:
+        """The (filter, reason) of an entry every account left out for a limit of its own
+        (none refused by a filter): the first account's; for the kill switch, every halted
+        account named (a global halt's reason names none: this one is one account's)."""
+        first = next(a.short for a in accounts if a.short is not None and _limited(a))
+        if first.cause != HALTED:
+            return first.cause, first.why
+        return HALTED, self._halted_on([a for a in accounts if _cause(a) == HALTED])
+
+    def _shortfalls(self, accounts: list[AccountResult]) -> str | None:
+        """The reason of an accepted signal some account followed only in part (its plan's
+        ``Shortfall``): "closed only: …" or "not traded: …", naming the sub-account when the
+        signal reached more than one. None when every account did what the alert asked. The
+        accounts of a trader a filter refused are left out: that refusal is the trader's, on
+        the row's ``detail``, as it was; an account another trader's plan traded (outranked)
+        did what was asked."""
+        refused = self._refused_traders()
+        said: list[str] = []
+        for a in accounts:
+            if a.short is None or a.outranked_by is not None or a.trader_id in refused:
+                continue
+            why = self._halted_on([a]) if a.short.cause == HALTED else a.short.why
+            text = f"{'closed only' if a.action == 'close' else 'not traded'}: {why}"
+            if len(accounts) > 1:
+                link = self._link(a.sub_account_id)
+                text = f"{link.sub_name if link else f'sub-account {a.sub_account_id}'}: {text}"
+            if text not in said:
+                said.append(text)
+        return "; ".join(said) or None
+
+    def _halted_on(self, accounts: list[AccountResult]) -> str:
+        """The kill switch's reason naming the accounts (``halt --account LABEL``) it stopped."""
+        links = [(a.sub_account_id, self._link(a.sub_account_id)) for a in accounts]
+        named = (link.label if link else f"(sub-account {sub})" for sub, link in links)
+        labels = list(dict.fromkeys(named))
+        which = f"account {labels[0]}" if len(labels) == 1 else f"accounts {', '.join(labels)}"
+        return f"trading is halted on {which} (kill switch); only closes pass"
+
+    def _link(self, sub_account_id: int) -> LinkConfig | None:
+        """The sub-account as the fan-out read it (its name, its login's label)."""
+        for t in self.rec.traders:
+            for link in t.links:
+                if link.sub_account_id == sub_account_id:
+                    return link
+        return None
 
     def _first(self) -> tuple[str, str] | None:
         """The refusal the row names. The recorder's own, unless a trader read the signal its
@@ -155,30 +229,23 @@ class Judged:
 
 
 def _reached(a: AccountResult) -> bool:
-    """Something of the account's plan went to the broker and was not refused (accepted, or
-    its answer never came): an order the broker refused changed nothing, and counted as an
-    entry it refused the strategy's next real one (max signals) and ran a cooldown."""
-    return a.sent + a.unknown > 0
+    """The account made the entry the alert asked for: its plan did all of it (no
+    ``Shortfall``), and something of it went to the broker and was not refused (accepted, or
+    its answer never came). An order the broker refused changed nothing, and a plan short of
+    the entry only closed or cancelled: counted as an entry, either refused the strategy's
+    next real one (max signals) and ran a cooldown from nothing."""
+    return a.short is None and a.sent + a.unknown > 0
 
 
-def _direction(a: AccountResult) -> bool:
-    return a.action == "ignore" and a.reason.startswith(_DIRECTION)
+def _cause(a: AccountResult) -> str | None:
+    return a.short.cause if a.short is not None else None
 
 
-def _capped(a: AccountResult) -> bool:
-    """The account's plan ignored the entry: its position (and entries working) is at the
-    cap already."""
-    return a.action == "ignore" and _CAPPED in a.reason
-
-
-def _ignored(a: AccountResult) -> tuple[str, str] | None:
-    """The (filter, reason) of a plan that ignored the entry for a limit the user set
-    (--direction, --max-contracts), as the row names it; None for any other outcome."""
-    if _direction(a):
-        return "direction", a.reason.removeprefix(_DIRECTION)
-    if _capped(a):
-        return "max_contracts", a.reason
-    return None
+def _limited(a: AccountResult) -> bool:
+    """The account's plan left the entry out for a limit the user set on it: ignored it for
+    --direction or --max-contracts, or the account is halted (whatever it closed instead)."""
+    cause = _cause(a)
+    return cause == HALTED or (a.action == "ignore" and cause in _IGNORED_FOR)
 
 
 def _put_back(counters: SessionCounters, undo: Undo, kind: Kind, key: int) -> None:
