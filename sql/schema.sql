@@ -292,6 +292,8 @@ CREATE TABLE order_intents (
 CREATE INDEX order_intents_signal_idx ON order_intents (signal_id);
 CREATE INDEX order_intents_open_idx ON order_intents (state) WHERE state IN ('pending', 'sent', 'unknown');
 CREATE INDEX order_intents_sub_idx ON order_intents (sub_account_id, created_at DESC);
+-- one position's intents newest first (owed_stops.evidence: the last plan on a contract)
+CREATE INDEX order_intents_position_idx ON order_intents (sub_account_id, symbol, id);
 
 -- The broker's orders, mirrored from its event stream.
 CREATE TABLE orders (
@@ -326,6 +328,8 @@ CREATE TABLE fills (
     UNIQUE (sub_account_id, broker_fill_id)  -- Tradovate replays fills around the session change
 );
 CREATE INDEX fills_time_idx ON fills (sub_account_id, filled_at);
+-- one position's latest fill (owed_stops.evidence)
+CREATE INDEX fills_position_idx ON fills (sub_account_id, symbol, broker_fill_id);
 
 CREATE TABLE positions (
     sub_account_id  bigint NOT NULL REFERENCES sub_accounts (id) ON DELETE CASCADE,

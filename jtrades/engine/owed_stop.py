@@ -15,8 +15,17 @@ written before anything was sent (rule 1):
 - the last plan on the contract (the account at the broker's rows) that may have reached the
   broker: one signal's intents, or one protection's. Whatever last changed the position or its
   protection through the daemon is that plan;
-- among its intents, the newest stop (a stop order, or an OCO's stop leg) that never reached the
-  broker: refused, or expired (not sent, or not found at the broker by its clOrdId). One still
+- the plan removed protection: one of its cancels took a live stop away. Confirmed, not assumed:
+  the broker took the cancel (``done``), or the stop's stored row shows it Canceled and the
+  cancel may have been sent (no step before it in the plan, other than a cancel or modify, is
+  known never to have left: the plan goes step by step, so a cancel after a step that never
+  left never left either, and whoever cancelled that stop, it was not the plan). A cancel in doubt of a stop still working,
+  or of an order that is not a stop, removed nothing;
+- and then failed to put its stop back: after that cancel, the newest stop (a stop order, or an
+  OCO's stop leg) that did not reach the broker because something failed: refused, or expired
+  (not sent for a failure, its TTL, the broker unavailable, or not found at the broker by its
+  clOrdId after a crash). Not a step the dispatcher chose not to send (``NOT_SENT_ON_PURPOSE``:
+  a DCA take-profit leg whose contracts went to another leg): nothing failed there. One still
   pending or in doubt is not owed yet (reconciliation settles it first: it may be working);
 - on the side that closes the position as it is now;
 - and the contract's latest stored fill was the daemon's (an order with its clOrdId or intent,
@@ -33,13 +42,21 @@ the last to reach the broker (the alert that opened the next trade, or closed th
 a trade opened by hand has a fill by hand as its latest. A stop deliberately removed — by a
 close, by an alert whose plan changed the exits, by a flatten, or once placed by protection and
 cancelled later by a person — was removed by a plan that reached the broker and left no stop
-unplaced, or was placed (not "never reached"). A plan nothing of which reached the broker (its
-TTL passed, its first step refused) changed nothing and owes nothing. A failed protection
-attempt never reaches the broker either, so the stop stays owed through the retries.
+unplaced, or was placed (not "never reached"), or was cancelled by no plan at all: a person's
+cancel is not the plan's, and a plan whose cancel is not confirmed removed nothing (a DCA killed
+before anything of it was sent, its stop cancelled by hand later). A plan nothing of which
+reached the broker (its TTL passed, its first step refused) changed nothing and owes nothing. A
+failed protection attempt never reaches the broker either, so the stop stays owed through the
+retries.
+
+Left open: a plan whose first step is the cancel (a reduce), killed before it was sent, then its
+stop cancelled by hand, looks exactly like one killed just after the cancel went (nothing
+durable tells when the stop's row became Canceled): the stop comes back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -47,7 +64,8 @@ from typing import Any
 import asyncpg
 import structlog
 
-from jtrades.broker.base import Contract, OrderType, Position, Side
+from jtrades.broker.base import Contract, OrderStatus, OrderType, Position, Side
+from jtrades.engine.dispatch import NOT_SENT_ON_PURPOSE
 from jtrades.engine.risk import RiskSettings, SlType
 from jtrades.engine.sizing import exit_offset_points, exit_price, round_distance, round_to_tick
 from jtrades.store import owed_stops
@@ -55,11 +73,19 @@ from jtrades.store.owed_stops import PlanStep, StopEvidence
 
 log = structlog.get_logger(__name__)
 
-# Intent states that mean the order never reached the broker.
+# A stop step in these states did not reach the broker (``failed_to_place`` tells why).
 UNSENT = frozenset({"expired", "rejected"})
 _STOP_TYPES = frozenset(
     {OrderType.STOP.value, OrderType.STOP_LIMIT.value, OrderType.TRAILING_STOP.value}
 )
+# Steps reconciliation cannot look up by clOrdId: expired "outcome not confirmed", they may have
+# reached the broker (``reconcile.resolve_intent``); only a reason saying so proves they did not.
+_IN_DOUBT_KINDS = frozenset({"cancel", "liquidate", "modify"})
+_NOT_SENT = "not sent"
+# Steps that send their successors whatever became of them: the protector sends each of its
+# cancels (``protect_sender``), so one never sent proves nothing of the next.
+_NO_PROOF_KINDS = frozenset({"cancel", "modify"})
+_CANCELED = OrderStatus.CANCELED.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +138,53 @@ def _decimal(value: object) -> Decimal | None:
     return d if d.is_finite() else None
 
 
+def skipped(step: PlanStep) -> bool:
+    """A step the dispatcher chose not to send (``dispatch.NOT_SENT_ON_PURPOSE``)."""
+    return step.state == "expired" and (step.reason or "").startswith(NOT_SENT_ON_PURPOSE)
+
+
+def never_sent(step: PlanStep) -> bool:
+    """Known never to have left for the broker: expired, save a cancel, liquidation or modify
+    whose expiry does not say so (closed "outcome not confirmed" after a crash: it may have)."""
+    if step.state != "expired":
+        return False
+    return step.kind not in _IN_DOUBT_KINDS or (step.reason or "").startswith(_NOT_SENT)
+
+
+def failed_to_place(step: PlanStep) -> bool:
+    """A step that did not reach the broker because something failed: refused, or expired for
+    anything but the dispatcher's choice (``skipped``)."""
+    return step.state in UNSENT and not skipped(step)
+
+
+def cancels_stop(step: PlanStep) -> bool:
+    """A cancel of a stop: the order it names, as stored, is one (else as its note names it:
+    ``{order type} {qty}``, the dispatcher's cancels)."""
+    if step.kind != "cancel":
+        return False
+    kind = step.target_type
+    if kind is None:
+        note = step.request.get("note")
+        kind = note.split(" ", 1)[0] if isinstance(note, str) else None
+    return kind in _STOP_TYPES
+
+
+def removed_stop(step: PlanStep, earlier: Sequence[PlanStep]) -> bool:
+    """Whether ``step`` took a live stop away, confirmed (the module docstring): the broker took
+    the cancel, or the stop's stored row shows it Canceled and the cancel may have been sent —
+    no step before it in the plan (``earlier``) that holds back the ones after it is known never
+    to have left. Pure."""
+    if not cancels_stop(step):
+        return False
+    if step.state == "done":
+        return True
+    if step.target_status != _CANCELED or never_sent(step):
+        return False
+    return not any(
+        never_sent(e) and not skipped(e) and e.kind not in _NO_PROOF_KINDS for e in earlier
+    )
+
+
 def owed_stop(evidence: StopEvidence | None, position: Position, coverage: int) -> OwedStop | None:
     """The stop the daemon owes ``position`` (the module docstring), whose live stops cover
     ``coverage`` contracts; None when nothing is owed. Pure."""
@@ -120,9 +193,15 @@ def owed_stop(evidence: StopEvidence | None, position: Position, coverage: int) 
         return None
     if evidence.latest_fill_ours is not True:
         return None  # a person traded the contract since, or its fills are not known
+    plan = sorted(evidence.steps, key=lambda st: st.id)  # in the order written
+    removed = next((st.id for n, st in enumerate(plan) if removed_stop(st, plan[:n])), None)
+    if removed is None:
+        return None  # the plan took no stop away: whatever is naked is not its doing
     exit_side = Side.SELL if position.net_pos > 0 else Side.BUY
-    for step in evidence.steps:  # newest first
-        if step.state not in UNSENT:
+    for step in reversed(plan):  # newest first, down to the cancel
+        if step.id <= removed:
+            break
+        if not failed_to_place(step):
             continue
         leg = stop_leg(step)
         if leg is None or leg.get("side") != exit_side.value:

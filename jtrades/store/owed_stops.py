@@ -1,6 +1,8 @@
 """The durable evidence of a stop the daemon owes an open position (``engine.owed_stop``
-decides from it): the intents of the last plan on the contract that may have reached the broker,
-and whether the contract's latest fill was the daemon's.
+decides from it): the intents of the last plan on the contract that may have reached the broker
+(a cancel's with the stored row of the order it names), and whether the contract's latest fill
+was the daemon's. Read through the position's own history only (``sql/queries/owed_stops.sql``:
+it runs on every pass, under the account's dispatcher lock).
 
 Its own module (with ``sql/queries/owed_stops.sql``) because it reads intents, orders and fills
 together for one decision of the protector's, which no other caller shares.
@@ -18,7 +20,8 @@ from jtrades.store import Executor, translate_errors
 
 @dataclass(frozen=True, slots=True)
 class PlanStep:
-    """One intent of the plan, as written (``order_intents``)."""
+    """One intent of the plan, as written (``order_intents``); a cancel with the order it names
+    as the mirror last stored it (its type and broker status; None when not stored)."""
 
     id: int
     cl_ord_id: str
@@ -26,6 +29,9 @@ class PlanStep:
     state: str
     side: str | None
     request: dict[str, Any]
+    reason: str | None = None
+    target_type: str | None = None
+    target_status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,9 @@ async def evidence(
             str(r["state"]),
             r["side"],
             dict(r["request"] or {}),
+            r["reason"],
+            r["target_type"],
+            r["target_status"],
         )
         for r in rows
     )

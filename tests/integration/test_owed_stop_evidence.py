@@ -42,6 +42,7 @@ class Db:
     subs: list[int]
     order_ids: dict[str, int] = field(default_factory=dict)  # clOrdId -> broker order id
     next_id: int = 1000
+    stop_id: int = 0  # the entry's stop bracket (broker order id)
 
     async def signal(self) -> int:
         return int(
@@ -62,10 +63,13 @@ class Db:
         qty: int | None = None,
         request: dict[str, Any] | None = None,
         sub: int | None = None,
+        cancels: int | None = None,
     ) -> int:
         doc: dict[str, Any] = {"type": kind, "note": ""}
         if request is not None:
             doc["request"] = request
+        if cancels is not None:
+            doc["cancel_order_id"] = cancels
         return int(
             await self.pool.fetchval(
                 "INSERT INTO order_intents (signal_id, sub_account_id, cl_ord_id, step, kind,"
@@ -122,17 +126,35 @@ class Db:
         )
 
     async def entry(self) -> str:
-        """An alert opened long 1 (an order strategy, its stop a bracket without an intent);
-        its clOrdId."""
+        """An alert opened long 1 (an order strategy, its stop a bracket without an intent,
+        stored working: ``stop_id``); its clOrdId."""
         sig = await self.signal()
         cl = f"jt-{sig}-{self.subs[0]}-1"
         i = await self.intent(cl, "strategy", "filled", signal=sig, side="Buy", qty=1)
         await self.filled(cl, intent=i)
+        self.next_id += 10
+        self.stop_id = self.next_id
+        await self.pool.execute(
+            "INSERT INTO orders (sub_account_id, broker_order_id, symbol, side, qty, order_type,"
+            " stop_price, status, parent_id) VALUES ($1, $2, $3, 'Sell', 1, 'Stop', 21490,"
+            " 'Working', $4)",
+            self.subs[0],
+            self.stop_id,
+            SYM,
+            self.order_ids[cl],
+        )
         return cl
+
+    async def stop_status(self, status: str) -> None:
+        """The entry's stop as the mirror stores it now (``Canceled``: gone at the broker)."""
+        await self.pool.execute(
+            "UPDATE orders SET status = $1 WHERE broker_order_id = $2", status, self.stop_id
+        )
 
     async def cut_dca(self, stop: str = "21490.0", *, stop_state: str = "expired") -> int:
         """A DCA add whose plan stopped after its cancel (the daemon killed): the add filled,
-        the cancel's outcome unconfirmed, the stop for the long 2 never sent."""
+        the cancel's outcome unconfirmed (the entry's stop stored Canceled: it went), the stop
+        for the long 2 never sent."""
         sig = await self.signal()
         p = f"jt-{sig}-{self.subs[0]}"
         add = await self.intent(
@@ -145,7 +167,10 @@ class Db:
             request=order_doc("Buy", 1, "Market"),
         )
         await self.filled(f"{p}-1", intent=add)
-        await self.intent(f"{p}-2", "cancel", "expired", signal=sig, reason=UNCONFIRMED)
+        await self.intent(
+            f"{p}-2", "cancel", "expired", signal=sig, reason=UNCONFIRMED, cancels=self.stop_id
+        )
+        await self.stop_status("Canceled")
         await self.intent(
             f"{p}-3x",
             "order",
@@ -322,7 +347,7 @@ async def test_a_protection_cut_after_its_cancels_owes_its_stop(database: Databa
     db = await world(database)
     await db.entry()
     prot = f"jt-p-{db.subs[0]}-{SYM}-1733000000000"
-    await db.intent(f"{prot}-1", "cancel", "done", signal=None)
+    await db.intent(f"{prot}-1", "cancel", "done", signal=None, cancels=db.stop_id)
     await db.intent(
         f"{prot}-2",
         "order",

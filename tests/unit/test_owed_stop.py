@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from jtrades.broker.base import Contract, Position, Side
+from jtrades.engine.dispatch import NOT_SENT_ON_PURPOSE
 from jtrades.engine.owed_stop import OwedStop, StopLevel, owed_stop, stop_leg, stop_level
 from jtrades.engine.risk import RiskSettings, SlType
 from jtrades.store.owed_stops import PlanStep, StopEvidence
@@ -38,20 +39,33 @@ def leg(side: str, qty: int, kind: str = "Stop", stop: str | None = "21490.0", *
 
 
 def step(
-    n: int, kind: str, state: str, request: dict | None = None, side: str | None = None
+    n: int,
+    kind: str,
+    state: str,
+    request: dict | None = None,
+    side: str | None = None,
+    **kw: Any,
 ) -> PlanStep:
     doc: dict[str, Any] = {"type": kind, "note": ""}
     if request is not None:
         doc["request"] = request
-    return PlanStep(n, f"jt-3-1-{n}", kind, state, side, doc)
+    return PlanStep(n, f"jt-3-1-{n}", kind, state, side, doc, **kw)
 
 
 def add(state: str = "filled") -> PlanStep:
     return step(2, "order", state, leg("Buy", 1, "Market", None), "Buy")
 
 
-def cancel(state: str = "expired") -> PlanStep:
-    return step(3, "cancel", state)
+UNCONFIRMED = "outcome not confirmed by the broker; not repeated"
+
+
+def cancel(
+    state: str = "expired", n: int = 3, target: str | None = "Stop", status: str | None = "Canceled"
+) -> PlanStep:
+    """A cancel of the entry's stop (``target``: its stored type), its outcome not confirmed
+    after a crash; the stop's stored row Canceled (``status``)."""
+    reason = UNCONFIRMED if state == "expired" else None
+    return step(n, "cancel", state, reason=reason, target_type=target, target_status=status)
 
 
 def stop(state: str = "expired", side: str = "Sell", qty: int = 2, **kw: Any) -> PlanStep:
@@ -60,7 +74,8 @@ def stop(state: str = "expired", side: str = "Sell", qty: int = 2, **kw: Any) ->
 
 def cut_dca(*, fill: bool | None = True, **kw: Any) -> StopEvidence:
     """A DCA add whose plan stopped after its cancel: the add filled, the cancel's outcome is
-    not confirmed, the stop for the averaged position never went (newest first)."""
+    not confirmed but the entry's stop is stored Canceled, the stop for the averaged position
+    never went (newest first)."""
     return StopEvidence((stop(**kw), cancel(), add()), fill)
 
 
@@ -92,7 +107,7 @@ def test_the_quantity_is_the_position_s_not_the_planned_stop_s() -> None:
         (
             stop(qty=1),
             step(3, "order", "expired", leg("Sell", 1, "Market", None)),
-            step(2, "cancel", "expired"),
+            cancel(n=2),
         ),
         True,
     )
@@ -191,6 +206,89 @@ def test_a_recorded_request_that_is_not_a_stop_is_skipped() -> None:
     assert stop_leg(step(4, "order", "expired", None)) is None
     bad = cut_dca(stop="not a price")
     assert owed_stop(bad, pos(2), 0) is None
+
+
+# --- only a plan that took a stop away and failed to put it back owes one --------------------
+
+NOT_FOUND = "no order at the broker with this clOrdId: not sent, never sent late"
+
+
+def test_a_take_profit_leg_the_dispatcher_chose_not_to_send_is_not_owed() -> None:
+    """A DCA add's first leg reached at the broker's average: its contracts went to the next
+    leg, which went out with its stop. Nothing failed; exits a person cancels stay cancelled."""
+    oco = {"first": leg("Sell", 1, "Limit", None, price="21503.0"), "second": leg("Sell", 1)}
+    why = f"{NOT_SENT_ON_PURPOSE}its contracts go to another leg"
+    placed = {"first": leg("Sell", 2, "Limit", None, price="21510.0"), "second": leg("Sell", 2)}
+    ev = StopEvidence(
+        (
+            step(6, "oco", "working", placed, "Sell"),
+            step(5, "oco", "expired", oco, "Sell", reason=why),
+            cancel("done"),
+            add(),
+        ),
+        True,
+    )
+    assert owed_stop(ev, pos(2), 0) is None
+    # the same leg not sent because a step before it failed is owed
+    failed = step(5, "oco", "expired", oco, "Sell", reason="not sent: step 3 rejected")
+    assert owed_stop(StopEvidence((failed, cancel("done"), add()), True), pos(2), 0) is not None
+
+
+def test_a_cancel_in_doubt_of_a_stop_still_working_removed_nothing() -> None:
+    """Killed before the cancel went: its stop worked on; cancelled later by a person."""
+    ev = StopEvidence((stop(), cancel(status="Working"), add()), True)
+    assert owed_stop(ev, pos(2), 0) is None
+    unknown = StopEvidence((stop(), cancel(status=None), add()), True)  # its row not stored
+    assert owed_stop(unknown, pos(2), 0) is None
+
+
+def test_a_cancel_after_a_step_that_never_left_never_left_either() -> None:
+    """A DCA killed before its first call: the add was never at the broker, so its cancel was
+    never sent, whoever cancelled the stop its row shows Canceled (a person, later)."""
+    never = step(2, "order", "expired", leg("Buy", 1, "Market", None), "Buy", reason=NOT_FOUND)
+    ev = StopEvidence((stop(), cancel(), never), True)
+    assert owed_stop(ev, pos(1), 0) is None
+
+
+def test_a_protection_s_cancel_not_sent_proves_nothing_of_the_next() -> None:
+    """The protector sends each of its cancels whatever became of the one before."""
+    first = step(2, "cancel", "expired", reason="not sent: broker unavailable (429)")
+    ev = StopEvidence((stop(), cancel(), first), True)
+    assert owed_stop(ev, pos(2), 0) is not None
+
+
+def test_a_cancel_never_sent_removed_nothing_whatever_its_stop_shows() -> None:
+    """Written 'not sent' (its signal too old): whoever cancelled the stop, not this plan."""
+    why = "not sent: signal older than its TTL"
+    never = step(3, "cancel", "expired", reason=why, target_type="Stop", target_status="Canceled")
+    ev = StopEvidence((stop(), never, add()), True)
+    assert owed_stop(ev, pos(2), 0) is None
+
+
+def test_a_confirmed_cancel_of_a_stop_is_enough_a_cancel_of_a_take_profit_is_not() -> None:
+    assert owed_stop(StopEvidence((stop(), cancel("done", status=None), add()), True), pos(2), 0)
+    assert owed_stop(
+        StopEvidence((stop(), cancel("done", status="Working"), add()), True), pos(2), 0
+    )
+    tp = cancel("done", target="Limit")
+    assert owed_stop(StopEvidence((stop(), tp, add()), True), pos(2), 0) is None
+    # not stored: the dispatcher's note names what it cancelled
+    noted = PlanStep(3, "jt-3-1-3", "cancel", "done", None, {"type": "cancel", "note": "Stop 1"})
+    assert owed_stop(StopEvidence((stop(), noted, add()), True), pos(2), 0) is not None
+
+
+def test_a_refused_cancel_of_a_stop_already_gone_with_its_oco_partner_counts() -> None:
+    """The take-profit's cancel took its OCO partner, the stop, with it: the stop's own cancel
+    is refused, its row Canceled, and the stop after it never went."""
+    ev = StopEvidence((stop(), cancel("rejected"), add()), True)
+    assert owed_stop(ev, pos(2), 0) is not None
+
+
+def test_a_stop_that_failed_before_the_cancel_is_not_owed() -> None:
+    """Only a stop planned to go back after the cancel took one away."""
+    early = step(2, "order", "rejected", leg("Sell", 2), "Sell")
+    ev = StopEvidence((cancel("done"), early), True)
+    assert owed_stop(ev, pos(2), 0) is None
 
 
 # --- the level a protection stops at -------------------------------------------------------
