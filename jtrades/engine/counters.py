@@ -14,6 +14,7 @@ and a duplicate (or a delivery that could not be stored) puts them back.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -63,28 +64,38 @@ def count_entry(c: Counters, refused: str | None, at: datetime) -> tuple[bool, b
 
 @dataclass(frozen=True, slots=True)
 class ForeignEntry:
-    """A buy/sell the recorder's reading cannot open (a side its ``--direction`` forbids) that a
-    trader reading it its own way may take as an entry (``filters.forbidden_side``).
+    """An entry of a trader that reads the recorder its own way (``filters.reads_own_way``):
+    all its entries count on its own counters, whichever reading made them, as the row's
+    ``trader_entries``/``trader_seen`` list them (what a restart seeds them from, and what
+    ``verdicts`` gives back for an entry none of its accounts made). The recorder's entry
+    filters (``filters.check_entry``: the recorder's values, in its owner's zone) judge each on
+    them, besides what the recorder's own chain said:
 
-    The recorder's entry filters (``filters.check_entry``: its window, cutoff, cooldown, max
-    signals and every-Nth, with the recorder's values, in its owner's zone) judge it for each
-    such trader, on that trader's own counters: the entries its reading makes, as the row's
-    ``trader_entries``/``trader_seen`` list them, which is what a restart seeds them from. Not
-    on the recorder's: the recorder made no entry, and its counts are what every trader reading
-    the recorder as the recorder does is judged on. Counted there, one follower's ``--inverse``
-    (another user's, on a public recorder) spent the owner's ``--max-signals``, started her
-    cooldown and moved her every-Nth turn."""
+    - ``forbidden``: a side the recorder's ``--direction`` forbids (``filters.forbidden_side``),
+      no entry of the recorder's at all. Its chain judged none of its entry filters and counts
+      nothing: all of them judge it here, on the trader's counters alone. Counted on the
+      recorder's, one follower's ``--inverse`` (another user's, on a public recorder) spent
+      the owner's ``--max-signals``, started her cooldown and moved her every-Nth turn.
+    - else an entry of the recorder's reading too: its chain passed it on the recorder's
+      counters, which every trader is held to, and its cooldown and max signals judge it
+      again on the trader's. Judged on the recorder's alone, a ``--direction both`` follower of
+      a long-only recorder with a one-hour cooldown went short (its own reading, on its
+      counters), then long a minute later on a buy the recorder's clean counters passed: two
+      entries inside its cooldown, twice its max signals. Not its every-Nth: that turn was
+      the recorder's, and taken twice it is every N-th of every N-th."""
 
     signal: Signal
     settings: RiskSettings  # the recorder's
     tz: ZoneInfo  # the recorder owner's
     at: datetime  # the signal's arrival
+    forbidden: bool = True
 
     def judge(self, own: Counters) -> Rejection | None:
         """The recorder's verdict on this entry of a trader whose counts are ``own``; they
         move with the trader's verdict (``fanout``), not here."""
         state = RecorderState(own.signals, own.entries, own.last_entry_at, own.seen)
-        return check_entry(self.signal, self.settings, state, self.at, self.tz)
+        s = self.settings if self.forbidden else dataclasses.replace(self.settings, every_nth=1)
+        return check_entry(self.signal, s, state, self.at, self.tz)
 
 
 class SessionCounters:

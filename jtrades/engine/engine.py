@@ -14,11 +14,11 @@ the signal row, its dedup decision and its intents in that one statement (``sign
 when it turns out a duplicate, nothing is sent and the counters the filters moved are put back,
 under a per-recorder lock so no other signal of the recorder saw them. The HTTP layer stores the
 returned ``Outcome`` on the row; ``Outcome.detail`` carries ``entry``/``nth_seen`` (the
-recorder's counters) and ``trader_entries``/``trader_seen`` (trader ids: a trader's entries,
-those of its own reading the recorder's cannot open included) so the session counters can be
-rebuilt after a restart, ``traders`` (per-trader rejections and skipped
-sub-accounts) and ``accounts`` (per sub-account: action, reason, sent/rejected/unknown/expired
-counts, the broker's messages).
+recorder's counters, moved by the recorder's reading alone) and ``trader_entries``/
+``trader_seen`` (trader ids: each trader's entries, whichever reading made them,
+``counters.ForeignEntry``) so the session counters can be rebuilt after a restart,
+``traders`` (per-trader rejections and skipped sub-accounts) and ``accounts`` (per
+sub-account: action, reason, sent/rejected/unknown/expired counts, the broker's messages).
 
 The verdict, and the counts of entries never made given back, wait for the orders
 (``verdicts``). A database failure while writing the intents returns ``rejected`` with filter
@@ -409,19 +409,19 @@ class Engine:
             "trader_seen": [],
         }
         foreign = None
-        if (
-            (rej is None or rej.filter == "direction")
-            and forbidden_side(signal, rec.settings)
-            and any(reads_own_way(t.overridden) for t in rec.traders)
+        if (rej is None or rej.filter == "direction") and any(
+            reads_own_way(t.overridden) for t in rec.traders
         ):
-            # a trader's own reading may open what the recorder's cannot: the recorder's
-            # other entry filters judge that entry on the trader's counts, not the recorder's
-            # (``counters.ForeignEntry``)
-            foreign = ForeignEntry(signal, rec.settings, rec.tz, received_at)
+            # a trader reading the recorder its own way may open what the recorder's reading
+            # cannot: the recorder's entry filters judge that on the trader's counts, where
+            # all its entries count, those of the recorder's reading too (``ForeignEntry``)
+            forbidden = forbidden_side(signal, rec.settings)
+            foreign = ForeignEntry(signal, rec.settings, rec.tz, received_at, forbidden)
         items, trader_rejections = await self._fanout.work_items(
             signal, rec, snap, now, received_at, signal_id, detail, undo, rej, foreign
         )
-        judged = Judged(rec, rej, foreign is not None, trader_rejections, detail)
+        own_way = foreign is not None and foreign.forbidden  # the recorder's refusal binds none
+        judged = Judged(rec, rej, own_way, trader_rejections, detail)
         if not items:
             if not rec.traders:
                 detail["note"] = "no trader follows this recorder"

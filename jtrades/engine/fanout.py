@@ -115,11 +115,14 @@ class Fanout:
         ``refused``: the recorder refused the entry (``Rejection.entry_only``), so for a trader
         reading the signal as the recorder does only its gate runs and every plan is
         close-only; a trader's own entry refusal makes its plans close-only too. ``foreign``:
-        the recorder's reading cannot open the signal (a side its direction forbids), and a
-        trader reading it its own way (``filters.reads_own_way``) is judged on that reading,
-        the recorder's direction refusal aside, by the recorder's other entry filters first, on
-        the trader's own counts (``counters.ForeignEntry``). A trader that is switched off or
-        whose owner may not trade (``inert``) is only named on the row, with its reason.
+        some trader reads the recorder its own way (``filters.reads_own_way``), and the
+        recorder did not refuse the entry, or refused it only for its direction. An entry of
+        such a trader's reading is judged by the recorder's entry filters first, on the
+        trader's own counts, where all its entries count (``counters.ForeignEntry``); on a side
+        the recorder's reading cannot open (``ForeignEntry.forbidden``) the recorder's
+        direction refusal does not bind it. A trader that is switched off or whose owner may
+        not trade (``inert``) is only named on the row, with its reason (its own recorder's
+        alerts are still its paper market: ``_own_market``).
 
         Two passes: what each trader is, then its filters. Between them, one wait for the
         mirror to count the fills of every trader whose daily-loss limit judges an entry: a
@@ -136,14 +139,17 @@ class Fanout:
                 halted=snap.halted,
             )
             if inert(gate):  # its refusal is on the row all the same (second pass)
+                await self._own_market(t, rec, ticker, signal.price)
                 traders.append(_Trader(t, tc, {}, {}, gate, None, False, None))
                 continue
             brokers, contracts, moved = await self._links(t, ticker, signal.price, detail)
             own_way = foreign is not None and reads_own_way(t.overridden)
-            by_recorder = None if own_way else refused
+            # a refusal of a side the recorder's reading cannot open is none of its reading's
+            apart = own_way and foreign is not None and foreign.forbidden
+            by_recorder = None if apart else refused
             entry = gate is None and by_recorder is None and is_entry(signal, t.settings)
             if entry and own_way and foreign is not None:
-                by_recorder = foreign.judge(tc)  # on the trader's counts: its reading's
+                by_recorder = foreign.judge(tc)  # on the trader's counts: all its entries'
                 entry = by_recorder is None
             waits = entry and t.settings.max_daily_loss is not None
             last = _last_fills(t.links, brokers) if waits else None
@@ -255,14 +261,44 @@ class Fanout:
                 continue
             if elsewhere:
                 moved.add(link.sub_account_id)
-                if price is not None:
-                    self._brokers.note_fill_price(link, contract, price)
-            elif price is not None:
-                self._brokers.note_price(link, contract, price)
-                self._marks[(t.user_id, contract.symbol)] = price
+            if price is not None:
+                self._note(link, contract, elsewhere, price)
+                if not elsewhere:
+                    self._marks[(t.user_id, contract.symbol)] = price
             brokers[link.sub_account_id] = broker
             contracts[link.sub_account_id] = contract
         return brokers, contracts, frozenset(moved)
+
+    def _note(self, link: LinkConfig, contract: Contract, elsewhere: bool, price: Decimal) -> None:
+        """The alert's price as the paper market of the month it names; for a month held
+        across the roll only what market orders fill at (``_links``)."""
+        if elsewhere:
+            self._brokers.note_fill_price(link, contract, price)
+        else:
+            self._brokers.note_price(link, contract, price)
+
+    async def _own_market(
+        self, t: TraderConfig, rec: RecorderConfig, ticker: str, price: Decimal | None
+    ) -> None:
+        """An ``inert`` trader of the recorder's owner: the alert's price is still the market of
+        its paper sub-accounts. A trader of her own recorder switched off leaves its positions'
+        stops working at the paper broker, whose only market is her strategy's alerts: skipped,
+        a stop never triggered however far the price ran through it. Another user's alerts stay
+        out (``inert``). Nothing else of ``_links``: the paper broker's own contract table (no
+        broker round trip), no restore awaited (one pending is left alone), no daily-loss mark
+        (the traders that trade note their alerts' prices themselves)."""
+        if price is None or t.user_id != rec.user_id:
+            return
+        for link in t.links:
+            if link.env != "paper" or not self._brokers.restored(link):
+                continue
+            try:
+                broker = self._brokers.broker_for(link)
+                contract, elsewhere = await self._contract(link, broker, ticker)
+            except Exception as exc:  # it trades nothing: the next alert's price will do
+                log.info("engine.price_unnoted", sub_account_id=link.sub_account_id, error=str(exc))
+                continue
+            self._note(link, contract, elsewhere, price)
 
     def _state(self, j: _Trader, price: Decimal | None, now: datetime) -> TraderState:
         """The trader's counts, and its P&L when its daily-loss limit judges an entry (read
@@ -374,12 +410,13 @@ _INERT = frozenset({"trader_disabled", "owner_not_approved"})
 
 def inert(gate: Rejection | None) -> bool:
     """A trader switched off, or whose owner is not an approved, active user: it trades
-    nothing, closes included (its positions are its user's to manage), so the alert is nothing
-    to that user's broker state either. Its links are not walked: the alert's price is noted
-    neither as the paper market of its logins (another user's alert, at any price that user
-    posts, filled a stop on the paper account of a follower who had switched the trader off)
-    nor as its user's daily-loss mark; no contract is resolved, no paper state restored. It is
-    still on the signal's row with its reason.
+    nothing, closes included (its positions are its user's to manage), so another user's alert
+    is nothing to that user's broker state either. Its links are not walked: the alert's price
+    is noted neither as the paper market of its logins (another user's alert, at any price that
+    user posts, filled a stop on the paper account of a follower who had switched the trader
+    off) nor as its user's daily-loss mark; no contract is resolved at its broker, no paper
+    state restored. Its user's own recorder's alerts are its own market all the same, on paper
+    (``Fanout._own_market``). It is still on the signal's row with its reason.
 
     The kill switch (``halted``, global or per login) is not such a gate: a halt stops entries,
     closes still go out, and the positions it leaves open are still held and protected; the

@@ -1,0 +1,81 @@
+"""A switched-off trader is inert (``fanout.inert``): it trades nothing, and another user's
+alerts are no market of its user's paper login (``test_disabled_follower_inert``). But a user
+who switches off the trader of *her own* recorder while in a position keeps that position, and
+its stop, working at the paper broker; her own strategy's alerts are the only market that
+paper login has. Skipping the inert trader's links altogether, the stop no longer triggered
+however far the price ran through it, where a stop at a real broker fills. Real Postgres, the
+engine and the paper broker."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from jtrades.db import Database
+from tests.integration.test_engine import (
+    buy,
+    make_paper_account,
+    make_recorder,
+    make_trader,
+    make_user,
+    net_pos,
+    send,
+    working,
+)
+from tests.integration.test_engine import (
+    engine_factory as engine_factory,  # the fixture
+)
+
+
+async def test_a_paper_stop_of_a_switched_off_trader_still_triggers_on_its_own_alerts(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    bob = await make_user(pool, "bob")
+    rec = await make_recorder(pool, bob, "brec", size=1, sl=Decimal(40))  # 10 points
+    (sub,) = await make_paper_account(pool, bob, "bob-paper")
+    tid = await make_trader(pool, bob, rec, [(sub, 1)])
+    engine = await engine_factory()
+
+    await send(engine, pool, rec, buy("21500"))
+    assert await net_pos(engine, pool, sub) == 1
+    assert await working(engine, pool, sub)  # the stop at 21490
+
+    await pool.execute("UPDATE traders SET enabled = false WHERE id = $1", tid)
+    await engine.config.refresh()
+
+    # bob's strategy goes on alerting; the market falls 500 points through his stop
+    out = await send(engine, pool, rec, buy("21000"))
+    assert await net_pos(engine, pool, sub) == 0, (
+        "the working stop at 21490 did not trigger with the market at 21000:"
+        f" {out.verdict} {out.filter}"
+    )
+    assert (out.verdict, out.filter) == ("rejected", "trader_disabled"), out  # still inert
+
+
+async def test_the_own_alert_reaches_only_the_owners_paper_login(
+    database: Database, engine_factory: Any
+) -> None:
+    """Bob's public recorder, followed by alice through a trader she switched off: bob's alert
+    notes the price on bob's paper login (his own trader, switched off too), not on alice's,
+    whose stop stays working."""
+    pool = database.pool
+    bob = await make_user(pool, "bob")
+    rec = await make_recorder(pool, bob, "brec", size=1, sl=Decimal(40), is_private=False)
+    (b_sub,) = await make_paper_account(pool, bob, "bob-paper")
+    b_tid = await make_trader(pool, bob, rec, [(b_sub, 1)])
+    alice = await make_user(pool, "alice")
+    (a_sub,) = await make_paper_account(pool, alice, "alice-paper")
+    a_tid = await make_trader(pool, alice, rec, [(a_sub, 1)])
+    engine = await engine_factory()
+
+    await send(engine, pool, rec, buy("21500"))
+    assert (await net_pos(engine, pool, b_sub), await net_pos(engine, pool, a_sub)) == (1, 1)
+
+    await pool.execute("UPDATE traders SET enabled = false WHERE id = ANY($1)", [b_tid, a_tid])
+    await engine.config.refresh()
+
+    await send(engine, pool, rec, buy("21000"))
+    assert await net_pos(engine, pool, b_sub) == 0  # bob's own market: his stop filled
+    assert await net_pos(engine, pool, a_sub) == 1  # not alice's
+    assert await working(engine, pool, a_sub)
