@@ -30,6 +30,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
@@ -373,13 +374,7 @@ class Daemon:
     async def _beat(self, state: str) -> None:
         assert self.db is not None
         engine_ready = bool(self.engine.ready()) if self.engine is not None else False
-        sessions: list[dict[str, Any]] = []
         brokers = getattr(self.engine, "brokers", None)
-        if brokers is not None and hasattr(brokers, "sessions"):
-            sessions = [
-                {"account_id": a, "env": env, "up": brokers.session_up(b)}
-                for a, env, b in brokers.sessions()
-            ]
         detail = {
             "state": state,
             "ready": engine_ready,
@@ -387,7 +382,7 @@ class Daemon:
             "port": self.port,
             "version": __version__,
             "inflight": self.hooks.inflight if self.hooks is not None else 0,
-            "sessions": sessions,
+            **session_detail(brokers),
             "brokers_ready": bool(brokers.ready()) if brokers is not None else False,
             "config_changes": _changes_mode(self.engine),
         }
@@ -453,6 +448,25 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
         settings.log.format, settings.log.level, sink=notifier.processor if notifier else None
     )
     aio.run(Daemon(settings, notifier, config_file).run())
+
+
+def session_detail(brokers: Any) -> dict[str, list[dict[str, Any]]]:
+    """The heartbeat's broker sessions: those that opened (``sessions``: up, or down while
+    they reconnect) and the configured logins that have none (``failed_sessions``, each with
+    its error): listing only the first, a login refused at the start was shown nowhere and
+    `status --check` said healthy while its sub-accounts went untraded."""
+    sessions: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    if brokers is not None and hasattr(brokers, "failures"):
+        failed = [asdict(f) for f in brokers.failures()]
+    gone = {f["account_id"] for f in failed}  # a session that failed for good: not "down"
+    if brokers is not None and hasattr(brokers, "sessions"):
+        sessions = [
+            {"account_id": a, "env": env, "up": brokers.session_up(b)}
+            for a, env, b in brokers.sessions()
+            if a not in gone
+        ]
+    return {"sessions": sessions, "failed_sessions": failed}
 
 
 def _changes_mode(engine: Any) -> str | None:

@@ -90,6 +90,13 @@ class BrokerPenalty(TransientBrokerError):
         self.wait_s = wait_s
 
 
+class NotPricedYet(TransientBrokerError):
+    """The paper broker has no market price yet to fill at (none since the daemon started):
+    nothing changed, and the next alert with a price makes it possible. A "not yet", not a
+    refusal: recorded as not sent, so a flatten waits for the price and never counts it
+    toward giving up (``engine.flatten``)."""
+
+
 class ConfigChanged(Transient):
     """A sub-account or trader a signal was planned for was deleted before its intents were
     written: nothing was stored or sent, and a re-send plans against what is left."""

@@ -49,7 +49,7 @@ from jtrades.broker.paper_market import PaperMarket
 from jtrades.broker.wakeups import Wakeups
 from jtrades.engine.instruments import calendar_contract, split_symbol, table_contract
 from jtrades.engine.tradingday import trading_day
-from jtrades.errors import BrokerRejected, InvalidSignal
+from jtrades.errors import BrokerRejected, InvalidSignal, NotPricedYet
 
 if TYPE_CHECKING:
     from jtrades.broker.paper_restore import RestoredOrder
@@ -292,10 +292,11 @@ class PaperBroker:
             # Refused before the cancels: a restart keeps no market price, and cancelling first
             # left the restored position open without its stop. No mark is made up from the
             # stored entry or last fill: it may be days old, and would fill every later market
-            # order without a price of its own at it; the next priced alert gives one.
-            raise BrokerRejected(
-                f"paper broker: no price yet for {symbol} (none since the daemon started; the"
-                " next alert with a price gives one): nothing changed"
+            # order without a price of its own at it; the next priced alert gives one. Not a
+            # refusal (``NotPricedYet``): a flatten counted it as one and gave up after ten.
+            raise NotPricedYet(
+                f"paper broker: no price yet for {symbol} since the daemon started: waits for"
+                " the next alert with a price; nothing changed"
             )
         for o in list(self._orders.values()):
             mine = o.account.account_id == account.account_id and o.symbol == symbol

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.instruments import InstrumentResolver
 from jtrades.errors import JtradesError, TransientBrokerError
+from jtrades.logging import scrub
 from jtrades.store import intents as intent_store
 from jtrades.store import trading as trading_store
 
@@ -29,6 +31,16 @@ if TYPE_CHECKING:
     from jtrades.engine.config_cache import LinkConfig, Snapshot
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFailure:
+    """A login the daemon has no session of, and why (never a secret)."""
+
+    account_id: int
+    account: str  # its label
+    env: str
+    error: str
 
 
 class BrokerRegistry:
@@ -55,6 +67,7 @@ class BrokerRegistry:
         # the last connect failure logged per login: a login refused for good is asked again
         # on every pass, and says so once per new reason, not once per pass
         self._failures: dict[int, str] = {}
+        self._logins: dict[int, tuple[str, str]] = {}  # accounts.id -> (label, env), as linked
 
     # --- lookup ---------------------------------------------------------------------------
 
@@ -185,6 +198,7 @@ class BrokerRegistry:
                 )
             else:
                 tradovate.add(link.account_id)
+                self._logins[link.account_id] = (link.label, link.env)
         if self._db is not None and any(
             sid not in self._restored for subs in paper_subs.values() for sid in subs
         ):
@@ -235,8 +249,11 @@ class BrokerRegistry:
     async def _connect(self, account_id: int) -> None:
         """Open (or join) the Tradovate session of one login; failures are logged and retried
         at the next configuration sync (its sub-accounts are not traded meanwhile)."""
+        if self._db is None:
+            return
         pool = self._tradovate_pool()
-        if pool is None or self._db is None:
+        if pool is None:  # logged by ``_tradovate_pool``; shown by ``failures``
+            self._failures[account_id] = "the Tradovate session pool could not be made"
             return
         try:
             from jtrades.security import load_secret_box
@@ -287,6 +304,25 @@ class BrokerRegistry:
         """accounts.id of each configured Tradovate login → whether its session is attached
         and not refused for good."""
         return {aid: not self._needs_session(aid) for aid in sorted(self._wanted)}
+
+    def failures(self) -> list[SessionFailure]:
+        """The configured Tradovate logins with no session to trade on, refused for good or
+        not opened at all (the last error of each; secrets cut out), for ``jtrades status``:
+        ``sessions()`` lists only the sessions that opened, so a login refused at the start
+        (its sub-accounts answered "no Tradovate session") was shown nowhere."""
+        out: list[SessionFailure] = []
+        for aid in sorted(self._wanted):
+            if not self._needs_session(aid):
+                continue
+            error = self._failures.get(aid)
+            broker = self._tradovate.get(aid)
+            session = getattr(broker, "session", None)
+            if error is None and session is not None and session.state is State.FAILED:
+                error = session.last_error or "Tradovate login failed"
+            if error is not None:
+                label, env = self._logins.get(aid, (str(aid), ""))
+                out.append(SessionFailure(aid, label, env, scrub(error)))
+        return out
 
     async def close(self) -> None:
         self._closed = True

@@ -98,8 +98,8 @@ def add(
     run_plain(lambda: store.check_new(env, username, password_stdin))
     password = read_secret_stdin("password") if password_stdin else None
 
-    async def go(db: Database) -> Account:
-        sealed = None
+    async def go(db: Database) -> tuple[Account, str | None]:
+        sealed = box = None
         if password is not None:
             box = load_secret_box(settings(), create=True)
             sealed = box.seal(password, store.password_context(env, username))
@@ -116,6 +116,11 @@ def add(
             account = await store.create(
                 c, user_id=owner.id, label=label, env=env, username=username, password=sealed
             )
+            refusal = None
+            if box is not None:  # a login is one password: another one is refused, unwritten
+                differ = await store.login_mismatches(c, box, account.id)
+                store.refuse_mismatch(env, account.username, differ)
+                refusal = await store.daemon_refusal(c, box, account.id)
             await audit.record(
                 c,
                 actor(),
@@ -123,17 +128,16 @@ def add(
                 account.label,
                 {"user": owner.name, "env": env, "username": username,
                  "password_set": sealed is not None,
-                 "key_id": sealed.key_id if sealed else None},
+                 "key_id": sealed.key_id if sealed else None, "refused": refusal is not None},
             )  # fmt: skip
-        return account
+        return account, refusal
 
-    account = run(go)
+    account, refusal = run(go)
     subs = f", sub-account {account.sub_accounts[0].name}" if account.sub_accounts else ""
-    done(
-        json,
-        f"added {account.env} account {account.label} for {account.user_name}{subs}",
-        {"account": account},
-    )
+    line = f"added {account.env} account {account.label} for {account.user_name}{subs}"
+    if refusal is not None:
+        line += f"; but the daemon will not use it yet: {refusal}"
+    done(json, line, {"account": account, "usable": refusal is None, "refusal": refusal})
 
 
 @app.command("set-password", context_settings=SECRET_READER)
@@ -182,12 +186,7 @@ def set_password(
             differ = await store.login_mismatches(c, box, account.id)
             # what the daemon itself will say of the login (``login_credential``): the other
             # accounts all OAuth-connected leave a password nothing to be checked against
-            refusal = None
-            if not differ:
-                try:
-                    await store.login_credential(c, box, account.id)
-                except InvalidInput as exc:
-                    refusal = str(exc)
+            refusal = None if differ else await store.daemon_refusal(c, box, account.id)
             await audit.record(
                 c,
                 actor(),

@@ -218,10 +218,15 @@ def status(
     json: JsonOpt = False,
     check: Annotated[
         bool,
-        typer.Option("--check", help="Exit 1 unless the daemon is alive and ready (monitoring)."),
+        typer.Option(
+            "--check",
+            help="Exit 1 unless the daemon is alive and ready, with a broker session for every"
+            " login it trades (monitoring).",
+        ),
     ] = False,
 ) -> None:
-    """Daemon health (from its heartbeat), broker sessions, kill switches and open positions.
+    """Daemon health (from its heartbeat), broker sessions (and logins that have none, with
+    why), kill switches and open positions.
 
     Example: jtrades status --json
     """
@@ -256,9 +261,12 @@ def status(
         "inflight": detail.get("inflight", 0) if alive else 0,
         "config_changes": detail.get("config_changes") if alive else None,
         "sessions": detail.get("sessions", []) if alive else [],
+        "failed_sessions": detail.get("failed_sessions", []) if alive else [],
     }
     if check and not (alive and daemon["ready"]):
         fail(f"daemon {down or 'not ready'}")
+    if check and daemon["failed_sessions"]:
+        fail(_failed_line(daemon["failed_sessions"]))
     flattens = [
         {**r, "state": flatten_store.state(r)}
         for r in flatten_store.requests(data["halt_flag"]).values()
@@ -277,22 +285,28 @@ def status(
             }
         )
         return
-    rows = [(k, v) for k, v in daemon.items() if k != "sessions" and not (k == "reason" and alive)]
+    rows = [
+        (k, v)
+        for k, v in daemon.items()
+        if k not in ("sessions", "failed_sessions") and not (k == "reason" and alive)
+    ]
     rows.append(("sessions", len(daemon["sessions"])))
+    if daemon["failed_sessions"]:
+        rows.append(("logins without a session", len(daemon["failed_sessions"])))
     rows.append(("kill switch", "ON (entries refused)" if data["halted"] else "off"))
     if data["halted_accounts"]:
         rows.append(("halted accounts", ", ".join(a for a, _u in data["halted_accounts"])))
     rows.extend(("flatten", _flatten_line(r)) for r in flattens)
     rows.append(("database", data["database"]))
     print_table("daemon", ["", ""], rows)
-    if daemon["sessions"]:
-        emit(
-            False,
-            None,
-            "broker sessions",
-            ["account id", "env", "state"],
-            [(s.get("account_id"), s.get("env"), _session_state(s)) for s in daemon["sessions"]],
-        )
+    if daemon["sessions"] or daemon["failed_sessions"]:
+        opened = [
+            (s.get("account_id"), s.get("env"), _session_state(s)) for s in daemon["sessions"]
+        ]
+        failed = [
+            (f.get("account_id"), f.get("env"), _failed_state(f)) for f in daemon["failed_sessions"]
+        ]
+        emit(False, None, "broker sessions", ["account id", "env", "state"], opened + failed)
     if data["positions"]:
         positions.print()
     else:
@@ -372,6 +386,18 @@ def _positions(positions: list[status_store.OpenPosition]) -> _Positions:
         times=["updated_at"],
     )
     return _Positions(data, title, columns, cells)
+
+
+def _failed_state(failure: dict[str, Any]) -> str:
+    """A login with no session, as the heartbeat said (its error has no secret in it)."""
+    return f"no session ({failure.get('account')}): {failure.get('error')}"
+
+
+def _failed_line(failed: list[dict[str, Any]]) -> str:
+    """``--check``'s one line for logins with no session: their sub-accounts are not traded
+    (their alerts answer "not traded"), so the daemon is not healthy for them."""
+    each = "; ".join(_failed_state(f) for f in failed)
+    return f"daemon running, but {len(failed)} login(s) have no broker session: {each}"
 
 
 def _session_state(session: dict[str, Any]) -> str:

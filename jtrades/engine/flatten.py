@@ -17,7 +17,10 @@ read under each account's lock, and no order of those accounts is still in fligh
 not yet in the view: ``Flattener._flatten_account``); until then it stays pending, what is left and why is logged, and the next pass follows after a
 growing wait. A liquidation the broker refused is left like any other (a risk check or a busy
 venue may say yes a moment later) until it was refused ``max_refusals`` times: then the
-position counts as refused, and the request ends saying so (``engine.flatten_refused``).
+position counts as refused, and the request ends saying so (``engine.flatten_refused``). One the
+broker would not take yet (not sent: a penalty ticket, a session reconnecting, the paper broker
+with no price since a restart, ``NotPricedYet``) is no refusal: it is left, never given up on
+(the paper one waits for the next alert with a price, as the README says).
 What is left is written on the request (``progress``, shown by ``jtrades status --json``) only
 when it changed: every write to the flag reloads the daemon's configuration, and a flatten stuck
 on an unreachable account must not reload it every pass. A request ends, between two
@@ -158,8 +161,9 @@ def judge(result: DispatchResult, net: int | None, working: int = 0) -> tuple[st
     dispatcher's result, and the position and the count of orders still working there that the
     broker's view shows once it settled (net None: unreadable). A refused liquidation is the
     broker's word (the caller counts it toward giving up); a refused cancel is not (the order
-    may have filled: the position it opened is the next pass's). Anything else counts only
-    once the view is flat with nothing working."""
+    may have filled: the position it opened is the next pass's), nor is one the broker would
+    not take yet (``AccountResult.unavailable``: not sent, left for the next pass). Anything
+    else counts only once the view is flat with nothing working."""
     acct = result.accounts[0] if result.accounts else None
     said = "; ".join(acct.messages) if acct is not None else ""
     cancels = acct is not None and acct.action == str(PositionAction.CANCEL)
@@ -469,10 +473,10 @@ class Flattener:
             state = account_state(broker, link.broker_account_id, contract)
         net = state.net_pos if state is not None else None
         verdict, why = judge(result, net, len(state.working) if state is not None else 0)
+        why = why.replace(f"{prefix}-{attempt}: ", "")  # the same words on every attempt
         if verdict == "closed":
             p.closed += 1
         elif verdict == "refused":
-            why = why.replace(f"{prefix}-{attempt}: ", "")  # the same words on every attempt
             if len(refusals) + 1 >= self._max_refusals:
                 p.refused.append(Leftover(sid, symbol, _given_up(len(refusals) + 1, why)))
             else:  # a later pass asks again; progress unchanged: no reload per pass

@@ -324,6 +324,28 @@ async def login_mismatches(ex: Executor, box: SecretBox, account_id: int) -> tup
     return tuple(differ)
 
 
+def refuse_mismatch(env: str, username: str | None, differ: Sequence[str]) -> None:
+    """Refuse (``InvalidInput``) a password the login's accounts ``differ`` do not hold
+    (``login_mismatches``), for `accounts add`: stored, it made ``login_credential`` refuse the
+    login to them all, and after the next start their working session was gone for good."""
+    if differ:
+        raise InvalidInput(
+            f"not added: {', '.join(differ)} of login {username} ({env}) hold(s) another password"
+            " (or one the secret key does not open), and a login's accounts share its token, so"
+            " they must hold the same one: give that password, or change theirs first with"
+            " `jtrades accounts set-password`"
+        )
+
+
+async def daemon_refusal(ex: Executor, box: SecretBox, account_id: int) -> str | None:
+    """Why the daemon will not use this account's login (``login_credential``), or None."""
+    try:
+        await login_credential(ex, box, account_id)
+    except InvalidInput as exc:
+        return str(exc)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class SyncResult:
     added: tuple[SubAccountRow, ...]
@@ -392,10 +414,13 @@ async def login_credential(ex: Executor, box: SecretBox, account_id: int) -> Cre
         )
     with translate_errors():
         others = [r["id"] for r in await ex.fetch(q("accounts.same_login"), account_id)]
-    compared = False
+    compared = connected = False
     for other in others:
         theirs = await load_credentials(ex, box, other)
         if theirs.password is None:
+            # one holding nothing yet (added to be connected later) vouches for nothing and
+            # asks for nothing: counted, it refused the login's working account its password
+            connected = connected or theirs.oauth_token is not None
             continue
         compared = True
         if not hmac.compare_digest(theirs.password.encode(), creds.password.encode()):
@@ -404,7 +429,7 @@ async def login_credential(ex: Executor, box: SecretBox, account_id: int) -> Cre
                 f" {theirs.label} holds for that login: the login's token is shared, so its"
                 " accounts must hold the same password"
             )
-    if others and not compared:
+    if connected and not compared:
         raise InvalidInput(
             f"the other accounts of {creds.username} ({creds.env}) are connected with OAuth, so"
             f" {creds.label}'s password cannot be checked: connect it with OAuth too"

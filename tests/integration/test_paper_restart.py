@@ -336,10 +336,11 @@ async def test_a_flatten_after_a_restart_keeps_the_stop_until_a_price_closes_the
     await request_flatten(second, pool)  # jtrades halt --flatten, no alert since the restart
 
     async def refused() -> bool:
-        q = "SELECT count(*) FROM order_intents WHERE kind = 'liquidate' AND state = 'rejected'"
+        # not sent (a "not yet", ``NotPricedYet``), never a refusal the flatten gives up on
+        q = "SELECT count(*) FROM order_intents WHERE kind = 'liquidate' AND state = 'expired'"
         return bool(await pool.fetchval(q))
 
-    await wait_for(refused, "a liquidation refused for want of a price")
+    await wait_for(refused, "a liquidation not sent for want of a price")
     reason = await pool.fetchval("SELECT reason FROM order_intents WHERE kind = 'liquidate'")
     assert "no price yet" in reason
     assert paper.working_orders(bid) == [stop]  # the stop still guards the position
