@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from jtrades.broker.base import Broker, Contract
-from jtrades.engine.config_cache import AccountKey, LinkConfig, account_key
+from jtrades.engine.config_cache import AccountKey, LinkConfig, account_key, link_account
+from jtrades.engine.plan_context import ENTRY_REFUSED, ENTRY_UNSENT, placed_as_exit
 from jtrades.engine.planning import (
     AccountPlan,
     AccountState,
@@ -104,14 +105,49 @@ class Prepared:
     placed: list[Placed] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
 
+    def entry_step(self) -> int | None:
+        """The step that opens the position a plan that opens one is for (reverse, open,
+        re-enter, add): its first order that is no exit (a reversal's liquidation, an open's
+        cancels of the other side go before it; a DCA add's exits after). None for any other
+        plan."""
+        if self.plan.action not in _OPENS:
+            return None
+        for po, ni in self.steps:
+            if po.kind in ("order", "strategy") and not placed_as_exit(ni.cl_ord_id):
+                return po.step
+        return None
+
+
+# the plans that open (or add to) a position: what ``Prepared.entry_step`` looks for
+_OPENS = frozenset(
+    {PositionAction.REVERSE, PositionAction.OPEN, PositionAction.REENTER, PositionAction.ADD}
+)
+
+
+def missed_entry(how: Literal["rejected", "unavailable", "unsent"], why: str) -> Shortfall:
+    """The shortfall of a plan whose entry step did not go after earlier steps did (a
+    reversal's close, an open's cancels): the account did less than asked exactly as a plan
+    that could only close, and its result says so (``verdicts``: "closed only: …", the
+    trader's count given back). ``how``: the broker refused it, would not take the request
+    (a p-ticket, a 429), or it was not sent (past the TTL, after a step that failed); ``why``
+    the broker's text or why it was not sent. Kept as it was, the row said accepted
+    with no reason, the broker's text only in the account's messages, and the entry never
+    made spent the trader's max-signals turn."""
+    if how == "rejected":
+        return Shortfall(ENTRY_REFUSED, f"the broker refused the entry: {why}")
+    if how == "unavailable":
+        return Shortfall(ENTRY_REFUSED, f"the broker did not take the entry: {why}")
+    return Shortfall(ENTRY_UNSENT, f"the entry was not sent: {why}")
+
 
 # (env, the login, the broker's account id): one account at the broker (``account_key``)
 def broker_account(link: LinkConfig) -> AccountKey:
     """The account at the broker a link trades. Two users who add the same Tradovate login
     share its session, and each has a sub-account row for the same account: keyed by the row,
     two alerts on it were not serialized and both opened from flat (rule 3). Keyed without
-    the login, another login's row naming the same id by hand was taken for it (rule 5)."""
-    return account_key(link.env, link.account_id, link.username, link.broker_account_id)
+    the login, another login's row naming the same id by hand was taken for it, and so was a
+    row that only typed the login's username, holding no credential of it (rule 5)."""
+    return link_account(link)
 
 
 def may_be_account(key: AccountKey, env: str, account_id: int, broker_account_id: int) -> bool:
@@ -121,7 +157,7 @@ def may_be_account(key: AccountKey, env: str, account_id: int, broker_account_id
     with that id; two logins name one id only where an id was typed by hand (``accounts
     add-sub``), and a lock taken for one too many only defers a look-up to a later pass."""
     if env == "paper":
-        return key == account_key(env, account_id, None, broker_account_id)
+        return key == account_key(env, account_id, None, broker_account_id, has_credential=False)
     return key[0] == env and key[2] == broker_account_id
 
 

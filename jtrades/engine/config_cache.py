@@ -31,14 +31,20 @@ _CHICAGO = ZoneInfo("America/Chicago")
 
 
 # The account at the broker (``account_plans.broker_account``): (env, the login, the broker's
-# account id). The login is the lower-cased Tradovate username for demo/live (two users who add
-# one login each have a row for its accounts: one account), and the login row's own id for
-# paper (a paper login numbers its own accounts).
+# account id). The login is the lower-cased Tradovate username for demo/live rows that hold a
+# credential of it (two users who add one login each have a row for its accounts: one
+# account), and the login row's own id (an int, never a username) for paper (a paper login
+# numbers its own accounts) and for a demo/live row holding no credential.
 AccountKey = tuple[str, str | int, int]
 
 
 def account_key(
-    env: str, account_id: int, username: str | None, broker_account_id: int
+    env: str,
+    account_id: int,
+    username: str | None,
+    broker_account_id: int,
+    *,
+    has_credential: bool,
 ) -> AccountKey:
     """The account at the broker that a login row (``accounts.id``, its Tradovate username)
     names by ``broker_account_id``.
@@ -50,11 +56,15 @@ def account_key(
     login sees only its own accounts, so rows of two logins are never one account, even where
     they name the same id. Usernames compare in any case (as ``accounts.same_login``).
 
-    The database requires a username of every demo/live login (``accounts`` CHECK): a link
-    without one is one built by hand, whose rows stay one account per id as before."""
-    if env == "paper":
+    A username is typed as freely as an id: a row is one of its login's accounts only while it
+    ``has_credential`` (a stored password, which the daemon refuses unless the login's other
+    rows hold the same one, or an OAuth connection, whose user is checked as stored). Mallory's
+    row naming ``ALICE_TV`` with no password was keyed as alice's account, and her `halt
+    --account --flatten` liquidated it through alice's session. One holding neither (nor a
+    username) is keyed by its own row, as a paper login: the int never equals a username."""
+    if env == "paper" or not has_credential or not username:
         return (env, account_id, broker_account_id)
-    return (env, (username or "").lower(), broker_account_id)
+    return (env, username.lower(), broker_account_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +85,9 @@ class LinkConfig:
     # the login's Tradovate username, lower-cased (None for paper): with ``env`` and
     # ``broker_account_id``, the account at the broker (``account_key``)
     username: str | None = None
+    # whether the login row holds a credential of the login (a stored password or an OAuth
+    # connection; never the secret itself): only then is it one of the login's accounts
+    has_credential: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +203,7 @@ def _link(r: Any, trader_id: int, multiplier: Decimal) -> LinkConfig:
         user_id=r["user_id"],
         halted=bool(r["account_halted"] or r["sub_halted"]),
         username=_login(r.get("username")),
+        has_credential=bool(r.get("has_credential")),
     )
 
 
@@ -198,12 +212,19 @@ def _login(username: str | None) -> str | None:
     return username.lower() if username else None
 
 
-def _key(link: LinkConfig) -> AccountKey:
-    return account_key(link.env, link.account_id, link.username, link.broker_account_id)
+def link_account(link: LinkConfig) -> AccountKey:
+    """The account at the broker ``link`` trades (``account_key``)."""
+    return account_key(
+        link.env,
+        link.account_id,
+        link.username,
+        link.broker_account_id,
+        has_credential=link.has_credential,
+    )
 
 
 def _stopped(link: LinkConfig, stopped: set[AccountKey]) -> LinkConfig:
-    if link.halted or _key(link) not in stopped:
+    if link.halted or link_account(link) not in stopped:
         return link
     return dataclasses.replace(link, halted=True)
 
@@ -226,8 +247,9 @@ def build_snapshot(rows: trading_store.ConfigRows) -> Snapshot:
     # names it: two users who add one Tradovate login each have a row, and alice's `halt
     # --account` (and its flatten) left bob's alerts opening positions on the account she had
     # just flattened. Only its login's rows: another login's row naming the same id (typed by
-    # hand) is not that account, and its halt stopped the owner's entries (``account_key``).
-    stopped = {_key(lk) for lk in (*subs.values(), *links_by_sub.values()) if lk.halted}
+    # hand), or a row that only typed the login's username (no credential), is not that
+    # account, and its halt stopped the owner's entries (``account_key``).
+    stopped = {link_account(lk) for lk in (*subs.values(), *links_by_sub.values()) if lk.halted}
     if stopped:
         links_by_sub = {s: _stopped(lk, stopped) for s, lk in links_by_sub.items()}
         subs = {s: _stopped(lk, stopped) for s, lk in subs.items()}

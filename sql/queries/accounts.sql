@@ -115,17 +115,26 @@ LIMIT 20;
 -- env and username compared as accounts.same_login), as `accounts sync` stored it: whether any
 -- of them was synced, and the ids of the active sub-accounts that were there at their row's
 -- last sync (kept by it; one recorded by hand after it was never checked). For add-sub.
+-- Only for a row that proves the login: it holds a credential of it (a password, which the
+-- daemon refuses unless the login's other rows hold the same, or an OAuth token), or was
+-- synced itself. A row that only typed the username vouches for nothing: it gets "never
+-- synced" (unverified), and the engine keys it by its own row (engine.config_cache).
 SELECT EXISTS (
            SELECT 1 FROM accounts o
            WHERE o.env = a.env AND lower(o.username) = lower(a.username)
              AND o.synced_at IS NOT NULL
-       ) AS synced,
+       ) AND proves.login AS synced,
        ARRAY(
            SELECT DISTINCT s.broker_account_id
            FROM accounts o JOIN sub_accounts s ON s.account_id = o.id
-           WHERE o.env = a.env AND lower(o.username) = lower(a.username)
+           WHERE proves.login
+             AND o.env = a.env AND lower(o.username) = lower(a.username)
              AND o.synced_at IS NOT NULL AND s.active AND s.created_at <= o.synced_at
            ORDER BY 1
        ) AS listed
 FROM accounts a
+CROSS JOIN LATERAL (
+    SELECT a.password_enc IS NOT NULL OR a.oauth_token_enc IS NOT NULL
+           OR a.synced_at IS NOT NULL AS login
+) AS proves
 WHERE a.id = $1 AND a.env <> 'paper';

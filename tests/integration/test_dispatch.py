@@ -365,8 +365,11 @@ def _shared(
     broker: Any, contract: Contract, sub: int, account_id: int, plan: Any, seen: list[int]
 ) -> WorkItem:
     """A sub-account row of login row ``account_id`` naming broker account 1 on demo: two
-    users who added the same Tradovate login each have such a row for the same account."""
-    shared = dataclasses.replace(link(sub, 1, account_id), env="demo")
+    users who added the same Tradovate login (each holding its password) each have such a
+    row for the same account."""
+    shared = dataclasses.replace(
+        link(sub, 1, account_id), env="demo", username="px_tv", has_credential=True
+    )
 
     def bound(state: AccountState) -> AccountPlan:
         seen.append(state.net_pos)

@@ -21,6 +21,7 @@ from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from tests.integration.test_engine import make_recorder, make_trader, make_user, wait_for
 from tests.integration.test_flatten import fast_retries, flatten_flag, request_flatten
+from tests.login_rows import hold_password
 from tests.simutil import running_sim
 
 
@@ -57,6 +58,7 @@ async def _shared_login(
                     u,
                     f"{name}-demo",
                 )
+                await hold_password(pool, aid, "px-pw")  # as `accounts add` stores it
                 w["sub"][name] = await pool.fetchval(
                     "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
                     " VALUES ($1, $2, 'PX1') RETURNING id",

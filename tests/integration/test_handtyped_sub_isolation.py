@@ -25,6 +25,7 @@ from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from tests.integration.test_engine import make_recorder, make_trader, make_user, wait_for
 from tests.integration.test_flatten import fast_retries, flatten_flag, request_flatten
+from tests.login_rows import hold_password
 from tests.simutil import running_sim
 
 
@@ -58,6 +59,7 @@ async def _world(
                 " VALUES ($1, 'alice-demo', 'demo', 'alice_tv') RETURNING id",
                 alice,
             )
+            await hold_password(pool, a_aid, "al-pw")  # each row holds its own login's
             a_sub = await pool.fetchval(
                 "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
                 " VALUES ($1, $2, 'AL1') RETURNING id",
@@ -73,6 +75,7 @@ async def _world(
                 " VALUES ($1, 'mallory-demo', 'demo', 'mal_tv') RETURNING id",
                 mallory,
             )
+            await hold_password(pool, m_aid, "ml-pw")
             await pool.execute(
                 "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
                 " VALUES ($1, $2, 'ML1')",

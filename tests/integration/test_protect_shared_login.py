@@ -23,6 +23,7 @@ from jtrades.engine.engine import Engine
 from jtrades.engine.plan_context import PROTECTION_PREFIX
 from jtrades.store import status as status_store
 from tests.integration.test_engine import buy, make_recorder, make_trader, make_user, send, wait_for
+from tests.login_rows import hold_password
 from tests.polling import until
 from tests.simutil import SimHandle, running_sim
 
@@ -62,6 +63,7 @@ async def _shared_login(
                     u,
                     f"{name}-demo",
                 )
+                await hold_password(pool, aid, "px-pw")  # as `accounts add` stores it
                 sub = await pool.fetchval(
                     "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
                     " VALUES ($1, $2, 'PX1') RETURNING id",

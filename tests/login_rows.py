@@ -1,0 +1,36 @@
+"""Give a Tradovate login row built by hand in a test the credential ``accounts add`` would
+have stored: the engine takes rows of one login for one account at the broker only when they
+hold one (``engine.config_cache.account_key``), so two users' rows of a shared login each hold
+its password, as they would after ``accounts add --password-stdin``.
+
+    await hold_password(pool, account_id, "px-pw")
+
+The password is sealed with a key of the test's own, never written where the daemon looks
+(``load_secret_box``): the daemon's registry cannot open it and never dials a Tradovate login
+with it, so a row keeps exactly the session the test attaches to it (``BrokerRegistry.attach``),
+or none, as before."""
+
+from __future__ import annotations
+
+import secrets
+
+import asyncpg
+
+from jtrades.security import SecretBox
+from jtrades.store.accounts import password_context
+
+_BOX = SecretBox([secrets.token_bytes(32)], "tests.login_rows")
+
+
+async def hold_password(pool: asyncpg.Pool, account_id: int, password: str) -> None:
+    """Store ``password`` as the account's Tradovate password (sealed for its login)."""
+    env, username = await pool.fetchrow(
+        "SELECT env, username FROM accounts WHERE id = $1", account_id
+    )
+    sealed = _BOX.seal(password, password_context(env, username))
+    await pool.execute(
+        "UPDATE accounts SET password_enc = $2, password_key_id = $3 WHERE id = $1",
+        account_id,
+        sealed.ciphertext,
+        sealed.key_id,
+    )
