@@ -47,6 +47,7 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
     WorkItem,
     broker_account,
     may_be_account,
+    missed_entry,
     plan_groups,
 )
 from jtrades.engine.config_cache import AccountKey, LinkConfig
@@ -265,6 +266,8 @@ class Dispatcher:
         settle = False
         position = p.before_pos
         done: list[intent_store.Outcome] = []
+        entry = p.entry_step()
+        went = False  # a step before the entry went: the entry lost is a shortfall
         try:
             failed: str | None = None
             passed: dict[int, str] = {}  # steps not sent: a take-profit leg priced away
@@ -287,6 +290,8 @@ class Dispatcher:
                         intent_store.Outcome(intent_id, "expired", reason=f"not sent: {failed}")
                     )
                     res.expired += 1
+                    if po.step == entry and went:
+                        res.short = missed_entry("unsent", failed)
                     continue
                 state, order_id, reason = await self._send(p.item, po)
                 done.append(
@@ -323,6 +328,11 @@ class Dispatcher:
                     failed = f"step {po.step} not sent"
                 if reason:
                     res.messages.append(f"{ni.cl_ord_id}: {reason}")
+                if po.step == entry and went and state in ("rejected", "expired"):
+                    res.short = missed_entry(
+                        "rejected" if state == "rejected" else "unavailable", reason or state
+                    )
+                went = went or state in ("sent", "done", "unknown")
             if failed is not None:
                 # for the operator (and the notifications): what did not reach the broker, and why
                 log.warning(

@@ -39,6 +39,7 @@ from jtrades.engine.planning import (
     AccountPlan,
     AccountState,
     plan_account,
+    refused_whole,
 )
 from jtrades.engine.pnl import DailyPnl, instrument
 from jtrades.engine.signal import Signal
@@ -220,9 +221,11 @@ class Fanout:
             if why is None and link.halted:
                 why = check_gate(signal, t.settings, enabled=True, owner_active=True, halted=True)
                 if why is not None and not why.entry_only:
-                    detail["traders"].setdefault(str(t.id), {})[str(link.sub_account_id)] = (
-                        "halted: only closes pass"
-                    )
+                    # an add or a cancel: refused whole, nothing to send; its result names the
+                    # halt, so the verdict judges the account as halted (``refused_whole``)
+                    sub = link.sub_account_id
+                    whole = refused_whole(f"{why.filter}: {why.reason}")
+                    items.append(WorkItem(t.id, link, j.brokers[sub], j.contracts[sub], whole))
                     continue
             contract = j.contracts[link.sub_account_id]
             refused = f"{why.filter}: {why.reason}" if why is not None else None

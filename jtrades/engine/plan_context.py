@@ -41,6 +41,17 @@ LIVE = frozenset({OrderStatus.WORKING, OrderStatus.PENDING_NEW, OrderStatus.PEND
 PROTECTION_PREFIX = "jt-p-"
 # the cause of a plan that could not be made safely (``Shortfall``)
 CANNOT_PLAN = "cannot_plan"
+# the causes of an add no account could take: --dca off (the account's settings refuse such an
+# add, as --direction refuses a side), or no position to add to (``resize.plan_add``,
+# ``planning``)
+NEEDS_DCA = "dca"
+NO_POSITION = "no_position"
+# The causes the dispatcher gives a plan whose entry did not go after earlier steps did (a
+# reversal's close, an open's cancels: ``Dispatcher._run_account``): the broker refused it or
+# would not take it, or it was not sent (past the TTL, after a step that failed). What the
+# verdict names when nothing at all went (``broker``, ``expired``), here with less.
+ENTRY_REFUSED = "broker"
+ENTRY_UNSENT = "unsent"
 
 
 def placed_as_exit(cl_ord_id: str | None) -> bool:
@@ -95,9 +106,11 @@ class Shortfall:
 
     ``cause`` is stable: the name of the limit that held the entry back, as a signal row's
     ``filter`` names it (``direction``, ``max_contracts``, ``halted``, or any filter that
-    refused the entry: ``window``, ``cooldown``…), or ``cannot_plan`` (the alert cannot be
-    sized or priced safely). ``why`` is for people: what a signal's row says after what the
-    plan did ("closed only: …"), so without a filter's name (``direction: `` …)."""
+    refused the entry: ``window``, ``cooldown``…), ``cannot_plan`` (the alert cannot be
+    sized or priced safely), ``dca`` or ``no_position`` (an add no account could take), or,
+    set by the dispatcher on the account's result, ``broker`` or ``unsent`` (the entry step
+    did not go after earlier steps did). ``why`` is for people: what a signal's row says after
+    what the plan did ("closed only: …"), so without a filter's name (``direction: `` …)."""
 
     cause: str
     why: str

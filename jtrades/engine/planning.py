@@ -60,6 +60,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from jtrades.broker.base import (
@@ -79,6 +80,7 @@ from jtrades.engine.parse_values import MAX_QUANTITY, NUMBER, short
 from jtrades.engine.plan_context import (
     CANNOT_PLAN,
     MAX_CL_ORD_ID,
+    NO_POSITION,
     AccountPlan,
     AccountState,
     Ctx,
@@ -107,6 +109,7 @@ __all__ = [
     "PositionAction",
     "Shortfall",
     "plan_account",
+    "refused_whole",
 ]
 
 
@@ -323,6 +326,21 @@ def _refused_entry(c: Ctx, steps: Steps, refused: str) -> AccountPlan:
     )
 
 
+def refused_whole(refused: str) -> Callable[[AccountState], AccountPlan]:
+    """The planner of an alert a filter refused whole on one account, with no close half to
+    send: an add or a cancel on a login halted with ``halt --account`` (the fan-out's). Nothing
+    is sent, whatever the account holds; the refusal is the plan's shortfall, so the verdict
+    judges the account as every other one left out for its kill switch (rejected/halted when
+    every account was, as the global switch's refusal). Skipped with a note on the row, the
+    alert was stored accepted. ``refused`` is ``filter: reason``."""
+    plan = AccountPlan(PositionAction.IGNORE, (), refused, short=_refusal(refused))
+
+    def planned(_state: AccountState) -> AccountPlan:
+        return plan
+
+    return planned
+
+
 def _refusal(refused: str) -> Shortfall:
     """The shortfall of a plan whose entry a filter refused, from ``entry_refused``'s
     ``filter: reason`` (the form ``plan_account`` takes it in): the filter's stable name is
@@ -378,7 +396,8 @@ def _plan(c: Ctx, steps: Steps) -> AccountPlan:
         return _refused_entry(c, steps, c.refused)
     if sig.action is Action.ADD:
         if pos == 0:
-            return AccountPlan(PositionAction.IGNORE, (), "add with no open position")
+            why = "add with no open position"
+            return AccountPlan(PositionAction.IGNORE, (), why, short=Shortfall(NO_POSITION, why))
         if not _side_allowed(pos_side, c.s.direction):
             off = f"{label(pos_side)} entries are off (--direction {c.s.direction})"
             return AccountPlan(

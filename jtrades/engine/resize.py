@@ -58,6 +58,7 @@ from jtrades.broker.base import (
 from jtrades.engine.exit_orders import StopSpec, stop_order, take_profit_leg
 from jtrades.engine.exits import CannotPlan, as_price, resolve_exits
 from jtrades.engine.plan_context import (
+    NEEDS_DCA,
     AccountPlan,
     Ctx,
     PlannedOrder,
@@ -287,11 +288,8 @@ def plan_add(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:
     pos = abs(c.state.net_pos)
     held = f"already {label(pos_side)} {pos}"
     if not c.s.dca and _has_exits(c, pos_side):
-        return AccountPlan(
-            PositionAction.IGNORE,
-            (),
-            f"{held}; adding needs --dca (without it the added contracts would have no TP/SL)",
-        )
+        why = f"{held}; adding needs --dca (without it the added contracts would have no TP/SL)"
+        return AccountPlan(PositionAction.IGNORE, (), why, short=Shortfall(NEEDS_DCA, why))
     base = c.sig.quantity if c.sig.quantity is not None and c.sig.quantity > 0 else c.s.add_size
     working = working_entries(c, pos_side)
     qty = cap_qty(scale_qty(base, c.multiplier), c.s.max_contracts, held=pos + working)

@@ -9,12 +9,13 @@ Counts. A trader none of whose accounts made the entry made none: its counts go 
 account planned, every plan ignored it or only closed, outranked, unsynced, expired, or every
 order refused by the broker). The recorder counts an entry its own filters passed whatever its
 traders then decided (``store.trading``'s ``recorder_counters``), so its count goes back only
-when no follower could act on it at all: every order expired unsent, was refused by the
-broker or not taken by it (a p-ticket, a 429), every account was at its --max-contracts
-already or halted (``halt --account``: as the global switch, which counts no entry), or, no
-trader refusing it, no account was planned (contracts not found, no sub-account linked) or
-could plan ("nothing": an unsynced view). A signal's ``detail`` (what a restart counts) says
-the same as memory.
+when no follower could act on it at all: an account sent nothing, its orders expired unsent,
+refused by the broker or not taken by it (a p-ticket, a 429); every account was at its
+--max-contracts already, halted (``halt --account``: as the global switch, which counts no
+entry) or, for an add, flat; or, no trader refusing it, no account was planned (contracts not
+found, no sub-account linked) or could plan ("nothing": an unsynced view). A signal's
+``detail`` (what a restart counts) says the same as memory. An account is judged by the plan
+sent to it: of several traders on one account, the one whose plan went (``_as_sent``).
 
 What a plan left out it says in a field, not in words (``planning.Shortfall``: a cause the
 row names as its filter, and the words): matched on the words, a reworded reason changed
@@ -35,6 +36,7 @@ from jtrades.engine.config_cache import LinkConfig, RecorderConfig
 from jtrades.engine.counters import Kind, SessionCounters, Undo
 from jtrades.engine.dispatch import AccountResult
 from jtrades.engine.filters import Rejection, reads_own_way
+from jtrades.engine.plan_context import NO_POSITION, PositionAction
 from jtrades.engine.send import UNAVAILABLE
 
 Verdict = tuple[str, str | None, str | None]
@@ -46,9 +48,16 @@ HALTED = "halted"
 # forbidden side that closed is a close the strategy asked for); the kill switch whatever the
 # plan did instead, as the global switch's refusal does (its closes pass all the same).
 _IGNORED_FOR = frozenset({"direction", "max_contracts"})
-# Of those, the ones that held back an entry the account would have taken: an entry every
-# account left out for one of them is no follower's, and the recorder's count goes back.
-_HELD_BACK = frozenset({"max_contracts", HALTED})
+# The causes that held back an entry the account would have taken but for its state (its
+# position at the cap, its login halted, no position for an add to add to): an entry every
+# account left out for one of them is no follower's, and the recorder's count goes back. Not
+# a cause the account's settings refuse such an entry for whatever its state (--direction,
+# an add without --dca: ``plan_context.NEEDS_DCA``): that is the follower's choice, and the
+# recorder counts the strategy's entry whatever its followers chose. Nor a failure at the
+# broker after something went (``ENTRY_REFUSED``): the follower acted, it closed.
+_HELD_BACK = frozenset({"max_contracts", HALTED, NO_POSITION})
+# the plans whose entry follows the close of the position held (``_closed``)
+_CLOSES_FIRST = frozenset({str(PositionAction.REVERSE), str(PositionAction.REENTER)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +101,10 @@ class Judged:
             if tid not in reached:
                 detail["trader_entries"].remove(tid)
                 _put_back(counters, undo, "trader", tid)
-        verdict = self._settled(accounts, bool(reached), was_entry, counters, undo, ttl)
+        judged = _as_sent(accounts)
+        verdict = self._settled(judged, bool(reached), was_entry, counters, undo, ttl)
         if verdict == ACCEPTED:
-            return ("accepted", None, self._shortfalls(accounts))
+            return ("accepted", None, self._shortfalls(judged))
         return verdict
 
     def _settled(
@@ -110,10 +120,14 @@ class Judged:
         verdict = self.filtered()
         if reached:
             return verdict
-        expired = any(a.expired for a in accounts)
-        turned_down = [a for a in accounts if a.rejected]  # by the broker
+        # Failures at the broker or with the TTL of accounts none of whose steps went: one
+        # that closed (or cancelled) and then lost its entry acted on the signal, as a
+        # close-only plan does, and its row says so (``_shortfalls``), not "rejected".
+        failed = [a for a in accounts if not _went(a)]
+        expired = any(a.expired for a in failed)
+        turned_down = [a for a in failed if a.rejected]  # by the broker
         # the broker would not take the requests (a p-ticket, a 429): nothing reached it
-        unavailable = [a for a in accounts if a.unavailable]
+        unavailable = [a for a in failed if a.unavailable]
         held_back = bool(accounts) and all(_cause(a) in _HELD_BACK for a in accounts)
         stuck = bool(self.rec.traders) and all(a.action == "nothing" for a in accounts)
         if detail["entry"] and (
@@ -159,15 +173,14 @@ class Judged:
         ``Shortfall``): "closed only: …" or "not traded: …", naming the sub-account when the
         signal reached more than one. None when every account did what the alert asked. The
         accounts of a trader a filter refused are left out: that refusal is the trader's, on
-        the row's ``detail``, as it was; an account another trader's plan traded (outranked)
-        did what was asked."""
+        the row's ``detail``, as it was."""
         refused = self._refused_traders()
         said: list[str] = []
         for a in accounts:
-            if a.short is None or a.outranked_by is not None or a.trader_id in refused:
+            if a.short is None or a.trader_id in refused:
                 continue
             why = self._halted_on([a]) if a.short.cause == HALTED else a.short.why
-            text = f"{'closed only' if a.action == 'close' else 'not traded'}: {why}"
+            text = f"{'closed only' if _closed(a) else 'not traded'}: {why}"
             if len(accounts) > 1:
                 link = self._link(a.sub_account_id)
                 text = f"{link.sub_name if link else f'sub-account {a.sub_account_id}'}: {text}"
@@ -228,13 +241,35 @@ class Judged:
         return "its followers link no sub-account that could trade it"
 
 
+def _as_sent(accounts: list[AccountResult]) -> list[AccountResult]:
+    """Each account at the broker once, as the plan sent to it: where several traders reach
+    one account, the results of those another's plan outranked (``plan_groups``) are left out.
+    They carry no shortfall of their own, so counted beside a halted close-only winner, the
+    account was not "every account halted": the row said accepted and the recorder's turn was
+    spent. Their traders' counts are settled apart (``settle``: they made no entry)."""
+    return [a for a in accounts if a.outranked_by is None]
+
+
+def _went(a: AccountResult) -> bool:
+    """Something of the account's plan went to the broker and was not refused (accepted, or
+    its answer never came), whatever it was."""
+    return a.sent + a.unknown > 0
+
+
+def _closed(a: AccountResult) -> bool:
+    """The account closed and opened nothing: a close-only plan, or a reversal or re-entry
+    whose close went and whose entry did not (``Dispatcher._run_account``: their close is the
+    only step before the entry)."""
+    return a.action == "close" or (a.action in _CLOSES_FIRST and a.sent > 0)
+
+
 def _reached(a: AccountResult) -> bool:
     """The account made the entry the alert asked for: its plan did all of it (no
     ``Shortfall``), and something of it went to the broker and was not refused (accepted, or
     its answer never came). An order the broker refused changed nothing, and a plan short of
     the entry only closed or cancelled: counted as an entry, either refused the strategy's
     next real one (max signals) and ran a cooldown from nothing."""
-    return a.short is None and a.sent + a.unknown > 0
+    return a.short is None and _went(a)
 
 
 def _cause(a: AccountResult) -> str | None:
