@@ -33,10 +33,10 @@ from tests.integration.test_cli_set_password import (  # noqa: F401  (cli is a f
 
 
 async def test_adding_a_typoed_password_for_a_shared_login_breaks_the_working_account(
-    cli: Cli,
+    cli: Cli,  # noqa: F811
     pool: asyncpg.Pool,
     db_url: str,
-    data_dir: Path,  # noqa: F811
+    data_dir: Path,
 ) -> None:
     await cli.add_demo("alice-live", "alice", "shared_tv", OLD_PW)
     box = _box(db_url, data_dir)
@@ -60,10 +60,10 @@ async def test_adding_a_typoed_password_for_a_shared_login_breaks_the_working_ac
 
 
 async def test_a_different_password_is_refused_in_one_line_and_nothing_is_written(
-    cli: Cli,
+    cli: Cli,  # noqa: F811
     pool: asyncpg.Pool,
     db_url: str,
-    data_dir: Path,  # noqa: F811
+    data_dir: Path,
 ) -> None:
     """Any case of the username names the same login (as ``accounts.same_login`` compares);
     the refusal names the accounts holding another password, never a password."""
@@ -91,10 +91,10 @@ async def test_a_different_password_is_refused_in_one_line_and_nothing_is_writte
 
 
 async def test_the_same_password_is_added_and_both_accounts_log_in(
-    cli: Cli,
+    cli: Cli,  # noqa: F811
     pool: asyncpg.Pool,
     db_url: str,
-    data_dir: Path,  # noqa: F811
+    data_dir: Path,
 ) -> None:
     await cli.add_demo("alice-live", "alice", "shared_tv", OLD_PW)
     out = await cli.ok("accounts", "add", "bob-shared", "--user", "bob", "--env", "demo",
@@ -109,10 +109,10 @@ async def test_the_same_password_is_added_and_both_accounts_log_in(
 
 
 async def test_without_a_password_the_add_is_not_checked(
-    cli: Cli,
+    cli: Cli,  # noqa: F811
     pool: asyncpg.Pool,
     db_url: str,
-    data_dir: Path,  # noqa: F811
+    data_dir: Path,
 ) -> None:
     """An account added to be connected with OAuth holds no password: nothing to compare, and
     the login's existing account goes on logging in."""
@@ -124,10 +124,10 @@ async def test_without_a_password_the_add_is_not_checked(
 
 
 async def test_next_to_oauth_only_accounts_it_is_added_and_said_unusable(
-    cli: Cli,
+    cli: Cli,  # noqa: F811
     pool: asyncpg.Pool,
     db_url: str,
-    data_dir: Path,  # noqa: F811
+    data_dir: Path,
 ) -> None:
     """As `set-password` does: the login's other accounts connected with OAuth only hold no
     password to compare with, so it is stored (their sessions are not refused by it), and the
