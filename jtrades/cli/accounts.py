@@ -319,11 +319,8 @@ def add_sub(
     added = run(go)
     sub = added.sub
     line = f"added sub-account {sub.name} ({sub.broker_account_id}) to {label}"
-    if added.verified is False:
-        line += (
-            f" (unverified: the login was never synced; run `jtrades accounts sync {label}`"
-            " to check it lists this id)"
-        )
+    if added.unverified is not None:
+        line += f" (unverified: {added.unverified})"
     done(json, line, {"sub": sub, "verified": added.verified})
 
 

@@ -222,10 +222,11 @@ async def forget_unnamed_tokens(ex: Executor) -> None:
 @dataclass(frozen=True, slots=True)
 class AddedSub:
     """A sub-account recorded by hand, and whether its login's sync vouched for its id
-    (None: a paper login, which numbers its own)."""
+    (None: a paper login, which numbers its own); when not, why (``unverified``)."""
 
     sub: SubAccountRow
     verified: bool | None
+    unverified: str | None = None
 
 
 def check_listed(
@@ -264,7 +265,24 @@ async def add_sub(ex: Executor, label: str, broker_account_id: int, name: str) -
         verified = check_listed(account, broker_account_id, seen["synced"], seen["listed"])
     with translate_errors():
         row = await ex.fetchrow(q("accounts.insert_sub"), account.id, broker_account_id, name)
-    return AddedSub(_sub(row), verified)
+    return AddedSub(_sub(row), verified, None if verified is not False else unverified(account))
+
+
+def unverified(account: Account) -> str:
+    """Why an id recorded on a demo/live login was not checked: what to do about it. A row
+    that holds no credential of its login proves nothing of it (``accounts.login_listed``),
+    and told it had never been synced, its user synced another row instead, in vain."""
+    if not (account.has_password or account.has_oauth or account.synced_at):
+        return (
+            f"{account.label} holds no password or OAuth connection of login"
+            f" {account.username}; add one (`jtrades accounts set-password {account.label}`"
+            f" or `jtrades accounts connect {account.label}`), then `jtrades accounts sync"
+            f" {account.label}` checks it lists this id"
+        )
+    return (
+        f"the login was never synced; run `jtrades accounts sync {account.label}` to check it"
+        " lists this id"
+    )
 
 
 def new_password_context(account: Account) -> str:

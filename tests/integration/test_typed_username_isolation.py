@@ -219,6 +219,11 @@ async def test_a_row_that_only_typed_the_username_gets_no_id_verified(
     assert out["verified"] is False, (
         f"a row holding no credential of the login was given the login's account, verified: {out}"
     )
+    # and it is told why, not that the login was never synced (it was: through alice's row)
+    r = await cli("accounts", "add-sub", "mallory-demo", "--id", "424243", "--name", "Y")
+    assert r.exit_code == 0, r.stderr
+    assert "holds no password or OAuth connection of login ALICE_TV" in r.stderr, r.stderr
+    assert "never synced" not in r.stderr, r.stderr
 
     # connected with OAuth (its token's user checked as stored), the login's ids vouch for it
     await pool.execute(
