@@ -83,8 +83,12 @@ class OpenPosition:
             self._summed, self._lot_total = self.lots, self._lot_total + qty
 
     def copy(self) -> OpenPosition:
-        """One that moves on its own (the lots are a tuple, replaced, never changed in place)."""
-        return OpenPosition(self.net, self.avg, self.opened_at, self.lots)
+        """One that moves on its own (the lots are a tuple, replaced, never changed in place),
+        its lots' total carried over: the mirror copies each position a batch touches, and a
+        copy that summed its lots again cost 5 % of the daemon's CPU at 400 lots."""
+        twin = OpenPosition(self.net, self.avg, self.opened_at, self.lots)
+        twin._summed, twin._lot_total = self._summed, self._lot_total
+        return twin
 
 
 def _average(cost: Decimal, qty: int, prices: list[Decimal]) -> Decimal:
