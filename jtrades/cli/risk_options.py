@@ -412,7 +412,8 @@ _PARAMS: dict[str, Any] = {
         "--max-daily-loss",
         "USD",
         "Stop entries for the day once the trader's instrument has lost this much on its"
-        " sub-accounts, realized and open (none = no limit)." + _REPLACE,
+        " sub-accounts, realized and open, before commissions and fees (none = no limit)."
+        + _REPLACE,
     ),
     "max_contracts": _opt(
         "--max-contracts",
