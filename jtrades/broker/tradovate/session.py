@@ -1,39 +1,20 @@
-"""One Tradovate WebSocket per login: authorize, sync, heartbeat, dead-peer detection, reconnect.
+"""One Tradovate WebSocket per login: connect, go READY, notice a dead peer, reconnect, close.
 
-Lifecycle of a connection (TRADOVATE.md "WebSocket"): the server says ``o``; we send
-``authorize`` with the access token; then ``user/syncrequest`` for the login's user, whose answer is
-the snapshot the view starts from, followed by ``props`` events. We send ``[]`` every 2.5 s; a
-connection that has sent us nothing for 10 s, or left a request unanswered past its timeout, is
-dead: we drop it, mark the view unsynced ("missing is not flat"), and reconnect with jittered
-exponential backoff capped at ``reconnect_max_s``, then sync again. The backoff starts over once a
-connection has stayed READY for ``reconnect_max_s``: an isolated drop reconnects after about
-``reconnect_initial_s``, a flapping connection still backs off.
-
-Nothing but cancellation and a failed login ends the connection loop: a refused sync, a ``props``
-event the view cannot read (the view is then not trusted: the connection is cut and synced again
-from a fresh snapshot), or a bug is logged as an error and retried like a drop — a session that
-silently stopped reconnecting would leave positions without exits.
-
-Sync body: partner docs ask for ``{"accounts": [...], "splitResponses": true, "entityTypes": …}``,
-retail examples send ``{"users": [userId]}`` and receive everything in one answer. We send the
-``users`` form (one answer, all entity types, every account of the login) and, when the token does
-not carry a user id, the ``accounts`` form without ``splitResponses``.
+Lifecycle of a connection (TRADOVATE.md "WebSocket"): the server says ``o``; we authorize and sync
+(``handshake``), the snapshot's answer followed by ``props`` events (``feed``). We send ``[]``
+every 2.5 s; a connection that has sent us nothing for 10 s, or left a request unanswered past its
+timeout, is dead (``liveness``, ``outcomes``): we drop it, mark the view unsynced ("missing is not
+flat"), and reconnect after a backoff, then sync again. Nothing but cancellation and a failed
+login ends the connection loop (``reconnect``: what ends a connection, when the next is tried).
 
 A ``shutdown`` event (another session or connection took our place, e.g. ``ConnectionQuotaReached``
 or a person logging in elsewhere) revokes the token: it is reported as a ``session`` event with
 the reason, logged as an error, the token is dropped, and the session comes back after
-``reconnect_max_s`` with a new login from the budget — never faster, so two parties knocking each
-other off cannot turn into a login storm.
+``reconnect_max_s`` with a new login from the budget. A penalty ticket on any request holds the
+whole session, its connects included (``penalty_hold``).
 
-A penalty ticket (TRADOVATE.md: over the WebSocket ``{"s":200,"i":n,"d":{"p-ticket":…}}``, on any
-request, ``authorize`` included) holds the session: until its ``p-time`` has passed every request
-is refused here, before anything is sent (``BrokerPenalty``, a ``TransientBrokerError``: "not
-sent"), and the connection loop does not connect sooner; heartbeats go on. Each early request
-lengthened the lock. TRADOVATE.md says how a ticket is presented on a JSON request, not on
-``authorize`` (its body is the bare token), so none is presented there: the wait is what we honour.
-With ``p-captcha`` the hold is at least an hour (waiting does not clear it), and on ``authorize``
-the session fails as a login does (``CaptchaRequired``): a human has to act. A 429 or a ticket on
-``authorize`` pauses every connect of the pool, as one on any request does.
+This module is the session's face (start, request, events, close) and the loop that keeps its
+socket; the decisions they take on the way live in the modules named.
 """
 
 from __future__ import annotations
@@ -46,32 +27,26 @@ from typing import Any
 
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed
 
 from jtrades.aio import end_tasks
 from jtrades.broker.base import BrokerEvent
 from jtrades.broker.tradovate.auth import AccessToken
-from jtrades.broker.tradovate.codec import Event, FrameError, Response, parse_server_frame
+from jtrades.broker.tradovate.codec import Event, Response, parse_server_frame
 from jtrades.broker.tradovate.feed import StreamBroken, ViewFeed
+from jtrades.broker.tradovate.handshake import authorize_and_sync
 from jtrades.broker.tradovate.hub import EventHub
-from jtrades.broker.tradovate.lifecycle import (
-    State,
-    Timing,
-    TokenSource,
-    backoff_delay,
-    raised_at,
-)
+from jtrades.broker.tradovate.lifecycle import State, Timing, TokenSource
 from jtrades.broker.tradovate.liveness import send_heartbeats, watch_silence
 from jtrades.broker.tradovate.naming import ContractNamer
-from jtrades.broker.tradovate.outcomes import CaptchaPenalty, PendingRequests, check_response
+from jtrades.broker.tradovate.outcomes import PendingRequests, check_response
+from jtrades.broker.tradovate.penalty_hold import PenaltyHold
+from jtrades.broker.tradovate.reconnect import ConnectionEnded, ending_of, next_connect
 from jtrades.broker.tradovate.renewal import renew_loop
 from jtrades.broker.tradovate.view import AccountView
 from jtrades.errors import (
     BrokerAuthError,
     BrokerPenalty,
-    BrokerRejected,
-    CaptchaRequired,
-    OutcomeUnknown,
     TransientBrokerError,
 )
 
@@ -79,10 +54,6 @@ log = structlog.get_logger(__name__)
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # a busy login's sync can exceed 1 MB
 CLOSE_WITHIN_S = 10.0  # close gives the session's tasks this long to end, then leaves them
-
-
-class _ConnectionDead(Exception):
-    pass
 
 
 class Session:
@@ -120,8 +91,7 @@ class Session:
         self._dead_reason: str | None = None
         self._token: AccessToken | None = None
         self._ready_at: float | None = None  # loop time the current connection became READY
-        self._hold_until = 0.0  # loop time before which nothing is sent (a penalty ticket)
-        self._hold_reason = ""
+        self._penalty = PenaltyHold(label)
         self._namer = ContractNamer(self.view, self.hub, self.request, self._stopped, label)
         self._feed = ViewFeed(self.view, self.hub, self._namer, self._cut, label)
 
@@ -171,13 +141,7 @@ class Session:
         self, endpoint: str, body: Any = None, *, query: str = "", within_s: float | None = None
     ) -> Any:
         """Send one request and return its ``d`` (see ``outcomes`` for the three failure kinds)."""
-        left = self._hold_until - asyncio.get_running_loop().time()
-        if left > 0:
-            raise BrokerPenalty(
-                f"{endpoint}: not sent: Tradovate asked session {self.label} to wait, "
-                f"{left:.0f} s left ({self._hold_reason})",
-                left,
-            )
+        self._penalty.refuse(endpoint)
         if not self._ready.is_set() or self._ws is None:
             raise TransientBrokerError(
                 f"Tradovate session {self.label} is {self.state}: {self.last_error or 'not ready'}"
@@ -186,7 +150,7 @@ class Session:
         try:
             return check_response(endpoint, response, self._on_rate_limited)
         except BrokerPenalty as exc:
-            self._hold(exc)
+            self._penalty.hold(exc)
             raise
 
     def events(self) -> Any:
@@ -233,21 +197,6 @@ class Session:
         limit = within_s if within_s is not None else self.timing.request_timeout_s
         return await self._requests.call(ws, endpoint, body, query, limit, self._kill)
 
-    def _hold(self, exc: BrokerPenalty) -> None:
-        """Nothing more on this login before ``exc.wait_s`` has passed (see the module doc): a
-        retry, the next order or a reconnect sooner would each lengthen the lock."""
-        until = asyncio.get_running_loop().time() + exc.wait_s
-        if until > self._hold_until:
-            self._hold_until, self._hold_reason = until, str(exc)
-        captcha = isinstance(exc, CaptchaPenalty)
-        (log.error if captcha else log.warning)(
-            "tradovate.session.penalty",
-            session=self.label,
-            wait_s=round(exc.wait_s, 1),
-            captcha=captcha,
-            reason=str(exc),
-        )
-
     def _lost(self, reason: str) -> None:
         """From this moment the view is unknown: readers get ``TransientBrokerError``, not a
         stale "flat", even before the connection loop has noticed the socket is gone."""
@@ -281,66 +230,29 @@ class Session:
         loop = asyncio.get_running_loop()
         failures = 0
         while not self._stopped.is_set():
-            delay_floor = 0.0
             self._ready_at = None
             try:
                 if self._gate is not None:
                     await self._gate()
                 await self._connect_once()  # returns only by raising: the connection ended
-            except BrokerAuthError as exc:
-                self.state = State.FAILED
-                self.last_error = str(exc)
-                log.error("tradovate.session.auth_failed", session=self.label, reason=str(exc))
-                self._stopped.set()
-                break
-            except BrokerPenalty as exc:
-                # a penalised authorize or sync: the next one not before its p-time (the
-                # reconnect backoff alone sent it a second later, and each early one lengthens
-                # the lock); the floor below is the hold
-                self._hold(exc)
-                self.last_error = str(exc)
-            except InvalidStatus as exc:
-                failures += 1
-                self.last_error = f"WebSocket upgrade refused: HTTP {exc.response.status_code}"
-                if exc.response.status_code == 429 and self._on_rate_limited is not None:
-                    self._on_rate_limited()
-            except (
-                OSError,
-                TimeoutError,
-                InvalidHandshake,
-                InvalidURI,
-                ConnectionClosed,
-                FrameError,
-                TransientBrokerError,
-                OutcomeUnknown,
-                _ConnectionDead,
-                StreamBroken,
-            ) as exc:
-                self.last_error = str(exc) or type(exc).__name__
-            except BrokerRejected as exc:
-                # The sync (or account/list) answered 4xx on a socket whose authorize the same
-                # token just passed. A 401 here is Tradovate's answer for an API key without
-                # permissions, which a new login would not fix: the token is kept (a login costs
-                # budget), and should it really be dead, the next authorize says 401 and drops it.
-                self.last_error = str(exc)
-                log.error(
-                    "tradovate.session.failed",
-                    session=self.label,
-                    error=type(exc).__name__,
-                    reason=str(exc),
-                    hint="Tradovate refused the sync; a 401 may mean the API key lacks permissions",
-                )
-            except Exception as exc:
-                # A bug or an answer nobody foresaw must not end the loop for good (no exits,
-                # no stops until a restart): log it and reconnect like after a drop.
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.error(
-                    "tradovate.session.failed",
-                    session=self.label,
-                    error=type(exc).__name__,
-                    reason=str(exc),
-                    at=raised_at(exc),
-                )
+            except Exception as exc:  # what it means is ``reconnect``'s to say
+                end = ending_of(exc)
+                self.last_error = end.reason
+                if end.for_good:
+                    self.state = State.FAILED
+                    log.error(
+                        "tradovate.session.auth_failed", session=self.label, reason=end.reason
+                    )
+                    self._stopped.set()
+                    break
+                if end.penalty is not None:
+                    self._penalty.hold(end.penalty)  # the next connect waits for it too
+                if end.refused_upgrade is not None:
+                    failures += 1
+                    if end.refused_upgrade == 429 and self._on_rate_limited is not None:
+                        self._on_rate_limited()
+                if end.error is not None:
+                    log.error("tradovate.session.failed", session=self.label, **end.error)
             finally:
                 self._ws = None
                 self._ready.clear()
@@ -348,32 +260,19 @@ class Session:
                 self.hub.publish(self.view.mark_unsynced(self.last_error or "disconnected"))
             if self._stopped.is_set():
                 break
-            # A connection that stayed READY for reconnect_max_s starts the backoff over, so an
-            # isolated drop hours after the last one waits ~reconnect_initial_s, not the cap.
-            # One that drops sooner keeps counting: a connection that syncs and dies each time
-            # still backs off to the cap, and reconnects (each a user/syncrequest, a few hundred
-            # allowed per hour) stay at most about one per reconnect_max_s.
             ready_at = self._ready_at
-            if ready_at is not None and loop.time() - ready_at >= self.timing.reconnect_max_s:
-                failures = 0
-            failures += 1
-            # a penalty, heard now or on a request of the connection that ended, holds connects
-            delay_floor = max(delay_floor, self._hold_until - loop.time())
-            if self.shutdown_reason is not None:
+            failures, delay = next_connect(
+                failures,
+                None if ready_at is None else loop.time() - ready_at,
+                self._penalty.left_s(),
                 # honoured here, and only here: cleared when the connection got READY, a
                 # shutdown heard with the sync's answer reconnected at once
-                delay_floor = max(delay_floor, self.timing.reconnect_max_s)
-                self.shutdown_reason = None
-            self.state = State.RECONNECTING
-            delay = max(
-                delay_floor,
-                backoff_delay(
-                    failures,
-                    self.timing.reconnect_initial_s,
-                    self.timing.reconnect_max_s,
-                    random.random(),
-                ),
+                self.shutdown_reason is not None,
+                self.timing,
+                random.random(),
             )
+            self.shutdown_reason = None
+            self.state = State.RECONNECTING
             log.warning(
                 "tradovate.session.reconnecting",
                 session=self.label,
@@ -388,7 +287,7 @@ class Session:
         """A closed (or failed) session does not connect, nor go READY: should a cancellation
         have been lost on the way, the loop still ends here instead of trading on."""
         if self._stopped.is_set():
-            raise _ConnectionDead(self.last_error or "session stopped")
+            raise ConnectionEnded(self.last_error or "session stopped")
 
     async def _connect_once(self) -> None:
         self._raise_if_stopped()
@@ -421,7 +320,10 @@ class Session:
                 watch_silence(lambda: self._last_rx, self.timing.dead_after_s, self._kill)
             )
             try:
-                await self._authorize_and_sync(token)
+                snapshot = await authorize_and_sync(
+                    self._call, self._tokens, token, self._on_rate_limited, self.label
+                )
+                self._feed.snapshot(snapshot)
                 self._raise_if_stopped()
                 self.connects += 1
                 self._ready_at = loop.time()
@@ -439,35 +341,7 @@ class Session:
                 for t in (reader, beats, watchdog):
                     t.cancel()
                 await asyncio.gather(reader, beats, watchdog, return_exceptions=True)
-        raise _ConnectionDead(self._dead_reason or self.last_error or "connection closed")
-
-    async def _authorize_and_sync(self, token: AccessToken) -> None:
-        auth = await self._call("authorize", token.token)
-        if auth.status == 401:
-            await self._tokens.invalidate(token.token)
-            raise TransientBrokerError("Tradovate refused the token on authorize (401)")
-        try:
-            # a penalty comes as a 200 (its ticket in ``d``); a 429 pauses every connect
-            check_response("authorize", auth, self._on_rate_limited)
-        except CaptchaPenalty:
-            raise CaptchaRequired(
-                f"Tradovate wants a captcha for session {self.label}: log in once on the "
-                "Tradovate website, or connect the account with OAuth; retrying extends the lock"
-            ) from None
-        except (BrokerRejected, OutcomeUnknown):
-            raise TransientBrokerError(f"authorize answered {auth.status}") from None
-        if token.user_id is not None:
-            body: dict[str, Any] = {"users": [token.user_id]}
-        else:  # a token of unknown user (an old stored row): name its accounts instead
-            listed = check_response(
-                "account/list", await self._call("account/list", None), self._on_rate_limited
-            )
-            body = {"accounts": [int(a["id"]) for a in listed or () if isinstance(a, dict)]}
-        sync = await self._call("user/syncrequest", body)
-        data = check_response("user/syncrequest", sync, self._on_rate_limited)
-        if not isinstance(data, dict):
-            raise TransientBrokerError("user/syncrequest answered without a snapshot")
-        self._feed.snapshot(data)
+        raise ConnectionEnded(self._dead_reason or self.last_error or "connection closed")
 
     async def _reader(self, ws: ClientConnection) -> None:
         """Read the socket until it ends; then every request still waiting on it fails at once
