@@ -21,7 +21,7 @@ either (a reversal must not open the new side when the close is in doubt). A mar
 later steps build on (a DCA add or a reduce, then the exits for the new position) must show in
 the position first (bounded by the settle timeout): an order id in the answer is not a fill.
 A DCA add's exits, planned from an estimated average, are then priced again from the broker's
-average (``_reprice``) and recorded on their intents before they go; when no safe exits come
+average (``dca_reprice``) and recorded on their intents before they go; when no safe exits come
 of it (or no average), the planned ones go as planned, with the cancels of the working exits:
 priced from the estimate, they still cover the added contracts.
 
@@ -51,18 +51,13 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
     plan_groups,
 )
 from jtrades.engine.config_cache import AccountKey, LinkConfig
-from jtrades.engine.exits import CannotPlan
+from jtrades.engine.dca_reprice import reprice_exits
 from jtrades.engine.plan_context import placed_as_exit
 from jtrades.engine.planning import PlannedOrder
-from jtrades.engine.resize import AddExits, AddPlan, added_fill, reprice_add, through_market
+from jtrades.engine.resize import AddPlan
 from jtrades.engine.send import send_step
-from jtrades.engine.steps import (
-    expected_position,
-    main_qty,
-    position_avg,
-    position_shows,
-    request_doc,
-)
+from jtrades.engine.steps import expected_position, position_shows
+from jtrades.engine.unsent import NOT_SENT_ON_PURPOSE, not_sent
 from jtrades.engine.view_waits import shows_orders, within
 from jtrades.errors import StorageUnavailable
 from jtrades.store import intents as intent_store
@@ -70,18 +65,20 @@ from jtrades.store import signals as signal_store
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["AccountResult", "DispatchResult", "Dispatcher", "WorkItem", "broker_account"]
+__all__ = [
+    "NOT_SENT_ON_PURPOSE",  # re-exported: the owed-stop tests read it here (``unsent``'s)
+    "AccountResult",
+    "DispatchResult",
+    "Dispatcher",
+    "WorkItem",
+    "broker_account",
+]
 
 Clock = Callable[[], datetime]
 
 # Protective steps that follow a step which changed the position may still go out this long
 # past the TTL (the module docstring; the reconciler's grace counts it).
 FOLLOW_UP_S = 5.0
-# How the reason of a step the dispatcher chose not to send starts (a DCA take-profit leg whose
-# contracts went to another leg, ``_reprice``): nothing failed there, so a stop such a step
-# carries is not one the daemon owes the position (``owed_stop``, which reads this mark). Any
-# other expired step was meant to go and did not.
-NOT_SENT_ON_PURPOSE = "not sent, on purpose: "
 # Steps that only protect a position, whatever their clOrdId: a cancel of a working exit
 # (every cancel a signal's plan makes), a stop shrunk to the position.
 _PROTECTIVE_KINDS = frozenset({"cancel", "modify"})
@@ -200,7 +197,7 @@ class Dispatcher:
                                 p.item.trader_id,
                                 p.item.link.sub_account_id,
                                 str(p.plan.action),
-                                "not sent: the order intents could not be written",
+                                not_sent("the order intents could not be written"),
                             )
                         )
                     return DispatchResult(results, storage_failed=True)
@@ -270,11 +267,11 @@ class Dispatcher:
         went = False  # a step before the entry went: the entry lost is a shortfall
         try:
             failed: str | None = None
-            passed: dict[int, str] = {}  # steps not sent: a take-profit leg priced away
+            passed: dict[int, str] = {}  # steps not sent on purpose: a take-profit leg priced away
             changed = False  # a step that changed the position went out
             tail: bool | None = None  # whether the protective steps after it go (``_too_late``)
             for n in range(1, len(p.steps) + 1):
-                # read as it is reached: ``_reprice`` swaps the exits in once the add shows
+                # read as it is reached: ``reprice_exits`` swaps the exits in once the add shows
                 (po, ni), intent_id = p.steps[n - 1], p.ids[n - 1]
                 if intent_id is None:
                     # Already written by an earlier delivery of this signal: that one sends it.
@@ -286,9 +283,7 @@ class Dispatcher:
                 if failed is None:
                     failed, tail = self._too_late(received_at, changed, tail, po, ni.cl_ord_id, res)
                 if failed is not None:
-                    done.append(
-                        intent_store.Outcome(intent_id, "expired", reason=f"not sent: {failed}")
-                    )
+                    done.append(intent_store.Outcome(intent_id, "expired", reason=not_sent(failed)))
                     res.expired += 1
                     if po.step == entry and went:
                         res.short = missed_entry("unsent", failed)
@@ -316,7 +311,8 @@ class Dispatcher:
                             elif (
                                 isinstance(p.plan, AddPlan) and p.plan.add_exits.add_step == po.step
                             ):
-                                failed = await self._reprice(p, p.plan.add_exits, res, passed)
+                                add_exits = p.plan.add_exits
+                                failed = await reprice_exits(self._pool, p, add_exits, res, passed)
                 elif state == "rejected":
                     res.rejected += 1
                     failed = f"step {po.step} rejected"
@@ -404,92 +400,6 @@ class Dispatcher:
             f"step {po.step} did not show in the position within {timeout:g}s"
             f" (holding {held}, expected {expected})"
         )
-
-    async def _reprice(
-        self, p: Prepared, a: AddExits, res: AccountResult, passed: dict[int, str]
-    ) -> str | None:
-        """Price a DCA add's exits again from the broker's average, now that the add shows
-        (``resize.reprice_add``), in place of the planned ones in ``p.steps``, recording each
-        changed request on its intent before it is sent. None when the rest goes; else why
-        it does not.
-
-        With no average, or no safe exits from it, the planned exits go as planned (priced
-        from the estimate, checked against the alert's price when planned), with the cancels
-        of the working ones: keeping the working exits would leave the added contracts
-        without a stop. Unless the add's fill shows one of them at or past the market: sent,
-        it would close the position an add was asked for; then nothing more goes, the working
-        exits stay, and the protective stops cover the rest (``protector``)."""
-        it = p.item
-        avg = position_avg(it.broker, it.link.broker_account_id, it.contract)
-        try:
-            if avg is None:
-                raise CannotPlan("the broker's view gives no average price")
-            priced = reprice_add(a, avg)
-        except CannotPlan as exc:
-            fill = added_fill(a, avg) if avg is not None else None
-            through = through_market(a.exits, a.pos_side, fill) if fill is not None else None
-            if through is not None and fill is not None:
-                why = (
-                    f"DCA exits neither re-priced ({exc}) nor sent as planned ({through}"
-                    f" {fill.normalize():f} the add filled at): the working exits are kept"
-                )
-                res.messages.append(why)
-                log.warning(
-                    "dispatch.dca_exits_refused",
-                    sub_account_id=it.link.sub_account_id,
-                    average=str(avg),
-                    reason=why,
-                )
-                return why
-            res.messages.append(
-                f"DCA exits not re-priced from the broker's average ({exc}): sent as planned,"
-                f" priced from the estimated average {a.estimate.normalize():f}"
-            )
-            log.warning(
-                "dispatch.dca_exits_from_estimate",
-                sub_account_id=it.link.sub_account_id,
-                average=str(avg),
-                estimate=str(a.estimate),
-                reason=str(exc),
-            )
-            return None
-        where = {po.step: i for i, (po, _) in enumerate(p.steps)}
-        changes: list[intent_store.RequestChange] = []
-        for old, new in zip(a.exits, priced.orders, strict=True):
-            i = where.get(old.step)
-            if i is None:
-                continue
-            planned, ni = p.steps[i]
-            if new is None:
-                passed[old.step] = (
-                    f"{NOT_SENT_ON_PURPOSE}at the broker's average its take-profit is reached,"
-                    f" its contracts go to another leg ({priced.summary})"
-                )
-                continue
-            if new.request == planned.request:
-                continue
-            intent_id = p.ids[i]
-            p.steps[i] = (new, ni)
-            if intent_id is not None:
-                changes.append(
-                    intent_store.RequestChange(intent_id, request_doc(new), main_qty(new))
-                )
-        if not changes and not passed:
-            return None
-        if changes:
-            try:
-                await intent_store.set_requests(self._pool, changes)
-            except Exception as exc:
-                # The intents are durable (rule 1) and the orders are named by them; sending the
-                # exits priced from the real average protects the position as configured, which
-                # matters more than the prices the rows show. Said, not hidden.
-                log.error("dispatch.repriced_not_written", intents=len(changes), error=str(exc))
-                res.messages.append("the re-priced exits could not be recorded on their intents")
-        res.messages.append(
-            f"exits re-priced from the broker's average {avg.normalize():f}"
-            f" (planned from {a.estimate.normalize():f}): {priced.summary}"
-        )
-        return None
 
     async def _settle_then_release(self, p: Prepared, lock: asyncio.Lock) -> None:
         try:

@@ -53,7 +53,8 @@ async def liquidation_contract_id(
         found = await broker.find_contract(contract.symbol)
     except LOOKUP_FAILURES as exc:
         # a lookup that timed out (OutcomeUnknown) or was refused was a query: the
-        # liquidation itself never left, so this is "not sent", never "rejected"
+        # liquidation itself never left, so this is "not sent", never "rejected" (``send_step``
+        # records it as ``unsent.broker_unavailable``: the reason starts "not sent")
         raise TransientBrokerError(
             f"no contract id for {contract.symbol} (lookup failed: {exc}); liquidation not sent"
         ) from None

@@ -65,9 +65,9 @@ import asyncpg
 import structlog
 
 from jtrades.broker.base import Contract, OrderStatus, OrderType, Position, Side
-from jtrades.engine.dispatch import NOT_SENT_ON_PURPOSE
 from jtrades.engine.risk import RiskSettings, SlType
 from jtrades.engine.sizing import exit_offset_points, exit_price, round_distance, round_to_tick
+from jtrades.engine.unsent import says_not_sent, says_on_purpose
 from jtrades.store import owed_stops
 from jtrades.store.owed_stops import PlanStep, StopEvidence
 
@@ -79,9 +79,9 @@ _STOP_TYPES = frozenset(
     {OrderType.STOP.value, OrderType.STOP_LIMIT.value, OrderType.TRAILING_STOP.value}
 )
 # Steps reconciliation cannot look up by clOrdId: expired "outcome not confirmed", they may have
-# reached the broker (``reconcile.resolve_intent``); only a reason saying so proves they did not.
+# reached the broker (``reconcile.resolve_intent``); only a reason saying so proves they did not
+# (``unsent.says_not_sent``).
 _IN_DOUBT_KINDS = frozenset({"cancel", "liquidate", "modify"})
-_NOT_SENT = "not sent"
 # Steps that send their successors whatever became of them: the protector sends each of its
 # cancels (``protect_sender``), so one never sent proves nothing of the next.
 _NO_PROOF_KINDS = frozenset({"cancel", "modify"})
@@ -139,8 +139,8 @@ def _decimal(value: object) -> Decimal | None:
 
 
 def skipped(step: PlanStep) -> bool:
-    """A step the dispatcher chose not to send (``dispatch.NOT_SENT_ON_PURPOSE``)."""
-    return step.state == "expired" and (step.reason or "").startswith(NOT_SENT_ON_PURPOSE)
+    """A step the dispatcher chose not to send (``unsent.NOT_SENT_ON_PURPOSE``)."""
+    return step.state == "expired" and says_on_purpose(step.reason)
 
 
 def never_sent(step: PlanStep) -> bool:
@@ -148,7 +148,7 @@ def never_sent(step: PlanStep) -> bool:
     whose expiry does not say so (closed "outcome not confirmed" after a crash: it may have)."""
     if step.state != "expired":
         return False
-    return step.kind not in _IN_DOUBT_KINDS or (step.reason or "").startswith(_NOT_SENT)
+    return step.kind not in _IN_DOUBT_KINDS or says_not_sent(step.reason)
 
 
 def failed_to_place(step: PlanStep) -> bool:

@@ -19,6 +19,7 @@ from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.protection import Shrink
 from jtrades.engine.send import send_step
 from jtrades.engine.steps import intent_for
+from jtrades.engine.unsent import broker_unavailable
 from jtrades.errors import BrokerRejected, TransientBrokerError
 from jtrades.store import intents as intent_store
 
@@ -129,7 +130,7 @@ class ProtectionSender:
             except BrokerRejected as exc:
                 state, reason = "rejected", str(exc) or "rejected by the broker"
             except TransientBrokerError as exc:  # raised before the request left
-                state, reason = "expired", f"not sent: broker unavailable ({exc})"
+                state, reason = "expired", broker_unavailable(exc)
             except Exception as exc:
                 state, reason = "unknown", f"no answer from the broker ({type(exc).__name__})"
             outcomes.append(

@@ -119,6 +119,9 @@ def resolve_intent(
             "the broker no longer lists (filled, cancelled or never sent); never sent late: "
             "look at the account at the broker",
         )
+    # Never sent, said after the finding rather than as ``unsent``'s prefix: an order's or a
+    # strategy's fate is read from its kind, never its reason (``owed_stop.never_sent``), and
+    # the text is stored: rows already written keep it.
     if kind == "strategy":
         return (
             "expired",

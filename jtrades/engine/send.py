@@ -24,9 +24,13 @@ from jtrades.broker.base import (
 )
 from jtrades.engine.liquidation import liquidation_contract_id
 from jtrades.engine.planning import PlannedOrder
+from jtrades.engine.unsent import UNAVAILABLE, broker_unavailable
 from jtrades.errors import BrokerRejected, OutcomeUnknown, TransientBrokerError
 
 log = structlog.get_logger(__name__)
+
+# UNAVAILABLE re-exported: the verdicts read it here (the convention is ``unsent``'s)
+__all__ = ["UNAVAILABLE", "Outcome", "intent_state", "send_step"]
 
 # The intent state an order's broker status stands for (the mirror and reconciliation read
 # orders' statuses into intents).
@@ -51,9 +55,6 @@ def intent_state(status: OrderStatus) -> str:
 
 
 Outcome = tuple[str, int | None, str | None]  # (intent state, broker order id, reason)
-# How the reason of a step the broker would not take the request for starts (a p-ticket, a
-# 429, the session reconnecting): the signal's verdict names it (``verdicts``).
-UNAVAILABLE = "not sent: broker unavailable"
 
 
 async def send_step(
@@ -96,7 +97,7 @@ async def send_step(
         return "rejected", None, str(exc) or "rejected by the broker"
     except TransientBrokerError as exc:
         # Raised before the request left: nothing is at the broker.
-        return "expired", None, f"{UNAVAILABLE} ({exc})"
+        return "expired", None, broker_unavailable(exc)
     except OutcomeUnknown as exc:
         return "unknown", None, f"no answer from the broker ({type(exc).__name__})"
     except Exception as exc:

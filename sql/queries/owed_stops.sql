@@ -7,8 +7,10 @@
 -- order it names (its type and status), and each with who made the latest fill stored for the
 -- contract. "May have reached": not refused and not expired, or an expired cancel, liquidation
 -- or modify whose expiry does not say it was never sent (reconciliation cannot confirm those:
--- ``reconcile.resolve_intent``). A pending or unknown intent is in doubt and counts as reached:
--- the plan it belongs to is the last one until reconciliation settles it.
+-- ``reconcile.resolve_intent``; "says" is the reason's prefix, ``engine.unsent.NOT_SENT``, which
+-- tests/unit/test_unsent.py holds equal to the literal below). A pending or unknown intent is
+-- in doubt and counts as reached: the plan it belongs to is the last one until reconciliation
+-- settles it.
 -- The latest fill is the daemon's when its order (or, for a bracket, its parent) carries one of
 -- the daemon's clOrdIds or an intent; a fill by hand, or one whose order is not stored, is not.
 -- No row: no intent on the contract may have reached the broker.
