@@ -11,15 +11,18 @@ Prices are its clock too: a DAY order expires at the first price after its sessi
 (``paper_day``). State lives in memory; reconciliation mirrors it into the database through
 ``events()``, and a restart puts the positions and open orders back from there
 (``BrokerRegistry.sync_accounts``, ``paper_restore``).
+
+This module is the ``Broker`` port over that state: it checks and places orders, keeps them, and
+on each price asks the order's own rules what happens (``paper_orders``: a stop moved, a fill),
+then books the fill (``paper_ledger``: positions, fills, P&L) and publishes every change. Its
+contracts, with their ticks and point values, come from ``paper_contracts``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -39,81 +42,28 @@ from jtrades.broker.base import (
     Side,
     StrategyRequest,
     SubAccount,
-    TimeInForce,
     WorkingOrder,
 )
-from jtrades.broker.matching import auto_trailed, fill_price, to_tick, touched, trailed
 from jtrades.broker.paper_checks import check_bracket, check_oco_pair, check_order
+from jtrades.broker.paper_contracts import PaperContracts
 from jtrades.broker.paper_day import SessionClock, expires, utc_now
+from jtrades.broker.paper_ledger import PaperLedger
 from jtrades.broker.paper_market import PaperMarket
+from jtrades.broker.paper_orders import (
+    PaperOrder,
+    arm_bracket,
+    arm_strategy_stop,
+    matched_price,
+    price_from_entry,
+    reach_breakeven,
+    start_trail,
+    trail,
+)
 from jtrades.broker.wakeups import Wakeups
-from jtrades.engine.instruments import calendar_contract, split_symbol, table_contract
-from jtrades.engine.tradingday import trading_day
-from jtrades.errors import BrokerRejected, InvalidSignal, NotPricedYet
+from jtrades.errors import BrokerRejected, NotPricedYet
 
 if TYPE_CHECKING:
     from jtrades.broker.paper_restore import RestoredOrder
-
-
-@dataclass(slots=True)
-class _Order:
-    id: int
-    account: SubAccount
-    symbol: str
-    contract_id: int
-    side: Side
-    qty: int
-    order_type: OrderType
-    status: OrderStatus
-    price: Decimal | None = None
-    stop_price: Decimal | None = None
-    peg: Decimal | None = None  # trailing distance (points, positive)
-    # autoTrail: trails once ``trail_trigger`` in profit over ``anchor`` (the entry's fill)
-    trail_trigger: Decimal | None = None
-    trail_freq: Decimal | None = None
-    anchor: Decimal | None = None
-    # a StopLimit whose stop has traded: now its limit works. Tradovate keeps the type StopLimit.
-    triggered: bool = False
-    cl_ord_id: str | None = None
-    parent_id: int | None = None
-    oco_id: int | None = None
-    # offsets from the parent's fill for legs priced at activation (strategy brackets)
-    tp_offset: Decimal | None = None
-    sl_offset: Decimal | None = None
-    # breakeven: offsets from the parent's fill, then (once active) the price that triggers it
-    be_trigger: Decimal | None = None
-    be_offset: Decimal = Decimal(0)
-    be_at: Decimal | None = None
-    be_stop: Decimal | None = None
-    # a DAY order expires when the session it was placed in ends (``paper_day``); legs have none:
-    # they end with their entry, or once active work until filled or cancelled
-    time_in_force: TimeInForce | None = None
-    session: datetime | None = None
-    children: list[int] = field(default_factory=list)
-
-    def view(self) -> WorkingOrder:
-        return WorkingOrder(
-            order_id=self.id,
-            account_id=self.account.account_id,
-            contract_id=self.contract_id,
-            symbol=self.symbol,
-            side=self.side,
-            qty=self.qty,
-            order_type=self.order_type,
-            status=self.status,
-            price=self.price,
-            stop_price=self.stop_price,
-            cl_ord_id=self.cl_ord_id,
-            parent_id=self.parent_id,
-            oco_id=self.oco_id,
-            trail=self.peg if self.order_type is OrderType.TRAILING_STOP else None,
-        )
-
-
-@dataclass(slots=True)
-class _Pos:
-    net: int = 0
-    avg: Decimal | None = None
 
 
 class PaperBroker:
@@ -123,11 +73,9 @@ class PaperBroker:
         self.clock = SessionClock(now)
         self._last_id = 0  # orders and fills are numbered on from it
         self._market = PaperMarket()
-        self._contracts: dict[str, Contract] = {}
-        self._orders: dict[int, _Order] = {}
-        self._positions: dict[tuple[int, str], _Pos] = {}
-        self._fills: dict[int, list[Fill]] = {}
-        self._realized: dict[int, Decimal] = {}
+        self._contracts = PaperContracts()
+        self._orders: dict[int, PaperOrder] = {}
+        self._ledger = PaperLedger()
         self._subscribers: list[asyncio.Queue[BrokerEvent | None]] = []
         self._position_waiters = Wakeups()
 
@@ -153,39 +101,15 @@ class PaperBroker:
         alert does not name (``paper_market``)."""
         self._market.fill_at(account_id, symbol, price)
 
-    def _check(self, o: _Order, px: Decimal, placing: bool) -> None:
+    def _check(self, o: PaperOrder, px: Decimal, placing: bool) -> None:
         """Move ``o``'s stop as the price ``px`` says, then fill it if ``px`` reaches it.
         ``placing``: ``o`` starts working now (placed, modified, activated by its entry)."""
-        if o.be_at is not None and o.be_stop is not None and (px - o.be_at) * -o.side.sign >= 0:
-            # The trade reached its breakeven trigger: the stop never gives back the entry.
-            if o.stop_price is None or (o.be_stop - o.stop_price) * -o.side.sign > 0:
-                o.stop_price = o.be_stop
-                self._publish_order(o)
-            o.be_at = o.be_stop = None
-        if o.order_type in (OrderType.STOP, OrderType.TRAILING_STOP):
-            stop = self._trailed(o, px)
-            if stop != o.stop_price:
-                o.stop_price = stop
-                self._publish_order(o)
-        if o.order_type is OrderType.STOP_LIMIT and not o.triggered:
-            if o.stop_price is None or not touched(o.side, px, o.stop_price):
-                return
-            # Tradovate keeps it a StopLimit (a stop to reconcile); its limit is born now, at px
-            o.triggered = placing = True
-        fill_at = fill_price(o.order_type, o.side, px, o.price, o.stop_price, placing)
-        if fill_at is not None:
-            self._fill(o, fill_at)
-
-    def _trailed(self, o: _Order, px: Decimal) -> Decimal | None:
-        """``o``'s stop after ``px``; autoTrail first: the engine sends it with ``trailingStop``."""
-        tick, stop = self._tick(o.symbol), o.stop_price
-        if o.trail_trigger is not None and o.peg and o.anchor is not None and stop is not None:
-            return auto_trailed(
-                stop, px, o.side, o.anchor, o.peg, o.trail_trigger, o.trail_freq, tick
-            )
-        if o.order_type is OrderType.TRAILING_STOP and o.peg is not None:
-            return trailed(o.stop_price, px, o.side, o.peg, tick)
-        return o.stop_price
+        if reach_breakeven(o, px):
+            self._publish_order(o)
+        if trail(o, px, self._contracts.tick(o.symbol)):
+            self._publish_order(o)
+        if (at := matched_price(o, px, placing)) is not None:
+            self._fill(o, at)
 
     # --- commands -------------------------------------------------------------------------
 
@@ -235,14 +159,7 @@ class PaperBroker:
             if br.stop_loss is not None:
                 kind = OrderType.TRAILING_STOP if br.trailing_stop else OrderType.STOP
                 sl = self._child(entry, exit_side, br.qty, kind)
-                sl.sl_offset = br.stop_loss
-                if br.trailing_stop or br.trail_trigger is not None:
-                    sl.peg = abs(br.stop_loss)
-                if br.trail_trigger is not None:  # autoTrail: Tradovate gets it with a trigger
-                    sl.trail_trigger = abs(br.trail_trigger)
-                    sl.trail_freq = abs(br.trail_freq) if br.trail_freq is not None else None
-                if br.breakeven is not None:
-                    sl.be_trigger, sl.be_offset = abs(br.breakeven), abs(br.breakeven_offset)
+                arm_strategy_stop(sl, br)
             if tp is not None and sl is not None:
                 tp.oco_id, sl.oco_id = sl.id, tp.id
                 self._publish_order(tp)  # published unlinked by ``_child``: the rows get the link
@@ -281,13 +198,11 @@ class PaperBroker:
         self._cancel(o)
 
     async def liquidate_position(self, account: SubAccount, contract_id: int) -> None:
-        symbol = next(
-            (c.symbol for c in self._contracts.values() if c.contract_id == contract_id), None
-        )
+        symbol = self._contracts.symbol_of(contract_id)
         if symbol is None:
             raise BrokerRejected(f"unknown contract {contract_id}")
         aid = account.account_id
-        pos = self._positions.get((aid, symbol))
+        pos = self._ledger.holding(aid, symbol)
         if pos is not None and pos.net and self._market.for_market_order(aid, symbol) is None:
             # Refused before the cancels: a restart keeps no market price, and cancelling first
             # left the restored position open without its stop. No mark is made up from the
@@ -313,35 +228,17 @@ class PaperBroker:
         return True
 
     async def find_contract(self, symbol: str) -> Contract:
-        """The contract a real broker would trade: ``MNQ1!`` → today's front month (``MNQZ6``)
-        by the calendar rule, with the built-in tick table, so paper positions carry the same
-        symbols as Tradovate's. Continuous names are resolved on every call (it is cheap), so the
-        paper broker rolls with the calendar like a real one; contracts are cached by name."""
-        try:
-            parts = split_symbol(symbol)
-            name = (
-                calendar_contract(parts.root, parts.nth, trading_day(datetime.now(UTC)))
-                if parts.nth is not None
-                else parts.contract_name
-            )
-            c = self._contracts.get(name)
-            if c is None:
-                c = dataclasses.replace(
-                    table_contract(name), contract_id=1000 + len(self._contracts)
-                )
-                self._contracts[name] = c
-        except InvalidSignal as exc:
-            raise BrokerRejected(f"paper broker: {exc}") from None
-        return c
+        """The contract a real broker would trade: ``MNQ1!`` → today's front month (``MNQZ6``),
+        so paper positions carry the same symbols as Tradovate's (``paper_contracts``)."""
+        return self._contracts.find(symbol)
 
     async def position_changed(self, account_id: int, within_s: float) -> None:
         await self._position_waiters.wait(account_id, within_s)
 
     def positions(self, account_id: int) -> list[Position]:
         return [
-            Position(aid, self._contract_id(sym), sym, p.net, p.avg)
-            for (aid, sym), p in self._positions.items()
-            if aid == account_id
+            Position(account_id, self._contracts.contract_id(sym), sym, p.net, p.avg)
+            for sym, p in self._ledger.held(account_id)
         ]
 
     def working_orders(self, account_id: int) -> list[WorkingOrder]:
@@ -365,21 +262,16 @@ class PaperBroker:
         return False
 
     def fills(self, account_id: int) -> list[Fill]:
-        return list(self._fills.get(account_id, []))
+        return self._ledger.fills(account_id)
 
     def filled_qty(self, account_id: int, order_ids: Iterable[int]) -> dict[int, int]:
-        wanted, out = set(order_ids), dict[int, int]()
-        for f in self._fills.get(account_id, ()):  # one sub-account's fills
-            if f.order_id in wanted:
-                out[f.order_id] = out.get(f.order_id, 0) + f.qty
-        return out
+        return self._ledger.filled_qty(account_id, order_ids)
 
     def last_fill_id(self, account_id: int) -> int:
-        fills = self._fills.get(account_id)
-        return fills[-1].fill_id if fills else 0  # numbered from one counter, in order
+        return self._ledger.last_fill_id(account_id)
 
     def cash(self, account_id: int) -> CashBalance | None:
-        return CashBalance(account_id, self._realized.get(account_id, Decimal(0)))
+        return self._ledger.cash(account_id)
 
     async def order_by_cl_ord_id(
         self,
@@ -402,8 +294,8 @@ class PaperBroker:
         was published before it subscribed reached no one: the first fills of a paper login
         added to a running daemon were never recorded, nor their P&L counted."""
         out = [BrokerEvent("order", o.account.account_id, o.view()) for o in self._orders.values()]
-        out += [BrokerEvent("fill", aid, f) for aid, fills in self._fills.items() for f in fills]
-        for aid in dict.fromkeys(aid for aid, _ in self._positions):
+        out += [BrokerEvent("fill", aid, f) for aid, f in self._ledger.all_fills()]
+        for aid in self._ledger.accounts_held():
             out += [BrokerEvent("position", aid, held) for held in self.positions(aid)]
         return out
 
@@ -426,7 +318,7 @@ class PaperBroker:
 
     def restore_position(self, account_id: int, symbol: str, net: int, avg: Decimal | None) -> None:
         """Put back a position mirrored before a restart (paper state is in memory)."""
-        self._positions[(account_id, symbol)] = _Pos(net, avg)
+        self._ledger.restore(account_id, symbol, net, avg)
         self._position_waiters.fire(account_id)
 
     def restore_order(self, r: RestoredOrder) -> WorkingOrder:
@@ -436,15 +328,7 @@ class PaperBroker:
         read from already say so, and no price is checked until the next one comes."""
         if (known := self._orders.get(r.id)) is not None:
             return known.view()
-        o = _Order(
-            id=r.id, account=r.account, symbol=r.symbol, contract_id=self._contract_id(r.symbol),
-            side=r.side, qty=r.qty, order_type=r.order_type, status=r.status, price=r.price,
-            stop_price=r.stop_price, peg=r.peg, trail_trigger=r.trail_trigger,
-            trail_freq=r.trail_freq, anchor=r.anchor, cl_ord_id=r.cl_ord_id,
-            parent_id=r.parent_id, oco_id=r.oco_id, tp_offset=r.tp_offset,
-            sl_offset=r.sl_offset, be_trigger=r.be_trigger, be_offset=r.be_offset,
-            be_at=r.be_at, be_stop=r.be_stop, time_in_force=r.time_in_force, session=r.session,
-        )  # fmt: skip
+        o = PaperOrder.restored(r, self._contracts.contract_id(r.symbol))
         self._orders[o.id] = o
         if r.parent_id is not None and (parent := self._orders.get(r.parent_id)) is not None:
             parent.children.append(o.id)
@@ -461,73 +345,36 @@ class PaperBroker:
         self._last_id += 1
         return self._last_id
 
-    def _tick(self, symbol: str) -> Decimal | None:
-        return c.tick_size if (c := self._contracts.get(symbol)) is not None else None
-
-    def _contract_id(self, symbol: str) -> int:
-        c = self._contracts.get(symbol)
-        return c.contract_id if c is not None and c.contract_id is not None else 0
-
     def _check_request(self, req: OrderRequest) -> None:
         priced = self._market.for_market_order(req.account.account_id, req.symbol) is not None
         check_order(req, priced)
 
-    def _new(self, req: OrderRequest) -> _Order:
+    def _new(self, req: OrderRequest) -> PaperOrder:
         """The order ``req`` asks for, registered (PendingNew); refused before anything changes
         (a group's other orders are checked before its first is made: ``paper_checks``)."""
         self._check_request(req)
-        o = _Order(
-            id=self._next_id(),
-            account=req.account,
-            symbol=req.symbol,
-            contract_id=self._contract_id(req.symbol),
-            side=req.side,
-            qty=req.qty,
-            order_type=req.order_type,
-            status=OrderStatus.PENDING_NEW,
-            price=req.price,
-            stop_price=req.stop_price,
-            peg=abs(req.peg_difference) if req.peg_difference is not None else None,
-            cl_ord_id=req.cl_ord_id or None,
-            time_in_force=req.time_in_force,
-            session=self.clock.session(),
+        o = PaperOrder.placed(
+            req, self._next_id(), self._contracts.contract_id(req.symbol), self.clock.session()
         )
         # no market yet (or only another month's): the contract's next price sets it
-        self._start_trail(o, self._market.for_resting(o.account.account_id, o.symbol))
+        last = self._market.for_resting(o.account.account_id, o.symbol)
+        start_trail(o, last, self._contracts.tick(o.symbol))
         self._orders[o.id] = o
         return o
 
-    def _start_trail(self, o: _Order, px: Decimal | None) -> None:
-        """A trailing stop without a stop price starts ``|peg|`` from ``px``: the market when
-        it is placed, or its entry's fill when it is a bracket (it works only from then)."""
-        if o.order_type is OrderType.TRAILING_STOP and o.stop_price is None and o.peg and px:
-            o.stop_price = to_tick(px + o.side.sign * o.peg, self._tick(o.symbol))
-
-    def _child(self, parent: _Order, side: Side, qty: int, kind: OrderType) -> _Order:
-        o = _Order(
-            id=self._next_id(),
-            account=parent.account,
-            symbol=parent.symbol,
-            contract_id=parent.contract_id,
-            side=side,
-            qty=qty,
-            order_type=kind,
-            status=OrderStatus.SUSPENDED,
-            parent_id=parent.id,
-        )
+    def _child(self, parent: PaperOrder, side: Side, qty: int, kind: OrderType) -> PaperOrder:
+        o = PaperOrder.leg(parent, self._next_id(), side, qty, kind)
         self._orders[o.id] = o
         parent.children.append(o.id)
         self._publish_order(o)
         return o
 
-    def _bracket(self, parent: _Order, b: BracketOrder) -> _Order:
+    def _bracket(self, parent: PaperOrder, b: BracketOrder) -> PaperOrder:
         o = self._child(parent, b.side, parent.qty, b.order_type)
-        o.price, o.stop_price, o.cl_ord_id = b.price, b.stop_price, b.cl_ord_id or None
-        if b.peg_difference is not None:
-            o.peg = abs(b.peg_difference)
+        arm_bracket(o, b)
         return o
 
-    def _activate(self, o: _Order) -> None:
+    def _activate(self, o: PaperOrder) -> None:
         o.status = OrderStatus.WORKING
         self._publish_order(o)
         aid = o.account.account_id
@@ -538,7 +385,7 @@ class PaperBroker:
         elif (last := self._market.for_resting(aid, o.symbol)) is not None:
             self._check(o, last, placing=True)
 
-    def _cancel(self, o: _Order, status: OrderStatus = OrderStatus.CANCELED) -> None:
+    def _cancel(self, o: PaperOrder, status: OrderStatus = OrderStatus.CANCELED) -> None:
         """End ``o`` (cancelled, or expired) and the legs still waiting for it the same way."""
         o.status = status
         self._publish_order(o)
@@ -547,7 +394,9 @@ class PaperBroker:
             if child.status.is_open:
                 self._cancel(child, status)
 
-    def _fill(self, o: _Order, price: Decimal) -> None:
+    def _fill(self, o: PaperOrder, price: Decimal) -> None:
+        """``o`` fills at ``price``: booked, published, its OCO partner cancelled and its
+        waiting legs priced from the fill and set working."""
         aid = o.account.account_id
         fill = Fill(
             fill_id=self._next_id(),
@@ -560,12 +409,10 @@ class PaperBroker:
             price=price,
             timestamp=self.clock.now(),
         )
-        self._fills.setdefault(aid, []).append(fill)
         o.status = OrderStatus.FILLED
-        self._apply_fill(aid, o.symbol, o.side.sign * o.qty, price)
+        pos = self._ledger.record(fill, self._contracts.value_per_point(o.symbol))
         self._publish(BrokerEvent("fill", aid, fill))
         self._publish_order(o)
-        pos = self._positions[(aid, o.symbol)]
         self._publish(
             BrokerEvent("position", aid, Position(aid, o.contract_id, o.symbol, pos.net, pos.avg))
         )
@@ -576,42 +423,11 @@ class PaperBroker:
                 self._cancel(other)
         for cid in o.children:
             child = self._orders[cid]
-            if child.status is not OrderStatus.SUSPENDED:
-                continue
-            if child.tp_offset is not None:
-                child.price = price + o.side.sign * abs(child.tp_offset)
-            if child.sl_offset is not None:
-                child.stop_price = price - o.side.sign * abs(child.sl_offset)
-            if child.be_trigger is not None:
-                child.be_at = price + o.side.sign * child.be_trigger
-                child.be_stop = price + o.side.sign * child.be_offset
-            child.anchor = price
-            self._start_trail(child, price)  # an OSO trailing bracket without a stop price
-            self._activate(child)
+            if child.status is OrderStatus.SUSPENDED:
+                price_from_entry(child, o.side, price, self._contracts.tick(child.symbol))
+                self._activate(child)
 
-    def _apply_fill(self, aid: int, symbol: str, signed: int, price: Decimal) -> None:
-        pos = self._positions.setdefault((aid, symbol), _Pos())
-        c = self._contracts.get(symbol)
-        vpp = c.value_per_point if c is not None else Decimal(1)
-        if pos.net == 0 or (pos.net > 0) == (signed > 0):
-            total = pos.net + signed
-            prev = (pos.avg or Decimal(0)) * abs(pos.net)
-            pos.avg = (prev + price * abs(signed)) / abs(total)
-            pos.net = total
-            return
-        closed = min(abs(signed), abs(pos.net))
-        assert pos.avg is not None
-        direction = 1 if pos.net > 0 else -1
-        pnl = (price - pos.avg) * closed * direction * vpp
-        self._realized[aid] = self._realized.get(aid, Decimal(0)) + pnl
-        rest = signed + direction * closed  # what is left of the fill after closing
-        pos.net += direction * -closed
-        if pos.net == 0:
-            pos.avg = None
-        if rest != 0:
-            pos.net, pos.avg = rest, price
-
-    def _publish_order(self, o: _Order) -> None:
+    def _publish_order(self, o: PaperOrder) -> None:
         self._publish(BrokerEvent("order", o.account.account_id, o.view()))
 
     def _publish(self, ev: BrokerEvent) -> None:
