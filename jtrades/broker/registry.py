@@ -286,6 +286,27 @@ class BrokerRegistry:
         self._failures.pop(account_id, None)
         self._tradovate[account_id] = broker
         self._tv_env[account_id] = (creds.env, broker)
+        if creds.password is not None and not creds.password_proven:
+            await self._prove_password(pool, account_id, creds.env, creds.username, creds.password)
+
+    async def _prove_password(
+        self, pool: Any, account_id: int, env: str, username: str, password: str
+    ) -> None:
+        """Record that Tradovate accepted the account's password, when the session it was
+        handed holds a token a login with that very password obtained (a session opened or
+        joined with OAuth proves nothing of a password beside it). Until then the row is not
+        one of its login's accounts (``engine.config_cache.account_key``); a failure here is
+        logged and the next connect tries again."""
+        if not pool.password_proven(env, username, password):
+            return
+        assert self._db is not None
+        try:
+            from jtrades.store.accounts import prove_password
+
+            if await prove_password(self._db.pool, self._box, account_id, password):
+                log.info("broker.password_proven", account_id=account_id)
+        except Exception as exc:
+            log.warning("broker.password_proof_unrecorded", account_id=account_id, error=str(exc))
 
     def ready(self) -> bool:
         """Sessions were attempted for every configured login. A login that cannot connect

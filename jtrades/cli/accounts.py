@@ -156,7 +156,8 @@ def set_password(
 
     Nothing is sent to Tradovate here. A running daemon whose session of the login failed (the
     old password refused) logs in with the new one on its next reconciliation pass
-    (trading.reconcile_interval_s), without a restart.
+    (trading.reconcile_interval_s), without a restart. Until a session or `accounts sync` with
+    it succeeds, the password proves nothing: the account is not one of the login's.
 
     Example: jtrades accounts set-password alice-demo --password-stdin < tv-password.txt
     """
@@ -328,7 +329,10 @@ async def sync_account(db: Database, cfg: Settings, label: str) -> tuple[Account
     """Log in to Tradovate as the account's login, list its sub-accounts and store them.
 
     Sub-accounts the broker no longer lists are kept but marked inactive. The login reuses (and
-    stores) the daemon's token for that login, so a sync normally spends no login.
+    stores) the daemon's token for that login, so a sync normally spends no login, when the
+    token is this account's to use (its OAuth connection, or the password the token's login
+    used); else it logs in with the account's password. A login that succeeded proves the
+    password (``store.prove_password``): the row is one of its login's accounts from then on.
     """
     account = await store.get(db.pool, label)
     if account.env == "paper":
@@ -339,15 +343,24 @@ async def sync_account(db: Database, cfg: Settings, label: str) -> tuple[Account
     if not account.username:
         raise InvalidInput(f"{account.label} has no Tradovate username")
     # Imported here: only sync needs the HTTP client stack, every other command starts faster.
-    from jtrades.broker.tradovate.accounts import list_sub_accounts
+    from jtrades.broker.tradovate.accounts import list_login
 
     box = load_secret_box(cfg, create=not account.has_password)
     creds = await store.login_credential(db.pool, box, account.id)
     log.debug("accounts.sync.login", label=account.label, env=account.env, username=creds.username)
-    found = await list_sub_accounts(
-        cfg, account.env, account.username, creds.password, db=db.pool, cipher=box
+    listing = await list_login(
+        cfg,
+        account.env,
+        account.username,
+        creds.password,
+        oauth=creds.oauth_token is not None,
+        db=db.pool,
+        cipher=box,
     )
+    found = listing.subs
     async with transaction(db) as c:
+        if creds.password is not None and listing.password_proven:
+            await store.prove_password(c, box, account.id, creds.password)
         result = await store.store_synced_subs(
             c, account.id, [(s.account_id, s.name) for s in found]
         )

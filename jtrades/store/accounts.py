@@ -5,6 +5,13 @@ back out only through ``load_credentials`` (for the daemon's login and ``account
 other read returns flags (``has_password``), never ciphertexts. Each ciphertext is bound to its
 login (``password_context``), so a value copied onto another row does not decrypt.
 
+A stored password proves nothing of its login until Tradovate accepted it (a login or session
+with it succeeded: ``prove_password``; every password write clears that): `accounts
+set-password` stores any password, so a row another user typed with the owner's username and a
+guess was merged with the owner's rows and refused the owner's own login. Only a proven password
+(or an OAuth connection) makes a row one of its login's accounts (``engine.config_cache``,
+``accounts.login_listed``) and is what the login's other passwords are compared with.
+
 A paper account gets one sub-account named after its label, whose broker id is the account's
 own id (there is no broker to ask).
 """
@@ -70,6 +77,7 @@ class Credentials:
     password: str | None
     oauth_token: str | None
     oauth_expires_at: datetime | None
+    password_proven: bool = False  # Tradovate accepted this password since it was stored
 
     def __repr__(self) -> str:  # never print a password, even by accident in a traceback
         return f"Credentials(label={self.label!r}, env={self.env!r}, username={self.username!r})"
@@ -322,14 +330,17 @@ async def set_password(ex: Executor, account: Account, password: Sealed) -> Acco
 
 
 async def login_mismatches(ex: Executor, box: SecretBox, account_id: int) -> tuple[str, ...]:
-    """Labels of the other accounts of this account's login whose stored password is not this
-    one's (or does not open): ``login_credential`` refuses the shared login to them all until
-    they hold the same one. Accounts of the login connected only with OAuth hold none."""
+    """Labels of the other accounts of this account's login whose proven password (one
+    Tradovate accepted) is not this one's (or does not open): ``login_credential`` refuses an
+    unproven password that differs. An unproven password is compared with nothing: another
+    user's guess must not block the owner's rows. OAuth-only accounts hold none."""
     mine = await load_credentials(ex, box, account_id)
     with translate_errors():
         others = await ex.fetch(q("accounts.same_login"), account_id)
     differ: list[str] = []
     for other in others:
+        if not other["password_proven"]:
+            continue
         try:
             theirs = await load_credentials(ex, box, other["id"])
         except SecretKeyMissing:
@@ -344,14 +355,14 @@ async def login_mismatches(ex: Executor, box: SecretBox, account_id: int) -> tup
 
 def refuse_mismatch(env: str, username: str | None, differ: Sequence[str]) -> None:
     """Refuse (``InvalidInput``) a password the login's accounts ``differ`` do not hold
-    (``login_mismatches``), for `accounts add`: stored, it made ``login_credential`` refuse the
-    login to them all, and after the next start their working session was gone for good."""
+    (``login_mismatches``: their passwords Tradovate accepted), for `accounts add`: stored, the
+    daemon would refuse it the login (``login_credential``)."""
     if differ:
         raise InvalidInput(
             f"not added: {', '.join(differ)} of login {username} ({env}) hold(s) another password"
-            " (or one the secret key does not open), and a login's accounts share its token, so"
-            " they must hold the same one: give that password, or change theirs first with"
-            " `jtrades accounts set-password`"
+            " that Tradovate accepted (or one the secret key does not open), and a login's"
+            " accounts share its token, so they must hold the same one: give that password, or"
+            " change theirs first with `jtrades accounts set-password`"
         )
 
 
@@ -411,8 +422,26 @@ async def load_credentials(ex: Executor, box: SecretBox, account_id: int) -> Cre
         )
     return Credentials(
         row["id"], row["label"], row["env"], row["username"], password, oauth,
-        row["oauth_expires_at"],
+        row["oauth_expires_at"], bool(row["password_proven"]) and password is not None,
     )  # fmt: skip
+
+
+async def prove_password(ex: Executor, box: SecretBox, account_id: int, password: str) -> bool:
+    """Record that Tradovate accepted ``password`` for this account's login (a session or
+    login with it succeeded), if the account still holds that very password (a set-password
+    meanwhile stored one nobody has tried); whether it was recorded now."""
+    with translate_errors():
+        row = await ex.fetchrow(q("accounts.credentials"), account_id)
+    if row is None or row["password_enc"] is None or row["password_proven"]:
+        return False
+    held = box.open(
+        row["password_enc"], row["password_key_id"], password_context(row["env"], row["username"])
+    )
+    if not hmac.compare_digest(held.encode(), password.encode()):
+        return False
+    with translate_errors():
+        done = await ex.fetchval(q("accounts.prove_password"), account_id, row["password_enc"])
+    return done is not None
 
 
 async def login_credential(ex: Executor, box: SecretBox, account_id: int) -> Credentials:
@@ -421,7 +450,14 @@ async def login_credential(ex: Executor, box: SecretBox, account_id: int) -> Cre
     per login, not per account, so another user's account naming the same login with no
     password, or a wrong one, was handed the owner's token and listed or traded the owner's
     sub-accounts. An OAuth connection is proof (its token's user is checked when stored); a
-    password must be the one the login's other accounts hold (a login is one password)."""
+    password must be the one the login's other accounts hold that Tradovate accepted (a login
+    is one password; ``prove_password``).
+
+    Only proven passwords are compared with: another user's guess, stored by set-password,
+    refused the owner's own login when it was compared too; and two unproven rows agreeing
+    (one user's made-up password twice) vouched for each other. An unproven password is let
+    through only where Tradovate itself will check it: no proven password of the login to
+    compare it with, and no OAuth connection whose token it would be handed."""
     creds = await load_credentials(ex, box, account_id)
     if creds.env == "paper" or creds.oauth_token is not None:
         return creds
@@ -431,23 +467,24 @@ async def login_credential(ex: Executor, box: SecretBox, account_id: int) -> Cre
             " login's password (accounts set-password) or connect it (accounts connect)"
         )
     with translate_errors():
-        others = [r["id"] for r in await ex.fetch(q("accounts.same_login"), account_id)]
+        others = await ex.fetch(q("accounts.same_login"), account_id)
     compared = connected = False
     for other in others:
-        theirs = await load_credentials(ex, box, other)
-        if theirs.password is None:
-            # one holding nothing yet (added to be connected later) vouches for nothing and
-            # asks for nothing: counted, it refused the login's working account its password
-            connected = connected or theirs.oauth_token is not None
+        connected = connected or other["has_oauth"]
+        if not other["password_proven"]:
+            # an unproven password (or none) vouches for nothing and asks for nothing
+            continue
+        theirs = await load_credentials(ex, box, other["id"])
+        if theirs.password is None:  # cleared since the query: nothing to compare
             continue
         compared = True
         if not hmac.compare_digest(theirs.password.encode(), creds.password.encode()):
             raise InvalidInput(
                 f"{creds.label}'s password for {creds.username} ({creds.env}) is not the one"
-                f" {theirs.label} holds for that login: the login's token is shared, so its"
-                " accounts must hold the same password"
+                f" {theirs.label} holds for that login (which Tradovate accepted): the login's"
+                " token is shared, so its accounts must hold the same password"
             )
-    if connected and not compared:
+    if connected and not compared and not creds.password_proven:
         raise InvalidInput(
             f"the other accounts of {creds.username} ({creds.env}) are connected with OAuth, so"
             f" {creds.label}'s password cannot be checked: connect it with OAuth too"

@@ -1,6 +1,9 @@
 """Stored broker access tokens: one row per (env, login), the token encrypted by the caller.
 
 The store never sees a plaintext token: it keeps the ciphertext and the id of the key that made it.
+What the caller seals is ``sealed_text``: the token and the proof of how it was obtained
+(``tradovate.tokens``: a keyed digest of the password a login used, or ``oauth``), sealed
+together so that a key rotation (``accounts reseal``) moves both and neither is ever in clear.
 """
 
 from __future__ import annotations
@@ -15,6 +18,25 @@ from jtrades.store import Executor, translate_errors
 def token_context(env: str, username: str) -> str:
     """Associated data: a sealed token opens only as the token of this (env, login)."""
     return f"broker_tokens:{env}:{username}"
+
+
+# Starts the sealed text of a token stored with its proof: the proof, a newline, the token (a
+# bearer token holds no newline). A row written before proofs existed holds the bare token.
+_PROOF_MARK = "proof:"
+
+
+def sealed_text(token: str, proof: str | None) -> str:
+    """What ``token_enc`` seals: the token, after its proof when it has one."""
+    return token if proof is None else f"{_PROOF_MARK}{proof}\n{token}"
+
+
+def opened_text(plain: str) -> tuple[str, str | None]:
+    """(token, proof) from an opened ``token_enc``; a bare token (stored before proofs) has
+    none, and is unproven: no password caller is handed it without a login."""
+    if plain.startswith(_PROOF_MARK) and "\n" in plain:
+        head, token = plain.split("\n", 1)
+        return token, head[len(_PROOF_MARK) :]
+    return plain, None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,19 +28,33 @@ ORDER BY account_id, lower(name);
 
 -- name: accounts.credentials($1 id)
 SELECT a.id, a.label, a.env, a.username, a.password_enc, a.password_key_id,
-       a.oauth_token_enc, a.oauth_key_id, a.oauth_expires_at
+       a.oauth_token_enc, a.oauth_key_id, a.oauth_expires_at,
+       a.password_proven_at IS NOT NULL AS password_proven
 FROM accounts a WHERE a.id = $1;
 
 -- name: accounts.set_password($1 id, $2 env, $3 username, $4 password_enc, $5 password_key_id)
 -- Written only while the row still names the login the ciphertext was sealed for (env and
--- username are its associated data): on any other row it would never open.
-UPDATE accounts SET password_enc = $4, password_key_id = $5
+-- username are its associated data): on any other row it would never open. A new password is
+-- unproven until Tradovate accepts it (accounts.prove_password).
+UPDATE accounts SET password_enc = $4, password_key_id = $5, password_proven_at = NULL
 WHERE id = $1 AND env = $2 AND env <> 'paper' AND username = $3
 RETURNING id;
 
+-- name: accounts.prove_password($1 id, $2 password_enc)
+-- A login or session with the row's password succeeded (Tradovate accepted it): the password
+-- proves the login from now on (the engine merges the row with its login's, add-sub checks its
+-- ids against the login's sync). Only while the row still holds the ciphertext that was opened
+-- for that login: a set-password meanwhile stored a password nobody has tried yet.
+UPDATE accounts SET password_proven_at = now()
+WHERE id = $1 AND password_enc = $2 AND password_proven_at IS NULL
+RETURNING id;
+
 -- name: accounts.same_login($1 id)
--- The other accounts naming this account's Tradovate login (they share its token and session).
-SELECT o.id, o.label FROM accounts a JOIN accounts o
+-- The other accounts naming this account's Tradovate login (they share its token and session),
+-- and what each holds of it (whether, never the secret): only a proven password is compared.
+SELECT o.id, o.label, o.oauth_token_enc IS NOT NULL AS has_oauth,
+       o.password_enc IS NOT NULL AND o.password_proven_at IS NOT NULL AS password_proven
+FROM accounts a JOIN accounts o
   ON o.env = a.env AND lower(o.username) = lower(a.username) AND o.id <> a.id
 WHERE a.id = $1 AND a.env <> 'paper'
 ORDER BY o.id;
@@ -115,10 +129,11 @@ LIMIT 20;
 -- env and username compared as accounts.same_login), as `accounts sync` stored it: whether any
 -- of them was synced, and the ids of the active sub-accounts that were there at their row's
 -- last sync (kept by it; one recorded by hand after it was never checked). For add-sub.
--- Only for a row that proves the login: it holds a credential of it (a password, which the
--- daemon refuses unless the login's other rows hold the same, or an OAuth token), or was
--- synced itself. A row that only typed the username vouches for nothing: it gets "never
--- synced" (unverified), and the engine keys it by its own row (engine.config_cache).
+-- Only for a row that proves the login: it holds a credential of it (a password Tradovate
+-- accepted, password_proven_at, or an OAuth token), or was synced itself. A row that only
+-- typed the username, or stored a password nobody has tried (`accounts set-password` takes
+-- any), vouches for nothing: it gets "never synced" (unverified), and the engine keys it by its
+-- own row (engine.config_cache).
 SELECT EXISTS (
            SELECT 1 FROM accounts o
            WHERE o.env = a.env AND lower(o.username) = lower(a.username)
@@ -134,7 +149,7 @@ SELECT EXISTS (
        ) AS listed
 FROM accounts a
 CROSS JOIN LATERAL (
-    SELECT a.password_enc IS NOT NULL OR a.oauth_token_enc IS NOT NULL
-           OR a.synced_at IS NOT NULL AS login
+    SELECT (a.password_enc IS NOT NULL AND a.password_proven_at IS NOT NULL)
+           OR a.oauth_token_enc IS NOT NULL OR a.synced_at IS NOT NULL AS login
 ) AS proves
 WHERE a.id = $1 AND a.env <> 'paper';

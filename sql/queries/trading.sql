@@ -13,7 +13,8 @@ FROM traders t JOIN users u ON u.id = t.user_id;
 SELECT ta.trader_id, ta.sub_account_id, ta.multiplier, ta.enabled,
        s.broker_account_id, s.name AS sub_name, s.active, s.halted AS sub_halted,
        a.id AS account_id, a.env, a.label, a.halted AS account_halted, a.user_id, a.username,
-       (a.password_enc IS NOT NULL OR a.oauth_token_enc IS NOT NULL) AS has_credential
+       ((a.password_enc IS NOT NULL AND a.password_proven_at IS NOT NULL)
+        OR a.oauth_token_enc IS NOT NULL) AS has_credential
 FROM trader_accounts ta
 JOIN sub_accounts s ON s.id = ta.sub_account_id
 JOIN accounts a ON a.id = s.account_id;
@@ -23,10 +24,12 @@ JOIN accounts a ON a.id = s.account_id;
 -- trader or not, halted or not: `halt --flatten` closes every position, and a position outlives
 -- the trader that opened it (deleted, moved to another sub-account, or gone with a recorder).
 -- The username: rows of one login are one account at the broker (engine.config_cache), while
--- they hold a credential of it (a password or an OAuth token: whether, never the secret).
+-- they hold a credential of it (a password Tradovate accepted, or an OAuth token: whether,
+-- never the secret). A password nobody has tried yet proves nothing (set-password takes any).
 SELECT s.id AS sub_account_id, s.broker_account_id, s.name AS sub_name, s.halted AS sub_halted,
        a.id AS account_id, a.env, a.label, a.halted AS account_halted, a.user_id, a.username,
-       (a.password_enc IS NOT NULL OR a.oauth_token_enc IS NOT NULL) AS has_credential
+       ((a.password_enc IS NOT NULL AND a.password_proven_at IS NOT NULL)
+        OR a.oauth_token_enc IS NOT NULL) AS has_credential
 FROM sub_accounts s
 JOIN accounts a ON a.id = s.account_id
 WHERE s.active
@@ -46,9 +49,11 @@ SELECT md5(concat_ws('|',
      FROM trader_accounts),
     (SELECT string_agg(id::text || ':' || status || ':' || timezone, ',' ORDER BY id) FROM users),
     -- the username, and whether the row holds a credential of it: which rows are one account
-    -- at the broker (engine.config_cache); a password stored later re-keys the row
+    -- at the broker (engine.config_cache); a password proven later (or a new one, unproven)
+    -- re-keys the row
     (SELECT string_agg(concat_ws(':', id, halted, env, label, user_id,
-                                 password_enc IS NOT NULL OR oauth_token_enc IS NOT NULL,
+                                 (password_enc IS NOT NULL AND password_proven_at IS NOT NULL)
+                                 OR oauth_token_enc IS NOT NULL,
                                  lower(username)), ','
                        ORDER BY id)
      FROM accounts),

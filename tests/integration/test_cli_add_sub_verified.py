@@ -71,12 +71,15 @@ async def test_a_login_synced_through_another_users_row_vouches_for_its_ids(
     cli: Cli, pool: asyncpg.Pool, sim: SimHandle
 ) -> None:
     """Two users add one login: either row's sync tells what the login lists (in any case
-    of the username). An id put on a synced row by hand, after its sync, vouches for nothing."""
+    of the username) to a row whose password Tradovate accepted. An id put on a synced row by
+    hand, after its sync, vouches for nothing."""
     sim.add_login("px_tv", PASSWORD, ["PX1", "PX2"])
     cli.env = dict(sim.tradovate_env())
     await _add(cli, "alice-demo", "alice", "px_tv")
     await _add(cli, "bob-demo", "bob", "PX_TV")
     await cli.ok("accounts", "sync", "alice-demo")
+    # bob's password proven (the daemon's session with it opened), his row never synced
+    await pool.execute("UPDATE accounts SET password_proven_at = now() WHERE label = 'bob-demo'")
     px2 = sim.account_id("PX2")
     out = await cli.ok("accounts", "add-sub", "bob-demo", "--id", str(px2), "--name", "PX2")
     assert out["verified"] is True

@@ -155,10 +155,13 @@ async def test_the_logins_other_accounts_are_named_until_they_hold_it_too(
     cli: Cli, pool: asyncpg.Pool, db_url: str, data_dir: Path
 ) -> None:
     """A login is one password (its token and session are shared): the daemon refuses the login
-    to its accounts while they hold different ones, so the command says which still differ."""
+    to an account whose password is not the one Tradovate accepted for its other accounts, so
+    the command says which still hold that other one."""
     await cli.add_demo("alice-shared", "alice", "shared_tv", OLD_PW)
     await cli.add_demo("bob-shared", "bob", "Shared_TV", OLD_PW)
     await cli.add_demo("alice-other", "alice", "other_tv", OLD_PW)  # another login: not named
+    # the daemon's session of the login used OLD_PW: both rows' passwords are proven
+    await pool.execute("UPDATE accounts SET password_proven_at = now()")
     first = await cli.ok("accounts", "set-password", "alice-shared", "--password-stdin",
                          input=NEW_PW + "\n")  # fmt: skip
     assert first["same_login_differs"] == ["bob-shared"]

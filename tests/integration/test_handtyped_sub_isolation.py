@@ -59,7 +59,7 @@ async def _world(
                 " VALUES ($1, 'alice-demo', 'demo', 'alice_tv') RETURNING id",
                 alice,
             )
-            await hold_password(pool, a_aid, "al-pw")  # each row holds its own login's
+            await hold_password(pool, a_aid, "al-pw", proven=True)  # each its own login's
             a_sub = await pool.fetchval(
                 "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
                 " VALUES ($1, $2, 'AL1') RETURNING id",
@@ -75,7 +75,7 @@ async def _world(
                 " VALUES ($1, 'mallory-demo', 'demo', 'mal_tv') RETURNING id",
                 mallory,
             )
-            await hold_password(pool, m_aid, "ml-pw")
+            await hold_password(pool, m_aid, "ml-pw", proven=True)
             await pool.execute(
                 "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
                 " VALUES ($1, $2, 'ML1')",

@@ -63,7 +63,7 @@ async def _shared_login(
                     u,
                     f"{name}-demo",
                 )
-                await hold_password(pool, aid, "px-pw")  # as `accounts add` stores it
+                await hold_password(pool, aid, "px-pw", proven=True)  # added, then used
                 sub = await pool.fetchval(
                     "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
                     " VALUES ($1, $2, 'PX1') RETURNING id",

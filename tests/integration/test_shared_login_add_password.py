@@ -66,9 +66,12 @@ async def test_a_different_password_is_refused_in_one_line_and_nothing_is_writte
     data_dir: Path,
 ) -> None:
     """Any case of the username names the same login (as ``accounts.same_login`` compares);
-    the refusal names the accounts holding another password, never a password."""
+    the refusal names the accounts holding another password Tradovate accepted, never a
+    password."""
     await cli.add_demo("alice-live", "alice", "shared_tv", OLD_PW)
     await cli.add_demo("alice-other", "alice", "other_tv", OLD_PW)  # another login
+    # the daemon's sessions used them: Tradovate accepted both passwords
+    await pool.execute("UPDATE accounts SET password_proven_at = now()")
     before = await _state(pool)
     for fmt in ([], ["--json"]):
         r = await cli("accounts", "add", "bob-typo", "--user", "bob", "--env", "demo",

@@ -34,8 +34,9 @@ LOGIN, GOOD_PW, OTHER_PW = "sf_tv", "canary-good-pw-Zq81", "canary-other-pw-Yk27
 async def test_a_login_refused_at_the_start_is_listed_with_its_error(
     database: Database, settings: Settings
 ) -> None:
-    """Two accounts of one login hold different passwords: ``login_credential`` refuses the
-    login to both, no session opens, and the heartbeat says so for the configured one."""
+    """Two accounts of one login hold different passwords, the other one's proven (Tradovate
+    accepted it once): ``login_credential`` refuses the login to the configured one, no
+    session opens, and the heartbeat says so."""
     async with running_sim() as sim:
         sim.add_login(LOGIN, GOOD_PW, ["SF1"])
         w = await registry_world(database, settings, sim, "sf", LOGIN, GOOD_PW, "SF1")
@@ -43,6 +44,9 @@ async def test_a_login_refused_at_the_start_is_listed_with_its_error(
             database.pool, user_id=w.user_id, label="sf-typo", env="demo", username=LOGIN,
             password=w.box.seal(OTHER_PW, account_store.password_context("demo", LOGIN)),
         )  # fmt: skip
+        await database.pool.execute(
+            "UPDATE accounts SET password_proven_at = now() WHERE id = $1", other.id
+        )
         registry = w.registry
         registry._wanted = {w.account_id}  # what the configuration sync sets
         try:
@@ -61,10 +65,11 @@ async def test_a_login_refused_at_the_start_is_listed_with_its_error(
             for pw in (GOOD_PW, OTHER_PW):
                 assert pw not in text
 
-            # the other account gets the login's password: the next pass opens the session
+            # the other account gets the login's password (unproven, as set-password leaves
+            # it): the next pass opens the session
             await database.pool.execute(
                 "UPDATE accounts SET password_enc = a.password_enc,"
-                " password_key_id = a.password_key_id FROM accounts a"
+                " password_key_id = a.password_key_id, password_proven_at = NULL FROM accounts a"
                 " WHERE accounts.id = $1 AND a.id = $2",
                 other.id, w.account_id,
             )  # fmt: skip

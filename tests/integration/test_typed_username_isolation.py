@@ -47,7 +47,7 @@ async def _rows(pool: asyncpg.Pool, al1: int) -> dict[str, int]:
         " VALUES ($1, 'alice-demo', 'demo', 'alice_tv', now()) RETURNING id",
         alice,
     )
-    await hold_password(pool, a_aid, "al-pw")
+    await hold_password(pool, a_aid, "al-pw", proven=True)
     a_sub = await pool.fetchval(
         "INSERT INTO sub_accounts (account_id, broker_account_id, name, created_at)"
         " VALUES ($1, $2, 'AL1', now() - interval '1 minute') RETURNING id",
@@ -168,8 +168,9 @@ async def test_a_credential_stored_later_makes_the_row_one_of_its_logins_account
     assert not typo.has_credential
     assert broker_account(typo) != broker_account(alices)
 
-    if credential == "password":  # `accounts set-password mallory-demo` (the login's one)
-        await hold_password(pool, w["m_aid"], "al-pw")
+    if credential == "password":  # `accounts set-password mallory-demo` (the login's one, then
+        # a sync with it: Tradovate accepted it)
+        await hold_password(pool, w["m_aid"], "al-pw", proven=True)
     else:  # `accounts connect mallory-demo` (OAuth: its token's user is checked as stored)
         await pool.execute(
             "UPDATE accounts SET oauth_token_enc = '\\x00'::bytea, oauth_key_id = 'k',"

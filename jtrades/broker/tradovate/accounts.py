@@ -1,12 +1,15 @@
 """``jtrades accounts sync``: the sub-accounts (Tradovate account id + name) under one login.
 
 It logs in through the same auth and token cache as the daemon, so a token the daemon stored is
-reused (no login spent) and a token obtained here is stored for the daemon. ``account/list``
-answers every account of the token's user over REST; inactive accounts are left out.
+reused (no login spent) and a token obtained here is stored for the daemon; a stored token only
+when the account proves the login (``tokens.may_hand_out``: an OAuth connection, or the password
+a login obtained that token with), else it logs in with its password. ``account/list`` answers
+every account of the token's user over REST; inactive accounts are left out.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -21,28 +24,55 @@ from jtrades.security import SecretBox
 from jtrades.store import Executor
 
 
+@dataclass(frozen=True, slots=True)
+class LoginListing:
+    """A login's active sub-accounts, and whether the token that listed them was obtained by a
+    login with the password given (Tradovate accepted it: the account's password is proven)."""
+
+    subs: list[SubAccount]
+    password_proven: bool
+
+
 async def list_sub_accounts(
     settings: Settings,
     env: str,
     username: str,
     password: str | None,
     *,
+    oauth: bool = False,
     db: Executor | None = None,
     cipher: SecretBox | None = None,
 ) -> list[SubAccount]:
     """Log in (or reuse the stored token) and list the login's active sub-accounts."""
+    listing = await list_login(settings, env, username, password, oauth=oauth, db=db, cipher=cipher)
+    return listing.subs
+
+
+async def list_login(
+    settings: Settings,
+    env: str,
+    username: str,
+    password: str | None,
+    *,
+    oauth: bool = False,
+    db: Executor | None = None,
+    cipher: SecretBox | None = None,
+) -> LoginListing:
+    """``list_sub_accounts``, and whether it proved ``password``. ``oauth``: the account is
+    connected with OAuth, which proves the login (any token held may list it)."""
     async with aiohttp.ClientSession() as http:
         auth = TradovateAuth(settings.tradovate, http)
         tokens = TokenCache(auth, db, cipher)
-        token = await tokens.get(env, username, password)
+        token = await tokens.get(env, username, password, oauth=oauth)
         rows = await _get(http, f"{auth.rest_url(env)}/account/list", token.token, settings)
         if rows is None:  # the stored token was revoked meanwhile: one fresh login
             await tokens.invalidate(env, username, token.token)
-            token = await tokens.get(env, username, password)
+            token = await tokens.get(env, username, password, oauth=oauth)
             rows = await _get(http, f"{auth.rest_url(env)}/account/list", token.token, settings)
             if rows is None:
                 raise BrokerAuthError("Tradovate refused a fresh token for account/list")
-    return sub_accounts_of(rows)
+        proven = password is not None and tokens.proves(env, username, password)
+    return LoginListing(sub_accounts_of(rows), proven)
 
 
 def sub_accounts_of(rows: list[Any]) -> list[SubAccount]:

@@ -67,7 +67,16 @@ class _LoginTokens:
     oauth: str | None = None  # the OAuth token the session was opened with, if one was given
 
     async def get(self) -> AccessToken:
-        return await self.cache.get(self.env, self.username, self.password)
+        """The login's token for this session: any held one when the session was opened with
+        an OAuth connection (proof of the login), else only one its password obtained
+        (``tokens.may_hand_out``: another is replaced by a login with the password)."""
+        return await self.cache.get(
+            self.env, self.username, self.password, oauth=self.oauth is not None
+        )
+
+    def proves(self, password: str) -> bool:
+        """Whether Tradovate accepted ``password`` for the token this session holds."""
+        return self.cache.proves(self.env, self.username, password)
 
     async def invalidate(self, token: str) -> None:
         await self.cache.invalidate(self.env, self.username, token)
@@ -85,12 +94,18 @@ def may_join(source: _LoginTokens, password: str | None, oauth: AccessToken | No
     """Whether a caller may be handed the live session ``source`` feeds: with an OAuth token
     (proof of the login, checked when it was stored), or with the very password the session
     logged in with. The session's token needs no password any more, so without this check an
-    account naming the login with any password, or none, traded the owner's sub-accounts."""
+    account naming the login with any password, or none, traded the owner's sub-accounts.
+
+    A session opened with OAuth and a password beside it never had to log in with that
+    password: joining with it needs the token held to be one it obtained (``proves``), as a
+    session opened with a password only ever holds (``tokens.may_hand_out``)."""
     if oauth is not None:
         return True
     if password is None or source.password is None:
         return False
-    return hmac.compare_digest(password.encode(), source.password.encode())
+    if not hmac.compare_digest(password.encode(), source.password.encode()):
+        return False
+    return source.oauth is None or source.proves(password)
 
 
 class TradovatePool:
@@ -191,6 +206,13 @@ class TradovatePool:
             self._brokers[key] = broker
         await session.start(wait_s)
         return broker
+
+    def password_proven(self, env: str, username: str, password: str) -> bool:
+        """Whether the login's session holds a token a login with ``password`` obtained
+        (Tradovate accepted that very password): an account holding it has a proven password.
+        A session opened or joined with OAuth proves nothing of a password held beside it."""
+        source = self._sources.get(login_key(env, username))
+        return source is not None and source.proves(password)
 
     def sessions(self) -> dict[tuple[str, str], Session]:
         return dict(self._sessions)
