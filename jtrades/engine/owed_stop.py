@@ -13,14 +13,25 @@ for it and never placed. The evidence is durable (``store.owed_stops``), read fr
 written before anything was sent (rule 1):
 
 - the last plan on the contract (the account at the broker's rows) that may have reached the
-  broker: one signal's intents, or one protection's. Whatever last changed the position or its
-  protection through the daemon is that plan;
+  broker: one signal's intents, or one protection's. Whatever last changed the position's
+  protection through the daemon is that plan. A plan of plain orders only (an entry, an add, a
+  reduce: no cancel, no stop, no liquidation, no bracket) is passed over: it changed the size,
+  not the protection, and the stop owed before it is owed to the position it left (for the
+  whole of it: an add after the cut, before a protection pass, left the long 3 naked for good).
+  A liquidation in doubt (closed "outcome not confirmed") is not taken as having reached the
+  broker: had it, the position would be flat, and one open now was either never closed or
+  opened again since — by hand (a fill not the daemon's, below), or by a plan, which is then
+  the last;
 - the plan removed protection: one of its cancels took a live stop away. Confirmed, not assumed:
-  the broker took the cancel (``done``), or the stop's stored row shows it Canceled and the
-  cancel may have been sent (no step before it in the plan, other than a cancel or modify, is
-  known never to have left: the plan goes step by step, so a cancel after a step that never
-  left never left either, and whoever cancelled that stop, it was not the plan). A cancel in doubt of a stop still working,
-  or of an order that is not a stop, removed nothing;
+  the broker took the cancel (``done``), or the stop's stored row shows it gone and the cancel
+  may have been sent (no step before it in the plan, other than a cancel or modify, is known
+  never to have left: the plan goes step by step, so a cancel after a step that never left
+  never left either, and whoever cancelled that stop, it was not the plan). Gone is Canceled,
+  or Unknown: the process died before its mirror stored the Canceled event, and after the day
+  turn the broker no longer lists the stop, so the restart's sweep could only write Unknown
+  (``mirror.end_vanished``) — no stop at the broker either way. A cancel in doubt of a stop
+  still working, or of an order that is not a stop, removed nothing. A protection needs no such
+  cancel (below);
 - and then failed to put its stop back: after that cancel, the newest stop (a stop order, or an
   OCO's stop leg) that did not reach the broker because something failed: refused, or expired
   (not sent for a failure, its TTL, the broker unavailable, or not found at the broker by its
@@ -29,8 +40,27 @@ written before anything was sent (rule 1):
   pending or in doubt is not owed yet (reconciliation settles it first: it may be working);
 - on the side that closes the position as it is now;
 - and the contract's latest stored fill was the daemon's (an order with its clOrdId or intent,
-  or a bracket of one): a fill by hand, or one whose order is not stored, means a person
-  traded the contract since, and what they hold is theirs to protect.
+  or a bracket of one), the fills of the plain orders passed over aside: a fill by hand, or one
+  whose order is not stored, means a person traded the contract since, and what they hold is
+  theirs to protect. A liquidation's fill is not the daemon's here: it flattened the position,
+  so what is held was opened after it.
+
+A stop step never answered that reconciliation closed after the day turn (``done``, "outcome
+unknown: written in an earlier trading session": the broker's lists of the earlier session are
+gone) counts as failed when no broker order id and no stored order row (its clOrdId or intent)
+shows the broker ever had it. Had it reached the broker it would be working (a stop is GTC:
+the lookup by clOrdId would have found it, and the live view counts it), or filled, or been
+cancelled. Filled, it closed the position it was sized for: flat, nothing is owed; opened again
+since, by hand, the fill is not the daemon's — unless that too happened in the session the
+daemon missed, whose fills it never stored. Cancelled, by a person, it comes back. Both are
+bought knowingly: a stop wrongly placed again is said (``reconcile.protective_stop`` notifies)
+and a person can cancel it; a stop wrongly given up leaves the position naked, nothing said.
+
+A protection's own stop that never reached the broker stays owed whatever it cancelled: a
+protection runs only for a position short of stop cover, at the owed stop's level, so what it
+cancels (a take-profit, re-placed whole with its share of the stop) is never a stop removed on
+purpose. Needing a cancel of a stop there, a protection that cancelled a take-profit and then
+had its OCO refused reached the broker, removed no stop, and ended the owed stop for good.
 
 It covers only what the live stops do not (``protection.plan_protection`` sizes it), at the
 planned price on the tick: trailing by the planned distance when the planned stop trailed. A
@@ -38,20 +68,25 @@ price the market has passed is refused by the broker like any other protective s
 position stays naked and a person is told (``reconcile.protect_incomplete``), each pass.
 
 Why a stale stop cannot come back: an older trade's stop belongs to a plan that is no longer
-the last to reach the broker (the alert that opened the next trade, or closed this one, is);
-a trade opened by hand has a fill by hand as its latest. A stop deliberately removed — by a
-close, by an alert whose plan changed the exits, by a flatten, or once placed by protection and
-cancelled later by a person — was removed by a plan that reached the broker and left no stop
-unplaced, or was placed (not "never reached"), or was cancelled by no plan at all: a person's
-cancel is not the plan's, and a plan whose cancel is not confirmed removed nothing (a DCA killed
-before anything of it was sent, its stop cancelled by hand later). A plan nothing of which
-reached the broker (its TTL passed, its first step refused) changed nothing and owes nothing. A
-failed protection attempt never reaches the broker either, so the stop stays owed through the
-retries.
+the last to reach the broker: the trade was closed by a plan (a liquidation or a flatten, never
+passed over), by hand (a fill by hand after the plan), or by a liquidation in doubt that did
+reach (its fill is not the daemon's); the plain entry of the next trade is passed over, but
+not what closed the last one. A stop deliberately removed — by a close, by an alert whose plan
+changed the exits, by a flatten, or once placed by protection and cancelled later by a person —
+was removed by a plan that reached the broker and left no stop unplaced, or was placed (not
+"never reached"), or was cancelled by no plan at all: a person's cancel is not the plan's, and
+a plan whose cancel is not confirmed removed nothing (a DCA killed before anything of it was
+sent, its stop cancelled by hand later). A plan nothing of which reached the broker (its TTL
+passed, its first step refused) changed nothing and owes nothing. A failed protection attempt
+owes its own stop when something of it reached the broker (its cancels), and is no plan at all
+when nothing did, so the stop stays owed through the retries.
 
 Left open: a plan whose first step is the cancel (a reduce), killed before it was sent, then its
 stop cancelled by hand, looks exactly like one killed just after the cancel went (nothing
-durable tells when the stop's row became Canceled): the stop comes back.
+durable tells when the stop's row became Canceled): the stop comes back. So does a stop after
+the position went flat through the daemon's own exits alone (a take-profit filling the whole
+of it, no sweep or plan since) and a plain entry opened the next trade: that fill is the
+daemon's.
 """
 
 from __future__ import annotations
@@ -65,6 +100,7 @@ import asyncpg
 import structlog
 
 from jtrades.broker.base import Contract, OrderStatus, OrderType, Position, Side
+from jtrades.engine.plan_context import PROTECTION_PREFIX
 from jtrades.engine.risk import RiskSettings, SlType
 from jtrades.engine.sizing import exit_offset_points, exit_price, round_distance, round_to_tick
 from jtrades.engine.unsent import says_not_sent, says_on_purpose
@@ -85,7 +121,13 @@ _IN_DOUBT_KINDS = frozenset({"cancel", "liquidate", "modify"})
 # Steps that send their successors whatever became of them: the protector sends each of its
 # cancels (``protect_sender``), so one never sent proves nothing of the next.
 _NO_PROOF_KINDS = frozenset({"cancel", "modify"})
-_CANCELED = OrderStatus.CANCELED.value
+# A cancelled stop's stored row: Canceled, or Unknown when its Canceled event was lost and the
+# next day's sweep found it gone (``mirror.end_vanished``): no stop at the broker either way.
+_GONE = frozenset({OrderStatus.CANCELED.value, "Unknown"})
+# How reconciliation closes a step never answered that was written before the trading day
+# changed (``reconcile.resolve_intent``, which builds its reason from it): the broker's lists
+# no longer say whether it was ever sent. Stored: changing it changes how old rows read.
+EARLIER_SESSION = "outcome unknown: written in an earlier trading session"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +193,22 @@ def never_sent(step: PlanStep) -> bool:
     return step.kind not in _IN_DOUBT_KINDS or says_not_sent(step.reason)
 
 
+def lost_at_the_day_turn(step: PlanStep) -> bool:
+    """An order closed 'done' across the day turn, never answered (``EARLIER_SESSION``), that
+    no stored row or broker order id shows the broker ever had: taken as never placed (the
+    module docstring)."""
+    return (
+        step.state == "done"
+        and step.kind in ("order", "oco")
+        and (step.reason or "").startswith(EARLIER_SESSION)
+        and step.order_known is not True
+    )
+
+
 def failed_to_place(step: PlanStep) -> bool:
-    """A step that did not reach the broker because something failed: refused, or expired for
-    anything but the dispatcher's choice (``skipped``)."""
-    return step.state in UNSENT and not skipped(step)
+    """A step that did not reach the broker because something failed: refused, expired for
+    anything but the dispatcher's choice (``skipped``), or lost across the day turn."""
+    return (step.state in UNSENT and not skipped(step)) or lost_at_the_day_turn(step)
 
 
 def cancels_stop(step: PlanStep) -> bool:
@@ -178,7 +232,7 @@ def removed_stop(step: PlanStep, earlier: Sequence[PlanStep]) -> bool:
         return False
     if step.state == "done":
         return True
-    if step.target_status != _CANCELED or never_sent(step):
+    if step.target_status not in _GONE or never_sent(step):
         return False
     return not any(
         never_sent(e) and not skipped(e) and e.kind not in _NO_PROOF_KINDS for e in earlier
@@ -194,11 +248,14 @@ def owed_stop(evidence: StopEvidence | None, position: Position, coverage: int) 
     if evidence.latest_fill_ours is not True:
         return None  # a person traded the contract since, or its fills are not known
     plan = sorted(evidence.steps, key=lambda st: st.id)  # in the order written
-    removed = next((st.id for n, st in enumerate(plan) if removed_stop(st, plan[:n])), None)
+    if plan and plan[0].cl_ord_id.startswith(PROTECTION_PREFIX):
+        removed: int | None = 0  # a protection's own stop is owed, whatever it cancelled
+    else:
+        removed = next((st.id for n, st in enumerate(plan) if removed_stop(st, plan[:n])), None)
     if removed is None:
         return None  # the plan took no stop away: whatever is naked is not its doing
     exit_side = Side.SELL if position.net_pos > 0 else Side.BUY
-    for step in reversed(plan):  # newest first, down to the cancel
+    for step in reversed(plan):  # newest first, down to the cancel (a protection's: all)
         if step.id <= removed:
             break
         if not failed_to_place(step):

@@ -43,6 +43,7 @@ from jtrades.engine.config_cache import ConfigCache
 from jtrades.engine.dispatch import FOLLOW_UP_S, Dispatcher
 from jtrades.engine.mirror import Mirror
 from jtrades.engine.orphan_sweep import OrphanSweeper
+from jtrades.engine.owed_stop import EARLIER_SESSION
 from jtrades.engine.pnl import DailyPnl
 from jtrades.engine.protect_waits import CANCEL_WAIT_S
 from jtrades.engine.protector import (  # re-exported: imported from here by callers and tests
@@ -115,9 +116,8 @@ def resolve_intent(
         return (
             "done",
             None,
-            "outcome unknown: written in an earlier trading session, whose finished orders "
-            "the broker no longer lists (filled, cancelled or never sent); never sent late: "
-            "look at the account at the broker",
+            f"{EARLIER_SESSION}, whose finished orders the broker no longer lists (filled, "
+            "cancelled or never sent); never sent late: look at the account at the broker",
         )
     # Never sent, said after the finding rather than as ``unsent``'s prefix: an order's or a
     # strategy's fate is read from its kind, never its reason (``owed_stop.never_sent``), and

@@ -364,8 +364,9 @@ async def test_a_protection_cut_after_its_cancels_owes_its_stop(database: Databa
 
 
 async def test_another_user_s_row_of_the_same_account_counts(database: Database) -> None:
-    """Two users' rows for one Tradovate account: the other row's later entry is the last plan
-    on the account's position."""
+    """Two users' rows for one Tradovate account: the other row's later add, which placed its
+    own stop (a plain add is passed over: test_owed_stop_holes), is the last plan on the
+    account's position."""
     db = await world(database)
     other = await world(database, "ow2")
     await db.entry()
@@ -383,5 +384,15 @@ async def test_another_user_s_row_of_the_same_account_counts(database: Database)
         sub=other.subs[0],
     )
     await db.filled(cl, intent=i, sub=other.subs[0])
+    await db.intent(
+        f"jt-{sig}-{other.subs[0]}-2",
+        "order",
+        "working",
+        signal=sig,
+        side="Sell",
+        qty=1,
+        request=order_doc("Sell", 1, "Stop", "21480.0"),
+        sub=other.subs[0],
+    )
     assert await db.owed(net=3) is not None  # one row alone does not see it
     assert await db.owed(net=3, subs=[db.subs[0], other.subs[0]]) is None
