@@ -16,6 +16,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from hypothesis import settings
 
 from jtrades.config import Settings
 from jtrades.db import Database, connect
@@ -28,6 +29,12 @@ DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 # the console is made, and the CLI's consoles are made once at import, so every in-process CLI
 # run of a worker would wrap its tables at 80 columns whatever width the test gives it.
 os.environ.pop("COLUMNS", None)
+
+# Hypothesis fails an example that takes longer than its deadline (200 ms), a wall-clock limit:
+# on two cores shared by the test workers a ladder check took 273 ms and failed the run. Speed is
+# measured by the benchmarks, never by a test.
+settings.register_profile("jtrades", deadline=None)
+settings.load_profile("jtrades")
 
 
 def _server_answers(dsn: str) -> bool:
