@@ -315,6 +315,8 @@ CREATE TABLE orders (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (sub_account_id, broker_order_id)
 );
+-- whether the broker had an intent's order, by its clOrdId (owed_stops.evidence)
+CREATE INDEX orders_cl_ord_idx ON orders (sub_account_id, cl_ord_id);
 
 CREATE TABLE fills (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

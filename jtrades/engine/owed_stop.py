@@ -14,20 +14,26 @@ written before anything was sent (rule 1):
 
 - the last plan on the contract (the account at the broker's rows) that may have reached the
   broker: one signal's intents, or one protection's. Whatever last changed the position's
-  protection through the daemon is that plan. A plan of plain orders only (an entry, an add, a
-  reduce: no cancel, no stop, no liquidation, no bracket) is passed over: it changed the size,
-  not the protection, and the stop owed before it is owed to the position it left (for the
-  whole of it: an add after the cut, before a protection pass, left the long 3 naked for good).
-  A liquidation in doubt (closed "outcome not confirmed") is not taken as having reached the
-  broker: had it, the position would be flat, and one open now was either never closed or
-  opened again since — by hand (a fill not the daemon's, below), or by a plan, which is then
-  the last;
+  protection through the daemon is that plan. A plan of plain orders only (an add, a reduce:
+  no cancel, no stop, no liquidation, no bracket) is passed over: it changed the size, not the
+  protection, and the stop owed before it is owed to the position it left (for the whole of
+  it: an add after the cut, before a protection pass, left the long 3 naked for good). Not an
+  entry that opened a trade (``OPENING_ENTRY``: planned from flat): the trade before it was
+  closed, whatever the daemon kept of how — a person's close in a session it missed, whose
+  fills the broker no longer lists after the day turn, or its own liquidation in doubt — and
+  its stop is not the new trade's. A liquidation in doubt (closed "outcome not confirmed") is
+  not taken as having reached the broker: had it, the position would be flat, and one open now
+  was either never closed or opened again since — by hand (a fill not the daemon's, below), or
+  by a plan, which is then the last;
 - the plan removed protection: one of its cancels took a live stop away. Confirmed, not assumed:
   the broker took the cancel (``done``), or the stop's stored row shows it gone and the cancel
   may have been sent (no step before it in the plan, other than a cancel or modify, is known
   never to have left: the plan goes step by step, so a cancel after a step that never left
-  never left either, and whoever cancelled that stop, it was not the plan). Gone is Canceled,
-  or Unknown: the process died before its mirror stored the Canceled event, and after the day
+  never left either, and whoever cancelled that stop, it was not the plan. An order lost at
+  the day turn (below) is such a step: with no broker order id it was never answered, and the
+  dispatcher sends no step after one never answered, so a person's cancel of the stop after a
+  restart past the day turn stands as it does the same session). Gone is Canceled, or
+  Unknown: the process died before its mirror stored the Canceled event, and after the day
   turn the broker no longer lists the stop, so the restart's sweep could only write Unknown
   (``mirror.end_vanished``) — no stop at the broker either way. A cancel in doubt of a stop
   still working, or of an order that is not a stop, removed nothing. A protection needs no such
@@ -61,6 +67,11 @@ protection runs only for a position short of stop cover, at the owed stop's leve
 cancels (a take-profit, re-placed whole with its share of the stop) is never a stop removed on
 purpose. Needing a cancel of a stop there, a protection that cancelled a take-profit and then
 had its OCO refused reached the broker, removed no stop, and ended the owed stop for good.
+A protection that wrote no stop step at all is passed over, though its cancel reached the
+broker: one whose take-profit's cancel showed late placed nothing beside an order that might
+still fill, and, the last plan, owing no stop of its own, it left the position naked for good.
+The stop owed before it is still owed (the plan before decides); a protection that did place
+its stop stays the last plan, so a person cancelling that stop later is not undone.
 
 It covers only what the live stops do not (``protection.plan_protection`` sizes it), at the
 planned price on the tick: trailing by the planned distance when the planned stop trailed. A
@@ -68,25 +79,27 @@ price the market has passed is refused by the broker like any other protective s
 position stays naked and a person is told (``reconcile.protect_incomplete``), each pass.
 
 Why a stale stop cannot come back: an older trade's stop belongs to a plan that is no longer
-the last to reach the broker: the trade was closed by a plan (a liquidation or a flatten, never
-passed over), by hand (a fill by hand after the plan), or by a liquidation in doubt that did
-reach (its fill is not the daemon's); the plain entry of the next trade is passed over, but
-not what closed the last one. A stop deliberately removed — by a close, by an alert whose plan
+the last to reach the broker: the next trade was opened by a plan (an opening entry, never
+passed over), the trade was closed by a plan (a liquidation or a flatten, never passed over),
+by hand (a fill by hand after the plan), or by a liquidation in doubt that did reach (its fill
+is not the daemon's). A stop deliberately removed — by a close, by an alert whose plan
 changed the exits, by a flatten, or once placed by protection and cancelled later by a person —
 was removed by a plan that reached the broker and left no stop unplaced, or was placed (not
 "never reached"), or was cancelled by no plan at all: a person's cancel is not the plan's, and
 a plan whose cancel is not confirmed removed nothing (a DCA killed before anything of it was
 sent, its stop cancelled by hand later). A plan nothing of which reached the broker (its TTL
 passed, its first step refused) changed nothing and owes nothing. A failed protection attempt
-owes its own stop when something of it reached the broker (its cancels), and is no plan at all
-when nothing did, so the stop stays owed through the retries.
+owes its own stop when something of it reached the broker (its cancels) and it wrote one, and
+is no plan at all when nothing did or it wrote none, so the stop stays owed through the
+retries.
 
 Left open: a plan whose first step is the cancel (a reduce), killed before it was sent, then its
 stop cancelled by hand, looks exactly like one killed just after the cancel went (nothing
-durable tells when the stop's row became Canceled): the stop comes back. So does a stop after
-the position went flat through the daemon's own exits alone (a take-profit filling the whole
-of it, no sweep or plan since) and a plain entry opened the next trade: that fill is the
-daemon's.
+durable tells when the stop's row became Canceled): the stop comes back. An add's own stop
+refused with no cancel before it (its plan removed no stop) is never owed: the add's contracts
+stay naked. A trade closed in a session the daemon missed and opened again by a person's hand
+in that session, then added to by the strategy, gets the closed trade's stop (the add is passed
+over, the hand fills were never stored).
 """
 
 from __future__ import annotations
@@ -128,6 +141,10 @@ _GONE = frozenset({OrderStatus.CANCELED.value, "Unknown"})
 # changed (``reconcile.resolve_intent``, which builds its reason from it): the broker's lists
 # no longer say whether it was ever sent. Stored: changing it changes how old rows read.
 EARLIER_SESSION = "outcome unknown: written in an earlier trading session"
+# The note of an entry that opens a trade with no exits (``planning._open``: from flat, or
+# after its plan's liquidation), which the evidence query matches to tell it from an add
+# (``sql/queries/owed_stops.sql``). Stored: changing it changes how old rows read.
+OPENING_ENTRY = "entry without TP/SL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +244,8 @@ def removed_stop(step: PlanStep, earlier: Sequence[PlanStep]) -> bool:
     """Whether ``step`` took a live stop away, confirmed (the module docstring): the broker took
     the cancel, or the stop's stored row shows it Canceled and the cancel may have been sent —
     no step before it in the plan (``earlier``) that holds back the ones after it is known never
-    to have left. Pure."""
+    to have left, or was lost at the day turn (never answered: nothing after it was sent).
+    Pure."""
     if not cancels_stop(step):
         return False
     if step.state == "done":
@@ -235,7 +253,10 @@ def removed_stop(step: PlanStep, earlier: Sequence[PlanStep]) -> bool:
     if step.target_status not in _GONE or never_sent(step):
         return False
     return not any(
-        never_sent(e) and not skipped(e) and e.kind not in _NO_PROOF_KINDS for e in earlier
+        (never_sent(e) or lost_at_the_day_turn(e))
+        and not skipped(e)
+        and e.kind not in _NO_PROOF_KINDS
+        for e in earlier
     )
 
 

@@ -40,7 +40,7 @@ class PlanStep:
 @dataclass(frozen=True, slots=True)
 class StopEvidence:
     """The last plan on the contract that may have reached the broker (its intents, newest
-    first; plain orders after it passed over) and who made the contract's latest stored fill
+    first; plain orders after it, and protections that wrote no stop, passed over) and who made the contract's latest stored fill
     (the passed-over orders' aside): the daemon (True), a person, a liquidation or an order not
     stored (False), or no fill stored (None)."""
 

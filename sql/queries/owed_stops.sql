@@ -12,9 +12,13 @@
 -- tests/unit/test_unsent.py holds equal to the literal below). A pending or unknown intent is
 -- in doubt and counts as reached: the plan it belongs to is the last one until reconciliation
 -- settles it. An expired liquidation does not count (``engine.owed_stop``: had it reached the
--- broker the position would be flat). Nor does a plain order (not a stop): an entry, an add or
--- a reduce that cancelled and placed no exit left the position's protection as it was, so the
--- plan before it still decides; a plan is passed over only when none of its intents counts.
+-- broker the position would be flat). Nor does a plain order (not a stop): an add or a reduce
+-- that cancelled and placed no exit left the position's protection as it was, so the plan
+-- before it still decides; a plan is passed over only when none of its intents counts. An
+-- entry that opened a trade (its note, ``engine.owed_stop.OPENING_ENTRY``) does count: the
+-- trade before it is closed, whatever became of what closed it. A protection's cancel does not
+-- when the protection wrote no stop step after it: it placed nothing (``engine.owed_stop``),
+-- and the stop owed before it is still owed.
 -- The latest fill is the daemon's when its order (or, for a bracket, its parent) carries one of
 -- the daemon's clOrdIds or an intent that is not a liquidation (one that filled flattened the
 -- position: what is held since was opened after it); a fill by hand, or one whose order is not
@@ -29,8 +33,9 @@
 -- intents since the one before it that is another plan's (a plan's intents on an account are
 -- written under the account's dispatcher lock: no other plan's come between them); the latest
 -- fill, one index entry per row and per fill passed over. Whether the broker had an order closed
--- 'done' reads the account's stored orders (no index leads with the clOrdId or the intent), for
--- such a step of the last plan only: one closed after the trading day changed.
+-- 'done' (for such a step of the last plan only: one closed after the trading day changed) is
+-- one probe of orders_cl_ord_idx per row of the account and clOrdId. A protection's cancel
+-- looks for its stop step among the intents after it on the position (already walked).
 -- It runs for every naked position of a trader without a stop loss on every pass, under that
 -- lock: walked by primary key over every account's intents, it took 150 ms at 300,000 of them.
 WITH subs AS (
@@ -47,7 +52,28 @@ WITH subs AS (
                    AND coalesce(i.reason, '') NOT LIKE 'not sent%'))
           AND NOT (i.kind = 'order'
                    AND coalesce(i.request -> 'request' ->> 'order_type', '')
-                       NOT IN ('Stop', 'StopLimit', 'TrailingStop'))
+                       NOT IN ('Stop', 'StopLimit', 'TrailingStop')
+                   -- an entry that opened a trade (from flat, or after its plan's liquidation)
+                   -- is no plain order passed over: engine.owed_stop.OPENING_ENTRY
+                   AND coalesce(i.request ->> 'note', '') <> 'entry without TP/SL')
+          -- a protection's cancel, when the protection wrote no stop step after it (its cancel
+          -- showed late: it placed nothing): passed over, the stop is still owed
+          AND NOT (i.kind = 'cancel' AND starts_with(i.cl_ord_id, 'jt-p-')
+                   AND NOT EXISTS (
+                       SELECT 1
+                       FROM order_intents s
+                       WHERE s.sub_account_id = i.sub_account_id AND s.symbol = $2
+                         AND s.id > i.id
+                         AND starts_with(s.cl_ord_id,
+                                         regexp_replace(i.cl_ord_id, '-[^-]*$', '') || '-')
+                         AND ((s.kind = 'order'
+                               AND s.request -> 'request' ->> 'order_type'
+                                   IN ('Stop', 'StopLimit', 'TrailingStop'))
+                              OR (s.kind = 'oco'
+                                  AND (s.request -> 'request' -> 'first' ->> 'order_type'
+                                       IN ('Stop', 'StopLimit', 'TrailingStop')
+                                       OR s.request -> 'request' -> 'second' ->> 'order_type'
+                                          IN ('Stop', 'StopLimit', 'TrailingStop'))))))
         ORDER BY i.id DESC  -- the order they were written in (not created_at: a clock can step back)
         LIMIT 1
     ) r
@@ -107,13 +133,15 @@ WITH subs AS (
 SELECT i.id, i.cl_ord_id, i.kind, i.state, i.side, i.request, i.reason,
        t.order_type AS target_type, t.status AS target_status,
        -- an order closed 'done' the broker is known to have had: its id, or a stored row
-       -- carrying its clOrdId (an OCO's second leg: with a 'b') or the intent
+       -- carrying its clOrdId (an OCO's second leg: with a 'b'). A row linked to the intent
+       -- carries its clOrdId too: the mirror links an order to the intent of the same clOrdId
+       -- only (mirror.sql), so the clOrdId alone finds it, through orders_cl_ord_idx
        CASE WHEN i.state <> 'done' OR i.kind NOT IN ('order', 'oco') THEN NULL
             WHEN i.broker_order_id IS NOT NULL THEN true
             ELSE EXISTS (SELECT 1 FROM orders o
-                         WHERE o.sub_account_id = ANY($1::bigint[]) AND o.symbol = $2
-                           AND (o.intent_id = i.id
-                                OR o.cl_ord_id IN (i.cl_ord_id, i.cl_ord_id || 'b'))) END
+                         WHERE o.sub_account_id = ANY($1::bigint[])
+                           AND o.cl_ord_id IN (i.cl_ord_id, i.cl_ord_id || 'b')
+                           AND o.symbol = $2) END
            AS order_known,
        (SELECT ours FROM latest_fill) AS fill_ours
 FROM plan i

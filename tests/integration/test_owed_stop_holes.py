@@ -13,15 +13,19 @@ good when
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+
+import pytest
 
 from jtrades.broker.base import OrderRequest, OrderType, Side, SubAccount
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.owed_stop import lookup
 from jtrades.engine.tradingday import session_start
+from jtrades.queries import q
 from jtrades.sim import ws as sim_ws
 from tests.cut_short_world import deliver, deliver_and_die_at, delivery, sim_world
 from tests.integration.test_engine import buy
@@ -30,7 +34,8 @@ from tests.integration.test_owed_stop_after_cut_resize import (
     _cut_dca_restarted,
     _open_with_alert_stop,
 )
-from tests.integration.test_owed_stop_evidence import UNCONFIRMED, order_doc, world
+from tests.integration.test_owed_stop_cost import indexes, rows_read
+from tests.integration.test_owed_stop_evidence import SYM, UNCONFIRMED, order_doc, world
 
 # what reconcile.resolve_intent writes for a never-answered step written before 17:00 Chicago
 EARLIER_SESSION = (
@@ -168,6 +173,59 @@ async def test_a_stop_swept_unknown_across_the_day_turn_still_counts_as_taken(
     assert await db.owed() is not None
 
 
+async def _killed_before_anything_left(w: Any, *, day_turn: bool) -> Any:
+    """A DCA add killed before any of its steps left (the add, the cancel, the new stop all
+    unsent), restarted (after 17:00 Chicago when ``day_turn``); the restarted engine, the
+    alert's stop still working."""
+    await w.start()
+    await _open_with_alert_stop(w)
+    went = await deliver_and_die_at(w, await delivery(w, buy("21500"), "a1"), 1)
+    assert went == [], went  # nothing of the DCA plan reached the broker
+    assert w.net("KA") == 1
+    assert w.stops("KA") == [(21490, 1)]
+    if day_turn:
+        await _written_before_the_session(w)
+        w.sim.new_trading_day()  # 17:00 Chicago passed while the daemon was down
+    e = await w.restart()
+    await w.view_net("KA", 1)
+    await _passes(w, e)
+    assert w.stops("KA") == [(21490, 1)]  # the alert's stop still protects the long 1
+    return e
+
+
+async def _person_cancels_the_stop(w: Any, e: Any) -> list[Any]:
+    (stop,) = w.orders("KA")
+    await w.broker.cancel_order(stop["id"])  # a person removes the stop on purpose
+    await w.view_orders("KA", 0)
+    await _passes(w, e)
+    rows = await w.database.pool.fetch(
+        "SELECT cl_ord_id, kind, state, left(reason, 40) r FROM order_intents ORDER BY id"
+    )
+    return [tuple(r) for r in rows]
+
+
+async def test_a_stop_cancelled_by_hand_after_a_plan_killed_unsent_stays_cancelled(
+    database: Database, settings: Settings
+) -> None:
+    """Control: restarted the same session, the plan's steps expire 'not sent'."""
+    async with sim_world(database, settings, ["KA"], **RISK) as w:
+        e = await _killed_before_anything_left(w, day_turn=False)
+        rows = await _person_cancels_the_stop(w, e)
+        assert w.stop_qty("KA") == 0, (w.orders("KA"), rows)
+
+
+async def test_across_the_day_turn_a_stop_cancelled_by_hand_stays_cancelled(
+    database: Database, settings: Settings
+) -> None:
+    """Restarted after the day turn, the plan's orders are closed 'done' in an earlier
+    session, its cancel 'outcome not confirmed': the add never answered, the cancel after it
+    never left, whatever the stop's row says since. The person's cancel stands."""
+    async with sim_world(database, settings, ["KA"], **RISK) as w:
+        e = await _killed_before_anything_left(w, day_turn=True)
+        rows = await _person_cancels_the_stop(w, e)
+        assert w.stop_qty("KA") == 0, (w.orders("KA"), rows)
+
+
 # --- a failed protection ----------------------------------------------------------------------
 
 
@@ -194,6 +252,37 @@ async def test_a_refused_replacement_after_its_take_profit_cancel_keeps_the_stop
         await w.sim.flush()
         w.sim.fault("clear")
         await _passes(w, e)  # the broker taking orders again
+        rows = await w.database.pool.fetch(
+            "SELECT cl_ord_id, kind, state FROM order_intents ORDER BY id"
+        )
+        assert w.net("KA") == 2
+        assert w.stop_qty("KA") == 2, (w.orders("KA"), [tuple(r) for r in rows])
+
+
+async def test_a_protection_whose_take_profit_cancel_showed_late_keeps_the_stop_owed(
+    database: Database, settings: Settings
+) -> None:
+    """The protection re-placing the owed stop beside a take-profit cancels the take-profit;
+    the broker takes the cancel but its Canceled event comes late (the stream lags past
+    CANCEL_WAIT_S), so the protection places nothing beside an order that may still fill and
+    writes no stop step. Its cancel reached the broker, but it is passed over: the next
+    attempt still finds the stop owed."""
+    async with sim_world(database, settings, ["KA"], **RISK) as w:
+        e = await _cut_dca_restarted(w)  # long 2, its stop cancelled, the new one never sent
+        bid = w.bids["KA"]
+        (p,) = w.broker.positions(bid)
+        await w.broker.place_order(
+            OrderRequest(SubAccount(bid, "KA"), p.symbol, Side.SELL, 2, OrderType.LIMIT,
+                         price=Decimal("21540"))
+        )  # fmt: skip
+        await w.view_orders("KA", 1)
+
+        w.sim.fault("events_after", on=True, ms=6000)  # the stream lags once
+        await e.reconciler.tick()
+        w.sim.fault("clear")
+        await w.sim.flush()
+        await w.view_orders("KA", 0)  # the take-profit's cancel shows in the end
+        await _passes(w, e)  # the stream is back to normal
         rows = await w.database.pool.fetch(
             "SELECT cl_ord_id, kind, state FROM order_intents ORDER BY id"
         )
@@ -294,3 +383,58 @@ async def test_an_add_after_a_liquidation_that_reached_the_broker_is_a_new_trade
     await db.filled(cl, intent=i, side="Sell")
     await _add(db)
     assert await db.owed(net=1) is None
+
+
+# --- the cost of the day turn's check ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["force_custom_plan", "force_generic_plan"])
+async def test_whether_the_broker_had_a_stop_step_reads_its_own_orders_only(
+    database: Database, mode: str
+) -> None:
+    """A last plan whose stop step reconciliation closed across the day turn: whether the
+    broker had it is one index probe, whatever the orders of other accounts (30,000) and of
+    this account in another contract (3,000)."""
+    db = await world(database)
+    await db.entry()
+    await db.cut_dca()
+    await db.pool.execute(
+        "UPDATE order_intents SET state = 'done', reason = $1 WHERE cl_ord_id LIKE '%-3x'",
+        EARLIER_SESSION,
+    )
+    pool, me = db.pool, db.subs[0]
+    aid = await pool.fetchval("SELECT account_id FROM sub_accounts WHERE id = $1", me)
+    await pool.execute(
+        "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
+        " SELECT $1, 800000 + g, 'O' || g FROM generate_series(1, 60) g",
+        aid,
+    )
+    await pool.execute(
+        "INSERT INTO orders (sub_account_id, broker_order_id, cl_ord_id, symbol, side, qty,"
+        " order_type, status) SELECT s.id, 100000 + g, 'jt-o' || g || '-' || s.id, $1, 'Buy',"
+        " 1, 'Market', 'Filled' FROM sub_accounts s, generate_series(1, 500) g WHERE s.id <> $2",
+        SYM,
+        me,
+    )
+    await pool.execute(
+        "INSERT INTO orders (sub_account_id, broker_order_id, cl_ord_id, symbol, side, qty,"
+        " order_type, status) SELECT $1, 500000 + g, 'jt-es' || g, 'ESZ6', 'Buy', 1, 'Market',"
+        " 'Filled' FROM generate_series(1, 3000) g",
+        me,
+    )
+    await pool.execute("ANALYZE order_intents, fills, orders")
+    assert await db.owed() is not None
+
+    async with pool.acquire() as conn:
+        await conn.execute(f"SET plan_cache_mode = {mode}")
+        await conn.execute(f"PREPARE owed_evidence(bigint[], text) AS {q('owed_stops.evidence')}")
+        try:
+            out = await conn.fetchval(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE owed_evidence('{{{me}}}', '{SYM}')"
+            )
+        finally:
+            await conn.execute("DEALLOCATE owed_evidence")
+            await conn.execute("RESET plan_cache_mode")
+    (plan,) = json.loads(out) if isinstance(out, str) else out
+    read = rows_read(plan)
+    assert read.get("orders", 0) < 100, (read, indexes(plan))
