@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from jtrades.broker.base import Broker, Contract
 from jtrades.engine.config_cache import AccountKey, LinkConfig, account_key, link_account
-from jtrades.engine.plan_context import ENTRY_REFUSED, ENTRY_UNSENT, VIEW_UNSYNCED, placed_as_exit
+from jtrades.engine.plan_context import ENTRY_REFUSED, ENTRY_UNSENT, placed_as_exit
 from jtrades.engine.planning import (
     AccountPlan,
     AccountState,
@@ -22,8 +22,7 @@ from jtrades.engine.planning import (
     PositionAction,
     Shortfall,
 )
-from jtrades.engine.steps import Unsettled, account_state, cl_ord_prefix, intent_for
-from jtrades.engine.unsent import not_sent
+from jtrades.engine.steps import account_state, cl_ord_prefix, intent_for
 from jtrades.engine.view_waits import Placed
 from jtrades.errors import JtradesError
 from jtrades.store import intents as intent_store
@@ -105,22 +104,6 @@ class Prepared:
     # orders placed and cancelled: the view must show them (and them gone) before the lock goes
     placed: list[Placed] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
-    # steps whose answer never came (they may be at the broker): clOrdId, and whether it
-    # changes the position at once (a market order)
-    unknown: list[tuple[str, bool]] = field(default_factory=list)
-    # the position the steps sent make (None: none of them changed it)
-    made_pos: int | None = None
-
-    def unsettled(self) -> Unsettled:
-        """What its steps did, for the next plan on the account to wait for (``ViewGate``)."""
-        return Unsettled(
-            self.item.link.sub_account_id,
-            self.item.contract,
-            self.made_pos,
-            tuple(self.placed),
-            tuple(self.cancelled),
-            tuple(self.unknown),
-        )
 
     def entry_step(self) -> int | None:
         """The step that opens the position a plan that opens one is for (reverse, open,
@@ -133,19 +116,6 @@ class Prepared:
             if po.kind in ("order", "strategy") and not placed_as_exit(ni.cl_ord_id):
                 return po.step
         return None
-
-
-def intents_unwritten(p: Prepared) -> AccountResult:
-    """The result of a plan whose intents could not be written: nothing of it is sent (rule 1)."""
-    why = not_sent("the order intents could not be written")
-    return AccountResult(p.item.trader_id, p.item.link.sub_account_id, str(p.plan.action), why)
-
-
-def not_planned(it: WorkItem, short: Shortfall) -> AccountResult:
-    """The result of an item that could not be planned (``plan_context.unsynced``,
-    ``unsettled``): its shortfall names it on the row ("not traded: …"), for an entry and a
-    close alike (a close that sent nothing was stored "accepted" with no reason)."""
-    return AccountResult(it.trader_id, it.link.sub_account_id, "nothing", short.why, short=short)
 
 
 # the plans that open (or add to) a position: what ``Prepared.entry_step`` looks for
@@ -272,11 +242,13 @@ def _plan_one(
     """One item's plan and its intents, or why it sends nothing."""
     link = it.link
     state = account_state(it.broker, link.broker_account_id, it.contract)
-    if state is None:  # lost since the dispatcher looked: missing is not flat
-        short = Shortfall(
-            VIEW_UNSYNCED, "broker view not synced: nothing sent (missing is not flat)"
+    if state is None:
+        return AccountResult(
+            it.trader_id,
+            link.sub_account_id,
+            "nothing",
+            "broker view not synced: nothing sent (missing is not flat)",
         )
-        return not_planned(it, short)
     try:
         plan = it.plan(state)
     except (JtradesError, ValueError) as exc:

@@ -5,9 +5,6 @@ deadlock), plan each against that account's live state, write every intent in ON
 then send — concurrently across sub-accounts, step by step within one. A sub-account's lock is
 held until its orders are answered and the broker's view shows their effect, so a second alert
 racing on the same sub-account plans against the position the first one produced (rule 3).
-That wait is bounded (the settle timeout); what it gave up on, and a view not synced (a
-reconnect), the next plan on the account waits for, up to the signal's TTL, in a task of its
-own (the signal's other accounts go on), and past it plans nothing (``steps.ViewGate``).
 
 Nothing is sent unless the intents committed (rule 1: fail closed). A signal handed over as a
 ``Delivery`` (the webhook's, not yet stored) is stored by the same statement that writes its
@@ -49,10 +46,8 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
     Prepared,
     WorkItem,
     broker_account,
-    intents_unwritten,
     may_be_account,
     missed_entry,
-    not_planned,
     plan_groups,
 )
 from jtrades.engine.config_cache import AccountKey, LinkConfig
@@ -61,7 +56,7 @@ from jtrades.engine.plan_context import placed_as_exit
 from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.resize import AddPlan
 from jtrades.engine.send import send_step
-from jtrades.engine.steps import ViewGate, expected_position, position_shows
+from jtrades.engine.steps import expected_position, position_shows
 from jtrades.engine.unsent import NOT_SENT_ON_PURPOSE, not_sent
 from jtrades.engine.view_waits import shows_orders, within
 from jtrades.errors import StorageUnavailable
@@ -121,8 +116,6 @@ class Dispatcher:
         self._clock = clock
         self._locks: dict[AccountKey, asyncio.Lock] = {}
         self._settling: set[asyncio.Task[None]] = set()
-        # whether an account may be planned: its view synced and showing what was sent
-        self.gate = ViewGate(pool, self._ttl, clock)
 
     def busy(self, env: str, account_id: int, broker_account_id: int) -> bool:
         """Whether something holds that account's lock (a signal's steps being sent, a
@@ -176,13 +169,8 @@ class Dispatcher:
             for lock in locks:
                 await lock.acquire()
                 acquired.append(lock)
-            # An account whose view is not synced (a reconnect) or does not yet show what an
-            # earlier signal sent to it waits for its view in a task of its own, and the others
-            # are planned, stored and sent now: waiting with them, one account's reconnect held
-            # every follower's orders past the TTL.
-            late = [key for key in order if self._held_up(key, groups[key][0])]
             prepared = plan_groups(
-                [groups[key] for key in order if key not in late],
+                [groups[key] for key in order],
                 signal_id,
                 tag,
                 received_at + self._ttl,
@@ -203,7 +191,15 @@ class Dispatcher:
                     ids = await intent_store.insert_all(self._pool, intents)
                 except Exception as exc:  # fail closed: no durable intent, nothing is sent
                     log.error("dispatch.intents_not_written", signal_id=signal_id, error=str(exc))
-                    results.extend(intents_unwritten(p) for p in prepared)
+                    for p in prepared:
+                        results.append(
+                            AccountResult(
+                                p.item.trader_id,
+                                p.item.link.sub_account_id,
+                                str(p.plan.action),
+                                not_sent("the order intents could not be written"),
+                            )
+                        )
                     return DispatchResult(results, storage_failed=True)
                 pos = 0
                 for p in prepared:
@@ -213,14 +209,9 @@ class Dispatcher:
             for p in prepared:
                 lock = self.lock_for(p.item.link)
                 acquired.remove(lock)  # handed to the task, which releases it when done
-                tasks.append(asyncio.create_task(self._run_one(p, received_at, lock)))
-            for key in late:
-                lock = self.lock_for(groups[key][0].link)
-                acquired.remove(lock)
-                late_plan = self._plan_late(groups[key], lock, signal_id, tag, received_at)
-                tasks.append(asyncio.create_task(late_plan))
+                tasks.append(asyncio.create_task(self._run_account(p, received_at, lock)))
             finished = await asyncio.gather(*tasks)
-            results.extend(res for account_results, _ in finished for res in account_results)
+            results.extend(res for res, _ in finished)
             outcomes = [o for _, account_outcomes in finished for o in account_outcomes]
             if defer_outcomes:
                 return DispatchResult(results, unwritten=outcomes)
@@ -257,64 +248,6 @@ class Dispatcher:
                 effect="the claim had committed: its orders go out",
             )
             return fate
-
-    def _held_up(self, key: AccountKey, it: WorkItem) -> bool:
-        return self.gate.hold_up(key, it.broker, it.link.broker_account_id) is not None
-
-    async def _plan_late(
-        self,
-        group: list[WorkItem],
-        lock: asyncio.Lock,
-        signal_id: int | None,
-        tag: str | None,
-        received_at: datetime,
-    ) -> tuple[list[AccountResult], list[intent_store.Outcome]]:
-        """Plan, record and send one account that had to wait for its view (``dispatch``),
-        once it may be planned; else plan nothing and say why. Its intents are written apart
-        from the signal's claim, before anything of it is sent (rule 1)."""
-        results: list[AccountResult] = []
-        held: asyncio.Lock | None = lock
-        first = group[0]
-        try:
-            key, bid = broker_account(first.link), first.link.broker_account_id
-            why = await self.gate.wait(key, first.broker, bid, received_at)
-            if why is not None:
-                log.warning(
-                    "dispatch.not_planned",
-                    sub_account_id=first.link.sub_account_id,
-                    signal_id=signal_id,
-                    cause=why.cause,
-                )
-                return [not_planned(it, why) for it in group], []
-            prepared = plan_groups([group], signal_id, tag, received_at + self._ttl, results)
-            if not prepared:
-                return results, []
-            p = prepared[0]
-            try:
-                p.ids = await intent_store.insert_all(self._pool, [ni for _, ni in p.steps])
-            except Exception as exc:  # fail closed: no durable intent, nothing is sent
-                log.error("dispatch.intents_not_written", signal_id=signal_id, error=str(exc))
-                return [*results, intents_unwritten(p)], []
-        except Exception as exc:  # a bug must not leave the lock held or the gather failing
-            log.exception("dispatch.account_failed", sub_account_id=first.link.sub_account_id)
-            why_not = f"internal error: {type(exc).__name__}"
-            return [
-                *results,
-                AccountResult(first.trader_id, first.link.sub_account_id, "nothing", why_not),
-            ], []
-        else:
-            held = None  # ``_run_account`` releases it, or hands it on
-            res, done = await self._run_account(p, received_at, lock)
-            return [*results, res], done
-        finally:
-            if held is not None:
-                held.release()
-
-    async def _run_one(
-        self, p: Prepared, received_at: datetime, lock: asyncio.Lock
-    ) -> tuple[list[AccountResult], list[intent_store.Outcome]]:
-        res, done = await self._run_account(p, received_at, lock)
-        return [res], done
 
     async def _run_account(
         self, p: Prepared, received_at: datetime, lock: asyncio.Lock | None
@@ -386,8 +319,6 @@ class Dispatcher:
                 elif state == "unknown":
                     res.unknown += 1
                     failed = f"step {po.step} outcome unknown"
-                    if po.kind not in _PROTECTIVE_KINDS:  # it may be at the broker
-                        p.unknown.append((ni.cl_ord_id, expected_position(0, po) is not None))
                 else:  # the broker would not take the request: nothing reached it
                     res.unavailable += 1
                     failed = f"step {po.step} not sent"
@@ -412,9 +343,7 @@ class Dispatcher:
                     reason=failed,
                     broker=res.messages[-1] if res.messages else None,
                 )
-            if changed:
-                p.made_pos = position
-            if (settle or p.placed or p.cancelled or p.unknown) and lock is not None:
+            if (settle or p.placed or p.cancelled) and lock is not None:
                 p.expected_pos = position if settle else None
                 # The answer to the alert need not wait for the view to show what was done;
                 # the next signal on this sub-account must: the lock passes to a task that
@@ -511,12 +440,7 @@ class Dispatcher:
         except Exception as exc:  # the view was lost: the next plan finds it unsynced
             log.info("dispatch.settle_view_lost", sub_account_id=it.link.sub_account_id,
                      error=str(exc))  # fmt: skip
-            self.gate.note(broker_account(it.link), p.unsettled())
             return
-        if held is None and orders_shown and not p.unknown and p.made_pos == p.expected_pos:
-            return
-        # the next plan on the account waits for the rest (``ViewGate.wait``)
-        self.gate.note(broker_account(it.link), p.unsettled())
         if held is None and orders_shown:
             return
         log.info(

@@ -52,32 +52,6 @@ NO_POSITION = "no_position"
 # verdict names when nothing at all went (``broker``, ``expired``), here with less.
 ENTRY_REFUSED = "broker"
 ENTRY_UNSENT = "unsent"
-# The causes of an account the dispatcher planned nothing for, having waited the signal's TTL
-# for its view: not synced (a reconnect), or not yet showing what an earlier signal sent to
-# it (``unsynced``, ``unsettled``; ``steps.ViewGate``). Missing is not flat: nothing is planned.
-VIEW_UNSYNCED = "unsynced"
-VIEW_UNSETTLED = "unsettled"
-
-
-def unsynced(ttl_s: float) -> Shortfall:
-    """Why an account whose view stayed unsynced (a reconnect) past the signal's TTL plans
-    nothing: missing is not flat (rule 6)."""
-    return Shortfall(
-        VIEW_UNSYNCED,
-        f"broker view not synced within the {ttl_s:g}s signal TTL: nothing sent"
-        " (missing is not flat)",
-    )
-
-
-def unsettled(ttl_s: float) -> Shortfall:
-    """Why an account whose view did not show an earlier plan's orders within the signal's
-    TTL plans nothing: its position is not known, and planned from "flat" a reversal opened
-    the new side beside the old one, and a close sent nothing."""
-    return Shortfall(
-        VIEW_UNSETTLED,
-        f"the broker's view did not show the orders of an earlier signal within the {ttl_s:g}s"
-        " signal TTL: nothing sent (its position is not known)",
-    )
 
 
 def placed_as_exit(cl_ord_id: str | None) -> bool:

@@ -1,10 +1,7 @@
 """What one planned step becomes before it is sent: its clOrdId and durable intent, the account
-state it is planned against (and when it may be: ``ViewGate``), and the position it makes once
-it has taken effect.
+state it is planned against, and the position it makes once it has taken effect.
 
-Pure functions of the plan and the broker's live view; the dispatcher does the I/O, save the
-waits on the view (``position_shows``, ``ViewGate``, which asks the store only for an account
-whose view has not shown an earlier plan).
+Pure functions of the plan and the broker's live view; the dispatcher does the I/O.
 """
 
 from __future__ import annotations
@@ -12,14 +9,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
-
-import asyncpg
-import structlog
 
 from jtrades.broker.base import (
     Broker,
@@ -30,21 +22,9 @@ from jtrades.broker.base import (
     OsoRequest,
     StrategyRequest,
 )
-from jtrades.engine.config_cache import AccountKey
-from jtrades.engine.plan_context import VIEW_UNSETTLED, unsettled, unsynced
-from jtrades.engine.planning import AccountState, PlannedOrder, Shortfall
-from jtrades.engine.view_waits import Placed, shows_orders
+from jtrades.engine.planning import AccountState, PlannedOrder
 from jtrades.errors import TransientBrokerError
-from jtrades.store import flatten as flatten_store
 from jtrades.store import intents as intent_store
-
-log = structlog.get_logger(__name__)
-
-# An account waiting to be planned (``ViewGate.wait``) looks at its view again at least this
-# often (position and session events wake it at once; order events do not), and asks the
-# store whether an earlier plan's intents are still open at most this often.
-_LOOK_S = 0.05
-_ASK_STORE_S = 0.5
 
 
 def cl_ord_prefix(signal_id: int, sub_account_id: int) -> str:
@@ -131,120 +111,6 @@ async def position_shows(
             return held if held is not None else 0
         await broker.position_changed(broker_account_id, left)
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class Unsettled:
-    """What a plan sent to an account at the broker that the view did not show when the
-    dispatcher's settle wait gave up (Tradovate's events late): the next plan on the account
-    waits for it (``ViewGate``), or plans nothing. Planned from the view without it, a
-    reversal opened short 1 from a "flat" that was long 1, and a close sent nothing."""
-
-    sub_account_id: int  # the row its intents were written for
-    contract: Contract
-    made_pos: int | None  # the position its steps make, when they changed it
-    placed: tuple[Placed, ...]
-    cancelled: tuple[int, ...]
-    # steps whose answer never came: clOrdId, and whether it is a market order
-    unknown: tuple[tuple[str, bool], ...]
-
-    def cl_ord_ids(self) -> frozenset[str]:
-        """The steps that went (or may have): their intents stay open until the mirror has
-        seen their orders' events, or reconciliation has looked them up."""
-        return frozenset([*(cl for _, cl in self.placed if cl), *(cl for cl, _ in self.unknown)])
-
-
-def shows_unsettled(broker: Broker, account_id: int, u: Unsettled) -> bool:
-    """Whether the live view now shows what ``u`` sent: the position its steps make, the
-    orders it placed (and not those it cancelled), and each step whose answer never came as
-    an order, no longer open if it was a market order (one still open is a fill to come).
-    Memory only."""
-    if u.made_pos is not None and net_pos(broker, account_id, u.contract) != u.made_pos:
-        return False
-    if not shows_orders(broker, account_id, u.placed, u.cancelled):
-        return False
-    if not u.unknown:
-        return True
-    open_ids = {o.cl_ord_id for o in broker.working_orders(account_id)}
-    return all(
-        broker.knows_order(account_id, None, cl) and not (market and cl in open_ids)
-        for cl, market in u.unknown
-    )
-
-
-class ViewGate:
-    """Whether an account at the broker may be planned now, its lock held, and the wait until
-    it may: its view synced (not mid-reconnect) and showing what the plans before sent to it.
-    The dispatcher's settle wait is bounded (2 s); what it gave up on is kept here
-    (``note``), in memory: an account with nothing kept costs a plan a look-up, no round
-    trip. Missing is not flat: an account that never may within the signal's TTL is not
-    planned at all (rule 6)."""
-
-    def __init__(self, pool: asyncpg.Pool, ttl: timedelta, clock: Callable[[], datetime]) -> None:
-        self._pool = pool
-        self._ttl = ttl
-        self._clock = clock
-        self._unsettled: dict[AccountKey, Unsettled] = {}
-
-    def note(self, key: AccountKey, u: Unsettled) -> None:
-        """The view of ``key`` did not show ``u`` when its settle wait gave up."""
-        self._unsettled[key] = u
-
-    def hold_up(self, key: AccountKey, broker: Broker, account_id: int) -> Shortfall | None:
-        """Why ``key`` may not be planned now: its view not synced, or not showing what an
-        earlier plan sent (forgotten once it does). None for the common account."""
-        ttl_s = self._ttl.total_seconds()
-        if not broker.is_synced(account_id):
-            return unsynced(ttl_s)
-        u = self._unsettled.get(key)
-        if u is None:
-            return None
-        try:
-            shown = shows_unsettled(broker, account_id, u)
-        except TransientBrokerError:  # lost since is_synced
-            return unsynced(ttl_s)
-        if not shown:
-            return unsettled(ttl_s)
-        self._unsettled.pop(key, None)
-        return None
-
-    async def wait(
-        self, key: AccountKey, broker: Broker, account_id: int, received_at: datetime
-    ) -> Shortfall | None:
-        """Wait until ``key`` may be planned (``hold_up``), at most until the signal's TTL from
-        its receipt: a session's reconnect takes about a second, and Tradovate's late events
-        come soon after the settle wait gave up. Woken by the view's position and session
-        events (``Broker.position_changed``). An earlier plan whose intents the store no
-        longer has open (the mirror took their orders' events in) is shown too, whatever the
-        position now: a stop that filled since made it other than planned. None once it may
-        be planned; else why not."""
-        loop = asyncio.get_running_loop()
-        now = asked = loop.time()
-        deadline = now + (received_at + self._ttl - self._clock()).total_seconds()
-        while (why := self.hold_up(key, broker, account_id)) is not None:
-            now = loop.time()
-            u = self._unsettled.get(key)
-            if u is not None and why.cause == VIEW_UNSETTLED and now - asked >= _ASK_STORE_S:
-                asked = now
-                if await self._settled_in_store(u):
-                    self._unsettled.pop(key, None)
-                    continue
-            if now >= deadline:
-                return why
-            await broker.position_changed(account_id, min(deadline - now, _LOOK_S))
-        return None
-
-    async def _settled_in_store(self, u: Unsettled) -> bool:
-        """Whether none of ``u``'s intents is still open (the mirror moves one once it has
-        seen its order's events, reconciliation one whose answer never came). A store that
-        cannot answer settles nothing."""
-        try:
-            flying = await flatten_store.in_flight(self._pool, [u.sub_account_id])
-        except Exception as exc:
-            log.info("dispatch.unsettled_unread", sub_account_id=u.sub_account_id, error=str(exc))
-            return False
-        mine = u.cl_ord_ids()
-        return not any(f.cl_ord_id in mine for f in flying)
 
 
 def _with_cl_ord_id(po: PlannedOrder, cl: str) -> PlannedOrder:

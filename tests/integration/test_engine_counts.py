@@ -178,8 +178,7 @@ async def test_an_entry_no_synced_view_could_take_uses_no_count(
     rec, sub, _ = await follower(
         pool, "blind", {"size": 1, "max_signals": 1}, {"max_signals": 1, "cooldown_s": 3600}
     )
-    # the plan waits for the view up to the signal's TTL (a reconnect takes ~1 s): a short one
-    engine = await engine_factory(signal_ttl_s=1)
+    engine = await engine_factory()
     paper = paper_of(engine, (await account_of(pool, sub))[0])
     monkeypatch.setattr(paper, "is_synced", lambda account_id: False)
 
