@@ -44,7 +44,7 @@ CREATE TABLE accounts (
     created_at      timestamptz NOT NULL DEFAULT now(),
     synced_at       timestamptz,
     oauth_connected_at timestamptz,  -- when the OAuth token was stored (a sign-in link works once)
-    password_proven_at timestamptz,  -- when Tradovate last accepted password_enc (NULL: unproven)
+    password_proven_at timestamptz,  -- when the row proved it holds its login's password (NULL: unproven; store.accounts)
     CHECK ((password_enc IS NULL) = (password_key_id IS NULL)),
     CHECK ((oauth_token_enc IS NULL) = (oauth_key_id IS NULL)),
     CHECK (env = 'paper' OR username IS NOT NULL)

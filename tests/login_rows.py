@@ -2,8 +2,9 @@
 have stored: the engine takes rows of one login for one account at the broker only when they
 hold one (``engine.config_cache.account_key``): a password Tradovate accepted, so two users'
 rows of a shared login each hold its password, proven, as they would after ``accounts add
---password-stdin`` and a session or sync with it. A password stored and never tried (as
-``accounts set-password`` leaves it) is ``proven=False``.
+--password-stdin`` and a session or sync with it. A password stored and never tried (a new
+row's, as ``accounts add`` or ``set-password`` leaves it when no proven row of the login holds
+the same) is ``proven=False``.
 
     await hold_password(pool, account_id, "px-pw", proven=True)
 

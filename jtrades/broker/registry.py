@@ -205,6 +205,8 @@ class BrokerRegistry:
             async with self._restoring:
                 for account_id, by_sub in paper_subs.items():
                     await self._restore_paper(account_id, by_sub)
+        if tradovate:
+            await self._prove_unproven(sorted(tradovate))
         missing = [aid for aid in sorted(tradovate) if self._needs_session(aid)]
         if missing:
             await asyncio.gather(*(self._connect(aid) for aid in missing))
@@ -289,6 +291,34 @@ class BrokerRegistry:
         if creds.password is not None and not creds.password_proven:
             await self._prove_password(pool, account_id, creds.env, creds.username, creds.password)
 
+    async def _prove_unproven(self, account_ids: list[int]) -> None:
+        """Prove what can be proven of these rows' passwords not proven yet (one query; none
+        once they are): by a proven row of the login storing the same one (``vouch_password``,
+        before the connect, whose ``login_credential`` then takes it), else, for a row attached
+        to a live session, by the session's token (``_prove_password``). A live session never
+        logs in again (its token is renewed), so a row left unproven at its connect was never
+        proven while the daemon ran, and was not one of its login's accounts meanwhile."""
+        if self._db is None:
+            return
+        try:
+            from jtrades.security import load_secret_box
+            from jtrades.store.accounts import load_credentials, unproven_passwords, vouch_password
+
+            unproven = await unproven_passwords(self._db.pool, account_ids)
+            if unproven and self._box is None:
+                self._box = load_secret_box(self._settings, create=False)
+            for aid in unproven:
+                if await vouch_password(self._db.pool, self._box, aid):
+                    log.info("broker.password_vouched", account_id=aid)
+                elif not self._needs_session(aid) and self._pool is not None:
+                    creds = await load_credentials(self._db.pool, self._box, aid)
+                    if creds.username and creds.password is not None:
+                        await self._prove_password(
+                            self._pool, aid, creds.env, creds.username, creds.password
+                        )
+        except Exception as exc:  # logged; the next pass tries again
+            log.warning("broker.password_proofs_unchecked", error=str(exc))
+
     async def _prove_password(
         self, pool: Any, account_id: int, env: str, username: str, password: str
     ) -> None:
@@ -296,7 +326,7 @@ class BrokerRegistry:
         handed holds a token a login with that very password obtained (a session opened or
         joined with OAuth proves nothing of a password beside it). Until then the row is not
         one of its login's accounts (``engine.config_cache.account_key``); a failure here is
-        logged and the next connect tries again."""
+        logged and the next pass tries again (``_prove_unproven``)."""
         if not pool.password_proven(env, username, password):
             return
         assert self._db is not None

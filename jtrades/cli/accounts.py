@@ -120,6 +120,7 @@ def add(
             if box is not None:  # a login is one password: another one is refused, unwritten
                 differ = await store.login_mismatches(c, box, account.id)
                 store.refuse_mismatch(env, account.username, differ)
+                await store.vouch_password(c, box, account.id)  # a proven row's: proven
                 refusal = await store.daemon_refusal(c, box, account.id)
             await audit.record(
                 c,
@@ -156,8 +157,9 @@ def set_password(
 
     Nothing is sent to Tradovate here. A running daemon whose session of the login failed (the
     old password refused) logs in with the new one on its next reconciliation pass
-    (trading.reconcile_interval_s), without a restart. Until a session or `accounts sync` with
-    it succeeds, the password proves nothing: the account is not one of the login's.
+    (trading.reconcile_interval_s), without a restart. An account proven one of the login's
+    stays one; a new account's password proves nothing until a session or `accounts sync`
+    with it succeeds, or another proven account of the login holds the same one.
 
     Example: jtrades accounts set-password alice-demo --password-stdin < tv-password.txt
     """
@@ -184,6 +186,7 @@ def set_password(
                 key_id=sealed.key_id,
             )
             updated = await store.set_password(c, account, sealed)
+            await store.vouch_password(c, box, account.id)  # a proven row's password: proven
             differ = await store.login_mismatches(c, box, account.id)
             # what the daemon itself will say of the login (``login_credential``): the other
             # accounts all OAuth-connected leave a password nothing to be checked against
@@ -332,7 +335,8 @@ async def sync_account(db: Database, cfg: Settings, label: str) -> tuple[Account
     stores) the daemon's token for that login, so a sync normally spends no login, when the
     token is this account's to use (its OAuth connection, or the password the token's login
     used); else it logs in with the account's password. A login that succeeded proves the
-    password (``store.prove_password``): the row is one of its login's accounts from then on.
+    password (``store.prove_password``), as does a proven account of the login holding the
+    same one (``store.vouch_password``): the row is one of its login's accounts from then on.
     """
     account = await store.get(db.pool, label)
     if account.env == "paper":
@@ -346,6 +350,7 @@ async def sync_account(db: Database, cfg: Settings, label: str) -> tuple[Account
     from jtrades.broker.tradovate.accounts import list_login
 
     box = load_secret_box(cfg, create=not account.has_password)
+    await store.vouch_password(db.pool, box, account.id)
     creds = await store.login_credential(db.pool, box, account.id)
     log.debug("accounts.sync.login", label=account.label, env=account.env, username=creds.username)
     listing = await list_login(

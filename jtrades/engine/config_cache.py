@@ -32,10 +32,10 @@ _CHICAGO = ZoneInfo("America/Chicago")
 
 # The account at the broker (``account_plans.broker_account``): (env, the login, the broker's
 # account id). The login is the lower-cased Tradovate username for demo/live rows that hold a
-# credential of it (a password Tradovate accepted, or an OAuth connection; two users who add
-# one login each have a row for its accounts: one account), and the login row's own id (an
-# int, never a username) for paper (a paper login numbers its own accounts) and for a
-# demo/live row holding no credential (or only a password nobody has tried yet).
+# credential of it (a proven password, or an OAuth connection; two users who add one login
+# each have a row for its accounts: one account), and the login row's own id (an int, never a
+# username) for paper (a paper login numbers its own accounts) and for a demo/live row holding
+# no credential (or only a password nothing has proven yet).
 AccountKey = tuple[str, str | int, int]
 
 
@@ -58,10 +58,11 @@ def account_key(
     they name the same id. Usernames compare in any case (as ``accounts.same_login``).
 
     A username is typed as freely as an id: a row is one of its login's accounts only while it
-    ``has_credential`` (a stored password Tradovate accepted — a session or sync with it
-    succeeded, ``accounts.password_proven_at`` — or an OAuth connection, whose user is checked
-    as stored). Mallory's row naming ``ALICE_TV`` with no password, and then with a guessed one
-    (`accounts set-password` stores any), was keyed as alice's account, and her `halt --account
+    ``has_credential`` (a proven password — a session or sync with it succeeded, or a proven
+    row of the login holds the same, ``accounts.password_proven_at``, which a later
+    set-password keeps — or an OAuth connection, whose user is checked as stored). Mallory's
+    row naming ``ALICE_TV`` with no password, and then with a guessed one (`accounts
+    set-password` stores any), was keyed as alice's account, and her `halt --account
     --flatten` liquidated it through alice's session. One holding neither (nor a username) is
     keyed by its own row, as a paper login: the int never equals a username."""
     if env == "paper" or not has_credential or not username:
@@ -87,9 +88,8 @@ class LinkConfig:
     # the login's Tradovate username, lower-cased (None for paper): with ``env`` and
     # ``broker_account_id``, the account at the broker (``account_key``)
     username: str | None = None
-    # whether the login row holds a credential of the login (a stored password Tradovate
-    # accepted, or an OAuth connection; never the secret itself): only then is it one of the
-    # login's accounts
+    # whether the login row holds a credential of the login (a proven password, or an OAuth
+    # connection; never the secret itself): only then is it one of the login's accounts
     has_credential: bool = False
 
 

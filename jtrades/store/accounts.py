@@ -6,11 +6,15 @@ other read returns flags (``has_password``), never ciphertexts. Each ciphertext 
 login (``password_context``), so a value copied onto another row does not decrypt.
 
 A stored password proves nothing of its login until Tradovate accepted it (a login or session
-with it succeeded: ``prove_password``; every password write clears that): `accounts
-set-password` stores any password, so a row another user typed with the owner's username and a
-guess was merged with the owner's rows and refused the owner's own login. Only a proven password
-(or an OAuth connection) makes a row one of its login's accounts (``engine.config_cache``,
-``accounts.login_listed``) and is what the login's other passwords are compared with.
+with it succeeded: ``prove_password``) or a row of the login already proven stores the very
+same one (``vouch_password``): `accounts set-password` stores any password, so a row another
+user typed with the owner's username and a guess was merged with the owner's rows and refused
+the owner's own login. Only a proven row (or an OAuth connection) is one of its login's
+accounts (``engine.config_cache``, ``accounts.login_listed``), and its password is what the
+login's other passwords are compared with. The proof is the row's and sticks: a later
+set-password keeps it (a new password differing from the login's is refused the login by
+``login_credential``); cleared by each password write, the rows of a shared login changed
+while the daemon ran were never proven again and came apart at the broker.
 
 A paper account gets one sub-account named after its label, whose broker id is the account's
 own id (there is no broker to ask).
@@ -77,7 +81,8 @@ class Credentials:
     password: str | None
     oauth_token: str | None
     oauth_expires_at: datetime | None
-    password_proven: bool = False  # Tradovate accepted this password since it was stored
+    # the row proved it holds a credential of its login (``prove_password``, ``vouch_password``)
+    password_proven: bool = False
 
     def __repr__(self) -> str:  # never print a password, even by accident in a traceback
         return f"Credentials(label={self.label!r}, env={self.env!r}, username={self.username!r})"
@@ -313,7 +318,9 @@ async def set_password(ex: Executor, account: Account, password: Sealed) -> Acco
 
     ``Conflict`` when the row no longer names that login (removed, or added again under the
     label, meanwhile): the ciphertext would not open there. The daemon's broker registry sees
-    the change on its next pass and replaces a session of the login that failed for good."""
+    the change on its next pass and replaces a session of the login that failed for good. The
+    row's proof stays (see the module's docstring); an unproven row is proven by the login's
+    proven rows if it now holds their password (``vouch_password``, run by the caller)."""
     new_password_context(account)
     with translate_errors():
         row = await ex.fetchrow(
@@ -330,9 +337,8 @@ async def set_password(ex: Executor, account: Account, password: Sealed) -> Acco
 
 
 async def login_mismatches(ex: Executor, box: SecretBox, account_id: int) -> tuple[str, ...]:
-    """Labels of the other accounts of this account's login whose proven password (one
-    Tradovate accepted) is not this one's (or does not open): ``login_credential`` refuses an
-    unproven password that differs. An unproven password is compared with nothing: another
+    """Labels of the other proven accounts of this account's login whose password is not this
+    one's (or does not open): ``login_credential`` refuses an unproven password that differs. An unproven password is compared with nothing: another
     user's guess must not block the owner's rows. OAuth-only accounts hold none."""
     mine = await load_credentials(ex, box, account_id)
     with translate_errors():
@@ -348,19 +354,19 @@ async def login_mismatches(ex: Executor, box: SecretBox, account_id: int) -> tup
             continue
         if theirs.password is None or mine.password is None:
             continue
-        if not hmac.compare_digest(theirs.password.encode(), mine.password.encode()):
+        if not same_password(theirs.password, mine.password):
             differ.append(theirs.label)
     return tuple(differ)
 
 
 def refuse_mismatch(env: str, username: str | None, differ: Sequence[str]) -> None:
     """Refuse (``InvalidInput``) a password the login's accounts ``differ`` do not hold
-    (``login_mismatches``: their passwords Tradovate accepted), for `accounts add`: stored, the
+    (``login_mismatches``: their proven passwords), for `accounts add`: stored, the
     daemon would refuse it the login (``login_credential``)."""
     if differ:
         raise InvalidInput(
             f"not added: {', '.join(differ)} of login {username} ({env}) hold(s) another password"
-            " that Tradovate accepted (or one the secret key does not open), and a login's"
+            " proven for that login (or one the secret key does not open), and a login's"
             " accounts share its token, so they must hold the same one: give that password, or"
             " change theirs first with `jtrades accounts set-password`"
         )
@@ -426,10 +432,31 @@ async def load_credentials(ex: Executor, box: SecretBox, account_id: int) -> Cre
     )  # fmt: skip
 
 
+def same_password(a: str, b: str) -> bool:
+    """Whether two passwords are one (constant time: never a timing oracle on a password)."""
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def vouches(other: Any) -> bool:
+    """Whether a row of the login (an ``accounts.same_login`` row) vouches for a password equal
+    to the one it stores: its own is proven, or it is connected with OAuth (proof of the login,
+    checked when stored) and stores one beside. An unproven password alone vouches for nothing
+    (two rows of one made-up password agreed), and an OAuth-only row for no password."""
+    return bool(other["password_proven"] or (other["has_oauth"] and other["has_password"]))
+
+
+async def unproven_passwords(ex: Executor, account_ids: Sequence[int]) -> list[int]:
+    """Which of these demo/live rows hold a password not proven yet (the registry's pass)."""
+    with translate_errors():
+        rows = await ex.fetch(q("accounts.unproven_passwords"), list(account_ids))
+    return [r["id"] for r in rows]
+
+
 async def prove_password(ex: Executor, box: SecretBox, account_id: int, password: str) -> bool:
-    """Record that Tradovate accepted ``password`` for this account's login (a session or
-    login with it succeeded), if the account still holds that very password (a set-password
-    meanwhile stored one nobody has tried); whether it was recorded now."""
+    """Record that ``password`` proves this account's login (Tradovate accepted it in a session
+    or login, or a proven row of the login stores it: ``vouch_password``), if the account
+    still holds that very password (a set-password meanwhile stored one nobody has tried);
+    whether it was recorded now."""
     with translate_errors():
         row = await ex.fetchrow(q("accounts.credentials"), account_id)
     if row is None or row["password_enc"] is None or row["password_proven"]:
@@ -437,11 +464,41 @@ async def prove_password(ex: Executor, box: SecretBox, account_id: int, password
     held = box.open(
         row["password_enc"], row["password_key_id"], password_context(row["env"], row["username"])
     )
-    if not hmac.compare_digest(held.encode(), password.encode()):
+    if not same_password(held, password):
         return False
     with translate_errors():
         done = await ex.fetchval(q("accounts.prove_password"), account_id, row["password_enc"])
     return done is not None
+
+
+async def vouch_password(ex: Executor, box: SecretBox, account_id: int) -> bool:
+    """Prove this row's password, with no login, when a row of its login already proven stores
+    the very same one (``vouches``); whether it was proven now. After the upgrade, a row with
+    both OAuth and the password opened the session with OAuth, nothing proved its password, and
+    another user's row with the same, right, one was refused for good. A lost key: False."""
+    try:
+        creds = await load_credentials(ex, box, account_id)
+        if creds.env == "paper" or creds.password is None or creds.password_proven:
+            return False
+        for _label, theirs, _proven in await _vouchers(ex, box, account_id):
+            if same_password(theirs, creds.password):
+                return await prove_password(ex, box, account_id, creds.password)
+    except SecretKeyMissing:
+        return False
+    return False
+
+
+async def _vouchers(ex: Executor, box: SecretBox, account_id: int) -> list[tuple[str, str, bool]]:
+    """(label, stored password, whether proven) of the login's other rows that ``vouches``."""
+    with translate_errors():
+        others = await ex.fetch(q("accounts.same_login"), account_id)
+    out: list[tuple[str, str, bool]] = []
+    for other in others:
+        if vouches(other):
+            theirs = await load_credentials(ex, box, other["id"])
+            if theirs.password is not None:  # None: cleared since the query
+                out.append((theirs.label, theirs.password, theirs.password_proven))
+    return out
 
 
 async def login_credential(ex: Executor, box: SecretBox, account_id: int) -> Credentials:
@@ -450,14 +507,14 @@ async def login_credential(ex: Executor, box: SecretBox, account_id: int) -> Cre
     per login, not per account, so another user's account naming the same login with no
     password, or a wrong one, was handed the owner's token and listed or traded the owner's
     sub-accounts. An OAuth connection is proof (its token's user is checked when stored); a
-    password must be the one the login's other accounts hold that Tradovate accepted (a login
-    is one password; ``prove_password``).
+    password must be the one the login's other proven accounts hold (a login is one password;
+    ``prove_password``), or one a row connected with OAuth stores beside its connection.
 
-    Only proven passwords are compared with: another user's guess, stored by set-password,
-    refused the owner's own login when it was compared too; and two unproven rows agreeing
-    (one user's made-up password twice) vouched for each other. An unproven password is let
-    through only where Tradovate itself will check it: no proven password of the login to
-    compare it with, and no OAuth connection whose token it would be handed."""
+    Only proven passwords are compared with (a differing one refuses: fail closed): another
+    user's guess refused the owner's own login when compared too, and two unproven rows
+    agreeing (a made-up password twice) vouched for each other. An unproven password passes
+    only where Tradovate itself will check it (no proven password to compare it with, no OAuth
+    connection whose token it would be handed) or equal to one an OAuth row stores."""
     creds = await load_credentials(ex, box, account_id)
     if creds.env == "paper" or creds.oauth_token is not None:
         return creds
@@ -467,26 +524,23 @@ async def login_credential(ex: Executor, box: SecretBox, account_id: int) -> Cre
             " login's password (accounts set-password) or connect it (accounts connect)"
         )
     with translate_errors():
-        others = await ex.fetch(q("accounts.same_login"), account_id)
-    compared = connected = False
-    for other in others:
-        connected = connected or other["has_oauth"]
-        if not other["password_proven"]:
-            # an unproven password (or none) vouches for nothing and asks for nothing
-            continue
-        theirs = await load_credentials(ex, box, other["id"])
-        if theirs.password is None:  # cleared since the query: nothing to compare
-            continue
-        compared = True
-        if not hmac.compare_digest(theirs.password.encode(), creds.password.encode()):
+        connected = any(
+            o["has_oauth"] for o in await ex.fetch(q("accounts.same_login"), account_id)
+        )
+    compared = matched = False
+    for label, theirs, proven in await _vouchers(ex, box, account_id):
+        same = same_password(theirs, creds.password)
+        if proven and not same:
             raise InvalidInput(
                 f"{creds.label}'s password for {creds.username} ({creds.env}) is not the one"
-                f" {theirs.label} holds for that login (which Tradovate accepted): the login's"
-                " token is shared, so its accounts must hold the same password"
+                f" {label} holds for that login (an account proven one of the login's): the"
+                " login's token is shared, so its accounts must hold the same password"
             )
-    if connected and not compared and not creds.password_proven:
+        compared, matched = compared or proven, matched or same
+    if connected and not (compared or matched or creds.password_proven):
         raise InvalidInput(
-            f"the other accounts of {creds.username} ({creds.env}) are connected with OAuth, so"
-            f" {creds.label}'s password cannot be checked: connect it with OAuth too"
+            f"the other accounts of {creds.username} ({creds.env}) are connected with OAuth and"
+            f" store no password equal to {creds.label}'s, so it cannot be checked: connect it"
+            " with OAuth too"
         )
     return creds

@@ -1,7 +1,11 @@
--- 0010: when Tradovate last accepted the password an account holds. A stored password used to
--- make its row one of its login's accounts (merged at the broker with the owner's rows, its
--- add-sub ids checked against the owner's sync) whatever it was: `accounts set-password`
--- stored a guessed one with a warning. A password now counts only once a login or session with
--- it succeeded (the daemon's registry, `accounts sync`); every password write clears this.
--- Rows stored before start unproven: their next login or session proves them again.
+-- 0010: when an account first proved it holds a credential of its Tradovate login. A stored
+-- password used to make its row one of its login's accounts (merged at the broker with the
+-- owner's rows, its add-sub ids checked against the owner's sync) whatever it was: `accounts
+-- set-password` stored a guessed one with a warning. A password now counts only once a login
+-- or session with it succeeded (the daemon's registry, `accounts sync`), or a row of the login
+-- already proven stores the very same one (a proven password, or one beside an OAuth
+-- connection). The proof is the row's and sticks: a later `accounts set-password` keeps it (a
+-- new password differing from the login's proven ones is refused the login, as ever).
+-- Rows stored before start unproven: their next login or session, or a proven row of their
+-- login holding the same password, proves them.
 ALTER TABLE accounts ADD COLUMN password_proven_at timestamptz;

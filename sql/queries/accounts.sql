@@ -34,9 +34,13 @@ FROM accounts a WHERE a.id = $1;
 
 -- name: accounts.set_password($1 id, $2 env, $3 username, $4 password_enc, $5 password_key_id)
 -- Written only while the row still names the login the ciphertext was sealed for (env and
--- username are its associated data): on any other row it would never open. A new password is
--- unproven until Tradovate accepts it (accounts.prove_password).
-UPDATE accounts SET password_enc = $4, password_key_id = $5, password_proven_at = NULL
+-- username are its associated data): on any other row it would never open. The row's proof
+-- (password_proven_at) stays: it says the row once proved it holds a credential of its login,
+-- and the rows of a shared login whose passwords were changed while the daemon ran (its
+-- session renewed, never logging in again) were never proven again and came apart at the
+-- broker. A new password that differs from the login's other proven ones is refused by
+-- login_credential, as ever; a new row starts unproven.
+UPDATE accounts SET password_enc = $4, password_key_id = $5
 WHERE id = $1 AND env = $2 AND env <> 'paper' AND username = $3
 RETURNING id;
 
@@ -44,20 +48,32 @@ RETURNING id;
 -- A login or session with the row's password succeeded (Tradovate accepted it): the password
 -- proves the login from now on (the engine merges the row with its login's, add-sub checks its
 -- ids against the login's sync). Only while the row still holds the ciphertext that was opened
--- for that login: a set-password meanwhile stored a password nobody has tried yet.
+-- for that login: a set-password meanwhile stored a password nobody has tried yet. Also when a
+-- proven row of the login stores the very same password (store.accounts.vouch_password).
 UPDATE accounts SET password_proven_at = now()
 WHERE id = $1 AND password_enc = $2 AND password_proven_at IS NULL
 RETURNING id;
 
 -- name: accounts.same_login($1 id)
 -- The other accounts naming this account's Tradovate login (they share its token and session),
--- and what each holds of it (whether, never the secret): only a proven password is compared.
+-- and what each holds of it (whether, never the secret): only a proven password is compared,
+-- and only it or one stored beside an OAuth connection vouches for an equal one.
 SELECT o.id, o.label, o.oauth_token_enc IS NOT NULL AS has_oauth,
+       o.password_enc IS NOT NULL AS has_password,
        o.password_enc IS NOT NULL AND o.password_proven_at IS NOT NULL AS password_proven
 FROM accounts a JOIN accounts o
   ON o.env = a.env AND lower(o.username) = lower(a.username) AND o.id <> a.id
 WHERE a.id = $1 AND a.env <> 'paper'
 ORDER BY o.id;
+
+-- name: accounts.unproven_passwords($1 ids)
+-- Which of these demo/live rows hold a password no login, session or proven row of the login
+-- has vouched for yet: the registry tries to prove only these on each pass (few, and none
+-- once proven).
+SELECT id FROM accounts
+WHERE id = ANY($1::bigint[]) AND env <> 'paper'
+  AND password_enc IS NOT NULL AND password_proven_at IS NULL
+ORDER BY id;
 
 -- name: accounts.enabled_traders($1 id)
 SELECT DISTINCT t.id

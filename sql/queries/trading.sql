@@ -24,8 +24,8 @@ JOIN accounts a ON a.id = s.account_id;
 -- trader or not, halted or not: `halt --flatten` closes every position, and a position outlives
 -- the trader that opened it (deleted, moved to another sub-account, or gone with a recorder).
 -- The username: rows of one login are one account at the broker (engine.config_cache), while
--- they hold a credential of it (a password Tradovate accepted, or an OAuth token: whether,
--- never the secret). A password nobody has tried yet proves nothing (set-password takes any).
+-- they hold a credential of it (a proven password, or an OAuth token: whether, never the
+-- secret). A password no login or proven row vouched for proves nothing (add takes any).
 SELECT s.id AS sub_account_id, s.broker_account_id, s.name AS sub_name, s.halted AS sub_halted,
        a.id AS account_id, a.env, a.label, a.halted AS account_halted, a.user_id, a.username,
        ((a.password_enc IS NOT NULL AND a.password_proven_at IS NOT NULL)
@@ -49,8 +49,7 @@ SELECT md5(concat_ws('|',
      FROM trader_accounts),
     (SELECT string_agg(id::text || ':' || status || ':' || timezone, ',' ORDER BY id) FROM users),
     -- the username, and whether the row holds a credential of it: which rows are one account
-    -- at the broker (engine.config_cache); a password proven later (or a new one, unproven)
-    -- re-keys the row
+    -- at the broker (engine.config_cache); a password proven later re-keys the row
     (SELECT string_agg(concat_ws(':', id, halted, env, label, user_id,
                                  (password_enc IS NOT NULL AND password_proven_at IS NOT NULL)
                                  OR oauth_token_enc IS NOT NULL,

@@ -6,8 +6,9 @@ position through alice's session), `accounts add-sub` verified alice's account i
 ``login_credential`` then refused alice's own login because the passwords differed.
 
 A password now proves its login only once Tradovate accepted it (``password_proven_at``: set
-when a session or `accounts sync` with it succeeded, cleared by every password write). An
-unproven row is keyed by its own row, vouches for nothing, and is compared with nothing."""
+when a session or `accounts sync` with it succeeded, or when a proven row of the login holds
+the same one; kept by later password writes). An unproven row is keyed by its own row, vouches
+for nothing, and is compared with nothing."""
 
 from __future__ import annotations
 
@@ -70,9 +71,11 @@ async def _mallory_guesses(cli: Cli, sim: SimHandle) -> None:
     assert r.exit_code == 0, r.stderr  # stored, with a warning
 
 
-async def test_a_sync_proves_the_password_and_set_password_unproves_it(
+async def test_a_sync_proves_the_password_and_set_password_keeps_the_proof(
     cli: Cli, sim: SimHandle, pool: asyncpg.Pool
 ) -> None:
+    """The proof is the row's: a later password write keeps it (cleared, the rows of a shared
+    login changed while the daemon ran were never proven again: test_proven_credentials_live)."""
     sim.add_login("alice_tv", PASSWORD, ["DEMO-A1"])
     cli.env = dict(sim.tradovate_env())
     await cli.ok(
@@ -83,10 +86,27 @@ async def test_a_sync_proves_the_password_and_set_password_unproves_it(
     await cli.ok("accounts", "sync", "alice-demo")
     assert await _proven(pool, "alice-demo")
     await cli.ok("accounts", "set-password", "alice-demo", "--password-stdin",
+                 input="a-new-one-456\n")  # fmt: skip
+    assert await _proven(pool, "alice-demo"), "a password write cleared the row's proof"
+
+
+async def test_add_and_set_password_are_proven_by_a_proven_row_holding_the_same(
+    cli: Cli, sim: SimHandle, pool: asyncpg.Pool
+) -> None:
+    """alice's row is proven (synced); a row of the login stored with her password is proven
+    at once (no login), one with a guess is not."""
+    await _mallory_guesses(cli, sim)
+    assert not await _proven(pool, "mallory-demo")
+    logins = sim.stats()["access_token_requests"]
+    await cli.ok(
+        "accounts", "add", "alice-demo2", "--user", "alice", "--env", "demo",
+        "--username", "ALICE_TV", "--password-stdin", input=PASSWORD + "\n",
+    )  # fmt: skip
+    assert await _proven(pool, "alice-demo2")
+    await cli.ok("accounts", "set-password", "mallory-demo", "--password-stdin",
                  input=PASSWORD + "\n")  # fmt: skip
-    assert not await _proven(pool, "alice-demo"), "a password write left the row proven"
-    await cli.ok("accounts", "sync", "alice-demo")  # the stored token is this password's
-    assert await _proven(pool, "alice-demo")
+    assert await _proven(pool, "mallory-demo")
+    assert sim.stats()["access_token_requests"] == logins
 
 
 async def test_a_failed_sync_proves_nothing(cli: Cli, sim: SimHandle, pool: asyncpg.Pool) -> None:

@@ -96,16 +96,16 @@ def may_join(source: _LoginTokens, password: str | None, oauth: AccessToken | No
     logged in with. The session's token needs no password any more, so without this check an
     account naming the login with any password, or none, traded the owner's sub-accounts.
 
-    A session opened with OAuth and a password beside it never had to log in with that
-    password: joining with it needs the token held to be one it obtained (``proves``), as a
-    session opened with a password only ever holds (``tokens.may_hand_out``)."""
+    A session opened with OAuth by a row that stores a password beside its connection is
+    joined with that password too (the opener's row vouches for it, as
+    ``store.accounts.vouches``): required to be the password its token was obtained with,
+    another user's row holding the login's right password was refused the login's only
+    session for as long as the daemon ran."""
     if oauth is not None:
         return True
     if password is None or source.password is None:
         return False
-    if not hmac.compare_digest(password.encode(), source.password.encode()):
-        return False
-    return source.oauth is None or source.proves(password)
+    return hmac.compare_digest(password.encode(), source.password.encode())
 
 
 class TradovatePool:
