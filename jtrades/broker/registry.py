@@ -259,7 +259,7 @@ class BrokerRegistry:
             return
         try:
             from jtrades.security import load_secret_box
-            from jtrades.store.accounts import login_credential
+            from jtrades.store.login_proofs import login_credential
 
             if self._box is None:
                 self._box = load_secret_box(self._settings, create=False)
@@ -302,7 +302,8 @@ class BrokerRegistry:
             return
         try:
             from jtrades.security import load_secret_box
-            from jtrades.store.accounts import load_credentials, unproven_passwords, vouch_password
+            from jtrades.store.accounts import load_credentials
+            from jtrades.store.login_proofs import unproven_passwords, vouch_password
 
             unproven = await unproven_passwords(self._db.pool, account_ids)
             if unproven and self._box is None:
@@ -331,7 +332,7 @@ class BrokerRegistry:
             return
         assert self._db is not None
         try:
-            from jtrades.store.accounts import prove_password
+            from jtrades.store.login_proofs import prove_password
 
             if await prove_password(self._db.pool, self._box, account_id, password):
                 log.info("broker.password_proven", account_id=account_id)

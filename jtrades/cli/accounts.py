@@ -33,6 +33,7 @@ from jtrades.errors import InvalidInput
 from jtrades.security import load_secret_box
 from jtrades.store import accounts as store
 from jtrades.store import audit, sealed, users
+from jtrades.store import login_proofs as proofs
 from jtrades.store.accounts import Account, SubAccountRow, SyncResult
 
 log = structlog.get_logger(__name__)
@@ -118,10 +119,10 @@ def add(
             )
             refusal = None
             if box is not None:  # a login is one password: another one is refused, unwritten
-                differ = await store.login_mismatches(c, box, account.id)
-                store.refuse_mismatch(env, account.username, differ)
-                await store.vouch_password(c, box, account.id)  # a proven row's: proven
-                refusal = await store.daemon_refusal(c, box, account.id)
+                differ = await proofs.login_mismatches(c, box, account.id)
+                proofs.refuse_mismatch(env, account.username, differ)
+                await proofs.vouch_password(c, box, account.id)  # a proven row's: proven
+                refusal = await proofs.daemon_refusal(c, box, account.id)
             await audit.record(
                 c,
                 actor(),
@@ -186,11 +187,11 @@ def set_password(
                 key_id=sealed.key_id,
             )
             updated = await store.set_password(c, account, sealed)
-            await store.vouch_password(c, box, account.id)  # a proven row's password: proven
-            differ = await store.login_mismatches(c, box, account.id)
+            await proofs.vouch_password(c, box, account.id)  # a proven row's password: proven
+            differ = await proofs.login_mismatches(c, box, account.id)
             # what the daemon itself will say of the login (``login_credential``): the other
             # accounts all OAuth-connected leave a password nothing to be checked against
-            refusal = None if differ else await store.daemon_refusal(c, box, account.id)
+            refusal = None if differ else await proofs.daemon_refusal(c, box, account.id)
             await audit.record(
                 c,
                 actor(),
@@ -335,8 +336,8 @@ async def sync_account(db: Database, cfg: Settings, label: str) -> tuple[Account
     stores) the daemon's token for that login, so a sync normally spends no login, when the
     token is this account's to use (its OAuth connection, or the password the token's login
     used); else it logs in with the account's password. A login that succeeded proves the
-    password (``store.prove_password``), as does a proven account of the login holding the
-    same one (``store.vouch_password``): the row is one of its login's accounts from then on.
+    password (``proofs.prove_password``), as does a proven account of the login holding the
+    same one (``proofs.vouch_password``): the row is one of its login's accounts from then on.
     """
     account = await store.get(db.pool, label)
     if account.env == "paper":
@@ -350,8 +351,8 @@ async def sync_account(db: Database, cfg: Settings, label: str) -> tuple[Account
     from jtrades.broker.tradovate.accounts import list_login
 
     box = load_secret_box(cfg, create=not account.has_password)
-    await store.vouch_password(db.pool, box, account.id)
-    creds = await store.login_credential(db.pool, box, account.id)
+    await proofs.vouch_password(db.pool, box, account.id)
+    creds = await proofs.login_credential(db.pool, box, account.id)
     log.debug("accounts.sync.login", label=account.label, env=account.env, username=creds.username)
     listing = await list_login(
         cfg,
@@ -365,7 +366,7 @@ async def sync_account(db: Database, cfg: Settings, label: str) -> tuple[Account
     found = listing.subs
     async with transaction(db) as c:
         if creds.password is not None and listing.password_proven:
-            await store.prove_password(c, box, account.id, creds.password)
+            await proofs.prove_password(c, box, account.id, creds.password)
         result = await store.store_synced_subs(
             c, account.id, [(s.account_id, s.name) for s in found]
         )

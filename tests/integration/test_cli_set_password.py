@@ -19,6 +19,7 @@ from jtrades.db import Database
 from jtrades.errors import InvalidInput
 from jtrades.security import SecretBox, load_secret_box, new_secret_key
 from jtrades.store import accounts as store
+from jtrades.store import login_proofs as proofs
 from tests.cli import Result, ainvoke, invoke, invoke_process
 from tests.polling import until
 from tests.registry_world import registry_world
@@ -103,7 +104,7 @@ async def test_set_password_replaces_the_stored_one_and_keeps_the_sub_accounts(
     assert NEW_PW.encode() not in after["password_enc"]
     assert after["password_key_id"] == box.current_key_id
     assert (await store.load_credentials(pool, box, aid)).password == NEW_PW
-    assert (await store.login_credential(pool, box, aid)).password == NEW_PW
+    assert (await proofs.login_credential(pool, box, aid)).password == NEW_PW
     assert after["id"] == before["id"]
     assert after["created_at"] == before["created_at"]
 
@@ -144,7 +145,7 @@ async def test_an_account_added_without_a_password_gets_one(
     assert out["account"]["has_password"] is True
     assert (data_dir / "secret.key").exists()
     box = _box(db_url, data_dir)
-    assert (await store.login_credential(pool, box, aid)).password == NEW_PW
+    assert (await proofs.login_credential(pool, box, aid)).password == NEW_PW
     detail = await pool.fetchval(
         "SELECT detail FROM audit_log WHERE action = 'accounts.set_password'"
     )
@@ -168,7 +169,7 @@ async def test_the_logins_other_accounts_are_named_until_they_hold_it_too(
     box = _box(db_url, data_dir)
     alice, bob = await _account_id(pool, "alice-shared"), await _account_id(pool, "bob-shared")
     with pytest.raises(InvalidInput, match="is not the one"):
-        await store.login_credential(pool, box, alice)
+        await proofs.login_credential(pool, box, alice)
 
     r = await cli("accounts", "set-password", "bob-shared", "--password-stdin",
                   input=NEW_PW + "\n")  # fmt: skip
@@ -176,7 +177,7 @@ async def test_the_logins_other_accounts_are_named_until_they_hold_it_too(
     assert "bob-shared" in r.error_line()
     assert "alice-shared" not in r.error_line()
     for aid in (alice, bob):
-        assert (await store.login_credential(pool, box, aid)).password == NEW_PW
+        assert (await proofs.login_credential(pool, box, aid)).password == NEW_PW
     detail = await pool.fetchval(
         "SELECT detail FROM audit_log WHERE action = 'accounts.set_password' ORDER BY id LIMIT 1"
     )

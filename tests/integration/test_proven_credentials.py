@@ -20,7 +20,7 @@ import pytest
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.security import load_secret_box
-from jtrades.store import accounts as store
+from jtrades.store import login_proofs as proofs
 from tests.integration.test_cli_accounts import PASSWORD, Cli
 from tests.integration.test_engine import wait_for
 from tests.integration.test_flatten import flatten_flag, request_flatten
@@ -143,12 +143,12 @@ async def test_set_password_with_a_guess_breaks_alices_own_login(
     await _mallory_guesses(cli, sim)
     box = load_secret_box(settings, create=False)
     aid = int(await pool.fetchval("SELECT id FROM accounts WHERE label = 'alice-demo'"))
-    refusal = await store.daemon_refusal(pool, box, aid)
+    refusal = await proofs.daemon_refusal(pool, box, aid)
     assert refusal is None, (
         f"another user's set-password made the daemon refuse alice's own login: {refusal}"
     )
     mid = int(await pool.fetchval("SELECT id FROM accounts WHERE label = 'mallory-demo'"))
-    refusal = await store.daemon_refusal(pool, box, mid)
+    refusal = await proofs.daemon_refusal(pool, box, mid)
     assert refusal is not None
     assert "is not the one alice-demo holds" in refusal
     assert PASSWORD not in refusal

@@ -11,7 +11,7 @@
 
 Now a proof is sticky (it says the row once proved it holds a credential of its login), a row
 whose password equals one a proven row of the login stores (a proven password, or one stored
-beside an OAuth connection) is proven by it (``store.vouch_password``: on every registry pass
+beside an OAuth connection) is proven by it (``proofs.vouch_password``: on every registry pass
 for the wanted unproven rows, and by `accounts add`, `set-password`, `sync`), and a password
 equal to the one the opener of an OAuth session stored joins that session.
 """
@@ -38,6 +38,7 @@ from jtrades.engine.engine import Engine
 from jtrades.errors import InvalidInput
 from jtrades.security import SecretBox, load_secret_box
 from jtrades.store import accounts as account_store
+from jtrades.store import login_proofs as proofs
 from tests.integration.test_cli_accounts import Cli
 from tests.integration.test_engine import buy, make_recorder, make_trader, make_user, send, wait_for
 from tests.simutil import SimHandle, running_sim
@@ -305,11 +306,11 @@ async def test_a_proven_row_vouches_for_its_password_and_only_for_it(
     await pool.execute("UPDATE accounts SET password_proven_at = now() WHERE id = $1", owner)
     same = await _row(pool, box, "same", PW, "VX_TV")  # another spelling of the login
     guess = await _row(pool, box, "guess", "guess-123")
-    assert await account_store.vouch_password(pool, box, same)
+    assert await proofs.vouch_password(pool, box, same)
     assert await proven(pool, "same")
-    assert not await account_store.vouch_password(pool, box, guess)
+    assert not await proofs.vouch_password(pool, box, guess)
     assert not await proven(pool, "guess")
-    assert not await account_store.vouch_password(pool, box, same)  # proven already
+    assert not await proofs.vouch_password(pool, box, same)  # proven already
 
 
 async def test_two_unproven_rows_agreeing_prove_nothing(pool: asyncpg.Pool, box: SecretBox) -> None:
@@ -317,7 +318,7 @@ async def test_two_unproven_rows_agreeing_prove_nothing(pool: asyncpg.Pool, box:
     oauth_only = await _row(pool, box, "alice", None)
     await _oauth(pool, box, oauth_only)  # an OAuth-only row vouches for no password
     for aid in (one, two):
-        assert not await account_store.vouch_password(pool, box, aid)
+        assert not await proofs.vouch_password(pool, box, aid)
     assert not await proven(pool, "m1")
     assert not await proven(pool, "m2")
 
@@ -329,13 +330,13 @@ async def test_a_password_stored_beside_an_oauth_connection_vouches_for_it(
     await _oauth(pool, box, alice)  # her password itself unproven: the OAuth proves the row
     bob = await _row(pool, box, "bob", PW)
     guess = await _row(pool, box, "guess", "guess-123")
-    assert (await account_store.login_credential(pool, box, bob)).password == PW
+    assert (await proofs.login_credential(pool, box, bob)).password == PW
     with pytest.raises(InvalidInput, match="connect it with OAuth too") as exc:
-        await account_store.login_credential(pool, box, guess)
+        await proofs.login_credential(pool, box, guess)
     assert PW not in str(exc.value)
     assert "guess-123" not in str(exc.value)
-    assert await account_store.vouch_password(pool, box, bob)
-    assert not await account_store.vouch_password(pool, box, guess)
+    assert await proofs.vouch_password(pool, box, bob)
+    assert not await proofs.vouch_password(pool, box, guess)
     assert (await proven(pool, "bob"), await proven(pool, "guess")) == (True, False)
 
 

@@ -21,6 +21,7 @@ from jtrades.config import Settings
 from jtrades.errors import InvalidInput
 from jtrades.security import load_secret_box
 from jtrades.store import accounts as store
+from jtrades.store import login_proofs as proofs
 from tests.integration.test_cli_set_password import (  # noqa: F401  (cli is a fixture)
     NEW_PW,
     OLD_PW,
@@ -41,7 +42,7 @@ async def test_adding_a_typoed_password_for_a_shared_login_breaks_the_working_ac
     await cli.add_demo("alice-live", "alice", "shared_tv", OLD_PW)
     box = _box(db_url, data_dir)
     alice = await _account_id(pool, "alice-live")
-    assert (await store.login_credential(pool, box, alice)).password == OLD_PW  # trading fine
+    assert (await proofs.login_credential(pool, box, alice)).password == OLD_PW  # trading fine
 
     # someone adds the same login again with a typo (here: another user, bob)
     r = await cli("accounts", "add", "bob-typo", "--user", "bob", "--env", "demo",
@@ -49,7 +50,7 @@ async def test_adding_a_typoed_password_for_a_shared_login_breaks_the_working_ac
     added_silently = r.exit_code == 0 and "password" not in r.stderr.lower()
 
     try:
-        await store.login_credential(pool, box, alice)
+        await proofs.login_credential(pool, box, alice)
         broken = False
     except InvalidInput:
         broken = True
@@ -90,7 +91,7 @@ async def test_a_different_password_is_refused_in_one_line_and_nothing_is_writte
     assert await _state(pool) == before  # no row, no audit entry
     box = _box(db_url, data_dir)
     alice = await _account_id(pool, "alice-live")
-    assert (await store.login_credential(pool, box, alice)).password == OLD_PW
+    assert (await proofs.login_credential(pool, box, alice)).password == OLD_PW
 
 
 async def test_the_same_password_is_added_and_both_accounts_log_in(
@@ -108,7 +109,7 @@ async def test_the_same_password_is_added_and_both_accounts_log_in(
     box = _box(db_url, data_dir)
     for label in ("alice-live", "bob-shared"):
         aid = await _account_id(pool, label)
-        assert (await store.login_credential(pool, box, aid)).password == OLD_PW
+        assert (await proofs.login_credential(pool, box, aid)).password == OLD_PW
 
 
 async def test_without_a_password_the_add_is_not_checked(
@@ -123,7 +124,7 @@ async def test_without_a_password_the_add_is_not_checked(
     await cli.add_demo("bob-oauth", "bob", "shared_tv", None)
     box = _box(db_url, data_dir)
     alice = await _account_id(pool, "alice-live")
-    assert (await store.login_credential(pool, box, alice)).password == OLD_PW
+    assert (await proofs.login_credential(pool, box, alice)).password == OLD_PW
 
 
 async def test_next_to_oauth_only_accounts_it_is_added_and_said_unusable(
@@ -152,7 +153,7 @@ async def test_next_to_oauth_only_accounts_it_is_added_and_said_unusable(
     assert "will not use it yet" in r.error_line()
     assert "connected with OAuth" in r.stderr
     assert NEW_PW not in r.stdout + r.stderr
-    assert (await store.login_credential(pool, box, bob)).oauth_token is not None
+    assert (await proofs.login_credential(pool, box, bob)).oauth_token is not None
 
     await cli.ok("accounts", "remove", "alice-pw")
     out = await cli.ok(*args, input=NEW_PW + "\n")

@@ -98,7 +98,7 @@ def may_join(source: _LoginTokens, password: str | None, oauth: AccessToken | No
 
     A session opened with OAuth by a row that stores a password beside its connection is
     joined with that password too (the opener's row vouches for it, as
-    ``store.accounts.vouches``): required to be the password its token was obtained with,
+    ``store.login_proofs.vouches``): required to be the password its token was obtained with,
     another user's row holding the login's right password was refused the login's only
     session for as long as the daemon ran."""
     if oauth is not None:
