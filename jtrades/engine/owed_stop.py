@@ -30,9 +30,10 @@ written before anything was sent (rule 1):
   may have been sent (no step before it in the plan, other than a cancel or modify, is known
   never to have left: the plan goes step by step, so a cancel after a step that never left
   never left either, and whoever cancelled that stop, it was not the plan. An order lost at
-  the day turn (below) is such a step: with no broker order id it was never answered, and the
-  dispatcher sends no step after one never answered, so a person's cancel of the stop after a
-  restart past the day turn stands as it does the same session). Gone is Canceled, or
+  the day turn (below) is not known so: the dispatcher writes a plan's outcomes after its last
+  step, so an add the broker took and filled, its mirror batch lost with the process, reads
+  the same; the stop is owed, and a person's cancel after a plan killed before anything left
+  is undone across a day turn, where the same session keeps it). Gone is Canceled, or
   Unknown: the process died before its mirror stored the Canceled event, and after the day
   turn the broker no longer lists the stop, so the restart's sweep could only write Unknown
   (``mirror.end_vanished``) — no stop at the broker either way. A cancel in doubt of a stop
@@ -244,8 +245,10 @@ def removed_stop(step: PlanStep, earlier: Sequence[PlanStep]) -> bool:
     """Whether ``step`` took a live stop away, confirmed (the module docstring): the broker took
     the cancel, or the stop's stored row shows it Canceled and the cancel may have been sent —
     no step before it in the plan (``earlier``) that holds back the ones after it is known never
-    to have left, or was lost at the day turn (never answered: nothing after it was sent).
-    Pure."""
+    to have left. A step lost at the day turn is not known so: the dispatcher writes a plan's
+    outcomes after its last step, so an add the broker took and filled, killed with its mirror
+    batch, reads the same, and taken for never sent it hid the cancel after it (the position
+    naked). Pure."""
     if not cancels_stop(step):
         return False
     if step.state == "done":
@@ -253,10 +256,7 @@ def removed_stop(step: PlanStep, earlier: Sequence[PlanStep]) -> bool:
     if step.target_status not in _GONE or never_sent(step):
         return False
     return not any(
-        (never_sent(e) or lost_at_the_day_turn(e))
-        and not skipped(e)
-        and e.kind not in _NO_PROOF_KINDS
-        for e in earlier
+        never_sent(e) and not skipped(e) and e.kind not in _NO_PROOF_KINDS for e in earlier
     )
 
 

@@ -214,16 +214,49 @@ async def test_a_stop_cancelled_by_hand_after_a_plan_killed_unsent_stays_cancell
         assert w.stop_qty("KA") == 0, (w.orders("KA"), rows)
 
 
-async def test_across_the_day_turn_a_stop_cancelled_by_hand_stays_cancelled(
+async def test_an_add_filled_but_its_rows_lost_across_the_day_turn_still_owes_the_stop(
     database: Database, settings: Settings
 ) -> None:
-    """Restarted after the day turn, the plan's orders are closed 'done' in an earlier
-    session, its cancel 'outcome not confirmed': the add never answered, the cancel after it
-    never left, whatever the stop's row says since. The person's cancel stands."""
+    """A DCA add the broker took and filled, killed after its cancel of the alert's stop, the
+    mirror's last batches (the add's order and fill, the stop's Canceled event) lost with the
+    process, restarted after the day turn: the add reads 'done' in an earlier session with no
+    broker id and no stored row, as an add never sent would. Taken for never sent, it hid the
+    cancel after it and the long 2 stayed naked; the stop is owed. (The price: a plan killed
+    before anything left, its stop then cancelled by hand, gets the stop back across a day
+    turn; the same session tells them apart, ``test_a_stop_cancelled_by_hand_after_a_plan_killed_unsent_stays_cancelled``.)"""
     async with sim_world(database, settings, ["KA"], **RISK) as w:
-        e = await _killed_before_anything_left(w, day_turn=True)
-        rows = await _person_cancels_the_stop(w, e)
-        assert w.stop_qty("KA") == 0, (w.orders("KA"), rows)
+        await w.start()
+        await _open_with_alert_stop(w)
+        went = await deliver_and_die_at(w, await delivery(w, buy("21500"), "a1"), 3)
+        assert went == ["1:order:sent", "2:cancel:done"], went
+        assert w.net("KA") == 2
+        assert w.stops("KA") == []
+        pool = w.database.pool
+        add = await pool.fetchval(
+            "SELECT cl_ord_id FROM order_intents WHERE kind = 'order'"
+            " AND request ->> 'note' LIKE 'DCA add%'"
+        )
+        oid = await pool.fetchval("SELECT broker_order_id FROM orders WHERE cl_ord_id = $1", add)
+        assert oid is not None
+        # the mirror's batches that died with the process (SIGKILL): the add's order and fill,
+        # the intent's move to filled in the same statement, the stop's Canceled event after
+        await pool.execute("DELETE FROM fills WHERE broker_order_id = $1", oid)
+        await pool.execute("DELETE FROM orders WHERE broker_order_id = $1", oid)
+        await pool.execute(
+            "UPDATE order_intents SET state = 'pending', broker_order_id = NULL"
+            " WHERE cl_ord_id = $1",
+            add,
+        )
+        n = await pool.execute(
+            "UPDATE orders SET status = 'Working' WHERE status = 'Canceled' AND order_type = 'Stop'"
+        )
+        assert n == "UPDATE 1", n
+        await _written_before_the_session(w)
+        w.sim.new_trading_day()
+        e = await w.restart()
+        await w.view_net("KA", 2)
+        await _passes(w, e)
+        assert w.stop_qty("KA") == 2, w.orders("KA")
 
 
 # --- a failed protection ----------------------------------------------------------------------
