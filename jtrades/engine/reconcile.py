@@ -45,10 +45,10 @@ from jtrades.engine.mirror import Mirror
 from jtrades.engine.orphan_sweep import OrphanSweeper
 from jtrades.engine.owed_stop import EARLIER_SESSION
 from jtrades.engine.pnl import DailyPnl
+from jtrades.engine.protect_position import _exit_view  # re-exported: imported by tests
 from jtrades.engine.protect_waits import CANCEL_WAIT_S
 from jtrades.engine.protector import (  # re-exported: imported from here by callers and tests
     Protector,
-    _exit_view,
     needs_stop,
 )
 from jtrades.engine.send import intent_state
