@@ -28,8 +28,9 @@ from jtrades.store.accounts import Credentials, load_credentials, password_conte
 
 async def login_mismatches(ex: Executor, box: SecretBox, account_id: int) -> tuple[str, ...]:
     """Labels of the other proven accounts of this account's login whose password is not this
-    one's (or does not open): ``login_credential`` refuses an unproven password that differs. An unproven password is compared with nothing: another
-    user's guess must not block the owner's rows. OAuth-only accounts hold none."""
+    one's (or does not open): ``login_credential`` refuses an unproven password that differs.
+    An unproven password is compared with nothing: another user's guess must not block the
+    owner's rows. OAuth-only accounts hold none."""
     mine = await load_credentials(ex, box, account_id)
     with translate_errors():
         others = await ex.fetch(q("accounts.same_login"), account_id)
