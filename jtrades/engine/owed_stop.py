@@ -18,7 +18,7 @@ written before anything was sent (rule 1):
   no cancel, no stop, no liquidation, no bracket) is passed over: it changed the size, not the
   protection, and the stop owed before it is owed to the position it left (for the whole of
   it: an add after the cut, before a protection pass, left the long 3 naked for good). Not an
-  entry that opened a trade (``OPENING_ENTRY``: planned from flat): the trade before it was
+  entry that opened a trade (``plan_context.OPENING_ENTRY``: planned from flat): the trade before it was
   closed, whatever the daemon kept of how — a person's close in a session it missed, whose
   fills the broker no longer lists after the day turn, or its own liquidation in doubt — and
   its stop is not the new trade's. A liquidation in doubt (closed "outcome not confirmed") is
@@ -137,15 +137,11 @@ _IN_DOUBT_KINDS = frozenset({"cancel", "liquidate", "modify"})
 _NO_PROOF_KINDS = frozenset({"cancel", "modify"})
 # A cancelled stop's stored row: Canceled, or Unknown when its Canceled event was lost and the
 # next day's sweep found it gone (``mirror.end_vanished``): no stop at the broker either way.
-_GONE = frozenset({OrderStatus.CANCELED.value, "Unknown"})
+_GONE = frozenset({OrderStatus.CANCELED.value, OrderStatus.UNKNOWN.value})
 # How reconciliation closes a step never answered that was written before the trading day
 # changed (``reconcile.resolve_intent``, which builds its reason from it): the broker's lists
 # no longer say whether it was ever sent. Stored: changing it changes how old rows read.
 EARLIER_SESSION = "outcome unknown: written in an earlier trading session"
-# The note of an entry that opens a trade with no exits (``planning._open``: from flat, or
-# after its plan's liquidation), which the evidence query matches to tell it from an add
-# (``sql/queries/owed_stops.sql``). Stored: changing it changes how old rows read.
-OPENING_ENTRY = "entry without TP/SL"
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,10 @@ EXIT_MARK = "x"
 # (working while a modify is in flight). Not Suspended (a bracket waiting for its entry).
 LIVE = frozenset({OrderStatus.WORKING, OrderStatus.PENDING_NEW, OrderStatus.PENDING_REPLACE})
 PROTECTION_PREFIX = "jt-p-"
+# The note of an entry that opens a trade with no exits (``planning._open``: from flat, or
+# after its plan's liquidation); the owed stop's evidence query tells it from an add by it
+# (``sql/queries/owed_stops.sql``). Stored: changing it changes how old rows read.
+OPENING_ENTRY = "entry without TP/SL"
 # the cause of a plan that could not be made safely (``Shortfall``)
 CANNOT_PLAN = "cannot_plan"
 # the causes of an add no account could take: --dca off (the account's settings refuse such an

@@ -81,6 +81,7 @@ from jtrades.engine.plan_context import (
     CANNOT_PLAN,
     MAX_CL_ORD_ID,
     NO_POSITION,
+    OPENING_ENTRY,
     AccountPlan,
     AccountState,
     Ctx,
@@ -188,7 +189,7 @@ def _open(c: Ctx, steps: Steps, side: Side, working: int = 0) -> int:
     ref = expected_fill(entry, c.signal_price)
     exits = resolve_exits(c, qty, ref, Decimal(base_qty(asked, c.s.size)))
     if exits.empty:
-        steps.add("order", entry, note="entry without TP/SL")
+        steps.add("order", entry, note=OPENING_ENTRY)
         return qty
     d = side.sign
     sl_points = as_distance(exits.sl, ref, -d, c, "the stop-loss") if exits.sl is not None else None

@@ -15,7 +15,7 @@
 -- broker the position would be flat). Nor does a plain order (not a stop): an add or a reduce
 -- that cancelled and placed no exit left the position's protection as it was, so the plan
 -- before it still decides; a plan is passed over only when none of its intents counts. An
--- entry that opened a trade (its note, ``engine.owed_stop.OPENING_ENTRY``) does count: the
+-- entry that opened a trade (its note, ``engine.plan_context.OPENING_ENTRY``) does count: the
 -- trade before it is closed, whatever became of what closed it. A protection's cancel does not
 -- when the protection wrote no stop step after it: it placed nothing (``engine.owed_stop``),
 -- and the stop owed before it is still owed.
@@ -54,7 +54,7 @@ WITH subs AS (
                    AND coalesce(i.request -> 'request' ->> 'order_type', '')
                        NOT IN ('Stop', 'StopLimit', 'TrailingStop')
                    -- an entry that opened a trade (from flat, or after its plan's liquidation)
-                   -- is no plain order passed over: engine.owed_stop.OPENING_ENTRY
+                   -- is no plain order passed over: engine.plan_context.OPENING_ENTRY
                    AND coalesce(i.request ->> 'note', '') <> 'entry without TP/SL')
           -- a protection's cancel, when the protection wrote no stop step after it (its cancel
           -- showed late: it placed nothing): passed over, the stop is still owed

@@ -15,7 +15,7 @@ from jtrades.broker.base import OrderRequest, OrderType, Side, SubAccount
 from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.config import Settings
 from jtrades.db import Database
-from jtrades.engine.owed_stop import OPENING_ENTRY
+from jtrades.engine.plan_context import OPENING_ENTRY
 from tests.cut_short_world import deliver, deliver_and_die_at, delivery, sim_world
 from tests.integration.test_engine import buy, close
 from tests.integration.test_owed_stop_after_cut_resize import (

@@ -13,7 +13,9 @@ import pytest
 from jtrades.broker.base import Contract, Position, Side
 from jtrades.engine.dispatch import NOT_SENT_ON_PURPOSE
 from jtrades.engine.owed_stop import OwedStop, StopLevel, owed_stop, stop_leg, stop_level
+from jtrades.engine.plan_context import OPENING_ENTRY, PROTECTION_PREFIX
 from jtrades.engine.risk import RiskSettings, SlType
+from jtrades.queries import q
 from jtrades.store.owed_stops import PlanStep, StopEvidence
 
 D = Decimal
@@ -317,3 +319,11 @@ def test_a_configured_stop_loss_comes_first() -> None:
 def test_without_either_the_level_is_the_average() -> None:
     """Only stops over the position are brought down then: the plan keeps their price."""
     assert stop_level(None, None, pos(2, "21500.5"), MNQ) == StopLevel(D("21500.5"), None, False)
+
+
+def test_the_evidence_query_spells_the_protection_prefix_and_the_opening_note_as_the_code() -> None:
+    """``sql/queries/owed_stops.sql`` cannot import them: a protection's clOrdId prefix and an
+    opening entry's note are literals there, held here to the constants the code writes."""
+    sql = q("owed_stops.evidence")
+    assert f"starts_with(i.cl_ord_id, '{PROTECTION_PREFIX}')" in sql
+    assert f"<> '{OPENING_ENTRY}'" in sql
