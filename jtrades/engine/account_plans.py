@@ -23,6 +23,7 @@ from jtrades.engine.planning import (
     Shortfall,
 )
 from jtrades.engine.steps import account_state, cl_ord_prefix, intent_for
+from jtrades.engine.unsettled import Unsettled
 from jtrades.engine.view_waits import Placed
 from jtrades.errors import JtradesError
 from jtrades.store import intents as intent_store
@@ -104,6 +105,27 @@ class Prepared:
     # orders placed and cancelled: the view must show them (and them gone) before the lock goes
     placed: list[Placed] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
+    # what the view must show before the account is planned again (``unsettled``): the
+    # market orders placed or unanswered, the steps unanswered, whether a liquidation went,
+    # the position the steps made (None: none of them moved it)
+    movers: list[Placed] = field(default_factory=list)
+    unanswered: list[str] = field(default_factory=list)
+    liquidated: bool = False
+    made_pos: int | None = None
+
+    def unsettled(self, now: float) -> Unsettled:
+        """What its steps did, for the next signal on the account to find in the view."""
+        return Unsettled(
+            self.item.link.sub_account_id,
+            self.item.contract,
+            self.made_pos,
+            tuple(self.placed),
+            tuple(self.cancelled),
+            tuple(self.movers),
+            tuple(self.unanswered),
+            self.liquidated,
+            now,
+        )
 
     def entry_step(self) -> int | None:
         """The step that opens the position a plan that opens one is for (reverse, open,
@@ -138,6 +160,19 @@ def missed_entry(how: Literal["rejected", "unavailable", "unsent"], why: str) ->
     if how == "unavailable":
         return Shortfall(ENTRY_REFUSED, f"the broker did not take the entry: {why}")
     return Shortfall(ENTRY_UNSENT, f"the entry was not sent: {why}")
+
+
+# The cause of an account planned from no view (a reconnect): missing is not flat (rule 6).
+# As a shortfall, the row of a close says "not traded: …" too (it said accepted, no reason).
+VIEW_UNSYNCED = "unsynced"
+UNSYNCED = Shortfall(VIEW_UNSYNCED, "broker view not synced: nothing sent (missing is not flat)")
+
+
+def not_planned(it: WorkItem, short: Shortfall) -> AccountResult:
+    """The result of an item its account's view could not be planned from (``UNSYNCED``,
+    ``unsettled.unsettled_shortfall``): its shortfall names it on the row, for an entry and
+    a close alike."""
+    return AccountResult(it.trader_id, it.link.sub_account_id, "nothing", short.why, short=short)
 
 
 # (env, the login, the broker's account id): one account at the broker (``account_key``)
@@ -243,12 +278,7 @@ def _plan_one(
     link = it.link
     state = account_state(it.broker, link.broker_account_id, it.contract)
     if state is None:
-        return AccountResult(
-            it.trader_id,
-            link.sub_account_id,
-            "nothing",
-            "broker view not synced: nothing sent (missing is not flat)",
-        )
+        return not_planned(it, UNSYNCED)
     try:
         plan = it.plan(state)
     except (JtradesError, ValueError) as exc:

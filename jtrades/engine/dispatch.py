@@ -5,6 +5,8 @@ deadlock), plan each against that account's live state, write every intent in ON
 then send — concurrently across sub-accounts, step by step within one. A sub-account's lock is
 held until its orders are answered and the broker's view shows their effect, so a second alert
 racing on the same sub-account plans against the position the first one produced (rule 3).
+That wait is bounded (the settle timeout): what the view still lacks then, the next signal
+does not plan the account from: it sends it nothing and says why, at once (``unsettled``).
 
 Nothing is sent unless the intents committed (rule 1: fail closed). A signal handed over as a
 ``Delivery`` (the webhook's, not yet stored) is stored by the same statement that writes its
@@ -38,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 
-from jtrades.broker.base import SubAccount
+from jtrades.broker.base import Broker, SubAccount
 from jtrades.db import Lane
 from jtrades.engine.account_plans import (  # re-exported: the fan-out and the flatten make these
     AccountResult,
@@ -48,16 +50,18 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
     broker_account,
     may_be_account,
     missed_entry,
+    not_planned,
     plan_groups,
 )
 from jtrades.engine.config_cache import AccountKey, LinkConfig
 from jtrades.engine.dca_reprice import reprice_exits
 from jtrades.engine.plan_context import placed_as_exit
-from jtrades.engine.planning import PlannedOrder
+from jtrades.engine.planning import PlannedOrder, Shortfall
 from jtrades.engine.resize import AddPlan
 from jtrades.engine.send import send_step
 from jtrades.engine.steps import expected_position, position_shows
 from jtrades.engine.unsent import NOT_SENT_ON_PURPOSE, not_sent
+from jtrades.engine.unsettled import UnsettledViews, lag
 from jtrades.engine.view_waits import shows_orders, within
 from jtrades.errors import StorageUnavailable
 from jtrades.store import intents as intent_store
@@ -106,6 +110,7 @@ class Dispatcher:
         settle_timeout_s: float = 2.0,
         clock: Clock = _utcnow,
         claims: Lane | None = None,
+        views: UnsettledViews | None = None,
     ) -> None:
         self._pool = pool
         # the connection the claim runs on when free; without one, the pool alone
@@ -116,6 +121,8 @@ class Dispatcher:
         self._clock = clock
         self._locks: dict[AccountKey, asyncio.Lock] = {}
         self._settling: set[asyncio.Task[None]] = set()
+        # the accounts whose view lagged what was sent when the settle wait gave up
+        self.views = views if views is not None else UnsettledViews()
 
     def busy(self, env: str, account_id: int, broker_account_id: int) -> bool:
         """Whether something holds that account's lock (a signal's steps being sent, a
@@ -127,6 +134,12 @@ class Dispatcher:
             for key, lock in self._locks.items()
             if may_be_account(key, env, account_id, broker_account_id)
         )
+
+    def view_lags(self, link: LinkConfig, broker: Broker) -> str | None:
+        """Why the view of the account ``link`` trades is not to be planned from now: it does
+        not show yet what a dispatch sent to it (``unsettled``). Hold its lock to ask."""
+        why = self.views.hold_up(broker_account(link), broker, link.broker_account_id)
+        return why.why if why is not None else None
 
     def lock_for(self, link: LinkConfig) -> asyncio.Lock:
         """The lock of the account at the broker ``link`` trades (``broker_account``)."""
@@ -145,6 +158,7 @@ class Dispatcher:
         tag: str | None = None,
         defer_outcomes: bool = False,
         delivery: signal_store.Delivery | None = None,
+        hold_unsettled: bool = True,
     ) -> DispatchResult:
         """Plan, record and send one signal's orders; see the module docstring for the rules.
 
@@ -154,7 +168,12 @@ class Dispatcher:
         returned in ``unwritten`` for the caller to store after it has answered (the webhook
         writes them with the signal's verdict in one statement). With a ``delivery`` the signal
         row is claimed with the intents (``signal_id`` must be ``delivery.signal_id``); a storage
-        error then raises (nothing stored, nothing sent) instead of ``storage_failed``."""
+        error then raises (nothing stored, nothing sent) instead of ``storage_failed``.
+
+        An account whose view does not show yet what an earlier dispatch sent it is not
+        planned (``unsettled``), at once, with its cause; with ``hold_unsettled`` False it is
+        (a flatten: a liquidation closes whatever the broker holds, and the flatten counts
+        what is still in flight itself)."""
         # One account at the broker takes one plan per signal: a second trader on the same
         # sub-account, or on another user's row for the same Tradovate account, would plan
         # against the same state and double the position. Which one: ``_plan_all``.
@@ -169,8 +188,11 @@ class Dispatcher:
             for lock in locks:
                 await lock.acquire()
                 acquired.append(lock)
+            lagging = self._lagging(groups, order) if hold_unsettled else {}
+            for key, why in lagging.items():
+                results.extend(not_planned(it, why) for it in groups[key])
             prepared = plan_groups(
-                [groups[key] for key in order],
+                [groups[key] for key in order if key not in lagging],
                 signal_id,
                 tag,
                 received_at + self._ttl,
@@ -221,6 +243,24 @@ class Dispatcher:
         finally:
             for lock in acquired:
                 lock.release()
+
+    def _lagging(
+        self, groups: dict[AccountKey, list[WorkItem]], order: list[AccountKey]
+    ) -> dict[AccountKey, Shortfall]:
+        """The accounts (their locks held) whose view lags an earlier dispatch, and why."""
+        out: dict[AccountKey, Shortfall] = {}
+        for key in order:
+            first = groups[key][0]
+            why = self.views.hold_up(key, first.broker, first.link.broker_account_id)
+            if why is not None:
+                out[key] = why
+                log.warning(
+                    "dispatch.view_lags",
+                    sub_account_id=first.link.sub_account_id,
+                    reason=why.why,
+                    effect="not planned for this signal",
+                )
+        return out
 
     async def claim(
         self, delivery: signal_store.Delivery, intents: list[intent_store.NewIntent]
@@ -298,11 +338,15 @@ class Dispatcher:
                     res.sent += 1
                     if po.kind == "cancel" and po.cancel_order_id is not None:
                         p.cancelled.append(po.cancel_order_id)
-                    elif po.kind != "liquidate":
+                    elif po.kind == "liquidate":
+                        p.liquidated = True
+                    else:
                         p.placed.append((order_id, ni.cl_ord_id))
                     after = expected_position(position, po)
                     if after is not None:
                         position, settle, changed = after, True, True
+                        if po.kind != "liquidate":
+                            p.movers.append((order_id, ni.cl_ord_id))
                         if n < len(p.steps) and po.kind == "order":
                             failed = await self._shows(p.item, po, after)
                             if failed is not None:
@@ -319,6 +363,12 @@ class Dispatcher:
                 elif state == "unknown":
                     res.unknown += 1
                     failed = f"step {po.step} outcome unknown"
+                    if po.kind == "liquidate":  # it may have closed the position: flat
+                        position, changed, p.liquidated = 0, True, True
+                    elif po.kind not in _PROTECTIVE_KINDS:  # a cancel's order shows its fate
+                        p.unanswered.append(ni.cl_ord_id)
+                        if expected_position(position, po) is not None:
+                            p.movers.append((None, ni.cl_ord_id))
                 else:  # the broker would not take the request: nothing reached it
                     res.unavailable += 1
                     failed = f"step {po.step} not sent"
@@ -343,7 +393,9 @@ class Dispatcher:
                     reason=failed,
                     broker=res.messages[-1] if res.messages else None,
                 )
-            if (settle or p.placed or p.cancelled) and lock is not None:
+            if changed:
+                p.made_pos = position
+            if (settle or p.placed or p.cancelled or p.unanswered or p.liquidated) and lock:
                 p.expected_pos = position if settle else None
                 # The answer to the alert need not wait for the view to show what was done;
                 # the next signal on this sub-account must: the lock passes to a task that
@@ -425,7 +477,8 @@ class Dispatcher:
         the orders they placed and cancelled (bounded), so the next signal on this
         sub-account plans against it: a reversal's close alone (flat) is not yet the new
         position, and a stop placed but not shown is one the next plan does not cancel
-        (``view_waits``)."""
+        (``view_waits``). What it still lacks then the account is not planned from until it
+        shows (``unsettled``): the lock goes, so no one waits behind it."""
         it, expected = p.item, p.expected_pos
         account, timeout = it.link.broker_account_id, self._settle_timeout
         deadline = asyncio.get_running_loop().time() + timeout
@@ -440,13 +493,20 @@ class Dispatcher:
         except Exception as exc:  # the view was lost: the next plan finds it unsynced
             log.info("dispatch.settle_view_lost", sub_account_id=it.link.sub_account_id,
                      error=str(exc))  # fmt: skip
+            orders_shown = False
+        if held is None and orders_shown and not p.unanswered and p.made_pos == expected:
             return
-        if held is None and orders_shown:
+        u = p.unsettled(self.views.now())
+        lacking = lag(it.broker, account, u)
+        if lacking is None:
             return
-        log.info(
+        self.views.note(broker_account(it.link), u)
+        log.warning(
             "dispatch.settle_timeout",
             sub_account_id=it.link.sub_account_id,
             expected=expected,
             holding=held,
             orders_shown=orders_shown,
+            lacking=lacking,
+            effect="the account is not planned until its view shows it",
         )

@@ -461,8 +461,10 @@ class Flattener:
         item = WorkItem(None, link, broker, contract, plan)
         # its own time: the TTL counts from this liquidation, not from the start of the flatten;
         # a flat contract's cancels are numbered within the attempt ({prefix}-{attempt}-{step})
+        # planned whatever the view lags (``unsettled``): a liquidation closes what the broker
+        # holds, and what is still in flight keeps the request pending (``_pass_account``)
         result = await self._dispatcher.dispatch(
-            None, datetime.now(UTC), [item], tag=f"{prefix}-{attempt}"
+            None, datetime.now(UTC), [item], tag=f"{prefix}-{attempt}", hold_unsettled=False
         )
         if any(a.action == str(PositionAction.CANCEL) for a in result.accounts):
             p.cancelled += result.orders

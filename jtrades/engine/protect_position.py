@@ -137,6 +137,13 @@ class PositionProtector:
         )
         waited: set[int] = set()  # cancels already waited for (``cancels_gone``): not twice
         async with self._dispatcher.lock_for(link):
+            lags = self._dispatcher.view_lags(link, broker)
+            if lags is not None:
+                # a signal's orders not in the view yet: read from it, the position looked
+                # naked (or long where it is short), and a second stop went beside the first
+                log.info("reconcile.protect_view_lags", sub_account_id=link.sub_account_id,
+                         symbol=p.symbol, lacking=lags)  # fmt: skip
+                return False
             if not self._placed_shown(key, link, broker):
                 if key in self._carry:  # a half-done re-placement: naked, tried again soon
                     self.incomplete.add(key)
