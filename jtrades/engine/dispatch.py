@@ -367,7 +367,9 @@ class Dispatcher:
                         position, changed, p.liquidated = 0, True, True
                     elif po.kind not in _PROTECTIVE_KINDS:  # a cancel's order shows its fate
                         p.unanswered.append(ni.cl_ord_id)
-                        if expected_position(position, po) is not None:
+                        after = expected_position(position, po)
+                        if after is not None:  # the view shows it filled, or refused
+                            position, changed = after, True
                             p.movers.append((None, ni.cl_ord_id))
                 else:  # the broker would not take the request: nothing reached it
                     res.unavailable += 1

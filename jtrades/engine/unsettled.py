@@ -109,27 +109,27 @@ def unsettled_shortfall(why: str) -> Shortfall:
 
 
 class UnsettledViews:
-    """The accounts at the broker whose view lags what a dispatch sent them, by account."""
+    """The accounts at the broker whose view lags what a dispatch sent them: a record per
+    account and contract (a position is one contract's)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._lagging: dict[AccountKey, Unsettled] = {}
+        self._lagging: dict[AccountKey, dict[str, Unsettled]] = {}
 
     def now(self) -> float:
         return self._clock()
 
     def note(self, key: AccountKey, u: Unsettled) -> None:
-        """``u`` is what the view of ``key`` lacked when the settle wait gave up. A record
-        still held (a flatten's liquidation goes whatever the view lacks) is kept in it: the
-        view must show both, and the later position is the one to hold."""
-        was = self._lagging.get(key)
+        """``u`` is what the view of ``key`` lacked when the settle wait gave up. A record of
+        the contract still held (a flatten's liquidation goes whatever the view lacks) is
+        kept in it: the view must show both, and the later position is the one to hold."""
+        records = self._lagging.setdefault(key, {})
+        was = records.get(u.contract.symbol)
         if was is not None:
             u = Unsettled(
                 u.sub_account_id,
                 u.contract,
-                u.made_pos
-                if u.made_pos is not None or was.contract != u.contract
-                else was.made_pos,
+                u.made_pos if u.made_pos is not None else was.made_pos,
                 (*was.placed, *u.placed),
                 (*was.cancelled, *u.cancelled),
                 (*was.movers, *u.movers),
@@ -137,27 +137,31 @@ class UnsettledViews:
                 was.liquidated or u.liquidated,
                 u.noted_at,
             )
-        self._lagging[key] = u
+        records[u.contract.symbol] = u
 
     def hold_up(self, key: AccountKey, broker: Broker, account_id: int) -> Shortfall | None:
         """Why ``key`` may not be planned from its view now; None for an account with no
-        record (the common one: a dict look-up), or once its view shows it (the record goes).
-        A view not synced is left to the planner, which says so itself."""
-        u = self._lagging.get(key)
-        if u is None or not broker.is_synced(account_id):
+        record (the common one: a dict look-up), or once its view shows them all (each goes
+        when shown). A view not synced is left to the planner, which says so itself."""
+        records = self._lagging.get(key)
+        if records is None or not broker.is_synced(account_id):
             return None
-        why = lag(broker, account_id, u)
-        if why is None:
+        lacking: list[str] = []
+        for symbol, u in list(records.items()):
+            why = lag(broker, account_id, u)
+            if why is None:
+                del records[symbol]
+            elif self._clock() - u.noted_at >= GRACE_S:
+                del records[symbol]
+                log.warning(
+                    "dispatch.unsettled_given_up",
+                    sub_account_id=u.sub_account_id,
+                    after_s=GRACE_S,
+                    lacking=why,
+                    effect="the view is taken as the broker's",
+                )
+            else:
+                lacking.append(why)
+        if not records:
             del self._lagging[key]
-            return None
-        if self._clock() - u.noted_at >= GRACE_S:
-            del self._lagging[key]
-            log.warning(
-                "dispatch.unsettled_given_up",
-                sub_account_id=u.sub_account_id,
-                after_s=GRACE_S,
-                lacking=why,
-                effect="the view is taken as the broker's",
-            )
-            return None
-        return unsettled_shortfall(why)
+        return unsettled_shortfall("; ".join(lacking)) if lacking else None

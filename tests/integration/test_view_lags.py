@@ -43,11 +43,11 @@ def _stops(sim: Any) -> list[dict[str, Any]]:
     return [o for o in sim.working_orders("PX1") if o.get("orderType") == "Stop"]
 
 
-async def _warm(database: Database, engine: Any, w: dict[str, Any]) -> None:
+async def _warm(database: Database, engine: Any, w: dict[str, Any], size: int = 1) -> None:
     """A round trip first, events on time: the contract is looked up and cached (a look-up
     would wait for the late events too)."""
     await send(engine, database.pool, w["rec"], buy("21500"))
-    await _view_net(w, 1)
+    await _view_net(w, size)
     await send(engine, database.pool, w["rec"], close("21500"))
     await _view_net(w, 0)
 
