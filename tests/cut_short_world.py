@@ -25,6 +25,7 @@ from jtrades.engine.signal import Signal
 from jtrades.store import signals as signal_store
 from jtrades.store.signals import Delivery, SignalIds
 from tests.integration.test_engine import make_recorder, make_trader, make_user, wait_for
+from tests.sim_worlds import FAST_RECONNECT, sim_tradovate
 from tests.simutil import SimHandle, running_sim
 
 
@@ -46,17 +47,7 @@ class World:
     pools: list[TradovatePool] = field(default_factory=list)
 
     async def start(self) -> Engine:
-        tv = TradovatePool(
-            self.settings.tradovate.model_copy(
-                update={
-                    "demo_rest_url": self.sim.rest_url,
-                    "demo_ws_url": self.sim.ws_url,
-                    "connect_stagger_s": 0,
-                    "reconnect_initial_s": 0.05,
-                    "reconnect_max_s": 0.3,
-                }
-            )
-        )
+        tv = TradovatePool(sim_tradovate(self.settings, self.sim, **FAST_RECONNECT))
         self.pools.append(tv)
         self.tv = tv
         self.broker = await tv.broker("demo", self.login, self.pw)

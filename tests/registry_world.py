@@ -22,6 +22,7 @@ from jtrades.engine.config_cache import LinkConfig
 from jtrades.security import SecretBox, load_secret_box
 from jtrades.store import accounts as account_store
 from tests.integration.test_engine import make_user
+from tests.sim_worlds import FAST_RECONNECT, with_sim
 from tests.simutil import SimHandle
 
 
@@ -47,17 +48,7 @@ async def registry_world(
     *,
     tradovate: dict[str, Any] | None = None,
 ) -> RegistryWorld:
-    tv = settings.tradovate.model_copy(
-        update={
-            "demo_rest_url": sim.rest_url,
-            "demo_ws_url": sim.ws_url,
-            "connect_stagger_s": 0,
-            "reconnect_initial_s": 0.05,
-            "reconnect_max_s": 0.3,
-            **(tradovate or {}),
-        }
-    )
-    st = settings.model_copy(update={"tradovate": tv})
+    st = with_sim(settings, sim, **{**FAST_RECONNECT, **(tradovate or {})})
     box = load_secret_box(st, create=True)
     pool = database.pool
     u = await make_user(pool, name)

@@ -20,6 +20,7 @@ from jtrades.engine.signal import Action, Signal
 from tests.conftest import *  # noqa: F403
 from tests.integration.test_dispatch import sim_engine
 from tests.integration.test_engine import make_recorder, make_trader, make_user, store_signal
+from tests.sim_worlds import with_sim
 from tests.simutil import running_sim
 
 
@@ -59,15 +60,8 @@ async def test_entry_refused_by_the_broker_says_so_on_the_signal(settings: Setti
 async def engine_on_sim(settings: Settings, **risk: Any) -> AsyncIterator[tuple[Any, ...]]:
     async with running_sim() as sim:
         await sim.set_price("MNQ", 21500)
-        tv_settings = settings.tradovate.model_copy(
-            update={
-                "demo_rest_url": sim.rest_url,
-                "demo_ws_url": sim.ws_url,
-                "connect_stagger_s": 0,
-                "request_timeout_s": 1.0,
-            }
-        )
-        s = settings.model_copy(update={"tradovate": tv_settings})
+        s = with_sim(settings, sim, request_timeout_s=1.0)
+        tv_settings = s.tradovate
         db = await connect(s)
         tv = TradovatePool(tv_settings)
         pool = db.pool

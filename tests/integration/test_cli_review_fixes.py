@@ -26,6 +26,7 @@ from tests.cli import Result, ainvoke, invoke
 from tests.integration.test_cli_bad_input import SETUP
 from tests.integration.test_tradovate_session import tv
 from tests.polling import until
+from tests.sim_worlds import sim_tradovate_defaults
 from tests.simutil import SimHandle, running_sim
 
 SECRET = "Hunter2-secret-pw"
@@ -154,12 +155,7 @@ async def test_the_migration_forgets_the_tokens_no_account_names(pool: asyncpg.P
 
 
 def _tv(sim: SimHandle) -> TradovateSettings:
-    return TradovateSettings(
-        demo_rest_url=sim.rest_url,
-        demo_ws_url=sim.ws_url,
-        connect_stagger_s=0.01,
-        request_timeout_s=5,
-    )
+    return sim_tradovate_defaults(sim, connect_stagger_s=0.01, request_timeout_s=5)
 
 
 async def test_the_pool_does_not_hand_a_live_session_to_another_password(

@@ -13,8 +13,8 @@ from structlog.testing import capture_logs
 from jtrades.broker.base import OrderRequest, Position, Side, SubAccount
 from jtrades.broker.tradovate.client import TradovateBroker
 from jtrades.broker.tradovate.pool import TradovatePool
-from jtrades.config import TradovateSettings
 from tests.polling import until
+from tests.sim_worlds import sim_tradovate_defaults
 from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
 
 
@@ -26,9 +26,7 @@ async def sim() -> AsyncIterator[SimHandle]:
 
 @pytest.fixture
 async def broker(sim: SimHandle) -> AsyncIterator[TradovateBroker]:
-    settings = TradovateSettings(
-        demo_rest_url=sim.rest_url, demo_ws_url=sim.ws_url, connect_stagger_s=0, request_timeout_s=5
-    )
+    settings = sim_tradovate_defaults(sim, request_timeout_s=5)
     pool = TradovatePool(settings)
     try:
         yield await pool.broker("demo", LOGIN, PASSWORD)

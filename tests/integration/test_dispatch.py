@@ -55,6 +55,7 @@ from tests.integration.test_engine import (
     wait_for,
 )
 from tests.polling import until
+from tests.sim_worlds import with_sim
 from tests.simutil import SimHandle, running_sim
 
 
@@ -480,15 +481,8 @@ async def sim_engine(
     exits) followed by one trader per login on all of its accounts."""
     async with running_sim() as sim:
         await sim.set_price("MNQ", 21500)
-        tv_settings = settings.tradovate.model_copy(
-            update={
-                "demo_rest_url": sim.rest_url,
-                "demo_ws_url": sim.ws_url,
-                "connect_stagger_s": 0,
-                "request_timeout_s": 1.0,
-            }
-        )
-        s = settings.model_copy(update={"tradovate": tv_settings})
+        s = with_sim(settings, sim, request_timeout_s=1.0)
+        tv_settings = s.tradovate
         db = await connect(s)
         tv = TradovatePool(tv_settings)
         pool = db.pool

@@ -22,6 +22,7 @@ from jtrades.engine.engine import Engine
 from tests.integration.test_engine import make_recorder, make_trader, make_user, wait_for
 from tests.integration.test_flatten import fast_retries, flatten_flag, request_flatten
 from tests.login_rows import hold_password
+from tests.sim_worlds import sim_tradovate
 from tests.simutil import running_sim
 
 
@@ -35,15 +36,7 @@ async def _shared_login(
     async with running_sim() as sim:
         sim.add_login("px_tv", "px-pw", ["PX1"])
         await sim.set_price("MNQ", "21500")
-        tv = TradovatePool(
-            settings.tradovate.model_copy(
-                update={
-                    "demo_rest_url": sim.rest_url,
-                    "demo_ws_url": sim.ws_url,
-                    "connect_stagger_s": 0,
-                }
-            )
-        )
+        tv = TradovatePool(sim_tradovate(settings, sim))
         try:
             broker = await tv.broker("demo", "px_tv", "px-pw")
             bid = sim.account_id("PX1")

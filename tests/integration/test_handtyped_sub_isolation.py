@@ -26,6 +26,7 @@ from jtrades.engine.engine import Engine
 from tests.integration.test_engine import make_recorder, make_trader, make_user, wait_for
 from tests.integration.test_flatten import fast_retries, flatten_flag, request_flatten
 from tests.login_rows import hold_password
+from tests.sim_worlds import sim_tradovate
 from tests.simutil import running_sim
 
 
@@ -38,15 +39,7 @@ async def _world(
         sim.add_login("alice_tv", "al-pw", ["AL1"])
         sim.add_login("mal_tv", "ml-pw", ["ML1"])
         await sim.set_price("MNQ", "21500")
-        tv = TradovatePool(
-            settings.tradovate.model_copy(
-                update={
-                    "demo_rest_url": sim.rest_url,
-                    "demo_ws_url": sim.ws_url,
-                    "connect_stagger_s": 0,
-                }
-            )
-        )
+        tv = TradovatePool(sim_tradovate(settings, sim))
         try:
             a_broker = await tv.broker("demo", "alice_tv", "al-pw")
             m_broker = await tv.broker("demo", "mal_tv", "ml-pw")

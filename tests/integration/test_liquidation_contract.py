@@ -22,7 +22,7 @@ from jtrades.broker.paper import PaperBroker
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.client import TradovateBroker
 from jtrades.broker.tradovate.pool import TradovatePool
-from jtrades.config import Settings, TradovateSettings
+from jtrades.config import Settings
 from jtrades.engine.dispatch import Dispatcher, WorkItem
 from jtrades.engine.instruments import table_contract
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
@@ -36,6 +36,7 @@ from tests.integration.test_engine import (
     store_signal,
 )
 from tests.polling import until
+from tests.sim_worlds import sim_tradovate_defaults
 from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
 
 
@@ -186,9 +187,7 @@ async def sim() -> AsyncIterator[SimHandle]:
 
 @pytest.fixture
 async def tv(sim: SimHandle) -> AsyncIterator[TradovateBroker]:
-    settings = TradovateSettings(
-        demo_rest_url=sim.rest_url, demo_ws_url=sim.ws_url, connect_stagger_s=0, request_timeout_s=5
-    )
+    settings = sim_tradovate_defaults(sim, request_timeout_s=5)
     tv_pool = TradovatePool(settings)
     try:
         yield await tv_pool.broker("demo", LOGIN, PASSWORD)

@@ -17,6 +17,7 @@ from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from jtrades.engine.signal import Action, Signal
 from tests.integration.test_engine import buy, make_recorder, make_trader, make_user, send, wait_for
+from tests.sim_worlds import sim_tradovate
 from tests.simutil import running_sim
 
 
@@ -30,15 +31,7 @@ async def test_an_account_linked_after_its_fills_can_still_enter(
     async with running_sim() as sim:
         sim.add_login("px_tv", "px-pw", ["PX1", "PX2"])
         await sim.set_price("MNQ", "21500")
-        tv = TradovatePool(
-            settings.tradovate.model_copy(
-                update={
-                    "demo_rest_url": sim.rest_url,
-                    "demo_ws_url": sim.ws_url,
-                    "connect_stagger_s": 0,
-                }
-            )
-        )
+        tv = TradovatePool(sim_tradovate(settings, sim))
         try:
             broker = await tv.broker("demo", "px_tv", "px-pw")
             u = await make_user(pool, "pxs")
@@ -103,15 +96,7 @@ async def test_an_order_placed_after_an_overflow_replay_is_not_ended(
     async with running_sim() as sim:
         sim.add_login("px_tv", "px-pw", ["PX1"])
         await sim.set_price("MNQ", "21500")
-        tv = TradovatePool(
-            settings.tradovate.model_copy(
-                update={
-                    "demo_rest_url": sim.rest_url,
-                    "demo_ws_url": sim.ws_url,
-                    "connect_stagger_s": 0,
-                }
-            )
-        )
+        tv = TradovatePool(sim_tradovate(settings, sim))
         try:
             broker = await tv.broker("demo", "px_tv", "px-pw")
             assert isinstance(broker, TradovateBroker)

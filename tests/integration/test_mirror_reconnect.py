@@ -28,6 +28,7 @@ from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from tests.integration.test_engine import make_recorder, make_trader, make_user, store_signal
 from tests.polling import until
+from tests.sim_worlds import FAST_RECONNECT, sim_tradovate
 from tests.simutil import SimHandle, running_sim
 
 LOGIN, PASSWORD, ACCOUNT = "mr_tv", "mr-pw", "MR1"
@@ -79,15 +80,7 @@ async def _rig(database: Database, settings: Settings) -> AsyncIterator[Rig]:
     pool = database.pool
     async with running_sim() as sim:
         sim.add_login(LOGIN, PASSWORD, [ACCOUNT])
-        tv_settings = settings.tradovate.model_copy(
-            update={
-                "demo_rest_url": sim.rest_url,
-                "demo_ws_url": sim.ws_url,
-                "connect_stagger_s": 0,
-                "reconnect_initial_s": 0.05,
-                "reconnect_max_s": 0.3,
-            }
-        )
+        tv_settings = sim_tradovate(settings, sim, **FAST_RECONNECT)
         tv = TradovatePool(tv_settings)
         try:
             broker = await tv.broker("demo", LOGIN, PASSWORD)

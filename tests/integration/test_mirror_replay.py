@@ -24,6 +24,7 @@ from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from tests.integration.test_engine import make_recorder, make_trader, make_user, store_signal
 from tests.polling import until
+from tests.sim_worlds import FAST_RECONNECT, sim_tradovate
 from tests.simutil import SimHandle, running_sim
 
 LOGIN, PASSWORD = "rp_tv", "rp-pw"
@@ -55,15 +56,7 @@ class World:
     @asynccontextmanager
     async def daemon(self, hub_maxsize: int | None = None) -> AsyncIterator[Engine]:
         """A daemon's life: the login's session connected, then the engine started on it."""
-        tv_settings = self.settings.tradovate.model_copy(
-            update={
-                "demo_rest_url": self.sim.rest_url,
-                "demo_ws_url": self.sim.ws_url,
-                "connect_stagger_s": 0,
-                "reconnect_initial_s": 0.05,
-                "reconnect_max_s": 0.3,
-            }
-        )
+        tv_settings = sim_tradovate(self.settings, self.sim, **FAST_RECONNECT)
         tv = TradovatePool(tv_settings)
         try:
             broker = await tv.broker("demo", LOGIN, PASSWORD)

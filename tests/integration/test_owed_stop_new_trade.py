@@ -24,16 +24,12 @@ from tests.integration.test_owed_stop_after_cut_resize import (
     _open_with_alert_stop,
 )
 from tests.integration.test_owed_stop_holes import _passes, _written_before_the_session
+from tests.sim_worlds import sim_tradovate
 
 
 async def _by_hand(w: Any, side: Side, qty: int) -> None:
     """A person trades at the broker (their own session, the daemon down)."""
-    tv = TradovatePool(
-        w.settings.tradovate.model_copy(
-            update={"demo_rest_url": w.sim.rest_url, "demo_ws_url": w.sim.ws_url,
-                    "connect_stagger_s": 0}
-        )
-    )  # fmt: skip
+    tv = TradovatePool(sim_tradovate(w.settings, w.sim))
     try:
         b = await tv.broker("demo", w.login, w.pw)
         c = w.sim.contract("MNQ")

@@ -20,6 +20,7 @@ from jtrades.engine import protector as protector_mod
 from jtrades.engine.engine import Engine
 from jtrades.errors import TransientBrokerError
 from tests.integration.test_engine import buy, make_recorder, make_trader, make_user, send, wait_for
+from tests.sim_worlds import sim_tradovate
 from tests.simutil import SimHandle, running_sim
 
 TP_LADDER = [{"target": "20", "qty": 1}, {"target": "40"}]  # ticks: 5 and 10 points
@@ -33,15 +34,7 @@ async def _sim_world(
     async with running_sim() as sim:
         sim.add_login("px_tv", "px-pw", ["PX1"])
         await sim.set_price("MNQ", "21500")
-        tv = TradovatePool(
-            settings.tradovate.model_copy(
-                update={
-                    "demo_rest_url": sim.rest_url,
-                    "demo_ws_url": sim.ws_url,
-                    "connect_stagger_s": 0,
-                }
-            )
-        )
+        tv = TradovatePool(sim_tradovate(settings, sim))
         try:
             broker = await tv.broker("demo", "px_tv", "px-pw")
             u = await make_user(pool, "pxs")

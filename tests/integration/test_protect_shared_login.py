@@ -25,6 +25,7 @@ from jtrades.store import status as status_store
 from tests.integration.test_engine import buy, make_recorder, make_trader, make_user, send, wait_for
 from tests.login_rows import hold_password
 from tests.polling import until
+from tests.sim_worlds import sim_tradovate
 from tests.simutil import SimHandle, running_sim
 
 
@@ -38,15 +39,7 @@ async def _shared_login(
     async with running_sim() as sim:
         sim.add_login("px_tv", "px-pw", ["PX1"])
         await sim.set_price("MNQ", "21500")
-        tv = TradovatePool(
-            settings.tradovate.model_copy(
-                update={
-                    "demo_rest_url": sim.rest_url,
-                    "demo_ws_url": sim.ws_url,
-                    "connect_stagger_s": 0,
-                }
-            )
-        )
+        tv = TradovatePool(sim_tradovate(settings, sim))
         try:
             broker = await tv.broker("demo", "px_tv", "px-pw")
             bid = sim.account_id("PX1")

@@ -41,6 +41,7 @@ from jtrades.store import accounts as account_store
 from jtrades.store import login_proofs as proofs
 from tests.integration.test_cli_accounts import Cli
 from tests.integration.test_engine import buy, make_recorder, make_trader, make_user, send, wait_for
+from tests.sim_worlds import FAST_RECONNECT, sim_tradovate
 from tests.simutil import SimHandle, running_sim
 
 PW = "px-pw-real-123"
@@ -48,15 +49,7 @@ NEW_PW = "px-pw-NEW-456"
 
 
 def sim_settings(settings: Settings, sim: SimHandle) -> Settings:
-    tv = settings.tradovate.model_copy(
-        update={
-            "demo_rest_url": sim.rest_url,
-            "demo_ws_url": sim.ws_url,
-            "connect_stagger_s": 0,
-            "reconnect_initial_s": 0.05,
-            "reconnect_max_s": 0.3,
-        }
-    )
+    tv = sim_tradovate(settings, sim, **FAST_RECONNECT)
     tr = settings.trading.model_copy(update={"reconcile_interval_s": 0.5})
     return settings.model_copy(update={"tradovate": tv, "trading": tr})
 

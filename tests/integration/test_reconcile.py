@@ -45,6 +45,7 @@ from tests.integration.test_engine import (
     store_signal,
     wait_for,
 )
+from tests.sim_worlds import sim_tradovate
 
 
 class UnsyncedPaper(PaperBroker):
@@ -443,13 +444,7 @@ async def test_restart_resolves_intents_at_the_simulator_by_cl_ord_id(
     pool = database.pool
     async with running_sim() as sim:
         sim.add_login("rc_tv", "rc-pw", ["RC1"])
-        tv_settings = settings.tradovate.model_copy(
-            update={
-                "demo_rest_url": sim.rest_url,
-                "demo_ws_url": sim.ws_url,
-                "connect_stagger_s": 0,
-            }
-        )
+        tv_settings = sim_tradovate(settings, sim)
         tv = TradovatePool(tv_settings)
         try:
             broker = await tv.broker("demo", "rc_tv", "rc-pw")

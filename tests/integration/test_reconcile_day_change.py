@@ -22,6 +22,7 @@ from jtrades.engine.tradingday import session_start
 from jtrades.notify import wanted
 from jtrades.store import signals as signal_store
 from tests.integration.test_engine import make_recorder, make_trader, make_user, store_signal
+from tests.sim_worlds import sim_tradovate
 from tests.simutil import running_sim
 
 _INSERT = (
@@ -38,10 +39,7 @@ async def test_entries_filled_before_the_session_change_are_not_recorded_as_neve
     pool = database.pool
     async with running_sim() as sim:
         sim.add_login("dc_tv", "dc-pw", ["DC1"])
-        tv_settings = settings.tradovate.model_copy(
-            update={"demo_rest_url": sim.rest_url, "demo_ws_url": sim.ws_url,
-                    "connect_stagger_s": 0}
-        )  # fmt: skip
+        tv_settings = sim_tradovate(settings, sim)
         u = await make_user(pool, "dc")
         rec = await make_recorder(pool, u, "dc-rec")
         aid = await pool.fetchval(

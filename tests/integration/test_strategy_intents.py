@@ -38,15 +38,14 @@ from jtrades.errors import TransientBrokerError
 from jtrades.store import intents as intent_store
 from tests.integration.test_engine import make_recorder, make_trader, make_user, store_signal
 from tests.polling import until
+from tests.sim_worlds import sim_tradovate_defaults
 from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
 
 D = Decimal
 
 
 def _tv_settings(sim: SimHandle) -> TradovateSettings:
-    return TradovateSettings(
-        demo_rest_url=sim.rest_url, demo_ws_url=sim.ws_url, connect_stagger_s=0, request_timeout_s=5
-    )
+    return sim_tradovate_defaults(sim, request_timeout_s=5)
 
 
 @asynccontextmanager

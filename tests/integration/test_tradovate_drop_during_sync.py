@@ -5,21 +5,19 @@ reconnected, an untradeable login for that long on every reconnect of a flapping
 from __future__ import annotations
 
 from jtrades.broker.tradovate.pool import TradovatePool
-from jtrades.config import TradovateSettings
 from tests.conftest import *  # noqa: F403
 from tests.polling import until
+from tests.sim_worlds import sim_tradovate_defaults
 from tests.simutil import LOGIN, PASSWORD, running_sim
 
 
 async def test_a_socket_cut_while_the_sync_is_pending_reconnects_at_once() -> None:
     async with running_sim() as sim:
         pool = TradovatePool(
-            TradovateSettings(
-                demo_rest_url=sim.rest_url,
-                demo_ws_url=sim.ws_url,
+            sim_tradovate_defaults(
+                sim,
                 reconnect_initial_s=0.05,
                 reconnect_max_s=0.2,
-                connect_stagger_s=0,
                 # the sync's own timer, and the silence watchdog, far past the wait below
                 request_timeout_s=120,
                 dead_after_s=120,

@@ -24,10 +24,10 @@ from jtrades.broker.base import (
 )
 from jtrades.broker.tradovate.client import TradovateBroker, strategy_params
 from jtrades.broker.tradovate.pool import TradovatePool
-from jtrades.config import TradovateSettings
 from jtrades.errors import BrokerRejected, NotFound, OutcomeUnknown
 from jtrades.sim.api import Answer, Api
 from tests.polling import until
+from tests.sim_worlds import sim_tradovate_defaults
 from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
 
 D = Decimal
@@ -41,9 +41,7 @@ async def sim() -> AsyncIterator[SimHandle]:
 
 @pytest.fixture
 async def broker(sim: SimHandle) -> AsyncIterator[TradovateBroker]:
-    settings = TradovateSettings(
-        demo_rest_url=sim.rest_url, demo_ws_url=sim.ws_url, connect_stagger_s=0, request_timeout_s=5
-    )
+    settings = sim_tradovate_defaults(sim, request_timeout_s=5)
     pool = TradovatePool(settings)
     try:
         yield await pool.broker("demo", LOGIN, PASSWORD)

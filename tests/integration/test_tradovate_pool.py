@@ -17,18 +17,14 @@ from jtrades.config import Settings, TradovateSettings
 from jtrades.errors import BrokerAuthError
 from jtrades.security import SecretBox
 from jtrades.sim.config import SimConfig
+from tests.sim_worlds import sim_tradovate_defaults
 from tests.simutil import LOGIN, PASSWORD, SimHandle, account_naming, running_sim
 
 
 def tv(handle: SimHandle, **kw: Any) -> TradovateSettings:
-    base: dict[str, Any] = {
-        "demo_rest_url": handle.rest_url,
-        "demo_ws_url": handle.ws_url,
-        "connect_stagger_s": 0.01,
-        "request_timeout_s": 5,
-    }
-    base.update(kw)
-    return TradovateSettings(**base)
+    return sim_tradovate_defaults(
+        handle, **{"connect_stagger_s": 0.01, "request_timeout_s": 5, **kw}
+    )
 
 
 @pytest.fixture

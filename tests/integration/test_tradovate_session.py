@@ -18,20 +18,17 @@ from jtrades.config import TradovateSettings
 from jtrades.errors import BrokerAuthError, OutcomeUnknown, TransientBrokerError
 from jtrades.sim.config import default_config
 from tests.polling import until
+from tests.sim_worlds import sim_tradovate_defaults
 from tests.simutil import LOGIN, PASSWORD, SimHandle, running_sim
 
 
 def tv(handle: SimHandle, **kw: Any) -> TradovateSettings:
     base: dict[str, Any] = {
-        "demo_rest_url": handle.rest_url,
-        "demo_ws_url": handle.ws_url,
         "reconnect_initial_s": 0.05,
         "reconnect_max_s": 0.5,
-        "connect_stagger_s": 0,
         "request_timeout_s": 3,
     }
-    base.update(kw)
-    return TradovateSettings(**base)
+    return sim_tradovate_defaults(handle, **{**base, **kw})
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from tests.integration.test_cli_accounts import PASSWORD, Cli
 from tests.integration.test_engine import make_recorder, make_trader, make_user, wait_for
 from tests.integration.test_flatten import fast_retries, flatten_flag, request_flatten
 from tests.login_rows import hold_password
+from tests.sim_worlds import sim_tradovate
 from tests.simutil import SimHandle, running_sim
 
 
@@ -80,15 +81,7 @@ async def _world(
     async with running_sim() as sim:
         sim.add_login("alice_tv", "al-pw", ["AL1"])
         await sim.set_price("MNQ", "21500")
-        tv = TradovatePool(
-            settings.tradovate.model_copy(
-                update={
-                    "demo_rest_url": sim.rest_url,
-                    "demo_ws_url": sim.ws_url,
-                    "connect_stagger_s": 0,
-                }
-            )
-        )
+        tv = TradovatePool(sim_tradovate(settings, sim))
         try:
             a_broker = await tv.broker("demo", "alice_tv", "al-pw")
             al1 = sim.account_id("AL1")
