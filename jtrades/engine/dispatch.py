@@ -135,10 +135,12 @@ class Dispatcher:
             if may_be_account(key, env, account_id, broker_account_id)
         )
 
-    def view_lags(self, link: LinkConfig, broker: Broker) -> str | None:
-        """Why the view of the account ``link`` trades is not to be planned from now: it does
-        not show yet what a dispatch sent to it (``unsettled``). Hold its lock to ask."""
-        why = self.views.hold_up(broker_account(link), broker, link.broker_account_id)
+    def view_lags(self, link: LinkConfig, broker: Broker, root: str | None) -> str | None:
+        """Why the view of the account ``link`` trades is not to be planned from in product
+        ``root`` now: it does not show yet what a dispatch sent to it (``unsettled``). Hold
+        its lock to ask."""
+        key, account = broker_account(link), link.broker_account_id
+        why = self.views.hold_up(key, broker, account, root)
         return why.why if why is not None else None
 
     def lock_for(self, link: LinkConfig) -> asyncio.Lock:
@@ -251,7 +253,8 @@ class Dispatcher:
         out: dict[AccountKey, Shortfall] = {}
         for key in order:
             first = groups[key][0]
-            why = self.views.hold_up(key, first.broker, first.link.broker_account_id)
+            account, root = first.link.broker_account_id, first.contract.root
+            why = self.views.hold_up(key, first.broker, account, root)
             if why is not None:
                 out[key] = why
                 log.warning(

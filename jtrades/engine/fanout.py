@@ -34,7 +34,7 @@ from jtrades.engine.filters import (
     is_entry,
     reads_own_way,
 )
-from jtrades.engine.instruments import split_symbol
+from jtrades.engine.instruments import root_of, split_symbol
 from jtrades.engine.planning import (
     AccountPlan,
     AccountState,
@@ -45,7 +45,7 @@ from jtrades.engine.pnl import DailyPnl, instrument
 from jtrades.engine.signal import Signal
 from jtrades.engine.sizing import open_pnl
 from jtrades.engine.steps import cl_ord_prefix
-from jtrades.errors import InvalidSignal, TransientBrokerError
+from jtrades.errors import TransientBrokerError
 
 log = structlog.get_logger(__name__)
 
@@ -441,15 +441,8 @@ def held_elsewhere(broker: Broker, account_id: int, ticker: str, contract: Contr
     held = {p.symbol for p in positions if p.net_pos != 0}
     if contract.symbol in held:
         return None
-    same_root = [sym for sym in held if _root(sym) == contract.root.upper()]
+    same_root = [sym for sym in held if root_of(sym) == contract.root.upper()]
     return same_root[0] if len(same_root) == 1 else None
-
-
-def _root(symbol: str) -> str | None:
-    try:
-        return split_symbol(symbol).root
-    except InvalidSignal:
-        return None
 
 
 def _planner(

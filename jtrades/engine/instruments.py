@@ -185,6 +185,15 @@ def split_symbol(symbol: str) -> SymbolParts:
     )
 
 
+def root_of(symbol: str) -> str | None:
+    """The product (root) of a contract the broker names (``MNQZ6`` → ``MNQ``); None when
+    the symbol does not read as a futures symbol."""
+    try:
+        return split_symbol(symbol).root
+    except InvalidSignal:
+        return None
+
+
 def product_for(root: str) -> Product:
     """The built-in product of ``root`` (exact match), or InvalidSignal 422."""
     product = PRODUCTS.get(root.upper())

@@ -32,6 +32,7 @@ from jtrades.engine import owed_stop
 from jtrades.engine.account_plans import broker_account, by_broker_account
 from jtrades.engine.config_cache import AccountKey, ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
+from jtrades.engine.instruments import root_of
 from jtrades.engine.plan_context import PROTECTION_PREFIX
 from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.protect_sender import ProtectionSender
@@ -137,7 +138,7 @@ class PositionProtector:
         )
         waited: set[int] = set()  # cancels already waited for (``cancels_gone``): not twice
         async with self._dispatcher.lock_for(link):
-            lags = self._dispatcher.view_lags(link, broker)
+            lags = self._dispatcher.view_lags(link, broker, root_of(p.symbol))
             if lags is not None:
                 # a signal's orders not in the view yet: read from it, the position looked
                 # naked (or long where it is short), and a second stop went beside the first

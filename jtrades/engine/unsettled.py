@@ -85,7 +85,7 @@ def lag(broker: Broker, account_id: int, u: Unsettled) -> str | None:
             if not broker.knows_order(account_id, *m) or _open(m, open_ids, open_cls)
         ]
         if filling or u.liquidated:
-            said.append(f"it holds {held} {u.contract.symbol} where they make {u.made_pos}")
+            said.append(f"it holds {held} where they make {u.made_pos}")
     if unseen:
         said.append(f"order{'s' if len(unseen) > 1 else ''} {', '.join(unseen)} not shown")
     still = [str(oid) for oid in u.cancelled if oid in open_ids]
@@ -100,11 +100,12 @@ def _open(order: Placed, open_ids: set[int], open_cls: set[str]) -> bool:
 
 
 def unsettled_shortfall(why: str) -> Shortfall:
-    """Why a signal planned nothing for an account whose view lags an earlier dispatch."""
+    """Why a signal planned nothing for an account whose view lags an earlier dispatch (a
+    signal's, or a flatten's): ``why`` names the contract and what the view lacks."""
     return Shortfall(
         VIEW_UNSETTLED,
-        "the broker's view does not show yet what an earlier signal sent"
-        f" ({why}): nothing sent, its position is not known",
+        f"the broker's view does not show yet what was sent to the account before ({why}):"
+        " nothing sent",
     )
 
 
@@ -139,15 +140,23 @@ class UnsettledViews:
             )
         records[u.contract.symbol] = u
 
-    def hold_up(self, key: AccountKey, broker: Broker, account_id: int) -> Shortfall | None:
-        """Why ``key`` may not be planned from its view now; None for an account with no
-        record (the common one: a dict look-up), or once its view shows them all (each goes
-        when shown). A view not synced is left to the planner, which says so itself."""
+    def hold_up(
+        self, key: AccountKey, broker: Broker, account_id: int, root: str | None
+    ) -> Shortfall | None:
+        """Why ``key`` may not be planned in product ``root`` from its view now; None for an
+        account with no record (the common one: a dict look-up), or once its view shows
+        those of the product (each goes when shown). Every month of the product, not only the
+        contract planned: the month is picked from the view (the one held), and an entry
+        not shown yet in the old month had the next one opened in the new month beside it.
+        Another product's records do not hold it: its plan reads only its own contract.
+        ``root`` None: all of them. A view not synced is left to the planner, which says so."""
         records = self._lagging.get(key)
         if records is None or not broker.is_synced(account_id):
             return None
         lacking: list[str] = []
         for symbol, u in list(records.items()):
+            if root is not None and u.contract.root.upper() != root.upper():
+                continue
             why = lag(broker, account_id, u)
             if why is None:
                 del records[symbol]
@@ -161,7 +170,7 @@ class UnsettledViews:
                     effect="the view is taken as the broker's",
                 )
             else:
-                lacking.append(why)
+                lacking.append(f"{symbol}: {why}")
         if not records:
             del self._lagging[key]
         return unsettled_shortfall("; ".join(lacking)) if lacking else None

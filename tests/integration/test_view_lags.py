@@ -29,7 +29,7 @@ from tests.integration.test_protect_exits_sim import (
 
 # later than the settle wait (2 s), with room for a busy machine between the two
 LATE_MS = 4000
-LAGS = "not traded: the broker's view does not show yet what an earlier signal sent"
+LAGS = "not traded: the broker's view does not show yet what was sent to the account before"
 
 
 async def _last_row(database: Database) -> dict[str, Any]:
@@ -98,7 +98,7 @@ async def test_a_close_after_late_events_says_why_it_did_not_close(
         row = await _last_row(database)
         assert (row["reason"] or "").startswith(LAGS), row
         front = sim.contract("MNQ").name
-        assert f"it holds 0 {front} where they make 1" in row["reason"], row
+        assert f"({front}: it holds 0 where they make 1" in row["reason"], row
 
         again = await send(engine, database.pool, w["rec"], close("21500"))
         assert again.orders >= 1, again.detail["accounts"]
@@ -121,7 +121,7 @@ async def test_an_entry_refused_after_acceptance_frees_the_account_once_shown(
         assert first.orders == 1, first.detail["accounts"]
         link = next(iter(engine.config.snapshot.subs.values()))
         async with engine.dispatcher.lock_for(link):  # the settle wait gave up
-            lags = engine.dispatcher.view_lags(link, w["broker"])
+            lags = engine.dispatcher.view_lags(link, w["broker"], "MNQ")
         assert lags is not None  # its events are late
         assert "not shown" in lags, lags
         sim.fault("clear")

@@ -79,14 +79,14 @@ def entry(
 
 def test_a_market_entry_not_shown_lags_and_says_what() -> None:
     why = lag(View(), ACCOUNT, entry())  # type: ignore[arg-type]
-    assert why == "it holds 0 MNQZ6 where they make 1; order jt-1-1-1 not shown"
+    assert why == "it holds 0 where they make 1; order jt-1-1-1 not shown"
 
 
 def test_a_market_entry_shown_working_lags_until_it_fills() -> None:
     """Known to the view (its Created event) but not filled: the position is not the
     broker's yet. An unanswered entry is recorded so too (its position what it would make)."""
     view = View(orders={500: ("jt-1-1-1", OrderStatus.WORKING)})
-    assert lag(view, ACCOUNT, entry()) == "it holds 0 MNQZ6 where they make 1"  # type: ignore[arg-type]
+    assert lag(view, ACCOUNT, entry()) == "it holds 0 where they make 1"  # type: ignore[arg-type]
     unanswered = entry(placed=(), movers=((None, "jt-1-1-1"),), unanswered=("jt-1-1-1",))
     assert lag(view, ACCOUNT, unanswered) is not None  # type: ignore[arg-type]
     view.net[C.contract_id] = 1
@@ -112,7 +112,7 @@ def test_a_liquidation_lags_until_the_position_shows_flat() -> None:
     """No order of ours shows a liquidation's fate: only the position does."""
     liq = entry(0, placed=(), liquidated=True)
     view = View(net={C.contract_id: 2})
-    assert lag(view, ACCOUNT, liq) == "it holds 2 MNQZ6 where they make 0"  # type: ignore[arg-type]
+    assert lag(view, ACCOUNT, liq) == "it holds 2 where they make 0"  # type: ignore[arg-type]
     view.net[C.contract_id] = 0
     assert lag(view, ACCOUNT, liq) is None  # type: ignore[arg-type]
 
@@ -130,12 +130,15 @@ def test_an_unsynced_view_is_left_to_the_planner_and_the_record_kept() -> None:
     views = UnsettledViews(clock=lambda: now[0])
     views.note(KEY, entry())
     view = View(synced=False)
-    assert views.hold_up(KEY, view, ACCOUNT) is None  # type: ignore[arg-type]
+    assert views.hold_up(KEY, view, ACCOUNT, "MNQ") is None  # type: ignore[arg-type]
     view.synced = True
-    held = views.hold_up(KEY, view, ACCOUNT)  # type: ignore[arg-type]
+    held = views.hold_up(KEY, view, ACCOUNT, "MNQ")  # type: ignore[arg-type]
     assert held is not None
     assert held.cause == "unsettled"
-    assert "order jt-1-1-1 not shown" in held.why
+    assert held.why == (
+        "the broker's view does not show yet what was sent to the account before"
+        " (MNQZ6: it holds 0 where they make 1; order jt-1-1-1 not shown): nothing sent"
+    )
 
 
 def test_the_record_ends_once_shown_and_at_the_latest_after_its_grace() -> None:
@@ -144,18 +147,18 @@ def test_the_record_ends_once_shown_and_at_the_latest_after_its_grace() -> None:
     view = View()
     views.note(KEY, entry(at=now[0]))
     now[0] += GRACE_S - 0.1
-    assert views.hold_up(KEY, view, ACCOUNT) is not None  # type: ignore[arg-type]
+    assert views.hold_up(KEY, view, ACCOUNT, "MNQ") is not None  # type: ignore[arg-type]
     now[0] += 0.1
-    assert views.hold_up(KEY, view, ACCOUNT) is None  # type: ignore[arg-type]
+    assert views.hold_up(KEY, view, ACCOUNT, "MNQ") is None  # type: ignore[arg-type]
     now[0] = 0.0  # gone: not held again, whatever the clock says
-    assert views.hold_up(KEY, view, ACCOUNT) is None  # type: ignore[arg-type]
+    assert views.hold_up(KEY, view, ACCOUNT, "MNQ") is None  # type: ignore[arg-type]
 
     views.note(KEY, entry(at=now[0]))
     view.net[C.contract_id] = 1
     view.orders[500] = ("jt-1-1-1", OrderStatus.FILLED)
-    assert views.hold_up(KEY, view, ACCOUNT) is None  # type: ignore[arg-type]
+    assert views.hold_up(KEY, view, ACCOUNT, "MNQ") is None  # type: ignore[arg-type]
     view.net.clear()  # gone once shown: a later change is not this record's
-    assert views.hold_up(KEY, view, ACCOUNT) is None  # type: ignore[arg-type]
+    assert views.hold_up(KEY, view, ACCOUNT, "MNQ") is None  # type: ignore[arg-type]
 
 
 def test_a_second_record_keeps_what_the_first_still_lacks() -> None:
@@ -165,12 +168,12 @@ def test_a_second_record_keeps_what_the_first_still_lacks() -> None:
     views.note(KEY, entry())
     views.note(KEY, entry(0, placed=(), liquidated=True))
     view = View(net={C.contract_id: 0})
-    held = views.hold_up(KEY, view, ACCOUNT)  # type: ignore[arg-type]
+    held = views.hold_up(KEY, view, ACCOUNT, "MNQ")  # type: ignore[arg-type]
     assert held is not None
     assert "order jt-1-1-1 not shown" in held.why
     assert "where they make" not in held.why  # flat is what the liquidation makes
     view.orders[500] = ("jt-1-1-1", OrderStatus.FILLED)
-    assert views.hold_up(KEY, view, ACCOUNT) is None  # type: ignore[arg-type]
+    assert views.hold_up(KEY, view, ACCOUNT, "MNQ") is None  # type: ignore[arg-type]
 
 
 def test_a_record_of_another_contract_is_kept_apart() -> None:
@@ -182,8 +185,26 @@ def test_a_record_of_another_contract_is_kept_apart() -> None:
     views.note(KEY, entry(1, placed=((600, "jt-2-1-1"),), contract=OTHER))
     view = View(net={C.contract_id: 2, OTHER.contract_id: 1})
     view.orders[600] = ("jt-2-1-1", OrderStatus.FILLED)
-    held = views.hold_up(KEY, view, ACCOUNT)  # type: ignore[arg-type]
+    held = views.hold_up(KEY, view, ACCOUNT, "MNQ")  # type: ignore[arg-type]
     assert held is not None
-    assert "it holds 2 MNQZ6 where they make 0" in held.why
+    assert "MNQZ6: it holds 2 where they make 0" in held.why
     view.net[C.contract_id] = 0
-    assert views.hold_up(KEY, view, ACCOUNT) is None  # type: ignore[arg-type]
+    assert views.hold_up(KEY, view, ACCOUNT, "MNQ") is None  # type: ignore[arg-type]
+
+
+def test_only_the_products_records_hold_its_plan() -> None:
+    """A record of MES does not hold an MNQ plan (it reads only MNQ's contract); one of
+    another MNQ month does (the month is picked from the view: an entry not shown yet in the
+    old month had the next one opened in the new month beside it). None: every product."""
+    mes = Contract("MESZ6", "MES", Decimal("0.25"), Decimal(5), 9)
+    views = UnsettledViews(clock=lambda: 0.0)
+    views.note(KEY, entry(contract=mes))
+    view = View()
+    assert views.hold_up(KEY, view, ACCOUNT, "MNQ") is None  # type: ignore[arg-type]
+    assert views.hold_up(KEY, view, ACCOUNT, "MES") is not None  # type: ignore[arg-type]
+    assert views.hold_up(KEY, view, ACCOUNT, None) is not None  # type: ignore[arg-type]
+    views.note(KEY, entry(contract=OTHER))  # MNQH7
+    held = views.hold_up(KEY, view, ACCOUNT, "MNQ")  # type: ignore[arg-type]
+    assert held is not None
+    assert "MNQH7: " in held.why
+    assert "MESZ6" not in held.why
