@@ -59,10 +59,10 @@ from jtrades.engine.plan_context import placed_as_exit
 from jtrades.engine.planning import PlannedOrder, Shortfall
 from jtrades.engine.resize import AddPlan
 from jtrades.engine.send import send_step
+from jtrades.engine.settle import settle
 from jtrades.engine.steps import expected_position, position_shows
 from jtrades.engine.unsent import NOT_SENT_ON_PURPOSE, not_sent
-from jtrades.engine.unsettled import UnsettledViews, lag
-from jtrades.engine.view_waits import shows_orders, within
+from jtrades.engine.unsettled import UnsettledViews
 from jtrades.errors import StorageUnavailable
 from jtrades.store import intents as intent_store
 from jtrades.store import signals as signal_store
@@ -460,7 +460,7 @@ class Dispatcher:
 
     async def _settle_then_release(self, p: Prepared, lock: asyncio.Lock) -> None:
         try:
-            await self._settle(p)
+            await settle(p, self._settle_timeout, self.views)
         finally:
             lock.release()
 
@@ -476,42 +476,3 @@ class Dispatcher:
             await intent_store.finish_many(self._pool, outcomes)
         except Exception as exc:
             log.error("dispatch.results_not_written", intents=len(outcomes), error=str(exc))
-
-    async def _settle(self, p: Prepared) -> None:
-        """Hold the lock until the broker's view shows the position the sent steps make and
-        the orders they placed and cancelled (bounded), so the next signal on this
-        sub-account plans against it: a reversal's close alone (flat) is not yet the new
-        position, and a stop placed but not shown is one the next plan does not cancel
-        (``view_waits``). What it still lacks then the account is not planned from until it
-        shows (``unsettled``): the lock goes, so no one waits behind it."""
-        it, expected = p.item, p.expected_pos
-        account, timeout = it.link.broker_account_id, self._settle_timeout
-        deadline = asyncio.get_running_loop().time() + timeout
-        held = None
-        if expected is not None:
-            held = await position_shows(it.broker, account, it.contract, expected, timeout)
-        left = max(0.0, deadline - asyncio.get_running_loop().time())
-        try:
-            orders_shown = await within(
-                lambda: shows_orders(it.broker, account, p.placed, p.cancelled), left
-            )
-        except Exception as exc:  # the view was lost: the next plan finds it unsynced
-            log.info("dispatch.settle_view_lost", sub_account_id=it.link.sub_account_id,
-                     error=str(exc))  # fmt: skip
-            orders_shown = False
-        if held is None and orders_shown and not p.unanswered and p.made_pos == expected:
-            return
-        u = p.unsettled(self.views.now())
-        lacking = lag(it.broker, account, u)
-        if lacking is None:
-            return
-        self.views.note(broker_account(it.link), u)
-        log.warning(
-            "dispatch.settle_timeout",
-            sub_account_id=it.link.sub_account_id,
-            expected=expected,
-            holding=held,
-            orders_shown=orders_shown,
-            lacking=lacking,
-            effect="the account is not planned until its view shows it",
-        )

@@ -1,6 +1,6 @@
 """When a record of what a dispatch sent ends (``engine.unsettled``): pure logic over what a
 live view shows, so the view here is a plain table of positions and orders (the simulator
-cases are in tests/integration/test_view_lags.py)."""
+cases are in tests/integration/test_unsettled_views.py)."""
 
 from __future__ import annotations
 

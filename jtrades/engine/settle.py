@@ -1,0 +1,59 @@
+"""After a dispatch has sent an account's steps: hold its lock until the broker's view shows
+them, bounded, and record what it still lacks then (``unsettled``).
+
+Split from ``dispatch`` (which plans, claims and sends): this is what the next signal on the
+account plans against, and why it may not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from jtrades.engine.account_plans import Prepared, broker_account
+from jtrades.engine.steps import position_shows
+from jtrades.engine.unsettled import UnsettledViews, lag
+from jtrades.engine.view_waits import shows_orders, within
+
+log = structlog.get_logger(__name__)
+
+
+async def settle(p: Prepared, within_s: float, views: UnsettledViews) -> None:
+    """Wait (the caller holding the lock) until the broker's view shows the position the sent
+    steps make and the orders they placed and cancelled, at most ``within_s``, so the next
+    signal on this sub-account plans against it: a reversal's close alone (flat) is not yet
+    the new position, and a stop placed but not shown is one the next plan does not cancel
+    (``view_waits``). What it still lacks then is noted in ``views``, and the account is not
+    planned from its view until it shows: the lock goes, so no one waits behind it."""
+    it, expected = p.item, p.expected_pos
+    account = it.link.broker_account_id
+    deadline = asyncio.get_running_loop().time() + within_s
+    held = None
+    if expected is not None:
+        held = await position_shows(it.broker, account, it.contract, expected, within_s)
+    left = max(0.0, deadline - asyncio.get_running_loop().time())
+    try:
+        orders_shown = await within(
+            lambda: shows_orders(it.broker, account, p.placed, p.cancelled), left
+        )
+    except Exception as exc:  # the view was lost: the next plan finds it unsynced
+        log.info("dispatch.settle_view_lost", sub_account_id=it.link.sub_account_id,
+                 error=str(exc))  # fmt: skip
+        orders_shown = False
+    if held is None and orders_shown and not p.unanswered and p.made_pos == expected:
+        return
+    u = p.unsettled(views.now())
+    lacking = lag(it.broker, account, u)
+    if lacking is None:
+        return
+    views.note(broker_account(it.link), u)
+    log.warning(
+        "dispatch.settle_timeout",
+        sub_account_id=it.link.sub_account_id,
+        expected=expected,
+        holding=held,
+        orders_shown=orders_shown,
+        lacking=lacking,
+        effect="the account is not planned until its view shows it",
+    )
