@@ -120,10 +120,15 @@ class UnsettledViews:
     def now(self) -> float:
         return self._clock()
 
+    def __len__(self) -> int:
+        """How many records are held, of every account."""
+        return sum(len(records) for records in self._lagging.values())
+
     def note(self, key: AccountKey, u: Unsettled) -> None:
         """``u`` is what the view of ``key`` lacked when the settle wait gave up. A record of
         the contract still held (a flatten's liquidation goes whatever the view lacks) is
         kept in it: the view must show both, and the later position is the one to hold."""
+        self._forget_expired(u.noted_at)
         records = self._lagging.setdefault(key, {})
         was = records.get(u.contract.symbol)
         if was is not None:
@@ -139,6 +144,16 @@ class UnsettledViews:
                 u.noted_at,
             )
         records[u.contract.symbol] = u
+
+    def _forget_expired(self, now: float) -> None:
+        """Drop every record past its grace: one is otherwise dropped only when its product is
+        next asked about, and an account that never trades it again kept it for good."""
+        for key, records in list(self._lagging.items()):
+            for symbol, u in list(records.items()):
+                if now - u.noted_at >= GRACE_S:
+                    del records[symbol]
+            if not records:
+                del self._lagging[key]
 
     def hold_up(
         self, key: AccountKey, broker: Broker, account_id: int, root: str | None

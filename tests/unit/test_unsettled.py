@@ -208,3 +208,16 @@ def test_only_the_products_records_hold_its_plan() -> None:
     assert held is not None
     assert "MNQH7: " in held.why
     assert "MESZ6" not in held.why
+
+
+def test_a_record_nobody_asks_about_again_goes_with_the_next_note() -> None:
+    """An account that never trades the product again kept its record for good (each was
+    dropped only when its product was asked about)."""
+    now = [0.0]
+    views = UnsettledViews(clock=lambda: now[0])
+    views.note(KEY, entry(contract=Contract("ESZ6", "ES", Decimal("0.25"), Decimal(50), 11)))
+    views.note(KEY, entry())
+    assert len(views) == 2
+    now[0] = GRACE_S
+    views.note(("demo", 2, 20), entry(at=now[0]))
+    assert len(views) == 1
