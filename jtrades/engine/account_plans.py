@@ -116,15 +116,15 @@ class Prepared:
     def unsettled(self, now: float) -> Unsettled:
         """What its steps did, for the next signal on the account to find in the view."""
         return Unsettled(
-            self.item.link.sub_account_id,
-            self.item.contract,
-            self.made_pos,
-            tuple(self.placed),
-            tuple(self.cancelled),
-            tuple(self.movers),
-            tuple(self.unanswered),
-            self.liquidated,
-            now,
+            sub_account_id=self.item.link.sub_account_id,
+            contract=self.item.contract,
+            made_pos=self.made_pos,
+            placed=tuple(self.placed),
+            cancelled=tuple(self.cancelled),
+            movers=tuple(self.movers),
+            unanswered=tuple(self.unanswered),
+            liquidated=self.liquidated,
+            noted_at=now,
         )
 
     def entry_step(self) -> int | None:

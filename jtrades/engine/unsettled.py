@@ -21,6 +21,7 @@ Memory only: a restart loads every view from a fresh snapshot.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,16 +133,14 @@ class UnsettledViews:
         records = self._lagging.setdefault(key, {})
         was = records.get(u.contract.symbol)
         if was is not None:
-            u = Unsettled(
-                u.sub_account_id,
-                u.contract,
-                u.made_pos if u.made_pos is not None else was.made_pos,
-                (*was.placed, *u.placed),
-                (*was.cancelled, *u.cancelled),
-                (*was.movers, *u.movers),
-                (*was.unanswered, *u.unanswered),
-                was.liquidated or u.liquidated,
-                u.noted_at,
+            u = dataclasses.replace(
+                u,
+                made_pos=u.made_pos if u.made_pos is not None else was.made_pos,
+                placed=(*was.placed, *u.placed),
+                cancelled=(*was.cancelled, *u.cancelled),
+                movers=(*was.movers, *u.movers),
+                unanswered=(*was.unanswered, *u.unanswered),
+                liquidated=was.liquidated or u.liquidated,
             )
         records[u.contract.symbol] = u
 

@@ -191,15 +191,15 @@ async def test_protection_waits_for_a_lagging_view_and_the_record_ends_with_its_
         views.note(
             broker_account(link),
             Unsettled(
-                link.sub_account_id,
-                await w["broker"].find_contract(sim.contract("MNQ").name),
-                None,
-                ((None, "jt-never-shown"),),
-                (),
-                (),
-                (),
-                False,
-                now[0],
+                sub_account_id=link.sub_account_id,
+                contract=await w["broker"].find_contract(sim.contract("MNQ").name),
+                made_pos=None,
+                placed=((None, "jt-never-shown"),),  # an order the view never shows
+                cancelled=(),
+                movers=(),
+                unanswered=(),
+                liquidated=False,
+                noted_at=now[0],
             ),
         )
         assert await engine.reconciler.protect_positions() == 0  # first sighting

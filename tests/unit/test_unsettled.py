@@ -65,15 +65,15 @@ def entry(
     contract: Contract = C,
 ) -> Unsettled:
     return Unsettled(
-        1,
-        contract,
-        made_pos,
-        placed,
-        cancelled,
-        placed if movers is None else movers,
-        unanswered,
-        liquidated,
-        at,
+        sub_account_id=1,
+        contract=contract,
+        made_pos=made_pos,
+        placed=placed,
+        cancelled=cancelled,
+        movers=placed if movers is None else movers,
+        unanswered=unanswered,
+        liquidated=liquidated,
+        noted_at=at,
     )
 
 
