@@ -56,6 +56,9 @@ _IGNORED_FOR = frozenset({"direction", "max_contracts"})
 # recorder counts the strategy's entry whatever its followers chose. Nor a failure at the
 # broker after something went (``ENTRY_REFUSED``): the follower acted, it closed.
 _HELD_BACK = frozenset({"max_contracts", HALTED, NO_POSITION})
+# How many refused traders an accepted row names (``Judged._refusals``); each one's refusal is
+# in its ``detail`` all the same.
+_NAMED_REFUSALS = 5
 # the plans whose entry follows the close of the position held (``_closed``)
 _CLOSES_FIRST = frozenset({str(PositionAction.REVERSE), str(PositionAction.REENTER)})
 
@@ -104,7 +107,8 @@ class Judged:
         judged = _as_sent(accounts)
         verdict = self._settled(judged, bool(reached), was_entry, counters, undo, ttl)
         if verdict == ACCEPTED:
-            return ("accepted", None, self._shortfalls(judged))
+            said = [*self._refusals(), *self._shortfalls(judged)]
+            return ("accepted", None, "; ".join(said) or None)
         return verdict
 
     def _settled(
@@ -168,12 +172,28 @@ class Judged:
             return first.cause, first.why
         return HALTED, self._halted_on([a for a in accounts if _cause(a) == HALTED])
 
-    def _shortfalls(self, accounts: list[AccountResult]) -> str | None:
-        """The reason of an accepted signal some account followed only in part (its plan's
+    def _refusals(self) -> list[str]:
+        """The refusals of the traders a filter refused, on a signal another trader took
+        (else the row is rejected with them): "trader 3: max_signals: …". The row said
+        accepted with no reason, and nothing told why that trader's account stayed flat."""
+        said: list[str] = []
+        bound = self._refused_traders()
+        for t in self.rec.traders:
+            own = self.detail["traders"].get(str(t.id), {})
+            if "filter" in own:
+                said.append(f"trader {t.id}: {own['filter']}: {own['reason']}")
+            elif self.refused is not None and t.id in bound:
+                said.append(f"trader {t.id}: {self.refused.filter}: {self.refused.reason}")
+        if len(said) > _NAMED_REFUSALS:  # a public recorder's many followers: the rest in detail
+            more = len(said) - _NAMED_REFUSALS
+            said[_NAMED_REFUSALS:] = [f"{more} more trader{'s' if more > 1 else ''} refused"]
+        return said
+
+    def _shortfalls(self, accounts: list[AccountResult]) -> list[str]:
+        """What each account that followed an accepted signal only in part says (its plan's
         ``Shortfall``): "closed only: …" or "not traded: …", naming the sub-account when the
-        signal reached more than one. None when every account did what the alert asked. The
-        accounts of a trader a filter refused are left out: that refusal is the trader's, on
-        the row's ``detail``, as it was."""
+        signal reached more than one; nothing when every account did what the alert asked.
+        The accounts of a trader a filter refused are left out: ``_refusals`` names it."""
         refused = self._refused_traders()
         said: list[str] = []
         for a in accounts:
@@ -186,7 +206,7 @@ class Judged:
                 text = f"{link.sub_name if link else f'sub-account {a.sub_account_id}'}: {text}"
             if text not in said:
                 said.append(text)
-        return "; ".join(said) or None
+        return said
 
     def _halted_on(self, accounts: list[AccountResult]) -> str:
         """The kill switch's reason naming the accounts (``halt --account LABEL``) it stopped."""

@@ -328,3 +328,58 @@ async def test_halted_reversal_give_back_survives_a_restart(
     again = await send(engine, pool, rec, sell())
     assert again.verdict == "accepted", again
     assert await net_pos(engine, pool, sub) == -1
+
+
+# --- 5. a trader refused by its own filter while another traded -----------------------------
+
+
+async def test_a_trader_its_own_filter_refused_is_named_while_another_traded(
+    database: Database, engine_factory: Any
+) -> None:
+    """Found by a walkthrough: a trader's own limit (its max signals, its daily loss) refused
+    the entry while another trader of the recorder took it: the row said accepted with no
+    reason, and nothing told why that trader's account stayed flat (rule 9)."""
+    pool = database.pool
+    u = await make_user(pool, "own")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (capped,) = await make_paper_account(pool, u, "own-capped")
+    (free,) = await make_paper_account(pool, u, "own-free")
+    t_capped = await make_trader(pool, u, rec, [(capped, 1)], max_signals=1)
+    await make_trader(pool, u, rec, [(free, 1)])
+    engine = await engine_factory()
+    first = await send(engine, pool, rec, buy())
+    assert (first.verdict, first.reason) == ("accepted", None)
+    await send(engine, pool, rec, close())
+    second = await send(engine, pool, rec, buy())
+    assert second.verdict == "accepted"
+    assert second.orders == 1
+    assert second.reason is not None
+    assert second.reason.startswith(f"trader {t_capped}: max_signals: "), second.reason
+    row = await pool.fetchrow("SELECT reason FROM signals ORDER BY id DESC LIMIT 1")
+    assert row["reason"] == second.reason
+
+
+async def test_an_accepted_row_names_five_refused_traders_and_counts_the_rest(
+    database: Database, engine_factory: Any
+) -> None:
+    """A public recorder's many followers refused by their own limits: the row names five,
+    counts the others (each one's refusal stays in the signal's detail)."""
+    pool = database.pool
+    u = await make_user(pool, "many")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    capped = []
+    for i in range(7):
+        (sub,) = await make_paper_account(pool, u, f"many-{i}")
+        capped.append(await make_trader(pool, u, rec, [(sub, 1)], max_signals=1))
+    (free,) = await make_paper_account(pool, u, "many-free")
+    await make_trader(pool, u, rec, [(free, 1)])
+    engine = await engine_factory()
+    await send(engine, pool, rec, buy())
+    await send(engine, pool, rec, close())
+    second = await send(engine, pool, rec, buy())
+    assert (second.verdict, second.orders) == ("accepted", 1)
+    named = [f"trader {t}: max_signals: " for t in capped[:5]]
+    assert all(n in (second.reason or "") for n in named), second.reason
+    assert f"trader {capped[5]}:" not in (second.reason or ""), second.reason
+    assert (second.reason or "").endswith("; 2 more traders refused"), second.reason
+    assert {str(t) for t in capped} <= set(second.detail["traders"]), second.detail
