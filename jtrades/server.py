@@ -5,7 +5,7 @@ body; the pipeline is ``jtrades.webhook``), ``/healthz``, ``/readyz``, ``/metric
 The access log names the route (``/webhook/{token}``), never the path, so tokens stay out of logs
 (money rule 8). Every POST under ``/webhook`` reaches the webhook code, even to a URL no webhook
 is at (``/webhook/<token>/extra``): every delivery is stored with its verdict, and errors are
-JSON.
+JSON; so is the 405 for another method (a browser's GET), which stores nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from jtrades.metrics import Metrics
 from jtrades.security import SecretBox
 from jtrades.store import status as status_store
 from jtrades.webhook import SignalEngine, Webhooks
-from jtrades.webhook_answers import json_response
+from jtrades.webhook_answers import error_response, json_response
 
 __all__ = ["Metrics", "OAuthCallback", "SignalEngine", "Webhooks", "build_app", "start_http"]
 
@@ -140,19 +140,41 @@ def _page(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=body, content_type="text/html")
 
 
+async def _method_not_allowed(request: web.Request) -> web.Response:
+    """A webhook URL opened with another method (a browser's GET): a JSON refusal as the
+    README promises for every refusal, where aiohttp's was a plain-text 405. Nothing is
+    stored, and the path (it may hold the token) is not repeated."""
+    response = error_response(
+        405,
+        "method_not_allowed",
+        f"{request.method} is not accepted here: a webhook takes alerts sent with POST",
+        None,
+    )
+    response.headers["Allow"] = "POST"
+    return response
+
+
+def _webhook_route(app: web.Application, path: str, hooks: Webhooks) -> None:
+    """POST ``path`` to the webhook, any other method to the JSON 405. The catch-all is the
+    resource's second route, tried only once POST did not match: the alerts' path is as it was.
+    The access log still names the route (``/webhook/{token}``), never the path."""
+    app.router.add_post(path, hooks.handle)
+    app.router.add_route("*", path, _method_not_allowed)
+
+
 def build_app(hooks: Webhooks, oauth: OAuthCallback | None = None) -> web.Application:
     """The aiohttp application; the body limit is enforced by ``Webhooks`` while streaming."""
     app = web.Application(client_max_size=hooks.max_body + 1)
     app[WEBHOOKS] = hooks
     if oauth is not None:
         app.router.add_get("/oauth/callback", oauth.handle)
-    app.router.add_post("/webhook/{token}", hooks.handle)
-    app.router.add_post("/webhook/{token}/", hooks.handle)  # a URL pasted with a trailing slash
-    app.router.add_post("/webhook", hooks.handle)
-    app.router.add_post("/webhook/", hooks.handle)  # the same, token in the body
+    _webhook_route(app, "/webhook/{token}", hooks)
+    _webhook_route(app, "/webhook/{token}/", hooks)  # a URL pasted with a trailing slash
+    _webhook_route(app, "/webhook", hooks)
+    _webhook_route(app, "/webhook/", hooks)  # the same, token in the body
     # Any other /webhook/… URL: the webhook code answers (a JSON 404 and a stored row), not
     # aiohttp's text 404, which would store nothing; TradingView does not re-send a 4xx.
-    app.router.add_post("/webhook/{stray:.+}", hooks.handle)
+    _webhook_route(app, "/webhook/{stray:.+}", hooks)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)

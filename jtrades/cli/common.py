@@ -246,6 +246,28 @@ def emit_zoned(
     emit(json_mode, data, title, columns, cells, empty=empty)
 
 
+_CENT = Decimal("0.01")
+
+
+def money(value: Decimal | float | None) -> str | None:
+    """Dollars as a table shows them: always two decimals (the database keeps what each source
+    wrote, ``27.000`` next to ``24.0``, and the P&L column read as if of different precisions).
+    ``--json`` keeps the exact stored value."""
+    if value is None:
+        return None
+    text = f"{Decimal(str(value)).quantize(_CENT):f}"
+    return "0.00" if text == "-0.00" else text
+
+
+def price(value: Decimal | float | None) -> str | None:
+    """A price as a table shows it: its shortest exact form (``21500.0`` and ``21500`` are the
+    same price, printed once one way), never in exponent notation (``2.15E+4``)."""
+    if value is None:
+        return None
+    text = f"{Decimal(str(value)).normalize():f}"
+    return "0" if text == "-0" else text
+
+
 def cell(value: Any) -> str:
     if value is None:
         return "—"

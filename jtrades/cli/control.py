@@ -33,7 +33,9 @@ from jtrades.cli.common import (
     utc_clock,
     zoned,
 )
+from jtrades.cli.listings import POSITION_COLUMNS, position_cells
 from jtrades.db import Database
+from jtrades.store import accounts as account_store
 from jtrades.store import audit
 from jtrades.store import flatten as flatten_store
 from jtrades.store import status as status_store
@@ -240,6 +242,7 @@ def status(
             "halt_flag": flag,
             "halted_accounts": await status_store.halted_accounts(db.pool),
             "positions": await status_store.open_positions(db.pool),
+            "labels": {a.id: a.label for a in await account_store.list_accounts(db.pool)},
             "database": db.url_for_display,
         }
 
@@ -300,13 +303,12 @@ def status(
     rows.append(("database", data["database"]))
     print_table("daemon", ["", ""], rows)
     if daemon["sessions"] or daemon["failed_sessions"]:
-        opened = [
-            (s.get("account_id"), s.get("env"), _session_state(s)) for s in daemon["sessions"]
-        ]
+        labels: dict[int, str] = data["labels"]
+        opened = [(_label(s, labels), s.get("env"), _session_state(s)) for s in daemon["sessions"]]
         failed = [
-            (f.get("account_id"), f.get("env"), _failed_state(f)) for f in daemon["failed_sessions"]
+            (_label(f, labels), f.get("env"), _failed_state(f)) for f in daemon["failed_sessions"]
         ]
-        emit(False, None, "broker sessions", ["account id", "env", "state"], opened + failed)
+        emit(False, None, "broker sessions", ["account", "env", "state"], opened + failed)
     if data["positions"]:
         positions.print()
     else:
@@ -377,15 +379,22 @@ class _Positions:
 
 def _positions(positions: list[status_store.OpenPosition]) -> _Positions:
     data = [asdict(p) for p in positions]
-    keys = ["user_name", "account", "sub_account", "symbol", "net_pos", "net_price", "updated_at"]
     title, columns, cells = zoned(
         data,
         "open positions",
-        ["user", "account", "sub", "symbol", "net", "avg price", "updated"],
-        [[r[k] for k in keys] for r in data],
+        POSITION_COLUMNS,
+        position_cells(data),
         times=["updated_at"],
     )
     return _Positions(data, title, columns, cells)
+
+
+def _label(session: dict[str, Any], labels: dict[int, str]) -> str:
+    """The account a heartbeat's session is of, by the label its user gave it (the heartbeat
+    names it by ``accounts.id``, which no command takes); one removed since: its old id."""
+    account_id = session.get("account_id")
+    label = labels.get(account_id) if isinstance(account_id, int) else None
+    return label or session.get("account") or f"#{account_id} (removed)"
 
 
 def _failed_state(failure: dict[str, Any]) -> str:

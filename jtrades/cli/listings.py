@@ -21,7 +21,16 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from jtrades.cli.common import JsonOpt, emit_zoned, fail, operator_zone, owner_zone, run
+from jtrades.cli.common import (
+    JsonOpt,
+    emit_zoned,
+    fail,
+    money,
+    operator_zone,
+    owner_zone,
+    price,
+    run,
+)
 from jtrades.db import Database
 from jtrades.errors import InvalidInput
 from jtrades.store import Executor, listings
@@ -309,10 +318,27 @@ def orders_list(
         rows,
         "orders",
         cols,
-        [[r[k] for k in keys] for r in rows],
+        [[price(r[k]) if k in _PRICES else r[k] for k in keys] for r in rows],
         times=["updated_at" if broker else "created_at"],
         empty="no orders",
     )
+
+
+# The columns a table shows as prices (``price``: shortest exact form); ``--json`` keeps each
+# value as stored.
+_PRICES = frozenset({"price", "stop_price", "net_price"})
+
+POSITION_COLUMNS = ["user", "account", "sub", "symbol", "net", "avg price", "updated"]
+_POSITION_KEYS = ["user_name", "account", "sub_account", "symbol", "net_pos", "net_price"]
+
+
+def position_cells(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """Open positions as ``positions list`` and ``status`` show them: the average price in its
+    shortest form (``21500`` for a stored ``21500.0``)."""
+    return [
+        [*(price(r[k]) if k in _PRICES else r[k] for k in _POSITION_KEYS), r["updated_at"]]
+        for r in rows
+    ]
 
 
 @positions_app.command("list")
@@ -333,13 +359,12 @@ def positions_list(
         )
 
     rows = run(go)
-    keys = ["user_name", "account", "sub_account", "symbol", "net_pos", "net_price", "updated_at"]
     emit_zoned(
         json,
         rows,
         "positions",
-        ["user", "account", "sub", "symbol", "net", "avg price", "updated"],
-        [[r[k] for k in keys] for r in rows],
+        POSITION_COLUMNS,
+        position_cells(rows),
         times=["updated_at"],
         empty="no open positions",
     )
@@ -368,13 +393,20 @@ def trades_list(
     rows, after = run(go)
     check_since_zone(after, rows, since)
     keys = ["id", "closed_at", "user_name", "account", "sub_account", "symbol", "side", "qty"]
-    keys += ["entry_price", "exit_price", "pnl"]
     emit_zoned(
         json,
         rows,
         "trades",
         ["id", "closed", "user", "account", "sub", "symbol", "side", "qty", "entry", "exit", "P&L"],
-        [[r[k] for k in keys] for r in rows],
+        [
+            [
+                *(r[k] for k in keys),
+                price(r["entry_price"]),
+                price(r["exit_price"]),
+                money(r["pnl"]),
+            ]
+            for r in rows
+        ],
         times=["closed_at", "opened_at"],
         empty="no trades",
     )

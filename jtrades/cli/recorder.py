@@ -28,6 +28,7 @@ from jtrades.cli.common import (
 from jtrades.cli.risk_options import RiskInput, describe, risk_options, settings_for_recorder
 from jtrades.cli.risk_options import settings_values as values_of
 from jtrades.db import Database
+from jtrades.engine.instruments import PRODUCTS, root_of
 from jtrades.errors import InvalidInput
 from jtrades.security import hash_token, new_webhook_token
 from jtrades.store import recorders as store
@@ -80,6 +81,19 @@ def _check_symbol(symbol: str) -> str:
             f"--symbol {symbol!r}: expected a ticker like MNQ1!, MNQZ6 or CME_MINI:MNQ1!"
         )
     return s
+
+
+def warn_unknown_product(symbol: str) -> None:
+    """A symbol of no built-in product is kept (Tradovate may list it: MBT), but said on stderr:
+    a paper account cannot trade it (no tick size nor point value to fill it with), and a
+    Tradovate account only if the broker knows it. Accepted silently, the first alert said so."""
+    root = root_of(symbol)
+    if root is not None and root in PRODUCTS:
+        return
+    err.print(
+        f"warning: {root or symbol} is not a built-in product: paper accounts cannot trade it,"
+        " and Tradovate must know it"
+    )
 
 
 def webhook_url(token: str) -> str:
@@ -166,6 +180,7 @@ def create_cmd(
         return rec, token
 
     rec, token = run(go)
+    warn_unknown_product(rec.symbol)
     _print_token(json, rec, token, f"recorder {rec.name!r} created for {rec.user_name}")
 
 
@@ -239,7 +254,8 @@ def edit_cmd(
     Example: jtrades recorder edit nq-trend --tp 20:1,40:1,60 --size 3 --window 08:30-15:00
     """
 
-    async def go(db: Database) -> Recorder:
+    async def go(db: Database) -> tuple[Recorder, str]:
+        """The recorder as updated, and the symbol it had (a new one may warrant a warning)."""
         if not risk.given() and symbol is None:
             raise InvalidInput("nothing to change: give at least one risk option or --symbol")
         async with transaction(db) as conn:
@@ -247,9 +263,14 @@ def edit_cmd(
             new = settings_for_recorder(risk, rec.settings)
             await trader_store.check_followers(conn, rec.id, new)
             sym = _check_symbol(symbol) if symbol is not None else rec.symbol
-            return await store.update_settings(conn, rec, symbol=sym, settings=new, actor=actor())
+            updated = await store.update_settings(
+                conn, rec, symbol=sym, settings=new, actor=actor()
+            )
+            return updated, rec.symbol
 
-    rec = run(go)
+    rec, before = run(go)
+    if symbol is not None and rec.symbol != before:
+        warn_unknown_product(rec.symbol)
     done(json, f"recorder {rec.name!r} updated", {"recorder": recorder_json(rec)})
 
 
