@@ -273,7 +273,8 @@ _WHY_WIDTH = 240
 def _why(r: signal_store.SignalRow) -> str | None:
     if r.duplicate_of is not None:
         return f"duplicate of {r.duplicate_of}"
-    if r.filter and r.reason:
+    if r.filter and r.reason and not r.reason.startswith(r.filter):
+        # the filter's name, unless its reason opens with it ("cooldown: cooldown 60s: …")
         return _short(f"{r.filter}: {r.reason}", _WHY_WIDTH)
     return _short(r.reason or r.filter, _WHY_WIDTH)
 

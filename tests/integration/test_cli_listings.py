@@ -183,6 +183,30 @@ async def test_signals_list_says_verdict_and_why(
     assert "invalid (400)" in str(table)
 
 
+async def test_a_reason_that_opens_with_its_filter_is_not_prefixed_twice(
+    seeded: dict[str, int], pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    """The cooldown's reason opens with its name: the table read "cooldown: cooldown 60s: …"
+    (found by a README walkthrough)."""
+    claim = await _claim(
+        pool,
+        recorder_id=seeded["nq-scalp"],
+        idem_key="id:cool",
+        received_at=NOW,
+        remote_addr=None,
+        content_type="text/plain",
+        raw_body=b"buy",
+        signal=Signal(Action.BUY),
+    )
+    why = "cooldown 60s: 44s left since the last entry"
+    await signal_store.set_outcome(
+        pool, claim.signal_id, verdict="rejected", filter="cooldown", reason=why
+    )
+    table = str(await cli(db_url, data_dir, "signals", "list"))
+    assert why in table
+    assert "cooldown: cooldown" not in table
+
+
 async def test_stored_text_is_shown_as_stored_not_read_as_markup(
     pool: asyncpg.Pool, seeded: dict[str, int], db_url: str, data_dir: Path
 ) -> None:
