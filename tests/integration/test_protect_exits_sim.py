@@ -82,19 +82,23 @@ async def _view_orders(w: dict[str, Any], count: int) -> None:
     await wait_for(seen, f"the live view shows {count} working orders")
 
 
+async def take_profits_only_then_a_stop_loss(pool: Any, engine: Engine, w: dict[str, Any]) -> None:
+    """Long 2 with the strategy's two take-profits and no stop, then the trader given a stop
+    loss: a position protection owes a stop (the world of ``_sim_world(size=2, tp=TP_LADDER)``)."""
+    out = await send(engine, pool, w["rec"], buy("21500"))
+    assert out.orders == 1
+    await _view_net(w, 2)
+    await _view_orders(w, 2)  # the strategy's two take-profits, no stop
+    await pool.execute("UPDATE traders SET sl = 40, updated_at = now() WHERE id=$1", w["trader"])
+    await engine.config.refresh()
+
+
 async def test_tp_legs_without_a_stop_end_flat_at_the_simulator(
     database: Database, settings: Settings
 ) -> None:
     pool = database.pool
     async with _sim_world(database, settings, size=2, tp=TP_LADDER) as (sim, engine, w):
-        out = await send(engine, pool, w["rec"], buy("21500"))
-        assert out.orders == 1
-        await _view_net(w, 2)
-        await _view_orders(w, 2)  # the strategy's two take-profits, no stop
-        await pool.execute(
-            "UPDATE traders SET sl = 40, updated_at = now() WHERE id=$1", w["trader"]
-        )
-        await engine.config.refresh()
+        await take_profits_only_then_a_stop_loss(pool, engine, w)
         assert await engine.reconciler.protect_positions() == 0
         assert await engine.reconciler.protect_positions() == 1
 

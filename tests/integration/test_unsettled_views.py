@@ -24,7 +24,7 @@ from tests.integration.test_protect_exits_sim import (
     _net,
     _sim_world,
     _view_net,
-    _view_orders,
+    take_profits_only_then_a_stop_loss,
 )
 
 # later than the settle wait (2 s), with room for a busy machine between the two
@@ -177,14 +177,7 @@ async def test_protection_waits_for_a_lagging_view_and_the_record_ends_with_its_
     dropped after ``GRACE_S``, and the account is read as the view has it."""
     pool = database.pool
     async with _sim_world(database, settings, size=2, tp=TP_LADDER) as (sim, engine, w):
-        out = await send(engine, pool, w["rec"], buy("21500"))
-        assert out.orders == 1
-        await _view_net(w, 2)
-        await _view_orders(w, 2)  # the strategy's two take-profits, no stop
-        await pool.execute(
-            "UPDATE traders SET sl = 40, updated_at = now() WHERE id=$1", w["trader"]
-        )
-        await engine.config.refresh()
+        await take_profits_only_then_a_stop_loss(pool, engine, w)
         now = [1000.0]
         engine.dispatcher.views = views = UnsettledViews(clock=lambda: now[0])
         link = next(iter(engine.config.snapshot.subs.values()))
