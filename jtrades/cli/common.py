@@ -14,7 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
 from functools import cache
 from pathlib import Path
@@ -255,7 +255,8 @@ def money(value: Decimal | float | None) -> str | None:
     ``--json`` keeps the exact stored value."""
     if value is None:
         return None
-    text = f"{Decimal(str(value)).quantize(_CENT):f}"
+    # half up, as a statement rounds cents: half-even showed a ZN tick's $15.625 as 15.62
+    text = f"{Decimal(str(value)).quantize(_CENT, ROUND_HALF_UP):f}"
     return "0.00" if text == "-0.00" else text
 
 

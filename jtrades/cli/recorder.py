@@ -76,9 +76,11 @@ def _check_name(name: str) -> str:
 
 def _check_symbol(symbol: str) -> str:
     s = symbol.strip().upper()
-    if not _SYMBOL.match(s):
+    # a futures symbol, as the daemon reads one (``split_symbol``): BTCUSD or AAPL passed the
+    # pattern, and every alert of the recorder was then refused as no futures symbol
+    if not _SYMBOL.match(s) or root_of(s) is None:
         raise InvalidInput(
-            f"--symbol {symbol!r}: expected a ticker like MNQ1!, MNQZ6 or CME_MINI:MNQ1!"
+            f"--symbol {symbol!r}: expected a futures ticker like MNQ1!, MNQZ6 or CME_MINI:MNQ1!"
         )
     return s
 
@@ -88,10 +90,10 @@ def warn_unknown_product(symbol: str) -> None:
     a paper account cannot trade it (no tick size nor point value to fill it with), and a
     Tradovate account only if the broker knows it. Accepted silently, the first alert said so."""
     root = root_of(symbol)
-    if root is not None and root in PRODUCTS:
+    if root is None or root in PRODUCTS:  # None: refused by ``_check_symbol``
         return
     err.print(
-        f"warning: {root or symbol} is not a built-in product: paper accounts cannot trade it,"
+        f"warning: {root} is not a built-in product: paper accounts cannot trade it,"
         " and Tradovate must know it"
     )
 

@@ -35,6 +35,7 @@ from typing import Any
 from jtrades.engine.config_cache import LinkConfig, RecorderConfig
 from jtrades.engine.counters import Kind, SessionCounters, Undo
 from jtrades.engine.dispatch import AccountResult
+from jtrades.engine.fanout import inert
 from jtrades.engine.filters import Rejection, reads_own_way
 from jtrades.engine.plan_context import NO_POSITION, PositionAction
 from jtrades.engine.send import UNAVAILABLE
@@ -107,7 +108,7 @@ class Judged:
         judged = _as_sent(accounts)
         verdict = self._settled(judged, bool(reached), was_entry, counters, undo, ttl)
         if verdict == ACCEPTED:
-            said = [*self._refusals(), *self._shortfalls(judged)]
+            said = [*self._refusals(judged), *self._shortfalls(judged)]
             return ("accepted", None, "; ".join(said) or None)
         return verdict
 
@@ -160,7 +161,8 @@ class Judged:
         if accounts and all(a.trader_id in refused or _limited(a) for a in accounts):
             return ("rejected", *(self._first() or self._limit(accounts)))
         if stuck and was_entry:  # accepted by every filter, and no follower could act on it
-            return ("accepted", None, f"not traded: {self._why_not(accounts)}")
+            said = [*self._refusals(accounts), f"not traded: {self._why_not(accounts)}"]
+            return ("accepted", None, "; ".join(said))
         return verdict
 
     def _limit(self, accounts: list[AccountResult]) -> tuple[str, str]:
@@ -172,21 +174,38 @@ class Judged:
             return first.cause, first.why
         return HALTED, self._halted_on([a for a in accounts if _cause(a) == HALTED])
 
-    def _refusals(self) -> list[str]:
+    def _refusals(self, accounts: list[AccountResult]) -> list[str]:
         """The refusals of the traders a filter refused, on a signal another trader took
-        (else the row is rejected with them): "trader 3: max_signals: …". The row said
-        accepted with no reason, and nothing told why that trader's account stayed flat."""
+        (else the row is rejected with them): "trader 3: max_signals: …", "closed only: …"
+        when its account closed all the same (a reversal's refused entry). The row said
+        accepted with no reason, and nothing told why that trader's account stayed flat.
+        Only the recorder owner's traders are named: the row's reason is the webhook's answer
+        too, which the token's holder reads, and another user's refusal says that user's P&L
+        and limits; those are counted (each in the signal's ``detail``). A switched-off
+        trader refused nothing: it trades nothing at all (``fanout.inert``)."""
         said: list[str] = []
+        others = 0
         bound = self._refused_traders()
         for t in self.rec.traders:
             own = self.detail["traders"].get(str(t.id), {})
             if "filter" in own:
-                said.append(f"trader {t.id}: {own['filter']}: {own['reason']}")
+                if inert(Rejection(own["filter"], own["reason"])):
+                    continue
+                why = f"{own['filter']}: {own['reason']}"
             elif self.refused is not None and t.id in bound:
-                said.append(f"trader {t.id}: {self.refused.filter}: {self.refused.reason}")
-        if len(said) > _NAMED_REFUSALS:  # a public recorder's many followers: the rest in detail
+                why = f"{self.refused.filter}: {self.refused.reason}"
+            else:
+                continue
+            if t.user_id != self.rec.user_id:
+                others += 1
+                continue
+            closed = any(a.trader_id == t.id and _went(a) and _closed(a) for a in accounts)
+            said.append(f"trader {t.id}: {'closed only: ' if closed else ''}{why}")
+        if len(said) > _NAMED_REFUSALS:
             more = len(said) - _NAMED_REFUSALS
             said[_NAMED_REFUSALS:] = [f"{more} more trader{'s' if more > 1 else ''} refused"]
+        if others:
+            said.append(f"{others} trader{'s' if others > 1 else ''} of other users refused")
         return said
 
     def _shortfalls(self, accounts: list[AccountResult]) -> list[str]:

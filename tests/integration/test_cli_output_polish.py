@@ -133,3 +133,18 @@ async def test_a_symbol_of_no_built_in_product_is_kept_with_a_warning(
         )
         assert r.exit_code == 0, r.stderr
         assert "warning" not in r.stderr, known
+
+
+async def test_a_symbol_that_is_no_futures_symbol_is_refused(
+    pool: asyncpg.Pool, db_url: str, data_dir: Path
+) -> None:
+    """``BTCUSD`` or ``AAPL`` passed the ticker pattern and got the "Tradovate must know it"
+    warning, but every alert of such a recorder is refused as no futures symbol (review)."""
+    await seed(pool)
+    for symbol in ("BTCUSD", "AAPL", "MNQ!"):
+        args = ["recorder", "create", "x", "--user", "alice", "--symbol", symbol]
+        r = await ainvoke(args, db_url=db_url, data_dir=data_dir)
+        assert r.exit_code == 1, (symbol, r.stdout, r.stderr)
+        assert "expected a futures ticker like MNQ1!" in r.stderr, r.stderr
+        assert "Tradovate must know it" not in r.stderr
+    assert await pool.fetchval("SELECT count(*) FROM recorders WHERE name = 'x'") == 0

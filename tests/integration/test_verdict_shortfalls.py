@@ -48,6 +48,7 @@ from tests.integration.test_engine import (
     sell,
     send,
     store_signal,
+    wait_for,
 )
 from tests.integration.test_engine import (
     engine_factory as engine_factory,  # the fixture
@@ -383,3 +384,103 @@ async def test_an_accepted_row_names_five_refused_traders_and_counts_the_rest(
     assert f"trader {capped[5]}:" not in (second.reason or ""), second.reason
     assert (second.reason or "").endswith("; 2 more traders refused"), second.reason
     assert {str(t) for t in capped} <= set(second.detail["traders"]), second.detail
+
+
+# --- 6. what the named refusals may say: the reason is the webhook's answer too ---------------
+# (a review of the first version of ``Judged._refusals``)
+
+
+async def test_accepted_row_of_a_public_recorder_does_not_carry_a_followers_pnl(
+    database: Database, engine_factory: Any
+) -> None:
+    """Alice's public recorder, Bob follows it with his own --max-daily-loss. After a losing
+    trade, alice's next buy is accepted (her trader takes it) and Bob's trader is refused:
+    the row reason, which is also the webhook's answer to the token holder (alice), now
+    quotes Bob's P&L and his limit."""
+    pool = database.pool
+    alice, bob = await make_user(pool, "alice"), await make_user(pool, "bob")
+    rec = await make_recorder(pool, alice, "pub", size=1, is_private=False)
+    (a_sub,) = await make_paper_account(pool, alice, "alice-paper")
+    (b_sub,) = await make_paper_account(pool, bob, "bob-paper")
+    await make_trader(pool, alice, rec, [(a_sub, 1)])
+    t_bob = await make_trader(pool, bob, rec, [(b_sub, 5)], max_daily_loss=Decimal(100))
+    engine = await engine_factory()
+    await send(engine, pool, rec, buy("21500"))
+    await send(engine, pool, rec, close("21480"))
+
+    async def mirrored() -> bool:
+        return int(await pool.fetchval("SELECT count(*) FROM trades")) == 2
+
+    await wait_for(mirrored, "both losing trades mirrored")
+    out = await send(engine, pool, rec, buy("21480"))
+    assert out.verdict == "accepted", out
+    assert await net_pos(engine, pool, a_sub) == 1
+    assert await net_pos(engine, pool, b_sub) == 0
+    reason = out.reason or ""
+    assert f"trader {t_bob}" not in reason, f"alice's answer names bob's trader: {reason!r}"
+    assert "USD" not in reason, f"alice's accepted answer quotes bob's daily P&L: {reason!r}"
+    assert reason == "1 trader of other users refused", reason
+
+
+async def test_accepted_row_does_not_say_another_users_account_is_not_approved(
+    database: Database, engine_factory: Any
+) -> None:
+    pool = database.pool
+    alice = await make_user(pool, "alice")
+    bob = await make_user(pool, "bob")
+    rec = await make_recorder(pool, alice, "pub", size=1, is_private=False)
+    (a_sub,) = await make_paper_account(pool, alice, "alice-paper")
+    (b_sub,) = await make_paper_account(pool, bob, "bob-paper")
+    await make_trader(pool, alice, rec, [(a_sub, 1)])
+    t_bob = await make_trader(pool, bob, rec, [(b_sub, 1)])
+    await pool.execute("UPDATE users SET status = 'disabled' WHERE id = $1", bob)
+    engine = await engine_factory()
+    out = await send(engine, pool, rec, buy("21500"))
+    assert out.verdict == "accepted", out
+    assert f"trader {t_bob}" not in (out.reason or ""), (
+        f"alice's accepted answer names bob's account state: {out.reason!r}"
+    )
+
+
+async def test_a_close_names_a_switched_off_trader_on_every_row(
+    database: Database, engine_factory: Any
+) -> None:
+    """A trader switched off (the default of ``trader create``) is named on every accepted
+    signal of the recorder, closes included: no filter refused anything."""
+    pool = database.pool
+    u = await make_user(pool, "own")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (s1,) = await make_paper_account(pool, u, "own-1")
+    (s2,) = await make_paper_account(pool, u, "own-2")
+    await make_trader(pool, u, rec, [(s1, 1)])
+    t_off = await make_trader(pool, u, rec, [(s2, 1)], enabled=False)
+    engine = await engine_factory()
+    await send(engine, pool, rec, buy("21500"))
+    out = await send(engine, pool, rec, close("21501"))
+    assert out.verdict == "accepted", out
+    assert out.reason is None, f"a plain close's row: {out.reason!r} (trader {t_off} is off)"
+
+
+async def test_an_entry_only_refusal_whose_close_went_says_it_closed(
+    database: Database, engine_factory: Any
+) -> None:
+    """Trader 1's own cooldown refuses the sell's entry; its long is closed (the reversal's
+    close half). Trader 2 reverses. The row names trader 1's cooldown as if its account had
+    stayed as it was: nothing says it closed (a non-refused account that only closed says
+    "closed only: …")."""
+    pool = database.pool
+    u = await make_user(pool, "cd")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (s1,) = await make_paper_account(pool, u, "cd-1")
+    (s2,) = await make_paper_account(pool, u, "cd-2")
+    t1 = await make_trader(pool, u, rec, [(s1, 1)], cooldown_s=3600)
+    await make_trader(pool, u, rec, [(s2, 1)])
+    engine = await engine_factory()
+    first = await send(engine, pool, rec, buy("21500"))
+    assert first.verdict == "accepted"
+    out = await send(engine, pool, rec, sell("21500"))
+    assert out.verdict == "accepted", out
+    assert await net_pos(engine, pool, s1) == 0  # closed
+    assert await net_pos(engine, pool, s2) == -1  # reversed
+    reason = out.reason or ""
+    assert reason.startswith(f"trader {t1}: closed only: cooldown: "), reason
