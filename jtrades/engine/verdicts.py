@@ -169,7 +169,12 @@ class Judged:
         """The (filter, reason) of an entry every account left out for a limit of its own
         (none refused by a filter): the first account's; for the kill switch, every halted
         account named (a global halt's reason names none: this one is one account's)."""
-        first = next(a.short for a in accounts if a.short is not None and _limited(a))
+        limited = [a for a in accounts if a.short is not None and _limited(a)]
+        mine = [a for a in limited if self._owners(a.trader_id)]
+        if not mine:  # another user's limits are theirs: named, not told (``_owners``)
+            cause = _cause(limited[0]) or "limit"
+            return cause, f"the accounts of other users are at a limit of their own ({cause})"
+        first = next(a.short for a in mine if a.short is not None)
         if first.cause != HALTED:
             return first.cause, first.why
         return HALTED, self._halted_on([a for a in accounts if _cause(a) == HALTED])
@@ -196,7 +201,7 @@ class Judged:
                 why = f"{self.refused.filter}: {self.refused.reason}"
             else:
                 continue
-            if t.user_id != self.rec.user_id:
+            if not self._owners(t.id):
                 others += 1
                 continue
             closed = any(a.trader_id == t.id and _went(a) and _closed(a) for a in accounts)
@@ -215,8 +220,12 @@ class Judged:
         The accounts of a trader a filter refused are left out: ``_refusals`` names it."""
         refused = self._refused_traders()
         said: list[str] = []
+        others = 0
         for a in accounts:
             if a.short is None or a.trader_id in refused:
+                continue
+            if not self._owners(a.trader_id):
+                others += 1
                 continue
             why = self._halted_on([a]) if a.short.cause == HALTED else a.short.why
             text = f"{'closed only' if _closed(a) else 'not traded'}: {why}"
@@ -225,13 +234,20 @@ class Judged:
                 text = f"{link.sub_name if link else f'sub-account {a.sub_account_id}'}: {text}"
             if text not in said:
                 said.append(text)
+        if others:
+            plural = "s" if others > 1 else ""
+            said.append(f"{others} account{plural} of other users did less than asked")
         return said
 
     def _halted_on(self, accounts: list[AccountResult]) -> str:
         """The kill switch's reason naming the accounts (``halt --account LABEL``) it stopped."""
-        links = [(a.sub_account_id, self._link(a.sub_account_id)) for a in accounts]
+        mine = [a for a in accounts if self._owners(a.trader_id)]
+        links = [(a.sub_account_id, self._link(a.sub_account_id)) for a in mine]
         named = (link.label if link else f"(sub-account {sub})" for sub, link in links)
         labels = list(dict.fromkeys(named))
+        others = len({a.sub_account_id for a in accounts if a not in mine})
+        if others:  # halted by their users: counted, not named (``_owners``)
+            labels.append(f"{others} account{'s' if others > 1 else ''} of other users")
         which = f"account {labels[0]}" if len(labels) == 1 else f"accounts {', '.join(labels)}"
         return f"trading is halted on {which} (kill switch); only closes pass"
 
@@ -250,13 +266,20 @@ class Judged:
         listed with it verbatim; a trader's own refusals are not (their reason names the
         trader, and ``check_entry``'s never is a direction)."""
         mine = (self.refused.filter, self.refused.reason) if self.refused is not None else None
-        if self.own_way:
-            for r in self.rejections:
-                if r != mine:
-                    return r
+        candidates = [r for r in self.rejections if r != mine] if self.own_way else []
         if mine is not None:
-            return mine
-        return self.rejections[0] if self.rejections else None
+            candidates.append(mine)
+        else:
+            candidates.extend(self.rejections)
+        if not candidates:
+            return None
+        for r in candidates:
+            if r == mine or self._told(r[1]):
+                return r
+        # every one another user's: the filter, not what it said of them (``_owners``)
+        n = sum(1 for t in self.rec.traders if not self._owners(t.id))
+        which = f"{n} trader{'s' if n > 1 else ''} of other users"
+        return candidates[0][0], f"refused for {which} ({candidates[0][0]})"
 
     def _refused_traders(self) -> set[int]:
         """Traders refused by a filter: their own, or one of the recorder's said of their own
@@ -271,13 +294,35 @@ class Judged:
     def _why_not(self, accounts: list[AccountResult]) -> str:
         """Why no follower could act: the first account's, else the first sub-account the
         fan-out left out (its contract not found), else no sub-account at all."""
-        if accounts:
-            return accounts[0].reason
-        for per_trader in self.detail["traders"].values():
+        mine = [a for a in accounts if self._owners(a.trader_id)]
+        if mine:
+            return mine[0].reason
+        if accounts:  # another user's account: its broker's words are that user's
+            return "no account of a follower could trade it"
+        for tid, per_trader in self.detail["traders"].items():
+            if not self._owners(int(tid)):
+                continue
             for key, why in per_trader.items():
                 if key not in ("filter", "reason"):
                     return str(why).removeprefix("not traded: ")
+        if any(self.detail["traders"].values()):
+            return "no sub-account of a follower could trade it"
         return "its followers link no sub-account that could trade it"
+
+    def _owners(self, trader_id: int | None) -> bool:
+        """Whether ``trader_id`` is a trader of the recorder's owner: what a row may say of it.
+        The reason is the webhook's answer too, read by whoever holds the token, and another
+        user's refusal or shortfall tells that user's P&L, limits, halted logins and account
+        names: those are counted or said in general words (each in the signal's ``detail``)."""
+        return any(t.id == trader_id and t.user_id == self.rec.user_id for t in self.rec.traders)
+
+    def _told(self, text: str) -> bool:
+        """Whether a refusal's words (a trader's are "trader N: …", ``fanout``) may be said:
+        the recorder's own, or one of its owner's traders'."""
+        for t in self.rec.traders:
+            if text.startswith(f"trader {t.id}: "):
+                return t.user_id == self.rec.user_id
+        return True
 
 
 def _as_sent(accounts: list[AccountResult]) -> list[AccountResult]:
