@@ -83,7 +83,7 @@ class Judged:
         stored with the refusal all the same."""
         if len(self.rejections) != len(self.rec.traders):
             return ACCEPTED
-        first = self._first()
+        first = self._first() or self._refused_elsewhere()
         return ("rejected", *first) if first is not None else ACCEPTED
 
     def settle(
@@ -145,11 +145,13 @@ class Judged:
         if turned_down:  # the row said accepted, 0 orders: a refused close read as a flat one
             # before the TTL: the steps after a refused one are written expired (a reversal's
             # entry after its refused close), and the row named the TTL, not the refusal
-            why = next((m for a in turned_down for m in a.messages), "no reason given")
+            said = [m for a in turned_down if self._owners(a.trader_id) for m in a.messages]
+            why = said[0] if said else self._elsewhere(turned_down, "no reason given")
             return ("rejected", "broker", f"the broker refused its orders: {why}")
         if unavailable:  # before the TTL: the row blamed the TTL for a penalty ticket
-            said = [m for a in unavailable for m in a.messages]
-            why = next((m for m in said if UNAVAILABLE in m), said[0] if said else "no reason")
+            said = [m for a in unavailable if self._owners(a.trader_id) for m in a.messages]
+            told = next((m for m in said if UNAVAILABLE in m), said[0] if said else None)
+            why = told or self._elsewhere(unavailable, "no reason")
             return ("rejected", "broker", f"the broker did not take its orders: {why}")
         if expired:
             why = f"its orders waited past the {ttl:g}s signal TTL and were not sent: not traded"
@@ -159,7 +161,8 @@ class Judged:
         # trader refused) missed it, and the row said accepted with no reason
         refused = self._refused_traders()
         if accounts and all(a.trader_id in refused or _limited(a) for a in accounts):
-            return ("rejected", *(self._first() or self._limit(accounts)))
+            named = self._first() or self._limit_own(accounts) or self._refused_elsewhere()
+            return ("rejected", *(named or self._limit(accounts)))
         if stuck and was_entry:  # accepted by every filter, and no follower could act on it
             said = [*self._refusals(accounts), f"not traded: {self._why_not(accounts)}"]
             return ("accepted", None, "; ".join(said))
@@ -169,12 +172,21 @@ class Judged:
         """The (filter, reason) of an entry every account left out for a limit of its own
         (none refused by a filter): the first account's; for the kill switch, every halted
         account named (a global halt's reason names none: this one is one account's)."""
-        limited = [a for a in accounts if a.short is not None and _limited(a)]
-        mine = [a for a in limited if self._owners(a.trader_id)]
-        if not mine:  # another user's limits are theirs: named, not told (``_owners``)
-            cause = _cause(limited[0]) or "limit"
-            return cause, f"the accounts of other users are at a limit of their own ({cause})"
-        first = next(a.short for a in mine if a.short is not None)
+        own = self._limit_own(accounts)
+        if own is not None:
+            return own
+        # another user's limits are theirs: named, not told (``_owners``)
+        cause = next((_cause(a) for a in accounts if _limited(a)), None) or "limit"
+        return cause, f"the accounts of other users are at a limit of their own ({cause})"
+
+    def _limit_own(self, accounts: list[AccountResult]) -> tuple[str, str] | None:
+        """``_limit`` of the recorder owner's accounts; None when none of them is limited."""
+        first = next(
+            (a.short for a in accounts if a.short and _limited(a) and self._owners(a.trader_id)),
+            None,
+        )
+        if first is None:
+            return None
         if first.cause != HALTED:
             return first.cause, first.why
         return HALTED, self._halted_on([a for a in accounts if _cause(a) == HALTED])
@@ -271,15 +283,24 @@ class Judged:
             candidates.append(mine)
         else:
             candidates.extend(self.rejections)
-        if not candidates:
+        return next((r for r in candidates if r == mine or self._told(r[1])), None)
+
+    def _refused_elsewhere(self) -> tuple[str, str] | None:
+        """The refusal a row names when every one it could name is another user's: the filter
+        (of the first), and how many of their traders were refused; not what it said of them
+        (``_owners``). None when no trader was refused."""
+        if not self.rejections:
             return None
-        for r in candidates:
-            if r == mine or self._told(r[1]):
-                return r
-        # every one another user's: the filter, not what it said of them (``_owners``)
-        n = sum(1 for t in self.rec.traders if not self._owners(t.id))
-        which = f"{n} trader{'s' if n > 1 else ''} of other users"
-        return candidates[0][0], f"refused for {which} ({candidates[0][0]})"
+        refused = self._refused_traders()
+        n = sum(1 for t in self.rec.traders if t.id in refused and not self._owners(t.id))
+        which = f"{n} trader{'s' if n != 1 else ''} of other users"
+        first = self.rejections[0][0]
+        return first, f"refused for {which} ({first})"
+
+    def _elsewhere(self, accounts: list[AccountResult], none: str) -> str:
+        """What a broker said of other users' accounts, in general words (``_owners``)."""
+        n = len(accounts)
+        return f"{n} account{'s' if n > 1 else ''} of other users" if accounts else none
 
     def _refused_traders(self) -> set[int]:
         """Traders refused by a filter: their own, or one of the recorder's said of their own
@@ -305,7 +326,11 @@ class Judged:
             for key, why in per_trader.items():
                 if key not in ("filter", "reason"):
                     return str(why).removeprefix("not traded: ")
-        if any(self.detail["traders"].values()):
+        if any(
+            key not in ("filter", "reason")
+            for tid, per_trader in self.detail["traders"].items()
+            for key in per_trader
+        ):  # another user's sub-account left out: its broker's words are that user's
             return "no sub-account of a follower could trade it"
         return "its followers link no sub-account that could trade it"
 

@@ -6,12 +6,19 @@ from __future__ import annotations
 from types import SimpleNamespace as Rec
 from typing import Any
 
+from jtrades.engine.account_plans import AccountResult
+from jtrades.engine.planning import Shortfall
+from jtrades.engine.unsent import UNAVAILABLE
 from jtrades.engine.verdicts import Judged
 
 OWNER, OTHER = 1, 2
 
 
-def _judged(traders: list[tuple[int, int]], detail: dict[str, Any]) -> Judged:
+def _judged(
+    traders: list[tuple[int, int]],
+    detail: dict[str, Any],
+    rejections: list[tuple[str, str]] | None = None,
+) -> Judged:
     rec = Rec(
         id=1,
         user_id=OWNER,
@@ -26,7 +33,7 @@ def _judged(traders: list[tuple[int, int]], detail: dict[str, Any]) -> Judged:
         "trader_seen": [],
         "traders": {},
     }
-    return Judged(rec, None, False, [], {**base, **detail})  # type: ignore[arg-type]
+    return Judged(rec, None, False, rejections or [], {**base, **detail})  # type: ignore[arg-type]
 
 
 def test_no_account_planned_does_not_quote_another_users_broker_error() -> None:
@@ -56,3 +63,80 @@ def test_refusals_name_five_of_the_owners_and_count_the_rest() -> None:
     said = j._refusals([])
     assert said[:5] == [f"trader {i}: cooldown: x" for i in range(1, 6)]
     assert said[5:] == ["2 more traders refused", "3 traders of other users refused"]
+
+
+def _result(tid: int, sub: int, **kw: Any) -> AccountResult:
+    return AccountResult(tid, sub, kw.pop("action", "open"), kw.pop("reason", "open 1"), **kw)
+
+
+BOB_TEXT = "jt-9-22-1: Insufficient buying power on account BOB-LIVE-7731 (position 12 MNQ)"
+
+
+def test_a_broker_refusal_is_quoted_from_the_owners_account_only() -> None:
+    """The first refused account's broker words were the reason, whoever's account it was."""
+    j = _judged([(7, OTHER), (8, OWNER)], {})
+    bob = _result(7, 22, rejected=1, messages=[BOB_TEXT])
+    alice = _result(8, 11, rejected=1, messages=["jt-9-11-1: margin"])
+    verdict = j.settle([bob, alice], counters=None, undo={}, ttl=5)  # type: ignore[arg-type]
+    assert verdict == ("rejected", "broker", "the broker refused its orders: jt-9-11-1: margin")
+    alone = j.settle([bob], counters=None, undo={}, ttl=5)  # type: ignore[arg-type]
+    assert alone == (
+        "rejected",
+        "broker",
+        "the broker refused its orders: 1 account of other users",
+    )
+
+
+def test_a_request_the_broker_did_not_take_is_quoted_from_the_owners_account_only() -> None:
+    j = _judged([(7, OTHER)], {})
+    said = f"jt-9-22-1: {UNAVAILABLE} (login bob-live: p-ticket 30s)"
+    bob = _result(7, 22, unavailable=1, messages=[said])
+    verdict = j.settle([bob], counters=None, undo={}, ttl=5)  # type: ignore[arg-type]
+    assert "bob-live" not in (verdict[2] or ""), verdict
+
+
+def test_a_single_users_row_without_a_sub_account_reads_as_before() -> None:
+    """A refused trader's entry holds only its filter: not another user's sub-account note."""
+    j = _judged(
+        [(1, OWNER), (2, OWNER)],
+        {"traders": {"1": {"filter": "cooldown", "reason": "60s: 5s left"}}},
+        rejections=[("cooldown", "trader 1: 60s: 5s left")],
+    )
+    verdict = j.settle([], counters=None, undo={}, ttl=5)  # type: ignore[arg-type]
+    assert verdict == (
+        "accepted",
+        None,
+        "trader 1: cooldown: 60s: 5s left; "
+        "not traded: its followers link no sub-account that could trade it",
+    )
+
+
+def test_a_mixed_rejection_names_the_owners_own_halt_and_counts_only_the_refused() -> None:
+    """Bob's trader 7 refused for its daily loss, alice's 8 and bob's 9 halted: the row said
+    "refused for 2 traders of other users (max_daily_loss)", one was, and alice's own kill
+    switch, the one thing she may be told, was not named."""
+    halted = Shortfall("halted", "trading is halted")
+    j = _judged(
+        [(7, OTHER), (8, OWNER), (9, OTHER)],
+        {"traders": {"7": {"filter": "max_daily_loss", "reason": "P&L -150 USD"}}},
+        rejections=[("max_daily_loss", "trader 7: P&L -150 USD")],
+    )
+    accounts = [
+        _result(7, 21, action="ignore", reason="refused", short=Shortfall("max_daily_loss", "x")),
+        _result(8, 11, action="ignore", reason="halted", short=halted),
+        _result(9, 23, action="ignore", reason="halted", short=halted),
+    ]
+    verdict = j.settle(accounts, counters=None, undo={}, ttl=5)  # type: ignore[arg-type]
+    assert verdict[:2] == ("rejected", "halted"), verdict
+    assert "1 account of other users" in (verdict[2] or ""), verdict
+    assert "P&L" not in (verdict[2] or "")
+    only_others = _judged(
+        [(7, OTHER), (9, OTHER)],
+        {"traders": {"7": {"filter": "max_daily_loss", "reason": "P&L"}}},
+        rejections=[("max_daily_loss", "trader 7: P&L"), ("window", "trader 9: w")],
+    )
+    assert only_others.filtered() == (
+        "rejected",
+        "max_daily_loss",
+        "refused for 1 trader of other users (max_daily_loss)",
+    )
