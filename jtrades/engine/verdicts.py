@@ -60,6 +60,8 @@ _HELD_BACK = frozenset({"max_contracts", HALTED, NO_POSITION})
 # How many refused traders an accepted row names (``Judged._refusals``); each one's refusal is
 # in its ``detail`` all the same.
 _NAMED_REFUSALS = 5
+# The filter a row names when what refused the signal is other users' (``Judged._owners``).
+FOLLOWERS = "followers"
 # the plans whose entry follows the close of the position held (``_closed``)
 _CLOSES_FIRST = frozenset({str(PositionAction.REVERSE), str(PositionAction.REENTER)})
 
@@ -175,9 +177,8 @@ class Judged:
         own = self._limit_own(accounts)
         if own is not None:
             return own
-        # another user's limits are theirs: named, not told (``_owners``)
-        cause = next((_cause(a) for a in accounts if _limited(a)), None) or "limit"
-        return cause, f"the accounts of other users are at a limit of their own ({cause})"
+        # another user's limits are theirs, which ones too (a halt, a loss): ``_owners``
+        return FOLLOWERS, "the accounts of other users are at limits of their own"
 
     def _limit_own(self, accounts: list[AccountResult]) -> tuple[str, str] | None:
         """``_limit`` of the recorder owner's accounts; None when none of them is limited."""
@@ -253,13 +254,11 @@ class Judged:
 
     def _halted_on(self, accounts: list[AccountResult]) -> str:
         """The kill switch's reason naming the accounts (``halt --account LABEL``) it stopped."""
+        # the owner's only: another user's halt is theirs (``_owners``)
         mine = [a for a in accounts if self._owners(a.trader_id)]
         links = [(a.sub_account_id, self._link(a.sub_account_id)) for a in mine]
         named = (link.label if link else f"(sub-account {sub})" for sub, link in links)
         labels = list(dict.fromkeys(named))
-        others = len({a.sub_account_id for a in accounts if a not in mine})
-        if others:  # halted by their users: counted, not named (``_owners``)
-            labels.append(f"{others} account{'s' if others > 1 else ''} of other users")
         which = f"account {labels[0]}" if len(labels) == 1 else f"accounts {', '.join(labels)}"
         return f"trading is halted on {which} (kill switch); only closes pass"
 
@@ -279,23 +278,23 @@ class Judged:
         trader, and ``check_entry``'s never is a direction)."""
         mine = (self.refused.filter, self.refused.reason) if self.refused is not None else None
         candidates = [r for r in self.rejections if r != mine] if self.own_way else []
-        if mine is not None:
-            candidates.append(mine)
-        else:
+        if mine is None:
             candidates.extend(self.rejections)
+        # the recorder's own; read its own way by every trader, only when it bound one (or
+        # there is none to ask): one that bound none hid the owner's own limit
+        elif not self.own_way or mine in self.rejections or not self.rec.traders:
+            candidates.append(mine)
         return next((r for r in candidates if r == mine or self._told(r[1])), None)
 
     def _refused_elsewhere(self) -> tuple[str, str] | None:
         """The refusal a row names when every one it could name is another user's: the filter
-        (of the first), and how many of their traders were refused; not what it said of them
-        (``_owners``). None when no trader was refused."""
+        ``FOLLOWERS``, and how many of their traders were refused; not which filter (a user not
+        approved, a daily loss hit) nor what it said (``_owners``). None when none was."""
         if not self.rejections:
             return None
         refused = self._refused_traders()
         n = sum(1 for t in self.rec.traders if t.id in refused and not self._owners(t.id))
-        which = f"{n} trader{'s' if n != 1 else ''} of other users"
-        first = self.rejections[0][0]
-        return first, f"refused for {which} ({first})"
+        return FOLLOWERS, f"refused for {n} trader{'s' if n != 1 else ''} of other users"
 
     def _elsewhere(self, accounts: list[AccountResult], none: str) -> str:
         """What a broker said of other users' accounts, in general words (``_owners``)."""

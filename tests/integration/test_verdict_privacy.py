@@ -74,7 +74,7 @@ async def test_rejected_answer_says_another_user_is_not_approved(
     engine = await engine_factory()
     out = await send(engine, pool, rec, buy("21500"))
     assert f"trader {t_bob}" not in (out.reason or ""), (out.verdict, out.filter, out.reason)
-    assert out.reason == "refused for 1 trader of other users (trader_disabled)", out
+    assert (out.filter, out.reason) == ("followers", "refused for 1 trader of other users"), out
 
 
 async def test_accepted_answer_names_another_users_halted_account(
@@ -131,4 +131,4 @@ async def test_rejected_answer_names_another_users_halted_account(
     await _halt(engine, pool, "bob-paper", True)
     out = await send(engine, pool, rec, buy("21500"))
     assert "bob-paper" not in (out.reason or ""), (out.verdict, out.filter, out.reason)
-    assert (out.verdict, out.filter) == ("rejected", "halted"), out
+    assert (out.verdict, out.filter) == ("rejected", "followers"), out

@@ -7,6 +7,7 @@ from types import SimpleNamespace as Rec
 from typing import Any
 
 from jtrades.engine.account_plans import AccountResult
+from jtrades.engine.filters import Rejection
 from jtrades.engine.planning import Shortfall
 from jtrades.engine.unsent import UNAVAILABLE
 from jtrades.engine.verdicts import Judged
@@ -128,15 +129,111 @@ def test_a_mixed_rejection_names_the_owners_own_halt_and_counts_only_the_refused
     ]
     verdict = j.settle(accounts, counters=None, undo={}, ttl=5)  # type: ignore[arg-type]
     assert verdict[:2] == ("rejected", "halted"), verdict
-    assert "1 account of other users" in (verdict[2] or ""), verdict
+    assert "other users" not in (verdict[2] or ""), verdict  # their halt is theirs
     assert "P&L" not in (verdict[2] or "")
     only_others = _judged(
         [(7, OTHER), (9, OTHER)],
-        {"traders": {"7": {"filter": "max_daily_loss", "reason": "P&L"}}},
+        {
+            "traders": {
+                "7": {"filter": "max_daily_loss", "reason": "P&L"},
+                "9": {"filter": "window", "reason": "w"},
+            }
+        },
         rejections=[("max_daily_loss", "trader 7: P&L"), ("window", "trader 9: w")],
     )
     assert only_others.filtered() == (
         "rejected",
-        "max_daily_loss",
-        "refused for 1 trader of other users (max_daily_loss)",
+        "followers",
+        "refused for 2 traders of other users",
     )
+
+
+def _judged3(
+    traders: list[tuple[int, int, tuple[str, ...]]],
+    detail: dict[str, Any],
+    rejections: list[tuple[str, str]] | None = None,
+    refused: Rejection | None = None,
+    own_way: bool = False,
+) -> Judged:
+    """``_judged`` with each trader's overridden fields, the recorder's refusal, ``own_way``."""
+    rec = Rec(
+        id=1,
+        user_id=OWNER,
+        traders=[
+            Rec(id=tid, user_id=uid, links=(), overridden=frozenset(ov)) for tid, uid, ov in traders
+        ],
+    )
+    base = {
+        "entry": True,
+        "nth_seen": False,
+        "trader_entries": [],
+        "trader_seen": [],
+        "traders": {},
+    }
+    return Judged(rec, refused, own_way, rejections or [], {**base, **detail})  # type: ignore[arg-type]
+
+
+# --- which filter a row names when what refused is other users' (a review) ----------------
+
+
+def test_other_users_approval_state_is_not_the_rows_filter() -> None:
+    """Public recorder, its owner follows nothing; bob's user was disabled/unapproved: the
+    webhook's answer says 'owner_not_approved' (bob's account state)."""
+    j = _judged3(
+        [(7, OTHER, ())],
+        {
+            "traders": {
+                "7": {
+                    "filter": "owner_not_approved",
+                    "reason": "the owner is not an approved, active user",
+                }
+            }
+        },
+        rejections=[("owner_not_approved", "trader 7: the owner is not an approved, active user")],
+    )
+    v = j.filtered()
+    assert "approved" not in " ".join(str(x) for x in v), v
+    assert v == ("rejected", "followers", "refused for 1 trader of other users")
+
+
+def test_other_users_daily_loss_is_not_the_rows_filter() -> None:
+    j = _judged3(
+        [(7, OTHER, ())],
+        {"traders": {"7": {"filter": "max_daily_loss", "reason": "P&L -150 USD"}}},
+        rejections=[("max_daily_loss", "trader 7: P&L -150 USD")],
+    )
+    v = j.filtered()
+    assert "max_daily_loss" not in " ".join(str(x) for x in v), v
+
+
+def test_other_users_halt_is_not_the_rows_filter() -> None:
+    """Bob's account halted (his kill switch): the row says filter 'halted'."""
+    j = _judged3([(7, OTHER, ())], {})
+    acc = _result(
+        7, 21, action="ignore", reason="halted", short=Shortfall("halted", "trading is halted")
+    )
+    v = j.settle([acc], counters=None, undo={}, ttl=5)  # type: ignore[arg-type]
+    assert "halted" not in " ".join(str(x) for x in v), v
+    assert v == ("rejected", "followers", "the accounts of other users are at limits of their own")
+
+
+def test_owner_limit_not_hidden_behind_a_direction_refusal_that_bound_nobody() -> None:
+    """Recorder refused a short for its --direction; every trader reads the signal its own way
+    (overrides direction), so that refusal bound none. Bob's trader 7 was refused by its own
+    cooldown; alice's trader 8 left the entry out at --max-contracts. Before: the row named bob's
+    cooldown (leak). Now: the recorder's 'direction' that bound no trader, not alice's own cause."""
+    refused = Rejection("direction", "recorder trades long only", entry_only=True)
+    j = _judged3(
+        [(7, OTHER, ("direction",)), (8, OWNER, ("direction",))],
+        {"traders": {"7": {"filter": "cooldown", "reason": "60s: 5s left"}}},
+        rejections=[("cooldown", "trader 7: 60s: 5s left")],
+        refused=refused,
+        own_way=True,
+    )
+    cap = Shortfall("max_contracts", "at --max-contracts 2: not traded")
+    accounts = [
+        _result(7, 21, action="ignore", reason="refused"),
+        _result(8, 11, action="ignore", reason="at cap", short=cap),
+    ]
+    v = j.settle(accounts, counters=None, undo={}, ttl=5)  # type: ignore[arg-type]
+    assert v == ("rejected", "max_contracts", "at --max-contracts 2: not traded"), v
