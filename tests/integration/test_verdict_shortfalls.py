@@ -48,7 +48,6 @@ from tests.integration.test_engine import (
     sell,
     send,
     store_signal,
-    wait_for,
 )
 from tests.integration.test_engine import (
     engine_factory as engine_factory,  # the fixture
@@ -386,60 +385,8 @@ async def test_an_accepted_row_names_five_refused_traders_and_counts_the_rest(
     assert {str(t) for t in capped} <= set(second.detail["traders"]), second.detail
 
 
-# --- 6. what the named refusals may say: the reason is the webhook's answer too ---------------
-# (a review of the first version of ``Judged._refusals``)
-
-
-async def test_accepted_row_of_a_public_recorder_does_not_carry_a_followers_pnl(
-    database: Database, engine_factory: Any
-) -> None:
-    """Alice's public recorder, Bob follows it with his own --max-daily-loss. After a losing
-    trade, alice's next buy is accepted (her trader takes it) and Bob's trader is refused:
-    the row reason, which is also the webhook's answer to the token holder (alice), now
-    quotes Bob's P&L and his limit."""
-    pool = database.pool
-    alice, bob = await make_user(pool, "alice"), await make_user(pool, "bob")
-    rec = await make_recorder(pool, alice, "pub", size=1, is_private=False)
-    (a_sub,) = await make_paper_account(pool, alice, "alice-paper")
-    (b_sub,) = await make_paper_account(pool, bob, "bob-paper")
-    await make_trader(pool, alice, rec, [(a_sub, 1)])
-    t_bob = await make_trader(pool, bob, rec, [(b_sub, 5)], max_daily_loss=Decimal(100))
-    engine = await engine_factory()
-    await send(engine, pool, rec, buy("21500"))
-    await send(engine, pool, rec, close("21480"))
-
-    async def mirrored() -> bool:
-        return int(await pool.fetchval("SELECT count(*) FROM trades")) == 2
-
-    await wait_for(mirrored, "both losing trades mirrored")
-    out = await send(engine, pool, rec, buy("21480"))
-    assert out.verdict == "accepted", out
-    assert await net_pos(engine, pool, a_sub) == 1
-    assert await net_pos(engine, pool, b_sub) == 0
-    reason = out.reason or ""
-    assert f"trader {t_bob}" not in reason, f"alice's answer names bob's trader: {reason!r}"
-    assert "USD" not in reason, f"alice's accepted answer quotes bob's daily P&L: {reason!r}"
-    assert reason == "1 trader of other users refused", reason
-
-
-async def test_accepted_row_does_not_say_another_users_account_is_not_approved(
-    database: Database, engine_factory: Any
-) -> None:
-    pool = database.pool
-    alice = await make_user(pool, "alice")
-    bob = await make_user(pool, "bob")
-    rec = await make_recorder(pool, alice, "pub", size=1, is_private=False)
-    (a_sub,) = await make_paper_account(pool, alice, "alice-paper")
-    (b_sub,) = await make_paper_account(pool, bob, "bob-paper")
-    await make_trader(pool, alice, rec, [(a_sub, 1)])
-    t_bob = await make_trader(pool, bob, rec, [(b_sub, 1)])
-    await pool.execute("UPDATE users SET status = 'disabled' WHERE id = $1", bob)
-    engine = await engine_factory()
-    out = await send(engine, pool, rec, buy("21500"))
-    assert out.verdict == "accepted", out
-    assert f"trader {t_bob}" not in (out.reason or ""), (
-        f"alice's accepted answer names bob's account state: {out.reason!r}"
-    )
+# --- 6. what the named refusals say (a review of the first version of ``Judged._refusals``;
+# what they may say of other users: test_verdict_privacy.py) ---------------------------------
 
 
 async def test_a_close_names_a_switched_off_trader_on_every_row(
