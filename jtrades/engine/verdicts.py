@@ -297,9 +297,12 @@ class Judged:
         return FOLLOWERS, f"refused for {n} trader{'s' if n != 1 else ''} of other users"
 
     def _elsewhere(self, accounts: list[AccountResult], none: str) -> str:
-        """What a broker said of other users' accounts, in general words (``_owners``)."""
+        """What a broker said of other users' accounts, in general words (``_owners``); ``none``
+        when one of the owner's failed too (its words were none) or there is no account."""
+        if not accounts or any(self._owners(a.trader_id) for a in accounts):
+            return none
         n = len(accounts)
-        return f"{n} account{'s' if n > 1 else ''} of other users" if accounts else none
+        return f"{n} account{'s' if n > 1 else ''} of other users"
 
     def _refused_traders(self) -> set[int]:
         """Traders refused by a filter: their own, or one of the recorder's said of their own

@@ -237,3 +237,12 @@ def test_owner_limit_not_hidden_behind_a_direction_refusal_that_bound_nobody() -
     ]
     v = j.settle(accounts, counters=None, undo={}, ttl=5)  # type: ignore[arg-type]
     assert v == ("rejected", "max_contracts", "at --max-contracts 2: not traded"), v
+
+
+def test_an_owners_refusal_without_words_does_not_read_as_other_users() -> None:
+    """A refusal the broker gave no text for (the dispatcher adds a message only with one)
+    read "1 account of other users" on a single user's recorder."""
+    j = _judged([(8, OWNER)], {})
+    alice = _result(8, 11, rejected=1)
+    verdict = j.settle([alice], counters=None, undo={}, ttl=5)  # type: ignore[arg-type]
+    assert verdict == ("rejected", "broker", "the broker refused its orders: no reason given")
