@@ -389,6 +389,12 @@ async def test_a_liquidation_the_broker_keeps_refusing_is_given_up_and_said(
         assert left["why"] == "refused by the broker, tried again (up to 3 times): Market is closed"
         await wait_done(pool)
 
+        # logged once the request's row is written done: the row can be read before the log
+        async def said_so() -> bool:
+            return any(e["event"] == "engine.flatten_refused" for e in logs)
+
+        await wait_for(said_so, "the refusal logged")
+
     progress = (await flatten_flag(pool))["progress"]
     assert progress["left"] == []
     (refused,) = progress["refused"]
