@@ -408,7 +408,7 @@ class Fanout:
 
 
 # The gates after which a trader does nothing at all, closes included (``filters._gate``).
-_INERT = frozenset({"trader_disabled", "owner_not_approved"})
+INERT_GATES = frozenset({"trader_disabled", "owner_not_approved"})
 
 
 def inert(gate: Rejection | None) -> bool:
@@ -425,7 +425,7 @@ def inert(gate: Rejection | None) -> bool:
     closes still go out, and the positions it leaves open are still held and protected; the
     trader's user still follows the recorder, so its alerts' prices are still the market of
     those positions, on paper as for the daily loss."""
-    return gate is not None and gate.filter in _INERT
+    return gate is not None and gate.filter in INERT_GATES
 
 
 def held_elsewhere(broker: Broker, account_id: int, ticker: str, contract: Contract) -> str | None:

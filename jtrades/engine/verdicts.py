@@ -29,13 +29,13 @@ be refused again by every next signal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jtrades.engine.config_cache import LinkConfig, RecorderConfig
 from jtrades.engine.counters import Kind, SessionCounters, Undo
 from jtrades.engine.dispatch import AccountResult
-from jtrades.engine.fanout import inert
+from jtrades.engine.fanout import INERT_GATES
 from jtrades.engine.filters import Rejection, reads_own_way
 from jtrades.engine.plan_context import NO_POSITION, PositionAction
 from jtrades.engine.send import UNAVAILABLE
@@ -78,6 +78,13 @@ class Judged:
     own_way: bool
     rejections: list[tuple[str, str]]
     detail: dict[str, Any]
+    # the recorder owner's traders (``_owners``): asked once per account, and a public
+    # recorder's followers are hundreds
+    owned: frozenset[int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        owned = frozenset(t.id for t in self.rec.traders if t.user_id == self.rec.user_id)
+        object.__setattr__(self, "owned", owned)
 
     def filtered(self) -> Verdict:
         """Rejected when every trader was refused (or, none to ask, the recorder refused):
@@ -207,7 +214,7 @@ class Judged:
         for t in self.rec.traders:
             own = self.detail["traders"].get(str(t.id), {})
             if "filter" in own:
-                if inert(Rejection(own["filter"], own["reason"])):
+                if own["filter"] in INERT_GATES:
                     continue
                 why = f"{own['filter']}: {own['reason']}"
             elif self.refused is not None and t.id in bound:
@@ -322,17 +329,17 @@ class Judged:
             return mine[0].reason
         if accounts:  # another user's account: its broker's words are that user's
             return "no account of a follower could trade it"
-        for tid, per_trader in self.detail["traders"].items():
-            if not self._owners(int(tid)):
-                continue
-            for key, why in per_trader.items():
-                if key not in ("filter", "reason"):
-                    return str(why).removeprefix("not traded: ")
-        if any(
-            key not in ("filter", "reason")
+        # the sub-accounts the fan-out left out, each with why (beside a refusal's fields)
+        notes = [
+            (int(tid), str(why))
             for tid, per_trader in self.detail["traders"].items()
-            for key in per_trader
-        ):  # another user's sub-account left out: its broker's words are that user's
+            for key, why in per_trader.items()
+            if key not in ("filter", "reason")
+        ]
+        told = next((why for tid, why in notes if self._owners(tid)), None)
+        if told is not None:
+            return told.removeprefix("not traded: ")
+        if notes:  # another user's sub-account left out: its broker's words are that user's
             return "no sub-account of a follower could trade it"
         return "its followers link no sub-account that could trade it"
 
@@ -341,7 +348,7 @@ class Judged:
         The reason is the webhook's answer too, read by whoever holds the token, and another
         user's refusal or shortfall tells that user's P&L, limits, halted logins and account
         names: those are counted or said in general words (each in the signal's ``detail``)."""
-        return any(t.id == trader_id and t.user_id == self.rec.user_id for t in self.rec.traders)
+        return trader_id in self.owned
 
     def _told(self, text: str) -> bool:
         """Whether a refusal's words (a trader's are "trader N: …", ``fanout``) may be said:
