@@ -115,7 +115,12 @@ async def test_serve_waits_for_the_database_then_starts(tmp_path: Path, db_url: 
             proxy.refuse_with = None
             ready = await asyncio.to_thread(d.wait_ready, 60)
             assert ready["ready"] is True
-            assert any(m.startswith("READY=1") for m in sd.read())
+            # /readyz answers as soon as HTTP listens; READY=1 follows it, a moment later
+            end = time.monotonic() + LIMIT_S
+            while not any(m.startswith("READY=1") for m in sd.read()):
+                assert d.proc.poll() is None, d.output()
+                assert time.monotonic() < end, (sd.messages, d.output())
+                await asyncio.sleep(0.05)
             d.proc.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(d.proc.wait, 60)
             out = d.output()
