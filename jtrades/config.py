@@ -151,6 +151,10 @@ class ServerSettings(_Section):
     # port changed alone no longer printed webhook URLs on the default one.
     public_url: str = ""
     max_body_bytes: int = Field(default=16384, ge=256, le=1_048_576)
+    # TradingView gives up on an answer after 3 s, and disables an alert that keeps failing. A
+    # stored signal whose orders are still going out past this (a follower's broker silent)
+    # is answered "received"; its row gets the verdict when the last answer is in.
+    answer_within_s: float = Field(default=2.5, gt=0, le=60)
     allowed_ips: tuple[str, ...] = ()
     # Reverse proxies (nginx, caddy) whose X-Forwarded-For names the real sender; empty = none.
     trusted_proxies: tuple[str, ...] = ()

@@ -48,7 +48,9 @@ from jtrades.webhook_answers import (
     duplicate_response,
     error_response,
     first_result,
+    in_time,
     json_response,
+    still_sending,
     summary,
 )
 from jtrades.webhook_request import (
@@ -120,6 +122,7 @@ class Webhooks:
         self.engine = engine
         self.metrics = metrics or Metrics()
         self.max_body = settings.server.max_body_bytes
+        self.answer_within_s = settings.server.answer_within_s
         self.body_read_s = BODY_READ_S
         self.senders = Senders(settings.server.allowed_ips, settings.server.trusted_proxies)
         self.accepting = True
@@ -276,6 +279,7 @@ class Webhooks:
             log.error("webhook.storage_unavailable", error=str(exc))
             self.metrics.errors += 1
             return error_response(503, "storage_unavailable", "the database is unavailable", None)
+        claimed = asyncio.Event()
         delivery = signal_store.Delivery(
             signal_id=signal_id,
             recorder_id=recorder_id,
@@ -286,12 +290,17 @@ class Webhooks:
             content_type=ctype,
             raw_body=stored_body,
             signal=signal,
+            claimed=claimed,
         )
         task = asyncio.create_task(self._process(delivery), name=f"signal-{signal_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        # Shielded: a client hanging up must not cancel a dispatch half-way.
-        return await asyncio.shield(task)
+        waited = (datetime.now(UTC) - received_at).total_seconds()
+        answer = await in_time(task, claimed, self.answer_within_s - waited)
+        if answer is None:
+            log.info("webhook.answered_before_orders", signal_id=signal_id)
+            return still_sending(signal_id)
+        return answer
 
     async def _process(self, d: signal_store.Delivery) -> web.Response:
         """Hand the delivery to the engine and write its outcome back; raises only when the

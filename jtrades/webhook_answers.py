@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -21,9 +21,39 @@ from jtrades.errors import StorageUnavailable
 from jtrades.store import Executor
 from jtrades.store import signals as signal_store
 
+T = TypeVar("T")
+
 # How long a duplicate waits for the first delivery's outcome before answering without it:
 # TradingView gives up after 3 s.
 DUPLICATE_WAIT_S = 2.0
+
+
+async def in_time(task: asyncio.Task[T], claimed: asyncio.Event, within_s: float) -> T | None:
+    """``task``'s answer if it comes within ``within_s``, else None as soon as its delivery is
+    claimed (stored, its orders on their way): a silent follower's broker held every answer
+    up to the request timeout, past TradingView's 3 s. A delivery not stored yet is waited
+    for: nothing may be answered for it before it is (200 would lose it, a 5xx is re-sent
+    and, with no alert id, may be a new delivery a minute on). The task is never cancelled
+    here: a client hanging up must not stop a dispatch half-way."""
+    done, _ = await asyncio.wait({task}, timeout=max(within_s, 0.0))
+    if not done and not claimed.is_set():
+        stored = asyncio.ensure_future(claimed.wait())
+        try:
+            await asyncio.wait({task, stored}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stored.cancel()
+    if task.done():
+        return task.result()
+    return None
+
+
+def still_sending(signal_id: int) -> web.Response:
+    """The answer for a stored signal whose orders are still going out."""
+    body = summary(signal_id, "received", 0)
+    body["reason"] = (
+        "stored; its orders are still going out: `jtrades signals list` shows the verdict"
+    )
+    return json_response(200, body)
 
 
 def json_response(status: int, payload: Mapping[str, Any]) -> web.Response:

@@ -269,7 +269,16 @@ class Dispatcher:
         self, delivery: signal_store.Delivery, intents: list[intent_store.NewIntent]
     ) -> signal_store.Claim:
         """Store ``delivery`` with ``intents`` (none for an outcome without orders) on the
-        claims' connection; a connection that fails under it is settled by ``claim_fate``."""
+        claims' connection; a connection that fails under it is settled by ``claim_fate``.
+        A new signal stored sets ``delivery.claimed``."""
+        claim = await self._claim(delivery, intents)
+        if claim.duplicate_of is None and delivery.claimed is not None:
+            delivery.claimed.set()
+        return claim
+
+    async def _claim(
+        self, delivery: signal_store.Delivery, intents: list[intent_store.NewIntent]
+    ) -> signal_store.Claim:
         backend: int | None = None  # the server process running the claim
         try:
             async with self._claims.borrow() as ex:

@@ -1,0 +1,176 @@
+"""The webhook answers a stored signal in time even when a follower's broker is silent.
+
+Its answer waited for every account's last broker answer: a follower whose socket went silent
+held it up to the request timeout (10 s), past TradingView's 3 s, and TradingView disables an
+alert that keeps failing. Once the signal is stored (its orders on their way) and
+``server.answer_within_s`` has passed, it is answered "received"; the row gets the verdict
+when the last answer is in. Nothing is answered for a delivery before it is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import asyncpg
+import pytest
+
+from jtrades.config import Settings
+from jtrades.db import Database
+from jtrades.engine.tokens import TokenCache
+from jtrades.security import hash_token, new_webhook_token
+from jtrades.server import Webhooks, build_app, start_http
+from jtrades.store import recorders as recorder_store
+from jtrades.webhook_answers import in_time
+from tests.integration.test_dispatch import sim_engine
+
+LIMIT_S = 30.0  # bounds a hung test, never a timing check
+
+
+async def test_a_silent_followers_broker_does_not_hold_the_answer(settings: Settings) -> None:
+    async with sim_engine(settings, {"ok_tv": ["OK1"], "dead_tv": ["DEAD1"]}) as (
+        engine,
+        sim,
+        pool,
+        rec,
+        _subs,
+    ):
+        token = new_webhook_token()
+        await pool.execute(
+            "UPDATE recorders SET token_hash = $2 WHERE id = $1", rec, hash_token(token)
+        )
+        tokens = TokenCache(lambda: recorder_store.all_token_hashes(pool))
+        await tokens.refresh()
+        # the engine's request timeout is 1 s: the silent account's send takes that long
+        server = settings.server.model_copy(update={"answer_within_s": 0.2})
+        db = Database(pool, "test", connect_kwargs={"dsn": settings.database.url})
+        hooks = Webhooks(db, settings.model_copy(update={"server": server}), tokens, engine)
+        runner, port = await start_http(build_app(hooks), "127.0.0.1", 0)
+        try:
+            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as client:
+                # a close first resolves the contract on both sessions
+                async with client.post(f"/webhook/{token}", data=b"close") as r:
+                    assert r.status == 200
+                    assert (await r.json())["verdict"] == "accepted"
+                sim.fault("zombie", login="dead_tv")  # open, and never answers again
+                alert = b'{"action": "buy", "ticker": "MNQ1!", "price": 21500}'
+                async with client.post(f"/webhook/{token}", data=alert) as r:
+                    assert r.status == 200
+                    answer = await r.json()
+                    # answered while the silent account's send was still waiting
+                    stored = await pool.fetchrow(
+                        "SELECT verdict FROM signals WHERE id = $1", answer["signal_id"]
+                    )
+            assert answer["verdict"] == "received", answer
+            assert answer["orders"] == 0
+            assert "signals list" in answer["reason"]
+            assert stored is not None  # never answered before it is stored
+            row = await _settled(pool, answer["signal_id"])
+            assert row["verdict"] == "accepted"
+            assert row["orders"] == 1  # the healthy account's order; the silent one's unknown
+            states = dict(
+                await pool.fetch(
+                    "SELECT s.name, i.state FROM order_intents i"
+                    " JOIN sub_accounts s ON s.id = i.sub_account_id"
+                    " WHERE i.signal_id = $1",
+                    answer["signal_id"],
+                )
+            )
+            assert states["DEAD1"] == "unknown"
+            assert [p["netPos"] for p in sim.state()["accounts"]["OK1"]["positions"]] == [1]
+            assert await hooks.drain(LIMIT_S)  # the signal's task ended, nothing left behind
+        finally:
+            await runner.cleanup()
+
+
+async def _settled(pool: asyncpg.Pool, signal_id: int) -> asyncpg.Record:
+    """The signal's row once its verdict is written."""
+    end = time.monotonic() + LIMIT_S
+    while True:
+        row = await pool.fetchrow("SELECT verdict, orders FROM signals WHERE id = $1", signal_id)
+        assert row is not None
+        if row["verdict"] != "received":
+            return row
+        assert time.monotonic() < end, dict(row)
+        await asyncio.sleep(0.05)
+
+
+# --- the wait itself, on tasks the test steps through ----------------------------------------
+
+
+class _Step:
+    """A stand-in for the delivery's task, finished (or failed) when the test says so."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.fail = False
+
+    async def run(self) -> str:
+        await self.go.wait()
+        if self.fail:
+            raise RuntimeError("not stored")
+        return "answer"
+
+
+async def test_a_task_done_in_time_gives_its_own_answer() -> None:
+    step = _Step()
+    step.go.set()
+    task = asyncio.create_task(step.run())
+    assert await in_time(task, asyncio.Event(), 5.0) == "answer"
+
+
+async def test_past_the_bound_a_claimed_delivery_is_answered_without_its_task() -> None:
+    step = _Step()
+    claimed = asyncio.Event()
+    claimed.set()
+    task = asyncio.create_task(step.run())
+    assert await in_time(task, claimed, 0.0) is None
+    assert not task.done()  # left running, never cancelled
+    step.go.set()
+    assert await task == "answer"
+
+
+async def test_past_the_bound_an_unclaimed_delivery_waits_for_its_claim() -> None:
+    step = _Step()
+    claimed = asyncio.Event()
+    task = asyncio.create_task(step.run())
+    waiting = asyncio.create_task(in_time(task, claimed, 0.0))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiting.done()  # past the bound, but nothing stored: no answer yet
+    claimed.set()
+    assert await asyncio.wait_for(waiting, LIMIT_S) is None
+    assert not task.done()
+    step.go.set()
+    await task
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_an_unclaimed_delivery_whose_task_ends_gives_the_tasks_answer(fail: bool) -> None:
+    step = _Step()
+    step.fail = fail
+    task = asyncio.create_task(step.run())
+    waiting = asyncio.create_task(in_time(task, asyncio.Event(), 0.0))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    step.go.set()
+    if fail:  # not stored: the caller's 503 path, as before
+        with pytest.raises(RuntimeError, match="not stored"):
+            await asyncio.wait_for(waiting, LIMIT_S)
+    else:
+        assert await asyncio.wait_for(waiting, LIMIT_S) == "answer"
+
+
+async def test_the_caller_cancelled_leaves_the_task_running() -> None:
+    step = _Step()
+    task = asyncio.create_task(step.run())
+    waiting = asyncio.create_task(in_time(task, asyncio.Event(), 5.0))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not task.cancelled()
+    step.go.set()
+    assert await task == "answer"
