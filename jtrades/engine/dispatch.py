@@ -1,12 +1,14 @@
 """From plans to orders at the broker, under the money rules (DESIGN.md §5).
 
-For one signal: lock every sub-account it touches (in id order, so two signals can never
-deadlock), plan each against that account's live state, write every intent in ONE transaction,
-then send — concurrently across sub-accounts, step by step within one. A sub-account's lock is
-held until its orders are answered and the broker's view shows their effect, so a second alert
-racing on the same sub-account plans against the position the first one produced (rule 3).
-That wait is bounded (the settle timeout): what the view still lacks then, the next signal
-does not plan the account from: it sends it nothing and says why, at once (``unsettled``).
+For one signal: take the locks of the sub-accounts it touches that nothing holds, plan each
+against that account's live state, write their intents in ONE transaction (with the signal,
+for a webhook's delivery), then send: concurrently across sub-accounts, step by step within
+one. An account another dispatch holds is planned, written and sent once its lock comes
+(``account_locks``), against what the one before it left. A sub-account's lock is held until
+its orders are answered and the broker's view shows their effect, so a second alert racing on
+the same sub-account plans against the position the first one produced (rule 3). That wait
+is bounded (the settle timeout): what the view still lacks then, the next signal does not
+plan the account from: it sends it nothing and says why, at once (``unsettled``).
 
 Nothing is sent unless the intents committed (rule 1: fail closed). A signal handed over as a
 ``Delivery`` (the webhook's, not yet stored) is stored by the same statement that writes its
@@ -34,7 +36,8 @@ Tradovate account share its lock and its one plan per signal.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -42,24 +45,24 @@ import structlog
 
 from jtrades.broker.base import Broker, SubAccount
 from jtrades.db import Lane
+from jtrades.engine.account_locks import AccountLocks
 from jtrades.engine.account_plans import (  # re-exported: the fan-out and the flatten make these
     AccountResult,
     DispatchResult,
     Prepared,
     WorkItem,
     broker_account,
-    may_be_account,
     missed_entry,
     not_planned,
     plan_groups,
 )
 from jtrades.engine.config_cache import AccountKey, LinkConfig
 from jtrades.engine.dca_reprice import reprice_exits
-from jtrades.engine.plan_context import placed_as_exit
 from jtrades.engine.planning import PlannedOrder, Shortfall
 from jtrades.engine.resize import AddPlan
 from jtrades.engine.send import send_step
 from jtrades.engine.settle import settle
+from jtrades.engine.step_age import FOLLOW_UP_S, PROTECTIVE_KINDS, protective, too_late
 from jtrades.engine.steps import expected_position, position_shows
 from jtrades.engine.unsent import NOT_SENT_ON_PURPOSE, not_sent
 from jtrades.engine.unsettled import UnsettledViews
@@ -70,32 +73,60 @@ from jtrades.store import signals as signal_store
 log = structlog.get_logger(__name__)
 
 __all__ = [
+    "FOLLOW_UP_S",  # re-exported: reconciliation's grace counts it
     "NOT_SENT_ON_PURPOSE",  # re-exported: the owed-stop tests read it here (``unsent``'s)
     "AccountResult",
     "DispatchResult",
     "Dispatcher",
     "WorkItem",
     "broker_account",
+    "protective",
 ]
 
 Clock = Callable[[], datetime]
 
-# Protective steps that follow a step which changed the position may still go out this long
-# past the TTL (the module docstring; the reconciler's grace counts it).
-FOLLOW_UP_S = 5.0
-# Steps that only protect a position, whatever their clOrdId: a cancel of a working exit
-# (every cancel a signal's plan makes), a stop shrunk to the position.
-_PROTECTIVE_KINDS = frozenset({"cancel", "modify"})
-
-
-def protective(po: PlannedOrder, cl_ord_id: str) -> bool:
-    """Whether a step only protects the position: a cancel or a modify, or an exit (its
-    clOrdId carries the exit mark, ``plan_context.placed_as_exit``; an entry never does)."""
-    return po.kind in _PROTECTIVE_KINDS or placed_as_exit(cl_ord_id)
-
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+Ran = tuple[AccountResult, list[intent_store.Outcome]]  # one account's result and outcomes
+
+
+@dataclass(slots=True)
+class _Signal:
+    """What the dispatch of one signal carries from its first accounts to those behind."""
+
+    groups: dict[AccountKey, list[WorkItem]]
+    signal_id: int | None
+    tag: str | None
+    received_at: datetime
+    hold_unsettled: bool
+    results: list[AccountResult] = field(default_factory=list)
+
+    @staticmethod
+    def links(groups: dict[AccountKey, list[WorkItem]]) -> dict[AccountKey, LinkConfig]:
+        return {key: group[0].link for key, group in groups.items()}
+
+
+def _number(prepared: list[Prepared], ids: Sequence[int | None]) -> None:
+    """Hand each account its intents' ids, in the order their steps were written."""
+    pos = 0
+    for p in prepared:
+        p.ids = list(ids[pos : pos + len(p.steps)])
+        pos += len(p.steps)
+
+
+def _unwritten(prepared: list[Prepared]) -> list[AccountResult]:
+    return [
+        AccountResult(
+            p.item.trader_id,
+            p.item.link.sub_account_id,
+            str(p.plan.action),
+            not_sent("the order intents could not be written"),
+        )
+        for p in prepared
+    ]
 
 
 class Dispatcher:
@@ -119,7 +150,7 @@ class Dispatcher:
         self._follow_up = timedelta(seconds=FOLLOW_UP_S)
         self._settle_timeout = settle_timeout_s
         self._clock = clock
-        self._locks: dict[AccountKey, asyncio.Lock] = {}
+        self.locks = AccountLocks()
         self._settling: set[asyncio.Task[None]] = set()
         # the accounts whose view lagged what was sent when the settle wait gave up
         self.views = views if views is not None else UnsettledViews()
@@ -129,11 +160,7 @@ class Dispatcher:
         protection): its open intents are the holder's to settle. Reconciliation looked one up
         before the dispatcher reached it, wrote it 'expired' (not found), and the dispatcher
         then sent it: a live order its row called never sent."""
-        return any(
-            lock.locked()
-            for key, lock in self._locks.items()
-            if may_be_account(key, env, account_id, broker_account_id)
-        )
+        return self.locks.busy(env, account_id, broker_account_id)
 
     def view_lags(self, link: LinkConfig, broker: Broker, root: str | None) -> str | None:
         """Why the view of the account ``link`` trades is not to be planned from in product
@@ -144,12 +171,7 @@ class Dispatcher:
         return why.why if why is not None else None
 
     def lock_for(self, link: LinkConfig) -> asyncio.Lock:
-        """The lock of the account at the broker ``link`` trades (``broker_account``)."""
-        key = broker_account(link)
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
+        return self.locks.lock_for(link)
 
     async def dispatch(
         self,
@@ -161,6 +183,7 @@ class Dispatcher:
         defer_outcomes: bool = False,
         delivery: signal_store.Delivery | None = None,
         hold_unsettled: bool = True,
+        claimed: Callable[[], None] | None = None,
     ) -> DispatchResult:
         """Plan, record and send one signal's orders; see the module docstring for the rules.
 
@@ -170,7 +193,8 @@ class Dispatcher:
         returned in ``unwritten`` for the caller to store after it has answered (the webhook
         writes them with the signal's verdict in one statement). With a ``delivery`` the signal
         row is claimed with the intents (``signal_id`` must be ``delivery.signal_id``); a storage
-        error then raises (nothing stored, nothing sent) instead of ``storage_failed``.
+        error then raises (nothing stored, nothing sent) instead of ``storage_failed``, and
+        ``claimed`` is called once it is stored, before the orders go.
 
         An account whose view does not show yet what an earlier dispatch sent it is not
         planned (``unsettled``), at once, with its cause; with ``hold_unsettled`` False it is
@@ -182,99 +206,121 @@ class Dispatcher:
         groups: dict[AccountKey, list[WorkItem]] = {}
         for it in items:
             groups.setdefault(broker_account(it.link), []).append(it)
-        results: list[AccountResult] = []
-        order = sorted(groups)
-        locks = [self.lock_for(groups[key][0].link) for key in order]
-        acquired: list[asyncio.Lock] = []
+        sig = _Signal(groups, signal_id, tag, received_at, hold_unsettled)
+        free, behind = await self.locks.take_free(sig.links(groups))
+        acquired = [self.lock_for(groups[key][0].link) for key in free]
         try:
-            for lock in locks:
-                await lock.acquire()
-                acquired.append(lock)
-            lagging = self._lagging(groups, order) if hold_unsettled else {}
-            for key, why in lagging.items():
-                results.extend(not_planned(it, why) for it in groups[key])
-            prepared = plan_groups(
-                [groups[key] for key in order if key not in lagging],
-                signal_id,
-                tag,
-                received_at + self._ttl,
-                results,
-            )
+            prepared = self._prepare(sig, free)
             intents = [ni for p in prepared for _, ni in p.steps]
             if delivery is not None:
                 # raises on a storage error: nothing is stored, so nothing may be sent
                 claim = await self.claim(delivery, intents)
                 if claim.duplicate_of is not None:
                     return DispatchResult([], duplicate_of=claim.duplicate_of)
-                pos = 0
-                for p in prepared:
-                    p.ids = list(claim.intent_ids[pos : pos + len(p.steps)])
-                    pos += len(p.steps)
+                _number(prepared, claim.intent_ids)
+                if claimed is not None:
+                    claimed()
+                if delivery.claimed is not None and (intents or behind):
+                    delivery.claimed.set()  # stored, and orders to go: the webhook may answer
             elif intents:
                 try:
                     ids = await intent_store.insert_all(self._pool, intents)
                 except Exception as exc:  # fail closed: no durable intent, nothing is sent
                     log.error("dispatch.intents_not_written", signal_id=signal_id, error=str(exc))
-                    for p in prepared:
-                        results.append(
-                            AccountResult(
-                                p.item.trader_id,
-                                p.item.link.sub_account_id,
-                                str(p.plan.action),
-                                not_sent("the order intents could not be written"),
-                            )
-                        )
-                    return DispatchResult(results, storage_failed=True)
-                pos = 0
-                for p in prepared:
-                    p.ids = ids[pos : pos + len(p.steps)]
-                    pos += len(p.steps)
-            tasks = []
+                    sig.results.extend(_unwritten(prepared))
+                    return DispatchResult(sig.results, storage_failed=True)
+                _number(prepared, ids)
             for p in prepared:
-                lock = self.lock_for(p.item.link)
-                acquired.remove(lock)  # handed to the task, which releases it when done
-                tasks.append(asyncio.create_task(self._run_account(p, received_at, lock)))
-            finished = await asyncio.gather(*tasks)
-            results.extend(res for res, _ in finished)
-            outcomes = [o for _, account_outcomes in finished for o in account_outcomes]
+                acquired.remove(self.lock_for(p.item.link))  # handed to the task, which frees it
+            while acquired:  # not planned, or nothing to send: not held while the rest go
+                acquired.pop().release()
+            running = asyncio.gather(*self._run_all(sig, prepared))
+            if behind:  # cancelled, both go: the waits give back what came
+                first, later = await asyncio.gather(running, self._behind(sig, behind))
+                done = [*first, *later]
+            else:
+                done = list(await running)
+            sig.results.extend(res for res, _ in done)
+            outcomes = [o for _, account_outcomes in done for o in account_outcomes]
             if defer_outcomes:
-                return DispatchResult(results, unwritten=outcomes)
+                return DispatchResult(sig.results, unwritten=outcomes)
             # every sub-account's outcomes in one statement, after the orders are out
             await self._finish(outcomes)
-            return DispatchResult(results)
+            return DispatchResult(sig.results)
         finally:
             for lock in acquired:
                 lock.release()
 
-    def _lagging(
-        self, groups: dict[AccountKey, list[WorkItem]], order: list[AccountKey]
-    ) -> dict[AccountKey, Shortfall]:
-        """The accounts (their locks held) whose view lags an earlier dispatch, and why."""
-        out: dict[AccountKey, Shortfall] = {}
-        for key in order:
-            first = groups[key][0]
-            account, root = first.link.broker_account_id, first.contract.root
-            why = self.views.hold_up(key, first.broker, account, root)
-            if why is not None:
-                out[key] = why
-                log.warning(
-                    "dispatch.view_lags",
-                    sub_account_id=first.link.sub_account_id,
-                    reason=why.why,
-                    effect="not planned for this signal",
-                )
-        return out
+    def _prepare(self, sig: _Signal, keys: list[AccountKey]) -> list[Prepared]:
+        """Plan the accounts ``keys`` (their locks held), but those whose view lags."""
+        todo = []
+        for key in keys:
+            group = sig.groups[key]
+            why = self._lags(key, group[0]) if sig.hold_unsettled else None
+            if why is None:
+                todo.append(group)
+            else:
+                sig.results.extend(not_planned(it, why) for it in group)
+        return plan_groups(todo, sig.signal_id, sig.tag, sig.received_at + self._ttl, sig.results)
+
+    def _run_all(self, sig: _Signal, prepared: list[Prepared]) -> list[asyncio.Task[Ran]]:
+        """Send each account's steps in a task of its own, its lock (held) handed over."""
+        return [
+            asyncio.create_task(self._run_account(p, sig.received_at, self.lock_for(p.item.link)))
+            for p in prepared
+        ]
+
+    async def _behind(self, sig: _Signal, keys: list[AccountKey]) -> list[Ran]:
+        """The accounts another dispatch held: each planned, written and sent once its lock
+        comes (rule 3: against what the one before it left), those that come together in
+        one statement. The signal is stored already; each batch's intents are written
+        before any of it is sent (rule 1), and a batch that cannot be written sends nothing."""
+        waiting = self.locks.wait_for(sig.links(sig.groups), keys)
+        running: list[asyncio.Task[Ran]] = []
+        try:
+            while waiting:
+                batch = await waiting.next()
+                held = [self.lock_for(sig.groups[key][0].link) for key in batch]
+                try:
+                    prepared = self._prepare(sig, batch)
+                    intents = [ni for p in prepared for _, ni in p.steps]
+                    try:
+                        _number(prepared, await intent_store.insert_all(self._pool, intents))
+                    except Exception as exc:  # fail closed, for this batch
+                        log.error(
+                            "dispatch.intents_not_written", signal_id=sig.signal_id, error=str(exc)
+                        )
+                        sig.results.extend(_unwritten(prepared))
+                        prepared = []
+                    for p in prepared:
+                        held.remove(self.lock_for(p.item.link))  # handed to its task
+                    running.extend(self._run_all(sig, prepared))
+                finally:
+                    for lock in held:  # not planned, or not written: nothing to send
+                        lock.release()
+            return list(await asyncio.gather(*running))
+        finally:
+            waiting.abandon()
+
+    def _lags(self, key: AccountKey, first: WorkItem) -> Shortfall | None:
+        """Why the account (its lock held) is not planned: its view lags an earlier dispatch."""
+        account, root = first.link.broker_account_id, first.contract.root
+        why = self.views.hold_up(key, first.broker, account, root)
+        if why is not None:
+            log.warning(
+                "dispatch.view_lags",
+                sub_account_id=first.link.sub_account_id,
+                reason=why.why,
+                effect="not planned for this signal",
+            )
+        return why
 
     async def claim(
         self, delivery: signal_store.Delivery, intents: list[intent_store.NewIntent]
     ) -> signal_store.Claim:
         """Store ``delivery`` with ``intents`` (none for an outcome without orders) on the
-        claims' connection; a connection that fails under it is settled by ``claim_fate``.
-        A new signal stored sets ``delivery.claimed``."""
-        claim = await self._claim(delivery, intents)
-        if claim.duplicate_of is None and delivery.claimed is not None:
-            delivery.claimed.set()
-        return claim
+        claims' connection; a connection that fails under it is settled by ``claim_fate``."""
+        return await self._claim(delivery, intents)
 
     async def _claim(
         self, delivery: signal_store.Delivery, intents: list[intent_store.NewIntent]
@@ -333,7 +379,10 @@ class Dispatcher:
                     done.append(intent_store.Outcome(intent_id, "expired", reason=passed[po.step]))
                     continue
                 if failed is None:
-                    failed, tail = self._too_late(received_at, changed, tail, po, ni.cl_ord_id, res)
+                    late = self._clock() - received_at - self._ttl
+                    failed, tail = too_late(
+                        late, self._follow_up, changed, tail, po, ni.cl_ord_id, res
+                    )
                 if failed is not None:
                     done.append(intent_store.Outcome(intent_id, "expired", reason=not_sent(failed)))
                     res.expired += 1
@@ -377,7 +426,7 @@ class Dispatcher:
                     failed = f"step {po.step} outcome unknown"
                     if po.kind == "liquidate":  # it may have closed the position: flat
                         position, changed, p.liquidated = 0, True, True
-                    elif po.kind not in _PROTECTIVE_KINDS:  # a cancel's order shows its fate
+                    elif po.kind not in PROTECTIVE_KINDS:  # a cancel's order shows its fate
                         p.unanswered.append(ni.cl_ord_id)
                         after = expected_position(position, po)
                         if after is not None:  # the view shows it filled, or refused
@@ -425,33 +474,6 @@ class Dispatcher:
             if lock is not None:
                 lock.release()
         return res, done
-
-    def _too_late(
-        self,
-        received_at: datetime,
-        changed: bool,
-        tail: bool | None,
-        po: PlannedOrder,
-        cl_ord_id: str,
-        res: AccountResult,
-    ) -> tuple[str | None, bool | None]:
-        """Why a step is not sent for its age (None: it may go), and the decision on the
-        protective tail. Past the TTL nothing trades (rule 2). The protective steps after one
-        that changed the position (the cancels of its exits, the exits re-placed) are decided
-        once, as a whole, when the first of them is reached: all go if that is within
-        ``FOLLOW_UP_S`` past the TTL, none otherwise. Judged step by step, the cancels went
-        and the exits replacing them expired, and the position was left with none."""
-        late = self._clock() - received_at - self._ttl
-        if changed and protective(po, cl_ord_id):
-            if tail is None:
-                tail = late <= self._follow_up
-            if tail and late > timedelta(0):
-                res.messages.append(
-                    f"{cl_ord_id}: sent {late.total_seconds():.1f}s past the signal's TTL,"
-                    " to protect the position it changed"
-                )
-            return (None if tail else "signal older than its TTL"), tail
-        return ("signal older than its TTL" if late > timedelta(0) else None), tail
 
     async def _shows(self, it: WorkItem, po: PlannedOrder, expected: int) -> str | None:
         """Wait (bounded) for a market order the next steps build on to show in the position.

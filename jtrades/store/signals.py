@@ -132,8 +132,8 @@ class Delivery:
     # what the filters counted (entry, nth_seen, the traders'), stored with the claim so that a
     # daemon dying before the outcome is written rebuilds the same counts
     detail: dict[str, Any] | None = None
-    # set once the delivery is on disk as a new signal (``Dispatcher.claim``): from then on
-    # its orders may be out, and the webhook may answer before the last broker answer
+    # set once the delivery is on disk as a new signal with orders to send (``Dispatcher``):
+    # the webhook may answer before the last broker answer
     claimed: asyncio.Event | None = field(default=None, compare=False, repr=False)
 
 

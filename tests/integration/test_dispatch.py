@@ -475,13 +475,13 @@ async def test_received_at_in_the_past_is_measured_from_reception(
 
 @asynccontextmanager
 async def sim_engine(
-    settings: Settings, logins: dict[str, list[str]]
+    settings: Settings, logins: dict[str, list[str]], *, request_timeout_s: float = 1.0
 ) -> AsyncIterator[tuple[Engine, SimHandle, asyncpg.Pool, int, dict[str, int]]]:
     """An engine whose logins are sessions on an in-process simulator; one recorder (size 1, no
     exits) followed by one trader per login on all of its accounts."""
     async with running_sim() as sim:
         await sim.set_price("MNQ", 21500)
-        s = with_sim(settings, sim, request_timeout_s=1.0)
+        s = with_sim(settings, sim, request_timeout_s=request_timeout_s)
         tv_settings = s.tradovate
         db = await connect(s)
         tv = TradovatePool(tv_settings)

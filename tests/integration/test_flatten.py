@@ -676,8 +676,9 @@ async def test_an_alert_waiting_for_a_lock_does_not_open_on_a_login_halted_meanw
     database: Database, start: Start, db_url: str, data_dir: Path
 ) -> None:
     """The kill switch was read once, at the gate: an entry that passed it, then waited for
-    another sub-account's lock (a protection pass, an earlier alert's settle), opened short on
-    a login halted and flattened meanwhile, after its flatten had been marked done."""
+    the sub-account's lock (a protection pass, an earlier alert's settle), opened short on a
+    login halted and flattened meanwhile. The signal's other account, free, is not held up
+    by that wait: it trades at once, before the halt."""
     pool = database.pool
     u = await make_user(pool, "hl")
     rec = await make_recorder(pool, u, "rec", size=1)
@@ -686,24 +687,30 @@ async def test_an_alert_waiting_for_a_lock_does_not_open_on_a_login_halted_meanw
     await make_trader(pool, u, rec, [(a, 1), (b, 1)])
     engine = await start({})
     await send(engine, pool, rec, buy())
-    lock_a = engine.dispatcher.lock_for(engine.config.snapshot.links_by_sub[a])
-    await lock_a.acquire()
+    lock_b = engine.dispatcher.lock_for(engine.config.snapshot.links_by_sub[b])
+    await lock_b.acquire()
     alert = asyncio.create_task(send(engine, pool, rec, Signal(Action.SELL, ticker="MNQ1!",
                                                                price=Decimal("21500"))))  # fmt: skip
-    await until(lambda: waited_on(lock_a) or alert.done(), what="the alert at hl-a's lock")
-    assert not alert.done()  # past the gate, waiting for hl-a's lock
+    await until(lambda: waited_on(lock_b) or alert.done(), what="the alert at hl-b's lock")
+    assert not alert.done()  # past the gate, waiting for hl-b's lock
+    await wait_for(
+        lambda: _holds(engine, pool, a, [-1]), "hl-a reversed meanwhile, not held up by hl-b"
+    )
 
     await cli(db_url, data_dir, "halt", "--account", "hl-b", "--flatten")
     await engine.config.refresh()
+    lock_b.release()  # the alert's plan for hl-b comes first, then the flatten
+    out = await alert
 
     async def done() -> bool:
         value = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
         return all(r.get("done_at") for r in value["flattens"].values())
 
     await wait_for(done, "the flatten of hl-b marked done")
-    assert await flat(engine, pool, b)
-    lock_a.release()
-    out = await alert
     assert await flat(engine, pool, b)  # was short 1 on the halted, flattened login
     assert list((await positions(engine, pool, a)).values()) == [-1]  # not halted: reversed
     assert "halted" in out.detail["accounts"][str(b)]["reason"]
+
+
+async def _holds(engine: Engine, pool: asyncpg.Pool, sub: int, want: list[int]) -> bool:
+    return list((await positions(engine, pool, sub)).values()) == want

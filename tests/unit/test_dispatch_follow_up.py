@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 from jtrades.broker.base import (
     Contract,
@@ -22,10 +22,10 @@ from jtrades.broker.base import (
     WorkingOrder,
 )
 from jtrades.engine.account_plans import AccountResult
-from jtrades.engine.dispatch import FOLLOW_UP_S, Dispatcher, protective
 from jtrades.engine.planning import AccountPlan, AccountState, PositionAction, plan_account
 from jtrades.engine.risk import RiskSettings, SameDirection, parse_tp
 from jtrades.engine.signal import Action, MarketPosition, Signal
+from jtrades.engine.step_age import FOLLOW_UP_S, protective, too_late
 from jtrades.engine.steps import intent_for
 
 D = Decimal
@@ -96,21 +96,11 @@ def test_an_entry_is_not_protective() -> None:
     assert not any(prot for _, prot in kinds(p))
 
 
-class _Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
 def test_the_follow_up_window() -> None:
     """Within the TTL everything goes; past it only the protective steps after a change,
     decided once for all of them (at most FOLLOW_UP_S late at the first); a step that trades
     never."""
     t0 = datetime(2026, 11, 30, 15, tzinfo=UTC)
-    clock = _Clock(t0)
-    d = Dispatcher(cast(Any, None), ttl_s=30, clock=clock)
     p = plan(Signal(Action.BUY, price=D(21490)), AccountState(3, D(21500), BRACKET))
     add, cancel, _, exit_, _ = (
         intent_for(
@@ -122,8 +112,9 @@ def test_the_follow_up_window() -> None:
     res = AccountResult(1, 4, "add", "")
 
     def late(at_s: float, changed: bool, step: Any, tail: bool | None = None) -> Any:
-        clock.at = t0 + timedelta(seconds=at_s)
-        return d._too_late(t0, changed, tail, step[0], step[1].cl_ord_id, res)
+        past = timedelta(seconds=at_s - 30)  # past the 30 s TTL
+        follow_up = timedelta(seconds=FOLLOW_UP_S)
+        return too_late(past, follow_up, changed, tail, step[0], step[1].cl_ord_id, res)
 
     for step in (add, cancel, exit_):
         assert late(30, False, step)[0] is None
