@@ -44,6 +44,9 @@ class Counters:
 
 # What the counts of (kind, id) were before a signal moved them; None = there were none.
 Undo = dict[tuple[Kind, int], Counters | None]
+# What they were once the signal was stored, when other signals of the recorder may move them
+# too: what it moved is the difference (``SessionCounters.give_back``).
+Moved = dict[tuple[Kind, int], Counters]
 
 
 def count_entry(c: Counters, refused: str | None, at: datetime) -> tuple[bool, bool]:
@@ -118,6 +121,33 @@ class SessionCounters:
             last = current.last_entry_at if current is not None else None
             current = table[key] = Counters(start, last_entry_at=last)
         return current
+
+    def moved(self, undo: Undo) -> Moved:
+        """The counts ``undo`` knows, as they are now."""
+        out: Moved = {}
+        for kind, key in undo:
+            current = self._tables[kind].get(key)
+            if current is not None:
+                out[(kind, key)] = current.copy()
+        return out
+
+    def give_back(self, kind: Kind, key: int, before: Counters | None, after: Counters) -> None:
+        """Take back what a signal moved (``before`` → ``after``) from the counts as they are
+        now, leaving what other signals moved since: the recorder's next signal may be
+        filtered while this one's orders are still going out. Its last entry time goes back
+        only while still its own; a trading day turned since has counts that are not its."""
+        current = self._tables[kind].get(key)
+        if current is None:
+            return
+        last = before.last_entry_at if before is not None else None
+        if before is None or before.session != after.session:
+            before = Counters(after.session, last_entry_at=last)
+        if current.session == after.session:
+            current.signals = max(0, current.signals - (after.signals - before.signals))
+            current.entries = max(0, current.entries - (after.entries - before.entries))
+            current.seen = max(0, current.seen - (after.seen - before.seen))
+        if after.last_entry_at != last and current.last_entry_at == after.last_entry_at:
+            current.last_entry_at = last
 
     def undo(self, undo: Undo) -> None:
         """Put back every count the signal moved."""

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,7 +44,15 @@ from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.changes import ChangeFeed
 from jtrades.engine.config_cache import ConfigCache, Snapshot
-from jtrades.engine.counters import Counters, ForeignEntry, Kind, SessionCounters, Undo, count_entry
+from jtrades.engine.counters import (
+    Counters,
+    ForeignEntry,
+    Kind,
+    Moved,
+    SessionCounters,
+    Undo,
+    count_entry,
+)
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.fanout import Fanout
 from jtrades.engine.filters import (
@@ -304,34 +313,51 @@ class Engine:
     async def _on_delivery(self, d: signal_store.Delivery) -> Outcome:
         """Filters and planning run before the delivery is known to be new, so what they count
         is undone for a duplicate; the recorder's lock keeps any other signal of the recorder
-        from seeing those counts in between (its signals share sub-accounts, and so wait for
-        each other's orders anyway)."""
+        from seeing those counts in between. It is given up once the signal is stored: held
+        while the orders went out, one follower's silent broker held the recorder's next
+        alert (and its answer) until the request timed out. What the orders then give back
+        (an entry never made) is taken from the counts as they are (``give_back``)."""
         lock = self._recorder_locks.get(d.recorder_id)
         if lock is None:
             lock = self._recorder_locks[d.recorder_id] = asyncio.Lock()
-        async with lock:
-            undo: Undo = {}
-            try:
-                out = await self._on_signal(
-                    d.signal_id, d.recorder_id, d.signal, d.received_at, d, undo
-                )
-            except StorageUnavailable:
-                # not stored, or not known to be (the claim's fate was probed): the webhook
-                # answers 503 and TradingView's re-send is what counts
+        await lock.acquire()
+        undo: Undo = {}
+        moved: Moved = {}
+        held = True
+
+        def stored() -> None:
+            nonlocal held
+            moved.update(self.counters.moved(undo))
+            held = False
+            lock.release()
+
+        try:
+            out = await self._on_signal(
+                d.signal_id, d.recorder_id, d.signal, d.received_at, d, undo, stored, moved
+            )
+        except StorageUnavailable:
+            # not stored, or not known to be (the claim's fate was probed): the webhook
+            # answers 503 and TradingView's re-send is what counts
+            if held:
                 self.counters.undo(undo)
-                raise
-            except Exception:
-                # counted only if stored: once the claim is on disk, orders may have left and
-                # a restart counts it (the claim stores the counts), so memory must too
-                if not await signal_store.is_stored(self._db.pool, d.signal_id, within_s=2):
-                    self.counters.undo(undo)
-                raise
-            except BaseException:  # cancelled (shutdown): the restart rebuilds from the rows
+            raise
+        except Exception:
+            # counted only if stored: once the claim is on disk, orders may have left and
+            # a restart counts it (the claim stores the counts), so memory must too
+            if held and not await signal_store.is_stored(self._db.pool, d.signal_id, within_s=2):
                 self.counters.undo(undo)
-                raise
-            if out.duplicate_of is not None:
+            raise
+        except BaseException:  # cancelled (shutdown): the restart rebuilds from the rows
+            if held:
+                self.counters.undo(undo)
+            raise
+        else:
+            if out.duplicate_of is not None:  # decided by the claim, the lock held: put back
                 self.counters.undo(undo)
             return out
+        finally:
+            if held:
+                lock.release()
 
     async def _store(self, out: Outcome, delivery: signal_store.Delivery | None) -> Outcome:
         """An outcome with no orders: store the delivery first when it is not stored yet."""
@@ -351,6 +377,8 @@ class Engine:
         received_at: datetime,
         delivery: signal_store.Delivery | None,
         undo: Undo | None,
+        stored: Callable[[], None] | None = None,
+        moved: Moved | None = None,
     ) -> Outcome:
         if undo is None:
             undo = {}  # a signal handed over stored: nothing to put back but the outranked's
@@ -435,11 +463,12 @@ class Engine:
             defer_outcomes=self.defer_intent_outcomes,
             # a copy: the claim encodes it while ``detail`` keeps growing here
             delivery=dataclasses.replace(delivery, detail=dict(detail)) if delivery else None,
+            claimed=stored,
         )
         if result.duplicate_of is not None:
             return _duplicate(result.duplicate_of)
         # the outcome's detail replaces the counts the claim stored, which a restart counts
-        verdict = judged.settle(result.accounts, self.counters, undo, ttl)
+        verdict = judged.settle(result.accounts, self.counters, undo, ttl, moved)
         detail["accounts"] = {str(a.sub_account_id): a.as_dict() for a in result.accounts}
         if result.storage_failed:
             return Outcome(

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jtrades.engine.config_cache import LinkConfig, RecorderConfig
-from jtrades.engine.counters import Kind, SessionCounters, Undo
+from jtrades.engine.counters import Kind, Moved, SessionCounters, Undo
 from jtrades.engine.dispatch import AccountResult
 from jtrades.engine.fanout import INERT_GATES
 from jtrades.engine.filters import Rejection, reads_own_way
@@ -96,7 +96,12 @@ class Judged:
         return ("rejected", *first) if first is not None else ACCEPTED
 
     def settle(
-        self, accounts: list[AccountResult], counters: SessionCounters, undo: Undo, ttl: float
+        self,
+        accounts: list[AccountResult],
+        counters: SessionCounters,
+        undo: Undo,
+        ttl: float,
+        moved: Moved | None = None,
     ) -> Verdict:
         """The counts and the verdict only the orders can settle: an entry counted but never
         made refused the next real one (max signals) and ran a cooldown from nothing, and a
@@ -106,16 +111,18 @@ class Judged:
         --max-contracts, the account's kill switch). An accepted signal some account followed
         only in part (closed only, or not at all: ``planning.Shortfall``) says so in its
         reason: its row, the webhook's answer and ``signals list`` showed no reason, and the
-        follower sat flat while the strategy was short."""
+        follower sat flat while the strategy was short. ``moved``: the counts as the signal
+        left them when it was stored (``_put_back``)."""
+        moved = moved or {}
         detail = self.detail
         was_entry = bool(detail["entry"] or detail["trader_entries"])
         reached = {a.trader_id for a in accounts if _reached(a)}
         for tid in list(detail["trader_entries"]):
             if tid not in reached:
                 detail["trader_entries"].remove(tid)
-                _put_back(counters, undo, "trader", tid)
+                _put_back(counters, undo, moved, "trader", tid)
         judged = _as_sent(accounts)
-        verdict = self._settled(judged, bool(reached), was_entry, counters, undo, ttl)
+        verdict = self._settled(judged, bool(reached), was_entry, counters, undo, moved, ttl)
         if verdict == ACCEPTED:
             said = [*self._refusals(judged), *self._shortfalls(judged)]
             return ("accepted", None, "; ".join(said) or None)
@@ -128,6 +135,7 @@ class Judged:
         was_entry: bool,
         counters: SessionCounters,
         undo: Undo,
+        moved: Moved,
         ttl: float,
     ) -> Verdict:
         detail = self.detail
@@ -148,7 +156,7 @@ class Judged:
             expired or turned_down or unavailable or held_back or (stuck and not self.rejections)
         ):
             detail["entry"] = detail["nth_seen"] = False
-            _put_back(counters, undo, "recorder", self.rec.id)
+            _put_back(counters, undo, moved, "recorder", self.rec.id)
         if verdict[0] != "accepted":
             return verdict
         if turned_down:  # the row said accepted, 0 orders: a refused close read as a flat one
@@ -401,6 +409,11 @@ def _limited(a: AccountResult) -> bool:
     return cause == HALTED or (a.action == "ignore" and cause in _IGNORED_FOR)
 
 
-def _put_back(counters: SessionCounters, undo: Undo, kind: Kind, key: int) -> None:
-    if (kind, key) in undo:
-        counters.undo({(kind, key): undo[(kind, key)]})
+def _put_back(counters: SessionCounters, undo: Undo, moved: Moved, kind: Kind, key: int) -> None:
+    """What the signal moved, taken back; ``moved`` holds the counts as it left them when
+    other signals could start moving them too (none there: they are as it left them)."""
+    if (kind, key) not in undo:
+        return
+    after = moved.get((kind, key)) or counters.moved({(kind, key): None}).get((kind, key))
+    if after is not None:
+        counters.give_back(kind, key, undo[(kind, key)], after)

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
+import structlog.testing
 
 from jtrades.config import Settings
 from jtrades.db import Database
@@ -24,12 +29,32 @@ from jtrades.server import Webhooks, build_app, start_http
 from jtrades.store import recorders as recorder_store
 from jtrades.webhook_answers import in_time
 from tests.integration.test_dispatch import sim_engine
+from tests.simutil import SimHandle
 
 LIMIT_S = 30.0  # bounds a hung test, never a timing check
 
 
-async def test_a_silent_followers_broker_does_not_hold_the_answer(settings: Settings) -> None:
-    async with sim_engine(settings, {"ok_tv": ["OK1"], "dead_tv": ["DEAD1"]}) as (
+@dataclass
+class Answering:
+    client: aiohttp.ClientSession
+    token: str
+    sim: SimHandle
+    pool: asyncpg.Pool
+    hooks: Webhooks
+
+    async def post(self, body: bytes) -> dict[str, Any]:
+        async with self.client.post(f"/webhook/{self.token}", data=body) as r:
+            assert r.status == 200
+            return dict(await r.json())
+
+
+@asynccontextmanager
+async def answering(settings: Settings, request_timeout_s: float) -> AsyncIterator[Answering]:
+    """The webhook in front of an engine with two followers' logins on the simulator (OK1
+    answers, DEAD1 goes silent once told), answering within 0.2 s; a close has resolved the
+    contract on both sessions."""
+    logins = {"ok_tv": ["OK1"], "dead_tv": ["DEAD1"]}
+    async with sim_engine(settings, logins, request_timeout_s=request_timeout_s) as (
         engine,
         sim,
         pool,
@@ -42,46 +67,74 @@ async def test_a_silent_followers_broker_does_not_hold_the_answer(settings: Sett
         )
         tokens = TokenCache(lambda: recorder_store.all_token_hashes(pool))
         await tokens.refresh()
-        # the engine's request timeout is 1 s: the silent account's send takes that long
         server = settings.server.model_copy(update={"answer_within_s": 0.2})
         db = Database(pool, "test", connect_kwargs={"dsn": settings.database.url})
         hooks = Webhooks(db, settings.model_copy(update={"server": server}), tokens, engine)
         runner, port = await start_http(build_app(hooks), "127.0.0.1", 0)
         try:
             async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as client:
-                # a close first resolves the contract on both sessions
-                async with client.post(f"/webhook/{token}", data=b"close") as r:
-                    assert r.status == 200
-                    assert (await r.json())["verdict"] == "accepted"
-                sim.fault("zombie", login="dead_tv")  # open, and never answers again
-                alert = b'{"action": "buy", "ticker": "MNQ1!", "price": 21500}'
-                async with client.post(f"/webhook/{token}", data=alert) as r:
-                    assert r.status == 200
-                    answer = await r.json()
-                    # answered while the silent account's send was still waiting
-                    stored = await pool.fetchrow(
-                        "SELECT verdict FROM signals WHERE id = $1", answer["signal_id"]
-                    )
-            assert answer["verdict"] == "received", answer
-            assert answer["orders"] == 0
-            assert "signals list" in answer["reason"]
-            assert stored is not None  # never answered before it is stored
-            row = await _settled(pool, answer["signal_id"])
-            assert row["verdict"] == "accepted"
-            assert row["orders"] == 1  # the healthy account's order; the silent one's unknown
-            states = dict(
-                await pool.fetch(
-                    "SELECT s.name, i.state FROM order_intents i"
-                    " JOIN sub_accounts s ON s.id = i.sub_account_id"
-                    " WHERE i.signal_id = $1",
-                    answer["signal_id"],
-                )
-            )
-            assert states["DEAD1"] == "unknown"
-            assert [p["netPos"] for p in sim.state()["accounts"]["OK1"]["positions"]] == [1]
-            assert await hooks.drain(LIMIT_S)  # the signal's task ended, nothing left behind
+                it = Answering(client, token, sim, pool, hooks)
+                assert (await it.post(b"close"))["verdict"] == "accepted"
+                yield it
+                assert await hooks.drain(LIMIT_S)  # every signal's task ended
         finally:
             await runner.cleanup()
+
+
+def _held(sim: SimHandle, name: str) -> list[int]:
+    return [p["netPos"] for p in sim.state()["accounts"][name]["positions"]]
+
+
+async def test_a_silent_followers_broker_does_not_hold_the_answer(settings: Settings) -> None:
+    async with answering(settings, request_timeout_s=1.0) as it:
+        it.sim.fault("zombie", login="dead_tv")  # open, and never answers again
+        answer = await it.post(b'{"action": "buy", "ticker": "MNQ1!", "price": 21500}')
+        # answered while the silent account's send was still waiting
+        stored = await it.pool.fetchrow(
+            "SELECT verdict FROM signals WHERE id = $1", answer["signal_id"]
+        )
+        assert answer["verdict"] == "received", answer
+        assert answer["orders"] == 0
+        assert "signals list" in answer["reason"]
+        assert stored is not None  # never answered before it is stored
+        row = await _settled(it.pool, answer["signal_id"])
+        assert row["verdict"] == "accepted"
+        assert row["orders"] == 1  # the healthy account's order; the silent one's unknown
+        states = dict(
+            await it.pool.fetch(
+                "SELECT s.name, i.state FROM order_intents i"
+                " JOIN sub_accounts s ON s.id = i.sub_account_id"
+                " WHERE i.signal_id = $1",
+                answer["signal_id"],
+            )
+        )
+        assert states["DEAD1"] == "unknown"
+        assert _held(it.sim, "OK1") == [1]
+
+
+async def test_the_recorders_next_alert_is_not_held_by_a_silent_follower(
+    settings: Settings,
+) -> None:
+    """The recorder's lock spanned the dispatch, and a dispatch took every account's lock
+    before planning any: the next alert (a reversal) waited out the silent account's request
+    timeout before its healthy follower traded it, and before it was answered."""
+    async with answering(settings, request_timeout_s=8.0) as it:
+        it.sim.fault("zombie", login="dead_tv")
+        with structlog.testing.capture_logs() as logs:
+            first = await it.post(b'{"action": "buy", "ticker": "MNQ1!", "price": 21500}')
+            second = await it.post(b'{"action": "sell", "ticker": "MNQ1!", "price": 21500}')
+            end = time.monotonic() + LIMIT_S
+            while _held(it.sim, "OK1") != [-1]:
+                assert time.monotonic() < end, it.sim.state()["accounts"]["OK1"]
+                await asyncio.sleep(0.02)
+            # reversed while the first alert's send to the silent account still waits
+            timed_out = [e for e in logs if e["event"] == "dispatch.orders_failed"]
+        assert timed_out == []
+        assert (first["verdict"], second["verdict"]) == ("received", "received")
+        row = await _settled(it.pool, second["signal_id"])
+        assert row["verdict"] == "accepted"
+        assert row["orders"] == 2  # OK1's close and entry
+        assert _held(it.sim, "OK1") == [-1]
 
 
 async def _settled(pool: asyncpg.Pool, signal_id: int) -> asyncpg.Record:

@@ -129,3 +129,70 @@ def test_a_foreign_entry_is_judged_on_the_traders_counts_and_moves_none() -> Non
         "every_nth", "signal 1 of this session; only every 2th is taken", True
     )
     assert nth.judge(Counters(session_start(BEFORE_TURN), seen=1)) is None
+
+
+# --- giving back what one signal moved, while the recorder's next ones move them too ---------
+
+
+def _entry(counters: SessionCounters, at: datetime, undo: Undo) -> None:
+    c = counters.get("recorder", 1, at, undo)
+    c.signals += 1
+    count_entry(c, None, at)
+
+
+def test_a_give_back_leaves_what_later_signals_moved() -> None:
+    """The recorder's lock is given up once a signal is stored: the next signal's entry may
+    be counted before the first one's orders say it was never made. Putting back the first
+    one's snapshot erased the second's entry (and its cooldown); only the first's move goes."""
+    counters = SessionCounters()
+    t1, t2 = BEFORE_TURN - timedelta(minutes=5), BEFORE_TURN - timedelta(minutes=4)
+    counters.seed("recorder", 1, Counters(session_start(t1), 3, 1, t1 - timedelta(hours=1), 1))
+    first: Undo = {}
+    _entry(counters, t1, first)
+    moved = counters.moved(first)  # stored: the lock goes
+    _entry(counters, t2, {})  # the next alert's entry, made
+    counters.give_back("recorder", 1, first[("recorder", 1)], moved[("recorder", 1)])
+    c = counters.get("recorder", 1, t2)
+    assert (c.signals, c.entries, c.seen, c.last_entry_at) == (4, 2, 2, t2)
+
+
+def test_a_give_back_alone_is_the_undo() -> None:
+    counters = SessionCounters()
+    t1 = BEFORE_TURN - timedelta(minutes=5)
+    counters.seed("recorder", 1, Counters(session_start(t1), 3, 1, t1 - timedelta(hours=1), 1))
+    undo: Undo = {}
+    _entry(counters, t1, undo)
+    counters.give_back("recorder", 1, undo[("recorder", 1)], counters.moved(undo)[("recorder", 1)])
+    c = counters.get("recorder", 1, t1)
+    assert (c.signals, c.entries, c.seen, c.last_entry_at) == (3, 1, 1, t1 - timedelta(hours=1))
+
+
+def test_a_give_back_after_the_day_turned_keeps_the_new_days_counts() -> None:
+    counters = SessionCounters()
+    undo: Undo = {}
+    _entry(counters, BEFORE_TURN, undo)
+    moved = counters.moved(undo)
+    _entry(counters, AFTER_TURN, {})  # the next day's first entry
+    counters.give_back("recorder", 1, undo[("recorder", 1)], moved[("recorder", 1)])
+    c = counters.get("recorder", 1, AFTER_TURN)
+    assert (c.signals, c.entries, c.seen, c.last_entry_at) == (1, 1, 1, AFTER_TURN)
+
+
+def test_a_give_back_of_the_first_signal_of_a_day_takes_back_only_its_own() -> None:
+    """The signal turned the day (yesterday's counts before it): what it moved is counted
+    from nothing, and yesterday's last entry time comes back (a cooldown spans the turn)."""
+    counters = SessionCounters()
+    counters.get("recorder", 1, BEFORE_TURN).entries = 5
+    counters.get("recorder", 1, BEFORE_TURN).last_entry_at = BEFORE_TURN
+    undo: Undo = {}
+    _entry(counters, AFTER_TURN, undo)
+    moved = counters.moved(undo)
+    later = AFTER_TURN + timedelta(minutes=1)
+    _entry(counters, later, {})
+    counters.give_back("recorder", 1, undo[("recorder", 1)], moved[("recorder", 1)])
+    c = counters.get("recorder", 1, later)
+    assert (c.signals, c.entries, c.seen, c.last_entry_at) == (1, 1, 1, later)
+    only: Undo = {}
+    _entry(counters, later + timedelta(minutes=1), only)
+    counters.give_back("recorder", 1, only[("recorder", 1)], counters.moved(only)[("recorder", 1)])
+    assert counters.get("recorder", 1, later).last_entry_at == later
