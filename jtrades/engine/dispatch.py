@@ -45,7 +45,7 @@ import structlog
 
 from jtrades.broker.base import Broker, SubAccount
 from jtrades.db import Lane
-from jtrades.engine.account_locks import AccountLocks
+from jtrades.engine.account_locks import AccountLocks, Waiting
 from jtrades.engine.account_plans import (  # re-exported: the fan-out and the flatten make these
     AccountResult,
     DispatchResult,
@@ -209,6 +209,10 @@ class Dispatcher:
         sig = _Signal(groups, signal_id, tag, received_at, hold_unsettled)
         free, behind = await self.locks.take_free(sig.links(groups))
         acquired = [self.lock_for(groups[key][0].link) for key in free]
+        # in line for the others now, not after the claim: rule 3 orders the signals racing
+        # on an account by when they reached it here (the recorder's next one may be here
+        # once this one is stored)
+        waiting = self.locks.wait_for(sig.links(groups), behind)
         try:
             prepared = self._prepare(sig, free)
             intents = [ni for p in prepared for _, ni in p.steps]
@@ -235,8 +239,8 @@ class Dispatcher:
             while acquired:  # not planned, or nothing to send: not held while the rest go
                 acquired.pop().release()
             running = asyncio.gather(*self._run_all(sig, prepared))
-            if behind:  # cancelled, both go: the waits give back what came
-                first, later = await asyncio.gather(running, self._behind(sig, behind))
+            if waiting:  # cancelled, both go: the waits give back what came
+                first, later = await asyncio.gather(running, self._behind(sig, waiting))
                 done = [*first, *later]
             else:
                 done = list(await running)
@@ -250,6 +254,7 @@ class Dispatcher:
         finally:
             for lock in acquired:
                 lock.release()
+            waiting.abandon()  # a duplicate, a failure: what came goes back
 
     def _prepare(self, sig: _Signal, keys: list[AccountKey]) -> list[Prepared]:
         """Plan the accounts ``keys`` (their locks held), but those whose view lags."""
@@ -270,12 +275,11 @@ class Dispatcher:
             for p in prepared
         ]
 
-    async def _behind(self, sig: _Signal, keys: list[AccountKey]) -> list[Ran]:
+    async def _behind(self, sig: _Signal, waiting: Waiting) -> list[Ran]:
         """The accounts another dispatch held: each planned, written and sent once its lock
         comes (rule 3: against what the one before it left), those that come together in
         one statement. The signal is stored already; each batch's intents are written
         before any of it is sent (rule 1), and a batch that cannot be written sends nothing."""
-        waiting = self.locks.wait_for(sig.links(sig.groups), keys)
         running: list[asyncio.Task[Ran]] = []
         try:
             while waiting:

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,7 +47,6 @@ from jtrades.engine.counters import (
     Counters,
     ForeignEntry,
     Kind,
-    Moved,
     SessionCounters,
     Undo,
     count_entry,
@@ -65,6 +63,7 @@ from jtrades.engine.filters import (
 )
 from jtrades.engine.flatten import Flattener
 from jtrades.engine.reconcile import Reconciler
+from jtrades.engine.recorder_turn import RecorderTurn, RecorderTurns
 from jtrades.engine.signal import Signal
 from jtrades.engine.tradingday import session_start
 from jtrades.engine.verdicts import Judged
@@ -135,7 +134,7 @@ class Engine:
             self.reconciler.mirror.booked,
         )
         self._outcomes: OrderedDict[int, asyncio.Future[Outcome]] = OrderedDict()
-        self._recorder_locks: dict[int, asyncio.Lock] = {}
+        self.turns = RecorderTurns(self.counters)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
@@ -312,52 +311,36 @@ class Engine:
 
     async def _on_delivery(self, d: signal_store.Delivery) -> Outcome:
         """Filters and planning run before the delivery is known to be new, so what they count
-        is undone for a duplicate; the recorder's lock keeps any other signal of the recorder
-        from seeing those counts in between. It is given up once the signal is stored: held
-        while the orders went out, one follower's silent broker held the recorder's next
-        alert (and its answer) until the request timed out. What the orders then give back
-        (an entry never made) is taken from the counts as they are (``give_back``)."""
-        lock = self._recorder_locks.get(d.recorder_id)
-        if lock is None:
-            lock = self._recorder_locks[d.recorder_id] = asyncio.Lock()
-        await lock.acquire()
+        is undone for a duplicate; the recorder's turn (``recorder_turn``) keeps any other
+        signal of the recorder from moving those counts in between, and is given up while the
+        orders go."""
         undo: Undo = {}
-        moved: Moved = {}
-        held = True
-
-        def stored() -> None:
-            nonlocal held
-            moved.update(self.counters.moved(undo))
-            held = False
-            lock.release()
-
-        try:
-            out = await self._on_signal(
-                d.signal_id, d.recorder_id, d.signal, d.received_at, d, undo, stored, moved
-            )
-        except StorageUnavailable:
-            # not stored, or not known to be (the claim's fate was probed): the webhook
-            # answers 503 and TradingView's re-send is what counts
-            if held:
-                self.counters.undo(undo)
-            raise
-        except Exception:
-            # counted only if stored: once the claim is on disk, orders may have left and
-            # a restart counts it (the claim stores the counts), so memory must too
-            if held and not await signal_store.is_stored(self._db.pool, d.signal_id, within_s=2):
-                self.counters.undo(undo)
-            raise
-        except BaseException:  # cancelled (shutdown): the restart rebuilds from the rows
-            if held:
-                self.counters.undo(undo)
-            raise
-        else:
-            if out.duplicate_of is not None:  # decided by the claim, the lock held: put back
+        async with self.turns.turn(d.recorder_id, undo) as turn:
+            try:
+                out = await self._on_signal(
+                    d.signal_id, d.recorder_id, d.signal, d.received_at, d, undo, turn
+                )
+            except StorageUnavailable:
+                # not stored, or not known to be (the claim's fate was probed): the webhook
+                # answers 503 and TradingView's re-send is what counts
+                if turn.held:
+                    self.counters.undo(undo)
+                raise
+            except Exception:
+                # counted only if stored: once the claim is on disk, orders may have left and
+                # a restart counts it (the claim stores the counts), so memory must too
+                if turn.held and not await signal_store.is_stored(
+                    self._db.pool, d.signal_id, within_s=2
+                ):
+                    self.counters.undo(undo)
+                raise
+            except BaseException:  # cancelled (shutdown): the restart rebuilds from the rows
+                if turn.held:
+                    self.counters.undo(undo)
+                raise
+            if out.duplicate_of is not None:  # decided by the claim, the turn held: put back
                 self.counters.undo(undo)
             return out
-        finally:
-            if held:
-                lock.release()
 
     async def _store(self, out: Outcome, delivery: signal_store.Delivery | None) -> Outcome:
         """An outcome with no orders: store the delivery first when it is not stored yet."""
@@ -377,8 +360,7 @@ class Engine:
         received_at: datetime,
         delivery: signal_store.Delivery | None,
         undo: Undo | None,
-        stored: Callable[[], None] | None = None,
-        moved: Moved | None = None,
+        turn: RecorderTurn | None = None,
     ) -> Outcome:
         if undo is None:
             undo = {}  # a signal handed over stored: nothing to put back but the outranked's
@@ -463,12 +445,16 @@ class Engine:
             defer_outcomes=self.defer_intent_outcomes,
             # a copy: the claim encodes it while ``detail`` keeps growing here
             delivery=dataclasses.replace(delivery, detail=dict(detail)) if delivery else None,
-            claimed=stored,
+            claimed=turn.stored if turn is not None else None,
         )
         if result.duplicate_of is not None:
             return _duplicate(result.duplicate_of)
         # the outcome's detail replaces the counts the claim stored, which a restart counts
-        verdict = judged.settle(result.accounts, self.counters, undo, ttl, moved)
+        if turn is None:
+            verdict = judged.settle(result.accounts, self.counters, undo, ttl)
+        else:
+            async with turn.again():  # every change to the counts under the recorder's lock
+                verdict = judged.settle(result.accounts, self.counters, undo, ttl, turn.moved)
         detail["accounts"] = {str(a.sub_account_id): a.as_dict() for a in result.accounts}
         if result.storage_failed:
             return Outcome(

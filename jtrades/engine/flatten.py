@@ -402,7 +402,7 @@ class Flattener:
         Deadlocks: the flatten holds one account's lock at a time, only for these reads, never
         across ``dispatch`` (which takes it itself; asyncio's lock is not re-entrant) nor while
         waiting for another lock; the protector and the orphan sweep hold one lock at a time
-        too, and a dispatch takes several in id order."""
+        too, and a dispatch waits for a lock holding none (``account_locks``)."""
         bid = link.broker_account_id
         async with self._dispatcher.lock_for(link):
             if not broker.is_synced(bid):
