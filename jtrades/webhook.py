@@ -390,7 +390,7 @@ class Webhooks:
             }
         else:
             if outcome.duplicate_of is not None:
-                response = await self._duplicate(signal_id, outcome.duplicate_of)
+                response = await self._duplicate(signal_id, outcome.duplicate_of, d.received_at)
                 return response, summary(signal_id, "duplicate", 0)
             result = summary(signal_id, outcome.verdict, outcome.orders)
             if outcome.filter:
@@ -423,11 +423,17 @@ class Webhooks:
         )
         return json_response(200, result), result
 
-    async def _duplicate(self, signal_id: int, first_id: int) -> web.Response:
-        """Answer a duplicate with the first delivery's result (its row is already stored)."""
+    async def _duplicate(
+        self, signal_id: int, first_id: int, received_at: datetime
+    ) -> web.Response:
+        """Answer a duplicate with the first delivery's result (its row is already stored),
+        waiting for it only until ``answer_within_s`` after the duplicate arrived: it may have
+        waited its turn behind the first (``recorder_turn``) already."""
         self.metrics.verdicts["duplicate"] += 1
+        left = self.answer_within_s - (datetime.now(UTC) - received_at).total_seconds()
         try:
-            first = await first_result(self.db.pool, first_id, self._inflight.get(first_id))
+            inflight = self._inflight.get(first_id)
+            first = await first_result(self.db.pool, first_id, inflight, left)
         except Exception as exc:
             log.warning("webhook.first_result_unavailable", error=type(exc).__name__)
             first = summary(first_id, "received", 0)

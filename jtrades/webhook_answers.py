@@ -90,16 +90,21 @@ def duplicate_response(signal_id: int, first_id: int, first: dict[str, Any]) -> 
 
 
 async def first_result(
-    ex: Executor, first_id: int, waiter: asyncio.Future[dict[str, Any]] | None
+    ex: Executor,
+    first_id: int,
+    waiter: asyncio.Future[dict[str, Any]] | None,
+    wait_s: float = DUPLICATE_WAIT_S,
 ) -> dict[str, Any]:
     """The first delivery's answer: from ``waiter`` while this process is still working on it,
-    else from its row (waiting up to ``DUPLICATE_WAIT_S`` for another daemon to decide it)."""
+    else from its row (waiting up to ``wait_s`` for another daemon to decide it); "received"
+    when it is not decided by then."""
+    wait_s = max(0.0, min(wait_s, DUPLICATE_WAIT_S))
     if waiter is not None:
         try:
-            return dict(await within(asyncio.shield(waiter), DUPLICATE_WAIT_S))
+            return dict(await within(asyncio.shield(waiter), wait_s))
         except TimeoutError:
             return summary(first_id, "received", 0)
-    deadline = time.monotonic() + DUPLICATE_WAIT_S
+    deadline = time.monotonic() + wait_s
     while True:
         try:
             row = await signal_store.result(ex, first_id)

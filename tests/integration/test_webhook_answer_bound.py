@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import asyncpg
@@ -27,7 +27,7 @@ from jtrades.engine.tokens import TokenCache
 from jtrades.security import hash_token, new_webhook_token
 from jtrades.server import Webhooks, build_app, start_http
 from jtrades.store import recorders as recorder_store
-from jtrades.webhook_answers import in_time
+from jtrades.webhook_answers import first_result, in_time
 from tests.integration.test_dispatch import sim_engine
 from tests.simutil import SimHandle
 
@@ -227,3 +227,17 @@ async def test_the_caller_cancelled_leaves_the_task_running() -> None:
     assert not task.cancelled()
     step.go.set()
     assert await task == "answer"
+
+
+async def test_a_duplicate_waits_for_the_first_only_as_long_as_it_is_told() -> None:
+    """A duplicate of a signal still sending waited its turn behind it (up to 1 s) and then
+    up to 2 s for its result: past TradingView's 3 s. The webhook now tells ``first_result``
+    what is left of ``answer_within_s``; nothing left, it answers at once."""
+    loop = asyncio.get_running_loop()
+    never: asyncio.Future[dict[str, object]] = loop.create_future()
+    answer = await asyncio.wait_for(first_result(cast(Any, None), 7, never, 0.0), LIMIT_S)
+    assert answer == {"signal_id": 7, "verdict": "received", "orders": 0}
+    assert not never.cancelled()  # the first delivery's own answer is untouched
+    known: asyncio.Future[dict[str, object]] = loop.create_future()
+    known.set_result({"signal_id": 7, "verdict": "accepted", "orders": 2})
+    assert (await first_result(cast(Any, None), 7, known, -1.0))["verdict"] == "accepted"
