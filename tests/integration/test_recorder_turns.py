@@ -53,9 +53,9 @@ async def test_one_recorders_alerts_reach_a_behind_account_in_order(
 ) -> None:
     """Rule 3, one recorder: sell then buy. The sell's account hl-b is behind (a protection
     pass holds it) and is freed while the sell's claim is on its way to the database; the
-    recorder's lock is given up at the claim and the buy, filtered at once, takes hl-b's free
-    lock before the sell's wait for it exists. hl-b trades buy, then sell: short, where the
-    strategy (and hl-a) is long."""
+    recorder's turn is given up at the claim. The buy, filtered at once, took hl-b's free
+    lock before the sell's wait for it existed: hl-b traded buy, then sell, short where the
+    strategy (and hl-a) is long. The sell's wait is in line before its claim."""
     pool = database.pool
     u = await make_user(pool, "ord")
     rec = await make_recorder(pool, u, "rec", size=1)
@@ -210,17 +210,7 @@ async def test_a_duplicates_undo_does_not_erase_an_earlier_signals_give_back(
     back for the rest of the day: every later buy refused for the cooldown. The give-back
     waits for the recorder's turn."""
     pool = database.pool
-    u = await make_user(pool, "du")
-    rec = await make_recorder(pool, u, "rec", size=1, cooldown_s=3600)
-    aid = await pool.fetchval(
-        "INSERT INTO accounts (user_id, label, env) VALUES ($1, 'du-b', 'paper') RETURNING id", u
-    )
-    b = await pool.fetchval(
-        "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
-        " VALUES ($1, 1, 'du-b-1') RETURNING id",
-        aid,
-    )
-    await make_trader(pool, u, rec, [(b, 1)])
+    rec, aid, b = await _one_follower(pool, "du")
     paper = RefusingEntries()
     engine = await start({aid: paper})
     ids = SignalIds(pool)
@@ -262,17 +252,7 @@ async def test_control_without_the_duplicate_the_give_back_holds(
 ) -> None:
     """The same refused first buy, no re-send: the later buy is accepted."""
     pool = database.pool
-    u = await make_user(pool, "dc")
-    rec = await make_recorder(pool, u, "rec", size=1, cooldown_s=3600)
-    aid = await pool.fetchval(
-        "INSERT INTO accounts (user_id, label, env) VALUES ($1, 'dc-b', 'paper') RETURNING id", u
-    )
-    b = await pool.fetchval(
-        "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
-        " VALUES ($1, 1, 'dc-b-1') RETURNING id",
-        aid,
-    )
-    await make_trader(pool, u, rec, [(b, 1)])
+    rec, aid, b = await _one_follower(pool, "dc")
     paper = RefusingEntries()
     engine = await start({aid: paper})
     ids = SignalIds(pool)
