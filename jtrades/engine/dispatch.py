@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -217,6 +217,8 @@ class Dispatcher:
             prepared = self._prepare(sig, free)
             intents = [ni for p in prepared for _, ni in p.steps]
             if delivery is not None:
+                if behind:  # orders still to go: a restart before they were written knows it
+                    delivery = replace(delivery, detail={**(delivery.detail or {}), "behind": 1})
                 # raises on a storage error: nothing is stored, so nothing may be sent
                 claim = await self.claim(delivery, intents)
                 if claim.duplicate_of is not None:

@@ -164,8 +164,10 @@ RETURNING s.id, s.verdict;
 -- real one (max signals), ran a cooldown and moved every-Nth after the restart. Per trader: one
 -- none of whose intents of this signal reached the broker leaves ``trader_entries``. The
 -- recorder: its ``entry`` (and the ``nth_seen`` that came with it) goes when the signal has
--- intents and none reached the broker (every order expired unsent or was refused); with no
--- intent at all, what its traders decided is not known here, and it keeps counting. An intent
+-- intents and none reached the broker (every order expired unsent or was refused), or none
+-- at all while it was stored with accounts still to plan (``behind``: their locks held by
+-- others; nothing can have been sent to them without an intent); with no intent otherwise,
+-- what its traders decided is not known here, and it keeps counting. An intent
 -- "reached" unless the broker refused it ('rejected': nothing changed) or it is 'expired', and
 -- an expired cancel, liquidation or modify always may have (its expiry says "not confirmed");
 -- one still open (pending, sent, unknown: not resolved yet) keeps its counts (fail closed).
@@ -188,7 +190,8 @@ WITH interrupted AS (
     SELECT c.id,
            c.detail
            || CASE WHEN COALESCE((c.detail ->> 'entry')::boolean, false)
-                        AND c.has_intents AND c.none_reached
+                        AND ((c.has_intents AND c.none_reached)
+                             OR (NOT c.has_intents AND c.detail ? 'behind'))
                    THEN '{"entry": false, "nth_seen": false}'::jsonb
                    ELSE '{}'::jsonb END
            || CASE WHEN c.detail ? 'trader_entries' THEN jsonb_build_object('trader_entries', (

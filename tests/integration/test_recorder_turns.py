@@ -7,12 +7,14 @@ before the next one is judged by its cooldown (an earlier signal settling within
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from jtrades.broker.base import PlaceResult
 from jtrades.broker.paper import PaperBroker
 from jtrades.db import Database
 from jtrades.errors import BrokerRejected
+from jtrades.store import signals as signal_store
 from jtrades.store.signals import SignalIds
 from tests.integration.test_engine import (
     _delivery,
@@ -267,3 +269,33 @@ async def test_control_without_the_duplicate_the_give_back_holds(
     later = await asyncio.wait_for(_deliver(engine, ids, rec, buy("21510"), "later"), LIMIT_S)
     assert (later.verdict, later.filter) == ("accepted", None)
     assert await net_pos(engine, pool, b) == 1
+
+
+async def test_a_signal_stopped_while_all_its_accounts_were_behind_counts_no_entry(
+    database: Database,
+    start: Start,  # noqa: F811
+) -> None:
+    """Stored with no intent (every account behind another's lock), then the daemon stopped
+    (a kill, a drain run out behind a silent broker): nothing was sent, and the restart
+    counted its entry all the same (with no intent, what the traders decided was unknown):
+    the next real entry refused for the cooldown. The claim now says accounts were behind."""
+    pool = database.pool
+    rec, aid, b = await _one_follower(pool, "ab")
+    engine = await start({aid: PaperBroker()})
+    lock_b = engine.dispatcher.lock_for(engine.config.snapshot.links_by_sub[b])
+    await lock_b.acquire()  # a protection pass on ab-b
+    ids = SignalIds(pool)
+    run = asyncio.create_task(_deliver(engine, ids, rec, buy(), "ab-1"))
+    stored = "SELECT count(*) FROM signals WHERE recorder_id = $1"
+    await wait_for(lambda: _is(pool, stored, rec, 1), "the buy stored, its account behind")
+    run.cancel()  # the daemon stops
+    await asyncio.gather(run, return_exceptions=True)
+    lock_b.release()
+    assert await pool.fetchval("SELECT count(*) FROM order_intents") == 0
+    await engine.close()
+
+    await signal_store.settle_interrupted(pool, datetime.now(UTC))  # as Daemon.run does
+    again = await start({aid: PaperBroker()})
+    out = await _deliver(again, ids, rec, buy("21510"), "ab-2")
+    assert (out.verdict, out.filter) == ("accepted", None), (out.verdict, out.reason)
+    assert await net_pos(again, pool, b) == 1
