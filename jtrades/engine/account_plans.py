@@ -7,7 +7,7 @@ account's live state, which trader's plan is sent and the intents it becomes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -23,6 +23,7 @@ from jtrades.engine.planning import (
     Shortfall,
 )
 from jtrades.engine.steps import account_state, cl_ord_prefix, intent_for
+from jtrades.engine.unsent import not_sent
 from jtrades.engine.unsettled import Unsettled
 from jtrades.engine.view_waits import Placed
 from jtrades.errors import JtradesError
@@ -301,3 +302,24 @@ def _plan_one(
             it.trader_id, link.sub_account_id, str(plan.action), plan.reason, short=plan.short
         )
     return Prepared(it, plan, steps, state.net_pos)
+
+
+def number_steps(prepared: list[Prepared], ids: Sequence[int | None]) -> None:
+    """Hand each account its intents' ids, in the order their steps were written."""
+    pos = 0
+    for p in prepared:
+        p.ids = list(ids[pos : pos + len(p.steps)])
+        pos += len(p.steps)
+
+
+def unwritten(prepared: list[Prepared]) -> list[AccountResult]:
+    """The results of accounts planned whose intents could not be written: nothing sent."""
+    return [
+        AccountResult(
+            p.item.trader_id,
+            p.item.link.sub_account_id,
+            str(p.plan.action),
+            not_sent("the order intents could not be written"),
+        )
+        for p in prepared
+    ]

@@ -36,7 +36,7 @@ Tradovate account share its lock and its one plan per signal.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -54,7 +54,9 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
     broker_account,
     missed_entry,
     not_planned,
+    number_steps,
     plan_groups,
+    unwritten,
 )
 from jtrades.engine.config_cache import AccountKey, LinkConfig
 from jtrades.engine.dca_reprice import reprice_exits
@@ -62,7 +64,7 @@ from jtrades.engine.planning import PlannedOrder, Shortfall
 from jtrades.engine.resize import AddPlan
 from jtrades.engine.send import send_step
 from jtrades.engine.settle import settle
-from jtrades.engine.step_age import FOLLOW_UP_S, PROTECTIVE_KINDS, protective, too_late
+from jtrades.engine.step_age import FOLLOW_UP_S, PROTECTIVE_KINDS, TOO_OLD, protective, too_late
 from jtrades.engine.steps import expected_position, position_shows
 from jtrades.engine.unsent import NOT_SENT_ON_PURPOSE, not_sent
 from jtrades.engine.unsettled import UnsettledViews
@@ -107,26 +109,6 @@ class _Signal:
     @staticmethod
     def links(groups: dict[AccountKey, list[WorkItem]]) -> dict[AccountKey, LinkConfig]:
         return {key: group[0].link for key, group in groups.items()}
-
-
-def _number(prepared: list[Prepared], ids: Sequence[int | None]) -> None:
-    """Hand each account its intents' ids, in the order their steps were written."""
-    pos = 0
-    for p in prepared:
-        p.ids = list(ids[pos : pos + len(p.steps)])
-        pos += len(p.steps)
-
-
-def _unwritten(prepared: list[Prepared]) -> list[AccountResult]:
-    return [
-        AccountResult(
-            p.item.trader_id,
-            p.item.link.sub_account_id,
-            str(p.plan.action),
-            not_sent("the order intents could not be written"),
-        )
-        for p in prepared
-    ]
 
 
 class Dispatcher:
@@ -223,7 +205,7 @@ class Dispatcher:
                 claim = await self.claim(delivery, intents)
                 if claim.duplicate_of is not None:
                     return DispatchResult([], duplicate_of=claim.duplicate_of)
-                _number(prepared, claim.intent_ids)
+                number_steps(prepared, claim.intent_ids)
                 if claimed is not None:
                     claimed()
                 if delivery.claimed is not None and (intents or behind):
@@ -233,9 +215,9 @@ class Dispatcher:
                     ids = await intent_store.insert_all(self._pool, intents)
                 except Exception as exc:  # fail closed: no durable intent, nothing is sent
                     log.error("dispatch.intents_not_written", signal_id=signal_id, error=str(exc))
-                    sig.results.extend(_unwritten(prepared))
+                    sig.results.extend(unwritten(prepared))
                     return DispatchResult(sig.results, storage_failed=True)
-                _number(prepared, ids)
+                number_steps(prepared, ids)
             for p in prepared:
                 acquired.remove(self.lock_for(p.item.link))  # handed to the task, which frees it
             while acquired:  # not planned, or nothing to send: not held while the rest go
@@ -291,12 +273,12 @@ class Dispatcher:
                     prepared = self._prepare(sig, batch)
                     intents = [ni for p in prepared for _, ni in p.steps]
                     try:
-                        _number(prepared, await intent_store.insert_all(self._pool, intents))
+                        number_steps(prepared, await intent_store.insert_all(self._pool, intents))
                     except Exception as exc:  # fail closed, for this batch
                         log.error(
                             "dispatch.intents_not_written", signal_id=sig.signal_id, error=str(exc)
                         )
-                        sig.results.extend(_unwritten(prepared))
+                        sig.results.extend(unwritten(prepared))
                         prepared = []
                     for p in prepared:
                         held.remove(self.lock_for(p.item.link))  # handed to its task
@@ -392,7 +374,7 @@ class Dispatcher:
                 if failed is not None:
                     done.append(intent_store.Outcome(intent_id, "expired", reason=not_sent(failed)))
                     res.expired += 1
-                    if po.step == entry and went:
+                    if po.step == entry and (went or failed == TOO_OLD):  # else no word of it
                         res.short = missed_entry("unsent", failed)
                     continue
                 state, order_id, reason = await self._send(p.item, po)

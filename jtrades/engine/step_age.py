@@ -15,6 +15,7 @@ FOLLOW_UP_S = 5.0
 # Steps that only protect a position, whatever their clOrdId: a cancel of a working exit
 # (every cancel a signal's plan makes), a stop shrunk to the position.
 PROTECTIVE_KINDS = frozenset({"cancel", "modify"})
+TOO_OLD = "signal older than its TTL"
 
 
 def protective(po: PlannedOrder, cl_ord_id: str) -> bool:
@@ -46,5 +47,5 @@ def too_late(
                 f"{cl_ord_id}: sent {late.total_seconds():.1f}s past the signal's TTL,"
                 " to protect the position it changed"
             )
-        return (None if tail else "signal older than its TTL"), tail
-    return ("signal older than its TTL" if late > timedelta(0) else None), tail
+        return (None if tail else TOO_OLD), tail
+    return (TOO_OLD if late > timedelta(0) else None), tail

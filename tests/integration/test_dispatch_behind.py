@@ -6,6 +6,7 @@ signal. Real Postgres; the paper broker behind the dispatch tests' wrapper."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -143,3 +144,36 @@ async def test_a_dispatch_cancelled_while_waiting_gives_the_lock_back(
 
 async def _signal(pool: asyncpg.Pool, setup: dict[str, Any]) -> tuple[int, Any]:
     return await store_signal(pool, setup["rec"])
+
+
+async def test_a_held_account_whose_lock_comes_past_the_ttl_says_it_did_not_trade(
+    pool: asyncpg.Pool, setup: dict[str, Any]
+) -> None:
+    """Its lock came after the signal's TTL: every step is written expired and nothing is
+    sent (rule 2), while the others traded. Its result had no shortfall, and the row,
+    accepted, said nothing of the follower that missed the entry."""
+    subs, paper, contract = setup["subs"], setup["paper"], setup["contract"]
+    sid, at = await _signal(pool, setup)
+    clock = _Clock(at)
+    d = Dispatcher(pool, ttl_s=30, clock=clock)
+    held = d.lock_for(link(subs[0], 1))
+    await held.acquire()
+    plan = entry_with_stop(Side.BUY, 1, "21490")
+    run = asyncio.create_task(d.dispatch(sid, at, items(paper, contract, subs[:2], plan)))
+    await until(lambda: _net(paper, 2) == 1 and _waited_on(held), what="the free account")
+    clock.now = at + timedelta(seconds=31)  # the lock comes past the TTL
+    held.release()
+    res = await asyncio.wait_for(run, 30)
+    (late,) = [a for a in res.accounts if a.sub_account_id == subs[0]]
+    assert (late.sent, late.expired) == (0, 2)
+    assert _net(paper, 1) == 0
+    assert late.short is not None
+    assert "the entry was not sent: signal older than its TTL" in late.short.why
+
+
+class _Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
