@@ -12,15 +12,12 @@ plan the account from: it sends it nothing and says why, at once (``unsettled``)
 
 Nothing is sent unless the intents committed (rule 1: fail closed). A signal handed over as a
 ``Delivery`` (the webhook's, not yet stored) is stored by the same statement that writes its
-intents: a duplicate delivery is found there, writes nothing and sends nothing (rule 3). Each send's outcome is
-written back: the broker's order id, a rejection with the broker's text, or ``unknown`` when no
-answer came (reconciliation looks it up by clOrdId, never re-sends). An intent past its TTL is
-never sent (``expired``), save one exception: once a step that changed the position went out
-(a DCA add, a reduce, a liquidation), the protective steps that follow it (cancels, and the
-exits re-placed for the new position) may still go for ``FOLLOW_UP_S`` past the TTL. They are
-not late trading: the signal already traded, and holding them back would leave the position
-it made without exits (a new entry after a reversal's close is not protective: the TTL holds
-it). When one step of a sub-account fails, its later steps are not sent
+intents: a duplicate delivery is found there, writes nothing and sends nothing (rule 3). Each
+send's outcome is written back: the broker's order id, a rejection with the broker's text, or
+``unknown`` when no answer came (reconciliation looks it up by clOrdId, never re-sends). An
+intent past its TTL is never sent (``expired``), save the protective steps after a step that
+changed the position (``step_age``): holding them back would leave the position it made
+without exits. When one step of a sub-account fails, its later steps are not sent
 either (a reversal must not open the new side when the close is in doubt). A market order the
 later steps build on (a DCA add or a reduce, then the exits for the new position) must show in
 the position first (bounded by the settle timeout): an order id in the answer is not a fill.
@@ -216,6 +213,12 @@ class Dispatcher:
                 except Exception as exc:  # fail closed: no durable intent, nothing is sent
                     log.error("dispatch.intents_not_written", signal_id=signal_id, error=str(exc))
                     sig.results.extend(unwritten(prepared))
+                    why = not_sent("the order intents could not be written")
+                    for key in behind:  # not planned: the whole signal sends nothing
+                        sig.results.extend(
+                            AccountResult(it.trader_id, it.link.sub_account_id, "nothing", why)
+                            for it in groups[key]
+                        )
                     return DispatchResult(sig.results, storage_failed=True)
                 number_steps(prepared, ids)
             for p in prepared:

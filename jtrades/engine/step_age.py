@@ -1,5 +1,11 @@
-"""Whether a step of a plan is too old to send: the TTL (rule 2), and the protective tail that
-may follow a step which changed the position (the dispatcher's module docstring)."""
+"""Whether a step of a plan is too old to send: the TTL (rule 2), and the protective tail.
+
+An intent past its TTL is never sent, save one exception: once a step that changed the
+position went out (a DCA add, a reduce, a liquidation), the protective steps that follow it
+(cancels, and the exits re-placed for the new position) may still go for ``FOLLOW_UP_S`` past
+the TTL. They are not late trading: the signal already traded, and holding them back would
+leave the position it made without exits (a new entry after a reversal's close is not
+protective: the TTL holds it)."""
 
 from __future__ import annotations
 

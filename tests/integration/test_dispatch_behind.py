@@ -177,3 +177,27 @@ class _Clock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+async def test_intents_not_written_name_the_held_accounts_too(
+    db_url: str, setup: dict[str, Any], pool: asyncpg.Pool
+) -> None:
+    """The free accounts' intents cannot be written: nothing of the signal is sent (rule 1),
+    the held account is not waited for, and its result says so too (it had none)."""
+    subs, paper, contract = setup["subs"], setup["paper"], setup["contract"]
+    sid, at = await _signal(pool, setup)
+    dead = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
+    assert dead is not None
+    await dead.close()
+    d = Dispatcher(dead, ttl_s=30)
+    held = d.lock_for(link(subs[0], 1))
+    await held.acquire()
+    plan = entry_with_stop(Side.BUY, 1, "21490")
+    res = await asyncio.wait_for(d.dispatch(sid, at, items(paper, contract, subs[:2], plan)), 30)
+    assert res.storage_failed
+    assert {a.sub_account_id for a in res.accounts} == set(subs[:2])
+    assert all("could not be written" in (a.reason or "") for a in res.accounts)
+    assert not _waited_on(held)  # not waited for
+    held.release()
+    assert _net(paper, 1) == 0
+    assert _net(paper, 2) == 0
