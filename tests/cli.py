@@ -74,6 +74,9 @@ def cli_env(
             "JTRADES_DATA_DIR": str(data_dir),
             "JTRADES_CONFIG": str(config),
             "COLUMNS": "200",  # rich tables wide enough that names are not wrapped
+            # a dispatch on a loaded test machine may take seconds: answers carry the verdict
+            # the tests read (the bound has tests of its own: test_webhook_answer_bound)
+            "JTRADES_SERVER__ANSWER_WITHIN_S": "30",
         }
     )
     merged.update(env or {})
