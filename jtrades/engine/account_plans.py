@@ -163,6 +163,17 @@ def missed_entry(how: Literal["rejected", "unavailable", "unsent"], why: str) ->
     return Shortfall(ENTRY_UNSENT, f"the entry was not sent: {why}")
 
 
+def unsent_plan(short: Shortfall | None, why: str) -> Shortfall:
+    """The shortfall of a plan that opens nothing (a close, a cancel) none of whose steps
+    went (``why``: past the TTL, its account's lock taken by another signal until then):
+    the signal's other accounts traded it, and its row said nothing of this one, which stayed
+    open. A shortfall the plan had (a close only for --direction) keeps its cause and words."""
+    said = f"nothing was sent: {why}"
+    if short is None:
+        return Shortfall(ENTRY_UNSENT, said)
+    return Shortfall(short.cause, f"{short.why}; {said}")
+
+
 # The cause of an account planned from no view (a reconnect): missing is not flat (rule 6).
 # As a shortfall, the row of a close says "not traded: …" too (it said accepted, no reason).
 VIEW_UNSYNCED = "unsynced"
@@ -312,14 +323,12 @@ def number_steps(prepared: list[Prepared], ids: Sequence[int | None]) -> None:
         pos += len(p.steps)
 
 
-def unwritten(prepared: list[Prepared]) -> list[AccountResult]:
-    """The results of accounts planned whose intents could not be written: nothing sent."""
-    return [
-        AccountResult(
-            p.item.trader_id,
-            p.item.link.sub_account_id,
-            str(p.plan.action),
-            not_sent("the order intents could not be written"),
-        )
-        for p in prepared
-    ]
+def unwritten(accounts: Sequence[Prepared | WorkItem]) -> list[AccountResult]:
+    """The results of accounts whose intents could not be written (or, held by another
+    signal, were never planned: ``WorkItem``): nothing sent."""
+    why = not_sent("the order intents could not be written")
+    out = []
+    for a in accounts:
+        it, action = (a.item, str(a.plan.action)) if isinstance(a, Prepared) else (a, "nothing")
+        out.append(AccountResult(it.trader_id, it.link.sub_account_id, action, why))
+    return out

@@ -53,6 +53,7 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
     not_planned,
     number_steps,
     plan_groups,
+    unsent_plan,
     unwritten,
 )
 from jtrades.engine.config_cache import AccountKey, LinkConfig
@@ -212,13 +213,8 @@ class Dispatcher:
                     ids = await intent_store.insert_all(self._pool, intents)
                 except Exception as exc:  # fail closed: no durable intent, nothing is sent
                     log.error("dispatch.intents_not_written", signal_id=signal_id, error=str(exc))
-                    sig.results.extend(unwritten(prepared))
-                    why = not_sent("the order intents could not be written")
-                    for key in behind:  # not planned: the whole signal sends nothing
-                        sig.results.extend(
-                            AccountResult(it.trader_id, it.link.sub_account_id, "nothing", why)
-                            for it in groups[key]
-                        )
+                    sig.results.extend(unwritten(prepared))  # and the held, never planned:
+                    sig.results.extend(unwritten([it for key in behind for it in groups[key]]))
                     return DispatchResult(sig.results, storage_failed=True)
                 number_steps(prepared, ids)
             for p in prepared:
@@ -379,6 +375,8 @@ class Dispatcher:
                     res.expired += 1
                     if po.step == entry and (went or failed == TOO_OLD):  # else no word of it
                         res.short = missed_entry("unsent", failed)
+                    elif entry is None and n == 1 and failed == TOO_OLD:  # a close held late
+                        res.short = unsent_plan(res.short, failed)
                     continue
                 state, order_id, reason = await self._send(p.item, po)
                 done.append(

@@ -256,7 +256,7 @@ class Judged:
                 others += 1
                 continue
             why = self._halted_on([a]) if a.short.cause == HALTED else a.short.why
-            text = f"{'closed only' if _closed(a) else 'not traded'}: {why}"
+            text = f"{'closed only' if _closed(a) and _went(a) else 'not traded'}: {why}"
             if len(accounts) > 1:
                 link = self._link(a.sub_account_id)
                 text = f"{link.sub_name if link else f'sub-account {a.sub_account_id}'}: {text}"

@@ -12,9 +12,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from jtrades.broker.base import Side
+from jtrades.broker.base import OrderRequest, Side, SubAccount
 from jtrades.db import _init_connection
 from jtrades.engine.dispatch import Dispatcher
+from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
 from tests.integration.test_dispatch import (
     FaultyBroker,
     entry_with_stop,
@@ -201,3 +202,37 @@ async def test_intents_not_written_name_the_held_accounts_too(
     held.release()
     assert _net(paper, 1) == 0
     assert _net(paper, 2) == 0
+
+
+def _close(state: AccountState, account: SubAccount, symbol: str) -> AccountPlan:
+    return AccountPlan(
+        PositionAction.CLOSE,
+        (PlannedOrder(1, "order", OrderRequest(account, symbol, Side.SELL, 1)),),
+        "close long 1",
+    )
+
+
+async def test_a_held_account_whose_close_comes_past_the_ttl_says_it_did_not_trade(
+    pool: asyncpg.Pool, setup: dict[str, Any]
+) -> None:
+    """A close, not an entry: the late account's sell expired unsent, it stayed long while
+    the others closed, and its result (the row) said nothing."""
+    subs, paper, contract = setup["subs"], setup["paper"], setup["contract"]
+    sid, at = await _signal(pool, setup)
+    d = Dispatcher(pool, ttl_s=30)
+    await d.dispatch(sid, at, items(paper, contract, subs[:2], entry_with_stop(Side.BUY, 1, "1")))
+    assert (_net(paper, 1), _net(paper, 2)) == (1, 1)
+    s2, a2 = await _signal(pool, setup)
+    clock = _Clock(a2)
+    d = Dispatcher(pool, ttl_s=30, clock=clock)
+    held = d.lock_for(link(subs[0], 1))
+    await held.acquire()
+    run = asyncio.create_task(d.dispatch(s2, a2, items(paper, contract, subs[:2], _close)))
+    await until(lambda: _net(paper, 2) == 0 and _waited_on(held), what="the free account")
+    clock.now = a2 + timedelta(seconds=31)
+    held.release()
+    res = await asyncio.wait_for(run, 30)
+    (late,) = [a for a in res.accounts if a.sub_account_id == subs[0]]
+    assert (late.sent, late.expired, _net(paper, 1)) == (0, 1, 1)
+    assert late.short is not None
+    assert late.short.why == "nothing was sent: signal older than its TTL"

@@ -246,3 +246,19 @@ def test_an_owners_refusal_without_words_does_not_read_as_other_users() -> None:
     alice = _result(8, 11, rejected=1)
     verdict = j.settle([alice], counters=None, undo={}, ttl=5)  # type: ignore[arg-type]
     assert verdict == ("rejected", "broker", "the broker refused its orders: no reason given")
+
+
+def test_a_close_only_account_that_sent_nothing_is_not_said_to_have_closed() -> None:
+    """A long-only follower's close of a reversal, held past the TTL (its lock taken by
+    another signal) while another account traded: it read "closed only", still long."""
+    j = _judged([(8, OWNER)], {"entry": False})
+    short = Shortfall("direction", "short entries are off (--direction long)")
+    late = _result(8, 11, action="close", expired=1, short=short)
+    free = _result(8, 12, sent=2)
+    verdict = j.settle([late, free], counters=None, undo={}, ttl=5)  # type: ignore[arg-type]
+    assert verdict[0] == "accepted"
+    assert "not traded: short entries are off" in (verdict[2] or ""), verdict
+    assert "closed only" not in (verdict[2] or ""), verdict
+    closed = _result(8, 11, action="close", sent=1, short=short)
+    said = j.settle([closed, free], counters=None, undo={}, ttl=5)  # type: ignore[arg-type]
+    assert "closed only: short entries are off" in (said[2] or ""), said
