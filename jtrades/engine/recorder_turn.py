@@ -34,8 +34,8 @@ class RecorderTurns:
     def __init__(self, counters: SessionCounters) -> None:
         self._counters = counters
         self._locks: dict[int, asyncio.Lock] = {}
-        # per recorder, in the order they came: the deliveries not done yet (their futures
-        # are set once they are, orders answered and counts settled)
+        # per recorder: the deliveries not done yet (their futures are set once they are,
+        # orders answered and counts settled)
         self._pending: dict[int, dict[int, asyncio.Future[None]]] = {}
         self._arrivals = itertools.count()
 
@@ -47,25 +47,16 @@ class RecorderTurns:
 
     @asynccontextmanager
     async def turn(self, recorder_id: int, undo: Undo) -> AsyncIterator[RecorderTurn]:
-        loop = asyncio.get_running_loop()
-        me, done = next(self._arrivals), loop.create_future()
         pending = self._pending.setdefault(recorder_id, {})
+        earlier = list(pending.values())  # those that came before it, not done yet
+        me, done = next(self._arrivals), asyncio.get_running_loop().create_future()
         pending[me] = done
         lock = self.lock(recorder_id)
         turn: RecorderTurn | None = None
         try:
-            deadline = loop.time() + EARLIER_WAIT_S
-            while True:  # the earlier ones done, or the wait over; never waiting holding it
-                earlier = [f for n, f in pending.items() if n < me and not f.done()]
-                left = deadline - loop.time()
-                if earlier and left > 0:
-                    await asyncio.wait(earlier, timeout=left)
-                    continue
-                await lock.acquire()
-                if left > 0 and any(n < me and not f.done() for n, f in pending.items()):
-                    lock.release()  # one came before it, and took the lock first
-                    continue
-                break
+            if earlier:  # never waiting holding the lock: they take it again to settle
+                await asyncio.wait(earlier, timeout=EARLIER_WAIT_S)
+            await lock.acquire()
             turn = RecorderTurn(lock, self._counters, undo)
             yield turn
         finally:
