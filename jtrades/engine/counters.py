@@ -131,14 +131,19 @@ class SessionCounters:
                 out[(kind, key)] = current.copy()
         return out
 
-    def give_back(self, kind: Kind, key: int, before: Counters | None, after: Counters) -> None:
+    def give_back(
+        self, kind: Kind, key: int, before: Counters | None, after: Counters | None
+    ) -> None:
         """Take back what a signal moved (``before`` → ``after``) from the counts as they are
         now, leaving what other signals moved since: the recorder's next signal may be
         filtered while this one's orders are still going out. Its last entry time goes back
-        only while still its own; a trading day turned since has counts that are not its."""
+        only while still its own; a trading day turned since has counts that are not its.
+        ``after`` None: nobody moved them since (they are as the signal left them)."""
         current = self._tables[kind].get(key)
         if current is None:
             return
+        if after is None:
+            after = current.copy()
         last = before.last_entry_at if before is not None else None
         if before is None or before.session != after.session:
             before = Counters(after.session, last_entry_at=last)

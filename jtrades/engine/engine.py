@@ -450,11 +450,10 @@ class Engine:
         if result.duplicate_of is not None:
             return _duplicate(result.duplicate_of)
         # the outcome's detail replaces the counts the claim stored, which a restart counts
-        if turn is None:
-            verdict = judged.settle(result.accounts, self.counters, undo, ttl)
-        else:
-            async with turn.again():  # every change to the counts under the recorder's lock
-                verdict = judged.settle(result.accounts, self.counters, undo, ttl, turn.moved)
+        # every change to the counts under the recorder's lock (``recorder_turn``)
+        async with turn.again() if turn is not None else contextlib.nullcontext():
+            moved = turn.moved if turn is not None else None
+            verdict = judged.settle(result.accounts, self.counters, undo, ttl, moved)
         detail["accounts"] = {str(a.sub_account_id): a.as_dict() for a in result.accounts}
         if result.storage_failed:
             return Outcome(

@@ -412,8 +412,5 @@ def _limited(a: AccountResult) -> bool:
 def _put_back(counters: SessionCounters, undo: Undo, moved: Moved, kind: Kind, key: int) -> None:
     """What the signal moved, taken back; ``moved`` holds the counts as it left them when
     other signals could start moving them too (none there: they are as it left them)."""
-    if (kind, key) not in undo:
-        return
-    after = moved.get((kind, key)) or counters.moved({(kind, key): None}).get((kind, key))
-    if after is not None:
-        counters.give_back(kind, key, undo[(kind, key)], after)
+    if (kind, key) in undo:
+        counters.give_back(kind, key, undo[(kind, key)], moved.get((kind, key)))
