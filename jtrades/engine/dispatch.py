@@ -104,10 +104,6 @@ class _Signal:
     hold_unsettled: bool
     results: list[AccountResult] = field(default_factory=list)
 
-    @staticmethod
-    def links(groups: dict[AccountKey, list[WorkItem]]) -> dict[AccountKey, LinkConfig]:
-        return {key: group[0].link for key, group in groups.items()}
-
 
 class Dispatcher:
     """Owns the per-sub-account locks; everything that changes a sub-account's orders takes its
@@ -187,12 +183,13 @@ class Dispatcher:
         for it in items:
             groups.setdefault(broker_account(it.link), []).append(it)
         sig = _Signal(groups, signal_id, tag, received_at, hold_unsettled)
-        free, behind = await self.locks.take_free(sig.links(groups))
-        acquired = [self.lock_for(groups[key][0].link) for key in free]
+        links = {key: group[0].link for key, group in groups.items()}
+        free, behind = await self.locks.take_free(links)
+        acquired = [self.locks.lock_for(links[key]) for key in free]
         # in line for the others now, not after the claim: rule 3 orders the signals racing
         # on an account by when they reached it here (the recorder's next one may be here
         # once this one is stored)
-        waiting = self.locks.wait_for(sig.links(groups), behind)
+        waiting = self.locks.wait_for(links, behind)
         try:
             prepared = self._prepare(sig, free)
             intents = [ni for p in prepared for _, ni in p.steps]
