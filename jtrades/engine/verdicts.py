@@ -81,10 +81,13 @@ class Judged:
     # the recorder owner's traders (``_owners``): asked once per account, and a public
     # recorder's followers are hundreds
     owned: frozenset[int] = field(init=False, repr=False)
+    # every trader of the recorder, for ``_told``
+    followers: frozenset[int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         owned = frozenset(t.id for t in self.rec.traders if t.user_id == self.rec.user_id)
         object.__setattr__(self, "owned", owned)
+        object.__setattr__(self, "followers", frozenset(t.id for t in self.rec.traders))
 
     def filtered(self) -> Verdict:
         """Rejected when every trader was refused (or, none to ask, the recorder refused):
@@ -361,9 +364,10 @@ class Judged:
     def _told(self, text: str) -> bool:
         """Whether a refusal's words (a trader's are "trader N: …", ``fanout``) may be said:
         the recorder's own, or one of its owner's traders'."""
-        for t in self.rec.traders:
-            if text.startswith(f"trader {t.id}: "):
-                return t.user_id == self.rec.user_id
+        head, said, _ = text.partition(": ")
+        number = head.removeprefix("trader ")
+        if said and number != head and number.isdigit() and int(number) in self.followers:
+            return int(number) in self.owned  # read once: asked per refusal, hundreds of them
         return True
 
 
