@@ -27,8 +27,9 @@ from jtrades.logging import scrub
 from jtrades.metrics import Metrics
 from jtrades.security import SecretBox
 from jtrades.store import status as status_store
-from jtrades.webhook import SignalEngine, Webhooks
+from jtrades.webhook import Webhooks
 from jtrades.webhook_answers import error_response, json_response
+from jtrades.webhook_engine import SignalEngine
 
 __all__ = ["Metrics", "OAuthCallback", "SignalEngine", "Webhooks", "build_app", "start_http"]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -52,7 +52,9 @@ from jtrades.webhook_answers import (
     json_response,
     still_sending,
     summary,
+    time_left,
 )
+from jtrades.webhook_engine import SignalEngine
 from jtrades.webhook_request import (
     BODY_READ_S,
     Unreadable,
@@ -71,38 +73,6 @@ RETAKING_LOCK = (
     "the daemon lost its database connection and is taking its one-daemon lock again;"
     " nothing was stored or sent"
 )
-
-
-class OutcomeLike(Protocol):
-    verdict: str
-    filter: str | None
-    reason: str | None
-    orders: int
-    detail: dict[str, Any]
-    duplicate_of: int | None
-
-
-class SignalEngine(Protocol):
-    """What the server needs from ``jtrades.engine.engine.Engine``."""
-
-    async def on_signal(
-        self,
-        *,
-        signal_id: int,
-        recorder_id: int,
-        signal: Signal,
-        received_at: datetime,
-        delivery: signal_store.Delivery,
-    ) -> OutcomeLike:
-        """Store ``delivery`` (``signal_store.claim_delivery``) and act on it; a raise means it
-        was not stored, or is looked up to tell. A duplicate's verdict is ``duplicate``."""
-        ...
-
-    def ready(self) -> bool: ...
-
-    def config_version(self) -> str | None:
-        """The fingerprint of the configuration it trades with (None before it is loaded)."""
-        ...
 
 
 class Webhooks:
@@ -295,8 +265,7 @@ class Webhooks:
         task = asyncio.create_task(self._process(delivery), name=f"signal-{signal_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        waited = (datetime.now(UTC) - received_at).total_seconds()
-        answer = await in_time(task, claimed, self.answer_within_s - waited)
+        answer = await in_time(task, claimed, time_left(self.answer_within_s, received_at))
         if answer is None:
             log.info("webhook.answered_before_orders", signal_id=signal_id)
             return still_sending(signal_id)
@@ -430,7 +399,7 @@ class Webhooks:
         waiting for it only until ``answer_within_s`` after the duplicate arrived: it may have
         waited its turn behind the first (``recorder_turn``) already."""
         self.metrics.verdicts["duplicate"] += 1
-        left = self.answer_within_s - (datetime.now(UTC) - received_at).total_seconds()
+        left = time_left(self.answer_within_s, received_at)
         try:
             inflight = self._inflight.get(first_id)
             first = await first_result(self.db.pool, first_id, inflight, left)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -45,6 +46,12 @@ async def in_time(task: asyncio.Task[T], claimed: asyncio.Event, within_s: float
     if task.done():
         return task.result()
     return None
+
+
+def time_left(within_s: float, received_at: datetime) -> float:
+    """What is left of ``within_s`` (``server.answer_within_s``) for a delivery that arrived
+    at ``received_at``: its answer and, for a duplicate, its wait for the first's result."""
+    return within_s - (datetime.now(UTC) - received_at).total_seconds()
 
 
 def still_sending(signal_id: int) -> web.Response:
