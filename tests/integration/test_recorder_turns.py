@@ -142,6 +142,22 @@ async def _one_follower(pool: Any, name: str) -> tuple[int, int, int]:
     return rec, aid, b
 
 
+async def _first_entry_refused(
+    pool: Any,
+    begin: Start,
+    name: str,
+) -> tuple[int, int, RefusingEntries, Any, asyncio.Lock]:
+    """One follower (``_one_follower``) on a paper login that refuses the next entry, its
+    sub-account's lock held (a protection pass): the first buy's orders wait behind it."""
+    rec, aid, b = await _one_follower(pool, name)
+    paper = RefusingEntries()
+    engine = await begin({aid: paper})
+    lock_b = engine.dispatcher.lock_for(engine.config.snapshot.links_by_sub[b])
+    await lock_b.acquire()
+    paper.refuse = 1
+    return rec, b, paper, engine, lock_b
+
+
 async def test_an_entry_never_made_does_not_refuse_the_next_one_for_its_cooldown(
     database: Database,
     start: Start,  # noqa: F811
@@ -151,13 +167,8 @@ async def test_an_entry_never_made_does_not_refuse_the_next_one_for_its_cooldown
     waits for the first to settle (its turn was given up at its claim) and is judged once
     the broker's refusal of the first entry was given back: accepted, traded."""
     pool = database.pool
-    rec, aid, b = await _one_follower(pool, "cd")
-    paper = RefusingEntries()
-    engine = await start({aid: paper})
+    rec, b, _paper, engine, lock_b = await _first_entry_refused(pool, start, "cd")
     ids = SignalIds(pool)
-    lock_b = engine.dispatcher.lock_for(engine.config.snapshot.links_by_sub[b])
-    await lock_b.acquire()  # a protection pass on cd-b
-    paper.refuse = 1  # the first buy's entry only
     first = asyncio.create_task(_deliver(engine, ids, rec, buy(), "one"))
     await until(lambda: _waiters(lock_b) > 0, what="the first buy behind cd-b's lock")
     second = asyncio.create_task(_deliver(engine, ids, rec, buy("21510"), "two"))
@@ -212,13 +223,8 @@ async def test_a_duplicates_undo_does_not_erase_an_earlier_signals_give_back(
     back for the rest of the day: every later buy refused for the cooldown. The give-back
     waits for the recorder's turn."""
     pool = database.pool
-    rec, aid, b = await _one_follower(pool, "du")
-    paper = RefusingEntries()
-    engine = await start({aid: paper})
+    rec, b, paper, engine, lock_b = await _first_entry_refused(pool, start, "du")
     ids = SignalIds(pool)
-    lock_b = engine.dispatcher.lock_for(engine.config.snapshot.links_by_sub[b])
-    await lock_b.acquire()  # a protection pass on du-b: the first buy's orders wait
-    paper.refuse = 1  # the first buy's entry: refused by the broker
     real_claim = engine.dispatcher.claim
     calls = 0
 
@@ -254,13 +260,8 @@ async def test_control_without_the_duplicate_the_give_back_holds(
 ) -> None:
     """The same refused first buy, no re-send: the later buy is accepted."""
     pool = database.pool
-    rec, aid, b = await _one_follower(pool, "dc")
-    paper = RefusingEntries()
-    engine = await start({aid: paper})
+    rec, b, _paper, engine, lock_b = await _first_entry_refused(pool, start, "dc")
     ids = SignalIds(pool)
-    lock_b = engine.dispatcher.lock_for(engine.config.snapshot.links_by_sub[b])
-    await lock_b.acquire()
-    paper.refuse = 1
     first = asyncio.create_task(_deliver(engine, ids, rec, buy(), "one"))
     await until(lambda: _waiters(lock_b) > 0, what="the first buy behind dc-b's lock")
     lock_b.release()
