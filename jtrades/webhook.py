@@ -47,12 +47,14 @@ from jtrades.store import signals as signal_store
 from jtrades.webhook_answers import (
     duplicate_response,
     error_response,
+    failed_after_claim,
     first_result,
     in_time,
     json_response,
     still_sending,
     summary,
     time_left,
+    was_claimed,
 )
 from jtrades.webhook_engine import SignalEngine
 from jtrades.webhook_request import (
@@ -320,6 +322,11 @@ class Webhooks:
             )  # fmt: skip
             return response, summary(signal_id, "rejected", 0)
         except StorageUnavailable as exc:
+            if was_claimed(d):  # stored, its orders gone: never a 5xx (it would be sent again)
+                self.metrics.errors += 1
+                log.error("webhook.storage_lost_after_claim", error=str(exc))
+                result, fields = failed_after_claim(signal_id, exc)
+                return await self._settle(signal_id, result, fields, ())
             # Fail closed, before anything could be sent: a 503 makes TradingView re-send.
             log.error("webhook.storage_unavailable", error=str(exc))
             self.metrics.errors += 1
@@ -330,7 +337,9 @@ class Webhooks:
         except Exception as exc:
             self.metrics.errors += 1
             log.exception("webhook.engine_failed", error=type(exc).__name__)
-            if not await signal_store.is_stored(self.db.pool, signal_id):
+            # the claim said so itself, or the database does: asked only when it did not, since
+            # a database that cannot answer reads as "not stored" and gets a 503
+            if not was_claimed(d) and not await signal_store.is_stored(self.db.pool, signal_id):
                 # Not stored, so no intent either and nothing sent.
                 if isinstance(exc, InvalidInput):
                     # A value the parser let through and Postgres (or its encoder) refuses:
@@ -347,16 +356,7 @@ class Webhooks:
                 )
                 return response, summary(signal_id, "received", 0)
             # Stored, so orders may have left: answer 200, reconciliation settles the rest.
-            error = f"internal error after the signal was stored ({type(exc).__name__})"
-            result = summary(signal_id, "accepted", 0)
-            result["error"] = error
-            fields: dict[str, Any] = {
-                "verdict": "accepted",
-                "filter": None,
-                "reason": error,
-                "orders": 0,
-                "detail": {"error": type(exc).__name__},
-            }
+            result, fields = failed_after_claim(signal_id, exc)
         else:
             if outcome.duplicate_of is not None:
                 response = await self._duplicate(signal_id, outcome.duplicate_of, d.received_at)
@@ -377,6 +377,12 @@ class Webhooks:
                 "detail": outcome.detail or None,
             }
             unwritten = getattr(outcome, "unwritten", ())
+        return await self._settle(signal_id, result, fields, unwritten)
+
+    async def _settle(
+        self, signal_id: int, result: dict[str, Any], fields: dict[str, Any], unwritten: Any
+    ) -> tuple[web.Response, dict[str, Any]]:
+        """Write the outcome onto the stored row (a failure is logged: the answer stands)."""
         self.metrics.verdicts[result["verdict"]] += 1
         try:
             await signal_store.set_outcome(self.db.pool, signal_id, **fields, intents=unwritten)

@@ -82,6 +82,27 @@ def summary(signal_id: int, verdict: str, orders: int) -> dict[str, Any]:
     return {"signal_id": signal_id, "verdict": verdict, "orders": orders}
 
 
+def was_claimed(d: signal_store.Delivery) -> bool:
+    """Whether the engine stored the delivery with orders to send (``Delivery.claimed``)."""
+    return d.claimed is not None and d.claimed.is_set()
+
+
+def failed_after_claim(signal_id: int, exc: BaseException) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The answer and the row's outcome when the engine failed once the signal was stored:
+    orders may have left, so it is accepted (a 200), and reconciliation settles the rest."""
+    error = f"internal error after the signal was stored ({type(exc).__name__})"
+    result = summary(signal_id, "accepted", 0)
+    result["error"] = error
+    fields: dict[str, Any] = {
+        "verdict": "accepted",
+        "filter": None,
+        "reason": error,
+        "orders": 0,
+        "detail": {"error": type(exc).__name__},
+    }
+    return result, fields
+
+
 def duplicate_response(signal_id: int, first_id: int, first: dict[str, Any]) -> web.Response:
     """A duplicate's answer: 200, with the first delivery's result."""
     return json_response(
