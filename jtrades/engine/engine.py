@@ -328,9 +328,12 @@ class Engine:
                 raise
             except Exception:
                 # counted only if stored: once the claim is on disk, orders may have left and
-                # a restart counts it (the claim stores the counts), so memory must too
-                if turn.held and not await signal_store.is_stored(
-                    self._db.pool, d.signal_id, within_s=2
+                # a restart counts it (the claim stores the counts), so memory must too; a
+                # database that cannot answer reads "not stored", so the turn is asked first
+                if (
+                    turn.held
+                    and not turn.claimed
+                    and not await signal_store.is_stored(self._db.pool, d.signal_id, within_s=2)
                 ):
                     self.counters.undo(undo)
                 raise

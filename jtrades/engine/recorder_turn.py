@@ -74,12 +74,14 @@ class RecorderTurn:
         self._counters = counters
         self._undo = undo
         self.held = True
+        self.claimed = False  # stored with its orders (``stored``)
         self.moved: Moved = {}  # the counts as the signal left them when it was stored
 
     def stored(self) -> None:
         """The signal is stored, its orders about to go: the counts it moved stand (but for
         what the orders give back), and the recorder's next signal may move them too."""
         self.moved.update(self._counters.moved(self._undo))
+        self.claimed = True
         self.held = False
         self._lock.release()
 
