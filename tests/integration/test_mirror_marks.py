@@ -125,15 +125,10 @@ async def test_an_order_placed_after_an_overflow_replay_is_not_ended(
                 await asyncio.sleep(0.3)
                 mirror.coalesce_s = mirror.quiet_s = 0.3  # a busy stream: 300 ms batches
                 with capture_logs() as logs:
-                    # a limit entry (its strategy rests): its burst of events overflows the
+                    # a market entry with its brackets: its burst of events (the order, its
+                    # fill, the position, the cash, the brackets going Working) overflows the
                     # mirror's subscription, which re-reads the whole view
-                    e1 = Signal(
-                        Action.BUY,
-                        ticker="MNQ1!",
-                        price=Decimal("21500"),
-                        order_type="limit",
-                        limit_price=Decimal("21400"),
-                    )
+                    e1 = Signal(Action.BUY, ticker="MNQ1!", price=Decimal("21500"))
                     await send(engine, pool, rec, e1)
                     await asyncio.sleep(0.02)
                     # the user's own resting order on the account a moment later

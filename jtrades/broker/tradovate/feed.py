@@ -9,14 +9,14 @@ which events came; it learns of an event the view could not read through ``Strea
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 
 from jtrades.broker.base import BrokerEvent
 from jtrades.broker.tradovate.hub import EventHub
 from jtrades.broker.tradovate.naming import ContractNamer
-from jtrades.broker.tradovate.view import AccountView
+from jtrades.broker.tradovate.view import AccountView, PartlyApplied
 
 log = structlog.get_logger(__name__)
 
@@ -54,41 +54,47 @@ class ViewFeed:
         self._snapshot_loaded = True
         early, self._early = self._early, []
         try:
-            for props in early:
-                events.extend(self._apply(props))
-        except StreamBroken:
+            events.extend(self.view.apply_all(early))
+        except PartlyApplied as broken:
             # The view holds the snapshot now, so the next one diffs against it: what this one
             # changed (an order that filled during the outage) is published here or never.
             # Not the accounts' "synced": the stream is cut.
-            self.hub.publish([e for e in events if e.kind != "session"])
-            raise
+            self.hub.publish([e for e in [*events, *broken.events] if e.kind != "session"])
+            self._broken(broken)
         self.hub.publish(events)
         if self.view.unknown_contract_ids():
             self._namer.soon()
 
-    def props(self, data: dict[str, Any]) -> None:
+    def props_all(self, items: list[dict[str, Any]]) -> None:
+        """The ``props`` events of one frame (those in a row), applied at once
+        (``AccountView.apply_all``)."""
         if not self._snapshot_loaded:
-            self._early.append(data)  # events may overtake the sync answer
-        else:
-            events = self._apply(data)
-            self.hub.publish(events)
-            self._namer.notice(events)
-
-    def _apply(self, props: dict[str, Any]) -> list[BrokerEvent]:
-        """Feed one ``props`` event to the view. One it cannot apply leaves the view behind
-        the broker (a fill or a position change missed): skipping it would report a stale
-        position as synced, so the stream is broken — cut it, and sync from a fresh snapshot."""
+            self._early.extend(items)  # events may overtake the sync answer
+            return
         try:
-            return self.view.apply(props)
-        except Exception as exc:
-            reason = f"unreadable {props.get('entityType')} event ({type(exc).__name__}: {exc})"
-            log.error(
-                "tradovate.session.bad_event",
-                session=self.label,
-                entity_type=props.get("entityType"),
-                event_type=props.get("eventType"),
-                error=type(exc).__name__,
-                reason=str(exc),
-            )
-            self._cut(reason)
-            raise StreamBroken(reason) from exc
+            events = self.view.apply_all(items)
+        except PartlyApplied as broken:
+            self._publish(broken.events)
+            self._broken(broken)
+        self._publish(events)
+
+    def _publish(self, events: list[BrokerEvent]) -> None:
+        self.hub.publish(events)
+        self._namer.notice(events)
+
+    def _broken(self, broken: PartlyApplied) -> NoReturn:
+        """An event the view cannot apply leaves it behind the broker (a fill or a position
+        change missed): skipping it would report a stale position as synced, so the stream
+        is broken — cut it, and sync from a fresh snapshot."""
+        props, exc = broken.props, broken.cause
+        reason = f"unreadable {props.get('entityType')} event ({type(exc).__name__}: {exc})"
+        log.error(
+            "tradovate.session.bad_event",
+            session=self.label,
+            entity_type=props.get("entityType"),
+            event_type=props.get("eventType"),
+            error=type(exc).__name__,
+            reason=str(exc),
+        )
+        self._cut(reason)
+        raise StreamBroken(reason) from exc

@@ -370,11 +370,21 @@ class Session:
                     )
                     await ws.close()
                     return
+                props: list[dict[str, Any]] = []  # those in a row go to the view at once
                 for msg in frame.messages:
+                    if isinstance(msg, Event) and msg.name == "props":
+                        if isinstance(msg.data, dict):
+                            props.append(msg.data)
+                        continue
+                    if props:
+                        self._feed.props_all(props)
+                        props = []
                     if isinstance(msg, Response):
                         self._requests.answer(msg)
                     else:
                         await self._on_event(ws, msg)
+                if props:
+                    self._feed.props_all(props)
         except ConnectionClosed as exc:
             self.last_error = (
                 self._dead_reason
@@ -384,9 +394,7 @@ class Session:
             return  # cut and logged; what else this socket had buffered is not to be trusted
 
     async def _on_event(self, ws: ClientConnection, event: Event) -> None:
-        if event.name == "props" and isinstance(event.data, dict):
-            self._feed.props(event.data)
-        elif event.name == "shutdown":
+        if event.name == "shutdown":
             d = event.data if isinstance(event.data, dict) else {}
             reason = str(d.get("reasonCode") or d.get("reason") or "unspecified")
             self.shutdown_reason = reason
