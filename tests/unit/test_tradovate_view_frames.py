@@ -13,11 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jtrades.broker.base import BrokerEvent, OrderStatus
-from jtrades.broker.tradovate.view import AccountView, PartlyApplied
+from jtrades.broker.tradovate.feed import StreamBroken, ViewFeed
+from jtrades.broker.tradovate.frames import PartlyApplied
+from jtrades.broker.tradovate.hub import EventHub
+from jtrades.broker.tradovate.view import AccountView
 from jtrades.sim.config import build_contracts
 from jtrades.sim.entities import OrderSpec, Rejected
 from jtrades.sim.exchange import Exchange
-from tests.unit.test_tradovate_view import ACCT, order, props, snapshot, version
+from tests.unit.test_tradovate_view import ACCT, MNQ, order, props, snapshot, version
 
 CONTRACTS = build_contracts(date(2026, 11, 30))
 FRONT = next(c for c in CONTRACTS if c.name.startswith("MNQ"))
@@ -133,6 +136,69 @@ def test_an_event_that_cannot_be_applied_gives_what_came_before_it() -> None:
     assert [e.kind for e in view.apply(props("order", order(2, "Canceled"), "Updated"))] == [
         "order"
     ]
+
+
+FILL = {"id": 501, "orderId": 1, "contractId": MNQ, "action": "Sell", "qty": 1,
+        "price": 21510.25, "timestamp": "2026-11-30T15:00:00+00:00"}  # fmt: skip
+POSITION = {"id": 9, "accountId": ACCT, "contractId": MNQ, "netPos": -1, "netPrice": 21510.25}
+
+
+def _unreadable_version_last() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A frame whose last event is a version that cannot be read (its price is "")."""
+    bad = version(12, 1, price="")
+    return [
+        props("order", order(1, "Working")),
+        props("orderVersion", version(11, 1)),
+        props("fill", FILL),
+        props("position", POSITION),
+        props("orderVersion", bad, "Updated"),
+    ], bad
+
+
+def test_an_order_that_cannot_be_built_at_the_end_is_reported_with_the_rest() -> None:
+    """Built only at the frame's end, an order whose version cannot be read used to escape as
+    a bare error: nothing of the frame was published and the stream was not cut."""
+    view = AccountView()
+    view.load_snapshot(snapshot())
+    items, bad = _unreadable_version_last()
+    with pytest.raises(PartlyApplied) as caught:
+        view.apply_all(items)
+    assert caught.value.props["entity"] is bad
+    assert [e.kind for e in caught.value.events] == ["fill", "position"]
+
+
+class _Namer:
+    def notice(self, events: Any) -> None: ...
+
+    def soon(self) -> None: ...
+
+
+def test_the_feed_publishes_what_it_can_then_cuts() -> None:
+    view, hub, cuts = AccountView(), EventHub(), []
+    feed = ViewFeed(view, hub, _Namer(), cuts.append, "t")  # type: ignore[arg-type]
+    feed.snapshot(snapshot())
+    sub = hub.subscribe()
+    with pytest.raises(StreamBroken):
+        feed.props_all(_unreadable_version_last()[0])
+    assert len(cuts) == 1
+    assert "unreadable orderVersion event" in cuts[0]
+    published = []
+    while not sub._queue.empty():
+        published.append(sub._queue.get_nowait())
+    assert [e.kind for e in published] == ["fill", "position"]  # the view holds both
+
+
+def test_a_view_holding_an_order_it_cannot_read_still_loads_the_next_snapshot() -> None:
+    """The reconnect after the cut: reading the old orders raised, and the login never synced
+    again until a restart."""
+    view = AccountView()
+    view.load_snapshot(snapshot())
+    view.apply(props("order", order(1, "Working")))
+    with pytest.raises(Exception, match="ConversionSyntax"):
+        view.apply(props("orderVersion", version(12, 1, price="")))
+    view.load_snapshot(snapshot())
+    assert view.order(1) is None
+    assert view.positions(ACCT) == []
 
 
 _COMMAND = st.one_of(

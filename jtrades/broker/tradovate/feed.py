@@ -14,9 +14,10 @@ from typing import Any, NoReturn
 import structlog
 
 from jtrades.broker.base import BrokerEvent
+from jtrades.broker.tradovate.frames import PartlyApplied
 from jtrades.broker.tradovate.hub import EventHub
 from jtrades.broker.tradovate.naming import ContractNamer
-from jtrades.broker.tradovate.view import AccountView, PartlyApplied
+from jtrades.broker.tradovate.view import AccountView
 
 log = structlog.get_logger(__name__)
 

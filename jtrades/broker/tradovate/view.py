@@ -34,6 +34,7 @@ from jtrades.broker.tradovate.entity_values import (
     position_rank,
     working_order_of,
 )
+from jtrades.broker.tradovate.frames import FrameOrders, PartlyApplied
 from jtrades.broker.tradovate.hub import EventHub, Subscription
 from jtrades.broker.tradovate.rejections import Rejections
 from jtrades.broker.tradovate.strategies import StrategyIndex
@@ -42,15 +43,6 @@ from jtrades.errors import TransientBrokerError
 __all__ = ["AccountView", "Entity", "EventHub", "PartlyApplied", "Subscription"]
 
 Entity = Mapping[str, Any]
-
-
-class PartlyApplied(Exception):
-    """An event of a frame could not be applied (``cause``): the view holds what came before
-    it, and ``events`` are their changes, still to publish."""
-
-    def __init__(self, events: list[BrokerEvent], props: Mapping[str, Any], cause: Exception):
-        super().__init__(str(cause))
-        self.events, self.props, self.cause = events, props, cause
 
 
 class AccountView:
@@ -96,10 +88,7 @@ class AccountView:
         self._filled_qty: dict[int, int] = {}  # orderId -> contracts filled (see filled_qty)
         self._last_fill: dict[int, int] = {}  # account -> its highest fill id (last_fill_id)
         self._cash: dict[int, Entity] = {}
-        # while ``apply_all`` applies one frame: each changed order's stand-in event, and
-        # those fixed already (an order deleted after it changed)
-        self._deferred: dict[int, BrokerEvent] | None = None
-        self._pinned: dict[int, BrokerEvent] = {}
+        self._frame: FrameOrders | None = None  # while ``apply_all`` applies one frame
 
     # --- feeding ---------------------------------------------------------------------------
 
@@ -116,7 +105,7 @@ class AccountView:
         Fills are all replayed, not only the unseen ones: their subscriber (the mirror) keeps
         each fill once by its id, and a replay restores one it lost. Orders are not: a busy
         login's day of orders would be a burst of thousands for nothing."""
-        was_orders = {oid: self._working(oid) for oid in self._orders}
+        was_orders = {oid: self._was(oid) for oid in self._orders}
         was_positions = self._positions
         self._reset()  # a snapshot is the whole truth
         for acct in data.get("accounts") or ():
@@ -147,6 +136,14 @@ class AccountView:
                 for acct in sorted(self._synced)
             ),
         ]
+
+    def _was(self, order_id: int) -> WorkingOrder | None:
+        """An order as the view held it before a snapshot; None for one it could not read,
+        which the snapshot replaces (raising, it kept the login from ever syncing again)."""
+        try:
+            return self._working(order_id)
+        except Exception:
+            return None
 
     def _changed_orders(self, was: Mapping[int, WorkingOrder | None]) -> list[BrokerEvent]:
         out = []
@@ -194,28 +191,21 @@ class AccountView:
         return self._store(kind, entity, deleted=deleted)
 
     def apply_all(self, items: Iterable[Mapping[str, Any]]) -> list[BrokerEvent]:
-        """``apply`` for the ``props`` events of one frame. An order several of them change is
-        built and published once, where it first changed, as the frame left it: nobody reads
-        the view between the events of one frame, so nobody could see the states between,
-        and the builds and the events (four per market order) were a fifth of the daemon's
-        CPU under load. An order deleted keeps its state before the deletion there.
-        An event that cannot be applied raises ``PartlyApplied``, with what came before."""
-        self._deferred, self._pinned = {}, {}
+        """``apply`` for the ``props`` events of one frame: an order several of them change is
+        published once, where it first changed, as the frame left it (``frames``). One that
+        cannot be applied raises ``PartlyApplied``."""
+        frame = self._frame = FrameOrders(self._order_event_now)
         out: list[BrokerEvent] = []
         try:
             for props in items:
+                frame.applying = props
                 try:
                     out += self.apply(props)
                 except Exception as exc:
-                    raise PartlyApplied(self._resolved(out), props, exc) from exc
-            return self._resolved(out)
+                    raise PartlyApplied(frame.resolved(out), props, exc) from exc
+            return frame.resolved(out)
         finally:
-            self._deferred, self._pinned = None, {}
-
-    def _resolved(self, out: list[BrokerEvent]) -> list[BrokerEvent]:
-        stand_ins, self._deferred = self._deferred or {}, None
-        made = self._pinned | {id(e): self._order_event_now(oid) for oid, e in stand_ins.items()}
-        return [made.get(id(e), e) for e in out] if made else out
+            self._frame = None
 
     def absorb(self, kind: str, entity: Entity) -> list[BrokerEvent]:
         """Merge an entity read by a request (not the stream) under the same rules, except
@@ -249,8 +239,8 @@ class AccountView:
     def _store(self, kind: str, e: Entity, *, deleted: bool) -> list[BrokerEvent]:
         eid = int(e["id"])
         if kind == "order":
-            if deleted and self._deferred is not None and eid in self._deferred:
-                self._pinned[id(self._deferred.pop(eid))] = self._order_event_now(eid)
+            if deleted and self._frame is not None:
+                self._frame.deleting(eid)
             self._built.pop(eid, None)
             if deleted:
                 self._orders.pop(eid, None)
@@ -347,12 +337,9 @@ class AccountView:
             self._last_fill[fill.account_id] = fill.fill_id
 
     def _order_event(self, order_id: int, deleted: bool) -> list[BrokerEvent]:
-        if self._deferred is None:
-            return [self._order_event_now(order_id, deleted)]
-        if order_id in self._deferred:
-            return []  # its stand-in is out already (``apply_all``)
-        stand_in = self._deferred[order_id] = BrokerEvent("order", None, None)
-        return [stand_in]
+        if self._frame is not None:
+            return self._frame.changed(order_id)
+        return [self._order_event_now(order_id, deleted)]
 
     def _order_event_now(self, order_id: int, deleted: bool = False) -> BrokerEvent:
         order = self._working(order_id)
