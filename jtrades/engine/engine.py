@@ -322,8 +322,9 @@ class Engine:
                 )
             except StorageUnavailable:
                 # not stored, or not known to be (the claim's fate was probed): the webhook
-                # answers 503 and TradingView's re-send is what counts
-                if turn.held:
+                # answers 503 and TradingView's re-send is what counts; once claimed, its
+                # orders went and it counts (the webhook answers 200)
+                if turn.held and not turn.claimed:
                     self.counters.undo(undo)
                 raise
             except Exception:
@@ -338,7 +339,7 @@ class Engine:
                     self.counters.undo(undo)
                 raise
             except BaseException:  # cancelled (shutdown): the restart rebuilds from the rows
-                if turn.held:
+                if turn.held and not turn.claimed:
                     self.counters.undo(undo)
                 raise
             if out.duplicate_of is not None:  # decided by the claim, the turn held: put back

@@ -16,7 +16,7 @@ from jtrades.broker.base import PlaceResult
 from jtrades.broker.paper import PaperBroker
 from jtrades.db import Database
 from jtrades.engine import engine as engine_module
-from jtrades.errors import BrokerRejected
+from jtrades.errors import BrokerRejected, StorageUnavailable
 from jtrades.store import signals as signal_store
 from jtrades.store.signals import SignalIds
 from tests.integration.test_engine import (
@@ -307,27 +307,29 @@ async def test_a_signal_stopped_while_all_its_accounts_were_behind_counts_no_ent
     assert await net_pos(again, pool, b) == 1
 
 
+@pytest.mark.parametrize("error", [RuntimeError, StorageUnavailable])
 async def test_a_failure_after_the_orders_went_keeps_the_entry_counted(
-    database: Database, engine_factory: Any, monkeypatch: pytest.MonkeyPatch
+    database: Database, engine_factory: Any, monkeypatch: pytest.MonkeyPatch, error: type
 ) -> None:
-    """An internal error once the signal was stored and its order sent, its turn taken
-    again, while the database cannot say whether the row is there (``is_stored`` answers
-    False then): the entry was made and counts, as a restart would count it from the row.
-    Put back, the session's one entry (max_signals 1) let a second buy through."""
+    """An internal error (or the database lost) once the signal was stored and its order
+    sent, its turn taken again, while the database cannot say whether the row is there
+    (``is_stored`` answers False then): the entry was made and counts, as a restart would
+    count it from the row (and the webhook answers 200). Put back, the session's one entry
+    (max_signals 1) let a second buy through."""
     pool = database.pool
     rec, sub, _ = await follower(pool, "aft", {"size": 1, "max_signals": 1})
     engine = await engine_factory()
     ids = SignalIds(pool)
 
     def bug(*_a: Any, **_kw: Any) -> Any:
-        raise RuntimeError("a bug after the orders went")
+        raise error("a failure after the orders went")
 
     async def cannot_say(*_a: Any, **_kw: Any) -> bool:
         return False
 
     monkeypatch.setattr(engine_module.Judged, "settle", bug)
     monkeypatch.setattr(signal_store, "is_stored", cannot_say)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(error):
         await _deliver(engine, ids, rec, buy(), "aft-1")
     monkeypatch.undo()
     assert await net_pos(engine, pool, sub) == 1  # the order went
