@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from jtrades.broker.base import BrokerEvent, OrderStatus
 from jtrades.broker.tradovate.feed import StreamBroken, ViewFeed
@@ -163,7 +164,10 @@ def test_an_order_that_cannot_be_built_at_the_end_is_reported_with_the_rest() ->
     items, bad = _unreadable_version_last()
     with pytest.raises(PartlyApplied) as caught:
         view.apply_all(items)
-    assert caught.value.props["entity"] is bad
+    # named by what changed the order in the frame: any of those may hold what cannot be read
+    assert caught.value.props["entityType"] == "order/orderVersion"
+    assert caught.value.props["entity"]["id"] == 1
+    assert bad in [p["entity"] for p in items]
     assert [e.kind for e in caught.value.events] == ["fill", "position"]
 
 
@@ -181,7 +185,7 @@ def test_the_feed_publishes_what_it_can_then_cuts() -> None:
     with pytest.raises(StreamBroken):
         feed.props_all(_unreadable_version_last()[0])
     assert len(cuts) == 1
-    assert "unreadable orderVersion event" in cuts[0]
+    assert "unreadable order/orderVersion event" in cuts[0]
     published = []
     while not sub._queue.empty():
         published.append(sub._queue.get_nowait())
@@ -199,6 +203,33 @@ def test_a_view_holding_an_order_it_cannot_read_still_loads_the_next_snapshot() 
     view.load_snapshot(snapshot())
     assert view.order(1) is None
     assert view.positions(ACCT) == []
+
+
+def test_a_snapshot_holding_an_order_it_cannot_read_publishes_the_rest_then_cuts() -> None:
+    """The reconnect after the cut brings the broker's same unreadable version: the snapshot
+    raised a bare error, with none of the outage's fills and positions published, and every
+    reconnect failed alike without saying why."""
+    view, hub, cuts = AccountView(), EventHub(), []
+    feed = ViewFeed(view, hub, _Namer(), cuts.append, "t")  # type: ignore[arg-type]
+    bad = version(12, 1, price="")
+    sub = hub.subscribe()
+    with capture_logs() as logs, pytest.raises(StreamBroken):
+        feed.snapshot(
+            snapshot(
+                orders=[order(1, "Working")],
+                orderVersions=[bad],
+                fills=[FILL],
+                positions=[POSITION],
+            )
+        )
+    published = []
+    while not sub._queue.empty():
+        published.append(sub._queue.get_nowait())
+    assert [e.kind for e in published] == ["fill", "position", "cash"]  # not "synced"
+    assert [r["event"] for r in logs] == ["tradovate.session.bad_event"]
+    assert logs[0]["entity_type"] == "order"
+    assert len(cuts) == 1
+    assert not view.is_synced(ACCT)
 
 
 _COMMAND = st.one_of(

@@ -51,7 +51,11 @@ class ViewFeed:
         self._early = []
 
     def snapshot(self, data: dict[str, Any]) -> None:
-        events = self.view.load_snapshot(data)
+        try:
+            events = self.view.load_snapshot(data)
+        except PartlyApplied as broken:  # an order it cannot read: the rest is published
+            self.hub.publish(broken.events)
+            self._broken(broken)
         self._snapshot_loaded = True
         early, self._early = self._early, []
         try:

@@ -36,14 +36,16 @@ class FrameOrders:
         self._build = build
         self._stand_ins: dict[int, BrokerEvent] = {}  # order id -> its stand-in
         self._made: dict[int, BrokerEvent] = {}  # id(stand-in) -> the event it stands for
-        self._touched: dict[int, Mapping[str, Any]] = {}  # order id -> the last event changing it
+        # order id -> the first event changing it, and the kinds of all that did
+        self._touched: dict[int, tuple[Mapping[str, Any], set[str]]] = {}
         self.applying: Mapping[str, Any] = {}  # the event being applied
 
     def changed(self, order_id: int) -> list[BrokerEvent]:
         """The order's event for the one being applied: its stand-in the first time."""
-        self._touched[order_id] = self.applying
         if order_id in self._stand_ins:
+            self._touched[order_id][1].add(str(self.applying.get("entityType")))
             return []
+        self._touched[order_id] = (self.applying, {str(self.applying.get("entityType"))})
         stand_in = self._stand_ins[order_id] = BrokerEvent("order", None, None)
         return [stand_in]
 
@@ -65,9 +67,15 @@ class FrameOrders:
                 self._made[id(stand_in)] = self._build(order_id)
             except Exception as exc:
                 dropped.add(id(stand_in))
-                failed = failed or (self._touched.get(order_id, {}), exc)
+                failed = failed or (self._culprit(order_id), exc)
         self._stand_ins = {}
         events = [self._made.get(id(e), e) for e in out if id(e) not in dropped]
         if failed is not None:
             raise PartlyApplied(events, *failed)
         return events
+
+    def _culprit(self, order_id: int) -> Mapping[str, Any]:
+        """What to name for an order that cannot be built: the events of the frame that
+        changed it, any of which may hold what cannot be read."""
+        first, kinds = self._touched.get(order_id, ({}, set()))
+        return {**first, "entityType": "/".join(sorted(kinds)) or first.get("entityType")}

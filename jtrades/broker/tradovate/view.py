@@ -112,6 +112,8 @@ class AccountView:
             self._accounts[int(acct["id"])] = str(acct.get("name") or "")
         for c in data.get("contracts") or ():
             self._contracts[int(c["id"])] = str(c.get("name") or "")  # the snapshot's name wins
+        # stored without building each order they touch (``_changed_orders`` builds each once)
+        self._frame = FrameOrders(self._order_event_now)
         for kind, items in (
             ("order", data.get("orders")),
             ("orderVersion", data.get("orderVersions")),
@@ -124,13 +126,25 @@ class AccountView:
             ("cashBalance", data.get("cashBalances")),
         ):
             for entity in items or ():
-                self._store(kind, entity, deleted=False)
+                try:
+                    self._store(kind, entity, deleted=False)
+                except BaseException:
+                    self._frame = None
+                    raise
+        self._frame = None
         self._synced = set(self._accounts) | {int(a) for a in account_ids}
-        return [
-            *self._changed_orders(was_orders),
+        orders, unreadable = self._changed_orders(was_orders)
+        events = [
+            *orders,
             *self._fill_events(),
             *self._position_events(was_positions),
             *(BrokerEvent("cash", acct, cash_balance_of(e)) for acct, e in self._cash.items()),
+        ]
+        if unreadable is not None:  # what happened meanwhile is published, then the cut
+            self._synced = set()
+            raise PartlyApplied(events, *unreadable)
+        return [
+            *events,
             *(
                 BrokerEvent("session", acct, None, detail={"state": "synced"})
                 for acct in sorted(self._synced)
@@ -145,13 +159,22 @@ class AccountView:
         except Exception:
             return None
 
-    def _changed_orders(self, was: Mapping[int, WorkingOrder | None]) -> list[BrokerEvent]:
-        out = []
+    def _changed_orders(
+        self, was: Mapping[int, WorkingOrder | None]
+    ) -> tuple[list[BrokerEvent], tuple[Mapping[str, Any], Exception] | None]:
+        """The orders that differ from ``was``; and the first one that cannot be built (its
+        entity, the error), left out."""
+        out, unreadable = [], None
         for oid in sorted(self._orders):
-            order = self._working(oid)
+            try:
+                order = self._working(oid)
+            except Exception as exc:
+                if unreadable is None:
+                    unreadable = ({"entityType": "order", "entity": self._orders[oid]}, exc)
+                continue
             if order is not None and order != was.get(oid):
                 out.append(BrokerEvent("order", order.account_id, order))
-        return out
+        return out, unreadable
 
     def _fill_events(self) -> list[BrokerEvent]:
         fills = sorted((self._fill(e) for e in self._fills.values()), key=fill_order)
@@ -484,4 +507,5 @@ class AccountView:
         the snapshot, or whose queue overflowed): what ``load_snapshot`` publishes, but every
         order rather than the changed ones, the fills in the order they happened, and every
         position (flat ones too)."""
-        return [*self._changed_orders({}), *self._fill_events(), *self._position_events({})]
+        orders, _unreadable = self._changed_orders({})  # cut already, when there is one
+        return [*orders, *self._fill_events(), *self._position_events({})]
