@@ -121,7 +121,9 @@ async def test_an_entry_is_refused_while_the_latest_fills_cannot_be_counted(
     # the entry's fill is counted before batches slow down: only the close's is left waiting
     await wait_for(counted, "the entry's fill counted")
     entry_fill = paper.last_fill_id(link.broker_account_id)
-    mirror.quiet_s = mirror.coalesce_s = 3.0  # batches now wait 3 s before they are written
+    # batches now wait 10 s before they are written: past the filter's 1 s wait however busy
+    # the machine (at 3 s a loaded run had the batch written first, and the entry accepted)
+    mirror.quiet_s = mirror.coalesce_s = 10.0
     await send(engine, pool, rec, close("21499"))
 
     async def close_filled() -> bool:
