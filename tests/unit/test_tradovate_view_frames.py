@@ -227,9 +227,56 @@ def test_a_snapshot_holding_an_order_it_cannot_read_publishes_the_rest_then_cuts
         published.append(sub._queue.get_nowait())
     assert [e.kind for e in published] == ["fill", "position", "cash"]  # not "synced"
     assert [r["event"] for r in logs] == ["tradovate.session.bad_event"]
-    assert logs[0]["entity_type"] == "order"
+    # which order, and what may hold what cannot be read: its version
+    assert (logs[0]["entity_type"], logs[0]["entity_id"]) == ("order/orderVersion", 1)
+    assert logs[0]["account_id"] == ACCT
     assert len(cuts) == 1
     assert not view.is_synced(ACCT)
+
+
+def test_a_finished_order_it_cannot_read_is_left_out_and_the_login_syncs() -> None:
+    """Cancelled hours ago, it holds no position and works no exit: cutting for it kept every
+    account of the login unsynced on every reconnect, for the rest of the day."""
+    view, hub, cuts = AccountView(), EventHub(), []
+    feed = ViewFeed(view, hub, _Namer(), cuts.append, "t")  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        feed.snapshot(
+            snapshot(
+                orders=[order(1, "Canceled"), order(2, "Working")],
+                orderVersions=[version(12, 1, price=""), version(13, 2)],
+                positions=[POSITION],
+            )
+        )
+    assert cuts == []
+    assert view.is_synced(ACCT)
+    assert [o.order_id for o in view.working_orders(ACCT)] == [2]
+    assert [(r["event"], r["order_id"]) for r in logs] == [
+        ("tradovate.session.unreadable_order", 1)
+    ]
+
+
+def test_a_snapshot_holding_a_fill_it_cannot_read_publishes_the_rest_then_cuts() -> None:
+    """It escaped as a bare error from the middle of the load: nothing published, no cut."""
+    view, hub, cuts = AccountView(), EventHub(), []
+    feed = ViewFeed(view, hub, _Namer(), cuts.append, "t")  # type: ignore[arg-type]
+    sub = hub.subscribe()
+    bad_fill = {**FILL, "id": 502, "price": ""}
+    with capture_logs() as logs, pytest.raises(StreamBroken):
+        feed.snapshot(
+            snapshot(
+                orders=[order(1, "Filled")],
+                orderVersions=[version(12, 1)],
+                positions=[POSITION],
+                fills=[FILL, bad_fill],
+            )
+        )
+    published = []
+    while not sub._queue.empty():
+        published.append(sub._queue.get_nowait())
+    assert [e.kind for e in published] == ["order", "fill", "position", "cash"]
+    assert [getattr(e.entity, "fill_id", None) for e in published if e.kind == "fill"] == [501]
+    assert (logs[0]["entity_type"], logs[0]["entity_id"]) == ("fill", 502)
+    assert len(cuts) == 1
 
 
 _COMMAND = st.one_of(

@@ -53,9 +53,17 @@ class ViewFeed:
     def snapshot(self, data: dict[str, Any]) -> None:
         try:
             events = self.view.load_snapshot(data)
-        except PartlyApplied as broken:  # an order it cannot read: the rest is published
+        except PartlyApplied as broken:  # an entity it cannot read: the rest is published
             self.hub.publish(broken.events)
             self._broken(broken)
+        for order_id, why in self.view.unreadable_done:
+            log.warning(
+                "tradovate.session.unreadable_order",
+                session=self.label,
+                order_id=order_id,
+                reason=why,
+                effect="a finished order left out of the view",
+            )
         self._snapshot_loaded = True
         early, self._early = self._early, []
         try:
@@ -92,12 +100,16 @@ class ViewFeed:
         change missed): skipping it would report a stale position as synced, so the stream
         is broken — cut it, and sync from a fresh snapshot."""
         props, exc = broken.props, broken.cause
+        entity = props.get("entity")
+        entity = entity if isinstance(entity, dict) else {}
         reason = f"unreadable {props.get('entityType')} event ({type(exc).__name__}: {exc})"
         log.error(
             "tradovate.session.bad_event",
             session=self.label,
             entity_type=props.get("entityType"),
             event_type=props.get("eventType"),
+            entity_id=entity.get("id"),
+            account_id=entity.get("accountId"),
             error=type(exc).__name__,
             reason=str(exc),
         )

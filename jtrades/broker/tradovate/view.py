@@ -89,6 +89,8 @@ class AccountView:
         self._last_fill: dict[int, int] = {}  # account -> its highest fill id (last_fill_id)
         self._cash: dict[int, Entity] = {}
         self._frame: FrameOrders | None = None  # while ``apply_all`` applies one frame
+        # finished orders the last snapshot held that cannot be read: (id, why), for the log
+        self.unreadable_done: list[tuple[int, str]] = []
 
     # --- feeding ---------------------------------------------------------------------------
 
@@ -114,6 +116,7 @@ class AccountView:
             self._contracts[int(c["id"])] = str(c.get("name") or "")  # the snapshot's name wins
         # stored without building each order they touch (``_changed_orders`` builds each once)
         self._frame = FrameOrders(self._order_event_now)
+        unreadable: tuple[Mapping[str, Any], Exception] | None = None
         for kind, items in (
             ("order", data.get("orders")),
             ("orderVersion", data.get("orderVersions")),
@@ -128,12 +131,15 @@ class AccountView:
             for entity in items or ():
                 try:
                     self._store(kind, entity, deleted=False)
+                except Exception as exc:  # the rest is stored, and published before the cut
+                    unreadable = unreadable or ({"entityType": kind, "entity": entity}, exc)
                 except BaseException:
                     self._frame = None
                     raise
         self._frame = None
         self._synced = set(self._accounts) | {int(a) for a in account_ids}
-        orders, unreadable = self._changed_orders(was_orders)
+        orders, unbuilt = self._changed_orders(was_orders)
+        unreadable = unreadable or unbuilt
         events = [
             *orders,
             *self._fill_events(),
@@ -162,15 +168,23 @@ class AccountView:
     def _changed_orders(
         self, was: Mapping[int, WorkingOrder | None]
     ) -> tuple[list[BrokerEvent], tuple[Mapping[str, Any], Exception] | None]:
-        """The orders that differ from ``was``; and the first one that cannot be built (its
-        entity, the error), left out."""
-        out, unreadable = [], None
+        """The orders that differ from ``was``; and the first open one that cannot be built
+        (what names it, the error), left out. A finished one that cannot be built is left out
+        and listed in ``unreadable_done``: it holds no position and works no exit, and cutting
+        for it kept every account of the login unsynced on each reconnect, all day."""
+        out: list[BrokerEvent] = []
+        unreadable: tuple[Mapping[str, Any], Exception] | None = None
+        self.unreadable_done = []
         for oid in sorted(self._orders):
             try:
                 order = self._working(oid)
             except Exception as exc:
-                if unreadable is None:
-                    unreadable = ({"entityType": "order", "entity": self._orders[oid]}, exc)
+                raw = self._orders[oid]
+                if not parse_status(raw.get("ordStatus")).is_open:
+                    self.unreadable_done.append((oid, f"{type(exc).__name__}: {exc}"))
+                elif unreadable is None:
+                    kind = "order/orderVersion" if oid in self._versions else "order"
+                    unreadable = ({"entityType": kind, "entity": raw}, exc)
                 continue
             if order is not None and order != was.get(oid):
                 out.append(BrokerEvent("order", order.account_id, order))
@@ -329,8 +343,8 @@ class AccountView:
         if kind == "fill":
             if eid in self._fills or deleted:
                 return []  # a replayed fill
+            fill = self._fill(e)  # read before it is kept: one that cannot be is not
             self._fills[eid] = e
-            fill = self._fill(e)
             self._filled_qty[fill.order_id] = self._filled_qty.get(fill.order_id, 0) + fill.qty
             if not fill.account_id:
                 self._orphan_fills.setdefault(fill.order_id, []).append(eid)
@@ -338,9 +352,9 @@ class AccountView:
                 self._note_fill(fill)
             return [BrokerEvent("fill", fill.account_id or None, fill)]
         if kind == "cashBalance":
-            acct = int(e["accountId"])
+            acct, cash = int(e["accountId"]), cash_balance_of(e)  # read before it is kept
             self._cash[acct] = e
-            return [BrokerEvent("cash", acct, cash_balance_of(e))]
+            return [BrokerEvent("cash", acct, cash)]
         if kind in ("orderStrategy", "orderStrategyLink"):
             out = []  # the orders whose clOrdId this changed (a strategy's entry)
             for oid in sorted(self.strategies.store(kind, e, deleted=deleted)):
