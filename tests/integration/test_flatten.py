@@ -383,7 +383,9 @@ async def test_a_liquidation_the_broker_keeps_refusing_is_given_up_and_said(
         await wait_for(reported, "the refusal reported on the pending request")
         f = await flatten_flag(pool)
         assert "done_at" not in f
-        (left,) = f["progress"]["left"]
+        lefts = f["progress"]["left"]
+        assert len(lefts) == 1, lefts
+        (left,) = lefts
         assert left["sub_account_id"] == a
         # the same words on each attempt: a pass that has nothing new to say writes nothing
         assert left["why"] == "refused by the broker, tried again (up to 3 times): Market is closed"
