@@ -64,29 +64,7 @@ class AccountView(ViewState):
             self._accounts[int(acct["id"])] = str(acct.get("name") or "")
         for c in data.get("contracts") or ():
             self._contracts[int(c["id"])] = str(c.get("name") or "")  # the snapshot's name wins
-        # stored without building each order they touch (``_changed_orders`` builds each once)
-        self._frame = FrameOrders(self._order_event_now)
-        unreadable: tuple[Mapping[str, Any], Exception] | None = None
-        for kind, items in (
-            ("order", data.get("orders")),
-            ("orderVersion", data.get("orderVersions")),
-            ("command", data.get("commands")),
-            ("commandReport", data.get("commandReports")),
-            ("orderStrategy", data.get("orderStrategies")),
-            ("orderStrategyLink", data.get("orderStrategyLinks")),
-            ("position", data.get("positions")),
-            ("fill", data.get("fills")),
-            ("cashBalance", data.get("cashBalances")),
-        ):
-            for entity in items or ():
-                try:
-                    self._store(kind, entity, deleted=False)
-                except Exception as exc:  # the rest is stored, and published before the cut
-                    unreadable = unreadable or ({"entityType": kind, "entity": entity}, exc)
-                except BaseException:
-                    self._frame = None
-                    raise
-        self._frame = None
+        unreadable = self._store_snapshot(data)
         self._synced = set(self._accounts) | {int(a) for a in account_ids}
         orders, unbuilt = self._changed_orders(was_orders)
         unreadable = unreadable or unbuilt
@@ -106,6 +84,35 @@ class AccountView(ViewState):
                 for acct in sorted(self._synced)
             ),
         ]
+
+    def _store_snapshot(
+        self, data: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], Exception] | None:
+        """Keep a snapshot's entities, without building each order they touch on the way
+        (``_changed_orders`` builds each once); the first that cannot be read (what names it,
+        the error), the rest kept all the same: they are published before the cut."""
+        self._frame = FrameOrders(self._order_event_now)
+        unreadable: tuple[Mapping[str, Any], Exception] | None = None
+        try:
+            for kind, items in (
+                ("order", data.get("orders")),
+                ("orderVersion", data.get("orderVersions")),
+                ("command", data.get("commands")),
+                ("commandReport", data.get("commandReports")),
+                ("orderStrategy", data.get("orderStrategies")),
+                ("orderStrategyLink", data.get("orderStrategyLinks")),
+                ("position", data.get("positions")),
+                ("fill", data.get("fills")),
+                ("cashBalance", data.get("cashBalances")),
+            ):
+                for entity in items or ():
+                    try:
+                        self._store(kind, entity, deleted=False)
+                    except Exception as exc:
+                        unreadable = unreadable or ({"entityType": kind, "entity": entity}, exc)
+        finally:
+            self._frame = None
+        return unreadable
 
     def _was(self, order_id: int) -> WorkingOrder | None:
         """An order as the view held it before a snapshot; None for one it could not read,
