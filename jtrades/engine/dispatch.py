@@ -56,6 +56,7 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
     unsent_plan,
     unwritten,
 )
+from jtrades.engine.claim_doubt import learn_fate
 from jtrades.engine.config_cache import AccountKey, LinkConfig
 from jtrades.engine.dca_reprice import reprice_exits
 from jtrades.engine.planning import PlannedOrder, Shortfall
@@ -321,9 +322,11 @@ class Dispatcher:
         except StorageUnavailable:
             # The connection failed, perhaps after the statement committed: then the intents
             # are on disk and must be sent, since TradingView's re-send would be a duplicate.
-            fate = await signal_store.claim_fate(self._pool, delivery, intents, backend)
-            if fate is None:
-                raise  # not stored: the 503 and its re-send are right
+            # Not stored, the 503 and its re-send are right (``learn_fate`` raises).
+            if backend is None:
+                raise  # no connection came: the statement never left
+            deadline = delivery.received_at + self._ttl
+            fate = await learn_fate(self._pool, delivery, intents, backend, deadline, self._clock)
             log.warning(
                 "dispatch.claim_answer_lost",
                 signal_id=delivery.signal_id,

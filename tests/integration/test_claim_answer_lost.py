@@ -36,8 +36,15 @@ class CuttingProxy:
         self.url = urlsplit(db_url)
         self.armed: str | None = None
         self.cut = asyncio.Event()
+        self.down = False  # the server unreachable: every connection is cut at once
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
+
+    def go_down(self) -> None:
+        self.down = True
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
 
     async def _upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         socket_dir = parse_qs(self.url.query).get("host", [""])[0]
@@ -51,6 +58,9 @@ class CuttingProxy:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def _serve(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        if self.down:
+            cw.transport.abort()
+            return
         sr, sw = await self._upstream()
         self._writers += [cw, sw]
         await asyncio.gather(self._pipe(cr, sw, "request"), self._pipe(sr, cw, "reply"))
@@ -75,24 +85,28 @@ class CuttingProxy:
             self._server.close()
 
 
+async def _connect_through(proxy: CuttingProxy, port: int) -> asyncpg.Connection:
+    url = proxy.url
+    conn = await asyncpg.connect(
+        host="127.0.0.1",
+        port=port,
+        user=url.username or "postgres",
+        password=url.password,
+        database=url.path.lstrip("/"),
+        ssl=False,
+        **_POOLED,
+    )
+    await _init_connection(conn)
+    return conn
+
+
 @pytest.fixture
 async def lane(pool: asyncpg.Pool, db_url: str) -> AsyncIterator[tuple[Lane, CuttingProxy]]:
     proxy = CuttingProxy(db_url)
     port = await proxy.start()
-    url = proxy.url
 
     async def through_proxy() -> asyncpg.Connection:
-        conn = await asyncpg.connect(
-            host="127.0.0.1",
-            port=port,
-            user=url.username or "postgres",
-            password=url.password,
-            database=url.path.lstrip("/"),
-            ssl=False,
-            **_POOLED,
-        )
-        await _init_connection(conn)
-        return conn
+        return await _connect_through(proxy, port)
 
     claims = Lane(pool, through_proxy)
     await claims.open()
@@ -210,3 +224,86 @@ async def test_a_claim_still_waiting_on_the_server_is_ended_before_its_fate_is_r
     assert await pool.fetchval("SELECT count(*) FROM signals WHERE id = $1", sid) == 0
     assert [r for r in await intents(pool) if r["cl_ord_id"].startswith(f"jt-{sid}-")] == []
     assert setup["paper"].positions(1)[0].net_pos == 1  # the warm-up's entry only
+
+
+@pytest.fixture
+async def far_pool(db_url: str) -> AsyncIterator[tuple[asyncpg.Pool, CuttingProxy]]:
+    """A pool whose server can become unreachable (``CuttingProxy.go_down``)."""
+    proxy = CuttingProxy(db_url)
+    port = await proxy.start()
+    pool = await asyncpg.create_pool(
+        min_size=0, max_size=2, connect=lambda *_, **__: _connect_through(proxy, port)
+    )
+    try:
+        yield pool, proxy
+    finally:
+        pool.terminate()
+        await proxy.close()
+
+
+async def _held(work: asyncio.Task[Any], for_s: float) -> bool:
+    """Whether ``work`` is still running after ``for_s``."""
+    await asyncio.sleep(for_s)
+    return not work.done()
+
+
+async def test_a_lost_answer_whose_fate_the_database_cannot_tell_yet_is_asked_again(
+    pool: asyncpg.Pool,
+    setup: dict[str, Any],  # noqa: F811
+    lane: tuple[Lane, CuttingProxy],
+    far_pool: tuple[asyncpg.Pool, CuttingProxy],
+) -> None:
+    """The claim committed and its answer was lost while the database became unreachable:
+    the dispatch waits until it can tell, then sends, and TradingView's re-send of the
+    unanswered delivery is a duplicate that sends nothing (before, the first answer was a 503,
+    the re-send a duplicate, and the orders were never sent)."""
+    claims, proxy = lane
+    fates, gone = far_pool
+    d = Dispatcher(fates, ttl_s=30, claims=claims)
+    subs = setup["subs"][:1]
+    await _deliver(d, pool, setup, subs, "warm")
+    assert setup["paper"].positions(1)[0].net_pos == 1
+
+    gone.go_down()
+    proxy.armed = "reply"
+    work = asyncio.create_task(_deliver(d, pool, setup, subs, "in-doubt"))
+    assert await _held(work, 1.0)  # not answered 503 while the fate is unknown
+    assert proxy.cut.is_set()
+    assert setup["paper"].positions(1)[0].net_pos == 1  # nothing sent meanwhile
+    gone.down = False
+
+    sid, result = await asyncio.wait_for(work, 10)
+    assert result.duplicate_of is None
+    assert result.orders == 2  # entry and stop
+    assert setup["paper"].positions(1)[0].net_pos == 2
+
+    _, again = await _deliver(d, pool, setup, subs, "in-doubt")
+    assert again.duplicate_of == sid
+    assert setup["paper"].positions(1)[0].net_pos == 2  # sent once
+
+
+async def test_a_fate_unknown_until_the_ttl_sends_nothing(
+    pool: asyncpg.Pool,
+    setup: dict[str, Any],  # noqa: F811
+    lane: tuple[Lane, CuttingProxy],
+    far_pool: tuple[asyncpg.Pool, CuttingProxy],
+) -> None:
+    """Past the signal's TTL nothing may be sent, whatever the fate: the dispatch gives up
+    with the 503's error, and its committed intents stay unsent for reconciliation."""
+    claims, proxy = lane
+    fates, gone = far_pool
+    d = Dispatcher(fates, ttl_s=1.5, claims=claims)
+    subs = setup["subs"][:1]
+    await _deliver(d, pool, setup, subs, "warm")
+
+    gone.go_down()
+    proxy.armed = "reply"
+    work = asyncio.create_task(_deliver(d, pool, setup, subs, "never-known"))
+    assert await _held(work, 1.0)
+    with pytest.raises(StorageUnavailable, match="before its TTL"):
+        await asyncio.wait_for(work, 10)
+
+    assert setup["paper"].positions(1)[0].net_pos == 1  # the warm-up's entry only
+    sid = await pool.fetchval("SELECT max(id) FROM signals")
+    rows = [r for r in await intents(pool) if r["cl_ord_id"].startswith(f"jt-{sid}-")]
+    assert [r["state"] for r in rows] == ["pending", "pending"]  # committed, never sent
