@@ -176,6 +176,15 @@ async def one_long(
         brokers[aid] = paper
     engine = await start(brokers)
     await send(engine, pool, rec, buy())
+
+    async def filled() -> bool:  # else a flatten's first pass also reports the entry in flight
+        return not await pool.fetchval(
+            "SELECT count(*) FROM order_intents"
+            " WHERE sub_account_id = $1 AND state IN ('pending', 'sent', 'unknown')",
+            sub,
+        )
+
+    await wait_for(filled, "the entry's fill moved its intent")
     return engine, rec, sub
 
 
