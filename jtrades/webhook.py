@@ -45,10 +45,12 @@ from jtrades.metrics import Metrics
 from jtrades.senders import Senders
 from jtrades.store import signals as signal_store
 from jtrades.webhook_answers import (
+    Unanswered,
     duplicate_response,
     error_response,
     failed_after_claim,
     first_result,
+    in_doubt,
     in_time,
     json_response,
     still_sending,
@@ -251,7 +253,7 @@ class Webhooks:
             log.error("webhook.storage_unavailable", error=str(exc))
             self.metrics.errors += 1
             return error_response(503, "storage_unavailable", "the database is unavailable", None)
-        claimed = asyncio.Event()
+        claimed, doubt = asyncio.Event(), asyncio.Event()
         delivery = signal_store.Delivery(
             signal_id=signal_id,
             recorder_id=recorder_id,
@@ -263,14 +265,19 @@ class Webhooks:
             raw_body=stored_body,
             signal=signal,
             claimed=claimed,
+            in_doubt=doubt,
         )
         task = asyncio.create_task(self._process(delivery), name=f"signal-{signal_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        answer = await in_time(task, claimed, time_left(self.answer_within_s, received_at))
-        if answer is None:
+        answer = await in_time(task, claimed, time_left(self.answer_within_s, received_at), doubt)
+        if answer is Unanswered.SENDING:
             log.info("webhook.answered_before_orders", signal_id=signal_id)
             return still_sending(signal_id)
+        if answer is Unanswered.IN_DOUBT:
+            self.metrics.errors += 1
+            log.error("webhook.storage_in_doubt", effect="answered 503; its fate is still asked")
+            return in_doubt()
         return answer
 
     async def _process(self, d: signal_store.Delivery) -> web.Response:

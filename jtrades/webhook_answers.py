@@ -9,6 +9,7 @@ for a duplicate: from this process while it is still working, else from its row.
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -29,29 +30,53 @@ T = TypeVar("T")
 DUPLICATE_WAIT_S = 2.0
 
 
-async def in_time(task: asyncio.Task[T], claimed: asyncio.Event, within_s: float) -> T | None:
-    """``task``'s answer if it comes within ``within_s``, else None as soon as its delivery is
-    claimed (stored, its orders on their way): a silent follower's broker held every answer
-    up to the request timeout, past TradingView's 3 s. A delivery not stored yet is waited
-    for: nothing may be answered for it before it is (200 would lose it, a 5xx is re-sent
-    and, with no alert id, may be a new delivery a minute on). The task is never cancelled
-    here: a client hanging up must not stop a dispatch half-way."""
+class Unanswered(enum.Enum):
+    """Why ``in_time`` gave no answer of the task's own."""
+
+    SENDING = "sending"  # stored, its orders still going out: 200 "received"
+    IN_DOUBT = "in_doubt"  # stored or not, the database cannot say yet; nothing sent: 503
+
+
+async def in_time(
+    task: asyncio.Task[T], claimed: asyncio.Event, within_s: float, in_doubt: asyncio.Event
+) -> T | Unanswered:
+    """``task``'s answer if it comes within ``within_s``; else ``SENDING`` as soon as its
+    delivery is claimed (stored, its orders on their way): a silent follower's broker held
+    every answer up to the request timeout, past TradingView's 3 s; else ``IN_DOUBT`` as soon
+    as the claim's answer is lost and the database cannot say whether it committed
+    (``claim_doubt``: nothing is sent until it can, and TradingView re-sends only a 5xx). A
+    delivery not stored yet is waited for: nothing may be answered for it before it is (200
+    would lose it, a 5xx is re-sent and, with no alert id, may be a new delivery a minute on).
+    The task is never cancelled here: a client hanging up must not stop a dispatch half-way."""
     done, _ = await asyncio.wait({task}, timeout=max(within_s, 0.0))
-    if not done and not claimed.is_set():
-        stored = asyncio.ensure_future(claimed.wait())
+    if not done and not claimed.is_set() and not in_doubt.is_set():
+        told = {asyncio.ensure_future(claimed.wait()), asyncio.ensure_future(in_doubt.wait())}
         try:
-            await asyncio.wait({task, stored}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, *told}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stored.cancel()
+            for waiter in told:
+                waiter.cancel()
     if task.done():
         return task.result()
-    return None
+    return Unanswered.SENDING if claimed.is_set() else Unanswered.IN_DOUBT
 
 
 def time_left(within_s: float, received_at: datetime) -> float:
     """What is left of ``within_s`` (``server.answer_within_s``) for a delivery that arrived
     at ``received_at``: its answer and, for a duplicate, its wait for the first's result."""
     return within_s - (datetime.now(UTC) - received_at).total_seconds()
+
+
+def in_doubt() -> web.Response:
+    """The answer for a delivery whose claim's answer was lost while the database cannot say
+    whether it committed: nothing has been sent, so a re-send is safe (``claim_doubt``)."""
+    return error_response(
+        503,
+        "storage_unavailable",
+        "the database cannot confirm the alert was stored; nothing has been sent (if it was "
+        "stored, its orders go out once the database confirms it, and a re-send is a repeat)",
+        None,
+    )
 
 
 def still_sending(signal_id: int) -> web.Response:

@@ -1,20 +1,28 @@
 """A claim whose answer was lost, and whose fate the database cannot tell yet.
 
-The claim's connection failed with the statement sent: it may have committed. If it did, its
-intents are on disk, and TradingView's re-send (of the 503 or of an answer that never came) meets
-its key as a duplicate and sends nothing: answering "not stored" while that is unknown loses the
-alert. So the fate is asked again until it is known or the signal is past its TTL (money rule 2:
-then nothing may be sent, whatever the fate). Meanwhile the dispatch keeps its accounts' locks
-(rule 3: no later signal overtakes it on them) and the webhook its answer (nothing is answered
-before the delivery is known stored). A database that comes back within the TTL sends the orders
-of a claim that committed, or answers 503 for one that did not, as if the answer had come.
+The claim's connection failed with the statement sent: it may have committed. Asked once and
+answered 503 when the database could not say, a claim that had committed was lost: its intents
+were on disk, unsent, and TradingView's re-send met its key as a duplicate. Held until the
+database could say, one that had not committed was lost instead: TradingView hangs up at 3 s
+and re-sends only a 5xx, so a 503 given later reached nobody and nothing re-sent it.
+
+So both: the webhook answers 503 at its bound (``Delivery.in_doubt``; nothing has been sent),
+and the dispatch goes on asking, its accounts' locks and its recorder's turn held, until the
+fate is known or the deadline passes. Committed, its orders go out (within the TTL) and the
+re-send, which waits for the recorder's turn, is a duplicate of it; not committed, the re-send
+is new and trades. Never both: the re-send's claim is decided by the key once this one's fate
+is, and the deadline ends the asking while the key still marks the re-send a duplicate
+(``KEY_MARGIN``): past the key's window it would be taken for a new alert and traded again.
+Past the deadline nothing of this claim is sent; if it had committed, its intents stay pending
+for reconciliation and the re-send is a duplicate of it: the alert is lost, and said so in the
+log (the one case left, a database unreachable for the whole TTL).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
@@ -28,6 +36,14 @@ log = structlog.get_logger(__name__)
 FIRST_PAUSE_S = 0.05  # between asks; doubled each time up to LAST_PAUSE_S
 LAST_PAUSE_S = 1.0
 LEAST_ASK_S = 1.0  # an ask is given at least this long, even close to the deadline
+# the asking ends this long before the delivery's key stops marking a re-send a duplicate
+KEY_MARGIN = timedelta(seconds=5)
+
+
+def doubt_deadline(delivery: signal_store.Delivery, ttl: timedelta) -> datetime:
+    """Until when a claim's fate is asked: its TTL (nothing may be sent after it), or sooner
+    while its key's window (60 s without an alert id) would not cover a re-send's claim."""
+    return delivery.received_at + max(min(ttl, delivery.window - KEY_MARGIN), timedelta(0))
 
 
 async def learn_fate(
@@ -39,9 +55,9 @@ async def learn_fate(
     clock: Callable[[], datetime],
 ) -> signal_store.Claim:
     """The claim as stored, once the database can say it committed; raises
-    ``StorageUnavailable`` once it says it did not, or when ``deadline`` (the signal's TTL)
-    passes first. An ask that hangs (a connection attempt to an unreachable server) is cut at
-    the deadline."""
+    ``StorageUnavailable`` once it says it did not, or when ``deadline`` passes first. The
+    claim's server process ``backend`` is ended once (a later ask must not end another process
+    that took its pid); an ask that hangs (a connection to an unreachable server) is cut."""
     pause = FIRST_PAUSE_S
     asks = 0
     while True:
@@ -49,27 +65,33 @@ async def learn_fate(
         left = (deadline - clock()).total_seconds()
         try:
             async with asyncio.timeout(max(left, LEAST_ASK_S)):
-                fate = await signal_store.claim_fate(pool, delivery, intents, backend)
+                if backend is not None:
+                    await signal_store.end_claim_backend(pool, backend)
+                    backend = None  # gone for good: the probe alone decides now
+                fate = await signal_store.claim_fate(pool, delivery, intents, None)
         except (StorageUnavailable, TimeoutError) as exc:
+            error = str(exc) or type(exc).__name__
+            if delivery.in_doubt is not None:
+                delivery.in_doubt.set()
             left = (deadline - clock()).total_seconds()
             if left <= 0:
                 log.error(
                     "dispatch.claim_fate_unknown",
                     signal_id=delivery.signal_id,
                     asks=asks,
-                    error=str(exc) or type(exc).__name__,
-                    effect="past its TTL: nothing is sent; a committed claim's intents are "
-                    "resolved by reconciliation",
+                    error=error,
+                    effect="nothing is sent; had it been stored, its re-send is a duplicate "
+                    "and reconciliation expires its intents",
                 )
                 raise StorageUnavailable(
-                    "the database could not say whether the signal was stored before its TTL"
+                    "the database could not say whether the signal was stored in time"
                 ) from None
             if asks == 1:
                 log.warning(
                     "dispatch.claim_fate_asked_again",
                     signal_id=delivery.signal_id,
-                    error=str(exc) or type(exc).__name__,
-                    effect="its answer waits until the database can tell (at most its TTL)",
+                    error=error,
+                    effect="nothing is sent until the database can tell; answered 503",
                 )
             await asyncio.sleep(min(pause, left))
             pause = min(pause * 2, LAST_PAUSE_S)

@@ -56,7 +56,7 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
     unsent_plan,
     unwritten,
 )
-from jtrades.engine.claim_doubt import learn_fate
+from jtrades.engine.claim_doubt import doubt_deadline, learn_fate
 from jtrades.engine.config_cache import AccountKey, LinkConfig
 from jtrades.engine.dca_reprice import reprice_exits
 from jtrades.engine.planning import PlannedOrder, Shortfall
@@ -320,17 +320,18 @@ class Dispatcher:
                 backend = ex.get_server_pid()
                 return await signal_store.claim_delivery(ex, delivery, intents)
         except StorageUnavailable:
-            # The connection failed, perhaps after the statement committed: then the intents
-            # are on disk and must be sent, since TradingView's re-send would be a duplicate.
-            # Not stored, the 503 and its re-send are right (``learn_fate`` raises).
+            # The connection failed, perhaps after the statement committed (``claim_doubt``).
+            # With no intent nothing can be lost: asked once (the re-send is judged either way).
             if backend is None:
                 raise  # no connection came: the statement never left
-            deadline = delivery.received_at + self._ttl
+            deadline = doubt_deadline(delivery, self._ttl) if intents else self._clock()
             fate = await learn_fate(self._pool, delivery, intents, backend, deadline, self._clock)
+            late = self._clock() - delivery.received_at > self._ttl
             log.warning(
                 "dispatch.claim_answer_lost",
                 signal_id=delivery.signal_id,
-                effect="the claim had committed: its orders go out",
+                effect="the claim had committed: "
+                + ("past its TTL, its orders are not sent" if late else "its orders go out"),
             )
             return fate
 

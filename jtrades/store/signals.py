@@ -135,6 +135,9 @@ class Delivery:
     # set once the delivery is on disk as a new signal with orders to send (``Dispatcher``):
     # the webhook may answer before the last broker answer
     claimed: asyncio.Event | None = field(default=None, compare=False, repr=False)
+    # set while the claim's answer was lost and the database cannot say whether it committed
+    # (``claim_doubt``): nothing is sent meanwhile, and the webhook answers 503 at its bound
+    in_doubt: asyncio.Event | None = field(default=None, compare=False, repr=False)
 
 
 def claim_args(delivery: Delivery, intents: Sequence[NewIntent] = ()) -> list[Any]:
@@ -205,6 +208,14 @@ async def claim_fate(
         return Claim(delivery.signal_id, row["duplicate_of"])
     written = zip(row["cl_ord_ids"] or (), row["intent_ids"] or (), strict=True)
     return Claim(delivery.signal_id, None, tuple(ids_in_order(intents, written)))
+
+
+async def end_claim_backend(pool: asyncpg.Pool, pid: int) -> None:
+    """End the server process ``pid`` that ran a claim, and wait until it is gone (see
+    ``claim_fate``); raises ``StorageUnavailable`` when that cannot be done or told."""
+    with translate_errors():
+        async with pool.acquire() as conn:
+            await _end_backend(conn, pid)
 
 
 async def _end_backend(conn: Any, pid: int) -> None:

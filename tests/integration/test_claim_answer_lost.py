@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,6 +22,7 @@ import pytest
 
 from jtrades.broker.base import Side
 from jtrades.db import _POOLED, Lane, _init_connection
+from jtrades.engine.claim_doubt import doubt_deadline
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.signal import Action, Signal
 from jtrades.errors import StorageUnavailable
@@ -119,10 +122,15 @@ async def lane(pool: asyncpg.Pool, db_url: str) -> AsyncIterator[tuple[Lane, Cut
 
 
 async def _deliver(
-    d: Dispatcher, pool: asyncpg.Pool, ctx: dict[str, Any], subs: list[int], key: str
+    d: Dispatcher,
+    pool: asyncpg.Pool,
+    ctx: dict[str, Any],
+    subs: list[int],
+    key: str,
+    doubt: asyncio.Event | None = None,
 ) -> Any:
     sid = await signal_store.SignalIds(pool, block=1).take()
-    dl = delivery(sid, ctx["rec"], Signal(Action.BUY, ticker="MNQZ6"), key)
+    dl = replace(delivery(sid, ctx["rec"], Signal(Action.BUY, ticker="MNQZ6"), key), in_doubt=doubt)
     plan = entry_with_stop(Side.BUY, 1, "21490")
     return sid, await d.dispatch(
         sid, dl.received_at, items(ctx["paper"], ctx["contract"], subs, plan), delivery=dl
@@ -254,9 +262,9 @@ async def test_a_lost_answer_whose_fate_the_database_cannot_tell_yet_is_asked_ag
     far_pool: tuple[asyncpg.Pool, CuttingProxy],
 ) -> None:
     """The claim committed and its answer was lost while the database became unreachable:
-    the dispatch waits until it can tell, then sends, and TradingView's re-send of the
-    unanswered delivery is a duplicate that sends nothing (before, the first answer was a 503,
-    the re-send a duplicate, and the orders were never sent)."""
+    the dispatch goes on asking until it can tell, then sends, and TradingView's re-send of the
+    503 is a duplicate that sends nothing (before, the fate was asked once: the re-send was a
+    duplicate and the orders were never sent)."""
     claims, proxy = lane
     fates, gone = far_pool
     d = Dispatcher(fates, ttl_s=30, claims=claims)
@@ -266,9 +274,11 @@ async def test_a_lost_answer_whose_fate_the_database_cannot_tell_yet_is_asked_ag
 
     gone.go_down()
     proxy.armed = "reply"
-    work = asyncio.create_task(_deliver(d, pool, setup, subs, "in-doubt"))
-    assert await _held(work, 1.0)  # not answered 503 while the fate is unknown
+    doubt = asyncio.Event()
+    work = asyncio.create_task(_deliver(d, pool, setup, subs, "in-doubt", doubt))
+    assert await _held(work, 1.0)  # the fate still asked
     assert proxy.cut.is_set()
+    assert doubt.is_set()  # the webhook answers 503 at its bound
     assert setup["paper"].positions(1)[0].net_pos == 1  # nothing sent meanwhile
     gone.down = False
 
@@ -300,10 +310,90 @@ async def test_a_fate_unknown_until_the_ttl_sends_nothing(
     proxy.armed = "reply"
     work = asyncio.create_task(_deliver(d, pool, setup, subs, "never-known"))
     assert await _held(work, 1.0)
-    with pytest.raises(StorageUnavailable, match="before its TTL"):
+    with pytest.raises(StorageUnavailable, match="stored in time"):
         await asyncio.wait_for(work, 10)
 
     assert setup["paper"].positions(1)[0].net_pos == 1  # the warm-up's entry only
     sid = await pool.fetchval("SELECT max(id) FROM signals")
     rows = [r for r in await intents(pool) if r["cl_ord_id"].startswith(f"jt-{sid}-")]
     assert [r["state"] for r in rows] == ["pending", "pending"]  # committed, never sent
+
+
+async def test_a_claim_that_did_not_commit_is_decided_by_the_resend(
+    pool: asyncpg.Pool,
+    setup: dict[str, Any],  # noqa: F811
+    lane: tuple[Lane, CuttingProxy],
+    far_pool: tuple[asyncpg.Pool, CuttingProxy],
+) -> None:
+    """A Postgres crash: the claim never committed and the server is away for a while. The
+    webhook answered 503 at its bound (``doubt``); the dispatch learns, once the server is
+    back, that nothing was stored and sends nothing, and TradingView's re-send trades once
+    (the review's case: held until the server was back, the 503 came after TradingView hung
+    up, nothing re-sent it, and the alert was lost)."""
+    claims, proxy = lane
+    fates, gone = far_pool
+    d = Dispatcher(fates, ttl_s=30, claims=claims)
+    subs = setup["subs"][:1]
+    await _deliver(d, pool, setup, subs, "warm")
+
+    gone.go_down()
+    proxy.armed = "request"  # the statement never reaches the server
+    doubt = asyncio.Event()
+    first = asyncio.create_task(_deliver(d, pool, setup, subs, "crashed", doubt))
+    await asyncio.wait_for(doubt.wait(), 5)
+    gone.down = False
+    with pytest.raises(StorageUnavailable, match="before it committed"):
+        await asyncio.wait_for(first, 10)
+
+    _, resent = await _deliver(d, pool, setup, subs, "crashed")
+    assert resent.duplicate_of is None
+    assert resent.orders == 2
+    assert setup["paper"].positions(1)[0].net_pos == 2  # the warm-up's and the re-send's
+
+
+async def test_the_claims_server_process_is_ended_once(
+    pool: asyncpg.Pool,
+    setup: dict[str, Any],  # noqa: F811
+    lane: tuple[Lane, CuttingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once the claim's server process is known gone, a later ask does not end its pid again:
+    another process may have it by then (the review's case: each ask ended it anew)."""
+    end, probe = signal_store._end_backend, signal_store.claim_fate
+    ended: list[int] = []
+
+    async def ending(conn: Any, pid: int) -> None:
+        ended.append(pid)
+        await end(conn, pid)
+
+    async def first_probe_lost(*args: Any) -> Any:
+        if len(ended) == 1 and not probed:  # gone; the first probe's connection fails
+            probed.append(True)
+            raise StorageUnavailable("database unavailable: connection lost")
+        return await probe(*args)
+
+    probed: list[bool] = []
+    monkeypatch.setattr(signal_store, "_end_backend", ending)
+    monkeypatch.setattr(signal_store, "claim_fate", first_probe_lost)
+    claims, proxy = lane
+    d = Dispatcher(pool, ttl_s=30, claims=claims)
+    subs = setup["subs"][:1]
+    await _deliver(d, pool, setup, subs, "warm")
+    proxy.armed = "reply"
+    _, result = await _deliver(d, pool, setup, subs, "lost-answer")
+    assert proxy.cut.is_set()
+    assert result.orders == 2
+    assert probed  # asked twice
+    assert len(ended) == 1
+
+
+@pytest.mark.parametrize(("ttl_s", "window_s", "expected_s"), [(30, 60, 30), (90, 60, 55)])
+def test_the_fate_is_asked_while_the_key_marks_a_resend_a_duplicate(
+    ttl_s: float, window_s: float, expected_s: float
+) -> None:
+    """Past the key's window the re-send, waiting for the recorder's turn, would be a new alert
+    and trade as well as this one: the asking ends ``KEY_MARGIN`` before it."""
+    dl = delivery(1, 1, Signal(Action.BUY, ticker="MNQZ6"), "k")
+    dl = replace(dl, window=timedelta(seconds=window_s))
+    got = doubt_deadline(dl, timedelta(seconds=ttl_s)) - dl.received_at
+    assert got == timedelta(seconds=expected_s)

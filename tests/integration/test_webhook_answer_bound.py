@@ -27,7 +27,7 @@ from jtrades.engine.tokens import TokenCache
 from jtrades.security import hash_token, new_webhook_token
 from jtrades.server import Webhooks, build_app, start_http
 from jtrades.store import recorders as recorder_store
-from jtrades.webhook_answers import first_result, in_time
+from jtrades.webhook_answers import Unanswered, first_result, in_time
 from tests.integration.test_dispatch import sim_engine
 from tests.simutil import SimHandle
 
@@ -170,7 +170,7 @@ async def test_a_task_done_in_time_gives_its_own_answer() -> None:
     step = _Step()
     step.go.set()
     task = asyncio.create_task(step.run())
-    assert await in_time(task, asyncio.Event(), 5.0) == "answer"
+    assert await in_time(task, asyncio.Event(), 5.0, asyncio.Event()) == "answer"
 
 
 async def test_past_the_bound_a_claimed_delivery_is_answered_without_its_task() -> None:
@@ -178,7 +178,7 @@ async def test_past_the_bound_a_claimed_delivery_is_answered_without_its_task() 
     claimed = asyncio.Event()
     claimed.set()
     task = asyncio.create_task(step.run())
-    assert await in_time(task, claimed, 0.0) is None
+    assert await in_time(task, claimed, 0.0, asyncio.Event()) is Unanswered.SENDING
     assert not task.done()  # left running, never cancelled
     step.go.set()
     assert await task == "answer"
@@ -188,12 +188,12 @@ async def test_past_the_bound_an_unclaimed_delivery_waits_for_its_claim() -> Non
     step = _Step()
     claimed = asyncio.Event()
     task = asyncio.create_task(step.run())
-    waiting = asyncio.create_task(in_time(task, claimed, 0.0))
+    waiting = asyncio.create_task(in_time(task, claimed, 0.0, asyncio.Event()))
     for _ in range(20):
         await asyncio.sleep(0)
     assert not waiting.done()  # past the bound, but nothing stored: no answer yet
     claimed.set()
-    assert await asyncio.wait_for(waiting, LIMIT_S) is None
+    assert await asyncio.wait_for(waiting, LIMIT_S) is Unanswered.SENDING
     assert not task.done()
     step.go.set()
     await task
@@ -204,7 +204,7 @@ async def test_an_unclaimed_delivery_whose_task_ends_gives_the_tasks_answer(fail
     step = _Step()
     step.fail = fail
     task = asyncio.create_task(step.run())
-    waiting = asyncio.create_task(in_time(task, asyncio.Event(), 0.0))
+    waiting = asyncio.create_task(in_time(task, asyncio.Event(), 0.0, asyncio.Event()))
     for _ in range(20):
         await asyncio.sleep(0)
     assert not waiting.done()
@@ -216,10 +216,58 @@ async def test_an_unclaimed_delivery_whose_task_ends_gives_the_tasks_answer(fail
         assert await asyncio.wait_for(waiting, LIMIT_S) == "answer"
 
 
+async def test_past_the_bound_a_delivery_in_doubt_is_answered_without_its_task() -> None:
+    """The claim's answer was lost and the database cannot say whether it committed: 503 at
+    the bound (nothing sent; TradingView re-sends only a 5xx, and hangs up at 3 s), while the
+    dispatch goes on asking, never cancelled."""
+    step = _Step()
+    doubt = asyncio.Event()
+    doubt.set()
+    task = asyncio.create_task(step.run())
+    assert await in_time(task, asyncio.Event(), 0.0, doubt) is Unanswered.IN_DOUBT
+    assert not task.done()
+    step.go.set()
+    assert await task == "answer"
+
+
+async def test_a_doubt_that_comes_past_the_bound_is_answered_at_once() -> None:
+    step = _Step()
+    doubt = asyncio.Event()
+    task = asyncio.create_task(step.run())
+    waiting = asyncio.create_task(in_time(task, asyncio.Event(), 0.0, doubt))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiting.done()  # nothing stored, nothing in doubt: no answer yet
+    doubt.set()
+    assert await asyncio.wait_for(waiting, LIMIT_S) is Unanswered.IN_DOUBT
+    step.go.set()
+    await task
+
+
+@pytest.mark.parametrize("then", ["claimed", "answered"])
+async def test_a_doubt_resolved_within_the_bound_is_not_answered_503(then: str) -> None:
+    """The database said, within the bound, that the claim committed (stored: 200) or the
+    task ended (its own answer): the doubt of the first ask is not the answer."""
+    step = _Step()
+    claimed, doubt = asyncio.Event(), asyncio.Event()
+    doubt.set()
+    task = asyncio.create_task(step.run())
+    waiting = asyncio.create_task(in_time(task, claimed, 0.5, doubt))
+    await asyncio.sleep(0)
+    if then == "claimed":
+        claimed.set()
+        assert await asyncio.wait_for(waiting, LIMIT_S) is Unanswered.SENDING
+        step.go.set()
+        await task
+    else:
+        step.go.set()
+        assert await asyncio.wait_for(waiting, LIMIT_S) == "answer"
+
+
 async def test_the_caller_cancelled_leaves_the_task_running() -> None:
     step = _Step()
     task = asyncio.create_task(step.run())
-    waiting = asyncio.create_task(in_time(task, asyncio.Event(), 5.0))
+    waiting = asyncio.create_task(in_time(task, asyncio.Event(), 5.0, asyncio.Event()))
     await asyncio.sleep(0)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
