@@ -249,6 +249,24 @@ async def far_pool(db_url: str) -> AsyncIterator[tuple[asyncpg.Pool, CuttingProx
         await proxy.close()
 
 
+async def _warmed(
+    pool: asyncpg.Pool,
+    setup: dict[str, Any],  # noqa: F811
+    lane: tuple[Lane, CuttingProxy],
+    far_pool: tuple[asyncpg.Pool, CuttingProxy],
+    ttl_s: float,
+) -> tuple[Dispatcher, CuttingProxy, CuttingProxy, list[int]]:
+    """A dispatcher that claims through ``lane`` and asks fates through ``far_pool``, its
+    claim prepared by one delivery (long 1): it, the two proxies and the sub-accounts."""
+    claims, proxy = lane
+    fates, gone = far_pool
+    d = Dispatcher(fates, ttl_s=ttl_s, claims=claims)
+    subs = setup["subs"][:1]
+    await _deliver(d, pool, setup, subs, "warm")
+    assert setup["paper"].positions(1)[0].net_pos == 1
+    return d, proxy, gone, subs
+
+
 async def _held(work: asyncio.Task[Any], for_s: float) -> bool:
     """Whether ``work`` is still running after ``for_s``."""
     await asyncio.sleep(for_s)
@@ -265,12 +283,7 @@ async def test_a_lost_answer_whose_fate_the_database_cannot_tell_yet_is_asked_ag
     the dispatch goes on asking until it can tell, then sends, and TradingView's re-send of the
     503 is a duplicate that sends nothing (before, the fate was asked once: the re-send was a
     duplicate and the orders were never sent)."""
-    claims, proxy = lane
-    fates, gone = far_pool
-    d = Dispatcher(fates, ttl_s=30, claims=claims)
-    subs = setup["subs"][:1]
-    await _deliver(d, pool, setup, subs, "warm")
-    assert setup["paper"].positions(1)[0].net_pos == 1
+    d, proxy, gone, subs = await _warmed(pool, setup, lane, far_pool, ttl_s=30)
 
     gone.go_down()
     proxy.armed = "reply"
@@ -300,11 +313,7 @@ async def test_a_fate_unknown_until_the_ttl_sends_nothing(
 ) -> None:
     """Past the signal's TTL nothing may be sent, whatever the fate: the dispatch gives up
     with the 503's error, and its committed intents stay unsent for reconciliation."""
-    claims, proxy = lane
-    fates, gone = far_pool
-    d = Dispatcher(fates, ttl_s=1.5, claims=claims)
-    subs = setup["subs"][:1]
-    await _deliver(d, pool, setup, subs, "warm")
+    d, proxy, gone, subs = await _warmed(pool, setup, lane, far_pool, ttl_s=1.5)
 
     gone.go_down()
     proxy.armed = "reply"
@@ -330,11 +339,7 @@ async def test_a_claim_that_did_not_commit_is_decided_by_the_resend(
     back, that nothing was stored and sends nothing, and TradingView's re-send trades once
     (the review's case: held until the server was back, the 503 came after TradingView hung
     up, nothing re-sent it, and the alert was lost)."""
-    claims, proxy = lane
-    fates, gone = far_pool
-    d = Dispatcher(fates, ttl_s=30, claims=claims)
-    subs = setup["subs"][:1]
-    await _deliver(d, pool, setup, subs, "warm")
+    d, proxy, gone, subs = await _warmed(pool, setup, lane, far_pool, ttl_s=30)
 
     gone.go_down()
     proxy.armed = "request"  # the statement never reaches the server
