@@ -45,6 +45,7 @@ from jtrades.metrics import Metrics
 from jtrades.senders import Senders
 from jtrades.store import signals as signal_store
 from jtrades.webhook_answers import (
+    ANSWERED_IN_DOUBT,
     Unanswered,
     duplicate_response,
     error_response,
@@ -106,6 +107,8 @@ class Webhooks:
         # first signal id -> its answer, so an in-process duplicate can repeat it exactly
         self._inflight: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[web.Response]] = set()
+        # signals answered 503 while their claim was in doubt, whose outcome is still to come
+        self._answered_in_doubt: set[int] = set()
         self._active = 0  # webhook requests being handled
         self.ids = signal_store.SignalIds(db.pool)
         if hasattr(engine, "defer_intent_outcomes"):
@@ -275,8 +278,12 @@ class Webhooks:
             log.info("webhook.answered_before_orders", signal_id=signal_id)
             return still_sending(signal_id)
         if answer is Unanswered.IN_DOUBT:
-            self.metrics.errors += 1
-            log.error("webhook.storage_in_doubt", effect="answered 503; its fate is still asked")
+            self._answered_in_doubt.add(signal_id)
+            log.error(
+                "webhook.storage_in_doubt",
+                signal_id=signal_id,
+                effect="answered 503; whether it was stored is still asked",
+            )
             return in_doubt()
         return answer
 
@@ -296,6 +303,7 @@ class Webhooks:
             if not waiter.done():
                 waiter.set_result(result)
             self._inflight.pop(d.signal_id, None)
+            self._answered_in_doubt.discard(d.signal_id)
         return response
 
     async def _run_engine(self, d: signal_store.Delivery) -> tuple[web.Response, dict[str, Any]]:
@@ -391,6 +399,9 @@ class Webhooks:
     ) -> tuple[web.Response, dict[str, Any]]:
         """Write the outcome onto the stored row (a failure is logged: the answer stands)."""
         self.metrics.verdicts[result["verdict"]] += 1
+        if signal_id in self._answered_in_doubt:  # TradingView got a 503: the row says so
+            fields["http_status"] = 503
+            fields["reason"] = fields.get("reason") or ANSWERED_IN_DOUBT
         try:
             await signal_store.set_outcome(self.db.pool, signal_id, **fields, intents=unwritten)
         except Exception as exc:

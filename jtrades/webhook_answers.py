@@ -67,6 +67,13 @@ def time_left(within_s: float, received_at: datetime) -> float:
     return within_s - (datetime.now(UTC) - received_at).total_seconds()
 
 
+# on the row of a signal answered 503 in doubt and found stored after
+ANSWERED_IN_DOUBT = (
+    "answered 503: the database could not confirm it was stored; it was, and its orders went "
+    "out once it could"
+)
+
+
 def in_doubt() -> web.Response:
     """The answer for a delivery whose claim's answer was lost while the database cannot say
     whether it committed: nothing has been sent, so a re-send is safe (``claim_doubt``)."""

@@ -6,23 +6,24 @@ were on disk, unsent, and TradingView's re-send met its key as a duplicate. Held
 database could say, one that had not committed was lost instead: TradingView hangs up at 3 s
 and re-sends only a 5xx, so a 503 given later reached nobody and nothing re-sent it.
 
-So both: the webhook answers 503 at its bound (``Delivery.in_doubt``; nothing has been sent),
-and the dispatch goes on asking, its accounts' locks and its recorder's turn held, until the
-fate is known or the deadline passes. Committed, its orders go out (within the TTL) and the
-re-send, which waits for the recorder's turn, is a duplicate of it; not committed, the re-send
-is new and trades. Never both: the re-send's claim is decided by the key once this one's fate
-is, and the deadline ends the asking while the key still marks the re-send a duplicate
-(``KEY_MARGIN``): past the key's window it would be taken for a new alert and traded again.
-Past the deadline nothing of this claim is sent; if it had committed, its intents stay pending
-for reconciliation and the re-send is a duplicate of it: the alert is lost, and said so in the
-log (the one case left, a database unreachable for the whole TTL).
+So both: the delivery is in doubt from the first ask (``Delivery.in_doubt``: an ask may hang
+on a server that does not answer), the webhook answers 503 at its bound unless the fate is
+known by then (nothing has been sent), and the dispatch goes on asking, its accounts' locks
+and its recorder's turn held, until the fate is known or the signal's TTL passes. Committed,
+its orders go out and the re-send, which waits for the recorder's turn, is a duplicate of it;
+not committed, the re-send is new and trades. Never both: the re-send's claim is decided by the
+key once this one's fate is, and the key's window runs between receptions (``signals.claim``),
+so a re-send received within it is a duplicate however late its claim comes.
+Past the TTL nothing of this claim is sent; if it had committed, its intents stay pending for
+reconciliation and the re-send is a duplicate of it: the alert is lost, and said so in the
+log (the one case left, a database that cannot tell for the whole TTL).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 import structlog
@@ -36,14 +37,6 @@ log = structlog.get_logger(__name__)
 FIRST_PAUSE_S = 0.05  # between asks; doubled each time up to LAST_PAUSE_S
 LAST_PAUSE_S = 1.0
 LEAST_ASK_S = 1.0  # an ask is given at least this long, even close to the deadline
-# the asking ends this long before the delivery's key stops marking a re-send a duplicate
-KEY_MARGIN = timedelta(seconds=5)
-
-
-def doubt_deadline(delivery: signal_store.Delivery, ttl: timedelta) -> datetime:
-    """Until when a claim's fate is asked: its TTL (nothing may be sent after it), or sooner
-    while its key's window (60 s without an alert id) would not cover a re-send's claim."""
-    return delivery.received_at + max(min(ttl, delivery.window - KEY_MARGIN), timedelta(0))
 
 
 async def learn_fate(
@@ -58,6 +51,8 @@ async def learn_fate(
     ``StorageUnavailable`` once it says it did not, or when ``deadline`` passes first. The
     claim's server process ``backend`` is ended once (a later ask must not end another process
     that took its pid); an ask that hangs (a connection to an unreachable server) is cut."""
+    if delivery.in_doubt is not None:
+        delivery.in_doubt.set()
     pause = FIRST_PAUSE_S
     asks = 0
     while True:
@@ -71,8 +66,6 @@ async def learn_fate(
                 fate = await signal_store.claim_fate(pool, delivery, intents, None)
         except (StorageUnavailable, TimeoutError) as exc:
             error = str(exc) or type(exc).__name__
-            if delivery.in_doubt is not None:
-                delivery.in_doubt.set()
             left = (deadline - clock()).total_seconds()
             if left <= 0:
                 log.error(

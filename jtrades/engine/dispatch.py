@@ -56,7 +56,7 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
     unsent_plan,
     unwritten,
 )
-from jtrades.engine.claim_doubt import doubt_deadline, learn_fate
+from jtrades.engine.claim_doubt import learn_fate
 from jtrades.engine.config_cache import AccountKey, LinkConfig
 from jtrades.engine.dca_reprice import reprice_exits
 from jtrades.engine.planning import PlannedOrder, Shortfall
@@ -321,10 +321,11 @@ class Dispatcher:
                 return await signal_store.claim_delivery(ex, delivery, intents)
         except StorageUnavailable:
             # The connection failed, perhaps after the statement committed (``claim_doubt``).
-            # With no intent nothing can be lost: asked once (the re-send is judged either way).
+            # With no order to go nothing can be lost: asked once (a re-send is judged anew).
             if backend is None:
                 raise  # no connection came: the statement never left
-            deadline = doubt_deadline(delivery, self._ttl) if intents else self._clock()
+            to_go = intents or (delivery.detail or {}).get("behind")  # planned once stored
+            deadline = delivery.received_at + (self._ttl if to_go else timedelta(0))
             fate = await learn_fate(self._pool, delivery, intents, backend, deadline, self._clock)
             late = self._clock() - delivery.received_at > self._ttl
             log.warning(

@@ -11,12 +11,15 @@
 -- The signal id is drawn in advance by the caller (its orders' clOrdIds carry it), else here.
 -- ``detail`` is what the filters counted (entry, nth_seen, the traders'): stored with the claim,
 -- not only with the outcome, so a daemon that dies between the two rebuilds the same counts.
+-- The window runs between the deliveries' receptions ($3, the key's created_at), not from
+-- when each is claimed: a re-send received within it is a duplicate however late its claim
+-- comes (it waits behind the first's, whose fate may take seconds to learn: claim_doubt).
 WITH new AS (
     SELECT COALESCE($13::bigint, nextval(pg_get_serial_sequence('signals', 'id'))) AS id,
-           now() - make_interval(secs => $12::double precision) AS window_start
+           $3::timestamptz - make_interval(secs => $12::double precision) AS window_start
 ), claimed AS (
-    INSERT INTO signal_keys (recorder_id, idem_key, signal_id)
-    SELECT $1, $2, new.id FROM new
+    INSERT INTO signal_keys (recorder_id, idem_key, signal_id, created_at)
+    SELECT $1, $2, new.id, $3::timestamptz FROM new
     ON CONFLICT (recorder_id, idem_key) DO UPDATE
     SET signal_id = CASE WHEN signal_keys.created_at < (SELECT window_start FROM new)
                          THEN EXCLUDED.signal_id ELSE signal_keys.signal_id END,

@@ -226,3 +226,28 @@ async def test_an_outcome_merges_into_the_detail_the_claim_stored(pool: asyncpg.
     assert row == {"entry": True, "nth_seen": True, "trader_entries": [7], "error": "KeyError"}
     await signal_store.set_outcome(pool, sid, verdict="accepted", detail=None)
     assert await pool.fetchval("SELECT detail FROM signals WHERE id = $1", sid) == row
+
+
+async def test_the_dedup_window_runs_between_receptions_not_claims(pool: asyncpg.Pool) -> None:
+    """A re-send received 5 s after the first is its duplicate however late it is claimed (it
+    waits behind the first's claim, whose fate may take a while: ``claim_doubt``): claimed
+    70 s on, a window measured from the claim took it for a new alert and traded it again.
+    Two deliveries received 70 s apart are two alerts, however close their claims."""
+    u = await make_user(pool, "win")
+    rec = await make_recorder(pool, u, "rec")
+    ids = signal_store.SignalIds(pool, block=8)
+    now = datetime.now(UTC)
+
+    async def claim(key: str, received_s_ago: float) -> signal_store.Claim:
+        d = delivery(await ids.take(), rec, buy(), key)
+        d = dataclasses.replace(d, window=timedelta(seconds=60))
+        d = dataclasses.replace(d, received_at=now - timedelta(seconds=received_s_ago))
+        return await signal_store.claim_delivery(pool, d)
+
+    first = await claim("late", 75)
+    resent = await claim("late", 70)  # received 5 s after it, claimed now
+    assert resent.duplicate_of == first.signal_id
+
+    await claim("apart", 70)
+    later = await claim("apart", 0)  # received 70 s after it
+    assert later.duplicate_of is None

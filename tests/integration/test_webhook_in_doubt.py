@@ -65,6 +65,9 @@ async def test_a_delivery_in_doubt_is_answered_503_and_settled_when_its_fate_is_
             return bool(verdict == "accepted")
 
         await wait_for(settled, "the first delivery's outcome written")
+        row = await s.row(engine.first)
+        assert row["http_status"] == 503  # what TradingView got (it was 200 on the row)
+        assert "answered 503" in row["reason"]
         status, again = await s.post(ALERT)  # TradingView's re-send of the 503
         assert status == 200, again
         assert again["verdict"] == "duplicate"
