@@ -37,6 +37,10 @@ log = structlog.get_logger(__name__)
 FIRST_PAUSE_S = 0.05  # between asks; doubled each time up to LAST_PAUSE_S
 LAST_PAUSE_S = 1.0
 LEAST_ASK_S = 1.0  # an ask is given at least this long, even close to the deadline
+# and at most this long: ending the claim's process waits up to 5 s, the probe's lock as long;
+# past that the ask hangs (a connection to a server that does not answer: asyncpg waits 60 s)
+# and another is made, which may find the server back
+MOST_ASK_S = 11.0
 
 
 async def learn_fate(
@@ -59,7 +63,7 @@ async def learn_fate(
         asks += 1
         left = (deadline - clock()).total_seconds()
         try:
-            async with asyncio.timeout(max(left, LEAST_ASK_S)):
+            async with asyncio.timeout(min(max(left, LEAST_ASK_S), MOST_ASK_S)):
                 if backend is not None:
                     await signal_store.end_claim_backend(pool, backend)
                     backend = None  # gone for good: the probe alone decides now

@@ -21,6 +21,7 @@ import pytest
 
 from jtrades.broker.base import Side
 from jtrades.db import _POOLED, Lane, _init_connection
+from jtrades.engine import claim_doubt
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.signal import Action, Signal
 from jtrades.errors import StorageUnavailable
@@ -456,3 +457,30 @@ async def test_a_delivery_is_in_doubt_from_the_first_ask(
         first.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await first
+
+
+async def test_an_ask_that_hangs_is_cut_and_asked_again(
+    pool: asyncpg.Pool,
+    setup: dict[str, Any],  # noqa: F811
+    lane: tuple[Lane, CuttingProxy],
+    far_pool: tuple[asyncpg.Pool, CuttingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """New connections hang for a while, then the server answers: the ask that hung is cut
+    (``MOST_ASK_S``, 1 s here) and the next one learns that the claim committed. Given the
+    whole TTL, the one ask hung to the end and the stored alert was never sent (the review's
+    case)."""
+    monkeypatch.setattr(claim_doubt, "MOST_ASK_S", 1.0)
+    d, proxy, gone, subs = await _warmed(pool, setup, lane, far_pool, ttl_s=30)
+    gone.go_down()  # the pool's connections are cut...
+    gone.down, gone.silent = False, True  # ...and new ones hang
+    proxy.armed = "reply"  # the claim commits; its answer is lost
+    doubt = asyncio.Event()
+    work = asyncio.create_task(_deliver(d, pool, setup, subs, "hang-then-back", doubt))
+    await asyncio.wait_for(doubt.wait(), 2)
+    await asyncio.sleep(0.5)
+    gone.silent = False
+
+    _, result = await asyncio.wait_for(work, 10)
+    assert result.orders == 2
+    assert setup["paper"].positions(1)[0].net_pos == 2
