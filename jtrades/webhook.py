@@ -51,7 +51,7 @@ from jtrades.webhook_answers import (
     error_response,
     failed_after_claim,
     first_result,
-    in_doubt,
+    in_doubt_response,
     in_time,
     json_response,
     still_sending,
@@ -284,7 +284,7 @@ class Webhooks:
                 signal_id=signal_id,
                 effect="answered 503; whether it was stored is still asked",
             )
-            return in_doubt()
+            return in_doubt_response()
         return answer
 
     async def _process(self, d: signal_store.Delivery) -> web.Response:

@@ -74,7 +74,7 @@ ANSWERED_IN_DOUBT = (
 )
 
 
-def in_doubt() -> web.Response:
+def in_doubt_response() -> web.Response:
     """The answer for a delivery whose claim's answer was lost while the database cannot say
     whether it committed: nothing has been sent, so a re-send is safe (``claim_doubt``)."""
     return error_response(
