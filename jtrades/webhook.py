@@ -54,6 +54,7 @@ from jtrades.webhook_answers import (
     in_doubt_response,
     in_time,
     json_response,
+    settle_never_known,
     still_sending,
     summary,
     time_left,
@@ -278,13 +279,8 @@ class Webhooks:
             log.info("webhook.answered_before_orders", signal_id=signal_id)
             return still_sending(signal_id)
         if answer is Unanswered.IN_DOUBT:
-            self._answered_in_doubt.add(signal_id)
-            log.error(
-                "webhook.storage_in_doubt",
-                signal_id=signal_id,
-                effect="answered 503; whether it was stored is still asked",
-            )
-            return in_doubt_response()
+            self._answered_in_doubt.add(signal_id)  # its row is to say so (``_settle``)
+            return in_doubt_response(signal_id)
         return answer
 
     async def _process(self, d: signal_store.Delivery) -> web.Response:
@@ -345,6 +341,8 @@ class Webhooks:
             # Fail closed, before anything could be sent: a 503 makes TradingView re-send.
             log.error("webhook.storage_unavailable", error=str(exc))
             self.metrics.errors += 1
+            if d.in_doubt is not None and d.in_doubt.is_set():
+                await settle_never_known(self.db.pool, signal_id)
             response = error_response(
                 503, "storage_unavailable", "the database is unavailable", None
             )

@@ -16,12 +16,15 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
+import structlog
 from aiohttp import web
 
 from jtrades.aio import within
 from jtrades.errors import StorageUnavailable
 from jtrades.store import Executor
 from jtrades.store import signals as signal_store
+
+log = structlog.get_logger("jtrades.webhook")
 
 T = TypeVar("T")
 
@@ -74,9 +77,21 @@ ANSWERED_IN_DOUBT = (
 )
 
 
-def in_doubt_response() -> web.Response:
+# on the row of a signal whose claim committed though the database could not say so in time
+NEVER_KNOWN = (
+    "not traded: answered 503, the database could not confirm it was stored within its TTL; "
+    "nothing was sent"
+)
+
+
+def in_doubt_response(signal_id: int) -> web.Response:
     """The answer for a delivery whose claim's answer was lost while the database cannot say
     whether it committed: nothing has been sent, so a re-send is safe (``claim_doubt``)."""
+    log.error(
+        "webhook.storage_in_doubt",
+        signal_id=signal_id,
+        effect="answered 503; whether it was stored is still asked",
+    )
     return error_response(
         503,
         "storage_unavailable",
@@ -84,6 +99,18 @@ def in_doubt_response() -> web.Response:
         "stored, its orders go out once the database confirms it, and a re-send is a repeat)",
         None,
     )
+
+
+async def settle_never_known(pool: Executor, signal_id: int) -> None:
+    """A claim in doubt whose fate was not learned in time, or learned not stored: its row, if
+    it was stored after all, says that nothing was sent and TradingView got a 503 (it said
+    "received" until a restart called it interrupted); none there, nothing is written."""
+    try:
+        await signal_store.set_outcome(
+            pool, signal_id, verdict="expired", reason=NEVER_KNOWN, http_status=503
+        )
+    except Exception as exc:
+        log.error("webhook.outcome_not_stored", error=type(exc).__name__)
 
 
 def still_sending(signal_id: int) -> web.Response:

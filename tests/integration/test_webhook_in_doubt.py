@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from jtrades.config import Settings
+from jtrades.errors import StorageUnavailable
 from jtrades.store import signals as signal_store
 from tests.integration.test_engine import wait_for
 from tests.integration.test_server import ALERT, FakeEngine, _outcome, serving
@@ -73,3 +74,30 @@ async def test_a_delivery_in_doubt_is_answered_503_and_settled_when_its_fate_is_
         assert again["verdict"] == "duplicate"
         assert again["duplicate_of"] == engine.first
         assert await s.hooks.drain(5)
+
+
+class NeverKnown(FakeEngine):
+    """The claim committed, but the database could not say so before the TTL: the dispatch
+    gives up (``claim_doubt``) with nothing sent."""
+
+    async def on_signal(self, *, delivery: signal_store.Delivery, **kw: Any) -> Any:
+        claim = await signal_store.claim_delivery(self.pool, delivery)
+        assert claim.duplicate_of is None
+        assert delivery.in_doubt is not None
+        delivery.in_doubt.set()
+        raise StorageUnavailable("the database could not say whether it was stored in time")
+
+
+async def test_a_stored_delivery_whose_fate_was_never_known_says_nothing_was_sent(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Its row said "received" (200) while the daemon ran, then "interrupted" after a restart;
+    TradingView got a 503 and nothing was sent (the review's case)."""
+    async with serving(settings, pool, NeverKnown(pool)) as s:
+        status, body = await s.post(ALERT)
+        assert status == 503, body
+        signal_id = await pool.fetchval("SELECT max(id) FROM signals")
+        row = await s.row(signal_id)
+        assert row["verdict"] == "expired"
+        assert row["http_status"] == 503
+        assert "nothing was sent" in row["reason"]
