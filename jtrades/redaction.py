@@ -57,7 +57,11 @@ class SecretSet:
     immutable pair (pattern, literals), swapped whole, so it never sees a list being changed."""
 
     def __init__(self, *, keep_per_slot: int = 2, fresh_max: int = 32) -> None:
-        self._lock = threading.Lock()
+        # re-entered when a line is cut in the middle of a compile: the garbage collector,
+        # run by an allocation there, finalizes a future whose lost exception asyncio logs
+        # (a plain lock hung that thread for good: the daemon's event loop, were it there)
+        self._lock = threading.RLock()
+        self._compiling = False
         self._keep = keep_per_slot
         self._fresh_max = fresh_max
         self._permanent: set[str] = set()
@@ -125,15 +129,21 @@ class SecretSet:
 
     def _compile(self) -> None:
         with self._lock:
-            if not self._recompile:
+            # re-entered: the matchers as they stand cut every value held (a new one is among
+            # the literals until the compile that takes it in is done)
+            if not self._recompile or self._compiling:
                 return
-            held = self._held()
+            self._compiling = True
             try:
-                pattern = re.compile(trie_pattern(held)) if held else None
-            except (RecursionError, re.error):  # values nested past what the parser takes
-                flat = sorted((re.escape(v) for v in held), key=len, reverse=True)
-                pattern = re.compile("|".join(flat))
-            self._compiled = held
-            self._matchers = (pattern, ())
-            self._recompile = False
-            self.compiles += 1
+                held = self._held()
+                try:
+                    pattern = re.compile(trie_pattern(held)) if held else None
+                except (RecursionError, re.error):  # values nested past what the parser takes
+                    flat = sorted((re.escape(v) for v in held), key=len, reverse=True)
+                    pattern = re.compile("|".join(flat))
+                self._compiled = held
+                self._matchers = (pattern, ())
+                self._recompile = False
+                self.compiles += 1
+            finally:
+                self._compiling = False

@@ -3,7 +3,10 @@ compiles and of the cost per line."""
 
 from __future__ import annotations
 
+import gc
 import re
+import sys
+import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -75,3 +78,41 @@ def test_a_slot_holds_its_newest_values_and_the_dead_ones_leave() -> None:
         held.cut("warm", MASK)
     assert held.values() == {"login-token-3", "login-token-4"}
     assert held.cut("login-token-3 login-token-4", MASK) == f"{MASK} {MASK}"
+
+
+def test_a_line_cut_in_the_middle_of_a_compile_does_not_hang_and_is_cut() -> None:
+    """The garbage collector runs where the compile allocates, and a finalizer logs (asyncio's
+    "Future exception was never retrieved"): that line is cut by the same thread, the lock
+    held. A plain lock hung the thread for good (seen in CI: a CLI test's thread, and the
+    event loop's executor shutdown behind it)."""
+    s = SecretSet(fresh_max=2)
+    for i in range(3):
+        s.add(f"old-secret-{i}")
+    s.add("new-secret")  # past fresh_max: the next cut compiles
+    nested: list[str] = []
+
+    def compiling() -> bool:  # building the pattern, the lock held
+        frame = sys._getframe()
+        while frame is not None:
+            if frame.f_code.co_name == "trie_pattern":
+                return True
+            frame = frame.f_back  # type: ignore[assignment]
+        return False
+
+    def during_collection(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start" and not nested and compiling():
+            nested.append(s.cut("lost: new-secret and old-secret-1", MASK))
+
+    old = gc.get_threshold()
+    gc.callbacks.append(during_collection)
+    gc.set_threshold(1)  # a collection at nearly every allocation: inside the compile too
+    try:
+        worker = threading.Thread(target=s.cut, args=("x", MASK), daemon=True)
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive(), "the compile's thread hangs on its own lock"
+    finally:
+        gc.callbacks.remove(during_collection)
+        gc.set_threshold(*old)
+    assert nested == [f"lost: {MASK} and {MASK}"]  # cut with the matchers as they stood
+    assert s.cut("new-secret old-secret-2", MASK) == f"{MASK} {MASK}"
