@@ -279,6 +279,37 @@ async def _warmed(
     return d, proxy, gone, subs
 
 
+def _cut(
+    d: Dispatcher,
+    pool: asyncpg.Pool,
+    setup: dict[str, Any],  # noqa: F811
+    subs: list[int],
+    key: str,
+    proxy: CuttingProxy,
+    at: str,
+) -> tuple[asyncio.Task[Any], asyncio.Event]:
+    """Deliver ``key`` with its claim's connection cut ``at`` the "reply" (it committed, its
+    answer is lost) or the "request" (it never reached the server): the dispatch, and the
+    event that says it is in doubt."""
+    proxy.armed = at
+    doubt = asyncio.Event()
+    return asyncio.create_task(_deliver(d, pool, setup, subs, key, doubt)), doubt
+
+
+async def _resent_is_a_repeat(
+    d: Dispatcher,
+    pool: asyncpg.Pool,
+    setup: dict[str, Any],  # noqa: F811
+    subs: list[int],
+    key: str,
+    first: int,
+) -> None:
+    """TradingView's re-send of ``key`` is a duplicate of signal ``first``, which traded once."""
+    _, again = await _deliver(d, pool, setup, subs, key)
+    assert again.duplicate_of == first
+    assert setup["paper"].positions(1)[0].net_pos == 2  # the warm-up's entry and the alert's
+
+
 async def _held(work: asyncio.Task[Any], for_s: float) -> bool:
     """Whether ``work`` is still running after ``for_s``."""
     await asyncio.sleep(for_s)
@@ -298,9 +329,7 @@ async def test_a_lost_answer_whose_fate_the_database_cannot_tell_yet_is_asked_ag
     d, proxy, gone, subs = await _warmed(pool, setup, lane, far_pool, ttl_s=30)
 
     gone.go_down()
-    proxy.armed = "reply"
-    doubt = asyncio.Event()
-    work = asyncio.create_task(_deliver(d, pool, setup, subs, "in-doubt", doubt))
+    work, doubt = _cut(d, pool, setup, subs, "in-doubt", proxy, "reply")
     assert await _held(work, 1.0)  # the fate still asked
     assert proxy.cut.is_set()
     assert doubt.is_set()  # the webhook answers 503 at its bound
@@ -310,11 +339,7 @@ async def test_a_lost_answer_whose_fate_the_database_cannot_tell_yet_is_asked_ag
     sid, result = await asyncio.wait_for(work, 10)
     assert result.duplicate_of is None
     assert result.orders == 2  # entry and stop
-    assert setup["paper"].positions(1)[0].net_pos == 2
-
-    _, again = await _deliver(d, pool, setup, subs, "in-doubt")
-    assert again.duplicate_of == sid
-    assert setup["paper"].positions(1)[0].net_pos == 2  # sent once
+    await _resent_is_a_repeat(d, pool, setup, subs, "in-doubt", sid)
 
 
 async def test_a_fate_unknown_until_the_ttl_sends_nothing(
@@ -328,8 +353,7 @@ async def test_a_fate_unknown_until_the_ttl_sends_nothing(
     d, proxy, gone, subs = await _warmed(pool, setup, lane, far_pool, ttl_s=1.5)
 
     gone.go_down()
-    proxy.armed = "reply"
-    work = asyncio.create_task(_deliver(d, pool, setup, subs, "never-known"))
+    work, _ = _cut(d, pool, setup, subs, "never-known", proxy, "reply")
     assert await _held(work, 1.0)
     with pytest.raises(StorageUnavailable, match="stored in time"):
         await asyncio.wait_for(work, 10)
@@ -354,9 +378,7 @@ async def test_a_claim_that_did_not_commit_is_decided_by_the_resend(
     d, proxy, gone, subs = await _warmed(pool, setup, lane, far_pool, ttl_s=30)
 
     gone.go_down()
-    proxy.armed = "request"  # the statement never reaches the server
-    doubt = asyncio.Event()
-    first = asyncio.create_task(_deliver(d, pool, setup, subs, "crashed", doubt))
+    first, doubt = _cut(d, pool, setup, subs, "crashed", proxy, "request")
     await asyncio.wait_for(doubt.wait(), 5)
     gone.down = False
     with pytest.raises(StorageUnavailable, match="before it committed"):
@@ -420,8 +442,7 @@ async def test_a_claim_whose_accounts_are_all_behind_is_asked_until_known(
     await held.acquire()  # an earlier alert's settle, or a protection, holds the account
 
     gone.go_down()
-    proxy.armed = "reply"  # the claim commits; its answer is lost
-    first = asyncio.create_task(_deliver(d, pool, setup, subs, "behind", asyncio.Event()))
+    first, _ = _cut(d, pool, setup, subs, "behind", proxy, "reply")
     assert await _held(first, 1.0)
     assert proxy.cut.is_set()
     gone.down = False
@@ -430,9 +451,7 @@ async def test_a_claim_whose_accounts_are_all_behind_is_asked_until_known(
     sid, result = await asyncio.wait_for(first, 10)
     assert result.duplicate_of is None
     assert result.orders == 2
-    _, resent = await _deliver(d, pool, setup, subs, "behind")
-    assert resent.duplicate_of == sid
-    assert setup["paper"].positions(1)[0].net_pos == 2  # traded once
+    await _resent_is_a_repeat(d, pool, setup, subs, "behind", sid)
 
 
 async def test_a_delivery_is_in_doubt_from_the_first_ask(
@@ -447,9 +466,7 @@ async def test_a_delivery_is_in_doubt_from_the_first_ask(
     d, proxy, gone, subs = await _warmed(pool, setup, lane, far_pool, ttl_s=30)
     gone.go_down()  # the pool's connections are cut...
     gone.down, gone.silent = False, True  # ...and new ones hang
-    proxy.armed = "request"
-    doubt = asyncio.Event()
-    first = asyncio.create_task(_deliver(d, pool, setup, subs, "hangs", doubt))
+    first, doubt = _cut(d, pool, setup, subs, "hangs", proxy, "request")
     try:
         await asyncio.wait_for(doubt.wait(), 2)
         assert not first.done()  # the first ask still hangs
@@ -474,9 +491,7 @@ async def test_an_ask_that_hangs_is_cut_and_asked_again(
     d, proxy, gone, subs = await _warmed(pool, setup, lane, far_pool, ttl_s=30)
     gone.go_down()  # the pool's connections are cut...
     gone.down, gone.silent = False, True  # ...and new ones hang
-    proxy.armed = "reply"  # the claim commits; its answer is lost
-    doubt = asyncio.Event()
-    work = asyncio.create_task(_deliver(d, pool, setup, subs, "hang-then-back", doubt))
+    work, doubt = _cut(d, pool, setup, subs, "hang-then-back", proxy, "reply")
     await asyncio.wait_for(doubt.wait(), 2)
     await asyncio.sleep(0.5)
     gone.silent = False
