@@ -34,9 +34,17 @@ class _Expired(Exception):
     """A request's own timer ran out (its answer may still be on the way)."""
 
 
-def _expire(fut: asyncio.Future[Response]) -> None:
+def _fail(fut: asyncio.Future[Response], exc: Exception) -> None:
+    """Fail a request's future, its exception taken as seen: the caller raises it if it still
+    waits, and one cancelled meanwhile (a stop, a bound) leaves no "Future exception was never
+    retrieved" error in the log when the future is collected."""
     if not fut.done():
-        fut.set_exception(_Expired())
+        fut.set_exception(exc)
+        fut.exception()
+
+
+def _expire(fut: asyncio.Future[Response]) -> None:
+    _fail(fut, _Expired())
 
 
 class PendingRequests:
@@ -102,8 +110,7 @@ class PendingRequests:
 
     def fail_all(self, reason: str) -> None:
         for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(OutcomeUnknown(f"connection lost before the answer ({reason})"))
+            _fail(fut, OutcomeUnknown(f"connection lost before the answer ({reason})"))
         self._pending.clear()
 
 
