@@ -142,7 +142,10 @@ class SecretSet:
                     flat = sorted((re.escape(v) for v in held), key=len, reverse=True)
                     pattern = re.compile("|".join(flat))
                 self._compiled = held
-                self._matchers = (pattern, ())
+                # a value added meanwhile (only this thread could: the lock is held) stays a
+                # literal until the next compile
+                _, meanwhile = self._matchers
+                self._matchers = (pattern, tuple(v for v in meanwhile if v not in held))
                 self._recompile = False
                 self.compiles += 1
             finally:

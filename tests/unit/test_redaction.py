@@ -102,6 +102,7 @@ def test_a_line_cut_in_the_middle_of_a_compile_does_not_hang_and_is_cut() -> Non
     def during_collection(phase: str, _info: dict[str, int]) -> None:
         if phase == "start" and not nested and compiling():
             nested.append(s.cut("lost: new-secret and old-secret-1", MASK))
+            s.add("added-meanwhile")  # by the same thread: the compile must not drop it
 
     old = gc.get_threshold()
     gc.callbacks.append(during_collection)
@@ -115,4 +116,4 @@ def test_a_line_cut_in_the_middle_of_a_compile_does_not_hang_and_is_cut() -> Non
         gc.callbacks.remove(during_collection)
         gc.set_threshold(*old)
     assert nested == [f"lost: {MASK} and {MASK}"]  # cut with the matchers as they stood
-    assert s.cut("new-secret old-secret-2", MASK) == f"{MASK} {MASK}"
+    assert s.cut("new-secret old-secret-2 added-meanwhile", MASK) == f"{MASK} {MASK} {MASK}"
