@@ -236,7 +236,12 @@ class Notifier:
         self.repeats = repeats or Repeats()
         self._buffer: collections.deque[Notice] = collections.deque()
         self._unreported = 0  # dropped since the last message said so
-        self._lock = threading.Lock()
+        # re-entered when this thread logs a wanted event while it holds it: the garbage
+        # collector, run by an allocation there, finalizes a future whose lost exception
+        # asyncio logs at error (a plain lock hung the thread: the daemon's event loop).
+        # ``_busy`` says so, and the nested notice is counted dropped rather than waited for.
+        self._lock = threading.RLock()
+        self._busy = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
         self._wake = asyncio.Event()
@@ -269,16 +274,12 @@ class Notifier:
     def offer(self, notice: Notice) -> None:
         """Queue a notice; from any thread, never blocks."""
         with self._lock:
-            admitted = self.repeats.admit(notice)
-            if admitted is None:
-                self.held += 1
-                return
-            notice = admitted
-            if len(self._buffer) >= self.capacity:
+            if self._busy:  # re-entered by this thread, which holds the buffer: dropped
                 self.dropped += 1
                 self._unreported += 1
                 return
-            self._buffer.append(notice)
+            if not self._queue(notice):
+                return
         loop = self._loop
         if loop is None:
             return
@@ -288,10 +289,32 @@ class Notifier:
             with contextlib.suppress(RuntimeError):  # the loop has closed
                 loop.call_soon_threadsafe(self._wake.set)
 
+    def _queue(self, notice: Notice) -> bool:
+        """Admit ``notice`` into the buffer (the lock held); False when held back or dropped."""
+        self._busy = True
+        try:
+            admitted = self.repeats.admit(notice)
+            if admitted is None:
+                self.held += 1
+                return False
+            if len(self._buffer) >= self.capacity:
+                self.dropped += 1
+                self._unreported += 1
+                return False
+            self._buffer.append(admitted)
+            return True
+        finally:
+            self._busy = False
+
     def _take(self) -> tuple[list[Notice], int]:
         with self._lock:
-            batch = [self._buffer.popleft() for _ in range(min(self.max_batch, len(self._buffer)))]
-            dropped, self._unreported = self._unreported, 0
+            self._busy = True
+            try:
+                count = min(self.max_batch, len(self._buffer))
+                batch = [self._buffer.popleft() for _ in range(count)]
+                dropped, self._unreported = self._unreported, 0
+            finally:
+                self._busy = False
         return batch, dropped
 
     # --- the poster ------------------------------------------------------------------------

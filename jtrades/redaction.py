@@ -57,11 +57,13 @@ class SecretSet:
     immutable pair (pattern, literals), swapped whole, so it never sees a list being changed."""
 
     def __init__(self, *, keep_per_slot: int = 2, fresh_max: int = 32) -> None:
-        # re-entered when a line is cut in the middle of a compile: the garbage collector,
-        # run by an allocation there, finalizes a future whose lost exception asyncio logs
-        # (a plain lock hung that thread for good: the daemon's event loop, were it there)
+        # re-entered when a line is cut while this thread changes the set: the garbage
+        # collector, run by an allocation there, finalizes a future whose lost exception
+        # asyncio logs (a plain lock hung that thread for good: the daemon's event loop, were
+        # it there). ``_busy`` says so: the nested cut uses the matchers as they stand, which
+        # cut every value held whole (see ``add``), and compiles nothing.
         self._lock = threading.RLock()
-        self._compiling = False
+        self._busy = False
         self._keep = keep_per_slot
         self._fresh_max = fresh_max
         self._permanent: set[str] = set()
@@ -73,31 +75,42 @@ class SecretSet:
         self.compiles = 0  # for tests and diagnostics
 
     def add(self, value: str, slot: Hashable | None = None) -> None:
-        """Hold ``value``; with a ``slot``, only the slot's ``keep_per_slot`` newest values."""
+        """Hold ``value``; with a ``slot``, only the slot's ``keep_per_slot`` newest values.
+        (Not re-entered: nothing registers a secret from a finalizer.)"""
         with self._lock:
-            if slot is None:
-                if value in self._permanent:
-                    return
-                self._permanent.add(value)
-            else:
-                held = self._slots.setdefault(slot, [])
-                if value in held:
-                    return
-                held.append(value)
-                gone = held[: -self._keep]
-                del held[: -self._keep]
-                for old in gone:
-                    self._forget(old)
-            pattern, literals = self._matchers
-            if value in self._compiled or value in literals:
+            self._busy = True
+            try:
+                self._add(value, slot)
+            finally:
+                self._busy = False
+
+    def _add(self, value: str, slot: Hashable | None) -> None:
+        """``add``'s work, the lock held."""
+        if slot is None:
+            if value in self._permanent:
                 return
-            # Cut before the pattern, a literal inside a compiled value (or holding one) would
-            # break that value's match and leave the rest of it: compile them together.
-            if len(literals) >= self._fresh_max or any(
-                value in v or v in value for v in self._compiled
-            ):
-                self._recompile = True
-            self._matchers = (pattern, tuple(sorted((*literals, value), key=len, reverse=True)))
+            self._permanent.add(value)
+        else:
+            held = self._slots.setdefault(slot, [])
+            if value in held:
+                return
+            held.append(value)
+            gone = held[: -self._keep]
+            del held[: -self._keep]
+            for old in gone:
+                self._forget(old)
+        pattern, literals = self._matchers
+        if value in self._compiled or value in literals:
+            return
+        # Cut before the pattern, a literal inside a compiled value (or holding one) would
+        # break that value's match and leave the rest of it: compile them together, and
+        # until then cut that compiled value as a literal too (longest first: whole), so
+        # that every pair of matchers a reader may take cuts every value held whole.
+        nested = [v for v in self._compiled if value in v or v in value]
+        if len(literals) >= self._fresh_max or nested:
+            self._recompile = True
+        fresh = sorted({*literals, value, *nested}, key=len, reverse=True)
+        self._matchers = (pattern, tuple(fresh))
 
     def _forget(self, value: str) -> None:
         """A slot's old value (the lock held): cut no more unless held elsewhere. A compiled one
@@ -129,11 +142,11 @@ class SecretSet:
 
     def _compile(self) -> None:
         with self._lock:
-            # re-entered: the matchers as they stand cut every value held (a new one is among
-            # the literals until the compile that takes it in is done)
-            if not self._recompile or self._compiling:
+            # re-entered (``_busy``): the matchers as they stand cut every value held (a new
+            # one is among the literals until the compile that takes it in is done)
+            if not self._recompile or self._busy:
                 return
-            self._compiling = True
+            self._busy = True
             try:
                 held = self._held()
                 try:
@@ -143,10 +156,11 @@ class SecretSet:
                     pattern = re.compile("|".join(flat))
                 self._compiled = held
                 # a value added meanwhile (only this thread could: the lock is held) stays a
-                # literal until the next compile
+                # literal, and is compiled by the next cut
                 _, meanwhile = self._matchers
-                self._matchers = (pattern, tuple(v for v in meanwhile if v not in held))
-                self._recompile = False
+                kept = tuple(v for v in meanwhile if v not in held)
+                self._matchers = (pattern, kept)
+                self._recompile = bool(kept)
                 self.compiles += 1
             finally:
-                self._compiling = False
+                self._busy = False

@@ -5,8 +5,11 @@ that name no URL, a full buffer, and the last events posted at close."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import logging
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -279,3 +282,45 @@ async def test_an_outage_is_not_a_flood(endpoint: Endpoint, log_output: io.Strin
     ]
     assert (notifier.sent, notifier.held) == (4, 2)
     assert log_output.getvalue().count("reconcile.sessions_failed") == 5  # the log keeps them all
+
+
+def test_a_notice_offered_by_a_finalizer_while_the_notifier_is_busy_does_not_hang() -> None:
+    """The sink sits right after the redaction: a collection inside the notifier's lock (its
+    repeat filter allocates) finalizes a future whose lost exception asyncio logs at error,
+    a wanted notice, offered by the same thread. A plain lock hung the thread for good (the
+    daemon's event loop, were it there: the hang the redaction had, review)."""
+    n = Notifier([Target("webhook", "http://127.0.0.1:9/hook")])
+    nested: list[bool] = []
+
+    def in_admit() -> bool:
+        frame = sys._getframe()
+        while frame is not None:
+            if frame.f_code.co_name == "admit":  # Repeats.admit: the lock held
+                return True
+            frame = frame.f_back  # type: ignore[assignment]
+        return False
+
+    def during_collection(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start" and not nested and in_admit():
+            nested.append(True)
+            n.processor(
+                None, "error", {"event": "Future exception was never retrieved", "level": "error"}
+            )
+
+    def offer_one() -> None:
+        n.offer(Notice("webhook.engine_failed", "error", "2026-01-01T00:00:00Z", {"x": 1}))
+
+    old = gc.get_threshold()
+    gc.callbacks.append(during_collection)
+    gc.set_threshold(1)
+    try:
+        worker = threading.Thread(target=offer_one, daemon=True)
+        worker.start()
+        worker.join(5)
+    finally:
+        gc.callbacks.remove(during_collection)
+        gc.set_threshold(*old)
+    assert nested, "no collection ran inside the lock"
+    assert not worker.is_alive(), "the thread hangs on the notifier's own lock"
+    assert n.dropped == 1  # the nested notice, counted (and said in the next message)
+    assert len(n._take()[0]) == 1  # the outer one queued

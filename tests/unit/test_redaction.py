@@ -7,10 +7,13 @@ import gc
 import re
 import sys
 import threading
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jtrades import redaction
 from jtrades.redaction import SecretSet, trie_pattern
 
 MASK = "#"
@@ -117,3 +120,85 @@ def test_a_line_cut_in_the_middle_of_a_compile_does_not_hang_and_is_cut() -> Non
         gc.set_threshold(*old)
     assert nested == [f"lost: {MASK} and {MASK}"]  # cut with the matchers as they stood
     assert s.cut("new-secret old-secret-2 added-meanwhile", MASK) == f"{MASK} {MASK} {MASK}"
+
+
+LONG = "abcdef-INNER7-123456"  # a held secret
+INNER = "INNER7"  # a later one, part of it (the case ``add`` asks a compile for)
+
+
+def test_a_line_cut_during_a_compile_for_a_nested_value_masks_the_secret_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A finalizer logs from inside the compile that takes in a value nested in a compiled
+    one: the nested cut uses the matchers as they stand, and cut the literal first, which
+    broke the compiled value's match and left the rest of the secret in the line (review)."""
+    s = SecretSet(fresh_max=1)
+    s.add(LONG)
+    s.add("pad-secret-0")
+    s.cut("warm", MASK)  # LONG is in the pattern now
+    s.add(INNER)  # nested in a compiled value: the next cut compiles
+    nested: list[str] = []
+    real = redaction.trie_pattern
+
+    def logging_meanwhile(values: Any) -> str:  # stands for the finalizer's moment
+        nested.append(s.cut(f"lost: {LONG}", MASK))
+        return real(values)
+
+    monkeypatch.setattr(redaction, "trie_pattern", logging_meanwhile)
+    s.cut("x", MASK)
+    assert nested == [f"lost: {MASK}"]
+
+
+def test_a_value_added_during_a_compile_is_compiled_by_the_next_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Added by the compiling thread (a finalizer's moment), nested in a compiled value: it
+    stays a literal and the next cut compiles it, where the compile cleared the request and
+    every later line cut the literal before the pattern (review)."""
+    s = SecretSet(fresh_max=1)
+    s.add(LONG)
+    s.cut("warm", MASK)
+    s.add("other-secret-1")
+    s.add("other-secret-2")  # past fresh_max: the next cut compiles
+    real = redaction.trie_pattern
+    added: list[bool] = []
+
+    def adding_meanwhile(values: Any) -> str:
+        if not added:
+            added.append(True)
+            s.add(INNER)
+        return real(values)
+
+    monkeypatch.setattr(redaction, "trie_pattern", adding_meanwhile)
+    s.cut("x", MASK)
+    monkeypatch.setattr(redaction, "trie_pattern", real)
+    compiles = s.compiles
+    assert s.cut(f"later: {LONG} and {INNER}", MASK) == f"later: {MASK} and {MASK}"
+    assert s.compiles == compiles + 1
+
+
+def test_a_line_cut_while_a_value_is_added_compiles_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A line cut while ``add`` holds the lock (a finalizer's moment) compiled there, and
+    ``add`` then wrote back the pattern it had read with the compile marked done: the new
+    pattern lost, later lines cut a literal before the old pattern (review)."""
+    s = SecretSet(fresh_max=1)
+    s.add(LONG)
+    s.add("pad-secret-0")
+    s.cut("warm", MASK)
+    compiles = s.compiles
+    real = sorted
+    cut_inside: list[str] = []
+
+    def sorting(*args: Any, **kw: Any) -> Any:  # ``add`` sorts its literals, the lock held
+        if not cut_inside:
+            cut_inside.append(s.cut("a line a finalizer logs", MASK))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(redaction, "sorted", sorting, raising=False)
+    s.add(INNER)
+    monkeypatch.undo()
+    assert cut_inside
+    assert s.compiles == compiles  # nothing compiled inside ``add``
+    assert s.cut(f"later: {LONG} and {INNER}", MASK) == f"later: {MASK} and {MASK}"
