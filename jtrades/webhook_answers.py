@@ -79,7 +79,7 @@ ANSWERED_IN_DOUBT = (
 
 # on the row of a signal whose claim committed though the database could not say so in time
 NEVER_KNOWN = (
-    "not traded: answered 503, the database could not confirm it was stored within its TTL; "
+    "not traded: answered 503, the database could not confirm in time that it was stored; "
     "nothing was sent"
 )
 
@@ -106,9 +106,7 @@ async def settle_never_known(pool: Executor, signal_id: int) -> None:
     it was stored after all, says that nothing was sent and TradingView got a 503 (it said
     "received" until a restart called it interrupted); none there, nothing is written."""
     try:
-        await signal_store.set_outcome(
-            pool, signal_id, verdict="expired", reason=NEVER_KNOWN, http_status=503
-        )
+        await signal_store.never_known(pool, signal_id, NEVER_KNOWN)
     except Exception as exc:
         log.error("webhook.outcome_not_stored", error=type(exc).__name__)
 

@@ -313,6 +313,12 @@ async def insert(
     return new_id
 
 
+async def never_known(ex: Executor, signal_id: int, reason: str) -> None:
+    """Settle the row, if any, of a claim whose fate was never learned in time (see the SQL)."""
+    with translate_errors():
+        await ex.execute(q("signals.never_known"), signal_id, reason)
+
+
 async def set_outcome(
     ex: Executor,
     signal_id: int,

@@ -104,6 +104,19 @@ SET verdict = $2, filter = $3, reason = $4,
     http_status = $7
 WHERE id = $1;
 
+-- name: signals.never_known($1 signal_id, $2 reason)
+-- A claim in doubt whose fate was not learned in time, or learned not stored (then there is no
+-- row): nothing of it was sent, and TradingView got a 503. Only a row still 'received' (a
+-- duplicate's, or one another writer settled, is left as it is). The counts its claim recorded
+-- go, as the live engine gave them back, and as give_back_unsent does for an interrupted
+-- signal none of whose orders reached the broker: else a restart counted an entry that never
+-- traded, and it refused the next real one.
+UPDATE signals
+SET verdict = 'expired', reason = $2, http_status = 503,
+    detail = COALESCE(detail, '{}'::jsonb)
+             || '{"entry": false, "nth_seen": false, "trader_entries": []}'::jsonb
+WHERE id = $1 AND verdict = 'received';
+
 -- name: signals.recount_orders($1 signal_ids)
 -- After a mirror batch moved some of these signals' intents out of 'pending' or 'unknown' to a
 -- state that means they reached the broker (mirror.write_batch returns them): a statement of

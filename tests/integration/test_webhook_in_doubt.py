@@ -8,14 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from jtrades.config import Settings
+from jtrades.db import Database
 from jtrades.errors import StorageUnavailable
 from jtrades.store import signals as signal_store
-from tests.integration.test_engine import wait_for
+from jtrades.store.signals import Delivery, SignalIds
+from jtrades.webhook_answers import settle_never_known
+from tests.integration.test_engine import (
+    buy,
+    make_paper_account,
+    make_recorder,
+    make_trader,
+    make_user,
+    send,
+    wait_for,
+)
+from tests.integration.test_engine import (
+    engine_factory as engine_factory,  # the fixture
+)
+from tests.integration.test_restart_counts import _claim_then_die
 from tests.integration.test_server import ALERT, FakeEngine, _outcome, serving
 
 BOUND_S = 0.5
@@ -101,3 +117,64 @@ async def test_a_stored_delivery_whose_fate_was_never_known_says_nothing_was_sen
         assert row["verdict"] == "expired"
         assert row["http_status"] == 503
         assert "nothing was sent" in row["reason"]
+
+
+async def test_a_never_known_claim_gives_back_its_counts_after_a_restart(
+    database: Database, engine_factory: Any
+) -> None:
+    """Its claim's counts go as the live engine gave them back: written "expired", the row was
+    skipped by the restart's give-back (it knows interrupted signals) and the entry that never
+    traded refused the next real one (max signals, cooldown; review)."""
+    pool = database.pool
+    u = await make_user(pool, "nk")
+    rec = await make_recorder(
+        pool, u, "nk-rec", max_signals=1, cooldown_s=3600, same_direction="add"
+    )
+    (sub,) = await make_paper_account(pool, u, "nk-paper")
+    trader = await make_trader(pool, u, rec, [(sub, 1)], max_signals=1, cooldown_s=3600)
+    # the claim committed; its answer was lost and the database could not say so before the TTL
+    sid, _ = await _claim_then_die(pool, rec, "nk-1", [trader], [(trader, sub)])
+    # the webhook's StorageUnavailable branch, in doubt (webhook.py _run_engine)
+    await settle_never_known(pool, sid)
+    sig = await pool.fetchrow("SELECT verdict, reason FROM signals WHERE id=$1", sid)
+    assert sig["verdict"] == "expired", dict(sig)
+    # --- a restart, some time later ---
+    await signal_store.settle_interrupted(pool, datetime.now(UTC))
+    engine = await engine_factory()
+
+    row = await pool.fetchrow("SELECT state FROM order_intents WHERE signal_id=$1", sid)
+    assert row["state"] == "expired", dict(row)  # nothing was ever sent
+    # nothing was ever traded: the next real alert must not be refused by max signals/cooldown
+    out = await send(engine, pool, rec, buy())
+    assert (out.verdict, out.filter, out.orders) == ("accepted", None, 1), out
+
+
+async def test_a_duplicate_claim_never_known_keeps_its_duplicate_verdict(
+    database: Database,
+) -> None:
+    """A re-send whose claim committed as a duplicate while its answer was lost and its fate
+    was not learned in time keeps its verdict (it was overwritten "expired", review)."""
+    pool = database.pool
+    u = await make_user(pool, "nd")
+    rec = await make_recorder(pool, u, "nd-rec")
+    first, _ = await _claim_then_die(pool, rec, "nd-1", [], [])
+    dup = await SignalIds(pool, block=1).take()
+    d = Delivery(
+        dup,
+        rec,
+        "id:nd-1",
+        timedelta(hours=24),
+        datetime.now(UTC),
+        None,
+        "application/json",
+        b'{"action":"buy"}',
+        buy(),
+        None,
+    )
+    claim = await signal_store.claim_delivery(pool, d, [])
+    assert claim.duplicate_of == first
+    row = await pool.fetchrow("SELECT verdict, duplicate_of FROM signals WHERE id=$1", dup)
+    assert (row["verdict"], row["duplicate_of"]) == ("duplicate", first)
+    await settle_never_known(pool, dup)
+    row = await pool.fetchrow("SELECT verdict, reason, duplicate_of FROM signals WHERE id=$1", dup)
+    assert row["verdict"] == "duplicate", dict(row)
