@@ -58,16 +58,24 @@ async def _claim_then_die(
     return sid, {int(r["trader_id"]): int(r["id"]) for r in rows}
 
 
+async def one_entry_a_session(pool: asyncpg.Pool, name: str) -> tuple[int, int, int]:
+    """A recorder and its one trader on one paper sub-account, each allowing one entry per
+    session and a cooldown of an hour: a count left standing refuses the next entry.
+    (recorder, sub-account, trader)"""
+    u = await make_user(pool, name)
+    rec = await make_recorder(
+        pool, u, f"{name}-rec", max_signals=1, cooldown_s=3600, same_direction="add"
+    )
+    (sub,) = await make_paper_account(pool, u, f"{name}-paper")
+    trader = await make_trader(pool, u, rec, [(sub, 1)], max_signals=1, cooldown_s=3600)
+    return rec, sub, trader
+
+
 async def test_an_entry_that_never_left_before_a_crash_uses_no_count_after_the_restart(
     database: Database, engine_factory: Any
 ) -> None:
     pool = database.pool
-    u = await make_user(pool, "kc")
-    rec = await make_recorder(
-        pool, u, "kc-rec", max_signals=1, cooldown_s=3600, same_direction="add"
-    )
-    (sub,) = await make_paper_account(pool, u, "kc-paper")
-    trader = await make_trader(pool, u, rec, [(sub, 1)], max_signals=1, cooldown_s=3600)
+    rec, sub, trader = await one_entry_a_session(pool, "kc")
     sid, _ = await _claim_then_die(pool, rec, "kc-1", [trader], [(trader, sub)])
     # --- kill -9 here: nothing was sent ---
 

@@ -21,9 +21,7 @@ from jtrades.store.signals import Delivery, SignalIds
 from jtrades.webhook_answers import settle_never_known
 from tests.integration.test_engine import (
     buy,
-    make_paper_account,
     make_recorder,
-    make_trader,
     make_user,
     send,
     wait_for,
@@ -31,7 +29,7 @@ from tests.integration.test_engine import (
 from tests.integration.test_engine import (
     engine_factory as engine_factory,  # the fixture
 )
-from tests.integration.test_restart_counts import _claim_then_die
+from tests.integration.test_restart_counts import _claim_then_die, one_entry_a_session
 from tests.integration.test_server import ALERT, FakeEngine, _outcome, serving
 
 BOUND_S = 0.5
@@ -126,12 +124,7 @@ async def test_a_never_known_claim_gives_back_its_counts_after_a_restart(
     skipped by the restart's give-back (it knows interrupted signals) and the entry that never
     traded refused the next real one (max signals, cooldown; review)."""
     pool = database.pool
-    u = await make_user(pool, "nk")
-    rec = await make_recorder(
-        pool, u, "nk-rec", max_signals=1, cooldown_s=3600, same_direction="add"
-    )
-    (sub,) = await make_paper_account(pool, u, "nk-paper")
-    trader = await make_trader(pool, u, rec, [(sub, 1)], max_signals=1, cooldown_s=3600)
+    rec, sub, trader = await one_entry_a_session(pool, "nk")
     # the claim committed; its answer was lost and the database could not say so before the TTL
     sid, _ = await _claim_then_die(pool, rec, "nk-1", [trader], [(trader, sub)])
     # the webhook's StorageUnavailable branch, in doubt (webhook.py _run_engine)
