@@ -67,7 +67,7 @@ async def learn_fate(
                 if backend is not None:
                     await signal_store.end_claim_backend(pool, backend)
                     backend = None  # gone for good: the probe alone decides now
-                fate = await signal_store.claim_fate(pool, delivery, intents, None)
+                fate = await signal_store.claim_fate(pool, delivery, intents)
         except (StorageUnavailable, TimeoutError) as exc:
             error = str(exc) or type(exc).__name__
             left = (deadline - clock()).total_seconds()

@@ -177,21 +177,18 @@ async def claim_fate(
     pool: asyncpg.Pool,
     delivery: Delivery,
     intents: Sequence[NewIntent] = (),
-    backend: int | None = None,
 ) -> Claim | None:
     """Whether a claim whose answer was lost (its connection failed with the statement sent)
     committed: its ``Claim`` read back if so, None if it did not and never will.
 
     Answering "not stored" when it was would lose the alert: TradingView's re-send of the 503
-    meets the key as a duplicate and sends nothing, and the intents expire unsent. ``backend``,
-    the server process that ran the claim, is ended first and waited for: a claim still
-    running there (waiting for a racing delivery's key, say) could otherwise commit after this
-    looked. Without it, a claim still inserting its row is waited for (up to ``lock_timeout``),
-    one still waiting for its key is not. Raises ``StorageUnavailable`` when it cannot tell."""
+    meets the key as a duplicate and sends nothing, and the intents expire unsent. The server
+    process that ran the claim is ended first (``end_claim_backend``): a claim still running
+    there (waiting for a racing delivery's key, say) could otherwise commit after this looked;
+    one still inserting its row is waited for here (up to ``lock_timeout``). Raises
+    ``StorageUnavailable`` when it cannot tell."""
     with translate_errors():
         async with pool.acquire() as conn:
-            if backend is not None:
-                await _end_backend(conn, backend)
             tx = conn.transaction()
             await tx.start()
             try:
