@@ -227,28 +227,44 @@ class Mirror:
         followed it. A subscriber that falls behind loses its backlog for one ``overflow``
         event: the whole view is read again. Both replays are safe: a fill already stored is
         not new, so it is measured and counted once, and what the stream brings after a replay
-        is newer than it."""
+        is newer than it. An account not synced when the view was read (its connection
+        dropped after its first snapshot, or it has had none yet) is swept for what vanished
+        once it syncs: its next snapshot publishes only what changed against the one before,
+        which may already lack a position closed while the daemon was down (that position
+        then stayed open in ``positions`` for good)."""
         events = broker.events()  # subscribed now: nothing published from here on is missed
-        self._replay(account_id, broker)
+        swept = self._replay(account_id, broker)
         async for ev in events:
-            if ev.kind == "session" and ev.detail.get("state") == "overflow":
-                self._replay(account_id, broker, overflow=True)
-            else:
-                self._queue.put_nowait((account_id, broker, ev))
+            state = ev.detail.get("state") if ev.kind == "session" else None
+            if state == "overflow":
+                swept |= self._replay(account_id, broker, overflow=True)
+                continue
+            self._queue.put_nowait((account_id, broker, ev))
+            acct = ev.account_id
+            if state == "synced" and acct is not None and acct not in swept:
+                swept |= self._sweep(account_id, broker, {acct})
 
-    def _replay(self, account_id: int, broker: Broker, *, overflow: bool = False) -> None:
+    def _replay(self, account_id: int, broker: Broker, *, overflow: bool = False) -> set[int]:
         """Queue the whole live view of a Tradovate session (``_view``), and what it no
-        longer holds of what was mirrored (``mirror_positions.vanished``)."""
+        longer holds of what was mirrored (``_sweep``); the accounts swept."""
         events = _view(broker)
-        if isinstance(broker, TradovateBroker):  # a paper login's is restored from these tables
-            snap = self._config.snapshot
-            events += vanished(
-                broker.session.view, lambda acct: snap.sub_account_id(account_id, acct), self._open
-            )
         if overflow:
             log.warning("mirror.overflow", account_id=account_id, events=len(events))
         for ev in events:
             self._queue.put_nowait((account_id, broker, ev))
+        return self._sweep(account_id, broker, None)
+
+    def _sweep(self, account_id: int, broker: Broker, only: set[int] | None) -> set[int]:
+        """Queue what the session's view (of ``only`` its accounts) no longer holds of what was
+        mirrored (``mirror_positions.vanished``); the accounts swept: those synced. A paper
+        login has none: its view is restored from these tables."""
+        if not isinstance(broker, TradovateBroker):
+            return set()
+        view, snap = broker.session.view, self._config.snapshot
+        for ev in vanished(view, lambda a: snap.sub_account_id(account_id, a), self._open, only):
+            self._queue.put_nowait((account_id, broker, ev))
+        accounts = view.account_ids if only is None else only
+        return {acct for acct in accounts if view.is_synced(acct)}
 
     async def _write_loop(self) -> None:
         while True:

@@ -11,7 +11,7 @@ when ours disagrees, the broker's is adopted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -136,6 +136,7 @@ def vanished(
     view: AccountView,
     sub_of: Callable[[int], int | None],
     open_: Mapping[tuple[int, str], OpenPosition],
+    only: Collection[int] | None = None,
 ) -> list[BrokerEvent]:
     """What a login's whole view no longer holds of what was last mirrored for its synced
     accounts (``sub_of``: the sub-account of a broker account). A snapshot publishes what changed
@@ -144,9 +145,11 @@ def vanished(
     ``positions`` and in ``_open`` (every later round trip measured against it: a phantom loss
     on the daily-loss filter), and its stop stayed "Working". A flat position event for each
     (adopted like any), and one ``VANISHED`` event per account naming every order the view
-    holds (``store.mirror.end_vanished`` ends the others)."""
+    holds (``store.mirror.end_vanished`` ends the others). ``only``: those accounts alone."""
     out: list[BrokerEvent] = []
     for acct in view.account_ids:
+        if only is not None and acct not in only:
+            continue
         sub = sub_of(acct)
         if sub is None or not view.is_synced(acct):
             continue

@@ -11,11 +11,17 @@ from decimal import Decimal
 from structlog.testing import capture_logs
 
 from jtrades.broker.base import BrokerEvent, Fill, Position, Side
+from jtrades.broker.registry import BrokerRegistry
+from jtrades.broker.tradovate.client import TradovateBroker
+from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.config import Settings
 from jtrades.db import Database
-from tests.integration.test_mirror_replay import _broker, _long_with_stop
+from jtrades.engine.engine import Engine
+from tests.integration.test_mirror_replay import LOGIN, PASSWORD, _broker, _long_with_stop
 from tests.integration.test_mirror_replay import _world as _tv_world
 from tests.integration.test_reconcile import _mirroring, _world
+from tests.polling import until
+from tests.sim_worlds import FAST_RECONNECT, sim_tradovate
 from tests.simutil import running_sim
 
 
@@ -145,3 +151,44 @@ async def test_a_seeded_position_without_a_price_does_not_fail_the_batch(
         pnl = await pool.fetchval("SELECT pnl FROM trades")
         assert pnl == Decimal(20)
         assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(20)
+
+
+async def test_a_position_closed_while_down_is_swept_when_its_view_syncs_after_the_mirror_starts(
+    database: Database, settings: Settings
+) -> None:
+    """As above, on a linked sub-account whose connection drops between its first snapshot and
+    the mirror following it: the mirror's start finds the account unsynced and cannot sweep it,
+    and the next snapshot publishes only what changed against the first, which already lacked
+    the position. The sweep is made once the account syncs, or the long 1 stays for good."""
+    async with running_sim() as sim:
+        w = await _tv_world(database, settings, sim, 1)
+        sub, bid = w.subs["RP1"]
+        async with w.daemon() as engine:
+            await _long_with_stop(_broker(engine, w), "RP1", bid, "jt-seed-stop")
+            await w.rows(1, "fills")
+            assert await _net(database, sub, 1) == 1
+
+        await sim.set_price("MNQ", "21480")  # through the stop, with no daemon running
+        assert sim.positions("RP1") == {}
+        sim.new_trading_day()
+
+        tv = TradovatePool(sim_tradovate(settings, sim, **FAST_RECONNECT))
+        try:
+            broker = await tv.broker("demo", LOGIN, PASSWORD)  # its first snapshot: flat
+            assert isinstance(broker, TradovateBroker)
+            sim.faults.refuse_ws = 1_000_000  # the network is down ...
+            sim.fault("drop")
+            await until(lambda: not broker.is_synced(bid))
+            brokers = BrokerRegistry(database, settings)
+            brokers.attach(w.aid, "demo", broker)
+            engine = Engine(database, settings, brokers)
+            await engine.start()  # ... as the mirror starts following the login
+            try:
+                sim.faults.refuse_ws = 0
+                await until(lambda: broker.is_synced(bid))
+                assert broker.positions(bid) == []
+                assert await _net(database, sub, 0) == 0
+            finally:
+                await engine.close()
+        finally:
+            await tv.close()
