@@ -19,6 +19,7 @@ from jtrades.broker.tradovate.token_clock import server_time
 from jtrades.sim.config import default_config
 from tests.integration.test_tradovate_auth import tv as auth_tv
 from tests.integration.test_tradovate_session import tv
+from tests.polling import until
 from tests.simutil import LOGIN, PASSWORD, running_sim
 
 
@@ -172,5 +173,33 @@ async def test_refused_renewal_login_closes_the_socket() -> None:
             await asyncio.sleep(1.5)
             open_ = [s for s in sim.world.sockets if not s.ws.closed]
             assert not open_, f"{len(open_)} socket(s) still open"
+        finally:
+            await pool.close()
+
+
+async def test_a_login_answered_423_in_renewal_fails_the_session_without_another_login() -> None:
+    """The renewal is refused, and the login it falls back to is answered HTTP 423 (the next
+    failure locks the login: the old password was tried before). That login is refused for
+    good like a wrong password's 200: taken for a passing auth error, it was sent again a few
+    seconds later, and that one set Tradovate's captcha lock."""
+    cfg = default_config()
+    cfg.token_lifetime_s = 14
+    async with running_sim(cfg) as sim:
+        pool = TradovatePool(tv(sim, renew_margin_s=10, logins_per_hour=5))
+        try:
+            broker = await pool.broker("demo", LOGIN, PASSWORD)
+            first = pool.tokens.peek("demo", LOGIN)
+            assert first is not None
+            auth = sim.world.auth
+            auth.login(LOGIN).password = "changed"  # type: ignore[union-attr]
+            auth.failures[LOGIN] = cfg.failures_before_captcha - 2
+            logins = len(auth.token_request_log)
+            sim.fault("unauthorized", token=first.token)  # the renewal is refused
+            await until(lambda: broker.session.state is State.FAILED, within_s=15)
+            await asyncio.sleep(3)  # the renewal loop's retry (2.5 s here) would have come
+            assert len(auth.token_request_log) - logins == 1
+            assert "423" in str(broker.session.last_error)
+            blocked = auth.blocked.get(LOGIN)
+            assert not (blocked and blocked[1]), "a retry walked into the captcha lock"
         finally:
             await pool.close()

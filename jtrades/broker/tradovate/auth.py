@@ -311,7 +311,14 @@ class TradovateAuth:
                 attempt=attempt,
                 with_ticket="p-ticket" in body,
             )
-            answer, server_now = await self._post(url, body)
+            try:
+                answer, server_now = await self._post(url, body)
+            except BrokerAuthError as exc:
+                # HTTP 401/403/423: the login itself refused, final. Taken for a passing
+                # auth error, the renewal loop logged in again with the same password, into
+                # the captcha lock (a 423 says the next failure locks the login).
+                self._login_penalties.pop(key, None)  # the ticket is spent
+                raise LoginRefused(str(exc)) from None
             if "p-ticket" in answer:
                 ticket, wait, captcha = ticket_from(answer, env, username)
                 if captcha:
