@@ -149,3 +149,22 @@ async def test_a_refused_login_is_not_retried_until_the_password_changes(sim: Si
         assert sim.stats()["access_token_requests"] == 2
     finally:
         await pool.close()
+
+
+async def test_two_refused_passwords_of_one_login_are_each_tried_once(sim: SimHandle) -> None:
+    """Two rows name one login with two wrong passwords (one left with the old password after
+    a change at Tradovate, another typed wrong), and the registry hands both back on every
+    pass. Each is refused once: when only the last refused password was kept, every pass
+    logged in once per row, piling failed logins into a penalty, a 423 and the captcha lock."""
+    pool = TradovatePool(tv(sim))
+    try:
+        for _pass in range(3):
+            for wrong in ("old-password", "mistyped"):
+                with pytest.raises(BrokerAuthError):
+                    await pool.broker("demo", LOGIN, wrong)
+        assert sim.stats()["access_token_requests"] == 2
+        broker = await pool.broker("demo", LOGIN, PASSWORD)  # the right one still connects
+        assert broker.is_synced(sim.account_id("SIM1"))
+        assert sim.stats()["access_token_requests"] == 3
+    finally:
+        await pool.close()

@@ -10,6 +10,7 @@ passes one gate: connects are spaced ``connect_stagger_s`` apart across the whol
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import time
 from dataclasses import dataclass
@@ -108,6 +109,13 @@ def may_join(source: _LoginTokens, password: str | None, oauth: AccessToken | No
     return hmac.compare_digest(password.encode(), source.password.encode())
 
 
+def _digest(password: str | None) -> bytes | None:
+    """What the pool keeps of a password a failed session logged in with: enough to know it
+    again, for every refused one (two rows of one login with two wrong passwords, each handed
+    back on every registry pass, were each logged in again when only the last was kept)."""
+    return None if password is None else hashlib.sha256(password.encode()).digest()
+
+
 class TradovatePool:
     """All Tradovate sessions of the process; ``broker(env, login, …)`` is the way in."""
 
@@ -132,6 +140,8 @@ class TradovatePool:
         self._brokers: dict[tuple[str, str], TradovateBroker] = {}
         self._creating: dict[tuple[str, str], asyncio.Lock] = {}
         self._sources: dict[tuple[str, str], _LoginTokens] = {}
+        # per login: the credentials its failed sessions were opened with (``_refused``)
+        self._refused: dict[tuple[str, str], set[tuple[bytes | None, str | None]]] = {}
 
     def ws_url(self, env: str) -> str:
         if env == "demo":
@@ -172,12 +182,17 @@ class TradovatePool:
                 # A login refused for good stays refused (retrying a bad password walks into
                 # Tradovate's captcha lock) unless the credentials have changed since.
                 source = self._sources[key]
-                same_oauth = oauth_token is None or oauth_token.token == source.oauth
-                if password == source.password and same_oauth:
+                refused = self._refused.setdefault(key, set())
+                refused.add((_digest(source.password), source.oauth))
+                if any(
+                    _digest(password) == tried
+                    and (oauth_token is None or oauth_token.token == oauth)
+                    for tried, oauth in refused
+                ):
                     raise BrokerAuthError(existing.session.last_error or "Tradovate login failed")
                 await existing.session.close()
                 existing = None
-                reconnected = not same_oauth
+                reconnected = not (oauth_token is None or oauth_token.token == source.oauth)
             if existing is not None:
                 if not existing.session.ready:
                     await existing.session.wait_ready(wait_s)
