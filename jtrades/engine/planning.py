@@ -135,8 +135,11 @@ def _opening_qty(sig: Signal) -> int | None:
     too (long 1 → short 1 is an order of 2), and we close by liquidating, so opening that many
     would double the position. When the alert also carries the position size after the order
     (``{{strategy.market_position_size}}``, any spelling, kept in ``Signal.extra``) and a target
-    side, that size is the quantity to open. Without it, an alert that says it reverses (its
-    previous position the other side) cannot be sized: refused, so a reversal only closes.
+    side, the smaller of the two is the quantity to open: on a reversal that is the size (the
+    order counts the contracts it closes too), on any other entry the order (a pyramid's add of
+    1 to the chart's long 9 opened all 10 on a follower its own take-profit had left flat).
+    Without it, an alert that says it reverses (its previous position the other side) cannot
+    be sized: refused, so a reversal only closes.
 
     The size only corrects an order quantity the alert gave. Without one (none or 0: the
     configured ``--size``, contrib/alerts/README) there is nothing to double-count, and the
@@ -166,7 +169,7 @@ def _opening_qty(sig: Signal) -> int | None:
             # the bound ``quantity`` has at parsing (it is read here, from the raw fields)
             raise CannotPlan(f"{key} is larger than {MAX_QUANTITY} contracts")
         if size.is_finite() and size >= 1 and size == size.to_integral_value():
-            return int(size)
+            return min(sig.quantity, int(size))
     if sig.quantity is not None and sig.prev_market_position is _OTHER_SIDE[sig.market_position]:
         raise CannotPlan(
             f"the alert reverses from {sig.prev_market_position} with quantity {sig.quantity},"

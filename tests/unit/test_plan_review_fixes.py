@@ -433,3 +433,42 @@ def test_reduce_of_an_alert_sized_2_lot_keeps_its_own_far_leg_not_a_third() -> N
     p = plan(trim(Side.BUY, D(21502)), s, state, D(21502))
     assert p.action is PositionAction.REDUCE, p.reason
     assert take_profits(p) == [(1, D(21510))], p.reason
+
+
+# --- the position size corrects a reversal's quantity, and never raises another entry's -------
+
+
+def _pyramid_add() -> Signal:
+    """The chart is long 9 and buys 1 more: an order of 1, a position of 10 after it."""
+    return Signal(
+        Action.BUY, quantity=1, price=D(21500), market_position=MarketPosition.LONG,
+        prev_market_position=MarketPosition.LONG, extra={"market_position_size": "10"},
+    )  # fmt: skip
+
+
+def test_a_pyramid_add_opens_its_order_on_a_flat_follower_not_the_charts_position() -> None:
+    """The follower's own take-profit left it flat while the strategy kept adding: the add
+    opens 1 (× the multiplier), not the 10 the chart now holds."""
+    p = plan(_pyramid_add(), RiskSettings(size=1, sl=D(40)), AccountState(0, None), D(21500), "2")
+    assert p.action is PositionAction.OPEN, p.reason
+    r = p.orders[-1].request
+    assert isinstance(r, StrategyRequest)
+    assert r.entry.qty == 2
+
+
+def test_tradingviews_default_message_for_a_pyramid_add_opens_its_order() -> None:
+    body = b"My Strategy (14): order buy @ 1 filled on MNQ1!. New strategy position is 10"
+    sig = parse_payload(body, "text/plain")
+    p = plan(sig, RiskSettings(size=1, sl=D(40)), AccountState(0, None), D(21500))
+    r = p.orders[-1].request
+    assert isinstance(r, StrategyRequest)
+    assert r.entry.qty == 1
+
+
+def test_a_reentry_on_a_pyramid_add_opens_its_order() -> None:
+    s = RiskSettings(size=1, sl=D(40), same_direction=SameDirection.REENTER)
+    p = plan(_pyramid_add(), s, AccountState(1, D(21490)), D(21500))
+    assert p.action is PositionAction.REENTER, p.reason
+    r = p.orders[-1].request
+    assert isinstance(r, StrategyRequest)
+    assert r.entry.qty == 1
