@@ -80,9 +80,12 @@ async def reprice_exits(
             continue
         planned, ni = p.steps[i]
         if new is None:
+            # The legs priced again go out under the first steps, in order, so the step left
+            # over is the last planned one, not the leg the market passed: its row must not
+            # say its own level was reached (the summary names the one that was).
             passed[old.step] = not_sent_on_purpose(
-                "at the broker's average its take-profit is reached,"
-                f" its contracts go to another leg ({priced.summary})"
+                "priced again from the broker's average, the ladder has a leg fewer: the legs"
+                f" left went out under the steps before this one ({priced.summary})"
             )
             continue
         if new.request == planned.request:

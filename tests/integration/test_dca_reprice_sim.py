@@ -240,8 +240,8 @@ async def test_a_leg_reached_at_the_brokers_average_hands_its_contracts_on(
 ) -> None:
     """--tp 8:1,40 (2 and 10 points). Long 1 @ 21500; the add's alert says 21502, the market
     is 21496. From the estimate 21501 the legs are 21503 and 21511; from the broker's 21498
-    they are 21500 (under the alert's price: reached) and 21508, which takes both contracts.
-    The first leg's step is not sent, and its intent says why."""
+    they are 21500 (under the alert's price: reached) and 21508, which takes both contracts,
+    under the first leg's step; the second leg's step is not sent, and its intent says why."""
     pool = database.pool
     risk = dict(RISK, tp=[{"target": "8", "qty": 1}, {"target": "40"}])
     async with _sim_world(database, settings, **risk) as (sim, engine, w):
@@ -268,7 +268,12 @@ async def test_a_leg_reached_at_the_brokers_average_hands_its_contracts_on(
         assert first["state"] in ("sent", "working")
         assert D(first["request"]["request"]["first"]["price"]) == D(21508)
         assert second["state"] == "expired"
-        assert "another leg" in second["reason"]
+        # The legs left go out under the first steps: the step not sent is the last planned
+        # one (21511, not reached), and its row must not say its own level was reached.
+        assert D(second["request"]["request"]["first"]["price"]) == D(21511)
+        assert "a leg fewer" in second["reason"]
+        assert "its take-profit is reached" not in second["reason"]
+        assert "take-profit 21500.00 already reached" in second["reason"]
 
 
 async def test_planned_exits_through_the_market_at_the_fill_are_not_sent(
