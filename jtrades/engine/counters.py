@@ -101,9 +101,16 @@ class ForeignEntry:
         return check_entry(self.signal, s, state, self.at, self.tz)
 
 
+# how many given-back entry times ``SessionCounters`` remembers per recorder or trader: only
+# those of entries still in flight together matter
+WITHDRAWN_KEPT = 64
+
+
 class SessionCounters:
     def __init__(self) -> None:
         self._tables: dict[Kind, dict[int, Counters]] = {"recorder": {}, "trader": {}}
+        # per (kind, id): the time of each entry given back -> the last entry before it
+        self._withdrawn: dict[tuple[Kind, int], dict[datetime, datetime | None]] = {}
 
     def seed(self, kind: Kind, key: int, counts: Counters) -> None:
         self._tables[kind][key] = counts
@@ -151,8 +158,20 @@ class SessionCounters:
             current.signals = max(0, current.signals - (after.signals - before.signals))
             current.entries = max(0, current.entries - (after.entries - before.entries))
             current.seen = max(0, current.seen - (after.seen - before.seen))
-        if after.last_entry_at != last and current.last_entry_at == after.last_entry_at:
-            current.last_entry_at = last
+        if after.last_entry_at is not None and after.last_entry_at != last:
+            withdrawn = self._withdrawn.setdefault((kind, key), {})
+            if len(withdrawn) >= WITHDRAWN_KEPT:
+                del withdrawn[min(withdrawn)]
+            withdrawn[after.last_entry_at] = last
+            if current.last_entry_at == after.last_entry_at:
+                # the entry before it may have been given back too (two entries in flight,
+                # both refused by the broker, in arrival order): the last one still counting,
+                # as a restart reads it from the rows
+                for _ in range(len(withdrawn)):  # bounded: a clock set back cannot loop it
+                    if last is None or last not in withdrawn:
+                        break
+                    last = withdrawn[last]
+                current.last_entry_at = last
 
     def undo(self, undo: Undo) -> None:
         """Put back every count the signal moved."""

@@ -156,6 +156,25 @@ def test_a_give_back_leaves_what_later_signals_moved() -> None:
     assert (c.signals, c.entries, c.seen, c.last_entry_at) == (4, 2, 2, t2)
 
 
+def test_two_entries_given_back_in_arrival_order_leave_the_one_before_them() -> None:
+    """Two entries in flight together, both refused by the broker, the first given back first:
+    the second's give-back put back its own snapshot, the first's time, an entry never made,
+    where a restart reads the last entry still counted from the rows."""
+    counters = SessionCounters()
+    t0, t1, t2 = (BEFORE_TURN - timedelta(minutes=m) for m in (60, 5, 4))
+    counters.seed("recorder", 1, Counters(session_start(t1), 3, 1, t0, 1))
+    first: Undo = {}
+    _entry(counters, t1, first)
+    moved_first = counters.moved(first)
+    second: Undo = {}
+    _entry(counters, t2, second)
+    moved_second = counters.moved(second)
+    counters.give_back("recorder", 1, first[("recorder", 1)], moved_first[("recorder", 1)])
+    counters.give_back("recorder", 1, second[("recorder", 1)], moved_second[("recorder", 1)])
+    c = counters.get("recorder", 1, t2)
+    assert (c.signals, c.entries, c.seen, c.last_entry_at) == (3, 1, 1, t0)
+
+
 def test_a_give_back_alone_is_the_undo() -> None:
     counters = SessionCounters()
     t1 = BEFORE_TURN - timedelta(minutes=5)
