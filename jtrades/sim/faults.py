@@ -39,6 +39,8 @@ Kinds (JSON body ``{"kind": …}``):
 - ``malformed``: ``{"login"?: name}`` — one ``position`` props event the client cannot read (an
   ``id`` that is not a number, no ``accountId``) per login (only that one if named); it goes
   out with the next flush, like ``replay``.
+- ``garbage_frame``: ``{"login"?: name}`` — each open WebSocket (of that login) sends one frame
+  that is no Tradovate frame at all (``a[{``: an array cut short), as a broken proxy might.
 - ``replay``: ``{"login"?: name}`` — the fills of that login's accounts (all logins without one) are
   sent again as ``fill`` Created events, as Tradovate may do around the daily session change.
 - ``events_after``: ``{"on"?: bool, "ms"?: X}`` — WebSocket answers go out before the events they
@@ -172,6 +174,10 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
             sock.drop_after(after)
         if body.get("sticky"):
             faults.drop_new_after = after
+        return {"sockets": len(targets)}
+    if kind == "garbage_frame":
+        for sock in targets:
+            world.send_later(sock, "a[{")
         return {"sockets": len(targets)}
     if kind == "zombie":
         for sock in targets:

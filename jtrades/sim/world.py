@@ -73,7 +73,7 @@ class Simulator:
         self.synced: dict[str, set[SimSocket]] = {}
         self.authorized: dict[str, list[SimSocket]] = {}  # per login, oldest first
         self._pending: list[PropsEvent] = []
-        self._late: set[asyncio.Task[None]] = set()  # flushes of lots shown later
+        self._late: set[asyncio.Task[None]] = set()  # flushes of lots shown later, raw frames
         self._flush_lock = asyncio.Lock()
         for login in config.logins:
             self._register(login)
@@ -123,6 +123,13 @@ class Simulator:
         for k, later in enumerate(lots[1:], 1):
             delay = k * self.faults.lot_ms / 1000
             asyncio.get_running_loop().call_later(delay, self._deliver_late, later)
+
+    def send_later(self, sock: SimSocket, frame: str) -> None:
+        """Send ``frame`` as it stands on ``sock``, from a task (a fault is applied from
+        synchronous code)."""
+        task = asyncio.get_running_loop().create_task(sock.send(frame))
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
 
     def _deliver_late(self, events: list[PropsEvent]) -> None:
         self._pending.extend(events)

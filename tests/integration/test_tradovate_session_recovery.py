@@ -103,6 +103,37 @@ async def test_a_malformed_event_is_logged_and_resynced_from_a_fresh_snapshot(
         await pool.close()
 
 
+async def test_a_frame_that_cannot_be_read_cuts_the_stream_at_once_and_resyncs(
+    sim: SimHandle,
+) -> None:
+    """A frame that is no Tradovate frame (``a[{``) may have carried anything (a fill): the
+    view is unsynced as it is read, as for an event it cannot read. It used to end the reader
+    with the view still synced and the session ready through the close handshake (1 s)."""
+    pool = TradovatePool(tv(sim))
+    try:
+        broker = await pool.broker("demo", LOGIN, PASSWORD)
+        session = broker.session
+        sub = broker.events()
+        sim1 = sim.account_id("SIM1")
+        with capture_logs() as logs:
+            assert sim.fault("garbage_frame", login=LOGIN) == {"sockets": 1}
+            seen: list[dict[str, Any]] = []
+            async with asyncio.timeout(10):
+                async for event in sub:
+                    if event.kind == "session" and event.account_id == sim1:
+                        seen.append(event.detail)
+                    if [d["state"] for d in seen[-2:]] == ["unsynced", "synced"]:
+                        break
+        assert seen[0]["state"] == "unsynced"
+        assert "unreadable frame from Tradovate" in seen[0]["reason"]
+        (bad,) = [e for e in logs if e["event"] == "tradovate.session.bad_frame"]
+        assert bad["log_level"] == "error"
+        assert session.connects == 2
+        assert session.state is State.READY
+    finally:
+        await pool.close()
+
+
 async def test_a_malformed_event_ahead_of_the_snapshot_is_not_applied_and_resynced(
     sim: SimHandle,
 ) -> None:

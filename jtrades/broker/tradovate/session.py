@@ -358,7 +358,16 @@ class Session:
         try:
             async for raw in ws:
                 self._last_rx = loop.time()
-                frame = parse_server_frame(raw)
+                try:
+                    frame = parse_server_frame(raw)
+                except ValueError as exc:  # FrameError, or bytes that are not UTF-8
+                    # what it carried is lost (an order's fill, say): the view is not to be
+                    # trusted from here, not for the close handshake's second either
+                    reason = f"unreadable frame from Tradovate ({exc})"
+                    log.error("tradovate.session.bad_frame", session=self.label, reason=str(exc))
+                    self.last_error = reason
+                    self._cut(reason)
+                    return
                 if frame.kind == "close":
                     self.last_error = f"server closed: {frame.close_code} {frame.close_reason}"
                     self._lost(self.last_error)
