@@ -12,6 +12,7 @@ sell                OPEN²       REVERSE (CLOSE if no shorts) IGNORE / ADD / REE
 close / mp flat     NOTHING¹    CLOSE                        CLOSE
 sell + mp long      NOTHING     REDUCE (CLOSE if ≥ pos)      NOTHING
 buy + mp short      NOTHING     NOTHING                      REDUCE (CLOSE if ≥ pos)
+sell q, no mp      OPEN²       REDUCE³ if q × mult < pos     as sell
 add (TradersPost)   IGNORE      ADD (long side)              ADD (short side)
 cancel              NOTHING     CANCEL (working orders)      CANCEL
 ==================  ==========  ===========================  ===========================
@@ -21,6 +22,9 @@ would open a position after the strategy closed (a CLOSE's liquidation cancels t
 ² First cancelling this account's live orders of the other side on the contract (an entry still
 resting, an exit left from a closed position): they would fill against what opens. Brackets
 suspended on an entry are left: they are that entry's protection.
+³ A partial exit, as TradersPost reads it (``trim``): a quantity and no market position (nor
+TradersPost's ``sentiment``), not PickMyTrade's dialect; as many contracts as held or more:
+REVERSE. A buy against a short mirrors it.
 
 ``--inverse`` swaps buy/sell and long/short first (``filters.apply_inverse``); ``--direction``
 forbids opening a side: flat → IGNORE, a reversal into it → CLOSE only. A buy/sell whose entry
@@ -100,6 +104,7 @@ from jtrades.engine.resize import plan_add, plan_reduce
 from jtrades.engine.risk import Direction, RiskSettings
 from jtrades.engine.signal import Action, MarketPosition, Signal
 from jtrades.engine.sizing import base_qty, cap_qty, entry_qty
+from jtrades.engine.trim import plan_trim, trim_qty
 
 __all__ = [
     "MAX_CL_ORD_ID",
@@ -396,6 +401,8 @@ def _plan(c: Ctx, steps: Steps) -> AccountPlan:
                 f"position is {label(pos_side)}: a reduce of a {label(target)} does nothing",
             )
         return plan_reduce(c, steps, pos_side)
+    if trim_qty(c) is not None:  # a partial exit, refused entry or not
+        return plan_trim(c, steps, _refusal(c.refused) if c.refused is not None else None)
     if c.refused is not None:
         return _refused_entry(c, steps, c.refused)
     if sig.action is Action.ADD:

@@ -39,6 +39,7 @@ from jtrades.engine.fanout import INERT_GATES
 from jtrades.engine.filters import Rejection, reads_own_way
 from jtrades.engine.plan_context import NO_POSITION, PositionAction
 from jtrades.engine.send import UNAVAILABLE
+from jtrades.engine.trim import TRIM
 
 Verdict = tuple[str, str | None, str | None]
 ACCEPTED: Verdict = ("accepted", None, None)
@@ -57,6 +58,10 @@ _IGNORED_FOR = frozenset({"direction", "max_contracts"})
 # recorder counts the strategy's entry whatever its followers chose. Nor a failure at the
 # broker after something went (``ENTRY_REFUSED``): the follower acted, it closed.
 _HELD_BACK = frozenset({"max_contracts", HALTED, NO_POSITION})
+# The causes of a plan that was no entry for its account whatever the filters said: a
+# TradersPost partial exit (``trim``). An alert every account trimmed is no strategy's entry
+# either, and the recorder's count goes back with those held back.
+_NO_ENTRY = _HELD_BACK | {TRIM}
 # How many refused traders an accepted row names (``Judged._refusals``); each one's refusal is
 # in its ``detail`` all the same.
 _NAMED_REFUSALS = 5
@@ -64,6 +69,8 @@ _NAMED_REFUSALS = 5
 FOLLOWERS = "followers"
 # the plans whose entry follows the close of the position held (``_closed``)
 _CLOSES_FIRST = frozenset({str(PositionAction.REVERSE), str(PositionAction.REENTER)})
+# the plans that only close or trim (``_closed``)
+_CLOSES_ONLY = frozenset({str(PositionAction.CLOSE), str(PositionAction.REDUCE)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +160,7 @@ class Judged:
         turned_down = [a for a in failed if a.rejected]  # by the broker
         # the broker would not take the requests (a p-ticket, a 429): nothing reached it
         unavailable = [a for a in failed if a.unavailable]
-        held_back = bool(accounts) and all(_cause(a) in _HELD_BACK for a in accounts)
+        held_back = bool(accounts) and all(_cause(a) in _NO_ENTRY for a in accounts)
         stuck = bool(self.rec.traders) and all(a.action == "nothing" for a in accounts)
         if detail["entry"] and (
             expired or turned_down or unavailable or held_back or (stuck and not self.rejections)
@@ -387,10 +394,11 @@ def _went(a: AccountResult) -> bool:
 
 
 def _closed(a: AccountResult) -> bool:
-    """The account closed and opened nothing: a close-only plan, or a reversal or re-entry
-    whose close went and whose entry did not (``Dispatcher._run_account``: their close is the
-    only step before the entry)."""
-    return a.action == "close" or (a.action in _CLOSES_FIRST and a.sent > 0)
+    """The account closed and opened nothing: a close-only plan, a TradersPost partial exit
+    (``trim``: a reduce that is all of its plan), or a reversal or re-entry whose close went
+    and whose entry did not (``Dispatcher._run_account``: their close is the only step before
+    the entry)."""
+    return a.action in _CLOSES_ONLY or (a.action in _CLOSES_FIRST and a.sent > 0)
 
 
 def _reached(a: AccountResult) -> bool:

@@ -415,6 +415,13 @@ async def test_what_a_signal_does_table(world: World, tmp_path: Path) -> None:
     await step("mp", sell(id="m2", quantity=1, market_position="long"), "MP", 1)
     await step("mp", sell(id="m3", market_position="flat"), "MP", 0)
     await step("mp", buy(id="m4", market_position="short"), "MP", 0)  # flat + reduce: nothing
+    # no market position: a sell of fewer than the long held trims it (as TradersPost reads
+    # it), as many or more reverses
+    await step("mp", buy(id="m5"), "MP", 2)
+    out = await step("mp", sell(id="m6", quantity=1), "MP", 1)
+    assert (out["verdict"], out["orders"]) == ("accepted", 1), out
+    assert out["reason"].startswith("closed only: "), out
+    await step("mp", sell(id="m7", quantity=1), "MP", -1)
     # --inverse: a buy opens a short
     await step("inv", buy(id="v1"), "INV", -1)
     # --direction long: a reversal out of a long into a forbidden short only closes

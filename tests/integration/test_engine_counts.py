@@ -211,3 +211,36 @@ async def test_a_buy_a_follower_keeps_its_position_on_uses_none_of_its_entries(
     assert (reversal.verdict, reversal.filter) == ("accepted", None), reversal
     assert await net_pos(engine, pool, sub) == -1
     assert reversal.detail["trader_entries"] == [tid]
+
+
+async def test_a_partial_exit_trims_says_so_and_uses_no_count(
+    database: Database, engine_factory: Any
+) -> None:
+    """Long 3 (× 2: 6 held); "sell 1" with no market position trims 2 and opens nothing, as
+    TradersPost reads it: the row says closed only, and the sell is no entry, so it
+    neither starts a cooldown nor spends an entry of the session (nor does a restart count
+    one: the row's ``entry``)."""
+    pool = database.pool
+    u = await make_user(pool, "tpx")
+    rec = await make_recorder(pool, u, "rec", size=3, max_signals=5)
+    (sub,) = await make_paper_account(pool, u, "tpx-paper")
+    tid = await make_trader(pool, u, rec, [(sub, 2)], max_signals=5)
+    engine = await engine_factory()
+
+    first = await send(engine, pool, rec, buy())
+    assert (first.verdict, first.orders) == ("accepted", 1), first
+    assert await net_pos(engine, pool, sub) == 6
+    now = datetime.now(UTC)
+    made = engine.counters.get("recorder", rec, now).last_entry_at
+    assert made is not None
+
+    trim = await send(engine, pool, rec, sell(quantity=1, source="native"))
+    assert (trim.verdict, trim.filter, trim.orders) == ("accepted", None, 1), trim
+    assert (trim.reason or "").startswith("closed only: "), trim
+    assert "trims it" in (trim.reason or "")
+    assert await net_pos(engine, pool, sub) == 4
+    assert (trim.detail["entry"], trim.detail["trader_entries"]) == (False, [])
+    for kind, key in (("recorder", rec), ("trader", tid)):
+        counts = engine.counters.get(kind, key, datetime.now(UTC))
+        assert counts.entries == 1, (kind, counts)
+    assert engine.counters.get("recorder", rec, now).last_entry_at == made

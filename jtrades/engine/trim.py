@@ -1,0 +1,66 @@
+"""A partial exit: a buy or sell of fewer contracts than the other side held.
+
+TradersPost reads ``{"action": "sell", "quantity": 5}`` against a long 10 as "exit 5 of it"
+and opens nothing on the other side, whatever its sides setting (traderspost.io/reference,
+"Exit Partial Position"); against a long of 5 or less, or from flat, it is the usual exit
+and entry. jtrades' table read every sell while long as a reversal, so that message, moved
+from TradersPost unchanged (it is jtrades' own format too), closed the long 10 and opened a
+short 5; a strategy's partial exit sent without its market position did the same. A message
+that does not say the position after the order (``market_position``, TradersPost's
+``sentiment``: with it the order reads as a reduce or a reversal already) is read
+TradersPost's way, per sub-account, as TradersPost compares with the position at the broker:
+the account's position against the alert's quantity times the account's multiplier.
+PickMyTrade's dialect keeps its own reading.
+
+The plan is a reduce that opens nothing, so it carries a ``Shortfall`` (``TRIM``): the row
+says "closed only", and the signal counts as no entry (no cooldown, max-signals or every-Nth
+turn) unless another account opened something on it. A filter that refused the signal's
+entry (a window, the kill switch) does not stop the trim, as it does not stop a reversal's
+close. Pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jtrades.broker.base import Side
+from jtrades.engine.plan_context import AccountPlan, Ctx, Shortfall, Steps, label
+from jtrades.engine.resize import plan_reduce
+from jtrades.engine.signal import Action
+from jtrades.engine.sizing import scale_qty
+
+# the cause of a plan that trimmed the other side and opened nothing (``Shortfall``)
+TRIM = "partial_exit"
+# the dialects read so (``Signal.source``)
+_READ_SO = frozenset({"native", "traderspost", "text"})
+
+
+def trim_qty(c: Ctx) -> int | None:
+    """The contracts a partial exit takes off this account's position; None when the alert is
+    no such exit here (PickMyTrade's, one saying its market position, no quantity, flat or on
+    the alert's side, or as many contracts as held or more: an exit and an entry)."""
+    sig, pos = c.sig, c.state.net_pos
+    if sig.source not in _READ_SO or sig.market_position is not None:
+        return None
+    if sig.action not in (Action.BUY, Action.SELL) or not sig.quantity or pos == 0:
+        return None
+    if (pos > 0) == (sig.action is Action.BUY):
+        return None
+    qty = scale_qty(sig.quantity, c.multiplier)
+    return qty if qty < abs(pos) else None
+
+
+def plan_trim(c: Ctx, steps: Steps, refusal: Shortfall | None) -> AccountPlan:
+    """The partial exit ``trim_qty`` found: a reduce of the position held, its exits
+    re-placed for what is left (``resize.plan_reduce``). ``refusal``: a filter refused the
+    signal's entry; the plan carries it instead of ``TRIM``, as a refused reversal's close
+    carries its refusal."""
+    pos_side = Side.BUY if c.state.net_pos > 0 else Side.SELL
+    plan = plan_reduce(c, steps, pos_side)
+    why = (
+        f"a {c.sig.action} of fewer contracts than the {label(pos_side)} held, with no market"
+        " position, trims it and opens nothing (as TradersPost does)"
+    )
+    return dataclasses.replace(
+        plan, reason=f"{plan.reason} ({why})", short=refusal or Shortfall(TRIM, why)
+    )

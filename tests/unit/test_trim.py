@@ -1,0 +1,128 @@
+"""A partial exit (``engine.trim``): a sell of fewer contracts than the long held, with no
+market position (nor TradersPost's ``sentiment``), trims the long and opens nothing, as
+TradersPost does; read as the table's reversal, TradersPost's own example message closed the
+long 10 and opened a short 5."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from jtrades.broker.base import OrderRequest, Side, StrategyRequest
+from jtrades.engine.parsing import parse_payload
+from jtrades.engine.planning import AccountPlan, AccountState, PositionAction, plan_account
+from jtrades.engine.risk import RiskSettings
+from jtrades.engine.signal import Signal
+from jtrades.engine.trim import TRIM
+from tests.unit.test_resize_market import ACCT, MNQ, plan
+
+D = Decimal
+SETTINGS = RiskSettings(size=1)
+PRICE = D(21500)
+
+
+def _tp(body: str) -> Signal:
+    sig = parse_payload(body.encode(), "application/json")
+    assert sig.source == "traderspost"
+    return sig
+
+
+SELL_5 = '{"ticker":"MNQ1!","action":"sell","quantity":5,"quantityType":"fixed_quantity"}'
+
+
+def _market_orders(p: AccountPlan) -> list[tuple[Side, int]]:
+    return [
+        (r.side, r.qty)
+        for o in p.orders
+        if isinstance(r := o.request, OrderRequest) and o.kind == "order"
+    ]
+
+
+@pytest.mark.parametrize(("held", "mult", "left"), [(10, "1", 5), (20, "2", 10), (-10, "1", None)])
+def test_a_sell_of_fewer_than_the_long_held_trims_it(
+    held: int, mult: str, left: int | None
+) -> None:
+    p = plan(_tp(SELL_5), SETTINGS, AccountState(held, D(21490)), PRICE, mult)
+    if left is None:  # short 10: a sell adds (or is ignored), as any sell while short
+        assert p.action is not PositionAction.REDUCE
+        return
+    assert p.action is PositionAction.REDUCE, p.reason
+    assert _market_orders(p) == [(Side.SELL, held - left)]
+    assert not any(isinstance(o.request, StrategyRequest) for o in p.orders)  # nothing opens
+    assert p.short is not None
+    assert p.short.cause == TRIM
+    assert "trims it" in p.reason
+
+
+def test_a_buy_of_fewer_than_the_short_held_trims_it() -> None:
+    body = '{"ticker":"MNQ1!","action":"buy","quantity":2,"quantityType":"fixed_quantity"}'
+    p = plan(_tp(body), SETTINGS, AccountState(-3, D(21510)), PRICE)
+    assert p.action is PositionAction.REDUCE, p.reason
+    assert _market_orders(p) == [(Side.BUY, 2)]
+
+
+@pytest.mark.parametrize("held", [5, 3])
+def test_as_many_contracts_as_held_or_more_still_reverse(held: int) -> None:
+    p = plan(_tp(SELL_5), SETTINGS, AccountState(held, D(21490)), PRICE)
+    assert p.action is PositionAction.REVERSE, p.reason
+    assert p.short is None
+
+
+def test_from_flat_it_opens() -> None:
+    p = plan(_tp(SELL_5), SETTINGS, AccountState(0, None), PRICE)
+    assert p.action is PositionAction.OPEN, p.reason
+    r = p.orders[-1].request
+    assert isinstance(r, OrderRequest)
+    assert (r.side, r.qty) == (Side.SELL, 5)
+
+
+@pytest.mark.parametrize(
+    ("body", "want"),
+    [
+        # TradersPost's own example, which is jtrades' format too, and plain text: a trim
+        ('{"ticker":"MNQ1!","action":"sell","quantity":5}', PositionAction.REDUCE),
+        ("sell MNQ1! 5", PositionAction.REDUCE),
+        # PickMyTrade's dialect keeps its reading
+        ('{"symbol":"MNQ1!","data":"sell","quantity":5}', PositionAction.REVERSE),
+        # a market position says what the order leaves: short is the reversal
+        (
+            '{"ticker":"MNQ1!","action":"sell","quantity":5,"market_position":"short"}',
+            PositionAction.REVERSE,
+        ),
+        # a sentiment says the position after the order: still long is a reduce, short a reversal
+        (
+            '{"ticker":"MNQ1!","action":"sell","quantity":5,"sentiment":"long"}',
+            PositionAction.REDUCE,
+        ),
+        (
+            '{"ticker":"MNQ1!","action":"sell","quantity":5,"sentiment":"short"}',
+            PositionAction.REVERSE,
+        ),
+        # no quantity: TradersPost exits the whole long and enters the other side
+        (
+            '{"ticker":"MNQ1!","action":"sell","quantityType":"fixed_quantity"}',
+            PositionAction.REVERSE,
+        ),
+    ],
+)
+def test_other_messages_keep_their_reading(body: str, want: PositionAction) -> None:
+    kind = "application/json" if body.startswith("{") else "text/plain"
+    sig = parse_payload(body.encode(), kind)
+    p = plan(sig, SETTINGS, AccountState(10, D(21490)), PRICE)
+    assert p.action is want, p.reason
+    if want is PositionAction.REDUCE:  # a trim, or (a sentiment) the strategy's own reduce
+        assert (p.short.cause if p.short else None) == (None if "sentiment" in body else TRIM)
+
+
+def test_a_refused_entry_trims_rather_than_closes() -> None:
+    """A filter refused the signal's entry (a window): a reversal's close half would still go;
+    a trim is all the exit there is, so it goes, carrying the refusal."""
+    p = plan_account(
+        _tp(SELL_5), SETTINGS, D(1), ACCT, MNQ, AccountState(10, D(21490)),
+        signal_price=PRICE, cl_ord_prefix="s1-101", entry_refused="window: outside 08:30-15:00",
+    )  # fmt: skip
+    assert p.action is PositionAction.REDUCE, p.reason
+    assert _market_orders(p) == [(Side.SELL, 5)]
+    assert p.short is not None
+    assert p.short.cause == "window"
