@@ -58,6 +58,7 @@ from jtrades.broker.base import Broker, BrokerEvent, Fill, Position, WorkingOrde
 from jtrades.broker.paper import PaperBroker
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.client import TradovateBroker
+from jtrades.broker.tradovate.hub import Subscription
 from jtrades.engine.booked_fills import BookedFills, fill_marks
 from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.fill_pricing import Pricing
@@ -80,6 +81,16 @@ from jtrades.errors import NotFound
 from jtrades.store import mirror as mirror_store
 
 log = structlog.get_logger(__name__)
+
+
+def _syncs(ev: BrokerEvent, swept: set[int]) -> bool:
+    """Whether ``ev`` says an account the mirror has not swept yet is synced now."""
+    return (
+        ev.kind == "session"
+        and ev.detail.get("state") == "synced"
+        and ev.account_id is not None
+        and ev.account_id not in swept
+    )
 
 
 def _view(broker: Broker) -> list[BrokerEvent]:
@@ -235,14 +246,22 @@ class Mirror:
         events = broker.events()  # subscribed now: nothing published from here on is missed
         swept = self._replay(account_id, broker)
         async for ev in events:
-            state = ev.detail.get("state") if ev.kind == "session" else None
-            if state == "overflow":
-                swept |= self._replay(account_id, broker, overflow=True)
-                continue
-            self._queue.put_nowait((account_id, broker, ev))
-            acct = ev.account_id
-            if state == "synced" and acct is not None and acct not in swept:
-                swept |= self._sweep(account_id, broker, {acct})
+            batch = [ev]
+            if _syncs(ev, swept) and isinstance(events, Subscription):
+                # the view holds what was published since (a stop's fill that came with the
+                # sync): its events go first, or the sweep's flat went ahead of the fill and
+                # the fill, measured against flat, recorded no trade
+                batch += events.drain()
+            sweep: set[int] = set()
+            for e in batch:
+                if e.kind == "session" and e.detail.get("state") == "overflow":
+                    swept |= self._replay(account_id, broker, overflow=True)
+                    continue
+                self._queue.put_nowait((account_id, broker, e))
+                if _syncs(e, swept) and e.account_id is not None:
+                    sweep.add(e.account_id)
+            if sweep:
+                swept |= self._sweep(account_id, broker, sweep)
 
     def _replay(self, account_id: int, broker: Broker, *, overflow: bool = False) -> set[int]:
         """Queue the whole live view of a Tradovate session (``_view``), and what it no

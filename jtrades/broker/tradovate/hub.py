@@ -47,6 +47,20 @@ class Subscription:
         assert isinstance(item, BrokerEvent)
         return item
 
+    def drain(self) -> list[BrokerEvent]:
+        """The events already published and not read yet, taken without waiting: with them
+        read, the subscriber has every change the view holds now (the view publishes as it
+        applies)."""
+        out: list[BrokerEvent] = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is _CLOSED:
+                self._queue.put_nowait(_CLOSED)
+                break
+            assert isinstance(item, BrokerEvent)
+            out.append(item)
+        return out
+
     def close(self) -> None:
         self._hub.unsubscribe(self)
         self._put(_CLOSED)
