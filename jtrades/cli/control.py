@@ -87,7 +87,7 @@ def halt(
             if flatten or not account:
                 flag = await status_store.lock_halted(conn, create=True) or {}
                 # finished requests are not carried along; pending ones always are
-                flattens = flatten_store.pending(flag)
+                flattens = flatten_store.carried(flag)
                 if flatten:
                     before = set(flattens)
                     flattens, request = flatten_store.add(flattens, now, label, by)
@@ -149,8 +149,9 @@ def halt(
 
 def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
     """Lift the kill switch, for everything or one login; ends the pending flattens it covers
-    (of that login; or every one). Without --account it lifts the global switch only: a login
-    halted on its own (`halt --account`) stays halted, and is named, until `resume --account`.
+    (of that login; or of everything). Without --account it lifts the global switch only: a
+    login halted on its own (`halt --account`) stays halted, and is named, until `resume
+    --account`, and the flatten asked for it goes on.
 
     Example: jtrades resume --account apex-1
     """
@@ -175,9 +176,12 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
             else:
                 covering = []
                 flag = await status_store.lock_halted(conn, create=True) or {}
+                # each login's own switch was thrown on purpose: lifting everything does not
+                # lift it, nor end the flatten asked for with it
+                halted_on_own = [a for a, _u in await status_store.halted_accounts(conn)]
                 # the requests it ends stay on the flag, cancelled, until the next halt
-                flattens, ended = flatten_store.cancel(
-                    flatten_store.pending(flag), now, None, f"resume ({by})"
+                flattens, ended, kept = flatten_store.resume_all(
+                    flatten_store.carried(flag), now, f"resume ({by})", halted_on_own
                 )
                 value: dict[str, Any] = {"halted": False, "by": by, "at": now.isoformat()}
                 if flattens:
@@ -196,6 +200,7 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
             "resumed": target,
             "cancelled_flattens": ended,
             "still_flattening": covering,
+            "flattens_kept": [] if account else kept,
             "still_halted": still,
             "global_halted": global_on,
         }
@@ -211,6 +216,11 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
     if result["still_halted"] and not account:
         halted = ", ".join(result["still_halted"])
         also += f"; still halted: {halted} (resume --account LABEL to lift)"
+    if result["flattens_kept"]:
+        also += (
+            f"; their flatten goes on (requested at {', '.join(result['flattens_kept'])}:"
+            " `resume --account LABEL` ends it)"
+        )
     if account and result["global_halted"]:
         also += "; the global kill switch is still on: entries stay refused (`jtrades resume`)"
     done(json, f"resumed: {result['resumed']}{also}", result)

@@ -409,6 +409,10 @@ class Flattener:
                 # missing is not flat (rule 6): its positions are unknown, not absent
                 p.left.append(Leftover(link.sub_account_id, None, "broker view not synced"))
                 return
+            if not self._brokers.restored(link):
+                # a paper login whose stored book could not be put back reads empty, not flat
+                p.left.append(Leftover(link.sub_account_id, None, "paper state not restored"))
+                return
             flying = await flatten_store.in_flight(self._pool, self._sharing(link))
             symbols = {x.symbol for x in broker.positions(bid) if x.net_pos}
             working = [o for o in broker.working_orders(bid) if o.status.is_open]

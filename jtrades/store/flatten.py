@@ -19,6 +19,7 @@ request's prefix.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,6 +78,15 @@ def pending(value: Any) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in requests(value).items() if is_pending(v)}
 
 
+def carried(value: Any) -> dict[str, dict[str, Any]]:
+    """The requests a rewrite of the flag keeps: the pending ones, and those of single logins
+    a pending flatten of everything covers (``resume_all`` may give them back); finished
+    ones are not carried along."""
+    found = requests(value)
+    live = {covered_by(k) for k, r in found.items() if is_pending(r) and r.get("account") is None}
+    return {k: r for k, r in found.items() if is_pending(r) or r.get("cancelled") in live}
+
+
 def state(request: dict[str, Any]) -> str:
     """``pending``, ``done`` or ``cancelled`` (for ``jtrades status``)."""
     if request.get("cancelled_at"):
@@ -99,23 +109,65 @@ def add(
     single accounts, which end (cancelled, saying by what) so that one request, not two, closes
     each position. Several requests of different accounts are all kept."""
     out = {k: dict(v) for k, v in flattens.items()}
+    covering: str | None = None
     for key, r in out.items():
-        if is_pending(r) and (
-            r.get("account") is None
-            or (account is not None and _same_account(r.get("account"), account))
-        ):
+        if not is_pending(r):
+            continue
+        if account is not None and _same_account(r.get("account"), account):
             return out, key
+        if r.get("account") is None:
+            covering = covering or key
+    if covering is not None and account is None:
+        return out, covering
     requested_at = at
     while requested_at.isoformat() in out:  # two requests in one microsecond: keys stay unique
         requested_at += timedelta(microseconds=1)
     key = requested_at.isoformat()
+    if covering is not None:
+        # kept, ended as covered: a plain `resume` ends the flatten of everything and gives
+        # it back while its login stays halted (``resume_all``)
+        out[key] = {"requested_at": key, "account": account, "by": by}
+        out[key].update(cancelled_at=at.isoformat(), cancelled=covered_by(covering))
+        return out, covering
     if account is None:
-        why = f"covered by the flatten of everything requested at {key}"
         for r in out.values():
             if is_pending(r):
-                r.update(cancelled_at=at.isoformat(), cancelled=why)
+                r.update(cancelled_at=at.isoformat(), cancelled=covered_by(key))
     out[key] = {"requested_at": key, "account": account, "by": by}
     return out, key
+
+
+def covered_by(requested_at: str) -> str:
+    """Why a request of one login ended: a flatten of everything does it."""
+    return f"covered by the flatten of everything requested at {requested_at}"
+
+
+def resume_all(
+    flattens: dict[str, dict[str, Any]], at: datetime, why: str, still_halted: Collection[str]
+) -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
+    """A plain ``resume`` (the global switch lifted): ``flattens`` with the pending requests of
+    everything cancelled; those of logins in ``still_halted`` (halted on their own, which this
+    does not lift) pending still, or again where one of those requests had covered them. It
+    cancelled them all, and the position of a login the operator had asked to flatten, and
+    that stays halted, was left open with nothing to close it. Returns the requests it
+    cancelled and those of single logins it left or put back pending."""
+    out = {k: dict(v) for k, v in flattens.items()}
+    ended = [k for k, r in out.items() if is_pending(r) and r.get("account") is None]
+    for key in ended:
+        out[key].update(cancelled_at=at.isoformat(), cancelled=why)
+    halted = {a.lower() for a in still_halted}
+    ends = {covered_by(k) for k in ended}
+    kept = []
+    for key, r in out.items():
+        login = r.get("account")
+        if not isinstance(login, str) or login.lower() not in halted:
+            continue
+        if r.get("cancelled") in ends:
+            r.pop("cancelled_at", None)
+            r.pop("cancelled", None)
+        if is_pending(r):
+            kept.append(key)
+    return out, ended, kept
 
 
 def cancel(

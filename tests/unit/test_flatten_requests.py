@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from jtrades.engine.flatten import FlattenPass, Leftover, news
-from jtrades.store.flatten import add, cancel, pending
+from jtrades.store.flatten import add, cancel, carried, covered_by, pending, resume_all
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -25,10 +25,42 @@ def test_a_flatten_of_everything_covers_the_pending_ones() -> None:
     flattens, everything = add(flattens, T0 + timedelta(seconds=1), None, "cli:ops")
     assert list(pending({"flattens": flattens})) == [everything]
     assert everything in flattens[a]["cancelled"]
-    # nothing more is added while it is pending: it covers any login, and itself
-    for account in ("bob-demo", None):
-        again, key = add(flattens, T0 + timedelta(seconds=2), account, "cli:ops")
-        assert (again, key) == (flattens, everything)
+    # nothing more is pending while it is: it covers itself, and any login (whose request is
+    # kept as covered, for a plain `resume` to give back: ``resume_all``)
+    again, key = add(flattens, T0 + timedelta(seconds=2), None, "cli:ops")
+    assert (again, key) == (flattens, everything)
+    again, key = add(flattens, T0 + timedelta(seconds=2), "bob-demo", "cli:ops")
+    assert key == everything
+    assert list(pending({"flattens": again})) == [everything]
+    (bob,) = [r for r in again.values() if r["account"] == "bob-demo"]
+    assert bob["cancelled"] == covered_by(everything)
+
+
+def test_a_plain_resume_ends_the_flatten_of_everything_not_a_halted_logins() -> None:
+    """The global switch lifted: a login halted on its own stays halted, and the flatten asked
+    for it goes on (a pending one stays, a covered one comes back); a login no longer halted
+    gets nothing back."""
+    flattens, _a = add({}, T0, "apex-1", "cli:ann")
+    flattens, everything = add(flattens, T0 + timedelta(seconds=1), None, "cli:ops")
+    flattens, _ = add(flattens, T0 + timedelta(seconds=2), "bob-demo", "cli:bob")
+    flattens, _ = add(flattens, T0 + timedelta(seconds=3), "cy-demo", "cli:cy")
+    carried_on = carried({"flattens": flattens})
+    assert carried_on.keys() == flattens.keys()  # the covered ones are carried along
+    out, ended, kept = resume_all(carried_on, T0, "resume (ops)", ["APEX-1", "bob-demo"])
+    assert ended == [everything]
+    back = pending({"flattens": out})
+    assert sorted(r["account"] for r in back.values()) == ["apex-1", "bob-demo"]
+    assert sorted(kept) == sorted(back)
+    assert out[everything]["cancelled"] == "resume (ops)"
+    # once the flatten of everything is over, what it covered is not carried along
+    assert set(carried({"flattens": out})) == set(back)
+
+
+def test_a_plain_resume_keeps_a_halted_logins_pending_flatten() -> None:
+    flattens, a = add({}, T0, "apex-1", "cli:ann")
+    out, ended, kept = resume_all(flattens, T0, "resume (ops)", ["apex-1"])
+    assert (ended, kept) == ([], [a])
+    assert list(pending({"flattens": out})) == [a]
 
 
 def test_two_requests_in_one_microsecond_keep_distinct_keys() -> None:
