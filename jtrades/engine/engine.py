@@ -207,9 +207,21 @@ class Engine:
             self._tasks.append(loop.create_task(self.flatten(snap.flatten)))
 
     async def _sync_brokers(self, snap: Snapshot) -> None:
-        """Open sessions for newly linked logins, then mirror their events at once."""
-        await self.brokers.sync_accounts(snap)
-        self.reconciler.mirror.ensure()
+        """Open sessions for newly linked logins, then mirror their events at once. A failure
+        (a paper login's restore while the database hiccups) is logged here: the task is
+        dropped once done, and its exception went unread to asyncio's "never retrieved"; the
+        reconciliation pass syncs again."""
+        try:
+            await self.brokers.sync_accounts(snap)
+        except Exception as exc:
+            log.error(
+                "engine.sync_accounts_failed",
+                error=type(exc).__name__,
+                reason=str(exc),
+                effect="tried again by the next reconciliation pass",
+            )
+        finally:
+            self.reconciler.mirror.ensure()
 
     async def flatten(self, request: dict[str, Any]) -> int:
         """Carry out ``jtrades halt --flatten`` (``engine.flatten``); returns liquidations sent."""
