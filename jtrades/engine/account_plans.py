@@ -171,7 +171,7 @@ def unsent_plan(short: Shortfall | None, why: str) -> Shortfall:
     said = f"nothing was sent: {why}"
     if short is None:
         return Shortfall(ENTRY_UNSENT, said)
-    return Shortfall(short.cause, f"{short.why}; {said}")
+    return Shortfall(short.cause, f"{short.why}; {said}", no_entry=short.no_entry)
 
 
 # The cause of an account planned from no view (a reconnect): missing is not flat (rule 6).

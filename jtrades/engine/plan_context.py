@@ -118,6 +118,9 @@ class Shortfall:
 
     cause: str
     why: str
+    # the account took the alert as no entry at all (a partial exit, ``trim``), whatever
+    # refused it: what it moved on the counts goes back once no account entered
+    no_entry: bool = False
 
 
 @dataclass(frozen=True, slots=True)

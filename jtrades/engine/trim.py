@@ -12,11 +12,12 @@ TradersPost's way, per sub-account, as TradersPost compares with the position at
 the account's position against the alert's quantity times the account's multiplier.
 PickMyTrade's dialect keeps its own reading.
 
-The plan is a reduce that opens nothing, so it carries a ``Shortfall`` (``TRIM``): the row
-says "closed only", and the signal counts as no entry (no cooldown, max-signals or every-Nth
-turn) unless another account opened something on it. A filter that refused the signal's
-entry (a window, the kill switch) does not stop the trim, as it does not stop a reversal's
-close. Pure.
+The plan is a reduce that opens nothing (a close, where the scaled quantity covers a
+fractional follower's position), so it carries a ``Shortfall`` marked ``no_entry`` (cause
+``TRIM``, or the filter's that refused the entry: a window, the kill switch, which do not
+stop the trim, as they do not stop a reversal's close): the row says "closed only", and
+once every account trimmed the signal counts as no entry (no cooldown, max-signals or
+every-Nth turn, the recorder's or a trader's). Pure.
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ def trim_qty(c: Ctx) -> int | None:
         return None
     if (pos > 0) == (sig.action is Action.BUY):
         return None
-    qty = scale_qty(sig.quantity, c.multiplier)
-    return qty if qty < abs(pos) else None
+    # unrounded: a ×0.5 follower's long 1 of the chart's long 2 is trimmed by a sell of 1
+    # (half a contract: it closes), never reversed because 1 × 0.5 floors to its 1 held
+    if sig.quantity * c.multiplier >= abs(pos):
+        return None
+    return scale_qty(sig.quantity, c.multiplier)
 
 
 def plan_trim(c: Ctx, steps: Steps, refusal: Shortfall | None) -> AccountPlan:
@@ -61,6 +65,5 @@ def plan_trim(c: Ctx, steps: Steps, refusal: Shortfall | None) -> AccountPlan:
         f"a {c.sig.action} of fewer contracts than the {label(pos_side)} held, with no market"
         " position, trims it and opens nothing (as TradersPost does)"
     )
-    return dataclasses.replace(
-        plan, reason=f"{plan.reason} ({why})", short=refusal or Shortfall(TRIM, why)
-    )
+    short = Shortfall(*((refusal.cause, refusal.why) if refusal else (TRIM, why)), no_entry=True)
+    return dataclasses.replace(plan, reason=f"{plan.reason} ({why})", short=short)

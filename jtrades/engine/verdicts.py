@@ -24,7 +24,8 @@ verdicts and counts.
 An every-Nth refusal (``trader_seen``, or the recorder's ``nth_seen`` without ``entry``) is
 never given back, for the recorder or a trader alike: the refused signal was that filter's
 turn whatever was sent; given back, a follower refused by every-Nth that sent nothing would
-be refused again by every next signal.
+be refused again by every next signal. Unless every account (the trader's, or all) took the
+alert as no entry at all, a partial exit (``trim``): that was no turn of an entry filter.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from jtrades.engine.fanout import INERT_GATES
 from jtrades.engine.filters import Rejection, reads_own_way
 from jtrades.engine.plan_context import NO_POSITION, PositionAction
 from jtrades.engine.send import UNAVAILABLE
-from jtrades.engine.trim import TRIM
 
 Verdict = tuple[str, str | None, str | None]
 ACCEPTED: Verdict = ("accepted", None, None)
@@ -58,10 +58,6 @@ _IGNORED_FOR = frozenset({"direction", "max_contracts"})
 # recorder counts the strategy's entry whatever its followers chose. Nor a failure at the
 # broker after something went (``ENTRY_REFUSED``): the follower acted, it closed.
 _HELD_BACK = frozenset({"max_contracts", HALTED, NO_POSITION})
-# The causes of a plan that was no entry for its account whatever the filters said: a
-# TradersPost partial exit (``trim``). An alert every account trimmed is no strategy's entry
-# either, and the recorder's count goes back with those held back.
-_NO_ENTRY = _HELD_BACK | {TRIM}
 # How many refused traders an accepted row names (``Judged._refusals``); each one's refusal is
 # in its ``detail`` all the same.
 _NAMED_REFUSALS = 5
@@ -131,6 +127,11 @@ class Judged:
             if tid not in reached:
                 detail["trader_entries"].remove(tid)
                 _put_back(counters, undo, moved, "trader", tid)
+        for tid in list(detail["trader_seen"]):  # its every-Nth turn, on an alert it trimmed
+            theirs = [a for a in accounts if a.trader_id == tid]
+            if theirs and all(_no_entry(a) for a in theirs):
+                detail["trader_seen"].remove(tid)
+                _put_back(counters, undo, moved, "trader", tid)
         judged = _as_sent(accounts)
         verdict = self._settled(judged, bool(reached), was_entry, counters, undo, moved, ttl)
         if verdict == ACCEPTED:
@@ -160,9 +161,13 @@ class Judged:
         turned_down = [a for a in failed if a.rejected]  # by the broker
         # the broker would not take the requests (a p-ticket, a 429): nothing reached it
         unavailable = [a for a in failed if a.unavailable]
-        held_back = bool(accounts) and all(_cause(a) in _NO_ENTRY for a in accounts)
+        held_back = bool(accounts) and all(
+            _cause(a) in _HELD_BACK or _no_entry(a) for a in accounts
+        )
+        # every account trimmed (``trim``): no entry of the strategy's, its every-Nth turn too
+        trimmed = bool(accounts) and all(_no_entry(a) for a in accounts)
         stuck = bool(self.rec.traders) and all(a.action == "nothing" for a in accounts)
-        if detail["entry"] and (
+        if (detail["entry"] or (trimmed and detail["nth_seen"])) and (
             expired or turned_down or unavailable or held_back or (stuck and not self.rejections)
         ):
             detail["entry"] = detail["nth_seen"] = False
@@ -408,6 +413,11 @@ def _reached(a: AccountResult) -> bool:
     the entry only closed or cancelled: counted as an entry, either refused the strategy's
     next real one (max signals) and ran a cooldown from nothing."""
     return a.short is None and _went(a)
+
+
+def _no_entry(a: AccountResult) -> bool:
+    """The account took the alert as no entry at all (a partial exit: ``trim``)."""
+    return a.short is not None and a.short.no_entry
 
 
 def _cause(a: AccountResult) -> str | None:

@@ -244,3 +244,49 @@ async def test_a_partial_exit_trims_says_so_and_uses_no_count(
         counts = engine.counters.get(kind, key, datetime.now(UTC))
         assert counts.entries == 1, (kind, counts)
     assert engine.counters.get("recorder", rec, now).last_entry_at == made
+
+
+async def test_a_partial_exit_refused_by_every_nth_spends_no_turn(
+    database: Database, engine_factory: Any
+) -> None:
+    """--every-nth 2: refused by it, a trim still trims, and the turn is given back like an
+    accepted trim's: kept, whether a trim moved the sequence hung on its parity, and the next
+    real entry taken was not the one --every-nth says."""
+    pool = database.pool
+    rec, sub, _ = await follower(pool, "nth-trim", {"size": 1, "every_nth": 2})
+    engine = await engine_factory()
+
+    first = await send(engine, pool, rec, buy(quantity=4, source="native"))
+    assert (first.verdict, first.filter) == ("rejected", "every_nth"), first  # 1 of 2
+    second = await send(engine, pool, rec, buy(quantity=4, source="native"))
+    assert second.verdict == "accepted", second  # 2 of 2: taken
+    trim = await send(engine, pool, rec, sell(quantity=1, source="native"))
+    assert await net_pos(engine, pool, sub) == 3, trim
+    assert (trim.detail["entry"], trim.detail["nth_seen"]) == (False, False)
+    await send(engine, pool, rec, Signal(Action.CLOSE, ticker="MNQ1!", price=Decimal(21500)))
+    third = await send(engine, pool, rec, buy(quantity=1, source="native"))  # 3: refused
+    assert (third.verdict, third.filter) == ("rejected", "every_nth"), third
+
+
+async def test_a_partial_exit_one_follower_refused_spends_no_recorder_turn(
+    database: Database, engine_factory: Any
+) -> None:
+    """One follower's own cooldown refused the signal's entry; both followers trimmed. Its trim
+    carried that refusal, and the recorder's max-signals turn stayed spent (in memory and in
+    the row a restart reads): the strategy's next real entry was refused for the other."""
+    pool = database.pool
+    u = await make_user(pool, "trimcount")
+    rec = await make_recorder(pool, u, "rec", size=1, max_signals=2)
+    sub_a, sub_b = await make_paper_account(pool, u, "trimcount-paper", subs=2)
+    await make_trader(pool, u, rec, [(sub_a, 1)], cooldown_s=3600)  # its own cooldown
+    await make_trader(pool, u, rec, [(sub_b, 1)])
+    engine = await engine_factory()
+
+    assert (await send(engine, pool, rec, buy(quantity=4, source="native"))).verdict == "accepted"
+    trim = await send(engine, pool, rec, sell(quantity=1, source="native"))
+    assert [await net_pos(engine, pool, s) for s in (sub_a, sub_b)] == [3, 3]
+    assert trim.detail["entry"] is False, trim.detail
+    await send(engine, pool, rec, Signal(Action.CLOSE, ticker="MNQ1!", price=Decimal(21500)))
+    second = await send(engine, pool, rec, buy(quantity=1, source="native"))
+    assert second.filter != "max_signals", second
+    assert await net_pos(engine, pool, sub_b) == 1

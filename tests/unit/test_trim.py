@@ -126,3 +126,18 @@ def test_a_refused_entry_trims_rather_than_closes() -> None:
     assert _market_orders(p) == [(Side.SELL, 5)]
     assert p.short is not None
     assert p.short.cause == "window"
+
+
+@pytest.mark.parametrize(("mult", "sell", "want"), [("0.5", 1, "close"), ("0.3", 2, "close")])
+def test_a_fractional_follower_compares_the_unrounded_quantity(
+    mult: str, sell: int, want: str
+) -> None:
+    """A ×0.5 follower's long 1 of the chart's long 2: a sell of 1 is half a contract, less
+    than held, so a partial exit (it closes: a contract is whole). Floored to at least 1 it
+    equalled the 1 held, and the follower reversed to short while the chart was long."""
+    body = '{"ticker":"MNQ1!","action":"sell","quantity":%d,"quantityType":"fixed_quantity"}'
+    p = plan(_tp(body % sell), SETTINGS, AccountState(1, D(21490)), PRICE, mult)
+    assert str(p.action) == want, p.reason
+    assert not any(isinstance(o.request, StrategyRequest) for o in p.orders)
+    assert p.short is not None
+    assert p.short.no_entry
