@@ -14,17 +14,39 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
+from fractions import Fraction
 
 from jtrades.broker.base import CashBalance, Fill
+
+# How far a repeating average is carried (21492.6388…): well past any tick, never the 28
+# digits of Decimal's default context, whose last one drifted from fill to fill
+AVG_PLACES = 12
 
 
 @dataclass(slots=True)
 class Holding:
-    """One sub-account's position in one contract: signed quantity, average price (None flat)."""
+    """One sub-account's position in one contract: signed quantity, and its average price kept
+    exactly (a fraction). Rebuilt from the last rounded average at each add, it drifted: four
+    buys whose average is 21490.75 left 21490.75000000000000000000001, and the DCA stop priced
+    from it went out a tick tighter than configured."""
 
     net: int = 0
-    avg: Decimal | None = None
+    exact: Fraction | None = None  # None flat
+
+    @property
+    def avg(self) -> Decimal | None:
+        """The average price: exact when it ends within ``AVG_PLACES`` decimals, else rounded
+        there."""
+        return None if self.exact is None else _decimal(self.exact)
+
+
+def _decimal(value: Fraction) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = 80
+        d = Decimal(value.numerator) / Decimal(value.denominator)
+        rounded = d.quantize(Decimal(1).scaleb(-AVG_PLACES))
+        return d if rounded == d else rounded
 
 
 def apply_fill(
@@ -34,20 +56,20 @@ def apply_fill(
     when it closed nothing."""
     if pos.net == 0 or (pos.net > 0) == (signed > 0):
         total = pos.net + signed
-        prev = (pos.avg or Decimal(0)) * abs(pos.net)
-        pos.avg = (prev + price * abs(signed)) / abs(total)
+        prev = (pos.exact or Fraction(0)) * abs(pos.net)
+        pos.exact = (prev + Fraction(price) * abs(signed)) / abs(total)
         pos.net = total
         return None
     closed = min(abs(signed), abs(pos.net))
-    assert pos.avg is not None
+    assert pos.exact is not None
     direction = 1 if pos.net > 0 else -1
-    pnl = (price - pos.avg) * closed * direction * value_per_point
+    pnl = _decimal((Fraction(price) - pos.exact) * closed * direction * Fraction(value_per_point))
     rest = signed + direction * closed  # what is left of the fill after closing
     pos.net += direction * -closed
     if pos.net == 0:
-        pos.avg = None
+        pos.exact = None
     if rest != 0:
-        pos.net, pos.avg = rest, price
+        pos.net, pos.exact = rest, Fraction(price)
     return pnl
 
 
@@ -70,7 +92,7 @@ class PaperLedger:
         return pos
 
     def restore(self, account_id: int, symbol: str, net: int, avg: Decimal | None) -> None:
-        self._held[(account_id, symbol)] = Holding(net, avg)
+        self._held[(account_id, symbol)] = Holding(net, None if avg is None else Fraction(avg))
 
     def holding(self, account_id: int, symbol: str) -> Holding | None:
         return self._held.get((account_id, symbol))

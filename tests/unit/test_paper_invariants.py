@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from fractions import Fraction
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from jtrades.broker.base import (
     SubAccount,
 )
 from jtrades.broker.paper import PaperBroker
+from jtrades.broker.paper_ledger import Holding, apply_fill
 
 D = Decimal
 A = SubAccount(11, "A")
@@ -179,3 +181,30 @@ def test_a_ladder_closes_what_it_opened_and_leaves_other_accounts_alone(
             assert cash.realized_pnl == pnl
 
     asyncio.run(run())
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 50), st.integers(80_000, 90_000)), min_size=1, max_size=12),
+    st.integers(0, 12),
+)
+def test_the_average_is_the_fills_exact_average_through_adds_and_trims(
+    buys: list[tuple[int, int]], trim_after: int
+) -> None:
+    """Any buys on MNQ's quarter-point ticks: the average is sum(qty × price) / qty held,
+    exactly where that ends within 12 places; a trim leaves it as it was."""
+    pos, cost, held = Holding(), Fraction(0), 0
+    for n, (qty, ticks) in enumerate(buys):
+        price = D(ticks) / 4
+        apply_fill(pos, qty, price, D(2))
+        cost, held = cost + Fraction(price) * qty, held + qty
+        exact = cost / held
+        assert pos.avg is not None
+        assert abs(Fraction(pos.avg) - exact) < Fraction(1, 10**12)
+        if exact.denominator in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
+            assert Fraction(pos.avg) == exact
+        if n == trim_after and held > 1:
+            before = pos.avg
+            apply_fill(pos, -1, price, D(2))
+            held -= 1
+            cost = exact * held
+            assert pos.avg == before
