@@ -75,6 +75,10 @@ class PaperBroker:
         self._market = PaperMarket()
         self._contracts = PaperContracts()
         self._orders: dict[int, PaperOrder] = {}
+        # the orders not finished, and the first order of each (account, clOrdId): a price and
+        # each read walked every order the login ever had (100k finished: 22 ms an alert)
+        self._live: dict[int, PaperOrder] = {}
+        self._by_cl: dict[tuple[int, str], PaperOrder] = {}
         self._ledger = PaperLedger()
         self._subscribers: list[asyncio.Queue[BrokerEvent | None]] = []
         self._position_waiters = Wakeups()
@@ -87,7 +91,7 @@ class PaperBroker:
         whatever their contract, as Tradovate expires them all at the session's end."""
         self._market.note(symbol, price)
         session = self.clock.session()
-        for o in [o for o in self._orders.values() if o.status is OrderStatus.WORKING]:
+        for o in [o for o in self._open_orders() if o.status is OrderStatus.WORKING]:
             if o.status is not OrderStatus.WORKING:  # OCO: maybe cancelled meanwhile
                 continue
             if expires(o.time_in_force, o.session, session):
@@ -213,7 +217,7 @@ class PaperBroker:
                 f"paper broker: no price yet for {symbol} since the daemon started: waits for"
                 " the next alert with a price; nothing changed"
             )
-        for o in list(self._orders.values()):
+        for o in self._open_orders():
             mine = o.account.account_id == account.account_id and o.symbol == symbol
             if mine and o.status.is_open:
                 self._cancel(o)
@@ -242,11 +246,7 @@ class PaperBroker:
         ]
 
     def working_orders(self, account_id: int) -> list[WorkingOrder]:
-        return [
-            o.view()
-            for o in self._orders.values()
-            if o.account.account_id == account_id and o.status.is_open
-        ]
+        return [o.view() for o in self._open_orders() if o.account.account_id == account_id]
 
     def all_orders(self, account_id: int) -> list[WorkingOrder]:
         """Every order of the account, including finished ones (tests and mirroring)."""
@@ -254,12 +254,10 @@ class PaperBroker:
 
     def knows_order(self, account_id: int, order_id: int | None, cl_ord_id: str | None) -> bool:
         # a paper order is in the view the moment it is placed
-        for o in self._orders.values():
-            if o.account.account_id == account_id and (
-                o.id == order_id if order_id else o.cl_ord_id == cl_ord_id
-            ):
-                return True
-        return False
+        if order_id:
+            o = self._orders.get(order_id)
+            return o is not None and o.account.account_id == account_id
+        return cl_ord_id is not None and (account_id, cl_ord_id) in self._by_cl
 
     def fills(self, account_id: int) -> list[Fill]:
         return self._ledger.fills(account_id)
@@ -282,10 +280,8 @@ class PaperBroker:
         strategy: bool = False,
     ) -> WorkingOrder | None:
         # a strategy's entry keeps the clOrdId here: one lookup serves both kinds
-        for o in self._orders.values():
-            if o.account.account_id == account_id and o.cl_ord_id == cl_ord_id:
-                return o.view()
-        return None
+        o = self._by_cl.get((account_id, cl_ord_id))
+        return o.view() if o is not None else None
 
     def replay(self) -> list[BrokerEvent]:
         """The whole state as events: orders, fills in the order they happened, positions. The
@@ -329,7 +325,7 @@ class PaperBroker:
         if (known := self._orders.get(r.id)) is not None:
             return known.view()
         o = PaperOrder.restored(r, self._contracts.contract_id(r.symbol))
-        self._orders[o.id] = o
+        self._register(o)
         if r.parent_id is not None and (parent := self._orders.get(r.parent_id)) is not None:
             parent.children.append(o.id)
         self._last_id = max(self._last_id, o.id)
@@ -340,6 +336,20 @@ class PaperBroker:
             q.put_nowait(None)
 
     # --- internals ------------------------------------------------------------------------
+
+    def _register(self, o: PaperOrder) -> None:
+        self._orders[o.id] = o
+        self._live[o.id] = o
+        if o.cl_ord_id:
+            self._by_cl.setdefault((o.account.account_id, o.cl_ord_id), o)
+
+    def _open_orders(self) -> list[PaperOrder]:
+        """The orders not finished, in the order they were made; those finished since the last
+        call leave the index (an order never opens again once finished)."""
+        live = [o for o in self._live.values() if o.status.is_open]
+        if len(live) != len(self._live):
+            self._live = {o.id: o for o in live}
+        return live
 
     def _next_id(self) -> int:
         self._last_id += 1
@@ -359,12 +369,12 @@ class PaperBroker:
         # no market yet (or only another month's): the contract's next price sets it
         last = self._market.for_resting(o.account.account_id, o.symbol)
         start_trail(o, last, self._contracts.tick(o.symbol))
-        self._orders[o.id] = o
+        self._register(o)
         return o
 
     def _child(self, parent: PaperOrder, side: Side, qty: int, kind: OrderType) -> PaperOrder:
         o = PaperOrder.leg(parent, self._next_id(), side, qty, kind)
-        self._orders[o.id] = o
+        self._register(o)
         parent.children.append(o.id)
         self._publish_order(o)
         return o
@@ -372,6 +382,8 @@ class PaperBroker:
     def _bracket(self, parent: PaperOrder, b: BracketOrder) -> PaperOrder:
         o = self._child(parent, b.side, parent.qty, b.order_type)
         arm_bracket(o, b)
+        if o.cl_ord_id:  # named only now (``_child`` registered it unnamed)
+            self._by_cl.setdefault((o.account.account_id, o.cl_ord_id), o)
         return o
 
     def _activate(self, o: PaperOrder) -> None:

@@ -602,3 +602,38 @@ async def test_an_oco_pair_tradovate_cannot_express_is_refused_alike(
     placed = await paper.place_oco(OcoRequest(_LIMIT_TP, _STOP_SL))
     [stop] = [o for o in paper.working_orders(1) if o.order_id in placed.linked_ids]
     assert (stop.cl_ord_id, stop.qty) == ("sl", 1)  # its own id, as the simulator's leg has
+
+
+async def test_orders_are_found_by_id_and_clordid_finished_or_not(paper: PaperBroker) -> None:
+    """The open orders and the clOrdIds are indexed (a price and each read walked every order
+    the login ever had): a finished order is still found by id and clOrdId, for its own
+    account only, a bracket leg by the clOrdId it was armed with, and only open orders work."""
+    for n in range(50):  # a history of finished orders
+        await paper.place_order(OrderRequest(A, SYM, Side.BUY, 1, cl_ord_id=f"h{n}"))
+        await paper.place_order(OrderRequest(A, SYM, Side.SELL, 1, cl_ord_id=f"h{n}x"))
+    entry = OrderRequest(A, SYM, Side.SELL, 1, OrderType.LIMIT, price=D("101"), cl_ord_id="e1")
+    await paper.place_oso(
+        OsoRequest(
+            entry,
+            BracketOrder(Side.BUY, OrderType.LIMIT, price=D("97"), cl_ord_id="e1-tp"),
+            BracketOrder(Side.BUY, OrderType.STOP, stop_price=D("103"), cl_ord_id="e1-sl"),
+        )
+    )
+    old = await paper.order_by_cl_ord_id(1, "h7")
+    assert old is not None
+    assert old.status is OrderStatus.FILLED
+    assert paper.knows_order(1, old.order_id, None)
+    assert paper.knows_order(1, None, "h7x")
+    assert not paper.knows_order(2, old.order_id, None)  # another account's
+    assert await paper.order_by_cl_ord_id(2, "h7") is None
+    tp = await paper.order_by_cl_ord_id(1, "e1-tp")
+    assert tp is not None
+    assert tp.status is OrderStatus.SUSPENDED
+    assert {o.cl_ord_id for o in paper.working_orders(1)} == {"e1", "e1-tp", "e1-sl"}
+    paper.on_price(SYM, D("101"))  # the entry fills, its legs work
+    paper.on_price(SYM, D("97"))  # the take-profit fills, the stop goes
+    assert paper.working_orders(1) == []
+    assert paper.positions(1)[0].net_pos == 0
+    gone = await paper.order_by_cl_ord_id(1, "e1-sl")
+    assert gone is not None
+    assert gone.status is OrderStatus.CANCELED
