@@ -35,10 +35,12 @@ from jtrades.cli.common import (
 )
 from jtrades.cli.listings import POSITION_COLUMNS, position_cells
 from jtrades.db import Database
+from jtrades.engine import config_cache
 from jtrades.store import accounts as account_store
 from jtrades.store import audit
 from jtrades.store import flatten as flatten_store
 from jtrades.store import status as status_store
+from jtrades.store import trading as trading_store
 
 # The daemon beats every 5 s; three missed beats and we call it down.
 ALIVE_WITHIN_S = 15.0
@@ -196,8 +198,15 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
             await audit.record(
                 conn, by, "resume", target, {"cancelled_flattens": ended} if ended else None
             )
+        # another row of the same account at the broker still halted stops it all the same
+        others = (
+            config_cache.halted_by_others(await trading_store.load_config(db.pool), label)
+            if account
+            else []
+        )
         return {
             "resumed": target,
+            "halted_by_others": others,
             "cancelled_flattens": ended,
             "still_flattening": covering,
             "flattens_kept": [] if account else kept,
@@ -220,6 +229,11 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
         also += (
             f"; their flatten goes on (requested at {', '.join(result['flattens_kept'])}:"
             " `resume --account LABEL` ends it)"
+        )
+    if result["halted_by_others"]:
+        also += (
+            f"; {', '.join(result['halted_by_others'])} (the same account at the broker) is"
+            " still halted: entries on it stay refused until it is resumed too"
         )
     if account and result["global_halted"]:
         also += "; the global kill switch is still on: entries stay refused (`jtrades resume`)"

@@ -226,6 +226,22 @@ def link_account(link: LinkConfig) -> AccountKey:
     )
 
 
+def halted_by_others(rows: trading_store.ConfigRows, label: str) -> list[str]:
+    """The other login rows whose own kill switch stops an account at the broker that a row
+    labelled ``label`` names too (``build_snapshot``: one row's halt stops the account for
+    every row of it): `resume --account` of one of them lifts its own switch only, and its
+    entries there stay refused while these are halted."""
+    raw = [_link(r, 0, Decimal(1)) for r in (*rows.subs, *rows.links)]
+    mine = {link_account(lk) for lk in raw if lk.label.lower() == label.lower()}
+    return sorted(
+        {
+            lk.label
+            for lk in raw
+            if lk.halted and lk.label.lower() != label.lower() and link_account(lk) in mine
+        }
+    )
+
+
 def _stopped(link: LinkConfig, stopped: set[AccountKey]) -> LinkConfig:
     if link.halted or link_account(link) not in stopped:
         return link

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import asyncpg
 
+from jtrades.engine.config_cache import build_snapshot
 from jtrades.store import status as status_store
+from jtrades.store import trading as trading_store
 from tests.cli import ainvoke, invoke
+from tests.integration.test_engine import make_recorder, make_trader, make_user
+from tests.login_rows import hold_password
 
 
 def _ok(r: object) -> str:
@@ -74,3 +78,41 @@ async def test_resume_of_a_login_under_the_global_switch_says_its_entries_stay_r
     _ok(await ainvoke(["resume"], db_url=db_url, data_dir=data_dir))
     r = await ainvoke(["resume", "--account", "alice-paper"], db_url=db_url, data_dir=data_dir)
     assert "global kill switch" not in _ok(r)
+
+
+async def test_resume_of_one_row_of_a_halted_shared_account_says_its_entries_stay_refused(
+    db_url: str, data_dir: Path, pool: asyncpg.Pool
+) -> None:
+    """alice and bob each added the Tradovate login px_tv (account PX1). alice's halt stops
+    PX1 for both rows (the engine's snapshot). bob's `resume --account bob-demo` lifts his
+    row's switch only: it said "resumed" and nothing else while his entries stayed refused."""
+    subs = {}
+    for name in ("alice", "bob"):
+        u = await make_user(pool, name)
+        rec = await make_recorder(pool, u, f"{name}-rec", size=1)
+        aid = await pool.fetchval(
+            "INSERT INTO accounts (user_id, label, env, username)"
+            " VALUES ($1, $2, 'demo', 'px_tv') RETURNING id",
+            u,
+            f"{name}-demo",
+        )
+        await hold_password(pool, aid, "px-pw", proven=True)
+        subs[name] = await pool.fetchval(
+            "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
+            " VALUES ($1, 4242, 'PX1') RETURNING id",
+            aid,
+        )
+        await make_trader(pool, u, rec, [(subs[name], 1)])
+    r = await ainvoke(["halt", "--account", "alice-demo"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 0, r.stderr
+    r = await ainvoke(
+        ["resume", "--account", "bob-demo", "--json"], db_url=db_url, data_dir=data_dir
+    )
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["halted_by_others"] == ["alice-demo"]
+    snap = build_snapshot(await trading_store.load_config(pool))
+    assert snap.links_by_sub[subs["bob"]].halted  # what the message is about
+    r = await ainvoke(["resume", "--account", "bob-demo"], db_url=db_url, data_dir=data_dir)
+    assert "alice-demo (the same account at the broker) is still halted" in r.stdout + r.stderr
+    r = await ainvoke(["resume", "--account", "alice-demo"], db_url=db_url, data_dir=data_dir)
+    assert "still halted" not in r.stdout + r.stderr
