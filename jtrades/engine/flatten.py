@@ -44,6 +44,7 @@ from jtrades.broker.registry import BrokerRegistry
 from jtrades.engine.account_plans import by_broker_account
 from jtrades.engine.config_cache import ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher, DispatchResult, WorkItem, broker_account
+from jtrades.engine.flatten_left import Leftover, rowless
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
 from jtrades.engine.steps import account_state, flatten_prefix
 from jtrades.store import flatten as flatten_store
@@ -93,21 +94,6 @@ def liquidate_plan(
 
 
 # --- pure decisions ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Leftover:
-    """A position a pass did not close (or the broker refused to), and why."""
-
-    sub_account_id: int
-    symbol: str | None  # None: the account's positions could not be read
-    why: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"sub_account_id": self.sub_account_id, "symbol": self.symbol, "why": self.why}
-
-    def __str__(self) -> str:
-        return f"sub {self.sub_account_id} {self.symbol or '(positions unknown)'}: {self.why}"
 
 
 @dataclass(slots=True)
@@ -342,14 +328,18 @@ class Flattener:
         # once per account at the broker: two users' rows for one Tradovate account each sent
         # a liquidation of the same position (harmless only because liquidateposition closes
         # what the broker holds, whoever asks)
+        sessions: dict[int, tuple[Broker, LinkConfig]] = {}
         for rows in groups:
             if not self._pending(requested_at):  # `resume`: not one more liquidation
                 break
             try:
                 link, broker = self._reaching(rows)
+                sessions.setdefault(id(broker), (broker, link))
                 await self._flatten_account(requested_at, link, broker, p)
             except Exception as exc:  # this account only: the others are flattened all the same
                 p.left.append(Leftover(rows[0].sub_account_id, None, _why(exc)))
+        for broker, link in sessions.values():
+            p.left.extend(rowless(broker, link, snap.subs.values()))
         return p
 
     def _reaching(self, rows: list[LinkConfig]) -> tuple[LinkConfig, Broker]:

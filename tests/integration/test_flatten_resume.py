@@ -11,15 +11,26 @@ from typing import Any
 import pytest
 import structlog.testing
 
+from jtrades.broker.base import OrderRequest, Side, SubAccount
+from jtrades.broker.registry import BrokerRegistry
+from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.db import Database
+from jtrades.engine.engine import Engine
 from jtrades.errors import StorageUnavailable
 from jtrades.store import trading as trading_store
 from tests.cli import ainvoke
-from tests.integration.test_engine import account_of, wait_for
+from tests.integration.test_engine import (
+    account_of,
+    make_recorder,
+    make_trader,
+    make_user,
+    wait_for,
+)
 from tests.integration.test_flatten import (
     Start,
     _is,
     cli,
+    fast_retries,
     flatten_flag,
     liquidation_ids,
     logged,
@@ -33,6 +44,10 @@ from tests.integration.test_flatten import (
 from tests.integration.test_flatten import (
     start as start,  # the fixture
 )
+from tests.login_rows import hold_password
+from tests.polling import until
+from tests.sim_worlds import sim_tradovate
+from tests.simutil import running_sim
 
 
 async def test_plain_resume_keeps_the_flatten_of_a_login_that_stays_halted(
@@ -114,3 +129,66 @@ async def test_a_flatten_does_not_take_an_unrestored_paper_login_for_flat(
     await wait_done(pool, limit_s=30)  # the next pass closes what the restore put back
     assert await positions(engine, pool, a) == {}
     assert await liquidation_ids(pool), "closed by the flatten's liquidation"
+
+
+async def test_a_flatten_leaves_a_position_on_an_account_with_no_row_pending(
+    database: Database, settings: Any
+) -> None:
+    """The login px_tv holds PX1 and PX2; only PX1 has a row (PX2 came after the last
+    `accounts sync`). The flatten cannot write an intent for PX2 (rule 1); it marked the
+    request done with PX2 still long. Now PX2 is left, named, and once its row exists (the
+    sync) the next pass closes it."""
+    pool = database.pool
+    async with running_sim() as sim:
+        sim.add_login("px_tv", "px-pw", ["PX1", "PX2"])
+        await sim.set_price("MNQ", "21500")
+        tv = TradovatePool(sim_tradovate(settings, sim))
+        try:
+            broker = await tv.broker("demo", "px_tv", "px-pw")
+            u = await make_user(pool, "alice")
+            rec = await make_recorder(pool, u, "alice-rec", size=1)
+            aid = await pool.fetchval(
+                "INSERT INTO accounts (user_id, label, env, username)"
+                " VALUES ($1, 'alice-demo', 'demo', 'px_tv') RETURNING id",
+                u,
+            )
+            await hold_password(pool, aid, "px-pw", proven=True)
+            sub1 = await pool.fetchval(
+                "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
+                " VALUES ($1, $2, 'PX1') RETURNING id",
+                aid,
+                sim.account_id("PX1"),
+            )
+            await make_trader(pool, u, rec, [(sub1, 1)])
+            brokers = BrokerRegistry(database, settings)
+            brokers.attach(aid, "demo", broker)
+            engine = Engine(database, settings, brokers)
+            await engine.start()
+            fast_retries(engine)
+            try:
+                bid2 = sim.account_id("PX2")
+                symbol = (await broker.find_contract("MNQ1!")).symbol
+                await broker.place_order(OrderRequest(SubAccount(bid2, "PX2"), symbol, Side.BUY, 1))
+                await until(lambda: sim.positions("PX2") == {symbol: 1})
+                await request_flatten(engine, pool, "alice-demo")
+
+                async def left_rowless() -> bool:
+                    left = (await flatten_flag(pool)).get("progress", {}).get("left", [])
+                    return any("has no sub-account row" in x["why"] for x in left)
+
+                await wait_for(left_rowless, "PX2 named as left", 10)
+                assert (await flatten_flag(pool)).get("done_at") is None
+                assert sim.positions("PX2") == {symbol: 1}
+                await pool.execute(  # what `accounts sync alice-demo` stores
+                    "INSERT INTO sub_accounts (account_id, broker_account_id, name)"
+                    " VALUES ($1, $2, 'PX2')",
+                    aid,
+                    bid2,
+                )
+                await engine.config.refresh()
+                await wait_done(pool, limit_s=30)
+                assert sim.positions("PX2") == {}
+            finally:
+                await engine.close()
+        finally:
+            await tv.close()
