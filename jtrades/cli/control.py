@@ -36,6 +36,7 @@ from jtrades.cli.common import (
 from jtrades.cli.listings import POSITION_COLUMNS, position_cells
 from jtrades.db import Database
 from jtrades.engine import config_cache
+from jtrades.errors import NotFound
 from jtrades.store import accounts as account_store
 from jtrades.store import audit
 from jtrades.store import flatten as flatten_store
@@ -163,7 +164,22 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
         by = actor()
         async with transaction(db) as conn:
             if account:
-                label = await status_store.set_account_halted(conn, account, False)
+                try:
+                    label = await status_store.set_account_halted(conn, account, False)
+                except NotFound:
+                    # a login deleted while its flatten was pending (before deleting ended
+                    # them): only its flattens are left to end, or nothing can
+                    gone = await flatten_store.cancel_for_labels(
+                        conn, [account], now, f"resume --account {account} ({by}): no such login"
+                    )
+                    if not gone:
+                        raise
+                    await audit.record(
+                        conn, by, "resume", f"account:{account}", {"cancelled_flattens": gone}
+                    )
+                    return {"resumed": f"account:{account} (no such login)", "halted_by_others": [],
+                            "cancelled_flattens": gone, "still_flattening": [], "flattens_kept": [],
+                            "still_halted": [], "global_halted": False}  # fmt: skip
                 target = f"account:{label}"
                 flag = await status_store.lock_halted(conn, create=False)
                 flattens, ended = flatten_store.cancel(

@@ -17,13 +17,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from jtrades.errors import Conflict, InvalidInput, NotFound
 from jtrades.queries import q
 from jtrades.security import Sealed, SecretBox
 from jtrades.store import Executor, translate_errors
+from jtrades.store import flatten as flatten_store
 
 Env = Literal["demo", "live", "paper"]
 ENVS: tuple[str, ...] = ("demo", "live", "paper")
@@ -210,6 +211,10 @@ async def remove(ex: Executor, label: str, *, force: bool = False) -> Account:
     with translate_errors():
         await ex.fetchval(q("accounts.delete"), account.id)
     await forget_unnamed_tokens(ex)
+    # its flattens, keyed by label, would reach the next login given it (another user's)
+    await flatten_store.cancel_for_labels(
+        ex, [account.label], datetime.now(UTC), f"account {account.label} removed"
+    )
     return account
 
 

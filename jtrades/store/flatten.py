@@ -26,6 +26,7 @@ from typing import Any
 
 from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
+from jtrades.store import status as status_store
 
 FLATTENS = "flattens"  # the flag's key holding the requests
 
@@ -183,6 +184,33 @@ def cancel(
             r.update(cancelled_at=at.isoformat(), cancelled=why)
             ended.append(key)
     return out, ended
+
+
+async def cancel_for_labels(
+    ex: Executor, labels: Collection[str], at: datetime, why: str
+) -> list[str]:
+    """End every request naming one of ``labels`` (logins being deleted), pending or kept as
+    covered, under the flag's lock; the requested_at of those that were pending. A request is
+    keyed by the label's text: left pending, it could not be cancelled (`resume --account`
+    finds no such login) and liquidated the next login given that label, another user's."""
+    flag = await status_store.lock_halted(ex, create=False)
+    if flag is None:
+        return []
+    flattens, ended = requests(flag), []
+    for label in labels:
+        flattens, gone = cancel(flattens, at, label, why)
+        ended += gone
+    covered = [
+        r
+        for r in flattens.values()
+        if any(_same_account(r.get("account"), label) for label in labels)
+        and str(r.get("cancelled", "")).startswith(covered_by(""))
+    ]
+    for r in covered:  # never given back by a `resume`, to a login of the same label
+        r["cancelled"] = why
+    if ended or covered:
+        await status_store.set_halted(ex, {**flag, FLATTENS: flattens})
+    return ended
 
 
 # --- what the engine writes and reads -----------------------------------------------------------

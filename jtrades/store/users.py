@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,6 +19,7 @@ from jtrades.errors import Conflict, InvalidInput, NotFound
 from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
 from jtrades.store import accounts as account_store
+from jtrades.store import flatten as flatten_store
 
 Status = Literal["pending", "approved", "disabled"]
 DEFAULT_TIMEZONE = "America/Chicago"
@@ -186,9 +187,14 @@ async def reject(ex: Executor, name: str, *, force: bool = False) -> tuple[User,
             " would be deleted with them, so the user stays (disabled) until those are deleted"
         )
     counts = await owned(ex, user.id)
+    labels = [a.label for a in await account_store.list_accounts(ex, user_id=user.id)]
     with translate_errors():
         await ex.fetchval(q("users.delete"), user.id)
     await account_store.forget_unnamed_tokens(ex)  # the tokens of the logins gone with them
+    if labels:  # their flattens, keyed by label, would reach the next logins given them
+        await flatten_store.cancel_for_labels(
+            ex, labels, datetime.now(UTC), f"user {user.name} rejected"
+        )
     return user, counts
 
 

@@ -116,3 +116,59 @@ async def test_resume_of_one_row_of_a_halted_shared_account_says_its_entries_sta
     assert "alice-demo (the same account at the broker) is still halted" in r.stdout + r.stderr
     r = await ainvoke(["resume", "--account", "alice-demo"], db_url=db_url, data_dir=data_dir)
     assert "still halted" not in r.stdout + r.stderr
+
+
+async def _pending_flattens(db_url: str, data_dir: Path) -> list[dict[str, object]]:
+    r = await ainvoke(["status", "--json"], db_url=db_url, data_dir=data_dir)
+    return [f for f in r.json()["flattens"] if f["state"] == "pending"]
+
+
+async def test_a_deleted_logins_flatten_ends_with_it(db_url: str, data_dir: Path) -> None:
+    """A flatten is keyed by the login's label: left pending once the login was removed (or
+    its user rejected), nothing could cancel it, and the daemon liquidated the next login
+    given that label, another user's. The delete ends it, and `resume --account` ends one a
+    delete left behind (a flag written before)."""
+    for args in (
+        ["users", "register", "alice", "--email", "a@x.io"],
+        ["users", "approve", "alice"],
+        ["accounts", "add", "desk", "--user", "alice", "--env", "paper"],
+        ["halt", "--account", "desk", "--flatten"],  # no daemon: queued
+    ):
+        r = await ainvoke(args, db_url=db_url, data_dir=data_dir, input="pw-alice-1\n")
+        assert r.exit_code == 0, (args, r.stderr)
+    assert [f["account"] for f in await _pending_flattens(db_url, data_dir)] == ["desk"]
+    r = await ainvoke(["accounts", "remove", "desk"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 0, r.stderr
+    assert await _pending_flattens(db_url, data_dir) == []
+
+    # a request some earlier version left behind for a label no login has
+    pool = await asyncpg.connect(db_url)
+    try:
+        await pool.execute(
+            "UPDATE system_flags SET value = jsonb_set(value, '{flattens,old}',"
+            """ '{"requested_at": "old", "account": "desk", "by": "cli:x"}') WHERE name = 'halted'"""
+        )
+    finally:
+        await pool.close()
+    assert [f["account"] for f in await _pending_flattens(db_url, data_dir)] == ["desk"]
+    r = await ainvoke(["resume", "--account", "desk"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 0, r.stderr
+    assert "flatten cancelled: old" in r.stdout + r.stderr
+    assert await _pending_flattens(db_url, data_dir) == []
+    r = await ainvoke(["resume", "--account", "desk"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 1  # nothing left to end: no such login
+    assert "no account labelled" in r.stderr
+
+
+async def test_a_rejected_users_flattens_end_with_them(db_url: str, data_dir: Path) -> None:
+    for args in (
+        ["users", "register", "alice", "--email", "a@x.io", "--password-stdin"],
+        ["users", "approve", "alice"],
+        ["accounts", "add", "desk", "--user", "alice", "--env", "paper"],
+        ["halt", "--account", "desk", "--flatten"],
+        ["users", "disable", "alice"],
+        ["users", "reject", "alice"],
+    ):
+        r = await ainvoke(args, db_url=db_url, data_dir=data_dir, input="pw-alice-1\n")
+        assert r.exit_code == 0, (args, r.stderr)
+    assert await _pending_flattens(db_url, data_dir) == []
