@@ -182,10 +182,11 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
                             "still_halted": [], "global_halted": False}  # fmt: skip
                 target = f"account:{label}"
                 flag = await status_store.lock_halted(conn, create=False)
+                before = flatten_store.requests(flag)
                 flattens, ended = flatten_store.cancel(
-                    flatten_store.requests(flag), now, label, f"resume --account {label} ({by})"
+                    before, now, label, f"resume --account {label} ({by})"
                 )
-                if ended and flag is not None:
+                if flattens != before and flag is not None:
                     await status_store.set_halted(conn, {**flag, flatten_store.FLATTENS: flattens})
                 # a flatten of everything still covers this login: say so, it keeps closing
                 covering = [

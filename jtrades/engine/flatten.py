@@ -305,6 +305,9 @@ class Flattener:
             liquidations=sent,
             detail=_detail(p.left),
         )
+        # pending again later (a plain `resume` gives back the flatten of a login that stays
+        # halted), it is taken on again: kept here, it was skipped until the next start
+        self._done.discard(requested_at)
         return sent
 
     async def _pass(self, requested_at: str, label: str | None) -> FlattenPass:

@@ -124,9 +124,14 @@ def add(
     while requested_at.isoformat() in out:  # two requests in one microsecond: keys stay unique
         requested_at += timedelta(microseconds=1)
     key = requested_at.isoformat()
-    if covering is not None:
+    if covering is not None and account is not None:
         # kept, ended as covered: a plain `resume` ends the flatten of everything and gives
-        # it back while its login stays halted (``resume_all``)
+        # it back while its login stays halted (``resume_all``); once per login
+        if any(
+            _same_account(r.get("account"), account) and r.get("cancelled") == covered_by(covering)
+            for r in out.values()
+        ):
+            return out, covering
         out[key] = {"requested_at": key, "account": account, "by": by}
         out[key].update(cancelled_at=at.isoformat(), cancelled=covered_by(covering))
         return out, covering
@@ -183,6 +188,14 @@ def cancel(
         if is_pending(r) and (account is None or _same_account(r.get("account"), account)):
             r.update(cancelled_at=at.isoformat(), cancelled=why)
             ended.append(key)
+        elif (
+            account is not None
+            and _same_account(r.get("account"), account)
+            and str(r.get("cancelled", "")).startswith(covered_by(""))
+        ):
+            # ended for good: a later plain `resume` gave it back, and liquidated a login
+            # whose owner had ended its flatten (``resume_all``)
+            r["cancelled"] = why
     return out, ended
 
 

@@ -17,10 +17,12 @@ from jtrades.broker.tradovate.pool import TradovatePool
 from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from jtrades.errors import StorageUnavailable
+from jtrades.store import flatten as flatten_store
 from jtrades.store import trading as trading_store
 from tests.cli import ainvoke
 from tests.integration.test_engine import (
     account_of,
+    make_paper_account,
     make_recorder,
     make_trader,
     make_user,
@@ -192,3 +194,88 @@ async def test_a_flatten_leaves_a_position_on_an_account_with_no_row_pending(
                 await engine.close()
         finally:
             await tv.close()
+
+
+async def _pending(pool: Any) -> dict[str, dict[str, Any]]:
+    value = await pool.fetchval("SELECT value FROM system_flags WHERE name = 'halted'")
+    return flatten_store.pending(value)
+
+
+async def test_a_flatten_given_back_by_a_plain_resume_is_carried_out(
+    database: Database, start: Start, db_url: str, data_dir: Path
+) -> None:
+    """gb-a halted with --flatten; its view is reconnecting, so the request retries. A flatten
+    of everything then covers it (its task ends, "taken over"). A plain `resume` ends the
+    flatten of everything and gives gb-a's back (gb-a stays halted): the flag says pending,
+    `resume` says "their flatten goes on". The engine took that request on once in this run
+    (``Flattener._done``) and never again: gb-a stays long under its kill switch."""
+    pool = database.pool
+    engine, blind, a, _ = await one_blind_of_two(pool, start, "gb")
+    with structlog.testing.capture_logs() as logs:
+        await cli(db_url, data_dir, "halt", "--account", "gb-a", "--flatten")
+        await engine.config.refresh()
+        await wait_for(logged(logs, "engine.flatten_incomplete"), "gb-a left for the next pass")
+        await cli(db_url, data_dir, "halt", "--flatten")  # everything: covers gb-a's request
+        await engine.config.refresh()
+        await wait_for(logged(logs, "engine.flatten_abandoned"), "gb-a's own request ended")
+        r = await ainvoke(["resume", "--json"], db_url=db_url, data_dir=data_dir)
+        assert r.exit_code == 0, r.stderr
+        assert r.json()["still_halted"] == ["gb-a"]
+        kept = r.json()["flattens_kept"]
+        assert len(kept) == 1, r.json()
+        await engine.config.refresh()
+        assert kept[0] in (engine.config.snapshot.flatten or {})  # pending to the engine too
+        blind.synced = True  # the view is back
+        try:
+            await wait_for(lambda: _flat_now(engine, pool, a), "gb-a flattened as the flag says", 8)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"gb-a still holds {await positions(engine, pool, a)} while its flatten"
+                f" {kept[0]} is pending on the flag: the engine never took it on again"
+            ) from exc
+
+
+async def _flat_now(engine: Any, pool: Any, sub: int) -> bool:
+    return await positions(engine, pool, sub) == {}
+
+
+async def test_resume_account_ends_a_covered_flatten_for_good(
+    database: Database, db_url: str, data_dir: Path
+) -> None:
+    """`halt --flatten` (everything), then `halt --account L --flatten` (kept, covered), then
+    `resume --account L`: L is resumed, and the CLI says only the flatten of everything keeps
+    closing L ("`jtrades resume` ends it"). L is later halted again WITHOUT --flatten, to stop
+    its entries. A plain `resume` then gives L's old covered request back: a flatten nobody
+    asked for any more (its owner resumed it) liquidates L."""
+    pool = database.pool
+    u = await make_user(pool, "cv")
+    await make_paper_account(pool, u, "cv-a")
+    await cli(db_url, data_dir, "halt", "--flatten")
+    await cli(db_url, data_dir, "halt", "--account", "cv-a", "--flatten")
+    r = await ainvoke(["resume", "--account", "cv-a", "--json"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["still_flattening"], r.json()  # told: the flatten of everything goes on
+    await cli(db_url, data_dir, "halt", "--account", "cv-a")  # entries only, no flatten
+    r = await ainvoke(["resume", "--json"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 0, r.stderr
+    back = await _pending(pool)
+    assert not back, (
+        f"a plain resume started a flatten of cv-a that `resume --account cv-a` had ended:"
+        f" {back}; resume said flattens_kept={r.json()['flattens_kept']}"
+    )
+
+
+async def test_a_login_flatten_asked_twice_under_everything_comes_back_once(
+    database: Database, db_url: str, data_dir: Path
+) -> None:
+    """`add` keeps one pending request per login; asked twice while a flatten of everything
+    covered it, two covered copies pile up and a plain `resume` gives both back."""
+    pool = database.pool
+    u = await make_user(pool, "pl")
+    await make_paper_account(pool, u, "pl-a")
+    await cli(db_url, data_dir, "halt", "--flatten")
+    await cli(db_url, data_dir, "halt", "--account", "pl-a", "--flatten")
+    await cli(db_url, data_dir, "halt", "--account", "pl-a", "--flatten")
+    await cli(db_url, data_dir, "resume")
+    back = await _pending(pool)
+    assert len(back) == 1, f"{len(back)} pending flattens of one login: {list(back)}"
