@@ -60,6 +60,9 @@ class AccountResult:
     unavailable: int = 0
     # the plan did less than the alert asked (``planning.Shortfall``): what the verdict reads
     short: Shortfall | None = None
+    # a step that changes the position went (or its answer never came): a reduce's exits are
+    # cancelled before its order, and one the broker refused had "gone" by its cancels
+    moved: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         # by hand: dataclasses.asdict deep-copies, and a signal has one of these per sub-account
@@ -75,7 +78,12 @@ class AccountResult:
             "messages": list(self.messages),
             "outranked_by": self.outranked_by,
             "unavailable": self.unavailable,
-            "short": ({"cause": self.short.cause, "why": self.short.why} if self.short else None),
+            "short": (
+                {"cause": self.short.cause, "why": self.short.why, "no_entry": self.short.no_entry}
+                if self.short
+                else None
+            ),
+            "moved": self.moved,
         }
 
 

@@ -449,6 +449,7 @@ class Dispatcher:
                 )
             if changed:
                 p.made_pos = position
+                res.moved = True
             if (settle or p.placed or p.cancelled or p.unanswered or p.liquidated) and lock:
                 p.expected_pos = position if settle else None
                 # The answer to the alert need not wait for the view to show what was done;

@@ -65,6 +65,7 @@ _NAMED_REFUSALS = 5
 FOLLOWERS = "followers"
 # the plans whose entry follows the close of the position held (``_closed``)
 _CLOSES_FIRST = frozenset({str(PositionAction.REVERSE), str(PositionAction.REENTER)})
+_REDUCE = str(PositionAction.REDUCE)
 # the plans that only close or trim (``_closed``)
 _CLOSES_ONLY = frozenset({str(PositionAction.CLOSE), str(PositionAction.REDUCE)})
 
@@ -394,7 +395,10 @@ def _as_sent(accounts: list[AccountResult]) -> list[AccountResult]:
 
 def _went(a: AccountResult) -> bool:
     """Something of the account's plan went to the broker and was not refused (accepted, or
-    its answer never came), whatever it was."""
+    its answer never came), whatever it was; of a reduce, its order: the cancels of its exits
+    go first, and a reduce the broker refused was stored "closed only", nothing closed."""
+    if a.action == _REDUCE:
+        return a.moved
     return a.sent + a.unknown > 0
 
 
