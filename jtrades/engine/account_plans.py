@@ -271,7 +271,9 @@ def plan_groups(
             if i == best:
                 continue
             if isinstance(chosen, Prepared):
-                # its entry counts were moved by the fan-out: the engine puts them back
+                # its entry counts were moved by the fan-out: the engine puts them back; and
+                # its own plan, a partial exit (no entry: ``trim``), gives back its every-Nth
+                own = outcome.plan.short if isinstance(outcome, Prepared) else None
                 outcome = AccountResult(
                     it.trader_id,
                     it.link.sub_account_id,
@@ -279,6 +281,7 @@ def plan_groups(
                     f"account {it.link.sub_name} traded by trader {winner.trader_id}"
                     f" (sub-account {winner.link.sub_account_id}) for this signal",
                     outranked_by=winner.trader_id,
+                    short=own if own is not None and own.no_entry else None,
                 )
             elif isinstance(outcome, Prepared):  # cannot be: ranked above the chosen one
                 continue

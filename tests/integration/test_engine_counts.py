@@ -290,3 +290,28 @@ async def test_a_partial_exit_one_follower_refused_spends_no_recorder_turn(
     second = await send(engine, pool, rec, buy(quantity=1, source="native"))
     assert second.filter != "max_signals", second
     assert await net_pos(engine, pool, sub_b) == 1
+
+
+async def test_a_trim_on_a_shared_account_gives_back_the_outranked_traders_turn(
+    database: Database, engine_factory: Any
+) -> None:
+    """Two traders of one user on one sub-account: the plan that does most is sent, the other
+    is outranked. A partial exit refused by the second's own every-Nth gave back that turn
+    alone on its account, and spent it outranked by the first's identical trim."""
+    pool = database.pool
+    u = await make_user(pool, "shnth")
+    rec = await make_recorder(pool, u, "rec", size=1)
+    (sub,) = await make_paper_account(pool, u, "shnth-paper")
+    await make_trader(pool, u, rec, [(sub, 1)])  # the first: its plan is sent
+    t2 = await make_trader(pool, u, rec, [(sub, 1)], every_nth=3)
+    engine = await engine_factory()
+
+    first = await send(engine, pool, rec, buy(quantity=4, source="native"))
+    assert first.verdict == "accepted", first
+    assert await net_pos(engine, pool, sub) == 4
+    assert first.detail["trader_seen"] == [t2]  # signal 1 of 3 for t2: refused, its turn
+
+    trim = await send(engine, pool, rec, sell(quantity=1, source="native"))
+    assert await net_pos(engine, pool, sub) == 3, trim  # trimmed, opened nothing
+    seen = engine.counters.get("trader", t2, datetime.now(UTC)).seen
+    assert (trim.detail["trader_seen"], seen) == ([], 1)
