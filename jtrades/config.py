@@ -39,6 +39,17 @@ from jtrades.errors import ConfigError
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """A number given as ``true``/``false`` is refused: read as 1 or 0, ``signal_ttl_s =
+        true`` ran with a one-second TTL, ``max_pool = true`` with one connection, unsaid."""
+        if isinstance(data, Mapping):
+            for name, field in cls.model_fields.items():
+                if field.annotation in (int, float) and isinstance(data.get(name), bool):
+                    raise ValueError(f"{name} takes a number, not {str(data[name]).lower()}")
+        return data
+
 
 # Query parameters that carry a secret (libpq and asyncpg: password, sslpassword, passfile)...
 _SECRET_PARAM = re.compile(r"pass|secret|token", re.IGNORECASE)
@@ -164,6 +175,13 @@ class ServerSettings(_Section):
     def _public_url(cls, v: str) -> str:
         if not v:
             return v
+        if "@" in urlsplit(v).netloc:
+            # it is logged at start (and notified) and printed in every webhook URL: a
+            # proxy's password in it went to the journal and to Discord (rule 8)
+            raise ValueError(
+                "server.public_url must not carry credentials (user:password@): the webhook"
+                " URL is logged and printed; the token in its path is what authenticates"
+            )
         return _check_url(v, ("http", "https"), "server.public_url").rstrip("/")
 
     @model_validator(mode="after")
@@ -318,6 +336,15 @@ class Settings(BaseSettings):
     secrets: SecretsSettings = SecretsSettings()
     log: LogSettings = LogSettings()
     notify: NotifySettings = NotifySettings()
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _not_empty(cls, v: Any) -> Any:
+        if isinstance(v, str) and not v.strip():
+            # Path("") is the working directory: the daemon's database and key went there,
+            # and a CLI run from another folder found another, empty one
+            raise ValueError("data_dir is empty: give a folder (or leave the key out)")
+        return v
 
     @field_validator("data_dir")
     @classmethod

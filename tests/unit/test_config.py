@@ -72,6 +72,14 @@ def test_xdg_file_is_used_when_no_local_one(tmp_path: Path) -> None:
         ("[server]\nbogus = 1\n", "server.bogus: unknown setting"),
         ('[log]\nformat = "xml"\n', "log.format"),
         ("[server\n", "invalid TOML"),
+        # a proxy's password in the URL every start logs (and notifies): refused, unquoted
+        ('[server]\npublic_url = "https://hook:pw-canary-7f3a@jt.example.com"\n', "credentials"),
+        # true/false for a number: read as 1 or 0 (a one-second TTL), unsaid
+        ("[trading]\nsignal_ttl_s = true\n", "signal_ttl_s takes a number, not true"),
+        ("[database]\nmax_pool = true\n", "max_pool takes a number, not true"),
+        ("[server]\nport = false\n", "port takes a number, not false"),
+        # Path("") is the working directory
+        ('data_dir = ""\n', "data_dir is empty"),
     ],
 )
 def test_bad_values_are_one_clear_line(tmp_path: Path, toml: str, needle: str) -> None:
@@ -81,6 +89,7 @@ def test_bad_values_are_one_clear_line(tmp_path: Path, toml: str, needle: str) -
     message = str(info.value)
     assert needle in message
     assert "\n" not in message
+    assert "pw-canary" not in message
 
 
 def test_bad_environment_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
