@@ -205,6 +205,7 @@ class Daemon:
         except JtradesError as exc:
             # The CLI prints it as well; logged, it reaches the notifications before they close.
             log.error("daemon.failed", error=str(exc))
+            exc.logged = True
             raise
         except Exception as exc:
             log.error("daemon.crashed", error=reason(exc))

@@ -12,6 +12,9 @@ from __future__ import annotations
 class JtradesError(Exception):
     """Base: the message is safe to show a user (never contains a secret)."""
 
+    # the daemon logged it already (``daemon.failed``): in JSON mode the CLI adds no plain line
+    logged: bool = False
+
 
 # --- stop / fail closed -------------------------------------------------------------------
 class Fatal(JtradesError):

@@ -33,6 +33,10 @@ def serve(config: ConfigOpt = None) -> None:
         cfg = settings()
         run_daemon(cfg, config_path(STATE.config))
     except JtradesError as exc:
+        if exc.logged and cfg.log.format == "json":
+            # ``daemon.failed`` said it, as JSON: a plain "error:" line broke the journal's
+            # one JSON object per line
+            raise typer.Exit(1) from None
         fail(str(exc))
     except Exception:
         # A loop that failed takes the daemon down (``daemon._LoopFailed``, in a group), which

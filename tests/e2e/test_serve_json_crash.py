@@ -6,6 +6,7 @@ crash here: the heartbeat's table renamed, an error ``translate_errors`` does no
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import asyncpg
@@ -37,3 +38,19 @@ async def test_a_crash_in_json_mode_writes_only_json_lines(tmp_path: Path, db_ur
     assert len(crashed) == 1, crashed
     (trace,) = [e for e in lines if e.get("event") == "daemon.crash_traceback"]
     assert "UndefinedTableError" in trace["exception"]
+
+
+def test_a_failed_start_in_json_mode_writes_only_json_lines(tmp_path: Path, db_url: str) -> None:
+    """A start that fails with a reason of its own (the port taken here) logs
+    ``daemon.failed`` as JSON; the CLI then printed it again as a plain "error: …" line."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        env = {"JTRADES_SERVER__PORT": str(busy.getsockname()[1]), "JTRADES_LOG__FORMAT": "json"}
+        with run_daemon(tmp_path, env, db_url=db_url) as d:
+            code = d.proc.wait(timeout=60)
+            out = d.output()
+    assert code == 1, out
+    lines = [orjson.loads(line) for line in out.splitlines()]  # each one JSON, or this raises
+    (failed,) = [e for e in lines if e.get("event") == "daemon.failed"]
+    assert "cannot listen" in failed["error"]
