@@ -29,7 +29,7 @@ from jtrades.cli.risk_options import RiskInput, describe, risk_options, settings
 from jtrades.cli.risk_options import settings_values as values_of
 from jtrades.db import Database
 from jtrades.engine.instruments import PRODUCTS, root_of
-from jtrades.errors import InvalidInput
+from jtrades.errors import Conflict, InvalidInput
 from jtrades.security import hash_token, new_webhook_token
 from jtrades.store import recorders as store
 from jtrades.store import traders as trader_store
@@ -83,6 +83,21 @@ def _check_symbol(symbol: str) -> str:
             f"--symbol {symbol!r}: expected a futures ticker like MNQ1!, MNQZ6 or CME_MINI:MNQ1!"
         )
     return s
+
+
+def _refuse_held_root(rec: Recorder, held: list[tuple[str, str, int]]) -> None:
+    """A symbol of another root while followers hold the old one: every later alert names the
+    new root, and one for the old (a close) is refused for ``symbol``, so those positions
+    would stay open with no alert able to close them."""
+    old = [
+        f"{where} {sym} {net:+d}" for where, sym, net in held if root_of(sym) == root_of(rec.symbol)
+    ]
+    if old:
+        raise Conflict(
+            f"followers of {rec.name!r} hold {root_of(rec.symbol)} positions ({'; '.join(old[:10])}):"
+            " no alert of the new symbol could close them. Close them first (an alert, or"
+            " jtrades halt --account LABEL --flatten), then change the symbol"
+        )
 
 
 def warn_unknown_product(symbol: str) -> None:
@@ -265,6 +280,8 @@ def edit_cmd(
             new = settings_for_recorder(risk, rec.settings)
             await trader_store.check_followers(conn, rec.id, new)
             sym = _check_symbol(symbol) if symbol is not None else rec.symbol
+            if root_of(sym) != root_of(rec.symbol):
+                _refuse_held_root(rec, await store.followers_positions(conn, rec.id))
             updated = await store.update_settings(
                 conn, rec, symbol=sym, settings=new, actor=actor()
             )

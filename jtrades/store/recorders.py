@@ -321,6 +321,13 @@ async def set_token_hash(conn: Executor, rec: Recorder, token_hash: bytes, *, ac
     await audit(conn, actor, "recorders.rotate_token", rec.name, None)
 
 
+async def followers_positions(ex: Executor, recorder_id: int) -> list[tuple[str, str, int]]:
+    """(``label:sub``, symbol, net) of each position its traders' sub-accounts hold."""
+    with translate_errors():
+        rows = await ex.fetch(q("recorders.followers_positions"), recorder_id)
+    return [(f"{r['label']}:{r['sub_name']}", r["symbol"], r["net_pos"]) for r in rows]
+
+
 async def delete(conn: Executor, rec: Recorder, *, actor: str) -> int:
     """Delete (its traders and signals cascade; the order intents they caused stay, their
     signal_id cleared); returns how many traders went with it."""

@@ -82,3 +82,15 @@ SELECT token_hash, id FROM recorders;
 SELECT count(*) AS traders, count(*) FILTER (WHERE t.user_id <> r.user_id) AS other_users
 FROM traders t JOIN recorders r ON r.id = t.recorder_id
 WHERE t.recorder_id = $1;
+
+-- name: recorders.followers_positions($1 recorder_id)
+-- The positions its traders' sub-accounts hold, as last mirrored: a change of the recorder's
+-- symbol to another root would leave them where no alert of it can close them.
+SELECT DISTINCT a.label, s.name AS sub_name, p.symbol, p.net_pos
+FROM traders t
+JOIN trader_accounts ta ON ta.trader_id = t.id
+JOIN sub_accounts s ON s.id = ta.sub_account_id
+JOIN accounts a ON a.id = s.account_id
+JOIN positions p ON p.sub_account_id = s.id AND p.net_pos <> 0
+WHERE t.recorder_id = $1
+ORDER BY a.label, s.name, p.symbol;

@@ -1,0 +1,56 @@
+"""`recorder edit --symbol` to another root while followers hold the old one is refused: every
+later alert of the recorder names the new root, a `close` for the old one is refused for
+`symbol`, and the position had no close path left but the broker. Real Postgres, the engine
+and its paper broker, the CLI."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from jtrades.config import Settings
+from jtrades.db import Database
+from jtrades.engine.engine import Engine
+from jtrades.engine.signal import Action, Signal
+from tests.cli import ainvoke
+from tests.integration.test_engine import (
+    buy,
+    make_paper_account,
+    make_recorder,
+    make_trader,
+    make_user,
+    net_pos,
+    send,
+)
+
+
+async def test_a_symbol_change_is_refused_while_followers_hold_the_old_root(
+    database: Database, settings: Settings
+) -> None:
+    pool = database.pool
+    cli = {"db_url": settings.database.url, "data_dir": settings.data_dir}
+    u = await make_user(pool, "alice")
+    rec = await make_recorder(pool, u, "trend", size=1)
+    (sub,) = await make_paper_account(pool, u, "ap")
+    await make_trader(pool, u, rec, [(sub, 1)])
+    engine = Engine(database, settings)
+    await engine.start()
+    try:
+        await send(engine, pool, rec, buy())
+        assert await net_pos(engine, pool, sub) == 1  # long 1 MNQ
+
+        r = await ainvoke(["recorder", "edit", "trend", "--symbol", "MES1!"], **cli)
+        assert r.exit_code == 1, r.stdout
+        assert "hold MNQ positions (ap:ap-1 MNQZ6 +1)" in r.stderr, r.stderr
+        assert await pool.fetchval("SELECT symbol FROM recorders WHERE id = $1", rec) == "MNQ1!"
+        # the same root in another spelling is no change of instrument
+        r = await ainvoke(["recorder", "edit", "trend", "--symbol", "CME_MINI:MNQ1!"], **cli)
+        assert r.exit_code == 0, r.stderr
+
+        close = Signal(Action.CLOSE, ticker="MNQ1!", price=Decimal(21500))
+        await engine.config.refresh()
+        assert (await send(engine, pool, rec, close)).verdict == "accepted"
+        assert await net_pos(engine, pool, sub) == 0
+        r = await ainvoke(["recorder", "edit", "trend", "--symbol", "MES1!"], **cli)
+        assert r.exit_code == 0, r.stderr  # flat: the change is the user's to make
+    finally:
+        await engine.close()
