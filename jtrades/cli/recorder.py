@@ -347,7 +347,18 @@ def rotate_token_cmd(name: NameArg, json: JsonOpt = False) -> None:
 
 
 @app.command("delete")
-def delete_cmd(name: NameArg, json: JsonOpt = False) -> None:
+def delete_cmd(
+    name: NameArg,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete even while other users' traders follow it (they go with it) or its"
+            " followers hold positions (no alert reaches them afterwards).",
+        ),
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
     """Delete a recorder, its traders and its signal history.
 
     Example: jtrades recorder delete nq-trend
@@ -356,7 +367,7 @@ def delete_cmd(name: NameArg, json: JsonOpt = False) -> None:
     async def go(db: Database) -> tuple[str, int]:
         async with transaction(db) as conn:
             rec = await store.lock(conn, name)
-            return rec.name, await store.delete(conn, rec, actor=actor())
+            return rec.name, await store.delete(conn, rec, actor=actor(), force=force)
 
     rec_name, traders = run(go)
     done(

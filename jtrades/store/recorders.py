@@ -328,9 +328,29 @@ async def followers_positions(ex: Executor, recorder_id: int) -> list[tuple[str,
     return [(f"{r['label']}:{r['sub_name']}", r["symbol"], r["net_pos"]) for r in rows]
 
 
-async def delete(conn: Executor, rec: Recorder, *, actor: str) -> int:
+async def delete(conn: Executor, rec: Recorder, *, actor: str, force: bool = False) -> int:
     """Delete (its traders and signals cascade; the order intents they caused stay, their
-    signal_id cleared); returns how many traders went with it."""
+    signal_id cleared); returns how many traders went with it. Refused, unless ``force``,
+    while other users' traders follow it (`users reject` refuses the same: they would go with
+    it) or its followers hold positions (no alert could reach them any more)."""
+    if not force:
+        with translate_errors():
+            others = await conn.fetch(q("recorders.followed_by_others"), rec.id)
+        if others:
+            who = ", ".join(f"{r['owner']} (trader {r['trader_id']})" for r in others[:10])
+            more = f" and {len(others) - 10} more" if len(others) > 10 else ""
+            raise Conflict(
+                f"recorder {rec.name!r} is followed by other users' traders: {who}{more}; they"
+                " would be deleted with it. Pass --force to delete them too"
+            )
+        held = await followers_positions(conn, rec.id)
+        if held:
+            said = "; ".join(f"{where} {sym} {net:+d}" for where, sym, net in held[:10])
+            raise Conflict(
+                f"followers of {rec.name!r} hold positions ({said}): no alert could close them"
+                " once it is gone. Close them first, or pass --force (they stay at the broker,"
+                " where halt --flatten and the protective stops still reach them)"
+            )
     with translate_errors():
         counts = await conn.fetchrow(q("recorders.follower_count"), rec.id)
         await conn.execute(q("recorders.delete"), rec.id)

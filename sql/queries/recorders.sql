@@ -94,3 +94,11 @@ JOIN accounts a ON a.id = s.account_id
 JOIN positions p ON p.sub_account_id = s.id AND p.net_pos <> 0
 WHERE t.recorder_id = $1
 ORDER BY a.label, s.name, p.symbol;
+
+-- name: recorders.followed_by_others($1 recorder_id)
+-- Other users' traders following this recorder: deleting it deletes them (their links, their
+-- multipliers and overrides) with it.
+SELECT t.id AS trader_id, u.name AS owner
+FROM traders t JOIN recorders r ON r.id = t.recorder_id JOIN users u ON u.id = t.user_id
+WHERE r.id = $1 AND t.user_id <> r.user_id
+ORDER BY t.id;

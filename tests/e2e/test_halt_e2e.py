@@ -100,7 +100,7 @@ async def test_halt_flatten_closes_a_followers_position_after_the_owner_deletes_
     await w.alert("pub", buy(id="p1"))
     await settle()
     assert w.net("F1") == 3
-    await w.cli.ok("recorder", "delete", "pub")
+    await w.cli.ok("recorder", "delete", "pub", "--force")  # the follower holds its position
     await w.loaded()
 
     await w.cli.ok("halt", "--flatten")

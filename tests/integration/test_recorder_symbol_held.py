@@ -1,17 +1,19 @@
-"""`recorder edit --symbol` to another root while followers hold the old one is refused: every
-later alert of the recorder names the new root, a `close` for the old one is refused for
-`symbol`, and the position had no close path left but the broker. Real Postgres, the engine
-and its paper broker, the CLI."""
+"""`recorder edit --symbol` to another root, and `recorder delete`, while followers hold
+positions are refused: every later alert of the recorder names the new root (a `close` for the
+old one is refused for `symbol`), or there is none, and the position had no close path left
+but the broker. A delete also takes other users' traders with it: refused without --force.
+Real Postgres, the engine and its paper broker, the CLI."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.engine import Engine
 from jtrades.engine.signal import Action, Signal
-from tests.cli import ainvoke
+from tests.cli import Result, ainvoke, invoke
 from tests.integration.test_engine import (
     buy,
     make_paper_account,
@@ -42,6 +44,9 @@ async def test_a_symbol_change_is_refused_while_followers_hold_the_old_root(
         assert r.exit_code == 1, r.stdout
         assert "hold MNQ positions (ap:ap-1 MNQZ6 +1)" in r.stderr, r.stderr
         assert await pool.fetchval("SELECT symbol FROM recorders WHERE id = $1", rec) == "MNQ1!"
+        r = await ainvoke(["recorder", "delete", "trend"], **cli)
+        assert r.exit_code == 1, r.stdout
+        assert "hold positions (ap:ap-1 MNQZ6 +1)" in r.stderr, r.stderr
         # the same root in another spelling is no change of instrument
         r = await ainvoke(["recorder", "edit", "trend", "--symbol", "CME_MINI:MNQ1!"], **cli)
         assert r.exit_code == 0, r.stderr
@@ -54,3 +59,31 @@ async def test_a_symbol_change_is_refused_while_followers_hold_the_old_root(
         assert r.exit_code == 0, r.stderr  # flat: the change is the user's to make
     finally:
         await engine.close()
+
+
+def test_a_recorder_followed_by_other_users_is_deleted_only_with_force(
+    db_url: str, data_dir: Path
+) -> None:
+    """`users reject` refused while other users' traders follow the recorders; `recorder delete`
+    of the same public recorder deleted bob's enabled trader (his links, multipliers and
+    overrides) and said only "(1 trader(s) removed)"."""
+
+    def run(*args: str) -> Result:
+        return invoke(list(args), db_url=db_url, data_dir=data_dir)
+
+    for args in (
+        ("users", "register", "alice", "--email", "a@x.io"),
+        ("users", "approve", "alice"),
+        ("users", "register", "bob", "--email", "b@x.io"),
+        ("users", "approve", "bob"),
+        ("accounts", "add", "bp", "--user", "bob", "--env", "paper"),
+        ("recorder", "create", "pub", "--user", "alice", "--symbol", "MNQ1!", "--public"),
+        ("trader", "create", "--user", "bob", "--recorder", "pub", "--account", "bp", "--enabled"),
+    ):
+        assert run(*args).exit_code == 0, args
+    r = run("recorder", "delete", "pub")
+    assert r.exit_code == 1
+    assert "followed by other users' traders: bob (trader 1)" in r.stderr
+    r = run("recorder", "delete", "pub", "--force")
+    assert r.exit_code == 0, r.stderr
+    assert "1 trader(s) removed" in r.stdout + r.stderr
