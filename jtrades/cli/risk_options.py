@@ -25,6 +25,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from jtrades.cli.common import err
 from jtrades.engine.risk import (
     Direction,
     RiskOverrides,
@@ -41,6 +42,7 @@ from jtrades.engine.risk import (
     parse_hhmm,
     parse_tp,
     parse_window,
+    unused_exit_options,
 )
 from jtrades.errors import InvalidInput
 
@@ -241,8 +243,9 @@ def parse_risk_input(raw: RiskInput) -> dict[str, Any]:
 
 def settings_for_recorder(raw: RiskInput, base: RiskSettings | None = None) -> RiskSettings:
     """``base`` (defaults for a new recorder) with the options applied, validated as a whole."""
-    merged = dataclasses.replace(base or RiskSettings(), **parse_risk_input(raw))
-    return merged.validate()
+    merged = dataclasses.replace(base or RiskSettings(), **parse_risk_input(raw)).validate()
+    _warn_unused(merged)
+    return merged
 
 
 def clear_fields(options: Iterable[str]) -> set[str]:
@@ -284,8 +287,13 @@ def overrides_for_trader(
             )
     values.update(parsed)
     overrides = RiskOverrides(values)
-    overrides.apply(base)
+    _warn_unused(overrides.apply(base))
     return overrides
+
+
+def _warn_unused(s: RiskSettings) -> None:
+    for why in unused_exit_options(s):
+        err.print(f"warning: {why}")
 
 
 # --- spelling settings back as options ---------------------------------------------------------

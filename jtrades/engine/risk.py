@@ -125,6 +125,24 @@ class RiskSettings:
         return self
 
 
+def unused_exit_options(s: RiskSettings) -> list[str]:
+    """The exit options ``s`` sets that its own stop never uses, each with why: accepted
+    silently, `--breakeven` with no stop read as protection that was never placed. Not refused:
+    an alert carrying its own stop loss (a trailing one) uses them."""
+    out = []
+    if s.breakeven_trigger is not None and s.sl == 0:
+        out.append(
+            "--breakeven moves a stop, and --sl is 0: only alerts that carry their own stop"
+            " loss get it"
+        )
+    if (s.trail_trigger is not None or s.trail_freq is not None) and s.sl_type is SlType.FIXED:
+        out.append(
+            "--trail-trigger/--trail-freq move a trailing stop, and --sl-type is fixed: only"
+            " alerts that carry their own trailing stop use them"
+        )
+    return out
+
+
 def _positive(name: str, value: int) -> None:
     if value < 1:
         raise InvalidInput(f"--{name} must be a whole number ≥ 1, got {value}")

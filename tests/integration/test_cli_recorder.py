@@ -378,3 +378,24 @@ async def test_the_database_refuses_private_with_followers_even_past_the_check(
         async with pool.acquire() as conn, conn.transaction():
             await store.set_private(conn, stale, True, actor="test")
     assert (await store.get(pool, "nq")).is_private is False
+
+
+def test_exit_options_its_stop_never_uses_are_said(cli: Cli) -> None:
+    """`--breakeven` with no stop (`--sl 0`, the default), and trail values on a fixed stop,
+    were stored and shown as settings while planning dropped them without a word: a user read
+    protection that was never placed. Kept (an alert's own stop uses them), with a warning."""
+    r = cli("recorder", "create", "be", "--user", "alice", "--symbol", "MNQ1!", "--tp", "40",
+            "--breakeven", "10")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert "warning: --breakeven moves a stop, and --sl is 0" in r.stderr
+    r = cli("recorder", "edit", "be", "--sl", "20", "--trail-trigger", "8")
+    assert r.exit_code == 0, r.stderr
+    assert "--breakeven" not in r.stderr  # a stop now
+    assert "warning: --trail-trigger/--trail-freq move a trailing stop" in r.stderr
+    # a trader's own settings are said as they take effect (the recorder's with its overrides)
+    cli.ok("accounts", "add", "bp", "--user", "bob", "--env", "paper")
+    cli.ok("recorder", "private", "be", "off")
+    r = cli("trader", "create", "--user", "bob", "--recorder", "be", "--account", "bp",
+            "--sl", "0", "--sl-type", "fixed")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert "warning: --breakeven moves a stop, and --sl is 0" in r.stderr
