@@ -56,7 +56,7 @@ async def _covered_after_dca_with_a_passed_leg(
         "SELECT state, reason FROM order_intents WHERE kind = 'oco' AND state = 'expired'"
     )
     assert len(passed) == 1
-    assert "another leg" in passed[0]["reason"]
+    assert "a leg fewer" in passed[0]["reason"]
     assert passed[0]["reason"].startswith(NOT_SENT_ON_PURPOSE)  # skipped, not failed
 
 
