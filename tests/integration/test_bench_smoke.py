@@ -31,12 +31,14 @@ SMALL = {
         "BENCH_TP_GROUPS": "2",
     },
     "tradovate": {"BENCH_N": "20"},
+    "paper": {"BENCH_PAPER_N": "100", "BENCH_PAPER_ROUNDS": "5"},
 }
 # a line each one prints only once it has measured everything
 LAST_WORDS = {
     "claim": "Execution Time:",
     "pipeline": "alerts/s, 10 sub-acct each",
     "tradovate": "pipelined orders/s",
+    "paper": "finished orders",
 }
 
 
