@@ -35,7 +35,10 @@ def _lines(out: str, event: str) -> list[dict[str, object]]:
     found = []
     for line in out.splitlines():
         if line.startswith("{"):
-            entry = orjson.loads(line)
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError:  # the last line, read while it is being written
+                continue
             if entry.get("event") == event:
                 found.append(entry)
     return found
