@@ -89,14 +89,12 @@ def _refuse_held_root(rec: Recorder, held: list[tuple[str, str, int]]) -> None:
     """A symbol of another root while followers hold the old one: every later alert names the
     new root, and one for the old (a close) is refused for ``symbol``, so those positions
     would stay open with no alert able to close them."""
-    old = [
-        f"{where} {sym} {net:+d}" for where, sym, net in held if root_of(sym) == root_of(rec.symbol)
-    ]
-    if old:
+    if held:
+        said = "; ".join(f"{where} {sym} {net:+d}" for where, sym, net in held[:10])
         raise Conflict(
-            f"followers of {rec.name!r} hold {root_of(rec.symbol)} positions ({'; '.join(old[:10])}):"
-            " no alert of the new symbol could close them. Close them first (an alert, or"
-            " jtrades halt --account LABEL --flatten), then change the symbol"
+            f"followers of {rec.name!r} hold {root_of(rec.symbol)} positions ({said}) that"
+            " only its alerts close: no alert of the new symbol could. Close them first (a"
+            " close alert of this recorder), then change the symbol"
         )
 
 
@@ -281,7 +279,7 @@ def edit_cmd(
             await trader_store.check_followers(conn, rec.id, new)
             sym = _check_symbol(symbol) if symbol is not None else rec.symbol
             if root_of(sym) != root_of(rec.symbol):
-                _refuse_held_root(rec, await store.followers_positions(conn, rec.id))
+                _refuse_held_root(rec, await store.followers_positions(conn, rec))
             updated = await store.update_settings(
                 conn, rec, symbol=sym, settings=new, actor=actor()
             )

@@ -27,6 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from jtrades.engine.instruments import root_of
 from jtrades.engine.risk import (
     OVERRIDABLE,
     Direction,
@@ -321,11 +322,18 @@ async def set_token_hash(conn: Executor, rec: Recorder, token_hash: bytes, *, ac
     await audit(conn, actor, "recorders.rotate_token", rec.name, None)
 
 
-async def followers_positions(ex: Executor, recorder_id: int) -> list[tuple[str, str, int]]:
-    """(``label:sub``, symbol, net) of each position its traders' sub-accounts hold."""
+async def followers_positions(ex: Executor, rec: Recorder) -> list[tuple[str, str, int]]:
+    """(``label:sub``, symbol, net) of each position of the recorder's root its traders'
+    sub-accounts hold that only its alerts close: not one another recorder of the root
+    linking the same sub-account still reaches (nor another root's, another recorder's)."""
     with translate_errors():
-        rows = await ex.fetch(q("recorders.followers_positions"), recorder_id)
-    return [(f"{r['label']}:{r['sub_name']}", r["symbol"], r["net_pos"]) for r in rows]
+        rows = await ex.fetch(q("recorders.followers_positions"), rec.id)
+    root = root_of(rec.symbol)
+    return [
+        (f"{r['label']}:{r['sub_name']}", r["symbol"], r["net_pos"])
+        for r in rows
+        if root_of(r["symbol"]) == root and all(root_of(o) != root for o in r["others"])
+    ]
 
 
 async def delete(conn: Executor, rec: Recorder, *, actor: str, force: bool = False) -> int:
@@ -343,13 +351,13 @@ async def delete(conn: Executor, rec: Recorder, *, actor: str, force: bool = Fal
                 f"recorder {rec.name!r} is followed by other users' traders: {who}{more}; they"
                 " would be deleted with it. Pass --force to delete them too"
             )
-        held = await followers_positions(conn, rec.id)
+        held = await followers_positions(conn, rec)
         if held:
             said = "; ".join(f"{where} {sym} {net:+d}" for where, sym, net in held[:10])
             raise Conflict(
-                f"followers of {rec.name!r} hold positions ({said}): no alert could close them"
-                " once it is gone. Close them first, or pass --force (they stay at the broker,"
-                " where halt --flatten and the protective stops still reach them)"
+                f"followers of {rec.name!r} hold positions only its alerts close ({said}):"
+                " none could once it is gone. Close them first, or pass --force (they stay at"
+                " the broker, where halt --flatten and the protective stops still reach them)"
             )
     with translate_errors():
         counts = await conn.fetchrow(q("recorders.follower_count"), rec.id)

@@ -84,9 +84,15 @@ FROM traders t JOIN recorders r ON r.id = t.recorder_id
 WHERE t.recorder_id = $1;
 
 -- name: recorders.followers_positions($1 recorder_id)
--- The positions its traders' sub-accounts hold, as last mirrored: a change of the recorder's
--- symbol to another root would leave them where no alert of it can close them.
-SELECT DISTINCT a.label, s.name AS sub_name, p.symbol, p.net_pos
+-- The positions its traders' sub-accounts hold, as last mirrored, with the symbols of the other
+-- recorders whose traders link the same sub-account: a position of a root one of them trades
+-- is still theirs to close. A change of this recorder's symbol to another root, or its
+-- delete, leaves the others where no alert can close them.
+SELECT DISTINCT a.label, s.name AS sub_name, p.symbol, p.net_pos,
+       ARRAY(SELECT r2.symbol FROM trader_accounts ta2
+             JOIN traders t2 ON t2.id = ta2.trader_id
+             JOIN recorders r2 ON r2.id = t2.recorder_id
+             WHERE ta2.sub_account_id = s.id AND r2.id <> $1) AS others
 FROM traders t
 JOIN trader_accounts ta ON ta.trader_id = t.id
 JOIN sub_accounts s ON s.id = ta.sub_account_id
