@@ -177,9 +177,11 @@ def resume(account: AccountOpt = None, json: JsonOpt = False) -> None:
                     await audit.record(
                         conn, by, "resume", f"account:{account}", {"cancelled_flattens": gone}
                     )
+                    global_on, _ = await status_store.halted(conn)
+                    still = [a for a, _u in await status_store.halted_accounts(conn)]
                     return {"resumed": f"account:{account} (no such login)", "halted_by_others": [],
                             "cancelled_flattens": gone, "still_flattening": [], "flattens_kept": [],
-                            "still_halted": [], "global_halted": False}  # fmt: skip
+                            "still_halted": still, "global_halted": global_on}  # fmt: skip
                 target = f"account:{label}"
                 flag = await status_store.lock_halted(conn, create=False)
                 before = flatten_store.requests(flag)

@@ -172,3 +172,35 @@ async def test_a_rejected_users_flattens_end_with_them(db_url: str, data_dir: Pa
         r = await ainvoke(args, db_url=db_url, data_dir=data_dir, input="pw-alice-1\n")
         assert r.exit_code == 0, (args, r.stderr)
     assert await _pending_flattens(db_url, data_dir) == []
+
+
+async def test_resume_of_deleted_label_reports_global_switch_truthfully(
+    db_url: str, data_dir: Path
+) -> None:
+    """`resume --account` of a deleted login's leftover flatten answered a fixed
+    "global_halted": false (and no halted login) while the global kill switch was on."""
+    for args in (
+        ["users", "register", "alice", "--email", "a@x.io"],
+        ["users", "approve", "alice"],
+        ["accounts", "add", "other", "--user", "alice", "--env", "paper"],
+        ["halt"],  # the global kill switch: on
+        ["halt", "--account", "other"],  # and one login halted on its own
+    ):
+        r = await ainvoke(args, db_url=db_url, data_dir=data_dir)
+        assert r.exit_code == 0, (args, r.stderr)
+    conn = await asyncpg.connect(db_url)
+    try:  # a request an earlier version left behind for a login since deleted
+        await conn.execute(
+            "UPDATE system_flags SET value = jsonb_set(value, '{flattens}',"
+            """ '{"old": {"requested_at": "old", "account": "desk", "by": "cli:x"}}')"""
+            " WHERE name = 'halted'"
+        )
+    finally:
+        await conn.close()
+    r = await ainvoke(["resume", "--account", "desk", "--json"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 0, r.stderr
+    out = r.json()
+    assert out["cancelled_flattens"] == ["old"]
+    assert (out["global_halted"], out["still_halted"]) == (True, ["other"])
+    said = await ainvoke(["resume", "--account", "desk"], db_url=db_url, data_dir=data_dir)
+    assert said.exit_code == 1  # nothing left of it: no such login
