@@ -403,7 +403,7 @@ def _went(a: AccountResult) -> bool:
 
 
 def _closed(a: AccountResult) -> bool:
-    """The account closed and opened nothing: a close-only plan, a TradersPost partial exit
+    """The account closed and opened nothing: a close-only plan, a partial exit
     (``trim``: a reduce that is all of its plan), or a reversal or re-entry whose close went
     and whose entry did not (``Dispatcher._run_account``: their close is the only step before
     the entry)."""
