@@ -90,9 +90,9 @@ def _refuse_held_root(rec: Recorder, held: list[tuple[str, str, int]]) -> None:
     new root, and one for the old (a close) is refused for ``symbol``, so those positions
     would stay open with no alert able to close them."""
     if held:
-        said = "; ".join(f"{where} {sym} {net:+d}" for where, sym, net in held[:10])
         raise Conflict(
-            f"followers of {rec.name!r} hold {root_of(rec.symbol)} positions ({said}) that"
+            f"followers of {rec.name!r} hold {root_of(rec.symbol)} positions"
+            f" ({store.name_held(held)}) that"
             " only its alerts close: no alert of the new symbol could. Close them first (a"
             " close alert of this recorder), then change the symbol"
         )

@@ -21,7 +21,7 @@ with the traders' override columns.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
@@ -322,6 +322,17 @@ async def set_token_hash(conn: Executor, rec: Recorder, token_hash: bytes, *, ac
     await audit(conn, actor, "recorders.rotate_token", rec.name, None)
 
 
+def name_followers(rows: Sequence[Any]) -> str:
+    """Other users' traders (rows of ``owner``, ``trader_id``), at most ten named."""
+    who = ", ".join(f"{r['owner']} (trader {r['trader_id']})" for r in rows[:10])
+    return who + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+
+
+def name_held(held: Sequence[tuple[str, str, int]]) -> str:
+    """Positions (``label:sub``, symbol, net), at most ten named."""
+    return "; ".join(f"{where} {sym} {net:+d}" for where, sym, net in held[:10])
+
+
 async def followers_positions(ex: Executor, rec: Recorder) -> list[tuple[str, str, int]]:
     """(``label:sub``, symbol, net) of each position of the recorder's root its traders'
     sub-accounts hold that only its alerts close: not one another recorder of the root
@@ -345,17 +356,14 @@ async def delete(conn: Executor, rec: Recorder, *, actor: str, force: bool = Fal
         with translate_errors():
             others = await conn.fetch(q("recorders.followed_by_others"), rec.id)
         if others:
-            who = ", ".join(f"{r['owner']} (trader {r['trader_id']})" for r in others[:10])
-            more = f" and {len(others) - 10} more" if len(others) > 10 else ""
             raise Conflict(
-                f"recorder {rec.name!r} is followed by other users' traders: {who}{more}; they"
-                " would be deleted with it. Pass --force to delete them too"
+                f"recorder {rec.name!r} is followed by other users' traders: {name_followers(others)};"
+                " they would be deleted with it. Pass --force to delete them too"
             )
         held = await followers_positions(conn, rec)
         if held:
-            said = "; ".join(f"{where} {sym} {net:+d}" for where, sym, net in held[:10])
             raise Conflict(
-                f"followers of {rec.name!r} hold positions only its alerts close ({said}):"
+                f"followers of {rec.name!r} hold positions only its alerts close ({name_held(held)}):"
                 " none could once it is gone. Close them first, or pass --force (they stay at"
                 " the broker, where halt --flatten and the protective stops still reach them)"
             )

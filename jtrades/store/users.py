@@ -20,6 +20,7 @@ from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
 from jtrades.store import accounts as account_store
 from jtrades.store import flatten as flatten_store
+from jtrades.store import recorders as recorder_store
 
 Status = Literal["pending", "approved", "disabled"]
 DEFAULT_TIMEZONE = "America/Chicago"
@@ -180,11 +181,10 @@ async def reject(ex: Executor, name: str, *, force: bool = False) -> tuple[User,
     if others:
         # the delete cascades from the recorders to the traders following them (their order
         # intents stay, as they do when a trader is deleted: migration 0006)
-        who = ", ".join(f"{r['owner']} (trader {r['trader_id']})" for r in others[:10])
-        more = f" and {len(others) - 10} more" if len(others) > 10 else ""
         raise Conflict(
-            f"{user.name}'s recorders are followed by other users' traders: {who}{more}; they"
-            " would be deleted with them, so the user stays (disabled) until those are deleted"
+            f"{user.name}'s recorders are followed by other users' traders:"
+            f" {recorder_store.name_followers(others)}; they would be deleted with them, so the"
+            " user stays (disabled) until those are deleted"
         )
     counts = await owned(ex, user.id)
     labels = [a.label for a in await account_store.list_accounts(ex, user_id=user.id)]
