@@ -5,6 +5,9 @@ cancelled first, then the broker refuses the reduce. Nothing was reduced; the ca
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
+
+import pytest
 
 from jtrades.broker.base import OrderRequest, OrderType, PlaceResult
 from jtrades.broker.paper import PaperBroker
@@ -38,37 +41,17 @@ class RefusesMarket(PaperBroker):
         return await super().place_order(req)
 
 
-async def test_a_trim_the_broker_refused_is_not_said_closed(
-    database: Database, start: Start
+@pytest.mark.parametrize(
+    "reduce",
+    [
+        {},  # a partial exit: fewer than held, no market position (``trim``)
+        {"market_position": MarketPosition.LONG},  # the strategy's own reduce
+    ],
+    ids=["partial exit", "strategy reduce"],
+)
+async def test_a_reduce_the_broker_refused_is_its_refusal(
+    database: Database, start: Start, reduce: dict[str, Any]
 ) -> None:
-    pool = database.pool
-    u = await make_user(pool, "trimrej")
-    rec = await make_recorder(pool, u, "rec", size=3, sl=Decimal(40))
-    (sub,) = await make_paper_account(pool, u, "trimrej-paper")
-    await make_trader(pool, u, rec, [(sub, 1)])
-    aid, _ = await account_of(pool, sub)
-    broker = RefusesMarket()
-    engine = await start({aid: broker})
-
-    first = await send(engine, pool, rec, buy())
-    assert first.verdict == "accepted", first
-    assert await net_pos(engine, pool, sub) == 3
-    assert await working(engine, pool, sub), "the stop works"
-
-    broker.refuse = True
-    trim = await send(engine, pool, rec, sell(quantity=1, source="native"))
-    assert await net_pos(engine, pool, sub) == 3  # nothing trimmed: the broker refused
-    left = await working(engine, pool, sub)
-    # what the row says: it must not claim the account closed (rule 9)
-    assert (trim.verdict, trim.filter) == ("rejected", "broker"), (trim, left)
-    assert "insufficient margin" in (trim.reason or "")
-
-
-async def test_a_strategy_reduce_the_broker_refused_is_not_accepted_silently(
-    database: Database, start: Start
-) -> None:
-    """The same with the strategy's own reduce (``market_position: long``): older code, same
-    root (the exits' cancels count as "went"): accepted, no reason, nothing reduced."""
     pool = database.pool
     u = await make_user(pool, "redrej")
     rec = await make_recorder(pool, u, "rec", size=3, sl=Decimal(40))
@@ -78,9 +61,10 @@ async def test_a_strategy_reduce_the_broker_refused_is_not_accepted_silently(
     broker = RefusesMarket()
     engine = await start({aid: broker})
     assert (await send(engine, pool, rec, buy())).verdict == "accepted"
+    assert await working(engine, pool, sub), "the stop works"
+
     broker.refuse = True
-    red = await send(
-        engine, pool, rec, sell(quantity=1, market_position=MarketPosition.LONG, source="native")
-    )
-    assert await net_pos(engine, pool, sub) == 3
-    assert (red.verdict, red.filter) == ("rejected", "broker"), red
+    out = await send(engine, pool, rec, sell(quantity=1, source="native", **reduce))
+    assert await net_pos(engine, pool, sub) == 3  # nothing reduced: the broker refused
+    assert (out.verdict, out.filter) == ("rejected", "broker"), out
+    assert "insufficient margin" in (out.reason or "")
