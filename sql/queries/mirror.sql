@@ -99,13 +99,24 @@ WITH async_commit AS (
         qty = EXCLUDED.qty, order_type = EXCLUDED.order_type, price = EXCLUDED.price,
         stop_price = EXCLUDED.stop_price, status = EXCLUDED.status,
         parent_id = COALESCE(EXCLUDED.parent_id, orders.parent_id),
-        oco_id = COALESCE(EXCLUDED.oco_id, orders.oco_id), updated_at = now()
+        oco_id = COALESCE(EXCLUDED.oco_id, orders.oco_id),
+        -- a replay (a restart, a reconnect) writes every order again: "updated" is when it
+        -- changed, not when it was last seen (every order showed the restart's time)
+        updated_at = CASE
+            WHEN (orders.qty, orders.order_type, orders.price, orders.stop_price, orders.status)
+                 IS DISTINCT FROM (EXCLUDED.qty, EXCLUDED.order_type, EXCLUDED.price,
+                                   EXCLUDED.stop_price, EXCLUDED.status)
+            THEN now() ELSE orders.updated_at END
 ), upserted_positions AS (
     INSERT INTO positions (sub_account_id, symbol, net_pos, net_price)
     SELECT * FROM jsonb_to_recordset($3::jsonb)
         AS u (sub_account_id bigint, symbol text, net_pos integer, net_price numeric)
     ON CONFLICT (sub_account_id, symbol) DO UPDATE
-    SET net_pos = EXCLUDED.net_pos, net_price = EXCLUDED.net_price, updated_at = now()
+    SET net_pos = EXCLUDED.net_pos, net_price = EXCLUDED.net_price,
+        updated_at = CASE
+            WHEN (positions.net_pos, positions.net_price)
+                 IS DISTINCT FROM (EXCLUDED.net_pos, EXCLUDED.net_price)
+            THEN now() ELSE positions.updated_at END
 ), new_fills AS (
     INSERT INTO fills (sub_account_id, broker_fill_id, broker_order_id, symbol, side, qty, price,
                        filled_at)

@@ -79,3 +79,34 @@ async def test_a_batch_and_its_trades_store_every_field_exactly(pool: asyncpg.Po
     assert [tuple(r) for r in trades] == [
         (sub, "MNQZ6", "long", 3, avg, Decimal("21510.75"), Decimal("-0.5"), AT, AT)
     ]
+
+
+async def test_a_replayed_row_keeps_the_time_it_last_changed(pool: asyncpg.Pool) -> None:
+    """A restart or a reconnect writes every order and position again: "updated" became the
+    restart's time on all of them, and the newest-first listing lost its order."""
+    u = await make_user(pool, "replay")
+    (sub,) = await make_paper_account(pool, u, "replay-paper")
+
+    def batch(status: str, net: int) -> mirror_store.Batch:
+        return mirror_store.Batch(
+            intents=[],
+            orders=[(sub, 9, None, "MNQZ6", "Sell", 1, "Stop", None, Decimal(21490), status,
+                     None, None)],
+            positions=[(sub, "MNQZ6", net, Decimal(21500))],
+            fills=[],
+        )  # fmt: skip
+
+    async def times() -> tuple[datetime, datetime]:
+        return (
+            await pool.fetchval("SELECT updated_at FROM orders WHERE broker_order_id = 9"),
+            await pool.fetchval("SELECT updated_at FROM positions WHERE sub_account_id = $1", sub),
+        )
+
+    await mirror_store.write_batch(pool, batch("Working", 1))
+    first = await times()
+    await mirror_store.write_batch(pool, batch("Working", 1))  # the same, replayed
+    assert await times() == first
+    await mirror_store.write_batch(pool, batch("Canceled", 0))  # changed: now
+    order_at, position_at = await times()
+    assert order_at > first[0]
+    assert position_at > first[1]
