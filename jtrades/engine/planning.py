@@ -130,6 +130,9 @@ _POSITION_SIZE_KEYS = frozenset(
 )
 
 
+# the cause of a buy or sell ignored on a position of its side (``Shortfall``)
+SAME_SIDE = "same_direction"
+
 _OTHER_SIDE = {MarketPosition.LONG: MarketPosition.SHORT, MarketPosition.SHORT: MarketPosition.LONG}
 
 
@@ -264,7 +267,10 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
                 PositionAction.IGNORE, (), f"direction: {why}", short=Shortfall("direction", why)
             )
         if s.same_direction == "ignore":
-            return AccountPlan(PositionAction.IGNORE, (), f"{held} (--same-direction ignore)")
+            # said on the row ("not traded: …"): accepted with 0 orders and no reason, the
+            # follower could not tell why nothing traded
+            why = f"{held} (--same-direction ignore)"
+            return AccountPlan(PositionAction.IGNORE, (), why, short=Shortfall(SAME_SIDE, why))
         if s.same_direction == "add":
             return plan_add(c, steps, side)
         liquidate(c, steps)

@@ -374,6 +374,7 @@ async def test_what_a_signal_does_table(world: World, tmp_path: Path) -> None:
     # long + buy, same-direction ignore: unchanged, exits untouched
     out = await step("ign", buy(id="i2"), "IGN", 1)
     assert out["orders"] == 0
+    assert out["reason"] == "not traded: already long 1 (--same-direction ignore)", out
     assert [o["qty"] for o in w.orders("IGN") if o["orderType"] == "Stop"] == [1]
     # long + sell: reverse
     await step("ign", sell(id="i3"), "IGN", -1)
