@@ -399,7 +399,10 @@ def _flatten_line(r: dict[str, Any]) -> str:
         left, refused = len(progress.get("left", [])), len(progress.get("refused", []))
         closed, cancelled = progress.get("closed", 0), progress.get("cancelled", 0)
         what += (
-            f" ({closed} closed, {cancelled} order(s) cancelled, {left} left,"
+            # a liquidation cancels its contract's working orders itself: "0 cancelled" read
+            # as the exits still working
+            f" ({closed} closed with their working orders, {cancelled} more order(s) of flat"
+            f" contracts cancelled, {left} left,"
             f" {refused} refused by the broker, as of {_when(progress.get('at'))})"
         )
     return what
