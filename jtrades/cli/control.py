@@ -401,8 +401,7 @@ def _flatten_line(r: dict[str, Any]) -> str:
         what += (
             # a liquidation cancels its contract's working orders itself: "0 cancelled" read
             # as the exits still working
-            f" ({closed} closed with their working orders, {cancelled} more order(s) of flat"
-            f" contracts cancelled, {left} left,"
+            f" ({closed} closed with their orders, {cancelled} more cancelled, {left} left,"
             f" {refused} refused by the broker, as of {_when(progress.get('at'))})"
         )
     return what

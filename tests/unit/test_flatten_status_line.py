@@ -25,11 +25,11 @@ def test_a_flatten_line_counts_what_was_closed_cancelled_left_and_refused() -> N
     }
     line = _flatten_line(request)
     assert line.startswith("alice-demo, requested 2026-11-29 12:00:00 UTC: pending")
-    assert "2 closed with their working orders" in line
-    assert "1 more order(s) of flat contracts cancelled" in line
+    assert "2 closed with their orders" in line
+    assert "1 more cancelled" in line
     assert "1 left" in line
     assert "0 refused by the broker" in line
     # a request written before cancels were counted
     del progress["cancelled"]
-    assert "0 more order(s) of flat contracts cancelled" in _flatten_line(request)
+    assert "0 more cancelled" in _flatten_line(request)
     assert _flatten_line({"requested_at": "t", "state": "done"}) == "everything, requested t: done"
