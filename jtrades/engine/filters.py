@@ -47,7 +47,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from zoneinfo import ZoneInfo
 
 from jtrades.engine.instruments import split_symbol
@@ -276,22 +276,27 @@ def _check_daily_loss(s: RiskSettings, st: TraderState) -> Rejection | None:
             why = st.open_pnl_unknown or OPEN_UNMARKED
             return Rejection(
                 "max_daily_loss",
-                f"open P&L unknown: {why} (realized today {realized} USD, max daily loss"
-                f" {limit} USD)",
+                f"open P&L unknown: {why} (realized today {_usd(realized)} USD, max daily loss"
+                f" {_usd(limit)} USD)",
             )
         return Rejection(
             "max_daily_loss",
-            f"today's realized P&L {realized} USD (open unknown) reached the max daily loss"
-            f" {limit} USD",
+            f"today's realized P&L {_usd(realized)} USD (open unknown) reached the max daily loss"
+            f" {_usd(limit)} USD",
         )
     pnl = realized + st.open_pnl
     if pnl > -limit:
         return None
     return Rejection(
         "max_daily_loss",
-        f"today's P&L {pnl} USD (realized {realized}, open {st.open_pnl}) "
-        f"reached the max daily loss {limit} USD",
+        f"today's P&L {_usd(pnl)} USD (realized {_usd(realized)}, open {_usd(st.open_pnl)}) "
+        f"reached the max daily loss {_usd(limit)} USD",
     )
+
+
+def _usd(amount: Decimal) -> str:
+    """Money as the tables show it, 2 decimals: the reasons said 66.500 and 21.3333…"""
+    return f"{amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN):f}"
 
 
 def _gate(

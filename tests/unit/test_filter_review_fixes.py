@@ -55,7 +55,10 @@ def test_an_open_pnl_unknown_for_an_unreadable_account_says_so() -> None:
     reason = _trd(TraderState(D(-100), None, None, 0, open_pnl_unknown=why))
     assert reason.startswith("open P&L unknown: the positions of sub-account APEX-2")
     assert "no price" not in reason
-    assert "max daily loss 500 USD" in reason
+    # money as the tables show it: the reasons said 66.500 (a sum of fills) and 500
+    assert "(realized today -100.00 USD, max daily loss 500.00 USD)" in reason
+    reason = _trd(TraderState(D("-66.500"), None, None, 0, open_pnl_unknown=why))
+    assert "realized today -66.50 USD" in reason
 
 
 def test_an_open_pnl_unknown_with_no_reason_given_blames_the_missing_price() -> None:
