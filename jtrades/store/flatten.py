@@ -209,19 +209,12 @@ async def cancel_for_labels(
     flag = await status_store.lock_halted(ex, create=False)
     if flag is None:
         return []
-    flattens, ended = requests(flag), []
-    for label in labels:
+    before = requests(flag)
+    flattens, ended = before, []
+    for label in labels:  # ``cancel`` ends the covered ones too: never given back by a resume
         flattens, gone = cancel(flattens, at, label, why)
         ended += gone
-    covered = [
-        r
-        for r in flattens.values()
-        if any(_same_account(r.get("account"), label) for label in labels)
-        and str(r.get("cancelled", "")).startswith(covered_by(""))
-    ]
-    for r in covered:  # never given back by a `resume`, to a login of the same label
-        r["cancelled"] = why
-    if ended or covered:
+    if flattens != before:
         await status_store.set_halted(ex, {**flag, FLATTENS: flattens})
     return ended
 
