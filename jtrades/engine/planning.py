@@ -104,7 +104,7 @@ from jtrades.engine.resize import plan_add, plan_reduce
 from jtrades.engine.risk import Direction, RiskSettings
 from jtrades.engine.signal import Action, MarketPosition, Signal
 from jtrades.engine.sizing import base_qty, cap_qty, entry_qty
-from jtrades.engine.trim import plan_trim, trim_qty
+from jtrades.engine.trim import is_trim, plan_trim
 
 __all__ = [
     "MAX_CL_ORD_ID",
@@ -407,7 +407,7 @@ def _plan(c: Ctx, steps: Steps) -> AccountPlan:
                 f"position is {label(pos_side)}: a reduce of a {label(target)} does nothing",
             )
         return plan_reduce(c, steps, pos_side)
-    if trim_qty(c) is not None:  # a partial exit, refused entry or not
+    if is_trim(c):  # a partial exit, refused entry or not
         return plan_trim(c, steps, _refusal(c.refused) if c.refused is not None else None)
     if c.refused is not None:
         return _refused_entry(c, steps, c.refused)

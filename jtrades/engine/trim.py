@@ -28,7 +28,6 @@ from jtrades.broker.base import Side
 from jtrades.engine.plan_context import AccountPlan, Ctx, Shortfall, Steps, label
 from jtrades.engine.resize import plan_reduce
 from jtrades.engine.signal import Action
-from jtrades.engine.sizing import scale_qty
 
 # the cause of a plan that trimmed the other side and opened nothing (``Shortfall``)
 TRIM = "partial_exit"
@@ -36,26 +35,24 @@ TRIM = "partial_exit"
 _READ_SO = frozenset({"native", "traderspost", "text"})
 
 
-def trim_qty(c: Ctx) -> int | None:
-    """The contracts a partial exit takes off this account's position; None when the alert is
-    no such exit here (PickMyTrade's, one saying its market position, no quantity, flat or on
-    the alert's side, or as many contracts as held or more: an exit and an entry)."""
+def is_trim(c: Ctx) -> bool:
+    """Whether the alert is a partial exit of this account's position: not PickMyTrade's, no
+    market position said, a quantity, a position on the other side, and fewer contracts than
+    held (as many or more: an exit and an entry). The reduce sizes it (``plan_reduce``)."""
     sig, pos = c.sig, c.state.net_pos
     if sig.source not in _READ_SO or sig.market_position is not None:
-        return None
+        return False
     if sig.action not in (Action.BUY, Action.SELL) or not sig.quantity or pos == 0:
-        return None
+        return False
     if (pos > 0) == (sig.action is Action.BUY):
-        return None
+        return False
     # unrounded: a ×0.5 follower's long 1 of the chart's long 2 is trimmed by a sell of 1
     # (half a contract: it closes), never reversed because 1 × 0.5 floors to its 1 held
-    if sig.quantity * c.multiplier >= abs(pos):
-        return None
-    return scale_qty(sig.quantity, c.multiplier)
+    return sig.quantity * c.multiplier < abs(pos)
 
 
 def plan_trim(c: Ctx, steps: Steps, refusal: Shortfall | None) -> AccountPlan:
-    """The partial exit ``trim_qty`` found: a reduce of the position held, its exits
+    """The partial exit ``is_trim`` found: a reduce of the position held, its exits
     re-placed for what is left (``resize.plan_reduce``). ``refusal``: a filter refused the
     signal's entry; the plan carries it instead of ``TRIM``, as a refused reversal's close
     carries its refusal."""
