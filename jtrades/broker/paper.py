@@ -340,6 +340,10 @@ class PaperBroker:
     def _register(self, o: PaperOrder) -> None:
         self._orders[o.id] = o
         self._live[o.id] = o
+        self._name(o)
+
+    def _name(self, o: PaperOrder) -> None:
+        """Index ``o`` by its clOrdId (the first order of one keeps it, as a scan found it)."""
         if o.cl_ord_id:
             self._by_cl.setdefault((o.account.account_id, o.cl_ord_id), o)
 
@@ -382,8 +386,7 @@ class PaperBroker:
     def _bracket(self, parent: PaperOrder, b: BracketOrder) -> PaperOrder:
         o = self._child(parent, b.side, parent.qty, b.order_type)
         arm_bracket(o, b)
-        if o.cl_ord_id:  # named only now (``_child`` registered it unnamed)
-            self._by_cl.setdefault((o.account.account_id, o.cl_ord_id), o)
+        self._name(o)  # named only now: ``_child`` registered it unnamed
         return o
 
     def _activate(self, o: PaperOrder) -> None:
