@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import structlog
 from typer.testing import CliRunner
+
+from tests.log_threads import own_configuration
 
 __all__ = ["Result", "ainvoke", "cli_env", "invoke", "invoke_process"]
 
@@ -96,21 +97,21 @@ def invoke(
 
     saved_handlers = logging.getLogger().handlers[:]
     saved_level = logging.getLogger().level
-    saved_structlog = structlog.get_config()
     try:
-        r = CliRunner().invoke(
-            app,
-            list(args),
-            input=input,
-            env=cli_env(db_url=db_url, data_dir=data_dir, env=env),
-            catch_exceptions=False,
-        )
+        # The CLI configures logging onto the runner's captured streams, which close afterwards;
+        # its thread alone (``log_threads``): the test's engine logs on as before meanwhile.
+        with own_configuration():
+            r = CliRunner().invoke(
+                app,
+                list(args),
+                input=input,
+                env=cli_env(db_url=db_url, data_dir=data_dir, env=env),
+                catch_exceptions=False,
+            )
     finally:
-        # The CLI configures logging onto the runner's captured streams, which close afterwards.
         root = logging.getLogger()
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
-        structlog.configure(**saved_structlog)
     return Result(r.exit_code, r.stdout, r.stderr)
 
 
