@@ -15,14 +15,21 @@ from jtrades.engine.exit_orders import StopSpec
 from jtrades.engine.plan_context import Ctx, exit_working
 
 
-def carried_stop(carried: WorkingOrder | None) -> StopSpec | None:
-    """The working stop to carry over, at its current level. A trailing stop goes back as a
-    plain stop: its trail distance is not in the live view, and a TrailingStop without one
-    would be refused."""
+def carried_stop(carried: WorkingOrder | None, pos_side: Side) -> StopSpec | None:
+    """The working stop to carry over, at its current level. A trailing stop goes on trailing
+    by its own distance (the live view's ``trail``: Tradovate's pegDifference, the paper
+    broker's), as protection re-places one: carried as a plain stop, the entry alert's
+    trailing stop stopped following the price after a trim or a DCA add. Its distance unknown,
+    it goes back as a plain stop: a TrailingStop without one would be refused."""
     if carried is None or carried.stop_price is None:
         return None
-    kind = OrderType.STOP if carried.order_type is OrderType.TRAILING_STOP else carried.order_type
-    return StopSpec(kind, carried.stop_price, carried.price)
+    if carried.order_type is OrderType.TRAILING_STOP:
+        if carried.trail is None:
+            return StopSpec(OrderType.STOP, carried.stop_price)
+        return StopSpec(
+            OrderType.TRAILING_STOP, carried.stop_price, peg=-pos_side.sign * carried.trail
+        )
+    return StopSpec(carried.order_type, carried.stop_price, carried.price)
 
 
 def working_stop(c: Ctx, pos_side: Side) -> StopSpec | None:
@@ -35,7 +42,7 @@ def working_stop(c: Ctx, pos_side: Side) -> StopSpec | None:
             or (w.stop_price - carried.stop_price) * pos_side.sign > 0
         ):
             carried = w
-    return carried_stop(carried)
+    return carried_stop(carried, pos_side)
 
 
 def carried_take_profits(c: Ctx, pos_side: Side, total: int) -> tuple[tuple[Decimal, int], ...]:
