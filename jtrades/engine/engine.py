@@ -132,6 +132,7 @@ class Engine:
             self.reconciler.pnl,
             lambda: self.config.snapshot,
             self.reconciler.mirror.booked,
+            self.reconciler.mirror.lots,
         )
         self._outcomes: OrderedDict[int, asyncio.Future[Outcome]] = OrderedDict()
         self.turns = RecorderTurns(self.counters)

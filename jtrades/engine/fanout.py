@@ -85,8 +85,10 @@ class Fanout:
         pnl: DailyPnl,
         current: Callable[[], Snapshot],
         booked: BookedFills | None = None,
+        lots: Callable[[int, str], tuple[tuple[int, Decimal], ...]] = lambda _s, _c: (),
     ) -> None:
         self._brokers = brokers
+        self._lots = lots  # the mirror's FIFO lots of a (sub-account, contract): ``Mirror.lots``
         self._counters = counters
         self._pnl = pnl
         self._booked = booked if booked is not None else BookedFills()
@@ -380,7 +382,8 @@ class Fanout:
                 mark = price if price is not None else self._marks.get((owner, contract.symbol))
                 if mark is None:
                     return OPEN_UNMARKED
-                total += open_pnl(p.net_pos, p.net_price, mark, contract)
+                lots = self._lots(link.sub_account_id, p.symbol)
+                total += open_pnl(p.net_pos, p.net_price, mark, contract, lots)
         return total
 
     async def _contract(

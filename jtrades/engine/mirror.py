@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from decimal import Decimal
 
 import asyncpg
 import structlog
@@ -185,6 +186,12 @@ class Mirror:
     def seed_open(self, rows: Iterable[SeedRow], fills: SeedFills | None = None) -> None:
         """The positions the first trades are measured against (``mirror_positions.seeded``)."""
         self._open.update(seeded(rows, fills or {}))
+
+    def lots(self, sub_account_id: int, symbol: str) -> tuple[tuple[int, Decimal], ...]:
+        """The lots of the position the fills made, first in first out as realized P&L was
+        booked (the daily loss marks them: ``sizing.open_pnl``); () when not measurable."""
+        pos = self._open.get((sub_account_id, symbol))
+        return pos.lots if pos is not None and pos.measurable else ()
 
     def ensure(self) -> None:
         """Follow every login that has a session (again, for one whose stream ended)."""

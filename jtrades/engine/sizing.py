@@ -190,9 +190,24 @@ def exit_price(reference: Decimal, distance: Decimal, direction: int, tick: Deci
 
 
 def open_pnl(
-    net_pos: int, avg_price: Decimal | None, price: Decimal, contract: Contract
+    net_pos: int,
+    avg_price: Decimal | None,
+    price: Decimal,
+    contract: Contract,
+    lots: tuple[tuple[int, Decimal], ...] = (),
 ) -> Decimal:
-    """Unrealized P&L in USD of ``net_pos`` contracts bought/sold at ``avg_price``, marked at ``price``."""
-    if net_pos == 0 or avg_price is None:
+    """Unrealized P&L in USD of ``net_pos`` contracts marked at ``price``: measured from the
+    ``lots`` still open (signed quantity, price: ``pnl.OpenPosition``) when they come to
+    ``net_pos``, else from ``avg_price``.
+
+    Why the lots: realized P&L books closes first in first out, and the broker's average is
+    that of every lot, which a partial exit leaves where it was. Long 100 + 110, sold 1 at 100:
+    $0 realized, the 110 lot left; marked from the average 105 the open half missed 5 points,
+    and the daily-loss limit let an entry add to a day already at it."""
+    if net_pos == 0:
+        return Decimal(0)
+    if lots and sum(q for q, _ in lots) == net_pos:
+        return sum(((price - p) * q for q, p in lots), Decimal(0)) * contract.value_per_point
+    if avg_price is None:
         return Decimal(0)
     return (price - avg_price) * net_pos * contract.value_per_point

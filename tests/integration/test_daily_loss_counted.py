@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine.engine import Engine
-from jtrades.engine.signal import Action, Signal
+from jtrades.engine.signal import Action, MarketPosition, Signal
 from jtrades.store.signals import SignalIds
 from tests.integration.test_engine import (
     _delivery,
@@ -318,3 +318,32 @@ async def test_an_alert_without_a_price_is_refused_when_no_price_is_known(
     await send(second, pool, rec, close("21500"))
     out = await send(second, pool, rec, Signal(Action.BUY, ticker="MNQ1!", price=None))
     assert out.verdict == "accepted", out
+
+
+async def test_an_entry_after_a_partial_exit_is_judged_on_the_days_whole_pnl(
+    database: Database, engine_factory: Any
+) -> None:
+    """Long 1 @ 100, added 1 @ 110 (the broker's average 105), 1 sold at 100: first in first
+    out, $0 realized and the 110 lot open. Marked at 90 the day is −20 points, −$40: at the
+    limit. The open half was marked from the average and came to −$30, so a buy at 90 added to
+    the loser."""
+    pool = database.pool
+    u = await make_user(pool, "fifo")
+    rec = await make_recorder(pool, u, "rec", size=1, add_size=1, same_direction="add")
+    (sub,) = await make_paper_account(pool, u, "fifo-paper")
+    await make_trader(pool, u, rec, [(sub, 1)], max_daily_loss=Decimal(40))
+    engine = await engine_factory()
+    await send(engine, pool, rec, buy("100"))
+    await send(engine, pool, rec, buy("110"))
+    await send(engine, pool, rec, sell("100", quantity=1, market_position=MarketPosition.LONG))
+    assert await net_pos(engine, pool, sub) == 1
+
+    async def mirrored() -> bool:
+        return await pool.fetchval("SELECT count(*) FROM trades") == 1
+
+    await wait_for(mirrored, "the partial exit's round trip mirrored")
+    assert await pool.fetchval("SELECT pnl FROM trades") == 0
+    out = await send(engine, pool, rec, buy("90"))
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss"), out.reason
+    assert "-40.00" in (out.reason or ""), out.reason
+    assert await net_pos(engine, pool, sub) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jtrades.broker.base import Contract
+from jtrades.engine.pnl import OpenPosition, close_trade
 from jtrades.engine.risk import RiskSettings, SlUnits, TpLeg, TpUnits, parse_tp
 from jtrades.engine.signal import Units
 from jtrades.engine.sizing import (
@@ -247,3 +249,35 @@ def test_open_pnl() -> None:
     assert open_pnl(2, D("2000"), D("1990"), MGC) == D("-200")
     assert open_pnl(-1, D("21500"), D("21490"), MNQ) == D("20")
     assert open_pnl(0, None, D("1"), MNQ) == 0
+
+
+@given(
+    fills=st.lists(
+        st.tuples(st.integers(-3, 3).filter(bool), st.integers(80, 120).map(lambda t: D(t) / 4)),
+        min_size=1,
+        max_size=12,
+    ),
+    mark=st.integers(80, 120).map(lambda t: D(t) / 4),
+)
+def test_realized_first_in_first_out_plus_open_on_the_lots_is_the_cash_flow(
+    fills: list[tuple[int, Decimal]], mark: Decimal
+) -> None:
+    """The daily loss adds the two halves: the open one marked from the lots the realized one
+    left open, they come to what the fills paid and received, the position marked at
+    ``mark``. Marked from the broker's average instead (which a partial exit leaves where it
+    was), long 100 + 110 then sold 1 at 100 came to 5 points short."""
+    pos = OpenPosition()
+    realized = D(0)
+    for qty, price in fills:
+        closed = close_trade(
+            pos, qty, price, MNQ.value_per_point, datetime(2026, 12, 1, tzinfo=UTC)
+        )
+        realized += closed.pnl if closed is not None else 0
+    cash = -sum((q * p for q, p in fills), D(0)) + pos.net * mark
+    total = realized + open_pnl(pos.net, pos.avg, mark, MNQ, pos.lots)
+    assert total == cash * MNQ.value_per_point
+
+
+def test_open_pnl_falls_back_to_the_average_when_the_lots_do_not_come_to_the_position() -> None:
+    assert open_pnl(1, D(105), D(90), MNQ, ((1, D(110)),)) == D(-40)
+    assert open_pnl(2, D(105), D(90), MNQ, ((1, D(110)),)) == D(-60)  # a lot missing
