@@ -16,6 +16,11 @@ mirror skips it, or linking that account later left the mark behind the view for
 every entry refused. A fill in a batch the database refused until it was given up is finished
 too: its P&L is lost either way (logged), and waiting for it refused every entry until a
 restart.
+
+A fill the mirror holds (its contract's value per point not known yet: a lookup refused for a
+while) is not finished, and keeps its account behind while it is held: the mark alone, raised
+past it by a later fill of another contract priced at once, said the losing close it held was
+counted.
 """
 
 from __future__ import annotations
@@ -45,27 +50,48 @@ def fill_marks(events: Iterable[tuple[int, object, BrokerEvent]]) -> dict[Accoun
     return marks
 
 
+def held_marks(events: Iterable[tuple[int, object, BrokerEvent]]) -> dict[AccountKey, int]:
+    """The lowest fill id per account among tagged events (the fills the mirror holds)."""
+    marks: dict[AccountKey, int] = {}
+    for login, _broker, ev in events:
+        if isinstance(ev.entity, Fill) and ev.account_id:
+            key = (login, ev.account_id)
+            marks[key] = min(marks.get(key, ev.entity.fill_id), ev.entity.fill_id)
+    return marks
+
+
 class BookedFills:
     def __init__(self) -> None:
         self._mark: dict[AccountKey, int] = {}  # the highest fill id finished with
+        self._held: dict[AccountKey, int] = {}  # the lowest fill id the mirror holds
         self._moved = asyncio.Event()
 
     def mark(self, key: AccountKey) -> int:
         return self._mark.get(key, 0)
 
-    def book(self, fills: Mapping[AccountKey, int]) -> None:
+    def book(
+        self, fills: Mapping[AccountKey, int], held: Mapping[AccountKey, int] | None = None
+    ) -> None:
         """The mirror has finished with these fills (account -> highest fill id): counted,
-        found already stored, skipped (no sub-account follows it) or given up."""
+        found already stored, skipped (no sub-account follows it) or given up. ``held``: the
+        fills it holds now (account -> lowest fill id), all of them; None: as they were."""
         for key, fill_id in fills.items():
             note(self._mark, key, fill_id)
-        if fills:
+        changed = held is not None and held != self._held
+        if held is not None:
+            self._held = dict(held)
+        if fills or changed:
             moved, self._moved = self._moved, asyncio.Event()
             moved.set()
 
     def behind(self, last_fills: Mapping[AccountKey, int]) -> list[AccountKey]:
         """The accounts whose view holds a fill (account -> the view's highest id) the mirror
-        has not finished with."""
-        return [key for key, last in last_fills.items() if last > self._mark.get(key, 0)]
+        has not finished with, or one it holds."""
+        return [
+            key
+            for key, last in last_fills.items()
+            if last > self._mark.get(key, 0) or self._held.get(key, last + 1) <= last
+        ]
 
     async def caught_up(self, last_fills: Mapping[AccountKey, int], within_s: float) -> bool:
         """Whether the mirror finishes with every fill of ``last_fills`` within ``within_s``."""

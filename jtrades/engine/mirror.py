@@ -60,7 +60,7 @@ from jtrades.broker.paper import PaperBroker
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.broker.tradovate.client import TradovateBroker
 from jtrades.broker.tradovate.hub import Subscription
-from jtrades.engine.booked_fills import BookedFills, fill_marks
+from jtrades.engine.booked_fills import BookedFills, fill_marks, held_marks
 from jtrades.engine.config_cache import ConfigCache, Snapshot
 from jtrades.engine.fill_pricing import Pricing
 from jtrades.engine.held_fills import HeldFills, PendingFill, PosKey, Tagged
@@ -489,15 +489,16 @@ class Mirror:
         # sub-account, or given up), marked for the daily-loss filter once it has committed
         still = {id(t) for _s, t, _f in held}
         finished = fill_marks(t for t in events if id(t) not in still)
+        unpriced = held_marks(t for _s, t, _f in held)
         if not batch:
-            self.booked.book(finished)
+            self.booked.book(finished, unpriced)
             await end_vanished(self._pool, sweeps)
             return held_out
         self.batches += 1
         if not fills:
             await mirror_store.write_batch(self._pool, batch)
             adopt(self._open, truth, self._holds.given_up, self._absorbed)
-            self.booked.book(finished)
+            self.booked.book(finished, unpriced)
             await end_vanished(self._pool, sweeps)
             return held_out
         # The P&L state moves on copies, kept only once the transaction has committed: a batch
@@ -532,6 +533,6 @@ class Mirror:
         for sub, _t, f in fills:
             self._holds.given_up.get((sub, f.contract_id), set()).discard(f.fill_id)
         adopt(self._open, truth, self._holds.given_up, self._absorbed)
-        self.booked.book(finished)
+        self.booked.book(finished, unpriced)
         await end_vanished(self._pool, sweeps)
         return held_out

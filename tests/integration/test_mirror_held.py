@@ -41,11 +41,12 @@ class DownPaper(PaperBroker):
     def __init__(self) -> None:
         super().__init__()
         self.up = False
+        self.up_for: set[str] = set()  # contracts that can be looked up all the same
         self.asked = 0
 
     async def find_contract(self, symbol: str) -> Contract:
         self.asked += 1
-        if not self.up:
+        if not self.up and symbol not in self.up_for:
             raise TransientBrokerError("Tradovate session demo:x is connecting: not ready")
         return await super().find_contract(symbol)
 
@@ -250,3 +251,42 @@ async def test_a_batch_the_database_refuses_is_written_again(
         assert await pool.fetchval("SELECT pnl FROM trades") == Decimal(20)
         assert engine.reconciler.pnl.realized([w["sub"]], t0) == Decimal(20)
         assert not any(e["event"] == "mirror.write_failed" for e in logs)
+
+
+async def test_a_held_fill_keeps_its_account_behind_until_it_is_counted(
+    database: Database, settings: Settings
+) -> None:
+    """A losing MES round trip is held (its contract cannot be looked up), then a fill of MNQ
+    on the same account is priced at once. The account's mark passed the held fills, and the
+    daily-loss filter judged entries as if the held loss were counted (it waits for the
+    account while ``behind``). Once the held fills are written, the account is caught up."""
+    w = await _world(database.pool)
+    o = await _second_login(database)
+    down = DownPaper()
+    async with _mirroring(database, settings, w) as (engine, _paper):
+        mirror = engine.reconciler.mirror
+        mirror.hold_waits_s = (0.3, 0.3)
+        aid, bid = o["aid"], o["bid"]
+        t0 = datetime.now(UTC)
+        mnq = BrokerEvent(
+            "fill", bid, Fill(23, 23, bid, 3000, "MNQZ6", Side.BUY, 1, Decimal(21500), t0)
+        )
+        await mirror.write(
+            [
+                (aid, down, _fill(bid, 21, Side.BUY, "6000", t0, "MESZ6")),
+                (aid, down, _fill(bid, 22, Side.SELL, "5900", t0, "MESZ6")),  # -$500
+            ]
+        )
+        down.up_for = {"MNQZ6"}
+        await mirror.write([(aid, down, mnq)])
+        assert mirror.held == 2
+        assert engine.reconciler.pnl.realized([o["sub"]], t0) == 0
+        assert mirror.booked.behind({(aid, bid): 23}) == [(aid, bid)]
+        assert not await mirror.booked.caught_up({(aid, bid): 23}, 0.05)
+
+        down.up = True
+        await asyncio.sleep(0.35)
+        await mirror.write([])
+        assert mirror.held == 0
+        assert engine.reconciler.pnl.realized([o["sub"]], t0) == Decimal(-500)
+        assert mirror.booked.behind({(aid, bid): 23}) == []
