@@ -21,6 +21,7 @@ from jtrades.cli.common import (
     refuse_stray_args,
     run,
     run_plain,
+    settings,
     transaction,
     zoned,
 )
@@ -56,8 +57,12 @@ def register(
     ] = False,
     admin: Annotated[bool, typer.Option("--admin", help="An administrator (approved).")] = False,
     timezone: Annotated[
-        str, typer.Option("--timezone", help="IANA zone for trading windows.")
-    ] = store.DEFAULT_TIMEZONE,
+        str | None,
+        typer.Option(
+            "--timezone",
+            help="IANA zone for trading windows (default: the config's [trading] timezone).",
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Register a user (pending until approved; an --admin user is approved at once).
@@ -65,9 +70,11 @@ def register(
     Example: jtrades users register alice --email alice@example.com --timezone America/New_York
     """
     refuse_stray_args(ctx)
+    # jtrades.toml.example documents [trading] timezone as the new users' zone: it was ignored
+    zone = timezone if timezone is not None else run_plain(lambda: settings().trading.timezone)
     # Validate before reading secrets or touching the database: a bad value writes nothing.
     run_plain(
-        lambda: (store.check_name(name), store.check_email(email), store.check_timezone(timezone))
+        lambda: (store.check_name(name), store.check_email(email), store.check_timezone(zone))
     )
     password = read_secret_stdin("password") if password_stdin else None
 
@@ -78,14 +85,14 @@ def register(
         )
         async with transaction(db) as c:
             user = await store.create(
-                c, name=name, email=email, password_hash=pw_hash, is_admin=admin, timezone=timezone
+                c, name=name, email=email, password_hash=pw_hash, is_admin=admin, timezone=zone
             )
             await audit.record(
                 c,
                 actor(),
                 "users.register",
                 user.name,
-                {"admin": admin, "status": user.status, "timezone": timezone},
+                {"admin": admin, "status": user.status, "timezone": zone},
             )
         return user
 

@@ -440,3 +440,20 @@ async def test_reject_refuses_a_user_whose_login_still_holds_a_position(
 
     await cli.ok("users", "reject", "mallory", "--force")
     assert await pool.fetchval("SELECT count(*) FROM users WHERE name = 'mallory'") == 0
+
+
+async def test_a_new_user_gets_the_configured_zone_unless_one_is_given(
+    db_url: str, data_dir: Path, pool: asyncpg.Pool
+) -> None:
+    """jtrades.toml's ``[trading] timezone`` is the new users' zone, as its example says: it
+    was ignored, and an operator in New York got Chicago users whose 09:30 window opened at
+    10:30 New York time."""
+    (data_dir / "jtrades.toml").write_text('[trading]\ntimezone = "America/New_York"\n')
+
+    async def register(*args: str) -> Result:
+        return await ainvoke(["users", "register", *args], db_url=db_url, data_dir=data_dir)
+
+    assert (await register("nyc", "--email", "nyc@example.com")).exit_code == 0
+    assert (await register("ldn", "--email", "l@example.com", "--timezone", "Europe/London")).ok
+    zones = dict(await pool.fetch("SELECT name, timezone FROM users"))
+    assert zones == {"nyc": "America/New_York", "ldn": "Europe/London"}
