@@ -80,7 +80,6 @@ from jtrades.engine.entries import expected_fill
 from jtrades.engine.exits import CannotPlan, as_distance, resolve_exits
 from jtrades.engine.filters import apply_inverse, is_reduce
 from jtrades.engine.orphans import orphan_exits
-from jtrades.engine.parse_values import MAX_QUANTITY, NUMBER, short
 from jtrades.engine.plan_context import (
     CANNOT_PLAN,
     MAX_CL_ORD_ID,
@@ -100,6 +99,7 @@ from jtrades.engine.plan_context import (
     own_working,
     working_entries,
 )
+from jtrades.engine.position_size import size_after
 from jtrades.engine.resize import plan_add, plan_reduce
 from jtrades.engine.risk import Direction, RiskSettings
 from jtrades.engine.signal import Action, MarketPosition, Signal
@@ -123,11 +123,6 @@ def _side_allowed(side: Side, direction: Direction) -> bool:
     if direction is Direction.BOTH:
         return True
     return (side is Side.BUY) == (direction is Direction.LONG)
-
-
-_POSITION_SIZE_KEYS = frozenset(
-    {"positionsize", "marketpositionsize", "strategypositionsize", "strategymarketpositionsize"}
-)
 
 
 # the cause of a buy or sell ignored on a position of its side (``Shortfall``)
@@ -159,25 +154,8 @@ def _opening_qty(sig: Signal) -> int | None:
         MarketPosition.SHORT,
     ):
         return sig.quantity
-    for key, value in sig.extra.items():
-        if not isinstance(key, str) or isinstance(value, bool):
-            continue
-        if "".join(ch for ch in key.lower() if ch not in "_- .") not in _POSITION_SIZE_KEYS:
-            continue
-        text = str(value).strip()
-        try:
-            size = abs(Decimal(text))
-        except ArithmeticError:
-            continue  # not a number at all ("n/a"): as if absent
-        if not NUMBER.fullmatch(text):
-            # Decimal reads "2_0" as 20 and non-ASCII digits too; the quantity is refused for
-            # them at parsing, and this size opens the position
-            raise CannotPlan(f"{key} {short(text)!r} is not a plain number")
-        if size.is_finite() and size > MAX_QUANTITY:
-            # the bound ``quantity`` has at parsing (it is read here, from the raw fields)
-            raise CannotPlan(f"{key} is larger than {MAX_QUANTITY} contracts")
-        if size.is_finite() and size >= 1 and size == size.to_integral_value():
-            return min(sig.quantity, int(size))
+    if (size := size_after(sig)) is not None:
+        return min(sig.quantity, size)
     if sig.quantity is not None and sig.prev_market_position is _OTHER_SIDE[sig.market_position]:
         raise CannotPlan(
             f"the alert reverses from {sig.prev_market_position} with quantity {sig.quantity},"

@@ -72,6 +72,7 @@ from jtrades.engine.plan_context import (
     req,
     working_entries,
 )
+from jtrades.engine.position_size import size_after
 from jtrades.engine.sizing import cap_qty, entry_qty, round_distance, round_to_tick, scale_qty
 from jtrades.engine.working_exits import carried_take_profits, working_stop
 
@@ -441,8 +442,21 @@ def through_market(exits: tuple[PlannedOrder, ...], pos_side: Side, market: Deci
 def plan_reduce(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:
     """REDUCE a ``pos_side`` position (CLOSE when the reduce is the whole position or more)."""
     pos = abs(c.state.net_pos)
-    base = c.sig.quantity if c.sig.quantity is not None and c.sig.quantity > 0 else c.s.size
-    qty = scale_qty(base, c.multiplier)
+    given = c.sig.quantity if c.sig.quantity is not None and c.sig.quantity > 0 else None
+    qty = scale_qty(given or c.s.size, c.multiplier)
+    # only with the alert's own quantity, as for entries (``planning._opening_qty``): sized by
+    # --size, the follower's position is not a share of the chart's
+    after = size_after(c.sig) if given is not None else None
+    if after is not None:
+        # the alert says what the strategy still holds: the follower keeps its share of it, as
+        # an entry of that many gives it. The order × multiplier, rounded down, left a ×1.5
+        # follower twice its share (long 3, sell 1 of 2: kept 2 for the chart's 1) and closed
+        # a ×0.5 one out (long 1, sell 1 of 3: flat for the chart's 2)
+        share = scale_qty(after, c.multiplier)
+        if share >= pos:
+            why = f"holds {pos}, no more than its share ({share}) of the strategy's {after} left"
+            return AccountPlan(PositionAction.NOTHING, (), f"{why}: nothing to reduce")
+        qty = pos - share
     if qty >= pos:
         liquidate(c, steps)
         return AccountPlan(
