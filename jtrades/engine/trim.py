@@ -23,6 +23,7 @@ every-Nth turn, the recorder's or a trader's). Pure.
 from __future__ import annotations
 
 import dataclasses
+from decimal import ROUND_FLOOR, Decimal
 
 from jtrades.broker.base import Side
 from jtrades.engine.plan_context import AccountPlan, Ctx, Shortfall, Steps, label
@@ -38,7 +39,8 @@ _READ_SO = frozenset({"native", "traderspost", "text"})
 def is_trim(c: Ctx) -> bool:
     """Whether the alert is a partial exit of this account's position: not PickMyTrade's, no
     market position said, a quantity, a position on the other side, and fewer contracts than
-    held (as many or more: an exit and an entry). The reduce sizes it (``plan_reduce``)."""
+    the chart may hold (as many or more: an exit and an entry). The reduce sizes it
+    (``plan_reduce``)."""
     sig, pos = c.sig, c.state.net_pos
     if sig.source not in _READ_SO or sig.market_position is not None:
         return False
@@ -46,9 +48,18 @@ def is_trim(c: Ctx) -> bool:
         return False
     if (pos > 0) == (sig.action is Action.BUY):
         return False
-    # unrounded: a ×0.5 follower's long 1 of the chart's long 2 is trimmed by a sell of 1
-    # (half a contract: it closes), never reversed because 1 × 0.5 floors to its 1 held
-    return sig.quantity * c.multiplier < abs(pos)
+    # The chart's position is not known, only that it scaled to what this account holds: a
+    # trim when it may hold more than the order, the most that scales to the position
+    # (``sizing.scale_qty``: rounded down, at least 1) being more than ``quantity``. A ×0.5
+    # follower's long 1 may be the chart's long 1, 2 or 3: a sell of 2 trims it (it closes)
+    # rather than open a short 1 while the chart may still be long 1; wrong the other way, it
+    # misses the chart's new short, never takes the side opposite the chart's. At ×1: fewer
+    # contracts than held.
+    return _floor(Decimal(sig.quantity + 1) * c.multiplier) <= abs(pos)
+
+
+def _floor(value: Decimal) -> int:
+    return int(value.to_integral_value(rounding=ROUND_FLOOR))
 
 
 def plan_trim(c: Ctx, steps: Steps, refusal: Shortfall | None) -> AccountPlan:

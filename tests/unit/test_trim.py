@@ -8,12 +8,15 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
 
 from jtrades.broker.base import OrderRequest, Side, StrategyRequest
 from jtrades.engine.parsing import parse_payload
 from jtrades.engine.planning import AccountPlan, AccountState, PositionAction, plan_account
 from jtrades.engine.risk import RiskSettings
 from jtrades.engine.signal import Signal
+from jtrades.engine.sizing import scale_qty
 from jtrades.engine.trim import TRIM
 from tests.unit.test_resize_market import ACCT, MNQ, plan
 
@@ -141,3 +144,93 @@ def test_a_fractional_follower_compares_the_unrounded_quantity(
     assert not any(isinstance(o.request, StrategyRequest) for o in p.orders)
     assert p.short is not None
     assert p.short.no_entry
+
+
+MULTIPLIERS = ["0.3", "0.5", "1", "1.5", "2", "3"]
+
+
+def _side_after(p: AccountPlan, held: int) -> int:
+    """The sign of the position the plan leaves (a liquidation flattens; market orders move
+    it; an opening strategy's entry too)."""
+    pos = held
+    for o in p.orders:
+        r = o.request
+        if o.kind == "liquidate":
+            pos = 0
+        elif isinstance(r, StrategyRequest):
+            pos += r.entry.side.sign * r.entry.qty
+        elif isinstance(r, OrderRequest) and o.kind == "order":
+            pos += r.side.sign * r.qty
+    return (pos > 0) - (pos < 0)
+
+
+@given(
+    chart=st.integers(1, 12),
+    sold=st.integers(1, 12),
+    mult=st.sampled_from(MULTIPLIERS),
+)
+@example(chart=3, sold=2, mult="0.5")
+@example(chart=5, sold=4, mult="0.5")
+def test_a_partial_exit_never_leaves_a_follower_on_the_side_opposite_the_chart(
+    chart: int, sold: int, mult: str
+) -> None:
+    """The chart long ``chart`` sells fewer contracts than it holds (still long): a follower
+    holding its share never ends short. A ×0.5 follower's long 1 of the chart's long 3, sold 2,
+    was reversed to short 1 (2 × 0.5 was not less than the 1 held)."""
+    assume(sold < chart)
+    held = scale_qty(chart, D(mult))
+    body = '{"ticker":"MNQ1!","action":"sell","quantity":%d,"quantityType":"fixed_quantity"}'
+    p = plan(_tp(body % sold), SETTINGS, AccountState(held, D(21490)), PRICE, mult)
+    assert _side_after(p, held) >= 0, (p.action, p.reason)
+
+
+@pytest.mark.parametrize(
+    ("mult", "held", "sold", "want"),
+    [
+        ("1", 3, 2, "reduce"),
+        ("1", 3, 3, "reverse"),
+        ("0.5", 1, 2, "close"),  # the chart's long 1, 2 or 3: a trim (it closes)
+        ("0.5", 1, 3, "reverse"),  # the chart held at most 3: selling 3 or more reverses
+        ("2", 4, 1, "reduce"),
+        ("2", 4, 2, "reverse"),
+    ],
+)
+def test_a_trim_is_read_against_the_most_the_chart_may_hold(
+    mult: str, held: int, sold: int, want: str
+) -> None:
+    body = '{"ticker":"MNQ1!","action":"sell","quantity":%d,"quantityType":"fixed_quantity"}'
+    p = plan(_tp(body % sold), SETTINGS, AccountState(held, D(21490)), PRICE, mult)
+    assert str(p.action) == want, p.reason
+
+
+@given(
+    chart=st.integers(2, 40),
+    sold=st.integers(1, 39),
+    held_off=st.integers(-2, 0),
+    mult=st.sampled_from(MULTIPLIERS),
+)
+def test_a_reduce_that_says_what_the_chart_still_holds_leaves_the_follower_its_share(
+    chart: int, sold: int, held_off: int, mult: str
+) -> None:
+    """``{{strategy.market_position_size}}`` with the reduce: the follower keeps what an entry
+    of that many gives it, or what it holds when that is less (a take-profit of its own
+    filled). Sized from the order × multiplier, a ×1.5 follower's long 3 sold 1 of the chart's
+    2 kept 2, twice its share of the chart's 1."""
+    assume(sold < chart)
+    m = D(mult)
+    held = max(1, scale_qty(chart, m) + held_off)
+    body = (
+        f'{{"ticker":"MNQ1!","action":"sell","quantity":{sold},"market_position":"long",'
+        f'"market_position_size":{chart - sold}}}'
+    )
+    p = plan(
+        parse_payload(body.encode(), "application/json"),
+        SETTINGS,
+        AccountState(held, PRICE),
+        PRICE,
+        mult,
+    )
+    left = held - sum(q for s, q in _market_orders(p) if s is Side.SELL)
+    if any(o.kind == "liquidate" for o in p.orders):
+        left = 0
+    assert left == min(held, scale_qty(chart - sold, m)), p.reason
