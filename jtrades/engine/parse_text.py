@@ -7,7 +7,8 @@ path, so a word means the same thing in both. Three shapes are understood:
   ``@ PRICE`` in any order;
 - ``key=value`` pairs (not ``key:value``, which would read ``CME_MINI:MNQ1!`` as a pair), mixed freely with the words: ``buy qty=2 ticker=MNQ1!``;
 - TradingView's default strategy message, ``… order buy @ 2 filled on MNQ1!. New strategy
-  position is 2``, whose position size becomes the market position (0 = flat).
+  position is 2``, whose position size becomes the market position (0 = flat); ``key=value``
+  pairs may stand beside it.
 """
 
 from __future__ import annotations
@@ -51,9 +52,16 @@ def parse_text(text: str) -> TextFields:
             f"text alert: the TradingView placeholder {short(found[1])} was not substituted"
             " (it is only filled in by a strategy alert, or it is misspelt)"
         )
-    default = _DEFAULT_STRATEGY_MESSAGE.search(text)
+    # ``key=value`` pairs beside the default message (``token=…``, DESIGN §4) go with it: read
+    # as the message alone, the token was dropped and the alert answered 401 "no token"
+    words = text.split()
+    rest = " ".join(w for w in words if not _PAIR.match(w))
+    default = _DEFAULT_STRATEGY_MESSAGE.search(rest)
     if default:
-        return _from_default_message(default)
+        fields = _from_default_message(default)
+        for pair in filter(None, map(_PAIR.match, words)):
+            _put(fields, pair.group("key"), pair.group("value"))
+        return fields
     fields: TextFields = {}
     words: list[str] = []
     for token in _SEPARATOR.sub(" ", text).split():

@@ -398,6 +398,20 @@ def test_text_token_pair() -> None:
     assert signal.extra == {}
 
 
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_token_pair_beside_the_default_strategy_message_is_read(where: str) -> None:
+    """Dropped with the message read alone: the alert was answered 401 "no webhook token"."""
+    message = "My Strategy (10, 20): order buy @ 1 filled on MNQ1!. New strategy position is 1"
+    body = f"token=abc {message}" if where == "before" else f"{message} token=abc"
+    signal = parse_payload(body.encode(), "text/plain")
+    assert signal.token == "abc"
+    assert (signal.action, signal.quantity, signal.market_position) == (
+        Action.BUY,
+        1,
+        MarketPosition.LONG,
+    )
+
+
 def test_tradingview_default_strategy_message() -> None:
     body = b"My Strategy (14, 2): order sell @ 2 filled on MNQ1!. New strategy position is -2"
     signal = parse_payload(body, "text/plain")
