@@ -54,14 +54,14 @@ def parse_text(text: str) -> TextFields:
         )
     # ``key=value`` pairs beside the default message (``token=…``, DESIGN §4) go with it: read
     # as the message alone, the token was dropped and the alert answered 401 "no token"
-    words = text.split()
-    rest = " ".join(w for w in words if not _PAIR.match(w))
+    parts = text.split()
+    rest = " ".join(w for w in parts if not _PAIR.match(w))
     default = _DEFAULT_STRATEGY_MESSAGE.search(rest)
     if default:
-        fields = _from_default_message(default)
-        for pair in filter(None, map(_PAIR.match, words)):
-            _put(fields, pair.group("key"), pair.group("value"))
-        return fields
+        beside = _from_default_message(default)
+        for kv in filter(None, map(_PAIR.match, parts)):
+            _put(beside, kv.group("key"), kv.group("value"))
+        return beside
     fields: TextFields = {}
     words: list[str] = []
     for token in _SEPARATOR.sub(" ", text).split():
