@@ -33,6 +33,7 @@ from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.protect_sender import ProtectionSender
 from jtrades.engine.protect_waits import cancels_gone
 from jtrades.engine.protector import owner
+from jtrades.engine.settle import note_unshown
 
 log = structlog.get_logger(__name__)
 
@@ -104,6 +105,7 @@ class OrphanSweeper:
                 if o.order_id in due:
                     by_symbol.setdefault(o.symbol, []).append(o.order_id)
             done: list[int] = []
+            cancelled: list[tuple[LinkConfig, str, list[int]]] = []
             now = datetime.now(UTC)
             for symbol, order_ids in sorted(by_symbol.items()):
                 link, _trader = await owner(self._pool, rows, symbol)
@@ -122,6 +124,7 @@ class OrphanSweeper:
                 ]
                 gone = await send(steps)
                 done += gone
+                cancelled.append((link, symbol, gone))
                 log.warning(
                     "reconcile.orphan_exits_cancelled",
                     sub_account_id=link.sub_account_id,
@@ -132,10 +135,26 @@ class OrphanSweeper:
                 )
             if done:  # the next holder of the lock must not see them as working
                 try:
-                    await cancels_gone(broker, bid, done)
+                    shown = await cancels_gone(broker, bid, done)
                 except Exception as exc:
                     log.info("reconcile.orphans_view_lost", account_id=bid, error=str(exc))
+                    shown = False
+                if not shown:  # nor the next alert's plan, once the lock has gone
+                    await self._note_unshown(broker, cancelled)
             return len(done)
+
+    async def _note_unshown(
+        self, broker: Broker, cancelled: Sequence[tuple[LinkConfig, str, list[int]]]
+    ) -> None:
+        for link, symbol, gone in cancelled:
+            if not gone:
+                continue
+            try:
+                contract = await broker.find_contract(symbol)
+            except Exception as exc:  # its cancels stay unrecorded: the entry may be refused
+                log.info("reconcile.orphans_unrecorded", symbol=symbol, error=str(exc))
+                continue
+            note_unshown(self._dispatcher.views, link, broker, contract, (), gone)
 
 
 def _orphans(broker: Broker, account_id: int) -> tuple[WorkingOrder, ...] | None:

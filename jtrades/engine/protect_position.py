@@ -46,6 +46,7 @@ from jtrades.engine.protection import (
     plan_protection,
     protection_orders,
 )
+from jtrades.engine.settle import note_unshown
 from jtrades.engine.view_waits import shows_placed
 
 log = structlog.get_logger(__name__)
@@ -137,6 +138,7 @@ class PositionProtector:
             expires_at=now + timedelta(seconds=self._settings.trading.signal_ttl_s),
         )
         waited: set[int] = set()  # cancels already waited for (``cancels_gone``): not twice
+        contract: Contract | None = None
         async with self._dispatcher.lock_for(link):
             lags = self._dispatcher.view_lags(link, broker, root_of(p.symbol))
             if lags is not None:
@@ -175,7 +177,7 @@ class PositionProtector:
                     owed = await owed_stop.lookup(self._pool, rows, current, book.coverage)
                 if s is None and owed is None and book.coverage <= held:
                     return False  # naked, or covered: not ours to stop without a stop loss
-                contract: Contract = await broker.find_contract(p.symbol)
+                contract = await broker.find_contract(p.symbol)
                 level = owed_stop.stop_level(s, owed, current, contract)
                 plan = plan_protection(
                     book, level.price, trail_by=level.trail_by, trailing=level.trailing
@@ -296,6 +298,15 @@ class PositionProtector:
                 )
                 if unseen:  # the next protection of this position waits for them to show
                     self._unshown[key] = (*self._unshown.get(key, ()), *unseen)
+                if send.taken and contract is not None:  # and the next alert's plan
+                    note_unshown(
+                        self._dispatcher.views,
+                        link,
+                        broker,
+                        contract,
+                        [oid for po, oid in send.taken if po.kind not in ("cancel", "modify")],
+                        [oid for po, oid in send.taken if po.kind == "cancel"],
+                    )
 
     def _rows(self, account: AccountKey, link: LinkConfig) -> list[LinkConfig]:
         """The rows naming the account at the broker now (the configuration may have been

@@ -1,5 +1,6 @@
 """After a dispatch has sent an account's steps: hold its lock until the broker's view shows
-them, bounded, and record what it still lacks then (``unsettled``).
+them, bounded, and record what it still lacks then (``unsettled``); the same record for what
+reconciliation sent (``note_unshown``).
 
 Split from ``dispatch`` (which plans, claims and sends): this is what the next signal on the
 account plans against, and why it may not.
@@ -8,12 +9,15 @@ account plans against, and why it may not.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import structlog
 
+from jtrades.broker.base import Broker, Contract
 from jtrades.engine.account_plans import Prepared, broker_account
+from jtrades.engine.config_cache import LinkConfig
 from jtrades.engine.steps import position_shows
-from jtrades.engine.unsettled import UnsettledViews, lag
+from jtrades.engine.unsettled import Unsettled, UnsettledViews, lag
 from jtrades.engine.view_waits import shows_orders, within
 
 log = structlog.get_logger(__name__)
@@ -57,3 +61,34 @@ async def settle(p: Prepared, within_s: float, views: UnsettledViews) -> None:
         lacking=lacking,
         effect="the account is not planned until its view shows it",
     )
+
+
+def note_unshown(
+    views: UnsettledViews,
+    link: LinkConfig,
+    broker: Broker,
+    contract: Contract,
+    placed: Sequence[int],
+    cancelled: Sequence[int],
+) -> str | None:
+    """Orders reconciliation placed or cancelled on ``link``'s account (a protective stop, an
+    orphan's cancel) that the view does not show yet when it lets the lock go: noted in
+    ``views``, as a dispatch's are, so the next alert does not plan from a view without them.
+    Only the protector remembered them: a DCA add planned beside an unshown stop for 1 placed
+    a stop for 2 (stops for 3 on a long 2, short 1 once they triggered), and an entry cancelled
+    the orphan's stop again, was refused "TooLate" and was not sent. Returns what it lacks."""
+    u = Unsettled(
+        link.sub_account_id,
+        contract,
+        None,
+        tuple((oid, None) for oid in placed),
+        tuple(cancelled),
+        (),
+        (),
+        False,
+        views.now(),
+    )
+    lacking = lag(broker, link.broker_account_id, u)
+    if lacking is not None:
+        views.note(broker_account(link), u)
+    return lacking

@@ -138,7 +138,9 @@ async def test_a_stop_placed_but_not_yet_shown_is_not_placed_again_on_the_next_p
             assert await engine.reconciler.protect_positions() == 0
         events = [e["event"] for e in logs]
         assert "reconcile.protect_unsettled" in events
-        assert "reconcile.protect_placed_unseen" in events
+        # held by the record every plan of the account reads (an alert's too), before the
+        # protector's own memory of what it placed (``protect_placed_unseen``)
+        assert "reconcile.protect_view_lags" in events
         sim.fault("clear")
         await sim.flush()
 
