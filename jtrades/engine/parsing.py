@@ -86,6 +86,8 @@ RISK_PERCENTAGE = ("risk_percentage",)
 TIME_IN_FORCE = ("time_in_force", "tif")
 # PickMyTrade's requests to change the exits of the open position instead of trading
 UPDATE_EXITS = ("update_tp", "update_sl")
+# PickMyTrade's move of the stop to the entry once the trade is that far in profit
+BREAKEVEN = ("breakeven",)
 
 _TRADERSPOST_KEYS = {
     norm_key(k)
@@ -277,12 +279,15 @@ def parse_object(data: dict[str, Any] | TextFields, source: str | None) -> Signa
     price_key, price_value = fields.get(*PRICE)
     price = to_price(price_key, price_value)
     kind, limit_price, stop_price = _order_type(fields, price)
+    _check_exit_order_type(action, market_position, kind)
+    quantity = to_quantity(quantity_key, quantity_value)
     # a sell's target is below the entry: 100 % or more of it is at or past zero
     take_profit, stop_loss = _exits(fields, below_entry=action is Action.SELL)
     return Signal(
         action=action,
         ticker=to_text(ticker_key, ticker_value, limit=64),
-        quantity=to_quantity(quantity_key, quantity_value),
+        quantity=quantity,
+        partial_exit=_partial_exit(fields, market_position, quantity),
         price=price,
         market_position=market_position,
         prev_market_position=to_position(prev_key, prev_value),
@@ -324,6 +329,36 @@ def _time_in_force(fields: Fields) -> TimeInForce | None:
             " send day or gtc (or leave it out for day)"
         )
     return tif
+
+
+def _check_exit_order_type(
+    action: Action, market_position: MarketPosition | None, kind: str | None
+) -> None:
+    """Exits go at market (a liquidation, a market reduce): a close or a reduce asking for a
+    limit or a stop went at market at once, where TradersPost rests it (a "get out at 21400"
+    stop flattened the position at the market). Refused, as an order we cannot place is."""
+    if kind is None or kind == "market":
+        return
+    reduce = (action is Action.SELL and market_position is MarketPosition.LONG) or (
+        action is Action.BUY and market_position is MarketPosition.SHORT
+    )
+    if action is Action.CLOSE or market_position is MarketPosition.FLAT or reduce:
+        raise InvalidSignal(
+            f"a {kind} exit is not supported: exits go at market; send orderType market"
+            " (or leave it out)"
+        )
+
+
+def _partial_exit(
+    fields: Fields, market_position: MarketPosition | None, quantity: int | None
+) -> bool:
+    """TradersPost's ``exit`` with a quantity exits that many of the position ("Partial
+    Exits": long 5, exit 2 leaves 3); jtrades liquidated all 5. Only the word ``exit``, with
+    no target position: ``close``, ``flat`` and a target of flat close everything."""
+    if not quantity or market_position is not None:
+        return False
+    words = {to_word(key, value) for key, value in fields.all(*ACTION)}
+    return words == {"exit"}
 
 
 def _action_and_position(fields: Fields) -> tuple[Action, MarketPosition | None]:
@@ -372,6 +407,13 @@ def _check_quantity_type(fields: Fields) -> None:
         raise InvalidSignal(
             f"field {risk_key!r}: sizing by account risk is not supported; "
             "send quantity (or 0 for the configured size) and risk_percentage 0"
+        )
+    be_key, be_value = fields.get(*BREAKEVEN)
+    if (be := to_decimal(be_key, be_value)) is not None and be != 0:
+        # kept in ``extra`` and ignored, the position went without the move to breakeven
+        raise InvalidSignal(
+            f"field {be_key!r}: a breakeven move by alert is not supported; send {be_key} 0"
+            " (the recorder's --breakeven applies)"
         )
     for alias in UPDATE_EXITS:
         key, value = fields.get(alias)

@@ -64,6 +64,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -103,7 +104,7 @@ from jtrades.engine.position_size import size_after
 from jtrades.engine.resize import plan_add, plan_reduce
 from jtrades.engine.risk import Direction, RiskSettings
 from jtrades.engine.signal import Action, MarketPosition, Signal
-from jtrades.engine.sizing import base_qty, cap_qty, entry_qty
+from jtrades.engine.sizing import base_qty, cap_qty, entry_qty, scale_qty
 from jtrades.engine.trim import is_trim, plan_trim
 
 __all__ = [
@@ -370,6 +371,10 @@ def _plan(c: Ctx, steps: Steps) -> AccountPlan:
             if not working:
                 return AccountPlan(PositionAction.NOTHING, (), "already flat")
             return _cancel_working(steps, working, "already flat: ")
+        if sig.partial_exit and sig.quantity and scale_qty(sig.quantity, c.multiplier) < abs(pos):
+            plan = plan_reduce(c, steps, pos_side)
+            why = f"exit {sig.quantity} of the {label(pos_side)} (TradersPost's partial exit)"
+            return dataclasses.replace(plan, reason=f"{plan.reason} ({why})")
         liquidate(c, steps)
         return AccountPlan(
             PositionAction.CLOSE, tuple(steps.items), f"close {label(pos_side)} {abs(pos)}"

@@ -59,6 +59,8 @@ class Signal:
     action: Action
     ticker: str | None = None
     quantity: int | None = None
+    # a close that exits ``quantity`` contracts of the position, not all (TradersPost ``exit``)
+    partial_exit: bool = False
     price: Decimal | None = None
     market_position: MarketPosition | None = None
     prev_market_position: MarketPosition | None = None

@@ -26,6 +26,7 @@ import dataclasses
 from decimal import ROUND_FLOOR, Decimal
 
 from jtrades.broker.base import Side
+from jtrades.engine.exits import CannotPlan
 from jtrades.engine.plan_context import AccountPlan, Ctx, Shortfall, Steps, label
 from jtrades.engine.resize import plan_reduce
 from jtrades.engine.signal import Action
@@ -67,6 +68,12 @@ def plan_trim(c: Ctx, steps: Steps, refusal: Shortfall | None) -> AccountPlan:
     re-placed for what is left (``resize.plan_reduce``). ``refusal``: a filter refused the
     signal's entry; the plan carries it instead of ``TRIM``, as a refused reversal's close
     carries its refusal."""
+    if (c.sig.order_type or "market") != "market":
+        # the trim goes at market (``plan_reduce``): sent so, a limit meant to rest went at once
+        raise CannotPlan(
+            f"a {c.sig.order_type} {c.sig.action} of fewer contracts than held trims the"
+            " position, and exits go at market: send orderType market"
+        )
     pos_side = Side.BUY if c.state.net_pos > 0 else Side.SELL
     plan = plan_reduce(c, steps, pos_side)
     why = (

@@ -104,7 +104,9 @@ def _columns(signal: Signal | None) -> list[Any]:
     parsed = {
         name: value
         for name in _SIGNAL_FIELDS
-        if name != "token" and (value := getattr(signal, name)) not in (None, (), {})
+        if name != "token"
+        and (value := getattr(signal, name)) not in (None, (), {})
+        and value is not False  # a flag not raised (``partial_exit``): not on every row
     }
     qty = signal.quantity
     if qty is not None and not 1 <= qty <= _INT_MAX:
