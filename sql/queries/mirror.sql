@@ -96,6 +96,9 @@ WITH async_commit AS (
     ON CONFLICT (sub_account_id, broker_order_id) DO UPDATE
     SET intent_id = COALESCE(EXCLUDED.intent_id, orders.intent_id),
         cl_ord_id = COALESCE(EXCLUDED.cl_ord_id, orders.cl_ord_id),
+        -- written before its contract was named (an order placed by hand in a new month): the
+        -- name comes with a later event, and kept empty the row showed none for good
+        symbol = COALESCE(NULLIF(EXCLUDED.symbol, ''), orders.symbol),
         qty = EXCLUDED.qty, order_type = EXCLUDED.order_type, price = EXCLUDED.price,
         stop_price = EXCLUDED.stop_price, status = EXCLUDED.status,
         parent_id = COALESCE(EXCLUDED.parent_id, orders.parent_id),
