@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Iterable
 from decimal import Decimal
 
@@ -451,6 +452,11 @@ class Mirror:
                 held_ids = ev.detail.get("orders")
                 sweeps.append((sub, list(held_ids) if isinstance(held_ids, list) else []))
             elif isinstance(e, Position):
+                if ev.deleted:
+                    # the view drops it (flat); written as it came, the row kept its last
+                    # net for good, and the mirror measured the next fills against it
+                    e = dataclasses.replace(e, net_pos=0, net_price=None)
+                    tagged = (account_id, _broker, dataclasses.replace(ev, entity=e))
                 if not e.symbol:  # its contract is not named yet: its next event will be
                     log.warning(
                         "mirror.position_unnamed", sub_account_id=sub, contract_id=e.contract_id
