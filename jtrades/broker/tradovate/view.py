@@ -51,7 +51,8 @@ class AccountView(ViewState):
 
         Returns the changes to publish: what happened while the stream was down (a stop filled
         during an outage) is known only from here. Every position (one that left the snapshot
-        becomes flat), every order that is new or differs from the view's before, every fill —
+        becomes flat, unless an entity could not be read: the missing one may be it), every
+        order that is new or differs from the view's before, every fill —
         the day's, in the order they happened (time, then id), so that the round trips they
         make are measured in that order — and every cash balance; then the accounts' ``synced``.
         Fills are all replayed, not only the unseen ones: their subscriber (the mirror) keeps
@@ -71,7 +72,8 @@ class AccountView(ViewState):
         events = [
             *orders,
             *self._fill_events(),
-            *self._position_events(was_positions),
+            # with an entity unread, one missing from the snapshot may be that one: not flat
+            *self._position_events(was_positions if unreadable is None else {}),
             *(BrokerEvent("cash", acct, cash_balance_of(e)) for acct, e in self._cash.items()),
         ]
         if unreadable is not None:  # what happened meanwhile is published, then the cut
