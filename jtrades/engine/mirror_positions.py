@@ -46,7 +46,9 @@ def seeded(rows: Iterable[SeedRow], fills: SeedFills) -> dict[tuple[int, str], O
     stored without a price — none (``OpenPosition.measurable``: its close books no round trip
     and the broker's next position is adopted)."""
     return {
-        (sub, symbol): OpenPosition(net, avg, since, open_lots(net, fills.get((sub, symbol), ())))
+        (sub, symbol): OpenPosition(
+            net, avg, since, open_lots(net, fills.get((sub, symbol), ()), avg)
+        )
         for sub, symbol, net, avg, since in rows
         if net
     }

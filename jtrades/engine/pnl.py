@@ -29,6 +29,10 @@ _EPOCH = datetime(
     1970, 1, 1, tzinfo=UTC
 )  # a replay's fills need a time; open_lots reads only the lots
 
+# How far the average replayed from the stored fills may be from the broker's stored one and
+# still be the same position: the broker's is a float (21500.333333333332), ours exact
+_SAME_AVERAGE = Decimal("0.000001")
+
 # A trade closing lots of different prices shows their average entry to this many more decimal
 # places than the prices have (21500.3333 for 21500, 21500, 21501); its P&L stays exact.
 ENTRY_PLACES = 4
@@ -104,7 +108,9 @@ def _average(cost: Decimal, qty: int, prices: list[Decimal]) -> Decimal:
         return exact if rounded * qty == cost else rounded
 
 
-def open_lots(net: int, fills: Iterable[tuple[int, Decimal]]) -> tuple[tuple[int, Decimal], ...]:
+def open_lots(
+    net: int, fills: Iterable[tuple[int, Decimal]], avg: Decimal | None = None
+) -> tuple[tuple[int, Decimal], ...]:
     """The lots a position of ``net`` holds, from every stored fill of its sub-account and
     symbol (signed quantity, price), oldest first, measured as the mirror measured them;
     empty when they do not come to ``net`` (some are missing: the position was adopted from
@@ -114,11 +120,20 @@ def open_lots(net: int, fills: Iterable[tuple[int, Decimal]]) -> tuple[tuple[int
     across every restart (a partial exit leaves the broker's average where it was: long
     100 + 110, a sell at 100, then a restart, booked the last close against 105). Replayed
     whole and checked against the net, an older closed position's fills are never taken for
-    the lots of one whose own fills are missing."""
+    the lots of one whose own fills are missing.
+
+    And against the stored average (``avg``, the broker's, which replaying the fills as the
+    broker averages must give): fills missed while the daemon was down may net to nothing (a
+    stop-out and a re-entry at 120), and the long 1 @ 100 they left on record, of the same
+    net, was taken for the long 1 @ 120 the broker holds: its close booked 25 points for 5."""
     pos = OpenPosition()
     for qty, price in fills:
         close_trade(pos, qty, price, Decimal(1), _EPOCH)
-    return pos.lots if pos.net == net and net else ()
+    if pos.net != net or not net:
+        return ()
+    if avg is not None and (pos.avg is None or abs(pos.avg - avg) > _SAME_AVERAGE):
+        return ()
+    return pos.lots
 
 
 def close_trade(
