@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import os
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,9 @@ T = TypeVar("T")
 # where "[/x]" made rich raise and "[b]" or ":x:" changed what was shown.
 out = Console(soft_wrap=True, highlight=False, markup=False, emoji=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False, emoji=False)
+
+PIPED_WIDTH = 1000  # what a table may take when stdout is no terminal
+_NUMBER = re.compile(r"[-+]?[0-9][0-9.,]*")  # an id, a quantity, a price, money
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 ConfigOpt = Annotated[
@@ -173,8 +178,13 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 def clock(value: datetime, zone: tzinfo) -> str:
     """A time as a table shows it, in ``zone``: a listing's rows name their owner's (DESIGN §4,
-    "Times are in the user's time zone"), where the machine's (a VPS in UTC) misled."""
-    return value.astimezone(zone).strftime(TIME_FORMAT)
+    "Times are in the user's time zone"), where the machine's (a VPS in UTC) misled. In the
+    hour the clocks go back, with its offset: 06:30Z and 07:30Z both read 01:30 in Chicago on
+    the night of the change, and ``--since`` refuses either without one."""
+    local = value.astimezone(zone)
+    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+        return local.isoformat(sep=" ", timespec="seconds")
+    return local.strftime(TIME_FORMAT)
 
 
 def utc_clock(value: datetime) -> str:
@@ -269,6 +279,17 @@ def price(value: Decimal | float | None) -> str | None:
     return "0" if text == "-0" else text
 
 
+# C0 and C1 control characters: text from alerts (a ticker, a refusal quoting a value) is
+# shown in an operator's terminal, where ESC sequences cleared the screen, erased rows or set
+# the clipboard (rich's Text keeps ESC)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters shown as escapes (``\\x1b``), not obeyed."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def cell(value: Any) -> str:
     if value is None:
         return "—"
@@ -276,7 +297,7 @@ def cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, datetime):  # a time of no user's (zoned() renders a user's)
         return utc_clock(value)
-    return str(jsonable(value))
+    return visible(str(jsonable(value)))
 
 
 def print_table(
@@ -286,12 +307,28 @@ def print_table(
     if not rows:
         err.print(f"{title}: {empty}")
         return
+    cells = [[cell(v) for v in r] for r in rows]
     table = Table(title=title, title_justify="left")
-    for c in columns:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*(cell(v) for v in r))
-    out.print(table)
+    for i, c in enumerate(columns):
+        # folded, never cut: rich cut what did not fit with "…", and at 80 columns a trade's
+        # entry, exit and P&L read "215…", "2151…", "-12…"; numbers are kept whole while the
+        # text columns give up room
+        numbers = [r[i] for r in cells if _NUMBER.fullmatch(r[i])]
+        if numbers and len(numbers) == len(cells):
+            table.add_column(c, overflow="fold", min_width=max(map(len, numbers)))
+        else:
+            table.add_column(c, overflow="fold")
+    for r in cells:
+        table.add_row(*r)
+    if out.is_terminal or "COLUMNS" in os.environ:
+        out.print(table)
+        return
+    # piped or redirected (rich then assumes 80 columns): the width the table needs
+    width, out.width = out.width, PIPED_WIDTH
+    try:
+        out.print(table)
+    finally:
+        out.width = width
 
 
 def emit(
