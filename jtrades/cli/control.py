@@ -309,10 +309,13 @@ def status(
         "sessions": detail.get("sessions", []) if alive else [],
         "failed_sessions": detail.get("failed_sessions", []) if alive else [],
     }
+    failure = None
     if check and not (alive and daemon["ready"]):
-        fail(f"daemon {down or 'not ready'}")
-    if check and daemon["failed_sessions"]:
-        fail(_failed_line(daemon["failed_sessions"]))
+        failure = f"daemon {down or 'not ready'}"
+    elif check and daemon["failed_sessions"]:
+        failure = _failed_line(daemon["failed_sessions"])
+    if failure is not None and not json:
+        fail(failure)
     flattens = [
         {**r, "state": flatten_store.state(r)}
         for r in flatten_store.requests(data["halt_flag"]).values()
@@ -330,6 +333,8 @@ def status(
                 "database": data["database"],
             }
         )
+        if failure is not None:  # a monitor gets the details too, when they matter most
+            fail(failure)
         return
     rows = [
         (k, v)

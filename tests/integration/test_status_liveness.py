@@ -196,3 +196,14 @@ async def test_a_stopped_daemon_says_it_stopped(
     code, said = await _check(db_url, data_dir)
     assert code == 1
     assert "daemon stopped (last heartbeat" in said, said
+
+
+async def test_a_failed_check_in_json_prints_its_details_and_exits_1(
+    db_url: str, data_dir: Path
+) -> None:
+    """``status --check --json`` for a monitor: the failed check printed no JSON (its error
+    came first), so the details were missing exactly when they mattered."""
+    r = await ainvoke(["status", "--check", "--json"], db_url=db_url, data_dir=data_dir)
+    assert r.exit_code == 1
+    assert r.json()["daemon"]["state"] == "never started"
+    assert "daemon" in r.error_line()
