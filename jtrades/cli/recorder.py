@@ -269,25 +269,30 @@ def edit_cmd(
     Example: jtrades recorder edit nq-trend --tp 20:1,40:1,60 --size 3 --window 08:30-15:00
     """
 
-    async def go(db: Database) -> tuple[Recorder, str]:
-        """The recorder as updated, and the symbol it had (a new one may warrant a warning)."""
+    async def go(db: Database) -> tuple[Recorder, str, list[str]]:
+        """The recorder as updated, the symbol it had (a new one may warrant a warning), and
+        the followers that keep the units of their own distances."""
         if not risk.given() and symbol is None:
             raise InvalidInput("nothing to change: give at least one risk option or --symbol")
         async with transaction(db) as conn:
             rec = await store.lock(conn, name)
             new = settings_for_recorder(risk, rec.settings)
-            await trader_store.check_followers(conn, rec.id, new)
+            kept = await trader_store.check_followers(
+                conn, rec.id, new, before=rec.settings, actor=actor()
+            )
             sym = _check_symbol(symbol) if symbol is not None else rec.symbol
             if root_of(sym) != root_of(rec.symbol):
                 _refuse_held_root(rec, await store.followers_positions(conn, rec))
             updated = await store.update_settings(
                 conn, rec, symbol=sym, settings=new, actor=actor()
             )
-            return updated, rec.symbol
+            return updated, rec.symbol, kept
 
-    rec, before = run(go)
+    rec, before, kept = run(go)
     if symbol is not None and rec.symbol != before:
         warn_unknown_product(rec.symbol)
+    for line in kept:
+        err.print(f"warning: {line}: its values stay what they meant")
     done(json, f"recorder {rec.name!r} updated", {"recorder": recorder_json(rec)})
 
 

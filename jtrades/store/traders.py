@@ -387,12 +387,59 @@ async def delete(conn: Executor, trader: Trader, *, actor: str) -> None:
     )
 
 
-async def check_followers(conn: Executor, recorder_id: int, settings: RiskSettings) -> None:
-    """Every trader of a recorder must still have valid effective settings after an edit."""
+# A trader's distances read in the recorder's units (``tp_units``, ``sl_units``) unless it set
+# its own: the values each kind of units measures
+_IN_UNITS: dict[str, tuple[str, ...]] = {
+    "tp_units": ("tp",),
+    "sl_units": ("sl", "breakeven_trigger", "breakeven_offset", "trail_trigger", "trail_freq"),
+}
+
+
+async def check_followers(
+    conn: Executor,
+    recorder_id: int,
+    settings: RiskSettings,
+    *,
+    before: RiskSettings | None = None,
+    actor: str = "",
+) -> list[str]:
+    """Every trader of a recorder must still have valid effective settings after an edit.
+
+    A follower's own distance keeps the units it was given in: stored as a bare number, it
+    was read in the recorder's units, and the owner's switch from ticks to percent made a
+    follower's 40-tick stop a 40 % one (no stop at all) without a word to him. Such a trader
+    gets the units it had as an override of its own (``before``: the recorder's settings
+    before the edit); returns what was kept, to say so."""
+    kept: list[str] = []
     for trader in await list_traders(conn, recorder_id=recorder_id):
+        overrides = trader.overrides
+        if before is not None:
+            pins = {
+                units: getattr(before, units)
+                for units, measured in _IN_UNITS.items()
+                if getattr(before, units) != getattr(settings, units)
+                and units not in overrides.values
+                and any(overrides.values.get(name) is not None for name in measured)
+            }
+            if pins:
+                overrides = RiskOverrides({**overrides.values, **pins})
+                with translate_errors():
+                    await conn.execute(
+                        q("traders.update_overrides"), trader.id, *risk_params(overrides.values)
+                    )
+                await audit(
+                    conn,
+                    actor,
+                    "traders.units_kept",
+                    str(trader.id),
+                    {"overrides": encode_values(overrides.values)},
+                )
+                what = ", ".join(f"--{u.replace('_', '-')} {v}" for u, v in pins.items())
+                kept.append(f"trader {trader.id} ({trader.user_name}) keeps its own {what}")
         try:
-            trader.overrides.apply(settings)
+            overrides.apply(settings)
         except InvalidInput as exc:
             raise InvalidInput(
                 f"trader {trader.id} ({trader.user_name}) would be invalid: {exc}"
             ) from None
+    return kept

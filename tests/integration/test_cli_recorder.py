@@ -399,3 +399,33 @@ def test_exit_options_its_stop_never_uses_are_said(cli: Cli) -> None:
             "--sl", "0", "--sl-type", "fixed")  # fmt: skip
     assert r.exit_code == 0, r.stderr
     assert "warning: --breakeven moves a stop, and --sl is 0" in r.stderr
+
+
+def test_a_units_change_leaves_a_followers_own_distances_in_their_units(cli: Cli) -> None:
+    """A follower's --sl 40 and --tp 20:1,40 were stored as bare numbers read in the recorder's
+    units: the owner's switch to percent made them a 40 % stop (no stop at all on MNQ) and
+    20 % / 40 % targets, without a word. The follower keeps the units they were given in; the
+    owner is told; a follower who set no distance of its own follows the new units."""
+    alice = sql(cli.db_url, "SELECT id FROM users WHERE name = 'alice'")[0][0]
+    bob = sql(cli.db_url, "SELECT id FROM users WHERE name = 'bob'")[0][0]
+    seed_account(cli.db_url, alice, "alice-acc", ["A1"])
+    seed_account(cli.db_url, bob, "bob-acc", ["B1"])
+    cli.ok("recorder", "create", "nq", "--user", "alice", "--symbol", "MNQ1!", "--size", "2",
+           "--sl", "30", "--sl-units", "ticks", "--tp", "10:1,30", "--tp-units", "ticks",
+           "--public")  # fmt: skip
+    own = cli.ok("trader", "create", "--user", "bob", "--recorder", "nq", "--account", "bob-acc",
+                 "--sl", "40", "--tp", "20:1,40")["trader"]  # fmt: skip
+    plain = cli.ok("trader", "create", "--user", "alice", "--recorder", "nq", "--account",
+                   "alice-acc")["trader"]  # fmt: skip
+    r = cli("recorder", "edit", "nq", "--sl", "0.5", "--sl-units", "percent",
+            "--tp", "0.2:1,0.5", "--tp-units", "percent")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert f"trader {own['id']} (bob) keeps its own --tp-units ticks, --sl-units ticks" in r.stderr
+    kept = cli.ok("trader", "show", str(own["id"]))["effective"]
+    assert (kept["sl"], kept["sl_units"], kept["tp_units"]) == ("40", "ticks", "ticks")
+    follows = cli.ok("trader", "show", str(plain["id"]))["effective"]
+    assert (follows["sl"], follows["sl_units"], follows["tp_units"]) == (
+        "0.5",
+        "percent",
+        "percent",
+    )
