@@ -29,7 +29,7 @@ from jtrades.cli.risk_options import (
 from jtrades.cli.trader_layers import Layers, layers, looser_overrides
 from jtrades.db import Database
 from jtrades.engine.risk import RiskOverrides
-from jtrades.errors import InvalidInput
+from jtrades.errors import Conflict, InvalidInput
 from jtrades.store import recorders as recorder_store
 from jtrades.store import traders as store
 from jtrades.store.recorders import Recorder, encode_values
@@ -282,6 +282,28 @@ def _set_enabled(trader_id: int, enabled: bool, json: bool) -> None:
     )
 
 
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Even while its sub-accounts hold positions only its recorder's alerts close.",
+    ),
+]
+
+
+def _refuse_held(t: Trader, held: list[tuple[str, str, int]], done_to: str) -> None:
+    """Positions only this trader's alerts close, on sub-accounts it would no longer trade:
+    `recorder delete` refused this, `trader delete` and `edit --account` did it silently, and
+    the strategy's next close left the position open."""
+    if held:
+        raise Conflict(
+            f"trader {t.id}'s sub-accounts hold positions only its recorder's alerts close"
+            f" ({recorder_store.name_held(held)}): none could once {done_to}. Close them first,"
+            " or pass --force (they stay at the broker, where halt --flatten and the protective"
+            " stops still reach them)"
+        )
+
+
 @app.command("enable")
 def enable_cmd(trader_id: IdArg, json: JsonOpt = False) -> None:
     """Start trading (the user must be approved).
@@ -314,6 +336,7 @@ def edit_cmd(
             "repeatable; 'all' drops every override.",
         ),
     ] = None,
+    force: ForceOpt = False,
     json: JsonOpt = False,
     *,
     risk: RiskInput,
@@ -334,6 +357,9 @@ def edit_cmd(
             overrides = overrides_for_trader(risk, rec.settings, t.overrides, clear or ())
             owner = await recorder_store.user_by_name(conn, t.user_name)
             _refuse_looser(rec, overrides, risk, owner.timezone)
+            if specs is not None and not force:
+                kept = {sid for sid, _mult in await store.resolve_accounts(conn, specs)}
+                _refuse_held(t, await store.held_positions(conn, t, rec, kept), "unlinked from it")
             return await store.update(conn, t, overrides=overrides, accounts=specs, actor=actor())
 
     t = run(go)
@@ -341,7 +367,7 @@ def edit_cmd(
 
 
 @app.command("delete")
-def delete_cmd(trader_id: IdArg, json: JsonOpt = False) -> None:
+def delete_cmd(trader_id: IdArg, force: ForceOpt = False, json: JsonOpt = False) -> None:
     """Delete a trader (its order history stays).
 
     Example: jtrades trader delete 3
@@ -350,6 +376,9 @@ def delete_cmd(trader_id: IdArg, json: JsonOpt = False) -> None:
     async def go(db: Database) -> None:
         async with transaction(db) as conn:
             t = await store.lock(conn, trader_id)
+            if not force:
+                rec = await recorder_store.get_by_id(conn, t.recorder_id)
+                _refuse_held(t, await store.held_positions(conn, t, rec), "deleted")
             await store.delete(conn, t, actor=actor())
 
     run(go)

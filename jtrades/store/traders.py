@@ -20,7 +20,7 @@ its refusals arrive here as ``PermissionDenied`` with a clear message (``transla
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +28,7 @@ from typing import Any
 
 import structlog
 
+from jtrades.engine.instruments import root_of
 from jtrades.engine.risk import RiskOverrides, RiskSettings
 from jtrades.errors import InvalidInput, NotFound
 from jtrades.queries import q
@@ -373,6 +374,26 @@ async def set_enabled(conn: Executor, trader: Trader, enabled: bool, *, actor: s
     await audit(
         conn, actor, "traders.enable" if enabled else "traders.disable", str(trader.id), None
     )
+
+
+async def held_positions(
+    ex: Executor, trader: Trader, recorder: Recorder, keep: Collection[int] = ()
+) -> list[tuple[str, str, int]]:
+    """(``label:sub``, symbol, net) of each position of the recorder's root the trader's
+    sub-accounts hold that only its alerts close (no other trader linking the sub-account
+    follows a recorder of the root), on sub-accounts not in ``keep`` (those an edit links
+    still). Deleting the trader or unlinking them leaves these where no alert closes them, as
+    ``recorders.followers_positions`` says of a recorder's delete."""
+    with translate_errors():
+        rows = await ex.fetch(q("traders.held_positions"), trader.id)
+    root = root_of(recorder.symbol)
+    return [
+        (f"{r['label']}:{r['sub_name']}", r["symbol"], r["net_pos"])
+        for r in rows
+        if r["sub_account_id"] not in keep
+        and root_of(r["symbol"]) == root
+        and all(root_of(o) != root for o in r["others"])
+    ]
 
 
 async def delete(conn: Executor, trader: Trader, *, actor: str) -> None:

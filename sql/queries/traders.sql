@@ -92,3 +92,20 @@ JOIN sub_accounts s ON s.id = ta.sub_account_id AND s.active
 JOIN accounts a ON a.id = s.account_id AND a.user_id = t.user_id
 WHERE t.recorder_id = $1 AND t.enabled
 ORDER BY t.id, s.id;
+
+-- name: traders.held_positions($1 trader_id)
+-- The positions its sub-accounts hold, as last mirrored, with the symbols of the recorders
+-- other traders linking the same sub-account follow: a position of a root one of them trades
+-- is still theirs to close. Deleting the trader, or unlinking the sub-account, leaves the
+-- others where no alert can close them.
+SELECT DISTINCT s.id AS sub_account_id, a.label, s.name AS sub_name, p.symbol, p.net_pos,
+       ARRAY(SELECT r2.symbol FROM trader_accounts ta2
+             JOIN traders t2 ON t2.id = ta2.trader_id
+             JOIN recorders r2 ON r2.id = t2.recorder_id
+             WHERE ta2.sub_account_id = s.id AND t2.id <> $1) AS others
+FROM trader_accounts ta
+JOIN sub_accounts s ON s.id = ta.sub_account_id
+JOIN accounts a ON a.id = s.account_id
+JOIN positions p ON p.sub_account_id = s.id AND p.net_pos <> 0
+WHERE ta.trader_id = $1
+ORDER BY a.label, s.name, p.symbol;
