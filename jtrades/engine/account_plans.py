@@ -136,6 +136,10 @@ class Prepared:
             noted_at=now,
         )
 
+    def cancels(self) -> bool:
+        """Whether the plan cancels working orders (a resize's exits, before re-placing them)."""
+        return any(po.kind == "cancel" for po, _ni in self.steps)
+
     def entry_step(self) -> int | None:
         """The step that opens the position a plan that opens one is for (reverse, open,
         re-enter, add): its first order that is no exit (a reversal's liquidation, an open's

@@ -131,6 +131,8 @@ class Dispatcher:
         self._settling: set[asyncio.Task[None]] = set()
         # the accounts whose view lagged what was sent when the settle wait gave up
         self.views = views if views is not None else UnsettledViews()
+        # told of a position a plan may have left without its exits (``Reconciler.protect_soon``)
+        self.on_uncovered: Callable[[LinkConfig, str], None] | None = None
 
     def busy(self, env: str, account_id: int, broker_account_id: int) -> bool:
         """Whether something holds that account's lock (a signal's steps being sent, a
@@ -447,6 +449,12 @@ class Dispatcher:
                     reason=failed,
                     broker=res.messages[-1] if res.messages else None,
                 )
+            # its exits may be cancelled (or filled as their cancel was refused) and their
+            # re-placement not sent: a refused reduce left a long 2 with none until the
+            # protector's second sighting, an interval or two later
+            uncovered = failed is not None and position != 0
+            if uncovered and self.on_uncovered is not None and p.cancels():
+                self.on_uncovered(link, p.item.contract.symbol)
             if changed:
                 p.made_pos = position
                 res.moved = True

@@ -125,6 +125,7 @@ class Engine:
             db.pool, ttl_s=settings.trading.signal_ttl_s, claims=self.claims
         )
         self.reconciler = Reconciler(db.pool, self.brokers, self.config, self.dispatcher, settings)
+        self.dispatcher.on_uncovered = self.reconciler.protect_soon
         self.counters = SessionCounters()
         self._fanout = Fanout(
             self.brokers,

@@ -109,6 +109,7 @@ class Protector:
         self._config = config
         self._booked = booked if booked is not None else BookedFills()
         self._suspect: set[Key] = set()
+        self._pass_lock = asyncio.Lock()
         self._seeded: set[Key] = set()  # valid for the first pass only
         self.wait_alert_after_s = WAIT_ALERT_AFTER_S
         self._waiting_since: dict[Key, float] = {}  # loop time first seen waiting
@@ -127,13 +128,23 @@ class Protector:
         self._seeded = {(broker_account(links[s]), sym) for s, sym in suspects if s in links}
         self._suspect = set(self._seeded)
 
+    def suspect(self, link: LinkConfig, symbol: str) -> None:
+        """The position counts as sighted once: the next pass that sees it naked protects it
+        (a dispatch failed after cancelling its exits, ``Reconciler.protect_soon``)."""
+        self._suspect.add((broker_account(link), symbol))
+
     def _accounts(self) -> dict[AccountKey, list[LinkConfig]]:
         """The rows of each account at the broker, in sub-account order."""
         return by_broker_account(self._config.snapshot.links_by_sub.values())
 
     async def protect_positions(self) -> int:
         """Protect each position seen naked on two passes in a row (an entry's brackets may
-        still be activating on the first); returns how many positions got orders."""
+        still be activating on the first); returns how many positions got orders. One pass at
+        a time: the reconcile loop's and one a dispatch asked for share the sightings."""
+        async with self._pass_lock:
+            return await self._pass()
+
+    async def _pass(self) -> int:
         placed = 0
         suspects: set[Key] = set()
         self._positions.incomplete.clear()

@@ -39,7 +39,7 @@ from jtrades.aio import within
 from jtrades.broker.base import Broker, WorkingOrder
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
-from jtrades.engine.config_cache import ConfigCache
+from jtrades.engine.config_cache import ConfigCache, LinkConfig
 from jtrades.engine.dispatch import FOLLOW_UP_S, Dispatcher
 from jtrades.engine.mirror import Mirror
 from jtrades.engine.orphan_sweep import OrphanSweeper
@@ -160,6 +160,7 @@ class Reconciler:
             pool, brokers, config, dispatcher, settings, booked=self.mirror.booked
         )
         self.orphans = OrphanSweeper(pool, brokers, config, dispatcher, settings)
+        self._soon: asyncio.Task[None] | None = None  # a pass a dispatch asked for
         self._ready = False
         # after this long an intent's send has finished one way or the other (a protective
         # step may start up to FOLLOW_UP_S past the TTL: dispatch)
@@ -325,6 +326,20 @@ class Reconciler:
         """Protect each position seen naked on two passes in a row (an entry's brackets may
         still be activating on the first); returns how many positions got orders."""
         return await self.protector.protect_positions()
+
+    def protect_soon(self, link: LinkConfig, symbol: str) -> None:
+        """A dispatch failed after cancelling a position's exits (``Dispatcher.on_uncovered``):
+        the position counts as sighted once, and a pass runs now, not an interval later. The
+        pass takes the account's lock, so it runs once the dispatch's settle wait is over."""
+        self.protector.suspect(link, symbol)
+        if self._soon is None or self._soon.done():
+            self._soon = asyncio.create_task(self._protect_now(), name="reconcile.protect_soon")
+
+    async def _protect_now(self) -> None:
+        try:
+            await self.protector.protect_positions()
+        except Exception as exc:  # the regular pass tries again
+            log.error("reconcile.protect_soon_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _told(it: intent_store.OpenIntent, why: str | None) -> dict[str, object]:
