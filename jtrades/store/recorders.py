@@ -339,6 +339,13 @@ async def followers_positions(ex: Executor, rec: Recorder) -> list[tuple[str, st
     linking the same sub-account still reaches (nor another root's, another recorder's)."""
     with translate_errors():
         rows = await ex.fetch(q("recorders.followers_positions"), rec.id)
+    return only_closed_by(rows, rec)
+
+
+def only_closed_by(rows: Sequence[Mapping[str, Any]], rec: Recorder) -> list[tuple[str, str, int]]:
+    """(``label:sub``, symbol, net) of the position ``rows`` (label, sub_name, symbol, net_pos,
+    the symbols ``others`` follow on the same sub-account) in ``rec``'s root that no other
+    recorder of the root reaches."""
     root = root_of(rec.symbol)
     return [
         (f"{r['label']}:{r['sub_name']}", r["symbol"], r["net_pos"])

@@ -28,7 +28,6 @@ from typing import Any
 
 import structlog
 
-from jtrades.engine.instruments import root_of
 from jtrades.engine.risk import RiskOverrides, RiskSettings
 from jtrades.errors import InvalidInput, NotFound
 from jtrades.queries import q
@@ -41,6 +40,7 @@ from jtrades.store.recorders import (
     get,
     get_by_id,
     lock_shared,
+    only_closed_by,
     overrides_from_row,
     risk_params,
     settings_from_row,
@@ -386,14 +386,7 @@ async def held_positions(
     ``recorders.followers_positions`` says of a recorder's delete."""
     with translate_errors():
         rows = await ex.fetch(q("traders.held_positions"), trader.id)
-    root = root_of(recorder.symbol)
-    return [
-        (f"{r['label']}:{r['sub_name']}", r["symbol"], r["net_pos"])
-        for r in rows
-        if r["sub_account_id"] not in keep
-        and root_of(r["symbol"]) == root
-        and all(root_of(o) != root for o in r["others"])
-    ]
+    return only_closed_by([r for r in rows if r["sub_account_id"] not in keep], recorder)
 
 
 async def delete(conn: Executor, trader: Trader, *, actor: str) -> None:
