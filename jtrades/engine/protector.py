@@ -109,6 +109,7 @@ class Protector:
         self._config = config
         self._booked = booked if booked is not None else BookedFills()
         self._suspect: set[Key] = set()
+        self._asked: set[Key] = set()  # suspects a dispatch named (``suspect``)
         self._pass_lock = asyncio.Lock()
         self._seeded: set[Key] = set()  # valid for the first pass only
         self.wait_alert_after_s = WAIT_ALERT_AFTER_S
@@ -130,8 +131,11 @@ class Protector:
 
     def suspect(self, link: LinkConfig, symbol: str) -> None:
         """The position counts as sighted once: the next pass that sees it naked protects it
-        (a dispatch failed after cancelling its exits, ``Reconciler.protect_soon``)."""
-        self._suspect.add((broker_account(link), symbol))
+        (a dispatch failed after cancelling its exits, ``Reconciler.protect_soon``). Asked
+        during a pass, it is kept past that pass's own sightings."""
+        key = (broker_account(link), symbol)
+        self._suspect.add(key)
+        self._asked.add(key)
 
     def _accounts(self) -> dict[AccountKey, list[LinkConfig]]:
         """The rows of each account at the broker, in sub-account order."""
@@ -179,7 +183,8 @@ class Protector:
                 if key in self._suspect and await self._try_protect(links, broker, p):
                     placed += 1
         self._positions.drop_unshown(read, suspects)
-        self._suspect = suspects
+        self._suspect = suspects | self._asked
+        self._asked = set()
         self._seeded.clear()
         placed += await self._retry_incomplete()
         # a wait ends when a pass no longer meets it (covered, flat, or unseen: missing is not

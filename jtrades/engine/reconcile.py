@@ -161,6 +161,7 @@ class Reconciler:
         )
         self.orphans = OrphanSweeper(pool, brokers, config, dispatcher, settings)
         self._soon: asyncio.Task[None] | None = None  # a pass a dispatch asked for
+        self._again = False  # asked again while it ran
         self._ready = False
         # after this long an intent's send has finished one way or the other (a protective
         # step may start up to FOLLOW_UP_S past the TTL: dispatch)
@@ -241,6 +242,10 @@ class Reconciler:
         return self.mirror.pnl
 
     async def close(self) -> None:
+        if self._soon is not None:  # a pass a dispatch asked for: the daemon is stopping
+            self._soon.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._soon
         await self.mirror.close()
 
     # --- 1. intents -----------------------------------------------------------------------
@@ -329,17 +334,21 @@ class Reconciler:
 
     def protect_soon(self, link: LinkConfig, symbol: str) -> None:
         """A dispatch failed after cancelling a position's exits (``Dispatcher.on_uncovered``):
-        the position counts as sighted once, and a pass runs now, not an interval later. The
-        pass takes the account's lock, so it runs once the dispatch's settle wait is over."""
+        the position counts as sighted once, and a pass runs now, not an interval later (one
+        more when asked during one). The pass takes the account's lock, so it runs once the
+        dispatch's settle wait is over."""
         self.protector.suspect(link, symbol)
+        self._again = True
         if self._soon is None or self._soon.done():
             self._soon = asyncio.create_task(self._protect_now(), name="reconcile.protect_soon")
 
     async def _protect_now(self) -> None:
-        try:
-            await self.protector.protect_positions()
-        except Exception as exc:  # the regular pass tries again
-            log.error("reconcile.protect_soon_failed", error=f"{type(exc).__name__}: {exc}")
+        while self._again:
+            self._again = False
+            try:
+                await self.protector.protect_positions()
+            except Exception as exc:  # the regular pass tries again
+                log.error("reconcile.protect_soon_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _told(it: intent_store.OpenIntent, why: str | None) -> dict[str, object]:
