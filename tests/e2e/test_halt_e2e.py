@@ -47,7 +47,8 @@ async def test_halt_flatten_closes_a_position_whose_trader_was_deleted(
     await w.alert("r", buy(id="k1"))
     await settle()
     assert w.net("K1") == 2
-    await w.cli.ok("trader", "delete", str(tid))
+    # refused without --force: no alert of its recorder could close the position any more
+    await w.cli.ok("trader", "delete", str(tid), "--force")
     await w.loaded()
 
     await w.cli.ok("halt", "--flatten")
@@ -71,7 +72,7 @@ async def test_halt_flatten_closes_a_position_whose_link_was_replaced(
     await w.alert("r", buy(id="l1"))
     await settle()
     assert w.net("L1") == 1
-    await w.cli.ok("trader", "edit", str(tid), "--account", "lou-demo:L1b")
+    await w.cli.ok("trader", "edit", str(tid), "--account", "lou-demo:L1b", "--force")
     await w.loaded()
 
     await w.cli.ok("halt", "--account", "lou-demo", "--flatten")
