@@ -6,7 +6,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from jtrades.broker.base import BrokerEvent, Fill, OrderStatus, Position, WorkingOrder
+from jtrades.broker.tradovate.frames import PartlyApplied
 from jtrades.broker.tradovate.view import AccountView
 from tests.unit.test_tradovate_view import ACCT, MNQ, OTHER, order, props, snapshot, version
 
@@ -183,3 +186,40 @@ def test_filled_quantities_per_order_count_each_fill_once_and_follow_the_snapsho
                         fill(22, 2, "2026-11-25T15:01:00Z", qty=1)])
     )  # fmt: skip
     assert view.filled_qty(ACCT, [1, 2]) == {1: 2, 2: 1}  # the snapshot's fills, once each
+
+
+def test_a_position_gone_while_a_snapshot_was_partly_unreadable_is_published_flat_later() -> None:
+    """A snapshot with an unreadable entity publishes no position as gone (the missing one may
+    be the unreadable one); the next, readable snapshot must still say it is gone. Compared
+    with the cut snapshot's positions, which no longer held it, it never did: the mirror kept
+    the long 2 open for good."""
+    view = AccountView()
+    view.load_snapshot(snapshot(positions=[position(5, MNQ, 2)]))
+    view.mark_unsynced("drop")
+    bad = {"id": 9, "accountId": OTHER}  # a position naming no contract: unreadable
+    with pytest.raises(PartlyApplied) as caught:
+        view.load_snapshot(snapshot(positions=[bad]))
+    assert not [e for e in caught.value.events if e.kind == "position" and e.account_id == ACCT]
+    view.mark_unsynced("cut")
+    events = view.load_snapshot(snapshot())
+    flat = [
+        e.entity
+        for e in of(events, "position")
+        if e.account_id == ACCT and isinstance(e.entity, Position)
+    ]
+    assert [(p.contract_id, p.net_pos) for p in flat] == [(MNQ, 0)]
+    # said once: the snapshot after that compares with one that had it flat already
+    view.mark_unsynced("again")
+    assert not [e for e in of(view.load_snapshot(snapshot()), "position") if e.account_id == ACCT]
+
+
+def test_a_position_back_in_the_next_snapshot_is_not_published_flat() -> None:
+    view = AccountView()
+    view.load_snapshot(snapshot(positions=[position(5, MNQ, 2)]))
+    view.mark_unsynced("drop")
+    with pytest.raises(PartlyApplied):
+        view.load_snapshot(snapshot(positions=[{"id": 9, "accountId": OTHER}]))
+    view.mark_unsynced("cut")
+    events = view.load_snapshot(snapshot(positions=[position(5, MNQ, 2)]))
+    held = [e.entity for e in of(events, "position") if isinstance(e.entity, Position)]
+    assert [(p.contract_id, p.net_pos) for p in held] == [(MNQ, 2)]

@@ -59,7 +59,7 @@ class AccountView(ViewState):
         each fill once by its id, and a replay restores one it lost. Orders are not: a busy
         login's day of orders would be a burst of thousands for nothing."""
         was_orders = {oid: self._was(oid) for oid in self._orders}
-        was_positions = self._positions
+        was_positions = self._with_unconfirmed(self._positions)
         self._reset()  # a snapshot is the whole truth
         for acct in data.get("accounts") or ():
             self._accounts[int(acct["id"])] = str(acct.get("name") or "")
@@ -73,9 +73,11 @@ class AccountView(ViewState):
             *orders,
             *self._fill_events(),
             # with an entity unread, one missing from the snapshot may be that one: not flat
+            # now, and asked again of the next snapshot (``_unconfirmed``)
             *self._position_events(was_positions if unreadable is None else {}),
             *(BrokerEvent("cash", acct, cash_balance_of(e)) for acct, e in self._cash.items()),
         ]
+        self._unconfirmed = {} if unreadable is None else self._missing(was_positions)
         if unreadable is not None:  # what happened meanwhile is published, then the cut
             self._synced = set()
             raise PartlyApplied(events, *unreadable)
@@ -86,6 +88,29 @@ class AccountView(ViewState):
                 for acct in sorted(self._synced)
             ),
         ]
+
+    def _with_unconfirmed(
+        self, positions: Mapping[int, Mapping[int, Position]]
+    ) -> dict[int, dict[int, Position]]:
+        """``positions``, and those a partly unreadable snapshot left out that it could not
+        call gone: taken as the next snapshot's before, it publishes them flat if still gone.
+        Dropped, a position closed during that outage was never published flat: its row
+        stayed open for good."""
+        merged = {acct: dict(held) for acct, held in positions.items()}
+        for acct, held in self._unconfirmed.items():
+            for cid, pos in held.items():
+                merged.setdefault(acct, {}).setdefault(cid, pos)
+        return merged
+
+    def _missing(self, was: Mapping[int, Mapping[int, Position]]) -> dict[int, dict[int, Position]]:
+        """The open positions of ``was`` the snapshot just stored does not hold."""
+        out: dict[int, dict[int, Position]] = {}
+        for acct, held in was.items():
+            now = self._positions.get(acct, {})
+            gone = {cid: p for cid, p in held.items() if p.net_pos and cid not in now}
+            if gone:
+                out[acct] = gone
+        return out
 
     def _store_snapshot(
         self, data: Mapping[str, Any]

@@ -37,6 +37,8 @@ class ViewState:
         # across reconnects): forgetting it here left that contract's fills and positions
         # nameless after a reconnect, and the mirror could neither price nor file them.
         self._contracts: dict[int, str] = {}
+        # positions a partly unreadable snapshot left out and could not call gone (``view``)
+        self._unconfirmed: dict[int, dict[int, Position]] = {}
         self._reset()
 
     def _reset(self) -> None:
