@@ -37,6 +37,7 @@ from decimal import Decimal
 from typing import Any
 
 from jtrades.broker.base import TimeInForce
+from jtrades.engine.filters import is_exit
 from jtrades.engine.instruments import split_symbol
 from jtrades.engine.parse_exits import (
     order_type,
@@ -279,11 +280,10 @@ def parse_object(data: dict[str, Any] | TextFields, source: str | None) -> Signa
     price_key, price_value = fields.get(*PRICE)
     price = to_price(price_key, price_value)
     kind, limit_price, stop_price = _order_type(fields, price)
-    _check_exit_order_type(action, market_position, kind)
     quantity = to_quantity(quantity_key, quantity_value)
     # a sell's target is below the entry: 100 % or more of it is at or past zero
     take_profit, stop_loss = _exits(fields, below_entry=action is Action.SELL)
-    return Signal(
+    signal = Signal(
         action=action,
         ticker=to_text(ticker_key, ticker_value, limit=64),
         quantity=quantity,
@@ -302,6 +302,8 @@ def parse_object(data: dict[str, Any] | TextFields, source: str | None) -> Signa
         source=source or _source(dict(data)),
         extra=_scrub(fields.rest()),
     )
+    _check_exit_order_type(signal)
+    return signal
 
 
 def _token(fields: Fields) -> str | None:
@@ -331,18 +333,12 @@ def _time_in_force(fields: Fields) -> TimeInForce | None:
     return tif
 
 
-def _check_exit_order_type(
-    action: Action, market_position: MarketPosition | None, kind: str | None
-) -> None:
+def _check_exit_order_type(signal: Signal) -> None:
     """Exits go at market (a liquidation, a market reduce): a close or a reduce asking for a
     limit or a stop went at market at once, where TradersPost rests it (a "get out at 21400"
     stop flattened the position at the market). Refused, as an order we cannot place is."""
-    if kind is None or kind == "market":
-        return
-    reduce = (action is Action.SELL and market_position is MarketPosition.LONG) or (
-        action is Action.BUY and market_position is MarketPosition.SHORT
-    )
-    if action is Action.CLOSE or market_position is MarketPosition.FLAT or reduce:
+    kind = signal.order_type
+    if kind not in (None, "market") and is_exit(signal):
         raise InvalidSignal(
             f"a {kind} exit is not supported: exits go at market; send orderType market"
             " (or leave it out)"
