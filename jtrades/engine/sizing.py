@@ -42,11 +42,11 @@ def scale_qty(base: int, multiplier: Decimal) -> int:
         raise ValueError(f"multiplier must be > 0, got {multiplier}")
     if base < 1:
         raise ValueError(f"base quantity must be ≥ 1, got {base}")
-    scaled = int((Decimal(base) * multiplier).to_integral_value(rounding=ROUND_FLOOR))
-    return max(1, scaled)
+    return max(1, floor_scaled(base, multiplier))
 
 
-def _floor_scaled(qty: int, multiplier: Decimal) -> int:
+def floor_scaled(qty: int, multiplier: Decimal) -> int:
+    """``qty × multiplier`` rounded down, 0 included (``scale_qty`` keeps at least 1)."""
     return int((Decimal(qty) * multiplier).to_integral_value(rounding=ROUND_FLOOR))
 
 
@@ -92,7 +92,7 @@ def ladder(
     out: list[tuple[TpLeg, int]] = []
     remaining = total
     for leg in legs[:-1]:
-        q = min(_floor_scaled(leg.qty or 0, multiplier), remaining)
+        q = min(floor_scaled(leg.qty or 0, multiplier), remaining)
         if q > 0:
             out.append((leg, q))
             remaining -= q

@@ -23,13 +23,13 @@ every-Nth turn, the recorder's or a trader's). Pure.
 from __future__ import annotations
 
 import dataclasses
-from decimal import ROUND_FLOOR, Decimal
 
 from jtrades.broker.base import Side
 from jtrades.engine.exits import CannotPlan
 from jtrades.engine.plan_context import AccountPlan, Ctx, Shortfall, Steps, label
 from jtrades.engine.resize import plan_reduce
 from jtrades.engine.signal import Action
+from jtrades.engine.sizing import floor_scaled
 
 # the cause of a plan that trimmed the other side and opened nothing (``Shortfall``)
 TRIM = "partial_exit"
@@ -56,11 +56,7 @@ def is_trim(c: Ctx) -> bool:
     # rather than open a short 1 while the chart may still be long 1; wrong the other way, it
     # misses the chart's new short, never takes the side opposite the chart's. At ×1: fewer
     # contracts than held.
-    return _floor(Decimal(sig.quantity + 1) * c.multiplier) <= abs(pos)
-
-
-def _floor(value: Decimal) -> int:
-    return int(value.to_integral_value(rounding=ROUND_FLOOR))
+    return floor_scaled(sig.quantity + 1, c.multiplier) <= abs(pos)
 
 
 def plan_trim(c: Ctx, steps: Steps, refusal: Shortfall | None) -> AccountPlan:
