@@ -183,13 +183,12 @@ class AccountView(ViewState):
         for acct in sorted(self._positions):
             held = self._positions[acct]
             out.extend(BrokerEvent("position", acct, held[cid]) for cid in sorted(held))
-        for acct in sorted(was):
+        for acct, gone in sorted(self._missing(was).items()):
             if acct not in self._synced:
                 continue
-            for cid, pos in sorted(was[acct].items()):
-                if pos.net_pos and cid not in self._positions.get(acct, {}):
-                    flat = dataclasses.replace(pos, net_pos=0, net_price=None, timestamp=None)
-                    out.append(BrokerEvent("position", acct, flat, deleted=True))
+            for _cid, pos in sorted(gone.items()):
+                flat = dataclasses.replace(pos, net_pos=0, net_price=None, timestamp=None)
+                out.append(BrokerEvent("position", acct, flat, deleted=True))
         return out
 
     def mark_unsynced(self, reason: str) -> list[BrokerEvent]:
