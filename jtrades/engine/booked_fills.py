@@ -26,7 +26,7 @@ counted.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from jtrades.aio import within
 from jtrades.broker.base import BrokerEvent, Fill
@@ -43,20 +43,23 @@ def note(marks: dict[AccountKey, int], key: AccountKey, fill_id: int) -> None:
 
 def fill_marks(events: Iterable[tuple[int, object, BrokerEvent]]) -> dict[AccountKey, int]:
     """The highest fill id per account among tagged events (login, broker, event)."""
-    marks: dict[AccountKey, int] = {}
-    for login, _broker, ev in events:
-        if isinstance(ev.entity, Fill) and ev.account_id:
-            note(marks, (login, ev.account_id), ev.entity.fill_id)
-    return marks
+    return _marks(events, max)
 
 
 def held_marks(events: Iterable[tuple[int, object, BrokerEvent]]) -> dict[AccountKey, int]:
     """The lowest fill id per account among tagged events (the fills the mirror holds)."""
+    return _marks(events, min)
+
+
+def _marks(
+    events: Iterable[tuple[int, object, BrokerEvent]], pick: Callable[[int, int], int]
+) -> dict[AccountKey, int]:
     marks: dict[AccountKey, int] = {}
     for login, _broker, ev in events:
         if isinstance(ev.entity, Fill) and ev.account_id:
             key = (login, ev.account_id)
-            marks[key] = min(marks.get(key, ev.entity.fill_id), ev.entity.fill_id)
+            fill_id = ev.entity.fill_id
+            marks[key] = pick(marks[key], fill_id) if key in marks else fill_id
     return marks
 
 
