@@ -73,7 +73,14 @@ from jtrades.engine.plan_context import (
     working_entries,
 )
 from jtrades.engine.position_size import size_after
-from jtrades.engine.sizing import cap_qty, entry_qty, round_distance, round_to_tick, scale_qty
+from jtrades.engine.sizing import (
+    base_qty,
+    cap_qty,
+    entry_qty,
+    round_distance,
+    round_to_tick,
+    scale_qty,
+)
 from jtrades.engine.working_exits import carried_take_profits, working_stop
 
 
@@ -291,7 +298,7 @@ def plan_add(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:
     if not c.s.dca and _has_exits(c, pos_side):
         why = f"{held}; adding needs --dca (without it the added contracts would have no TP/SL)"
         return AccountPlan(PositionAction.IGNORE, (), why, short=Shortfall(NEEDS_DCA, why))
-    base = c.sig.quantity if c.sig.quantity is not None and c.sig.quantity > 0 else c.s.add_size
+    base = base_qty(c.sig.quantity, c.s.add_size)
     working = working_entries(c, pos_side)
     qty = cap_qty(scale_qty(base, c.multiplier), c.s.max_contracts, held=pos + working)
     if qty == 0:
@@ -442,11 +449,10 @@ def through_market(exits: tuple[PlannedOrder, ...], pos_side: Side, market: Deci
 def plan_reduce(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:
     """REDUCE a ``pos_side`` position (CLOSE when the reduce is the whole position or more)."""
     pos = abs(c.state.net_pos)
-    given = c.sig.quantity if c.sig.quantity is not None and c.sig.quantity > 0 else None
-    qty = scale_qty(given or c.s.size, c.multiplier)
+    qty = scale_qty(base_qty(c.sig.quantity, c.s.size), c.multiplier)
     # only with the alert's own quantity, as for entries (``planning._opening_qty``): sized by
     # --size, the follower's position is not a share of the chart's
-    after = size_after(c.sig) if given is not None else None
+    after = size_after(c.sig) if c.sig.quantity else None
     if after is not None:
         # the alert says what the strategy still holds: the follower keeps its share of it, as
         # an entry of that many gives it. The order × multiplier, rounded down, left a ×1.5
