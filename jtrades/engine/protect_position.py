@@ -36,7 +36,13 @@ from jtrades.engine.instruments import root_of
 from jtrades.engine.plan_context import PROTECTION_PREFIX
 from jtrades.engine.planning import PlannedOrder
 from jtrades.engine.protect_sender import ProtectionSender
-from jtrades.engine.protect_waits import CANCEL_WAIT_S, cancels_gone, settled, shown
+from jtrades.engine.protect_waits import (
+    CANCEL_WAIT_S,
+    cancels_gone,
+    settled,
+    shown,
+    split_taken,
+)
 from jtrades.engine.protection import (
     ExitBook,
     Protection,
@@ -299,14 +305,9 @@ class PositionProtector:
                 if unseen:  # the next protection of this position waits for them to show
                     self._unshown[key] = (*self._unshown.get(key, ()), *unseen)
                 if send.taken and contract is not None:  # and the next alert's plan
-                    note_unshown(
-                        self._dispatcher.views,
-                        link,
-                        broker,
-                        contract,
-                        [oid for po, oid in send.taken if po.kind not in ("cancel", "modify")],
-                        [oid for po, oid in send.taken if po.kind == "cancel"],
-                    )
+                    placed, cancelled = split_taken(send.taken)
+                    views = self._dispatcher.views
+                    note_unshown(views, link, broker, contract, placed, cancelled)
 
     def _rows(self, account: AccountKey, link: LinkConfig) -> list[LinkConfig]:
         """The rows naming the account at the broker now (the configuration may have been

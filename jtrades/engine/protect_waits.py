@@ -27,14 +27,20 @@ async def shown(broker: Broker, account_id: int, order_ids: Sequence[int]) -> bo
     return await within(lambda: shows_placed(broker, account_id, placed), CANCEL_WAIT_S, POLL_S)
 
 
+def split_taken(taken: Sequence[tuple[PlannedOrder, int]]) -> tuple[list[int], list[int]]:
+    """The order ids a pass placed, and those it cancelled (a modify is neither)."""
+    placed = [oid for po, oid in taken if po.kind not in ("cancel", "modify")]
+    return placed, [oid for po, oid in taken if po.kind == "cancel"]
+
+
 async def settled(
     broker: Broker, account_id: int, taken: Sequence[tuple[PlannedOrder, int]]
 ) -> list[int]:
     """Wait (bounded) until the view has what a pass placed and no longer shows what it
     cancelled as open; returns the placed order ids it still lacks then (all of them when the
     view was lost meanwhile: the next plan finds it unsynced, or waits for them)."""
-    placed: list[Placed] = [(oid, None) for po, oid in taken if po.kind not in ("cancel", "modify")]
-    cancelled = [oid for po, oid in taken if po.kind == "cancel"]
+    placed_ids, cancelled = split_taken(taken)
+    placed: list[Placed] = [(oid, None) for oid in placed_ids]
     if not placed and not cancelled:
         return []
     try:
