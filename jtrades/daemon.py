@@ -38,11 +38,13 @@ from typing import Any, TypeVar
 
 import asyncpg
 import structlog
+from aiohttp import web
 
 from jtrades import aio, webhook
 from jtrades import logging as jlog
 from jtrades.config import Settings, state_directory_only
 from jtrades.daemon_stop import (
+    CANCEL_GRACE_S,
     ENGINE_CLOSE_S,
     HTTP_STOP_S,
     NOTIFY_CLOSE_S,
@@ -105,6 +107,7 @@ class Daemon:
         self.db: Database | None = None
         self.engine: Any = None
         self.hooks: Webhooks | None = None
+        self._runner: web.AppRunner | None = None  # set once listening
         self.instance = InstanceLock(self.stop, self._set_accepting, self._fail)
         self._fatal: JtradesError | None = None  # why a background loop stopped the daemon
 
@@ -143,7 +146,6 @@ class Daemon:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
-        runner = None
         if self.notifier is not None:
             await self.notifier.start()
             log.info("daemon.notifications", targets=describe(self.notifier.targets))
@@ -155,33 +157,19 @@ class Daemon:
                 return
             self.db = db = db_or_none
             log.info("daemon.database", database=db.url_for_display)
-            await self._only_instance(db)
-            await self._migrate(db)
-            settled = await signal_store.settle_interrupted(db.pool, self.started_at)
-            if settled:
-                log.warning("daemon.interrupted_signals", signals=settled)
-            tokens = TokenCache(lambda: recorder_store.all_token_hashes(db.pool))
-            await tokens.refresh()
-            from jtrades.engine.engine import Engine
-
-            self.engine = Engine(db, self.settings)
-            if not await self._unless_stopped(self.engine.start()):
+            # the whole start is cut short by a stop: each step may wait on a database that
+            # stopped answering, or on brokers, and the stop has its bound to keep
+            started = await self._until_stopped(self._start(db))
+            if started is None:
+                log.info("daemon.start_cancelled")
                 return
-            self.hooks = Webhooks(db, self.settings, tokens, self.engine)
-            oauth = OAuthCallback(db, self.settings, self._secret_box())
+            tokens = started.result()
+            if self.stop.is_set():  # told to stop as the start ended: never ready
+                return
             srv = self.settings.server
-            app = build_app(self.hooks, oauth)
-            try:
-                runner, self.port = await start_http(app, srv.host, srv.port)
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot listen on {srv.host}:{srv.port}: {exc.strerror or exc} "
-                    "(another jtrades running? set server.port)"
-                ) from None
-            await self._beat("running")
-            if self.stop.is_set():  # told to stop while starting: never ready
-                return
             aio.settle_heap()
+            assert self.hooks is not None
+            self.hooks.started = True
             notify(f"READY=1\nSTATUS=listening on {srv.host}:{self.port}")
             log.info(
                 "daemon.ready",
@@ -212,12 +200,42 @@ class Daemon:
             raise
         finally:
             try:
-                await self._shutdown(runner)
+                await self._shutdown()
             finally:
                 for sig in handled:
                     loop.remove_signal_handler(sig)
                 if self.notifier is not None:  # last: "daemon.stopped" goes out too
                     await self.notifier.close(NOTIFY_CLOSE_S)
+
+    async def _start(self, db: Database) -> TokenCache:
+        """From an open database to a listening, "running" daemon; ``run`` cancels it on a
+        stop. ``/readyz`` says ready only once ``run`` has told systemd (``Webhooks.started``):
+        before, a probe passed while the "running" heartbeat still waited on the database."""
+        await self._only_instance(db)
+        await self._migrate(db)
+        settled = await signal_store.settle_interrupted(db.pool, self.started_at)
+        if settled:
+            log.warning("daemon.interrupted_signals", signals=settled)
+        tokens = TokenCache(lambda: recorder_store.all_token_hashes(db.pool))
+        await tokens.refresh()
+        from jtrades.engine.engine import Engine
+
+        self.engine = Engine(db, self.settings)
+        await self.engine.start()
+        self.hooks = Webhooks(db, self.settings, tokens, self.engine)
+        self.hooks.started = False
+        oauth = OAuthCallback(db, self.settings, self._secret_box())
+        srv = self.settings.server
+        app = build_app(self.hooks, oauth)
+        try:
+            self._runner, self.port = await start_http(app, srv.host, srv.port)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {srv.host}:{srv.port}: {exc.strerror or exc} "
+                "(another jtrades running? set server.port)"
+            ) from None
+        await self._beat("running")
+        return tokens
 
     def _check_data_dir(self) -> None:
         """Under systemd, data_dir must be in the config file: from $STATE_DIRECTORY alone, the
@@ -252,18 +270,11 @@ class Daemon:
         if task.done():
             return task
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        # a cancelled database call may wait on an answer that never comes: the stop's later
+        # steps terminate its connection, which ends it
+        await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
+        task.add_done_callback(retrieved)
         return None
-
-    async def _unless_stopped(self, step: Coroutine[Any, Any, None]) -> bool:
-        """Run a start-up step that may wait on brokers; a stop signal cancels it (False)."""
-        done = await self._until_stopped(step)
-        if done is None:
-            log.info("daemon.start_cancelled")
-            return False
-        done.result()
-        return True
 
     def _secret_box(self) -> SecretBox | None:
         """The master key for storing OAuth tokens; without one, /oauth/callback says so."""
@@ -331,7 +342,7 @@ class Daemon:
         self._fatal = exc
         self.request_stop("instance lock lost")
 
-    async def _shutdown(self, runner: Any) -> None:
+    async def _shutdown(self) -> None:
         """Take the daemon apart, every step bounded (``jtrades.daemon_stop``): at most
         ``STOP_WITHIN_S`` with the notifications' own ``NOTIFY_CLOSE_S``, even when the database has stopped
         answering. Never raises: a step that fails or runs out of time is logged, and the next
@@ -347,10 +358,10 @@ class Daemon:
                 drained = False
                 log.error("daemon.drain_failed", error=reason(exc))
             log.info("daemon.drained", complete=drained)
-        if runner is not None:
+        if self._runner is not None:
             limit = HTTP_STOP_S
             try:
-                await within(runner.cleanup(), limit)
+                await within(self._runner.cleanup(), limit)
             except TimeoutError:
                 log.error("daemon.http_close_failed", error=f"not closed within {limit:.3g} s")
             except Exception as exc:

@@ -82,6 +82,7 @@ async def _readyz(request: web.Request) -> web.Response:
     checks["tokens"] = hooks.tokens.loaded
     checks["engine"] = hooks.engine.ready()
     checks["accepting"] = hooks.accepting
+    checks["started"] = hooks.started
     ok = all(checks.values())
     return json_response(200 if ok else 503, {"ready": ok, "checks": checks})
 

@@ -102,6 +102,9 @@ class Webhooks:
         self.body_read_s = BODY_READ_S
         self.senders = Senders(settings.server.allowed_ips, settings.server.trusted_proxies)
         self.accepting = True
+        # False while ``jtrades serve`` is still starting (``/readyz``): set by the daemon once
+        # its start is complete; an app built without the daemon is ready as built
+        self.started = True
         # the 503's detail while ``accepting`` is False: a stop, or the one-daemon lock being
         # taken again after its database connection was lost (``Daemon._set_accepting``)
         self.refusal = SHUTTING_DOWN

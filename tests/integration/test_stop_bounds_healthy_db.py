@@ -55,9 +55,10 @@ async def test_engine_close_is_not_cut_short_by_a_slow_drain(tmp_path: Path) -> 
     d.hooks = _Hooks()  # type: ignore[assignment]
     engine = _Engine()
     d.engine = engine
+    d._runner = _Runner()  # type: ignore[assignment]
     d.request_stop("SIGTERM")
     with capture_logs() as logs:
-        await d._shutdown(_Runner())
+        await d._shutdown()
     failed = [e for e in logs if e["event"] == "daemon.engine_close_failed"]
     assert engine.closed, failed
 
@@ -81,7 +82,7 @@ async def test_stop_waits_for_a_pooled_connection_still_writing(settings: Settin
     await asyncio.sleep(0.2)
     d.request_stop("SIGTERM")
     with capture_logs() as logs:
-        await d._shutdown(None)
+        await d._shutdown()
     try:
         await asyncio.wait_for(late, 10)
         error = None
