@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import re
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -280,8 +281,11 @@ async def _create_pool(settings: Settings, **connect: Any) -> asyncpg.Pool:
     return pool
 
 
-async def connect(settings: Settings, *, migrate_now: bool = False) -> Database:
-    """Open the database named by settings, starting the embedded one when no URL is set."""
+async def connect(
+    settings: Settings, *, migrate_now: bool = False, abandon: threading.Event | None = None
+) -> Database:
+    """Open the database named by settings, starting the embedded one when no URL is set.
+    ``abandon``, set, ends the wait for an embedded server still starting (a stop signal)."""
     embedded: EmbeddedPostgres | None = None
     try:
         if settings.database.url:
@@ -295,7 +299,7 @@ async def connect(settings: Settings, *, migrate_now: bool = False) -> Database:
                 raise ConfigError(f"database.url is not usable: {describe_error(exc)}") from None
             display = redact_url(settings.database.url)
         else:
-            embedded = EmbeddedPostgres(settings.data_dir)
+            embedded = EmbeddedPostgres(settings.data_dir, abandon)
             # every failure to start is a StorageUnavailable with one line (see ``start``)
             uri = await asyncio.to_thread(embedded.start)
             host = socket_host(uri)

@@ -9,6 +9,7 @@ sleep, and gets the ``Database`` back, or None when a stop signal came first.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 
@@ -42,7 +43,8 @@ async def open_database(
     when it is time to stop).
 
     An embedded server is started once (its failures are not the database being away: they
-    are one line and exit 1). A ``database.url`` that cannot be reached (refused, no route,
+    are one line and exit 1); a stop signal ends its start, the wait for a server found
+    still starting included. A ``database.url`` that cannot be reached (refused, no route,
     no answer within ``START_CONNECT_S``, the server starting up or shutting down) is
     waited for, as the running daemon waits out an outage: exiting spent the unit's
     restarts (StartLimitBurst=5 in a few seconds) and left it failed until someone ran
@@ -53,7 +55,12 @@ async def open_database(
     (a wrong password, an unknown role or database, a malformed URL) is not waited for.
     """
     if not settings.database.url:
-        return await connect(settings)
+        abandon = threading.Event()
+        started = await until_stopped(connect(settings, abandon=abandon))
+        if started is None:
+            abandon.set()  # its thread would hold the exit up for the rest of its wait
+            return None
+        return started.result()
     display = redact_url(settings.database.url)
     began = time.monotonic()
     delay = START_RETRY_FIRST_S

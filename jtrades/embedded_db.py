@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +36,9 @@ EMBEDDED_DB = "jtrades"
 # a slow disk) to say it is ready, before giving up with a one-line error.
 EMBEDDED_READY_WAIT_S = 60.0
 
+# A postmaster writes its start time in postmaster.pid within moments of its process starting.
+STAMP_SLACK_S = 10.0
+
 
 class EmbeddedPostgres:
     """A pgserver-managed Postgres in ``data_dir/pg``, reached over its Unix socket.
@@ -44,9 +48,12 @@ class EmbeddedPostgres:
     pid out, and no later process would be the last one. Dead pids are dropped before each
     start and stop (``_drop_dead_users``)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, abandon: threading.Event | None = None) -> None:
         self.pgdata = data_dir / "pg"
         self.ready_wait_s = EMBEDDED_READY_WAIT_S
+        # set when nobody waits for the start any more (a stop signal): the wait for a server
+        # still starting ends at once, so the thread it runs in does not hold the exit up
+        self.abandon = abandon or threading.Event()
         self._server: Any = None
 
     def start(self) -> str:
@@ -67,6 +74,7 @@ class EmbeddedPostgres:
             try:
                 before = _pgserver_instance(self.pgdata)
                 _drop_dead_users(self.pgdata)
+                _clear_stale_pid_file(self.pgdata)
                 self._server = get_server(self.pgdata, cleanup_mode="stop")
                 break
             except Exception as exc:
@@ -77,7 +85,7 @@ class EmbeddedPostgres:
                 if (
                     not retried
                     and isinstance(exc, subprocess.TimeoutExpired | AssertionError)
-                    and _wait_until_ready(self.pgdata, self.ready_wait_s)
+                    and _wait_until_ready(self.pgdata, self.ready_wait_s, self.abandon)
                 ):
                     retried = True
                     continue
@@ -161,25 +169,73 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _postmaster_status(pgdata: Path) -> str | None:
-    """The status line of a running postmaster in ``pgdata`` (``starting``, ``ready``, …), or
-    None when no server runs there. A file still being written counts as ``starting``."""
+def _postmaster_pid(pgdata: Path) -> tuple[int, list[str]] | None:
+    """The pid ``postmaster.pid`` names and the file's lines; None without a readable file."""
     try:
         lines = (pgdata / "postmaster.pid").read_text().splitlines()
     except OSError:
         return None
     try:
-        pid = int(lines[0])
+        return int(lines[0]), lines
     except (ValueError, IndexError):  # caught being rewritten
+        return 0, lines
+
+
+def _is_postmaster_of(pid: int, pgdata: Path, lines: list[str]) -> bool:
+    """Whether the live process ``pid`` is the postmaster of ``pgdata``: a postmaster works in
+    its data directory. Another user's process (its directory unreadable) is judged by its
+    start time against the one the postmaster wrote in the file (line 3)."""
+    try:
+        proc = psutil.Process(pid)
+        try:
+            return Path(proc.cwd()).resolve() == pgdata.resolve()
+        except psutil.AccessDenied:
+            stamp = int(lines[2])
+            return bool(abs(proc.create_time() - stamp) <= STAMP_SLACK_S)
+    except (psutil.NoSuchProcess, ValueError, IndexError):
+        return False
+    except psutil.Error:
+        return True  # not known: left to pgserver as before
+
+
+def _clear_stale_pid_file(pgdata: Path) -> None:
+    """Remove a ``postmaster.pid`` a server that ended uncleanly (kill -9, power loss) left
+    behind, when its pid has since been given to another process: pgserver takes any live pid
+    for the server, waits on it, and its clean-up then stops (and kills) that process, any
+    process on the host when run as root. A dead pid is left to Postgres, which sees to it."""
+    found = _postmaster_pid(pgdata)
+    if found is None or found[0] <= 0:
+        return
+    pid, lines = found
+    if not _alive(pid) or _is_postmaster_of(pid, pgdata, lines):
+        return
+    log.warning(
+        "db.embedded_stale_pid_file",
+        pid=pid,
+        effect="the server in this data directory had not stopped cleanly and its pid is now"
+        " another process's: the stale postmaster.pid is removed, that process left alone",
+    )
+    with contextlib.suppress(FileNotFoundError):
+        (pgdata / "postmaster.pid").unlink()
+
+
+def _postmaster_status(pgdata: Path) -> str | None:
+    """The status line of a running postmaster in ``pgdata`` (``starting``, ``ready``, …), or
+    None when no server runs there. A file still being written counts as ``starting``."""
+    found = _postmaster_pid(pgdata)
+    if found is None:
+        return None
+    pid, lines = found
+    if pid == 0:
         return "starting"
-    if pid <= 0 or not _alive(pid):
+    if pid < 0 or not _alive(pid) or not _is_postmaster_of(pid, pgdata, lines):
         return None
     return lines[7].strip() if len(lines) > 7 and lines[7].strip() else "starting"
 
 
-def _wait_until_ready(pgdata: Path, limit_s: float) -> bool:
+def _wait_until_ready(pgdata: Path, limit_s: float, abandon: threading.Event) -> bool:
     """True once the server running in ``pgdata`` says it is ready; False when none runs (it
-    failed: its log says why) or it is still not ready after ``limit_s``."""
+    failed: its log says why), it is still not ready after ``limit_s``, or ``abandon`` is set."""
     deadline = time.monotonic() + limit_s
     while True:
         status = _postmaster_status(pgdata)
@@ -190,7 +246,8 @@ def _wait_until_ready(pgdata: Path, limit_s: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         log.info("db.embedded_waiting", status=status)
-        time.sleep(0.25)
+        if abandon.wait(0.25):
+            return False
 
 
 def socket_host(uri: str) -> str:

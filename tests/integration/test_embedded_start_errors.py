@@ -89,15 +89,16 @@ def test_serve_says_it_in_one_line_too(tmp_path: Path, monkeypatch: pytest.Monke
 
 @pytest.fixture
 def postmaster() -> Iterator[Callable[[str], Path]]:
-    """A fake postmaster.pid naming a live process (a ``sleep``) with a given status line."""
+    """A fake postmaster.pid naming a live process (a ``sleep`` working in the data directory,
+    as a postmaster does) with a given status line."""
     procs: list[subprocess.Popen[bytes]] = []
     folder = Path(tempfile.mkdtemp(prefix="jt-pm-"))
 
     def write(status: str) -> Path:
-        if not procs:
-            procs.append(subprocess.Popen(["sleep", "60"]))
         pgdata = folder / "data" / "pg"
         pgdata.mkdir(parents=True, exist_ok=True)
+        if not procs:
+            procs.append(subprocess.Popen(["sleep", "60"], cwd=pgdata))
         lines = [str(procs[0].pid), str(pgdata), str(int(time.time())), "5432", str(pgdata), ""]
         lines += ["  1234  5678", status]
         part = pgdata / "postmaster.pid.part"
