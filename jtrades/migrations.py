@@ -80,8 +80,9 @@ async def migrate(conn: Conn) -> list[Migration]:
                        version integer PRIMARY KEY, name text NOT NULL,
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-            rows = await conn.fetch("SELECT version FROM schema_migrations")
+            rows = await conn.fetch("SELECT version, name FROM schema_migrations")
             done = {r["version"] for r in rows}
+            _refuse_newer(rows)
             for mig in migrations():
                 if mig.version in done:
                     continue
@@ -107,13 +108,38 @@ async def migrate(conn: Conn) -> list[Migration]:
     return applied_now
 
 
+def _refuse_newer(applied: list[Any]) -> None:
+    """A database a newer jtrades migrated (a release rolled back) holds a schema this code does
+    not know: refused at the start in one line, not at the first alert on the hot path."""
+    known = {m.version for m in migrations()}
+    newer = sorted((r["version"], r["name"]) for r in applied if r["version"] not in known)
+    if newer:
+        names = ", ".join(f"{v:04d}_{n}" for v, n in newer)
+        raise StorageUnavailable(
+            f"the database was migrated by a newer jtrades ({names}); this version knows"
+            f" migrations up to {max(known):04d}: run the newer release, or restore a backup"
+            " taken before the upgrade"
+        )
+
+
 async def migration_status(conn: Conn) -> list[dict[str, Any]]:
+    """Each migration this jtrades knows, applied or not, then any a newer one applied (named
+    so: the start refuses such a database, and this is where an operator sees why)."""
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    applied: dict[int, Any] = {}
+    rows = []
     if exists:
-        rows = await conn.fetch("SELECT version, applied_at FROM schema_migrations")
-        applied = {r["version"]: r["applied_at"] for r in rows}
+        rows = await conn.fetch("SELECT version, name, applied_at FROM schema_migrations")
+    applied = {r["version"]: r["applied_at"] for r in rows}
+    known = migrations()
+    versions = {m.version for m in known}
+    newer = sorted((r for r in rows if r["version"] not in versions), key=lambda r: r["version"])
     return [
-        {"version": m.version, "name": m.name, "applied_at": applied.get(m.version)}
-        for m in migrations()
+        {"version": m.version, "name": m.name, "applied_at": applied.get(m.version)} for m in known
+    ] + [
+        {
+            "version": r["version"],
+            "name": f"{r['name']} (newer than this jtrades)",
+            "applied_at": r["applied_at"],
+        }
+        for r in newer
     ]
