@@ -38,19 +38,24 @@ def _networks(specs: tuple[str, ...]) -> tuple[Network, ...]:
 
 
 def _valid_ip(text: str | None) -> str | None:
-    if text is None:
-        return None
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
+    addr = _ip(text)
+    return None if addr is None else str(addr)
 
 
 def _in(address: str | None, networks: tuple[Network, ...]) -> bool:
-    if address is None:
-        return False
+    addr = _ip(address)
+    return addr is not None and any(addr in net for net in networks)
+
+
+def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address in ``text``; an IPv4 one written in IPv6 form (``::ffff:a.b.c.d``, as a
+    dual-stack listener or proxy writes it) is that IPv4 address, so IPv4 lists match it."""
+    if text is None:
+        return None
     try:
-        addr = ipaddress.ip_address(address)
+        addr = ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return any(addr in net for net in networks)
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
