@@ -179,13 +179,16 @@ def build_app(hooks: Webhooks, oauth: OAuthCallback | None = None) -> web.Applic
     app[WEBHOOKS] = hooks
     if oauth is not None:
         app.router.add_get("/oauth/callback", oauth.handle)
-    _webhook_route(app, "/webhook/{token}", hooks)
-    _webhook_route(app, "/webhook/{token}/", hooks)  # a URL pasted with a trailing slash
-    _webhook_route(app, "/webhook", hooks)
-    _webhook_route(app, "/webhook/", hooks)  # the same, token in the body
-    # Any other /webhook/… URL: the webhook code answers (a JSON 404 and a stored row), not
-    # aiohttp's text 404, which would store nothing; TradingView does not re-send a 4xx.
-    _webhook_route(app, "/webhook/{stray:.+}", hooks)
+    # "//webhook/…": a base URL ending in "/" joined to "/webhook/…"; the same path, as nginx
+    # (merge_slashes) would pass it on
+    for root in ("/webhook", "//webhook"):
+        _webhook_route(app, root + "/{token}", hooks)
+        _webhook_route(app, root + "/{token}/", hooks)  # a URL pasted with a trailing slash
+        _webhook_route(app, root, hooks)
+        _webhook_route(app, root + "/", hooks)  # the same, token in the body
+        # Any other /webhook/… URL: the webhook code answers (a JSON 404 and a stored row), not
+        # aiohttp's text 404, which would store nothing; TradingView does not re-send a 4xx.
+        _webhook_route(app, root + "/{stray:.+}", hooks)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)

@@ -851,3 +851,24 @@ async def test_a_rejection_always_stores_a_reason(settings: Settings, pool: asyn
             "direction",
             "direction",
         )
+
+
+async def test_a_doubled_leading_slash_is_the_webhook(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``https://host//webhook/<token>`` (a base URL ending in "/" joined to "/webhook/…"): the
+    same path, as nginx passes it on; it got aiohttp's text 404 and stored nothing, and
+    TradingView does not re-send a 4xx."""
+    caplog.set_level(logging.DEBUG)
+    with structlog.testing.capture_logs() as events:
+        body = ALERT
+        head = f"POST //webhook/{stack.token} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}"
+        raw = await _raw_post(stack.port, head.encode(), body)
+        assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
+        answer = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+        row = await stack.row(answer["signal_id"])
+        assert (row["recorder_id"], row["http_status"]) == (stack.recorder_id, 200)
+    access = [e for e in events if e["event"] == "http.request"]
+    assert [e["route"] for e in access] == ["//webhook/{token}"]
+    assert stack.token not in repr(events)
+    assert stack.token not in caplog.text
