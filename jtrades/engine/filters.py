@@ -257,7 +257,16 @@ def _check_every_nth(s: RiskSettings, seen: int) -> Rejection | None:
     number = seen + 1
     if n <= 1 or number % n == 0:
         return None
-    return Rejection("every_nth", f"signal {number} of this session; only every {n}th is taken")
+    return Rejection(
+        "every_nth", f"signal {number} of this session; only every {ordinal(n)} is taken"
+    )
+
+
+def ordinal(n: int) -> str:
+    """2nd, 3rd, 11th, 21st: the refusal is read by people."""
+    last_two = n % 100
+    suffix = "th" if 11 <= last_two <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _check_daily_loss(s: RiskSettings, st: TraderState) -> Rejection | None:

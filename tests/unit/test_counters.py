@@ -126,7 +126,7 @@ def test_a_foreign_entry_is_judged_on_the_traders_counts_and_moves_none() -> Non
     assert (refused.filter, refused.entry_only) == ("max_signals", True)
     nth = ForeignEntry(Signal(Action.SELL), RiskSettings(every_nth=2), ZoneInfo("UTC"), BEFORE_TURN)
     assert nth.judge(fresh) == Rejection(
-        "every_nth", "signal 1 of this session; only every 2th is taken", True
+        "every_nth", "signal 1 of this session; only every 2nd is taken", True
     )
     assert nth.judge(Counters(session_start(BEFORE_TURN), seen=1)) is None
 

@@ -20,6 +20,7 @@ from jtrades.engine.filters import (
     check_trader,
     is_entry,
     is_exit,
+    ordinal,
     other_instrument,
 )
 from jtrades.engine.risk import Direction, RiskSettings, Window
@@ -681,3 +682,15 @@ def test_an_alert_for_another_root_is_refused(ticker: str, symbol: str) -> None:
     assert rej.filter == "symbol"
     assert ticker in rej.reason
     assert symbol in rej.reason
+
+
+@pytest.mark.parametrize(
+    ("n", "said"),
+    [
+        *[(1, "1st"), (2, "2nd"), (3, "3rd"), (4, "4th"), (11, "11th"), (12, "12th")],
+        *[(13, "13th"), (21, "21st"), (22, "22nd"), (23, "23rd"), (101, "101st")],
+        *[(111, "111th"), (112, "112th")],
+    ],
+)
+def test_every_nth_refusal_reads_as_english(n: int, said: str) -> None:
+    assert ordinal(n) == said
