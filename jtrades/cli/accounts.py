@@ -349,17 +349,21 @@ async def sync_account(db: Database, cfg: Settings, label: str) -> tuple[Account
         raise InvalidInput(f"{account.label} has no Tradovate username")
     # Imported here: only sync needs the HTTP client stack, every other command starts faster.
     from jtrades.broker.tradovate.accounts import list_login
+    from jtrades.broker.tradovate.auth import AccessToken
 
     box = load_secret_box(cfg, create=not account.has_password)
     await proofs.vouch_password(db.pool, box, account.id)
     creds = await proofs.login_credential(db.pool, box, account.id)
     log.debug("accounts.sync.login", label=account.label, env=account.env, username=creds.username)
+    oauth = None
+    if creds.oauth_token is not None and creds.oauth_expires_at is not None:
+        oauth = AccessToken(creds.oauth_token, creds.oauth_expires_at)
     listing = await list_login(
         cfg,
         account.env,
         account.username,
         creds.password,
-        oauth=creds.oauth_token is not None,
+        oauth_token=oauth,
         db=db.pool,
         cipher=box,
     )

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from jtrades.broker.base import SubAccount
-from jtrades.broker.tradovate.auth import TradovateAuth
+from jtrades.broker.tradovate.auth import AccessToken, TradovateAuth
 from jtrades.broker.tradovate.tokens import TokenCache
 from jtrades.config import Settings
 from jtrades.errors import BrokerAuthError, TransientBrokerError
@@ -39,12 +39,14 @@ async def list_sub_accounts(
     username: str,
     password: str | None,
     *,
-    oauth: bool = False,
+    oauth_token: AccessToken | None = None,
     db: Executor | None = None,
     cipher: SecretBox | None = None,
 ) -> list[SubAccount]:
     """Log in (or reuse the stored token) and list the login's active sub-accounts."""
-    listing = await list_login(settings, env, username, password, oauth=oauth, db=db, cipher=cipher)
+    listing = await list_login(
+        settings, env, username, password, oauth_token=oauth_token, db=db, cipher=cipher
+    )
     return listing.subs
 
 
@@ -54,15 +56,20 @@ async def list_login(
     username: str,
     password: str | None,
     *,
-    oauth: bool = False,
+    oauth_token: AccessToken | None = None,
     db: Executor | None = None,
     cipher: SecretBox | None = None,
 ) -> LoginListing:
-    """``list_sub_accounts``, and whether it proved ``password``. ``oauth``: the account is
-    connected with OAuth, which proves the login (any token held may list it)."""
+    """``list_sub_accounts``, and whether it proved ``password``. ``oauth_token``: the token
+    the account was connected with (OAuth), which proves the login: offered to the cache as
+    the daemon's pool offers it (the cache keeps a held token that outlives it), so an account
+    connected with OAuth alone lists with no daemon session having stored a token first."""
+    oauth = oauth_token is not None
     async with aiohttp.ClientSession() as http:
         auth = TradovateAuth(settings.tradovate, http)
         tokens = TokenCache(auth, db, cipher)
+        if oauth_token is not None:
+            await tokens.offer(env, username, oauth_token)
         token = await tokens.get(env, username, password, oauth=oauth)
         rows = await _get(http, f"{auth.rest_url(env)}/account/list", token.token, settings)
         if rows is None:  # the stored token was revoked meanwhile: one fresh login
