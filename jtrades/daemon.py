@@ -277,11 +277,14 @@ class Daemon:
         return None
 
     def _secret_box(self) -> SecretBox | None:
-        """The master key for storing OAuth tokens; without one, /oauth/callback says so."""
+        """The master key for storing OAuth tokens; without one, /oauth/callback loads it when
+        a callback comes (`accounts connect` makes it), and says so if there is still none."""
         try:
             return load_secret_box(self.settings, create=False)
         except SecretKeyMissing:
-            log.info("daemon.no_secret_key", effect="OAuth connect is unavailable")
+            log.info(
+                "daemon.no_secret_key", effect="OAuth connect is unavailable until one is made"
+            )
             return None
 
     def _loops(self, tokens: TokenCache) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:

@@ -10,6 +10,7 @@ JSON; so is the 405 for another method (a browser's GET), which stores nothing.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 from datetime import UTC, datetime
@@ -22,10 +23,10 @@ from aiohttp.web_request import BaseRequest
 from jtrades.aio import within
 from jtrades.config import Settings
 from jtrades.db import Database
-from jtrades.errors import JtradesError, StorageUnavailable
+from jtrades.errors import JtradesError, SecretKeyMissing, StorageUnavailable
 from jtrades.logging import scrub
 from jtrades.metrics import Metrics
-from jtrades.security import SecretBox
+from jtrades.security import SecretBox, load_secret_box
 from jtrades.store import status as status_store
 from jtrades.webhook import Webhooks
 from jtrades.webhook_answers import error_response, json_response
@@ -125,6 +126,10 @@ class OAuthCallback:
         code, state = q.get("code", ""), q.get("state", "")
         if not code or not state:
             return _page(400, "This link is missing its code or state.")
+        if self.box is None:
+            # made since the start: `accounts connect` creates the key when none exists
+            with contextlib.suppress(SecretKeyMissing):
+                self.box = load_secret_box(self.settings, create=False)
         if self.box is None:
             return _page(503, "The daemon has no secret key, so it cannot store the token.")
         try:
