@@ -123,6 +123,8 @@ def add(
                 proofs.refuse_mismatch(env, account.username, differ)
                 await proofs.vouch_password(c, box, account.id)  # a proven row's: proven
                 refusal = await proofs.daemon_refusal(c, box, account.id)
+            elif env != "paper":  # new, so not connected with OAuth yet either
+                refusal = proofs.no_credential(account.label)
             await audit.record(
                 c,
                 actor(),

@@ -63,6 +63,14 @@ def refuse_mismatch(env: str, username: str | None, differ: Sequence[str]) -> No
         )
 
 
+def no_credential(label: str) -> str:
+    """Why the daemon will not use a demo/live account holding no credential of its login."""
+    return (
+        f"{label} has no password and is not connected with OAuth: give it the"
+        " login's password (accounts set-password) or connect it (accounts connect)"
+    )
+
+
 async def daemon_refusal(ex: Executor, box: SecretBox, account_id: int) -> str | None:
     """Why the daemon will not use this account's login (``login_credential``), or None."""
     try:
@@ -159,10 +167,7 @@ async def login_credential(ex: Executor, box: SecretBox, account_id: int) -> Cre
     if creds.env == "paper" or creds.oauth_token is not None:
         return creds
     if creds.password is None:
-        raise InvalidInput(
-            f"{creds.label} has no password and is not connected with OAuth: give it the"
-            " login's password (accounts set-password) or connect it (accounts connect)"
-        )
+        raise InvalidInput(no_credential(creds.label))
     with translate_errors():
         connected = any(
             o["has_oauth"] for o in await ex.fetch(q("accounts.same_login"), account_id)
