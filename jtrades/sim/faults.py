@@ -50,6 +50,9 @@ Kinds (JSON body ``{"kind": …}``):
   its own fill (``0`` fills at once again), as a thin market fills a large order; with ``ms``
   the stream shows each lot after the first X ms after the one before (the book is whole at
   once: only its events come late).
+- ``lost_answer``: ``{"endpoint"?: name, "count"?: N}`` — the next N commands (to ``endpoint``
+  only if named) are carried out, their events sent, but answered 500 (a Tradovate server
+  error after the order went through: the client cannot know it is at the broker).
 - ``clear``: everything back to normal, login locks lifted (socket faults already applied stay).
 """
 
@@ -92,6 +95,7 @@ class Faults:
     refuse_ws: int = 0
     lot_ms: float = 0.0  # partial fills: each lot's events this long after the one before
     refusals: list[Refusal] = field(default_factory=list)  # rate_limit/request_penalty by endpoint
+    lost_answers: list[str | None] = field(default_factory=list)  # lost_answer by endpoint
 
     def clear(self) -> None:
         self.delay_ms = 0.0
@@ -109,6 +113,7 @@ class Faults:
         self.drop_new_after = None
         self.refuse_ws = 0
         self.refusals.clear()
+        self.lost_answers.clear()
 
     def take_refusal(self, endpoint: str) -> tuple[int, Any] | None:
         """The answer this request gets instead of being carried out, if one is queued for it."""
@@ -118,6 +123,16 @@ class Faults:
                 del self.refusals[i]
                 return r.status, r.data
         return None
+
+    def take_lost_answer(self, endpoint: str) -> bool:
+        """Whether this command, carried out, is answered 500 (consumes one ``lost_answer``)."""
+        key = endpoint.strip("/").lower()
+        names = (key, key.rpartition("/")[2])  # "order/placeorder" or "placeorder"
+        for i, only in enumerate(self.lost_answers):
+            if only is None or only in names:
+                del self.lost_answers[i]
+                return True
+        return False
 
     def take_unauthorized(self, token: str) -> bool:
         """Whether this authenticated request must answer 401 (consumes a one-shot fault)."""
@@ -260,6 +275,12 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"partial_fills: ms must be ≥ 0, got {ms}")
         world.exchange.fill_lot = lot or None
         faults.lot_ms = ms if lot else 0.0
+    elif kind == "lost_answer":
+        only = str(body["endpoint"]).strip("/").lower() if body.get("endpoint") else None
+        count = int(body.get("count", 1))
+        if count < 1:
+            raise ValueError("lost_answer: count must be at least 1")
+        faults.lost_answers.extend([only] * count)
     elif kind == "clear":
         faults.clear()
         world.exchange.fill_lot = None
