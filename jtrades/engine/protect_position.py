@@ -53,7 +53,7 @@ from jtrades.engine.protection import (
     protection_orders,
 )
 from jtrades.engine.settle import note_unshown
-from jtrades.engine.view_waits import shows_placed
+from jtrades.engine.view_waits import Placed, shows_placed
 
 log = structlog.get_logger(__name__)
 
@@ -97,7 +97,7 @@ class PositionProtector:
         # (``settled`` timed out: the events lag the answers), with the loop time first
         # refused for: planned without them, the next pass (or the next row of the same account)
         # stopped the position a second time. Nothing is placed for the position until they show.
-        self._unshown: dict[Key, tuple[int, ...]] = {}
+        self._unshown: dict[Key, tuple[Placed, ...]] = {}
         self._unshown_since: dict[Key, float] = {}
 
     def drop_stale_carries(self) -> None:
@@ -301,13 +301,14 @@ class PositionProtector:
                         for po, oid in send.taken
                         if po.kind != "cancel" or oid not in waited
                     ],
+                    send.unanswered,
                 )
                 if unseen:  # the next protection of this position waits for them to show
                     self._unshown[key] = (*self._unshown.get(key, ()), *unseen)
-                if send.taken and contract is not None:  # and the next alert's plan
-                    placed, cancelled = split_taken(send.taken)
+                if (send.taken or send.unanswered) and contract is not None:  # and the next
+                    placed, cancelled = split_taken(send.taken)  # alert's plan
                     views = self._dispatcher.views
-                    note_unshown(views, link, broker, contract, placed, cancelled)
+                    note_unshown(views, link, broker, contract, placed, cancelled, send.unanswered)
 
     def _rows(self, account: AccountKey, link: LinkConfig) -> list[LinkConfig]:
         """The rows naming the account at the broker now (the configuration may have been
@@ -324,7 +325,7 @@ class PositionProtector:
         if not ids:
             return True
         bid = link.broker_account_id
-        if shows_placed(broker, bid, [(oid, None) for oid in ids]):
+        if shows_placed(broker, bid, ids):
             del self._unshown[key]
             self._unshown_since.pop(key, None)
             return True
@@ -334,7 +335,7 @@ class PositionProtector:
             "sub_account_id": link.sub_account_id,
             "broker_account_id": bid,
             "symbol": key[1],
-            "placed": list(ids),
+            "placed": [oid or cl for oid, cl in ids],
         }
         if waited < CARRY_S:
             log.warning("reconcile.protect_placed_unseen", **fields)

@@ -49,6 +49,9 @@ class ProtectionSender:
         self._expires_at = expires_at
         # every step the broker took, with its order id (a retry must know what went out)
         self.taken: list[tuple[PlannedOrder, int]] = []
+        # the clOrdIds of orders whose answer never came: they may be at the broker, so they
+        # are waited for as the taken ones are (planned without one, a second stop went beside)
+        self.unanswered: list[str] = []
 
     async def __call__(self, steps: Sequence[PlannedOrder]) -> list[int]:
         """Write the steps' intents, then send every one of them (a failed step does not stop
@@ -71,10 +74,12 @@ class ProtectionSender:
         ids = await intent_store.insert_all(self._pool, [ni for _, ni in prepared])
         outcomes: list[intent_store.Outcome] = []
         taken: list[int] = []
-        for (po, _), intent_id in zip(prepared, ids, strict=True):
+        for (po, ni), intent_id in zip(prepared, ids, strict=True):
             if intent_id is None:
                 continue  # the clOrdId exists already: never sent twice
             state, order_id, reason = await self._send(po)
+            if state == "unknown" and po.kind != "cancel":
+                self.unanswered.append(ni.cl_ord_id)
             outcomes.append(
                 intent_store.Outcome(intent_id, state, order_id, reason, sent=state != "expired")
             )

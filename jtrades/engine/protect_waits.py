@@ -34,13 +34,18 @@ def split_taken(taken: Sequence[tuple[PlannedOrder, int]]) -> tuple[list[int], l
 
 
 async def settled(
-    broker: Broker, account_id: int, taken: Sequence[tuple[PlannedOrder, int]]
-) -> list[int]:
-    """Wait (bounded) until the view has what a pass placed and no longer shows what it
-    cancelled as open; returns the placed order ids it still lacks then (all of them when the
-    view was lost meanwhile: the next plan finds it unsynced, or waits for them)."""
+    broker: Broker,
+    account_id: int,
+    taken: Sequence[tuple[PlannedOrder, int]],
+    unanswered: Sequence[str] = (),
+) -> list[Placed]:
+    """Wait (bounded) until the view has what a pass placed (and the orders whose answer
+    never came, by clOrdId) and no longer shows what it cancelled as open; returns what it
+    still lacks then (all of it when the view was lost meanwhile: the next plan finds it
+    unsynced, or waits for them)."""
     placed_ids, cancelled = split_taken(taken)
     placed: list[Placed] = [(oid, None) for oid in placed_ids]
+    placed += [(None, cl) for cl in unanswered]
     if not placed and not cancelled:
         return []
     try:
@@ -49,17 +54,17 @@ async def settled(
         )
         if shown:
             return []
-        unseen = [oid for oid, _ in placed if not broker.knows_order(account_id, oid, None)]
+        unseen = [(oid, cl) for oid, cl in placed if not broker.knows_order(account_id, oid, cl)]
     except Exception as exc:
         log.info("reconcile.protect_view_lost", account_id=account_id, error=str(exc))
-        return [oid for oid, _ in placed if oid is not None]
+        return placed
     log.warning(
         "reconcile.protect_unsettled",
         account_id=account_id,
-        placed=[oid for oid, _ in placed],
+        placed=[oid or cl for oid, cl in placed],
         cancelled=cancelled,
     )
-    return [oid for oid in unseen if oid is not None]
+    return unseen
 
 
 async def cancels_gone(broker: Broker, account_id: int, order_ids: Sequence[int]) -> bool:

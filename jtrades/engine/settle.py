@@ -70,13 +70,15 @@ def note_unshown(
     contract: Contract,
     placed: Sequence[int],
     cancelled: Sequence[int],
+    unanswered: Sequence[str] = (),
 ) -> str | None:
     """Orders reconciliation placed or cancelled on ``link``'s account (a protective stop, an
     orphan's cancel) that the view does not show yet when it lets the lock go: noted in
     ``views``, as a dispatch's are, so the next alert does not plan from a view without them.
     Only the protector remembered them: a DCA add planned beside an unshown stop for 1 placed
     a stop for 2 (stops for 3 on a long 2, short 1 once they triggered), and an entry cancelled
-    the orphan's stop again, was refused "TooLate" and was not sent. Returns what it lacks."""
+    the orphan's stop again, was refused "TooLate" and was not sent. ``unanswered``: the
+    clOrdIds of orders whose answer never came (they may be there). Returns what it lacks."""
     u = Unsettled(
         link.sub_account_id,
         contract,
@@ -84,7 +86,7 @@ def note_unshown(
         tuple((oid, None) for oid in placed),
         tuple(cancelled),
         (),
-        (),
+        tuple(unanswered),
         False,
         views.now(),
     )
