@@ -10,7 +10,8 @@ Kinds (JSON body ``{"kind": …}``):
   writes backs up in its socket until its sends stall.
 - ``delay``: ``{"ms": X}`` — every answer (REST and WebSocket) waits X ms; ``0`` turns it off.
 - ``reject_order``: ``{"text"?: str, "reason"?: str, "after_accept"?: bool, "endpoint"?: name,
-  "count"?: N}`` — the next order command fails with it (N of them: default 1); with
+  "order_type"?: type, "count"?: N}`` — the next order command (of that ``orderType`` only, if
+  named: a risk check on stops) fails with it (N of them: default 1); with
   ``after_accept`` a placeorder is answered with an ``orderId`` and the order then goes
   ``Rejected`` through its events (a ``commandReport`` carries the reason), the way a risk check
   rejects after acceptance. With ``endpoint`` only that command fails (``liquidateposition``
@@ -83,6 +84,7 @@ class Faults:
     reject_next: tuple[str, str] | None = None  # (failureReason, failureText)
     reject_after_accept: bool = False
     reject_endpoint: str | None = None  # None: any order command but liquidateposition
+    reject_order_type: str | None = None  # None: an order of any type
     reject_count: int = 1  # commands still to fail with ``reject_next``
     unauthorized_tokens: set[str] = field(default_factory=set)
     unauthorized_next: int = 0
@@ -102,6 +104,7 @@ class Faults:
         self.reject_next = None
         self.reject_after_accept = False
         self.reject_endpoint = None
+        self.reject_order_type = None
         self.reject_count = 1
         self.unauthorized_tokens.clear()
         self.unauthorized_next = 0
@@ -149,12 +152,14 @@ class Faults:
         return self.sync_status
 
     def take_reject(
-        self, can_accept: bool = False, endpoint: str | None = None
+        self, can_accept: bool = False, endpoint: str | None = None, order_type: Any = None
     ) -> tuple[str, str] | None:
-        """The injected rejection to answer now to the command ``endpoint``; ``None`` also
-        when it is to come after acceptance (``can_accept`` callers then use
-        ``take_late_reject``), or is for another command."""
+        """The injected rejection to answer now to the command ``endpoint`` (an order of
+        ``order_type``); ``None`` also when it is to come after acceptance (``can_accept``
+        callers then use ``take_late_reject``), or is for another command or order type."""
         if self.reject_next is None or (self.reject_after_accept and can_accept):
+            return None
+        if self.reject_order_type is not None and order_type != self.reject_order_type:
             return None
         if self.reject_endpoint is None:
             if endpoint == "liquidateposition":
@@ -163,8 +168,10 @@ class Faults:
             return None
         return self._consume_reject()
 
-    def take_late_reject(self) -> tuple[str, str] | None:
+    def take_late_reject(self, order_type: Any = None) -> tuple[str, str] | None:
         if not self.reject_after_accept or self.reject_endpoint not in (None, "placeorder"):
+            return None
+        if self.reject_order_type is not None and order_type != self.reject_order_type:
             return None
         return self._consume_reject()
 
@@ -174,6 +181,7 @@ class Faults:
         if self.reject_count <= 0:
             self.reject_next, self.reject_after_accept = None, False
             self.reject_endpoint, self.reject_count = None, 1
+            self.reject_order_type = None
         return reject
 
 
@@ -212,6 +220,8 @@ def apply_fault(world: Simulator, body: dict[str, Any]) -> dict[str, Any]:
         faults.reject_after_accept = bool(body.get("after_accept", False))
         endpoint = body.get("endpoint")
         faults.reject_endpoint = str(endpoint).strip("/").lower() if endpoint else None
+        order_type = body.get("order_type")
+        faults.reject_order_type = str(order_type) if order_type else None
         faults.reject_count = int(body.get("count", 1))
         if faults.reject_count < 1:
             raise ValueError("reject_order: count must be at least 1")

@@ -77,7 +77,7 @@ class OrderApi:
         contract = self.world.contracts_by_name.get(str(body["symbol"]).upper())
         if contract is None:
             raise Rejected("InvalidContract", f"Invalid contract: {body['symbol']}")
-        reject = self.world.faults.take_reject(can_accept, endpoint)
+        reject = self.world.faults.take_reject(can_accept, endpoint, body.get("orderType"))
         if reject is not None:
             raise Rejected(*reject)
         return acc, contract
@@ -112,7 +112,7 @@ class OrderApi:
         req = ("action", "symbol", "orderQty", "orderType")
         try:
             acc, contract = self._order_prelude(login, body, v.PLACE_ORDER, req, can_accept=True)
-            late = self.world.faults.take_late_reject()
+            late = self.world.faults.take_late_reject(body.get("orderType"))
             if late is not None:
                 oid, events = self.ex.place_rejected(acc.id, contract, self._spec(body), *late)
             else:
