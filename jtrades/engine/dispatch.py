@@ -62,7 +62,7 @@ from jtrades.engine.dca_reprice import reprice_exits
 from jtrades.engine.planning import PlannedOrder, Shortfall
 from jtrades.engine.resize import AddPlan
 from jtrades.engine.send import send_step
-from jtrades.engine.settle import settle
+from jtrades.engine.settle import exits_ended, settle
 from jtrades.engine.step_age import FOLLOW_UP_S, PROTECTIVE_KINDS, TOO_OLD, protective, too_late
 from jtrades.engine.steps import expected_position, position_shows
 from jtrades.engine.unsent import NOT_SENT_ON_PURPOSE, not_sent
@@ -492,6 +492,8 @@ class Dispatcher:
     async def _settle_then_release(self, p: Prepared, lock: asyncio.Lock) -> None:
         try:
             await settle(p, self._settle_timeout, self.views)
+            if self.on_uncovered is not None and exits_ended(p):
+                self.on_uncovered(p.item.link, p.item.contract.symbol)
         finally:
             lock.release()
 

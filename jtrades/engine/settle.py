@@ -16,9 +16,10 @@ import structlog
 from jtrades.broker.base import Broker, Contract
 from jtrades.engine.account_plans import Prepared, broker_account
 from jtrades.engine.config_cache import LinkConfig
-from jtrades.engine.steps import position_shows
+from jtrades.engine.steps import net_pos, position_shows
 from jtrades.engine.unsettled import Unsettled, UnsettledViews, lag
 from jtrades.engine.view_waits import shows_orders, within
+from jtrades.errors import TransientBrokerError
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,33 @@ async def settle(p: Prepared, within_s: float, views: UnsettledViews) -> None:
         lacking=lacking,
         effect="the account is not planned until its view shows it",
     )
+
+
+def exits_ended(p: Prepared) -> bool:
+    """Whether an order the steps placed beside the position (an exit: not a market order)
+    shows ended already while a position is held: a stop the broker answered with an id and
+    then rejected through its events (a risk check), which the dispatch counted as sent. The
+    position may be naked: the protector is asked for a pass at once, as for a step refused in
+    its answer, not an interval or two later. One that filled or was cancelled with its OCO
+    partner asks for a pass too; the pass finds the position covered or flat and does nothing.
+    Memory only; a view not synced says nothing (the protector's own passes see to it)."""
+    it = p.item
+    account = it.link.broker_account_id
+    movers = set(p.movers)
+    exits = [placed for placed in p.placed if placed not in movers]
+    if not exits:
+        return False
+    try:
+        held = net_pos(it.broker, account, it.contract)
+        working = it.broker.working_orders(account)
+        known = [(oid, cl) for oid, cl in exits if it.broker.knows_order(account, oid, cl)]
+    except TransientBrokerError:
+        return False
+    if not held:
+        return False
+    open_ids = {o.order_id for o in working}
+    open_cls = {o.cl_ord_id for o in working if o.cl_ord_id}
+    return any(oid not in open_ids and cl not in open_cls for oid, cl in known)
 
 
 def note_unshown(
