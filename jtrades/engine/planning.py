@@ -360,6 +360,9 @@ def _plan(c: Ctx, steps: Steps) -> AccountPlan:
     sig, pos = c.sig, c.state.net_pos
     pos_side = Side.BUY if pos > 0 else Side.SELL
     if sig.action is Action.CANCEL:
+        if c.refused is not None:  # the kill switch, read again under the lock: its stop stays
+            why = f"{c.refused}: nothing cancelled"
+            return AccountPlan(PositionAction.IGNORE, (), why, short=_refusal(c.refused))
         working = own_working(c)
         if not working:
             return AccountPlan(PositionAction.NOTHING, (), "no working orders to cancel")
