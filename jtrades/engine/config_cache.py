@@ -141,6 +141,9 @@ class Snapshot:
     # opened it (deleted, moved to another sub-account, gone with its recorder): the kill
     # switch closes every position, not the linked ones only.
     subs: dict[int, LinkConfig] = field(default_factory=dict)
+    # the labels of demo/live logins with no sub-account row (never synced): a flatten can
+    # reach none of their positions, so it names them rather than calling itself done
+    rowless_logins: tuple[str, ...] = ()
 
     def sub_account_id(self, account_id: int, broker_account_id: int | None) -> int | None:
         """Our sub_accounts.id for a broker account id seen on a login's event stream."""
@@ -330,6 +333,7 @@ def build_snapshot(rows: trading_store.ConfigRows) -> Snapshot:
         _flatten_request(rows.halted),
         {(lk.account_id, lk.broker_account_id): sid for sid, lk in subs.items()},
         subs,
+        tuple(rows.rowless),
     )
 
 

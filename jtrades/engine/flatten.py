@@ -44,7 +44,7 @@ from jtrades.broker.registry import BrokerRegistry
 from jtrades.engine.account_plans import by_broker_account
 from jtrades.engine.config_cache import ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher, DispatchResult, WorkItem, broker_account
-from jtrades.engine.flatten_left import Leftover, rowless
+from jtrades.engine.flatten_left import Leftover, never_synced, rowless
 from jtrades.engine.planning import AccountPlan, AccountState, PlannedOrder, PositionAction
 from jtrades.engine.steps import account_state, flatten_prefix
 from jtrades.store import flatten as flatten_store
@@ -343,6 +343,7 @@ class Flattener:
                 p.left.append(Leftover(rows[0].sub_account_id, None, _why(exc)))
         for broker, link in sessions.values():
             p.left.extend(rowless(broker, link, snap.subs.values()))
+        p.left.extend(never_synced(snap.rowless_logins, label))
         return p
 
     def _reaching(self, rows: list[LinkConfig]) -> tuple[LinkConfig, Broker]:

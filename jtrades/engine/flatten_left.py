@@ -53,3 +53,19 @@ def rowless(broker: Broker, link: LinkConfig, rows: Iterable[LinkConfig]) -> lis
             )
             out.append(Leftover(None, symbol, why))
     return out
+
+
+def never_synced(labels: Iterable[str], label: str | None) -> list[Leftover]:
+    """The logins within a flatten's reach (``label``; None: every login) with no sub-account
+    row at all: no row, no session, so their positions are never read. Passed over, the
+    request was marked done at once with a login's position open under the kill switch."""
+    return [
+        Leftover(
+            None,
+            None,
+            f"login {name} has no sub-account rows: `jtrades accounts sync {name}`, and the"
+            " flatten closes what it holds",
+        )
+        for name in labels
+        if label is None or name.lower() == label.lower()
+    ]

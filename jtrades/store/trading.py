@@ -25,6 +25,8 @@ class ConfigRows:
     fingerprint: str
     # every active sub-account of every login, linked or not (what ``halt --flatten`` reaches)
     subs: list[dict[str, Any]] = field(default_factory=list)
+    # the labels of demo/live logins with no sub-account row (never synced)
+    rowless: list[str] = field(default_factory=list)
 
 
 async def config_fingerprint(ex: Executor) -> str:
@@ -48,8 +50,9 @@ async def load_config(pool: asyncpg.Pool) -> ConfigRows:
             traders = [dict(r) for r in await ex.fetch(q("trading.config_traders"))]
             links = [dict(r) for r in await ex.fetch(q("trading.config_links"))]
             subs = [dict(r) for r in await ex.fetch(q("trading.config_subs"))]
+            rowless = [r["label"] for r in await ex.fetch(q("trading.config_rowless"))]
             halted = await ex.fetchval(q("trading.halted"))
-    return ConfigRows(recorders, traders, links, halted, str(fp), subs)
+    return ConfigRows(recorders, traders, links, halted, str(fp), subs, rowless)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,15 @@ JOIN accounts a ON a.id = s.account_id
 WHERE s.active
 ORDER BY s.id;
 
+-- name: trading.config_rowless()
+-- The demo/live logins with no sub-account row at all (added, `accounts sync` never run): a
+-- flatten cannot reach their positions (no row, no session), so it names them, not done.
+SELECT a.label
+FROM accounts a
+WHERE a.env <> 'paper'
+  AND NOT EXISTS (SELECT 1 FROM sub_accounts s WHERE s.account_id = a.id)
+ORDER BY a.id;
+
 -- name: trading.halted()
 SELECT value FROM system_flags WHERE name = 'halted';
 
