@@ -345,11 +345,18 @@ async def store_synced_subs(
     """Make the stored sub-accounts match the broker's list (run in a transaction).
 
     Sub-accounts the broker no longer lists are deactivated, not deleted: traders' links and
-    history stay, and nothing is sent to them while inactive.
+    history stay, and nothing is sent to them while inactive. A row whose name the broker now
+    gives another id is renamed "name (id N)" first (``accounts.free_sub_names``).
     """
     added: list[SubAccountRow] = []
     kept: list[SubAccountRow] = []
     with translate_errors():
+        await ex.execute(
+            q("accounts.free_sub_names"),
+            account_id,
+            [b for b, _ in found],
+            [name for _, name in found],
+        )
         for broker_id, name in found:
             row: Any = await ex.fetchrow(q("accounts.upsert_sub"), account_id, broker_id, name)
             (added if row["inserted"] else kept).append(_sub(row))

@@ -108,6 +108,16 @@ VALUES ($1, $2, $3)
 ON CONFLICT (account_id, broker_account_id) DO UPDATE SET name = EXCLUDED.name, active = true
 RETURNING id, account_id, broker_account_id, name, active, halted, (xmax = 0) AS inserted;
 
+-- name: accounts.free_sub_names($1 account_id, $2 broker_account_ids, $3 names)
+-- Before a sync's upserts: a row holding a name the broker now gives another account id (one
+-- typed with a wrong id by `add-sub`, an account gone and re-created, two names swapped) takes
+-- "name (id N)", unique by its id. Its own upsert then gives it its new name if the broker
+-- still lists it; else it is deactivated under that name. Kept, UNIQUE (account_id, name)
+-- failed every sync from then on.
+UPDATE sub_accounts s SET name = s.name || ' (id ' || s.broker_account_id || ')'
+FROM unnest($2::bigint[], $3::text[]) AS f (broker_account_id, name)
+WHERE s.account_id = $1 AND s.name = f.name AND s.broker_account_id <> f.broker_account_id;
+
 -- name: accounts.deactivate_missing_subs($1 account_id, $2 broker_account_ids)
 UPDATE sub_accounts SET active = false
 WHERE account_id = $1 AND active AND NOT (broker_account_id = ANY($2::bigint[]))
