@@ -24,6 +24,7 @@ from jtrades.db import Database
 from jtrades.engine.instruments import InstrumentResolver
 from jtrades.errors import JtradesError, TransientBrokerError
 from jtrades.logging import scrub
+from jtrades.store import accounts as account_store
 from jtrades.store import intents as intent_store
 from jtrades.store import trading as trading_store
 
@@ -168,8 +169,30 @@ class BrokerRegistry:
         orders table still said Working)."""
         links = [*snap.links_by_sub.values(), *snap.flattening(), *await self._open_intents(snap)]
         self._wanted = {lk.account_id for lk in links if lk.env != "paper"}
+        await self._drop_removed()
         await self.reach(links)
         self._synced_once = True
+
+    async def _drop_removed(self) -> None:
+        """Detach the sessions of accounts ``accounts remove`` deleted, and close each one no
+        other account of its login still uses: kept, the WebSocket stayed open at the broker
+        (one of the login's sessions), its token renewed, and `status` listed it, until a
+        restart. A session attached from outside (``attach``) is detached, not closed."""
+        if self._db is None or not self._tv_env:
+            return
+        try:
+            stored = await account_store.existing_ids(self._db.pool, sorted(self._tv_env))
+        except JtradesError as exc:  # asked again at the next configuration sync
+            log.warning("broker.removed_accounts_unknown", error=str(exc))
+            return
+        for account_id in [aid for aid in self._tv_env if aid not in stored]:
+            _, broker = self._tv_env.pop(account_id)
+            self._tradovate.pop(account_id, None)
+            self._logins.pop(account_id, None)
+            self._failures.pop(account_id, None)
+            shared = any(b is broker for _, b in self._tv_env.values())
+            closed = not shared and self._pool is not None and await self._pool.release(broker)
+            log.info("broker.account_removed", account_id=account_id, session_closed=closed)
 
     async def _open_intents(self, snap: Snapshot) -> list[LinkConfig]:
         """The sub-accounts holding an open intent, linked or not; none when the database

@@ -367,6 +367,13 @@ async def store_synced_subs(
     return SyncResult(tuple(added), tuple(kept), tuple(_sub(r) for r in gone))
 
 
+async def existing_ids(ex: Executor, ids: Sequence[int]) -> set[int]:
+    """Which of ``ids`` are still stored accounts (``accounts remove`` deletes the row)."""
+    with translate_errors():
+        rows = await ex.fetch(q("accounts.existing_ids"), list(ids))
+    return {int(r["id"]) for r in rows}
+
+
 async def load_credentials(ex: Executor, box: SecretBox, account_id: int) -> Credentials:
     """Decrypt a login's password and OAuth token (``SecretKeyMissing`` names a lost key id)."""
     with translate_errors():

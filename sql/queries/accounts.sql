@@ -179,3 +179,7 @@ CROSS JOIN LATERAL (
            OR a.oauth_token_enc IS NOT NULL OR a.synced_at IS NOT NULL AS login
 ) AS proves
 WHERE a.id = $1 AND a.env <> 'paper';
+
+-- name: accounts.existing_ids($1 ids)
+-- Which of these accounts are still stored (the daemon closes the sessions of removed ones).
+SELECT id FROM accounts WHERE id = ANY($1::bigint[]);

@@ -232,6 +232,23 @@ class TradovatePool:
     def sessions(self) -> dict[tuple[str, str], Session]:
         return dict(self._sessions)
 
+    async def release(self, broker: object) -> bool:
+        """Close and forget the session behind ``broker`` (its login's accounts were all
+        removed): its WebSocket held one of the login's Tradovate sessions, and its token kept
+        being renewed, until the daemon restarted. False when the pool has no such session."""
+        key = next((k for k, b in self._brokers.items() if b is broker), None)
+        if key is None:
+            return False
+        async with self._creating.setdefault(key, asyncio.Lock()):
+            if self._brokers.get(key) is not broker:
+                return False
+            del self._brokers[key]
+            session = self._sessions.pop(key)
+            self._sources.pop(key, None)
+            self._refused.pop(key, None)
+        await session.close()
+        return True
+
     async def close(self) -> None:
         """Close every session (concurrently; each close is bounded), then the HTTP client if
         we made it. A session whose close failed is logged, not left to pass in silence."""
