@@ -59,6 +59,7 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
 from jtrades.engine.claim_doubt import learn_fate
 from jtrades.engine.config_cache import AccountKey, LinkConfig
 from jtrades.engine.dca_reprice import reprice_exits
+from jtrades.engine.plan_context import held_back
 from jtrades.engine.planning import PlannedOrder, Shortfall
 from jtrades.engine.resize import AddPlan
 from jtrades.engine.send import send_step
@@ -199,6 +200,13 @@ class Dispatcher:
             if delivery is not None:
                 if behind:  # orders still to go: a restart before they were written knows it
                     delivery = replace(delivery, detail={**(delivery.detail or {}), "behind": 1})
+                elif prepared and all(held_back(p.plan.short) for p in prepared):
+                    # no account makes the entry (halted, at --max-contracts, nothing to add
+                    # to): the live verdict gives the recorder's count back; a restart before
+                    # it was written must too, whatever closes went
+                    delivery = replace(
+                        delivery, detail={**(delivery.detail or {}), "held_back": 1}
+                    )
                 # raises on a storage error: nothing is stored, so nothing may be sent
                 claim = await self.claim(delivery, intents)
                 if claim.duplicate_of is not None:

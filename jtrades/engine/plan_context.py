@@ -50,6 +50,11 @@ CANNOT_PLAN = "cannot_plan"
 # ``planning``)
 NEEDS_DCA = "dca"
 NO_POSITION = "no_position"
+# The causes that hold an account's entry back without the strategy's entry being refused:
+# every account held back (or trimming), the recorder's entry goes back (``verdicts``), and a
+# claim stored so says it for a restart (``held_back``: ``signals.give_back_unsent``).
+HALTED = "halted"  # the kill switch (global, or the account's login)
+HELD_BACK = frozenset({"max_contracts", HALTED, NO_POSITION})
 # The causes the dispatcher gives a plan whose entry did not go after earlier steps did (a
 # reversal's close, an open's cancels: ``Dispatcher._run_account``): the broker refused it or
 # would not take it, or it was not sent (past the TTL, after a step that failed). What the
@@ -65,6 +70,12 @@ def placed_as_exit(cl_ord_id: str | None) -> bool:
     return cl_ord_id.startswith(PROTECTION_PREFIX) or cl_ord_id.removesuffix("b").endswith(
         EXIT_MARK
     )
+
+
+def held_back(short: Shortfall | None) -> bool:
+    """Whether a plan's shortfall holds its entry back (``HELD_BACK``) or takes the alert as no
+    entry at all (a trim)."""
+    return short is not None and (short.cause in HELD_BACK or short.no_entry)
 
 
 class PositionAction(StrEnum):

@@ -38,12 +38,12 @@ from jtrades.engine.counters import Kind, Moved, SessionCounters, Undo
 from jtrades.engine.dispatch import AccountResult
 from jtrades.engine.fanout import INERT_GATES
 from jtrades.engine.filters import Rejection, reads_own_way
-from jtrades.engine.plan_context import NO_POSITION, PositionAction
+from jtrades.engine.plan_context import HALTED, PositionAction
+from jtrades.engine.plan_context import held_back as is_held_back
 from jtrades.engine.send import UNAVAILABLE
 
 Verdict = tuple[str, str | None, str | None]
 ACCEPTED: Verdict = ("accepted", None, None)
-HALTED = "halted"
 # The causes (``planning.Shortfall``) of a plan that left out the entry for a limit the user
 # set on the account: the row names the cause as its filter when every account did so.
 # --direction and --max-contracts only when the plan ignored the signal (a reversal into a
@@ -57,7 +57,6 @@ _IGNORED_FOR = frozenset({"direction", "max_contracts"})
 # an add without --dca: ``plan_context.NEEDS_DCA``): that is the follower's choice, and the
 # recorder counts the strategy's entry whatever its followers chose. Nor a failure at the
 # broker after something went (``ENTRY_REFUSED``): the follower acted, it closed.
-_HELD_BACK = frozenset({"max_contracts", HALTED, NO_POSITION})
 # How many refused traders an accepted row names (``Judged._refusals``); each one's refusal is
 # in its ``detail`` all the same.
 _NAMED_REFUSALS = 5
@@ -162,9 +161,7 @@ class Judged:
         turned_down = [a for a in failed if a.rejected]  # by the broker
         # the broker would not take the requests (a p-ticket, a 429): nothing reached it
         unavailable = [a for a in failed if a.unavailable]
-        held_back = bool(accounts) and all(
-            _cause(a) in _HELD_BACK or _no_entry(a) for a in accounts
-        )
+        held_back = bool(accounts) and all(is_held_back(a.short) for a in accounts)
         # every account trimmed (``trim``): no entry of the strategy's, its every-Nth turn too
         trimmed = bool(accounts) and all(_no_entry(a) for a in accounts)
         stuck = bool(self.rec.traders) and all(a.action == "nothing" for a in accounts)

@@ -177,15 +177,20 @@ RETURNING s.id, s.verdict;
 -- At start, after reconciliation resolved what it could: an interrupted signal (above) whose
 -- orders never reached the broker gives back the counts its claim recorded, as a run that
 -- lives does (engine.verdicts.Judged.settle); else the entry that never traded refused the next
--- real one (max signals), ran a cooldown and moved every-Nth after the restart. Per trader: one
--- none of whose intents of this signal reached the broker leaves ``trader_entries``. The
--- recorder: its ``entry`` (and the ``nth_seen`` that came with it) goes when the signal has
--- intents and none reached the broker (every order expired unsent or was refused), or none
--- at all while it was stored with accounts still to plan (``behind``: their locks held by
--- others; nothing can have been sent to them without an intent); with no intent otherwise,
--- what its traders decided is not known here, and it keeps counting. An intent
--- "reached" unless the broker refused it ('rejected': nothing changed) or it is 'expired', and
--- an expired cancel, liquidation or modify always may have (its expiry says "not confirmed");
+-- real one (max signals), ran a cooldown and moved every-Nth after the restart.
+-- Per trader: it keeps its ``trader_entries`` place only if an entry of its reached the broker
+-- (``verdicts._reached``: the entry made, not a reversal's close or an open's cancels alone).
+-- An entry intent is a plan's order or strategy that is no exit (``Prepared.entry_step``; an
+-- exit's clOrdId ends in x, an OCO's second leg in xb: ``plan_context.placed_as_exit``).
+-- The recorder: its ``entry`` (and the ``nth_seen`` that came with it) goes when the signal has
+-- intents and none reached the broker (every order expired unsent or was refused), when its
+-- claim said every account's entry was held back (``held_back``: halted, at --max-contracts,
+-- nothing to add to; whatever closes went, as the live verdict gives it back), or with no
+-- intent at all while it was stored with accounts still to plan (``behind``: their locks held
+-- by others; nothing can have been sent to them without an intent); with no intent otherwise,
+-- what its traders decided is not known here, and it keeps counting. An intent "reached"
+-- unless the broker refused it ('rejected': nothing changed) or it is 'expired', and an
+-- expired cancel, liquidation or modify always may have (its expiry says "not confirmed");
 -- one still open (pending, sent, unknown: not resolved yet) keeps its counts (fail closed).
 -- Returns the signals changed.
 WITH interrupted AS (
@@ -207,6 +212,7 @@ WITH interrupted AS (
            c.detail
            || CASE WHEN COALESCE((c.detail ->> 'entry')::boolean, false)
                         AND ((c.has_intents AND c.none_reached)
+                             OR c.detail ? 'held_back'
                              OR (NOT c.has_intents AND c.detail ? 'behind'))
                    THEN '{"entry": false, "nth_seen": false}'::jsonb
                    ELSE '{}'::jsonb END
@@ -217,9 +223,9 @@ WITH interrupted AS (
                   WHERE EXISTS (SELECT 1 FROM order_intents i
                                 WHERE i.signal_id = c.id
                                   AND i.trader_id = (e.value #>> '{}')::bigint
-                                  AND i.state <> 'rejected'
-                                  AND (i.state <> 'expired'
-                                       OR i.kind IN ('cancel', 'liquidate', 'modify')))))
+                                  AND i.kind IN ('order', 'strategy')
+                                  AND i.cl_ord_id !~ 'xb?$'
+                                  AND i.state NOT IN ('rejected', 'expired'))))
                    ELSE '{}'::jsonb END
            AS detail
     FROM interrupted c
