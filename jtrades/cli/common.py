@@ -16,7 +16,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from enum import Enum
 from functools import cache
 from pathlib import Path
@@ -35,6 +35,7 @@ from jtrades import logging as jlog
 from jtrades.config import Settings, load_settings
 from jtrades.db import Database, connect
 from jtrades.errors import JtradesError
+from jtrades.money import cents
 from jtrades.store import translate_errors
 
 T = TypeVar("T")
@@ -256,18 +257,13 @@ def emit_zoned(
     emit(json_mode, data, title, columns, cells, empty=empty)
 
 
-_CENT = Decimal("0.01")
-
-
 def money(value: Decimal | float | None) -> str | None:
     """Dollars as a table shows them: always two decimals (the database keeps what each source
     wrote, ``27.000`` next to ``24.0``, and the P&L column read as if of different precisions).
     ``--json`` keeps the exact stored value."""
     if value is None:
         return None
-    # half up, as a statement rounds cents: half-even showed a ZN tick's $15.625 as 15.62
-    text = f"{Decimal(str(value)).quantize(_CENT, ROUND_HALF_UP):f}"
-    return "0.00" if text == "-0.00" else text
+    return cents(Decimal(str(value)))
 
 
 def price(value: Decimal | float | None) -> str | None:

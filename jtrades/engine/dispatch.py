@@ -204,9 +204,7 @@ class Dispatcher:
                     # no account makes the entry (halted, at --max-contracts, nothing to add
                     # to): the live verdict gives the recorder's count back; a restart before
                     # it was written must too, whatever closes went
-                    delivery = replace(
-                        delivery, detail={**(delivery.detail or {}), "held_back": 1}
-                    )
+                    delivery = replace(delivery, detail={**(delivery.detail or {}), "held_back": 1})
                 # raises on a storage error: nothing is stored, so nothing may be sent
                 claim = await self.claim(delivery, intents)
                 if claim.duplicate_of is not None:

@@ -47,7 +47,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from jtrades.engine.instruments import split_symbol
@@ -55,6 +55,7 @@ from jtrades.engine.risk import Direction, RiskSettings
 from jtrades.engine.signal import Action, MarketPosition, Signal
 from jtrades.engine.tradingday import in_window, next_wall_time, session_open, trading_day
 from jtrades.errors import InvalidSignal
+from jtrades.money import cents
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,8 +305,8 @@ def _check_daily_loss(s: RiskSettings, st: TraderState) -> Rejection | None:
 
 
 def _usd(amount: Decimal) -> str:
-    """Money as the tables show it, 2 decimals: the reasons said 66.500 and 21.3333…"""
-    return f"{amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN):f}"
+    """Money as the tables show it (``money.cents``): the reasons said 66.500 and 21.3333…"""
+    return cents(amount)
 
 
 def _gate(
