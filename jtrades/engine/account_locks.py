@@ -14,8 +14,22 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from jtrades.engine.account_plans import broker_account, may_be_account
+from jtrades.engine.account_plans import broker_account, key_order, may_be_account
 from jtrades.engine.config_cache import AccountKey, LinkConfig
+
+
+def lock_key(link: LinkConfig) -> AccountKey:
+    """The lock of the account at the broker ``link`` trades: ``broker_account``, but a
+    demo/live row holding no proven credential of its login yet (its proof not stored yet, or
+    failing to be) shares the login's lock all the same. It trades through the login's session
+    once the pool let it join with the session's password, so it is that account: keyed apart,
+    two alerts through two users' rows of one Tradovate account, one proven and one not, were
+    not serialised (rule 3). A row naming the username with no credential shares a lock with
+    the login it names, nothing else (``broker_account`` still keeps its plans, halts and
+    flattens apart)."""
+    if link.env == "paper" or not link.username:
+        return broker_account(link)
+    return (link.env, link.username.lower(), link.broker_account_id)
 
 
 def _queued(lock: asyncio.Lock) -> bool:
@@ -30,8 +44,8 @@ class AccountLocks:
         self._locks: dict[AccountKey, asyncio.Lock] = {}
 
     def lock_for(self, link: LinkConfig) -> asyncio.Lock:
-        """The lock of the account at the broker ``link`` trades (``broker_account``)."""
-        key = broker_account(link)
+        """The lock of the account at the broker ``link`` trades (``lock_key``)."""
+        key = lock_key(link)
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
@@ -52,7 +66,7 @@ class AccountLocks:
         one of those never waits); the keys taken, and the others."""
         free: list[AccountKey] = []
         behind: list[AccountKey] = []
-        for key in sorted(links):
+        for key in sorted(links, key=key_order):
             lock = self.lock_for(links[key])
             if lock.locked() or _queued(lock):
                 behind.append(key)
@@ -78,7 +92,7 @@ class Waiting:
 
     async def next(self) -> list[AccountKey]:
         came, _ = await asyncio.wait(self._waits, return_when=asyncio.FIRST_COMPLETED)
-        return sorted(self._waits.pop(w) for w in came)
+        return sorted((self._waits.pop(w) for w in came), key=key_order)
 
     def abandon(self) -> None:
         for w, key in self._waits.items():

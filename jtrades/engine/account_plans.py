@@ -209,6 +209,13 @@ def broker_account(link: LinkConfig) -> AccountKey:
     return link_account(link)
 
 
+def key_order(key: AccountKey) -> tuple[str, bool, str, int]:
+    """A total order of account keys: a row's id (an int) and a username (a str) in one sort
+    raised TypeError, and the signal failed before it was stored, for every follower."""
+    env, login, broker_account_id = key
+    return (env, isinstance(login, str), str(login), broker_account_id)
+
+
 def may_be_account(key: AccountKey, env: str, account_id: int, broker_account_id: int) -> bool:
     """Whether ``key`` may be the account at the broker that a login row (``accounts.id``)
     names by ``broker_account_id``, known without the login's username (an open intent tells

@@ -41,7 +41,7 @@ import structlog
 from jtrades.broker.base import Broker, Position, WorkingOrder
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
-from jtrades.engine.account_plans import broker_account, by_broker_account
+from jtrades.engine.account_plans import broker_account, by_broker_account, key_order
 from jtrades.engine.booked_fills import BookedFills
 from jtrades.engine.config_cache import AccountKey, ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
@@ -255,7 +255,7 @@ class Protector:
         for wait in RETRY_WAITS_S:
             if not self._positions.incomplete:
                 break
-            keys = sorted(self._positions.incomplete)
+            keys = sorted(self._positions.incomplete, key=lambda k: (key_order(k[0]), k[1]))
             self._positions.incomplete.clear()
             await asyncio.sleep(wait)
             accounts = self._accounts()
