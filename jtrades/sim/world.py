@@ -50,6 +50,10 @@ class Stats:
     orders: int = 0
     events: int = 0
     by_endpoint: dict[str, int] = field(default_factory=dict)
+    # WebSocket requests being answered now, and the most at once, by endpoint (lower case):
+    # whether a client asked them together or one after another
+    answering: dict[str, int] = field(default_factory=dict)
+    most_at_once: dict[str, int] = field(default_factory=dict)
 
 
 class Simulator:
@@ -246,6 +250,7 @@ class Simulator:
             "orders": s.orders,
             "events": s.events,
             "by_endpoint": dict(s.by_endpoint),
+            "most_at_once": dict(s.most_at_once),
         }
 
 

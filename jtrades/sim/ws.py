@@ -199,10 +199,16 @@ class WsConn:
             return  # Tradovate ignores what it cannot parse; the client's timeout will tell
         if req is None:
             return
-        status, data = await self._call(req)
-        delay = self.world.faults.delay_ms
-        if delay:
-            await asyncio.sleep(delay / 1000)
+        stats, key = self.world.stats, req.endpoint.strip("/").lower()
+        stats.answering[key] = now = stats.answering.get(key, 0) + 1
+        stats.most_at_once[key] = max(stats.most_at_once.get(key, 0), now)
+        try:
+            status, data = await self._call(req)
+            delay = self.world.faults.delay_ms
+            if delay:
+                await asyncio.sleep(delay / 1000)
+        finally:
+            stats.answering[key] -= 1
         if self.zombie:
             return
         await self.send(encode_messages([Response(req.id, status, data)]))
