@@ -136,6 +136,14 @@ class BrokerRegistry:
             if not synced or not broker.is_synced(account):
                 self._unsynced[id(broker)] = broker
 
+    def contract_cached(self, link: LinkConfig, ticker: str) -> bool:
+        """Whether ``resolve_contract`` for ``link`` would answer from the resolver's cache (a
+        paper login, or a session whose answer is cached); a login with no session yet is not."""
+        if link.env == "paper":
+            return True  # the paper broker's own table: no round trip
+        broker = self._tradovate.get(link.account_id)
+        return broker is not None and self._resolver.cached(ticker, broker)
+
     def note_price(self, link: LinkConfig, contract: Contract, price: Decimal) -> None:
         """A signal's price is the paper broker's market: fills and triggers happen at it."""
         if link.env == "paper":

@@ -34,7 +34,7 @@ from jtrades.engine.filters import (
     is_entry,
     reads_own_way,
 )
-from jtrades.engine.instruments import root_of, split_symbol
+from jtrades.engine.link_contracts import LinkContract, look_up_misses, resolve
 from jtrades.engine.planning import (
     AccountPlan,
     AccountState,
@@ -45,7 +45,6 @@ from jtrades.engine.pnl import DailyPnl, instrument
 from jtrades.engine.signal import Signal
 from jtrades.engine.sizing import open_pnl
 from jtrades.engine.steps import cl_ord_prefix
-from jtrades.errors import TransientBrokerError
 
 log = structlog.get_logger(__name__)
 
@@ -131,21 +130,30 @@ class Fanout:
         mirror to count the fills of every trader whose daily-loss limit judges an entry: a
         close waits for nothing, and traders do not wait one after another."""
         ticker = signal.ticker or rec.symbol
-        traders: list[_Trader] = []
-        for t in rec.traders:
-            tc = self._counters.get("trader", t.id, now, undo)
-            gate = check_gate(
+        gates = {
+            t.id: check_gate(
                 signal,
                 t.settings,
                 enabled=t.enabled,
                 owner_active=t.owner_active,
                 halted=snap.halted,
             )
+            for t in rec.traders
+        }
+        # the contract look-ups the cache misses, all at once (``link_contracts``)
+        active = (lk for t in rec.traders if not inert(gates[t.id]) for lk in t.links)
+        looked_up = await look_up_misses(self._brokers, active, ticker)
+        traders: list[_Trader] = []
+        for t in rec.traders:
+            tc = self._counters.get("trader", t.id, now, undo)
+            gate = gates[t.id]
             if inert(gate):  # its refusal is on the row all the same (second pass)
                 await self._own_market(t, rec, ticker, signal.price)
                 traders.append(_Trader(t, tc, {}, {}, gate, None, False, None))
                 continue
-            brokers, contracts, moved = await self._links(t, ticker, signal.price, detail)
+            brokers, contracts, moved = await self._links(
+                t, ticker, signal.price, detail, looked_up
+            )
             own_way = foreign is not None and reads_own_way(t.overridden)
             # a refusal of a side the recorder's reading cannot open is none of its reading's
             apart = own_way and foreign is not None and foreign.forbidden
@@ -240,7 +248,12 @@ class Fanout:
         return items
 
     async def _links(
-        self, t: TraderConfig, ticker: str, price: Decimal | None, detail: dict[str, Any]
+        self,
+        t: TraderConfig,
+        ticker: str,
+        price: Decimal | None,
+        detail: dict[str, Any],
+        looked_up: dict[int, LinkContract | Exception],
     ) -> tuple[dict[int, Broker], dict[int, Contract], frozenset[int]]:
         """The broker and contract of each sub-account of ``t`` (one whose contract is not
         found, or whose paper state could not be restored, is left out, saying why in
@@ -255,10 +268,12 @@ class Fanout:
         moved: set[int] = set()
         for link in t.links:
             try:
-                if not self._brokers.restored(link):  # linked just now: its state first
-                    await self._brokers.reach([link])
-                broker = self._brokers.broker_for(link)
-                contract, elsewhere = await self._contract(link, broker, ticker)
+                got = looked_up.get(link.sub_account_id)
+                if got is None:
+                    got = await resolve(self._brokers, link, ticker)
+                elif isinstance(got, Exception):
+                    raise got
+                broker, contract, elsewhere = got.broker, got.contract, got.elsewhere
             except Exception as exc:
                 detail["traders"].setdefault(str(t.id), {})[str(link.sub_account_id)] = (
                     f"not traded: {exc}"
@@ -297,13 +312,12 @@ class Fanout:
         for link in t.links:
             if link.env != "paper" or not self._brokers.restored(link):
                 continue
-            try:
-                broker = self._brokers.broker_for(link)
-                contract, elsewhere = await self._contract(link, broker, ticker)
+            try:  # restored already: ``resolve`` reaches nothing
+                got = await resolve(self._brokers, link, ticker)
             except Exception as exc:  # it trades nothing: the next alert's price will do
                 log.info("engine.price_unnoted", sub_account_id=link.sub_account_id, error=str(exc))
                 continue
-            self._note(link, contract, elsewhere, price)
+            self._note(link, got.contract, got.elsewhere, price)
 
     def _state(self, j: _Trader, price: Decimal | None, now: datetime) -> TraderState:
         """The trader's counts, and its P&L when its daily-loss limit judges an entry (read
@@ -386,29 +400,6 @@ class Fanout:
                 total += open_pnl(p.net_pos, p.net_price, mark, contract, lots)
         return total
 
-    async def _contract(
-        self, link: LinkConfig, broker: Broker, ticker: str
-    ) -> tuple[Contract, bool]:
-        """The contract this sub-account trades for ``ticker``. The resolver caches per broker
-        with a TTL, so ``MNQ1!`` follows the roll; a position does not. Held in another month
-        of the root and nothing held in the one named now, the position's month is the one the
-        signal acts on: after a roll, or in roll week when the broker's front month and the
-        calendar fallback differ, a ``close`` planned on the new month found "already flat"
-        and left the old one open. New positions then open in the new month. True with a held
-        month."""
-        contract = await self._brokers.resolve_contract(link, broker, ticker)
-        held = held_elsewhere(broker, link.broker_account_id, ticker, contract)
-        if held is None:
-            return contract, False
-        log.info(
-            "engine.position_month",
-            sub_account=link.sub_account_id,
-            ticker=ticker,
-            named=contract.symbol,
-            held=held,
-        )
-        return await self._brokers.resolve_contract(link, broker, held), True
-
 
 # The gates after which a trader does nothing at all, closes included (``filters._gate``).
 INERT_GATES = frozenset({"trader_disabled", "owner_not_approved"})
@@ -429,23 +420,6 @@ def inert(gate: Rejection | None) -> bool:
     trader's user still follows the recorder, so its alerts' prices are still the market of
     those positions, on paper as for the daily loss."""
     return gate is not None and gate.filter in INERT_GATES
-
-
-def held_elsewhere(broker: Broker, account_id: int, ticker: str, contract: Contract) -> str | None:
-    """The one other month of ``contract``'s root this account holds a position in, when
-    ``ticker`` is continuous and nothing is held in ``contract``; None otherwise (an explicit
-    month is the user's choice; two months held is a spread, not the signal's to pick from)."""
-    if split_symbol(ticker).nth is None:
-        return None
-    try:
-        positions = broker.positions(account_id)
-    except TransientBrokerError:
-        return None  # unsynced: nothing is planned on it anyway (rule 6)
-    held = {p.symbol for p in positions if p.net_pos != 0}
-    if contract.symbol in held:
-        return None
-    same_root = [sym for sym in held if root_of(sym) == contract.root.upper()]
-    return same_root[0] if len(same_root) == 1 else None
 
 
 def _planner(

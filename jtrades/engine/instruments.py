@@ -35,7 +35,7 @@ next contract's daily volume passes the current one's (for NQ in June 2024, a we
 near CME's roll date), while the broker's answer is the nearest listed expiry: in the days
 between, the chart and the order may be different months. A reason to prefer points/ticks over
 absolute price levels near a roll; a position held across it is followed by its month
-(``fanout.held_elsewhere``).
+(``link_contracts.held_elsewhere``).
 """
 
 from __future__ import annotations
@@ -340,6 +340,12 @@ class InstrumentResolver:
             self._inflight[key] = pending = (task, source)
             task.add_done_callback(lambda done: self._finished(key, done))
         return await asyncio.shield(pending[0])
+
+    def cached(self, symbol: str, source: ContractLookup | HasFindContract | None = None) -> bool:
+        """Whether ``resolve`` would answer ``symbol`` from the cache, awaiting nothing."""
+        source = source if source is not None else self._lookup
+        hit = self._cache.get((id(source), str(split_symbol(symbol))))
+        return hit is not None and hit[0] > self._monotonic() and hit[2] is source
 
     def _finished(self, key: tuple[int, str], task: asyncio.Future[Contract]) -> None:
         current = self._inflight.get(key)
