@@ -257,19 +257,26 @@ class Judged:
     def _shortfalls(self, accounts: list[AccountResult]) -> list[str]:
         """What each account that followed an accepted signal only in part says (its plan's
         ``Shortfall``): "closed only: …" or "not traded: …", naming the sub-account when the
-        signal reached more than one; nothing when every account did what the alert asked.
-        The accounts of a trader a filter refused are left out: ``_refusals`` names it."""
+        signal reached more than one; nothing when every account did what the alert asked. One
+        none of whose steps went (``_unsent``: its login's socket dropped as the fan-out
+        reached it, the broker refused its first step) says so too: the row said accepted with
+        no reason while that account never traded. The accounts of a trader a filter refused
+        are left out: ``_refusals`` names it."""
         refused = self._refused_traders()
         said: list[str] = []
         others = 0
         for a in accounts:
-            if a.short is None or a.trader_id in refused:
+            unsent = _unsent(a)
+            if (a.short is None and unsent is None) or a.trader_id in refused:
                 continue
             if not self._owners(a.trader_id):
                 others += 1
                 continue
-            why = self._halted_on([a]) if a.short.cause == HALTED else a.short.why
-            text = f"{'closed only' if _closed(a) and _went(a) else 'not traded'}: {why}"
+            if a.short is None:
+                text = f"not traded: {unsent}"
+            else:
+                why = self._halted_on([a]) if a.short.cause == HALTED else a.short.why
+                text = f"{'closed only' if _closed(a) and _went(a) else 'not traded'}: {why}"
             if len(accounts) > 1:
                 link = self._link(a.sub_account_id)
                 text = f"{link.sub_name if link else f'sub-account {a.sub_account_id}'}: {text}"
@@ -397,6 +404,22 @@ def _went(a: AccountResult) -> bool:
     if a.action == _REDUCE:
         return a.moved
     return a.sent + a.unknown > 0
+
+
+def _unsent(a: AccountResult) -> str | None:
+    """Why an account without a shortfall of its own sent nothing, when none of its steps
+    went: the broker refused them, would not take them, or they were not sent (past the TTL);
+    None when something went or nothing was to go."""
+    if a.short is not None or _went(a):
+        return None
+    said = next((m.split(": ", 1)[-1] for m in a.messages), "no reason given")
+    if a.rejected:
+        return f"the broker refused its orders: {said}"
+    if a.unavailable:
+        return f"the broker did not take its orders: {said}"
+    if a.expired:
+        return f"its orders were not sent: {said}"
+    return None
 
 
 def _closed(a: AccountResult) -> bool:
