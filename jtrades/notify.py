@@ -151,7 +151,7 @@ def webhook_body(notices: Sequence[Notice], host: str, dropped: int = 0) -> dict
 
 
 # the fields that tell one source of an event from another
-_SOURCE = ("sub_account_id", "account_id", "session", "username", "symbol")
+_SOURCE = ("sub_account_id", "account_id", "account", "session", "username", "symbol")
 
 
 class Repeats:
@@ -373,10 +373,14 @@ class Notifier:
                 return
 
     async def _post_batch(self, batch: list[Notice], dropped: int) -> None:
-        ok = True
-        for target in self.targets:
-            build = discord_body if target.kind == "discord" else webhook_body
-            ok = await self._post(target, build(batch, self.host, dropped)) and ok
+        # to every target at once: one after another, a Discord that stopped answering held
+        # the webhook's copy behind its timeout and retries, and at close past the deadline
+        posts = [
+            self._post(t, (discord_body if t.kind == "discord" else webhook_body)(
+                batch, self.host, dropped))
+            for t in self.targets
+        ]  # fmt: skip
+        ok = all(await asyncio.gather(*posts))
         if ok:
             self.sent += len(batch)
         else:
