@@ -334,7 +334,14 @@ def _plan_one(
         return AccountResult(
             it.trader_id, link.sub_account_id, str(plan.action), plan.reason, short=plan.short
         )
-    return Prepared(it, plan, steps, state.net_pos)
+    prepared = Prepared(it, plan, steps, state.net_pos)
+    entry = prepared.entry_step() if plan.short is None else None
+    for po, ni in steps:
+        if po.step == entry:
+            # the step that makes the entry the alert asked for, said on its intent: a restart
+            # gives a trader's count back unless one reached the broker (give_back_unsent)
+            ni.request["entry"] = True
+    return prepared
 
 
 def number_steps(prepared: list[Prepared], ids: Sequence[int | None]) -> None:

@@ -179,9 +179,9 @@ RETURNING s.id, s.verdict;
 -- lives does (engine.verdicts.Judged.settle); else the entry that never traded refused the next
 -- real one (max signals), ran a cooldown and moved every-Nth after the restart.
 -- Per trader: it keeps its ``trader_entries`` place only if an entry of its reached the broker
--- (``verdicts._reached``: the entry made, not a reversal's close or an open's cancels alone).
--- An entry intent is a plan's order or strategy that is no exit (``Prepared.entry_step``; an
--- exit's clOrdId ends in x, an OCO's second leg in xb: ``plan_context.placed_as_exit``).
+-- (``verdicts._reached``: the entry made, not a reversal's close, an open's cancels or a
+-- trim's reduce alone): an intent whose request says ``entry`` (``account_plans._plan_one``:
+-- the step of a plan that makes all the entry the alert asked for).
 -- The recorder: its ``entry`` (and the ``nth_seen`` that came with it) goes when the signal has
 -- intents and none reached the broker (every order expired unsent or was refused), when its
 -- claim said every account's entry was held back (``held_back``: halted, at --max-contracts,
@@ -223,8 +223,7 @@ WITH interrupted AS (
                   WHERE EXISTS (SELECT 1 FROM order_intents i
                                 WHERE i.signal_id = c.id
                                   AND i.trader_id = (e.value #>> '{}')::bigint
-                                  AND i.kind IN ('order', 'strategy')
-                                  AND i.cl_ord_id !~ 'xb?$'
+                                  AND (i.request ->> 'entry')::boolean IS TRUE
                                   AND i.state NOT IN ('rejected', 'expired'))))
                    ELSE '{}'::jsonb END
            AS detail

@@ -28,6 +28,9 @@ from tests.integration.test_engine import (
     engine_factory as engine_factory,  # the fixture
 )
 
+# what the daemon writes on the intent of a plan's entry step (``account_plans._plan_one``)
+ENTRY = {"entry": True}
+
 
 async def _claim_then_die(
     pool: asyncpg.Pool, rec: int, key: str, entries: list[int], legs: list[tuple[int, int]]
@@ -49,7 +52,7 @@ async def _claim_then_die(
                  b'{"action":"buy"}', buy(), detail)  # fmt: skip
     expires = now + timedelta(seconds=30)
     intents = [
-        NewIntent(sid, tid, sub, f"jt-{sid}-{sub}-1", 1, "order", "MNQZ6", "Buy", 1, {}, expires)
+        NewIntent(sid, tid, sub, f"jt-{sid}-{sub}-1", 1, "order", "MNQZ6", "Buy", 1, ENTRY, expires)
         for tid, sub in legs
     ]
     claim = await signal_store.claim_delivery(pool, d, intents)

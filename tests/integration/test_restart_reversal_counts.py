@@ -81,20 +81,3 @@ async def test_a_reversal_killed_between_close_and_entry_gives_the_trader_count_
     # the account is flat and the trader has made one entry this session of its two
     again = await send(second, pool, rec, buy())
     assert (again.verdict, again.orders) == ("accepted", 1), again
-
-
-async def test_the_restart_reads_exits_by_clordid_as_the_planner_names_them(
-    database: Database,
-) -> None:
-    """``signals.give_back_unsent`` tells an entry from an exit by its clOrdId in SQL
-    (``!~ 'xb?$'``); the planner names them (``Steps.exit_id``, ``placed_as_exit``)."""
-    from jtrades.engine.plan_context import Steps, placed_as_exit
-    from jtrades.engine.steps import cl_ord_prefix
-
-    ids = []
-    for n in range(12):  # steps 1..12 (a "1x" is an exit, an "11" is not)
-        steps = Steps(cl_ord_prefix(123456, 78), [None] * n)  # type: ignore[list-item]
-        ids += [steps.next_id(), steps.exit_id(), steps.exit_id("b")]
-    for cl in ids:
-        entry_in_sql = await database.pool.fetchval("SELECT $1::text !~ 'xb?$'", cl)
-        assert entry_in_sql is not placed_as_exit(cl), cl
