@@ -14,22 +14,8 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from jtrades.engine.account_plans import broker_account, key_order, may_be_account
+from jtrades.engine.account_plans import key_order, lock_key, may_be_account
 from jtrades.engine.config_cache import AccountKey, LinkConfig
-
-
-def lock_key(link: LinkConfig) -> AccountKey:
-    """The lock of the account at the broker ``link`` trades: ``broker_account``, but a
-    demo/live row holding no proven credential of its login yet (its proof not stored yet, or
-    failing to be) shares the login's lock all the same. It trades through the login's session
-    once the pool let it join with the session's password, so it is that account: keyed apart,
-    two alerts through two users' rows of one Tradovate account, one proven and one not, were
-    not serialised (rule 3). A row naming the username with no credential shares a lock with
-    the login it names, nothing else (``broker_account`` still keeps its plans, halts and
-    flattens apart)."""
-    if link.env == "paper" or not link.username:
-        return broker_account(link)
-    return (link.env, link.username.lower(), link.broker_account_id)
 
 
 def _queued(lock: asyncio.Lock) -> bool:

@@ -209,6 +209,22 @@ def broker_account(link: LinkConfig) -> AccountKey:
     return link_account(link)
 
 
+def lock_key(link: LinkConfig) -> AccountKey:
+    """The account at the broker ``link`` trades, for what serialises and remembers its orders
+    (its lock, the record of what its view lags, the protector's memory): ``broker_account``,
+    but a
+    demo/live row holding no proven credential of its login yet (its proof not stored yet, or
+    failing to be) shares the login's lock all the same. It trades through the login's session
+    once the pool let it join with the session's password, so it is that account: keyed apart,
+    two alerts through two users' rows of one Tradovate account, one proven and one not, were
+    not serialised (rule 3). A row naming the username with no credential shares a lock with
+    the login it names, nothing else (``broker_account`` still keeps its plans, halts and
+    flattens apart)."""
+    if link.env == "paper" or not link.username:
+        return broker_account(link)
+    return (link.env, link.username.lower(), link.broker_account_id)
+
+
 def key_order(key: AccountKey) -> tuple[str, bool, str, int]:
     """A total order of account keys: a row's id (an int) and a username (a str) in one sort
     raised TypeError, and the signal failed before it was stored, for every follower."""
@@ -227,13 +243,15 @@ def may_be_account(key: AccountKey, env: str, account_id: int, broker_account_id
     return key[0] == env and key[2] == broker_account_id
 
 
-def by_broker_account(links: Iterable[LinkConfig]) -> dict[AccountKey, list[LinkConfig]]:
+def by_broker_account(
+    links: Iterable[LinkConfig], key: Callable[[LinkConfig], AccountKey] = broker_account
+) -> dict[AccountKey, list[LinkConfig]]:
     """The rows naming each account at the broker (of one login), in sub-account order: what
     acts on the account itself (protection, the orphan sweep) acts once per account, not once
-    per row."""
+    per row. ``key``: ``lock_key`` for what the protector remembers by it."""
     groups: dict[AccountKey, list[LinkConfig]] = {}
     for link in sorted(links, key=lambda lk: lk.sub_account_id):
-        groups.setdefault(broker_account(link), []).append(link)
+        groups.setdefault(key(link), []).append(link)
     return groups
 
 

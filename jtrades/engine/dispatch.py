@@ -49,6 +49,7 @@ from jtrades.engine.account_plans import (  # re-exported: the fan-out and the f
     Prepared,
     WorkItem,
     broker_account,
+    lock_key,
     missed_entry,
     not_planned,
     number_steps,
@@ -146,7 +147,7 @@ class Dispatcher:
         """Why the view of the account ``link`` trades is not to be planned from in product
         ``root`` now: it does not show yet what a dispatch sent to it (``unsettled``). Hold
         its lock to ask."""
-        key, account = broker_account(link), link.broker_account_id
+        key, account = lock_key(link), link.broker_account_id
         why = self.views.hold_up(key, broker, account, root)
         return why.why if why is not None else None
 
@@ -298,7 +299,7 @@ class Dispatcher:
     def _lags(self, key: AccountKey, first: WorkItem) -> Shortfall | None:
         """Why the account (its lock held) is not planned: its view lags an earlier dispatch."""
         account, root = first.link.broker_account_id, first.contract.root
-        why = self.views.hold_up(key, first.broker, account, root)
+        why = self.views.hold_up(lock_key(first.link), first.broker, account, root)
         if why is not None:
             log.warning(
                 "dispatch.view_lags",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import structlog
 
 from jtrades.broker.base import Broker, Contract
-from jtrades.engine.account_plans import Prepared, broker_account
+from jtrades.engine.account_plans import Prepared, lock_key
 from jtrades.engine.config_cache import LinkConfig
 from jtrades.engine.steps import net_pos, position_shows
 from jtrades.engine.unsettled import Unsettled, UnsettledViews, lag
@@ -52,7 +52,7 @@ async def settle(p: Prepared, within_s: float, views: UnsettledViews) -> None:
     lacking = lag(it.broker, account, u)
     if lacking is None:
         return
-    views.note(broker_account(it.link), u)
+    views.note(lock_key(it.link), u)
     log.warning(
         "dispatch.settle_timeout",
         sub_account_id=it.link.sub_account_id,
@@ -120,5 +120,5 @@ def note_unshown(
     )
     lacking = lag(broker, link.broker_account_id, u)
     if lacking is not None:
-        views.note(broker_account(link), u)
+        views.note(lock_key(link), u)
     return lacking
