@@ -188,12 +188,14 @@ class BrokerRegistry:
         restart. A session attached from outside (``attach``) is detached, not closed."""
         if self._db is None or not self._tv_env:
             return
+        asked = sorted(self._tv_env)
         try:
-            stored = await account_store.existing_ids(self._db.pool, sorted(self._tv_env))
+            stored = await account_store.existing_ids(self._db.pool, asked)
         except JtradesError as exc:  # asked again at the next configuration sync
             log.warning("broker.removed_accounts_unknown", error=str(exc))
             return
-        for account_id in [aid for aid in self._tv_env if aid not in stored]:
+        # only those asked about: a login reached while the query ran was not among them
+        for account_id in [aid for aid in asked if aid not in stored and aid in self._tv_env]:
             _, broker = self._tv_env.pop(account_id)
             self._tradovate.pop(account_id, None)
             self._logins.pop(account_id, None)
