@@ -38,10 +38,18 @@ ORDER BY s.id;
 -- name: trading.config_rowless()
 -- The demo/live logins with no sub-account row at all (added, `accounts sync` never run): a
 -- flatten cannot reach their positions (no row, no session), so it names them, not done.
+-- A login is its username: another row of it with sub-accounts (another user's) reaches its
+-- accounts already. A row holding no credential at all can never open a session: not named,
+-- or the flatten stayed pending for good.
 SELECT a.label
 FROM accounts a
 WHERE a.env <> 'paper'
-  AND NOT EXISTS (SELECT 1 FROM sub_accounts s WHERE s.account_id = a.id)
+  AND a.username IS NOT NULL
+  AND (a.password_enc IS NOT NULL OR a.oauth_token_enc IS NOT NULL)
+  AND NOT EXISTS (SELECT 1
+                  FROM accounts o
+                  JOIN sub_accounts s ON s.account_id = o.id
+                  WHERE o.env = a.env AND lower(o.username) = lower(a.username))
 ORDER BY a.id;
 
 -- name: trading.halted()
