@@ -41,6 +41,7 @@ absolute price levels near a roll; a position held across it is followed by its 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -153,6 +154,7 @@ _CONTINUOUS = re.compile(r"^(?P<root>[A-Z0-9]+?)(?P<nth>[12])!$")
 _CONTRACT = re.compile(r"^(?P<root>[A-Z0-9]*[A-Z0-9])(?P<month>[FGHJKMNQUVXZ])(?P<year>\d{1,4})$")
 
 
+@functools.lru_cache(maxsize=1024)  # a signal's ticker is taken apart per sub-account
 def split_symbol(symbol: str) -> SymbolParts:
     """``CME_MINI:MNQ1!`` → (MNQ, front); ``MNQZ6`` / ``MNQZ26`` / ``MNQZ2026`` → (MNQ, Dec, year).
 
@@ -344,7 +346,11 @@ class InstrumentResolver:
     def cached(self, symbol: str, source: ContractLookup | HasFindContract | None = None) -> bool:
         """Whether ``resolve`` would answer ``symbol`` from the cache, awaiting nothing."""
         source = source if source is not None else self._lookup
-        hit = self._cache.get((id(source), str(split_symbol(symbol))))
+        try:
+            key = (id(source), str(split_symbol(symbol)))
+        except InvalidSignal:  # no futures symbol: ``resolve`` says so, per sub-account
+            return False
+        hit = self._cache.get(key)
         return hit is not None and hit[0] > self._monotonic() and hit[2] is source
 
     def _finished(self, key: tuple[int, str], task: asyncio.Future[Contract]) -> None:
