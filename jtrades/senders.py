@@ -34,7 +34,16 @@ class Senders:
 
 
 def _networks(specs: tuple[str, ...]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(n, strict=False) for n in specs)
+    return tuple(_unmapped(ipaddress.ip_network(n, strict=False)) for n in specs)
+
+
+def _unmapped(net: Network) -> Network:
+    """An IPv4 network written in IPv6 form (``::ffff:a.b.c.d/128``, copied from an older log)
+    as the IPv4 network it is: the sender's address is compared in IPv4 form (``_ip``)."""
+    mapped = net.network_address.ipv4_mapped if isinstance(net, ipaddress.IPv6Network) else None
+    if mapped is None or net.prefixlen < 96:
+        return net
+    return ipaddress.IPv4Network(f"{mapped}/{net.prefixlen - 96}")
 
 
 def _valid_ip(text: str | None) -> str | None:
