@@ -98,7 +98,6 @@ from jtrades.engine.plan_context import (
     label,
     liquidate,
     own_working,
-    working_entries,
 )
 from jtrades.engine.position_size import size_after
 from jtrades.engine.resize import plan_add, plan_reduce
@@ -220,20 +219,18 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
                 return _cancel_working(steps, against, f"direction: {off}; flat: ", shortfall)
             return AccountPlan(PositionAction.IGNORE, (), f"direction: {off}", short=shortfall)
         against = _other_side_live(c, side)
-        working = working_entries(c, side) - sum(w.qty for w in against if w.side is side)
-        if cap_qty(1, s.max_contracts, held=working) == 0:
-            capped = (
-                f"flat with {working} {label(side)} contract(s) of entries working,"
-                f" at --max-contracts {s.max_contracts}"
+        # an entry of ``side`` still resting is replaced, not added to: a strategy moving its
+        # limit entry sends the alert again at the new price (TradersPost cancels the open
+        # orders before an entry with no position), and each one left resting made a --size 1
+        # follower long 3 once the market fell through them
+        resting = _resting_entries(c, side, against)
+        _add_cancels(steps, [*against, *resting])
+        qty = _open(c, steps, side)
+        more = f"; cancel {len(against)} working order(s)" if against else ""
+        if resting:
+            more += f"; replaces {len(resting)} resting {label(side)} entr" + (
+                "ies" if len(resting) > 1 else "y"
             )
-            return AccountPlan(
-                PositionAction.IGNORE, (), capped, short=Shortfall("max_contracts", capped)
-            )
-        _add_cancels(steps, against)
-        qty = _open(c, steps, side, working)
-        more = f" ({working} more working)" if working else ""
-        if against:
-            more += f"; cancel {len(against)} working order(s)"
         return AccountPlan(
             PositionAction.OPEN, tuple(steps.items), f"open {label(side)} {qty}{more}"
         )
@@ -282,6 +279,30 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
         tuple(steps.items),
         f"reverse: close {was}, open {label(side)} {qty}",
     )
+
+
+def _resting_entries(c: Ctx, side: Side, against: list[WorkingOrder]) -> list[WorkingOrder]:
+    """This account's live entries of ``side`` on the contract, flat: orders of that side not
+    already cancelled as ``against`` (an orphan exit) and not a suspended bracket."""
+    gone = {w.order_id for w in against}
+    return [
+        w
+        for w in own_working(c)
+        if w.side is side and w.status is not OrderStatus.SUSPENDED and w.order_id not in gone
+    ]
+
+
+def _with_their_entries(working: list[WorkingOrder]) -> list[WorkingOrder]:
+    """``working`` less the suspended brackets whose entry (a live order of the other side)
+    is cancelled with them: the broker cancels them with it, and a cancel of its own came
+    after that, refused (the paper broker: "not working"), its next steps unsent and the
+    operator notified of a failure where everything asked for was done."""
+    entry_sides = {w.side for w in working if w.status is not OrderStatus.SUSPENDED}
+    return [
+        w
+        for w in working
+        if not (w.status is OrderStatus.SUSPENDED and w.side.opposite in entry_sides)
+    ]
 
 
 def _other_side_live(c: Ctx, side: Side) -> list[WorkingOrder]:
@@ -351,6 +372,7 @@ def _add_cancels(steps: Steps, working: list[WorkingOrder]) -> None:
 def _cancel_working(
     steps: Steps, working: list[WorkingOrder], why: str, short: Shortfall | None = None
 ) -> AccountPlan:
+    working = _with_their_entries(working)
     _add_cancels(steps, working)
     reason = f"{why}cancel {len(working)} working order(s)"
     return AccountPlan(PositionAction.CANCEL, tuple(steps.items), reason, short=short)

@@ -587,11 +587,13 @@ async def test_a_signal_after_a_slowly_filling_entry_waits_for_the_whole_positio
     assert sorted(f["qty"] for f in w.account("I1")["fills"]) == [1, 1, 2, 2]
 
 
-async def test_entries_still_working_count_toward_max_contracts(
+async def test_a_limit_entry_sent_again_replaces_the_one_still_working(
     world: World, tmp_path: Path
 ) -> None:
-    """Limit entries below the market stay working; each new entry is sized so that, if all of
-    them fill, the position is within --max-contracts, and one at the cap is not sent."""
+    """A strategy moving its limit entry (below the market: it stays working) sends the alert
+    again at the new price: the entry still working is cancelled and the new one placed, each
+    sized alone within --max-contracts. Added beside each other, a --size 3 follower held
+    entries for 3 + 2 and was long 5 once the market fell through them."""
     w = world
     await w.user("jane")
     await w.demo("jane", "jane-demo", "jane_tv", ["J1"])
@@ -600,14 +602,10 @@ async def test_entries_still_working_count_toward_max_contracts(
     await w.start(tmp_path)
 
     def limit(n: int) -> dict[str, Any]:
-        return buy(id=f"lim{n}", orderType="limit", limitPrice=PRICE - 10)
+        return buy(id=f"lim{n}", orderType="limit", limitPrice=PRICE - 10 * n)
 
-    outs = [await w.alert("limits", limit(1)), await w.alert("limits", limit(2))]
-    assert [o["orders"] for o in outs] == [1, 1], outs
+    outs = [await w.alert("limits", limit(n)) for n in (1, 2, 3)]
+    assert [o["orders"] for o in outs] == [1, 2, 2], outs  # the cancel, then the new entry
     await settle()
-    assert sorted(o["qty"] for o in w.orders("J1")) == [2, 3]
-    out = await w.alert("limits", limit(3))
-    assert (out["verdict"], out["filter"], out["orders"]) == ("rejected", "max_contracts", 0), out
-    await settle()
-    assert sorted(o["qty"] for o in w.orders("J1")) == [2, 3]
+    assert [(o["qty"], o["price"]) for o in w.orders("J1")] == [(3, PRICE - 30)]
     assert w.net("J1") == 0

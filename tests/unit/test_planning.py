@@ -146,8 +146,9 @@ def test_a_closed_long_s_exits_are_cancelled_not_counted_when_opening_short() ->
     s = RiskSettings(size=1, max_contracts=2)
     p = plan(SELL, s, AccountState(0, None, (tp, sl, entry)))
     assert p.action is PositionAction.OPEN
-    assert [o.cancel_order_id for o in p.orders if o.kind == "cancel"] == [11, 12]
-    assert "(1 more working)" in p.reason
+    # the exits of no position, and the short entry still resting (replaced by this one)
+    assert [o.cancel_order_id for o in p.orders if o.kind == "cancel"] == [11, 12, 13]
+    assert "replaces 1 resting short entry" in p.reason
     capped = plan(SELL, dataclasses.replace(s, max_contracts=1), AccountState(0, None, (tp, sl)))
     assert capped.action is PositionAction.OPEN
 
@@ -475,19 +476,22 @@ def test_add_respects_max_contracts_for_the_whole_position() -> None:
     assert "max-contracts" in p.reason
 
 
-def test_max_contracts_counts_entries_still_working() -> None:
-    """A limit entry not filled yet would add to the position if it did: the cap counts it,
-    on its own side and its own sub-account only."""
+def test_a_flat_entry_replaces_the_entries_still_working_and_is_capped_alone() -> None:
+    """A limit entry not filled yet, flat: the next entry of its side replaces it (a strategy
+    moving its limit entry sends the alert again; TradersPost cancels the open orders before
+    an entry with no position), so the cap sizes the new entry alone. Each one left resting
+    made a --size 1 follower long 3 once the market fell through them."""
     s = dataclasses.replace(LADDER, size=3, max_contracts=5)
     pending = (working(1, Side.BUY, 3, OrderType.LIMIT, price="21490"),)
     p = plan(BUY, s, AccountState(0, None, pending))
     assert p.action is PositionAction.OPEN
-    assert strategy(p.orders[0]).entry.qty == 2
-    assert "3 more working" in p.reason
+    assert [(o.kind, o.cancel_order_id) for o in p.orders] == [("cancel", 1), ("strategy", None)]
+    assert strategy(p.orders[1]).entry.qty == 3
+    assert "replaces 1 resting long entry" in p.reason
     full = (working(1, Side.BUY, 5, OrderType.LIMIT, price="21490"),)
-    p = plan(BUY, s, AccountState(0, None, full))
-    assert (p.action, p.orders) == (PositionAction.IGNORE, ())
-    assert "max-contracts 5" in p.reason
+    p = plan(BUY, dataclasses.replace(s, size=7), AccountState(0, None, full))
+    assert [(o.kind, o.cancel_order_id) for o in p.orders] == [("cancel", 1), ("strategy", None)]
+    assert strategy(p.orders[1]).entry.qty == 5  # capped, the replaced entry not counted
     # a sell entry working, or another sub-account's buy, is not on this side of this account
     others = (
         working(2, Side.SELL, 5, OrderType.LIMIT, price="21510"),
@@ -498,7 +502,7 @@ def test_max_contracts_counts_entries_still_working() -> None:
     assert [o.cancel_order_id for o in p.orders[:-1]] == [2]  # the other side's, cancelled
     # without a cap, nothing is counted
     uncapped = dataclasses.replace(s, max_contracts=None)
-    assert strategy(plan(BUY, uncapped, AccountState(0, None, full)).orders[0]).entry.qty == 3
+    assert strategy(plan(BUY, uncapped, AccountState(0, None, full)).orders[-1]).entry.qty == 3
 
 
 def _resting_buy_with_brackets(qty: int) -> tuple[WorkingOrder, ...]:
@@ -584,8 +588,10 @@ def test_the_position_with_working_entries_never_passes_the_cap(
     first = entries[0].request
     entry = first.entry if isinstance(first, StrategyRequest) else first
     assert isinstance(entry, OrderRequest)
-    if p.action is PositionAction.REVERSE:
-        before = 0  # the liquidation cancels the contract's working orders
+    if p.action is PositionAction.REVERSE or pos == 0:
+        # the liquidation cancels the contract's working orders; flat, the entries still
+        # resting are replaced
+        before = 0
     else:
         before = abs(pos) + (pending if pending_side is entry.side else 0)
     assert entry.qty >= 1
@@ -945,8 +951,7 @@ def test_a_target_on_the_actions_side_acts_as_the_action_says(
 
 def test_opening_from_flat_cancels_the_other_sides_orders_first() -> None:
     """A sell limit entry still resting (or a take-profit left from a closed long) would fill
-    against the long this buy opens. The brackets waiting on an entry of the new side stay:
-    they are that entry's protection."""
+    against the long this buy opens: cancelled first. A buy entry still resting is replaced."""
     other = working(11, Side.SELL, 2, OrderType.LIMIT, price="21600")
     mine = working(12, Side.BUY, 1, OrderType.LIMIT, price="21400")
     bracket = dataclasses.replace(
@@ -955,15 +960,15 @@ def test_opening_from_flat_cancels_the_other_sides_orders_first() -> None:
     foreign = working(14, Side.SELL, 1, OrderType.LIMIT, price="21600", account=OTHER)
     p = plan(BUY, LADDER, AccountState(0, None, (other, mine, bracket, foreign)))
     assert p.action is PositionAction.OPEN
+    # the other side's, then the resting buy this one replaces (its bracket goes with it)
     assert [(o.kind, o.cancel_order_id) for o in p.orders] == [
         ("cancel", 11),
+        ("cancel", 12),
         ("strategy", None),
     ]
-    assert strategy(p.orders[1]).entry.qty == 3
+    assert strategy(p.orders[2]).entry.qty == 3
     assert "cancel 1" in p.reason
-    assert [o.kind for o in plan(BUY, LADDER, AccountState(0, None, (mine,))).orders] == [
-        "strategy"
-    ]
+    assert "replaces 1 resting long entry" in p.reason
 
 
 @pytest.mark.parametrize("sig", [CLOSE, Signal(Action.SELL, market_position=MarketPosition.FLAT)])
@@ -978,7 +983,9 @@ def test_a_close_when_flat_cancels_entries_still_working(sig: Signal) -> None:
     gc = working(14, Side.BUY, 1, OrderType.LIMIT, price="2700", contract=GC)
     p = plan(sig, state=AccountState(0, None, (entry, bracket, foreign, gc)))
     assert p.action is PositionAction.CANCEL
-    assert [(o.kind, o.cancel_order_id) for o in p.orders] == [("cancel", 11), ("cancel", 12)]
+    # the entry; its suspended bracket goes with it at the broker (a cancel of its own came
+    # after, refused as finished: reported as a failure, its later steps unsent)
+    assert [(o.kind, o.cancel_order_id) for o in p.orders] == [("cancel", 11)]
     assert p.reason.startswith("already flat")
     assert plan(sig, state=AccountState(0, None, (foreign, gc))).action is PositionAction.NOTHING
 
