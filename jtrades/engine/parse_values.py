@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
+
 from jtrades.engine.signal import Action, MarketPosition
 from jtrades.errors import InvalidSignal
 
@@ -78,11 +80,22 @@ def short(value: Any, limit: int = 20) -> str:
 
     Long values are described, not echoed: a token pasted into the wrong field (or on the first
     line of a text alert, as some services want it) must not travel on in an error message."""
-    text = value if isinstance(value, str) else repr(value)
+    text = value if isinstance(value, str) else _as_json(value)
     text = " ".join(text.split())
     if len(text) <= limit or _PLACEHOLDER.fullmatch(text):
         return text
     return f"(a {len(text)}-character value)"
+
+
+def _as_json(value: Any) -> str:
+    """A parsed value in the alert's own words (JSON): ``1.5``, ``true``, ``null``, never
+    Python's ``Decimal('1.5')`` or ``True``."""
+    if isinstance(value, Decimal):
+        return str(value)
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return repr(value)
 
 
 def find_placeholder(value: Any, path: str) -> tuple[str, str] | None:
