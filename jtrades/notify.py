@@ -26,6 +26,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import re
 import socket
 import threading
 import time
@@ -154,6 +155,19 @@ def webhook_body(notices: Sequence[Notice], host: str, dropped: int = 0) -> dict
 _SOURCE = ("sub_account_id", "account_id", "account", "session", "username", "symbol")
 
 
+# addresses, numbers and hex ids in an event: a library's record (aiohttp's "Error handling
+# request from 203.0.113.7") has its whole message for an event name
+_VARYING = re.compile(r"[0-9A-Fa-f]*[0-9][0-9A-Fa-f:.]*|\[[0-9A-Fa-f:.]+\]")
+
+
+def _shape(event: str) -> str:
+    """The event a notice repeats: its name, a library message with what varies taken out, so
+    each sender address was not a source of its own (a scanner's malformed requests from many
+    addresses each went out, and the memory of sources grew with them). Our own events are
+    names (``engine.flatten_refused``), kept whole."""
+    return _VARYING.sub("#", event) if " " in event else event
+
+
 class Repeats:
     """At most ``limit`` notices of one event from one source per ``window_s``; the rest are
     held back and counted, and the next notice let through carries the count
@@ -170,7 +184,7 @@ class Repeats:
 
     def admit(self, n: Notice) -> Notice | None:
         """The notice to send (with the count held back before it), or None to hold it back."""
-        key = (n.event, *(n.fields.get(k) for k in _SOURCE))
+        key = (_shape(n.event), *(n.fields.get(k) for k in _SOURCE))
         now = self._clock()
         seen = self._seen.get(key)
         if seen is None or now - seen[0] >= self.window_s:
