@@ -29,8 +29,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
@@ -64,6 +64,7 @@ from jtrades.migrations import migrate
 from jtrades.notify import Notifier, describe
 from jtrades.security import SecretBox, load_secret_box
 from jtrades.server import OAuthCallback, Webhooks, build_app, start_http
+from jtrades.session_health import SessionOutages, session_detail
 from jtrades.store import recorders as recorder_store
 from jtrades.store import signals as signal_store
 from jtrades.store import status as status_store
@@ -110,6 +111,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None  # set once listening
         self.instance = InstanceLock(self.stop, self._set_accepting, self._fail)
         self._fatal: JtradesError | None = None  # why a background loop stopped the daemon
+        self.outages = SessionOutages()  # how long each broker session has been down
 
     def request_stop(self, signame: str = "") -> None:
         first = not self.stop.is_set()
@@ -390,6 +392,8 @@ class Daemon:
         assert self.db is not None
         engine_ready = bool(self.engine.ready()) if self.engine is not None else False
         brokers = getattr(self.engine, "brokers", None)
+        sessions = session_detail(brokers)
+        self.outages.mark(sessions["sessions"], time.monotonic())
         detail = {
             "state": state,
             "ready": engine_ready,
@@ -397,7 +401,7 @@ class Daemon:
             "port": self.port,
             "version": __version__,
             "inflight": self.hooks.inflight if self.hooks is not None else 0,
-            **session_detail(brokers),
+            **sessions,
             "brokers_ready": bool(brokers.ready()) if brokers is not None else False,
             "config_changes": _changes_mode(self.engine),
         }
@@ -463,25 +467,6 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
         settings.log.format, settings.log.level, sink=notifier.processor if notifier else None
     )
     aio.run(Daemon(settings, notifier, config_file).run())
-
-
-def session_detail(brokers: Any) -> dict[str, list[dict[str, Any]]]:
-    """The heartbeat's broker sessions: those that opened (``sessions``: up, or down while
-    they reconnect) and the configured logins that have none (``failed_sessions``, each with
-    its error): listing only the first, a login refused at the start was shown nowhere and
-    `status --check` said healthy while its sub-accounts went untraded."""
-    sessions: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
-    if brokers is not None and hasattr(brokers, "failures"):
-        failed = [asdict(f) for f in brokers.failures()]
-    gone = {f["account_id"] for f in failed}  # a session that failed for good: not "down"
-    if brokers is not None and hasattr(brokers, "sessions"):
-        sessions = [
-            {"account_id": a, "env": env, "up": brokers.session_up(b)}
-            for a, env, b in brokers.sessions()
-            if a not in gone
-        ]
-    return {"sessions": sessions, "failed_sessions": failed}
 
 
 def _changes_mode(engine: Any) -> str | None:

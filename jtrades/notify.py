@@ -57,6 +57,7 @@ EVENTS = frozenset(
         "engine.flattened",
         "engine.changes_unheard",
         "tradovate.session.dead_peer",
+        "daemon.session_restored",
         "tradovate.login.penalty",
         "tradovate.pool.cooldown",
     }

@@ -37,6 +37,7 @@ from jtrades.cli.listings import POSITION_COLUMNS, position_cells
 from jtrades.db import Database
 from jtrades.engine import config_cache
 from jtrades.errors import NotFound
+from jtrades.session_health import SESSION_DOWN_ALERT_S
 from jtrades.store import accounts as account_store
 from jtrades.store import audit
 from jtrades.store import flatten as flatten_store
@@ -266,7 +267,7 @@ def status(
         typer.Option(
             "--check",
             help="Exit 1 unless the daemon is alive and ready, with a broker session for every"
-            " login it trades (monitoring).",
+            " login it trades, none down over a minute (monitoring).",
         ),
     ] = False,
 ) -> None:
@@ -314,6 +315,8 @@ def status(
         failure = f"daemon {down or 'not ready'}"
     elif check and daemon["failed_sessions"]:
         failure = _failed_line(daemon["failed_sessions"])
+    elif check and (outage := _down_sessions(daemon["sessions"])):
+        failure = _down_line(outage)
     if failure is not None and not json:
         fail(failure)
     flattens = [
@@ -457,6 +460,28 @@ def _failed_line(failed: list[dict[str, Any]]) -> str:
     (their alerts answer "not traded"), so the daemon is not healthy for them."""
     each = "; ".join(_failed_state(f) for f in failed)
     return f"daemon running, but {len(failed)} login(s) have no broker session: {each}"
+
+
+def _down_sessions(sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sessions down past ``SESSION_DOWN_ALERT_S`` (a reconnect of a moment is not an
+    outage: a monitor would flap), or down for a time the heartbeat does not say (an older
+    daemon's)."""
+    return [
+        s
+        for s in sessions
+        if s.get("up") is False and (s.get("down_s") is None or s["down_s"] >= SESSION_DOWN_ALERT_S)
+    ]
+
+
+def _down_line(down: list[dict[str, Any]]) -> str:
+    """``--check``'s one line for sessions down: their sub-accounts' alerts answer "not traded"
+    and their positions are not watched."""
+    each = "; ".join(
+        f"account {s['account_id']} ({s.get('env')})"
+        + (f" down {s['down_s']} s" if s.get("down_s") is not None else " down")
+        for s in down
+    )
+    return f"daemon running, but {len(down)} broker session(s) are down: {each}"
 
 
 def _session_state(session: dict[str, Any]) -> str:
