@@ -210,8 +210,8 @@ def broker_account(link: LinkConfig) -> AccountKey:
 
 
 def lock_key(link: LinkConfig) -> AccountKey:
-    """The account at the broker ``link`` trades, for what serialises and remembers its orders
-    (its lock, the record of what its view lags, the protector's memory): ``broker_account``,
+    """The account at the broker ``link`` trades, for what serialises its orders (its lock,
+    and the record of what its view lags that an alert holding it reads): ``broker_account``,
     but a
     demo/live row holding no proven credential of its login yet (its proof not stored yet, or
     failing to be) shares the login's lock all the same. It trades through the login's session
@@ -243,15 +243,13 @@ def may_be_account(key: AccountKey, env: str, account_id: int, broker_account_id
     return key[0] == env and key[2] == broker_account_id
 
 
-def by_broker_account(
-    links: Iterable[LinkConfig], key: Callable[[LinkConfig], AccountKey] = broker_account
-) -> dict[AccountKey, list[LinkConfig]]:
+def by_broker_account(links: Iterable[LinkConfig]) -> dict[AccountKey, list[LinkConfig]]:
     """The rows naming each account at the broker (of one login), in sub-account order: what
     acts on the account itself (protection, the orphan sweep) acts once per account, not once
-    per row. ``key``: ``lock_key`` for what the protector remembers by it."""
+    per row."""
     groups: dict[AccountKey, list[LinkConfig]] = {}
     for link in sorted(links, key=lambda lk: lk.sub_account_id):
-        groups.setdefault(key(link), []).append(link)
+        groups.setdefault(broker_account(link), []).append(link)
     return groups
 
 

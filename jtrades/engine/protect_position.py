@@ -29,7 +29,7 @@ import structlog
 from jtrades.broker.base import Broker, Contract, OcoRequest, Position, SubAccount
 from jtrades.config import Settings
 from jtrades.engine import owed_stop
-from jtrades.engine.account_plans import by_broker_account, lock_key
+from jtrades.engine.account_plans import broker_account, by_broker_account
 from jtrades.engine.config_cache import AccountKey, ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.instruments import root_of
@@ -131,7 +131,7 @@ class PositionProtector:
         # off) flipped it short when it triggered.
         s = trader.settings if trader is not None and trader.settings.sl > 0 else None
         bid = link.broker_account_id
-        key: Key = (lock_key(link), p.symbol)
+        key: Key = (broker_account(link), p.symbol)
         now = datetime.now(UTC)
         send = ProtectionSender(
             self._pool,
@@ -313,8 +313,7 @@ class PositionProtector:
     def _rows(self, account: AccountKey, link: LinkConfig) -> list[LinkConfig]:
         """The rows naming the account at the broker now (the configuration may have been
         reloaded since the pass began), ``link`` alone when none does."""
-        rows = by_broker_account(self._config.snapshot.links_by_sub.values(), lock_key)
-        return rows.get(account, [link])
+        return by_broker_account(self._config.snapshot.links_by_sub.values()).get(account, [link])
 
     def _placed_shown(self, key: Key, link: LinkConfig, broker: Broker) -> bool:
         """Whether what an earlier protection of this position placed (``_unshown``) is in the

@@ -41,7 +41,7 @@ import structlog
 from jtrades.broker.base import Broker, Position, WorkingOrder
 from jtrades.broker.registry import BrokerRegistry
 from jtrades.config import Settings
-from jtrades.engine.account_plans import by_broker_account, key_order, lock_key
+from jtrades.engine.account_plans import broker_account, by_broker_account, key_order
 from jtrades.engine.booked_fills import BookedFills
 from jtrades.engine.config_cache import AccountKey, ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
@@ -126,21 +126,20 @@ class Protector:
         first: a login still unsynced then may meanwhile open a position whose brackets are
         still activating, which needs the usual two sightings."""
         links = self._config.snapshot.links_by_sub
-        self._seeded = {(lock_key(links[s]), sym) for s, sym in suspects if s in links}
+        self._seeded = {(broker_account(links[s]), sym) for s, sym in suspects if s in links}
         self._suspect = set(self._seeded)
 
     def suspect(self, link: LinkConfig, symbol: str) -> None:
         """The position counts as sighted once: the next pass that sees it naked protects it
         (a dispatch failed after cancelling its exits, ``Reconciler.protect_soon``). Asked
         during a pass, it is kept past that pass's own sightings."""
-        key = (lock_key(link), symbol)
+        key = (broker_account(link), symbol)
         self._suspect.add(key)
         self._asked.add(key)
 
     def _accounts(self) -> dict[AccountKey, list[LinkConfig]]:
-        """The rows of each account at the broker, in sub-account order; by ``lock_key``, as
-        the protection of a position remembers it and takes its lock."""
-        return by_broker_account(self._config.snapshot.links_by_sub.values(), lock_key)
+        """The rows of each account at the broker, in sub-account order."""
+        return by_broker_account(self._config.snapshot.links_by_sub.values())
 
     async def protect_positions(self) -> int:
         """Protect each position seen naked on two passes in a row (an entry's brackets may

@@ -39,8 +39,9 @@ ORDER BY s.id;
 -- The demo/live logins with no sub-account row at all (added, `accounts sync` never run): a
 -- flatten cannot reach their positions (no row, no session), so it names them, not done.
 -- A login is its username: another row of it with sub-accounts (another user's) reaches its
--- accounts already. A row holding no credential at all can never open a session: not named,
--- or the flatten stayed pending for good.
+-- accounts already, if it holds a credential of the login (as config_subs has_credential: a
+-- row that only typed the username reaches nothing). A row holding no credential at all can
+-- never open a session: not named, or the flatten stayed pending for good.
 SELECT a.label
 FROM accounts a
 WHERE a.env <> 'paper'
@@ -49,7 +50,10 @@ WHERE a.env <> 'paper'
   AND NOT EXISTS (SELECT 1
                   FROM accounts o
                   JOIN sub_accounts s ON s.account_id = o.id
-                  WHERE o.env = a.env AND lower(o.username) = lower(a.username))
+                  WHERE o.env = a.env AND lower(o.username) = lower(a.username)
+                    AND (o.id = a.id
+                         OR (o.password_enc IS NOT NULL AND o.password_proven_at IS NOT NULL)
+                         OR o.oauth_token_enc IS NOT NULL))
 ORDER BY a.id;
 
 -- name: trading.halted()
