@@ -98,6 +98,8 @@ from jtrades.engine.plan_context import (
     label,
     liquidate,
     own_working,
+    placed_as_exit,
+    working_entries,
 )
 from jtrades.engine.position_size import size_after
 from jtrades.engine.resize import plan_add, plan_reduce
@@ -224,9 +226,21 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
         # orders before an entry with no position), and each one left resting made a --size 1
         # follower long 3 once the market fell through them
         resting = _resting_entries(c, side, against)
-        _add_cancels(steps, [*against, *resting])
-        qty = _open(c, steps, side)
-        more = f"; cancel {len(against)} working order(s)" if against else ""
+        going = [*against, *resting]
+        # what stays working on ``side`` (an entry placed by hand) counts toward the cap
+        working = working_entries(c, side) - sum(w.qty for w in going if w.side is side)
+        if cap_qty(1, s.max_contracts, held=working) == 0:
+            capped = (
+                f"flat with {working} {label(side)} contract(s) of entries working,"
+                f" at --max-contracts {s.max_contracts}"
+            )
+            return AccountPlan(
+                PositionAction.IGNORE, (), capped, short=Shortfall("max_contracts", capped)
+            )
+        _add_cancels(steps, going)
+        qty = _open(c, steps, side, working)
+        more = f" ({working} more working)" if working else ""
+        more += f"; cancel {len(against)} working order(s)" if against else ""
         if resting:
             more += f"; replaces {len(resting)} resting {label(side)} entr" + (
                 "ies" if len(resting) > 1 else "y"
@@ -282,13 +296,18 @@ def _entry(c: Ctx, steps: Steps, side: Side) -> AccountPlan:
 
 
 def _resting_entries(c: Ctx, side: Side, against: list[WorkingOrder]) -> list[WorkingOrder]:
-    """This account's live entries of ``side`` on the contract, flat: orders of that side not
-    already cancelled as ``against`` (an orphan exit) and not a suspended bracket."""
+    """The entries of ``side`` jtrades placed on this account and contract still resting,
+    flat: not already cancelled as ``against`` (an orphan exit), not a suspended bracket, and
+    not an order placed by hand (its clOrdId is not ours: not ours to judge, as ``orphans``)."""
     gone = {w.order_id for w in against}
     return [
         w
         for w in own_working(c)
-        if w.side is side and w.status is not OrderStatus.SUSPENDED and w.order_id not in gone
+        if w.side is side
+        and w.status is not OrderStatus.SUSPENDED
+        and w.order_id not in gone
+        and (w.cl_ord_id or "").startswith("jt-")
+        and not placed_as_exit(w.cl_ord_id)
     ]
 
 

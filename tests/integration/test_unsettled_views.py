@@ -16,7 +16,7 @@ from typing import Any
 
 from jtrades.config import Settings
 from jtrades.db import Database
-from jtrades.engine.account_plans import broker_account
+from jtrades.engine.account_plans import lock_key
 from jtrades.engine.unsettled import GRACE_S, Unsettled, UnsettledViews
 from tests.integration.test_engine import buy, close, sell, send, wait_for
 from tests.integration.test_protect_exits_sim import (
@@ -182,7 +182,7 @@ async def test_protection_waits_for_a_lagging_view_and_the_record_ends_with_its_
         engine.dispatcher.views = views = UnsettledViews(clock=lambda: now[0])
         link = next(iter(engine.config.snapshot.subs.values()))
         views.note(
-            broker_account(link),
+            lock_key(link),
             Unsettled(
                 sub_account_id=link.sub_account_id,
                 contract=await w["broker"].find_contract(sim.contract("MNQ").name),

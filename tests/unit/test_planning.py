@@ -133,6 +133,11 @@ def working(
     )
 
 
+def ours(order: WorkingOrder, signal: int = 90) -> WorkingOrder:
+    """``order`` as jtrades placed it (an entry's clOrdId): an order placed by hand is left."""
+    return dataclasses.replace(order, cl_ord_id=f"jt-{signal}-{order.account_id}-1")
+
+
 # --- flat ---------------------------------------------------------------------------------
 
 
@@ -142,7 +147,7 @@ def test_a_closed_long_s_exits_are_cancelled_not_counted_when_opening_short() ->
     --max-contracts 1) and left to add to the short; they are cancelled like the other side's."""
     tp = dataclasses.replace(working(11, Side.SELL, 1, OrderType.LIMIT, price="21505"), parent_id=1)
     sl = dataclasses.replace(working(12, Side.SELL, 1, OrderType.STOP, stop="21490"), parent_id=1)
-    entry = working(13, Side.SELL, 1, OrderType.LIMIT, price="21520")  # a short entry resting
+    entry = ours(working(13, Side.SELL, 1, OrderType.LIMIT, price="21520"))  # resting short
     s = RiskSettings(size=1, max_contracts=2)
     p = plan(SELL, s, AccountState(0, None, (tp, sl, entry)))
     assert p.action is PositionAction.OPEN
@@ -482,13 +487,13 @@ def test_a_flat_entry_replaces_the_entries_still_working_and_is_capped_alone() -
     an entry with no position), so the cap sizes the new entry alone. Each one left resting
     made a --size 1 follower long 3 once the market fell through them."""
     s = dataclasses.replace(LADDER, size=3, max_contracts=5)
-    pending = (working(1, Side.BUY, 3, OrderType.LIMIT, price="21490"),)
+    pending = (ours(working(1, Side.BUY, 3, OrderType.LIMIT, price="21490")),)
     p = plan(BUY, s, AccountState(0, None, pending))
     assert p.action is PositionAction.OPEN
     assert [(o.kind, o.cancel_order_id) for o in p.orders] == [("cancel", 1), ("strategy", None)]
     assert strategy(p.orders[1]).entry.qty == 3
     assert "replaces 1 resting long entry" in p.reason
-    full = (working(1, Side.BUY, 5, OrderType.LIMIT, price="21490"),)
+    full = (ours(working(1, Side.BUY, 5, OrderType.LIMIT, price="21490")),)
     p = plan(BUY, dataclasses.replace(s, size=7), AccountState(0, None, full))
     assert [(o.kind, o.cancel_order_id) for o in p.orders] == [("cancel", 1), ("strategy", None)]
     assert strategy(p.orders[1]).entry.qty == 5  # capped, the replaced entry not counted
@@ -503,6 +508,11 @@ def test_a_flat_entry_replaces_the_entries_still_working_and_is_capped_alone() -
     # without a cap, nothing is counted
     uncapped = dataclasses.replace(s, max_contracts=None)
     assert strategy(plan(BUY, uncapped, AccountState(0, None, full)).orders[-1]).entry.qty == 3
+    # an entry placed by hand (not our clOrdId) is not ours to replace: it stays, and counts
+    by_hand = (working(1, Side.BUY, 3, OrderType.LIMIT, price="21490"),)
+    p = plan(BUY, s, AccountState(0, None, by_hand))
+    assert [o.kind for o in p.orders] == ["strategy"]
+    assert strategy(p.orders[0]).entry.qty == 2  # 3 working by hand + 2 within --max-contracts 5
 
 
 def _resting_buy_with_brackets(qty: int) -> tuple[WorkingOrder, ...]:
@@ -953,7 +963,7 @@ def test_opening_from_flat_cancels_the_other_sides_orders_first() -> None:
     """A sell limit entry still resting (or a take-profit left from a closed long) would fill
     against the long this buy opens: cancelled first. A buy entry still resting is replaced."""
     other = working(11, Side.SELL, 2, OrderType.LIMIT, price="21600")
-    mine = working(12, Side.BUY, 1, OrderType.LIMIT, price="21400")
+    mine = ours(working(12, Side.BUY, 1, OrderType.LIMIT, price="21400"))
     bracket = dataclasses.replace(
         working(13, Side.SELL, 1, OrderType.STOP, stop="21350"), status=OrderStatus.SUSPENDED
     )
