@@ -18,8 +18,8 @@ import orjson
 
 from jtrades.broker.tradovate.lifecycle import State
 from jtrades.config import Settings
-from jtrades.session_health import session_detail
 from jtrades.db import Database
+from jtrades.session_health import session_detail
 from jtrades.store import accounts as account_store
 from jtrades.store import status as status_store
 from tests.cli import ainvoke
