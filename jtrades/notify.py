@@ -245,10 +245,20 @@ class Notifier:
         self.capacity = capacity
         self.timeout_s = timeout_s
         self.host = host or socket.gethostname()
-        self.sent = 0  # notices delivered to every target
-        self.dropped = 0  # notices lost to a full buffer or a failed post
-        self.held = 0  # repeats held back (counted in the next one sent)
+        self._sent = 0  # notices delivered to every target
+        self._dropped = 0  # notices lost to a full buffer or a failed post
+        self._held = 0  # repeats held back (counted in the next one sent)
         self.repeats = repeats or Repeats()
+        # more than one target: a lane each, its own buffer and poster (one posting its batches
+        # in turn to all of them, a Discord that stopped answering held every later batch of
+        # the webhook behind its timeout and retries, and at close lost ``daemon.stopped``)
+        r = self.repeats
+        self._lanes = [
+            Notifier([t], window_s=window_s, max_batch=max_batch, capacity=capacity,
+                     timeout_s=timeout_s, host=self.host,
+                     repeats=Repeats(r.limit, r.window_s, r._clock))
+            for t in self.targets
+        ] if len(self.targets) > 1 else []  # fmt: skip
         self._buffer: collections.deque[Notice] = collections.deque()
         self._unreported = 0  # dropped since the last message said so
         # re-entered when this thread logs a wanted event while it holds it: the garbage
@@ -263,6 +273,21 @@ class Notifier:
         self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def sent(self) -> int:
+        """Notices delivered to every target."""
+        return min(lane.sent for lane in self._lanes) if self._lanes else self._sent
+
+    @property
+    def dropped(self) -> int:
+        """Notices lost (a full buffer, a failed post) on some target."""
+        return max(lane.dropped for lane in self._lanes) if self._lanes else self._dropped
+
+    @property
+    def held(self) -> int:
+        """Repeats held back (counted in the next one sent)."""
+        return self._lanes[0].held if self._lanes else self._held
 
     @classmethod
     def from_settings(cls, settings: NotifySettings) -> Notifier | None:
@@ -288,9 +313,13 @@ class Notifier:
 
     def offer(self, notice: Notice) -> None:
         """Queue a notice; from any thread, never blocks."""
+        for lane in self._lanes:
+            lane.offer(notice)
+        if self._lanes:
+            return
         with self._lock:
             if self._busy:  # re-entered by this thread, which holds the buffer: dropped
-                self.dropped += 1
+                self._dropped += 1
                 self._unreported += 1
                 return
             if not self._queue(notice):
@@ -310,10 +339,10 @@ class Notifier:
         try:
             admitted = self.repeats.admit(notice)
             if admitted is None:
-                self.held += 1
+                self._held += 1
                 return False
             if len(self._buffer) >= self.capacity:
-                self.dropped += 1
+                self._dropped += 1
                 self._unreported += 1
                 return False
             self._buffer.append(admitted)
@@ -335,6 +364,9 @@ class Notifier:
     # --- the poster ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._lanes:
+            await asyncio.gather(*(lane.start() for lane in self._lanes))
+            return
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self._http = aiohttp.ClientSession(
@@ -346,6 +378,9 @@ class Notifier:
 
     async def close(self, deadline_s: float = 5.0) -> None:
         """Post what is buffered (within ``deadline_s``; what is left then is dropped), then stop."""
+        if self._lanes:  # each lane within the same deadline, at once
+            await asyncio.gather(*(lane.close(deadline_s) for lane in self._lanes))
+            return
         task, self._task = self._task, None
         if task is not None:
             self._closing.set()
@@ -357,7 +392,7 @@ class Notifier:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
                 with self._lock:
-                    self.dropped += len(self._buffer)
+                    self._dropped += len(self._buffer)
                     self._buffer.clear()
         self._loop = None
         if self._http is not None:
@@ -397,9 +432,9 @@ class Notifier:
         ]  # fmt: skip
         ok = all(await asyncio.gather(*posts))
         if ok:
-            self.sent += len(batch)
+            self._sent += len(batch)
         else:
-            self.dropped += len(batch)
+            self._dropped += len(batch)
 
     async def _post(self, target: Target, body: dict[str, Any]) -> bool:
         try:

@@ -77,3 +77,30 @@ async def test_a_hung_discord_does_not_hold_up_the_webhook(
     finally:
         await notifier.close(0.1)
     assert [e["event"] for b in received for e in b["events"]] == ["engine.flatten_refused"]
+
+
+def _events(received: list[dict[str, Any]]) -> list[str]:
+    return [e["event"] for b in received for e in b["events"]]
+
+
+async def test_daemon_stopped_reaches_the_webhook_when_discord_hung_on_an_earlier_batch(
+    server: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Discord stopped answering while the daemon ran: an error went out (the webhook got it
+    at once); the daemon is then stopped. ``daemon.stopped`` waits behind Discord's retries
+    of the earlier batch (up to 30 s) unless each target has a lane of its own."""
+    base, received = server
+    notifier = Notifier(
+        [Target("discord", base + "/api/webhooks/1/tok"), Target("webhook", base + "/hook")],
+        host="box1",
+    )
+    await notifier.start()
+    notifier.offer(Notice("engine.flatten_refused", "error", "2026-12-01T00:00:00Z", {}))
+    await until(lambda: bool(received), within_s=15, what="the webhook's copy")
+    notifier.offer(Notice("daemon.stopped", "info", "2026-12-01T00:00:05Z", {}))
+    started = time.monotonic()
+    await notifier.close(NOTIFY_CLOSE_S)
+    assert time.monotonic() - started < NOTIFY_CLOSE_S + 2
+    assert _events(received) == ["engine.flatten_refused", "daemon.stopped"], (
+        "the healthy webhook never got the daemon's stop: its batch waited behind Discord's"
+    )
