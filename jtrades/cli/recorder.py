@@ -85,7 +85,7 @@ def _check_symbol(symbol: str) -> str:
     return s
 
 
-def _refuse_held_root(rec: Recorder, held: list[tuple[str, str, int]]) -> None:
+def _refuse_held_root(rec: Recorder, held: list[tuple[str, str, str]]) -> None:
     """A symbol of another root while followers hold the old one: every later alert names the
     new root, and one for the old (a close) is refused for ``symbol``, so those positions
     would stay open with no alert able to close them."""

@@ -291,7 +291,7 @@ ForceOpt = Annotated[
 ]
 
 
-def _refuse_held(t: Trader, held: list[tuple[str, str, int]], done_to: str) -> None:
+def _refuse_held(t: Trader, held: list[tuple[str, str, str]], done_to: str) -> None:
     """Positions only this trader's alerts close, on sub-accounts it would no longer trade:
     `recorder delete` refused this, `trader delete` and `edit --account` did it silently, and
     the strategy's next close left the position open."""

@@ -328,12 +328,13 @@ def name_followers(rows: Sequence[Any]) -> str:
     return who + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
 
 
-def name_held(held: Sequence[tuple[str, str, int]]) -> str:
-    """Positions (``label:sub``, symbol, net), at most ten named."""
-    return "; ".join(f"{where} {sym} {net:+d}" for where, sym, net in held[:10])
+def name_held(held: Sequence[tuple[str, str, str]]) -> str:
+    """Positions and working entries (``label:sub``, symbol, "+1" or "buy 1 working"), at
+    most ten named."""
+    return "; ".join(f"{where} {sym} {what}" for where, sym, what in held[:10])
 
 
-async def followers_positions(ex: Executor, rec: Recorder) -> list[tuple[str, str, int]]:
+async def followers_positions(ex: Executor, rec: Recorder) -> list[tuple[str, str, str]]:
     """(``label:sub``, symbol, net) of each position of the recorder's root its traders'
     sub-accounts hold that only its alerts close: not one another recorder of the root
     linking the same sub-account still reaches (nor another root's, another recorder's)."""
@@ -342,13 +343,13 @@ async def followers_positions(ex: Executor, rec: Recorder) -> list[tuple[str, st
     return only_closed_by(rows, rec)
 
 
-def only_closed_by(rows: Sequence[Mapping[str, Any]], rec: Recorder) -> list[tuple[str, str, int]]:
-    """(``label:sub``, symbol, net) of the position ``rows`` (label, sub_name, symbol, net_pos,
-    the symbols ``others`` follow on the same sub-account) in ``rec``'s root that no other
-    recorder of the root reaches."""
+def only_closed_by(rows: Sequence[Mapping[str, Any]], rec: Recorder) -> list[tuple[str, str, str]]:
+    """(``label:sub``, symbol, what) of the positions and working orders ``rows`` (label,
+    sub_name, symbol, net_pos, ``working``: the order's words, the symbols ``others`` follow on
+    the same sub-account) in ``rec``'s root that no other recorder of the root reaches."""
     root = root_of(rec.symbol)
     return [
-        (f"{r['label']}:{r['sub_name']}", r["symbol"], r["net_pos"])
+        (f"{r['label']}:{r['sub_name']}", r["symbol"], r["working"] or f"{r['net_pos']:+d}")
         for r in rows
         if root_of(r["symbol"]) == root and all(root_of(o) != root for o in r["others"])
     ]

@@ -378,8 +378,9 @@ async def set_enabled(conn: Executor, trader: Trader, enabled: bool, *, actor: s
 
 async def held_positions(
     ex: Executor, trader: Trader, recorder: Recorder, keep: Collection[int] = ()
-) -> list[tuple[str, str, int]]:
-    """(``label:sub``, symbol, net) of each position of the recorder's root the trader's
+) -> list[tuple[str, str, str]]:
+    """(``label:sub``, symbol, what) of each position (or entry still working) of the
+    recorder's root the trader's
     sub-accounts hold that only its alerts close (no other trader linking the sub-account
     follows a recorder of the root), on sub-accounts not in ``keep`` (those an edit links
     still). Deleting the trader or unlinking them leaves these where no alert closes them, as

@@ -99,6 +99,7 @@ ORDER BY t.id, s.id;
 -- is still theirs to close. Deleting the trader, or unlinking the sub-account, leaves the
 -- others where no alert can close them.
 SELECT DISTINCT s.id AS sub_account_id, a.label, s.name AS sub_name, p.symbol, p.net_pos,
+       p.working,
        ARRAY(SELECT r2.symbol FROM trader_accounts ta2
              JOIN traders t2 ON t2.id = ta2.trader_id
              JOIN recorders r2 ON r2.id = t2.recorder_id
@@ -106,6 +107,14 @@ SELECT DISTINCT s.id AS sub_account_id, a.label, s.name AS sub_name, p.symbol, p
 FROM trader_accounts ta
 JOIN sub_accounts s ON s.id = ta.sub_account_id
 JOIN accounts a ON a.id = s.account_id
-JOIN positions p ON p.sub_account_id = s.id AND p.net_pos <> 0
+JOIN (
+    -- what stays once no alert reaches the sub-account: positions, and entries still working
+    -- (a resting limit entry fills later, into a position no alert closes)
+    SELECT p.sub_account_id, p.symbol, p.net_pos, NULL::text AS working
+    FROM positions p WHERE p.net_pos <> 0
+    UNION ALL
+    SELECT o.sub_account_id, o.symbol, 0, lower(o.side) || ' ' || o.qty || ' working'
+    FROM orders o WHERE o.status IN ('Working', 'PendingNew', 'Suspended')
+) p ON p.sub_account_id = s.id
 WHERE ta.trader_id = $1
 ORDER BY a.label, s.name, p.symbol;
