@@ -38,6 +38,8 @@ from jtrades.engine.link_contracts import LinkContract, look_up_misses, resolve
 from jtrades.engine.planning import (
     AccountPlan,
     AccountState,
+    PositionAction,
+    Shortfall,
     plan_account,
     refused_whole,
 )
@@ -210,7 +212,7 @@ class Fanout:
                 count_entry(tc, None, received_at)
                 detail["trader_entries"].append(t.id)
             refusal = j.by_recorder or trej
-            items.extend(self._items(signal, j, refusal, signal_id, detail))
+            items.extend(self._items(signal, j, refusal, signal_id, detail, snap))
         return items, rejections
 
     def _items(
@@ -220,9 +222,10 @@ class Fanout:
         refusal: Rejection | None,
         signal_id: int,
         detail: dict[str, Any],
+        snap: Snapshot,
     ) -> list[WorkItem]:
         """A planner for each sub-account of the trader that may trade (``refusal``: its
-        entry was refused, so each plan is close-only)."""
+        entry was refused, so each plan is close-only), judged on ``snap``."""
         t, items = j.t, []
         for link in t.links:
             if link.sub_account_id not in j.brokers:
@@ -242,7 +245,7 @@ class Fanout:
             # the alert's price is its chart's, the month it names: not the held month's
             price = None if link.sub_account_id in j.moved else signal.price
             plan = _planner(
-                signal, t.settings, link, contract, price, signal_id, refused, self._current
+                signal, t.settings, link, contract, price, signal_id, refused, self._current, snap
             )
             items.append(WorkItem(t.id, link, j.brokers[link.sub_account_id], contract, plan))
         return items
@@ -431,11 +434,16 @@ def _planner(
     signal_id: int,
     entry_refused: str | None,
     current: Callable[[], Snapshot],
+    judged_on: Snapshot,
 ) -> Any:
     account = SubAccount(link.broker_account_id, link.sub_name)
     prefix = cl_ord_prefix(signal_id, link.sub_account_id)
 
     def plan(state: AccountState) -> AccountPlan:
+        now = current()
+        gone = no_longer_traded(link, now) if now is not judged_on else None
+        if gone is not None:
+            return AccountPlan(PositionAction.IGNORE, (), gone.why, short=gone)
         return plan_account(
             signal,
             s,
@@ -445,10 +453,30 @@ def _planner(
             state,
             signal_price=signal_price,
             cl_ord_prefix=prefix,
-            entry_refused=entry_refused or halted_since(signal, s, link, current()),
+            entry_refused=entry_refused or halted_since(signal, s, link, now),
         )
 
     return plan
+
+
+def no_longer_traded(link: LinkConfig, snap: Snapshot) -> Shortfall | None:
+    """Why ``link`` is no longer its trader's to trade in the configuration as it is now (the
+    plan runs under the account's lock, which an alert may have waited for): unlinked, the
+    trader deleted or switched off, its owner no longer approved. Planned from the
+    configuration the alert arrived with, it opened a position on a sub-account the trader no
+    longer trades (its next close went elsewhere), or after `users disable` had committed."""
+    t = snap.traders.get(link.trader_id)
+    if t is None:
+        why = "the trader was deleted while the alert waited: nothing sent"
+        return Shortfall("trader_deleted", why)
+    if not t.enabled:
+        return Shortfall("trader_disabled", "the trader was switched off while the alert waited")
+    if not t.owner_active:
+        return Shortfall("owner_not_approved", "its owner may no longer trade (changed meanwhile)")
+    if all(lk.sub_account_id != link.sub_account_id for lk in t.links):
+        why = "the sub-account was unlinked from the trader while the alert waited: nothing sent"
+        return Shortfall("unlinked", why)
+    return None
 
 
 def halted_since(signal: Signal, s: Any, link: LinkConfig, snap: Snapshot) -> str | None:
