@@ -464,11 +464,17 @@ def no_longer_traded(link: LinkConfig, snap: Snapshot) -> Shortfall | None:
     plan runs under the account's lock, which an alert may have waited for): unlinked, the
     trader deleted or switched off, its owner no longer approved. Planned from the
     configuration the alert arrived with, it opened a position on a sub-account the trader no
-    longer trades (its next close went elsewhere), or after `users disable` had committed."""
+    longer trades (its next close went elsewhere), or after `users disable` or the recorder's
+    `disable-recording` had committed."""
     t = snap.traders.get(link.trader_id)
     if t is None:
         why = "the trader was deleted while the alert waited: nothing sent"
         return Shortfall("trader_deleted", why)
+    rec = snap.recorders.get(t.recorder_id)
+    if rec is None or not rec.recording_enabled or not rec.owner_active:
+        # as the recorder's own gate refuses an alert arriving now (closes included)
+        why = "the recorder stopped (deleted, recording off, or its owner) while the alert waited"
+        return Shortfall("recording_disabled", why)
     if not t.enabled:
         return Shortfall("trader_disabled", "the trader was switched off while the alert waited")
     if not t.owner_active:

@@ -104,7 +104,8 @@ JOIN (
     FROM positions p WHERE p.net_pos <> 0
     UNION ALL
     SELECT o.sub_account_id, o.symbol, 0, lower(o.side) || ' ' || o.qty || ' working'
-    FROM orders o WHERE o.status IN ('Working', 'PendingNew', 'Suspended')
+    FROM orders o
+    WHERE o.status IN ('Working', 'PendingNew', 'Suspended', 'PendingCancel', 'PendingReplace')
 ) p ON p.sub_account_id = s.id
 WHERE t.recorder_id = $1
 ORDER BY a.label, s.name, p.symbol;
