@@ -35,11 +35,11 @@ from jtrades.engine.filters import (
     reads_own_way,
 )
 from jtrades.engine.link_contracts import LinkContract, look_up_misses, resolve
+from jtrades.engine.plan_time import halted_since, no_longer_traded
 from jtrades.engine.planning import (
     AccountPlan,
     AccountState,
     PositionAction,
-    Shortfall,
     plan_account,
     refused_whole,
 )
@@ -457,43 +457,6 @@ def _planner(
         )
 
     return plan
-
-
-def no_longer_traded(link: LinkConfig, snap: Snapshot) -> Shortfall | None:
-    """Why ``link`` is no longer its trader's to trade in the configuration as it is now (the
-    plan runs under the account's lock, which an alert may have waited for): unlinked, the
-    trader deleted or switched off, its owner no longer approved. Planned from the
-    configuration the alert arrived with, it opened a position on a sub-account the trader no
-    longer trades (its next close went elsewhere), or after `users disable` or the recorder's
-    `disable-recording` had committed."""
-    t = snap.traders.get(link.trader_id)
-    if t is None:
-        why = "the trader was deleted while the alert waited: nothing sent"
-        return Shortfall("trader_deleted", why)
-    rec = snap.recorders.get(t.recorder_id)
-    if rec is None or not rec.recording_enabled or not rec.owner_active:
-        # as the recorder's own gate refuses an alert arriving now (closes included)
-        why = "the recorder stopped (deleted, recording off, or its owner) while the alert waited"
-        return Shortfall("recording_disabled", why)
-    if not t.enabled:
-        return Shortfall("trader_disabled", "the trader was switched off while the alert waited")
-    if not t.owner_active:
-        return Shortfall("owner_not_approved", "its owner may no longer trade (changed meanwhile)")
-    if all(lk.sub_account_id != link.sub_account_id for lk in t.links):
-        why = "the sub-account was unlinked from the trader while the alert waited: nothing sent"
-        return Shortfall("unlinked", why)
-    return None
-
-
-def halted_since(signal: Signal, s: Any, link: LinkConfig, snap: Snapshot) -> str | None:
-    """The kill switch read again when the plan runs, under the account's lock: an alert
-    that passed the gate, then waited for another sub-account's lock, opened a position on a
-    login halted and flattened meanwhile (the flatten had already been marked done)."""
-    live = snap.links_by_sub.get(link.sub_account_id)
-    if not snap.halted and (live is None or not live.halted):
-        return None
-    why = check_gate(signal, s, enabled=True, owner_active=True, halted=True)
-    return f"{why.filter}: {why.reason}" if why is not None else None
 
 
 def _last_fills(links: tuple[LinkConfig, ...], brokers: dict[int, Broker]) -> dict[AccountKey, int]:

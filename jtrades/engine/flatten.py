@@ -380,7 +380,7 @@ class Flattener:
         the answer, so the request was marked done on an empty pass and the position and its
         stop appeared after it. A dispatch holds the lock until the view shows what it sent, and
         a plan that takes the lock after the flatten started reads the halted snapshot
-        (``fanout.halted_since``) and opens nothing.
+        (``plan_time.halted_since``) and opens nothing.
 
         That wait is bounded (the dispatcher's settle timeout): an order whose events come later
         still is not in the view, but its intent is still open (pending, sent or unknown) until

@@ -1,4 +1,4 @@
-"""The kill switch read again under the sub-account's lock (``fanout.halted_since``) stops an
+"""The kill switch read again under the sub-account's lock (``plan_time.halted_since``) stops an
 entry that passed the gate before ``halt --account`` and waited for the lock, but not a
 ``cancel`` alert: the planner handles CANCEL before it looks at the refusal, so the alert
 cancels the halted login's working orders, its position's protective stop included. The gate

@@ -1,7 +1,7 @@
 """An alert waiting for a sub-account's lock while the *recorder* stops trading.
 
 At arrival, a recorder with recording disabled, or whose owner is no longer approved, has every
-alert rejected (closes included, ``filters._gate``). ``fanout.no_longer_traded`` re-reads the
+alert rejected (closes included, ``filters._gate``). ``plan_time.no_longer_traded`` re-reads the
 configuration under the lock for the trader (deleted, off, owner, unlinked) but not for its
 recorder: the follower's entry still opens after the CLI's change committed.
 """
