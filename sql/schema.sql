@@ -421,3 +421,12 @@ CREATE TABLE daemon_status (
     host_id         text,         -- the daemon's host, boot and pid namespace (status.host_id)
     pid_start_ticks bigint        -- its process's start since boot (a reused pid has another)
 );
+
+-- what stays on a sub-account once no alert reaches it: positions, and orders still working
+CREATE VIEW sub_account_holdings AS
+SELECT p.sub_account_id, p.symbol, p.net_pos, NULL::text AS working
+FROM positions p WHERE p.net_pos <> 0
+UNION ALL
+SELECT o.sub_account_id, o.symbol, 0, lower(o.side) || ' ' || o.qty || ' working'
+FROM orders o
+WHERE o.status IN ('Working', 'PendingNew', 'Suspended', 'PendingCancel', 'PendingReplace');

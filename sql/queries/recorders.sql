@@ -97,16 +97,7 @@ FROM traders t
 JOIN trader_accounts ta ON ta.trader_id = t.id
 JOIN sub_accounts s ON s.id = ta.sub_account_id
 JOIN accounts a ON a.id = s.account_id
-JOIN (
-    -- what stays once no alert reaches the sub-account: positions, and entries still working
-    -- (a resting limit entry fills later, into a position no alert closes)
-    SELECT p.sub_account_id, p.symbol, p.net_pos, NULL::text AS working
-    FROM positions p WHERE p.net_pos <> 0
-    UNION ALL
-    SELECT o.sub_account_id, o.symbol, 0, lower(o.side) || ' ' || o.qty || ' working'
-    FROM orders o
-    WHERE o.status IN ('Working', 'PendingNew', 'Suspended', 'PendingCancel', 'PendingReplace')
-) p ON p.sub_account_id = s.id
+JOIN sub_account_holdings p ON p.sub_account_id = s.id
 WHERE t.recorder_id = $1
 ORDER BY a.label, s.name, p.symbol;
 
