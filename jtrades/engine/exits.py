@@ -142,7 +142,7 @@ def resolve_exits(
         if alert.value > 0:
             sl = spec_level(alert, ref, c, "the stop-loss", alert_qty)
     else:
-        trailing = s.sl_type is SlType.TRAILING
+        trailing = s.sl_type is SlType.TRAILING and not sig.plain_stop
         if s.sl > 0:
             sl = Level(distance=distance(s.sl, s.sl_units, ref, c, "--sl"))
     if sl is None:
@@ -163,10 +163,14 @@ def resolve_exits(
     given = (alert.trail_trigger, alert.trail_freq) if alert else (None, None)
     trigger = trail(given[0], s.trail_trigger, "trail-trigger")
     freq = trail(given[1], s.trail_freq, "trail-freq")
+    # Tradovate's autoTrail takes trigger and freq together, and PickMyTrade templates send 0
+    # for the one not set. A trigger alone moves the stop tick by tick, as a trailing stop
+    # does anyway; a step alone trails in those steps from the first tick in profit (without
+    # a trigger the step was dropped, and the stop followed every tick, tighter than asked).
     if trigger is not None and freq is None:
-        # Tradovate's autoTrail takes trigger and freq together (PickMyTrade templates send
-        # trail_freq 0 = unset): one tick is how a trailing stop moves anyway.
         freq = c.contract.tick_size
+    elif freq is not None and trigger is None:
+        trigger = c.contract.tick_size
     return Exits(
         tuple(tp),
         sl,

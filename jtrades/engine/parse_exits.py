@@ -191,6 +191,18 @@ def traderspost_stop_loss(name: str, value: Any) -> ExitSpec | None:
     return ExitSpec(number, units, trailing=trailing)
 
 
+def plain_stop_only(value: Any) -> bool:
+    """A ``stopLoss`` giving only ``type`` stop (or stop_limit): the configured distance, as a
+    plain stop (``Signal.plain_stop``); ``traderspost_stop_loss`` reads no exit of its own in it."""
+    if not isinstance(value, dict) or not value:
+        return False
+    fields = Fields(value)
+    if set(map(norm_key, value)) != {"type"}:
+        return False
+    type_key, type_value = fields.get("type")
+    return to_word(type_key, type_value) in ("stop", "stop_limit")
+
+
 def _pickmytrade_one(
     fields: Fields, kind: str, keys: dict[str, Units], bounded: bool = True
 ) -> tuple[str, Decimal, Units] | None:

@@ -42,6 +42,7 @@ from jtrades.engine.instruments import split_symbol
 from jtrades.engine.parse_exits import (
     order_type,
     pickmytrade_exits,
+    plain_stop_only,
     traderspost_stop_loss,
     traderspost_take_profit,
 )
@@ -200,15 +201,18 @@ def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# Decimal, not float: 21500.25 must stay 21500.25 on its way to a tick-rounded order. One
+# decoder for every alert: ``json.loads`` with hooks builds a new one (and its scanner) per call.
+_DECODER = json.JSONDecoder(
+    parse_float=Decimal,
+    parse_constant=_reject_constant,
+    object_pairs_hook=_one_value_per_key,
+)
+
+
 def _load_json(text: str) -> dict[str, Any]:
     try:
-        # Decimal, not float: 21500.25 must stay 21500.25 on its way to a tick-rounded order.
-        data = json.loads(
-            text,
-            parse_float=Decimal,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_one_value_per_key,
-        )
+        data = _DECODER.decode(text)
     except RecursionError:
         raise InvalidSignal(_TOO_DEEP, status=400) from None
     except ArithmeticError:  # a number past Decimal's range (1e99999999999999999999)
@@ -271,7 +275,7 @@ def parse_object(data: dict[str, Any] | TextFields, source: str | None) -> Signa
     check_placeholders(data)
     fields = Fields(data)
     token = _token(fields)
-    action, market_position = _action_and_position(fields)
+    action, market_position, closes_only = _action_and_position(fields)
     prev_key, prev_value = fields.get(*PREV_MARKET_POSITION)
     ticker_key, ticker_value = fields.get(*TICKER, same=_same_instrument)
     id_key, id_value = fields.get(*ALERT_ID)
@@ -282,12 +286,13 @@ def parse_object(data: dict[str, Any] | TextFields, source: str | None) -> Signa
     kind, limit_price, stop_price = _order_type(fields, price)
     quantity = to_quantity(quantity_key, quantity_value)
     # a sell's target is below the entry: 100 % or more of it is at or past zero
-    take_profit, stop_loss = _exits(fields, below_entry=action is Action.SELL)
+    take_profit, stop_loss, plain_stop = _exits(fields, below_entry=action is Action.SELL)
     signal = Signal(
         action=action,
         ticker=to_text(ticker_key, ticker_value, limit=64),
         quantity=quantity,
         partial_exit=_partial_exit(fields, market_position, quantity),
+        closes_only=closes_only,
         price=price,
         market_position=market_position,
         prev_market_position=to_position(prev_key, prev_value),
@@ -297,6 +302,7 @@ def parse_object(data: dict[str, Any] | TextFields, source: str | None) -> Signa
         stop_price=stop_price,
         take_profit=(take_profit,) if take_profit else (),
         stop_loss=stop_loss,
+        plain_stop=plain_stop,
         token=token,
         time_in_force=_time_in_force(fields),
         source=source or _source(dict(data)),
@@ -357,11 +363,17 @@ def _partial_exit(
     return words == {"exit"}
 
 
-def _action_and_position(fields: Fields) -> tuple[Action, MarketPosition | None]:
-    """The action, and the position the sender says it will hold afterwards.
+def _action_and_position(
+    fields: Fields,
+) -> tuple[Action, MarketPosition | None, MarketPosition | None]:
+    """The action, the position the sender says it will hold afterwards, and the one side a
+    close may exit.
 
-    TradersPost's ``sentiment`` is that target position (``flat`` with a buy = cover a short); with
-    no action at all, a target position alone is the instruction (long = buy, flat = close)."""
+    TradersPost's ``sentiment`` is that target position, and with ``flat`` the action names the
+    side it exits: a buy covers a short only, a sell exits a long only (a buy flattening a long
+    sold it without a word). ``market_position`` (TradingView's) is the target alone: ``flat``
+    closes whatever is held (DESIGN §4). With no action at all, a target position alone is the
+    instruction (long = buy, flat = close)."""
     actions = {
         (key, action)
         for key, value in fields.all(*ACTION)
@@ -376,14 +388,20 @@ def _action_and_position(fields: Fields) -> tuple[Action, MarketPosition | None]
     sentiment = to_position(sent_key, sent_value)
     target = position or sentiment
     if actions:
-        return next(iter(actions))[1], target
+        action = next(iter(actions))[1]
+        covers = None
+        if position is None and sentiment is MarketPosition.FLAT:
+            covers = {Action.BUY: MarketPosition.SHORT, Action.SELL: MarketPosition.LONG}.get(
+                action
+            )
+        return action, target, covers
     if target is not None:
         implied = {
             MarketPosition.LONG: Action.BUY,
             MarketPosition.SHORT: Action.SELL,
             MarketPosition.FLAT: Action.CLOSE,
         }
-        return implied[target], target
+        return implied[target], target, None
     raise InvalidSignal(
         'missing action: send "action": "buy" | "sell" | "close" (or a text like \'buy\')'
     )
@@ -441,7 +459,8 @@ def _order_type(
     return kind, limit_price, stop_price
 
 
-def _exits(fields: Fields, *, below_entry: bool) -> tuple[ExitSpec | None, ExitSpec | None]:
+def _exits(fields: Fields, *, below_entry: bool) -> tuple[ExitSpec | None, ExitSpec | None, bool]:
+    """(take profit, stop loss, whether the stop loss asked only for a plain stop)."""
     tp_key, tp_value = fields.get(*TAKE_PROFIT)
     sl_key, sl_value = fields.get(*STOP_LOSS)
     take_profit = traderspost_take_profit(tp_key, tp_value, below_entry=below_entry)
@@ -451,7 +470,8 @@ def _exits(fields: Fields, *, below_entry: bool) -> tuple[ExitSpec | None, ExitS
         raise InvalidSignal(f"give the take profit once: {tp_key} or the PickMyTrade tp fields")
     if stop_loss and pmt_sl:
         raise InvalidSignal(f"give the stop loss once: {sl_key} or the PickMyTrade sl fields")
-    return take_profit or pmt_tp, stop_loss or pmt_sl
+    plain = plain_stop_only(sl_value) and pmt_sl is None
+    return take_profit or pmt_tp, stop_loss or pmt_sl, plain
 
 
 def _scrub(value: Any) -> Any:

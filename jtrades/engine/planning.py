@@ -415,6 +415,13 @@ def _plan(c: Ctx, steps: Steps) -> AccountPlan:
             if not working:
                 return AccountPlan(PositionAction.NOTHING, (), "already flat")
             return _cancel_working(steps, working, "already flat: ")
+        held = MarketPosition.LONG if pos > 0 else MarketPosition.SHORT
+        if sig.closes_only is not None and sig.closes_only is not held:
+            why = (
+                f"a {sig.action} with sentiment flat exits a {sig.closes_only} only:"
+                f" the {label(pos_side)} {abs(pos)} stays"
+            )
+            return AccountPlan(PositionAction.NOTHING, (), why)
         if sig.partial_exit and sig.quantity and scale_qty(sig.quantity, c.multiplier) < abs(pos):
             plan = plan_reduce(c, steps, pos_side)
             why = f"exit {sig.quantity} of the {label(pos_side)} (TradersPost's partial exit)"

@@ -61,6 +61,12 @@ class Signal:
     quantity: int | None = None
     # a close that exits ``quantity`` contracts of the position, not all (TradersPost ``exit``)
     partial_exit: bool = False
+    # the one side a close may exit: TradersPost's ``sentiment: flat`` with a buy covers a
+    # short only, with a sell exits a long only (its "Exit short ONLY"); None = either side
+    closes_only: MarketPosition | None = None
+    # TradersPost ``stopLoss: {"type": "stop"}`` with no distance: the configured stop loss,
+    # placed as a plain stop even where the recorder's trails (the alert chose the leg's type)
+    plain_stop: bool = False
     price: Decimal | None = None
     market_position: MarketPosition | None = None
     prev_market_position: MarketPosition | None = None

@@ -99,3 +99,36 @@ def test_a_pickmytrade_breakeven_is_refused_unless_zero() -> None:
     with pytest.raises(InvalidSignal, match="breakeven"):
         parse_payload((base % "8").encode(), "application/json")
     assert parse_payload((base % "0").encode(), "application/json").quantity == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "held", "closes"),
+    [("buy", -2, True), ("buy", 2, False), ("sell", 2, True), ("sell", -2, False)],
+)
+def test_sentiment_flat_exits_only_the_side_its_action_covers(
+    action: str, held: int, closes: bool
+) -> None:
+    """TradersPost: ``buy`` + ``sentiment: flat`` is "Exit short ONLY" (a sell, a long only);
+    a buy flattening a long sold it, where TradersPost leaves it."""
+    body = f'{{"ticker": "MNQ1!", "action": "{action}", "sentiment": "flat"}}'
+    p = _plan(body, held)
+    if closes:
+        assert p.action is PositionAction.CLOSE, p.reason
+        assert [o.kind for o in p.orders] == ["liquidate"]
+    else:
+        assert p.action is PositionAction.NOTHING, p.reason
+        assert p.orders == ()
+        assert "sentiment flat exits a" in p.reason
+        assert f"{abs(held)} stays" in p.reason
+
+
+@pytest.mark.parametrize("held", [2, -2])
+def test_market_position_flat_closes_either_side(held: int) -> None:
+    """TradingView's ``market_position`` is the target alone (DESIGN §4): flat closes whatever
+    is held, and so does a sentiment beside it (``market_position`` wins)."""
+    for body in (
+        '{"ticker": "MNQ1!", "action": "buy", "market_position": "flat"}',
+        '{"ticker": "MNQ1!", "action": "buy", "market_position": "flat", "sentiment": "flat"}',
+    ):
+        p = _plan(body, held)
+        assert p.action is PositionAction.CLOSE, (body, p.reason)

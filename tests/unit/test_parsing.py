@@ -642,6 +642,31 @@ def test_traderspost_strategy_sentiment_is_the_target_position() -> None:
     )
 
 
+def test_traderspost_sentiment_flat_names_the_side_a_close_may_exit() -> None:
+    assert parse({"ticker": "X", "action": "buy", "sentiment": "flat"}).closes_only is (
+        MarketPosition.SHORT
+    )
+    assert parse({"ticker": "X", "action": "sell", "sentiment": "flat"}).closes_only is (
+        MarketPosition.LONG
+    )
+    for body in (
+        {"ticker": "X", "action": "exit", "sentiment": "flat"},
+        {"ticker": "X", "sentiment": "flat"},
+        {"ticker": "X", "action": "buy", "market_position": "flat"},
+        {"ticker": "X", "action": "buy", "market_position": "flat", "sentiment": "flat"},
+    ):
+        assert parse(body).closes_only is None, body
+
+
+def test_traderspost_stop_loss_type_alone_asks_for_a_plain_stop() -> None:
+    for kind in ("stop", "stop_limit", "STOP"):
+        signal = parse({"ticker": "X", "action": "buy", "stopLoss": {"type": kind}})
+        assert (signal.stop_loss, signal.plain_stop) == (None, True), kind
+    for stop_loss in ({"type": "stop", "amount": 5}, {}, {"amount": 5}):
+        assert not parse({"ticker": "X", "action": "buy", "stopLoss": stop_loss}).plain_stop
+    assert not parse({"ticker": "X", "action": "buy"}).plain_stop
+
+
 def test_traderspost_sentiment_alone() -> None:
     assert parse({"ticker": "X", "sentiment": "bullish"}).action is Action.BUY
     assert parse({"ticker": "X", "sentiment": "flat"}).action is Action.CLOSE

@@ -198,6 +198,40 @@ def test_sl_zero_means_no_stop() -> None:
     assert (b.qty, b.profit_target, b.stop_loss) == (2, D(2), None)
 
 
+def test_a_trail_step_without_a_trigger_trails_in_those_steps_from_the_first_tick() -> None:
+    """Tradovate's autoTrail takes trigger and freq together: a step alone (PickMyTrade's
+    ``trail_trigger`` 0 beside ``trail_freq`` 5, or ``--trail-freq`` alone) was dropped, and the
+    stop followed every tick. Its trigger is one tick; a trigger alone steps by one tick."""
+    trailing = RiskSettings(size=1, sl=D(20), sl_type=SlType.TRAILING, sl_units=SlUnits.POINTS)
+    step_only = dataclasses.replace(trailing, trail_freq=D(5))
+    (b,) = strategy(plan(BUY, step_only).orders[0]).brackets
+    assert (b.trailing_stop, b.trail_trigger, b.trail_freq) == (True, D("0.25"), D(5))
+    trigger_only = dataclasses.replace(trailing, trail_trigger=D(8))
+    (b,) = strategy(plan(BUY, trigger_only).orders[0]).brackets
+    assert (b.trail_trigger, b.trail_freq) == (D(8), D("0.25"))
+    alert = Signal(
+        Action.BUY,
+        price=PRICE,
+        stop_loss=ExitSpec(D(20), Units.POINTS, trailing=True, trail_freq=D(5)),
+    )
+    (b,) = strategy(plan(alert, RiskSettings(size=1)).orders[0]).brackets
+    assert (b.trailing_stop, b.trail_trigger, b.trail_freq) == (True, D("0.25"), D(5))
+    neither = strategy(plan(BUY, trailing).orders[0]).brackets[0]
+    assert (neither.trail_trigger, neither.trail_freq) == (None, None)
+
+
+def test_a_plain_stop_asked_by_the_alert_is_the_configured_distance_not_trailing() -> None:
+    """TradersPost ``stopLoss: {"type": "stop"}`` chooses the leg's type: the recorder's
+    trailing stop became a trailing leg, where ``{"type": "trailing_stop"}`` alone is refused."""
+    trailing = RiskSettings(size=1, sl=D(30), sl_type=SlType.TRAILING, sl_units=SlUnits.POINTS)
+    asked = dataclasses.replace(BUY, plain_stop=True)
+    (b,) = strategy(plan(asked, trailing).orders[0]).brackets
+    assert (b.trailing_stop, b.stop_loss) == (False, D(-30))
+    (b,) = strategy(plan(BUY, trailing).orders[0]).brackets
+    assert (b.trailing_stop, b.stop_loss) == (True, D(-30))
+    assert kinds(plan(asked, RiskSettings(size=1))) == ["order"]  # no stop configured: none
+
+
 def test_stop_without_tp_is_one_bracket_for_the_whole_position() -> None:
     p = plan(SELL, RiskSettings(size=4, sl=D(12), sl_units=SlUnits.POINTS))
     (b,) = strategy(p.orders[0]).brackets
