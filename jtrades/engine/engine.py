@@ -423,6 +423,8 @@ class Engine:
         if entry:
             entry, seen = count_entry(rc, rej.filter if rej is not None else None, received_at)
         if rej is not None and not rej.entry_only:
+            if rej.filter == "recording_disabled":
+                await self._fanout.market_only(signal, rec, snap)
             rejected: dict[str, Any] = {"entry": False, "nth_seen": seen}
             return await self._store(
                 Outcome("rejected", rej.filter, rej.reason, 0, rejected), delivery

@@ -300,8 +300,30 @@ class Fanout:
         else:
             self._brokers.note_price(link, contract, price)
 
+    async def market_only(self, signal: Signal, rec: RecorderConfig, snap: Snapshot) -> None:
+        """A recorder with recording off refuses every alert before any trader is walked, yet
+        its strategy's prices are still the only market its followers' paper accounts have:
+        skipped, a stop of a position it opened never triggered however far the price ran
+        through it (at Tradovate it does). Noted for each follower that would trade, and, as
+        ever, for the owner's switched-off traders (``_own_market``)."""
+        if signal.price is None:
+            return
+        ticker = signal.ticker or rec.symbol
+        for t in rec.traders:
+            gate = check_gate(
+                signal, t.settings, enabled=t.enabled, owner_active=t.owner_active,
+                halted=snap.halted,
+            )  # fmt: skip
+            await self._own_market(t, rec, ticker, signal.price, anyone=not inert(gate))
+
     async def _own_market(
-        self, t: TraderConfig, rec: RecorderConfig, ticker: str, price: Decimal | None
+        self,
+        t: TraderConfig,
+        rec: RecorderConfig,
+        ticker: str,
+        price: Decimal | None,
+        *,
+        anyone: bool = False,
     ) -> None:
         """An ``inert`` trader of the recorder's owner: the alert's price is still the market of
         its paper sub-accounts. A trader of her own recorder switched off leaves its positions'
@@ -309,8 +331,9 @@ class Fanout:
         a stop never triggered however far the price ran through it. Another user's alerts stay
         out (``inert``). Nothing else of ``_links``: the paper broker's own contract table (no
         broker round trip), no restore awaited (one pending is left alone), no daily-loss mark
-        (the traders that trade note their alerts' prices themselves)."""
-        if price is None or t.user_id != rec.user_id:
+        (the traders that trade note their alerts' prices themselves). ``anyone``: a trader
+        that would trade, of any user (``market_only``)."""
+        if price is None or (t.user_id != rec.user_id and not anyone):
             return
         for link in t.links:
             if link.env != "paper" or not self._brokers.restored(link):

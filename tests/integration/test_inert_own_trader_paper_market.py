@@ -79,3 +79,34 @@ async def test_the_own_alert_reaches_only_the_owners_paper_login(
     assert await net_pos(engine, pool, b_sub) == 0  # bob's own market: his stop filled
     assert await net_pos(engine, pool, a_sub) == 1  # not alice's
     assert await working(engine, pool, a_sub)
+
+
+async def test_recording_off_still_moves_its_followers_paper_market(
+    database: Database, engine_factory: Any
+) -> None:
+    """`recorder disable-recording` refuses every alert before any trader is walked, yet the
+    strategy's prices are still the only market its followers' paper logins have: a stop the
+    recorder's entry placed was never triggered however far the price ran through it. Noted
+    for bob's own trader and alice's active one; not for carol's switched-off trader (inert:
+    another user's alerts are no market of hers)."""
+    pool = database.pool
+    bob = await make_user(pool, "bob")
+    rec = await make_recorder(pool, bob, "brec", size=1, sl=Decimal(40), is_private=False)
+    subs = {}
+    tids = {}
+    for name, user in (("bob", bob), ("alice", None), ("carol", None)):
+        uid = user or await make_user(pool, name)
+        (subs[name],) = await make_paper_account(pool, uid, f"{name}-paper")
+        tids[name] = await make_trader(pool, uid, rec, [(subs[name], 1)])
+    engine = await engine_factory()
+    await send(engine, pool, rec, buy("21500"))
+    assert [await net_pos(engine, pool, s) for s in subs.values()] == [1, 1, 1]
+
+    await pool.execute("UPDATE traders SET enabled = false WHERE id = $1", tids["carol"])
+    await pool.execute("UPDATE recorders SET recording_enabled = false WHERE id = $1", rec)
+    await engine.config.refresh()
+
+    out = await send(engine, pool, rec, buy("21000"))  # 490 points through the stops
+    assert (out.verdict, out.filter) == ("rejected", "recording_disabled"), out
+    held = {name: await net_pos(engine, pool, s) for name, s in subs.items()}
+    assert held == {"bob": 0, "alice": 0, "carol": 1}
