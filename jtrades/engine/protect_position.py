@@ -51,6 +51,7 @@ from jtrades.engine.protection import (
     exit_book,
     plan_protection,
     protection_orders,
+    trim_take_profits,
 )
 from jtrades.engine.settle import note_unshown
 from jtrades.engine.view_waits import Placed, shows_placed
@@ -109,12 +110,18 @@ class PositionProtector:
         for key in [k for k in self._carried_at if k not in self._carry]:
             del self._carried_at[key]  # done with (covered, flat) or forgotten
 
-    def drop_unshown(self, read: set[AccountKey], naked: set[Key]) -> None:
+    def drop_settled(self, read: set[AccountKey], naked: set[Key]) -> None:
         """A position seen covered or flat (its account ``read``, the position not ``naked``)
-        no longer waits for what it placed to show."""
+        no longer waits for what it placed to show, and no re-placement is carried for it: the
+        trade it was made for is over. Carried on, a failed re-placement's stop price and
+        take-profits were put on the next trade of the contract (a sell stop above a long
+        opened lower down by hand, which closed it at once)."""
         for key in [k for k in self._unshown if k[0] in read and k not in naked]:
             self._unshown.pop(key, None)
             self._unshown_since.pop(key, None)
+        for key in [k for k in self._carry if k[0] in read and k not in naked]:
+            del self._carry[key]
+            self._carried_at.pop(key, None)
 
     async def protect(
         self, link: LinkConfig, trader_id: int | None, broker: Broker, p: Position
@@ -182,7 +189,12 @@ class PositionProtector:
                     rows = [lk.sub_account_id for lk in self._rows(key[0], link)]
                     owed = await owed_stop.lookup(self._pool, rows, current, book.coverage)
                 if s is None and owed is None and book.coverage <= held:
-                    return False  # naked, or covered: not ours to stop without a stop loss
+                    # naked, or covered: not ours to stop without a stop loss; but take-profits
+                    # alone over the position are brought down to it
+                    trim = trim_take_profits(book)
+                    if trim is None:
+                        return False
+                    return await self._trim(link, send, trim, current)
                 contract = await broker.find_contract(p.symbol)
                 level = owed_stop.stop_level(s, owed, current, contract)
                 plan = plan_protection(
@@ -353,10 +365,10 @@ class PositionProtector:
     async def _trim(
         self, link: LinkConfig, send: ProtectionSender, plan: Protection, current: Position
     ) -> bool:
-        """Take the excess off stops over the position where they stand: no cancel-and-wait,
-        nothing naked meanwhile."""
+        """Take the excess off stops (or take-profits alone) over the position where they
+        stand: no cancel-and-wait, nothing naked meanwhile."""
         cancels = [
-            PlannedOrder(i, "cancel", None, cancel_order_id=oid, note="stop over the position")
+            PlannedOrder(i, "cancel", None, cancel_order_id=oid, note="exit over the position")
             for i, oid in enumerate(plan.cancel, start=1)
         ]
         done = await send(cancels)
@@ -366,10 +378,10 @@ class PositionProtector:
             log.error(
                 "reconcile.protect_incomplete", **fields, net_pos=current.net_pos,
                 cancelled=done, shrunk=shrunk, plan=plan.reason,
-                reason="stops still over the position: retried next pass",
+                reason="exits still over the position: retried next pass",
             )  # fmt: skip
         log.warning(
-            "reconcile.protective_stop", **fields, stop=str(plan.stop_price),
+            "reconcile.protective_stop", **fields, stop=str(plan.stop_price or "") or None,
             reason=plan.reason, cancelled=len(done), shrunk=len(shrunk), placed=0,
             net_pos=current.net_pos,
         )  # fmt: skip

@@ -57,6 +57,10 @@ reconciler does the I/O (``reconcile``). The rules, and the incidents behind the
   trailing, and a rally it would have locked in was given back. A live trailing stop whose
   distance the view does not show, with no stop loss configured, is re-placed plain at the
   trailed level, which keeps the progress made.
+- Without a stop of ours to place (no stop loss, none owed) a position is left as it is, but
+  take-profits alone that would close more than is held are shrunk to it where they stand,
+  farthest first (``trim_take_profits``): one for 2 left on a long 1 sold by hand flipped it
+  short 1, naked, when it filled.
 - A re-placement that failed after its cancels is tried again from a view that no longer shows
   what was cancelled: the retry keeps the cancelled stop's price when nearer the market and puts
   back the take-profits not placed again (``carry_over``), within the same bounds.
@@ -278,6 +282,41 @@ def plan_protection(
     return Protection(
         exit_side, book.live_ids, tuple(tps), stop_price, f"{why}: re-place", trail=trail
     )
+
+
+def trim_take_profits(book: ExitBook) -> Protection | None:
+    """With no stop of ours to place (no stop loss, none owed) and no stops at all: the live
+    take-profits, when they would close more than is held, shrunk to the position where they
+    stand, farthest from the market first (a wholly excess one cancelled, the last shrunk).
+    A take-profit for 2 left on a long 1 (sold by hand) flipped it short 1 when it filled,
+    unprotected. None when they do not exceed it, or orders are leaving or activating."""
+    if book.net_pos == 0 or book.coverage or book.leaving or book.activating:
+        return None
+    held = abs(book.net_pos)
+    excess = sum(book.left(lim) for lim in book.limits) - held
+    if excess <= 0:
+        return None
+    long = book.net_pos > 0
+    # a long's take-profits sell above the market: the farthest is the highest
+    far = sorted(book.limits, key=lambda lim: (lim.price or Decimal(0)) * (-1 if long else 1))
+    cancel: list[int] = []
+    shrink: tuple[Shrink, ...] = ()
+    for lim in far:
+        left = book.left(lim)
+        if left <= excess:
+            cancel.append(lim.order_id)
+            excess -= left
+        else:
+            shrink = (Shrink(lim.order_id, lim.qty - excess, lim.order_type, lim.price, None),)
+            excess = 0
+        if excess == 0:
+            break
+    exit_side = Side.SELL if long else Side.BUY
+    return Protection(
+        exit_side, tuple(cancel), (), Decimal(0),
+        f"take-profits would close more than the {held} held: shrink them",
+        shrink, trim_only=True,
+    )  # fmt: skip
 
 
 def carry_over(plan: Protection, before: Protection, book: ExitBook) -> Protection:

@@ -182,7 +182,7 @@ class Protector:
                 suspects.add(key)
                 if key in self._suspect and await self._try_protect(links, broker, p):
                     placed += 1
-        self._positions.drop_unshown(read, suspects)
+        self._positions.drop_settled(read, suspects)
         self._suspect = suspects | self._asked
         self._asked = set()
         self._seeded.clear()

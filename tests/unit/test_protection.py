@@ -33,6 +33,7 @@ from jtrades.engine.protection import (
     exit_book,
     plan_protection,
     protection_orders,
+    trim_take_profits,
 )
 from jtrades.engine.reconcile import _exit_view, needs_stop
 
@@ -616,3 +617,71 @@ def test_a_retry_never_widens_the_stop_nor_adds_what_filled() -> None:
     assert oco_req.first.qty == 1  # what it had left
     later = Protection(Side.BUY, (), (), D(21500), "stops cover 0 of 2: stop the rest")
     assert carry_over(later, before, book).stop_price == D(21500)  # already nearer: kept
+
+
+# --- take-profits alone over the position (no stop loss) -------------------------------------
+
+
+def test_take_profits_alone_over_the_position_shrink_farthest_first() -> None:
+    """Long 2 after a hand sale of 2 from 4, take-profits 2 @ 21505 and 2 @ 21510: the far one
+    goes, the near one stays; long 3: the far one is shrunk to 1."""
+    legs = [tp(1, 2, "21505"), tp(2, 2, "21510")]
+    plan = trim_take_profits(exit_book(pos(2), legs, {}))
+    assert plan is not None
+    assert (plan.cancel, plan.shrink, plan.trim_only) == ((2,), (), True)
+    plan = trim_take_profits(exit_book(pos(3), legs, {}))
+    assert plan is not None
+    assert plan.cancel == ()
+    assert [(s.order_id, s.qty, s.order_type, s.price) for s in plan.shrink] == [
+        (2, 1, OrderType.LIMIT, D("21510"))
+    ]
+
+
+def test_a_short_s_farthest_take_profit_is_the_lowest_and_fills_count() -> None:
+    buy_tp = [
+        order(1, Side.BUY, 2, OrderType.LIMIT, price="21495"),
+        order(2, Side.BUY, 3, OrderType.LIMIT, price="21480"),  # 1 of 3 filled: 2 left
+    ]
+    plan = trim_take_profits(exit_book(pos(-3), buy_tp, {2: 1}))
+    assert plan is not None
+    assert plan.exit_side is Side.BUY
+    # 4 left against 3 held: 1 off the lowest, its full quantity 3 (fills included) to 2
+    assert [(s.order_id, s.qty) for s in plan.shrink] == [(2, 2)]
+
+
+def test_take_profits_are_left_alone_within_the_position_or_beside_stops() -> None:
+    assert trim_take_profits(exit_book(pos(2), [tp(1, 2, "21505")], {})) is None
+    assert trim_take_profits(exit_book(pos(2), [tp(1, 1, "21505")], {})) is None
+    # a stop of any size: the stop-loss paths decide (a bracket shares its stop between legs)
+    assert trim_take_profits(exit_book(pos(1), [tp(1, 2, "21505"), stop(2, 1)], {})) is None
+    leaving = [tp(1, 2, "21505"), tp(2, 1, "21510", status=OrderStatus.PENDING_CANCEL)]
+    assert trim_take_profits(exit_book(pos(1), leaving, {})) is None
+    assert trim_take_profits(exit_book(pos(0), [tp(1, 2, "21505")], {})) is None
+
+
+@given(
+    held=st.integers(1, 6),
+    legs=st.lists(st.tuples(st.integers(1, 4), st.integers(0, 3)), min_size=1, max_size=4),
+)
+@settings(max_examples=200, deadline=None)
+def test_trimmed_take_profits_close_exactly_the_position(
+    held: int, legs: list[tuple[int, int]]
+) -> None:
+    orders = [tp(i + 1, qty, str(21505 + 5 * i)) for i, (qty, _) in enumerate(legs)]
+    filled = {i + 1: min(f, qty - 1) for i, (qty, f) in enumerate(legs)}
+    book = exit_book(pos(held), orders, filled)
+    left = {o.order_id: book.left(o) for o in orders}
+    plan = trim_take_profits(book)
+    if sum(left.values()) <= held:
+        assert plan is None
+        return
+    assert plan is not None
+    after = dict(left)
+    for oid in plan.cancel:
+        del after[oid]
+    for s in plan.shrink:
+        after[s.order_id] = s.qty - filled[s.order_id]
+        assert 0 < after[s.order_id] < left[s.order_id]
+    assert sum(after.values()) == held
+    # what is taken off is the farthest: every kept leg is nearer than every cancelled one
+    assert all(k < c for k in after for c in plan.cancel)
