@@ -40,6 +40,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+# fullmatch, as users._NAME: "$" alone lets a trailing newline through to the schema's CHECK
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9_:!]{1,40}$")
 
@@ -66,7 +67,7 @@ AsOpt = Annotated[
 
 
 def _check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidInput(
             f"recorder name {name!r}: use 1-64 letters, digits, '_', '.', '-' "
             "(starting with a letter or digit)"
@@ -78,7 +79,7 @@ def _check_symbol(symbol: str) -> str:
     s = symbol.strip().upper()
     # a futures symbol, as the daemon reads one (``split_symbol``): BTCUSD or AAPL passed the
     # pattern, and every alert of the recorder was then refused as no futures symbol
-    if not _SYMBOL.match(s) or root_of(s) is None:
+    if not _SYMBOL.fullmatch(s) or root_of(s) is None:
         raise InvalidInput(
             f"--symbol {symbol!r}: expected a futures ticker like MNQ1!, MNQZ6 or CME_MINI:MNQ1!"
         )

@@ -26,6 +26,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from jtrades.cli.common import err
+from jtrades.engine.parse_values import MAX_QUANTITY
 from jtrades.engine.risk import (
     Direction,
     RiskOverrides,
@@ -124,6 +125,19 @@ def parse_int(text: str, option: str) -> int:
     return value
 
 
+def parse_contracts(text: str, option: str) -> int:
+    """A configured quantity (``--size``, ``--add-size``): at most what an alert may ask.
+
+    Bounded only by the integer column, ``--size 2147483647`` was taken, and every entry of
+    its followers then failed as a database error instead of being refused here."""
+    value = parse_int(text, option)
+    if value > MAX_QUANTITY:
+        raise InvalidInput(
+            f"{option}: {text!r} is more than the {MAX_QUANTITY} contracts an order may hold"
+        )
+    return value
+
+
 def parse_seconds(text: str, option: str = "--cooldown") -> int:
     """``90``, ``90s``, ``5m`` or ``1h`` → seconds."""
     m = _SECONDS.match(text.strip().lower())
@@ -185,8 +199,8 @@ def _tp(text: str, option: str) -> Any:
 
 # RiskInput attribute -> (settings field, parser). breakeven, window and the flags are special.
 _SIMPLE: dict[str, tuple[str, Callable[[str, str], Any]]] = {
-    "size": ("size", parse_int),
-    "add_size": ("add_size", parse_int),
+    "size": ("size", parse_contracts),
+    "add_size": ("add_size", parse_contracts),
     "tp": ("tp", _tp),
     "tp_units": ("tp_units", _enum(TpUnits)),
     "sl": ("sl", parse_amount),

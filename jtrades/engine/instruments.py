@@ -149,7 +149,7 @@ class SymbolParts:
         return self.contract_name
 
 
-_EXCHANGE = re.compile(r"^[A-Z0-9_]+$")
+_EXCHANGE = re.compile(r"^[A-Z0-9_]+$")  # fullmatch: "$" passed "CME\n:MNQ1!"
 _CONTINUOUS = re.compile(r"^(?P<root>[A-Z0-9]+?)(?P<nth>[12])!$")
 _CONTRACT = re.compile(r"^(?P<root>[A-Z0-9]*[A-Z0-9])(?P<month>[FGHJKMNQUVXZ])(?P<year>\d{1,4})$")
 
@@ -166,7 +166,7 @@ def split_symbol(symbol: str) -> SymbolParts:
     exchange: str | None = None
     if ":" in text:
         exchange, _, text = text.partition(":")
-        if not _EXCHANGE.match(exchange):
+        if not _EXCHANGE.fullmatch(exchange):
             raise InvalidSignal(f"symbol {symbol!r}: {exchange!r} is not an exchange prefix")
     if text in PRODUCTS:
         return SymbolParts(text, nth=1, exchange=exchange)

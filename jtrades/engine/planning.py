@@ -58,8 +58,9 @@ Decisions worth knowing:
 - Every exit price is on the tick and rounded toward the entry (``sizing``): a fractional average
   such as 21500.0833… gives a TP no farther and a stop no wider than configured.
 - A plan that cannot be made safely (a percent or price-level exit without a signal price, a
-  level on the wrong side, an entry missing its price) is IGNORE with a reason starting
-  "cannot plan"; a reversal that cannot open still closes.
+  level on the wrong side, an entry missing its price, an entry of more contracts than an order
+  may hold) is IGNORE with a reason starting "cannot plan"; a reversal that cannot open still
+  closes.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ from jtrades.engine.position_size import size_after
 from jtrades.engine.resize import plan_add, plan_reduce
 from jtrades.engine.risk import Direction, RiskSettings
 from jtrades.engine.signal import Action, MarketPosition, Signal
-from jtrades.engine.sizing import base_qty, cap_qty, entry_qty, scale_qty
+from jtrades.engine.sizing import base_qty, cap_qty, entry_qty, over_order_limit, scale_qty
 from jtrades.engine.trim import is_trim, plan_trim
 
 __all__ = [
@@ -176,6 +177,8 @@ def _open(c: Ctx, steps: Steps, side: Side, working: int = 0) -> int:
         # (0), an alert without one is refused here, not sized by a guess
         raise CannotPlan("the alert gives no quantity and no --size is configured")
     qty = cap_qty(entry_qty(asked, c.s, c.multiplier), c.s.max_contracts, working)
+    if (too_many := over_order_limit(qty)) is not None:
+        raise CannotPlan(too_many)
     entry = entry_request(c, steps.next_id(), side, qty)
     ref = expected_fill(entry, c.signal_price)
     exits = resolve_exits(c, qty, ref, Decimal(base_qty(asked, c.s.size)))

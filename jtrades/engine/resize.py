@@ -77,6 +77,7 @@ from jtrades.engine.sizing import (
     base_qty,
     cap_qty,
     entry_qty,
+    over_order_limit,
     round_distance,
     round_to_tick,
     scale_qty,
@@ -307,6 +308,8 @@ def plan_add(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:
         return AccountPlan(
             PositionAction.IGNORE, (), capped, short=Shortfall("max_contracts", capped)
         )
+    if (too_many := over_order_limit(qty)) is not None:
+        raise CannotPlan(too_many)
     entry = entry_request(c, steps.next_id(), pos_side, qty)
     steps.add("order", entry, note=f"DCA add {qty}")
     entry_step = steps.items[-1].step

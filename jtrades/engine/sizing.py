@@ -14,6 +14,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcon
 from typing import Literal
 
 from jtrades.broker.base import Contract
+from jtrades.engine.parse_values import MAX_QUANTITY
 from jtrades.engine.risk import RiskSettings, SlUnits, TpLeg, TpUnits
 from jtrades.engine.signal import Units
 
@@ -73,6 +74,17 @@ def cap_qty(qty: int, max_contracts: int | None, held: int = 0) -> int:
     if max_contracts is None:
         return qty
     return max(0, min(qty, max_contracts - held))
+
+
+def over_order_limit(qty: int) -> str | None:
+    """Why ``qty`` contracts cannot go out as one order (None when they can).
+
+    An alert may ask at most ``MAX_QUANTITY``; a size or quantity × multiplier past it came
+    out of no real alert, and one past the order tables' integer failed the whole claim as
+    "the database could not record the orders", which named the wrong cause."""
+    if qty > MAX_QUANTITY:
+        return f"size {qty} exceeds the {MAX_QUANTITY} contracts an order may hold"
+    return None
 
 
 def ladder(

@@ -28,6 +28,7 @@ from jtrades.store import flatten as flatten_store
 
 Env = Literal["demo", "live", "paper"]
 ENVS: tuple[str, ...] = ("demo", "live", "paper")
+# fullmatch, as users._NAME: "$" alone lets a trailing newline through to the schema's CHECK
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -90,7 +91,7 @@ def oauth_context(env: str, username: str | None) -> str:
 
 
 def check_label(label: str) -> str:
-    if not _LABEL.match(label):
+    if not _LABEL.fullmatch(label):
         raise InvalidInput(
             f"account label {label!r} must start with a letter or digit and use only letters, "
             "digits, '_', '.', '-' (at most 64 characters)"
@@ -103,6 +104,9 @@ def check_new(env: str, username: str | None, has_password: bool) -> None:
     if env not in ENVS:
         raise InvalidInput(f"env must be one of {', '.join(ENVS)}, not {env!r}")
     if env == "paper":
+        # a username was stored and shown as if it were used, though no paper order logs in
+        if username is not None:
+            raise InvalidInput("paper accounts need no --username (nothing is sent to a broker)")
         if has_password:
             raise InvalidInput("paper accounts need no password (nothing is sent to a broker)")
     elif not username:

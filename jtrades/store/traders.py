@@ -28,7 +28,9 @@ from typing import Any
 
 import structlog
 
+from jtrades.engine.parse_values import MAX_QUANTITY
 from jtrades.engine.risk import RiskOverrides, RiskSettings
+from jtrades.engine.sizing import cap_qty, over_order_limit, scale_qty
 from jtrades.errors import InvalidInput, NotFound
 from jtrades.queries import q
 from jtrades.store import Executor, translate_errors
@@ -308,6 +310,38 @@ async def visible_recorder(
     return user, recorder
 
 
+def check_order_sizes(settings: RiskSettings, multiplier: Decimal, where: str) -> None:
+    """An entry of ``--size`` and a DCA add of ``--add-size``, × ``multiplier`` and capped by
+    ``--max-contracts`` as the planner sizes them, must each fit in one order.
+
+    Each bound alone let ``--size 2147483647`` on ×2 through: every entry of the follower was
+    then 4,294,967,294 contracts, refused by no rule but the database's, as a storage failure."""
+    for option, what, base in (
+        ("--size", "an entry", settings.size),
+        ("--add-size", "a DCA add", settings.add_size),
+    ):
+        qty = cap_qty(scale_qty(base, multiplier), settings.max_contracts)
+        if over_order_limit(qty) is not None:
+            raise InvalidInput(
+                f"{where}: {option} {base} × {multiplier.normalize():f} makes {what} of {qty}"
+                f" contracts, more than the {MAX_QUANTITY} an order may hold"
+            )
+
+
+def _check_specs(settings: RiskSettings, specs: Sequence[AccountSpec]) -> None:
+    for spec in specs:
+        sub = f":{spec.sub_account}" if spec.sub_account is not None else ""
+        check_order_sizes(settings, spec.multiplier, f"--account {spec.label}{sub}")
+
+
+def _check_links(settings: RiskSettings, trader: Trader) -> None:
+    """The trader's linked sub-accounts, against settings an edit (its own or the recorder's)
+    is about to give it."""
+    for link in trader.links:
+        where = f"{link.account_label}:{link.sub_account_name}"
+        check_order_sizes(settings, link.multiplier, where)
+
+
 async def create(
     conn: Executor,
     *,
@@ -319,8 +353,9 @@ async def create(
     actor: str,
 ) -> Trader:
     """Create a trader (disabled unless ``enabled``); run inside a transaction."""
-    overrides.apply(recorder.settings)  # the effective settings must make sense
+    effective = overrides.apply(recorder.settings)  # the effective settings must make sense
     links = await resolve_accounts(conn, accounts)
+    _check_specs(effective, accounts)
     with translate_errors():
         tid = await conn.fetchval(
             q("traders.insert"), user.id, recorder.id, enabled, *risk_params(overrides.values)
@@ -353,12 +388,15 @@ async def update(
     """Replace the overrides (validated against the recorder) and, if given, the links."""
     await lock_shared(conn, recorder_id=trader.recorder_id)
     recorder = await get_by_id(conn, trader.recorder_id)
-    overrides.apply(recorder.settings)
+    effective = overrides.apply(recorder.settings)
+    if accounts is None:
+        _check_links(effective, trader)
     with translate_errors():
         await conn.execute(q("traders.update_overrides"), trader.id, *risk_params(overrides.values))
     detail: dict[str, Any] = {"overrides": encode_values(overrides.values)}
     if accounts is not None:
         links = await resolve_accounts(conn, accounts)
+        _check_specs(effective, accounts)
         await _replace_links(conn, trader.id, links)
         detail["accounts"] = _links_detail(links)
     await audit(conn, actor, "traders.edit", str(trader.id), detail)
@@ -452,7 +490,7 @@ async def check_followers(
                 what = ", ".join(f"--{u.replace('_', '-')} {v}" for u, v in pins.items())
                 kept.append(f"trader {trader.id} ({trader.user_name}) keeps its own {what}")
         try:
-            overrides.apply(settings)
+            _check_links(overrides.apply(settings), trader)
         except InvalidInput as exc:
             raise InvalidInput(
                 f"trader {trader.id} ({trader.user_name}) would be invalid: {exc}"

@@ -52,13 +52,16 @@ class Owned:
     traders: int
 
 
+# Checked with fullmatch: Python's "$" also matches before a final newline and the schema's
+# CHECK (Postgres' "$") does not, so "bob\n" passed here and met the driver's refusal
+# ("a value is out of range (users_name_check)") instead of the rule below.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
 def check_name(name: str, what: str = "user name") -> str:
     """Names people type on the command line: letters, digits, ``_ . -``; 1 to 64 characters."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidInput(
             f"{what} {name!r} must start with a letter or digit and use only letters, digits, "
             "'_', '.', '-' (at most 64 characters)"
@@ -67,7 +70,7 @@ def check_name(name: str, what: str = "user name") -> str:
 
 
 def check_email(email: str) -> str:
-    if not _EMAIL.match(email):
+    if not _EMAIL.fullmatch(email):
         raise InvalidInput(f"{email!r} is not an email address")
     return email
 
