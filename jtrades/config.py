@@ -7,12 +7,14 @@ an explicitly named file that does not exist is an error, an absent default is n
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -115,13 +117,21 @@ def _check_url(value: str, schemes: tuple[str, ...], what: str, *, secret: bool 
     if parts.scheme not in schemes or not (parts.netloc or parts.query):
         got = _what_it_is(value, schemes) if secret else repr(redact_url(value))
         raise ValueError(f"{what} must be a {'/'.join(schemes)} URL, got {got}")
+    if parts.netloc.count("@") > 1:
+        # a password's unencoded "@": asyncpg splits the userinfo at the first "@", so the
+        # password's tail became the host name ("Secret@127.0.0.1"), which never resolves,
+        # and `jtrades serve` waited for it for ever while the log (split at the last "@")
+        # showed a host that answers
+        raise ValueError(
+            f"{what} has an unencoded '@' in its user name or password: percent-encode it as %40"
+        )
     # a port past 65535, or not digits ("²" passed str.isdigit), passed here and failed in the
     # driver, a traceback; not urlsplit's .port, which refuses the list "h1:5432,h2:5433"
     hosts = parts.netloc.rpartition("@")[2].split(",")
     ports = [host.rpartition("]")[2].partition(":")[2] for host in hosts]
     ports += [p for k, v in parse_qsl(parts.query) if k == "port" for p in v.split(",")]
     for port in filter(None, ports):
-        if not _PORT.match(port):
+        if not _PORT.fullmatch(port):
             # a password's unencoded "/" ends the host early: its head reads as the port
             raise ValueError(f"{what} has a port that is not a number 1-65535")
         if not 0 < int(port) < 65536:
@@ -155,6 +165,36 @@ class DatabaseSettings(_Section):
         return _check_url(v, ("postgres", "postgresql"), "database.url", secret=True)
 
 
+# one label of a host name: letters, digits, "-" (not at either end) and "_" (found in
+# /etc/hosts names), at most 63 long
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+def check_listen_host(host: str) -> str:
+    """``host`` if the daemon can listen on it: a host name, an IPv4 or IPv6 address (``::1``,
+    no brackets), or empty (every interface); else a ``ValueError`` that names the setting.
+
+    Any string passed: a URL pasted here (``http://0.0.0.0``, as ``public_url`` is one) made
+    every webhook URL the CLI printed garbage, and ``jtrades serve`` failed only when it came to
+    listen, after the database, the migrations and the broker sessions, blaming the port."""
+    if not host:
+        return host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.removesuffix(".").split(".")
+        # an all-numeric last label is a mistyped IPv4 address ("10.0.0.256"), no name
+        named = all(_HOST_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
+        if not named or len(host) > 253:
+            shown = "(not shown: it holds an '@')" if "@" in host else repr(host)
+            raise ValueError(
+                f"server.host is not a host name or IP address to listen on: {shown}; give the"
+                " host alone (no scheme, path, port or spaces: the port is server.port, the URL"
+                " TradingView posts to server.public_url)"
+            ) from None
+    return host
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -169,6 +209,11 @@ class ServerSettings(_Section):
     allowed_ips: tuple[str, ...] = ()
     # Reverse proxies (nginx, caddy) whose X-Forwarded-For names the real sender; empty = none.
     trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        return check_listen_host(v)
 
     @field_validator("public_url")
     @classmethod
@@ -196,8 +241,6 @@ class ServerSettings(_Section):
     @field_validator("allowed_ips", "trusted_proxies")
     @classmethod
     def _ips(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        import ipaddress
-
         for ip in v:
             try:
                 ipaddress.ip_network(ip, strict=False)
@@ -411,11 +454,8 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
         raise ConfigError(_describe(exc, path)) from None
     except SettingsError as exc:
         # a section or list given in the environment must be JSON; the message names the
-        # field and the source, never the value (it may hold a password)
-        raise ConfigError(
-            f"invalid configuration (JTRADES_* environment): {exc}; a list or a whole section"
-            " is written as JSON, e.g. JTRADES_SERVER__ALLOWED_IPS='[\"1.2.3.4\"]'"
-        ) from None
+        # variable, never the value (it may hold a password)
+        raise ConfigError(_not_json(os.environ) or _NOT_JSON.format(exc)) from None
     finally:
         _CONFIG_PATH.pop("path", None)
 
@@ -456,6 +496,44 @@ def _unknown_variables(environ: Mapping[str, str]) -> None:
             else "a setting is JTRADES_<SECTION>__<KEY>, with two underscores"
         )
         raise ConfigError(f"{name}: not a jtrades setting; {hint}")
+
+
+_NOT_JSON = (
+    "invalid configuration (JTRADES_* environment): {}; a list or a whole section is written"
+    " as JSON, e.g. JTRADES_SERVER__ALLOWED_IPS='[\"1.2.3.4\"]'"
+)
+
+
+def _not_json(environ: Mapping[str, str]) -> str | None:
+    """The one line for the ``JTRADES_*`` variable pydantic-settings could not read as JSON (a
+    whole section, or a list setting), naming it and showing its JSON form; None when none is
+    found. Its error names only the section ("server"), and the one example given was another
+    key's: ``JTRADES_SERVER__TRUSTED_PROXIES=127.0.0.1`` was answered with ALLOWED_IPS."""
+    for name in sorted(environ):
+        head, sep, key = name.upper().partition("__")
+        section = Settings.model_fields.get(head.removeprefix("JTRADES_").lower())
+        if not head.startswith("JTRADES_") or section is None:
+            continue
+        model = section.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue  # data_dir: a path, not JSON
+        if sep:
+            field = model.model_fields.get(key.lower())
+            if field is None or get_origin(field.annotation) not in (tuple, list, dict):
+                continue
+            example = "'[\"1.2.3.4\"]'"  # the list settings are address lists
+            what = f"{head.removeprefix('JTRADES_').lower()}.{key.lower()} is a list"
+        else:
+            example = "'{\"<key>\": <value>}'"
+            what = "a whole section"
+        try:
+            json.loads(environ[name])
+        except ValueError:
+            return (
+                f"invalid configuration (JTRADES_* environment): {name}: {what}, written as"
+                f" JSON, e.g. {name}={example}"
+            )
+    return None
 
 
 def _describe(exc: ValidationError, path: Path | None) -> str:

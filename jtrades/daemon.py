@@ -1,9 +1,10 @@
 """``jtrades serve``: everything composed into one process, and taken apart again in order.
 
-Start: settings → logging → database (the embedded one when no URL is set; a ``database.url``
-that cannot be reached yet is waited for, see ``jtrades.db_wait``) → the one-daemon
-lock → migrations → token cache → engine (configuration, broker sessions, startup
-reconciliation) → HTTP → READY=1.
+Start: settings → logging → what the settings would show wrong only late, checked first
+(data_dir under systemd, ``server.host``, a configured secret key) → database (the embedded
+one when no URL is set; a ``database.url`` that cannot be reached yet is waited for, see
+``jtrades.db_wait``) → the one-daemon lock → migrations → token cache → engine
+(configuration, broker sessions, startup reconciliation) → HTTP → READY=1.
 
 Run: named background tasks under one ``TaskGroup`` (token refresh, heartbeat row, systemd
 watchdog, idempotency-key pruning, the one-daemon lock's watch). Each loop survives its own
@@ -42,7 +43,7 @@ from aiohttp import web
 
 from jtrades import aio, webhook
 from jtrades import logging as jlog
-from jtrades.config import Settings, state_directory_only
+from jtrades.config import Settings, check_listen_host, state_directory_only
 from jtrades.daemon_stop import (
     CANCEL_GRACE_S,
     ENGINE_CLOSE_S,
@@ -62,7 +63,7 @@ from jtrades.errors import ConfigError, JtradesError, SecretKeyMissing, StorageU
 from jtrades.instance_lock import InstanceLock
 from jtrades.migrations import migrate
 from jtrades.notify import Notifier, describe
-from jtrades.security import SecretBox, load_secret_box
+from jtrades.security import ENV_KEY, SecretBox, load_secret_box
 from jtrades.server import OAuthCallback, Webhooks, build_app, start_http
 from jtrades.session_health import SessionOutages, session_detail
 from jtrades.store import recorders as recorder_store
@@ -112,6 +113,7 @@ class Daemon:
         self.instance = InstanceLock(self.stop, self._set_accepting, self._fail)
         self._fatal: JtradesError | None = None  # why a background loop stopped the daemon
         self.outages = SessionOutages()  # how long each broker session has been down
+        self._box: SecretBox | None = None  # the configured master key, read before the start
 
     def request_stop(self, signame: str = "") -> None:
         first = not self.stop.is_set()
@@ -153,6 +155,8 @@ class Daemon:
             log.info("daemon.notifications", targets=describe(self.notifier.targets))
         try:
             self._check_data_dir()
+            self._check_host()
+            self._box = self._configured_key()
             db_or_none = await open_database(self.settings, self._until_stopped, self._sleep)
             if db_or_none is None:
                 log.info("daemon.start_cancelled")
@@ -260,6 +264,27 @@ class Daemon:
             " it with --config to serve and to the CLI"
         )
 
+    def _check_host(self) -> None:
+        """``server.host`` checked again before anything starts: loading validates it, but
+        settings made in code (``model_copy``) skip the validators, and a host that cannot be
+        listened on was found only at the end of the start, after the database, the
+        migrations and the broker sessions."""
+        try:
+            check_listen_host(self.settings.server.host)
+        except ValueError as exc:
+            raise ConfigError(f"invalid configuration: {exc}") from None
+
+    def _configured_key(self) -> SecretBox | None:
+        """The master key when one is configured (``secrets.key_file`` or ``JTRADES_SECRET_KEY``),
+        read before anything starts: a key file missing, unreadable or holding no key was found
+        only when the OAuth callback was set up, after the database, the migrations and the
+        engine (whose broker sessions could not open their passwords meanwhile). Without either,
+        None: the generated ``data_dir/secret.key`` may not exist yet, and ``_secret_box`` says
+        so (``daemon.no_secret_key``) and runs on."""
+        if not self.settings.secrets.key_file and not os.environ.get(ENV_KEY, "").strip():
+            return None
+        return load_secret_box(self.settings, create=False)
+
     async def _until_stopped(self, step: Awaitable[T]) -> asyncio.Future[T] | None:
         """Run ``step`` to its end (its future, done) unless a stop signal comes first (None,
         and ``step`` cancelled)."""
@@ -281,6 +306,8 @@ class Daemon:
     def _secret_box(self) -> SecretBox | None:
         """The master key for storing OAuth tokens; without one, /oauth/callback loads it when
         a callback comes (`accounts connect` makes it), and says so if there is still none."""
+        if self._box is not None:
+            return self._box
         try:
             return load_secret_box(self.settings, create=False)
         except SecretKeyMissing:

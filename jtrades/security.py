@@ -208,7 +208,12 @@ def load_secret_box(settings: Settings, *, create: bool) -> SecretBox:
     """
     if settings.secrets.key_file:
         path = Path(settings.secrets.key_file).expanduser()
-        return SecretBox(_read_key_file(path), str(path))
+        try:
+            return SecretBox(_read_key_file(path), str(path))
+        except ConfigError as exc:
+            # named as the setting too: the file is the one the operator chose, and its path
+            # alone ("secret key file not found: /etc/jtrades/key") did not say where it came from
+            raise ConfigError(f"secrets.key_file: {exc}") from None
     env = os.environ.get(ENV_KEY, "")
     if env.strip():
         return SecretBox(parse_keys(env, ENV_KEY), ENV_KEY)
