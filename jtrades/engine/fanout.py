@@ -388,9 +388,10 @@ class Fanout:
         contracts: dict[int, Contract],
         price: Decimal | None,
     ) -> Decimal | str:
-        """Open P&L of the trader's positions in this contract, marked at the signal's price,
-        else at the last price an alert reaching a trader of its ``owner`` gave for the contract
-        (never another user's: any user can post any price); when it is unknown, why (the
+        """Open P&L of the trader's positions in this contract's instrument (any month), marked
+        at the signal's price, else at the last price an alert reaching a trader of its
+        ``owner`` gave for the month (never another user's: any user can post any price); when
+        it is unknown, why (the
         daily loss then fails closed): a position is open and there is no price at all, or a
         sub-account's positions cannot be read. Missing is not flat (rule 6): an unsynced view
         counted as 0 let the trader's other sub-accounts open entries while its open loss
@@ -417,9 +418,12 @@ class Fanout:
                 )
                 return f"the positions of sub-account {link.sub_name} cannot be read ({exc})"
             for p in held:
-                if p.symbol != contract.symbol:
+                # every month of the instrument, as the realized side counts (``DailyPnl``): an
+                # alert naming the new month after the roll saw a 1,000-dollar open loss in the
+                # month held as none, and opened beside it
+                if instrument(p.symbol) != instrument(contract.symbol):
                     continue
-                mark = price if price is not None else self._marks.get((owner, contract.symbol))
+                mark = price if price is not None else self._marks.get((owner, p.symbol))
                 if mark is None:
                     return OPEN_UNMARKED
                 lots = self._lots(link.sub_account_id, p.symbol)

@@ -11,8 +11,9 @@ from typing import Any
 
 from jtrades.db import Database
 from jtrades.engine.signal import Action, Signal
-from tests.integration.test_engine import engine_factory as engine_factory
 from tests.integration.test_engine import (
+    account_of,
+    follower,
     make_paper_account,
     make_recorder,
     make_trader,
@@ -21,6 +22,7 @@ from tests.integration.test_engine import (
     send,
     wait_for,
 )
+from tests.integration.test_engine import engine_factory as engine_factory
 
 
 def mnq(action: Action, price: str) -> Signal:
@@ -93,3 +95,58 @@ async def test_another_contracts_open_loss_is_ignored_but_its_realized_loss_is_n
         f"with MES -$1000 open: {open_verdict.verdict} ({open_verdict.reason}); "
         f"with it closed: {closed_verdict.verdict} ({closed_verdict.reason})"
     )
+
+
+async def _months(database: Database, engine_factory: Any, name: str) -> tuple[Any, ...]:
+    """A trader with a $100 daily-loss limit on paper, and the front and next MNQ months."""
+    pool = database.pool
+    rec, sub, _ = await follower(pool, name, {"size": 1}, {"max_daily_loss": Decimal(100)})
+    engine = await engine_factory()
+    aid, bid = await account_of(pool, sub)
+    link = engine.config.snapshot.recorders[rec].traders[0].links[0]
+    paper = engine.brokers.paper(aid)
+    months = [
+        (await engine.brokers.resolve_contract(link, paper, t)).symbol for t in ("MNQ1!", "MNQ2!")
+    ]
+    return engine, rec, paper, bid, months
+
+
+def _held(paper: Any, bid: int) -> dict[str, int]:
+    return {p.symbol: p.net_pos for p in paper.positions(bid) if p.net_pos}
+
+
+async def test_an_open_loss_in_the_month_held_counts_for_an_alert_naming_another(
+    database: Database, engine_factory: Any
+) -> None:
+    """After the roll the chart names the new month: the open loss of the month still held
+    was not counted (only the alert's month was read), and an entry opened beside it."""
+    engine, rec, paper, bid, (front, following) = await _months(database, engine_factory, "m1")
+    pool = database.pool
+    assert (
+        await send(engine, pool, rec, Signal(Action.BUY, ticker=front, price=Decimal("21500")))
+    ).verdict == "accepted"
+    out = await send(
+        engine, pool, rec, Signal(Action.BUY, ticker=following, price=Decimal("21020"))
+    )
+    # the front long 1 from 21500, marked at 21020: -$960 against $100
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss"), (out, _held(paper, bid))
+    assert _held(paper, bid) == {front: 1}
+
+
+async def test_every_month_of_the_instrument_counts_toward_a_reversal(
+    database: Database, engine_factory: Any
+) -> None:
+    """Both months held: a reversal of the front month's position at a falling market closes
+    it and opens nothing, the next month's open loss (marked at the alert's price, a calendar
+    spread away) counted with it."""
+    engine, rec, paper, bid, (front, following) = await _months(database, engine_factory, "m2")
+    pool = database.pool
+    for ticker in (following, front):
+        out = await send(
+            engine, pool, rec, Signal(Action.BUY, ticker=ticker, price=Decimal("21500"))
+        )
+        assert out.verdict == "accepted", out
+    # the front month reverses at 21470: -$60 realized on it, the next month -$60 open
+    out = await send(engine, pool, rec, Signal(Action.SELL, ticker="MNQ1!", price=Decimal("21470")))
+    assert (out.verdict, out.filter) == ("rejected", "max_daily_loss"), (out, _held(paper, bid))
+    assert _held(paper, bid) == {following: 1}
