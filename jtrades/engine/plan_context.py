@@ -54,7 +54,10 @@ NO_POSITION = "no_position"
 # every account held back (or trimming), the recorder's entry goes back (``verdicts``), and a
 # claim stored so says it for a restart (``held_back``: ``signals.give_back_unsent``).
 HALTED = "halted"  # the kill switch (global, or the account's login)
-HELD_BACK = frozenset({"max_contracts", HALTED, NO_POSITION})
+# a buy or sell ignored on a position of its side (``--same-direction ignore``): nothing was
+# entered, so it neither uses a --max-signals turn nor starts a cooldown when no account took it
+SAME_SIDE = "same_direction"
+HELD_BACK = frozenset({"max_contracts", HALTED, NO_POSITION, SAME_SIDE})
 # The causes the dispatcher gives a plan whose entry did not go after earlier steps did (a
 # reversal's close, an open's cancels: ``Dispatcher._run_account``): the broker refused it or
 # would not take it, or it was not sent (past the TTL, after a step that failed). What the

@@ -87,6 +87,7 @@ from jtrades.engine.plan_context import (
     MAX_CL_ORD_ID,
     NO_POSITION,
     OPENING_ENTRY,
+    SAME_SIDE,
     AccountPlan,
     AccountState,
     Ctx,
@@ -127,9 +128,6 @@ def _side_allowed(side: Side, direction: Direction) -> bool:
         return True
     return (side is Side.BUY) == (direction is Direction.LONG)
 
-
-# the cause of a buy or sell ignored on a position of its side (``Shortfall``)
-SAME_SIDE = "same_direction"
 
 _OTHER_SIDE = {MarketPosition.LONG: MarketPosition.SHORT, MarketPosition.SHORT: MarketPosition.LONG}
 

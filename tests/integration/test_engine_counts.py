@@ -197,8 +197,9 @@ async def test_a_buy_a_follower_keeps_its_position_on_uses_none_of_its_entries(
 ) -> None:
     """Already long with ``--same-direction ignore``, the follower's plan for a second buy is
     to do nothing: it made no entry, yet it used one of the follower's two, and the reversal
-    after it was refused by max_signals (it only closed). The recorder's entry stands: the
-    recorder counts what its own filters passed, whatever its traders did with it."""
+    after it was refused by max_signals (it only closed). No account entered, so the
+    recorder's entry goes back too, as one held back at --max-contracts does
+    (``tests/integration/test_same_direction_counts.py``)."""
     pool = database.pool
     rec, sub, tid = await follower(pool, "keep", {"size": 1}, {"max_signals": 2})
     engine = await engine_factory()
@@ -206,7 +207,7 @@ async def test_a_buy_a_follower_keeps_its_position_on_uses_none_of_its_entries(
     assert (await send(engine, pool, rec, buy())).orders == 1
     kept = await send(engine, pool, rec, buy())
     assert (kept.verdict, kept.orders) == ("accepted", 0), kept
-    assert (kept.detail["entry"], kept.detail["trader_entries"]) == (True, [])
+    assert (kept.detail["entry"], kept.detail["trader_entries"]) == (False, [])
     reversal = await send(engine, pool, rec, sell())
     assert (reversal.verdict, reversal.filter) == ("accepted", None), reversal
     assert await net_pos(engine, pool, sub) == -1
