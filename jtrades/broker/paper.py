@@ -1,12 +1,14 @@
 """A paper broker: the ``Broker`` port in memory, for accounts with env ``paper`` (dry runs).
 
-The market is the signals' prices: ``on_price`` is called with each signal's price, market
-orders fill at the last known price, and working limit/stop/trailing orders trigger on later
-prices by Tradovate's rules as the simulator models them (``jtrades.broker.matching``). A month
-held across the roll, which alerts no longer name, fills its market orders at the price of the
-latest alert acting on it, and its resting orders wait for a price of its own (``fill_at``,
-``paper_market``). OSO brackets and strategy legs wait (Suspended) until their entry fills,
-then work as OCO pairs priced from the fill, which is how the Tradovate simulator behaves.
+The market is the signals' prices: ``on_price`` is called with each signal's price, put on the
+contract's tick (an exchange trades nothing between ticks; a Heikin Ashi ``{{close}}`` is an
+average, 21500.0625 on MNQ: ``PaperBroker.on_tick``), market orders fill at the last known
+price, and working limit/stop/trailing orders trigger on later prices by Tradovate's rules as
+the simulator models them (``jtrades.broker.matching``). A month held across the roll, which
+alerts no longer name, fills its market orders at the price of the latest alert acting on it,
+and its resting orders wait for a price of its own (``fill_at``, ``paper_market``). OSO
+brackets and strategy legs wait (Suspended) until their entry fills, then work as OCO pairs
+priced from the fill, which is how the Tradovate simulator behaves.
 Prices are its clock too: a DAY order expires at the first price after its session ends
 (``paper_day``). State lives in memory; reconciliation mirrors it into the database through
 ``events()``, and a restart puts the positions and open orders back from there
@@ -54,6 +56,8 @@ from jtrades.broker.paper_orders import (
     arm_bracket,
     arm_strategy_stop,
     matched_price,
+    nearest_tick,
+    onto_tick,
     price_from_entry,
     reach_breakeven,
     start_trail,
@@ -88,7 +92,10 @@ class PaperBroker:
     def on_price(self, symbol: str, price: Decimal) -> None:
         """A new market price: the working orders of ``symbol`` that it reaches fill. It is
         also the paper broker's clock: the DAY orders of a session over by now expire first,
-        whatever their contract, as Tradovate expires them all at the session's end."""
+        whatever their contract, as Tradovate expires them all at the session's end. ``price``
+        is first put on the contract's tick (``on_tick``): fills, triggers and the legs priced
+        from a fill then all see the one price an exchange could have traded at."""
+        price = self.on_tick(symbol, price)
         self._market.note(symbol, price)
         session = self.clock.session()
         for o in [o for o in self._open_orders() if o.status is OrderStatus.WORKING]:
@@ -102,8 +109,25 @@ class PaperBroker:
     def fill_at(self, account_id: int, symbol: str, price: Decimal) -> None:
         """The price ``account_id``'s market orders of ``symbol`` fill at, which triggers none
         of its resting orders: an alert's price for a month held across the roll, which the
-        alert does not name (``paper_market``)."""
-        self._market.fill_at(account_id, symbol, price)
+        alert does not name (``paper_market``). On the tick, as ``on_price`` puts it."""
+        self._market.fill_at(account_id, symbol, self.on_tick(symbol, price))
+
+    def on_tick(self, symbol: str, price: Decimal) -> Decimal:
+        """``price`` as the paper market of ``symbol`` trades it: on the contract's tick (DESIGN
+        §5 rule 4). An alert's price need not be: TradingView's ``{{close}}`` on a Heikin Ashi
+        chart is (O+H+L+C)/4, 21500.0625 on MNQ (tick 0.25), and a fill there booked P&L no
+        exchange can (a round trip of $20.25 where one tick is $0.50).
+
+        The nearest tick; exactly half a tick (21500.125) goes up, away from zero, as
+        ``matching.to_tick`` and the engine's ``round_to_tick(..., "nearest")`` round. Not by the
+        order's side (a buy up, a sell down, as a book's ask and bid would): the alert's price is
+        a chart's, not a quote with a spread, and it is one market for every order of the
+        contract, the market orders of both sides and the triggers of resting stops and limits
+        alike. Side by side, a buy and a sell filled by one alert would be a tick apart, and a
+        stop would trigger at a price the market order next to it did not fill at. A price
+        already on the tick is kept as given; unchanged when the contract was never looked up
+        (``find_contract``, as every order's is), its tick unknown."""
+        return nearest_tick(price, self._contracts.tick(symbol))
 
     def _check(self, o: PaperOrder, px: Decimal, placing: bool) -> None:
         """Move ``o``'s stop as the price ``px`` says, then fill it if ``px`` reaches it.
@@ -325,6 +349,9 @@ class PaperBroker:
         if (known := self._orders.get(r.id)) is not None:
             return known.view()
         o = PaperOrder.restored(r, self._contracts.contract_id(r.symbol))
+        # a row stored before paper kept to the tick (a leg priced from a fill off it) goes on
+        # the tick it triggers at; ``paper_restore`` writes the row anew when it moved
+        onto_tick(o, self._contracts.tick(r.symbol))
         self._register(o)
         if r.parent_id is not None and (parent := self._orders.get(r.parent_id)) is not None:
             parent.children.append(o.id)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 from jtrades.broker.base import (
@@ -170,11 +170,36 @@ def start_trail(o: PaperOrder, px: Decimal | None, tick: Decimal | None) -> None
         o.stop_price = to_tick(px + o.side.sign * o.peg, tick)
 
 
+def nearest_tick(value: Decimal, tick: Decimal | None, rounding: str = ROUND_HALF_UP) -> Decimal:
+    """``value`` on the tick (``matching.to_tick``; by default the nearest, a half tick away
+    from zero), kept as given when it already is (21500, not 21500.00) or the tick is unknown."""
+    on = to_tick(value, tick, rounding)
+    return value if on == value else on
+
+
+def onto_tick(o: PaperOrder, tick: Decimal | None) -> None:
+    """Put ``o``'s prices on the tick where, against a market on the tick (``PaperBroker.
+    on_tick``), it trades exactly when it did off it: a limit at the first tick it accepts (a
+    buy's down, a sell's up), a stop and a breakeven stop at the first tick that reaches it (a
+    buy's up, a sell's down). Only the price it shows and a limit fills at change. For what the
+    engine did not send: a leg priced from a fill and offsets, or a row stored off the tick."""
+    buy = o.side is Side.BUY
+    limit, stop = (ROUND_FLOOR, ROUND_CEILING) if buy else (ROUND_CEILING, ROUND_FLOOR)
+    if o.price is not None:
+        o.price = nearest_tick(o.price, tick, limit)
+    if o.stop_price is not None:
+        o.stop_price = nearest_tick(o.stop_price, tick, stop)
+    if o.be_stop is not None:
+        o.be_stop = nearest_tick(o.be_stop, tick, stop)
+
+
 def price_from_entry(
     leg: PaperOrder, entry_side: Side, fill: Decimal, tick: Decimal | None
 ) -> None:
     """A waiting leg priced from its entry's fill (an ``entry_side`` fill at ``fill``): its
-    strategy offsets, its breakeven trigger and stop, and its trail's anchor and start."""
+    strategy offsets, its breakeven trigger and stop, and its trail's anchor and start. The
+    fill is on the tick (the paper market is) and so are the engine's offsets; the leg is put
+    on the tick all the same (``onto_tick``) should an offset not be."""
     if leg.tp_offset is not None:
         leg.price = fill + entry_side.sign * abs(leg.tp_offset)
     if leg.sl_offset is not None:
@@ -184,6 +209,7 @@ def price_from_entry(
         leg.be_stop = fill + entry_side.sign * leg.be_offset
     leg.anchor = fill
     start_trail(leg, fill, tick)  # an OSO trailing bracket without a stop price
+    onto_tick(leg, tick)
 
 
 def reach_breakeven(o: PaperOrder, px: Decimal) -> bool:
