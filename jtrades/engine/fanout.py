@@ -305,8 +305,9 @@ class Fanout:
         its strategy's prices are still the only market its followers' paper accounts have:
         skipped, a stop of a position it opened never triggered however far the price ran
         through it (at Tradovate it does). Noted for each follower that would trade, and, as
-        ever, for the owner's switched-off traders (``_own_market``)."""
-        if signal.price is None:
+        ever, for the owner's switched-off traders (``_own_market``). Not when the owner may not
+        trade: a disabled user's recorder reaches nobody, its prices included."""
+        if signal.price is None or not rec.owner_active:
             return
         ticker = signal.ticker or rec.symbol
         for t in rec.traders:

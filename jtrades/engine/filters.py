@@ -118,6 +118,7 @@ def apply_inverse(signal: Signal, inverse: bool) -> Signal:
         action=_SWAP_ACTION.get(signal.action, signal.action),
         market_position=swap(signal.market_position),
         prev_market_position=swap(signal.prev_market_position),
+        closes_only=swap(signal.closes_only),  # a covering buy reads as a sell exiting a long
     )
 
 

@@ -75,6 +75,14 @@ def placed_as_exit(cl_ord_id: str | None) -> bool:
     )
 
 
+def jtrades_exit(order: WorkingOrder) -> bool:
+    """Whether a working order is an exit jtrades placed: a bracket leg of an order strategy
+    (``parent_id``), or one whose clOrdId or text says so (``placed_as_exit``)."""
+    return (
+        order.parent_id is not None or placed_as_exit(order.cl_ord_id) or placed_as_exit(order.text)
+    )
+
+
 def held_back(short: Shortfall | None) -> bool:
     """Whether a plan's shortfall holds its entry back (``HELD_BACK``) or takes the alert as no
     entry at all (a trim)."""

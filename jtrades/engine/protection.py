@@ -83,7 +83,7 @@ from jtrades.broker.base import (
     WorkingOrder,
 )
 from jtrades.engine.exit_orders import StopSpec, stop_order, take_profit_leg
-from jtrades.engine.plan_context import LIVE
+from jtrades.engine.plan_context import LIVE, jtrades_exit
 from jtrades.engine.planning import PlannedOrder
 
 STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
@@ -286,19 +286,21 @@ def plan_protection(
 
 def trim_take_profits(book: ExitBook) -> Protection | None:
     """With no stop of ours to place (no stop loss, none owed) and no stops at all: the live
-    take-profits, when they would close more than is held, shrunk to the position where they
+    take-profits jtrades placed (``jtrades_exit``: a limit placed by hand is left alone), when
+    they would close more than is held, shrunk to the position where they
     stand, farthest from the market first (a wholly excess one cancelled, the last shrunk).
     A take-profit for 2 left on a long 1 (sold by hand) flipped it short 1 when it filled,
     unprotected. None when they do not exceed it, or orders are leaving or activating."""
     if book.net_pos == 0 or book.coverage or book.leaving or book.activating:
         return None
     held = abs(book.net_pos)
-    excess = sum(book.left(lim) for lim in book.limits) - held
+    ours = [lim for lim in book.limits if jtrades_exit(lim)]  # one placed by hand is the user's
+    excess = sum(book.left(lim) for lim in ours) - held
     if excess <= 0:
         return None
     long = book.net_pos > 0
     # a long's take-profits sell above the market: the farthest is the highest
-    far = sorted(book.limits, key=lambda lim: (lim.price or Decimal(0)) * (-1 if long else 1))
+    far = sorted(ours, key=lambda lim: (lim.price or Decimal(0)) * (-1 if long else 1))
     cancel: list[int] = []
     shrink: tuple[Shrink, ...] = ()
     for lim in far:

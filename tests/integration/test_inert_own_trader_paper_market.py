@@ -110,3 +110,27 @@ async def test_recording_off_still_moves_its_followers_paper_market(
     assert (out.verdict, out.filter) == ("rejected", "recording_disabled"), out
     held = {name: await net_pos(engine, pool, s) for name, s in subs.items()}
     assert held == {"bob": 0, "alice": 0, "carol": 1}
+
+
+async def test_a_disabled_owners_alert_moves_no_paper_market_with_recording_off(
+    database: Database, engine_factory: Any
+) -> None:
+    """A disabled user's recorder reaches nobody: with recording on its alerts are refused
+    ``owner_not_approved`` before any trader is walked; with recording off too, the price it
+    posted still filled a follower's paper stop (``market_only``)."""
+    pool = database.pool
+    bob = await make_user(pool, "bob")
+    rec = await make_recorder(pool, bob, "brec", size=1, sl=Decimal(40), is_private=False)
+    alice = await make_user(pool, "alice")
+    (sub,) = await make_paper_account(pool, alice, "alice-paper")
+    await make_trader(pool, alice, rec, [(sub, 1)])
+    engine = await engine_factory()
+    await send(engine, pool, rec, buy("21500"))
+    assert await net_pos(engine, pool, sub) == 1  # the stop at 21490
+    await pool.execute("UPDATE users SET status = 'disabled' WHERE id = $1", bob)
+    await pool.execute("UPDATE recorders SET recording_enabled = false WHERE id = $1", rec)
+    await engine.config.refresh()
+
+    out = await send(engine, pool, rec, buy("21000"))
+    assert out.verdict == "rejected", out
+    assert await net_pos(engine, pool, sub) == 1

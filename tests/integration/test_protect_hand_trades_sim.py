@@ -10,11 +10,12 @@ against the simulator over real sockets (reviewed 2026-12-01):
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from jtrades.broker.base import OrderRequest, Side, SubAccount
+from jtrades.broker.base import OrderRequest, OrderType, Side, SubAccount
 from jtrades.config import Settings
 from jtrades.db import Database
 from jtrades.engine import protector as protector_mod
@@ -78,3 +79,28 @@ async def test_a_carried_re_placement_ends_with_its_trade(
         assert _net(sim) == 1  # a carried stop at 21490 closed it at once
         stops = [(o["orderType"], o["stopPrice"], o["qty"]) for o in sim.working_orders("PX1")]
         assert stops == [("Stop", 21390, 1)]  # the trader's 40 ticks below 21400
+
+
+async def test_a_limit_placed_by_hand_beside_the_take_profit_is_left_alone(
+    database: Database, settings: Settings
+) -> None:
+    """Long 2 with its take-profit for 2; the user rests a sell limit for 4 higher up by hand
+    (to reverse there): the protector cancelled it as a take-profit over the position."""
+    async with _sim_world(database, settings, size=2, tp=[{"target": "20"}]) as (sim, engine, w):
+        w["sim"] = sim
+        await send(engine, database.pool, w["rec"], buy("21500"))
+        await _view_net(w, 2)
+        await _view_orders(w, 1)
+        symbol = sim.contract("MNQ").name
+        hand = OrderRequest(
+            SubAccount(w["bid"], "PX1"), symbol, Side.SELL, 4, OrderType.LIMIT, price=Decimal(21530)
+        )
+        await w["broker"].place_order(hand)
+        await _view_orders(w, 2)
+        for _ in range(2):
+            await engine.reconciler.protect_positions()
+        await sim.flush()
+        assert sorted((o["qty"], o["price"]) for o in sim.working_orders("PX1")) == [
+            (2, 21505),
+            (4, 21530),
+        ]

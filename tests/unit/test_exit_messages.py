@@ -132,3 +132,17 @@ def test_market_position_flat_closes_either_side(held: int) -> None:
     ):
         p = _plan(body, held)
         assert p.action is PositionAction.CLOSE, (body, p.reason)
+
+
+def test_an_inverse_follower_exits_its_mirror_position_on_sentiment_flat() -> None:
+    """The strategy's covering ``buy`` + ``sentiment: flat`` is a sell exiting a long to an
+    ``--inverse`` follower (holding the mirror long): the swap left ``closes_only`` a short,
+    and the long stayed open while the strategy was flat."""
+    inverse = RiskSettings(size=1, inverse=True)
+    cover = parse_payload(
+        b'{"ticker": "MNQ1!", "action": "buy", "sentiment": "flat"}', "application/json"
+    )
+    p = plan(cover, inverse, AccountState(1, D(21500)), PRICE)
+    assert p.action is PositionAction.CLOSE, p.reason
+    p = plan(cover, inverse, AccountState(-1, D(21500)), PRICE)
+    assert p.action is PositionAction.NOTHING, p.reason

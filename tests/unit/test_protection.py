@@ -622,10 +622,15 @@ def test_a_retry_never_widens_the_stop_nor_adds_what_filled() -> None:
 # --- take-profits alone over the position (no stop loss) -------------------------------------
 
 
+def ours(o: WorkingOrder) -> WorkingOrder:
+    """``o`` as jtrades placed it (a protection's clOrdId)."""
+    return dataclasses.replace(o, cl_ord_id=f"jt-p-1-MNQZ6-1-{o.order_id}")
+
+
 def test_take_profits_alone_over_the_position_shrink_farthest_first() -> None:
     """Long 2 after a hand sale of 2 from 4, take-profits 2 @ 21505 and 2 @ 21510: the far one
     goes, the near one stays; long 3: the far one is shrunk to 1."""
-    legs = [tp(1, 2, "21505"), tp(2, 2, "21510")]
+    legs = [ours(tp(1, 2, "21505")), ours(tp(2, 2, "21510"))]
     plan = trim_take_profits(exit_book(pos(2), legs, {}))
     assert plan is not None
     assert (plan.cancel, plan.shrink, plan.trim_only) == ((2,), (), True)
@@ -639,8 +644,8 @@ def test_take_profits_alone_over_the_position_shrink_farthest_first() -> None:
 
 def test_a_short_s_farthest_take_profit_is_the_lowest_and_fills_count() -> None:
     buy_tp = [
-        order(1, Side.BUY, 2, OrderType.LIMIT, price="21495"),
-        order(2, Side.BUY, 3, OrderType.LIMIT, price="21480"),  # 1 of 3 filled: 2 left
+        ours(order(1, Side.BUY, 2, OrderType.LIMIT, price="21495")),
+        ours(order(2, Side.BUY, 3, OrderType.LIMIT, price="21480")),  # 1 of 3 filled: 2 left
     ]
     plan = trim_take_profits(exit_book(pos(-3), buy_tp, {2: 1}))
     assert plan is not None
@@ -650,8 +655,18 @@ def test_a_short_s_farthest_take_profit_is_the_lowest_and_fills_count() -> None:
 
 
 def test_take_profits_are_left_alone_within_the_position_or_beside_stops() -> None:
-    assert trim_take_profits(exit_book(pos(2), [tp(1, 2, "21505")], {})) is None
-    assert trim_take_profits(exit_book(pos(2), [tp(1, 1, "21505")], {})) is None
+    assert trim_take_profits(exit_book(pos(2), [ours(tp(1, 2, "21505"))], {})) is None
+    assert trim_take_profits(exit_book(pos(2), [ours(tp(1, 1, "21505"))], {})) is None
+    # a sell limit placed by hand (to reverse there) is the user's: not counted, not touched
+    hand = [ours(tp(1, 2, "21505")), tp(2, 4, "21530")]
+    assert trim_take_profits(exit_book(pos(2), hand, {})) is None
+    plan = trim_take_profits(exit_book(pos(1), hand, {}))
+    assert plan is not None
+    assert [(s.order_id, s.qty) for s in plan.shrink] == [(1, 1)]
+    assert plan.cancel == ()
+    # a bracket leg of an order strategy is jtrades' whatever its clOrdId
+    leg = dataclasses.replace(tp(1, 2, "21505"), parent_id=9)
+    assert trim_take_profits(exit_book(pos(1), [leg], {})) is not None
     # a stop of any size: the stop-loss paths decide (a bracket shares its stop between legs)
     assert trim_take_profits(exit_book(pos(1), [tp(1, 2, "21505"), stop(2, 1)], {})) is None
     leaving = [tp(1, 2, "21505"), tp(2, 1, "21510", status=OrderStatus.PENDING_CANCEL)]
@@ -667,7 +682,7 @@ def test_take_profits_are_left_alone_within_the_position_or_beside_stops() -> No
 def test_trimmed_take_profits_close_exactly_the_position(
     held: int, legs: list[tuple[int, int]]
 ) -> None:
-    orders = [tp(i + 1, qty, str(21505 + 5 * i)) for i, (qty, _) in enumerate(legs)]
+    orders = [ours(tp(i + 1, qty, str(21505 + 5 * i))) for i, (qty, _) in enumerate(legs)]
     filled = {i + 1: min(f, qty - 1) for i, (qty, f) in enumerate(legs)}
     book = exit_book(pos(held), orders, filled)
     left = {o.order_id: book.left(o) for o in orders}
