@@ -24,8 +24,10 @@ Decisions worth knowing:
   working exits first, then sends the market order, then re-places exits for
   what remains: a reduce never leaves exits larger than the position (an over-filled exit
   would flip it), and never goes through zero (a reduce ≥ the position is a CLOSE).
-- Re-placed exits (DCA, reduce) are GTC and recomputed from the configured levels (a stop moved by
-  trailing or breakeven goes back to its configured level). If no stop is configured, the
+- Re-placed exits (DCA, reduce) are GTC and recomputed from the configured levels (after a DCA
+  add, a stop moved by trailing or breakeven goes back to its configured level from the new
+  average; a reduce, which leaves the average as it was, keeps a working stop nearer the
+  market than that level). If no stop is configured, the
   existing protective stop (the entry alert's own, say) is carried over at its price for the
   new quantity, beside the configured take-profits if any. If no take-profit is configured,
   the working ones (the entry alert's own) are carried over at their prices the same way
@@ -185,6 +187,14 @@ def _price_exits(
         stop_markets = markets
     is_carried = sl is not None and sl is carried
     notes: list[str] = []
+    if laid_for is not None and _tighter(carried, sl, pos_side, stop_markets):
+        # a reduce leaves the average as it was: the working stop a breakeven or a trail moved
+        # toward the market stays (re-placed at the configured level, a trade that had locked
+        # in a point could lose ten again after taking partial profit)
+        assert carried is not None
+        assert sl is not None
+        notes.append(f"the working stop {carried.stop_price} kept (not {sl.stop_price})")
+        sl, is_carried = carried, True
     if (
         sl is not None
         and sl.stop_price is not None
@@ -290,6 +300,20 @@ def _has_exits(c: Ctx, pos_side: Side) -> bool:
     s, sig = c.s, c.sig
     configured = bool(s.tp or s.sl > 0 or sig.take_profit or sig.stop_loss)
     return configured or bool(exit_working(c, pos_side))
+
+
+def _tighter(
+    working: StopSpec | None, planned: StopSpec | None, pos_side: Side, markets: tuple[Decimal, ...]
+) -> bool:
+    """Whether the working stop is nearer the market than the planned one (above it on a
+    long) and still short of it: a stop that moved with the trade."""
+    if working is None or planned is None or working is planned:
+        return False
+    if working.stop_price is None or planned.stop_price is None:
+        return False
+    if _reached(working.stop_price, markets, pos_side) is not None:
+        return False
+    return (working.stop_price - planned.stop_price) * pos_side.sign > 0
 
 
 def plan_add(c: Ctx, steps: Steps, pos_side: Side) -> AccountPlan:

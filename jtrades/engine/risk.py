@@ -140,11 +140,6 @@ def unused_exit_options(s: RiskSettings) -> list[str]:
             "--trail-trigger/--trail-freq move a trailing stop, and --sl-type is fixed: only"
             " alerts that carry their own trailing stop use them"
         )
-    elif s.trail_freq is not None and s.trail_trigger is None:
-        out.append(
-            "--trail-freq steps the trail once --trail-trigger is reached, and none is set:"
-            " the stop trails every tick"
-        )
     if s.same_direction is SameDirection.ADD and not s.dca and (s.tp or s.sl > 0):
         out.append(
             "--same-direction add with a TP or SL needs --dca: without it every add is"

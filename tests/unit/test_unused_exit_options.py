@@ -15,11 +15,6 @@ from jtrades.engine.risk import RiskSettings, SameDirection, SlType, parse_tp, u
     [
         (RiskSettings(breakeven_trigger=Decimal(10)), "--breakeven moves a stop"),
         (RiskSettings(sl=Decimal(20), trail_trigger=Decimal(8)), "--sl-type is fixed"),
-        # a step with no trigger: the broker trails every tick (the step never reaches it)
-        (
-            RiskSettings(sl=Decimal(20), sl_type=SlType.TRAILING, trail_freq=Decimal(8)),
-            "--trail-freq steps the trail once --trail-trigger is reached",
-        ),
         # every add ignored: "adding needs --dca" at each alert, never at the command
         (
             RiskSettings(sl=Decimal(40), same_direction=SameDirection.ADD),
@@ -38,6 +33,8 @@ def test_an_option_its_exits_never_use_is_said(settings: RiskSettings, said: str
         RiskSettings(
             sl=Decimal(20), sl_type=SlType.TRAILING, trail_trigger=Decimal(4), trail_freq=Decimal(8)
         ),
+        # a step with no trigger steps from the first tick in profit (``exits``): in use
+        RiskSettings(sl=Decimal(20), sl_type=SlType.TRAILING, trail_freq=Decimal(8)),
         RiskSettings(sl=Decimal(40), same_direction=SameDirection.ADD, dca=True),
         RiskSettings(same_direction=SameDirection.ADD),  # no exits: adds go as plain orders
         RiskSettings(tp=parse_tp("40"), same_direction=SameDirection.IGNORE),
