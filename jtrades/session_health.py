@@ -26,18 +26,24 @@ def session_detail(brokers: Any) -> dict[str, list[dict[str, Any]]]:
     """The heartbeat's broker sessions: those that opened (``sessions``: up, or down while
     they reconnect) and the configured logins that have none (``failed_sessions``, each with
     its error): listing only the first, a login refused at the start was shown nowhere and
-    `status --check` said healthy while its sub-accounts went untraded."""
+    `status --check` said healthy while its sub-accounts went untraded. A session held by a
+    penalty ticket or a 429 is listed down, with what holds it and until when."""
     sessions: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     if brokers is not None and hasattr(brokers, "failures"):
         failed = [asdict(f) for f in brokers.failures()]
     gone = {f["account_id"] for f in failed}  # a session that failed for good: not "down"
     if brokers is not None and hasattr(brokers, "sessions"):
-        sessions = [
-            {"account_id": a, "env": env, "up": brokers.session_up(b)}
-            for a, env, b in brokers.sessions()
-            if a not in gone
-        ]
+        for a, env, b in brokers.sessions():
+            if a in gone:
+                continue
+            entry: dict[str, Any] = {"account_id": a, "env": env, "up": brokers.session_up(b)}
+            # a session held by a penalty or a 429 is down though connected: say why, and
+            # until when (``BrokerRegistry.session_hold``: held, held_reason, held_until)
+            held = brokers.session_hold(b) if hasattr(brokers, "session_hold") else None
+            if held:
+                entry.update(held)
+            sessions.append(entry)
     return {"sessions": sessions, "failed_sessions": failed}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -381,9 +382,32 @@ class BrokerRegistry:
     @staticmethod
     def session_up(broker: Broker) -> bool:
         """Whether a session can trade now: a Tradovate one connected and synced (not
-        reconnecting, not held by a penalty); a paper one always."""
+        reconnecting), and not held (a penalty ticket, a captcha or a 429: it refuses every
+        request for up to an hour though its socket stays READY; reported up, `status`
+        showed it up and `status --check` passed); a paper one always. Any hold counts, a
+        429's first (10 s, ``penalty_hold.RATE_LIMIT_FIRST_S``) included: nothing is sent
+        while it lasts, and the outage judgement (``session_health``: down a minute before
+        `status --check` fails) already lets a short one pass without an alarm."""
         session = getattr(broker, "session", None)
-        return bool(session.ready) if session is not None else True
+        if session is None:
+            return True
+        return bool(session.ready) and BrokerRegistry.session_hold(broker) is None
+
+    @staticmethod
+    def session_hold(broker: Broker) -> dict[str, Any] | None:
+        """What holds a session's requests, for the heartbeat (``session_detail``): ``held``
+        (``penalty``, ``captcha`` or ``rate_limit``), ``held_reason`` (secrets cut out) and
+        ``held_until`` (ISO 8601, UTC); None when nothing does (or for a paper session)."""
+        held_of = getattr(getattr(broker, "session", None), "held", None)
+        held = held_of() if callable(held_of) else None
+        if held is None:
+            return None
+        until = datetime.now(UTC) + timedelta(seconds=held.left_s)
+        return {
+            "held": held.kind,
+            "held_reason": scrub(held.reason),
+            "held_until": until.isoformat(timespec="seconds"),
+        }
 
     def connected(self) -> dict[int, bool]:
         """accounts.id of each configured Tradovate login → whether its session is attached

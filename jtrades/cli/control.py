@@ -487,4 +487,12 @@ def _down_line(down: list[dict[str, Any]]) -> str:
 def _session_state(session: dict[str, Any]) -> str:
     """A broker session as the heartbeat saw it (a daemon before this field: unknown)."""
     up = session.get("up")
-    return "unknown" if up is None else "up" if up else "down (reconnecting)"
+    if up is None:
+        return "unknown"
+    if up:
+        return "up"
+    held = session.get("held")
+    if held:  # connected, but Tradovate asked it to send nothing for a while
+        until = session.get("held_until")
+        return f"held ({held}" + (f" until {until})" if until else ")")
+    return "down (reconnecting)"

@@ -93,7 +93,9 @@ async def test_status_names_broker_sessions_by_account_label(
         detail={"state": "running", "ready": True, "host": "127.0.0.1", "port": 8080,
                 "sessions": [{"account_id": ids["apex-1"], "env": "paper", "up": True},
                              {"account_id": ids["bob-demo"], "env": "demo", "up": False},
-                             {"account_id": 987654, "env": "demo", "up": True}]},
+                             {"account_id": 987654, "env": "demo", "up": True},
+                             {"account_id": 987655, "env": "demo", "up": False,
+                              "held": "rate_limit", "held_until": "2026-12-01T16:00:10+00:00"}]},
     )  # fmt: skip
     r = await ainvoke(["status"], db_url=db_url, data_dir=data_dir)
     assert r.exit_code == 0, r.stderr
@@ -102,6 +104,8 @@ async def test_status_names_broker_sessions_by_account_label(
         ["apex-1", "paper", "up"],
         ["bob-demo", "demo", "down (reconnecting)"],
         ["#987654 (removed)", "demo", "up"],
+        # connected, but sending nothing (a 429 or a penalty ticket): said, not "reconnecting"
+        ["#987655 (removed)", "demo", "held (rate_limit until 2026-12-01T16:00:10+00:00)"],
     ]
     r = await ainvoke(["status", "--json"], db_url=db_url, data_dir=data_dir)
     assert r.json()["daemon"]["sessions"][0]["account_id"] == ids["apex-1"]

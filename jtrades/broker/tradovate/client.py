@@ -21,6 +21,7 @@ names and continuous symbols in ``symbols``. This module is the part that talks 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
@@ -55,6 +56,7 @@ from jtrades.broker.tradovate.orders_wire import (
     rejected,
     strategy_params,
 )
+from jtrades.broker.tradovate.outcomes import RateLimited
 from jtrades.broker.tradovate.session import Session
 from jtrades.broker.tradovate.symbols import CONTINUOUS_SYMBOL, CONTRACT_NAME, MONTHS, front
 from jtrades.engine.instruments import past_roll
@@ -102,8 +104,28 @@ class TradovateBroker:
     # --- commands ----------------------------------------------------------------------------
 
     async def _read(self, endpoint: str, query: str = "") -> Any:
-        """A query: idempotent, so a transient failure is retried (commands never are)."""
-        return await retry.call_with(READ_RETRY, self.session.request, endpoint, query=query)
+        """A query: idempotent, so a transient failure is retried (commands never are).
+
+        Never into a hold (``penalty_hold``): a penalty or a 429 is not retried by the policy,
+        and a 429 hold that ends within the policy's ``total_s`` is waited out, then the read
+        is tried again; a longer one fails the read at once as "not sent". Retried at the
+        policy's pace, a rate-limited read went out twice more within half a second, each
+        one more offence. A penalty's hold is never waited out here: the read sent after it
+        would have to carry the ticket (TRADOVATE.md), and its callers give up or come back."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + READ_RETRY.total_s
+        while True:
+            try:
+                return await retry.call_with(
+                    READ_RETRY, self.session.request, endpoint, query=query
+                )
+            except RateLimited:
+                held = self.session.held()
+                if held is None or held.kind != "rate_limit":
+                    raise
+                if loop.time() + held.left_s > give_up_at:
+                    raise
+                await asyncio.sleep(held.left_s)
 
     async def _lookup(self, endpoint: str, query: str = "") -> Any:
         """A read of an intent lookup: a refused read (4xx) leaves the answer unknown, never
@@ -176,7 +198,7 @@ class TradovateBroker:
             # The answer overtook the strategy's own event (links may have come already):
             # the view learns the uuid now; the event, when it comes, replaces this copy.
             known = {**st, "uuid": st.get("uuid") or e.cl_ord_id}
-            self.session.hub.publish(view.absorb("orderStrategy", known))
+            self.session.publish(view.absorb("orderStrategy", known))
         entry_id = int(d.get("orderId") or 0) or view.strategies.entry(int(sid)) or 0
         return PlaceResult(order_id=entry_id, linked_ids=(int(sid),), strategy_id=int(sid))
 
@@ -309,7 +331,7 @@ class TradovateBroker:
             for link in links if isinstance(links, list) else ():
                 if isinstance(link, dict) and "id" in link and link.get("orderId") is not None:
                     events += view.absorb("orderStrategyLink", {"orderStrategyId": sid, **link})
-            self.session.hub.publish(events)  # the entry, if the view has it, now with our id
+            self.session.publish(events)  # the entry, if the view has it, now with our id
         entry = view.strategies.entry(sid)
         if entry is None:
             status = str(found.get("status") or "")
@@ -364,13 +386,21 @@ class TradovateBroker:
         return None
 
     async def _order_from_broker(self, o: dict[str, Any], cl_ord_id: str | None) -> WorkingOrder:
+        """The order ``o`` read from the broker, merged into the view under the stream's rules
+        and published as the stream's changes are. The publishing matters for a fill that came
+        before its order (it waits in the view without an account): merging the order
+        attributes it, and this is its only publication with its account — dropped, the
+        mirror never recorded it (P&L missing). Published before the versions are read, so
+        that a failed read does not lose it; the clOrdId first, so the order's event has it."""
         view = self.session.view
-        view.absorb("order", o)  # same merge rules as the stream
         if cl_ord_id is not None:
             view.absorb("command", {"id": 0, "orderId": o["id"], "clOrdId": cl_ord_id})
+        self.session.publish(view.absorb("order", o))  # same merge rules as the stream
         versions = await self._lookup("orderVersion/deps", f"masterid={o['id']}")
+        events: list[BrokerEvent] = []
         for v in versions or ():
-            view.absorb("orderVersion", v)
+            events += view.absorb("orderVersion", v)
+        self.session.publish(events)
         order = view.order(int(o["id"]))
         assert order is not None
         return order

@@ -87,11 +87,12 @@ class ViewFeed:
         try:
             events = self.view.apply_all(items)
         except PartlyApplied as broken:
-            self._publish(broken.events)
+            self.publish(broken.events)
             self._broken(broken)
-        self._publish(events)
+        self.publish(events)
 
-    def _publish(self, events: list[BrokerEvent]) -> None:
+    def publish(self, events: list[BrokerEvent]) -> None:
+        """Out to the hub, and any contract met unnamed to the namer."""
         self.hub.publish(events)
         self._namer.notice(events)
 

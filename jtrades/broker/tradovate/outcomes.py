@@ -30,6 +30,13 @@ class CaptchaPenalty(BrokerPenalty):
     """A penalty ticket with ``p-captcha``: ``wait_s`` is at least ``CAPTCHA_LOCK_S``."""
 
 
+class RateLimited(BrokerPenalty):
+    """A 429: Tradovate did not carry the request out, and answers every request with 429 for
+    a while. A ``BrokerPenalty`` so that nothing retries it at once (``retry``) and the session
+    holds its requests (``penalty_hold``); ``wait_s`` is what the answer asked for (0 when it
+    said nothing, as Tradovate's 429s do: the session's hold then decides, and fills it in)."""
+
+
 class _Expired(Exception):
     """A request's own timer ran out (its answer may still be on the way)."""
 
@@ -122,7 +129,10 @@ def check_response(
     if r.status == 429:
         if on_rate_limited is not None:
             on_rate_limited()
-        raise TransientBrokerError(f"{endpoint}: Tradovate rate limit (429), backing off")
+        raise RateLimited(
+            f"{endpoint}: not carried out: Tradovate rate limit (429), backing off",
+            asked_wait_s(d),
+        )
     if isinstance(d, dict) and "p-ticket" in d:
         try:
             wait_s = max(0.0, float(d.get("p-time") or 0))
@@ -148,3 +158,18 @@ def check_response(
     if r.status >= 500:
         raise OutcomeUnknown(f"{endpoint}: Tradovate server error {r.status}: {text}")
     raise BrokerRejected(f"{endpoint}: {r.status} {text}".strip())
+
+
+def asked_wait_s(d: Any) -> float:
+    """The seconds a 429's answer asks us to wait, 0 when it does not say. Tradovate documents
+    an empty 429 (``{"s":429,"i":n}``); should one carry a ``p-time`` (its penalty tickets'
+    field) or a ``retry-after``, that is honoured instead of our own backoff."""
+    if not isinstance(d, dict):
+        return 0.0
+    for key, value in d.items():
+        if str(key).lower() in ("p-time", "retry-after", "retryafter"):
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                return 0.0
+    return 0.0

@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from jtrades.broker.tradovate.codec import FrameError
 from jtrades.broker.tradovate.feed import StreamBroken
 from jtrades.broker.tradovate.lifecycle import Timing, backoff_delay, raised_at
+from jtrades.broker.tradovate.outcomes import RateLimited
 from jtrades.errors import (
     BrokerAuthError,
     BrokerPenalty,
@@ -68,9 +69,10 @@ def ending_of(exc: Exception) -> Ending:
     failed handshake, and each is more than a drop."""
     if isinstance(exc, BrokerAuthError):
         return Ending(str(exc), for_good=True)
-    if isinstance(exc, BrokerPenalty):
+    if isinstance(exc, BrokerPenalty) and not isinstance(exc, RateLimited):
         # a penalised authorize or sync: the next one not before its p-time (the reconnect
-        # backoff alone sent it a second later, and each early one lengthens the lock)
+        # backoff alone sent it a second later, and each early one lengthens the lock); a
+        # 429 there is a drop: the pool's gate holds every connect for its cooldown already
         return Ending(str(exc), penalty=exc)
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code

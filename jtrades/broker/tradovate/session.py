@@ -10,8 +10,9 @@ login ends the connection loop (``reconnect``: what ends a connection, when the 
 A ``shutdown`` event (another session or connection took our place, e.g. ``ConnectionQuotaReached``
 or a person logging in elsewhere) revokes the token: it is reported as a ``session`` event with
 the reason, logged as an error, the token is dropped, and the session comes back after
-``reconnect_max_s`` with a new login from the budget. A penalty ticket on any request holds the
-whole session, its connects included (``penalty_hold``).
+``reconnect_max_s`` with a new login from the budget. A penalty ticket or a 429 on any request
+holds the whole session, its connects included (``penalty_hold``); a held session is not "up"
+(``held``), though its socket stays READY and its view synced.
 
 This module is the session's face (start, request, events, close) and the loop that keeps its
 socket; the decisions they take on the way live in the modules named.
@@ -40,7 +41,7 @@ from jtrades.broker.tradovate.lifecycle import State, Timing, TokenSource
 from jtrades.broker.tradovate.liveness import send_heartbeats, watch_silence
 from jtrades.broker.tradovate.naming import ContractNamer
 from jtrades.broker.tradovate.outcomes import PendingRequests, check_response
-from jtrades.broker.tradovate.penalty_hold import PenaltyHold
+from jtrades.broker.tradovate.penalty_hold import Held, PenaltyHold
 from jtrades.broker.tradovate.reconnect import ConnectionEnded, ending_of, next_connect
 from jtrades.broker.tradovate.renewal import renew_loop
 from jtrades.broker.tradovate.view import AccountView
@@ -101,6 +102,11 @@ class Session:
     def ready(self) -> bool:
         return self.state is State.READY
 
+    def held(self) -> Held | None:
+        """What holds every request of the session now (a penalty ticket, a captcha, a 429),
+        or None: while held nothing is sent, so the session cannot trade though READY."""
+        return self._penalty.held()
+
     async def start(self, within_s: float | None = None) -> None:
         """Connect and sync; returns when READY. Auth failures raise; the loop keeps retrying
         transient ones in the background (``TransientBrokerError`` here after ``within_s``)."""
@@ -140,18 +146,30 @@ class Session:
     async def request(
         self, endpoint: str, body: Any = None, *, query: str = "", within_s: float | None = None
     ) -> Any:
-        """Send one request and return its ``d`` (see ``outcomes`` for the three failure kinds)."""
+        """Send one request and return its ``d`` (see ``outcomes`` for the three failure kinds).
+
+        Refused before sending while the session is held (``penalty_hold``); a penalty ticket
+        or a 429 in the answer holds it, an answered request ends a 429 streak."""
         self._penalty.refuse(endpoint)
         if not self._ready.is_set() or self._ws is None:
             raise TransientBrokerError(
                 f"Tradovate session {self.label} is {self.state}: {self.last_error or 'not ready'}"
             )
+        sent_at = asyncio.get_running_loop().time()
         response = await self._call(endpoint, body, query, within_s)
         try:
-            return check_response(endpoint, response, self._on_rate_limited)
+            data = check_response(endpoint, response, self._on_rate_limited)
         except BrokerPenalty as exc:
-            self._penalty.hold(exc)
+            self._penalty.hold(exc, sent_at)
             raise
+        self._penalty.answered(sent_at)
+        return data
+
+    def publish(self, events: list[BrokerEvent]) -> None:
+        """Publish what the view learnt from a request's answer (an order looked up, say) as
+        its stream events are published (``ViewFeed.publish``): a fill the answer attributed
+        to its account reaches subscribers only through here."""
+        self._feed.publish(events)
 
     def events(self) -> Any:
         return self.hub.subscribe()
@@ -329,6 +347,7 @@ class Session:
                 self._ready_at = loop.time()
                 self.state = State.READY
                 self.last_error = None
+                self._penalty.answered()  # authorize and sync went through: no 429 lock
                 self._ready.set()
                 log.info(
                     "tradovate.session.ready",
