@@ -47,6 +47,7 @@ from jtrades.engine.config_cache import AccountKey, ConfigCache, LinkConfig
 from jtrades.engine.dispatch import Dispatcher
 from jtrades.engine.protect_position import Key, PositionProtector
 from jtrades.engine.protection import ExitBook, exit_book
+from jtrades.errors import TransientBrokerError
 from jtrades.store import intents as intent_store
 
 log = structlog.get_logger(__name__)
@@ -115,6 +116,8 @@ class Protector:
         self.wait_alert_after_s = WAIT_ALERT_AFTER_S
         self._waiting_since: dict[Key, float] = {}  # loop time first seen waiting
         self._waited: set[Key] = set()  # seen waiting this pass
+        # suspects the last pass could not read (their view not synced, a session reconnecting)
+        self.unread: set[Key] = set()
         # one position's protection, and what it carries and placed unshown between attempts
         self._positions = PositionProtector(
             pool, config, dispatcher, settings, on_wait=self._log_wait
@@ -154,6 +157,7 @@ class Protector:
         self._positions.incomplete.clear()
         self._positions.drop_stale_carries()
         self._waited.clear()
+        self.unread = set()
         read: set[AccountKey] = set()
         # one account at the broker once, whichever of its rows (two users' logins) name it
         for account, links in self._accounts().items():
@@ -172,7 +176,9 @@ class Protector:
                 )
                 # its suspects stay suspects: a position whose exits a pass cancelled is
                 # retried on the next pass that can see it, not two passes later
-                suspects |= {k for k in self._suspect if k[0] == account and k not in self._seeded}
+                kept = {k for k in self._suspect if k[0] == account and k not in self._seeded}
+                suspects |= kept
+                self.unread |= kept
                 continue
             read.add(account)
             for p in positions:
@@ -180,7 +186,7 @@ class Protector:
                     continue
                 key = (account, p.symbol)
                 suspects.add(key)
-                if key in self._suspect and await self._try_protect(links, broker, p):
+                if key in self._suspect and await self._try_protect(links, broker, p, key):
                     placed += 1
         self._positions.drop_settled(read, suspects)
         self._suspect = suspects | self._asked
@@ -192,16 +198,21 @@ class Protector:
         self._waiting_since = {k: t for k, t in self._waiting_since.items() if k in self._waited}
         return placed
 
-    async def _try_protect(self, links: Sequence[LinkConfig], broker: Broker, p: Position) -> bool:
-        """Protect ``p`` (``PositionProtector.protect``) on behalf of the row that last touched the contract (``owner``),
-        failing for this position only: the other accounts still get their stops, and it stays a
-        suspect, so the next pass tries again."""
+    async def _try_protect(
+        self, links: Sequence[LinkConfig], broker: Broker, p: Position, key: Key
+    ) -> bool:
+        """Protect ``p`` (``PositionProtector.protect``) on behalf of the row that last touched
+        the contract (``owner``), failing for this position only: the other accounts still get
+        their stops, and it stays a suspect, so the next pass tries again (soon, when its view
+        was lost meanwhile: ``unread``)."""
         link = links[0]
         try:
             await self._wait_booked(links, broker)
             link, trader_id = await owner(self._pool, links, p.symbol)
             return await self._positions.protect(link, trader_id, broker, p)
         except Exception as exc:
+            if isinstance(exc, TransientBrokerError):
+                self.unread.add(key)
             log.error(
                 "reconcile.protect_failed",
                 sub_account_id=link.sub_account_id,
@@ -274,7 +285,7 @@ class Protector:
                     )
                     continue
                 p = next((x for x in held if x.symbol == symbol), None)
-                if p is not None and await self._try_protect(links, broker, p):
+                if p is not None and await self._try_protect(links, broker, p, (account, symbol)):
                     placed += 1
         self._positions.incomplete.clear()  # a broker still refusing: the next pass, with what it carried
         return placed

@@ -343,12 +343,21 @@ class Reconciler:
             self._soon = asyncio.create_task(self._protect_now(), name="reconcile.protect_soon")
 
     async def _protect_now(self) -> None:
+        """The pass asked for, and again each second while a suspect's view cannot be read (a
+        session reconnecting after the socket dropped mid-dispatch), up to the regular pass's
+        interval: spent on a view that was back 0.3 s later, the pass left the position naked
+        for a whole interval."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self._settings.trading.reconcile_interval_s
         while self._again:
             self._again = False
             try:
                 await self.protector.protect_positions()
             except Exception as exc:  # the regular pass tries again
                 log.error("reconcile.protect_soon_failed", error=f"{type(exc).__name__}: {exc}")
+            if self.protector.unread and not self._again and loop.time() + 1 < until:
+                await asyncio.sleep(1)
+                self._again = True
 
 
 def _told(it: intent_store.OpenIntent, why: str | None) -> dict[str, object]:
