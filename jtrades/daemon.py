@@ -43,7 +43,8 @@ from aiohttp import web
 
 from jtrades import aio, webhook
 from jtrades import logging as jlog
-from jtrades.config import Settings, check_listen_host, state_directory_only
+from jtrades.config import Settings, state_directory_only
+from jtrades.config_values import check_listen_host
 from jtrades.daemon_stop import (
     CANCEL_GRACE_S,
     ENGINE_CLOSE_S,

@@ -24,7 +24,8 @@ import orjson
 import structlog
 
 from jtrades.aio import within
-from jtrades.config import Settings, redact_url, url_secrets
+from jtrades.config import Settings
+from jtrades.config_values import redact_url, url_secrets
 from jtrades.db_errors import describe_error
 from jtrades.embedded_db import EMBEDDED_DB, EmbeddedPostgres, ensure_database, socket_host
 from jtrades.errors import ConfigError, StorageUnavailable

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from jtrades.config import redact_url
+from jtrades.config_values import redact_url
 from jtrades.logging import scrub
 
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")

@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from jtrades.aio import within
-from jtrades.config import Settings, redact_url
+from jtrades.config import Settings
+from jtrades.config_values import redact_url
 from jtrades.db import Database, DatabaseUnreachable, connect
 from jtrades.systemd import extend_timeout, notify
 

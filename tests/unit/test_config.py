@@ -292,7 +292,7 @@ def test_a_database_url_of_several_hosts_keeps_its_ports(monkeypatch: pytest.Mon
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:
-    from jtrades.config import redact_url
+    from jtrades.config_values import redact_url
 
     assert redact_url(url) == shown
     assert "S3cretPw" not in redact_url(url)
