@@ -299,7 +299,9 @@ def _strategy_params(text: str) -> tuple[dict[str, Any], list[Leg]] | str:
         if at:
             if any(at.get(k) is None for k in ("stopLoss", "trigger", "freq")):
                 return f"{bad}: brackets.autoTrail"
-            auto = {k: abs(v.dec(at[k]) or Decimal(0)) for k in ("stopLoss", "trigger", "freq")}
+            auto = {k: v.dec(at[k]) or Decimal(0) for k in ("stopLoss", "trigger", "freq")}
+            if any(x <= 0 for x in auto.values()):  # distances in points, never signed
+                return f"{bad}: brackets.autoTrail"
         legs.append(
             Leg(
                 qty=b["qty"],

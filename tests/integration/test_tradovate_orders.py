@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -320,6 +321,45 @@ def test_strategy_params_are_a_json_string_with_signed_offsets() -> None:
         strategy_params(StrategyRequest(entry, (StrategyBracket(2, D("10"), D("5")),)))
     with pytest.raises(ValueError, match="add up"):
         strategy_params(StrategyRequest(entry, (StrategyBracket(1, D("-10"), D("5")),)))
+
+
+def test_auto_trail_distances_are_unsigned_points_on_either_side() -> None:
+    """autoTrail's ``stopLoss`` is a distance (public references: a buy's bracket ``stopLoss:
+    -12.5`` beside ``autoTrail.stopLoss: 5``); the bracket's signed offset went out negative
+    on every long (the simulator took its absolute value, so nothing showed it)."""
+    acct = SubAccount(1, "A")
+    legs = {}
+    for side, sign in ((Side.BUY, 1), (Side.SELL, -1)):
+        leg = StrategyBracket(
+            1, D(10) * sign, D(-5) * sign, trailing_stop=True,
+            trail_trigger=D("7.5"), trail_freq=D(1),
+        )  # fmt: skip
+        params = strategy_params(StrategyRequest(OrderRequest(acct, "MNQZ6", side, 1), (leg,)))
+        (legs[side],) = json.loads(params)["brackets"]
+    assert legs[Side.BUY]["stopLoss"] == -5  # the bracket's own offset stays signed
+    assert legs[Side.BUY]["autoTrail"] == {"stopLoss": 5, "trigger": 7.5, "freq": 1}
+    assert legs[Side.SELL]["autoTrail"] == legs[Side.BUY]["autoTrail"]
+
+
+async def test_the_simulator_refuses_a_signed_auto_trail_distance(sim: SimHandle) -> None:
+    """As Tradovate would not read it as meant: the simulator no longer hides the sign."""
+    acct = account(sim)
+    await sim.set_price("MNQ", "21500")
+    symbol = sim.contract("MNQ").name
+    entry = OrderRequest(acct, symbol, Side.BUY, 1)
+    leg = StrategyBracket(1, D(10), D(-5), trailing_stop=True, trail_trigger=D(7), trail_freq=D(1))
+    params = json.loads(strategy_params(StrategyRequest(entry, (leg,))))
+    body = {
+        "accountId": acct.account_id, "accountSpec": acct.name, "symbol": symbol,
+        "action": "Buy", "orderStrategyTypeId": 2,
+    }  # fmt: skip
+    start = Api(sim.world).commands["orderstrategy/startorderstrategy"]
+    login = sim.world.auth.login(LOGIN)
+    _, data = start(login, {**body, "params": json.dumps(params)})
+    assert "errorText" not in (data or {}), data
+    params["brackets"][0]["autoTrail"]["stopLoss"] = -5
+    _, data = start(login, {**body, "params": json.dumps(params)})
+    assert "autoTrail" in str(data.get("errorText")), data
 
 
 def test_breakeven_is_refused_with_a_reason_not_dropped() -> None:

@@ -154,9 +154,12 @@ def strategy_params(req: StrategyRequest) -> str:
         if b.stop_loss is not None:
             leg["stopLoss"] = num(b.stop_loss)
         if b.trail_trigger is not None:
+            # autoTrail's distances are unsigned points, whichever the side (public references'
+            # examples: a buy's bracket ``stopLoss: -12.5`` beside ``autoTrail.stopLoss: 5``);
+            # the bracket's signed offset went out negative on every long
             leg["autoTrail"] = drop_none(
                 {
-                    "stopLoss": num(b.stop_loss),
+                    "stopLoss": num(abs(b.stop_loss)) if b.stop_loss is not None else None,
                     "trigger": num(b.trail_trigger),
                     "freq": num(b.trail_freq),
                 }
