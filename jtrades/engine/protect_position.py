@@ -88,6 +88,10 @@ class PositionProtector:
         # left short of cover this pass after their exits were cancelled: the protector tries
         # them again within the pass (``RETRY_WAITS_S``)
         self.incomplete: set[Key] = set()
+        # of those, the ones whose orders were refused before they left (a session held by a
+        # 429 or a penalty ticket): the pass a dispatch asked for tries them each second
+        # (``Reconciler._protect_now``) instead of leaving them naked until the next pass
+        self.not_sent: set[Key] = set()
         # what a failed re-placement had cancelled, for its retries (``carry_over``): in the
         # pass, and on the next passes for ``CARRY_S`` (a connection down for the whole pass
         # left the next one planning from the view alone: its take-profits and a trailed stop
@@ -215,6 +219,8 @@ class PositionProtector:
                 def incomplete(why: str, **fields: object) -> None:
                     # after the cancels the position may be naked: tried again within the pass
                     self.incomplete.add(key)
+                    if send.not_sent:
+                        self.not_sent.add(key)
                     if done or before is not None:
                         # exits were cancelled: what they were is no longer in the view; what went
                         # out since may not be in it yet

@@ -52,6 +52,9 @@ class ProtectionSender:
         # the clOrdIds of orders whose answer never came: they may be at the broker, so they
         # are waited for as the taken ones are (planned without one, a second stop went beside)
         self.unanswered: list[str] = []
+        # a step refused before it left (the session held by a 429 or a penalty ticket, not
+        # connected): nothing reached the broker, and trying again soon costs it nothing
+        self.not_sent = False
 
     async def __call__(self, steps: Sequence[PlannedOrder]) -> list[int]:
         """Write the steps' intents, then send every one of them (a failed step does not stop
@@ -80,6 +83,7 @@ class ProtectionSender:
             state, order_id, reason = await self._send(po)
             if state == "unknown" and po.kind != "cancel":
                 self.unanswered.append(ni.cl_ord_id)
+            self.not_sent |= state == "expired"
             outcomes.append(
                 intent_store.Outcome(intent_id, state, order_id, reason, sent=state != "expired")
             )

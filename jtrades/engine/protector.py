@@ -117,6 +117,7 @@ class Protector:
         self._waiting_since: dict[Key, float] = {}  # loop time first seen waiting
         self._waited: set[Key] = set()  # seen waiting this pass
         # suspects the last pass could not read (their view not synced, a session reconnecting)
+        # or whose orders it could not send (a session held by a 429): tried again soon
         self.unread: set[Key] = set()
         # one position's protection, and what it carries and placed unshown between attempts
         self._positions = PositionProtector(
@@ -158,6 +159,7 @@ class Protector:
         self._positions.drop_stale_carries()
         self._waited.clear()
         self.unread = set()
+        self._positions.not_sent.clear()
         read: set[AccountKey] = set()
         # one account at the broker once, whichever of its rows (two users' logins) name it
         for account, links in self._accounts().items():
@@ -287,5 +289,8 @@ class Protector:
                 p = next((x for x in held if x.symbol == symbol), None)
                 if p is not None and await self._try_protect(links, broker, p, (account, symbol)):
                     placed += 1
-        self._positions.incomplete.clear()  # a broker still refusing: the next pass, with what it carried
+        # a broker still refusing: the next pass, with what it carried; one whose orders never
+        # left (a held session) sooner (``unread``, as a view not read)
+        self.unread |= self._positions.not_sent & self._positions.incomplete
+        self._positions.incomplete.clear()
         return placed

@@ -344,9 +344,10 @@ class Reconciler:
 
     async def _protect_now(self) -> None:
         """The pass asked for, and again each second while a suspect's view cannot be read (a
-        session reconnecting after the socket dropped mid-dispatch), up to the regular pass's
-        interval: spent on a view that was back 0.3 s later, the pass left the position naked
-        for a whole interval."""
+        session reconnecting after the socket dropped mid-dispatch) or its orders cannot leave
+        (a session held by a 429), up to the regular pass's interval: spent on a view that was
+        back 0.3 s later, or on a 10 s hold, the pass left the position naked for a whole
+        interval."""
         loop = asyncio.get_running_loop()
         until = loop.time() + self._settings.trading.reconcile_interval_s
         while self._again:
