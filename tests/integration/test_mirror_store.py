@@ -110,3 +110,16 @@ async def test_a_replayed_row_keeps_the_time_it_last_changed(pool: asyncpg.Pool)
     order_at, position_at = await times()
     assert order_at > first[0]
     assert position_at > first[1]
+
+
+async def test_a_batch_commits_durably(pool: asyncpg.Pool) -> None:
+    """The batch's commit waits for its WAL flush. It did not (``synchronous_commit`` off: "what
+    a Postgres crash could lose is restored at the next reconnect"), and a crash lost committed
+    round trips for good: the reconnect's snapshot stored the fill again but measured it against
+    a position in memory that already held it, so no trade was booked (``trades list`` and, after
+    a restart, the daily loss missed it; reviewed 2026-12-01 with a private server crashed by
+    ``pg_ctl -m immediate``). The setting is the transaction's own: read back inside it."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = 'off'")  # a setting it must override
+        await mirror_store.write_batch(conn, mirror_store.Batch())
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
