@@ -26,15 +26,6 @@ from jtrades.errors import TransientBrokerError
 
 log = structlog.get_logger(__name__)
 
-# How long a signal waits for the contract look-ups its sub-accounts' logins must make (cache
-# misses: the daemon's start, the first alert after each CME day turn). They run before the
-# claim, under the recorder's turn: a login whose socket had gone silent (not yet declared
-# dead) held the webhook's answer (past TradingView's 3 s), every other follower's orders and
-# the recorder's next alerts for its whole request timeout (10 s). A healthy look-up takes a
-# round trip or two; past this the late logins are not traded for this signal, the row says
-# why, and their look-ups finish in the background for the next one.
-LOOKUP_WAIT_S = 2.0
-
 
 @dataclass(frozen=True, slots=True)
 class LinkContract:
@@ -75,44 +66,21 @@ async def look_up_misses(
     brokers: BrokerRegistry, links: Iterable[LinkConfig], ticker: str
 ) -> dict[int, LinkContract | Exception]:
     """``resolve`` for the sub-accounts (by sub_accounts.id) whose contract the resolver does not
-    hold, all at once, for at most ``LOOKUP_WAIT_S``; each failure kept, as the one-by-one
-    ``resolve`` would raise it, and one not done by then is a ``TransientBrokerError`` (not
-    traded for this signal). The cached ones are left to that path: it awaits nothing, and a
+    hold, all at once, when there are two or more; each failure kept, as the one-by-one
+    ``resolve`` would raise it. The cached ones are left to that path: it awaits nothing, and a
     task per sub-account would cost a signal to 100 sub-accounts a third of a millisecond."""
     missing = [lk for lk in links if not brokers.contract_cached(lk, ticker)]
-    if not missing:
+    if len(missing) < 2:
         return {}
-    tasks = {
-        lk.sub_account_id: asyncio.ensure_future(resolve(brokers, lk, ticker)) for lk in missing
-    }
-    try:
-        await asyncio.wait(tasks.values(), timeout=LOOKUP_WAIT_S)
-    except BaseException:  # cancelled: the signal is being given up, and its look-ups
-        for task in tasks.values():
-            task.cancel()
-        raise
+    found = await asyncio.gather(
+        *(resolve(brokers, lk, ticker) for lk in missing), return_exceptions=True
+    )
     out: dict[int, LinkContract | Exception] = {}
-    for sub_id, task in tasks.items():
-        if not task.done():
-            task.add_done_callback(_retrieved)  # it fills the cache for the next signal
-            out[sub_id] = TransientBrokerError(
-                f"the contract look-up for {ticker} took longer than {LOOKUP_WAIT_S:g} s"
-                " (its session may be silent): not traded for this signal"
-            )
-            log.warning("engine.contract_lookup_slow", sub_account_id=sub_id, ticker=ticker,
-                        waited_s=LOOKUP_WAIT_S)  # fmt: skip
-        elif task.cancelled():
-            out[sub_id] = TransientBrokerError(f"the contract look-up for {ticker} was cancelled")
-        else:
-            exc = task.exception()
-            out[sub_id] = exc if isinstance(exc, Exception) else task.result()
+    for lk, got in zip(missing, found, strict=True):
+        if isinstance(got, BaseException) and not isinstance(got, Exception):
+            raise got  # a cancellation: the signal is being given up
+        out[lk.sub_account_id] = got
     return out
-
-
-def _retrieved(task: asyncio.Future[LinkContract]) -> None:
-    """A look-up left to finish on its own: its failure is logged, not an unretrieved one."""
-    if not task.cancelled() and task.exception() is not None:
-        log.info("engine.contract_lookup_failed", error=str(task.exception()))
 
 
 def held_elsewhere(broker: Broker, account_id: int, ticker: str, contract: Contract) -> str | None:
